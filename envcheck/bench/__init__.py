@@ -1,0 +1,1 @@
+"""envcheck bench: prove the GPUs compute correctly and report honest throughput per device."""

@@ -1,0 +1,206 @@
+"""Run probes concurrently under timeouts and a global deadline, then judge them with guarded checks.
+
+Design (cf. flutter doctor's validators and pytest's ``CallInfo.from_call``):
+
+* every probe runs in its own *daemon* thread, so a probe stuck inside a C call (a wedged driver in
+  NVML, a hung NFS mount under ``statvfs``) can neither block the report nor keep the interpreter
+  alive at exit; the torch probe additionally lives in a child process that is killed on timeout;
+* a probe that times out or raises becomes a verdict naming what hung or what broke;
+* a check that raises becomes a ``crash`` result and the run goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from envcheck.model import CheckResult, Fix, Status, worst
+from envcheck.registry import PROBES, CheckSpec, Verdict
+
+DEFAULT_DEADLINE_S = 60.0
+
+
+class ProbeTimeout(Exception):
+    def __init__(self, name: str, what: str, waited_s: float) -> None:
+        super().__init__(f"{what} did not answer within {waited_s:.0f} s")
+        self.name, self.what, self.waited_s = name, what, waited_s
+
+
+class ProbeFailed(Exception):
+    def __init__(self, name: str, what: str, error: BaseException) -> None:
+        super().__init__(f"probing {what} raised {type(error).__name__}: {error}")
+        self.name, self.what, self.error = name, what, error
+
+
+@dataclass
+class _Slot:
+    done: threading.Event = field(default_factory=threading.Event)
+    value: Any = None
+    error: BaseException | None = None
+    started: float = 0.0
+    finished: float | None = None
+
+
+class ProbeRunner:
+    """Starts probes on demand in daemon threads and hands their data to checks, within time bounds."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        deadline_s: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        probes: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.env = env
+        self.clock = clock
+        self.deadline = clock() + deadline_s
+        self.deadline_s = deadline_s
+        self._probes = probes if probes is not None else PROBES
+        self._slots: dict[str, _Slot] = {}
+        self._lock = threading.Lock()
+
+    def start(self, name: str) -> None:
+        with self._lock:
+            if name in self._slots:
+                return
+            slot = self._slots[name] = _Slot(started=self.clock())
+        spec = self._probes[name]
+
+        def work() -> None:
+            try:
+                slot.value = spec.fn(self.env)
+            except BaseException as exc:  # noqa: BLE001 - any probe failure becomes a verdict
+                slot.error = exc
+            finally:
+                slot.finished = self.clock()
+                slot.done.set()
+
+        threading.Thread(target=work, name=f"envcheck-probe-{name}", daemon=True).start()
+
+    def get(self, name: str) -> Any:
+        """The probe's data, or :class:`ProbeTimeout` / :class:`ProbeFailed`."""
+        self.start(name)
+        spec = self._probes[name]
+        slot = self._slots[name]
+        budget = min(spec.timeout_s - (self.clock() - slot.started), self.deadline - self.clock())
+        if not slot.done.wait(max(budget, 0.0)):
+            raise ProbeTimeout(name, spec.what, min(spec.timeout_s, self.deadline_s))
+        if slot.error is not None:
+            raise ProbeFailed(name, spec.what, slot.error)
+        return slot.value
+
+    def peek(self, name: str) -> Any:
+        """The probe's data if it already finished successfully, else None (for the report's extras)."""
+        slot = self._slots.get(name)
+        if slot is None or not slot.done.is_set() or slot.error is not None:
+            return None
+        return slot.value
+
+
+@dataclass
+class Context:
+    """What a check sees: probe data on demand, the environment, and the run's options."""
+
+    probes: ProbeRunner
+    env: Mapping[str, str]
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def probe(self, name: str) -> Any:
+        return self.probes.get(name)
+
+
+@dataclass
+class Report:
+    results: list[CheckResult]
+    duration_s: float
+    deadline_s: float
+    probes: ProbeRunner
+
+    @property
+    def status(self) -> Status:
+        return worst([r.status for r in self.results])
+
+
+def run_check(spec: CheckSpec, ctx: Context, clock: Callable[[], float] = time.monotonic) -> CheckResult:
+    """Run one check; a hung or broken probe, or a bug in the check, becomes its verdict."""
+    start = clock()
+    try:
+        verdict: Verdict = spec.fn(ctx)
+        status, summary, fix, details = verdict.status, verdict.summary, verdict.fix, verdict.details
+    except ProbeTimeout as exc:
+        status, summary = Status.FAIL, f"{exc.what} hung: no answer within {exc.waited_s:.0f} s"
+        fix = Fix(
+            f"Something below envcheck is stuck ({exc.what}). Check `dmesg` for driver errors (Xid), "
+            "and whether other GPU tools hang too; a wedged driver usually needs the node drained and rebooted.",
+            "sudo dmesg -T | grep -iE 'nvrm|xid' | tail",
+        )
+        details = {"probe": exc.name, "timeout_s": exc.waited_s}
+    except ProbeFailed as exc:
+        status = Status.CRASH
+        summary = f"probe {exc.name!r} crashed: {type(exc.error).__name__}: {exc.error}"
+        fix = Fix("This is a bug in envcheck, not a problem with your machine: please report it with `envcheck doctor --json`.")
+        details = {"probe": exc.name, "traceback": _short_traceback(exc.error)}
+    except Exception as exc:  # noqa: BLE001 - a buggy check must not end the run
+        status = Status.CRASH
+        summary = f"check crashed: {type(exc).__name__}: {exc}"
+        fix = Fix("This is a bug in envcheck, not a problem with your machine: please report it with `envcheck doctor --json`.")
+        details = {"traceback": _short_traceback(exc)}
+    return CheckResult(spec.id, spec.title, status, summary, fix, details, clock() - start)
+
+
+def _short_traceback(exc: BaseException) -> list[str]:
+    return traceback.format_exception(type(exc), exc, exc.__traceback__)[-6:]
+
+
+def run_checks(
+    specs: list[CheckSpec],
+    *,
+    env: Mapping[str, str] | None = None,
+    deadline_s: float = DEFAULT_DEADLINE_S,
+    probes_needed: list[str] | None = None,
+    options: dict[str, Any] | None = None,
+    on_result: Callable[[CheckResult], None] | None = None,
+) -> Report:
+    """Start the probes the selected checks need all at once, then judge in report order."""
+    env = dict(os.environ) if env is None else env
+    start = time.monotonic()
+    runner = ProbeRunner(env, deadline_s)
+    for name in probes_needed if probes_needed is not None else _probes_for(specs):
+        runner.start(name)
+    ctx = Context(runner, env, options or {})
+    results = []
+    for spec in specs:
+        result = run_check(spec, ctx)
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    return Report(results, time.monotonic() - start, deadline_s, runner)
+
+
+#: Which probes each area leans on; started eagerly so that they overlap (torch's child process runs
+#: while NVML and the host are probed).
+AREA_PROBES = {
+    "host": ["host", "disk"],
+    "packages": ["packages"],
+    "driver": ["nvml"],
+    "gpu": ["nvml"],
+    "torch": ["torch", "nvml", "toolkit", "packages"],
+    "env": ["nvml", "packages"],
+    "spec": ["host", "disk", "packages", "nvml", "torch"],
+}
+
+
+def _probes_for(specs: list[CheckSpec]) -> list[str]:
+    names: list[str] = []
+    # torch first: it is the slowest (a child process that imports torch), so it starts first.
+    for area in sorted({s.area for s in specs}, key=lambda a: a != "torch"):
+        for name in AREA_PROBES.get(area, []):
+            if name not in names and name in PROBES:
+                names.append(name)
+    return names
