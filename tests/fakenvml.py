@@ -1,0 +1,428 @@
+"""A fake ``libnvidia-ml.so.1`` at the C-function boundary, and named scenarios built on it.
+
+``pynvml.nvmlLib`` is replaced by :class:`FakeNvmlLib`, whose attributes are the C functions, each a
+Python callable that fills its ctypes arguments the way the driver would and returns an NVML return
+code. The real nvidia-ml-py wrappers (argument marshalling, error classes, version fallbacks) run on
+top, so the bugs users meet in the binding layer are met here too.
+
+Scenario names follow what they simulate (cf. gpustat's test_gpustat.py).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pynvml
+
+SUCCESS = pynvml.NVML_SUCCESS
+GiB = 1024**3
+
+
+@dataclass
+class FakeGpu:
+    name: str = "NVIDIA H100 80GB HBM3"
+    uuid: str = "GPU-00000000-0000-0000-0000-000000000000"
+    pci_bus_id: str = "00000000:18:00.0"
+    cc: tuple[int, int] = (9, 0)
+    memory_total: int = 80 * GiB
+    memory_used: int = 1 * GiB
+    processes: list[tuple[int, int]] = field(default_factory=list)  # (pid, used bytes)
+    util: tuple[int, int] = (0, 0)
+    temp: int = 34
+    temp_slowdown: int = 87
+    power_mw: int = 70_000
+    power_limit_mw: int = 700_000
+    clocks_reasons: int = pynvml.nvmlClocksEventReasonGpuIdle
+    pcie_width: tuple[int, int] = (16, 16)
+    pcie_gen: tuple[int, int] = (5, 5)
+    ecc_mode: tuple[int, int] = (1, 1)
+    ecc_volatile_unc: int = 0
+    ecc_aggregate_unc: int = 0
+    retired_pending: int = 0
+    remapped_rows: tuple[int, int, int, int] = (0, 0, 0, 0)  # correctable, uncorrectable, pending, failed
+    persistence: int = 1
+    compute_mode: int = pynvml.NVML_COMPUTEMODE_DEFAULT
+    mig: tuple[int, int] = (0, 0)
+    lost: bool = False
+    #: C function name -> NVML return code this GPU answers instead of data.
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+class _Fn:
+    """A C function: callable, and accepts attribute assignment as ctypes function pointers do
+    (pynvml sets ``restype`` on ``nvmlErrorString``)."""
+
+    def __init__(self, name: str, impl: Callable[..., Any]) -> None:
+        self.__name__ = name
+        self._impl = impl
+
+    def __call__(self, *args: Any) -> Any:
+        return self._impl(*args)
+
+
+def _out(arg: Any) -> Any:
+    """The object behind a ``byref(...)`` argument."""
+    return arg._obj
+
+
+class FakeNvmlLib:
+    def __init__(
+        self,
+        gpus: list[FakeGpu],
+        *,
+        driver_version: str = "550.54.15",
+        cuda_version: int = 12040,
+        init_error: int | None = None,
+        missing: frozenset[str] | set[str] = frozenset(),
+    ) -> None:
+        self.gpus = gpus
+        self.driver_version = driver_version
+        self.cuda_version = cuda_version
+        self.init_error = init_error
+        self.missing = set(missing)
+        self.calls: list[str] = []
+        self._handles = [pynvml.struct_c_nvmlDevice_t() for _ in gpus]
+
+    def __getattr__(self, name: str) -> _Fn:
+        if name.startswith("_") or name in self.missing:
+            raise AttributeError(name)
+        impl = getattr(type(self), "c_" + name, None)
+        if impl is None:
+            raise AttributeError(name)
+
+        def call(*args: Any) -> Any:
+            self.calls.append(name)
+            return impl(self, *args)
+
+        return _Fn(name, call)
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _gpu(self, handle: Any) -> FakeGpu:
+        address = ctypes.addressof(handle.contents)
+        for gpu, h in zip(self.gpus, self._handles):
+            if ctypes.addressof(h) == address:
+                return gpu
+        raise AssertionError("unknown handle")
+
+    def _device(self, name: str, handle: Any, fill: Callable[[FakeGpu], None]) -> int:
+        gpu = self._gpu(handle)
+        if gpu.lost:
+            return pynvml.NVML_ERROR_GPU_IS_LOST
+        if name in gpu.errors:
+            return gpu.errors[name]
+        fill(gpu)
+        return SUCCESS
+
+    # -- system ----------------------------------------------------------------------------------
+    def c_nvmlInitWithFlags(self, flags: int) -> int:
+        return self.init_error if self.init_error is not None else SUCCESS
+
+    def c_nvmlShutdown(self) -> int:
+        return SUCCESS
+
+    def c_nvmlErrorString(self, code: int) -> bytes:
+        return f"fake NVML error {code}".encode()
+
+    def c_nvmlSystemGetDriverVersion(self, buf: Any, size: Any) -> int:
+        buf.value = self.driver_version.encode()
+        return SUCCESS
+
+    def c_nvmlSystemGetNVMLVersion(self, buf: Any, size: Any) -> int:
+        buf.value = ("12." + self.driver_version).encode()
+        return SUCCESS
+
+    def c_nvmlSystemGetCudaDriverVersion(self, out: Any) -> int:
+        _out(out).value = self.cuda_version
+        return SUCCESS
+
+    def c_nvmlDeviceGetCount_v2(self, out: Any) -> int:
+        _out(out).value = len(self.gpus)
+        return SUCCESS
+
+    def c_nvmlDeviceGetHandleByIndex_v2(self, index: Any, out: Any) -> int:
+        i = index.value
+        if i >= len(self.gpus):
+            return pynvml.NVML_ERROR_INVALID_ARGUMENT
+        _out(out).contents = self._handles[i]
+        return SUCCESS
+
+    # -- per device ------------------------------------------------------------------------------
+    def c_nvmlDeviceGetName(self, h: Any, buf: Any, size: Any) -> int:
+        return self._device("nvmlDeviceGetName", h, lambda g: setattr(buf, "value", g.name.encode()))
+
+    def c_nvmlDeviceGetUUID(self, h: Any, buf: Any, size: Any) -> int:
+        return self._device("nvmlDeviceGetUUID", h, lambda g: setattr(buf, "value", g.uuid.encode()))
+
+    def c_nvmlDeviceGetPciInfo_v3(self, h: Any, out: Any) -> int:
+        return self._device("nvmlDeviceGetPciInfo_v3", h, lambda g: setattr(_out(out), "busId", g.pci_bus_id.encode()))
+
+    def c_nvmlDeviceGetCudaComputeCapability(self, h: Any, major: Any, minor: Any) -> int:
+        def fill(g: FakeGpu) -> None:
+            _out(major).value, _out(minor).value = g.cc
+
+        return self._device("nvmlDeviceGetCudaComputeCapability", h, fill)
+
+    def c_nvmlDeviceGetMemoryInfo(self, h: Any, out: Any) -> int:
+        def fill(g: FakeGpu) -> None:
+            mem = _out(out)
+            mem.total, mem.used, mem.free = g.memory_total, g.memory_used, g.memory_total - g.memory_used
+
+        return self._device("nvmlDeviceGetMemoryInfo", h, fill)
+
+    def _processes(self, name: str, h: Any, count: Any, array: Any, procs: Callable[[FakeGpu], list]) -> int:
+        gpu = self._gpu(h)
+        if gpu.lost:
+            return pynvml.NVML_ERROR_GPU_IS_LOST
+        if name in gpu.errors:
+            return gpu.errors[name]
+        listed = procs(gpu)
+        if not listed:
+            _out(count).value = 0
+            return SUCCESS
+        if array is None or _out(count).value < len(listed):
+            _out(count).value = len(listed)
+            return pynvml.NVML_ERROR_INSUFFICIENT_SIZE
+        for i, (pid, used) in enumerate(listed):
+            array[i].pid, array[i].usedGpuMemory = pid, used
+        _out(count).value = len(listed)
+        return SUCCESS
+
+    def c_nvmlDeviceGetComputeRunningProcesses_v3(self, h: Any, count: Any, array: Any) -> int:
+        return self._processes("nvmlDeviceGetComputeRunningProcesses_v3", h, count, array, lambda g: g.processes)
+
+    def c_nvmlDeviceGetGraphicsRunningProcesses_v3(self, h: Any, count: Any, array: Any) -> int:
+        return self._processes("nvmlDeviceGetGraphicsRunningProcesses_v3", h, count, array, lambda g: [])
+
+    def c_nvmlDeviceGetUtilizationRates(self, h: Any, out: Any) -> int:
+        def fill(g: FakeGpu) -> None:
+            _out(out).gpu, _out(out).memory = g.util
+
+        return self._device("nvmlDeviceGetUtilizationRates", h, fill)
+
+    def c_nvmlDeviceGetTemperature(self, h: Any, sensor: Any, out: Any) -> int:
+        return self._device("nvmlDeviceGetTemperature", h, lambda g: setattr(_out(out), "value", g.temp))
+
+    def c_nvmlDeviceGetTemperatureThreshold(self, h: Any, kind: Any, out: Any) -> int:
+        return self._device(
+            "nvmlDeviceGetTemperatureThreshold", h, lambda g: setattr(_out(out), "value", g.temp_slowdown)
+        )
+
+    def c_nvmlDeviceGetPowerUsage(self, h: Any, out: Any) -> int:
+        return self._device("nvmlDeviceGetPowerUsage", h, lambda g: setattr(_out(out), "value", g.power_mw))
+
+    def c_nvmlDeviceGetEnforcedPowerLimit(self, h: Any, out: Any) -> int:
+        return self._device(
+            "nvmlDeviceGetEnforcedPowerLimit", h, lambda g: setattr(_out(out), "value", g.power_limit_mw)
+        )
+
+    def c_nvmlDeviceGetCurrentClocksEventReasons(self, h: Any, out: Any) -> int:
+        return self._device(
+            "nvmlDeviceGetCurrentClocksEventReasons", h, lambda g: setattr(_out(out), "value", g.clocks_reasons)
+        )
+
+    def c_nvmlDeviceGetCurrentClocksThrottleReasons(self, h: Any, out: Any) -> int:
+        return self._device(
+            "nvmlDeviceGetCurrentClocksThrottleReasons", h, lambda g: setattr(_out(out), "value", g.clocks_reasons)
+        )
+
+    def c_nvmlDeviceGetCurrPcieLinkWidth(self, h: Any, out: Any) -> int:
+        return self._device(
+            "nvmlDeviceGetCurrPcieLinkWidth", h, lambda g: setattr(_out(out), "value", g.pcie_width[0])
+        )
+
+    def c_nvmlDeviceGetMaxPcieLinkWidth(self, h: Any, out: Any) -> int:
+        return self._device("nvmlDeviceGetMaxPcieLinkWidth", h, lambda g: setattr(_out(out), "value", g.pcie_width[1]))
+
+    def c_nvmlDeviceGetCurrPcieLinkGeneration(self, h: Any, out: Any) -> int:
+        return self._device(
+            "nvmlDeviceGetCurrPcieLinkGeneration", h, lambda g: setattr(_out(out), "value", g.pcie_gen[0])
+        )
+
+    def c_nvmlDeviceGetMaxPcieLinkGeneration(self, h: Any, out: Any) -> int:
+        return self._device(
+            "nvmlDeviceGetMaxPcieLinkGeneration", h, lambda g: setattr(_out(out), "value", g.pcie_gen[1])
+        )
+
+    def c_nvmlDeviceGetEccMode(self, h: Any, current: Any, pending: Any) -> int:
+        def fill(g: FakeGpu) -> None:
+            _out(current).value, _out(pending).value = g.ecc_mode
+
+        return self._device("nvmlDeviceGetEccMode", h, fill)
+
+    def c_nvmlDeviceGetTotalEccErrors(self, h: Any, error_type: Any, counter: Any, out: Any) -> int:
+        def fill(g: FakeGpu) -> None:
+            volatile = counter.value == pynvml.NVML_VOLATILE_ECC
+            _out(out).value = g.ecc_volatile_unc if volatile else g.ecc_aggregate_unc
+
+        return self._device("nvmlDeviceGetTotalEccErrors", h, fill)
+
+    def c_nvmlDeviceGetRetiredPagesPendingStatus(self, h: Any, out: Any) -> int:
+        return self._device(
+            "nvmlDeviceGetRetiredPagesPendingStatus", h, lambda g: setattr(_out(out), "value", g.retired_pending)
+        )
+
+    def c_nvmlDeviceGetRemappedRows(self, h: Any, corr: Any, unc: Any, pending: Any, failed: Any) -> int:
+        def fill(g: FakeGpu) -> None:
+            for arg, value in zip((corr, unc, pending, failed), g.remapped_rows):
+                _out(arg).value = value
+
+        return self._device("nvmlDeviceGetRemappedRows", h, fill)
+
+    def c_nvmlDeviceGetPersistenceMode(self, h: Any, out: Any) -> int:
+        return self._device("nvmlDeviceGetPersistenceMode", h, lambda g: setattr(_out(out), "value", g.persistence))
+
+    def c_nvmlDeviceGetComputeMode(self, h: Any, out: Any) -> int:
+        return self._device("nvmlDeviceGetComputeMode", h, lambda g: setattr(_out(out), "value", g.compute_mode))
+
+    def c_nvmlDeviceGetMigMode(self, h: Any, current: Any, pending: Any) -> int:
+        def fill(g: FakeGpu) -> None:
+            _out(current).value, _out(pending).value = g.mig
+
+        return self._device("nvmlDeviceGetMigMode", h, fill)
+
+
+# -- named scenarios --------------------------------------------------------------------------------
+NOT_SUPPORTED = pynvml.NVML_ERROR_NOT_SUPPORTED
+
+
+def h100(i: int, **kw: Any) -> FakeGpu:
+    return replace(
+        FakeGpu(uuid=f"GPU-{i:08d}-aaaa-bbbb-cccc-000000000000", pci_bus_id=f"00000000:{0x18 + i:02X}:00.0"), **kw
+    )
+
+
+def healthy_multi_gpu() -> FakeNvmlLib:
+    return FakeNvmlLib([h100(i) for i in range(4)])
+
+
+def ecc_uncorrected_row_remap() -> FakeNvmlLib:
+    return FakeNvmlLib(
+        [h100(0), h100(1, ecc_volatile_unc=3, ecc_aggregate_unc=7, remapped_rows=(0, 2, 1, 0))]
+    )
+
+
+def thermal_throttle_pcie_downgrade() -> FakeNvmlLib:
+    reasons = pynvml.nvmlClocksEventReasonHwThermalSlowdown | pynvml.nvmlClocksEventReasonSwThermalSlowdown
+    return FakeNvmlLib([h100(0, temp=91, clocks_reasons=reasons, pcie_width=(8, 16), util=(100, 60)), h100(1)])
+
+
+def gpu_lost() -> FakeNvmlLib:
+    return FakeNvmlLib([h100(0), h100(1, lost=True), h100(2)])
+
+
+def driver_library_mismatch() -> FakeNvmlLib:
+    return FakeNvmlLib([], init_error=pynvml.NVML_ERROR_LIB_RM_VERSION_MISMATCH)
+
+
+def driver_not_loaded() -> FakeNvmlLib:
+    return FakeNvmlLib([], init_error=pynvml.NVML_ERROR_DRIVER_NOT_LOADED)
+
+
+def no_permission() -> FakeNvmlLib:
+    return FakeNvmlLib([], init_error=pynvml.NVML_ERROR_NO_PERMISSION)
+
+
+def geforce_no_ecc() -> FakeNvmlLib:
+    no_ecc = {
+        name: NOT_SUPPORTED
+        for name in (
+            "nvmlDeviceGetEccMode",
+            "nvmlDeviceGetRetiredPagesPendingStatus",
+            "nvmlDeviceGetRemappedRows",
+            "nvmlDeviceGetMigMode",
+        )
+    }
+    return FakeNvmlLib(
+        [
+            FakeGpu(
+                name="NVIDIA GeForce RTX 4090",
+                uuid="GPU-4090aaaa-0000-0000-0000-000000000000",
+                cc=(8, 9),
+                memory_total=24 * GiB,
+                memory_used=GiB // 2,
+                power_limit_mw=450_000,
+                pcie_gen=(4, 4),
+                errors=no_ecc,
+            )
+        ],
+        driver_version="560.35.03",
+        cuda_version=12060,
+    )
+
+
+def mig_enabled() -> FakeNvmlLib:
+    a100 = {"name": "NVIDIA A100-SXM4-80GB", "cc": (8, 0), "pcie_gen": (4, 4)}
+    return FakeNvmlLib(
+        [
+            replace(h100(0), mig=(1, 1), **a100),
+            replace(h100(1), mig=(0, 1), **a100),
+        ]
+    )
+
+
+def other_process_memory() -> FakeNvmlLib:
+    return FakeNvmlLib(
+        [h100(0, memory_used=72 * GiB, processes=[(4242, 70 * GiB)], util=(97, 80)), h100(1)]
+    )
+
+
+def old_driver() -> FakeNvmlLib:
+    """A 470-series driver (CUDA 11.4): predates the clocks-event and v3 process functions."""
+    return FakeNvmlLib(
+        [h100(0, name="Tesla V100-SXM2-32GB", cc=(7, 0), memory_total=32 * GiB, pcie_gen=(3, 3))],
+        driver_version="470.82.01",
+        cuda_version=11040,
+        missing={
+            "nvmlDeviceGetCurrentClocksEventReasons",
+            "nvmlDeviceGetComputeRunningProcesses_v3",
+            "nvmlDeviceGetGraphicsRunningProcesses_v3",
+        },
+    )
+
+
+def missing_functions() -> FakeNvmlLib:
+    """A current driver missing a few functions the bindings know (older branch, stripped build)."""
+    return FakeNvmlLib(
+        [h100(0)],
+        missing={"nvmlDeviceGetRemappedRows", "nvmlDeviceGetMigMode", "nvmlSystemGetCudaDriverVersion"},
+    )
+
+
+def no_gpus() -> FakeNvmlLib:
+    return FakeNvmlLib([])
+
+
+SCENARIOS: dict[str, Callable[[], FakeNvmlLib]] = {
+    f.__name__: f
+    for f in (
+        healthy_multi_gpu,
+        ecc_uncorrected_row_remap,
+        thermal_throttle_pcie_downgrade,
+        gpu_lost,
+        driver_library_mismatch,
+        driver_not_loaded,
+        no_permission,
+        geforce_no_ecc,
+        mig_enabled,
+        other_process_memory,
+        old_driver,
+        missing_functions,
+        no_gpus,
+    )
+}
+
+
+def install(lib: FakeNvmlLib | None, monkeypatch: Any) -> None:
+    """Make the real pynvml talk to ``lib``; ``None`` simulates a machine without the library."""
+    monkeypatch.setattr(pynvml, "nvmlLib", lib)
+    monkeypatch.setattr(pynvml, "_nvmlGetFunctionPointer_cache", {})
+    monkeypatch.setattr(pynvml, "_nvmlLib_refcount", 0)
+    if lib is None:
+
+        def no_library(name: str, *args: Any, **kwargs: Any) -> Any:
+            raise OSError(f"{name}: cannot open shared object file: No such file or directory")
+
+        monkeypatch.setattr(pynvml, "CDLL", no_library)
