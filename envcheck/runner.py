@@ -144,14 +144,19 @@ def run_check(spec: CheckSpec, ctx: Context, clock: Callable[[], float] = time.m
     except ProbeFailed as exc:
         status = Status.CRASH
         summary = f"probe {exc.name!r} crashed: {type(exc.error).__name__}: {exc.error}"
-        fix = Fix("This is a bug in envcheck, not a problem with your machine: please report it with `envcheck doctor --json`.")
+        fix = _BUG_FIX
         details = {"probe": exc.name, "traceback": _short_traceback(exc.error)}
     except Exception as exc:  # noqa: BLE001 - a buggy check must not end the run
         status = Status.CRASH
         summary = f"check crashed: {type(exc).__name__}: {exc}"
-        fix = Fix("This is a bug in envcheck, not a problem with your machine: please report it with `envcheck doctor --json`.")
+        fix = _BUG_FIX
         details = {"traceback": _short_traceback(exc)}
     return CheckResult(spec.id, spec.title, status, summary, fix, details, clock() - start)
+
+
+_BUG_FIX = Fix(
+    "This is a bug in envcheck, not a problem with your machine: please report it with `envcheck doctor --json`."
+)
 
 
 def _short_traceback(exc: BaseException) -> list[str]:

@@ -102,7 +102,7 @@ class FakeNvmlLib:
     # -- helpers ---------------------------------------------------------------------------------
     def _gpu(self, handle: Any) -> FakeGpu:
         address = ctypes.addressof(handle.contents)
-        for gpu, h in zip(self.gpus, self._handles):
+        for gpu, h in zip(self.gpus, self._handles, strict=True):
             if ctypes.addressof(h) == address:
                 return gpu
         raise AssertionError("unknown handle")
@@ -266,7 +266,7 @@ class FakeNvmlLib:
 
     def c_nvmlDeviceGetRemappedRows(self, h: Any, corr: Any, unc: Any, pending: Any, failed: Any) -> int:
         def fill(g: FakeGpu) -> None:
-            for arg, value in zip((corr, unc, pending, failed), g.remapped_rows):
+            for arg, value in zip((corr, unc, pending, failed), g.remapped_rows, strict=True):
                 _out(arg).value = value
 
         return self._device("nvmlDeviceGetRemappedRows", h, fill)
