@@ -1,5 +1,6 @@
 """The command line: thin click commands that parse options, call the runner, pick a renderer and
-return the exit code (cf. hatch's cli). Heavy imports happen inside the commands."""
+return the exit code (cf. hatch's cli). Heavy imports happen inside the commands so that
+``envcheck --help`` and the healthcheck path stay fast."""
 
 from __future__ import annotations
 
@@ -12,6 +13,63 @@ from envcheck import __version__
 @click.version_option(__version__, prog_name="envcheck")
 def main() -> None:
     """Is this machine ready for deep-learning work? If not: what is wrong, and the exact fix."""
+
+
+@main.command()
+@click.argument("selection", nargs=-1, metavar="[CHECK_OR_AREA]...")
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object (envcheck.doctor/1) on stdout.")
+@click.option("--quick", is_flag=True, help="Host, driver and GPU checks only; never imports torch (healthchecks).")
+@click.option("--strict", is_flag=True, help="Treat warnings as failures (exit 1).")
+@click.option("-v", "--verbose", is_flag=True, help="Show each check's details.")
+@click.option("--list-checks", is_flag=True, help="List every check id with what it checks, and exit.")
+@click.option(
+    "--deadline",
+    type=click.FloatRange(min=1.0, max=3600.0),
+    default=60.0,
+    show_default=True,
+    envvar="ENVCHECK_DEADLINE",
+    help="Seconds the whole doctor may take; a probe still running then is reported as hung.",
+)
+def doctor(
+    selection: tuple[str, ...],
+    as_json: bool,
+    quick: bool,
+    strict: bool,
+    verbose: bool,
+    list_checks: bool,
+    deadline: float,
+) -> None:
+    """Check this machine and say what to fix.
+
+    Optionally name checks or areas to run only those, e.g. `envcheck doctor gpu torch.arch`.
+    Exit codes: 0 no failure (warnings allowed), 1 at least one failure, 2 usage error.
+    """
+    import json
+    import sys
+
+    from envcheck import registry
+    from envcheck.model import exit_code_for
+    from envcheck.render.text import TextRenderer, make_console
+    from envcheck.render.text import list_checks as print_checks
+    from envcheck.runner import run_checks
+
+    try:
+        specs = registry.select(list(selection), quick=quick)
+    except registry.UnknownSelection as exc:
+        raise click.UsageError(str(exc)) from None
+    if list_checks:
+        print_checks(make_console(), specs)
+        return
+    if as_json:
+        report = run_checks(specs, deadline_s=deadline)
+        from envcheck.render.json import doctor_document
+
+        sys.stdout.write(json.dumps(doctor_document(report), indent=2) + "\n")
+    else:
+        renderer = TextRenderer(make_console(), verbose=verbose)
+        report = run_checks(specs, deadline_s=deadline, on_result=renderer.result)
+        renderer.summary(report.results, report.duration_s)
+    sys.exit(int(exit_code_for([r.status for r in report.results], strict=strict)))
 
 
 def _register_subcommands() -> None:

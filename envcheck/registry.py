@@ -41,6 +41,14 @@ class Verdict:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+class SkipCheck(Exception):
+    """Raised inside a check when what it judges is not there (no GPUs, no NVML): becomes ``skip``."""
+
+    def __init__(self, summary: str, **details: Any) -> None:
+        super().__init__(summary)
+        self.summary, self.details = summary, details
+
+
 def ok(summary: str, **details: Any) -> Verdict:
     return Verdict(Status.OK, summary, None, details)
 

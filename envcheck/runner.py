@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from envcheck.model import CheckResult, Fix, Status, worst
-from envcheck.registry import PROBES, CheckSpec, Verdict
+from envcheck.registry import PROBES, CheckSpec, SkipCheck, Verdict
 
 DEFAULT_DEADLINE_S = 60.0
 
@@ -133,6 +133,8 @@ def run_check(spec: CheckSpec, ctx: Context, clock: Callable[[], float] = time.m
     try:
         verdict: Verdict = spec.fn(ctx)
         status, summary, fix, details = verdict.status, verdict.summary, verdict.fix, verdict.details
+    except SkipCheck as exc:
+        status, summary, fix, details = Status.SKIP, exc.summary, None, exc.details
     except ProbeTimeout as exc:
         status, summary = Status.FAIL, f"{exc.what} hung: no answer within {exc.waited_s:.0f} s"
         fix = Fix(

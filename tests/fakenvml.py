@@ -35,6 +35,7 @@ class FakeGpu:
     temp_slowdown: int = 87
     power_mw: int = 70_000
     power_limit_mw: int = 700_000
+    power_default_limit_mw: int = 700_000
     clocks_reasons: int = pynvml.nvmlClocksEventReasonGpuIdle
     pcie_width: tuple[int, int] = (16, 16)
     pcie_gen: tuple[int, int] = (5, 5)
@@ -218,6 +219,11 @@ class FakeNvmlLib:
             "nvmlDeviceGetEnforcedPowerLimit", h, lambda g: setattr(_out(out), "value", g.power_limit_mw)
         )
 
+    def c_nvmlDeviceGetPowerManagementDefaultLimit(self, h: Any, out: Any) -> int:
+        return self._device(
+            "nvmlDeviceGetPowerManagementDefaultLimit", h, lambda g: setattr(_out(out), "value", g.power_default_limit_mw)
+        )
+
     def c_nvmlDeviceGetCurrentClocksEventReasons(self, h: Any, out: Any) -> int:
         return self._device(
             "nvmlDeviceGetCurrentClocksEventReasons", h, lambda g: setattr(_out(out), "value", g.clocks_reasons)
@@ -344,6 +350,7 @@ def geforce_no_ecc() -> FakeNvmlLib:
                 memory_total=24 * GiB,
                 memory_used=GiB // 2,
                 power_limit_mw=450_000,
+                power_default_limit_mw=450_000,
                 pcie_gen=(4, 4),
                 errors=no_ecc,
             )

@@ -1,1 +1,436 @@
-"""placeholder"""
+"""Every GPU, judged from NVML readings only (never through torch, so ``--quick`` stays light).
+
+Each check covers all GPUs and names the ones that are wrong; a lost GPU is reported once, by
+``gpu.inventory``, and left out of the others so that the healthy GPUs are still judged. A reading the
+card does not offer (GeForce has no ECC) is "not available", never a failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pynvml
+
+from envcheck.checks.driver import nvml_state
+from envcheck.model import available
+from envcheck.probes.nvml import GpuInfo
+from envcheck.registry import SkipCheck, Verdict, check, fail, ok, warn
+from envcheck.runner import Context
+from envcheck.units import gib, human
+
+#: Another process holding at least this share of a GPU's memory leaves too little for training.
+BUSY_MEMORY_SHARE = 0.5
+#: Utilisation above which a GPU is already doing someone else's work.
+BUSY_UTILIZATION_PCT = 50
+#: Warn this many degrees before the driver's slowdown threshold.
+TEMPERATURE_MARGIN_C = 5
+#: PCIe generation drops at idle to save power (ASPM), so it is judged only when the GPU is this busy.
+PCIE_GEN_LOAD_PCT = 50
+
+#: Clocks-event reasons that mean the GPU is slowed by a fault or by heat. Idle, the SW power cap
+#: (running at the configured power limit), application clocks, sync boost and display clocks are
+#: normal operation (NVML reference: nvmlClocksEventReasons).
+THROTTLE_PROBLEMS = {
+    pynvml.nvmlClocksEventReasonHwSlowdown: "HW slowdown (power brake or overheating signalled by the board)",
+    pynvml.nvmlClocksEventReasonSwThermalSlowdown: "SW thermal slowdown",
+    pynvml.nvmlClocksEventReasonHwThermalSlowdown: "HW thermal slowdown",
+    pynvml.nvmlClocksEventReasonHwPowerBrakeSlowdown: "HW power brake (external power supply signal)",
+}
+
+
+def label(gpu: GpuInfo) -> str:
+    """'GPU 1 (00000000:19:00.0)': index as NVML counts, plus the bus id people find in dmesg."""
+    return f"GPU {gpu.index} ({gpu.pci_bus_id})" if available(gpu.pci_bus_id) else f"GPU {gpu.index}"
+
+
+def working_gpus(ctx: Context) -> list[GpuInfo]:
+    """GPUs that answer NVML; skips the calling check when there are none."""
+    state = nvml_state(ctx)
+    gpus = [g for g in state.gpus if not g.lost]
+    if not gpus:
+        raise SkipCheck("no working GPUs to judge")
+    return gpus
+
+
+def judge_each(
+    ctx: Context, judge: Callable[[GpuInfo], tuple[str, str] | None], reading: Callable[[GpuInfo], Any]
+) -> tuple[list[GpuInfo], list[tuple[GpuInfo, str, str]], dict[str, Any]]:
+    """Run ``judge`` on every working GPU: returns (gpus, [(gpu, severity, words)], per-GPU readings)."""
+    gpus = working_gpus(ctx)
+    problems = []
+    for gpu in gpus:
+        found = judge(gpu)
+        if found is not None:
+            problems.append((gpu, *found))
+    return gpus, problems, {str(g.index): reading(g) for g in gpus}
+
+
+def verdict(
+    gpus: list[GpuInfo],
+    problems: list[tuple[GpuInfo, str, str]],
+    details: dict[str, Any],
+    *,
+    fine: str,
+    fix: str,
+    command: str | None = None,
+) -> Verdict:
+    """One verdict for all GPUs: the worst problem's severity, each bad GPU named in the summary."""
+    if not problems:
+        return ok(fine, gpus=details)
+    summary = "; ".join(f"{label(g)}: {words}" for g, _, words in problems)
+    factory = fail if any(sev == "fail" for _, sev, _ in problems) else warn
+    return factory(summary, fix, command, gpus=details)
+
+
+@check("gpu.inventory", "GPUs present")
+def inventory(ctx: Context) -> Verdict:
+    """Every GPU the driver counts answers; a lost GPU (fallen off the bus) fails and the rest are listed."""
+    state = nvml_state(ctx)
+    if not state.gpus:
+        return warn(
+            "the driver answers but sees no GPUs",
+            "In a container, pass the GPUs in (`docker run --gpus all`); on a VM, check the GPU is attached "
+            "(`lspci | grep -i nvidia`).",
+            "lspci | grep -i nvidia",
+        )
+    lost = [g for g in state.gpus if g.lost]
+    listing = {
+        str(g.index): {
+            "name": g.name,
+            "uuid": g.uuid,
+            "pci_bus_id": g.pci_bus_id,
+            "compute_capability": ".".join(map(str, g.compute_capability)) if available(g.compute_capability) else None,
+            "memory_total": gib(g.memory_total_bytes) if available(g.memory_total_bytes) else None,
+            "lost": g.lost,
+            "error": g.lost_error,
+        }
+        for g in state.gpus
+    }
+    if lost:
+        names = ", ".join(label(g) for g in lost)
+        return fail(
+            f"{names} lost (fallen off the bus); {len(state.gpus) - len(lost)} of {len(state.gpus)} GPUs answer",
+            "A lost GPU (Xid 79) needs the node drained and rebooted; if it recurs, check cooling, power and "
+            "seating, and ask the vendor for an RMA. `dmesg` shows the Xid and when it happened.",
+            "sudo dmesg -T | grep -iE 'xid|fallen off'",
+            gpus=listing,
+        )
+    models: dict[str, int] = {}
+    for g in state.gpus:
+        models[str(g.name)] = models.get(str(g.name), 0) + 1
+    first = state.gpus[0]
+    mem = f", {gib(first.memory_total_bytes)}" if available(first.memory_total_bytes) else ""
+    cc = f"cc {first.compute_capability[0]}.{first.compute_capability[1]}" if available(first.compute_capability) else ""
+    kinds = ", ".join(f"{n} × {name}" for name, n in models.items())
+    return ok(f"{kinds} ({cc}{mem})" if len(models) == 1 else kinds, gpus=listing)
+
+
+@check("gpu.memory", "GPU memory free for you")
+def memory(ctx: Context) -> Verdict:
+    """Other processes holding a large share of a GPU's memory leave too little for your job."""
+
+    def judge(g: GpuInfo) -> tuple[str, str] | None:
+        if not available(g.memory_total_bytes) or not available(g.memory_used_bytes):
+            return None
+        procs = g.processes if available(g.processes) else []
+        held = sum(p.used_bytes or 0 for p in procs)
+        if held >= BUSY_MEMORY_SHARE * g.memory_total_bytes:
+            who = ", ".join(f"pid {p.pid} ({p.name or 'not visible'}) {human(p.used_bytes or 0)}" for p in procs)
+            return "warn", f"{human(held)} of {gib(g.memory_total_bytes)} held by {who}"
+        if not procs and g.memory_used_bytes >= BUSY_MEMORY_SHARE * g.memory_total_bytes:
+            return "warn", (
+                f"{human(g.memory_used_bytes)} of {gib(g.memory_total_bytes)} in use by processes not visible "
+                "from here (another container?)"
+            )
+        return None
+
+    def reading(g: GpuInfo) -> dict[str, Any]:
+        procs = g.processes if available(g.processes) else None
+        return {
+            "total_bytes": g.memory_total_bytes,
+            "used_bytes": g.memory_used_bytes,
+            "free_bytes": g.memory_free_bytes,
+            "processes": procs if procs is not None else "not available",
+        }
+
+    gpus, problems, details = judge_each(ctx, judge, reading)
+    free = [g.memory_free_bytes for g in gpus if available(g.memory_free_bytes)]
+    return verdict(
+        gpus,
+        problems,
+        details,
+        fine=f"{gib(min(free))} or more free on every GPU" if free else "memory readings not available",
+        fix="Someone else's job holds this GPU: pick another one with CUDA_VISIBLE_DEVICES, or ask the owner "
+        "(the pid is above; `nvidia-smi` lists them). Stale processes from a crashed job can be killed.",
+        command="nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv",
+    )
+
+
+@check("gpu.utilization", "GPUs idle")
+def utilization(ctx: Context) -> Verdict:
+    """A GPU already busy with other work will make your job and its benchmark slow."""
+
+    def judge(g: GpuInfo) -> tuple[str, str] | None:
+        if available(g.utilization_gpu_pct) and g.utilization_gpu_pct >= BUSY_UTILIZATION_PCT:
+            return "warn", f"{g.utilization_gpu_pct}% busy"
+        return None
+
+    gpus, problems, details = judge_each(
+        ctx, judge, lambda g: {"gpu_pct": g.utilization_gpu_pct, "memory_pct": g.utilization_memory_pct}
+    )
+    return verdict(
+        gpus,
+        problems,
+        details,
+        fine="idle",
+        fix="Another job is computing on this GPU; choose a free one with CUDA_VISIBLE_DEVICES.",
+        command="nvidia-smi",
+    )
+
+
+@check("gpu.temperature", "GPU temperature")
+def temperature(ctx: Context) -> Verdict:
+    """Near the driver's slowdown threshold the GPU drops its clocks; your throughput drops with them."""
+
+    def judge(g: GpuInfo) -> tuple[str, str] | None:
+        if not available(g.temperature_c) or not available(g.temperature_slowdown_c):
+            return None
+        if g.temperature_c >= g.temperature_slowdown_c - TEMPERATURE_MARGIN_C:
+            return "warn", f"{g.temperature_c} °C, slowdown at {g.temperature_slowdown_c} °C"
+        return None
+
+    gpus, problems, details = judge_each(
+        ctx, judge, lambda g: {"temperature_c": g.temperature_c, "slowdown_c": g.temperature_slowdown_c}
+    )
+    hottest = max((g.temperature_c for g in gpus if available(g.temperature_c)), default=None)
+    return verdict(
+        gpus,
+        problems,
+        details,
+        fine=f"hottest {hottest} °C" if hottest is not None else "temperature not available",
+        fix="Check the cooling: fans, airflow, blocked inlets, the room's temperature; compare with the other "
+        "GPUs in the node.",
+        command="nvidia-smi -q -d TEMPERATURE,PERFORMANCE",
+    )
+
+
+@check("gpu.power", "GPU power draw and limit")
+def power(ctx: Context) -> Verdict:
+    """A power limit set below the card's default caps its speed without anyone noticing."""
+
+    def judge(g: GpuInfo) -> tuple[str, str] | None:
+        if available(g.power_limit_w) and available(g.power_default_limit_w):
+            if g.power_limit_w < 0.95 * g.power_default_limit_w:
+                return "warn", f"power capped at {g.power_limit_w:.0f} W of the default {g.power_default_limit_w:.0f} W"
+        return None
+
+    gpus, problems, details = judge_each(
+        ctx,
+        judge,
+        lambda g: {"draw_w": g.power_draw_w, "limit_w": g.power_limit_w, "default_limit_w": g.power_default_limit_w},
+    )
+    draws = [f"{g.power_draw_w:.0f}/{g.power_limit_w:.0f} W" for g in gpus if available(g.power_draw_w)]
+    return verdict(
+        gpus,
+        problems,
+        details,
+        fine=f"draw/limit {', '.join(draws)}" if draws else "power readings not available",
+        fix="An administrator lowered the power limit (`nvidia-smi -pl`); ask them to restore the default if the "
+        "cap was not intended. envcheck never changes it.",
+        command="nvidia-smi -q -d POWER",
+    )
+
+
+@check("gpu.throttle", "Clock throttling")
+def throttle(ctx: Context) -> Verdict:
+    """HW slowdown, thermal slowdown and power brake mean a fault or heat is slowing the GPU."""
+
+    def judge(g: GpuInfo) -> tuple[str, str] | None:
+        if not available(g.clocks_event_reasons):
+            return None
+        active = [words for bit, words in THROTTLE_PROBLEMS.items() if g.clocks_event_reasons & bit]
+        return ("warn", "throttled: " + ", ".join(active)) if active else None
+
+    gpus, problems, details = judge_each(ctx, judge, lambda g: {"clocks_event_reasons": g.clocks_event_reasons})
+    return verdict(
+        gpus,
+        problems,
+        details,
+        fine="no thermal or hardware slowdown",
+        fix="Thermal slowdown: improve cooling. HW slowdown or power brake: the board or the PSU signals a "
+        "problem; check power cabling and `dmesg`, and compare with the other GPUs.",
+        command="nvidia-smi -q -d PERFORMANCE",
+    )
+
+
+@check("gpu.pcie", "PCIe link")
+def pcie(ctx: Context) -> Verdict:
+    """A link narrower than its maximum cuts host<->GPU bandwidth; the generation is judged under load only."""
+
+    def judge(g: GpuInfo) -> tuple[str, str] | None:
+        if available(g.pcie_width_current) and available(g.pcie_width_max):
+            if g.pcie_width_current < g.pcie_width_max:
+                return "warn", f"link x{g.pcie_width_current} of x{g.pcie_width_max}"
+        # The link trains down to Gen1 at idle to save power, so a low generation means nothing unless
+        # the GPU is busy.
+        busy = available(g.utilization_gpu_pct) and g.utilization_gpu_pct >= PCIE_GEN_LOAD_PCT
+        if busy and available(g.pcie_gen_current) and available(g.pcie_gen_max):
+            if g.pcie_gen_current < g.pcie_gen_max:
+                return "warn", f"Gen{g.pcie_gen_current} of Gen{g.pcie_gen_max} under load"
+        return None
+
+    gpus, problems, details = judge_each(
+        ctx,
+        judge,
+        lambda g: {
+            "width": g.pcie_width_current,
+            "width_max": g.pcie_width_max,
+            "gen": g.pcie_gen_current,
+            "gen_max": g.pcie_gen_max,
+        },
+    )
+    return verdict(
+        gpus,
+        problems,
+        details,
+        fine="full link width",
+        fix="A downgraded link is usually a seating, riser or slot problem: reseat the card or move it, and "
+        "check the BIOS slot settings.",
+        command="nvidia-smi -q -d PCI | grep -iA2 'link'",
+    )
+
+
+@check("gpu.ecc", "ECC memory errors")
+def ecc(ctx: Context) -> Verdict:
+    """Uncorrected ECC errors mean the GPU returned corrupt data; a pending ECC mode change needs a reset."""
+
+    def judge(g: GpuInfo) -> tuple[str, str] | None:
+        if not available(g.ecc_mode_current):
+            return None  # GeForce and some workstation cards have no ECC: not available, not a failure.
+        volatile = g.ecc_volatile_uncorrected if available(g.ecc_volatile_uncorrected) else 0
+        aggregate = g.ecc_aggregate_uncorrected if available(g.ecc_aggregate_uncorrected) else 0
+        if volatile or aggregate:
+            return "fail", f"{volatile} uncorrected ECC errors since boot, {aggregate} over its life"
+        if available(g.ecc_mode_pending) and g.ecc_mode_pending != g.ecc_mode_current:
+            return "warn", f"ECC {'on' if g.ecc_mode_pending else 'off'} pending a reset"
+        if not g.ecc_mode_current:
+            return "warn", "ECC is off"
+        return None
+
+    gpus, problems, details = judge_each(
+        ctx,
+        judge,
+        lambda g: {
+            "mode": g.ecc_mode_current if available(g.ecc_mode_current) else "not available",
+            "pending": g.ecc_mode_pending,
+            "volatile_uncorrected": g.ecc_volatile_uncorrected,
+            "aggregate_uncorrected": g.ecc_aggregate_uncorrected,
+        },
+    )
+    without = [g for g in gpus if not available(g.ecc_mode_current)]
+    fine = "no uncorrected ECC errors" if len(without) < len(gpus) else "ECC not available on these GPUs"
+    return verdict(
+        gpus,
+        problems,
+        details,
+        fine=fine,
+        fix="Uncorrected ECC errors: stop using this GPU, drain the node and reset the GPU; if errors return, "
+        "RMA it. A pending or disabled ECC mode takes effect after a GPU reset or reboot.",
+        command="nvidia-smi -q -d ECC",
+    )
+
+
+@check("gpu.retired_memory", "Retired pages and row remapping")
+def retired_memory(ctx: Context) -> Verdict:
+    """Pending page retirement or row remapping needs a GPU reset; a failed remap means RMA."""
+
+    def judge(g: GpuInfo) -> tuple[str, str] | None:
+        if g.remapped_rows_failed is True:
+            return "fail", "row remapping failed: the GPU has run out of spare rows"
+        if g.remapped_rows_pending is True:
+            return "fail", "row remapping pending: a GPU reset is needed to apply it"
+        if g.retired_pages_pending is True:
+            return "fail", "retired pages pending: a GPU reset is needed to retire them"
+        return None
+
+    gpus, problems, details = judge_each(
+        ctx,
+        judge,
+        lambda g: {
+            "retired_pages_pending": g.retired_pages_pending,
+            "remapped_rows_pending": g.remapped_rows_pending,
+            "remapped_rows_failed": g.remapped_rows_failed,
+            "remapped_rows_uncorrectable": g.remapped_rows_uncorrectable,
+        },
+    )
+    fix = (
+        "Drain the node and reset the GPU (or reboot) so the remap or retirement takes effect; "
+        "a failed row remap means the GPU needs an RMA."
+    )
+    return verdict(gpus, problems, details, fine="nothing pending", fix=fix, command="nvidia-smi -q -d ROW_REMAPPER,PAGE_RETIREMENT")
+
+
+@check("gpu.persistence", "Persistence mode")
+def persistence(ctx: Context) -> Verdict:
+    """Without persistence mode the driver tears GPU state down between jobs: slow starts, lost settings."""
+
+    def judge(g: GpuInfo) -> tuple[str, str] | None:
+        return ("warn", "persistence mode off") if g.persistence_mode is False else None
+
+    gpus, problems, details = judge_each(ctx, judge, lambda g: {"persistence_mode": g.persistence_mode})
+    return verdict(
+        gpus,
+        problems,
+        details,
+        fine="on" if any(g.persistence_mode is True for g in gpus) else "not available",
+        fix="Ask an administrator to enable the NVIDIA persistence daemon (envcheck never changes it).",
+        command="sudo systemctl enable --now nvidia-persistenced",
+    )
+
+
+@check("gpu.compute_mode", "Compute mode")
+def compute_mode(ctx: Context) -> Verdict:
+    """Exclusive-process mode lets one process use the GPU; prohibited lets none (DataParallel, NCCL tests fail)."""
+
+    def judge(g: GpuInfo) -> tuple[str, str] | None:
+        if available(g.compute_mode) and g.compute_mode in ("prohibited", "exclusive_process", "exclusive_thread"):
+            return "warn", f"compute mode {g.compute_mode.replace('_', '-')}"
+        return None
+
+    gpus, problems, details = judge_each(ctx, judge, lambda g: {"compute_mode": g.compute_mode})
+    return verdict(
+        gpus,
+        problems,
+        details,
+        fine="default (shared)",
+        fix="An administrator set a restrictive compute mode; if it was not intended, ask them to reset it to "
+        "default (`nvidia-smi -c DEFAULT`).",
+        command="nvidia-smi --query-gpu=index,compute_mode --format=csv",
+    )
+
+
+@check("gpu.mig", "MIG mode")
+def mig(ctx: Context) -> Verdict:
+    """With MIG on, CUDA sees GPU instances, not whole GPUs; a pending change needs a reset."""
+
+    def judge(g: GpuInfo) -> tuple[str, str] | None:
+        if available(g.mig_mode_current) and available(g.mig_mode_pending):
+            if g.mig_mode_current != g.mig_mode_pending:
+                state = "on" if g.mig_mode_pending else "off"
+                return "warn", f"MIG {'on' if g.mig_mode_current else 'off'}, {state} pending a GPU reset"
+        return None
+
+    gpus, problems, details = judge_each(
+        ctx, judge, lambda g: {"current": g.mig_mode_current, "pending": g.mig_mode_pending}
+    )
+    enabled = [label(g) for g in gpus if g.mig_mode_current is True]
+    fine = f"MIG enabled on {', '.join(enabled)}: CUDA sees its instances" if enabled else "MIG off"
+    return verdict(
+        gpus,
+        problems,
+        details,
+        fine=fine,
+        fix="A MIG mode change waits for a GPU reset; ask an administrator to reset the GPU or reboot.",
+        command="nvidia-smi -q -d MIG",
+    )

@@ -51,6 +51,7 @@ class GpuInfo:
     temperature_slowdown_c: int | NA = NA()
     power_draw_w: float | NA = NA()
     power_limit_w: float | NA = NA()
+    power_default_limit_w: float | NA = NA()
     clocks_event_reasons: int | NA = NA()
     pcie_width_current: int | NA = NA()
     pcie_width_max: int | NA = NA()
@@ -204,6 +205,7 @@ def _read_gpu(pynvml: Any, index: int, gpu: GpuInfo, missing: list[str]) -> None
     )
     gpu.power_draw_w = _watts(q(pynvml.nvmlDeviceGetPowerUsage))
     gpu.power_limit_w = _watts(q(pynvml.nvmlDeviceGetEnforcedPowerLimit))
+    gpu.power_default_limit_w = _watts(q(pynvml.nvmlDeviceGetPowerManagementDefaultLimit))
     reasons = q(pynvml.nvmlDeviceGetCurrentClocksEventReasons)
     if isinstance(reasons, NA) and reasons.reason == OLDER_DRIVER:
         # Drivers before r535 only know the old name; the bit values are the same.

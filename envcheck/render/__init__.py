@@ -1,0 +1,1 @@
+"""Renderers: turn result objects into text for people (rich) or one JSON object for machines."""

@@ -1,0 +1,237 @@
+"""The doctor's driver and GPU areas against named NVML scenarios, through the real CLI and the real
+nvidia-ml-py wrappers (the fake sits at the C-function boundary: see tests/fakenvml.py)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from envcheck.cli import main
+
+
+def doctor(*args: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    result = CliRunner().invoke(main, ["doctor", "driver", "gpu", "--json", *args], env=env)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result.exit_code, json.loads(result.stdout)
+
+
+def by_id(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["id"]: c for c in doc["checks"]}
+
+
+def test_healthy_multi_gpu(nvml):
+    nvml("healthy_multi_gpu")
+    code, doc = doctor()
+    checks = by_id(doc)
+    assert code == 0
+    assert doc["schema"] == "envcheck.doctor/1" and doc["status"] == "ok"
+    assert {c["status"] for c in doc["checks"]} == {"ok"}
+    assert checks["gpu.inventory"]["summary"] == "4 × NVIDIA H100 80GB HBM3 (cc 9.0, 80 GiB)"
+    assert checks["driver.version"]["summary"] == "driver 550.54.15, supports CUDA ≤ 12.4"
+    assert doc["driver"] == {"version": "550.54.15", "cuda_version": "12.4", "nvml_version": "12.550.54.15"}
+    assert [g["index"] for g in doc["gpus"]] == [0, 1, 2, 3]
+    first = doc["gpus"][0]
+    assert first["uuid"] == "GPU-00000000-aaaa-bbbb-cccc-000000000000"
+    assert first["pci_bus_id"] == "00000000:18:00.0"
+    assert first["memory_total_bytes"] == 80 * 1024**3
+    assert first["compute_capability"] == [9, 0]
+
+
+def test_ecc_uncorrected_with_pending_row_remap_fails(nvml):
+    nvml("ecc_uncorrected_row_remap")
+    code, doc = doctor()
+    checks = by_id(doc)
+    assert code == 1 and doc["status"] == "fail"
+    ecc = checks["gpu.ecc"]
+    assert ecc["status"] == "fail"
+    assert ecc["summary"] == "GPU 1 (00000000:19:00.0): 3 uncorrected ECC errors since boot, 7 over its life"
+    assert "RMA" in ecc["fix"]["text"] and ecc["fix"]["command"] == "nvidia-smi -q -d ECC"
+    remap = checks["gpu.retired_memory"]
+    assert remap["status"] == "fail"
+    assert "row remapping pending: a GPU reset is needed" in remap["summary"]
+    assert "GPU 0" not in remap["summary"]
+    assert "reset the GPU" in remap["fix"]["text"]
+
+
+def test_thermal_throttle_and_pcie_downgrade_warn(nvml):
+    nvml("thermal_throttle_pcie_downgrade")
+    code, doc = doctor()
+    checks = by_id(doc)
+    assert code == 0 and doc["status"] == "warn"
+    assert checks["gpu.throttle"]["status"] == "warn"
+    assert "HW thermal slowdown" in checks["gpu.throttle"]["summary"]
+    assert "SW thermal slowdown" in checks["gpu.throttle"]["summary"]
+    assert checks["gpu.pcie"]["summary"] == "GPU 0 (00000000:18:00.0): link x8 of x16"
+    assert "reseat" in checks["gpu.pcie"]["fix"]["text"]
+    assert checks["gpu.temperature"]["summary"] == "GPU 0 (00000000:18:00.0): 91 °C, slowdown at 87 °C"
+    strict_code, _ = doctor("--strict")
+    assert strict_code == 1
+
+
+def test_idle_and_sw_power_cap_are_not_throttling(nvml):
+    import pynvml
+
+    lib = nvml("healthy_multi_gpu")
+    lib.gpus[0].clocks_reasons = pynvml.nvmlClocksEventReasonGpuIdle | pynvml.nvmlClocksEventReasonSwPowerCap
+    _, doc = doctor()
+    assert by_id(doc)["gpu.throttle"]["status"] == "ok"
+
+
+def test_pcie_generation_judged_only_under_load(nvml):
+    lib = nvml("healthy_multi_gpu")
+    lib.gpus[0].pcie_gen = (1, 5)  # idle: the link trains down to save power
+    assert by_id(doctor()[1])["gpu.pcie"]["status"] == "ok"
+    lib.gpus[0].util = (90, 40)
+    pcie = by_id(doctor()[1])["gpu.pcie"]
+    assert pcie["status"] == "warn" and "Gen1 of Gen5 under load" in pcie["summary"]
+
+
+def test_gpu_lost_fails_and_other_gpus_still_reported(nvml):
+    nvml("gpu_lost")
+    code, doc = doctor()
+    checks = by_id(doc)
+    assert code == 1
+    inventory = checks["gpu.inventory"]
+    assert inventory["status"] == "fail"
+    assert inventory["summary"].startswith("GPU 1 lost (fallen off the bus); 2 of 3 GPUs answer")
+    assert "Xid 79" in inventory["fix"]["text"]
+    assert [g["lost"] for g in doc["gpus"]] == [False, True, False]
+    assert doc["gpus"][2]["name"] == "NVIDIA H100 80GB HBM3"
+    # The healthy GPUs are still judged by every other check.
+    assert checks["gpu.ecc"]["status"] == "ok" and set(checks["gpu.ecc"]["details"]["gpus"]) == {"0", "2"}
+
+
+@pytest.mark.parametrize(
+    ("scenario", "summary", "fix_words", "command"),
+    [
+        (
+            "driver_library_mismatch",
+            "driver/library version mismatch",
+            "Reboot the machine",
+            "sudo rmmod nvidia_uvm nvidia_drm nvidia_modeset nvidia && sudo modprobe nvidia",
+        ),
+        ("driver_not_loaded", "kernel module is not loaded", "Secure Boot", "sudo modprobe nvidia"),
+        ("no_permission", "no permission to open the NVIDIA devices", "/dev/nvidia*", "ls -l /dev/nvidia*"),
+    ],
+)
+def test_nvml_init_failures_each_have_their_fix(nvml, scenario, summary, fix_words, command):
+    nvml(scenario)
+    code, doc = doctor()
+    checks = by_id(doc)
+    assert code == 1
+    verdict = checks["driver.nvml"]
+    assert verdict["status"] == "fail"
+    assert summary in verdict["summary"]
+    assert fix_words in verdict["fix"]["text"]
+    assert verdict["fix"]["command"].startswith(command)
+    assert doc["driver"] is None and doc["gpus"] == []
+    # Every GPU check skips, pointing at driver.nvml, instead of repeating the failure.
+    gpu_checks = [c for c in doc["checks"] if c["id"].startswith("gpu.")]
+    assert gpu_checks and all(c["status"] == "skip" and "see driver.nvml" in c["summary"] for c in gpu_checks)
+
+
+def test_no_library_is_a_cpu_machine_not_a_failure(nvml):
+    nvml("no_library")
+    code, doc = doctor(env={"NVIDIA_VISIBLE_DEVICES": ""})
+    assert code == 0
+    nvml_check = by_id(doc)["driver.nvml"]
+    assert nvml_check["status"] == "skip"
+    assert "CPU-only machine" in nvml_check["summary"]
+    assert doc["driver"] is None and doc["gpus"] == []
+
+
+def test_no_library_in_a_gpu_container_warns(nvml):
+    nvml("no_library")
+    code, doc = doctor(env={"NVIDIA_VISIBLE_DEVICES": "all"})
+    nvml_check = by_id(doc)["driver.nvml"]
+    assert code == 0 and nvml_check["status"] == "warn"
+    assert "--gpus all" in nvml_check["fix"]["text"]
+
+
+def test_geforce_without_ecc_is_not_available_not_failed(nvml):
+    nvml("geforce_no_ecc")
+    code, doc = doctor()
+    checks = by_id(doc)
+    assert code == 0 and doc["status"] == "ok"
+    assert checks["gpu.ecc"]["summary"] == "ECC not available on these GPUs"
+    assert checks["gpu.ecc"]["details"]["gpus"]["0"]["mode"] == "not available"
+    assert checks["gpu.retired_memory"]["status"] == "ok"
+    assert checks["gpu.mig"]["summary"] == "MIG off"
+    assert doc["gpus"][0]["ecc_mode_current"] is None
+
+
+def test_mig_enabled_reported_and_pending_change_warned(nvml):
+    nvml("mig_enabled")
+    code, doc = doctor()
+    mig = by_id(doc)["gpu.mig"]
+    assert code == 0
+    assert mig["status"] == "warn"
+    assert mig["summary"] == "GPU 1 (00000000:19:00.0): MIG off, on pending a GPU reset"
+    assert mig["details"]["gpus"]["0"] == {"current": True, "pending": True}
+
+
+def test_other_process_holding_memory_warns_with_pid(nvml):
+    nvml("other_process_memory")
+    code, doc = doctor()
+    checks = by_id(doc)
+    assert code == 0
+    memory = checks["gpu.memory"]
+    assert memory["status"] == "warn"
+    assert "GPU 0 (00000000:18:00.0): 70.0 GiB of 80 GiB held by pid 4242" in memory["summary"]
+    assert "CUDA_VISIBLE_DEVICES" in memory["fix"]["text"]
+    procs = memory["details"]["gpus"]["0"]["processes"]
+    assert procs == [{"pid": 4242, "name": None, "used_bytes": 70 * 1024**3}]
+    assert checks["gpu.utilization"]["summary"] == "GPU 0 (00000000:18:00.0): 97% busy"
+
+
+def test_old_driver_warns_and_falls_back_to_older_functions(nvml):
+    lib = nvml("old_driver")
+    code, doc = doctor()
+    checks = by_id(doc)
+    assert code == 0
+    version = checks["driver.version"]
+    assert version["status"] == "warn"
+    assert "driver 470.82.01, supports CUDA ≤ 11.4: too old" in version["summary"]
+    assert "525.60.13" in version["fix"]["text"]
+    assert "nvmlDeviceGetCurrentClocksEventReasons" in version["details"]["missing_functions"]
+    # The throttle reasons still come through the pre-r535 function name.
+    assert "nvmlDeviceGetCurrentClocksThrottleReasons" in lib.calls
+    assert checks["gpu.throttle"]["status"] == "ok"
+    assert checks["gpu.memory"]["details"]["gpus"]["0"]["processes"] == "not available"
+
+
+def test_functions_missing_from_driver_are_not_available(nvml):
+    nvml("missing_functions")
+    code, doc = doctor()
+    checks = by_id(doc)
+    assert code == 0
+    assert checks["driver.version"]["status"] == "warn"
+    assert "cannot tell which CUDA version" in checks["driver.version"]["summary"]
+    assert doc["driver"]["cuda_version"] is None
+    assert checks["gpu.retired_memory"]["status"] == "ok"
+    assert checks["gpu.mig"]["status"] == "ok"
+    assert {"nvmlDeviceGetRemappedRows", "nvmlDeviceGetMigMode"} <= set(
+        checks["driver.nvml"]["details"]["missing_functions"]
+    )
+
+
+def test_driver_answers_but_no_gpus(nvml):
+    nvml("no_gpus")
+    code, doc = doctor()
+    assert by_id(doc)["gpu.inventory"]["status"] == "warn"
+    assert code == 0
+
+
+def test_text_report_for_a_failing_machine(nvml):
+    nvml("ecc_uncorrected_row_remap")
+    result = CliRunner().invoke(main, ["doctor", "driver", "gpu"])
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert "Driver and NVML" in lines and "GPUs" in lines
+    assert any(line.startswith("  [FAIL]  ECC memory errors: GPU 1") for line in lines)
+    assert any("fix: Uncorrected ECC errors: stop using this GPU" in line for line in lines)
+    assert "run: nvidia-smi -q -d ECC" in result.stdout
+    assert lines[-1].startswith("not ready: 2 problems")
