@@ -220,9 +220,8 @@ class FakeNvmlLib:
         )
 
     def c_nvmlDeviceGetPowerManagementDefaultLimit(self, h: Any, out: Any) -> int:
-        return self._device(
-            "nvmlDeviceGetPowerManagementDefaultLimit", h, lambda g: setattr(_out(out), "value", g.power_default_limit_mw)
-        )
+        name = "nvmlDeviceGetPowerManagementDefaultLimit"
+        return self._device(name, h, lambda g: setattr(_out(out), "value", g.power_default_limit_mw))
 
     def c_nvmlDeviceGetCurrentClocksEventReasons(self, h: Any, out: Any) -> int:
         return self._device(

@@ -121,7 +121,7 @@ def inventory(ctx: Context) -> Verdict:
         models[str(g.name)] = models.get(str(g.name), 0) + 1
     first = state.gpus[0]
     mem = f", {gib(first.memory_total_bytes)}" if available(first.memory_total_bytes) else ""
-    cc = f"cc {first.compute_capability[0]}.{first.compute_capability[1]}" if available(first.compute_capability) else ""
+    cc = "cc {}.{}".format(*first.compute_capability) if available(first.compute_capability) else ""
     kinds = ", ".join(f"{n} × {name}" for name, n in models.items())
     return ok(f"{kinds} ({cc}{mem})" if len(models) == 1 else kinds, gpus=listing)
 
@@ -368,7 +368,8 @@ def retired_memory(ctx: Context) -> Verdict:
         "Drain the node and reset the GPU (or reboot) so the remap or retirement takes effect; "
         "a failed row remap means the GPU needs an RMA."
     )
-    return verdict(gpus, problems, details, fine="nothing pending", fix=fix, command="nvidia-smi -q -d ROW_REMAPPER,PAGE_RETIREMENT")
+    command = "nvidia-smi -q -d ROW_REMAPPER,PAGE_RETIREMENT"
+    return verdict(gpus, problems, details, fine="nothing pending", fix=fix, command=command)
 
 
 @check("gpu.persistence", "Persistence mode")

@@ -56,9 +56,7 @@ class TextRenderer:
             self._skipped.append(result)
             return
         self._flush_skipped()
-        self.console.print(
-            f"  {self.mark(result.status)} {escape(result.title)}: {escape(result.summary)}  [dim]{result.id}[/]"
-        )
+        self._line(result.status, result.title, result.summary, result.id)
         if result.fix and result.status in (Status.WARN, Status.FAIL, Status.CRASH):
             self.console.print(f"      [cyan]fix:[/] {escape(result.fix.text)}")
             if result.fix.command:
@@ -71,13 +69,13 @@ class TextRenderer:
     def _flush_skipped(self) -> None:
         skipped, self._skipped = self._skipped, []
         if len(skipped) == 1:
-            only = skipped[0]
-            self.console.print(f"  {self.mark(only.status)} {escape(only.title)}: {escape(only.summary)}  [dim]{only.id}[/]")
+            self._line(Status.SKIP, skipped[0].title, skipped[0].summary, skipped[0].id)
         elif skipped:
             ids = ", ".join(r.id for r in skipped)
-            self.console.print(
-                f"  {self.mark(Status.SKIP)} {len(skipped)} checks skipped: {escape(skipped[0].summary)}  [dim]{ids}[/]"
-            )
+            self._line(Status.SKIP, f"{len(skipped)} checks skipped", skipped[0].summary, ids)
+
+    def _line(self, status: Status, title: str, summary: str, ids: str) -> None:
+        self.console.print(f"  {self.mark(status)} {escape(title)}: {escape(summary)}  [dim]{ids}[/]")
 
     def summary(self, results: list[CheckResult], duration_s: float) -> None:
         self._flush_skipped()
