@@ -27,7 +27,7 @@ DEFAULT_DEADLINE_S = 60.0
 
 class ProbeTimeout(Exception):
     def __init__(self, name: str, what: str, waited_s: float) -> None:
-        super().__init__(f"{what} did not answer within {waited_s:.0f} s")
+        super().__init__(f"{what} did not answer within {waited_s:g} s")
         self.name, self.what, self.waited_s = name, what, waited_s
 
 
@@ -136,7 +136,7 @@ def run_check(spec: CheckSpec, ctx: Context, clock: Callable[[], float] = time.m
     except SkipCheck as exc:
         status, summary, fix, details = Status.SKIP, exc.summary, None, exc.details
     except ProbeTimeout as exc:
-        status, summary = Status.FAIL, f"{exc.what} hung: no answer within {exc.waited_s:.0f} s"
+        status, summary = Status.FAIL, f"{exc.what} hung: no answer within {exc.waited_s:g} s"
         fix = Fix(
             f"Something below envcheck is stuck ({exc.what}). Check `dmesg` for driver errors (Xid), "
             "and whether other GPU tools hang too; a wedged driver usually needs the node drained and rebooted.",
