@@ -1,0 +1,108 @@
+"""The CLI contract: exit codes, --json on stdout only, --list-checks, selection, and the real console script."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from envcheck.cli import main
+from envcheck.registry import ordered_checks
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_unknown_check_is_a_usage_error_exit_2():
+    result = invoke("doctor", "gpu.nope")
+    assert result.exit_code == 2
+    assert "unknown check or area 'gpu.nope'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unknown_option_exit_2():
+    result = invoke("doctor", "--frobnicate")
+    assert result.exit_code == 2 and "No such option" in result.output
+
+
+def test_bad_deadline_exit_2():
+    result = invoke("doctor", "--deadline", "soon")
+    assert result.exit_code == 2 and "--deadline" in result.output
+
+
+def test_list_checks_lists_every_id():
+    result = invoke("doctor", "--list-checks")
+    assert result.exit_code == 0
+    for spec in ordered_checks():
+        if spec.area != "spec":
+            assert spec.id in result.output
+    assert "Driver and NVML (driver)" in result.output
+
+
+def test_list_checks_for_one_area():
+    result = invoke("doctor", "gpu", "--list-checks")
+    assert "gpu.ecc" in result.output and "driver.nvml" not in result.output
+
+
+def test_json_is_exactly_one_object_on_stdout(nvml):
+    nvml("healthy_multi_gpu")
+    result = CliRunner().invoke(main, ["doctor", "--quick", "--json"])
+    doc = json.loads(result.stdout)  # raises if anything else is on stdout
+    assert doc["schema"] == "envcheck.doctor/1"
+    assert {c["id"].split(".")[0] for c in doc["checks"]} <= {"host", "driver", "gpu"}
+    assert result.exit_code == (1 if doc["status"] == "fail" else 0)
+    assert doc["counts"]["crash"] == 0
+    for check in doc["checks"]:
+        assert set(check) >= {"id", "title", "status", "summary", "fix", "details"}
+        if check["status"] in ("warn", "fail"):
+            assert check["fix"]["text"], check["id"]
+
+
+def test_selected_checks_only(nvml):
+    nvml("gpu_lost")
+    result = invoke("doctor", "gpu.inventory", "--json")
+    doc = json.loads(result.stdout)
+    assert [c["id"] for c in doc["checks"]] == ["gpu.inventory"]
+    assert result.exit_code == 1
+
+
+def test_verbose_shows_details(nvml):
+    nvml("other_process_memory")
+    result = invoke("doctor", "gpu.memory", "-v")
+    assert '"pid": 4242' in result.output
+
+
+@pytest.mark.skipif(shutil.which("envcheck") is None, reason="the envcheck console script is not installed")
+def test_installed_console_script_runs_quick_doctor_as_a_real_process():
+    env = {k: v for k, v in os.environ.items() if k not in ("ENVCHECK_SPEC",)}
+    proc = subprocess.run(
+        [shutil.which("envcheck"), "doctor", "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    doc = json.loads(proc.stdout)
+    assert doc["schema"] == "envcheck.doctor/1"
+    assert proc.returncode == (1 if doc["status"] == "fail" else 0)
+    # This machine has no NVIDIA driver, or a real one: either way NVML's verdict is there.
+    assert any(c["id"] == "driver.nvml" for c in doc["checks"])
+    # --quick must never import torch: the healthcheck runs every 30 s.
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, envcheck.cli, envcheck.checks; print('torch' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert probe.stdout.strip() == "False"
+
+
+def test_python_dash_m_envcheck():
+    proc = subprocess.run([sys.executable, "-m", "envcheck", "--version"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "envcheck" in proc.stdout
