@@ -1,1 +1,167 @@
-"""placeholder"""
+"""Environment-variable checks: the variables that change how CUDA, NCCL and torch behave, and
+``LD_LIBRARY_PATH`` entries that shadow the CUDA libraries torch ships.
+
+Values pass through :mod:`envcheck.redact` before they reach a summary or details, so the report is safe
+to paste into a public issue.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from envcheck.model import available
+from envcheck.probes import nvml as _nvml_probe  # noqa: F401 - registers the "nvml" probe
+from envcheck.probes import packages as _packages_probe  # noqa: F401 - registers the "packages" probe
+from envcheck.probes.nvml import NvmlState
+from envcheck.probes.packages import PackagesState
+from envcheck.redact import redact_env
+from envcheck.registry import Verdict, check, ok, warn
+from envcheck.runner import Context, ProbeFailed, ProbeTimeout
+
+#: Exact names and prefixes of variables that change GPU behaviour (CUDA runtime, cuBLAS/cuDNN, NCCL,
+#: torch, the NVIDIA container runtime, ROCm's device masks) or which libraries get loaded.
+GPU_VAR_NAMES = frozenset({"OMP_NUM_THREADS", "LD_PRELOAD", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES"})
+GPU_VAR_PREFIXES = ("CUDA_", "CUBLAS_", "CUBLASLT_", "CUDNN_", "NCCL_", "PYTORCH_", "TORCH_", "TORCHINDUCTOR_",
+                    "NVIDIA_", "TF32_")  # fmt: skip
+
+
+def gpu_vars(env: Mapping[str, str]) -> dict[str, str]:
+    """The GPU-relevant variables of ``env``, sorted, with secret-looking values redacted."""
+    chosen = {k: v for k, v in env.items() if k in GPU_VAR_NAMES or k.startswith(GPU_VAR_PREFIXES)}
+    return dict(sorted(redact_env(chosen).items()))
+
+
+def _nvml(ctx: Context) -> NvmlState | None:
+    """NVML's view of the GPUs, or None: a hung or broken driver is the driver checks' verdict, not ours."""
+    try:
+        state = ctx.probe("nvml")
+    except (ProbeTimeout, ProbeFailed):
+        return None
+    return state if state.available else None
+
+
+@check("env.gpu_vars", "GPU environment variables")
+def check_gpu_vars(ctx: Context) -> Verdict:
+    """Shows the variables that change GPU behaviour and flags the ones that hide GPUs or slow everything."""
+    shown = gpu_vars(ctx.env)
+    details: dict[str, Any] = {"variables": shown}
+    nvml = _nvml(ctx)
+    gpus = nvml.gpus if nvml else []
+    problems: list[str] = []
+    fixes: list[str] = []
+    unset: list[str] = []
+    for name, harm in _DEBUG_FLAGS.items():
+        if ctx.env.get(name, "").strip() == "1":
+            problems.append(f"{name}=1 {harm}")
+            unset.append(name)
+    if unset:
+        fixes.append(f"Unset {', '.join(unset)} outside debugging sessions.")
+    if "CUDA_VISIBLE_DEVICES" in ctx.env:
+        uuids = [str(g.uuid) for g in gpus] if nvml and all(available(g.uuid) for g in gpus) else None
+        why = visible_devices_problem(ctx.env["CUDA_VISIBLE_DEVICES"], uuids, len(gpus) if nvml else None)
+        if why:
+            problems.append(why)
+            fixes.append("Fix or unset CUDA_VISIBLE_DEVICES (`nvidia-smi -L` lists the GPUs' indices and UUIDs).")
+    notes = []
+    if len(gpus) > 1 and len({str(g.name) for g in gpus}) > 1 and ctx.env.get("CUDA_DEVICE_ORDER") != "PCI_BUS_ID":
+        # CUDA's default FASTEST_FIRST order puts the fastest GPU at index 0, while nvidia-smi and NVML count in
+        # PCI bus order: with mixed GPUs, "GPU 0" means different cards to the two.
+        notes.append("mixed GPU models and CUDA_DEVICE_ORDER is not PCI_BUS_ID: CUDA's device indices may differ "
+                     "from nvidia-smi's (export CUDA_DEVICE_ORDER=PCI_BUS_ID to make them agree)")  # fmt: skip
+    for name, hint in _SLOWING_FLAGS.items():
+        if ctx.env.get(name, "").strip() == "1":
+            notes.append(f"{name}=1: {hint}")
+    if notes:
+        details["notes"] = notes
+    listing = ", ".join(f"{k}={v}" for k, v in shown.items())
+    summary = f"{len(shown)} set: {listing}" if shown else "none of the GPU-related variables is set"
+    if problems:
+        command = f"unset {' '.join(unset)}" if unset else None
+        return warn("; ".join(problems), " ".join(fixes), command, **details)
+    return ok(summary, **details)
+
+
+#: Debugging switches that cost a lot of speed when left on.
+_DEBUG_FLAGS = {
+    "CUDA_LAUNCH_BLOCKING": "serialises every kernel launch (for debugging; everything runs much slower)",
+    "PYTORCH_NO_CUDA_MEMORY_CACHING": "turns off torch's caching allocator (for debugging; allocations get slow)",
+}
+
+
+#: Variables often left over from debugging a network problem; legitimate as workarounds, so only noted.
+_SLOWING_FLAGS = {
+    "NCCL_P2P_DISABLE": "GPU-to-GPU traffic goes through host memory instead of NVLink/PCIe peer-to-peer",
+    "NCCL_IB_DISABLE": "NCCL will not use InfiniBand/RoCE and falls back to TCP sockets",
+    "NCCL_SHM_DISABLE": "NCCL will not use shared memory between processes on a node",
+}
+
+
+def visible_devices_problem(value: str, uuids: list[str] | None, count: int | None) -> str | None:
+    """What is wrong with ``CUDA_VISIBLE_DEVICES``, or None. ``count`` and ``uuids`` describe NVML's GPUs
+    (None: unknown, so only the syntax is judged).
+
+    CUDA reads the list up to the first entry that names no device and silently ignores the rest, so
+    "0,1,7" on a 4-GPU machine gives two GPUs and "" or "-1" gives none.
+    """
+    entries = [e.strip() for e in value.split(",")]
+    if value.strip() in ("", "-1") or entries[0] in ("", "-1"):
+        return f"CUDA_VISIBLE_DEVICES={value!r} hides every GPU from CUDA"
+    for entry in entries:
+        if entry.isdigit():
+            if count is not None and int(entry) >= count:
+                return (f"CUDA_VISIBLE_DEVICES={value!r} names GPU {entry}, but there are {count}: "
+                        "CUDA ignores it and every entry after it")  # fmt: skip
+        elif entry.startswith(("GPU-", "MIG-")):
+            # CUDA accepts any unique prefix of a UUID.
+            if entry.startswith("GPU-") and uuids is not None and not any(u.startswith(entry) for u in uuids):
+                return f"CUDA_VISIBLE_DEVICES names {entry}, which matches no GPU's UUID: CUDA ignores it and the rest"
+        else:
+            return f"CUDA_VISIBLE_DEVICES={value!r}: {entry!r} is neither an index nor a GPU UUID"
+    if len(set(entries)) != len(entries):
+        return f"CUDA_VISIBLE_DEVICES={value!r} names a GPU twice"
+    return None
+
+
+@check("env.ld_library_path", "LD_LIBRARY_PATH")
+def check_ld_library_path(ctx: Context) -> Verdict:
+    """No LD_LIBRARY_PATH entry holds other copies of the CUDA libraries torch ships (they would load first)."""
+    state: PackagesState = ctx.probe("packages")
+    entries = state.ld_library_path
+    if not entries:
+        return ok("LD_LIBRARY_PATH is not set")
+    torch = state.torch
+    own = set(torch.own_lib_dirs) if torch else set()
+    shadowing = [e for e in entries if e.cuda_libs and os.path.realpath(e.path or ".") not in own]
+    missing = [e.path for e in entries if not e.exists]
+    details: dict[str, Any] = {
+        "entries": [{"path": e.path, "exists": e.exists, "cuda_libs": e.cuda_libs} for e in entries],
+        "torch_flavour": torch.flavour if torch else None,
+    }
+    notes = []
+    if missing:
+        notes.append(f"entries that do not exist: {', '.join(repr(p) for p in missing)}")
+    if any(e.path == "" for e in entries):
+        notes.append("an empty entry makes the loader search the current directory")
+    if notes:
+        details["notes"] = notes
+    summary = f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}"
+    if shadowing and torch is not None and torch.kind == "cuda":
+        libs = "; ".join(f"{e.path}: {', '.join(_short(e.cuda_libs))}" for e in shadowing)
+        return warn(
+            f"{summary}; CUDA libraries that load before torch's own ({torch.flavour}): {libs}",
+            "The loader searches LD_LIBRARY_PATH before the paths torch was linked with, so these copies replace the "
+            "CUDA libraries torch ships (errors like 'undefined symbol' or 'CUDNN_STATUS_VERSION_MISMATCH'). "
+            "Remove these entries for Python jobs (or unset LD_LIBRARY_PATH).",
+            "unset LD_LIBRARY_PATH",
+            **details,
+        )
+    if shadowing:
+        libs = ", ".join(e.path for e in shadowing)
+        notes.append(f"CUDA libraries in {libs} (no CUDA build of torch here to shadow)")
+    return ok(f"{summary}" + (f"; {'; '.join(notes)}" if notes else ""), **details)
+
+
+def _short(libs: list[str], limit: int = 4) -> list[str]:
+    return libs[:limit] + ([f"… {len(libs) - limit} more"] if len(libs) > limit else [])

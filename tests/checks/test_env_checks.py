@@ -1,0 +1,186 @@
+"""Environment-variable checks: GPU variables shown (never a secret), hidden GPUs, debug switches left on,
+and LD_LIBRARY_PATH entries that shadow torch's CUDA libraries."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from envcheck.checks import env as _env_checks  # noqa: F401 - registers the env checks
+from envcheck.checks.env import gpu_vars, visible_devices_problem
+from envcheck.model import CheckResult, Status
+from envcheck.probes.nvml import GpuInfo, NvmlState
+from envcheck.probes.packages import PackagesState, TorchBuild, scan_library_path
+from envcheck.redact import REDACTED
+from envcheck.registry import CHECKS, ProbeSpec
+from envcheck.runner import Context, ProbeRunner, run_check
+
+H100 = [GpuInfo(0, name="NVIDIA H100 80GB HBM3", uuid="GPU-1111aaaa-0000"),
+        GpuInfo(1, name="NVIDIA H100 80GB HBM3", uuid="GPU-2222bbbb-0000")]  # fmt: skip
+MIXED = [
+    GpuInfo(0, name="NVIDIA RTX A6000", uuid="GPU-aaaa"),
+    GpuInfo(1, name="NVIDIA GeForce RTX 4090", uuid="GPU-bbbb"),
+]
+
+
+def judge(check_id: str, env: dict[str, str], gpus: list[GpuInfo] | None = H100, packages: PackagesState | None = None,
+          nvml_fn=None) -> CheckResult:  # fmt: skip
+    nvml = NvmlState("ok", gpus=gpus) if gpus is not None else NvmlState("no_library", error="libnvidia-ml.so.1")
+    probes = {
+        "nvml": ProbeSpec("nvml", nvml_fn or (lambda e: nvml), 0.2, "NVML (the NVIDIA driver library)"),
+        "packages": ProbeSpec("packages", lambda e: packages or PackagesState("python", {}), 1.0, "packages"),
+    }
+    return run_check(CHECKS[check_id], Context(ProbeRunner(env, 5.0, probes=probes), env))
+
+
+def test_nothing_set_is_ok():
+    result = judge("env.gpu_vars", {"PATH": "/usr/bin", "HOME": "/root"})
+    assert result.status is Status.OK and result.summary == "none of the GPU-related variables is set"
+
+
+def test_gpu_variables_are_listed_and_others_are_not():
+    env = {"CUDA_VISIBLE_DEVICES": "0,1", "NCCL_DEBUG": "INFO", "PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True",
+           "CUBLAS_WORKSPACE_CONFIG": ":4096:8", "HOME": "/root", "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
+    result = judge("env.gpu_vars", env)
+    assert result.status is Status.OK
+    assert result.details["variables"] == {
+        "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
+        "CUDA_VISIBLE_DEVICES": "0,1",
+        "NCCL_DEBUG": "INFO",
+        "PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True",
+    }
+    assert result.summary.startswith("4 set: CUBLAS_WORKSPACE_CONFIG=:4096:8, CUDA_VISIBLE_DEVICES=0,1")
+
+
+def test_secrets_never_reach_the_report():
+    secret, password = "nvapi-Zq8s3cr3tV4lu3xx", "hunter2hunter2"
+    env = {"NVIDIA_API_KEY": secret, "HF_TOKEN": "hf_" + "x" * 34, "NCCL_DEBUG": "WARN",
+           "TORCHINDUCTOR_REDIS_URL": f"redis://cache:{password}@redis.internal:6379"}  # fmt: skip
+    result = judge("env.gpu_vars", env)
+    dumped = json.dumps(result.to_json()) + result.summary
+    assert secret not in dumped and password not in dumped and "hf_xxx" not in dumped
+    assert result.details["variables"]["NVIDIA_API_KEY"] == REDACTED
+    assert result.details["variables"]["TORCHINDUCTOR_REDIS_URL"] == f"redis://{REDACTED}@redis.internal:6379"
+    assert "HF_TOKEN" not in result.details["variables"]  # not a GPU variable: not shown at all
+
+
+def test_cuda_launch_blocking_warns():
+    result = judge("env.gpu_vars", {"CUDA_LAUNCH_BLOCKING": "1"})
+    assert result.status is Status.WARN
+    assert "serialises every kernel launch" in result.summary and result.fix.command == "unset CUDA_LAUNCH_BLOCKING"
+    assert result.details["variables"] == {"CUDA_LAUNCH_BLOCKING": "1"}
+
+
+def test_debug_switches_are_unset_together():
+    result = judge("env.gpu_vars", {"CUDA_LAUNCH_BLOCKING": "1", "PYTORCH_NO_CUDA_MEMORY_CACHING": "1"})
+    assert result.fix.command == "unset CUDA_LAUNCH_BLOCKING PYTORCH_NO_CUDA_MEMORY_CACHING"
+
+
+@pytest.mark.parametrize("value", ["", "-1", " "])
+def test_empty_visible_devices_hides_every_gpu(value):
+    result = judge("env.gpu_vars", {"CUDA_VISIBLE_DEVICES": value})
+    assert result.status is Status.WARN and "hides every GPU" in result.summary and "nvidia-smi -L" in result.fix.text
+
+
+def test_visible_device_beyond_the_gpu_count_warns():
+    result = judge("env.gpu_vars", {"CUDA_VISIBLE_DEVICES": "0,5"})
+    assert result.status is Status.WARN
+    assert "names GPU 5, but there are 2" in result.summary and "ignores it and every entry after it" in result.summary
+
+
+@pytest.mark.parametrize(
+    "value, gpus, problem",
+    [
+        ("1,0", H100, None),
+        ("GPU-2222", H100, None),  # a unique UUID prefix is enough for CUDA
+        ("GPU-9999", H100, "matches no GPU's UUID"),
+        ("0,0", H100, "names a GPU twice"),
+        ("cuda:0", H100, "neither an index nor a GPU UUID"),
+        ("3", None, None),  # without NVML only the syntax can be judged
+        ("MIG-5f3c", H100, None),
+    ],
+)
+def test_visible_devices_rules(value, gpus, problem):
+    uuids = [g.uuid for g in gpus] if gpus else None
+    found = visible_devices_problem(value, uuids, len(gpus) if gpus else None)
+    assert (found is None) if problem is None else (problem in found)
+
+
+def test_hung_nvml_does_not_fail_the_env_check():
+    release = threading.Event()
+    try:
+        result = judge("env.gpu_vars", {"CUDA_VISIBLE_DEVICES": "0,7"}, nvml_fn=lambda e: release.wait(60))
+    finally:
+        release.set()
+    assert result.status is Status.OK  # the index cannot be judged without NVML; the driver checks report the hang
+
+
+def test_mixed_gpus_without_pci_bus_order_get_a_note():
+    result = judge("env.gpu_vars", {}, gpus=MIXED)
+    assert result.status is Status.OK and "CUDA_DEVICE_ORDER=PCI_BUS_ID" in result.details["notes"][0]
+    assert "notes" not in judge("env.gpu_vars", {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, gpus=MIXED).details
+    assert "notes" not in judge("env.gpu_vars", {}, gpus=H100).details
+
+
+def test_nccl_workarounds_are_noted():
+    result = judge("env.gpu_vars", {"NCCL_P2P_DISABLE": "1"})
+    assert result.status is Status.OK and "NVLink" in result.details["notes"][0]
+
+
+def test_gpu_vars_helper_redacts():
+    assert gpu_vars({"NCCL_IB_SECRET": "abc", "NCCL_IB_HCA": "mlx5"}) == {
+        "NCCL_IB_HCA": "mlx5",
+        "NCCL_IB_SECRET": REDACTED,
+    }
+
+
+# --- LD_LIBRARY_PATH ------------------------------------------------------------------------------------------
+
+
+def system_cuda(tmp_path: Path) -> Path:
+    lib = tmp_path / "usr" / "local" / "cuda-12.2" / "lib64"
+    lib.mkdir(parents=True)
+    for name in ("libcudart.so.12", "libcublas.so.12", "libcublasLt.so.12", "libcupti.so.12", "libnvrtc.so.12"):
+        (lib / name).write_text("")
+    return lib
+
+
+def packages(ld_path: str, kind: str | None = "cuda", own: list[str] | None = None) -> PackagesState:
+    torch = None if kind is None else TorchBuild("2.5.1", kind, "12.4" if kind == "cuda" else None, "test", "/site",
+                                                 own or [])  # fmt: skip
+    return PackagesState("python", {}, torch=torch, ld_library_path=scan_library_path(ld_path))
+
+
+def test_unset_ld_library_path_is_ok():
+    assert judge("env.ld_library_path", {}, packages=packages("")).summary == "LD_LIBRARY_PATH is not set"
+
+
+def test_system_cuda_libraries_shadowing_torch_warn(tmp_path):
+    lib = system_cuda(tmp_path)
+    result = judge("env.ld_library_path", {}, packages=packages(f"/opt/other:{lib}"))
+    assert result.status is Status.WARN
+    assert str(lib) in result.summary and "libcublas.so.12" in result.summary and "CUDA 12.4" in result.summary
+    assert "… 1 more" in result.summary
+    assert result.fix.command == "unset LD_LIBRARY_PATH" and "undefined symbol" in result.fix.text
+    assert result.details["entries"][0] == {"path": "/opt/other", "exists": False, "cuda_libs": []}
+    assert "'/opt/other'" in result.details["notes"][0]
+
+
+def test_torch_own_library_directory_is_not_shadowing(tmp_path):
+    lib = system_cuda(tmp_path)
+    result = judge("env.ld_library_path", {}, packages=packages(str(lib), own=[str(lib)]))
+    assert result.status is Status.OK
+
+
+def test_cuda_libraries_without_a_cuda_torch_are_only_noted(tmp_path):
+    lib = system_cuda(tmp_path)
+    result = judge("env.ld_library_path", {}, packages=packages(str(lib), kind="cpu"))
+    assert result.status is Status.OK and "no CUDA build of torch" in result.summary
+
+
+def test_empty_entry_is_noted(tmp_path):
+    result = judge("env.ld_library_path", {}, packages=packages(f"{tmp_path}::", kind=None))
+    assert result.status is Status.OK and "current directory" in result.summary

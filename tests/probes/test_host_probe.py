@@ -1,0 +1,175 @@
+"""The host and disk probes, against the real machine and against /proc, /sys and /etc trees built in tmp_path."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+import pytest
+
+from envcheck.probes import host
+from envcheck.probes.host import HostInfo, probe_disk, probe_host, python_kind, temp_dir
+
+
+@pytest.fixture
+def fake_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty root: every file the host probe reads is looked for under it."""
+    for name in ("proc", "sys", "etc", "usr/lib", "dev/shm", "run"):
+        (tmp_path / name).mkdir(parents=True)
+    monkeypatch.setattr(host, "PROC", tmp_path / "proc")
+    monkeypatch.setattr(host, "SYS", tmp_path / "sys")
+    monkeypatch.setattr(host, "ETC_OS_RELEASE", tmp_path / "etc" / "os-release")
+    monkeypatch.setattr(host, "USR_OS_RELEASE", tmp_path / "usr" / "lib" / "os-release")
+    monkeypatch.setattr(host, "DEV_SHM", tmp_path / "dev" / "shm")
+    monkeypatch.setattr(host, "ROOT", tmp_path)
+    return tmp_path
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_real_host_gives_plain_data():
+    info = probe_host(dict(os.environ))
+    assert isinstance(info, HostInfo)
+    assert info.python.version == platform.python_version()
+    assert info.python.kind in ("venv", "conda", "system")
+    assert info.os_name == platform.system()
+    assert info.memory.total_bytes > 0 and 0 < info.memory.available_bytes <= info.memory.total_bytes
+    assert info.cpu.logical_cores and info.cpu.logical_cores >= 1
+    if platform.system() == "Linux":
+        assert info.libc in ("glibc", "musl", None)
+        assert info.shm is None or info.shm.total_bytes >= info.shm.free_bytes
+
+
+def test_bare_root_gives_nones_not_exceptions(fake_root: Path):
+    (fake_root / "dev" / "shm").rmdir()
+    info = probe_host({})
+    assert info.distro is None
+    assert info.shm is None
+    assert info.cpu.cgroup_quota_cores is None
+    assert info.memory.cgroup_limit_bytes is None
+    assert info.container.kind is None and info.container.hints == []
+    assert info.rdma_devices == []
+
+
+def test_python_kind(tmp_path: Path):
+    assert python_kind(str(tmp_path / "venv"), str(tmp_path / "base")) == "venv"
+    conda = tmp_path / "miniforge" / "envs" / "train"
+    (conda / "conda-meta").mkdir(parents=True)
+    assert python_kind(str(conda), str(conda)) == "conda"
+    assert python_kind("/usr", "/usr") == "system"
+
+
+def test_conda_prefix_comes_from_the_given_environment(fake_root: Path):
+    assert probe_host({"CONDA_PREFIX": "/opt/conda/envs/x"}).python.conda_prefix == "/opt/conda/envs/x"
+    assert probe_host({}).python.conda_prefix is None
+
+
+def test_distro_from_os_release(fake_root: Path):
+    write(fake_root / "etc" / "os-release", 'NAME="Ubuntu"\nVERSION_ID="22.04"\nPRETTY_NAME="Ubuntu 22.04.4 LTS"\n')
+    assert probe_host({}).distro == "Ubuntu 22.04.4 LTS"
+
+
+def test_distro_falls_back_to_usr_lib_and_name_version(fake_root: Path):
+    write(fake_root / "usr" / "lib" / "os-release", "NAME=Rocky\nVERSION_ID=8.9\n")
+    assert probe_host({}).distro == "Rocky 8.9"
+
+
+@pytest.mark.parametrize(
+    "cpuinfo, model",
+    [
+        ("processor\t: 0\nmodel name\t: AMD EPYC 9654 96-Core Processor\n", "AMD EPYC 9654 96-Core Processor"),
+        ("processor\t: 0\nBogoMIPS\t: 2000.00\n\nModel\t: NVIDIA Grace\n", "NVIDIA Grace"),
+    ],
+)
+def test_cpu_model_from_proc_cpuinfo(fake_root: Path, cpuinfo: str, model: str):
+    write(fake_root / "proc" / "cpuinfo", cpuinfo)
+    assert probe_host({}).cpu.model == model
+
+
+@pytest.mark.parametrize(
+    "files, cores",
+    [
+        ({"fs/cgroup/cpu.max": "200000 100000\n"}, 2.0),
+        ({"fs/cgroup/cpu.max": "max 100000\n"}, None),
+        ({"fs/cgroup/cpu/cpu.cfs_quota_us": "150000\n", "fs/cgroup/cpu/cpu.cfs_period_us": "100000\n"}, 1.5),
+        ({"fs/cgroup/cpu/cpu.cfs_quota_us": "-1\n", "fs/cgroup/cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ],
+    ids=["v2_two_cores", "v2_unlimited", "v1_one_and_a_half", "v1_unlimited"],
+)
+def test_cgroup_cpu_quota(fake_root: Path, files: dict[str, str], cores: float | None):
+    for rel, text in files.items():
+        write(fake_root / "sys" / rel, text)
+    assert probe_host({}).cpu.cgroup_quota_cores == cores
+
+
+def test_container_memory_limit_is_read(fake_root: Path):
+    write(fake_root / "sys" / "fs" / "cgroup" / "memory.max", f"{2 * 1024**3}\n")
+    write(fake_root / "sys" / "fs" / "cgroup" / "memory.current", f"{1024**3}\n")
+    mem = probe_host({}).memory
+    assert mem.cgroup_limit_bytes == 2 * 1024**3 and mem.cgroup_used_bytes == 1024**3
+
+
+def test_unlimited_cgroup_memory_is_no_limit(fake_root: Path):
+    write(fake_root / "sys" / "fs" / "cgroup" / "memory.max", "max\n")
+    # cgroup v1 writes "no limit" as a huge number.
+    write(fake_root / "sys" / "fs" / "cgroup" / "memory" / "memory.limit_in_bytes", "9223372036854771712\n")
+    assert probe_host({}).memory.cgroup_limit_bytes is None
+
+
+def test_shm_is_measured_where_pointed(fake_root: Path):
+    shm = probe_host({}).shm
+    assert shm is not None and shm.path == str(fake_root / "dev" / "shm") and shm.total_bytes > 0
+
+
+@pytest.mark.parametrize(
+    "setup, env, kind",
+    [
+        (lambda root: write(root / ".dockerenv", ""), {}, "docker"),
+        (lambda root: write(root / "run" / ".containerenv", ""), {}, "podman"),
+        (lambda root: write(root / ".dockerenv", ""), {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}, "kubernetes"),
+        (lambda root: write(root / "proc" / "1" / "cgroup", "0::/kubepods/burstable/pod1/abc\n"), {}, "kubernetes"),
+        (lambda root: None, {"container": "systemd-nspawn"}, "systemd-nspawn"),
+        (lambda root: None, {}, None),
+    ],
+    ids=["docker", "podman", "kubernetes_env", "kubernetes_cgroup", "nspawn", "bare_metal"],
+)
+def test_container_detection(fake_root: Path, setup, env: dict[str, str], kind: str | None):
+    setup(fake_root)
+    container = probe_host(env).container
+    assert container.kind == kind
+    assert bool(container.hints) == (kind is not None)
+
+
+def test_rdma_devices_are_listed(fake_root: Path):
+    (fake_root / "sys" / "class" / "infiniband" / "mlx5_0").mkdir(parents=True)
+    assert probe_host({}).rdma_devices == ["mlx5_0"]
+
+
+def test_disk_reports_working_and_temp_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    places = probe_disk({"TMPDIR": str(tmp_path)})
+    # Same filesystem: one entry carrying both labels.
+    assert len(places) == 1
+    assert places[0].labels == ["working directory", "temp directory"]
+    assert places[0].free_bytes is not None and places[0].total_bytes >= places[0].free_bytes
+
+
+def test_temp_dir_follows_the_given_environment(tmp_path: Path):
+    assert temp_dir({"TMPDIR": str(tmp_path)}) == str(tmp_path)
+    assert temp_dir({"TMPDIR": str(tmp_path / "gone"), "TMP": str(tmp_path)}) == str(tmp_path)
+    assert os.path.isdir(temp_dir({"TMPDIR": str(tmp_path / "gone")}))
+
+
+def test_disk_probe_survives_a_deleted_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    places = probe_disk({"TMPDIR": str(tmp_path)})
+    cwd = next(p for p in places if "working directory" in p.labels)
+    assert cwd.free_bytes is None and cwd.error
+    assert any("temp directory" in p.labels and p.free_bytes is not None for p in places)

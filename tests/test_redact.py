@@ -1,0 +1,64 @@
+"""Secret handling: what counts as a secret name, and that secret values never survive redaction."""
+
+from __future__ import annotations
+
+import pytest
+
+from envcheck.redact import REDACTED, is_secret_name, redact_env, redact_value, scrub
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "WANDB_API_KEY", "AWS_SECRET_ACCESS_KEY", "OPENAI_API_KEY",
+        "GITHUB_AUTHTOKEN", "DB_PASSWORD", "MYSQL_PWD", "PGPASSWORD", "apiKey", "clientSecret", "db.password",
+        "SESSION_COOKIE", "GOOGLE_APPLICATION_CREDENTIALS", "SSH_PRIVATE_KEY", "SENTRY_DSN", "http-auth",
+    ],
+)  # fmt: skip
+def test_secret_looking_names(name):
+    assert is_secret_name(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "CUDA_VISIBLE_DEVICES", "NCCL_SOCKET_IFNAME", "NCCL_IB_HCA", "NCCL_IB_PKEY", "PYTORCH_CUDA_ALLOC_CONF",
+        "TOKENIZERS_PARALLELISM", "KEYBOARD_LAYOUT", "PWD", "OLDPWD", "SSH_AUTH_SOCK", "PATH", "HOME",
+        "LD_LIBRARY_PATH", "PASSAGE_COUNT",
+    ],
+)  # fmt: skip
+def test_ordinary_names(name):
+    assert not is_secret_name(name)
+
+
+def test_url_credentials_lose_user_and_password_but_keep_the_host():
+    assert redact_value("https://alice:hunter2@proxy.corp:3128/") == f"https://{REDACTED}@proxy.corp:3128/"
+    assert redact_value("redis://default:s3cr3t@cache:6379/0") == f"redis://{REDACTED}@cache:6379/0"
+    # A URL without credentials, or an e-mail address, is left alone.
+    assert redact_value("https://proxy.corp:3128/") == "https://proxy.corp:3128/"
+    assert redact_value("ops@example.com") == "ops@example.com"
+
+
+def test_well_known_token_shapes_are_redacted_whatever_holds_them():
+    token = "hf_" + "a1B2c3D4e5" * 4
+    assert token not in redact_value(f"--token {token} --other")
+    assert redact_value("ghp_" + "x" * 36) == REDACTED
+    assert redact_value("AKIA" + "ABCDEFGHIJKLMNOP") == REDACTED
+
+
+def test_redact_env_hides_secret_values_and_keeps_the_rest():
+    env = {"HF_TOKEN": "hf_short", "CUDA_VISIBLE_DEVICES": "0,1", "HTTPS_PROXY": "http://u:p@proxy:80"}
+    assert redact_env(env) == {
+        "HF_TOKEN": REDACTED,
+        "CUDA_VISIBLE_DEVICES": "0,1",
+        "HTTPS_PROXY": f"http://{REDACTED}@proxy:80",
+    }
+
+
+def test_scrub_removes_secret_values_from_free_text():
+    env = {"WANDB_API_KEY": "0123456789abcdef", "DEBUG": "1", "MY_TOKEN": "1"}
+    text = "login failed with key 0123456789abcdef (DEBUG=1)"
+    scrubbed = scrub(text, env)
+    assert "0123456789abcdef" not in scrubbed and REDACTED in scrubbed
+    # Short values ("1") are not scrubbed: they would mangle unrelated text.
+    assert scrubbed.endswith("(DEBUG=1)")
