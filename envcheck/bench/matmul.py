@@ -1,0 +1,221 @@
+"""Dense matrix multiplication: the figure a datasheet's "Tensor Core TFLOPS" promises.
+
+Each dtype is its own benchmark id so that ``--only matmul.bf16`` and ``--compare`` can name it. The
+square size is large enough to keep every SM busy (8192 on a GPU, as in NVIDIA's own cuBLAS figures)
+and shrinks to fit the free memory. ``matmul.sweep`` measures a few shapes and reports the best, after
+ml-engineering's mamf-finder ("maximum achievable matmul FLOPS"): the realistic ceiling to hold
+training MFU against. Matmul at these sizes is compute bound, so L2 reuse of the inputs does not
+inflate the figure and inputs need not rotate.
+
+Correctness: after timing, a random subset of rows of the very output buffer the timed kernel wrote is
+compared with float64 products of the same (already rounded) inputs, computed on the same device.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from envcheck.bench import common
+from envcheck.bench.registry import Check, DeviceInfo, Options, Plan, Workload, benchmark
+
+if TYPE_CHECKING:
+    import torch
+
+#: Rows of the output checked against float64: enough to touch every column tile, cheap in float64.
+CHECK_ROWS = 64
+
+
+def dtype_support(dev: DeviceInfo, dtype: str) -> str | None:
+    """Why ``dtype`` matmul cannot run on ``dev`` (None when it can)."""
+    import torch
+
+    cc = dev.capability or (0, 0)
+    if not dev.is_cuda:
+        if dtype in ("tf32", "fp8"):
+            return f"{dtype} is a GPU tensor-core format"
+        if dtype == "fp16":
+            return "torch has no optimised fp16 matmul on CPU (its fallback measures nothing useful)"
+        return None
+    if dtype in ("tf32", "bf16") and cc < (8, 0):
+        return f"{dtype} tensor cores need compute capability 8.0 (Ampere) or newer; this card is {cc[0]}.{cc[1]}"
+    if dtype == "fp8":
+        if cc < (8, 9):
+            return f"fp8 tensor cores need compute capability 8.9 (Ada/Hopper) or newer; this card is {cc[0]}.{cc[1]}"
+        if not hasattr(torch, "_scaled_mm") or not hasattr(torch, "float8_e4m3fn"):
+            return f"torch {torch.__version__} has no fp8 matmul (torch._scaled_mm)"
+    return None
+
+
+def square_size(dev: DeviceInfo, dtype: str, quick: bool) -> int:
+    """The largest of the standard sizes whose three matrices (plus the float64 check) fit comfortably."""
+    if not dev.is_cuda:
+        return 512 if quick else 1024
+    itemsize = 1 if dtype == "fp8" else 2 if dtype in ("bf16", "fp16") else 4
+    n = 8192
+    free = dev.free_bytes or 0
+    # inputs + output + a float64 column block of B for the check; keep half of free memory spare.
+    while n > 1024 and (3 * n * n * itemsize + n * 2048 * 8) > 0.5 * free:
+        n //= 2
+    return n
+
+
+def scaled(n: int, scale: float, multiple: int = 256) -> int:
+    """``n`` shrunk by ``scale`` after an out-of-memory error, kept a multiple of the tile size."""
+    return max(multiple, int(n * scale) // multiple * multiple)
+
+
+def rows_reference(a_rows: torch.Tensor, b: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
+    """float64 ``a_rows @ b``, converting ``b`` one column block at a time to bound the extra memory."""
+    import torch
+
+    a64 = a_rows.to(torch.float32).to(torch.float64)
+    cols = [a64 @ b[:, j : j + chunk].to(torch.float32).to(torch.float64) for j in range(0, b.shape[1], chunk)]
+    return torch.cat(cols, dim=1)
+
+
+def build_matmul(dev: DeviceInfo, dtype: str, m: int, n: int, k: int, seed_label: str) -> Workload:
+    """Allocate ``A (m×k) @ B (k×n)`` in ``dtype`` and return the timed step plus its check."""
+    import torch
+
+    device = dev.name
+    gen = common.generator(device, common.case_seed("matmul", seed_label, m, n, k))
+    tdt = common.torch_dtype(dtype)
+    rows = torch.randperm(m, generator=torch.Generator().manual_seed(m * 7 + k))[:CHECK_ROWS].sort().values
+    params = {"m": m, "n": n, "k": k, "dtype": dtype}
+    reference = f"float64 matmul of the same inputs on {device}, {min(CHECK_ROWS, m)} random rows"
+    if dtype == "fp8":
+        a = common.randn((m, k), tdt, device, gen)
+        b_t = common.randn((n, k), tdt, device, gen)  # _scaled_mm wants B column-major: (n×k) transposed
+        b = b_t.t()
+        one = torch.ones((), dtype=torch.float32, device=device)
+        holder: list[torch.Tensor] = []
+
+        def step() -> None:
+            out = torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
+            holder[:] = [out[0] if isinstance(out, tuple) else out]  # torch < 2.4 returned (out, amax)
+
+        def output() -> torch.Tensor:
+            return holder[0]
+
+        params["out_dtype"] = "bf16"
+    else:
+        a = common.randn((m, k), tdt, device, gen)
+        b = common.randn((k, n), tdt, device, gen)
+        c = common.empty((m, n), tdt, device)
+
+        def step() -> None:
+            torch.matmul(a, b, out=c)  # the runner has set TF32 on or off for this case
+
+        def output() -> torch.Tensor:
+            return c
+
+    def verify() -> Check:
+        idx = rows.to(device)
+        ref = rows_reference(common.take_rows(a, idx), b)
+        return common.check_close(common.take_rows(output(), idx), ref, common.TOLERANCE[dtype], reference)
+
+    return Workload(
+        case=f"{dtype} {common.fmt_shape(m, n, k)}",
+        params=params,
+        step=step,
+        verify=verify,
+        work_per_step=2.0 * m * n * k,
+        work_unit="flop",
+        peak_key=dtype,
+    )
+
+
+def _square_plan(dev: DeviceInfo, opts: Options, dtype: str) -> list[Plan]:
+    if not opts.wants(dtype):
+        return []
+    reason = dtype_support(dev, dtype)
+    if reason:
+        return [Plan(dtype, dtype, skip=reason)]
+    n = square_size(dev, dtype, opts.quick)
+
+    def build(scale: float) -> Workload:
+        size = scaled(n, scale)
+        return build_matmul(dev, dtype, size, size, size, dtype)
+
+    return [Plan(dtype, dtype, build)]
+
+
+@benchmark("matmul.fp32", "matmul fp32")
+def matmul_fp32(dev: DeviceInfo, opts: Options) -> list[Plan]:
+    """Square fp32 matmul with TF32 off (true IEEE fp32 FMA throughput)."""
+    return _square_plan(dev, opts, "fp32")
+
+
+@benchmark("matmul.tf32", "matmul tf32")
+def matmul_tf32(dev: DeviceInfo, opts: Options) -> list[Plan]:
+    """Square fp32 matmul on TF32 tensor cores (GPU, Ampere or newer)."""
+    return _square_plan(dev, opts, "tf32")
+
+
+@benchmark("matmul.bf16", "matmul bf16")
+def matmul_bf16(dev: DeviceInfo, opts: Options) -> list[Plan]:
+    """Square bf16 matmul, fp32 accumulation (the training workhorse)."""
+    return _square_plan(dev, opts, "bf16")
+
+
+@benchmark("matmul.fp16", "matmul fp16")
+def matmul_fp16(dev: DeviceInfo, opts: Options) -> list[Plan]:
+    """Square fp16 matmul, fp32 accumulation (GPU)."""
+    return _square_plan(dev, opts, "fp16")
+
+
+@benchmark("matmul.fp8", "matmul fp8")
+def matmul_fp8(dev: DeviceInfo, opts: Options) -> list[Plan]:
+    """Square fp8 (e4m3) matmul via torch._scaled_mm, bf16 output (GPU, compute capability 8.9+)."""
+    return _square_plan(dev, opts, "fp8")
+
+
+#: Shapes (m, n, k) of the sweep. The GPU set spans the sizes where cuBLAS picks different tilings,
+#: including non-square ones that training layers produce; --quick keeps three.
+GPU_SWEEP = [
+    (4096, 4096, 4096),
+    (6144, 6144, 6144),
+    (8192, 8192, 8192),
+    (10240, 10240, 10240),
+    (12288, 12288, 12288),
+    (16384, 16384, 16384),
+    (8192, 8192, 4096),
+    (4096, 16384, 8192),
+    (16384, 4096, 8192),
+    (8192, 8192, 16384),
+    (12288, 12288, 4096),
+    (16384, 16384, 8192),
+]
+GPU_SWEEP_QUICK = [(4096, 4096, 4096), (8192, 8192, 8192), (8192, 8192, 4096)]
+CPU_SWEEP = [(256, 256, 256), (512, 512, 512), (768, 768, 768), (1024, 1024, 1024), (1024, 1024, 512)]
+CPU_SWEEP_QUICK = [(256, 256, 256), (512, 512, 512)]
+
+
+def sweep_dtype(dev: DeviceInfo) -> str:
+    """bf16 where tensor cores support it (the dtype MAMF is usually quoted in), fp16 before, fp32 on CPU."""
+    if not dev.is_cuda:
+        return "fp32"
+    return "bf16" if (dev.capability or (0, 0)) >= (8, 0) else "fp16"
+
+
+@benchmark("matmul.sweep", "matmul best of a shape sweep", best_of=True)
+def matmul_sweep(dev: DeviceInfo, opts: Options) -> list[Plan]:
+    """Best matmul throughput over a small shape sweep (maximum achievable matmul FLOPS, cf. mamf-finder)."""
+    dtype = sweep_dtype(dev)
+    if not opts.wants(dtype):
+        return []
+    if dev.is_cuda:
+        shapes = GPU_SWEEP_QUICK if opts.quick else GPU_SWEEP
+        itemsize = 2
+        free = dev.free_bytes or 0
+        shapes = [s for s in shapes if (s[0] * s[2] + s[2] * s[1] + s[0] * s[1]) * itemsize < 0.5 * free] or shapes[:1]
+    else:
+        shapes = CPU_SWEEP_QUICK if opts.quick else CPU_SWEEP
+    plans = []
+    for m, n, k in shapes:
+
+        def build(scale: float, m: int = m, n: int = n, k: int = k) -> Workload:
+            return build_matmul(dev, dtype, scaled(m, scale), scaled(n, scale), scaled(k, scale), "sweep")
+
+        plans.append(Plan(f"{dtype} {common.fmt_shape(m, n, k)}", dtype, build))
+    return plans

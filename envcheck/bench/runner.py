@@ -1,0 +1,322 @@
+"""Run the suite: each case guarded, timed by the harness, checked, and turned into a :class:`BenchResult`.
+
+Like the doctor's runner (and pytest's ``CallInfo.from_call``), one case's exception becomes that
+case's result and the suite goes on; only KeyboardInterrupt ends it. An out-of-memory error frees
+what the case held and retries at half the size, twice, before the case is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from envcheck.bench import common, peaks
+from envcheck.bench.harness import Budget, CpuTimer, CudaEventTimer, Measurement, Timer, measure
+from envcheck.bench.registry import BenchSpec, Check, DeviceInfo, Options, Plan, Workload
+
+#: Halvings tried after an out-of-memory error before a case is skipped.
+OOM_RETRIES = 2
+#: A GPU whose figure is this far below the median of its same-model siblings is named.
+SIBLING_SHORTFALL = 0.10
+
+#: Time per case. A default GPU pass is about a minute per device, --quick about a quarter of that.
+BUDGETS = {
+    ("cuda", False): Budget(measure_s=1.5, warmup_s=0.3),
+    ("cuda", True): Budget(measure_s=0.3, warmup_s=0.1),
+    ("cpu", False): Budget(measure_s=1.0, warmup_s=0.2),
+    ("cpu", True): Budget(measure_s=0.15, warmup_s=0.03, min_samples=3),
+}
+#: Each shape of a sweep gets a third of a case's budget: it only has to find the best.
+SWEEP_FRACTION = 1 / 3
+
+OK, FAILED, SKIPPED, ERROR = "ok", "failed", "skipped", "error"
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """One figure (or why there is none). ``status``: ok, failed (wrong answer), skipped, error."""
+
+    id: str
+    label: str
+    case: str
+    device: str
+    device_model: str
+    dtype: str | None
+    status: str
+    value: float | None = None
+    unit: str | None = None
+    peak: float | None = None
+    peak_fraction: float | None = None
+    peak_source: str | None = None
+    check: Check | None = None
+    measurement: Measurement | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    rates: dict[str, float] = field(default_factory=dict)
+    reason: str | None = None
+    attempts: tuple[str, ...] = ()
+    sibling: dict[str, float] | None = None
+    duration_s: float = 0.0
+
+    @property
+    def family(self) -> str:
+        return self.id.split(".", 1)[0]
+
+    @property
+    def verified(self) -> bool | None:
+        return None if self.check is None else self.check.passed
+
+    @property
+    def noisy(self) -> bool:
+        return self.measurement is not None and self.measurement.noisy
+
+    @property
+    def is_problem(self) -> bool:
+        """A wrong answer, a crash, or a card slower than its siblings: what makes the run exit 1."""
+        return self.status in (FAILED, ERROR) or self.sibling is not None
+
+    def to_json(self) -> dict[str, Any]:
+        from envcheck.model import to_jsonable
+
+        return {
+            "id": self.id,
+            "benchmark": self.family,
+            "case": self.case,
+            "label": self.label,
+            "device": self.device,
+            "device_model": self.device_model,
+            "dtype": self.dtype,
+            "status": self.status,
+            "params": to_jsonable(self.params),
+            "value": self.value,
+            "unit": self.unit,
+            "rates": self.rates,
+            "peak": self.peak,
+            "peak_fraction": self.peak_fraction,
+            "peak_source": self.peak_source,
+            "verified": self.verified,
+            "check": self.check.to_json() if self.check else None,
+            "noisy": self.noisy,
+            "stats": self.measurement.to_json() if self.measurement else None,
+            "reason": self.reason,
+            "attempts": list(self.attempts),
+            "slow_vs_siblings": self.sibling,
+            "duration_s": round(self.duration_s, 3),
+        }
+
+
+def unit_for(work_unit: str, dev: DeviceInfo) -> tuple[str, float]:
+    """Display unit and divisor: TFLOP/s on a GPU, GFLOP/s on a CPU, GB/s, images/s."""
+    if work_unit == "flop":
+        return ("TFLOP/s", 1e12) if dev.is_cuda else ("GFLOP/s", 1e9)
+    if work_unit == "byte":
+        return "GB/s", 1e9
+    return "images/s", 1.0
+
+
+def figure(wl: Workload, m: Measurement, dev: DeviceInfo) -> tuple[float, str, float | None, float | None, str | None]:
+    """The value from the median step time, and its fraction of the datasheet peak where the card is known."""
+    unit, divisor = unit_for(wl.work_unit, dev)
+    value = wl.work_per_step / m.median_s / divisor
+    entry = peaks.lookup(dev.model) if dev.is_cuda else None
+    peak = entry.for_key(wl.peak_key) if entry and wl.peak_key else None
+    # peaks are in TFLOP/s and GB/s, the same units as the value on a GPU
+    fraction = round(value / peak, 4) if peak else None
+    return value, unit, peak, fraction, entry.source if peak and entry else None
+
+
+def timer_for(dev: DeviceInfo) -> Timer:
+    return CudaEventTimer(dev.name) if dev.is_cuda else CpuTimer()
+
+
+def free_memory(dev: DeviceInfo) -> None:
+    """Drop what a finished case held so the next one starts with the device's memory free."""
+    gc.collect()
+    if dev.is_cuda:
+        import torch
+
+        torch.cuda.synchronize(dev.name)
+        torch.cuda.empty_cache()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def run_plan(
+    spec: BenchSpec,
+    plan: Plan,
+    dev: DeviceInfo,
+    budget: Budget,
+    *,
+    timer: Timer | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> BenchResult:
+    """Build, warm up, time and check one case; out-of-memory shrinks it, any other error is its result."""
+    started = clock()
+    base = {"id": spec.id, "label": plan.label, "device": dev.name, "device_model": dev.model, "dtype": plan.dtype}
+    if plan.skip or plan.build is None:
+        return BenchResult(case=plan.label, status=SKIPPED, reason=plan.skip or "not applicable", **base)
+    attempts: list[str] = []
+    scale = 1.0
+    for _ in range(OOM_RETRIES + 1):
+        outcome = _attempt(plan, dev, budget, scale, timer or timer_for(dev), clock)
+        free_memory(dev)
+        if isinstance(outcome, BaseException):
+            if common.is_out_of_memory(outcome):
+                attempts.append(f"out of memory at scale {scale:g}: {_first_line(outcome)}")
+                scale /= 2
+                continue
+            return BenchResult(
+                case=plan.label,
+                status=ERROR,
+                reason=_first_line(outcome),
+                attempts=tuple(attempts),
+                duration_s=clock() - started,
+                **base,
+            )
+        wl, m, check = outcome
+        value, unit, peak, fraction, source = figure(wl, m, dev)
+        rates = {"images/s": wl.images_per_step / m.median_s} if wl.images_per_step and wl.work_unit != "image" else {}
+        params = {**wl.params, **wl.notes}
+        if scale != 1.0:
+            params["shrunk_to_scale"] = scale
+        return BenchResult(
+            case=wl.case,
+            status=OK if check.passed else FAILED,
+            value=value,
+            unit=unit,
+            peak=peak,
+            peak_fraction=fraction,
+            peak_source=source,
+            check=check,
+            measurement=m,
+            params=params,
+            rates=rates,
+            reason=None if check.passed else f"wrong result: {check.detail}",
+            attempts=tuple(attempts),
+            duration_s=clock() - started,
+            **base,
+        )
+    return BenchResult(
+        case=plan.label,
+        status=SKIPPED,
+        reason="out of memory at every size tried",
+        attempts=tuple(attempts),
+        duration_s=clock() - started,
+        **base,
+    )
+
+
+def _attempt(
+    plan: Plan, dev: DeviceInfo, budget: Budget, scale: float, timer: Timer, clock: Callable[[], float]
+) -> tuple[Workload, Measurement, Check] | BaseException:
+    """One try at a case; returns the exception instead of raising (the caller frees memory first)."""
+    assert plan.build is not None
+    try:
+        with common.precision(plan.dtype or ""), common.cudnn_autotune():
+            wl = plan.build(scale)
+            m = measure(wl.step, timer, budget, clock=clock)
+            check = wl.verify()
+        # The figure is kept; the buffers are not (the closures in wl hold them).
+        wl.step = wl.verify = _released  # type: ignore[method-assign]
+        return wl, m, check
+    except Exception as exc:  # noqa: BLE001 - any failure becomes this case's result
+        exc.__traceback__ = None  # the traceback's frames hold the case's tensors
+        return exc
+
+
+def _released() -> Any:
+    raise RuntimeError("this workload's buffers were released after it was measured")
+
+
+def best_of(spec: BenchSpec, results: list[BenchResult]) -> BenchResult:
+    """Reduce a sweep to one result: the fastest verified shape; any wrong answer wins over speed."""
+    table = [{"shape": r.case, "value": r.value, "status": r.status} for r in results]
+    bad = [r for r in results if r.status in (FAILED, ERROR)]
+    good = [r for r in results if r.status == OK and r.value is not None]
+    chosen = bad[0] if bad else max(good, key=lambda r: r.value or 0.0) if good else results[0]
+    dtype = chosen.dtype or ""
+    return replace(
+        chosen,
+        label=f"{dtype} best of shapes".strip(),
+        case=f"{dtype} best of {len(results)} shapes".strip(),
+        params={**chosen.params, "best_shape": chosen.case, "sweep": table},
+        duration_s=sum(r.duration_s for r in results),
+    )
+
+
+def flag_slow_siblings(results: list[BenchResult], shortfall: float = SIBLING_SHORTFALL) -> list[BenchResult]:
+    """Name each GPU whose figure is more than ``shortfall`` below the median of the *other* GPUs of its
+    model on the same case: in synchronous data-parallel training the whole node runs at its pace."""
+    groups: dict[tuple[str, str, str], list[BenchResult]] = {}
+    for r in results:
+        if r.device != "cpu" and r.value is not None and r.status == OK:
+            groups.setdefault((r.id, r.case, r.device_model), []).append(r)
+    flagged: dict[int, dict[str, float]] = {}
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        for r in members:
+            others = statistics.median(o.value for o in members if o is not r and o.value is not None)
+            if r.value is not None and others > 0 and r.value < (1 - shortfall) * others:
+                flagged[id(r)] = {"sibling_median": others, "shortfall": round(1 - r.value / others, 4)}
+    return [replace(r, sibling=flagged[id(r)]) if id(r) in flagged else r for r in results]
+
+
+@dataclass
+class Progress:
+    """Callbacks the renderer plugs in: a case is about to run / has finished."""
+
+    started: Callable[[int, int, str, str, str], None] = lambda i, n, bench_id, label, device: None
+    finished: Callable[[BenchResult], None] = lambda result: None
+
+
+def run_suite(
+    specs: list[BenchSpec],
+    devices: list[DeviceInfo],
+    opts: Options,
+    *,
+    progress: Progress | None = None,
+    budgets: dict[tuple[str, bool], Budget] | None = None,
+) -> list[BenchResult]:
+    """Every selected benchmark on every device, device by device, in suite order."""
+    progress = progress or Progress()
+    budgets = budgets or BUDGETS
+    work: list[tuple[DeviceInfo, BenchSpec, list[Plan]]] = [(d, s, s.plans(d, opts)) for d in devices for s in specs]
+    total = sum(len(plans) for _, _, plans in work)
+    results: list[BenchResult] = []
+    done = 0
+    for dev, spec, plans in work:
+        budget = budgets[(dev.kind, opts.quick)]
+        if spec.best_of:
+            budget = replace(budget, measure_s=budget.measure_s * SWEEP_FRACTION)
+        ctx = _device_context(dev)
+        with ctx:
+            group = []
+            for plan in plans:
+                progress.started(done, total, spec.id, plan.label, dev.name)
+                result = run_plan(spec, plan, dev, budget)
+                done += 1
+                progress.finished(result)
+                group.append(result)
+        if spec.best_of and group:
+            results.append(best_of(spec, group))
+        else:
+            results.extend(group)
+    return flag_slow_siblings(results)
+
+
+def _device_context(dev: DeviceInfo) -> Any:
+    """Make ``dev`` the current CUDA device (events and default streams follow it)."""
+    import contextlib
+
+    if not dev.is_cuda:
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.cuda.device(dev.index)
