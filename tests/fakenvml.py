@@ -401,6 +401,13 @@ def no_gpus() -> FakeNvmlLib:
     return FakeNvmlLib([])
 
 
+def mixed_generations() -> FakeNvmlLib:
+    """A Hopper card next to a new Blackwell workstation card (compute capability 12.0), on an r570
+    driver (CUDA 12.8): the machine where an older torch build has no kernel for the new card."""
+    blackwell = {"name": "NVIDIA RTX PRO 6000 Blackwell Workstation Edition", "cc": (12, 0), "memory_total": 96 * GiB}
+    return FakeNvmlLib([h100(0), h100(1, **blackwell)], driver_version="570.124.06", cuda_version=12080)
+
+
 SCENARIOS: dict[str, Callable[[], FakeNvmlLib]] = {
     f.__name__: f
     for f in (
@@ -417,6 +424,7 @@ SCENARIOS: dict[str, Callable[[], FakeNvmlLib]] = {
         old_driver,
         missing_functions,
         no_gpus,
+        mixed_generations,
     )
 }
 
