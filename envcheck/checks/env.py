@@ -73,13 +73,14 @@ def check_gpu_vars(ctx: Context) -> Verdict:
     for name, hint in _SLOWING_FLAGS.items():
         if ctx.env.get(name, "").strip() == "1":
             notes.append(f"{name}=1: {hint}")
-    if notes:
-        details["notes"] = notes
     listing = ", ".join(f"{k}={v}" for k, v in shown.items())
     summary = f"{len(shown)} set: {listing}" if shown else "none of the GPU-related variables is set"
+    if notes:
+        details["notes"] = notes
+        summary += "; note: " + "; ".join(notes)
     if problems:
         command = f"unset {' '.join(unset)}" if unset else None
-        return warn("; ".join(problems), " ".join(fixes), command, **details)
+        return warn(f"{'; '.join(problems)} ({summary})", " ".join(fixes), command, **details)
     return ok(summary, **details)
 
 
@@ -139,28 +140,36 @@ def check_ld_library_path(ctx: Context) -> Verdict:
         "entries": [{"path": e.path, "exists": e.exists, "cuda_libs": e.cuda_libs} for e in entries],
         "torch_flavour": torch.flavour if torch else None,
     }
+    summary = f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}: " + ", ".join(
+        repr(e.path) if not e.path else e.path for e in entries[:_LISTED]
+    )
+    if len(entries) > _LISTED:
+        summary += f", … {len(entries) - _LISTED} more"
+    cuda_torch = torch is not None and torch.kind == "cuda"
     notes = []
     if missing:
         notes.append(f"entries that do not exist: {', '.join(repr(p) for p in missing)}")
     if any(e.path == "" for e in entries):
         notes.append("an empty entry makes the loader search the current directory")
+    if shadowing and not cuda_torch:
+        notes.append(f"CUDA libraries in {', '.join(e.path for e in shadowing)} (no CUDA build of torch to shadow)")
     if notes:
         details["notes"] = notes
-    summary = f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}"
-    if shadowing and torch is not None and torch.kind == "cuda":
+        summary += "; " + "; ".join(notes)
+    if shadowing and cuda_torch:
         libs = "; ".join(f"{e.path}: {', '.join(_short(e.cuda_libs))}" for e in shadowing)
         return warn(
-            f"{summary}; CUDA libraries that load before torch's own ({torch.flavour}): {libs}",
+            f"CUDA libraries that load before torch's own ({details['torch_flavour']}): {libs} ({summary})",
             "The loader searches LD_LIBRARY_PATH before the paths torch was linked with, so these copies replace the "
             "CUDA libraries torch ships (errors like 'undefined symbol' or 'CUDNN_STATUS_VERSION_MISMATCH'). "
             "Remove these entries for Python jobs (or unset LD_LIBRARY_PATH).",
             "unset LD_LIBRARY_PATH",
             **details,
         )
-    if shadowing:
-        libs = ", ".join(e.path for e in shadowing)
-        notes.append(f"CUDA libraries in {libs} (no CUDA build of torch here to shadow)")
-    return ok(f"{summary}" + (f"; {'; '.join(notes)}" if notes else ""), **details)
+    return ok(summary, **details)
+
+
+_LISTED = 6
 
 
 def _short(libs: list[str], limit: int = 4) -> list[str]:

@@ -74,6 +74,11 @@ def check_python(ctx: Context) -> Verdict:
         return fail(f"{summary}: too old for any supported torch", fix, command, **details)
     if version < PYTHON_WARN_BELOW:
         return warn(f"{summary}: current torch releases need Python 3.10 or newer", fix, command, **details)
+    if py.kind == "system" and _host(ctx).container.kind is None:
+        # Fine in a container image; on a shared machine, pip installs into the OS's Python clash with its packages.
+        details["note"] = (
+            "system Python outside a container: a venv or conda env keeps your packages apart from the OS's"
+        )
     if py.conda_prefix and py.kind != "conda" and py.prefix != py.conda_prefix:
         # A conda env is active in the shell but another Python runs: packages land where the user
         # does not look (`pip install` into one, `python` from the other).
@@ -238,6 +243,8 @@ def check_ulimits(ctx: Context) -> Verdict:
     """Locked-memory (RDMA/NCCL over InfiniBand) and open-file (DataLoader workers) limits are high enough."""
     info = _host(ctx)
     lim = info.limits
+    if lim is None:
+        return skip(f"no resource limits on {info.os_name}")
     summary = f"memlock {_size(lim.memlock_soft)}, open files {lim.nofile_soft or 'unlimited'}"
     details = {"memlock_soft_bytes": lim.memlock_soft, "memlock_hard_bytes": lim.memlock_hard,
                "nofile_soft": lim.nofile_soft, "nofile_hard": lim.nofile_hard,

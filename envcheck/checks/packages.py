@@ -235,14 +235,21 @@ def dependency_problems(dists: dict[str, Dist]) -> list[DependencyProblem]:
     problems: list[DependencyProblem] = []
     queue: list[tuple[str, str]] = [(name, "") for name in dists]
     done: set[tuple[str, str]] = set(queue)
+    parsed: dict[str, Requirement | None] = {}  # one distribution is visited once per extra: parse once
     while queue:
         name, extra = queue.pop()
         dist = dists[name]
         requirer = f"{dist.name}[{extra}]" if extra else dist.name
         for text in dist.requires:
-            try:
-                req = Requirement(text)
-            except InvalidRequirement:
+            if extra and "extra" not in text:
+                continue  # checked already, in the pass without extras
+            if text not in parsed:
+                try:
+                    parsed[text] = Requirement(text)
+                except InvalidRequirement:
+                    parsed[text] = None
+            req = parsed[text]
+            if req is None:
                 if not extra:
                     problems.append(DependencyProblem("invalid", requirer, text))
                 continue

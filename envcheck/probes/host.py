@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import platform
-import resource
+import shutil
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -103,7 +103,8 @@ class HostInfo:
     cpu: CpuInfo
     memory: MemoryInfo
     shm: ShmInfo | None
-    limits: Limits
+    #: None where the platform has no rlimits (Windows).
+    limits: Limits | None
     container: ContainerInfo
     #: RDMA devices (InfiniBand / RoCE NICs) under /sys/class/infiniband: they make the memlock limit matter.
     rdma_devices: list[str] = field(default_factory=list)
@@ -229,20 +230,34 @@ def read_memory() -> MemoryInfo:
     # cgroup v1 says "no limit" with a huge number (PAGE_COUNTER_MAX pages); anything above the host's RAM is none.
     if limit is not None and limit >= vm.total:
         limit = None
+    if limit is None:
+        return MemoryInfo(vm.total, vm.available)
     used = _int(_read(cgroup / "memory.current")) or _int(_read(cgroup / "memory" / "memory.usage_in_bytes"))
-    return MemoryInfo(vm.total, vm.available, limit, used if limit is not None else None)
+    if used is not None:
+        # Usage counts the page cache, which the kernel reclaims before OOM-killing; like `docker stats`,
+        # leave out the inactive file pages.
+        stat = _read(cgroup / "memory.stat") or _read(cgroup / "memory" / "memory.stat") or ""
+        fields = dict(line.split(" ", 1) for line in stat.splitlines() if " " in line)
+        inactive = _int(fields.get("inactive_file", fields.get("total_inactive_file")))
+        used = max(0, used - (inactive or 0))
+    return MemoryInfo(vm.total, vm.available, limit, used)
 
 
 def read_shm() -> ShmInfo | None:
     """Size of the POSIX shared-memory mount; DataLoader workers pass every batch through it."""
     try:
-        st = os.statvfs(DEV_SHM)
+        usage = shutil.disk_usage(DEV_SHM)
     except OSError:
         return None
-    return ShmInfo(str(DEV_SHM), st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize)
+    return ShmInfo(str(DEV_SHM), usage.total, usage.free)
 
 
-def read_limits() -> Limits:
+def read_limits() -> Limits | None:
+    try:
+        import resource
+    except ImportError:
+        return None  # Windows
+
     def get(which: int) -> tuple[int | None, int | None]:
         soft, hard = resource.getrlimit(which)
         return (None if soft == resource.RLIM_INFINITY else soft), (None if hard == resource.RLIM_INFINITY else hard)
@@ -323,11 +338,11 @@ def probe_disk(env: Mapping[str, str]) -> list[DiskSpace]:
             if device in by_device:
                 by_device[device].labels.append(label)
                 continue
-            st = os.statvfs(path)
+            usage = shutil.disk_usage(path)  # statvfs on Unix: free is what an unprivileged user may use
         except OSError as exc:
             result.append(DiskSpace([label], path, None, None, exc.strerror or str(exc)))
             continue
-        space = DiskSpace([label], path, st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize)
+        space = DiskSpace([label], path, usage.free, usage.total)
         by_device[device] = space
         result.append(space)
     return result

@@ -97,16 +97,21 @@ def probe_packages(env: Mapping[str, str], paths: Sequence[str] | None = None) -
     state = PackagesState(python=sys.executable, dists={})
     seen: set[str] = set()
     for dist in metadata.distributions(path=list(paths) if paths is not None else sys.path):
-        where = str(getattr(dist, "_path", "")) or repr(dist)
+        where = getattr(dist, "_path", None)
+        where = os.path.realpath(where) if where is not None else repr(dist)
         if where in seen:  # the same directory reached through two sys.path entries
             continue
         seen.add(where)
-        meta = dist.metadata
-        name, version = (meta["Name"] or "") if meta else "", (meta["Version"] or "") if meta else ""
+        try:
+            meta = dist.metadata
+            name, version = (meta["Name"] or "") if meta else "", (meta["Version"] or "") if meta else ""
+            requires = list(dist.requires or [])
+        except (OSError, ValueError):  # unreadable or undecodable metadata is reported, not raised
+            name = version = ""
         if not name or not version:
             state.unreadable.append(where)
             continue
-        entry = Dist(canonicalize_name(name), name, version, list(dist.requires or []), _location(dist))
+        entry = Dist(canonicalize_name(name), name, version, requires, _location(dist))
         if entry.name in state.dists:
             state.shadowed.setdefault(entry.name, []).append(entry)
         else:
@@ -189,6 +194,10 @@ def _from_requirements(build: TorchBuild, requires: list[str]) -> None:
 
 def _own_lib_dirs(site: Path) -> list[str]:
     dirs = [site / "torch" / "lib", *sorted(site.glob("nvidia/*/lib"))]
+    # conda's torch links against the CUDA libraries of its environment: <prefix>/lib/pythonX.Y/site-packages.
+    prefix = site.parent.parent.parent
+    if site.name == "site-packages" and (prefix / "conda-meta").is_dir():
+        dirs.append(prefix / "lib")
     return [os.path.realpath(d) for d in dirs if d.is_dir()]
 
 

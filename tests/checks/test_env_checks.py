@@ -59,9 +59,11 @@ def test_secrets_never_reach_the_report():
     secret, password = "nvapi-Zq8s3cr3tV4lu3xx", "hunter2hunter2"
     env = {"NVIDIA_API_KEY": secret, "HF_TOKEN": "hf_" + "x" * 34, "NCCL_DEBUG": "WARN",
            "TORCHINDUCTOR_REDIS_URL": f"redis://cache:{password}@redis.internal:6379"}  # fmt: skip
-    result = judge("env.gpu_vars", env)
-    dumped = json.dumps(result.to_json()) + result.summary
-    assert secret not in dumped and password not in dumped and "hf_xxx" not in dumped
+    for extra in ({}, {"CUDA_LAUNCH_BLOCKING": "1"}):  # the ok and the warn summary both list the variables
+        result = judge("env.gpu_vars", {**env, **extra})
+        dumped = json.dumps(result.to_json())
+        assert "NVIDIA_API_KEY" in result.summary and secret not in dumped and password not in dumped
+        assert "hf_xxx" not in dumped
     assert result.details["variables"]["NVIDIA_API_KEY"] == REDACTED
     assert result.details["variables"]["TORCHINDUCTOR_REDIS_URL"] == f"redis://{REDACTED}@redis.internal:6379"
     assert "HF_TOKEN" not in result.details["variables"]  # not a GPU variable: not shown at all
@@ -71,6 +73,7 @@ def test_cuda_launch_blocking_warns():
     result = judge("env.gpu_vars", {"CUDA_LAUNCH_BLOCKING": "1"})
     assert result.status is Status.WARN
     assert "serialises every kernel launch" in result.summary and result.fix.command == "unset CUDA_LAUNCH_BLOCKING"
+    assert result.summary.endswith("(1 set: CUDA_LAUNCH_BLOCKING=1)")
     assert result.details["variables"] == {"CUDA_LAUNCH_BLOCKING": "1"}
 
 
@@ -128,6 +131,7 @@ def test_mixed_gpus_without_pci_bus_order_get_a_note():
 def test_nccl_workarounds_are_noted():
     result = judge("env.gpu_vars", {"NCCL_P2P_DISABLE": "1"})
     assert result.status is Status.OK and "NVLink" in result.details["notes"][0]
+    assert result.summary.startswith("1 set: NCCL_P2P_DISABLE=1; note: NCCL_P2P_DISABLE=1: GPU-to-GPU traffic")
 
 
 def test_gpu_vars_helper_redacts():

@@ -74,8 +74,13 @@ def test_python_version(version, status):
 
 
 def test_python_says_where_it_runs():
-    result = judge("host.python", healthy(python=PythonInfo("3.11.9", "CPython", "/usr/bin/python3", "/usr", "system")))
+    system = PythonInfo("3.11.9", "CPython", "/usr/bin/python3", "/usr", "system")
+    result = judge("host.python", healthy(python=system))
     assert result.status is Status.OK and "system Python" in result.summary and result.details["kind"] == "system"
+    assert "venv" in result.details["note"]
+    # In a container image the system Python is the normal place for packages: no note.
+    in_docker = judge("host.python", healthy(python=system, container=ContainerInfo("docker", ["/.dockerenv exists"])))
+    assert "note" not in in_docker.details
 
 
 def test_python_notes_an_active_conda_env_that_is_not_the_running_python():
@@ -214,6 +219,10 @@ def test_low_memlock_with_infiniband_warns():
 def test_low_memlock_without_rdma_is_only_noted():
     result = judge("host.ulimits", healthy(limits=Limits(8 * MiB, 8 * MiB, 1048576, 1048576)))
     assert result.status is Status.OK and "RDMA" in result.details["note"]
+
+
+def test_no_rlimits_on_windows_is_skipped():
+    assert judge("host.ulimits", healthy(os_name="Windows", limits=None)).status is Status.SKIP
 
 
 def test_low_open_files_limit_warns():

@@ -11,6 +11,8 @@ import pytest
 from envcheck.probes import host
 from envcheck.probes.host import HostInfo, probe_disk, probe_host, python_kind, temp_dir
 
+MiB = 1024**2
+
 
 @pytest.fixture
 def fake_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -107,10 +109,18 @@ def test_cgroup_cpu_quota(fake_root: Path, files: dict[str, str], cores: float |
 
 
 def test_container_memory_limit_is_read(fake_root: Path):
-    write(fake_root / "sys" / "fs" / "cgroup" / "memory.max", f"{2 * 1024**3}\n")
-    write(fake_root / "sys" / "fs" / "cgroup" / "memory.current", f"{1024**3}\n")
+    write(fake_root / "sys" / "fs" / "cgroup" / "memory.max", f"{512 * MiB}\n")
+    write(fake_root / "sys" / "fs" / "cgroup" / "memory.current", f"{100 * MiB}\n")
     mem = probe_host({}).memory
-    assert mem.cgroup_limit_bytes == 2 * 1024**3 and mem.cgroup_used_bytes == 1024**3
+    assert mem.cgroup_limit_bytes == 512 * MiB and mem.cgroup_used_bytes == 100 * MiB
+
+
+def test_container_memory_use_leaves_out_reclaimable_page_cache(fake_root: Path):
+    cgroup = fake_root / "sys" / "fs" / "cgroup"
+    write(cgroup / "memory.max", f"{512 * MiB}\n")  # limits are kept only below the host's RAM: keep them small
+    write(cgroup / "memory.current", f"{384 * MiB}\n")
+    write(cgroup / "memory.stat", f"anon {128 * MiB}\ninactive_file {256 * MiB}\nactive_file 0\n")
+    assert probe_host({}).memory.cgroup_used_bytes == 128 * MiB
 
 
 def test_unlimited_cgroup_memory_is_no_limit(fake_root: Path):

@@ -67,6 +67,15 @@ def test_cuda_torch_knows_its_own_library_directories(tmp_path):
     assert build.own_lib_dirs == [os.path.realpath(tmp_path / d) for d in ("torch/lib", "nvidia/cublas/lib")]
 
 
+def test_conda_torch_counts_the_environments_lib_directory_as_its_own(tmp_path):
+    prefix = tmp_path / "envs" / "train"
+    (prefix / "conda-meta").mkdir(parents=True)
+    (prefix / "lib").mkdir()
+    site = prefix / "lib" / "python3.11" / "site-packages"
+    make_dist(site, "torch", "2.5.1", files={"torch/version.py": "cuda = '12.4'\nhip = None\n"})
+    assert os.path.realpath(prefix / "lib") in probe(site).torch.own_lib_dirs
+
+
 def test_names_are_canonicalised(tmp_path):
     make_dist(tmp_path, "Typing_Extensions", "4.12.2")
     state = probe(tmp_path)
