@@ -109,7 +109,12 @@ def visible_devices_problem(value: str, uuids: list[str] | None, count: int | No
     entries = [e.strip() for e in value.split(",")]
     if value.strip() in ("", "-1") or entries[0] in ("", "-1"):
         return f"CUDA_VISIBLE_DEVICES={value!r} hides every GPU from CUDA"
-    for entry in entries:
+    for position, entry in enumerate(entries):
+        if entry == "" or (entry.startswith("-") and entry[1:].isdigit()):
+            # A negative index (or nothing) ends the list; harmless at the end, a trap in the middle.
+            if any(entries[position + 1 :]):
+                return f"CUDA_VISIBLE_DEVICES={value!r}: {entry!r} ends the list, CUDA ignores every entry after it"
+            break
         if entry.isdigit():
             if count is not None and int(entry) >= count:
                 return (f"CUDA_VISIBLE_DEVICES={value!r} names GPU {entry}, but there are {count}: "
@@ -120,7 +125,8 @@ def visible_devices_problem(value: str, uuids: list[str] | None, count: int | No
                 return f"CUDA_VISIBLE_DEVICES names {entry}, which matches no GPU's UUID: CUDA ignores it and the rest"
         else:
             return f"CUDA_VISIBLE_DEVICES={value!r}: {entry!r} is neither an index nor a GPU UUID"
-    if len(set(entries)) != len(entries):
+    named = [e for e in entries if e]
+    if len(set(named)) != len(named):
         return f"CUDA_VISIBLE_DEVICES={value!r} names a GPU twice"
     return None
 
@@ -133,8 +139,14 @@ def check_ld_library_path(ctx: Context) -> Verdict:
     if not entries:
         return ok("LD_LIBRARY_PATH is not set")
     torch = state.torch
-    own = set(torch.own_lib_dirs) if torch else set()
-    shadowing = [e for e in entries if e.cuda_libs and os.path.realpath(e.path or ".") not in own]
+    own_dirs = set(torch.own_lib_dirs) if torch else set()
+    own_libs = set(torch.own_libs) if torch else set()
+    foreign = [e for e in entries if e.cuda_libs and os.path.realpath(e.path or ".") not in own_dirs]
+    # The loader only substitutes a file of the same name (soname): libcudart.so.12 cannot stand in for torch's
+    # libcudart.so.13. Where torch's own files are unknown, any CUDA library is suspect.
+    clashes = {e.path: [lib for lib in e.cuda_libs if not own_libs or lib in own_libs] for e in foreign}
+    shadowing = [e for e in foreign if clashes[e.path]]
+    other_versions = [e for e in foreign if not clashes[e.path]]
     missing = [e.path for e in entries if not e.exists]
     details: dict[str, Any] = {
         "entries": [{"path": e.path, "exists": e.exists, "cuda_libs": e.cuda_libs} for e in entries],
@@ -153,11 +165,14 @@ def check_ld_library_path(ctx: Context) -> Verdict:
         notes.append("an empty entry makes the loader search the current directory")
     if shadowing and not cuda_torch:
         notes.append(f"CUDA libraries in {', '.join(e.path for e in shadowing)} (no CUDA build of torch to shadow)")
+    if other_versions and cuda_torch:
+        paths = ", ".join(e.path for e in other_versions)
+        notes.append(f"CUDA libraries of other versions in {paths} (not the files this torch loads)")
     if notes:
         details["notes"] = notes
         summary += "; " + "; ".join(notes)
     if shadowing and cuda_torch:
-        libs = "; ".join(f"{e.path}: {', '.join(_short(e.cuda_libs))}" for e in shadowing)
+        libs = "; ".join(f"{e.path}: {', '.join(_short(clashes[e.path]))}" for e in shadowing)
         return warn(
             f"CUDA libraries that load before torch's own ({details['torch_flavour']}): {libs} ({summary})",
             "The loader searches LD_LIBRARY_PATH before the paths torch was linked with, so these copies replace the "

@@ -51,6 +51,9 @@ class TorchBuild:
     location: str | None
     #: Directories holding the CUDA libraries this torch loads (torch/lib, site-packages/nvidia/*/lib).
     own_lib_dirs: list[str] = field(default_factory=list)
+    #: The CUDA library file names in those directories (``libcudart.so.13``): a same-named file found
+    #: earlier by the loader is what replaces them.
+    own_libs: list[str] = field(default_factory=list)
 
     @property
     def flavour(self) -> str:
@@ -159,6 +162,7 @@ def torch_build(torch: Dist, dists: Mapping[str, Dist]) -> TorchBuild:
         _from_requirements(build, torch.requires)
     if build.kind == "cuda" and torch.location:
         build.own_lib_dirs = _own_lib_dirs(Path(torch.location))
+        build.own_libs = sorted({name for d in build.own_lib_dirs for name in cuda_libs_in(d) or []})
     return build
 
 
@@ -208,12 +212,15 @@ def scan_library_path(value: str) -> list[LibraryDir]:
     """
     result = []
     for entry in value.split(os.pathsep) if value else []:
-        path = entry or "."
-        try:
-            names = os.listdir(path)
-        except OSError:
-            result.append(LibraryDir(entry, False))
-            continue
-        libs = sorted(n for n in names if n.startswith(CUDA_LIB_PREFIXES) and ".so" in n)
-        result.append(LibraryDir(entry, True, libs))
+        libs = cuda_libs_in(entry or ".")
+        result.append(LibraryDir(entry, libs is not None, libs or []))
     return result
+
+
+def cuda_libs_in(directory: str | Path) -> list[str] | None:
+    """The CUDA shared libraries (of the kinds torch ships) in ``directory``; None if it cannot be listed."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return None
+    return sorted(n for n in names if n.startswith(CUDA_LIB_PREFIXES) and ".so" in n)

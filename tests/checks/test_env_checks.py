@@ -104,6 +104,9 @@ def test_visible_device_beyond_the_gpu_count_warns():
         ("cuda:0", H100, "neither an index nor a GPU UUID"),
         ("3", None, None),  # without NVML only the syntax can be judged
         ("MIG-5f3c", H100, None),
+        ("0,-1,1", H100, "ends the list, CUDA ignores every entry after it"),
+        ("0,1,", H100, None),
+        ("1,-1", H100, None),
     ],
 )
 def test_visible_devices_rules(value, gpus, problem):
@@ -152,9 +155,11 @@ def system_cuda(tmp_path: Path) -> Path:
     return lib
 
 
-def packages(ld_path: str, kind: str | None = "cuda", own: list[str] | None = None) -> PackagesState:
-    torch = None if kind is None else TorchBuild("2.5.1", kind, "12.4" if kind == "cuda" else None, "test", "/site",
-                                                 own or [])  # fmt: skip
+def packages(ld_path: str, kind: str | None = "cuda", own: list[str] | None = None, own_libs=()) -> PackagesState:
+    torch = None
+    if kind is not None:
+        accelerator = "12.4" if kind == "cuda" else None
+        torch = TorchBuild("2.5.1", kind, accelerator, "test", "/site", own or [], list(own_libs))
     return PackagesState("python", {}, torch=torch, ld_library_path=scan_library_path(ld_path))
 
 
@@ -171,6 +176,20 @@ def test_system_cuda_libraries_shadowing_torch_warn(tmp_path):
     assert result.fix.command == "unset LD_LIBRARY_PATH" and "undefined symbol" in result.fix.text
     assert result.details["entries"][0] == {"path": "/opt/other", "exists": False, "cuda_libs": []}
     assert "'/opt/other'" in result.details["notes"][0]
+
+
+def test_only_libraries_with_torchs_own_file_names_shadow(tmp_path):
+    """torch 2.5.1+cu124 loads libcudart.so.12: a CUDA 12 toolkit's copy replaces it, a CUDA 11 one cannot."""
+    cuda12, cuda11 = system_cuda(tmp_path), tmp_path / "cuda-11.8" / "lib64"
+    cuda11.mkdir(parents=True)
+    (cuda11 / "libcudart.so.11.0").write_text("")
+    own_libs = ["libcublas.so.12", "libcudart.so.12", "libcudnn.so.9"]
+    result = judge("env.ld_library_path", {}, packages=packages(f"{cuda11}:{cuda12}", own_libs=own_libs))
+    assert result.status is Status.WARN
+    assert f"{cuda12}: libcublas.so.12, libcudart.so.12 (" in result.summary  # not libcublasLt, libcupti, libnvrtc
+    assert f"CUDA libraries of other versions in {cuda11}" in result.details["notes"][0]
+    only_old = judge("env.ld_library_path", {}, packages=packages(str(cuda11), own_libs=own_libs))
+    assert only_old.status is Status.OK and "other versions" in only_old.summary
 
 
 def test_torch_own_library_directory_is_not_shadowing(tmp_path):

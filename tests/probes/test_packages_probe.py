@@ -62,9 +62,12 @@ def test_torch_flavour_without_importing_torch(tmp_path, version, requires, file
 
 
 def test_cuda_torch_knows_its_own_library_directories(tmp_path):
-    make_dist(tmp_path, "torch", "2.5.1+cu124", files={"torch/lib/libtorch.so": "", "nvidia/cublas/lib/x.so": ""})
+    files = {"torch/lib/libtorch.so": "", "nvidia/cublas/lib/libcublas.so.12": "", "nvidia/cudnn/lib/libcudnn.so.9": ""}
+    make_dist(tmp_path, "torch", "2.5.1+cu124", files=files)
     build = probe(tmp_path).torch
-    assert build.own_lib_dirs == [os.path.realpath(tmp_path / d) for d in ("torch/lib", "nvidia/cublas/lib")]
+    dirs = ("torch/lib", "nvidia/cublas/lib", "nvidia/cudnn/lib")
+    assert build.own_lib_dirs == [os.path.realpath(tmp_path / d) for d in dirs]
+    assert build.own_libs == ["libcublas.so.12", "libcudnn.so.9"]
 
 
 def test_conda_torch_counts_the_environments_lib_directory_as_its_own(tmp_path):
