@@ -99,7 +99,8 @@ def check_companions(ctx: Context) -> Verdict:
             flavour_mismatched.append(dist)
     summary = ", ".join(f"{n} {v}" for n, v in found.items()) or "neither torchvision nor torchaudio installed"
     details = {"torch": torch.version, "installed": found}
-    pins = " ".join(f'"{n}=={expected_companion(n, torch_version)}.*"' for n in found)
+    expected = {n: expected_companion(n, torch_version) for n in found}
+    pins = " ".join(f'"{n}=={e}.*"' if e else n for n, e in expected.items())
     command = f'pip install "torch=={torch_version.public}" {pins}'
     if mismatched:
         return fail(
@@ -182,11 +183,12 @@ def check_pynvml(ctx: Context) -> Verdict:
     requirers = sorted(d.name for d in state.dists.values() if any(_requires_name(r) == "pynvml" for r in d.requires))
     version = _version(pynvml.version)
     # pynvml up to 11.x ships its own pynvml.py, which overwrites or shadows nvidia-ml-py's newer bindings;
-    # 12.x is a shim that depends on nvidia-ml-py and makes torch warn "The pynvml package is deprecated".
+    # 12 and later are shims over nvidia-ml-py whose import (torch.cuda imports pynvml) raises a FutureWarning
+    # "The pynvml package is deprecated. Please install nvidia-ml-py instead."
     effect = (
         "its own old copy of the pynvml module shadows NVIDIA's nvidia-ml-py"
         if version is not None and version.major < 12
-        else "it is a deprecated shim; torch warns 'The pynvml package is deprecated'"
+        else "a deprecated shim: importing it (torch.cuda does) warns 'The pynvml package is deprecated'"
     )
     details = {"version": pynvml.version, "required_by": requirers}
     needed = f" ({', '.join(requirers)} still list it: upgrade those)" if requirers else ""
