@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -138,16 +137,14 @@ def test_probing_packages_never_imports_torch():
     assert out.stdout.strip() == "False"
 
 
-def test_a_few_hundred_distributions_are_probed_and_checked_fast(tmp_path):
+def test_a_few_hundred_interlinked_distributions_check_clean(tmp_path):
+    # How fast this is lives in benchmarks/packages_probe.py; timing is not asserted in tests.
     from envcheck.checks.packages import dependency_problems
 
     for i in range(300):
         requires = (f"pkg{(i + 1) % 300}>=1.0", f"pkg{(i + 7) % 300}; python_version >= '3'",
                     "colorama; sys_platform == 'win32'", "pytest; extra == 'test'")  # fmt: skip
         make_dist(tmp_path, f"pkg{i}", "1.0.0", requires)
-    start = time.perf_counter()
     state = probe(tmp_path)
     problems = dependency_problems(state.dists)
-    elapsed = time.perf_counter() - start
     assert len(state.dists) == 300 and problems == []
-    assert elapsed < 0.5, f"probing and checking 300 distributions took {elapsed:.2f} s"
