@@ -67,12 +67,14 @@ def fail(summary: str, fix: str, command: str | None = None, **details: Any) -> 
 
 @dataclass(frozen=True)
 class ProbeSpec:
-    """A probe: ``fn(env)`` returns data. ``what`` names the thing that hung when it times out."""
+    """A probe: ``fn(env)`` returns data. ``what`` names the thing that hung when it times out, and
+    ``hang_fix`` says where to look then (a hung NFS mount and a wedged driver need different advice)."""
 
     name: str
     fn: Callable[..., Any]
     timeout_s: float
     what: str
+    hang_fix: Fix | None = None
 
 
 @dataclass(frozen=True)
@@ -91,9 +93,11 @@ PROBES: dict[str, ProbeSpec] = {}
 CHECKS: dict[str, CheckSpec] = {}
 
 
-def probe(name: str, *, timeout_s: float, what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def probe(
+    name: str, *, timeout_s: float, what: str, hang_fix: Fix | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-        PROBES[name] = ProbeSpec(name, fn, timeout_s, what)
+        PROBES[name] = ProbeSpec(name, fn, timeout_s, what, hang_fix)
         return fn
 
     return register

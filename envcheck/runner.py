@@ -26,9 +26,9 @@ DEFAULT_DEADLINE_S = 60.0
 
 
 class ProbeTimeout(Exception):
-    def __init__(self, name: str, what: str, waited_s: float) -> None:
+    def __init__(self, name: str, what: str, waited_s: float, fix: Fix | None = None) -> None:
         super().__init__(f"{what} did not answer within {waited_s:g} s")
-        self.name, self.what, self.waited_s = name, what, waited_s
+        self.name, self.what, self.waited_s, self.fix = name, what, waited_s, fix
 
 
 class ProbeFailed(Exception):
@@ -90,7 +90,7 @@ class ProbeRunner:
         slot = self._slots[name]
         budget = min(spec.timeout_s - (self.clock() - slot.started), self.deadline - self.clock())
         if not slot.done.wait(max(budget, 0.0)):
-            raise ProbeTimeout(name, spec.what, min(spec.timeout_s, self.deadline_s))
+            raise ProbeTimeout(name, spec.what, min(spec.timeout_s, self.deadline_s), spec.hang_fix)
         if slot.error is not None:
             raise ProbeFailed(name, spec.what, slot.error)
         return slot.value
@@ -137,10 +137,10 @@ def run_check(spec: CheckSpec, ctx: Context, clock: Callable[[], float] = time.m
         status, summary, fix, details = Status.SKIP, exc.summary, None, exc.details
     except ProbeTimeout as exc:
         status, summary = Status.FAIL, f"{exc.what} hung: no answer within {exc.waited_s:g} s"
-        fix = Fix(
-            f"Something below envcheck is stuck ({exc.what}). Check `dmesg` for driver errors (Xid), "
-            "and whether other GPU tools hang too; a wedged driver usually needs the node drained and rebooted.",
-            "sudo dmesg -T | grep -iE 'nvrm|xid' | tail",
+        fix = exc.fix or Fix(
+            f"Something below envcheck is stuck ({exc.what}): see whether the same operation hangs by hand, "
+            "and what the kernel log says.",
+            "sudo dmesg -T | tail -50",
         )
         details = {"probe": exc.name, "timeout_s": exc.waited_s}
     except ProbeFailed as exc:

@@ -4,9 +4,11 @@ becomes a verdict naming what hung, a crashing check becomes ``crash``, and the 
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
+import envcheck.probes.nvml  # noqa: F401 - registers the nvml probe
 from envcheck.model import ExitCode, Status, exit_code_for, worst
-from envcheck.registry import CheckSpec, ProbeSpec, SkipCheck, ok, select
+from envcheck.registry import PROBES, CheckSpec, ProbeSpec, SkipCheck, ok, select
 from envcheck.runner import Context, ProbeRunner, run_check
 
 
@@ -27,7 +29,8 @@ def test_passing_check():
 
 def test_stuck_probe_becomes_a_verdict_naming_what_hung():
     release = threading.Event()
-    stuck = ProbeSpec("nvml", lambda env: release.wait(60), 0.2, "NVML (the NVIDIA driver library)")
+    # The real NVML probe's registration (its words and its fix), with a body that never returns.
+    stuck = replace(PROBES["nvml"], fn=lambda env: release.wait(60), timeout_s=0.2)
     ctx = make_ctx({"nvml": stuck})
     try:
         result = run_check(spec(lambda c: ok(str(c.probe("nvml")))), ctx)
@@ -35,7 +38,7 @@ def test_stuck_probe_becomes_a_verdict_naming_what_hung():
         release.set()
     assert result.status is Status.FAIL
     assert result.summary == "NVML (the NVIDIA driver library) hung: no answer within 0.2 s"
-    assert "dmesg" in result.fix.command
+    assert "xid" in result.fix.command.lower() and "nvidia-smi" in result.fix.text
     assert result.details == {"probe": "nvml", "timeout_s": 0.2}
 
 
@@ -48,6 +51,7 @@ def test_global_deadline_bounds_a_probe_with_a_longer_timeout():
     finally:
         release.set()
     assert result.status is Status.FAIL and "the torch child process hung" in result.summary
+    assert "by hand" in result.fix.text  # a probe without its own advice gets the generic one
 
 
 def test_crashing_check_is_reported_and_counts_as_failure():

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import psutil
 
+from envcheck.model import Fix
 from envcheck.registry import probe
 
 PROC = Path("/proc")
@@ -316,7 +317,16 @@ class DiskSpace:
     error: str | None = None
 
 
-@probe("disk", timeout_s=10.0, what="free disk space (statvfs on the working and temp directories)")
+@probe(
+    "disk",
+    timeout_s=10.0,
+    what="free disk space (statvfs on the working and temp directories)",
+    hang_fix=Fix(
+        "A filesystem under the working or temp directory is not answering, usually a network mount (NFS, "
+        "a FUSE filesystem) whose server is gone: find it, and ask its owner or unmount it.",
+        "mount | grep -E 'nfs|fuse|cifs'",
+    ),
+)
 def probe_disk(env: Mapping[str, str]) -> list[DiskSpace]:
     """Free space where the user works and in the temp dir (torch.compile, datasets and pip unpack there).
 

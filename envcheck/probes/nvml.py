@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from envcheck.model import NA
+from envcheck.model import NA, Fix
 from envcheck.registry import probe
 
 # Why a reading is missing, in words a person reads next to "N/A".
@@ -132,7 +132,16 @@ def _cuda_version(code: int) -> str:
     return f"{code // 1000}.{(code % 1000) // 10}"
 
 
-@probe("nvml", timeout_s=15.0, what="NVML (the NVIDIA driver library)")
+@probe(
+    "nvml",
+    timeout_s=15.0,
+    what="NVML (the NVIDIA driver library)",
+    hang_fix=Fix(
+        "The NVIDIA driver is not answering. Check `dmesg` for driver errors (Xid) and whether `nvidia-smi` "
+        "hangs too; a wedged driver usually needs the node drained and rebooted.",
+        "sudo dmesg -T | grep -iE 'nvrm|xid' | tail",
+    ),
+)
 def probe_nvml(env: Any = None) -> NvmlState:
     import pynvml
 
