@@ -66,6 +66,7 @@ OLD_CARD_VARIANT = "cu126"
 #: give ~1e-3. Anything above this is a wrong result, not rounding.
 MATMUL_TOLERANCE = 1e-3
 
+ARCH_LIST_COMMAND = "python -c 'import torch; print(torch.cuda.get_arch_list())'"
 DMESG = "sudo dmesg -T | grep -iE 'nvrm|xid' | tail"
 REINSTALL_TORCH = "python -m pip install --force-reinstall torch"
 
@@ -123,10 +124,6 @@ def _flavour(info: TorchInfo) -> str:
     if info.cuda:
         return f"CUDA {info.cuda} build"
     return "CPU-only build"
-
-
-def _gpu_label(gpu: GpuInfo) -> str:
-    return f"GPU {gpu.index} ({gpu.name})" if available(gpu.name) else f"GPU {gpu.index}"
 
 
 def _first_line(text: str | None, limit: int = 300) -> str:
@@ -224,8 +221,9 @@ def covering_target(capability: tuple[int, int], arch_list: list[str]) -> str | 
     family-specific ``sm_XYf`` on the same major with Z >= Y; PTX ``compute_XY`` is JIT-compiled by the
     driver for any capability >= X.Y (``compute_XYa`` only for X.Y). Binary targets are preferred.
     """
-    binary: str | None = None
-    ptx: str | None = None
+    # The closest target wins: the highest binary one that fits, else the highest PTX.
+    binary: tuple[tuple[int, int], str] | None = None
+    ptx: tuple[tuple[int, int], str] | None = None
     for flag in arch_list:
         match = _ARCH.match(flag)
         if match is None:
@@ -241,13 +239,12 @@ def covering_target(capability: tuple[int, int], arch_list: list[str]) -> str | 
         if not fits:
             continue
         if kind == "sm":
-            if binary is None or target == capability:
-                binary = flag
-        elif ptx is None:
-            ptx = flag
+            binary = max(binary, (target, flag)) if binary else (target, flag)
+        else:
+            ptx = max(ptx, (target, flag)) if ptx else (target, flag)
     if binary is not None:
-        return binary
-    return f"{ptx} (PTX, compiled by the driver at first use)" if ptx else None
+        return binary[1]
+    return f"{ptx[1]} (PTX, compiled by the driver at first use)" if ptx else None
 
 
 def _arch_fix(capability: tuple[int, int], info: TorchInfo) -> str:
@@ -259,8 +256,8 @@ def _arch_fix(capability: tuple[int, int], info: TorchInfo) -> str:
             why = " CUDA 13 dropped compute capabilities below 7.5 (CUDA 13.0 release notes)."
         return (
             f"This card is older than every target in the build.{why} Install a torch build whose arch list "
-            f"includes {wanted} — PyTorch's {OLD_CARD_VARIANT} wheels carry sm_50 to sm_90 — and confirm with "
-            "`python -c 'import torch; print(torch.cuda.get_arch_list())'`."
+            f"includes {wanted} — PyTorch's {OLD_CARD_VARIANT} wheels carry sm_50 to sm_90 — and confirm "
+            "with the command below."
         )
     first = FIRST_CUDA_FOR_CC.get(capability)
     if first is not None:
@@ -270,7 +267,7 @@ def _arch_fix(capability: tuple[int, int], info: TorchInfo) -> str:
         newer = "a build for a newer CUDA variant"
     return (
         f"Install a torch build whose arch list includes {wanted}: {newer}, with a driver that supports that "
-        "CUDA version; confirm with `python -c 'import torch; print(torch.cuda.get_arch_list())'`."
+        "CUDA version; then confirm with the command below."
     )
 
 
@@ -557,8 +554,9 @@ def check_arch(ctx: Context) -> Verdict:
         return skip("no GPU with a known compute capability to judge")
     covered: dict[str, str] = {}
     uncovered: list[tuple[str, tuple[int, int]]] = []
-    for label, capability in cards:
+    for gpu, name, capability in cards:
         target = covering_target(capability, info.arch_list)
+        label = f"{gpu} ({name}, compute capability {capability[0]}.{capability[1]})"
         if target is None:
             uncovered.append((label, capability))
         else:
@@ -566,32 +564,26 @@ def check_arch(ctx: Context) -> Verdict:
     details = {"arch_list": info.arch_list, "covered_by": covered}
     arch = " ".join(info.arch_list)
     if uncovered:
-        label, capability = uncovered[0]
-        names = ", ".join(f"{lbl} (compute capability {c[0]}.{c[1]})" for lbl, c in uncovered)
         return fail(
-            f"{names}: not in torch {info.version}'s arch list ({arch}); CUDA ops fail with "
-            '"no kernel image is available for execution on the device"',
-            _arch_fix(capability, info),
-            "python -m pip install --force-reinstall torch",
+            f"{', '.join(label for label, _ in uncovered)}: not in torch {info.version}'s arch list ({arch}); "
+            'CUDA ops fail with "no kernel image is available for execution on the device"',
+            _arch_fix(uncovered[0][1], info),
+            ARCH_LIST_COMMAND,
             **details,
         )
-    capabilities = sorted({f"{c[0]}.{c[1]}" for _, c in cards})
+    capabilities = sorted({f"{c[0]}.{c[1]}" for _, _, c in cards})
     return ok(f"compute capability {', '.join(capabilities)} covered by torch's arch list ({arch})", **details)
 
 
-def _cards(ctx: Context, info: TorchInfo) -> list[tuple[str, tuple[int, int]]]:
-    """The GPUs this process can use and their compute capability: from NVML (after
-    CUDA_VISIBLE_DEVICES), else from torch itself."""
+def _cards(ctx: Context, info: TorchInfo) -> list[tuple[str, str, tuple[int, int]]]:
+    """(which GPU, its name, its compute capability) for the GPUs this process can use: from NVML
+    (after CUDA_VISIBLE_DEVICES), else from torch itself."""
     state = _nvml(ctx)
     if state is not None and state.gpus:
         visibility = parse_visible_devices(ctx.env.get(VISIBLE), state.gpus)
         gpus = state.gpus if visibility.indices is None else [state.gpus[i] for i in visibility.indices]
-        return [(_gpu_label(g), g.compute_capability) for g in gpus if available(g.compute_capability)]
-    return [
-        (f"GPU {d.index} ({d.name})" if d.name else f"GPU {d.index}", d.capability)
-        for d in info.devices
-        if d.capability is not None
-    ]
+        return [(f"GPU {g.index}", str(g.name), g.compute_capability) for g in gpus if available(g.compute_capability)]
+    return [(f"GPU {d.index}", str(d.name), d.capability) for d in info.devices if d.capability is not None]
 
 
 def cudnn_text(version: int) -> str:
@@ -654,6 +646,8 @@ def check_matmul(ctx: Context) -> Verdict:
     info, why = _torch(ctx)
     if info is None:
         return skip(why)
+    if not (info.cuda or info.hip):
+        return skip(f"torch is a {_flavour(info)}: no GPU to test")
     if not info.cuda_available or not info.devices:
         return skip("torch has no usable GPU to run on (see torch.devices)")
     problems: list[str] = []
@@ -705,7 +699,7 @@ def check_nvcc(ctx: Context) -> Verdict:
             **details,
         )
     where = f"{nvcc.path} (from {nvcc.source})"
-    info, _ = _torch(ctx)
+    info, why_no_torch = _torch(ctx)
     torch_cuda = _version(info.cuda) if info is not None and not info.hip else None
     if nvcc.error or nvcc.version is None:
         target = f"CUDA {info.cuda} toolkit" if info is not None and info.cuda else "CUDA toolkit"
@@ -718,8 +712,10 @@ def check_nvcc(ctx: Context) -> Verdict:
     also = "".join(
         f"; {n.source} has nvcc {n.version}" for n in others if _version(n.version) != _version(nvcc.version)
     )
-    if torch_cuda is None or info is None:
-        return ok(f"nvcc {nvcc.version} at {where}; torch has no CUDA build to match{also}", **details)
+    if info is None:
+        return ok(f"nvcc {nvcc.version} at {where}; nothing to compare with: {why_no_torch}{also}", **details)
+    if torch_cuda is None:
+        return ok(f"nvcc {nvcc.version} at {where}; torch is a {_flavour(info)}: nothing to match{also}", **details)
     nvcc_cuda = _version(nvcc.version)
     if nvcc_cuda is not None and nvcc_cuda[0] != torch_cuda[0]:
         return warn(
