@@ -104,14 +104,15 @@ def probe(
 
 
 def check(check_id: str, title: str) -> Callable[[Callable[[Context], Verdict]], Callable[[Context], Verdict]]:
-    """Register a check. Its docstring's first line is what ``--list-checks`` shows."""
+    """Register a check. Its docstring's first paragraph is what ``--list-checks`` shows."""
 
     def register(fn: Callable[[Context], Verdict]) -> Callable[[Context], Verdict]:
         if check_id in CHECKS:
             raise ValueError(f"duplicate check id {check_id}")
         if check_id.split(".", 1)[0] not in AREAS:
             raise ValueError(f"check {check_id} is in no known area")
-        doc = (fn.__doc__ or title).strip().splitlines()[0]
+        # The docstring's first paragraph, on one line, is what --list-checks and the README show.
+        doc = " ".join((fn.__doc__ or title).strip().split("\n\n")[0].split())
         CHECKS[check_id] = CheckSpec(check_id, title, fn, doc)
         return fn
 

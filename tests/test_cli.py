@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -78,11 +79,14 @@ def test_verbose_shows_details(nvml):
     assert '"pid": 4242' in result.output
 
 
-@pytest.mark.skipif(shutil.which("envcheck") is None, reason="the envcheck console script is not installed")
+SCRIPT = shutil.which("envcheck") or str(Path(sys.executable).with_name("envcheck"))
+
+
+@pytest.mark.skipif(not Path(SCRIPT).is_file(), reason="the envcheck console script is not installed")
 def test_installed_console_script_runs_quick_doctor_as_a_real_process():
     env = {k: v for k, v in os.environ.items() if k not in ("ENVCHECK_SPEC",)}
     proc = subprocess.run(
-        [shutil.which("envcheck"), "doctor", "--quick", "--json"],
+        [SCRIPT, "doctor", "--quick", "--json"],
         capture_output=True,
         text=True,
         timeout=120,
