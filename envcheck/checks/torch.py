@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from envcheck.model import Fix, Status, available
@@ -185,6 +186,23 @@ def parse_visible_devices(value: str | None, gpus: list[GpuInfo]) -> Visibility:
     if not indices and problems:
         problems = [(Status.FAIL, sentence) for _, sentence in problems]
     return Visibility(indices, problems)
+
+
+def device_order_note(env: Mapping[str, str], gpus: list[GpuInfo]) -> str | None:
+    """Why indices in CUDA_VISIBLE_DEVICES may not be nvidia-smi's, when that is so.
+
+    CUDA numbers GPUs fastest first unless ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` (CUDA C++ Programming Guide,
+    "CUDA Environment Variables"); NVML and nvidia-smi number them by PCI bus. On a machine with one
+    GPU model the two orders agree; with mixed models, index 0 may be a different card."""
+    value = env.get(VISIBLE)
+    if value is None or env.get("CUDA_DEVICE_ORDER") == "PCI_BUS_ID" or len({str(g.name) for g in gpus}) < 2:
+        return None
+    if not any(re.fullmatch(r"\d+", e.strip()) for e in value.split(",")):
+        return None
+    return (
+        f"GPUs of different models and {VISIBLE} by index: CUDA numbers them fastest first, so its indices "
+        "may not be nvidia-smi's (set CUDA_DEVICE_ORDER=PCI_BUS_ID to make them agree)"
+    )
 
 
 def _resolve(entry: str, gpus: list[GpuInfo]) -> tuple[int | None, str]:
@@ -444,7 +462,7 @@ def check_driver_compat(ctx: Context) -> Verdict:
             f"torch is built for CUDA {info.cuda}, but driver {state.driver_version} supports CUDA only up to "
             f"{state.cuda_driver_version}: CUDA cannot start{said}",
             f"Upgrade the NVIDIA driver to {need}{compat}{alternative}.",
-            "nvidia-smi",
+            None,
             **details,
         )
     if driver_cuda < torch_cuda:
@@ -454,7 +472,7 @@ def check_driver_compat(ctx: Context) -> Verdict:
                 f"driver {state.driver_version} is older than {minimum}, the minimum for CUDA {torch_cuda[0]}.x "
                 f"minor-version compatibility; torch needs CUDA {info.cuda}{said}",
                 f"Upgrade the NVIDIA driver to >= {full_driver or minimum}{alternative}.",
-                "nvidia-smi",
+                None,
                 **details,
             )
         return warn(
@@ -462,7 +480,7 @@ def check_driver_compat(ctx: Context) -> Verdict:
             f"{info.cuda}: it runs through minor-version compatibility, but PTX compiled for {info.cuda} cannot "
             "be JIT-compiled and newer CUDA features are unavailable",
             f"Upgrade the NVIDIA driver to >= {full_driver or 'the one shipped with CUDA ' + info.cuda}{alternative}.",
-            "nvidia-smi",
+            None,
             **details,
         )
     return ok(
@@ -487,7 +505,7 @@ def check_devices(ctx: Context) -> Verdict:
     visibility = parse_visible_devices(value, state.gpus)
     seen = info.device_count if info.cuda_available else 0
     findings = list(visibility.problems)
-    notes: list[str] = []
+    notes: list[str] = [n for n in [device_order_note(ctx.env, state.gpus)] if n]
     expected: int | None = None
     if visibility.indices is not None:
         visible = [state.gpus[i] for i in visibility.indices]
@@ -526,7 +544,7 @@ def check_devices(ctx: Context) -> Verdict:
         )
         command = f"unset {VISIBLE}"
     elif info.cuda_init_error and "insufficient" in info.cuda_init_error:
-        fix, command = "The driver is too old for this torch: see torch.driver_compat.", "nvidia-smi"
+        fix, command = "The driver is too old for this torch: see torch.driver_compat.", None
     else:
         fix = (
             "CUDA cannot open every GPU NVML lists. In a container, pass the GPUs in (`--gpus all`, or the "
@@ -561,13 +579,15 @@ def check_arch(ctx: Context) -> Verdict:
             uncovered.append((label, capability))
         else:
             covered[label] = target
-    details = {"arch_list": info.arch_list, "covered_by": covered}
+    state = _nvml(ctx)
+    order_note = device_order_note(ctx.env, state.gpus) if state is not None else None
+    details = {"arch_list": info.arch_list, "covered_by": covered, "note": order_note}
     arch = " ".join(info.arch_list)
     if uncovered:
         return fail(
             f"{', '.join(label for label, _ in uncovered)}: not in torch {info.version}'s arch list ({arch}); "
             'CUDA ops fail with "no kernel image is available for execution on the device"',
-            _arch_fix(uncovered[0][1], info),
+            _arch_fix(uncovered[0][1], info) + (f" Note: {order_note}." if order_note else ""),
             ARCH_LIST_COMMAND,
             **details,
         )
@@ -581,7 +601,9 @@ def _cards(ctx: Context, info: TorchInfo) -> list[tuple[str, str, tuple[int, int
     state = _nvml(ctx)
     if state is not None and state.gpus:
         visibility = parse_visible_devices(ctx.env.get(VISIBLE), state.gpus)
-        gpus = state.gpus if visibility.indices is None else [state.gpus[i] for i in visibility.indices]
+        # When CUDA's indices may not be NVML's (see device_order_note), judge every GPU rather than a guess.
+        known = visibility.indices is not None and device_order_note(ctx.env, state.gpus) is None
+        gpus = [state.gpus[i] for i in visibility.indices] if known and visibility.indices is not None else state.gpus
         return [(f"GPU {g.index}", str(g.name), g.compute_capability) for g in gpus if available(g.compute_capability)]
     return [(f"GPU {d.index}", str(d.name), d.capability) for d in info.devices if d.capability is not None]
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from envcheck.model import Fix
 from envcheck.registry import probe
 
 DEFAULT_CUDA_HOME = "/usr/local/cuda"
@@ -52,7 +53,15 @@ class ToolkitInfo:
         return next((n for n in self.found if n.source == self.cuda_home_source), None)
 
 
-@probe("toolkit", timeout_s=3 * NVCC_TIMEOUT_S, what="nvcc --version (the CUDA toolkit)")
+@probe(
+    "toolkit",
+    timeout_s=4 * NVCC_TIMEOUT_S + 5,
+    what="nvcc --version (the CUDA toolkit)",
+    hang_fix=Fix(
+        "Running nvcc did not finish: check whether the CUDA toolkit lives on a slow or hung network filesystem.",
+        "timeout 10 nvcc --version",
+    ),
+)
 def probe_toolkit(env: Mapping[str, str] | None = None, *, default_home: str = DEFAULT_CUDA_HOME) -> ToolkitInfo:
     env = os.environ if env is None else env
     on_path = shutil.which("nvcc", path=env.get("PATH", os.defpath))

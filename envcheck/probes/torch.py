@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from envcheck.model import Fix
 from envcheck.probes import torch_child
 from envcheck.registry import probe
 
@@ -130,7 +131,16 @@ def child_timeout(env: Mapping[str, str], timeout_s: float | None = None) -> flo
     return max(0.5, min(timeout_s, PROBE_TIMEOUT_S - _MARGIN_S))
 
 
-@probe("torch", timeout_s=PROBE_TIMEOUT_S, what="the torch child process (import torch, CUDA init)")
+@probe(
+    "torch",
+    timeout_s=PROBE_TIMEOUT_S,
+    what="the torch child process (import torch, CUDA init)",
+    hang_fix=Fix(
+        "Importing torch or initialising CUDA did not finish: time the import by hand to see where it stops "
+        "(a hung network filesystem under site-packages, or a wedged driver: then check the kernel log for Xid).",
+        'python -X importtime -c "import torch; torch.cuda.is_available()"',
+    ),
+)
 def probe_torch(
     env: Mapping[str, str] | None = None, *, python: str | None = None, timeout_s: float | None = None
 ) -> TorchInfo:

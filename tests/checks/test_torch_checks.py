@@ -325,10 +325,27 @@ def test_new_card_without_kernels_fails_with_the_no_kernel_image_explanation(nvm
     assert result.fix is not None and "sm_120" in result.fix.text and "cu128" in result.fix.text
 
 
-def test_arch_judges_only_the_visible_gpus(nvml: Callable[[str], Any]) -> None:
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"CUDA_VISIBLE_DEVICES": "0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"},
+        {"CUDA_VISIBLE_DEVICES": "GPU-00000000"},  # a UUID names the card whatever the order
+    ],
+)
+def test_arch_judges_only_the_visible_gpus(nvml: Callable[[str], Any], env: dict[str, str]) -> None:
+    nvml("mixed_generations")
+    result = judge("torch.arch", cuda_torch("12.6", arch=CU126_ARCH), env=env)
+    assert result.status is Status.OK and "9.0" in result.summary
+
+
+def test_mixed_gpus_by_index_in_cudas_default_order_judges_every_gpu(nvml: Callable[[str], Any]) -> None:
+    """CUDA numbers GPUs fastest first by default, so "0" may be the Blackwell card: judge both, and say why."""
     nvml("mixed_generations")
     result = judge("torch.arch", cuda_torch("12.6", arch=CU126_ARCH), env={"CUDA_VISIBLE_DEVICES": "0"})
-    assert result.status is Status.OK and "9.0" in result.summary
+    assert result.status is Status.FAIL
+    assert result.fix is not None and "CUDA_DEVICE_ORDER=PCI_BUS_ID" in result.fix.text
+    devices = judge("torch.devices", cuda_torch("12.6", gpus=1), env={"CUDA_VISIBLE_DEVICES": "0"})
+    assert devices.status is Status.OK and "fastest first" in devices.summary
 
 
 def test_old_card_under_a_cuda13_build(nvml: Callable[[str], Any]) -> None:
