@@ -405,7 +405,7 @@ def check_cuda_build(ctx: Context) -> Verdict:
     state = _nvml(ctx)
     gpus = state.gpus if state else []
     if not gpus:
-        where = "no NVIDIA GPU found" if state else "no NVIDIA driver found"
+        where = "no NVIDIA GPU found" if state else "NVML not available (see the driver checks)"
         return ok(f"torch {info.version}: {_flavour(info)}; {where}", cuda=info.cuda, hip=info.hip)
     if info.cuda and not info.hip:
         return ok(f"torch {info.version}: {_flavour(info)} for {len(gpus)} NVIDIA GPU(s)", cuda=info.cuda)
@@ -504,6 +504,10 @@ def check_devices(ctx: Context) -> Verdict:
     value = ctx.env.get(VISIBLE)
     visibility = parse_visible_devices(value, state.gpus)
     seen = info.device_count if info.cuda_available else 0
+    driver_cuda, torch_cuda = _version(state.cuda_driver_version), _version(info.cuda)
+    if seen == 0 and driver_cuda and torch_cuda and driver_cuda[0] < torch_cuda[0]:
+        # One cause, one failure: torch.driver_compat already says the driver cannot run this torch.
+        return skip(f"driver {state.driver_version} cannot run torch's CUDA {info.cuda} (see torch.driver_compat)")
     findings = list(visibility.problems)
     notes: list[str] = [n for n in [device_order_note(ctx.env, state.gpus)] if n]
     expected: int | None = None
@@ -591,7 +595,7 @@ def check_arch(ctx: Context) -> Verdict:
             ARCH_LIST_COMMAND,
             **details,
         )
-    capabilities = sorted({f"{c[0]}.{c[1]}" for _, _, c in cards})
+    capabilities = [f"{c[0]}.{c[1]}" for c in sorted({c for _, _, c in cards})]
     return ok(f"compute capability {', '.join(capabilities)} covered by torch's arch list ({arch})", **details)
 
 

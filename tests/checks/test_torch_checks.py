@@ -479,9 +479,9 @@ def test_real_cuda13_build_against_fake_machines(nvml: Callable[[str], Any], rea
     nvml("healthy_multi_gpu")
     assert judge("torch.driver_compat", real_cuda_torch).status is Status.FAIL
     assert judge("torch.libs", real_cuda_torch).status is Status.OK
-    # No GPU can start here, so torch sees none: torch.devices quotes CUDA's reason.
+    # No GPU can start here, so torch sees none; the too-old driver is the one failure, not two.
     devices = judge("torch.devices", real_cuda_torch)
-    assert devices.status is Status.FAIL and (real_cuda_torch.cuda_init_error or "") in devices.summary
+    assert devices.status is Status.SKIP and "see torch.driver_compat" in devices.summary
     nvml("mixed_generations")
     assert judge("torch.arch", real_cuda_torch).status is Status.OK
     nvml("old_driver")
