@@ -10,6 +10,7 @@ forward+backward counts three times the forward. The element-wise layers are not
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from envcheck.bench import common
@@ -43,21 +44,33 @@ def block(
     w2: torch.Tensor,
     affine: tuple[torch.Tensor, ...],
     masks: tuple[torch.Tensor, torch.Tensor] | None = None,
+    conv: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The basic block; returns its output and the first pre-activation.
 
     ``affine`` holds the two BatchNorms' inference-time scale and shift. With ``masks`` the ReLUs are
     replaced by those fixed 0/1 patterns: the float64 reference of the *backward* pass must follow the
     activation pattern the tested forward chose, because where a pre-activation rounds across zero in
-    bf16 the gradient there is legitimately 0 in one answer and whole in the other.
+    bf16 the gradient there is legitimately 0 in one answer and whole in the other. ``conv`` replaces
+    the convolution (the reference uses :func:`conv3x3_im2col`, independent of the kernels under test).
     """
     import torch.nn.functional as F
 
+    conv = conv or (lambda t, w: F.conv2d(t, w, padding=1))
     s1, b1, s2, b2 = affine
-    pre1 = F.conv2d(x, w1, padding=1) * s1 + b1
+    pre1 = conv(x, w1) * s1 + b1
     y = F.relu(pre1) if masks is None else pre1 * masks[0]
-    pre2 = F.conv2d(y, w2, padding=1) * s2 + b2 + x
+    pre2 = conv(y, w2) * s2 + b2 + x
     return (F.relu(pre2) if masks is None else pre2 * masks[1]), pre1
+
+
+def conv3x3_im2col(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """A 3×3, padding-1 convolution as unfold + matmul: the reference shares no code with cuDNN's kernels."""
+    import torch.nn.functional as F
+
+    n, _, h, width = x.shape
+    cols = F.unfold(x, kernel_size=3, padding=1)  # (n, c·9, h·w)
+    return (w.reshape(w.shape[0], -1) @ cols).reshape(n, w.shape[0], h, width)
 
 
 def build_block(
@@ -97,20 +110,20 @@ def build_block(
                 holder[:] = [block(x, w1, w2, affine)[0]]
 
     tolerance = common.LAYERED_TOLERANCE[dtype]
-    reference = f"float64 block on {device}, first image"
+    reference = f"float64 block (im2col convolution) on {device}, first image"
 
     def verify() -> Check:
         import torch
 
         # Image 0's output and input gradient depend on image 0 alone (BN is in inference form).
         weights64 = (w1.detach().double(), w2.detach().double(), tuple(a.double() for a in affine))
-        out64, _ = block(x.detach()[:1].double(), *weights64)
+        out64, _ = block(x.detach()[:1].double(), *weights64, conv=conv3x3_im2col)
         checks = [common.check_close(holder[0][:1], out64, tolerance, reference, "output: ")]
         if backward:
             assert grad_out is not None
             masks = ((holder[2][:1] > 0).double(), (holder[0][:1] > 0).double())
             x64 = x.detach()[:1].double().requires_grad_(True)
-            masked_out64, _ = block(x64, *weights64, masks=masks)
+            masked_out64, _ = block(x64, *weights64, masks=masks, conv=conv3x3_im2col)
             (dx64,) = torch.autograd.grad(masked_out64, (x64,), grad_out[:1].double())
             checks.append(common.check_close(holder[1][:1], dx64, tolerance, reference, "input gradient: "))
         return common.combine(checks)

@@ -7,8 +7,9 @@ ml-engineering's mamf-finder ("maximum achievable matmul FLOPS"): the realistic 
 training MFU against. Matmul at these sizes is compute bound, so L2 reuse of the inputs does not
 inflate the figure and inputs need not rotate.
 
-Correctness: after timing, a random subset of rows of the very output buffer the timed kernel wrote is
-compared with float64 products of the same (already rounded) inputs, computed on the same device.
+Correctness: after timing, one random row in every band of 64 rows of the very output buffer the timed kernel wrote is
+compared with float64 products of the same (already rounded) inputs, computed on the same device, and
+the column sums of the whole output are compared with the float64 product of A's column sums and B.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from envcheck.bench.registry import Check, DeviceInfo, Options, Plan, Workload, 
 if TYPE_CHECKING:
     import torch
 
-#: Rows of the output checked against float64: enough to touch every column tile, cheap in float64.
-CHECK_ROWS = 64
+#: One random row of every band this tall is checked against float64: GEMM kernels compute the output in
+#: tiles at least 64 rows tall, so a tile damaged by a faulty SM always contains a checked row.
+CHECK_BAND = 64
 
 
 def dtype_support(dev: DeviceInfo, dtype: str) -> str | None:
@@ -73,6 +75,16 @@ def rows_reference(a_rows: torch.Tensor, b: torch.Tensor, chunk: int = 2048) -> 
     return torch.cat(cols, dim=1)
 
 
+def column_sums(t: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """``1ᵀ t`` in float64 as a 1×n row, converting ``chunk`` rows at a time to bound the extra memory."""
+    import torch
+
+    total = torch.zeros((1, t.shape[1]), dtype=torch.float64, device=t.device)
+    for i in range(0, t.shape[0], chunk):
+        total += t[i : i + chunk].to(torch.float32).to(torch.float64).sum(dim=0, keepdim=True)
+    return total
+
+
 def build_matmul(dev: DeviceInfo, dtype: str, m: int, n: int, k: int, seed_label: str) -> Workload:
     """Allocate ``A (m×k) @ B (k×n)`` in ``dtype`` and return the timed step plus its check."""
     import torch
@@ -80,9 +92,12 @@ def build_matmul(dev: DeviceInfo, dtype: str, m: int, n: int, k: int, seed_label
     device = dev.name
     gen = common.generator(device, common.case_seed("matmul", seed_label, m, n, k))
     tdt = common.torch_dtype(dtype)
-    rows = torch.randperm(m, generator=torch.Generator().manual_seed(m * 7 + k))[:CHECK_ROWS].sort().values
+    offsets = torch.randint(
+        0, CHECK_BAND, ((m + CHECK_BAND - 1) // CHECK_BAND,), generator=torch.Generator().manual_seed(k)
+    )
+    rows = (torch.arange(0, m, CHECK_BAND) + offsets).clamp(max=m - 1)
     params = {"m": m, "n": n, "k": k, "dtype": dtype}
-    reference = f"float64 matmul of the same inputs on {device}, {min(CHECK_ROWS, m)} random rows"
+    reference = f"float64 matmul of the same inputs on {device} (a random row per {CHECK_BAND}, all column sums)"
     if dtype == "fp8":
         a = common.randn((m, k), tdt, device, gen)
         b_t = common.randn((n, k), tdt, device, gen)  # _scaled_mm wants B column-major: (n×k) transposed
@@ -110,9 +125,19 @@ def build_matmul(dev: DeviceInfo, dtype: str, m: int, n: int, k: int, seed_label
             return c
 
     def verify() -> Check:
+        out = output()
         idx = rows.to(device)
-        ref = rows_reference(common.take_rows(a, idx), b)
-        return common.check_close(common.take_rows(output(), idx), ref, common.TOLERANCE[dtype], reference)
+        ref_rows = rows_reference(common.take_rows(a, idx), b)
+        # Column checksums (ABFT, Huang & Abraham 1984): 1ᵀC must equal (1ᵀA)B, which sees every element
+        # of C, so damage outside the sampled rows (or a NaN anywhere) is still caught.
+        ref_sums = rows_reference(column_sums(a), b)
+        tol = common.TOLERANCE[dtype]
+        return common.combine(
+            [
+                common.check_close(common.take_rows(out, idx), ref_rows, tol, reference, "sampled rows: "),
+                common.check_close(column_sums(out), ref_sums, tol, reference, "column checksums: "),
+            ]
+        )
 
     return Workload(
         case=f"{dtype} {common.fmt_shape(m, n, k)}",

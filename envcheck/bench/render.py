@@ -196,8 +196,9 @@ def progress(total_hint: int | None = None, stream: IO[str] | None = None) -> tu
             print(f"[{i + 1}/{n}] {device} {bench_id} {label} ...", file=stream, flush=True)
 
         def finished(r: BenchResult) -> None:
-            figure = f"{_num(r.value)} {r.unit}" if r.value is not None else r.reason or ""
-            print(f"        {r.status}: {r.case} {figure} ({r.duration_s:.1f} s)", file=stream, flush=True)
+            figure = f"{_num(r.value)} {r.unit}" if r.value is not None else ""
+            why = f" ({r.reason})" if r.reason else ""
+            print(f"        {r.status}: {r.case} {figure}{why} [{r.duration_s:.1f} s]", file=stream, flush=True)
 
         return Progress(started, finished), contextlib.nullcontext()
 

@@ -1,0 +1,176 @@
+"""envcheck bench through click's runner: what a user sees, the JSON contract, and the exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from envcheck.bench import runner
+from envcheck.bench.harness import Budget
+
+FAST = {
+    ("cpu", True): Budget(measure_s=0.02, warmup_s=0.0, min_samples=3, min_warmup=1),
+    ("cpu", False): Budget(measure_s=0.02, warmup_s=0.0, min_samples=3, min_warmup=1),
+}
+
+
+@pytest.fixture
+def fast_budgets(monkeypatch):
+    monkeypatch.setattr(runner, "BUDGETS", FAST)
+
+
+def test_importing_the_cli_does_not_import_torch():
+    code = "import sys, envcheck.cli; print('torch' in sys.modules, 'rich' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_list_shows_every_id_with_what_it_measures(invoke):
+    result = invoke("--list")
+    assert result.exit_code == 0
+    for bench_id in ("matmul.bf16", "matmul.sweep", "conv.fwd_bwd", "attention.fwd", "train.cnn", "memory.d2d"):
+        assert bench_id in result.stdout
+    listed = json.loads(invoke("--list", "--json").stdout)
+    assert {"id": "memory.d2d", "title": "device memory copy"}.items() <= listed[-5].items()
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--device", "tpu"], 2, "unknown device 'tpu'"),
+        (["--device", "cuda:x"], 2, "unknown device 'cuda:x'"),
+        (["--only", "matmul.int4"], 2, "unknown benchmark 'matmul.int4'"),
+        (["--dtype", "fp4"], 2, "unknown dtype 'fp4'"),
+        (["--threshold", "15"], 2, "--threshold must be between 0 and 1"),
+    ],
+)
+def test_usage_errors_are_one_line_on_stderr(invoke, args, code, message):
+    result = invoke(*args)
+    assert result.exit_code == code
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", "cuda:0,1"])
+def test_asking_for_cuda_without_one_names_what_is_available(invoke, device):
+    result = invoke("--device", device)
+    assert result.exit_code == 1
+    assert result.stderr.strip().endswith("available: cpu")
+    assert result.stderr.count("\n") == 1
+
+
+def test_quick_json_run_meets_the_contract(invoke, fast_budgets):
+    result = invoke(
+        "--device", "cpu", "--quick", "--json", "--only", "matmul.fp32,matmul.fp8,matmul.sweep,memory.d2d,train.cnn"
+    )
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["schema"] == "envcheck.bench/1"
+    assert doc["devices"][0]["name"] == "cpu"
+    first = doc["results"][0]
+    assert first["benchmark"] == "matmul" and first["id"] == "matmul.fp32" and first["device"] == "cpu"
+    assert first["case"] == "fp32 512x512x512" and first["unit"] == "GFLOP/s"
+    assert first["verified"] is True and first["peak_fraction"] is None
+    assert {"median_s", "iqr_s", "samples", "samples_s"} <= first["stats"].keys()
+    assert len(first["stats"]["samples_s"]) == first["stats"]["samples"]
+    assert {r["id"] for r in doc["results"]} >= {"matmul.sweep", "memory.d2d", "train.cnn"}
+    skipped = next(r for r in doc["results"] if r["id"] == "matmul.fp8")
+    assert skipped["status"] == "skipped" and skipped["value"] is None and skipped["reason"]
+    assert doc["summary"]["failed"] == 0 and doc["exit_code"] == 0
+    # progress went to stderr as plain lines (not a terminal)
+    assert "[1/" in result.stderr and "cpu matmul.fp32" in result.stderr
+
+
+def test_human_report_is_a_table_with_a_summary(invoke, fast_budgets):
+    result = invoke("--device", "cpu", "--quick", "--only", "matmul.fp32,matmul.tf32")
+    assert result.exit_code == 0
+    assert "matmul.fp32" in result.stdout and "GFLOP/s" in result.stdout
+    assert "skipped: tf32 is a GPU tensor-core format" in result.stdout
+    assert "1 verified, 1 skipped" in result.stdout
+
+
+def test_a_wrong_kernel_fails_loudly_with_exit_1(invoke, fast_budgets, monkeypatch):
+    real = torch.matmul
+
+    def wrong(a, b, *, out=None):
+        real(a, b, out=out)
+        out[3, 3] = float("nan")
+        return out
+
+    monkeypatch.setattr(torch, "matmul", wrong)
+    result = invoke("--device", "cpu", "--quick", "--only", "matmul.fp32")
+    assert result.exit_code == 1
+    assert "WRONG RESULT" in result.stdout and "non-finite" in result.stdout
+
+
+def test_save_then_compare_flags_a_regression(invoke, fast_budgets, tmp_path):
+    saved = tmp_path / "base.json"
+    first = invoke("--device", "cpu", "--quick", "--only", "matmul.fp32", "--save", str(saved))
+    assert first.exit_code == 0
+    doc = json.loads(saved.read_text())
+    # Pretend the baseline machine was twice as fast: this run is then a 50 % regression.
+    doc["results"][0]["value"] *= 2
+    saved.write_text(json.dumps(doc))
+    result = invoke("--device", "cpu", "--quick", "--only", "matmul.fp32", "--compare", str(saved), "--json")
+    assert result.exit_code == 1
+    comparison = json.loads(result.stdout)["comparison"]
+    assert comparison["deltas"][0]["regressed"] is True and comparison["threshold"] == 0.10
+
+
+def test_compare_within_threshold_passes(invoke, fast_budgets, tmp_path):
+    saved = tmp_path / "base.json"
+    invoke("--device", "cpu", "--quick", "--only", "matmul.fp32", "--save", str(saved))
+    doc = json.loads(saved.read_text())
+    doc["results"][0]["value"] *= 0.5  # the baseline was slower
+    saved.write_text(json.dumps(doc))
+    result = invoke("--device", "cpu", "--quick", "--only", "matmul.fp32", "--compare", str(saved))
+    assert result.exit_code == 0 and "compared with" in result.stdout
+
+
+@pytest.mark.parametrize("content", ["not json", json.dumps({"schema": "other/1", "results": []})])
+def test_a_malformed_baseline_is_exit_2_before_anything_runs(invoke, tmp_path, content):
+    path = tmp_path / "b.json"
+    path.write_text(content)
+    result = invoke("--device", "cpu", "--quick", "--compare", str(path))
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "[1/" not in result.stderr  # nothing was benchmarked
+
+
+def test_a_baseline_from_other_devices_is_a_mismatch(invoke, tmp_path):
+    path = tmp_path / "b.json"
+    path.write_text(
+        json.dumps(
+            {
+                "schema": "envcheck.bench/1",
+                "results": [
+                    {
+                        "id": "matmul.fp32",
+                        "case": "fp32 8192x8192x8192",
+                        "device": "cuda:0",
+                        "value": 50.0,
+                        "unit": "TFLOP/s",
+                    }
+                ],
+            }
+        )
+    )
+    result = invoke("--device", "cpu", "--quick", "--compare", str(path))
+    assert result.exit_code == 2
+    assert "no figure for the selected benchmarks on cpu" in result.stderr
+
+
+def test_full_quick_cpu_pass_end_to_end(invoke):
+    """The real --quick pass with its real budgets, as CI would run it."""
+    result = invoke("--device", "cpu", "--quick", "--json")
+    assert result.exit_code == 0, result.stdout[-2000:]
+    doc = json.loads(result.stdout)
+    ran = [r for r in doc["results"] if r["status"] != "skipped"]
+    assert ran and all(r["verified"] for r in ran)
+    assert {r["benchmark"] for r in ran} == {"matmul", "conv", "attention", "train", "memory"}
+    assert doc["wall_s"] < 60

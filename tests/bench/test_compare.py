@@ -1,0 +1,78 @@
+"""--compare: deltas, the threshold, and the one-line errors for a malformed or mismatched baseline."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from envcheck.bench import compare
+from envcheck.bench.compare import SCHEMA, BaselineError
+
+
+def result(bench_id="matmul.bf16", case="bf16 8192x8192x8192", device="cuda:0", value=700.0, unit="TFLOP/s"):
+    return {"id": bench_id, "case": case, "device": device, "value": value, "unit": unit}
+
+
+def baseline(*results):
+    return {"schema": SCHEMA, "results": list(results)}
+
+
+def test_a_drop_beyond_the_threshold_is_a_regression():
+    (d,) = compare.compare([result(value=600.0)], baseline(result(value=700.0)), 0.10)
+    assert d.regressed and d.change == pytest.approx(-1 / 7)
+    assert d.to_json()["regressed"] is True
+
+
+def test_a_drop_within_the_threshold_or_a_gain_is_not():
+    deltas = compare.compare(
+        [result(value=640.0), result(device="cuda:1", value=800.0)],
+        baseline(result(value=700.0), result(device="cuda:1", value=700.0)),
+        0.10,
+    )
+    assert [d.regressed for d in deltas] == [False, False]
+
+
+def test_figures_only_meet_on_the_same_case_device_and_unit():
+    current = [
+        result(case="bf16 4096x4096x4096", value=1.0),
+        result(value=700.0),
+        result(bench_id="memory.d2d", case="copy 1024 MiB", unit="GB/s", value=3000.0),
+    ]
+    old = baseline(result(value=700.0), result(bench_id="memory.d2d", case="copy 1024 MiB", unit="TB/s", value=3.0))
+    deltas = compare.compare(current, old)
+    assert [(d.id, d.case) for d in deltas] == [("matmul.bf16", "bf16 8192x8192x8192")]
+
+
+def test_nothing_in_common_is_a_mismatch():
+    with pytest.raises(BaselineError, match="shares no figure"):
+        compare.compare([result(device="cuda:1")], baseline(result(device="cpu")), path="b.json")
+
+
+def test_precheck_catches_a_mismatch_before_running():
+    with pytest.raises(BaselineError, match="no figure for the selected benchmarks on cpu"):
+        compare.precheck(baseline(result()), ["matmul.bf16"], ["cpu"])
+    compare.precheck(baseline(result()), ["matmul.bf16"], ["cuda:0"])
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "is not JSON"),
+        (json.dumps({"schema": "envcheck.doctor/1", "results": []}), "is not an `envcheck bench --save` file"),
+        (json.dumps([1, 2]), "is not an `envcheck bench --save` file"),
+        (json.dumps({"schema": SCHEMA, "results": [{"id": "x"}]}), "malformed results list"),
+        (json.dumps({"schema": SCHEMA}), "malformed results list"),
+    ],
+)
+def test_malformed_baselines_are_one_line_errors(tmp_path, content, message):
+    path = tmp_path / "b.json"
+    path.write_text(content)
+    with pytest.raises(BaselineError, match=message) as err:
+        compare.load_baseline(path)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_baseline(tmp_path):
+    with pytest.raises(BaselineError, match="does not exist"):
+        compare.load_baseline(tmp_path / "nope.json")
