@@ -72,9 +72,12 @@ class ProbeRunner:
             slot = self._slots[name] = _Slot(started=self.clock())
         spec = self._probes[name]
 
+        # A probe that can bound its own work (the torch child) is told how much of the deadline is left.
+        kwargs = {"deadline_s": self.deadline - slot.started} if _accepts(spec.fn, "deadline_s") else {}
+
         def work() -> None:
             try:
-                slot.value = spec.fn(self.env)
+                slot.value = spec.fn(self.env, **kwargs)
             except BaseException as exc:  # noqa: BLE001 - any probe failure becomes a verdict
                 slot.error = exc
             finally:
@@ -101,6 +104,15 @@ class ProbeRunner:
         if slot is None or not slot.done.is_set() or slot.error is not None:
             return None
         return slot.value
+
+
+def _accepts(fn: Callable[..., Any], name: str) -> bool:
+    import inspect
+
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 @dataclass
@@ -197,7 +209,7 @@ AREA_PROBES = {
     "packages": ["packages"],
     "driver": ["nvml"],
     "gpu": ["nvml"],
-    "torch": ["torch", "nvml", "toolkit", "packages"],
+    "torch": ["torch", "nvml", "toolkit"],
     "env": ["nvml", "packages"],
     "spec": ["host", "disk", "packages", "nvml", "torch"],
 }

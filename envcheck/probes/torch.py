@@ -142,12 +142,22 @@ def child_timeout(env: Mapping[str, str], timeout_s: float | None = None) -> flo
     ),
 )
 def probe_torch(
-    env: Mapping[str, str] | None = None, *, python: str | None = None, timeout_s: float | None = None
+    env: Mapping[str, str] | None = None,
+    *,
+    python: str | None = None,
+    timeout_s: float | None = None,
+    deadline_s: float | None = None,
 ) -> TorchInfo:
     """Run the child with ``python`` (default: this interpreter) in ``env`` (default: ours), so that
-    ``CUDA_VISIBLE_DEVICES``, ``PYTHONPATH`` and ``LD_LIBRARY_PATH`` apply exactly as in the user's jobs."""
+    ``CUDA_VISIBLE_DEVICES``, ``PYTHONPATH`` and ``LD_LIBRARY_PATH`` apply exactly as in the user's jobs.
+
+    ``deadline_s`` is what is left of the doctor's deadline (the runner passes it): the child is killed
+    a little before it, so the verdict names the step that hung and no child outlives the report."""
     child_env = dict(os.environ if env is None else env)
     limit = child_timeout(child_env, timeout_s)
+    if deadline_s is not None:
+        # One second is enough to kill the group, read its pipes and parse what it said.
+        limit = max(0.5, min(limit, round(deadline_s, 1) - 1.0))
     interpreter = python or sys.executable
     started = time.monotonic()
     try:
