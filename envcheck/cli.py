@@ -23,6 +23,12 @@ def main() -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Show each check's details.")
 @click.option("--list-checks", is_flag=True, help="List every check id with what it checks, and exit.")
 @click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(dir_okay=False),
+    help="Lab spec (TOML) to enforce; else $ENVCHECK_SPEC, ./envcheck.toml or [tool.envcheck] in ./pyproject.toml.",
+)
+@click.option(
     "--deadline",
     type=click.FloatRange(min=1.0, max=3600.0),
     default=60.0,
@@ -37,6 +43,7 @@ def doctor(
     strict: bool,
     verbose: bool,
     list_checks: bool,
+    spec_path: str | None,
     deadline: float,
 ) -> None:
     """Check this machine and say what to fix.
@@ -57,6 +64,7 @@ def doctor(
         specs = registry.select(list(selection), quick=quick)
     except registry.UnknownSelection as exc:
         raise click.UsageError(str(exc)) from None
+    specs += lab_spec_checks(spec_path)
     if list_checks:
         print_checks(make_console(), specs)
         return
@@ -70,6 +78,25 @@ def doctor(
         report = run_checks(specs, deadline_s=deadline, on_result=renderer.result)
         renderer.summary(report.results, report.duration_s)
     sys.exit(int(exit_code_for([r.status for r in report.results], strict=strict)))
+
+
+def lab_spec_checks(spec_path: str | None) -> list:
+    """The checks of the lab spec in force, if any; a broken spec is one line on stderr and exit 2."""
+    import os
+    import sys
+
+    from envcheck.spec import SpecError, find_spec
+
+    try:
+        lab = find_spec(spec_path, os.environ)
+    except SpecError as exc:
+        click.echo(f"envcheck: {exc}", err=True)
+        sys.exit(2)
+    if lab is None:
+        return []
+    from envcheck.spec.checks import spec_checks
+
+    return spec_checks(lab)
 
 
 def _register_subcommands() -> None:

@@ -211,7 +211,7 @@ AREA_PROBES = {
     "gpu": ["nvml"],
     "torch": ["torch", "nvml", "toolkit"],
     "env": ["nvml", "packages"],
-    "spec": ["host", "disk", "packages", "nvml", "torch"],
+    "spec": ["host", "disk", "packages", "nvml"],
 }
 
 

@@ -1,0 +1,271 @@
+"""Turn every requirement of a lab spec into a doctor check with id ``spec.<name>``.
+
+The checks read the same probes as the rest of the doctor (host, disk, packages metadata, NVML) and
+never the torch child, so a spec can be enforced by the ``--quick`` healthcheck too. Each failure says
+what the spec expected, what this machine has, and what to do.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from envcheck.model import available
+from envcheck.probes import host as _host_probe  # noqa: F401 - registers "host" and "disk"
+from envcheck.probes import nvml as _nvml_probe  # noqa: F401 - registers "nvml"
+from envcheck.probes import packages as _packages_probe  # noqa: F401 - registers "packages"
+from envcheck.probes.nvml import GpuInfo, NvmlState
+from envcheck.registry import CheckSpec, Verdict, fail, ok
+from envcheck.runner import Context
+from envcheck.spec import LabSpec
+from envcheck.units import gib
+
+SPEC_FIX = "(Lab spec: {path}; change the spec instead if the lab's standard has moved.)"
+
+
+def spec_checks(spec: LabSpec) -> list[CheckSpec]:
+    """One check per requirement present in ``spec``, in the order the README documents them."""
+    made: list[CheckSpec] = []
+
+    def add(name: str, title: str, fn: Callable[[Context], Verdict]) -> None:
+        made.append(CheckSpec(f"spec.{name}", title, fn, title))
+
+    python = spec.get("python", "version")
+    if python:
+        add("python", "Lab spec: Python", lambda c: _python(c, spec, python))
+    torch_version = spec.get("torch", "version")
+    if torch_version:
+        add("torch_version", "Lab spec: torch version", lambda c: _torch_version(c, spec, torch_version))
+    torch_cuda = spec.get("torch", "cuda")
+    if torch_cuda:
+        add("torch_cuda", "Lab spec: torch build", lambda c: _torch_cuda(c, spec, torch_cuda))
+    driver = spec.get("driver", "min_version")
+    if driver:
+        add("driver", "Lab spec: driver version", lambda c: _driver(c, spec, driver))
+    gpu = spec.sections.get("gpu", {})
+    if "name" in gpu:
+        add("gpu_name", "Lab spec: GPU model", lambda c: _gpu_name(c, spec, gpu["name"]))
+    if "count" in gpu or "min_count" in gpu:
+        add(
+            "gpu_count",
+            "Lab spec: GPU count",
+            lambda c: _gpu_count(c, spec, gpu.get("count"), gpu.get("min_count")),
+        )
+    if "min_memory" in gpu:
+        add("gpu_memory", "Lab spec: GPU memory", lambda c: _gpu_memory(c, spec, gpu["min_memory"]))
+    if "min_compute_capability" in gpu:
+        need = gpu["min_compute_capability"]
+        add("gpu_compute_capability", "Lab spec: compute capability", lambda c: _gpu_cc(c, spec, need))
+    for name, specifier in spec.packages.items():
+        add(
+            f"package.{canonicalize_name(name)}",
+            f"Lab spec: {name}",
+            lambda c, n=name, s=specifier: _package(c, spec, n, s),
+        )
+    host = spec.sections.get("host", {})
+    for key in HOST_MINIMUMS:
+        if key in host:
+            title = f"Lab spec: {HOST_MINIMUMS[key][1]}"
+            add(f"host_{key[4:]}", title, lambda c, k=key: _host(c, spec, k, host[k]))
+    return made
+
+
+def _fix(spec: LabSpec, text: str, command: str | None = None) -> tuple[str, str | None]:
+    return f"{text} {SPEC_FIX.format(path=spec.path)}", command
+
+
+def _python(ctx: Context, spec: LabSpec, wanted: str) -> Verdict:
+    found = ctx.probe("host").python.version
+    if SpecifierSet(wanted).contains(found, prereleases=True):
+        return ok(f"Python {found} matches {wanted}")
+    text, cmd = _fix(spec, f"Use a Python matching {wanted} (a venv or conda env made with that interpreter).")
+    return fail(f"expected Python {wanted}, found {found}", text, cmd, expected=wanted, found=found)
+
+
+def _torch(ctx: Context):  # noqa: ANN202 - TorchBuild | None
+    return ctx.probe("packages").torch
+
+
+def _torch_version(ctx: Context, spec: LabSpec, wanted: str) -> Verdict:
+    torch = _torch(ctx)
+    if torch is None:
+        text, cmd = _fix(spec, "Install the lab's torch.", f'pip install "torch{wanted}"')
+        return fail(f"expected torch {wanted}, found none installed", text, cmd, expected=wanted, found=None)
+    if SpecifierSet(wanted).contains(torch.version, prereleases=True):
+        return ok(f"torch {torch.version} matches {wanted}")
+    text, cmd = _fix(
+        spec, "Install the lab's torch version (with the CUDA variant the spec names).", f'pip install "torch{wanted}"'
+    )
+    return fail(f"expected torch {wanted}, found {torch.version}", text, cmd, expected=wanted, found=torch.version)
+
+
+def _flavour_matches(torch: object, wanted: str) -> bool:
+    kind, version = getattr(torch, "kind", None), getattr(torch, "accelerator_version", None)
+    w = wanted.lower()
+    if w == "cpu":
+        return kind == "cpu"
+    if w.startswith("rocm"):
+        return kind == "rocm" and (w == "rocm" or version == w[4:])
+    return kind == "cuda" and version == wanted
+
+
+def _torch_cuda(ctx: Context, spec: LabSpec, wanted: str) -> Verdict:
+    torch = _torch(ctx)
+    label = "CPU-only" if wanted.lower() == "cpu" else wanted if wanted.lower().startswith("rocm") else f"CUDA {wanted}"
+    if torch is not None and _flavour_matches(torch, wanted):
+        return ok(f"torch build {torch.flavour} matches")
+    found = torch.flavour if torch is not None else "no torch"
+    text, cmd = _fix(spec, f"Install the torch build for {label} (PyTorch's install selector names the variant).")
+    return fail(f"expected a torch build for {label}, found {found}", text, cmd, expected=wanted, found=found)
+
+
+def _nvml(ctx: Context) -> NvmlState:
+    return ctx.probe("nvml")
+
+
+def _gpus(ctx: Context) -> list[GpuInfo]:
+    state = _nvml(ctx)
+    return [g for g in state.gpus if not g.lost] if state.available else []
+
+
+def _no_gpus(ctx: Context) -> str:
+    state = _nvml(ctx)
+    return "no GPUs answer" if state.available else f"no GPUs (NVML: {state.status.replace('_', ' ')})"
+
+
+def _driver(ctx: Context, spec: LabSpec, wanted: str) -> Verdict:
+    state = _nvml(ctx)
+    if not state.available or not state.driver_version:
+        text, cmd = _fix(spec, f"Install NVIDIA driver {wanted} or newer (see driver.nvml for what is wrong).")
+        return fail(f"expected NVIDIA driver ≥ {wanted}, found none ({state.status.replace('_', ' ')})", text, cmd)
+    try:
+        good = Version(state.driver_version) >= Version(wanted)
+    except InvalidVersion:
+        good = False
+    if good:
+        return ok(f"driver {state.driver_version} ≥ {wanted}")
+    text, cmd = _fix(spec, f"Upgrade the NVIDIA driver to {wanted} or newer, then reboot.")
+    return fail(f"expected NVIDIA driver ≥ {wanted}, found {state.driver_version}", text, cmd,
+                expected=wanted, found=state.driver_version)  # fmt: skip
+
+
+def _gpu_name(ctx: Context, spec: LabSpec, pattern: str) -> Verdict:
+    gpus = _gpus(ctx)
+    if not gpus:
+        text, cmd = _fix(spec, f"This machine needs {pattern} GPUs.")
+        return fail(f"expected GPUs matching {pattern!r}, found {_no_gpus(ctx)}", text, cmd)
+    wrong = [g for g in gpus if not fnmatch.fnmatch(str(g.name).lower(), pattern.lower())]
+    if not wrong:
+        return ok(f"every GPU matches {pattern!r}")
+    found = ", ".join(f"GPU {g.index} is {g.name}" for g in wrong)
+    text, cmd = _fix(spec, f"This machine has other GPUs than the lab's {pattern}: schedule the work elsewhere.")
+    return fail(
+        f"expected GPUs matching {pattern!r}; {found}", text, cmd, expected=pattern, found=[str(g.name) for g in wrong]
+    )
+
+
+def _gpu_count(ctx: Context, spec: LabSpec, exact: int | None, minimum: int | None) -> Verdict:
+    found = len(_gpus(ctx))
+    wanted = f"{exact}" if exact is not None else f"at least {minimum}"
+    if (exact is not None and found == exact) or (minimum is not None and found >= minimum):
+        return ok(f"{found} GPUs, spec wants {wanted}")
+    text, cmd = _fix(
+        spec,
+        "Check that every GPU is seated and answers (`nvidia-smi -L`), and in a container that all are passed "
+        "in (`--gpus all`).",
+        "nvidia-smi -L",
+    )
+    why = f"{found} GPUs" if found else _no_gpus(ctx)
+    return fail(
+        f"expected {wanted} GPUs, found {why}", text, cmd, expected=exact if exact is not None else minimum, found=found
+    )
+
+
+def _gpu_memory(ctx: Context, spec: LabSpec, minimum: int) -> Verdict:
+    gpus = _gpus(ctx)
+    if not gpus:
+        text, cmd = _fix(spec, f"This machine needs GPUs with {gib(minimum)} or more.")
+        return fail(f"expected GPUs with ≥ {gib(minimum)}, found {_no_gpus(ctx)}", text, cmd)
+    small = [g for g in gpus if not available(g.memory_total_bytes) or g.memory_total_bytes < minimum]
+    if not small:
+        return ok(f"every GPU has ≥ {gib(minimum)}")
+    found = ", ".join(
+        f"GPU {g.index} has {gib(g.memory_total_bytes) if available(g.memory_total_bytes) else 'unknown'}"
+        for g in small
+    )
+    text, cmd = _fix(spec, "These GPUs have less memory than the lab's jobs need.")
+    return fail(f"expected ≥ {gib(minimum)} per GPU; {found}", text, cmd)
+
+
+def _gpu_cc(ctx: Context, spec: LabSpec, minimum: str) -> Verdict:
+    gpus = _gpus(ctx)
+    need = tuple(int(x) for x in minimum.split("."))
+    if not gpus:
+        text, cmd = _fix(spec, f"This machine needs GPUs of compute capability {minimum} or newer.")
+        return fail(f"expected compute capability ≥ {minimum}, found {_no_gpus(ctx)}", text, cmd)
+    old = [g for g in gpus if not available(g.compute_capability) or tuple(g.compute_capability) < need]
+    if not old:
+        return ok(f"every GPU has compute capability ≥ {minimum}")
+    found = ", ".join(
+        f"GPU {g.index} is {'.'.join(map(str, g.compute_capability)) if available(g.compute_capability) else '?'}"
+        for g in old
+    )
+    text, cmd = _fix(spec, "These GPUs are older than the lab's kernels target (e.g. FlashAttention, fp8 need newer).")
+    return fail(f"expected compute capability ≥ {minimum}; {found}", text, cmd)
+
+
+def _package(ctx: Context, spec: LabSpec, name: str, wanted: str) -> Verdict:
+    dist = ctx.probe("packages").dists.get(canonicalize_name(name))
+    command = f'pip install "{name}{wanted}"'
+    if dist is None:
+        text, cmd = _fix(spec, f"Install {name}.", command)
+        return fail(f"expected {name} {wanted}, found none installed", text, cmd, expected=wanted, found=None)
+    if SpecifierSet(wanted).contains(dist.version, prereleases=True):
+        return ok(f"{name} {dist.version} matches {wanted}")
+    text, cmd = _fix(spec, f"Install the lab's {name}.", command)
+    return fail(f"expected {name} {wanted}, found {dist.version}", text, cmd, expected=wanted, found=dist.version)
+
+
+def _ram(ctx: Context) -> int | None:
+    memory = ctx.probe("host").memory
+    limit = memory.cgroup_limit_bytes  # inside a container, its limit is the RAM the job gets
+    return min(memory.total_bytes, limit) if limit else memory.total_bytes
+
+
+def _shm(ctx: Context) -> int | None:
+    shm = ctx.probe("host").shm
+    return shm.total_bytes if shm else None
+
+
+def _free_disk(ctx: Context) -> int | None:
+    disks = ctx.probe("disk")
+    work = next((d for d in disks if "working directory" in d.labels), disks[0] if disks else None)
+    return work.free_bytes if work else None
+
+
+def _cpus(ctx: Context) -> int | None:
+    cpu = ctx.probe("host").cpu
+    return cpu.affinity_cores or cpu.logical_cores
+
+
+#: key -> (reading, what it is, how to show it, what to do).
+HOST_MINIMUMS: dict[str, tuple[Callable[[Context], int | None], str, Callable[[int], str], str]] = {
+    "min_ram": (_ram, "RAM", gib, "Use a machine (or a container memory limit) with more RAM."),
+    "min_shm": (_shm, "/dev/shm", gib, "Raise /dev/shm: `docker run --shm-size=16g` or `--ipc=host`."),
+    "min_free_disk": (_free_disk, "free disk in the working directory", gib, "Free space, or use a bigger volume."),
+    "min_cpus": (_cpus, "usable CPU cores", str, "Give the job more cores (container --cpus, Slurm --cpus-per-task)."),
+}
+
+
+def _host(ctx: Context, spec: LabSpec, key: str, minimum: int) -> Verdict:
+    reading, what, show, advice = HOST_MINIMUMS[key]
+    found = reading(ctx)
+    if found is not None and found >= minimum:
+        return ok(f"{what} {show(found)} ≥ {show(minimum)}")
+    text, cmd = _fix(spec, advice)
+    shown = show(found) if found is not None else "unknown"
+    return fail(f"expected {what} ≥ {show(minimum)}, found {shown}", text, cmd, expected=minimum, found=found)
