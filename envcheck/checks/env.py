@@ -11,13 +11,14 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from envcheck.model import available
+from envcheck.checks.visible import VISIBLE, device_order_note, parse_visible_devices
+from envcheck.model import Status
 from envcheck.probes import nvml as _nvml_probe  # noqa: F401 - registers the "nvml" probe
 from envcheck.probes import packages as _packages_probe  # noqa: F401 - registers the "packages" probe
 from envcheck.probes.nvml import NvmlState
 from envcheck.probes.packages import PackagesState
 from envcheck.redact import redact_env
-from envcheck.registry import Verdict, check, ok, warn
+from envcheck.registry import Verdict, check, fail, ok, warn
 from envcheck.runner import Context, ProbeFailed, ProbeTimeout
 
 #: Exact names and prefixes of variables that change GPU behaviour (CUDA runtime, cuBLAS/cuDNN, NCCL,
@@ -58,18 +59,12 @@ def check_gpu_vars(ctx: Context) -> Verdict:
             unset.append(name)
     if unset:
         fixes.append(f"Unset {', '.join(unset)} outside debugging sessions.")
-    if "CUDA_VISIBLE_DEVICES" in ctx.env:
-        uuids = [str(g.uuid) for g in gpus] if nvml and all(available(g.uuid) for g in gpus) else None
-        why = visible_devices_problem(ctx.env["CUDA_VISIBLE_DEVICES"], uuids, len(gpus) if nvml else None)
-        if why:
-            problems.append(why)
-            fixes.append("Fix or unset CUDA_VISIBLE_DEVICES (`nvidia-smi -L` lists the GPUs' indices and UUIDs).")
-    notes = []
-    if len(gpus) > 1 and len({str(g.name) for g in gpus}) > 1 and ctx.env.get("CUDA_DEVICE_ORDER") != "PCI_BUS_ID":
-        # CUDA's default FASTEST_FIRST order puts the fastest GPU at index 0, while nvidia-smi and NVML count in
-        # PCI bus order: with mixed GPUs, "GPU 0" means different cards to the two.
-        notes.append("mixed GPU models and CUDA_DEVICE_ORDER is not PCI_BUS_ID: CUDA's device indices may differ "
-                     "from nvidia-smi's (export CUDA_DEVICE_ORDER=PCI_BUS_ID to make them agree)")  # fmt: skip
+    # Without NVML there are no GPUs to resolve indices and UUIDs against: the variable is only shown.
+    visibility = parse_visible_devices(ctx.env[VISIBLE], gpus).problems if nvml and VISIBLE in ctx.env else []
+    if visibility:
+        problems.extend(sentence for _, sentence in visibility)
+        fixes.append(f"Fix or unset {VISIBLE} (`nvidia-smi -L` lists the GPUs' indices and UUIDs).")
+    notes = [n for n in [device_order_note(ctx.env, gpus)] if n]
     for name, hint in _SLOWING_FLAGS.items():
         if ctx.env.get(name, "").strip() == "1":
             notes.append(f"{name}=1: {hint}")
@@ -80,7 +75,8 @@ def check_gpu_vars(ctx: Context) -> Verdict:
         summary += "; note: " + "; ".join(notes)
     if problems:
         command = f"unset {' '.join(unset)}" if unset else None
-        return warn(f"{'; '.join(problems)} ({summary})", " ".join(fixes), command, **details)
+        verdict = fail if any(status is Status.FAIL for status, _ in visibility) else warn
+        return verdict(f"{'; '.join(problems)} ({summary})", " ".join(fixes), command, **details)
     return ok(summary, **details)
 
 
@@ -97,38 +93,6 @@ _SLOWING_FLAGS = {
     "NCCL_IB_DISABLE": "NCCL will not use InfiniBand/RoCE and falls back to TCP sockets",
     "NCCL_SHM_DISABLE": "NCCL will not use shared memory between processes on a node",
 }
-
-
-def visible_devices_problem(value: str, uuids: list[str] | None, count: int | None) -> str | None:
-    """What is wrong with ``CUDA_VISIBLE_DEVICES``, or None. ``count`` and ``uuids`` describe NVML's GPUs
-    (None: unknown, so only the syntax is judged).
-
-    CUDA reads the list up to the first entry that names no device and silently ignores the rest, so
-    "0,1,7" on a 4-GPU machine gives two GPUs and "" or "-1" gives none.
-    """
-    entries = [e.strip() for e in value.split(",")]
-    if value.strip() in ("", "-1") or entries[0] in ("", "-1"):
-        return f"CUDA_VISIBLE_DEVICES={value!r} hides every GPU from CUDA"
-    for position, entry in enumerate(entries):
-        if entry == "" or (entry.startswith("-") and entry[1:].isdigit()):
-            # A negative index (or nothing) ends the list; harmless at the end, a trap in the middle.
-            if any(entries[position + 1 :]):
-                return f"CUDA_VISIBLE_DEVICES={value!r}: {entry!r} ends the list, CUDA ignores every entry after it"
-            break
-        if entry.isdigit():
-            if count is not None and int(entry) >= count:
-                return (f"CUDA_VISIBLE_DEVICES={value!r} names GPU {entry}, but there are {count}: "
-                        "CUDA ignores it and every entry after it")  # fmt: skip
-        elif entry.startswith(("GPU-", "MIG-")):
-            # CUDA accepts any unique prefix of a UUID.
-            if entry.startswith("GPU-") and uuids is not None and not any(u.startswith(entry) for u in uuids):
-                return f"CUDA_VISIBLE_DEVICES names {entry}, which matches no GPU's UUID: CUDA ignores it and the rest"
-        else:
-            return f"CUDA_VISIBLE_DEVICES={value!r}: {entry!r} is neither an index nor a GPU UUID"
-    named = [e for e in entries if e]
-    if len(set(named)) != len(named):
-        return f"CUDA_VISIBLE_DEVICES={value!r} names a GPU twice"
-    return None
 
 
 @check("env.ld_library_path", "LD_LIBRARY_PATH")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from envcheck.checks import env as _env_checks  # noqa: F401 - registers the env checks
-from envcheck.checks.env import gpu_vars, visible_devices_problem
+from envcheck.checks.env import gpu_vars
 from envcheck.model import CheckResult, Status
 from envcheck.probes.nvml import GpuInfo, NvmlState
 from envcheck.probes.packages import PackagesState, TorchBuild, scan_library_path
@@ -91,28 +91,47 @@ def test_empty_visible_devices_hides_every_gpu(value):
 def test_visible_device_beyond_the_gpu_count_warns():
     result = judge("env.gpu_vars", {"CUDA_VISIBLE_DEVICES": "0,5"})
     assert result.status is Status.WARN
-    assert "names GPU 5, but there are 2" in result.summary and "ignores it and every entry after it" in result.summary
+    assert result.summary == (
+        "CUDA_VISIBLE_DEVICES entry '5' is out of range: this machine has 2 GPU(s), 0 to 1; CUDA ignores it and all "
+        "after it (5) (1 set: CUDA_VISIBLE_DEVICES=0,5)"
+    )
+    assert result.fix.text == "Fix or unset CUDA_VISIBLE_DEVICES (`nvidia-smi -L` lists the GPUs' indices and UUIDs)."
+    assert result.fix.command is None
 
 
 @pytest.mark.parametrize(
-    "value, gpus, problem",
+    "value, problem",
     [
-        ("1,0", H100, None),
-        ("GPU-2222", H100, None),  # a unique UUID prefix is enough for CUDA
-        ("GPU-9999", H100, "matches no GPU's UUID"),
-        ("0,0", H100, "names a GPU twice"),
-        ("cuda:0", H100, "neither an index nor a GPU UUID"),
-        ("3", None, None),  # without NVML only the syntax can be judged
-        ("MIG-5f3c", H100, None),
-        ("0,-1,1", H100, "ends the list, CUDA ignores every entry after it"),
-        ("0,1,", H100, None),
-        ("1,-1", H100, None),
+        ("GPU-9999", "CUDA_VISIBLE_DEVICES entry 'GPU-9999' matches no GPU's UUID"),
+        ("0,0", "CUDA_VISIBLE_DEVICES=0,0 names GPU 0 twice, and CUDA then shows no GPU at all"),
+        ("cuda:0", "CUDA_VISIBLE_DEVICES entry 'cuda:0' is neither a GPU index nor a GPU-/MIG- UUID"),
     ],
 )
-def test_visible_devices_rules(value, gpus, problem):
-    uuids = [g.uuid for g in gpus] if gpus else None
-    found = visible_devices_problem(value, uuids, len(gpus) if gpus else None)
-    assert (found is None) if problem is None else (problem in found)
+def test_visible_devices_that_leave_no_gpu_fail(value, problem):
+    """The shared parser's verdict stands: a variable that leaves CUDA no GPU at all is a failure."""
+    result = judge("env.gpu_vars", {"CUDA_VISIBLE_DEVICES": value})
+    assert result.status is Status.FAIL and result.summary.startswith(problem) and "nvidia-smi -L" in result.fix.text
+
+
+@pytest.mark.parametrize("value", ["1,0", "GPU-2222", "MIG-5f3c"])
+def test_valid_visible_devices_are_only_shown(value):
+    result = judge("env.gpu_vars", {"CUDA_VISIBLE_DEVICES": value})
+    assert result.status is Status.OK and result.summary == f"1 set: CUDA_VISIBLE_DEVICES={value}"
+
+
+def test_visible_devices_without_nvml_are_only_shown():
+    result = judge("env.gpu_vars", {"CUDA_VISIBLE_DEVICES": "3"}, gpus=None)
+    assert result.status is Status.OK and result.details["variables"] == {"CUDA_VISIBLE_DEVICES": "3"}
+
+
+def test_debug_switch_and_bad_visible_devices_share_one_verdict():
+    result = judge("env.gpu_vars", {"CUDA_LAUNCH_BLOCKING": "1", "CUDA_VISIBLE_DEVICES": "0,0"})
+    assert result.status is Status.FAIL and result.fix.command == "unset CUDA_LAUNCH_BLOCKING"
+    assert result.summary.startswith("CUDA_LAUNCH_BLOCKING=1 serialises every kernel launch")
+    assert result.fix.text == (
+        "Unset CUDA_LAUNCH_BLOCKING outside debugging sessions. "
+        "Fix or unset CUDA_VISIBLE_DEVICES (`nvidia-smi -L` lists the GPUs' indices and UUIDs)."
+    )
 
 
 def test_hung_nvml_does_not_fail_the_env_check():
@@ -125,10 +144,14 @@ def test_hung_nvml_does_not_fail_the_env_check():
 
 
 def test_mixed_gpus_without_pci_bus_order_get_a_note():
-    result = judge("env.gpu_vars", {}, gpus=MIXED)
+    result = judge("env.gpu_vars", {"CUDA_VISIBLE_DEVICES": "0"}, gpus=MIXED)
     assert result.status is Status.OK and "CUDA_DEVICE_ORDER=PCI_BUS_ID" in result.details["notes"][0]
-    assert "notes" not in judge("env.gpu_vars", {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, gpus=MIXED).details
-    assert "notes" not in judge("env.gpu_vars", {}, gpus=H100).details
+    assert result.details["notes"][0].startswith("GPUs of different models and CUDA_VISIBLE_DEVICES by index")
+    ordered = {"CUDA_VISIBLE_DEVICES": "0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+    assert "notes" not in judge("env.gpu_vars", ordered, gpus=MIXED).details
+    assert "notes" not in judge("env.gpu_vars", {"CUDA_VISIBLE_DEVICES": "0"}, gpus=H100).details
+    # The shared note is about indices in CUDA_VISIBLE_DEVICES: with the variable unset there is nothing to misread.
+    assert "notes" not in judge("env.gpu_vars", {}, gpus=MIXED).details
 
 
 def test_nccl_workarounds_are_noted():
