@@ -54,6 +54,8 @@ def parse_visible_devices(value: str | None, gpus: list[GpuInfo]) -> Visibility:
         if index is None:
             if position == 0 and re.fullmatch(r"-\d+", entry):
                 return Visibility([], [(Status.WARN, f"{VISIBLE}={value} hides every GPU")], True)
+            if position == len(entries) - 1 and (entry == "" or re.fullmatch(r"-\d+", entry)):
+                break  # a trailing comma or "-1" only ends the list after every GPU meant: harmless
             ignored = ", ".join(entries[position:])
             sentence = f"{VISIBLE} entry {entry!r} {why}; CUDA ignores it and all after it ({ignored})"
             problems.append((Status.WARN, sentence))
