@@ -80,6 +80,56 @@ def doctor(
     sys.exit(int(exit_code_for([r.status for r in report.results], strict=strict)))
 
 
+@main.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the spec here (default: stdout).")
+@click.option("--force", is_flag=True, help="Overwrite the output file if it exists.")
+@click.option("--package", "packages", multiple=True, metavar="NAME", help="Also pin this package (repeatable).")
+@click.option("--with-bench", is_flag=True, help="Run the bench and record minimum figures per benchmark.")
+@click.option(
+    "--fraction",
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    default=0.9,
+    show_default=True,
+    help="With --with-bench: the share of this machine's figures that other machines must reach.",
+)
+@click.option("--device", default="auto", show_default=True, help="With --with-bench: devices to benchmark.")
+def snapshot(
+    output: str | None, force: bool, packages: tuple[str, ...], with_bench: bool, fraction: float, device: str
+) -> None:
+    """Describe this known-good machine as a lab spec (TOML) for other machines to match.
+
+    Then check any machine with `envcheck doctor --spec lab.toml` (and `envcheck bench --spec lab.toml`).
+    """
+    import os
+    import sys
+    from pathlib import Path
+
+    from envcheck.runner import ProbeFailed, ProbeRunner, ProbeTimeout
+    from envcheck.spec.snapshot import Machine, render_snapshot
+
+    if output and Path(output).exists() and not force:
+        click.echo(f"envcheck: {output} exists; use --force to overwrite it", err=True)
+        sys.exit(2)
+    runner = ProbeRunner(dict(os.environ), 60.0)
+    for name in ("host", "disk", "packages", "nvml"):
+        runner.start(name)
+    try:
+        machine = Machine(runner.get("host"), runner.get("disk"), runner.get("packages"), runner.get("nvml"))
+    except (ProbeTimeout, ProbeFailed) as exc:
+        click.echo(f"envcheck: cannot describe this machine: {exc}", err=True)
+        sys.exit(1)
+    if with_bench:
+        from envcheck.spec.bench import bench_figures, run_bench_for_snapshot
+
+        machine.bench = bench_figures(run_bench_for_snapshot(device))
+    text = render_snapshot(machine, extra_packages=packages, fraction=fraction)
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}: check machines with `envcheck doctor --spec {output}`", err=True)
+    else:
+        sys.stdout.write(text)
+
+
 def lab_spec_checks(spec_path: str | None) -> list:
     """The checks of the lab spec in force, if any; a broken spec is one line on stderr and exit 2."""
     import os

@@ -69,7 +69,7 @@ def spec_checks(spec: LabSpec) -> list[CheckSpec]:
     host = spec.sections.get("host", {})
     for key in HOST_MINIMUMS:
         if key in host:
-            title = f"Lab spec: {HOST_MINIMUMS[key][1]}"
+            title = f"Lab spec: {HOST_TITLES[key]}"
             add(f"host_{key[4:]}", title, lambda c, k=key: _host(c, spec, k, host[k]))
     return made
 
@@ -252,6 +252,7 @@ def _cpus(ctx: Context) -> int | None:
     return cpu.affinity_cores or cpu.logical_cores
 
 
+HOST_TITLES = {"min_ram": "RAM", "min_shm": "/dev/shm", "min_free_disk": "free disk", "min_cpus": "CPU cores"}
 #: key -> (reading, what it is, how to show it, what to do).
 HOST_MINIMUMS: dict[str, tuple[Callable[[Context], int | None], str, Callable[[int], str], str]] = {
     "min_ram": (_ram, "RAM", gib, "Use a machine (or a container memory limit) with more RAM."),
