@@ -130,6 +130,49 @@ def snapshot(
         sys.stdout.write(text)
 
 
+class _HealthcheckCommand(click.Command):
+    """Docker reads exit 2 as "reserved", so even a usage error must come out as unhealthy (1)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            ctx.meta["envcheck_usage_error"] = exc.format_message()
+            ctx.params = {}
+            return []
+
+
+@main.command(cls=_HealthcheckCommand)
+@click.option(
+    "--deadline",
+    type=click.FloatRange(min=1.0, max=300.0),
+    default=8.0,
+    show_default=True,
+    help="Seconds the check may take; keep it well inside the HEALTHCHECK --timeout.",
+)
+@click.option("--require-gpu", is_flag=True, help="Unhealthy when no GPU answers (a GPU image run without --gpus).")
+def healthcheck(deadline: float = 8.0, require_gpu: bool = False) -> None:
+    """One line and exit 0 (healthy) or 1 (unhealthy), for a Docker HEALTHCHECK.
+
+    Runs the quick doctor (host, driver, GPUs; never torch) and the lab spec in force ($ENVCHECK_SPEC,
+    ./envcheck.toml, ./pyproject.toml). Warnings stay healthy. Never exits with any other code.
+    """
+    import sys
+
+    usage_error = click.get_current_context().meta.get("envcheck_usage_error")
+    if usage_error:
+        click.echo(f"unhealthy: envcheck healthcheck was called wrongly: {usage_error}")
+        sys.exit(1)
+    try:
+        from envcheck.health import healthcheck_line
+
+        healthy, line = healthcheck_line(deadline, require_gpu=require_gpu)
+    except Exception as exc:  # noqa: BLE001 - a crash must read as unhealthy, in one line
+        healthy, line = False, f"unhealthy: envcheck crashed: {type(exc).__name__}: {exc}"
+    click.echo(line)
+    sys.exit(0 if healthy else 1)
+
+
 def lab_spec_checks(spec_path: str | None) -> list:
     """The checks of the lab spec in force, if any; a broken spec is one line on stderr and exit 2."""
     import os
