@@ -82,11 +82,12 @@ def build_attention(
     shape = (batch, heads, seq, head_dim)
     q, k, v = (common.randn(shape, tdt, device, gen) for _ in range(3))
     grad_out = common.randn(shape, tdt, device, gen) if backward else None
-    backend = chosen_backend(q, causal)
-    backend_name = BACKEND_NAMES.get(backend.name, backend.name.lower()) if backend is not None else "unknown"
     if backward:
         for t in (q, k, v):
             t.requires_grad_(True)
+    # Asked after requires_grad is set: the dispatcher also weighs whether a backend can do the backward.
+    backend = chosen_backend(q, causal)
+    backend_name = BACKEND_NAMES.get(backend.name, backend.name.lower()) if backend is not None else "unknown"
     holder: list[torch.Tensor] = []
 
     def attend() -> torch.Tensor:

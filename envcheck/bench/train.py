@@ -51,6 +51,15 @@ def make_model(input_shape: tuple[int, int, int] = INPUT_SHAPE, classes: int = C
     return nn.Sequential(features, nn.Flatten(), nn.Linear(flat, 128), nn.ReLU(), nn.Linear(128, classes))
 
 
+def seeded_model(seed: int, device: str) -> torch.nn.Module:
+    """The model with reproducible initial weights, leaving the caller's global RNG state as it was."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)  # CPU only: the weights are drawn on the CPU
+        return make_model().to(device)
+
+
 def synthetic_batches(device: str, batch: int, count: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """``count`` batches of the template task (the templates are fixed, the draws depend on ``seed``)."""
     import torch
@@ -89,12 +98,7 @@ def learns(device: str, amp: bool) -> Check:
     import torch
     import torch.nn.functional as F
 
-    torch_state = torch.random.get_rng_state()
-    try:
-        torch.manual_seed(0)  # the model's initial weights; restored below so the caller's RNG is untouched
-        model = make_model().to(device)
-    finally:
-        torch.random.set_rng_state(torch_state)
+    model = seeded_model(0, device)
     train_step = make_step(model, device, amp)
     (held_x, held_y), *train = synthetic_batches(device, VERIFY_BATCH, 9, seed=99)
 
@@ -115,15 +119,9 @@ def learns(device: str, amp: bool) -> Check:
 
 
 def build_train(dev: DeviceInfo, amp: bool, batch: int) -> Workload:
-    import torch
 
     device = dev.name
-    torch_state = torch.random.get_rng_state()
-    try:
-        torch.manual_seed(1)
-        model = make_model().to(device)
-    finally:
-        torch.random.set_rng_state(torch_state)
+    model = seeded_model(1, device)
     train_step = make_step(model, device, amp)
     pool = synthetic_batches(device, batch, POOL, seed=common.case_seed("train", amp, batch))
     counter = [0]
