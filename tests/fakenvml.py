@@ -440,3 +440,13 @@ def install(lib: FakeNvmlLib | None, monkeypatch: Any) -> None:
             raise OSError(f"{name}: cannot open shared object file: No such file or directory")
 
         monkeypatch.setattr(pynvml, "CDLL", no_library)
+
+
+def activate(lib: FakeNvmlLib | None) -> None:
+    """:func:`install` without pytest, for a child process (see tests/nvml_site/sitecustomize.py)."""
+
+    class _Patch:
+        def setattr(self, target: Any, name: str, value: Any) -> None:
+            setattr(target, name, value)
+
+    install(lib, _Patch())

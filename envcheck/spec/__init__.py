@@ -209,9 +209,19 @@ def load_spec(path: str | os.PathLike[str]) -> LabSpec:
     return parse_spec_text(text, str(p))
 
 
-def find_spec(explicit: str | None, env: Mapping[str, str], cwd: str | os.PathLike[str] = ".") -> LabSpec | None:
+#: A spec installed for the whole machine or image (the Dockerfile copies docker/lab.toml here).
+SYSTEM_SPEC = Path("/etc/envcheck/lab.toml")
+
+
+def find_spec(
+    explicit: str | None,
+    env: Mapping[str, str],
+    cwd: str | os.PathLike[str] = ".",
+    system: Path = SYSTEM_SPEC,
+) -> LabSpec | None:
     """The spec to enforce: ``--spec``, else ``ENVCHECK_SPEC``, else ``envcheck.toml`` or a
-    ``[tool.envcheck]`` table in ``pyproject.toml`` in the working directory, else none."""
+    ``[tool.envcheck]`` table in ``pyproject.toml`` in the working directory, else
+    ``/etc/envcheck/lab.toml``, else none."""
     if explicit:
         return load_spec(explicit)
     if env.get("ENVCHECK_SPEC"):
@@ -227,4 +237,6 @@ def find_spec(explicit: str | None, env: Mapping[str, str], cwd: str | os.PathLi
             return None  # someone else's broken pyproject is not our spec
         if isinstance(data.get("tool"), dict) and "envcheck" in data["tool"]:
             return load_spec(pyproject)
+    if system.is_file():
+        return load_spec(system)
     return None

@@ -1,0 +1,24 @@
+"""Fake NVML in a *real* envcheck process: put this folder on PYTHONPATH and name a scenario in
+ENVCHECK_FAKE_NVML (tests/fakenvml.py). Python imports ``sitecustomize`` at start-up, before envcheck
+runs, so the process under test is the installed console script, unchanged, over the fake library.
+
+ENVCHECK_FAKE_CRASH=1 additionally makes the doctor's runner raise, to test how a crash is reported.
+"""
+
+import os
+import sys
+
+_scenario = os.environ.get("ENVCHECK_FAKE_NVML")
+if _scenario:
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    from tests import fakenvml
+
+    fakenvml.activate(None if _scenario == "no_library" else fakenvml.SCENARIOS[_scenario]())
+
+if os.environ.get("ENVCHECK_FAKE_CRASH") == "1":
+    import envcheck.health
+
+    def _crash(*args, **kwargs):
+        raise RuntimeError("simulated crash inside envcheck")
+
+    envcheck.health.run_checks = _crash
