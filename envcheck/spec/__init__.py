@@ -120,9 +120,9 @@ FREE_SECTIONS: dict[str, tuple[Callable[[Any], Any], str]] = {
 
 @dataclass
 class BenchMinimum:
-    """A figure the bench must reach: ``value`` in ``unit`` for one benchmark case."""
+    """A figure the bench must reach: ``value`` in ``unit``, by benchmark id (``matmul.bf16``)."""
 
-    key: str
+    id: str
     value: float
     unit: str
 
