@@ -35,8 +35,10 @@ def main() -> None:
 
     median, best = timed(this_env)
     n = len(probe_packages(os.environ).dists)
-    print(f"this environment ({n} dists): probe + dependency check median {median * 1000:.1f} ms, "
-          f"min {best * 1000:.1f} ms")
+    print(
+        f"this environment ({n} dists): probe + dependency check median {median * 1000:.1f} ms, "
+        f"min {best * 1000:.1f} ms"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         site = Path(tmp)
         for i in range(300):
