@@ -52,6 +52,7 @@ def doctor(
     Exit codes: 0 no failure (warnings allowed), 1 at least one failure, 2 usage error.
     """
     import json
+    import os
     import sys
 
     from envcheck import registry
@@ -68,13 +69,18 @@ def doctor(
     if list_checks:
         print_checks(make_console(), specs)
         return
+    from envcheck.redact import scrub
+
+    def clean(text: str) -> str:
+        return scrub(text, os.environ)
+
     if as_json:
         report = run_checks(specs, deadline_s=deadline)
         from envcheck.render.json import doctor_document
 
-        sys.stdout.write(json.dumps(doctor_document(report), indent=2) + "\n")
+        sys.stdout.write(clean(json.dumps(doctor_document(report), indent=2)) + "\n")
     else:
-        renderer = TextRenderer(make_console(), verbose=verbose)
+        renderer = TextRenderer(make_console(), verbose=verbose, clean=clean)
         report = run_checks(specs, deadline_s=deadline, on_result=renderer.result)
         renderer.summary(report.results, report.duration_s)
     sys.exit(int(exit_code_for([r.status for r in report.results], strict=strict)))

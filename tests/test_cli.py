@@ -110,3 +110,16 @@ def test_installed_console_script_runs_quick_doctor_as_a_real_process():
 def test_python_dash_m_envcheck():
     proc = subprocess.run([sys.executable, "-m", "envcheck", "--version"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "envcheck" in proc.stdout
+
+
+def test_secret_values_never_reach_the_report(nvml, monkeypatch):
+    """Even where a secret leaks into a probe's text (here: a fix command that echoes an environment
+    variable), the JSON and text reports print it redacted."""
+    nvml("healthy_multi_gpu")
+    secret = "hf_abcdefghijklmnopqrstuvwxyz0123"
+    monkeypatch.setenv("HF_TOKEN", secret)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", f"GPU-{secret}")
+    for args in (["doctor", "--json"], ["doctor", "-v"]):
+        result = CliRunner().invoke(main, args)
+        assert secret not in result.output
+        assert "<redacted>" in result.output

@@ -7,6 +7,7 @@ the marks fall back to ASCII words, so logs and pasted issues stay readable.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -32,9 +33,12 @@ def make_console(*, stderr: bool = False) -> Console:
 class TextRenderer:
     """Prints results as they arrive (so a slow probe shows progress) and the summary at the end."""
 
-    def __init__(self, console: Console, *, verbose: bool = False) -> None:
+    def __init__(self, console: Console, *, verbose: bool = False, clean: Callable[[str], str] = str) -> None:
         self.console = console
         self.verbose = verbose
+        #: Applied to every text that came from the machine (see envcheck.redact.scrub): the report must
+        #: be safe to paste into a public issue.
+        self.clean = clean
         self._area: str | None = None
         self._skipped: list[CheckResult] = []
 
@@ -58,11 +62,11 @@ class TextRenderer:
         self._flush_skipped()
         self._line(result.status, result.title, result.summary, result.id)
         if result.fix and result.status in (Status.WARN, Status.FAIL, Status.CRASH):
-            self.console.print(f"      [cyan]fix:[/] {escape(result.fix.text)}")
+            self.console.print(f"      [cyan]fix:[/] {escape(self.clean(result.fix.text))}")
             if result.fix.command:
-                self.console.print(f"      [cyan]run:[/] {escape(result.fix.command)}")
+                self.console.print(f"      [cyan]run:[/] {escape(self.clean(result.fix.command))}")
         if self.verbose and result.details:
-            text = json.dumps(_plain(result.details), indent=2, default=str)
+            text = self.clean(json.dumps(_plain(result.details), indent=2, default=str))
             for line in text.splitlines():
                 self.console.print(f"      [dim]{escape(line)}[/]")
 
@@ -75,7 +79,7 @@ class TextRenderer:
             self._line(Status.SKIP, f"{len(skipped)} checks skipped", skipped[0].summary, ids)
 
     def _line(self, status: Status, title: str, summary: str, ids: str) -> None:
-        self.console.print(f"  {self.mark(status)} {escape(title)}: {escape(summary)}  [dim]{ids}[/]")
+        self.console.print(f"  {self.mark(status)} {escape(title)}: {escape(self.clean(summary))}  [dim]{ids}[/]")
 
     def summary(self, results: list[CheckResult], duration_s: float) -> None:
         self._flush_skipped()
