@@ -7,6 +7,7 @@ HEALTHCHECK would) and reports median and spread of wall time:
 * ``python -c "import torch"``
 * ``envcheck doctor``           (everything, torch child included; target < collect_env)
 * ``python -m torch.utils.collect_env``
+* ``envcheck healthcheck``      (the Docker HEALTHCHECK command; must stay far inside its --timeout)
 
 Usage: ``python benchmarks/doctor_speed.py [--runs 7] [--json out.json]``. Figures go to
 benchmarks/RESULTS-doctor.md by hand, with the machine they were measured on.
@@ -18,11 +19,13 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 
 def time_command(argv: list[str], runs: int) -> dict[str, object]:
@@ -57,6 +60,7 @@ def main() -> None:
         "import torch": [py, "-c", "import torch"],
         "doctor (full)": [envcheck, "doctor", "--json"],
         "torch collect_env": [py, "-m", "torch.utils.collect_env"],
+        "healthcheck": [envcheck, "healthcheck", "--deadline", "8"],
     }
     # Warm the page cache once so that the first measured run is not a disk benchmark.
     for argv in commands.values():
@@ -71,6 +75,13 @@ def main() -> None:
     full, collect = results["doctor (full)"]["median_s"], results["torch collect_env"]["median_s"]
     print(f"quick / import torch = {quick / torch_import:.2f}  (target < 0.25; quick target < 0.6 s)")
     print(f"full doctor / collect_env = {full / collect:.2f}  (target < 1)")
+    dockerfile = Path(__file__).resolve().parent.parent / "Dockerfile"
+    timeout = re.search(r"--timeout=(\d+)s", dockerfile.read_text())
+    if timeout:
+        health = results["healthcheck"]["median_s"]
+        print(
+            f"healthcheck {health:.3f} s = {health / float(timeout.group(1)):.1%} of the Dockerfile's {timeout.group(1)} s timeout"
+        )
     if args.json_path:
         with open(args.json_path, "w") as fh:
             json.dump({"machine": platform.node(), "cpus": os.cpu_count(), "results": results}, fh, indent=2)
