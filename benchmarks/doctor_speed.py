@@ -78,10 +78,8 @@ def main() -> None:
     dockerfile = Path(__file__).resolve().parent.parent / "Dockerfile"
     timeout = re.search(r"--timeout=(\d+)s", dockerfile.read_text())
     if timeout:
-        health = results["healthcheck"]["median_s"]
-        print(
-            f"healthcheck {health:.3f} s = {health / float(timeout.group(1)):.1%} of the Dockerfile's {timeout.group(1)} s timeout"
-        )
+        health, limit = results["healthcheck"]["median_s"], float(timeout.group(1))
+        print(f"healthcheck {health:.3f} s = {health / limit:.1%} of the Dockerfile's {limit:g} s timeout")
     if args.json_path:
         with open(args.json_path, "w") as fh:
             json.dump({"machine": platform.node(), "cpus": os.cpu_count(), "results": results}, fh, indent=2)
