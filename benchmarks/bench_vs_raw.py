@@ -7,7 +7,7 @@ interleaved round by round so that drift (clock boost, other load) hits both ali
 envcheck / raw of the median figures. A ratio near 1 (>= 0.95) means the harness adds no overhead and
 no optimism. It also times the whole suite (``--quick`` and default) as a user would run it.
 
-    python benchmarks/bench_vs_raw.py --device cpu [--rounds 5] [--no-suite] [--json FILE]
+    python benchmarks/bench_vs_raw.py --device cpu [--rounds 5] [--threads N] [--no-suite] [--json FILE]
 """
 
 from __future__ import annotations
@@ -139,7 +139,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-suite", action="store_true", help="skip timing the whole suite")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (fewer = less exposed to a busy host)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     load_all()
     try:

@@ -227,9 +227,9 @@ def _attempt(
             wl = plan.build(scale)
             m = measure(wl.step, timer, budget, clock=clock)
             check = wl.verify()
-        # The figure is kept; the buffers are not (the closures in wl hold them).
-        wl.step = wl.verify = _released  # type: ignore[method-assign]
-        return wl, m, check
+        # Keep what the figure needs, drop the closures that hold the case's buffers, so that
+        # free_memory() can give the memory back before the next case allocates.
+        return replace(wl, step=_released, verify=_released), m, check
     except Exception as exc:  # noqa: BLE001 - any failure becomes this case's result
         exc.__traceback__ = None  # the traceback's frames hold the case's tensors
         return exc
@@ -239,7 +239,7 @@ def _released() -> Any:
     raise RuntimeError("this workload's buffers were released after it was measured")
 
 
-def best_of(spec: BenchSpec, results: list[BenchResult]) -> BenchResult:
+def best_of(results: list[BenchResult]) -> BenchResult:
     """Reduce a sweep to one result: the fastest verified shape; any wrong answer wins over speed."""
     table = [{"shape": r.case, "value": r.value, "status": r.status} for r in results]
     bad = [r for r in results if r.status in (FAILED, ERROR)]
@@ -310,7 +310,7 @@ def run_suite(
                 progress.finished(result)
                 group.append(result)
         if spec.best_of and group:
-            results.append(best_of(spec, group))
+            results.append(best_of(group))
         else:
             results.extend(group)
     return flag_slow_siblings(results)

@@ -61,14 +61,14 @@ def test_siblings_are_only_cards_of_the_same_model():
 def test_a_sweep_reports_its_best_shape_and_keeps_the_others():
     shapes = [result("cuda:0", v) for v in (600, 750, 700)]
     shapes = [runner.BenchResult(**{**r.__dict__, "case": f"bf16 shape{i}"}) for i, r in enumerate(shapes)]
-    best = runner.best_of(None, shapes)
+    best = runner.best_of(shapes)
     assert best.value == 750 and best.case == "bf16 best of 3 shapes"
     assert best.params["best_shape"] == "bf16 shape1" and len(best.params["sweep"]) == 3
 
 
 def test_a_wrong_shape_in_a_sweep_outranks_the_fastest():
     shapes = [result("cuda:0", 900, status=runner.FAILED), result("cuda:0", 950)]
-    assert runner.best_of(None, shapes).status == runner.FAILED
+    assert runner.best_of(shapes).status == runner.FAILED
 
 
 def test_exit_code_policy():
