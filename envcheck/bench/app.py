@@ -55,11 +55,13 @@ def preflight() -> tuple[list[CheckResult], str | None]:
 
 
 def exit_code(run: render.Run) -> ExitCode:
-    """1 for a wrong answer, a crash, a slow sibling, a regression or a failed preflight; else 0."""
+    """1 for a wrong answer, a crash, a slow sibling, a regression, a failed preflight or a figure below
+    the lab spec's minimum; else 0."""
     problems = (
         any(r.is_problem for r in run.results)
         or any(d.regressed for d in run.deltas or [])
         or any(c.status in (Status.FAIL, Status.CRASH) for c in run.preflight)
+        or any(v.passed is False for v in run.spec_verdicts or [])
     )
     return ExitCode.FAILED if problems else ExitCode.OK
 
@@ -74,6 +76,7 @@ def main(
     save: str | None = None,
     baseline_path: str | None = None,
     threshold: float = comparing.DEFAULT_THRESHOLD,
+    spec_path: str | None = None,
     list_only: bool = False,
     out: IO[str] | None = None,
     err: IO[str] | None = None,
@@ -104,12 +107,15 @@ def main(
         return int(ExitCode.OK)
     if not 0 < threshold < 1:
         return fail(f"--threshold must be between 0 and 1 (a fraction), not {threshold}", ExitCode.USAGE)
+    from envcheck.spec import SpecError, load_spec
+
     try:
         request = devs.parse(device)
         baseline = comparing.load_baseline(baseline_path) if baseline_path else None
+        lab = load_spec(spec_path) if spec_path else None
     except devs.DeviceError as exc:
         return fail(str(exc), exc.exit_code)
-    except comparing.BaselineError as exc:
+    except (comparing.BaselineError, SpecError) as exc:
         return fail(str(exc), ExitCode.USAGE)
     try:
         import torch  # noqa: F401 - the benchmarks need it; say so plainly if it is missing
@@ -154,6 +160,11 @@ def main(
             run.baseline, run.threshold = str(baseline_path), threshold
         except comparing.BaselineError as exc:
             usage_error = str(exc)
+    if lab is not None:
+        from envcheck.spec.bench import judge_bench
+
+        run.spec_path = str(spec_path)
+        run.spec_verdicts = judge_bench(lab, [r.to_json() for r in results])
     run.exit_code = exit_code(run)
     document = render.to_json(run)
     if save:

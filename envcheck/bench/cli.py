@@ -30,6 +30,9 @@ import click
     type=float,
     help="With --compare: the drop (a fraction) that counts as a regression.",
 )
+@click.option(
+    "--spec", "spec_path", metavar="FILE", help="Lab spec (TOML) whose [bench] minimums every device must reach."
+)
 @click.option("--list", "list_only", is_flag=True, help="List the benchmarks and what each measures.")
 def bench(
     device: str,
@@ -40,13 +43,14 @@ def bench(
     save: str | None,
     baseline: str | None,
     threshold: float,
+    spec_path: str | None,
     list_only: bool,
 ) -> None:
     """Prove each device computes correct results, and measure it against its datasheet.
 
     Exit codes: 0 all figures verified; 1 a wrong result, a crashed case, a GPU slower than its
-    siblings, a regression against --compare, a failed preflight check, or a requested GPU that is not
-    there; 2 a malformed option, device string or baseline file.
+    siblings, a regression against --compare, a failed preflight check, a figure below the --spec
+    minimum, or a requested GPU that is not there; 2 a malformed option, device string, baseline or spec.
     """
     from envcheck.bench import app
 
@@ -59,6 +63,7 @@ def bench(
         save=save,
         baseline_path=baseline,
         threshold=threshold,
+        spec_path=spec_path,
         list_only=list_only,
     )
     raise SystemExit(code)

@@ -28,6 +28,8 @@ class Run:
     deltas: list[Delta] | None = None
     baseline: str | None = None
     threshold: float | None = None
+    spec_path: str | None = None
+    spec_verdicts: list[Any] | None = None  # envcheck.spec.bench.BenchVerdict
     options: dict[str, Any] = field(default_factory=dict)
     wall_s: float = 0.0
     exit_code: ExitCode = ExitCode.OK
@@ -42,6 +44,7 @@ class Run:
             "noisy": sum(r.noisy for r in self.results),
             "slow_vs_siblings": sum(r.sibling is not None for r in self.results),
             "regressions": sum(d.regressed for d in self.deltas or []),
+            "below_spec": sum(v.passed is False for v in self.spec_verdicts or []),
         }
 
 
@@ -69,6 +72,9 @@ def to_json(run: Run) -> dict[str, Any]:
             "threshold": run.threshold,
             "deltas": [d.to_json() for d in run.deltas],
         },
+        "spec": None
+        if run.spec_verdicts is None
+        else {"path": run.spec_path, "verdicts": [v.to_json() for v in run.spec_verdicts]},
         "summary": run.counts(),
         "wall_s": round(run.wall_s, 2),
         "exit_code": int(run.exit_code),
@@ -153,6 +159,9 @@ def _render_findings(run: Run, console: Any) -> None:
             f"[bold red]REGRESSION[/] {d.device} {d.id} {d.case}: {_num(d.after)} {d.unit}, "
             f"{-d.change:.0%} below the baseline's {_num(d.before)}"
         )
+    for v in run.spec_verdicts or []:
+        mark = {True: "[green]spec ✓[/]", False: "[bold red]BELOW SPEC[/]", None: "[dim]spec -[/]"}[v.passed]
+        console.print(f"{mark} {v.device or ''} {v.id}: {v.words}".replace("  ", " "))
     c = run.counts()
     parts = [f"{c['verified']} verified"]
     for key, word in (

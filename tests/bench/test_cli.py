@@ -174,3 +174,30 @@ def test_full_quick_cpu_pass_end_to_end(invoke):
     assert ran and all(r["verified"] for r in ran)
     assert {r["benchmark"] for r in ran} == {"matmul", "conv", "attention", "train", "memory"}
     assert doc["wall_s"] < 60
+
+
+def write_spec(tmp_path, minimum: float) -> str:
+    path = tmp_path / "lab.toml"
+    path.write_text(f'[bench]\n"matmul.fp32" = {{ min = {minimum}, unit = "GFLOP/s" }}\n')
+    return str(path)
+
+
+def test_spec_minimum_not_reached_fails(invoke, fast_budgets, tmp_path):
+    result = invoke("--device", "cpu", "--quick", "--only", "matmul.fp32", "--spec", write_spec(tmp_path, 1e9))
+    assert result.exit_code == 1
+    assert "BELOW SPEC cpu matmul.fp32:" in result.stdout and "< spec minimum 1e+09 GFLOP/s" in result.stdout
+
+
+def test_spec_minimum_reached_passes_and_is_in_the_json(invoke, fast_budgets, tmp_path):
+    result = invoke("--device", "cpu", "--quick", "--only", "matmul.fp32", "--json", "--spec", write_spec(tmp_path, 1))
+    assert result.exit_code == 0
+    (verdict,) = json.loads(result.stdout)["spec"]["verdicts"]
+    assert verdict["id"] == "matmul.fp32" and verdict["device"] == "cpu" and verdict["passed"] is True
+
+
+def test_a_broken_spec_is_exit_2_before_anything_runs(invoke, tmp_path):
+    path = tmp_path / "lab.toml"
+    path.write_text('[bench]\n"matmul.fp32" = 600\n')
+    result = invoke("--device", "cpu", "--spec", str(path))
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1 and "must be a table" in result.stderr
+    assert "[1/" not in result.stderr
