@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from envcheck.bench import common
-from envcheck.bench.registry import Check, DeviceInfo, Options, Plan, Workload, benchmark
+from envcheck.bench.registry import Check, DeviceInfo, Options, Plan, Unsupported, Workload, benchmark
 
 if TYPE_CHECKING:
     import torch
@@ -85,6 +85,22 @@ def column_sums(t: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
     return total
 
 
+def probe_scaled_mm(device: str) -> None:
+    """Try fp8 ``_scaled_mm`` on a 16×16 problem: some torch builds lack it for some cards, which only
+    a call reveals. "Not supported" becomes :class:`Unsupported`; any other error is the card's."""
+    import torch
+
+    one = torch.ones((), dtype=torch.float32, device=device)
+    x = torch.zeros((16, 16), device=device).to(torch.float8_e4m3fn)
+    try:
+        torch._scaled_mm(x, x.t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
+    except (RuntimeError, NotImplementedError) as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "support" in text.lower() or isinstance(exc, NotImplementedError):
+            raise Unsupported(f"fp8 matmul (torch._scaled_mm) is not available here: {text}") from None
+        raise
+
+
 def build_matmul(dev: DeviceInfo, dtype: str, m: int, n: int, k: int, seed_label: str) -> Workload:
     """Allocate ``A (m×k) @ B (k×n)`` in ``dtype`` and return the timed step plus its check."""
     import torch
@@ -99,6 +115,7 @@ def build_matmul(dev: DeviceInfo, dtype: str, m: int, n: int, k: int, seed_label
     params = {"m": m, "n": n, "k": k, "dtype": dtype}
     reference = f"float64 matmul of the same inputs on {device} (a random row per {CHECK_BAND}, all column sums)"
     if dtype == "fp8":
+        probe_scaled_mm(device)
         a = common.randn((m, k), tdt, device, gen)
         b_t = common.randn((n, k), tdt, device, gen)  # _scaled_mm wants B column-major: (n×k) transposed
         b = b_t.t()

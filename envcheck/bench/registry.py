@@ -112,6 +112,11 @@ class Workload:
             raise ValueError(f"unknown work unit {self.work_unit!r}")
 
 
+class Unsupported(Exception):
+    """Raised by ``build`` when this torch build or card turns out not to offer the operation at all
+    (found only by trying it); the case is reported as skipped with the reason, not as a failure."""
+
+
 @dataclass(frozen=True)
 class Plan:
     """A case before allocation. ``build(scale)`` allocates at ``scale`` (1.0, then smaller after OOM).

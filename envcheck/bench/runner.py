@@ -16,7 +16,7 @@ from typing import Any
 
 from envcheck.bench import common, peaks
 from envcheck.bench.harness import Budget, CpuTimer, CudaEventTimer, Measurement, Timer, measure
-from envcheck.bench.registry import BenchSpec, Check, DeviceInfo, Options, Plan, Workload
+from envcheck.bench.registry import BenchSpec, Check, DeviceInfo, Options, Plan, Unsupported, Workload
 
 #: Halvings tried after an out-of-memory error before a case is skipped.
 OOM_RETRIES = 2
@@ -171,6 +171,10 @@ def run_plan(
     for _ in range(OOM_RETRIES + 1):
         outcome = _attempt(plan, dev, budget, scale, timer or timer_for(dev), clock)
         free_memory(dev)
+        if isinstance(outcome, Unsupported):
+            return BenchResult(
+                case=plan.label, status=SKIPPED, reason=str(outcome), duration_s=clock() - started, **base
+            )
         if isinstance(outcome, BaseException):
             if common.is_out_of_memory(outcome):
                 attempts.append(f"out of memory at scale {scale:g}: {_first_line(outcome)}")

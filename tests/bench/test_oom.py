@@ -83,3 +83,15 @@ def test_keyboard_interrupt_is_not_swallowed(cpu):
 )
 def test_what_counts_as_out_of_memory(exc, oom):
     assert common.is_out_of_memory(exc) is oom
+
+
+def test_an_operation_this_build_lacks_is_skipped_not_failed(cpu):
+    from envcheck.bench.registry import Unsupported
+
+    def lacking(scale: float):
+        raise Unsupported("fp8 matmul (torch._scaled_mm) is not available here: not supported on sm_89")
+
+    spec = BenchSpec("matmul.fp8", "t", "t", lambda d, o: [])
+    result = runner.run_plan(spec, Plan("fp8", "fp8", lacking), cpu, TINY)
+    assert result.status == runner.SKIPPED and not result.is_problem
+    assert "not supported on sm_89" in result.reason
