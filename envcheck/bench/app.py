@@ -150,6 +150,7 @@ def main(
             "dtype": sorted(dtypes) if dtypes else None,
             "quick": quick,
             "threshold": threshold if baseline is not None else None,
+            "spec": spec_path,
         },
         wall_s=time.perf_counter() - started,
     )
@@ -168,7 +169,10 @@ def main(
     run.exit_code = exit_code(run)
     document = render.to_json(run)
     if save:
-        _save(Path(save), document)
+        try:
+            _save(Path(save), document)
+        except OSError as exc:
+            usage_error = f"cannot write --save file {save}: {exc.strerror or exc}"
     if as_json:
         print(json.dumps(document, indent=2), file=out)
     else:
