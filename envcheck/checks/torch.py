@@ -18,7 +18,7 @@ from envcheck.probes import toolkit as _toolkit_probe  # noqa: F401 - registers 
 from envcheck.probes.nvml import NvmlState
 from envcheck.probes.toolkit import ToolkitInfo
 from envcheck.probes.torch import TorchInfo, stage_words
-from envcheck.registry import Verdict, check, fail, ok, skip, warn
+from envcheck.registry import SkipCheck, Verdict, check, fail, ok, skip, warn
 from envcheck.runner import Context, ProbeFailed, ProbeTimeout
 
 # -- reference data ----------------------------------------------------------------------------------
@@ -73,17 +73,34 @@ REINSTALL_TORCH = "python -m pip install --force-reinstall torch"
 # -- shared helpers ----------------------------------------------------------------------------------
 
 
-def _torch(ctx: Context) -> tuple[TorchInfo | None, str]:
-    """torch's facts when it imported, else None and why the caller should skip."""
+def _torch(ctx: Context) -> TorchInfo:
+    """torch's facts when it imported; otherwise the calling check skips (torch.import says why)."""
     try:
         info: TorchInfo = ctx.probe("torch")
     except (ProbeTimeout, ProbeFailed):
-        return None, "torch could not be probed (see torch.import)"
+        raise SkipCheck("torch could not be probed (see torch.import)") from None
     if info.status == "not_installed":
-        return None, "torch is not installed (see torch.import)"
+        raise SkipCheck("torch is not installed (see torch.import)")
     if not info.imported:
-        return None, "torch did not import (see torch.import)"
-    return info, ""
+        raise SkipCheck("torch did not import (see torch.import)")
+    return info
+
+
+def _cuda_torch(ctx: Context, otherwise: str) -> TorchInfo:
+    """A CUDA build of torch that imported; a CPU-only or ROCm build skips the check: "torch is a
+    <flavour>" followed by ``otherwise`` (torch.cuda_build judges the flavour itself)."""
+    info = _torch(ctx)
+    if not info.cuda or info.hip:
+        raise SkipCheck(f"torch is a {_flavour(info)}{otherwise}")
+    return info
+
+
+def _nvml_state(ctx: Context) -> NvmlState:
+    """NVML's view; the calling check skips when NVML does not work (the driver checks say why)."""
+    state = _nvml(ctx)
+    if state is None:
+        raise SkipCheck(NO_NVML)
+    return state
 
 
 def _nvml(ctx: Context) -> NvmlState | None:
@@ -304,9 +321,7 @@ def _hang_fix(stage: str | None) -> tuple[str, str]:
 @check("torch.cuda_build", "torch build matches the GPUs")
 def check_cuda_build(ctx: Context) -> Verdict:
     """A CPU-only or ROCm torch on a machine with NVIDIA GPUs cannot use them."""
-    info, why = _torch(ctx)
-    if info is None:
-        return skip(why)
+    info = _torch(ctx)
     state = _nvml(ctx)
     gpus = state.gpus if state else []
     if not gpus:
@@ -332,14 +347,8 @@ def check_cuda_build(ctx: Context) -> Verdict:
 @check("torch.driver_compat", "Driver runs torch's CUDA")
 def check_driver_compat(ctx: Context) -> Verdict:
     """The driver must support the CUDA version torch was built with (or at least its major version)."""
-    info, why = _torch(ctx)
-    if info is None:
-        return skip(why)
-    if not info.cuda or info.hip:
-        return skip(f"torch is a {_flavour(info)}: no CUDA runtime to match with the driver")
-    state = _nvml(ctx)
-    if state is None:
-        return skip(NO_NVML)
+    info = _cuda_torch(ctx, ": no CUDA runtime to match with the driver")
+    state = _nvml_state(ctx)
     driver_cuda, torch_cuda = _version(state.cuda_driver_version), _version(info.cuda)
     if driver_cuda is None or torch_cuda is None:
         return skip(f"cannot compare: driver CUDA {state.cuda_driver_version}, torch CUDA {info.cuda}")
@@ -396,14 +405,8 @@ def check_driver_compat(ctx: Context) -> Verdict:
 @check("torch.devices", "torch sees every GPU")
 def check_devices(ctx: Context) -> Verdict:
     """torch's device count equals NVML's, after CUDA_VISIBLE_DEVICES, and that variable is well-formed."""
-    info, why = _torch(ctx)
-    if info is None:
-        return skip(why)
-    if not info.cuda or info.hip:
-        return skip(f"torch is a {_flavour(info)} (see torch.cuda_build)")
-    state = _nvml(ctx)
-    if state is None:
-        return skip(NO_NVML)
+    info = _cuda_torch(ctx, " (see torch.cuda_build)")
+    state = _nvml_state(ctx)
     if not state.gpus:
         return skip("NVML sees no GPU")
     value = ctx.env.get(VISIBLE)
@@ -468,11 +471,7 @@ def check_devices(ctx: Context) -> Verdict:
 def check_arch(ctx: Context) -> Verdict:
     """Every GPU's compute capability must be in torch's arch list, or CUDA ops fail with
     "no kernel image is available for execution on the device" (typical with brand-new cards)."""
-    info, why = _torch(ctx)
-    if info is None:
-        return skip(why)
-    if not info.cuda or info.hip:
-        return skip(f"torch is a {_flavour(info)}: no CUDA arch list to judge")
+    info = _cuda_torch(ctx, ": no CUDA arch list to judge")
     if not info.arch_list:
         reason = info.lib_errors.get("arch_list")
         return skip("the torch build did not report its arch list" + (f" ({reason})" if reason else ""))
@@ -528,11 +527,7 @@ def cudnn_text(version: int) -> str:
 @check("torch.libs", "cuDNN and NCCL")
 def check_libs(ctx: Context) -> Verdict:
     """cuDNN (convolutions, attention) and NCCL (multi-GPU training) load and report their versions."""
-    info, why = _torch(ctx)
-    if info is None:
-        return skip(why)
-    if not info.cuda or info.hip:
-        return skip(f"torch is a {_flavour(info)}: no cuDNN or NCCL to check")
+    info = _cuda_torch(ctx, ": no cuDNN or NCCL to check")
     details = {
         "cudnn_version": info.cudnn_version,
         "nccl_version": list(info.nccl_version) if info.nccl_version else None,
@@ -574,9 +569,7 @@ def check_libs(ctx: Context) -> Verdict:
 def check_matmul(ctx: Context) -> Verdict:
     """A small fp32 matmul on every visible GPU matches a float64 CPU reference: catches broken kernels,
     wrong-arch builds and faulty GPUs before a long job does."""
-    info, why = _torch(ctx)
-    if info is None:
-        return skip(why)
+    info = _torch(ctx)
     if not (info.cuda or info.hip):
         return skip(f"torch is a {_flavour(info)}: no GPU to test")
     if not info.cuda_available or not info.devices:
@@ -630,7 +623,10 @@ def check_nvcc(ctx: Context) -> Verdict:
             **details,
         )
     where = f"{nvcc.path} (from {nvcc.source})"
-    info, why_no_torch = _torch(ctx)
+    try:
+        info, why_no_torch = _torch(ctx), ""
+    except SkipCheck as exc:  # nvcc is still worth reporting without torch
+        info, why_no_torch = None, exc.summary
     torch_cuda = _version(info.cuda) if info is not None and not info.hip else None
     if nvcc.error or nvcc.version is None:
         target = f"CUDA {info.cuda} toolkit" if info is not None and info.cuda else "CUDA toolkit"
