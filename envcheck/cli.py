@@ -51,8 +51,14 @@ def doctor(
     Optionally name checks or areas to run only those, e.g. `envcheck doctor gpu torch.arch`.
     Exit codes: 0 no failure (warnings allowed), 1 at least one failure, 2 usage error.
     """
-    import json
     import os
+
+    if not (quick or list_checks) and (not selection or any(n.split(".")[0] == "torch" for n in selection)):
+        # Importing torch (in a child process) is the doctor's longest wait: start it before anything else.
+        from envcheck.probes.torch import start_early
+
+        start_early(os.environ, deadline)
+    import json
     import sys
 
     from envcheck import registry

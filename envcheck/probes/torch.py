@@ -154,28 +154,20 @@ def probe_torch(
     ``deadline_s`` is what is left of the doctor's deadline (the runner passes it): the child is killed
     a little before it, so the verdict names the step that hung and no child outlives the report."""
     child_env = dict(os.environ if env is None else env)
-    limit = child_timeout(child_env, timeout_s)
-    if deadline_s is not None:
-        # One second is enough to kill the group, read its pipes and parse what it said.
-        limit = max(0.5, min(limit, round(deadline_s, 1) - 1.0))
     interpreter = python or sys.executable
-    started = time.monotonic()
-    try:
-        proc = subprocess.Popen(
-            [interpreter, str(CHILD_SCRIPT), str(limit)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=child_env,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        return TorchInfo(status="spawn_error", error=f"cannot start {interpreter}: {exc}", timeout_s=limit)
-    with _LIVE_LOCK:
-        _LIVE.add(proc)
+    early = _take_early(interpreter, child_env)
+    if early is not None:
+        proc, started, limit = early
+    else:
+        limit = child_limit(child_env, timeout_s, deadline_s)
+        started = time.monotonic()
+        try:
+            proc = _spawn(interpreter, child_env, limit)
+        except OSError as exc:
+            return TorchInfo(status="spawn_error", error=f"cannot start {interpreter}: {exc}", timeout_s=limit)
     hung = False
     try:
-        out, err = proc.communicate(timeout=limit)
+        out, err = proc.communicate(timeout=max(0.1, limit - (time.monotonic() - started)))
     except subprocess.TimeoutExpired:
         # Still running: a real hang. Already exited: a grandchild kept the pipes open; judge the exit.
         hung = proc.poll() is None
@@ -190,6 +182,59 @@ def probe_torch(
     info = _parse(out.decode(errors="replace"), err.decode(errors="replace"), proc.returncode, hung, limit)
     info.duration_s = time.monotonic() - started
     return info
+
+
+def child_limit(env: Mapping[str, str], timeout_s: float | None, deadline_s: float | None) -> float:
+    """The child's time limit, also bounded by what is left of the doctor's deadline."""
+    limit = child_timeout(env, timeout_s)
+    if deadline_s is not None:
+        # One second is enough to kill the group, read its pipes and parse what it said.
+        limit = max(0.5, min(limit, round(deadline_s, 1) - 1.0))
+    return limit
+
+
+def _spawn(interpreter: str, env: Mapping[str, str], limit: float) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [interpreter, str(CHILD_SCRIPT), str(limit)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(env),
+        start_new_session=True,
+    )
+    with _LIVE_LOCK:
+        _LIVE.add(proc)
+    return proc
+
+
+#: A child started by :func:`start_early`, waiting for the probe: (interpreter, env, proc, start, limit).
+_EARLY: list[tuple[str, dict[str, str], subprocess.Popen[bytes], float, float]] = []
+
+
+def start_early(env: Mapping[str, str], deadline_s: float) -> None:
+    """Start the torch child before the rest of envcheck is even imported.
+
+    Importing torch is by far the slowest thing the doctor waits for, so the CLI calls this first thing;
+    the probe then adopts the running child if it would have started the same one (same interpreter,
+    same environment). Failing to start is left to the probe, which reports it properly.
+    """
+    child_env = dict(env)
+    limit = child_limit(child_env, None, deadline_s)
+    try:
+        proc = _spawn(sys.executable, child_env, limit)
+    except OSError:
+        return
+    _EARLY.append((sys.executable, child_env, proc, time.monotonic(), limit))
+
+
+def _take_early(
+    interpreter: str, env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], float, float] | None:
+    for i, (python, early_env, proc, started, limit) in enumerate(_EARLY):
+        if python == interpreter and early_env == env:
+            del _EARLY[i]
+            return proc, started, limit
+    return None
 
 
 def _parse(stdout: str, stderr: str, returncode: int | None, hung: bool, limit: float) -> TorchInfo:
