@@ -234,9 +234,7 @@ class FakeNvmlLib:
         )
 
     def c_nvmlDeviceGetCurrPcieLinkWidth(self, h: Any, out: Any) -> int:
-        return self._device(
-            "nvmlDeviceGetCurrPcieLinkWidth", h, lambda g: setattr(_out(out), "value", g.pcie_width[0])
-        )
+        return self._device("nvmlDeviceGetCurrPcieLinkWidth", h, lambda g: setattr(_out(out), "value", g.pcie_width[0]))
 
     def c_nvmlDeviceGetMaxPcieLinkWidth(self, h: Any, out: Any) -> int:
         return self._device("nvmlDeviceGetMaxPcieLinkWidth", h, lambda g: setattr(_out(out), "value", g.pcie_width[1]))
@@ -304,9 +302,7 @@ def healthy_multi_gpu() -> FakeNvmlLib:
 
 
 def ecc_uncorrected_row_remap() -> FakeNvmlLib:
-    return FakeNvmlLib(
-        [h100(0), h100(1, ecc_volatile_unc=3, ecc_aggregate_unc=7, remapped_rows=(0, 2, 1, 0))]
-    )
+    return FakeNvmlLib([h100(0), h100(1, ecc_volatile_unc=3, ecc_aggregate_unc=7, remapped_rows=(0, 2, 1, 0))])
 
 
 def thermal_throttle_pcie_downgrade() -> FakeNvmlLib:
@@ -370,9 +366,7 @@ def mig_enabled() -> FakeNvmlLib:
 
 
 def other_process_memory() -> FakeNvmlLib:
-    return FakeNvmlLib(
-        [h100(0, memory_used=72 * GiB, processes=[(4242, 70 * GiB)], util=(97, 80)), h100(1)]
-    )
+    return FakeNvmlLib([h100(0, memory_used=72 * GiB, processes=[(4242, 70 * GiB)], util=(97, 80)), h100(1)])
 
 
 def old_driver() -> FakeNvmlLib:

@@ -209,9 +209,7 @@ def _read_gpu(pynvml: Any, index: int, gpu: GpuInfo, missing: list[str]) -> None
     if not isinstance(util, NA):
         gpu.utilization_gpu_pct, gpu.utilization_memory_pct = util.gpu, util.memory
     gpu.temperature_c = q(pynvml.nvmlDeviceGetTemperature, pynvml.NVML_TEMPERATURE_GPU)
-    gpu.temperature_slowdown_c = q(
-        pynvml.nvmlDeviceGetTemperatureThreshold, pynvml.NVML_TEMPERATURE_THRESHOLD_SLOWDOWN
-    )
+    gpu.temperature_slowdown_c = q(pynvml.nvmlDeviceGetTemperatureThreshold, pynvml.NVML_TEMPERATURE_THRESHOLD_SLOWDOWN)
     gpu.power_draw_w = _watts(q(pynvml.nvmlDeviceGetPowerUsage))
     gpu.power_limit_w = _watts(q(pynvml.nvmlDeviceGetEnforcedPowerLimit))
     gpu.power_default_limit_w = _watts(q(pynvml.nvmlDeviceGetPowerManagementDefaultLimit))

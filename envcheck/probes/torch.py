@@ -227,9 +227,7 @@ def start_early(env: Mapping[str, str], deadline_s: float) -> None:
     _EARLY.append((sys.executable, child_env, proc, time.monotonic(), limit))
 
 
-def _take_early(
-    interpreter: str, env: dict[str, str]
-) -> tuple[subprocess.Popen[bytes], float, float] | None:
+def _take_early(interpreter: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], float, float] | None:
     for i, (python, early_env, proc, started, limit) in enumerate(_EARLY):
         if python == interpreter and early_env == env:
             del _EARLY[i]
