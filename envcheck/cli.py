@@ -131,9 +131,13 @@ def snapshot(
         click.echo(f"envcheck: cannot describe this machine: {exc}", err=True)
         sys.exit(1)
     if with_bench:
-        from envcheck.spec.bench import bench_figures, run_bench_for_snapshot
+        from envcheck.spec.bench import BenchRunFailed, bench_figures, run_bench_for_snapshot
 
-        machine.bench = bench_figures(run_bench_for_snapshot(device))
+        try:
+            machine.bench = bench_figures(run_bench_for_snapshot(device))
+        except BenchRunFailed as exc:
+            click.echo(f"envcheck: cannot record bench figures: {exc}", err=True)
+            sys.exit(1)
     text = render_snapshot(machine, extra_packages=packages, fraction=fraction)
     if output:
         Path(output).write_text(text, encoding="utf-8")

@@ -42,12 +42,12 @@ class BenchRunFailed(RuntimeError):
     """The bench run behind a snapshot did not produce figures (no torch, bad device...)."""
 
 
-def run_bench_for_snapshot(device: str) -> dict[str, Any]:
-    """Run the default bench on ``device`` in-process and return its JSON document."""
+def run_bench_for_snapshot(device: str, *, only: str | None = None, quick: bool = False) -> dict[str, Any]:
+    """Run the bench (by default the whole default suite) on ``device`` in-process; its JSON document."""
     from envcheck.bench.app import main as bench_main
 
     out, err = io.StringIO(), io.StringIO()
-    code = bench_main(device=device, as_json=True, out=out, err=err)
+    code = bench_main(device=device, only=only, quick=quick, as_json=True, out=out, err=err)
     if not out.getvalue().strip():
         raise BenchRunFailed(err.getvalue().strip().splitlines()[-1] if err.getvalue().strip() else f"exit {code}")
     document = json.loads(out.getvalue())

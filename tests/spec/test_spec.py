@@ -226,3 +226,26 @@ def test_bench_spec_judges_every_device(tmp_path):
     assert seen[("matmul.bf16", "cuda:1")] == (False, "512 TFLOP/s < spec minimum 600 TFLOP/s")
     assert seen[("memory.d2d", "cpu")] == (False, "20 GB/s < spec minimum 2500 GB/s")
     assert seen[("conv.fwd", None)] == (None, "not measured in this run")
+
+
+def test_snapshot_with_bench_figures_round_trips_and_bench_spec_passes_on_itself(tmp_path, nvml, monkeypatch):
+    """A real (quick, one-benchmark) CPU bench behind `snapshot --with-bench`, then `bench --spec` on the
+    same machine. The fraction is 0.5 so that a busy CI machine does not fail its own figures."""
+    import envcheck.spec.bench as spec_bench
+
+    nvml("no_library")
+    real = spec_bench.run_bench_for_snapshot
+    monkeypatch.setattr(
+        spec_bench, "run_bench_for_snapshot", lambda device: real(device, only="matmul.fp32", quick=True)
+    )
+    path = snapshot(tmp_path, "--with-bench", "--device", "cpu", "--fraction", "0.5")
+    spec = load_spec(path)
+    assert spec.bench_fraction == 0.5
+    [minimum] = spec.bench
+    assert (minimum.id, minimum.unit) == ("matmul.fp32", "GFLOP/s") and minimum.value > 0
+    result = CliRunner().invoke(
+        main, ["bench", "--device", "cpu", "--only", "matmul.fp32", "--quick", "--spec", str(path), "--json"]
+    )
+    doc = json.loads(result.stdout)
+    assert result.exit_code == 0, doc.get("spec")
+    assert [v["passed"] for v in doc["spec"]["verdicts"]] == [True]
