@@ -153,18 +153,58 @@ def _driver(ctx: Context, spec: LabSpec, wanted: str) -> Verdict:
                 expected=wanted, found=state.driver_version)  # fmt: skip
 
 
-def _gpu_name(ctx: Context, spec: LabSpec, pattern: str) -> Verdict:
+def _each_gpu(
+    ctx: Context,
+    spec: LabSpec,
+    expected: str,
+    good: Callable[[GpuInfo], bool],
+    shown: Callable[[GpuInfo], str],
+    advice: str,
+) -> Verdict:
+    """A requirement every working GPU must meet: fails naming each GPU that does not, and how it differs."""
     gpus = _gpus(ctx)
     if not gpus:
-        text, cmd = _fix(spec, f"This machine needs {pattern} GPUs.")
-        return fail(f"expected GPUs matching {pattern!r}, found {_no_gpus(ctx)}", text, cmd)
-    wrong = [g for g in gpus if not fnmatch.fnmatch(str(g.name).lower(), pattern.lower())]
-    if not wrong:
-        return ok(f"every GPU matches {pattern!r}")
-    found = ", ".join(f"GPU {g.index} is {g.name}" for g in wrong)
-    text, cmd = _fix(spec, f"This machine has other GPUs than the lab's {pattern}: schedule the work elsewhere.")
-    return fail(
-        f"expected GPUs matching {pattern!r}; {found}", text, cmd, expected=pattern, found=[str(g.name) for g in wrong]
+        text, cmd = _fix(spec, f"This machine needs {expected}.")
+        return fail(f"expected {expected}, found {_no_gpus(ctx)}", text, cmd)
+    bad = [g for g in gpus if not good(g)]
+    if not bad:
+        return ok(f"all {len(gpus)} GPUs: {expected}")
+    found = ", ".join(f"GPU {g.index} {shown(g)}" for g in bad)
+    text, cmd = _fix(spec, advice)
+    return fail(f"expected {expected}; {found}", text, cmd)
+
+
+def _gpu_name(ctx: Context, spec: LabSpec, pattern: str) -> Verdict:
+    return _each_gpu(
+        ctx,
+        spec,
+        f"GPUs matching {pattern!r}",
+        lambda g: fnmatch.fnmatch(str(g.name).lower(), pattern.lower()),
+        lambda g: f"is {g.name}",
+        "This machine has other GPUs than the lab's: schedule the work elsewhere.",
+    )
+
+
+def _gpu_memory(ctx: Context, spec: LabSpec, minimum: int) -> Verdict:
+    return _each_gpu(
+        ctx,
+        spec,
+        f"GPUs with ≥ {gib(minimum)}",
+        lambda g: available(g.memory_total_bytes) and g.memory_total_bytes >= minimum,
+        lambda g: f"has {gib(g.memory_total_bytes) if available(g.memory_total_bytes) else 'unknown memory'}",
+        "These GPUs have less memory than the lab's jobs need.",
+    )
+
+
+def _gpu_cc(ctx: Context, spec: LabSpec, minimum: str) -> Verdict:
+    need = tuple(int(x) for x in minimum.split("."))
+    return _each_gpu(
+        ctx,
+        spec,
+        f"GPUs of compute capability ≥ {minimum}",
+        lambda g: available(g.compute_capability) and tuple(g.compute_capability) >= need,
+        lambda g: "is " + (".".join(map(str, g.compute_capability)) if available(g.compute_capability) else "?"),
+        "These GPUs are older than the lab's kernels target (e.g. FlashAttention, fp8 need newer).",
     )
 
 
@@ -183,39 +223,6 @@ def _gpu_count(ctx: Context, spec: LabSpec, exact: int | None, minimum: int | No
     return fail(
         f"expected {wanted} GPUs, found {why}", text, cmd, expected=exact if exact is not None else minimum, found=found
     )
-
-
-def _gpu_memory(ctx: Context, spec: LabSpec, minimum: int) -> Verdict:
-    gpus = _gpus(ctx)
-    if not gpus:
-        text, cmd = _fix(spec, f"This machine needs GPUs with {gib(minimum)} or more.")
-        return fail(f"expected GPUs with ≥ {gib(minimum)}, found {_no_gpus(ctx)}", text, cmd)
-    small = [g for g in gpus if not available(g.memory_total_bytes) or g.memory_total_bytes < minimum]
-    if not small:
-        return ok(f"every GPU has ≥ {gib(minimum)}")
-    found = ", ".join(
-        f"GPU {g.index} has {gib(g.memory_total_bytes) if available(g.memory_total_bytes) else 'unknown'}"
-        for g in small
-    )
-    text, cmd = _fix(spec, "These GPUs have less memory than the lab's jobs need.")
-    return fail(f"expected ≥ {gib(minimum)} per GPU; {found}", text, cmd)
-
-
-def _gpu_cc(ctx: Context, spec: LabSpec, minimum: str) -> Verdict:
-    gpus = _gpus(ctx)
-    need = tuple(int(x) for x in minimum.split("."))
-    if not gpus:
-        text, cmd = _fix(spec, f"This machine needs GPUs of compute capability {minimum} or newer.")
-        return fail(f"expected compute capability ≥ {minimum}, found {_no_gpus(ctx)}", text, cmd)
-    old = [g for g in gpus if not available(g.compute_capability) or tuple(g.compute_capability) < need]
-    if not old:
-        return ok(f"every GPU has compute capability ≥ {minimum}")
-    found = ", ".join(
-        f"GPU {g.index} is {'.'.join(map(str, g.compute_capability)) if available(g.compute_capability) else '?'}"
-        for g in old
-    )
-    text, cmd = _fix(spec, "These GPUs are older than the lab's kernels target (e.g. FlashAttention, fp8 need newer).")
-    return fail(f"expected compute capability ≥ {minimum}; {found}", text, cmd)
 
 
 def _package(ctx: Context, spec: LabSpec, name: str, wanted: str) -> Verdict:

@@ -249,3 +249,17 @@ def test_snapshot_with_bench_figures_round_trips_and_bench_spec_passes_on_itself
     doc = json.loads(result.stdout)
     assert result.exit_code == 0, doc.get("spec")
     assert [v["passed"] for v in doc["spec"]["verdicts"]] == [True]
+
+
+def test_every_gpu_must_meet_memory_and_capability(tmp_path, nvml):
+    lib = nvml("healthy_multi_gpu")
+    lib.gpus[2].memory_total = 40 * 1024**3
+    path = write(tmp_path, '[gpu]\nmin_memory = "80GiB"\nmin_compute_capability = "10.0"\nname = "nvidia h100*"\n')
+    checks, code = spec_results(path)
+    assert code == 1
+    assert checks["spec.gpu_memory"]["summary"] == "expected GPUs with ≥ 80 GiB; GPU 2 has 40 GiB"
+    assert checks["spec.gpu_compute_capability"]["summary"] == (
+        "expected GPUs of compute capability ≥ 10.0; GPU 0 is 9.0, GPU 1 is 9.0, GPU 2 is 9.0, GPU 3 is 9.0"
+    )
+    assert checks["spec.gpu_name"]["status"] == "ok"  # patterns are case-insensitive
+    assert checks["spec.gpu_name"]["summary"] == "all 4 GPUs: GPUs matching 'nvidia h100*'"
