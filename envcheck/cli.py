@@ -4,9 +4,14 @@ return the exit code (cf. hatch's cli). Heavy imports happen inside the commands
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from envcheck import __version__
+
+if TYPE_CHECKING:
+    from envcheck.registry import CheckSpec
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,7 +31,8 @@ def main() -> None:
     "--spec",
     "spec_path",
     type=click.Path(dir_okay=False),
-    help="Lab spec (TOML) to enforce; else $ENVCHECK_SPEC, ./envcheck.toml or [tool.envcheck] in ./pyproject.toml.",
+    help="Lab spec (TOML) to enforce; else $ENVCHECK_SPEC, ./envcheck.toml, [tool.envcheck] in ./pyproject.toml "
+    "or /etc/envcheck/lab.toml.",
 )
 @click.option(
     "--deadline",
@@ -140,7 +146,11 @@ def snapshot(
             sys.exit(1)
     text = render_snapshot(machine, extra_packages=packages, fraction=fraction)
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            click.echo(f"envcheck: cannot write {output}: {exc.strerror or exc}", err=True)
+            sys.exit(1)
         click.echo(f"wrote {output}: check machines with `envcheck doctor --spec {output}`", err=True)
     else:
         sys.stdout.write(text)
@@ -171,8 +181,10 @@ def healthcheck(deadline: float = 8.0, require_gpu: bool = False) -> None:
     """One line and exit 0 (healthy) or 1 (unhealthy), for a Docker HEALTHCHECK.
 
     Runs the quick doctor (host, driver, GPUs; never torch) and the lab spec in force ($ENVCHECK_SPEC,
-    ./envcheck.toml, ./pyproject.toml). Warnings stay healthy. Never exits with any other code.
+    ./envcheck.toml, ./pyproject.toml, /etc/envcheck/lab.toml). Warnings stay healthy. Never exits with
+    any other code.
     """
+    import os
     import sys
 
     usage_error = click.get_current_context().meta.get("envcheck_usage_error")
@@ -185,11 +197,14 @@ def healthcheck(deadline: float = 8.0, require_gpu: bool = False) -> None:
         healthy, line = healthcheck_line(deadline, require_gpu=require_gpu)
     except Exception as exc:  # noqa: BLE001 - a crash must read as unhealthy, in one line
         healthy, line = False, f"unhealthy: envcheck crashed: {type(exc).__name__}: {exc}"
-    click.echo(line)
+    from envcheck.redact import scrub
+
+    # `docker inspect` shows this line to anyone who can see the container: no secrets in it.
+    click.echo(" ".join(scrub(line, os.environ).split()))
     sys.exit(0 if healthy else 1)
 
 
-def lab_spec_checks(spec_path: str | None) -> list:
+def lab_spec_checks(spec_path: str | None) -> list[CheckSpec]:
     """The checks of the lab spec in force, if any; a broken spec is one line on stderr and exit 2."""
     import os
     import sys
