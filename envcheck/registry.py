@@ -136,21 +136,27 @@ class UnknownSelection(ValueError):
 
 
 def select(names: list[str] | tuple[str, ...], *, quick: bool = False) -> list[CheckSpec]:
-    """Resolve the user's selection (check ids or area names) to checks, in report order."""
-    checks = ordered_checks()
-    if quick:
-        checks = [c for c in checks if c.area in QUICK_AREAS]
+    """Resolve the user's selection (check ids or area names) to checks, in report order.
+
+    ``quick`` keeps the areas the healthcheck may run; naming a check outside them is a usage error
+    rather than a silently empty run."""
+    every = ordered_checks()
+    pool = [c for c in every if c.area in QUICK_AREAS] if quick else every
     if not names:
-        return [c for c in checks if c.area != "spec"]
-    known_ids = {c.id for c in ordered_checks()}
+        return pool
+    known = {c.id for c in every}
     wanted: set[str] = set()
     for name in names:
         if name in AREAS:
-            wanted.update(c.id for c in checks if c.area == name)
-        elif name in known_ids:
+            wanted.update(c.id for c in every if c.area == name)
+        elif name in known:
             wanted.add(name)
         else:
             raise UnknownSelection(
                 f"unknown check or area {name!r}; areas: {', '.join(AREAS)}; see `envcheck doctor --list-checks`"
             )
-    return [c for c in checks if c.id in wanted]
+    chosen = [c for c in pool if c.id in wanted]
+    left_out = sorted(wanted - {c.id for c in chosen})
+    if left_out:
+        raise UnknownSelection(f"--quick runs only the {', '.join(QUICK_AREAS)} areas, not {', '.join(left_out)}")
+    return chosen

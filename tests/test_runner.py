@@ -6,9 +6,11 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 
+import pytest
+
 import envcheck.probes.nvml  # noqa: F401 - registers the nvml probe
 from envcheck.model import ExitCode, Status, exit_code_for, worst
-from envcheck.registry import PROBES, CheckSpec, ProbeSpec, SkipCheck, ok, select
+from envcheck.registry import PROBES, CheckSpec, ProbeSpec, SkipCheck, UnknownSelection, ok, select
 from envcheck.runner import Context, ProbeRunner, run_check
 
 
@@ -110,3 +112,5 @@ def test_quick_selection_never_includes_torch_or_packages():
     areas = {c.area for c in select([], quick=True)}
     assert {"driver", "gpu"} <= areas <= {"host", "driver", "gpu"}
     assert {c.area for c in select(["torch"], quick=False)} == {"torch"}
+    with pytest.raises(UnknownSelection, match="--quick runs only the host, driver, gpu areas, not torch.arch"):
+        select(["gpu", "torch.arch"], quick=True)
