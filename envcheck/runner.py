@@ -43,7 +43,6 @@ class _Slot:
     value: Any = None
     error: BaseException | None = None
     started: float = 0.0
-    finished: float | None = None
 
 
 class ProbeRunner:
@@ -81,7 +80,6 @@ class ProbeRunner:
             except BaseException as exc:  # noqa: BLE001 - any probe failure becomes a verdict
                 slot.error = exc
             finally:
-                slot.finished = self.clock()
                 slot.done.set()
 
         threading.Thread(target=work, name=f"envcheck-probe-{name}", daemon=True).start()
@@ -117,11 +115,10 @@ def _accepts(fn: Callable[..., Any], name: str) -> bool:
 
 @dataclass
 class Context:
-    """What a check sees: probe data on demand, the environment, and the run's options."""
+    """What a check sees: probe data on demand, and the environment."""
 
     probes: ProbeRunner
     env: Mapping[str, str]
-    options: dict[str, Any] = field(default_factory=dict)
 
     def probe(self, name: str) -> Any:
         return self.probes.get(name)
@@ -182,17 +179,15 @@ def run_checks(
     *,
     env: Mapping[str, str] | None = None,
     deadline_s: float = DEFAULT_DEADLINE_S,
-    probes_needed: list[str] | None = None,
-    options: dict[str, Any] | None = None,
     on_result: Callable[[CheckResult], None] | None = None,
 ) -> Report:
     """Start the probes the selected checks need all at once, then judge in report order."""
     env = dict(os.environ) if env is None else env
     start = time.monotonic()
     runner = ProbeRunner(env, deadline_s)
-    for name in probes_needed if probes_needed is not None else _probes_for(specs):
+    for name in _probes_for(specs):
         runner.start(name)
-    ctx = Context(runner, env, options or {})
+    ctx = Context(runner, env)
     results = []
     for spec in specs:
         result = run_check(spec, ctx)
