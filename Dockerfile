@@ -19,7 +19,7 @@ LABEL org.opencontainers.image.title="envcheck" \
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-COPY pyproject.toml README.md /opt/envcheck-src/
+COPY pyproject.toml README.md LICENSE /opt/envcheck-src/
 COPY envcheck /opt/envcheck-src/envcheck
 COPY docker/ /etc/envcheck/
 

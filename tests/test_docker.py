@@ -170,3 +170,9 @@ def test_the_shell_guard_maps_any_other_exit_to_1():
     assert subprocess.run(["sh", "-c", guarded], timeout=30).returncode == 1
     missing = command.replace("envcheck", shlex.quote("/nonexistent/envcheck"), 1)
     assert subprocess.run(["sh", "-c", missing], capture_output=True, timeout=30).returncode == 1
+
+
+def test_the_image_copies_everything_the_package_build_reads():
+    copied = " ".join(args for word, args in instructions() if word == "COPY")
+    for needed in ("pyproject.toml", "README.md", "LICENSE", "envcheck"):
+        assert needed in copied.split(), needed
