@@ -36,8 +36,10 @@ _SECRET_SUFFIXES = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "APIKEY", "ACCESSKE
 _NOT_SECRET = frozenset({"PWD", "OLDPWD", "SSH_AUTH_SOCK", "GPG_AGENT_INFO", "XAUTHORITY"})
 
 _PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
-#: ``scheme://user:password@host`` — the password (and user) go, the host stays for diagnosis.
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/\s:@]+:[^/\s@]+@")
+#: ``scheme://user:password@host`` — the password (and user) go, the host stays for diagnosis. The userinfo
+#: runs to the *last* ``@`` of the authority, as urllib (and so pip) reads it, so a password holding a raw ``@``
+#: goes whole; a user alone goes too, since ``https://<token>@host`` is how GitHub and GitLab take tokens.
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/?#\s]+@")
 #: Token shapes that are secret whatever variable holds them (Hugging Face, GitHub, GitLab, OpenAI-style,
 #: Slack, AWS access key ids).
 _TOKEN_SHAPES = re.compile(

@@ -39,6 +39,18 @@ def test_url_credentials_lose_user_and_password_but_keep_the_host():
     assert redact_value("ops@example.com") == "ops@example.com"
 
 
+def test_url_password_with_a_raw_at_sign_goes_whole():
+    # urllib (and so pip) splits the authority at its last "@": everything before it is the password.
+    assert redact_value("https://bob:p@ss@pkgs.corp/simple") == f"https://{REDACTED}@pkgs.corp/simple"
+
+
+def test_url_user_alone_is_redacted_because_it_is_often_a_token():
+    # https://<token>@host is how GitHub and GitLab take personal access tokens in a URL.
+    assert redact_value("https://0123abcdef4567@git.corp/x.git") == f"https://{REDACTED}@git.corp/x.git"
+    # An "@" after the host (path, query, fragment) is not userinfo.
+    assert redact_value("https://pkgs.corp/simple/a@b?c=d@e#f@g") == "https://pkgs.corp/simple/a@b?c=d@e#f@g"
+
+
 def test_well_known_token_shapes_are_redacted_whatever_holds_them():
     token = "hf_" + "a1B2c3D4e5" * 4
     assert token not in redact_value(f"--token {token} --other")
