@@ -10,6 +10,7 @@ from envcheck.probes import host as host_probe
 from envcheck.probes.host import DiskSpace, HostInfo
 from envcheck.registry import Verdict, check, fail, ok, skip, warn
 from envcheck.runner import Context
+from envcheck.units import human
 
 GiB = 1024**3
 MiB = 1024**2
@@ -41,15 +42,6 @@ NOFILE_WARN_BELOW = 4096
 
 def _host(ctx: Context) -> HostInfo:
     return ctx.probe("host")
-
-
-def _size(n: int | float | None) -> str:
-    if n is None:
-        return "unlimited"
-    for unit, scale in (("TiB", 1024**4), ("GiB", GiB), ("MiB", MiB), ("KiB", 1024)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{int(n)} B"
 
 
 def _version_tuple(text: str | None) -> tuple[int, ...] | None:
@@ -168,7 +160,7 @@ def check_memory(ctx: Context) -> Verdict:
         total = mem.cgroup_limit_bytes
         available = min(available, max(0, total - (mem.cgroup_used_bytes or 0)))
     scope = " (container limit)" if mem.cgroup_limit_bytes is not None else ""
-    summary = f"{_size(available)} available of {_size(total)}{scope}"
+    summary = f"{human(available)} available of {human(total)}{scope}"
     details = {"total_bytes": total, "available_bytes": available, "host_total_bytes": mem.total_bytes,
                "cgroup_limit_bytes": mem.cgroup_limit_bytes}  # fmt: skip
     if available < MEMORY_WARN_AVAILABLE or available < MEMORY_WARN_FRACTION * total:
@@ -193,7 +185,7 @@ def check_disk(ctx: Context) -> Verdict:
         if place.free_bytes is None:
             parts.append(f"{label}: unreadable ({place.error})")
             continue
-        parts.append(f"{label} {place.path}: {_size(place.free_bytes)} free")
+        parts.append(f"{label} {place.path}: {human(place.free_bytes)} free")
         if worst is None or place.free_bytes < (worst.free_bytes or 0):
             worst = place
     summary = "; ".join(parts) or "no paths to check"
@@ -212,7 +204,7 @@ def check_shm(ctx: Context) -> Verdict:
     shm = info.shm
     if shm is None:
         return skip(f"no {host_probe.DEV_SHM} on this system")
-    summary = f"{shm.path}: {_size(shm.total_bytes)} ({_size(shm.free_bytes)} free)"
+    summary = f"{shm.path}: {human(shm.total_bytes)} ({human(shm.free_bytes)} free)"
     details = {"path": shm.path, "total_bytes": shm.total_bytes, "free_bytes": shm.free_bytes}
     kube = info.container.kind == "kubernetes"
     where = (
@@ -245,14 +237,15 @@ def check_ulimits(ctx: Context) -> Verdict:
     lim = info.limits
     if lim is None:
         return skip(f"no resource limits on {info.os_name}")
-    summary = f"memlock {_size(lim.memlock_soft)}, open files {lim.nofile_soft or 'unlimited'}"
+    memlock = "unlimited" if lim.memlock_soft is None else human(lim.memlock_soft)
+    summary = f"memlock {memlock}, open files {lim.nofile_soft or 'unlimited'}"
     details = {"memlock_soft_bytes": lim.memlock_soft, "memlock_hard_bytes": lim.memlock_hard,
                "nofile_soft": lim.nofile_soft, "nofile_hard": lim.nofile_hard,
                "rdma_devices": info.rdma_devices}  # fmt: skip
     problems, fixes, commands = [], [], []
     low_memlock = lim.memlock_soft is not None and lim.memlock_soft < MEMLOCK_WARN_BELOW
     if low_memlock and info.rdma_devices:
-        problems.append(f"memlock {_size(lim.memlock_soft)} with RDMA devices ({', '.join(info.rdma_devices)})")
+        problems.append(f"memlock {memlock} with RDMA devices ({', '.join(info.rdma_devices)})")
         fixes.append(
             "NCCL over InfiniBand/RoCE pins its buffers and fails to register memory with a low memlock limit: "
             "raise it (`ulimit -l unlimited`, `memlock unlimited` in /etc/security/limits.conf, "
