@@ -207,13 +207,14 @@ def _cpu_model() -> str | None:
 
 
 def _cgroup_cpu_quota() -> float | None:
-    """cgroup v2 ``cpu.max`` ("200000 100000" = 2 cores) or v1 ``cfs_quota_us``/``cfs_period_us``."""
-    cgroup = SYS / "fs" / "cgroup"
-    v2 = _read(cgroup / "cpu.max")
-    if v2 is not None:
-        quota, _, period = v2.strip().partition(" ")
-        return _ratio(quota, period)
-    return _ratio(_read(cgroup / "cpu" / "cpu.cfs_quota_us"), _read(cgroup / "cpu" / "cpu.cfs_period_us"))
+    """The tightest CPU quota on this process's cgroup or an ancestor: v2 ``cpu.max`` ("200000 100000" =
+    2 cores) or v1 ``cfs_quota_us``/``cfs_period_us``."""
+    v2, v1 = _cgroup_dirs("cpu")
+    quotas = [_ratio(_read(d / "cpu.cfs_quota_us"), _read(d / "cpu.cfs_period_us")) for d in v1]
+    for d in v2:
+        quota, _, period = (_read(d / "cpu.max") or "").strip().partition(" ")
+        quotas.append(_ratio(quota, period))
+    return min((q for q in quotas if q is not None), default=None)
 
 
 def _ratio(quota: str | None, period: str | None) -> float | None:
@@ -226,22 +227,54 @@ def _ratio(quota: str | None, period: str | None) -> float | None:
 
 def read_memory() -> MemoryInfo:
     vm = psutil.virtual_memory()
-    cgroup = SYS / "fs" / "cgroup"
-    limit = _int(_read(cgroup / "memory.max")) or _int(_read(cgroup / "memory" / "memory.limit_in_bytes"))
+    v2, v1 = _cgroup_dirs("memory")
+    # The tightest limit on this cgroup or an ancestor (Slurm limits job_N; the process runs in job_N/step_M/...).
     # cgroup v1 says "no limit" with a huge number (PAGE_COUNTER_MAX pages); anything above the host's RAM is none.
-    if limit is not None and limit >= vm.total:
-        limit = None
-    if limit is None:
+    limits = [
+        (limit, where, usage_file)
+        for dirs, limit_file, usage_file in ((v2, "memory.max", "memory.current"),
+                                             (v1, "memory.limit_in_bytes", "memory.usage_in_bytes"))
+        for where in dirs
+        if (limit := _int(_read(where / limit_file))) is not None and limit < vm.total
+    ]  # fmt: skip
+    if not limits:
         return MemoryInfo(vm.total, vm.available)
-    used = _int(_read(cgroup / "memory.current")) or _int(_read(cgroup / "memory" / "memory.usage_in_bytes"))
+    limit, where, usage_file = min(limits, key=lambda entry: entry[0])
+    used = _int(_read(where / usage_file))
     if used is not None:
         # Usage counts the page cache, which the kernel reclaims before OOM-killing; like `docker stats`,
         # leave out the inactive file pages.
-        stat = _read(cgroup / "memory.stat") or _read(cgroup / "memory" / "memory.stat") or ""
+        stat = _read(where / "memory.stat") or ""
         fields = dict(line.split(" ", 1) for line in stat.splitlines() if " " in line)
         inactive = _int(fields.get("inactive_file", fields.get("total_inactive_file")))
         used = max(0, used - (inactive or 0))
     return MemoryInfo(vm.total, vm.available, limit, used)
+
+
+def _cgroup_dirs(v1_controller: str) -> tuple[list[Path], list[Path]]:
+    """This process's cgroup directories, its own first and then each ancestor up to the mount: (cgroup v2's,
+    and v1's for ``v1_controller``). A limit set on any of them applies.
+
+    ``/proc/self/cgroup`` names the cgroup (``0::/path`` for v2, ``4:memory:/path`` for v1). In a container
+    with its own cgroup namespace that is ``/``, the mount itself; in a Slurm job or a systemd unit it is a
+    directory below. Where that directory is not mounted here (Docker on cgroup v1 mounts the container's
+    own cgroup as the root), the mount itself is all there is.
+    """
+    root = SYS / "fs" / "cgroup"
+    own = {"": "/", v1_controller: "/"}  # "" is cgroup v2's unnamed hierarchy
+    for line in (_read(PROC / "self" / "cgroup") or "").splitlines():
+        fields = line.split(":", 2)
+        for name in fields[1].split(",") if len(fields) == 3 else []:
+            if name in own:
+                own[name] = fields[2].strip()
+    return _up_to_mount(root, own[""]), _up_to_mount(root / v1_controller, own[v1_controller])
+
+
+def _up_to_mount(mount: Path, path: str) -> list[Path]:
+    relative = Path(path.strip("/"))
+    if ".." in relative.parts or not (mount / relative).is_dir():  # ".." when the cgroup is outside our namespace
+        return [mount]
+    return [mount / relative, *(mount / parent for parent in relative.parents)]
 
 
 def read_shm() -> ShmInfo | None:

@@ -130,6 +130,43 @@ def test_unlimited_cgroup_memory_is_no_limit(fake_root: Path):
     assert probe_host({}).memory.cgroup_limit_bytes is None
 
 
+def test_slurm_job_limits_are_read_from_the_jobs_cgroup(fake_root: Path):
+    # cgroup v2 without a namespace: the root has no limits; Slurm sets them on job_N, the task runs below it.
+    write(fake_root / "proc" / "self" / "cgroup", "0::/system.slice/slurmstepd.scope/job_42/step_0/user/task_0\n")
+    job = fake_root / "sys" / "fs" / "cgroup" / "system.slice" / "slurmstepd.scope" / "job_42"
+    write(job / "memory.max", f"{512 * MiB}\n")
+    write(job / "memory.current", f"{100 * MiB}\n")
+    write(job / "cpu.max", "400000 100000\n")
+    write(job / "step_0" / "user" / "task_0" / "memory.max", "max\n")
+    write(job / "step_0" / "user" / "task_0" / "cpu.max", "max 100000\n")
+    info = probe_host({})
+    assert info.memory.cgroup_limit_bytes == 512 * MiB and info.memory.cgroup_used_bytes == 100 * MiB
+    assert info.cpu.cgroup_quota_cores == 4.0
+
+
+def test_the_tightest_limit_of_a_cgroup_and_its_ancestors_wins(fake_root: Path):
+    write(fake_root / "proc" / "self" / "cgroup", "0::/outer/inner\n")
+    cgroup = fake_root / "sys" / "fs" / "cgroup"
+    write(cgroup / "outer" / "memory.max", f"{256 * MiB}\n")
+    write(cgroup / "outer" / "inner" / "memory.max", f"{512 * MiB}\n")
+    write(cgroup / "outer" / "cpu.max", "800000 100000\n")
+    write(cgroup / "outer" / "inner" / "cpu.max", "200000 100000\n")
+    info = probe_host({})
+    assert info.memory.cgroup_limit_bytes == 256 * MiB
+    assert info.cpu.cgroup_quota_cores == 2.0
+
+
+def test_docker_on_cgroup_v1_reads_the_mount_root(fake_root: Path):
+    # /proc/self/cgroup names the host's path, but the container sees its own cgroup mounted as the root.
+    write(fake_root / "proc" / "self" / "cgroup", "4:memory:/docker/abc123\n2:cpu,cpuacct:/docker/abc123\n")
+    write(fake_root / "sys" / "fs" / "cgroup" / "memory" / "memory.limit_in_bytes", f"{512 * MiB}\n")
+    write(fake_root / "sys" / "fs" / "cgroup" / "cpu" / "cpu.cfs_quota_us", "300000\n")
+    write(fake_root / "sys" / "fs" / "cgroup" / "cpu" / "cpu.cfs_period_us", "100000\n")
+    info = probe_host({})
+    assert info.memory.cgroup_limit_bytes == 512 * MiB
+    assert info.cpu.cgroup_quota_cores == 3.0
+
+
 def test_shm_is_measured_where_pointed(fake_root: Path):
     shm = probe_host({}).shm
     assert shm is not None and shm.path == str(fake_root / "dev" / "shm") and shm.total_bytes > 0
