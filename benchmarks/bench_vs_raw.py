@@ -29,7 +29,8 @@ from envcheck.bench.registry import BENCHMARKS, DeviceInfo, Options, load_all
 
 def raw_seconds_per_step(step: Callable[[], Any], device: str, seconds: float) -> float:
     """The hand-written loop: warm up, pick n for ~``seconds``, then one timed loop of n steps."""
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    # Synchronize the benchmarked GPU by name: the bare call waits only for the current one (cuda:0).
+    sync = (lambda: torch.cuda.synchronize(device)) if device.startswith("cuda") else (lambda: None)
     for _ in range(3):
         step()
     sync()

@@ -69,7 +69,9 @@ class CudaEventTimer:
     """Times GPU work with CUDA events recorded on the current stream of ``device``.
 
     The synchronize before the start event keeps earlier queued work (e.g. input generation) out of the
-    region; the end event is waited on so the elapsed time covers the kernels, not their launches.
+    region; the end event is waited on so the elapsed time covers the kernels, not their launches. The
+    events go on ``device``'s stream by name, not on whichever GPU happens to be current: recorded on
+    another GPU's idle stream they would bracket nothing and time only the host's launch loop.
     """
 
     def __init__(self, device: Any) -> None:
@@ -82,11 +84,12 @@ class CudaEventTimer:
         torch = self.torch
         start = torch.cuda.Event(enable_timing=True)
         end = torch.cuda.Event(enable_timing=True)
+        stream = torch.cuda.current_stream(self.device)
         torch.cuda.synchronize(self.device)
-        start.record()
+        start.record(stream)
         for _ in range(n):
             fn()
-        end.record()
+        end.record(stream)
         end.synchronize()
         return start.elapsed_time(end) / 1000.0
 

@@ -76,3 +76,46 @@ def test_cpu_timer_runs_the_step_n_times():
     ticks = iter([10.0, 10.5])
     elapsed = CpuTimer(clock=lambda: next(ticks)).time(lambda: calls.append(1), 4)
     assert elapsed == 0.5 and len(calls) == 4
+
+
+class FakeCuda:
+    """torch.cuda as the event timer uses it, on a machine whose current GPU is cuda:0."""
+
+    def __init__(self) -> None:
+        self.recorded: list[str] = []
+        self.synchronized: list[str] = []
+        cuda = self
+
+        class Event:
+            def __init__(self, enable_timing: bool = False) -> None:
+                pass
+
+            def record(self, stream: str | None = None) -> None:
+                cuda.recorded.append(stream or "stream of the current GPU, cuda:0")
+
+            def synchronize(self) -> None:
+                pass
+
+            def elapsed_time(self, end: object) -> float:
+                return 2.0
+
+        self.Event = Event
+
+    def current_stream(self, device: str | None = None) -> str:
+        return f"stream of {device or 'cuda:0'}"
+
+    def synchronize(self, device: str | None = None) -> None:
+        self.synchronized.append(device or "cuda:0")
+
+
+def test_cuda_events_go_on_the_timed_devices_stream_whatever_gpu_is_current():
+    from types import SimpleNamespace
+
+    from envcheck.bench.harness import CudaEventTimer
+
+    timer = CudaEventTimer("cuda:1")
+    fake = FakeCuda()
+    timer.torch = SimpleNamespace(cuda=fake)
+    assert timer.time(lambda: None, 4) == 0.002
+    assert fake.recorded == ["stream of cuda:1", "stream of cuda:1"]
+    assert fake.synchronized == ["cuda:1"]
