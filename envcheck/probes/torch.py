@@ -39,9 +39,10 @@ PROBE_TIMEOUT_S = 45.0
 #: How long the child may take by default: importing a CUDA torch from a cold page cache takes 5-15 s
 #: on network filesystems, CUDA initialisation and one matmul per GPU a few seconds more.
 DEFAULT_CHILD_TIMEOUT_S = 40.0
-#: The child is killed this much before the runner would give up on the probe, so that the verdict can
-#: say which step hung instead of only "no answer".
-_MARGIN_S = 3.0
+#: The child is killed this much before the runner would give up on the probe (its timeout or the
+#: doctor's deadline), so that the verdict can say which step hung instead of only "no answer": enough to
+#: kill the group, read its pipes and parse what it said.
+_MARGIN_S = 1.0
 TIMEOUT_ENV = "ENVCHECK_TORCH_TIMEOUT"
 STDERR_TAIL_CHARS = 2000
 
@@ -120,15 +121,17 @@ def stage_words(stage: str | None) -> str:
     }.get(kind, stage)
 
 
-def child_timeout(env: Mapping[str, str], timeout_s: float | None = None) -> float:
-    """The child's time limit: the argument, else ``ENVCHECK_TORCH_TIMEOUT``, else the default;
-    never so long that the runner gives up on the probe first."""
+def child_timeout(env: Mapping[str, str], timeout_s: float | None = None, deadline_s: float | None = None) -> float:
+    """The child's time limit: the argument, else ``ENVCHECK_TORCH_TIMEOUT``, else the default; never so
+    long that the runner gives up on the probe first, whether at the probe's timeout or at the end of
+    what is left of the doctor's deadline (``deadline_s``)."""
     if timeout_s is None:
         try:
             timeout_s = float(env.get(TIMEOUT_ENV, DEFAULT_CHILD_TIMEOUT_S))
         except ValueError:
             timeout_s = DEFAULT_CHILD_TIMEOUT_S
-    return max(0.5, min(timeout_s, PROBE_TIMEOUT_S - _MARGIN_S))
+    runner_waits = PROBE_TIMEOUT_S if deadline_s is None else min(PROBE_TIMEOUT_S, round(deadline_s, 1))
+    return max(0.5, min(timeout_s, runner_waits - _MARGIN_S))
 
 
 @probe(
@@ -159,7 +162,7 @@ def probe_torch(
     if early is not None:
         proc, started, limit = early
     else:
-        limit = child_limit(child_env, timeout_s, deadline_s)
+        limit = child_timeout(child_env, timeout_s, deadline_s)
         started = time.monotonic()
         try:
             proc = _spawn(interpreter, child_env, limit)
@@ -182,15 +185,6 @@ def probe_torch(
     info = _parse(out.decode(errors="replace"), err.decode(errors="replace"), proc.returncode, hung, limit)
     info.duration_s = time.monotonic() - started
     return info
-
-
-def child_limit(env: Mapping[str, str], timeout_s: float | None, deadline_s: float | None) -> float:
-    """The child's time limit, also bounded by what is left of the doctor's deadline."""
-    limit = child_timeout(env, timeout_s)
-    if deadline_s is not None:
-        # One second is enough to kill the group, read its pipes and parse what it said.
-        limit = max(0.5, min(limit, round(deadline_s, 1) - 1.0))
-    return limit
 
 
 def _spawn(interpreter: str, env: Mapping[str, str], limit: float) -> subprocess.Popen[bytes]:
@@ -219,7 +213,7 @@ def start_early(env: Mapping[str, str], deadline_s: float) -> None:
     same environment). Failing to start is left to the probe, which reports it properly.
     """
     child_env = dict(env)
-    limit = child_limit(child_env, None, deadline_s)
+    limit = child_timeout(child_env, deadline_s=deadline_s)
     try:
         proc = _spawn(sys.executable, child_env, limit)
     except OSError:

@@ -175,6 +175,14 @@ def test_child_timeout_defaults_env_and_never_outlasts_the_probe() -> None:
     assert child_timeout({TIMEOUT_ENV: "1000"}, timeout_s=4) == 4
 
 
+def test_child_timeout_ends_before_the_doctors_deadline() -> None:
+    """The same margin before the runner gives up, whether at the probe's timeout or the deadline."""
+    assert child_timeout({}, deadline_s=5.0) == 4.0
+    assert child_timeout({TIMEOUT_ENV: "1000"}) == PROBE_TIMEOUT_S - 1.0
+    assert child_timeout({}, deadline_s=1000.0) == DEFAULT_CHILD_TIMEOUT_S
+    assert child_timeout({}, deadline_s=0.2) == 0.5  # the floor: the child always gets a moment
+
+
 # -- real builds -------------------------------------------------------------------------------------
 
 
