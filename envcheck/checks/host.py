@@ -71,7 +71,7 @@ def check_python(ctx: Context) -> Verdict:
         details["note"] = (
             "system Python outside a container: a venv or conda env keeps your packages apart from the OS's"
         )
-    if py.conda_prefix and py.kind != "conda" and py.prefix != py.conda_prefix:
+    if py.conda_prefix and py.prefix != py.conda_prefix:
         # A conda env is active in the shell but another Python runs: packages land where the user
         # does not look (`pip install` into one, `python` from the other).
         details["note"] = f"conda env {py.conda_prefix} is active, but this Python is not from it"

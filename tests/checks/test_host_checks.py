@@ -83,6 +83,16 @@ def test_python_says_where_it_runs():
     assert "note" not in in_docker.details
 
 
+def test_python_notes_another_conda_env_than_the_one_active():
+    # `conda activate train`, then a Python (a Jupyter kernel, a full path) from another conda env.
+    py = PythonInfo("3.12.4", "CPython", "/opt/conda/envs/eval/bin/python", "/opt/conda/envs/eval", "conda",
+                    conda_prefix="/opt/conda/envs/train")  # fmt: skip
+    result = judge("host.python", healthy(python=py))
+    assert result.status is Status.OK and "/opt/conda/envs/train" in result.details["note"]
+    same = dataclasses.replace(py, conda_prefix="/opt/conda/envs/eval")
+    assert "note" not in judge("host.python", healthy(python=same)).details
+
+
 def test_python_notes_an_active_conda_env_that_is_not_the_running_python():
     py = dataclasses.replace(healthy().python, conda_prefix="/opt/conda/envs/train")
     result = judge("host.python", healthy(python=py))
