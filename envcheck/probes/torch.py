@@ -9,7 +9,8 @@ be judged.
 
 The child gets its own session (process group): on timeout the whole group is killed, so a hung CUDA
 initialisation leaves nothing behind. Children still running when envcheck exits (the doctor's
-deadline came first) are killed at exit for the same reason.
+deadline came first) are killed at exit for the same reason, and a child whose envcheck was killed
+outright (no exit handlers run) ends itself a moment after its own time limit.
 """
 
 from __future__ import annotations

@@ -17,7 +17,9 @@ the parent can say *what* hung or crashed; the last line carries ``"done": true`
 
 import faulthandler
 import json
+import math
 import os
+import signal
 import sys
 import time
 
@@ -26,6 +28,9 @@ MARK = "__envcheck_torch__ "
 #: The matmul every visible GPU runs: small enough to take milliseconds, big enough that a broken
 #: kernel, bad memory or a wrong-arch fallback shows up as a wrong number.
 MATMUL_N = 64
+
+#: How long after its own time limit the child ends itself, should the parent not have killed it.
+ORPHAN_GRACE_S = 2
 
 
 def emit(**fields):
@@ -142,6 +147,12 @@ def main(argv):
     if timeout_s > 0:
         # Just before the parent kills us for hanging, leave the stack of the hang on stderr.
         faulthandler.dump_traceback_later(max(timeout_s - 1.0, timeout_s * 0.8), exit=False)
+        if hasattr(signal, "alarm"):
+            # The parent kills us at the limit, but a parent killed itself (SIGTERM from `timeout`, a
+            # scheduler, a closed terminal) runs no atexit: then SIGALRM's default action ends us, done by
+            # the kernel, so even a hang inside a C call holding the GIL cannot keep us (and the GPU) alive.
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            signal.alarm(math.ceil(timeout_s) + ORPHAN_GRACE_S)
     emit(
         python=sys.version.split()[0],
         executable=sys.executable,

@@ -132,6 +132,36 @@ def test_children_still_running_when_envcheck_exits_are_killed(tmp_path: Path) -
     assert not any(alive(p) for p in pids), "the torch child outlived envcheck"
 
 
+def test_child_of_a_killed_envcheck_ends_itself(tmp_path: Path) -> None:
+    """Killed outright (SIGTERM from `timeout` or a scheduler), envcheck runs no exit handler: the child,
+    in its own session, must still not hang on (holding a GPU) past its own time limit."""
+    pidfile = tmp_path / "pids"
+    script = textwrap.dedent(
+        f"""
+        import os, threading, time
+        from envcheck.probes.torch import probe_torch
+        env = {fake_env("hangs_with_helper", ENVCHECK_TEST_PIDFILE=str(pidfile))!r}
+        threading.Thread(target=probe_torch, args=(env,), kwargs={{"timeout_s": 1}}, daemon=True).start()
+        while not os.path.exists({str(pidfile)!r}):  # the child is past its last message, hanging
+            time.sleep(0.01)
+        os._exit(0)  # like SIGKILL or an unhandled SIGTERM: no atexit
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], timeout=30, check=True)
+    child, helper = (int(p) for p in pidfile.read_text().split())
+    try:
+        deadline = time.monotonic() + 1 + torch_child.ORPHAN_GRACE_S + 5
+        while alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(child), "the torch child outlived a killed envcheck"
+    finally:
+        for pid in (child, helper):  # the fake's helper left the child's reach: not what is tested here
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+
+
 def test_not_installed(tmp_path: Path) -> None:
     """An interpreter without torch (a fresh virtualenv) reports ``not_installed``, not an error."""
     venv.create(tmp_path / "venv", with_pip=False)
