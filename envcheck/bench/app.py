@@ -119,12 +119,15 @@ def main(
         return fail(str(exc), ExitCode.USAGE)
     try:
         import torch  # noqa: F401 - the benchmarks need it; say so plainly if it is missing
-    except ImportError as exc:
-        return fail(f"torch cannot be imported ({exc}); `envcheck doctor` says why", ExitCode.FAILED)
+    except (ImportError, OSError) as exc:  # OSError: a CUDA library the wheel links against is missing
+        from envcheck.bench.common import first_line
+
+        return fail(f"torch cannot be imported ({first_line(exc)}); `envcheck doctor` says why", ExitCode.FAILED)
     try:
         names = devs.resolve(request, devs.inventory())
         if baseline is not None:
             comparing.precheck(baseline, [s.id for s in specs], names, path=str(baseline_path))
+        infos = [devs.describe(n) for n in names]
     except devs.DeviceError as exc:
         return fail(str(exc), exc.exit_code)
     except comparing.BaselineError as exc:
@@ -132,7 +135,6 @@ def main(
 
     started = time.perf_counter()
     checks, note = preflight() if any(n.startswith("cuda") for n in names) else ([], None)
-    infos = [devs.describe(n) for n in names]
     opts = Options(quick=quick, dtypes=dtypes)
     callbacks, live = render.progress(stream=err)
     from envcheck.bench.runner import run_suite

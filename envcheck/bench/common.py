@@ -80,6 +80,12 @@ def empty(shape: tuple[int, ...], dtype: torch.dtype, device: str) -> torch.Tens
     return _allocate(shape, dtype, device, None)
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (CUDA errors run to a dozen), or its type if it has none."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     """True for CUDA's OutOfMemoryError and the CPU allocator's failure, which are plain RuntimeErrors."""
     if type(exc).__name__ == "OutOfMemoryError":

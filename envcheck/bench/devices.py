@@ -12,6 +12,7 @@ import platform
 import re
 from dataclasses import dataclass
 
+from envcheck.bench.common import first_line
 from envcheck.bench.registry import DeviceInfo
 from envcheck.model import ExitCode
 
@@ -98,7 +99,7 @@ def inventory() -> Inventory:
     try:
         count = torch.cuda.device_count()
     except RuntimeError as exc:  # a broken driver makes device_count raise in some torch versions
-        return Inventory((), f"CUDA could not initialise: {str(exc).splitlines()[0]}")
+        return Inventory((), f"CUDA could not initialise: {first_line(exc)}")
     if count == 0:
         return Inventory(
             (),
@@ -115,8 +116,14 @@ def describe(name: str) -> DeviceInfo:
     if name == "cpu":
         return DeviceInfo("cpu", "cpu", cpu_model(), threads=torch.get_num_threads())
     index = int(name.split(":", 1)[1])
-    props = torch.cuda.get_device_properties(index)
-    free, total = torch.cuda.mem_get_info(index)
+    try:
+        props = torch.cuda.get_device_properties(index)
+        free, total = torch.cuda.mem_get_info(index)
+    except RuntimeError as exc:  # counted but unusable: busy in exclusive mode, lost, a failed CUDA init
+        raise DeviceError(
+            f"{name} is visible but cannot be used ({first_line(exc)}); `envcheck doctor` says why",
+            ExitCode.FAILED,
+        ) from None
     return DeviceInfo(
         name,
         "cuda",

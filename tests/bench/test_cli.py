@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -201,3 +202,34 @@ def test_a_broken_spec_is_exit_2_before_anything_runs(invoke, tmp_path):
     result = invoke("--device", "cpu", "--spec", str(path))
     assert result.exit_code == 2 and result.stderr.count("\n") == 1 and "must be a table" in result.stderr
     assert "[1/" not in result.stderr
+
+
+def test_a_gpu_that_is_counted_but_unusable_is_one_line_exit_1(invoke, monkeypatch):
+    from envcheck.bench import devices
+
+    def busy(index):
+        raise RuntimeError("CUDA error: CUDA-capable device(s) is/are busy or unavailable\nCUDA kernel errors ...")
+
+    monkeypatch.setattr(devices, "inventory", lambda: devices.Inventory(("NVIDIA H100 80GB HBM3",)))
+    monkeypatch.setattr(torch.cuda, "get_device_properties", busy)
+    result = invoke("--device", "cuda:0")
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "cuda:0 is visible but cannot be used (CUDA error: CUDA-capable device(s) is/are busy" in result.stderr
+
+
+def test_a_torch_whose_cuda_libraries_are_missing_is_one_line_exit_1(tmp_path):
+    broken = tmp_path / "torch"
+    broken.mkdir()
+    (broken / "__init__.py").write_text(
+        'raise OSError("libcudnn.so.9: cannot open shared object file: No such file or directory")\n'
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "envcheck", "bench", "--device", "cpu"], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr == (
+        "envcheck bench: error: torch cannot be imported (libcudnn.so.9: cannot open shared object file: "
+        "No such file or directory); `envcheck doctor` says why\n"
+    )
