@@ -38,6 +38,8 @@ MEMLOCK_WARN_BELOW = 64 * MiB
 # Each DataLoader worker passes tensors as file descriptors (torch's file_descriptor sharing strategy);
 # 1024, the usual default, runs out with several workers and prefetching.
 NOFILE_WARN_BELOW = 4096
+#: What to raise it to: enough for many DataLoader workers sharing tensors as file descriptors.
+NOFILE_TARGET = 65536
 
 
 def _host(ctx: Context) -> HostInfo:
@@ -248,10 +250,13 @@ def check_ulimits(ctx: Context) -> Verdict:
         problems.append(f"memlock {memlock} with RDMA devices ({', '.join(info.rdma_devices)})")
         fixes.append(
             "NCCL over InfiniBand/RoCE pins its buffers and fails to register memory with a low memlock limit: "
-            "raise it (`ulimit -l unlimited`, `memlock unlimited` in /etc/security/limits.conf, "
-            "`docker run --ulimit memlock=-1`)."
+            "raise it (`memlock unlimited` in /etc/security/limits.conf, `docker run --ulimit memlock=-1`)."
         )
-        commands.append("ulimit -l unlimited")
+        # An ordinary user may raise the soft limit only up to the hard one: suggest what will work.
+        if lim.memlock_hard is None:
+            commands.append("ulimit -l unlimited")
+        elif lim.memlock_hard >= MEMLOCK_WARN_BELOW:
+            commands.append(f"ulimit -l {lim.memlock_hard // 1024}")
     elif low_memlock:
         details["note"] = "memlock is low, but it only matters for RDMA (InfiniBand/RoCE) and none was found"
     if lim.nofile_soft is not None and lim.nofile_soft < NOFILE_WARN_BELOW:
@@ -259,11 +264,16 @@ def check_ulimits(ctx: Context) -> Verdict:
         hard = "unlimited" if lim.nofile_hard is None else lim.nofile_hard
         fixes.append(
             f"DataLoader workers share tensors as file descriptors and hit 'Too many open files' at this limit: raise "
-            f"it (`ulimit -n 65536`, hard limit here {hard}; `docker run --ulimit nofile=65536:65536`)."
+            f"it (hard limit here {hard}; `nofile 65536` in /etc/security/limits.conf, "
+            "`docker run --ulimit nofile=65536:65536`)."
         )
-        commands.append("ulimit -n 65536")
+        if lim.nofile_hard is None or lim.nofile_hard >= NOFILE_TARGET:
+            commands.append(f"ulimit -n {NOFILE_TARGET}")
+        elif lim.nofile_hard > lim.nofile_soft:
+            commands.append(f"ulimit -n {lim.nofile_hard}")  # as far as an ordinary user may go
     if problems:
-        return warn(f"{summary}: too low ({'; '.join(problems)})", " ".join(fixes), " && ".join(commands), **details)
+        command = " && ".join(commands) or None
+        return warn(f"{summary}: too low ({'; '.join(problems)})", " ".join(fixes), command, **details)
     return ok(summary, **details)
 
 

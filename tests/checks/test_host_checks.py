@@ -217,13 +217,20 @@ def test_no_shm_is_skipped():
     assert judge("host.shm", healthy(shm=None)).status is Status.SKIP
 
 
-def test_low_memlock_with_infiniband_warns():
-    host = healthy(limits=Limits(64 * 1024, 64 * 1024, 1048576, 1048576), rdma_devices=["mlx5_0", "mlx5_1"])
+@pytest.mark.parametrize(
+    ("hard", "command"),
+    [
+        (None, "ulimit -l unlimited"),  # an ordinary user may raise the soft limit to an unlimited hard one
+        (1024 * MiB, "ulimit -l 1048576"),  # ulimit -l counts KiB
+        (64 * 1024, None),  # the hard limit itself is too low: only root (limits.conf, docker) can help
+    ],
+)
+def test_low_memlock_with_infiniband_warns(hard, command):
+    host = healthy(limits=Limits(64 * 1024, hard, 1048576, 1048576), rdma_devices=["mlx5_0", "mlx5_1"])
     result = judge("host.ulimits", host)
     assert result.status is Status.WARN
-    assert (
-        "mlx5_0" in result.summary and "memlock=-1" in result.fix.text and "ulimit -l unlimited" in result.fix.command
-    )
+    assert "mlx5_0" in result.summary and "memlock=-1" in result.fix.text and "limits.conf" in result.fix.text
+    assert result.fix.command == command
 
 
 def test_low_memlock_without_rdma_is_only_noted():
@@ -235,11 +242,16 @@ def test_no_rlimits_on_windows_is_skipped():
     assert judge("host.ulimits", healthy(os_name="Windows", limits=None)).status is Status.SKIP
 
 
-def test_low_open_files_limit_warns():
-    result = judge("host.ulimits", healthy(limits=Limits(None, None, 1024, 4096)))
+@pytest.mark.parametrize(
+    ("hard", "command"),
+    [(None, "ulimit -n 65536"), (1048576, "ulimit -n 65536"), (4096, "ulimit -n 4096"), (1024, None)],
+)
+def test_low_open_files_limit_warns_with_a_command_that_works_without_root(hard, command):
+    result = judge("host.ulimits", healthy(limits=Limits(None, None, 1024, hard)))
     assert result.status is Status.WARN
     assert "open files 1024" in result.summary and "Too many open files" in result.fix.text
-    assert result.fix.command == "ulimit -n 65536"
+    assert "nofile=65536:65536" in result.fix.text
+    assert result.fix.command == command
 
 
 @pytest.mark.parametrize("kind, words", [(None, "not in a container"), ("docker", "in a container: docker")])
