@@ -95,7 +95,7 @@ def probe_scaled_mm(device: str) -> None:
     try:
         torch._scaled_mm(x, x.t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
     except (RuntimeError, NotImplementedError) as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = common.first_line(exc)
         if "support" in text.lower() or isinstance(exc, NotImplementedError):
             raise Unsupported(f"fp8 matmul (torch._scaled_mm) is not available here: {text}") from None
         raise
