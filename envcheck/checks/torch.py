@@ -150,7 +150,13 @@ def _first_line(text: str | None, limit: int = 300) -> str:
 
 # -- arch coverage -----------------------------------------------------------------------------------
 
-_ARCH = re.compile(r"^(sm|compute)_(\d+)([af]?)$")
+_ARCH = re.compile(r"^(sm|compute)_(\d+)(\d)([af]?)$")
+
+
+def _arch_target(flag: str) -> tuple[str, tuple[int, int], str] | None:
+    """``"sm_100a"`` -> ("sm", (10, 0), "a"); None for what is not a CUDA target (``gfx90a``)."""
+    match = _ARCH.match(flag)
+    return (match[1], (int(match[2]), int(match[3])), match[4]) if match else None
 
 
 def covering_target(capability: tuple[int, int], arch_list: list[str]) -> str | None:
@@ -165,11 +171,10 @@ def covering_target(capability: tuple[int, int], arch_list: list[str]) -> str | 
     binary: tuple[tuple[int, int], str] | None = None
     ptx: tuple[tuple[int, int], str] | None = None
     for flag in arch_list:
-        match = _ARCH.match(flag)
-        if match is None:
+        parsed = _arch_target(flag)
+        if parsed is None:
             continue
-        kind, digits, suffix = match[1], match[2], match[3]
-        target = (int(digits[:-1]), int(digits[-1]))
+        kind, target, suffix = parsed
         if suffix == "a":
             fits = target == capability
         elif kind == "sm" or suffix == "f":
@@ -189,7 +194,7 @@ def covering_target(capability: tuple[int, int], arch_list: list[str]) -> str | 
 
 def _arch_fix(capability: tuple[int, int], info: TorchInfo) -> str:
     wanted = f"sm_{capability[0]}{capability[1]}"
-    built = sorted((int(m[2][:-1]), int(m[2][-1])) for m in map(_ARCH.match, info.arch_list) if m is not None)
+    built = sorted(parsed[1] for parsed in map(_arch_target, info.arch_list) if parsed is not None)
     if built and capability < built[0]:
         why = ""
         if capability < CUDA13_MIN_CC and (_version(info.cuda) or (0, 0)) >= (13, 0):

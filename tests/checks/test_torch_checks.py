@@ -310,6 +310,7 @@ def test_devices_skip_for_cpu_torch_and_without_nvml(nvml: Callable[[str], Any])
         ((10, 0), ["compute_90a"], None),
         ((7, 0), CU130_ARCH, None),  # Volta under a CUDA 13 build
         ((9, 0), ["gfx90a", "sm_90"], "sm_90"),
+        ((8, 0), ["sm_8", "sm_80"], "sm_80"),  # not a target (one digit): skipped, not a crash
     ],
 )
 def test_covering_target(capability: tuple[int, int], arch: list[str], target: str | None) -> None:
