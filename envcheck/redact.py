@@ -27,7 +27,7 @@ _SECRET_PARTS = frozenset(
     {
         "TOKEN", "TOKENS", "SECRET", "SECRETS", "PASSWORD", "PASSWORDS", "PASSWD", "PASS", "PASSPHRASE", "PWD",
         "KEY", "KEYS", "APIKEY", "CREDENTIAL", "CREDENTIALS", "CREDS", "AUTH", "PRIVATE", "SESSION", "COOKIE",
-        "COOKIES", "SIGNATURE", "DSN",
+        "COOKIES", "SIGNATURE", "SIG", "DSN", "PAT", "CONNECTION",
     }
 )  # fmt: skip
 #: Glued forms (``AUTHTOKEN``, ``CLIENTSECRET``, ``ACCESSKEY``): a part that *ends* with one of these.
@@ -46,6 +46,10 @@ _TOKEN_SHAPES = re.compile(
     r"\b(?:hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_\-]{20,}"
     r"|sk-[A-Za-z0-9_\-]{20,}|xox[abprs]-[A-Za-z0-9\-]{10,}|AKIA[A-Z0-9]{16})\b"
 )
+#: ``name=value`` fields in free text: query parameters of presigned URLs (``X-Amz-Signature``, SAS ``sig``,
+#: ``?token=``), connection strings (``AccountKey=...;``), ``HF_TOKEN=...`` in a quoted command line. The
+#: value goes when the name is secret-looking by the same rule as variable names (:func:`is_secret_name`).
+_FIELDS = re.compile(r"(?<![\w\-])(?P<name>[A-Za-z][\w\-]*)=(?P<value>[^&;\s\"']+)")
 #: Secret values shorter than this are not scrubbed from free text: "1" or "true" would mangle the report.
 _MIN_SCRUB_LEN = 6
 
@@ -61,6 +65,7 @@ def is_secret_name(name: str) -> bool:
 def redact_value(value: str) -> str:
     """``value`` without credentials embedded in URLs and without well-known token shapes."""
     value = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{REDACTED}@", value)
+    value = _FIELDS.sub(lambda m: f"{m['name']}={REDACTED}" if is_secret_name(m["name"]) else m[0], value)
     return _TOKEN_SHAPES.sub(REDACTED, value)
 
 

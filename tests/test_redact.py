@@ -74,3 +74,33 @@ def test_scrub_removes_secret_values_from_free_text():
     assert "0123456789abcdef" not in scrubbed and REDACTED in scrubbed
     # Short values ("1") are not scrubbed: they would mangle unrelated text.
     assert scrubbed.endswith("(DEBUG=1)")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "https://b.s3.amazonaws.com/x?X-Amz-Algorithm=AWS4&X-Amz-Credential=AKIAXX%2F2026&X-Amz-Signature=abcdef0123",
+            "https://b.s3.amazonaws.com/x?X-Amz-Algorithm=AWS4&X-Amz-Credential=<redacted>&X-Amz-Signature=<redacted>",
+        ),
+        (
+            "https://a.blob.core.windows.net/c?sv=2020&sig=abc%2Bdef&se=2026",
+            "https://a.blob.core.windows.net/c?sv=2020&sig=<redacted>&se=2026",
+        ),
+        (
+            "AccountName=foo;AccountKey=c2VjcmV0;EndpointSuffix=core",
+            "AccountName=foo;AccountKey=<redacted>;EndpointSuffix=core",
+        ),
+        ("https://host/api?token=abc123&x=1", "https://host/api?token=<redacted>&x=1"),
+        ("run: HF_TOKEN=abcdefgh python train.py", "run: HF_TOKEN=<redacted> python train.py"),
+        # Fields whose names only look alike stay: they are what a reader needs.
+        ("TOKENIZERS_PARALLELISM=false signal=9 CUDA_VISIBLE_DEVICES=0,1",) * 2,
+    ],
+)
+def test_secret_fields_in_free_text(text, expected):
+    assert redact_value(text) == expected
+
+
+@pytest.mark.parametrize("name", ["GITHUB_PAT", "AZURE_STORAGE_CONNECTION_STRING"])
+def test_more_secret_names(name):
+    assert is_secret_name(name)
