@@ -18,6 +18,7 @@ from envcheck.probes import toolkit as _toolkit_probe  # noqa: F401 - registers 
 from envcheck.probes.nvml import NvmlState
 from envcheck.probes.toolkit import ToolkitInfo
 from envcheck.probes.torch import TorchInfo, stage_words
+from envcheck.probes.torch_child import MATMUL_N
 from envcheck.registry import SkipCheck, Verdict, check, fail, ok, skip, warn
 from envcheck.runner import Context, ProbeFailed, ProbeTimeout
 
@@ -328,18 +329,18 @@ def check_cuda_build(ctx: Context) -> Verdict:
     """A CPU-only or ROCm torch on a machine with NVIDIA GPUs cannot use them."""
     info = _torch(ctx)
     state = _nvml(ctx)
-    gpus = state.gpus if state else []
-    if not gpus:
+    if state is None or not state.gpus:
         where = "no NVIDIA GPU found" if state else "NVML not available (see the driver checks)"
         return ok(f"torch {info.version}: {_flavour(info)}; {where}", cuda=info.cuda, hip=info.hip)
+    gpus = state.gpus
     if info.cuda and not info.hip:
         return ok(f"torch {info.version}: {_flavour(info)} for {len(gpus)} NVIDIA GPU(s)", cuda=info.cuda)
-    variant = _variant_for_driver(_version(state.cuda_driver_version) or (0, 0)) if state else None
+    variant = _variant_for_driver(_version(state.cuda_driver_version) or (0, 0))
     choose = f"the {_variant(variant)} variant matches this driver" if variant else "the variant for your driver"
     return fail(
         f"torch {info.version} is a {_flavour(info)}, but this machine has {len(gpus)} NVIDIA GPU(s)",
-        f"Install a CUDA build of torch ({choose}, driver {state.driver_version if state else '?'} supports CUDA "
-        f"{state.cuda_driver_version if state else '?'}). On Linux x86_64 the default torch wheel is a CUDA "
+        f"Install a CUDA build of torch ({choose}, driver {state.driver_version} supports CUDA "
+        f"{state.cuda_driver_version}). On Linux x86_64 the default torch wheel is a CUDA "
         "build; a CPU build usually comes from a CPU-only index set in pip.conf, PIP_INDEX_URL or a "
         "requirements file.",
         REINSTALL_TORCH,
@@ -365,6 +366,7 @@ def check_driver_compat(ctx: Context) -> Verdict:
     }
     said = f" (torch says: {_first_line(info.cuda_init_error)})" if info.cuda_init_error else ""
     full_driver = TOOLKIT_DRIVER.get(torch_cuda)
+    minimum = MINOR_COMPAT_DRIVER.get(torch_cuda[0])
     variant = _variant_for_driver(driver_cuda)
     alternative = (
         f", or install the torch {_variant(variant)} variant, which driver {state.driver_version} runs"
@@ -372,7 +374,6 @@ def check_driver_compat(ctx: Context) -> Verdict:
         else ""
     )
     if driver_cuda[0] < torch_cuda[0]:
-        minimum = MINOR_COMPAT_DRIVER.get(torch_cuda[0])
         need = f">= {full_driver}" if full_driver else f"of the {torch_cuda[0]}.x series"
         compat = (
             f" (any >= {minimum} runs CUDA {torch_cuda[0]}.x through minor-version compatibility)" if minimum else ""
@@ -385,7 +386,6 @@ def check_driver_compat(ctx: Context) -> Verdict:
             **details,
         )
     if driver_cuda < torch_cuda:
-        minimum = MINOR_COMPAT_DRIVER.get(torch_cuda[0])
         if minimum and _driver_tuple(state.driver_version) < _driver_tuple(minimum):
             return fail(
                 f"driver {state.driver_version} is older than {minimum}, the minimum for CUDA {torch_cuda[0]}.x "
@@ -433,12 +433,11 @@ def check_devices(ctx: Context) -> Verdict:
             if lost:
                 notes.append(f"lost GPU(s) {', '.join(map(str, lost))} not counted (see the gpu checks)")
             expected = len(visible) - len(lost)
+    cause = f": {_first_line(info.cuda_init_error)}" if info.cuda_init_error else ""
     if expected is not None and seen != expected:
-        cause = f": {_first_line(info.cuda_init_error)}" if info.cuda_init_error else ""
         scope = f" (after {VISIBLE}={value})" if value is not None else ""
         findings.append((Status.FAIL, f"torch sees {seen} GPU(s) but {expected} should be visible{scope}{cause}"))
     elif expected is None and seen == 0 and not visibility.hidden_on_purpose:
-        cause = f": {_first_line(info.cuda_init_error)}" if info.cuda_init_error else ""
         findings.append((Status.FAIL, f"torch sees no GPU{cause}"))
     details = {
         "torch_device_count": seen,
@@ -590,7 +589,7 @@ def check_matmul(ctx: Context) -> Verdict:
         elif error is None or not math.isfinite(error) or error > MATMUL_TOLERANCE:
             shown = "did not run" if error is None else f"max relative error {error:.2g} vs the CPU"
             problems.append(f"{label}: wrong result ({shown}; tolerance {MATMUL_TOLERANCE:g})")
-    details = {"max_rel_error": errors, "tolerance": MATMUL_TOLERANCE, "size": 64}
+    details = {"max_rel_error": errors, "tolerance": MATMUL_TOLERANCE, "size": MATMUL_N}
     if problems:
         if any("no kernel image" in p for p in problems):
             fix = "torch has no kernel for this GPU's architecture: see torch.arch for the build to install."
@@ -605,7 +604,9 @@ def check_matmul(ctx: Context) -> Verdict:
         return fail("; ".join(problems), fix, command, **details)
     worst = max(e for e in errors.values() if isinstance(e, float))
     return ok(
-        f"64x64 fp32 matmul on {len(info.devices)} GPU(s) matches the CPU (max relative error {worst:.1g})", **details
+        f"{MATMUL_N}x{MATMUL_N} fp32 matmul on {len(info.devices)} GPU(s) matches the CPU (max relative error "
+        f"{worst:.1g})",
+        **details,
     )
 
 
