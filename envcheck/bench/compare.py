@@ -8,6 +8,7 @@ case names the size, so a figure is only held against the same problem on the sa
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,11 +69,24 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
             f"baseline {path} is not an `envcheck bench --save` file (schema {found!r}, expected {SCHEMA!r})"
         )
     results = data.get("results")
-    if not isinstance(results, list) or not all(
-        isinstance(r, dict) and {"id", "case", "device", "value", "unit"} <= r.keys() for r in results
-    ):
+    if not isinstance(results, list) or not all(_well_formed(r) for r in results):
         raise BaselineError(f"baseline {path} has a malformed results list")
     return data
+
+
+def _well_formed(r: object) -> bool:
+    """A saved figure as ``--save`` writes it: text keys, and a finite number or null for the value (a NaN
+    or Infinity, which Python's json accepts, would compare as never regressed or always regressed)."""
+    if not isinstance(r, dict) or not {"id", "case", "device", "value", "unit"} <= r.keys():
+        return False
+    value, unit = r["value"], r["unit"]
+    return (
+        all(isinstance(r[k], str) for k in ("id", "case", "device"))
+        and (unit is None or isinstance(unit, str))
+        and (
+            value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
+        )
+    )
 
 
 def _key(r: dict[str, Any]) -> tuple[str, str, str]:

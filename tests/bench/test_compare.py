@@ -63,6 +63,11 @@ def test_precheck_catches_a_mismatch_before_running():
         (json.dumps([1, 2]), "is not an `envcheck bench --save` file"),
         (json.dumps({"schema": SCHEMA, "results": [{"id": "x"}]}), "malformed results list"),
         (json.dumps({"schema": SCHEMA}), "malformed results list"),
+        (json.dumps(baseline(result(case={"m": 8192}))), "malformed results list"),
+        (json.dumps(baseline(result(device=["cuda:0"]))), "malformed results list"),
+        (json.dumps(baseline(result(value="700"))), "malformed results list"),
+        (json.dumps(baseline(result(value=float("nan")))), "malformed results list"),
+        (json.dumps(baseline(result(value=float("inf")))), "malformed results list"),
     ],
 )
 def test_malformed_baselines_are_one_line_errors(tmp_path, content, message):
@@ -76,3 +81,9 @@ def test_malformed_baselines_are_one_line_errors(tmp_path, content, message):
 def test_missing_baseline(tmp_path):
     with pytest.raises(BaselineError, match="does not exist"):
         compare.load_baseline(tmp_path / "nope.json")
+
+
+def test_a_saved_run_with_skipped_figures_loads(tmp_path):
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(baseline(result(), result(bench_id="matmul.fp8", value=None, unit=None))))
+    assert len(compare.load_baseline(path)["results"]) == 2
