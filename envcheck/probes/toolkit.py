@@ -97,6 +97,7 @@ def _read_version(source: str, nvcc: str, env: Mapping[str, str]) -> Nvcc:
             [nvcc, "--version"],
             capture_output=True,
             text=True,
+            errors="replace",  # a wrapper's stray bytes must not make the probe raise
             timeout=NVCC_TIMEOUT_S,
             env=dict(env),
             stdin=subprocess.DEVNULL,

@@ -325,3 +325,14 @@ def test_hanging_nvcc_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     info = toolkit.probe_toolkit({"PATH": "", "CUDA_HOME": str(home)}, default_home=str(tmp_path / "none"))
     assert time.monotonic() - started < 5
     assert info.found[0].version is None and "did not finish within 0.5 s" in (info.found[0].error or "")
+
+
+def test_nvcc_printing_bytes_that_are_not_utf8_is_still_read(tmp_path: Path) -> None:
+    """A wrapper script or a locale can put stray bytes in nvcc's output: the version is still found."""
+    from envcheck.probes.toolkit import probe_toolkit
+
+    home = fake_toolkit(tmp_path / "cuda", "12.4")
+    nvcc = home / "bin" / "nvcc"
+    nvcc.write_bytes(nvcc.read_bytes().replace(b"#!/bin/sh\n", b"#!/bin/sh\nprintf '\\377\\376 wrapper\\n'\n", 1))
+    info = probe_toolkit({"PATH": "", "CUDA_HOME": str(home)}, default_home=str(tmp_path / "none"))
+    assert info.found[0].version == "12.4", info.found[0].error
