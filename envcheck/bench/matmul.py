@@ -48,15 +48,25 @@ def dtype_support(dev: DeviceInfo, dtype: str) -> str | None:
     return None
 
 
+#: Bytes per element of A and B, and of C (fp8 writes a bf16 output).
+INPUT_BYTES = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
+OUTPUT_BYTES = {**INPUT_BYTES, "fp8": 2}
+#: Columns of B the float64 check converts at a time (see :func:`rows_reference`).
+CHECK_CHUNK = 2048
+
+
+def fits(dev: DeviceInfo, dtype: str, m: int, n: int, k: int) -> bool:
+    """Whether A, B, C and the check's float64 column block of B take at most half the free GPU memory."""
+    need = (m * k + k * n) * INPUT_BYTES[dtype] + m * n * OUTPUT_BYTES[dtype] + k * CHECK_CHUNK * 8
+    return need <= 0.5 * (dev.free_bytes or 0)
+
+
 def square_size(dev: DeviceInfo, dtype: str, quick: bool) -> int:
-    """The largest of the standard sizes whose three matrices (plus the float64 check) fit comfortably."""
+    """The largest of the standard sizes that :func:`fits`, halving from 8192 down to 1024."""
     if not dev.is_cuda:
         return 512 if quick else 1024
-    itemsize = 1 if dtype == "fp8" else 2 if dtype in ("bf16", "fp16") else 4
     n = 8192
-    free = dev.free_bytes or 0
-    # inputs + output + a float64 column block of B for the check; keep half of free memory spare.
-    while n > 1024 and (3 * n * n * itemsize + n * 2048 * 8) > 0.5 * free:
+    while n > 1024 and not fits(dev, dtype, n, n, n):
         n //= 2
     return n
 
@@ -66,7 +76,7 @@ def scaled(n: int, scale: float, multiple: int = 256) -> int:
     return max(multiple, int(n * scale) // multiple * multiple)
 
 
-def rows_reference(a_rows: torch.Tensor, b: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
+def rows_reference(a_rows: torch.Tensor, b: torch.Tensor, chunk: int = CHECK_CHUNK) -> torch.Tensor:
     """float64 ``a_rows @ b``, converting ``b`` one column block at a time to bound the extra memory."""
     import torch
 
@@ -248,9 +258,7 @@ def matmul_sweep(dev: DeviceInfo, opts: Options) -> list[Plan]:
         return []
     if dev.is_cuda:
         shapes = GPU_SWEEP_QUICK if opts.quick else GPU_SWEEP
-        itemsize = 2
-        free = dev.free_bytes or 0
-        shapes = [s for s in shapes if (s[0] * s[2] + s[2] * s[1] + s[0] * s[1]) * itemsize < 0.5 * free] or shapes[:1]
+        shapes = [s for s in shapes if fits(dev, dtype, *s)] or shapes[:1]
     else:
         shapes = CPU_SWEEP_QUICK if opts.quick else CPU_SWEEP
     plans = []

@@ -147,6 +147,22 @@ def test_fp8_needs_compute_capability_8_9():
     assert matmul.square_size(h100, "bf16", quick=False) == 8192
 
 
+def test_square_and_sweep_sizes_leave_half_the_free_memory_including_the_check():
+    from envcheck.bench.registry import DeviceInfo
+
+    def card(free_mib: int) -> DeviceInfo:
+        return DeviceInfo("cuda:0", "cuda", "NVIDIA L4", 0, (8, 9), free_bytes=free_mib << 20)
+
+    # 8192² bf16: 384 MiB of matrices + 128 MiB float64 block of B for the check = exactly half of 1 GiB.
+    assert matmul.square_size(card(1024), "bf16", quick=False) == 8192
+    assert matmul.square_size(card(768), "bf16", quick=False) == 4096
+    # fp8 8192²: A and B at one byte but the bf16 output at two (384 MiB with the check), over half of 700 MiB.
+    assert not matmul.fits(card(700), "fp8", 8192, 8192, 8192)
+    sweep = [p.label for p in BENCHMARKS["matmul.sweep"].plans(card(1024), Options())]
+    # 4096x16384x8192 is 448 MiB of matrices, under half of 1 GiB, but not with the check's 128 MiB.
+    assert sweep == ["bf16 4096x4096x4096", "bf16 6144x6144x6144", "bf16 8192x8192x8192", "bf16 8192x8192x4096"]
+
+
 def test_attention_reports_the_backend_that_ran(cpu):
     result = run_one("attention.fwd", cpu)
     assert result.params["backend"] in {"flash", "math", "memory-efficient", "cudnn"}
