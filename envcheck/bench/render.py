@@ -161,7 +161,7 @@ def _render_findings(run: Run, console: Any) -> None:
         )
     for v in run.spec_verdicts or []:
         mark = {True: "[green]spec ✓[/]", False: "[bold red]BELOW SPEC[/]", None: "[dim]spec -[/]"}[v.passed]
-        console.print(f"{mark} {v.device or ''} {v.id}: {v.words}".replace("  ", " "))
+        console.print(" ".join(filter(None, (mark, v.device, f"{v.id}: {v.words}"))))
     c = run.counts()
     parts = [f"{c['verified']} verified"]
     for key, word in (
@@ -171,6 +171,7 @@ def _render_findings(run: Run, console: Any) -> None:
         ("noisy", "noisy"),
         ("slow_vs_siblings", "slow vs siblings"),
         ("regressions", "regressions"),
+        ("below_spec", "below spec"),
     ):
         if c[key]:
             parts.append(f"{c[key]} {word}")
@@ -191,7 +192,7 @@ def list_benchmarks(specs: list[BenchSpec], console: Any) -> None:
     console.print(table)
 
 
-def progress(total_hint: int | None = None, stream: IO[str] | None = None) -> tuple[Progress, Any]:
+def progress(stream: IO[str] | None = None) -> tuple[Progress, Any]:
     """A progress display on stderr: a live bar on a terminal, plain lines otherwise (CI logs, pipes).
 
     Returns the callbacks and a context manager that owns the live display.
@@ -223,7 +224,7 @@ def progress(total_hint: int | None = None, stream: IO[str] | None = None) -> tu
         console=Console(file=stream),
         transient=True,
     )
-    task = bar.add_task("benchmarking", total=total_hint)
+    task = bar.add_task("benchmarking", total=None)  # the first started() sets it
 
     def started_live(i: int, n: int, bench_id: str, label: str, device: str) -> None:
         bar.update(task, total=n, completed=i, description=f"{device} {bench_id} {label}")

@@ -187,6 +187,7 @@ def test_spec_minimum_not_reached_fails(invoke, fast_budgets, tmp_path):
     result = invoke("--device", "cpu", "--quick", "--only", "matmul.fp32", "--spec", write_spec(tmp_path, 1e9))
     assert result.exit_code == 1
     assert "BELOW SPEC cpu matmul.fp32:" in result.stdout and "< spec minimum 1e+09 GFLOP/s" in result.stdout
+    assert ", 1 below spec on 1 device(s)" in result.stdout  # the summary names why it is red
 
 
 def test_spec_minimum_reached_passes_and_is_in_the_json(invoke, fast_budgets, tmp_path):
