@@ -78,8 +78,10 @@ def compare_figures(dev: DeviceInfo, rounds: int) -> list[dict[str, Any]]:
     for bench_id in (matmul_id, "memory.d2d"):
         ours: list[float] = []
         raw: list[float] = []
-        case, unit = "", ""
+        case, unit, params = "", "", {}
         for i in range(rounds):
+            # Round 0 runs envcheck first, so the raw loop always has the size envcheck's case ran at
+            # (after any out-of-memory shrink) in params.
             for side in ("envcheck", "raw") if i % 2 == 0 else ("raw", "envcheck"):
                 if side == "envcheck":
                     result = envcheck_figure(bench_id, dev)
@@ -88,10 +90,9 @@ def compare_figures(dev: DeviceInfo, rounds: int) -> list[dict[str, Any]]:
                     case, unit, params = result.case, result.unit or "", result.params
                 elif bench_id.startswith("matmul"):
                     dtype = torch.bfloat16 if dev.is_cuda else torch.float32
-                    size = envcheck_size(bench_id, dev)
-                    raw.append(raw_matmul(dev, dtype, size, seconds))
+                    raw.append(raw_matmul(dev, dtype, params["m"], seconds))
                 else:
-                    raw.append(raw_copy(dev, envcheck_size(bench_id, dev), seconds))
+                    raw.append(raw_copy(dev, params["bytes"], seconds))
                 runner.free_memory(dev)
         ratios = [o / r for o, r in zip(ours, raw, strict=True)]
         rows.append(
@@ -109,15 +110,6 @@ def compare_figures(dev: DeviceInfo, rounds: int) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def envcheck_size(bench_id: str, dev: DeviceInfo) -> int:
-    """The size envcheck's own case uses (so the raw loop runs exactly the same problem)."""
-    from envcheck.bench import matmul, memory
-
-    if bench_id.startswith("matmul"):
-        return matmul.square_size(dev, bench_id.split(".")[1], quick=False)
-    return memory.device_buffer_bytes(dev, quick=False)
 
 
 def suite_wall(device: str, quick: bool) -> dict[str, Any]:
