@@ -4,8 +4,8 @@
 #
 #   OUT=/tmp/out benchmarks/gpu_check.sh            # BENCH_DEVICE=cuda:0 by default; PYTHON to override
 #
-# Every step runs under its own timeout (together 290 s, so the whole check ends inside 5 minutes even
-# if a step hangs); its exit code and wall time go to $OUT/steps.tsv and $OUT/summary.json, so one
+# Every step runs under its own timeout (together 290 s, plus at most 2 s each for a step that ignores
+# SIGTERM, so the whole check ends inside 5 minutes even if steps hang); its exit code and wall time go to $OUT/steps.tsv and $OUT/summary.json, so one
 # failing step never hides the others. The script exits non-zero if any did.
 #
 # Expected on one H100/H200: doctor ~10 s, pytest -m gpu ~40 s, bench (default) ~80 s, bench_vs_raw ~30 s.
@@ -29,7 +29,7 @@ step() {  # step NAME TIMEOUT_S COMMAND... ; stdout -> $OUT/NAME.out, stderr -> 
     local start end rc
     echo "== $name: $*" >&2
     start=$(date +%s.%N)
-    timeout --kill-after=10 "$limit" "$@" > "$OUT/$name.out" 2> "$OUT/$name.err"
+    timeout --kill-after=2 "$limit" "$@" > "$OUT/$name.out" 2> "$OUT/$name.err"
     rc=$?
     end=$(date +%s.%N)
     printf '%s\t%s\t%.1f\t%s\n' "$name" "$rc" "$(awk -v a="$start" -v b="$end" 'BEGIN { print b - a }')" "$*" >> "$OUT/steps.tsv"
