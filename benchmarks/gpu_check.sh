@@ -5,8 +5,8 @@
 #   OUT=/tmp/out benchmarks/gpu_check.sh            # BENCH_DEVICE=cuda:0 by default; PYTHON to override
 #
 # Every step runs under its own timeout (together 290 s, plus at most 2 s each for a step that ignores
-# SIGTERM, so the whole check ends inside 5 minutes even if steps hang); its exit code and wall time go to $OUT/steps.tsv and $OUT/summary.json, so one
-# failing step never hides the others. The script exits non-zero if any did.
+# SIGTERM, so the whole check ends inside 5 minutes even if steps hang); its exit code and wall time
+# go to $OUT/steps.tsv and $OUT/summary.json, so one failing step never hides the others. The script exits non-zero if any did.
 #
 # Expected on one H100/H200: doctor ~10 s, pytest -m gpu ~40 s, bench (default) ~80 s, bench_vs_raw ~30 s.
 set -u
