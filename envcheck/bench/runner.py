@@ -189,7 +189,16 @@ def run_plan(
                 **base,
             )
         wl, m, check = outcome
-        value, unit, peak, fraction, source = figure(wl, m, dev)
+        try:
+            value, unit, peak, fraction, source = figure(wl, m, dev)
+        except Exception as exc:  # noqa: BLE001 - a bug in the arithmetic must not end the suite
+            return BenchResult(
+                case=wl.case,
+                status=ERROR,
+                reason=f"envcheck could not compute the figure (a bug; please report it): {_first_line(exc)}",
+                duration_s=clock() - started,
+                **base,
+            )
         rates = {"images/s": wl.images_per_step / m.median_s} if wl.images_per_step and wl.work_unit != "image" else {}
         params = {**wl.params, **wl.notes}
         if scale != 1.0:
@@ -296,7 +305,7 @@ def run_suite(
     """Every selected benchmark on every device, device by device, in suite order."""
     progress = progress or Progress()
     budgets = budgets or BUDGETS
-    work: list[tuple[DeviceInfo, BenchSpec, list[Plan]]] = [(d, s, s.plans(d, opts)) for d in devices for s in specs]
+    work: list[tuple[DeviceInfo, BenchSpec, list[Plan]]] = [(d, s, _plans(s, d, opts)) for d in devices for s in specs]
     total = sum(len(plans) for _, _, plans in work)
     results: list[BenchResult] = []
     done = 0
@@ -318,6 +327,20 @@ def run_suite(
         else:
             results.extend(group)
     return flag_slow_siblings(results)
+
+
+def _plans(spec: BenchSpec, dev: DeviceInfo, opts: Options) -> list[Plan]:
+    """The benchmark's cases on this device; if planning itself raises (a bug in envcheck, or a torch
+    query failing), one case that reports the error, so the rest of the suite still runs."""
+    try:
+        return spec.plans(dev, opts)
+    except Exception as exc:  # noqa: BLE001 - becomes that benchmark's result
+        why = f"planning {spec.id} failed: {_first_line(exc)}"
+
+        def build(scale: float) -> Workload:
+            raise RuntimeError(why)
+
+        return [Plan("plan", None, build)]
 
 
 def _device_context(dev: DeviceInfo) -> Any:

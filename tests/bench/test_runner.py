@@ -134,3 +134,34 @@ def test_preflight_runs_registered_doctor_checks_and_names_missing_ones(monkeypa
     checks, note = app.preflight()
     assert [(c.id, c.status) for c in checks] == [("torch.arch", Status.OK)]
     assert note == "doctor checks not available in this envcheck: gpu.memory"
+
+
+def test_a_benchmark_whose_planning_raises_is_its_own_error_and_the_suite_goes_on():
+    from envcheck.bench.registry import BENCHMARKS, BenchSpec, Options, load_all
+
+    load_all()
+
+    def broken(dev: DeviceInfo, opts: Options) -> list:
+        raise KeyError("no such property")
+
+    cpu = DeviceInfo("cpu", "cpu", "test cpu", threads=1)
+    specs = [BenchSpec("matmul.broken", "broken", "nothing", broken), BENCHMARKS["memory.d2d"]]
+    results = runner.run_suite(specs, [cpu], Options(quick=True))
+    by_id = {r.id: r for r in results}
+    assert by_id["matmul.broken"].status == runner.ERROR
+    assert by_id["matmul.broken"].reason == "RuntimeError: planning matmul.broken failed: KeyError: 'no such property'"
+    assert by_id["memory.d2d"].status == runner.OK and by_id["memory.d2d"].value > 0
+
+
+def test_a_figure_that_cannot_be_computed_is_an_error_not_the_end_of_the_suite(monkeypatch):
+    from envcheck.bench.registry import BENCHMARKS, Options, load_all
+
+    load_all()
+
+    def explode(*args, **kwargs):
+        raise ZeroDivisionError("float division by zero")
+
+    monkeypatch.setattr(runner, "figure", explode)
+    cpu = DeviceInfo("cpu", "cpu", "test cpu", threads=1)
+    [result] = runner.run_suite([BENCHMARKS["memory.d2d"]], [cpu], Options(quick=True))
+    assert result.status == runner.ERROR and "ZeroDivisionError" in result.reason and "a bug" in result.reason
