@@ -293,8 +293,13 @@ def _import_error_fix(error: str) -> tuple[str, str]:
     return ("Reinstall torch in this environment; the error says which part of it is broken.", REINSTALL_TORCH)
 
 
+def _in_cuda(stage: str | None) -> bool:
+    """Whether the child had got past ``import torch`` into CUDA itself (the driver stack, not a library)."""
+    return bool(stage) and stage.startswith(("cuda_init", "device", "matmul"))
+
+
 def _crash_fix(stage: str | None) -> tuple[str, str]:
-    if stage and stage.startswith(("cuda_init", "device", "matmul")):
+    if _in_cuda(stage):
         return (
             f"The crash happened during {stage_words(stage)}, inside the CUDA driver stack: look for Xid "
             "errors in the kernel log and check whether `nvidia-smi` works; a GPU in a bad state usually needs "
@@ -310,7 +315,7 @@ def _crash_fix(stage: str | None) -> tuple[str, str]:
 
 
 def _hang_fix(stage: str | None) -> tuple[str, str]:
-    if stage and stage.startswith(("cuda_init", "device", "matmul")):
+    if _in_cuda(stage):
         return (
             f"{stage_words(stage)} blocks: usually a wedged driver or a GPU in a bad state (check whether "
             "`nvidia-smi` hangs too, and the kernel log for Xid errors); it needs the GPU reset or the node "
