@@ -230,7 +230,8 @@ def test_bench_spec_judges_every_device(tmp_path):
 
 def test_snapshot_with_bench_figures_round_trips_and_bench_spec_passes_on_itself(tmp_path, nvml, monkeypatch):
     """A real (quick, one-benchmark) CPU bench behind `snapshot --with-bench`, then `bench --spec` on the
-    same machine. The fraction is 0.5 so that a busy CI machine does not fail its own figures."""
+    same machine. The fraction is 0.01: on a shared 2-core CI machine two short CPU runs a moment apart
+    were seen to differ by 8x, and this test is about the pipeline, not about the machine's speed."""
     import envcheck.spec.bench as spec_bench
 
     nvml("no_library")
@@ -238,9 +239,9 @@ def test_snapshot_with_bench_figures_round_trips_and_bench_spec_passes_on_itself
     monkeypatch.setattr(
         spec_bench, "run_bench_for_snapshot", lambda device: real(device, only="matmul.fp32", quick=True)
     )
-    path = snapshot(tmp_path, "--with-bench", "--device", "cpu", "--fraction", "0.5")
+    path = snapshot(tmp_path, "--with-bench", "--device", "cpu", "--fraction", "0.01")
     spec = load_spec(path)
-    assert spec.bench_fraction == 0.5
+    assert spec.bench_fraction == 0.01
     [minimum] = spec.bench
     assert (minimum.id, minimum.unit) == ("matmul.fp32", "GFLOP/s") and minimum.value > 0
     result = CliRunner().invoke(
