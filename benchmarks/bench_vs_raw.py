@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from envcheck.bench import devices, runner
-from envcheck.bench.registry import BENCHMARKS, DeviceInfo, Options, load_all
+from envcheck.bench.registry import BENCHMARKS, DeviceInfo, Options
 
 
 def raw_seconds_per_step(step: Callable[[], Any], device: str, seconds: float) -> float:
@@ -137,7 +137,7 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    load_all()
+    BENCHMARKS.load()
     try:
         name = devices.resolve(devices.parse(args.device), devices.inventory())[0]
     except devices.DeviceError as exc:

@@ -11,7 +11,7 @@ import click
 from envcheck import __version__
 
 if TYPE_CHECKING:
-    from envcheck.registry import CheckSpec
+    from envcheck.core.registry import CheckSpec
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -67,14 +67,14 @@ def doctor(
     import json
     import sys
 
-    from envcheck import registry
-    from envcheck.model import exit_code_for
+    from envcheck.core import registry
+    from envcheck.core.exit import exit_code_for
     from envcheck.render.text import TextRenderer, make_console
     from envcheck.render.text import list_checks as print_checks
     from envcheck.runner import run_checks
 
     try:
-        specs = registry.select(list(selection), quick=quick)
+        specs = registry.select_checks(list(selection), quick=quick)
     except registry.UnknownSelection as exc:
         raise click.UsageError(str(exc)) from None
     specs += lab_spec_checks(spec_path)
@@ -122,7 +122,8 @@ def snapshot(
     import sys
     from pathlib import Path
 
-    from envcheck.runner import ProbeFailed, ProbeRunner, ProbeTimeout
+    from envcheck.core.probing import ProbeFailed, ProbeTimeout
+    from envcheck.runner import ProbeRunner
     from envcheck.spec.snapshot import Machine, render_snapshot
 
     if output and Path(output).exists() and not force:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 
-from envcheck import registry
-from envcheck.model import Status
+from envcheck.core import registry
+from envcheck.core.model import Status
 from envcheck.runner import run_checks
 from envcheck.spec import SpecError, find_spec
 
@@ -21,7 +21,7 @@ def healthcheck_line(deadline_s: float, *, require_gpu: bool = False) -> tuple[b
         spec = find_spec(None, os.environ)
     except SpecError as exc:
         return False, f"unhealthy: lab spec unusable: {exc}"
-    specs = registry.select([], quick=True)
+    specs = registry.select_checks([], quick=True)
     if spec is not None:
         from envcheck.spec.checks import spec_checks
 

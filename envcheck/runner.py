@@ -19,22 +19,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from envcheck.model import CheckResult, Fix, Status, worst
-from envcheck.registry import PROBES, CheckSpec, SkipCheck, Verdict
+from envcheck.core.model import CheckResult, Fix, SkipCheck, Status, Verdict, worst
+from envcheck.core.probing import ProbeFailed, ProbeTimeout
+from envcheck.core.registry import PROBES, CheckSpec
 
 DEFAULT_DEADLINE_S = 60.0
-
-
-class ProbeTimeout(Exception):
-    def __init__(self, name: str, what: str, waited_s: float, fix: Fix | None = None) -> None:
-        super().__init__(f"{what} did not answer within {waited_s:g} s")
-        self.name, self.what, self.waited_s, self.fix = name, what, waited_s, fix
-
-
-class ProbeFailed(Exception):
-    def __init__(self, name: str, what: str, error: BaseException) -> None:
-        super().__init__(f"probing {what} raised {type(error).__name__}: {error}")
-        self.name, self.what, self.error = name, what, error
 
 
 @dataclass
@@ -60,6 +49,8 @@ class ProbeRunner:
         self.clock = clock
         self.deadline = clock() + deadline_s
         self.deadline_s = deadline_s
+        if probes is None:
+            PROBES.load()
         self._probes = probes if probes is not None else PROBES
         self._slots: dict[str, _Slot] = {}
         self._lock = threading.Lock()
@@ -114,8 +105,9 @@ def _accepts(fn: Callable[..., Any], name: str) -> bool:
 
 
 @dataclass
-class Context:
-    """What a check sees: probe data on demand, and the environment."""
+class ProbeContext:
+    """What a check sees (the :class:`~envcheck.core.probing.Context` contract): probe data on demand
+    from a :class:`ProbeRunner`, and the environment."""
 
     probes: ProbeRunner
     env: Mapping[str, str]
@@ -136,7 +128,7 @@ class Report:
         return worst([r.status for r in self.results])
 
 
-def run_check(spec: CheckSpec, ctx: Context, clock: Callable[[], float] = time.monotonic) -> CheckResult:
+def run_check(spec: CheckSpec, ctx: ProbeContext, clock: Callable[[], float] = time.monotonic) -> CheckResult:
     """Run one check; a hung or broken probe, or a bug in the check, becomes its verdict."""
     start = clock()
     try:
@@ -187,7 +179,7 @@ def run_checks(
     runner = ProbeRunner(env, deadline_s)
     for name in _probes_for(specs):
         runner.start(name)
-    ctx = Context(runner, env)
+    ctx = ProbeContext(runner, env)
     results = []
     for spec in specs:
         result = run_check(spec, ctx)

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from envcheck.cli import main
-from envcheck.registry import ordered_checks
+from envcheck.core.registry import CHECKS
 
 
 def invoke(*args: str):
@@ -40,7 +40,7 @@ def test_bad_deadline_exit_2():
 def test_list_checks_lists_every_id():
     result = invoke("doctor", "--list-checks")
     assert result.exit_code == 0
-    for spec in ordered_checks():
+    for spec in CHECKS.ordered():
         assert spec.id in result.output
     assert "Driver and NVML (driver)" in result.output
 

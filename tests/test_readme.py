@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from envcheck.registry import ordered_checks
+from envcheck.core.registry import CHECKS
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
 
 def test_readme_lists_every_check_with_its_description():
-    for spec in ordered_checks():
+    for spec in CHECKS.ordered():
         assert f"| `{spec.id}` | {spec.doc.replace('|', chr(92) + '|')} |" in README, spec.id
 
 

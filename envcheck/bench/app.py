@@ -17,7 +17,8 @@ from envcheck.bench import compare as comparing
 from envcheck.bench import devices as devs
 from envcheck.bench import registry, render
 from envcheck.bench.registry import DTYPES, Options
-from envcheck.model import CheckResult, ExitCode, Status
+from envcheck.core.exit import ExitCode
+from envcheck.core.model import CheckResult, Status
 
 #: The doctor checks that decide whether a GPU can be benchmarked at all: the torch build has kernels
 #: for the card, and no other process holds most of its memory.
@@ -39,11 +40,11 @@ def parse_dtypes(text: str | None) -> frozenset[str] | None:
 
 def preflight() -> tuple[list[CheckResult], str | None]:
     """Run the doctor's GPU preconditions; ids not registered (yet) are named, never fatal."""
-    from envcheck.registry import CHECKS, load_all
+    from envcheck.core.registry import CHECKS
     from envcheck.runner import run_checks
 
     try:
-        load_all()
+        CHECKS.load()
         specs = [CHECKS[i] for i in PREFLIGHT_IDS if i in CHECKS]
         missing = [i for i in PREFLIGHT_IDS if i not in CHECKS]
         note = f"doctor checks not available in this envcheck: {', '.join(missing)}" if missing else None

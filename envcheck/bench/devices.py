@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from envcheck.bench.common import first_line
 from envcheck.bench.registry import DeviceInfo
-from envcheck.model import ExitCode
+from envcheck.core.exit import ExitCode
 
 ACCEPTED = "auto, cpu, cuda, cuda:N or cuda:N,M,..."
 

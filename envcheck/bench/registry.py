@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from envcheck.core.registry import Registry, UnknownSelection
+
 #: The dtypes ``--dtype`` accepts, in display order.
 DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8")
 
@@ -146,10 +148,16 @@ class BenchSpec:
         return self.id.split(".", 1)[0]
 
 
-BENCHMARKS: dict[str, BenchSpec] = {}
-
 #: Benchmark families in the order the suite runs and reports them.
-FAMILIES = ("matmul", "conv", "attention", "train", "memory")
+FAMILIES = {
+    "matmul": "Matrix multiply",
+    "conv": "Convolution",
+    "attention": "Attention",
+    "train": "Training step",
+    "memory": "Memory bandwidth",
+}
+
+BENCHMARKS: Registry[BenchSpec] = Registry("benchmark", FAMILIES, group_word="families", package="envcheck.bench.suite")
 
 
 def benchmark(
@@ -158,45 +166,16 @@ def benchmark(
     """Register a plan function under a stable dotted id; its docstring's first line is what ``--list`` shows."""
 
     def register(fn: Callable[[DeviceInfo, Options], list[Plan]]) -> Callable[[DeviceInfo, Options], list[Plan]]:
-        if bench_id in BENCHMARKS:
-            raise ValueError(f"duplicate benchmark id {bench_id}")
-        if bench_id.split(".", 1)[0] not in FAMILIES:
-            raise ValueError(f"benchmark {bench_id} is in no known family")
         measures = (fn.__doc__ or title).strip().splitlines()[0]
-        BENCHMARKS[bench_id] = BenchSpec(bench_id, title, measures, fn, best_of)
+        BENCHMARKS.add(BenchSpec(bench_id, title, measures, fn, best_of))
         return fn
 
     return register
 
 
-def load_all() -> None:
-    """Import every benchmark module so that they register themselves (none imports torch at import)."""
-    from envcheck.bench import attention, conv, matmul, memory, train  # noqa: F401
-
-
-def ordered() -> list[BenchSpec]:
-    load_all()
-    order = {family: i for i, family in enumerate(FAMILIES)}
-    return sorted(BENCHMARKS.values(), key=lambda b: order[b.family])
-
-
-class UnknownBenchmark(ValueError):
-    """A benchmark id or family the user named that does not exist (exit code 2)."""
-
-
 def select(names: list[str] | tuple[str, ...]) -> list[BenchSpec]:
     """Resolve ``--only`` (ids or family names) to benchmarks, in suite order."""
-    specs = ordered()
-    if not names:
-        return specs
-    wanted: set[str] = set()
-    for name in names:
-        if name in FAMILIES:
-            wanted.update(s.id for s in specs if s.family == name)
-        elif name in BENCHMARKS:
-            wanted.add(name)
-        else:
-            raise UnknownBenchmark(
-                f"unknown benchmark {name!r}; families: {', '.join(FAMILIES)}; see `envcheck bench --list`"
-            )
-    return [s for s in specs if s.id in wanted]
+    try:
+        return BENCHMARKS.select(names)
+    except UnknownSelection as exc:
+        raise UnknownSelection(f"{exc}; see `envcheck bench --list`") from None

@@ -14,7 +14,8 @@ from envcheck import __version__
 from envcheck.bench.compare import SCHEMA, Delta
 from envcheck.bench.registry import BenchSpec, DeviceInfo
 from envcheck.bench.runner import ERROR, FAILED, OK, SKIPPED, BenchResult, Progress
-from envcheck.model import CheckResult, ExitCode
+from envcheck.core.exit import ExitCode
+from envcheck.core.model import CheckResult
 
 
 @dataclass

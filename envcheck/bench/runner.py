@@ -79,7 +79,7 @@ class BenchResult:
         return self.status in (FAILED, ERROR) or self.sibling is not None
 
     def to_json(self) -> dict[str, Any]:
-        from envcheck.model import to_jsonable
+        from envcheck.core.model import to_jsonable
 
         return {
             "id": self.id,

@@ -8,10 +8,11 @@ node the user may not open.
 
 from __future__ import annotations
 
+from envcheck.core.model import SkipCheck, Verdict, fail, ok, skip, warn
+from envcheck.core.probing import Context
+from envcheck.core.registry import check
 from envcheck.probes import nvml as _nvml_probe  # noqa: F401 - registers the probe
 from envcheck.probes.nvml import NvmlState
-from envcheck.registry import SkipCheck, Verdict, check, fail, ok, skip, warn
-from envcheck.runner import Context
 
 #: Oldest CUDA that current PyTorch releases are built for. PyTorch 2.6+ dropped CUDA 11.8 wheels
 #: from the default set (PyTorch release notes / "Get Started" matrix); 12.x needs driver ≥ 525.60.13

@@ -12,14 +12,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from envcheck.checks.visible import VISIBLE, device_order_note, parse_visible_devices
-from envcheck.model import Status
+from envcheck.core.model import Status, Verdict, fail, ok, warn
+from envcheck.core.probing import Context, ProbeFailed, ProbeTimeout
+from envcheck.core.registry import check
 from envcheck.probes import nvml as _nvml_probe  # noqa: F401 - registers the "nvml" probe
 from envcheck.probes import packages as _packages_probe  # noqa: F401 - registers the "packages" probe
 from envcheck.probes.nvml import NvmlState
 from envcheck.probes.packages import PackagesState
 from envcheck.redact import redact_env
-from envcheck.registry import Verdict, check, fail, ok, warn
-from envcheck.runner import Context, ProbeFailed, ProbeTimeout
 
 #: Exact names and prefixes of variables that change GPU behaviour (CUDA runtime, cuBLAS/cuDNN, NCCL,
 #: torch, the NVIDIA container runtime, ROCm's device masks) or which libraries get loaded.

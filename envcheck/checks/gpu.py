@@ -13,10 +13,10 @@ from typing import Any
 import pynvml
 
 from envcheck.checks.driver import nvml_state
-from envcheck.model import available
+from envcheck.core.model import SkipCheck, Verdict, available, fail, ok, warn
+from envcheck.core.probing import Context
+from envcheck.core.registry import check
 from envcheck.probes.nvml import GpuInfo
-from envcheck.registry import SkipCheck, Verdict, check, fail, ok, warn
-from envcheck.runner import Context
 from envcheck.units import gib, human
 
 #: Another process holding at least this share of a GPU's memory leaves too little for training.

@@ -6,10 +6,11 @@ the points where DL work visibly breaks or crawls, not general system-health adv
 
 from __future__ import annotations
 
+from envcheck.core.model import Verdict, fail, ok, skip, warn
+from envcheck.core.probing import Context
+from envcheck.core.registry import check
 from envcheck.probes import host as host_probe
 from envcheck.probes.host import DiskSpace, HostInfo
-from envcheck.registry import Verdict, check, fail, ok, skip, warn
-from envcheck.runner import Context
 from envcheck.units import human
 
 GiB = 1024**3

@@ -13,10 +13,11 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from envcheck.core.model import Verdict, fail, ok, warn
+from envcheck.core.probing import Context
+from envcheck.core.registry import check
 from envcheck.probes import packages as _packages_probe  # noqa: F401 - registers the "packages" probe
 from envcheck.probes.packages import Dist, PackagesState
-from envcheck.registry import Verdict, check, fail, ok, warn
-from envcheck.runner import Context
 
 
 def _state(ctx: Context) -> PackagesState:

@@ -12,15 +12,15 @@ import math
 import re
 
 from envcheck.checks.visible import VISIBLE, device_order_note, parse_visible_devices
-from envcheck.model import Fix, Status, available
+from envcheck.core.model import Fix, SkipCheck, Status, Verdict, available, fail, ok, skip, warn
+from envcheck.core.probing import Context, ProbeFailed, ProbeTimeout
+from envcheck.core.registry import check
 from envcheck.probes import nvml as _nvml_probe  # noqa: F401 - registers the "nvml" probe
 from envcheck.probes import toolkit as _toolkit_probe  # noqa: F401 - registers the "toolkit" probe
 from envcheck.probes.nvml import NvmlState
 from envcheck.probes.toolkit import ToolkitInfo
 from envcheck.probes.torch import TorchInfo, stage_words
 from envcheck.probes.torch_child import MATMUL_N
-from envcheck.registry import SkipCheck, Verdict, check, fail, ok, skip, warn
-from envcheck.runner import Context, ProbeFailed, ProbeTimeout
 
 # -- reference data ----------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from envcheck.model import Status, available
+from envcheck.core.model import Status, available
 from envcheck.probes.nvml import GpuInfo
 
 VISIBLE = "CUDA_VISIBLE_DEVICES"

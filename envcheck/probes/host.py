@@ -23,8 +23,8 @@ from pathlib import Path
 
 import psutil
 
-from envcheck.model import Fix
-from envcheck.registry import probe
+from envcheck.core.model import Fix
+from envcheck.core.registry import probe
 
 PROC = Path("/proc")
 SYS = Path("/sys")

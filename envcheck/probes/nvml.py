@@ -14,8 +14,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from envcheck.model import NA, Fix
-from envcheck.registry import probe
+from envcheck.core.model import NA, Fix
+from envcheck.core.registry import probe
 
 # Why a reading is missing, in words a person reads next to "N/A".
 NOT_SUPPORTED = "not supported by this GPU or driver"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from envcheck.registry import probe
+from envcheck.core.registry import probe
 
 
 @dataclass

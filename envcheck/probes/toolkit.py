@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from envcheck.model import Fix
-from envcheck.registry import probe
+from envcheck.core.model import Fix
+from envcheck.core.registry import probe
 
 DEFAULT_CUDA_HOME = "/usr/local/cuda"
 #: ``nvcc --version`` starts a small binary; if it takes longer, something (NFS, a wrapper) hangs.

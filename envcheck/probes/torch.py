@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envcheck.model import Fix
+from envcheck.core.model import Fix
+from envcheck.core.registry import probe
 from envcheck.probes import torch_child
-from envcheck.registry import probe
 
 CHILD_SCRIPT = Path(torch_child.__file__).resolve()
 

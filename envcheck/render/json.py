@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from envcheck import __version__
-from envcheck.model import to_jsonable
+from envcheck.core.model import to_jsonable
 from envcheck.runner import Report
 
 SCHEMA = "envcheck.doctor/1"

@@ -13,8 +13,8 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from envcheck.model import CheckResult, Status
-from envcheck.registry import AREAS, CheckSpec
+from envcheck.core.model import CheckResult, Status
+from envcheck.core.registry import AREAS, CheckSpec
 
 MARKS = {
     Status.OK: ("✓", "[ok]", "green"),
@@ -115,6 +115,6 @@ def list_checks(console: Console, checks: list[CheckSpec]) -> None:
 
 
 def _plain(value: Any) -> Any:
-    from envcheck.model import to_jsonable
+    from envcheck.core.model import to_jsonable
 
     return to_jsonable(value)

@@ -14,13 +14,13 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from envcheck.model import available
+from envcheck.core.model import Verdict, available, fail, ok
+from envcheck.core.probing import Context
+from envcheck.core.registry import CheckSpec
 from envcheck.probes import host as _host_probe  # noqa: F401 - registers "host" and "disk"
 from envcheck.probes import nvml as _nvml_probe  # noqa: F401 - registers "nvml"
 from envcheck.probes import packages as _packages_probe  # noqa: F401 - registers "packages"
 from envcheck.probes.nvml import GpuInfo, NvmlState
-from envcheck.registry import CheckSpec, Verdict, fail, ok
-from envcheck.runner import Context
 from envcheck.spec import LabSpec
 from envcheck.units import gib
 

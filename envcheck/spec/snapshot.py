@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from envcheck.model import available
+from envcheck.core.model import available
 from envcheck.probes.host import DiskSpace, HostInfo
 from envcheck.probes.nvml import NvmlState
 from envcheck.probes.packages import PackagesState

@@ -9,13 +9,13 @@ import torch
 
 from envcheck.bench import attention, common, conv, matmul, memory, runner, train
 from envcheck.bench.harness import Budget
-from envcheck.bench.registry import BENCHMARKS, Options, Plan, load_all
+from envcheck.bench.registry import BENCHMARKS, Options, Plan
 
 TINY = Budget(measure_s=0.01, warmup_s=0.0, min_samples=2, min_warmup=1)
 
 
 def run_one(bench_id: str, cpu, opts: Options | None = None) -> runner.BenchResult:
-    load_all()
+    BENCHMARKS.load()
     spec = BENCHMARKS[bench_id]
     plan = next(p for p in spec.plans(cpu, opts or Options(quick=True)) if p.build)
     return runner.run_plan(spec, plan, cpu, TINY)

@@ -6,7 +6,7 @@ import pytest
 
 from envcheck.bench import devices
 from envcheck.bench.devices import DeviceError, Inventory, Request
-from envcheck.model import ExitCode
+from envcheck.core.exit import ExitCode
 
 NO_GPU = Inventory((), "torch 2.13.0+cpu is a CPU-only build")
 TWO_H100 = Inventory(("NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3"))

@@ -57,9 +57,9 @@ def test_wrong_kernel_on_gpu_is_caught(monkeypatch):
     from envcheck.bench import runner
     from envcheck.bench.devices import describe
     from envcheck.bench.harness import Budget
-    from envcheck.bench.registry import BENCHMARKS, Options, load_all
+    from envcheck.bench.registry import BENCHMARKS, Options
 
-    load_all()
+    BENCHMARKS.load()
     real = torch.matmul
 
     def wrong(a, b, *, out=None):

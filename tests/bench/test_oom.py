@@ -7,7 +7,7 @@ import torch
 
 from envcheck.bench import common, runner
 from envcheck.bench.harness import Budget
-from envcheck.bench.registry import BENCHMARKS, BenchSpec, Options, Plan, load_all
+from envcheck.bench.registry import BENCHMARKS, BenchSpec, Options, Plan
 
 TINY = Budget(measure_s=0.01, warmup_s=0.0, min_samples=2, min_warmup=1)
 
@@ -29,7 +29,7 @@ def allocator_limited_to(limit_bytes: int):
 
 
 def test_out_of_memory_shrinks_the_case_and_says_so(cpu, monkeypatch):
-    load_all()
+    BENCHMARKS.load()
     monkeypatch.setattr(common, "_allocate", allocator_limited_to(512 * 1024))  # 512² fp32 (1 MiB) does not fit
     spec = BENCHMARKS["matmul.fp32"]
     (plan,) = spec.plans(cpu, Options(quick=True))
@@ -41,7 +41,7 @@ def test_out_of_memory_shrinks_the_case_and_says_so(cpu, monkeypatch):
 
 
 def test_out_of_memory_at_every_size_skips_with_the_reason_and_the_suite_goes_on(cpu, monkeypatch):
-    load_all()
+    BENCHMARKS.load()
     monkeypatch.setattr(common, "_allocate", allocator_limited_to(1024))
     specs = [BENCHMARKS["matmul.fp32"], BENCHMARKS["train.cnn"]]
     results = runner.run_suite(specs, [cpu], Options(quick=True), budgets={("cpu", True): TINY})

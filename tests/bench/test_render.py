@@ -10,7 +10,8 @@ from envcheck.bench import render, runner
 from envcheck.bench.compare import Delta
 from envcheck.bench.harness import Measurement
 from envcheck.bench.registry import Check, DeviceInfo
-from envcheck.model import CheckResult, ExitCode, Fix, Status
+from envcheck.core.exit import ExitCode
+from envcheck.core.model import CheckResult, Fix, Status
 
 MODEL = "NVIDIA H100 80GB HBM3"
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from envcheck.bench import app, peaks, render, runner
 from envcheck.bench.harness import Measurement
 from envcheck.bench.registry import Check, DeviceInfo, Workload
-from envcheck.model import CheckResult, ExitCode, Status
+from envcheck.core.exit import ExitCode
+from envcheck.core.model import CheckResult, Status
 
 H100 = DeviceInfo("cuda:0", "cuda", "NVIDIA H100 80GB HBM3", 0, (9, 0), 80 << 30, 79 << 30, 50 << 20, 132)
 UNKNOWN = DeviceInfo("cuda:0", "cuda", "NVIDIA Future GPU 9000", 0, (12, 0))
@@ -119,27 +120,10 @@ def test_geforce_tensor_rates_are_the_fp32_accumulate_ones():
     assert peaks.lookup("NVIDIA GeForce RTX 3090").tflops["fp16"] == 71.0
 
 
-def test_preflight_runs_registered_doctor_checks_and_names_missing_ones(monkeypatch):
-    from envcheck import registry
-
-    monkeypatch.setitem(
-        registry.CHECKS,
-        "torch.arch",
-        registry.CheckSpec(
-            "torch.arch", "torch build covers the GPUs", lambda ctx: registry.ok("sm_90 in the arch list"), "doc"
-        ),
-    )
-    monkeypatch.delitem(registry.CHECKS, "gpu.memory", raising=False)
-    monkeypatch.setattr(registry, "load_all", lambda: None)
-    checks, note = app.preflight()
-    assert [(c.id, c.status) for c in checks] == [("torch.arch", Status.OK)]
-    assert note == "doctor checks not available in this envcheck: gpu.memory"
-
-
 def test_a_benchmark_whose_planning_raises_is_its_own_error_and_the_suite_goes_on():
-    from envcheck.bench.registry import BENCHMARKS, BenchSpec, Options, load_all
+    from envcheck.bench.registry import BENCHMARKS, BenchSpec, Options
 
-    load_all()
+    BENCHMARKS.load()
 
     def broken(dev: DeviceInfo, opts: Options) -> list:
         raise KeyError("no such property")
@@ -154,9 +138,9 @@ def test_a_benchmark_whose_planning_raises_is_its_own_error_and_the_suite_goes_o
 
 
 def test_a_figure_that_cannot_be_computed_is_an_error_not_the_end_of_the_suite(monkeypatch):
-    from envcheck.bench.registry import BENCHMARKS, Options, load_all
+    from envcheck.bench.registry import BENCHMARKS, Options
 
-    load_all()
+    BENCHMARKS.load()
 
     def explode(*args, **kwargs):
         raise ZeroDivisionError("float division by zero")

@@ -11,12 +11,13 @@ import pytest
 
 from envcheck.checks import env as _env_checks  # noqa: F401 - registers the env checks
 from envcheck.checks.env import gpu_vars
-from envcheck.model import CheckResult, Status
+from envcheck.core.model import CheckResult, Status
+from envcheck.core.registry import CHECKS, ProbeSpec
 from envcheck.probes.nvml import GpuInfo, NvmlState
 from envcheck.probes.packages import PackagesState, TorchBuild, scan_library_path
 from envcheck.redact import REDACTED
-from envcheck.registry import CHECKS, ProbeSpec
-from envcheck.runner import Context, ProbeRunner, run_check
+from envcheck.runner import ProbeContext as Context
+from envcheck.runner import ProbeRunner, run_check
 
 H100 = [GpuInfo(0, name="NVIDIA H100 80GB HBM3", uuid="GPU-1111aaaa-0000"),
         GpuInfo(1, name="NVIDIA H100 80GB HBM3", uuid="GPU-2222bbbb-0000")]  # fmt: skip

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from envcheck.checks import host as _host_checks  # noqa: F401 - registers the host checks
-from envcheck.model import CheckResult, Status
+from envcheck.core.model import CheckResult, Status
+from envcheck.core.registry import CHECKS, ProbeSpec
 from envcheck.probes.host import (
     ContainerInfo,
     CpuInfo,
@@ -20,8 +21,8 @@ from envcheck.probes.host import (
     PythonInfo,
     ShmInfo,
 )
-from envcheck.registry import CHECKS, ProbeSpec
-from envcheck.runner import Context, ProbeRunner, run_check
+from envcheck.runner import ProbeContext as Context
+from envcheck.runner import ProbeRunner, run_check
 
 GiB, MiB = 1024**3, 1024**2
 

@@ -11,10 +11,11 @@ from packaging.version import Version
 
 from envcheck.checks import packages as _packages_checks  # noqa: F401 - registers the packages checks
 from envcheck.checks.packages import dependency_problems, expected_companion
-from envcheck.model import CheckResult, Status
+from envcheck.core.model import CheckResult, Status
+from envcheck.core.registry import CHECKS, ProbeSpec
 from envcheck.probes.packages import probe_packages
-from envcheck.registry import CHECKS, ProbeSpec
-from envcheck.runner import Context, ProbeRunner, run_check
+from envcheck.runner import ProbeContext as Context
+from envcheck.runner import ProbeRunner, run_check
 from tests.probes.test_packages_probe import make_dist
 
 

@@ -16,11 +16,13 @@ from typing import Any
 import pytest
 
 import envcheck.checks.torch as torch_checks
-from envcheck.model import CheckResult, ExitCode, Status, exit_code_for
+from envcheck.core.exit import ExitCode, exit_code_for
+from envcheck.core.model import CheckResult, Status
+from envcheck.core.registry import CHECKS, PROBES, ProbeSpec
 from envcheck.probes.toolkit import Nvcc, ToolkitInfo
 from envcheck.probes.torch import TorchDevice, TorchInfo, probe_torch
-from envcheck.registry import CHECKS, PROBES, ProbeSpec
-from envcheck.runner import Context, ProbeRunner, run_check, run_checks
+from envcheck.runner import ProbeContext as Context
+from envcheck.runner import ProbeRunner, run_check, run_checks
 from tests.probes.test_torch_probe import CUDA_TORCH_PYTHON, FAKE_TORCH, needs_cuda_torch
 
 TORCH_CHECKS = [spec for check_id, spec in CHECKS.items() if check_id.startswith("torch.")]

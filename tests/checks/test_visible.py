@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from envcheck.checks.visible import device_order_note, parse_visible_devices
-from envcheck.model import Status
+from envcheck.core.model import Status
 from envcheck.probes.nvml import GpuInfo, probe_nvml
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from envcheck import registry
 from envcheck.cli import main
+from envcheck.core import registry
 from envcheck.probes.packages import probe_packages
 from envcheck.spec import BenchMinimum, SpecError, find_spec, load_spec, parse_spec_text
 from envcheck.spec.bench import bench_figures, judge_bench
