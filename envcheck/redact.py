@@ -5,10 +5,17 @@ Used by the environment-variable checks and by the JSON renderer. The API is del
 * :func:`is_secret_name` — does this variable *name* look like it holds a secret (``HF_TOKEN``,
   ``WANDB_API_KEY``, ``AWS_SECRET_ACCESS_KEY``)? Then its value is never shown.
 * :func:`redact_value` — a value that is shown still loses credentials embedded in it
-  (``https://user:pass@host``) and well-known token shapes (``hf_…``, ``ghp_…``).
+  (``https://user:pass@host``, ``?X-Amz-Signature=…``) and well-known token shapes (``hf_…``, ``ghp_…``).
 * :func:`redact_env` — a mapping with both rules applied.
 * :func:`scrub` — free text (a summary, a traceback) with every secret value of an environment
   replaced, for renderers that cannot know where a value may have leaked to.
+* :func:`redact_tree` — :func:`scrub` applied to every string (keys too) of a JSON-like report, once,
+  before any renderer sees it: a renderer that escapes text (JSON turns ``"`` into ``\\"``, newlines into
+  ``\\n``, non-ASCII into ``\\uXXXX``) would otherwise hide a secret from a search of its output.
+
+Four mechanisms, each catching what the others cannot: the values of secret-named variables (any
+shape), URL userinfo, secret-named ``name=value`` fields, and well-known token shapes. Redaction
+replaces the secret alone: the punctuation, quotes and brackets around it stay, so the text still reads.
 
 Names are judged by their *word parts* (split on ``_``, ``-``, ``.`` and camelCase) rather than by
 substring, so ``TOKENIZERS_PARALLELISM`` and ``KEYBOARD_LAYOUT`` stay visible while ``HF_TOKEN`` and
@@ -17,8 +24,10 @@ substring, so ``TOKENIZERS_PARALLELISM`` and ``KEYBOARD_LAYOUT`` stay visible wh
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
+from typing import Any
 
 REDACTED = "<redacted>"
 
@@ -47,9 +56,16 @@ _TOKEN_SHAPES = re.compile(
     r"|sk-[A-Za-z0-9_\-]{20,}|xox[abprs]-[A-Za-z0-9\-]{10,}|AKIA[A-Z0-9]{16})\b"
 )
 #: ``name=value`` fields in free text: query parameters of presigned URLs (``X-Amz-Signature``, SAS ``sig``,
-#: ``?token=``), connection strings (``AccountKey=...;``), ``HF_TOKEN=...`` in a quoted command line. The
-#: value goes when the name is secret-looking by the same rule as variable names (:func:`is_secret_name`).
-_FIELDS = re.compile(r"(?<![\w\-])(?P<name>[A-Za-z][\w\-]*)=(?P<value>[^&;\s\"']+)")
+#: ``?token=``), connection strings (``AccountKey=...;``), ``HF_TOKEN=...`` in a quoted command line,
+#: ``api_key='...'`` in a repr. The value goes when the name is secret-looking by the same rule as variable
+#: names (:func:`is_secret_name`). A quoted value runs to its closing quote; a bare one to a separator, less
+#: any punctuation that ends it (``(token=abc),`` keeps its ``),``), as a URL in prose is read.
+_QUOTED = r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'"
+_FIELDS = re.compile(rf"(?<![\w\-])(?P<name>[A-Za-z][\w\-]*)=(?P<value>{_QUOTED}|[\"']?[^&;\s\"']+)")
+#: ``"name": "value"`` in JSON or a Python dict's repr (a config printed in a traceback).
+_QUOTED_KEYS = re.compile(rf"(?P<q>[\"'])(?P<name>[A-Za-z][\w\-.]*)(?P=q)(?P<sep>\s*:\s*)(?P<value>{_QUOTED})")
+#: Punctuation that ends a sentence or closes a bracket, never taken as the end of a bare value.
+_TRAILING = ".,:!?)]}"
 #: Secret values shorter than this are not scrubbed from free text: "1" or "true" would mangle the report.
 _MIN_SCRUB_LEN = 6
 
@@ -63,10 +79,24 @@ def is_secret_name(name: str) -> bool:
 
 
 def redact_value(value: str) -> str:
-    """``value`` without credentials embedded in URLs and without well-known token shapes."""
+    """``value`` without credentials embedded in URLs, secret ``name=value`` fields and well-known token shapes."""
     value = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{REDACTED}@", value)
-    value = _FIELDS.sub(lambda m: f"{m['name']}={REDACTED}" if is_secret_name(m["name"]) else m[0], value)
+    value = _FIELDS.sub(_field, value)
+    value = _QUOTED_KEYS.sub(_field, value)
     return _TOKEN_SHAPES.sub(REDACTED, value)
+
+
+def _field(match: re.Match[str]) -> str:
+    """A ``name=value`` or ``"name": "value"`` match, its value redacted when the name is secret-looking."""
+    if not is_secret_name(match["name"]):
+        return match[0]
+    value = match["value"]
+    keep = match[0][: match.start("value") - match.start()]
+    quote = value[0] if value[0] in "\"'" else ""
+    if quote and len(value) > 1 and value[-1] == quote:  # quoted: keep the quotes
+        return keep + (f"{quote}{REDACTED}{quote}" if len(value) > 2 else value)
+    core = value[len(quote) :].rstrip(_TRAILING)  # bare: keep the punctuation that ends it
+    return keep + (f"{quote}{REDACTED}{value[len(quote) + len(core) :]}" if core else value)
 
 
 def redact_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -76,9 +106,43 @@ def redact_env(env: Mapping[str, str]) -> dict[str, str]:
 
 def scrub(text: str, env: Mapping[str, str]) -> str:
     """``text`` with the value of every secret-looking variable of ``env`` replaced, wherever it appears."""
-    secrets = sorted(
-        (v for k, v in env.items() if is_secret_name(k) and len(v) >= _MIN_SCRUB_LEN), key=len, reverse=True
-    )
-    for secret in secrets:
-        text = text.replace(secret, REDACTED)
+    return _scrub(text, _secret_forms(env))
+
+
+def redact_tree(value: Any, env: Mapping[str, str]) -> Any:
+    """A copy of the JSON-like ``value`` (dicts, lists, tuples, scalars) with :func:`scrub` applied to every
+    string in it, dict keys included. Call it on the structured report before rendering: redacting the
+    rendered text instead would miss a secret the renderer escaped."""
+    forms = _secret_forms(env)
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, str):
+            return _scrub(item, forms)
+        if isinstance(item, Mapping):
+            return {walk(key): walk(inner) for key, inner in item.items()}
+        if isinstance(item, list):
+            return [walk(inner) for inner in item]
+        if isinstance(item, tuple):  # a named tuple becomes a plain one: JSON knows arrays only
+            return tuple(walk(inner) for inner in item)
+        return item
+
+    return walk(value)
+
+
+def _secret_forms(env: Mapping[str, str]) -> list[str]:
+    """Every form in which a secret value of ``env`` may reach text, longest first: the value itself, each
+    of its lines stripped (a token read from a file keeps its newline; a traceback splits lines), and those
+    as JSON and ``repr`` escape them (a message that quotes the value, ``'p\\"w'``, or ``"caf\\u00e9"``)."""
+    forms: set[str] = set()
+    for name, value in env.items():
+        if not is_secret_name(name):
+            continue
+        for text in {value, *(line.strip() for line in value.splitlines())}:
+            forms |= {text, json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1], repr(text)[1:-1]}
+    return sorted((form for form in forms if len(form) >= _MIN_SCRUB_LEN), key=len, reverse=True)
+
+
+def _scrub(text: str, forms: list[str]) -> str:
+    for form in forms:
+        text = text.replace(form, REDACTED)
     return redact_value(text)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from envcheck.redact import REDACTED, is_secret_name, redact_env, redact_value, scrub
+from envcheck import redact
+from envcheck.redact import REDACTED, is_secret_name, redact_env, redact_tree, redact_value, scrub
 
 
 @pytest.mark.parametrize(
@@ -104,3 +107,194 @@ def test_secret_fields_in_free_text(text, expected):
 @pytest.mark.parametrize("name", ["GITHUB_PAT", "AZURE_STORAGE_CONNECTION_STRING"])
 def test_more_secret_names(name):
     assert is_secret_name(name)
+
+
+# -- each mechanism alone ----------------------------------------------------------------------------
+# Four mechanisms redact: the values of secret-named variables (scrub), URL userinfo, secret-named
+# name=value fields, and token shapes. Each test below feeds one of them inputs that none of the others
+# can catch (checked by `caught_by`), so a mechanism that is broken or swapped for another fails its test.
+
+
+def _alphanumeric(n: int, offset: int = 0) -> str:
+    """``n`` characters in the mix of a real token (upper, lower, digits), deterministic."""
+    alphabet = "aB3dE5gH7jK9mN1pQ2sT4vW6yZ8cF0hL"
+    return "".join(alphabet[(offset + 7 * i) % len(alphabet)] for i in range(n))
+
+
+#: Tokens at their real lengths, from each issuer's documented format.
+TOKENS = {
+    "hugging face": "hf_" + _alphanumeric(34),
+    "github classic": "ghp_" + _alphanumeric(36),
+    "github oauth": "gho_" + _alphanumeric(36, 3),
+    "github fine-grained": "github_pat_" + _alphanumeric(22) + "_" + _alphanumeric(59, 5),
+    "gitlab": "glpat-" + _alphanumeric(20),
+    "aws access key id": "AKIA" + "QX7RZK2M4PLD9WNB",
+    "openai": "sk-" + _alphanumeric(48),
+    "openai project": "sk-proj-" + _alphanumeric(40) + "-" + _alphanumeric(40, 2) + "_" + _alphanumeric(74, 4),
+    "slack bot": "xoxb-" + "123456789012-1234567890123-" + _alphanumeric(24),
+}
+
+
+def test_tokens_have_their_real_lengths():
+    assert len(TOKENS["hugging face"]) == 3 + 34
+    assert len(TOKENS["github classic"]) == 4 + 36
+    assert len(TOKENS["github fine-grained"]) == 11 + 82
+    assert len(TOKENS["aws access key id"]) == 20
+    assert len(TOKENS["openai"]) == 3 + 48
+
+
+def caught_by(text: str, env: dict[str, str]) -> set[str]:
+    """Which mechanisms would change ``text``, each judged on its own."""
+    caught = set()
+    if any(is_secret_name(k) and len(v) >= 6 and v in text for k, v in env.items()):
+        caught.add("env")
+    if redact._URL_CREDENTIALS.search(text):
+        caught.add("url")
+    fields = [*redact._FIELDS.finditer(text), *redact._QUOTED_KEYS.finditer(text)]
+    if any(is_secret_name(m["name"]) for m in fields):
+        caught.add("fields")
+    if redact._TOKEN_SHAPES.search(text):
+        caught.add("shapes")
+    return caught
+
+
+ENV_SECRET = "q7Zp2mXv9LkR"  # a value with no shape anyone could recognise
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"login failed for {ENV_SECRET} at step 3", "login failed for <redacted> at step 3"),
+        (f"bad key ({ENV_SECRET}), retrying", "bad key (<redacted>), retrying"),
+        (f"KeyError: '{ENV_SECRET}'", "KeyError: '<redacted>'"),
+    ],
+)
+def test_env_values_alone(text, expected):
+    env = {"WANDB_API_KEY": ENV_SECRET}
+    assert caught_by(text, env) == {"env"}
+    assert scrub(text, env) == expected
+    # The same value under an ordinary name is nobody's secret.
+    assert scrub(text, {"RUN_NAME": ENV_SECRET}) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "could not fetch https://deploy:Zx81qq@pkgs.corp/simple/ (403), giving up",
+            "could not fetch https://<redacted>@pkgs.corp/simple/ (403), giving up",
+        ),
+        ('remote "git+https://oauth2:Qm7rT2@git.corp/a.git",', 'remote "git+https://<redacted>@git.corp/a.git",'),
+    ],
+)
+def test_url_userinfo_alone(text, expected):
+    assert caught_by(text, {}) == {"url"}
+    assert redact_value(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("(token=abcdef123456),", "(token=<redacted>),"),
+        ("retrying with password=Zx81qqWm (attempt 2).", "retrying with password=<redacted> (attempt 2)."),
+        ("[client_secret=Zx81qqWm], next", "[client_secret=<redacted>], next"),
+        ("see ?sig=Zx81qqWm.", "see ?sig=<redacted>."),
+        ("Client(api_key='Zx8 1qq\\'Wm', retries=3)", "Client(api_key='<redacted>', retries=3)"),
+        ('env HF_TOKEN="Zx8 1qq" python train.py', 'env HF_TOKEN="<redacted>" python train.py'),
+        ('{"password": "Zx8 1qq", "user": "ada"}', '{"password": "<redacted>", "user": "ada"}'),
+        ("{'db.password': 'Zx8 1qq'}", "{'db.password': '<redacted>'}"),
+        ('token="unterminated rest', 'token="<redacted> rest'),
+    ],
+)
+def test_name_value_fields_alone(text, expected):
+    assert caught_by(text, {}) == {"fields"}
+    assert redact_value(text) == expected
+
+
+@pytest.mark.parametrize("kind", sorted(TOKENS))
+def test_token_shapes_alone(kind):
+    token = TOKENS[kind]
+    text = f"push rejected ({token}), retry; [{token}]. {token}"
+    assert caught_by(text, {}) == {"shapes"}
+    assert redact_value(text) == "push rejected (<redacted>), retry; [<redacted>]. <redacted>"
+
+
+@pytest.mark.parametrize(
+    "text", ["hf_hub_download", "pip install scikit-learn sk-learn", "ghp_short", "AKIA1234", "xoxb-1", "task-ab"]
+)
+def test_things_shaped_almost_like_tokens_stay(text):
+    assert redact_value(text) == text
+
+
+def test_redaction_is_idempotent():
+    text = f"https://u:p@h/?token=abc&x=1 (password='a b'), {TOKENS['openai']}."
+    once = redact_value(text)
+    assert redact_value(once) == once and scrub(once, {"HF_TOKEN": "zzzzzzzz"}) == once
+
+
+# -- the structured report ---------------------------------------------------------------------------
+
+
+def test_redact_tree_scrubs_every_string_keys_included_and_returns_a_new_structure():
+    env = {"WANDB_API_KEY": ENV_SECRET}
+    doc = {
+        "schema": "envcheck.doctor/1",
+        "count": 3,
+        "ok": True,
+        "missing": None,
+        "ratio": 0.5,
+        f"key {ENV_SECRET}": "x",
+        "results": [{"summary": f"failed: {ENV_SECRET}", "details": [f"proxy https://u:pw@proxy:80 ({ENV_SECRET})"]}],
+        "version": (2, 30, f"{ENV_SECRET}"),
+    }
+    before = json.dumps(doc)
+    out = redact_tree(doc, env)
+    assert out == {
+        "schema": "envcheck.doctor/1",
+        "count": 3,
+        "ok": True,
+        "missing": None,
+        "ratio": 0.5,
+        "key <redacted>": "x",
+        "results": [{"summary": "failed: <redacted>", "details": ["proxy https://<redacted>@proxy:80 (<redacted>)"]}],
+        "version": (2, 30, "<redacted>"),
+    }
+    assert json.dumps(doc) == before  # the input is untouched
+
+
+#: Secret values that a renderer would escape: quotes, backslashes, non-ASCII, newlines.
+AWKWARD_SECRETS = {
+    "quote": "pa\"ss'word-91",
+    "backslash": "C:\\keys\\vault-7731",
+    "non-ascii": "päss-wörd-ñ-密码",
+    "newline": "first-line-93\nsecond-line-27\n",
+    "tab": "col-one\tcol-two-88",
+}
+
+
+def escaped_forms(secret: str) -> set[str]:
+    """How ``secret`` (and each of its lines) could appear in rendered output."""
+    forms = set()
+    for text in {secret, *(line for line in secret.splitlines() if line.strip())}:
+        forms |= {text, json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1], repr(text)[1:-1]}
+    return forms
+
+
+@pytest.mark.parametrize("kind", sorted(AWKWARD_SECRETS))
+def test_secrets_that_a_renderer_would_escape_are_gone_before_it_runs(kind):
+    secret = AWKWARD_SECRETS[kind]
+    env = {"HF_TOKEN": secret, "PATH": "/usr/bin"}
+    doc = {
+        "summary": f"login failed with {secret} (401),",
+        "error": f"ValueError: bad token {secret!r}",
+        "child_output": json.dumps({"token_was": secret}),  # a child's JSON, quoted again as text
+        "details": f"Traceback:\n  value = {secret}\nEnd".splitlines(),
+        secret: "as a key",
+    }
+    clean = redact_tree(doc, env)
+    # Neither in the report's strings, as a reader of any renderer sees them, nor in the escaped text.
+    texts = [*clean, *(v for v in clean.values() if isinstance(v, str)), *clean["details"]]
+    rendered = [json.dumps(clean), json.dumps(clean, ensure_ascii=False)]
+    for form in escaped_forms(secret):
+        assert not any(form in text for text in texts + rendered), (kind, form)
+    assert json.loads(json.dumps(clean))["summary"] == "login failed with <redacted> (401),"
