@@ -4,29 +4,58 @@ return the exit code (cf. hatch's cli). Heavy imports happen inside the commands
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
+import sys
+import time
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from envcheck import __version__
+from envcheck.output import format_options
 
 if TYPE_CHECKING:
     from envcheck.core.registry import CheckSpec
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: When this process started, for the report's footer: the real wall time the user waited, imports and
+#: the lab spec included, not only the checks.
+_STARTED = time.monotonic()
+
+
+class _Guarded(click.Group):
+    """The command group, run so that a closed pipe, a full disk or an output encoding that cannot hold
+    a character is an exit code and at most one line, never a traceback (see envcheck.output)."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        from envcheck.output import run_guarded
+
+        return run_guarded(lambda **kw: super(_Guarded, self).main(*args, **{**kwargs, **kw}))
+
+
+@click.group(cls=_Guarded, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="envcheck")
 def main() -> None:
     """Is this machine ready for deep-learning work? If not: what is wrong, and the exact fix."""
 
 
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """click's FloatRange lets ``nan`` through (every comparison with NaN is false): refuse it here."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of seconds")
+    return value
+
+
 @main.command()
 @click.argument("selection", nargs=-1, metavar="[CHECK_OR_AREA]...")
-@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object (envcheck.doctor/1) on stdout.")
+@format_options
 @click.option("--quick", is_flag=True, help="Host, driver and GPU checks only; never imports torch (healthchecks).")
 @click.option("--strict", is_flag=True, help="Treat warnings as failures (exit 1).")
+@click.option("--require-gpu", is_flag=True, help="Fail when no NVIDIA GPU answers (check gpu.required).")
 @click.option("-v", "--verbose", is_flag=True, help="Show each check's details.")
-@click.option("--list-checks", is_flag=True, help="List every check id with what it checks, and exit.")
+@click.option(
+    "--list-checks", is_flag=True, help="List every check id with what it checks (--json: as JSON), and exit."
+)
 @click.option(
     "--spec",
     "spec_path",
@@ -40,13 +69,17 @@ def main() -> None:
     default=60.0,
     show_default=True,
     envvar="ENVCHECK_DEADLINE",
+    callback=_finite,
     help="Seconds the whole doctor may take; a probe still running then is reported as hung.",
 )
 def doctor(
     selection: tuple[str, ...],
+    fmt: str | None,
     as_json: bool,
+    output: str | None,
     quick: bool,
     strict: bool,
+    require_gpu: bool,
     verbose: bool,
     list_checks: bool,
     spec_path: str | None,
@@ -64,38 +97,82 @@ def doctor(
         from envcheck.probes.torch import start_early
 
         start_early(os.environ, deadline)
-    import json
-    import sys
-
     from envcheck.core import registry
-    from envcheck.core.exit import exit_code_for
-    from envcheck.render.text import TextRenderer, make_console
-    from envcheck.render.text import list_checks as print_checks
-    from envcheck.runner import run_checks
+    from envcheck.output import deliver, resolve_formats
 
+    stdout_format, file_format = resolve_formats(fmt, as_json, output)
     try:
-        specs = registry.select_checks(list(selection), quick=quick)
+        specs = registry.select_checks(
+            list(selection), quick=quick, opt_in=registry.OPT_IN if (require_gpu or list_checks) else ()
+        )
     except registry.UnknownSelection as exc:
         raise click.UsageError(str(exc)) from None
     specs += lab_spec_checks(spec_path)
     if list_checks:
-        print_checks(make_console(), specs)
+        _list_checks(specs, as_json=stdout_format == "json")
         return
-    from envcheck.redact import scrub
+    from envcheck.core.report import utc_now
+    from envcheck.reporting import doctor_document
+    from envcheck.runner import ProbeRunner, run_checks
 
-    def clean(text: str) -> str:
-        return scrub(text, os.environ)
+    generated_at = utc_now()
+    runner = ProbeRunner(dict(os.environ), deadline)
+    with _progress(runner, enabled=stdout_format == "text"):
+        report = run_checks(specs, deadline_s=deadline, runner=runner)
+    document = doctor_document(
+        report,
+        generated_at=generated_at,
+        wall_s=time.monotonic() - _STARTED,
+        strict=strict,
+        require_gpu=require_gpu,
+    )
+    override = deliver(document, stdout_format=stdout_format, file_format=file_format, output=output, verbose=verbose)
+    sys.exit(int(override if override is not None else document["exit_code"]))
 
+
+def _list_checks(specs: list[CheckSpec], *, as_json: bool) -> None:
+    from envcheck.core.registry import AREAS
+
+    listing = [
+        {"id": s.id, "area": s.area, "area_title": AREAS.get(s.area, s.area), "title": s.title, "doc": s.doc}
+        for s in specs
+    ]
     if as_json:
-        report = run_checks(specs, deadline_s=deadline)
-        from envcheck.render.json import doctor_document
+        from envcheck.render.json import dumps
 
-        sys.stdout.write(clean(json.dumps(doctor_document(report), indent=2)) + "\n")
-    else:
-        renderer = TextRenderer(make_console(), verbose=verbose, clean=clean)
-        report = run_checks(specs, deadline_s=deadline, on_result=renderer.result)
-        renderer.summary(report.results, report.duration_s)
-    sys.exit(int(exit_code_for([r.status for r in report.results], strict=strict)))
+        sys.stdout.write(dumps(listing) + "\n")
+        return
+    from envcheck.render import make_console
+    from envcheck.render.text import list_checks
+
+    list_checks(make_console(), listing)
+
+
+def _progress(runner: Any, *, enabled: bool) -> Any:
+    """While probes run, a terminal shows which are still running and for how long (a rich live status
+    on stderr that disappears when the report prints). Nothing of this in pipes, files or JSON."""
+    import contextlib
+
+    if not (enabled and sys.stdout.isatty() and sys.stderr.isatty()):
+        return contextlib.nullcontext()
+    from rich.console import Console
+    from rich.live import Live
+    from rich.spinner import Spinner
+    from rich.text import Text
+
+    class Waiting:
+        def __init__(self) -> None:
+            self.spinner = Spinner("dots", style="cyan")
+
+        def __rich__(self) -> Any:
+            running = sorted(runner.running(), key=lambda r: -r[2])
+            if not running:
+                return Text("judging ...", style="dim")
+            words = ", ".join(f"{what} {took:.1f} s" for _, what, took in running)
+            self.spinner.update(text=Text(f"waiting for {words}", style="dim", overflow="ellipsis", no_wrap=True))
+            return self.spinner
+
+    return Live(Waiting(), console=Console(stderr=True), transient=True, refresh_per_second=8)
 
 
 @main.command()
@@ -119,7 +196,6 @@ def snapshot(
     Then check any machine with `envcheck doctor --spec lab.toml` (and `envcheck bench --spec lab.toml`).
     """
     import os
-    import sys
     from pathlib import Path
 
     from envcheck.core.probing import ProbeFailed, ProbeTimeout
@@ -178,37 +254,47 @@ class _HealthcheckCommand(click.Command):
     help="Seconds the check may take; keep it well inside the HEALTHCHECK --timeout.",
 )
 @click.option("--require-gpu", is_flag=True, help="Unhealthy when no GPU answers (a GPU image run without --gpus).")
-def healthcheck(deadline: float = 8.0, require_gpu: bool = False) -> None:
+@click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(dir_okay=False),
+    help="Lab spec (TOML) to enforce; else $ENVCHECK_SPEC, ./envcheck.toml, [tool.envcheck] in ./pyproject.toml "
+    "or /etc/envcheck/lab.toml.",
+)
+def healthcheck(deadline: float = 8.0, require_gpu: bool = False, spec_path: str | None = None) -> None:
     """One line and exit 0 (healthy) or 1 (unhealthy), for a Docker HEALTHCHECK.
 
-    Runs the quick doctor (host, driver, GPUs; never torch) and the lab spec in force ($ENVCHECK_SPEC,
-    ./envcheck.toml, ./pyproject.toml, /etc/envcheck/lab.toml). Warnings stay healthy. Never exits with
-    any other code.
+    Runs the quick doctor (host, driver, GPUs; never torch) and the lab spec in force (--spec, else
+    $ENVCHECK_SPEC, ./envcheck.toml, ./pyproject.toml, /etc/envcheck/lab.toml). Warnings stay healthy.
+    Never exits with any other code.
     """
     import os
-    import sys
+
+    from envcheck.core.exit import ExitCode
 
     usage_error = click.get_current_context().meta.get("envcheck_usage_error")
     if usage_error:
         click.echo(f"unhealthy: envcheck healthcheck was called wrongly: {usage_error}")
-        sys.exit(1)
+        sys.exit(ExitCode.USAGE.for_docker())
+    if not math.isfinite(deadline):
+        click.echo(f"unhealthy: envcheck healthcheck was called wrongly: --deadline {deadline} is not a number")
+        sys.exit(ExitCode.USAGE.for_docker())
     try:
         from envcheck.health import healthcheck_line
 
-        healthy, line = healthcheck_line(deadline, require_gpu=require_gpu)
+        healthy, line = healthcheck_line(deadline, require_gpu=require_gpu, spec_path=spec_path)
     except Exception as exc:  # noqa: BLE001 - a crash must read as unhealthy, in one line
         healthy, line = False, f"unhealthy: envcheck crashed: {type(exc).__name__}: {exc}"
     from envcheck.redact import scrub
 
     # `docker inspect` shows this line to anyone who can see the container: no secrets in it.
     click.echo(" ".join(scrub(line, os.environ).split()))
-    sys.exit(0 if healthy else 1)
+    sys.exit((ExitCode.OK if healthy else ExitCode.FAILED).for_docker())
 
 
 def lab_spec_checks(spec_path: str | None) -> list[CheckSpec]:
     """The checks of the lab spec in force, if any; a broken spec is one line on stderr and exit 2."""
     import os
-    import sys
 
     from envcheck.spec import SpecError, find_spec
 

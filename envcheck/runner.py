@@ -87,6 +87,16 @@ class ProbeRunner:
             raise ProbeFailed(name, spec.what, slot.error)
         return slot.value
 
+    def running(self) -> list[tuple[str, str, float]]:
+        """(name, what it is, seconds so far) of every probe started and not finished: what a progress
+        display shows, so that a 3 s CUDA start never looks like a hung GPU probe."""
+        now = self.clock()
+        with self._lock:
+            slots = list(self._slots.items())
+        return [
+            (name, self._probes[name].what, now - slot.started) for name, slot in slots if not slot.done.is_set()
+        ]
+
     def peek(self, name: str) -> Any:
         """The probe's data if it already finished successfully, else None (for the report's extras)."""
         slot = self._slots.get(name)
@@ -172,11 +182,13 @@ def run_checks(
     env: Mapping[str, str] | None = None,
     deadline_s: float = DEFAULT_DEADLINE_S,
     on_result: Callable[[CheckResult], None] | None = None,
+    runner: ProbeRunner | None = None,
 ) -> Report:
-    """Start the probes the selected checks need all at once, then judge in report order."""
+    """Start the probes the selected checks need all at once, then judge in report order. A caller that
+    shows progress passes its own ``runner`` so that it can ask which probes are still running."""
     env = dict(os.environ) if env is None else env
     start = time.monotonic()
-    runner = ProbeRunner(env, deadline_s)
+    runner = runner or ProbeRunner(env, deadline_s)
     for name in _probes_for(specs):
         runner.start(name)
     ctx = ProbeContext(runner, env)

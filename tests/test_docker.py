@@ -120,7 +120,7 @@ needs_script = pytest.mark.skipif(
         ("healthy", {"ENVCHECK_FAKE_NVML": "healthy_multi_gpu"}, 0, "healthy: 4 GPU(s) answer"),
         ("failing", {"ENVCHECK_FAKE_NVML": "ecc_uncorrected_row_remap"}, 1, "unhealthy: gpu.ecc: GPU 1"),
         ("gpu lost", {"ENVCHECK_FAKE_NVML": "gpu_lost"}, 1, "unhealthy: gpu.inventory: GPU 1 lost"),
-        ("no gpus passed in", {"ENVCHECK_FAKE_NVML": "no_library"}, 1, "unhealthy: no GPU answers"),
+        ("no gpus passed in", {"ENVCHECK_FAKE_NVML": "no_library"}, 1, "unhealthy: gpu.required: no NVIDIA GPU answers"),
         (
             "crashed",
             {"ENVCHECK_FAKE_NVML": "healthy_multi_gpu", "ENVCHECK_FAKE_CRASH": "1"},

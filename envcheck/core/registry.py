@@ -49,6 +49,7 @@ class Registry(Generic[T]):
         #: group id -> title, in report order; None: any group, in registration order.
         self.groups = groups
         self._package = package
+        self._loaded = package is None
         self._items: dict[str, T] = {}
 
     def add(self, item: T) -> T:
@@ -61,10 +62,13 @@ class Registry(Generic[T]):
 
     def load(self) -> None:
         """Import the package whose modules register this registry's items (idempotent)."""
-        if self._package:
+        if not self._loaded and self._package:
+            self._loaded = True
             importlib.import_module(self._package)
 
     def __getitem__(self, item_id: str) -> T:
+        if item_id not in self._items:
+            self.load()
         return self._items[item_id]
 
     def __setitem__(self, item_id: str, item: T) -> None:
@@ -75,6 +79,8 @@ class Registry(Generic[T]):
         del self._items[item_id]
 
     def __contains__(self, item_id: object) -> bool:
+        if item_id not in self._items:
+            self.load()
         return item_id in self._items
 
     def __iter__(self) -> Iterator[str]:
@@ -84,6 +90,8 @@ class Registry(Generic[T]):
         return len(self._items)
 
     def get(self, item_id: str, default: Any = None) -> Any:
+        if item_id not in self._items:
+            self.load()
         return self._items.get(item_id, default)
 
     def values(self) -> list[T]:
@@ -100,11 +108,13 @@ class Registry(Generic[T]):
         order = {group: i for i, group in enumerate(self.groups)}
         return sorted(self._items.values(), key=lambda item: order[group_of(item.id)])
 
-    def select(self, names: list[str] | tuple[str, ...], *, within: list[T] | None = None) -> list[T]:
+    def select(
+        self, names: list[str] | tuple[str, ...], *, within: list[T] | None = None, exclude: tuple[str, ...] = ()
+    ) -> list[T]:
         """Resolve a user's selection (ids or group names) to items in order; unknown names are a
         :class:`UnknownSelection`. ``within`` narrows the pool (``--quick``): naming an item outside it
         is an error too, rather than a silently empty run."""
-        every = self.ordered()
+        every = [item for item in self.ordered() if item.id not in exclude]
         pool = every if within is None else within
         if not names:
             return pool
@@ -113,7 +123,7 @@ class Registry(Generic[T]):
         for name in names:
             if name in groups:
                 wanted.update(item.id for item in every if group_of(item.id) == name)
-            elif name in self._items:
+            elif name in self._items and name not in exclude:
                 wanted.add(name)
             else:
                 listing = f"; {self.group_word}: {', '.join(groups)}" if groups else ""
@@ -177,6 +187,9 @@ AREAS: dict[str, str] = {
 #: Areas that ``--quick`` (the Docker healthcheck) runs: none of them imports or spawns torch.
 QUICK_AREAS = ("host", "driver", "gpu")
 
+#: Checks that run only when a flag asks for them (``--require-gpu``), never by area or by default.
+OPT_IN = ("gpu.required",)
+
 
 @dataclass(frozen=True)
 class CheckSpec:
@@ -208,11 +221,15 @@ def first_paragraph(doc: str) -> str:
     return " ".join(doc.strip().split("\n\n")[0].split())
 
 
-def select_checks(names: list[str] | tuple[str, ...], *, quick: bool = False) -> list[CheckSpec]:
-    """The doctor's selection: ids or areas, in report order; ``quick`` keeps the healthcheck's areas."""
-    pool = [c for c in CHECKS.ordered() if c.area in QUICK_AREAS] if quick else None
+def select_checks(
+    names: list[str] | tuple[str, ...], *, quick: bool = False, opt_in: tuple[str, ...] = ()
+) -> list[CheckSpec]:
+    """The doctor's selection: ids or areas, in report order; ``quick`` keeps the healthcheck's areas;
+    ``opt_in`` adds flag-enabled checks (:data:`OPT_IN`), which nothing else selects."""
+    pool = [c for c in CHECKS.ordered() if (c.area in QUICK_AREAS or not quick) and c.id not in OPT_IN]
     try:
-        return CHECKS.select(names, within=pool)
+        chosen = CHECKS.select([n for n in names if n not in OPT_IN], within=pool, exclude=OPT_IN)
+        return chosen + [CHECKS[i] for i in opt_in]
     except UnknownSelection as exc:
         if quick and str(exc).startswith("not available"):
             raise UnknownSelection(

@@ -1,1 +1,98 @@
-"""Renderers: turn result objects into text for people (rich) or one JSON object for machines."""
+"""Renderers: one module per output format, registered by format name, each reading the one structured
+report (a plain JSON-like document, already redacted) and nothing else.
+
+Adding a format (Prometheus, HTML) is one new module in this package with a ``@renderer("name")``
+function: the registry imports every module here on first use.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from envcheck.core.registry import Registry
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    verbose: bool = False
+
+
+@dataclass(frozen=True)
+class Renderer:
+    """``fn(document, console, options)`` writes one report. ``binary_safe``: the output is meant for
+    machines and files (no colour, no terminal width), so it is written to the stream as it is."""
+
+    id: str
+    fn: Callable[[dict[str, Any], Console, RenderOptions], None]
+    description: str
+    suffixes: tuple[str, ...] = ()
+
+
+FORMATS: Registry[Renderer] = Registry("format", package="envcheck.render.all")
+
+
+def renderer(
+    name: str, description: str, *, suffixes: tuple[str, ...] = ()
+) -> Callable[[Callable[[dict[str, Any], Console, RenderOptions], None]], Any]:
+    def register(fn: Callable[[dict[str, Any], Console, RenderOptions], None]) -> Any:
+        FORMATS.add(Renderer(name, fn, description, suffixes))
+        return fn
+
+    return register
+
+
+def format_names() -> list[str]:
+    return [r.id for r in FORMATS.ordered()]
+
+
+def format_for_path(path: str) -> str | None:
+    """The format a file name asks for by its suffix (``report.md`` → markdown), if any."""
+    suffix = Path(path).suffix.lower()
+    return next((r.id for r in FORMATS.ordered() if suffix in r.suffixes), None)
+
+
+def make_console(file: IO[str] | None = None, *, for_file: bool = False) -> Console:
+    """The one way envcheck makes a rich Console. In logs and pipes long lines are never hard-wrapped
+    (``soft_wrap``); on a terminal rich wraps them between words, so a narrow terminal never splits a
+    word across lines; for a file, no colour and no terminal width."""
+    from rich.console import Console
+
+    if for_file:
+        return Console(file=file, highlight=False, soft_wrap=True, color_system=None, width=100_000, emoji=False)
+    console = Console(file=file, highlight=False, emoji=False)
+    console.soft_wrap = not console.is_terminal
+    return console
+
+
+def render(document: dict[str, Any], fmt: str, console: Console, options: RenderOptions | None = None) -> None:
+    FORMATS[fmt].fn(document, console, options or RenderOptions())
+
+
+class OutputError(OSError):
+    """The report could not be written where it was asked to go."""
+
+
+def write_atomically(path: str, document: dict[str, Any], fmt: str, options: RenderOptions | None = None) -> None:
+    """Render into a temporary file next to ``path`` and rename it over ``path``: a reader (a dashboard,
+    a fleet merge) never sees half a report, and a failed write leaves the old file as it was."""
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            render(document, fmt, make_console(fh, for_file=True), options)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

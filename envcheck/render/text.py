@@ -1,120 +1,153 @@
-"""The human report: one line per check, grouped by area, fixes under problems, one summary line.
+"""``--format text``: the human report. One line per check, grouped by area, fixes under problems, one
+summary line; for the bench, its table (envcheck.bench.render lays it out).
 
-All output goes through one rich Console. When stdout is not a terminal rich drops colour and
-the marks fall back to ASCII words, so logs and pasted issues stay readable.
+It reads the structured, already-redacted document, never live objects. On a terminal lines wrap at
+word boundaries with a hanging indent; in pipes and logs lines are never wrapped, colour is dropped and
+the marks become ASCII words, so pasted reports stay readable.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
 from rich.markup import escape
 
-from envcheck.core.model import CheckResult, Status
-from envcheck.core.registry import AREAS, CheckSpec
+from envcheck.core.report import BENCH_SCHEMA
+from envcheck.render import RenderOptions, renderer
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 MARKS = {
-    Status.OK: ("✓", "[ok]", "green"),
-    Status.WARN: ("!", "[warn]", "yellow"),
-    Status.FAIL: ("✗", "[FAIL]", "bold red"),
-    Status.SKIP: ("-", "[skip]", "dim"),
-    Status.CRASH: ("☠", "[CRASH]", "bold magenta"),
+    "ok": ("✓", "[ok]", "green"),
+    "warn": ("!", "[warn]", "yellow"),
+    "fail": ("✗", "[FAIL]", "bold red"),
+    "skip": ("-", "[skip]", "dim"),
+    "crash": ("☠", "[CRASH]", "bold magenta"),
+}
+
+VERDICT_STYLE = {
+    "ready": "bold green",
+    "ready_cpu": "bold green",
+    "warnings": "bold yellow",
+    "not_ready": "bold red",
+    "nothing_checked": "bold yellow",
 }
 
 
-def make_console(*, stderr: bool = False) -> Console:
-    # soft_wrap: never hard-wrap lines in logs and pipes; the terminal wraps what it must.
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+@renderer("text", "the human report (colour and ✓ marks on a terminal, ASCII words in pipes)", suffixes=(".txt",))
+def render_text(document: dict[str, Any], console: Console, options: RenderOptions) -> None:
+    if document.get("schema") == BENCH_SCHEMA:
+        from envcheck.bench.render import render_text as render_bench
+
+        render_bench(document, console, options)
+        return
+    DoctorText(console, verbose=options.verbose).report(document)
 
 
-class TextRenderer:
-    """Prints results as they arrive (so a slow probe shows progress) and the summary at the end."""
+def mark(console: Console, status: str) -> str:
+    fancy, plain, style = MARKS[status]
+    if console.is_terminal:
+        return f"[{style}]{fancy}[/]"
+    return escape(plain.ljust(7))
 
-    def __init__(self, console: Console, *, verbose: bool = False, clean: Callable[[str], str] = str) -> None:
+
+class DoctorText:
+    def __init__(self, console: Console, *, verbose: bool = False) -> None:
         self.console = console
         self.verbose = verbose
-        #: Applied to every text that came from the machine (see envcheck.redact.scrub): the report must
-        #: be safe to paste into a public issue.
-        self.clean = clean
-        self._area: str | None = None
-        self._skipped: list[CheckResult] = []
 
-    def mark(self, status: Status) -> str:
-        fancy, plain, style = MARKS[status]
-        if self.console.is_terminal:
-            return f"[{style}]{fancy}[/]"
-        return escape(plain.ljust(7))
-
-    def result(self, result: CheckResult) -> None:
-        if result.area != self._area:
-            self._flush_skipped()
-            self._area = result.area
-            self.console.print(f"\n[bold]{AREAS.get(result.area, result.area)}[/]")
-        # Checks skipped for one shared reason (no NVML: every GPU check) read better as one line.
-        if result.status is Status.SKIP and not self.verbose:
-            if self._skipped and self._skipped[0].summary != result.summary:
-                self._flush_skipped()
-            self._skipped.append(result)
-            return
-        self._flush_skipped()
-        self._line(result.status, result.title, result.summary, result.id)
-        if result.fix and result.status in (Status.WARN, Status.FAIL, Status.CRASH):
-            self.console.print(f"      [cyan]fix:[/] {escape(self.clean(result.fix.text))}")
-            if result.fix.command:
-                self.console.print(f"      [cyan]run:[/] {escape(self.clean(result.fix.command))}")
-        if self.verbose and result.details:
-            text = self.clean(json.dumps(_plain(result.details), indent=2, default=str))
-            for line in text.splitlines():
-                self.console.print(f"      [dim]{escape(line)}[/]")
-
-    def _flush_skipped(self) -> None:
-        skipped, self._skipped = self._skipped, []
-        if len(skipped) == 1:
-            self._line(Status.SKIP, skipped[0].title, skipped[0].summary, skipped[0].id)
-        elif skipped:
-            ids = ", ".join(r.id for r in skipped)
-            self._line(Status.SKIP, f"{len(skipped)} checks skipped", skipped[0].summary, ids)
-
-    def _line(self, status: Status, title: str, summary: str, ids: str) -> None:
-        self.console.print(f"  {self.mark(status)} {escape(title)}: {escape(self.clean(summary))}  [dim]{ids}[/]")
-
-    def summary(self, results: list[CheckResult], duration_s: float) -> None:
-        self._flush_skipped()
+    def report(self, doc: dict[str, Any]) -> None:
+        areas: dict[str, str] = doc.get("areas", {})
+        area = None
+        skipped: list[dict[str, Any]] = []
+        for result in doc.get("checks", []):
+            this_area = result["id"].split(".", 1)[0]
+            if this_area != area:
+                self._skipped(skipped)
+                skipped = []
+                area = this_area
+                self.console.print(f"\n[bold]{escape(areas.get(area, area))}[/]")
+            # Checks skipped for one shared reason (no NVML: every GPU check) read better as one line.
+            if result["status"] == "skip" and not self.verbose:
+                if skipped and skipped[0]["summary"] != result["summary"]:
+                    self._skipped(skipped)
+                    skipped = []
+                skipped.append(result)
+                continue
+            self._skipped(skipped)
+            skipped = []
+            self.result(result)
+        self._skipped(skipped)
         self.console.print()
-        self.console.print(summary_line(results) + f"  [dim]({duration_s:.1f} s)[/]")
+        summary = doc.get("summary") or {"verdict": "ready", "text": ""}
+        head, _, rest = summary["text"].partition(": ")
+        style = VERDICT_STYLE.get(summary["verdict"], "bold")
+        line = f"[{style}]{escape(head)}[/]" + (f": {escape(rest)}" if rest else "")
+        self.console.print(f"{line}  [dim]({doc.get('duration_s', 0.0):.1f} s)[/]")
+
+    def result(self, result: dict[str, Any]) -> None:
+        self._line(result["status"], result["title"], result["summary"], result["id"])
+        fix = result.get("fix")
+        if fix and result["status"] in ("warn", "fail", "crash"):
+            self._indented("fix:", fix["text"])
+            if fix.get("command"):
+                self._indented("run:", fix["command"])
+        if self.verbose and result.get("details"):
+            for text in json.dumps(result["details"], indent=2, ensure_ascii=False).splitlines():
+                self.console.print(f"      [dim]{escape(text)}[/]")
+
+    def _skipped(self, skipped: list[dict[str, Any]]) -> None:
+        if len(skipped) == 1:
+            self.result(skipped[0])
+        elif skipped:
+            self._line("skip", f"{len(skipped)} checks skipped", skipped[0]["summary"], _ids(self.console, skipped))
+
+    def _line(self, status: str, title: str, summary: str, ids: str) -> None:
+        self._row(f"  {mark(self.console, status)} ", f"{escape(title)}: {escape(summary)}  [dim]{escape(ids)}[/]")
+
+    def _indented(self, label: str, text: str) -> None:
+        self._row(f"      [cyan]{label}[/] ", escape(text))
+
+    def _row(self, lead: str, text: str) -> None:
+        """On a terminal, a grid so that a long line wraps between words under its own text, never under
+        the mark; elsewhere one unwrapped line."""
+        if not self.console.is_terminal:
+            self.console.print(lead + text)
+            return
+        from rich.table import Table
+        from rich.text import Text
+
+        grid = Table.grid(padding=0)
+        lead_text = Text.from_markup(lead)
+        grid.add_column(width=lead_text.cell_len, no_wrap=True)
+        grid.add_column(overflow="fold")
+        grid.add_row(lead_text, Text.from_markup(text))
+        self.console.print(grid)
 
 
-def summary_line(results: list[CheckResult]) -> str:
-    """'2 problems, 1 warning' or 'ready' — crashes count as problems, and say they are envcheck's."""
-    failed = sum(1 for r in results if r.status is Status.FAIL)
-    crashed = sum(1 for r in results if r.status is Status.CRASH)
-    warned = sum(1 for r in results if r.status is Status.WARN)
-    parts = []
-    if failed:
-        parts.append(f"{failed} problem{'s' if failed != 1 else ''}")
-    if crashed:
-        parts.append(f"{crashed} check{'s' if crashed != 1 else ''} crashed (envcheck bug)")
-    if warned:
-        parts.append(f"{warned} warning{'s' if warned != 1 else ''}")
-    if not parts:
-        return "[bold green]ready[/]: no problems found"
-    head = "[bold red]not ready[/]" if failed or crashed else "[bold yellow]ready, with warnings[/]"
-    return f"{head}: {', '.join(parts)}"
+def _ids(console: Console, skipped: list[dict[str, Any]]) -> str:
+    """The folded line's ids; on a terminal as many as fit on one line with the count of the rest, so
+    that the folded line stays one line."""
+    ids = [r["id"] for r in skipped]
+    if not console.is_terminal:
+        return ", ".join(ids)
+    room = max(console.width - 60, 20)
+    shown: list[str] = []
+    for i, item in enumerate(ids):
+        rest = len(ids) - i - 1
+        candidate = ", ".join([*shown, item]) + (f", … +{rest}" if rest else "")
+        if len(candidate) > room and shown:
+            return ", ".join(shown) + f", … +{len(ids) - len(shown)}"
+        shown.append(item)
+    return ", ".join(shown)
 
 
-def list_checks(console: Console, checks: list[CheckSpec]) -> None:
+def list_checks(console: Console, checks: list[dict[str, Any]]) -> None:
     area = None
     for spec in checks:
-        if spec.area != area:
-            area = spec.area
-            console.print(f"\n[bold]{AREAS[area]}[/] ({area})")
-        console.print(f"  {spec.id:<28} {escape(spec.doc)}")
-
-
-def _plain(value: Any) -> Any:
-    from envcheck.core.model import to_jsonable
-
-    return to_jsonable(value)
+        if spec["area"] != area:
+            area = spec["area"]
+            console.print(f"\n[bold]{escape(spec['area_title'])}[/] ({area})")
+        console.print(f"  {spec['id']:<28} {escape(spec['doc'])}")

@@ -1,0 +1,94 @@
+"""The envelope every report carries, whatever command made it, so that a consumer (a fleet merge, a
+dashboard, a person pasting into an issue) can tell which machine, which GPUs, which envcheck and when
+without knowing the command.
+
+Every command's JSON document is ``{**envelope(...), **its own fields}``. The schema names
+(``envcheck.doctor/1``, ``envcheck.bench/1``) stay: fields are only ever added under a schema version.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from envcheck import __version__
+
+DOCTOR_SCHEMA = "envcheck.doctor/1"
+BENCH_SCHEMA = "envcheck.bench/1"
+
+
+@dataclass(frozen=True)
+class HostIdentity:
+    """Which machine: enough to tell two reports apart in a fleet, nothing secret."""
+
+    hostname: str
+    os: str
+    kernel: str
+    python: str
+    platform: str
+    #: ``docker``, ``podman``, ``kubernetes``, ... or None on bare metal / a VM (and when not probed).
+    container: str | None = None
+
+    @classmethod
+    def here(cls, container: str | None = None) -> HostIdentity:
+        return cls(
+            hostname=platform.node(),
+            os=platform.system(),
+            kernel=platform.release(),
+            python=sys.version.split()[0],
+            platform=platform.platform(),
+            container=container,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "hostname": self.hostname,
+            "os": self.os,
+            "kernel": self.kernel,
+            "python": self.python,
+            "platform": self.platform,
+            "container": self.container,
+        }
+
+
+@dataclass(frozen=True)
+class GpuIdentity:
+    """Which GPU, in the driver's terms: the uuid and PCI bus id survive re-indexing by
+    ``CUDA_VISIBLE_DEVICES`` and reboots, so reports from different runs can be lined up."""
+
+    index: int
+    name: str | None
+    uuid: str | None
+    pci_bus_id: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "name": self.name, "uuid": self.uuid, "pci_bus_id": self.pci_bus_id}
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def envelope(
+    schema: str,
+    *,
+    generated_at: datetime,
+    duration_s: float,
+    host: HostIdentity,
+    gpus: list[GpuIdentity] | None = None,
+) -> dict[str, Any]:
+    """The fields every report starts with. ``gpus`` is present where GPUs were seen (a command may
+    add more per-GPU fields under the same key, as the doctor does)."""
+    doc: dict[str, Any] = {
+        "schema": schema,
+        "envcheck_version": __version__,
+        "generated_at": generated_at.isoformat(timespec="seconds"),
+        "duration_s": round(duration_s, 3),
+        "host": host.to_json(),
+    }
+    if gpus is not None:
+        doc["gpus"] = [g.to_json() for g in gpus]
+    return doc

@@ -1,0 +1,162 @@
+"""Deliver a report: redact it once, then render it where the user asked, and turn what can go wrong
+on the way out (a closed pipe, a full disk, an encoding that cannot hold a character) into the exit
+policy's codes instead of a traceback.
+
+Every command that prints a report goes through :func:`deliver`; renderers never see unredacted data.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import click
+
+from envcheck.core.exit import ExitCode
+
+FORMAT_HELP = "Report format: text (for people), json (one object), markdown (to paste into an issue)."
+
+
+def format_options(fn: Any) -> Any:
+    """``--format``, ``--json`` (its alias) and ``--output``, the same on every command that reports."""
+    fn = click.option(
+        "--output",
+        "-o",
+        "output",
+        type=click.Path(dir_okay=False, writable=True),
+        help="Also write the report to FILE (atomically), in --format or the format its suffix names "
+        "(.json, .md); the terminal still shows the text report.",
+    )(fn)
+    fn = click.option("--json", "as_json", is_flag=True, help="Same as --format json.")(fn)
+    fn = click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["text", "json", "markdown"]),
+        default=None,
+        help=FORMAT_HELP,
+    )(fn)
+    return fn
+
+
+def resolve_formats(fmt: str | None, as_json: bool, output: str | None) -> tuple[str, str | None]:
+    """(what stdout shows, what the --output file gets). With --output the terminal keeps the text report."""
+    from envcheck.render import format_for_path
+
+    if as_json and fmt not in (None, "json"):
+        raise click.UsageError(f"--json and --format {fmt} disagree; use one")
+    chosen = "json" if as_json else fmt
+    if output is None:
+        return chosen or "text", None
+    return "text", chosen or format_for_path(output) or "text"
+
+
+def redacted(document: dict[str, Any], env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    from envcheck.redact import redact_tree
+
+    return redact_tree(document, os.environ if env is None else env)
+
+
+def deliver(
+    document: dict[str, Any], *, stdout_format: str, file_format: str | None, output: str | None, verbose: bool
+) -> ExitCode | None:
+    """Redact once, write the --output file (if any), then render to stdout. Returns an exit code that
+    overrides the run's own when delivery failed (74 for a write error), else None."""
+    from envcheck.render import OutputError, RenderOptions, make_console, render, write_atomically
+
+    document = redacted(document)
+    options = RenderOptions(verbose=verbose)
+    if output is not None and file_format is not None:
+        try:
+            write_atomically(output, document, file_format, options)
+        except OSError as exc:
+            error(f"cannot write {output}: {exc.strerror or exc}")
+            return ExitCode.OUTPUT_ERROR
+        except OutputError as exc:  # pragma: no cover - OutputError is an OSError; kept for clarity
+            error(str(exc))
+            return ExitCode.OUTPUT_ERROR
+    render(document, stdout_format, make_console(), options)
+    flush_stdout()
+    return None
+
+
+def error(message: str) -> None:
+    """One line on stderr, never a traceback (stderr itself may be gone: then say nothing)."""
+    try:
+        click.echo(f"envcheck: {message}", err=True)
+    except OSError:
+        pass
+
+
+def flush_stdout() -> None:
+    sys.stdout.flush()
+
+
+def run_guarded(main: Any) -> None:
+    """Run the click group and map what can go wrong while printing to the exit policy:
+
+    * the reader went away (``envcheck doctor | head -1``): exit 141 as a process killed by SIGPIPE
+      would, silently, without a traceback, and without Python's second error at shutdown;
+    * stdout cannot be written (``> /dev/full``, a full disk): one line on stderr, exit 74;
+    * a character the output encoding cannot hold is replaced, not fatal (see :func:`tolerant_streams`).
+    """
+    tolerant_streams()
+    try:
+        main(standalone_mode=True)
+    except BrokenPipeError:
+        _quiet_stdout()
+        sys.exit(int(ExitCode.BROKEN_PIPE))
+    except OSError as exc:
+        if exc.errno == errno.EPIPE:
+            _quiet_stdout()
+            sys.exit(int(ExitCode.BROKEN_PIPE))
+        _quiet_stdout()
+        error(f"cannot write the report: {exc.strerror or exc}")
+        sys.exit(int(ExitCode.OUTPUT_ERROR))
+    except KeyboardInterrupt:
+        error("interrupted")
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except Exception as exc:  # noqa: BLE001 - a bug in envcheck is one line, not a traceback
+        if os.environ.get("ENVCHECK_DEBUG"):
+            raise
+        error(
+            f"internal error: {type(exc).__name__}: {exc} "
+            "(a bug in envcheck: please report it; ENVCHECK_DEBUG=1 shows the traceback)"
+        )
+        sys.exit(int(ExitCode.FAILED))
+    except SystemExit as exc:
+        # click's standalone mode flushes stdout on its way out; a flush that fails lands here.
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _quiet_stdout()
+            raise SystemExit(int(ExitCode.BROKEN_PIPE)) from None
+        except OSError as flush_error:
+            _quiet_stdout()
+            error(f"cannot write the report: {flush_error.strerror or flush_error}")
+            raise SystemExit(int(ExitCode.OUTPUT_ERROR)) from None
+        raise exc
+
+
+def tolerant_streams() -> None:
+    """With ``PYTHONIOENCODING=ascii`` or ``LC_ALL=C`` the streams cannot hold ✓, × or a GPU name in
+    another script: replace what they cannot hold rather than die with UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and (getattr(stream, "errors", None) or "strict") == "strict":
+            try:
+                reconfigure(errors="replace")
+            except (OSError, ValueError):
+                pass
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush cannot raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

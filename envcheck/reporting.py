@@ -1,0 +1,144 @@
+"""Build the doctor's structured report (``envcheck.doctor/1``) from a finished run, and judge it in
+words: the verdict a person reads at the bottom of the text report is computed here, once, so that the
+text, Markdown and JSON reports say the same thing.
+
+Top-level ``status`` is the worst of the checks (a crashed check counts as ``fail``); ``gpus`` is empty
+where there are none; ``driver`` is null without a working driver. Fields are only ever added.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from envcheck.core.exit import exit_code_for
+from envcheck.core.model import CheckResult, Status, counts, to_jsonable, worst
+from envcheck.core.registry import AREAS
+from envcheck.core.report import DOCTOR_SCHEMA, GpuIdentity, HostIdentity, envelope
+from envcheck.runner import Report
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The run in one line. ``verdict``: ``ready``, ``ready_cpu`` (fine, but no NVIDIA GPU was found),
+    ``warnings``, ``not_ready``, or ``nothing_checked`` (every selected check was skipped)."""
+
+    verdict: str
+    text: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"verdict": self.verdict, "text": self.text}
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def summarize(results: list[CheckResult], *, gpus_seen: bool | None) -> Summary:
+    """``gpus_seen``: True/False when NVML was asked, None when no check asked it (then nothing is
+    claimed about GPUs). A crash counts as a problem and says it is envcheck's."""
+    failed = sum(r.status is Status.FAIL for r in results)
+    crashed = sum(r.status is Status.CRASH for r in results)
+    warned = sum(r.status is Status.WARN for r in results)
+    parts = []
+    if failed:
+        parts.append(_plural(failed, "problem"))
+    if crashed:
+        parts.append(f"{_plural(crashed, 'check')} crashed (envcheck bug)")
+    if warned:
+        parts.append(_plural(warned, "warning"))
+    if failed or crashed:
+        return Summary("not_ready", f"not ready: {', '.join(parts)}")
+    if results and all(r.status is Status.SKIP for r in results):
+        return Summary("nothing_checked", f"nothing checked: all {_plural(len(results), 'selected check')} skipped")
+    if not results:
+        return Summary("nothing_checked", "nothing checked: no check selected")
+    if gpus_seen is False:
+        tail = f", {', '.join(parts)}" if parts else ""
+        return Summary("ready_cpu", f"ready for CPU work: no NVIDIA GPU found{tail}")
+    if warned:
+        return Summary("warnings", f"ready, with warnings: {', '.join(parts)}")
+    return Summary("ready", "ready: no problems found")
+
+
+def gpus_seen(report: Report) -> bool | None:
+    nvml = report.probes.peek("nvml")
+    if nvml is None:
+        return None
+    return bool(nvml.available and nvml.gpus)
+
+
+def doctor_document(
+    report: Report,
+    *,
+    generated_at: datetime,
+    wall_s: float,
+    strict: bool = False,
+    require_gpu: bool = False,
+) -> dict[str, Any]:
+    """The whole report as plain JSON values (strict RFC 8259: no NaN or Infinity anywhere)."""
+    nvml = report.probes.peek("nvml")
+    torch = report.probes.peek("torch")
+    host_info = report.probes.peek("host")
+    driver = None
+    gpus: list[dict[str, Any]] = []
+    identities: list[GpuIdentity] | None = None
+    if nvml is not None and nvml.available:
+        driver = {
+            "version": nvml.driver_version,
+            "cuda_version": nvml.cuda_driver_version,
+            "nvml_version": nvml.nvml_version,
+        }
+        gpus = [to_jsonable(g) for g in nvml.gpus]
+        identities = [GpuIdentity(g["index"], g.get("name"), g.get("uuid"), g.get("pci_bus_id")) for g in gpus]
+    container = getattr(getattr(host_info, "container", None), "kind", None)
+    doc = envelope(
+        DOCTOR_SCHEMA,
+        generated_at=generated_at,
+        duration_s=wall_s,
+        host=HostIdentity.here(container=container),
+        gpus=identities,
+    )
+    if host_info is not None:
+        details = to_jsonable(host_info)
+        details["python_details"] = details.pop("python", None)
+        doc["host"].update({k: v for k, v in details.items() if k not in doc["host"]})
+    statuses = [r.status for r in report.results]
+    summary = summarize(report.results, gpus_seen=gpus_seen(report))
+    doc.update(
+        {
+            "status": worst(statuses).value,
+            "summary": summary.to_json(),
+            "exit_code": int(exit_code_for(statuses, strict=strict)),
+            "strict": strict,
+            "require_gpu": require_gpu,
+            "deadline_s": report.deadline_s,
+            "checks_duration_s": round(report.duration_s, 3),
+            "counts": counts(statuses),
+            "areas": {a: AREAS[a] for a in dict.fromkeys(r.area for r in report.results) if a in AREAS},
+            "checks": [r.to_json() for r in report.results],
+            "driver": driver,
+            "gpus": gpus,
+            "torch": to_jsonable(torch) if torch is not None else None,
+        }
+    )
+    packages = report.probes.peek("packages")
+    if packages is not None:
+        doc["packages"] = _package_versions(packages)
+    return doc
+
+
+#: Distributions whose versions belong in a bug report next to torch (what PyTorch's issue template asks
+#: for via collect_env), besides the nvidia-* CUDA wheels, which are listed whatever their names.
+_REPORTED = ("torch", "torchvision", "torchaudio", "numpy", "triton", "nvidia-ml-py", "pynvml", "envcheck-gpu")
+
+
+def _package_versions(packages: Any) -> dict[str, str]:
+    dists = getattr(packages, "dists", None) or {}
+    out: dict[str, str] = {}
+    for name, dist in sorted(dists.items()):
+        key = str(name).lower()
+        if key in _REPORTED or key.startswith("nvidia-"):
+            out[key] = str(getattr(dist, "version", dist))
+    return out
