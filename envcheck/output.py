@@ -98,26 +98,37 @@ def run_guarded(main: Any) -> None:
     """Run the click group and map what can go wrong while printing to the exit policy:
 
     * the reader went away (``envcheck doctor | head -1``): exit 141 as a process killed by SIGPIPE
-      would, silently, without a traceback, and without Python's second error at shutdown;
+      would, silently, without a traceback, and without Python's second error at shutdown (click's own
+      handling would exit 1, the code for "a check failed");
     * stdout cannot be written (``> /dev/full``, a full disk): one line on stderr, exit 74;
-    * a character the output encoding cannot hold is replaced, not fatal (see :func:`tolerant_streams`).
+    * a character the output encoding cannot hold is replaced, not fatal (see :func:`tolerant_streams`);
+    * Ctrl-C outside a command that handles it: exit 130 with one line; a bug: one line, exit 1.
     """
     tolerant_streams()
     try:
-        main(standalone_mode=True)
-    except BrokenPipeError:
-        _quiet_stdout()
-        sys.exit(int(ExitCode.BROKEN_PIPE))
-    except OSError as exc:
-        if exc.errno == errno.EPIPE:
-            _quiet_stdout()
-            sys.exit(int(ExitCode.BROKEN_PIPE))
-        _quiet_stdout()
-        error(f"cannot write the report: {exc.strerror or exc}")
-        sys.exit(int(ExitCode.OUTPUT_ERROR))
+        try:
+            code = main(standalone_mode=False)
+        except click.exceptions.Exit as exc:
+            code = exc.exit_code
+        except click.ClickException as exc:
+            exc.show()
+            code = exc.exit_code
+        except click.exceptions.Abort:
+            error("aborted")
+            code = int(ExitCode.INTERRUPTED)
+        sys.stdout.flush()
+    except SystemExit as exc:
+        _flush_or_exit()
+        raise exc
     except KeyboardInterrupt:
         error("interrupted")
         sys.exit(int(ExitCode.INTERRUPTED))
+    except OSError as exc:
+        _quiet_stdout()
+        if isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE:
+            sys.exit(int(ExitCode.BROKEN_PIPE))
+        error(f"cannot write the report: {exc.strerror or exc}")
+        sys.exit(int(ExitCode.OUTPUT_ERROR))
     except Exception as exc:  # noqa: BLE001 - a bug in envcheck is one line, not a traceback
         if os.environ.get("ENVCHECK_DEBUG"):
             raise
@@ -126,18 +137,20 @@ def run_guarded(main: Any) -> None:
             "(a bug in envcheck: please report it; ENVCHECK_DEBUG=1 shows the traceback)"
         )
         sys.exit(int(ExitCode.FAILED))
-    except SystemExit as exc:
-        # click's standalone mode flushes stdout on its way out; a flush that fails lands here.
-        try:
-            sys.stdout.flush()
-        except BrokenPipeError:
-            _quiet_stdout()
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _flush_or_exit() -> None:
+    """A command ended with sys.exit: its output may still sit in the buffer, and flushing it is where
+    a closed pipe or a full disk shows up."""
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        _quiet_stdout()
+        if isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE:
             raise SystemExit(int(ExitCode.BROKEN_PIPE)) from None
-        except OSError as flush_error:
-            _quiet_stdout()
-            error(f"cannot write the report: {flush_error.strerror or flush_error}")
-            raise SystemExit(int(ExitCode.OUTPUT_ERROR)) from None
-        raise exc
+        error(f"cannot write the report: {exc.strerror or exc}")
+        raise SystemExit(int(ExitCode.OUTPUT_ERROR)) from None
 
 
 def tolerant_streams() -> None:
@@ -145,7 +158,7 @@ def tolerant_streams() -> None:
     another script: replace what they cannot hold rather than die with UnicodeEncodeError."""
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
-        if reconfigure is not None and (getattr(stream, "errors", None) or "strict") == "strict":
+        if reconfigure is not None and getattr(stream, "errors", None) not in ("replace", "backslashreplace"):
             try:
                 reconfigure(errors="replace")
             except (OSError, ValueError):

@@ -65,9 +65,15 @@ def make_console(file: IO[str] | None = None, *, for_file: bool = False) -> Cons
     word across lines; for a file, no colour and no terminal width."""
     from rich.console import Console
 
+    class ReportConsole(Console):
+        def on_broken_pipe(self) -> None:
+            # rich would exit 1 ("a check failed"); let envcheck.output map it to SIGPIPE's 141.
+            self.quiet = True
+            raise BrokenPipeError
+
     if for_file:
-        return Console(file=file, highlight=False, soft_wrap=True, color_system=None, width=100_000, emoji=False)
-    console = Console(file=file, highlight=False, emoji=False)
+        return ReportConsole(file=file, highlight=False, soft_wrap=True, color_system=None, width=100_000, emoji=False)
+    console = ReportConsole(file=file, highlight=False, emoji=False)
     console.soft_wrap = not console.is_terminal
     return console
 

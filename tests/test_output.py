@@ -1,0 +1,194 @@
+"""What can go wrong on the way out, through the installed ``envcheck`` command: encodings that cannot
+hold the report's characters, a full disk, a reader that goes away, a narrow terminal; and the report
+formats and --output file, with the fake NVML loaded into the real process (tests/nvml_site)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+NVML_SITE = Path(__file__).parent / "nvml_site"
+ENVCHECK = shutil.which("envcheck") or str(Path(sys.executable).with_name("envcheck"))
+
+
+def env_with(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENVCHECK_")}
+    env.update({"PYTHONPATH": str(NVML_SITE), "ENVCHECK_FAKE_NVML": "healthy_multi_gpu", **extra})
+    return env
+
+
+def run(*args: str, cwd: Path | None = None, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [ENVCHECK, *args], capture_output=True, text=True, env=env_with(**extra), timeout=120, cwd=cwd or "/"
+    )
+
+
+@pytest.mark.parametrize(
+    "encoding_env",
+    [{"PYTHONIOENCODING": "ascii"}, {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}],
+    ids=["PYTHONIOENCODING=ascii", "LC_ALL=C"],
+)
+def test_an_ascii_only_output_encoding_gets_the_report_not_a_traceback(encoding_env):
+    # ecc_uncorrected_row_remap fails a check, so the report has a fix line and the ✗/× characters.
+    text = run("doctor", "--quick", ENVCHECK_FAKE_NVML="ecc_uncorrected_row_remap", **encoding_env)
+    assert text.returncode == 1, text.stderr
+    assert "Traceback" not in text.stderr
+    assert "[FAIL]" in text.stdout and "gpu.ecc" in text.stdout
+    as_json = run("doctor", "--quick", "--json", ENVCHECK_FAKE_NVML="ecc_uncorrected_row_remap", **encoding_env)
+    assert as_json.returncode == 1
+    doc = json.loads(as_json.stdout)
+    # ≤ in "supports CUDA ≤ 12.4" survives as a JSON escape, not as a replacement character.
+    assert "≤" in next(c["summary"] for c in doc["checks"] if c["id"] == "driver.version")
+
+
+def test_stdout_on_dev_full_is_one_line_and_exit_74():
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [ENVCHECK, "doctor", "--quick"], stdout=full, stderr=subprocess.PIPE, text=True, env=env_with(), timeout=120
+        )
+    assert proc.returncode == 74
+    assert proc.stderr.count("\n") == 1 and "No space left on device" in proc.stderr, proc.stderr
+
+
+def test_a_closed_pipe_is_sigpipes_exit_code_not_a_failed_check():
+    # `envcheck doctor | head -1`: the reader takes one line and goes away.
+    proc = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f'set -o pipefail; "{ENVCHECK}" doctor --quick -v | head -1 >/dev/null; echo "${{PIPESTATUS[0]}}"',
+        ],
+        capture_output=True,
+        text=True,
+        env=env_with(),
+        timeout=120,
+    )
+    assert proc.stdout.strip() == "141", proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+
+
+def test_output_file_gets_the_format_its_suffix_names_and_the_terminal_keeps_text(tmp_path):
+    report = tmp_path / "report.md"
+    proc = run("doctor", "--quick", "--output", str(report))
+    assert proc.returncode == 0, proc.stderr
+    assert "ready: no problems found" in proc.stdout and not proc.stdout.startswith("#")
+    markdown = report.read_text()
+    assert markdown.startswith("## envcheck doctor: ready: no problems found")
+    assert "| ✅ ok | GPUs present | 4 × NVIDIA H100 80GB HBM3 (cc 9.0, 80 GiB) | `gpu.inventory` |" in markdown
+    assert "NVIDIA driver: 550.54.15" in markdown
+    assert [p.name for p in tmp_path.iterdir()] == ["report.md"]  # no temp file left behind
+    as_json = tmp_path / "report.out"
+    assert run("doctor", "--quick", "--format", "json", "--output", str(as_json)).returncode == 0
+    assert json.loads(as_json.read_text())["schema"] == "envcheck.doctor/1"
+
+
+def test_output_into_a_missing_directory_is_one_line(tmp_path):
+    proc = run("doctor", "--quick", "--output", str(tmp_path / "nowhere" / "r.json"))
+    assert proc.returncode == 74
+    assert proc.stderr.count("\n") == 1 and "cannot write" in proc.stderr
+
+
+def test_json_and_another_format_disagree_is_a_usage_error():
+    proc = run("doctor", "--quick", "--json", "--format", "markdown")
+    assert proc.returncode == 2 and "disagree" in proc.stderr
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_a_deadline_that_is_not_a_number_is_a_usage_error(value):
+    proc = run("doctor", "--quick", "--deadline", value)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_no_gpu_is_ready_for_cpu_work_in_words_and_require_gpu_fails():
+    plain = run("doctor", "--quick", "--json", ENVCHECK_FAKE_NVML="no_library")
+    doc = json.loads(plain.stdout)
+    assert plain.returncode == 0
+    assert doc["summary"] == {"verdict": "ready_cpu", "text": "ready for CPU work: no NVIDIA GPU found"}
+    required = run("doctor", "--quick", "--require-gpu", ENVCHECK_FAKE_NVML="no_library")
+    assert required.returncode == 1
+    assert "no NVIDIA GPU answers, and --require-gpu asks for one" in required.stdout
+    assert "not ready: 1 problem" in required.stdout
+    with_gpus = run("doctor", "--quick", "--require-gpu", "--json")
+    assert with_gpus.returncode == 0
+    assert {c["id"]: c["status"] for c in json.loads(with_gpus.stdout)["checks"]}["gpu.required"] == "ok"
+
+
+def test_every_check_skipped_does_not_claim_ready():
+    proc = run("doctor", "gpu", "driver", ENVCHECK_FAKE_NVML="no_library")
+    assert proc.returncode == 0
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("nothing checked: all 14 selected checks skipped"), last
+    assert "ready" not in last
+
+
+def test_the_footer_is_the_real_wall_time():
+    doc = json.loads(run("doctor", "--quick", "--json").stdout)
+    # The wall time includes starting Python and importing envcheck, so it exceeds the checks' own time.
+    assert doc["duration_s"] > doc["checks_duration_s"] > 0
+
+
+def test_list_checks_as_json():
+    proc = run("doctor", "--list-checks", "--json")
+    listing = json.loads(proc.stdout)
+    assert proc.returncode == 0
+    ids = [c["id"] for c in listing]
+    assert ids[0] == "host.python" and "gpu.required" in ids and "torch.arch" in ids
+    assert {"id", "area", "area_title", "title", "doc"} <= set(listing[0])
+
+
+def read_pty(args: list[str], env: dict[str, str], columns: int) -> str:
+    """Run the command on a pseudo-terminal of ``columns`` columns and return what it showed."""
+    import fcntl
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    proc = subprocess.Popen(args, stdin=follower, stdout=follower, stderr=follower, env=env, close_fds=True)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=120)
+    os.close(leader)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_a_narrow_terminal_never_splits_a_word():
+    env = env_with(ENVCHECK_FAKE_NVML="ecc_uncorrected_row_remap", TERM="xterm")
+    shown = read_pty([ENVCHECK, "doctor", "--quick"], env, 50)
+    import re
+
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown).replace("\r", "")
+    lines = [line for line in plain.split("\n") if line.strip()]
+    assert any("fix:" in line for line in lines)
+    words = set(re.findall(r"[A-Za-z]{4,}", plain.replace("\n", " ")))
+    for line in lines:
+        assert len(line) <= 50, line
+        # A word cut at the end of a line would leave a fragment that is no word of the report.
+        tail = re.findall(r"[A-Za-z]{4,}$", line)
+        assert not tail or tail[0] in words, line
+    # Every word of the fix survives whole: the text, re-joined, contains the original sentence's words.
+    assert "Uncorrected" in words and "drain" in words
+
+
+def test_a_terminal_shows_which_probes_are_still_running_and_a_pipe_does_not():
+    # The torch child imports the real torch: long enough for the live status to draw at least once.
+    env = env_with(TERM="xterm")
+    shown = read_pty([ENVCHECK, "doctor", "torch"], env, 120)
+    assert "waiting for the torch child process" in shown
+    piped = run("doctor", "torch")
+    assert "waiting for" not in piped.stdout + piped.stderr
