@@ -1,0 +1,77 @@
+"""The Markdown report is what a user pastes into a GitHub issue: it must survive the table syntax
+(pipes, newlines in values) and carry the versions a bug report needs."""
+
+from __future__ import annotations
+
+from io import StringIO
+from typing import Any
+
+from envcheck.render import RenderOptions, make_console, render
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    buffer = StringIO()
+    render(doc, "markdown", make_console(buffer, for_file=True), RenderOptions())
+    return buffer.getvalue()
+
+
+def doctor_doc(**extra: Any) -> dict[str, Any]:
+    doc = {
+        "schema": "envcheck.doctor/1",
+        "envcheck_version": "9.9.9",
+        "generated_at": "2026-12-01T10:00:00+00:00",
+        "duration_s": 2.25,
+        "host": {"hostname": "gpu-17", "os": "Linux", "kernel": "6.8.0", "python": "3.11.7", "container": "docker"},
+        "summary": {"verdict": "not_ready", "text": "not ready: 1 problem"},
+        "areas": {"gpu": "GPUs", "torch": "torch and CUDA"},
+        "checks": [
+            {
+                "id": "gpu.ecc",
+                "title": "ECC memory errors",
+                "status": "fail",
+                "summary": "GPU 1: 3 | uncorrected\nsince boot",
+                "fix": {"text": "Drain the node.", "command": "nvidia-smi -q -d ECC"},
+            },
+            {"id": "torch.arch", "title": "arch", "status": "ok", "summary": "sm_90 in the list", "fix": None},
+        ],
+        "driver": {"version": "550.54.15", "cuda_version": "12.4"},
+        "gpus": [{"index": 0, "name": "NVIDIA H100 80GB HBM3", "compute_capability": [9, 0], "pci_bus_id": "0:18"}],
+        "torch": {"version": "2.9.1+cu128", "cuda": "12.8", "cudnn_version": 91002, "nccl_version": [2, 27, 3]},
+        "packages": {"numpy": "2.1.0", "nvidia-cudnn-cu12": "9.10.2.21", "triton": "3.4.0"},
+    }
+    doc.update(extra)
+    return doc
+
+
+def test_a_heading_and_a_table_per_area_with_cells_that_cannot_break_the_table():
+    text = markdown(doctor_doc())
+    lines = text.splitlines()
+    assert lines[0] == "## envcheck doctor: not ready: 1 problem"
+    assert "### GPUs" in lines and "### torch and CUDA" in lines
+    assert "| ❌ fail | ECC memory errors | GPU 1: 3 \\| uncorrected<br>since boot | `gpu.ecc` |" in lines
+    assert "| ✅ ok | arch | sm_90 in the list | `torch.arch` |" in lines
+
+
+def test_fixes_are_listed_with_their_commands():
+    text = markdown(doctor_doc())
+    assert "- **`gpu.ecc`** (fail): Drain the node." in text
+    assert "  nvidia-smi -q -d ECC" in text
+
+
+def test_the_versions_block_holds_what_a_bug_report_needs():
+    text = markdown(doctor_doc())
+    block = text.split("### Versions", 1)[1]
+    for line in (
+        "envcheck: 9.9.9",
+        "container: docker",
+        "NVIDIA driver: 550.54.15",
+        "driver CUDA: 12.4",
+        "GPU 0: NVIDIA H100 80GB HBM3 (cc 9.0) 0:18",
+        "torch: 2.9.1+cu128",
+        "torch CUDA build: 12.8",
+        "cuDNN: 91002",
+        "NCCL: 2.27.3",
+        "nvidia-cudnn-cu12: 9.10.2.21",
+        "triton: 3.4.0",
+    ):
+        assert line in block, line
