@@ -192,3 +192,16 @@ def test_a_terminal_shows_which_probes_are_still_running_and_a_pipe_does_not():
     assert "waiting for the torch child process" in shown
     piped = run("doctor", "torch")
     assert "waiting for" not in piped.stdout + piped.stderr
+
+
+@pytest.mark.parametrize("columns", [120, 80])
+def test_a_folded_skip_line_fits_the_terminal(columns):
+    import re
+
+    shown = read_pty([ENVCHECK, "doctor", "--quick"], env_with(ENVCHECK_FAKE_NVML="no_library", TERM="xterm"), columns)
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown).replace("\r", "")
+    lines = plain.split("\n")
+    folded = next(i for i, line in enumerate(lines) if "12 checks skipped" in line)
+    assert len(lines[folded].rstrip()) <= columns
+    assert lines[folded + 1].strip() == ""  # nothing of it spilled onto a second line
+    assert "gpu." in lines[folded]

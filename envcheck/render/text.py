@@ -102,7 +102,9 @@ class DoctorText:
         if len(skipped) == 1:
             self.result(skipped[0])
         elif skipped:
-            self._line("skip", f"{len(skipped)} checks skipped", skipped[0]["summary"], _ids(self.console, skipped))
+            title = f"{len(skipped)} checks skipped"
+            used = len(f"  - {title}: {skipped[0]['summary']}  ")
+            self._line("skip", title, skipped[0]["summary"], _ids(self.console, skipped, used))
 
     def _line(self, status: str, title: str, summary: str, ids: str) -> None:
         self._row(f"  {mark(self.console, status)} ", f"{escape(title)}: {escape(summary)}  [dim]{escape(ids)}[/]")
@@ -127,19 +129,23 @@ class DoctorText:
         self.console.print(grid)
 
 
-def _ids(console: Console, skipped: list[dict[str, Any]]) -> str:
-    """The folded line's ids; on a terminal as many as fit on one line with the count of the rest, so
-    that the folded line stays one line."""
+def _ids(console: Console, skipped: list[dict[str, Any]], used: int) -> str:
+    """The folded line's ids; on a terminal as many as fit in what is left of the line (``used``
+    columns are taken) with the count of the rest, so that the folded line stays one line (``-v``
+    lists every skipped check)."""
     ids = [r["id"] for r in skipped]
     if not console.is_terminal:
         return ", ".join(ids)
-    room = max(console.width - 60, 20)
+    room = console.width - used - 1
     shown: list[str] = []
     for i, item in enumerate(ids):
         rest = len(ids) - i - 1
         candidate = ", ".join([*shown, item]) + (f", … +{rest}" if rest else "")
-        if len(candidate) > room and shown:
-            return ", ".join(shown) + f", … +{len(ids) - len(shown)}"
+        if len(candidate) > room:
+            if shown:
+                return ", ".join(shown) + f", … +{len(ids) - len(shown)}"
+            areas = {i.split(".", 1)[0] for i in ids}
+            return f"{areas.pop()}.*" if len(areas) == 1 else f"+{len(ids)}"
         shown.append(item)
     return ", ".join(shown)
 
