@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import pytest
 
-from tests import fakenvml
+from tests import cuda_torch, fakenvml
+
+
+def pytest_report_header() -> str:
+    return f"CUDA build of torch: {cuda_torch.CUDA_TORCH_PYTHON or 'none'} ({cuda_torch.ENV})"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Under CI the tests against the real CUDA build must run, not skip: a CI that lost its second venv
+    # would otherwise stay green while testing less.
+    reason = cuda_torch.missing_reason()
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes") and reason:
+        raise pytest.UsageError(f"CI needs the CUDA build of torch: {reason}")
 
 
 @pytest.fixture
