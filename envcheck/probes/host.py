@@ -56,6 +56,8 @@ class CpuInfo:
     affinity_cores: int | None
     #: CPU time the cgroup allows, in cores (``docker --cpus=4`` → 4.0); None when unlimited or unknown.
     cgroup_quota_cores: float | None
+    #: Which of :data:`DL_ISA_FLAGS` the CPU has, in that order; None when the kernel does not say.
+    isa_flags: list[str] | None = None
 
 
 @dataclass
@@ -180,22 +182,45 @@ def read_libc() -> tuple[str | None, str | None]:
     return (name or None), (version or None)
 
 
+#: CPU features that decide which kernels torch's CPU paths use, as /proc/cpuinfo names them. x86:
+#: ATen's CPU dispatch picks its AVX2 or AVX-512 kernels (``torch.backends.cpu.get_cpu_capability()``),
+#: oneDNN uses AVX512_BF16, AVX512_FP16, VNNI and AMX for bf16/fp16/int8 matmuls and convolutions (AMX
+#: needs all of amx_tile and amx_bf16 or amx_int8). Arm: NEON (asimd), SVE and the bf16/i8mm dot products
+#: that oneDNN and ACL use. What ``python -m torch.utils.collect_env`` shows in its lscpu block, kept short.
+DL_ISA_FLAGS = (
+    "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni",
+    "amx_tile", "amx_bf16", "amx_int8", "amx_fp16",
+    "asimd", "sve", "sve2", "bf16", "i8mm",
+)  # fmt: skip
+
+
 def read_cpu() -> CpuInfo:
     try:
         affinity: int | None = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         affinity = None  # macOS has no sched_getaffinity
+    cpuinfo = _read(PROC / "cpuinfo")
     return CpuInfo(
-        model=_cpu_model(),
+        model=_cpu_model(cpuinfo),
         physical_cores=psutil.cpu_count(logical=False),
         logical_cores=psutil.cpu_count(logical=True),
         affinity_cores=affinity,
         cgroup_quota_cores=_cgroup_cpu_quota(),
+        isa_flags=isa_flags(cpuinfo),
     )
 
 
-def _cpu_model() -> str | None:
-    text = _read(PROC / "cpuinfo")
+def isa_flags(cpuinfo: str | None) -> list[str] | None:
+    """The :data:`DL_ISA_FLAGS` in the first processor's ``flags`` (x86) or ``Features`` (Arm) line."""
+    for line in (cpuinfo or "").splitlines():
+        name, sep, value = line.partition(":")
+        if sep and name.strip() in ("flags", "Features"):
+            present = set(value.split())
+            return [flag for flag in DL_ISA_FLAGS if flag in present]
+    return None
+
+
+def _cpu_model(text: str | None) -> str | None:
     if text is not None:
         # x86 says "model name"; some ARM kernels only say "Model" or nothing usable.
         for key in ("model name", "Model", "cpu model", "Processor"):

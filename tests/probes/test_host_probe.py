@@ -92,6 +92,40 @@ def test_cpu_model_from_proc_cpuinfo(fake_root: Path, cpuinfo: str, model: str):
     assert probe_host({}).cpu.model == model
 
 
+#: Real first-processor lines, shortened: a Sapphire Rapids Xeon (AMX), a Zen 4 EPYC (AVX-512 with BF16,
+#: no AMX), a Haswell-era Xeon (AVX2 only) and a Grace (Neoverse V2: SVE2, bf16, i8mm).
+SAPPHIRE_RAPIDS = (
+    "flags\t\t: fpu vme sse sse2 avx fma avx2 avx512f avx512dq avx512cd avx512bw avx512vl avx512_bf16 "
+    "avx512_vnni avx_vnni avx512_fp16 amx_bf16 amx_tile amx_int8 arch_lbr\n"
+)
+ZEN4 = "flags\t\t: fpu sse2 avx fma avx2 avx512f avx512dq avx512_bf16 avx512_vnni avx512_vbmi2\n"
+HASWELL = "flags\t\t: fpu sse2 avx fma avx2 bmi2 erms\n"
+GRACE = "Features\t: fp asimd evtstrm aes sha2 crc32 atomics asimddp sve sve2 svebf16 svei8mm i8mm bf16\n"
+
+
+@pytest.mark.parametrize(
+    "cpuinfo, flags",
+    [
+        (SAPPHIRE_RAPIDS, ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni",
+                           "amx_tile", "amx_bf16", "amx_int8"]),
+        (ZEN4, ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"]),
+        (HASWELL, ["avx2", "fma"]),
+        (GRACE, ["asimd", "sve", "sve2", "bf16", "i8mm"]),
+        ("processor\t: 0\nflags\t\t: fpu sse sse2\n", []),
+        ("processor\t: 0\nmodel name\t: a CPU whose kernel lists no flags\n", None),
+    ],
+    ids=["sapphire_rapids_amx", "zen4_avx512_bf16", "haswell_avx2", "grace_sve2", "sse_only", "no_flags_line"],
+)  # fmt: skip
+def test_deep_learning_isa_flags_from_proc_cpuinfo(fake_root: Path, cpuinfo: str, flags: list[str] | None):
+    """What collect_env's lscpu block shows, reduced to the flags that pick torch's CPU kernels."""
+    write(fake_root / "proc" / "cpuinfo", "processor\t: 0\n" + cpuinfo)
+    assert probe_host({}).cpu.isa_flags == flags
+
+
+def test_no_proc_cpuinfo_means_unknown_isa_flags(fake_root: Path):
+    assert probe_host({}).cpu.isa_flags is None
+
+
 @pytest.mark.parametrize(
     "files, cores",
     [
