@@ -5,20 +5,75 @@ Python callable that fills its ctypes arguments the way the driver would and ret
 code. The real nvidia-ml-py wrappers (argument marshalling, error classes, version fallbacks) run on
 top, so the bugs users meet in the binding layer are met here too.
 
+Like the driver, the fake answers each selector argument on its own: ECC counts per error type and
+counter, temperature thresholds per kind, the temperature only for the GPU sensor (any other is
+NVML_ERROR_INVALID_ARGUMENT). A probe that asks for the wrong one gets a different number, or an error,
+and a test fails.
+
+The fake's constants are the C values from ``nvml.h``, not the binding's names, so that it also runs under
+a ``pynvml`` module that lacks some of them (tests of the deprecated and vendored copies).
+
 Scenario names follow what they simulate (cf. gpustat's test_gpustat.py).
 """
 
 from __future__ import annotations
 
 import ctypes
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pynvml
 
-SUCCESS = pynvml.NVML_SUCCESS
 GiB = 1024**3
+
+# nvml.h, nvmlReturn_t.
+SUCCESS = 0
+INVALID_ARGUMENT = 2
+NOT_SUPPORTED = 3
+NO_PERMISSION = 4
+INSUFFICIENT_SIZE = 7
+DRIVER_NOT_LOADED = 9
+GPU_IS_LOST = 15
+LIB_RM_VERSION_MISMATCH = 18
+# nvml.h, nvmlTemperatureSensors_t and nvmlTemperatureThresholds_t.
+TEMPERATURE_GPU = 0
+THRESHOLD_SHUTDOWN, THRESHOLD_SLOWDOWN, THRESHOLD_MEM_MAX, THRESHOLD_GPU_MAX = 0, 1, 2, 3
+THRESHOLD_COUNT = 8
+# nvml.h, nvmlMemoryErrorType_t and nvmlEccCounterType_t.
+CORRECTED, UNCORRECTED = 0, 1
+VOLATILE, AGGREGATE = 0, 1
+# nvml.h, nvmlClocksEventReason* bits.
+REASON_GPU_IDLE = 0x1
+REASON_SW_POWER_CAP = 0x4
+REASON_SW_THERMAL = 0x20
+REASON_HW_THERMAL = 0x40
+COMPUTEMODE_DEFAULT = 0
+
+
+def ecc_counts(
+    *, volatile_unc: int = 0, aggregate_unc: int = 0, volatile_corr: int = 12, aggregate_corr: int = 340
+) -> dict[tuple[int, int], int]:
+    """ECC counters keyed as the driver keys them, (error type, counter type). Corrected errors are normal
+    on a healthy HBM GPU, so they are not zero by default: a probe asking for them instead of uncorrected
+    ones reports errors on a healthy card."""
+    return {
+        (UNCORRECTED, VOLATILE): volatile_unc,
+        (UNCORRECTED, AGGREGATE): aggregate_unc,
+        (CORRECTED, VOLATILE): volatile_corr,
+        (CORRECTED, AGGREGATE): aggregate_corr,
+    }
+
+
+def thresholds(*, slowdown: int = 87, shutdown: int = 92, gpu_max: int = 85, mem_max: int = 95) -> dict[int, int]:
+    """Temperature thresholds by kind, each a different number so that asking for the wrong kind shows."""
+    return {
+        THRESHOLD_SHUTDOWN: shutdown,
+        THRESHOLD_SLOWDOWN: slowdown,
+        THRESHOLD_MEM_MAX: mem_max,
+        THRESHOLD_GPU_MAX: gpu_max,
+    }
 
 
 @dataclass
@@ -32,20 +87,21 @@ class FakeGpu:
     processes: list[tuple[int, int]] = field(default_factory=list)  # (pid, used bytes)
     util: tuple[int, int] = (0, 0)
     temp: int = 34
-    temp_slowdown: int = 87
+    #: Threshold kind -> °C; a kind not in here is not supported by the board.
+    temp_thresholds: dict[int, int] = field(default_factory=thresholds)
     power_mw: int = 70_000
     power_limit_mw: int = 700_000
     power_default_limit_mw: int = 700_000
-    clocks_reasons: int = pynvml.nvmlClocksEventReasonGpuIdle
+    clocks_reasons: int = REASON_GPU_IDLE
     pcie_width: tuple[int, int] = (16, 16)
     pcie_gen: tuple[int, int] = (5, 5)
     ecc_mode: tuple[int, int] = (1, 1)
-    ecc_volatile_unc: int = 0
-    ecc_aggregate_unc: int = 0
+    #: (error type, counter type) -> count.
+    ecc: dict[tuple[int, int], int] = field(default_factory=ecc_counts)
     retired_pending: int = 0
     remapped_rows: tuple[int, int, int, int] = (0, 0, 0, 0)  # correctable, uncorrectable, pending, failed
     persistence: int = 1
-    compute_mode: int = pynvml.NVML_COMPUTEMODE_DEFAULT
+    compute_mode: int = COMPUTEMODE_DEFAULT
     mig: tuple[int, int] = (0, 0)
     lost: bool = False
     #: C function name -> NVML return code this GPU answers instead of data.
@@ -67,6 +123,11 @@ class _Fn:
 def _out(arg: Any) -> Any:
     """The object behind a ``byref(...)`` argument."""
     return arg._obj
+
+
+def _value(arg: Any) -> int:
+    """An enum argument: pynvml passes a ctypes integer (``_nvmlEccCounterType_t(1)``), C passes an int."""
+    return int(getattr(arg, "value", arg))
 
 
 class FakeNvmlLib:
@@ -108,14 +169,15 @@ class FakeNvmlLib:
                 return gpu
         raise AssertionError("unknown handle")
 
-    def _device(self, name: str, handle: Any, fill: Callable[[FakeGpu], None]) -> int:
+    def _device(self, name: str, handle: Any, fill: Callable[[FakeGpu], int | None]) -> int:
+        """Answer for the GPU behind ``handle``: ``fill`` writes the outputs, or returns an error code."""
         gpu = self._gpu(handle)
         if gpu.lost:
-            return pynvml.NVML_ERROR_GPU_IS_LOST
+            return GPU_IS_LOST
         if name in gpu.errors:
             return gpu.errors[name]
-        fill(gpu)
-        return SUCCESS
+        answer = fill(gpu)
+        return SUCCESS if answer is None else answer
 
     # -- system ----------------------------------------------------------------------------------
     def c_nvmlInitWithFlags(self, flags: int) -> int:
@@ -146,7 +208,11 @@ class FakeNvmlLib:
     def c_nvmlDeviceGetHandleByIndex_v2(self, index: Any, out: Any) -> int:
         i = index.value
         if i >= len(self.gpus):
-            return pynvml.NVML_ERROR_INVALID_ARGUMENT
+            return INVALID_ARGUMENT
+        # The driver refuses a GPU whose device node this user may not open before it hands out a handle.
+        refused = self.gpus[i].errors.get("nvmlDeviceGetHandleByIndex_v2")
+        if refused is not None:
+            return refused
         _out(out).contents = self._handles[i]
         return SUCCESS
 
@@ -176,7 +242,7 @@ class FakeNvmlLib:
     def _processes(self, name: str, h: Any, count: Any, array: Any, procs: Callable[[FakeGpu], list]) -> int:
         gpu = self._gpu(h)
         if gpu.lost:
-            return pynvml.NVML_ERROR_GPU_IS_LOST
+            return GPU_IS_LOST
         if name in gpu.errors:
             return gpu.errors[name]
         listed = procs(gpu)
@@ -185,7 +251,7 @@ class FakeNvmlLib:
             return SUCCESS
         if array is None or _out(count).value < len(listed):
             _out(count).value = len(listed)
-            return pynvml.NVML_ERROR_INSUFFICIENT_SIZE
+            return INSUFFICIENT_SIZE
         for i, (pid, used) in enumerate(listed):
             array[i].pid, array[i].usedGpuMemory = pid, used
         _out(count).value = len(listed)
@@ -204,12 +270,24 @@ class FakeNvmlLib:
         return self._device("nvmlDeviceGetUtilizationRates", h, fill)
 
     def c_nvmlDeviceGetTemperature(self, h: Any, sensor: Any, out: Any) -> int:
-        return self._device("nvmlDeviceGetTemperature", h, lambda g: setattr(_out(out), "value", g.temp))
+        def fill(g: FakeGpu) -> int | None:
+            if _value(sensor) != TEMPERATURE_GPU:  # the only sensor nvml.h defines
+                return INVALID_ARGUMENT
+            _out(out).value = g.temp
+            return None
+
+        return self._device("nvmlDeviceGetTemperature", h, fill)
 
     def c_nvmlDeviceGetTemperatureThreshold(self, h: Any, kind: Any, out: Any) -> int:
-        return self._device(
-            "nvmlDeviceGetTemperatureThreshold", h, lambda g: setattr(_out(out), "value", g.temp_slowdown)
-        )
+        def fill(g: FakeGpu) -> int | None:
+            if not 0 <= _value(kind) < THRESHOLD_COUNT:
+                return INVALID_ARGUMENT
+            if _value(kind) not in g.temp_thresholds:
+                return NOT_SUPPORTED
+            _out(out).value = g.temp_thresholds[_value(kind)]
+            return None
+
+        return self._device("nvmlDeviceGetTemperatureThreshold", h, fill)
 
     def c_nvmlDeviceGetPowerUsage(self, h: Any, out: Any) -> int:
         return self._device("nvmlDeviceGetPowerUsage", h, lambda g: setattr(_out(out), "value", g.power_mw))
@@ -256,9 +334,12 @@ class FakeNvmlLib:
         return self._device("nvmlDeviceGetEccMode", h, fill)
 
     def c_nvmlDeviceGetTotalEccErrors(self, h: Any, error_type: Any, counter: Any, out: Any) -> int:
-        def fill(g: FakeGpu) -> None:
-            volatile = counter.value == pynvml.NVML_VOLATILE_ECC
-            _out(out).value = g.ecc_volatile_unc if volatile else g.ecc_aggregate_unc
+        def fill(g: FakeGpu) -> int | None:
+            key = (_value(error_type), _value(counter))
+            if key not in g.ecc:  # an error or counter type nvml.h does not define
+                return INVALID_ARGUMENT
+            _out(out).value = g.ecc[key]
+            return None
 
         return self._device("nvmlDeviceGetTotalEccErrors", h, fill)
 
@@ -288,7 +369,6 @@ class FakeNvmlLib:
 
 
 # -- named scenarios --------------------------------------------------------------------------------
-NOT_SUPPORTED = pynvml.NVML_ERROR_NOT_SUPPORTED
 
 
 def h100(i: int, **kw: Any) -> FakeGpu:
@@ -302,11 +382,11 @@ def healthy_multi_gpu() -> FakeNvmlLib:
 
 
 def ecc_uncorrected_row_remap() -> FakeNvmlLib:
-    return FakeNvmlLib([h100(0), h100(1, ecc_volatile_unc=3, ecc_aggregate_unc=7, remapped_rows=(0, 2, 1, 0))])
+    return FakeNvmlLib([h100(0), h100(1, ecc=ecc_counts(volatile_unc=3, aggregate_unc=7), remapped_rows=(0, 2, 1, 0))])
 
 
 def thermal_throttle_pcie_downgrade() -> FakeNvmlLib:
-    reasons = pynvml.nvmlClocksEventReasonHwThermalSlowdown | pynvml.nvmlClocksEventReasonSwThermalSlowdown
+    reasons = REASON_HW_THERMAL | REASON_SW_THERMAL
     return FakeNvmlLib([h100(0, temp=91, clocks_reasons=reasons, pcie_width=(8, 16), util=(100, 60)), h100(1)])
 
 
@@ -315,15 +395,15 @@ def gpu_lost() -> FakeNvmlLib:
 
 
 def driver_library_mismatch() -> FakeNvmlLib:
-    return FakeNvmlLib([], init_error=pynvml.NVML_ERROR_LIB_RM_VERSION_MISMATCH)
+    return FakeNvmlLib([], init_error=LIB_RM_VERSION_MISMATCH)
 
 
 def driver_not_loaded() -> FakeNvmlLib:
-    return FakeNvmlLib([], init_error=pynvml.NVML_ERROR_DRIVER_NOT_LOADED)
+    return FakeNvmlLib([], init_error=DRIVER_NOT_LOADED)
 
 
 def no_permission() -> FakeNvmlLib:
-    return FakeNvmlLib([], init_error=pynvml.NVML_ERROR_NO_PERMISSION)
+    return FakeNvmlLib([], init_error=NO_PERMISSION)
 
 
 def geforce_no_ecc() -> FakeNvmlLib:
@@ -391,6 +471,34 @@ def missing_functions() -> FakeNvmlLib:
     )
 
 
+def ecc_lifetime_only() -> FakeNvmlLib:
+    """Uncorrected ECC errors in the lifetime (aggregate) counter only: they happened before the last reboot
+    or GPU reset, none since (the volatile counter is zero)."""
+    return FakeNvmlLib([h100(0), h100(1, ecc=ecc_counts(volatile_unc=0, aggregate_unc=5))])
+
+
+def readings_refused_mig() -> FakeNvmlLib:
+    """An A100 in MIG mode seen by an unprivileged user (a container given one MIG instance): the driver
+    answers most queries but refuses the whole GPU's memory and process readings with
+    NVML_ERROR_NO_PERMISSION (NVML reference, nvmlDeviceGetMemoryInfo_v2: "In MIG mode, if device handle is
+    provided, the API returns aggregate information, only if the caller has appropriate privileges")."""
+    refused = {
+        name: NO_PERMISSION
+        for name in (
+            "nvmlDeviceGetMemoryInfo",
+            "nvmlDeviceGetComputeRunningProcesses_v3",
+            "nvmlDeviceGetGraphicsRunningProcesses_v3",
+        )
+    }
+    a100 = {"name": "NVIDIA A100-SXM4-80GB", "cc": (8, 0), "pcie_gen": (4, 4)}
+    return FakeNvmlLib([h100(0, mig=(1, 1), errors=refused, **a100), h100(1, **a100)])
+
+
+def device_node_refused() -> FakeNvmlLib:
+    """GPU 1's device node is not open to this user: the driver counts the GPU but refuses to open it."""
+    return FakeNvmlLib([h100(0), h100(1, errors={"nvmlDeviceGetHandleByIndex_v2": NO_PERMISSION})])
+
+
 def no_gpus() -> FakeNvmlLib:
     return FakeNvmlLib([])
 
@@ -417,30 +525,44 @@ SCENARIOS: dict[str, Callable[[], FakeNvmlLib]] = {
         other_process_memory,
         old_driver,
         missing_functions,
+        ecc_lifetime_only,
+        readings_refused_mig,
+        device_node_refused,
         no_gpus,
         mixed_generations,
     )
 }
 
 
+def bindings_module() -> Any:
+    """The module whose globals the binding's wrappers read (``nvmlLib``, the function-pointer cache).
+
+    nvidia-ml-py is one module, ``pynvml``; the deprecated pynvml distribution's package re-exports
+    ``pynvml.nvml`` with ``import *``, which leaves those private globals behind in ``pynvml.nvml``.
+    """
+    module = getattr(pynvml.nvmlInit, "__module__", None)
+    return sys.modules.get(module or "pynvml", pynvml)
+
+
 def install(lib: FakeNvmlLib | None, monkeypatch: Any) -> None:
     """Make the real pynvml talk to ``lib``; ``None`` simulates a machine without the library."""
-    monkeypatch.setattr(pynvml, "nvmlLib", lib)
-    monkeypatch.setattr(pynvml, "_nvmlGetFunctionPointer_cache", {})
-    monkeypatch.setattr(pynvml, "_nvmlLib_refcount", 0)
+    target = bindings_module()
+    monkeypatch.setattr(target, "nvmlLib", lib, raising=False)
+    monkeypatch.setattr(target, "_nvmlGetFunctionPointer_cache", {}, raising=False)
+    monkeypatch.setattr(target, "_nvmlLib_refcount", 0, raising=False)
     if lib is None:
 
         def no_library(name: str, *args: Any, **kwargs: Any) -> Any:
             raise OSError(f"{name}: cannot open shared object file: No such file or directory")
 
-        monkeypatch.setattr(pynvml, "CDLL", no_library)
+        monkeypatch.setattr(target, "CDLL", no_library)
 
 
 def activate(lib: FakeNvmlLib | None) -> None:
     """:func:`install` without pytest, for a child process (see tests/nvml_site/sitecustomize.py)."""
 
     class _Patch:
-        def setattr(self, target: Any, name: str, value: Any) -> None:
+        def setattr(self, target: Any, name: str, value: Any, raising: bool = True) -> None:
             setattr(target, name, value)
 
     install(lib, _Patch())

@@ -232,6 +232,6 @@ def test_text_report_for_a_failing_machine(nvml):
     lines = result.stdout.splitlines()
     assert "Driver and NVML" in lines and "GPUs" in lines
     assert any(line.startswith("  [FAIL]  ECC memory errors: GPU 1") for line in lines)
-    assert any("fix: Uncorrected ECC errors: stop using this GPU" in line for line in lines)
+    assert any("fix: Uncorrected ECC errors since boot: stop using this GPU" in line for line in lines)
     assert "run: nvidia-smi -q -d ECC" in result.stdout
     assert lines[-1].startswith("not ready: 2 problems")

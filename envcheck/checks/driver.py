@@ -72,6 +72,17 @@ def nvml_loads(ctx: Context) -> Verdict:
             "sudo rmmod nvidia_uvm nvidia_drm nvidia_modeset nvidia && sudo modprobe nvidia",
             **details,
         )
+    if state.status in ("no_bindings", "bindings_broken"):
+        # Not the driver's fault, and the driver may be fine: say so, and leave the why to the packages check.
+        return warn(
+            f"cannot ask the driver: {state.error}",
+            "envcheck reads the driver through NVIDIA's NVML bindings (nvidia-ml-py, imported as pynvml), and the "
+            "pynvml module here is missing or broken; packages.pynvml_deprecated names the copy at fault. "
+            "Reinstall nvidia-ml-py once that copy is gone.",
+            "pip install --force-reinstall nvidia-ml-py",
+            **details,
+            module=state.bindings.path,
+        )
     if state.status == "no_permission":
         return fail(
             "no permission to open the NVIDIA devices",

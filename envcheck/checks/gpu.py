@@ -2,7 +2,9 @@
 
 Each check covers all GPUs and names the ones that are wrong; a lost GPU is reported once, by
 ``gpu.inventory``, and left out of the others so that the healthy GPUs are still judged. A reading the
-card does not offer (GeForce has no ECC) is "not available", never a failure.
+card does not offer (GeForce has no ECC) is "not available", never a failure. A reading the driver
+refuses to this user (NVML_ERROR_NO_PERMISSION) is a warning in the check that needed it: that check
+could not judge the GPU, and "ok" would claim it had.
 """
 
 from __future__ import annotations
@@ -10,13 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import pynvml
-
 from envcheck.checks.driver import nvml_state
-from envcheck.core.model import SkipCheck, Verdict, available, fail, ok, warn
+from envcheck.core.model import NA, SkipCheck, Verdict, available, fail, ok, warn
 from envcheck.core.probing import Context
 from envcheck.core.registry import check
-from envcheck.probes.nvml import GpuInfo
+from envcheck.probes.nvml import NO_PERMISSION, GpuInfo
 from envcheck.units import gib, human
 
 #: Another process holding at least this share of a GPU's memory leaves too little for training.
@@ -27,16 +27,30 @@ BUSY_UTILIZATION_PCT = 50
 TEMPERATURE_MARGIN_C = 5
 #: PCIe generation drops at idle to save power (ASPM), so it is judged only when the GPU is this busy.
 PCIE_GEN_LOAD_PCT = 50
+#: A power limit below this share of the card's default is a cap someone set, not rounding.
+POWER_CAP_SHARE = 0.95
 
-#: Clocks-event reasons that mean the GPU is slowed by a fault or by heat. Idle, the SW power cap
-#: (running at the configured power limit), application clocks, sync boost and display clocks are
-#: normal operation (NVML reference: nvmlClocksEventReasons).
+#: Clocks-event reasons that mean the GPU is slowed by a fault or by heat, as the bits of nvml.h's
+#: ``nvmlClocksEventReason*`` (written as numbers: the C ABI, while older pynvml copies lack the names).
+#: Idle (0x1), application clocks (0x2), the SW power cap (0x4, running at the configured power limit),
+#: sync boost (0x10) and display clocks (0x100) are normal operation.
 THROTTLE_PROBLEMS = {
-    pynvml.nvmlClocksEventReasonHwSlowdown: "HW slowdown (power brake or overheating signalled by the board)",
-    pynvml.nvmlClocksEventReasonSwThermalSlowdown: "SW thermal slowdown",
-    pynvml.nvmlClocksEventReasonHwThermalSlowdown: "HW thermal slowdown",
-    pynvml.nvmlClocksEventReasonHwPowerBrakeSlowdown: "HW power brake (external power supply signal)",
+    0x8: "HW slowdown (power brake or overheating signalled by the board)",
+    0x20: "SW thermal slowdown",
+    0x40: "HW thermal slowdown",
+    0x80: "HW power brake (external power supply signal)",
 }
+
+#: Said when the driver refused a reading to this user. Seen on MIG-enabled GPUs (the whole GPU's memory
+#: and processes need administrator rights: NVML reference, nvmlDeviceGetMemoryInfo_v2) and where the
+#: user's access to the NVIDIA device nodes is restricted.
+REFUSED_FIX = (
+    "The driver refused that reading to this user (NVML: Insufficient Permissions), so envcheck could not "
+    "judge it. Run the query below as root to compare. On a MIG-enabled GPU the whole GPU's memory "
+    "and process readings need administrator rights: read them on the host, or ask an administrator. "
+    "Otherwise check that your user may open /dev/nvidia* (their group, often `video`) and, in a container, "
+    "that the GPUs were given to it through the NVIDIA Container Toolkit (`--gpus`), not as bare device nodes."
+)
 
 
 def label(gpu: GpuInfo) -> str:
@@ -47,22 +61,42 @@ def label(gpu: GpuInfo) -> str:
 def working_gpus(ctx: Context) -> list[GpuInfo]:
     """GPUs that answer NVML; skips the calling check when there are none."""
     state = nvml_state(ctx)
-    gpus = [g for g in state.gpus if not g.lost]
+    gpus = [g for g in state.gpus if not g.lost and not g.refused]
     if not gpus:
         raise SkipCheck("no working GPUs to judge")
     return gpus
 
 
+def refused(value: Any) -> bool:
+    """Whether this reading is one the driver refused to this user."""
+    return isinstance(value, NA) and value.reason == NO_PERMISSION
+
+
+#: A problem's severity: ``fail``, ``warn``, or ``refused`` (a warning: the driver refused a reading).
+REFUSED = "refused"
+
+
 def judge_each(
-    ctx: Context, judge: Callable[[GpuInfo], tuple[str, str] | None], reading: Callable[[GpuInfo], Any]
+    ctx: Context,
+    judge: Callable[[GpuInfo], tuple[str, str] | None],
+    reading: Callable[[GpuInfo], Any],
+    *,
+    reads: tuple[str, ...],
+    what: str,
 ) -> tuple[list[GpuInfo], list[tuple[GpuInfo, str, str]], dict[str, Any]]:
-    """Run ``judge`` on every working GPU: returns (gpus, [(gpu, severity, words)], per-GPU readings)."""
+    """Run ``judge`` on every working GPU: returns (gpus, [(gpu, severity, words)], per-GPU readings).
+
+    ``reads`` names the GpuInfo fields the check depends on and ``what`` says what they are; a GPU where the
+    driver refused any of them is a problem of its own, so a check that could not judge never says "ok".
+    """
     gpus = working_gpus(ctx)
     problems = []
     for gpu in gpus:
         found = judge(gpu)
         if found is not None:
             problems.append((gpu, *found))
+        if any(refused(getattr(gpu, name)) for name in reads):
+            problems.append((gpu, REFUSED, f"the driver refused to read its {what} (no permission)"))
     return gpus, problems, {str(g.index): reading(g) for g in gpus}
 
 
@@ -75,11 +109,19 @@ def verdict(
     fix: str,
     command: str | None = None,
 ) -> Verdict:
-    """One verdict for all GPUs: the worst problem's severity, each bad GPU named in the summary."""
+    """One verdict for all GPUs: the worst problem's severity, each bad GPU named in the summary.
+
+    When the only problems are refused readings, the fix is how to get them (and ``command`` run as root,
+    to compare); with other problems too, that advice follows the check's own fix.
+    """
     if not problems:
         return ok(fine, gpus=details)
     summary = "; ".join(f"{label(g)}: {words}" for g, _, words in problems)
     factory = fail if any(sev == "fail" for _, sev, _ in problems) else warn
+    if all(sev == REFUSED for _, sev, _ in problems):
+        return factory(summary, REFUSED_FIX, f"sudo {command}" if command else None, gpus=details)
+    if any(sev == REFUSED for _, sev, _ in problems):
+        fix = f"{fix} {REFUSED_FIX}"
     return factory(summary, fix, command, gpus=details)
 
 
@@ -95,6 +137,7 @@ def inventory(ctx: Context) -> Verdict:
             "lspci | grep -i nvidia",
         )
     lost = [g for g in state.gpus if g.lost]
+    shut_out = [g for g in state.gpus if g.refused]
     listing = {
         str(g.index): {
             "name": g.name,
@@ -103,19 +146,37 @@ def inventory(ctx: Context) -> Verdict:
             "compute_capability": ".".join(map(str, g.compute_capability)) if available(g.compute_capability) else None,
             "memory_total": gib(g.memory_total_bytes) if available(g.memory_total_bytes) else None,
             "lost": g.lost,
+            "refused": g.refused,
             "error": g.lost_error,
         }
         for g in state.gpus
     }
+    answering = f"{len(state.gpus) - len(lost) - len(shut_out)} of {len(state.gpus)} GPUs answer"
     if lost:
         names = ", ".join(label(g) for g in lost)
+        refused_too = f"; {_refused_words(shut_out)}" if shut_out else ""
         return fail(
-            f"{names} lost (fallen off the bus); {len(state.gpus) - len(lost)} of {len(state.gpus)} GPUs answer",
+            f"{names} lost (fallen off the bus){refused_too}; {answering}",
             "A lost GPU (Xid 79) needs the node drained and rebooted; if it recurs, check cooling, power and "
             "seating, and ask the vendor for an RMA. `dmesg` shows the Xid and when it happened.",
             "sudo dmesg -T | grep -iE 'xid|fallen off'",
             gpus=listing,
         )
+    if shut_out:
+        return warn(
+            f"{_refused_words(shut_out)}; {answering}",
+            "Your user may not open these GPUs' device nodes (/dev/nvidia<N>): check their group (often `video`) "
+            "and add yourself to it; in a container, give it the GPUs through the NVIDIA Container Toolkit "
+            "(`--gpus`) rather than bind-mounted device nodes.",
+            "ls -l /dev/nvidia*",
+            gpus=listing,
+        )
+    identity = ("name", "compute_capability", "memory_total_bytes")
+    unread = [g for g in state.gpus if any(refused(getattr(g, name)) for name in identity)]
+    if unread:
+        what = "name, compute capability or memory size"
+        summary = "; ".join(f"{label(g)}: the driver refused to read its {what} (no permission)" for g in unread)
+        return warn(summary, REFUSED_FIX, "sudo nvidia-smi -L", gpus=listing)
     models: dict[str, int] = {}
     for g in state.gpus:
         models[str(g.name)] = models.get(str(g.name), 0) + 1
@@ -124,6 +185,10 @@ def inventory(ctx: Context) -> Verdict:
     cc = "cc {}.{}".format(*first.compute_capability) if available(first.compute_capability) else ""
     kinds = ", ".join(f"{n} × {name}" for name, n in models.items())
     return ok(f"{kinds} ({cc}{mem})" if len(models) == 1 else kinds, gpus=listing)
+
+
+def _refused_words(gpus: list[GpuInfo]) -> str:
+    return f"the driver refused to open {', '.join(label(g) for g in gpus)} (no permission)"
 
 
 @check("gpu.memory", "GPU memory free for you")
@@ -151,10 +216,12 @@ def memory(ctx: Context) -> Verdict:
             "total_bytes": g.memory_total_bytes,
             "used_bytes": g.memory_used_bytes,
             "free_bytes": g.memory_free_bytes,
-            "processes": procs if procs is not None else "not available",
+            "processes": procs if procs is not None else "refused" if refused(g.processes) else "not available",
         }
 
-    gpus, problems, details = judge_each(ctx, judge, reading)
+    gpus, problems, details = judge_each(
+        ctx, judge, reading, reads=("memory_used_bytes", "processes"), what="memory use or its processes"
+    )
     free = [g.memory_free_bytes for g in gpus if available(g.memory_free_bytes)]
     return verdict(
         gpus,
@@ -177,7 +244,11 @@ def utilization(ctx: Context) -> Verdict:
         return None
 
     gpus, problems, details = judge_each(
-        ctx, judge, lambda g: {"gpu_pct": g.utilization_gpu_pct, "memory_pct": g.utilization_memory_pct}
+        ctx,
+        judge,
+        lambda g: {"gpu_pct": g.utilization_gpu_pct, "memory_pct": g.utilization_memory_pct},
+        reads=("utilization_gpu_pct", "utilization_memory_pct"),
+        what="utilisation",
     )
     return verdict(
         gpus,
@@ -201,7 +272,11 @@ def temperature(ctx: Context) -> Verdict:
         return None
 
     gpus, problems, details = judge_each(
-        ctx, judge, lambda g: {"temperature_c": g.temperature_c, "slowdown_c": g.temperature_slowdown_c}
+        ctx,
+        judge,
+        lambda g: {"temperature_c": g.temperature_c, "slowdown_c": g.temperature_slowdown_c},
+        reads=("temperature_c", "temperature_slowdown_c"),
+        what="temperature or its slowdown threshold",
     )
     hottest = max((g.temperature_c for g in gpus if available(g.temperature_c)), default=None)
     return verdict(
@@ -221,7 +296,7 @@ def power(ctx: Context) -> Verdict:
 
     def judge(g: GpuInfo) -> tuple[str, str] | None:
         if available(g.power_limit_w) and available(g.power_default_limit_w):
-            if g.power_limit_w < 0.95 * g.power_default_limit_w:
+            if g.power_limit_w < POWER_CAP_SHARE * g.power_default_limit_w:
                 return "warn", f"power capped at {g.power_limit_w:.0f} W of the default {g.power_default_limit_w:.0f} W"
         return None
 
@@ -229,6 +304,8 @@ def power(ctx: Context) -> Verdict:
         ctx,
         judge,
         lambda g: {"draw_w": g.power_draw_w, "limit_w": g.power_limit_w, "default_limit_w": g.power_default_limit_w},
+        reads=("power_draw_w", "power_limit_w", "power_default_limit_w"),
+        what="power draw or limits",
     )
     draws = [f"{g.power_draw_w:.0f}/{g.power_limit_w:.0f} W" for g in gpus if available(g.power_draw_w)]
     return verdict(
@@ -252,7 +329,13 @@ def throttle(ctx: Context) -> Verdict:
         active = [words for bit, words in THROTTLE_PROBLEMS.items() if g.clocks_event_reasons & bit]
         return ("warn", "throttled: " + ", ".join(active)) if active else None
 
-    gpus, problems, details = judge_each(ctx, judge, lambda g: {"clocks_event_reasons": g.clocks_event_reasons})
+    gpus, problems, details = judge_each(
+        ctx,
+        judge,
+        lambda g: {"clocks_event_reasons": g.clocks_event_reasons},
+        reads=("clocks_event_reasons",),
+        what="clock throttle reasons",
+    )
     return verdict(
         gpus,
         problems,
@@ -289,6 +372,8 @@ def pcie(ctx: Context) -> Verdict:
             "gen": g.pcie_gen_current,
             "gen_max": g.pcie_gen_max,
         },
+        reads=("pcie_width_current", "pcie_width_max", "pcie_gen_current", "pcie_gen_max"),
+        what="PCIe link",
     )
     return verdict(
         gpus,
@@ -301,20 +386,40 @@ def pcie(ctx: Context) -> Verdict:
     )
 
 
+#: What to do about each kind of ECC finding, in the order said.
+ECC_FIXES = {
+    "since_boot": "Uncorrected ECC errors since boot: stop using this GPU, drain the node and reset the GPU; "
+    "if errors return, RMA it.",
+    "lifetime": "Uncorrected ECC errors only in the lifetime count: they happened before the last reboot or GPU "
+    "reset, and the memory was repaired since (row remapping or page retirement, see gpu.retired_memory). "
+    "A reset cannot clear this count; watch whether it grows, and RMA the GPU if it does.",
+    "mode": "A pending or disabled ECC mode takes effect after a GPU reset or reboot.",
+}
+
+
 @check("gpu.ecc", "ECC memory errors")
 def ecc(ctx: Context) -> Verdict:
-    """Uncorrected ECC errors mean the GPU returned corrupt data; a pending ECC mode change needs a reset."""
+    """Uncorrected ECC errors since boot mean the GPU returned corrupt data: a failure. Errors only in the
+    lifetime (aggregate) count are history a person should know of, not a present fault: a warning, since no
+    reset clears that count. A pending ECC mode change needs a reset."""
+    kinds: set[str] = set()
 
     def judge(g: GpuInfo) -> tuple[str, str] | None:
         if not available(g.ecc_mode_current):
             return None  # GeForce and some workstation cards have no ECC: not available, not a failure.
         volatile = g.ecc_volatile_uncorrected if available(g.ecc_volatile_uncorrected) else 0
         aggregate = g.ecc_aggregate_uncorrected if available(g.ecc_aggregate_uncorrected) else 0
-        if volatile or aggregate:
+        if volatile:
+            kinds.add("since_boot")
             return "fail", f"{volatile} uncorrected ECC errors since boot, {aggregate} over its life"
+        if aggregate:
+            kinds.add("lifetime")
+            return "warn", f"{aggregate} uncorrected ECC errors over its life, none since boot"
         if available(g.ecc_mode_pending) and g.ecc_mode_pending != g.ecc_mode_current:
+            kinds.add("mode")
             return "warn", f"ECC {'on' if g.ecc_mode_pending else 'off'} pending a reset"
         if not g.ecc_mode_current:
+            kinds.add("mode")
             return "warn", "ECC is off"
         return None
 
@@ -327,6 +432,8 @@ def ecc(ctx: Context) -> Verdict:
             "volatile_uncorrected": g.ecc_volatile_uncorrected,
             "aggregate_uncorrected": g.ecc_aggregate_uncorrected,
         },
+        reads=("ecc_mode_current", "ecc_volatile_uncorrected", "ecc_aggregate_uncorrected"),
+        what="ECC mode or error counts",
     )
     without = [g for g in gpus if not available(g.ecc_mode_current)]
     fine = "no uncorrected ECC errors" if len(without) < len(gpus) else "ECC not available on these GPUs"
@@ -335,9 +442,8 @@ def ecc(ctx: Context) -> Verdict:
         problems,
         details,
         fine=fine,
-        fix="Uncorrected ECC errors: stop using this GPU, drain the node and reset the GPU; if errors return, "
-        "RMA it. A pending or disabled ECC mode takes effect after a GPU reset or reboot.",
-        command="nvidia-smi -q -d ECC",
+        fix=" ".join(text for kind, text in ECC_FIXES.items() if kind in kinds),
+        command="nvidia-smi -q -d ECC,ROW_REMAPPER" if "lifetime" in kinds else "nvidia-smi -q -d ECC",
     )
 
 
@@ -363,6 +469,8 @@ def retired_memory(ctx: Context) -> Verdict:
             "remapped_rows_failed": g.remapped_rows_failed,
             "remapped_rows_uncorrectable": g.remapped_rows_uncorrectable,
         },
+        reads=("retired_pages_pending", "remapped_rows_pending", "remapped_rows_failed", "remapped_rows_uncorrectable"),
+        what="page retirement or row remapping state",
     )
     fix = (
         "Drain the node and reset the GPU (or reboot) so the remap or retirement takes effect; "
@@ -379,7 +487,13 @@ def persistence(ctx: Context) -> Verdict:
     def judge(g: GpuInfo) -> tuple[str, str] | None:
         return ("warn", "persistence mode off") if g.persistence_mode is False else None
 
-    gpus, problems, details = judge_each(ctx, judge, lambda g: {"persistence_mode": g.persistence_mode})
+    gpus, problems, details = judge_each(
+        ctx,
+        judge,
+        lambda g: {"persistence_mode": g.persistence_mode},
+        reads=("persistence_mode",),
+        what="persistence mode",
+    )
     return verdict(
         gpus,
         problems,
@@ -399,7 +513,9 @@ def compute_mode(ctx: Context) -> Verdict:
             return "warn", f"compute mode {g.compute_mode.replace('_', '-')}"
         return None
 
-    gpus, problems, details = judge_each(ctx, judge, lambda g: {"compute_mode": g.compute_mode})
+    gpus, problems, details = judge_each(
+        ctx, judge, lambda g: {"compute_mode": g.compute_mode}, reads=("compute_mode",), what="compute mode"
+    )
     return verdict(
         gpus,
         problems,
@@ -423,7 +539,11 @@ def mig(ctx: Context) -> Verdict:
         return None
 
     gpus, problems, details = judge_each(
-        ctx, judge, lambda g: {"current": g.mig_mode_current, "pending": g.mig_mode_pending}
+        ctx,
+        judge,
+        lambda g: {"current": g.mig_mode_current, "pending": g.mig_mode_pending},
+        reads=("mig_mode_current", "mig_mode_pending"),
+        what="MIG mode",
     )
     enabled = [label(g) for g in gpus if g.mig_mode_current is True]
     fine = f"MIG enabled on {', '.join(enabled)}: CUDA sees its instances" if enabled else "MIG off"
