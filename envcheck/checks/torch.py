@@ -19,7 +19,7 @@ from envcheck.probes import nvml as _nvml_probe  # noqa: F401 - registers the "n
 from envcheck.probes import toolkit as _toolkit_probe  # noqa: F401 - registers the "toolkit" probe
 from envcheck.probes.nvml import NvmlState
 from envcheck.probes.toolkit import ToolkitInfo
-from envcheck.probes.torch import TorchInfo, stage_words
+from envcheck.probes.torch import DEFAULT_CHILD_TIMEOUT_S, TIMEOUT_ENV, TorchInfo, stage_words
 from envcheck.probes.torch_child import MATMUL_N
 
 # -- reference data ----------------------------------------------------------------------------------
@@ -81,7 +81,9 @@ def _torch(ctx: Context) -> TorchInfo:
     except (ProbeTimeout, ProbeFailed):
         raise SkipCheck("torch could not be probed (see torch.import)") from None
     if info.status == "not_installed":
-        raise SkipCheck("torch is not installed (see torch.import)")
+        raise SkipCheck("torch is not installed (see packages.torch)")
+    if info.status == "unfinished":
+        raise SkipCheck("torch had not finished importing when the report was due (see torch.import)")
     if not info.imported:
         raise SkipCheck("torch did not import (see torch.import)")
     return info
@@ -251,10 +253,16 @@ def check_import(ctx: Context) -> Verdict:
             hip=info.hip,
         )
     if info.status == "not_installed":
+        # packages.torch says it, with the wheel that fits this machine: one warning, not two.
+        return skip(f"torch is not installed for {info.executable or 'this Python'} (see packages.torch)", **details)
+    if info.status == "unfinished":
+        # The doctor's --deadline, not the child's own hang timeout, ended the wait: slow is not hung.
+        more = min(3600, max(60, math.ceil(2 * (info.timeout_s or 0))))  # click caps --deadline at 3600
         return warn(
-            f"torch is not installed for {info.executable or 'this Python'}",
-            "Install torch into the environment your jobs use (on Linux x86_64 the default wheel is a CUDA build).",
-            "python -m pip install torch",
+            f"torch not judged: {info.error}{at}",
+            f"torch was still working, which is not a hang (that takes {TIMEOUT_ENV}, {DEFAULT_CHILD_TIMEOUT_S:g} s "
+            "by default): give the doctor more time.",
+            f"envcheck doctor --deadline {more}",
             **details,
         )
     if info.status == "import_error":
@@ -634,26 +642,27 @@ def check_nvcc(ctx: Context) -> Verdict:
             **details,
         )
     where = f"{nvcc.path} (from {nvcc.source})"
+    found = f"nvcc {nvcc.version} at {where}" if nvcc.version else f"nvcc at {where} ({nvcc.error})"
     try:
-        info, why_no_torch = _torch(ctx), ""
-    except SkipCheck as exc:  # nvcc is still worth reporting without torch
-        info, why_no_torch = None, exc.summary
-    torch_cuda = _version(info.cuda) if info is not None and not info.hip else None
+        info = _torch(ctx)
+    except SkipCheck as exc:
+        return skip(f"{found}; nothing to compare with: {exc.summary}", **details)
+    if not info.cuda or info.hip:
+        # Only a CUDA torch builds CUDA extensions with nvcc: a CPU-only or ROCm build has nothing to match.
+        return skip(f"{found}; torch is a {_flavour(info)}: nothing to compare with", **details)
+    torch_cuda = _version(info.cuda)
     if nvcc.error or nvcc.version is None:
-        target = f"CUDA {info.cuda} toolkit" if info is not None and info.cuda else "CUDA toolkit"
         return warn(
             f"the toolkit torch would build extensions with has a broken nvcc: {where}: {nvcc.error}",
-            f"Point CUDA_HOME at a working {target} (only needed to build CUDA extensions).",
-            f"export CUDA_HOME=/usr/local/cuda-{info.cuda}" if info is not None and info.cuda else None,
+            f"Point CUDA_HOME at a working CUDA {info.cuda} toolkit (only needed to build CUDA extensions).",
+            f"export CUDA_HOME=/usr/local/cuda-{info.cuda}",
             **details,
         )
     also = "".join(
         f"; {n.source} has nvcc {n.version}" for n in others if _version(n.version) != _version(nvcc.version)
     )
-    if info is None:
-        return ok(f"nvcc {nvcc.version} at {where}; nothing to compare with: {why_no_torch}{also}", **details)
     if torch_cuda is None:
-        return ok(f"nvcc {nvcc.version} at {where}; torch is a {_flavour(info)}: nothing to match{also}", **details)
+        return skip(f"{found}; torch's CUDA version {info.cuda!r} cannot be read: nothing to compare with", **details)
     nvcc_cuda = _version(nvcc.version)
     if nvcc_cuda is not None and nvcc_cuda[0] != torch_cuda[0]:
         return warn(

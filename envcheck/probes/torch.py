@@ -7,28 +7,34 @@ which, and the doctor goes on. The child runs :mod:`envcheck.probes.torch_child`
 interpreter asked for, so a broken envcheck install cannot matter and another virtualenv's torch can
 be judged.
 
-The child gets its own session (process group): on timeout the whole group is killed, so a hung CUDA
-initialisation leaves nothing behind. Children still running when envcheck exits (the doctor's
-deadline came first) are killed at exit for the same reason, and a child whose envcheck was killed
-outright (no exit handlers run) ends itself a moment after its own time limit.
+The child is started through :mod:`envcheck.core.proc`: its own process group, killed whole on timeout
+and when envcheck exits; a child whose envcheck was killed outright ends itself a moment after its own
+time limit.
+
+Two time limits, told apart in the verdict. The child's own timeout (``ENVCHECK_TORCH_TIMEOUT``,
+default 40 s) is how long a healthy import and CUDA start may take: past it, the child is *hung*
+(``timeout``). The doctor's ``--deadline`` can come first: then the child was still working when the
+report was due, which says nothing about a hang (``unfinished``). Either way the child is never
+interrupted before its limit, and at the limit it is asked for its stack (``SIGUSR1``, answered by
+faulthandler) before it is killed, so the verdict names the step and the line it was in.
 """
 
 from __future__ import annotations
 
-import atexit
 import json
+import math
 import os
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from envcheck.core import proc
 from envcheck.core.model import Fix
 from envcheck.core.registry import probe
 from envcheck.probes import torch_child
@@ -40,10 +46,11 @@ PROBE_TIMEOUT_S = 45.0
 #: How long the child may take by default: importing a CUDA torch from a cold page cache takes 5-15 s
 #: on network filesystems, CUDA initialisation and one matmul per GPU a few seconds more.
 DEFAULT_CHILD_TIMEOUT_S = 40.0
-#: The child is killed this much before the runner would give up on the probe (its timeout or the
-#: doctor's deadline), so that the verdict can say which step hung instead of only "no answer": enough to
-#: kill the group, read its pipes and parse what it said.
-_MARGIN_S = 1.0
+#: The child is stopped this much before the runner would give up on the probe (its timeout or the
+#: doctor's deadline), so that the verdict can say which step it was in instead of only "no answer":
+#: enough for its last words (the stack dump, :data:`envcheck.core.proc.LAST_WORDS_S`), the group kill,
+#: reading its pipes and parsing what it said. Every tenth of a second more is one the import may use.
+_MARGIN_S = 0.5
 TIMEOUT_ENV = "ENVCHECK_TORCH_TIMEOUT"
 STDERR_TAIL_CHARS = 2000
 
@@ -67,8 +74,9 @@ class TorchDevice:
 @dataclass
 class TorchInfo:
     """What the child found. ``status``: ``ok``, ``not_installed``, ``import_error``, ``crashed``,
-    ``timeout``, ``bad_output`` (exited cleanly without saying anything) or ``spawn_error`` (the
-    interpreter could not be started). Fields the child never reached stay None."""
+    ``timeout`` (hung: past its own time limit), ``unfinished`` (still working when the doctor's deadline
+    came), ``bad_output`` (exited cleanly without saying anything) or ``spawn_error`` (the interpreter could
+    not be started). Fields the child never reached stay None."""
 
     status: str
     #: The real error: the exception line (``OSError: libcudnn.so.9: ...``), the signal, or what hung.
@@ -101,6 +109,16 @@ class TorchInfo:
     #: Why CUDA is not available, as torch said it (``Found no NVIDIA driver on your system ...``).
     cuda_init_error: str | None = None
     devices: list[TorchDevice] = field(default_factory=list)
+    #: ``torch.version.debug``: a debug build is many times slower.
+    debug: bool | None = None
+    #: The CUDA runtime (libcudart) torch loaded, asked of the library (``"13.0"``); it can differ from
+    #: ``cuda``, what torch was built against, when another copy is found first.
+    cuda_runtime_version: str | None = None
+    cuda_runtime_library: str | None = None
+    #: The CUDA wheels next to torch (``nvidia-cudnn-cu12``, ``cuda-toolkit``...): canonical name -> version.
+    cuda_wheels: dict[str, str] = field(default_factory=dict)
+    #: triton (or pytorch-triton) next to torch: torch.compile's GPU compiler, pinned by each torch release.
+    triton_version: str | None = None
 
     @property
     def imported(self) -> bool:
@@ -122,17 +140,33 @@ def stage_words(stage: str | None) -> str:
     }.get(kind, stage)
 
 
-def child_timeout(env: Mapping[str, str], timeout_s: float | None = None, deadline_s: float | None = None) -> float:
-    """The child's time limit: the argument, else ``ENVCHECK_TORCH_TIMEOUT``, else the default; never so
-    long that the runner gives up on the probe first, whether at the probe's timeout or at the end of
-    what is left of the doctor's deadline (``deadline_s``)."""
+def child_timeout(env: Mapping[str, str], timeout_s: float | None = None) -> float:
+    """The child's own time limit, past which it is hung: the argument, else ``ENVCHECK_TORCH_TIMEOUT``,
+    else the default; never so long that the runner gives up on the probe first."""
     if timeout_s is None:
         try:
             timeout_s = float(env.get(TIMEOUT_ENV, DEFAULT_CHILD_TIMEOUT_S))
         except ValueError:
             timeout_s = DEFAULT_CHILD_TIMEOUT_S
-    runner_waits = PROBE_TIMEOUT_S if deadline_s is None else min(PROBE_TIMEOUT_S, round(deadline_s, 1))
-    return max(0.5, min(timeout_s, runner_waits - _MARGIN_S))
+    if not math.isfinite(timeout_s):
+        timeout_s = DEFAULT_CHILD_TIMEOUT_S
+    return max(_MIN_S, min(timeout_s, PROBE_TIMEOUT_S - _MARGIN_S))
+
+
+#: Whatever the limits, the child gets this long: a report that says less than "the interpreter did not
+#: start" is no use.
+_MIN_S = 0.5
+
+
+def time_limit(own_s: float, deadline_s: float | None, *, elapsed_s: float = 0.0) -> tuple[float, bool]:
+    """(seconds from the child's start until it is stopped, whether the doctor's deadline set them).
+
+    ``deadline_s`` is what was left of the doctor's deadline ``elapsed_s`` after the child started; the
+    child is stopped :data:`_MARGIN_S` before it, or at ``own_s``, whichever comes first.
+    """
+    if deadline_s is None or elapsed_s + deadline_s - _MARGIN_S >= own_s:
+        return own_s, False
+    return max(_MIN_S, round(elapsed_s + deadline_s - _MARGIN_S, 2)), True
 
 
 @probe(
@@ -155,54 +189,36 @@ def probe_torch(
     """Run the child with ``python`` (default: this interpreter) in ``env`` (default: ours), so that
     ``CUDA_VISIBLE_DEVICES``, ``PYTHONPATH`` and ``LD_LIBRARY_PATH`` apply exactly as in the user's jobs.
 
-    ``deadline_s`` is what is left of the doctor's deadline (the runner passes it): the child is killed
-    a little before it, so the verdict names the step that hung and no child outlives the report."""
+    ``deadline_s`` is what is left of the doctor's deadline (the runner passes it): the child is stopped
+    a little before it, so the verdict names the step it was in and no child outlives the report."""
     child_env = dict(os.environ if env is None else env)
     interpreter = python or sys.executable
+    own = child_timeout(child_env, timeout_s)
     early = _take_early(interpreter, child_env)
     if early is not None:
-        proc, started, limit = early
+        child, started, told = early
+        limit, by_deadline = time_limit(own, deadline_s, elapsed_s=time.monotonic() - started)
+        # Never past the limit the child was told: past it, it ends itself (its orphan alarm).
+        if told < limit:
+            limit, by_deadline = told, told < own
     else:
-        limit = child_timeout(child_env, timeout_s, deadline_s)
+        limit, by_deadline = time_limit(own, deadline_s)
         started = time.monotonic()
         try:
-            proc = _spawn(interpreter, child_env, limit)
+            child = _spawn(interpreter, child_env, limit)
         except OSError as exc:
             return TorchInfo(status="spawn_error", error=f"cannot start {interpreter}: {exc}", timeout_s=limit)
-    hung = False
-    try:
-        out, err = proc.communicate(timeout=max(0.1, limit - (time.monotonic() - started)))
-    except subprocess.TimeoutExpired:
-        # Still running: a real hang. Already exited: a grandchild kept the pipes open; judge the exit.
-        hung = proc.poll() is None
-        _kill_group(proc)
-        try:
-            out, err = proc.communicate(timeout=5)
-        except subprocess.TimeoutExpired:  # a grandchild that left the group still holds the pipes
-            out, err = b"", b""
-    finally:
-        with _LIVE_LOCK:
-            _LIVE.discard(proc)
-    info = _parse(out.decode(errors="replace"), err.decode(errors="replace"), proc.returncode, hung, limit)
-    info.duration_s = time.monotonic() - started
+    ended = proc.wait(child, limit, started=started, last_words=torch_child.DUMP_SIGNAL)
+    info = _parse(ended.stdout, ended.stderr, ended.returncode, ended.timed_out, limit, by_deadline=by_deadline)
+    info.duration_s = ended.duration_s
     return info
 
 
 def _spawn(interpreter: str, env: Mapping[str, str], limit: float) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [interpreter, str(CHILD_SCRIPT), str(limit)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=dict(env),
-        start_new_session=True,
-    )
-    with _LIVE_LOCK:
-        _LIVE.add(proc)
-    return proc
+    return proc.start([interpreter, str(CHILD_SCRIPT), f"{limit:g}"], env=env)
 
 
-#: A child started by :func:`start_early`, waiting for the probe: (interpreter, env, proc, start, limit).
+#: A child started by :func:`start_early`, waiting for the probe: (interpreter, env, process, start, limit).
 _EARLY: list[tuple[str, dict[str, str], subprocess.Popen[bytes], float, float]] = []
 
 
@@ -211,27 +227,34 @@ def start_early(env: Mapping[str, str], deadline_s: float) -> None:
 
     Importing torch is by far the slowest thing the doctor waits for, so the CLI calls this first thing;
     the probe then adopts the running child if it would have started the same one (same interpreter,
-    same environment). Failing to start is left to the probe, which reports it properly.
+    same environment). Failing to start is left to the probe, which reports it properly. The child is
+    told the whole deadline as its limit: the doctor's own clock starts a little later, and the probe
+    stops the child a margin before that clock runs out.
     """
     child_env = dict(env)
-    limit = child_timeout(child_env, deadline_s=deadline_s)
+    limit = min(child_timeout(child_env), max(_MIN_S, deadline_s))
     try:
-        proc = _spawn(sys.executable, child_env, limit)
+        child = _spawn(sys.executable, child_env, limit)
     except OSError:
         return
-    _EARLY.append((sys.executable, child_env, proc, time.monotonic(), limit))
+    _EARLY.append((sys.executable, child_env, child, time.monotonic(), limit))
 
 
 def _take_early(interpreter: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], float, float] | None:
-    for i, (python, early_env, proc, started, limit) in enumerate(_EARLY):
+    for i, (python, early_env, child, started, limit) in enumerate(_EARLY):
         if python == interpreter and early_env == env:
             del _EARLY[i]
-            return proc, started, limit
+            return child, started, limit
     return None
 
 
-def _parse(stdout: str, stderr: str, returncode: int | None, hung: bool, limit: float) -> TorchInfo:
-    """Merge the child's marked JSON lines in order, then decide the status from how it ended."""
+def _parse(
+    stdout: str, stderr: str, returncode: int | None, hung: bool, limit: float, *, by_deadline: bool = False
+) -> TorchInfo:
+    """Merge the child's marked JSON lines in order, then decide the status from how it ended.
+
+    ``hung``: still running at ``limit`` (then killed); ``by_deadline``: that limit was the doctor's
+    deadline rather than the child's own timeout."""
     fields: dict[str, Any] = {}
     for line in stdout.splitlines():
         if line.startswith(torch_child.MARK):
@@ -253,8 +276,16 @@ def _parse(stdout: str, stderr: str, returncode: int | None, hung: bool, limit: 
         nccl_version=tuple(nccl) if isinstance(nccl, list) else nccl,
         **{k: v for k, v in fields.items() if k in known},
     )
-    info.where = _innermost_frame(stderr) if (hung or (returncode or 0) < 0) else None
-    if hung:
+    # SIGALRM is only ever the child's own orphan alarm: it ended itself at its limit, i.e. it was hung.
+    hung = hung or (not done and returncode == -getattr(signal, "SIGALRM", -1))
+    info.where = _innermost_frame(stderr, hung=hung) if (hung or (returncode or 0) < 0) else None
+    if hung and by_deadline:
+        info.status = "unfinished"
+        info.error = (
+            f"{stage_words(info.stage)} was still running when the doctor's deadline came, {limit:g} s after "
+            "the child started"
+        )
+    elif hung:
         info.status = "timeout"
         info.error = f"{stage_words(info.stage)} did not finish within {limit:g} s"
     elif done and status:
@@ -274,11 +305,26 @@ def _parse(stdout: str, stderr: str, returncode: int | None, hung: bool, limit: 
 _FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+) in (?P<fn>\S+)')
 
 
-def _innermost_frame(stderr: str) -> str | None:
-    """The first frame of faulthandler's last dump ("most recent call first"), skipping the import
-    machinery, so that a hang or crash can be pinned to the file and line of torch that did it."""
-    dump = stderr.rpartition("(most recent call first):")[2]
-    for line in dump.splitlines():
+_DUMP = re.compile(r"^(?P<header>.*)\(most recent call first\):\n(?P<frames>(?:[ \t]+.*\n?)*)", re.MULTILINE)
+
+
+def _innermost_frame(stderr: str, *, hung: bool = False) -> str | None:
+    """Where faulthandler's dump ("most recent call first") says the child was, skipping the import
+    machinery, so that a hang or crash can be pinned to the file and line of torch that did it.
+
+    A dump lists every thread. For a crash the one that matters is the thread that crashed ("Current
+    thread"); for a hang it is the child's main thread, whichever thread took the signal: the one whose
+    stack starts in the child script. The last such section wins (the last dump).
+    """
+    sections = [(m["header"], m["frames"]) for m in _DUMP.finditer(stderr)]
+    if hung:
+        chosen = [frames for _, frames in sections if CHILD_SCRIPT.name in frames]
+    else:
+        chosen = [frames for header, frames in sections if header.startswith("Current thread")]
+    chosen = chosen or [frames for _, frames in sections]
+    if not chosen:
+        return None
+    for line in chosen[-1].splitlines():
         match = _FRAME.match(line)
         if match and not match["file"].startswith("<frozen"):
             return f"{match['file']}:{match['line']} in {match['fn']}"
@@ -305,25 +351,3 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
     description = signal.strsignal(sig)
     return f"{sig.name} ({description})" if description else sig.name
-
-
-# Children whose result nobody is waiting for any more die with envcheck (see the module docstring).
-_LIVE: set[subprocess.Popen[bytes]] = set()
-_LIVE_LOCK = threading.Lock()
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        if hasattr(os, "killpg"):
-            os.killpg(proc.pid, signal.SIGKILL)
-        else:  # pragma: no cover - Windows has no process groups to kill
-            proc.kill()
-    except OSError:
-        pass  # already gone
-
-
-@atexit.register
-def _kill_live_children() -> None:
-    with _LIVE_LOCK:
-        for proc in list(_LIVE):
-            _kill_group(proc)

@@ -13,6 +13,11 @@ Protocol: every line the parent reads starts with :data:`MARK` followed by one J
 merges them in order. Torch and the CUDA libraries may print their own text to stdout, so unmarked
 lines are ignored. A ``{"stage": ...}`` line comes before each step that might hang or crash, so that
 the parent can say *what* hung or crashed; the last line carries ``"done": true``.
+
+Nothing here ever interrupts the work on a timer: a slow import that finishes is a slow import, and the
+only judge of "too slow" is the parent. When it gives up it first sends :data:`DUMP_SIGNAL`, which
+faulthandler answers by writing every thread's stack to stderr (from the signal handler, in C, so even a
+hang inside a C call holding the GIL answers), and then kills the process group.
 """
 
 import faulthandler
@@ -29,8 +34,20 @@ MARK = "__envcheck_torch__ "
 #: kernel, bad memory or a wrong-arch fallback shows up as a wrong number.
 MATMUL_N = 64
 
-#: How long after its own time limit the child ends itself, should the parent not have killed it.
+#: How long after its own time limit the child ends itself, should the parent not have killed it. The
+#: parent always kills before the limit, so only a child whose envcheck died ever gets here.
 ORPHAN_GRACE_S = 2
+
+#: The signal the parent sends for the stack of a hang, just before it kills the child.
+DUMP_SIGNAL = getattr(signal, "SIGUSR1", None)
+
+#: Distributions that ship CUDA's libraries to a pip-installed torch (nvidia-cudnn-cu12, nvidia-nccl-cu12;
+#: CUDA 13 wheels drop the suffix, and cuda-toolkit pulls them in) and triton, the compiler behind
+#: torch.compile, whose version must match torch's: what PyTorch's bug template asks for.
+CUDA_WHEEL_PREFIXES = ("nvidia-", "cuda-")
+#: nvidia-* distributions that hold no CUDA library: NVML's Python bindings, NVIDIA's index helper.
+NOT_CUDA_WHEELS = ("nvidia-ml-py", "nvidia-ml-py3", "nvidia-pyindex")
+TRITON_NAMES = ("triton", "pytorch-triton", "pytorch-triton-rocm", "pytorch-triton-xpu")
 
 
 def emit(**fields):
@@ -56,7 +73,12 @@ def build_info(torch):
         "nccl_version": None,
         "arch_list": [],
         "lib_errors": {},
+        # torch.version.debug: a debug build runs many times slower (collect_env's "Is debug build").
+        "debug": None,
     }
+    debug = getattr(getattr(torch, "version", None), "debug", None)
+    info["debug"] = bool(debug) if debug is not None else None
+    info.update(runtime_info(torch, info["path"]))
     try:
         info["cudnn_version"] = torch.backends.cudnn.version()
     except Exception as exc:  # noqa: BLE001 - a CUDA build whose libcudnn cannot load says so here
@@ -76,6 +98,65 @@ def build_info(torch):
             arch = ""
         info["arch_list"] = (arch or "").split()
     return info
+
+
+def runtime_info(torch, torch_dir):
+    """The CUDA runtime torch loaded and the CUDA wheels and triton installed next to it.
+
+    ``torch.version.cuda`` is what torch was built against; the libcudart actually loaded can differ
+    (another copy first on ``LD_LIBRARY_PATH``, a mismatched nvidia-cuda-runtime wheel). Its version is
+    asked of the library itself: ``cudaRuntimeGetVersion`` only reports the runtime's own version, it
+    neither initialises CUDA nor talks to the driver, so it is safe where CUDA cannot start.
+    """
+    info = {"cuda_runtime_version": None, "cuda_runtime_library": None, "cuda_wheels": {}, "triton_version": None}
+    library = loaded_library("libcudart.so")
+    if library is not None:
+        info["cuda_runtime_library"] = library
+        try:
+            import ctypes
+
+            version = ctypes.c_int(0)
+            if ctypes.CDLL(library).cudaRuntimeGetVersion(ctypes.byref(version)) == 0 and version.value:
+                # CUDART_VERSION is 1000 * major + 10 * minor (cuda_runtime_api.h): 12040 is 12.4.
+                info["cuda_runtime_version"] = f"{version.value // 1000}.{version.value % 1000 // 10}"
+        except (OSError, AttributeError, ValueError):
+            pass  # not a CUDA runtime after all, or one without the function: the version stays unknown
+    info["cuda_wheels"], info["triton_version"] = wheels_next_to(os.path.dirname(torch_dir))
+    return info
+
+
+def loaded_library(prefix):
+    """The path of the first mapped shared object whose file name starts with ``prefix`` (Linux only)."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                fields = line.rstrip("\n").split(None, 5)  # address perms offset dev inode [path]
+                if len(fields) == 6 and os.path.basename(fields[5]).startswith(prefix):
+                    return fields[5]
+    except OSError:
+        pass
+    return None
+
+
+def wheels_next_to(site_dir):
+    """({canonical name: version} of the CUDA wheels, triton's version) from the ``*.dist-info``
+    directories in ``site_dir``. Their names are ``{name}-{version}.dist-info`` with neither part holding
+    a ``-`` (the wheel spec), so one directory listing says it all, without reading any metadata."""
+    wheels, triton = {}, None
+    try:
+        entries = sorted(os.listdir(site_dir))
+    except OSError:
+        return wheels, triton
+    for entry in entries:
+        if not entry.endswith(".dist-info") or "-" not in entry:
+            continue
+        name, _, version = entry[: -len(".dist-info")].partition("-")
+        name = name.lower().replace("_", "-").replace(".", "-")
+        if name.startswith(CUDA_WHEEL_PREFIXES) and name not in NOT_CUDA_WHEELS:
+            wheels[name] = version
+        elif name in TRITON_NAMES and triton is None:
+            triton = version
+    return wheels, triton
 
 
 def matmul_error(torch, device):
@@ -144,15 +225,15 @@ def main(argv):
         del sys.path[0]
     timeout_s = float(argv[1]) if len(argv) > 1 else 0.0
     faulthandler.enable()  # a native crash leaves the Python stack on stderr for the parent to quote
-    if timeout_s > 0:
-        # Just before the parent kills us for hanging, leave the stack of the hang on stderr.
-        faulthandler.dump_traceback_later(max(timeout_s - 1.0, timeout_s * 0.8), exit=False)
-        if hasattr(signal, "alarm"):
-            # The parent kills us at the limit, but a parent killed itself (SIGTERM from `timeout`, a
-            # scheduler, a closed terminal) runs no atexit: then SIGALRM's default action ends us, done by
-            # the kernel, so even a hang inside a C call holding the GIL cannot keep us (and the GPU) alive.
-            signal.signal(signal.SIGALRM, signal.SIG_DFL)
-            signal.alarm(math.ceil(timeout_s) + ORPHAN_GRACE_S)
+    if DUMP_SIGNAL is not None:
+        # The parent's "where are you stuck?" just before it kills us (see the module docstring).
+        faulthandler.register(DUMP_SIGNAL, all_threads=True, chain=False)
+    if timeout_s > 0 and hasattr(signal, "alarm"):
+        # The parent kills us before the limit, but a parent killed outright (SIGKILL, an OOM kill) runs
+        # no exit handler: then SIGALRM's default action ends us, done by the kernel, so even a hang inside
+        # a C call holding the GIL cannot keep us (and the GPU) alive.
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.alarm(math.ceil(timeout_s) + ORPHAN_GRACE_S)
     emit(
         python=sys.version.split()[0],
         executable=sys.executable,

@@ -23,7 +23,9 @@ from envcheck.probes.toolkit import Nvcc, ToolkitInfo
 from envcheck.probes.torch import TorchDevice, TorchInfo, probe_torch
 from envcheck.runner import ProbeContext as Context
 from envcheck.runner import ProbeRunner, run_check, run_checks
-from tests.probes.test_torch_probe import CUDA_TORCH_PYTHON, FAKE_TORCH, needs_cuda_torch
+from tests import fakenvml
+from tests.cuda_torch import CUDA_TORCH_PYTHON, needs_cuda_torch
+from tests.probes.test_torch_probe import FAKE_TORCH
 
 TORCH_CHECKS = [spec for check_id, spec in CHECKS.items() if check_id.startswith("torch.")]
 
@@ -91,10 +93,13 @@ def test_import_ok_names_version_and_build(no_nvml: None) -> None:
     assert result.summary == "torch 2.6.0+cu124 (CUDA 12.4 build) imports in 1.2 s"
 
 
-def test_not_installed_warns_with_install_command(no_nvml: None) -> None:
+def test_not_installed_skips_and_leaves_the_one_warning_to_packages_torch(no_nvml: None) -> None:
+    """packages.torch warns with the wheel that fits the machine; torch.import saying it again, with a
+    different command, would be two warnings for one cause."""
     result = judge("torch.import", TorchInfo(status="not_installed", executable="/venv/bin/python"))
-    assert result.status is Status.WARN
-    assert result.fix is not None and result.fix.command == "python -m pip install torch"
+    assert result.status is Status.SKIP
+    assert result.summary == "torch is not installed for /venv/bin/python (see packages.torch)"
+    assert result.fix is None
 
 
 def test_import_error_quotes_the_error_and_says_how_to_fix_libraries(no_nvml: None) -> None:
@@ -130,6 +135,28 @@ def test_hang_names_what_hung(no_nvml: None) -> None:
     assert result.fix is not None and result.fix.command == 'python -X importtime -c "import torch"'
 
 
+def test_unfinished_at_the_deadline_warns_and_asks_for_more_time(no_nvml: None) -> None:
+    """The doctor's deadline came while torch was still importing: not judged, not called a hang."""
+    info = TorchInfo(
+        status="unfinished",
+        stage="import",
+        timeout_s=2.5,
+        error="import torch was still running when the doctor's deadline came, 2.5 s after the child started",
+        where="/venv/lib/python3.11/site-packages/torch/_dynamo/__init__.py:3 in <module>",
+    )
+    result = judge("torch.import", info)
+    assert result.status is Status.WARN
+    assert result.summary == (
+        "torch not judged: import torch was still running when the doctor's deadline came, 2.5 s after the child "
+        "started (at /venv/lib/python3.11/site-packages/torch/_dynamo/__init__.py:3 in <module>)"
+    )
+    assert result.fix is not None and result.fix.command == "envcheck doctor --deadline 60"
+    assert "not a hang" in result.fix.text and "ENVCHECK_TORCH_TIMEOUT" in result.fix.text
+    # A deadline that was already long gets doubled rather than shortened.
+    longer = judge("torch.import", dataclasses.replace(info, timeout_s=99.5))
+    assert longer.fix is not None and longer.fix.command == "envcheck doctor --deadline 199"
+
+
 def test_runner_deadline_before_the_child_timeout_is_a_torch_verdict(no_nvml: None) -> None:
     def slow(env: Any) -> TorchInfo:
         time.sleep(5)
@@ -147,6 +174,7 @@ def test_runner_deadline_before_the_child_timeout_is_a_torch_verdict(no_nvml: No
         TorchInfo(status="import_error", error="OSError: boom"),
         TorchInfo(status="crashed", error="killed by SIGABRT"),
         TorchInfo(status="timeout", error="import torch did not finish within 3 s"),
+        TorchInfo(status="unfinished", error="import torch was still running when the doctor's deadline came"),
         TorchInfo(status="not_installed"),
     ],
     ids=lambda i: i.status,
@@ -222,6 +250,31 @@ def test_cuda11_driver_with_cuda12_torch(nvml: Callable[[str], Any]) -> None:
     # No torch variant runs on CUDA 11.4 (the oldest is cu118), so none is offered.
     assert "variant" not in result.fix.text
     assert judge("torch.driver_compat", cuda_torch("11.8")).status is Status.WARN
+
+
+@pytest.mark.parametrize(
+    ("driver", "status"),
+    [
+        # CUDA 11.0.2 GA's driver (CUDA Toolkit Release Notes, table 3): CUDA 11.0, and below 450.80.02, the
+        # minimum the CUDA Compatibility guide gives for 11.x minor-version compatibility on Linux.
+        ("450.51.06", Status.FAIL),
+        # 450.80.02 itself also reports CUDA 11.0, but is the minimum: torch cu118 runs, with a warning.
+        ("450.80.02", Status.WARN),
+    ],
+)
+def test_driver_below_the_minor_version_compatibility_minimum(
+    monkeypatch: pytest.MonkeyPatch, driver: str, status: Status
+) -> None:
+    a100 = fakenvml.h100(0, name="NVIDIA A100-SXM4-40GB", cc=(8, 0))
+    fakenvml.install(fakenvml.FakeNvmlLib([a100], driver_version=driver, cuda_version=11000), monkeypatch)
+    result = judge("torch.driver_compat", cuda_torch("11.8"))
+    assert result.status is status
+    assert result.fix is not None and ">= 520.61.05" in result.fix.text  # CUDA 11.8 GA's driver
+    if status is Status.FAIL:
+        assert result.summary.startswith(
+            "driver 450.51.06 is older than 450.80.02, the minimum for CUDA 11.x minor-version compatibility; "
+            "torch needs CUDA 11.8"
+        )
 
 
 def test_driver_compat_skips_for_cpu_torch_and_without_nvml(nvml: Callable[[str], Any]) -> None:
@@ -456,6 +509,23 @@ def test_no_nvcc_skips_saying_why_it_rarely_matters(no_nvml: None) -> None:
     assert result.status is Status.SKIP and "only needed to build CUDA extensions" in result.summary
 
 
+@pytest.mark.parametrize(
+    ("torch", "why"),
+    [
+        (CPU_TORCH, "torch is a CPU-only build: nothing to compare with"),
+        (dataclasses.replace(cuda_torch(), cuda=None, hip="6.2"), "torch is a ROCm 6.2 build: nothing to compare with"),
+        (TorchInfo(status="import_error", error="OSError: boom"), "nothing to compare with: torch did not import"),
+        (TorchInfo(status="not_installed"), "nothing to compare with: torch is not installed"),
+    ],
+    ids=["cpu_only", "rocm", "import_error", "not_installed"],
+)
+def test_nvcc_without_a_cuda_torch_to_match_skips(no_nvml: None, torch: TorchInfo, why: str) -> None:
+    """nvcc only builds CUDA extensions for a CUDA build of torch: with none, there is nothing to judge."""
+    result = judge("torch.nvcc", torch, toolkit=toolkit(("PATH", "12.8")))
+    assert result.status is Status.SKIP
+    assert result.summary.startswith(f"nvcc 12.8 at /opt/PATH/bin/nvcc (from PATH); {why}")
+
+
 def test_broken_nvcc_warns(no_nvml: None) -> None:
     broken = ToolkitInfo([Nvcc("CUDA_HOME", "/opt/cuda/bin/nvcc", error="no nvcc in this toolkit directory")])
     broken.cuda_home, broken.cuda_home_source = "/opt/cuda", "CUDA_HOME"
@@ -509,11 +579,9 @@ BROKEN = {
 
 
 @pytest.mark.parametrize("scenario", sorted(BROKEN))
-def test_broken_torch_fails_and_the_doctor_finishes_in_time(nvml: Callable[[str], Any], scenario: str) -> None:
+def test_broken_torch_fails_once_through_the_runner(nvml: Callable[[str], Any], scenario: str) -> None:
     nvml("healthy_multi_gpu")
-    started = time.monotonic()
     report = run_checks(TORCH_CHECKS, env=fake_torch_env(scenario), deadline_s=5.0)
-    assert time.monotonic() - started < 5.0
     by_id = {r.id: r for r in report.results}
     assert by_id["torch.import"].status is Status.FAIL
     assert by_id["torch.import"].summary.startswith(BROKEN[scenario])
@@ -523,14 +591,15 @@ def test_broken_torch_fails_and_the_doctor_finishes_in_time(nvml: Callable[[str]
 
 def test_deadline_shorter_than_the_child_timeout(nvml: Callable[[str], Any]) -> None:
     """The doctor's deadline wins over the child's own timeout: the runner tells the probe what is left,
-    so the child is killed in time and the verdict still names the step that hung."""
+    so the child is stopped in time; the verdict names the step it was in and does not call it a hang,
+    since the child's own limit had not come."""
     nvml("no_library")
     env = fake_torch_env("hangs") | {"ENVCHECK_TORCH_TIMEOUT": "4"}
-    started = time.monotonic()
     report = run_checks(TORCH_CHECKS, env=env, deadline_s=1.5)
-    assert time.monotonic() - started < 3.0
-    assert report.results[0].status is Status.FAIL
-    assert report.results[0].summary.startswith("torch hung: import torch did not finish within 0.5 s")
+    assert report.results[0].status is Status.WARN
+    summary = report.results[0].summary
+    assert summary.startswith("torch not judged: import torch was still running when the doctor's deadline came")
+    assert summary.endswith("hangs/torch/__init__.py:5 in <module>)")
 
 
 @pytest.mark.parametrize("scenario", sorted(BROKEN))
@@ -539,13 +608,9 @@ def test_cli_doctor_torch_exits_1(scenario: str, monkeypatch: pytest.MonkeyPatch
 
     from envcheck.cli import main
 
-    if "doctor" not in main.commands:
-        pytest.skip("the doctor command does not exist yet")
     for key, value in fake_torch_env(scenario).items():
         monkeypatch.setenv(key, value)
-    started = time.monotonic()
     result = CliRunner().invoke(main, ["doctor", "torch", "--deadline", "8"])
-    assert time.monotonic() - started < 8
     assert result.exit_code == 1, result.output
     assert "torch.import" in result.output or "torch imports" in result.output
     assert BROKEN[scenario].split(": ", 1)[1][:30] in " ".join(result.output.split())

@@ -1,0 +1,170 @@
+"""Every subprocess envcheck starts goes through here: in a session of its own, bounded in time, and
+killed with everything it started when it times out or when envcheck exits.
+
+Why one helper: a probe's command can hang (``nvcc`` on a dead network filesystem, CUDA initialisation
+on a wedged driver) and can start processes of its own (a wrapper script, torch's helpers). Killing only
+the process we started leaves those behind, holding a GPU or a mount. So each command gets its own
+session, hence its own process group, and a kill is always sent to the whole group: on timeout, when
+the command ends (anything it left running in its group goes too), and when envcheck exits, whether
+normally (``atexit``), by Ctrl-C (``KeyboardInterrupt`` runs ``atexit`` too) or by ``SIGTERM``/``SIGHUP``
+(a ``timeout`` wrapper, a scheduler, a closed terminal), which would otherwise end envcheck without
+running any exit handler. A SIGKILLed envcheck runs nothing at all; a child that must not outlive it
+bounds itself (the torch child sets an alarm for a little after its own time limit).
+
+A new session also detaches the command from the terminal, so Ctrl-C reaches envcheck alone and
+envcheck decides what happens to its children.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+#: After a timeout and the group kill, how long to keep reading the pipes. They close at once unless a
+#: process that left the group (its own ``setsid``) still holds them; then its output is given up.
+DRAIN_S = 1.0
+#: How long a command asked for its last words (see :func:`wait`) gets to write them before the kill.
+LAST_WORDS_S = 0.2
+
+
+@dataclass(frozen=True)
+class Ended:
+    """How a command ended. ``timed_out``: it was still running at its time limit and was killed then
+    (a command that had exited while something it started kept its pipes open did not time out: its
+    ``returncode`` is its own). Output is decoded leniently: a wrapper's stray bytes must not raise."""
+
+    returncode: int | None
+    stdout: str
+    stderr: str
+    timed_out: bool
+    duration_s: float
+
+
+def start(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in a new session with stdin closed and stdout/stderr piped, and remember it so
+    that envcheck's exit kills its group. Raises :class:`OSError` when it cannot be started."""
+    proc = subprocess.Popen(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(env) if env is not None else None,
+        start_new_session=True,
+    )
+    with _LIVE_LOCK:
+        _LIVE.add(proc)
+    return proc
+
+
+def wait(
+    proc: subprocess.Popen[bytes],
+    timeout_s: float,
+    *,
+    started: float | None = None,
+    last_words: signal.Signals | None = None,
+) -> Ended:
+    """Wait until ``timeout_s`` after ``started`` (default: now) for ``proc`` to end and its pipes to
+    close; then kill its whole group.
+
+    ``last_words``: a signal sent to the process alone, :data:`LAST_WORDS_S` before the kill, when it is
+    still running at the limit, so that it can leave a report on stderr (the torch child answers
+    ``SIGUSR1`` with faulthandler's dump of where it hangs). Nothing is sent to a process that ended.
+    """
+    started = time.monotonic() if started is None else started
+    timed_out = False
+    try:
+        out, err = proc.communicate(timeout=max(0.0, started + timeout_s - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        timed_out = proc.poll() is None
+        if timed_out and last_words is not None:
+            _signal(proc, last_words)
+            time.sleep(LAST_WORDS_S)
+        kill_group(proc)
+        try:
+            out, err = proc.communicate(timeout=DRAIN_S)
+        except subprocess.TimeoutExpired:
+            out, err = b"", b""
+            try:
+                # A process in uninterruptible sleep (I/O on a dead NFS server) dies only when the I/O
+                # returns: give up on it rather than hang with it.
+                proc.wait(timeout=DRAIN_S)
+            except subprocess.TimeoutExpired:
+                pass
+    finally:
+        # Whatever the command left running in its group goes with it; then it is no longer ours to kill.
+        kill_group(proc)
+        with _LIVE_LOCK:
+            _LIVE.discard(proc)
+    return Ended(proc.returncode, _text(out), _text(err), timed_out, time.monotonic() - started)
+
+
+def _text(data: bytes | None) -> str:
+    return (data or b"").decode(errors="replace")
+
+
+def run(argv: Sequence[str], timeout_s: float, *, env: Mapping[str, str] | None = None) -> Ended:
+    """Run ``argv`` to its end or to ``timeout_s``, whichever comes first (see :func:`start`)."""
+    started = time.monotonic()
+    return wait(start(argv, env=env), timeout_s, started=started)
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL ``proc``'s whole process group (its session: it leads both). Already gone is fine."""
+    try:
+        if hasattr(os, "killpg"):
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:  # pragma: no cover - Windows has no process groups
+            proc.kill()
+    except OSError:
+        pass
+
+
+def _signal(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    try:
+        proc.send_signal(sig)
+    except OSError:
+        pass
+
+
+# -- at exit ----------------------------------------------------------------------------------------------
+
+_LIVE: set[subprocess.Popen[bytes]] = set()
+# Reentrant: the SIGTERM handler runs in the main thread, possibly while that thread is inside start().
+_LIVE_LOCK = threading.RLock()
+
+
+def kill_all() -> None:
+    """Kill the group of every command still running (envcheck is exiting)."""
+    with _LIVE_LOCK:
+        for proc in list(_LIVE):
+            kill_group(proc)
+
+
+atexit.register(kill_all)
+
+
+def _on_terminate(signum: int, frame: object) -> None:
+    """Kill our commands' groups, then die of the same signal as we would have without this handler, so
+    that whoever sent it sees the usual exit status."""
+    kill_all()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _install_signal_handlers() -> None:
+    """Catch SIGTERM and SIGHUP where nobody else does (a host application's own handler, or a SIGHUP
+    ignored by ``nohup``, is left alone). Signal handlers can only be set from the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None and signal.getsignal(sig) is signal.SIG_DFL:
+            signal.signal(sig, _on_terminate)
+
+
+_install_signal_handlers()
