@@ -1,8 +1,16 @@
-"""Byte sizes as people write and read them ("80 GiB", "24 GB"), in one place for every layer."""
+"""Byte sizes as people write and read them ("80 GiB", "24 GB"), in one place for every layer.
+
+Sizes are *shown* in binary units (GiB = 1024³ bytes), which is what ``free``, ``df -h`` and
+nvidia-smi (MiB) show; a size the user writes may use either convention ("24 GB" is 24 × 1000³).
+A reading of this machine is shown rounded down and a minimum it must meet rounded up, so that a
+machine below a minimum can never be shown as having it ("expected ≥ 64.0 GiB, found 64.0 GiB").
+"""
 
 from __future__ import annotations
 
+import math
 import re
+from fractions import Fraction
 
 _UNITS = {
     "": 1,
@@ -13,17 +21,26 @@ _UNITS = {
     "t": 1000**4, "tb": 1000**4, "tib": 1024**4,
 }  # fmt: skip
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+#: Digits are bounded so that "1" followed by 400 zeros is "not a size", not a float overflow.
+_SIZE = re.compile(r"^\s*(\d{1,20}(?:\.\d{1,20})?)\s*([a-zA-Z]*)\s*$")
+#: The largest size: what a signed 64-bit counter holds (the kernel, statvfs and NVML count bytes so).
+MAX_SIZE = 2**63 - 1
+_BINARY = (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024))
 
 
 def parse_size(text: str | int) -> int:
-    """``"80GiB"`` -> 85899345920, ``"24 GB"`` -> 24000000000; ValueError on anything else."""
+    """``"80GiB"`` -> 85899345920, ``"24 GB"`` -> 24000000000, ``"1.5 KiB"`` -> 1536 (fractions of a
+    byte are dropped); ValueError on anything else, a negative number, or more than :data:`MAX_SIZE`."""
     if isinstance(text, int):
-        return text
-    match = _SIZE.match(text)
-    if not match or match.group(2).lower() not in _UNITS:
-        raise ValueError(f"not a size: {text!r} (write e.g. '80GiB', '24 GB', '512MiB')")
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+        size = text
+    else:
+        match = _SIZE.match(text)
+        if not match or match.group(2).lower() not in _UNITS:
+            raise ValueError(f"not a size: {text[:40]!r} (write e.g. '80GiB', '24 GB', '512MiB')")
+        size = math.floor(Fraction(match.group(1)) * _UNITS[match.group(2).lower()])
+    if not 0 <= size <= MAX_SIZE:
+        raise ValueError(f"not a size: {size} bytes is out of range (0 to {MAX_SIZE})")
+    return size
 
 
 def gib(n: float | int) -> str:
@@ -32,8 +49,37 @@ def gib(n: float | int) -> str:
     return f"{value:.0f} GiB" if value >= 10 else f"{value:.1f} GiB"
 
 
-def human(n: float | int) -> str:
-    for unit, size in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+def _tenths(n: int | float, size: int, up: bool) -> str:
+    scaled = Fraction(n) * 10 / size  # exact: a float would turn 64 GiB - 1 byte into "64.0"
+    tenths = math.ceil(scaled) if up else math.floor(scaled)
+    return f"{tenths // 10}.{tenths % 10}"
+
+
+def human(n: float | int, *, up: bool = False) -> str:
+    """``n`` bytes in the largest binary unit it fills, to a tenth: rounded down (a reading: never shown
+    as more than there is), or with ``up`` rounded up (a minimum: never shown as less than required)."""
+    for unit, size in _BINARY:
         if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{int(n)} B"
+            return f"{_tenths(n, size, up)} {unit}"
+    return f"{math.ceil(n) if up else int(n)} B"
+
+
+def _whole_binary(n: int) -> tuple[int, str]:
+    """``n`` bytes rounded up to whole GiB, or below 1 GiB to whole MiB: (count, "G" or "M")."""
+    if n >= 1024**3:
+        return -(-n // 1024**3), "G"
+    return max(1, -(-n // 1024**2)), "M"
+
+
+def docker_size(n: int) -> str:
+    """The smallest ``docker run --shm-size``/``--memory`` value of at least ``n`` bytes, in whole GiB
+    (``16g``) or, below 1 GiB, whole MiB (``96m``). Docker reads these suffixes as powers of 1024
+    (docker/go-units ``RAMInBytes``), so ``16g`` is 16 GiB; so does ``mount -o size=`` for tmpfs."""
+    count, unit = _whole_binary(n)
+    return f"{count}{unit.lower()}"
+
+
+def kubernetes_quantity(n: int) -> str:
+    """The same rounding as :func:`docker_size` as a Kubernetes quantity: ``16Gi``, ``96Mi``."""
+    count, unit = _whole_binary(n)
+    return f"{count}{unit}i"

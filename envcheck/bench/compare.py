@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from envcheck.core import files
+from envcheck.core.files import path_shown, shown
+
 SCHEMA = "envcheck.bench/1"
 DEFAULT_THRESHOLD = 0.10
 
@@ -53,40 +56,123 @@ class Delta:
         }
 
 
+#: A saved run keeps every case's raw samples: 17 benchmarks, up to about 100 cases per device, at most
+#: 500 samples each at about 30 bytes as ``--save`` indents them, is some 1.5 MB per device and 12 MB for
+#: eight GPUs. 32 MiB is more than twice that, and ``json.loads`` reads it in one or two seconds.
+BASELINE_MAX_BYTES = 32 * 1024**2
+#: Digits an integer may have: more would not fit a float (10**308 is the largest), so it is no figure.
+_MAX_DIGITS = 300
+
+
+@dataclass(frozen=True)
+class _NotFinite:
+    """Where the file holds a number JSON cannot (``NaN``, ``Infinity``, a 5000-digit integer): kept as
+    this marker while parsing, so that the error can name the key that holds it."""
+
+    text: str
+
+
+def _parse(text: str) -> tuple[Any, bool]:
+    """The document, and whether it holds a number JSON cannot (then it must be searched for the key).
+
+    Python's json reads ``NaN`` and ``Infinity`` (not JSON) and stops at the int-str limit (4300 digits)
+    with a ValueError that names no line: those go through hooks. It also turns ``1e400`` into infinity;
+    a hook on every float would triple the time to read a big baseline, so a figure's value is checked
+    for that where it is used (:func:`_malformed`).
+    """
+    suspect = [False]
+
+    def constant(name: str) -> _NotFinite:
+        suspect[0] = True
+        return _NotFinite(name)
+
+    def integer(literal: str) -> int | _NotFinite:
+        digits = len(literal.lstrip("-"))
+        if digits <= _MAX_DIGITS:
+            return int(literal)
+        suspect[0] = True
+        return _NotFinite(f"a {digits}-digit number")
+
+    return json.loads(text, parse_constant=constant, parse_int=integer), suspect[0]
+
+
+def _first_not_finite(data: Any) -> tuple[str, str] | None:
+    """The key path (``results[2].value``) and the words for the first number JSON cannot hold, if any."""
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, _NotFinite):
+            return where or "the top", value.text
+        if isinstance(value, dict):
+            items = [(f"{where}.{_name(k)}" if where else _name(k), v) for k, v in value.items()]
+        elif isinstance(value, list):
+            items = [(f"{where}[{i}]", v) for i, v in enumerate(value)]
+        else:
+            continue
+        stack.extend(reversed(items))
+    return None
+
+
+def _name(key: str) -> str:
+    return key if key.isidentifier() else shown(key)
+
+
 def load_baseline(path: str | Path) -> dict[str, Any]:
-    """Read and validate a saved run; every problem is one line in a :class:`BaselineError`."""
+    """Read and validate a saved run; every problem is one line in a :class:`BaselineError` naming the
+    file and the key (or line). Read like a lab spec (:mod:`envcheck.core.files`): only a regular file,
+    at most :data:`BASELINE_MAX_BYTES`, within a few seconds."""
+    where = f"baseline {path_shown(path)}"
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BaselineError(f"baseline {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BaselineError(f"baseline {path} cannot be read: {exc}") from None
+        raw = files.within(files.READ_TIMEOUT_S, lambda: files.read_regular(path, BASELINE_MAX_BYTES))
+        text = files.decode(raw)
+    except files.FileRefused as exc:
+        raise BaselineError(f"{where} {exc}") from None
+    try:
+        data, suspect = _parse(text)
     except json.JSONDecodeError as exc:
-        raise BaselineError(f"baseline {path} is not JSON (line {exc.lineno}: {exc.msg})") from None
+        raise BaselineError(f"{where} is not JSON (line {exc.lineno}: {exc.msg})") from None
+    except RecursionError:
+        line = files.deep_line(text)
+        at = f" (line {line})" if line else ""
+        raise BaselineError(f"{where} is nested too deeply to be a saved run{at}") from None
+    found = _first_not_finite(data) if suspect else None
+    if found is not None:
+        key, words = found
+        raise BaselineError(f"{where} holds {words} at {key}: JSON numbers are finite (not written by --save)")
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        schema = data.get("schema") if isinstance(data, dict) else type(data).__name__
         raise BaselineError(
-            f"baseline {path} is not an `envcheck bench --save` file (schema {found!r}, expected {SCHEMA!r})"
+            f"{where} is not an `envcheck bench --save` file (schema {shown(schema)}, expected {SCHEMA!r})"
         )
     results = data.get("results")
-    if not isinstance(results, list) or not all(_well_formed(r) for r in results):
-        raise BaselineError(f"baseline {path} has a malformed results list")
+    if not isinstance(results, list):
+        what = "missing" if results is None else "not a list"
+        raise BaselineError(f"{where} has a malformed results list: results is {what}")
+    for i, r in enumerate(results):
+        problem = _malformed(r, f"results[{i}]")
+        if problem:
+            raise BaselineError(f"{where} has a malformed results list: {problem}")
     return data
 
 
-def _well_formed(r: object) -> bool:
-    """A saved figure as ``--save`` writes it: text keys, and a finite number or null for the value (a NaN
-    or Infinity, which Python's json accepts, would compare as never regressed or always regressed)."""
-    if not isinstance(r, dict) or not {"id", "case", "device", "value", "unit"} <= r.keys():
-        return False
-    value, unit = r["value"], r["unit"]
-    return (
-        all(isinstance(r[k], str) for k in ("id", "case", "device"))
-        and (unit is None or isinstance(unit, str))
-        and (
-            value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
-        )
-    )
+def _malformed(r: object, where: str) -> str | None:
+    """What is wrong with a saved figure, or None. As ``--save`` writes it: text keys, a unit or null,
+    and a finite number ≥ 0 or null for the value (a negative figure was never measured)."""
+    if not isinstance(r, dict):
+        return f"{where} must be an object, got {shown(r)}"
+    missing = [k for k in ("id", "case", "device", "value", "unit") if k not in r]
+    if missing:
+        return f"{where} has no {', '.join(missing)}"
+    for key in ("id", "case", "device"):
+        if not isinstance(r[key], str):
+            return f"{where}.{key} must be text, got {shown(r[key])}"
+    if r["unit"] is not None and not isinstance(r["unit"], str):
+        return f"{where}.unit must be text or null, got {shown(r['unit'])}"
+    value = r["value"]
+    number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if value is not None and (not number or value < 0):
+        return f"{where}.value must be a finite number ≥ 0 or null, got {shown(value)}"
+    return None
 
 
 def _key(r: dict[str, Any]) -> tuple[str, str, str]:

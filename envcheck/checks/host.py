@@ -6,12 +6,14 @@ the points where DL work visibly breaks or crawls, not general system-health adv
 
 from __future__ import annotations
 
+import math
+
 from envcheck.core.model import Verdict, fail, ok, skip, warn
 from envcheck.core.probing import Context
 from envcheck.core.registry import check
 from envcheck.probes import host as host_probe
-from envcheck.probes.host import DiskSpace, HostInfo
-from envcheck.units import human
+from envcheck.probes.host import CpuInfo, DiskSpace, HostInfo, MemoryInfo
+from envcheck.units import docker_size, human
 
 GiB = 1024**3
 MiB = 1024**2
@@ -45,6 +47,23 @@ NOFILE_TARGET = 65536
 
 def _host(ctx: Context) -> HostInfo:
     return ctx.probe("host")
+
+
+def usable_ram(mem: MemoryInfo) -> int:
+    """The RAM this process may use: the host's, or a container's memory limit where that is lower.
+    ``host.memory``, the lab spec's ``min_ram`` and ``snapshot`` all judge this one number."""
+    limit = mem.cgroup_limit_bytes
+    return min(mem.total_bytes, limit) if limit is not None else mem.total_bytes
+
+
+def usable_cores(cpu: CpuInfo) -> int | None:
+    """The cores this process may use: the fewest of the logical cores, its CPU affinity (taskset, Slurm,
+    ``--cpuset-cpus``) and a cgroup quota (``docker --cpus``), which is CPU time in cores, so a quota
+    of 2.5 lets 2 cores work all the time. ``host.cpu``, the spec's ``min_cpus`` and ``snapshot`` share it."""
+    counts = [n for n in (cpu.logical_cores, cpu.affinity_cores) if n]
+    if cpu.cgroup_quota_cores:
+        counts.append(max(1, int(cpu.cgroup_quota_cores)))
+    return min(counts) if counts else None
 
 
 def _version_tuple(text: str | None) -> tuple[int, ...] | None:
@@ -132,10 +151,7 @@ def check_glibc(ctx: Context) -> Verdict:
 def check_cpu(ctx: Context) -> Verdict:
     """The CPU, and how many cores this process may really use (affinity, cgroup quota)."""
     cpu = _host(ctx).cpu
-    usable_counts = [n for n in (cpu.logical_cores, cpu.affinity_cores) if n]
-    if cpu.cgroup_quota_cores:
-        usable_counts.append(max(1, int(cpu.cgroup_quota_cores)))
-    usable = min(usable_counts) if usable_counts else None
+    usable = usable_cores(cpu)
     cores = f"{cpu.physical_cores or '?'} physical / {cpu.logical_cores or '?'} logical cores"
     summary = f"{cpu.model or 'unknown CPU'}, {cores}"
     details = {"model": cpu.model, "physical_cores": cpu.physical_cores, "logical_cores": cpu.logical_cores,
@@ -158,18 +174,22 @@ def check_cpu(ctx: Context) -> Verdict:
 def check_memory(ctx: Context) -> Verdict:
     """Enough RAM is free to load data and checkpoints; a container limit counts, not the host's RAM."""
     mem = _host(ctx).memory
-    total, available = mem.total_bytes, mem.available_bytes
+    total, available = usable_ram(mem), mem.available_bytes
+    limited = total < mem.total_bytes
     if mem.cgroup_limit_bytes is not None:
-        total = mem.cgroup_limit_bytes
-        available = min(available, max(0, total - (mem.cgroup_used_bytes or 0)))
-    scope = " (container limit)" if mem.cgroup_limit_bytes is not None else ""
+        available = min(available, max(0, mem.cgroup_limit_bytes - (mem.cgroup_used_bytes or 0)))
+    scope = " (container limit)" if limited else ""
     summary = f"{human(available)} available of {human(total)}{scope}"
     details = {"total_bytes": total, "available_bytes": available, "host_total_bytes": mem.total_bytes,
                "cgroup_limit_bytes": mem.cgroup_limit_bytes}  # fmt: skip
     if available < MEMORY_WARN_AVAILABLE or available < MEMORY_WARN_FRACTION * total:
+        # A limit under which what is held now leaves both thresholds free: held + 4 GiB, and held / 0.9.
+        held = total - available
+        wanted = max(held + MEMORY_WARN_AVAILABLE, math.ceil(held / (1 - MEMORY_WARN_FRACTION)))
+        raise_limit = f"raise the container's memory limit (`docker run --memory={docker_size(wanted)}` or more)"
         return warn(
             f"{summary}: little memory left — data loading and checkpoint loading may be OOM-killed",
-            "Stop what holds the memory (see `top`/`ps`), or raise the container's memory limit (`docker run -m`).",
+            f"Stop what holds the memory (see `top`/`ps`){', or ' + raise_limit if limited else ''}.",
             "ps aux --sort=-rss | head",
             **details,
         )

@@ -1,13 +1,18 @@
 """Lab specs: what every machine of a lab must have, written as TOML and checked by the doctor.
 
-A spec is parsed and validated completely before anything runs: a file that does not parse, names an
-unknown key or gives a value of the wrong type is a :class:`SpecError` whose message is one line
-naming the file, the key (or line) and what is wrong, and the CLI exits 2.
+A spec is parsed and validated completely before anything runs: a file that cannot be read, does not
+parse, names an unknown key or gives a value of the wrong type or out of range is a :class:`SpecError`
+whose message is one line naming the file, the key (or line) and what is wrong, and the CLI exits 2.
+A spec is read like every probe reads: bounded in time (a hung network mount) and in size, and only
+from a regular file (a FIFO would block the doctor forever, /dev/zero never ends): see
+:mod:`envcheck.core.files`.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -15,8 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from envcheck.core import files
+from envcheck.core.files import path_shown, shown
 from envcheck.units import parse_size
 
 if sys.version_info >= (3, 11):
@@ -24,15 +32,41 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
+#: A spec names a few dozen requirements in a few KiB; 1 MiB is hundreds of times that, and tomllib
+#: parses the worst 1 MiB (one long array) in about 2 s, so the cap also bounds the time to parse.
+SPEC_MAX_BYTES = 1024 * 1024
+
 
 class SpecError(ValueError):
     """A spec that cannot be used; ``str()`` is the one line the user sees."""
 
 
+class NoSpecTable(SpecError):
+    """A ``pyproject.toml`` read as a spec holds no ``[tool.envcheck]`` table."""
+
+
+# -- showing what the user wrote, in one line of bounded length ------------------------------------
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def key_shown(key: str) -> str:
+    """A TOML key as the user would write it: bare when TOML allows, else quoted with its escapes."""
+    return key if _BARE_KEY.fullmatch(key) else shown(key)
+
+
 # -- value validators: each returns the normalised value or raises ValueError with the reason ------
+#: Longest text value: GPU names, specifiers and units are short; a longer one is a mistake and would
+#: flood every line that quotes it.
+MAX_TEXT = 200
+#: Largest count (GPUs, CPU cores): Linux supports at most 8192 CPUs (NR_CPUS), so no machine comes near.
+MAX_COUNT = 65536
+
+
 def _str(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"must be a non-empty string, got {value!r}")
+        raise ValueError(f"must be a non-empty string, got {shown(value)}")
+    if len(value) > MAX_TEXT or not value.isprintable():
+        raise ValueError(f"must be one line of printable text of at most {MAX_TEXT} characters, got {shown(value)}")
     return value.strip()
 
 
@@ -43,7 +77,9 @@ def _specifier(value: Any) -> str:
     try:
         SpecifierSet(text)
     except InvalidSpecifier:
-        raise ValueError(f"is not a version specifier: {value!r} (write e.g. '>=2.5,<2.7' or '==2.14.1')") from None
+        raise ValueError(
+            f"is not a version specifier: {shown(value)} (write e.g. '>=2.5,<2.7' or '==2.14.1')"
+        ) from None
     return text
 
 
@@ -52,42 +88,68 @@ def _version(value: Any) -> str:
     try:
         Version(text)
     except InvalidVersion:
-        raise ValueError(f"is not a version: {value!r}") from None
+        raise ValueError(f"is not a version: {shown(value)}") from None
     return text
 
 
 def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"must be a whole number ≥ 0, got {value!r}")
+    """A number of things a spec requires: 0 would require nothing, which is a mistake, not a wish."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_COUNT:
+        raise ValueError(f"must be a whole number from 1 to {MAX_COUNT}, got {shown(value)}")
     return value
 
 
 def _size(value: Any) -> int:
+    """A size in bytes, above 0 (a minimum of 0 requires nothing); sizes are whole bytes, so no floats."""
+    what = f"must be a size above 0 like '80GiB' or '24 GB', got {shown(value)}"
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise ValueError(f"must be a size like '80GiB' or '24 GB', got {value!r}")
+        raise ValueError(what)
     try:
-        return parse_size(value)
+        size = parse_size(value)
     except ValueError:
-        raise ValueError(f"must be a size like '80GiB' or '24 GB', got {value!r}") from None
+        raise ValueError(what) from None
+    if size <= 0:
+        raise ValueError(what)
+    return size
 
 
 def _capability(value: Any) -> str:
     text = _str(value) if isinstance(value, str) else None
-    if text is None or len(text.split(".")) != 2 or not all(p.isdigit() for p in text.split(".")):
-        raise ValueError(f"must be a compute capability like '9.0', got {value!r}")
+    if text is None or not re.fullmatch(r"[0-9]{1,2}\.[0-9]{1,2}", text):
+        raise ValueError(f"must be a compute capability like '9.0', got {shown(value)}")
     return text
 
 
+def _number(value: Any) -> float | None:
+    """An int or a float that is finite (TOML has ``nan`` and ``inf``); None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _fraction(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-        raise ValueError(f"must be a number in (0, 1], got {value!r}")
-    return float(value)
+    number = _number(value)
+    if number is None or not 0 < number <= 1:
+        raise ValueError(f"must be a number in (0, 1], got {shown(value)}")
+    return number
 
 
 def _positive(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"must be a positive number, got {value!r}")
-    return float(value)
+    number = _number(value)
+    if number is None or number <= 0:
+        raise ValueError(f"must be a positive finite number, got {shown(value)}")
+    return number
+
+
+#: A distribution name as PEP 508 ("Names") allows it; anything else names no package and would
+#: make a check id no one can select.
+_DIST_NAME = re.compile(r"[A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9]", re.IGNORECASE)
+#: A benchmark id (``matmul.bf16``, ``memory.h2d_pinned``).
+_BENCH_ID = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 
 
 #: The format, section by section: key -> (validator, what it means). The README documents the same.
@@ -141,36 +203,48 @@ class LabSpec:
 
 def parse_spec_text(text: str, path: str, *, table: str | None = None) -> LabSpec:
     """Parse and validate a spec; ``table`` is the dotted table holding it (``tool.envcheck`` in pyproject)."""
+    path = path_shown(path)
     try:
-        data = tomllib.loads(text)
+        data: Any = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        line = files.deep_line(text)
+        at = f"line {line}: " if line else ""
+        raise SpecError(f"{path}: {at}nested too deeply (a lab spec nests tables two levels deep)") from None
+    except ValueError:  # Python's int-str limit: a literal of more than 4300 digits
+        line = files.long_number_line(text)
+        at = f"line {line}: " if line else ""
+        raise SpecError(f"{path}: {at}a number too long to read (more than 4300 digits)") from None
     prefix = ""
     if table:
         for part in table.split("."):
-            data = data.get(part, {}) if isinstance(data, dict) else {}
+            if not isinstance(data, dict) or part not in data:
+                raise NoSpecTable(f"{path}: no [{table}] table (a lab spec in pyproject.toml lives there)")
+            data = data[part]
+        if not isinstance(data, dict):
+            raise SpecError(f"{path}: '{table}' must be a table ([{table}]), got {shown(data)}")
         prefix = table + "."
     spec = LabSpec(path=path)
     for section, body in data.items():
-        where = f"{path}: [{prefix}{section}]"
+        name = key_shown(section)
+        where = f"{path}: [{prefix}{name}]"
         if not isinstance(body, dict):
-            raise SpecError(f"{path}: '{prefix}{section}' must be a table ([{section}]), got {body!r}")
+            raise SpecError(f"{path}: '{prefix}{name}' must be a table ([{prefix}{name}]), got {shown(body)}")
         if section == "bench":
             _parse_bench(spec, body, where)
             continue
-        if section in FREE_SECTIONS:
-            validate, _ = FREE_SECTIONS[section]
-            for key, value in body.items():
-                spec.packages[key] = _checked(validate, value, f"{where} {key}")
+        if section == "packages":
+            _parse_packages(spec, body, where)
             continue
         known = SCHEMA.get(section)
         if known is None:
             sections = ", ".join([*SCHEMA, *FREE_SECTIONS, "bench"])
-            raise SpecError(f"{path}: unknown section [{prefix}{section}] (known: {sections})")
+            raise SpecError(f"{path}: unknown section [{prefix}{name}] (known: {sections})")
         values = {}
         for key, value in body.items():
             if key not in known:
-                raise SpecError(f"{where}: unknown key {key!r} (known: {', '.join(known)})")
+                raise SpecError(f"{where}: unknown key {shown(key)} (known: {', '.join(known)})")
             values[key] = _checked(known[key][0], value, f"{where} {key}")
         spec.sections[section] = values
     if spec.get("gpu", "count") is not None and spec.get("gpu", "min_count") is not None:
@@ -178,15 +252,34 @@ def parse_spec_text(text: str, path: str, *, table: str | None = None) -> LabSpe
     return spec
 
 
+def _parse_packages(spec: LabSpec, body: dict[str, Any], where: str) -> None:
+    validate, _ = FREE_SECTIONS["packages"]
+    seen: dict[str, str] = {}
+    for key, value in body.items():
+        name = key_shown(key)
+        if not _DIST_NAME.fullmatch(key):
+            raise SpecError(f"{where} {name}: not a distribution name (letters, digits, '.', '-', '_')")
+        canonical = canonicalize_name(key)
+        if canonical in seen:
+            raise SpecError(f"{where} {name}: names the same distribution as {key_shown(seen[canonical])}")
+        seen[canonical] = key
+        spec.packages[key] = _checked(validate, value, f"{where} {name}")
+
+
 def _parse_bench(spec: LabSpec, body: dict[str, Any], where: str) -> None:
     for key, value in body.items():
         if key == "fraction":
             spec.bench_fraction = _checked(_fraction, value, f"{where} fraction")
             continue
+        name = key_shown(key)
+        if not _BENCH_ID.fullmatch(key) or len(key) > MAX_TEXT:
+            raise SpecError(f"{where} {name}: not a benchmark id (like 'matmul.bf16'; see `envcheck bench --list`)")
         if not isinstance(value, dict) or set(value) != {"min", "unit"}:
-            raise SpecError(f"{where} {key!r}: must be a table {{ min = <number>, unit = '<unit>' }}, got {value!r}")
-        minimum = _checked(_positive, value["min"], f"{where} {key}.min")
-        spec.bench.append(BenchMinimum(key, minimum, _checked(_str, value["unit"], f"{where} {key}.unit")))
+            raise SpecError(
+                f"{where} {shown(key)}: must be a table {{ min = <number>, unit = '<unit>' }}, got {shown(value)}"
+            )
+        minimum = _checked(_positive, value["min"], f"{where} {name}.min")
+        spec.bench.append(BenchMinimum(key, minimum, _checked(_str, value["unit"], f"{where} {name}.unit")))
 
 
 def _checked(validate: Callable[[Any], Any], value: Any, where: str) -> Any:
@@ -196,17 +289,26 @@ def _checked(validate: Callable[[Any], Any], value: Any, where: str) -> Any:
         raise SpecError(f"{where} {exc}") from None
 
 
-def load_spec(path: str | os.PathLike[str]) -> LabSpec:
-    p = Path(path)
+def _text(data: bytes, path: str | os.PathLike[str]) -> str:
     try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(f"{p}: cannot read spec: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise SpecError(f"{p}: not a text file") from None
-    if p.name == "pyproject.toml":
-        return parse_spec_text(text, str(p), table="tool.envcheck")
-    return parse_spec_text(text, str(p))
+        return files.decode(data)
+    except files.FileRefused as exc:
+        raise SpecError(f"{path_shown(path)}: {exc}") from None
+
+
+def _read(path: str | os.PathLike[str]) -> bytes:
+    """The spec's bytes, read under the time and size bounds; every refusal is a :class:`SpecError`."""
+    try:
+        return files.within(files.READ_TIMEOUT_S, lambda: files.read_regular(path, SPEC_MAX_BYTES))
+    except files.FileRefused as exc:
+        raise SpecError(f"{path_shown(path)}: {exc}") from None
+
+
+def load_spec(path: str | os.PathLike[str]) -> LabSpec:
+    """The spec in the file at ``path``; in a ``pyproject.toml``, the ``[tool.envcheck]`` table."""
+    text = _text(_read(path), path)
+    table = "tool.envcheck" if Path(path).name == "pyproject.toml" else None
+    return parse_spec_text(text, os.fspath(path), table=table)
 
 
 #: A spec installed for the whole machine or image (the Dockerfile copies docker/lab.toml here).
@@ -221,22 +323,140 @@ def find_spec(
 ) -> LabSpec | None:
     """The spec to enforce: ``--spec``, else ``ENVCHECK_SPEC``, else ``envcheck.toml`` or a
     ``[tool.envcheck]`` table in ``pyproject.toml`` in the working directory, else
-    ``/etc/envcheck/lab.toml``, else none."""
+    ``/etc/envcheck/lab.toml``, else none.
+
+    A file named for envcheck (``envcheck.toml``, the system spec) that exists but is no usable spec
+    (a directory, a FIFO, malformed) is an error; a ``pyproject.toml`` is someone else's file unless
+    it holds the table, and is ignored otherwise, whatever it is.
+    """
     if explicit:
         return load_spec(explicit)
     if env.get("ENVCHECK_SPEC"):
         return load_spec(env["ENVCHECK_SPEC"])
     here = Path(cwd)
-    if (here / "envcheck.toml").is_file():
-        return load_spec(here / "envcheck.toml")
-    pyproject = here / "pyproject.toml"
-    if pyproject.is_file():
+    for path in (here / "envcheck.toml", None, system):
+        if path is None:
+            spec = _pyproject_spec(here / "pyproject.toml")
+            if spec is not None:
+                return spec
+            continue
         try:
-            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError):
-            return None  # someone else's broken pyproject is not our spec
-        if isinstance(data.get("tool"), dict) and "envcheck" in data["tool"]:
-            return load_spec(pyproject)
-    if system.is_file():
-        return load_spec(system)
+            data = files.within(files.READ_TIMEOUT_S, lambda p=path: files.read_regular(p, SPEC_MAX_BYTES))
+        except files.FileRefused as exc:
+            if exc.missing:
+                continue
+            raise SpecError(f"{path_shown(path)}: {exc}") from None
+        return parse_spec_text(_text(data, path), str(path))
     return None
+
+
+# -- pyproject.toml: ours only if it holds [tool.envcheck] -----------------------------------------
+_HEADER = re.compile(rb"[ \t]*\[\[?([^\]\n]*)\]")
+_KEY_NOISE = re.compile(rb"[ \t\"']")
+_OURS = b"tool.envcheck"
+#: The start of a line is where its key is: a longer line split across two reads is judged by that.
+_LINE_HEAD = 4096
+
+
+def _ours(key: bytes) -> bool:
+    return key == _OURS or key.startswith(_OURS + b".")
+
+
+def _table_at(data: bytes, start: int, end: int, table: bytes) -> bytes:
+    """The table in force at ``end``: that of the last header line in ``data[start:end]``, else ``table``.
+    Searched backwards with ``bytes.rfind`` (a regular expression over every line of a 50 MB file takes
+    seconds)."""
+    at = data.rfind(b"[", start, end)
+    while at >= 0:
+        begin = max(start, data.rfind(b"\n", start, at) + 1)
+        header = None if data[begin:at].strip(b" \t") else _HEADER.match(data, begin)
+        if header:
+            return _KEY_NOISE.sub(b"", header.group(1))
+        at = data.rfind(b"[", start, begin)
+    return table
+
+
+def _claims(lines: bytes, table: bytes) -> tuple[bool, bytes]:
+    """Whether these whole lines put anything under ``tool.envcheck``, and the table in force after them.
+
+    Recognised: ``[tool.envcheck]``, ``[tool.envcheck.gpu]``, ``[[tool.envcheck...]]``, dotted keys
+    (``tool.envcheck.gpu.count = 2`` at the top, ``envcheck.gpu.count = 2`` or ``envcheck = {...}``
+    under ``[tool]``), an inline ``tool = { envcheck = ... }``, with quoted parts and spaces. A key
+    spelled with escapes (``"\\u0065nvcheck"``) is not recognised. A line inside a multi-line string
+    can be taken for a claim: parsing the file then settles it. Only lines that say ``envcheck`` are
+    judged, so a file that never says it costs little more than reading it.
+    """
+    done, current = 0, table
+    at = lines.find(b"envcheck")
+    while at >= 0:
+        begin = lines.rfind(b"\n", 0, at) + 1
+        end = lines.find(b"\n", at)
+        end = len(lines) if end < 0 else end
+        current, done = _table_at(lines, done, begin, current), begin
+        header = _HEADER.match(lines, begin, end)
+        if header:
+            key, value = _KEY_NOISE.sub(b"", header.group(1)), b""
+        else:
+            left, equals, value = lines[begin:end].partition(b"=")
+            key = _KEY_NOISE.sub(b"", left) if equals else b""
+            if key and current:
+                key = current + b"." + key
+        if _ours(key) or (key == b"tool" and b"envcheck" in value):
+            return True, current
+        at = lines.find(b"envcheck", end)
+    return False, _table_at(lines, done, len(lines), current)
+
+
+def _scan_pyproject(fd: int, claimed: list[bool]) -> None:
+    """Read the whole file a chunk at a time (it may be huge and is probably not ours) until a line
+    claims ``tool.envcheck``; sets ``claimed[0]``."""
+    table, carry, skipping = b"", b"", False
+    for chunk in files.chunks(fd):
+        data = carry + chunk
+        if skipping:  # the rest of a line whose head was judged already
+            newline = data.find(b"\n")
+            if newline < 0:
+                carry = b""
+                continue
+            data, skipping = data[newline + 1 :], False
+        cut = data.rfind(b"\n") + 1
+        whole, carry = data[:cut], data[cut:]
+        if len(carry) > _LINE_HEAD:
+            whole, carry, skipping = whole + carry[:_LINE_HEAD] + b"\n", b"", True
+        found, table = _claims(whole, table)
+        if found:
+            claimed[0] = True
+            return
+    if carry:
+        claimed[0] = _claims(carry, table)[0]
+
+
+def _pyproject_spec(path: Path) -> LabSpec | None:
+    """The ``[tool.envcheck]`` table of ``path``, or None when the file does not hold one.
+
+    The file is scanned as bytes for a line that puts something under ``tool.envcheck`` before it is
+    read as a spec, so that a pyproject without one has no effect at all, even when it is huge, not
+    UTF-8, not TOML, a FIFO or on a hung mount. Only a pyproject that claims the table must be a spec.
+    """
+    claimed = [False]
+
+    def scan() -> None:
+        fd = files.open_regular(path)
+        try:
+            _scan_pyproject(fd, claimed)
+        finally:
+            os.close(fd)
+
+    try:
+        files.within(files.READ_TIMEOUT_S, scan)
+    except files.FileRefused as exc:
+        if not claimed[0]:
+            return None  # not known to be ours: someone else's file, unreadable as it may be
+        raise SpecError(f"{path_shown(path)}: {exc}") from None
+    if not claimed[0]:
+        return None
+    text = _text(_read(path), path)
+    try:
+        return parse_spec_text(text, str(path), table="tool.envcheck")
+    except NoSpecTable:
+        return None  # the line that looked like one was inside a string

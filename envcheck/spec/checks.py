@@ -14,6 +14,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from envcheck.checks.host import usable_cores, usable_ram
 from envcheck.core.model import Verdict, available, fail, ok
 from envcheck.core.probing import Context
 from envcheck.core.registry import CheckSpec
@@ -22,7 +23,7 @@ from envcheck.probes import nvml as _nvml_probe  # noqa: F401 - registers "nvml"
 from envcheck.probes import packages as _packages_probe  # noqa: F401 - registers "packages"
 from envcheck.probes.nvml import GpuInfo, NvmlState
 from envcheck.spec import LabSpec
-from envcheck.units import gib
+from envcheck.units import docker_size, human, kubernetes_quantity
 
 SPEC_FIX = "(Lab spec: {path}; change the spec instead if the lab's standard has moved.)"
 
@@ -189,9 +190,9 @@ def _gpu_memory(ctx: Context, spec: LabSpec, minimum: int) -> Verdict:
     return _each_gpu(
         ctx,
         spec,
-        f"GPUs with ≥ {gib(minimum)}",
+        f"GPUs with ≥ {human(minimum, up=True)}",
         lambda g: available(g.memory_total_bytes) and g.memory_total_bytes >= minimum,
-        lambda g: f"has {gib(g.memory_total_bytes) if available(g.memory_total_bytes) else 'unknown memory'}",
+        lambda g: f"has {human(g.memory_total_bytes) if available(g.memory_total_bytes) else 'unknown memory'}",
         "These GPUs have less memory than the lab's jobs need.",
     )
 
@@ -238,9 +239,7 @@ def _package(ctx: Context, spec: LabSpec, name: str, wanted: str) -> Verdict:
 
 
 def _ram(ctx: Context) -> int | None:
-    memory = ctx.probe("host").memory
-    limit = memory.cgroup_limit_bytes  # inside a container, its limit is the RAM the job gets
-    return min(memory.total_bytes, limit) if limit else memory.total_bytes
+    return usable_ram(ctx.probe("host").memory)  # as host.memory shows it
 
 
 def _shm(ctx: Context) -> int | None:
@@ -248,32 +247,92 @@ def _shm(ctx: Context) -> int | None:
     return shm.total_bytes if shm else None
 
 
-def _free_disk(ctx: Context) -> int | None:
+def _work_disk(ctx: Context):  # noqa: ANN202 - DiskSpace | None
     disks = ctx.probe("disk")
-    work = next((d for d in disks if "working directory" in d.labels), disks[0] if disks else None)
+    return next((d for d in disks if "working directory" in d.labels), disks[0] if disks else None)
+
+
+def _free_disk(ctx: Context) -> int | None:
+    work = _work_disk(ctx)
     return work.free_bytes if work else None
 
 
 def _cpus(ctx: Context) -> int | None:
-    cpu = ctx.probe("host").cpu
-    return cpu.affinity_cores or cpu.logical_cores
+    return usable_cores(ctx.probe("host").cpu)  # as host.cpu counts them
 
 
+def _container(ctx: Context) -> str | None:
+    return ctx.probe("host").container.kind
+
+
+# Each fix names a value that meets the spec, rounded up: a fix that rounds down leaves the machine failing.
+def _ram_fix(ctx: Context, minimum: int, found: int | None) -> tuple[str, str | None]:
+    text = f"Use a machine with at least {human(minimum, up=True)} of RAM"
+    if _container(ctx) is None:
+        return text + ".", None
+    option = f"--memory={docker_size(minimum)}"
+    return f"{text}, and give the container at least that (`docker run {option}`).", f"docker run {option} …"
+
+
+def _shm_fix(ctx: Context, minimum: int, found: int | None) -> tuple[str, str | None]:
+    size = human(minimum, up=True)
+    kind = _container(ctx)
+    if kind == "kubernetes":
+        return (
+            f"Mount an emptyDir with `medium: Memory` and `sizeLimit: {kubernetes_quantity(minimum)}` at /dev/shm "
+            f"(at least {size}).",
+            None,
+        )
+    if kind is None:  # the host's own tmpfs: resize it (and in /etc/fstab, to keep it)
+        command = f"sudo mount -o remount,size={docker_size(minimum).upper()} /dev/shm"
+        return f"Resize /dev/shm to at least {size} (`{command}`, and in /etc/fstab to keep it).", command
+    option = f"--shm-size={docker_size(minimum)}"
+    return (
+        f"Start the container with a /dev/shm of at least {size} (`docker run {option}`), or share the host's "
+        "(`--ipc=host`) if that is big enough.",
+        f"docker run {option} …",
+    )
+
+
+def _disk_fix(ctx: Context, minimum: int, found: int | None) -> tuple[str, str | None]:
+    work = _work_disk(ctx)
+    where = f"the filesystem of {work.path}" if work else "the working directory's filesystem"
+    if found is None:
+        return f"Make at least {human(minimum, up=True)} free on {where}, or work on a bigger volume.", None
+    return (
+        f"Free at least {human(minimum - found, up=True)} more on {where} (the spec wants {human(minimum, up=True)} "
+        "free), or work on a bigger volume.",
+        None,
+    )
+
+
+def _cpus_fix(ctx: Context, minimum: int, found: int | None) -> tuple[str, str | None]:
+    return (
+        f"Give the job at least {minimum} cores (container `--cpus={minimum}`, Slurm `--cpus-per-task={minimum}`, "
+        "a wider `taskset`), or use a machine with that many.",
+        None,
+    )
+
+
+Reading = Callable[[Context], "int | None"]
+Advice = Callable[[Context, int, "int | None"], "tuple[str, str | None]"]
 HOST_TITLES = {"min_ram": "RAM", "min_shm": "/dev/shm", "min_free_disk": "free disk", "min_cpus": "CPU cores"}
-#: key -> (reading, what it is, how to show it, what to do).
-HOST_MINIMUMS: dict[str, tuple[Callable[[Context], int | None], str, Callable[[int], str], str]] = {
-    "min_ram": (_ram, "RAM", gib, "Use a machine (or a container memory limit) with more RAM."),
-    "min_shm": (_shm, "/dev/shm", gib, "Raise /dev/shm: `docker run --shm-size=16g` or `--ipc=host`."),
-    "min_free_disk": (_free_disk, "free disk in the working directory", gib, "Free space, or use a bigger volume."),
-    "min_cpus": (_cpus, "usable CPU cores", str, "Give the job more cores (container --cpus, Slurm --cpus-per-task)."),
-}
+#: key -> (reading, what it is, how to show a reading, how to show the minimum, what to do).
+HOST_MINIMUMS: dict[str, tuple[Reading, str, Callable[[int], str], Callable[[int], str], Advice]] = {
+    "min_ram": (_ram, "RAM", human, lambda n: human(n, up=True), _ram_fix),
+    "min_shm": (_shm, "/dev/shm", human, lambda n: human(n, up=True), _shm_fix),
+    "min_free_disk": (
+        _free_disk, "free disk in the working directory", human, lambda n: human(n, up=True), _disk_fix
+    ),
+    "min_cpus": (_cpus, "usable CPU cores", str, str, _cpus_fix),
+}  # fmt: skip
 
 
 def _host(ctx: Context, spec: LabSpec, key: str, minimum: int) -> Verdict:
-    reading, what, show, advice = HOST_MINIMUMS[key]
+    reading, what, show, show_minimum, advice = HOST_MINIMUMS[key]
     found = reading(ctx)
     if found is not None and found >= minimum:
-        return ok(f"{what} {show(found)} ≥ {show(minimum)}")
-    text, cmd = _fix(spec, advice)
+        return ok(f"{what} {show(found)} ≥ {show_minimum(minimum)}")
+    text, cmd = _fix(spec, *advice(ctx, minimum, found))
     shown = show(found) if found is not None else "unknown"
-    return fail(f"expected {what} ≥ {show(minimum)}, found {shown}", text, cmd, expected=minimum, found=found)
+    return fail(f"expected {what} ≥ {show_minimum(minimum)}, found {shown}", text, cmd, expected=minimum, found=found)

@@ -66,8 +66,8 @@ def test_precheck_catches_a_mismatch_before_running():
         (json.dumps(baseline(result(case={"m": 8192}))), "malformed results list"),
         (json.dumps(baseline(result(device=["cuda:0"]))), "malformed results list"),
         (json.dumps(baseline(result(value="700"))), "malformed results list"),
-        (json.dumps(baseline(result(value=float("nan")))), "malformed results list"),
-        (json.dumps(baseline(result(value=float("inf")))), "malformed results list"),
+        (json.dumps(baseline(result(value=float("nan")))), r"holds NaN at results\[0\]\.value"),
+        (json.dumps(baseline(result(value=float("inf")))), r"holds Infinity at results\[0\]\.value"),
     ],
 )
 def test_malformed_baselines_are_one_line_errors(tmp_path, content, message):
