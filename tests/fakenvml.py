@@ -19,7 +19,6 @@ Scenario names follow what they simulate (cf. gpustat's test_gpustat.py).
 from __future__ import annotations
 
 import ctypes
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -534,35 +533,35 @@ SCENARIOS: dict[str, Callable[[], FakeNvmlLib]] = {
 }
 
 
-def bindings_module() -> Any:
-    """The module whose globals the binding's wrappers read (``nvmlLib``, the function-pointer cache).
+def bindings_globals() -> dict[str, Any]:
+    """The namespace the binding's wrappers read ``nvmlLib`` and the function-pointer cache from.
 
     nvidia-ml-py is one module, ``pynvml``; the deprecated pynvml distribution's package re-exports
-    ``pynvml.nvml`` with ``import *``, which leaves those private globals behind in ``pynvml.nvml``.
+    ``pynvml.nvml`` with ``import *``, which leaves those private globals behind in ``pynvml.nvml``; a copy
+    of the functions in another module object still reads the globals they were defined in.
     """
-    module = getattr(pynvml.nvmlInit, "__module__", None)
-    return sys.modules.get(module or "pynvml", pynvml)
+    return pynvml.nvmlInit.__globals__
 
 
 def install(lib: FakeNvmlLib | None, monkeypatch: Any) -> None:
     """Make the real pynvml talk to ``lib``; ``None`` simulates a machine without the library."""
-    target = bindings_module()
-    monkeypatch.setattr(target, "nvmlLib", lib, raising=False)
-    monkeypatch.setattr(target, "_nvmlGetFunctionPointer_cache", {}, raising=False)
-    monkeypatch.setattr(target, "_nvmlLib_refcount", 0, raising=False)
+    namespace = bindings_globals()
+    monkeypatch.setitem(namespace, "nvmlLib", lib)
+    monkeypatch.setitem(namespace, "_nvmlGetFunctionPointer_cache", {})
+    monkeypatch.setitem(namespace, "_nvmlLib_refcount", 0)
     if lib is None:
 
         def no_library(name: str, *args: Any, **kwargs: Any) -> Any:
             raise OSError(f"{name}: cannot open shared object file: No such file or directory")
 
-        monkeypatch.setattr(target, "CDLL", no_library)
+        monkeypatch.setitem(namespace, "CDLL", no_library)
 
 
 def activate(lib: FakeNvmlLib | None) -> None:
     """:func:`install` without pytest, for a child process (see tests/nvml_site/sitecustomize.py)."""
 
     class _Patch:
-        def setattr(self, target: Any, name: str, value: Any, raising: bool = True) -> None:
-            setattr(target, name, value)
+        def setitem(self, target: dict[str, Any], name: str, value: Any) -> None:
+            target[name] = value
 
     install(lib, _Patch())

@@ -29,7 +29,8 @@ def nvml_state(ctx: Context) -> NvmlState:
     return state
 
 
-def _container_expects_gpus(env: dict[str, str] | object) -> bool:
+def container_expects_gpus(env: dict[str, str] | object) -> bool:
+    """NVIDIA_VISIBLE_DEVICES asks the NVIDIA Container Toolkit for GPUs, so this is meant to be a GPU box."""
     value = getattr(env, "get", lambda _k: None)("NVIDIA_VISIBLE_DEVICES")
     return bool(value) and value not in ("void", "none")
 
@@ -46,7 +47,7 @@ def nvml_loads(ctx: Context) -> Verdict:
             missing_functions=state.missing_functions,
         )
     if state.status == "no_library":
-        if _container_expects_gpus(ctx.env):
+        if container_expects_gpus(ctx.env):
             return warn(
                 "no NVIDIA driver library in this container, although NVIDIA_VISIBLE_DEVICES asks for GPUs",
                 "Start the container with GPU access through the NVIDIA Container Toolkit "

@@ -1,10 +1,13 @@
-"""Package checks: the torch build, its companions, numpy, the deprecated pynvml, and broken dependencies.
+"""Package checks: the torch build, its companions, numpy, the pynvml module, and broken dependencies.
 
-All of them judge the ``packages`` probe (installed metadata only; nothing is imported).
+All of them judge the ``packages`` probe (installed metadata only; nothing is imported). Two also read the
+``nvml`` probe: a missing torch's fix names the wheel that fits this machine's GPUs and driver, and the
+pynvml check says what the imported module lacked.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,15 +16,25 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from envcheck.checks.driver import CUDA_12_MIN_DRIVER, container_expects_gpus
 from envcheck.core.model import Verdict, fail, ok, warn
-from envcheck.core.probing import Context
+from envcheck.core.probing import Context, ProbeFailed, ProbeTimeout
 from envcheck.core.registry import check
 from envcheck.probes import packages as _packages_probe  # noqa: F401 - registers the "packages" probe
-from envcheck.probes.packages import Dist, PackagesState
+from envcheck.probes.nvml import Bindings, NvmlState
+from envcheck.probes.packages import Dist, ModuleFile, PackagesState
 
 
 def _state(ctx: Context) -> PackagesState:
     return ctx.probe("packages")
+
+
+def _nvml(ctx: Context) -> NvmlState | None:
+    """NVML's view, or None when its probe hung or broke (driver.nvml reports that)."""
+    try:
+        return ctx.probe("nvml")
+    except (ProbeTimeout, ProbeFailed):
+        return None
 
 
 def _version(text: str) -> Version | None:
@@ -35,18 +48,94 @@ def _label(version: str) -> str:
     return version.partition("+")[2]
 
 
+#: CUDA versions of the torch wheel variants (the ``cuXYZ`` indexes) that current PyTorch releases publish:
+#: torch 2.14 is built for CUDA 12.6, 13.0 and 13.2. Source: pytorch/pytorch RELEASE.md, "Release
+#: Compatibility Matrix" (the CUDA columns); update it when a release changes the set.
+TORCH_CUDA_VARIANTS: tuple[tuple[int, int], ...] = ((12, 6), (13, 0), (13, 2))
+#: PyTorch's own wheel index: ``cpu`` and each ``cuXYZ`` variant are directories of it.
+TORCH_INDEX = "https://download.pytorch.org/whl"
+
+
+def variant_name(cuda: tuple[int, int]) -> str:
+    """(13, 0) -> ``cu130``."""
+    return f"cu{cuda[0]}{cuda[1]}"
+
+
+def torch_variant_for(driver_cuda: tuple[int, int]) -> tuple[int, int] | None:
+    """The newest current torch CUDA variant a driver supporting CUDA up to ``driver_cuda`` runs in full."""
+    fitting = [v for v in TORCH_CUDA_VARIANTS if v <= driver_cuda]
+    return fitting[-1] if fitting else None
+
+
+def torch_install_command(variant: str) -> str:
+    """The pip command for one variant of the torch wheel (``cpu``, ``cu130``)."""
+    return f"pip install torch --index-url {TORCH_INDEX}/{variant}"
+
+
+def torch_install_fix(nvml: NvmlState | None, env: Any) -> tuple[str, str | None]:
+    """How to install torch on this machine: the CPU build where NVML finds no NVIDIA GPU, the CUDA build
+    this driver supports where it finds some, and where NVML cannot tell, what to fix first."""
+    cpu = torch_install_command("cpu")
+    if nvml is not None and nvml.status == "no_library" and not container_expects_gpus(env):
+        return "No NVIDIA driver here (libnvidia-ml.so.1 not found): install the CPU build of torch.", cpu
+    if nvml is not None and nvml.available and not nvml.gpus:
+        return "NVML finds no NVIDIA GPU on this machine: install the CPU build of torch.", cpu
+    if nvml is None or not nvml.available:
+        why = "NVML did not answer" if nvml is None else f"NVML did not start ({nvml.status.replace('_', ' ')})"
+        return (
+            f"{why}, so envcheck cannot tell which torch build fits this machine: fix that first (driver.nvml "
+            "says how), then run `envcheck doctor packages` again for the build that matches the driver.",
+            None,
+        )
+    gpus = f"{len(nvml.gpus)} NVIDIA GPU(s)"
+    variants = ", ".join(f"{major}.{minor}" for major, minor in TORCH_CUDA_VARIANTS)
+    oldest = TORCH_CUDA_VARIANTS[0]
+    match = re.match(r"(\d+)\.(\d+)", nvml.cuda_driver_version or "")
+    if match is None:
+        return (
+            f"This machine has {gpus}, but the driver does not say which CUDA it supports (`nvidia-smi` shows it "
+            f"as 'CUDA Version'). Install the CUDA build of torch at or below that version (current builds: "
+            f"CUDA {variants}); the {variant_name(oldest)} build below runs on any driver for CUDA "
+            f"{oldest[0]}.x.",
+            torch_install_command(variant_name(oldest)),
+        )
+    driver_cuda = (int(match[1]), int(match[2]))
+    variant = torch_variant_for(driver_cuda)
+    if variant is None:
+        return (
+            f"This machine has {gpus}, and driver {nvml.driver_version} supports CUDA {nvml.cuda_driver_version}, "
+            f"older than every CUDA build of current torch (CUDA {variants}). Upgrade the NVIDIA driver to one "
+            f"for CUDA {oldest[0]}.{oldest[1]} or newer, then install the {variant_name(oldest)} build (a CUDA "
+            f"{oldest[0]}.x driver of at least {CUDA_12_MIN_DRIVER} already runs it through CUDA minor-version "
+            "compatibility).",
+            torch_install_command(variant_name(oldest)),
+        )
+    return (
+        f"This machine has {gpus} and driver {nvml.driver_version} supports CUDA {nvml.cuda_driver_version}: "
+        f"install the CUDA {variant[0]}.{variant[1]} build ({variant_name(variant)}), the newest of current "
+        f"torch's CUDA builds (CUDA {variants}) that this driver runs.",
+        torch_install_command(variant_name(variant)),
+    )
+
+
 @check("packages.torch", "torch")
 def check_torch(ctx: Context) -> Verdict:
-    """torch is installed, and which build it is (CUDA x.y, ROCm, CPU-only) — read from metadata, not imported."""
+    """torch is installed, and which build it is (CUDA x.y, ROCm, CPU-only) — read from metadata, not imported.
+
+    This is the one check that says torch is missing (torch.import then skips), and its fix is the wheel
+    that fits this machine: CPU-only without NVIDIA GPUs, else the CUDA variant the driver supports.
+    """
     state = _state(ctx)
     build = state.torch
-    if build is None:
-        return warn(
-            "torch is not installed in this Python",
-            f"Install the torch build for your GPU and driver into this Python ({state.python}).",
-            "pip install torch",
-            python=state.python,
+    if build is None and state.torch_module:
+        return ok(
+            f"torch at {state.torch_module} without installed package metadata (a source checkout or a "
+            "PYTHONPATH entry): torch.import judges it",
+            path=state.torch_module,
         )
+    if build is None:
+        text, command = torch_install_fix(_nvml(ctx), ctx.env)
+        return warn("torch is not installed in this Python", text, command, python=state.python)
     how = f" (from {build.source})" if build.source else ""
     details: dict[str, Any] = {"version": build.version, "flavour": build.flavour, "kind": build.kind,
                                "accelerator_version": build.accelerator_version, "source": build.source,
@@ -173,33 +262,106 @@ def check_numpy(ctx: Context) -> Verdict:
     return ok(f"numpy {numpy.version}", **details)
 
 
-@check("packages.pynvml_deprecated", "pynvml (deprecated)")
+@check("packages.pynvml_deprecated", "pynvml module (nvidia-ml-py)")
 def check_pynvml(ctx: Context) -> Verdict:
-    """The deprecated ``pynvml`` distribution is not installed (NVIDIA's ``nvidia-ml-py`` provides the module)."""
+    """The ``pynvml`` module Python imports is NVIDIA's nvidia-ml-py and has what envcheck reads through it,
+    and the deprecated ``pynvml`` distribution is not installed.
+
+    A module from elsewhere (the deprecated distribution up to 11.x, nvidia-ml-py3, a vendored copy) may
+    lack functions or not import at all; the report is still produced, with those readings not available,
+    and this check says which copy it is, where it came from and how to replace it.
+    """
     state = _state(ctx)
-    pynvml = state.dists.get("pynvml")
-    if pynvml is None:
-        official = state.dists.get("nvidia-ml-py")
-        return ok(f"not installed (nvidia-ml-py {official.version if official else 'not installed either'})")
+    nvml = _nvml(ctx)
+    bindings = nvml.bindings if nvml is not None else None
+    module = state.pynvml_module
+    deprecated = state.dists.get("pynvml")
     requirers = sorted(d.name for d in state.dists.values() if any(_requires_name(r) == "pynvml" for r in d.requires))
-    version = _version(pynvml.version)
-    # pynvml up to 11.x ships its own pynvml.py, which overwrites or shadows nvidia-ml-py's newer bindings;
-    # 12 and later are shims over nvidia-ml-py whose import (torch.cuda imports pynvml) raises a FutureWarning
-    # "The pynvml package is deprecated. Please install nvidia-ml-py instead."
+    official = state.dists.get("nvidia-ml-py")
+    details: dict[str, Any] = {
+        "module": module.path if module else None,
+        "from": f"{module.owner.display_name} {module.owner.version}" if module and module.owner else None,
+        "nvidia_ml_py": official.version if official else None,
+        "pynvml": deprecated.version if deprecated else None,
+        "required_by": requirers,
+    }
+    if module is None or (nvml is not None and nvml.status == "no_bindings"):
+        return warn(
+            "no pynvml module in this Python: envcheck cannot read the NVIDIA driver or GPUs",
+            "Install NVIDIA's NVML bindings, nvidia-ml-py (a dependency of envcheck that has gone missing).",
+            "pip install nvidia-ml-py",
+            **details,
+        )
+    if bindings is not None and not bindings.complete:
+        return _foreign_module(module, bindings, requirers, details)
+    if deprecated is None:
+        where = f"nvidia-ml-py {official.version}" if official else "nvidia-ml-py"
+        return ok(f"pynvml module from {where}; the deprecated pynvml is not installed", **details)
+    version = _version(deprecated.version)
+    # pynvml up to 11.x ships its own pynvml package, which shadows nvidia-ml-py's pynvml.py; 12 and later
+    # depend on nvidia-ml-py and install a start-up hook (_pynvml_redirector.pth) that warns "The pynvml
+    # package is deprecated" whenever pynvml is imported (torch.cuda does).
     effect = (
         "its own old copy of the pynvml module shadows NVIDIA's nvidia-ml-py"
         if version is not None and version.major < 12
-        else "a deprecated shim: importing it (torch.cuda does) warns 'The pynvml package is deprecated'"
+        else "a deprecated shim: importing pynvml (torch.cuda does) warns 'The pynvml package is deprecated'"
     )
-    details = {"version": pynvml.version, "required_by": requirers}
-    needed = f" ({', '.join(requirers)} still list it: upgrade those)" if requirers else ""
     return warn(
-        f"the deprecated `pynvml` {pynvml.version} is installed: {effect}",
-        "Uninstall it and depend on `nvidia-ml-py` instead; both own the file pynvml.py, so reinstall "
-        f"nvidia-ml-py afterwards{needed}.",
-        "pip uninstall -y pynvml && pip install --force-reinstall nvidia-ml-py",
+        f"the deprecated `pynvml` {deprecated.version} is installed: {effect}",
+        *_replace_with_nvidia_ml_py("pynvml", requirers),
         **details,
     )
+
+
+def _replace_with_nvidia_ml_py(name: str, requirers: list[str]) -> tuple[str, str]:
+    """Uninstalling a distribution that owns a pynvml module; nvidia-ml-py3 owns the very file pynvml.py
+    that nvidia-ml-py installs, so its uninstall removes nvidia-ml-py's too: reinstall that afterwards."""
+    needed = f" ({', '.join(requirers)} still list pynvml: upgrade those)" if requirers and name == "pynvml" else ""
+    return (
+        f"Uninstall `{name}` and depend on `nvidia-ml-py` instead; uninstalling can take the file pynvml.py with "
+        f"it, so reinstall nvidia-ml-py afterwards{needed}.",
+        f"pip uninstall -y {name} && pip install --force-reinstall nvidia-ml-py",
+    )
+
+
+def _foreign_module(module: ModuleFile, bindings: Bindings, requirers: list[str], details: dict[str, Any]) -> Verdict:
+    """The pynvml module does not import, lacks functions envcheck reads, or fails in them."""
+    owner = module.owner
+    origin = (
+        f"from {owner.display_name} {owner.version}"
+        if owner
+        else "installed by no distribution: a vendored copy, or a directory on PYTHONPATH"
+    )
+    if bindings.import_error:
+        what = f"fails to import ({bindings.import_error}): the driver and GPUs could not be read"
+    else:
+        parts = []
+        if bindings.lacking:
+            parts.append(f"lacks {', '.join(bindings.lacking)}, so those readings are not available")
+        stood_in = [name for name in bindings.missing if name not in bindings.lacking]
+        if stood_in:
+            parts.append(f"lacks {', '.join(stood_in)} (envcheck read its older name instead)")
+        parts += [
+            f"{name} raised {error}, so that reading is not available" for name, error in bindings.failing.items()
+        ]
+        what = "; ".join(parts)
+    details.update(import_error=bindings.import_error, missing=bindings.missing, failing=bindings.failing)
+    summary = f"the pynvml module at {module.path} ({origin}) {what}"
+    if owner is None:
+        return warn(
+            summary,
+            f"Move {module.path} out of the way: it is found before NVIDIA's module on sys.path. Then make sure "
+            "NVIDIA's nvidia-ml-py is installed.",
+            "pip install --force-reinstall nvidia-ml-py",
+            **details,
+        )
+    if owner.name == "nvidia-ml-py":
+        if bindings.import_error:
+            fix = "Reinstall nvidia-ml-py: its pynvml.py is damaged.", "pip install --force-reinstall nvidia-ml-py"
+        else:
+            fix = "Upgrade nvidia-ml-py: this version predates what envcheck reads.", "pip install -U nvidia-ml-py"
+        return warn(summary, *fix, **details)
+    return warn(summary, *_replace_with_nvidia_ml_py(owner.name, requirers), **details)
 
 
 def _requires_name(text: str) -> str | None:

@@ -136,12 +136,12 @@ class Bindings:
 
     @property
     def complete(self) -> bool:
-        """Everything envcheck calls is there and behaved, or an older driver's fallback stood in for it."""
-        return self.import_error is None and not self.failing and not self.lacking
+        """Everything envcheck calls is there and behaved."""
+        return self.import_error is None and not self.failing and not self.missing
 
     @property
     def lacking(self) -> list[str]:
-        """The missing functions that matter: one of the two throttle-reason names is enough."""
+        """The missing functions whose readings are lost: of the two throttle-reason names one is enough."""
         optional_found = [n for n in OPTIONAL_FUNCTIONS if n not in self.missing]
         return [n for n in self.missing if not (n in OPTIONAL_FUNCTIONS and optional_found)]
 

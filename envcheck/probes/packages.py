@@ -6,6 +6,10 @@ flavour comes, in order of trust, from its version's local label (``2.5.1+cu124`
 ``torch/version.py`` read as *text*, or from the CUDA wheels it requires (``nvidia-*-cu12``). The
 torch child probe, elsewhere, does the importing.
 
+It also finds, without importing them, where ``pynvml`` and ``torch`` would be imported from, and which
+installed distribution put ``pynvml`` there: three distributions install a module of that name, and a
+vendored copy may come first on the path.
+
 It also lists what each ``LD_LIBRARY_PATH`` entry holds of the CUDA libraries torch ships, because the
 dynamic loader searches those directories before the RUNPATH that points torch at its own copies.
 
@@ -75,6 +79,16 @@ class LibraryDir:
 
 
 @dataclass
+class ModuleFile:
+    """Where Python would import a top-level module from, found without importing it."""
+
+    path: str
+    #: The installed distribution whose file list (RECORD) holds that file; None for a copy no distribution
+    #: installed (vendored into a project, or a directory on PYTHONPATH).
+    owner: Dist | None = None
+
+
+@dataclass
 class PackagesState:
     python: str
     #: The distribution importlib (and so Python) uses for each canonical name: the first on the path.
@@ -85,10 +99,20 @@ class PackagesState:
     unreadable: list[str] = field(default_factory=list)
     torch: TorchBuild | None = None
     ld_library_path: list[LibraryDir] = field(default_factory=list)
+    #: The ``pynvml`` module Python would import (None: there is none).
+    pynvml_module: ModuleFile | None = None
+    #: Where ``torch`` would be imported from when no torch distribution is installed (a source checkout on
+    #: PYTHONPATH): None when there is a distribution, or no torch at all.
+    torch_module: str | None = None
 
 
 #: Libraries torch's CUDA wheels ship (in torch/lib or nvidia-* wheels); another copy found first by the
 #: loader breaks torch with "undefined symbol" or version errors.
+#: Distributions known to install a top-level ``pynvml``: NVIDIA's nvidia-ml-py (pynvml.py), the deprecated
+#: pynvml (its own pynvml/ package up to 11.x; from 12 a shim over nvidia-ml-py) and the older unofficial
+#: nvidia-ml-py3 (pynvml.py, the same file name as nvidia-ml-py's).
+PYNVML_DISTRIBUTIONS = ("nvidia-ml-py", "pynvml", "nvidia-ml-py3")
+
 CUDA_LIB_PREFIXES = (
     "libcudart.so", "libcublas.so", "libcublasLt.so", "libcudnn", "libnccl.so", "libcusparse.so", "libcufft.so",
     "libcurand.so", "libcusolver.so", "libnvJitLink.so", "libnvrtc.so", "libcupti.so", "libnvToolsExt.so",
@@ -99,6 +123,7 @@ CUDA_LIB_PREFIXES = (
 def probe_packages(env: Mapping[str, str], paths: Sequence[str] | None = None) -> PackagesState:
     state = PackagesState(python=sys.executable, dists={})
     seen: set[str] = set()
+    pynvml_owners: list[tuple[Dist, metadata.Distribution]] = []
     for dist in metadata.distributions(path=list(paths) if paths is not None else sys.path):
         where = getattr(dist, "_path", None)
         where = os.path.realpath(where) if where is not None else repr(dist)
@@ -115,6 +140,8 @@ def probe_packages(env: Mapping[str, str], paths: Sequence[str] | None = None) -
             state.unreadable.append(where)
             continue
         entry = Dist(canonicalize_name(name), name, version, requires, _location(dist))
+        if entry.name in PYNVML_DISTRIBUTIONS:
+            pynvml_owners.append((entry, dist))
         if entry.name in state.dists:
             state.shadowed.setdefault(entry.name, []).append(entry)
         else:
@@ -122,6 +149,11 @@ def probe_packages(env: Mapping[str, str], paths: Sequence[str] | None = None) -
     torch = state.dists.get("torch")
     if torch is not None:
         state.torch = torch_build(torch, state.dists)
+    else:
+        state.torch_module = find_module("torch", paths, packages_only=True)
+    pynvml_path = find_module("pynvml", paths)
+    if pynvml_path is not None:
+        state.pynvml_module = ModuleFile(pynvml_path, _owner(pynvml_path, pynvml_owners))
     state.ld_library_path = scan_library_path(env.get("LD_LIBRARY_PATH", ""))
     return state
 
@@ -131,6 +163,40 @@ def _location(dist: metadata.Distribution) -> str | None:
         return str(dist.locate_file(""))
     except (NotImplementedError, AttributeError):
         return None
+
+
+def find_module(name: str, paths: Sequence[str] | None, *, packages_only: bool = False) -> str | None:
+    """The file (or, for a namespace package, the directory) ``import name`` would load, found the way
+    Python's path finder finds it, without executing it. ``packages_only`` ignores a bare directory of that
+    name, which is an importable but empty namespace package (a folder called torch in the working tree)."""
+    from importlib.machinery import PathFinder
+
+    try:
+        spec = PathFinder.find_spec(name, list(paths) if paths is not None else None)
+    except (ImportError, ValueError, OSError):
+        return None
+    if spec is None:
+        return None
+    if spec.origin and spec.origin != "namespace":
+        return spec.origin
+    if packages_only:
+        return None
+    return next(iter(spec.submodule_search_locations or []), None)
+
+
+def _owner(path: str, candidates: list[tuple[Dist, metadata.Distribution]]) -> Dist | None:
+    """The distribution whose RECORD lists ``path`` (only the few known to install pynvml are read)."""
+    target = os.path.realpath(path)
+    for entry, dist in candidates:
+        try:
+            files = dist.files or []
+        except (OSError, ValueError):
+            continue
+        for file in files:
+            if file.parts and file.parts[0] in ("pynvml", "pynvml.py"):
+                if os.path.realpath(dist.locate_file(file)) == target:
+                    return entry
+    return None
 
 
 _CUDA_LABEL = re.compile(r"^cu(\d+)(\d)$")  # cu130 -> 13.0, cu118 -> 11.8

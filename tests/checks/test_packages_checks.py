@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -13,18 +15,38 @@ from envcheck.checks import packages as _packages_checks  # noqa: F401 - registe
 from envcheck.checks.packages import dependency_problems, expected_companion
 from envcheck.core.model import CheckResult, Status
 from envcheck.core.registry import CHECKS, ProbeSpec
+from envcheck.probes.nvml import probe_nvml
 from envcheck.probes.packages import probe_packages
 from envcheck.runner import ProbeContext as Context
 from envcheck.runner import ProbeRunner, run_check
 from tests.probes.test_packages_probe import make_dist
 
 
-def judge(check_id: str, site: Path | None) -> CheckResult:
-    """Run one check on the distributions in ``site`` (None: this venv)."""
+def judge(check_id: str, site: Path | None, env: dict[str, str] | None = None) -> CheckResult:
+    """Run one check on the distributions in ``site`` (None: this venv), with NVML as the test's fake says."""
     paths = None if site is None else [str(site)]
-    probes = {"packages": ProbeSpec("packages", lambda env: probe_packages(env, paths), 5.0, "installed packages")}
-    env = dict(os.environ) if site is None else {}
+    probes = {
+        "packages": ProbeSpec("packages", lambda env: probe_packages(env, paths), 5.0, "installed packages"),
+        "nvml": ProbeSpec("nvml", probe_nvml, 5.0, "NVML"),
+    }
+    env = env if env is not None else dict(os.environ) if site is None else {}
     return run_check(CHECKS[check_id], Context(ProbeRunner(env, 10.0, probes=probes), env))
+
+
+@pytest.fixture
+def foreign_pynvml(monkeypatch):
+    """``foreign_pynvml(path, lacks=...)``: the pynvml module this process imports becomes a copy of
+    nvidia-ml-py's at ``path`` without the names in ``lacks``, as an old or vendored copy would be."""
+    import pynvml
+
+    def use(path: Path, lacks: set[str]) -> types.ModuleType:
+        copy = types.ModuleType("pynvml")
+        copy.__dict__.update({k: v for k, v in vars(pynvml).items() if k not in lacks and not k.startswith("__")})
+        copy.__file__ = str(path)
+        monkeypatch.setitem(sys.modules, "pynvml", copy)
+        return copy
+
+    return use
 
 
 def cuda_stack(site: Path, torch: str = "2.5.1+cu124", vision: str | None = "0.20.1+cu124", pin: str | None = "2.5.1"):
@@ -48,10 +70,90 @@ def test_this_venv_reports_cpu_only_torch():
     assert "CPU-only" in result.summary and result.details["kind"] == "cpu"
 
 
-def test_torch_missing_warns_with_install_command(tmp_path):
+CPU_WHEEL = "pip install torch --index-url https://download.pytorch.org/whl/cpu"
+
+
+@pytest.mark.parametrize("scenario", ["no_library", "no_gpus"])
+def test_torch_missing_without_nvidia_gpus_installs_the_cpu_build(tmp_path, nvml, scenario):
     make_dist(tmp_path, "numpy", "2.1.3")
+    nvml(scenario)
     result = judge("packages.torch", tmp_path)
-    assert result.status is Status.WARN and result.fix.command == "pip install torch"
+    assert result.status is Status.WARN and result.summary == "torch is not installed in this Python"
+    assert result.fix.command == CPU_WHEEL
+    assert "CPU build" in result.fix.text
+
+
+@pytest.mark.parametrize(
+    "driver_cuda, index, words",
+    [
+        # The newest of torch 2.14's CUDA 12.6 / 13.0 / 13.2 builds that is not newer than the driver's CUDA.
+        (12060, "cu126", "install the CUDA 12.6 build (cu126)"),
+        (12080, "cu126", "install the CUDA 12.6 build (cu126)"),
+        (13000, "cu130", "install the CUDA 13.0 build (cu130)"),
+        (13010, "cu130", "install the CUDA 13.0 build (cu130)"),
+        (13020, "cu132", "install the CUDA 13.2 build (cu132)"),
+        (13050, "cu132", "install the CUDA 13.2 build (cu132)"),
+        # Older than every build: upgrade the driver; a 12.x driver runs cu126 meanwhile (minor-version compat).
+        (12040, "cu126", "supports CUDA 12.4, older than every CUDA build of current torch (CUDA 12.6, 13.0, 13.2)"),
+        (11040, "cu126", "Upgrade the NVIDIA driver to one for CUDA 12.6 or newer"),
+    ],
+)
+def test_torch_missing_on_a_gpu_machine_installs_the_cuda_build_the_driver_supports(
+    tmp_path, nvml, driver_cuda, index, words
+):
+    nvml("healthy_multi_gpu").cuda_version = driver_cuda
+    result = judge("packages.torch", tmp_path)
+    assert result.status is Status.WARN
+    assert result.fix.command == f"pip install torch --index-url https://download.pytorch.org/whl/{index}"
+    assert words in result.fix.text and "4 NVIDIA GPU(s)" in result.fix.text
+
+
+def test_torch_missing_where_the_driver_does_not_start_says_to_fix_it_first(tmp_path, nvml):
+    nvml("driver_not_loaded")
+    result = judge("packages.torch", tmp_path)
+    assert result.status is Status.WARN and result.fix.command is None
+    assert "NVML did not start (driver not loaded)" in result.fix.text and "driver.nvml" in result.fix.text
+
+
+def test_torch_missing_in_a_gpu_container_without_the_driver_is_not_sent_to_the_cpu_build(tmp_path, nvml):
+    nvml("no_library")
+    result = judge("packages.torch", tmp_path, env={"NVIDIA_VISIBLE_DEVICES": "all"})
+    assert result.status is Status.WARN and result.fix.command != CPU_WHEEL
+    assert "fix that first" in result.fix.text
+
+
+def test_torch_without_metadata_is_left_to_torch_import(tmp_path, nvml):
+    nvml("no_library")
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "__init__.py").write_text("")
+    result = judge("packages.torch", tmp_path)
+    assert result.status is Status.OK and "without installed package metadata" in result.summary
+
+
+def test_torch_missing_is_one_warning_in_the_whole_report(tmp_path, nvml, monkeypatch):
+    """packages.torch and torch.import both see a missing torch; only one of them warns, with one command."""
+    from click.testing import CliRunner
+
+    from envcheck.cli import main
+    from envcheck.core.registry import PROBES
+    from envcheck.probes.torch import TorchInfo
+
+    PROBES.load()
+    nvml("no_library")
+    make_dist(tmp_path, "numpy", "2.1.3")
+    packages = ProbeSpec("packages", lambda env: probe_packages(env, [str(tmp_path)]), 5.0, "packages")
+    monkeypatch.setitem(PROBES, "packages", packages)
+    monkeypatch.setitem(
+        PROBES, "torch", ProbeSpec("torch", lambda env: TorchInfo(status="not_installed"), 5.0, "torch")
+    )
+    result = CliRunner().invoke(main, ["doctor", "packages", "torch", "--json"], env={"NVIDIA_VISIBLE_DEVICES": ""})
+    doc = json.loads(result.stdout)
+    about_torch = [
+        c for c in doc["checks"] if c["status"] in ("warn", "fail") and "torch is not installed" in c["summary"]
+    ]
+    assert [c["id"] for c in about_torch] == ["packages.torch"]
+    assert about_torch[0]["fix"]["command"] == CPU_WHEEL
+    assert result.exit_code == 0
 
 
 def test_cuda_torch_flavour_is_in_the_summary(tmp_path):
@@ -133,21 +235,78 @@ def test_numpy2_with_recent_torch_is_ok(tmp_path):
     assert judge("packages.numpy", tmp_path).status is Status.OK
 
 
-def test_deprecated_pynvml_warns_and_names_who_needs_it(tmp_path):
-    make_dist(tmp_path, "pynvml", "11.5.3")
-    make_dist(tmp_path, "nvidia-ml-py", "12.560.30")
+def nvidia_ml_py(site: Path, version: str = "12.560.30") -> None:
+    make_dist(site, "nvidia-ml-py", version, files={"pynvml.py": ""})
+
+
+def test_deprecated_pynvml_warns_and_names_who_needs_it(tmp_path, nvml):
+    nvml("no_library")
+    nvidia_ml_py(tmp_path)
+    make_dist(tmp_path, "pynvml", "11.5.3", files={"pynvml/__init__.py": "from .nvml import *\n"})
     make_dist(tmp_path, "gpustat", "1.0.0", ("pynvml>=11.5.0",))
     result = judge("packages.pynvml_deprecated", tmp_path)
     assert result.status is Status.WARN
     assert "shadows NVIDIA's nvidia-ml-py" in result.summary
     assert result.fix.command == "pip uninstall -y pynvml && pip install --force-reinstall nvidia-ml-py"
     assert result.details["required_by"] == ["gpustat"]
+    assert result.details["from"] == "pynvml 11.5.3"
 
 
-def test_pynvml_shim_also_warns(tmp_path):
+def test_pynvml_shim_also_warns(tmp_path, nvml):
+    nvml("no_library")
+    nvidia_ml_py(tmp_path)
     make_dist(tmp_path, "pynvml", "12.0.0", ("nvidia-ml-py>=12.0.0",))
     result = judge("packages.pynvml_deprecated", tmp_path)
     assert result.status is Status.WARN and "deprecated shim" in result.summary
+    assert result.details["from"] == "nvidia-ml-py 12.560.30"
+
+
+def test_nvidia_ml_py_alone_is_ok(tmp_path, nvml):
+    nvml("no_library")
+    nvidia_ml_py(tmp_path)
+    result = judge("packages.pynvml_deprecated", tmp_path)
+    assert result.status is Status.OK
+    assert result.summary == "pynvml module from nvidia-ml-py 12.560.30; the deprecated pynvml is not installed"
+
+
+def test_no_pynvml_module_says_to_install_nvidia_ml_py(tmp_path, nvml):
+    nvml("no_library")
+    result = judge("packages.pynvml_deprecated", tmp_path)
+    assert result.status is Status.WARN and result.fix.command == "pip install nvidia-ml-py"
+
+
+def test_nvidia_ml_py3_owns_the_module_and_is_replaced(tmp_path, nvml, foreign_pynvml):
+    """nvidia-ml-py3 (2017) installs pynvml.py too, without the functions of newer drivers."""
+    make_dist(tmp_path, "nvidia-ml-py3", "7.352.0", files={"pynvml.py": ""})
+    foreign_pynvml(tmp_path / "pynvml.py", lacks={"nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetMigMode"})
+    nvml("healthy_multi_gpu")
+    result = judge("packages.pynvml_deprecated", tmp_path)
+    assert result.status is Status.WARN
+    assert result.summary == (
+        f"the pynvml module at {tmp_path / 'pynvml.py'} (from nvidia-ml-py3 7.352.0) lacks nvmlDeviceGetMigMode, "
+        "so those readings are not available; lacks nvmlDeviceGetCurrentClocksEventReasons (envcheck read its "
+        "older name instead)"
+    )
+    assert result.fix.command == "pip uninstall -y nvidia-ml-py3 && pip install --force-reinstall nvidia-ml-py"
+
+
+def test_an_old_nvidia_ml_py_is_upgraded(tmp_path, nvml, foreign_pynvml):
+    nvidia_ml_py(tmp_path, "11.450.51")
+    foreign_pynvml(tmp_path / "pynvml.py", lacks={"nvmlDeviceGetRemappedRows"})
+    nvml("healthy_multi_gpu")
+    result = judge("packages.pynvml_deprecated", tmp_path)
+    assert result.status is Status.WARN and "lacks nvmlDeviceGetRemappedRows" in result.summary
+    assert result.fix.command == "pip install -U nvidia-ml-py"
+
+
+def test_a_vendored_copy_is_named_with_its_path(tmp_path, nvml, foreign_pynvml):
+    (tmp_path / "pynvml.py").write_text("")
+    foreign_pynvml(tmp_path / "pynvml.py", lacks={"nvmlDeviceGetMigMode"})
+    nvml("healthy_multi_gpu")
+    result = judge("packages.pynvml_deprecated", tmp_path)
+    assert result.status is Status.WARN
+    assert "installed by no distribution: a vendored copy, or a directory on PYTHONPATH" in result.summary
+    assert result.fix.text.startswith(f"Move {tmp_path / 'pynvml.py'} out of the way")
 
 
 def test_missing_dependency_of_the_torch_stack_fails(tmp_path):

@@ -13,7 +13,8 @@ from envcheck.probes.packages import probe_packages, scan_library_path
 
 
 def make_dist(site: Path, name: str, version: str, requires: tuple[str, ...] = (), files: dict | None = None) -> Path:
-    """A minimal installed distribution: ``<name>-<version>.dist-info/METADATA`` plus any package files."""
+    """A minimal installed distribution: ``<name>-<version>.dist-info/METADATA`` and a RECORD listing any
+    package files, which are written too."""
     info = site / f"{name.replace('-', '_')}-{version}.dist-info"
     info.mkdir(parents=True)
     lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
@@ -22,6 +23,8 @@ def make_dist(site: Path, name: str, version: str, requires: tuple[str, ...] = (
     for rel, text in (files or {}).items():
         (site / rel).parent.mkdir(parents=True, exist_ok=True)
         (site / rel).write_text(text)
+    record = [*(files or {}), f"{info.name}/METADATA", f"{info.name}/RECORD"]
+    (info / "RECORD").write_text("".join(f"{rel},,\n" for rel in record))
     return info
 
 
@@ -148,3 +151,44 @@ def test_a_few_hundred_interlinked_distributions_check_clean(tmp_path):
     state = probe(tmp_path)
     problems = dependency_problems(state.dists)
     assert len(state.dists) == 300 and problems == []
+
+
+def test_the_pynvml_module_is_traced_to_the_distribution_that_installed_it(tmp_path):
+    make_dist(tmp_path, "nvidia-ml-py", "12.560.30", files={"pynvml.py": ""})
+    module = probe(tmp_path).pynvml_module
+    assert module is not None and module.path == str(tmp_path / "pynvml.py")
+    assert (module.owner.name, module.owner.version) == ("nvidia-ml-py", "12.560.30")
+
+
+def test_the_deprecated_pynvml_package_shadows_nvidia_ml_py_in_the_same_directory(tmp_path):
+    # pynvml 11.x is a package, pynvml/; Python prefers a package to a module of the same name.
+    make_dist(tmp_path, "nvidia-ml-py", "12.560.30", files={"pynvml.py": ""})
+    make_dist(tmp_path, "pynvml", "11.5.0", files={"pynvml/__init__.py": "from .nvml import *\n", "pynvml/nvml.py": ""})
+    module = probe(tmp_path).pynvml_module
+    assert module.path == str(tmp_path / "pynvml" / "__init__.py")
+    assert (module.owner.name, module.owner.version) == ("pynvml", "11.5.0")
+
+
+def test_a_vendored_pynvml_first_on_the_path_belongs_to_no_distribution(tmp_path):
+    vendored, site = tmp_path / "project", tmp_path / "site"
+    (vendored / "pynvml").mkdir(parents=True)
+    (vendored / "pynvml" / "__init__.py").write_text("")
+    make_dist(site, "nvidia-ml-py", "12.560.30", files={"pynvml.py": ""})
+    module = probe(vendored, None, site).pynvml_module
+    assert module.path == str(vendored / "pynvml" / "__init__.py") and module.owner is None
+
+
+def test_no_pynvml_module_at_all(tmp_path):
+    assert probe(tmp_path).pynvml_module is None
+
+
+def test_torch_without_metadata_is_found_where_python_would_import_it(tmp_path):
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "__init__.py").write_text("")
+    state = probe(tmp_path)
+    assert state.torch is None and state.torch_module == str(tmp_path / "torch" / "__init__.py")
+
+
+def test_a_bare_folder_called_torch_is_not_a_torch(tmp_path):
+    (tmp_path / "torch").mkdir()  # importable as an empty namespace package, but not torch
+    assert probe(tmp_path).torch_module is None
