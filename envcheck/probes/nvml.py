@@ -190,14 +190,19 @@ def nvml_code(exc: BaseException) -> int | None:
 
 
 def query(
-    fn: Callable[..., Any], *args: Any, missing: list[str] | None = None, failing: dict[str, str] | None = None
+    fn: Callable[..., Any],
+    *args: Any,
+    missing: list[str] | None = None,
+    failing: dict[str, str] | None = None,
+    name: str | None = None,
 ) -> Any:
     """Call one NVML function and map its errors: the one funnel every reading goes through.
 
     A lost GPU raises :class:`GpuLost`; every other failure is an :class:`NA` saying why. An exception that
-    is not an NVML error comes from a broken copy of the bindings: it is kept in ``failing``, not raised.
+    is not an NVML error comes from a broken copy of the bindings: it is kept in ``failing`` (under ``name``,
+    else the function's own), not raised.
     """
-    name = getattr(fn, "__name__", repr(fn))
+    name = name or getattr(fn, "__name__", repr(fn))
     try:
         return fn(*args)
     except Exception as exc:  # noqa: BLE001 - a foreign pynvml may raise anything; the reading is then N/A
@@ -307,7 +312,8 @@ class _Reader:
         fn = getattr(self.pynvml, name, None)
         if not callable(fn):
             return NA(NOT_IN_BINDINGS)
-        return query(fn, *args, missing=self.state.missing_functions, failing=self.state.bindings.failing)
+        state = self.state
+        return query(fn, *args, missing=state.missing_functions, failing=state.bindings.failing, name=name)
 
 
 def _read_all(pynvml: Any, bindings: Bindings) -> NvmlState:
@@ -419,22 +425,20 @@ def _watts(milliwatts: Any) -> Any:
 def _processes(q: Callable[..., Any]) -> list[ProcessUse] | NA:
     """Compute and graphics processes holding memory on this GPU, merged by pid.
 
-    When the driver refuses either list, the whole reading is refused: half a list would make a GPU full of
-    someone else's work look free.
+    Without the compute list there is no list: training jobs are compute processes, and half a list would
+    make a GPU full of someone else's work look free. For the same reason a refused graphics list refuses
+    the whole reading; one the GPU does not support is left out.
     """
+    compute = q("nvmlDeviceGetComputeRunningProcesses")
+    graphics = q("nvmlDeviceGetGraphicsRunningProcesses")
+    if isinstance(graphics, NA) and graphics.reason == NO_PERMISSION and not isinstance(compute, NA):
+        return graphics
+    if isinstance(compute, NA):
+        return compute
     merged: dict[int, ProcessUse] = {}
-    answers = [q("nvmlDeviceGetComputeRunningProcesses"), q("nvmlDeviceGetGraphicsRunningProcesses")]
-    refused = [a for a in answers if isinstance(a, NA) and a.reason == NO_PERMISSION]
-    if refused:
-        return refused[0]
-    if all(isinstance(a, NA) for a in answers):
-        return answers[0]
-    for answer in answers:
-        if isinstance(answer, NA):
-            continue
-        for proc in answer:
-            if proc.pid not in merged:
-                merged[proc.pid] = ProcessUse(proc.pid, _process_name(proc.pid), proc.usedGpuMemory)
+    for proc in [*compute, *(graphics if not isinstance(graphics, NA) else [])]:
+        if proc.pid not in merged:
+            merged[proc.pid] = ProcessUse(proc.pid, _process_name(proc.pid), proc.usedGpuMemory)
     return list(merged.values())
 
 
