@@ -45,11 +45,11 @@ THROTTLE_PROBLEMS = {
 #: and processes need administrator rights: NVML reference, nvmlDeviceGetMemoryInfo_v2) and where the
 #: user's access to the NVIDIA device nodes is restricted.
 REFUSED_FIX = (
-    "The driver refused that reading to this user (NVML: Insufficient Permissions), so envcheck could not "
-    "judge it. Run the query below as root to compare. On a MIG-enabled GPU the whole GPU's memory "
-    "and process readings need administrator rights: read them on the host, or ask an administrator. "
-    "Otherwise check that your user may open /dev/nvidia* (their group, often `video`) and, in a container, "
-    "that the GPUs were given to it through the NVIDIA Container Toolkit (`--gpus`), not as bare device nodes."
+    "The driver refused that reading to this user (NVML: Insufficient Permissions), so envcheck could not judge "
+    "it: run the query below as root to compare. If root sees it, your user lacks access: on a MIG-enabled GPU "
+    "the whole GPU's memory and processes need administrator rights (read them on the host); elsewhere check "
+    "your access to /dev/nvidia* (often the `video` group), and in a container pass the GPUs in with `--gpus` "
+    "(NVIDIA Container Toolkit) rather than as bare device nodes."
 )
 
 
@@ -108,18 +108,21 @@ def verdict(
     fine: str,
     fix: str,
     command: str | None = None,
+    query: str | None = None,
 ) -> Verdict:
     """One verdict for all GPUs: the worst problem's severity, each bad GPU named in the summary.
 
-    When the only problems are refused readings, the fix is how to get them (and ``command`` run as root,
-    to compare); with other problems too, that advice follows the check's own fix.
+    When the only problems are refused readings, the fix is how to get them, and its command ``query`` (by
+    default ``command``, when that only reads) run as root to compare; with other problems too, that advice
+    follows the check's own fix.
     """
     if not problems:
         return ok(fine, gpus=details)
     summary = "; ".join(f"{label(g)}: {words}" for g, _, words in problems)
     factory = fail if any(sev == "fail" for _, sev, _ in problems) else warn
     if all(sev == REFUSED for _, sev, _ in problems):
-        return factory(summary, REFUSED_FIX, f"sudo {command}" if command else None, gpus=details)
+        query = query or command
+        return factory(summary, REFUSED_FIX, f"sudo {query}" if query else None, gpus=details)
     if any(sev == REFUSED for _, sev, _ in problems):
         fix = f"{fix} {REFUSED_FIX}"
     return factory(summary, fix, command, gpus=details)
@@ -501,6 +504,7 @@ def persistence(ctx: Context) -> Verdict:
         fine="on" if any(g.persistence_mode is True for g in gpus) else "not available",
         fix="Ask an administrator to enable the NVIDIA persistence daemon (envcheck never changes it).",
         command="sudo systemctl enable --now nvidia-persistenced",
+        query="nvidia-smi --query-gpu=index,persistence_mode --format=csv",
     )
 
 
