@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -25,6 +26,7 @@ import torch
 
 from envcheck.bench import devices, runner
 from envcheck.bench.registry import BENCHMARKS, DeviceInfo, Options
+from envcheck.core.model import Status
 
 
 def raw_seconds_per_step(step: Callable[[], Any], device: str, seconds: float) -> float:
@@ -85,7 +87,7 @@ def compare_figures(dev: DeviceInfo, rounds: int) -> list[dict[str, Any]]:
             for side in ("envcheck", "raw") if i % 2 == 0 else ("raw", "envcheck"):
                 if side == "envcheck":
                     result = envcheck_figure(bench_id, dev)
-                    assert result.value is not None and result.status == "ok", result.reason
+                    assert result.value is not None and result.status is Status.OK, result.reason
                     ours.append(result.value)
                     case, unit, params = result.case, result.unit or "", result.params
                 elif bench_id.startswith("matmul"):
@@ -139,11 +141,12 @@ def main() -> int:
 
     BENCHMARKS.load()
     try:
-        name = devices.resolve(devices.parse(args.device), devices.inventory())[0]
+        # NVML identity is not needed here: the first device the bench would run on, described as it would be.
+        dev = devices.resolve_devices(devices.parse(args.device), nvml=None, env=os.environ)[0]
     except devices.DeviceError as exc:
         print(f"bench_vs_raw: {exc}", file=sys.stderr)
         return int(exc.exit_code)
-    dev = devices.describe(name)
+    name = dev.name
     print(f"device: {dev.name} ({dev.model}), torch {torch.__version__}, threads {torch.get_num_threads()}")
     rows = compare_figures(dev, args.rounds)
     print(f"\n{'benchmark':14} {'case':26} {'envcheck':>12} {'raw loop':>12} {'ratio':>7}  (medians; ratio of pairs)")

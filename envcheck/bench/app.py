@@ -1,190 +1,345 @@
-"""What ``envcheck bench`` does, between parsing its options (cli.py) and printing (render.py).
+"""What ``envcheck bench`` does, as one function every caller shares: ``run_bench(request) -> BenchReport``.
 
-Order matters for the user's time: everything that can be wrong with the *request* (an unknown
-benchmark, dtype or device string, a baseline file that is unreadable or cannot match) is found before
-the first kernel runs, and reported as one line with exit code 2.
+The CLI (cli.py) parses options into a :class:`BenchRequest` and delivers the report; ``snapshot
+--with-bench`` (envcheck.spec.bench) calls the same function and reads the same frozen report. Nothing
+here prints: the report is turned into the envcheck.bench/1 document by report.py and rendered by the
+registered renderers.
+
+Order matters for the user's time and for isolation:
+
+1. Everything that can be wrong with the *request* (an unknown benchmark, dtype or device string, a
+   baseline or lab spec that cannot be used) is found by :meth:`BenchRequest.parse` before anything
+   runs: one line, exit 2.
+2. torch is imported first in a child process (the doctor's torch probe: bounded in time, in its own
+   process group), and only then here, guarded: a torch that raises, segfaults or hangs on import, or
+   an environment variable that breaks it, is one line and exit 1, never a traceback or a hang.
+3. Devices are resolved once into :class:`DeviceInfo` (with NVML identity and usable memory), the
+   preflight runs (the doctor's GPU checks, or how busy the CPUs are), then the suite.
+4. The figures are held against the baseline and the lab spec. Every verdict is a
+   :class:`~envcheck.core.model.Status`, and the exit code comes from the one policy in core.exit.
 """
 
 from __future__ import annotations
 
-import json
-import sys
+import os
 import time
-from pathlib import Path
-from typing import IO, Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from envcheck.bench import compare as comparing
-from envcheck.bench import devices as devs
-from envcheck.bench import registry, render
-from envcheck.bench.registry import DTYPES, Options
-from envcheck.core.exit import ExitCode
-from envcheck.core.model import CheckResult, Status
+from envcheck.bench import contention, devices, registry
+from envcheck.bench.common import error_line
+from envcheck.bench.compare import Delta
+from envcheck.bench.registry import DTYPES, BenchError, BenchSpec, DeviceInfo, Options
+from envcheck.bench.runner import BenchResult, Progress
+from envcheck.checks.visible import VISIBLE
+from envcheck.core.exit import ExitCode, exit_code_for
+from envcheck.core.model import CheckResult, Status, first_line
+from envcheck.core.registry import UnknownSelection
+
+if TYPE_CHECKING:
+    from envcheck.probes.nvml import NvmlState
+    from envcheck.probes.torch import TorchInfo
+    from envcheck.runner import ProbeRunner
+    from envcheck.spec import LabSpec
+    from envcheck.spec.bench import BenchVerdict
 
 #: The doctor checks that decide whether a GPU can be benchmarked at all: the torch build has kernels
 #: for the card, and no other process holds most of its memory.
 PREFLIGHT_IDS = ("torch.arch", "gpu.memory")
-PREFLIGHT_DEADLINE_S = 45.0
+#: What the probes behind the bench (the torch child, NVML, the preflight checks) may take together. The
+#: torch child itself stops at 40 s (ENVCHECK_TORCH_TIMEOUT changes that), so a hung import ends there.
+PROBE_DEADLINE_S = 60.0
 
 
-def split_list(text: str | None) -> list[str]:
-    return [part.strip() for part in (text or "").split(",") if part.strip()]
+def split_list(text: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (text or "").split(",") if part.strip())
+
+
+def select_specs(only: str | None) -> list[BenchSpec]:
+    """``--only`` (ids or family names) as benchmarks in suite order; an unknown name is exit 2."""
+    try:
+        return registry.select(split_list(only))
+    except UnknownSelection as exc:
+        raise BenchError(str(exc), ExitCode.USAGE) from None
 
 
 def parse_dtypes(text: str | None) -> frozenset[str] | None:
     names = split_list(text)
     unknown = [n for n in names if n not in DTYPES]
     if unknown:
-        raise ValueError(f"unknown dtype {unknown[0]!r}; choose from {', '.join(DTYPES)}")
+        raise BenchError(f"unknown dtype {unknown[0]!r}; choose from {', '.join(DTYPES)}", ExitCode.USAGE)
     return frozenset(names) or None
 
 
-def preflight() -> tuple[list[CheckResult], str | None]:
-    """Run the doctor's GPU preconditions; ids not registered (yet) are named, never fatal."""
+@dataclass(frozen=True)
+class BenchRequest:
+    """The bench's options, parsed and checked: what to run, where, and what to hold the figures against."""
+
+    device: devices.Request
+    specs: tuple[BenchSpec, ...]
+    device_text: str = "auto"
+    only: tuple[str, ...] = ()
+    dtypes: frozenset[str] | None = None
+    quick: bool = False
+    baseline: Mapping[str, Any] | None = None
+    baseline_path: str | None = None
+    threshold: float = comparing.DEFAULT_THRESHOLD
+    lab: LabSpec | None = None
+    spec_path: str | None = None
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        device: str = "auto",
+        only: str | None = None,
+        dtype: str | None = None,
+        quick: bool = False,
+        baseline_path: str | None = None,
+        threshold: float = comparing.DEFAULT_THRESHOLD,
+        spec_path: str | None = None,
+    ) -> BenchRequest:
+        """Check every option before anything runs; a problem is a :class:`BenchError` with exit code 2."""
+        from envcheck.spec import SpecError, load_spec
+
+        specs = select_specs(only)
+        dtypes = parse_dtypes(dtype)
+        if not 0 < threshold < 1:  # also refuses NaN, for which every comparison is false
+            raise BenchError(f"--threshold must be between 0 and 1 (a fraction), not {threshold}", ExitCode.USAGE)
+        request = devices.parse(device)
+        try:
+            baseline = comparing.load_baseline(baseline_path) if baseline_path else None
+            lab = load_spec(spec_path) if spec_path else None
+        except (comparing.BaselineError, SpecError) as exc:
+            raise BenchError(str(exc), ExitCode.USAGE) from None
+        return cls(
+            request,
+            tuple(specs),
+            device,
+            split_list(only),
+            dtypes,
+            quick,
+            baseline,
+            baseline_path,
+            threshold,
+            lab,
+            spec_path,
+        )
+
+    @property
+    def benchmark_options(self) -> Options:
+        return Options(quick=self.quick, dtypes=self.dtypes)
+
+    def describe(self) -> dict[str, Any]:
+        """The options as the report states them (the envcheck.bench/1 ``options`` object)."""
+        return {
+            "device": self.device_text,
+            "only": list(self.only),
+            "dtype": sorted(self.dtypes) if self.dtypes else None,
+            "quick": self.quick,
+            "threshold": self.threshold if self.baseline is not None else None,
+            "spec": self.spec_path,
+        }
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``--compare``: the deltas of every figure both runs have. ``note`` says why there are none."""
+
+    baseline: str
+    threshold: float
+    deltas: tuple[Delta, ...]
+    note: str | None = None
+
+    def statuses(self) -> list[Status]:
+        """A regression fails; so does a comparison that could compare nothing (a CI gate asked for one)."""
+        return [Status.FAIL for d in self.deltas if d.regressed] + ([Status.FAIL] if self.note else [])
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    """Everything one bench run produced, in the order it is reported; renderers read its document."""
+
+    request: BenchRequest
+    devices: tuple[DeviceInfo, ...]
+    results: tuple[BenchResult, ...]
+    preflight: tuple[CheckResult, ...]
+    comparison: Comparison | None
+    spec_verdicts: tuple[BenchVerdict, ...] | None
+    generated_at: datetime
+    #: The whole run: the torch child, device resolution, preflight and suite.
+    duration_s: float
+    #: Preflight and suite only (the figure envcheck.bench/1 has always called ``wall_s``).
+    wall_s: float
+    planned: int
+    interrupted: bool = False
+    container: str | None = None
+
+    def statuses(self) -> list[Status]:
+        """Every verdict of the run: each case (a slow sibling fails), each preflight check, each
+        regression, each figure below the lab spec's minimum."""
+        return [
+            *(r.verdict for r in self.results),
+            *(c.status for c in self.preflight),
+            *(self.comparison.statuses() if self.comparison else []),
+            *(Status.FAIL for v in self.spec_verdicts or () if v.passed is False),
+        ]
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return exit_code_for(self.statuses(), interrupted=self.interrupted)
+
+
+def run_bench(
+    request: BenchRequest, *, progress: Progress | None = None, env: Mapping[str, str] | None = None
+) -> BenchReport:
+    """Run the bench as ``request`` asks. A machine that cannot meet it raises :class:`BenchError` (one
+    line, exit 1) before the first case; Ctrl-C during the suite returns what finished, marked
+    ``interrupted``."""
+    from envcheck.core.report import utc_now
+    from envcheck.probes.host import read_container
+    from envcheck.runner import ProbeRunner
+
+    env = dict(os.environ if env is None else env)
+    generated_at, started = utc_now(), time.monotonic()
+    gpus_wanted = request.device.may_use_gpus
+    # A CPU bench never starts CUDA, so its torch child need not either: hiding the GPUs from it keeps a
+    # wedged driver from holding a CPU benchmark up for the child's whole time limit.
+    probes = ProbeRunner(env if gpus_wanted else {**env, VISIBLE: ""}, PROBE_DEADLINE_S)
+    probes.start("torch")
+    if gpus_wanted:
+        probes.start("nvml")
+    torch_info = _probe_torch(probes)
+    torch_ready(torch_info, gpus=gpus_wanted)
+    import_torch()
+    nvml = _nvml(probes) if gpus_wanted else None
+    chosen = devices.resolve_devices(request.device, nvml=nvml, env=env)
+    devices_ready(torch_info, chosen)
+    if request.baseline is not None:
+        ids, names = [s.id for s in request.specs], [d.name for d in chosen]
+        try:
+            comparing.precheck(request.baseline, ids, names, path=str(request.baseline_path))
+        except comparing.BaselineError as exc:
+            raise BenchError(str(exc), ExitCode.USAGE) from None
+
+    suite_started = time.monotonic()
+    cpus = None if all(d.is_cuda for d in chosen) else contention.Cpus.here()
+    checks = preflight(probes, chosen, cpus)
+    from envcheck.bench.runner import run_suite
+
+    suite = run_suite(list(request.specs), chosen, request.benchmark_options, progress=progress, cpus=cpus)
+    wall_s = time.monotonic() - suite_started
+    results = tuple(suite.results)
+    return BenchReport(
+        request=request,
+        devices=tuple(chosen),
+        results=results,
+        preflight=checks,
+        comparison=_compare(request, results),
+        spec_verdicts=_judge(request, results),
+        generated_at=generated_at,
+        duration_s=time.monotonic() - started,
+        wall_s=wall_s,
+        planned=suite.planned,
+        interrupted=suite.interrupted,
+        container=read_container(env).kind,
+    )
+
+
+def _probe_torch(probes: ProbeRunner) -> TorchInfo:
+    from envcheck.core.probing import ProbeFailed, ProbeTimeout
+
+    try:
+        info: TorchInfo = probes.get("torch")
+    except (ProbeTimeout, ProbeFailed) as exc:
+        raise BenchError(f"torch could not be checked: {first_line(exc)}", ExitCode.FAILED) from None
+    return info
+
+
+def torch_ready(info: TorchInfo, *, gpus: bool) -> None:
+    """Refuse to import torch here when importing it in the child did not end well: one line naming
+    what happened there (the exception, the signal, or the step that hung). After a clean import, a
+    CUDA start that crashed or hung only matters to a bench that would start CUDA too."""
+    if info.status == "ok":
+        return
+    if info.status == "not_installed":
+        raise BenchError("torch is not installed; `envcheck doctor` says which build to install", ExitCode.FAILED)
+    imported = info.import_s is not None
+    if imported and not gpus:
+        return
+    detail = first_line(info.error)
+    if info.status != "import_error":  # a crash or a hang: say where it happened
+        detail += ", in a child process"
+    what = "used" if imported else "imported"
+    raise BenchError(f"torch cannot be {what} ({detail}); `envcheck doctor` says why", ExitCode.FAILED)
+
+
+def import_torch() -> None:
+    """Import torch in this process, now that a child did so cleanly; should it still raise here (a
+    difference the child could not see), that is one line too."""
+    try:
+        import torch  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - any exception, not only ImportError and OSError
+        raise BenchError(
+            f"torch cannot be imported ({error_line(exc)}); `envcheck doctor` says why", ExitCode.FAILED
+        ) from None
+
+
+def devices_ready(info: TorchInfo, chosen: list[DeviceInfo]) -> None:
+    """A chosen GPU on which the child's 64×64 test matmul raised (a bad PYTORCH_CUDA_ALLOC_CONF, a GPU
+    in a bad state) would crash every case: say so once instead."""
+    by_index = {d.index: d for d in info.devices}
+    for dev in chosen:
+        child = by_index.get(dev.index) if dev.is_cuda else None
+        error = child and (child.error or child.matmul_error)
+        if error:
+            raise BenchError(
+                f"{dev.name} cannot run torch's test matmul ({first_line(error)}, in a child process); "
+                "`envcheck doctor` says why",
+                ExitCode.FAILED,
+            )
+
+
+def _nvml(probes: ProbeRunner) -> NvmlState | None:
+    """NVML's view, for the GPUs' identity; None where NVML does not answer (identity then unknown)."""
+    from envcheck.core.probing import ProbeFailed, ProbeTimeout
+
+    try:
+        state: NvmlState = probes.get("nvml")
+    except (ProbeTimeout, ProbeFailed):
+        return None
+    return state
+
+
+def preflight(probes: ProbeRunner, chosen: list[DeviceInfo], cpus: contention.Cpus | None) -> tuple[CheckResult, ...]:
+    """The doctor's GPU preconditions (over the same torch child and NVML reading the bench used), or
+    for a CPU bench, how busy the CPUs already are."""
+    if cpus is not None:
+        return (contention.preflight(cpus),)
     from envcheck.core.registry import CHECKS
     from envcheck.runner import run_checks
 
+    CHECKS.load()
+    return tuple(run_checks([CHECKS[i] for i in PREFLIGHT_IDS], env=probes.env, runner=probes).results)
+
+
+def _compare(request: BenchRequest, results: tuple[BenchResult, ...]) -> Comparison | None:
+    if request.baseline is None:
+        return None
+    path = str(request.baseline_path)
     try:
-        CHECKS.load()
-        specs = [CHECKS[i] for i in PREFLIGHT_IDS if i in CHECKS]
-        missing = [i for i in PREFLIGHT_IDS if i not in CHECKS]
-        note = f"doctor checks not available in this envcheck: {', '.join(missing)}" if missing else None
-        if not specs:
-            return [], note
-        return run_checks(specs, deadline_s=PREFLIGHT_DEADLINE_S).results, note
-    except Exception as exc:  # noqa: BLE001 - a broken preflight must not stop the benchmark
-        return [], f"preflight could not run: {type(exc).__name__}: {exc}"
+        deltas = comparing.compare([r.to_json() for r in results], request.baseline, request.threshold, path=path)
+    except comparing.BaselineError as exc:  # every shared figure was skipped or failed
+        return Comparison(path, request.threshold, (), str(exc))
+    return Comparison(path, request.threshold, tuple(deltas))
 
 
-def exit_code(run: render.Run) -> ExitCode:
-    """1 for a wrong answer, a crash, a slow sibling, a regression, a failed preflight or a figure below
-    the lab spec's minimum; else 0."""
-    problems = (
-        any(r.is_problem for r in run.results)
-        or any(d.regressed for d in run.deltas or [])
-        or any(c.status in (Status.FAIL, Status.CRASH) for c in run.preflight)
-        or any(v.passed is False for v in run.spec_verdicts or [])
-    )
-    return ExitCode.FAILED if problems else ExitCode.OK
+def _judge(request: BenchRequest, results: tuple[BenchResult, ...]) -> tuple[BenchVerdict, ...] | None:
+    if request.lab is None:
+        return None
+    from envcheck.spec.bench import judge_bench
 
-
-def main(
-    *,
-    device: str = "auto",
-    only: str | None = None,
-    dtype: str | None = None,
-    quick: bool = False,
-    as_json: bool = False,
-    save: str | None = None,
-    baseline_path: str | None = None,
-    threshold: float = comparing.DEFAULT_THRESHOLD,
-    spec_path: str | None = None,
-    list_only: bool = False,
-    out: IO[str] | None = None,
-    err: IO[str] | None = None,
-) -> int:
-    """Run ``envcheck bench``; returns the exit code."""
-    from rich.console import Console
-
-    out = out or sys.stdout
-    err = err or sys.stderr
-    console = Console(file=out, soft_wrap=False, width=None if out.isatty() else 200)
-
-    def fail(message: str, code: ExitCode) -> int:
-        print(f"envcheck bench: error: {message}", file=err)
-        return int(code)
-
-    try:
-        specs = registry.select(split_list(only))
-        dtypes = parse_dtypes(dtype)
-    except ValueError as exc:
-        return fail(str(exc), ExitCode.USAGE)
-    if list_only:
-        if as_json:
-            print(
-                json.dumps([{"id": s.id, "title": s.title, "measures": s.measures} for s in specs], indent=2), file=out
-            )
-        else:
-            render.list_benchmarks(specs, console)
-        return int(ExitCode.OK)
-    if not 0 < threshold < 1:
-        return fail(f"--threshold must be between 0 and 1 (a fraction), not {threshold}", ExitCode.USAGE)
-    from envcheck.spec import SpecError, load_spec
-
-    try:
-        request = devs.parse(device)
-        baseline = comparing.load_baseline(baseline_path) if baseline_path else None
-        lab = load_spec(spec_path) if spec_path else None
-    except devs.DeviceError as exc:
-        return fail(str(exc), exc.exit_code)
-    except (comparing.BaselineError, SpecError) as exc:
-        return fail(str(exc), ExitCode.USAGE)
-    try:
-        import torch  # noqa: F401 - the benchmarks need it; say so plainly if it is missing
-    except (ImportError, OSError) as exc:  # OSError: a CUDA library the wheel links against is missing
-        from envcheck.bench.common import first_line
-
-        return fail(f"torch cannot be imported ({first_line(exc)}); `envcheck doctor` says why", ExitCode.FAILED)
-    try:
-        names = devs.resolve(request, devs.inventory())
-        if baseline is not None:
-            comparing.precheck(baseline, [s.id for s in specs], names, path=str(baseline_path))
-        infos = [devs.describe(n) for n in names]
-    except devs.DeviceError as exc:
-        return fail(str(exc), exc.exit_code)
-    except comparing.BaselineError as exc:
-        return fail(str(exc), ExitCode.USAGE)
-
-    started = time.perf_counter()
-    checks, note = preflight() if any(n.startswith("cuda") for n in names) else ([], None)
-    opts = Options(quick=quick, dtypes=dtypes)
-    callbacks, live = render.progress(stream=err)
-    from envcheck.bench.runner import run_suite
-
-    with live:
-        results = run_suite(specs, infos, opts, progress=callbacks)
-    run = render.Run(
-        infos,
-        results,
-        checks,
-        note,
-        options={
-            "device": device,
-            "only": split_list(only),
-            "dtype": sorted(dtypes) if dtypes else None,
-            "quick": quick,
-            "threshold": threshold if baseline is not None else None,
-            "spec": spec_path,
-        },
-        wall_s=time.perf_counter() - started,
-    )
-    usage_error = None
-    if baseline is not None:
-        try:
-            run.deltas = comparing.compare([r.to_json() for r in results], baseline, threshold, path=str(baseline_path))
-            run.baseline, run.threshold = str(baseline_path), threshold
-        except comparing.BaselineError as exc:
-            usage_error = str(exc)
-    if lab is not None:
-        from envcheck.spec.bench import judge_bench
-
-        run.spec_path = str(spec_path)
-        run.spec_verdicts = judge_bench(lab, [r.to_json() for r in results])
-    run.exit_code = exit_code(run)
-    document = render.to_json(run)
-    if save:
-        try:
-            _save(Path(save), document)
-        except OSError as exc:
-            usage_error = f"cannot write --save file {save}: {exc.strerror or exc}"
-    if as_json:
-        print(json.dumps(document, indent=2), file=out)
-    else:
-        render.render_human(run, console)
-    if usage_error:
-        return fail(usage_error, ExitCode.USAGE)
-    return int(run.exit_code)
-
-
-def _save(path: Path, document: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    return tuple(judge_bench(request.lab, [r.to_json() for r in results]))

@@ -1,4 +1,5 @@
-"""``envcheck bench``: the click command. It only parses options; app.py does the work.
+"""``envcheck bench``: the click command. It parses options into a request, calls ``run_bench``, and
+delivers the report through envcheck.output (redacted once, rendered by format, written atomically).
 
 Importing this module must stay cheap (``envcheck --help`` imports it): torch, rich and the benchmark
 modules are imported inside the command.
@@ -6,7 +7,14 @@ modules are imported inside the command.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, NoReturn
+
 import click
+
+from envcheck.output import format_options
+
+if TYPE_CHECKING:
+    from envcheck.bench.registry import BenchSpec
 
 
 @click.command()
@@ -20,8 +28,10 @@ import click
 @click.option("--only", metavar="ID,...", help="Benchmark ids or families to run (see --list).")
 @click.option("--dtype", metavar="DTYPE,...", help="Restrict dtype-specific cases to these: fp32,tf32,bf16,fp16,fp8.")
 @click.option("--quick", is_flag=True, help="A short pass (well under a minute per GPU).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (schema envcheck.bench/1).")
-@click.option("--save", metavar="FILE", help="Also write the JSON to FILE (a baseline for --compare).")
+@format_options
+@click.option(
+    "--save", metavar="FILE", help="Also write the JSON report to FILE, atomically (a baseline for --compare)."
+)
 @click.option("--compare", "baseline", metavar="FILE", help="Flag every figure that dropped against a saved run.")
 @click.option(
     "--threshold",
@@ -39,7 +49,9 @@ def bench(
     only: str | None,
     dtype: str | None,
     quick: bool,
+    fmt: str | None,
     as_json: bool,
+    output: str | None,
     save: str | None,
     baseline: str | None,
     threshold: float,
@@ -50,20 +62,79 @@ def bench(
 
     Exit codes: 0 all figures verified; 1 a wrong result, a crashed case, a GPU slower than its
     siblings, a regression against --compare, a failed preflight check, a figure below the --spec
-    minimum, or a requested GPU that is not there; 2 a malformed option, device string, baseline or spec.
+    minimum, a requested GPU that is not there, or a torch that cannot be imported; 2 a malformed
+    option, device string, baseline or spec; 74 the report could not be written; 130 interrupted
+    (what was measured so far is still printed and saved).
     """
-    from envcheck.bench import app
+    import sys
 
-    code = app.main(
-        device=device,
-        only=only,
-        dtype=dtype,
-        quick=quick,
-        as_json=as_json,
-        save=save,
-        baseline_path=baseline,
-        threshold=threshold,
-        spec_path=spec_path,
-        list_only=list_only,
-    )
-    raise SystemExit(code)
+    from envcheck.bench.app import BenchRequest, run_bench, select_specs
+    from envcheck.bench.registry import BenchError
+    from envcheck.core.exit import ExitCode
+    from envcheck.output import deliver, resolve_formats
+
+    stdout_format, file_format = resolve_formats(fmt, as_json, output)
+    try:
+        if list_only:
+            _list(select_specs(only), as_json=stdout_format == "json")
+            return
+        request = BenchRequest.parse(
+            device=device,
+            only=only,
+            dtype=dtype,
+            quick=quick,
+            baseline_path=baseline,
+            threshold=threshold,
+            spec_path=spec_path,
+        )
+        from envcheck.bench import render
+
+        callbacks, live = render.progress(stream=sys.stderr)
+        with live:
+            report = run_bench(request, progress=callbacks)
+    except BenchError as exc:
+        fail(str(exc), exc.exit_code)
+    from envcheck.bench.report import bench_document
+
+    document = bench_document(report)
+    code = report.exit_code
+    if save and not _save(save, document):
+        code = ExitCode.OUTPUT_ERROR
+    override = deliver(document, stdout_format=stdout_format, file_format=file_format, output=output, verbose=False)
+    sys.exit(int(override if override is not None else code))
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """One line on stderr (secrets scrubbed: an import error may quote a URL with a token) and exit."""
+    import os
+    import sys
+
+    from envcheck.redact import scrub
+
+    click.echo(f"envcheck bench: error: {' '.join(scrub(message, os.environ).split())}", err=True)
+    sys.exit(int(code))
+
+
+def _save(path: str, document: dict[str, Any]) -> bool:
+    """``--save``: the redacted JSON report, written atomically (a baseline is never half a file)."""
+    from envcheck.output import error, redacted
+    from envcheck.render import write_atomically
+
+    try:
+        write_atomically(path, redacted(document), "json")
+    except OSError as exc:
+        error(f"cannot write --save file {path}: {exc.strerror or exc}")
+        return False
+    return True
+
+
+def _list(specs: list[BenchSpec], *, as_json: bool) -> None:
+    import json
+
+    from envcheck.bench.render import list_benchmarks
+    from envcheck.render import make_console
+
+    if as_json:
+        click.echo(json.dumps([{"id": s.id, "title": s.title, "measures": s.measures} for s in specs], indent=2))
+    else:
+        list_benchmarks(specs, make_console())

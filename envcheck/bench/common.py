@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from envcheck.bench.registry import Check
+from envcheck.core.model import first_line
 
 if TYPE_CHECKING:
     import torch
@@ -80,10 +81,11 @@ def empty(shape: tuple[int, ...], dtype: torch.dtype, device: str) -> torch.Tens
     return _allocate(shape, dtype, device, None)
 
 
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (CUDA errors run to a dozen), or its type if it has none."""
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+def error_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (CUDA errors run to a dozen lines): a case's reason, where the
+    type matters (OutOfMemoryError vs RuntimeError)."""
+    text = first_line(exc)
+    return text if text == type(exc).__name__ else f"{type(exc).__name__}: {text}"
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

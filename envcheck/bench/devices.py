@@ -1,8 +1,10 @@
-"""``--device``: parse what the user asked for, resolve it against what is there, and describe devices.
+"""``--device``: parse what the user asked for, then resolve it once into :class:`DeviceInfo` objects.
 
-Parsing is pure (testable without torch); resolution takes the GPU inventory as data; only
-:func:`inventory` and :func:`describe` touch torch. A request that cannot be met is a
-:class:`DeviceError` whose message is one line and names what *is* available.
+Parsing is pure (testable without torch); resolution takes torch's inventory and NVML's view as data;
+only :func:`inventory`, :func:`describe_gpu` and :func:`describe_cpu` read the machine. A device is
+resolved here once, with its NVML identity (uuid, PCI bus id) and the memory it may use, and every
+later step gets that object: nothing downstream parses ``"cuda:N"`` again. A request that cannot be
+met is a :class:`DeviceError` whose message is one line and names what *is* available.
 """
 
 from __future__ import annotations
@@ -10,28 +12,31 @@ from __future__ import annotations
 import os
 import platform
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from envcheck.bench.common import first_line
-from envcheck.bench.registry import DeviceInfo
+from envcheck.bench.registry import BenchError, DeviceInfo
+from envcheck.checks.visible import VISIBLE, Visibility, device_order_note, parse_visible_devices
 from envcheck.core.exit import ExitCode
+from envcheck.core.model import Status, available, first_line
+from envcheck.probes.nvml import GpuInfo, NvmlState
 
 ACCEPTED = "auto, cpu, cuda, cuda:N or cuda:N,M,..."
 
 
-class DeviceError(Exception):
+class DeviceError(BenchError):
     """A ``--device`` that cannot be used. ``exit_code`` is USAGE for a malformed or unknown string and
     FAILED for a well-formed request the machine cannot meet (no GPU, a missing index)."""
-
-    def __init__(self, message: str, exit_code: ExitCode) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 @dataclass(frozen=True)
 class Request:
     kind: str  # "auto", "cpu" or "cuda"
     indices: tuple[int, ...] | None = None  # None: every visible GPU
+
+    @property
+    def may_use_gpus(self) -> bool:
+        return self.kind != "cpu"
 
 
 _CUDA_LIST = re.compile(r"^cuda:(\d+)((?:,(?:cuda:)?\d+)*)$")
@@ -54,7 +59,7 @@ def parse(text: str) -> Request:
 
 @dataclass(frozen=True)
 class Inventory:
-    """The GPUs torch can see, and why there are none when there are none."""
+    """The GPUs torch can see (in CUDA's numbering), and why there are none when there are none."""
 
     names: tuple[str, ...]
     why_none: str = ""
@@ -64,66 +69,126 @@ class Inventory:
         return ", ".join(["cpu", *gpus])
 
 
-def resolve(request: Request, inv: Inventory) -> list[str]:
-    """The device names to benchmark, or a :class:`DeviceError` naming what is available."""
+def resolve(request: Request, inv: Inventory, env: Mapping[str, str] | None = None) -> tuple[int, ...] | None:
+    """The CUDA indices to benchmark, or None for the CPU; a :class:`DeviceError` names what is available."""
+    env = os.environ if env is None else env
     count = len(inv.names)
     if request.kind == "cpu":
-        return ["cpu"]
+        return None
     if request.kind == "auto":
-        return [f"cuda:{i}" for i in range(count)] or ["cpu"]
+        return tuple(range(count)) or None
     if count == 0:
         raise DeviceError(f"no CUDA device is visible ({inv.why_none}); available: cpu", ExitCode.FAILED)
     if request.indices is None:
-        return [f"cuda:{i}" for i in range(count)]
+        return tuple(range(count))
     missing = [i for i in request.indices if i >= count]
     if missing:
         raise DeviceError(
             f"cuda:{missing[0]} does not exist: {count} GPU{'s' if count != 1 else ''} visible"
-            f"{_visible_note()}; available: {inv.available()}",
+            f"{_visible_note(env)}; available: {inv.available()}",
             ExitCode.FAILED,
         )
-    return [f"cuda:{i}" for i in request.indices]
+    return request.indices
 
 
-def _visible_note() -> str:
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    return f" (CUDA_VISIBLE_DEVICES={visible})" if visible is not None else ""
+def _visible_note(env: Mapping[str, str]) -> str:
+    visible = env.get(VISIBLE)
+    return f" ({VISIBLE}={visible})" if visible is not None else ""
 
 
-def inventory() -> Inventory:
+@dataclass(frozen=True)
+class Identity:
+    """Which physical GPU a CUDA index is, in NVML's terms; None where that cannot be told for sure."""
+
+    uuid: str | None = None
+    pci_bus_id: str | None = None
+
+
+def _bare(uuid: str) -> str:
+    """A UUID without its ``GPU-``/``MIG-`` prefix, lower case: torch prints the bare form, NVML the prefixed."""
+    text = uuid.strip().lower()
+    return text[4:] if text.startswith(("gpu-", "mig-")) else text
+
+
+def identify(index: int, torch_uuid: str | None, nvml: NvmlState | None, env: Mapping[str, str]) -> Identity:
+    """NVML's identity of CUDA device ``index``.
+
+    torch's own UUID for the device settles it where torch reports one (any CUDA_DEVICE_ORDER, any
+    CUDA_VISIBLE_DEVICES form). Otherwise CUDA_VISIBLE_DEVICES is read the way CUDA reads it (indices,
+    GPU- UUID prefixes; envcheck.checks.visible): the Nth visible entry is CUDA device N. A MIG instance
+    is named by its MIG- entry; its PCI bus is its parent's when only one GPU has MIG enabled. Where the
+    order is uncertain (GPUs of different models and CUDA's fastest-first order), nothing is guessed.
+    """
+    gpus = nvml.gpus if nvml is not None and nvml.available else []
+    if torch_uuid:
+        for gpu in gpus:
+            if available(gpu.uuid) and _bare(str(gpu.uuid)) == _bare(torch_uuid):
+                return Identity(str(gpu.uuid), _pci(gpu))
+    value = env.get(VISIBLE)
+    visibility: Visibility = parse_visible_devices(value, gpus)
+    if visibility.indices is None:  # MIG instances
+        entries = [e.strip() for e in (value or "").split(",")]
+        entry = entries[index] if index < len(entries) and entries[index].startswith("MIG-") else None
+        uuid = f"MIG-{_bare(torch_uuid)}" if torch_uuid else entry
+        parents = [g for g in gpus if g.mig_mode_current is True]
+        return Identity(uuid, _pci(parents[0]) if len(parents) == 1 else None)
+    if index >= len(visibility.indices) or device_order_note(env, gpus) is not None:
+        return Identity(f"GPU-{_bare(torch_uuid)}" if torch_uuid else None)
+    gpu = gpus[visibility.indices[index]]
+    return Identity(str(gpu.uuid) if available(gpu.uuid) else None, _pci(gpu))
+
+
+def _pci(gpu: GpuInfo) -> str | None:
+    return str(gpu.pci_bus_id) if available(gpu.pci_bus_id) else None
+
+
+def visibility_problem(nvml: NvmlState | None, env: Mapping[str, str]) -> str | None:
+    """Why CUDA_VISIBLE_DEVICES hides every GPU NVML sees *by mistake* (``garbage``, a GPU named twice, a
+    UUID that matches none), or None. Hiding them on purpose (``""``, ``-1``) is not a problem."""
+    gpus = nvml.gpus if nvml is not None and nvml.available else []
+    if not gpus:
+        return None
+    visibility = parse_visible_devices(env.get(VISIBLE), gpus)
+    failures = [sentence for status, sentence in visibility.problems if status is Status.FAIL]
+    return failures[0] if failures else None
+
+
+def inventory(env: Mapping[str, str] | None = None) -> Inventory:
     """Ask torch which GPUs it sees; the reason for none names the likely cause."""
     import torch
 
+    env = os.environ if env is None else env
     if torch.version.cuda is None and getattr(torch.version, "hip", None) is None:
         return Inventory((), f"torch {torch.__version__} is a CPU-only build")
     try:
         count = torch.cuda.device_count()
-    except RuntimeError as exc:  # a broken driver makes device_count raise in some torch versions
+    except Exception as exc:  # noqa: BLE001 - a broken driver makes device_count raise in some torch versions
         return Inventory((), f"CUDA could not initialise: {first_line(exc)}")
     if count == 0:
         return Inventory(
             (),
-            f"torch {torch.__version__} built for CUDA {torch.version.cuda} sees no GPU{_visible_note()}"
+            f"torch {torch.__version__} built for CUDA {torch.version.cuda} sees no GPU{_visible_note(env)}"
             "; `envcheck doctor` says why",
         )
     return Inventory(tuple(torch.cuda.get_device_name(i) for i in range(count)))
 
 
-def describe(name: str) -> DeviceInfo:
-    """Probe one device: model, compute capability, memory, L2 size (sizes problems and picks the peak)."""
+def describe_gpu(index: int, nvml: NvmlState | None, env: Mapping[str, str]) -> DeviceInfo:
+    """Probe CUDA device ``index``: model, compute capability, free memory, L2 size (they size problems
+    and pick the datasheet peak), and its NVML identity."""
     import torch
 
-    if name == "cpu":
-        return DeviceInfo("cpu", "cpu", cpu_model(), threads=torch.get_num_threads())
-    index = int(name.split(":", 1)[1])
+    name = f"cuda:{index}"
     try:
         props = torch.cuda.get_device_properties(index)
         free, total = torch.cuda.mem_get_info(index)
-    except RuntimeError as exc:  # counted but unusable: busy in exclusive mode, lost, a failed CUDA init
+    except Exception as exc:  # noqa: BLE001 - counted but unusable: busy in exclusive mode, lost, a failed CUDA init
         raise DeviceError(
             f"{name} is visible but cannot be used ({first_line(exc)}); `envcheck doctor` says why",
             ExitCode.FAILED,
         ) from None
+    torch_uuid = getattr(props, "uuid", None)
+    identity = identify(index, str(torch_uuid) if torch_uuid is not None else None, nvml, env)
     return DeviceInfo(
         name,
         "cuda",
@@ -134,7 +199,46 @@ def describe(name: str) -> DeviceInfo:
         free_bytes=free,
         l2_bytes=getattr(props, "L2_cache_size", None),
         multiprocessors=props.multi_processor_count,
+        uuid=identity.uuid,
+        pci_bus_id=identity.pci_bus_id,
     )
+
+
+def usable_memory() -> tuple[int, int]:
+    """(total, still allocatable) bytes of RAM for this process: the host's, capped by the cgroup's limit
+    when there is one (in a container or a Slurm job the limit is where the OOM killer strikes, with
+    SIGKILL rather than an exception the bench could catch, so sizes must stay under it)."""
+    from envcheck.probes.host import read_memory
+
+    memory = read_memory()
+    total, free = memory.total_bytes, memory.available_bytes
+    if memory.cgroup_limit_bytes is not None:
+        total = min(total, memory.cgroup_limit_bytes)
+        free = min(free, max(0, memory.cgroup_limit_bytes - (memory.cgroup_used_bytes or 0)))
+    return total, free
+
+
+def describe_cpu() -> DeviceInfo:
+    """The CPU: its model, torch's thread count, and the memory this process may really use."""
+    import torch
+
+    total, free = usable_memory()
+    return DeviceInfo("cpu", "cpu", cpu_model(), total_bytes=total, free_bytes=free, threads=torch.get_num_threads())
+
+
+def resolve_devices(request: Request, *, nvml: NvmlState | None, env: Mapping[str, str]) -> list[DeviceInfo]:
+    """The devices to benchmark, each described once. On a machine with NVIDIA GPUs, a request for GPUs
+    under a CUDA_VISIBLE_DEVICES that hides all of them by mistake is an error naming the variable, not
+    a silent fall-back to the CPU."""
+    if not request.may_use_gpus:
+        return [describe_cpu()]
+    problem = visibility_problem(nvml, env)
+    if problem is not None:
+        raise DeviceError(f"{problem}: no GPU to benchmark; fix {VISIBLE}, or use --device cpu", ExitCode.FAILED)
+    indices = resolve(request, inventory(env), env)
+    if indices is None:
+        return [describe_cpu()]
+    return [describe_gpu(i, nvml, env) for i in indices]
 
 
 def cpu_model() -> str:

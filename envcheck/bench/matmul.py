@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from envcheck.bench import common
 from envcheck.bench.registry import Check, DeviceInfo, Options, Plan, Unsupported, Workload, benchmark
+from envcheck.core.model import first_line
 
 if TYPE_CHECKING:
     import torch
@@ -56,17 +57,24 @@ CHECK_CHUNK = 2048
 
 
 def fits(dev: DeviceInfo, dtype: str, m: int, n: int, k: int) -> bool:
-    """Whether A, B, C and the check's float64 column block of B take at most half the free GPU memory."""
+    """Whether A, B, C and the check's float64 column block of B take at most half the memory this
+    process may still allocate on ``dev`` (free GPU memory; on a CPU, RAM within the cgroup's limit).
+    Where that is unknown the standard sizes are tried, and an out-of-memory error shrinks them."""
+    if dev.free_bytes is None:
+        return True
     need = (m * k + k * n) * INPUT_BYTES[dtype] + m * n * OUTPUT_BYTES[dtype] + k * CHECK_CHUNK * 8
-    return need <= 0.5 * (dev.free_bytes or 0)
+    return need <= 0.5 * dev.free_bytes
+
+
+#: (largest, smallest) square size per device kind and --quick.
+SQUARE_SIZES = {("cuda", False): (8192, 1024), ("cuda", True): (8192, 1024), ("cpu", False): (1024, 256),
+                ("cpu", True): (512, 256)}  # fmt: skip
 
 
 def square_size(dev: DeviceInfo, dtype: str, quick: bool) -> int:
-    """The largest of the standard sizes that :func:`fits`, halving from 8192 down to 1024."""
-    if not dev.is_cuda:
-        return 512 if quick else 1024
-    n = 8192
-    while n > 1024 and not fits(dev, dtype, n, n, n):
+    """The largest standard size that :func:`fits`, halving from 8192 (GPU) or 1024 (CPU; 512 --quick)."""
+    n, smallest = SQUARE_SIZES[(dev.kind, quick)]
+    while n > smallest and not fits(dev, dtype, n, n, n):
         n //= 2
     return n
 
@@ -105,7 +113,7 @@ def probe_scaled_mm(device: str) -> None:
     try:
         torch._scaled_mm(x, x.t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
     except (RuntimeError, NotImplementedError) as exc:
-        text = common.first_line(exc)
+        text = first_line(exc)
         if "support" in text.lower() or isinstance(exc, NotImplementedError):
             raise Unsupported(f"fp8 matmul (torch._scaled_mm) is not available here: {text}") from None
         raise
@@ -258,9 +266,9 @@ def matmul_sweep(dev: DeviceInfo, opts: Options) -> list[Plan]:
         return []
     if dev.is_cuda:
         shapes = GPU_SWEEP_QUICK if opts.quick else GPU_SWEEP
-        shapes = [s for s in shapes if fits(dev, dtype, *s)] or shapes[:1]
     else:
         shapes = CPU_SWEEP_QUICK if opts.quick else CPU_SWEEP
+    shapes = [s for s in shapes if fits(dev, dtype, *s)] or shapes[:1]
     plans = []
     for m, n, k in shapes:
 

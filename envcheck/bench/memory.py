@@ -22,11 +22,15 @@ MiB = 1 << 20
 
 
 def device_buffer_bytes(dev: DeviceInfo, quick: bool) -> int:
-    """Per-buffer size: far beyond the caches, within a quarter of free memory."""
-    if not dev.is_cuda:
-        return (64 if quick else 256) * MiB
-    size = max(8 * (dev.l2_bytes or 0), 512 * MiB) * (1 if quick else 2)
-    if dev.free_bytes:
+    """Per-buffer size: far beyond the caches, within a quarter of the memory this process may still
+    allocate there (two buffers, and the check's comparison mask of a quarter of one, fit with room to
+    spare). On a CPU that is RAM within the cgroup's limit: past it the kernel's OOM killer ends the
+    whole run with SIGKILL, which no retry at a smaller size can catch."""
+    if dev.is_cuda:
+        size = max(8 * (dev.l2_bytes or 0), 512 * MiB) * (1 if quick else 2)
+    else:
+        size = (64 if quick else 256) * MiB
+    if dev.free_bytes is not None:
         size = min(size, dev.free_bytes // 4)
     return max(size // MiB, 1) * MiB
 

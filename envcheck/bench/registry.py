@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from envcheck.core.exit import ExitCode
 from envcheck.core.registry import Registry, UnknownSelection
 
 #: The dtypes ``--dtype`` accepts, in display order.
@@ -24,11 +25,27 @@ DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8")
 WORK_UNITS = {"flop", "byte", "image"}
 
 
+class BenchError(Exception):
+    """The bench cannot run as asked: one line for the user, and the exit code that goes with it (USAGE for
+    an option, device string, baseline or spec that cannot be used; FAILED for a machine that cannot meet
+    a well-formed request: torch that does not import, a GPU that is not there)."""
+
+    def __init__(self, message: str, exit_code: ExitCode) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 @dataclass(frozen=True)
 class DeviceInfo:
-    """What a benchmark needs to know to size and skip its cases; plain data, probed once per device."""
+    """What a benchmark needs to know to size and skip its cases; plain data, resolved once per device
+    (envcheck.bench.devices) and passed down as this object, never re-read from its ``name``.
 
-    name: str  # "cpu", "cuda:0"
+    ``free_bytes`` is what this process may still allocate there: free GPU memory, or on the CPU the
+    available RAM capped by the cgroup's memory limit (a container's limit is where the OOM killer
+    strikes, not the host's RAM). ``uuid`` and ``pci_bus_id`` are NVML's, so that a figure can be tied to
+    the physical card whatever ``CUDA_VISIBLE_DEVICES`` renumbered; None where NVML cannot say."""
+
+    name: str  # "cpu", "cuda:0": the torch device string, made from ``index`` once
     kind: str  # "cpu" or "cuda"
     model: str  # "NVIDIA H100 80GB HBM3", or the CPU model
     index: int | None = None
@@ -38,6 +55,8 @@ class DeviceInfo:
     l2_bytes: int | None = None
     multiprocessors: int | None = None
     threads: int | None = None
+    uuid: str | None = None
+    pci_bus_id: str | None = None
 
     @property
     def is_cuda(self) -> bool:
@@ -55,6 +74,8 @@ class DeviceInfo:
             "l2_bytes": self.l2_bytes,
             "multiprocessors": self.multiprocessors,
             "threads": self.threads,
+            "uuid": self.uuid,
+            "pci_bus_id": self.pci_bus_id,
         }
 
 

@@ -1,195 +1,183 @@
-"""Renderers: the JSON document, the human report (rich), and the progress display.
+"""The bench's human report, read from its document, and the progress display on stderr.
 
-They read the same :class:`~envcheck.bench.runner.BenchResult` objects; nothing here measures or
-judges. The human table is benchmark × device: one row per (benchmark, case), one column per device.
+:func:`render_text` is what ``--format text`` shows for an envcheck.bench/1 document (envcheck.render.text
+hands bench documents here): it reads the same redacted dict as the JSON and Markdown renderers, never
+the live results, so what a person reads and what a machine parses cannot disagree. The table is
+benchmark × device: one row per (benchmark, case), one column per device. Every text that came from the
+machine (a model name, an error) is escaped, so a ``[`` in it is never taken for rich markup.
+
+:func:`progress` is the live part: it runs while the suite runs, on stderr, and is not a report.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from envcheck import __version__
-from envcheck.bench.compare import SCHEMA, Delta
-from envcheck.bench.registry import BenchSpec, DeviceInfo
-from envcheck.bench.runner import ERROR, FAILED, OK, SKIPPED, BenchResult, Progress
-from envcheck.core.exit import ExitCode
-from envcheck.core.model import CheckResult
+from rich.markup import escape
 
+from envcheck.bench.runner import BenchResult, Progress
 
-@dataclass
-class Run:
-    """Everything one ``envcheck bench`` produced, in the order it is reported."""
+if TYPE_CHECKING:
+    from rich.console import Console
 
-    devices: list[DeviceInfo]
-    results: list[BenchResult]
-    preflight: list[CheckResult] = field(default_factory=list)
-    preflight_note: str | None = None
-    deltas: list[Delta] | None = None
-    baseline: str | None = None
-    threshold: float | None = None
-    spec_path: str | None = None
-    spec_verdicts: list[Any] | None = None  # envcheck.spec.bench.BenchVerdict
-    options: dict[str, Any] = field(default_factory=dict)
-    wall_s: float = 0.0
-    exit_code: ExitCode = ExitCode.OK
-
-    def counts(self) -> dict[str, int]:
-        return {
-            "figures": sum(r.value is not None for r in self.results),
-            "verified": sum(r.status == OK for r in self.results),
-            "failed": sum(r.status == FAILED for r in self.results),
-            "errors": sum(r.status == ERROR for r in self.results),
-            "skipped": sum(r.status == SKIPPED for r in self.results),
-            "noisy": sum(r.noisy for r in self.results),
-            "slow_vs_siblings": sum(r.sibling is not None for r in self.results),
-            "regressions": sum(d.regressed for d in self.deltas or []),
-            "below_spec": sum(v.passed is False for v in self.spec_verdicts or []),
-        }
+    from envcheck.bench.registry import BenchSpec
+    from envcheck.render import RenderOptions
 
 
-def to_json(run: Run) -> dict[str, Any]:
-    from envcheck.bench import peaks
-
-    devices = []
-    for d in run.devices:
-        entry = peaks.lookup(d.model) if d.is_cuda else None
-        devices.append(
-            {**d.to_json(), "datasheet": entry.model if entry else None, "peak_source": entry.source if entry else None}
-        )
-    return {
-        "schema": SCHEMA,
-        "envcheck_version": __version__,
-        "options": run.options,
-        "devices": devices,
-        "preflight": [r.to_json() for r in run.preflight],
-        "preflight_note": run.preflight_note,
-        "results": [r.to_json() for r in run.results],
-        "comparison": None
-        if run.deltas is None
-        else {
-            "baseline": run.baseline,
-            "threshold": run.threshold,
-            "deltas": [d.to_json() for d in run.deltas],
-        },
-        "spec": None
-        if run.spec_verdicts is None
-        else {"path": run.spec_path, "verdicts": [v.to_json() for v in run.spec_verdicts]},
-        "summary": run.counts(),
-        "wall_s": round(run.wall_s, 2),
-        "exit_code": int(run.exit_code),
-    }
+#: The widest a table row may be where there is no terminal to ask (a row wider than this wraps).
+PIPE_WIDTH = 400
 
 
 def _num(value: float) -> str:
     return f"{value:,.0f}" if value >= 1000 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
 
 
-def cell(r: BenchResult) -> str:
+def cell(r: dict[str, Any]) -> str:
     """One table cell: the figure, its share of peak, the spread, and any flag, in rich markup."""
-    if r.status == SKIPPED:
-        return f"[dim]skipped: {r.reason}[/]"
-    if r.status == ERROR:
-        return f"[bold red]ERROR[/] {r.reason}"
-    assert r.value is not None and r.measurement is not None
-    text = f"{_num(r.value)} {r.unit}"
-    if r.peak_fraction is not None:
-        text += f" [cyan]{r.peak_fraction:.0%}[/]"
-    text += f" [dim]±{r.measurement.relative_iqr / 2:.0%}[/]"
-    for unit, rate in r.rates.items():
-        text += f" [dim]{_num(rate)} {unit}[/]"
-    if "backend" in r.params:
-        text += f" [magenta]{r.params['backend']}[/]"
-    if r.noisy:
+    status, reason = r["status"], escape(r.get("reason") or "")
+    if status == "skip":
+        return f"[dim]skipped: {reason}[/]"
+    if status == "crash":
+        return f"[bold red]CRASHED[/] {reason}"
+    text = f"{_num(r['value'])} {escape(r['unit'] or '')}"
+    if r.get("peak_fraction") is not None:
+        text += f" [cyan]{r['peak_fraction']:.0%}[/]"
+    spread = (r.get("stats") or {}).get("relative_iqr")
+    if spread is not None:
+        text += f" [dim]±{spread / 2:.0%}[/]"
+    for unit, rate in (r.get("rates") or {}).items():
+        text += f" [dim]{_num(rate)} {escape(unit)}[/]"
+    backend = (r.get("params") or {}).get("backend")
+    if backend:
+        text += f" [magenta]{escape(str(backend))}[/]"
+    if r.get("noisy"):
         text += " [yellow]noisy[/]"
-    if r.sibling:
-        text += f" [bold red]SLOW {-r.sibling['shortfall']:.0%} vs siblings[/]"
-    if r.status == FAILED:
+    if r.get("contended"):
+        text += " [yellow]contended[/]"
+    if r.get("slow_vs_siblings"):
+        text += f" [bold red]SLOW {-r['slow_vs_siblings']['shortfall']:.0%} vs siblings[/]"
+    if status == "fail":
         text = f"[bold red]WRONG RESULT[/] {text}"
     return text
 
 
-def render_human(run: Run, console: Any) -> None:
+def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | None = None) -> None:
+    """The human report of one bench document: preflight, the table, the findings, one summary line."""
     from rich.table import Table
 
-    if run.preflight or run.preflight_note:
-        console.print("[bold]Preflight[/] (doctor checks for the GPUs)")
-        marks = {
-            "ok": "[green]✓[/]",
-            "warn": "[yellow]![/]",
-            "fail": "[red]✗[/]",
-            "skip": "[dim]-[/]",
-            "crash": "[red]☠[/]",
-        }
-        for c in run.preflight:
-            console.print(f"  {marks.get(c.status.value, '?')} {c.id}: {c.summary}")
-            if c.fix and c.status.value in ("warn", "fail", "crash"):
-                console.print(f"      fix: {c.fix.text}" + (f"  [dim]$ {c.fix.command}[/]" if c.fix.command else ""))
-        if run.preflight_note:
-            console.print(f"  [dim]{run.preflight_note}[/]")
-    names = [d.name for d in run.devices]
+    from envcheck.render.text import mark
+
+    if doc.get("preflight"):
+        console.print("[bold]Preflight[/]")
+        for c in doc["preflight"]:
+            console.print(f"  {mark(console, c['status'])} {escape(c['id'])}: {escape(c['summary'])}")
+            fix = c.get("fix")
+            if fix and c["status"] in ("warn", "fail", "crash"):
+                command = f"  [dim]$ {escape(fix['command'])}[/]" if fix.get("command") else ""
+                console.print(f"      fix: {escape(fix['text'])}{command}")
+    devices = doc.get("devices", [])
+    names = [d["name"] for d in devices]
     table = Table(title="envcheck bench", show_lines=False)
     table.add_column("benchmark")
     table.add_column("case")
-    for d in run.devices:
-        table.add_column(f"{d.name}\n[dim]{d.model}[/]")
-    rows: dict[tuple[str, str], dict[str, BenchResult]] = {}
-    for r in run.results:
-        rows.setdefault((r.id, r.case if len(names) == 1 else r.label), {})[r.device] = r
+    for d in devices:
+        table.add_column(f"{escape(d['name'])}\n[dim]{escape(d['model'])}[/]")
+    rows: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for r in doc.get("results", []):
+        rows.setdefault((r["id"], r["case"] if len(names) == 1 else r["label"]), {})[r["device"]] = r
     for (bench_id, case), by_device in rows.items():
-        table.add_row(bench_id, case, *[cell(by_device[n]) if n in by_device else "" for n in names])
-    console.print(table)
-    console.print("[dim]value, [cyan]share of datasheet peak[/], ±half the IQR of the samples[/]")
-    _render_findings(run, console)
+        table.add_row(escape(bench_id), escape(case), *[cell(by_device[n]) if n in by_device else "" for n in names])
+    _print_wide(console, table)
+    legend = "value, [cyan]share of datasheet peak[/], ±half the IQR of the samples"
+    if any(r.get("contended") for r in doc.get("results", [])):
+        legend += "; [yellow]contended[/]: other processes took CPU time while it ran"
+    console.print(f"[dim]{legend}[/]")
+    _findings(doc, console)
+    console.print(summary_line(doc))
 
 
-def _render_findings(run: Run, console: Any) -> None:
-    for r in run.results:
-        if r.status == FAILED:
-            console.print(f"[bold red]WRONG RESULT[/] {r.device} ({r.device_model}) {r.id} {r.case}: {r.reason}")
-        elif r.status == ERROR:
-            console.print(f"[bold red]ERROR[/] {r.device} {r.id} {r.case}: {r.reason}")
-        if r.sibling:
+def _print_wide(console: Console, table: Any) -> None:
+    """On a terminal the table fits the window; in a pipe or a file it keeps its natural width (one line
+    per row, as a log wants), not the 80 columns rich assumes where it cannot ask a terminal."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    width = console.width
+    console.width = max(width, PIPE_WIDTH)
+    try:
+        console.print(table)
+    finally:
+        console.width = width
+
+
+def _findings(doc: dict[str, Any], console: Console) -> None:
+    for r in doc.get("results", []):
+        where = f"{escape(r['device'])} ({escape(r['device_model'])}) {escape(r['id'])} {escape(r['case'])}"
+        if r["status"] == "fail":
+            console.print(f"[bold red]WRONG RESULT[/] {where}: {escape(r.get('reason') or '')}")
+        elif r["status"] == "crash":
+            console.print(f"[bold red]CRASHED[/] {where}: {escape(r.get('reason') or '')}")
+        sibling = r.get("slow_vs_siblings")
+        if sibling:
             console.print(
-                f"[bold red]SLOW[/] {r.device} ({r.device_model}) {r.id} {r.case}: {_num(r.value or 0)} {r.unit}, "
-                f"{r.sibling['shortfall']:.0%} below the median of its siblings ({_num(r.sibling['sibling_median'])})"
+                f"[bold red]SLOW[/] {where}: {_num(r.get('value') or 0)} {escape(r.get('unit') or '')}, "
+                f"{sibling['shortfall']:.0%} below the median of its siblings ({_num(sibling['sibling_median'])})"
             )
-    for d in [d for d in run.deltas or [] if d.regressed]:
-        console.print(
-            f"[bold red]REGRESSION[/] {d.device} {d.id} {d.case}: {_num(d.after)} {d.unit}, "
-            f"{-d.change:.0%} below the baseline's {_num(d.before)}"
-        )
-    for v in run.spec_verdicts or []:
-        mark = {True: "[green]spec ✓[/]", False: "[bold red]BELOW SPEC[/]", None: "[dim]spec -[/]"}[v.passed]
-        console.print(" ".join(filter(None, (mark, v.device, f"{v.id}: {v.words}"))))
-    c = run.counts()
-    parts = [f"{c['verified']} verified"]
+    comparison = doc.get("comparison") or {}
+    for d in comparison.get("deltas", []):
+        if d["regressed"]:
+            console.print(
+                f"[bold red]REGRESSION[/] {escape(d['device'])} {escape(d['id'])} {escape(d['case'])}: "
+                f"{_num(d['after'])} {escape(d['unit'])}, {-d['change']:.0%} below the baseline's {_num(d['before'])}"
+            )
+    if comparison.get("note"):
+        console.print(f"[bold red]NOT COMPARED[/] {escape(comparison['note'])}")
+    for v in (doc.get("spec") or {}).get("verdicts", []):
+        words = {True: "[green]spec ✓[/]", False: "[bold red]BELOW SPEC[/]", None: "[dim]spec -[/]"}[v["passed"]]
+        what = f"{escape(v['id'])}: {escape(v['summary'])}"
+        console.print(" ".join(filter(None, (words, escape(v["device"] or ""), what))))
+
+
+def summary_line(doc: dict[str, Any]) -> str:
+    """'12 verified, 1 WRONG, 3 skipped on 1 device(s) in 42 s', red when the run exits non-zero."""
+    c = doc.get("summary", {})
+    parts = [f"{c.get('verified', 0)} verified"]
     for key, word in (
         ("failed", "WRONG"),
-        ("errors", "errors"),
+        ("errors", "crashed"),
         ("skipped", "skipped"),
         ("noisy", "noisy"),
+        ("contended", "contended"),
         ("slow_vs_siblings", "slow vs siblings"),
         ("regressions", "regressions"),
         ("below_spec", "below spec"),
     ):
-        if c[key]:
+        if c.get(key):
             parts.append(f"{c[key]} {word}")
-    if run.deltas is not None:
-        parts.append(f"compared with {run.baseline} ({len(run.deltas)} figures, threshold {run.threshold:.0%})")
-    style = "red" if run.exit_code else "green"
-    console.print(f"[{style}]{', '.join(parts)}[/] on {len(run.devices)} device(s) in {run.wall_s:.0f} s")
+    comparison = doc.get("comparison")
+    if comparison is not None:
+        parts.append(
+            f"compared with {escape(comparison['baseline'])} ({len(comparison['deltas'])} figures, "
+            f"threshold {comparison['threshold']:.0%})"
+        )
+    head = ""
+    if doc.get("interrupted"):
+        head = f"[bold yellow]interrupted[/] after {c.get('finished', 0)} of {c.get('planned', 0)} cases: "
+    style = "red" if doc.get("exit_code") else "green"
+    devices = len(doc.get("devices", []))
+    return f"{head}[{style}]{', '.join(parts)}[/] on {devices} device(s) in {doc.get('wall_s', 0):.0f} s"
 
 
-def list_benchmarks(specs: list[BenchSpec], console: Any) -> None:
+def list_benchmarks(specs: list[BenchSpec], console: Console) -> None:
     from rich.table import Table
 
     table = Table(title="envcheck bench --list")
     table.add_column("id")
     table.add_column("measures")
     for s in specs:
-        table.add_row(s.id, s.measures)
+        table.add_row(s.id, escape(s.measures))
     console.print(table)
 
 
@@ -198,7 +186,9 @@ def progress(stream: IO[str] | None = None) -> tuple[Progress, Any]:
 
     Returns the callbacks and a context manager that owns the live display.
     """
-    import contextlib
+    import os
+
+    from envcheck.redact import scrub
 
     stream = stream or sys.stderr
     if not stream.isatty():
@@ -208,8 +198,11 @@ def progress(stream: IO[str] | None = None) -> tuple[Progress, Any]:
 
         def finished(r: BenchResult) -> None:
             figure = f"{_num(r.value)} {r.unit}" if r.value is not None else ""
-            why = f" ({r.reason})" if r.reason else ""
-            print(f"        {r.status}: {r.case} {figure}{why} [{r.duration_s:.1f} s]", file=stream, flush=True)
+            # an error's words are the machine's: they may quote a secret, like everything in the report
+            why = f" ({scrub(r.reason, os.environ)})" if r.reason else ""
+            busy = " contended" if r.contended else ""
+            line = f"        {r.status.value}: {r.case} {figure}{why}{busy} [{r.duration_s:.1f} s]"
+            print(line, file=stream, flush=True)
 
         return Progress(started, finished), contextlib.nullcontext()
 
@@ -228,7 +221,7 @@ def progress(stream: IO[str] | None = None) -> tuple[Progress, Any]:
     task = bar.add_task("benchmarking", total=None)  # the first started() sets it
 
     def started_live(i: int, n: int, bench_id: str, label: str, device: str) -> None:
-        bar.update(task, total=n, completed=i, description=f"{device} {bench_id} {label}")
+        bar.update(task, total=n, completed=i, description=escape(f"{device} {bench_id} {label}"))
 
     def finished_live(r: BenchResult) -> None:
         bar.advance(task)

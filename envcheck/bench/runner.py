@@ -1,8 +1,10 @@
 """Run the suite: each case guarded, timed by the harness, checked, and turned into a :class:`BenchResult`.
 
 Like the doctor's runner (and pytest's ``CallInfo.from_call``), one case's exception becomes that
-case's result and the suite goes on; only KeyboardInterrupt ends it. An out-of-memory error frees
-what the case held and retries at half the size, twice, before the case is skipped with the reason.
+case's result (status ``crash``) and the suite goes on; only KeyboardInterrupt ends it, and then the
+suite returns what it finished, marked interrupted. An out-of-memory error frees what the case held and
+retries at half the size, twice, before the case is skipped with the reason. On a CPU every case is
+also watched for other processes' CPU use (envcheck.bench.contention), and marked when it was shared.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from envcheck.bench import common, peaks
+from envcheck.bench import common, contention, peaks
+from envcheck.bench.common import error_line
+from envcheck.bench.contention import Contention
 from envcheck.bench.harness import Budget, CpuTimer, CudaEventTimer, Measurement, Timer, measure
 from envcheck.bench.registry import BenchSpec, Check, DeviceInfo, Options, Plan, Unsupported, Workload
+from envcheck.core.model import Status
 
 #: Halvings tried after an out-of-memory error before a case is skipped.
 OOM_RETRIES = 2
@@ -33,12 +38,12 @@ BUDGETS = {
 #: Each shape of a sweep gets a third of a case's budget: it only has to find the best.
 SWEEP_FRACTION = 1 / 3
 
-OK, FAILED, SKIPPED, ERROR = "ok", "failed", "skipped", "error"
-
 
 @dataclass(frozen=True)
 class BenchResult:
-    """One figure (or why there is none). ``status``: ok, failed (wrong answer), skipped, error."""
+    """One figure (or why there is none). ``status`` in the one vocabulary of envcheck (core.model):
+    ``ok`` (verified), ``fail`` (a wrong answer), ``skip`` (not applicable, or out of memory at every
+    size), ``crash`` (the case raised). ``contention``: other processes' CPU use while a CPU case ran."""
 
     id: str
     label: str
@@ -46,7 +51,7 @@ class BenchResult:
     device: str
     device_model: str
     dtype: str | None
-    status: str
+    status: Status
     value: float | None = None
     unit: str | None = None
     peak: float | None = None
@@ -60,6 +65,7 @@ class BenchResult:
     attempts: tuple[str, ...] = ()
     sibling: dict[str, float] | None = None
     duration_s: float = 0.0
+    contention: Contention | None = None
 
     @property
     def family(self) -> str:
@@ -74,9 +80,19 @@ class BenchResult:
         return self.measurement is not None and self.measurement.noisy
 
     @property
+    def contended(self) -> bool | None:
+        """Whether other processes took a share of the CPU while this CPU case ran; None on a GPU."""
+        return None if self.contention is None else self.contention.contended
+
+    @property
+    def verdict(self) -> Status:
+        """The status the exit policy reads: a verified figure from a card slower than its siblings fails."""
+        return Status.FAIL if self.sibling is not None and self.status is Status.OK else self.status
+
+    @property
     def is_problem(self) -> bool:
         """A wrong answer, a crash, or a card slower than its siblings: what makes the run exit 1."""
-        return self.status in (FAILED, ERROR) or self.sibling is not None
+        return self.verdict.is_problem
 
     def to_json(self) -> dict[str, Any]:
         from envcheck.core.model import to_jsonable
@@ -89,7 +105,7 @@ class BenchResult:
             "device": self.device,
             "device_model": self.device_model,
             "dtype": self.dtype,
-            "status": self.status,
+            "status": self.status.value,
             "params": to_jsonable(self.params),
             "value": self.value,
             "unit": self.unit,
@@ -105,6 +121,8 @@ class BenchResult:
             "attempts": list(self.attempts),
             "slow_vs_siblings": self.sibling,
             "duration_s": round(self.duration_s, 3),
+            "contended": self.contended,
+            "contention": self.contention.to_json() if self.contention else None,
         }
 
 
@@ -147,11 +165,6 @@ def free_memory(dev: DeviceInfo) -> None:
             pass
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
-
-
 def run_plan(
     spec: BenchSpec,
     plan: Plan,
@@ -165,7 +178,7 @@ def run_plan(
     started = clock()
     base = {"id": spec.id, "label": plan.label, "device": dev.name, "device_model": dev.model, "dtype": plan.dtype}
     if plan.skip or plan.build is None:
-        return BenchResult(case=plan.label, status=SKIPPED, reason=plan.skip or "not applicable", **base)
+        return BenchResult(case=plan.label, status=Status.SKIP, reason=plan.skip or "not applicable", **base)
     attempts: list[str] = []
     scale = 1.0
     for _ in range(OOM_RETRIES + 1):
@@ -173,17 +186,17 @@ def run_plan(
         free_memory(dev)
         if isinstance(outcome, Unsupported):
             return BenchResult(
-                case=plan.label, status=SKIPPED, reason=str(outcome), duration_s=clock() - started, **base
+                case=plan.label, status=Status.SKIP, reason=str(outcome), duration_s=clock() - started, **base
             )
         if isinstance(outcome, BaseException):
             if common.is_out_of_memory(outcome):
-                attempts.append(f"out of memory at scale {scale:g}: {_first_line(outcome)}")
+                attempts.append(f"out of memory at scale {scale:g}: {error_line(outcome)}")
                 scale /= 2
                 continue
             return BenchResult(
                 case=plan.label,
-                status=ERROR,
-                reason=_first_line(outcome),
+                status=Status.CRASH,
+                reason=error_line(outcome),
                 attempts=tuple(attempts),
                 duration_s=clock() - started,
                 **base,
@@ -194,8 +207,8 @@ def run_plan(
         except Exception as exc:  # noqa: BLE001 - a bug in the arithmetic must not end the suite
             return BenchResult(
                 case=wl.case,
-                status=ERROR,
-                reason=f"envcheck could not compute the figure (a bug; please report it): {_first_line(exc)}",
+                status=Status.CRASH,
+                reason=f"envcheck could not compute the figure (a bug; please report it): {error_line(exc)}",
                 duration_s=clock() - started,
                 **base,
             )
@@ -205,7 +218,7 @@ def run_plan(
             params["shrunk_to_scale"] = scale
         return BenchResult(
             case=wl.case,
-            status=OK if check.passed else FAILED,
+            status=Status.OK if check.passed else Status.FAIL,
             value=value,
             unit=unit,
             peak=peak,
@@ -222,7 +235,7 @@ def run_plan(
         )
     return BenchResult(
         case=plan.label,
-        status=SKIPPED,
+        status=Status.SKIP,
         reason="out of memory at every size tried",
         attempts=tuple(attempts),
         duration_s=clock() - started,
@@ -254,9 +267,9 @@ def _released() -> Any:
 
 def best_of(results: list[BenchResult]) -> BenchResult:
     """Reduce a sweep to one result: the fastest verified shape; any wrong answer wins over speed."""
-    table = [{"shape": r.case, "value": r.value, "status": r.status} for r in results]
-    bad = [r for r in results if r.status in (FAILED, ERROR)]
-    good = [r for r in results if r.status == OK and r.value is not None]
+    table = [{"shape": r.case, "value": r.value, "status": r.status.value} for r in results]
+    bad = [r for r in results if r.status.is_problem]
+    good = [r for r in results if r.status is Status.OK and r.value is not None]
     chosen = bad[0] if bad else max(good, key=lambda r: r.value or 0.0) if good else results[0]
     dtype = chosen.dtype or ""
     return replace(
@@ -273,7 +286,7 @@ def flag_slow_siblings(results: list[BenchResult], shortfall: float = SIBLING_SH
     model on the same case: in synchronous data-parallel training the whole node runs at its pace."""
     groups: dict[tuple[str, str, str], list[BenchResult]] = {}
     for r in results:
-        if r.device != "cpu" and r.value is not None and r.status == OK:
+        if r.device != "cpu" and r.value is not None and r.status is Status.OK:
             groups.setdefault((r.id, r.case, r.device_model), []).append(r)
     flagged: dict[int, dict[str, float]] = {}
     for members in groups.values():
@@ -294,6 +307,16 @@ class Progress:
     finished: Callable[[BenchResult], None] = lambda result: None
 
 
+@dataclass(frozen=True)
+class Suite:
+    """What a suite run produced: the results in suite order, how many cases were planned, and whether
+    Ctrl-C ended it early (then ``results`` holds the cases that finished)."""
+
+    results: list[BenchResult]
+    planned: int
+    interrupted: bool = False
+
+
 def run_suite(
     specs: list[BenchSpec],
     devices: list[DeviceInfo],
@@ -301,32 +324,53 @@ def run_suite(
     *,
     progress: Progress | None = None,
     budgets: dict[tuple[str, bool], Budget] | None = None,
-) -> list[BenchResult]:
-    """Every selected benchmark on every device, device by device, in suite order."""
+    cpus: contention.Cpus | None = None,
+) -> Suite:
+    """Every selected benchmark on every device, device by device, in suite order. Ctrl-C stops it
+    between or inside cases; what finished is kept (a sweep reports its best finished shape)."""
     progress = progress or Progress()
     budgets = budgets or BUDGETS
     work: list[tuple[DeviceInfo, BenchSpec, list[Plan]]] = [(d, s, _plans(s, d, opts)) for d in devices for s in specs]
     total = sum(len(plans) for _, _, plans in work)
+    if cpus is None and any(not d.is_cuda for d in devices):
+        cpus = contention.Cpus.here()
     results: list[BenchResult] = []
     done = 0
+    interrupted = False
     for dev, spec, plans in work:
         budget = budgets[(dev.kind, opts.quick)]
         if spec.best_of:
             budget = replace(budget, measure_s=budget.measure_s * SWEEP_FRACTION)
-        ctx = _device_context(dev)
-        with ctx:
-            group = []
-            for plan in plans:
-                progress.started(done, total, spec.id, plan.label, dev.name)
-                result = run_plan(spec, plan, dev, budget)
-                done += 1
-                progress.finished(result)
-                group.append(result)
+        group: list[BenchResult] = []
+        try:
+            with _device_context(dev):
+                for plan in plans:
+                    progress.started(done, total, spec.id, plan.label, dev.name)
+                    result = _watched(spec, plan, dev, budget, None if dev.is_cuda else cpus)
+                    done += 1
+                    group.append(result)
+                    progress.finished(result)
+        except KeyboardInterrupt:
+            interrupted = True
+            free_memory(dev)
         if spec.best_of and group:
             results.append(best_of(group))
         else:
             results.extend(group)
-    return flag_slow_siblings(results)
+        if interrupted:
+            break
+    return Suite(flag_slow_siblings(results), total, interrupted)
+
+
+def _watched(spec: BenchSpec, plan: Plan, dev: DeviceInfo, budget: Budget, cpus: contention.Cpus | None) -> BenchResult:
+    """One case; on a CPU, with the other processes' CPU use over the time it ran."""
+    if cpus is None:
+        return run_plan(spec, plan, dev, budget)
+    before = contention.sample(cpus)
+    result = run_plan(spec, plan, dev, budget)
+    if result.status is Status.SKIP:
+        return result
+    return replace(result, contention=contention.between(before, contention.sample(cpus), cpus))
 
 
 def _plans(spec: BenchSpec, dev: DeviceInfo, opts: Options) -> list[Plan]:
@@ -335,7 +379,7 @@ def _plans(spec: BenchSpec, dev: DeviceInfo, opts: Options) -> list[Plan]:
     try:
         return spec.plans(dev, opts)
     except Exception as exc:  # noqa: BLE001 - becomes that benchmark's result
-        why = f"planning {spec.id} failed: {_first_line(exc)}"
+        why = f"planning {spec.id} failed: {error_line(exc)}"
 
         def build(scale: float) -> Workload:
             raise RuntimeError(why)

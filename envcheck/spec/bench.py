@@ -7,8 +7,6 @@ that follow each device's free memory, so they are not stable across machines; t
 
 from __future__ import annotations
 
-import io
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,20 +41,25 @@ class BenchRunFailed(RuntimeError):
 
 
 def run_bench_for_snapshot(device: str, *, only: str | None = None, quick: bool = False) -> dict[str, Any]:
-    """Run the bench (by default the whole default suite) on ``device`` in-process; its JSON document."""
-    from envcheck.bench.app import main as bench_main
+    """Run the bench (by default the whole default suite) on ``device`` in-process, through the same
+    ``run_bench`` the CLI calls; its envcheck.bench/1 document. Ctrl-C ends the snapshot (exit 130): half
+    a suite is no reference for other machines."""
+    from envcheck.bench.app import BenchRequest, run_bench
+    from envcheck.bench.registry import BenchError
+    from envcheck.bench.report import bench_document
 
-    out, err = io.StringIO(), io.StringIO()
-    code = bench_main(device=device, only=only, quick=quick, as_json=True, out=out, err=err)
-    if not out.getvalue().strip():
-        raise BenchRunFailed(err.getvalue().strip().splitlines()[-1] if err.getvalue().strip() else f"exit {code}")
-    document = json.loads(out.getvalue())
-    if code != 0:
+    try:
+        report = run_bench(BenchRequest.parse(device=device, only=only, quick=quick))
+    except BenchError as exc:
+        raise BenchRunFailed(str(exc)) from None
+    if report.interrupted:
+        raise KeyboardInterrupt
+    if report.exit_code:
         raise BenchRunFailed(
             "the bench found problems on this machine (wrong results or failed preflight checks); "
             "a machine that fails its own bench is not a reference — run `envcheck bench` to see them"
         )
-    return document
+    return bench_document(report)
 
 
 @dataclass(frozen=True)

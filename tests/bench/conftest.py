@@ -1,15 +1,21 @@
-"""Shared fixtures: a fake clock and timer (the harness's lowest boundary), a CPU device, a CLI runner."""
+"""Shared fixtures: a fake clock and timer (the harness's lowest boundary), a CPU device, a CLI runner,
+and a report made of hand-made results (what the renderers and the exit policy read)."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 
+from envcheck.bench.app import BenchReport, BenchRequest, Comparison
+from envcheck.bench.devices import Request
 from envcheck.bench.registry import DeviceInfo
+from envcheck.bench.runner import BenchResult
+from envcheck.core.model import CheckResult
+from envcheck.core.report import utc_now
 
 
 class FakeClock:
@@ -72,3 +78,72 @@ def invoke() -> Iterator[Callable[..., Result]]:
 
     runner = CliRunner()
     yield lambda *args: runner.invoke(main, ["bench", *args], catch_exceptions=False)
+
+
+def make_report(
+    devices: Sequence[DeviceInfo],
+    results: Sequence[BenchResult],
+    preflight: Sequence[CheckResult] = (),
+    *,
+    comparison: Comparison | None = None,
+    verdicts: Sequence[Any] | None = None,
+    interrupted: bool = False,
+    planned: int | None = None,
+) -> BenchReport:
+    """A finished run made of the given pieces, as run_bench would return it."""
+    return BenchReport(
+        request=BenchRequest(Request("cuda" if any(d.is_cuda for d in devices) else "cpu"), ()),
+        devices=tuple(devices),
+        results=tuple(results),
+        preflight=tuple(preflight),
+        comparison=comparison,
+        spec_verdicts=None if verdicts is None else tuple(verdicts),
+        generated_at=utc_now(),
+        duration_s=2.0,
+        wall_s=1.0,
+        planned=len(results) if planned is None else planned,
+        interrupted=interrupted,
+    )
+
+
+class FakeCuda:
+    """torch.cuda as the bench reads it (the lowest boundary below envcheck.bench.devices): the GPUs a
+    CUDA build of torch would list, with their properties and free memory."""
+
+    def __init__(self, gpus: list[dict[str, Any]]) -> None:
+        self.gpus = gpus
+
+    def props(self, index: int) -> Any:
+        from types import SimpleNamespace
+
+        gpu = {"major": 9, "minor": 0, "multi_processor_count": 132, "L2_cache_size": 50 << 20, **self.gpus[index]}
+        return SimpleNamespace(**gpu)
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import contextlib
+
+        import torch
+
+        monkeypatch.setattr(torch.version, "cuda", "12.4")
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: bool(self.gpus))
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: len(self.gpus))
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: self.gpus[i]["name"])
+        monkeypatch.setattr(torch.cuda, "get_device_properties", self.props)
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda i: (self.gpus[i]["free"], self.gpus[i]["total"]))
+        monkeypatch.setattr(torch.cuda, "device", lambda i: contextlib.nullcontext())
+
+
+def h100(**extra: Any) -> dict[str, Any]:
+    return {"name": "NVIDIA H100 80GB HBM3", "total": 80 << 30, "free": 79 << 30, **extra}
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch: pytest.MonkeyPatch) -> Callable[[list[dict[str, Any]]], FakeCuda]:
+    """``fake_cuda([h100(), h100()])``: torch in this process sees those GPUs."""
+
+    def use(gpus: list[dict[str, Any]]) -> FakeCuda:
+        cuda = FakeCuda(gpus)
+        cuda.install(monkeypatch)
+        return cuda
+
+    return use

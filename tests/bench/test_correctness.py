@@ -10,6 +10,7 @@ import torch
 from envcheck.bench import attention, common, conv, matmul, memory, runner, train
 from envcheck.bench.harness import Budget
 from envcheck.bench.registry import BENCHMARKS, Options, Plan
+from envcheck.core.model import Status
 
 TINY = Budget(measure_s=0.01, warmup_s=0.0, min_samples=2, min_warmup=1)
 
@@ -47,7 +48,7 @@ def test_nan_never_passes_whatever_the_tolerance():
 @pytest.mark.parametrize("bench_id", ["matmul.fp32", "matmul.bf16"])
 def test_real_matmul_kernels_pass_their_dtype_tolerance(cpu, bench_id):
     result = run_one(bench_id, cpu)
-    assert result.status == runner.OK, result.reason
+    assert result.status == Status.OK, result.reason
     assert result.check.error < common.TOLERANCE[result.dtype]
 
 
@@ -61,7 +62,7 @@ def test_a_wrong_matmul_kernel_is_reported_failed(cpu, monkeypatch):
 
     monkeypatch.setattr(torch, "matmul", wrong_matmul)
     result = run_one("matmul.fp32", cpu)
-    assert result.status == runner.FAILED
+    assert result.status == Status.FAIL
     assert result.verified is False and result.is_problem
     assert result.reason.startswith("wrong result")
     assert result.value is not None  # the speed is still reported next to the failure
@@ -70,7 +71,7 @@ def test_a_wrong_matmul_kernel_is_reported_failed(cpu, monkeypatch):
 def test_a_wrong_convolution_is_reported_failed(cpu, monkeypatch):
     real = torch.nn.functional.conv2d
     monkeypatch.setattr(torch.nn.functional, "conv2d", lambda *a, **k: real(*a, **k) * 1.02)
-    assert run_one("conv.fwd", cpu).status == runner.FAILED
+    assert run_one("conv.fwd", cpu).status == Status.FAIL
 
 
 def test_a_wrong_attention_gradient_is_reported_failed(cpu, monkeypatch):
@@ -86,7 +87,7 @@ def test_a_wrong_attention_gradient_is_reported_failed(cpu, monkeypatch):
     real = torch.nn.functional.scaled_dot_product_attention
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", lambda *a, **k: Wrong.apply(real(*a, **k)))
     result = run_one("attention.fwd_bwd", cpu)
-    assert result.status == runner.FAILED
+    assert result.status == Status.FAIL
     assert "dq" in result.check.detail
 
 
@@ -94,7 +95,7 @@ def test_real_conv_and_attention_pass_in_bf16(cpu):
     opts = Options(quick=True, dtypes=frozenset({"bf16"}))
     for bench_id in ("conv.fwd_bwd", "attention.fwd_bwd"):
         result = run_one(bench_id, cpu, opts)
-        assert result.status == runner.OK, result.reason
+        assert result.status == Status.OK, result.reason
 
 
 def test_the_training_loop_learns_and_a_broken_one_is_not_verified(cpu, monkeypatch):
@@ -181,4 +182,4 @@ def test_a_single_damaged_output_tile_anywhere_is_caught(cpu, monkeypatch, bench
 
     monkeypatch.setattr(torch, "matmul", one_bad_tile)
     result = run_one(bench_id, cpu)
-    assert result.status == runner.FAILED, result.check
+    assert result.status == Status.FAIL, result.check

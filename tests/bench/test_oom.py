@@ -8,6 +8,7 @@ import torch
 from envcheck.bench import common, runner
 from envcheck.bench.harness import Budget
 from envcheck.bench.registry import BENCHMARKS, BenchSpec, Options, Plan
+from envcheck.core.model import Status
 
 TINY = Budget(measure_s=0.01, warmup_s=0.0, min_samples=2, min_warmup=1)
 
@@ -34,7 +35,7 @@ def test_out_of_memory_shrinks_the_case_and_says_so(cpu, monkeypatch):
     spec = BENCHMARKS["matmul.fp32"]
     (plan,) = spec.plans(cpu, Options(quick=True))
     result = runner.run_plan(spec, plan, cpu, TINY)
-    assert result.status == runner.OK
+    assert result.status == Status.OK
     assert result.case == "fp32 256x256x256"
     assert result.params["shrunk_to_scale"] == 0.5
     assert len(result.attempts) == 1 and "out of memory at scale 1" in result.attempts[0]
@@ -44,12 +45,12 @@ def test_out_of_memory_at_every_size_skips_with_the_reason_and_the_suite_goes_on
     BENCHMARKS.load()
     monkeypatch.setattr(common, "_allocate", allocator_limited_to(1024))
     specs = [BENCHMARKS["matmul.fp32"], BENCHMARKS["train.cnn"]]
-    results = runner.run_suite(specs, [cpu], Options(quick=True), budgets={("cpu", True): TINY})
+    results = runner.run_suite(specs, [cpu], Options(quick=True), budgets={("cpu", True): TINY}).results
     matmul, cnn = results
-    assert matmul.status == runner.SKIPPED
+    assert matmul.status == Status.SKIP
     assert matmul.reason == "out of memory at every size tried"
     assert len(matmul.attempts) == runner.OOM_RETRIES + 1
-    assert cnn.id == "train.cnn" and cnn.status == runner.SKIPPED  # the suite went on to the next benchmark
+    assert cnn.id == "train.cnn" and cnn.status == Status.SKIP  # the suite went on to the next benchmark
 
 
 def test_any_other_error_becomes_the_case_result(cpu):
@@ -58,7 +59,7 @@ def test_any_other_error_becomes_the_case_result(cpu):
 
     spec = BenchSpec("matmul.fp32", "t", "t", lambda d, o: [])
     result = runner.run_plan(spec, Plan("fp32", "fp32", broken), cpu, TINY)
-    assert result.status == runner.ERROR and result.is_problem
+    assert result.status == Status.CRASH and result.is_problem
     assert result.reason == "RuntimeError: CUDA error: an illegal memory access was encountered"
 
 
@@ -93,5 +94,5 @@ def test_an_operation_this_build_lacks_is_skipped_not_failed(cpu):
 
     spec = BenchSpec("matmul.fp8", "t", "t", lambda d, o: [])
     result = runner.run_plan(spec, Plan("fp8", "fp8", lacking), cpu, TINY)
-    assert result.status == runner.SKIPPED and not result.is_problem
+    assert result.status == Status.SKIP and not result.is_problem
     assert "not supported on sm_89" in result.reason

@@ -1,4 +1,5 @@
-"""The human report and JSON document from hand-made results: what a user sees on an 8-GPU node."""
+"""The human report, read from the bench's document (as every renderer is), for hand-made runs: what a
+user sees on an 8-GPU node, in a pipe, and after Ctrl-C."""
 
 from __future__ import annotations
 
@@ -6,12 +7,16 @@ import io
 
 from rich.console import Console
 
-from envcheck.bench import render, runner
+from envcheck.bench import runner
+from envcheck.bench.app import Comparison
 from envcheck.bench.compare import Delta
+from envcheck.bench.contention import Contention
 from envcheck.bench.harness import Measurement
 from envcheck.bench.registry import Check, DeviceInfo
-from envcheck.core.exit import ExitCode
+from envcheck.bench.render import render_text
+from envcheck.bench.report import bench_document
 from envcheck.core.model import CheckResult, Fix, Status
+from tests.bench.conftest import make_report
 
 MODEL = "NVIDIA H100 80GB HBM3"
 
@@ -20,8 +25,8 @@ def gpu(i: int) -> DeviceInfo:
     return DeviceInfo(f"cuda:{i}", "cuda", MODEL, i, (9, 0), 80 << 30, 79 << 30, 50 << 20, 132)
 
 
-def figure(i: int, value: float, status: str = runner.OK) -> runner.BenchResult:
-    check = Check(status == runner.OK, 3e-3 if status == runner.OK else 0.4, 1e-2, "float64")
+def figure(i: int, value: float, status: Status = Status.OK, **extra) -> runner.BenchResult:
+    check = Check(status is Status.OK, 3e-3 if status is Status.OK else 0.4, 1e-2, "float64")
     return runner.BenchResult(
         "matmul.bf16",
         "bf16",
@@ -37,27 +42,28 @@ def figure(i: int, value: float, status: str = runner.OK) -> runner.BenchResult:
         "NVIDIA H100 datasheet",
         check,
         Measurement((1e-3, 1.01e-3, 0.99e-3), 2, 3, "t"),
-        reason=None if status == runner.OK else "wrong result: max |error| / max |reference| = 4.00e-01",
+        reason=None if status is Status.OK else "wrong result: max |error| / max |reference| = 4.00e-01",
+        **extra,
     )
 
 
-def human(run: render.Run) -> str:
+def human(doc: dict, *, terminal: bool = False) -> str:
     buf = io.StringIO()
-    render.render_human(run, Console(file=buf, width=250, color_system=None))
+    render_text(doc, Console(file=buf, width=250, color_system=None, force_terminal=terminal), None)
     return buf.getvalue()
 
 
 def test_node_report_names_the_slow_card_and_the_wrong_one():
     results = runner.flag_slow_siblings(
-        [figure(i, 700.0) for i in range(6)] + [figure(6, 600.0), figure(7, 705.0, runner.FAILED)]
+        [figure(i, 700.0) for i in range(6)] + [figure(6, 600.0), figure(7, 705.0, Status.FAIL)]
     )
-    run = render.Run([gpu(i) for i in range(8)], results, exit_code=ExitCode.FAILED)
-    text = human(run)
+    text = human(bench_document(make_report([gpu(i) for i in range(8)], results)))
     assert "cuda:0" in text and "cuda:7" in text  # one column per device
     assert "71%" in text  # share of the datasheet peak
     assert "SLOW cuda:6 (NVIDIA H100 80GB HBM3) matmul.bf16 bf16 8192x8192x8192: 600.0 TFLOP/s" in text
     assert "WRONG RESULT cuda:7 (NVIDIA H100 80GB HBM3) matmul.bf16" in text
     assert "14% below the median of its siblings" in text
+    assert text.rstrip().endswith("in 1 s") and "7 verified, 1 WRONG, 1 slow vs siblings on 8 device(s)" in text
 
 
 def test_preflight_and_regressions_are_in_the_same_output():
@@ -70,21 +76,79 @@ def test_preflight_and_regressions_are_in_the_same_output():
             Fix("Stop the other process or pick another GPU.", "nvidia-smi"),
         )
     ]
-    deltas = [Delta("matmul.bf16", "bf16 8192x8192x8192", "cuda:0", "TFLOP/s", 700.0, 560.0, 0.10)]
-    run = render.Run(
-        [gpu(0)],
-        [figure(0, 560.0)],
-        pre,
-        deltas=deltas,
-        baseline="golden.json",
-        threshold=0.10,
-        exit_code=ExitCode.FAILED,
+    deltas = (Delta("matmul.bf16", "bf16 8192x8192x8192", "cuda:0", "TFLOP/s", 700.0, 560.0, 0.10),)
+    doc = bench_document(
+        make_report([gpu(0)], [figure(0, 560.0)], pre, comparison=Comparison("golden.json", 0.1, deltas))
     )
-    text = human(run)
+    text = human(doc)
     assert "gpu.memory: cuda:0: 70 GiB held by pid 4242" in text and "fix: Stop the other process" in text
     assert "REGRESSION cuda:0 matmul.bf16 bf16 8192x8192x8192: 560.0 TFLOP/s, 20% below the baseline's 700.0" in text
-    doc = render.to_json(run)
+    assert "compared with golden.json (1 figures, threshold 10%)" in text
     assert doc["preflight"][0]["status"] == "fail"
     assert doc["comparison"]["deltas"][0]["regressed"] is True
     assert doc["devices"][0]["datasheet"] == "H100 SXM" and "H100" in doc["devices"][0]["peak_source"]
-    assert doc["summary"]["regressions"] == 1 and doc["exit_code"] == 1
+    assert doc["summary"]["regressions"] == 1 and doc["exit_code"] == 1 and doc["status"] == "fail"
+
+
+def test_a_crashed_case_says_crashed_and_the_error():
+    crashed = runner.BenchResult(
+        "matmul.bf16",
+        "bf16",
+        "bf16",
+        "cuda:0",
+        MODEL,
+        "bf16",
+        Status.CRASH,
+        reason="RuntimeError: CUDA error: an illegal memory access",
+    )
+    text = human(bench_document(make_report([gpu(0)], [crashed])))
+    assert (
+        "CRASHED cuda:0 (NVIDIA H100 80GB HBM3) matmul.bf16 bf16: RuntimeError: CUDA error: an illegal memory access"
+        in text
+    )
+    assert "0 verified, 1 crashed" in text
+
+
+def test_machine_text_is_never_taken_for_markup():
+    """An allocator error quotes "[enforce fail at alloc_cpu.cpp:117]": rich must print it, not eat it."""
+    why = "RuntimeError: [enforce fail at alloc_cpu.cpp:117] [bold]DefaultCPUAllocator"
+    crashed = runner.BenchResult("memory.d2d", "copy", "copy", "cpu", "[x] cpu", None, Status.CRASH, reason=why)
+    cpu = DeviceInfo("cpu", "cpu", "[x] cpu")
+    text = human(bench_document(make_report([cpu], [crashed])))
+    assert why in text and "[x] cpu" in text
+
+
+def test_contended_figures_are_marked_in_the_table_and_the_summary():
+    busy = Contention(others_cores=1.0, usable_cores=2.0, spare_cores=0.0, window_s=0.4)
+    idle = Contention(others_cores=0.1, usable_cores=2.0, spare_cores=0.0, window_s=0.4)
+    cpu = DeviceInfo("cpu", "cpu", "test cpu", threads=2)
+    results = [
+        runner.BenchResult("matmul.fp32", "fp32", "fp32 1024", "cpu", "test cpu", "fp32", Status.OK, 50.0, "GFLOP/s",
+                           measurement=Measurement((1.0, 1.0, 1.0), 1, 2, "t"), contention=busy),
+        runner.BenchResult("memory.d2d", "copy", "copy 256 MiB", "cpu", "test cpu", None, Status.OK, 9.0, "GB/s",
+                           measurement=Measurement((1.0, 1.0, 1.0), 1, 2, "t"), contention=idle),
+    ]  # fmt: skip
+    doc = bench_document(make_report([cpu], results))
+    assert [r["contended"] for r in doc["results"]] == [True, False]
+    assert doc["results"][0]["contention"]["share"] == 0.5
+    text = human(doc)
+    matmul_row = next(line for line in text.splitlines() if "matmul.fp32" in line)
+    copy_row = next(line for line in text.splitlines() if "memory.d2d" in line)
+    assert "contended" in matmul_row and "contended" not in copy_row
+    assert "2 verified, 1 contended on 1 device(s)" in text
+
+
+def test_an_interrupted_run_says_so_and_how_far_it_got():
+    doc = bench_document(make_report([gpu(0)], [figure(0, 700.0)], interrupted=True, planned=12))
+    assert doc["interrupted"] is True and doc["exit_code"] == 130
+    assert doc["summary"]["finished"] == 1 and doc["summary"]["planned"] == 12
+    assert "interrupted after 1 of 12 cases: 1 verified on 1 device(s)" in human(doc)
+
+
+def test_in_a_pipe_a_row_stays_one_line():
+    """rich assumes 80 columns when it cannot ask a terminal; a log line per row needs the natural width."""
+    long_reason = "out of memory at every size tried " * 4
+    skipped = runner.BenchResult("matmul.fp8", "fp8", "fp8", "cuda:0", MODEL, "fp8", Status.SKIP, reason=long_reason)
+    buf = io.StringIO()
+    render_text(bench_document(make_report([gpu(0)], [skipped])), Console(file=buf, width=80, color_system=None), None)
+    assert any(long_reason.strip() in line for line in buf.getvalue().splitlines())

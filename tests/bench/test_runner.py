@@ -1,12 +1,19 @@
-"""The runner's judgements above the measurements: peak fractions, slow siblings, sweeps, exit codes."""
+"""The runner's judgements above the measurements: peak fractions, slow siblings, sweeps, and the
+statuses a run hands to the one exit policy (core.exit)."""
 
 from __future__ import annotations
 
-from envcheck.bench import app, peaks, render, runner
+import pytest
+
+from envcheck.bench import peaks, runner
+from envcheck.bench.app import Comparison
+from envcheck.bench.compare import Delta
 from envcheck.bench.harness import Measurement
 from envcheck.bench.registry import Check, DeviceInfo, Workload
 from envcheck.core.exit import ExitCode
 from envcheck.core.model import CheckResult, Status
+from envcheck.spec.bench import BenchVerdict
+from tests.bench.conftest import make_report
 
 H100 = DeviceInfo("cuda:0", "cuda", "NVIDIA H100 80GB HBM3", 0, (9, 0), 80 << 30, 79 << 30, 50 << 20, 132)
 UNKNOWN = DeviceInfo("cuda:0", "cuda", "NVIDIA Future GPU 9000", 0, (12, 0))
@@ -39,7 +46,7 @@ def test_memory_fraction_uses_the_datasheet_bandwidth():
     assert unit == "GB/s" and peak == 3350.0 and fraction == round(3000 / 3350, 4)
 
 
-def result(device: str, value: float, model: str = "NVIDIA H100 80GB HBM3", status: str = runner.OK):
+def result(device: str, value: float, model: str = "NVIDIA H100 80GB HBM3", status: Status = Status.OK):
     return runner.BenchResult(
         "matmul.bf16", "bf16", "bf16 8192x8192x8192", device, model, "bf16", status, value, "TFLOP/s"
     )
@@ -68,21 +75,48 @@ def test_a_sweep_reports_its_best_shape_and_keeps_the_others():
 
 
 def test_a_wrong_shape_in_a_sweep_outranks_the_fastest():
-    shapes = [result("cuda:0", 900, status=runner.FAILED), result("cuda:0", 950)]
-    assert runner.best_of(shapes).status == runner.FAILED
+    shapes = [result("cuda:0", 900, status=Status.FAIL), result("cuda:0", 950)]
+    assert runner.best_of(shapes).status is Status.FAIL
 
 
-def test_exit_code_policy():
-    ok = render.Run([H100], [result("cuda:0", 700)])
-    assert app.exit_code(ok) == ExitCode.OK
-    wrong = render.Run([H100], [result("cuda:0", 700, status=runner.FAILED)])
-    assert app.exit_code(wrong) == ExitCode.FAILED
-    preflight_failed = render.Run(
-        [H100], [result("cuda:0", 700)], [CheckResult("gpu.memory", "GPU memory", Status.FAIL, "held by pid 7")]
-    )
-    assert app.exit_code(preflight_failed) == ExitCode.FAILED
-    noisy_skip = render.Run([H100], [result("cuda:0", 700), result("cuda:0", 0, status=runner.SKIPPED)])
-    assert app.exit_code(noisy_skip) == ExitCode.OK
+SLOW = runner.flag_slow_siblings([result("cuda:0", 700), result("cuda:1", 700), result("cuda:2", 500)])
+PREFLIGHT_FAIL = CheckResult("torch.arch", "torch has kernels for every GPU", Status.FAIL, "sm_120 not covered")
+PREFLIGHT_WARN = CheckResult("gpu.memory", "GPU memory free for you", Status.WARN, "held by pid 7")
+REGRESSED = Comparison("golden.json", 0.1, (Delta("matmul.bf16", "bf16", "cuda:0", "TFLOP/s", 800.0, 700.0, 0.1),))
+WITHIN = Comparison("golden.json", 0.1, (Delta("matmul.bf16", "bf16", "cuda:0", "TFLOP/s", 750.0, 700.0, 0.1),))
+NOTHING_COMPARED = Comparison("golden.json", 0.1, (), "baseline golden.json shares no figure with this run")
+BELOW = BenchVerdict("matmul.bf16", "cuda:0", 800.0, "TFLOP/s", 700.0, False, "700 < 800")
+UNMEASURED = BenchVerdict("conv.fwd", None, 100.0, "TFLOP/s", None, None, "not measured in this run")
+
+
+@pytest.mark.parametrize(
+    ("pieces", "code"),
+    [
+        ({"results": [result("cuda:0", 700)]}, ExitCode.OK),
+        ({"results": [result("cuda:0", 700, status=Status.FAIL)]}, ExitCode.FAILED),  # a wrong answer
+        ({"results": [result("cuda:0", 0, status=Status.CRASH)]}, ExitCode.FAILED),  # a case that raised
+        ({"results": [result("cuda:0", 0, status=Status.SKIP)]}, ExitCode.OK),
+        ({"results": SLOW}, ExitCode.FAILED),  # cuda:2 is 29 % below its siblings
+        ({"results": [result("cuda:0", 700)], "preflight": [PREFLIGHT_FAIL]}, ExitCode.FAILED),
+        ({"results": [result("cuda:0", 700)], "preflight": [PREFLIGHT_WARN]}, ExitCode.OK),  # warnings allowed
+        ({"results": [result("cuda:0", 700)], "comparison": REGRESSED}, ExitCode.FAILED),  # 12.5 % > 10 %
+        ({"results": [result("cuda:0", 700)], "comparison": WITHIN}, ExitCode.OK),  # 6.7 % < 10 %
+        ({"results": [result("cuda:0", 0, status=Status.SKIP)], "comparison": NOTHING_COMPARED}, ExitCode.FAILED),
+        ({"results": [result("cuda:0", 700)], "verdicts": [BELOW]}, ExitCode.FAILED),
+        ({"results": [result("cuda:0", 700)], "verdicts": [UNMEASURED]}, ExitCode.OK),
+        # Ctrl-C: 130 whatever was found so far, since the run did not finish
+        ({"results": [result("cuda:0", 700, status=Status.FAIL)], "interrupted": True}, ExitCode.INTERRUPTED),
+    ],
+)
+def test_every_verdict_reaches_the_one_exit_policy(pieces, code):
+    pieces = dict(pieces)
+    report = make_report([H100, H100, H100], pieces.pop("results"), pieces.pop("preflight", ()), **pieces)
+    assert report.exit_code is code
+
+
+def test_a_slow_sibling_is_a_failure_of_a_verified_figure():
+    slow = next(r for r in SLOW if r.sibling)
+    assert slow.status is Status.OK and slow.verdict is Status.FAIL and slow.is_problem
 
 
 def test_every_required_card_has_sourced_peaks():
@@ -130,11 +164,11 @@ def test_a_benchmark_whose_planning_raises_is_its_own_error_and_the_suite_goes_o
 
     cpu = DeviceInfo("cpu", "cpu", "test cpu", threads=1)
     specs = [BenchSpec("matmul.broken", "broken", "nothing", broken), BENCHMARKS["memory.d2d"]]
-    results = runner.run_suite(specs, [cpu], Options(quick=True))
+    results = runner.run_suite(specs, [cpu], Options(quick=True)).results
     by_id = {r.id: r for r in results}
-    assert by_id["matmul.broken"].status == runner.ERROR
+    assert by_id["matmul.broken"].status is Status.CRASH
     assert by_id["matmul.broken"].reason == "RuntimeError: planning matmul.broken failed: KeyError: 'no such property'"
-    assert by_id["memory.d2d"].status == runner.OK and by_id["memory.d2d"].value > 0
+    assert by_id["memory.d2d"].status is Status.OK and by_id["memory.d2d"].value > 0
 
 
 def test_a_figure_that_cannot_be_computed_is_an_error_not_the_end_of_the_suite(monkeypatch):
@@ -147,5 +181,5 @@ def test_a_figure_that_cannot_be_computed_is_an_error_not_the_end_of_the_suite(m
 
     monkeypatch.setattr(runner, "figure", explode)
     cpu = DeviceInfo("cpu", "cpu", "test cpu", threads=1)
-    [result] = runner.run_suite([BENCHMARKS["memory.d2d"]], [cpu], Options(quick=True))
-    assert result.status == runner.ERROR and "ZeroDivisionError" in result.reason and "a bug" in result.reason
+    [result] = runner.run_suite([BENCHMARKS["memory.d2d"]], [cpu], Options(quick=True)).results
+    assert result.status is Status.CRASH and "ZeroDivisionError" in result.reason and "a bug" in result.reason

@@ -1,0 +1,166 @@
+"""How busy the CPUs are with *other* work, before the CPU bench and during each of its cases.
+
+A CPU figure taken while other processes compete for the same cores measures the sharing, not the
+CPU: torch spreads every operation over all its threads, so one busy neighbour on a 2-core machine
+halves the figure and makes the samples noisy. The bench warns in its preflight and marks each figure
+taken under contention, so that nobody files a "slow CPU" or a regression that was a neighbour's job.
+
+What is measured: the CPU time spent busy on the CPUs this process may run on (psutil's per-CPU
+counters, the same as ``top``), minus this process's own CPU time, over a window. That is "other
+processes' use" in cores. Where a cgroup quota lets this process use fewer cores than it may run on
+(``docker --cpus=2`` on a 16-CPU host), the others may use the spare CPUs freely; only what they take
+beyond that competes. The load average is reported alongside, but does not decide: it trails by a
+minute and counts this process's own earlier work (a second bench run right after a first would warn).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+
+from envcheck.core.model import CheckResult, Fix, Status
+
+#: Other processes taking this share of the cores the bench may use mark a figure (and the preflight) as
+#: contended. A quarter of the cores moves a figure by more than --compare's 10 % threshold, and stays
+#: well above what psutil's 10 ms clock-tick accounting can misread over a 0.2 s case (about 0.1 core).
+CONTENDED_SHARE = 0.25
+#: The preflight's sample: long enough to see a neighbour, short enough not to be noticed.
+SAMPLE_S = 0.5
+
+#: The per-CPU counters that are work (steal is time a hypervisor gave to other VMs: contention too).
+_BUSY_FIELDS = ("user", "nice", "system", "irq", "softirq", "steal")
+
+
+@dataclass(frozen=True)
+class Cpus:
+    """The CPUs this process may run on, and how many cores' worth of time it may use on them."""
+
+    ids: tuple[int, ...]
+    usable_cores: float
+
+    @classmethod
+    def here(cls) -> Cpus:
+        from envcheck.probes.host import read_cpu
+
+        try:
+            ids = tuple(sorted(os.sched_getaffinity(0)))
+        except (AttributeError, OSError):  # macOS has no sched_getaffinity
+            ids = tuple(range(psutil.cpu_count() or 1))
+        quota = read_cpu().cgroup_quota_cores
+        return cls(ids, min(float(len(ids)), quota) if quota else float(len(ids)))
+
+    @property
+    def spare_cores(self) -> float:
+        """CPUs this process may run on beyond what its quota lets it use: others use them for free."""
+        return max(0.0, len(self.ids) - self.usable_cores)
+
+
+@dataclass(frozen=True)
+class Sample:
+    at_s: float  # monotonic clock
+    busy_s: float  # CPU seconds spent busy on our CPUs, by anyone
+    own_s: float  # CPU seconds this process (every thread) spent
+
+
+def sample(cpus: Cpus, clock: Callable[[], float] = time.monotonic) -> Sample:
+    per_cpu: list[Any] = psutil.cpu_times(percpu=True)
+    chosen = [per_cpu[i] for i in cpus.ids if i < len(per_cpu)] or per_cpu
+    busy = sum(getattr(t, name, 0.0) for t in chosen for name in _BUSY_FIELDS)
+    own = psutil.Process().cpu_times()
+    return Sample(clock(), busy, own.user + own.system)
+
+
+@dataclass(frozen=True)
+class Contention:
+    """Other processes' CPU use over a window, judged against what this process may use."""
+
+    others_cores: float
+    usable_cores: float
+    spare_cores: float
+    window_s: float
+    load_average: float | None = None
+
+    @property
+    def share(self) -> float:
+        """The share of this process's usable cores that the others took (0 = all ours, 1 = none left)."""
+        taken = max(0.0, self.others_cores - self.spare_cores)
+        return min(1.0, taken / self.usable_cores) if self.usable_cores > 0 else 0.0
+
+    @property
+    def contended(self) -> bool:
+        return self.share >= CONTENDED_SHARE
+
+    def words(self) -> str:
+        load = f", load average {self.load_average:.1f}" if self.load_average is not None else ""
+        return (
+            f"other processes used {self.others_cores:.1f} of the {_cores(self.usable_cores)} CPU cores this "
+            f"benchmark may use ({self.share:.0%}) over {self.window_s:.1f} s{load}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "others_cores": round(self.others_cores, 3),
+            "usable_cores": self.usable_cores,
+            "share": round(self.share, 3),
+            "window_s": round(self.window_s, 3),
+            "load_average": self.load_average,
+        }
+
+
+def _cores(n: float) -> str:
+    return f"{n:.0f}" if n == int(n) else f"{n:.1f}"
+
+
+def between(before: Sample, after: Sample, cpus: Cpus, load_average: float | None = None) -> Contention:
+    """Contention over the window between two samples (this process's own work subtracted)."""
+    window = max(after.at_s - before.at_s, 1e-9)
+    others = max(0.0, (after.busy_s - before.busy_s) - (after.own_s - before.own_s)) / window
+    return Contention(others, cpus.usable_cores, cpus.spare_cores, window, load_average)
+
+
+def load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # Windows has none
+        return None
+
+
+def measure(cpus: Cpus, seconds: float = SAMPLE_S, sleep: Callable[[float], None] = time.sleep) -> Contention:
+    """Sit idle for ``seconds`` and see how much CPU the rest of the machine used meanwhile."""
+    before = sample(cpus)
+    sleep(seconds)
+    return between(before, sample(cpus), cpus, load_average())
+
+
+PREFLIGHT_ID = "bench.cpu_contention"
+PREFLIGHT_TITLE = "CPU free for the benchmark"
+
+
+def preflight(cpus: Cpus, seconds: float = SAMPLE_S) -> CheckResult:
+    """The CPU bench's precondition, reported with the doctor's GPU preconditions: a warning (never a
+    failure) when other processes already take a share of the cores, since every CPU figure would then
+    be low and noisy; the figures still run, and those taken under contention are marked."""
+    started = time.monotonic()
+    found = measure(cpus, seconds)
+    details = found.to_json()
+    if found.contended:
+        return CheckResult(
+            PREFLIGHT_ID,
+            PREFLIGHT_TITLE,
+            Status.WARN,
+            f"{found.words()}: CPU figures will be low and noisy; those taken under contention are marked",
+            Fix(
+                "Benchmark the CPU while the machine is otherwise idle: stop or wait for the other work "
+                "(`top` shows it), or give the bench cores of its own (taskset, --cpuset-cpus).",
+                "top -b -n 1 | head -20",
+            ),
+            details,
+            time.monotonic() - started,
+        )
+    took = time.monotonic() - started
+    return CheckResult(PREFLIGHT_ID, PREFLIGHT_TITLE, Status.OK, found.words(), None, details, took)

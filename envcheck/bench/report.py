@@ -1,0 +1,87 @@
+"""The bench's structured report: ``bench_document(report)``, the envcheck.bench/1 JSON contract.
+
+Every renderer (text, JSON, Markdown) and ``--save`` read this one document, after redaction, never the
+live result objects. It starts with the envelope every envcheck report carries (schema, version, time,
+duration, host, the GPUs benchmarked), then the bench's own fields. Fields are only ever added under
+envcheck.bench/1, so baselines saved by earlier versions still load for ``--compare``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envcheck.bench import peaks
+from envcheck.bench.app import BenchReport
+from envcheck.bench.registry import DeviceInfo
+from envcheck.core.model import Status, counts, to_jsonable, worst
+from envcheck.core.report import BENCH_SCHEMA, GpuIdentity, HostIdentity, envelope
+
+
+def bench_document(report: BenchReport) -> dict[str, Any]:
+    """The whole run as strict JSON values (no NaN or Infinity: a figure that is not a number is null)."""
+    gpus = [GpuIdentity(d.index, d.model, d.uuid, d.pci_bus_id) for d in report.devices if d.index is not None]
+    doc = envelope(
+        BENCH_SCHEMA,
+        generated_at=report.generated_at,
+        duration_s=report.duration_s,
+        host=HostIdentity.here(container=report.container),
+        gpus=gpus or None,
+    )
+    statuses = report.statuses()
+    comparison = report.comparison
+    doc.update(
+        {
+            "status": worst(statuses).value,
+            "interrupted": report.interrupted,
+            "options": report.request.describe(),
+            "devices": [_device(d) for d in report.devices],
+            "preflight": [c.to_json() for c in report.preflight],
+            # Kept for readers of envcheck.bench/1; the preflight's checks always load now, so nothing is
+            # ever missing from it.
+            "preflight_note": None,
+            "results": [r.to_json() for r in report.results],
+            "comparison": None
+            if comparison is None
+            else {
+                "baseline": comparison.baseline,
+                "threshold": comparison.threshold,
+                "deltas": [d.to_json() for d in comparison.deltas],
+                "note": comparison.note,
+            },
+            "spec": None
+            if report.spec_verdicts is None
+            else {"path": report.request.spec_path, "verdicts": [v.to_json() for v in report.spec_verdicts]},
+            "summary": summary(report),
+            "counts": counts(statuses),
+            "wall_s": round(report.wall_s, 2),
+            "exit_code": int(report.exit_code),
+        }
+    )
+    result: dict[str, Any] = to_jsonable(doc)
+    return result
+
+
+def _device(d: DeviceInfo) -> dict[str, Any]:
+    entry = peaks.lookup(d.model) if d.is_cuda else None
+    return {**d.to_json(), "datasheet": entry.model if entry else None, "peak_source": entry.source if entry else None}
+
+
+def summary(report: BenchReport) -> dict[str, int]:
+    """How many figures of each kind: what the summary line of every format says."""
+    results = report.results
+    comparison = report.comparison
+    return {
+        "figures": sum(r.value is not None for r in results),
+        "verified": sum(r.status is Status.OK for r in results),
+        "failed": sum(r.status is Status.FAIL for r in results),
+        "errors": sum(r.status is Status.CRASH for r in results),
+        "skipped": sum(r.status is Status.SKIP for r in results),
+        "noisy": sum(r.noisy for r in results),
+        "contended": sum(r.contended is True for r in results),
+        "slow_vs_siblings": sum(r.sibling is not None for r in results),
+        "regressions": sum(d.regressed for d in comparison.deltas) if comparison else 0,
+        "below_spec": sum(v.passed is False for v in report.spec_verdicts or ()),
+        "planned": report.planned,
+        # a sweep is reported as one result but ran each of its shapes
+        "finished": sum(len(r.params["sweep"]) if r.params.get("sweep") else 1 for r in results),
+    }
