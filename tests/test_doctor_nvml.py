@@ -4,6 +4,11 @@ nvidia-ml-py wrappers (the fake sits at the C-function boundary: see tests/faken
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -235,3 +240,96 @@ def test_text_report_for_a_failing_machine(nvml):
     assert any("fix: Uncorrected ECC errors since boot: stop using this GPU" in line for line in lines)
     assert "run: nvidia-smi -q -d ECC" in result.stdout
     assert lines[-1].startswith("not ready: 2 problems")
+
+
+# -- a pynvml module that is not nvidia-ml-py, through the installed command ---------------------------------
+
+NVML_SITE = Path(__file__).parent / "nvml_site"
+ENVCHECK = shutil.which("envcheck") or str(Path(sys.executable).with_name("envcheck"))
+
+#: What an old copy of the bindings (the deprecated pynvml 11.x, a vendored file) does not have: the r535
+#: clocks-event names, the version-mismatch error, per-code error classes, the _v3 process functions.
+OLD_COPY_LACKS = (
+    "nvmlDeviceGetCurrentClocksEventReasons",
+    "nvmlClocksEventReasonGpuIdle",
+    "nvmlClocksEventReasonHwSlowdown",
+    "nvmlClocksEventReasonSwThermalSlowdown",
+    "NVMLLibraryMismatchError",
+    "NVMLError_NotSupported",
+    "NVMLError_NoPermission",
+    "NVMLError_GpuIsLost",
+    "NVMLError_FunctionNotFound",
+    "nvmlDeviceGetComputeRunningProcesses_v3",
+    "nvmlDeviceGetGraphicsRunningProcesses_v3",
+    "nvmlDeviceGetMigMode",
+)
+
+
+def run_doctor(site: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """The installed ``envcheck doctor --json`` with ``site`` first on PYTHONPATH (and the fake NVML after it)."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("ENVCHECK_")}
+    full.update({"PYTHONPATH": os.pathsep.join((str(site), str(NVML_SITE))), "NVIDIA_VISIBLE_DEVICES": "", **env})
+    proc = subprocess.run([ENVCHECK, "doctor", "--json"], capture_output=True, text=True, env=full, timeout=300)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    doc = json.loads(proc.stdout)  # strict: a NaN would fail here too
+    assert proc.returncode == (1 if doc["status"] == "fail" else 0), proc.stderr
+    assert not [c["id"] for c in doc["checks"] if c["status"] == "crash"]
+    return proc, doc
+
+
+def test_the_deprecated_pynvml_11_lacking_names_still_gives_the_report(tmp_path):
+    import pynvml
+
+    # The layout of pynvml 11.x: a package re-exporting pynvml/nvml.py, which shadows nvidia-ml-py's
+    # pynvml.py; here nvml.py is nvidia-ml-py's own code without the names an old copy lacks.
+    source = Path(pynvml.__file__).read_text()
+    package = tmp_path / "pynvml"
+    package.mkdir()
+    (package / "__init__.py").write_text("from .nvml import *\n")
+    (package / "nvml.py").write_text(source + "\n" + "".join(f"del {name}\n" for name in OLD_COPY_LACKS))
+    info = tmp_path / "pynvml-11.4.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: pynvml\nVersion: 11.4.1\n")
+    (info / "RECORD").write_text("pynvml/__init__.py,,\npynvml/nvml.py,,\npynvml-11.4.1.dist-info/METADATA,,\n")
+
+    _, doc = run_doctor(tmp_path, ENVCHECK_FAKE_NVML="thermal_throttle_pcie_downgrade")
+    checks = by_id(doc)
+    verdict = checks["packages.pynvml_deprecated"]
+    assert verdict["status"] == "warn"
+    assert verdict["summary"].startswith(f"the pynvml module at {package / '__init__.py'} (from pynvml 11.4.1) ")
+    assert "lacks nvmlDeviceGetMigMode; " in verdict["summary"]
+    assert (
+        "nvmlDeviceGetComputeRunningProcesses and nvmlDeviceGetGraphicsRunningProcesses raised NameError"
+        in (verdict["summary"])
+    )
+    assert verdict["summary"].endswith(": those readings are not available")
+    assert verdict["details"]["missing"] == ["nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetMigMode"]
+    assert verdict["fix"]["command"] == "pip uninstall -y pynvml && pip install --force-reinstall nvidia-ml-py"
+    # What can be read is read: the GPUs, and the throttle reasons through the pre-r535 name.
+    assert checks["gpu.inventory"]["summary"] == "2 × NVIDIA H100 80GB HBM3 (cc 9.0, 80 GiB)"
+    assert checks["gpu.temperature"]["summary"] == "GPU 0 (00000000:18:00.0): 91 °C, slowdown at 87 °C"
+    assert "HW thermal slowdown" in checks["gpu.throttle"]["summary"]
+    assert checks["gpu.memory"]["details"]["gpus"]["0"]["processes"] == "not available"
+    assert (
+        checks["gpu.mig"]["summary"].startswith("MIG mode not read on GPU 0")
+        and doc["gpus"][0]["mig_mode_current"] is None
+    )
+
+
+def test_a_pynvml_that_raises_on_import_still_gives_the_report(tmp_path):
+    (tmp_path / "pynvml").mkdir()
+    (tmp_path / "pynvml" / "__init__.py").write_text("raise ImportError('vendored NVML bindings: build first')\n")
+    _, doc = run_doctor(tmp_path)
+    checks = by_id(doc)
+    verdict = checks["packages.pynvml_deprecated"]
+    assert verdict["status"] == "warn"
+    assert verdict["summary"] == (
+        f"the pynvml module at {tmp_path / 'pynvml' / '__init__.py'} (installed by no distribution: a vendored "
+        "copy, or a directory on PYTHONPATH) fails to import (ImportError: vendored NVML bindings: build first): "
+        "the driver and GPUs could not be read"
+    )
+    assert verdict["fix"]["text"].startswith(f"Move {tmp_path / 'pynvml' / '__init__.py'} out of the way")
+    driver = checks["driver.nvml"]
+    assert driver["status"] == "warn" and "packages.pynvml_deprecated" in driver["fix"]["text"]
+    assert all(c["status"] == "skip" for i, c in checks.items() if i.startswith("gpu."))
+    assert doc["gpus"] == [] and doc["driver"] is None

@@ -16,7 +16,7 @@ from envcheck.checks.driver import nvml_state
 from envcheck.core.model import NA, SkipCheck, Verdict, available, fail, ok, warn
 from envcheck.core.probing import Context
 from envcheck.core.registry import check
-from envcheck.probes.nvml import NO_PERMISSION, GpuInfo
+from envcheck.probes.nvml import NO_PERMISSION, NOT_SUPPORTED, GpuInfo
 from envcheck.units import gib, human
 
 #: Another process holding at least this share of a GPU's memory leaves too little for training.
@@ -550,7 +550,11 @@ def mig(ctx: Context) -> Verdict:
         what="MIG mode",
     )
     enabled = [label(g) for g in gpus if g.mig_mode_current is True]
-    fine = f"MIG enabled on {', '.join(enabled)}: CUDA sees its instances" if enabled else "MIG off"
+    # A card without MIG (NOT_SUPPORTED) is off; a mode that could not be read is not known to be.
+    unread = [label(g) for g in gpus if not available(g.mig_mode_current) and g.mig_mode_current != NA(NOT_SUPPORTED)]
+    fine = "MIG off" if not unread else f"MIG mode not read on {', '.join(unread)}"
+    if enabled:
+        fine = f"MIG enabled on {', '.join(enabled)}: CUDA sees its instances"
     return verdict(
         gpus,
         problems,

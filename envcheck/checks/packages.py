@@ -337,14 +337,16 @@ def _foreign_module(module: ModuleFile, bindings: Bindings, requirers: list[str]
     else:
         parts = []
         if bindings.lacking:
-            parts.append(f"lacks {', '.join(bindings.lacking)}, so those readings are not available")
+            parts.append(f"lacks {', '.join(bindings.lacking)}")
         stood_in = [name for name in bindings.missing if name not in bindings.lacking]
         if stood_in:
-            parts.append(f"lacks {', '.join(stood_in)} (envcheck read its older name instead)")
-        parts += [
-            f"{name} raised {error}, so that reading is not available" for name, error in bindings.failing.items()
-        ]
-        what = "; ".join(parts)
+            parts.append(f"lacks {', '.join(stood_in)} (envcheck read the older name instead)")
+        by_error: dict[str, list[str]] = {}
+        for name, error in bindings.failing.items():
+            by_error.setdefault(error, []).append(name)
+        parts += [f"{' and '.join(names)} raised {error}" for error, names in by_error.items()]
+        lost = ": those readings are not available" if bindings.lacking or bindings.failing else ""
+        what = "; ".join(parts) + lost
     details.update(import_error=bindings.import_error, missing=bindings.missing, failing=bindings.failing)
     summary = f"the pynvml module at {module.path} ({origin}) {what}"
     if owner is None:

@@ -283,9 +283,9 @@ def test_nvidia_ml_py3_owns_the_module_and_is_replaced(tmp_path, nvml, foreign_p
     result = judge("packages.pynvml_deprecated", tmp_path)
     assert result.status is Status.WARN
     assert result.summary == (
-        f"the pynvml module at {tmp_path / 'pynvml.py'} (from nvidia-ml-py3 7.352.0) lacks nvmlDeviceGetMigMode, "
-        "so those readings are not available; lacks nvmlDeviceGetCurrentClocksEventReasons (envcheck read its "
-        "older name instead)"
+        f"the pynvml module at {tmp_path / 'pynvml.py'} (from nvidia-ml-py3 7.352.0) lacks nvmlDeviceGetMigMode; "
+        "lacks nvmlDeviceGetCurrentClocksEventReasons (envcheck read the older name instead): those readings are "
+        "not available"
     )
     assert result.fix.command == "pip uninstall -y nvidia-ml-py3 && pip install --force-reinstall nvidia-ml-py"
 
