@@ -1,4 +1,5 @@
-"""Shared fixtures: the fake NVML library (at the C boundary) and a click runner."""
+"""Shared fixtures: the fake NVML library (at the C boundary); under CI, the guard that the CUDA build of torch
+is there (tests/cuda_torch.py)."""
 
 from __future__ import annotations
 
