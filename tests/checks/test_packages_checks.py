@@ -230,6 +230,14 @@ def test_numpy2_with_torch_built_for_numpy1_warns(tmp_path):
     assert result.status is Status.WARN and result.fix.command == 'pip install "numpy<2"'
 
 
+@pytest.mark.parametrize("torch, status", [("2.2.2", Status.WARN), ("2.3.0", Status.OK)])
+def test_numpy2_needs_torch_2_3_or_newer(tmp_path, torch, status):
+    # torch 2.3 is the first release built against NumPy 2 (pytorch/pytorch#107302).
+    make_dist(tmp_path, "torch", torch)
+    make_dist(tmp_path, "numpy", "2.0.0")
+    assert judge("packages.numpy", tmp_path).status is status
+
+
 def test_numpy2_with_recent_torch_is_ok(tmp_path):
     cuda_stack(tmp_path)
     assert judge("packages.numpy", tmp_path).status is Status.OK

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from envcheck.core.model import NA
-from envcheck.probes.nvml import NO_PERMISSION, NOT_IN_BINDINGS, NOT_SUPPORTED, probe_nvml
+from envcheck.probes.nvml import probe_nvml
 from tests import fakenvml
 
 
@@ -92,7 +92,7 @@ def test_probe_reads_uncorrected_errors_from_each_counter(nvml):
 def test_refused_readings_are_kept_apart_from_unsupported_ones(nvml):
     nvml("readings_refused_mig")
     gpu, other = probe_nvml().gpus
-    assert gpu.memory_used_bytes == NA(NO_PERMISSION) and gpu.processes == NA(NO_PERMISSION)
+    assert gpu.memory_used_bytes == NA("no permission") and gpu.processes == NA("no permission")
     assert gpu.temperature_c == 34 and gpu.mig_mode_current is True
     assert other.memory_used_bytes == 1024**3 and other.processes == []
 
@@ -146,7 +146,7 @@ def test_a_module_lacking_names_still_reads_what_it_can(nvml, foreign_pynvml):
     assert gpu.name == "NVIDIA H100 80GB HBM3" and gpu.temperature_c == 91
     # The throttle reasons come through the pre-r535 name; the bits are the same (0x20 | 0x40).
     assert gpu.clocks_event_reasons == 0x60 and "nvmlDeviceGetCurrentClocksThrottleReasons" in lib.calls
-    assert gpu.mig_mode_current == NA(NOT_IN_BINDINGS)
+    assert gpu.mig_mode_current == NA("function missing from the installed pynvml module")
     assert state.bindings.missing == ["nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetMigMode"]
     assert state.bindings.lacking == ["nvmlDeviceGetMigMode"]
     assert state.bindings.path == "vendored/pynvml/__init__.py"
@@ -156,11 +156,11 @@ def test_errors_are_told_apart_by_code_without_the_error_classes(nvml, foreign_p
     nvml("geforce_no_ecc")
     foreign_pynvml(OLD_COPY_LACKS)
     gpu = probe_nvml().gpus[0]
-    assert gpu.ecc_mode_current == NA(NOT_SUPPORTED)
+    assert gpu.ecc_mode_current == NA("not supported by this GPU or driver")
     nvml("gpu_lost")
     assert [g.lost for g in probe_nvml().gpus] == [False, True, False]
     nvml("readings_refused_mig")
-    assert probe_nvml().gpus[0].processes == NA(NO_PERMISSION)
+    assert probe_nvml().gpus[0].processes == NA("no permission")
 
 
 def test_a_module_lacking_the_core_functions_is_broken_not_a_crash(nvml, foreign_pynvml):
