@@ -120,7 +120,12 @@ needs_script = pytest.mark.skipif(
         ("healthy", {"ENVCHECK_FAKE_NVML": "healthy_multi_gpu"}, 0, "healthy: 4 GPU(s) answer"),
         ("failing", {"ENVCHECK_FAKE_NVML": "ecc_uncorrected_row_remap"}, 1, "unhealthy: gpu.ecc: GPU 1"),
         ("gpu lost", {"ENVCHECK_FAKE_NVML": "gpu_lost"}, 1, "unhealthy: gpu.inventory: GPU 1 lost"),
-        ("no gpus passed in", {"ENVCHECK_FAKE_NVML": "no_library"}, 1, "unhealthy: gpu.required: no NVIDIA GPU answers"),
+        (
+            "no gpus passed in",
+            {"ENVCHECK_FAKE_NVML": "no_library"},
+            1,
+            "unhealthy: gpu.required: no NVIDIA GPU answers",
+        ),
         (
             "crashed",
             {"ENVCHECK_FAKE_NVML": "healthy_multi_gpu", "ENVCHECK_FAKE_CRASH": "1"},
@@ -144,7 +149,7 @@ def test_healthcheck_with_a_broken_spec_is_unhealthy_not_2(tmp_path):
     assert proc.returncode == 1
     assert (
         proc.stdout.strip()
-        == f"unhealthy: lab spec unusable: {spec}: [gpu] count must be a whole number ≥ 0, got 'eight'"
+        == f"unhealthy: lab spec unusable: {spec}: [gpu] count must be a whole number from 1 to 65536, got 'eight'"
     )
 
 
