@@ -402,9 +402,11 @@ ECC_FIXES = {
 
 @check("gpu.ecc", "ECC memory errors")
 def ecc(ctx: Context) -> Verdict:
-    """Uncorrected ECC errors since boot mean the GPU returned corrupt data: a failure. Errors only in the
-    lifetime (aggregate) count are history a person should know of, not a present fault: a warning, since no
-    reset clears that count. A pending ECC mode change needs a reset."""
+    """Uncorrected ECC errors mean the GPU returned corrupt data; a pending ECC mode change needs a reset.
+
+    Errors since boot (the volatile counter) fail. Errors only in the lifetime (aggregate) count are history a
+    person should know of, not a present fault: a warning, since no reset clears that count.
+    """
     kinds: set[str] = set()
 
     def judge(g: GpuInfo) -> tuple[str, str] | None:

@@ -264,10 +264,10 @@ def check_numpy(ctx: Context) -> Verdict:
 
 @check("packages.pynvml_deprecated", "pynvml module (nvidia-ml-py)")
 def check_pynvml(ctx: Context) -> Verdict:
-    """The ``pynvml`` module Python imports is NVIDIA's nvidia-ml-py and has what envcheck reads through it,
-    and the deprecated ``pynvml`` distribution is not installed.
+    """The deprecated ``pynvml`` distribution is not installed (NVIDIA's ``nvidia-ml-py`` provides the module).
 
-    A module from elsewhere (the deprecated distribution up to 11.x, nvidia-ml-py3, a vendored copy) may
+    Nor any other copy: the ``pynvml`` module Python imports must be nvidia-ml-py's, with what envcheck reads
+    through it. A module from elsewhere (the deprecated distribution up to 11.x, nvidia-ml-py3, a vendored copy) may
     lack functions or not import at all; the report is still produced, with those readings not available,
     and this check says which copy it is, where it came from and how to replace it.
     """
