@@ -79,15 +79,16 @@ REFUSED = "refused"
 def judge_each(
     ctx: Context,
     judge: Callable[[GpuInfo], tuple[str, str] | None],
-    reading: Callable[[GpuInfo], Any],
     *,
-    reads: tuple[str, ...],
+    reads: dict[str, str],
     what: str,
+    reading: Callable[[GpuInfo], Any] | None = None,
 ) -> tuple[list[GpuInfo], list[tuple[GpuInfo, str, str]], dict[str, Any]]:
     """Run ``judge`` on every working GPU: returns (gpus, [(gpu, severity, words)], per-GPU readings).
 
-    ``reads`` names the GpuInfo fields the check depends on and ``what`` says what they are; a GPU where the
-    driver refused any of them is a problem of its own, so a check that could not judge never says "ok".
+    ``reads`` maps each detail the check reports to the GpuInfo field it comes from (``reading``, where
+    given, shapes the details instead), and ``what`` says what those fields are: a GPU where the driver
+    refused any of them is a problem of its own, so a check that could not judge never says "ok".
     """
     gpus = working_gpus(ctx)
     problems = []
@@ -95,8 +96,10 @@ def judge_each(
         found = judge(gpu)
         if found is not None:
             problems.append((gpu, *found))
-        if any(refused(getattr(gpu, name)) for name in reads):
+        if any(refused(getattr(gpu, name)) for name in reads.values()):
             problems.append((gpu, REFUSED, f"the driver refused to read its {what} (no permission)"))
+    if reading is None:
+        return gpus, problems, {str(g.index): {key: getattr(g, name) for key, name in reads.items()} for g in gpus}
     return gpus, problems, {str(g.index): reading(g) for g in gpus}
 
 
@@ -223,7 +226,11 @@ def memory(ctx: Context) -> Verdict:
         }
 
     gpus, problems, details = judge_each(
-        ctx, judge, reading, reads=("memory_used_bytes", "processes"), what="memory use or its processes"
+        ctx,
+        judge,
+        reads={"used_bytes": "memory_used_bytes", "processes": "processes"},
+        what="memory use or its processes",
+        reading=reading,
     )
     free = [g.memory_free_bytes for g in gpus if available(g.memory_free_bytes)]
     return verdict(
@@ -249,8 +256,7 @@ def utilization(ctx: Context) -> Verdict:
     gpus, problems, details = judge_each(
         ctx,
         judge,
-        lambda g: {"gpu_pct": g.utilization_gpu_pct, "memory_pct": g.utilization_memory_pct},
-        reads=("utilization_gpu_pct", "utilization_memory_pct"),
+        reads={"gpu_pct": "utilization_gpu_pct", "memory_pct": "utilization_memory_pct"},
         what="utilisation",
     )
     return verdict(
@@ -277,8 +283,7 @@ def temperature(ctx: Context) -> Verdict:
     gpus, problems, details = judge_each(
         ctx,
         judge,
-        lambda g: {"temperature_c": g.temperature_c, "slowdown_c": g.temperature_slowdown_c},
-        reads=("temperature_c", "temperature_slowdown_c"),
+        reads={"temperature_c": "temperature_c", "slowdown_c": "temperature_slowdown_c"},
         what="temperature or its slowdown threshold",
     )
     hottest = max((g.temperature_c for g in gpus if available(g.temperature_c)), default=None)
@@ -306,8 +311,7 @@ def power(ctx: Context) -> Verdict:
     gpus, problems, details = judge_each(
         ctx,
         judge,
-        lambda g: {"draw_w": g.power_draw_w, "limit_w": g.power_limit_w, "default_limit_w": g.power_default_limit_w},
-        reads=("power_draw_w", "power_limit_w", "power_default_limit_w"),
+        reads={"draw_w": "power_draw_w", "limit_w": "power_limit_w", "default_limit_w": "power_default_limit_w"},
         what="power draw or limits",
     )
     draws = [f"{g.power_draw_w:.0f}/{g.power_limit_w:.0f} W" for g in gpus if available(g.power_draw_w)]
@@ -335,8 +339,7 @@ def throttle(ctx: Context) -> Verdict:
     gpus, problems, details = judge_each(
         ctx,
         judge,
-        lambda g: {"clocks_event_reasons": g.clocks_event_reasons},
-        reads=("clocks_event_reasons",),
+        reads={"clocks_event_reasons": "clocks_event_reasons"},
         what="clock throttle reasons",
     )
     return verdict(
@@ -369,13 +372,12 @@ def pcie(ctx: Context) -> Verdict:
     gpus, problems, details = judge_each(
         ctx,
         judge,
-        lambda g: {
-            "width": g.pcie_width_current,
-            "width_max": g.pcie_width_max,
-            "gen": g.pcie_gen_current,
-            "gen_max": g.pcie_gen_max,
+        reads={
+            "width": "pcie_width_current",
+            "width_max": "pcie_width_max",
+            "gen": "pcie_gen_current",
+            "gen_max": "pcie_gen_max",
         },
-        reads=("pcie_width_current", "pcie_width_max", "pcie_gen_current", "pcie_gen_max"),
         what="PCIe link",
     )
     return verdict(
@@ -431,14 +433,19 @@ def ecc(ctx: Context) -> Verdict:
     gpus, problems, details = judge_each(
         ctx,
         judge,
-        lambda g: {
+        reads={
+            "mode": "ecc_mode_current",
+            "pending": "ecc_mode_pending",
+            "volatile_uncorrected": "ecc_volatile_uncorrected",
+            "aggregate_uncorrected": "ecc_aggregate_uncorrected",
+        },
+        what="ECC mode or error counts",
+        reading=lambda g: {
             "mode": g.ecc_mode_current if available(g.ecc_mode_current) else "not available",
             "pending": g.ecc_mode_pending,
             "volatile_uncorrected": g.ecc_volatile_uncorrected,
             "aggregate_uncorrected": g.ecc_aggregate_uncorrected,
         },
-        reads=("ecc_mode_current", "ecc_volatile_uncorrected", "ecc_aggregate_uncorrected"),
-        what="ECC mode or error counts",
     )
     without = [g for g in gpus if not available(g.ecc_mode_current)]
     fine = "no uncorrected ECC errors" if len(without) < len(gpus) else "ECC not available on these GPUs"
@@ -468,13 +475,15 @@ def retired_memory(ctx: Context) -> Verdict:
     gpus, problems, details = judge_each(
         ctx,
         judge,
-        lambda g: {
-            "retired_pages_pending": g.retired_pages_pending,
-            "remapped_rows_pending": g.remapped_rows_pending,
-            "remapped_rows_failed": g.remapped_rows_failed,
-            "remapped_rows_uncorrectable": g.remapped_rows_uncorrectable,
+        reads={
+            name: name
+            for name in (
+                "retired_pages_pending",
+                "remapped_rows_pending",
+                "remapped_rows_failed",
+                "remapped_rows_uncorrectable",
+            )
         },
-        reads=("retired_pages_pending", "remapped_rows_pending", "remapped_rows_failed", "remapped_rows_uncorrectable"),
         what="page retirement or row remapping state",
     )
     fix = (
@@ -495,8 +504,7 @@ def persistence(ctx: Context) -> Verdict:
     gpus, problems, details = judge_each(
         ctx,
         judge,
-        lambda g: {"persistence_mode": g.persistence_mode},
-        reads=("persistence_mode",),
+        reads={"persistence_mode": "persistence_mode"},
         what="persistence mode",
     )
     return verdict(
@@ -519,9 +527,7 @@ def compute_mode(ctx: Context) -> Verdict:
             return "warn", f"compute mode {g.compute_mode.replace('_', '-')}"
         return None
 
-    gpus, problems, details = judge_each(
-        ctx, judge, lambda g: {"compute_mode": g.compute_mode}, reads=("compute_mode",), what="compute mode"
-    )
+    gpus, problems, details = judge_each(ctx, judge, reads={"compute_mode": "compute_mode"}, what="compute mode")
     return verdict(
         gpus,
         problems,
@@ -547,8 +553,7 @@ def mig(ctx: Context) -> Verdict:
     gpus, problems, details = judge_each(
         ctx,
         judge,
-        lambda g: {"current": g.mig_mode_current, "pending": g.mig_mode_pending},
-        reads=("mig_mode_current", "mig_mode_pending"),
+        reads={"current": "mig_mode_current", "pending": "mig_mode_pending"},
         what="MIG mode",
     )
     enabled = [label(g) for g in gpus if g.mig_mode_current is True]
