@@ -152,6 +152,23 @@ _DIST_NAME = re.compile(r"[A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9]", re.IGNORECASE)
 _BENCH_ID = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 
 
+def is_distribution_name(name: str) -> bool:
+    return bool(_DIST_NAME.fullmatch(name))
+
+
+def is_benchmark_id(name: str) -> bool:
+    return len(name) <= MAX_TEXT and bool(_BENCH_ID.fullmatch(name))
+
+
+def is_text(value: Any) -> bool:
+    """Whether ``value`` is a text value a spec accepts (a name, a unit): one printable line, not too long."""
+    try:
+        _str(value)
+    except ValueError:
+        return False
+    return True
+
+
 #: The format, section by section: key -> (validator, what it means). The README documents the same.
 SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], str]]] = {
     "python": {"version": (_specifier, "Python version: '3.11' (that series) or a specifier")},
@@ -257,7 +274,7 @@ def _parse_packages(spec: LabSpec, body: dict[str, Any], where: str) -> None:
     seen: dict[str, str] = {}
     for key, value in body.items():
         name = key_shown(key)
-        if not _DIST_NAME.fullmatch(key):
+        if not is_distribution_name(key):
             raise SpecError(f"{where} {name}: not a distribution name (letters, digits, '.', '-', '_')")
         canonical = canonicalize_name(key)
         if canonical in seen:
@@ -272,7 +289,7 @@ def _parse_bench(spec: LabSpec, body: dict[str, Any], where: str) -> None:
             spec.bench_fraction = _checked(_fraction, value, f"{where} fraction")
             continue
         name = key_shown(key)
-        if not _BENCH_ID.fullmatch(key) or len(key) > MAX_TEXT:
+        if not is_benchmark_id(key):
             raise SpecError(f"{where} {name}: not a benchmark id (like 'matmul.bf16'; see `envcheck bench --list`)")
         if not isinstance(value, dict) or set(value) != {"min", "unit"}:
             raise SpecError(
