@@ -549,6 +549,9 @@ def check_libs(ctx: Context) -> Verdict:
         "cudnn_version": info.cudnn_version,
         "nccl_version": list(info.nccl_version) if info.nccl_version else None,
         "errors": info.lib_errors,
+        # The libcudart torch loaded: another copy first on LD_LIBRARY_PATH shows up here.
+        "cuda_runtime_version": info.cuda_runtime_version,
+        "cuda_runtime_library": info.cuda_runtime_library,
     }
     cudnn = cudnn_text(info.cudnn_version) if info.cudnn_version else None
     nccl = ".".join(map(str, info.nccl_version)) if info.nccl_version else None

@@ -422,8 +422,12 @@ def test_arch_falls_back_to_torchs_own_device_list(nvml: Callable[[str], Any]) -
 
 def test_libs_report_versions(nvml: Callable[[str], Any]) -> None:
     nvml("healthy_multi_gpu")
-    result = judge("torch.libs", cuda_torch("13.0", cudnn_version=92400, nccl_version=(2, 30, 7)))
+    runtime = "/venv/lib/python3.11/site-packages/nvidia/cu13/lib/libcudart.so.13"
+    info = cuda_torch("13.0", cudnn_version=92400, nccl_version=(2, 30, 7), cuda_runtime_version="13.0",
+                      cuda_runtime_library=runtime)  # fmt: skip
+    result = judge("torch.libs", info)
     assert (result.status, result.summary) == (Status.OK, "cuDNN 9.24.0, NCCL 2.30.7")
+    assert result.details["cuda_runtime_version"] == "13.0" and result.details["cuda_runtime_library"] == runtime
     assert torch_checks.cudnn_text(8907) == "8.9.7"
 
 
