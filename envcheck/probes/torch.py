@@ -277,7 +277,11 @@ def _parse(
         **{k: v for k, v in fields.items() if k in known},
     )
     # SIGALRM is only ever the child's own orphan alarm: it ended itself at its limit, i.e. it was hung.
-    hung = hung or (not done and returncode == -getattr(signal, "SIGALRM", -1))
+    hung = hung or returncode == -getattr(signal, "SIGALRM", -1)
+    # A child that said everything is judged on what it said, however its process then ended.
+    if done and status:
+        info.status = status
+        return info
     info.where = _innermost_frame(stderr, hung=hung) if (hung or (returncode or 0) < 0) else None
     if hung and by_deadline:
         info.status = "unfinished"
@@ -288,8 +292,6 @@ def _parse(
     elif hung:
         info.status = "timeout"
         info.error = f"{stage_words(info.stage)} did not finish within {limit:g} s"
-    elif done and status:
-        info.status = status
     elif returncode is not None and returncode < 0:
         info.status = "crashed"
         info.error = f"the interpreter was killed by {_signal_name(-returncode)} during {stage_words(info.stage)}"

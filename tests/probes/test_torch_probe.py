@@ -307,6 +307,13 @@ def test_a_child_that_ended_itself_at_its_limit_was_hung_not_crashed() -> None:
     assert info.error == "CUDA initialisation (torch.cuda.is_available()) did not finish within 3 s"
 
 
+def test_a_child_that_reported_everything_is_judged_on_its_report() -> None:
+    """Whatever happens after the last line (a teardown that hangs or crashes), the report was complete."""
+    stdout = f'{torch_child.MARK}{{"version": "2.13.0+cpu"}}\n{torch_child.MARK}{{"status": "ok", "done": true}}\n'
+    assert _parse(stdout, "", -signal.SIGKILL, hung=True, limit=3).status == "ok"
+    assert _parse(stdout, "", -signal.SIGSEGV, hung=False, limit=3).status == "ok"
+
+
 def test_the_hang_is_placed_in_the_main_threads_stack() -> None:
     """faulthandler dumps every thread, the one that took the signal first; the hang is the main thread's."""
     stderr = textwrap.dedent(
