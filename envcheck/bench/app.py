@@ -271,7 +271,7 @@ def torch_ready(info: TorchInfo, *, gpus: bool) -> None:
     if imported and not gpus:
         return
     detail = first_line(info.error)
-    if info.status != "import_error":  # a crash or a hang: say where it happened
+    if info.status != "import_error" and "child" not in detail:  # a crash or a hang: say it was not envcheck
         detail += ", in a child process"
     what = "used" if imported else "imported"
     raise BenchError(f"torch cannot be {what} ({detail}); `envcheck doctor` says why", ExitCode.FAILED)

@@ -11,6 +11,9 @@ processes' use" in cores. Where a cgroup quota lets this process use fewer cores
 (``docker --cpus=2`` on a 16-CPU host), the others may use the spare CPUs freely; only what they take
 beyond that competes. The load average is reported alongside, but does not decide: it trails by a
 minute and counts this process's own earlier work (a second bench run right after a first would warn).
+
+A limit of the model: under a quota, processes in this process's own cgroup (a second job in the same
+container) take from the quota, yet are counted like any neighbour, against the spare CPUs first.
 """
 
 from __future__ import annotations

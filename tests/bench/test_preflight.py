@@ -1,0 +1,91 @@
+"""The bench's GPU preflight is the doctor's own checks (torch.arch, gpu.memory), run over the same torch
+child and NVML reading the bench uses: here over the fake NVML library and, for a CUDA build, a fake
+torch imported by the real child process. Then run_bench end to end on fake GPUs, where the preflight
+alone decides the exit code and every GPU carries its NVML identity into the report."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from envcheck.bench import app
+from envcheck.bench.app import BenchRequest, run_bench
+from envcheck.bench.registry import DeviceInfo
+from envcheck.bench.report import bench_document
+from envcheck.core.exit import ExitCode
+from envcheck.core.model import Status
+from envcheck.runner import ProbeRunner
+from tests.bench.conftest import h100
+
+FAKE_CUDA_TORCH = Path(__file__).resolve().parent / "fake_cuda_torch"
+H100 = DeviceInfo("cuda:0", "cuda", "NVIDIA H100 80GB HBM3", 0, (9, 0))
+
+
+def cuda_torch_env() -> dict[str, str]:
+    """This environment, with a CUDA 12.4 torch built for sm_80 and sm_90 first on the child's path."""
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(FAKE_CUDA_TORCH), os.environ.get("PYTHONPATH")])),
+    }
+
+
+def by_id(checks) -> dict[str, object]:
+    return {c.id: c for c in checks}
+
+
+def test_a_card_newer_than_the_torch_builds_arch_list_fails_the_preflight(nvml):
+    nvml("mixed_generations")  # an H100 (9.0) and an RTX PRO 6000 Blackwell (12.0)
+    checks = by_id(app.preflight(ProbeRunner(cuda_torch_env(), 60), [H100], None))
+    assert list(checks) == ["torch.arch", "gpu.memory"]
+    arch = checks["torch.arch"]
+    assert arch.status is Status.FAIL
+    assert arch.summary.startswith(
+        "GPU 1 (NVIDIA RTX PRO 6000 Blackwell Workstation Edition, compute capability 12.0): "
+        "not in torch 2.5.1+cu124's arch list (sm_80 sm_90)"
+    )
+    assert checks["gpu.memory"].status is Status.OK
+
+
+def test_another_process_holding_a_gpus_memory_is_a_preflight_warning(nvml):
+    nvml("other_process_memory")  # pid 4242 holds 70 GiB of GPU 0
+    checks = by_id(app.preflight(ProbeRunner(dict(os.environ), 60), [H100], None))
+    memory = checks["gpu.memory"]
+    assert memory.status is Status.WARN and "held by pid 4242" in memory.summary
+    assert memory.fix is not None and "CUDA_VISIBLE_DEVICES" in memory.fix.text
+    assert checks["torch.arch"].status in (Status.SKIP, Status.OK)  # this machine's torch: CPU or CUDA build
+
+
+#: The fake NVML scenario's GPUs (tests/fakenvml.py): uuid GPU-0000000i-aaaa-..., PCI bus 0x18 + i.
+def uuid(i: int) -> str:
+    return f"{i:08d}-aaaa-bbbb-cccc-000000000000"
+
+
+@pytest.mark.parametrize(
+    ("scenario", "cards", "code", "arch"),
+    [
+        # two A100s (8.0) with MIG on one: the torch build covers them
+        ("mig_enabled", [(8, 0), (8, 0)], ExitCode.OK, Status.OK),
+        # an H100 (9.0) and a Blackwell card (12.0) the build has no kernels for
+        ("mixed_generations", [(9, 0), (12, 0)], ExitCode.FAILED, Status.FAIL),
+    ],
+)
+def test_run_bench_on_fake_gpus_reports_identity_and_judges_by_the_preflight(
+    nvml, fake_cuda, scenario, cards, code, arch
+):
+    nvml(scenario)
+    fake_cuda([h100(major=cc[0], minor=cc[1], uuid=uuid(i)) for i, cc in enumerate(cards)])
+    # train.cnn_amp has no fp32 case: the suite plans nothing, so no kernel runs on the fake GPUs
+    request = BenchRequest.parse(device="cuda", only="train.cnn_amp", dtype="fp32")
+    report = run_bench(request, env=cuda_torch_env())
+    assert report.results == () and report.exit_code is code
+    assert by_id(report.preflight)["torch.arch"].status is arch
+    doc = bench_document(report)
+    assert doc["exit_code"] == int(code)
+    assert [(d["name"], d["uuid"], d["pci_bus_id"]) for d in doc["devices"]] == [
+        ("cuda:0", f"GPU-{uuid(0)}", "00000000:18:00.0"),
+        ("cuda:1", f"GPU-{uuid(1)}", "00000000:19:00.0"),
+    ]
+    assert [g["uuid"] for g in doc["gpus"]] == [f"GPU-{uuid(0)}", f"GPU-{uuid(1)}"]  # the report's envelope
+    assert [c["id"] for c in doc["preflight"]] == ["torch.arch", "gpu.memory"]
