@@ -148,6 +148,19 @@ def test_small_machine_that_is_not_restricted_is_ok():
 def test_low_available_memory_warns():
     result = judge("host.memory", healthy(memory=MemoryInfo(64 * GiB, 2 * GiB)))
     assert result.status is Status.WARN and "2.0 GiB available of 64.0 GiB" in result.summary
+    assert result.fix.text == "Stop what holds the memory (see `top`/`ps`)."  # no container limit to raise
+
+
+def test_a_container_limit_above_the_hosts_ram_is_not_the_ram():
+    """A cgroup limit of 2 TiB on a 64 GiB machine limits nothing: the RAM is the machine's."""
+    result = judge("host.memory", healthy(memory=MemoryInfo(64 * GiB, 40 * GiB, 2048 * GiB, 20 * GiB)))
+    assert result.summary == "40.0 GiB available of 64.0 GiB"
+
+
+def test_memory_is_shown_rounded_down():
+    """64 GiB less 1 byte is not "64.0 GiB": that is what the lab spec's 64 GiB minimum would fail."""
+    result = judge("host.memory", healthy(memory=MemoryInfo(68_719_476_735, 32 * GiB)))
+    assert result.summary == "32.0 GiB available of 63.9 GiB"
 
 
 def test_container_memory_limit_is_judged_not_the_hosts_ram():
@@ -155,7 +168,10 @@ def test_container_memory_limit_is_judged_not_the_hosts_ram():
     assert result.status is Status.WARN
     assert "of 8.0 GiB (container limit)" in result.summary
     # 7.5 GiB held: a limit of 7.5 + 4 = 11.5 GiB leaves the 4 GiB free that the warning wants; docker takes 12g.
-    assert "`docker run --memory=12g` or more" in result.fix.text
+    assert result.fix.text == (
+        "Stop what holds the memory (see `top`/`ps`), or raise the container's memory limit "
+        "(`docker run --memory=12g` or more)."
+    )
 
 
 def place(free: int | None, path: str = "/home/me/project", error: str | None = None) -> DiskSpace:
