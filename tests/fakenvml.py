@@ -1,6 +1,6 @@
 """A fake ``libnvidia-ml.so.1`` at the C-function boundary, and named scenarios built on it.
 
-``pynvml.nvmlLib`` is replaced by :class:`FakeNvmlLib`, whose attributes are the C functions, each a
+The binding's ``nvmlLib`` is replaced by :class:`FakeNvmlLib`, whose attributes are the C functions, each a
 Python callable that fills its ctypes arguments the way the driver would and returns an NVML return
 code. The real nvidia-ml-py wrappers (argument marshalling, error classes, version fallbacks) run on
 top, so the bugs users meet in the binding layer are met here too.
