@@ -65,6 +65,18 @@ BROKEN = {
         "pyproject.toml: is not UTF-8 text (line 3)",
     ),
     "too_big": (write(b"[tool.envcheck.host]\nmin_cpus = 1\n" + PADDING), "pyproject.toml: is bigger than 1 MiB"),
+    "header_split_across_two_reads": (  # the scan reads 1 MiB at a time: the header starts 5 bytes before that
+        write(b"#" * (1024 * 1024 - 6) + b"\n[tool.envcheck.host]\nmin_cpus = 1\n"),
+        "pyproject.toml: is bigger than 1 MiB",
+    ),
+    "after_a_line_of_two_megabytes": (
+        write(b"#" * 2_000_000 + b"\n[tool.envcheck.host]\nmin_cpus = 1\n"),
+        "pyproject.toml: is bigger than 1 MiB",
+    ),
+    "key_of_a_line_of_two_megabytes": (
+        write(b'tool.envcheck.gpu.name = "' + b"x" * 2_000_000 + b'"\n'),
+        "pyproject.toml: is bigger than 1 MiB",
+    ),
     "claimed_after_two_megabytes": (  # the scan reads past its first 1 MiB chunk, and knows the [tool] table
         write(b"[tool]\nx = 1\n" + PADDING + b"envcheck.host.min_cpus = 1\n"),
         "pyproject.toml: is bigger than 1 MiB",
@@ -158,3 +170,18 @@ def test_a_pyproject_on_a_hung_mount(tmp_path, monkeypatch, before_the_hang, our
         )
     finally:
         release.set()
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda where: os.mkfifo(where / "envcheck.toml"), "is a FIFO or pipe (save what it carries to a file first)"),
+        (lambda where: (where / "envcheck.toml").mkdir(), "is a directory"),
+    ],
+)
+def test_an_envcheck_toml_that_is_no_file_is_an_error_not_ignored(tmp_path, make, words):
+    """Unlike a pyproject, a file named for envcheck is meant as a spec: say what is wrong with it."""
+    make(tmp_path)
+    with pytest.raises(SpecError) as refused:
+        find_spec(None, {}, tmp_path, system=no_system_spec(tmp_path))
+    assert str(refused.value).startswith(f"{tmp_path / 'envcheck.toml'}: {words}")
