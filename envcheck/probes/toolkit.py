@@ -32,8 +32,9 @@ DEFAULT_CUDA_HOME = "/usr/local/cuda"
 #: ``nvcc --version`` (and ``gcc --version``...) start a small binary; if it takes longer, something
 #: (NFS, a wrapper) hangs.
 NVCC_TIMEOUT_S = 10.0
-#: The probe stops its commands this much before the doctor's deadline, to report them as hung itself.
-_MARGIN_S = 0.3
+#: The probe stops its commands this much before the doctor's deadline, to report them as hung itself
+#: (the kill, reading the pipes) rather than be reported as hung as a whole.
+_MARGIN_S = 0.5
 _RELEASE = re.compile(r"release (\d+)\.(\d+)")
 
 #: Build tool -> what follows this pattern in its ``--version`` output: the same patterns as PyTorch's
