@@ -51,6 +51,9 @@ DEFAULT_CHILD_TIMEOUT_S = 40.0
 #: enough for its last words (the stack dump, :data:`envcheck.core.proc.LAST_WORDS_S`), the group kill,
 #: reading its pipes and parsing what it said. Every tenth of a second more is one the import may use.
 _MARGIN_S = 0.5
+#: Whatever the limits, the child gets this long: a report that says less than "the interpreter did not
+#: start" is no use.
+_MIN_S = 0.5
 TIMEOUT_ENV = "ENVCHECK_TORCH_TIMEOUT"
 STDERR_TAIL_CHARS = 2000
 
@@ -153,11 +156,6 @@ def child_timeout(env: Mapping[str, str], timeout_s: float | None = None) -> flo
     return max(_MIN_S, min(timeout_s, PROBE_TIMEOUT_S - _MARGIN_S))
 
 
-#: Whatever the limits, the child gets this long: a report that says less than "the interpreter did not
-#: start" is no use.
-_MIN_S = 0.5
-
-
 def time_limit(own_s: float, deadline_s: float | None, *, elapsed_s: float = 0.0) -> tuple[float, bool]:
     """(seconds from the child's start until it is stopped, whether the doctor's deadline set them).
 
@@ -233,11 +231,12 @@ def start_early(env: Mapping[str, str], deadline_s: float) -> None:
     """
     child_env = dict(env)
     limit = min(child_timeout(child_env), max(_MIN_S, deadline_s))
+    started = time.monotonic()
     try:
         child = _spawn(sys.executable, child_env, limit)
     except OSError:
         return
-    _EARLY.append((sys.executable, child_env, child, time.monotonic(), limit))
+    _EARLY.append((sys.executable, child_env, child, started, limit))
 
 
 def _take_early(interpreter: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], float, float] | None:
