@@ -313,12 +313,16 @@ def _text(data: bytes, path: str | os.PathLike[str]) -> str:
         raise SpecError(f"{path_shown(path)}: {exc}") from None
 
 
+class _Missing(SpecError):
+    """The spec file is not there: an error when named, nothing when the doctor merely looks."""
+
+
 def _read(path: str | os.PathLike[str]) -> bytes:
     """The spec's bytes, read under the time and size bounds; every refusal is a :class:`SpecError`."""
     try:
         return files.within(files.READ_TIMEOUT_S, lambda: files.read_regular(path, SPEC_MAX_BYTES))
     except files.FileRefused as exc:
-        raise SpecError(f"{path_shown(path)}: {exc}") from None
+        raise (_Missing if exc.missing else SpecError)(f"{path_shown(path)}: {exc}") from None
 
 
 def load_spec(path: str | os.PathLike[str]) -> LabSpec:
@@ -351,20 +355,15 @@ def find_spec(
     if env.get("ENVCHECK_SPEC"):
         return load_spec(env["ENVCHECK_SPEC"])
     here = Path(cwd)
-    for path in (here / "envcheck.toml", None, system):
-        if path is None:
-            spec = _pyproject_spec(here / "pyproject.toml")
-            if spec is not None:
-                return spec
-            continue
-        try:
-            data = files.within(files.READ_TIMEOUT_S, lambda p=path: files.read_regular(p, SPEC_MAX_BYTES))
-        except files.FileRefused as exc:
-            if exc.missing:
-                continue
-            raise SpecError(f"{path_shown(path)}: {exc}") from None
-        return parse_spec_text(_text(data, path), str(path))
-    return None
+    return _spec_if_there(here / "envcheck.toml") or _pyproject_spec(here / "pyproject.toml") or _spec_if_there(system)
+
+
+def _spec_if_there(path: Path) -> LabSpec | None:
+    try:
+        data = _read(path)
+    except _Missing:
+        return None
+    return parse_spec_text(_text(data, path), str(path))
 
 
 # -- pyproject.toml: ours only if it holds [tool.envcheck] -----------------------------------------
