@@ -102,7 +102,7 @@ def chunks(fd: int) -> Iterator[bytes]:
         yield chunk
 
 
-def too_big(max_bytes: int) -> FileRefused:
+def _too_big(max_bytes: int) -> FileRefused:
     return FileRefused(f"is bigger than {max_bytes // 1024**2} MiB")
 
 
@@ -114,12 +114,12 @@ def read_regular(path: str | os.PathLike[str], max_bytes: int) -> bytes:
     fd = open_regular(path)
     try:
         if os.fstat(fd).st_size > max_bytes:
-            raise too_big(max_bytes)
+            raise _too_big(max_bytes)
         data = bytearray()
         for chunk in chunks(fd):
             data += chunk
             if len(data) > max_bytes:
-                raise too_big(max_bytes)
+                raise _too_big(max_bytes)
         return bytes(data)
     finally:
         os.close(fd)
