@@ -205,7 +205,7 @@ def run_checks(
 #: while NVML and the host are probed).
 AREA_PROBES = {
     "host": ["host", "disk"],
-    "packages": ["packages"],
+    "packages": ["packages", "nvml"],
     "driver": ["nvml"],
     "gpu": ["nvml"],
     "torch": ["torch", "nvml", "toolkit"],
