@@ -39,6 +39,16 @@ def main() -> None:
     """Is this machine ready for deep-learning work? If not: what is wrong, and the exact fix."""
 
 
+#: ``--spec``, the same wherever a lab spec is enforced.
+spec_option = click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(dir_okay=False),
+    help="Lab spec (TOML) to enforce; else $ENVCHECK_SPEC, ./envcheck.toml, [tool.envcheck] in ./pyproject.toml "
+    "or /etc/envcheck/lab.toml.",
+)
+
+
 def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
     """click's FloatRange lets ``nan`` through (every comparison with NaN is false): refuse it here."""
     if value is not None and not math.isfinite(value):
@@ -56,13 +66,7 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
 @click.option(
     "--list-checks", is_flag=True, help="List every check id with what it checks (--json: as JSON), and exit."
 )
-@click.option(
-    "--spec",
-    "spec_path",
-    type=click.Path(dir_okay=False),
-    help="Lab spec (TOML) to enforce; else $ENVCHECK_SPEC, ./envcheck.toml, [tool.envcheck] in ./pyproject.toml "
-    "or /etc/envcheck/lab.toml.",
-)
+@spec_option
 @click.option(
     "--deadline",
     type=click.FloatRange(min=1.0, max=3600.0),
@@ -254,13 +258,7 @@ class _HealthcheckCommand(click.Command):
     help="Seconds the check may take; keep it well inside the HEALTHCHECK --timeout.",
 )
 @click.option("--require-gpu", is_flag=True, help="Unhealthy when no GPU answers (a GPU image run without --gpus).")
-@click.option(
-    "--spec",
-    "spec_path",
-    type=click.Path(dir_okay=False),
-    help="Lab spec (TOML) to enforce; else $ENVCHECK_SPEC, ./envcheck.toml, [tool.envcheck] in ./pyproject.toml "
-    "or /etc/envcheck/lab.toml.",
-)
+@spec_option
 def healthcheck(deadline: float = 8.0, require_gpu: bool = False, spec_path: str | None = None) -> None:
     """One line and exit 0 (healthy) or 1 (unhealthy), for a Docker HEALTHCHECK.
 
