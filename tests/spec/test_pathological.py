@@ -188,23 +188,6 @@ SPECS = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("scenario", SPECS)
-def test_pathological_spec_is_one_line_at_the_function_level(tmp_path, monkeypatch, scenario):
-    make, line = SPECS[scenario]
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(SpecError) as refused:
-        load_spec(make(tmp_path))
-    assert str(refused.value) == line
-
-
-@needs_script
-@pytest.mark.parametrize("scenario", SPECS)
-def test_pathological_spec_through_the_installed_doctor(tmp_path, scenario):
-    make, line = SPECS[scenario]
-    path = make(tmp_path)
-    assert one_error_line(envcheck("doctor", "--quick", "--spec", path, cwd=tmp_path)) == f"envcheck: {line}"
-
-
 @needs_script
 @pytest.mark.parametrize("scenario", ["fifo_blocks_readers_forever", "bench_minimum_nan", "sparse_terabyte"])
 def test_pathological_spec_through_envcheck_spec_and_the_bench(tmp_path, scenario):
@@ -295,22 +278,36 @@ BASELINES = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("scenario", BASELINES)
-def test_pathological_baseline_is_one_line_at_the_function_level(tmp_path, monkeypatch, scenario):
-    make, line = BASELINES[scenario]
+#: kind -> (scenarios, the reader, its error, the installed command that reads it, how its error line starts)
+READERS = {
+    "spec": (SPECS, load_spec, SpecError, ("doctor", "--quick", "--spec"), "envcheck: "),
+    "baseline": (
+        BASELINES,
+        load_baseline,
+        BaselineError,
+        ("bench", "--device", "cpu", "--only", "memory.d2d", "--quick", "--compare"),
+        "envcheck bench: error: ",
+    ),
+}
+EVERY_FILE = [pytest.param(kind, name, id=f"{kind}-{name}") for kind, entry in READERS.items() for name in entry[0]]
+
+
+@pytest.mark.parametrize(("kind", "scenario"), EVERY_FILE)
+def test_pathological_file_is_one_line_at_the_function_level(tmp_path, monkeypatch, kind, scenario):
+    scenarios, read, error, _, _ = READERS[kind]
+    make, line = scenarios[scenario]
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(BaselineError) as refused:
-        load_baseline(make(tmp_path))
+    with pytest.raises(error) as refused:
+        read(make(tmp_path))
     assert str(refused.value) == line
 
 
 @needs_script
-@pytest.mark.parametrize("scenario", BASELINES)
-def test_pathological_baseline_through_the_installed_bench(tmp_path, scenario):
-    make, line = BASELINES[scenario]
-    path = make(tmp_path)
-    proc = envcheck("bench", "--compare", path, "--device", "cpu", "--only", "memory.d2d", "--quick", cwd=tmp_path)
-    assert one_error_line(proc) == f"envcheck bench: error: {line}"
+@pytest.mark.parametrize(("kind", "scenario"), EVERY_FILE)
+def test_pathological_file_through_the_installed_command(tmp_path, kind, scenario):
+    scenarios, _, _, command, starts = READERS[kind]
+    make, line = scenarios[scenario]
+    assert one_error_line(envcheck(*command, make(tmp_path), cwd=tmp_path)) == f"{starts}{line}"
 
 
 def test_a_big_honest_baseline_still_loads(tmp_path):
