@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from envcheck.bench.registry import Check
+from envcheck.bench.registry import Check, DeviceInfo
 from envcheck.core.model import first_line
 
 if TYPE_CHECKING:
@@ -168,11 +168,12 @@ def cudnn_autotune() -> Iterator[None]:
         torch.backends.cudnn.benchmark = saved
 
 
-def synchronize(device: str) -> None:
+def synchronize(dev: DeviceInfo) -> None:
+    """Wait for ``dev``'s queued work (a no-op on the CPU, whose torch ops are synchronous)."""
     import torch
 
-    if device.startswith("cuda"):
-        torch.cuda.synchronize(device)
+    if dev.is_cuda:
+        torch.cuda.synchronize(dev.name)
 
 
 def fmt_shape(*dims: Any) -> str:

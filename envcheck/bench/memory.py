@@ -90,7 +90,7 @@ def build_host_copy(dev: DeviceInfo, to_device: bool, pinned: bool, nbytes: int)
             host.copy_(src, non_blocking=pinned)
 
         def verify() -> Check:
-            common.synchronize(device)
+            common.synchronize(dev)
             return exact(host, src, "device buffer")
 
     direction = "host->device" if to_device else "device->host"

@@ -283,10 +283,11 @@ def best_of(results: list[BenchResult]) -> BenchResult:
 
 def flag_slow_siblings(results: list[BenchResult], shortfall: float = SIBLING_SHORTFALL) -> list[BenchResult]:
     """Name each GPU whose figure is more than ``shortfall`` below the median of the *other* GPUs of its
-    model on the same case: in synchronous data-parallel training the whole node runs at its pace."""
+    model on the same case: in synchronous data-parallel training the whole node runs at its pace. (A
+    run has one CPU, so a CPU figure has no siblings.)"""
     groups: dict[tuple[str, str, str], list[BenchResult]] = {}
     for r in results:
-        if r.device != "cpu" and r.value is not None and r.status is Status.OK:
+        if r.value is not None and r.status is Status.OK:
             groups.setdefault((r.id, r.case, r.device_model), []).append(r)
     flagged: dict[int, dict[str, float]] = {}
     for members in groups.values():

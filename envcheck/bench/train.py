@@ -75,13 +75,13 @@ def synthetic_batches(device: str, batch: int, count: int, seed: int) -> list[tu
     return batches
 
 
-def make_step(model: torch.nn.Module, device: str, amp: bool) -> Any:
+def make_step(model: torch.nn.Module, dev: DeviceInfo, amp: bool) -> Any:
     """One training step (forward, loss, backward, SGD update), in bf16 autocast when ``amp``."""
     import torch
     import torch.nn.functional as F
 
     opt = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM)
-    device_type = device.split(":", 1)[0]
+    device_type = dev.kind  # autocast's device type: "cuda" or "cpu"
 
     def train_step(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         opt.zero_grad(set_to_none=True)
@@ -94,17 +94,17 @@ def make_step(model: torch.nn.Module, device: str, amp: bool) -> Any:
     return train_step
 
 
-def learns(device: str, amp: bool) -> Check:
+def learns(dev: DeviceInfo, amp: bool) -> Check:
     """Train a fresh, seeded model on the template task; pass when the held-out loss halves."""
     import torch
     import torch.nn.functional as F
 
-    model = seeded_model(0, device)
-    train_step = make_step(model, device, amp)
-    (held_x, held_y), *train = synthetic_batches(device, VERIFY_BATCH, 9, seed=99)
+    model = seeded_model(0, dev.name)
+    train_step = make_step(model, dev, amp)
+    (held_x, held_y), *train = synthetic_batches(dev.name, VERIFY_BATCH, 9, seed=99)
 
     def held_out_loss() -> float:
-        with torch.no_grad(), torch.autocast(device_type=device.split(":", 1)[0], dtype=torch.bfloat16, enabled=amp):
+        with torch.no_grad(), torch.autocast(device_type=dev.kind, dtype=torch.bfloat16, enabled=amp):
             return float(F.cross_entropy(model(held_x), held_y))
 
     before = held_out_loss()
@@ -123,7 +123,7 @@ def build_train(dev: DeviceInfo, amp: bool, batch: int) -> Workload:
 
     device = dev.name
     model = seeded_model(1, device)
-    train_step = make_step(model, device, amp)
+    train_step = make_step(model, dev, amp)
     pool = synthetic_batches(device, batch, POOL, seed=common.case_seed("train", amp, batch))
     counter = [0]
 
@@ -144,7 +144,7 @@ def build_train(dev: DeviceInfo, amp: bool, batch: int) -> Workload:
             "classes": CLASSES,
         },
         step=step,
-        verify=lambda: learns(device, amp),
+        verify=lambda: learns(dev, amp),
         work_per_step=batch,
         work_unit="image",
         peak_key=None,

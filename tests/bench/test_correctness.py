@@ -99,9 +99,9 @@ def test_real_conv_and_attention_pass_in_bf16(cpu):
 
 
 def test_the_training_loop_learns_and_a_broken_one_is_not_verified(cpu, monkeypatch):
-    assert train.learns("cpu", amp=False).passed
+    assert train.learns(cpu, amp=False).passed
     monkeypatch.setattr(train, "LEARNING_RATE", 0.0)  # a step that never updates the weights
-    check = train.learns("cpu", amp=False)
+    check = train.learns(cpu, amp=False)
     assert not check.passed
     assert "held-out loss" in check.detail
 
