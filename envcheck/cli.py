@@ -43,7 +43,7 @@ def main() -> None:
 spec_option = click.option(
     "--spec",
     "spec_path",
-    type=click.Path(dir_okay=False),
+    metavar="FILE",
     help="Lab spec (TOML) to enforce; else $ENVCHECK_SPEC, ./envcheck.toml, [tool.envcheck] in ./pyproject.toml "
     "or /etc/envcheck/lab.toml.",
 )
@@ -52,7 +52,7 @@ spec_option = click.option(
 def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
     """click's FloatRange lets ``nan`` through (every comparison with NaN is false): refuse it here."""
     if value is not None and not math.isfinite(value):
-        raise click.BadParameter(f"{value} is not a number of seconds")
+        raise click.BadParameter(f"{value} is not a finite number")
     return value
 
 
@@ -187,6 +187,7 @@ def _progress(runner: Any, *, enabled: bool) -> Any:
 @click.option(
     "--fraction",
     type=click.FloatRange(0.0, 1.0, min_open=True),
+    callback=_finite,
     default=0.9,
     show_default=True,
     help="With --with-bench: the share of this machine's figures that other machines must reach.",

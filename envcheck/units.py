@@ -43,12 +43,6 @@ def parse_size(text: str | int) -> int:
     return size
 
 
-def gib(n: float | int) -> str:
-    """Binary gibibytes, which is what nvidia-smi and free -g show."""
-    value = n / 1024**3
-    return f"{value:.0f} GiB" if value >= 10 else f"{value:.1f} GiB"
-
-
 def _tenths(n: int | float, size: int, up: bool) -> str:
     scaled = Fraction(n) * 10 / size  # exact: a float would turn 64 GiB - 1 byte into "64.0"
     tenths = math.ceil(scaled) if up else math.floor(scaled)

@@ -34,7 +34,7 @@ def test_healthy_multi_gpu(nvml):
     assert code == 0
     assert doc["schema"] == "envcheck.doctor/1" and doc["status"] == "ok"
     assert {c["status"] for c in doc["checks"]} == {"ok"}
-    assert checks["gpu.inventory"]["summary"] == "4 × NVIDIA H100 80GB HBM3 (cc 9.0, 80 GiB)"
+    assert checks["gpu.inventory"]["summary"] == "4 × NVIDIA H100 80GB HBM3 (cc 9.0, 80.0 GiB)"
     assert checks["driver.version"]["summary"] == "driver 550.54.15, supports CUDA ≤ 12.4"
     assert doc["driver"] == {"version": "550.54.15", "cuda_version": "12.4", "nvml_version": "12.550.54.15"}
     assert [g["index"] for g in doc["gpus"]] == [0, 1, 2, 3]
@@ -185,7 +185,7 @@ def test_other_process_holding_memory_warns_with_pid(nvml):
     assert code == 0
     memory = checks["gpu.memory"]
     assert memory["status"] == "warn"
-    assert "GPU 0 (00000000:18:00.0): 70.0 GiB of 80 GiB held by pid 4242" in memory["summary"]
+    assert "GPU 0 (00000000:18:00.0): 70.0 GiB of 80.0 GiB held by pid 4242" in memory["summary"]
     assert "CUDA_VISIBLE_DEVICES" in memory["fix"]["text"]
     procs = memory["details"]["gpus"]["0"]["processes"]
     assert procs == [{"pid": 4242, "name": None, "used_bytes": 70 * 1024**3}]
@@ -306,7 +306,7 @@ def test_the_deprecated_pynvml_11_lacking_names_still_gives_the_report(tmp_path)
     assert verdict["details"]["missing"] == ["nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetMigMode"]
     assert verdict["fix"]["command"] == "pip uninstall -y pynvml && pip install --force-reinstall nvidia-ml-py"
     # What can be read is read: the GPUs, and the throttle reasons through the pre-r535 name.
-    assert checks["gpu.inventory"]["summary"] == "2 × NVIDIA H100 80GB HBM3 (cc 9.0, 80 GiB)"
+    assert checks["gpu.inventory"]["summary"] == "2 × NVIDIA H100 80GB HBM3 (cc 9.0, 80.0 GiB)"
     assert checks["gpu.temperature"]["summary"] == "GPU 0 (00000000:18:00.0): 91 °C, slowdown at 87 °C"
     assert "HW thermal slowdown" in checks["gpu.throttle"]["summary"]
     assert checks["gpu.memory"]["details"]["gpus"]["0"]["processes"] == "not available"

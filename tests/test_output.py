@@ -81,7 +81,7 @@ def test_output_file_gets_the_format_its_suffix_names_and_the_terminal_keeps_tex
     assert "ready: no problems found" in proc.stdout and not proc.stdout.startswith("#")
     markdown = report.read_text()
     assert markdown.startswith("## envcheck doctor: ready: no problems found")
-    assert "| ✅ ok | GPUs present | 4 × NVIDIA H100 80GB HBM3 (cc 9.0, 80 GiB) | `gpu.inventory` |" in markdown
+    assert "| ✅ ok | GPUs present | 4 × NVIDIA H100 80GB HBM3 (cc 9.0, 80.0 GiB) | `gpu.inventory` |" in markdown
     assert "NVIDIA driver: 550.54.15" in markdown
     assert [p.name for p in tmp_path.iterdir()] == ["report.md"]  # no temp file left behind
     as_json = tmp_path / "report.out"
@@ -205,3 +205,8 @@ def test_a_folded_skip_line_fits_the_terminal(columns):
     assert len(lines[folded].rstrip()) <= columns
     assert lines[folded + 1].strip() == ""  # nothing of it spilled onto a second line
     assert "gpu." in lines[folded]
+
+
+def test_snapshot_fraction_that_is_not_a_number_is_a_usage_error():
+    proc = run("snapshot", "--with-bench", "--fraction", "nan")
+    assert proc.returncode == 2 and "not a finite number" in proc.stderr and "Traceback" not in proc.stderr

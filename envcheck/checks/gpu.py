@@ -17,7 +17,7 @@ from envcheck.core.model import NA, SkipCheck, Verdict, available, fail, ok, war
 from envcheck.core.probing import Context
 from envcheck.core.registry import check
 from envcheck.probes.nvml import NO_PERMISSION, NOT_SUPPORTED, GpuInfo
-from envcheck.units import gib, human
+from envcheck.units import human
 
 #: Another process holding at least this share of a GPU's memory leaves too little for training.
 BUSY_MEMORY_SHARE = 0.5
@@ -150,7 +150,7 @@ def inventory(ctx: Context) -> Verdict:
             "uuid": g.uuid,
             "pci_bus_id": g.pci_bus_id,
             "compute_capability": ".".join(map(str, g.compute_capability)) if available(g.compute_capability) else None,
-            "memory_total": gib(g.memory_total_bytes) if available(g.memory_total_bytes) else None,
+            "memory_total": human(g.memory_total_bytes) if available(g.memory_total_bytes) else None,
             "lost": g.lost,
             "refused": g.refused,
             "error": g.lost_error,
@@ -187,7 +187,7 @@ def inventory(ctx: Context) -> Verdict:
     for g in state.gpus:
         models[str(g.name)] = models.get(str(g.name), 0) + 1
     first = state.gpus[0]
-    mem = f", {gib(first.memory_total_bytes)}" if available(first.memory_total_bytes) else ""
+    mem = f", {human(first.memory_total_bytes)}" if available(first.memory_total_bytes) else ""
     cc = "cc {}.{}".format(*first.compute_capability) if available(first.compute_capability) else ""
     kinds = ", ".join(f"{n} × {name}" for name, n in models.items())
     return ok(f"{kinds} ({cc}{mem})" if len(models) == 1 else kinds, gpus=listing)
@@ -208,10 +208,10 @@ def memory(ctx: Context) -> Verdict:
         held = sum(p.used_bytes or 0 for p in procs)
         if held >= BUSY_MEMORY_SHARE * g.memory_total_bytes:
             who = ", ".join(f"pid {p.pid} ({p.name or 'not visible'}) {human(p.used_bytes or 0)}" for p in procs)
-            return "warn", f"{human(held)} of {gib(g.memory_total_bytes)} held by {who}"
+            return "warn", f"{human(held)} of {human(g.memory_total_bytes)} held by {who}"
         if not procs and g.memory_used_bytes >= BUSY_MEMORY_SHARE * g.memory_total_bytes:
             return "warn", (
-                f"{human(g.memory_used_bytes)} of {gib(g.memory_total_bytes)} in use by processes not visible "
+                f"{human(g.memory_used_bytes)} of {human(g.memory_total_bytes)} in use by processes not visible "
                 "from here (another container?)"
             )
         return None
@@ -237,7 +237,7 @@ def memory(ctx: Context) -> Verdict:
         gpus,
         problems,
         details,
-        fine=f"{gib(min(free))} or more free on every GPU" if free else "memory readings not available",
+        fine=f"{human(min(free))} or more free on every GPU" if free else "memory readings not available",
         fix="Someone else's job holds this GPU: pick another one with CUDA_VISIBLE_DEVICES, or ask the owner "
         "(the pid is above; `nvidia-smi` lists them). Stale processes from a crashed job can be killed.",
         command="nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv",

@@ -65,7 +65,7 @@ def test_memory_held_by_another_process_warns_from_half_the_gpu(nvml, used_gib, 
     result = checks()["gpu.memory"]
     assert result["status"] == status
     if status == "warn":
-        assert result["summary"].startswith("GPU 0 (00000000:18:00.0): 40.0 GiB of 80 GiB held by pid 4242")
+        assert result["summary"].startswith("GPU 0 (00000000:18:00.0): 40.0 GiB of 80.0 GiB held by pid 4242")
 
 
 @pytest.mark.parametrize("busy, status", [(49, "ok"), (50, "warn")])
@@ -75,12 +75,12 @@ def test_utilization_warns_from_half_busy(nvml, busy, status):
 
 
 def test_memory_sizes_are_binary_gibibytes(nvml):
-    # A card of 24 GB (decimal, 24 * 1000**3 bytes) is 22.35 GiB: shown as nvidia-smi would, in GiB.
+    # A card of 24 GB (decimal, 24 * 1000**3 bytes) is 22.35 GiB: shown in GiB, rounded down to a tenth.
     lib = nvml("geforce_no_ecc")
     lib.gpus[0].memory_total = 24 * 1000**3
-    assert checks()["gpu.inventory"]["summary"] == "1 × NVIDIA GeForce RTX 4090 (cc 8.9, 22 GiB)"
+    assert checks()["gpu.inventory"]["summary"] == "1 × NVIDIA GeForce RTX 4090 (cc 8.9, 22.3 GiB)"
     lib.gpus[0].memory_total = 24 * 1024**3
-    assert checks()["gpu.inventory"]["summary"] == "1 × NVIDIA GeForce RTX 4090 (cc 8.9, 24 GiB)"
+    assert checks()["gpu.inventory"]["summary"] == "1 × NVIDIA GeForce RTX 4090 (cc 8.9, 24.0 GiB)"
 
 
 @pytest.mark.parametrize(
@@ -145,7 +145,7 @@ def test_a_refusal_next_to_a_real_problem_keeps_both(nvml):
     lib = nvml("readings_refused_mig")
     lib.gpus[1].memory_used, lib.gpus[1].processes = 72 * 1024**3, [(4242, 70 * 1024**3)]
     memory = checks()["gpu.memory"]
-    assert "GPU 1 (00000000:19:00.0): 70.0 GiB of 80 GiB held by pid 4242" in memory["summary"]
+    assert "GPU 1 (00000000:19:00.0): 70.0 GiB of 80.0 GiB held by pid 4242" in memory["summary"]
     assert "GPU 0 (00000000:18:00.0): the driver refused" in memory["summary"]
     assert memory["fix"]["text"].startswith("Someone else's job holds this GPU")
     assert "Insufficient Permissions" in memory["fix"]["text"]

@@ -209,11 +209,6 @@ def test_a_directory_as_spec_through_the_environment_and_the_bench(tmp_path):
 
 
 @needs_script
-@pytest.mark.xfail(
-    strict=True,
-    reason="envcheck/cli.py declares --spec as click.Path(dir_okay=False), so click prints its own four-line "
-    "usage error for a directory before the spec reader sees it",
-)
 def test_a_directory_as_spec_through_the_doctor_option(tmp_path):
     (tmp_path / "lab.d").mkdir()
     line = one_error_line(envcheck("doctor", "--quick", "--spec", "lab.d", cwd=tmp_path))
