@@ -103,10 +103,12 @@ def main() -> int:
     ratios = {}
     for label, top, bottom, limit in TARGETS:
         ratio = results[top]["median_s"] / results[bottom]["median_s"]  # type: ignore[operator]
-        ratios[label] = ratio
+        # Best of N against best of N: what is left when the other load on the machine is least.
+        best = results[top]["min_s"] / results[bottom]["min_s"]  # type: ignore[operator]
+        ratios[label] = {"median": ratio, "min": best}
         verdict = "ok" if ratio < limit else "MISSED"
         missed += verdict != "ok"
-        print(f"{label:<32} = {ratio:.2f}  (target < {limit:g}: {verdict})")
+        print(f"{label:<32} = {ratio:.2f}  (target < {limit:g}: {verdict}; best of {args.runs}: {best:.2f})")
     dockerfile = Path(__file__).resolve().parent.parent / "Dockerfile"
     timeout = re.search(r"--timeout=(\d+)s", dockerfile.read_text()) if dockerfile.exists() else None
     if timeout:
