@@ -1,4 +1,5 @@
-"""The script the torch probe runs in a child process: ``python torch_child.py TIMEOUT_S``.
+"""The script the torch probe runs in a child process: ``python torch_child.py LIMIT_S``, where LIMIT_S
+is when the parent will have stopped it at the latest (past that, only an orphan is still running).
 
 Why a separate process: importing torch can raise (a missing ``libcudnn.so.9``), hang (a wedged
 driver during CUDA initialisation, a stuck network filesystem) or kill the interpreter outright
@@ -14,8 +15,8 @@ merges them in order. Torch and the CUDA libraries may print their own text to s
 lines are ignored. A ``{"stage": ...}`` line comes before each step that might hang or crash, so that
 the parent can say *what* hung or crashed; the last line carries ``"done": true``.
 
-Nothing here ever interrupts the work on a timer: a slow import that finishes is a slow import, and the
-only judge of "too slow" is the parent. When it gives up it first sends :data:`DUMP_SIGNAL`, which
+Nothing here interrupts the work on a timer before LIMIT_S: a slow import that finishes is a slow import,
+and the only judge of "too slow" is the parent. When it gives up it first sends :data:`DUMP_SIGNAL`, which
 faulthandler answers by writing every thread's stack to stderr (from the signal handler, in C, so even a
 hang inside a C call holding the GIL answers), and then kills the process group.
 """
@@ -265,7 +266,7 @@ if __name__ == "__main__":
     code = main(sys.argv)
     sys.stdout.flush()
     sys.stderr.flush()
-    # Everything is said: skip the interpreter's teardown. With torch (and a CUDA context) loaded it takes a
-    # tenth of a second or more that the doctor would wait for nothing, and a teardown that hangs (a CUDA
-    # context on a bad GPU) would turn a finished report into a timeout.
+    # Everything is said: skip the interpreter's teardown. With torch (and a CUDA context) loaded it takes
+    # most of a second on a busy 2-vCPU machine (torch 2.13 CPU), which the doctor would wait for nothing,
+    # and a teardown that hangs (a CUDA context on a bad GPU) would hold up a finished report.
     os._exit(code)
