@@ -101,3 +101,20 @@ def test_a_garbage_allocator_config_on_a_real_gpu_is_one_line():
         bench(["bench", "--device", "cuda:0", "--quick", "--only", "memory.d2d"], PYTORCH_CUDA_ALLOC_CONF="garbage")
     )
     assert "garbage" in line.lower() or "alloc" in line.lower()
+
+
+def test_a_cuda_start_that_hangs_after_a_clean_import_stops_a_gpu_bench_only():
+    """The real torch child over a torch that imports but whose CUDA start hangs: a GPU bench cannot run,
+    a CPU bench (which never starts CUDA) can."""
+    from envcheck.bench.app import torch_ready
+    from envcheck.bench.registry import BenchError
+    from envcheck.probes.torch import probe_torch
+
+    env = {**os.environ, "PYTHONPATH": str(FAKE_TORCH / "cuda_init_hangs"), "ENVCHECK_TORCH_TIMEOUT": HANG_S}
+    info = probe_torch(env)
+    assert info.status == "timeout" and info.import_s is not None  # imported, then hung
+    torch_ready(info, gpus=False)
+    with pytest.raises(BenchError) as err:
+        torch_ready(info, gpus=True)
+    assert err.value.exit_code == 1
+    assert str(err.value).startswith("torch cannot be used (CUDA initialisation (torch.cuda.is_available())")
