@@ -177,6 +177,8 @@ class BenchReport:
     planned: int
     interrupted: bool = False
     container: str | None = None
+    #: The torch build the figures came from, as the torch child read it.
+    torch: TorchInfo | None = None
 
     def statuses(self) -> list[Status]:
         """Every verdict of the run: each case (a slow sibling fails), each preflight check, each
@@ -246,6 +248,7 @@ def run_bench(
         planned=suite.planned,
         interrupted=suite.interrupted,
         container=read_container(env).kind,
+        torch=torch_info,
     )
 
 

@@ -8,13 +8,16 @@ envcheck.bench/1, so baselines saved by earlier versions still load for ``--comp
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envcheck.bench import peaks
 from envcheck.bench.app import BenchReport
 from envcheck.bench.registry import DeviceInfo
 from envcheck.core.model import Status, counts, to_jsonable, worst
 from envcheck.core.report import BENCH_SCHEMA, GpuIdentity, HostIdentity, envelope
+
+if TYPE_CHECKING:
+    from envcheck.probes.torch import TorchInfo
 
 
 def bench_document(report: BenchReport) -> dict[str, Any]:
@@ -34,6 +37,7 @@ def bench_document(report: BenchReport) -> dict[str, Any]:
             "status": worst(statuses).value,
             "interrupted": report.interrupted,
             "options": report.request.describe(),
+            "torch": _torch(report.torch),
             "devices": [_device(d) for d in report.devices],
             "preflight": [c.to_json() for c in report.preflight],
             # Kept for readers of envcheck.bench/1; the preflight's checks always load now, so nothing is
@@ -59,6 +63,14 @@ def bench_document(report: BenchReport) -> dict[str, Any]:
     )
     result: dict[str, Any] = to_jsonable(doc)
     return result
+
+
+#: What the report says of the torch build: a figure is only comparable with one from the same build.
+TORCH_FIELDS = ("version", "cuda", "hip", "cudnn_version", "nccl_version", "debug", "cuda_runtime_version")
+
+
+def _torch(info: TorchInfo | None) -> dict[str, Any] | None:
+    return None if info is None else {name: getattr(info, name, None) for name in TORCH_FIELDS}
 
 
 def _device(d: DeviceInfo) -> dict[str, Any]:

@@ -80,6 +80,7 @@ def test_quick_json_run_meets_the_contract(invoke, fast_budgets):
     assert doc["duration_s"] >= doc["wall_s"] > 0
     assert doc["devices"][0]["name"] == "cpu"
     assert {"uuid", "pci_bus_id", "free_bytes"} <= doc["devices"][0].keys()
+    assert doc["torch"]["version"] == torch.__version__ and doc["torch"]["cuda"] == torch.version.cuda
     first = doc["results"][0]
     assert first["benchmark"] == "matmul" and first["id"] == "matmul.fp32" and first["device"] == "cpu"
     assert first["case"] == "fp32 512x512x512" and first["unit"] == "GFLOP/s"
