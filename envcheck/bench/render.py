@@ -67,16 +67,14 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
     """The human report of one bench document: preflight, the table, the findings, one summary line."""
     from rich.table import Table
 
-    from envcheck.render.text import mark
+    from envcheck.render.text import DoctorText
 
     if doc.get("preflight"):
+        # The preflight's checks read exactly like the doctor's (they are the doctor's, and the CPU one).
         console.print("[bold]Preflight[/]")
+        checks = DoctorText(console)
         for c in doc["preflight"]:
-            console.print(f"  {mark(console, c['status'])} {escape(c['id'])}: {escape(c['summary'])}")
-            fix = c.get("fix")
-            if fix and c["status"] in ("warn", "fail", "crash"):
-                command = f"  [dim]$ {escape(fix['command'])}[/]" if fix.get("command") else ""
-                console.print(f"      fix: {escape(fix['text'])}{command}")
+            checks.result(c)
     devices = doc.get("devices", [])
     names = [d["name"] for d in devices]
     table = Table(title="envcheck bench", show_lines=False)

@@ -81,7 +81,9 @@ def test_preflight_and_regressions_are_in_the_same_output():
         make_report([gpu(0)], [figure(0, 560.0)], pre, comparison=Comparison("golden.json", 0.1, deltas))
     )
     text = human(doc)
-    assert "gpu.memory: cuda:0: 70 GiB held by pid 4242" in text and "fix: Stop the other process" in text
+    # the preflight reads like the doctor: mark, title, summary, id; then the fix and the command
+    assert "[FAIL]  GPU memory: cuda:0: 70 GiB held by pid 4242 (python)  gpu.memory" in text
+    assert "fix: Stop the other process or pick another GPU." in text and "run: nvidia-smi" in text
     assert "REGRESSION cuda:0 matmul.bf16 bf16 8192x8192x8192: 560.0 TFLOP/s, 20% below the baseline's 700.0" in text
     assert "compared with golden.json (1 figures, threshold 10%)" in text
     assert doc["preflight"][0]["status"] == "fail"
