@@ -91,9 +91,9 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
     legend = "value, [cyan]share of datasheet peak[/], ±half the IQR of the samples"
     if any(r.get("contended") for r in doc.get("results", [])):
         legend += "; [yellow]contended[/]: other processes took CPU time while it ran"
-    console.print(f"[dim]{legend}[/]")
+    _say(console, f"[dim]{legend}[/]")
     _findings(doc, console)
-    console.print(summary_line(doc))
+    _say(console, summary_line(doc))
 
 
 def _print_wide(console: Console, table: Any) -> None:
@@ -110,32 +110,40 @@ def _print_wide(console: Console, table: Any) -> None:
         console.width = width
 
 
+def _say(console: Console, text: str) -> None:
+    """One finding or summary: word-wrapped to a terminal's width (a narrow terminal must not split a
+    word), one unwrapped line in a pipe or a file."""
+    console.print(text, soft_wrap=not console.is_terminal)
+
+
 def _findings(doc: dict[str, Any], console: Console) -> None:
     for r in doc.get("results", []):
         where = f"{escape(r['device'])} ({escape(r['device_model'])}) {escape(r['id'])} {escape(r['case'])}"
         if r["status"] == "fail":
-            console.print(f"[bold red]WRONG RESULT[/] {where}: {escape(r.get('reason') or '')}")
+            _say(console, f"[bold red]WRONG RESULT[/] {where}: {escape(r.get('reason') or '')}")
         elif r["status"] == "crash":
-            console.print(f"[bold red]CRASHED[/] {where}: {escape(r.get('reason') or '')}")
+            _say(console, f"[bold red]CRASHED[/] {where}: {escape(r.get('reason') or '')}")
         sibling = r.get("slow_vs_siblings")
         if sibling:
-            console.print(
+            _say(
+                console,
                 f"[bold red]SLOW[/] {where}: {_num(r.get('value') or 0)} {escape(r.get('unit') or '')}, "
-                f"{sibling['shortfall']:.0%} below the median of its siblings ({_num(sibling['sibling_median'])})"
+                f"{sibling['shortfall']:.0%} below the median of its siblings ({_num(sibling['sibling_median'])})",
             )
     comparison = doc.get("comparison") or {}
     for d in comparison.get("deltas", []):
         if d["regressed"]:
-            console.print(
+            _say(
+                console,
                 f"[bold red]REGRESSION[/] {escape(d['device'])} {escape(d['id'])} {escape(d['case'])}: "
-                f"{_num(d['after'])} {escape(d['unit'])}, {-d['change']:.0%} below the baseline's {_num(d['before'])}"
+                f"{_num(d['after'])} {escape(d['unit'])}, {-d['change']:.0%} below the baseline's {_num(d['before'])}",
             )
     if comparison.get("note"):
-        console.print(f"[bold red]NOT COMPARED[/] {escape(comparison['note'])}")
+        _say(console, f"[bold red]NOT COMPARED[/] {escape(comparison['note'])}")
     for v in (doc.get("spec") or {}).get("verdicts", []):
         words = {True: "[green]spec ✓[/]", False: "[bold red]BELOW SPEC[/]", None: "[dim]spec -[/]"}[v["passed"]]
         what = f"{escape(v['id'])}: {escape(v['summary'])}"
-        console.print(" ".join(filter(None, (words, escape(v["device"] or ""), what))))
+        _say(console, " ".join(filter(None, (words, escape(v["device"] or ""), what))))
 
 
 def summary_line(doc: dict[str, Any]) -> str:

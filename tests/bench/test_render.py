@@ -47,9 +47,11 @@ def figure(i: int, value: float, status: Status = Status.OK, **extra) -> runner.
     )
 
 
-def human(doc: dict, *, terminal: bool = False) -> str:
+def human(doc: dict, *, terminal: bool = False, width: int = 250) -> str:
+    """The text report as envcheck prints it (soft_wrap: lines are never hard-wrapped by default)."""
     buf = io.StringIO()
-    render_text(doc, Console(file=buf, width=250, color_system=None, force_terminal=terminal), None)
+    console = Console(file=buf, width=width, color_system=None, force_terminal=terminal, soft_wrap=True)
+    render_text(doc, console, None)
     return buf.getvalue()
 
 
@@ -154,3 +156,14 @@ def test_in_a_pipe_a_row_stays_one_line():
     buf = io.StringIO()
     render_text(bench_document(make_report([gpu(0)], [skipped])), Console(file=buf, width=80, color_system=None), None)
     assert any(long_reason.strip() in line for line in buf.getvalue().splitlines())
+
+
+def test_on_a_narrow_terminal_findings_wrap_between_words():
+    doc = bench_document(make_report([gpu(0)], [figure(0, 700.0, Status.FAIL)]))
+    text = human(doc, terminal=True, width=50)
+    words = "WRONG RESULT cuda:0 (NVIDIA H100 80GB HBM3) matmul.bf16 bf16 8192x8192x8192: wrong result: max"
+    lines = [line.strip() for line in text.splitlines()]
+    start = next(i for i, line in enumerate(lines) if line.startswith("WRONG RESULT cuda:0"))
+    finding = " ".join(lines[start : start + 3])
+    assert finding.startswith(words) and "|error| / max |reference| = 4.00e-01" in finding
+    assert all(len(line) <= 50 for line in text.splitlines())
