@@ -33,7 +33,7 @@ from envcheck.bench import contention, devices, registry
 from envcheck.bench.common import error_line
 from envcheck.bench.compare import Delta
 from envcheck.bench.registry import DTYPES, BenchError, BenchSpec, DeviceInfo, Options
-from envcheck.bench.runner import BenchResult, Progress
+from envcheck.bench.runner import BenchResult, Progress, run_suite
 from envcheck.checks.visible import VISIBLE
 from envcheck.core.exit import ExitCode, exit_code_for
 from envcheck.core.model import CheckResult, Status, first_line
@@ -230,8 +230,6 @@ def run_bench(
     suite_started = time.monotonic()
     cpus = None if all(d.is_cuda for d in chosen) else contention.Cpus.here()
     checks = preflight(probes, chosen, cpus)
-    from envcheck.bench.runner import run_suite
-
     suite = run_suite(list(request.specs), chosen, request.benchmark_options, progress=progress, cpus=cpus)
     wall_s = time.monotonic() - suite_started
     results = tuple(suite.results)
