@@ -48,17 +48,27 @@ class Ended:
 
 def start(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start ``argv`` in a new session with stdin closed and stdout/stderr piped, and remember it so
-    that envcheck's exit kills its group. Raises :class:`OSError` when it cannot be started."""
-    proc = subprocess.Popen(
-        list(argv),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=dict(env) if env is not None else None,
-        start_new_session=True,
-    )
+    that envcheck's exit kills its group. Raises :class:`OSError` when it cannot be started.
+
+    The process is running before ``Popen`` returns, so starting and remembering it are one step under
+    the lock that :func:`kill_all` takes: a SIGTERM that arrives in between cannot miss it.
+    """
     with _LIVE_LOCK:
-        _LIVE.add(proc)
+        _STARTING.active = True
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=dict(env) if env is not None else None,
+                start_new_session=True,
+            )
+            _LIVE.add(proc)
+        finally:
+            _STARTING.active = False
+    if _PENDING and threading.current_thread() is threading.main_thread():
+        _terminate(_PENDING[0])
     return proc
 
 
@@ -137,6 +147,9 @@ def _signal(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
 _LIVE: set[subprocess.Popen[bytes]] = set()
 # Reentrant: the SIGTERM handler runs in the main thread, possibly while that thread is inside start().
 _LIVE_LOCK = threading.RLock()
+#: Whether this thread is inside start(); and a terminating signal that came while the main thread was.
+_STARTING = threading.local()
+_PENDING: list[int] = []
 
 
 def kill_all() -> None:
@@ -151,7 +164,15 @@ atexit.register(kill_all)
 
 def _on_terminate(signum: int, frame: object) -> None:
     """Kill our commands' groups, then die of the same signal as we would have without this handler, so
-    that whoever sent it sees the usual exit status."""
+    that whoever sent it sees the usual exit status. Python runs this in the main thread; if that thread
+    was inside :func:`start`, the process it is starting is not remembered yet: start() finishes first."""
+    if getattr(_STARTING, "active", False):
+        _PENDING.append(signum)
+        return
+    _terminate(signum)
+
+
+def _terminate(signum: int) -> None:
     kill_all()
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
@@ -159,12 +180,53 @@ def _on_terminate(signum: int, frame: object) -> None:
 
 def _install_signal_handlers() -> None:
     """Catch SIGTERM and SIGHUP where nobody else does (a host application's own handler, or a SIGHUP
-    ignored by ``nohup``, is left alone). Signal handlers can only be set from the main thread."""
+    ignored by ``nohup``, is left alone). Signal handlers can only be set from the main thread.
+
+    Why a watcher thread as well: Python runs a handler only when the main thread runs Python code, and
+    the doctor's main thread spends its time blocked, waiting for probes. A process-directed signal
+    interrupts that wait only if the kernel hands it to the main thread; another thread (one waiting for
+    a child's pipes, say) may take it first, and then the handler waits until the main thread wakes for
+    another reason, a minute later. Whichever thread takes it, Python's low-level handler writes the
+    signal's number to the wakeup fd: the watcher reads it, kills our children at once, and sends the
+    signal again to the main thread alone, where it interrupts the wait and the handler ends envcheck.
+    """
     if threading.current_thread() is not threading.main_thread():
         return
-    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-        if sig is not None and signal.getsignal(sig) is signal.SIG_DFL:
-            signal.signal(sig, _on_terminate)
+    ours = [
+        sig
+        for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None))
+        if sig is not None and signal.getsignal(sig) is signal.SIG_DFL
+    ]
+    for sig in ours:
+        signal.signal(sig, _on_terminate)
+    if not ours or not hasattr(signal, "pthread_kill"):
+        return
+    previous = signal.set_wakeup_fd(-1)
+    if previous != -1:  # someone else (an event loop) listens there: leave it theirs
+        signal.set_wakeup_fd(previous)
+        return
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    watcher = threading.Thread(
+        target=_watch, args=(read_end, {int(s) for s in ours}), name="envcheck-signals", daemon=True
+    )
+    watcher.start()
+
+
+def _watch(read_end: int, ours: set[int]) -> None:
+    main = threading.main_thread().ident
+    while True:
+        try:
+            numbers = os.read(read_end, 64)
+        except OSError:
+            return
+        if not numbers:
+            return
+        for signum in set(numbers) & ours:
+            if signal.getsignal(signum) is _on_terminate and main is not None:
+                kill_all()
+                signal.pthread_kill(main, signum)
 
 
 _install_signal_handlers()

@@ -107,6 +107,31 @@ def test_sigterm_kills_every_group_then_envcheck_dies_of_it(tmp_path: Path) -> N
     assert survivors(pids) == []
 
 
+def test_sigterm_taken_by_another_thread_still_kills_every_group(tmp_path: Path) -> None:
+    """The kernel may hand a process's SIGTERM to any thread, and Python's handler then waits for the main
+    thread, which the doctor keeps blocked waiting for probes. Here the main thread cannot take it at all
+    (it blocks the signal): the children must die anyway."""
+    pidfile = tmp_path / "pids"
+    script = textwrap.dedent(
+        f"""
+        import signal, threading, time
+        from envcheck.core import proc
+        threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()  # takes the signal
+        proc.start([{SH!r}, "-c", '{SLEEP} 3600 & echo "$$ $!" > {pidfile}; wait'])
+        signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGTERM}})
+        threading.Event().wait(3600)
+        """
+    )
+    envcheck = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        pids = read_pids(pidfile)
+        envcheck.send_signal(signal.SIGTERM)
+        assert survivors(pids) == []
+    finally:
+        envcheck.kill()
+        envcheck.wait()
+
+
 def test_a_handler_someone_else_installed_is_left_alone() -> None:
     """Imported into another program that handles SIGTERM itself, envcheck does not take it over."""
     script = textwrap.dedent(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -245,7 +246,8 @@ def test_deadline_before_a_slow_import_is_not_called_a_hang(tmp_path: Path) -> N
         "torch not judged: import torch was still running when the doctor's deadline came"
     )
     assert "hung" not in result["summary"] and "crash" not in result["summary"]
-    assert "slow_import/torch/__init__.py:20 in _import_the_world" in result["summary"]
+    # Where in the busy loop (its while line or its body) depends on the moment.
+    assert re.search(r"slow_import/torch/__init__\.py:\d+ in _import_the_world\)$", result["summary"])
     assert result["fix"]["command"] == "envcheck doctor --deadline 60"
     assert report["torch"]["status"] == "unfinished" and report["torch"]["stage"] == "import"
     # The other torch checks skip rather than pile on.
