@@ -55,3 +55,46 @@ def test_a_check_that_crashes_inside_the_healthcheck_is_unhealthy(monkeypatch, n
     healthy, line = healthcheck_line(8.0)
     assert healthy is False
     assert line.startswith("unhealthy: host.os: check crashed: ZeroDivisionError: division by zero")
+
+
+def test_a_gpu_whose_matmul_returns_nan_is_a_fail_in_strict_json(nvml):
+    """The case the strict-JSON rule exists for: the torch child measured NaN on a GPU."""
+    import json
+    from io import StringIO
+
+    from envcheck.core.registry import CHECKS, PROBES, ProbeSpec
+    from envcheck.core.report import utc_now
+    from envcheck.probes.torch import TorchDevice, TorchInfo
+    from envcheck.render import RenderOptions, make_console, render
+    from envcheck.reporting import doctor_document
+    from envcheck.runner import ProbeRunner, run_checks
+
+    nvml("healthy_multi_gpu")
+    info = TorchInfo(
+        status="ok",
+        stage="done",
+        version="2.9.1+cu128",
+        cuda="12.8",
+        cuda_available=True,
+        device_count=1,
+        devices=[TorchDevice(0, "NVIDIA H100 80GB HBM3", (9, 0), matmul_max_rel_error=float("nan"))],
+    )
+    probes = {
+        "torch": ProbeSpec("torch", lambda env: info, 5.0, "torch"),
+        "nvml": PROBES["nvml"],
+        "toolkit": ProbeSpec("toolkit", lambda env: None, 5.0, "toolkit"),
+    }
+    report = run_checks([CHECKS["torch.matmul"]], env={}, runner=ProbeRunner({}, 10.0, probes=probes))
+    doc = doctor_document(report, generated_at=utc_now(), wall_s=1.0)
+    buffer = StringIO()
+    render(doc, "json", make_console(buffer, for_file=True), RenderOptions())
+
+    def no_constants(name: str) -> None:
+        raise AssertionError(f"{name} in the JSON")
+
+    parsed = json.loads(buffer.getvalue(), parse_constant=no_constants)
+    check = parsed["checks"][0]
+    assert check["status"] == "fail" and parsed["exit_code"] == 1
+    assert "GPU 0 (NVIDIA H100 80GB HBM3): wrong result (max relative error nan vs the CPU" in check["summary"]
+    assert check["details"]["max_rel_error"] == {"0": None}
+    assert parsed["torch"]["devices"][0]["matmul_max_rel_error"] is None

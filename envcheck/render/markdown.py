@@ -124,6 +124,11 @@ def bench_markdown(doc: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {code(d.get('name'))} | {cell(d.get('model'))} | {cell(d.get('uuid'))} | {cell(d.get('pci_bus_id'))} |"
         )
+    if doc.get("preflight"):
+        lines += ["", "### Preflight", "", "| | check | result | id |", "|---|---|---|---|"]
+        for c in doc["preflight"]:
+            icon = ICONS.get(c["status"], c["status"])
+            lines.append(f"| {icon} | {cell(c.get('title'))} | {cell(c.get('summary'))} | {code(c['id'])} |")
     lines += [
         "",
         "| benchmark | case | " + " | ".join(cell(n) for n in names) + " |",
@@ -139,6 +144,9 @@ def bench_markdown(doc: dict[str, Any]) -> list[str]:
     if problems:
         lines += ["", "### Problems", ""]
         lines += [f"- {code(r['id'])} on {code(r.get('device'))}: {cell(r.get('reason'))}" for r in problems]
+    comparison = doc.get("comparison") or {}
+    if comparison.get("note"):
+        lines += ["", f"Comparison with {code(comparison.get('baseline'))}: {cell(comparison['note'])}"]
     if summary:
         lines += ["", "Summary: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items() if v)]
     return lines
@@ -152,6 +160,10 @@ def _bench_cell(r: dict[str, Any] | None) -> str:
     text = f"{r['value']:.4g} {r.get('unit') or ''}".strip()
     if r.get("peak_fraction") is not None:
         text += f" ({r['peak_fraction']:.0%} of peak)"
+    if r.get("contended"):
+        text += " (contended)"
+    if r.get("noisy"):
+        text += " (noisy)"
     if r.get("status") != "ok":
         text = f"**{r.get('status')}** {text}"
     return cell(text)

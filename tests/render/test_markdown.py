@@ -75,3 +75,47 @@ def test_the_versions_block_holds_what_a_bug_report_needs():
         "triton: 3.4.0",
     ):
         assert line in block, line
+
+
+def test_the_bench_report_has_devices_with_identity_the_preflight_and_marked_figures():
+    doc = {
+        "schema": "envcheck.bench/1",
+        "envcheck_version": "9.9.9",
+        "generated_at": "2026-12-01T10:00:00+00:00",
+        "wall_s": 61.0,
+        "exit_code": 1,
+        "host": {"hostname": "gpu-17"},
+        "devices": [{"name": "cuda:0", "model": "NVIDIA H100", "uuid": "GPU-abc", "pci_bus_id": "00000000:18:00.0"}],
+        "preflight": [{"id": "torch.arch", "title": "arch", "status": "ok", "summary": "sm_90 covered"}],
+        "results": [
+            {
+                "id": "matmul.bf16",
+                "label": "bf16",
+                "device": "cuda:0",
+                "status": "ok",
+                "value": 712.4,
+                "unit": "TFLOP/s",
+                "peak_fraction": 0.72,
+                "contended": True,
+            },
+            {
+                "id": "matmul.fp8",
+                "label": "fp8",
+                "device": "cuda:0",
+                "status": "fail",
+                "value": 1000.0,
+                "unit": "TFLOP/s",
+                "reason": "wrong result: error 0.5",
+            },
+        ],
+        "comparison": {"baseline": "base.json", "note": "no figure in common"},
+        "summary": {"verified": 1, "failed": 1},
+    }
+    text = markdown(doc)
+    assert text.startswith("## envcheck bench: problems found")
+    assert "| `cuda:0` | NVIDIA H100 | GPU-abc | 00000000:18:00.0 |" in text
+    assert "| ✅ ok | arch | sm_90 covered | `torch.arch` |" in text
+    assert "| `matmul.bf16` | bf16 | 712.4 TFLOP/s (72% of peak) (contended) |" in text
+    assert "| `matmul.fp8` | fp8 | **fail** 1000 TFLOP/s |" in text
+    assert "- `matmul.fp8` on `cuda:0`: wrong result: error 0.5" in text
+    assert "Comparison with `base.json`: no figure in common" in text
