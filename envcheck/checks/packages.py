@@ -245,8 +245,8 @@ def check_numpy(ctx: Context) -> Verdict:
     if numpy is None:
         return warn(
             "numpy is not installed",
-            "torch warns 'Failed to initialize NumPy' at import and `.numpy()` / `torch.from_numpy()` fail; "
-            "most data pipelines need it too.",
+            "Install numpy: without it torch warns 'Failed to initialize NumPy' at import and `.numpy()` / "
+            "`torch.from_numpy()` fail, and most data pipelines need it too.",
             "pip install numpy",
         )
     numpy_version, torch_version = _version(numpy.version), _version(torch.version) if torch else None
