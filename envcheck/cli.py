@@ -74,7 +74,8 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
     show_default=True,
     envvar="ENVCHECK_DEADLINE",
     callback=_finite,
-    help="Seconds the whole doctor may take; a probe still running then is reported as hung.",
+    help="Seconds the whole doctor may take; a probe still running then is a verdict naming it "
+    "(torch still importing: not judged, a warning; hung only past ENVCHECK_TORCH_TIMEOUT).",
 )
 def doctor(
     selection: tuple[str, ...],

@@ -104,6 +104,10 @@ def doctor_document(
         details = to_jsonable(host_info)
         details["python_details"] = details.pop("python", None)
         doc["host"].update({k: v for k, v in details.items() if k not in doc["host"]})
+    toolkit = report.probes.peek("toolkit")
+    if toolkit is not None:
+        # The compilers a CUDA extension would be built with (what collect_env reports): full doctor only.
+        doc["host"]["build_tools"] = to_jsonable(getattr(toolkit, "build_tools", None))
     statuses = [r.status for r in report.results]
     summary = summarize(report.results, gpus_seen=gpus_seen(report))
     doc.update(

@@ -81,7 +81,7 @@ class ProbeRunner:
         spec = self._probes[name]
         slot = self._slots[name]
         budget = min(spec.timeout_s - (self.clock() - slot.started), self.deadline - self.clock())
-        if not slot.done.wait(max(budget, 0.0)):
+        if not _wait(slot.done, max(budget, 0.0)):
             raise ProbeTimeout(name, spec.what, min(spec.timeout_s, self.deadline_s), spec.hang_fix)
         if slot.error is not None:
             raise ProbeFailed(name, spec.what, slot.error)
@@ -93,9 +93,7 @@ class ProbeRunner:
         now = self.clock()
         with self._lock:
             slots = list(self._slots.items())
-        return [
-            (name, self._probes[name].what, now - slot.started) for name, slot in slots if not slot.done.is_set()
-        ]
+        return [(name, self._probes[name].what, now - slot.started) for name, slot in slots if not slot.done.is_set()]
 
     def peek(self, name: str) -> Any:
         """The probe's data if it already finished successfully, else None (for the report's extras)."""
@@ -103,6 +101,18 @@ class ProbeRunner:
         if slot is None or not slot.done.is_set() or slot.error is not None:
             return None
         return slot.value
+
+
+def _wait(event: threading.Event, timeout_s: float) -> bool:
+    """``event.wait`` in short slices: a Ctrl-C that the kernel delivered to a probe thread is only acted on
+    when the main thread wakes, and one long wait would keep the user waiting for the whole probe."""
+    end = time.monotonic() + timeout_s
+    while True:
+        left = end - time.monotonic()
+        if event.wait(min(max(left, 0.0), 0.2)):
+            return True
+        if left <= 0.2:
+            return event.is_set()
 
 
 def _accepts(fn: Callable[..., Any], name: str) -> bool:

@@ -79,9 +79,9 @@ def versions_block(doc: dict[str, Any]) -> list[str]:
         ("Python", " ".join(filter(None, [host.get("python"), python.get("implementation"), python.get("kind")]))),
         ("libc", " ".join(filter(None, [host.get("libc"), host.get("libc_version")]))),
         ("CPU", cpu.get("model")),
-        ("CPU flags", ", ".join(cpu.get("isa_flags") or host.get("cpu_flags") or []) or None),
+        ("CPU flags", ", ".join(cpu.get("isa_flags") or []) or None),
     ]
-    for tool, version in (host.get("compilers") or {}).items():
+    for tool, version in (host.get("build_tools") or {}).items():
         pairs.append((tool, version))
     pairs += [
         ("NVIDIA driver", driver.get("version")),
@@ -94,14 +94,17 @@ def versions_block(doc: dict[str, Any]) -> list[str]:
     pairs += [
         ("torch", torch.get("version")),
         ("torch CUDA build", torch.get("cuda")),
-        ("CUDA runtime loaded", torch.get("cuda_runtime")),
+        ("CUDA runtime loaded", torch.get("cuda_runtime_version")),
+        ("CUDA runtime library", torch.get("cuda_runtime_library")),
+        ("triton", torch.get("triton_version")),
         ("torch debug build", torch.get("debug")),
         ("cuDNN", torch.get("cudnn_version")),
         ("NCCL", ".".join(map(str, torch["nccl_version"])) if torch.get("nccl_version") else None),
         ("arch list", " ".join(torch.get("arch_list") or []) or None),
     ]
-    for name, version in (doc.get("packages") or {}).items():
-        if name != "torch":
+    wheels = {**(doc.get("packages") or {}), **(torch.get("cuda_wheels") or {})}
+    for name, version in sorted(wheels.items()):
+        if name != "torch" and not (name == "triton" and torch.get("triton_version")):
             pairs.append((name, version))
     return [f"{name}: {value}" for name, value in pairs if value not in (None, "", [])]
 
