@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 
+from envcheck.checks.packages import TORCH_CUDA_VARIANTS, torch_install_command, torch_variant_for, variant_name
 from envcheck.checks.visible import VISIBLE, device_order_note, parse_visible_devices
 from envcheck.core.model import Fix, SkipCheck, Status, Verdict, available, fail, ok, skip, warn
 from envcheck.core.probing import Context, ProbeFailed, ProbeTimeout
@@ -40,9 +41,6 @@ TOOLKIT_DRIVER: dict[tuple[int, int], str] = {
 #: compatibility (without PTX JIT of newer PTX). Source: CUDA Compatibility guide, "Minor Version
 #: Compatibility", and the CUDA Toolkit Release Notes' table of minimum drivers for it.
 MINOR_COMPAT_DRIVER: dict[int, str] = {11: "450.80.02", 12: "525.60.13", 13: "580"}
-
-#: CUDA versions PyTorch publishes wheel variants for (the ``cuXYZ`` in ``torch==2.x+cuXYZ``).
-TORCH_CUDA_VARIANTS: list[tuple[int, int]] = [(11, 8), (12, 1), (12, 4), (12, 6), (12, 8), (12, 9), (13, 0)]
 
 #: Compute capability -> the first CUDA toolkit that compiles for it. Source: CUDA Toolkit Release Notes
 #: (11.0: Ampere 8.0; 11.1: 8.6; 11.8: Ada 8.9 and Hopper 9.0; 12.8: Blackwell 10.0 and 12.0;
@@ -128,16 +126,6 @@ def _driver_tuple(text: str | None) -> tuple[int, ...]:
     return tuple(int(p) for p in re.findall(r"\d+", text or ""))
 
 
-def _variant(cuda: tuple[int, int]) -> str:
-    return f"cu{cuda[0]}{cuda[1]}"
-
-
-def _variant_for_driver(driver_cuda: tuple[int, int]) -> tuple[int, int] | None:
-    """The newest torch CUDA variant a driver that supports up to ``driver_cuda`` runs fully."""
-    fitting = [v for v in TORCH_CUDA_VARIANTS if v <= driver_cuda]
-    return fitting[-1] if fitting else None
-
-
 def _flavour(info: TorchInfo) -> str:
     if info.hip:
         return f"ROCm {info.hip} build"
@@ -209,7 +197,7 @@ def _arch_fix(capability: tuple[int, int], info: TorchInfo) -> str:
         )
     first = FIRST_CUDA_FOR_CC.get(capability)
     if first is not None:
-        variant = next((_variant(v) for v in TORCH_CUDA_VARIANTS if v >= first), _variant(first))
+        variant = next((variant_name(v) for v in TORCH_CUDA_VARIANTS if v >= first), variant_name(first))
         newer = f"a build for CUDA {first[0]}.{first[1]} or newer (e.g. the {variant} wheels)"
     else:
         newer = "a build for a newer CUDA variant"
@@ -348,15 +336,26 @@ def check_cuda_build(ctx: Context) -> Verdict:
     gpus = state.gpus
     if info.cuda and not info.hip:
         return ok(f"torch {info.version}: {_flavour(info)} for {len(gpus)} NVIDIA GPU(s)", cuda=info.cuda)
-    variant = _variant_for_driver(_version(state.cuda_driver_version) or (0, 0))
-    choose = f"the {_variant(variant)} variant matches this driver" if variant else "the variant for your driver"
+    variant = torch_variant_for(_version(state.cuda_driver_version) or (0, 0))
+    if variant is None:
+        oldest = TORCH_CUDA_VARIANTS[0]
+        return fail(
+            f"torch {info.version} is a {_flavour(info)}, but this machine has {len(gpus)} NVIDIA GPU(s)",
+            f"Upgrade the NVIDIA driver first: driver {state.driver_version} supports CUDA "
+            f"{state.cuda_driver_version}, and current torch releases are built for CUDA {oldest[0]}.{oldest[1]} "
+            f"or newer; then install a CUDA build of torch (the {variant_name(oldest)} variant or newer).",
+            torch_install_command(variant_name(oldest)),
+            cuda=info.cuda,
+            hip=info.hip,
+            gpus=len(gpus),
+        )
     return fail(
         f"torch {info.version} is a {_flavour(info)}, but this machine has {len(gpus)} NVIDIA GPU(s)",
-        f"Install a CUDA build of torch ({choose}, driver {state.driver_version} supports CUDA "
-        f"{state.cuda_driver_version}). On Linux x86_64 the default torch wheel is a CUDA "
-        "build; a CPU build usually comes from a CPU-only index set in pip.conf, PIP_INDEX_URL or a "
-        "requirements file.",
-        REINSTALL_TORCH,
+        f"Install a CUDA build of torch (the {variant_name(variant)} variant matches this driver: driver "
+        f"{state.driver_version} supports CUDA {state.cuda_driver_version}). On Linux x86_64 the default torch "
+        "wheel is a CUDA build; a CPU build usually comes from a CPU-only index set in pip.conf, PIP_INDEX_URL "
+        "or a requirements file.",
+        torch_install_command(variant_name(variant)),
         cuda=info.cuda,
         hip=info.hip,
         gpus=len(gpus),
@@ -380,9 +379,9 @@ def check_driver_compat(ctx: Context) -> Verdict:
     said = f" (torch says: {_first_line(info.cuda_init_error)})" if info.cuda_init_error else ""
     full_driver = TOOLKIT_DRIVER.get(torch_cuda)
     minimum = MINOR_COMPAT_DRIVER.get(torch_cuda[0])
-    variant = _variant_for_driver(driver_cuda)
+    variant = torch_variant_for(driver_cuda)
     alternative = (
-        f", or install the torch {_variant(variant)} variant, which driver {state.driver_version} runs"
+        f", or install the torch {variant_name(variant)} variant, which driver {state.driver_version} runs"
         if variant and variant != torch_cuda
         else ""
     )

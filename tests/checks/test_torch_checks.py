@@ -190,11 +190,24 @@ def test_a_broken_torch_fails_once_and_the_other_checks_skip(nvml: Callable[[str
 
 
 def test_cpu_torch_on_a_gpu_machine_fails_naming_the_variant(nvml: Callable[[str], Any]) -> None:
-    nvml("healthy_multi_gpu")  # driver 550.54.15, CUDA 12.4
+    lib = nvml("healthy_multi_gpu")
+    lib.cuda_version = 13010  # a driver that supports CUDA 13.1: cu130 is the newest build it runs
     result = judge("torch.cuda_build", CPU_TORCH)
     assert result.status is Status.FAIL
     assert result.summary == "torch 2.13.0+cpu is a CPU-only build, but this machine has 4 NVIDIA GPU(s)"
-    assert result.fix is not None and "cu124" in result.fix.text and "PIP_INDEX_URL" in result.fix.text
+    assert result.fix is not None and "cu130" in result.fix.text and "PIP_INDEX_URL" in result.fix.text
+    assert result.fix.command == "pip install torch --index-url https://download.pytorch.org/whl/cu130"
+
+
+def test_cpu_torch_with_a_driver_older_than_every_current_build_says_upgrade_it_first(
+    nvml: Callable[[str], Any],
+) -> None:
+    nvml("healthy_multi_gpu")  # driver 550.54.15 supports CUDA 12.4; current torch starts at CUDA 12.6
+    result = judge("torch.cuda_build", CPU_TORCH)
+    assert result.status is Status.FAIL
+    assert result.fix is not None and result.fix.text.startswith("Upgrade the NVIDIA driver first")
+    assert "CUDA 12.6 or newer" in result.fix.text
+    assert result.fix.command == "pip install torch --index-url https://download.pytorch.org/whl/cu126"
 
 
 def test_rocm_torch_on_nvidia_fails(nvml: Callable[[str], Any]) -> None:
@@ -225,7 +238,8 @@ def test_driver_too_old_for_torchs_cuda_major(nvml: Callable[[str], Any]) -> Non
     assert "torch is built for CUDA 13.0, but driver 550.54.15 supports CUDA only up to 12.4" in result.summary
     assert "too old" in result.summary  # torch's own words are quoted
     assert result.fix is not None
-    assert ">= 580.65.06" in result.fix.text and "cu124" in result.fix.text
+    # No current torch build runs on a CUDA 12.4 driver, so no variant is offered instead of the upgrade.
+    assert ">= 580.65.06" in result.fix.text and "variant" not in result.fix.text
 
 
 def test_same_major_older_minor_warns(nvml: Callable[[str], Any]) -> None:
@@ -233,7 +247,7 @@ def test_same_major_older_minor_warns(nvml: Callable[[str], Any]) -> None:
     result = judge("torch.driver_compat", cuda_torch("12.6"))
     assert result.status is Status.WARN
     assert "minor-version compatibility" in result.summary
-    assert result.fix is not None and ">= 560.28.03" in result.fix.text and "cu124" in result.fix.text
+    assert result.fix is not None and ">= 560.28.03" in result.fix.text and "variant" not in result.fix.text
 
 
 @pytest.mark.parametrize(("scenario", "cuda"), [("healthy_multi_gpu", "12.4"), ("geforce_no_ecc", "12.1")])
@@ -378,7 +392,7 @@ def test_new_card_without_kernels_fails_with_the_no_kernel_image_explanation(nvm
     assert result.status is Status.FAIL
     assert "GPU 1 (NVIDIA RTX PRO 6000 Blackwell Workstation Edition, compute capability 12.0)" in result.summary
     assert "no kernel image is available for execution on the device" in result.summary
-    assert result.fix is not None and "sm_120" in result.fix.text and "cu128" in result.fix.text
+    assert result.fix is not None and "sm_120" in result.fix.text and "cu130" in result.fix.text
 
 
 @pytest.mark.parametrize(
@@ -637,3 +651,11 @@ def test_torch_area_probes_are_registered() -> None:
         "torch.matmul",
         "torch.nvcc",
     ]
+
+
+def test_same_major_newer_torch_offers_the_variant_this_driver_runs(nvml: Callable[[str], Any]) -> None:
+    lib = nvml("healthy_multi_gpu")
+    lib.driver_version, lib.cuda_version = "580.95.05", 13010  # supports CUDA 13.1; torch is built for 13.2
+    result = judge("torch.driver_compat", cuda_torch("13.2"))
+    assert result.status is Status.WARN
+    assert result.fix is not None and "install the torch cu130 variant" in result.fix.text
