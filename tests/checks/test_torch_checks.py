@@ -29,7 +29,7 @@ from tests.probes.test_torch_probe import FAKE_TORCH
 
 TORCH_CHECKS = [spec for check_id, spec in CHECKS.items() if check_id.startswith("torch.")]
 
-#: What the CUDA 13.0 build on the development machine reports without a GPU (see the probe tests).
+#: What the CUDA 13.0 build that scripts/test.sh installs reports without a GPU (see the probe tests).
 CU130_ARCH = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]
 #: PyTorch's cu126 wheels: Maxwell to Hopper, no Blackwell.
 CU126_ARCH = ["sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"]
