@@ -183,7 +183,7 @@ def test_full_quick_cpu_pass_end_to_end(invoke):
     ran = [r for r in doc["results"] if r["status"] != "skip"]
     assert ran and all(r["verified"] for r in ran)
     assert {r["benchmark"] for r in ran} == {"matmul", "conv", "attention", "train", "memory"}
-    assert doc["wall_s"] < 60
+    # How long the pass takes is measured in benchmarks/RESULTS-bench.md, not asserted here.
 
 
 def write_spec(tmp_path, minimum: float) -> str:
