@@ -35,7 +35,7 @@ def healthcheck_line(deadline_s: float, *, require_gpu: bool = False, spec_path:
         more = f"; {len(bad) - 1} more problem(s): {', '.join(r.id for r in bad[1:])}" if len(bad) > 1 else ""
         return False, f"unhealthy: {bad[0].id}: {bad[0].summary}{more} {took}"
     nvml = report.probes.peek("nvml")
-    count = len(nvml.gpus) if nvml is not None and nvml.available else 0
+    count = sum(1 for g in nvml.gpus if g.answers) if nvml is not None and nvml.available else 0
     gpus = f"{count} GPU(s) answer" if count else "no NVIDIA GPUs"
     with_spec = f", lab spec {spec.path} met" if spec is not None else ""
     warnings = f", {len(warned)} warning(s): {', '.join(r.id for r in warned)}" if warned else ""

@@ -61,7 +61,7 @@ def label(gpu: GpuInfo) -> str:
 def working_gpus(ctx: Context) -> list[GpuInfo]:
     """GPUs that answer NVML; skips the calling check when there are none."""
     state = nvml_state(ctx)
-    gpus = [g for g in state.gpus if not g.lost and not g.refused]
+    gpus = [g for g in state.gpus if g.answers]
     if not gpus:
         raise SkipCheck("no working GPUs to judge")
     return gpus

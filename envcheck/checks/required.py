@@ -15,13 +15,13 @@ def gpu_required(ctx: Context) -> Verdict:
     """Run with ``--require-gpu``: a machine (or a GPU container started without ``--gpus``) where no
     NVIDIA GPU answers fails, instead of being judged ready for CPU work."""
     state: NvmlState = ctx.probe("nvml")
-    if state.available and state.gpus:
-        lost = sum(1 for g in state.gpus if g.lost)
-        answering = len(state.gpus) - lost
-        if answering:
-            return ok(f"{answering} GPU(s) answer", count=answering)
+    answering = sum(1 for g in state.gpus if g.answers) if state.available else 0
+    if answering:
+        return ok(f"{answering} GPU(s) answer", count=answering)
     why = {
-        "ok": "the driver counts no GPU" if state.available and not state.gpus else "every GPU is lost",
+        "ok": "the driver counts no GPU"
+        if not state.gpus
+        else "no GPU answers: each is lost or refused to this user (see gpu.inventory)",
         "no_library": "no NVIDIA driver library (libnvidia-ml.so.1) is installed or mounted",
     }.get(state.status, f"NVML did not start ({state.status.replace('_', ' ')}; see driver.nvml)")
     return fail(

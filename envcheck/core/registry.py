@@ -227,9 +227,12 @@ def select_checks(
     """The doctor's selection: ids or areas, in report order; ``quick`` keeps the healthcheck's areas;
     ``opt_in`` adds flag-enabled checks (:data:`OPT_IN`), which nothing else selects."""
     pool = [c for c in CHECKS.ordered() if (c.area in QUICK_AREAS or not quick) and c.id not in OPT_IN]
+    # Naming an opt-in check opts into it; a selection of nothing else runs just that check.
+    named = [n for n in names if n not in OPT_IN]
+    wanted = dict.fromkeys([*opt_in, *(n for n in names if n in OPT_IN)])
     try:
-        chosen = CHECKS.select([n for n in names if n not in OPT_IN], within=pool, exclude=OPT_IN)
-        return chosen + [CHECKS[i] for i in opt_in]
+        chosen = CHECKS.select(named, within=pool, exclude=OPT_IN) if named or not names else []
+        return chosen + [CHECKS[i] for i in wanted]
     except UnknownSelection as exc:
         if quick and str(exc).startswith("not available"):
             raise UnknownSelection(

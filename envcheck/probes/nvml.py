@@ -121,6 +121,11 @@ class GpuInfo:
     #: The driver refused to open this GPU for this user (NVML_ERROR_NO_PERMISSION on its handle).
     refused: bool = False
 
+    @property
+    def answers(self) -> bool:
+        """The GPU is there and the driver lets this user read it (neither lost nor refused)."""
+        return not self.lost and not self.refused
+
 
 @dataclass
 class Bindings:
@@ -350,6 +355,11 @@ def _read_gpu(pynvml: Any, read: _Reader, index: int, gpu: GpuInfo) -> None:
             return
         if code == ERROR_GPU_IS_LOST:
             raise GpuLost(str(exc)) from exc
+        if code is None:
+            # Not an NVML error: the bindings are broken (packages.pynvml_deprecated says which copy), and
+            # that says nothing about the card, so it is not called lost. Its readings stay not available.
+            read.state.bindings.failing["nvmlDeviceGetHandleByIndex"] = f"{type(exc).__name__}: {exc}"
+            return
         # A GPU NVML counts but cannot open is as good as lost for work; say what NVML said.
         raise GpuLost(f"cannot open GPU {index}: {exc}") from exc
 

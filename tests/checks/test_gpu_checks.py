@@ -174,3 +174,27 @@ def test_a_gpu_the_driver_refuses_to_open_is_a_warning_not_a_lost_gpu(nvml):
     assert inventory["summary"] == "the driver refused to open GPU 1 (no permission); 1 of 2 GPUs answer"
     assert "/dev/nvidia" in inventory["fix"]["text"] and "lost" not in inventory["summary"]
     assert set(results["gpu.ecc"]["details"]["gpus"]) == {"0"}
+
+
+def test_gpu_required_counts_only_gpus_that_answer(nvml):
+    lib = nvml("device_node_refused")
+    assert checks("gpu.required")["gpu.required"]["summary"] == "1 GPU(s) answer"
+    lib.gpus[0].errors["nvmlDeviceGetHandleByIndex_v2"] = lib.gpus[1].errors["nvmlDeviceGetHandleByIndex_v2"]
+    required = checks("gpu.required")
+    assert list(required) == ["gpu.required"]  # naming the opt-in check runs it, and only it
+    assert required["gpu.required"]["status"] == "fail"
+    assert "each is lost or refused to this user" in required["gpu.required"]["summary"]
+
+
+def test_a_broken_binding_opening_a_gpu_is_not_a_lost_card(nvml, monkeypatch):
+    import pynvml
+
+    nvml("healthy_multi_gpu")
+
+    def broken(index):
+        raise TypeError("an old vendored copy cannot marshal this")
+
+    monkeypatch.setattr(pynvml, "nvmlDeviceGetHandleByIndex", broken)
+    results = checks("gpu.inventory")
+    assert "lost" not in results["gpu.inventory"]["summary"]
+    assert results["gpu.inventory"]["status"] != "fail"
