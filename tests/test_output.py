@@ -85,7 +85,11 @@ def test_output_file_gets_the_format_its_suffix_names_and_the_terminal_keeps_tex
     assert "NVIDIA driver: 550.54.15" in markdown
     assert [p.name for p in tmp_path.iterdir()] == ["report.md"]  # no temp file left behind
     as_json = tmp_path / "report.out"
-    assert run("doctor", "--quick", "--format", "json", "--output", str(as_json)).returncode == 0
+    with_format = run("doctor", "--quick", "--format", "json", "--output", str(as_json))
+    assert with_format.returncode == 0
+    # --format names the file's format; the terminal keeps the text report.
+    assert with_format.stdout.strip().endswith(")") and "ready: no problems found" in with_format.stdout
+    assert not with_format.stdout.lstrip().startswith("{")
     assert json.loads(as_json.read_text())["schema"] == "envcheck.doctor/1"
 
 
