@@ -60,26 +60,33 @@ def redacted(document: dict[str, Any], env: Mapping[str, str] | None = None) -> 
 
 
 def deliver(
-    document: dict[str, Any], *, stdout_format: str, file_format: str | None, output: str | None, verbose: bool
+    document: dict[str, Any],
+    *,
+    stdout_format: str,
+    file_format: str | None,
+    output: str | None,
+    verbose: bool,
+    save: str | None = None,
 ) -> ExitCode | None:
-    """Redact once, write the --output file (if any), then render to stdout. Returns an exit code that
-    overrides the run's own when delivery failed (74 for a write error), else None."""
-    from envcheck.render import OutputError, RenderOptions, make_console, render, write_atomically
+    """Redact once, write the --output file and the bench's --save baseline (JSON) if asked, then render
+    to stdout. Returns an exit code that overrides the run's own when a write failed (74), else None."""
+    from envcheck.render import RenderOptions, make_console, render, write_atomically
 
     document = redacted(document)
     options = RenderOptions(verbose=verbose)
-    if output is not None and file_format is not None:
+    files = [(output, file_format, ""), (save, "json", "--save file ")]
+    failed = False
+    for path, fmt, what in files:
+        if path is None or fmt is None:
+            continue
         try:
-            write_atomically(output, document, file_format, options)
+            write_atomically(path, document, fmt, options)
         except OSError as exc:
-            error(f"cannot write {output}: {exc.strerror or exc}")
-            return ExitCode.OUTPUT_ERROR
-        except OutputError as exc:  # pragma: no cover - OutputError is an OSError; kept for clarity
-            error(str(exc))
-            return ExitCode.OUTPUT_ERROR
+            error(f"cannot write {what}{path}: {exc.strerror or exc}")
+            failed = True
     render(document, stdout_format, make_console(), options)
-    flush_stdout()
-    return None
+    sys.stdout.flush()
+    return ExitCode.OUTPUT_ERROR if failed else None
 
 
 def error(message: str) -> None:
@@ -88,10 +95,6 @@ def error(message: str) -> None:
         click.echo(f"envcheck: {message}", err=True)
     except OSError:
         pass
-
-
-def flush_stdout() -> None:
-    sys.stdout.flush()
 
 
 def run_guarded(main: Any) -> None:

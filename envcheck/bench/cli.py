@@ -7,7 +7,7 @@ modules are imported inside the command.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -70,7 +70,6 @@ def bench(
 
     from envcheck.bench.app import BenchRequest, run_bench, select_specs
     from envcheck.bench.registry import BenchError
-    from envcheck.core.exit import ExitCode
     from envcheck.output import deliver, resolve_formats
 
     stdout_format, file_format = resolve_formats(fmt, as_json, output)
@@ -97,11 +96,10 @@ def bench(
     from envcheck.bench.report import bench_document
 
     document = bench_document(report)
-    code = report.exit_code
-    if save and not _save(save, document):
-        code = ExitCode.OUTPUT_ERROR
-    override = deliver(document, stdout_format=stdout_format, file_format=file_format, output=output, verbose=False)
-    sys.exit(int(override if override is not None else code))
+    override = deliver(
+        document, stdout_format=stdout_format, file_format=file_format, output=output, verbose=False, save=save
+    )
+    sys.exit(int(override if override is not None else report.exit_code))
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -115,26 +113,12 @@ def fail(message: str, code: int) -> NoReturn:
     sys.exit(int(code))
 
 
-def _save(path: str, document: dict[str, Any]) -> bool:
-    """``--save``: the redacted JSON report, written atomically (a baseline is never half a file)."""
-    from envcheck.output import error, redacted
-    from envcheck.render import write_atomically
-
-    try:
-        write_atomically(path, redacted(document), "json")
-    except OSError as exc:
-        error(f"cannot write --save file {path}: {exc.strerror or exc}")
-        return False
-    return True
-
-
 def _list(specs: list[BenchSpec], *, as_json: bool) -> None:
-    import json
-
     from envcheck.bench.render import list_benchmarks
     from envcheck.render import make_console
+    from envcheck.render.json import dumps
 
     if as_json:
-        click.echo(json.dumps([{"id": s.id, "title": s.title, "measures": s.measures} for s in specs], indent=2))
+        click.echo(dumps([{"id": s.id, "title": s.title, "measures": s.measures} for s in specs]))
     else:
         list_benchmarks(specs, make_console())

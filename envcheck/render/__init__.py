@@ -49,10 +49,6 @@ def renderer(
     return register
 
 
-def format_names() -> list[str]:
-    return [r.id for r in FORMATS.ordered()]
-
-
 def format_for_path(path: str) -> str | None:
     """The format a file name asks for by its suffix (``report.md`` → markdown), if any."""
     suffix = Path(path).suffix.lower()
@@ -80,10 +76,6 @@ def make_console(file: IO[str] | None = None, *, for_file: bool = False) -> Cons
 
 def render(document: dict[str, Any], fmt: str, console: Console, options: RenderOptions | None = None) -> None:
     FORMATS[fmt].fn(document, console, options or RenderOptions())
-
-
-class OutputError(OSError):
-    """The report could not be written where it was asked to go."""
 
 
 def write_atomically(path: str, document: dict[str, Any], fmt: str, options: RenderOptions | None = None) -> None:
