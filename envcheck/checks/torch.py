@@ -13,7 +13,7 @@ import re
 
 from envcheck.checks.packages import TORCH_CUDA_VARIANTS, torch_install_command, torch_variant_for, variant_name
 from envcheck.checks.visible import VISIBLE, device_order_note, parse_visible_devices
-from envcheck.core.model import Fix, SkipCheck, Status, Verdict, available, fail, ok, skip, warn
+from envcheck.core.model import Fix, SkipCheck, Status, Verdict, available, fail, first_line, ok, skip, warn
 from envcheck.core.probing import Context, ProbeFailed, ProbeTimeout
 from envcheck.core.registry import check
 from envcheck.probes import nvml as _nvml_probe  # noqa: F401 - registers the "nvml" probe
@@ -134,11 +134,6 @@ def _flavour(info: TorchInfo) -> str:
     return "CPU-only build"
 
 
-def _first_line(text: str | None, limit: int = 300) -> str:
-    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
 # -- arch coverage -----------------------------------------------------------------------------------
 
 _ARCH = re.compile(r"^(sm|compute)_(\d+)(\d)([af]?)$")
@@ -254,7 +249,7 @@ def check_import(ctx: Context) -> Verdict:
             **details,
         )
     if info.status == "import_error":
-        return fail(f"import torch failed: {_first_line(info.error)}", *_import_error_fix(info.error or ""), **details)
+        return fail(f"import torch failed: {first_line(info.error)}", *_import_error_fix(info.error or ""), **details)
     if info.status == "crashed":
         return fail(
             f"torch crashed the Python interpreter: {info.error}{at}",
@@ -376,7 +371,7 @@ def check_driver_compat(ctx: Context) -> Verdict:
         "torch_cuda": info.cuda,
         "cuda_init_error": info.cuda_init_error,
     }
-    said = f" (torch says: {_first_line(info.cuda_init_error)})" if info.cuda_init_error else ""
+    said = f" (torch says: {first_line(info.cuda_init_error)})" if info.cuda_init_error else ""
     full_driver = TOOLKIT_DRIVER.get(torch_cuda)
     minimum = MINOR_COMPAT_DRIVER.get(torch_cuda[0])
     variant = torch_variant_for(driver_cuda)
@@ -445,7 +440,7 @@ def check_devices(ctx: Context) -> Verdict:
             if lost:
                 notes.append(f"lost GPU(s) {', '.join(map(str, lost))} not counted (see the gpu checks)")
             expected = len(visible) - len(lost)
-    cause = f": {_first_line(info.cuda_init_error)}" if info.cuda_init_error else ""
+    cause = f": {first_line(info.cuda_init_error)}" if info.cuda_init_error else ""
     if expected is not None and seen != expected:
         scope = f" (after {VISIBLE}={value})" if value is not None else ""
         findings.append((Status.FAIL, f"torch sees {seen} GPU(s) but {expected} should be visible{scope}{cause}"))
@@ -556,7 +551,7 @@ def check_libs(ctx: Context) -> Verdict:
     nccl = ".".join(map(str, info.nccl_version)) if info.nccl_version else None
     if cudnn is None and "cudnn" in info.lib_errors:
         return fail(
-            f"cuDNN does not load: {_first_line(info.lib_errors['cudnn'])}",
+            f"cuDNN does not load: {first_line(info.lib_errors['cudnn'])}",
             "Reinstall torch so that its nvidia-cudnn package matches, and check that LD_LIBRARY_PATH does "
             "not put another libcudnn first.",
             REINSTALL_TORCH,
@@ -572,7 +567,7 @@ def check_libs(ctx: Context) -> Verdict:
     if nccl is None:
         state = _nvml(ctx)
         if state is not None and len(state.gpus) > 1:
-            reason = f" ({_first_line(info.lib_errors['nccl'])})" if "nccl" in info.lib_errors else ""
+            reason = f" ({first_line(info.lib_errors['nccl'])})" if "nccl" in info.lib_errors else ""
             return warn(
                 f"cuDNN {cudnn}, but NCCL is missing{reason}: multi-GPU training with the nccl backend "
                 f"(DDP, FSDP) fails on these {len(state.gpus)} GPUs",
@@ -600,7 +595,7 @@ def check_matmul(ctx: Context) -> Verdict:
         error = device.matmul_max_rel_error
         errors[device.index] = device.matmul_error or error
         if device.matmul_error:
-            problems.append(f"{label}: {_first_line(device.matmul_error)}")
+            problems.append(f"{label}: {first_line(device.matmul_error)}")
         elif error is None or not math.isfinite(error) or error > MATMUL_TOLERANCE:
             shown = "did not run" if error is None else f"max relative error {error:.2g} vs the CPU"
             problems.append(f"{label}: wrong result ({shown}; tolerance {MATMUL_TOLERANCE:g})")
