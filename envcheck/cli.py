@@ -204,13 +204,15 @@ def snapshot(
     import os
     from pathlib import Path
 
+    from envcheck.core.exit import ExitCode
     from envcheck.core.probing import ProbeFailed, ProbeTimeout
+    from envcheck.render import write_text_atomically
     from envcheck.runner import ProbeRunner
     from envcheck.spec.snapshot import Machine, render_snapshot
 
     if output and Path(output).exists() and not force:
         click.echo(f"envcheck: {output} exists; use --force to overwrite it", err=True)
-        sys.exit(2)
+        sys.exit(int(ExitCode.USAGE))
     runner = ProbeRunner(dict(os.environ), 60.0)
     for name in ("host", "disk", "packages", "nvml"):
         runner.start(name)
@@ -218,7 +220,7 @@ def snapshot(
         machine = Machine(runner.get("host"), runner.get("disk"), runner.get("packages"), runner.get("nvml"))
     except (ProbeTimeout, ProbeFailed) as exc:
         click.echo(f"envcheck: cannot describe this machine: {exc}", err=True)
-        sys.exit(1)
+        sys.exit(int(ExitCode.FAILED))
     if with_bench:
         from envcheck.spec.bench import BenchRunFailed, bench_figures, run_bench_for_snapshot
 
@@ -226,14 +228,14 @@ def snapshot(
             machine.bench = bench_figures(run_bench_for_snapshot(device))
         except BenchRunFailed as exc:
             click.echo(f"envcheck: cannot record bench figures: {exc}", err=True)
-            sys.exit(1)
+            sys.exit(int(ExitCode.FAILED))
     text = render_snapshot(machine, extra_packages=packages, fraction=fraction)
     if output:
         try:
-            Path(output).write_text(text, encoding="utf-8")
+            write_text_atomically(output, text)
         except OSError as exc:
             click.echo(f"envcheck: cannot write {output}: {exc.strerror or exc}", err=True)
-            sys.exit(1)
+            sys.exit(int(ExitCode.OUTPUT_ERROR))
         click.echo(f"wrote {output}: check machines with `envcheck doctor --spec {output}`", err=True)
     else:
         sys.stdout.write(text)
@@ -296,13 +298,14 @@ def lab_spec_checks(spec_path: str | None) -> list[CheckSpec]:
     """The checks of the lab spec in force, if any; a broken spec is one line on stderr and exit 2."""
     import os
 
+    from envcheck.core.exit import ExitCode
     from envcheck.spec import SpecError, find_spec
 
     try:
         lab = find_spec(spec_path, os.environ)
     except SpecError as exc:
         click.echo(f"envcheck: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(int(ExitCode.USAGE))
     if lab is None:
         return []
     from envcheck.spec.checks import spec_checks

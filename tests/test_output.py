@@ -214,3 +214,11 @@ def test_a_folded_skip_line_fits_the_terminal(columns):
 def test_snapshot_fraction_that_is_not_a_number_is_a_usage_error():
     proc = run("snapshot", "--with-bench", "--fraction", "nan")
     assert proc.returncode == 2 and "not a finite number" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_snapshot_into_a_missing_directory_is_exit_74_and_leaves_nothing(tmp_path):
+    proc = run("snapshot", "-o", str(tmp_path / "nowhere" / "lab.toml"))
+    assert proc.returncode == 74 and proc.stderr.count("\n") == 1 and "cannot write" in proc.stderr
+    written = tmp_path / "lab.toml"
+    assert run("snapshot", "-o", str(written)).returncode == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["lab.toml"]  # the temporary file was renamed, not left

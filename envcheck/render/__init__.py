@@ -79,14 +79,24 @@ def render(document: dict[str, Any], fmt: str, console: Console, options: Render
 
 
 def write_atomically(path: str, document: dict[str, Any], fmt: str, options: RenderOptions | None = None) -> None:
-    """Render into a temporary file next to ``path`` and rename it over ``path``: a reader (a dashboard,
-    a fleet merge) never sees half a report, and a failed write leaves the old file as it was."""
+    """Render ``document`` in ``fmt`` into ``path`` atomically (see :func:`write_text_atomically`)."""
+    from io import StringIO
+
+    buffer = StringIO()
+    render(document, fmt, make_console(buffer, for_file=True), options)
+    write_text_atomically(path, buffer.getvalue())
+
+
+def write_text_atomically(path: str, text: str) -> None:
+    """Write into a temporary file next to ``path`` and rename it over ``path``: a reader (a dashboard,
+    a fleet merge, a doctor reading a lab spec) never sees half a file, and a failed write leaves the old
+    file as it was."""
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            render(document, fmt, make_console(fh, for_file=True), options)
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)
