@@ -39,7 +39,7 @@ VERDICT_STYLE = {
 @renderer("text", "the human report (colour and ✓ marks on a terminal, ASCII words in pipes)", suffixes=(".txt",))
 def render_text(document: dict[str, Any], console: Console, options: RenderOptions) -> None:
     if document.get("schema") == BENCH_SCHEMA:
-        from envcheck.bench.render import render_text as render_bench
+        from envcheck.render.bench_text import render_text as render_bench
 
         render_bench(document, console, options)
         return

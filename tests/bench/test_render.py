@@ -13,9 +13,9 @@ from envcheck.bench.compare import Delta
 from envcheck.bench.contention import Contention
 from envcheck.bench.harness import Measurement
 from envcheck.bench.registry import Check, DeviceInfo
-from envcheck.bench.render import render_text
 from envcheck.bench.report import bench_document
 from envcheck.core.model import CheckResult, Fix, Status
+from envcheck.render.bench_text import render_text
 from tests.bench.conftest import make_report
 
 MODEL = "NVIDIA H100 80GB HBM3"
