@@ -114,3 +114,11 @@ def test_the_healthcheck_itself_exits_1_for_a_usage_error_never_2(args):
 def test_the_healthcheck_itself_exits_0_when_healthy():
     proc = healthcheck()
     assert proc.returncode == 0 and proc.stdout.startswith("healthy: 4 GPU(s) answer")
+
+
+def test_a_warning_keeps_the_healthcheck_healthy():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENVCHECK_")}
+    env.update({"PYTHONPATH": str(NVML_SITE), "ENVCHECK_FAKE_NVML": "other_process_memory"})
+    proc = subprocess.run([ENVCHECK, "healthcheck"], capture_output=True, text=True, env=env, timeout=60, cwd="/")
+    assert proc.returncode == 0, proc.stdout
+    assert proc.stdout.startswith("healthy: ") and "warning(s): gpu.memory" in proc.stdout
