@@ -9,7 +9,7 @@ node the user may not open.
 from __future__ import annotations
 
 from envcheck.core.model import SkipCheck, Verdict, fail, ok, skip, warn
-from envcheck.core.probing import Context
+from envcheck.core.probing import Context, ProbeFailed, ProbeTimeout
 from envcheck.core.registry import check
 from envcheck.probes import nvml as _nvml_probe  # noqa: F401 - registers the probe
 from envcheck.probes.nvml import NvmlState
@@ -19,6 +19,16 @@ from envcheck.probes.nvml import NvmlState
 #: (CUDA Compatibility guide, minor-version compatibility table).
 CURRENT_TORCH_MIN_CUDA = (12, 0)
 CUDA_12_MIN_DRIVER = "525.60.13"
+
+
+def nvml_or_none(ctx: Context, *, working: bool = True) -> NvmlState | None:
+    """NVML's view for a check that judges something else and only consults it, or None when its probe
+    hung or broke (``driver.nvml`` gives that verdict) or, with ``working``, when NVML did not start."""
+    try:
+        state: NvmlState = ctx.probe("nvml")
+    except (ProbeTimeout, ProbeFailed):
+        return None
+    return state if state.available or not working else None
 
 
 def nvml_state(ctx: Context) -> NvmlState:

@@ -11,13 +11,13 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from envcheck.checks.driver import nvml_or_none
 from envcheck.checks.visible import VISIBLE, device_order_note, parse_visible_devices
 from envcheck.core.model import Status, Verdict, fail, ok, warn
-from envcheck.core.probing import Context, ProbeFailed, ProbeTimeout
+from envcheck.core.probing import Context
 from envcheck.core.registry import check
 from envcheck.probes import nvml as _nvml_probe  # noqa: F401 - registers the "nvml" probe
 from envcheck.probes import packages as _packages_probe  # noqa: F401 - registers the "packages" probe
-from envcheck.probes.nvml import NvmlState
 from envcheck.probes.packages import PackagesState
 from envcheck.redact import redact_env
 
@@ -34,21 +34,12 @@ def gpu_vars(env: Mapping[str, str]) -> dict[str, str]:
     return dict(sorted(redact_env(chosen).items()))
 
 
-def _nvml(ctx: Context) -> NvmlState | None:
-    """NVML's view of the GPUs, or None: a hung or broken driver is the driver checks' verdict, not ours."""
-    try:
-        state = ctx.probe("nvml")
-    except (ProbeTimeout, ProbeFailed):
-        return None
-    return state if state.available else None
-
-
 @check("env.gpu_vars", "GPU environment variables")
 def check_gpu_vars(ctx: Context) -> Verdict:
     """Shows the variables that change GPU behaviour and flags the ones that hide GPUs or slow everything."""
     shown = gpu_vars(ctx.env)
     details: dict[str, Any] = {"variables": shown}
-    nvml = _nvml(ctx)
+    nvml = nvml_or_none(ctx)
     gpus = nvml.gpus if nvml else []
     problems: list[str] = []
     fixes: list[str] = []

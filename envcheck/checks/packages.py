@@ -16,9 +16,9 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from envcheck.checks.driver import CUDA_12_MIN_DRIVER, container_expects_gpus
+from envcheck.checks.driver import CUDA_12_MIN_DRIVER, container_expects_gpus, nvml_or_none
 from envcheck.core.model import Verdict, fail, ok, warn
-from envcheck.core.probing import Context, ProbeFailed, ProbeTimeout
+from envcheck.core.probing import Context
 from envcheck.core.registry import check
 from envcheck.probes import packages as _packages_probe  # noqa: F401 - registers the "packages" probe
 from envcheck.probes.nvml import Bindings, NvmlState
@@ -27,14 +27,6 @@ from envcheck.probes.packages import Dist, ModuleFile, PackagesState
 
 def _state(ctx: Context) -> PackagesState:
     return ctx.probe("packages")
-
-
-def _nvml(ctx: Context) -> NvmlState | None:
-    """NVML's view, or None when its probe hung or broke (driver.nvml reports that)."""
-    try:
-        return ctx.probe("nvml")
-    except (ProbeTimeout, ProbeFailed):
-        return None
 
 
 def _version(text: str) -> Version | None:
@@ -134,7 +126,7 @@ def check_torch(ctx: Context) -> Verdict:
             path=state.torch_module,
         )
     if build is None:
-        text, command = torch_install_fix(_nvml(ctx), ctx.env)
+        text, command = torch_install_fix(nvml_or_none(ctx, working=False), ctx.env)
         return warn("torch is not installed in this Python", text, command, python=state.python)
     how = f" (from {build.source})" if build.source else ""
     details: dict[str, Any] = {"version": build.version, "flavour": build.flavour, "kind": build.kind,
@@ -272,7 +264,7 @@ def check_pynvml(ctx: Context) -> Verdict:
     and this check says which copy it is, where it came from and how to replace it.
     """
     state = _state(ctx)
-    nvml = _nvml(ctx)
+    nvml = nvml_or_none(ctx, working=False)
     bindings = nvml.bindings if nvml is not None else None
     module = state.pynvml_module
     deprecated = state.dists.get("pynvml")

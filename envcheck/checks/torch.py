@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 
+from envcheck.checks.driver import nvml_or_none
 from envcheck.checks.packages import TORCH_CUDA_VARIANTS, torch_install_command, torch_variant_for, variant_name
 from envcheck.checks.visible import VISIBLE, device_order_note, parse_visible_devices
 from envcheck.core.model import Fix, SkipCheck, Status, Verdict, available, fail, first_line, ok, skip, warn
@@ -98,19 +99,10 @@ def _cuda_torch(ctx: Context, otherwise: str) -> TorchInfo:
 
 def _nvml_state(ctx: Context) -> NvmlState:
     """NVML's view; the calling check skips when NVML does not work (the driver checks say why)."""
-    state = _nvml(ctx)
+    state = nvml_or_none(ctx)
     if state is None:
         raise SkipCheck(NO_NVML)
     return state
-
-
-def _nvml(ctx: Context) -> NvmlState | None:
-    """NVML's view when NVML works; the driver checks say why when it does not."""
-    try:
-        state: NvmlState = ctx.probe("nvml")
-    except (ProbeTimeout, ProbeFailed):
-        return None
-    return state if state.available else None
 
 
 NO_NVML = "NVML is not available, so there is no driver or GPU to compare with (see the driver checks)"
@@ -324,7 +316,7 @@ def _hang_fix(stage: str | None) -> tuple[str, str]:
 def check_cuda_build(ctx: Context) -> Verdict:
     """A CPU-only or ROCm torch on a machine with NVIDIA GPUs cannot use them."""
     info = _torch(ctx)
-    state = _nvml(ctx)
+    state = nvml_or_none(ctx)
     if state is None or not state.gpus:
         where = "no NVIDIA GPU found" if state else "NVML not available (see the driver checks)"
         return ok(f"torch {info.version}: {_flavour(info)}; {where}", cuda=info.cuda, hip=info.hip)
@@ -498,7 +490,7 @@ def check_arch(ctx: Context) -> Verdict:
             uncovered.append((label, capability))
         else:
             covered[label] = target
-    state = _nvml(ctx)
+    state = nvml_or_none(ctx)
     order_note = device_order_note(ctx.env, state.gpus) if state is not None else None
     details = {"arch_list": info.arch_list, "covered_by": covered, "note": order_note}
     arch = " ".join(info.arch_list)
@@ -517,7 +509,7 @@ def check_arch(ctx: Context) -> Verdict:
 def _cards(ctx: Context, info: TorchInfo) -> list[tuple[str, str, tuple[int, int]]]:
     """(which GPU, its name, its compute capability) for the GPUs this process can use: from NVML
     (after CUDA_VISIBLE_DEVICES), else from torch itself."""
-    state = _nvml(ctx)
+    state = nvml_or_none(ctx)
     if state is not None and state.gpus:
         visibility = parse_visible_devices(ctx.env.get(VISIBLE), state.gpus)
         # When CUDA's indices may not be NVML's (see device_order_note), judge every GPU rather than a guess.
@@ -565,7 +557,7 @@ def check_libs(ctx: Context) -> Verdict:
             **details,
         )
     if nccl is None:
-        state = _nvml(ctx)
+        state = nvml_or_none(ctx)
         if state is not None and len(state.gpus) > 1:
             reason = f" ({first_line(info.lib_errors['nccl'])})" if "nccl" in info.lib_errors else ""
             return warn(
