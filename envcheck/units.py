@@ -77,3 +77,33 @@ def kubernetes_quantity(n: int) -> str:
     """The same rounding as :func:`docker_size` as a Kubernetes quantity: ``16Gi``, ``96Mi``."""
     count, unit = _whole_binary(n)
     return f"{count}{unit}i"
+
+
+# -- bandwidths ------------------------------------------------------------------------------------
+#: Rates in GB/s (10⁹ bytes per second, the unit nccl-tests and NVIDIA's datasheets use). A network
+#: port is usually quoted in bits ("400 Gb/s" for an NDR InfiniBand port), so bits are accepted too,
+#: and the case of the "B" matters: "Gb/s" is an eighth of "GB/s".
+_RATE_UNITS = {
+    "MB/s": 1e-3, "GB/s": 1.0, "TB/s": 1e3,
+    "MiB/s": 1024**2 / 1e9, "GiB/s": 1024**3 / 1e9, "TiB/s": 1024**4 / 1e9,
+    "Mb/s": 1e-3 / 8, "Gb/s": 1 / 8, "Tb/s": 1e3 / 8,
+    "Mbit/s": 1e-3 / 8, "Gbit/s": 1 / 8, "Tbit/s": 1e3 / 8,
+}  # fmt: skip
+_RATE = re.compile(r"^\s*(\d{1,12}(?:\.\d{1,12})?)\s*([A-Za-z]+/s)\s*$")
+
+
+def parse_rate(text: str | int | float) -> float:
+    """``"400 GB/s"`` -> 400.0, ``"400 Gb/s"`` -> 50.0, ``"1.5 TB/s"`` -> 1500.0: a bandwidth in GB/s.
+    A bare number is GB/s. ValueError for anything else, and for a rate that is not above 0."""
+    if isinstance(text, bool):
+        raise ValueError(f"not a bandwidth: {text!r}")
+    if isinstance(text, (int, float)):
+        rate = float(text)
+    else:
+        match = _RATE.match(text)
+        if not match or match.group(2) not in _RATE_UNITS:
+            raise ValueError(f"not a bandwidth: {text[:40]!r} (write e.g. '400 GB/s' or '400 Gb/s')")
+        rate = float(match.group(1)) * _RATE_UNITS[match.group(2)]
+    if not (math.isfinite(rate) and rate > 0):
+        raise ValueError(f"not a bandwidth above 0: {text!r}")
+    return rate

@@ -25,7 +25,7 @@ from packaging.version import InvalidVersion, Version
 
 from envcheck.core import files
 from envcheck.core.files import path_shown, shown
-from envcheck.units import parse_size
+from envcheck.units import parse_rate, parse_size
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -206,6 +206,18 @@ class BenchMinimum:
     unit: str
 
 
+#: The operations ``envcheck comm`` measures, as a ``[comm]`` section names them.
+COMM_OPS = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "all_to_all", "send_recv")
+
+
+@dataclass(frozen=True)
+class CommMinimum:
+    """A bus bandwidth ``envcheck comm`` must reach for one operation, in GB/s (nccl-tests' busbw)."""
+
+    op: str
+    min_busbw_gb_s: float
+
+
 @dataclass
 class LabSpec:
     path: str
@@ -213,6 +225,7 @@ class LabSpec:
     packages: dict[str, str] = field(default_factory=dict)
     bench_fraction: float | None = None
     bench: list[BenchMinimum] = field(default_factory=list)
+    comm: list[CommMinimum] = field(default_factory=list)
 
     def get(self, section: str, key: str) -> Any:
         return self.sections.get(section, {}).get(key)
@@ -254,9 +267,12 @@ def parse_spec_text(text: str, path: str, *, table: str | None = None) -> LabSpe
         if section == "packages":
             _parse_packages(spec, body, where)
             continue
+        if section == "comm":
+            _parse_comm(spec, body, where)
+            continue
         known = SCHEMA.get(section)
         if known is None:
-            sections = ", ".join([*SCHEMA, *FREE_SECTIONS, "bench"])
+            sections = ", ".join([*SCHEMA, *FREE_SECTIONS, "bench", "comm"])
             raise SpecError(f"{path}: unknown section [{prefix}{name}] (known: {sections})")
         values = {}
         for key, value in body.items():
@@ -297,6 +313,28 @@ def _parse_bench(spec: LabSpec, body: dict[str, Any], where: str) -> None:
             )
         minimum = _checked(_positive, value["min"], f"{where} {name}.min")
         spec.bench.append(BenchMinimum(key, minimum, _checked(_str, value["unit"], f"{where} {name}.unit")))
+
+
+def _parse_comm(spec: LabSpec, body: dict[str, Any], where: str) -> None:
+    """``"all_reduce" = { min_busbw = "400 GB/s" }``: the bus bandwidth (nccl-tests' busbw, which is
+    comparable across world sizes) each operation must reach at its best size."""
+    for key, value in body.items():
+        name = key_shown(key)
+        if key not in COMM_OPS:
+            raise SpecError(f"{where}: unknown operation {shown(key)} (known: {', '.join(COMM_OPS)})")
+        if not isinstance(value, dict) or set(value) != {"min_busbw"}:
+            raise SpecError(f"{where} {name}: must be a table {{ min_busbw = '<rate>' }}, got {shown(value)}")
+        spec.comm.append(CommMinimum(key, _checked(_rate, value["min_busbw"], f"{where} {name}.min_busbw")))
+
+
+def _rate(value: Any) -> float:
+    what = f"must be a bandwidth above 0 like '400 GB/s' (or a number of GB/s), got {shown(value)}"
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(what)
+    try:
+        return parse_rate(value)
+    except (ValueError, OverflowError):  # OverflowError: an integer beyond any float
+        raise ValueError(what) from None
 
 
 def _checked(validate: Callable[[Any], Any], value: Any, where: str) -> Any:

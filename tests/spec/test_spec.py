@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from envcheck.cli import main
 from envcheck.core import registry
 from envcheck.probes.packages import probe_packages
-from envcheck.spec import BenchMinimum, SpecError, find_spec, load_spec, parse_spec_text
+from envcheck.spec import BenchMinimum, CommMinimum, SpecError, find_spec, load_spec, parse_spec_text
 from envcheck.spec.bench import bench_figures, judge_bench
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "lab.toml"
@@ -37,6 +37,7 @@ def test_example_spec_parses_with_every_key():
     assert spec.packages["numpy"] == ">=1.26,<3"
     assert spec.bench_fraction == 0.9
     assert BenchMinimum("matmul.bf16", 600.0, "TFLOP/s") in spec.bench
+    assert CommMinimum("all_reduce", 400.0) in spec.comm
 
 
 @pytest.mark.parametrize(
@@ -47,7 +48,10 @@ def test_example_spec_parses_with_every_key():
             '[gpu]\ncolour = "red"\n',
             "[gpu]: unknown key 'colour' (known: name, count, min_count, min_memory, min_compute_capability)",
         ),
-        ("[gpus]\ncount = 3\n", "unknown section [gpus] (known: python, torch, driver, gpu, host, packages, bench)"),
+        (
+            "[gpus]\ncount = 3\n",
+            "unknown section [gpus] (known: python, torch, driver, gpu, host, packages, bench, comm)",
+        ),
         ('[gpu]\ncount = "eight"\n', "[gpu] count must be a whole number from 1 to 65536, got 'eight'"),
         (
             '[gpu]\nmin_memory = "lots"\n',
