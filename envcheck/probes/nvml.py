@@ -20,7 +20,8 @@ code, not by the binding's exception classes. What the module lacked is kept in 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -268,36 +269,54 @@ def _module_path(module: Any = None) -> str | None:
     ),
 )
 def probe_nvml(env: Any = None) -> NvmlState:
+    with nvml_session() as (pynvml, state):
+        if pynvml is not None:
+            _read_all(pynvml, state)
+        return state
+
+
+@contextmanager
+def nvml_session() -> Iterator[tuple[Any, NvmlState]]:
+    """Import pynvml and start NVML: yields (the module, a state whose status is ``ok``), or (None, the state
+    saying why NVML did not start); NVML is shut down on leaving. Every probe that reads NVML opens its
+    session here, so each way NVML fails to start is classified once (NVML counts its initialisations, so
+    two probes may hold sessions at once)."""
+    pynvml, state = _open()
+    try:
+        yield pynvml, state
+    finally:
+        if pynvml is not None:
+            try:
+                pynvml.nvmlShutdown()
+            except Exception:  # noqa: BLE001 - shutting down is best effort
+                pass
+
+
+def _open() -> tuple[Any, NvmlState]:
     try:
         import pynvml
     except ModuleNotFoundError as exc:
         if exc.name == "pynvml":
-            return NvmlState(status="no_bindings", error="no pynvml module (nvidia-ml-py is not installed)")
-        return _broken_import(exc)
+            return None, NvmlState(status="no_bindings", error="no pynvml module (nvidia-ml-py is not installed)")
+        return None, _broken_import(exc)
     except Exception as exc:  # noqa: BLE001 - whatever a foreign pynvml raises at import is reported, not raised
-        return _broken_import(exc)
+        return None, _broken_import(exc)
     bindings = Bindings(path=_module_path(pynvml))
     bindings.missing = [n for n in (*CORE_FUNCTIONS, *READ_FUNCTIONS) if not callable(getattr(pynvml, n, None))]
     core_missing = [n for n in CORE_FUNCTIONS if n in bindings.missing]
     if core_missing:
         error = f"the pynvml module lacks {', '.join(core_missing)}"
-        return NvmlState(status="bindings_broken", error=error, bindings=bindings)
+        return None, NvmlState(status="bindings_broken", error=error, bindings=bindings)
     try:
         pynvml.nvmlInit()
     except Exception as exc:  # noqa: BLE001 - see nvml_code: NVML errors by code, anything else is the module's
         code = nvml_code(exc)
         if code is None:
             bindings.failing["nvmlInit"] = f"{type(exc).__name__}: {exc}"
-            return NvmlState(status="bindings_broken", error=bindings.failing["nvmlInit"], bindings=bindings)
+            return None, NvmlState(status="bindings_broken", error=bindings.failing["nvmlInit"], bindings=bindings)
         status = INIT_FAILURES.get(code, "error")
-        return NvmlState(status=status, error=f"{type(exc).__name__}: {exc}", bindings=bindings)
-    try:
-        return _read_all(pynvml, bindings)
-    finally:
-        try:
-            pynvml.nvmlShutdown()
-        except Exception:  # noqa: BLE001 - shutting down is best effort
-            pass
+        return None, NvmlState(status=status, error=f"{type(exc).__name__}: {exc}", bindings=bindings)
+    return pynvml, NvmlState(status="ok", bindings=bindings)
 
 
 def _broken_import(exc: BaseException) -> NvmlState:
@@ -306,7 +325,7 @@ def _broken_import(exc: BaseException) -> NvmlState:
     return NvmlState(status="bindings_broken", error=f"import pynvml failed: {error}", bindings=bindings)
 
 
-class _Reader:
+class Reader:
     """Calls pynvml functions by name through :func:`query`, so that a function the module lacks is a
     reading that is not available rather than an AttributeError."""
 
@@ -321,9 +340,8 @@ class _Reader:
         return query(fn, *args, missing=state.missing_functions, failing=state.bindings.failing, name=name)
 
 
-def _read_all(pynvml: Any, bindings: Bindings) -> NvmlState:
-    state = NvmlState(status="ok", bindings=bindings)
-    read = _Reader(pynvml, state)
+def _read_all(pynvml: Any, state: NvmlState) -> NvmlState:
+    read = Reader(pynvml, state)
     version = read("nvmlSystemGetDriverVersion")
     state.driver_version = _text(version) if not isinstance(version, NA) else None
     cuda = read("nvmlSystemGetCudaDriverVersion")
@@ -344,24 +362,39 @@ def _read_all(pynvml: Any, bindings: Bindings) -> NvmlState:
     return state
 
 
-def _read_gpu(pynvml: Any, read: _Reader, index: int, gpu: GpuInfo) -> None:
+class GpuRefused(Exception):
+    """The driver refused to open this GPU for this user (NVML_ERROR_NO_PERMISSION on its handle)."""
+
+
+def open_handle(pynvml: Any, read: Reader, index: int) -> Any:
+    """The GPU's NVML handle; None when the bindings broke opening it. Raises :class:`GpuLost` for a GPU that
+    is lost or cannot be opened, :class:`GpuRefused` for one whose device node this user may not open."""
     try:
-        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        return pynvml.nvmlDeviceGetHandleByIndex(index)
     except Exception as exc:  # noqa: BLE001 - mapped by NVML code below
         code = nvml_code(exc)
         if code == ERROR_NO_PERMISSION:
             # The device node (/dev/nvidiaN) is not open to this user: not lost, refused.
-            gpu.refused = True
-            return
+            raise GpuRefused(str(exc)) from exc
         if code == ERROR_GPU_IS_LOST:
             raise GpuLost(str(exc)) from exc
         if code is None:
             # Not an NVML error: the bindings are broken (packages.pynvml_deprecated says which copy), and
             # that says nothing about the card, so it is not called lost. Its readings stay not available.
             read.state.bindings.failing["nvmlDeviceGetHandleByIndex"] = f"{type(exc).__name__}: {exc}"
-            return
+            return None
         # A GPU NVML counts but cannot open is as good as lost for work; say what NVML said.
         raise GpuLost(f"cannot open GPU {index}: {exc}") from exc
+
+
+def _read_gpu(pynvml: Any, read: Reader, index: int, gpu: GpuInfo) -> None:
+    try:
+        handle = open_handle(pynvml, read, index)
+    except GpuRefused:
+        gpu.refused = True
+        return
+    if handle is None:
+        return
 
     def q(name: str, *args: Any) -> Any:
         return read(name, handle, *args)
