@@ -1,0 +1,57 @@
+"""The reference figures beside ``envcheck comm``'s busbw: which fabric a node is on, and the fractions."""
+
+from __future__ import annotations
+
+import pytest
+
+from envcheck.comm.reference import LINKS, MODELS, TYPICAL, fabric_of, references, typical_for
+
+
+def test_an_8_gpu_h200_node_is_nvlink4_with_both_references():
+    ref = references({"all_reduce": 456.0, "all_gather": 333.0}, ["NVIDIA H200"] * 8, hosts=1)
+    assert ref is not None
+    assert (ref["fabric"], ref["line_rate_gb_s"]) == ("nvlink4", 450.0)
+    all_reduce, all_gather = ref["ops"]["all_reduce"], ref["ops"]["all_gather"]
+    # NVLS accelerates all_reduce only: its typical figure is the higher one, and its busbw may pass the line rate
+    assert (all_reduce["typical_gb_s"], all_reduce["typical_fraction"]) == (480.0, 0.95)
+    assert all_reduce["line_rate_fraction"] == pytest.approx(456 / 450, abs=1e-4)
+    assert (all_gather["typical_gb_s"], all_gather["typical_fraction"]) == (370.0, 0.9)
+    assert "nccl-tests issue 212" in all_gather["typical_source"]
+
+
+@pytest.mark.parametrize(
+    ("models", "hosts"),
+    [
+        (["NVIDIA H200"] * 8, 2),  # across hosts the network decides, and its NIC count is not seen
+        (["NVIDIA H200", "NVIDIA H100 80GB HBM3"], 1),  # a mixed node has no single fabric
+        (["NVIDIA H100 PCIe"] * 2, 1),  # sold with and without NVLink bridges: not guessed
+        (["cpu"] * 4, 1),
+    ],
+)
+def test_no_fraction_where_the_fabric_is_not_known(models, hosts):
+    assert fabric_of(models, hosts) is None
+    assert references({"all_reduce": 1.0}, models, hosts) is None
+
+
+def test_names_match_exactly_after_case_folding_and_trimming():
+    assert fabric_of([" nvidia l40s "], 1) == LINKS["pcie4"]
+    assert fabric_of(["NVIDIA H200 NVL"], 1) is None  # not an H200 SXM
+
+
+def test_pcie_has_a_line_rate_but_no_typical_figure():
+    ref = references({"send_recv": 25.2}, ["NVIDIA L40S"] * 8, hosts=1)
+    assert ref is not None
+    assert ref["ops"]["send_recv"] == {
+        "busbw_gb_s": 25.2,
+        "line_rate_fraction": 0.8,
+        "typical_gb_s": None,
+        "typical_fraction": None,
+        "typical_source": None,
+    }
+
+
+def test_every_figure_names_its_source_and_every_model_a_known_link():
+    assert all(link.source for link in LINKS.values())
+    assert all(t.source and t.link in LINKS for t in TYPICAL)
+    assert set(MODELS.values()) <= set(LINKS)
+    assert typical_for("broadcast", LINKS["nvlink4"]).busbw_gb_s == 370.0
