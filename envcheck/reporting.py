@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from envcheck.core.exit import exit_code_for
-from envcheck.core.model import CheckResult, Status, counts, to_jsonable, worst
+from envcheck.core.model import NA, CheckResult, Status, counts, to_jsonable, worst
 from envcheck.core.registry import AREAS
 from envcheck.core.report import DOCTOR_SCHEMA, GpuIdentity, HostIdentity, envelope
 from envcheck.runner import Report
@@ -127,10 +127,48 @@ def doctor_document(
             "torch": to_jsonable(torch) if torch is not None else None,
         }
     )
+    doc["fabric"] = fabric_document(report.probes.peek("fabric"))
     packages = report.probes.peek("packages")
     if packages is not None:
         doc["packages"] = _package_versions(packages)
     return doc
+
+
+def fabric_document(fabric: Any) -> dict[str, Any] | None:
+    """The GPU fabric (the ``fabric`` area's probe), null when it was not probed or NVML did not start.
+
+    ``gpus`` are the NVML indices of the GPUs that answered, the order of the matrices' rows and columns;
+    ``topology`` is labelled as ``nvidia-smi topo -m`` (X, NV#, PIX, PXB, PHB, NODE, SYS), ``p2p`` as
+    ``nvidia-smi topo -p2p r`` (OK, CNS, GNS, TNS, NS, U; DIS: disabled by a driver registry key), row to
+    column. Error counters keep both readings (``first``, ``later``: null when read once), ``interval_s``
+    apart."""
+    if fabric is None or not fabric.available:
+        return None
+    gpus = [g for g in fabric.gpus if g.answers]
+    indices = [g.index for g in gpus]
+    return {
+        "gpus": indices,
+        "topology": fabric.topology_matrix(indices),
+        "p2p": {"read": fabric.p2p_matrix(indices, "p2p_read"), "nvlink": fabric.p2p_matrix(indices, "p2p_nvlink")},
+        "nvlink": {str(g.index): _nvlink_document(g) for g in gpus},
+        "pcie_replay": {str(g.index): to_jsonable(g.pcie_replay) for g in gpus},
+        "fabric_manager": {str(g.index): to_jsonable(g.fabric) for g in gpus},
+        "interval_s": fabric.interval_s,
+    }
+
+
+def _nvlink_document(gpu: Any) -> dict[str, Any] | None:
+    """One GPU's NVLinks: null without NVLink; else how many are up, their version(s), and every link."""
+    if isinstance(gpu.nvlinks, NA):
+        return None
+    versions = sorted({link.version for link in gpu.active_links if not isinstance(link.version, NA)})
+    return {
+        "pci_bus_id": to_jsonable(gpu.pci_bus_id),
+        "links_up": len(gpu.active_links),
+        "links_total": len(gpu.nvlinks),
+        "version": "/".join(versions) or None,
+        "links": to_jsonable(gpu.nvlinks),
+    }
 
 
 #: Distributions whose versions belong in a bug report next to torch (what PyTorch's issue template asks

@@ -218,6 +218,7 @@ AREA_PROBES = {
     "packages": ["packages", "nvml"],
     "driver": ["nvml"],
     "gpu": ["nvml"],
+    "fabric": ["fabric", "nvml"],
     "torch": ["torch", "nvml", "toolkit"],
     "env": ["nvml", "packages"],
     "spec": ["host", "disk", "packages", "nvml"],

@@ -13,12 +13,17 @@ and a test fails.
 The fake's constants are the C values from ``nvml.h``, not the binding's names, so that it also runs under
 a ``pynvml`` module that lacks some of them (tests of the deprecated and vendored copies).
 
+Most readings are fixed numbers; a reading that changes while it is watched (an error counter that rises
+between the doctor's two readings, later any telemetry) is a :class:`Rising`, which advances by each read
+and, if asked, by elapsed time on its own clock.
+
 Scenario names follow what they simulate (cf. gpustat's test_gpustat.py).
 """
 
 from __future__ import annotations
 
 import ctypes
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -49,6 +54,24 @@ REASON_SW_POWER_CAP = 0x4
 REASON_SW_THERMAL = 0x20
 REASON_HW_THERMAL = 0x40
 COMPUTEMODE_DEFAULT = 0
+ARGUMENT_VERSION_MISMATCH = 25
+# nvml.h, nvmlIntNvLinkDeviceType_t, nvmlNvlinkVersion_t and nvmlNvLinkErrorCounter_t.
+NVLINK_REMOTE_GPU, NVLINK_REMOTE_SWITCH = 0, 2
+NVLINK_VERSION_4_0 = 6
+NVLINK_REPLAY, NVLINK_RECOVERY, NVLINK_CRC_FLIT, NVLINK_CRC_DATA, NVLINK_ECC_DATA = 0, 1, 2, 3, 4
+# nvml.h, nvmlGpuTopologyLevel_t.
+TOPOLOGY_INTERNAL, TOPOLOGY_SINGLE, TOPOLOGY_MULTIPLE, TOPOLOGY_HOSTBRIDGE, TOPOLOGY_NODE, TOPOLOGY_SYSTEM = (
+    0, 10, 20, 30, 40, 50,
+)  # fmt: skip
+# nvml.h, nvmlGpuP2PCapsIndex_t and nvmlGpuP2PStatus_t.
+P2P_CAPS_READ, P2P_CAPS_WRITE, P2P_CAPS_NVLINK, P2P_CAPS_ATOMICS, P2P_CAPS_PCI = 0, 1, 2, 3, 4
+P2P_OK, P2P_CHIPSET_NOT_SUPPORTED, P2P_GPU_NOT_SUPPORTED, P2P_IOH_TOPOLOGY_NOT_SUPPORTED = 0, 1, 2, 3
+P2P_DISABLED_BY_REGKEY, P2P_NOT_SUPPORTED = 4, 5
+# nvml.h, nvmlGpuFabricState_t, nvmlGpuFabricInfo_v2 (the versioned struct's version word) and the
+# health mask's degraded-bandwidth field (bits 0-1: 1 degraded, 2 not degraded).
+FABRIC_NOT_SUPPORTED, FABRIC_NOT_STARTED, FABRIC_IN_PROGRESS, FABRIC_COMPLETED = 0, 1, 2, 3
+FABRIC_INFO_V2 = 0x02000024
+HEALTH_DEGRADED_BW_TRUE, HEALTH_DEGRADED_BW_FALSE = 1, 2
 
 
 def ecc_counts(
@@ -73,6 +96,63 @@ def thresholds(*, slowdown: int = 87, shutdown: int = 92, gpu_max: int = 85, mem
         THRESHOLD_MEM_MAX: mem_max,
         THRESHOLD_GPU_MAX: gpu_max,
     }
+
+
+@dataclass
+class Rising:
+    """A reading that changes while it is watched: ``start``, plus ``per_read`` for every earlier read, plus
+    ``per_second`` for the time since the first read by ``clock`` (injectable, so a test can step time).
+    Counters that rise between the doctor's two readings use ``per_read``, so a test's interval can be as
+    short as it likes; a telemetry sampler over time can use ``per_second``."""
+
+    start: int
+    per_read: int = 0
+    per_second: float = 0.0
+    clock: Callable[[], float] = time.monotonic
+    reads: int = 0
+    _since: float | None = None
+
+    def read(self) -> int:
+        now = self.clock()
+        if self._since is None:
+            self._since = now
+        value = self.start + self.per_read * self.reads + int(self.per_second * (now - self._since))
+        self.reads += 1
+        return value
+
+
+def reading(value: int | Rising) -> int:
+    """A fixed number, or the next reading of a :class:`Rising` one."""
+    return value.read() if isinstance(value, Rising) else value
+
+
+def nvlink_errors(**counts: int | Rising) -> dict[int, int | Rising]:
+    """A link's data-link error counters by nvml.h selector, zero unless given (``replay=Rising(3, per_read=2)``)."""
+    names = {"replay": NVLINK_REPLAY, "recovery": NVLINK_RECOVERY, "crc_flit": NVLINK_CRC_FLIT}
+    names.update(crc_data=NVLINK_CRC_DATA, ecc_data=NVLINK_ECC_DATA)
+    return {selector: counts.get(name, 0) for name, selector in names.items()}
+
+
+@dataclass
+class FakeLink:
+    """One NVLink: up or not, what is at its far end, and its error counters (a selector not in ``errors`` is
+    not supported on this GPU)."""
+
+    active: bool = True
+    version: int = NVLINK_VERSION_4_0
+    remote_type: int = NVLINK_REMOTE_SWITCH
+    remote_bus_id: str = "00000000:00:00.0"
+    errors: dict[int, int | Rising] = field(default_factory=nvlink_errors)
+
+
+@dataclass
+class FakeFabric:
+    """What ``nvmlDeviceGetGpuFabricInfo[V]`` fills in on a GPU attached to NVSwitches."""
+
+    state: int = FABRIC_COMPLETED
+    status: int = SUCCESS
+    clique_id: int = 0
+    health_mask: int = HEALTH_DEGRADED_BW_FALSE
 
 
 @dataclass
@@ -102,6 +182,15 @@ class FakeGpu:
     persistence: int = 1
     compute_mode: int = COMPUTEMODE_DEFAULT
     mig: tuple[int, int] = (0, 0)
+    #: NVLinks in link order; None: the GPU has no NVLink (the driver answers NotSupported).
+    nvlinks: list[FakeLink] | None = None
+    pcie_replay: int | Rising = 0
+    #: None: the GPU is on no NVSwitch fabric (the driver answers NotSupported).
+    fabric: FakeFabric | None = None
+    #: Where it sits on PCIe: its CPU socket, and the PCIe switch it shares with others (None: a root port of
+    #: its own). Topology between two GPUs follows from these.
+    socket: int = 0
+    pcie_switch: int | None = None
     lost: bool = False
     #: C function name -> NVML return code this GPU answers instead of data.
     errors: dict[str, int] = field(default_factory=dict)
@@ -138,8 +227,12 @@ class FakeNvmlLib:
         cuda_version: int = 12040,
         init_error: int | None = None,
         missing: frozenset[str] | set[str] = frozenset(),
+        p2p: Callable[[FakeGpu, FakeGpu, int], int] | None = None,
     ) -> None:
         self.gpus = gpus
+        #: P2P status between two GPUs for a capability; by default P2P works over PCIe everywhere, and over
+        #: NVLink between GPUs an NVLink joins (:meth:`nvlinked`).
+        self.p2p = p2p
         self.driver_version = driver_version
         self.cuda_version = cuda_version
         self.init_error = init_error
@@ -167,6 +260,22 @@ class FakeNvmlLib:
             if ctypes.addressof(h) == address:
                 return gpu
         raise AssertionError("unknown handle")
+
+    def nvlinked(self, a: FakeGpu, b: FakeGpu) -> bool:
+        """An active NVLink joins them: directly, or both reach the NVSwitches."""
+        up_a = [link for link in a.nvlinks or [] if link.active]
+        up_b = [link for link in b.nvlinks or [] if link.active]
+        if any(link.remote_type == NVLINK_REMOTE_GPU and link.remote_bus_id == b.pci_bus_id for link in up_a):
+            return True
+        on_switch = [any(link.remote_type == NVLINK_REMOTE_SWITCH for link in up) for up in (up_a, up_b)]
+        return all(on_switch)
+
+    def _link(self, gpu: FakeGpu, link: Any) -> FakeLink | int:
+        """The link, or the code the driver answers: NotSupported without NVLink, InvalidArgument past the last."""
+        if gpu.nvlinks is None:
+            return NOT_SUPPORTED
+        number = _value(link)
+        return gpu.nvlinks[number] if 0 <= number < len(gpu.nvlinks) else INVALID_ARGUMENT
 
     def _device(self, name: str, handle: Any, fill: Callable[[FakeGpu], int | None]) -> int:
         """Answer for the GPU behind ``handle``: ``fill`` writes the outputs, or returns an error code."""
@@ -366,6 +475,103 @@ class FakeNvmlLib:
 
         return self._device("nvmlDeviceGetMigMode", h, fill)
 
+    # -- fabric: NVLink, PCIe replays, topology, P2P, the NVSwitch fabric -------------------------------
+    def _on_link(self, name: str, h: Any, link: Any, fill: Callable[[FakeLink], int | None]) -> int:
+        def on_gpu(g: FakeGpu) -> int | None:
+            found = self._link(g, link)
+            return found if isinstance(found, int) else fill(found)
+
+        return self._device(name, h, on_gpu)
+
+    def c_nvmlDeviceGetNvLinkState(self, h: Any, link: Any, out: Any) -> int:
+        return self._on_link("nvmlDeviceGetNvLinkState", h, link, lambda k: setattr(_out(out), "value", int(k.active)))
+
+    def c_nvmlDeviceGetNvLinkVersion(self, h: Any, link: Any, out: Any) -> int:
+        return self._on_link("nvmlDeviceGetNvLinkVersion", h, link, lambda k: setattr(_out(out), "value", k.version))
+
+    def c_nvmlDeviceGetNvLinkRemoteDeviceType(self, h: Any, link: Any, out: Any) -> int:
+        name = "nvmlDeviceGetNvLinkRemoteDeviceType"
+        return self._on_link(name, h, link, lambda k: setattr(_out(out), "value", k.remote_type))
+
+    def c_nvmlDeviceGetNvLinkRemotePciInfo_v2(self, h: Any, link: Any, out: Any) -> int:
+        name = "nvmlDeviceGetNvLinkRemotePciInfo_v2"
+        return self._on_link(name, h, link, lambda k: setattr(_out(out), "busId", k.remote_bus_id.encode()))
+
+    def c_nvmlDeviceGetNvLinkErrorCounter(self, h: Any, link: Any, counter: Any, out: Any) -> int:
+        def fill(k: FakeLink) -> int | None:
+            if not 0 <= _value(counter) <= NVLINK_ECC_DATA:  # nvml.h defines no other counter
+                return INVALID_ARGUMENT
+            if _value(counter) not in k.errors:
+                return NOT_SUPPORTED
+            _out(out).value = reading(k.errors[_value(counter)])
+            return None
+
+        return self._on_link("nvmlDeviceGetNvLinkErrorCounter", h, link, fill)
+
+    def c_nvmlDeviceGetPcieReplayCounter(self, h: Any, out: Any) -> int:
+        return self._device(
+            "nvmlDeviceGetPcieReplayCounter", h, lambda g: setattr(_out(out), "value", reading(g.pcie_replay))
+        )
+
+    def _fabric(self, name: str, h: Any, arg: Any, *, versioned: bool) -> int:
+        def fill(g: FakeGpu) -> int | None:
+            if g.fabric is None:
+                return NOT_SUPPORTED
+            info = _out(arg)
+            if versioned and info.version != FABRIC_INFO_V2:
+                return ARGUMENT_VERSION_MISMATCH
+            info.state, info.status, info.cliqueId = g.fabric.state, g.fabric.status, g.fabric.clique_id
+            if versioned:
+                info.healthMask = g.fabric.health_mask
+            return None
+
+        return self._device(name, h, fill)
+
+    def c_nvmlDeviceGetGpuFabricInfoV(self, h: Any, arg: Any) -> int:
+        return self._fabric("nvmlDeviceGetGpuFabricInfoV", h, arg, versioned=True)
+
+    def c_nvmlDeviceGetGpuFabricInfo(self, h: Any, arg: Any) -> int:
+        return self._fabric("nvmlDeviceGetGpuFabricInfo", h, arg, versioned=False)
+
+    def _pair(self, name: str, h1: Any, h2: Any, fill: Callable[[FakeGpu, FakeGpu], int]) -> int:
+        a, b = self._gpu(h1), self._gpu(h2)
+        if a.lost or b.lost:
+            return GPU_IS_LOST
+        if name in a.errors:
+            return a.errors[name]
+        return fill(a, b)
+
+    def c_nvmlDeviceGetTopologyCommonAncestor(self, h1: Any, h2: Any, out: Any) -> int:
+        def fill(a: FakeGpu, b: FakeGpu) -> int:
+            if a is b:
+                return INVALID_ARGUMENT
+            if a.socket != b.socket:
+                level = TOPOLOGY_SYSTEM
+            elif a.pcie_switch is not None and a.pcie_switch == b.pcie_switch:
+                level = TOPOLOGY_SINGLE
+            else:
+                level = TOPOLOGY_NODE
+            _out(out).value = level
+            return SUCCESS
+
+        return self._pair("nvmlDeviceGetTopologyCommonAncestor", h1, h2, fill)
+
+    def c_nvmlDeviceGetP2PStatus(self, h1: Any, h2: Any, caps: Any, out: Any) -> int:
+        def fill(a: FakeGpu, b: FakeGpu) -> int:
+            index = _value(caps)
+            if not 0 <= index <= P2P_CAPS_PCI:
+                return INVALID_ARGUMENT
+            if self.p2p is not None:
+                status = self.p2p(a, b, index)
+            elif index == P2P_CAPS_NVLINK:
+                status = P2P_OK if self.nvlinked(a, b) else P2P_NOT_SUPPORTED
+            else:
+                status = P2P_OK
+            _out(out).value = status
+            return SUCCESS
+
+        return self._pair("nvmlDeviceGetP2PStatus", h1, h2, fill)
+
 
 # -- named scenarios --------------------------------------------------------------------------------
 
@@ -509,6 +715,98 @@ def mixed_generations() -> FakeNvmlLib:
     return FakeNvmlLib([h100(0), h100(1, **blackwell)], driver_version="570.124.06", cuda_version=12080)
 
 
+# -- the GPU fabric: NVLink, NVSwitch, PCIe topology and P2P ----------------------------------------------
+
+#: NVLink4 links per H100 SXM5 (NVIDIA H100 Tensor Core GPU datasheet: 18 links, 900 GB/s).
+H100_SXM_NVLINKS = 18
+#: NVSwitch chips on an HGX H100 8-GPU baseboard (NVIDIA DGX H100 User Guide, "Hardware Overview": four
+#: third-generation NVSwitches). Bus ids are made up; the split of links over the switches is illustrative.
+HGX_NVSWITCHES = [f"00000000:{bus:02X}:00.0" for bus in (0x05, 0x06, 0x07, 0x08)]
+
+
+def hgx_gpu(i: int, **kw: Any) -> FakeGpu:
+    """GPU ``i`` of an HGX H100 board: 18 NVLinks up to the NVSwitches, fabric registered, GPUs 0-3 on CPU
+    socket 0 and 4-7 on socket 1, each on a PCIe switch of its own."""
+    links = [FakeLink(remote_bus_id=HGX_NVSWITCHES[n % len(HGX_NVSWITCHES)]) for n in range(H100_SXM_NVLINKS)]
+    return h100(i, nvlinks=links, fabric=FakeFabric(), socket=i // 4, pcie_switch=i, **kw)
+
+
+def hgx_8gpu() -> FakeNvmlLib:
+    """8 × H100 SXM on NVSwitches, all healthy: every pair NV18, P2P everywhere, fabric registered."""
+    return FakeNvmlLib([hgx_gpu(i) for i in range(8)], driver_version="550.90.07")
+
+
+def hgx_nvlink_down() -> FakeNvmlLib:
+    """The HGX board with GPU 3's link 7 down, and GPU 5's link 2 counting replays and CRC errors now (each
+    read of those counters finds more)."""
+    lib = hgx_8gpu()
+    lib.gpus[3].nvlinks[7].active = False
+    lib.gpus[5].nvlinks[2].errors = nvlink_errors(replay=Rising(120, per_read=7), crc_flit=Rising(40, per_read=3))
+    return lib
+
+
+def fabric_manager_not_running() -> FakeNvmlLib:
+    """An HGX node whose nvidia-fabricmanager service is not running: the GPUs are not registered with the
+    NVSwitch fabric, so their NVLinks are not trained (all down) and CUDA fails to start (error 802)."""
+    lib = hgx_8gpu()
+    for gpu in lib.gpus:
+        gpu.fabric = FakeFabric(state=FABRIC_NOT_STARTED)
+        for link in gpu.nvlinks or []:
+            link.active = False
+    return lib
+
+
+def fabric_manager_in_progress() -> FakeNvmlLib:
+    """The fabric manager has started and is still training the fabric (the minute after boot)."""
+    lib = fabric_manager_not_running()
+    for gpu in lib.gpus:
+        gpu.fabric = FakeFabric(state=FABRIC_IN_PROGRESS)
+    return lib
+
+
+def fabric_manager_failed() -> FakeNvmlLib:
+    """The fabric manager ran but could not register GPU 2 (status an NVML error, here NVML_ERROR_UNKNOWN)."""
+    lib = hgx_8gpu()
+    lib.gpus[2].fabric = FakeFabric(status=999)
+    return lib
+
+
+def l40s(i: int, **kw: Any) -> FakeGpu:
+    """An L40S: PCIe Gen4 x16, 48 GB GDDR6, 350 W, no NVLink (NVIDIA L40S datasheet)."""
+    return replace(
+        h100(i),
+        name="NVIDIA L40S",
+        cc=(8, 9),
+        memory_total=48 * GiB,
+        power_limit_mw=350_000,
+        power_default_limit_mw=350_000,
+        pcie_gen=(4, 4),
+        **kw,
+    )
+
+
+def _pcie_p2p(a: FakeGpu, b: FakeGpu, caps: int) -> int:
+    """P2P only between GPUs behind one PCIe switch: across switches on one socket the chipset path is refused
+    (IOMMU/ACS), across sockets the topology does not support it; never over NVLink (there is none)."""
+    if caps == P2P_CAPS_NVLINK:
+        return P2P_NOT_SUPPORTED
+    if a.socket != b.socket:
+        return P2P_IOH_TOPOLOGY_NOT_SUPPORTED
+    return P2P_OK if a.pcie_switch == b.pcie_switch else P2P_CHIPSET_NOT_SUPPORTED
+
+
+def pcie_only_p2p_off() -> FakeNvmlLib:
+    """8 × L40S on PCIe only: two PCIe switches per CPU socket, two GPUs per switch; P2P works within a
+    switch and nowhere else."""
+    return FakeNvmlLib([l40s(i, socket=i // 4, pcie_switch=i // 2) for i in range(8)], p2p=_pcie_p2p)
+
+
+def pcie_replay_rising() -> FakeNvmlLib:
+    """Two H100 PCIe cards; GPU 1's PCIe link is replaying packets now (a marginal link: riser, seating)."""
+    pcie = {"name": "NVIDIA H100 PCIe", "power_limit_mw": 350_000, "power_default_limit_mw": 350_000}
+    return FakeNvmlLib([h100(0, **pcie), h100(1, pcie_replay=Rising(310, per_read=45), **pcie)])
+
+
 SCENARIOS: dict[str, Callable[[], FakeNvmlLib]] = {
     f.__name__: f
     for f in (
@@ -529,6 +827,13 @@ SCENARIOS: dict[str, Callable[[], FakeNvmlLib]] = {
         device_node_refused,
         no_gpus,
         mixed_generations,
+        hgx_8gpu,
+        hgx_nvlink_down,
+        fabric_manager_not_running,
+        fabric_manager_in_progress,
+        fabric_manager_failed,
+        pcie_only_p2p_off,
+        pcie_replay_rising,
     )
 }
 

@@ -179,6 +179,7 @@ AREAS: dict[str, str] = {
     "packages": "Packages",
     "driver": "Driver and NVML",
     "gpu": "GPUs",
+    "fabric": "GPU fabric (NVLink, P2P, topology)",
     "torch": "torch and CUDA",
     "env": "Environment variables",
     "spec": "Lab spec",

@@ -231,7 +231,8 @@ def query(
         return NA(f"the pynvml module failed: {type(exc).__name__}: {exc}")
 
 
-def _text(value: Any) -> Any:
+def as_text(value: Any) -> Any:
+    """NVML strings come back as bytes from some bindings and str from others."""
     return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
@@ -343,11 +344,11 @@ class Reader:
 def _read_all(pynvml: Any, state: NvmlState) -> NvmlState:
     read = Reader(pynvml, state)
     version = read("nvmlSystemGetDriverVersion")
-    state.driver_version = _text(version) if not isinstance(version, NA) else None
+    state.driver_version = as_text(version) if not isinstance(version, NA) else None
     cuda = read("nvmlSystemGetCudaDriverVersion")
     state.cuda_driver_version = _cuda_version(cuda) if not isinstance(cuda, NA) else None
     nvml_version = read("nvmlSystemGetNVMLVersion")
-    state.nvml_version = _text(nvml_version) if not isinstance(nvml_version, NA) else None
+    state.nvml_version = as_text(nvml_version) if not isinstance(nvml_version, NA) else None
     count = read("nvmlDeviceGetCount")
     if isinstance(count, NA):
         state.status, state.error = "error", f"cannot count GPUs: {count.reason}"
@@ -399,10 +400,10 @@ def _read_gpu(pynvml: Any, read: Reader, index: int, gpu: GpuInfo) -> None:
     def q(name: str, *args: Any) -> Any:
         return read(name, handle, *args)
 
-    gpu.name = _text(q("nvmlDeviceGetName"))
-    gpu.uuid = _text(q("nvmlDeviceGetUUID"))
+    gpu.name = as_text(q("nvmlDeviceGetName"))
+    gpu.uuid = as_text(q("nvmlDeviceGetUUID"))
     pci = q("nvmlDeviceGetPciInfo")
-    gpu.pci_bus_id = _text(pci.busId) if not isinstance(pci, NA) else pci
+    gpu.pci_bus_id = as_text(pci.busId) if not isinstance(pci, NA) else pci
     cc = q("nvmlDeviceGetCudaComputeCapability")
     gpu.compute_capability = tuple(cc) if not isinstance(cc, NA) else cc
     mem = q("nvmlDeviceGetMemoryInfo")
