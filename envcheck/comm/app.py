@@ -1,0 +1,527 @@
+"""What ``envcheck comm`` does, as one function: ``run_comm(request) -> CommReport``.
+
+1. :meth:`CommRequest.parse` finds everything wrong with the options (an unknown op, a size that is not
+   one, a timeout that is not a positive number, a lab spec that cannot be used) before anything runs:
+   one line, exit 2.
+2. In a torchrun or srun world (envcheck.comm.world) this process is a rank: it runs
+   envcheck.comm.rank in-process, and rank 0 alone gets a report. Otherwise the ranks are this node's
+   child processes (envcheck.comm.launch) and this process never imports torch.
+3. Rank 0's raw account becomes a frozen :class:`CommReport`: per op and size, each rank's median time
+   and the median over the ranks (the ranks' raw times are kept), algbw and busbw as nccl-tests defines
+   them, the verification, the p2p matrix, the problems with rank and host, the lab spec's verdicts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import socket
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from envcheck.comm import ops
+from envcheck.comm.plan import ALL_OPS, P2P, Plan
+from envcheck.comm.world import World, WorldError, detect
+from envcheck.core.exit import ExitCode
+from envcheck.units import human, parse_size
+
+if TYPE_CHECKING:
+    from envcheck.spec import LabSpec
+
+#: A p2p pair below this share of the median of its host's other pairs is flagged (a bad link, a PCIe
+#: switch in the way, a GPU on the other socket): a warning, since loopback and busy CPUs vary as much.
+SLOW_PAIR_SHARE = 0.5
+MAX_RANKS = 4096
+
+
+class CommError(Exception):
+    """A request or machine that cannot be run: one line, and the exit code (2 bad input, 1 otherwise)."""
+
+    def __init__(self, message: str, exit_code: ExitCode) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class CommRequest:
+    plan: Plan
+    nproc: int | None = None
+    lab: LabSpec | None = None
+    spec_path: str | None = None
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        device: str = "auto",
+        nproc: int | None = None,
+        timeout: float = 60.0,
+        ops_text: str | None = None,
+        min_size: str | None = None,
+        max_size: str | None = None,
+        iters: int | None = None,
+        warmup: int | None = None,
+        spec_path: str | None = None,
+    ) -> CommRequest:
+        """Check every option; a problem is a :class:`CommError` with exit code 2."""
+        from envcheck.spec import SpecError, load_spec
+
+        def usage(message: str) -> CommError:
+            return CommError(message, ExitCode.USAGE)
+
+        if device not in ("auto", "cpu", "cuda"):
+            raise usage(f"--device {device!r}: choose auto, cpu or cuda")
+        if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
+            raise usage(f"--timeout must be a positive number of seconds, not {timeout}")
+        chosen = tuple(part.strip() for part in (ops_text or "").split(",") if part.strip()) or ALL_OPS
+        unknown = [name for name in chosen if name not in ALL_OPS]
+        if unknown:
+            raise usage(f"unknown op {unknown[0]!r}; choose from {', '.join(ALL_OPS)}")
+        sizes = []
+        for option, text in (("--min-size", min_size), ("--max-size", max_size)):
+            try:
+                value = parse_size(text) if text is not None else None
+            except ValueError as exc:
+                raise usage(f"{option}: {exc}") from None
+            if value is not None and value < ops.ELEMENT_BYTES:
+                raise usage(f"{option} {text}: at least {ops.ELEMENT_BYTES} bytes (one float32)")
+            sizes.append(value)
+        if sizes[0] is not None and sizes[1] is not None and sizes[0] > sizes[1]:
+            raise usage(f"--min-size {min_size} is larger than --max-size {max_size}")
+        for option, count, low in (("--iters", iters, 1), ("--warmup", warmup, 1), ("--nproc", nproc, 1)):
+            if count is not None and not low <= count <= (MAX_RANKS if option == "--nproc" else 100_000):
+                raise usage(f"{option} {count}: out of range")
+        try:
+            lab = load_spec(spec_path) if spec_path else None
+        except SpecError as exc:
+            raise usage(str(exc)) from None
+        plan = Plan(device, tuple(dict.fromkeys(chosen)), sizes[0], sizes[1], iters, warmup, float(timeout))
+        return cls(plan, nproc, lab, spec_path)
+
+    def describe(self) -> dict[str, Any]:
+        p = self.plan
+        return {
+            "device": p.device,
+            "nproc": self.nproc,
+            "ops": list(p.ops),
+            "min_size": p.min_size,
+            "max_size": p.max_size,
+            "iters": p.iters,
+            "warmup": p.warmup,
+            "timeout_s": p.timeout_s,
+            "spec": self.spec_path,
+        }
+
+
+@dataclass(frozen=True)
+class RankInfo:
+    rank: int
+    host: str | None
+    device: str | None
+    gpu_uuid: str | None = None
+    gpu_name: str | None = None
+    local_rank: int | None = None
+    joined: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "host": self.host,
+            "device": self.device,
+            "gpu_uuid": self.gpu_uuid,
+            "gpu_name": self.gpu_name,
+            "local_rank": self.local_rank,
+            "joined": self.joined,
+        }
+
+
+@dataclass(frozen=True)
+class Problem:
+    rank: int | None
+    host: str | None
+    what: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rank": self.rank, "host": self.host, "what": self.what}
+
+
+@dataclass(frozen=True)
+class OpResult:
+    """One op at one size: the ranks' raw times kept, the figures derived from them."""
+
+    op: str
+    size_bytes: int
+    count: int
+    #: Each rank's seconds per iteration, by rank.
+    rank_times_s: tuple[tuple[float, ...], ...]
+    #: Ranks whose output was wrong, with where: {rank, host, index, got, expected, wrong, elements}.
+    wrong: tuple[dict[str, Any], ...]
+    world_size: int
+
+    @property
+    def time_s(self) -> float:
+        """The median over the ranks of each rank's median."""
+        return statistics.median(statistics.median(t) for t in self.rank_times_s)
+
+    @property
+    def algbw_gb_s(self) -> float:
+        return self.size_bytes / self.time_s / 1e9 if self.time_s > 0 else math.inf
+
+    @property
+    def busbw_gb_s(self) -> float:
+        return ops.busbw(self.op, self.algbw_gb_s, self.world_size)
+
+    @property
+    def verified(self) -> bool:
+        return not self.wrong
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "op": self.op,
+            "size_bytes": self.size_bytes,
+            "count": self.count,
+            "time_s": _finite(self.time_s),
+            "algbw_gb_s": _finite(self.algbw_gb_s),
+            "busbw_gb_s": _finite(self.busbw_gb_s),
+            "busbw_factor": ops.OPS[self.op].factor(self.world_size),
+            "verified": self.verified,
+            "wrong": list(self.wrong),
+            "rank_times_s": [list(t) for t in self.rank_times_s],
+        }
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class P2PMatrix:
+    """GB/s of send/recv from rank ``src`` (row) to rank ``dst`` (column); None where not measured (the
+    diagonal, ranks on different hosts, a pair the run did not reach)."""
+
+    size_bytes: int
+    ranks: tuple[int, ...]
+    matrix: tuple[tuple[float | None, ...], ...]
+    slow_pairs: tuple[dict[str, Any], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "size_bytes": self.size_bytes,
+            "unit": "GB/s",
+            "ranks": list(self.ranks),
+            "matrix": [[_finite(v) if v is not None else None for v in row] for row in self.matrix],
+            "slow_pairs": list(self.slow_pairs),
+        }
+
+
+@dataclass(frozen=True)
+class CommReport:
+    request: CommRequest
+    size: int
+    backend: str | None
+    launcher: str
+    ranks: tuple[RankInfo, ...]
+    results: tuple[OpResult, ...]
+    p2p: P2PMatrix | None
+    problems: tuple[Problem, ...]
+    completed: bool
+    generated_at: datetime
+    duration_s: float
+    iters: int | None = None
+    warmup: int | None = None
+    spec_verdicts: tuple[Any, ...] | None = None
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """0: every collective ran and verified; 1: a problem (a wrong result, a missing, stuck or dead
+        rank, a run that did not finish) or a figure below the lab spec's minimum."""
+        failed = bool(self.problems) or not self.completed or any(not r.verified for r in self.results)
+        failed = failed or any(getattr(v, "passed", None) is False for v in self.spec_verdicts or ())
+        return ExitCode.FAILED if failed else ExitCode.OK
+
+    def peaks(self) -> list[dict[str, Any]]:
+        """Per op, its highest busbw over the sizes (verified results only), and at which size."""
+        best: dict[str, OpResult] = {}
+        for r in self.results:
+            if r.verified and math.isfinite(r.busbw_gb_s) and (r.op not in best or r.busbw_gb_s > best[r.op].busbw_gb_s):
+                best[r.op] = r
+        return [{"op": op, "busbw_gb_s": r.busbw_gb_s, "size_bytes": r.size_bytes} for op, r in best.items()]
+
+
+# -- from rank 0's raw account to the report -------------------------------------------------------------
+
+
+def build_report(
+    request: CommRequest,
+    raw: Mapping[str, Any],
+    *,
+    generated_at: datetime,
+    started: float,
+    extra_problems: list[Problem] | None = None,
+) -> CommReport:
+    world = raw["world"]
+    n = int(world["size"])
+    ranks = tuple(
+        RankInfo(
+            int(r["rank"]),
+            r.get("host"),
+            r.get("device"),
+            r.get("gpu_uuid"),
+            r.get("gpu_name"),
+            r.get("local_rank"),
+            r.get("joined", True),
+        )
+        for r in world.get("ranks") or []
+    )
+    host_of = {r.rank: r.host for r in ranks}
+    records = raw.get("records") or []
+    results = tuple(_results(records, n, host_of))
+    problems = [Problem(p.get("rank"), p.get("host"), p["what"]) for p in raw.get("problems") or []]
+    for r in results:
+        for w in r.wrong:
+            problems.append(
+                Problem(
+                    w["rank"],
+                    w["host"],
+                    f"wrong result in {r.op} {human(r.size_bytes)}: element {w['index']} of {w['elements']} "
+                    f"is {w['got']:g}, expected {w['expected']:g} ({w['wrong']} wrong)",
+                )
+            )
+    p2p = _p2p(records, ranks, problems, host_of) if P2P in request.plan.ops else None
+    for extra in extra_problems or []:
+        problems = _merge(problems, extra)
+    report = CommReport(
+        request=request,
+        size=n,
+        backend=world.get("backend"),
+        launcher=world.get("launcher", "envcheck"),
+        ranks=ranks,
+        results=results,
+        p2p=p2p,
+        problems=tuple(problems),
+        completed=bool(raw.get("completed")),
+        generated_at=generated_at,
+        duration_s=time.monotonic() - started,
+        iters=raw.get("iters"),
+        warmup=raw.get("warmup"),
+    )
+    if request.lab is not None:
+        from envcheck.spec.comm import judge_comm
+
+        verdicts = tuple(judge_comm(request.lab, [r.to_json() for r in results]))
+        report = _with_verdicts(report, verdicts)
+    return report
+
+
+def _with_verdicts(report: CommReport, verdicts: tuple[Any, ...]) -> CommReport:
+    from dataclasses import replace
+
+    return replace(report, spec_verdicts=verdicts)
+
+
+def _merge(problems: list[Problem], extra: Problem) -> list[Problem]:
+    """The parent's view of a rank's process (killed by a signal...) joins rank 0's problem for that rank."""
+    for i, p in enumerate(problems):
+        if extra.rank is not None and p.rank == extra.rank:
+            problems[i] = Problem(p.rank, p.host or extra.host, f"{p.what} ({extra.what})")
+            return problems
+    return [*problems, extra]
+
+
+def _results(records: list[dict[str, Any]], n: int, host_of: Mapping[int, str | None]) -> list[OpResult]:
+    """One result per collective step that every rank finished, in the order they ran."""
+    by_step: dict[int, list[dict[str, Any]]] = {}
+    for rec in records:
+        if rec["op"] != P2P:
+            by_step.setdefault(int(rec["index"]), []).append(rec)
+    results = []
+    for index in sorted(by_step):
+        recs = sorted(by_step[index], key=lambda rec: rec["rank"])
+        if len(recs) != n:
+            continue
+        wrong = tuple(
+            {"rank": rec["rank"], "host": host_of.get(rec["rank"]), **rec["mismatch"]} for rec in recs if rec["mismatch"]
+        )
+        results.append(
+            OpResult(
+                op=recs[0]["op"],
+                size_bytes=int(recs[0]["size_bytes"]),
+                count=int(recs[0]["count"]),
+                rank_times_s=tuple(tuple(float(t) for t in rec["times_s"]) for rec in recs),
+                wrong=wrong,
+                world_size=n,
+            )
+        )
+    return results
+
+
+def _p2p(
+    records: list[dict[str, Any]], ranks: tuple[RankInfo, ...], problems: list[Problem], host_of: Mapping[int, str | None]
+) -> P2PMatrix | None:
+    pairs = [rec for rec in records if rec["op"] == P2P]
+    if not ranks:
+        return None
+    order = tuple(r.rank for r in ranks)
+    position = {rank: i for i, rank in enumerate(order)}
+    matrix: list[list[float | None]] = [[None] * len(order) for _ in order]
+    size = 0
+    for rec in pairs:
+        size = int(rec["size_bytes"])
+        time_s = float(rec["times_s"][0])
+        matrix[position[rec["src"]]][position[rec["dst"]]] = size / time_s / 1e9 if time_s > 0 else None
+        if rec["mismatch"]:
+            m = rec["mismatch"]
+            problems.append(
+                Problem(
+                    rec["dst"],
+                    host_of.get(rec["dst"]),
+                    f"received wrong data from rank {rec['src']} ({host_of.get(rec['src'])}) over send/recv: element "
+                    f"{m['index']} of {m['elements']} is {m['got']:g}, expected {m['expected']:g} ({m['wrong']} wrong)",
+                )
+            )
+    if not pairs:
+        return P2PMatrix(0, order, tuple(tuple(row) for row in matrix)) if len(order) > 1 else None
+    return P2PMatrix(size, order, tuple(tuple(row) for row in matrix), tuple(slow_pairs(order, matrix, host_of)))
+
+
+def slow_pairs(
+    order: tuple[int, ...], matrix: list[list[float | None]], host_of: Mapping[int, str | None]
+) -> list[dict[str, Any]]:
+    """Pairs far below the median of the other pairs on their host: one bad link stands out."""
+    flagged = []
+    for i, src in enumerate(order):
+        for j, dst in enumerate(order):
+            value = matrix[i][j]
+            if value is None:
+                continue
+            others = [
+                matrix[a][b]
+                for a in range(len(order))
+                for b in range(len(order))
+                if (a, b) != (i, j) and matrix[a][b] is not None and host_of.get(order[a]) == host_of.get(src)
+            ]
+            if len(others) < 2:
+                continue
+            median = statistics.median(v for v in others if v is not None)
+            if median > 0 and value < SLOW_PAIR_SHARE * median:
+                flagged.append(
+                    {"src": src, "dst": dst, "gb_s": value, "median_gb_s": median, "shortfall": 1 - value / median}
+                )
+    return flagged
+
+
+# -- running ---------------------------------------------------------------------------------------------
+
+
+def joined_world(env: Mapping[str, str]) -> World | None:
+    """The torchrun/srun world this process belongs to, if any (bad launcher variables: exit 2)."""
+    try:
+        return detect(env)
+    except WorldError as exc:
+        raise CommError(str(exc), ExitCode.USAGE) from None
+
+
+def resolve_launch(request: CommRequest, env: Mapping[str, str]) -> tuple[Plan, int]:
+    """For ranks of our own: the device (auto: CUDA when torch sees a GPU) and how many ranks. torch is
+    asked in the doctor's torch child, never imported here."""
+    from dataclasses import replace
+
+    plan = request.plan
+    if importlib.util.find_spec("torch") is None:
+        raise CommError("torch is not installed; `envcheck doctor` says which build to install", ExitCode.FAILED)
+    if plan.device == "cpu":
+        return plan, request.nproc or 2
+    from envcheck.core.model import first_line
+    from envcheck.probes.torch import probe_torch
+
+    info = probe_torch(env)
+    if info.status != "ok":
+        detail = first_line(info.error) if info.error else info.status
+        raise CommError(f"torch cannot be used ({detail}, in a child process); `envcheck doctor` says why", ExitCode.FAILED)
+    gpus = info.device_count or 0 if info.cuda_available else 0
+    if gpus == 0:
+        if plan.device == "cuda":
+            why = first_line(info.cuda_init_error) if info.cuda_init_error else "torch sees no CUDA GPU"
+            raise CommError(f"--device cuda: {why}; `envcheck doctor` says why", ExitCode.FAILED)
+        return replace(plan, device="cpu"), request.nproc or 2
+    nproc = request.nproc or gpus
+    if nproc > gpus:
+        raise CommError(f"--nproc {nproc}: only {gpus} GPU(s) are visible (one rank per GPU)", ExitCode.USAGE)
+    return replace(plan, device="cuda"), nproc
+
+
+def run_comm(
+    request: CommRequest,
+    *,
+    env: Mapping[str, str] | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> CommReport:
+    """Launch this node's ranks and build the report from rank 0's account and the parent's view."""
+    from envcheck.comm.launch import exit_words, last_line, launch
+    from envcheck.core.report import utc_now
+
+    env = dict(os.environ if env is None else env)
+    generated_at, started = utc_now(), time.monotonic()
+    plan, nproc = resolve_launch(request, env)
+    launched = launch(plan, nproc, env=env, progress=progress)
+    host = socket.gethostname()
+    extra = []
+    for child in launched.children:
+        words = exit_words(child)
+        if words or (launched.raw is None and child.error):
+            detail = child.error or last_line(child.stderr)
+            extra.append(Problem(child.rank, host, "; ".join(filter(None, [words, detail])) or "ended"))
+    raw = launched.raw
+    if raw is None:
+        what = "rank 0 ended without a report"
+        if launched.stalled_s is not None:
+            what = f"rank 0 reported no progress for {launched.stalled_s:.0f} s; every rank was stopped"
+        raw = {
+            "world": {
+                "size": nproc,
+                "backend": "nccl" if plan.device == "cuda" else "gloo",
+                "launcher": "envcheck",
+                "ranks": [{"rank": r, "host": host, "device": None} for r in range(nproc)],
+            },
+            "records": [],
+            "problems": [] if any(p.rank == 0 for p in extra) else [{"rank": 0, "host": host, "what": what}],
+            "completed": False,
+        }
+    return build_report(request, raw, generated_at=generated_at, started=started, extra_problems=extra)
+
+
+def run_as_rank(
+    request: CommRequest,
+    world: World,
+    *,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    on_report: Callable[[CommReport], int],
+) -> int:
+    """This process is one rank of a torchrun/srun world: run it; rank 0 delivers the report through
+    ``on_report`` (also from the watchdog's thread, should a step hang) and returns its exit code; the
+    other ranks return 0, or their own exit code when they failed."""
+    from envcheck.comm import rank as rank_module
+    from envcheck.core.report import utc_now
+
+    if request.nproc is not None:
+        raise CommError(
+            f"--nproc: this process is rank {world.rank} of a world of {world.size} that {world.launcher} started",
+            ExitCode.USAGE,
+        )
+    generated_at, started = utc_now(), time.monotonic()
+
+    def deliver(raw: dict[str, Any]) -> int:
+        return on_report(build_report(request, raw, generated_at=generated_at, started=started))
+
+    try:
+        raw = rank_module.run_rank(request.plan, world, progress=progress, on_hang=deliver)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except Exception as exc:  # noqa: BLE001 - one line naming this rank, never a traceback
+        raise CommError(f"rank {world.rank} ({socket.gethostname()}): {rank_module.one_line(exc)}", ExitCode.FAILED) from None
+    return deliver(raw) if raw is not None else 0

@@ -1,0 +1,163 @@
+"""``envcheck comm``: the click command. It parses options into a request, runs this node's ranks (or
+this process as one rank of a torchrun/srun world), and delivers rank 0's report through
+envcheck.output (redacted once, rendered by format, written atomically).
+
+Importing this module must stay cheap (``envcheck --help`` imports it): torch is never imported here,
+and the rest inside the command.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NoReturn
+
+import click
+
+from envcheck.output import format_options
+
+
+def _seconds(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if not math.isfinite(value) or value <= 0:
+        raise click.BadParameter(f"{value} is not a positive number of seconds")
+    return value
+
+
+@click.command()
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="auto: NCCL over every visible GPU, else gloo over CPU ranks.",
+)
+@click.option(
+    "--nproc",
+    type=click.IntRange(1, 4096),
+    default=None,
+    help="Ranks to start on this node (default: one per visible GPU; 2 on --device cpu). "
+    "Not with torchrun/srun, whose world it joins.",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=60.0,
+    show_default=True,
+    callback=_seconds,
+    help="Seconds any one step may block (joining, a barrier, one collective): past it the missing or "
+    "stuck ranks are named and the run ends.",
+)
+@click.option("--ops", "ops_text", metavar="OP,...", help="all_reduce, all_gather, reduce_scatter, broadcast, "
+              "all_to_all, send_recv, p2p (the matrix); default all.")
+@click.option("--min-size", metavar="SIZE", help="Smallest buffer (e.g. 32KiB; GPU default 32KiB, CPU 4KiB).")
+@click.option("--max-size", metavar="SIZE", help="Largest buffer (e.g. 1GiB, the GPU default; capped by free memory).")
+@click.option("--iters", type=int, default=None, help="Timed iterations per op and size (GPU 20, CPU 5).")
+@click.option("--warmup", type=int, default=None, help="Warm-up iterations, the verified one included (GPU 5, CPU 1).")
+@format_options
+@click.option("--spec", "spec_path", metavar="FILE", help="Lab spec (TOML) whose [comm] minimum busbw each op must reach.")
+def comm(
+    device: str,
+    nproc: int | None,
+    timeout: float,
+    ops_text: str | None,
+    min_size: str | None,
+    max_size: str | None,
+    iters: int | None,
+    warmup: int | None,
+    fmt: str | None,
+    as_json: bool,
+    output: str | None,
+    spec_path: str | None,
+) -> None:
+    """Measure and verify the GPUs working together: collectives and send/recv over torch.distributed.
+
+    Alone, it starts one rank per visible GPU on this node. Under torchrun or srun (RANK, WORLD_SIZE,
+    MASTER_ADDR, MASTER_PORT set; under srun SLURM_PROCID and MASTER_ADDR/MASTER_PORT) each process is a
+    rank of that world and rank 0 writes the one report. Figures are nccl-tests' algbw and busbw.
+
+    Exit codes: 0 every collective ran and verified; 1 a wrong result, a rank that never joined, hung or
+    died, or a figure below the --spec minimum; 2 a malformed option or spec; 74 the report could not be
+    written.
+    """
+    import os
+    import sys
+
+    from envcheck.comm.app import CommError, CommRequest, joined_world, run_as_rank, run_comm
+    from envcheck.output import resolve_formats
+
+    stdout_format, file_format = resolve_formats(fmt, as_json, output)
+    try:
+        request = CommRequest.parse(
+            device=device,
+            nproc=nproc,
+            timeout=timeout,
+            ops_text=ops_text,
+            min_size=min_size,
+            max_size=max_size,
+            iters=iters,
+            warmup=warmup,
+            spec_path=spec_path,
+        )
+        world = joined_world(os.environ)
+
+        def deliver(report: Any) -> int:
+            return _deliver(report, stdout_format, file_format, output)
+
+        progress = _progress(enabled=stdout_format == "text")
+        if world is not None:
+            sys.exit(run_as_rank(request, world, progress=progress if world.rank == 0 else None, on_report=deliver))
+        report = run_comm(request, progress=progress)
+    except CommError as exc:
+        fail(str(exc), exc.exit_code)
+    _clear_progress(progress)
+    sys.exit(deliver(report))
+
+
+def _deliver(report: Any, stdout_format: str, file_format: str | None, output: str | None) -> int:
+    import sys
+
+    from envcheck.comm.report import comm_document
+    from envcheck.output import deliver
+
+    document = comm_document(report)
+    override = deliver(document, stdout_format=stdout_format, file_format=file_format, output=output, verbose=False)
+    sys.stdout.flush()
+    return int(override if override is not None else report.exit_code)
+
+
+def _progress(*, enabled: bool) -> Any:
+    """On a terminal, one line on stderr that says which step rank 0 is at; nothing in pipes or JSON."""
+    import sys
+
+    if not (enabled and sys.stderr.isatty()):
+        return None
+
+    def show(event: dict[str, Any]) -> None:
+        if event.get("event") == "step":
+            text = f"envcheck comm: step {event['index'] + 1}/{event['total'] + 1}: {event['what']}"
+        elif event.get("event") == "joining":
+            text = f"envcheck comm: waiting for {event['size']} ranks to join"
+        else:
+            return
+        sys.stderr.write("\r\x1b[2K" + text[:200])
+        sys.stderr.flush()
+
+    return show
+
+
+def _clear_progress(progress: Any) -> None:
+    import sys
+
+    if progress is not None:
+        sys.stderr.write("\r\x1b[2K")
+        sys.stderr.flush()
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """One line on stderr (secrets scrubbed) and exit."""
+    import os
+    import sys
+
+    from envcheck.redact import scrub
+
+    click.echo(f"envcheck comm: error: {' '.join(scrub(message, os.environ).split())}", err=True)
+    sys.exit(int(code))

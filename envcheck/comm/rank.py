@@ -1,0 +1,683 @@
+"""What one rank of ``envcheck comm`` does: join, sweep the collectives, measure the send/recv matrix,
+and hand everything to rank 0, which writes the one report.
+
+Every rank runs this, whether envcheck started it (``python -m envcheck.comm PLAN``, a child of
+envcheck.comm.launch) or torchrun/srun did (``envcheck comm`` in each process). torch is imported here
+and only here.
+
+Why so much machinery around a few collectives: a distributed job that goes wrong usually *hangs*, and
+NCCL's own answer is a ten-minute timeout that names nobody. Here no blocking step may outlast
+``timeout_s``, and whoever does not keep up is named with its host:
+
+* **joining** goes through the rendezvous store (a TCPStore at MASTER_ADDR:MASTER_PORT) before any
+  process group exists: each rank writes who it is (host, device, GPU uuid) under its own key, and rank 0
+  waits at most ``timeout_s`` for all of them. A rank whose key never came "never joined".
+* **each step** (one op at one size, or one pair of the matrix) starts with ``monitored_barrier`` on a
+  side gloo group: rank 0 learns which ranks did not arrive within the timeout, by rank. Every op of the
+  main group has the same timeout (gloo raises; NCCL's is longer, because a thread here fires first).
+* **markers in the store** tell stuck ranks from their victims after a failure: each rank writes where it
+  is (``at``: step and phase) and what it finished (``res``), a heartbeat thread increments ``beat``
+  twice a second, and a rank that failed writes its error (``err``). A rank whose heartbeat stopped
+  died (or froze); one that never reached the step, or entered it and never finished while the others
+  timed out waiting, is stuck; the others are its victims and are not blamed.
+* **a watchdog** thread fires when one step outlasts the timeout anyway (a native call that never
+  returns): rank 0 then diagnoses and reports from that thread, the others write their error; then the
+  process ends itself (``os._exit``). Behind it, ``SIGALRM`` with its default action kills a process whose
+  every thread is stuck.
+* **the heartbeat thread** also ends a rank at once when rank 0 has given up on the run (``abort``) or
+  its store has gone (rank 0 died), so no rank outlives the run by more than a second or two.
+
+A test can patch :func:`run_step` and :func:`envcheck.comm.ops.run` (the rank's steps are called through
+the module) to make a rank hang, die or return a wrong result: production code carries no test hook.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import socket
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from envcheck.comm import ops
+from envcheck.comm.plan import P2P, Plan, sweep
+from envcheck.comm.world import World
+
+#: Lines for the launcher on a rank's stdout start with this (torch may print lines of its own).
+MARK = "@envcheck-comm "
+#: A rank's exit codes, for the launcher: ended because rank 0 gave up on the run (it reports why), a
+#: watchdog fired, rank 0's store went away.
+EXIT_FAILED, EXIT_ABORTED, EXIT_STUCK, EXIT_LOST = 1, 3, 4, 5
+HEARTBEAT_S = 0.5
+#: Long enough for four heartbeats: a rank that beat none of them in this time has died or frozen.
+STALE_S = 2.0
+#: Past the watchdog, SIGALRM (default action: the kernel ends the process) gets this long.
+BACKSTOP_S = 30.0
+#: NCCL's own timeout is longer than ours, so that the watchdog here, which names ranks, fires first.
+NCCL_EXTRA_S = 60.0
+#: Errors a rank gets *because* another rank failed: a timeout waiting for it, its connection closing.
+_VICTIM = re.compile(r"time[d ]?\s?out|timeout|connection (closed|reset|refused)|broken pipe|peer|abort", re.I)
+_BARRIER = re.compile(r"Ranks? ([\d, ]+) failed to pass monitoredBarrier")
+
+
+class Aborted(Exception):
+    """Rank 0 gave up on the run before it started (a rank never joined): it reports why."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a rank is: what it announces in the store and the report shows."""
+
+    rank: int
+    host: str
+    device: str
+    local_rank: int
+    pid: int
+    gpu_uuid: str | None = None
+    gpu_name: str | None = None
+    #: Free memory of this rank's device (the host's available memory / local ranks on CPU).
+    free_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One unit of the run: ``op`` at ``size`` bytes, or (``op`` p2p) one transfer ``src`` → ``dst``."""
+
+    op: str
+    size: int
+    src: int | None = None
+    dst: int | None = None
+
+    def words(self) -> str:
+        from envcheck.units import human
+
+        if self.op == P2P:
+            return f"send/recv rank {self.src} → rank {self.dst} ({human(self.size)})"
+        return f"{self.op} {human(self.size)}"
+
+
+@dataclass
+class Ctx:
+    """One rank's run: its world, device, store and groups, and the schedule rank 0 published."""
+
+    plan: Plan
+    world: World
+    me: Identity
+    cuda: bool
+    store: Any
+    device: Any = None
+    side: Any = None
+    steps: list[Step] = field(default_factory=list)
+    iters: int = 1
+    warmup: int = 0
+    p2p_iters: int = 1
+    ranks: list[dict[str, Any]] = field(default_factory=list)
+    watchdog: Watchdog | None = None
+
+    @property
+    def rank(self) -> int:
+        return self.world.rank
+
+    @property
+    def n(self) -> int:
+        return self.world.size
+
+
+# -- the watchdog and the heartbeat --------------------------------------------------------------------
+
+
+class Watchdog:
+    """Fires ``expire(what)`` when one step outlasts ``limit_s`` (see the module's docstring)."""
+
+    def __init__(self, limit_s: float, expire: Callable[[str], None]) -> None:
+        self.limit_s = limit_s
+        self.expire = expire
+        self.what = "starting"
+        self.deadline: float | None = None
+        self._lock = threading.Lock()
+        threading.Thread(target=self._watch, name="envcheck-comm-watchdog", daemon=True).start()
+
+    def arm(self, what: str, limit_s: float | None = None) -> None:
+        limit = self.limit_s if limit_s is None else limit_s
+        with self._lock:
+            self.what, self.deadline = what, time.monotonic() + limit
+        if hasattr(signal, "alarm"):
+            signal.alarm(int(math.ceil(limit + BACKSTOP_S)))
+
+    def disarm(self) -> None:
+        with self._lock:
+            self.deadline = None
+        if hasattr(signal, "alarm"):
+            signal.alarm(0)
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(0.1)
+            with self._lock:
+                fired = self.deadline is not None and time.monotonic() > self.deadline
+                what = self.what
+            if fired:
+                self.expire(what)
+                return
+
+
+def _client(world: World, timeout_s: float) -> Any:
+    """A store client of our own (the heartbeat and the watchdog must not share the main thread's)."""
+    import torch.distributed as dist
+
+    raw = dist.TCPStore(
+        world.master_addr, world.master_port, None, False, timedelta(seconds=timeout_s), wait_for_workers=False
+    )
+    return dist.PrefixStore(_prefix(world), raw)
+
+
+def _prefix(world: World) -> str:
+    return f"envcheck.comm/{world.run_id}/"
+
+
+def _heartbeat(ctx: Ctx, stop: threading.Event) -> None:
+    """Beat; end this rank when rank 0 gave up (it reports) or its store went away (it died)."""
+    try:
+        store = _client(ctx.world, 5.0)
+    except Exception:  # noqa: BLE001 - no second connection: no heartbeat, and rank 0 will say so
+        return
+    failures = 0
+    while not stop.wait(HEARTBEAT_S):
+        try:
+            store.add(f"beat/{ctx.rank}", 1)
+            aborted = ctx.rank != 0 and store.check(["abort"])
+            failures = 0
+        except Exception:  # noqa: BLE001 - the store is gone or slow: three in a row is gone
+            failures += 1
+            if failures >= 3 and ctx.rank != 0 and not stop.is_set():
+                _say(f"rank {ctx.rank} ({ctx.me.host}): lost rank 0's store at {_where(ctx.world)}: rank 0 ended or died")
+                os._exit(EXIT_LOST)
+            continue
+        if aborted and not stop.is_set():
+            _say(f"rank {ctx.rank} ({ctx.me.host}): stopping: rank 0 ended the run (its report says why)")
+            os._exit(EXIT_ABORTED)
+
+
+def _say(line: str) -> None:
+    try:
+        sys.stderr.write(f"envcheck comm: {line}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def _where(world: World) -> str:
+    return f"{world.master_addr}:{world.master_port}"
+
+
+# -- joining ---------------------------------------------------------------------------------------------
+
+
+def identify(plan: Plan, world: World) -> tuple[Identity, bool, Any]:
+    """Pick this rank's device (its local rank's GPU, or the CPU) and say who it is."""
+    import torch
+
+    cuda = plan.device == "cuda" or (plan.device == "auto" and torch.cuda.is_available())
+    host = socket.gethostname()
+    if not cuda:
+        local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0) or 1)
+        free = _available_memory()
+        return Identity(world.rank, host, "cpu", world.local_rank, os.getpid(), free_bytes=free and free // local), False, None
+    count = torch.cuda.device_count()
+    if count == 0:
+        raise RuntimeError("no CUDA GPU is visible to this rank (torch.cuda.device_count() is 0)")
+    index = world.local_rank % count
+    torch.cuda.set_device(index)
+    props = torch.cuda.get_device_properties(index)
+    uuid = getattr(props, "uuid", None)
+    uuid_text = None if uuid is None else (str(uuid) if str(uuid).startswith("GPU-") else f"GPU-{uuid}")
+    free, _total = torch.cuda.mem_get_info(index)
+    device = torch.device("cuda", index)
+    return Identity(world.rank, host, f"cuda:{index}", world.local_rank, os.getpid(), uuid_text, props.name, int(free)), True, device
+
+
+def _available_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def connect(world: World, timeout_s: float) -> Any:
+    """The rendezvous store: rank 0 serves it (unless torchrun's agent does); the others connect,
+    retrying until ``timeout_s``. A store that never answers is rank 0 that never came."""
+    import torch.distributed as dist
+
+    serve = world.rank == 0 and not world.agent_store
+    try:
+        raw = dist.TCPStore(
+            world.master_addr,
+            world.master_port,
+            None,
+            serve,
+            timedelta(seconds=timeout_s),
+            wait_for_workers=False,
+            multi_tenant=True,
+        )
+    except Exception as exc:  # noqa: BLE001 - DistNetworkError, TimeoutError, RuntimeError: one line
+        if serve:
+            raise RuntimeError(f"cannot serve the rendezvous store at {_where(world)}: {one_line(exc)}") from None
+        raise RuntimeError(
+            f"rank 0's rendezvous store at {_where(world)} did not answer within {timeout_s:g} s: rank 0 never "
+            f"started, or {world.master_addr} cannot be reached from this host ({one_line(exc)})"
+        ) from None
+    return dist.PrefixStore(_prefix(world), raw)
+
+
+def join(ctx: Ctx) -> dict[str, Any]:
+    """Announce this rank; rank 0 waits for every announcement and publishes the schedule (or the
+    abort). Returns the schedule; raises :class:`Aborted` when rank 0 gave up."""
+    store, rank, n = ctx.store, ctx.rank, ctx.n
+    store.set(f"rank/{rank}", json.dumps(asdict(ctx.me)))
+    store.add("joined", 1)
+    if rank != 0:
+        store.set_timeout(timedelta(seconds=2 * ctx.plan.timeout_s + 10))
+        start = json.loads(store.get("start"))
+        store.set_timeout(timedelta(seconds=ctx.plan.timeout_s))
+        if "abort" in start:
+            raise Aborted(start["abort"])
+        return start
+    deadline = time.monotonic() + ctx.plan.timeout_s
+    while store.add("joined", 0) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ranks = [_announced(store, k) for k in range(n)]
+    missing = [k for k, r in enumerate(ranks) if r is None]
+    if missing:
+        words = f"rank(s) {', '.join(map(str, missing))} never joined within {ctx.plan.timeout_s:g} s"
+        store.set("start", json.dumps({"abort": words}))
+        raise Aborted(words)
+    start = schedule(ctx, [r for r in ranks if r is not None])
+    store.set("start", json.dumps(start))
+    return start
+
+
+def _announced(store: Any, rank: int) -> dict[str, Any] | None:
+    if not store.check([f"rank/{rank}"]):
+        return None
+    data: dict[str, Any] = json.loads(store.get(f"rank/{rank}"))
+    return data
+
+
+def schedule(ctx: Ctx, ranks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rank 0's schedule for everyone: the sweep's sizes (capped by the fullest rank's free memory), the
+    collective steps, and one p2p step per ordered pair of ranks on the same host."""
+    frees = [r["free_bytes"] for r in ranks if r.get("free_bytes")]
+    d = ctx.plan.defaults(ctx.cuda)
+    sizes = sweep(ctx.plan, cuda=ctx.cuda, free_bytes=min(frees) if frees else None)
+    steps = [Step(op, size) for op in ctx.plan.collectives() for size in sizes]
+    if P2P in ctx.plan.ops:
+        p2p_size = min(d.p2p_size, max(sizes))
+        steps += [
+            Step(P2P, p2p_size, a["rank"], b["rank"])
+            for a in ranks
+            for b in ranks
+            if a["rank"] != b["rank"] and a["host"] == b["host"]
+        ]
+    return {
+        "ranks": ranks,
+        "steps": [asdict(s) for s in steps],
+        "iters": ctx.plan.iters or d.iters,
+        "warmup": ctx.plan.warmup if ctx.plan.warmup is not None else d.warmup,
+        "p2p_iters": d.p2p_iters,
+    }
+
+
+# -- one step --------------------------------------------------------------------------------------------
+
+
+def _sync(ctx: Ctx) -> None:
+    if ctx.cuda:
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def _timed(ctx: Ctx, fn: Callable[[], None], iters: int, *, barrier: bool = True) -> list[float]:
+    """Seconds per call of ``fn``: CUDA events around each call on a GPU (the GPU's own clock, not the
+    launch), ``perf_counter`` after a barrier on the CPU (so every rank starts each call together)."""
+    import torch.distributed as dist
+
+    if ctx.cuda:
+        import torch
+
+        _sync(ctx)
+        starts = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
+        ends = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
+        for start, end in zip(starts, ends):
+            start.record()
+            fn()
+            end.record()
+        _sync(ctx)
+        return [s.elapsed_time(e) / 1000.0 for s, e in zip(starts, ends)]
+    times = []
+    for _ in range(iters):
+        if barrier:
+            dist.barrier()
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def run_step(ctx: Ctx, index: int, step: Step) -> dict[str, Any] | None:
+    """Run one step on this rank; its record (None for a p2p step this rank has no part in)."""
+    if step.op == P2P:
+        return _p2p(ctx, step)
+    op, n = ops.OPS[step.op], ctx.n
+    count = op.count(step.size, n)
+    bufs = ops.make_buffers(step.op, count, ctx.rank, n, ctx.device or "cpu", verify=True)
+    ops.run(step.op, bufs, ctx.rank, n)
+    _sync(ctx)
+    mismatch = ops.first_mismatch(bufs.recv, ops.expected(step.op, count, ctx.rank, n, ctx.device or "cpu"))
+    bufs = ops.make_buffers(step.op, count, ctx.rank, n, ctx.device or "cpu", verify=False)
+    for _ in range(max(0, ctx.warmup - 1)):
+        ops.run(step.op, bufs, ctx.rank, n)
+    times = _timed(ctx, lambda: ops.run(step.op, bufs, ctx.rank, n), ctx.iters)
+    return {"size_bytes": op.size_bytes(count, n), "count": count, "times_s": times, "mismatch": mismatch}
+
+
+def _p2p(ctx: Ctx, step: Step) -> dict[str, Any] | None:
+    """One ordered pair: the first transfer is verified, then ``p2p_iters`` back to back are timed on
+    the receiver (its recv cannot finish before the data is there)."""
+    import torch
+    import torch.distributed as dist
+
+    if ctx.rank not in (step.src, step.dst):
+        return None
+    device = ctx.device or "cpu"
+    count = ops.OPS["send_recv"].count(step.size, ctx.n)
+    if ctx.rank == step.src:
+        buf = ops.pattern(ctx.rank, 0, count, device)
+        for _ in range(1 + ctx.p2p_iters):
+            dist.send(buf, step.dst)
+        _sync(ctx)
+        return None
+    buf = torch.empty(count, dtype=torch.float32, device=device)
+    dist.recv(buf, step.src)
+    _sync(ctx)
+    mismatch = ops.first_mismatch(buf, ops.pattern(step.src, 0, count, device))
+
+    def transfers() -> None:
+        for _ in range(ctx.p2p_iters):
+            dist.recv(buf, step.src)
+
+    total = _timed(ctx, transfers, 1, barrier=False)[0]
+    size = count * ops.ELEMENT_BYTES
+    return {"size_bytes": size, "count": count, "times_s": [total / ctx.p2p_iters], "mismatch": mismatch}
+
+
+# -- after a failure: who is to blame -----------------------------------------------------------------
+
+
+def _get(store: Any, key: str) -> str | None:
+    try:
+        return store.get(key).decode() if store.check([key]) else None
+    except Exception:  # noqa: BLE001 - a diagnosis reads what it can
+        return None
+
+
+def diagnose(ctx: Ctx, store: Any, index: int, what: str, error: str) -> list[dict[str, Any]]:
+    """Rank 0's account of a step that failed (``error``: its own exception): the ranks that died, never
+    reached the step, or never finished it while the others waited, each with its host. A rank that
+    only timed out waiting for those is a victim and is not named; when nobody else is to blame, rank 0's
+    own error is the problem."""
+    others = range(1, ctx.n)
+    before = {k: _get(store, f"beat/{k}") for k in others}
+    time.sleep(STALE_S)  # the heartbeats' proof, and time for the victims to write their errors
+    host = {r["rank"]: r["host"] for r in ctx.ranks}
+    named_by_barrier = {int(k) for k in (_BARRIER.search(error) or [None, ""])[1].replace(",", " ").split()}
+    culprits: list[dict[str, Any]] = []
+    victims: list[dict[str, Any]] = []
+
+    def blame(k: int, words: str, into: list[dict[str, Any]]) -> None:
+        into.append({"rank": k, "host": host.get(k), "what": words})
+
+    for k in others:
+        at_text = _get(store, f"at/{k}") or "-1:none"
+        at, _, phase = at_text.partition(":")
+        at_index = int(at)
+        err = json.loads(_get(store, f"err/{k}") or "null")
+        finished = _get(store, f"res/{index}/{k}") is not None
+        if _get(store, f"beat/{k}") == before[k]:
+            blame(k, f"stopped answering during {_step_words(ctx, at_index)}: no heartbeat for {STALE_S:g} s "
+                  "(its process died or froze)", culprits)
+        elif err and not _VICTIM.search(err["error"]):
+            blame(k, f"failed in {err['what']}: {err['error']}", culprits)
+        elif err:
+            blame(k, f"failed in {err['what']}: {err['error']}", victims)
+        elif at_index < index or k in named_by_barrier:
+            blame(k, f"stuck: never reached {what} within {ctx.plan.timeout_s:g} s "
+                  f"(last seen in {_step_words(ctx, at_index)})", culprits)
+        elif phase == "run" and not finished:
+            blame(k, f"stuck in {what}: it started and never finished within {ctx.plan.timeout_s:g} s "
+                  "while the other ranks waited", culprits)
+    if culprits:
+        return culprits
+    if not _VICTIM.search(error) or not victims:
+        return [{"rank": 0, "host": ctx.me.host, "what": f"failed in {what}: {error}"}]
+    return victims
+
+
+def _step_words(ctx: Ctx, index: int) -> str:
+    if index < 0:
+        return "joining"
+    if index >= len(ctx.steps):
+        return "finishing"
+    return ctx.steps[index].words()
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:300]
+
+
+# -- the run ---------------------------------------------------------------------------------------------
+
+
+def collect(ctx: Ctx, store: Any, upto: int) -> list[dict[str, Any]]:
+    """Rank 0: every record of steps before ``upto``, each with the rank that made it."""
+    records = []
+    for index, step in enumerate(ctx.steps[:upto]):
+        for k in range(ctx.n):
+            text = _get(store, f"res/{index}/{k}")
+            if text is not None:
+                records.append({**asdict(step), "index": index, "rank": k, **json.loads(text)})
+    return records
+
+
+def raw_report(ctx: Ctx, records: list[dict[str, Any]], problems: list[dict[str, Any]], *, completed: bool) -> dict[str, Any]:
+    """Rank 0's account of the run, for envcheck.comm.app to turn into the report."""
+    return {
+        "world": {
+            "size": ctx.n,
+            "backend": "nccl" if ctx.cuda else "gloo",
+            "launcher": ctx.world.launcher,
+            "ranks": ctx.ranks,
+        },
+        "iters": ctx.iters,
+        "warmup": ctx.warmup,
+        "p2p_iters": ctx.p2p_iters,
+        "records": records,
+        "problems": problems,
+        "completed": completed,
+        "steps_planned": len(ctx.steps),
+    }
+
+
+def run_rank(
+    plan: Plan,
+    world: World,
+    *,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    on_hang: Callable[[dict[str, Any]], int] | None = None,
+) -> dict[str, Any] | None:
+    """Run this rank. Rank 0 returns the raw report (also when the run failed: the report says why);
+    another rank returns None, or raises SystemExit with its exit code when it failed or was told to
+    stop. ``on_hang`` (rank 0): deliver the raw report from the watchdog's thread, return the exit code."""
+    import torch.distributed as dist
+
+    progress = progress or (lambda event: None)
+    me, cuda, device = identify(plan, world)
+    store = connect(world, plan.timeout_s)
+    ctx = Ctx(plan, world, me, cuda, store, device)
+    stop = threading.Event()
+    threading.Thread(target=_heartbeat, args=(ctx, stop), name="envcheck-comm-heartbeat", daemon=True).start()
+    progress({"event": "joining", "rank": world.rank, "size": world.size})
+    try:
+        start = join(ctx)
+    except Aborted as exc:
+        stop.set()
+        if world.rank == 0:
+            return _never_joined(ctx, str(exc))
+        raise SystemExit(EXIT_ABORTED) from None
+    ctx.ranks, ctx.steps = start["ranks"], [Step(**s) for s in start["steps"]]
+    ctx.iters, ctx.warmup, ctx.p2p_iters = start["iters"], start["warmup"], start["p2p_iters"]
+    state = {"index": -1}
+
+    def expire(what: str) -> None:
+        _on_watchdog(ctx, state["index"], what, on_hang)
+
+    ctx.watchdog = Watchdog(plan.timeout_s + 5.0, expire)
+    ctx.watchdog.arm("creating the process groups")
+    timeout = timedelta(seconds=plan.timeout_s)
+    dist.init_process_group(
+        "nccl" if cuda else "gloo",
+        store=dist.PrefixStore("pg/", store),
+        rank=world.rank,
+        world_size=world.size,
+        timeout=timedelta(seconds=plan.timeout_s + NCCL_EXTRA_S) if cuda else timeout,
+    )
+    ctx.side = dist.new_group(backend="gloo", timeout=timeout)
+    progress({"event": "joined", "steps": len(ctx.steps)})
+    index, step_what = 0, "starting"
+    try:
+        for index, step in enumerate([*ctx.steps, None]):
+            state["index"] = index
+            step_what = step.words() if step else "finishing"
+            progress({"event": "step", "index": index, "total": len(ctx.steps), "what": step_what})
+            store.set(f"at/{world.rank}", f"{index}:barrier")
+            ctx.watchdog.arm(step_what)
+            dist.monitored_barrier(group=ctx.side, timeout=timeout, wait_all_ranks=True)
+            if step is None:
+                break
+            store.set(f"at/{world.rank}", f"{index}:run")
+            record = run_step(ctx, index, step)
+            if record is not None:
+                store.set(f"res/{index}/{world.rank}", json.dumps(record))
+    except Exception as exc:  # noqa: BLE001 - a failed step is reported, never a traceback
+        ctx.watchdog.disarm()
+        error = one_line(exc)
+        if world.rank != 0:
+            store.set(f"err/{world.rank}", json.dumps({"what": step_what, "error": error}))
+            _say(f"rank {world.rank} ({me.host}): {step_what}: {error}")
+            # Stay (and beat) until rank 0 has decided: leaving now would look like dying.
+            time.sleep(plan.timeout_s + STALE_S + 5.0)
+            raise SystemExit(EXIT_FAILED) from None
+        problems = diagnose(ctx, store, index, step_what, error)
+        store.set("abort", "1")
+        stop.set()
+        return raw_report(ctx, collect(ctx, store, index + 1), problems, completed=False)
+    ctx.watchdog.arm("leaving")
+    dist.destroy_process_group()
+    if world.rank != 0:
+        store.set_timeout(timedelta(seconds=plan.timeout_s))
+        store.get("done")
+        stop.set()
+        ctx.watchdog.disarm()
+        store.set(f"bye/{world.rank}", "1")
+        return None
+    records = collect(ctx, store, len(ctx.steps))
+    store.set("done", "1")
+    _wait_for_byes(ctx, store)
+    stop.set()
+    ctx.watchdog.disarm()
+    return raw_report(ctx, records, [], completed=True)
+
+
+def _wait_for_byes(ctx: Ctx, store: Any) -> None:
+    """Rank 0 serves the store: leaving before the others read ``done`` would look to them like dying."""
+    deadline = time.monotonic() + min(ctx.plan.timeout_s, 10.0)
+    for k in range(1, ctx.n):
+        while not store.check([f"bye/{k}"]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+
+def _never_joined(ctx: Ctx, words: str) -> dict[str, Any]:
+    ranks = [_announced(ctx.store, k) for k in range(ctx.n)]
+    ctx.ranks = [r if r is not None else {"rank": k, "host": None, "device": None, "joined": False} for k, r in enumerate(ranks)]
+    problems = [
+        {"rank": k, "host": None, "what": f"never joined within {ctx.plan.timeout_s:g} s (host unknown: it never announced itself)"}
+        for k, r in enumerate(ranks)
+        if r is None
+    ]
+    return raw_report(ctx, [], problems or [{"rank": None, "host": None, "what": words}], completed=False)
+
+
+def _on_watchdog(ctx: Ctx, index: int, what: str, on_hang: Callable[[dict[str, Any]], int] | None) -> None:
+    """A step outlasted the timeout without raising: say so from the watchdog's thread, then end."""
+    error = f"no progress for {ctx.plan.timeout_s + 5.0:g} s (timed out)"
+    try:
+        store = _client(ctx.world, 5.0)
+        if ctx.rank != 0:
+            store.set(f"err/{ctx.rank}", json.dumps({"what": what, "error": error}))
+            _say(f"rank {ctx.rank} ({ctx.me.host}): {what}: {error}")
+            os._exit(EXIT_STUCK)
+        problems = diagnose(ctx, store, index, what, error)
+        store.set("abort", "1")
+        raw = raw_report(ctx, collect(ctx, store, index + 1), problems, completed=False)
+        code = on_hang(raw) if on_hang else EXIT_FAILED
+    except BaseException as exc:  # noqa: BLE001 - whatever happens here, the process ends now
+        _say(f"rank {ctx.rank} ({ctx.me.host}): {what}: {error}; and then: {one_line(exc)}")
+        code = EXIT_STUCK
+    os._exit(code)
+
+
+# -- as a child of envcheck.comm.launch -------------------------------------------------------------------
+
+
+def emit(event: dict[str, Any]) -> None:
+    """One line for the launcher on stdout."""
+    sys.stdout.write(MARK + json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m envcheck.comm PLAN_JSON``: one rank started by envcheck.comm.launch (the world
+    in the torchrun variables it set). Rank 0 writes the raw report as its last line on stdout."""
+    from envcheck.comm.world import detect
+
+    args = sys.argv[1:] if argv is None else argv
+    plan = Plan.from_json(args[0])
+    world = detect(os.environ)
+    if world is None:
+        _say("envcheck.comm.rank runs as a rank of a world: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT")
+        return 2
+
+    def on_hang(raw: dict[str, Any]) -> int:
+        emit({"event": "report", "report": raw})
+        return EXIT_FAILED
+
+    try:
+        raw = run_rank(plan, world, progress=emit if world.rank == 0 else None, on_hang=on_hang)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except Exception as exc:  # noqa: BLE001 - the launcher reads this line and names the rank
+        emit({"event": "error", "rank": world.rank, "error": one_line(exc)})
+        return EXIT_FAILED
+    if raw is not None:
+        emit({"event": "report", "report": raw})
+    return 0
