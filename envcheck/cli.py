@@ -315,8 +315,10 @@ def lab_spec_checks(spec_path: str | None) -> list[CheckSpec]:
 
 def _register_subcommands() -> None:
     from envcheck.bench.cli import bench
+    from envcheck.comm.cli import comm
 
     main.add_command(bench)
+    main.add_command(comm)
 
 
 _register_subcommands()

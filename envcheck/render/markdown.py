@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from envcheck.comm import COMM_SCHEMA
 from envcheck.core.report import BENCH_SCHEMA
 from envcheck.render import RenderOptions, renderer
 
@@ -32,7 +33,12 @@ def code(value: Any) -> str:
 
 @renderer("markdown", "Markdown to paste into an issue: a table per area, the fixes, versions", suffixes=(".md",))
 def render_markdown(document: dict[str, Any], console: Console, options: RenderOptions) -> None:
-    lines = bench_markdown(document) if document.get("schema") == BENCH_SCHEMA else doctor_markdown(document)
+    if document.get("schema") == COMM_SCHEMA:
+        from envcheck.render.comm_text import comm_markdown
+
+        lines = comm_markdown(document)
+    else:
+        lines = bench_markdown(document) if document.get("schema") == BENCH_SCHEMA else doctor_markdown(document)
     console.file.write("\n".join(lines) + "\n")
 
 

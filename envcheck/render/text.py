@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
+from envcheck.comm import COMM_SCHEMA
 from envcheck.core.report import BENCH_SCHEMA
 from envcheck.render import RenderOptions, renderer
 
@@ -42,6 +43,11 @@ def render_text(document: dict[str, Any], console: Console, options: RenderOptio
         from envcheck.render.bench_text import render_text as render_bench
 
         render_bench(document, console, options)
+        return
+    if document.get("schema") == COMM_SCHEMA:
+        from envcheck.render.comm_text import render_text as render_comm
+
+        render_comm(document, console, options)
         return
     DoctorText(console, verbose=options.verbose).report(document)
 
