@@ -381,7 +381,7 @@ def topology(ctx: Context) -> Verdict:
     )
     if linked:
         counts = Tally(p.nvlinks for p in linked)
-        usual = counts.most_common(1)[0][0]
+        usual = max(counts, key=lambda n: (counts[n], n))  # the most common count; the larger on a tie
         short = [p for p in linked if p.nvlinks < usual]
         if short:
             return warn(_fewer_links(gpus, linked, short, usual), TOPOLOGY_FIX, "nvidia-smi topo -m", **details)
@@ -404,17 +404,17 @@ def topology(ctx: Context) -> Verdict:
 
 
 def _fewer_links(gpus: list[GpuFabric], linked: list[GpuPair], short: list[GpuPair], usual: int) -> str:
-    """Name the GPU whose every NVLink pair is short (one GPU lost links), else the short pairs."""
+    """Name the GPU whose every NVLink peer gets fewer links (a GPU on a fabric that lost links), else the pairs
+    (bridged cards: a bridge missing)."""
     by_index = {g.index: g for g in gpus}
-    culprits = [
-        g for g in gpus if (mine := [p for p in linked if g.index in (p.a, p.b)]) and all(p in short for p in mine)
-    ]
+    peers = {g.index: [p for p in linked if g.index in (p.a, p.b)] for g in gpus}
+    culprits = [i for i, mine in peers.items() if len(mine) > 1 and all(p in short for p in mine)]
     if culprits:
-        lows = {g.index: min(p.nvlinks for p in short if g.index in (p.a, p.b)) for g in culprits}
+        lows = {i: min(p.nvlinks for p in peers[i]) for i in culprits}
         named = ", ".join(f"{label(by_index[i])} NV{n} to every peer" for i, n in lows.items())
         return f"{named}, the others NV{usual} (a link is down: see fabric.nvlink)"
-    pair_list = ", ".join(f"{p.a}↔{p.b} NV{p.nvlinks}" for p in short)
-    return f"fewer NVLinks between GPUs {pair_list} than the NV{usual} of the other pairs"
+    pair_list = ", ".join(f"{p.a}↔{p.b} (NV{p.nvlinks})" for p in short)
+    return f"fewer NVLinks between GPUs {pair_list} than between the other NVLink pairs (NV{usual})"
 
 
 def _groups(gpus: list[GpuFabric], pairs: list[GpuPair], joined: Any) -> list[list[int]]:

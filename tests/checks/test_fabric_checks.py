@@ -1,0 +1,327 @@
+"""The fabric area's verdicts over named NVML scenarios (tests/fakenvml.py) and the real probe: what each check
+says on an HGX node with a link down, without its fabric manager, on a PCIe node without P2P, with PCIe replays;
+the words of each fix; the doctor's ``fabric`` JSON block; and once through the installed ``envcheck`` command.
+
+The probe's wait between its two counter readings is shrunk through ``ENVCHECK_FABRIC_INTERVAL_S``; the fake's
+counters rise per read, so a short wait still sees them rise."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from envcheck.cli import main
+from envcheck.core.registry import select_checks
+from tests import fakenvml
+from tests.test_doctor_nvml import ENVCHECK, NVML_SITE
+
+FAST = {"ENVCHECK_FABRIC_INTERVAL_S": "0.01"}
+
+
+def doctor(*args: str) -> tuple[int, dict[str, Any]]:
+    result = CliRunner().invoke(main, ["doctor", "fabric", "--json", *args], env=FAST)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result.exit_code, json.loads(result.stdout)
+
+
+def checks(*args: str) -> dict[str, dict[str, Any]]:
+    return {c["id"]: c for c in doctor(*args)[1]["checks"]}
+
+
+# -- a healthy HGX node --------------------------------------------------------------------------------------
+
+
+def test_healthy_hgx_node_is_all_ok_with_the_matrix_in_the_report(nvml):
+    nvml("hgx_8gpu")
+    code, doc = doctor()
+    found = {c["id"]: c for c in doc["checks"]}
+    assert code == 0 and {c["status"] for c in doc["checks"]} == {"ok"}
+    assert doc["areas"] == {"fabric": "GPU fabric (NVLink, P2P, topology)"}
+    assert found["fabric.topology"]["summary"] == (
+        "8 GPUs, every pair NVLink (NV18); GPUs 0-3 and 4-7 across the CPU socket (SYS)"
+    )
+    assert found["fabric.nvlink"]["summary"] == "144 links up on 8 GPU(s) (NVLink 4.0), no errors"
+    assert found["fabric.manager"]["summary"] == "8 GPU(s) registered with the NVSwitch fabric"
+    assert found["fabric.p2p"]["summary"] == "P2P between all 28 pairs of 8 GPUs (over NVLink)"
+    fabric = doc["fabric"]
+    assert fabric["gpus"] == list(range(8)) and fabric["interval_s"] == 0.01
+    assert fabric["topology"][0] == ["X"] + ["NV18"] * 7
+    assert fabric["topology"][7] == ["NV18"] * 7 + ["X"]
+    assert fabric["p2p"]["read"][2] == ["OK", "OK", "X", "OK", "OK", "OK", "OK", "OK"]
+    nvlink = fabric["nvlink"]["0"]
+    assert (nvlink["links_up"], nvlink["links_total"], nvlink["version"]) == (18, 18, "4.0")
+    assert nvlink["links"][0]["remote_type"] == "switch"
+    assert nvlink["links"][0]["counters"]["replay"] == {"first": 0, "later": 0}
+    assert fabric["fabric_manager"]["0"]["state"] == "completed"
+    assert fabric["pcie_replay"]["0"] == {"first": 0, "later": 0}
+
+
+# -- fabric.nvlink -------------------------------------------------------------------------------------------
+
+
+def test_a_link_down_and_a_link_counting_errors_fail(nvml):
+    nvml("hgx_nvlink_down")
+    code, doc = doctor()
+    found = {c["id"]: c for c in doc["checks"]}
+    assert code == 1
+    link = found["fabric.nvlink"]
+    assert link["status"] == "fail"
+    assert link["summary"] == (
+        "GPU 3 (00000000:1B:00.0): link 7 down (17 of 18 NVLinks up); "
+        "GPU 5 (00000000:1D:00.0): link 2 replays +7 (127 in all), CRC errors (flit) +3 (43 in all) in 0.01 s"
+    )
+    assert "Xid 74" in link["fix"]["text"] and "`nvidia-smi nvlink -e`" in link["fix"]["text"]
+    assert "marginal link" in link["fix"]["text"]
+    assert link["fix"]["command"] == "nvidia-smi nvlink -s -i 3"
+    assert link["details"]["gpus"]["3"]["down"] == [7]
+    assert link["details"]["gpus"]["5"]["errors"] == {"2": {"replay": 127, "crc_flit": 43}}
+    topology = found["fabric.topology"]
+    assert topology["status"] == "warn"
+    assert topology["summary"] == (
+        "GPU 3 (00000000:1B:00.0) NV17 to every peer, the others NV18 (a link is down: see fabric.nvlink)"
+    )
+    assert topology["fix"]["command"] == "nvidia-smi topo -m"
+    assert doc["fabric"]["nvlink"]["3"]["links_up"] == 17 and doc["fabric"]["topology"][3][0] == "NV17"
+    assert doc["fabric"]["nvlink"]["3"]["links"][7] == {
+        "link": 7,
+        "active": False,
+        "version": None,
+        "remote_type": None,
+        "remote_bus_id": None,
+        "counters": {},
+    }
+
+
+def test_a_steady_error_count_is_a_warning_not_a_failure(nvml):
+    lib = nvml("hgx_8gpu")
+    lib.gpus[1].nvlinks[4].errors = fakenvml.nvlink_errors(recovery=2)
+    link = checks()["fabric.nvlink"]
+    assert link["status"] == "warn"
+    assert link["summary"] == "GPU 1 (00000000:19:00.0): link 4 2 recoveries since the driver loaded, not rising"
+    assert link["fix"]["text"].startswith("These errors were counted since the driver loaded")
+
+
+def test_pcie_cards_with_nvlink_but_no_bridge_are_fine(nvml):
+    lib = nvml("healthy_multi_gpu")
+    for gpu in lib.gpus:
+        gpu.nvlinks = [fakenvml.FakeLink(active=False) for _ in range(12)]
+    link = checks()["fabric.nvlink"]
+    assert link["status"] == "ok"
+    assert link["summary"] == "NVLink on 4 GPU(s), no link active (no NVLink bridge fitted): GPUs talk over PCIe"
+
+
+def test_nvlinks_the_driver_refuses_to_read_are_a_warning(nvml):
+    lib = nvml("hgx_8gpu")
+    lib.gpus[2].errors = {"nvmlDeviceGetNvLinkState": fakenvml.NO_PERMISSION}
+    link = checks()["fabric.nvlink"]
+    assert link["status"] == "warn"
+    assert link["summary"] == "GPU 2 (00000000:1A:00.0): the driver refused to read its NVLinks (no permission)"
+    assert "Insufficient Permissions" in link["fix"]["text"]
+
+
+# -- fabric.manager ------------------------------------------------------------------------------------------
+
+
+def test_fabric_manager_not_running_fails_with_the_service_and_error_802(nvml):
+    nvml("fabric_manager_not_running")
+    code, doc = doctor()
+    found = {c["id"]: c for c in doc["checks"]}
+    assert code == 1
+    fm = found["fabric.manager"]
+    assert fm["status"] == "fail"
+    assert fm["summary"] == (
+        "fabric not started on all 8 GPUs: the fabric manager is not running (CUDA fails: error 802)"
+    )
+    text = fm["fix"]["text"]
+    assert '"system not yet initialized" (cudaErrorSystemNotReady, error 802)' in text
+    assert "`systemctl status nvidia-fabricmanager`" in text
+    assert "`sudo systemctl enable --now nvidia-fabricmanager`" in text
+    assert "must match the driver's exactly (driver 550.90.07 here)" in text
+    assert fm["fix"]["command"] == "systemctl status nvidia-fabricmanager"
+    assert fm["details"]["gpus"]["4"] == {"pci_bus_id": "00000000:1C:00.0", "state": "not_started", "status": None}
+    # Its NVLinks are down because the fabric is not set up: one cause, said once, by fabric.manager.
+    assert found["fabric.nvlink"]["status"] == "skip"
+    assert "see fabric.manager" in found["fabric.nvlink"]["summary"]
+    assert doc["fabric"]["fabric_manager"]["0"]["state"] == "not_started"
+
+
+def test_fabric_still_being_set_up_is_a_warning(nvml):
+    nvml("fabric_manager_in_progress")
+    fm = checks()["fabric.manager"]
+    assert fm["status"] == "warn"
+    assert fm["summary"].startswith("fabric still being set up on all 8 GPUs")
+    assert "Run the doctor again in a minute" in fm["fix"]["text"]
+
+
+def test_a_gpu_the_fabric_manager_could_not_register_fails_by_name(nvml):
+    nvml("fabric_manager_failed")
+    fm = checks()["fabric.manager"]
+    assert fm["status"] == "fail"
+    assert fm["summary"] == (
+        "GPU 2 (00000000:1A:00.0): the fabric manager could not register it (NVML: fake NVML error 999)"
+    )
+    assert "`journalctl -u nvidia-fabricmanager`" in fm["fix"]["text"]
+    assert "`sudo systemctl restart nvidia-fabricmanager`" in fm["fix"]["text"]
+
+
+def test_degraded_fabric_bandwidth_warns(nvml):
+    lib = nvml("hgx_8gpu")
+    lib.gpus[6].fabric = fakenvml.FakeFabric(health_mask=fakenvml.HEALTH_DEGRADED_BW_TRUE)
+    fm = checks()["fabric.manager"]
+    assert fm["status"] == "warn" and fm["summary"] == "fabric bandwidth degraded on GPU 6 (00000000:1E:00.0)"
+
+
+# -- fabric.p2p and fabric.topology on a PCIe node -----------------------------------------------------------
+
+
+def test_pcie_node_without_p2p_between_switches_warns_with_iommu_and_acs(nvml):
+    nvml("pcie_only_p2p_off")
+    code, doc = doctor()
+    found = {c["id"]: c for c in doc["checks"]}
+    assert code == 0
+    p2p = found["fabric.p2p"]
+    assert p2p["status"] == "warn"
+    assert p2p["summary"] == (
+        "P2P off between GPUs 0↔2, 0↔3, 1↔2, 1↔3, 4↔6, 4↔7, 5↔6, 5↔7 (chipset not supported: CNS); "
+        "off across the CPU sockets (SYS) for 16 pair(s) (topology not supported: TNS)"
+    )
+    text = p2p["fix"]["text"]
+    assert "`iommu=pt`" in text and "ACS" in text and "`NCCL_P2P_DISABLE=1`" in text
+    assert p2p["fix"]["command"] == "nvidia-smi topo -p2p r"
+    assert p2p["details"]["gpus"]["2"] == "00000000:1A:00.0"
+    assert found["fabric.topology"]["summary"] == (
+        "8 GPUs over PCIe, no NVLink; GPUs 0-3 and 4-7 across the CPU socket (SYS); "
+        "on one PCIe switch (PIX/PXB): 0-1, 2-3, 4-5, 6-7"
+    )
+    assert found["fabric.nvlink"]["summary"] == "no NVLink on these GPUs"
+    assert found["fabric.manager"]["status"] == "skip"
+    fabric = doc["fabric"]
+    assert fabric["topology"][0] == ["X", "PIX", "NODE", "NODE", "SYS", "SYS", "SYS", "SYS"]
+    assert fabric["p2p"]["read"][5] == ["TNS", "TNS", "TNS", "TNS", "OK", "X", "CNS", "CNS"]
+    assert fabric["nvlink"]["0"] is None and fabric["interval_s"] is None
+
+
+def test_p2p_off_only_across_sockets_is_noted_not_warned(nvml):
+    lib = nvml("pcie_only_p2p_off")
+    lib.p2p = lambda a, b, caps: fakenvml.P2P_IOH_TOPOLOGY_NOT_SUPPORTED if a.socket != b.socket else fakenvml.P2P_OK
+    p2p = checks()["fabric.p2p"]
+    assert p2p["status"] == "ok"
+    assert p2p["summary"] == (
+        "P2P between GPUs on one CPU socket; off across the CPU sockets (SYS) for 16 pair(s) "
+        "(topology not supported: TNS): NCCL goes through host memory there"
+    )
+
+
+def test_p2p_disabled_by_a_registry_key_warns_even_across_sockets(nvml):
+    lib = nvml("pcie_only_p2p_off")
+    lib.p2p = lambda a, b, caps: fakenvml.P2P_DISABLED_BY_REGKEY if {a.socket, b.socket} == {0, 1} else 0
+    p2p = checks()["fabric.p2p"]
+    assert p2p["status"] == "warn" and "(disabled by a driver registry key: DIS)" in p2p["summary"]
+    assert "NVreg_RegistryDwords" in p2p["fix"]["text"]
+
+
+def test_one_pair_with_fewer_direct_nvlinks_is_named(nvml):
+    # Four PCIe cards bridged in pairs, 0-1 with four links and 2-3 with only two (a bridge missing).
+    lib = nvml("healthy_multi_gpu")
+    bus = [g.pci_bus_id for g in lib.gpus]
+
+    def bridge(peer: int, up: int) -> list[fakenvml.FakeLink]:
+        remote = {"remote_type": fakenvml.NVLINK_REMOTE_GPU, "remote_bus_id": bus[peer]}
+        return [fakenvml.FakeLink(active=n < up, **remote) for n in range(4)]
+
+    for i, (peer, up) in enumerate([(1, 4), (0, 4), (3, 2), (2, 2)]):
+        lib.gpus[i].nvlinks = bridge(peer, up)
+    found = checks()
+    topology = found["fabric.topology"]
+    assert topology["status"] == "warn"
+    assert topology["summary"] == "fewer NVLinks between GPUs 2↔3 (NV2) than between the other NVLink pairs (NV4)"
+    assert topology["details"]["matrix"][0] == ["X", "NV4", "NODE", "NODE"]
+    assert found["fabric.nvlink"]["summary"] == (
+        "GPU 2 (00000000:1A:00.0): links 2, 3 down (2 of 4 NVLinks up); "
+        "GPU 3 (00000000:1B:00.0): links 2, 3 down (2 of 4 NVLinks up)"
+    )
+
+
+# -- fabric.pcie_replay --------------------------------------------------------------------------------------
+
+
+def test_pcie_replays_rising_fail_and_steady_ones_warn(nvml):
+    lib = nvml("pcie_replay_rising")
+    replay = checks()["fabric.pcie_replay"]
+    assert replay["status"] == "fail"
+    assert replay["summary"] == "GPU 1 (00000000:19:00.0): PCIe replays +45 (355 in all) in 0.01 s"
+    assert "reseat the GPU" in replay["fix"]["text"] and "riser" in replay["fix"]["text"]
+    assert replay["fix"]["command"] == "nvidia-smi -q -i 1 | grep -i -A1 replay"
+    lib = nvml("pcie_replay_rising")
+    lib.gpus[1].pcie_replay = 12
+    replay = checks()["fabric.pcie_replay"]
+    assert replay["status"] == "warn"
+    assert replay["summary"] == "GPU 1 (00000000:19:00.0): 12 PCIe replays since the driver loaded, not rising"
+
+
+# -- nothing to judge ----------------------------------------------------------------------------------------
+
+
+def test_one_gpu_has_no_pairs_and_pays_no_wait(nvml):
+    nvml("geforce_no_ecc")
+    code, doc = doctor()
+    found = {c["id"]: c for c in doc["checks"]}
+    assert code == 0
+    assert found["fabric.p2p"]["summary"] == found["fabric.topology"]["summary"] == "one GPU: no fabric to check"
+    assert found["fabric.nvlink"]["summary"] == "no NVLink on this GPU"
+    assert found["fabric.pcie_replay"]["summary"] == "no PCIe replays on 1 GPU(s)"
+    assert doc["fabric"]["interval_s"] is None and doc["fabric"]["topology"] == [["X"]]
+
+
+@pytest.mark.parametrize(
+    "scenario, summary",
+    [
+        ("no_gpus", "no GPUs: no fabric to check"),
+        ("driver_not_loaded", "NVML unavailable (driver not loaded); see driver.nvml"),
+    ],
+)
+def test_no_gpus_or_no_driver_skip_every_fabric_check(nvml, scenario, summary):
+    nvml(scenario)
+    code, doc = doctor()
+    assert code == 0 and {c["summary"] for c in doc["checks"]} == {summary}
+    assert (doc["fabric"] is None) == (scenario == "driver_not_loaded")
+
+
+def test_the_healthcheck_leaves_the_fabric_out():
+    # --quick is the Docker healthcheck: it must not wait on counter readings.
+    assert not [c.id for c in select_checks([], quick=True) if c.area == "fabric"]
+
+
+def test_text_report_shows_the_area_the_finding_and_its_command(nvml):
+    nvml("hgx_nvlink_down")
+    result = CliRunner().invoke(main, ["doctor", "fabric"], env={**FAST, "COLUMNS": "200"})
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert "GPU fabric (NVLink, P2P, topology)" in lines
+    assert any(
+        line.strip().startswith("[FAIL]  NVLinks up, error counters still: GPU 3 (00000000:1B:00.0): link 7 down")
+        for line in lines
+    )
+    assert "      run: nvidia-smi nvlink -s -i 3" in lines
+
+
+# -- through the installed command ---------------------------------------------------------------------------
+
+
+def test_installed_doctor_fails_on_the_hgx_link_down(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENVCHECK_")}
+    env.update({"PYTHONPATH": str(NVML_SITE), "ENVCHECK_FAKE_NVML": "hgx_nvlink_down", **FAST})
+    proc = subprocess.run(
+        [ENVCHECK, "doctor", "driver", "fabric", "--json"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 1, proc.stderr
+    doc = json.loads(proc.stdout)
+    found = {c["id"]: c for c in doc["checks"]}
+    assert found["driver.nvml"]["status"] == "ok"
+    assert found["fabric.nvlink"]["summary"].startswith("GPU 3 (00000000:1B:00.0): link 7 down (17 of 18 NVLinks up)")
+    assert doc["fabric"]["nvlink"]["3"]["links_up"] == 17
