@@ -803,6 +803,7 @@ def pcie_only_p2p_off() -> FakeNvmlLib:
 
 def pcie_replay_rising() -> FakeNvmlLib:
     """Two H100 PCIe cards; GPU 1's PCIe link is replaying packets now (a marginal link: riser, seating)."""
+    # 350 W: the H100 PCIe's maximum power (NVIDIA H100 Tensor Core GPU datasheet, "Max thermal design power").
     pcie = {"name": "NVIDIA H100 PCIe", "power_limit_mw": 350_000, "power_default_limit_mw": 350_000}
     return FakeNvmlLib([h100(0, **pcie), h100(1, pcie_replay=Rising(310, per_read=45), **pcie)])
 

@@ -22,6 +22,7 @@ from envcheck.core.probing import Context
 from envcheck.core.registry import check
 from envcheck.probes import fabric as _fabric_probe  # noqa: F401 - registers the probe
 from envcheck.probes.fabric import P2P_LABELS, FabricInfo, GpuFabric, GpuPair
+from envcheck.probes.nvml import NO_PERMISSION
 
 #: Words for the NVLink error counters (nvml.h ``nvmlNvLinkErrorCounter_t``).
 COUNTER_WORDS = {
@@ -321,7 +322,7 @@ def p2p(ctx: Context) -> Verdict:
     both = [(p, q) for p, q in zip(pairs, readings, strict=True) if q is not None]
     if all(not available(x.p2p_read) for p, q in both for x in (p, q)):
         reasons = {x.p2p_read.reason for p, q in both for x in (p, q) if isinstance(x.p2p_read, NA)}
-        if any(refused(NA(r)) for r in reasons):
+        if NO_PERMISSION in reasons:
             return warn(
                 "the driver refused to read P2P status (no permission)", REFUSED_FIX, "sudo nvidia-smi topo -p2p r"
             )
@@ -336,13 +337,9 @@ def p2p(ctx: Context) -> Verdict:
             (across if far else near).setdefault(str(status), []).append(p)
         if p.nvlinks and any(available(s) and s != "ok" for s in (p.p2p_nvlink, q.p2p_nvlink)):
             nvlink_off.append(p)
-    over = (
-        "NVLink"
-        if pairs and all(p.nvlinks for p in pairs)
-        else "PCIe"
-        if not any(p.nvlinks for p in pairs)
-        else "NVLink and PCIe"
-    )
+    over = {True: "NVLink", False: "PCIe"}.get(all(p.nvlinks for p in pairs), "")
+    if any(p.nvlinks for p in pairs) and not all(p.nvlinks for p in pairs):
+        over = "NVLink and PCIe"
     across_words = "; ".join(
         f"off across the CPU sockets (SYS) for {len(group)} pair(s) ({P2P_WORDS.get(s, s)}: {P2P_LABELS.get(s, s)})"
         for s, group in across.items()

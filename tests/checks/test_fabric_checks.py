@@ -225,6 +225,19 @@ def test_p2p_disabled_by_a_registry_key_warns_even_across_sockets(nvml):
     assert "NVreg_RegistryDwords" in p2p["fix"]["text"]
 
 
+def test_p2p_refused_over_an_nvlink_that_joins_the_pair_warns(nvml):
+    lib = nvml("hgx_8gpu")
+    off = {(0, 1), (1, 0)}
+    lib.p2p = lambda a, b, caps: (
+        fakenvml.P2P_NOT_SUPPORTED
+        if caps == fakenvml.P2P_CAPS_NVLINK and (lib.gpus.index(a), lib.gpus.index(b)) in off
+        else fakenvml.P2P_OK
+    )
+    p2p = checks()["fabric.p2p"]
+    assert p2p["status"] == "warn"
+    assert p2p["summary"] == "P2P over NVLink unavailable between GPUs 0↔1, though NVLink joins them"
+
+
 def test_one_pair_with_fewer_direct_nvlinks_is_named(nvml):
     # Four PCIe cards bridged in pairs, 0-1 with four links and 2-3 with only two (a bridge missing).
     lib = nvml("healthy_multi_gpu")
