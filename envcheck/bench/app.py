@@ -11,11 +11,15 @@ Order matters for the user's time and for isolation:
    baseline or lab spec that cannot be used) is found by :meth:`BenchRequest.parse` before anything
    runs: one line, exit 2.
 2. torch is imported first in a child process (the doctor's torch probe: bounded in time, in its own
-   process group), and only then here, guarded: a torch that raises, segfaults or hangs on import, or
-   an environment variable that breaks it, is one line and exit 1, never a traceback or a hang.
-3. Devices are resolved once into :class:`DeviceInfo` (with NVML identity and usable memory), the
-   preflight runs (the doctor's GPU checks, or how busy the CPUs are), then the suite.
-4. The figures are held against the baseline and the lab spec. Every verdict is a
+   process group): a torch that raises, segfaults or hangs on import, or an environment variable that
+   breaks it, is one line and exit 1, never a traceback or a hang. This process never imports torch.
+3. Devices are resolved once into :class:`DeviceInfo` from the torch child's report and NVML (identity,
+   memory; envcheck.bench.devices.from_probe), and the preflight runs (the doctor's GPU checks, or how
+   busy the CPUs are).
+4. The suite: planned into one job per device (envcheck.bench.plan), each run by its own worker process
+   pinned to its GPU, all at once or with ``serial`` one after another (envcheck.bench.fanout, which
+   merges their results in suite order); then the GPUs are compared with their siblings.
+5. The figures are held against the baseline and the lab spec. Every verdict is a
    :class:`~envcheck.core.model.Status`, and the exit code comes from the one policy in core.exit.
 """
 
@@ -29,11 +33,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from envcheck.bench import compare as comparing
-from envcheck.bench import contention, devices, registry
-from envcheck.bench.common import error_line
+from envcheck.bench import contention, devices, fanout, registry
 from envcheck.bench.compare import Delta
+from envcheck.bench.fanout import WorkerInfo
+from envcheck.bench.plan import schedule
 from envcheck.bench.registry import DTYPES, BenchError, BenchSpec, DeviceInfo, Options
-from envcheck.bench.runner import BenchResult, Progress, run_suite
+from envcheck.bench.runner import BenchResult, Progress, flag_slow_siblings
 from envcheck.checks.visible import VISIBLE
 from envcheck.core.exit import ExitCode, exit_code_for
 from envcheck.core.model import CheckResult, Status, first_line
@@ -89,6 +94,8 @@ class BenchRequest:
     threshold: float = comparing.DEFAULT_THRESHOLD
     lab: LabSpec | None = None
     spec_path: str | None = None
+    #: One device after another (one worker at a time), as envcheck 0.2 did, instead of all at once.
+    serial: bool = False
 
     @classmethod
     def parse(
@@ -101,6 +108,7 @@ class BenchRequest:
         baseline_path: str | None = None,
         threshold: float = comparing.DEFAULT_THRESHOLD,
         spec_path: str | None = None,
+        serial: bool = False,
     ) -> BenchRequest:
         """Check every option before anything runs; a problem is a :class:`BenchError` with exit code 2."""
         from envcheck.spec import SpecError, load_spec
@@ -127,6 +135,7 @@ class BenchRequest:
             threshold,
             lab,
             spec_path,
+            serial,
         )
 
     @property
@@ -142,6 +151,7 @@ class BenchRequest:
             "quick": self.quick,
             "threshold": self.threshold if self.baseline is not None else None,
             "spec": self.spec_path,
+            "serial": self.serial,
         }
 
 
@@ -179,6 +189,8 @@ class BenchReport:
     container: str | None = None
     #: The torch build the figures came from, as the torch child read it.
     torch: TorchInfo | None = None
+    #: How each device's worker process went.
+    workers: tuple[WorkerInfo, ...] = ()
 
     def statuses(self) -> list[Status]:
         """Every verdict of the run: each case (a slow sibling fails), each preflight check, each
@@ -216,9 +228,8 @@ def run_bench(
         probes.start("nvml")
     torch_info = _probe_torch(probes)
     torch_ready(torch_info, gpus=gpus_wanted)
-    import_torch()
     nvml = _nvml(probes) if gpus_wanted else None
-    chosen = devices.resolve_devices(request.device, nvml=nvml, env=env)
+    chosen = devices.from_probe(request.device, torch_info, nvml=nvml, env=env)
     devices_ready(torch_info, chosen)
     if request.baseline is not None:
         ids, names = [s.id for s in request.specs], [d.name for d in chosen]
@@ -230,12 +241,14 @@ def run_bench(
     suite_started = time.monotonic()
     cpus = None if all(d.is_cuda for d in chosen) else contention.Cpus.here()
     checks = preflight(probes, chosen, cpus)
-    suite = run_suite(list(request.specs), chosen, request.benchmark_options, progress=progress, cpus=cpus)
+    jobs = schedule(list(request.specs), chosen, request.benchmark_options, env=env)
+    suite = fanout.run(jobs, progress=progress, env=env, serial=request.serial)
     wall_s = time.monotonic() - suite_started
-    results = tuple(suite.results)
+    results = tuple(flag_slow_siblings(suite.results))
+    described = {d.name: d for d in suite.devices}
     return BenchReport(
         request=request,
-        devices=tuple(chosen),
+        devices=tuple(described.get(d.name, d) for d in chosen),
         results=results,
         preflight=checks,
         comparison=_compare(request, results),
@@ -247,6 +260,7 @@ def run_bench(
         interrupted=suite.interrupted,
         container=read_container(env).kind,
         torch=torch_info,
+        workers=tuple(suite.workers),
     )
 
 
@@ -261,7 +275,7 @@ def _probe_torch(probes: ProbeRunner) -> TorchInfo:
 
 
 def torch_ready(info: TorchInfo, *, gpus: bool) -> None:
-    """Refuse to import torch here when importing it in the child did not end well: one line naming
+    """Refuse to start the bench's workers when importing torch in the child did not end well: one line naming
     what happened there (the exception, the signal, or the step that hung). After a clean import, a
     CUDA start that crashed or hung only matters to a bench that would start CUDA too."""
     if info.status == "ok":
@@ -276,17 +290,6 @@ def torch_ready(info: TorchInfo, *, gpus: bool) -> None:
         detail += ", in a child process"
     what = "used" if imported else "imported"
     raise BenchError(f"torch cannot be {what} ({detail}); `envcheck doctor` says why", ExitCode.FAILED)
-
-
-def import_torch() -> None:
-    """Import torch in this process, now that a child did so cleanly; should it still raise here (a
-    difference the child could not see), that is one line too."""
-    try:
-        import torch  # noqa: F401
-    except Exception as exc:  # noqa: BLE001 - any exception, not only ImportError and OSError
-        raise BenchError(
-            f"torch cannot be imported ({error_line(exc)}); `envcheck doctor` says why", ExitCode.FAILED
-        ) from None
 
 
 def devices_ready(info: TorchInfo, chosen: list[DeviceInfo]) -> None:

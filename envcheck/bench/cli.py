@@ -43,6 +43,11 @@ if TYPE_CHECKING:
 @click.option(
     "--spec", "spec_path", metavar="FILE", help="Lab spec (TOML) whose [bench] minimums every device must reach."
 )
+@click.option(
+    "--serial",
+    is_flag=True,
+    help="Benchmark one device after another instead of every GPU at once (one worker process each).",
+)
 @click.option("--list", "list_only", is_flag=True, help="List the benchmarks and what each measures.")
 def bench(
     device: str,
@@ -56,9 +61,13 @@ def bench(
     baseline: str | None,
     threshold: float,
     spec_path: str | None,
+    serial: bool,
     list_only: bool,
 ) -> None:
     """Prove each device computes correct results, and measure it against its datasheet.
+
+    Every GPU is benchmarked at the same time, each by its own worker process (--serial: one after
+    another), so siblings are compared under the same power and thermal conditions.
 
     Exit codes: 0 all figures verified; 1 a wrong result, a crashed case, a GPU slower than its
     siblings, a regression against --compare, a failed preflight check, a figure below the --spec
@@ -85,6 +94,7 @@ def bench(
             baseline_path=baseline,
             threshold=threshold,
             spec_path=spec_path,
+            serial=serial,
         )
         from envcheck.bench import render
 

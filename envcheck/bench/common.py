@@ -8,11 +8,9 @@ hardware and proves nothing about correctness.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
 import zlib
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from envcheck.bench.registry import Check, DeviceInfo
@@ -98,26 +96,23 @@ def is_out_of_memory(exc: BaseException) -> bool:
     )
 
 
-@contextlib.contextmanager
-def precision(dtype: str) -> Iterator[None]:
-    """Run fp32 math as true fp32 (``fp32``) or on TF32 tensor cores (``tf32``), then restore the flags.
+def set_torch_flags(*, tf32: bool) -> None:
+    """Set torch's process-wide math flags for the cases that follow: fp32 math as true fp32 (``tf32``
+    False) or on TF32 tensor cores (True), and cuDNN's benchmark mode on (it picks the fastest algorithm
+    during warm-up).
 
-    torch's defaults differ between matmul (TF32 off) and cuDNN convolutions (TF32 on), so a figure
-    called "fp32" must set both explicitly; the flags are global, hence the restore.
+    torch's defaults differ between matmul (TF32 off) and cuDNN convolutions (TF32 on), so a figure called
+    "fp32" must set both explicitly. The flags are global to the process, so they are set by the process
+    that runs the cases (a bench worker, envcheck.bench.execute), once per group of cases that need the
+    same state, never flipped around each case.
     """
     import torch
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # newer torch deprecates allow_tf32 in favour of fp32_precision
-        saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-        tf32 = dtype == "tf32"
-        if dtype in ("fp32", "tf32"):
-            torch.backends.cuda.matmul.allow_tf32 = tf32
-            torch.backends.cudnn.allow_tf32 = tf32
-        try:
-            yield
-        finally:
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = True
 
 
 def check_close(out: torch.Tensor, ref: torch.Tensor, tolerance: float, reference: str, what: str = "") -> Check:
@@ -153,19 +148,6 @@ def take_rows(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     if t.dtype.itemsize == 1 and t.dtype.is_floating_point:
         return t.view(torch.uint8).index_select(0, idx).view(t.dtype)
     return t.index_select(0, idx)
-
-
-@contextlib.contextmanager
-def cudnn_autotune() -> Iterator[None]:
-    """cuDNN benchmark mode for this case (it picks the fastest algorithm during warm-up), then restore."""
-    import torch
-
-    saved = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = True
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = saved
 
 
 def synchronize(dev: DeviceInfo) -> None:

@@ -112,7 +112,19 @@ class Contention:
             "share": round(self.share, 3),
             "window_s": round(self.window_s, 3),
             "load_average": self.load_average,
+            "spare_cores": self.spare_cores,
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Contention:
+        """Back from :meth:`to_json` (a bench worker sends its results to the parent this way)."""
+        return cls(
+            data["others_cores"],
+            data["usable_cores"],
+            data.get("spare_cores") or 0.0,
+            data["window_s"],
+            data.get("load_average"),
+        )
 
 
 def _cores(n: float) -> str:

@@ -5,6 +5,15 @@ only :func:`inventory`, :func:`describe_gpu` and :func:`describe_cpu` read the m
 resolved here once, with its NVML identity (uuid, PCI bus id) and the memory it may use, and every
 later step gets that object: nothing downstream parses ``"cuda:N"`` again. A request that cannot be
 met is a :class:`DeviceError` whose message is one line and names what *is* available.
+
+Two places resolve. ``envcheck bench`` itself never imports torch: :func:`from_probe` resolves the
+request from what the doctor's torch child reported (each GPU's name, compute capability and UUID) and
+NVML (identity, memory), so the parent starts no CUDA context, which would hold memory on every GPU for
+the whole run, and in exclusive-process compute mode would lock the workers out of their own GPU. Each
+bench worker then describes its one device with torch (:func:`describe_gpu`, :func:`describe_cpu`: free
+memory as CUDA reports it, L2 size, SM count, threads) under the ``CUDA_VISIBLE_DEVICES`` that
+:func:`pin` gives it. :func:`resolve_devices` does both in one process, for tools that run there
+(benchmarks/bench_vs_raw.py).
 """
 
 from __future__ import annotations
@@ -13,13 +22,17 @@ import os
 import platform
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from envcheck.bench.registry import BenchError, DeviceInfo
 from envcheck.checks.visible import VISIBLE, Visibility, device_order_note, parse_visible_devices
 from envcheck.core.exit import ExitCode
 from envcheck.core.model import Status, available, first_line
 from envcheck.probes.nvml import GpuInfo, NvmlState
+
+if TYPE_CHECKING:
+    from envcheck.probes.torch import TorchInfo
 
 ACCEPTED = "auto, cpu, cuda, cuda:N or cuda:N,M,..."
 
@@ -173,9 +186,12 @@ def inventory(env: Mapping[str, str] | None = None) -> Inventory:
     return Inventory(tuple(torch.cuda.get_device_name(i) for i in range(count)))
 
 
-def describe_gpu(index: int, nvml: NvmlState | None, env: Mapping[str, str]) -> DeviceInfo:
+def describe_gpu(
+    index: int, nvml: NvmlState | None, env: Mapping[str, str], *, shown_as: str | None = None
+) -> DeviceInfo:
     """Probe CUDA device ``index``: model, compute capability, free memory, L2 size (they size problems
-    and pick the datasheet peak), and its NVML identity."""
+    and pick the datasheet peak), and its NVML identity. ``shown_as``: the name the user knows the
+    device by, for the error (a bench worker sees its GPU as cuda:0 whichever it is)."""
     import torch
 
     name = f"cuda:{index}"
@@ -184,7 +200,7 @@ def describe_gpu(index: int, nvml: NvmlState | None, env: Mapping[str, str]) -> 
         free, total = torch.cuda.mem_get_info(index)
     except Exception as exc:  # noqa: BLE001 - counted but unusable: busy in exclusive mode, lost, a failed CUDA init
         raise DeviceError(
-            f"{name} is visible but cannot be used ({first_line(exc)}); `envcheck doctor` says why",
+            f"{shown_as or name} is visible but cannot be used ({first_line(exc)}); `envcheck doctor` says why",
             ExitCode.FAILED,
         ) from None
     torch_uuid = getattr(props, "uuid", None)
@@ -222,8 +238,7 @@ def describe_cpu() -> DeviceInfo:
     """The CPU: its model, torch's thread count, and the memory this process may really use."""
     import torch
 
-    total, free = usable_memory()
-    return DeviceInfo("cpu", "cpu", cpu_model(), total_bytes=total, free_bytes=free, threads=torch.get_num_threads())
+    return replace(cpu_here(), threads=torch.get_num_threads())
 
 
 def resolve_devices(request: Request, *, nvml: NvmlState | None, env: Mapping[str, str]) -> list[DeviceInfo]:
@@ -239,6 +254,88 @@ def resolve_devices(request: Request, *, nvml: NvmlState | None, env: Mapping[st
     if indices is None:
         return [describe_cpu()]
     return [describe_gpu(i, nvml, env) for i in indices]
+
+
+def from_probe(
+    request: Request, torch: TorchInfo, *, nvml: NvmlState | None, env: Mapping[str, str]
+) -> list[DeviceInfo]:
+    """The devices to benchmark, resolved without importing torch here: from the torch child's report
+    (CUDA's numbering, each GPU's name, capability and UUID) and NVML's view (identity, memory). What
+    only CUDA can tell (L2 size, SM count, the memory a context leaves free) the bench worker adds."""
+    if not request.may_use_gpus:
+        return [cpu_here()]
+    problem = visibility_problem(nvml, env)
+    if problem is not None:
+        raise DeviceError(f"{problem}: no GPU to benchmark; fix {VISIBLE}, or use --device cpu", ExitCode.FAILED)
+    indices = resolve(request, probed_inventory(torch, env), env)
+    if indices is None:
+        return [cpu_here()]
+    by_index = {d.index: d for d in torch.devices}
+    gpus = nvml.gpus if nvml is not None and nvml.available else []
+    chosen = []
+    for index in indices:
+        child = by_index[index]
+        identity = identify(index, child.uuid, nvml, env)
+        card = next((g for g in gpus if identity.uuid and available(g.uuid) and str(g.uuid) == identity.uuid), None)
+        total = _nvml_bytes(card.memory_total_bytes) if card is not None else None
+        free = _nvml_bytes(card.memory_free_bytes) if card is not None else None
+        chosen.append(
+            DeviceInfo(
+                f"cuda:{index}",
+                "cuda",
+                child.name or "unknown GPU",
+                index=index,
+                capability=child.capability,
+                total_bytes=total,
+                free_bytes=free,
+                uuid=identity.uuid,
+                pci_bus_id=identity.pci_bus_id,
+            )
+        )
+    return chosen
+
+
+def _nvml_bytes(value: object) -> int | None:
+    return int(value) if available(value) and isinstance(value, int) else None
+
+
+def probed_inventory(torch: TorchInfo, env: Mapping[str, str]) -> Inventory:
+    """:func:`inventory`'s answer, from the torch child's report instead of torch in this process."""
+    if torch.cuda is None and torch.hip is None:
+        return Inventory((), f"torch {torch.version} is a CPU-only build")
+    if not torch.cuda_available or not torch.devices:
+        if torch.cuda_init_error:
+            return Inventory((), f"CUDA could not initialise: {first_line(torch.cuda_init_error)}")
+        return Inventory(
+            (),
+            f"torch {torch.version} built for CUDA {torch.cuda} sees no GPU{_visible_note(env)}"
+            "; `envcheck doctor` says why",
+        )
+    return Inventory(tuple(d.name or f"GPU {d.index}" for d in sorted(torch.devices, key=lambda d: d.index)))
+
+
+def cpu_here() -> DeviceInfo:
+    """The CPU as the parent knows it without torch (its worker adds torch's thread count)."""
+    total, free = usable_memory()
+    return DeviceInfo("cpu", "cpu", cpu_model(), total_bytes=total, free_bytes=free)
+
+
+def pin(dev: DeviceInfo, env: Mapping[str, str]) -> str:
+    """The ``CUDA_VISIBLE_DEVICES`` under which a bench worker sees ``dev`` alone, as cuda:0.
+
+    By UUID where one is known (NVML's ``GPU-``/``MIG-`` form, or torch's own): it names the card
+    whatever the numbering. Else CUDA's index, read through the user's own ``CUDA_VISIBLE_DEVICES``: its
+    Nth entry is CUDA device N (under the same CUDA_DEVICE_ORDER, which the worker inherits). A CPU's
+    worker sees no GPU at all: a CPU bench never starts CUDA, so a wedged driver cannot hold it up.
+    """
+    if not dev.is_cuda or dev.index is None:
+        return ""
+    if dev.uuid:
+        return dev.uuid
+    entries = [e.strip() for e in env[VISIBLE].split(",")] if env.get(VISIBLE) else None
+    if entries is not None and dev.index < len(entries):
+        return entries[dev.index]
+    return str(dev.index)
 
 
 def cpu_model() -> str:

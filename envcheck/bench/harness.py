@@ -178,6 +178,11 @@ class Measurement:
             "samples_s": list(self.samples_s),
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Measurement:
+        """Back from :meth:`to_json`: the raw samples are all a measurement is; the rest is derived."""
+        return cls(tuple(data["samples_s"]), data["steps_per_sample"], data["warmup_steps"], data["timer"])
+
 
 def measure(
     step: Step,

@@ -29,9 +29,9 @@ CHECK_BAND = 64
 
 
 def dtype_support(dev: DeviceInfo, dtype: str) -> str | None:
-    """Why ``dtype`` matmul cannot run on ``dev`` (None when it can)."""
-    import torch
-
+    """Why ``dtype`` matmul cannot run on ``dev`` (None when it can), from the card alone: planning runs
+    where torch is not imported (the bench's parent); whether this torch build has fp8 matmul is asked
+    when the case is built (:func:`fp8_missing`)."""
     cc = dev.capability or (0, 0)
     if not dev.is_cuda:
         if dtype in ("tf32", "fp8"):
@@ -44,8 +44,15 @@ def dtype_support(dev: DeviceInfo, dtype: str) -> str | None:
     if dtype == "fp8":
         if cc < (8, 9):
             return f"fp8 tensor cores need compute capability 8.9 (Ada/Hopper) or newer; this card is {cc[0]}.{cc[1]}"
-        if not hasattr(torch, "_scaled_mm") or not hasattr(torch, "float8_e4m3fn"):
-            return f"torch {torch.__version__} has no fp8 matmul (torch._scaled_mm)"
+    return None
+
+
+def fp8_missing() -> str | None:
+    """Why this torch build cannot run an fp8 matmul (None when it can)."""
+    import torch
+
+    if not hasattr(torch, "_scaled_mm") or not hasattr(torch, "float8_e4m3fn"):
+        return f"torch {torch.__version__} has no fp8 matmul (torch._scaled_mm)"
     return None
 
 
@@ -194,6 +201,9 @@ def _square_plan(dev: DeviceInfo, opts: Options, dtype: str) -> list[Plan]:
     n = square_size(dev, dtype, opts.quick)
 
     def build(scale: float) -> Workload:
+        missing = fp8_missing() if dtype == "fp8" else None
+        if missing:
+            raise Unsupported(missing)
         size = scaled(n, scale)
         return build_matmul(dev, dtype, size, size, size, dtype)
 

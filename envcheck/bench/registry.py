@@ -78,6 +78,23 @@ class DeviceInfo:
             "pci_bus_id": self.pci_bus_id,
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DeviceInfo:
+        """Back from :meth:`to_json`: a device travels to its bench worker, described, and back this way."""
+        capability = data.get("capability")
+        major, _, minor = (capability or "").partition(".")
+        fields = {k: data.get(k) for k in ("index", "total_bytes", "free_bytes", "l2_bytes", "multiprocessors")}
+        return cls(
+            data["name"],
+            data["kind"],
+            data["model"],
+            capability=(int(major), int(minor)) if capability else None,
+            threads=data.get("threads"),
+            uuid=data.get("uuid"),
+            pci_bus_id=data.get("pci_bus_id"),
+            **fields,
+        )
+
 
 @dataclass(frozen=True)
 class Options:
@@ -110,6 +127,11 @@ class Check:
             "reference": self.reference,
             "detail": self.detail,
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Check:
+        """Back from :meth:`to_json` (a non-finite error travels as its name: ``"nan"``, ``"inf"``)."""
+        return cls(data["passed"], float(data["error"]), data["tolerance"], data["reference"], data.get("detail", ""))
 
 
 @dataclass

@@ -31,9 +31,12 @@ def list_benchmarks(specs: list[BenchSpec], console: Console) -> None:
 
 
 def progress(stream: IO[str] | None = None) -> tuple[Progress, Any]:
-    """A progress display on stderr: a live bar on a terminal, plain lines otherwise (CI logs, pipes).
+    """A progress display on stderr while the workers run: on a terminal, one live line per device
+    (its case and how many of its cases are done); otherwise plain lines, each starting with the device,
+    since the devices' lines interleave (CI logs, pipes: ``grep cuda:3`` follows one card).
 
-    Returns the callbacks and a context manager that owns the live display.
+    Returns the callbacks and a context manager that owns the live display. Each device counts its own
+    cases: ``[i/n]`` is that device's ith case of n.
     """
     import os
 
@@ -43,20 +46,20 @@ def progress(stream: IO[str] | None = None) -> tuple[Progress, Any]:
     if not stream.isatty():
 
         def started(i: int, n: int, bench_id: str, label: str, device: str) -> None:
-            print(f"[{i + 1}/{n}] {device} {bench_id} {label} ...", file=stream, flush=True)
+            print(f"{device} [{i + 1}/{n}] {bench_id} {label} ...", file=stream, flush=True)
 
         def finished(r: BenchResult) -> None:
             figure = f"{num(r.value)} {r.unit}" if r.value is not None else ""
             # an error's words are the machine's: they may quote a secret, like everything in the report
             why = f" ({scrub(r.reason, os.environ)})" if r.reason else ""
             busy = " contended" if r.contended else ""
-            line = f"        {r.status.value}: {r.case} {figure}{why}{busy} [{r.duration_s:.1f} s]"
-            print(line, file=stream, flush=True)
+            line = f"{r.device} {r.status.value}: {r.id} {r.case} {figure}{why}{busy} [{r.duration_s:.1f} s]"
+            print(" ".join(line.split()), file=stream, flush=True)
 
         return Progress(started, finished), contextlib.nullcontext()
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
     from rich.progress import Progress as Bar
 
     bar = Bar(
@@ -67,12 +70,17 @@ def progress(stream: IO[str] | None = None) -> tuple[Progress, Any]:
         console=Console(file=stream),
         transient=True,
     )
-    task = bar.add_task("benchmarking", total=None)  # the first started() sets it
+    lines: dict[str, TaskID] = {}
+
+    def line(device: str) -> TaskID:
+        if device not in lines:  # a device's line appears with its first news
+            lines[device] = bar.add_task(escape(device), total=None)
+        return lines[device]
 
     def started_live(i: int, n: int, bench_id: str, label: str, device: str) -> None:
-        bar.update(task, total=n, completed=i, description=escape(f"{device} {bench_id} {label}"))
+        bar.update(line(device), total=n, completed=i, description=escape(f"{device} {bench_id} {label}"))
 
     def finished_live(r: BenchResult) -> None:
-        bar.advance(task)
+        bar.advance(line(r.device))
 
     return Progress(started_live, finished_live), bar

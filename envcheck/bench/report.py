@@ -44,6 +44,9 @@ def bench_document(report: BenchReport) -> dict[str, Any]:
             # ever missing from it.
             "preflight_note": None,
             "results": [r.to_json() for r in report.results],
+            # One process per device ran its cases: how each went (an error names why that device's
+            # remaining cases are errors).
+            "workers": [w.to_json() for w in report.workers],
             "comparison": None
             if comparison is None
             else {

@@ -1,10 +1,16 @@
-"""Run the suite: each case guarded, timed by the harness, checked, and turned into a :class:`BenchResult`.
+"""Run one case: guarded, timed by the harness, checked, and turned into a :class:`BenchResult`.
 
 Like the doctor's runner (and pytest's ``CallInfo.from_call``), one case's exception becomes that
-case's result (status ``crash``) and the suite goes on; only KeyboardInterrupt ends it, and then the
-suite returns what it finished, marked interrupted. An out-of-memory error frees what the case held and
-retries at half the size, twice, before the case is skipped with the reason. On a CPU every case is
-also watched for other processes' CPU use (envcheck.bench.contention), and marked when it was shared.
+case's result (status ``crash``) and the suite goes on; only KeyboardInterrupt is re-raised. An
+out-of-memory error frees what the case held and retries at half the size, twice, before the case is
+skipped with the reason. On a CPU every case is also watched for other processes' CPU use
+(envcheck.bench.contention), and marked when it was shared.
+
+Where the cases run is decided elsewhere: envcheck.bench.plan turns a request into one job per device,
+envcheck.bench.execute runs a job's cases in one process (a bench worker), and envcheck.bench.fanout
+starts the workers, streams their progress and merges their results; :func:`flag_slow_siblings` then
+compares the devices. A result crosses from worker to parent as :meth:`BenchResult.to_json` and comes
+back whole through :meth:`BenchResult.from_json`.
 """
 
 from __future__ import annotations
@@ -124,6 +130,36 @@ class BenchResult:
             "contended": self.contended,
             "contention": self.contention.to_json() if self.contention else None,
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BenchResult:
+        """Back from :meth:`to_json`, raw samples included: what a bench worker streams to its parent is
+        rebuilt here into the result the parent merges, compares and reports (derived fields such as
+        ``noisy`` and ``verified`` are recomputed, not read)."""
+        check, stats, contention = data.get("check"), data.get("stats"), data.get("contention")
+        return cls(
+            id=data["id"],
+            label=data["label"],
+            case=data["case"],
+            device=data["device"],
+            device_model=data["device_model"],
+            dtype=data.get("dtype"),
+            status=Status(data["status"]),
+            value=data.get("value"),
+            unit=data.get("unit"),
+            peak=data.get("peak"),
+            peak_fraction=data.get("peak_fraction"),
+            peak_source=data.get("peak_source"),
+            check=Check.from_json(check) if check else None,
+            measurement=Measurement.from_json(stats) if stats else None,
+            params=dict(data.get("params") or {}),
+            rates=dict(data.get("rates") or {}),
+            reason=data.get("reason"),
+            attempts=tuple(data.get("attempts") or ()),
+            sibling=data.get("slow_vs_siblings"),
+            duration_s=data.get("duration_s") or 0.0,
+            contention=Contention.from_json(contention) if contention else None,
+        )
 
 
 def unit_for(work_unit: str, dev: DeviceInfo) -> tuple[str, float]:
@@ -246,13 +282,15 @@ def run_plan(
 def _attempt(
     plan: Plan, dev: DeviceInfo, budget: Budget, scale: float, timer: Timer, clock: Callable[[], float]
 ) -> tuple[Workload, Measurement, Check] | BaseException:
-    """One try at a case; returns the exception instead of raising (the caller frees memory first)."""
+    """One try at a case; returns the exception instead of raising (the caller frees memory first).
+
+    torch's process-wide flags (TF32, cuDNN's autotuning) are not touched here: the process running the
+    case has set them for it (envcheck.bench.execute), once, not around every case."""
     assert plan.build is not None
     try:
-        with common.precision(plan.dtype or ""), common.cudnn_autotune():
-            wl = plan.build(scale)
-            m = measure(wl.step, timer, budget, clock=clock)
-            check = wl.verify()
+        wl = plan.build(scale)
+        m = measure(wl.step, timer, budget, clock=clock)
+        check = wl.verify()
         # Keep what the figure needs, drop the closures that hold the case's buffers, so that
         # free_memory() can give the memory back before the next case allocates.
         return replace(wl, step=_released, verify=_released), m, check
@@ -308,62 +346,7 @@ class Progress:
     finished: Callable[[BenchResult], None] = lambda result: None
 
 
-@dataclass(frozen=True)
-class Suite:
-    """What a suite run produced: the results in suite order, how many cases were planned, and whether
-    Ctrl-C ended it early (then ``results`` holds the cases that finished)."""
-
-    results: list[BenchResult]
-    planned: int
-    interrupted: bool = False
-
-
-def run_suite(
-    specs: list[BenchSpec],
-    devices: list[DeviceInfo],
-    opts: Options,
-    *,
-    progress: Progress | None = None,
-    budgets: dict[tuple[str, bool], Budget] | None = None,
-    cpus: contention.Cpus | None = None,
-) -> Suite:
-    """Every selected benchmark on every device, device by device, in suite order. Ctrl-C stops it
-    between or inside cases; what finished is kept (a sweep reports its best finished shape)."""
-    progress = progress or Progress()
-    budgets = budgets or BUDGETS
-    work: list[tuple[DeviceInfo, BenchSpec, list[Plan]]] = [(d, s, _plans(s, d, opts)) for d in devices for s in specs]
-    total = sum(len(plans) for _, _, plans in work)
-    if cpus is None and any(not d.is_cuda for d in devices):
-        cpus = contention.Cpus.here()
-    results: list[BenchResult] = []
-    done = 0
-    interrupted = False
-    for dev, spec, plans in work:
-        budget = budgets[(dev.kind, opts.quick)]
-        if spec.best_of:
-            budget = replace(budget, measure_s=budget.measure_s * SWEEP_FRACTION)
-        group: list[BenchResult] = []
-        try:
-            with _device_context(dev):
-                for plan in plans:
-                    progress.started(done, total, spec.id, plan.label, dev.name)
-                    result = _watched(spec, plan, dev, budget, None if dev.is_cuda else cpus)
-                    done += 1
-                    group.append(result)
-                    progress.finished(result)
-        except KeyboardInterrupt:
-            interrupted = True
-            free_memory(dev)
-        if spec.best_of and group:
-            results.append(best_of(group))
-        else:
-            results.extend(group)
-        if interrupted:
-            break
-    return Suite(flag_slow_siblings(results), total, interrupted)
-
-
-def _watched(spec: BenchSpec, plan: Plan, dev: DeviceInfo, budget: Budget, cpus: contention.Cpus | None) -> BenchResult:
+def watched(spec: BenchSpec, plan: Plan, dev: DeviceInfo, budget: Budget, cpus: contention.Cpus | None) -> BenchResult:
     """One case; on a CPU, with the other processes' CPU use over the time it ran."""
     if cpus is None:
         return run_plan(spec, plan, dev, budget)
@@ -374,7 +357,7 @@ def _watched(spec: BenchSpec, plan: Plan, dev: DeviceInfo, budget: Budget, cpus:
     return replace(result, contention=contention.between(before, contention.sample(cpus), cpus))
 
 
-def _plans(spec: BenchSpec, dev: DeviceInfo, opts: Options) -> list[Plan]:
+def plans_for(spec: BenchSpec, dev: DeviceInfo, opts: Options) -> list[Plan]:
     """The benchmark's cases on this device; if planning itself raises (a bug in envcheck, or a torch
     query failing), one case that reports the error, so the rest of the suite still runs."""
     try:
@@ -386,14 +369,3 @@ def _plans(spec: BenchSpec, dev: DeviceInfo, opts: Options) -> list[Plan]:
             raise RuntimeError(why)
 
         return [Plan("plan", None, build)]
-
-
-def _device_context(dev: DeviceInfo) -> Any:
-    """Make ``dev`` the current CUDA device (events and default streams follow it)."""
-    import contextlib
-
-    if not dev.is_cuda:
-        return contextlib.nullcontext()
-    import torch
-
-    return torch.cuda.device(dev.index)

@@ -5,8 +5,10 @@ test_isolation.py and test_interrupt.py.)"""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +16,7 @@ import torch
 from envcheck.bench import runner
 from envcheck.bench.harness import Budget
 
+WORKER_FAULTS = Path(__file__).resolve().parent / "worker_faults"
 FAST = {
     ("cpu", True): Budget(measure_s=0.02, warmup_s=0.0, min_samples=3, min_warmup=1),
     ("cpu", False): Budget(measure_s=0.02, warmup_s=0.0, min_samples=3, min_warmup=1),
@@ -22,7 +25,29 @@ FAST = {
 
 @pytest.fixture
 def fast_budgets(monkeypatch):
+    """Short cases: the budgets travel to the worker in its job."""
     monkeypatch.setattr(runner, "BUDGETS", FAST)
+
+
+@pytest.fixture
+def worker_faults(monkeypatch):
+    """``worker_faults("cpu=nan")``: the bench's workers start with that fault (tests/bench/worker_faults)."""
+
+    def use(faults: str) -> None:
+        path = os.pathsep.join(filter(None, [str(WORKER_FAULTS), os.environ.get("PYTHONPATH")]))
+        monkeypatch.setenv("PYTHONPATH", path)
+        monkeypatch.setenv("ENVCHECK_TEST_WORKER_FAULTS", faults)
+
+    return use
+
+
+def test_serial_runs_the_cpu_in_its_worker_too(invoke, fast_budgets):
+    result = invoke("--device", "cpu", "--quick", "--only", "memory.d2d", "--serial", "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["options"]["serial"] is True and [r["status"] for r in doc["results"]] == ["ok"]
+    assert [w["device"] for w in doc["workers"]] == ["cpu"] and doc["workers"][0]["error"] is None
+    assert doc["devices"][0]["threads"] == torch.get_num_threads()  # described by the worker
 
 
 def test_importing_the_cli_does_not_import_torch():
@@ -94,7 +119,10 @@ def test_quick_json_run_meets_the_contract(invoke, fast_budgets):
     assert doc["summary"]["failed"] == 0 and doc["exit_code"] == 0 and doc["interrupted"] is False
     assert doc["preflight"][0]["id"] == "bench.cpu_contention" and doc["preflight"][0]["status"] in ("ok", "warn")
     # progress went to stderr as plain lines (not a terminal)
-    assert "[1/" in result.stderr and "cpu matmul.fp32" in result.stderr
+    assert "cpu [1/6] matmul.fp32 fp32 ..." in result.stderr and "cpu ok: matmul.fp32 fp32 512x512x512" in result.stderr
+    (worker,) = doc["workers"]  # one device, one worker process
+    assert (worker["device"], worker["returncode"], worker["error"]) == ("cpu", 0, None) and worker["pid"] > 0
+    assert doc["options"]["serial"] is False
 
 
 def test_human_report_is_a_table_with_a_summary(invoke, fast_budgets):
@@ -105,15 +133,8 @@ def test_human_report_is_a_table_with_a_summary(invoke, fast_budgets):
     assert "1 verified, 1 skipped" in result.stdout
 
 
-def test_a_wrong_kernel_fails_loudly_with_exit_1(invoke, fast_budgets, monkeypatch):
-    real = torch.matmul
-
-    def wrong(a, b, *, out=None):
-        real(a, b, out=out)
-        out[3, 3] = float("nan")
-        return out
-
-    monkeypatch.setattr(torch, "matmul", wrong)
+def test_a_wrong_kernel_fails_loudly_with_exit_1(invoke, fast_budgets, worker_faults):
+    worker_faults("cpu=nan")  # the worker's torch.matmul leaves a NaN in its output
     result = invoke("--device", "cpu", "--quick", "--only", "matmul.fp32")
     assert result.exit_code == 1
     assert "WRONG RESULT" in result.stdout and "non-finite" in result.stdout
@@ -244,18 +265,12 @@ def test_json_and_another_format_disagree_is_a_usage_error(invoke):
     assert result.exit_code == 2 and "disagree" in result.stderr
 
 
-def test_a_secret_in_a_reason_is_redacted_in_every_output(invoke, fast_budgets, monkeypatch, tmp_path):
+def test_a_secret_in_a_reason_is_redacted_in_every_output(invoke, fast_budgets, worker_faults, monkeypatch, tmp_path):
     token = "hf_" + "a1B2c3D4e5" * 3 + "f6G7"  # a Hugging Face token: hf_ + 34 characters
     monkeypatch.setenv("HF_TOKEN", token)
-    real = torch.matmul
-
-    def leaky(a, b, *, out=None):
-        raise RuntimeError(f"could not fetch https://huggingface.co/x?token={token}: denied")
-
-    monkeypatch.setattr(torch, "matmul", leaky)
+    worker_faults("cpu=leak")  # the worker's torch.matmul raises an error quoting $HF_TOKEN
     saved = tmp_path / "run.json"
     result = invoke("--device", "cpu", "--quick", "--only", "matmul.fp32", "--json", "--save", str(saved))
-    monkeypatch.setattr(torch, "matmul", real)
     assert result.exit_code == 1  # the case crashed
     doc = json.loads(result.stdout)
     assert doc["results"][0]["status"] == "crash" and "<redacted>" in doc["results"][0]["reason"]

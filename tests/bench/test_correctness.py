@@ -125,11 +125,17 @@ def test_inputs_are_random_never_zeros():
     assert float(t.abs().min()) > 0 and 0.8 < float(t.std()) < 1.2
 
 
-def test_precision_restores_global_flags():
-    before = torch.backends.cuda.matmul.allow_tf32
-    with common.precision("tf32"):
-        assert torch.backends.cuda.matmul.allow_tf32
-    assert torch.backends.cuda.matmul.allow_tf32 == before
+def test_fp32_means_fp32_in_matmul_and_cudnn_alike():
+    """torch's defaults differ (matmul TF32 off, cuDNN TF32 on): the flags are set together."""
+    try:
+        common.set_torch_flags(tf32=False)
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        common.set_torch_flags(tf32=True)
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        assert torch.backends.cudnn.benchmark
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = True, False
 
 
 def test_gpu_only_dtypes_skip_with_a_reason_on_cpu(cpu):

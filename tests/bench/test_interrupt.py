@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 
 ENVCHECK = shutil.which("envcheck") or str(Path(sys.executable).with_name("envcheck"))
-#: What a finished case's progress line starts with (stderr is a pipe: plain lines, one per case).
-FINISHED = ("ok:", "fail:", "crash:", "skip:")
+#: What a finished case's progress line starts with (stderr is a pipe: plain lines, one per case,
+#: each starting with its device).
+FINISHED = ("cpu ok:", "cpu fail:", "cpu crash:", "cpu skip:")
 
 
 def test_ctrl_c_keeps_what_finished_and_exits_130(tmp_path):

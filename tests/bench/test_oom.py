@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from envcheck.bench import common, runner
+from envcheck.bench import common, execute, runner
 from envcheck.bench.harness import Budget
 from envcheck.bench.registry import BENCHMARKS, BenchSpec, Options, Plan
 from envcheck.core.model import Status
@@ -45,7 +45,7 @@ def test_out_of_memory_at_every_size_skips_with_the_reason_and_the_suite_goes_on
     BENCHMARKS.load()
     monkeypatch.setattr(common, "_allocate", allocator_limited_to(1024))
     specs = [BENCHMARKS["matmul.fp32"], BENCHMARKS["train.cnn"]]
-    results = runner.run_suite(specs, [cpu], Options(quick=True), budgets={("cpu", True): TINY}).results
+    results = execute.run_device(specs, cpu, Options(quick=True), budgets={("cpu", True): TINY})
     matmul, cnn = results
     assert matmul.status == Status.SKIP
     assert matmul.reason == "out of memory at every size tried"

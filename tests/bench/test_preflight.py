@@ -16,6 +16,7 @@ from envcheck.bench.registry import DeviceInfo
 from envcheck.bench.report import bench_document
 from envcheck.core.exit import ExitCode
 from envcheck.core.model import Status
+from envcheck.probes.torch import TorchDevice
 from envcheck.runner import ProbeRunner
 from tests.bench.conftest import h100
 
@@ -72,10 +73,20 @@ def uuid(i: int) -> str:
     ],
 )
 def test_run_bench_on_fake_gpus_reports_identity_and_judges_by_the_preflight(
-    nvml, fake_cuda, scenario, cards, code, arch
+    nvml, monkeypatch, scenario, cards, code, arch
 ):
+    """The bench never imports torch itself: the GPUs are the ones the torch child reports (made to see
+    these cards here), each named by its NVML identity. No case is planned, so no worker starts."""
     nvml(scenario)
-    fake_cuda([h100(major=cc[0], minor=cc[1], uuid=uuid(i)) for i, cc in enumerate(cards)])
+    child = app._probe_torch
+
+    def sees_the_cards(probes):
+        info = child(probes)
+        info.cuda_available, info.device_count = True, len(cards)
+        info.devices = [TorchDevice(i, h100()["name"], cc, uuid(i)) for i, cc in enumerate(cards)]
+        return info
+
+    monkeypatch.setattr(app, "_probe_torch", sees_the_cards)
     # train.cnn_amp has no fp32 case: the suite plans nothing, so no kernel runs on the fake GPUs
     request = BenchRequest.parse(device="cuda", only="train.cnn_amp", dtype="fp32")
     report = run_bench(request, env=cuda_torch_env())
@@ -89,3 +100,4 @@ def test_run_bench_on_fake_gpus_reports_identity_and_judges_by_the_preflight(
     ]
     assert [g["uuid"] for g in doc["gpus"]] == [f"GPU-{uuid(0)}", f"GPU-{uuid(1)}"]  # the report's envelope
     assert [c["id"] for c in doc["preflight"]] == ["torch.arch", "gpu.memory"]
+    assert doc["workers"] == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from envcheck.bench import peaks, runner
+from envcheck.bench import execute, peaks, runner
 from envcheck.bench.app import Comparison
 from envcheck.bench.compare import Delta
 from envcheck.bench.harness import Measurement
@@ -164,7 +164,7 @@ def test_a_benchmark_whose_planning_raises_is_its_own_error_and_the_suite_goes_o
 
     cpu = DeviceInfo("cpu", "cpu", "test cpu", threads=1)
     specs = [BenchSpec("matmul.broken", "broken", "nothing", broken), BENCHMARKS["memory.d2d"]]
-    results = runner.run_suite(specs, [cpu], Options(quick=True)).results
+    results = execute.run_device(specs, cpu, Options(quick=True))
     by_id = {r.id: r for r in results}
     assert by_id["matmul.broken"].status is Status.CRASH
     assert by_id["matmul.broken"].reason == "RuntimeError: planning matmul.broken failed: KeyError: 'no such property'"
@@ -181,5 +181,5 @@ def test_a_figure_that_cannot_be_computed_is_an_error_not_the_end_of_the_suite(m
 
     monkeypatch.setattr(runner, "figure", explode)
     cpu = DeviceInfo("cpu", "cpu", "test cpu", threads=1)
-    [result] = runner.run_suite([BENCHMARKS["memory.d2d"]], [cpu], Options(quick=True)).results
+    [result] = execute.run_device([BENCHMARKS["memory.d2d"]], cpu, Options(quick=True))
     assert result.status is Status.CRASH and "ZeroDivisionError" in result.reason and "a bug" in result.reason

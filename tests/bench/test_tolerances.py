@@ -10,8 +10,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from envcheck.bench import common, matmul, runner
+from envcheck.bench import common, execute, runner
 from envcheck.bench.harness import Budget, CudaEventTimer, measure
+from envcheck.bench.matmul import build_matmul
 from envcheck.bench.registry import BenchSpec, DeviceInfo, Plan
 from envcheck.core.model import Status
 
@@ -41,11 +42,19 @@ def off_by(relative: float, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch, "matmul", kernel)
 
 
-def run_matmul(dtype: str) -> runner.BenchResult:
-    """One 256³ matmul case in ``dtype`` through the runner (precision flags, timing, the real check)."""
+def matmul_case(dtype: str, position: int = 0) -> execute.Case:
     spec = BenchSpec(f"matmul.{dtype}", dtype, dtype, lambda dev, opts: [])
-    plan = Plan(dtype, dtype, lambda scale: matmul.build_matmul(CPU, dtype, 256, 256, 256, dtype))
-    return runner.run_plan(spec, plan, CPU, TINY)
+    return execute.Case(
+        position, spec, Plan(dtype, dtype, lambda scale: build_matmul(CPU, dtype, 256, 256, 256, dtype))
+    )
+
+
+def run_matmul(dtype: str) -> runner.BenchResult:
+    """One 256³ matmul case in ``dtype`` as a worker runs it (precision flags, timing, the real check)."""
+    try:
+        return execute.run_cases([matmul_case(dtype)], CPU, TINY)[0]
+    finally:
+        common.set_torch_flags(tf32=False)
 
 
 @pytest.mark.parametrize(
@@ -69,7 +78,9 @@ def test_a_kernel_wrong_by_a_known_amount_meets_the_dtypes_tolerance(monkeypatch
         assert result.reason.startswith("wrong result: ") and result.is_problem
 
 
-def test_tf32_is_switched_on_for_the_tf32_case_only_and_restored(monkeypatch):
+def test_tf32_is_on_for_the_tf32_case_only_and_switched_once(monkeypatch):
+    """The tf32 case comes first in the suite but runs after the fp32 one: the flag, global to the
+    worker, changes once. "fp32" is true fp32 for matmul and cuDNN alike."""
     seen = []
     real = torch.matmul
 
@@ -78,13 +89,18 @@ def test_tf32_is_switched_on_for_the_tf32_case_only_and_restored(monkeypatch):
         return real(a, b, out=out)
 
     monkeypatch.setattr(torch, "matmul", spy)
-    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    run_matmul("tf32")
-    assert set(seen) == {(True, True)}
-    seen.clear()
-    run_matmul("fp32")
-    assert set(seen) == {(False, False)}  # "fp32" is true fp32 for matmul and cuDNN alike
-    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+    try:
+        results = execute.run_cases([matmul_case("tf32", 0), matmul_case("fp32", 1)], CPU, TINY)
+    finally:
+        common.set_torch_flags(tf32=False)
+        torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = True, False
+    changes = [flags for i, flags in enumerate(seen) if i == 0 or flags != seen[i - 1]]
+    assert changes == [(False, False), (True, True)]
+    assert (
+        results[0].dtype == "tf32"
+        and results[1].dtype == "fp32"
+        and all(r.status is Status.OK for r in results.values())
+    )
 
 
 class FakeCuda:
