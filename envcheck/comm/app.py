@@ -60,7 +60,7 @@ class CommRequest:
         *,
         device: str = "auto",
         nproc: int | None = None,
-        timeout: float = 60.0,
+        timeout: float | str = 60.0,
         ops_text: str | None = None,
         min_size: str | None = None,
         max_size: str | None = None,
@@ -76,8 +76,12 @@ class CommRequest:
 
         if device not in ("auto", "cpu", "cuda"):
             raise usage(f"--device {device!r}: choose auto, cpu or cuda")
-        if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
-            raise usage(f"--timeout must be a positive number of seconds, not {timeout}")
+        try:
+            seconds = float(timeout)
+        except ValueError:
+            seconds = math.nan
+        if not (math.isfinite(seconds) and seconds > 0):  # NaN fails every comparison: refused here too
+            raise usage(f"--timeout must be a positive number of seconds, not {str(timeout)[:40]!r}")
         chosen = tuple(part.strip() for part in (ops_text or "").split(",") if part.strip()) or ALL_OPS
         unknown = [name for name in chosen if name not in ALL_OPS]
         if unknown:
@@ -100,7 +104,7 @@ class CommRequest:
             lab = load_spec(spec_path) if spec_path else None
         except SpecError as exc:
             raise usage(str(exc)) from None
-        plan = Plan(device, tuple(dict.fromkeys(chosen)), sizes[0], sizes[1], iters, warmup, float(timeout))
+        plan = Plan(device, tuple(dict.fromkeys(chosen)), sizes[0], sizes[1], iters, warmup, seconds)
         return cls(plan, nproc, lab, spec_path)
 
     def describe(self) -> dict[str, Any]:
@@ -248,7 +252,11 @@ class CommReport:
         """Per op, its highest busbw over the sizes (verified results only), and at which size."""
         best: dict[str, OpResult] = {}
         for r in self.results:
-            if r.verified and math.isfinite(r.busbw_gb_s) and (r.op not in best or r.busbw_gb_s > best[r.op].busbw_gb_s):
+            if (
+                r.verified
+                and math.isfinite(r.busbw_gb_s)
+                and (r.op not in best or r.busbw_gb_s > best[r.op].busbw_gb_s)
+            ):
                 best[r.op] = r
         return [{"op": op, "busbw_gb_s": r.busbw_gb_s, "size_bytes": r.size_bytes} for op, r in best.items()]
 
@@ -313,7 +321,7 @@ def build_report(
     if request.lab is not None:
         from envcheck.spec.comm import judge_comm
 
-        verdicts = tuple(judge_comm(request.lab, [r.to_json() for r in results]))
+        verdicts = tuple(judge_comm(request.lab, [r.to_json() for r in results], p2p.to_json() if p2p else None))
         report = _with_verdicts(report, verdicts)
     return report
 
@@ -345,7 +353,9 @@ def _results(records: list[dict[str, Any]], n: int, host_of: Mapping[int, str | 
         if len(recs) != n:
             continue
         wrong = tuple(
-            {"rank": rec["rank"], "host": host_of.get(rec["rank"]), **rec["mismatch"]} for rec in recs if rec["mismatch"]
+            {"rank": rec["rank"], "host": host_of.get(rec["rank"]), **rec["mismatch"]}
+            for rec in recs
+            if rec["mismatch"]
         )
         results.append(
             OpResult(
@@ -361,7 +371,10 @@ def _results(records: list[dict[str, Any]], n: int, host_of: Mapping[int, str | 
 
 
 def _p2p(
-    records: list[dict[str, Any]], ranks: tuple[RankInfo, ...], problems: list[Problem], host_of: Mapping[int, str | None]
+    records: list[dict[str, Any]],
+    ranks: tuple[RankInfo, ...],
+    problems: list[Problem],
+    host_of: Mapping[int, str | None],
 ) -> P2PMatrix | None:
     pairs = [rec for rec in records if rec["op"] == P2P]
     if not ranks:
@@ -442,7 +455,9 @@ def resolve_launch(request: CommRequest, env: Mapping[str, str]) -> tuple[Plan, 
     info = probe_torch(env)
     if info.status != "ok":
         detail = first_line(info.error) if info.error else info.status
-        raise CommError(f"torch cannot be used ({detail}, in a child process); `envcheck doctor` says why", ExitCode.FAILED)
+        raise CommError(
+            f"torch cannot be used ({detail}, in a child process); `envcheck doctor` says why", ExitCode.FAILED
+        )
     gpus = info.device_count or 0 if info.cuda_available else 0
     if gpus == 0:
         if plan.device == "cuda":
@@ -474,7 +489,8 @@ def run_comm(
     for child in launched.children:
         words = exit_words(child)
         if words or (launched.raw is None and child.error):
-            detail = child.error or last_line(child.stderr)
+            # A rank killed by a signal wrote nothing about it; its stderr's last line would mislead.
+            detail = child.error or (None if child.returncode and child.returncode < 0 else last_line(child.stderr))
             extra.append(Problem(child.rank, host, "; ".join(filter(None, [words, detail])) or "ended"))
     raw = launched.raw
     if raw is None:
@@ -521,7 +537,15 @@ def run_as_rank(
     try:
         raw = rank_module.run_rank(request.plan, world, progress=progress, on_hang=deliver)
     except SystemExit as exc:
-        return int(exc.code or 0)
+        if exc.code == rank_module.EXIT_ABORTED:
+            raise CommError(
+                f"rank {world.rank}: rank 0 ended the run before it started (its report names the ranks)",
+                ExitCode.FAILED,
+            ) from None
+        # This rank's failure is in rank 0's report; here it only makes the launcher see a failed rank.
+        return int(ExitCode.FAILED) if exc.code else 0
     except Exception as exc:  # noqa: BLE001 - one line naming this rank, never a traceback
-        raise CommError(f"rank {world.rank} ({socket.gethostname()}): {rank_module.one_line(exc)}", ExitCode.FAILED) from None
+        raise CommError(
+            f"rank {world.rank} ({socket.gethostname()}): {rank_module.one_line(exc)}", ExitCode.FAILED
+        ) from None
     return deliver(raw) if raw is not None else 0

@@ -148,7 +148,9 @@ def make_buffers(op: str, count: int, rank: int, n: int, device: Any, *, verify:
     if op == "all_gather":
         return Buffers(filled(lambda: pattern(rank, 0, count, device), count), torch.empty(count * n, device=device))
     if op == "reduce_scatter":
-        return Buffers(filled(lambda: pattern(rank, 0, count * n, device), count * n), torch.empty(count, device=device))
+        return Buffers(
+            filled(lambda: pattern(rank, 0, count * n, device), count * n), torch.empty(count, device=device)
+        )
     if op == "all_to_all":
         send = filled(lambda: torch.cat([a2a_pattern(rank, dst, count, device) for dst in range(n)]), count * n)
         return Buffers(send, torch.empty(count * n, device=device))
@@ -164,9 +166,12 @@ def run(op: str, bufs: Buffers, rank: int, n: int, group: Any = None) -> None:
     if op == "all_reduce":
         dist.all_reduce(bufs.send, group=group)
     elif op == "all_gather":
-        dist.all_gather_into_tensor(bufs.recv, bufs.send, group=group)
+        # Newer torch names the tensor forms *_single (the old names warn); older releases have only those.
+        gather = getattr(dist, "all_gather_single", dist.all_gather_into_tensor)
+        gather(bufs.recv, bufs.send, group=group)
     elif op == "reduce_scatter":
-        dist.reduce_scatter_tensor(bufs.recv, bufs.send, group=group)
+        scatter = getattr(dist, "reduce_scatter_single", dist.reduce_scatter_tensor)
+        scatter(bufs.recv, bufs.send, group=group)
     elif op == "broadcast":
         dist.broadcast(bufs.send, src=0, group=group)
     elif op == "all_to_all":

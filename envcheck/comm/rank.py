@@ -39,7 +39,6 @@ import os
 import re
 import signal
 import socket
-import statistics
 import sys
 import threading
 import time
@@ -199,7 +198,9 @@ def _heartbeat(ctx: Ctx, stop: threading.Event) -> None:
         except Exception:  # noqa: BLE001 - the store is gone or slow: three in a row is gone
             failures += 1
             if failures >= 3 and ctx.rank != 0 and not stop.is_set():
-                _say(f"rank {ctx.rank} ({ctx.me.host}): lost rank 0's store at {_where(ctx.world)}: rank 0 ended or died")
+                _say(
+                    f"rank {ctx.rank} ({ctx.me.host}): lost rank 0's store at {_where(ctx.world)}: rank 0 ended or died"
+                )
                 os._exit(EXIT_LOST)
             continue
         if aborted and not stop.is_set():
@@ -231,7 +232,11 @@ def identify(plan: Plan, world: World) -> tuple[Identity, bool, Any]:
     if not cuda:
         local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0) or 1)
         free = _available_memory()
-        return Identity(world.rank, host, "cpu", world.local_rank, os.getpid(), free_bytes=free and free // local), False, None
+        return (
+            Identity(world.rank, host, "cpu", world.local_rank, os.getpid(), free_bytes=free and free // local),
+            False,
+            None,
+        )
     count = torch.cuda.device_count()
     if count == 0:
         raise RuntimeError("no CUDA GPU is visible to this rank (torch.cuda.device_count() is 0)")
@@ -242,7 +247,11 @@ def identify(plan: Plan, world: World) -> tuple[Identity, bool, Any]:
     uuid_text = None if uuid is None else (str(uuid) if str(uuid).startswith("GPU-") else f"GPU-{uuid}")
     free, _total = torch.cuda.mem_get_info(index)
     device = torch.device("cuda", index)
-    return Identity(world.rank, host, f"cuda:{index}", world.local_rank, os.getpid(), uuid_text, props.name, int(free)), True, device
+    return (
+        Identity(world.rank, host, f"cuda:{index}", world.local_rank, os.getpid(), uuid_text, props.name, int(free)),
+        True,
+        device,
+    )
 
 
 def _available_memory() -> int | None:
@@ -357,12 +366,12 @@ def _timed(ctx: Ctx, fn: Callable[[], None], iters: int, *, barrier: bool = True
         _sync(ctx)
         starts = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
         ends = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
-        for start, end in zip(starts, ends):
+        for start, end in zip(starts, ends, strict=True):
             start.record()
             fn()
             end.record()
         _sync(ctx)
-        return [s.elapsed_time(e) / 1000.0 for s, e in zip(starts, ends)]
+        return [s.elapsed_time(e) / 1000.0 for s, e in zip(starts, ends, strict=True)]
     times = []
     for _ in range(iters):
         if barrier:
@@ -453,18 +462,30 @@ def diagnose(ctx: Ctx, store: Any, index: int, what: str, error: str) -> list[di
         err = json.loads(_get(store, f"err/{k}") or "null")
         finished = _get(store, f"res/{index}/{k}") is not None
         if _get(store, f"beat/{k}") == before[k]:
-            blame(k, f"stopped answering during {_step_words(ctx, at_index)}: no heartbeat for {STALE_S:g} s "
-                  "(its process died or froze)", culprits)
+            blame(
+                k,
+                f"stopped answering during {_step_words(ctx, at_index)}: no heartbeat for {STALE_S:g} s "
+                "(its process died or froze)",
+                culprits,
+            )
         elif err and not _VICTIM.search(err["error"]):
             blame(k, f"failed in {err['what']}: {err['error']}", culprits)
         elif err:
             blame(k, f"failed in {err['what']}: {err['error']}", victims)
         elif at_index < index or k in named_by_barrier:
-            blame(k, f"stuck: never reached {what} within {ctx.plan.timeout_s:g} s "
-                  f"(last seen in {_step_words(ctx, at_index)})", culprits)
+            blame(
+                k,
+                f"stuck: never reached {what} within {ctx.plan.timeout_s:g} s "
+                f"(last seen in {_step_words(ctx, at_index)})",
+                culprits,
+            )
         elif phase == "run" and not finished:
-            blame(k, f"stuck in {what}: it started and never finished within {ctx.plan.timeout_s:g} s "
-                  "while the other ranks waited", culprits)
+            blame(
+                k,
+                f"stuck in {what}: it started and never finished within {ctx.plan.timeout_s:g} s "
+                "while the other ranks waited",
+                culprits,
+            )
     if culprits:
         return culprits
     if not _VICTIM.search(error) or not victims:
@@ -499,7 +520,9 @@ def collect(ctx: Ctx, store: Any, upto: int) -> list[dict[str, Any]]:
     return records
 
 
-def raw_report(ctx: Ctx, records: list[dict[str, Any]], problems: list[dict[str, Any]], *, completed: bool) -> dict[str, Any]:
+def raw_report(
+    ctx: Ctx, records: list[dict[str, Any]], problems: list[dict[str, Any]], *, completed: bool
+) -> dict[str, Any]:
     """Rank 0's account of the run, for envcheck.comm.app to turn into the report."""
     return {
         "world": {
@@ -618,9 +641,15 @@ def _wait_for_byes(ctx: Ctx, store: Any) -> None:
 
 def _never_joined(ctx: Ctx, words: str) -> dict[str, Any]:
     ranks = [_announced(ctx.store, k) for k in range(ctx.n)]
-    ctx.ranks = [r if r is not None else {"rank": k, "host": None, "device": None, "joined": False} for k, r in enumerate(ranks)]
+    ctx.ranks = [
+        r if r is not None else {"rank": k, "host": None, "device": None, "joined": False} for k, r in enumerate(ranks)
+    ]
     problems = [
-        {"rank": k, "host": None, "what": f"never joined within {ctx.plan.timeout_s:g} s (host unknown: it never announced itself)"}
+        {
+            "rank": k,
+            "host": None,
+            "what": f"never joined within {ctx.plan.timeout_s:g} s (host unknown: it never announced itself)",
+        }
         for k, r in enumerate(ranks)
         if r is None
     ]

@@ -47,11 +47,14 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
     hosts = sorted({r.get("host") or "?" for r in ranks})
     console.print(
         f"[bold]envcheck comm[/]: {world.get('size')} ranks on {len(hosts)} host(s) "
-        f"({escape(', '.join(hosts))}), {escape(str(world.get('backend')))}, launched by {escape(str(world.get('launcher')))}",
+        f"({escape(', '.join(hosts))}), {escape(str(world.get('backend')))}, "
+        f"launched by {escape(str(world.get('launcher')))}",
         soft_wrap=not console.is_terminal,
     )
     for p in doc.get("problems") or []:
-        console.print(f"[bold red]PROBLEM[/] {escape(where(p))}: {escape(p['what'])}", soft_wrap=not console.is_terminal)
+        console.print(
+            f"[bold red]PROBLEM[/] {escape(where(p))}: {escape(p['what'])}", soft_wrap=not console.is_terminal
+        )
     by_op: dict[str, list[dict[str, Any]]] = {}
     for r in doc.get("results") or []:
         by_op.setdefault(r["op"], []).append(r)
@@ -60,16 +63,24 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
         for name in ("size", "time", "algbw GB/s", "busbw GB/s", "verified"):
             table.add_column(name, justify="left" if name in ("size", "verified") else "right")
         for r in rows:
-            ok = "[green]yes[/]" if r["verified"] else f"[bold red]WRONG on rank {', '.join(str(w['rank']) for w in r['wrong'])}[/]"
+            ok = (
+                "[green]yes[/]"
+                if r["verified"]
+                else f"[bold red]WRONG on rank {', '.join(str(w['rank']) for w in r['wrong'])}[/]"
+            )
             table.add_row(human(r["size_bytes"]), seconds(r["time_s"]), gb(r["algbw_gb_s"]), gb(r["busbw_gb_s"]), ok)
         console.print(table)
     peaks = doc.get("peaks") or []
     if peaks:
-        console.print("[bold]peak busbw[/]: " + ", ".join(f"{p['op']} {gb(p['busbw_gb_s'])} GB/s" for p in peaks), soft_wrap=True)
+        console.print(
+            "[bold]peak busbw[/]: " + ", ".join(f"{p['op']} {gb(p['busbw_gb_s'])} GB/s" for p in peaks), soft_wrap=True
+        )
     _matrix(doc.get("p2p"), console)
     for v in doc.get("spec") or []:
         mark = {True: "[green]spec ✓[/]", False: "[bold red]BELOW SPEC[/]", None: "[dim]spec -[/]"}[v.get("passed")]
-        console.print(f"{mark} {escape(str(v.get('words') or v.get('op')))}", soft_wrap=not console.is_terminal)
+        console.print(
+            f"{mark} {escape(str(v.get('op')))}: {escape(str(v.get('summary')))}", soft_wrap=not console.is_terminal
+        )
     console.print(summary_line(doc), soft_wrap=not console.is_terminal)
 
 
@@ -78,15 +89,17 @@ def _matrix(p2p: dict[str, Any] | None, console: Console) -> None:
 
     if not p2p or not p2p.get("size_bytes"):
         return
-    table = Table(title=f"send/recv GB/s, {human(p2p['size_bytes'])} (row: sender, column: receiver)", title_justify="left")
+    table = Table(
+        title=f"send/recv GB/s, {human(p2p['size_bytes'])} (row: sender, column: receiver)", title_justify="left"
+    )
     table.add_column("")
     slow = {(s["src"], s["dst"]) for s in p2p.get("slow_pairs") or []}
     for rank in p2p["ranks"]:
         table.add_column(str(rank), justify="right")
-    for src, row in zip(p2p["ranks"], p2p["matrix"]):
+    for src, row in zip(p2p["ranks"], p2p["matrix"], strict=True):
         cells = [
             ("[bold red]" + gb(v) + "[/]") if (src, dst) in slow else gb(v) if v is not None else "[dim]-[/]"
-            for dst, v in zip(p2p["ranks"], row)
+            for dst, v in zip(p2p["ranks"], row, strict=True)
         ]
         table.add_row(str(src), *cells)
     console.print(table)
@@ -131,7 +144,8 @@ def comm_markdown(doc: dict[str, Any]) -> list[str]:
     ]
     for r in world.get("ranks") or []:
         lines.append(
-            f"| {r['rank']} | {cell(r.get('host'))} | {cell(r.get('device'))} | {cell(r.get('gpu_name'))} | {cell(r.get('gpu_uuid'))} |"
+            f"| {r['rank']} | {cell(r.get('host'))} | {cell(r.get('device'))} | {cell(r.get('gpu_name'))} | "
+            f"{cell(r.get('gpu_uuid'))} |"
         )
     if doc.get("problems"):
         lines += ["", "### Problems", ""]
@@ -150,6 +164,6 @@ def comm_markdown(doc: dict[str, Any]) -> list[str]:
         lines += ["", f"send/recv GB/s, {human(p2p['size_bytes'])} (row: sender, column: receiver)", ""]
         lines.append("| | " + " | ".join(str(r) for r in p2p["ranks"]) + " |")
         lines.append("|---|" + "---|" * len(p2p["ranks"]))
-        for src, row in zip(p2p["ranks"], p2p["matrix"]):
+        for src, row in zip(p2p["ranks"], p2p["matrix"], strict=True):
             lines.append(f"| {src} | " + " | ".join(gb(v) if v is not None else "" for v in row) + " |")
     return lines

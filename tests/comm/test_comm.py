@@ -1,0 +1,202 @@
+"""``envcheck comm`` on CPU ranks (gloo over loopback) through the installed command: the figures and
+the JSON contract, torchrun's world, and each way a rank can fail the others: it never joins, it hangs,
+it dies, it returns a wrong result (faults injected by tests/comm/fault_site, a sitecustomize)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from envcheck.comm import ops
+
+ENVCHECK = shutil.which("envcheck") or str(Path(sys.executable).with_name("envcheck"))
+TORCHRUN = str(Path(ENVCHECK).with_name("torchrun"))
+FAULT_SITE = Path(__file__).parent / "fault_site"
+ALL_OPS = ["all_reduce", "all_gather", "reduce_scatter", "broadcast", "all_to_all", "send_recv"]
+#: For the failure cases: short, so the tests are quick, and long enough for a busy 2-core machine.
+TIMEOUT_S = 6
+HOST = socket.gethostname()
+
+
+def env_with(**extra: str) -> dict[str, str]:
+    drop = ("ENVCHECK_", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_", "TORCHELASTIC_", "SLURM_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    env.update(extra)
+    return env
+
+
+def run(*args: str, argv0: str = ENVCHECK, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([argv0, *args], capture_output=True, text=True, env=env_with(**extra), timeout=180, cwd="/")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check_contract(doc: dict, n: int) -> None:
+    """The envcheck.comm/1 contract, and every figure derived as nccl-tests derives it."""
+    assert doc["schema"] == "envcheck.comm/1"
+    for key in ("envcheck_version", "generated_at", "duration_s", "host"):
+        assert key in doc
+    world = doc["world"]
+    assert world["size"] == n and world["backend"] == "gloo"
+    assert [r["rank"] for r in world["ranks"]] == list(range(n))
+    assert all(r["host"] == HOST and r["device"] == "cpu" and "gpu_uuid" in r for r in world["ranks"])
+    assert {r["op"] for r in doc["results"]} == set(ALL_OPS)
+    for r in doc["results"]:
+        assert r["verified"] is True, r
+        factor = ops.OPS[r["op"]].factor(n)
+        assert r["busbw_gb_s"] / r["algbw_gb_s"] == pytest.approx(factor)
+        assert r["algbw_gb_s"] == pytest.approx(r["size_bytes"] / r["time_s"] / 1e9)
+        assert len(r["rank_times_s"]) == n
+        assert r["time_s"] == pytest.approx(statistics.median(statistics.median(t) for t in r["rank_times_s"]))
+        if r["op"] in ("all_gather", "reduce_scatter", "all_to_all"):
+            assert r["size_bytes"] == r["count"] * n * 4  # S is the total buffer
+        else:
+            assert r["size_bytes"] == r["count"] * 4
+    assert {p["op"] for p in doc["peaks"]} == set(ALL_OPS)
+    p2p = doc["p2p"]
+    assert p2p["unit"] == "GB/s" and p2p["ranks"] == list(range(n))
+    for i, row in enumerate(p2p["matrix"]):
+        assert [v is None for v in row] == [j == i for j in range(n)]  # every pair measured, null diagonal
+    assert doc["problems"] == [] and doc["completed"] is True and doc["exit_code"] == 0
+
+
+@pytest.fixture(scope="module")
+def two_ranks() -> tuple[subprocess.CompletedProcess[str], dict]:
+    proc = run("comm", "--device", "cpu", "--nproc", "2", "--json")
+    return proc, json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def four_ranks(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], dict, str]:
+    folder = tmp_path_factory.mktemp("comm")
+    proc = run("comm", "--device", "cpu", "--nproc", "4", "--output", str(folder / "report.json"))
+    return proc, json.loads((folder / "report.json").read_text()), proc.stdout
+
+
+def test_two_cpu_ranks_verify_every_collective_and_the_figures_are_nccl_tests(two_ranks):
+    proc, doc = two_ranks
+    assert proc.returncode == 0, proc.stderr
+    check_contract(doc, 2)
+    assert "Traceback" not in proc.stderr
+
+
+def test_four_cpu_ranks_and_the_text_report(four_ranks):
+    proc, doc, text = four_ranks
+    assert proc.returncode == 0, proc.stderr
+    check_contract(doc, 4)
+    assert "all_reduce (busbw = algbw × 1.5)" in text  # 2(n-1)/n for n = 4
+    assert "peak busbw: all_reduce" in text and "send/recv GB/s" in text
+    assert "30 of 30 results verified" in text
+
+
+def test_torchrun_world_rank_0_writes_the_one_report():
+    proc = run("--standalone", "--nproc-per-node", "3", ENVCHECK, "comm", "--device", "cpu", "--json", argv0=TORCHRUN)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(proc.stdout)  # exactly one JSON document: the other ranks print nothing
+    check_contract(doc, 3)
+    assert doc["world"]["launcher"] == "torchrun"
+
+
+def test_a_rank_that_never_starts_is_named_within_the_timeout():
+    port = str(free_port())
+    world = {"WORLD_SIZE": "3", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}
+    args = [ENVCHECK, "comm", "--device", "cpu", "--timeout", str(TIMEOUT_S), "--json"]
+    started = time.monotonic()
+    rank1 = subprocess.Popen(
+        args, env=env_with(RANK="1", **world), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    rank0 = subprocess.run(args, env=env_with(RANK="0", **world), capture_output=True, text=True, timeout=120)
+    took = time.monotonic() - started
+    out1, err1 = rank1.communicate(timeout=60)
+    assert rank0.returncode == 1, rank0.stderr
+    assert took < TIMEOUT_S + 15  # the join timeout, imports, the report: not NCCL's ten minutes
+    doc = json.loads(rank0.stdout)
+    (problem,) = doc["problems"]
+    assert problem["rank"] == 2 and problem["host"] is None and "never joined" in problem["what"]
+    assert [r["joined"] for r in doc["world"]["ranks"]] == [True, True, False]
+    assert rank1.returncode == 1 and out1 == "" and "rank 0 ended the run" in err1
+
+
+def faulty(fault: str, *ops_args: str) -> tuple[subprocess.CompletedProcess[str], dict, float]:
+    started = time.monotonic()
+    proc = run(
+        "comm", "--device", "cpu", "--nproc", "3", "--timeout", str(TIMEOUT_S), "--max-size", "8KiB", "--json",
+        *ops_args, PYTHONPATH=str(FAULT_SITE), ENVCHECK_TEST_COMM_FAULT=fault,
+    )  # fmt: skip
+    return proc, json.loads(proc.stdout), time.monotonic() - started
+
+
+def test_a_wrong_result_names_the_rank_and_its_host():
+    proc, doc, _ = faulty("wrong:1:all_gather", "--ops", "all_reduce,all_gather")
+    assert proc.returncode == 1, proc.stderr
+    gathers = [r for r in doc["results"] if r["op"] == "all_gather"]
+    assert gathers and all(not r["verified"] and [w["rank"] for w in r["wrong"]] == [1] for r in gathers)
+    assert all(r["verified"] for r in doc["results"] if r["op"] == "all_reduce")
+    assert {p["rank"] for p in doc["problems"]} == {1}
+    assert all(p["host"] == HOST and "wrong result in all_gather" in p["what"] for p in doc["problems"])
+    assert doc["summary"]["wrong"] == len(gathers)
+
+
+def test_a_stuck_rank_is_named_and_the_run_ends_within_the_timeout():
+    proc, doc, took = faulty("hang:1:reduce_scatter", "--ops", "all_reduce,reduce_scatter")
+    assert proc.returncode == 1, proc.stderr
+    assert took < TIMEOUT_S + 20, took
+    (problem,) = doc["problems"]
+    assert problem["rank"] == 1 and problem["host"] == HOST
+    assert "stuck in reduce_scatter" in problem["what"]
+    assert doc["completed"] is False
+    assert {r["op"] for r in doc["results"]} == {"all_reduce"}  # what finished before is still reported
+
+
+def test_a_dead_rank_is_named_with_how_it_died():
+    proc, doc, took = faulty("die:2:broadcast", "--ops", "all_reduce,broadcast")
+    assert proc.returncode == 1, proc.stderr
+    assert took < TIMEOUT_S + 20, took
+    (problem,) = doc["problems"]
+    assert problem["rank"] == 2 and problem["host"] == HOST
+    assert "died" in problem["what"] and "SIGKILL" in problem["what"]
+
+
+def test_a_figure_below_the_lab_spec_minimum_fails(tmp_path):
+    spec = tmp_path / "lab.toml"
+    spec.write_text('[comm]\n"all_reduce" = { min_busbw = "400 GB/s" }\n"broadcast" = { min_busbw = "1 MB/s" }\n')
+    proc = run(
+        "comm", "--device", "cpu", "--ops", "all_reduce,broadcast", "--max-size", "4KiB", "--spec", str(spec), "--json"
+    )
+    assert proc.returncode == 1, proc.stderr
+    verdicts = {v["op"]: v["passed"] for v in json.loads(proc.stdout)["spec"]}
+    assert verdicts == {"all_reduce": False, "broadcast": True}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--timeout", "nan"],
+        ["--timeout", "-1"],
+        ["--ops", "allreduce"],
+        ["--max-size", "huge"],
+        ["--spec", "/nonexistent/lab.toml"],
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args):
+    proc = run("comm", "--device", "cpu", *args)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("envcheck comm: error:"), proc.stderr
+
+
+def test_bad_launcher_variables_are_exit_2():
+    proc = run("comm", "--device", "cpu", RANK="0", WORLD_SIZE="2")
+    assert proc.returncode == 2 and "MASTER_ADDR" in proc.stderr and proc.stderr.count("\n") == 1

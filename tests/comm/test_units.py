@@ -1,0 +1,125 @@
+"""The parts of envcheck comm that need no ranks: nccl-tests' factors, the sweep, the launcher's
+variables, and the report built from a rank 0 account (medians, figures, wrong results, slow links)."""
+
+from __future__ import annotations
+
+import statistics
+from datetime import datetime, timezone
+
+import pytest
+
+from envcheck.comm import ops
+from envcheck.comm.app import CommError, CommRequest, build_report
+from envcheck.comm.plan import GiB, KiB, Plan, sweep
+from envcheck.comm.world import WorldError, detect
+
+
+@pytest.mark.parametrize(
+    ("op", "n", "factor"),
+    [
+        ("all_reduce", 8, 2 * 7 / 8),
+        ("all_reduce", 2, 1.0),
+        ("all_gather", 4, 3 / 4),
+        ("reduce_scatter", 8, 7 / 8),
+        ("all_to_all", 3, 2 / 3),
+        ("broadcast", 8, 1.0),
+        ("send_recv", 8, 1.0),
+    ],
+)
+def test_busbw_factors_are_nccl_tests(op, n, factor):
+    assert ops.busbw(op, 10.0, n) == pytest.approx(10.0 * factor)
+
+
+def test_total_buffer_ops_count_s_over_every_rank():
+    # all_gather of 1 MiB total on 4 ranks: each rank contributes 64 Ki floats, S counts all of them.
+    assert ops.OPS["all_gather"].count(1 << 20, 4) == (1 << 20) // 16
+    assert ops.OPS["all_gather"].size_bytes((1 << 20) // 16, 4) == 1 << 20
+    assert ops.OPS["all_reduce"].size_bytes(ops.OPS["all_reduce"].count(1 << 20, 4), 4) == 1 << 20
+
+
+def test_sweep_doubles_from_min_to_max_and_is_capped_by_free_memory():
+    assert sweep(Plan(device="cuda"), cuda=True, free_bytes=None)[0] == 32 * KiB
+    assert sweep(Plan(device="cuda"), cuda=True, free_bytes=None)[-1] == 1 * GiB
+    capped = sweep(Plan(device="cuda"), cuda=True, free_bytes=1 * GiB)
+    assert capped[-1] == 128 * 1024 * KiB  # 1/8 of the free memory
+    assert sweep(Plan(min_size=5000, max_size=20000), cuda=False, free_bytes=None) == [5000, 10000, 20000]
+
+
+def test_launcher_variables():
+    assert detect({}) is None
+    world = detect({"RANK": "2", "WORLD_SIZE": "4", "LOCAL_RANK": "0", "MASTER_ADDR": "n1", "MASTER_PORT": "29500"})
+    assert (world.rank, world.size, world.local_rank, world.launcher) == (2, 4, 0, "env")
+    slurm = {"SLURM_PROCID": "5", "SLURM_STEP_NUM_TASKS": "16", "SLURM_LOCALID": "5"}
+    assert detect({**slurm, "MASTER_ADDR": "n1", "MASTER_PORT": "29500"}).launcher == "slurm"
+    # A batch script outside srun has SLURM_PROCID and SLURM_NTASKS but is no rank of a world.
+    assert detect({"SLURM_PROCID": "0", "SLURM_NTASKS": "16"}) is None
+    with pytest.raises(WorldError, match="MASTER_ADDR"):
+        detect(slurm)
+    with pytest.raises(WorldError, match="does not fit"):
+        detect({"RANK": "4", "WORLD_SIZE": "4", "MASTER_ADDR": "n1", "MASTER_PORT": "1"})
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"timeout": "nan"}, "--timeout"),
+        ({"timeout": "inf"}, "--timeout"),
+        ({"timeout": "0"}, "--timeout"),
+        ({"ops_text": "all_reduce,allreduce"}, "unknown op 'allreduce'"),
+        ({"min_size": "lots"}, "--min-size"),
+        ({"min_size": "1MiB", "max_size": "4KiB"}, "larger than"),
+        ({"iters": 0}, "--iters"),
+    ],
+)
+def test_bad_options_are_usage_errors(options, words):
+    with pytest.raises(CommError, match=words) as error:
+        CommRequest.parse(**options)
+    assert error.value.exit_code == 2
+
+
+def _record(index, op, rank, times, size=4096, mismatch=None, **extra):
+    return {"index": index, "op": op, "size": size, "rank": rank, "size_bytes": size, "count": size // 4,
+            "times_s": times, "mismatch": mismatch, **extra}  # fmt: skip
+
+
+def test_report_takes_the_median_over_ranks_of_each_ranks_median_and_names_a_wrong_rank():
+    raw = {
+        "world": {"size": 2, "backend": "gloo", "launcher": "envcheck",
+                  "ranks": [{"rank": 0, "host": "a", "device": "cpu"}, {"rank": 1, "host": "b", "device": "cpu"}]},
+        "records": [
+            _record(0, "all_reduce", 0, [1.0, 2.0, 9.0]),
+            _record(0, "all_reduce", 1, [3.0, 4.0, 5.0]),
+            _record(1, "broadcast", 0, [1.0]),
+            _record(1, "broadcast", 1, [1.0], mismatch={"index": 3, "elements": 1024, "wrong": 1, "got": 4.0,
+                                                         "expected": 3.0}),
+        ],
+        "problems": [],
+        "completed": True,
+    }  # fmt: skip
+    report = build_report(
+        CommRequest.parse(ops_text="all_reduce,broadcast"),
+        raw,
+        generated_at=datetime.now(timezone.utc),
+        started=0.0,
+    )
+    reduce, bcast = report.results
+    assert reduce.time_s == statistics.median([2.0, 4.0])
+    assert reduce.algbw_gb_s == pytest.approx(4096 / 3.0 / 1e9)
+    assert reduce.verified and not bcast.verified
+    assert report.exit_code == 1
+    (problem,) = report.problems
+    assert (problem.rank, problem.host) == (1, "b") and "element 3 of 1024 is 4, expected 3" in problem.what
+
+
+def test_a_slow_link_stands_out_of_the_matrix():
+    ranks = [{"rank": r, "host": "h", "device": f"cuda:{r}"} for r in range(3)]
+    speeds = {(0, 1): 100.0, (0, 2): 100.0, (1, 0): 100.0, (1, 2): 100.0, (2, 0): 20.0, (2, 1): 100.0}
+    records = [
+        _record(i, "p2p", dst, [1e6 / (gb * 1e9)], size=1_000_000, src=src, dst=dst)
+        for i, ((src, dst), gb) in enumerate(speeds.items())
+    ]
+    raw = {"world": {"size": 3, "ranks": ranks}, "records": records, "problems": [], "completed": True}
+    report = build_report(CommRequest.parse(), raw, generated_at=datetime.now(timezone.utc), started=0.0)
+    assert report.p2p.matrix[0][0] is None and report.p2p.matrix[0][1] == pytest.approx(100.0)
+    (slow,) = report.p2p.slow_pairs
+    assert (slow["src"], slow["dst"]) == (2, 0) and slow["shortfall"] == pytest.approx(0.8)
