@@ -327,7 +327,9 @@ def schedule(ctx: Ctx, ranks: list[dict[str, Any]]) -> dict[str, Any]:
     frees = [r["free_bytes"] for r in ranks if r.get("free_bytes")]
     d = ctx.plan.defaults(ctx.cuda)
     sizes = sweep(ctx.plan, cuda=ctx.cuda, free_bytes=min(frees) if frees else None)
-    steps = [Step(op, size) for op in ctx.plan.collectives() for size in sizes]
+    # One rank has no neighbour to send to (gloo refuses a pair with itself): no send_recv then.
+    collectives = [op for op in ctx.plan.collectives() if not (op == "send_recv" and ctx.n == 1)]
+    steps = [Step(op, size) for op in collectives for size in sizes]
     if P2P in ctx.plan.ops:
         p2p_size = min(d.p2p_size, max(sizes))
         steps += [
