@@ -104,10 +104,14 @@ TYPICAL: tuple[Typical, ...] = (
 )
 
 
-def fabric_of(models: Iterable[str], hosts: int) -> Link | None:
-    """The fabric every rank shares, when it is known: one host, one GPU model, in :data:`MODELS`."""
-    names = {m.strip().casefold() for m in models}
-    if hosts != 1 or len(names) != 1:
+def fabric_of(models: Iterable[str | None], hosts: int) -> Link | None:
+    """The fabric every rank shares, when it is known: one host, one GPU model, in :data:`MODELS`. A rank
+    without a GPU (a CPU rank, or one that never joined) leaves the fabric unknown."""
+    listed = list(models)
+    if hosts != 1 or not listed or any(m is None for m in listed):
+        return None
+    names = {str(m).strip().casefold() for m in listed}
+    if len(names) != 1:
         return None
     link = MODELS.get(names.pop())
     return LINKS[link] if link else None
@@ -122,7 +126,7 @@ def typical_for(op: str, link: Link) -> Typical | None:
     return None
 
 
-def references(peaks: dict[str, float], models: Iterable[str], hosts: int) -> dict[str, Any] | None:
+def references(peaks: dict[str, float], models: Iterable[str | None], hosts: int) -> dict[str, Any] | None:
     """The ``reference`` object of an envcheck.comm/1 report: the fabric, and for each op's peak busbw its
     fraction of the line rate and of the typical figure. None where the fabric is not known."""
     link = fabric_of(models, hosts)

@@ -11,6 +11,7 @@ from typing import Any
 
 from envcheck.comm import COMM_SCHEMA
 from envcheck.comm.app import CommReport
+from envcheck.comm.reference import references
 from envcheck.core.report import GpuIdentity, HostIdentity, envelope
 
 
@@ -41,6 +42,11 @@ def comm_document(report: CommReport) -> dict[str, Any]:
         "warmup": report.warmup,
         "results": [r.to_json() for r in report.results],
         "peaks": peaks,
+        "reference": references(
+            {p["op"]: p["busbw_gb_s"] for p in peaks if p.get("busbw_gb_s") is not None},
+            [r.gpu_name for r in report.ranks],
+            len({r.host for r in report.ranks}),
+        ),
         "p2p": report.p2p.to_json() if report.p2p else None,
         "problems": [p.to_json() for p in report.problems],
         "spec": [v.to_json() for v in report.spec_verdicts] if report.spec_verdicts is not None else None,

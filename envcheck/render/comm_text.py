@@ -75,6 +75,8 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
         console.print(
             "[bold]peak busbw[/]: " + ", ".join(f"{p['op']} {gb(p['busbw_gb_s'])} GB/s" for p in peaks), soft_wrap=True
         )
+    for line in reference_lines(doc.get("reference")):
+        console.print(escape(line), soft_wrap=not console.is_terminal)
     _matrix(doc.get("p2p"), console)
     for v in doc.get("spec") or []:
         mark = {True: "[green]spec ✓[/]", False: "[bold red]BELOW SPEC[/]", None: "[dim]spec -[/]"}[v.get("passed")]
@@ -109,6 +111,22 @@ def _matrix(p2p: dict[str, Any] | None, console: Console) -> None:
             f"the median of the other pairs on its host ({gb(s['median_gb_s'])} GB/s)",
             soft_wrap=not console.is_terminal,
         )
+
+
+def reference_lines(ref: dict[str, Any] | None) -> list[str]:
+    """Each op's peak busbw as a fraction of the link's line rate and of what NCCL typically measures on
+    that fabric (envcheck/comm/reference.py, every figure with its source); nothing where it is unknown."""
+    if not ref:
+        return []
+    lines = [f"{ref['title']}: line rate {gb(ref['line_rate_gb_s'])} GB/s per direction ({ref['source']})"]
+    for op, r in (ref.get("ops") or {}).items():
+        typical = (
+            f", {r['typical_fraction']:.0%} of the typical {gb(r['typical_gb_s'])} GB/s"
+            if r.get("typical_fraction") is not None
+            else ""
+        )
+        lines.append(f"  {op}: busbw {gb(r['busbw_gb_s'])} GB/s = {r['line_rate_fraction']:.0%} of line rate{typical}")
+    return lines
 
 
 def summary_line(doc: dict[str, Any]) -> str:
@@ -159,6 +177,9 @@ def comm_markdown(doc: dict[str, Any]) -> list[str]:
             )
     if doc.get("peaks"):
         lines += ["", "Peak busbw: " + ", ".join(f"{code(p['op'])} {gb(p['busbw_gb_s'])} GB/s" for p in doc["peaks"])]
+    ref = reference_lines(doc.get("reference"))
+    if ref:
+        lines += ["", ref[0], "", *(f"- {cell(line.strip())}" for line in ref[1:])]
     p2p = doc.get("p2p")
     if p2p and p2p.get("size_bytes"):
         lines += ["", f"send/recv GB/s, {human(p2p['size_bytes'])} (row: sender, column: receiver)", ""]

@@ -66,6 +66,7 @@ def check_contract(doc: dict, n: int) -> None:
         else:
             assert r["size_bytes"] == r["count"] * 4
     assert {p["op"] for p in doc["peaks"]} == set(ALL_OPS)
+    assert doc["reference"] is None  # CPU ranks: no fabric to hold the figures against
     p2p = doc["p2p"]
     assert p2p["unit"] == "GB/s" and p2p["ranks"] == list(range(n))
     for i, row in enumerate(p2p["matrix"]):

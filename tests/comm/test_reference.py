@@ -55,3 +55,22 @@ def test_every_figure_names_its_source_and_every_model_a_known_link():
     assert all(t.source and t.link in LINKS for t in TYPICAL)
     assert set(MODELS.values()) <= set(LINKS)
     assert typical_for("broadcast", LINKS["nvlink4"]).busbw_gb_s == 370.0
+
+
+def test_the_reports_show_each_peak_against_the_references():
+    from envcheck.render.comm_text import comm_markdown, reference_lines
+
+    ref = references({"all_reduce": 456.0, "broadcast": 333.0}, ["NVIDIA H200"] * 8, hosts=1)
+    assert reference_lines(ref) == [
+        "NVLink 4 (NVSwitch): line rate 450.0 GB/s per direction "
+        "(NVIDIA H100/H200 datasheets: NVLink 900 GB/s, both directions)",
+        "  all_reduce: busbw 456.0 GB/s = 101% of line rate, 95% of the typical 480.0 GB/s",
+        "  broadcast: busbw 333.0 GB/s = 74% of line rate, 90% of the typical 370.0 GB/s",
+    ]
+    assert reference_lines(None) == []
+    markdown = comm_markdown({"world": {"size": 8, "ranks": []}, "reference": ref})
+    assert "- broadcast: busbw 333.0 GB/s = 74% of line rate, 90% of the typical 370.0 GB/s" in markdown
+
+
+def test_cpu_ranks_have_no_fabric():
+    assert references({"all_reduce": 0.1}, [None, None], hosts=1) is None
