@@ -26,15 +26,17 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from envcheck.bench.registry import BenchError, DeviceInfo
-from envcheck.checks.visible import VISIBLE, Visibility, device_order_note, parse_visible_devices
 from envcheck.core.exit import ExitCode
 from envcheck.core.model import Status, available, first_line
-from envcheck.probes.nvml import GpuInfo, NvmlState
 
 if TYPE_CHECKING:
+    from envcheck.probes.nvml import GpuInfo, NvmlState
     from envcheck.probes.torch import TorchInfo
 
 ACCEPTED = "auto, cpu, cuda, cuda:N or cuda:N,M,..."
+#: The variable is envcheck.checks.visible's, which reads it the way CUDA does and is imported only where
+#: it is read: importing it loads every doctor check, a quarter of a second in each bench worker.
+VISIBLE = "CUDA_VISIBLE_DEVICES"
 
 
 class DeviceError(BenchError):
@@ -137,8 +139,10 @@ def identify(index: int, torch_uuid: str | None, nvml: NvmlState | None, env: Ma
         for gpu in gpus:
             if available(gpu.uuid) and _bare(str(gpu.uuid)) == _bare(torch_uuid):
                 return Identity(str(gpu.uuid), _pci(gpu))
+    from envcheck.checks.visible import device_order_note, parse_visible_devices
+
     value = env.get(VISIBLE)
-    visibility: Visibility = parse_visible_devices(value, gpus)
+    visibility = parse_visible_devices(value, gpus)
     if visibility.indices is None:  # MIG instances
         entries = [e.strip() for e in (value or "").split(",")]
         entry = entries[index] if index < len(entries) and entries[index].startswith("MIG-") else None
@@ -161,6 +165,8 @@ def visibility_problem(nvml: NvmlState | None, env: Mapping[str, str]) -> str | 
     gpus = nvml.gpus if nvml is not None and nvml.available else []
     if not gpus:
         return None
+    from envcheck.checks.visible import parse_visible_devices
+
     visibility = parse_visible_devices(env.get(VISIBLE), gpus)
     failures = [sentence for status, sentence in visibility.problems if status is Status.FAIL]
     return failures[0] if failures else None
@@ -187,11 +193,17 @@ def inventory(env: Mapping[str, str] | None = None) -> Inventory:
 
 
 def describe_gpu(
-    index: int, nvml: NvmlState | None, env: Mapping[str, str], *, shown_as: str | None = None
+    index: int,
+    nvml: NvmlState | None,
+    env: Mapping[str, str],
+    *,
+    shown_as: str | None = None,
+    known: Identity | None = None,
 ) -> DeviceInfo:
     """Probe CUDA device ``index``: model, compute capability, free memory, L2 size (they size problems
     and pick the datasheet peak), and its NVML identity. ``shown_as``: the name the user knows the
-    device by, for the error (a bench worker sees its GPU as cuda:0 whichever it is)."""
+    device by, for the error (a bench worker sees its GPU as cuda:0 whichever it is); ``known``: its
+    identity, where the caller has it already (a bench worker has it from its parent)."""
     import torch
 
     name = f"cuda:{index}"
@@ -204,7 +216,7 @@ def describe_gpu(
             ExitCode.FAILED,
         ) from None
     torch_uuid = getattr(props, "uuid", None)
-    identity = identify(index, str(torch_uuid) if torch_uuid is not None else None, nvml, env)
+    identity = known or identify(index, str(torch_uuid) if torch_uuid is not None else None, nvml, env)
     return DeviceInfo(
         name,
         "cuda",

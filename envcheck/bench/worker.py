@@ -99,7 +99,8 @@ def main(argv: list[str]) -> int:
 
     try:
         if shown.is_cuda:
-            local = devices.describe_gpu(0, None, os.environ, shown_as=shown.name)
+            known = devices.Identity(shown.uuid, shown.pci_bus_id)
+            local = devices.describe_gpu(0, None, os.environ, shown_as=shown.name, known=known)
         else:
             local = devices.describe_cpu()
     except Exception as exc:  # noqa: BLE001 - a DeviceError, or CUDA failing in any other way
@@ -107,7 +108,7 @@ def main(argv: list[str]) -> int:
         return 0
     # What this process measured, under the name and identity the parent knows the device by.
     identity = {"name": shown.name, "index": shown.index}
-    described = replace(local, **identity, uuid=shown.uuid or local.uuid, pci_bus_id=shown.pci_bus_id)
+    described = replace(local, **identity, uuid=shown.uuid, pci_bus_id=shown.pci_bus_id)
     emit("device", device=described.to_json())
 
     emit("stage", stage="plan")

@@ -4,6 +4,7 @@ user sees on an 8-GPU node, in a pipe, and after Ctrl-C."""
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 from rich.console import Console
 
@@ -167,3 +168,42 @@ def test_on_a_narrow_terminal_findings_wrap_between_words():
     finding = " ".join(lines[start : start + 3])
     assert finding.startswith(words) and "|error| / max |reference| = 4.00e-01" in finding
     assert all(len(line) <= 50 for line in text.splitlines())
+
+
+# -- the live progress while the workers run ------------------------------------------------------------
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_in_a_pipe_is_plain_lines_each_starting_with_its_device():
+    from envcheck.bench.render import progress
+
+    stream = io.StringIO()
+    callbacks, live = progress(stream)
+    with live:
+        callbacks.started(0, 3, "matmul.bf16", "bf16", "cuda:1")
+        callbacks.started(0, 3, "matmul.bf16", "bf16", "cuda:0")
+        callbacks.finished(replace(figure(0, 700.0), duration_s=1.6))
+        callbacks.finished(replace(figure(1, 0.0, Status.CRASH), value=None, reason="worker crashed with SIGSEGV"))
+    assert stream.getvalue().splitlines() == [
+        "cuda:1 [1/3] matmul.bf16 bf16 ...",
+        "cuda:0 [1/3] matmul.bf16 bf16 ...",
+        "cuda:0 ok: matmul.bf16 bf16 8192x8192x8192 700.0 TFLOP/s [1.6 s]",
+        "cuda:1 crash: matmul.bf16 bf16 8192x8192x8192 (worker crashed with SIGSEGV) [0.0 s]",
+    ]
+
+
+def test_progress_on_a_terminal_is_one_live_line_per_device():
+    from envcheck.bench.render import progress
+
+    callbacks, bar = progress(Terminal())
+    with bar:
+        callbacks.started(0, 3, "matmul.bf16", "bf16", "cuda:0")
+        callbacks.started(0, 3, "matmul.bf16", "bf16", "cuda:1")
+        callbacks.finished(figure(1, 700.0))
+        callbacks.started(1, 3, "memory.d2d", "copy", "cuda:1")
+        lines = [(t.description, t.completed, t.total) for t in bar.tasks]
+    assert lines == [("cuda:0 matmul.bf16 bf16", 0, 3), ("cuda:1 memory.d2d copy", 1, 3)]
