@@ -14,8 +14,11 @@ The fake's constants are the C values from ``nvml.h``, not the binding's names, 
 a ``pynvml`` module that lacks some of them (tests of the deprecated and vendored copies).
 
 Most readings are fixed numbers; a reading that changes while it is watched (an error counter that rises
-between the doctor's two readings, later any telemetry) is a :class:`Rising`, which advances by each read
-and, if asked, by elapsed time on its own clock.
+between the doctor's two readings) is a :class:`Rising`, which advances by each read and, if asked, by elapsed
+time on its own clock. A burn-in's telemetry changes over minutes: there a reading is a :class:`Timed`, a
+schedule on the scenario's :class:`FakeClock` (``lib.clock``), which the test steps and hands to the sampler as
+its clock, so "GPU 2 slows down at minute 7" happens at exactly 420 s of fake time, without waiting. Xid events
+(``nvmlEventSet*``) and a GPU that falls off the bus mid-run follow the same clock.
 
 Scenario names follow what they simulate (cf. gpustat's test_gpustat.py).
 """
@@ -49,10 +52,20 @@ THRESHOLD_COUNT = 8
 CORRECTED, UNCORRECTED = 0, 1
 VOLATILE, AGGREGATE = 0, 1
 # nvml.h, nvmlClocksEventReason* bits.
+REASON_NONE = 0x0
 REASON_GPU_IDLE = 0x1
 REASON_SW_POWER_CAP = 0x4
+REASON_HW_SLOWDOWN = 0x8
 REASON_SW_THERMAL = 0x20
 REASON_HW_THERMAL = 0x40
+REASON_HW_POWER_BRAKE = 0x80
+# nvml.h, nvmlClockType_t; the field id NVML_FI_DEV_MEMORY_TEMP and nvmlValueType_t's unsigned int.
+CLOCK_SM, CLOCK_MEM = 1, 2
+FI_DEV_MEMORY_TEMP = 82
+VALUE_TYPE_UNSIGNED_INT = 1
+# nvml.h, nvmlEventTypeXidCriticalError, and NVML_ERROR_TIMEOUT (what nvmlEventSetWait answers when no event came).
+EVENT_TYPE_XID = 0x8
+TIMEOUT = 10
 COMPUTEMODE_DEFAULT = 0
 ARGUMENT_VERSION_MISMATCH = 25
 # nvml.h, nvmlIntNvLinkDeviceType_t, nvmlNvlinkVersion_t and nvmlNvLinkErrorCounter_t.
@@ -121,9 +134,50 @@ class Rising:
         return value
 
 
-def reading(value: int | Rising) -> int:
-    """A fixed number, or the next reading of a :class:`Rising` one."""
-    return value.read() if isinstance(value, Rising) else value
+class FakeClock:
+    """A scenario's clock: seconds that pass only when a test says so (``advance``). Handed to the telemetry
+    sampler as its clock, so the sampler's ``t_s`` and the scenario's schedule are the same seconds."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
+
+
+@dataclass
+class Timed:
+    """A reading that follows a schedule on a clock: ``start`` until the first change, then each ``(at_s,
+    value)`` from ``at_s`` on. With ``ramp`` the reading moves linearly from one point to the next instead of
+    stepping (a temperature that climbs), holding the last value after the last point."""
+
+    start: float
+    changes: tuple[tuple[float, float], ...] = ()
+    clock: Callable[[], float] = time.monotonic
+    ramp: bool = False
+
+    def at(self, t: float) -> int:
+        before_t, before_v = 0.0, self.start
+        for at_s, value in self.changes:
+            if t < at_s:
+                if not self.ramp or at_s <= before_t:
+                    return round(before_v)
+                share = (t - before_t) / (at_s - before_t)
+                return round(before_v + share * (value - before_v))
+            before_t, before_v = at_s, value
+        return round(before_v)
+
+    def read(self) -> int:
+        return self.at(self.clock())
+
+
+def reading(value: int | Rising | Timed) -> int:
+    """A fixed number, or the next reading of a :class:`Rising` or :class:`Timed` one."""
+    return value.read() if isinstance(value, (Rising, Timed)) else value
 
 
 def nvlink_errors(**counts: int | Rising) -> dict[int, int | Rising]:
@@ -164,21 +218,28 @@ class FakeGpu:
     memory_total: int = 80 * GiB
     memory_used: int = 1 * GiB
     processes: list[tuple[int, int]] = field(default_factory=list)  # (pid, used bytes)
-    util: tuple[int, int] = (0, 0)
-    temp: int = 34
+    util: tuple[int | Timed, int | Timed] = (0, 0)
+    temp: int | Timed = 34
+    #: HBM temperature (NVML_FI_DEV_MEMORY_TEMP); None: the board has no memory sensor (NotSupported).
+    mem_temp: int | Timed | None = 32
     #: Threshold kind -> °C; a kind not in here is not supported by the board.
     temp_thresholds: dict[int, int] = field(default_factory=thresholds)
-    power_mw: int = 70_000
+    power_mw: int | Timed = 70_000
     power_limit_mw: int = 700_000
     power_default_limit_mw: int = 700_000
-    clocks_reasons: int = REASON_GPU_IDLE
+    clocks_reasons: int | Timed = REASON_GPU_IDLE
+    #: Current SM and memory clocks (nvmlDeviceGetClockInfo). Illustrative figures for an idle H100 SXM: the
+    #: SM clock parks low at idle; HBM3 runs at one clock.
+    sm_clock_mhz: int | Timed = 345
+    mem_clock_mhz: int | Timed = 2619
     pcie_width: tuple[int, int] = (16, 16)
     pcie_gen: tuple[int, int] = (5, 5)
     ecc_mode: tuple[int, int] = (1, 1)
     #: (error type, counter type) -> count.
-    ecc: dict[tuple[int, int], int] = field(default_factory=ecc_counts)
+    ecc: dict[tuple[int, int], int | Timed] = field(default_factory=ecc_counts)
     retired_pending: int = 0
-    remapped_rows: tuple[int, int, int, int] = (0, 0, 0, 0)  # correctable, uncorrectable, pending, failed
+    # correctable, uncorrectable, pending, failed
+    remapped_rows: tuple[int | Timed, int | Timed, int | Timed, int | Timed] = (0, 0, 0, 0)
     persistence: int = 1
     compute_mode: int = COMPUTEMODE_DEFAULT
     mig: tuple[int, int] = (0, 0)
@@ -192,6 +253,12 @@ class FakeGpu:
     socket: int = 0
     pcie_switch: int | None = None
     lost: bool = False
+    #: Lost from this second of the scenario's clock on (it falls off the bus mid-run).
+    lost_after_s: float | None = None
+    #: Xid events this GPU raises, ``(at_s, xid)`` on the scenario's clock, delivered through nvmlEventSet*.
+    xids: list[tuple[float, int]] = field(default_factory=list)
+    #: False: the driver offers no Xid events on this GPU (NotSupported on registering, as in some VMs).
+    xid_events: bool = True
     #: C function name -> NVML return code this GPU answers instead of data.
     errors: dict[str, int] = field(default_factory=dict)
 
@@ -228,8 +295,16 @@ class FakeNvmlLib:
         init_error: int | None = None,
         missing: frozenset[str] | set[str] = frozenset(),
         p2p: Callable[[FakeGpu, FakeGpu, int], int] | None = None,
+        clock: FakeClock | None = None,
     ) -> None:
         self.gpus = gpus
+        #: The scenario's time: :class:`Timed` readings, Xid events and ``lost_after_s`` follow it.
+        self.clock = clock or FakeClock()
+        #: C function name -> called before that function answers (a test makes one hang here).
+        self.before: dict[str, Callable[[], None]] = {}
+        #: Event sets created and not freed: id -> (registered GPU indices, Xid events delivered).
+        self.event_sets: dict[int, tuple[set[int], set[tuple[int, int]]]] = {}
+        self._event_structs: dict[int, Any] = {}
         #: P2P status between two GPUs for a capability; by default P2P works over PCIe everywhere, and over
         #: NVLink between GPUs an NVLink joins (:meth:`nvlinked`).
         self.p2p = p2p
@@ -249,6 +324,9 @@ class FakeNvmlLib:
 
         def call(*args: Any) -> Any:
             self.calls.append(name)
+            hook = self.before.get(name)
+            if hook is not None:
+                hook()
             return impl(self, *args)
 
         return _Fn(name, call)
@@ -260,6 +338,9 @@ class FakeNvmlLib:
             if ctypes.addressof(h) == address:
                 return gpu
         raise AssertionError("unknown handle")
+
+    def is_lost(self, gpu: FakeGpu) -> bool:
+        return gpu.lost or (gpu.lost_after_s is not None and self.clock() >= gpu.lost_after_s)
 
     def nvlinked(self, a: FakeGpu, b: FakeGpu) -> bool:
         """An active NVLink joins them: directly, or both reach the NVSwitches."""
@@ -280,7 +361,7 @@ class FakeNvmlLib:
     def _device(self, name: str, handle: Any, fill: Callable[[FakeGpu], int | None]) -> int:
         """Answer for the GPU behind ``handle``: ``fill`` writes the outputs, or returns an error code."""
         gpu = self._gpu(handle)
-        if gpu.lost:
+        if self.is_lost(gpu):
             return GPU_IS_LOST
         if name in gpu.errors:
             return gpu.errors[name]
@@ -349,7 +430,7 @@ class FakeNvmlLib:
 
     def _processes(self, name: str, h: Any, count: Any, array: Any, procs: Callable[[FakeGpu], list]) -> int:
         gpu = self._gpu(h)
-        if gpu.lost:
+        if self.is_lost(gpu):
             return GPU_IS_LOST
         if name in gpu.errors:
             return gpu.errors[name]
@@ -373,7 +454,7 @@ class FakeNvmlLib:
 
     def c_nvmlDeviceGetUtilizationRates(self, h: Any, out: Any) -> int:
         def fill(g: FakeGpu) -> None:
-            _out(out).gpu, _out(out).memory = g.util
+            _out(out).gpu, _out(out).memory = (reading(v) for v in g.util)
 
         return self._device("nvmlDeviceGetUtilizationRates", h, fill)
 
@@ -381,7 +462,7 @@ class FakeNvmlLib:
         def fill(g: FakeGpu) -> int | None:
             if _value(sensor) != TEMPERATURE_GPU:  # the only sensor nvml.h defines
                 return INVALID_ARGUMENT
-            _out(out).value = g.temp
+            _out(out).value = reading(g.temp)
             return None
 
         return self._device("nvmlDeviceGetTemperature", h, fill)
@@ -398,7 +479,7 @@ class FakeNvmlLib:
         return self._device("nvmlDeviceGetTemperatureThreshold", h, fill)
 
     def c_nvmlDeviceGetPowerUsage(self, h: Any, out: Any) -> int:
-        return self._device("nvmlDeviceGetPowerUsage", h, lambda g: setattr(_out(out), "value", g.power_mw))
+        return self._device("nvmlDeviceGetPowerUsage", h, lambda g: setattr(_out(out), "value", reading(g.power_mw)))
 
     def c_nvmlDeviceGetEnforcedPowerLimit(self, h: Any, out: Any) -> int:
         return self._device(
@@ -411,12 +492,16 @@ class FakeNvmlLib:
 
     def c_nvmlDeviceGetCurrentClocksEventReasons(self, h: Any, out: Any) -> int:
         return self._device(
-            "nvmlDeviceGetCurrentClocksEventReasons", h, lambda g: setattr(_out(out), "value", g.clocks_reasons)
+            "nvmlDeviceGetCurrentClocksEventReasons",
+            h,
+            lambda g: setattr(_out(out), "value", reading(g.clocks_reasons)),
         )
 
     def c_nvmlDeviceGetCurrentClocksThrottleReasons(self, h: Any, out: Any) -> int:
         return self._device(
-            "nvmlDeviceGetCurrentClocksThrottleReasons", h, lambda g: setattr(_out(out), "value", g.clocks_reasons)
+            "nvmlDeviceGetCurrentClocksThrottleReasons",
+            h,
+            lambda g: setattr(_out(out), "value", reading(g.clocks_reasons)),
         )
 
     def c_nvmlDeviceGetCurrPcieLinkWidth(self, h: Any, out: Any) -> int:
@@ -446,7 +531,7 @@ class FakeNvmlLib:
             key = (_value(error_type), _value(counter))
             if key not in g.ecc:  # an error or counter type nvml.h does not define
                 return INVALID_ARGUMENT
-            _out(out).value = g.ecc[key]
+            _out(out).value = reading(g.ecc[key])
             return None
 
         return self._device("nvmlDeviceGetTotalEccErrors", h, fill)
@@ -459,7 +544,7 @@ class FakeNvmlLib:
     def c_nvmlDeviceGetRemappedRows(self, h: Any, corr: Any, unc: Any, pending: Any, failed: Any) -> int:
         def fill(g: FakeGpu) -> None:
             for arg, value in zip((corr, unc, pending, failed), g.remapped_rows, strict=True):
-                _out(arg).value = value
+                _out(arg).value = reading(value)
 
         return self._device("nvmlDeviceGetRemappedRows", h, fill)
 
@@ -474,6 +559,82 @@ class FakeNvmlLib:
             _out(current).value, _out(pending).value = g.mig
 
         return self._device("nvmlDeviceGetMigMode", h, fill)
+
+    # -- telemetry: clocks, memory temperature, Xid events -------------------------------------------
+    def c_nvmlDeviceGetClockInfo(self, h: Any, kind: Any, out: Any) -> int:
+        def fill(g: FakeGpu) -> int | None:
+            clocks = {CLOCK_SM: g.sm_clock_mhz, CLOCK_MEM: g.mem_clock_mhz}
+            if _value(kind) not in clocks:  # graphics and video clocks: not faked, so not supported
+                return NOT_SUPPORTED
+            _out(out).value = reading(clocks[_value(kind)])
+            return None
+
+        return self._device("nvmlDeviceGetClockInfo", h, fill)
+
+    def c_nvmlDeviceGetFieldValues(self, h: Any, count: Any, values: Any) -> int:
+        """Like the driver, the call succeeds and each field carries its own return code: only the memory
+        temperature is faked; every other field id is NotSupported."""
+
+        def fill(g: FakeGpu) -> None:
+            array = _out(values)
+            for i in range(_value(count)):
+                fv = array[i]
+                if fv.fieldId == FI_DEV_MEMORY_TEMP and g.mem_temp is not None:
+                    fv.valueType, fv.nvmlReturn = VALUE_TYPE_UNSIGNED_INT, SUCCESS
+                    fv.value.uiVal = reading(g.mem_temp)
+                else:
+                    fv.nvmlReturn = NOT_SUPPORTED
+
+        return self._device("nvmlDeviceGetFieldValues", h, fill)
+
+    def c_nvmlDeviceGetSupportedEventTypes(self, h: Any, out: Any) -> int:
+        return self._device(
+            "nvmlDeviceGetSupportedEventTypes",
+            h,
+            lambda g: setattr(_out(out), "value", EVENT_TYPE_XID if g.xid_events else 0),
+        )
+
+    def c_nvmlEventSetCreate(self, out: Any) -> int:
+        event_set = pynvml.struct_c_nvmlEventSet_t()
+        key = ctypes.addressof(event_set)
+        self._event_structs[key] = event_set
+        self.event_sets[key] = (set(), set())
+        _out(out).contents = event_set
+        return SUCCESS
+
+    def c_nvmlDeviceRegisterEvents(self, h: Any, types: Any, event_set: Any) -> int:
+        def fill(g: FakeGpu) -> int | None:
+            if _value(types) & ~EVENT_TYPE_XID or not g.xid_events:  # only Xid events are faked
+                return NOT_SUPPORTED
+            self.event_sets[ctypes.addressof(event_set.contents)][0].add(self.gpus.index(g))
+            return None
+
+        return self._device("nvmlDeviceRegisterEvents", h, fill)
+
+    def c_nvmlEventSetWait_v2(self, event_set: Any, data: Any, timeout_ms: Any) -> int:
+        """The next Xid due by the scenario's clock on a registered GPU, each once per set, in time order
+        (a lost GPU's Xid 79 too); NVML_ERROR_TIMEOUT at once when none is due (the fake never blocks)."""
+        registered, delivered = self.event_sets[ctypes.addressof(event_set.contents)]
+        due = [
+            (at_s, index, n, xid)
+            for index in sorted(registered)
+            for n, (at_s, xid) in enumerate(self.gpus[index].xids)
+            if at_s <= self.clock() and (index, n) not in delivered
+        ]
+        if not due:
+            return TIMEOUT
+        _, index, n, xid = min(due)
+        delivered.add((index, n))
+        event = _out(data)
+        event.device = ctypes.pointer(self._handles[index])
+        event.eventType, event.eventData = EVENT_TYPE_XID, xid
+        return SUCCESS
+
+    def c_nvmlEventSetFree(self, event_set: Any) -> int:
+        key = ctypes.addressof(event_set.contents)
+        self.event_sets.pop(key)
+        self._event_structs.pop(key)
+        return SUCCESS
 
     # -- fabric: NVLink, PCIe replays, topology, P2P, the NVSwitch fabric -------------------------------
     def _on_link(self, name: str, h: Any, link: Any, fill: Callable[[FakeLink], int | None]) -> int:
@@ -535,7 +696,7 @@ class FakeNvmlLib:
 
     def _pair(self, name: str, h1: Any, h2: Any, fill: Callable[[FakeGpu, FakeGpu], int]) -> int:
         a, b = self._gpu(h1), self._gpu(h2)
-        if a.lost or b.lost:
+        if self.is_lost(a) or self.is_lost(b):
             return GPU_IS_LOST
         if name in a.errors:
             return a.errors[name]
@@ -808,6 +969,113 @@ def pcie_replay_rising() -> FakeNvmlLib:
     return FakeNvmlLib([h100(0, **pcie), h100(1, pcie_replay=Rising(310, per_read=45), **pcie)])
 
 
+# -- burn-in: readings that change over a run, on the scenario's clock ----------------------------------------
+
+#: Illustrative readings of an H100 SXM under a sustained matmul load: SM clock at its boost (1980 MHz, the
+#: H100 SXM's maximum SM clock as nvidia-smi reports it), power near the 700 W limit (the H100 SXM's maximum
+#: TDP, NVIDIA H100 Tensor Core GPU datasheet), full utilisation, the GPU warming from 35 °C to a steady 68 °C
+#: over the first two minutes and its HBM to 72 °C. The thresholds are the fake's (slowdown 87 °C, memory
+#: max 95 °C: :func:`thresholds`).
+BURN_SM_CLOCK_MHZ = 1980
+#: How long the burn scenarios' runs last, in seconds of fake time, and the second GPU 2 slows down at in
+#: :func:`burn_throttle_after_warmup` (minute 7).
+BURN_RUN_S = 600.0
+BURN_THROTTLE_AT_S = 420.0
+
+
+def burn_gpu(i: int, clock: FakeClock, **kw: Any) -> FakeGpu:
+    """GPU ``i`` of an HGX H100 board under a steady burn, its readings on ``clock``."""
+    loaded = {
+        "util": (100, Timed(55, clock=clock)),
+        "temp": Timed(35, ((120.0, 68),), clock=clock, ramp=True),
+        "mem_temp": Timed(38, ((120.0, 72),), clock=clock, ramp=True),
+        "power_mw": 690_000,
+        "clocks_reasons": REASON_NONE,
+        "sm_clock_mhz": BURN_SM_CLOCK_MHZ,
+        "memory_used": 70 * GiB,
+    }
+    loaded.update(kw)
+    return hgx_gpu(i, **loaded)
+
+
+def burn_healthy_8gpu() -> FakeNvmlLib:
+    """Eight GPUs burning steadily for the whole run. GPU 0 runs at its power limit now and then (the SW power
+    cap: normal under a matmul load, not a fault), and every GPU counts corrected ECC errors (normal on HBM)."""
+    clock = FakeClock()
+    gpus = [burn_gpu(i, clock) for i in range(8)]
+    gpus[0].clocks_reasons = Timed(REASON_NONE, ((200.0, REASON_SW_POWER_CAP), (230.0, REASON_NONE)), clock=clock)
+    return FakeNvmlLib(gpus, driver_version="550.90.07", clock=clock)
+
+
+def burn_throttle_after_warmup() -> FakeNvmlLib:
+    """GPU 2's cooling cannot keep up: its temperature climbs to the 87 °C slowdown threshold by minute 7
+    (:data:`BURN_THROTTLE_AT_S`), when HW thermal slowdown engages and its SM clock drops 30 % (1980 -> 1386
+    MHz) to the end of the run; its siblings stay cool and fast."""
+    lib = burn_healthy_8gpu()
+    clock, at = lib.clock, BURN_THROTTLE_AT_S
+    lib.gpus[0].clocks_reasons = REASON_NONE
+    lib.gpus[2] = burn_gpu(
+        2,
+        clock,
+        temp=Timed(35, ((120.0, 70), (at, 87)), clock=clock, ramp=True),
+        clocks_reasons=Timed(REASON_NONE, ((at, REASON_HW_THERMAL),), clock=clock),
+        sm_clock_mhz=Timed(BURN_SM_CLOCK_MHZ, ((at, round(BURN_SM_CLOCK_MHZ * 0.7)),), clock=clock),
+        power_mw=Timed(690_000, ((at, 480_000),), clock=clock),
+    )
+    return lib
+
+
+def burn_temperature_climbs() -> FakeNvmlLib:
+    """GPU 5 never settles: its temperature climbs all run, from 35 °C to 84 °C at the end (3 °C short of the
+    87 °C slowdown threshold), without slowing down yet; its HBM climbs to 91 °C (4 °C short of 95 °C)."""
+    lib = burn_healthy_8gpu()
+    clock = lib.clock
+    lib.gpus[0].clocks_reasons = REASON_NONE
+    lib.gpus[5].temp = Timed(35, ((BURN_RUN_S, 84),), clock=clock, ramp=True)
+    lib.gpus[5].mem_temp = Timed(38, ((BURN_RUN_S, 91),), clock=clock, ramp=True)
+    return lib
+
+
+def burn_xid() -> FakeNvmlLib:
+    """Mid-run GPU 1 reports Xid 48 (a double-bit ECC error) at 5:00, and GPU 6 reports Xid 79 at 7:30 and
+    falls off the bus: from then on every read of it answers GPU_IS_LOST."""
+    lib = burn_healthy_8gpu()
+    lib.gpus[0].clocks_reasons = REASON_NONE
+    lib.gpus[1].xids = [(300.0, 48)]
+    lib.gpus[6].xids = [(450.0, 79)]
+    lib.gpus[6].lost_after_s = 450.0
+    return lib
+
+
+def burn_ecc_midrun() -> FakeNvmlLib:
+    """GPU 3's volatile uncorrected ECC count goes from 0 to 2 at 4:00 of the run (HBM failing under load)."""
+    lib = burn_healthy_8gpu()
+    lib.gpus[0].clocks_reasons = REASON_NONE
+    lib.gpus[3].ecc = ecc_counts(volatile_unc=Timed(0, ((240.0, 2),), clock=lib.clock), aggregate_unc=0)
+    return lib
+
+
+def burn_row_remap_pending() -> FakeNvmlLib:
+    """At 3:00 of the run GPU 4's memory needs a row remapped (an uncorrectable error): the remap is pending
+    until the GPU is reset."""
+    lib = burn_healthy_8gpu()
+    lib.gpus[0].clocks_reasons = REASON_NONE
+    step = Timed(0, ((180.0, 1),), clock=lib.clock)
+    lib.gpus[4].remapped_rows = (0, step, step, 0)
+    return lib
+
+
+def burn_power_capped_sibling() -> FakeNvmlLib:
+    """GPU 7's power limit was lowered to 450 W by someone: it runs at its power cap all run (SW power cap, not
+    a fault by itself) with its SM clock at 1600 MHz, 19 % below its siblings'."""
+    lib = burn_healthy_8gpu()
+    lib.gpus[0].clocks_reasons = REASON_NONE
+    lib.gpus[7] = burn_gpu(
+        7, lib.clock, power_limit_mw=450_000, power_mw=449_000, clocks_reasons=REASON_SW_POWER_CAP, sm_clock_mhz=1600
+    )
+    return lib
+
+
 SCENARIOS: dict[str, Callable[[], FakeNvmlLib]] = {
     f.__name__: f
     for f in (
@@ -835,6 +1103,13 @@ SCENARIOS: dict[str, Callable[[], FakeNvmlLib]] = {
         fabric_manager_failed,
         pcie_only_p2p_off,
         pcie_replay_rising,
+        burn_healthy_8gpu,
+        burn_throttle_after_warmup,
+        burn_temperature_climbs,
+        burn_xid,
+        burn_ecc_midrun,
+        burn_row_remap_pending,
+        burn_power_capped_sibling,
     )
 }
 

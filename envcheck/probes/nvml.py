@@ -419,14 +419,10 @@ def _read_gpu(pynvml: Any, read: Reader, index: int, gpu: GpuInfo) -> None:
         gpu.utilization_gpu_pct = gpu.utilization_memory_pct = util
     gpu.temperature_c = q("nvmlDeviceGetTemperature", TEMPERATURE_GPU)
     gpu.temperature_slowdown_c = q("nvmlDeviceGetTemperatureThreshold", TEMPERATURE_THRESHOLD_SLOWDOWN)
-    gpu.power_draw_w = _watts(q("nvmlDeviceGetPowerUsage"))
-    gpu.power_limit_w = _watts(q("nvmlDeviceGetEnforcedPowerLimit"))
-    gpu.power_default_limit_w = _watts(q("nvmlDeviceGetPowerManagementDefaultLimit"))
-    reasons = q("nvmlDeviceGetCurrentClocksEventReasons")
-    if isinstance(reasons, NA) and reasons.reason in (OLDER_DRIVER, NOT_IN_BINDINGS):
-        # Drivers before r535, and bindings from before then, only know the old name; the bits are the same.
-        reasons = q("nvmlDeviceGetCurrentClocksThrottleReasons")
-    gpu.clocks_event_reasons = reasons
+    gpu.power_draw_w = watts(q("nvmlDeviceGetPowerUsage"))
+    gpu.power_limit_w = watts(q("nvmlDeviceGetEnforcedPowerLimit"))
+    gpu.power_default_limit_w = watts(q("nvmlDeviceGetPowerManagementDefaultLimit"))
+    gpu.clocks_event_reasons = clocks_event_reasons(q)
     gpu.pcie_width_current = q("nvmlDeviceGetCurrPcieLinkWidth")
     gpu.pcie_width_max = q("nvmlDeviceGetMaxPcieLinkWidth")
     gpu.pcie_gen_current = q("nvmlDeviceGetCurrPcieLinkGeneration")
@@ -462,8 +458,20 @@ def _read_gpu(pynvml: Any, read: Reader, index: int, gpu: GpuInfo) -> None:
         gpu.mig_mode_current = gpu.mig_mode_pending = mig
 
 
-def _watts(milliwatts: Any) -> Any:
+def watts(milliwatts: Any) -> Any:
+    """NVML reports power in milliwatts."""
     return milliwatts / 1000.0 if not isinstance(milliwatts, NA) else milliwatts
+
+
+def clocks_event_reasons(q: Callable[..., Any]) -> int | NA:
+    """The clocks-event (throttle) reasons bitmask through ``q`` (a reader bound to one GPU's handle).
+
+    Drivers before r535, and bindings from before then, only know the old name
+    (``nvmlDeviceGetCurrentClocksThrottleReasons``); the bits are the same."""
+    reasons = q("nvmlDeviceGetCurrentClocksEventReasons")
+    if isinstance(reasons, NA) and reasons.reason in (OLDER_DRIVER, NOT_IN_BINDINGS):
+        reasons = q("nvmlDeviceGetCurrentClocksThrottleReasons")
+    return reasons
 
 
 def _processes(q: Callable[..., Any]) -> list[ProcessUse] | NA:
