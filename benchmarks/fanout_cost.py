@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--write", metavar="FILE")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     reference = statistics.median(torch_import_s() for _ in range(args.repeats))
     rows = []
     for n in COUNTS:
@@ -87,7 +88,9 @@ def main() -> None:
         "itself; *parent* is the time from the fan-out's start to the merged result that no worker "
         "accounts for (starting the processes, the last reads, merging).",
         "",
-        f"Importing torch in one fresh interpreter, alone: {reference:.2f} s.",
+        f"Importing torch in one fresh interpreter, alone: {reference:.2f} s. The machine is shared: its "
+        f"1-minute load average was {load_before:.1f} before the runs and {os.getloadavg()[0]:.1f} after, so "
+        "every figure carries other processes' CPU use.",
         "",
         "| workers | total wall (s) | torch import per worker (s) | beyond torch per worker, median / max (s) "
         "| parent (s) |",
