@@ -71,7 +71,8 @@ MAX_EVENTS_PER_ROUND = 64
 # nvmlEventTypeXidCriticalError and NVML_ERROR_TIMEOUT.
 CLOCK_SM, CLOCK_MEM = 1, 2
 THRESHOLD_SHUTDOWN, THRESHOLD_MEM_MAX, THRESHOLD_GPU_MAX = 0, 2, 3
-MEMORY_ERROR_TYPE_CORRECTED = 0
+UNCORRECTED, CORRECTED = MEMORY_ERROR_TYPE_UNCORRECTED, 0
+ECC_OFF = "ECC is off on this GPU"
 FIELD_MEMORY_TEMP = 82
 EVENT_TYPE_XID = 0x8
 ERROR_TIMEOUT = 10
@@ -194,6 +195,8 @@ class WatchedGpu:
     #: The GPU's maximum operating temperature (DCGM's DCGM_FI_DEV_GPU_MAX_OP_TEMP) and its memory's.
     gpu_max_c: int | NA = NA()
     memory_max_c: int | NA = NA()
+    #: ECC on: only then are its error counts read (GeForce has no ECC; with ECC off the counts mean nothing).
+    ecc_mode: bool | NA = NA()
     #: True when its Xid events are watched; NA saying why not.
     xid_events: bool | NA = NA()
     #: Why it is not read at all (the driver refused to open it to this user); None when it is.
@@ -496,6 +499,7 @@ class Sampler:
 
         try:
             pci = q("nvmlDeviceGetPciInfo")
+            ecc = q("nvmlDeviceGetEccMode")
             watched = WatchedGpu(
                 index=index,
                 name=as_text(q("nvmlDeviceGetName")),
@@ -505,6 +509,7 @@ class Sampler:
                 shutdown_c=q("nvmlDeviceGetTemperatureThreshold", THRESHOLD_SHUTDOWN),
                 gpu_max_c=q("nvmlDeviceGetTemperatureThreshold", THRESHOLD_GPU_MAX),
                 memory_max_c=q("nvmlDeviceGetTemperatureThreshold", THRESHOLD_MEM_MAX),
+                ecc_mode=ecc if isinstance(ecc, NA) else bool(ecc[0]),
             )
         except GpuLost as exc:
             return _Open(WatchedGpu(index=index), handle, lost_error=str(exc))
@@ -569,6 +574,11 @@ class Sampler:
         def q(name: str, *args: Any) -> Any:
             return read(name, gpu.handle, *args)
 
+        def ecc(kind: int) -> int | NA:
+            if watched.ecc_mode is True:
+                return q("nvmlDeviceGetTotalEccErrors", kind, VOLATILE_ECC)
+            return watched.ecc_mode if isinstance(watched.ecc_mode, NA) else NA(ECC_OFF)
+
         try:
             util = q("nvmlDeviceGetUtilizationRates")
             rows = q("nvmlDeviceGetRemappedRows")
@@ -586,8 +596,8 @@ class Sampler:
                 utilization_gpu_pct=util if isinstance(util, NA) else util.gpu,
                 utilization_memory_pct=util if isinstance(util, NA) else util.memory,
                 clocks_event_reasons=clocks_event_reasons(q),
-                ecc_volatile_uncorrected=q("nvmlDeviceGetTotalEccErrors", MEMORY_ERROR_TYPE_UNCORRECTED, VOLATILE_ECC),
-                ecc_volatile_corrected=q("nvmlDeviceGetTotalEccErrors", MEMORY_ERROR_TYPE_CORRECTED, VOLATILE_ECC),
+                ecc_volatile_uncorrected=ecc(UNCORRECTED),
+                ecc_volatile_corrected=ecc(CORRECTED),
                 rows_remapped_correctable=rows if isinstance(rows, NA) else rows[0],
                 rows_remapped_uncorrectable=rows if isinstance(rows, NA) else rows[1],
                 row_remap_pending=rows if isinstance(rows, NA) else bool(rows[2]),
