@@ -472,7 +472,11 @@ def _throttle_words(live: Sequence[Sample], found: Sequence[Episode], reasons: S
     before = _median([s.sm_clock_mhz for s in live if s.t_s < first.start_s and available(s.sm_clock_mhz)])
     slowed = _median([s.sm_clock_mhz for s in during if available(s.sm_clock_mhz)])
     if before and slowed is not None:
-        text += f"; SM clock {before:.0f} → {slowed:.0f} MHz ({(slowed - before) / before * 100:+.0f} %)"
+        change = (slowed - before) / before
+        if abs(change) < 0.01:
+            text += f"; SM clock held at {before:.0f} MHz"
+        else:
+            text += f"; SM clock {before:.0f} → {slowed:.0f} MHz ({change * 100:+.0f} %)"
     return text
 
 

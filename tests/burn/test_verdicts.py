@@ -1,0 +1,334 @@
+"""The burn-in's verdicts, exactly: from timelines the sampler took over the fake NVML's burn scenarios (a whole
+10-minute run on the fake clock, in a fraction of a second), and from hand-built timelines at the edges of
+each rule."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from envcheck.burn.verdicts import RULES, Limits, Rule, Timeline, episodes, judge, summarize
+from envcheck.core.model import NA, Status, Verdict
+from envcheck.probes.telemetry import Point, Sample, Sampler
+from tests import fakenvml
+
+#: Fake seconds between the sampler's rounds over a scenario.
+STEP_S = 5.0
+#: What each GPU's worker does per MHz of SM clock: its throughput follows its clocks, as a matmul's does.
+TFLOPS_PER_MHZ = 0.4
+
+
+def burn(nvml, scenario: str, *, checked: int = 100, mismatches: dict | None = None) -> Timeline:
+    """Run ``scenario`` for its 10 minutes on its clock; each GPU's throughput follows its SM clock."""
+    lib = nvml(scenario)
+    sampler = Sampler(clock=lib.clock, host=False)
+    sampler.open()
+    while lib.clock() <= fakenvml.BURN_RUN_S:
+        for sample in sampler.sample():
+            if not sample.lost:
+                sampler.record(sample.device, sample.sm_clock_mhz * TFLOPS_PER_MHZ, sample.t_s)
+        lib.clock.advance(STEP_S)
+    sampler.close()
+    counts = {i: checked for i in range(len(lib.gpus))}
+    return Timeline.from_telemetry(sampler.telemetry(), mismatches=mismatches or {}, checked=counts)
+
+
+def verdicts(timeline: Timeline, limits: Limits | None = None) -> dict[str, tuple[str, str]]:
+    return {r.id: (r.status.value, r.summary) for r in judge(timeline, limits)}
+
+
+def problems(timeline: Timeline) -> dict[str, tuple[str, str]]:
+    return {k: v for k, v in verdicts(timeline).items() if v[0] != "ok"}
+
+
+# -- over the fake NVML's scenarios ---------------------------------------------------------------------------
+
+
+def test_a_healthy_run_passes_every_rule_and_a_power_cap_is_no_slowdown(nvml):
+    timeline = burn(nvml, "burn_healthy_8gpu")
+    results = judge(timeline)
+    assert [r.id for r in results] == [
+        "burn.mismatch",
+        "burn.lost",
+        "burn.xid",
+        "burn.ecc",
+        "burn.row_remap",
+        "burn.throttle",
+        "burn.siblings",
+        "burn.decay",
+        "burn.temperature",
+        "burn.pcie_replay",
+    ]
+    assert all(r.status is Status.OK and r.fix is None for r in results), [(r.id, r.summary) for r in results]
+    said = verdicts(timeline)
+    assert said["burn.mismatch"][1] == "every result matched (800 checked)"
+    assert said["burn.temperature"][1] == "hottest 68 °C, more than 5 °C below slowdown"
+    assert said["burn.siblings"][1] == (
+        "every device within 10 % of its siblings (throughput, SM clock, over the last 60 s)"
+    )
+    # GPU 0 ran at its power cap from 3:20 to 3:50: seen, and not a failure.
+    assert any(s.reasons == ("sw_power_cap",) for s in timeline.samples[0])
+
+
+def test_throttle_after_warmup_names_when_for_how_long_and_what_the_clock_did(nvml):
+    timeline = burn(nvml, "burn_throttle_after_warmup")
+    assert problems(timeline) == {
+        "burn.throttle": (
+            "fail",
+            "GPU 2: HW thermal slowdown from 7:00 to the end of the run (3.0 min), at 87 °C; "
+            "SM clock 1980 → 1386 MHz (-30 %)",
+        ),
+        "burn.siblings": (
+            "fail",
+            "GPU 2: throughput 554 TFLOP/s, 30 % below its siblings' median 792 TFLOP/s; "
+            "SM clock 1386 MHz, 30 % below its siblings' median 1980 MHz",
+        ),
+        "burn.decay": ("warn", "GPU 2: 792 → 554 TFLOP/s from the first minute to the last (-30 %)"),
+        "burn.temperature": ("warn", "GPU 2: 87 °C at 6:55, at its 87 °C slowdown threshold"),
+    }
+    throttle = next(r for r in judge(timeline) if r.id == "burn.throttle")
+    assert throttle.fix.text.startswith("Thermal slowdown: check the cooling") and "PSU" not in throttle.fix.text
+    assert throttle.details["devices"]["2"]["episodes"] == [
+        {"start_s": 420.0, "duration_s": 180.0, "reasons": ["hw_thermal"], "to_end": True}
+    ]
+
+
+def test_a_temperature_that_climbs_warns_before_it_throttles(nvml):
+    assert problems(burn(nvml, "burn_temperature_climbs")) == {
+        "burn.temperature": (
+            "warn",
+            "GPU 5: 84 °C at 9:55, 3 °C below its 87 °C slowdown threshold; "
+            "its memory 91 °C at 9:55, 4 °C below its 95 °C maximum memory temperature",
+        )
+    }
+
+
+def test_xids_and_a_gpu_that_falls_off_the_bus(nvml):
+    timeline = burn(nvml, "burn_xid")
+    said = problems(timeline)
+    assert said == {
+        "burn.lost": ("fail", "GPU 6: lost at 7:30 (GPU is lost)"),
+        "burn.xid": (
+            "fail",
+            "GPU 1: Xid 48 at 5:00 (double-bit ECC error); GPU 6: Xid 79 at 7:30 (GPU has fallen off the bus)",
+        ),
+    }
+    xid = next(r for r in judge(timeline) if r.id == "burn.xid")
+    assert xid.fix.text.startswith("Drain the node") and "dmesg" in xid.fix.command
+    # The lost GPU's throughput stopped with it; it is not called slow for it.
+    assert summarize(timeline)[6].lost and summarize(timeline)[6].sm_clock_mhz is None
+
+
+def test_ecc_errors_that_appear_mid_run(nvml):
+    timeline = burn(nvml, "burn_ecc_midrun")
+    assert problems(timeline) == {"burn.ecc": ("fail", "GPU 3: 2 new uncorrected ECC errors, the first at 4:00")}
+    ecc = next(r for r in judge(timeline) if r.id == "burn.ecc")
+    assert ecc.details["devices"]["3"] == {"before": 0, "after": 2, "first_new_at_s": 240.0}
+    assert ecc.fix.command == "nvidia-smi -q -d ECC,ROW_REMAPPER"
+
+
+def test_a_row_remap_that_becomes_pending(nvml):
+    timeline = burn(nvml, "burn_row_remap_pending")
+    assert problems(timeline) == {
+        "burn.row_remap": ("fail", "GPU 4: row remap pending since 3:00: a GPU reset applies it")
+    }
+    fix = next(r for r in judge(timeline) if r.id == "burn.row_remap").fix
+    assert "RMA" not in fix.text and fix.command == "nvidia-smi -q -d ROW_REMAPPER"
+
+
+def test_a_power_capped_sibling_is_slow_without_a_slowdown_reason(nvml):
+    assert problems(burn(nvml, "burn_power_capped_sibling")) == {
+        "burn.siblings": (
+            "fail",
+            "GPU 7: throughput 640 TFLOP/s, 19 % below its siblings' median 792 TFLOP/s; "
+            "SM clock 1600 MHz, 19 % below its siblings' median 1980 MHz",
+        )
+    }
+
+
+def test_mismatches_fail_and_name_the_device(nvml):
+    timeline = burn(nvml, "burn_healthy_8gpu", mismatches={5: 3})
+    assert problems(timeline) == {
+        "burn.mismatch": ("fail", "GPU 5: 3 of 100 results did not match the reference"),
+    }
+
+
+def test_without_xid_events_the_rule_skips_and_says_why(nvml):
+    lib_gpus = nvml("burn_healthy_8gpu").gpus
+    for gpu in lib_gpus:
+        gpu.xid_events = False
+    sampler = Sampler(clock=lambda: 0.0, host=False)
+    sampler.open()
+    sampler.sample()
+    sampler.close()
+    said = verdicts(Timeline.from_telemetry(sampler.telemetry()))
+    assert said["burn.xid"] == (
+        "skip",
+        "Xid events not available from this driver (not supported by this GPU or driver): read the driver's log",
+    )
+
+
+def test_the_results_are_strict_json(nvml):
+    results = judge(burn(nvml, "burn_throttle_after_warmup"))
+    text = json.dumps([r.to_json() for r in results], allow_nan=False)
+    assert '"burn.throttle"' in text
+
+
+# -- hand-built timelines: the edges of each rule ------------------------------------------------------------
+
+
+def gpu(device: int, t_s: float, **kw) -> Sample:
+    defaults = {
+        "sm_clock_mhz": 1980,
+        "temperature_c": 60,
+        "slowdown_c": 87,
+        "clocks_event_reasons": 0,
+        "ecc_volatile_uncorrected": 0,
+        "xids": (),
+    }
+    return Sample(device, t_s, **{**defaults, **kw})
+
+
+def series(device: int, n: int, step: float = 1.0, **changes) -> list[Sample]:
+    """``n`` samples, ``step`` apart; ``changes`` maps a field to ``{from_index: value}``."""
+    out = []
+    for k in range(n):
+        kw = {}
+        for name, schedule in changes.items():
+            for start, value in sorted(schedule.items()):
+                if k >= start:
+                    kw[name] = value
+        out.append(gpu(device, k * step, **kw))
+    return out
+
+
+def test_throttle_episodes_start_end_and_a_blip_lasts_one_interval():
+    samples = series(0, 10, clocks_event_reasons={2: 0x8, 4: 0, 7: 0x80 | 0x4})
+    found = episodes(samples)
+    assert [(e.start_s, e.end_s, e.reasons, e.to_end) for e in found] == [
+        (2.0, 4.0, ("hw_slowdown",), False),
+        (7.0, 9.0, ("hw_power_brake",), True),
+    ]
+    blip = episodes(series(0, 5, clocks_event_reasons={4: 0x40}))
+    assert [(e.start_s, e.duration_s) for e in blip] == [(4.0, 1.0)]
+    said = verdicts(Timeline(samples={0: samples}))["burn.throttle"]
+    assert said == ("fail", "GPU 0: HW slowdown (power brake or overheating signalled by the board), HW power brake "
+                    "(external power supply signal) 2 times, first at 0:02, 4 s in all, at 60 °C; "
+                    "SM clock held at 1980 MHz")  # fmt: skip
+
+
+def test_the_sw_power_cap_and_idle_are_not_slowdowns():
+    samples = series(0, 10, clocks_event_reasons={0: 0x1 | 0x4 | 0x10})
+    assert episodes(samples) == []
+    assert verdicts(Timeline(samples={0: samples}))["burn.throttle"][0] == "ok"
+
+
+def test_siblings_ten_percent_is_the_line():
+    def timeline(slow: float) -> Timeline:
+        points = {k: [Point(t, 100.0) for t in range(10)] for k in range(3)}
+        points[2] = [Point(t, slow) for t in range(10)]
+        return Timeline(throughput=points)
+
+    assert verdicts(timeline(90.0))["burn.siblings"][0] == "ok"
+    assert verdicts(timeline(89.0))["burn.siblings"] == (
+        "fail",
+        "GPU 2: throughput 89 TFLOP/s, 11 % below its siblings' median 100 TFLOP/s",
+    )
+    assert verdicts(Timeline(throughput={0: [Point(0, 1.0)]}))["burn.siblings"][0] == "skip"
+
+
+def test_siblings_are_compared_within_their_model_and_over_the_steady_state():
+    # Two H100s and a slower L40S: the L40S is not called slow. GPU 1 was slow only in its first minute.
+    clocks = {0: [1980] * 200, 1: [1500] * 60 + [1980] * 140, 2: [1400] * 200}
+    samples = {d: [gpu(d, float(t), sm_clock_mhz=c) for t, c in enumerate(v)] for d, v in clocks.items()}
+    models = {0: "NVIDIA H100 80GB HBM3", 1: "NVIDIA H100 80GB HBM3", 2: "NVIDIA L40S"}
+    assert verdicts(Timeline(samples=samples, models=models))["burn.siblings"][0] == "ok"
+    assert verdicts(Timeline(samples=samples))["burn.siblings"][0] == "fail"
+
+
+def test_decay_compares_the_first_minute_with_the_last():
+    def timeline(end: float) -> Timeline:
+        return Timeline(throughput={"cpu": [Point(float(t), 100.0 if t < 300 else end) for t in range(600)]})
+
+    assert verdicts(timeline(90.0))["burn.decay"][0] == "ok"
+    assert verdicts(timeline(85.0))["burn.decay"] == (
+        "warn",
+        "cpu: 100 → 85 TFLOP/s from the first minute to the last (-15 %)",
+    )
+    # A short run compares its halves.
+    short = Timeline(throughput={0: [Point(0.0, 100.0), Point(10.0, 100.0), Point(20.0, 50.0), Point(30.0, 50.0)]})
+    assert verdicts(short)["burn.decay"] == ("warn", "GPU 0: 100 → 50 TFLOP/s from the first 15 s to the last (-50 %)")
+    assert verdicts(Timeline())["burn.decay"][0] == "skip"
+
+
+def test_temperature_margin_is_five_degrees():
+    def peak(c: int) -> str:
+        return verdicts(Timeline(samples={0: series(0, 5, temperature_c={3: c})}))["burn.temperature"][0]
+
+    assert (peak(81), peak(82), peak(90)) == ("ok", "warn", "warn")
+    hot = Timeline(samples={0: series(0, 5, temperature_c={3: 90})})
+    assert verdicts(hot)["burn.temperature"][1] == "GPU 0: 90 °C at 0:03, 3 °C above its 87 °C slowdown threshold"
+    assert verdicts(hot, Limits(temperature_margin_c=2))["burn.temperature"][0] == "warn"
+    cool = Timeline(samples={0: series(0, 5, temperature_c={3: 83})})
+    assert verdicts(cool, Limits(temperature_margin_c=2))["burn.temperature"][0] == "ok"
+
+
+def test_ecc_already_counted_before_the_run_is_not_new():
+    samples = series(0, 5, ecc_volatile_uncorrected={0: 4})
+    assert verdicts(Timeline(samples={0: samples}))["burn.ecc"] == ("ok", "no new uncorrected ECC errors")
+    no_ecc = series(0, 3, ecc_volatile_uncorrected={0: NA("ECC is off on this GPU")})
+    assert verdicts(Timeline(samples={0: no_ecc}))["burn.ecc"] == ("ok", "ECC not available on these GPUs")
+
+
+def test_row_remap_pending_before_the_run_and_failed():
+    pending = series(0, 3, row_remap_pending={0: True})
+    failed = series(1, 3, row_remap_failed={1: True})
+    results = {r.id: r for r in judge(Timeline(samples={0: pending, 1: failed}))}
+    remap = results["burn.row_remap"]
+    assert remap.summary == (
+        "GPU 0: row remap pending since before the run: a GPU reset applies it; "
+        "GPU 1: row remapping failed since 0:01: the GPU has run out of spare rows"
+    )
+    assert remap.fix.text.endswith("A failed row remap means the GPU needs an RMA.")
+
+
+def test_pcie_replays_over_dcgm_s_limit_warn():
+    def rise(n: int) -> str:
+        return verdicts(Timeline(samples={0: series(0, 3, pcie_replay={0: 10, 2: 10 + n})}))["burn.pcie_replay"][0]
+
+    assert (rise(80), rise(81)) == ("ok", "warn")
+
+
+def test_a_cpu_burn_skips_the_gpu_rules():
+    timeline = Timeline(throughput={"cpu": [Point(float(t), 1.0) for t in range(10)]}, checked={"cpu": 10})
+    said = verdicts(timeline)
+    assert said["burn.mismatch"] == ("ok", "every result matched (10 checked)")
+    for rule_id in ("burn.lost", "burn.xid", "burn.ecc", "burn.row_remap", "burn.throttle", "burn.temperature"):
+        assert said[rule_id] == ("skip", "no GPU telemetry (a CPU burn, or NVML not available)")
+    assert said["burn.siblings"][0] == "skip" and said["burn.decay"][0] == "ok"
+
+
+def test_a_rule_that_raises_is_a_crash_of_its_own(monkeypatch):
+    def broken(timeline: Timeline, limits: Limits) -> Verdict:
+        raise ZeroDivisionError("division by zero\nmore")
+
+    monkeypatch.setitem(RULES._items, "burn.zz_broken", Rule("burn.zz_broken", "Broken", broken, ""))
+    results = {r.id: r for r in judge(Timeline())}
+    assert results["burn.zz_broken"].status is Status.CRASH
+    assert results["burn.zz_broken"].summary == "ZeroDivisionError: division by zero"
+    assert results["burn.mismatch"].status is Status.SKIP
+
+
+def test_summary_is_the_steady_state_of_the_last_window():
+    samples = series(0, 200, sm_clock_mhz={0: 1980, 150: 1400}, temperature_c={0: 60, 100: 80, 150: 70})
+    points = [Point(float(t), 800.0 if t < 150 else 600.0) for t in range(200)]
+    summary = summarize(Timeline(samples={0: samples}, throughput={0: points}))[0]
+    assert (summary.sm_clock_mhz, summary.temperature_c, summary.temperature_peak_c) == (1400, 70, 80)
+    assert (summary.throughput, summary.window_s, summary.samples, summary.lost) == (600.0, 60.0, 200, False)
+    assert summary.to_json()["device"] == 0
+
+
+@pytest.mark.parametrize("scenario", [name for name in fakenvml.SCENARIOS if name.startswith("burn_")])
+def test_every_burn_scenario_judges_without_a_crash(nvml, scenario):
+    assert all(r.status is not Status.CRASH for r in judge(burn(nvml, scenario)))
