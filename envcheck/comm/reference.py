@@ -54,20 +54,21 @@ LINKS: dict[str, Link] = {
 
 #: GPU model (as torch and NVML name it) -> the fabric its GPUs share in an 8-GPU baseboard.
 MODELS: dict[str, str] = {
-    "nvidia a100-sxm4-40gb": "nvlink3",
-    "nvidia a100-sxm4-80gb": "nvlink3",
-    "nvidia h100 80gb hbm3": "nvlink4",
-    "nvidia h100 sxm5 80gb": "nvlink4",
-    "nvidia h200": "nvlink4",
-    "nvidia h800": "nvlink4_h800",
-    "nvidia b200": "nvlink5",
-    "nvidia l40s": "pcie4",
-    "nvidia l40": "pcie4",
-    "nvidia l4": "pcie4",
-    "nvidia a10": "pcie4",
-    "nvidia a10g": "pcie4",
-    "nvidia rtx 6000 ada generation": "pcie4",
+    "NVIDIA A100-SXM4-40GB": "nvlink3",
+    "NVIDIA A100-SXM4-80GB": "nvlink3",
+    "NVIDIA H100 80GB HBM3": "nvlink4",
+    "NVIDIA H100 SXM5 80GB": "nvlink4",
+    "NVIDIA H200": "nvlink4",
+    "NVIDIA H800": "nvlink4_h800",
+    "NVIDIA B200": "nvlink5",
+    "NVIDIA L40S": "pcie4",
+    "NVIDIA L40": "pcie4",
+    "NVIDIA L4": "pcie4",
+    "NVIDIA A10": "pcie4",
+    "NVIDIA A10G": "pcie4",
+    "NVIDIA RTX 6000 Ada Generation": "pcie4",
 }
+_BY_NAME = {name.casefold(): link for name, link in MODELS.items()}
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ def fabric_of(models: Iterable[str | None], hosts: int) -> Link | None:
     names = {str(m).strip().casefold() for m in listed}
     if len(names) != 1:
         return None
-    link = MODELS.get(names.pop())
+    link = _BY_NAME.get(names.pop())
     return LINKS[link] if link else None
 
 

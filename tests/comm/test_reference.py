@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from envcheck.comm.reference import LINKS, MODELS, TYPICAL, fabric_of, references, typical_for
+
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_an_8_gpu_h200_node_is_nvlink4_with_both_references():
@@ -74,3 +78,20 @@ def test_the_reports_show_each_peak_against_the_references():
 
 def test_cpu_ranks_have_no_fabric():
     assert references({"all_reduce": 0.1}, [None, None], hosts=1) is None
+
+
+def markdown_tables() -> str:
+    """The reference tables as README.md shows them."""
+    rows = ["| fabric | line rate per direction | GPUs | source |", "|---|---|---|---|"]
+    for link in LINKS.values():
+        models = ", ".join(f"`{m}`" for m, k in MODELS.items() if k == link.id) or "—"
+        rows.append(f"| {link.title} | {link.line_rate_gb_s:g} GB/s | {models} | {link.source} |")
+    rows += ["", "| fabric | ops | typical busbw | when | source |", "|---|---|---|---|---|"]
+    for t in TYPICAL:
+        ops = ", ".join("every other op" if op == "*" else f"`{op}`" for op in t.ops)
+        rows.append(f"| {LINKS[t.link].title} | {ops} | {t.busbw_gb_s:g} GB/s | {t.what} | {t.source} |")
+    return "\n".join(rows)
+
+
+def test_the_readme_shows_the_reference_tables_as_they_are():
+    assert markdown_tables() in README.read_text()
