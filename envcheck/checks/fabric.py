@@ -193,7 +193,7 @@ def _driver_words(ctx: Context) -> str:
 # -- checks ---------------------------------------------------------------------------------------------------
 
 
-@check("fabric.nvlink", "NVLinks up, error counters still")
+@check("fabric.nvlink", "NVLinks up, error counters not rising")
 def nvlink(ctx: Context) -> Verdict:
     """Every NVLink is up and its error counters (replay, recovery, CRC, ECC) do not rise while watched; a link
     down or counting errors now fails, with the GPU, its bus id and the link number."""

@@ -317,7 +317,7 @@ def test_text_report_shows_the_area_the_finding_and_its_command(nvml):
     lines = result.output.splitlines()
     assert "GPU fabric (NVLink, P2P, topology)" in lines
     assert any(
-        line.strip().startswith("[FAIL]  NVLinks up, error counters still: GPU 3 (00000000:1B:00.0): link 7 down")
+        line.strip().startswith("[FAIL]  NVLinks up, error counters not rising: GPU 3 (00000000:1B:00.0): link 7 down")
         for line in lines
     )
     assert "      run: nvidia-smi nvlink -s -i 3" in lines
