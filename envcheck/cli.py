@@ -315,10 +315,12 @@ def lab_spec_checks(spec_path: str | None) -> list[CheckSpec]:
 
 def _register_subcommands() -> None:
     from envcheck.bench.cli import bench
+    from envcheck.burn.cli import burn
     from envcheck.comm.cli import comm
 
     main.add_command(bench)
     main.add_command(comm)
+    main.add_command(burn)
 
 
 _register_subcommands()

@@ -19,6 +19,11 @@ A worker that fails becomes that device's error results, and only that device's:
 The case it was in gets that reason, the cases it never reached get "not run: ..." (both ``crash``),
 and every result it reported before is kept. Ctrl-C kills every worker and keeps what finished, as a
 run stopped early (no error results are made up for it).
+
+The supervision itself (start, read, deadlines, last words, the kill, how a worker ended) knows nothing of
+benchmarks: :class:`Child` is one worker process of any kind and :func:`supervise` runs a list of them, so
+``envcheck burn``'s workers (envcheck.burn) are supervised by the same code. A kind of worker subclasses
+:class:`Child` with what its events mean and what it was doing when it failed.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,20 +100,23 @@ class FanOut:
 
 
 @dataclass
-class _Worker:
-    """One job's worker while it runs: its process, its stream, and what it has said."""
+class Child:
+    """One worker process while it runs: the supervision's state, whatever the kind of worker.
 
-    job: Job
+    ``module`` runs as ``python -m module PARENT_PID PAYLOAD_JSON`` under ``CUDA_VISIBLE_DEVICES=visible``;
+    every line of its stdout that starts with ``mark`` is one JSON event, handed to :meth:`on_event`.
+    Until its first event moves :attr:`deadline`, it has ``startup_s`` to say something."""
+
+    name: str
+    module: str
+    payload: dict[str, Any]
+    visible: str
+    startup_s: float
+    mark: str = worker.MARK
     process: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     deadline: float = 0.0
-    #: (benchmark id, label, dtype) by suite position: the worker's own plan once it sent it.
-    cases: dict[int, tuple[str, str, str | None]] = field(default_factory=dict)
-    planned: bool = False
-    results: dict[int, BenchResult] = field(default_factory=dict)
-    running: int | None = None  # the position of the case in progress
     stage: str | None = None
-    described: DeviceInfo | None = None
     import_s: float | None = None
     error: str | None = None
     done: bool = False
@@ -120,202 +128,42 @@ class _Worker:
     stderr: bytes = b""
     open_fds: set[int] = field(default_factory=set)
 
-    def __post_init__(self) -> None:
-        self.cases = {i: (bench_id, label, None) for i, (bench_id, label) in enumerate(self.job.cases)}
+    def on_event(self, event: dict[str, Any], now: float) -> None:
+        """What a kind of worker does with one of its events (move :attr:`deadline` as it progresses)."""
+        kind = event.get("event")
+        if kind == "stage":
+            self.stage = event.get("stage")
+            self.import_s = event.get("import_s", self.import_s)
+        elif kind == "error":
+            self.error = str(event.get("error"))
+        elif kind == "done":
+            self.done = True
+
+    def limit_s(self) -> float:
+        """The silence it is allowed at this point (named when it goes past it)."""
+        return self.startup_s
+
+    def doing(self) -> str:
+        """What it was doing, for "worker crashed with SIGSEGV during ..."."""
+        return {
+            None: "the start of the Python interpreter",
+            "import": "import torch",
+        }.get(self.stage, str(self.stage))
+
+    def failure(self) -> str | None:
+        """Why it did not finish its work, in one line; None when it did (``done``)."""
+        return None if self.done and self.error is None else ended_words(self)
 
 
-def run(
-    jobs: Sequence[Job],
-    *,
-    progress: Progress | None = None,
-    env: Mapping[str, str] | None = None,
-    serial: bool = False,
-    python: str | None = None,
-) -> FanOut:
-    """Run every job in its own worker (one at a time with ``serial``) and merge what they report."""
-    progress = progress or Progress()
-    base_env = dict(os.environ if env is None else env)
-    python = python or sys.executable
-    began = time.monotonic()
-    waiting = [_Worker(job) for job in jobs]
-    everyone = list(waiting)
-    running: list[_Worker] = []
-    selector = selectors.DefaultSelector()
-    interrupted = False
-    try:
-        while waiting or running:
-            while waiting and (not serial or not running):
-                w = waiting.pop(0)
-                running.append(w)  # before it starts: a Ctrl-C from here on stops it too
-                _start(w, selector, base_env, python)
-                if w.process is None:
-                    running.remove(w)
-                    _finish(w, progress)
-            for key, _ in selector.select(_timeout(running)):
-                _read(key.data, key.fd, selector, progress)
-            now = time.monotonic()
-            for w in list(running):
-                if _watch(w, now, selector):
-                    running.remove(w)
-                    _finish(w, progress)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        for w in running:  # only after Ctrl-C (or a bug): stop them, keep what they finished
-            if w.process is not None:
-                proc.kill_group(w.process)
-                proc.wait(w.process, DRAIN_S)
-            w.ended = w.ended or time.monotonic()
-        selector.close()
-    return _merge(everyone, began, interrupted)
-
-
-def _start(w: _Worker, selector: selectors.BaseSelector, base_env: dict[str, str], python: str) -> None:
-    env = {**base_env, VISIBLE: w.job.visible}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [base_env.get("PYTHONPATH"), PACKAGE_ROOT]))
-    argv = [python, "-m", "envcheck.bench.worker", str(os.getpid()), json.dumps(w.job.to_json())]
-    w.started = time.monotonic()
-    w.deadline = w.started + w.job.startup_s
-    try:
-        w.process = proc.start(argv, env=env)
-    except OSError as exc:
-        w.error = f"the worker could not be started ({exc})"
-        w.ended = time.monotonic()
-        return
-    assert w.process.stdout is not None and w.process.stderr is not None
-    for pipe in (w.process.stdout, w.process.stderr):
-        os.set_blocking(pipe.fileno(), False)
-        selector.register(pipe.fileno(), selectors.EVENT_READ, w)
-        w.open_fds.add(pipe.fileno())
-
-
-def _timeout(running: list[_Worker]) -> float:
-    if not running:
-        return 0.02
-    soonest = min(w.deadline for w in running)
-    return max(0.02, min(TICK_S, soonest - time.monotonic()))
-
-
-def _read(w: _Worker, fd: int, selector: selectors.BaseSelector, progress: Progress) -> None:
-    try:
-        chunk = os.read(fd, 65536)
-    except BlockingIOError:
-        return
-    except OSError:
-        chunk = b""
-    if not chunk:
-        selector.unregister(fd)
-        w.open_fds.discard(fd)
-        return
-    assert w.process is not None and w.process.stdout is not None
-    if fd != w.process.stdout.fileno():
-        w.stderr = (w.stderr + chunk)[-STDERR_KEEP:]
-        return
-    w.buffer += chunk
-    *lines, w.buffer = w.buffer.split(b"\n")
-    for line in lines:
-        text = line.decode(errors="replace")
-        if text.startswith(worker.MARK):
-            try:
-                event = json.loads(text[len(worker.MARK) :])
-            except ValueError:
-                continue  # a line cut short by a crash
-            _on_event(w, event, progress)
-
-
-def _on_event(w: _Worker, event: dict[str, Any], progress: Progress) -> None:
-    kind = event.get("event")
-    now = time.monotonic()
-    if kind == "stage":
-        w.stage = event.get("stage")
-        w.import_s = event.get("import_s", w.import_s)
-    elif kind == "device":
-        w.described = DeviceInfo.from_json(event["device"])
-    elif kind == "plan":
-        w.cases = {i: (bench_id, label, dtype) for i, (bench_id, label, dtype) in enumerate(event["cases"])}
-        w.planned = True
-        w.deadline = now + w.job.case_s
-    elif kind == "started":
-        w.running = int(event["position"])
-        w.deadline = now + w.job.case_s
-        bench_id, label, _ = w.cases[w.running]
-        progress.started(len(w.results), len(w.cases), bench_id, label, w.job.device.name)
-    elif kind == "finished":
-        result = BenchResult.from_json(event["result"])
-        w.results[int(event["position"])] = result
-        w.running = None
-        w.deadline = now + w.job.case_s
-        progress.finished(result)
-    elif kind == "error":
-        w.error = str(event.get("error"))
-    elif kind == "done":
-        w.done = True
-        w.deadline = now + w.job.case_s
-
-
-def _watch(w: _Worker, now: float, selector: selectors.BaseSelector) -> bool:
-    """Enforce the deadline and notice the end; True once the worker is over and its pipes are read."""
-    assert w.process is not None
-    if w.exited is None and w.process.poll() is not None:
-        w.exited = now
-    if w.exited is not None:
-        if w.open_fds and now - w.exited < DRAIN_S:
-            return False
-        for fd in list(w.open_fds):  # a helper it started still holds them: give up on its output
-            selector.unregister(fd)
-            w.open_fds.discard(fd)
-        ended = proc.wait(w.process, DRAIN_S)  # kills what it left in its group; forgets it
-        w.stderr = (w.stderr + ended.stderr.encode())[-STDERR_KEEP:]
-        w.ended = now
-        return True
-    if w.dumped is None and now >= w.deadline:
-        w.hung_after = w.job.startup_s if w.running is None and not w.planned else w.job.case_s
-        w.dumped = now
-        if worker.DUMP_SIGNAL is not None:
-            try:
-                w.process.send_signal(worker.DUMP_SIGNAL)
-            except OSError:
-                pass
-    elif w.dumped is not None and now >= w.dumped + proc.LAST_WORDS_S:
-        proc.kill_group(w.process)
-    return False
-
-
-def _finish(w: _Worker, progress: Progress) -> None:
-    """Turn what a failed worker did not report into its device's error results (and show them)."""
-    reason = _failure(w)
-    if reason is None:
-        return
-    w.error = reason
-    for position in sorted(w.cases):
-        if position in w.results:
-            continue
-        bench_id, label, dtype = w.cases[position]
-        words = reason if position == w.running or (w.running is None and not w.results) else f"not run: {reason}"
-        result = BenchResult(
-            bench_id,
-            label,
-            label,
-            w.job.device.name,
-            (w.described or w.job.device).model,
-            dtype,
-            Status.CRASH,
-            reason=words,
-        )
-        w.results[position] = result
-        progress.finished(result)
-
-
-def _failure(w: _Worker) -> str | None:
-    """Why the worker did not report every case, in one line; None when it did."""
+def ended_words(w: Child) -> str:
+    """How a worker that did not finish ended, in one line: hung (and where), its own error, killed by a
+    signal (SIGKILL: the OOM killer, in practice), a non-zero status (with its stderr's last line), or gone
+    without a word."""
     if w.process is None:
-        return w.error
-    missing = any(position not in w.results for position in w.cases)
-    if not missing and w.done:
-        return None
+        return w.error or "the worker could not be started"
     where = _where(w.stderr.decode(errors="replace"))
     at = f" (at {where})" if where else ""
-    during = _doing(w)
+    during = w.doing()
     code = w.process.returncode
     if w.hung_after is not None:
         return f"worker hung past its {w.hung_after:g} s deadline during {during}; killed{at}"
@@ -335,18 +183,258 @@ def _failure(w: _Worker) -> str | None:
     return f"worker exited without reporting {during}"
 
 
-def _doing(w: _Worker) -> str:
-    if w.running is not None:
-        bench_id, label, _ = w.cases[w.running]
-        return f"{bench_id} {label}"
-    if w.planned:
-        return "the step between two cases" if w.results else "the start of its first case"
-    return {
-        None: "the start of the Python interpreter",
-        "import": "import torch",
-        "describe": f"the start of CUDA on {w.job.device.name}" if w.job.device.is_cuda else "describing the CPU",
-        "plan": "planning its cases",
-    }.get(w.stage, str(w.stage))
+def supervise(
+    children: Sequence[Child],
+    *,
+    env: Mapping[str, str] | None = None,
+    serial: bool = False,
+    python: str | None = None,
+    finished: Callable[[Child], None] = lambda child: None,
+    tick: Callable[[], None] = lambda: None,
+) -> bool:
+    """Run every child (one at a time with ``serial``) to its end, its deadline or Ctrl-C; ``finished`` is
+    called as each one ends, ``tick`` at least every :data:`TICK_S` (a live display's clock). Returns
+    whether it was interrupted: a KeyboardInterrupt (Ctrl-C, or a signal handler that raises one) kills
+    every child still running, and what they reported so far stays with them."""
+    base_env = dict(os.environ if env is None else env)
+    python = python or sys.executable
+    waiting = list(children)
+    running: list[Child] = []
+    selector = selectors.DefaultSelector()
+    interrupted = False
+    try:
+        while waiting or running:
+            while waiting and (not serial or not running):
+                w = waiting.pop(0)
+                running.append(w)  # before it starts: a Ctrl-C from here on stops it too
+                _start(w, selector, base_env, python)
+                if w.process is None:
+                    running.remove(w)
+                    finished(w)
+            for key, _ in selector.select(_timeout(running)):
+                _read(key.data, key.fd, selector)
+            now = time.monotonic()
+            for w in list(running):
+                if _watch(w, now, selector):
+                    running.remove(w)
+                    finished(w)
+            tick()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        for w in running:  # only after Ctrl-C (or a bug): stop them, keep what they finished
+            if w.process is not None:
+                proc.kill_group(w.process)
+                proc.wait(w.process, DRAIN_S)
+            w.ended = w.ended or time.monotonic()
+        selector.close()
+    return interrupted
+
+
+@dataclass
+class _Worker(Child):
+    """A bench worker: one job's cases, and what it has said of them."""
+
+    job: Job | None = None
+    progress: Progress = field(default_factory=Progress)
+    #: (benchmark id, label, dtype) by suite position: the worker's own plan once it sent it.
+    cases: dict[int, tuple[str, str, str | None]] = field(default_factory=dict)
+    planned: bool = False
+    results: dict[int, BenchResult] = field(default_factory=dict)
+    running: int | None = None  # the position of the case in progress
+    described: DeviceInfo | None = None
+
+    @classmethod
+    def of(cls, job: Job, progress: Progress) -> _Worker:
+        return cls(
+            job.device.name,
+            "envcheck.bench.worker",
+            job.to_json(),
+            job.visible,
+            job.startup_s,
+            job=job,
+            progress=progress,
+            cases={i: (bench_id, label, None) for i, (bench_id, label) in enumerate(job.cases)},
+        )
+
+    @property
+    def the_job(self) -> Job:
+        assert self.job is not None
+        return self.job
+
+    def on_event(self, event: dict[str, Any], now: float) -> None:
+        super().on_event(event, now)
+        kind = event.get("event")
+        job = self.the_job
+        if kind == "device":
+            self.described = DeviceInfo.from_json(event["device"])
+        elif kind == "plan":
+            self.cases = {i: (bench_id, label, dtype) for i, (bench_id, label, dtype) in enumerate(event["cases"])}
+            self.planned = True
+            self.deadline = now + job.case_s
+        elif kind == "started":
+            self.running = int(event["position"])
+            self.deadline = now + job.case_s
+            bench_id, label, _ = self.cases[self.running]
+            self.progress.started(len(self.results), len(self.cases), bench_id, label, job.device.name)
+        elif kind == "finished":
+            result = BenchResult.from_json(event["result"])
+            self.results[int(event["position"])] = result
+            self.running = None
+            self.deadline = now + job.case_s
+            self.progress.finished(result)
+        elif kind == "done":
+            self.deadline = now + job.case_s
+
+    def limit_s(self) -> float:
+        return self.the_job.startup_s if self.running is None and not self.planned else self.the_job.case_s
+
+    def doing(self) -> str:
+        if self.running is not None:
+            bench_id, label, _ = self.cases[self.running]
+            return f"{bench_id} {label}"
+        if self.planned:
+            return "the step between two cases" if self.results else "the start of its first case"
+        device = self.the_job.device
+        return {
+            "describe": f"the start of CUDA on {device.name}" if device.is_cuda else "describing the CPU",
+            "plan": "planning its cases",
+        }.get(self.stage or "", super().doing())
+
+    def failure(self) -> str | None:
+        missing = any(position not in self.results for position in self.cases)
+        if not missing and self.done:
+            return None
+        return ended_words(self)
+
+
+def run(
+    jobs: Sequence[Job],
+    *,
+    progress: Progress | None = None,
+    env: Mapping[str, str] | None = None,
+    serial: bool = False,
+    python: str | None = None,
+) -> FanOut:
+    """Run every job in its own worker (one at a time with ``serial``) and merge what they report."""
+    progress = progress or Progress()
+    began = time.monotonic()
+    everyone = [_Worker.of(job, progress) for job in jobs]
+    interrupted = supervise(
+        everyone,
+        env=env,
+        serial=serial,
+        python=python,
+        finished=lambda w: _finish(w, progress),  # type: ignore[arg-type]
+    )
+    return _merge(everyone, began, interrupted)
+
+
+def _start(w: Child, selector: selectors.BaseSelector, base_env: dict[str, str], python: str) -> None:
+    env = {**base_env, VISIBLE: w.visible}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [base_env.get("PYTHONPATH"), PACKAGE_ROOT]))
+    argv = [python, "-m", w.module, str(os.getpid()), json.dumps(w.payload)]
+    w.started = time.monotonic()
+    w.deadline = w.started + w.startup_s
+    try:
+        w.process = proc.start(argv, env=env)
+    except OSError as exc:
+        w.error = f"the worker could not be started ({exc})"
+        w.ended = time.monotonic()
+        return
+    assert w.process.stdout is not None and w.process.stderr is not None
+    for pipe in (w.process.stdout, w.process.stderr):
+        os.set_blocking(pipe.fileno(), False)
+        selector.register(pipe.fileno(), selectors.EVENT_READ, w)
+        w.open_fds.add(pipe.fileno())
+
+
+def _timeout(running: list[Child]) -> float:
+    if not running:
+        return 0.02
+    soonest = min(w.deadline for w in running)
+    return max(0.02, min(TICK_S, soonest - time.monotonic()))
+
+
+def _read(w: Child, fd: int, selector: selectors.BaseSelector) -> None:
+    try:
+        chunk = os.read(fd, 65536)
+    except BlockingIOError:
+        return
+    except OSError:
+        chunk = b""
+    if not chunk:
+        selector.unregister(fd)
+        w.open_fds.discard(fd)
+        return
+    assert w.process is not None and w.process.stdout is not None
+    if fd != w.process.stdout.fileno():
+        w.stderr = (w.stderr + chunk)[-STDERR_KEEP:]
+        return
+    w.buffer += chunk
+    *lines, w.buffer = w.buffer.split(b"\n")
+    for line in lines:
+        text = line.decode(errors="replace")
+        if text.startswith(w.mark):
+            try:
+                event = json.loads(text[len(w.mark) :])
+            except ValueError:
+                continue  # a line cut short by a crash
+            if isinstance(event, dict):
+                w.on_event(event, time.monotonic())
+
+
+def _watch(w: Child, now: float, selector: selectors.BaseSelector) -> bool:
+    """Enforce the deadline and notice the end; True once the worker is over and its pipes are read."""
+    assert w.process is not None
+    if w.exited is None and w.process.poll() is not None:
+        w.exited = now
+    if w.exited is not None:
+        if w.open_fds and now - w.exited < DRAIN_S:
+            return False
+        for fd in list(w.open_fds):  # a helper it started still holds them: give up on its output
+            selector.unregister(fd)
+            w.open_fds.discard(fd)
+        ended = proc.wait(w.process, DRAIN_S)  # kills what it left in its group; forgets it
+        w.stderr = (w.stderr + ended.stderr.encode())[-STDERR_KEEP:]
+        w.ended = now
+        return True
+    if w.dumped is None and now >= w.deadline:
+        w.hung_after = w.limit_s()
+        w.dumped = now
+        if worker.DUMP_SIGNAL is not None:
+            try:
+                w.process.send_signal(worker.DUMP_SIGNAL)
+            except OSError:
+                pass
+    elif w.dumped is not None and now >= w.dumped + proc.LAST_WORDS_S:
+        proc.kill_group(w.process)
+    return False
+
+
+def _finish(w: _Worker, progress: Progress) -> None:
+    """Turn what a failed worker did not report into its device's error results (and show them)."""
+    reason = w.failure()
+    if reason is None:
+        return
+    w.error = reason
+    for position in sorted(w.cases):
+        if position in w.results:
+            continue
+        bench_id, label, dtype = w.cases[position]
+        words = reason if position == w.running or (w.running is None and not w.results) else f"not run: {reason}"
+        result = BenchResult(
+            bench_id,
+            label,
+            label,
+            w.the_job.device.name,
+            (w.described or w.the_job.device).model,
+            dtype,
+            Status.CRASH,
+            reason=words,
+        )
+        w.results[position] = result
+        progress.finished(result)
 
 
 def _where(stderr: str) -> str | None:
@@ -389,7 +477,7 @@ def _merge(workers: list[_Worker], began: float, interrupted: bool) -> FanOut:
         if w.process is not None or w.error is not None:
             infos.append(
                 WorkerInfo(
-                    w.job.device.name,
+                    w.name,
                     w.process.pid if w.process is not None else None,
                     w.started - began,
                     (w.ended or time.monotonic()) - w.started,

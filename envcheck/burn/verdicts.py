@@ -209,7 +209,9 @@ def _judged(
     if not problems:
         return ok(fine, devices=details)
     summary = "; ".join(f"{label(key)}: {words}" for key, words in problems)
-    return severity(summary, fix, command, devices=details)
+    # ``problems`` names the devices the verdict is about, so a report can give each device its own verdicts.
+    named = {str(key): words for key, words in problems}
+    return severity(summary, fix, command, devices=details, problems=named)
 
 
 @rule("burn.mismatch", "Results match the reference")

@@ -8,6 +8,7 @@
 | 74 | the report could not be written (a full disk, ``/dev/full``): sysexits' EX_IOERR |
 | 130 | interrupted (Ctrl-C): what was measured so far is still reported |
 | 141 | the reader of stdout went away (``envcheck doctor | head -1``): the shell's code for SIGPIPE |
+| 143 | stopped by SIGTERM (a scheduler's stop, ``timeout``) where the command stops cleanly and reports (burn) |
 
 The healthcheck speaks Docker's dialect, where only 0 and 1 mean anything: :meth:`ExitCode.for_docker`.
 """
@@ -28,15 +29,21 @@ class ExitCode(enum.IntEnum):
     OUTPUT_ERROR = 74
     INTERRUPTED = 128 + signal.SIGINT
     BROKEN_PIPE = 128 + signal.SIGPIPE
+    TERMINATED = 128 + signal.SIGTERM
 
     def for_docker(self) -> int:
         """Docker reads 0 as healthy, 1 as unhealthy and reserves 2: anything but 0 is unhealthy."""
         return 0 if self is ExitCode.OK else 1
 
 
-def exit_code_for(statuses: Iterable[Status], *, strict: bool = False, interrupted: bool = False) -> ExitCode:
+def exit_code_for(
+    statuses: Iterable[Status], *, strict: bool = False, interrupted: bool = False, terminated: bool = False
+) -> ExitCode:
     """0 without failures (warnings allowed), 1 with any failure or crash; ``strict`` fails warnings too.
-    An interrupted run is 130 whatever it found so far: it did not finish."""
+    An interrupted run is 130 whatever it found so far: it did not finish; 143 when SIGTERM stopped it (the
+    code a process killed by SIGTERM has, so a scheduler sees what it asked for)."""
+    if terminated:
+        return ExitCode.TERMINATED
     if interrupted:
         return ExitCode.INTERRUPTED
     overall = worst(list(statuses))

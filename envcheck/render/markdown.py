@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from envcheck.burn import BURN_SCHEMA
 from envcheck.comm import COMM_SCHEMA
 from envcheck.core.report import BENCH_SCHEMA
 from envcheck.render import RenderOptions, renderer
@@ -37,6 +38,10 @@ def render_markdown(document: dict[str, Any], console: Console, options: RenderO
         from envcheck.render.comm_text import comm_markdown
 
         lines = comm_markdown(document)
+    elif document.get("schema") == BURN_SCHEMA:
+        from envcheck.render.burn_text import burn_markdown
+
+        lines = burn_markdown(document)
     else:
         lines = bench_markdown(document) if document.get("schema") == BENCH_SCHEMA else doctor_markdown(document)
     console.file.write("\n".join(lines) + "\n")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
+from envcheck.burn import BURN_SCHEMA
 from envcheck.comm import COMM_SCHEMA
 from envcheck.core.report import BENCH_SCHEMA
 from envcheck.render import RenderOptions, renderer
@@ -48,6 +49,11 @@ def render_text(document: dict[str, Any], console: Console, options: RenderOptio
         from envcheck.render.comm_text import render_text as render_comm
 
         render_comm(document, console, options)
+        return
+    if document.get("schema") == BURN_SCHEMA:
+        from envcheck.render.burn_text import render_text as render_burn
+
+        render_burn(document, console, options)
         return
     DoctorText(console, verbose=options.verbose).report(document)
 

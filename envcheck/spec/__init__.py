@@ -218,6 +218,26 @@ class CommMinimum:
     min_busbw_gb_s: float
 
 
+#: Throughput units a ``[burn]`` minimum may be written in, as TFLOP/s.
+FLOPS_UNITS = {"GFLOP/s": 1e-3, "TFLOP/s": 1.0, "PFLOP/s": 1e3}
+#: The dtypes ``envcheck burn --dtype`` takes (envcheck.burn.plan.DTYPES).
+BURN_DTYPES = ("bf16", "fp16", "tf32", "fp32")
+
+
+@dataclass(frozen=True)
+class BurnSpec:
+    """What a lab requires of a burn-in (``envcheck burn --spec``): how long it ran uninterrupted, whether a
+    thermal or hardware slowdown is tolerated, and the throughput each device must sustain."""
+
+    #: The burn must have loaded every device at least this long, uninterrupted.
+    min_duration_s: float | None = None
+    #: False: a slowdown fails the spec too; True: the lab tolerates it (``burn.throttle`` only warns);
+    #: None: not said (``burn.throttle`` fails as the burn's own rule does).
+    allow_throttle: bool | None = None
+    #: dtype (None: whatever the run's) -> the steady-state TFLOP/s every device must sustain.
+    min_sustained: dict[str | None, float] = field(default_factory=dict)
+
+
 @dataclass
 class LabSpec:
     path: str
@@ -226,6 +246,7 @@ class LabSpec:
     bench_fraction: float | None = None
     bench: list[BenchMinimum] = field(default_factory=list)
     comm: list[CommMinimum] = field(default_factory=list)
+    burn: BurnSpec | None = None
 
     def get(self, section: str, key: str) -> Any:
         return self.sections.get(section, {}).get(key)
@@ -270,9 +291,12 @@ def parse_spec_text(text: str, path: str, *, table: str | None = None) -> LabSpe
         if section == "comm":
             _parse_comm(spec, body, where)
             continue
+        if section == "burn":
+            spec.burn = _parse_burn(body, where)
+            continue
         known = SCHEMA.get(section)
         if known is None:
-            sections = ", ".join([*SCHEMA, *FREE_SECTIONS, "bench", "comm"])
+            sections = ", ".join([*SCHEMA, *FREE_SECTIONS, "bench", "comm", "burn"])
             raise SpecError(f"{path}: unknown section [{prefix}{name}] (known: {sections})")
         values = {}
         for key, value in body.items():
@@ -325,6 +349,53 @@ def _parse_comm(spec: LabSpec, body: dict[str, Any], where: str) -> None:
         if not isinstance(value, dict) or set(value) != {"min_busbw"}:
             raise SpecError(f"{where} {name}: must be a table {{ min_busbw = '<rate>' }}, got {shown(value)}")
         spec.comm.append(CommMinimum(key, _checked(_rate, value["min_busbw"], f"{where} {name}.min_busbw")))
+
+
+BURN_KEYS = ("min_duration", "allow_throttle", "min_sustained")
+
+
+def _parse_burn(body: dict[str, Any], where: str) -> BurnSpec:
+    """``min_duration = "10m"``, ``allow_throttle = false``, and ``min_sustained = { min = 600, unit =
+    "TFLOP/s" }`` for any dtype or ``min_sustained = { bf16 = { min = 600, unit = "TFLOP/s" }, ... }`` per
+    dtype."""
+    from envcheck.burn.plan import parse_duration
+
+    duration, throttle, sustained = None, None, {}
+    for key, value in body.items():
+        if key not in BURN_KEYS:
+            raise SpecError(f"{where}: unknown key {shown(key)} (known: {', '.join(BURN_KEYS)})")
+        if key == "min_duration":
+            duration = _checked(parse_duration, value, f"{where} min_duration")
+        elif key == "allow_throttle":
+            if not isinstance(value, bool):
+                raise SpecError(f"{where} allow_throttle must be true or false, got {shown(value)}")
+            throttle = value
+        elif isinstance(value, dict) and set(value) == {"min", "unit"}:
+            sustained[None] = _flops(value, f"{where} min_sustained")
+        elif isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+            for dtype, minimum in value.items():
+                if dtype not in BURN_DTYPES:
+                    raise SpecError(
+                        f"{where} min_sustained: unknown dtype {shown(dtype)} (known: {', '.join(BURN_DTYPES)})"
+                    )
+                sustained[dtype] = _flops(minimum, f"{where} min_sustained.{dtype}")
+        else:
+            raise SpecError(
+                f"{where} min_sustained: must be a table {{ min = <number>, unit = 'TFLOP/s' }} or one such table "
+                f"per dtype, got {shown(value)}"
+            )
+    return BurnSpec(duration, throttle, sustained)
+
+
+def _flops(value: Any, where: str) -> float:
+    """``{ min = 600, unit = "TFLOP/s" }`` as TFLOP/s."""
+    if not isinstance(value, dict) or set(value) != {"min", "unit"}:
+        raise SpecError(f"{where}: must be a table {{ min = <number>, unit = 'TFLOP/s' }}, got {shown(value)}")
+    minimum = _checked(_positive, value["min"], f"{where}.min")
+    unit = value["unit"]
+    if unit not in FLOPS_UNITS:
+        raise SpecError(f"{where}.unit must be one of {', '.join(FLOPS_UNITS)}, got {shown(unit)}")
+    return minimum * FLOPS_UNITS[unit]
 
 
 def _rate(value: Any) -> float:

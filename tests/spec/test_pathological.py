@@ -166,7 +166,7 @@ SPECS = {
     ),
     "unknown_section_with_a_newline": (
         text('["gpu\\nx"]\ncount = 1\n'),
-        "lab.toml: unknown section ['gpu\\nx'] (known: python, torch, driver, gpu, host, packages, bench, comm)",
+        "lab.toml: unknown section ['gpu\\nx'] (known: python, torch, driver, gpu, host, packages, bench, comm, burn)",
     ),
     "text_with_a_newline": (
         text('[gpu]\nname = "H100\\nH200"\n'),

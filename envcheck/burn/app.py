@@ -1,0 +1,577 @@
+"""What ``envcheck burn`` does, as one function: ``run_burn(request) -> BurnReport``. Nothing here prints
+(the live display is a callback); the report becomes the envcheck.burn/1 document in report.py.
+
+1. The request is checked before anything runs (:meth:`BurnRequest.parse`): one line, exit 2.
+2. Devices are resolved as the bench resolves them, without importing torch here (the doctor's torch child
+   and NVML: envcheck.bench.devices.from_probe); a CPU burn needs neither.
+3. One :class:`~envcheck.probes.telemetry.Sampler` watches every chosen GPU (NVML, about once a second,
+   one session) and the host, while one burn worker per device (envcheck.burn.worker, supervised by the
+   bench's fan-out: envcheck.bench.fanout.supervise) loads it. Each worker's throughput reports are stamped
+   with ``time.monotonic()`` in the worker and put on the sampler's clock here (``since_start``), so a
+   GPU's clocks and its throughput line up in one timeline.
+4. At the duration the workers stop themselves; Ctrl-C or SIGTERM stops everything at once. Either way the
+   timeline holds what ran, the verdicts (envcheck.burn.verdicts) judge it, and a worker that crashed, hung
+   or was OOM-killed is its own device's ``burn.worker`` failure, the other devices kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from envcheck.bench import devices, fanout
+from envcheck.bench.registry import BenchError, DeviceInfo
+from envcheck.burn import plan
+from envcheck.burn.plan import BurnJob
+from envcheck.burn.verdicts import Limits, Timeline, judge, summarize
+from envcheck.core.exit import ExitCode, exit_code_for
+from envcheck.core.model import CheckResult, Status, available, fail, ok
+from envcheck.probes.telemetry import DeviceKey, Telemetry
+
+if TYPE_CHECKING:
+    from envcheck.probes.telemetry import Sampler
+    from envcheck.probes.torch import TorchInfo
+    from envcheck.spec import LabSpec
+    from envcheck.spec.burn import BurnVerdict
+
+#: What the probes behind device resolution may take together (as for the bench).
+PROBE_DEADLINE_S = 60.0
+
+
+class BurnError(BenchError):
+    """A burn that cannot start: one line, and the exit code it warrants."""
+
+
+@dataclass(frozen=True)
+class BurnRequest:
+    """The burn's options, parsed and checked."""
+
+    device: devices.Request
+    duration_s: float
+    device_text: str = "auto"
+    #: None: bf16 on a GPU, fp32 on the CPU.
+    dtype: str | None = None
+    interval_s: float = 1.0
+    check_every_s: float = plan.CHECK_EVERY_S
+    lab: LabSpec | None = None
+    spec_path: str | None = None
+    #: The matmul's n (None: the worker's default for its device); for tests and small cards.
+    size: int | None = None
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        device: str = "auto",
+        duration: str = plan.DEFAULT_DURATION,
+        dtype: str | None = None,
+        spec_path: str | None = None,
+    ) -> BurnRequest:
+        """Every option checked before anything runs; a problem is a :class:`BurnError` with exit code 2."""
+        from envcheck.spec import SpecError, load_spec
+
+        try:
+            seconds = plan.parse_duration(duration)
+        except ValueError as exc:
+            raise BurnError(f"--duration {exc}", ExitCode.USAGE) from None
+        if dtype is not None and dtype not in plan.DTYPES:
+            raise BurnError(f"unknown dtype {dtype!r}; choose from {', '.join(plan.DTYPES)}", ExitCode.USAGE)
+        try:
+            request = devices.parse(device)
+        except BenchError as exc:
+            raise BurnError(str(exc), exc.exit_code) from None
+        try:
+            lab = load_spec(spec_path) if spec_path else None
+        except SpecError as exc:
+            raise BurnError(str(exc), ExitCode.USAGE) from None
+        return cls(request, seconds, device, dtype, lab=lab, spec_path=spec_path)
+
+    def dtype_for(self, dev: DeviceInfo) -> str:
+        return self.dtype or (plan.DEFAULT_GPU_DTYPE if dev.is_cuda else plan.CPU_DTYPE)
+
+    def describe(self) -> dict[str, Any]:
+        """The options as the report states them."""
+        return {
+            "device": self.device_text,
+            "dtype": self.dtype,
+            "duration_s": self.duration_s,
+            "interval_s": self.interval_s,
+            "check_every_s": self.check_every_s,
+            "spec": self.spec_path,
+        }
+
+
+# -- one device's worker, as the parent sees it ----------------------------------------------------------
+
+
+@dataclass
+class BurnChild(fanout.Child):
+    """A burn worker under the fan-out's supervision, and what it has said."""
+
+    job: BurnJob | None = None
+    key: DeviceKey = "cpu"
+    #: Called with (child, monotonic time, TFLOP/s) for each throughput report.
+    on_point: Callable[[BurnChild, float, float], None] = lambda child, t, value: None
+    shape: dict[str, Any] | None = None
+    free_bytes: int | None = None
+    load_started: float | None = None
+    load_s: float | None = None
+    last_value: float | None = None
+    compared: int = 0
+    mismatched: int = 0
+    max_abs_diff: float | None = None
+    limit: float = 0.0
+
+    @classmethod
+    def of(cls, job: BurnJob, key: DeviceKey, on_point: Callable[[BurnChild, float, float], None]) -> BurnChild:
+        child = cls(
+            job.device.name,
+            "envcheck.burn.worker",
+            job.to_json(),
+            job.visible,
+            job.startup_s,
+            job=job,
+            key=key,
+            on_point=on_point,
+        )
+        child.limit = job.startup_s
+        return child
+
+    @property
+    def the_job(self) -> BurnJob:
+        assert self.job is not None
+        return self.job
+
+    def on_event(self, event: dict[str, Any], now: float) -> None:
+        super().on_event(event, now)
+        kind = event.get("event")
+        job = self.the_job
+        if kind == "device":
+            self.free_bytes = event.get("free_bytes")
+        elif kind == "plan":
+            self.shape = {k: v for k, v in event.items() if k != "event"}
+        elif kind == "started":
+            self.load_started = float(event["t"])
+            self._due(now, job.silence_s)
+        elif kind == "tick":
+            self.last_value = float(event["value"])
+            self._due(now, job.silence_s)
+            self.on_point(self, float(event["t"]), self.last_value)
+        elif kind == "check":
+            self.compared += int(event["compared"])
+            self.mismatched += int(event["mismatched"])
+            if event.get("max_abs_diff") is not None and event["mismatched"]:
+                self.max_abs_diff = max(self.max_abs_diff or 0.0, float(event["max_abs_diff"]))
+            self._due(now, job.silence_s)
+        elif kind == "done":
+            self.load_s = float(event.get("load_s") or 0.0)
+            self._due(now, plan.FINISH_S)
+        elif kind == "stage":
+            self._due(now, job.startup_s)
+
+    def _due(self, now: float, seconds: float) -> None:
+        """The next deadline: ``seconds`` from now, and never much past the end of the duration."""
+        deadline = now + seconds
+        if self.load_started is not None and self.load_s is None:
+            end = self.load_started + self.the_job.duration_s + plan.FINISH_S
+            deadline = min(deadline, max(end, now + 1.0))
+        self.deadline = deadline
+        self.limit = round(deadline - now, 1)
+
+    def limit_s(self) -> float:
+        return self.limit
+
+    def doing(self) -> str:
+        if self.load_started is not None:
+            return "its last check" if self.load_s is not None else "the burn"
+        device = self.the_job.device
+        return {
+            "describe": f"the start of CUDA on {device.name}" if device.is_cuda else "describing the CPU",
+            "allocate": "allocating its working set",
+        }.get(self.stage or "", super().doing())
+
+    def loaded_s(self, now: float) -> float | None:
+        """How long it has loaded its device (so far, or in all)."""
+        if self.load_s is not None:
+            return self.load_s
+        if self.load_started is None:
+            return None
+        return max(0.0, (self.ended or now) - self.load_started)
+
+
+# -- stopping on SIGTERM -----------------------------------------------------------------------------------
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during a burn: stop as Ctrl-C stops it (the fan-out kills the workers and keeps what they
+    said), and exit 143."""
+
+
+@dataclass
+class StopSignals:
+    """While a burn runs, SIGTERM raises :class:`Terminated` in the main thread instead of ending the process
+    (envcheck.core.proc's default handler kills the children and dies at once, with no report). SIGINT stays
+    Python's KeyboardInterrupt. Restored on exit."""
+
+    terminated: bool = False
+    _previous: Any = None
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[StopSignals]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+
+        def on_term(signum: int, frame: Any) -> None:
+            if not self.terminated:
+                self.terminated = True
+                raise Terminated
+
+        self._previous = signal.signal(signal.SIGTERM, on_term)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+# -- the run ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeviceRun:
+    """One device's burn, as the report needs it."""
+
+    device: DeviceInfo
+    key: DeviceKey
+    dtype: str
+    nvml_index: int | None
+    shape: Mapping[str, Any] | None
+    load_s: float | None
+    compared: int
+    mismatched: int
+    max_abs_diff: float | None
+    worker: fanout.WorkerInfo | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class BurnReport:
+    """Everything one burn produced."""
+
+    request: BurnRequest
+    runs: tuple[DeviceRun, ...]
+    telemetry: Telemetry
+    timeline: Timeline
+    verdicts: tuple[CheckResult, ...]
+    spec_verdicts: tuple[BurnVerdict, ...] | None
+    generated_at: datetime
+    duration_s: float
+    interrupted: bool = False
+    terminated: bool = False
+    container: str | None = None
+    torch: TorchInfo | None = None
+    limits: Limits = field(default_factory=Limits)
+
+    def statuses(self) -> list[Status]:
+        return [
+            *(v.status for v in self.verdicts),
+            *(Status.FAIL for v in self.spec_verdicts or () if v.passed is False),
+        ]
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return exit_code_for(self.statuses(), interrupted=self.interrupted, terminated=self.terminated)
+
+
+#: Called about four times a second while the workers run, with the children and the sampler (a live display).
+Watch = Callable[[Sequence[BurnChild], "Sampler | None"], None]
+
+
+def run_burn(
+    request: BurnRequest,
+    *,
+    watch: Watch | None = None,
+    env: Mapping[str, str] | None = None,
+    chosen: Sequence[DeviceInfo] | None = None,
+) -> BurnReport:
+    """Burn the devices ``request`` asks for (or ``chosen``, already resolved: tests burn several CPU
+    "devices" at once). A machine that cannot start raises :class:`BurnError`; Ctrl-C or SIGTERM at any
+    point returns what ran, marked interrupted."""
+    from envcheck.core.report import utc_now
+    from envcheck.probes.host import read_container
+    from envcheck.probes.telemetry import Sampler
+
+    env = dict(os.environ if env is None else env)
+    generated_at, started = utc_now(), time.monotonic()
+    stop = StopSignals()
+    torch_info: TorchInfo | None = None
+    children: list[BurnChild] = []
+    sampler: Sampler | None = None
+    interrupted = False
+    began = time.monotonic()
+    with stop.installed():
+        try:
+            if chosen is None:
+                chosen, torch_info = resolve(request, env)
+            wanted = [d.uuid for d in chosen if d.is_cuda and d.uuid]
+            sampler = Sampler(wanted, interval_s=request.interval_s, host=True)
+            sampler.open()
+            sampler.start()
+            keys = _keys(chosen, sampler)
+            active = sampler
+
+            def on_point(child: BurnChild, t: float, value: float) -> None:
+                active.record(child.key, value, active.since_start(t))
+
+            children = [BurnChild.of(job, keys[job.device.name], on_point) for job in jobs_for(request, chosen, env)]
+            began = time.monotonic()
+            interrupted = fanout.supervise(
+                children,
+                env=env,
+                tick=(lambda: watch(children, active)) if watch is not None else lambda: None,
+            )
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            if sampler is not None:
+                sampler.stop()
+                sampler.close()
+    unused = Telemetry(status="unused", interval_s=request.interval_s)
+    telemetry = sampler.telemetry() if sampler is not None else unused
+    return report_for(
+        request,
+        list(chosen or ()),
+        children,
+        telemetry,
+        began=began,
+        generated_at=generated_at,
+        duration_s=time.monotonic() - started,
+        interrupted=interrupted or stop.terminated,
+        terminated=stop.terminated,
+        container=read_container(env).kind,
+        torch=torch_info,
+    )
+
+
+def resolve(request: BurnRequest, env: Mapping[str, str]) -> tuple[list[DeviceInfo], TorchInfo | None]:
+    """The devices to burn, as the bench resolves them: the torch child and NVML, no torch here. A CPU burn
+    asks neither (its worker imports torch and says so if it cannot)."""
+    if not request.device.may_use_gpus:
+        return [devices.cpu_here()], None
+    from envcheck.bench import app as bench_app
+    from envcheck.runner import ProbeRunner
+
+    probes = ProbeRunner(env, PROBE_DEADLINE_S)
+    probes.start("torch")
+    probes.start("nvml")
+    try:
+        torch_info = bench_app._probe_torch(probes)
+        bench_app.torch_ready(torch_info, gpus=True)
+        chosen = devices.from_probe(request.device, torch_info, nvml=bench_app._nvml(probes), env=env)
+        bench_app.devices_ready(torch_info, chosen)
+    except BenchError as exc:
+        raise BurnError(str(exc), exc.exit_code) from None
+    return chosen, torch_info
+
+
+def jobs_for(request: BurnRequest, chosen: Sequence[DeviceInfo], env: Mapping[str, str]) -> list[BurnJob]:
+    startup = fanout_startup(env)
+    return [
+        BurnJob(
+            dev,
+            request.dtype_for(dev),
+            request.duration_s,
+            devices.pin(dev, env),
+            check_every_s=request.check_every_s,
+            report_every_s=request.interval_s,
+            startup_s=startup,
+            size=request.size,
+        )
+        for dev in chosen
+    ]
+
+
+def fanout_startup(env: Mapping[str, str]) -> float:
+    """The bench worker's allowance for importing torch and starting CUDA, and a minute to allocate and fill
+    the working set (most of a GPU's memory)."""
+    from envcheck.bench.plan import startup_deadline
+
+    return startup_deadline(env) + 60.0
+
+
+def _keys(chosen: Sequence[DeviceInfo], sampler: Sampler) -> dict[str, DeviceKey]:
+    """Each device's key in the timeline: a GPU the sampler watches is its NVML index (so its throughput lines
+    up with its samples); anything else (the CPU, a GPU NVML cannot name) its own name."""
+    by_uuid = {str(g.uuid): g.index for g in sampler.gpus if available(g.uuid)}
+    return {d.name: by_uuid.get(d.uuid or "", d.name) if d.is_cuda else d.name for d in chosen}
+
+
+def report_for(
+    request: BurnRequest,
+    chosen: list[DeviceInfo],
+    children: list[BurnChild],
+    telemetry: Telemetry,
+    *,
+    began: float,
+    generated_at: datetime,
+    duration_s: float,
+    interrupted: bool,
+    terminated: bool = False,
+    container: str | None = None,
+    torch: TorchInfo | None = None,
+    limits: Limits | None = None,
+) -> BurnReport:
+    """Judge what ran: the timeline's verdicts, each worker's end, the lab spec."""
+    limits = limits or Limits()
+    by_name = {c.name: c for c in children}
+    infos = {i.device: i for i in _worker_infos(children, began, interrupted)}
+    models = {c.key: c.the_job.device.model for c in children}
+    timeline = Timeline(
+        samples=telemetry.samples,
+        throughput=telemetry.values,
+        mismatches={c.key: c.mismatched for c in children},
+        checked={c.key: c.compared for c in children if c.compared},
+        models={**models, **{g.index: g.name for g in telemetry.gpus if available(g.name)}},
+    )
+    verdicts = [*judge(timeline, limits), worker_verdict(children, interrupted=interrupted)]
+    if request.lab is not None and request.lab.burn is not None and request.lab.burn.allow_throttle:
+        verdicts = [_tolerated(v) if v.id == "burn.throttle" else v for v in verdicts]
+    runs = []
+    now = time.monotonic()
+    for dev in chosen:
+        child = by_name.get(dev.name)
+        key = child.key if child is not None else dev.name
+        runs.append(
+            DeviceRun(
+                dev,
+                key,
+                request.dtype_for(dev),
+                key if isinstance(key, int) else None,
+                child.shape if child else None,
+                child.loaded_s(now) if child else None,
+                child.compared if child else 0,
+                child.mismatched if child else 0,
+                child.max_abs_diff if child else None,
+                infos.get(dev.name),
+                why_failed(child, interrupted) if child else None,
+            )
+        )
+    spec_verdicts = _judge_spec(request, runs, timeline, verdicts, limits, interrupted)
+    return BurnReport(
+        request,
+        tuple(runs),
+        telemetry,
+        timeline,
+        tuple(verdicts),
+        spec_verdicts,
+        generated_at,
+        duration_s,
+        interrupted,
+        terminated,
+        container,
+        torch,
+        limits,
+    )
+
+
+def worker_verdict(children: Sequence[BurnChild], *, interrupted: bool) -> CheckResult:
+    """``burn.worker``: each device's worker loaded it to the end. One that crashed, hung, was killed (the
+    OOM killer) or could not start fails its own device; an interrupted run stops workers on purpose."""
+    title = "Every device was loaded to the end"
+    problems = {}
+    details: dict[str, Any] = {}
+    for c in children:
+        why = why_failed(c, interrupted)
+        details[c.name] = {"error": why, "load_s": c.load_s, "returncode": c.process.returncode if c.process else None}
+        if why is not None:
+            problems[c.name] = why
+    if not children:
+        return CheckResult("burn.worker", title, Status.SKIP, "no worker was started")
+    if not problems:
+        fine = "every worker loaded its device to the end"
+        if interrupted:
+            fine = "every worker was stopped early, as asked"
+        verdict = ok(fine, devices=details)
+    else:
+        summary = "; ".join(f"{name}: {why}" for name, why in problems.items())
+        verdict = fail(
+            summary,
+            "A worker that crashes or hangs under load points at the GPU or its driver: read the driver's log for "
+            "Xid errors at that time, and burn that GPU alone again. Killed by SIGKILL is most often the "
+            "out-of-memory killer: look for it in the kernel's log.",
+            "sudo dmesg -T | grep -iE 'nvrm|xid|oom'",
+            devices=details,
+            problems=problems,
+        )
+    return CheckResult("burn.worker", title, verdict.status, verdict.summary, verdict.fix, verdict.details)
+
+
+def _tolerated(result: CheckResult) -> CheckResult:
+    """``allow_throttle = true`` in the lab spec: a slowdown is reported, as a warning."""
+    if result.status is not Status.FAIL:
+        return result
+    from dataclasses import replace
+
+    return replace(result, status=Status.WARN, summary=result.summary + " (tolerated by the lab spec)")
+
+
+def _judge_spec(
+    request: BurnRequest,
+    runs: Sequence[DeviceRun],
+    timeline: Timeline,
+    verdicts: Sequence[CheckResult],
+    limits: Limits,
+    interrupted: bool,
+) -> tuple[BurnVerdict, ...] | None:
+    if request.lab is None or request.lab.burn is None:
+        return None
+    from envcheck.spec.burn import judge_burn
+
+    summaries = summarize(timeline, limits)
+    throttle = next((v.to_json() for v in verdicts if v.id == "burn.throttle"), None)
+    dtype = runs[0].dtype if runs else request.dtype or plan.DEFAULT_GPU_DTYPE
+    steady = {r.device.name: (summaries[r.key].throughput if r.key in summaries else None) for r in runs}
+    return tuple(
+        judge_burn(
+            request.lab,
+            dtype=dtype,
+            interrupted=interrupted,
+            load_s={r.device.name: r.load_s for r in runs},
+            sustained=steady,
+            throttle=throttle,
+        )
+    )
+
+
+def why_failed(child: BurnChild, interrupted: bool) -> str | None:
+    """Why a worker did not load its device to the end; a run interrupted on purpose killed its workers, which
+    is not their failure (what they said themselves still is)."""
+    if interrupted:
+        return child.error
+    return child.failure()
+
+
+def _worker_infos(children: Sequence[BurnChild], began: float, interrupted: bool) -> list[fanout.WorkerInfo]:
+    infos = []
+    for c in children:
+        if c.process is None and c.error is None:
+            continue
+        infos.append(
+            fanout.WorkerInfo(
+                c.name,
+                c.process.pid if c.process is not None else None,
+                c.started - began,
+                (c.ended or time.monotonic()) - c.started,
+                c.process.returncode if c.process is not None else None,
+                c.import_s,
+                why_failed(c, interrupted),
+            )
+        )
+    return infos

@@ -1,0 +1,94 @@
+"""``envcheck burn``: the click command. It parses options into a request, calls ``run_burn`` with a live
+display on stderr, and delivers the report through envcheck.output (redacted once, rendered by format, written
+atomically).
+
+Importing this module must stay cheap (``envcheck --help`` imports it): torch, rich and the run are imported
+inside the command.
+"""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import click
+
+from envcheck.output import format_options
+
+
+@click.command()
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    metavar="auto|cpu|cuda|cuda:N[,M...]",
+    help="What to burn: auto = every visible GPU, else the CPU; cuda = every visible GPU; all at once.",
+)
+@click.option(
+    "--duration",
+    default="10m",
+    show_default=True,
+    metavar="DURATION",
+    help="How long to load every device: 10m, 90s, 1h or a number of seconds; honoured within a few seconds.",
+)
+@click.option(
+    "--dtype",
+    metavar="bf16|fp16|tf32|fp32",
+    help="What the matmuls compute in (default bf16 on a GPU, fp32 on the CPU).",
+)
+@format_options
+@click.option(
+    "--spec",
+    "spec_path",
+    metavar="FILE",
+    help="Lab spec (TOML) whose [burn] requirements (min_duration, allow_throttle, min_sustained) the run must meet.",
+)
+def burn(
+    device: str,
+    duration: str,
+    dtype: str | None,
+    fmt: str | None,
+    as_json: bool,
+    output: str | None,
+    spec_path: str | None,
+) -> None:
+    """Burn the GPUs in: a sustained matmul load on every device at once, its results checked against the
+    first, while NVML watches clocks, power, temperatures, slowdown reasons, ECC, row remapping and Xids.
+
+    Fails a GPU that computes a wrong result, reports a new uncorrected ECC error, an Xid or a pending row
+    remap, slows down for heat or power, or falls 10 % behind its siblings; warns when throughput decays
+    over the run or a GPU runs within 5 °C of its slowdown threshold.
+
+    Exit codes: 0 passed (warnings allowed); 1 a failure; 2 a malformed option or spec; 74 the report
+    could not be written; 130 interrupted by Ctrl-C, 143 by SIGTERM (the report covers what ran).
+    """
+    import sys
+
+    from envcheck.burn.app import BurnError, BurnRequest, run_burn
+    from envcheck.output import deliver, resolve_formats
+
+    stdout_format, file_format = resolve_formats(fmt, as_json, output)
+    try:
+        request = BurnRequest.parse(device=device, duration=duration, dtype=dtype, spec_path=spec_path)
+        from envcheck.burn import progress
+
+        watch, live = progress.display(sys.stderr)
+        with live:
+            report = run_burn(request, watch=watch)
+    except BurnError as exc:
+        fail(str(exc), exc.exit_code)
+    from envcheck.burn.report import burn_document
+
+    document = burn_document(report)
+    override = deliver(document, stdout_format=stdout_format, file_format=file_format, output=output, verbose=False)
+    sys.exit(int(override if override is not None else report.exit_code))
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """One line on stderr (secrets scrubbed) and exit."""
+    import os
+    import sys
+
+    from envcheck.redact import scrub
+
+    click.echo(f"envcheck burn: error: {' '.join(scrub(message, os.environ).split())}", err=True)
+    sys.exit(int(code))

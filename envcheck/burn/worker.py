@@ -1,0 +1,156 @@
+"""A burn worker: ``python -m envcheck.burn.worker PARENT_PID JOB_JSON`` loads one device
+(envcheck.burn.plan.BurnJob) for its duration and streams what happens, one JSON object per line on stdout,
+each line marked as the bench worker's are (envcheck.bench.worker: the same supervision reads both).
+
+Why a process per device, as for the bench: every GPU is loaded at the same moment under the same power
+and cooling, and a GPU whose kernel crashes the interpreter, hangs, or runs its process out of memory ends
+its own device's burn, not the others'. The parent (envcheck.burn.app) starts it through the bench's
+fan-out, pinned to its GPU by ``CUDA_VISIBLE_DEVICES``; the worker dies with the parent.
+
+Events: ``stage`` (``import``, ``describe``, ``allocate``); ``device`` (free memory as this process sees
+it); ``plan`` (the working set: n, outputs, bytes, dtype, whether results are compared bit for bit or the
+tolerance); ``started`` (the load begins; ``t`` on ``time.monotonic()``, one clock for every process);
+``tick`` about once a second (``t`` and the throughput since the previous tick, in TFLOP/s); ``check``
+(results compared with the reference, how many differed, the largest difference); ``error`` (the device
+cannot be burned: torch does not import, CUDA does not start, the working set does not fit); ``done``.
+
+It stops at its duration (within a batch, a fraction of a second, and the last check), or on SIGTERM or
+SIGINT, after which it still makes its last check and says ``done``.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from envcheck.bench.worker import DUMP_SIGNAL, die_with_parent, emit
+
+
+class _Stop:
+    """Set by SIGTERM or SIGINT: the load loop ends at its next batch."""
+
+    requested = False
+
+    @classmethod
+    def install(cls) -> None:
+        def handler(signum: int, frame: Any) -> None:
+            cls.requested = True
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, handler)
+
+
+def main(argv: list[str]) -> int:
+    faulthandler.enable()
+    if DUMP_SIGNAL is not None:
+        faulthandler.register(DUMP_SIGNAL, all_threads=True, chain=False)
+    die_with_parent(int(argv[1]))
+    _Stop.install()
+
+    from envcheck.bench.common import error_line
+    from envcheck.burn.plan import BurnJob
+
+    job = BurnJob.from_json(json.loads(argv[2]))
+    emit("stage", stage="import")
+    started = time.monotonic()
+    try:
+        import torch
+    except Exception as exc:  # noqa: BLE001 - any exception: it is this device's error, said in one line
+        emit("error", error=f"torch cannot be imported in the worker ({error_line(exc)})")
+        return 0
+    emit("stage", stage="describe", import_s=round(time.monotonic() - started, 3))
+
+    from envcheck.burn import load
+
+    cuda = job.device.is_cuda
+    try:
+        if cuda:
+            torch.cuda.init()
+            free, total = torch.cuda.mem_get_info(0)
+        else:
+            free, total = job.device.free_bytes, job.device.total_bytes
+    except Exception as exc:  # noqa: BLE001 - CUDA failing in any way is this device's error
+        emit("error", error=f"CUDA cannot use {job.device.name} ({error_line(exc)})")
+        return 0
+    emit("device", free_bytes=free, total_bytes=total, threads=torch.get_num_threads())
+
+    emit("stage", stage="allocate")
+    try:
+        shape = load.plan_shape(cuda=cuda, dtype=job.dtype, free_bytes=free, size=job.size)
+        work = load.Load("cuda" if cuda else "cpu", job.dtype, shape)
+    except (MemoryError, torch.OutOfMemoryError) as exc:
+        emit("error", error=f"the working set does not fit on {job.device.name}: {error_line(exc)}")
+        return 0
+    emit(
+        "plan",
+        n=shape.n,
+        buffers=shape.buffers,
+        bytes=shape.total_bytes,
+        dtype=job.dtype,
+        exact=work.exact,
+        tolerance=work.tolerance,
+    )
+    burn(work, job)
+    return 0
+
+
+def burn(work: Any, job: Any) -> None:
+    """Load the device until the duration is over or a stop is asked for, reporting throughput about every
+    ``job.report_every_s`` and checking every ``job.check_every_s`` and at the end."""
+    from envcheck.burn.load import BATCH_S
+
+    start = time.monotonic()
+    end = start + job.duration_s
+    emit("started", t=start)
+    count = 1
+    window_steps, window_s = 0, 0.0
+    next_report = start + job.report_every_s
+    next_check = start + job.check_every_s
+    while not _Stop.requested:
+        now = time.monotonic()
+        if now >= end:
+            break
+        took = work.batch(count)
+        window_steps += count
+        window_s += took
+        # Size the next batch to about BATCH_S, and never past the end of the run.
+        per = took / count if took > 0 else BATCH_S
+        left = max(end - time.monotonic(), 0.0)
+        count = max(1, int(min(BATCH_S, left) / per)) if per > 0 else 1
+        now = time.monotonic()
+        if now >= next_report and window_s > 0:
+            emit("tick", t=now, value=window_steps * work.shape.flops / window_s / 1e12, steps=window_steps)
+            window_steps, window_s = 0, 0.0
+            next_report = now + job.report_every_s
+        if now >= next_check:
+            _check(work)
+            next_check = time.monotonic() + job.check_every_s
+    if window_s > 0:
+        now = time.monotonic()
+        emit("tick", t=now, value=window_steps * work.shape.flops / window_s / 1e12, steps=window_steps)
+    _check(work)
+    emit("done", t=time.monotonic(), steps=work.steps, load_s=round(time.monotonic() - start, 3))
+
+
+def _check(work: Any) -> None:
+    result = work.check()
+    emit(
+        "check",
+        t=time.monotonic(),
+        compared=result.compared,
+        mismatched=result.mismatched,
+        max_abs_diff=result.max_abs_diff if result.max_abs_diff != float("inf") else None,
+    )
+
+
+if __name__ == "__main__":
+    code = main(sys.argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Everything is said: skip the interpreter's teardown (slow with torch loaded; can hang on a bad GPU).
+    os._exit(code)

@@ -1,0 +1,104 @@
+"""``envcheck burn`` through the installed command on the CPU: a short run keeps its duration and leaves a
+timeline; Ctrl-C (SIGINT) and SIGTERM leave a complete report of what ran, marked interrupted, and exit 130
+and 143; a malformed option is one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from click.testing import CliRunner
+
+from envcheck.cli import main
+
+ENVCHECK = shutil.which("envcheck") or str(Path(sys.executable).with_name("envcheck"))
+
+
+def test_a_five_second_burn_keeps_its_duration_and_samples_every_second(tmp_path):
+    out = tmp_path / "burn.json"
+    started = time.monotonic()
+    run = subprocess.run(
+        [ENVCHECK, "burn", "--device", "cpu", "--duration", "5s", "--json", "--output", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    took = time.monotonic() - started
+    assert run.returncode == 0, run.stderr
+    assert 5 <= took <= 15
+    doc = json.loads(out.read_text())
+    # ok, or a warning where other work on a small CI runner made the throughput decay
+    assert doc["schema"] == "envcheck.burn/1" and doc["status"] in ("ok", "warn") and doc["interrupted"] is False
+    [device] = doc["devices"]
+    assert device["name"] == "cpu" and device["mismatches"] == 0 and device["checked"] > 0
+    assert 5.0 <= device["load_s"] < 8.0
+    assert device["working_set"]["exact"] is False and device["working_set"]["tolerance"] == 1e-5
+    rows = [r for r in doc["timeline"] if r["device"] == "cpu"]
+    times = [r["t_s"] for r in rows]
+    assert len(rows) >= 4 and times == sorted(set(times))
+    assert sum(r["value"] is not None for r in rows) >= 4 and "cpu_pct" in rows[0]
+    assert next(v for v in doc["verdicts"] if v["id"] == "burn.mismatch")["status"] == "ok"
+    assert doc["exit_code"] == 0 and doc["summary"]["verdict"] in ("passed", "warnings")
+    # the terminal's text report on stdout, the JSON in the file
+    assert "burn-in passed" in run.stdout
+
+
+@pytest.mark.parametrize(("sig", "code", "by"), [(signal.SIGINT, 130, "SIGINT"), (signal.SIGTERM, 143, "SIGTERM")])
+def test_a_signal_ends_the_run_with_a_whole_report_of_what_ran(tmp_path, sig, code, by):
+    out = tmp_path / "burn.json"
+    process = subprocess.Popen(
+        [ENVCHECK, "burn", "--device", "cpu", "--duration", "10m", "--json", "--output", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        time.sleep(3)
+        workers = psutil.Process(process.pid).children(recursive=True)
+        process.send_signal(sig)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == code, stderr
+    doc = json.loads(out.read_text())
+    assert doc["interrupted"] is True and doc["stopped_by"] == by and doc["exit_code"] == code
+    assert doc["summary"]["verdict"] == "interrupted"
+    assert [d["name"] for d in doc["devices"]] == ["cpu"] and doc["devices"][0]["error"] is None
+    assert next(v for v in doc["verdicts"] if v["id"] == "burn.worker")["status"] == "ok"
+    assert doc["timeline"] and "interrupted by" in stdout
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--duration", "0"], "--duration must be a duration above 0"),
+        (["--duration", "nan"], "--duration is not a duration: 'nan'"),
+        (["--duration", "-1m"], "--duration is not a duration: '-1m'"),
+        (["--duration", "soon"], "--duration is not a duration: 'soon'"),
+        (["--dtype", "fp8"], "unknown dtype 'fp8'"),
+        (["--device", "gpu"], "unknown device 'gpu'"),
+    ],
+)
+def test_a_malformed_option_is_one_line_and_exit_2(args, words):
+    result = CliRunner().invoke(main, ["burn", *args])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("envcheck burn: error: ") and words in result.stderr
+    assert result.stderr.count("\n") == 1 and result.stdout == ""
+
+
+def test_help_names_the_default_duration_and_the_exit_codes():
+    result = CliRunner().invoke(main, ["burn", "--help"])
+    assert result.exit_code == 0
+    assert "[default: 10m]" in result.output and "143 by SIGTERM" in " ".join(result.output.split())

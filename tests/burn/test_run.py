@@ -1,0 +1,201 @@
+"""The burn's run layer: the workers on CPU "devices" (several at once stand in for a node's GPUs, as in the
+bench's fan-out tests), a wrong result or a crash injected into one worker from tests/burn/worker_faults, and
+the GPU verdicts carried into the envcheck.burn/1 document from the fake NVML's scenarios on a fake clock."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import psutil
+import pytest
+
+from envcheck.bench import devices
+from envcheck.bench.registry import DeviceInfo
+from envcheck.burn import plan
+from envcheck.burn.app import BurnChild, BurnError, BurnRequest, report_for, run_burn
+from envcheck.burn.report import burn_document, value_at
+from envcheck.core.exit import ExitCode, exit_code_for
+from envcheck.core.model import Status
+from envcheck.core.report import utc_now
+from envcheck.probes.telemetry import Point, Sampler
+from envcheck.render import make_console, render
+from tests import fakenvml
+
+FAULTS = Path(__file__).resolve().parent / "worker_faults"
+
+
+def cpus(*names: str) -> list[DeviceInfo]:
+    return [replace(devices.cpu_here(), name=name) for name in names]
+
+
+def with_faults(faults: str) -> dict[str, str]:
+    path = os.pathsep.join(filter(None, [str(FAULTS), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "ENVCHECK_TEST_BURN_FAULTS": faults}
+
+
+def verdict(doc: dict, device: str, rule: str) -> dict:
+    entry = next(d for d in doc["devices"] if d["name"] == device)
+    return next(v for v in entry["verdicts"] if v["id"] == rule)
+
+
+# -- the options -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("10m", 600.0), ("90s", 90.0), ("1h", 3600.0), ("1.5h", 5400.0), ("45", 45.0), (5, 5.0)]
+)
+def test_durations_as_people_write_them(text, seconds):
+    assert plan.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["0", "-5s", "nan", "inf", "1e400", "ten minutes", "", "5d"])
+def test_a_duration_that_is_not_one_is_refused_in_one_line_with_exit_2(text):
+    with pytest.raises(BurnError) as caught:
+        BurnRequest.parse(device="cpu", duration=text)
+    assert caught.value.exit_code == ExitCode.USAGE
+    assert str(caught.value).startswith("--duration ") and "\n" not in str(caught.value)
+
+
+def test_sigterm_has_its_own_exit_code():
+    assert exit_code_for([Status.FAIL], interrupted=True, terminated=True) == ExitCode.TERMINATED == 143
+    assert exit_code_for([Status.OK], interrupted=True) == ExitCode.INTERRUPTED == 130
+
+
+# -- workers on CPU devices --------------------------------------------------------------------------------------
+
+
+def test_a_wrong_result_fails_that_device_only_and_a_crashed_worker_fails_its_own():
+    """cpu:1 computes one wrong element once; cpu:2's worker dies of SIGSEGV at its first check; cpu:0 is fine."""
+    request = replace(BurnRequest.parse(device="cpu", duration="3s"), check_every_s=1.0)
+    started = time.monotonic()
+    report = run_burn(request, chosen=cpus("cpu:0", "cpu:1", "cpu:2"), env=with_faults("cpu:1=mismatch,cpu:2=segv"))
+    took = time.monotonic() - started
+    doc = burn_document(report)
+    json.dumps(doc, allow_nan=False)
+    results = {v["id"]: v for v in doc["verdicts"]}
+
+    mismatch = results["burn.mismatch"]
+    assert mismatch["status"] == "fail" and mismatch["summary"].startswith("cpu:1: 1 of ")
+    assert mismatch["details"]["problems"].keys() == {"cpu:1"}
+    assert verdict(doc, "cpu:1", "burn.mismatch")["status"] == "fail"
+    assert verdict(doc, "cpu:0", "burn.mismatch")["status"] == "ok"
+    assert verdict(doc, "cpu:2", "burn.mismatch")["status"] == "ok"
+    one = next(d for d in doc["devices"] if d["name"] == "cpu:1")
+    assert one["mismatches"] == 1 and one["checked"] >= 10 and one["max_abs_diff"] >= 999
+
+    worker = results["burn.worker"]
+    assert worker["status"] == "fail" and worker["details"]["problems"].keys() == {"cpu:2"}
+    assert worker["summary"].startswith("cpu:2: worker crashed with SIGSEGV during the burn (at ")
+    assert "sitecustomize.py" in worker["summary"] and "dmesg" in worker["fix"]["command"]
+    assert verdict(doc, "cpu:0", "burn.worker")["status"] == "ok"
+    healthy = next(d for d in doc["devices"] if d["name"] == "cpu:0")
+    assert healthy["mismatches"] == 0 and healthy["load_s"] >= 3.0 and healthy["error"] is None
+
+    assert doc["exit_code"] == 1 and doc["summary"]["verdict"] == "failed" and not doc["interrupted"]
+    assert took < 30
+    assert not psutil.Process().children(recursive=True)  # no worker left behind
+
+
+def test_a_request_for_a_gpu_where_there_is_none_is_one_line():
+    with pytest.raises(BurnError) as caught:
+        BurnRequest.parse(device="cuda:x")
+    assert caught.value.exit_code == ExitCode.USAGE and "unknown device" in str(caught.value)
+
+
+# -- the GPU verdicts in the document, from the fake NVML on a fake clock -------------------------------------
+
+
+def gpu_run(nvml, scenario: str, *, interrupted: bool = False) -> dict:
+    """A whole 10-minute burn of ``scenario`` on its fake clock: the sampler reads the fake NVML, and each
+    GPU's worker reports a throughput that follows its SM clock (as a matmul's does)."""
+    lib = nvml(scenario)
+    sampler = Sampler(clock=lib.clock, host=False)
+    sampler.open()
+    chosen = [
+        DeviceInfo(f"cuda:{g.index}", "cuda", "NVIDIA H100 80GB HBM3", index=g.index, uuid=str(g.uuid))
+        for g in sampler.gpus
+    ]
+    request = BurnRequest.parse(device="cuda", duration="10m")
+    children = []
+    for dev in chosen:
+        job = plan.BurnJob(dev, "bf16", 600.0, dev.uuid or "")
+        child = BurnChild.of(job, dev.index, lambda c, t, v: None)
+        child.done, child.load_s, child.compared = True, 600.0, 61
+        children.append(child)
+    while lib.clock() <= fakenvml.BURN_RUN_S:
+        for sample in sampler.sample():
+            if not sample.lost:
+                sampler.record(sample.device, sample.sm_clock_mhz * 0.4, sample.t_s)
+        lib.clock.advance(5.0)
+    sampler.close()
+    report = report_for(
+        request,
+        chosen,
+        children,
+        sampler.telemetry(),
+        began=0.0,
+        generated_at=utc_now(),
+        duration_s=601.0,
+        interrupted=interrupted,
+    )
+    return burn_document(report)
+
+
+def test_a_gpu_that_throttles_fails_alone_with_when_and_how_long(nvml):
+    doc = gpu_run(nvml, "burn_throttle_after_warmup")
+    assert doc["schema"] == "envcheck.burn/1" and doc["exit_code"] == 1 and doc["status"] == "fail"
+    statuses = {d["name"]: d["status"] for d in doc["devices"]}
+    assert statuses == {f"cuda:{i}": "fail" if i == 2 else "ok" for i in range(8)}
+    throttle = verdict(doc, "cuda:2", "burn.throttle")
+    assert throttle["summary"].startswith("HW thermal slowdown from 7:00 to the end of the run (3.0 min), at 87 °C")
+    assert verdict(doc, "cuda:3", "burn.throttle") == {
+        "id": "burn.throttle",
+        "status": "ok",
+        "summary": "not this device",
+    }
+    steady = next(d for d in doc["devices"] if d["name"] == "cuda:2")["steady"]
+    assert (steady["sm_clock_mhz"], steady["throughput"]) == (1386, pytest.approx(554.4))
+    # the timeline: every GPU at every round, its telemetry and its throughput on one clock
+    rows = [r for r in doc["timeline"] if r["device"] == "cuda:2"]
+    assert len(rows) == 121 and [r["t_s"] for r in rows] == sorted(r["t_s"] for r in rows)
+    at_seven = next(r for r in rows if r["t_s"] == 420.0)
+    assert (at_seven["sm_clock_mhz"], at_seven["reasons"], at_seven["value"]) == (
+        1386,
+        ["hw_thermal"],
+        pytest.approx(554.4),
+    )
+    assert len(doc["timeline"]) == 8 * 121
+    json.dumps(doc, allow_nan=False)
+
+
+def test_xid_and_a_lost_gpu_fail_those_gpus_and_the_report_renders(nvml):
+    doc = gpu_run(nvml, "burn_xid")
+    failed = sorted(d["name"] for d in doc["devices"] if d["status"] == "fail")
+    assert failed == ["cuda:1", "cuda:6"]
+    assert verdict(doc, "cuda:6", "burn.lost")["summary"] == "lost at 7:30 (GPU is lost)"
+    assert verdict(doc, "cuda:1", "burn.xid")["summary"] == "Xid 48 at 5:00 (double-bit ECC error)"
+    from io import StringIO
+
+    text, markdown = StringIO(), StringIO()
+    render(doc, "text", make_console(text, for_file=True))
+    render(doc, "markdown", make_console(markdown, for_file=True))
+    assert "FAIL No Xid errors: GPU 1: Xid 48 at 5:00 (double-bit ECC error)" in text.getvalue()
+    assert "fix: Drain the node" in text.getvalue()
+    assert "burn-in failed: burn.lost, burn.xid (8 devices, 10 min)" in text.getvalue()
+    assert "## envcheck burn: failed" in markdown.getvalue() and "`burn.xid`" in markdown.getvalue()
+
+
+def test_a_healthy_run_passes_and_an_interrupted_one_says_so(nvml):
+    assert gpu_run(nvml, "burn_healthy_8gpu")["exit_code"] == 0
+    doc = gpu_run(nvml, "burn_healthy_8gpu", interrupted=True)
+    assert doc["exit_code"] == 130 and doc["interrupted"] and doc["stopped_by"] == "SIGINT"
+    assert doc["summary"]["verdict"] == "interrupted"
+
+
+def test_the_value_at_a_sample_is_the_nearest_throughput_within_an_interval():
+    points = [Point(1.2, 10.0), Point(2.2, 20.0)]
+    assert [value_at(points, t, 1.0) for t in (0.0, 1.0, 2.0, 3.0, 3.5)] == [None, 10.0, 20.0, 20.0, None]
