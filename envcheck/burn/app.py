@@ -221,6 +221,9 @@ class StopSignals:
     Python's KeyboardInterrupt. Restored on exit."""
 
     terminated: bool = False
+    #: Raise on SIGTERM (while the run can still be cut short); once the run is over a SIGTERM is only noted,
+    #: so that the report of what ran is still written, and the exit code says SIGTERM.
+    armed: bool = True
     _previous: Any = None
 
     @contextlib.contextmanager
@@ -230,8 +233,9 @@ class StopSignals:
             return
 
         def on_term(signum: int, frame: Any) -> None:
-            if not self.terminated:
-                self.terminated = True
+            first = not self.terminated
+            self.terminated = True
+            if first and self.armed:
                 raise Terminated
 
         self._previous = signal.signal(signal.SIGTERM, on_term)
@@ -340,6 +344,7 @@ def run_burn(
         except KeyboardInterrupt:
             interrupted = True
         finally:
+            stop.armed = False
             if sampler is not None:
                 sampler.stop()
                 sampler.close()

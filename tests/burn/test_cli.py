@@ -51,11 +51,16 @@ def test_a_five_second_burn_keeps_its_duration_and_samples_every_second(tmp_path
     assert "burn-in passed" in run.stdout
 
 
-@pytest.mark.parametrize(("sig", "code", "by"), [(signal.SIGINT, 130, "SIGINT"), (signal.SIGTERM, 143, "SIGTERM")])
-def test_a_signal_ends_the_run_with_a_whole_report_of_what_ran(tmp_path, sig, code, by):
+@pytest.mark.parametrize(
+    ("sig", "code", "by", "to_file"), [(signal.SIGINT, 130, "SIGINT", True), (signal.SIGTERM, 143, "SIGTERM", False)]
+)
+def test_a_signal_ends_the_run_with_a_whole_report_of_what_ran(tmp_path, sig, code, by, to_file):
+    """Ctrl-C with the report going to --output; SIGTERM with --json alone: stdout is the report and nothing
+    else (the progress goes to stderr)."""
     out = tmp_path / "burn.json"
+    where = ["--output", str(out)] if to_file else []
     process = subprocess.Popen(
-        [ENVCHECK, "burn", "--device", "cpu", "--duration", "10m", "--json", "--output", str(out)],
+        [ENVCHECK, "burn", "--device", "cpu", "--duration", "10m", "--json", *where],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -70,12 +75,13 @@ def test_a_signal_ends_the_run_with_a_whole_report_of_what_ran(tmp_path, sig, co
         if process.poll() is None:
             process.kill()
     assert process.returncode == code, stderr
-    doc = json.loads(out.read_text())
+    doc = json.loads(out.read_text() if to_file else stdout)
     assert doc["interrupted"] is True and doc["stopped_by"] == by and doc["exit_code"] == code
     assert doc["summary"]["verdict"] == "interrupted"
     assert [d["name"] for d in doc["devices"]] == ["cpu"] and doc["devices"][0]["error"] is None
     assert next(v for v in doc["verdicts"] if v["id"] == "burn.worker")["status"] == "ok"
     assert doc["timeline"] and "interrupted by" in stdout
+    assert any(r["value"] is not None for r in doc["timeline"])  # the load ran, and its throughput is there
     _, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive
 

@@ -109,7 +109,7 @@ def test_a_request_for_a_gpu_where_there_is_none_is_one_line():
 # -- the GPU verdicts in the document, from the fake NVML on a fake clock -------------------------------------
 
 
-def gpu_run(nvml, scenario: str, *, interrupted: bool = False) -> dict:
+def gpu_run(nvml, scenario: str, *, interrupted: bool = False, spec: str | None = None) -> dict:
     """A whole 10-minute burn of ``scenario`` on its fake clock: the sampler reads the fake NVML, and each
     GPU's worker reports a throughput that follows its SM clock (as a matmul's does)."""
     lib = nvml(scenario)
@@ -120,6 +120,10 @@ def gpu_run(nvml, scenario: str, *, interrupted: bool = False) -> dict:
         for g in sampler.gpus
     ]
     request = BurnRequest.parse(device="cuda", duration="10m")
+    if spec is not None:
+        from envcheck.spec import parse_spec_text
+
+        request = replace(request, lab=parse_spec_text(spec, "lab.toml"), spec_path="lab.toml")
     children = []
     for dev in chosen:
         job = plan.BurnJob(dev, "bf16", 600.0, dev.uuid or "")
@@ -199,3 +203,30 @@ def test_a_healthy_run_passes_and_an_interrupted_one_says_so(nvml):
 def test_the_value_at_a_sample_is_the_nearest_throughput_within_an_interval():
     points = [Point(1.2, 10.0), Point(2.2, 20.0)]
     assert [value_at(points, t, 1.0) for t in (0.0, 1.0, 2.0, 3.0, 3.5)] == [None, 10.0, 20.0, 20.0, None]
+
+
+def test_the_lab_spec_may_tolerate_a_slowdown_and_holds_each_gpu_to_its_minimum(nvml):
+    spec = '[burn]\nmin_duration = "10m"\nallow_throttle = true\nmin_sustained = { min = 700, unit = "TFLOP/s" }'
+    doc = gpu_run(nvml, "burn_throttle_after_warmup", spec=spec)
+    throttle = next(v for v in doc["verdicts"] if v["id"] == "burn.throttle")
+    assert throttle["status"] == "warn" and throttle["summary"].endswith("(tolerated by the lab spec)")
+    judged = {(v["requirement"], v["device"]): v["passed"] for v in doc["spec"]["verdicts"]}
+    assert judged[("min_duration", None)] is True
+    assert [d for (r, d), passed in judged.items() if r == "min_sustained" and not passed] == ["cuda:2"]
+    assert doc["exit_code"] == 1  # GPU 2 is 30 % behind its siblings and below the spec's minimum
+
+
+def test_the_live_line_of_a_gpu_says_throughput_temperature_clocks_power_and_mismatches(nvml):
+    from envcheck.burn.progress import line
+
+    lib = nvml("burn_healthy_8gpu")
+    sampler = Sampler([0], clock=lib.clock, host=False)
+    sampler.open()
+    lib.clock.advance(130.0)
+    [sample] = sampler.sample()
+    dev = DeviceInfo("cuda:0", "cuda", "NVIDIA H100 80GB HBM3", index=0)
+    child = BurnChild.of(plan.BurnJob(dev, "bf16", 600.0, ""), 0, lambda c, t, v: None)
+    assert line(child, None, 0.0) == "cuda:0  starting (the start of the Python interpreter)"
+    child.load_started, child.last_value, child.mismatched, child.compared = 0.0, 792.0, 0, 1002
+    assert line(child, sample, 130.0) == "cuda:0  2:10/10:00  792 TFLOP/s  68 °C  1980 MHz  690 W  mismatches 0 of 1002"
+    sampler.close()
