@@ -39,6 +39,9 @@ def main() -> None:
     """Is this machine ready for deep-learning work? If not: what is wrong, and the exact fix."""
 
 
+#: The doctor's report is the node's health: it alone also renders for Prometheus (node_exporter's textfile).
+DOCTOR_EXTRA_FORMATS = ("prometheus",)
+
 #: ``--spec``, the same wherever a lab spec is enforced.
 spec_option = click.option(
     "--spec",
@@ -58,7 +61,7 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
 
 @main.command()
 @click.argument("selection", nargs=-1, metavar="[CHECK_OR_AREA]...")
-@format_options
+@format_options(extra=DOCTOR_EXTRA_FORMATS)
 @click.option("--quick", is_flag=True, help="Host, driver and GPU checks only; never imports torch (healthchecks).")
 @click.option("--strict", is_flag=True, help="Treat warnings as failures (exit 1).")
 @click.option("--require-gpu", is_flag=True, help="Fail when no NVIDIA GPU answers (check gpu.required).")
@@ -105,7 +108,7 @@ def doctor(
     from envcheck.core import registry
     from envcheck.output import deliver, resolve_formats
 
-    stdout_format, file_format = resolve_formats(fmt, as_json, output)
+    stdout_format, file_format = resolve_formats(fmt, as_json, output, extra=DOCTOR_EXTRA_FORMATS)
     try:
         specs = registry.select_checks(
             list(selection), quick=quick, opt_in=registry.OPT_IN if (require_gpu or list_checks) else ()
@@ -242,13 +245,15 @@ def snapshot(
 
 
 class _HealthcheckCommand(click.Command):
-    """Docker reads exit 2 as "reserved", so even a usage error must come out as unhealthy (1)."""
+    """A usage error is still said in the watcher's dialect: Docker reads exit 2 as "reserved" (so it is
+    unhealthy, 1), node-problem-detector reads 2 as unknown, Slurm's Prolog drains on any non-zero exit."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
             return super().parse_args(ctx, args)
         except click.UsageError as exc:
             ctx.meta["envcheck_usage_error"] = exc.format_message()
+            ctx.meta["envcheck_mode"] = "npd" if "--npd" in args else "slurm" if "--slurm" in args else "docker"
             ctx.params = {}
             return []
 
@@ -259,39 +264,152 @@ class _HealthcheckCommand(click.Command):
     type=click.FloatRange(min=1.0, max=300.0),
     default=8.0,
     show_default=True,
-    help="Seconds the check may take; keep it well inside the HEALTHCHECK --timeout.",
+    help="Seconds the check may take; keep it well inside the HEALTHCHECK --timeout (with --slurm: at most 30).",
 )
 @click.option("--require-gpu", is_flag=True, help="Unhealthy when no GPU answers (a GPU image run without --gpus).")
 @spec_option
-def healthcheck(deadline: float = 8.0, require_gpu: bool = False, spec_path: str | None = None) -> None:
-    """One line and exit 0 (healthy) or 1 (unhealthy), for a Docker HEALTHCHECK.
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["line", "prometheus", "json"]),
+    default="line",
+    show_default=True,
+    help="What stdout gets: the one line, or the quick doctor's report for node_exporter's textfile "
+    "collector (prometheus) or as JSON.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Also write the report to FILE atomically, as its suffix names (.prom, .json) or as --format "
+    "names; stdout keeps the line. E.g. /var/lib/node_exporter/textfile/envcheck.prom.",
+)
+@click.option(
+    "--npd",
+    is_flag=True,
+    help="Kubernetes node-problem-detector custom plugin: exit 0 OK, 1 a check failed, 2 unknown "
+    "(envcheck could not judge); a message of at most 80 bytes.",
+)
+@click.option(
+    "--slurm",
+    is_flag=True,
+    help="Slurm HealthCheckProgram or Prolog: exit 1 only when a check failed on this node; envcheck's own "
+    "trouble is said but exits 0. Bounded well inside Slurm's 60 s.",
+)
+@click.option(
+    "--drain",
+    is_flag=True,
+    help="With --slurm: on a failed check, drain this node (scontrol update nodename=$SLURMD_NODENAME "
+    "state=drain reason='envcheck: CHECK: ...').",
+)
+def healthcheck(
+    deadline: float = 8.0,
+    require_gpu: bool = False,
+    spec_path: str | None = None,
+    fmt: str = "line",
+    output: str | None = None,
+    npd: bool = False,
+    slurm: bool = False,
+    drain: bool = False,
+) -> None:
+    """The node's health in one line, in the dialect of whoever asks.
 
     Runs the quick doctor (host, driver, GPUs; never torch) and the lab spec in force (--spec, else
     $ENVCHECK_SPEC, ./envcheck.toml, ./pyproject.toml, /etc/envcheck/lab.toml). Warnings stay healthy.
-    Never exits with any other code.
+
+    \b
+    Docker HEALTHCHECK (default): exit 0 healthy, 1 unhealthy, never anything else.
+    --npd: node-problem-detector's plugin protocol, 0 OK, 1 problem, 2 unknown.
+    --slurm [--drain]: 0 healthy (or not judged), 1 a check failed; --drain drains the node.
     """
     import os
 
     from envcheck.core.exit import ExitCode
+    from envcheck.health import (
+        assess,
+        docker_line,
+        drain_node,
+        npd_verdict,
+        slurm_verdict,
+    )
 
-    usage_error = click.get_current_context().meta.get("envcheck_usage_error")
-    if usage_error:
-        click.echo(f"unhealthy: envcheck healthcheck was called wrongly: {usage_error}")
-        sys.exit(ExitCode.USAGE.for_docker())
-    if not math.isfinite(deadline):
-        click.echo(f"unhealthy: envcheck healthcheck was called wrongly: --deadline {deadline} is not a number")
-        sys.exit(ExitCode.USAGE.for_docker())
-    try:
-        from envcheck.health import healthcheck_line
+    meta = click.get_current_context().meta
+    mode = meta.get("envcheck_mode") or ("npd" if npd else "slurm" if slurm else "docker")
+    usage_error = meta.get("envcheck_usage_error")
+    if usage_error is None:
+        usage_error = _healthcheck_usage(deadline, fmt, output, npd=npd, slurm=slurm, drain=drain)
+    if usage_error is not None:
+        said = f"envcheck healthcheck was called wrongly: {usage_error}"
+        if mode == "npd":
+            from envcheck.health import NPD_MAX_OUTPUT, NPD_UNKNOWN, fit_bytes
 
-        healthy, line = healthcheck_line(deadline, require_gpu=require_gpu, spec_path=spec_path)
-    except Exception as exc:  # noqa: BLE001 - a crash must read as unhealthy, in one line
-        healthy, line = False, f"unhealthy: envcheck crashed: {type(exc).__name__}: {exc}"
-    from envcheck.redact import scrub
+            click.echo(fit_bytes(f"unknown: {said}", NPD_MAX_OUTPUT))
+            sys.exit(NPD_UNKNOWN)
+        click.echo(f"unhealthy: {said}" if mode == "docker" else f"envcheck: {said}")
+        sys.exit(ExitCode.USAGE.for_docker() if mode == "docker" else int(ExitCode.USAGE))
 
-    # `docker inspect` shows this line to anyone who can see the container: no secrets in it.
-    click.echo(" ".join(scrub(line, os.environ).split()))
+    health = assess(deadline, require_gpu=require_gpu, spec_path=spec_path, started=_STARTED)
+    if output is not None and health.document is not None:
+        _write_health_file(health.document, output, fmt)
+    if mode == "npd":
+        code, message = npd_verdict(health)
+        click.echo(message)
+        sys.exit(code)
+    if mode == "slurm":
+        verdict = slurm_verdict(health)
+        line = verdict.line
+        if drain and verdict.drain_reason is not None:
+            _, what = drain_node(verdict.drain_reason, os.environ)
+            line += f"; {what}"
+        click.echo(line)
+        sys.exit(verdict.exit_code)
+    healthy, line = docker_line(health)
+    if fmt != "line" and output is None and health.document is not None:
+        from envcheck.output import deliver
+
+        deliver(health.document, stdout_format=fmt, file_format=None, output=None, verbose=False)
+    else:
+        # `docker inspect` shows this line to anyone who can see the container: it is redacted (assess).
+        click.echo(line)
     sys.exit((ExitCode.OK if healthy else ExitCode.FAILED).for_docker())
+
+
+def _healthcheck_usage(
+    deadline: float, fmt: str, output: str | None, *, npd: bool, slurm: bool, drain: bool
+) -> str | None:
+    """What is wrong with this combination of the healthcheck's options, in words; None when nothing is."""
+    from envcheck.health import SLURM_MAX_DEADLINE_S
+
+    if not math.isfinite(deadline):
+        return f"--deadline {deadline} is not a number"
+    if npd and slurm:
+        return "--npd and --slurm are two different watchers; use one"
+    if drain and not slurm:
+        return "--drain drains a Slurm node: it needs --slurm"
+    if slurm and deadline > SLURM_MAX_DEADLINE_S:
+        return f"--deadline {deadline:g} with --slurm: at most {SLURM_MAX_DEADLINE_S:g} s (Slurm kills it at 60 s)"
+    if (npd or slurm) and fmt != "line" and output is None:
+        return f"--format {fmt} would replace the line {'NPD' if npd else 'Slurm'} reads; write it with --output"
+    if output is not None:
+        from envcheck.render import format_for_path
+
+        file_format = fmt if fmt != "line" else format_for_path(output)
+        if file_format not in ("prometheus", "json"):
+            return f"--output {output}: name a .prom or .json file, or pass --format prometheus or json"
+    return None
+
+
+def _write_health_file(document: dict[str, Any], output: str, fmt: str) -> None:
+    """The healthcheck's --output file (already redacted). A failed write is one line on stderr: the
+    watcher's verdict on stdout and its exit code stay what they are (the file is a side output, and
+    node_exporter notices a stale one by envcheck_last_run_timestamp_seconds)."""
+    from envcheck.output import error
+    from envcheck.render import format_for_path, write_atomically
+
+    try:
+        write_atomically(output, document, fmt if fmt != "line" else format_for_path(output) or "prometheus")
+    except OSError as exc:
+        error(f"cannot write {output}: {exc.strerror or exc}")
 
 
 def lab_spec_checks(spec_path: str | None) -> list[CheckSpec]:

@@ -17,32 +17,50 @@ import click
 
 from envcheck.core.exit import ExitCode
 
-FORMAT_HELP = "Report format: text (for people), json (one object), markdown (to paste into an issue)."
+#: The formats every reporting command has. A format for one kind of report (``prometheus``: the doctor's
+#: node health) is added by the commands it applies to (``format_options(extra=...)``); elsewhere it is
+#: not offered, and a file suffix that asks for it (``bench -o x.prom``) is a usage error.
+COMMON_FORMATS = ("text", "json", "markdown")
+FORMAT_HELP = {
+    "text": "text (for people)",
+    "json": "json (one object)",
+    "markdown": "markdown (to paste into an issue)",
+    "prometheus": "prometheus (node_exporter's textfile collector)",
+}
+SUFFIX_HELP = {"json": ".json", "markdown": ".md", "prometheus": ".prom"}
 
 
-def format_options(fn: Any) -> Any:
-    """``--format``, ``--json`` (its alias) and ``--output``, the same on every command that reports."""
+def format_options(fn: Any = None, *, extra: tuple[str, ...] = ()) -> Any:
+    """``--format``, ``--json`` (its alias) and ``--output``, the same on every command that reports;
+    ``@format_options`` or, with formats only some commands have, ``@format_options(extra=("prometheus",))``."""
+    if fn is None:
+        return lambda f: format_options(f, extra=extra)
+    formats = COMMON_FORMATS + extra
+    suffixes = ", ".join(SUFFIX_HELP[f] for f in formats if f in SUFFIX_HELP)
     fn = click.option(
         "--output",
         "-o",
         "output",
         type=click.Path(dir_okay=False, writable=True),
-        help="Also write the report to FILE (atomically), in --format or the format its suffix names "
-        "(.json, .md); the terminal still shows the text report.",
+        help=f"Also write the report to FILE (atomically), in --format or the format its suffix names "
+        f"({suffixes}); the terminal still shows the text report.",
     )(fn)
     fn = click.option("--json", "as_json", is_flag=True, help="Same as --format json.")(fn)
     fn = click.option(
         "--format",
         "fmt",
-        type=click.Choice(["text", "json", "markdown"]),
+        type=click.Choice(list(formats)),
         default=None,
-        help=FORMAT_HELP,
+        help="Report format: " + ", ".join(FORMAT_HELP[f] for f in formats) + ".",
     )(fn)
     return fn
 
 
-def resolve_formats(fmt: str | None, as_json: bool, output: str | None) -> tuple[str, str | None]:
-    """(what stdout shows, what the --output file gets). With --output the terminal keeps the text report."""
+def resolve_formats(
+    fmt: str | None, as_json: bool, output: str | None, *, extra: tuple[str, ...] = ()
+) -> tuple[str, str | None]:
+    """(what stdout shows, what the --output file gets). With --output the terminal keeps the text report.
+    ``extra``: the formats beyond the common ones that this command has (as given to format_options)."""
     from envcheck.render import format_for_path
 
     if as_json and fmt not in (None, "json"):
@@ -50,7 +68,15 @@ def resolve_formats(fmt: str | None, as_json: bool, output: str | None) -> tuple
     chosen = "json" if as_json else fmt
     if output is None:
         return chosen or "text", None
-    return "text", chosen or format_for_path(output) or "text"
+    file_format = chosen or format_for_path(output) or "text"
+    if file_format not in COMMON_FORMATS + extra:
+        command = click.get_current_context(silent=True)
+        name = f"envcheck {command.info_name}" if command is not None else "this command"
+        raise click.UsageError(
+            f"{output} names the {file_format} format, which {name} does not write "
+            f"(it writes {', '.join(COMMON_FORMATS + extra)}); name the file differently or pass --format"
+        )
+    return "text", file_format
 
 
 def redacted(document: dict[str, Any], env: Mapping[str, str] | None = None) -> dict[str, Any]:
