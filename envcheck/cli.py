@@ -435,10 +435,12 @@ def _register_subcommands() -> None:
     from envcheck.bench.cli import bench
     from envcheck.burn.cli import burn
     from envcheck.comm.cli import comm
+    from envcheck.fleet.cli import fleet
 
     main.add_command(bench)
     main.add_command(comm)
     main.add_command(burn)
+    main.add_command(fleet)
 
 
 _register_subcommands()

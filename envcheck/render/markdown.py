@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from envcheck.burn import BURN_SCHEMA
 from envcheck.comm import COMM_SCHEMA
 from envcheck.core.report import BENCH_SCHEMA
+from envcheck.fleet import FLEET_SCHEMA
 from envcheck.render import RenderOptions, renderer
 
 if TYPE_CHECKING:
@@ -42,6 +43,10 @@ def render_markdown(document: dict[str, Any], console: Console, options: RenderO
         from envcheck.render.burn_text import burn_markdown
 
         lines = burn_markdown(document)
+    elif document.get("schema") == FLEET_SCHEMA:
+        from envcheck.render.fleet_text import fleet_markdown
+
+        lines = fleet_markdown(document)
     else:
         lines = bench_markdown(document) if document.get("schema") == BENCH_SCHEMA else doctor_markdown(document)
     console.file.write("\n".join(lines) + "\n")

@@ -16,6 +16,7 @@ from rich.markup import escape
 from envcheck.burn import BURN_SCHEMA
 from envcheck.comm import COMM_SCHEMA
 from envcheck.core.report import BENCH_SCHEMA
+from envcheck.fleet import FLEET_SCHEMA
 from envcheck.render import RenderOptions, renderer
 
 if TYPE_CHECKING:
@@ -54,6 +55,11 @@ def render_text(document: dict[str, Any], console: Console, options: RenderOptio
         from envcheck.render.burn_text import render_text as render_burn
 
         render_burn(document, console, options)
+        return
+    if document.get("schema") == FLEET_SCHEMA:
+        from envcheck.render.fleet_text import render_text as render_fleet
+
+        render_fleet(document, console, options)
         return
     DoctorText(console, verbose=options.verbose).report(document)
 

@@ -1,0 +1,81 @@
+"""``envcheck fleet``: the click command. It reads the sources, merges them and delivers the
+envcheck.fleet/1 document through envcheck.output (redacted once, rendered by format, written atomically).
+
+Importing this module must stay cheap (``envcheck --help`` imports it): the rest is imported inside the
+command.
+"""
+
+from __future__ import annotations
+
+import math
+
+import click
+
+from envcheck.output import format_options
+
+#: Skipped sources named on stderr before the rest are only counted (every one is in the report).
+SHOWN_SKIPS = 20
+
+
+def _threshold(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """A share strictly between 0 and 1; NaN and infinities are refused too (every comparison with NaN is
+    false, so it would silently find nothing slow)."""
+    if not math.isfinite(value) or not 0.0 < value < 1.0:
+        raise click.BadParameter(f"{value} is not a share between 0 and 1 (0.1 is 10 %)")
+    return value
+
+
+@click.command()
+@click.argument("sources", nargs=-1, required=True, metavar="REPORT...")
+@click.option(
+    "--threshold",
+    type=float,
+    default=0.10,
+    show_default=True,
+    callback=_threshold,
+    help="A GPU (or CPU) this share below the fleet median of its model for a benchmark is slow.",
+)
+@format_options
+def fleet(sources: tuple[str, ...], threshold: float, fmt: str | None, as_json: bool, output: str | None) -> None:
+    """Merge many nodes' envcheck reports into one fleet report.
+
+    REPORT is a JSON report of `envcheck doctor`, `bench`, `comm` or `burn` (--json or --output x.json),
+    a directory of them (walked for *.json), or - for a stream on stdin (JSON lines, or documents one
+    after another). Run envcheck on the nodes with what the lab already has (Slurm, Kubernetes,
+    torchrun) and merge what they wrote.
+
+    The report says which nodes fail and why, which fields drift (driver, torch and its CUDA, cuDNN,
+    NCCL, Python, GPU model and count, the lab spec's packages), which GPUs are slower than the same
+    model elsewhere, by host, index, UUID and PCI bus id (CPUs by CPU model the same way), and any GPU
+    UUID or host seen twice. A source that is not an envcheck report, is truncated or has an unknown
+    schema version is named and skipped.
+
+    Exit codes: 0 no node fails and no device is slow; 1 a node fails or a device is slow; 2 bad
+    input (no readable report, a bad option); 74 the report could not be written.
+    """
+    import sys
+    import time
+
+    from envcheck.core.exit import ExitCode
+    from envcheck.core.report import utc_now
+    from envcheck.fleet.merge import merge
+    from envcheck.fleet.read import STDIN, read_sources
+    from envcheck.fleet.report import fleet_document
+    from envcheck.output import deliver, error, resolve_formats
+
+    started = time.monotonic()
+    generated_at = utc_now()
+    stdout_format, file_format = resolve_formats(fmt, as_json, output)
+    stdin = sys.stdin.buffer if STDIN in sources else None
+    read = read_sources(sources, stdin=stdin)
+    for skip in read.skipped[:SHOWN_SKIPS]:
+        error(f"fleet: skipped {skip.source}: {skip.reason}")
+    if len(read.skipped) > SHOWN_SKIPS:
+        error(f"fleet: skipped {len(read.skipped) - SHOWN_SKIPS} more sources (the report lists them all)")
+    if not read.reports:
+        error(f"fleet: no envcheck report could be read ({len(read.skipped)} skipped)")
+        sys.exit(int(ExitCode.USAGE))
+    report = merge(read.reports, read.skipped, threshold=threshold)
+    document = fleet_document(report, generated_at=generated_at, duration_s=time.monotonic() - started)
+    override = deliver(document, stdout_format=stdout_format, file_format=file_format, output=output, verbose=False)
+    sys.exit(int(override if override is not None else report.exit_code))

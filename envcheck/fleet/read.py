@@ -1,0 +1,271 @@
+"""Sources → node reports, and what was skipped and why.
+
+A fleet's reports arrive however the lab collected them: one file per node, a directory a job array
+wrote into, or a stream on stdin (``kubectl logs`` of every pod, ``srun envcheck doctor --json`` piped
+straight in). So a source is a file, a directory (walked for ``*.json``) or ``-``, and a file or the
+stream may hold one document or many (JSON lines, or pretty-printed documents one after another).
+
+Whatever is wrong with one source — not JSON, cut short by a full disk, another tool's JSON, a schema
+version this envcheck does not know, a FIFO — is a :class:`Skipped` with the source's name and one
+line of reason, never a traceback and never the end of the merge: one bad node must not hide the
+other thousand. Files go through :mod:`envcheck.core.files`, so a FIFO, a device or a file on a hung
+network mount is refused within seconds instead of blocking the merge.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+from envcheck.core import files
+from envcheck.fleet import FLEET_SCHEMA
+
+#: The kinds of node report a fleet merges, each read at schema version 1 (``envcheck.<kind>/1``).
+KINDS = ("doctor", "bench", "comm", "burn")
+VERSION = "1"
+
+#: The most one document may hold. A burn report keeps a timeline row per GPU per second (8 GPUs for an
+#: hour is ~15 MiB); anything far beyond this is not a node's report.
+MAX_BYTES = 256 * 1024**2
+
+#: Bytes read from stdin at a time: large enough that a 50 KiB document parses in one go, small enough
+#: that a stream of ten thousand is never held whole.
+STDIN_CHUNK = 1024**2
+
+STDIN = "-"
+
+_SPACE = re.compile(r"\s*")
+
+
+@dataclass(frozen=True)
+class NodeReport:
+    """One envcheck document, where it came from, and which node it describes."""
+
+    source: str
+    kind: str
+    hostname: str
+    document: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A source (or one document in it) that was not merged, and why, in one line."""
+
+    source: str
+    reason: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"source": self.source, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Sources:
+    reports: tuple[NodeReport, ...]
+    skipped: tuple[Skipped, ...]
+
+
+class NotAReport(ValueError):
+    """A JSON value that a fleet cannot merge, with the reason in words."""
+
+
+def read_sources(names: Iterable[str], stdin: IO[bytes] | None = None) -> Sources:
+    """Every report in ``names`` (files, directories, ``-`` for ``stdin``), in the order given."""
+    reports: list[NodeReport] = []
+    skipped: list[Skipped] = []
+    for name in names:
+        for item in _read_one(name, stdin):
+            (reports if isinstance(item, NodeReport) else skipped).append(item)
+    return Sources(tuple(reports), tuple(skipped))
+
+
+def _read_one(name: str, stdin: IO[bytes] | None) -> Iterator[NodeReport | Skipped]:
+    if name == STDIN:
+        if stdin is None:
+            yield Skipped("<stdin>", "stdin cannot be read here")
+            return
+        yield from _documents(_stdin_chunks(stdin), "<stdin>", always_numbered=True)
+        return
+    shown = files.path_shown(name)
+    if os.path.isdir(name):
+        found = False
+        for path in _walk(name):
+            found = True
+            yield from _read_file(path)
+        if not found:
+            yield Skipped(shown, "is a directory without any *.json file in it")
+        return
+    yield from _read_file(name)
+
+
+def _walk(directory: str) -> Iterator[str]:
+    """The ``*.json`` files under ``directory``, in a stable order (names sorted, depth first); symbolic
+    links to directories are not followed, so a link cycle cannot loop."""
+    for root, dirs, names in os.walk(directory, followlinks=False):
+        dirs.sort()
+        for name in sorted(names):
+            if name.lower().endswith(".json"):
+                yield os.path.join(root, name)
+
+
+def _read_file(path: str) -> Iterator[NodeReport | Skipped]:
+    shown = files.path_shown(path)
+    try:
+        text = files.decode(files.within(files.READ_TIMEOUT_S, lambda: files.read_regular(path, MAX_BYTES)))
+    except files.FileRefused as exc:
+        yield Skipped(shown, str(exc))
+        return
+    if not text.strip():
+        yield Skipped(shown, "is empty")
+        return
+    yield from _documents(iter((text,)), shown, always_numbered=False)
+
+
+def _stdin_chunks(stream: IO[bytes]) -> Iterator[str]:
+    """stdin as text, a chunk at a time; bytes that are not UTF-8 become U+FFFD (a report is ASCII, so
+    they can only sit inside a document that will be refused anyway)."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
+    read = getattr(stream, "read1", stream.read)
+    while True:
+        data = read(STDIN_CHUNK)
+        if not data:
+            tail = decoder.decode(b"", final=True)
+            if tail:
+                yield tail
+            return
+        yield decoder.decode(data)
+
+
+def _documents(chunks: Iterator[str], label: str, *, always_numbered: bool) -> Iterator[NodeReport | Skipped]:
+    """The reports in one file or stream, each judged; sources are ``label`` alone for a file holding
+    one document, else ``label:LINE`` (the line the document starts on)."""
+    items: Iterable[tuple[int, Any, str | None]] = _json_values(chunks)
+    numbered = always_numbered
+    if not always_numbered:
+        items = list(items)
+        numbered = len(items) > 1
+    for line, value, error in items:
+        source = f"{label}:{line}" if numbered else label
+        if error is not None:
+            yield Skipped(source, error)
+            continue
+        try:
+            kind, hostname = classify(value)
+        except NotAReport as exc:
+            yield Skipped(source, str(exc))
+            continue
+        yield NodeReport(source, kind, hostname, value)
+
+
+def _json_values(chunks: Iterator[str]) -> Iterator[tuple[int, Any, str | None]]:
+    """(line, value, None) for each JSON value in the text, or (line, None, reason) for each stretch
+    that is not one; after a broken stretch, reading resumes at the next line that starts with ``{``
+    (where the next JSON line or pretty-printed document begins).
+
+    The text is consumed a chunk at a time; a value is parsed once it is whole. A parse error on the
+    last, unfinished line of what has been read so far only means "read more"; an error before it is
+    a real one (JSON strings cannot hold a raw newline, so a complete line cannot be continued).
+    """
+    decoder = json.JSONDecoder()
+    buf, pos, line, eof = "", 0, 1, False
+
+    def more() -> bool:
+        nonlocal buf, pos, eof
+        chunk = next(chunks, None)
+        if chunk is None:
+            eof = True
+            return False
+        buf, pos = buf[pos:] + chunk, 0
+        return True
+
+    while True:
+        end = _SPACE.match(buf, pos).end()  # type: ignore[union-attr]
+        line += buf.count("\n", pos, end)
+        pos = end
+        if pos == len(buf):
+            if not more():
+                return
+            continue
+        try:
+            value, end = decoder.raw_decode(buf, pos)
+        except json.JSONDecodeError as exc:
+            if not eof and exc.pos > buf.rfind("\n") and len(buf) - pos <= MAX_BYTES:
+                more()
+                continue
+            yield line, None, _broken(exc, buf, pos, eof)
+        except (RecursionError, ValueError) as exc:  # nesting too deep; a number too long to convert
+            reason = "nests too deeply" if isinstance(exc, RecursionError) else f"is not valid JSON ({exc})"
+            yield line, None, reason
+        else:
+            yield line, value, None
+            line += buf.count("\n", pos, end)
+            pos = end
+            continue
+        # Skip to the next line that starts a document, reading on if it is not here yet.
+        while True:
+            found = buf.find("\n{", pos)
+            if found >= 0:
+                line += buf.count("\n", pos, found + 1)
+                pos = found + 1
+                break
+            line += buf.count("\n", pos, len(buf) - 1)
+            pos = len(buf) - 1 if buf.endswith("\n") else len(buf)
+            if not more():
+                pos = len(buf)
+                break
+
+
+def _broken(exc: json.JSONDecodeError, buf: str, start: int, eof: bool) -> str:
+    """Why the value starting at ``start`` did not parse, in words a person acts on."""
+    if len(buf) - start > MAX_BYTES:
+        return f"holds a document bigger than {MAX_BYTES // 1024**2} MiB"
+    if eof and exc.pos >= len(buf.rstrip()):
+        return "is truncated: the JSON ends before the document does (a full disk or a killed writer?)"
+    line_end = buf.find("\n", start)
+    if exc.pos > line_end >= 0 and buf[line_end + 1 : line_end + 2] == "{":
+        return "is truncated: a JSON line ends before its document does"
+    line = buf.count("\n", start, exc.pos) + 1
+    return f"is not JSON ({exc.msg} at line {line} of the document, column {exc.colno})"
+
+
+def classify(value: Any) -> tuple[str, str]:
+    """(kind, hostname) of an envcheck node report, or :class:`NotAReport` saying why it is not one."""
+    if not isinstance(value, dict):
+        raise NotAReport(f"is not an envcheck report (a JSON {_json_type(value)}, not an object)")
+    schema = value.get("schema")
+    if schema is None:
+        raise NotAReport('is not an envcheck report (it has no "schema" field)')
+    if not isinstance(schema, str) or not schema.startswith("envcheck."):
+        raise NotAReport(f"is not an envcheck report (its schema is {files.shown(schema)})")
+    kind, _, version = schema[len("envcheck.") :].partition("/")
+    if schema == FLEET_SCHEMA or kind == "fleet":
+        raise NotAReport("is a fleet report, not a node's report (merge the nodes' own reports)")
+    if kind not in KINDS:
+        known = ", ".join(f"envcheck.{k}/{VERSION}" for k in KINDS)
+        raise NotAReport(f"has an unknown schema {files.shown(schema)} (this envcheck reads {known})")
+    if version != VERSION:
+        raise NotAReport(
+            f"has schema {files.shown(schema)}, a version this envcheck cannot read (it reads "
+            f"envcheck.{kind}/{VERSION}): merge it with the envcheck that wrote it"
+        )
+    host = value.get("host")
+    hostname = host.get("hostname") if isinstance(host, dict) else None
+    if not isinstance(hostname, str) or not hostname.strip():
+        raise NotAReport("has no host.hostname, so it cannot be told which node it describes")
+    return kind, hostname
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if value is None:
+        return "null"
+    return "number"

@@ -1,0 +1,167 @@
+"""The fleet's structured report: ``fleet_document(report)``, the envcheck.fleet/1 JSON contract.
+
+Every renderer (text, JSON, Markdown, and later HTML) reads this one document, after redaction. It starts
+with the envelope every envcheck report carries (its ``host`` is the machine that merged), then:
+
+* ``nodes``: every node, the failing first, with its status, the reports it rests on and the failing
+  items (``failing``) and warnings (``warnings``) of those reports, each with its fix, and its slow devices;
+* ``drift``: each field with more than one value across the fleet, each value with its hosts, the
+  majority first; ``uniform``: the fields the whole fleet agrees on;
+* ``slow_gpus`` and ``slow_cpus``: each device more than ``threshold`` below its model's fleet median;
+* ``comparisons``: every (benchmark, model) group with its median and every device's figure, slow or
+  not — what a chart of the fleet draws;
+* ``duplicates``: a GPU UUID on two hosts, a host with two reports of one kind;
+* ``skipped``: each source not merged and why; ``summary``: the counts and the one line every format ends with.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from envcheck.core.model import to_jsonable
+from envcheck.core.report import HostIdentity, envelope
+from envcheck.fleet import FLEET_SCHEMA
+from envcheck.fleet.merge import Comparison, Figure, FleetReport, Node, field_title
+
+
+def fleet_document(report: FleetReport, *, generated_at: datetime, duration_s: float) -> dict[str, Any]:
+    """The whole merge as strict JSON values."""
+    doc = envelope(FLEET_SCHEMA, generated_at=generated_at, duration_s=duration_s, host=HostIdentity.here())
+    slow_by_host: dict[str, list[Figure]] = {}
+    for figure in report.slow:
+        slow_by_host.setdefault(figure.hostname, []).append(figure)
+    doc.update(
+        {
+            "status": report.status.value,
+            "exit_code": int(report.exit_code),
+            "threshold": report.threshold,
+            "summary": summary(report),
+            "nodes": [_node(n, slow_by_host.get(n.hostname, [])) for n in report.nodes],
+            "drift": [
+                {
+                    "field": d.field,
+                    "title": d.title,
+                    "values": [{"value": v, "count": len(hosts), "hosts": list(hosts)} for v, hosts in d.values],
+                }
+                for d in report.drift
+            ],
+            "uniform": [
+                {"field": name, "title": field_title(name), "value": value, "nodes": count}
+                for name, value, count in report.uniform
+            ],
+            "slow_gpus": [slow_figure(f) for f in report.slow_gpus],
+            "slow_cpus": [slow_figure(f) for f in report.slow_cpus],
+            "comparisons": [_comparison(c, report.threshold) for c in report.comparisons],
+            "duplicates": {
+                "hosts": [
+                    {"hostname": d.hostname, "kind": d.kind, "sources": list(d.sources)} for d in report.duplicate_hosts
+                ],
+                "gpus": [
+                    {"uuid": d.uuid, "hosts": list(d.hosts), "sources": list(d.sources)} for d in report.duplicate_gpus
+                ],
+            },
+            "skipped": [s.to_json() for s in report.skipped],
+        }
+    )
+    result: dict[str, Any] = to_jsonable(doc)
+    return result
+
+
+def slow_figure(f: Figure) -> dict[str, Any]:
+    """A slow device, named every way an admin may look for it: host and index, UUID, PCI bus id."""
+    return {
+        "hostname": f.hostname,
+        "index": f.index,
+        "uuid": f.uuid,
+        "pci_bus_id": f.pci_bus_id,
+        "device": f.device,
+        "id": f.id,
+        "model": f.model,
+        "unit": f.unit,
+        "value": f.value,
+        "fleet_median": f.fleet_median,
+        "shortfall": f.shortfall,
+        "source": f.source,
+    }
+
+
+def _node(node: Node, slow: list[Figure]) -> dict[str, Any]:
+    return {
+        "hostname": node.hostname,
+        "status": node.status.value,
+        "reports": [r.to_json() for r in node.reports],
+        "failing": [p.to_json() for p in node.failing],
+        "warnings": [p.to_json() for p in node.warnings],
+        "slow": [
+            {"id": f.id, "device": f.device, "index": f.index, "uuid": f.uuid, "shortfall": f.shortfall} for f in slow
+        ],
+    }
+
+
+def _comparison(c: Comparison, threshold: float) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "device_kind": c.device_kind,
+        "model": c.model,
+        "unit": c.unit,
+        "fleet_median": c.median,
+        # Below this figure a device is slow: where a chart draws its line.
+        "slow_below": c.median * (1 - threshold),
+        "devices": len(c.figures),
+        "slow": sum(f.slow for f in c.figures),
+        "figures": [
+            {
+                "hostname": f.hostname,
+                "device": f.device,
+                "index": f.index,
+                "uuid": f.uuid,
+                "pci_bus_id": f.pci_bus_id,
+                "value": f.value,
+                "shortfall": f.shortfall,
+                "slow": f.slow,
+            }
+            for f in c.figures
+        ],
+    }
+
+
+def _plural(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n} {word if n == 1 else plural or word + 's'}"
+
+
+def summary(report: FleetReport) -> dict[str, Any]:
+    """The counts, and the one line every format ends with."""
+    statuses = [n.status for n in report.nodes]
+    failing = sum(s.is_problem for s in statuses)
+    warned = sum(s.value == "warn" for s in statuses)
+    counts = {
+        "nodes": len(report.nodes),
+        "failing": failing,
+        "warnings": warned,
+        "ok": len(report.nodes) - failing - warned,
+        "reports_read": report.reports_read,
+        "skipped": len(report.skipped),
+        "drift_fields": len(report.drift),
+        "slow_gpus": len(report.slow_gpus),
+        "slow_cpus": len(report.slow_cpus),
+        "duplicate_hosts": len(report.duplicate_hosts),
+        "duplicate_gpus": len(report.duplicate_gpus),
+    }
+    parts = [f"{failing} failing" if failing else "none failing"]
+    if warned:
+        parts.append(f"{warned} with warnings")
+    if report.slow_gpus:
+        parts.append(f"{_plural(len(report.slow_gpus), 'slow GPU')}")
+    if report.slow_cpus:
+        parts.append(f"{_plural(len(report.slow_cpus), 'slow CPU')}")
+    if report.drift:
+        parts.append(f"{_plural(len(report.drift), 'field')} drifting")
+    duplicates = len(report.duplicate_hosts) + len(report.duplicate_gpus)
+    if duplicates:
+        parts.append(f"{_plural(duplicates, 'duplicate')}")
+    read = f"{_plural(report.reports_read, 'report')} read"
+    if report.skipped:
+        read += f", {len(report.skipped)} skipped"
+    text = f"{_plural(len(report.nodes), 'node')}: {', '.join(parts)} ({read})"
+    return {**counts, "text": text}
