@@ -1,0 +1,180 @@
+"""``--format prometheus`` through the installed command over fake NVML scenarios, read back with the
+official client's text parser (what a Prometheus server reading node_exporter's textfile collector
+accepts), and the textfile written atomically."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.test_output import run
+
+GPU_LABELS = {"gpu", "UUID", "pci_bus_id", "modelName", "Hostname"}
+STATUSES = ("ok", "warn", "fail", "skip", "crash")
+
+
+def families(text: str) -> dict[str, list]:
+    """Metric name -> its samples, as the official parser reads them (it raises on anything malformed)."""
+    return {f.name: f.samples for f in text_string_to_metric_families(text)}
+
+
+def value(samples: list, **labels: str) -> float:
+    """The one sample whose labels include ``labels``."""
+    found = [s.value for s in samples if all(s.labels.get(k) == v for k, v in labels.items())]
+    assert len(found) == 1, (labels, found)
+    return found[0]
+
+
+def scrape(*args: str, scenario: str, code: int | None = None, **env: str) -> dict[str, list]:
+    proc = run(*args, "--format", "prometheus", ENVCHECK_FAKE_NVML=scenario, **env)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    if code is not None:
+        assert proc.returncode == code, proc.stderr
+    return families(proc.stdout)
+
+
+def test_a_failing_check_and_its_gpu_readings():
+    metrics = scrape("doctor", "--quick", scenario="ecc_uncorrected_row_remap", code=1, NODE_NAME="gpu-node-17")
+    status = metrics["envcheck_check_status"]
+    # One series per check and per possible status, 1 on the current one (node_exporter's enum convention).
+    assert {s.labels["status"] for s in status if s.labels["check"] == "gpu.ecc"} == set(STATUSES)
+    assert value(status, check="gpu.ecc", status="fail") == 1
+    assert value(status, check="gpu.ecc", status="ok") == 0
+    assert value(status, check="gpu.ecc", status="fail", area="gpu", Hostname="gpu-node-17") == 1
+    assert sum(s.value for s in status) == len({s.labels["check"] for s in status})  # exactly one 1 per check
+    assert value(metrics["envcheck_node_healthy"]) == 0
+    assert value(metrics["envcheck_checks"], status="fail") >= 1
+    # GPU 1 of this scenario has 3 volatile and 7 lifetime uncorrected errors (tests/fakenvml.py).
+    ecc = metrics["envcheck_gpu_ecc_errors"]
+    assert value(ecc, gpu="1", type="volatile_uncorrected") == 3
+    assert value(ecc, gpu="1", type="aggregate_uncorrected") == 7
+    assert value(ecc, gpu="0", type="volatile_uncorrected") == 0
+    # dcgm-exporter's label names and values, so dashboards join on them; NODE_NAME is the Hostname.
+    temperature = metrics["envcheck_gpu_temperature_celsius"]
+    assert all(set(s.labels) == GPU_LABELS for s in temperature)
+    gpu1 = next(s.labels for s in temperature if s.labels["gpu"] == "1")
+    assert gpu1["pci_bus_id"] == "00000000:19:00.0" and gpu1["UUID"].startswith("GPU-")
+    assert gpu1["modelName"] == "NVIDIA H100 80GB HBM3" and gpu1["Hostname"] == "gpu-node-17"
+
+
+def test_throttle_reasons_temperature_and_memory_of_a_hot_gpu():
+    metrics = scrape("doctor", "--quick", scenario="thermal_throttle_pcie_downgrade", code=0)
+    throttle = metrics["envcheck_gpu_throttle_reason"]
+    # GPU 0 is held by software and hardware thermal slowdown (mask 0x60); GPU 1 only idles (0x1).
+    assert value(throttle, gpu="0", reason="sw_thermal") == 1 and value(throttle, gpu="0", reason="hw_thermal") == 1
+    assert value(throttle, gpu="0", reason="hw_slowdown") == 0
+    assert value(throttle, gpu="1", reason="gpu_idle") == 1 and value(throttle, gpu="1", reason="sw_thermal") == 0
+    assert value(metrics["envcheck_gpu_temperature_celsius"], gpu="0") == 91
+    assert value(metrics["envcheck_gpu_slowdown_temperature_celsius"], gpu="0") == 87
+    assert value(metrics["envcheck_gpu_memory_total_bytes"], gpu="0") == 80 * 2**30
+    assert value(metrics["envcheck_gpu_memory_used_bytes"], gpu="0") == 2**30
+    assert value(metrics["envcheck_gpu_power_watts"], gpu="0") == 70
+    assert value(metrics["envcheck_gpu_pcie_link_width"], gpu="0") == 8
+    assert value(metrics["envcheck_check_status"], check="gpu.temperature", status="warn") == 1
+    assert value(metrics["envcheck_node_healthy"]) == 1  # warnings stay healthy
+    info = metrics["envcheck_info"][0].labels
+    assert info["driver_version"] == "550.54.15" and info["version"]
+    assert abs(value(metrics["envcheck_last_run_timestamp_seconds"]) - time.time()) < 120
+    assert 0 < value(metrics["envcheck_run_duration_seconds"]) < 60
+
+
+def test_a_lost_gpu_is_down_and_has_no_readings():
+    metrics = scrape("doctor", "--quick", scenario="gpu_lost", code=1)
+    assert value(metrics["envcheck_gpu_up"], gpu="1") == 0
+    assert value(metrics["envcheck_gpu_up"], gpu="0") == 1
+    # "not available" is left out, never written as a number
+    assert {s.labels["gpu"] for s in metrics["envcheck_gpu_temperature_celsius"]} == {"0", "2"}
+
+
+def test_no_gpu_means_no_gpu_series_but_every_check():
+    metrics = scrape("doctor", "--quick", scenario="no_library", code=0)
+    assert metrics["envcheck_gpu_up"] == [] and metrics["envcheck_gpu_temperature_celsius"] == []
+    assert value(metrics["envcheck_check_status"], check="driver.nvml", status="skip") in (0, 1)
+    assert value(metrics["envcheck_node_healthy"]) == 1
+
+
+def test_the_healthcheck_renders_the_same_document():
+    metrics = scrape("healthcheck", scenario="ecc_uncorrected_row_remap", code=1)
+    assert value(metrics["envcheck_check_status"], check="gpu.ecc", status="fail") == 1
+    assert value(metrics["envcheck_gpu_ecc_errors"], gpu="1", type="volatile_uncorrected") == 3
+    # the healthcheck is the quick doctor: torch is never judged
+    assert not any(s.labels["check"].startswith("torch.") for s in metrics["envcheck_check_status"])
+
+
+def test_label_values_are_escaped_by_the_library():
+    from envcheck.render.prometheus import exposition
+
+    name = 'Weird "GPU" \\ with\na newline'
+    document = {
+        "schema": "envcheck.doctor/1",
+        "envcheck_version": "0",
+        "generated_at": "2025-01-01T00:00:00+00:00",
+        "duration_s": 1.5,
+        "host": {"hostname": 'host"1'},
+        "checks": [{"id": "gpu.inventory", "status": "ok"}],
+        "gpus": [{"index": 0, "name": name, "uuid": "GPU-x", "pci_bus_id": "0", "temperature_c": None}],
+    }
+    metrics = families(exposition(document))
+    up = metrics["envcheck_gpu_up"][0]
+    assert up.labels["modelName"] == name and up.value == 1
+    assert metrics["envcheck_gpu_temperature_celsius"] == []
+    assert value(metrics["envcheck_last_run_timestamp_seconds"]) == 1735689600
+
+
+def test_the_textfile_is_written_atomically(tmp_path, monkeypatch):
+    """node_exporter reads every *.prom file in its directory: the temporary file must sit in the same
+    directory (so the rename is atomic on one filesystem), not end in .prom, and be renamed over the target."""
+    import os
+
+    from envcheck.render import write_atomically
+    from envcheck.render.prometheus import exposition
+
+    document = {
+        "schema": "envcheck.doctor/1",
+        "generated_at": "2025-01-01T00:00:00+00:00",
+        "host": {"hostname": "h"},
+        "checks": [],
+        "gpus": [],
+    }
+    renames: list[tuple[Path, Path, str]] = []
+    real_replace = os.replace
+
+    def replace(src, dst):
+        renames.append((Path(src), Path(dst), Path(src).read_text()))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    target = tmp_path / "envcheck.prom"
+    target.write_text("old\n")
+    write_atomically(str(target), document, "prometheus")
+    [(src, dst, written)] = renames
+    assert dst == target and src.parent == tmp_path and not src.name.endswith(".prom")
+    assert written == target.read_text() == exposition(document)  # complete before the rename
+    assert [p.name for p in tmp_path.iterdir()] == ["envcheck.prom"]
+
+
+def test_output_by_suffix_from_the_installed_command(tmp_path):
+    textfile = tmp_path / "envcheck.prom"
+    proc = run("healthcheck", "--output", str(textfile), ENVCHECK_FAKE_NVML="healthy_multi_gpu")
+    assert proc.returncode == 0 and proc.stdout.startswith("healthy: 4 GPU(s) answer")  # stdout keeps the line
+    metrics = families(textfile.read_text())
+    assert len(metrics["envcheck_gpu_up"]) == 4 and value(metrics["envcheck_node_healthy"]) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["envcheck.prom"]
+    doctor = run("doctor", "--quick", "-o", str(tmp_path / "d.prom"), ENVCHECK_FAKE_NVML="healthy_multi_gpu")
+    assert doctor.returncode == 0 and "ready: no problems found" in doctor.stdout
+    assert len(families((tmp_path / "d.prom").read_text())["envcheck_gpu_up"]) == 4
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("bench", "--format", "prometheus"), ("bench", "-o", "x.prom"), ("comm", "-o", "x.prom")],
+    ids=["bench --format", "bench -o .prom", "comm -o .prom"],
+)
+def test_prometheus_on_a_command_it_does_not_apply_to_is_a_usage_error(args, tmp_path):
+    proc = run(*args, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "prometheus" in proc.stderr and "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []
