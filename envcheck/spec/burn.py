@@ -35,6 +35,8 @@ class BurnVerdict:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            # what a fleet merge names the requirement by (spec.burn.min_duration ...)
+            "id": f"burn.{self.requirement}",
             "requirement": self.requirement,
             "device": self.device,
             "minimum": self.minimum,
