@@ -234,7 +234,7 @@ def drain_node(reason: str, env: Mapping[str, str]) -> tuple[bool, str]:
     except OSError as exc:
         return False, f"could not drain {node}: cannot run scontrol: {exc.strerror or exc}"
     if ended.timed_out:
-        return False, f"could not drain {node}: scontrol did not answer within {SCONTROL_TIMEOUT_S:.0f} s"
+        return False, f"could not drain {node}: scontrol did not answer within {SCONTROL_TIMEOUT_S:g} s"
     if ended.returncode != 0:
         said = one_line(ended.stderr or ended.stdout)[:200]
         return False, f"could not drain {node}: scontrol exited {ended.returncode}" + (f": {said}" if said else "")
