@@ -58,8 +58,8 @@ def fleet(sources: tuple[str, ...], threshold: float, fmt: str | None, as_json: 
 
     from envcheck.core.exit import ExitCode
     from envcheck.core.report import utc_now
-    from envcheck.fleet.merge import merge
-    from envcheck.fleet.read import STDIN, read_sources
+    from envcheck.fleet.app import merge_sources
+    from envcheck.fleet.read import STDIN, Skipped
     from envcheck.fleet.report import fleet_document
     from envcheck.output import deliver, error, resolve_formats
 
@@ -67,15 +67,20 @@ def fleet(sources: tuple[str, ...], threshold: float, fmt: str | None, as_json: 
     generated_at = utc_now()
     stdout_format, file_format = resolve_formats(fmt, as_json, output)
     stdin = sys.stdin.buffer if STDIN in sources else None
-    read = read_sources(sources, stdin=stdin)
-    for skip in read.skipped[:SHOWN_SKIPS]:
-        error(f"fleet: skipped {skip.source}: {skip.reason}")
-    if len(read.skipped) > SHOWN_SKIPS:
-        error(f"fleet: skipped {len(read.skipped) - SHOWN_SKIPS} more sources (the report lists them all)")
-    if not read.reports:
-        error(f"fleet: no envcheck report could be read ({len(read.skipped)} skipped)")
+    skipped = 0
+
+    def warn(skip: Skipped) -> None:
+        nonlocal skipped
+        skipped += 1
+        if skipped <= SHOWN_SKIPS:
+            error(f"fleet: skipped {skip.source}: {skip.reason}")
+
+    report = merge_sources(sources, stdin, threshold=threshold, on_skip=warn)
+    if skipped > SHOWN_SKIPS:
+        error(f"fleet: skipped {skipped - SHOWN_SKIPS} more sources (the report lists them all)")
+    if not report.reports_read:
+        error(f"fleet: no envcheck report could be read ({skipped} skipped)")
         sys.exit(int(ExitCode.USAGE))
-    report = merge(read.reports, read.skipped, threshold=threshold)
     document = fleet_document(report, generated_at=generated_at, duration_s=time.monotonic() - started)
     override = deliver(document, stdout_format=stdout_format, file_format=file_format, output=output, verbose=False)
     sys.exit(int(override if override is not None else report.exit_code))

@@ -210,19 +210,106 @@ def field_title(name: str) -> str:
 
 
 def merge(
-    reports: Sequence[NodeReport], skipped: Sequence[Skipped] = (), *, threshold: float = DEFAULT_THRESHOLD
+    reports: Iterable[NodeReport], skipped: Sequence[Skipped] = (), *, threshold: float = DEFAULT_THRESHOLD
 ) -> FleetReport:
     """The fleet report over ``reports`` (already read and classified; see envcheck.fleet.read)."""
-    by_field = field_values(reports)
+    return merge_digests((digest(r) for r in reports), skipped, threshold=threshold)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One device's headline figure for one benchmark, as one report states it."""
+
+    group: tuple[str, str, str, str]  # (benchmark id, device kind, model, unit)
+    device_key: str  # the device's UUID, else its bench name ("cpu"): one figure per device and host
+    device_kind: str
+    device: str
+    index: int | None
+    uuid: str | None
+    pci_bus_id: str | None
+    value: float
+
+
+@dataclass(frozen=True)
+class Digest:
+    """What the merge needs of one report, taken as soon as it is read so that the document itself (a
+    doctor report of an 8-GPU node is ~150 KiB of JSON, several times that as Python objects) can be
+    dropped: ten thousand nodes merge in bounded memory."""
+
+    source: str
+    kind: str
+    hostname: str
+    ref: ReportRef
+    #: Problems and warnings, each with the host it concerns (None: the report's own).
+    problems: tuple[tuple[str | None, Problem], ...]
+    fields: tuple[tuple[str, Any], ...]
+    readings: tuple[Reading, ...]
+    uuids: frozenset[str]
+
+
+def digest(report: NodeReport) -> Digest:
+    ref, problems = judge_report(report)
+    return Digest(
+        report.source,
+        report.kind,
+        report.hostname,
+        ref,
+        tuple(problems),
+        tuple(report_fields(report).items()),
+        tuple(report_readings(report)),
+        report_uuids(report),
+    )
+
+
+def merge_digests(
+    digests: Iterable[Digest], skipped: Sequence[Skipped] = (), *, threshold: float = DEFAULT_THRESHOLD
+) -> FleetReport:
+    """One pass over the digests into dicts keyed by host, field, (benchmark, model) and UUID; then
+    each part is read off those dicts. Linear in the number of reports."""
+    refs: dict[str, list[ReportRef]] = defaultdict(list)
+    problems: dict[str, list[Problem]] = defaultdict(list)
+    fields: dict[str, dict[str, tuple[int, Any]]] = defaultdict(dict)
+    groups: dict[tuple[str, str, str, str], dict[tuple[str, str], tuple[Reading, str, str]]] = defaultdict(dict)
+    sources: dict[tuple[str, str], list[str]] = defaultdict(list)
+    uuid_hosts: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    read = 0
+    for d in digests:
+        read += 1
+        refs[d.hostname].append(d.ref)
+        for hostname, problem in d.problems:
+            problems[hostname or d.hostname].append(problem)
+        # A field's value comes from the report that sees the most (the doctor first); the first such
+        # report wins among equals.
+        rank = _KIND_ORDER.get(d.kind, len(_KIND_ORDER))
+        own = fields[d.hostname]
+        for name, value in d.fields:
+            if name not in own or rank < own[name][0]:
+                own[name] = (rank, value)
+        for r in d.readings:
+            group = groups[r.group]
+            key = (d.hostname, r.device_key)
+            if key not in group or r.value > group[key][0].value:  # a device benchmarked twice: its best
+                group[key] = (r, d.hostname, d.source)
+        sources[(d.hostname, d.kind)].append(d.source)
+        for uuid in d.uuids:
+            uuid_hosts[uuid][d.hostname].append(d.source)
+    by_field: dict[str, dict[Any, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for hostname, own in fields.items():
+        for name, (_, value) in own.items():
+            by_field[name][_hashable(value)].append(hostname)
     return FleetReport(
-        nodes=tuple(nodes(reports)),
+        nodes=tuple(_nodes(refs, problems)),
         drift=tuple(drift(by_field)),
         uniform=tuple(uniform(by_field)),
-        comparisons=tuple(comparisons(reports, threshold)),
-        duplicate_hosts=tuple(duplicate_hosts(reports)),
-        duplicate_gpus=tuple(duplicate_gpus(reports)),
+        comparisons=tuple(comparisons(groups, threshold)),
+        duplicate_hosts=tuple(DuplicateHost(h, k, tuple(s)) for (h, k), s in sorted(sources.items()) if len(s) > 1),
+        duplicate_gpus=tuple(
+            DuplicateGpu(uuid, tuple(sorted(by_host)), tuple(s for h in sorted(by_host) for s in by_host[h]))
+            for uuid, by_host in sorted(uuid_hosts.items())
+            if len(by_host) > 1
+        ),
         skipped=tuple(skipped),
-        reports_read=len(reports),
+        reports_read=read,
         threshold=threshold,
     )
 
@@ -262,15 +349,9 @@ def _number(value: Any) -> float | None:
 # --- nodes -------------------------------------------------------------------------------------------
 
 
-def nodes(reports: Iterable[NodeReport]) -> list[Node]:
-    """Every node, the failing ones first (then warnings, then by name): the order an admin reads."""
-    refs: dict[str, list[ReportRef]] = defaultdict(list)
-    problems: dict[str, list[Problem]] = defaultdict(list)
-    for report in reports:
-        ref, found = judge_report(report)
-        refs[report.hostname].append(ref)
-        for hostname, problem in found:
-            problems[hostname or report.hostname].append(problem)
+def _nodes(refs: dict[str, list[ReportRef]], problems: dict[str, list[Problem]]) -> list[Node]:
+    """Every node, the failing ones first (then warnings, then by name): the order an admin reads. A
+    host named only by another node's report (a comm rank that never joined) is a node too."""
     made = []
     for hostname in refs.keys() | problems.keys():
         own = problems.get(hostname, [])
@@ -360,18 +441,6 @@ def _spec_verdicts(report: NodeReport) -> list[Problem]:
 # --- drift -------------------------------------------------------------------------------------------
 
 
-def node_fields(reports: Iterable[NodeReport]) -> dict[str, dict[str, Any]]:
-    """hostname -> {field: value} over each node's reports; a field's value comes from the report that
-    sees the most (the doctor first). A field no report of a node states is absent, not None: "not
-    known" must not read as drift, while "no driver" (None from a doctor) does."""
-    per_host: dict[str, dict[str, Any]] = defaultdict(dict)
-    for report in sorted(reports, key=lambda r: _KIND_ORDER.get(r.kind, 9)):
-        fields = per_host[report.hostname]
-        for name, value in report_fields(report).items():
-            fields.setdefault(name, value)
-    return per_host
-
-
 def report_fields(report: NodeReport) -> dict[str, Any]:
     doc = report.document
     out: dict[str, Any] = {}
@@ -447,23 +516,15 @@ def _hashable(value: Any) -> Any:
     return json.dumps(value, sort_keys=True)
 
 
-def field_values(reports: Iterable[NodeReport]) -> dict[str, dict[Any, list[str]]]:
-    """field -> {value: the hosts that have it}."""
-    by_field: dict[str, dict[Any, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for hostname, fields in node_fields(reports).items():
-        for name, value in fields.items():
-            by_field[name][_hashable(value)].append(hostname)
-    return by_field
-
-
 def _field_order(name: str) -> tuple[int, str]:
     order = list(FIELDS)
     return (order.index(name), "") if name in FIELDS else (len(order), name)
 
 
 def drift(by_field: dict[str, dict[Any, list[str]]]) -> list[Drift]:
-    """Each field with more than one value (of :func:`field_values`), its values ordered by how many
-    nodes have them."""
+    """Each field with more than one value (field -> {value: hosts}), its values ordered by how many
+    nodes have them. A field no report of a node states is absent for that node, not None: "not known"
+    must not read as drift, while "no driver" (None from a doctor) does."""
     out = []
     for name, values in sorted(by_field.items(), key=lambda kv: _field_order(kv[0])):
         if len(values) < 2:
@@ -485,78 +546,65 @@ def uniform(by_field: dict[str, dict[Any, list[str]]]) -> list[tuple[str, Any, i
 # --- slow devices ------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Reading:
-    hostname: str
-    device_kind: str
-    device: str
-    index: int | None
-    uuid: str | None
-    pci_bus_id: str | None
-    model: str
-    unit: str
-    value: float
-    source: str
-
-
-def readings(reports: Iterable[NodeReport]) -> dict[tuple[str, str, str, str], dict[tuple[str, str], _Reading]]:
-    """(benchmark id, device kind, model, unit) -> {(hostname, device uuid or name): its best figure}.
-
-    A bench figure is the benchmark's headline on that device, its best verified case, picked as the
-    lab spec picks it (envcheck.spec.bench.headlines); a burn figure is a device's steady-state
-    throughput. A device benchmarked twice keeps its best figure."""
+def report_readings(report: NodeReport) -> list[Reading]:
+    """The report's figures per device. A bench figure is the benchmark's headline on that device, its
+    best verified case, picked as the lab spec picks it (envcheck.spec.bench.headlines); a burn figure
+    is a device's steady-state throughput."""
     from envcheck.spec.bench import headlines
 
-    groups: dict[tuple[str, str, str, str], dict[tuple[str, str], _Reading]] = defaultdict(dict)
+    doc = report.document
+    out: list[Reading] = []
 
-    def add(bench_id: str, device: dict[str, Any], name: str, value: float, unit: str, report: NodeReport) -> None:
+    def add(bench_id: str, device: dict[str, Any], name: str, value: float, unit: str) -> None:
         kind = "gpu" if device.get("kind") in ("cuda", "gpu") else str(device.get("kind") or "cpu")
         model = _str(device.get("model")) or "unknown model"
         uuid = _str(device.get("uuid"))
         index = device.get("index") if isinstance(device.get("index"), int) else None
-        key = (report.hostname, uuid or name)
-        group = groups[(bench_id, kind, model, unit)]
-        if key not in group or value > group[key].value:
-            pci = _str(device.get("pci_bus_id"))
-            group[key] = _Reading(report.hostname, kind, name, index, uuid, pci, model, unit, value, report.source)
+        pci = _str(device.get("pci_bus_id"))
+        out.append(Reading((bench_id, kind, model, unit), uuid or name, kind, name, index, uuid, pci, value))
 
-    for report in reports:
-        doc = report.document
-        if report.kind == "bench":
-            devices = {str(d.get("name")): d for d in _dicts(doc.get("devices"))}
-            results = [r for r in _dicts(doc.get("results")) if isinstance(r.get("id"), str)]
-            try:
-                best = headlines([r for r in results if isinstance(r.get("unit"), str) and "device" in r])
-            except (KeyError, TypeError):  # a hand-edited result missing a field the headline needs
-                best = {}
-            for (bench_id, name), (value, unit) in best.items():
-                device = devices.get(str(name)) or {"name": name, "kind": "cpu" if name == "cpu" else "cuda"}
-                add(bench_id, device, str(name), value, unit, report)
-        elif report.kind == "burn":
-            unit = _str(doc.get("unit")) or "TFLOP/s"
-            for device in _dicts(doc.get("devices")):
-                value = _number(_dict(device.get("steady")).get("throughput"))
-                if value is not None and value > 0:
-                    bench_id = f"burn.{device.get('dtype') or 'load'}"
-                    add(bench_id, device, str(device.get("name") or "?"), value, unit, report)
-    return groups
+    if report.kind == "bench":
+        devices = {str(d.get("name")): d for d in _dicts(doc.get("devices"))}
+        results = [
+            r
+            for r in _dicts(doc.get("results"))
+            if isinstance(r.get("id"), str) and isinstance(r.get("unit"), str) and "device" in r
+        ]
+        for (bench_id, name), (value, unit) in headlines(results).items():
+            if _number(value) is None:
+                continue
+            device = devices.get(str(name)) or {"name": name, "kind": "cpu" if name == "cpu" else "cuda"}
+            add(bench_id, device, str(name), value, unit)
+    elif report.kind == "burn":
+        unit = _str(doc.get("unit")) or "TFLOP/s"
+        for device in _dicts(doc.get("devices")):
+            value = _number(_dict(device.get("steady")).get("throughput"))
+            if value is not None and value > 0:
+                add(f"burn.{device.get('dtype') or 'load'}", device, str(device.get("name") or "?"), value, unit)
+    return out
 
 
-def comparisons(reports: Iterable[NodeReport], threshold: float = DEFAULT_THRESHOLD) -> list[Comparison]:
+def comparisons(
+    groups: dict[tuple[str, str, str, str], dict[tuple[str, str], tuple[Reading, str, str]]],
+    threshold: float = DEFAULT_THRESHOLD,
+) -> list[Comparison]:
     """Each (benchmark, model) group with its fleet median and every device's shortfall from it; a
     device more than ``threshold`` below the median is slow. One device alone has nothing to compare
     with and is never slow."""
     out = []
-    for (bench_id, kind, model, unit), group in sorted(readings(reports).items()):
-        values = [r.value for r in group.values()]
+    for (bench_id, kind, model, unit), group in sorted(groups.items()):
+        values = [r.value for r, _, _ in group.values()]
         median = statistics.median(values)
         figures = []
-        for r in sorted(group.values(), key=lambda r: (r.hostname, r.index if r.index is not None else -1, r.device)):
+        ordered = sorted(
+            group.values(), key=lambda e: (e[1], e[0].index if e[0].index is not None else -1, e[0].device)
+        )
+        for r, hostname, source in ordered:
             shortfall = 1.0 - r.value / median if median > 0 else 0.0
             slow = len(values) > 1 and shortfall > threshold
             figures.append(
                 Figure(
-                    r.hostname,
+                    hostname,
                     kind,
                     r.device,
                     r.index,
@@ -569,7 +617,7 @@ def comparisons(reports: Iterable[NodeReport], threshold: float = DEFAULT_THRESH
                     median,
                     round(shortfall, 4),
                     slow,
-                    r.source,
+                    source,
                 )
             )
         out.append(Comparison(bench_id, kind, model, unit, median, tuple(figures)))
@@ -579,25 +627,11 @@ def comparisons(reports: Iterable[NodeReport], threshold: float = DEFAULT_THRESH
 # --- duplicates --------------------------------------------------------------------------------------
 
 
-def duplicate_hosts(reports: Iterable[NodeReport]) -> list[DuplicateHost]:
-    """A host with two reports of one kind: two machines answering to one name (an image built with its
-    hostname baked in), or one report copied. Either way the fleet cannot tell them apart."""
-    seen: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for report in reports:
-        seen[(report.hostname, report.kind)].append(report.source)
-    return [DuplicateHost(h, k, tuple(s)) for (h, k), s in sorted(seen.items()) if len(s) > 1]
-
-
-def duplicate_gpus(reports: Iterable[NodeReport]) -> list[DuplicateGpu]:
-    """A GPU UUID seen on two hosts: a report copied from another node, or a card moved between them."""
-    hosts: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for report in reports:
-        uuids = {_str(g.get("uuid")) for g in _dicts(report.document.get("gpus"))}
-        uuids |= {_str(d.get("uuid")) for d in _dicts(report.document.get("devices"))}
-        for uuid in uuids - {None}:
-            hosts[uuid][report.hostname].append(report.source)  # type: ignore[index]
-    return [
-        DuplicateGpu(uuid, tuple(sorted(by_host)), tuple(s for h in sorted(by_host) for s in by_host[h]))
-        for uuid, by_host in sorted(hosts.items())
-        if len(by_host) > 1
-    ]
+def report_uuids(report: NodeReport) -> frozenset[str]:
+    """The GPU UUIDs a report saw on its host (the envelope's GPUs and the bench's or burn's devices).
+    The same UUID on two hosts is a copied report or a card that moved; two reports of one kind from one
+    host are two machines answering to one name (an image with its hostname baked in), or a copy."""
+    doc = report.document
+    found = {_str(g.get("uuid")) for g in _dicts(doc.get("gpus"))}
+    found |= {_str(d.get("uuid")) for d in _dicts(doc.get("devices"))}
+    return frozenset(u for u in found if u is not None)

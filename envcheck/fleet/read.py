@@ -73,33 +73,47 @@ class NotAReport(ValueError):
     """A JSON value that a fleet cannot merge, with the reason in words."""
 
 
+def iter_sources(names: Iterable[str], stdin: IO[bytes] | None = None) -> Iterator[NodeReport | Skipped]:
+    """Every report in ``names`` (files, directories, ``-`` for ``stdin``), in the order given, one at a
+    time: a caller that keeps only what it needs of each never holds the whole fleet in memory."""
+    for item in expand(names):
+        if isinstance(item, Skipped):
+            yield item
+        elif item == STDIN:
+            yield from read_stdin(stdin)
+        else:
+            yield from read_file(item)
+
+
 def read_sources(names: Iterable[str], stdin: IO[bytes] | None = None) -> Sources:
-    """Every report in ``names`` (files, directories, ``-`` for ``stdin``), in the order given."""
+    """:func:`iter_sources`, all of it: the reports and the skipped sources apart."""
     reports: list[NodeReport] = []
     skipped: list[Skipped] = []
-    for name in names:
-        for item in _read_one(name, stdin):
-            (reports if isinstance(item, NodeReport) else skipped).append(item)
+    for item in iter_sources(names, stdin):
+        (reports if isinstance(item, NodeReport) else skipped).append(item)
     return Sources(tuple(reports), tuple(skipped))
 
 
-def _read_one(name: str, stdin: IO[bytes] | None) -> Iterator[NodeReport | Skipped]:
-    if name == STDIN:
-        if stdin is None:
-            yield Skipped("<stdin>", "stdin cannot be read here")
-            return
-        yield from _documents(_stdin_chunks(stdin), "<stdin>", always_numbered=True)
+def expand(names: Iterable[str]) -> Iterator[str | Skipped]:
+    """The files to read, in order: a directory becomes the ``*.json`` files under it; ``-`` stays
+    itself (stdin); a directory without any report is a :class:`Skipped`. Files are not opened here."""
+    for name in names:
+        if name != STDIN and os.path.isdir(name):
+            found = False
+            for path in _walk(name):
+                found = True
+                yield path
+            if not found:
+                yield Skipped(files.path_shown(name), "is a directory without any *.json file in it")
+        else:
+            yield name
+
+
+def read_stdin(stdin: IO[bytes] | None) -> Iterator[NodeReport | Skipped]:
+    if stdin is None:
+        yield Skipped("<stdin>", "stdin cannot be read here")
         return
-    shown = files.path_shown(name)
-    if os.path.isdir(name):
-        found = False
-        for path in _walk(name):
-            found = True
-            yield from _read_file(path)
-        if not found:
-            yield Skipped(shown, "is a directory without any *.json file in it")
-        return
-    yield from _read_file(name)
+    yield from _documents(_stdin_chunks(stdin), "<stdin>", always_numbered=True)
 
 
 def _walk(directory: str) -> Iterator[str]:
@@ -112,7 +126,7 @@ def _walk(directory: str) -> Iterator[str]:
                 yield os.path.join(root, name)
 
 
-def _read_file(path: str) -> Iterator[NodeReport | Skipped]:
+def read_file(path: str) -> Iterator[NodeReport | Skipped]:
     shown = files.path_shown(path)
     try:
         text = files.decode(files.within(files.READ_TIMEOUT_S, lambda: files.read_regular(path, MAX_BYTES)))
@@ -122,7 +136,72 @@ def _read_file(path: str) -> Iterator[NodeReport | Skipped]:
     if not text.strip():
         yield Skipped(shown, "is empty")
         return
+    if text.startswith('{\n  "schema": "envcheck.'):
+        # A document as envcheck writes it (indented): parse it without the parts no fleet question reads.
+        try:
+            value = json.loads(pruned(text))
+        except (ValueError, RecursionError):
+            pass  # not that layout after all, or broken: the general path says why
+        else:
+            try:
+                kind, hostname = classify(value)
+            except NotAReport as exc:
+                yield Skipped(shown, str(exc))
+                return
+            yield NodeReport(shown, kind, hostname, value)
+            return
     yield from _documents(iter((text,)), shown, always_numbered=False)
+
+
+#: Per kind, the values no fleet question reads that make up the bulk of a report: the doctor's fabric
+#: matrices, the bench's raw samples (``stats``) and its workers' accounts, comm's per-size results and
+#: p2p matrix, burn's timeline and telemetry. Parsing an 8-GPU node's reports without them takes about
+#: half the time (benchmarks/fleet_merge.py).
+PRUNED = {
+    "doctor": ("fabric",),
+    "bench": ("stats", "workers"),
+    "comm": ("results", "p2p"),
+    "burn": ("timeline", "telemetry"),
+}
+_SCHEMA_LINE = re.compile(r'\{\n  "schema": "envcheck\.([a-z]+)/')
+
+
+def pruned(text: str) -> str:
+    """``text`` (a report as envcheck writes it, indented by ``json.dumps(indent=2)``) with the value
+    of each :data:`PRUNED` key of its kind, where it is a non-empty object or array, replaced by ``null``.
+
+    In that layout a multi-line value opens at the end of its key's line and closes on a line of its
+    own at the key's indentation, and a raw newline can only be layout (JSON strings escape theirs), so
+    the value's end is found without parsing it (``str.find``, many times faster than parsing). Text in
+    any other layout comes back unchanged, or fails to parse and is then read whole."""
+    kind = _SCHEMA_LINE.match(text)
+    cuts: list[tuple[int, int]] = []
+    for name in PRUNED.get(kind.group(1), ()) if kind else ():
+        key = f'"{name}": '
+        at = text.find(key)
+        while at >= 0:
+            opening = at + len(key)
+            line = text.rfind("\n", 0, at)
+            indent = text[line + 1 : at]
+            if line >= 0 and text[opening : opening + 2] in ("{\n", "[\n") and not indent.strip(" "):
+                closing = "\n" + indent + ("}" if text[opening] == "{" else "]")
+                end = text.find(closing, opening)
+                if end < 0:
+                    return text
+                cuts.append((opening, end + len(closing)))
+                at = end
+            at = text.find(key, at + 1)
+    if not cuts:
+        return text
+    parts: list[str] = []
+    pos = 0
+    for start, end in sorted(cuts):
+        if start < pos:
+            continue  # inside a value already cut
+        parts += [text[pos:start], "null"]
+        pos = end
+    parts.append(text[pos:])
+    return "".join(parts)
 
 
 def _stdin_chunks(stream: IO[bytes]) -> Iterator[str]:

@@ -1,0 +1,158 @@
+"""How long ``envcheck fleet`` takes over a large fleet: N synthetic nodes, each with a doctor report and
+a bench report of 8 GPUs, merged through the real code path.
+
+The documents are real ones made bigger, not invented shapes: the doctor's is the installed command's
+own report over the fake NVML's 8-GPU HGX scenario (tests/fakenvml.py, ``hgx_8gpu``), about 150 KiB
+as the command writes it; the bench's is a real CPU bench report whose device and results are copied
+onto 8 GPUs and six benchmarks. Each node gets its own hostname and GPU UUIDs; 1 % of the nodes run
+another driver (drift), and one GPU of every 1000th node is 20 % slow. The files are written into a
+temporary directory (one per node, as a job array would leave them) and read back warm from the page
+cache. Not a test: a measurement, written to RESULTS-fleet.md.
+
+    python benchmarks/fleet_merge.py [--nodes 10000] [--write benchmarks/RESULTS-fleet.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from envcheck.core.report import utc_now
+from envcheck.fleet.app import merge_sources, usable_cpus
+from envcheck.fleet.report import fleet_document
+from envcheck.render.json import dumps
+
+ROOT = Path(__file__).resolve().parents[1]
+GPUS = 8
+BENCH_IDS = ("matmul.bf16", "matmul.fp16", "matmul.tf32", "memory.d2d", "memory.h2d", "attention.sdpa")
+MODEL = "NVIDIA H100 80GB HBM3"
+
+
+def envcheck(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    run = subprocess.run(
+        [sys.executable, "-m", "envcheck", *args], capture_output=True, text=True, env=env, cwd=ROOT, check=False
+    )
+    return json.loads(run.stdout)
+
+
+def templates() -> tuple[dict[str, Any], dict[str, Any]]:
+    env = {**os.environ, "ENVCHECK_FAKE_NVML": "hgx_8gpu", "PYTHONPATH": f"{ROOT / 'tests' / 'nvml_site'}:{ROOT}"}
+    doctor = envcheck("doctor", "--json", env=env)
+    cpu = envcheck("bench", "--device", "cpu", "--quick", "--only", "matmul.fp32", "--json")
+    result = cpu["results"][0]
+    devices, results = [], []
+    for i in range(GPUS):
+        name = f"cuda:{i}"
+        devices.append({**cpu["devices"][0], "name": name, "kind": "cuda", "model": MODEL, "index": i})
+        for n, bench_id in enumerate(BENCH_IDS):
+            value = 700.0 + 10 * n
+            results.append({**result, "id": bench_id, "device": name, "device_model": MODEL, "value": value})
+    bench = {**cpu, "devices": devices, "results": results}
+    return doctor, bench
+
+
+def node_documents(doctor: dict[str, Any], bench: dict[str, Any], i: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    hostname = f"node-{i:05d}"
+    uuids = [f"GPU-{i:08x}-0000-4000-8000-{j:012x}" for j in range(GPUS)]
+    d = {**doctor, "host": {**doctor["host"], "hostname": hostname}}
+    d["gpus"] = [{**g, "uuid": uuids[j]} for j, g in enumerate(doctor["gpus"])]
+    if i % 100 == 42:
+        d["driver"] = {**doctor["driver"], "version": "535.161.08"}
+    b = {**bench, "host": {**bench["host"], "hostname": hostname}}
+    b["devices"] = [
+        {**dev, "uuid": uuids[j], "pci_bus_id": f"00000000:{j:02x}:00.0"} for j, dev in enumerate(bench["devices"])
+    ]
+    if i % 1000 == 7:
+        b["results"] = [{**r, "value": r["value"] * 0.8} if r["device"] == "cuda:3" else r for r in bench["results"]]
+    return d, b
+
+
+def generate(directory: Path, nodes: int) -> int:
+    doctor, bench = templates()
+    size = 0
+    for i in range(nodes):
+        node_dir = directory / f"node-{i:05d}"
+        node_dir.mkdir()
+        for kind, doc in zip(("doctor", "bench"), node_documents(doctor, bench, i), strict=True):
+            text = dumps(doc) + "\n"  # as `--json` writes it
+            (node_dir / f"{kind}.json").write_text(text)
+            size += len(text)
+    return size
+
+
+def merge_in_process(directory: Path, workers: int | None) -> dict[str, float]:
+    """Read, digest and merge through the function the command calls; then build the document and
+    render it as JSON. Each phase timed."""
+    started = time.perf_counter()
+    report = merge_sources([str(directory)], workers=workers)
+    merged = time.perf_counter()
+    document = fleet_document(report, generated_at=utc_now(), duration_s=merged - started)
+    text = dumps(document)
+    rendered = time.perf_counter()
+    assert not report.skipped, report.skipped[:3]
+    return {
+        "read_digest_merge_s": merged - started,
+        "document_json_s": rendered - merged,
+        "reports": report.reports_read,
+        "slow_gpus": len(report.slow_gpus),
+        "drift_fields": len(report.drift),
+        "json_mb": len(text) / 1e6,
+    }
+
+
+def command(directory: Path, *args: str) -> float:
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "envcheck", "fleet", str(directory), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        check=False,
+    )
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=10_000)
+    parser.add_argument("--write", metavar="FILE", help="Append the figures to this Markdown file.")
+    args = parser.parse_args()
+    directory = Path(tempfile.mkdtemp(prefix="envcheck-fleet-"))
+    try:
+        started = time.perf_counter()
+        size = generate(directory, args.nodes)
+        generated_s = time.perf_counter() - started
+        one = merge_in_process(directory, workers=1)
+        pooled = merge_in_process(directory, workers=None)
+        json_s = command(directory, "--json")
+        text_s = command(directory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    lines = [
+        f"{args.nodes} nodes, {pooled['reports']} reports ({size / 1e9:.2f} GB of JSON as `--json` writes it, "
+        f"generated in {generated_s:.0f} s), {usable_cpus()} usable CPUs, no GPU, "
+        f"{platform.python_implementation()} {platform.python_version()}, files warm in the page cache:",
+        f"- read + parse + digest + merge, one process: {one['read_digest_merge_s']:.1f} s",
+        f"- the same with a worker per CPU (what the command does): {pooled['read_digest_merge_s']:.1f} s",
+        f"- fleet document + its JSON ({pooled['json_mb']:.1f} MB): {pooled['document_json_s']:.2f} s",
+        f"- `envcheck fleet DIR --json > /dev/null`, the whole command: {json_s:.1f} s",
+        f"- `envcheck fleet DIR > /dev/null` (text), the whole command: {text_s:.1f} s",
+        f"- found: {pooled['slow_gpus']} slow GPU figures, {pooled['drift_fields']} drifting field(s)",
+    ]
+    print("\n".join(lines))
+    if args.write:
+        with open(args.write, "a", encoding="utf-8") as out:
+            out.write("\n" + "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
