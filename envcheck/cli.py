@@ -249,11 +249,13 @@ class _HealthcheckCommand(click.Command):
     unhealthy, 1), node-problem-detector reads 2 as unknown, Slurm's Prolog drains on any non-zero exit."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # click's parser consumes the list it is given: decide the dialect first.
+        mode = "npd" if "--npd" in args else "slurm" if "--slurm" in args else "docker"
         try:
             return super().parse_args(ctx, args)
         except click.UsageError as exc:
             ctx.meta["envcheck_usage_error"] = exc.format_message()
-            ctx.meta["envcheck_mode"] = "npd" if "--npd" in args else "slurm" if "--slurm" in args else "docker"
+            ctx.meta["envcheck_mode"] = mode
             ctx.params = {}
             return []
 
@@ -343,7 +345,8 @@ def healthcheck(
         if mode == "npd":
             from envcheck.health import NPD_MAX_OUTPUT, NPD_UNKNOWN, fit_bytes
 
-            click.echo(fit_bytes(f"unknown: {said}", NPD_MAX_OUTPUT))
+            # NPD keeps 80 bytes: the shorter lead-in leaves room for what is wrong.
+            click.echo(fit_bytes(f"unknown: envcheck called wrongly: {usage_error}", NPD_MAX_OUTPUT))
             sys.exit(NPD_UNKNOWN)
         click.echo(f"unhealthy: {said}" if mode == "docker" else f"envcheck: {said}")
         sys.exit(ExitCode.USAGE.for_docker() if mode == "docker" else int(ExitCode.USAGE))
@@ -383,7 +386,7 @@ def _healthcheck_usage(
     if not math.isfinite(deadline):
         return f"--deadline {deadline} is not a number"
     if npd and slurm:
-        return "--npd and --slurm are two different watchers; use one"
+        return "--npd or --slurm, not both"
     if drain and not slurm:
         return "--drain drains a Slurm node: it needs --slurm"
     if slurm and deadline > SLURM_MAX_DEADLINE_S:
