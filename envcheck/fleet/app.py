@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import IO
 
 from envcheck.fleet.merge import DEFAULT_THRESHOLD, Digest, FleetReport, digest, merge_digests
-from envcheck.fleet.read import STDIN, NodeReport, Skipped, expand, read_file, read_stdin
+from envcheck.fleet.read import STDIN, NodeReport, Skipped, expand, read_files, read_stdin
 
 #: Fewer files than this are read in this process: starting workers costs more than they would save.
 POOL_FROM_FILES = 64
 #: Files handed to a worker at a time: enough to amortise the round trip, few enough to balance load.
-CHUNK = 16
+CHUNK = 32
 
 
 def merge_sources(
@@ -53,42 +53,46 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def digest_file(path: str) -> list[Digest | Skipped]:
-    """One file's digests and skips (what a worker sends back)."""
-    return [digest(item) if isinstance(item, NodeReport) else item for item in read_file(path)]
+def digest_files(paths: list[str]) -> list[Digest | Skipped]:
+    """The digests and skips of some files (what a worker sends back)."""
+    return [digest(item) if isinstance(item, NodeReport) else item for item in read_files(paths)]
 
 
 def _items(expanded: list[str | Skipped], stdin: IO[bytes] | None, workers: int) -> Iterator[Digest | Skipped]:
-    """Digests and skips in the order of ``expanded``: runs of files through the pool (if worth it),
-    stdin and skips where they stand."""
-    paths = [e for e in expanded if isinstance(e, str) and e != STDIN]
-    if workers < 2 or len(paths) < POOL_FROM_FILES:
-        for entry in expanded:
-            yield from _one(entry, stdin)
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    """Digests and skips in the order of ``expanded``: each run of files in batches through the pool
+    (when there are enough to be worth it) or here, stdin and skips where they stand."""
+    paths = sum(1 for e in expanded if isinstance(e, str) and e != STDIN)
+    pool = None
+    if workers > 1 and paths >= POOL_FROM_FILES:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-    # forkserver (spawn where there is none): forking a process that has threads (every file read runs
-    # in one, see envcheck.core.files) can leave a lock held in the child.
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    with ProcessPoolExecutor(min(workers, 32), mp_context=multiprocessing.get_context(method)) as pool:
+        # forkserver (spawn where there is none): forking a process that has threads (files are read in
+        # one, see envcheck.fleet.read) can leave a lock held in the child.
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        pool = ProcessPoolExecutor(min(workers, 32), mp_context=multiprocessing.get_context(method))
+    try:
         run: list[str] = []
         for entry in [*expanded, None]:
             if isinstance(entry, str) and entry != STDIN:
                 run.append(entry)
                 continue
-            for found in pool.map(digest_file, run, chunksize=CHUNK):
-                yield from found
+            if pool is not None:
+                batches = [run[i : i + CHUNK] for i in range(0, len(run), CHUNK)]
+                futures = [pool.submit(digest_files, batch) for batch in batches]
+                for batch, future in zip(batches, futures, strict=True):
+                    try:
+                        found = future.result()
+                    except Exception:  # noqa: BLE001 - a worker that died (OOM-killed): read it here
+                        found = digest_files(batch)
+                    yield from found
+            elif run:
+                yield from digest_files(run)
             run = []
-            if entry is not None:
-                yield from _one(entry, stdin)
-
-
-def _one(entry: str | Skipped, stdin: IO[bytes] | None) -> Iterator[Digest | Skipped]:
-    if isinstance(entry, Skipped):
-        yield entry
-    elif entry == STDIN:
-        yield from (digest(i) if isinstance(i, NodeReport) else i for i in read_stdin(stdin))
-    else:
-        yield from digest_file(entry)
+            if isinstance(entry, Skipped):
+                yield entry
+            elif entry == STDIN:
+                yield from (digest(i) if isinstance(i, NodeReport) else i for i in read_stdin(stdin))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)

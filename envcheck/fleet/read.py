@@ -18,7 +18,9 @@ import codecs
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -82,7 +84,7 @@ def iter_sources(names: Iterable[str], stdin: IO[bytes] | None = None) -> Iterat
         elif item == STDIN:
             yield from read_stdin(stdin)
         else:
-            yield from read_file(item)
+            yield from read_files([item])
 
 
 def read_sources(names: Iterable[str], stdin: IO[bytes] | None = None) -> Sources:
@@ -127,9 +129,22 @@ def _walk(directory: str) -> Iterator[str]:
 
 
 def read_file(path: str) -> Iterator[NodeReport | Skipped]:
-    shown = files.path_shown(path)
+    """The reports in one file."""
+    return read_files([path])
+
+
+def read_files(paths: Sequence[str]) -> Iterator[NodeReport | Skipped]:
+    """The reports in each file, in order; the files are read a few ahead by one thread (see
+    :func:`read_ahead`) while the documents already read are parsed."""
+    for path, data in read_ahead(paths):
+        yield from _parse_file(files.path_shown(path), data)
+
+
+def _parse_file(shown: str, data: bytes | files.FileRefused) -> Iterator[NodeReport | Skipped]:
     try:
-        text = files.decode(files.within(files.READ_TIMEOUT_S, lambda: files.read_regular(path, MAX_BYTES)))
+        if isinstance(data, files.FileRefused):
+            raise data
+        text = files.decode(data)
     except files.FileRefused as exc:
         yield Skipped(shown, str(exc))
         return
@@ -151,6 +166,68 @@ def read_file(path: str) -> Iterator[NodeReport | Skipped]:
             yield NodeReport(shown, kind, hostname, value)
             return
     yield from _documents(iter((text,)), shown, always_numbered=False)
+
+
+def read_ahead(
+    paths: Sequence[str], *, depth: int = 8, timeout_s: float = files.READ_TIMEOUT_S
+) -> Iterator[tuple[str, bytes | files.FileRefused]]:
+    """Each path's bytes, or why it was refused, in order.
+
+    The same bounds as :func:`envcheck.core.files.within` around :func:`~envcheck.core.files.read_regular`
+    (a regular file only, at most :data:`MAX_BYTES`, and at most ``timeout_s`` of waiting for any one
+    file), but with one reading thread for all the files instead of one per file: starting a thread
+    costs more than reading a report from the page cache, and ten thousand of them add seconds. The
+    thread reads up to ``depth`` files ahead. When a file keeps the caller waiting past ``timeout_s``
+    (a hung network filesystem), that file is refused, the thread stuck on it is abandoned (a daemon,
+    it cannot hold the process) and a new one carries on with the next file.
+    """
+    cond = threading.Condition()
+    done: dict[int, bytes | files.FileRefused] = {}
+    state = {"generation": 0, "wanted": 0}
+
+    def reader(start: int, generation: int) -> None:
+        for i in range(start, len(paths)):
+            with cond:
+                while i - state["wanted"] >= depth and state["generation"] == generation:
+                    cond.wait()
+                if state["generation"] != generation:
+                    return
+            try:
+                out: bytes | files.FileRefused = files.read_regular(paths[i], MAX_BYTES)
+            except files.FileRefused as exc:
+                out = exc
+            with cond:
+                if state["generation"] != generation:
+                    return
+                done[i] = out
+                cond.notify_all()
+
+    def start(at: int) -> None:
+        state["generation"] += 1
+        thread = threading.Thread(target=reader, args=(at, state["generation"]), name="envcheck-fleet-read")
+        thread.daemon = True
+        thread.start()
+
+    with cond:
+        start(0)
+    try:
+        for i, path in enumerate(paths):
+            with cond:
+                state["wanted"] = i
+                cond.notify_all()
+                deadline = time.monotonic() + timeout_s
+                while i not in done and (left := deadline - time.monotonic()) > 0:
+                    cond.wait(left)
+                out = done.pop(i, None)
+                if out is None:
+                    start(i + 1)
+            if out is None:
+                out = files.FileRefused(f"could not be read within {timeout_s:g} s (a hung network filesystem?)")
+            yield path, out
+    finally:
+        with cond:
+            state["generation"] += 1  # the caller stopped early: let the reader go
+            cond.notify_all()
 
 
 #: Per kind, the values no fleet question reads that make up the bulk of a report: the doctor's fabric
@@ -284,9 +361,11 @@ def _json_values(chunks: Iterator[str]) -> Iterator[tuple[int, Any, str | None]]
             line += buf.count("\n", pos, end)
             pos = end
             continue
-        # Skip to the next line that starts a document, reading on if it is not here yet.
+        # Skip the broken stretch: a JSON line is one line; anything else runs to the next line that starts
+        # a document. Read on if its end is not here yet.
+        needle = "\n" if _one_line(buf, pos) else "\n{"
         while True:
-            found = buf.find("\n{", pos)
+            found = buf.find(needle, pos)
             if found >= 0:
                 line += buf.count("\n", pos, found + 1)
                 pos = found + 1
@@ -302,13 +381,23 @@ def _broken(exc: json.JSONDecodeError, buf: str, start: int, eof: bool) -> str:
     """Why the value starting at ``start`` did not parse, in words a person acts on."""
     if len(buf) - start > MAX_BYTES:
         return f"holds a document bigger than {MAX_BYTES // 1024**2} MiB"
-    if eof and exc.pos >= len(buf.rstrip()):
-        return "is truncated: the JSON ends before the document does (a full disk or a killed writer?)"
-    line_end = buf.find("\n", start)
-    if exc.pos > line_end >= 0 and buf[line_end + 1 : line_end + 2] == "{":
+    last_line = buf.rfind("\n", 0, len(buf.rstrip()))
+    if eof and exc.pos > last_line:
+        # The text ran out inside the value: it began on an earlier line, or ends in mid-string or at
+        # the very end. A value that is wrong within its own last line is not JSON, not truncated.
+        if start <= last_line or exc.pos >= len(buf.rstrip()) or exc.msg.startswith("Unterminated string"):
+            return "is truncated: the JSON ends before the document does (a full disk or a killed writer?)"
+    if _one_line(buf, start) and exc.pos > buf.find("\n", start) >= 0:
         return "is truncated: a JSON line ends before its document does"
     line = buf.count("\n", start, exc.pos) + 1
     return f"is not JSON ({exc.msg} at line {line} of the document, column {exc.colno})"
+
+
+def _one_line(buf: str, start: int) -> bool:
+    """Whether the value at ``start`` is written as one line (a JSON line) rather than indented over
+    many (whose first line is its opening bracket alone)."""
+    end = buf.find("\n", start)
+    return buf[start : end if end >= 0 else len(buf)].strip() not in ("{", "[")
 
 
 def classify(value: Any) -> tuple[str, str]:

@@ -98,7 +98,7 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
     for key, title in (("slow_gpus", "Slow GPUs"), ("slow_cpus", "Slow CPUs")):
         slow = doc.get(key) or []
         if slow:
-            _slow_table(console, title, slow, doc.get("threshold", 0))
+            _slow_lines(console, title, slow, doc.get("threshold", 0))
     duplicates = doc.get("duplicates") or {}
     if duplicates.get("gpus") or duplicates.get("hosts"):
         say("")
@@ -121,26 +121,18 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
     say(f"\n[{style}]{escape(str(summary.get('text', '')))}[/]  [dim]({doc.get('duration_s', 0.0):.1f} s)[/]")
 
 
-def _slow_table(console: Console, title: str, slow: list[dict[str, Any]], threshold: float) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"{title} (more than {threshold:.0%} below the fleet median)", title_justify="left")
-    for name in ("host", "index", "uuid", "pci bus id", "benchmark", "model", "value", "fleet median", "below"):
-        table.add_column(name, justify="right" if name in ("value", "fleet median", "below") else "left")
+def _slow_lines(console: Console, title: str, slow: list[dict[str, Any]], threshold: float) -> None:
+    """One line per slow device, every way to find it on one line (host and index, UUID, PCI bus id):
+    what an admin greps for, and never folded by a narrow terminal as a nine-column table would be."""
+    console.print(f"\n[bold]{title}[/] (more than {threshold:.0%} below the fleet median of their model)")
     for f in slow:
-        table.add_row(
-            escape(f["hostname"]),
-            "-" if f.get("index") is None else str(f["index"]),
-            escape(f.get("uuid") or "-"),
-            escape(f.get("pci_bus_id") or "-"),
-            escape(f["id"]),
-            escape(f["model"]),
-            f"{figure(f['value'])} {escape(f['unit'])}",
-            figure(f["fleet_median"]),
-            f"{f['shortfall']:.0%}",
+        where = f["hostname"] if f.get("index") is None else f"{f['hostname']} GPU {f['index']}"
+        ids = ", ".join(x for x in (f.get("uuid"), f.get("pci_bus_id")) if x)
+        text = (
+            f"{where}{f' ({ids})' if ids else ''} {f['id']} on {f['model']}: {figure(f['value'])} {f['unit']}, "
+            f"{f['shortfall']:.0%} below the median {figure(f['fleet_median'])}"
         )
-    console.print()
-    console.print(table)
+        console.print(f"  [bold red]SLOW[/] {escape(text)}", soft_wrap=not console.is_terminal)
 
 
 def fleet_markdown(doc: dict[str, Any]) -> list[str]:
@@ -171,7 +163,7 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
     if problems:
         lines += [
             "",
-            "### Failing checks",
+            "### Failing checks and warnings",
             "",
             "| node | report | check | status | summary | fix |",
             "|---|---|---|---|---|---|",

@@ -1,0 +1,383 @@
+"""``envcheck fleet`` through the installed command, over real reports (see conftest: the hostnames, and
+where a copy is edited, are said where it happens)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fleet.conftest import as_node, envcheck, fleet, gpu_bench, write
+
+ENVELOPE = ("schema", "envcheck_version", "generated_at", "duration_s", "host")
+
+
+@pytest.fixture(scope="module")
+def rack(real: dict[str, dict[str, Any]], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Six nodes in one directory, each with the reports a lab would collect:
+
+    * cpu-1, cpu-2, cpu-3: this machine's full doctor and CPU bench (cpu-1 also its comm run); cpu-3's
+      bench figures edited 20 % down (a slower CPU of the same model);
+    * gpu-a (4 healthy H100), gpu-b (2 H100 with uncorrected ECC errors: it fails), gpu-c (4 healthy
+      H100, its doctor's driver edited to another version: drift): the quick doctor over the fake NVML,
+      each node's GPUs given their own UUIDs, and a GPU bench made from the real CPU bench (conftest's
+      gpu_bench) where gpu-c's GPU 2 is 20 % slower than the other H100s.
+    """
+    docs: dict[str, dict[str, Any]] = {}
+    for host in ("cpu-1", "cpu-2", "cpu-3"):
+        docs[f"{host}/doctor"] = as_node(real["doctor"], host)
+        docs[f"{host}/bench"] = as_node(real["bench_cpu"], host)
+    for r in docs["cpu-3/bench"]["results"]:
+        r["value"] *= 0.8
+    docs["cpu-1/comm"] = as_node(real["comm_cpu"], "cpu-1")
+    for host, name in (("gpu-a", "h100x4"), ("gpu-b", "ecc"), ("gpu-c", "h100x4")):
+        doctor = as_node(real[name], host, uuid_prefix=host)
+        docs[f"{host}/doctor"] = doctor
+        docs[f"{host}/bench"] = gpu_bench(real["bench_cpu"], doctor)
+    docs["gpu-c/doctor"]["driver"]["version"] = "535.161.08"
+    for r in docs["gpu-c/bench"]["results"]:
+        if r["device"] == "cuda:2":
+            r["value"] *= 0.8
+    directory = tmp_path_factory.mktemp("rack")
+    write(directory, docs)
+    proc, doc = fleet(str(directory))
+    assert doc is not None, proc.stderr
+    return {"dir": directory, "proc": proc, "doc": doc, "docs": docs}
+
+
+def node(doc: dict[str, Any], hostname: str) -> dict[str, Any]:
+    return next(n for n in doc["nodes"] if n["hostname"] == hostname)
+
+
+def test_every_node_with_its_worst_status_failing_first(rack: dict[str, Any]) -> None:
+    doc = rack["doc"]
+    assert rack["proc"].returncode == 1 and doc["exit_code"] == 1 and doc["status"] == "fail"
+    assert {n["hostname"] for n in doc["nodes"]} == {"cpu-1", "cpu-2", "cpu-3", "gpu-a", "gpu-b", "gpu-c"}
+    assert doc["nodes"][0]["hostname"] == "gpu-b" and doc["nodes"][0]["status"] == "fail"
+    gpu_b = node(doc, "gpu-b")
+    failing = {f["id"]: f for f in gpu_b["failing"]}
+    assert {"gpu.ecc", "gpu.retired_memory"} <= set(failing)
+    ecc = failing["gpu.ecc"]
+    assert ecc["report"] == "doctor" and ecc["status"] == "fail" and ecc["source"].endswith("gpu-b/doctor.json")
+    assert ecc["summary"] and ecc["fix"]["text"]  # the doctor's own words and fix, carried over
+    assert node(doc, "gpu-a")["status"] == "ok" and node(doc, "gpu-a")["failing"] == []
+    kinds = sorted(r["kind"] for r in node(doc, "cpu-1")["reports"])
+    assert kinds == ["bench", "comm", "doctor"]
+    assert doc["summary"]["nodes"] == 6 and doc["summary"]["failing"] == 1
+    assert doc["summary"]["reports_read"] == 13 and doc["summary"]["skipped"] == 0
+
+
+def test_drift_names_each_value_and_its_hosts_majority_first(rack: dict[str, Any]) -> None:
+    drift = {d["field"]: d for d in rack["doc"]["drift"]}
+    driver = drift["driver.version"]["values"]
+    # cpu nodes have no driver (null), two GPU nodes 550.54.15, one 535.161.08
+    assert [v["value"] for v in driver] == [None, "550.54.15", "535.161.08"]
+    assert driver[0]["hosts"] == ["cpu-1", "cpu-2", "cpu-3"] and driver[0]["count"] == 3
+    assert driver[2]["hosts"] == ["gpu-c"]
+    counts = {v["value"]: v["hosts"] for v in drift["gpu.count"]["values"]}
+    assert counts == {0: ["cpu-1", "cpu-2", "cpu-3"], 4: ["gpu-a", "gpu-c"], 2: ["gpu-b"]}
+    assert drift["driver.version"]["title"] == "NVIDIA driver"
+    uniform = {u["field"]: u for u in rack["doc"]["uniform"]}
+    assert uniform["python"]["nodes"] == 6  # every node's envelope states it, and they agree
+    assert "torch.version" in uniform  # the full doctors and every bench report agree on torch
+
+
+def test_a_slow_gpu_is_named_by_host_index_uuid_and_bus_id(rack: dict[str, Any]) -> None:
+    doc = rack["doc"]
+    slow = doc["slow_gpus"]
+    assert {(s["hostname"], s["index"]) for s in slow} == {("gpu-c", 2)}
+    assert {s["id"] for s in slow} == {"matmul.fp32", "memory.d2d"}  # each benchmark it is slow in
+    s = slow[0]
+    gpu = next(g for g in rack["docs"]["gpu-c/doctor"]["gpus"] if g["index"] == 2)
+    assert s["uuid"] == gpu["uuid"] == "GPU-gpu-c-0002" and s["pci_bus_id"] == gpu["pci_bus_id"]
+    assert s["model"] == "NVIDIA H100 80GB HBM3" and s["value"] == pytest.approx(560.0)
+    assert s["fleet_median"] == pytest.approx(700.0) and s["shortfall"] == pytest.approx(0.2)
+    assert node(doc, "gpu-c")["slow"] and node(doc, "gpu-c")["status"] == "ok"  # slow is not a failed check
+    # What a chart draws: every H100's figure, the median and the line below which a GPU is slow.
+    h100 = next(c for c in doc["comparisons"] if c["id"] == "matmul.fp32" and c["device_kind"] == "gpu")
+    assert h100["devices"] == 10 and h100["slow"] == 1 and len(h100["values"]) == 10
+    assert h100["values"] == sorted(h100["values"]) and h100["slow_below"] == pytest.approx(630.0)
+
+
+def test_cpu_figures_are_compared_by_cpu_model(rack: dict[str, Any]) -> None:
+    slow = rack["doc"]["slow_cpus"]
+    assert {(s["hostname"], s["id"]) for s in slow} == {("cpu-3", "matmul.fp32"), ("cpu-3", "memory.d2d")}
+    cpu_model = rack["docs"]["cpu-1/bench"]["devices"][0]["model"]
+    for s in slow:
+        assert s["model"] == cpu_model and s["index"] is None and s["uuid"] is None
+        assert s["shortfall"] == pytest.approx(0.2)  # the median is the two unedited copies' figure
+
+
+def test_threshold_moves_the_line_and_is_checked(rack: dict[str, Any]) -> None:
+    proc, doc = fleet(str(rack["dir"]), "--threshold", "0.25")
+    assert doc is not None and doc["threshold"] == 0.25
+    assert doc["slow_gpus"] == [] and doc["slow_cpus"] == []
+    assert proc.returncode == 1  # gpu-b still fails its doctor
+    for bad in ("0", "1", "1.5", "-0.1", "nan", "inf", "ten"):
+        proc = envcheck("fleet", str(rack["dir"]), "--threshold", bad)
+        assert proc.returncode == 2 and proc.stdout == "", bad
+        assert "--threshold" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_healthy_fleet_exits_0(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    docs = {f"gpu-{i}": as_node(real["h100x4"], f"gpu-{i}", uuid_prefix=f"n{i}") for i in range(3)}
+    proc, doc = fleet(*write(tmp_path, docs))
+    assert proc.returncode == 0 and doc is not None and doc["exit_code"] == 0 and doc["status"] == "ok"
+    assert doc["drift"] == [] and doc["slow_gpus"] == [] and doc["duplicates"] == {"hosts": [], "gpus": []}
+
+
+def test_a_gpu_on_two_hosts_and_a_host_twice_are_called_out(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    docs = {
+        # Two nodes whose reports carry the same GPU UUIDs: one report copied from the other, or cards moved.
+        "a": as_node(real["h100x4"], "node-a", uuid_prefix="same"),
+        "b": as_node(real["h100x4"], "node-b", uuid_prefix="same"),
+        # One host with two doctor reports: two machines answering to one name.
+        "c1": as_node(real["h100x4"], "node-c", uuid_prefix="c"),
+        "c2": as_node(real["h100x4"], "node-c", uuid_prefix="c"),
+    }
+    proc, doc = fleet(*write(tmp_path, docs))
+    assert doc is not None and proc.returncode == 0  # called out, not a failure by itself
+    assert doc["status"] == "warn"
+    gpus = doc["duplicates"]["gpus"]
+    assert [g["uuid"] for g in gpus] == [f"GPU-same-{i:04d}" for i in range(4)]
+    assert all(g["hosts"] == ["node-a", "node-b"] for g in gpus)
+    hosts = doc["duplicates"]["hosts"]
+    assert [(h["hostname"], h["kind"], len(h["sources"])) for h in hosts] == [("node-c", "doctor", 2)]
+    text = envcheck("fleet", *(str(tmp_path / f"{n}.json") for n in docs)).stdout
+    assert "DUPLICATE GPU GPU-same-0000 on 2 hosts (node-a, node-b)" in text
+    assert "DUPLICATE HOST node-c: 2 doctor reports" in text
+
+
+def test_the_lab_specs_packages_drift(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    one = as_node(real["doctor_spec"], "node-1")
+    other = as_node(real["doctor_spec"], "node-2")
+    installed = next(c for c in one["checks"] if c["id"] == "spec.package.numpy")
+    assert installed["status"] == "ok"
+    version = installed["summary"].split()[1]
+    # node-2 is edited to fail the spec with another numpy, as the spec check words it (details.found).
+    check = next(c for c in other["checks"] if c["id"] == "spec.package.numpy")
+    check.update(status="fail", summary="expected numpy >=3, found 1.26.4", details={"found": "1.26.4"})
+    _, doc = fleet(*write(tmp_path, {"one": one, "two": other}))
+    assert doc is not None
+    numpy = next(d for d in doc["drift"] if d["field"] == "package.numpy")
+    assert numpy["title"] == "package numpy"
+    assert {v["value"]: v["hosts"] for v in numpy["values"]} == {version: ["node-1"], "1.26.4": ["node-2"]}
+
+
+def test_skipped_sources_are_named_with_a_reason(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    good = write(tmp_path / "good", {"n1": as_node(real["h100x4"], "n1", uuid_prefix="n1")})[0]
+    text = json.dumps(real["doctor"], indent=2)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "notjson.json").write_text("this is a log, not a report\n")
+    (bad / "truncated.json").write_text(text[: len(text) // 2])
+    (bad / "future.json").write_text(json.dumps({**real["doctor"], "schema": "envcheck.doctor/2"}))
+    (bad / "unknown.json").write_text(json.dumps({**real["doctor"], "schema": "envcheck.scan/1"}))
+    (bad / "other.json").write_text(json.dumps({"name": "some other tool's JSON"}))
+    (bad / "nohost.json").write_text(json.dumps({**real["doctor"], "host": {}}))
+    (bad / "empty.json").write_text("")
+    (bad / "ignored.log").write_text("not *.json: a directory's other files are not read")
+    (tmp_path / "emptydir").mkdir()
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    proc, doc = fleet(good, str(bad), str(fifo), str(tmp_path / "missing.json"), str(tmp_path / "emptydir"))
+    assert time.monotonic() - started < 30  # a FIFO without a writer is refused, not waited on
+    assert doc is not None and proc.returncode == 0
+    reasons = {Path(s["source"]).name: s["reason"] for s in doc["skipped"]}
+    assert "not JSON" in reasons["notjson.json"]
+    assert reasons["truncated.json"].startswith("is truncated")
+    assert "envcheck.doctor/2" in reasons["future.json"] and "cannot read" in reasons["future.json"]
+    assert "unknown schema" in reasons["unknown.json"]
+    assert reasons["other.json"] == 'is not an envcheck report (it has no "schema" field)'
+    assert "host.hostname" in reasons["nohost.json"]
+    assert reasons["empty.json"] == "is empty"
+    assert "FIFO" in reasons["fifo.json"]
+    assert reasons["missing.json"] == "does not exist"
+    assert reasons["emptydir"] == "is a directory without any *.json file in it"
+    assert "ignored.log" not in reasons
+    assert doc["summary"]["reports_read"] == 1 and doc["summary"]["skipped"] == len(doc["skipped"]) == 10
+    assert "1 report read, 10 skipped" in doc["summary"]["text"]
+    # Each skip is one line on stderr too, never a traceback.
+    assert proc.stderr.count("envcheck: fleet: skipped ") == 10 and "Traceback" not in proc.stderr
+
+
+def test_no_readable_report_is_exit_2_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "x.json").write_text("[]")
+    proc = envcheck("fleet", str(tmp_path / "x.json"))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.splitlines()[-1] == "envcheck: fleet: no envcheck report could be read (1 skipped)"
+    assert envcheck("fleet").returncode == 2  # no REPORT at all: click's usage error
+
+
+def test_stdin_json_lines_and_pretty_documents(real: dict[str, dict[str, Any]]) -> None:
+    lines = [json.dumps(as_node(real["h100x4"], f"s{i}", uuid_prefix=f"s{i}")) for i in range(3)]
+    stream = "\n".join([lines[0], lines[1][:300], "not json", lines[2]]) + "\n"
+    # a pretty-printed document after the JSON lines (`envcheck doctor --json` as one node prints it)
+    stream += json.dumps(as_node(real["old_driver"], "s3", uuid_prefix="s3"), indent=2) + "\n"
+    proc, doc = fleet("-", stdin=stream)
+    assert doc is not None, proc.stderr
+    assert sorted(n["hostname"] for n in doc["nodes"]) == ["s0", "s2", "s3"]
+    assert [(s["source"], s["reason"].split(":")[0]) for s in doc["skipped"]] == [
+        ("<stdin>:2", "is truncated"),
+        ("<stdin>:3", "is not JSON (Expecting value at line 1 of the document, column 1)"),
+    ]
+    assert {r["source"] for n in doc["nodes"] for r in n["reports"]} == {"<stdin>:1", "<stdin>:4", "<stdin>:5"}
+
+
+def test_the_json_contract(rack: dict[str, Any]) -> None:
+    doc = rack["doc"]
+    assert doc["schema"] == "envcheck.fleet/1" and all(k in doc for k in ENVELOPE)
+    json.loads(rack["proc"].stdout, parse_constant=lambda c: pytest.fail(f"non-strict JSON: {c}"))
+    for n in doc["nodes"]:
+        assert set(n) >= {"hostname", "status", "reports", "failing", "warnings", "slow"}
+        for item in n["failing"] + n["warnings"]:
+            assert set(item) == {"report", "source", "id", "status", "summary", "fix"}
+    for d in doc["drift"]:
+        assert set(d) == {"field", "title", "values"} and len(d["values"]) > 1
+        assert all(set(v) == {"value", "count", "hosts"} for v in d["values"])
+        counts = [v["count"] for v in d["values"]]
+        assert counts == sorted(counts, reverse=True)
+    keys = {"hostname", "index", "uuid", "pci_bus_id", "id", "model", "value", "fleet_median", "shortfall"}
+    for s in doc["slow_gpus"] + doc["slow_cpus"]:
+        assert set(s) >= keys
+        assert math.isclose(s["shortfall"], 1 - s["value"] / s["fleet_median"], abs_tol=1e-4)
+    assert set(doc["duplicates"]) == {"hosts", "gpus"} and doc["skipped"] == []
+    assert set(doc["summary"]) >= {"nodes", "failing", "reports_read", "skipped", "slow_gpus", "text"}
+
+
+def test_text_report(rack: dict[str, Any]) -> None:
+    proc = envcheck("fleet", str(rack["dir"]))
+    assert proc.returncode == 1
+    out = proc.stdout
+    assert out.index("gpu-b") < out.index("Drift") < out.index("Slow GPUs") < out.index("Slow CPUs")
+    assert "[FAIL]  doctor gpu.ecc:" in out and "fix:" in out
+    assert "NVIDIA driver: none on 3; 550.54.15 on 2 (gpu-a, gpu-b); 535.161.08 on 1 (gpu-c)" in out
+    assert "GPU-gpu-c-0002" in out and "20%" in out
+    # Healthy nodes share one line; cpu-3 and gpu-c are slow, so shown apart. (The CPU nodes may warn:
+    # their bench judged this machine's CPU load, which varies.)
+    healthy = next(line for line in out.splitlines() if " ok: " in line)
+    assert healthy.startswith("[ok]") and "gpu-a" in healthy and "gpu-c" not in healthy and "cpu-3" not in healthy
+    last = out.rstrip().splitlines()[-1]
+    assert last.startswith("6 nodes: 1 failing, ") and "2 slow GPUs, 2 slow CPUs, 4 fields drifting" in last
+    assert "SLOW gpu-c GPU 2 (GPU-gpu-c-0002, " in out
+
+
+def test_markdown_report(rack: dict[str, Any], tmp_path: Path) -> None:
+    target = tmp_path / "fleet.md"
+    proc = envcheck("fleet", str(rack["dir"]), "--output", str(target))
+    assert proc.returncode == 1
+    md = target.read_text()
+    assert md.startswith("## envcheck fleet: 6 nodes: 1 failing")
+    for heading in ("### Nodes", "### Failing checks and warnings", "### Drift", "### Slow GPUs", "### Slow CPUs"):
+        assert f"\n{heading}\n" in md
+    assert "| `gpu-b` | ❌ fail |" in md
+    assert "| **NVIDIA driver** | `none` | 3 | (the majority) |" in md
+    assert "| `535.161.08` | 1 | gpu-c |" in md
+    assert "| `gpu-c` | 2 | GPU-gpu-c-0002 |" in md
+    for line in md.splitlines():
+        if line.startswith("| ") and not line.startswith("|---"):
+            # every row of a table has its columns (a | inside a value is escaped)
+            assert line.count(" | ") - line.count("\\|") >= 1
+
+
+def test_a_report_failing_by_exit_code_or_comm_problem(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    comm = as_node(real["comm_cpu"], "rank0-host")
+    # A comm run in which a rank on another node never joined, as comm reports it (edited in).
+    comm["problems"] = [{"rank": 3, "host": "node-x", "what": "never joined within 60 s"}]
+    comm["exit_code"] = 1
+    bench = as_node(real["bench_cpu"], "node-y")
+    bench.update(exit_code=130, interrupted=True)  # interrupted: its figures are not all there
+    _, doc = fleet(*write(tmp_path, {"comm": comm, "bench": bench}))
+    assert doc is not None
+    x = node(doc, "node-x")
+    assert x["status"] == "fail" and x["reports"] == []  # named only by rank 0's report
+    assert x["failing"][0]["summary"] == "rank 3: never joined within 60 s"
+    y = node(doc, "node-y")
+    assert y["status"] == "fail" and "interrupted" in y["failing"][0]["summary"]
+    assert "exit code 130" in y["failing"][0]["summary"]
+
+
+def test_merging_is_fast_enough_for_a_fleet(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    """200 nodes (doctor + bench of 4 GPUs each) through the command; benchmarks/fleet_merge.py measures
+    10 000. Generous bound: this only catches a merge that went quadratic."""
+    docs: dict[str, dict[str, Any]] = {}
+    for i in range(200):
+        doctor = as_node(real["h100x4"], f"n{i:03d}", uuid_prefix=f"n{i}")
+        docs[f"n{i:03d}-doctor"], docs[f"n{i:03d}-bench"] = doctor, gpu_bench(real["bench_cpu"], doctor)
+    write(tmp_path, docs)
+    started = time.monotonic()
+    proc, doc = fleet(str(tmp_path))
+    assert doc is not None and doc["summary"]["reports_read"] == 400
+    assert time.monotonic() - started < 20
+
+
+def test_a_hung_file_is_refused_and_the_rest_still_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read stuck in the kernel (a hung NFS mount) stands in as a read that never returns."""
+    from envcheck.core import files
+    from envcheck.fleet import read
+
+    paths = [str(tmp_path / f"{i}.json") for i in range(3)]
+    for p in paths:
+        Path(p).write_text("{}")
+    release = threading.Event()
+    real_read = files.read_regular
+
+    def read_regular(path: str, max_bytes: int) -> bytes:
+        if path == paths[1]:
+            release.wait(30)
+        return real_read(path, max_bytes)
+
+    monkeypatch.setattr(files, "read_regular", read_regular)
+    try:
+        got = list(read.read_ahead(paths, timeout_s=0.5))
+    finally:
+        release.set()
+    assert [p for p, _ in got] == paths
+    assert got[0][1] == b"{}" and got[2][1] == b"{}"
+    assert isinstance(got[1][1], files.FileRefused) and "within 0.5 s" in str(got[1][1])
+
+
+def test_pruned_parse_equals_the_full_parse(real: dict[str, dict[str, Any]]) -> None:
+    from envcheck.fleet.read import PRUNED, pruned
+
+    def without(value: Any, keys: tuple[str, ...]) -> Any:
+        if isinstance(value, dict):
+            return {
+                k: None if k in keys and v and isinstance(v, (dict, list)) else without(v, keys)
+                for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [without(v, keys) for v in value]
+        return value
+
+    for name, doc in real.items():
+        text = json.dumps(doc, indent=2)
+        kind = doc["schema"].split(".")[1].split("/")[0]
+        assert json.loads(pruned(text)) == without(doc, PRUNED[kind]), name
+        assert pruned(json.dumps(doc)) == json.dumps(doc)  # another layout: left whole
+
+
+def test_help_stays_light() -> None:
+    code = "import sys, envcheck.cli; print(sorted(m for m in sys.modules if m.startswith('envcheck.fleet')))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(proc.stdout.replace("'", '"')) == ["envcheck.fleet", "envcheck.fleet.cli"]
+
+
+def test_copy_of_a_document_is_not_changed_by_merging(real: dict[str, dict[str, Any]]) -> None:
+    from envcheck.fleet.merge import merge
+    from envcheck.fleet.read import NodeReport
+
+    doc = as_node(real["ecc"], "n")
+    before = copy.deepcopy(doc)
+    report = merge([NodeReport("x", "doctor", "n", doc)])
+    assert doc == before and report.nodes[0].status.value == "fail"
