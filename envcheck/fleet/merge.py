@@ -100,6 +100,8 @@ class Node:
     reports: tuple[ReportRef, ...]
     failing: tuple[Problem, ...]
     warnings: tuple[Problem, ...]
+    #: Its devices more than the threshold below their model's fleet median: they fail the node too.
+    slow: tuple[Figure, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -297,11 +299,12 @@ def merge_digests(
     for hostname, own in fields.items():
         for name, (_, value) in own.items():
             by_field[name][_hashable(value)].append(hostname)
+    compared = comparisons(groups, threshold)
     return FleetReport(
-        nodes=tuple(_nodes(refs, problems)),
+        nodes=tuple(_nodes(refs, problems, compared)),
         drift=tuple(drift(by_field)),
         uniform=tuple(uniform(by_field)),
-        comparisons=tuple(comparisons(groups, threshold)),
+        comparisons=tuple(compared),
         duplicate_hosts=tuple(DuplicateHost(h, k, tuple(s)) for (h, k), s in sorted(sources.items()) if len(s) > 1),
         duplicate_gpus=tuple(
             DuplicateGpu(uuid, tuple(sorted(by_host)), tuple(s for h in sorted(by_host) for s in by_host[h]))
@@ -349,13 +352,26 @@ def _number(value: Any) -> float | None:
 # --- nodes -------------------------------------------------------------------------------------------
 
 
-def _nodes(refs: dict[str, list[ReportRef]], problems: dict[str, list[Problem]]) -> list[Node]:
+def _nodes(
+    refs: dict[str, list[ReportRef]], problems: dict[str, list[Problem]], compared: list[Comparison]
+) -> list[Node]:
     """Every node, the failing ones first (then warnings, then by name): the order an admin reads. A
-    host named only by another node's report (a comm rank that never joined) is a node too."""
+    host named only by another node's report (a comm rank that never joined) is a node too. A node
+    with a slow device fails: a GPU well below its siblings elsewhere is throttling, degraded or
+    misconfigured, whatever its own checks said."""
+    slow: dict[str, list[Figure]] = defaultdict(list)
+    for c in compared:
+        for f in c.figures:
+            if f.slow:
+                slow[f.hostname].append(f)
     made = []
     for hostname in refs.keys() | problems.keys():
         own = problems.get(hostname, [])
-        status = worst([r.status for r in refs.get(hostname, [])] + [p.status for p in own])
+        status = worst(
+            [r.status for r in refs.get(hostname, [])]
+            + [p.status for p in own]
+            + ([Status.FAIL] if hostname in slow else [])
+        )
         made.append(
             Node(
                 hostname,
@@ -363,6 +379,7 @@ def _nodes(refs: dict[str, list[ReportRef]], problems: dict[str, list[Problem]])
                 tuple(refs.get(hostname, ())),
                 tuple(p for p in own if p.status.is_problem),
                 tuple(p for p in own if p.status is Status.WARN),
+                tuple(slow.get(hostname, ())),
             )
         )
     made.sort(key=lambda n: (-n.status.severity, n.hostname))

@@ -28,16 +28,13 @@ from envcheck.fleet.merge import Comparison, Figure, FleetReport, Node, field_ti
 def fleet_document(report: FleetReport, *, generated_at: datetime, duration_s: float) -> dict[str, Any]:
     """The whole merge as strict JSON values."""
     doc = envelope(FLEET_SCHEMA, generated_at=generated_at, duration_s=duration_s, host=HostIdentity.here())
-    slow_by_host: dict[str, list[Figure]] = {}
-    for figure in report.slow:
-        slow_by_host.setdefault(figure.hostname, []).append(figure)
     doc.update(
         {
             "status": report.status.value,
             "exit_code": int(report.exit_code),
             "threshold": report.threshold,
             "summary": summary(report),
-            "nodes": [_node(n, slow_by_host.get(n.hostname, [])) for n in report.nodes],
+            "nodes": [_node(n) for n in report.nodes],
             "drift": [
                 {
                     "field": d.field,
@@ -86,7 +83,7 @@ def slow_figure(f: Figure) -> dict[str, Any]:
     }
 
 
-def _node(node: Node, slow: list[Figure]) -> dict[str, Any]:
+def _node(node: Node) -> dict[str, Any]:
     return {
         "hostname": node.hostname,
         "status": node.status.value,
@@ -94,7 +91,8 @@ def _node(node: Node, slow: list[Figure]) -> dict[str, Any]:
         "failing": [p.to_json() for p in node.failing],
         "warnings": [p.to_json() for p in node.warnings],
         "slow": [
-            {"id": f.id, "device": f.device, "index": f.index, "uuid": f.uuid, "shortfall": f.shortfall} for f in slow
+            {"id": f.id, "device": f.device, "index": f.index, "uuid": f.uuid, "shortfall": f.shortfall}
+            for f in node.slow
         ],
     }
 

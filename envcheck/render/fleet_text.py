@@ -39,6 +39,14 @@ def code_cell(value: Any) -> str:
     return code(value).replace("|", "\\|")
 
 
+def hosts_shown(values: list[dict[str, Any]]) -> list[bool]:
+    """Which of a drifting field's values to name the hosts of: all but the first when it is the
+    majority (the odd ones out are the news), every one when no value is."""
+    total = sum(v["count"] for v in values)
+    majority = values[0]["count"] * 2 > total
+    return [not (majority and i == 0) for i in range(len(values))]
+
+
 def value_text(value: Any) -> str:
     """A field's value as a person reads it; "none" where the node has none (no driver, no GPU)."""
     return "none" if value is None else str(value)
@@ -56,8 +64,10 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
     soft = not console.is_terminal
     summary = doc.get("summary") or {}
 
-    def say(text: str) -> None:
-        console.print(text, soft_wrap=soft)
+    # Lines are gathered and printed at once: rich costs about as much per print as per line of a long
+    # text, and a fleet report can run to tens of thousands of lines.
+    lines: list[str] = []
+    say = lines.append
 
     say(
         f"[bold]envcheck fleet[/]: {plural(summary.get('nodes', 0), 'node')}, "
@@ -67,7 +77,7 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
     )
     healthy = []
     for node in doc.get("nodes") or []:
-        if node["status"] == "ok" and not node.get("slow"):
+        if node["status"] == "ok":
             healthy.append(node["hostname"])
             continue
         kinds = ", ".join(f"{r['kind']} {r['status']}" for r in node.get("reports") or [])
@@ -91,14 +101,15 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
         say("\n[bold]Drift[/] (fields that should be the same on every node)")
         for d in drift:
             parts = []
+            shown = hosts_shown(d["values"])
             for i, v in enumerate(d["values"]):
-                hosts = f" ({names(v['hosts'])})" if i else ""
+                hosts = f" ({names(v['hosts'])})" if shown[i] else ""
                 parts.append(f"{value_text(v['value'])} on {v['count']}{hosts}")
             say(f"  [yellow]{escape(d['title'])}[/]: {escape('; '.join(parts))}")
     for key, title in (("slow_gpus", "Slow GPUs"), ("slow_cpus", "Slow CPUs")):
         slow = doc.get(key) or []
         if slow:
-            _slow_lines(console, title, slow, doc.get("threshold", 0))
+            lines += slow_lines(title, slow, doc.get("threshold", 0))
     duplicates = doc.get("duplicates") or {}
     if duplicates.get("gpus") or duplicates.get("hosts"):
         say("")
@@ -119,12 +130,13 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
             say(f"  {escape(s['source'])}: {escape(s['reason'])}")
     style = {"ok": "bold green", "warn": "bold yellow"}.get(doc.get("status", ""), "bold red")
     say(f"\n[{style}]{escape(str(summary.get('text', '')))}[/]  [dim]({doc.get('duration_s', 0.0):.1f} s)[/]")
+    console.print("\n".join(lines), soft_wrap=soft)
 
 
-def _slow_lines(console: Console, title: str, slow: list[dict[str, Any]], threshold: float) -> None:
+def slow_lines(title: str, slow: list[dict[str, Any]], threshold: float) -> list[str]:
     """One line per slow device, every way to find it on one line (host and index, UUID, PCI bus id):
     what an admin greps for, and never folded by a narrow terminal as a nine-column table would be."""
-    console.print(f"\n[bold]{title}[/] (more than {threshold:.0%} below the fleet median of their model)")
+    lines = [f"\n[bold]{title}[/] (more than {threshold:.0%} below the fleet median of their model)"]
     for f in slow:
         where = f["hostname"] if f.get("index") is None else f"{f['hostname']} GPU {f['index']}"
         ids = ", ".join(x for x in (f.get("uuid"), f.get("pci_bus_id")) if x)
@@ -132,7 +144,8 @@ def _slow_lines(console: Console, title: str, slow: list[dict[str, Any]], thresh
             f"{where}{f' ({ids})' if ids else ''} {f['id']} on {f['model']}: {figure(f['value'])} {f['unit']}, "
             f"{f['shortfall']:.0%} below the median {figure(f['fleet_median'])}"
         )
-        console.print(f"  [bold red]SLOW[/] {escape(text)}", soft_wrap=not console.is_terminal)
+        lines.append(f"  [bold red]SLOW[/] {escape(text)}")
+    return lines
 
 
 def fleet_markdown(doc: dict[str, Any]) -> list[str]:
@@ -179,9 +192,10 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
     if drift:
         lines += ["", "### Drift", "", "| field | value | nodes | hosts |", "|---|---|---|---|"]
         for d in drift:
+            shown = hosts_shown(d["values"])
             for i, v in enumerate(d["values"]):
                 title = "" if i else f"**{cell(d['title'])}**"
-                hosts = cell(names(v["hosts"])) if i else "(the majority)"
+                hosts = cell(names(v["hosts"])) if shown[i] else "(the majority)"
                 lines.append(f"| {title} | {code_cell(value_text(v['value']))} | {v['count']} | {hosts} |")
     for key, title in (("slow_gpus", "Slow GPUs"), ("slow_cpus", "Slow CPUs")):
         slow = doc.get(key) or []

@@ -62,7 +62,9 @@ def test_every_node_with_its_worst_status_failing_first(rack: dict[str, Any]) ->
     doc = rack["doc"]
     assert rack["proc"].returncode == 1 and doc["exit_code"] == 1 and doc["status"] == "fail"
     assert {n["hostname"] for n in doc["nodes"]} == {"cpu-1", "cpu-2", "cpu-3", "gpu-a", "gpu-b", "gpu-c"}
-    assert doc["nodes"][0]["hostname"] == "gpu-b" and doc["nodes"][0]["status"] == "fail"
+    # Failing first: gpu-b fails its doctor; cpu-3 and gpu-c have a slow device, which fails a node too.
+    assert [n["hostname"] for n in doc["nodes"][:3]] == ["cpu-3", "gpu-b", "gpu-c"]
+    assert {n["status"] for n in doc["nodes"][:3]} == {"fail"}
     gpu_b = node(doc, "gpu-b")
     failing = {f["id"]: f for f in gpu_b["failing"]}
     assert {"gpu.ecc", "gpu.retired_memory"} <= set(failing)
@@ -72,7 +74,7 @@ def test_every_node_with_its_worst_status_failing_first(rack: dict[str, Any]) ->
     assert node(doc, "gpu-a")["status"] == "ok" and node(doc, "gpu-a")["failing"] == []
     kinds = sorted(r["kind"] for r in node(doc, "cpu-1")["reports"])
     assert kinds == ["bench", "comm", "doctor"]
-    assert doc["summary"]["nodes"] == 6 and doc["summary"]["failing"] == 1
+    assert doc["summary"]["nodes"] == 6 and doc["summary"]["failing"] == 3
     assert doc["summary"]["reports_read"] == 13 and doc["summary"]["skipped"] == 0
 
 
@@ -101,7 +103,9 @@ def test_a_slow_gpu_is_named_by_host_index_uuid_and_bus_id(rack: dict[str, Any])
     assert s["uuid"] == gpu["uuid"] == "GPU-gpu-c-0002" and s["pci_bus_id"] == gpu["pci_bus_id"]
     assert s["model"] == "NVIDIA H100 80GB HBM3" and s["value"] == pytest.approx(560.0)
     assert s["fleet_median"] == pytest.approx(700.0) and s["shortfall"] == pytest.approx(0.2)
-    assert node(doc, "gpu-c")["slow"] and node(doc, "gpu-c")["status"] == "ok"  # slow is not a failed check
+    gpu_c = node(doc, "gpu-c")
+    assert [(f["index"], f["id"]) for f in gpu_c["slow"]] == [(2, "matmul.fp32"), (2, "memory.d2d")]
+    assert gpu_c["status"] == "fail" and gpu_c["failing"] == []  # its checks passed; its GPU 2 is slow
     # What a chart draws: every H100's figure, the median and the line below which a GPU is slow.
     h100 = next(c for c in doc["comparisons"] if c["id"] == "matmul.fp32" and c["device_kind"] == "gpu")
     assert h100["devices"] == 10 and h100["slow"] == 1 and len(h100["values"]) == 10
@@ -261,14 +265,17 @@ def test_text_report(rack: dict[str, Any]) -> None:
     out = proc.stdout
     assert out.index("gpu-b") < out.index("Drift") < out.index("Slow GPUs") < out.index("Slow CPUs")
     assert "[FAIL]  doctor gpu.ecc:" in out and "fix:" in out
-    assert "NVIDIA driver: none on 3; 550.54.15 on 2 (gpu-a, gpu-b); 535.161.08 on 1 (gpu-c)" in out
+    # No value is the majority here, so every value names its hosts.
+    assert (
+        "NVIDIA driver: none on 3 (cpu-1, cpu-2, cpu-3); 550.54.15 on 2 (gpu-a, gpu-b); 535.161.08 on 1 (gpu-c)" in out
+    )
     assert "GPU-gpu-c-0002" in out and "20%" in out
     # Healthy nodes share one line; cpu-3 and gpu-c are slow, so shown apart. (The CPU nodes may warn:
     # their bench judged this machine's CPU load, which varies.)
     healthy = next(line for line in out.splitlines() if " ok: " in line)
     assert healthy.startswith("[ok]") and "gpu-a" in healthy and "gpu-c" not in healthy and "cpu-3" not in healthy
     last = out.rstrip().splitlines()[-1]
-    assert last.startswith("6 nodes: 1 failing, ") and "2 slow GPUs, 2 slow CPUs, 4 fields drifting" in last
+    assert last.startswith("6 nodes: 3 failing, ") and "2 slow GPUs, 2 slow CPUs, 4 fields drifting" in last
     assert "SLOW gpu-c GPU 2 (GPU-gpu-c-0002, " in out
 
 
@@ -277,11 +284,11 @@ def test_markdown_report(rack: dict[str, Any], tmp_path: Path) -> None:
     proc = envcheck("fleet", str(rack["dir"]), "--output", str(target))
     assert proc.returncode == 1
     md = target.read_text()
-    assert md.startswith("## envcheck fleet: 6 nodes: 1 failing")
+    assert md.startswith("## envcheck fleet: 6 nodes: 3 failing")
     for heading in ("### Nodes", "### Failing checks and warnings", "### Drift", "### Slow GPUs", "### Slow CPUs"):
         assert f"\n{heading}\n" in md
     assert "| `gpu-b` | ❌ fail |" in md
-    assert "| **NVIDIA driver** | `none` | 3 | (the majority) |" in md
+    assert "| **NVIDIA driver** | `none` | 3 | cpu-1, cpu-2, cpu-3 |" in md
     assert "| `535.161.08` | 1 | gpu-c |" in md
     assert "| `gpu-c` | 2 | GPU-gpu-c-0002 |" in md
     for line in md.splitlines():
@@ -381,3 +388,10 @@ def test_copy_of_a_document_is_not_changed_by_merging(real: dict[str, dict[str, 
     before = copy.deepcopy(doc)
     report = merge([NodeReport("x", "doctor", "n", doc)])
     assert doc == before and report.nodes[0].status.value == "fail"
+
+
+def test_drift_names_the_odd_ones_out_when_one_value_is_the_majority() -> None:
+    from envcheck.render.fleet_text import hosts_shown
+
+    assert hosts_shown([{"count": 9}, {"count": 1}]) == [False, True]
+    assert hosts_shown([{"count": 3}, {"count": 2}, {"count": 1}]) == [True, True, True]
