@@ -5,7 +5,9 @@ The documents are real ones made bigger, not invented shapes: the doctor's is th
 own report over the fake NVML's 8-GPU HGX scenario (tests/fakenvml.py, ``hgx_8gpu``), about 150 KiB
 as the command writes it; the bench's is a real CPU bench report whose device and results are copied
 onto 8 GPUs and six benchmarks. Each node gets its own hostname and GPU UUIDs; 1 % of the nodes run
-another driver (drift), and one GPU of every 1000th node is 20 % slow. The files are written into a
+another driver (drift), and one GPU of every 1000th node is 20 % slow. Every node's doctor fails one
+check (torch.cuda_build: this machine's torch is CPU-only, the fake GPUs are not): the worst case for
+the fleet report's size, every node listed with its failing check and fix. The files are written into a
 temporary directory (one per node, as a job array would leave them) and read back warm from the page
 cache. Not a test: a measurement, written to RESULTS-fleet.md.
 
@@ -131,6 +133,7 @@ def main() -> None:
         started = time.perf_counter()
         size = generate(directory, args.nodes)
         generated_s = time.perf_counter() - started
+        load = os.getloadavg()[0]
         one = merge_in_process(directory, workers=1)
         pooled = merge_in_process(directory, workers=None)
         json_s = command(directory, "--json")
@@ -140,7 +143,8 @@ def main() -> None:
     lines = [
         f"{args.nodes} nodes, {pooled['reports']} reports ({size / 1e9:.2f} GB of JSON as `--json` writes it, "
         f"generated in {generated_s:.0f} s), {usable_cpus()} usable CPUs, no GPU, "
-        f"{platform.python_implementation()} {platform.python_version()}, files warm in the page cache:",
+        f"{platform.python_implementation()} {platform.python_version()}, files warm in the page cache, "
+        f"load average {load:.1f} before the runs:",
         f"- read + parse + digest + merge, one process: {one['read_digest_merge_s']:.1f} s",
         f"- the same with a worker per CPU (what the command does): {pooled['read_digest_merge_s']:.1f} s",
         f"- fleet document + its JSON ({pooled['json_mb']:.1f} MB): {pooled['document_json_s']:.2f} s",

@@ -3,9 +3,10 @@ printed here, so every rule is tested on hand-made documents as well as real one
 
 Four questions, each answered in one pass with dicts so that ten thousand nodes merge in seconds:
 
-* **which nodes fail, and why** — a node's status is the worst over its reports; its failing items are
-  the doctor's failed checks, the bench's failed results, comm's problems, burn's failed verdicts, each
-  with the fix its report carried;
+* **which nodes fail, and why** — a node's status is the worst over its reports (and a fail when one of
+  its devices is slow); its failing items are the doctor's failed checks, the bench's failed results and
+  preflight, comm's problems, burn's failed verdicts, the lab spec's unmet minimums, each with the fix
+  its report carried;
 * **drift** — each field that should be the same on every node (driver, torch and its CUDA, cuDNN, NCCL,
   Python, GPU model and count, the lab spec's packages), with every value and the nodes that have it;
 * **slow devices** — per benchmark and device model, each device's headline figure against the fleet's
@@ -425,10 +426,17 @@ def _checks(report: NodeReport, key: str) -> list[Problem]:
         status = _status(check.get("status"))
         if status is None or status.severity == 0:
             continue
-        fix = check.get("fix") if isinstance(check.get("fix"), dict) else None
+        fix = _fix(check.get("fix"))
         summary = str(check.get("summary") or check.get("title") or "")
         out.append(Problem(report.source, report.kind, str(check.get("id") or "?"), status, summary, fix))
     return out
+
+
+def _fix(value: Any) -> dict[str, str | None] | None:
+    """A check's fix as the model writes it (text and command), whatever the file held."""
+    fix = _dict(value)
+    text, command = _str(fix.get("text")), _str(fix.get("command"))
+    return {"text": text, "command": command} if text or command else None
 
 
 def _bench_results(report: NodeReport) -> list[Problem]:
@@ -585,7 +593,7 @@ def report_readings(report: NodeReport) -> list[Reading]:
         results = [
             r
             for r in _dicts(doc.get("results"))
-            if isinstance(r.get("id"), str) and isinstance(r.get("unit"), str) and "device" in r
+            if isinstance(r.get("id"), str) and isinstance(r.get("unit"), str) and isinstance(r.get("device"), str)
         ]
         for (bench_id, name), (value, unit) in headlines(results).items():
             if _number(value) is None:

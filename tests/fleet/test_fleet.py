@@ -4,6 +4,7 @@ where a copy is edited, are said where it happens)."""
 from __future__ import annotations
 
 import copy
+import io
 import json
 import math
 import os
@@ -395,3 +396,42 @@ def test_drift_names_the_odd_ones_out_when_one_value_is_the_majority() -> None:
 
     assert hosts_shown([{"count": 9}, {"count": 1}]) == [False, True]
     assert hosts_shown([{"count": 3}, {"count": 2}, {"count": 1}]) == [True, True, True]
+
+
+#: Values of every JSON type, for a document shaped unlike any envcheck writes.
+ODD = (None, True, 0, -1.5, "x", [], {}, [None], [1, "x"], {"a": None}, [{"id": 1, "status": "fail"}])
+
+
+def test_oddly_shaped_documents_never_crash_the_merge(real: dict[str, dict[str, Any]]) -> None:
+    """Each field of each real report (and of its first list item) replaced by every JSON type: the
+    merge reads what it can and never raises (a hand-edited or foreign report must not end the merge)."""
+    from envcheck.fleet.merge import merge
+    from envcheck.fleet.read import NodeReport, classify
+    from envcheck.fleet.report import fleet_document
+
+    variants = []
+    for doc in real.values():
+        for key, value in doc.items():
+            if key in ("schema", "host"):
+                continue
+            for odd in ODD:
+                variants.append({**doc, key: odd})
+            if isinstance(value, list) and value and isinstance(value[0], dict):
+                for inner in value[0]:
+                    for odd in ODD:
+                        variants.append({**doc, key: [{**value[0], inner: odd}, *value[1:]]})
+    reports = []
+    for i, doc in enumerate(variants):
+        doc = {**doc, "host": {**doc["host"], "hostname": f"n{i}"}}
+        kind, hostname = classify(doc)
+        reports.append(NodeReport(f"v{i}", kind, hostname, doc))
+    report = merge(reports)
+    assert report.reports_read == len(variants) > 1000
+    from envcheck.core.report import utc_now
+
+    document = fleet_document(report, generated_at=utc_now(), duration_s=0.0)
+    json.dumps(document, allow_nan=False)
+    from envcheck.render import make_console, render
+
+    for fmt in ("text", "markdown"):
+        render(document, fmt, make_console(io.StringIO(), for_file=True))
