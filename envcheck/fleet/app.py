@@ -1,10 +1,11 @@
 """Sources → :class:`~envcheck.fleet.merge.FleetReport`: read every source, digest each document as it
 arrives, merge the digests. What the command and the benchmark both call.
 
-Parsing the JSON is nearly all of the work (an 8-GPU node's doctor report is ~150 KiB as written), and
-it is the same work for every file, so many files are parsed in worker processes, one per usable CPU:
-each worker reads, parses and digests its files and sends back only the digests (a few KiB each).
-stdin is read here, in order with the files around it. Ten files are not worth starting a process for.
+Reading, parsing and digesting each document is nearly all of the work (an 8-GPU node's doctor report
+is ~150 KiB as written; benchmarks/RESULTS-fleet.md), the same for every file, so many files are
+handled in worker processes, one per usable CPU: each reads, parses and digests a batch of files and
+sends back only the digests (a few KiB each). stdin is read here, in order with the files around it. A
+few dozen files are not worth starting processes for.
 """
 
 from __future__ import annotations

@@ -65,35 +65,8 @@ class Skipped:
         return {"source": self.source, "reason": self.reason}
 
 
-@dataclass(frozen=True)
-class Sources:
-    reports: tuple[NodeReport, ...]
-    skipped: tuple[Skipped, ...]
-
-
 class NotAReport(ValueError):
     """A JSON value that a fleet cannot merge, with the reason in words."""
-
-
-def iter_sources(names: Iterable[str], stdin: IO[bytes] | None = None) -> Iterator[NodeReport | Skipped]:
-    """Every report in ``names`` (files, directories, ``-`` for ``stdin``), in the order given, one at a
-    time: a caller that keeps only what it needs of each never holds the whole fleet in memory."""
-    for item in expand(names):
-        if isinstance(item, Skipped):
-            yield item
-        elif item == STDIN:
-            yield from read_stdin(stdin)
-        else:
-            yield from read_files([item])
-
-
-def read_sources(names: Iterable[str], stdin: IO[bytes] | None = None) -> Sources:
-    """:func:`iter_sources`, all of it: the reports and the skipped sources apart."""
-    reports: list[NodeReport] = []
-    skipped: list[Skipped] = []
-    for item in iter_sources(names, stdin):
-        (reports if isinstance(item, NodeReport) else skipped).append(item)
-    return Sources(tuple(reports), tuple(skipped))
 
 
 def expand(names: Iterable[str]) -> Iterator[str | Skipped]:
@@ -126,11 +99,6 @@ def _walk(directory: str) -> Iterator[str]:
         for name in sorted(names):
             if name.lower().endswith(".json"):
                 yield os.path.join(root, name)
-
-
-def read_file(path: str) -> Iterator[NodeReport | Skipped]:
-    """The reports in one file."""
-    return read_files([path])
 
 
 def read_files(paths: Sequence[str]) -> Iterator[NodeReport | Skipped]:

@@ -46,6 +46,7 @@ MADE: dict[str, tuple[list[str], str | None]] = {
     "doctor_spec": (["doctor", "--quick", "--json", "--spec", "{spec}"], None),
     "bench_cpu": (["bench", "--device", "cpu", "--quick", "--only", "matmul.fp32,memory.d2d", "--json"], None),
     "comm_cpu": (["comm", "--device", "cpu", "--nproc", "2", "--json"], None),
+    "burn_cpu": (["burn", "--device", "cpu", "--duration", "3", "--json"], None),
     "h100x4": (["doctor", "--quick", "--json"], "healthy_multi_gpu"),
     "ecc": (["doctor", "--quick", "--json"], "ecc_uncorrected_row_remap"),
     "old_driver": (["doctor", "--quick", "--json"], "old_driver"),

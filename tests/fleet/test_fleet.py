@@ -435,3 +435,23 @@ def test_oddly_shaped_documents_never_crash_the_merge(real: dict[str, dict[str, 
 
     for fmt in ("text", "markdown"):
         render(document, fmt, make_console(io.StringIO(), for_file=True))
+
+
+def test_burn_reports_verdicts_and_sustained_figures(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    """Three CPU burns as three nodes: burn-3's steady throughput edited 20 % down (slow next to the
+    others of its CPU model), burn-2's result check edited to a failure with its fix."""
+    docs = {f"burn-{i}": as_node(real["burn_cpu"], f"burn-{i}") for i in (1, 2, 3)}
+    docs["burn-3"]["devices"][0]["steady"]["throughput"] *= 0.8
+    mismatch = next(v for v in docs["burn-2"]["verdicts"] if v["id"] == "burn.mismatch")
+    mismatch.update(status="fail", summary="cpu: 1 of 5 results differed", fix={"text": "Replace it.", "command": None})
+    docs["burn-2"].update(status="fail", exit_code=1)
+    proc, doc = fleet(*write(tmp_path, docs))
+    assert doc is not None and proc.returncode == 1
+    failing = node(doc, "burn-2")["failing"]
+    assert [(f["report"], f["id"], f["summary"]) for f in failing] == [
+        ("burn", "burn.mismatch", "cpu: 1 of 5 results differed")
+    ]
+    assert failing[0]["fix"] == {"text": "Replace it.", "command": None}
+    dtype = real["burn_cpu"]["devices"][0]["dtype"]
+    assert [(s["hostname"], s["id"], s["unit"]) for s in doc["slow_cpus"]] == [("burn-3", f"burn.{dtype}", "TFLOP/s")]
+    assert node(doc, "burn-1")["status"] in ("ok", "warn") and node(doc, "burn-3")["status"] == "fail"
