@@ -23,7 +23,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from envcheck.core.exit import ExitCode
 from envcheck.core.model import Status, worst
@@ -135,6 +135,7 @@ class Figure:
     shortfall: float  # 1 - value / median: 0.2 is 20 % below the median; negative above it
     slow: bool
     source: str
+    quick: bool = False
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,19 @@ class Comparison:
     unit: str
     median: float
     figures: tuple[Figure, ...]
+    #: Figures of ``bench --quick`` runs: smaller cases, lower figures, compared only with each other.
+    quick: bool = False
+
+
+class Group(NamedTuple):
+    """What makes figures comparable: the same benchmark on the same model, in the same unit, from runs
+    of the same kind (a ``--quick`` bench runs smaller cases, whose figures are lower)."""
+
+    id: str
+    device_kind: str
+    model: str
+    unit: str
+    quick: bool
 
 
 @dataclass(frozen=True)
@@ -223,7 +237,7 @@ def merge(
 class Reading:
     """One device's headline figure for one benchmark, as one report states it."""
 
-    group: tuple[str, str, str, str]  # (benchmark id, device kind, model, unit)
+    group: Group
     device_key: str  # the device's UUID, else its bench name ("cpu"): one figure per device and host
     device_kind: str
     device: str
@@ -272,7 +286,7 @@ def merge_digests(
     refs: dict[str, list[ReportRef]] = defaultdict(list)
     problems: dict[str, list[Problem]] = defaultdict(list)
     fields: dict[str, dict[str, tuple[int, Any]]] = defaultdict(dict)
-    groups: dict[tuple[str, str, str, str], dict[tuple[str, str], tuple[Reading, str, str]]] = defaultdict(dict)
+    groups: dict[Group, dict[tuple[str, str], tuple[Reading, str, str]]] = defaultdict(dict)
     sources: dict[tuple[str, str], list[str]] = defaultdict(list)
     uuid_hosts: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     read = 0
@@ -580,13 +594,17 @@ def report_readings(report: NodeReport) -> list[Reading]:
     doc = report.document
     out: list[Reading] = []
 
+    quick = report.kind == "bench" and _dict(doc.get("options")).get("quick") is True
+
     def add(bench_id: str, device: dict[str, Any], name: str, value: float, unit: str) -> None:
         kind = "gpu" if device.get("kind") in ("cuda", "gpu") else str(device.get("kind") or "cpu")
         model = _str(device.get("model")) or "unknown model"
         uuid = _str(device.get("uuid"))
         index = device.get("index") if isinstance(device.get("index"), int) else None
         pci = _str(device.get("pci_bus_id"))
-        out.append(Reading((bench_id, kind, model, unit), uuid or name, kind, name, index, uuid, pci, value))
+        out.append(
+            Reading(Group(bench_id, kind, model, unit, quick), uuid or name, kind, name, index, uuid, pci, value)
+        )
 
     if report.kind == "bench":
         devices = {str(d.get("name")): d for d in _dicts(doc.get("devices"))}
@@ -610,14 +628,14 @@ def report_readings(report: NodeReport) -> list[Reading]:
 
 
 def comparisons(
-    groups: dict[tuple[str, str, str, str], dict[tuple[str, str], tuple[Reading, str, str]]],
+    groups: dict[Group, dict[tuple[str, str], tuple[Reading, str, str]]],
     threshold: float = DEFAULT_THRESHOLD,
 ) -> list[Comparison]:
     """Each (benchmark, model) group with its fleet median and every device's shortfall from it; a
     device more than ``threshold`` below the median is slow. One device alone has nothing to compare
     with and is never slow."""
     out = []
-    for (bench_id, kind, model, unit), group in sorted(groups.items()):
+    for (bench_id, kind, model, unit, quick), group in sorted(groups.items()):
         values = [r.value for r, _, _ in group.values()]
         median = statistics.median(values)
         figures = []
@@ -643,9 +661,10 @@ def comparisons(
                     round(shortfall, 4),
                     slow,
                     source,
+                    quick,
                 )
             )
-        out.append(Comparison(bench_id, kind, model, unit, median, tuple(figures)))
+        out.append(Comparison(bench_id, kind, model, unit, median, tuple(figures), quick))
     return out
 
 

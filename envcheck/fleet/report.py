@@ -79,6 +79,7 @@ def slow_figure(f: Figure) -> dict[str, Any]:
         "value": f.value,
         "fleet_median": f.fleet_median,
         "shortfall": f.shortfall,
+        "quick": f.quick,
         "source": f.source,
     }
 
@@ -103,6 +104,7 @@ def _comparison(c: Comparison, threshold: float) -> dict[str, Any]:
         "device_kind": c.device_kind,
         "model": c.model,
         "unit": c.unit,
+        "quick": c.quick,
         "fleet_median": c.median,
         # Below this figure a device is slow: where a chart draws its line.
         "slow_below": c.median * (1 - threshold),

@@ -141,7 +141,8 @@ def slow_lines(title: str, slow: list[dict[str, Any]], threshold: float) -> list
         where = f["hostname"] if f.get("index") is None else f"{f['hostname']} GPU {f['index']}"
         ids = ", ".join(x for x in (f.get("uuid"), f.get("pci_bus_id")) if x)
         text = (
-            f"{where}{f' ({ids})' if ids else ''} {f['id']} on {f['model']}: {figure(f['value'])} {f['unit']}, "
+            f"{where}{f' ({ids})' if ids else ''} {f['id']}{' (--quick)' if f.get('quick') else ''} on {f['model']}: "
+            f"{figure(f['value'])} {f['unit']}, "
             f"{f['shortfall']:.0%} below the median {figure(f['fleet_median'])}"
         )
         lines.append(f"  [bold red]SLOW[/] {escape(text)}")

@@ -108,6 +108,7 @@ def test_a_slow_gpu_is_named_by_host_index_uuid_and_bus_id(rack: dict[str, Any])
     assert [(f["index"], f["id"]) for f in gpu_c["slow"]] == [(2, "matmul.fp32"), (2, "memory.d2d")]
     assert gpu_c["status"] == "fail" and gpu_c["failing"] == []  # its checks passed; its GPU 2 is slow
     # What a chart draws: every H100's figure, the median and the line below which a GPU is slow.
+    assert s["quick"] is True  # the bench copies come from a --quick run: compared with --quick runs only
     h100 = next(c for c in doc["comparisons"] if c["id"] == "matmul.fp32" and c["device_kind"] == "gpu")
     assert h100["devices"] == 10 and h100["slow"] == 1 and len(h100["values"]) == 10
     assert h100["values"] == sorted(h100["values"]) and h100["slow_below"] == pytest.approx(630.0)
@@ -455,3 +456,19 @@ def test_burn_reports_verdicts_and_sustained_figures(real: dict[str, dict[str, A
     dtype = real["burn_cpu"]["devices"][0]["dtype"]
     assert [(s["hostname"], s["id"], s["unit"]) for s in doc["slow_cpus"]] == [("burn-3", f"burn.{dtype}", "TFLOP/s")]
     assert node(doc, "burn-1")["status"] in ("ok", "warn") and node(doc, "burn-3")["status"] == "fail"
+
+
+def test_quick_and_full_bench_figures_are_not_compared(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    """A --quick bench runs smaller cases: its lower figures must not make a node look slow next to
+    full runs. Two nodes' copies marked as full runs (edited), with figures 30 % higher than the quick one."""
+    docs = {f"q{i}": as_node(real["bench_cpu"], f"q{i}") for i in range(2)}
+    for i in (1, 2):
+        full = as_node(real["bench_cpu"], f"full{i}")
+        full["options"]["quick"] = False
+        for r in full["results"]:
+            r["value"] *= 1.3
+        docs[f"full{i}"] = full
+    _, doc = fleet(*write(tmp_path, docs))
+    assert doc is not None and doc["slow_cpus"] == []
+    matmul = [c for c in doc["comparisons"] if c["id"] == "matmul.fp32"]
+    assert sorted((c["quick"], c["devices"]) for c in matmul) == [(False, 2), (True, 2)]
