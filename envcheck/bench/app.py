@@ -226,9 +226,9 @@ def run_bench(
     probes.start("torch")
     if gpus_wanted:
         probes.start("nvml")
-    torch_info = _probe_torch(probes)
+    torch_info = torch_from(probes)
     torch_ready(torch_info, gpus=gpus_wanted)
-    nvml = _nvml(probes) if gpus_wanted else None
+    nvml = nvml_from(probes) if gpus_wanted else None
     chosen = devices.from_probe(request.device, torch_info, nvml=nvml, env=env)
     devices_ready(torch_info, chosen)
     if request.baseline is not None:
@@ -264,7 +264,7 @@ def run_bench(
     )
 
 
-def _probe_torch(probes: ProbeRunner) -> TorchInfo:
+def torch_from(probes: ProbeRunner) -> TorchInfo:
     from envcheck.core.probing import ProbeFailed, ProbeTimeout
 
     try:
@@ -307,7 +307,7 @@ def devices_ready(info: TorchInfo, chosen: list[DeviceInfo]) -> None:
             )
 
 
-def _nvml(probes: ProbeRunner) -> NvmlState | None:
+def nvml_from(probes: ProbeRunner) -> NvmlState | None:
     """NVML's view, for the GPUs' identity; None where NVML does not answer (identity then unknown)."""
     from envcheck.core.probing import ProbeFailed, ProbeTimeout
 

@@ -377,9 +377,9 @@ def resolve(request: BurnRequest, env: Mapping[str, str]) -> tuple[list[DeviceIn
     probes.start("torch")
     probes.start("nvml")
     try:
-        torch_info = bench_app._probe_torch(probes)
+        torch_info = bench_app.torch_from(probes)
         bench_app.torch_ready(torch_info, gpus=True)
-        chosen = devices.from_probe(request.device, torch_info, nvml=bench_app._nvml(probes), env=env)
+        chosen = devices.from_probe(request.device, torch_info, nvml=bench_app.nvml_from(probes), env=env)
         bench_app.devices_ready(torch_info, chosen)
     except BenchError as exc:
         raise BurnError(str(exc), exc.exit_code) from None

@@ -78,7 +78,7 @@ def test_run_bench_on_fake_gpus_reports_identity_and_judges_by_the_preflight(
     """The bench never imports torch itself: the GPUs are the ones the torch child reports (made to see
     these cards here), each named by its NVML identity. No case is planned, so no worker starts."""
     nvml(scenario)
-    child = app._probe_torch
+    child = app.torch_from
 
     def sees_the_cards(probes):
         info = child(probes)
@@ -86,7 +86,7 @@ def test_run_bench_on_fake_gpus_reports_identity_and_judges_by_the_preflight(
         info.devices = [TorchDevice(i, h100()["name"], cc, uuid(i)) for i, cc in enumerate(cards)]
         return info
 
-    monkeypatch.setattr(app, "_probe_torch", sees_the_cards)
+    monkeypatch.setattr(app, "torch_from", sees_the_cards)
     # train.cnn_amp has no fp32 case: the suite plans nothing, so no kernel runs on the fake GPUs
     request = BenchRequest.parse(device="cuda", only="train.cnn_amp", dtype="fp32")
     report = run_bench(request, env=cuda_torch_env())
