@@ -60,6 +60,8 @@ class BurnRequest:
     dtype: str | None = None
     interval_s: float = 1.0
     check_every_s: float = plan.CHECK_EVERY_S
+    #: Silence after which a loading worker is called hung (tests shorten it to see a hang end quickly).
+    silence_s: float = plan.SILENCE_S
     lab: LabSpec | None = None
     spec_path: str | None = None
     #: The matmul's n (None: the worker's default for its device); for tests and small cards.
@@ -397,6 +399,7 @@ def jobs_for(request: BurnRequest, chosen: Sequence[DeviceInfo], env: Mapping[st
             check_every_s=request.check_every_s,
             report_every_s=request.interval_s,
             startup_s=startup,
+            silence_s=request.silence_s,
             size=request.size,
         )
         for dev in chosen

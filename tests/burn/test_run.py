@@ -100,6 +100,31 @@ def test_a_wrong_result_fails_that_device_only_and_a_crashed_worker_fails_its_ow
     assert not psutil.Process().children(recursive=True)  # no worker left behind
 
 
+def test_a_worker_that_hangs_is_killed_at_its_deadline_and_named_while_its_sibling_keeps_its_figures():
+    """cpu:1's first check never returns (a wedged driver): after its silence allowance the worker gets SIGUSR1
+    for its stack, then its process group is killed; the run ends instead of waiting out the duration's grace,
+    cpu:1 fails burn.worker naming the hang, and cpu:0's burn is whole."""
+    request = replace(BurnRequest.parse(device="cpu", duration="4s"), check_every_s=1.0, silence_s=2.0)
+    started = time.monotonic()
+    report = run_burn(request, chosen=cpus("cpu:0", "cpu:1"), env=with_faults("cpu:1=hang"))
+    took = time.monotonic() - started
+    doc = burn_document(report)
+    json.dumps(doc, allow_nan=False)
+
+    worker = {v["id"]: v for v in doc["verdicts"]}["burn.worker"]
+    assert worker["status"] == "fail" and worker["details"]["problems"].keys() == {"cpu:1"}
+    assert worker["summary"].startswith("cpu:1: worker hung past its "), worker["summary"]
+    assert "killed" in worker["summary"]
+    assert verdict(doc, "cpu:0", "burn.worker")["status"] == "ok"
+    healthy = next(d for d in doc["devices"] if d["name"] == "cpu:0")
+    assert healthy["error"] is None and healthy["load_s"] >= 4.0 and healthy["mismatches"] == 0
+    hung = next(d for d in doc["devices"] if d["name"] == "cpu:1")
+    assert hung["error"] and "hung" in hung["error"]
+    assert doc["exit_code"] == 1 and not doc["interrupted"]
+    assert took < 30  # not the 30 s a finished burn's last check is allowed
+    assert not psutil.Process().children(recursive=True)
+
+
 def test_a_request_for_a_gpu_where_there_is_none_is_one_line():
     with pytest.raises(BurnError) as caught:
         BurnRequest.parse(device="cuda:x")
