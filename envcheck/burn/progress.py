@@ -2,8 +2,9 @@
 
 On a terminal, one line per device, redrawn about once a second: its throughput, temperature, SM clock, power
 and mismatches so far, and how far into the run it is. In pipes and logs, where a redrawn line would be
-noise, one plain line per device every :data:`PIPE_EVERY_S`, each starting with the device (``grep cuda:3``
-follows one card). Nothing goes to stdout, so ``--format json`` prints only the report there.
+noise, one plain line per device when its load begins (a log shows at once that the burn is under way, not
+only after the first interval) and then every :data:`PIPE_EVERY_S`, each starting with the device
+(``grep cuda:3`` follows one card). Nothing goes to stdout, so ``--format json`` prints only the report there.
 """
 
 from __future__ import annotations
@@ -76,13 +77,23 @@ def display(stream: IO[str] | None = None) -> tuple[Watch, Any]:
     if not stream.isatty():
         last[0] = time.monotonic()
 
+        announced: set[str] = set()
+
         def plain(children: Sequence[BurnChild], sampler: Sampler | None) -> None:
             now = time.monotonic()
             if now - last[0] < PIPE_EVERY_S:
+                started = [c for c in children if c.load_started is not None and c.name not in announced]
+                if started:
+                    latest = _latest(sampler)
+                    for child in started:
+                        announced.add(child.name)
+                        print(line(child, latest.get(child.key), now), file=stream, flush=True)
                 return
             last[0] = now
             latest = _latest(sampler)
             for child in children:
+                if child.load_started is not None:
+                    announced.add(child.name)
                 print(line(child, latest.get(child.key), now), file=stream, flush=True)
 
         return plain, contextlib.nullcontext()

@@ -67,6 +67,9 @@ def test_a_signal_ends_the_run_with_a_whole_report_of_what_ran(tmp_path, sig, co
         cwd=tmp_path,
     )
     try:
+        # 3 s into the load: the first plain line of a pipe is said when the device's load begins (importing
+        # torch in the worker may take longer than that on a busy machine).
+        assert _wait_for_line(process.stderr, "cpu ", within_s=90), "the burn never said its load began"
         time.sleep(3)
         workers = psutil.Process(process.pid).children(recursive=True)
         process.send_signal(sig)
@@ -108,3 +111,20 @@ def test_help_names_the_default_duration_and_the_exit_codes():
     result = CliRunner().invoke(main, ["burn", "--help"])
     assert result.exit_code == 0
     assert "[default: 10m]" in result.output and "143 by SIGTERM" in " ".join(result.output.split())
+
+
+def _wait_for_line(stream, start: str, *, within_s: float) -> bool:
+    """Read ``stream`` line by line (in a thread, so a line never waits in a buffer unseen) until one starts
+    with ``start``; False if none does in time. The rest of the stream is left for ``communicate``."""
+    import threading
+
+    found = threading.Event()
+
+    def read() -> None:
+        for said in iter(stream.readline, ""):
+            if said.startswith(start):
+                found.set()
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    return found.wait(within_s)
