@@ -20,14 +20,15 @@ from envcheck.core.exit import ExitCode
 #: The formats every reporting command has. A format for one kind of report (``prometheus``: the doctor's
 #: node health) is added by the commands it applies to (``format_options(extra=...)``); elsewhere it is
 #: not offered, and a file suffix that asks for it (``bench -o x.prom``) is a usage error.
-COMMON_FORMATS = ("text", "json", "markdown")
+COMMON_FORMATS = ("text", "json", "markdown", "html")
 FORMAT_HELP = {
     "text": "text (for people)",
     "json": "json (one object)",
     "markdown": "markdown (to paste into an issue)",
+    "html": "html (one self-contained page with charts)",
     "prometheus": "prometheus (node_exporter's textfile collector)",
 }
-SUFFIX_HELP = {"json": ".json", "markdown": ".md", "prometheus": ".prom"}
+SUFFIX_HELP = {"json": ".json", "markdown": ".md", "html": ".html", "prometheus": ".prom"}
 
 
 def format_options(fn: Any = None, *, extra: tuple[str, ...] = ()) -> Any:
