@@ -7,6 +7,11 @@
 #               to read a real CUDA build's version, arch list, cuDNN and NCCL, GPU or not
 # An environment that exists is reused: pip then finds every requirement met and only envcheck is
 # reinstalled. Set ENVCHECK_CUDA_TORCH_PYTHON to another CUDA torch's python to test that one instead.
+#
+# The HTML reports' browser tests (tests/render/test_html_browser.py) drive the distribution's Chromium
+# through Playwright (a test dependency; it downloads no browser). Run as root on a Debian-like machine (CI),
+# this installs the package chromium when it is missing; otherwise, without it, those tests skip, and under
+# CI (CI=true) they fail.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +23,17 @@ venv() {  # venv DIR: DIR's python, after creating DIR unless it is a working en
     [ -x "$1/bin/python" ] && "$1/bin/python" -c "" 2>/dev/null || "$PYTHON" -m venv --clear "$1" >&2
     echo "$1/bin/python"
 }
+
+if ! command -v chromium >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "scripts/test.sh: installing the distribution's chromium for the browser tests" >&2
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq --no-install-recommends chromium >/dev/null; } ||
+            echo "scripts/test.sh: chromium could not be installed (above): the browser tests will skip, or fail under CI" >&2
+    else
+        echo "scripts/test.sh: no chromium: the browser tests will skip (fail under CI); install it with: sudo apt-get install chromium" >&2
+    fi
+fi
 
 cpu=$(venv .venv)
 # The distribution was called `envcheck` before 0.2; an old editable install would shadow the new one.
