@@ -23,6 +23,30 @@ STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "crash": "bold mag
 COLUMNS = ("device", "model", "dtype", "TFLOP/s", "SM MHz", "power W", "temp °C (peak)", "mismatches", "status")
 
 
+#: The timeline's fields that the HTML report charts and the Markdown report tabulates, in order:
+#: (field, title, unit; None: the document's throughput unit). A CPU burn has only ``value`` and the host's.
+TELEMETRY = (
+    ("value", "Throughput", None),
+    ("temperature_c", "GPU temperature", "°C"),
+    ("sm_clock_mhz", "SM clock", "MHz"),
+    ("power_w", "Power draw", "W"),
+    ("memory_temperature_c", "Memory temperature", "°C"),
+    ("utilization_gpu_pct", "GPU utilisation", "%"),
+    ("cpu_pct", "Host CPU load", "%"),
+    ("cpu_temperature_c", "CPU temperature", "°C"),
+)
+
+#: The Markdown report's telemetry table shows this many sampling rounds at most, evenly spread over the run
+#: (a 10-minute burn of 8 GPUs has about a thousand rows; the JSON and the HTML charts have every one).
+TELEMETRY_ROUNDS = 12
+
+
+def clock(seconds: float) -> str:
+    """Time since the start as m:ss, as the verdicts say it ("from 7:00")."""
+    whole = int(round(seconds))
+    return f"{whole // 60}:{whole % 60:02d}"
+
+
 def figure(value: Any, digits: int = 0) -> str:
     if value is None:
         return "-"
@@ -129,6 +153,7 @@ def burn_markdown(doc: dict[str, Any]) -> list[str]:
                 lines.append(f"  - run: {code(fix['command'])}")
     lines += ["", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(cell(x) for x in row) + " |" for row in rows(doc)]
+    lines += telemetry_table(doc)
     spec = (doc.get("spec") or {}).get("verdicts") or []
     if spec:
         lines += ["", "### Lab spec", ""]
@@ -136,4 +161,37 @@ def burn_markdown(doc: dict[str, Any]) -> list[str]:
             mark = {True: "✅", False: "❌", None: "➖"}[v.get("passed")]
             where = f" {v['device']}" if v.get("device") else ""
             lines.append(f"- {mark} {code(v['requirement'])}{cell(where)}: {cell(v['summary'])}")
+    return lines
+
+
+def telemetry_table(doc: dict[str, Any]) -> list[str]:
+    """The timeline as a short table: at most :data:`TELEMETRY_ROUNDS` sampling rounds (the first, the last
+    and evenly between), one row per device each, and only the fields that hold a reading."""
+    from envcheck.render.markdown import cell, code
+
+    def number(value: Any) -> float | None:
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    timeline = [r for r in doc.get("timeline") or [] if isinstance(r, dict) and number(r.get("t_s")) is not None]
+    fields = [f for f in TELEMETRY if any(number(r.get(f[0])) is not None for r in timeline)]
+    if not fields:
+        return []
+    times = sorted({number(r["t_s"]) for r in timeline})
+    if len(times) > TELEMETRY_ROUNDS:
+        step = (len(times) - 1) / (TELEMETRY_ROUNDS - 1)
+        times = sorted({times[round(i * step)] for i in range(TELEMETRY_ROUNDS)})
+    chosen = set(times)
+    unit = str(doc.get("unit") or "TFLOP/s")
+    heads = [f"{title} ({field_unit or unit})" for _, title, field_unit in fields]
+    lines = [
+        "",
+        f"### Telemetry ({len(chosen)} of {len({r['t_s'] for r in timeline})} sampling rounds)",
+        "",
+        "| time | device | " + " | ".join(cell(h) for h in heads) + " |",
+        "|---|---|" + "---|" * len(fields),
+    ]
+    for r in timeline:
+        if number(r["t_s"]) in chosen:
+            values = [figure(number(r.get(f[0])), 1 if f[0] == "value" else 0) for f in fields]
+            lines.append(f"| {clock(number(r['t_s']) or 0.0)} | {code(r.get('device'))} | " + " | ".join(values) + " |")
     return lines

@@ -113,16 +113,23 @@ def _matrix(p2p: dict[str, Any] | None, console: Console) -> None:
         )
 
 
+#: The figures a reference line needs of each op (a hand-edited report may lack them: that op is left out).
+NUMBERS = ("busbw_gb_s", "line_rate_fraction")
+
+
 def reference_lines(ref: dict[str, Any] | None) -> list[str]:
     """Each op's peak busbw as a fraction of the link's line rate and of what NCCL typically measures on
     that fabric (envcheck/comm/reference.py, every figure with its source); nothing where it is unknown."""
-    if not ref:
+    if not isinstance(ref, dict) or not isinstance(ref.get("line_rate_gb_s"), (int, float)):
         return []
-    lines = [f"{ref['title']}: line rate {gb(ref['line_rate_gb_s'])} GB/s per direction ({ref['source']})"]
-    for op, r in (ref.get("ops") or {}).items():
+    lines = [f"{ref.get('title')}: line rate {gb(ref['line_rate_gb_s'])} GB/s per direction ({ref.get('source')})"]
+    ops = ref.get("ops") if isinstance(ref.get("ops"), dict) else {}
+    for op, r in ops.items():
+        if not (isinstance(r, dict) and all(isinstance(r.get(k), (int, float)) for k in NUMBERS)):
+            continue
         typical = (
             f", {r['typical_fraction']:.0%} of the typical {gb(r['typical_gb_s'])} GB/s"
-            if r.get("typical_fraction") is not None
+            if isinstance(r.get("typical_fraction"), (int, float)) and isinstance(r.get("typical_gb_s"), (int, float))
             else ""
         )
         lines.append(f"  {op}: busbw {gb(r['busbw_gb_s'])} GB/s = {r['line_rate_fraction']:.0%} of line rate{typical}")
@@ -187,4 +194,12 @@ def comm_markdown(doc: dict[str, Any]) -> list[str]:
         lines.append("|---|" + "---|" * len(p2p["ranks"]))
         for src, row in zip(p2p["ranks"], p2p["matrix"], strict=True):
             lines.append(f"| {src} | " + " | ".join(gb(v) if v is not None else "" for v in row) + " |")
+        slow = p2p.get("slow_pairs") or []
+        if slow:
+            lines.append("")
+        lines += [
+            f"- **slow link** rank {s['src']} → rank {s['dst']}: {gb(s['gb_s'])} GB/s, {s['shortfall']:.0%} below "
+            f"the median of the other pairs on its host ({gb(s['median_gb_s'])} GB/s)"
+            for s in slow
+        ]
     return lines

@@ -249,7 +249,7 @@ def header(kind: str, headline: str, status: Any, doc: dict[str, Any], extra: st
         )
         if x
     )
-    status_word = str(status) if status in MARKS else "unknown"
+    status_word = status if isinstance(status, str) and status in MARKS else "unknown"
     html = (
         f'<header>\n<p class="kind">envcheck {kind}</p>\n'
         f'<h1 class="s-{status_word}">{MARKS.get(status_word, "")} {e(headline)}</h1>\n'
@@ -454,7 +454,7 @@ def bench_chart(doc: dict[str, Any]) -> str:
     results = [r for r in items(doc.get("results")) if finite(r.get("value")) is not None]
     if not results:
         return ""
-    several = len({r.get("device") for r in results}) > 1
+    several = len({str(r.get("device")) for r in results}) > 1
     by_unit: dict[str, list[dict[str, Any]]] = {}
     for r in results:
         by_unit.setdefault(str(r.get("unit") or ""), []).append(r)
@@ -776,18 +776,6 @@ def comm_summary(doc: dict[str, Any]) -> str:
 
 # -- burn ------------------------------------------------------------------------------------------------
 
-#: The timeline's fields worth a chart, in order: (field, title, unit).
-TELEMETRY = (
-    ("value", "Throughput", None),
-    ("temperature_c", "GPU temperature", "°C"),
-    ("sm_clock_mhz", "SM clock", "MHz"),
-    ("power_w", "Power draw", "W"),
-    ("memory_temperature_c", "Memory temperature", "°C"),
-    ("utilization_gpu_pct", "GPU utilisation", "%"),
-    ("cpu_pct", "Host CPU load", "%"),
-    ("cpu_temperature_c", "CPU temperature", "°C"),
-)
-
 
 def burn_header(doc: dict[str, Any]) -> tuple[str, str]:
     summary = dct(doc.get("summary"))
@@ -814,7 +802,9 @@ def burn_devices(doc: dict[str, Any]) -> str:
     devices = items(doc.get("devices"))
     if not devices:
         return ""
-    safe = {**doc, "devices": devices}
+    # rows() formats what it finds: give it only numbers where it expects them.
+    steady = [{k: v for k, v in dct(d.get("steady")).items() if finite(v) is not None} for d in devices]
+    safe = {**doc, "devices": [{**d, "steady": s} for d, s in zip(devices, steady, strict=True)]}
     body = []
     for row in rows(safe):
         *rest, status = row
@@ -829,6 +819,8 @@ def burn_devices(doc: dict[str, Any]) -> str:
 def burn_charts(doc: dict[str, Any]) -> str:
     """One chart per telemetry field the timeline holds (a CPU burn has throughput and host load only),
     one line per device, time on the x axis."""
+    from envcheck.render.burn_text import TELEMETRY, clock
+
     timeline = items(doc.get("timeline"))
     times = [t for t in (finite(row.get("t_s")) for row in timeline) if t is not None]
     if not times:
@@ -859,7 +851,7 @@ def burn_charts(doc: dict[str, Any]) -> str:
                 series,
                 x_label="time since the start (m:ss)",
                 y_label=shown_unit,
-                x_text=clock_text,
+                x_text=clock,
                 x_range=(min(times), max(times)),
                 summary=f"{len(series)} device(s)",
             )
@@ -867,11 +859,6 @@ def burn_charts(doc: dict[str, Any]) -> str:
     if not charts:
         return ""
     return section("Telemetry over time", *charts)
-
-
-def clock_text(seconds: float) -> str:
-    whole = int(round(seconds))
-    return f"{whole // 60}:{whole % 60:02d}"
 
 
 def burn_passed(doc: dict[str, Any]) -> str:

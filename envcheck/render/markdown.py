@@ -82,28 +82,40 @@ def doctor_markdown(doc: dict[str, Any]) -> list[str]:
 
 
 def versions_block(doc: dict[str, Any]) -> list[str]:
-    """``name: value`` lines for what a bug report needs; a value that was not found is left out."""
-    host = doc.get("host", {})
-    torch = doc.get("torch") or {}
-    driver = doc.get("driver") or {}
-    python = host.get("python_details") or {}
-    cpu = host.get("cpu") or {}
+    """``name: value`` lines for what a bug report needs; a value that was not found is left out. Read
+    defensively (the HTML report uses it too, on documents that may be hand-edited)."""
+
+    def part(value: Any) -> dict[str, Any]:
+        return value if isinstance(value, dict) else {}
+
+    def words(*values: Any) -> str:
+        return " ".join(str(v) for v in values if v not in (None, "", [], {}))
+
+    def joined(values: Any, sep: str = " ") -> str | None:
+        return sep.join(str(v) for v in values) or None if isinstance(values, list) else None
+
+    host = part(doc.get("host"))
+    torch = part(doc.get("torch"))
+    driver = part(doc.get("driver"))
+    python = part(host.get("python_details"))
+    cpu = part(host.get("cpu"))
     pairs: list[tuple[str, Any]] = [
         ("envcheck", doc.get("envcheck_version")),
-        ("OS", " ".join(filter(None, [host.get("distro"), host.get("os"), host.get("kernel"), host.get("machine")]))),
+        ("OS", words(host.get("distro"), host.get("os"), host.get("kernel"), host.get("machine"))),
         ("container", host.get("container")),
-        ("Python", " ".join(filter(None, [host.get("python"), python.get("implementation"), python.get("kind")]))),
-        ("libc", " ".join(filter(None, [host.get("libc"), host.get("libc_version")]))),
+        ("Python", words(host.get("python"), python.get("implementation"), python.get("kind"))),
+        ("libc", words(host.get("libc"), host.get("libc_version"))),
         ("CPU", cpu.get("model")),
-        ("CPU flags", ", ".join(cpu.get("isa_flags") or []) or None),
+        ("CPU flags", joined(cpu.get("isa_flags"), ", ")),
     ]
-    for tool, version in (host.get("build_tools") or {}).items():
+    for tool, version in part(host.get("build_tools")).items():
         pairs.append((tool, version))
     pairs += [
         ("NVIDIA driver", driver.get("version")),
         ("driver CUDA", driver.get("cuda_version")),
     ]
-    for gpu in doc.get("gpus", []):
+    for gpu in doc.get("gpus") if isinstance(doc.get("gpus"), list) else []:
+        gpu = part(gpu)
         cc = gpu.get("compute_capability")
         cc_text = f" (cc {cc[0]}.{cc[1]})" if isinstance(cc, list) and len(cc) == 2 else ""
         pairs.append((f"GPU {gpu.get('index')}", f"{gpu.get('name')}{cc_text} {gpu.get('pci_bus_id') or ''}".strip()))
@@ -115,10 +127,10 @@ def versions_block(doc: dict[str, Any]) -> list[str]:
         ("triton", torch.get("triton_version")),
         ("torch debug build", torch.get("debug")),
         ("cuDNN", torch.get("cudnn_version")),
-        ("NCCL", ".".join(map(str, torch["nccl_version"])) if torch.get("nccl_version") else None),
-        ("arch list", " ".join(torch.get("arch_list") or []) or None),
+        ("NCCL", joined(torch.get("nccl_version"), ".")),
+        ("arch list", joined(torch.get("arch_list"))),
     ]
-    wheels = {**(doc.get("packages") or {}), **(torch.get("cuda_wheels") or {})}
+    wheels = {**part(doc.get("packages")), **part(torch.get("cuda_wheels"))}
     for name, version in sorted(wheels.items()):
         if name != "torch" and not (name == "triton" and torch.get("triton_version")):
             pairs.append((name, version))
@@ -159,6 +171,7 @@ def bench_markdown(doc: dict[str, Any]) -> list[str]:
     for (bench_id, case), by_device in rows.items():
         cells = [_bench_cell(by_device.get(n)) for n in names]
         lines.append(f"| {code(bench_id)} | {cell(case)} | " + " | ".join(cells) + " |")
+    lines += peak_table(doc)
     problems = [r for r in doc.get("results", []) if r.get("status") in ("fail", "crash")]
     if problems:
         lines += ["", "### Problems", ""]
@@ -168,6 +181,34 @@ def bench_markdown(doc: dict[str, Any]) -> list[str]:
         lines += ["", f"Comparison with {code(comparison.get('baseline'))}: {cell(comparison['note'])}"]
     if summary:
         lines += ["", "Summary: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items() if v)]
+    return lines
+
+
+def peak_table(doc: dict[str, Any]) -> list[str]:
+    """What the HTML report's throughput chart shows, as a table: each figure of a card whose datasheet
+    peak envcheck knows, next to that peak and its share of it (nothing on a CPU, or a card not in the table)."""
+    rows = [
+        r
+        for r in doc.get("results") or []
+        if isinstance(r, dict) and isinstance(r.get("value"), (int, float)) and isinstance(r.get("peak"), (int, float))
+    ]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "### Against the datasheet peak",
+        "",
+        "| device | benchmark | case | measured | peak | of peak |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        unit = cell(r.get("unit") or "")
+        fraction = r.get("peak_fraction")
+        share = f"{fraction:.0%}" if isinstance(fraction, (int, float)) else ""
+        lines.append(
+            f"| {code(r.get('device'))} | {code(r.get('id'))} | {cell(r.get('label') or r.get('case'))} "
+            f"| {r['value']:.4g} {unit} | {r['peak']:.4g} {unit} | {share} |"
+        )
     return lines
 
 
