@@ -51,10 +51,12 @@ HOW_TO_INSTALL = (
 #: where Chromium refuses to start its sandbox; --disable-gpu because there is no display to draw on (and
 #: on a GPU machine the GPUs are left alone). The rest keep the browser itself off the network (updates,
 #: sync, field trials, QUIC probes): every request seen is then the page's own, and a closed network costs
-#: no timeouts. Each page gets a fresh context; Playwright gives the browser a fresh profile directory.
+#: no timeouts; --disable-dev-shm-usage because a container's small /dev/shm crashes the renderer on a long
+#: page. Each page gets a fresh context; Playwright gives the browser a fresh profile directory.
 LAUNCH_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
+    "--disable-dev-shm-usage",
     "--disable-quic",
     "--no-first-run",
     "--disable-background-networking",
@@ -293,14 +295,14 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     def as_html(name: str) -> list[str]:
         return ["--format", "html", "-o", str(html[name])]
 
-    jobs = {
-        "doctor.html": lambda: made(["doctor", *as_html("doctor")], html["doctor"], **DOCTOR_ENV),
-        "doctor.json": lambda: made(["doctor", "--json"], **DOCTOR_ENV),
+    jobs = {  # the longest first: the two burns take about 10 s each
+        "burn.html": lambda: made([*BURN, *as_html("burn")], html["burn"]),
+        "burn.json": lambda: made([*BURN, "--json"]),
         "bench": lambda: made([*BENCH, *as_html("bench"), "--save", str(out / "bench.json")], html["bench"]),
         "comm.html": lambda: made([*COMM, *as_html("comm")], html["comm"]),
         "comm.json": lambda: made([*COMM, "--json"]),
-        "burn.html": lambda: made([*BURN, *as_html("burn")], html["burn"]),
-        "burn.json": lambda: made([*BURN, "--json"]),
+        "doctor.html": lambda: made(["doctor", *as_html("doctor")], html["doctor"], **DOCTOR_ENV),
+        "doctor.json": lambda: made(["doctor", "--json"], **DOCTOR_ENV),
     }
     with ThreadPoolExecutor(3) as pool:
         results = dict(zip(jobs, pool.map(lambda job: job(), jobs.values()), strict=True))
