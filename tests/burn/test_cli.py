@@ -33,8 +33,10 @@ def test_a_five_second_burn_keeps_its_duration_and_samples_every_second(tmp_path
     )
     took = time.monotonic() - started
     assert run.returncode == 0, run.stderr
-    assert 5 <= took <= 15
     doc = json.loads(out.read_text())
+    # 5-15 s, not counting the worker's import of torch (seconds more when other work shares a small machine:
+    # that is torch's time, not the burn's).
+    assert 5 <= took - doc["devices"][0]["worker"]["import_s"] <= 15, (took, doc["devices"][0]["worker"])
     # ok, or a warning where other work on a small CI runner made the throughput decay
     assert doc["schema"] == "envcheck.burn/1" and doc["status"] in ("ok", "warn") and doc["interrupted"] is False
     [device] = doc["devices"]

@@ -104,7 +104,7 @@ def test_a_worker_that_hangs_is_killed_at_its_deadline_and_named_while_its_sibli
     """cpu:1's first check never returns (a wedged driver): after its silence allowance the worker gets SIGUSR1
     for its stack, then its process group is killed; the run ends instead of waiting out the duration's grace,
     cpu:1 fails burn.worker naming the hang, and cpu:0's burn is whole."""
-    request = replace(BurnRequest.parse(device="cpu", duration="4s"), check_every_s=1.0, silence_s=2.0)
+    request = replace(BurnRequest.parse(device="cpu", duration="4s"), check_every_s=1.0, silence_s=6.0)
     started = time.monotonic()
     report = run_burn(request, chosen=cpus("cpu:0", "cpu:1"), env=with_faults("cpu:1=hang"))
     took = time.monotonic() - started
