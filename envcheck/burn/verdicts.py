@@ -150,6 +150,12 @@ def span(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
+def _fig(value: float) -> str:
+    """A figure people read: whole numbers from 100 up (650 TFLOP/s, 1980 MHz), three significant digits below
+    (0.0238 TFLOP/s on a CPU would otherwise read as 0)."""
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 def _pct(share: float) -> str:
     return f"{share * 100:.0f} %"
 
@@ -512,7 +518,7 @@ def siblings(timeline: Timeline, limits: Limits) -> Verdict:
             if median > 0 and value < (1 - limits.sibling_share) * median:
                 below = 1 - value / median
                 problems.setdefault(key, []).append(
-                    f"{name} {value:.0f} {unit}, {_pct(below)} below its siblings' median {median:.0f} {unit}"
+                    f"{name} {_fig(value)} {unit}, {_pct(below)} below its siblings' median {_fig(median)} {unit}"
                 )
     return _judged(
         [(key, "; ".join(words)) for key, words in problems.items()],
@@ -554,7 +560,7 @@ def decay(timeline: Timeline, limits: Limits) -> Verdict:
             problems.append(
                 (
                     key,
-                    f"{first:.0f} → {last:.0f} {timeline.unit} from the first {which} to the last "
+                    f"{_fig(first)} → {_fig(last)} {timeline.unit} from the first {which} to the last "
                     f"(-{_pct(1 - last / first)})",
                 )  # fmt: skip
             )
