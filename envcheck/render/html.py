@@ -76,6 +76,7 @@ table{border-collapse:collapse;font-size:.88rem}
 th,td{padding:4px 8px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
 th{font-weight:600;white-space:nowrap}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td code{white-space:nowrap}
 code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.85em}
 pre{overflow-x:auto;padding:8px 10px;background:var(--track);border-radius:4px}
 ul{padding-left:1.2em}
@@ -466,13 +467,14 @@ def bench_chart(doc: dict[str, Any]) -> str:
             label = f"{r.get('id')} {r.get('label') or r.get('case') or ''}".strip()
             if several:
                 label += f" · {r.get('device')}"
-            flags = bench_flags(r)
-            if flags:
-                label += " · " + ", ".join(flags)
             peak = finite(r.get("peak"))
             note = f"{num(r.get('value'))} {unit}".strip()
             if finite(r.get("peak_fraction")) is not None:
-                note += f" · {pct(r.get('peak_fraction'))} of peak"
+                note += f" · {pct(r.get('peak_fraction'))} of the datasheet peak"
+                note += f" {num(peak)} {unit}" if peak is not None else ""
+            flags = bench_flags(r)
+            if flags:
+                note += " · " + ", ".join(flags)
             status = "fail" if r.get("status") == "fail" or r.get("slow_vs_siblings") else "ok"
             bars.append(Bar(label, finite(r.get("value")) or 0.0, note, peak, status))
         title = f"Throughput in {unit}" + (" against the datasheet peak" if any_peak else "")
@@ -976,12 +978,17 @@ def fleet_slow_gpus(doc: dict[str, Any]) -> str:
         value, median = finite(f.get("value")), finite(f.get("fleet_median"))
         if value is None:
             continue
-        note = f"{num(value)} {f.get('unit') or ''} · {pct(f.get('shortfall'))} below the median {num(median)}"
-        bars.append(Bar(f"{slow_where(f)} · {f.get('id')} ({f.get('model')})", value, note, median, "fail"))
+        if median is None or median <= 0:
+            continue
+        unit = f.get("unit") or ""
+        note = f"{num(value)} {unit}, {pct(f.get('shortfall'))} below the median {num(median)} {unit}"
+        # Each bar is its figure as a share of its own median: figures in GFLOP/s, GB/s and images/s
+        # share one chart, and every median is the same tick.
+        bars.append(Bar(f"{slow_where(f)} · {f.get('id')} ({f.get('model')})", value / median, note, 1.0, "fail"))
     chart = (
         bar_chart(
             "slow-gpus",
-            "Slow GPUs: each one's figure against the fleet median of its model",
+            "Slow GPUs: each one's figure as a share of the fleet median of its model",
             bars,
             summary=f"{len(bars)} slow GPU figure(s)",
             reference_name="fleet median of the same model",

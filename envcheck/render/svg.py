@@ -12,7 +12,8 @@ How the charts stay readable:
   always in a table next to it too, so nothing is said by the chart alone.
 * Sizes come from a ``viewBox`` and CSS ``width: 100%``: a chart shrinks to a 375-pixel phone and grows
   on a desktop without being drawn twice. Charts are narrow (420 units) so that their text stays legible
-  when scaled down, and labels sit above the bars rather than beside them.
+  when scaled down; labels sit above the bars rather than beside them, and a label too long for the
+  width is squeezed into it rather than cut off.
 * Colours come from CSS classes (``series-N``, ``bar-fail``), so one stylesheet serves light and dark
   mode; series also differ by dash pattern, and a status is said in words next to its colour.
 * Every string is escaped (``html.escape``): host names, GPU names and errors come from machines.
@@ -48,10 +49,22 @@ def _open(kind: str, title: str, height: float, summary: str = "") -> list[str]:
     ]
 
 
-def _text(x: float, y: float, text: str, cls: str = "", anchor: str = "start") -> str:
+#: About how wide a character of 12-unit text is, on average, in the sans-serif fonts browsers pick: used
+#: to see that a label might not fit, never to lay text out exactly.
+CHAR_WIDTH = 0.6
+
+
+def _text(x: float, y: float, text: str, cls: str = "", anchor: str = "start", *, size: float = FONT) -> str:
+    """A text element. One that may be wider than the chart (a long GPU or host name) is squeezed into
+    it (``textLength``) rather than cut off at the edge."""
     attrs = f' class="{cls}"' if cls else ""
     if anchor != "start":
         attrs += f' text-anchor="{anchor}"'
+    if size != FONT:
+        attrs += f' font-size="{_f(size)}"'
+    room = {"start": WIDTH - x, "end": x, "middle": 2 * min(x, WIDTH - x)}[anchor]
+    if len(text) * size * CHAR_WIDTH > room > 0:
+        attrs += f' textLength="{_f(room - 2)}" lengthAdjust="spacingAndGlyphs"'
     return f'<text x="{_f(x)}" y="{_f(y)}"{attrs}>{escape(text)}</text>'
 
 
@@ -99,22 +112,24 @@ class Bar:
 
 
 def bar_chart(kind: str, title: str, bars: Sequence[Bar], *, summary: str = "", reference_name: str = "") -> str:
-    """Horizontal bars on one scale, one row each (label line, then the bar and its note)."""
-    row_h, top = 34.0, 8.0
-    legend = 18.0 if reference_name and any(b.reference is not None for b in bars) else 0.0
-    height = top + legend + row_h * len(bars) + 6
-    track_w = WIDTH * 0.52
+    """Horizontal bars on one scale, one row each: the label, the note under it, then the bar across the
+    chart's whole width (a phone has no room for text beside a bar)."""
+    row_h, top = 48.0, 4.0
+    legend = 20.0 if reference_name and any(b.reference is not None for b in bars) else 0.0
+    height = top + legend + row_h * len(bars) + 4
+    track_w = WIDTH - 2
     scale_max = max([b.value for b in bars] + [b.reference or 0.0 for b in bars] + [1e-30])
     out = _open(kind, title, height, summary)
     y = top
     if legend:
-        out.append(f'<rect class="track" x="0" y="{_f(y + 2)}" width="14" height="9"/>')
-        out.append(f'<line class="reference" x1="14" y1="{_f(y)}" x2="14" y2="{_f(y + 13)}"/>')
-        out.append(_text(20, y + 11, reference_name, "muted"))
+        out.append(f'<rect class="track" x="0" y="{_f(y + 3)}" width="14" height="9"/>')
+        out.append(f'<line class="reference" x1="14" y1="{_f(y + 1)}" x2="14" y2="{_f(y + 14)}"/>')
+        out.append(_text(20, y + 12, reference_name, "muted"))
         y += legend
     for b in bars:
         out.append(_text(0, y + FONT, b.label))
-        bar_y = y + FONT + 5
+        out.append(_text(0, y + FONT + 14, b.note, "muted", size=FONT - 1))
+        bar_y = y + FONT + 20
         if b.reference is not None:
             ref_x = track_w * b.reference / scale_max
             out.append(f'<rect class="track" x="0" y="{_f(bar_y)}" width="{_f(ref_x)}" height="10"/>')
@@ -129,7 +144,6 @@ def bar_chart(kind: str, title: str, bars: Sequence[Bar], *, summary: str = "", 
                 f'<line class="reference" x1="{_f(ref_x)}" y1="{_f(bar_y - 3)}" '
                 f'x2="{_f(ref_x)}" y2="{_f(bar_y + 13)}"/>'
             )
-        out.append(_text(track_w + 6, bar_y + 9, b.note, "note"))
         y += row_h
     out.append("</svg>")
     return "\n".join(out)
