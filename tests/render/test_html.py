@@ -227,7 +227,7 @@ def test_bench_bars_are_drawn_against_the_datasheet_peak(made: dict[str, Any]) -
     text = html_of(doc)
     figures = [r for r in doc["results"] if r["value"] is not None]
     assert text.count('<line class="reference"') == len(figures) + len({r["unit"] for r in figures})  # + legends
-    assert "25% of peak" in text and "against the datasheet peak" in text
+    assert "25% of the datasheet peak" in text and "against the datasheet peak" in text
     markdown = markdown_of(doc)
     assert "### Against the datasheet peak" in markdown
     first = figures[0]
