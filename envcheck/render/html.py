@@ -321,7 +321,7 @@ def doctor_gpus(doc: dict[str, Any]) -> str:
     grid = (
         table(["GPU", "name", "PCI bus", "memory used", "°C", "power W", "util %"], rows, (3, 4, 5, 6)) if rows else ""
     )
-    return section("GPUs", lead, grid)
+    return section("GPU inventory", lead, grid)
 
 
 def doctor_areas(doc: dict[str, Any]) -> str:
