@@ -117,7 +117,7 @@ def render_html(document: dict[str, Any], console: Console, options: RenderOptio
 def page(doc: dict[str, Any]) -> str:
     """The whole page for one report document (any of the five kinds)."""
     doc = doc if isinstance(doc, dict) else {}
-    schema = doc.get("schema")
+    schema = doc.get("schema") if isinstance(doc.get("schema"), str) else None
     kind, sections = {
         BENCH_SCHEMA: ("bench", BENCH_SECTIONS),
         COMM_SCHEMA: ("comm", COMM_SECTIONS),
@@ -129,7 +129,7 @@ def page(doc: dict[str, Any]) -> str:
     body = "\n".join(part for part in (guarded(fn, doc) for fn in sections) if part)
     footer = (
         f"<footer>Written by envcheck {e(doc.get('envcheck_version'))} "
-        f"({e(schema) if isinstance(schema, str) else 'no schema'}). "
+        f"({e(schema or 'no schema')}). "
         "This page loads nothing from the network; the same report as JSON: <code>--json</code>.</footer>"
     )
     return (

@@ -281,11 +281,15 @@ def heatmap(
     out.append(_text(left, 12, f"{column_name} →", "muted"))
     out.append(_text(0, top - 6, f"{row_name} ↓", "muted"))
     show_numbers = cell >= 30
+    # With many ranks, every k-th rank is named (each name needs about 16 units of room).
+    every = math.ceil(16 / cell)
     for j, name in enumerate(labels):
-        out.append(_text(left + cell * (j + 0.5), top - 6, name, "muted", "middle"))
+        if j % every == 0:
+            out.append(_text(left + cell * (j + 0.5), top - 6, name, "muted", "middle"))
     for i, row in enumerate(matrix):
         y = top + cell * i
-        out.append(_text(left - 6, y + cell / 2 + 4, labels[i], "muted", "end"))
+        if i % every == 0:
+            out.append(_text(left - 6, y + max(cell, 16) / 2 + 4, labels[i], "muted", "end"))
         for j, v in enumerate(row):
             x = left + cell * j
             tip = f"{labels[i]} → {labels[j]}: " + ("-" if v is None else cell_text(v))

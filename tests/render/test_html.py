@@ -409,7 +409,7 @@ def test_oddly_shaped_documents_still_give_a_whole_page(made: dict[str, Any], ki
 
 
 def test_not_a_report_at_all_is_a_doctor_page_that_says_nothing_was_judged() -> None:
-    for doc in ({}, {"schema": "envcheck.other/9"}, {"checks": "x", "host": []}):
+    for doc in ({}, {"schema": "envcheck.other/9"}, {"schema": []}, {"checks": "x", "host": []}):
         text = html_of(doc)
         assert 'data-report="doctor"' in text and BROKEN not in text
         assert "no verdict" in text
