@@ -114,7 +114,7 @@ class Bar:
 def bar_chart(kind: str, title: str, bars: Sequence[Bar], *, summary: str = "", reference_name: str = "") -> str:
     """Horizontal bars on one scale, one row each: the label, the note under it, then the bar across the
     chart's whole width (a phone has no room for text beside a bar)."""
-    row_h, top = 48.0, 4.0
+    row_h, top = 52.0, 4.0
     legend = 20.0 if reference_name and any(b.reference is not None for b in bars) else 0.0
     height = top + legend + row_h * len(bars) + 4
     track_w = WIDTH - 2
@@ -129,7 +129,7 @@ def bar_chart(kind: str, title: str, bars: Sequence[Bar], *, summary: str = "", 
     for b in bars:
         out.append(_text(0, y + FONT, b.label))
         out.append(_text(0, y + FONT + 14, b.note, "muted", size=FONT - 1))
-        bar_y = y + FONT + 20
+        bar_y = y + FONT + 24  # below the note's descenders
         if b.reference is not None:
             ref_x = track_w * b.reference / scale_max
             out.append(f'<rect class="track" x="0" y="{_f(bar_y)}" width="{_f(ref_x)}" height="10"/>')
