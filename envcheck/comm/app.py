@@ -239,11 +239,15 @@ class CommReport:
     iters: int | None = None
     warmup: int | None = None
     spec_verdicts: tuple[Any, ...] | None = None
+    #: Stopped early by Ctrl-C: the report holds the steps every rank finished before.
+    interrupted: bool = False
 
     @property
     def exit_code(self) -> ExitCode:
         """0: every collective ran and verified; 1: a problem (a wrong result, a missing, stuck or dead
-        rank, a run that did not finish) or a figure below the lab spec's minimum."""
+        rank, a run that did not finish) or a figure below the lab spec's minimum; 130: interrupted."""
+        if self.interrupted:
+            return ExitCode.INTERRUPTED
         failed = bool(self.problems) or not self.completed or any(not r.verified for r in self.results)
         failed = failed or any(getattr(v, "passed", None) is False for v in self.spec_verdicts or ())
         return ExitCode.FAILED if failed else ExitCode.OK
@@ -317,6 +321,7 @@ def build_report(
         duration_s=time.monotonic() - started,
         iters=raw.get("iters"),
         warmup=raw.get("warmup"),
+        interrupted=bool(raw.get("interrupted")),
     )
     if request.lab is not None:
         from envcheck.spec.comm import judge_comm
@@ -495,7 +500,9 @@ def run_comm(
     raw = launched.raw
     if raw is None:
         what = "rank 0 ended without a report"
-        if launched.stalled_s is not None:
+        if launched.interrupted:
+            what = "interrupted (Ctrl-C) before rank 0 could report"
+        elif launched.stalled_s is not None:
             what = f"rank 0 reported no progress for {launched.stalled_s:.0f} s; every rank was stopped"
         raw = {
             "world": {
@@ -508,6 +515,8 @@ def run_comm(
             "problems": [] if any(p.rank == 0 for p in extra) else [{"rank": 0, "host": host, "what": what}],
             "completed": False,
         }
+    if launched.interrupted:
+        raw = {**raw, "interrupted": True}
     return build_report(request, raw, generated_at=generated_at, started=started, extra_problems=extra)
 
 

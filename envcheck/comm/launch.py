@@ -6,6 +6,10 @@ envcheck exits or is killed with SIGTERM), with the variables torchrun would set
 LOCAL_RANK, MASTER_ADDR=127.0.0.1, MASTER_PORT=a free port). The ranks bound themselves (see
 envcheck.comm.rank); the parent adds what only it can see: a rank whose process died, and with which
 signal or exit code, and a rank 0 that stopped reporting progress altogether.
+
+Ctrl-C: the ranks run in sessions of their own, so the terminal's SIGINT reaches only envcheck. It asks
+rank 0 (a line on its stdin) to stop and report the steps every rank finished, waits a few seconds for
+that report, then ends every rank; a second Ctrl-C ends them at once.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from envcheck.core import proc
 
 #: After rank 0's report, how long the other ranks get to leave on their own before their groups are killed.
 GRACE_S = 5.0
+#: After Ctrl-C, how long rank 0 gets to send what finished before every rank is ended.
+INTERRUPT_GRACE_S = 10.0
 STDERR_TAIL_CHARS = 4000
 #: Variables of an outer launcher that would make a child think it belongs to another world.
 _FOREIGN = ("TORCHELASTIC_USE_AGENT_STORE", "TORCHELASTIC_RUN_ID", "TORCHELASTIC_RESTART_COUNT", "SLURM_STEP_NUM_TASKS")
@@ -60,6 +66,7 @@ class Launched:
     raw: dict[str, Any] | None
     children: tuple[Child, ...]
     stalled_s: float | None = None
+    interrupted: bool = False
 
 
 def rank_env(env: Mapping[str, str], rank: int, nproc: int, port: int) -> dict[str, str]:
@@ -97,7 +104,11 @@ def launch(
     events: queue.Queue[tuple[int, dict[str, Any] | None]] = queue.Queue()
     children: list[Child] = []
     for r in range(nproc):
-        popen = proc.start([sys.executable, "-m", "envcheck.comm", plan.to_json()], env=rank_env(env, r, nproc, port))
+        popen = proc.start(
+            [sys.executable, "-m", "envcheck.comm", plan.to_json()],
+            env=rank_env(env, r, nproc, port),
+            stdin_pipe=r == 0,  # rank 0 hears "stop" on it (Ctrl-C)
+        )
         child = Child(r, popen)
         child.readers = [
             threading.Thread(target=_read_events, args=(child, events), daemon=True),
@@ -106,37 +117,77 @@ def launch(
         for t in child.readers:
             t.start()
         children.append(child)
-    raw: dict[str, Any] | None = None
-    stalled: float | None = None
-    last_word = time.monotonic()
-    ended = 0
+    state = _Waiting()
     try:
-        while ended < nproc and raw is None:
-            try:
-                rank, event = events.get(timeout=0.2)
-            except queue.Empty:
-                if time.monotonic() - last_word > stall_limit(plan):
-                    stalled = time.monotonic() - last_word
-                    break
-                continue
-            if event is None:  # this rank's stdout closed: it ended
-                ended += 1
-                if rank == 0:
-                    break
-                continue
-            if rank == 0:
-                last_word = time.monotonic()
-            if event.get("event") == "report" and rank == 0:
-                raw = event["report"]
-            elif event.get("event") == "error":
-                children[rank].error = str(event.get("error"))
-            elif rank == 0 and progress is not None:
-                progress(event)
-        _wind_down(children, grace_s=GRACE_S if raw is not None or ended else 0.0)
+        try:
+            _wait(state, events, children, plan, progress, until=None)
+        except KeyboardInterrupt:
+            state.interrupted = True
+            _ask_to_stop(children[0])
+            _wait(state, events, children, plan, progress, until=time.monotonic() + INTERRUPT_GRACE_S)
+        finishing = (state.raw is not None or state.ended) and not state.interrupted
+        _wind_down(children, grace_s=GRACE_S if finishing else 0.0)
     finally:
         for child in children:
             _reap(child)
-    return Launched(raw, tuple(children), stalled)
+    return Launched(state.raw, tuple(children), state.stalled, state.interrupted)
+
+
+@dataclass
+class _Waiting:
+    raw: dict[str, Any] | None = None
+    stalled: float | None = None
+    ended: int = 0
+    rank0_ended: bool = False
+    interrupted: bool = False
+    last_word: float = field(default_factory=time.monotonic)
+
+
+def _wait(
+    state: _Waiting,
+    events: queue.Queue[tuple[int, dict[str, Any] | None]],
+    children: list[Child],
+    plan: Plan,
+    progress: Callable[[dict[str, Any]], None] | None,
+    *,
+    until: float | None,
+) -> None:
+    """Take the ranks' events until rank 0's report, the end of every rank or of rank 0, rank 0's silence,
+    or ``until`` (after Ctrl-C)."""
+    while state.ended < len(children) and state.raw is None and not state.rank0_ended:
+        if until is not None and time.monotonic() >= until:
+            return
+        try:
+            rank, event = events.get(timeout=0.2)
+        except queue.Empty:
+            if time.monotonic() - state.last_word > stall_limit(plan):
+                state.stalled = time.monotonic() - state.last_word
+                return
+            continue
+        if event is None:  # this rank's stdout closed: it ended
+            state.ended += 1
+            state.rank0_ended = state.rank0_ended or rank == 0
+            continue
+        if rank == 0:
+            state.last_word = time.monotonic()
+        if event.get("event") == "report" and rank == 0:
+            state.raw = event["report"]
+        elif event.get("event") == "error":
+            children[rank].error = str(event.get("error"))
+        elif rank == 0 and progress is not None:
+            progress(event)
+
+
+def _ask_to_stop(child: Child) -> None:
+    """Ask rank 0 to stop early and report what finished (a closed pipe: it has ended already)."""
+    stdin = child.popen.stdin
+    if stdin is None:
+        return
+    try:
+        stdin.write(rank_module.STOP_LINE)
+        stdin.flush()
+    except OSError:
+        pass
 
 
 def _read_events(child: Child, events: queue.Queue[tuple[int, dict[str, Any] | None]]) -> None:

@@ -549,10 +549,14 @@ def run_rank(
     *,
     progress: Callable[[dict[str, Any]], None] | None = None,
     on_hang: Callable[[dict[str, Any]], int] | None = None,
+    on_steps: Callable[[Callable[[str], None]], None] | None = None,
 ) -> dict[str, Any] | None:
     """Run this rank. Rank 0 returns the raw report (also when the run failed: the report says why);
     another rank returns None, or raises SystemExit with its exit code when it failed or was told to
-    stop. ``on_hang`` (rank 0): deliver the raw report from the watchdog's thread, return the exit code."""
+    stop. ``on_hang`` (rank 0): deliver the raw report from the watchdog's thread, return the exit code.
+    ``on_steps`` (rank 0): called once the steps are known with a function that, from any thread, stops
+    the run early with what finished so far (``stop(why)``; it delivers through ``on_hang`` and ends the
+    process), so that an interrupted run still reports the collectives it measured."""
     import torch.distributed as dist
 
     progress = progress or (lambda event: None)
@@ -576,6 +580,8 @@ def run_rank(
     def expire(what: str) -> None:
         _on_watchdog(ctx, state["index"], what, on_hang)
 
+    if on_steps is not None and world.rank == 0:
+        on_steps(lambda why: _stop_early(ctx, state["index"], why, on_hang))
     ctx.watchdog = Watchdog(plan.timeout_s + 5.0, expire)
     ctx.watchdog.arm("creating the process groups")
     timeout = timedelta(seconds=plan.timeout_s)
@@ -677,7 +683,27 @@ def _on_watchdog(ctx: Ctx, index: int, what: str, on_hang: Callable[[dict[str, A
     os._exit(code)
 
 
+def _stop_early(ctx: Ctx, index: int, why: str, on_hang: Callable[[dict[str, Any]], int] | None) -> None:
+    """Rank 0, asked to stop (the launcher was interrupted): tell the others to leave, report the steps every
+    rank finished (the one under way is left out: not every rank has its figure), and end."""
+    code = EXIT_FAILED
+    try:
+        store = _client(ctx.world, 5.0)
+        store.set("abort", "1")
+        at = ctx.steps[index].words() if 0 <= index < len(ctx.steps) else "the start"
+        problems = [{"rank": None, "host": None, "what": f"{why} during {at}: the report holds what finished before"}]
+        raw = raw_report(ctx, collect(ctx, store, index + 1), problems, completed=False)
+        raw["interrupted"] = True
+        code = on_hang(raw) if on_hang else EXIT_FAILED
+    except BaseException as exc:  # noqa: BLE001 - whatever happens here, the process ends now
+        _say(f"rank {ctx.rank} ({ctx.me.host}): {why}; and then: {one_line(exc)}")
+    os._exit(code)
+
+
 # -- as a child of envcheck.comm.launch -------------------------------------------------------------------
+
+#: What the launcher writes on rank 0's stdin to stop the run early (its user pressed Ctrl-C).
+STOP_LINE = b"stop\n"
 
 
 def emit(event: dict[str, Any]) -> None:
@@ -702,8 +728,36 @@ def main(argv: list[str] | None = None) -> int:
         emit({"event": "report", "report": raw})
         return EXIT_FAILED
 
+    def listen(stop: Callable[[str], None]) -> None:
+        """Stop early when the launcher says so on stdin (from a thread: the main one may be inside a
+        collective for a while)."""
+
+        def read() -> None:
+            # os.read on the descriptor, not sys.stdin: a daemon thread blocked inside a buffered reader holds
+            # its lock, and the interpreter aborts at exit when it cannot take that lock.
+            said = b""
+            while True:
+                try:
+                    chunk = os.read(0, 64)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                said += chunk
+                if STOP_LINE in said:
+                    stop("interrupted (Ctrl-C)")
+                    return
+
+        threading.Thread(target=read, name="envcheck-comm-stop", daemon=True).start()
+
     try:
-        raw = run_rank(plan, world, progress=emit if world.rank == 0 else None, on_hang=on_hang)
+        raw = run_rank(
+            plan,
+            world,
+            progress=emit if world.rank == 0 else None,
+            on_hang=on_hang,
+            on_steps=listen if world.rank == 0 and world.launcher == "envcheck" else None,
+        )
     except SystemExit as exc:
         return int(exc.code or 0)
     except Exception as exc:  # noqa: BLE001 - the launcher reads this line and names the rank

@@ -51,6 +51,7 @@ def comm_document(report: CommReport) -> dict[str, Any]:
         "problems": [p.to_json() for p in report.problems],
         "spec": [v.to_json() for v in report.spec_verdicts] if report.spec_verdicts is not None else None,
         "completed": report.completed,
+        "interrupted": report.interrupted,
         "exit_code": int(report.exit_code),
         "summary": {
             "results": len(report.results),

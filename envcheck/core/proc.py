@@ -46,9 +46,12 @@ class Ended:
     duration_s: float
 
 
-def start(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """Start ``argv`` in a new session with stdin closed and stdout/stderr piped, and remember it so
-    that envcheck's exit kills its group. Raises :class:`OSError` when it cannot be started.
+def start(
+    argv: Sequence[str], *, env: Mapping[str, str] | None = None, stdin_pipe: bool = False
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in a new session with stdin closed (a pipe with ``stdin_pipe``, for a child envcheck
+    talks to) and stdout/stderr piped, and remember it so that envcheck's exit kills its group. Raises
+    :class:`OSError` when it cannot be started.
 
     The process is running before ``Popen`` returns, so starting and remembering it are one step under
     the lock that :func:`kill_all` takes: a SIGTERM that arrives in between cannot miss it.
@@ -58,7 +61,7 @@ def start(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> subpr
         try:
             proc = subprocess.Popen(
                 list(argv),
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 env=dict(env) if env is not None else None,

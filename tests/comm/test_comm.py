@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -14,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from envcheck.comm import ops
@@ -160,6 +162,50 @@ def test_a_stuck_rank_is_named_and_the_run_ends_within_the_timeout():
     assert "stuck in reduce_scatter" in problem["what"]
     assert doc["completed"] is False
     assert {r["op"] for r in doc["results"]} == {"all_reduce"}  # what finished before is still reported
+
+
+def test_ctrl_c_ends_the_run_with_a_report_of_the_collectives_that_finished(tmp_path):
+    """Ctrl-C while rank 1 is stuck in reduce_scatter (the timeout is far away): envcheck asks rank 0 to stop,
+    the report holds the all_reduce sweep every rank finished, says it was interrupted and where, and exits 130;
+    no rank outlives it."""
+    mark = tmp_path / "hanging"
+    args = ["comm", "--device", "cpu", "--nproc", "3", "--timeout", "120", "--max-size", "8KiB", "--json"]
+    process = subprocess.Popen(
+        [ENVCHECK, *args, "--ops", "all_reduce,reduce_scatter"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd="/",
+        env=env_with(
+            PYTHONPATH=str(FAULT_SITE),
+            ENVCHECK_TEST_COMM_FAULT="hang:1:reduce_scatter",
+            ENVCHECK_TEST_COMM_HANG_MARK=str(mark),
+        ),
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not mark.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert mark.exists(), "rank 1 never reached reduce_scatter"
+        ranks = psutil.Process(process.pid).children(recursive=True)
+        interrupted = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+        took = time.monotonic() - interrupted
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr
+    assert took < 20, took  # rank 0's grace, not the 120 s timeout
+    doc = json.loads(stdout)
+    assert doc["interrupted"] is True and doc["completed"] is False and doc["exit_code"] == 130
+    assert doc["results"] and {r["op"] for r in doc["results"]} == {"all_reduce"}
+    assert all(r["verified"] for r in doc["results"])
+    assert [p["what"] for p in doc["problems"]] == [
+        "interrupted (Ctrl-C) during reduce_scatter 4.0 KiB: the report holds what finished before"
+    ], doc["problems"]
+    _, alive = psutil.wait_procs(ranks, timeout=10)
+    assert not alive
 
 
 def test_a_dead_rank_is_named_with_how_it_died():

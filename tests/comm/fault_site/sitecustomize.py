@@ -4,7 +4,8 @@ at start-up, so every rank (the children envcheck starts, or torchrun's processe
 code with one function patched; envcheck itself carries no test hook.
 
 * ``wrong``: after ``ops.run`` of OP on RANK, one element of its result is off by one;
-* ``hang``: RANK sleeps for an hour when it reaches OP (after the step's barrier);
+* ``hang``: RANK sleeps for an hour when it reaches OP (after the step's barrier), first creating the file
+  ENVCHECK_TEST_COMM_HANG_MARK names, if set (a test then knows the steps before OP are done);
 * ``die``: RANK kills itself with SIGKILL when it reaches OP.
 """
 
@@ -35,6 +36,8 @@ if _fault:
             def _faulty_step(ctx, index, step):
                 if step.op == _op:
                     if _kind == "hang":
+                        if os.environ.get("ENVCHECK_TEST_COMM_HANG_MARK"):
+                            open(os.environ["ENVCHECK_TEST_COMM_HANG_MARK"], "w").close()
                         time.sleep(3600)
                     elif _kind == "die":
                         os.kill(os.getpid(), signal.SIGKILL)
