@@ -690,7 +690,7 @@ def _stop_early(ctx: Ctx, index: int, why: str, on_hang: Callable[[dict[str, Any
     try:
         store = _client(ctx.world, 5.0)
         store.set("abort", "1")
-        at = ctx.steps[index].words() if 0 <= index < len(ctx.steps) else "the start"
+        at = ctx.steps[index].words() if 0 <= index < len(ctx.steps) else "the start" if index < 0 else "the end"
         problems = [{"rank": None, "host": None, "what": f"{why} during {at}: the report holds what finished before"}]
         raw = raw_report(ctx, collect(ctx, store, index + 1), problems, completed=False)
         raw["interrupted"] = True
