@@ -11,7 +11,7 @@ import errno
 import os
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -114,6 +114,16 @@ def deliver(
     render(document, stdout_format, make_console(), options)
     sys.stdout.flush()
     return ExitCode.OUTPUT_ERROR if failed else None
+
+
+def fail(command: str, message: str, code: int) -> NoReturn:
+    """A command that cannot run: one line on stderr, ``envcheck COMMAND: error: ...``, and exit ``code``.
+    Secrets are scrubbed (an import error may quote a URL with a token) and the message is kept to one line
+    (a torch error may span several)."""
+    from envcheck.redact import scrub
+
+    click.echo(f"envcheck {command}: error: {' '.join(scrub(message, os.environ).split())}", err=True)
+    sys.exit(int(code))
 
 
 def error(message: str) -> None:

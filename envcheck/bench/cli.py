@@ -7,11 +7,11 @@ modules are imported inside the command.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 import click
 
-from envcheck.output import format_options
+from envcheck.output import fail, format_options
 
 if TYPE_CHECKING:
     from envcheck.bench.registry import BenchSpec
@@ -102,7 +102,7 @@ def bench(
         with live:
             report = run_bench(request, progress=callbacks)
     except BenchError as exc:
-        fail(str(exc), exc.exit_code)
+        fail("bench", str(exc), exc.exit_code)
     from envcheck.bench.report import bench_document
 
     document = bench_document(report)
@@ -110,17 +110,6 @@ def bench(
         document, stdout_format=stdout_format, file_format=file_format, output=output, verbose=False, save=save
     )
     sys.exit(int(override if override is not None else report.exit_code))
-
-
-def fail(message: str, code: int) -> NoReturn:
-    """One line on stderr (secrets scrubbed: an import error may quote a URL with a token) and exit."""
-    import os
-    import sys
-
-    from envcheck.redact import scrub
-
-    click.echo(f"envcheck bench: error: {' '.join(scrub(message, os.environ).split())}", err=True)
-    sys.exit(int(code))
 
 
 def _list(specs: list[BenchSpec], *, as_json: bool) -> None:

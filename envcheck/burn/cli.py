@@ -8,11 +8,9 @@ inside the command.
 
 from __future__ import annotations
 
-from typing import NoReturn
-
 import click
 
-from envcheck.output import format_options
+from envcheck.output import fail, format_options
 
 
 @click.command()
@@ -75,20 +73,9 @@ def burn(
         with live:
             report = run_burn(request, watch=watch)
     except BurnError as exc:
-        fail(str(exc), exc.exit_code)
+        fail("burn", str(exc), exc.exit_code)
     from envcheck.burn.report import burn_document
 
     document = burn_document(report)
     override = deliver(document, stdout_format=stdout_format, file_format=file_format, output=output, verbose=False)
     sys.exit(int(override if override is not None else report.exit_code))
-
-
-def fail(message: str, code: int) -> NoReturn:
-    """One line on stderr (secrets scrubbed) and exit."""
-    import os
-    import sys
-
-    from envcheck.redact import scrub
-
-    click.echo(f"envcheck burn: error: {' '.join(scrub(message, os.environ).split())}", err=True)
-    sys.exit(int(code))

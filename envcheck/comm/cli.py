@@ -8,11 +8,11 @@ and the rest inside the command.
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
-from envcheck.output import format_options
+from envcheck.output import fail, format_options
 
 
 @click.command()
@@ -105,7 +105,7 @@ def comm(
             sys.exit(run_as_rank(request, world, progress=progress if world.rank == 0 else None, on_report=deliver))
         report = run_comm(request, progress=progress)
     except CommError as exc:
-        fail(str(exc), exc.exit_code)
+        fail("comm", str(exc), exc.exit_code)
     _clear_progress(progress)
     sys.exit(deliver(report))
 
@@ -148,14 +148,3 @@ def _clear_progress(progress: Any) -> None:
     if progress is not None:
         sys.stderr.write("\r\x1b[2K")
         sys.stderr.flush()
-
-
-def fail(message: str, code: int) -> NoReturn:
-    """One line on stderr (secrets scrubbed) and exit."""
-    import os
-    import sys
-
-    from envcheck.redact import scrub
-
-    click.echo(f"envcheck comm: error: {' '.join(scrub(message, os.environ).split())}", err=True)
-    sys.exit(int(code))
