@@ -74,26 +74,38 @@ def die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="envcheck-parent-watch", daemon=True).start()
 
 
-def main(argv: list[str]) -> int:
+def start(parent_pid: int) -> Any | None:
+    """What every worker (the bench's, the burn's) does first: a stack on fatal signals and on
+    :data:`DUMP_SIGNAL` (the parent asks for one before it kills a hung worker), die with the parent, then
+    import torch between the ``import`` and ``describe`` stages. Returns torch, or None after saying why it
+    cannot be imported (the worker then returns: the error is this device's)."""
     faulthandler.enable()
     if DUMP_SIGNAL is not None:
         faulthandler.register(DUMP_SIGNAL, all_threads=True, chain=False)
-    die_with_parent(int(argv[1]))
+    die_with_parent(parent_pid)
+
+    from envcheck.bench.common import error_line
+
+    emit("stage", stage="import")
+    started = time.monotonic()
+    try:
+        import torch
+    except Exception as exc:  # noqa: BLE001 - any exception: it is this device's error, said in one line
+        emit("error", error=f"torch cannot be imported in the worker ({error_line(exc)})")
+        return None
+    emit("stage", stage="describe", import_s=round(time.monotonic() - started, 3))
+    return torch
+
+
+def main(argv: list[str]) -> int:
+    if start(int(argv[1])) is None:
+        return 0
 
     from envcheck.bench.common import error_line
     from envcheck.bench.plan import Job
 
     job = Job.from_json(json.loads(argv[2]))
     shown = job.device
-
-    emit("stage", stage="import")
-    started = time.monotonic()
-    try:
-        import torch  # noqa: F401
-    except Exception as exc:  # noqa: BLE001 - any exception: it is this device's error, said in one line
-        emit("error", error=f"torch cannot be imported in the worker ({error_line(exc)})")
-        return 0
-    emit("stage", stage="describe", import_s=round(time.monotonic() - started, 3))
 
     from envcheck.bench import contention, devices, execute
 

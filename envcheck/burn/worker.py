@@ -20,7 +20,6 @@ SIGINT, after which it still makes its last check and says ``done``.
 
 from __future__ import annotations
 
-import faulthandler
 import json
 import os
 import signal
@@ -28,7 +27,7 @@ import sys
 import time
 from typing import Any
 
-from envcheck.bench.worker import DUMP_SIGNAL, die_with_parent, emit
+from envcheck.bench.worker import emit, start
 
 
 class _Stop:
@@ -46,24 +45,15 @@ class _Stop:
 
 
 def main(argv: list[str]) -> int:
-    faulthandler.enable()
-    if DUMP_SIGNAL is not None:
-        faulthandler.register(DUMP_SIGNAL, all_threads=True, chain=False)
-    die_with_parent(int(argv[1]))
     _Stop.install()
+    torch = start(int(argv[1]))
+    if torch is None:
+        return 0
 
     from envcheck.bench.common import error_line
     from envcheck.burn.plan import BurnJob
 
     job = BurnJob.from_json(json.loads(argv[2]))
-    emit("stage", stage="import")
-    started = time.monotonic()
-    try:
-        import torch
-    except Exception as exc:  # noqa: BLE001 - any exception: it is this device's error, said in one line
-        emit("error", error=f"torch cannot be imported in the worker ({error_line(exc)})")
-        return 0
-    emit("stage", stage="describe", import_s=round(time.monotonic() - started, 3))
 
     from envcheck.burn import load
 
