@@ -673,10 +673,7 @@ def _on_watchdog(ctx: Ctx, index: int, what: str, on_hang: Callable[[dict[str, A
             store.set(f"err/{ctx.rank}", json.dumps({"what": what, "error": error}))
             _say(f"rank {ctx.rank} ({ctx.me.host}): {what}: {error}")
             os._exit(EXIT_STUCK)
-        problems = diagnose(ctx, store, index, what, error)
-        store.set("abort", "1")
-        raw = raw_report(ctx, collect(ctx, store, index + 1), problems, completed=False)
-        code = on_hang(raw) if on_hang else EXIT_FAILED
+        code = _end_early(ctx, store, index, diagnose(ctx, store, index, what, error), on_hang)
     except BaseException as exc:  # noqa: BLE001 - whatever happens here, the process ends now
         _say(f"rank {ctx.rank} ({ctx.me.host}): {what}: {error}; and then: {one_line(exc)}")
         code = EXIT_STUCK
@@ -688,16 +685,31 @@ def _stop_early(ctx: Ctx, index: int, why: str, on_hang: Callable[[dict[str, Any
     rank finished (the one under way is left out: not every rank has its figure), and end."""
     code = EXIT_FAILED
     try:
-        store = _client(ctx.world, 5.0)
-        store.set("abort", "1")
         at = ctx.steps[index].words() if 0 <= index < len(ctx.steps) else "the start" if index < 0 else "the end"
         problems = [{"rank": None, "host": None, "what": f"{why} during {at}: the report holds what finished before"}]
-        raw = raw_report(ctx, collect(ctx, store, index + 1), problems, completed=False)
-        raw["interrupted"] = True
-        code = on_hang(raw) if on_hang else EXIT_FAILED
+        code = _end_early(ctx, _client(ctx.world, 5.0), index, problems, on_hang, interrupted=True)
     except BaseException as exc:  # noqa: BLE001 - whatever happens here, the process ends now
         _say(f"rank {ctx.rank} ({ctx.me.host}): {why}; and then: {one_line(exc)}")
     os._exit(code)
+
+
+def _end_early(
+    ctx: Ctx,
+    store: Any,
+    index: int,
+    problems: list[dict[str, Any]],
+    on_hang: Callable[[dict[str, Any]], int] | None,
+    *,
+    interrupted: bool = False,
+) -> int:
+    """Rank 0 ends the run from a thread other than the main one (a hang, an interrupt): the others are told
+    to leave, and the records of every step up to ``index`` are delivered through ``on_hang`` (a step not
+    every rank finished is left out of the results when the report is built). Returns the exit code."""
+    store.set("abort", "1")
+    raw = raw_report(ctx, collect(ctx, store, index + 1), problems, completed=False)
+    if interrupted:
+        raw["interrupted"] = True
+    return on_hang(raw) if on_hang else EXIT_FAILED
 
 
 # -- as a child of envcheck.comm.launch -------------------------------------------------------------------
