@@ -79,7 +79,7 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
         rows.setdefault((r["id"], r["case"] if len(names) == 1 else r["label"]), {})[r["device"]] = r
     for (bench_id, case), by_device in rows.items():
         table.add_row(escape(bench_id), escape(case), *[cell(by_device[n]) if n in by_device else "" for n in names])
-    _print_wide(console, table)
+    print_wide(console, table)
     legend = "value, [cyan]share of datasheet peak[/], ±half the IQR of the samples"
     if any(r.get("contended") for r in doc.get("results", [])):
         legend += "; [yellow]contended[/]: other processes took CPU time while it ran"
@@ -88,7 +88,7 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
     _say(console, summary_line(doc))
 
 
-def _print_wide(console: Console, table: Any) -> None:
+def print_wide(console: Console, table: Any) -> None:
     """On a terminal the table fits the window; in a pipe or a file it keeps its natural width (one line
     per row, as a log wants), not the 80 columns rich assumes where it cannot ask a terminal."""
     if console.is_terminal:

@@ -113,9 +113,9 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
     for row in rows(doc):
         *rest, status = row
         table.add_row(*(escape(x) for x in rest), f"[{STYLE.get(status, '')}]{escape(status)}[/]")
-    from envcheck.render.bench_text import _print_wide
+    from envcheck.render.bench_text import print_wide
 
-    _print_wide(console, table)
+    print_wide(console, table)
     passed = [v for v in doc.get("verdicts") or [] if v["status"] == "ok"]
     if passed:
         console.print("[green]ok[/]: " + escape(", ".join(v["id"] for v in passed)), soft_wrap=soft)
