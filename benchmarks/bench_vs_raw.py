@@ -24,9 +24,10 @@ from typing import Any
 
 import torch
 
-from envcheck.bench import devices, runner
-from envcheck.bench.registry import BENCHMARKS, DeviceInfo, Options
+from envcheck.bench import case as runner
+from envcheck.bench.model import BENCHMARKS, DeviceInfo, Options
 from envcheck.core.model import Status
+from envcheck.devices import resolve as devices
 
 
 def raw_seconds_per_step(step: Callable[[], Any], device: str, seconds: float) -> float:

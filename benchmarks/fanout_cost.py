@@ -21,10 +21,11 @@ import sys
 import time
 from dataclasses import replace
 
-from envcheck.bench import devices, fanout
+from envcheck.bench import run as fanout
 from envcheck.bench.harness import Budget
+from envcheck.bench.model import Options
 from envcheck.bench.plan import Job
-from envcheck.bench.registry import Options
+from envcheck.devices import resolve as devices
 
 COUNTS = (1, 2, 4, 8)
 

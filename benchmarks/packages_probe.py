@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from envcheck.checks.packages import dependency_problems
+from envcheck.doctor.checks.packages import dependency_problems
 from envcheck.probes.packages import probe_packages
 
 

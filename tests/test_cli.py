@@ -9,11 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
 from envcheck.cli import main
-from envcheck.core.registry import CHECKS
+from envcheck.doctor.areas import CHECKS
 
 
 def invoke(*args: str):
@@ -98,7 +99,7 @@ def test_installed_console_script_runs_quick_doctor_as_a_real_process():
     assert any(c["id"] == "driver.nvml" for c in doc["checks"])
     # --quick must never import torch: the healthcheck runs every 30 s.
     probe = subprocess.run(
-        [sys.executable, "-c", "import sys, envcheck.cli, envcheck.checks; print('torch' in sys.modules)"],
+        [sys.executable, "-c", "import sys, envcheck.cli, envcheck.doctor.checks; print('torch' in sys.modules)"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -122,3 +123,16 @@ def test_secret_values_never_reach_the_report(nvml, monkeypatch):
         result = CliRunner().invoke(main, args)
         assert secret not in result.output
         assert "<redacted>" in result.output
+
+
+def test_the_command_list_is_each_commands_own_help_without_importing_it() -> None:
+    """``envcheck --help`` lists the commands from envcheck.cli.SHORT_HELP (so it imports none of them):
+    each line must stay the start of that command's own help, and every command must load."""
+    from envcheck.cli import COMMANDS, SHORT_HELP, main
+
+    ctx = click.Context(main)
+    assert set(SHORT_HELP) == set(COMMANDS)
+    for name in COMMANDS:
+        command = main.get_command(ctx, name)
+        assert command is not None and command.name == name
+        assert " ".join((command.help or "").split()).startswith(SHORT_HELP[name].rstrip(".")), name

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from envcheck.redact import is_secret_name
+from envcheck.core.redact import is_secret_name
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"

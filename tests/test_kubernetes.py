@@ -16,7 +16,7 @@ import yaml
 
 from envcheck import __version__
 from envcheck.cli import main
-from envcheck.health import NPD_MAX_OUTPUT, fit_bytes
+from envcheck.doctor.health import NPD_MAX_OUTPUT, fit_bytes
 from tests.test_output import run
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "kubernetes"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from envcheck import __version__
-from envcheck.core.registry import CHECKS
+from envcheck.doctor.areas import CHECKS
 
 if sys.version_info >= (3, 11):
     import tomllib

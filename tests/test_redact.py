@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from envcheck import redact
-from envcheck.redact import REDACTED, is_secret_name, redact_env, redact_tree, redact_value, scrub
+from envcheck.core import redact
+from envcheck.core.redact import REDACTED, is_secret_name, redact_env, redact_tree, redact_value, scrub
 
 
 @pytest.mark.parametrize(

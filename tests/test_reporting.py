@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from envcheck.core.model import CheckResult, Status
-from envcheck.reporting import summarize
+from envcheck.doctor.report import summarize
 
 
 def results(*statuses: Status) -> list[CheckResult]:
@@ -43,8 +43,9 @@ def test_summary_words(statuses, gpus_seen, verdict, text):
 
 
 def test_a_check_that_crashes_inside_the_healthcheck_is_unhealthy(monkeypatch, nvml):
-    from envcheck.core.registry import CHECKS, CheckSpec
-    from envcheck.health import healthcheck_line
+    from envcheck.core.registry import CheckSpec
+    from envcheck.doctor.areas import CHECKS
+    from envcheck.doctor.health import healthcheck_line
 
     nvml("healthy_multi_gpu")
 
@@ -62,12 +63,13 @@ def test_a_gpu_whose_matmul_returns_nan_is_a_fail_in_strict_json(nvml):
     import json
     from io import StringIO
 
-    from envcheck.core.registry import CHECKS, PROBES, ProbeSpec
+    from envcheck.core.registry import PROBES, ProbeSpec
     from envcheck.core.report import utc_now
+    from envcheck.doctor.areas import CHECKS
+    from envcheck.doctor.report import doctor_document
+    from envcheck.doctor.runner import ProbeRunner, run_checks
     from envcheck.probes.torch import TorchDevice, TorchInfo
     from envcheck.render import RenderOptions, make_console, render
-    from envcheck.reporting import doctor_document
-    from envcheck.runner import ProbeRunner, run_checks
 
     nvml("healthy_multi_gpu")
     info = TorchInfo(

@@ -8,13 +8,13 @@ from dataclasses import replace
 
 import pytest
 
-import envcheck.probes.nvml  # noqa: F401 - registers the nvml probe
+import envcheck.probes.nvml.inventory  # noqa: F401 - registers the nvml probe
 from envcheck.core.exit import ExitCode, exit_code_for
 from envcheck.core.model import SkipCheck, Status, ok, worst
 from envcheck.core.registry import PROBES, CheckSpec, ProbeSpec, UnknownSelection
-from envcheck.core.registry import select_checks as select
-from envcheck.runner import ProbeContext as Context
-from envcheck.runner import ProbeRunner, run_check
+from envcheck.doctor.areas import select_checks as select
+from envcheck.doctor.runner import ProbeContext as Context
+from envcheck.doctor.runner import ProbeRunner, run_check
 
 
 def make_ctx(probes: dict[str, ProbeSpec], deadline_s: float = 5.0) -> Context:

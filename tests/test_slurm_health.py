@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from envcheck import health
-from envcheck.health import SCONTROL_TIMEOUT_S, SLURM_MAX_DEADLINE_S, drain_node, drain_reason, slurm_node_name
+from envcheck.doctor import health
+from envcheck.doctor.health import SCONTROL_TIMEOUT_S, SLURM_MAX_DEADLINE_S, drain_node, drain_reason, slurm_node_name
 from tests.test_output import ENVCHECK, env_with, run
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "slurm"

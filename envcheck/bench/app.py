@@ -14,10 +14,10 @@ Order matters for the user's time and for isolation:
    process group): a torch that raises, segfaults or hangs on import, or an environment variable that
    breaks it, is one line and exit 1, never a traceback or a hang. This process never imports torch.
 3. Devices are resolved once into :class:`DeviceInfo` from the torch child's report and NVML (identity,
-   memory; envcheck.bench.devices.from_probe), and the preflight runs (the doctor's GPU checks, or how
+   memory; envcheck.devices.resolve.from_probe), and the preflight runs (the doctor's GPU checks, or how
    busy the CPUs are).
 4. The suite: planned into one job per device (envcheck.bench.plan), each run by its own worker process
-   pinned to its GPU, all at once or with ``serial`` one after another (envcheck.bench.fanout, which
+   pinned to its GPU, all at once or with ``serial`` one after another (envcheck.bench.run, which
    merges their results in suite order); then the GPUs are compared with their siblings.
 5. The figures are held against the baseline and the lab spec. Every verdict is a
    :class:`~envcheck.core.model.Status`, and the exit code comes from the one policy in core.exit.
@@ -33,21 +33,24 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from envcheck.bench import compare as comparing
-from envcheck.bench import contention, devices, fanout, registry
+from envcheck.bench import contention
+from envcheck.bench import model as registry
+from envcheck.bench import run as fanout
+from envcheck.bench.case import BenchResult, Progress, flag_slow_siblings
 from envcheck.bench.compare import Delta
-from envcheck.bench.fanout import WorkerInfo
+from envcheck.bench.model import DTYPES, BenchError, BenchSpec, DeviceInfo, Options
 from envcheck.bench.plan import schedule
-from envcheck.bench.registry import DTYPES, BenchError, BenchSpec, DeviceInfo, Options
-from envcheck.bench.runner import BenchResult, Progress, flag_slow_siblings
-from envcheck.checks.visible import VISIBLE
+from envcheck.bench.run import WorkerInfo
 from envcheck.core.exit import ExitCode, exit_code_for
 from envcheck.core.model import CheckResult, Status, first_line
 from envcheck.core.registry import UnknownSelection
+from envcheck.devices import resolve as devices
+from envcheck.probes.visible import VISIBLE
 
 if TYPE_CHECKING:
-    from envcheck.probes.nvml import NvmlState
+    from envcheck.doctor.runner import ProbeRunner
+    from envcheck.probes.nvml.inventory import NvmlState
     from envcheck.probes.torch import TorchInfo
-    from envcheck.runner import ProbeRunner
     from envcheck.spec import LabSpec
     from envcheck.spec.bench import BenchVerdict
 
@@ -214,8 +217,8 @@ def run_bench(
     line, exit 1) before the first case; Ctrl-C during the suite returns what finished, marked
     ``interrupted``."""
     from envcheck.core.report import utc_now
+    from envcheck.doctor.runner import ProbeRunner
     from envcheck.probes.host import read_container
-    from envcheck.runner import ProbeRunner
 
     env = dict(os.environ if env is None else env)
     generated_at, started = utc_now(), time.monotonic()
@@ -323,8 +326,8 @@ def preflight(probes: ProbeRunner, chosen: list[DeviceInfo], cpus: contention.Cp
     for a CPU bench, how busy the CPUs already are."""
     if cpus is not None:
         return (contention.preflight(cpus),)
-    from envcheck.core.registry import CHECKS
-    from envcheck.runner import run_checks
+    from envcheck.doctor.areas import CHECKS
+    from envcheck.doctor.runner import run_checks
 
     CHECKS.load()
     return tuple(run_checks([CHECKS[i] for i in PREFLIGHT_IDS], env=probes.env, runner=probes).results)

@@ -1,5 +1,5 @@
 """``envcheck bench``: the click command. It parses options into a request, calls ``run_bench``, and
-delivers the report through envcheck.output (redacted once, rendered by format, written atomically).
+delivers the report through envcheck.cli.terminal (redacted once, rendered by format, written atomically).
 
 Importing this module must stay cheap (``envcheck --help`` imports it): torch, rich and the benchmark
 modules are imported inside the command.
@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING
 
 import click
 
-from envcheck.output import fail, format_options
+from envcheck.cli.options import format_options
+from envcheck.cli.terminal import fail
 
 if TYPE_CHECKING:
-    from envcheck.bench.registry import BenchSpec
+    from envcheck.bench.model import BenchSpec
 
 
 @click.command()
@@ -78,8 +79,9 @@ def bench(
     import sys
 
     from envcheck.bench.app import BenchRequest, run_bench, select_specs
-    from envcheck.bench.registry import BenchError
-    from envcheck.output import deliver, resolve_formats
+    from envcheck.bench.model import BenchError
+    from envcheck.cli.options import resolve_formats
+    from envcheck.cli.terminal import deliver
 
     stdout_format, file_format = resolve_formats(fmt, as_json, output)
     try:
@@ -96,7 +98,7 @@ def bench(
             spec_path=spec_path,
             serial=serial,
         )
-        from envcheck.bench import render
+        from envcheck.bench import progress as render
 
         callbacks, live = render.progress(stream=sys.stderr)
         with live:
@@ -113,7 +115,7 @@ def bench(
 
 
 def _list(specs: list[BenchSpec], *, as_json: bool) -> None:
-    from envcheck.bench.render import list_benchmarks
+    from envcheck.bench.progress import list_benchmarks
     from envcheck.render import make_console
     from envcheck.render.json import dumps
 

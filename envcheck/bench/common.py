@@ -13,7 +13,7 @@ import warnings
 import zlib
 from typing import TYPE_CHECKING, Any
 
-from envcheck.bench.registry import Check, DeviceInfo
+from envcheck.bench.model import Check, DeviceInfo
 from envcheck.core.model import first_line
 
 if TYPE_CHECKING:

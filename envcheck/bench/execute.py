@@ -19,10 +19,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from envcheck.bench import common, contention, runner
+from envcheck.bench import case as runner
+from envcheck.bench import common, contention
+from envcheck.bench.case import BenchResult, Progress
 from envcheck.bench.harness import Budget
-from envcheck.bench.registry import BENCHMARKS, BenchSpec, DeviceInfo, Options, Plan
-from envcheck.bench.runner import BenchResult, Progress
+from envcheck.bench.model import BENCHMARKS, BenchSpec, DeviceInfo, Options, Plan
 
 
 @dataclass(frozen=True)

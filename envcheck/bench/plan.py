@@ -24,9 +24,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from envcheck.bench import devices, runner
+from envcheck.bench import case as runner
 from envcheck.bench.harness import Budget
-from envcheck.bench.registry import BenchSpec, DeviceInfo, Options
+from envcheck.bench.model import BenchSpec, DeviceInfo, Options
+from envcheck.devices import resolve as devices
 
 #: What a case may take on top of its timed budget (warm-up and measurement, once per out-of-memory
 #: retry): allocating and filling its inputs, the float64 check of the answer (seconds for the largest

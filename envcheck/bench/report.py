@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from envcheck.bench import peaks
 from envcheck.bench.app import BenchReport
-from envcheck.bench.registry import DeviceInfo
+from envcheck.bench.model import DeviceInfo
 from envcheck.core.model import Status, counts, to_jsonable, worst
 from envcheck.core.report import BENCH_SCHEMA, GpuIdentity, HostIdentity, envelope
 

@@ -4,7 +4,7 @@
 Why a process per device: siblings measured at the same time run under the same power and thermal
 conditions, a node's suite takes the time of one GPU, and a case that crashes the interpreter
 (SIGSEGV in a kernel library), hangs (a wedged driver) or is killed by the OOM killer takes down one
-device's remaining cases, not the run. The parent (envcheck.bench.fanout) starts the worker through
+device's remaining cases, not the run. The parent (envcheck.bench.run) starts the worker through
 envcheck.core.proc, in its own process group, with ``CUDA_VISIBLE_DEVICES`` naming its one GPU: CUDA in
 here sees that card alone, as cuda:0, and the worker reports under the name, UUID and PCI bus id the
 parent gave it.
@@ -107,7 +107,8 @@ def main(argv: list[str]) -> int:
     job = Job.from_json(json.loads(argv[2]))
     shown = job.device
 
-    from envcheck.bench import contention, devices, execute
+    from envcheck.bench import contention, execute
+    from envcheck.devices import resolve as devices
 
     try:
         if shown.is_cuda:

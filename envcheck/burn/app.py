@@ -3,14 +3,14 @@
 
 1. The request is checked before anything runs (:meth:`BurnRequest.parse`): one line, exit 2.
 2. Devices are resolved as the bench resolves them, without importing torch here (the doctor's torch child
-   and NVML: envcheck.bench.devices.from_probe); a CPU burn needs neither.
-3. One :class:`~envcheck.probes.telemetry.Sampler` watches every chosen GPU (NVML, about once a second,
+   and NVML: envcheck.devices.resolve.from_probe); a CPU burn needs neither.
+3. One :class:`~envcheck.probes.nvml.telemetry.Sampler` watches every chosen GPU (NVML, about once a second,
    one session) and the host, while one burn worker per device (envcheck.burn.worker, supervised by the
-   bench's fan-out: envcheck.bench.fanout.supervise) loads it. Each worker's throughput reports are stamped
+   bench's fan-out: envcheck.bench.run.supervise) loads it. Each worker's throughput reports are stamped
    with ``time.monotonic()`` in the worker and put on the sampler's clock here (``since_start``), so a
    GPU's clocks and its throughput line up in one timeline.
 4. At the duration the workers stop themselves; Ctrl-C or SIGTERM stops everything at once. Either way the
-   timeline holds what ran, the verdicts (envcheck.burn.verdicts) judge it, and a worker that crashed, hung
+   timeline holds what ran, the verdicts (envcheck.burn.rules) judge it, and a worker that crashed, hung
    or was OOM-killed is its own device's ``burn.worker`` failure, the other devices kept.
 """
 
@@ -26,17 +26,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from envcheck.bench import devices, fanout
-from envcheck.bench.registry import BenchError, DeviceInfo
+from envcheck.bench import run as fanout
+from envcheck.bench.model import DeviceInfo
 from envcheck.burn import plan
 from envcheck.burn.plan import BurnJob
-from envcheck.burn.verdicts import Limits, Timeline, judge, summarize
+from envcheck.burn.rules import Limits, Timeline, judge, summarize
+from envcheck.core.errors import CommandError
 from envcheck.core.exit import ExitCode, exit_code_for
 from envcheck.core.model import CheckResult, Status, available, fail, ok
-from envcheck.probes.telemetry import DeviceKey, Telemetry
+from envcheck.core.units import parse_duration
+from envcheck.devices import resolve as devices
+from envcheck.probes.nvml.telemetry import DeviceKey, Telemetry
 
 if TYPE_CHECKING:
-    from envcheck.probes.telemetry import Sampler
+    from envcheck.probes.nvml.telemetry import Sampler
     from envcheck.probes.torch import TorchInfo
     from envcheck.spec import LabSpec
     from envcheck.spec.burn import BurnVerdict
@@ -45,8 +48,8 @@ if TYPE_CHECKING:
 PROBE_DEADLINE_S = 60.0
 
 
-class BurnError(BenchError):
-    """A burn that cannot start: one line, and the exit code it warrants."""
+#: A burn that cannot start (one line and its exit code): the one command error of every command.
+BurnError = CommandError
 
 
 @dataclass(frozen=True)
@@ -80,14 +83,14 @@ class BurnRequest:
         from envcheck.spec import SpecError, load_spec
 
         try:
-            seconds = plan.parse_duration(duration)
+            seconds = parse_duration(duration)
         except ValueError as exc:
             raise BurnError(f"--duration {exc}", ExitCode.USAGE) from None
         if dtype is not None and dtype not in plan.DTYPES:
             raise BurnError(f"unknown dtype {dtype!r}; choose from {', '.join(plan.DTYPES)}", ExitCode.USAGE)
         try:
             request = devices.parse(device)
-        except BenchError as exc:
+        except CommandError as exc:
             raise BurnError(str(exc), exc.exit_code) from None
         try:
             lab = load_spec(spec_path) if spec_path else None
@@ -312,7 +315,7 @@ def run_burn(
     point returns what ran, marked interrupted."""
     from envcheck.core.report import utc_now
     from envcheck.probes.host import read_container
-    from envcheck.probes.telemetry import Sampler
+    from envcheck.probes.nvml.telemetry import Sampler
 
     env = dict(os.environ if env is None else env)
     generated_at, started = utc_now(), time.monotonic()
@@ -373,7 +376,7 @@ def resolve(request: BurnRequest, env: Mapping[str, str]) -> tuple[list[DeviceIn
     if not request.device.may_use_gpus:
         return [devices.cpu_here()], None
     from envcheck.bench import app as bench_app
-    from envcheck.runner import ProbeRunner
+    from envcheck.doctor.runner import ProbeRunner
 
     probes = ProbeRunner(env, PROBE_DEADLINE_S)
     probes.start("torch")
@@ -383,7 +386,7 @@ def resolve(request: BurnRequest, env: Mapping[str, str]) -> tuple[list[DeviceIn
         bench_app.torch_ready(torch_info, gpus=True)
         chosen = devices.from_probe(request.device, torch_info, nvml=bench_app.nvml_from(probes), env=env)
         bench_app.devices_ready(torch_info, chosen)
-    except BenchError as exc:
+    except CommandError as exc:
         raise BurnError(str(exc), exc.exit_code) from None
     return chosen, torch_info
 

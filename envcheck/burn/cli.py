@@ -1,5 +1,5 @@
 """``envcheck burn``: the click command. It parses options into a request, calls ``run_burn`` with a live
-display on stderr, and delivers the report through envcheck.output (redacted once, rendered by format, written
+display on stderr, and delivers the report through envcheck.cli.terminal (redacted once, rendered by format, written
 atomically).
 
 Importing this module must stay cheap (``envcheck --help`` imports it): torch, rich and the run are imported
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import click
 
-from envcheck.output import fail, format_options
+from envcheck.cli.options import format_options
+from envcheck.cli.terminal import fail
 
 
 @click.command()
@@ -62,7 +63,8 @@ def burn(
     import sys
 
     from envcheck.burn.app import BurnError, BurnRequest, run_burn
-    from envcheck.output import deliver, resolve_formats
+    from envcheck.cli.options import resolve_formats
+    from envcheck.cli.terminal import deliver
 
     stdout_format, file_format = resolve_formats(fmt, as_json, output)
     try:

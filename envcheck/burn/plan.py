@@ -6,13 +6,11 @@ here too. A job travels to its worker (envcheck.burn.worker) as JSON.
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from envcheck.bench.registry import DeviceInfo
+from envcheck.bench.model import DeviceInfo
 
 #: ``--dtype``: what the matmuls compute in. bf16 is the default on a GPU (what training runs in, and the
 #: tensor cores' full load); a CPU burn computes in fp32 (CPUs have no fast bf16 path to speak of).
@@ -31,35 +29,6 @@ FINISH_S = 30.0
 #: Silence (no throughput report) after which a loading worker is called hung: a batch takes a fraction of a
 #: second, and a check on the largest working set a few seconds.
 SILENCE_S = 60.0
-
-_UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
-_DURATION = re.compile(r"^\s*(?P<number>[0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*(?P<unit>s|sec|m|min|h)?\s*$", re.I)
-
-
-def parse_duration(text: str | float | int) -> float:
-    """Seconds from ``"10m"``, ``"90s"``, ``"1h"``, ``"1.5h"`` or a plain number of seconds. Refuses zero,
-    negatives, NaN and infinity (a ValueError whose text is the one line the user sees)."""
-    if isinstance(text, bool):
-        raise ValueError(f"is not a duration: {text!r} (write e.g. '10m', '90s' or '1h')")
-    if isinstance(text, (int, float)):
-        seconds = float(text)
-    else:
-        match = _DURATION.match(text)
-        if not match:
-            raise ValueError(f"is not a duration: {text!r} (write e.g. '10m', '90s' or '1h')")
-        seconds = float(match["number"]) * _UNITS[(match["unit"] or "s").lower()]
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"must be a duration above 0, got {text!r}")
-    return seconds
-
-
-def duration_text(seconds: float) -> str:
-    """A duration as a person writes it: 45 s, 10 min, 1.5 h."""
-    if seconds < 120:
-        return f"{seconds:g} s"
-    if seconds < 7200:
-        return f"{seconds / 60:g} min"
-    return f"{seconds / 3600:g} h"
 
 
 @dataclass(frozen=True)

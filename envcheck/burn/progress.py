@@ -1,4 +1,4 @@
-"""The burn's live display on stderr while it runs (not a report; the report is envcheck.render.burn_text).
+"""The burn's live display on stderr while it runs (not a report; the report is envcheck.burn.render).
 
 On a terminal, one line per device, redrawn about once a second: its throughput, temperature, SM clock, power
 and mismatches so far, and how far into the run it is. In pipes and logs, where a redrawn line would be
@@ -16,20 +16,16 @@ from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from envcheck.core.model import available
+from envcheck.core.units import clock
 
 if TYPE_CHECKING:
     from envcheck.burn.app import BurnChild, Watch
-    from envcheck.probes.telemetry import Sample, Sampler
+    from envcheck.probes.nvml.telemetry import Sample, Sampler
 
 #: Seconds between the plain lines in a pipe.
 PIPE_EVERY_S = 10.0
 #: Seconds between redraws on a terminal.
 REDRAW_S = 1.0
-
-
-def clock(seconds: float) -> str:
-    minutes, rest = divmod(int(seconds), 60)
-    return f"{minutes}:{rest:02d}"
 
 
 def line(child: BurnChild, sample: Sample | None, now: float) -> str:

@@ -17,10 +17,10 @@ from typing import Any
 
 from envcheck.burn import BURN_SCHEMA
 from envcheck.burn.app import BurnReport, DeviceRun
-from envcheck.burn.verdicts import DeviceSummary, summarize
+from envcheck.burn.rules import DeviceSummary, summarize
 from envcheck.core.model import CheckResult, Status, counts, to_jsonable, worst
 from envcheck.core.report import GpuIdentity, HostIdentity, envelope
-from envcheck.probes.telemetry import Point
+from envcheck.probes.nvml.telemetry import Point
 
 UNIT = "TFLOP/s"
 
@@ -146,7 +146,7 @@ def value_at(points: Sequence[Point], t_s: float, interval_s: float) -> float | 
 
 def summary(report: BurnReport, statuses: list[Status]) -> dict[str, Any]:
     """The one line every format ends with, and its verdict word."""
-    from envcheck.burn.plan import duration_text
+    from envcheck.core.units import duration_text
 
     loaded = [r.load_s for r in report.runs if r.load_s is not None]
     ran = duration_text(round(max(loaded), 1)) if loaded else "0 s"

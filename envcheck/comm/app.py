@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 from envcheck.comm import ops
 from envcheck.comm.plan import ALL_OPS, P2P, Plan
 from envcheck.comm.world import World, WorldError, detect
+from envcheck.core.errors import CommandError
 from envcheck.core.exit import ExitCode
-from envcheck.units import human, parse_size
+from envcheck.core.units import human, parse_size
 
 if TYPE_CHECKING:
     from envcheck.spec import LabSpec
@@ -39,12 +40,8 @@ SLOW_PAIR_SHARE = 0.5
 MAX_RANKS = 4096
 
 
-class CommError(Exception):
-    """A request or machine that cannot be run: one line, and the exit code (2 bad input, 1 otherwise)."""
-
-    def __init__(self, message: str, exit_code: ExitCode) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+#: A request or machine that cannot be run (one line and its exit code): the one command error.
+CommError = CommandError
 
 
 @dataclass(frozen=True)

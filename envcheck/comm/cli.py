@@ -1,6 +1,6 @@
 """``envcheck comm``: the click command. It parses options into a request, runs this node's ranks (or
 this process as one rank of a torchrun/srun world), and delivers rank 0's report through
-envcheck.output (redacted once, rendered by format, written atomically).
+envcheck.cli.terminal (redacted once, rendered by format, written atomically).
 
 Importing this module must stay cheap (``envcheck --help`` imports it): torch is never imported here,
 and the rest inside the command.
@@ -12,7 +12,8 @@ from typing import Any
 
 import click
 
-from envcheck.output import fail, format_options
+from envcheck.cli.options import format_options
+from envcheck.cli.terminal import fail
 
 
 @click.command()
@@ -79,8 +80,8 @@ def comm(
     import os
     import sys
 
+    from envcheck.cli.options import resolve_formats
     from envcheck.comm.app import CommError, CommRequest, joined_world, run_as_rank, run_comm
-    from envcheck.output import resolve_formats
 
     stdout_format, file_format = resolve_formats(fmt, as_json, output)
     try:
@@ -113,8 +114,8 @@ def comm(
 def _deliver(report: Any, stdout_format: str, file_format: str | None, output: str | None) -> int:
     import sys
 
+    from envcheck.cli.terminal import deliver
     from envcheck.comm.report import comm_document
-    from envcheck.output import deliver
 
     document = comm_document(report)
     override = deliver(document, stdout_format=stdout_format, file_format=file_format, output=output, verbose=False)

@@ -97,7 +97,7 @@ class Step:
     dst: int | None = None
 
     def words(self) -> str:
-        from envcheck.units import human
+        from envcheck.core.units import human
 
         if self.op == P2P:
             return f"send/recv rank {self.src} → rank {self.dst} ({human(self.size)})"

@@ -1,5 +1,5 @@
 """``envcheck fleet``: the click command. It reads the sources, merges them and delivers the
-envcheck.fleet/1 document through envcheck.output (redacted once, rendered by format, written atomically).
+envcheck.fleet/1 document through envcheck.cli.terminal (redacted once, rendered by format, written atomically).
 
 Importing this module must stay cheap (``envcheck --help`` imports it): the rest is imported inside the
 command.
@@ -11,7 +11,7 @@ import math
 
 import click
 
-from envcheck.output import format_options
+from envcheck.cli.options import format_options
 
 #: Skipped sources named on stderr before the rest are only counted (every one is in the report).
 SHOWN_SKIPS = 20
@@ -56,12 +56,13 @@ def fleet(sources: tuple[str, ...], threshold: float, fmt: str | None, as_json: 
     import sys
     import time
 
+    from envcheck.cli.options import resolve_formats
+    from envcheck.cli.terminal import deliver, error
     from envcheck.core.exit import ExitCode
     from envcheck.core.report import utc_now
     from envcheck.fleet.app import merge_sources
     from envcheck.fleet.read import STDIN, Skipped
     from envcheck.fleet.report import fleet_document
-    from envcheck.output import deliver, error, resolve_formats
 
     started = time.monotonic()
     generated_at = utc_now()

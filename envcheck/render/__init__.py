@@ -63,7 +63,7 @@ def make_console(file: IO[str] | None = None, *, for_file: bool = False) -> Cons
 
     class ReportConsole(Console):
         def on_broken_pipe(self) -> None:
-            # rich would exit 1 ("a check failed"); let envcheck.output map it to SIGPIPE's 141.
+            # rich would exit 1 ("a check failed"); let envcheck.cli.terminal map it to SIGPIPE's 141.
             self.quiet = True
             raise BrokenPipeError
 

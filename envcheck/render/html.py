@@ -197,7 +197,7 @@ def seconds_text(value: Any) -> str:
 
 
 def size_text(value: Any) -> str:
-    from envcheck.units import human
+    from envcheck.core.units import human
 
     x = finite(value)
     return "-" if x is None or x < 0 else human(int(x))
@@ -609,7 +609,7 @@ def comm_header(doc: dict[str, Any]) -> tuple[str, str]:
 
 
 def comm_world(doc: dict[str, Any]) -> str:
-    from envcheck.render.comm_text import where
+    from envcheck.comm.render import where
 
     world = dct(doc.get("world"))
     ranks = items(world.get("ranks"))
@@ -635,7 +635,7 @@ def comm_world(doc: dict[str, Any]) -> str:
 
 def comm_chart(doc: dict[str, Any]) -> str:
     """busbw against message size, one line per op, on a log-2 size axis (sizes double)."""
-    from envcheck.units import human
+    from envcheck.core.units import human
 
     by_op: dict[str, list[tuple[float, float | None]]] = {}
     for r in items(doc.get("results")):
@@ -666,7 +666,7 @@ def comm_chart(doc: dict[str, Any]) -> str:
 
 
 def comm_results(doc: dict[str, Any]) -> str:
-    from envcheck.render.comm_text import gb, seconds
+    from envcheck.comm.render import gb, seconds
 
     rows = []
     for r in items(doc.get("results")):
@@ -692,7 +692,7 @@ def comm_results(doc: dict[str, Any]) -> str:
 
 
 def comm_reference(doc: dict[str, Any]) -> str:
-    from envcheck.render.comm_text import reference_lines
+    from envcheck.comm.render import reference_lines
 
     lines = reference_lines(doc.get("reference"))
     if not lines:
@@ -706,7 +706,7 @@ def comm_reference(doc: dict[str, Any]) -> str:
 
 def comm_p2p(doc: dict[str, Any]) -> str:
     """Every rank pair's send/recv bandwidth as a heatmap (and the numbers as a table); slow links flagged."""
-    from envcheck.render.comm_text import gb
+    from envcheck.comm.render import gb
 
     p2p = dct(doc.get("p2p"))
     ranks = lst(p2p.get("ranks"))
@@ -786,7 +786,7 @@ def burn_header(doc: dict[str, Any]) -> tuple[str, str]:
 
 
 def burn_problems(doc: dict[str, Any]) -> str:
-    from envcheck.render.burn_text import PROBLEM
+    from envcheck.burn.render import PROBLEM
 
     problems = [v for v in items(doc.get("verdicts")) if v.get("status") in PROBLEM]
     lead = ""
@@ -799,7 +799,7 @@ def burn_problems(doc: dict[str, Any]) -> str:
 
 
 def burn_devices(doc: dict[str, Any]) -> str:
-    from envcheck.render.burn_text import COLUMNS, rows
+    from envcheck.burn.render import COLUMNS, rows
 
     devices = items(doc.get("devices"))
     if not devices:
@@ -821,7 +821,7 @@ def burn_devices(doc: dict[str, Any]) -> str:
 def burn_charts(doc: dict[str, Any]) -> str:
     """One chart per telemetry field the timeline holds (a CPU burn has throughput and host load only),
     one line per device, time on the x axis."""
-    from envcheck.render.burn_text import TELEMETRY, clock
+    from envcheck.burn.render import TELEMETRY, clock
 
     timeline = items(doc.get("timeline"))
     times = [t for t in (finite(row.get("t_s")) for row in timeline) if t is not None]
@@ -930,7 +930,7 @@ def fleet_nodes(doc: dict[str, Any]) -> str:
 
 
 def fleet_drift(doc: dict[str, Any]) -> str:
-    from envcheck.render.fleet_text import hosts_shown, names, value_text
+    from envcheck.fleet.render import hosts_shown, names, value_text
 
     rows = []
     for d in items(doc.get("drift")):
@@ -1025,7 +1025,7 @@ def fleet_slow_cpus(doc: dict[str, Any]) -> str:
 
 
 def fleet_duplicates(doc: dict[str, Any]) -> str:
-    from envcheck.render.fleet_text import names
+    from envcheck.fleet.render import names
 
     duplicates = dct(doc.get("duplicates"))
     lines = [

@@ -36,15 +36,15 @@ def code(value: Any) -> str:
 @renderer("markdown", "Markdown to paste into an issue: a table per area, the fixes, versions", suffixes=(".md",))
 def render_markdown(document: dict[str, Any], console: Console, options: RenderOptions) -> None:
     if document.get("schema") == COMM_SCHEMA:
-        from envcheck.render.comm_text import comm_markdown
+        from envcheck.comm.render import comm_markdown
 
         lines = comm_markdown(document)
     elif document.get("schema") == BURN_SCHEMA:
-        from envcheck.render.burn_text import burn_markdown
+        from envcheck.burn.render import burn_markdown
 
         lines = burn_markdown(document)
     elif document.get("schema") == FLEET_SCHEMA:
-        from envcheck.render.fleet_text import fleet_markdown
+        from envcheck.fleet.render import fleet_markdown
 
         lines = fleet_markdown(document)
     else:

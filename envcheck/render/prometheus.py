@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 GPU_LABELS = ("gpu", "UUID", "pci_bus_id", "modelName", "Hostname")
 STATUSES = tuple(s.value for s in Status)
 
-#: nvml.h ``nvmlClocksEventReason*`` bits by the names envcheck uses everywhere (envcheck.probes.telemetry).
+#: nvml.h ``nvmlClocksEventReason*`` bits by the names envcheck uses everywhere (envcheck.probes.nvml.telemetry).
 #: Every reason is written for every GPU that reports the mask, 0 or 1, for the reason given above.
 THROTTLE_REASONS = {
     "gpu_idle": 0x1,

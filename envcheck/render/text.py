@@ -1,5 +1,5 @@
 """``--format text``: the human report. One line per check, grouped by area, fixes under problems, one
-summary line; for the bench, its table (envcheck.bench.render lays it out).
+summary line; for the bench, its table (envcheck.bench.progress lays it out).
 
 It reads the structured, already-redacted document, never live objects. On a terminal lines wrap at
 word boundaries with a hanging indent; in pipes and logs lines are never wrapped, colour is dropped and
@@ -42,22 +42,22 @@ VERDICT_STYLE = {
 @renderer("text", "the human report (colour and ✓ marks on a terminal, ASCII words in pipes)", suffixes=(".txt",))
 def render_text(document: dict[str, Any], console: Console, options: RenderOptions) -> None:
     if document.get("schema") == BENCH_SCHEMA:
-        from envcheck.render.bench_text import render_text as render_bench
+        from envcheck.bench.render import render_text as render_bench
 
         render_bench(document, console, options)
         return
     if document.get("schema") == COMM_SCHEMA:
-        from envcheck.render.comm_text import render_text as render_comm
+        from envcheck.comm.render import render_text as render_comm
 
         render_comm(document, console, options)
         return
     if document.get("schema") == BURN_SCHEMA:
-        from envcheck.render.burn_text import render_text as render_burn
+        from envcheck.burn.render import render_text as render_burn
 
         render_burn(document, console, options)
         return
     if document.get("schema") == FLEET_SCHEMA:
-        from envcheck.render.fleet_text import render_text as render_fleet
+        from envcheck.fleet.render import render_text as render_fleet
 
         render_fleet(document, console, options)
         return

@@ -25,7 +25,7 @@ from packaging.version import InvalidVersion, Version
 
 from envcheck.core import files
 from envcheck.core.files import path_shown, shown
-from envcheck.units import parse_rate, parse_size
+from envcheck.core.units import parse_rate, parse_size
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -358,7 +358,7 @@ def _parse_burn(body: dict[str, Any], where: str) -> BurnSpec:
     """``min_duration = "10m"``, ``allow_throttle = false``, and ``min_sustained = { min = 600, unit =
     "TFLOP/s" }`` for any dtype or ``min_sustained = { bf16 = { min = 600, unit = "TFLOP/s" }, ... }`` per
     dtype."""
-    from envcheck.burn.plan import parse_duration
+    from envcheck.core.units import parse_duration
 
     duration, throttle, sustained = None, None, {}
     for key, value in body.items():

@@ -36,32 +36,6 @@ def bench_figures(document: dict[str, Any]) -> list[BenchFigure]:
     return list(per_id.values())
 
 
-class BenchRunFailed(RuntimeError):
-    """The bench run behind a snapshot did not produce figures (no torch, bad device...)."""
-
-
-def run_bench_for_snapshot(device: str, *, only: str | None = None, quick: bool = False) -> dict[str, Any]:
-    """Run the bench (by default the whole default suite) on ``device`` in-process, through the same
-    ``run_bench`` the CLI calls; its envcheck.bench/1 document. Ctrl-C ends the snapshot (exit 130): half
-    a suite is no reference for other machines."""
-    from envcheck.bench.app import BenchRequest, run_bench
-    from envcheck.bench.registry import BenchError
-    from envcheck.bench.report import bench_document
-
-    try:
-        report = run_bench(BenchRequest.parse(device=device, only=only, quick=quick))
-    except BenchError as exc:
-        raise BenchRunFailed(str(exc)) from None
-    if report.interrupted:
-        raise KeyboardInterrupt
-    if report.exit_code:
-        raise BenchRunFailed(
-            "the bench found problems on this machine (wrong results or failed preflight checks); "
-            "a machine that fails its own bench is not a reference — run `envcheck bench` to see them"
-        )
-    return bench_document(report)
-
-
 @dataclass(frozen=True)
 class BenchVerdict:
     id: str

@@ -72,7 +72,7 @@ def judge_burn(
 
 
 def _duration(minimum: float, interrupted: bool, load_s: Mapping[str, float | None]) -> BurnVerdict:
-    from envcheck.burn.plan import duration_text
+    from envcheck.core.units import duration_text
 
     loaded = [v for v in load_s.values() if v is not None]
     shortest = min(loaded) if len(loaded) == len(load_s) and loaded else None

@@ -14,16 +14,16 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from envcheck.checks.host import usable_cores, usable_ram
 from envcheck.core.model import Verdict, available, fail, ok
 from envcheck.core.probing import Context
 from envcheck.core.registry import CheckSpec
+from envcheck.core.units import docker_size, human, kubernetes_quantity
+from envcheck.doctor.checks.host import usable_cores, usable_ram
 from envcheck.probes import host as _host_probe  # noqa: F401 - registers "host" and "disk"
-from envcheck.probes import nvml as _nvml_probe  # noqa: F401 - registers "nvml"
 from envcheck.probes import packages as _packages_probe  # noqa: F401 - registers "packages"
-from envcheck.probes.nvml import GpuInfo, NvmlState
+from envcheck.probes.nvml import inventory as _nvml_probe  # noqa: F401 - registers "nvml"
+from envcheck.probes.nvml.inventory import GpuInfo, NvmlState
 from envcheck.spec import LabSpec
-from envcheck.units import docker_size, human, kubernetes_quantity
 
 SPEC_FIX = "(Lab spec: {path}; change the spec instead if the lab's standard has moved.)"
 

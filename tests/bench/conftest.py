@@ -11,11 +11,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 from envcheck.bench.app import BenchReport, BenchRequest, Comparison
-from envcheck.bench.devices import Request
-from envcheck.bench.registry import DeviceInfo
-from envcheck.bench.runner import BenchResult
+from envcheck.bench.case import BenchResult
+from envcheck.bench.model import DeviceInfo
 from envcheck.core.model import CheckResult
 from envcheck.core.report import utc_now
+from envcheck.devices.resolve import Request
 
 
 class FakeClock:
@@ -107,7 +107,7 @@ def make_report(
 
 
 class FakeCuda:
-    """torch.cuda as the bench reads it (the lowest boundary below envcheck.bench.devices): the GPUs a
+    """torch.cuda as the bench reads it (the lowest boundary below envcheck.devices.resolve): the GPUs a
     CUDA build of torch would list, with their properties and free memory."""
 
     def __init__(self, gpus: list[dict[str, Any]]) -> None:

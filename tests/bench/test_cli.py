@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from envcheck.bench import runner
+from envcheck.bench import case as runner
 from envcheck.bench.harness import Budget
 
 WORKER_FAULTS = Path(__file__).resolve().parent / "worker_faults"

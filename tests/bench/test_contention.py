@@ -12,10 +12,11 @@ from collections import namedtuple
 
 import pytest
 
-from envcheck.bench import contention, execute, runner
+from envcheck.bench import case as runner
+from envcheck.bench import contention, execute
 from envcheck.bench.contention import Contention, Cpus
 from envcheck.bench.harness import Budget
-from envcheck.bench.registry import BENCHMARKS, DeviceInfo, Options
+from envcheck.bench.model import BENCHMARKS, DeviceInfo, Options
 from envcheck.core.model import Status
 
 CpuTimes = namedtuple("CpuTimes", "user nice system idle iowait irq softirq steal guest guest_nice")

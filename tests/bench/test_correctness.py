@@ -7,9 +7,11 @@ import math
 import pytest
 import torch
 
-from envcheck.bench import attention, common, conv, matmul, memory, runner, train
+from envcheck.bench import case as runner
+from envcheck.bench import common
+from envcheck.bench.benchmarks import attention, conv, matmul, memory, train
 from envcheck.bench.harness import Budget
-from envcheck.bench.registry import BENCHMARKS, Options, Plan
+from envcheck.bench.model import BENCHMARKS, Options, Plan
 from envcheck.core.model import Status
 
 TINY = Budget(measure_s=0.01, warmup_s=0.0, min_samples=2, min_warmup=1)
@@ -145,7 +147,7 @@ def test_gpu_only_dtypes_skip_with_a_reason_on_cpu(cpu):
 
 
 def test_fp8_needs_compute_capability_8_9():
-    from envcheck.bench.registry import DeviceInfo
+    from envcheck.bench.model import DeviceInfo
 
     a100 = DeviceInfo("cuda:0", "cuda", "NVIDIA A100-SXM4-80GB", 0, (8, 0), free_bytes=80 << 30)
     assert "8.9" in matmul.dtype_support(a100, "fp8")
@@ -155,7 +157,7 @@ def test_fp8_needs_compute_capability_8_9():
 
 
 def test_square_and_sweep_sizes_leave_half_the_free_memory_including_the_check():
-    from envcheck.bench.registry import DeviceInfo
+    from envcheck.bench.model import DeviceInfo
 
     def card(free_mib: int) -> DeviceInfo:
         return DeviceInfo("cuda:0", "cuda", "NVIDIA L4", 0, (8, 9), free_bytes=free_mib << 20)

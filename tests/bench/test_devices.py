@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from envcheck.bench import devices, matmul, memory
-from envcheck.bench.devices import DeviceError, Inventory, Request
-from envcheck.bench.registry import Options
+from envcheck.bench.benchmarks import matmul, memory
+from envcheck.bench.model import Options
 from envcheck.core.exit import ExitCode
+from envcheck.devices import resolve as devices
+from envcheck.devices.resolve import DeviceError, Inventory, Request
 from envcheck.probes import host
-from envcheck.probes.nvml import probe_nvml
+from envcheck.probes.nvml.inventory import probe_nvml
 from tests.bench.conftest import h100
 
 NO_GPU = Inventory((), "torch 2.13.0+cpu is a CPU-only build")

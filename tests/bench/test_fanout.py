@@ -18,11 +18,14 @@ from pathlib import Path
 import psutil
 import torch
 
-from envcheck.bench import devices, execute, fanout, plan, runner
+from envcheck.bench import case as runner
+from envcheck.bench import execute, plan
+from envcheck.bench import run as fanout
 from envcheck.bench.contention import Contention
 from envcheck.bench.harness import Budget, Measurement
-from envcheck.bench.registry import BENCHMARKS, BenchSpec, Check, DeviceInfo, Options, Plan, Unsupported
+from envcheck.bench.model import BENCHMARKS, BenchSpec, Check, DeviceInfo, Options, Plan, Unsupported
 from envcheck.core.model import Status
+from envcheck.devices import resolve as devices
 
 FAULTS = Path(__file__).resolve().parent / "worker_faults"
 TINY = {("cpu", True): Budget(measure_s=0.02, warmup_s=0.0, min_samples=3, min_warmup=1)}
@@ -181,7 +184,9 @@ def test_serial_runs_one_worker_after_another():
 
 PARENT = """
 import sys
-from envcheck.bench import fanout, plan, runner
+from envcheck.bench import case as runner
+from envcheck.bench import plan
+from envcheck.bench import run as fanout
 job = plan.Job.from_json(__import__("json").loads(sys.argv[1]))
 fanout.run([job], progress=runner.Progress(started=lambda *a: print("started", flush=True)))
 """

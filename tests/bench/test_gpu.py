@@ -31,8 +31,8 @@ def test_cuda_event_timer_times_the_kernel_not_the_launch():
 
 
 def test_describe_reads_memory_capability_l2_and_the_cards_nvml_identity():
-    from envcheck.bench import devices
-    from envcheck.probes.nvml import probe_nvml
+    from envcheck.devices import resolve as devices
+    from envcheck.probes.nvml.inventory import probe_nvml
 
     nvml = probe_nvml()
     info = devices.describe_gpu(0, nvml, os.environ)
@@ -63,10 +63,10 @@ def test_quick_pass_on_gpu0_is_verified_and_within_the_datasheet(invoke):
 
 
 def run_on_gpu0(bench_id: str):
-    from envcheck.bench import runner
-    from envcheck.bench.devices import describe_gpu
+    from envcheck.bench import case as runner
     from envcheck.bench.harness import Budget
-    from envcheck.bench.registry import BENCHMARKS, Options
+    from envcheck.bench.model import BENCHMARKS, Options
+    from envcheck.devices.resolve import describe_gpu
 
     BENCHMARKS.load()
     dev = describe_gpu(0, None, os.environ)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from envcheck.bench import common, execute, runner
+from envcheck.bench import case as runner
+from envcheck.bench import common, execute
 from envcheck.bench.harness import Budget
-from envcheck.bench.registry import BENCHMARKS, BenchSpec, Options, Plan
+from envcheck.bench.model import BENCHMARKS, BenchSpec, Options, Plan
 from envcheck.core.model import Status
 
 TINY = Budget(measure_s=0.01, warmup_s=0.0, min_samples=2, min_warmup=1)
@@ -87,7 +88,7 @@ def test_what_counts_as_out_of_memory(exc, oom):
 
 
 def test_an_operation_this_build_lacks_is_skipped_not_failed(cpu):
-    from envcheck.bench.registry import Unsupported
+    from envcheck.bench.model import Unsupported
 
     def lacking(scale: float):
         raise Unsupported("fp8 matmul (torch._scaled_mm) is not available here: not supported on sm_89")

@@ -12,12 +12,12 @@ import pytest
 
 from envcheck.bench import app
 from envcheck.bench.app import BenchRequest, run_bench
-from envcheck.bench.registry import DeviceInfo
+from envcheck.bench.model import DeviceInfo
 from envcheck.bench.report import bench_document
 from envcheck.core.exit import ExitCode
 from envcheck.core.model import Status
+from envcheck.doctor.runner import ProbeRunner
 from envcheck.probes.torch import TorchDevice
-from envcheck.runner import ProbeRunner
 from tests.bench.conftest import h100
 
 FAKE_CUDA_TORCH = Path(__file__).resolve().parent / "fake_cuda_torch"

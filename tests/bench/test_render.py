@@ -8,15 +8,15 @@ from dataclasses import replace
 
 from rich.console import Console
 
-from envcheck.bench import runner
+from envcheck.bench import case as runner
 from envcheck.bench.app import Comparison
 from envcheck.bench.compare import Delta
 from envcheck.bench.contention import Contention
 from envcheck.bench.harness import Measurement
-from envcheck.bench.registry import Check, DeviceInfo
+from envcheck.bench.model import Check, DeviceInfo
+from envcheck.bench.render import render_text
 from envcheck.bench.report import bench_document
 from envcheck.core.model import CheckResult, Fix, Status
-from envcheck.render.bench_text import render_text
 from tests.bench.conftest import make_report
 
 MODEL = "NVIDIA H100 80GB HBM3"
@@ -179,7 +179,7 @@ class Terminal(io.StringIO):
 
 
 def test_progress_in_a_pipe_is_plain_lines_each_starting_with_its_device():
-    from envcheck.bench.render import progress
+    from envcheck.bench.progress import progress
 
     stream = io.StringIO()
     callbacks, live = progress(stream)
@@ -197,7 +197,7 @@ def test_progress_in_a_pipe_is_plain_lines_each_starting_with_its_device():
 
 
 def test_progress_on_a_terminal_is_one_live_line_per_device():
-    from envcheck.bench.render import progress
+    from envcheck.bench.progress import progress
 
     callbacks, bar = progress(Terminal())
     with bar:

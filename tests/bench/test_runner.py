@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from envcheck.bench import execute, peaks, runner
+from envcheck.bench import case as runner
+from envcheck.bench import execute, peaks
 from envcheck.bench.app import Comparison
 from envcheck.bench.compare import Delta
 from envcheck.bench.harness import Measurement
-from envcheck.bench.registry import Check, DeviceInfo, Workload
+from envcheck.bench.model import Check, DeviceInfo, Workload
 from envcheck.core.exit import ExitCode
 from envcheck.core.model import CheckResult, Status
 from envcheck.spec.bench import BenchVerdict
@@ -155,7 +156,7 @@ def test_geforce_tensor_rates_are_the_fp32_accumulate_ones():
 
 
 def test_a_benchmark_whose_planning_raises_is_its_own_error_and_the_suite_goes_on():
-    from envcheck.bench.registry import BENCHMARKS, BenchSpec, Options
+    from envcheck.bench.model import BENCHMARKS, BenchSpec, Options
 
     BENCHMARKS.load()
 
@@ -172,7 +173,7 @@ def test_a_benchmark_whose_planning_raises_is_its_own_error_and_the_suite_goes_o
 
 
 def test_a_figure_that_cannot_be_computed_is_an_error_not_the_end_of_the_suite(monkeypatch):
-    from envcheck.bench.registry import BENCHMARKS, Options
+    from envcheck.bench.model import BENCHMARKS, Options
 
     BENCHMARKS.load()
 

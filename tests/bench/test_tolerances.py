@@ -10,10 +10,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from envcheck.bench import common, execute, runner
+from envcheck.bench import case as runner
+from envcheck.bench import common, execute
+from envcheck.bench.benchmarks.matmul import build_matmul
 from envcheck.bench.harness import Budget, CudaEventTimer, measure
-from envcheck.bench.matmul import build_matmul
-from envcheck.bench.registry import BenchSpec, DeviceInfo, Plan
+from envcheck.bench.model import BenchSpec, DeviceInfo, Plan
 from envcheck.core.model import Status
 
 TINY = Budget(measure_s=0.01, warmup_s=0.0, min_samples=2, min_warmup=1)

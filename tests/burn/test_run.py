@@ -13,15 +13,16 @@ from pathlib import Path
 import psutil
 import pytest
 
-from envcheck.bench import devices
-from envcheck.bench.registry import DeviceInfo
+from envcheck.bench.model import DeviceInfo
 from envcheck.burn import plan
 from envcheck.burn.app import BurnChild, BurnError, BurnRequest, report_for, run_burn
 from envcheck.burn.report import burn_document, value_at
 from envcheck.core.exit import ExitCode, exit_code_for
 from envcheck.core.model import Status
 from envcheck.core.report import utc_now
-from envcheck.probes.telemetry import Point, Sampler
+from envcheck.core.units import parse_duration
+from envcheck.devices import resolve as devices
+from envcheck.probes.nvml.telemetry import Point, Sampler
 from envcheck.render import make_console, render
 from tests import fakenvml
 
@@ -49,7 +50,7 @@ def verdict(doc: dict, device: str, rule: str) -> dict:
     ("text", "seconds"), [("10m", 600.0), ("90s", 90.0), ("1h", 3600.0), ("1.5h", 5400.0), ("45", 45.0), (5, 5.0)]
 )
 def test_durations_as_people_write_them(text, seconds):
-    assert plan.parse_duration(text) == seconds
+    assert parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize("text", ["0", "-5s", "nan", "inf", "1e400", "ten minutes", "", "5d"])

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from envcheck.burn.verdicts import RULES, Limits, Rule, Timeline, episodes, judge, summarize
+from envcheck.burn.rules import RULES, Limits, Rule, Timeline, episodes, judge, summarize
 from envcheck.core.model import NA, Status, Verdict
-from envcheck.probes.telemetry import Point, Sample, Sampler
+from envcheck.probes.nvml.telemetry import Point, Sample, Sampler
 from tests import fakenvml
 
 #: Fake seconds between the sampler's rounds over a scenario.

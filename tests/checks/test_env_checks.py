@@ -9,15 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from envcheck.checks import env as _env_checks  # noqa: F401 - registers the env checks
-from envcheck.checks.env import gpu_vars
 from envcheck.core.model import CheckResult, Status
-from envcheck.core.registry import CHECKS, ProbeSpec
-from envcheck.probes.nvml import GpuInfo, NvmlState
+from envcheck.core.redact import REDACTED
+from envcheck.core.registry import ProbeSpec
+from envcheck.doctor.areas import CHECKS
+from envcheck.doctor.checks import env as _env_checks  # noqa: F401 - registers the env checks
+from envcheck.doctor.checks.env import gpu_vars
+from envcheck.doctor.runner import ProbeContext as Context
+from envcheck.doctor.runner import ProbeRunner, run_check
+from envcheck.probes.nvml.inventory import GpuInfo, NvmlState
 from envcheck.probes.packages import PackagesState, TorchBuild, scan_library_path
-from envcheck.redact import REDACTED
-from envcheck.runner import ProbeContext as Context
-from envcheck.runner import ProbeRunner, run_check
 
 H100 = [GpuInfo(0, name="NVIDIA H100 80GB HBM3", uuid="GPU-1111aaaa-0000"),
         GpuInfo(1, name="NVIDIA H100 80GB HBM3", uuid="GPU-2222bbbb-0000")]  # fmt: skip

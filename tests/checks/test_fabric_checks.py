@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from envcheck.cli import main
-from envcheck.core.registry import select_checks
+from envcheck.doctor.areas import select_checks
 from tests import fakenvml
 from tests.test_doctor_nvml import ENVCHECK, NVML_SITE
 

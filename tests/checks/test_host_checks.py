@@ -8,9 +8,12 @@ from typing import Any
 
 import pytest
 
-from envcheck.checks import host as _host_checks  # noqa: F401 - registers the host checks
 from envcheck.core.model import CheckResult, Status
-from envcheck.core.registry import CHECKS, ProbeSpec
+from envcheck.core.registry import ProbeSpec
+from envcheck.doctor.areas import CHECKS
+from envcheck.doctor.checks import host as _host_checks  # noqa: F401 - registers the host checks
+from envcheck.doctor.runner import ProbeContext as Context
+from envcheck.doctor.runner import ProbeRunner, run_check
 from envcheck.probes.host import (
     ContainerInfo,
     CpuInfo,
@@ -21,8 +24,6 @@ from envcheck.probes.host import (
     PythonInfo,
     ShmInfo,
 )
-from envcheck.runner import ProbeContext as Context
-from envcheck.runner import ProbeRunner, run_check
 
 GiB, MiB = 1024**3, 1024**2
 

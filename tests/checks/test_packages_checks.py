@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from envcheck.checks import packages as _packages_checks  # noqa: F401 - registers the packages checks
-from envcheck.checks.packages import dependency_problems, expected_companion
 from envcheck.core.model import CheckResult, Status
-from envcheck.core.registry import CHECKS, ProbeSpec
-from envcheck.probes.nvml import probe_nvml
+from envcheck.core.registry import ProbeSpec
+from envcheck.doctor.areas import CHECKS
+from envcheck.doctor.checks import packages as _packages_checks  # noqa: F401 - registers the packages checks
+from envcheck.doctor.checks.packages import dependency_problems, expected_companion
+from envcheck.doctor.runner import ProbeContext as Context
+from envcheck.doctor.runner import ProbeRunner, run_check
+from envcheck.probes.nvml.inventory import probe_nvml
 from envcheck.probes.packages import probe_packages
-from envcheck.runner import ProbeContext as Context
-from envcheck.runner import ProbeRunner, run_check
 from tests.probes.test_packages_probe import make_dist
 
 

@@ -15,14 +15,15 @@ from typing import Any
 
 import pytest
 
-import envcheck.checks.torch as torch_checks
+import envcheck.doctor.checks.torch as torch_checks
 from envcheck.core.exit import ExitCode, exit_code_for
 from envcheck.core.model import CheckResult, Status
-from envcheck.core.registry import CHECKS, PROBES, ProbeSpec
+from envcheck.core.registry import PROBES, ProbeSpec
+from envcheck.doctor.areas import CHECKS
+from envcheck.doctor.runner import ProbeContext as Context
+from envcheck.doctor.runner import ProbeRunner, run_check, run_checks
 from envcheck.probes.toolkit import Nvcc, ToolkitInfo
 from envcheck.probes.torch import TorchDevice, TorchInfo, probe_torch
-from envcheck.runner import ProbeContext as Context
-from envcheck.runner import ProbeRunner, run_check, run_checks
 from tests import fakenvml
 from tests.cuda_torch import CUDA_TORCH_PYTHON, needs_cuda_torch
 from tests.probes.test_torch_probe import FAKE_TORCH

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from envcheck.checks.visible import device_order_note, parse_visible_devices
 from envcheck.core.model import Status
-from envcheck.probes.nvml import GpuInfo, probe_nvml
+from envcheck.probes.nvml.inventory import GpuInfo, probe_nvml
+from envcheck.probes.visible import device_order_note, parse_visible_devices
 
 
 def gpus_of(nvml, scenario: str) -> list[GpuInfo]:

@@ -62,7 +62,7 @@ def test_every_figure_names_its_source_and_every_model_a_known_link():
 
 
 def test_the_reports_show_each_peak_against_the_references():
-    from envcheck.render.comm_text import comm_markdown, reference_lines
+    from envcheck.comm.render import comm_markdown, reference_lines
 
     ref = references({"all_reduce": 456.0, "broadcast": 333.0}, ["NVIDIA H200"] * 8, hosts=1)
     assert reference_lines(ref) == [

@@ -393,7 +393,7 @@ def test_copy_of_a_document_is_not_changed_by_merging(real: dict[str, dict[str, 
 
 
 def test_drift_names_the_odd_ones_out_when_one_value_is_the_majority() -> None:
-    from envcheck.render.fleet_text import hosts_shown
+    from envcheck.fleet.render import hosts_shown
 
     assert hosts_shown([{"count": 9}, {"count": 1}]) == [False, True]
     assert hosts_shown([{"count": 3}, {"count": 2}, {"count": 1}]) == [True, True, True]

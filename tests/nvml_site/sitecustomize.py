@@ -16,9 +16,9 @@ if _scenario:
     fakenvml.activate(None if _scenario == "no_library" else fakenvml.SCENARIOS[_scenario]())
 
 if os.environ.get("ENVCHECK_FAKE_CRASH") == "1":
-    import envcheck.health
+    import envcheck.doctor.health
 
     def _crash(*args, **kwargs):
         raise RuntimeError("simulated crash inside envcheck")
 
-    envcheck.health.run_checks = _crash
+    envcheck.doctor.health.run_checks = _crash

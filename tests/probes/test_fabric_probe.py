@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from envcheck.core.model import NA
-from envcheck.probes.fabric import INTERVAL_ENV, NVLINK_MAX_LINKS, bus_key, interval, probe_fabric
-from envcheck.probes.nvml import NOT_SUPPORTED, OLDER_DRIVER
+from envcheck.probes.nvml.fabric import INTERVAL_ENV, NVLINK_MAX_LINKS, bus_key, interval, probe_fabric
+from envcheck.probes.nvml.inventory import NOT_SUPPORTED, OLDER_DRIVER
 from tests import fakenvml
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from envcheck.core.model import NA
-from envcheck.probes.nvml import probe_nvml
+from envcheck.probes.nvml.inventory import probe_nvml
 from tests import fakenvml
 
 

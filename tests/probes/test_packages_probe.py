@@ -142,7 +142,7 @@ def test_probing_packages_never_imports_torch():
 
 def test_a_few_hundred_interlinked_distributions_check_clean(tmp_path):
     # How fast this is lives in benchmarks/packages_probe.py; timing is not asserted in tests.
-    from envcheck.checks.packages import dependency_problems
+    from envcheck.doctor.checks.packages import dependency_problems
 
     for i in range(300):
         requires = (f"pkg{(i + 1) % 300}>=1.0", f"pkg{(i + 7) % 300}; python_version >= '3'",

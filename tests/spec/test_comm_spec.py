@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from envcheck.core.units import parse_rate
 from envcheck.spec import CommMinimum, SpecError, parse_spec_text
 from envcheck.spec.comm import judge_comm
-from envcheck.units import parse_rate
 
 
 @pytest.mark.parametrize(

@@ -15,14 +15,14 @@ from click.testing import CliRunner
 from envcheck.cli import main
 from envcheck.core.model import CheckResult
 from envcheck.core.registry import ProbeSpec
+from envcheck.core.units import docker_size, human, kubernetes_quantity, parse_size
+from envcheck.doctor.runner import ProbeContext, ProbeRunner, run_check
 from envcheck.probes.host import ContainerInfo, CpuInfo, DiskSpace, HostInfo, MemoryInfo, ShmInfo
-from envcheck.probes.nvml import NvmlState
+from envcheck.probes.nvml.inventory import NvmlState
 from envcheck.probes.packages import PackagesState
-from envcheck.runner import ProbeContext, ProbeRunner, run_check
 from envcheck.spec import parse_spec_text
 from envcheck.spec.checks import spec_checks
 from envcheck.spec.snapshot import Machine, render_snapshot
-from envcheck.units import docker_size, human, kubernetes_quantity, parse_size
 from tests.checks.test_host_checks import healthy, judge
 
 GiB, MiB = 1024**3, 1024**2

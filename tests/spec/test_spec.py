@@ -240,13 +240,11 @@ def test_snapshot_with_bench_figures_round_trips_and_bench_spec_passes_on_itself
     """A real (quick, one-benchmark) CPU bench behind `snapshot --with-bench`, then `bench --spec` on the
     same machine. The fraction is 0.01: on a shared 2-core CI machine two short CPU runs a moment apart
     were seen to differ by 8x, and this test is about the pipeline, not about the machine's speed."""
-    import envcheck.spec.bench as spec_bench
+    import envcheck.spec.cli as spec_cli
 
     nvml("no_library")
-    real = spec_bench.run_bench_for_snapshot
-    monkeypatch.setattr(
-        spec_bench, "run_bench_for_snapshot", lambda device: real(device, only="matmul.fp32", quick=True)
-    )
+    real = spec_cli.run_bench_for_snapshot
+    monkeypatch.setattr(spec_cli, "run_bench_for_snapshot", lambda device: real(device, only="matmul.fp32", quick=True))
     path = snapshot(tmp_path, "--with-bench", "--device", "cpu", "--fraction", "0.01")
     spec = load_spec(path)
     assert spec.bench_fraction == 0.01

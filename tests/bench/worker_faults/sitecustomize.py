@@ -69,7 +69,7 @@ def _install():
     (sys.argv is not set yet while site runs)."""
     import json
 
-    from envcheck.bench import runner
+    from envcheck.bench import case as runner
 
     real = runner.run_plan
     state = {"first": True}

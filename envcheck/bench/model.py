@@ -1,0 +1,220 @@
+"""The benchmark registry and the shapes every benchmark speaks in.
+
+A benchmark (``matmul.bf16``, ``memory.d2d``) is registered where it is defined, with a function that
+turns a device and the run's options into :class:`Plan` s. A plan is a case before any memory is
+allocated; its ``build(scale)`` allocates and returns a :class:`Workload`: the step to time, the work
+one step does (FLOPs, bytes or images), and how to check the step's answer against a reference. The
+runner alone decides how to time, retry smaller after an out-of-memory error, and report.
+
+Nothing here imports torch, so ``envcheck bench --list`` and ``envcheck --help`` stay cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from envcheck.core.errors import CommandError
+from envcheck.core.registry import Registry, UnknownSelection
+
+#: The dtypes ``--dtype`` accepts, in display order.
+DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8")
+
+#: What one step's work is counted in, and how the figure is shown on each kind of device.
+WORK_UNITS = {"flop", "byte", "image"}
+
+
+#: The bench cannot run as asked (one line and its exit code): the one command error of every command.
+BenchError = CommandError
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What a benchmark needs to know to size and skip its cases; plain data, resolved once per device
+    (envcheck.devices.resolve) and passed down as this object, never re-read from its ``name``.
+
+    ``free_bytes`` is what this process may still allocate there: free GPU memory, or on the CPU the
+    available RAM capped by the cgroup's memory limit (a container's limit is where the OOM killer
+    strikes, not the host's RAM). ``uuid`` and ``pci_bus_id`` are NVML's, so that a figure can be tied to
+    the physical card whatever ``CUDA_VISIBLE_DEVICES`` renumbered; None where NVML cannot say."""
+
+    name: str  # "cpu", "cuda:0": the torch device string, made from ``index`` once
+    kind: str  # "cpu" or "cuda"
+    model: str  # "NVIDIA H100 80GB HBM3", or the CPU model
+    index: int | None = None
+    capability: tuple[int, int] | None = None
+    total_bytes: int | None = None
+    free_bytes: int | None = None
+    l2_bytes: int | None = None
+    multiprocessors: int | None = None
+    threads: int | None = None
+    uuid: str | None = None
+    pci_bus_id: str | None = None
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.kind == "cuda"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "model": self.model,
+            "index": self.index,
+            "capability": ".".join(map(str, self.capability)) if self.capability else None,
+            "total_bytes": self.total_bytes,
+            "free_bytes": self.free_bytes,
+            "l2_bytes": self.l2_bytes,
+            "multiprocessors": self.multiprocessors,
+            "threads": self.threads,
+            "uuid": self.uuid,
+            "pci_bus_id": self.pci_bus_id,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DeviceInfo:
+        """Back from :meth:`to_json`: a device travels to its bench worker, described, and back this way."""
+        capability = data.get("capability")
+        major, _, minor = (capability or "").partition(".")
+        fields = {k: data.get(k) for k in ("index", "total_bytes", "free_bytes", "l2_bytes", "multiprocessors")}
+        return cls(
+            data["name"],
+            data["kind"],
+            data["model"],
+            capability=(int(major), int(minor)) if capability else None,
+            threads=data.get("threads"),
+            uuid=data.get("uuid"),
+            pci_bus_id=data.get("pci_bus_id"),
+            **fields,
+        )
+
+
+@dataclass(frozen=True)
+class Options:
+    """The run's options as benchmarks see them."""
+
+    quick: bool = False
+    dtypes: frozenset[str] | None = None  # None: each benchmark's defaults
+
+    def wants(self, dtype: str, *, default: bool = True) -> bool:
+        """Whether a case in ``dtype`` runs: named by ``--dtype``, or part of the default set."""
+        return dtype in self.dtypes if self.dtypes is not None else default
+
+
+@dataclass(frozen=True)
+class Check:
+    """The verdict of a correctness check: the error found, the tolerance it was held to, and against what."""
+
+    passed: bool
+    error: float
+    tolerance: float
+    reference: str
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        err = self.error if self.error == self.error and abs(self.error) != float("inf") else str(self.error)
+        return {
+            "passed": self.passed,
+            "error": err,
+            "tolerance": self.tolerance,
+            "reference": self.reference,
+            "detail": self.detail,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Check:
+        """Back from :meth:`to_json` (a non-finite error travels as its name: ``"nan"``, ``"inf"``)."""
+        return cls(data["passed"], float(data["error"]), data["tolerance"], data["reference"], data.get("detail", ""))
+
+
+@dataclass
+class Workload:
+    """One allocated case: what to time, how much work a step does, and how to check its answer.
+
+    ``verify`` runs after timing and inspects what the timed step itself produced (the output buffer
+    the kernel wrote), so a wrong kernel cannot pass by being checked through another code path.
+    """
+
+    case: str
+    params: dict[str, Any]
+    step: Callable[[], Any]
+    verify: Callable[[], Check]
+    work_per_step: float
+    work_unit: str  # one of WORK_UNITS
+    peak_key: str | None  # "bf16", "tf32", ..., "memory"; None when no datasheet peak applies
+    images_per_step: int | None = None
+    notes: dict[str, Any] = field(default_factory=dict)  # found while running (e.g. the SDPA backend)
+
+    def __post_init__(self) -> None:
+        if self.work_unit not in WORK_UNITS:
+            raise ValueError(f"unknown work unit {self.work_unit!r}")
+
+
+class Unsupported(Exception):
+    """Raised by ``build`` when this torch build or card turns out not to offer the operation at all
+    (found only by trying it); the case is reported as skipped with the reason, not as a failure."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A case before allocation. ``build(scale)`` allocates at ``scale`` (1.0, then smaller after OOM).
+
+    A plan with ``skip`` set is reported as skipped with that reason (fp8 on a card without fp8).
+    ``label`` is stable across runs and devices: it is what tables and ``--compare`` line up on.
+    """
+
+    label: str
+    dtype: str | None
+    build: Callable[[float], Workload] | None = None
+    skip: str | None = None
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """A registered benchmark. ``best_of``: measure every plan, report only the fastest (a shape sweep)."""
+
+    id: str
+    title: str
+    measures: str
+    plans: Callable[[DeviceInfo, Options], list[Plan]]
+    best_of: bool = False
+
+    @property
+    def family(self) -> str:
+        return self.id.split(".", 1)[0]
+
+
+#: Benchmark families in the order the suite runs and reports them.
+FAMILIES = {
+    "matmul": "Matrix multiply",
+    "conv": "Convolution",
+    "attention": "Attention",
+    "train": "Training step",
+    "memory": "Memory bandwidth",
+}
+
+BENCHMARKS: Registry[BenchSpec] = Registry(
+    "benchmark", FAMILIES, group_word="families", package="envcheck.bench.benchmarks"
+)
+
+
+def benchmark(
+    bench_id: str, title: str, *, best_of: bool = False
+) -> Callable[[Callable[[DeviceInfo, Options], list[Plan]]], Callable[[DeviceInfo, Options], list[Plan]]]:
+    """Register a plan function under a stable dotted id; its docstring's first line is what ``--list`` shows."""
+
+    def register(fn: Callable[[DeviceInfo, Options], list[Plan]]) -> Callable[[DeviceInfo, Options], list[Plan]]:
+        measures = (fn.__doc__ or title).strip().splitlines()[0]
+        BENCHMARKS.add(BenchSpec(bench_id, title, measures, fn, best_of))
+        return fn
+
+    return register
+
+
+def select(names: list[str] | tuple[str, ...]) -> list[BenchSpec]:
+    """Resolve ``--only`` (ids or family names) to benchmarks, in suite order."""
+    try:
+        return BENCHMARKS.select(names)
+    except UnknownSelection as exc:
+        raise UnknownSelection(f"{exc}; see `envcheck bench --list`") from None

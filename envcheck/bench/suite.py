@@ -1,3 +1,0 @@
-"""Importing this module registers every benchmark, in suite order (the registry loads it by name)."""
-
-from envcheck.bench import attention, conv, matmul, memory, train  # noqa: F401

@@ -1,0 +1,193 @@
+"""``--format text`` and ``--format markdown`` for an envcheck.burn/1 document (envcheck.render.text and
+envcheck.render.markdown hand burn documents here).
+
+Problems first, each with its fix, because a person reading a failed burn wants "GPU 2: HW thermal slowdown
+from 7:00..." and what to do before any table; then one row per device with its steady state (the medians
+over the run's last minute); the lab spec's verdicts; one summary line. Everything that came from the machine
+is escaped, so a ``[`` in it is never rich markup.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.markup import escape
+
+from envcheck.core.units import clock
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from envcheck.render import RenderOptions
+
+PROBLEM = ("warn", "fail", "crash")
+STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "crash": "bold magenta", "skip": "dim"}
+COLUMNS = ("device", "model", "dtype", "TFLOP/s", "SM MHz", "power W", "temp °C (peak)", "mismatches", "status")
+
+
+#: The timeline's fields that the HTML report charts and the Markdown report tabulates, in order:
+#: (field, title, unit; None: the document's throughput unit). A CPU burn has only ``value`` and the host's.
+TELEMETRY = (
+    ("value", "Throughput", None),
+    ("temperature_c", "GPU temperature", "°C"),
+    ("sm_clock_mhz", "SM clock", "MHz"),
+    ("power_w", "Power draw", "W"),
+    ("memory_temperature_c", "Memory temperature", "°C"),
+    ("utilization_gpu_pct", "GPU utilisation", "%"),
+    ("cpu_pct", "Host CPU load", "%"),
+    ("cpu_temperature_c", "CPU temperature", "°C"),
+)
+
+#: The Markdown report's telemetry table shows this many sampling rounds at most, evenly spread over the run
+#: (a 10-minute burn of 8 GPUs has about a thousand rows; the JSON and the HTML charts have every one).
+TELEMETRY_ROUNDS = 12
+
+
+def figure(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}" if value >= 10 else f"{value:.3g}"
+
+
+def rows(doc: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One row per device, as plain strings (both formats use them)."""
+    out = []
+    for d in doc.get("devices") or []:
+        steady = d.get("steady") or {}
+        temp = steady.get("temperature_c")
+        peak = steady.get("temperature_peak_c")
+        temperature = "-" if temp is None else f"{temp:.0f} ({peak:.0f})" if peak is not None else f"{temp:.0f}"
+        power = figure(steady.get("power_w"))
+        if steady.get("power_limit_w") is not None and steady.get("power_w") is not None:
+            power += f" / {steady['power_limit_w']:.0f}"
+        out.append(
+            (
+                str(d.get("name")),
+                str(d.get("model")),
+                str(d.get("dtype")),
+                figure(steady.get("throughput"), 1),
+                figure(steady.get("sm_clock_mhz")),
+                power,
+                temperature,
+                f"{d.get('mismatches', 0)} of {d.get('checked', 0)}",
+                str(d.get("status")),
+            )
+        )
+    return out
+
+
+def headline(doc: dict[str, Any]) -> str:
+    options = doc.get("options") or {}
+    devices = doc.get("devices") or []
+    return (
+        f"envcheck burn: {len(devices)} device(s), {options.get('duration_s', 0):g} s asked, "
+        f"sampled every {doc.get('interval_s', 1):g} s"
+    )
+
+
+def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | None = None) -> None:
+    from rich.table import Table
+
+    soft = not console.is_terminal
+    console.print(f"[bold]{escape(headline(doc))}[/]", soft_wrap=soft)
+    for v in doc.get("verdicts") or []:
+        if v["status"] not in PROBLEM:
+            continue
+        console.print(
+            f"[{STYLE[v['status']]}]{v['status'].upper()}[/] {escape(v['title'])}: {escape(v['summary'])}  "
+            f"[dim]{escape(v['id'])}[/]",
+            soft_wrap=soft,
+        )
+        fix = v.get("fix") or {}
+        if fix.get("text"):
+            console.print(f"      [cyan]fix:[/] {escape(fix['text'])}", soft_wrap=soft)
+        if fix.get("command"):
+            console.print(f"      [cyan]run:[/] {escape(fix['command'])}", soft_wrap=soft)
+    table = Table(title="steady state (medians over the last minute)", title_justify="left")
+    for name in COLUMNS:
+        table.add_column(name, justify="left" if name in ("device", "model", "dtype", "status") else "right")
+    for row in rows(doc):
+        *rest, status = row
+        table.add_row(*(escape(x) for x in rest), f"[{STYLE.get(status, '')}]{escape(status)}[/]")
+    from envcheck.bench.render import print_wide
+
+    print_wide(console, table)
+    passed = [v for v in doc.get("verdicts") or [] if v["status"] == "ok"]
+    if passed:
+        console.print("[green]ok[/]: " + escape(", ".join(v["id"] for v in passed)), soft_wrap=soft)
+    for v in (doc.get("spec") or {}).get("verdicts") or []:
+        mark = {True: "[green]spec ✓[/]", False: "[bold red]BELOW SPEC[/]", None: "[dim]spec -[/]"}[v.get("passed")]
+        where = f" {v['device']}" if v.get("device") else ""
+        console.print(f"{mark} {escape(v['requirement'] + where)}: {escape(v['summary'])}", soft_wrap=soft)
+    summary = doc.get("summary") or {}
+    style = {"passed": "bold green", "warnings": "bold yellow"}.get(summary.get("verdict", ""), "bold red")
+    console.print(f"[{style}]{escape(summary.get('text', ''))}[/]  [dim]({doc.get('duration_s', 0):.1f} s)[/]")
+
+
+def burn_markdown(doc: dict[str, Any]) -> list[str]:
+    """What to paste into an issue: the verdict, the problems with their fixes, the devices' steady state."""
+    from envcheck.render.markdown import ICONS, cell, code
+
+    summary = doc.get("summary") or {}
+    lines = [
+        f"## envcheck burn: {summary.get('verdict', '')}",
+        "",
+        f"`{cell((doc.get('host') or {}).get('hostname'))}` · {doc.get('generated_at', '')} · envcheck "
+        f"{doc.get('envcheck_version', '')} · {doc.get('duration_s', 0):.1f} s",
+        "",
+        cell(summary.get("text", "")),
+    ]
+    problems = [v for v in doc.get("verdicts") or [] if v["status"] in PROBLEM]
+    if problems:
+        lines += ["", "### Problems", ""]
+        for v in problems:
+            lines.append(f"- {ICONS.get(v['status'], v['status'])} {code(v['id'])}: {cell(v['summary'])}")
+            fix = v.get("fix") or {}
+            if fix.get("text"):
+                lines.append(f"  - fix: {cell(fix['text'])}")
+            if fix.get("command"):
+                lines.append(f"  - run: {code(fix['command'])}")
+    lines += ["", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(cell(x) for x in row) + " |" for row in rows(doc)]
+    lines += telemetry_table(doc)
+    spec = (doc.get("spec") or {}).get("verdicts") or []
+    if spec:
+        lines += ["", "### Lab spec", ""]
+        for v in spec:
+            mark = {True: "✅", False: "❌", None: "➖"}[v.get("passed")]
+            where = f" {v['device']}" if v.get("device") else ""
+            lines.append(f"- {mark} {code(v['requirement'])}{cell(where)}: {cell(v['summary'])}")
+    return lines
+
+
+def telemetry_table(doc: dict[str, Any]) -> list[str]:
+    """The timeline as a short table: at most :data:`TELEMETRY_ROUNDS` sampling rounds (the first, the last
+    and evenly between), one row per device each, and only the fields that hold a reading."""
+    from envcheck.render.markdown import cell, code
+
+    def number(value: Any) -> float | None:
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    timeline = [r for r in doc.get("timeline") or [] if isinstance(r, dict) and number(r.get("t_s")) is not None]
+    fields = [f for f in TELEMETRY if any(number(r.get(f[0])) is not None for r in timeline)]
+    if not fields:
+        return []
+    times = sorted({number(r["t_s"]) for r in timeline})
+    if len(times) > TELEMETRY_ROUNDS:
+        step = (len(times) - 1) / (TELEMETRY_ROUNDS - 1)
+        times = sorted({times[round(i * step)] for i in range(TELEMETRY_ROUNDS)})
+    chosen = set(times)
+    unit = str(doc.get("unit") or "TFLOP/s")
+    heads = [f"{title} ({field_unit or unit})" for _, title, field_unit in fields]
+    lines = [
+        "",
+        f"### Telemetry ({len(chosen)} of {len({r['t_s'] for r in timeline})} sampling rounds)",
+        "",
+        "| time | device | " + " | ".join(cell(h) for h in heads) + " |",
+        "|---|---|" + "---|" * len(fields),
+    ]
+    for r in timeline:
+        if number(r["t_s"]) in chosen:
+            values = [figure(number(r.get(f[0])), 1 if f[0] == "value" else 0) for f in fields]
+            lines.append(f"| {clock(number(r['t_s']) or 0.0)} | {code(r.get('device'))} | " + " | ".join(values) + " |")
+    return lines

@@ -1,3 +1,0 @@
-"""Checks judge probed data. Importing this package registers every check, in report order."""
-
-from envcheck.checks import driver, env, fabric, gpu, host, packages, required, torch  # noqa: F401

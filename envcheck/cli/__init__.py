@@ -1,0 +1,84 @@
+"""The command line: a group of thin click commands, each loaded only when it is run (cf. hatch's and
+pip's lazy command tables), so that ``envcheck --help`` and the healthcheck path import neither rich,
+pynvml nor torch.
+
+Adding a command is one package with a ``cli.py`` and one line in :data:`COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+from envcheck import __version__
+
+#: name -> "module:attribute" of its click command.
+COMMANDS = {
+    "doctor": "envcheck.doctor.cli:doctor",
+    "snapshot": "envcheck.spec.cli:snapshot",
+    "healthcheck": "envcheck.doctor.cli:healthcheck",
+    "bench": "envcheck.bench.cli:bench",
+    "comm": "envcheck.comm.cli:comm",
+    "burn": "envcheck.burn.cli:burn",
+    "fleet": "envcheck.fleet.cli:fleet",
+}
+
+#: One line each for ``envcheck --help``, so that listing the commands imports none of them (the test
+#: tests/test_cli.py keeps each equal to the first sentence of its command's own help).
+SHORT_HELP = {
+    "doctor": "Check this machine and say what to fix.",
+    "snapshot": "Describe this known-good machine as a lab spec (TOML) for other machines to match.",
+    "healthcheck": "The node's health in one line, in the dialect of whoever asks.",
+    "bench": "Prove each device computes correct results, and measure it against its datasheet.",
+    "comm": "Measure and verify the GPUs working together: collectives and send/recv over torch.distributed.",
+    "burn": "Burn the GPUs in: a sustained matmul load on every device at once.",
+    "fleet": "Merge many nodes' envcheck reports into one fleet report.",
+}
+
+
+class _Commands(click.Group):
+    """The command group: commands load on first use, and the whole run is guarded so that a closed
+    pipe, a full disk or an output encoding that cannot hold a character is an exit code and at most one
+    line, never a traceback (see :mod:`envcheck.cli.terminal`)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, _, attribute = target.partition(":")
+        return getattr(importlib.import_module(module), attribute)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # As click's own listing does, without importing the commands to ask for their help.
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, _short(SHORT_HELP[name], limit)) for name in names])
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        from envcheck.cli.terminal import run_guarded
+
+        return run_guarded(lambda **kw: super(_Commands, self).main(*args, **{**kwargs, **kw}))
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="envcheck")
+def main() -> None:
+    """Is this machine ready for deep-learning work? If not: what is wrong, and the exact fix."""
+
+
+def _short(text: str, limit: int) -> str:
+    """``text`` cut at a word to ``limit`` characters with "...", as click shortens a command's help."""
+    if len(text) <= limit:
+        return text
+    words, line = text.split(), ""
+    for word in words:
+        if len(line) + len(word) + 4 > limit:
+            break
+        line = f"{line} {word}" if line else word
+    return line.rstrip(".,:;") + "..."

@@ -1,0 +1,153 @@
+"""The terminal: deliver a report: redact it once, then render it where the user asked, and turn what can go wrong
+on the way out (a closed pipe, a full disk, an encoding that cannot hold a character) into the exit
+policy's codes instead of a traceback.
+
+Every command that prints a report goes through :func:`deliver`; renderers never see unredacted data.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any, NoReturn
+
+import click
+
+from envcheck.core.exit import ExitCode
+
+
+def redacted(document: dict[str, Any], env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    from envcheck.core.redact import redact_tree
+
+    return redact_tree(document, os.environ if env is None else env)
+
+
+def deliver(
+    document: dict[str, Any],
+    *,
+    stdout_format: str,
+    file_format: str | None,
+    output: str | None,
+    verbose: bool,
+    save: str | None = None,
+) -> ExitCode | None:
+    """Redact once, write the --output file and the bench's --save baseline (JSON) if asked, then render
+    to stdout. Returns an exit code that overrides the run's own when a write failed (74), else None."""
+    from envcheck.render import RenderOptions, make_console, render, write_atomically
+
+    document = redacted(document)
+    options = RenderOptions(verbose=verbose)
+    files = [(output, file_format, ""), (save, "json", "--save file ")]
+    failed = False
+    for path, fmt, what in files:
+        if path is None or fmt is None:
+            continue
+        try:
+            write_atomically(path, document, fmt, options)
+        except OSError as exc:
+            error(f"cannot write {what}{path}: {exc.strerror or exc}")
+            failed = True
+    render(document, stdout_format, make_console(), options)
+    sys.stdout.flush()
+    return ExitCode.OUTPUT_ERROR if failed else None
+
+
+def fail(command: str, message: str, code: int) -> NoReturn:
+    """A command that cannot run: one line on stderr, ``envcheck COMMAND: error: ...``, and exit ``code``.
+    Secrets are scrubbed (an import error may quote a URL with a token) and the message is kept to one line
+    (a torch error may span several)."""
+    from envcheck.core.redact import scrub
+
+    click.echo(f"envcheck {command}: error: {' '.join(scrub(message, os.environ).split())}", err=True)
+    sys.exit(int(code))
+
+
+def error(message: str) -> None:
+    """One line on stderr, never a traceback (stderr itself may be gone: then say nothing)."""
+    try:
+        click.echo(f"envcheck: {message}", err=True)
+    except OSError:
+        pass
+
+
+def run_guarded(main: Any) -> None:
+    """Run the click group and map what can go wrong while printing to the exit policy:
+
+    * the reader went away (``envcheck doctor | head -1``): exit 141 as a process killed by SIGPIPE
+      would, silently, without a traceback, and without Python's second error at shutdown (click's own
+      handling would exit 1, the code for "a check failed");
+    * stdout cannot be written (``> /dev/full``, a full disk): one line on stderr, exit 74;
+    * a character the output encoding cannot hold is replaced, not fatal (see :func:`tolerant_streams`);
+    * Ctrl-C outside a command that handles it: exit 130 with one line; a bug: one line, exit 1.
+    """
+    tolerant_streams()
+    try:
+        try:
+            code = main(standalone_mode=False)
+        except click.exceptions.Exit as exc:
+            code = exc.exit_code
+        except click.ClickException as exc:
+            exc.show()
+            code = exc.exit_code
+        except click.exceptions.Abort:
+            error("aborted")
+            code = int(ExitCode.INTERRUPTED)
+        sys.stdout.flush()
+    except SystemExit as exc:
+        _flush_or_exit()
+        raise exc
+    except KeyboardInterrupt:
+        error("interrupted")
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except OSError as exc:
+        _quiet_stdout()
+        if isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE:
+            sys.exit(int(ExitCode.BROKEN_PIPE))
+        error(f"cannot write the report: {exc.strerror or exc}")
+        sys.exit(int(ExitCode.OUTPUT_ERROR))
+    except Exception as exc:  # noqa: BLE001 - a bug in envcheck is one line, not a traceback
+        if os.environ.get("ENVCHECK_DEBUG"):
+            raise
+        error(
+            f"internal error: {type(exc).__name__}: {exc} "
+            "(a bug in envcheck: please report it; ENVCHECK_DEBUG=1 shows the traceback)"
+        )
+        sys.exit(int(ExitCode.FAILED))
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _flush_or_exit() -> None:
+    """A command ended with sys.exit: its output may still sit in the buffer, and flushing it is where
+    a closed pipe or a full disk shows up."""
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        _quiet_stdout()
+        if isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE:
+            raise SystemExit(int(ExitCode.BROKEN_PIPE)) from None
+        error(f"cannot write the report: {exc.strerror or exc}")
+        raise SystemExit(int(ExitCode.OUTPUT_ERROR)) from None
+
+
+def tolerant_streams() -> None:
+    """With ``PYTHONIOENCODING=ascii`` or ``LC_ALL=C`` the streams cannot hold ✓, × or a GPU name in
+    another script: replace what they cannot hold rather than die with UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and getattr(stream, "errors", None) not in ("replace", "backslashreplace"):
+            try:
+                reconfigure(errors="replace")
+            except (OSError, ValueError):
+                pass
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush cannot raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

@@ -1,0 +1,1 @@
+"""Devices resolved once for every command that uses a GPU (bench, burn, comm)."""

@@ -1,0 +1,69 @@
+"""The doctor's areas, its named selections (``--quick``, opt-in checks) and the check registry.
+
+This is the doctor's policy, not the ground floor's: which areas exist, in which order the report shows
+them, and which run in the healthcheck. A check registers itself here where it is defined
+(``@check("gpu.ecc", ...)`` in ``doctor/checks/gpu.py``), so adding one touches one file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from envcheck.core.registry import CheckSpec, Registry, UnknownSelection, first_paragraph
+
+if TYPE_CHECKING:
+    from envcheck.core.model import Verdict
+    from envcheck.core.probing import Context
+#: Areas in the order the report shows them.
+AREAS: dict[str, str] = {
+    "host": "Host",
+    "packages": "Packages",
+    "driver": "Driver and NVML",
+    "gpu": "GPUs",
+    "fabric": "GPU fabric (NVLink, P2P, topology)",
+    "torch": "torch and CUDA",
+    "env": "Environment variables",
+    "spec": "Lab spec",
+}
+
+#: Areas that ``--quick`` (the Docker healthcheck) runs: none of them imports or spawns torch.
+QUICK_AREAS = ("host", "driver", "gpu")
+
+#: Checks that run only when a flag asks for them (``--require-gpu``), never by area or by default.
+OPT_IN = ("gpu.required",)
+
+
+CHECKS: Registry[CheckSpec] = Registry("check", AREAS, group_word="areas", package="envcheck.doctor.checks")
+
+
+def check(check_id: str, title: str) -> Callable[[Callable[[Context], Verdict]], Callable[[Context], Verdict]]:
+    """Register a check. Its docstring's first paragraph is what ``--list-checks`` shows."""
+
+    def register(fn: Callable[[Context], Verdict]) -> Callable[[Context], Verdict]:
+        CHECKS.add(CheckSpec(check_id, title, fn, first_paragraph(fn.__doc__ or title)))
+        return fn
+
+    return register
+
+
+def select_checks(
+    names: list[str] | tuple[str, ...], *, quick: bool = False, opt_in: tuple[str, ...] = ()
+) -> list[CheckSpec]:
+    """The doctor's selection: ids or areas, in report order; ``quick`` keeps the healthcheck's areas;
+    ``opt_in`` adds flag-enabled checks (:data:`OPT_IN`), which nothing else selects."""
+    pool = [c for c in CHECKS.ordered() if (c.area in QUICK_AREAS or not quick) and c.id not in OPT_IN]
+    # Naming an opt-in check opts into it; a selection of nothing else runs just that check.
+    named = [n for n in names if n not in OPT_IN]
+    wanted = dict.fromkeys([*opt_in, *(n for n in names if n in OPT_IN)])
+    try:
+        chosen = CHECKS.select(named, within=pool, exclude=OPT_IN) if named or not names else []
+        return chosen + [CHECKS[i] for i in wanted]
+    except UnknownSelection as exc:
+        if quick and str(exc).startswith("not available"):
+            raise UnknownSelection(
+                f"--quick runs only the {', '.join(QUICK_AREAS)} areas, not {str(exc).split(': ', 1)[1]}"
+            ) from None
+        raise UnknownSelection(
+            str(exc).replace("unknown check", "unknown check or area", 1) + "; see `envcheck doctor --list-checks`"
+        ) from None

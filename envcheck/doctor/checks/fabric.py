@@ -1,0 +1,457 @@
+"""The GPU fabric of a multi-GPU node, judged from NVML (the ``fabric`` probe): NVLinks, the NVSwitch fabric
+and its manager, peer-to-peer access, the PCIe topology between GPUs, and PCIe replays.
+
+Why a doctor looks here: a node whose GPUs all pass ``gpu.*`` can still train at a fraction of its speed (one
+NVLink down: NCCL's rings run at the pace of the slowest link) or not at all (the fabric manager not running
+on an NVSwitch system: every CUDA program fails with "system not yet initialized"). Error counters are judged
+from two readings a moment apart (see ``probes/nvml/fabric.py``): rising now is a fault happening now (fail), a
+steady count is history since the driver loaded (warn). Each finding names the GPU (index and PCI bus id) and
+the link; nothing here changes GPU state or needs root.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Iterable
+from typing import Any
+
+from envcheck.core.model import NA, SkipCheck, Verdict, available, fail, ok, warn
+from envcheck.core.probing import Context
+from envcheck.doctor.areas import check
+from envcheck.doctor.checks.driver import nvml_or_none
+from envcheck.doctor.checks.gpu import REFUSED_FIX, label, refused
+from envcheck.probes.nvml import fabric as _fabric_probe  # noqa: F401 - registers the probe
+from envcheck.probes.nvml.fabric import P2P_LABELS, FabricInfo, GpuFabric, GpuPair
+from envcheck.probes.nvml.inventory import NO_PERMISSION
+
+#: Words for the NVLink error counters (nvml.h ``nvmlNvLinkErrorCounter_t``).
+COUNTER_WORDS = {
+    "replay": "replays",
+    "recovery": "recoveries",
+    "crc_flit": "CRC errors (flit)",
+    "crc_data": "CRC errors (data)",
+    "ecc_data": "ECC errors (data)",
+}
+
+#: Words for P2P statuses (nvml.h ``nvmlGpuP2PStatus_t``).
+P2P_WORDS = {
+    "chipset_not_supported": "chipset not supported",
+    "gpu_not_supported": "GPU not supported",
+    "ioh_topology_not_supported": "topology not supported",
+    "disabled_by_regkey": "disabled by a driver registry key",
+    "not_supported": "not supported",
+    "unknown": "unknown",
+}
+
+# -- fixes ---------------------------------------------------------------------------------------------------
+
+LINK_DOWN_FIX = (
+    "A link that is down takes its share of this GPU's NVLink bandwidth away, and NCCL's collectives run at the "
+    "pace of the slowest GPU. See the link state with `nvidia-smi nvlink -s` and look in `dmesg` for Xid 74 "
+    "(NVLink error). Drain the node and reset the GPUs or reboot: that retrains the links. A link that stays "
+    "down is a hardware fault (GPU seating, baseboard, NVSwitch tray): open a ticket with the vendor, attaching "
+    "`sudo nvidia-bug-report.sh`."
+)
+RISING_FIX = (
+    "Errors counting up now mean a marginal link: the link retries (less bandwidth) and may go down. Watch the "
+    "counters with `nvidia-smi nvlink -e`; drain the node and have the link checked (`dcgmi diag -r 3` "
+    "exercises NVLink; a link that keeps counting needs the vendor: reseat, baseboard, NVSwitch tray)."
+)
+STEADY_FIX = (
+    "These errors were counted since the driver loaded, not while envcheck watched: history, not a fault now. "
+    "Note the numbers and compare after the next job (`nvidia-smi nvlink -e`); if they grow, the link is marginal."
+)
+FABRIC_MANAGER_FIX = (
+    "On an NVSwitch system (HGX/DGX) the nvidia-fabricmanager service must have set up the fabric before CUDA "
+    'can start: until then every CUDA program fails with "system not yet initialized" (cudaErrorSystemNotReady, '
+    "error 802). Check the service with `systemctl status nvidia-fabricmanager` (on the host, when envcheck runs "
+    "in a container); start it and enable it at boot with `sudo systemctl enable --now nvidia-fabricmanager`. "
+    "If it will not start, its log (`journalctl -u nvidia-fabricmanager`) usually says why: the fabricmanager "
+    "package's version must match the driver's exactly{driver}, so install the matching one (or update both "
+    "together)."
+)
+FABRIC_IN_PROGRESS_FIX = (
+    "The fabric manager is still setting up the NVSwitch fabric (it takes up to a minute or two after boot); CUDA "
+    'fails with "system not yet initialized" (error 802) until it finishes. Run the doctor again in a minute; '
+    "if it stays in progress, read `journalctl -u nvidia-fabricmanager`."
+)
+FABRIC_FAILED_FIX = (
+    "The fabric manager could not register these GPUs with the NVSwitch fabric, so CUDA cannot use them. Read "
+    "`journalctl -u nvidia-fabricmanager`; a fabricmanager package that does not match the driver exactly{driver} "
+    "is the usual cause; otherwise restart it (`sudo systemctl restart nvidia-fabricmanager`), and if that does "
+    "not help, drain the node and reboot."
+)
+DEGRADED_FIX = (
+    "The NVSwitch fabric reports degraded bandwidth for these GPUs (links or switch ports lost): multi-GPU work "
+    "runs, slower. See `nvidia-smi nvlink -s` and `journalctl -u nvidia-fabricmanager`; drain and reboot, and "
+    "call the vendor if it persists."
+)
+P2P_FIX = (
+    "Without P2P, CUDA and NCCL copy between these GPUs through host memory: slower collectives, and code that "
+    "assumes P2P fails. Between GPUs on one CPU socket, the usual causes are the IOMMU (boot with `iommu=pt`, or "
+    "turn DMA remapping off where it is not needed) and PCIe ACS on the switches (turn ACS off in the BIOS, or "
+    'with setpci at boot); in a VM, P2P needs the hypervisor\'s support. "Disabled by a driver registry key" is '
+    "an NVreg_RegistryDwords option in /etc/modprobe.d: remove it. Compare with `nvidia-smi topo -p2p r`. If "
+    "NCCL hangs or corrupts data between GPUs whose P2P is reported fine (ACS routing P2P through the CPU), "
+    "`NCCL_P2P_DISABLE=1` is the workaround until ACS is off."
+)
+TOPOLOGY_FIX = (
+    "Fewer NVLinks to some peers means less bandwidth between them, and NCCL's rings run at the pace of the "
+    "slowest pair. fabric.nvlink names the link that is down; `nvidia-smi topo -m` shows the whole matrix."
+)
+PCIE_REPLAY_FIX = (
+    "Replays are PCIe packets sent again after link errors: a marginal link (riser, cable, slot, seating) that "
+    "costs bandwidth now and can drop the GPU off the bus (Xid 79). Drain the node, reseat the GPU and check its "
+    "riser or cable; if it keeps counting, move the card to another slot or ask the vendor."
+)
+PCIE_REPLAY_STEADY_FIX = (
+    "These replays were counted since the driver loaded, not while envcheck watched: often a burst at boot. "
+    "Compare after the next job; if the count grows, the link is marginal (reseat the GPU, check the riser)."
+)
+
+
+# -- shared ---------------------------------------------------------------------------------------------------
+
+
+def fabric_info(ctx: Context) -> FabricInfo:
+    """The fabric probe's data, or skip the calling check when NVML did not start (``driver.nvml`` says why)."""
+    info: FabricInfo = ctx.probe("fabric")
+    if not info.available:
+        raise SkipCheck(f"NVML unavailable ({info.status.replace('_', ' ')}); see driver.nvml")
+    return info
+
+
+def answering(info: FabricInfo) -> list[GpuFabric]:
+    """GPUs that answered (a lost or refused GPU is ``gpu.inventory``'s finding); skips when there are none."""
+    gpus = [g for g in info.gpus if g.answers]
+    if not gpus:
+        raise SkipCheck("no GPUs: no fabric to check")
+    return gpus
+
+
+def several(info: FabricInfo) -> list[GpuFabric]:
+    """At least two GPUs that answer: a single GPU has no pairs to judge."""
+    gpus = answering(info)
+    if len(gpus) < 2:
+        raise SkipCheck("one GPU: no fabric to check")
+    return gpus
+
+
+def unordered(info: FabricInfo, gpus: list[GpuFabric]) -> list[GpuPair]:
+    """Each pair once (a < b), between GPUs that answer."""
+    indices = {g.index for g in gpus}
+    return [p for p in info.pairs if p.a < p.b and p.a in indices and p.b in indices]
+
+
+def span(indices: Iterable[int]) -> str:
+    """GPU indices as a person writes them: "0-3", "0,2,5", "0-1,6"."""
+    ordered = sorted(set(indices))
+    runs: list[list[int]] = []
+    for i in ordered:
+        if runs and i == runs[-1][-1] + 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
+
+
+#: A finding: (severity ``fail`` or ``warn``, its words, its fix, the GPU it is about or None).
+Problem = tuple[str, str, str, GpuFabric | None]
+
+
+def _judged(problems: list[Problem], details: dict[str, Any], *, command: Any) -> Verdict:
+    """One verdict from the problems: the worst severity, failures first in the summary, each distinct fix once
+    (in the order met); ``command`` is a string, or a function of the first problem's GPU giving one."""
+    problems = sorted(problems, key=lambda p: p[0] != "fail")
+    summary = "; ".join(words for _, words, _, _ in problems)
+    fixes = " ".join(dict.fromkeys(fix for _, _, fix, _ in problems))
+    factory = fail if problems[0][0] == "fail" else warn
+    if callable(command):
+        command = command(problems[0][3])
+    return factory(summary, fixes, command, **details)
+
+
+def _counted(counters: dict[str, Any], interval_s: float | None) -> tuple[str, str] | None:
+    """(severity, words) for a set of error counters (name -> :class:`~envcheck.probes.nvml.fabric.Counter`): any
+    rising while watched is a fail and is all that is said; else steady counts are a warning."""
+    rising = [(name, c) for name, c in counters.items() if c.rising]
+    if rising:
+        grew = ", ".join(f"{name} +{c.later - c.first} ({c.later} in all)" for name, c in rising)
+        return "fail", f"{grew} in {interval_s:g} s"
+    steady = [(name, c.value) for name, c in counters.items() if available(c.value) and c.value > 0]
+    if steady:
+        return "warn", f"{', '.join(f'{value} {name}' for name, value in steady)} since the driver loaded, not rising"
+    return None
+
+
+def _driver_words(ctx: Context) -> str:
+    nvml = nvml_or_none(ctx)
+    version = nvml.driver_version if nvml is not None else None
+    return f" (driver {version} here)" if version else ""
+
+
+# -- checks ---------------------------------------------------------------------------------------------------
+
+
+@check("fabric.nvlink", "NVLinks up, error counters not rising")
+def nvlink(ctx: Context) -> Verdict:
+    """Every NVLink is up and its error counters (replay, recovery, CRC, ECC) do not rise while watched; a link
+    down or counting errors now fails, with the GPU, its bus id and the link number."""
+    info = fabric_info(ctx)
+    gpus = answering(info)
+    shut = [g for g in gpus if refused(g.nvlinks)]
+    with_links = [g for g in gpus if available(g.nvlinks) and g.nvlinks]
+    if not with_links and not shut:
+        raise SkipCheck("no NVLink on " + ("this GPU" if len(gpus) == 1 else "these GPUs"))
+    waiting = [g for g in with_links if g.fabric.state in ("not_started", "in_progress")]
+    judged = [g for g in with_links if g not in waiting]
+    if with_links and not judged and not shut:
+        raise SkipCheck("the NVSwitch fabric is not set up, so its NVLinks are not trained: see fabric.manager")
+    details = {"gpus": {str(g.index): _link_details(g) for g in with_links}, "interval_s": info.interval_s}
+    on_fabric = any(g.fabric.state == "completed" for g in judged)
+    if judged and not on_fabric and not any(g.active_links for g in judged) and not shut:
+        # PCIe cards with NVLink but no bridge fitted: nothing is broken, they talk over PCIe.
+        return ok(f"NVLink on {len(judged)} GPU(s), no link active (no NVLink bridge fitted): GPUs talk over PCIe")
+    problems: list[Problem] = []
+    for gpu in shut:
+        words = f"{label(gpu)}: the driver refused to read its NVLinks (no permission)"
+        problems.append(("warn", words, REFUSED_FIX, gpu))
+    for gpu in judged:
+        links = gpu.nvlinks
+        down = [link.link for link in links if not link.active]
+        if down:
+            which = f"link {down[0]}" if len(down) == 1 else f"links {', '.join(map(str, down))}"
+            up = f"{len(links) - len(down)} of {len(links)} NVLinks up"
+            problems.append(("fail", f"{label(gpu)}: {which} down ({up})", LINK_DOWN_FIX, gpu))
+        for link in gpu.active_links:
+            found = _counted({COUNTER_WORDS[n]: c for n, c in link.counters.items()}, info.interval_s)
+            if found is not None:
+                severity, words = found
+                fix = RISING_FIX if severity == "fail" else STEADY_FIX
+                problems.append((severity, f"{label(gpu)}: link {link.link} {words}", fix, gpu))
+    if not problems:
+        up = sum(len(g.active_links) for g in judged)
+        versions = {link.version for g in judged for link in g.active_links if available(link.version)}
+        version = f" (NVLink {'/'.join(sorted(versions))})" if versions else ""
+        waits = f"; {span(g.index for g in waiting)} wait for the fabric (fabric.manager)" if waiting else ""
+        return ok(f"{up} links up on {len(judged)} GPU(s){version}, no errors{waits}", **details)
+    return _judged(problems, details, command=lambda g: f"nvidia-smi nvlink -s -i {g.index}")
+
+
+def _link_details(gpu: GpuFabric) -> dict[str, Any]:
+    links = gpu.nvlinks if available(gpu.nvlinks) else []
+    return {
+        "pci_bus_id": gpu.pci_bus_id,
+        "links_up": len(gpu.active_links),
+        "links_total": len(links),
+        "down": [link.link for link in links if not link.active],
+        "errors": {
+            str(link.link): {name: c.value for name, c in link.counters.items() if available(c.value) and c.value}
+            for link in gpu.active_links
+            if any(available(c.value) and c.value for c in link.counters.values())
+        },
+    }
+
+
+@check("fabric.manager", "NVSwitch fabric ready (fabric manager)")
+def manager(ctx: Context) -> Verdict:
+    """On an NVSwitch system (HGX/DGX, Hopper and later), every GPU is registered with the fabric: without the
+    fabric manager running, CUDA fails with "system not yet initialized" (error 802)."""
+    info = fabric_info(ctx)
+    gpus = answering(info)
+    on_fabric = [g for g in gpus if available(g.fabric.state) and g.fabric.state != "not_supported"]
+    shut = [g for g in gpus if refused(g.fabric.state)]
+    if not on_fabric and not shut:
+        raise SkipCheck(
+            "no NVSwitch fabric reported (none here, or GPUs older than Hopper, whose state NVML does not give)"
+        )
+    details = {
+        "gpus": {
+            str(g.index): {"pci_bus_id": g.pci_bus_id, "state": g.fabric.state, "status": g.fabric.status_text}
+            for g in on_fabric
+        }
+    }
+    driver = _driver_words(ctx)
+    problems: list[Problem] = []
+    by_state: dict[str, list[GpuFabric]] = {}
+    for g in on_fabric:
+        by_state.setdefault(str(g.fabric.state), []).append(g)
+
+    def named(group: list[GpuFabric]) -> str:
+        """Every GPU by index and bus id; all of them at once (bus ids in the details) when it is every one."""
+        if len(group) > 1 and len(group) == len(on_fabric):
+            return f"all {len(group)} GPUs"
+        return ", ".join(label(g) for g in group)
+
+    if "not_started" in by_state:
+        group = by_state["not_started"]
+        words = f"fabric not started on {named(group)}: the fabric manager is not running (CUDA fails: error 802)"
+        problems.append(("fail", words, FABRIC_MANAGER_FIX.format(driver=driver), None))
+    failed = [g for g in by_state.get("completed", []) if available(g.fabric.status) and g.fabric.status != 0]
+    for g in failed:
+        why = g.fabric.status_text if available(g.fabric.status_text) and g.fabric.status_text else g.fabric.status
+        words = f"{label(g)}: the fabric manager could not register it (NVML: {why})"
+        problems.append(("fail", words, FABRIC_FAILED_FIX.format(driver=driver), g))
+    if "in_progress" in by_state:
+        words = f"fabric still being set up on {named(by_state['in_progress'])} (CUDA waits: error 802 until done)"
+        problems.append(("warn", words, FABRIC_IN_PROGRESS_FIX, None))
+    degraded = [g for g in on_fabric if g.fabric.degraded_bandwidth is True]
+    if degraded:
+        problems.append(("warn", f"fabric bandwidth degraded on {named(degraded)}", DEGRADED_FIX, None))
+    for g in shut:
+        words = f"{label(g)}: the driver refused to read its fabric state (no permission)"
+        problems.append(("warn", words, REFUSED_FIX, g))
+    if problems:
+        return _judged(problems, details, command="systemctl status nvidia-fabricmanager")
+    return ok(f"{len(on_fabric)} GPU(s) registered with the NVSwitch fabric", **details)
+
+
+@check("fabric.p2p", "GPU peer-to-peer (P2P) access")
+def p2p(ctx: Context) -> Verdict:
+    """Every pair of GPUs can read each other's memory directly (P2P), over NVLink where one joins them; pairs on
+    one CPU socket without P2P warn (IOMMU, PCIe ACS), pairs across sockets are only noted (many platforms
+    route no P2P between sockets)."""
+    info = fabric_info(ctx)
+    gpus = several(info)
+    pairs = unordered(info, gpus)
+    details: dict[str, Any] = {
+        "gpus": {str(g.index): g.pci_bus_id for g in gpus},
+        "matrix": info.p2p_matrix([g.index for g in gpus], "p2p_read"),
+    }
+    readings = [info.pair(p.b, p.a) for p in pairs]
+    both = [(p, q) for p, q in zip(pairs, readings, strict=True) if q is not None]
+    if all(not available(x.p2p_read) for p, q in both for x in (p, q)):
+        reasons = {x.p2p_read.reason for p, q in both for x in (p, q) if isinstance(x.p2p_read, NA)}
+        if NO_PERMISSION in reasons:
+            return warn(
+                "the driver refused to read P2P status (no permission)", REFUSED_FIX, "sudo nvidia-smi topo -p2p r"
+            )
+        raise SkipCheck(f"P2P status not available: {', '.join(sorted(reasons))}")
+    near: dict[str, list[GpuPair]] = {}
+    across: dict[str, list[GpuPair]] = {}
+    nvlink_off: list[GpuPair] = []
+    for p, q in both:
+        status = next((s for s in (p.p2p_read, q.p2p_read) if available(s) and s != "ok"), None)
+        if status is not None:
+            far = p.topology == "system" and status != "disabled_by_regkey"
+            (across if far else near).setdefault(str(status), []).append(p)
+        if p.nvlinks and any(available(s) and s != "ok" for s in (p.p2p_nvlink, q.p2p_nvlink)):
+            nvlink_off.append(p)
+    over = {True: "NVLink", False: "PCIe"}.get(all(p.nvlinks for p in pairs), "")
+    if any(p.nvlinks for p in pairs) and not all(p.nvlinks for p in pairs):
+        over = "NVLink and PCIe"
+    across_words = "; ".join(
+        f"off across the CPU sockets (SYS) for {len(group)} pair(s) ({P2P_WORDS.get(s, s)}: {P2P_LABELS.get(s, s)})"
+        for s, group in across.items()
+    )
+    problems: list[Problem] = []
+    for status, group in near.items():
+        pair_list = ", ".join(f"{p.a}↔{p.b}" for p in group)
+        words = f"P2P off between GPUs {pair_list} ({P2P_WORDS.get(status, status)}: {P2P_LABELS.get(status, status)})"
+        problems.append(("warn", words, P2P_FIX, None))
+    if nvlink_off:
+        pair_list = ", ".join(f"{p.a}↔{p.b}" for p in nvlink_off)
+        words = f"P2P over NVLink unavailable between GPUs {pair_list}, though NVLink joins them"
+        problems.append(("warn", words, P2P_FIX, None))
+    if problems:
+        if across_words:
+            problems.append(("warn", across_words, P2P_FIX, None))
+        return _judged(problems, details, command="nvidia-smi topo -p2p r")
+    if across_words:
+        return ok(f"P2P between GPUs on one CPU socket; {across_words}: NCCL goes through host memory there", **details)
+    which = "both GPUs" if len(pairs) == 1 else f"all {len(pairs)} pairs of {len(gpus)} GPUs"
+    return ok(f"P2P between {which} (over {over})", **details)
+
+
+@check("fabric.topology", "GPU interconnect topology")
+def topology(ctx: Context) -> Verdict:
+    """How the GPUs are joined, as ``nvidia-smi topo -m`` says it (NV#, PIX, PXB, PHB, NODE, SYS): a summary
+    to read, and a warning when some pairs have fewer NVLinks than the rest."""
+    info = fabric_info(ctx)
+    gpus = several(info)
+    pairs = unordered(info, gpus)
+    details = {"gpus": [g.index for g in gpus], "matrix": info.topology_matrix([g.index for g in gpus])}
+    linked = [p for p in pairs if p.nvlinks]
+    sockets = _groups(gpus, pairs, lambda p: available(p.topology) and p.topology != "system")
+    socket_words = (
+        f"; GPUs {' and '.join(span(s) for s in sockets)} across the CPU socket (SYS)" if len(sockets) > 1 else ""
+    )
+    if linked:
+        counts = Tally(p.nvlinks for p in linked)
+        usual = max(counts, key=lambda n: (counts[n], n))  # the most common count; the larger on a tie
+        short = [p for p in linked if p.nvlinks < usual]
+        if short:
+            return warn(_fewer_links(gpus, linked, short, usual), TOPOLOGY_FIX, "nvidia-smi topo -m", **details)
+        if len(linked) == len(pairs):
+            return ok(f"{len(gpus)} GPUs, every pair NVLink (NV{usual}){socket_words}", **details)
+        islands = _groups(gpus, pairs, lambda p: p.nvlinks > 0)
+        joined = ", ".join(span(i) for i in islands if len(i) > 1)
+        return ok(
+            f"{len(gpus)} GPUs: NVLink (NV{usual}) within {joined}, PCIe between the rest{socket_words}", **details
+        )
+    switches = [
+        s for s in _groups(gpus, pairs, lambda p: p.topology in ("internal", "single", "multiple")) if len(s) > 1
+    ]
+    switch_words = f"; on one PCIe switch (PIX/PXB): {', '.join(span(s) for s in switches)}" if switches else ""
+    if len(sockets) == 1:
+        levels = Tally(p.label for p in pairs)
+        socket_words = f"; one CPU socket (mostly {levels.most_common(1)[0][0]})"
+    none = "no NVLink up" if any(available(g.nvlinks) and g.nvlinks for g in gpus) else "no NVLink"
+    return ok(f"{len(gpus)} GPUs over PCIe, {none}{socket_words}{switch_words}", **details)
+
+
+def _fewer_links(gpus: list[GpuFabric], linked: list[GpuPair], short: list[GpuPair], usual: int) -> str:
+    """Name the GPU whose every NVLink peer gets fewer links (a GPU on a fabric that lost links), else the pairs
+    (bridged cards: a bridge missing)."""
+    by_index = {g.index: g for g in gpus}
+    peers = {g.index: [p for p in linked if g.index in (p.a, p.b)] for g in gpus}
+    culprits = [i for i, mine in peers.items() if len(mine) > 1 and all(p in short for p in mine)]
+    if culprits:
+        lows = {i: min(p.nvlinks for p in peers[i]) for i in culprits}
+        named = ", ".join(f"{label(by_index[i])} NV{n} to every peer" for i, n in lows.items())
+        return f"{named}, the others NV{usual} (a link is down: see fabric.nvlink)"
+    pair_list = ", ".join(f"{p.a}↔{p.b} (NV{p.nvlinks})" for p in short)
+    return f"fewer NVLinks between GPUs {pair_list} than between the other NVLink pairs (NV{usual})"
+
+
+def _groups(gpus: list[GpuFabric], pairs: list[GpuPair], joined: Any) -> list[list[int]]:
+    """GPUs in groups where ``joined(pair)`` links them (connected components), in index order."""
+    group = {g.index: {g.index} for g in gpus}
+    for p in pairs:
+        if joined(p) and group[p.a] is not group[p.b]:
+            merged = group[p.a] | group[p.b]
+            for i in merged:
+                group[i] = merged
+    seen: list[set[int]] = []
+    for g in gpus:
+        if not any(group[g.index] is s for s in seen):
+            seen.append(group[g.index])
+    return [sorted(s) for s in seen]
+
+
+@check("fabric.pcie_replay", "PCIe link replays")
+def pcie_replay(ctx: Context) -> Verdict:
+    """No GPU's PCIe link is replaying packets (resending them after errors) while watched: rising replays are
+    a marginal link (riser, slot, seating); a steady count since the driver loaded is a warning."""
+    info = fabric_info(ctx)
+    gpus = answering(info)
+    details = {
+        "gpus": {str(g.index): {"pci_bus_id": g.pci_bus_id, "replays": g.pcie_replay.value} for g in gpus},
+        "interval_s": info.interval_s,
+    }
+    problems: list[Problem] = []
+    for gpu in gpus:
+        if refused(gpu.pcie_replay.first):
+            words = f"{label(gpu)}: the driver refused to read its PCIe replays (no permission)"
+            problems.append(("warn", words, REFUSED_FIX, gpu))
+            continue
+        found = _counted({"PCIe replays": gpu.pcie_replay}, info.interval_s)
+        if found is not None:
+            severity, words = found
+            fix = PCIE_REPLAY_FIX if severity == "fail" else PCIE_REPLAY_STEADY_FIX
+            problems.append((severity, f"{label(gpu)}: {words}", fix, gpu))
+    if not any(available(g.pcie_replay.first) for g in gpus) and not problems:
+        raise SkipCheck("PCIe replay counter not available: " + str(gpus[0].pcie_replay.first.reason))
+    if problems:
+        return _judged(problems, details, command=lambda g: f"nvidia-smi -q -i {g.index} | grep -i -A1 replay")
+    return ok(f"no PCIe replays on {len(gpus)} GPU(s)", **details)

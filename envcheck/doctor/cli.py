@@ -1,0 +1,340 @@
+"""``envcheck doctor`` and ``envcheck healthcheck``: the doctor's two commands. Thin click commands that
+parse options, run the doctor, deliver its report and exit; heavy imports happen inside them so that the
+healthcheck path stays fast."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from envcheck.cli.options import finite, format_options, spec_option
+
+if TYPE_CHECKING:
+    from envcheck.core.registry import CheckSpec
+
+
+#: When this process started, for the report's footer: the real wall time the user waited, imports and
+#: the lab spec included, not only the checks.
+_STARTED = time.monotonic()
+
+#: The doctor's report is the node's health: it alone also renders for Prometheus (node_exporter's textfile).
+DOCTOR_EXTRA_FORMATS = ("prometheus",)
+
+
+@click.command()
+@click.argument("selection", nargs=-1, metavar="[CHECK_OR_AREA]...")
+@format_options(extra=DOCTOR_EXTRA_FORMATS)
+@click.option("--quick", is_flag=True, help="Host, driver and GPU checks only; never imports torch (healthchecks).")
+@click.option("--strict", is_flag=True, help="Treat warnings as failures (exit 1).")
+@click.option("--require-gpu", is_flag=True, help="Fail when no NVIDIA GPU answers (check gpu.required).")
+@click.option("-v", "--verbose", is_flag=True, help="Show each check's details.")
+@click.option(
+    "--list-checks", is_flag=True, help="List every check id with what it checks (--json: as JSON), and exit."
+)
+@spec_option
+@click.option(
+    "--deadline",
+    type=click.FloatRange(min=1.0, max=3600.0),
+    default=60.0,
+    show_default=True,
+    envvar="ENVCHECK_DEADLINE",
+    callback=finite,
+    help="Seconds the whole doctor may take; a probe still running then is a verdict naming it "
+    "(torch still importing: not judged, a warning; hung only past ENVCHECK_TORCH_TIMEOUT).",
+)
+def doctor(
+    selection: tuple[str, ...],
+    fmt: str | None,
+    as_json: bool,
+    output: str | None,
+    quick: bool,
+    strict: bool,
+    require_gpu: bool,
+    verbose: bool,
+    list_checks: bool,
+    spec_path: str | None,
+    deadline: float,
+) -> None:
+    """Check this machine and say what to fix.
+
+    Optionally name checks or areas to run only those, e.g. `envcheck doctor gpu torch.arch`.
+    Exit codes: 0 no failure (warnings allowed), 1 at least one failure, 2 usage error.
+    """
+    import os
+
+    if not (quick or list_checks) and (not selection or any(n.split(".")[0] == "torch" for n in selection)):
+        # Importing torch (in a child process) is the doctor's longest wait: start it before anything else.
+        from envcheck.probes.torch import start_early
+
+        start_early(os.environ, deadline)
+    from envcheck.cli.options import resolve_formats
+    from envcheck.cli.terminal import deliver
+    from envcheck.doctor import areas as registry
+
+    stdout_format, file_format = resolve_formats(fmt, as_json, output, extra=DOCTOR_EXTRA_FORMATS)
+    try:
+        specs = registry.select_checks(
+            list(selection), quick=quick, opt_in=registry.OPT_IN if (require_gpu or list_checks) else ()
+        )
+    except registry.UnknownSelection as exc:
+        raise click.UsageError(str(exc)) from None
+    specs += lab_spec_checks(spec_path)
+    if list_checks:
+        _list_checks(specs, as_json=stdout_format == "json")
+        return
+    from envcheck.core.report import utc_now
+    from envcheck.doctor.report import doctor_document
+    from envcheck.doctor.runner import ProbeRunner, run_checks
+
+    generated_at = utc_now()
+    runner = ProbeRunner(dict(os.environ), deadline)
+    with _progress(runner, enabled=stdout_format == "text"):
+        report = run_checks(specs, deadline_s=deadline, runner=runner)
+    document = doctor_document(
+        report,
+        generated_at=generated_at,
+        wall_s=time.monotonic() - _STARTED,
+        strict=strict,
+        require_gpu=require_gpu,
+    )
+    override = deliver(document, stdout_format=stdout_format, file_format=file_format, output=output, verbose=verbose)
+    sys.exit(int(override if override is not None else document["exit_code"]))
+
+
+def _list_checks(specs: list[CheckSpec], *, as_json: bool) -> None:
+    from envcheck.doctor.areas import AREAS
+
+    listing = [
+        {"id": s.id, "area": s.area, "area_title": AREAS.get(s.area, s.area), "title": s.title, "doc": s.doc}
+        for s in specs
+    ]
+    if as_json:
+        from envcheck.render.json import dumps
+
+        sys.stdout.write(dumps(listing) + "\n")
+        return
+    from envcheck.render import make_console
+    from envcheck.render.text import list_checks
+
+    list_checks(make_console(), listing)
+
+
+def _progress(runner: Any, *, enabled: bool) -> Any:
+    """While probes run, a terminal shows which are still running and for how long (a rich live status
+    on stderr that disappears when the report prints). Nothing of this in pipes, files or JSON."""
+    import contextlib
+
+    if not (enabled and sys.stdout.isatty() and sys.stderr.isatty()):
+        return contextlib.nullcontext()
+    from rich.console import Console
+    from rich.live import Live
+    from rich.spinner import Spinner
+    from rich.text import Text
+
+    class Waiting:
+        def __init__(self) -> None:
+            self.spinner = Spinner("dots", style="cyan")
+
+        def __rich__(self) -> Any:
+            running = sorted(runner.running(), key=lambda r: -r[2])
+            if not running:
+                return Text("judging ...", style="dim")
+            words = ", ".join(f"{what} {took:.1f} s" for _, what, took in running)
+            self.spinner.update(text=Text(f"waiting for {words}", style="dim", overflow="ellipsis", no_wrap=True))
+            return self.spinner
+
+    return Live(Waiting(), console=Console(stderr=True), transient=True, refresh_per_second=8)
+
+
+class _HealthcheckCommand(click.Command):
+    """A usage error is still said in the watcher's dialect: Docker reads exit 2 as "reserved" (so it is
+    unhealthy, 1), node-problem-detector reads 2 as unknown, Slurm's Prolog drains on any non-zero exit."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # click's parser consumes the list it is given: decide the dialect first.
+        mode = "npd" if "--npd" in args else "slurm" if "--slurm" in args else "docker"
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            ctx.meta["envcheck_usage_error"] = exc.format_message()
+            ctx.meta["envcheck_mode"] = mode
+            ctx.params = {}
+            return []
+
+
+@click.command(cls=_HealthcheckCommand)
+@click.option(
+    "--deadline",
+    type=click.FloatRange(min=1.0, max=300.0),
+    default=8.0,
+    show_default=True,
+    help="Seconds the check may take; keep it well inside the HEALTHCHECK --timeout (with --slurm: at most 30).",
+)
+@click.option("--require-gpu", is_flag=True, help="Unhealthy when no GPU answers (a GPU image run without --gpus).")
+@spec_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["line", "prometheus", "json"]),
+    default="line",
+    show_default=True,
+    help="What stdout gets: the one line, or the quick doctor's report for node_exporter's textfile "
+    "collector (prometheus) or as JSON.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Also write the report to FILE atomically, as its suffix names (.prom, .json) or as --format "
+    "names; stdout keeps the line. E.g. /var/lib/node_exporter/textfile/envcheck.prom.",
+)
+@click.option(
+    "--npd",
+    is_flag=True,
+    help="Kubernetes node-problem-detector custom plugin: exit 0 OK, 1 a check failed, 2 unknown "
+    "(envcheck could not judge); a message of at most 80 bytes.",
+)
+@click.option(
+    "--slurm",
+    is_flag=True,
+    help="Slurm HealthCheckProgram or Prolog: exit 1 only when a check failed on this node; envcheck's own "
+    "trouble is said but exits 0. Bounded well inside Slurm's 60 s.",
+)
+@click.option(
+    "--drain",
+    is_flag=True,
+    help="With --slurm: on a failed check, drain this node (scontrol update nodename=$SLURMD_NODENAME "
+    "state=drain reason='envcheck: CHECK: ...').",
+)
+def healthcheck(
+    deadline: float = 8.0,
+    require_gpu: bool = False,
+    spec_path: str | None = None,
+    fmt: str = "line",
+    output: str | None = None,
+    npd: bool = False,
+    slurm: bool = False,
+    drain: bool = False,
+) -> None:
+    """The node's health in one line, in the dialect of whoever asks.
+
+    Runs the quick doctor (host, driver, GPUs; never torch) and the lab spec in force (--spec, else
+    $ENVCHECK_SPEC, ./envcheck.toml, ./pyproject.toml, /etc/envcheck/lab.toml). Warnings stay healthy.
+
+    \b
+    Docker HEALTHCHECK (default): exit 0 healthy, 1 unhealthy, never anything else.
+    --npd: node-problem-detector's plugin protocol, 0 OK, 1 problem, 2 unknown.
+    --slurm [--drain]: 0 healthy (or not judged), 1 a check failed; --drain drains the node.
+    """
+    import os
+
+    from envcheck.core.exit import ExitCode
+    from envcheck.doctor.health import (
+        assess,
+        docker_line,
+        drain_node,
+        npd_verdict,
+        slurm_verdict,
+    )
+
+    meta = click.get_current_context().meta
+    mode = meta.get("envcheck_mode") or ("npd" if npd else "slurm" if slurm else "docker")
+    usage_error = meta.get("envcheck_usage_error")
+    if usage_error is None:
+        usage_error = _healthcheck_usage(deadline, fmt, output, npd=npd, slurm=slurm, drain=drain)
+    if usage_error is not None:
+        said = f"envcheck healthcheck was called wrongly: {usage_error}"
+        if mode == "npd":
+            from envcheck.doctor.health import NPD_MAX_OUTPUT, NPD_UNKNOWN, fit_bytes
+
+            # NPD keeps 80 bytes: the shorter lead-in leaves room for what is wrong.
+            click.echo(fit_bytes(f"unknown: envcheck called wrongly: {usage_error}", NPD_MAX_OUTPUT))
+            sys.exit(NPD_UNKNOWN)
+        click.echo(f"unhealthy: {said}" if mode == "docker" else f"envcheck: {said}")
+        sys.exit(ExitCode.USAGE.for_docker() if mode == "docker" else int(ExitCode.USAGE))
+
+    health = assess(deadline, require_gpu=require_gpu, spec_path=spec_path, started=_STARTED)
+    if output is not None and health.document is not None:
+        _write_health_file(health.document, output, fmt)
+    if mode == "npd":
+        code, message = npd_verdict(health)
+        click.echo(message)
+        sys.exit(code)
+    if mode == "slurm":
+        verdict = slurm_verdict(health)
+        line = verdict.line
+        if drain and verdict.drain_reason is not None:
+            _, what = drain_node(verdict.drain_reason, os.environ)
+            line += f"; {what}"
+        click.echo(line)
+        sys.exit(verdict.exit_code)
+    healthy, line = docker_line(health)
+    if fmt != "line" and output is None and health.document is not None:
+        from envcheck.cli.terminal import deliver
+
+        deliver(health.document, stdout_format=fmt, file_format=None, output=None, verbose=False)
+    else:
+        # `docker inspect` shows this line to anyone who can see the container: it is redacted (assess).
+        click.echo(line)
+    sys.exit((ExitCode.OK if healthy else ExitCode.FAILED).for_docker())
+
+
+def _healthcheck_usage(
+    deadline: float, fmt: str, output: str | None, *, npd: bool, slurm: bool, drain: bool
+) -> str | None:
+    """What is wrong with this combination of the healthcheck's options, in words; None when nothing is."""
+    from envcheck.doctor.health import SLURM_MAX_DEADLINE_S
+
+    if not math.isfinite(deadline):
+        return f"--deadline {deadline} is not a number"
+    if npd and slurm:
+        return "--npd or --slurm, not both"
+    if drain and not slurm:
+        return "--drain drains a Slurm node: it needs --slurm"
+    if slurm and deadline > SLURM_MAX_DEADLINE_S:
+        return f"--deadline {deadline:g} with --slurm: at most {SLURM_MAX_DEADLINE_S:g} s (Slurm kills it at 60 s)"
+    if (npd or slurm) and fmt != "line" and output is None:
+        return f"--format {fmt} would replace the line {'NPD' if npd else 'Slurm'} reads; write it with --output"
+    if output is not None:
+        from envcheck.render import format_for_path
+
+        file_format = fmt if fmt != "line" else format_for_path(output)
+        if file_format not in ("prometheus", "json"):
+            return f"--output {output}: name a .prom or .json file, or pass --format prometheus or json"
+    return None
+
+
+def _write_health_file(document: dict[str, Any], output: str, fmt: str) -> None:
+    """The healthcheck's --output file (already redacted). A failed write is one line on stderr: the
+    watcher's verdict on stdout and its exit code stay what they are (the file is a side output, and
+    node_exporter notices a stale one by envcheck_last_run_timestamp_seconds)."""
+    from envcheck.cli.terminal import error
+    from envcheck.render import format_for_path, write_atomically
+
+    try:
+        write_atomically(output, document, fmt if fmt != "line" else format_for_path(output) or "prometheus")
+    except OSError as exc:
+        error(f"cannot write {output}: {exc.strerror or exc}")
+
+
+def lab_spec_checks(spec_path: str | None) -> list[CheckSpec]:
+    """The checks of the lab spec in force, if any; a broken spec is one line on stderr and exit 2."""
+    import os
+
+    from envcheck.core.exit import ExitCode
+    from envcheck.spec import SpecError, find_spec
+
+    try:
+        lab = find_spec(spec_path, os.environ)
+    except SpecError as exc:
+        click.echo(f"envcheck: {exc}", err=True)
+        sys.exit(int(ExitCode.USAGE))
+    if lab is None:
+        return []
+    from envcheck.spec.checks import spec_checks
+
+    return spec_checks(lab)

@@ -1,0 +1,91 @@
+"""``envcheck snapshot``: describe this known-good machine as a lab spec for other machines to match."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from envcheck.cli.options import finite
+
+
+@click.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the spec here (default: stdout).")
+@click.option("--force", is_flag=True, help="Overwrite the output file if it exists.")
+@click.option("--package", "packages", multiple=True, metavar="NAME", help="Also pin this package (repeatable).")
+@click.option("--with-bench", is_flag=True, help="Run the bench and record minimum figures per benchmark.")
+@click.option(
+    "--fraction",
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    callback=finite,
+    default=0.9,
+    show_default=True,
+    help="With --with-bench: the share of this machine's figures that other machines must reach.",
+)
+@click.option("--device", default="auto", show_default=True, help="With --with-bench: devices to benchmark.")
+def snapshot(
+    output: str | None, force: bool, packages: tuple[str, ...], with_bench: bool, fraction: float, device: str
+) -> None:
+    """Describe this known-good machine as a lab spec (TOML) for other machines to match.
+
+    Then check any machine with `envcheck doctor --spec lab.toml` (and `envcheck bench --spec lab.toml`).
+    """
+    import os
+    from pathlib import Path
+
+    from envcheck.core.exit import ExitCode
+    from envcheck.core.probing import ProbeFailed, ProbeTimeout
+    from envcheck.doctor.runner import ProbeRunner
+    from envcheck.render import write_text_atomically
+    from envcheck.spec.snapshot import Machine, render_snapshot
+
+    if output and Path(output).exists() and not force:
+        click.echo(f"envcheck: {output} exists; use --force to overwrite it", err=True)
+        sys.exit(int(ExitCode.USAGE))
+    runner = ProbeRunner(dict(os.environ), 60.0)
+    for name in ("host", "disk", "packages", "nvml"):
+        runner.start(name)
+    try:
+        machine = Machine(runner.get("host"), runner.get("disk"), runner.get("packages"), runner.get("nvml"))
+    except (ProbeTimeout, ProbeFailed) as exc:
+        click.echo(f"envcheck: cannot describe this machine: {exc}", err=True)
+        sys.exit(int(ExitCode.FAILED))
+    if with_bench:
+        from envcheck.core.errors import CommandError
+        from envcheck.spec.bench import bench_figures
+
+        try:
+            machine.bench = bench_figures(run_bench_for_snapshot(device))
+        except CommandError as exc:
+            click.echo(f"envcheck: cannot record bench figures: {exc}", err=True)
+            sys.exit(int(ExitCode.FAILED))
+    text = render_snapshot(machine, extra_packages=packages, fraction=fraction)
+    if output:
+        try:
+            write_text_atomically(output, text)
+        except OSError as exc:
+            click.echo(f"envcheck: cannot write {output}: {exc.strerror or exc}", err=True)
+            sys.exit(int(ExitCode.OUTPUT_ERROR))
+        click.echo(f"wrote {output}: check machines with `envcheck doctor --spec {output}`", err=True)
+    else:
+        sys.stdout.write(text)
+
+
+def run_bench_for_snapshot(device: str, *, only: str | None = None, quick: bool = False) -> dict[str, Any]:
+    """Run the bench (by default the whole default suite) on ``device`` in-process, through the same
+    ``run_bench`` the bench command calls; its envcheck.bench/1 document. Ctrl-C ends the snapshot (exit
+    130): half a suite is no reference for other machines."""
+    from envcheck.bench.app import BenchRequest, run_bench
+    from envcheck.bench.report import bench_document
+    from envcheck.core.errors import CommandError
+
+    report = run_bench(BenchRequest.parse(device=device, only=only, quick=quick))
+    if report.interrupted:
+        raise KeyboardInterrupt
+    if report.exit_code:
+        raise CommandError(
+            "the bench found problems on this machine (wrong results or failed preflight checks); "
+            "a machine that fails its own bench is not a reference — run `envcheck bench` to see them"
+        )
+    return bench_document(report)
