@@ -134,6 +134,4 @@ def test_the_contract_catches_an_upward_import(tmp_path: Path, monkeypatch: pyte
     (tree / "core" / "bad.py").write_text("def f():\n    from envcheck.render import svg\n")
     (tree / "render" / "svg.py").write_text("")
     monkeypatch.setattr(__import__(__name__, fromlist=["ROOT"]), "ROOT", tree)
-    assert violations() == [
-        "envcheck/core/bad.py:2: envcheck.core.bad imports envcheck.render.svg (up: core → render)"
-    ]
+    assert violations() == ["envcheck/core/bad.py:2: envcheck.core.bad imports envcheck.render.svg (up: core → render)"]

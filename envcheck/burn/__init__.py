@@ -4,6 +4,3 @@ Built in layers like the rest of envcheck: :mod:`envcheck.probes.nvml.telemetry`
 :mod:`envcheck.burn.rules` judges a run's timeline (pure functions, tested without hardware); the workers
 that load the GPUs, the command and the report sit on top of these.
 """
-
-#: The schema of ``envcheck burn``'s document (its renderers dispatch on it; fields are only ever added).
-BURN_SCHEMA = "envcheck.burn/1"

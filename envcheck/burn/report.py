@@ -15,11 +15,10 @@ import bisect
 from collections.abc import Sequence
 from typing import Any
 
-from envcheck.burn import BURN_SCHEMA
 from envcheck.burn.app import BurnReport, DeviceRun
 from envcheck.burn.rules import DeviceSummary, summarize
 from envcheck.core.model import CheckResult, Status, counts, to_jsonable, worst
-from envcheck.core.report import GpuIdentity, HostIdentity, envelope
+from envcheck.core.report import BURN_SCHEMA, GpuIdentity, HostIdentity, envelope
 from envcheck.probes.nvml.telemetry import Point
 
 UNIT = "TFLOP/s"

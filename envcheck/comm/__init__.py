@@ -5,6 +5,3 @@ rank runs), world.py (which world a process belongs to, from the launcher's vari
 one rank does; the only module that imports torch), launch.py (this node's own ranks, as child
 processes), app.py (request → run → frozen report), report.py (the envcheck.comm/1 document), cli.py.
 """
-
-#: The schema of ``envcheck comm``'s document (its renderers dispatch on it; fields are only ever added).
-COMM_SCHEMA = "envcheck.comm/1"

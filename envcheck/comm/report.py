@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from envcheck.comm import COMM_SCHEMA
 from envcheck.comm.app import CommReport
 from envcheck.comm.reference import references
-from envcheck.core.report import GpuIdentity, HostIdentity, envelope
+from envcheck.core.report import COMM_SCHEMA, GpuIdentity, HostIdentity, envelope
 
 
 def comm_document(report: CommReport) -> dict[str, Any]:

@@ -9,6 +9,7 @@ Every command's JSON document is ``{**envelope(...), **its own fields}``. The sc
 from __future__ import annotations
 
 import platform
+import re
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -16,8 +17,23 @@ from typing import Any
 
 from envcheck import __version__
 
+#: Every report kind's schema, ``envcheck.<package>/<version>``: the package that writes it is also the one
+#: whose ``render`` module renders it (:mod:`envcheck.render` finds it by this name, so no renderer and no
+#: reader switches on a list of kinds). Fields are only ever added under a version.
 DOCTOR_SCHEMA = "envcheck.doctor/1"
 BENCH_SCHEMA = "envcheck.bench/1"
+BURN_SCHEMA = "envcheck.burn/1"
+COMM_SCHEMA = "envcheck.comm/1"
+FLEET_SCHEMA = "envcheck.fleet/1"
+
+_SCHEMA = re.compile(r"^envcheck\.([a-z][a-z_]*)/([0-9]{1,6})$")
+
+
+def kind_of(schema: object) -> str | None:
+    """The package a schema names (``"envcheck.bench/1"`` → ``"bench"``); None for anything that is not
+    one of envcheck's schema names, so a hostile or odd document can never name a module to load."""
+    match = _SCHEMA.match(schema) if isinstance(schema, str) else None
+    return match.group(1) if match else None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,3 @@ and why), merge.py (pure functions: each document's digest; nodes, drift, slow d
 frozen FleetReport), app.py (sources → FleetReport, parsing in a worker per CPU), report.py (the
 envcheck.fleet/1 document), cli.py (the click command).
 """
-
-#: The schema of ``envcheck fleet``'s document (its renderers dispatch on it; fields are only ever added).
-FLEET_SCHEMA = "envcheck.fleet/1"

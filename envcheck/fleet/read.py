@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from envcheck.core import files
-from envcheck.fleet import FLEET_SCHEMA
+from envcheck.core.report import FLEET_SCHEMA
 
 #: The kinds of node report a fleet merges, each read at schema version 1 (``envcheck.<kind>/1``).
 KINDS = ("doctor", "bench", "comm", "burn")

@@ -20,8 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from envcheck.core.model import to_jsonable
-from envcheck.core.report import HostIdentity, envelope
-from envcheck.fleet import FLEET_SCHEMA
+from envcheck.core.report import FLEET_SCHEMA, HostIdentity, envelope
 from envcheck.fleet.merge import Comparison, Figure, FleetReport, Node, field_title
 
 

@@ -31,10 +31,7 @@ from collections.abc import Callable, Iterable
 from html import escape
 from typing import TYPE_CHECKING, Any
 
-from envcheck.burn import BURN_SCHEMA
-from envcheck.comm import COMM_SCHEMA
-from envcheck.core.report import BENCH_SCHEMA
-from envcheck.fleet import FLEET_SCHEMA
+from envcheck.core.report import BENCH_SCHEMA, BURN_SCHEMA, COMM_SCHEMA, FLEET_SCHEMA
 from envcheck.render import RenderOptions, renderer
 from envcheck.render.svg import Bar, Series, bar_chart, finite, heatmap, line_chart
 

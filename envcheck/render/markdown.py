@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from envcheck.burn import BURN_SCHEMA
-from envcheck.comm import COMM_SCHEMA
-from envcheck.core.report import BENCH_SCHEMA
-from envcheck.fleet import FLEET_SCHEMA
+from envcheck.core.report import BENCH_SCHEMA, BURN_SCHEMA, COMM_SCHEMA, FLEET_SCHEMA
 from envcheck.render import RenderOptions, renderer
 
 if TYPE_CHECKING:

@@ -13,10 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
-from envcheck.burn import BURN_SCHEMA
-from envcheck.comm import COMM_SCHEMA
-from envcheck.core.report import BENCH_SCHEMA
-from envcheck.fleet import FLEET_SCHEMA
+from envcheck.core.report import BENCH_SCHEMA, BURN_SCHEMA, COMM_SCHEMA, FLEET_SCHEMA
 from envcheck.render import RenderOptions, renderer
 
 if TYPE_CHECKING:
