@@ -11,21 +11,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from envcheck.cli.options import format_options
-from envcheck.cli.terminal import fail
+from envcheck.cli.options import device_option, format_options, spec_option
 
 if TYPE_CHECKING:
     from envcheck.bench.model import BenchSpec
 
 
 @click.command()
-@click.option(
-    "--device",
-    default="auto",
-    show_default=True,
-    metavar="auto|cpu|cuda|cuda:N[,M...]",
-    help="What to benchmark: auto = every visible GPU, else the CPU; cuda = every visible GPU.",
-)
+@device_option("benchmark")
 @click.option("--only", metavar="ID,...", help="Benchmark ids or families to run (see --list).")
 @click.option("--dtype", metavar="DTYPE,...", help="Restrict dtype-specific cases to these: fp32,tf32,bf16,fp16,fp8.")
 @click.option("--quick", is_flag=True, help="A short pass (well under a minute per GPU).")
@@ -41,9 +34,7 @@ if TYPE_CHECKING:
     type=float,
     help="With --compare: the drop (a fraction) that counts as a regression.",
 )
-@click.option(
-    "--spec", "spec_path", metavar="FILE", help="Lab spec (TOML) whose [bench] minimums every device must reach."
-)
+@spec_option("whose [bench] minimums every device must reach", found=False)
 @click.option(
     "--serial",
     is_flag=True,
@@ -79,39 +70,37 @@ def bench(
     import sys
 
     from envcheck.bench.app import BenchRequest, run_bench, select_specs
-    from envcheck.bench.model import BenchError
+    from envcheck.bench.report import bench_document
     from envcheck.cli.options import resolve_formats
-    from envcheck.cli.terminal import deliver
+    from envcheck.cli.terminal import finish
 
     stdout_format, file_format = resolve_formats(fmt, as_json, output)
-    try:
-        if list_only:
-            _list(select_specs(only), as_json=stdout_format == "json")
-            return
-        request = BenchRequest.parse(
-            device=device,
-            only=only,
-            dtype=dtype,
-            quick=quick,
-            baseline_path=baseline,
-            threshold=threshold,
-            spec_path=spec_path,
-            serial=serial,
-        )
-        from envcheck.bench import progress as render
-
-        callbacks, live = render.progress(stream=sys.stderr)
-        with live:
-            report = run_bench(request, progress=callbacks)
-    except BenchError as exc:
-        fail("bench", str(exc), exc.exit_code)
-    from envcheck.bench.report import bench_document
-
-    document = bench_document(report)
-    override = deliver(
-        document, stdout_format=stdout_format, file_format=file_format, output=output, verbose=False, save=save
+    if list_only:
+        _list(select_specs(only), as_json=stdout_format == "json")
+        return
+    request = BenchRequest.parse(
+        device=device,
+        only=only,
+        dtype=dtype,
+        quick=quick,
+        baseline_path=baseline,
+        threshold=threshold,
+        spec_path=spec_path,
+        serial=serial,
     )
-    sys.exit(int(override if override is not None else report.exit_code))
+    from envcheck.bench import progress as render
+
+    callbacks, live = render.progress(stream=sys.stderr)
+    with live:
+        report = run_bench(request, progress=callbacks)
+    finish(
+        bench_document(report),
+        report.exit_code,
+        stdout_format=stdout_format,
+        file_format=file_format,
+        output=output,
+        save=save,
+    )
 
 
 def _list(specs: list[BenchSpec], *, as_json: bool) -> None:

@@ -10,18 +10,11 @@ from __future__ import annotations
 
 import click
 
-from envcheck.cli.options import format_options
-from envcheck.cli.terminal import fail
+from envcheck.cli.options import device_option, format_options, spec_option
 
 
 @click.command()
-@click.option(
-    "--device",
-    default="auto",
-    show_default=True,
-    metavar="auto|cpu|cuda|cuda:N[,M...]",
-    help="What to burn: auto = every visible GPU, else the CPU; cuda = every visible GPU; all at once.",
-)
+@device_option("burn (all at once)")
 @click.option(
     "--duration",
     default="10m",
@@ -35,12 +28,7 @@ from envcheck.cli.terminal import fail
     help="What the matmuls compute in (default bf16 on a GPU, fp32 on the CPU).",
 )
 @format_options
-@click.option(
-    "--spec",
-    "spec_path",
-    metavar="FILE",
-    help="Lab spec (TOML) whose [burn] requirements (min_duration, allow_throttle, min_sustained) the run must meet.",
-)
+@spec_option("whose [burn] requirements (min_duration, allow_throttle, min_sustained) the run must meet", found=False)
 def burn(
     device: str,
     duration: str,
@@ -62,22 +50,15 @@ def burn(
     """
     import sys
 
-    from envcheck.burn.app import BurnError, BurnRequest, run_burn
+    from envcheck.burn import progress
+    from envcheck.burn.app import BurnRequest, run_burn
+    from envcheck.burn.report import burn_document
     from envcheck.cli.options import resolve_formats
-    from envcheck.cli.terminal import deliver
+    from envcheck.cli.terminal import finish
 
     stdout_format, file_format = resolve_formats(fmt, as_json, output)
-    try:
-        request = BurnRequest.parse(device=device, duration=duration, dtype=dtype, spec_path=spec_path)
-        from envcheck.burn import progress
-
-        watch, live = progress.display(sys.stderr)
-        with live:
-            report = run_burn(request, watch=watch)
-    except BurnError as exc:
-        fail("burn", str(exc), exc.exit_code)
-    from envcheck.burn.report import burn_document
-
-    document = burn_document(report)
-    override = deliver(document, stdout_format=stdout_format, file_format=file_format, output=output, verbose=False)
-    sys.exit(int(override if override is not None else report.exit_code))
+    request = BurnRequest.parse(device=device, duration=duration, dtype=dtype, spec_path=spec_path)
+    watch, live = progress.display(sys.stderr)
+    with live:
+        report = run_burn(request, watch=watch)
+    finish(burn_document(report), report.exit_code, stdout_format=stdout_format, file_format=file_format, output=output)

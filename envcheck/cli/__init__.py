@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from envcheck import __version__
+from envcheck.core.errors import CommandError
 
 #: name -> "module:attribute" of its click command.
 COMMANDS = {
@@ -59,6 +60,16 @@ class _Commands(click.Group):
         limit = formatter.width - 6 - max(len(name) for name in names)
         with formatter.section("Commands"):
             formatter.write_dl([(name, _short(SHORT_HELP[name], limit)) for name in names])
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """A command that cannot run as asked raises :class:`CommandError`; it is said here, once, for every
+        command: ``envcheck COMMAND: error: ...`` on stderr and the error's exit code."""
+        try:
+            return super().invoke(ctx)
+        except CommandError as exc:
+            from envcheck.cli.terminal import fail
+
+            fail(ctx.invoked_subcommand or "envcheck", str(exc), exc.exit_code)
 
     def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         from envcheck.cli.terminal import run_guarded

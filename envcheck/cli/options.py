@@ -71,14 +71,28 @@ def resolve_formats(
     return "text", file_format
 
 
-#: ``--spec``, the same wherever a lab spec is enforced.
-spec_option = click.option(
-    "--spec",
-    "spec_path",
-    metavar="FILE",
-    help="Lab spec (TOML) to enforce; else $ENVCHECK_SPEC, ./envcheck.toml, [tool.envcheck] in ./pyproject.toml "
-    "or /etc/envcheck/lab.toml.",
-)
+def spec_option(what: str = "to enforce", *, found: bool = True) -> Any:
+    """``--spec FILE``: the lab spec; ``what`` says which part of it this command enforces, ``found`` whether
+    the command also looks for one when none is named (the doctor and the healthcheck do; a measuring
+    command only judges against a spec it was given)."""
+    where = (
+        "; else $ENVCHECK_SPEC, ./envcheck.toml, [tool.envcheck] in ./pyproject.toml or /etc/envcheck/lab.toml"
+        if found
+        else ""
+    )
+    return click.option("--spec", "spec_path", metavar="FILE", help=f"Lab spec (TOML) {what}{where}.")
+
+
+def device_option(what: str, default: str = "auto") -> Any:
+    """``--device``: which devices a command uses, parsed by :mod:`envcheck.devices.resolve` for every
+    command alike; ``what`` completes "What to ...:" in the help."""
+    return click.option(
+        "--device",
+        default=default,
+        show_default=True,
+        metavar="auto|cpu|cuda|cuda:N[,M...]",
+        help=f"What to {what}: auto = every visible GPU, else the CPU; cuda = every visible GPU.",
+    )
 
 
 def finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:

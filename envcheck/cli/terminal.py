@@ -54,6 +54,24 @@ def deliver(
     return ExitCode.OUTPUT_ERROR if failed else None
 
 
+def finish(
+    document: dict[str, Any],
+    exit_code: int,
+    *,
+    stdout_format: str,
+    file_format: str | None,
+    output: str | None,
+    verbose: bool = False,
+    save: str | None = None,
+) -> NoReturn:
+    """The tail of every reporting command: deliver its document (:func:`deliver`), then exit with the
+    run's own code, or 74 when a file could not be written."""
+    override = deliver(
+        document, stdout_format=stdout_format, file_format=file_format, output=output, verbose=verbose, save=save
+    )
+    sys.exit(int(override if override is not None else exit_code))
+
+
 def fail(command: str, message: str, code: int) -> NoReturn:
     """A command that cannot run: one line on stderr, ``envcheck COMMAND: error: ...``, and exit ``code``.
     Secrets are scrubbed (an import error may quote a URL with a token) and the message is kept to one line

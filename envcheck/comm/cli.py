@@ -12,8 +12,7 @@ from typing import Any
 
 import click
 
-from envcheck.cli.options import format_options
-from envcheck.cli.terminal import fail
+from envcheck.cli.options import format_options, spec_option
 
 
 @click.command()
@@ -50,9 +49,7 @@ from envcheck.cli.terminal import fail
 @click.option("--iters", type=int, default=None, help="Timed iterations per op and size (GPU 20, CPU 5).")
 @click.option("--warmup", type=int, default=None, help="Warm-up iterations, the verified one included (GPU 5, CPU 1).")
 @format_options
-@click.option(
-    "--spec", "spec_path", metavar="FILE", help="Lab spec (TOML) whose [comm] minimum busbw each op must reach."
-)
+@spec_option("whose [comm] minimum busbw each op must reach", found=False)
 def comm(
     device: str,
     nproc: int | None,
@@ -81,32 +78,29 @@ def comm(
     import sys
 
     from envcheck.cli.options import resolve_formats
-    from envcheck.comm.app import CommError, CommRequest, joined_world, run_as_rank, run_comm
+    from envcheck.comm.app import CommRequest, joined_world, run_as_rank, run_comm
 
     stdout_format, file_format = resolve_formats(fmt, as_json, output)
-    try:
-        request = CommRequest.parse(
-            device=device,
-            nproc=nproc,
-            timeout=timeout,
-            ops_text=ops_text,
-            min_size=min_size,
-            max_size=max_size,
-            iters=iters,
-            warmup=warmup,
-            spec_path=spec_path,
-        )
-        world = joined_world(os.environ)
+    request = CommRequest.parse(
+        device=device,
+        nproc=nproc,
+        timeout=timeout,
+        ops_text=ops_text,
+        min_size=min_size,
+        max_size=max_size,
+        iters=iters,
+        warmup=warmup,
+        spec_path=spec_path,
+    )
+    world = joined_world(os.environ)
 
-        def deliver(report: Any) -> int:
-            return _deliver(report, stdout_format, file_format, output)
+    def deliver(report: Any) -> int:
+        return _deliver(report, stdout_format, file_format, output)
 
-        progress = _progress(enabled=stdout_format == "text")
-        if world is not None:
-            sys.exit(run_as_rank(request, world, progress=progress if world.rank == 0 else None, on_report=deliver))
-        report = run_comm(request, progress=progress)
-    except CommError as exc:
-        fail("comm", str(exc), exc.exit_code)
+    progress = _progress(enabled=stdout_format == "text")
+    if world is not None:
+        sys.exit(run_as_rank(request, world, progress=progress if world.rank == 0 else None, on_report=deliver))
+    report = run_comm(request, progress=progress)
     _clear_progress(progress)
     sys.exit(deliver(report))
 

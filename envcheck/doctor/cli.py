@@ -35,7 +35,7 @@ DOCTOR_EXTRA_FORMATS = ("prometheus",)
 @click.option(
     "--list-checks", is_flag=True, help="List every check id with what it checks (--json: as JSON), and exit."
 )
-@spec_option
+@spec_option()
 @click.option(
     "--deadline",
     type=click.FloatRange(min=1.0, max=3600.0),
@@ -175,7 +175,7 @@ class _HealthcheckCommand(click.Command):
     help="Seconds the check may take; keep it well inside the HEALTHCHECK --timeout (with --slurm: at most 30).",
 )
 @click.option("--require-gpu", is_flag=True, help="Unhealthy when no GPU answers (a GPU image run without --gpus).")
-@spec_option
+@spec_option()
 @click.option(
     "--format",
     "fmt",
