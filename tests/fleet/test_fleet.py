@@ -377,7 +377,10 @@ def test_pruned_parse_equals_the_full_parse(real: dict[str, dict[str, Any]]) -> 
 
 
 def test_help_stays_light() -> None:
-    code = "import sys, envcheck.cli; print(sorted(m for m in sys.modules if m.startswith('envcheck.fleet')))"
+    code = (
+        "import sys, click, envcheck.cli as c; c.main.get_command(click.Context(c.main), 'fleet'); "
+        "print(sorted(m for m in sys.modules if m.startswith('envcheck.fleet')))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(proc.stdout.replace("'", '"')) == ["envcheck.fleet", "envcheck.fleet.cli"]
 
