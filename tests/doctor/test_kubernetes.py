@@ -19,7 +19,7 @@ from envcheck.cli import main
 from envcheck.doctor.health import NPD_MAX_OUTPUT, fit_bytes
 from tests.test_output import run
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "kubernetes"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "kubernetes"
 MANIFESTS = sorted(EXAMPLES.glob("*.yaml"))
 NPD_CONFIG = EXAMPLES / "npd-envcheck-plugin.json"
 
