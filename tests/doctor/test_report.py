@@ -6,6 +6,7 @@ import pytest
 
 from envcheck.core.model import CheckResult, Status
 from envcheck.doctor.report import summarize
+from tests import fakenvml
 
 
 def results(*statuses: Status) -> list[CheckResult]:
@@ -104,3 +105,18 @@ def test_a_gpu_whose_matmul_returns_nan_is_a_fail_in_strict_json(nvml):
     assert "GPU 0 (NVIDIA H100 80GB HBM3): wrong result (max relative error nan vs the CPU" in check["summary"]
     assert check["details"]["max_rel_error"] == {"0": None}
     assert parsed["torch"]["devices"][0]["matmul_max_rel_error"] is None
+
+
+@pytest.mark.parametrize("scenario", sorted(fakenvml.SCENARIOS))
+def test_every_gpu_reading_is_in_the_document_under_its_name(nvml, scenario):
+    """``gpus[]`` is written field by field (renderers read those names); it still carries every reading
+    the NVML probe makes, under the probe's name and as its JSON value, in every named scenario."""
+    from envcheck.core.model import to_jsonable
+    from envcheck.core.registry import PROBES
+    from envcheck.doctor.report import gpu_document
+
+    nvml(scenario)
+    PROBES.load()
+    state = PROBES["nvml"].fn({})
+    for gpu in state.gpus:
+        assert gpu_document(gpu) == to_jsonable(gpu)
