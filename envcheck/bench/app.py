@@ -337,7 +337,6 @@ def preflight(probes: ProbeRunner, chosen: list[DeviceInfo], cpus: contention.Cp
         selection=None,
         extra=tuple(CHECKS[i] for i in PREFLIGHT_IDS),
         gpus=frozenset().union(*named) if named and all(named) else None,
-        deadline_s=probes.deadline_s,
     )
     return run_doctor(request, runner=probes).results
 

@@ -123,9 +123,9 @@ def run_doctor(request: DoctorRequest, *, runner: ProbeRunner | None = None) -> 
     """Start every probe the checks need at once, judge in order, and capture the probe data.
 
     ``runner`` hands in probes a caller already started (the bench's torch child and NVML reading), so
-    nothing is probed twice; its own deadline then holds. A check that hangs or crashes is a result of its
-    own (envcheck.doctor.runner.run_check); an unknown selection raises UnknownSelection before anything
-    starts."""
+    nothing is probed twice; its environment and deadline then hold, not the request's. A check that
+    hangs or crashes is a result of its own (envcheck.doctor.runner.run_check); an unknown selection
+    raises UnknownSelection before anything starts."""
     from envcheck.core.report import utc_now
 
     specs = request.checks()

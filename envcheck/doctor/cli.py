@@ -17,6 +17,7 @@ from envcheck.cli.options import finite, format_options, spec_option
 
 if TYPE_CHECKING:
     from envcheck.core.registry import CheckSpec
+    from envcheck.doctor.app import Running
     from envcheck.doctor.health import Health
 
 
@@ -123,7 +124,7 @@ def _list_checks(specs: list[CheckSpec], *, as_json: bool) -> None:
     list_checks(make_console(), listing)
 
 
-def _progress(running: Callable[[], list[tuple[str, str, float]]], *, enabled: bool) -> Any:
+def _progress(running: Callable[[], Running], *, enabled: bool) -> Any:
     """While probes run, a terminal shows which are still running and for how long (a rich live status
     on stderr that disappears when the report prints). Nothing of this in pipes, files or JSON."""
     import contextlib
