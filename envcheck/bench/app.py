@@ -322,15 +322,23 @@ def nvml_from(probes: ProbeRunner) -> NvmlState | None:
 
 
 def preflight(probes: ProbeRunner, chosen: list[DeviceInfo], cpus: contention.Cpus | None) -> tuple[CheckResult, ...]:
-    """The doctor's GPU preconditions (over the same torch child and NVML reading the bench used), or
-    for a CPU bench, how busy the CPUs already are."""
+    """The doctor's GPU preconditions on the ``chosen`` GPUs only (over the same torch child and NVML
+    reading the bench used: another job on GPU 0 is no reason to refuse ``--device cuda:1``), or for a
+    CPU bench, how busy the CPUs already are. A chosen GPU NVML cannot name has every GPU judged rather
+    than a guess."""
     if cpus is not None:
         return (contention.preflight(cpus),)
+    from envcheck.doctor.app import DoctorRequest, run_doctor
     from envcheck.doctor.areas import CHECKS
-    from envcheck.doctor.runner import run_checks
 
     CHECKS.load()
-    return tuple(run_checks([CHECKS[i] for i in PREFLIGHT_IDS], env=probes.env, runner=probes).results)
+    named = [{i for i in (d.uuid, d.pci_bus_id) if i} for d in chosen]
+    request = DoctorRequest(
+        selection=None,
+        extra=tuple(CHECKS[i] for i in PREFLIGHT_IDS),
+        gpus=frozenset().union(*named) if named and all(named) else None,
+    )
+    return run_doctor(request, runner=probes).results
 
 
 def _compare(request: BenchRequest, results: tuple[BenchResult, ...]) -> Comparison | None:

@@ -1,2 +1,2 @@
-"""The doctor, the main command: its checks (one module per area), the probe runner, the report
-and the healthcheck dialects."""
+"""The doctor, the main command: its checks (one module per area), the probe runner, ``run_doctor`` (the
+one way every command runs it), the report and the healthcheck dialects."""

@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -15,6 +17,8 @@ from envcheck.cli.options import finite, format_options, spec_option
 
 if TYPE_CHECKING:
     from envcheck.core.registry import CheckSpec
+    from envcheck.doctor.app import Running
+    from envcheck.doctor.health import Health
 
 
 #: When this process started, for the report's footer: the real wall time the user waited, imports and
@@ -74,33 +78,30 @@ def doctor(
     from envcheck.cli.options import resolve_formats
     from envcheck.cli.terminal import deliver
     from envcheck.doctor import areas as registry
+    from envcheck.doctor.app import DoctorRequest
 
     stdout_format, file_format = resolve_formats(fmt, as_json, output, extra=DOCTOR_EXTRA_FORMATS)
+    request = DoctorRequest(
+        tuple(selection),
+        quick=quick,
+        opt_in=registry.OPT_IN if (require_gpu or list_checks) else (),
+        env=dict(os.environ),
+        deadline_s=deadline,
+        progress=lambda running: _progress(running, enabled=stdout_format == "text"),
+    )
     try:
-        specs = registry.select_checks(
-            list(selection), quick=quick, opt_in=registry.OPT_IN if (require_gpu or list_checks) else ()
-        )
+        request.checks()  # a wrong selection is a usage error before the lab spec is even read
     except registry.UnknownSelection as exc:
         raise click.UsageError(str(exc)) from None
-    specs += lab_spec_checks(spec_path)
+    request = replace(request, extra=_lab_or_exit(spec_path)[1])
     if list_checks:
-        _list_checks(specs, as_json=stdout_format == "json")
+        _list_checks(request.checks(), as_json=stdout_format == "json")
         return
-    from envcheck.core.report import utc_now
+    from envcheck.doctor.app import run_doctor
     from envcheck.doctor.report import doctor_document
-    from envcheck.doctor.runner import ProbeRunner, run_checks
 
-    generated_at = utc_now()
-    runner = ProbeRunner(dict(os.environ), deadline)
-    with _progress(runner, enabled=stdout_format == "text"):
-        report = run_checks(specs, deadline_s=deadline, runner=runner)
-    document = doctor_document(
-        report,
-        generated_at=generated_at,
-        wall_s=time.monotonic() - _STARTED,
-        strict=strict,
-        require_gpu=require_gpu,
-    )
+    report = run_doctor(request)
+    document = doctor_document(report, wall_s=time.monotonic() - _STARTED, strict=strict, require_gpu=require_gpu)
     override = deliver(document, stdout_format=stdout_format, file_format=file_format, output=output, verbose=verbose)
     sys.exit(int(override if override is not None else document["exit_code"]))
 
@@ -123,7 +124,7 @@ def _list_checks(specs: list[CheckSpec], *, as_json: bool) -> None:
     list_checks(make_console(), listing)
 
 
-def _progress(runner: Any, *, enabled: bool) -> Any:
+def _progress(running: Callable[[], Running], *, enabled: bool) -> Any:
     """While probes run, a terminal shows which are still running and for how long (a rich live status
     on stderr that disappears when the report prints). Nothing of this in pipes, files or JSON."""
     import contextlib
@@ -140,10 +141,10 @@ def _progress(runner: Any, *, enabled: bool) -> Any:
             self.spinner = Spinner("dots", style="cyan")
 
         def __rich__(self) -> Any:
-            running = sorted(runner.running(), key=lambda r: -r[2])
-            if not running:
+            still = sorted(running(), key=lambda r: -r[2])
+            if not still:
                 return Text("judging ...", style="dim")
-            words = ", ".join(f"{what} {took:.1f} s" for _, what, took in running)
+            words = ", ".join(f"{what} {took:.1f} s" for _, what, took in still)
             self.spinner.update(text=Text(f"waiting for {words}", style="dim", overflow="ellipsis", no_wrap=True))
             return self.spinner
 
@@ -233,13 +234,7 @@ def healthcheck(
     import os
 
     from envcheck.core.exit import ExitCode
-    from envcheck.doctor.health import (
-        assess,
-        docker_line,
-        drain_node,
-        npd_verdict,
-        slurm_verdict,
-    )
+    from envcheck.doctor.health import docker_line, drain_node, npd_verdict, slurm_verdict
 
     meta = click.get_current_context().meta
     mode = meta.get("envcheck_mode") or ("npd" if npd else "slurm" if slurm else "docker")
@@ -257,7 +252,17 @@ def healthcheck(
         click.echo(f"unhealthy: {said}" if mode == "docker" else f"envcheck: {said}")
         sys.exit(ExitCode.USAGE.for_docker() if mode == "docker" else int(ExitCode.USAGE))
 
-    health = assess(deadline, require_gpu=require_gpu, spec_path=spec_path, started=_STARTED)
+    health = _assess(deadline, require_gpu=require_gpu, spec_path=spec_path)
+    if mode == "docker" and fmt != "line" and output is None and health.document is not None:
+        from envcheck.cli.terminal import deliver
+
+        # The report instead of the line: deliver() redacts it, its one redaction.
+        deliver(health.document, stdout_format=fmt, file_format=None, output=None, verbose=False)
+        healthy, _ = docker_line(health)
+        sys.exit((ExitCode.OK if healthy else ExitCode.FAILED).for_docker())
+    # The one redaction of every other answer: `docker inspect`, `kubectl describe node` and `sinfo -R`
+    # show these lines (and scontrol's drain reason) to anyone who can see the node.
+    health = health.redacted(os.environ)
     if output is not None and health.document is not None:
         _write_health_file(health.document, output, fmt)
     if mode == "npd":
@@ -273,14 +278,23 @@ def healthcheck(
         click.echo(line)
         sys.exit(verdict.exit_code)
     healthy, line = docker_line(health)
-    if fmt != "line" and output is None and health.document is not None:
-        from envcheck.cli.terminal import deliver
-
-        deliver(health.document, stdout_format=fmt, file_format=None, output=None, verbose=False)
-    else:
-        # `docker inspect` shows this line to anyone who can see the container: it is redacted (assess).
-        click.echo(line)
+    click.echo(line)
     sys.exit((ExitCode.OK if healthy else ExitCode.FAILED).for_docker())
+
+
+def _assess(deadline: float, *, require_gpu: bool, spec_path: str | None) -> Health:
+    """The quick doctor and the lab spec in force. A spec that cannot be read, or envcheck crashing while
+    reading it, is a :class:`Health` that says so (each dialect decides what that means for its watcher)."""
+    from envcheck.doctor.health import Health, assess
+    from envcheck.spec import SpecError
+
+    try:
+        path, checks = _lab(spec_path)
+    except SpecError as exc:
+        return Health(None, error=f"lab spec unusable: {exc}")
+    except Exception as exc:  # noqa: BLE001 - a crash is a verdict of its own, never a traceback
+        return Health(None, error=f"envcheck crashed: {type(exc).__name__}: {exc}")
+    return assess(deadline, require_gpu=require_gpu, lab_checks=checks, spec_path=path, started=_STARTED)
 
 
 def _healthcheck_usage(
@@ -309,7 +323,7 @@ def _healthcheck_usage(
 
 
 def _write_health_file(document: dict[str, Any], output: str, fmt: str) -> None:
-    """The healthcheck's --output file (already redacted). A failed write is one line on stderr: the
+    """The healthcheck's --output file (from the redacted Health). A failed write is one line on stderr: the
     watcher's verdict on stdout and its exit code stay what they are (the file is a side output, and
     node_exporter notices a stale one by envcheck_last_run_timestamp_seconds)."""
     from envcheck.cli.terminal import error
@@ -321,20 +335,28 @@ def _write_health_file(document: dict[str, Any], output: str, fmt: str) -> None:
         error(f"cannot write {output}: {exc.strerror or exc}")
 
 
-def lab_spec_checks(spec_path: str | None) -> list[CheckSpec]:
-    """The checks of the lab spec in force, if any; a broken spec is one line on stderr and exit 2."""
+def _lab(spec_path: str | None) -> tuple[str | None, tuple[CheckSpec, ...]]:
+    """The lab spec in force (``--spec``, else $ENVCHECK_SPEC and the usual places) as (its path, its
+    checks); (None, ()) where there is none. A spec that cannot be read is :class:`~envcheck.spec.SpecError`."""
     import os
 
+    from envcheck.spec import find_spec
+
+    lab = find_spec(spec_path, os.environ)
+    if lab is None:
+        return None, ()
+    from envcheck.spec.checks import spec_checks
+
+    return lab.path, tuple(spec_checks(lab))
+
+
+def _lab_or_exit(spec_path: str | None) -> tuple[str | None, tuple[CheckSpec, ...]]:
+    """:func:`_lab` for the doctor: a broken spec is one line on stderr and exit 2."""
     from envcheck.core.exit import ExitCode
-    from envcheck.spec import SpecError, find_spec
+    from envcheck.spec import SpecError
 
     try:
-        lab = find_spec(spec_path, os.environ)
+        return _lab(spec_path)
     except SpecError as exc:
         click.echo(f"envcheck: {exc}", err=True)
         sys.exit(int(ExitCode.USAGE))
-    if lab is None:
-        return []
-    from envcheck.spec.checks import spec_checks
-
-    return spec_checks(lab)

@@ -2,8 +2,10 @@
 Slurm's HealthCheckProgram and Prolog, and (through the ``prometheus`` renderer) node_exporter's textfile.
 
 All of them judge the same thing: the quick doctor (host, driver, GPUs; never torch) and the lab spec in
-force, built into the doctor's own document by the doctor's own code (:func:`assess`). What differs is only
-how each watcher wants the answer, and each function here speaks one dialect:
+force (its checks found by the CLI and handed in), built into the doctor's own document by the doctor's
+own code (:func:`assess`). What differs is only how each watcher wants the answer, and each function here
+speaks one dialect. Nothing here redacts: the CLI redacts a :class:`Health` once, as it delivers it
+(:meth:`Health.redacted`), and every dialect's answer is built from that.
 
 * Docker (:func:`docker_line`) keeps the last few outputs in ``docker inspect`` and reads exit 0 as
   healthy, anything else as unhealthy: one line that leads with the failing check, exit 0 or 1.
@@ -19,18 +21,17 @@ how each watcher wants the answer, and each function here speaks one dialect:
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from envcheck.core.report import utc_now
-from envcheck.doctor import areas as registry
-from envcheck.doctor.runner import run_checks
-from envcheck.spec import SpecError, find_spec
+from envcheck.doctor.app import DoctorRequest, run_doctor
+
+if TYPE_CHECKING:
+    from envcheck.core.registry import CheckSpec
 
 #: node-problem-detector's default ``max_output_length`` (pkg/custompluginmonitor/types/config.go):
 #: it cuts a plugin's stdout to this many bytes for the condition message.
@@ -49,11 +50,23 @@ DRAIN_REASON_MAX = 120
 @dataclass(frozen=True)
 class Health:
     """One judgement of this node. ``document`` is the doctor's document (``envcheck.doctor/1``) of the
-    quick checks, already redacted; it is None when nothing could be judged, and ``error`` says why."""
+    quick checks; it is None when nothing could be judged, and ``error`` says why."""
 
     document: dict[str, Any] | None
     spec_path: str | None = None
     error: str | None = None
+
+    def redacted(self, env: Mapping[str, str]) -> Health:
+        """The judgement with every secret of ``env`` (and every token shape) taken out of the document,
+        the spec's path and the error: what may be printed to a watcher, which shows it to anyone who can
+        see the container or the node (``docker inspect``, ``kubectl describe node``, ``sinfo -R``)."""
+        from envcheck.core.redact import redact_tree, scrub
+
+        return Health(
+            redact_tree(self.document, env) if self.document is not None else None,
+            scrub(self.spec_path, env) if self.spec_path is not None else None,
+            scrub(self.error, env) if self.error is not None else None,
+        )
 
     def checks(self, *statuses: str) -> list[dict[str, Any]]:
         """The checks with one of these statuses, in the report's order."""
@@ -74,39 +87,33 @@ def assess(
     deadline_s: float,
     *,
     require_gpu: bool = False,
+    lab_checks: tuple[CheckSpec, ...] = (),
     spec_path: str | None = None,
     started: float | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Health:
-    """Run the quick doctor and the lab spec in force under ``deadline_s`` and build the doctor's document.
+    """Run the quick doctor and the lab spec's checks (``lab_checks``, read from ``spec_path`` by the
+    caller) under ``deadline_s`` and build the doctor's document.
 
-    Never raises: a lab spec that cannot be read, or envcheck crashing, is a :class:`Health` whose
-    ``error`` says so (each dialect decides what that means for its watcher). ``started`` is when the
-    process started (``time.monotonic()``), so the document's duration is the wait the watcher saw."""
-    from envcheck.core.redact import redact_tree, scrub
-
-    env = os.environ if env is None else env
+    Never raises: envcheck crashing is a :class:`Health` whose ``error`` says so (each dialect decides what
+    that means for its watcher). ``started`` is when the process started (``time.monotonic()``), so the
+    document's duration is the wait the watcher saw."""
     started = time.monotonic() if started is None else started
-    try:
-        spec = find_spec(spec_path, env)
-    except SpecError as exc:
-        return Health(None, error=scrub(f"lab spec unusable: {exc}", env))
+    request = DoctorRequest(
+        quick=True,
+        opt_in=("gpu.required",) if require_gpu else (),
+        extra=lab_checks,
+        env=env,
+        deadline_s=deadline_s,
+    )
     try:
         from envcheck.doctor.report import doctor_document
 
-        specs = registry.select_checks([], quick=True, opt_in=("gpu.required",) if require_gpu else ())
-        if spec is not None:
-            from envcheck.spec.checks import spec_checks
-
-            specs += spec_checks(spec)
-        generated_at = utc_now()
-        report = run_checks(specs, deadline_s=deadline_s)
-        document = doctor_document(
-            report, generated_at=generated_at, wall_s=time.monotonic() - started, require_gpu=require_gpu
-        )
+        report = run_doctor(request)
+        document = doctor_document(report, wall_s=time.monotonic() - started, require_gpu=require_gpu)
     except Exception as exc:  # noqa: BLE001 - a crash is a verdict of its own, never a traceback
-        return Health(None, error=scrub(f"envcheck crashed: {type(exc).__name__}: {exc}", env))
-    return Health(redact_tree(document, env), spec.path if spec is not None else None)
+        return Health(None, error=f"envcheck crashed: {type(exc).__name__}: {exc}")
+    return Health(document, spec_path)
 
 
 def _took(document: dict[str, Any]) -> str:
@@ -148,11 +155,6 @@ def docker_line(health: Health) -> tuple[bool, str]:
     if health.problems:
         return False, one_line(f"unhealthy: {_first_problem(health.problems)} {took}")
     return True, one_line(f"healthy: {_healthy_words(health)} {took}")
-
-
-def healthcheck_line(deadline_s: float, *, require_gpu: bool = False, spec_path: str | None = None) -> tuple[bool, str]:
-    """(healthy, line): the Docker healthcheck's judgement of this node, in one call."""
-    return docker_line(assess(deadline_s, require_gpu=require_gpu, spec_path=spec_path))
 
 
 def fit_bytes(text: str, limit: int) -> str:

@@ -1,6 +1,7 @@
-"""Build the doctor's structured report (``envcheck.doctor/1``) from a finished run, and judge it in
-words: the verdict a person reads at the bottom of the text report is computed here, once, so that the
-text, Markdown and JSON reports say the same thing.
+"""Build the doctor's structured report (``envcheck.doctor/1``) from a finished run (the frozen
+:class:`~envcheck.doctor.app.DoctorReport`, never the live probe runner), and judge it in words: the
+verdict a person reads at the bottom of the text report is computed here, once, so that the text,
+Markdown and JSON reports say the same thing.
 
 Top-level ``status`` is the worst of the checks (a crashed check counts as ``fail``); ``gpus`` is empty
 where there are none; ``driver`` is null without a working driver. Fields are only ever added.
@@ -9,14 +10,16 @@ where there are none; ``driver`` is null without a working driver. Fields are on
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envcheck.core.exit import exit_code_for
-from envcheck.core.model import NA, CheckResult, Status, counts, to_jsonable, worst
+from envcheck.core.model import NA, CheckResult, Status, available, counts, to_jsonable, worst
 from envcheck.core.report import DOCTOR_SCHEMA, GpuIdentity, HostIdentity, envelope
 from envcheck.doctor.areas import AREAS
-from envcheck.doctor.runner import Report
+
+if TYPE_CHECKING:
+    from envcheck.doctor.app import DoctorReport
+    from envcheck.probes.nvml.inventory import GpuInfo
 
 
 @dataclass(frozen=True)
@@ -62,25 +65,19 @@ def summarize(results: list[CheckResult], *, gpus_seen: bool | None) -> Summary:
     return Summary("ready", "ready: no problems found")
 
 
-def gpus_seen(report: Report) -> bool | None:
-    nvml = report.probes.peek("nvml")
-    if nvml is None:
-        return None
-    return bool(nvml.available and nvml.gpus)
-
-
 def doctor_document(
-    report: Report,
+    report: DoctorReport,
     *,
-    generated_at: datetime,
     wall_s: float,
     strict: bool = False,
     require_gpu: bool = False,
 ) -> dict[str, Any]:
-    """The whole report as plain JSON values (strict RFC 8259: no NaN or Infinity anywhere)."""
-    nvml = report.probes.peek("nvml")
-    torch = report.probes.peek("torch")
-    host_info = report.probes.peek("host")
+    """The whole report as plain JSON values (strict RFC 8259: no NaN or Infinity anywhere), from the
+    frozen report alone. ``wall_s`` is the wait the user saw (imports and the lab spec included)."""
+    probed = report.probed
+    nvml = probed.get("nvml")
+    torch = probed.get("torch")
+    host_info = probed.get("host")
     driver = None
     gpus: list[dict[str, Any]] = []
     identities: list[GpuIdentity] | None = None
@@ -90,12 +87,12 @@ def doctor_document(
             "cuda_version": nvml.cuda_driver_version,
             "nvml_version": nvml.nvml_version,
         }
-        gpus = [to_jsonable(g) for g in nvml.gpus]
-        identities = [GpuIdentity(g["index"], g.get("name"), g.get("uuid"), g.get("pci_bus_id")) for g in gpus]
+        gpus = [gpu_document(g) for g in nvml.gpus]
+        identities = [GpuIdentity(g["index"], g["name"], g["uuid"], g["pci_bus_id"]) for g in gpus]
     container = getattr(getattr(host_info, "container", None), "kind", None)
     doc = envelope(
         DOCTOR_SCHEMA,
-        generated_at=generated_at,
+        generated_at=report.generated_at,
         duration_s=wall_s,
         host=HostIdentity.here(container=container),
         gpus=identities,
@@ -104,12 +101,12 @@ def doctor_document(
         details = to_jsonable(host_info)
         details["python_details"] = details.pop("python", None)
         doc["host"].update({k: v for k, v in details.items() if k not in doc["host"]})
-    toolkit = report.probes.peek("toolkit")
+    toolkit = probed.get("toolkit")
     if toolkit is not None:
         # The compilers a CUDA extension would be built with (what collect_env reports): full doctor only.
         doc["host"]["build_tools"] = to_jsonable(getattr(toolkit, "build_tools", None))
     statuses = [r.status for r in report.results]
-    summary = summarize(report.results, gpus_seen=gpus_seen(report))
+    summary = summarize(list(report.results), gpus_seen=report.gpus_seen)
     doc.update(
         {
             "status": worst(statuses).value,
@@ -127,11 +124,61 @@ def doctor_document(
             "torch": to_jsonable(torch) if torch is not None else None,
         }
     )
-    doc["fabric"] = fabric_document(report.probes.peek("fabric"))
-    packages = report.probes.peek("packages")
+    doc["fabric"] = fabric_document(probed.get("fabric"))
+    packages = probed.get("packages")
     if packages is not None:
         doc["packages"] = _package_versions(packages)
     return doc
+
+
+def gpu_document(gpu: GpuInfo) -> dict[str, Any]:
+    """One ``gpus[]`` entry, field by field. The names are the schema's and renderers (Prometheus,
+    fleet) read them: written out here, a renamed probe field breaks at this one place instead of
+    silently dropping a metric. A reading that is not available is null."""
+    processes = gpu.processes
+    return to_jsonable(
+        {
+            "index": gpu.index,
+            "name": gpu.name,
+            "uuid": gpu.uuid,
+            "pci_bus_id": gpu.pci_bus_id,
+            "compute_capability": gpu.compute_capability,
+            "memory_total_bytes": gpu.memory_total_bytes,
+            "memory_used_bytes": gpu.memory_used_bytes,
+            "memory_free_bytes": gpu.memory_free_bytes,
+            "processes": [{"pid": p.pid, "name": p.name, "used_bytes": p.used_bytes} for p in processes]
+            if available(processes)
+            else None,
+            "utilization_gpu_pct": gpu.utilization_gpu_pct,
+            "utilization_memory_pct": gpu.utilization_memory_pct,
+            "temperature_c": gpu.temperature_c,
+            "temperature_slowdown_c": gpu.temperature_slowdown_c,
+            "power_draw_w": gpu.power_draw_w,
+            "power_limit_w": gpu.power_limit_w,
+            "power_default_limit_w": gpu.power_default_limit_w,
+            "clocks_event_reasons": gpu.clocks_event_reasons,
+            "pcie_width_current": gpu.pcie_width_current,
+            "pcie_width_max": gpu.pcie_width_max,
+            "pcie_gen_current": gpu.pcie_gen_current,
+            "pcie_gen_max": gpu.pcie_gen_max,
+            "ecc_mode_current": gpu.ecc_mode_current,
+            "ecc_mode_pending": gpu.ecc_mode_pending,
+            "ecc_volatile_uncorrected": gpu.ecc_volatile_uncorrected,
+            "ecc_aggregate_uncorrected": gpu.ecc_aggregate_uncorrected,
+            "retired_pages_pending": gpu.retired_pages_pending,
+            "remapped_rows_correctable": gpu.remapped_rows_correctable,
+            "remapped_rows_uncorrectable": gpu.remapped_rows_uncorrectable,
+            "remapped_rows_pending": gpu.remapped_rows_pending,
+            "remapped_rows_failed": gpu.remapped_rows_failed,
+            "persistence_mode": gpu.persistence_mode,
+            "compute_mode": gpu.compute_mode,
+            "mig_mode_current": gpu.mig_mode_current,
+            "mig_mode_pending": gpu.mig_mode_pending,
+            "lost": gpu.lost,
+            "lost_error": gpu.lost_error,
+            "refused": gpu.refused,
+        }
+    )
 
 
 def fabric_document(fabric: Any) -> dict[str, Any] | None:

@@ -11,7 +11,6 @@ Design (cf. flutter doctor's validators and pytest's ``CallInfo.from_call``):
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from envcheck.core.calls import BUG_FIX, Outcome, short_traceback
-from envcheck.core.model import CheckResult, Fix, SkipCheck, Status, Verdict, worst
+from envcheck.core.model import CheckResult, Fix, SkipCheck, Status, Verdict
 from envcheck.core.probing import ProbeFailed, ProbeTimeout
 from envcheck.core.registry import PROBES, CheckSpec
 
@@ -95,12 +94,11 @@ class ProbeRunner:
             slots = list(self._slots.items())
         return [(name, self._probes[name].what, now - slot.started) for name, slot in slots if not slot.done.is_set()]
 
-    def peek(self, name: str) -> Any:
-        """The probe's data if it already finished successfully, else None (for the report's extras)."""
-        slot = self._slots.get(name)
-        if slot is None or not slot.done.is_set() or slot.error is not None:
-            return None
-        return slot.value
+    def finished(self) -> dict[str, Any]:
+        """The data of every probe that finished successfully so far: what a report captures."""
+        with self._lock:
+            slots = list(self._slots.items())
+        return {name: slot.value for name, slot in slots if slot.done.is_set() and slot.error is None}
 
 
 def _wait(event: threading.Event, timeout_s: float) -> bool:
@@ -136,18 +134,6 @@ class ProbeContext:
         return self.probes.get(name)
 
 
-@dataclass
-class Report:
-    results: list[CheckResult]
-    duration_s: float
-    deadline_s: float
-    probes: ProbeRunner
-
-    @property
-    def status(self) -> Status:
-        return worst([r.status for r in self.results])
-
-
 def run_check(spec: CheckSpec, ctx: ProbeContext, clock: Callable[[], float] = time.monotonic) -> CheckResult:
     """Run one check under the one guard (:class:`envcheck.core.calls.Outcome`); a hung or broken
     probe, or a bug in the check, becomes its verdict."""
@@ -177,31 +163,6 @@ def run_check(spec: CheckSpec, ctx: ProbeContext, clock: Callable[[], float] = t
     return CheckResult(spec.id, spec.title, status, summary, fix, details, outcome.duration_s)
 
 
-def run_checks(
-    specs: list[CheckSpec],
-    *,
-    env: Mapping[str, str] | None = None,
-    deadline_s: float = DEFAULT_DEADLINE_S,
-    on_result: Callable[[CheckResult], None] | None = None,
-    runner: ProbeRunner | None = None,
-) -> Report:
-    """Start the probes the selected checks need all at once, then judge in report order. A caller that
-    shows progress passes its own ``runner`` so that it can ask which probes are still running."""
-    env = dict(os.environ) if env is None else env
-    start = time.monotonic()
-    runner = runner or ProbeRunner(env, deadline_s)
-    for name in _probes_for(specs):
-        runner.start(name)
-    ctx = ProbeContext(runner, env)
-    results = []
-    for spec in specs:
-        result = run_check(spec, ctx)
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
-    return Report(results, time.monotonic() - start, deadline_s, runner)
-
-
 #: Which probes each area leans on; started eagerly so that they overlap (torch's child process runs
 #: while NVML and the host are probed).
 AREA_PROBES = {
@@ -216,7 +177,8 @@ AREA_PROBES = {
 }
 
 
-def _probes_for(specs: list[CheckSpec]) -> list[str]:
+def probes_for(specs: list[CheckSpec]) -> list[str]:
+    """The probes the checks' areas lean on, the slowest first: what a run starts before judging."""
     names: list[str] = []
     # torch first: it is the slowest (a child process that imports torch), so it starts first.
     for area in sorted({s.area for s in specs}, key=lambda a: a != "torch"):

@@ -56,7 +56,8 @@ THROTTLE_REASONS = {
     "reliability": 0x400,
 }
 
-#: (metric, help, the GPU's field in the doctor's document): one gauge per reading.
+#: (metric, help, the GPU's field in the doctor's document): one gauge per reading. The fields are the
+#: document's, written one by one in envcheck.doctor.report.gpu_document, never a probe's attribute names.
 GPU_GAUGES = (
     ("envcheck_gpu_temperature_celsius", "GPU core temperature.", "temperature_c"),
     ("envcheck_gpu_slowdown_temperature_celsius", "Temperature at which the GPU slows down.", "temperature_slowdown_c"),

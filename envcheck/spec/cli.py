@@ -9,6 +9,10 @@ import click
 
 from envcheck.cli.options import finite
 
+#: What a snapshot describes, in :class:`envcheck.spec.snapshot.Machine`'s order: the probes behind the
+#: lab spec's checks.
+MACHINE_PROBES = ("host", "disk", "packages", "nvml")
+
 
 @click.command()
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the spec here (default: stdout).")
@@ -36,18 +40,17 @@ def snapshot(
 
     from envcheck.core.exit import ExitCode
     from envcheck.core.probing import ProbeFailed, ProbeTimeout
-    from envcheck.doctor.runner import ProbeRunner
+    from envcheck.doctor.app import DoctorRequest, run_doctor
     from envcheck.render import write_text_atomically
     from envcheck.spec.snapshot import Machine, render_snapshot
 
     if output and Path(output).exists() and not force:
         click.echo(f"envcheck: {output} exists; use --force to overwrite it", err=True)
         sys.exit(int(ExitCode.USAGE))
-    runner = ProbeRunner(dict(os.environ), 60.0)
-    for name in ("host", "disk", "packages", "nvml"):
-        runner.start(name)
+    # No check: the doctor's probes describe the machine, run as the doctor runs them (at once, bounded).
+    probed = run_doctor(DoctorRequest(selection=None, probes=MACHINE_PROBES, env=dict(os.environ))).probed
     try:
-        machine = Machine(runner.get("host"), runner.get("disk"), runner.get("packages"), runner.get("nvml"))
+        machine = Machine(*(probed.require(name) for name in MACHINE_PROBES))
     except (ProbeTimeout, ProbeFailed) as exc:
         click.echo(f"envcheck: cannot describe this machine: {exc}", err=True)
         sys.exit(int(ExitCode.FAILED))

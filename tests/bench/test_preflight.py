@@ -101,3 +101,46 @@ def test_run_bench_on_fake_gpus_reports_identity_and_judges_by_the_preflight(
     assert [g["uuid"] for g in doc["gpus"]] == [f"GPU-{uuid(0)}", f"GPU-{uuid(1)}"]  # the report's envelope
     assert [c["id"] for c in doc["preflight"]] == ["torch.arch", "gpu.memory"]
     assert doc["workers"] == []
+
+
+def chosen_gpu(i: int) -> DeviceInfo:
+    """CUDA device ``i`` as the bench resolves it: with its NVML identity (the fake scenario's card ``i``)."""
+    return DeviceInfo(
+        f"cuda:{i}",
+        "cuda",
+        "NVIDIA H100 80GB HBM3",
+        i,
+        (9, 0),
+        uuid=f"GPU-{uuid(i)}",
+        pci_bus_id=f"00000000:{0x18 + i:02X}:00.0",
+    )
+
+
+@pytest.mark.parametrize(("index", "memory"), [(1, Status.OK), (0, Status.WARN)])
+def test_the_preflight_judges_only_the_chosen_gpus(nvml, index, memory):
+    """`bench --device cuda:1` is not held up by another job on GPU 0; `--device cuda:0` still is."""
+    nvml("other_process_memory")  # pid 4242 holds 70 GiB of GPU 0; GPU 1 is free
+    checks = by_id(app.preflight(ProbeRunner(dict(os.environ), 60), [chosen_gpu(index)], None))
+    assert checks["gpu.memory"].status is memory
+    assert ("held by pid 4242" in checks["gpu.memory"].summary) is (memory is Status.WARN)
+    assert list(checks["gpu.memory"].details["gpus"]) == [str(index)]
+
+
+@pytest.mark.parametrize(("device", "memory"), [("cuda:1", Status.OK), ("cuda:0", Status.WARN)])
+def test_run_bench_preflights_the_device_it_was_given(nvml, monkeypatch, device, memory):
+    """The same through run_bench: the chosen device comes from --device, its identity from the torch child."""
+    nvml("other_process_memory")
+    child = app.torch_from
+
+    def sees_two_h100s(probes):
+        info = child(probes)
+        info.cuda_available, info.device_count = True, 2
+        info.devices = [TorchDevice(i, h100()["name"], (9, 0), uuid(i)) for i in range(2)]
+        return info
+
+    monkeypatch.setattr(app, "torch_from", sees_two_h100s)
+    report = run_bench(BenchRequest.parse(device=device, only="train.cnn_amp", dtype="fp32"), env=cuda_torch_env())
+    checks = by_id(report.preflight)
+    assert checks["gpu.memory"].status is memory
+    assert checks["torch.arch"].status is Status.OK
+    assert [d.name for d in report.devices] == [device]

@@ -19,9 +19,10 @@ import envcheck.doctor.checks.torch as torch_checks
 from envcheck.core.exit import ExitCode, exit_code_for
 from envcheck.core.model import CheckResult, Status
 from envcheck.core.registry import PROBES, ProbeSpec
+from envcheck.doctor.app import DoctorRequest, run_doctor
 from envcheck.doctor.areas import CHECKS
 from envcheck.doctor.runner import ProbeContext as Context
-from envcheck.doctor.runner import ProbeRunner, run_check, run_checks
+from envcheck.doctor.runner import ProbeRunner, run_check
 from envcheck.probes.toolkit import Nvcc, ToolkitInfo
 from envcheck.probes.torch import TorchDevice, TorchInfo, probe_torch
 from tests import fakenvml
@@ -600,7 +601,7 @@ BROKEN = {
 @pytest.mark.parametrize("scenario", sorted(BROKEN))
 def test_broken_torch_fails_once_through_the_runner(nvml: Callable[[str], Any], scenario: str) -> None:
     nvml("healthy_multi_gpu")
-    report = run_checks(TORCH_CHECKS, env=fake_torch_env(scenario), deadline_s=5.0)
+    report = run_doctor(DoctorRequest(("torch",), env=fake_torch_env(scenario), deadline_s=5.0))
     by_id = {r.id: r for r in report.results}
     assert by_id["torch.import"].status is Status.FAIL
     assert by_id["torch.import"].summary.startswith(BROKEN[scenario])
@@ -614,7 +615,7 @@ def test_deadline_shorter_than_the_child_timeout(nvml: Callable[[str], Any]) -> 
     since the child's own limit had not come."""
     nvml("no_library")
     env = fake_torch_env("hangs") | {"ENVCHECK_TORCH_TIMEOUT": "4"}
-    report = run_checks(TORCH_CHECKS, env=env, deadline_s=1.5)
+    report = run_doctor(DoctorRequest(("torch",), env=env, deadline_s=1.5))
     assert report.results[0].status is Status.WARN
     summary = report.results[0].summary
     assert summary.startswith("torch not judged: import torch was still running when the doctor's deadline came")

@@ -21,4 +21,4 @@ if os.environ.get("ENVCHECK_FAKE_CRASH") == "1":
     def _crash(*args, **kwargs):
         raise RuntimeError("simulated crash inside envcheck")
 
-    envcheck.doctor.health.run_checks = _crash
+    envcheck.doctor.health.run_doctor = _crash

@@ -6,6 +6,7 @@ import pytest
 
 from envcheck.core.model import CheckResult, Status
 from envcheck.doctor.report import summarize
+from tests import fakenvml
 
 
 def results(*statuses: Status) -> list[CheckResult]:
@@ -42,10 +43,12 @@ def test_summary_words(statuses, gpus_seen, verdict, text):
     assert (summary.verdict, summary.text) == (verdict, text)
 
 
-def test_a_check_that_crashes_inside_the_healthcheck_is_unhealthy(monkeypatch, nvml):
+def test_a_check_that_crashes_inside_the_healthcheck_is_unhealthy(monkeypatch, nvml, tmp_path):
+    from click.testing import CliRunner
+
+    from envcheck.cli import main
     from envcheck.core.registry import CheckSpec
     from envcheck.doctor.areas import CHECKS
-    from envcheck.doctor.health import healthcheck_line
 
     nvml("healthy_multi_gpu")
 
@@ -53,7 +56,10 @@ def test_a_check_that_crashes_inside_the_healthcheck_is_unhealthy(monkeypatch, n
         raise ZeroDivisionError("division by zero")
 
     monkeypatch.setitem(CHECKS, "host.os", CheckSpec("host.os", "Operating system", broken, "doc"))
-    healthy, line = healthcheck_line(8.0)
+    monkeypatch.delenv("ENVCHECK_SPEC", raising=False)
+    monkeypatch.chdir(tmp_path)  # no envcheck.toml or pyproject.toml here: no lab spec
+    result = CliRunner().invoke(main, ["healthcheck", "--deadline", "8"])
+    healthy, line = result.exit_code == 0, result.output.strip()
     assert healthy is False
     assert line.startswith("unhealthy: host.os: check crashed: ZeroDivisionError: division by zero")
 
@@ -64,10 +70,9 @@ def test_a_gpu_whose_matmul_returns_nan_is_a_fail_in_strict_json(nvml):
     from io import StringIO
 
     from envcheck.core.registry import PROBES, ProbeSpec
-    from envcheck.core.report import utc_now
-    from envcheck.doctor.areas import CHECKS
+    from envcheck.doctor.app import DoctorRequest, run_doctor
     from envcheck.doctor.report import doctor_document
-    from envcheck.doctor.runner import ProbeRunner, run_checks
+    from envcheck.doctor.runner import ProbeRunner
     from envcheck.probes.torch import TorchDevice, TorchInfo
     from envcheck.render import RenderOptions, make_console, render
 
@@ -86,8 +91,8 @@ def test_a_gpu_whose_matmul_returns_nan_is_a_fail_in_strict_json(nvml):
         "nvml": PROBES["nvml"],
         "toolkit": ProbeSpec("toolkit", lambda env: None, 5.0, "toolkit"),
     }
-    report = run_checks([CHECKS["torch.matmul"]], env={}, runner=ProbeRunner({}, 10.0, probes=probes))
-    doc = doctor_document(report, generated_at=utc_now(), wall_s=1.0)
+    report = run_doctor(DoctorRequest(("torch.matmul",)), runner=ProbeRunner({}, 10.0, probes=probes))
+    doc = doctor_document(report, wall_s=1.0)
     buffer = StringIO()
     render(doc, "json", make_console(buffer, for_file=True), RenderOptions())
 
@@ -100,3 +105,18 @@ def test_a_gpu_whose_matmul_returns_nan_is_a_fail_in_strict_json(nvml):
     assert "GPU 0 (NVIDIA H100 80GB HBM3): wrong result (max relative error nan vs the CPU" in check["summary"]
     assert check["details"]["max_rel_error"] == {"0": None}
     assert parsed["torch"]["devices"][0]["matmul_max_rel_error"] is None
+
+
+@pytest.mark.parametrize("scenario", sorted(fakenvml.SCENARIOS))
+def test_every_gpu_reading_is_in_the_document_under_its_name(nvml, scenario):
+    """``gpus[]`` is written field by field (renderers read those names); it still carries every reading
+    the NVML probe makes, under the probe's name and as its JSON value, in every named scenario."""
+    from envcheck.core.model import to_jsonable
+    from envcheck.core.registry import PROBES
+    from envcheck.doctor.report import gpu_document
+
+    nvml(scenario)
+    PROBES.load()
+    state = PROBES["nvml"].fn({})
+    for gpu in state.gpus:
+        assert gpu_document(gpu) == to_jsonable(gpu)

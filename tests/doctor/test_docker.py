@@ -15,9 +15,9 @@ import pytest
 
 from envcheck.core.redact import is_secret_name
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
-NVML_SITE = Path(__file__).resolve().parent / "nvml_site"
+NVML_SITE = Path(__file__).resolve().parents[1] / "nvml_site"
 
 
 def instructions() -> list[tuple[str, str]]:

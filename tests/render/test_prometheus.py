@@ -178,3 +178,19 @@ def test_prometheus_on_a_command_it_does_not_apply_to_is_a_usage_error(args, tmp
     assert proc.returncode == 2, proc.stderr
     assert "prometheus" in proc.stderr and "Traceback" not in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_documented_family_has_a_sample_for_every_gpu_of_a_healthy_machine():
+    """The renderer reads the doctor's document by the document's field names: a reading that went missing
+    from the document (a renamed probe field) would leave a family empty here instead of failing."""
+    from envcheck.render.prometheus import exposition
+
+    empty = {"schema": "envcheck.doctor/1", "generated_at": "2025-01-01T00:00:00+00:00", "checks": [], "gpus": []}
+    documented = set(families(exposition(empty)))  # every family the renderer declares, with or without data
+    metrics = scrape("doctor", "--quick", scenario="healthy_multi_gpu", code=0)
+    assert set(metrics) == documented
+    for name in sorted(documented):
+        samples = metrics[name]
+        assert samples, f"{name} has no sample"
+        if name.startswith("envcheck_gpu_"):
+            assert {s.labels["gpu"] for s in samples} == {"0", "1", "2", "3"}, name

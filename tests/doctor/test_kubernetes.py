@@ -19,7 +19,7 @@ from envcheck.cli import main
 from envcheck.doctor.health import NPD_MAX_OUTPUT, fit_bytes
 from tests.test_output import run
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "kubernetes"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "kubernetes"
 MANIFESTS = sorted(EXAMPLES.glob("*.yaml"))
 NPD_CONFIG = EXAMPLES / "npd-envcheck-plugin.json"
 
@@ -57,8 +57,10 @@ def envcheck_commands(doc: dict) -> list[list[str]]:
 def parse(argv: list[str]) -> click.Context:
     """Parse an envcheck invocation with envcheck's own click commands: an option that does not exist
     or a value it refuses raises here (the healthcheck keeps its usage error in ctx.meta: raise it)."""
-    command = main.commands[argv[0]]
-    ctx = command.make_context(argv[0], argv[1:], parent=click.Context(main, info_name="envcheck"))
+    parent = click.Context(main, info_name="envcheck")
+    command = main.get_command(parent, argv[0])  # the command group loads its commands lazily
+    assert command is not None, argv[0]
+    ctx = command.make_context(argv[0], argv[1:], parent=parent)
     assert "envcheck_usage_error" not in ctx.meta, ctx.meta.get("envcheck_usage_error")
     return ctx
 
