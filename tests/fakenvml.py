@@ -26,6 +26,7 @@ Scenario names follow what they simulate (cf. gpustat's test_gpustat.py).
 from __future__ import annotations
 
 import ctypes
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -1126,10 +1127,12 @@ def bindings_globals() -> dict[str, Any]:
 
 def fresh_session(monkeypatch: Any) -> None:
     """Forget the process's NVML session (envcheck.probes.nvml.session.shared), so that the next reader starts
-    NVML again: over a newly installed library, or a newly imported pynvml module."""
-    from envcheck.probes.nvml import session
-
-    monkeypatch.setattr(session, "_shared", None)
+    NVML again: over a newly installed library, or a newly imported pynvml module. Where envcheck's session
+    module is not loaded yet there is none to forget (a child process's sitecustomize), and it is left
+    unloaded: loading it here would order its exit-time shutdown before the child's own exit handlers."""
+    session = sys.modules.get("envcheck.probes.nvml.session")
+    if session is not None:
+        monkeypatch.setattr(session, "_shared", None)
 
 
 def install(lib: FakeNvmlLib | None, monkeypatch: Any) -> None:
