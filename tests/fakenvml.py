@@ -26,6 +26,7 @@ Scenario names follow what they simulate (cf. gpustat's test_gpustat.py).
 from __future__ import annotations
 
 import ctypes
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -1124,8 +1125,19 @@ def bindings_globals() -> dict[str, Any]:
     return pynvml.nvmlInit.__globals__
 
 
+def fresh_session(monkeypatch: Any) -> None:
+    """Forget the process's NVML session (envcheck.probes.nvml.session.shared), so that the next reader starts
+    NVML again: over a newly installed library, or a newly imported pynvml module. Where envcheck's session
+    module is not loaded yet there is none to forget (a child process's sitecustomize), and it is left
+    unloaded: loading it here would order its exit-time shutdown before the child's own exit handlers."""
+    session = sys.modules.get("envcheck.probes.nvml.session")
+    if session is not None:
+        monkeypatch.setattr(session, "_shared", None)
+
+
 def install(lib: FakeNvmlLib | None, monkeypatch: Any) -> None:
     """Make the real pynvml talk to ``lib``; ``None`` simulates a machine without the library."""
+    fresh_session(monkeypatch)
     namespace = bindings_globals()
     monkeypatch.setitem(namespace, "nvmlLib", lib)
     monkeypatch.setitem(namespace, "_nvmlGetFunctionPointer_cache", {})
@@ -1144,5 +1156,8 @@ def activate(lib: FakeNvmlLib | None) -> None:
     class _Patch:
         def setitem(self, target: dict[str, Any], name: str, value: Any) -> None:
             target[name] = value
+
+        def setattr(self, target: Any, name: str, value: Any) -> None:
+            setattr(target, name, value)
 
     install(lib, _Patch())

@@ -315,6 +315,7 @@ def run_burn(
     point returns what ran, marked interrupted."""
     from envcheck.core.report import utc_now
     from envcheck.probes.host import read_container
+    from envcheck.probes.nvml.session import shared
     from envcheck.probes.nvml.telemetry import Sampler
 
     env = dict(os.environ if env is None else env)
@@ -330,7 +331,8 @@ def run_burn(
             if chosen is None:
                 chosen, torch_info = resolve(request, env)
             wanted = [d.uuid for d in chosen if d.is_cuda and d.uuid]
-            sampler = Sampler(wanted, interval_s=request.interval_s, host=True)
+            # The nvml probe started NVML to tell who the GPUs are: the sampler reads through that session.
+            sampler = Sampler(wanted, interval_s=request.interval_s, host=True, session=shared() if wanted else None)
             sampler.open()
             sampler.start()
             keys = _keys(chosen, sampler)

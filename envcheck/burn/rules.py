@@ -22,14 +22,10 @@ from typing import Any
 from envcheck.core.model import CheckResult, Status, Verdict, available, fail, first_line, ok, skip, warn
 from envcheck.core.registry import Registry
 from envcheck.core.units import clock
-from envcheck.doctor.checks.gpu import TEMPERATURE_MARGIN_C, THROTTLE_PROBLEMS
-from envcheck.probes.nvml.telemetry import DeviceKey, Point, Sample, Telemetry, reason_names
+from envcheck.doctor.checks.gpu import TEMPERATURE_MARGIN_C
+from envcheck.probes.nvml.constants import THROTTLE_MASK, THROTTLE_PROBLEMS, reason_names
+from envcheck.probes.nvml.telemetry import DeviceKey, Point, Sample, Telemetry
 
-#: Clocks-event reasons that fail a burn: DCGM's diagnostic fails a GPU on exactly these four
-#: (``DcgmRecorder::CheckForClocksEvent``'s failure mask: HW slowdown, SW thermal, HW thermal, HW power brake).
-#: The SW power cap (running at the configured power limit) is normal under a matmul load and is left out,
-#: as DCGM leaves it out; a GPU slowed by a lowered limit shows up against its siblings instead.
-THROTTLE_MASK = sum(THROTTLE_PROBLEMS)
 THERMAL_REASONS = frozenset({"sw_thermal", "hw_thermal"})
 
 #: Xids DCGM's health watch fails a GPU on, whatever subsystem is watched (DCGM's health-monitor tests,

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from envcheck.core.model import Status
 from envcheck.core.report import DOCTOR_SCHEMA
+from envcheck.probes.nvml.constants import CLOCKS_EVENT_REASONS
 from envcheck.render import RenderOptions, renderer
 
 if TYPE_CHECKING:
@@ -39,22 +40,6 @@ if TYPE_CHECKING:
 #: dcgm-exporter's label names for a GPU, in its order.
 GPU_LABELS = ("gpu", "UUID", "pci_bus_id", "modelName", "Hostname")
 STATUSES = tuple(s.value for s in Status)
-
-#: nvml.h ``nvmlClocksEventReason*`` bits by the names envcheck uses everywhere (envcheck.probes.nvml.telemetry).
-#: Every reason is written for every GPU that reports the mask, 0 or 1, for the reason given above.
-THROTTLE_REASONS = {
-    "gpu_idle": 0x1,
-    "applications_clocks": 0x2,
-    "sw_power_cap": 0x4,
-    "hw_slowdown": 0x8,
-    "sync_boost": 0x10,
-    "sw_thermal": 0x20,
-    "hw_thermal": 0x40,
-    "hw_power_brake": 0x80,
-    "display_clocks": 0x100,
-    "board_limit": 0x200,
-    "reliability": 0x400,
-}
 
 #: (metric, help, the GPU's field in the doctor's document): one gauge per reading. The fields are the
 #: document's, written one by one in envcheck.doctor.report.gpu_document, never a probe's attribute names.
@@ -188,8 +173,9 @@ class DoctorCollector:
         for labels, gpu in gpus:
             mask = gpu.get("clocks_event_reasons")
             if isinstance(mask, int) and not isinstance(mask, bool):
-                for reason, bit in THROTTLE_REASONS.items():
-                    throttle.add_metric([*labels, reason], 1 if mask & bit else 0)
+                # Every reason for every GPU that reports the mask, 0 or 1 (see the module's docstring).
+                for reason in CLOCKS_EVENT_REASONS:
+                    throttle.add_metric([*labels, reason.name], 1 if mask & reason.bit else 0)
         yield throttle
 
     def _labels(self, gpu: dict[str, Any]) -> list[str]:

@@ -18,11 +18,12 @@ from envcheck.core.model import Verdict, available, fail, ok
 from envcheck.core.probing import Context
 from envcheck.core.registry import CheckSpec
 from envcheck.core.units import docker_size, human, kubernetes_quantity
+from envcheck.doctor.checks.driver import nvml_state
 from envcheck.doctor.checks.host import usable_cores, usable_ram
 from envcheck.probes import host as _host_probe  # noqa: F401 - registers "host" and "disk"
 from envcheck.probes import packages as _packages_probe  # noqa: F401 - registers "packages"
 from envcheck.probes.nvml import inventory as _nvml_probe  # noqa: F401 - registers "nvml"
-from envcheck.probes.nvml.inventory import GpuInfo, NvmlState
+from envcheck.probes.nvml.inventory import GpuInfo
 from envcheck.spec import LabSpec
 
 SPEC_FIX = "(Lab spec: {path}; change the spec instead if the lab's standard has moved.)"
@@ -124,22 +125,18 @@ def _torch_cuda(ctx: Context, spec: LabSpec, wanted: str) -> Verdict:
     return fail(f"expected a torch build for {label}, found {found}", text, cmd, expected=wanted, found=found)
 
 
-def _nvml(ctx: Context) -> NvmlState:
-    return ctx.probe("nvml")
-
-
 def _gpus(ctx: Context) -> list[GpuInfo]:
-    state = _nvml(ctx)
+    state = nvml_state(ctx, started=False)
     return [g for g in state.gpus if not g.lost] if state.available else []
 
 
 def _no_gpus(ctx: Context) -> str:
-    state = _nvml(ctx)
+    state = nvml_state(ctx, started=False)
     return "no GPUs answer" if state.available else f"no GPUs (NVML: {state.status.replace('_', ' ')})"
 
 
 def _driver(ctx: Context, spec: LabSpec, wanted: str) -> Verdict:
-    state = _nvml(ctx)
+    state = nvml_state(ctx, started=False)
     if not state.available or not state.driver_version:
         text, cmd = _fix(spec, f"Install NVIDIA driver {wanted} or newer (see driver.nvml for what is wrong).")
         return fail(f"expected NVIDIA driver ≥ {wanted}, found none ({state.status.replace('_', ' ')})", text, cmd)

@@ -20,6 +20,7 @@ from envcheck.doctor.runner import ProbeContext as Context
 from envcheck.doctor.runner import ProbeRunner, run_check
 from envcheck.probes.nvml.inventory import probe_nvml
 from envcheck.probes.packages import probe_packages
+from tests import fakenvml
 from tests.probes.test_packages_probe import make_dist
 
 
@@ -45,6 +46,7 @@ def foreign_pynvml(monkeypatch):
         copy.__dict__.update({k: v for k, v in vars(pynvml).items() if k not in lacks and not k.startswith("__")})
         copy.__file__ = str(path)
         monkeypatch.setitem(sys.modules, "pynvml", copy)
+        fakenvml.fresh_session(monkeypatch)
         return copy
 
     return use

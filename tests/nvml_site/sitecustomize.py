@@ -2,6 +2,7 @@
 ENVCHECK_FAKE_NVML (tests/fakenvml.py). Python imports ``sitecustomize`` at start-up, before envcheck
 runs, so the process under test is the installed console script, unchanged, over the fake library.
 
+ENVCHECK_FAKE_NVML_CALLS=<file>: the fake's C calls are written there as a JSON list when the process exits.
 ENVCHECK_FAKE_CRASH=1 additionally makes the doctor's runner raise, to test how a crash is reported.
 """
 
@@ -13,7 +14,16 @@ if _scenario:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     from tests import fakenvml
 
-    fakenvml.activate(None if _scenario == "no_library" else fakenvml.SCENARIOS[_scenario]())
+    _lib = None if _scenario == "no_library" else fakenvml.SCENARIOS[_scenario]()
+    fakenvml.activate(_lib)
+    _calls_to = os.environ.get("ENVCHECK_FAKE_NVML_CALLS")
+    if _calls_to and _lib is not None:
+        import atexit
+        import json
+
+        # Registered before envcheck runs, so it runs after envcheck's own exit handlers (atexit is last in,
+        # first out): the file holds every C call the process made, its NVML shutdown included.
+        atexit.register(lambda: open(_calls_to, "w").write(json.dumps(_lib.calls)))
 
 if os.environ.get("ENVCHECK_FAKE_CRASH") == "1":
     import envcheck.doctor.health

@@ -9,7 +9,7 @@ import pytest
 
 from envcheck.core.model import NA
 from envcheck.probes.nvml.fabric import INTERVAL_ENV, NVLINK_MAX_LINKS, bus_key, interval, probe_fabric
-from envcheck.probes.nvml.inventory import NOT_SUPPORTED, OLDER_DRIVER
+from envcheck.probes.nvml.session import NOT_SUPPORTED, OLDER_DRIVER
 from tests import fakenvml
 
 

@@ -117,6 +117,7 @@ def foreign_pynvml(monkeypatch):
         copy.__dict__.update({k: v for k, v in vars(pynvml).items() if k not in lacks and not k.startswith("__")})
         copy.__file__ = path
         monkeypatch.setitem(sys.modules, "pynvml", copy)
+        fakenvml.fresh_session(monkeypatch)
         return copy
 
     return use
@@ -190,6 +191,7 @@ def test_a_module_that_raises_on_import_is_reported(tmp_path: Path, monkeypatch)
     (tmp_path / "pynvml" / "__init__.py").write_text("raise RuntimeError('this copy needs a newer Python')\n")
     monkeypatch.delitem(sys.modules, "pynvml", raising=False)
     monkeypatch.syspath_prepend(str(tmp_path))
+    fakenvml.fresh_session(monkeypatch)
     state = probe_nvml()
     assert state.status == "bindings_broken"
     assert state.bindings.import_error == "RuntimeError: this copy needs a newer Python"
@@ -198,5 +200,6 @@ def test_a_module_that_raises_on_import_is_reported(tmp_path: Path, monkeypatch)
 
 def test_no_pynvml_module_at_all(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # makes `import pynvml` fail as if it were not installed
+    fakenvml.fresh_session(monkeypatch)
     state = probe_nvml()
     assert state.status == "no_bindings" and state.bindings.import_error is None

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from envcheck.core.model import NA
-from envcheck.probes.nvml.inventory import NOT_SUPPORTED, OLDER_DRIVER
+from envcheck.probes.nvml.session import NOT_SUPPORTED, OLDER_DRIVER
 from envcheck.probes.nvml.telemetry import Point, Sample, Sampler, reason_names
 from tests import fakenvml
 

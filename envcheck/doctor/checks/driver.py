@@ -21,21 +21,31 @@ CURRENT_TORCH_MIN_CUDA = (12, 0)
 CUDA_12_MIN_DRIVER = "525.60.13"
 
 
-def nvml_or_none(ctx: Context, *, working: bool = True) -> NvmlState | None:
-    """NVML's view for a check that judges something else and only consults it, or None when its probe
-    hung or broke (``driver.nvml`` gives that verdict) or, with ``working``, when NVML did not start."""
+def nvml_state(
+    ctx: Context, *, started: bool = True, consult: bool = False, skip: str | None = None
+) -> NvmlState | None:
+    """The ``nvml`` probe's state: the one way a check reads NVML, so that every check treats NVML's absence
+    the same way and ``driver.nvml`` alone judges it.
+
+    ``started``: the check needs NVML running; when it did not start, the check skips ("NVML unavailable
+    (...); see driver.nvml"), or, consulting, gets None. Without it the state comes whatever its status.
+    ``consult``: the check judges something else and only consults NVML, so a hung or broken probe gives None
+    (``driver.nvml`` gives that verdict) instead of becoming this check's verdict.
+    ``skip``: consulting, skip with these words where there would be None.
+    """
+    state: NvmlState | None
     try:
-        state: NvmlState = ctx.probe("nvml")
+        state = ctx.probe("nvml")
     except (ProbeTimeout, ProbeFailed):
-        return None
-    return state if state.available or not working else None
-
-
-def nvml_state(ctx: Context) -> NvmlState:
-    """NVML's data, or skip the calling check when NVML did not start (``driver.nvml`` says why)."""
-    state: NvmlState = ctx.probe("nvml")
-    if not state.available:
-        raise SkipCheck(f"NVML unavailable ({state.status.replace('_', ' ')}); see driver.nvml")
+        if not consult:
+            raise
+        state = None
+    if state is not None and started and not state.available:
+        if not consult:
+            raise SkipCheck(f"NVML unavailable ({state.status.replace('_', ' ')}); see driver.nvml")
+        state = None
+    if state is None and skip is not None:
+        raise SkipCheck(skip)
     return state
 
 
@@ -48,7 +58,7 @@ def container_expects_gpus(env: dict[str, str] | object) -> bool:
 @check("driver.nvml", "NVIDIA driver answers (NVML)")
 def nvml_loads(ctx: Context) -> Verdict:
     """The NVIDIA management library loads and initialises; each failure mode has its own fix."""
-    state: NvmlState = ctx.probe("nvml")
+    state = nvml_state(ctx, started=False)
     details = {"status": state.status, "error": state.error}
     if state.status == "ok":
         return ok(

@@ -15,7 +15,7 @@ from envcheck.core.model import Status, Verdict, fail, ok, warn
 from envcheck.core.probing import Context
 from envcheck.core.redact import redact_env
 from envcheck.doctor.areas import check
-from envcheck.doctor.checks.driver import nvml_or_none
+from envcheck.doctor.checks.driver import nvml_state
 from envcheck.probes import packages as _packages_probe  # noqa: F401 - registers the "packages" probe
 from envcheck.probes.nvml import inventory as _nvml_probe  # noqa: F401 - registers the "nvml" probe
 from envcheck.probes.packages import PackagesState
@@ -39,7 +39,7 @@ def check_gpu_vars(ctx: Context) -> Verdict:
     """Shows the variables that change GPU behaviour and flags the ones that hide GPUs or slow everything."""
     shown = gpu_vars(ctx.env)
     details: dict[str, Any] = {"variables": shown}
-    nvml = nvml_or_none(ctx)
+    nvml = nvml_state(ctx, consult=True)
     gpus = nvml.gpus if nvml else []
     problems: list[str] = []
     fixes: list[str] = []

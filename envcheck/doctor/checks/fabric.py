@@ -18,11 +18,11 @@ from typing import Any
 from envcheck.core.model import NA, SkipCheck, Verdict, available, fail, ok, warn
 from envcheck.core.probing import Context
 from envcheck.doctor.areas import check
-from envcheck.doctor.checks.driver import nvml_or_none
+from envcheck.doctor.checks.driver import nvml_state
 from envcheck.doctor.checks.gpu import REFUSED_FIX, label, refused
 from envcheck.probes.nvml import fabric as _fabric_probe  # noqa: F401 - registers the probe
 from envcheck.probes.nvml.fabric import P2P_LABELS, FabricInfo, GpuFabric, GpuPair
-from envcheck.probes.nvml.inventory import NO_PERMISSION
+from envcheck.probes.nvml.session import NO_PERMISSION
 
 #: Words for the NVLink error counters (nvml.h ``nvmlNvLinkErrorCounter_t``).
 COUNTER_WORDS = {
@@ -185,7 +185,7 @@ def _counted(counters: dict[str, Any], interval_s: float | None) -> tuple[str, s
 
 
 def _driver_words(ctx: Context) -> str:
-    nvml = nvml_or_none(ctx)
+    nvml = nvml_state(ctx, consult=True)
     version = nvml.driver_version if nvml is not None else None
     return f" (driver {version} here)" if version else ""
 

@@ -17,7 +17,9 @@ from envcheck.core.probing import Context
 from envcheck.core.units import human
 from envcheck.doctor.areas import check
 from envcheck.doctor.checks.driver import nvml_state
-from envcheck.probes.nvml.inventory import NO_PERMISSION, NOT_SUPPORTED, GpuInfo
+from envcheck.probes.nvml.constants import THROTTLE_PROBLEMS
+from envcheck.probes.nvml.inventory import GpuInfo
+from envcheck.probes.nvml.session import NO_PERMISSION, NOT_SUPPORTED
 
 #: Another process holding at least this share of a GPU's memory leaves too little for training.
 BUSY_MEMORY_SHARE = 0.5
@@ -29,17 +31,6 @@ TEMPERATURE_MARGIN_C = 5
 PCIE_GEN_LOAD_PCT = 50
 #: A power limit below this share of the card's default is a cap someone set, not rounding.
 POWER_CAP_SHARE = 0.95
-
-#: Clocks-event reasons that mean the GPU is slowed by a fault or by heat, as the bits of nvml.h's
-#: ``nvmlClocksEventReason*`` (written as numbers: the C ABI, while older pynvml copies lack the names).
-#: Idle (0x1), application clocks (0x2), the SW power cap (0x4, running at the configured power limit),
-#: sync boost (0x10) and display clocks (0x100) are normal operation.
-THROTTLE_PROBLEMS = {
-    0x8: "HW slowdown (power brake or overheating signalled by the board)",
-    0x20: "SW thermal slowdown",
-    0x40: "HW thermal slowdown",
-    0x80: "HW power brake (external power supply signal)",
-}
 
 #: Said when the driver refused a reading to this user. Seen on MIG-enabled GPUs (the whole GPU's memory
 #: and processes need administrator rights: NVML reference, nvmlDeviceGetMemoryInfo_v2) and where the

@@ -19,7 +19,7 @@ from packaging.version import InvalidVersion, Version
 from envcheck.core.model import Verdict, fail, ok, warn
 from envcheck.core.probing import Context
 from envcheck.doctor.areas import check
-from envcheck.doctor.checks.driver import CUDA_12_MIN_DRIVER, container_expects_gpus, nvml_or_none
+from envcheck.doctor.checks.driver import CUDA_12_MIN_DRIVER, container_expects_gpus, nvml_state
 from envcheck.probes import packages as _packages_probe  # noqa: F401 - registers the "packages" probe
 from envcheck.probes.nvml.inventory import Bindings, NvmlState
 from envcheck.probes.packages import Dist, ModuleFile, PackagesState
@@ -126,7 +126,7 @@ def check_torch(ctx: Context) -> Verdict:
             path=state.torch_module,
         )
     if build is None:
-        text, command = torch_install_fix(nvml_or_none(ctx, working=False), ctx.env)
+        text, command = torch_install_fix(nvml_state(ctx, started=False, consult=True), ctx.env)
         return warn("torch is not installed in this Python", text, command, python=state.python)
     how = f" (from {build.source})" if build.source else ""
     details: dict[str, Any] = {"version": build.version, "flavour": build.flavour, "kind": build.kind,
@@ -264,7 +264,7 @@ def check_pynvml(ctx: Context) -> Verdict:
     and this check says which copy it is, where it came from and how to replace it.
     """
     state = _state(ctx)
-    nvml = nvml_or_none(ctx, working=False)
+    nvml = nvml_state(ctx, started=False, consult=True)
     bindings = nvml.bindings if nvml is not None else None
     module = state.pynvml_module
     deprecated = state.dists.get("pynvml")

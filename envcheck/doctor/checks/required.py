@@ -6,15 +6,15 @@ from __future__ import annotations
 from envcheck.core.model import Verdict, fail, ok
 from envcheck.core.probing import Context
 from envcheck.doctor.areas import check
+from envcheck.doctor.checks.driver import nvml_state
 from envcheck.probes.nvml import inventory as _nvml_probe  # noqa: F401 - registers the "nvml" probe
-from envcheck.probes.nvml.inventory import NvmlState
 
 
 @check("gpu.required", "A GPU answers (--require-gpu)")
 def gpu_required(ctx: Context) -> Verdict:
     """Run with ``--require-gpu``: a machine (or a GPU container started without ``--gpus``) where no
     NVIDIA GPU answers fails, instead of being judged ready for CPU work."""
-    state: NvmlState = ctx.probe("nvml")
+    state = nvml_state(ctx, started=False)
     answering = sum(1 for g in state.gpus if g.answers) if state.available else 0
     if answering:
         return ok(f"{answering} GPU(s) answer", count=answering)

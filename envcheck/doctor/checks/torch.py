@@ -14,11 +14,10 @@ import re
 from envcheck.core.model import Fix, SkipCheck, Status, Verdict, available, fail, first_line, ok, skip, warn
 from envcheck.core.probing import Context, ProbeFailed, ProbeTimeout
 from envcheck.doctor.areas import check
-from envcheck.doctor.checks.driver import nvml_or_none
+from envcheck.doctor.checks.driver import nvml_state
 from envcheck.doctor.checks.packages import TORCH_CUDA_VARIANTS, torch_install_command, torch_variant_for, variant_name
 from envcheck.probes import toolkit as _toolkit_probe  # noqa: F401 - registers the "toolkit" probe
 from envcheck.probes.nvml import inventory as _nvml_probe  # noqa: F401 - registers the "nvml" probe
-from envcheck.probes.nvml.inventory import NvmlState
 from envcheck.probes.toolkit import ToolkitInfo
 from envcheck.probes.torch import DEFAULT_CHILD_TIMEOUT_S, TIMEOUT_ENV, TorchInfo, stage_words
 from envcheck.probes.torch_child import MATMUL_N
@@ -95,14 +94,6 @@ def _cuda_torch(ctx: Context, otherwise: str) -> TorchInfo:
     if not info.cuda or info.hip:
         raise SkipCheck(f"torch is a {_flavour(info)}{otherwise}")
     return info
-
-
-def _nvml_state(ctx: Context) -> NvmlState:
-    """NVML's view; the calling check skips when NVML does not work (the driver checks say why)."""
-    state = nvml_or_none(ctx)
-    if state is None:
-        raise SkipCheck(NO_NVML)
-    return state
 
 
 NO_NVML = "NVML is not available, so there is no driver or GPU to compare with (see the driver checks)"
@@ -316,7 +307,7 @@ def _hang_fix(stage: str | None) -> tuple[str, str]:
 def check_cuda_build(ctx: Context) -> Verdict:
     """A CPU-only or ROCm torch on a machine with NVIDIA GPUs cannot use them."""
     info = _torch(ctx)
-    state = nvml_or_none(ctx)
+    state = nvml_state(ctx, consult=True)
     if state is None or not state.gpus:
         where = "no NVIDIA GPU found" if state else "NVML not available (see the driver checks)"
         return ok(f"torch {info.version}: {_flavour(info)}; {where}", cuda=info.cuda, hip=info.hip)
@@ -353,7 +344,7 @@ def check_cuda_build(ctx: Context) -> Verdict:
 def check_driver_compat(ctx: Context) -> Verdict:
     """The driver must support the CUDA version torch was built with (or at least its major version)."""
     info = _cuda_torch(ctx, ": no CUDA runtime to match with the driver")
-    state = _nvml_state(ctx)
+    state = nvml_state(ctx, consult=True, skip=NO_NVML)
     driver_cuda, torch_cuda = _version(state.cuda_driver_version), _version(info.cuda)
     if driver_cuda is None or torch_cuda is None:
         return skip(f"cannot compare: driver CUDA {state.cuda_driver_version}, torch CUDA {info.cuda}")
@@ -410,7 +401,7 @@ def check_driver_compat(ctx: Context) -> Verdict:
 def check_devices(ctx: Context) -> Verdict:
     """torch's device count equals NVML's, after CUDA_VISIBLE_DEVICES, and that variable is well-formed."""
     info = _cuda_torch(ctx, " (see torch.cuda_build)")
-    state = _nvml_state(ctx)
+    state = nvml_state(ctx, consult=True, skip=NO_NVML)
     if not state.gpus:
         return skip("NVML sees no GPU")
     value = ctx.env.get(VISIBLE)
@@ -490,7 +481,7 @@ def check_arch(ctx: Context) -> Verdict:
             uncovered.append((label, capability))
         else:
             covered[label] = target
-    state = nvml_or_none(ctx)
+    state = nvml_state(ctx, consult=True)
     order_note = device_order_note(ctx.env, state.gpus) if state is not None else None
     details = {"arch_list": info.arch_list, "covered_by": covered, "note": order_note}
     arch = " ".join(info.arch_list)
@@ -509,7 +500,7 @@ def check_arch(ctx: Context) -> Verdict:
 def _cards(ctx: Context, info: TorchInfo) -> list[tuple[str, str, tuple[int, int]]]:
     """(which GPU, its name, its compute capability) for the GPUs this process can use: from NVML
     (after CUDA_VISIBLE_DEVICES), else from torch itself."""
-    state = nvml_or_none(ctx)
+    state = nvml_state(ctx, consult=True)
     if state is not None and state.gpus:
         visibility = parse_visible_devices(ctx.env.get(VISIBLE), state.gpus)
         # When CUDA's indices may not be NVML's (see device_order_note), judge every GPU rather than a guess.
@@ -557,7 +548,7 @@ def check_libs(ctx: Context) -> Verdict:
             **details,
         )
     if nccl is None:
-        state = nvml_or_none(ctx)
+        state = nvml_state(ctx, consult=True)
         if state is not None and len(state.gpus) > 1:
             reason = f" ({first_line(info.lib_errors['nccl'])})" if "nccl" in info.lib_errors else ""
             return warn(

@@ -10,9 +10,10 @@ NVLinks up, or a PCIe replay count that is not zero): a laptop pays nothing.
 
 Everything is bounded: at most :data:`NVLINK_MAX_LINKS` links per GPU, N² pair reads (64 for 8 GPUs), one
 wait; the probe itself runs under the runner's timeout and deadline. Every call goes through the one NVML
-funnel (:func:`envcheck.probes.nvml.inventory.query`, via its ``Reader``): a function this
-driver or this pynvml lacks is a reading that is not available. Nothing here changes GPU state or needs
-root; NVML's constants are the C values from ``nvml.h``, as in the ``nvml`` probe.
+funnel, as a reader over the process's NVML session (:mod:`envcheck.probes.nvml.session`, which also opens the
+GPUs and says which are lost or refused): a function this driver or this pynvml lacks is a reading that is not
+available. Nothing here changes GPU state or needs root; NVML's constants are the C values from ``nvml.h``
+(:mod:`envcheck.probes.nvml.constants`).
 """
 
 from __future__ import annotations
@@ -27,16 +28,29 @@ from typing import Any
 
 from envcheck.core.model import NA, Fix, available
 from envcheck.core.registry import probe
-from envcheck.probes.nvml.inventory import (
+from envcheck.probes.nvml.constants import (
+    FABRIC_STATES,
+    HEALTH_DEGRADED_BW_SHIFT,
+    HEALTH_DEGRADED_BW_TRUE,
+    HEALTH_DEGRADED_BW_WIDTH,
+    NVLINK_COUNTERS,
+    NVLINK_MAX_LINKS,
+    NVLINK_REMOTE_TYPES,
+    NVLINK_VERSIONS,
+    P2P_CAPS_NVLINK,
+    P2P_CAPS_READ,
+    P2P_STATUSES,
+    TOPOLOGY_LEVELS,
+)
+from envcheck.probes.nvml.session import (
     NOT_IN_BINDINGS,
     OLDER_DRIVER,
     GpuLost,
-    GpuRefused,
-    NvmlState,
+    NoCount,
+    NvmlSession,
     Reader,
     as_text,
-    nvml_session,
-    open_handle,
+    shared,
 )
 
 #: Seconds between the two readings of the error counters: long enough for a link that is failing now to
@@ -46,23 +60,9 @@ INTERVAL_ENV = "ENVCHECK_FABRIC_INTERVAL_S"
 #: No wait longer than this, whatever the environment says: the probe must end well inside its timeout.
 MAX_INTERVAL_S = 5.0
 
-#: nvml.h ``NVML_NVLINK_MAX_LINKS`` (36 since the Blackwell-era headers; 18 before): the most links NVML
-#: numbers on one GPU. Links are asked for in order until the driver says a link does not exist.
-NVLINK_MAX_LINKS = 36
-
-#: nvml.h ``nvmlNvLinkErrorCounter_t``: the data-link error counters, by the names the report uses.
-NVLINK_COUNTERS = {"replay": 0, "recovery": 1, "crc_flit": 2, "crc_data": 3, "ecc_data": 4}
-
-#: nvml.h ``nvmlIntNvLinkDeviceType_t``: what is at the far end of a link.
-NVLINK_REMOTE_TYPES = {0: "gpu", 1: "ibmnpu", 2: "switch", 0xFF: "unknown"}
-
-#: nvml.h ``nvmlNvlinkVersion_t``: nvmlDeviceGetNvLinkVersion answers this enum, not the version number (an
-#: A100 answers 5, NVLink 3.1: NVML API reference, "nvmlNvlinkVersion_t"; hwloc issue #658).
-NVLINK_VERSIONS = {1: "1.0", 2: "2.0", 3: "2.2", 4: "3.0", 5: "3.1", 6: "4.0", 7: "5.0", 8: "6.0"}
-
-#: nvml.h ``nvmlGpuTopologyLevel_t`` -> the label ``nvidia-smi topo -m`` prints for that path. INTERNAL is two
-#: GPUs on one board (a K80); nvidia-smi has no label of its own for it and it is closer than PIX.
-TOPOLOGY_LEVELS = {0: "internal", 10: "single", 20: "multiple", 30: "hostbridge", 40: "node", 50: "system"}
+#: :data:`TOPOLOGY_LEVELS` (nvml.h ``nvmlGpuTopologyLevel_t``) -> the label ``nvidia-smi topo -m`` prints for that
+#: path. INTERNAL is two GPUs on one board (a K80); nvidia-smi has no label of its own for it and it is closer
+#: than PIX.
 TOPOLOGY_LABELS = {
     "internal": "PIX",
     "single": "PIX",
@@ -72,20 +72,6 @@ TOPOLOGY_LABELS = {
     "system": "SYS",
 }
 
-#: nvml.h ``nvmlGpuP2PCapsIndex_t``: the capability asked about. (Some nvidia-ml-py releases define
-#: ``NVML_P2P_CAPS_INDEX_READ`` as the tuple ``(0,)``: one more reason to use the C values.)
-P2P_CAPS_READ = 0
-P2P_CAPS_NVLINK = 2
-#: nvml.h ``nvmlGpuP2PStatus_t``.
-P2P_STATUSES = {
-    0: "ok",
-    1: "chipset_not_supported",
-    2: "gpu_not_supported",
-    3: "ioh_topology_not_supported",
-    4: "disabled_by_regkey",
-    5: "not_supported",
-    6: "unknown",
-}
 #: The labels of ``nvidia-smi topo -p2p r``'s legend; "DIS" (disabled by a driver registry key) is envcheck's.
 P2P_LABELS = {
     "ok": "OK",
@@ -96,11 +82,6 @@ P2P_LABELS = {
     "not_supported": "NS",
     "unknown": "U",
 }
-
-#: nvml.h ``nvmlGpuFabricState_t``.
-FABRIC_STATES = {0: "not_supported", 1: "not_started", 2: "in_progress", 3: "completed"}
-#: nvml.h ``NVML_GPU_FABRIC_HEALTH_MASK_*_DEGRADED_BW``: bits 0-1 of healthMask; 1 means bandwidth degraded.
-HEALTH_DEGRADED_BW_SHIFT, HEALTH_DEGRADED_BW_WIDTH, HEALTH_DEGRADED_BW_TRUE = 0, 0x3, 1
 
 
 @dataclass
@@ -263,36 +244,36 @@ def probe_fabric(
     interval_s: float | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> FabricInfo:
-    with nvml_session() as (pynvml, state):
-        info = FabricInfo(status=state.status, error=state.error, missing_functions=state.missing_functions)
-        if pynvml is not None:
-            _read_fabric(pynvml, state, info, interval(env, interval_s), sleep)
-        return info
+    session = shared()
+    info = FabricInfo(status=session.status, error=session.error)
+    if session.available:
+        _read_fabric(session, info, interval(env, interval_s), sleep)
+    return info
 
 
-def _read_fabric(
-    pynvml: Any, state: NvmlState, info: FabricInfo, wait_s: float, sleep: Callable[[float], None]
-) -> None:
-    read = Reader(pynvml, state)
-    count = read("nvmlDeviceGetCount")
-    if not available(count):
-        info.status, info.error = "error", f"cannot count GPUs: {count.reason}"
+def _read_fabric(session: NvmlSession, info: FabricInfo, wait_s: float, sleep: Callable[[float], None]) -> None:
+    read = session.reader(missing=info.missing_functions)
+    try:
+        opened = session.gpus(read)
+    except NoCount as exc:
+        info.status, info.error = "error", str(exc)
         return
     handles: dict[int, Any] = {}
-    for index in range(count):
-        gpu = GpuFabric(index=index)
+    for nvml_gpu in opened:
+        gpu = GpuFabric(index=nvml_gpu.index)
         info.gpus.append(gpu)
-        try:
-            handle = open_handle(pynvml, read, index)
-            if handle is None:
-                gpu.unreadable = "the pynvml module failed to open it"
-                continue
-            _read_gpu(pynvml, read, handle, gpu)
-            handles[index] = handle
-        except GpuRefused:
+        if nvml_gpu.refused is not None:
             gpu.unreadable = "the driver refused to open it (no permission)"
-        except GpuLost as exc:
-            gpu.unreadable = f"lost: {exc}"
+        elif nvml_gpu.lost is not None:
+            gpu.unreadable = f"lost: {nvml_gpu.lost}"
+        elif nvml_gpu.handle is None:
+            gpu.unreadable = "the pynvml module failed to open it"
+        else:
+            try:
+                _read_gpu(session.pynvml, read, nvml_gpu.handle, gpu)
+                handles[gpu.index] = nvml_gpu.handle
+            except GpuLost as exc:
+                gpu.unreadable = f"lost: {exc}"
     _read_pairs(read, info, handles)
     watched = [g for g in info.gpus if g.index in handles and _worth_watching(g)]
     if watched:
@@ -306,9 +287,7 @@ def _read_fabric(
 
 
 def _read_gpu(pynvml: Any, read: Reader, handle: Any, gpu: GpuFabric) -> None:
-    def q(name: str, *args: Any) -> Any:
-        return read(name, handle, *args)
-
+    q = read.on(handle)
     gpu.name = as_text(q("nvmlDeviceGetName"))
     pci = q("nvmlDeviceGetPciInfo")
     gpu.pci_bus_id = as_text(pci.busId) if available(pci) else pci

@@ -1,8 +1,9 @@
 """Watch every GPU's own telemetry through NVML while something else loads it (``envcheck burn``).
 
-One :class:`Sampler` reads NVML for all the watched GPUs about once a second, on a background thread, through
-one NVML session (:func:`~envcheck.probes.nvml.inventory.nvml_session`: init once, many reads, shut down once) and the
-one funnel (:class:`~envcheck.probes.nvml.inventory.Reader`): a reading the card or driver does not offer is an
+One :class:`Sampler` reads NVML for all the watched GPUs about once a second, on a background thread, as a reader
+over one NVML session (:class:`~envcheck.probes.nvml.session.NvmlSession`: init once, many reads, shut down once;
+its own, or one it is handed, such as the process's session the ``nvml`` probe already started) through the one
+funnel: a reading the card or driver does not offer is an
 :class:`~envcheck.core.model.NA` in the sample, never an exception, and a GPU that falls off the bus mid-run
 becomes samples that say so while the others go on being read. One sampler rather than one per worker: NVML
 is read at one rate, once per GPU, and the workers do nothing but load their GPU.
@@ -22,8 +23,8 @@ call that never returns (a wedged driver) cannot hang the caller: ``stop`` gives
 NVML is then left initialised (shutting it down under a call in flight is not safe); the daemon thread dies
 with the process. Recording throughput never waits on NVML (a lock of its own).
 
-Nothing here changes GPU state or needs root. NVML's constants are the C values from ``nvml.h`` (as in the
-``nvml`` probe), so any pynvml copy works.
+Nothing here changes GPU state or needs root. NVML's constants are the C values from ``nvml.h``
+(:mod:`envcheck.probes.nvml.constants`), so any pynvml copy works.
 """
 
 from __future__ import annotations
@@ -32,29 +33,31 @@ import ctypes
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
 from envcheck.core.model import NA, available, first_line, to_jsonable
-from envcheck.probes.nvml.inventory import (
+from envcheck.probes.nvml.constants import (
+    CLOCK_MEM,
+    CLOCK_SM,
     ERROR_GPU_IS_LOST,
     ERROR_NOT_SUPPORTED,
+    EVENT_TYPE_XID,
+    FIELD_MEMORY_TEMP,
+    MEMORY_ERROR_TYPE_CORRECTED,
     MEMORY_ERROR_TYPE_UNCORRECTED,
-    NOT_SUPPORTED,
+    SUCCESS,
     TEMPERATURE_GPU,
+    TEMPERATURE_THRESHOLD_GPU_MAX,
+    TEMPERATURE_THRESHOLD_MEM_MAX,
+    TEMPERATURE_THRESHOLD_SHUTDOWN,
     TEMPERATURE_THRESHOLD_SLOWDOWN,
+    VALUE_MEMBERS,
     VOLATILE_ECC,
-    GpuLost,
-    GpuRefused,
-    NvmlState,
-    Reader,
-    as_text,
-    clocks_event_reasons,
-    nvml_session,
-    open_handle,
-    watts,
+    reason_names,
 )
+from envcheck.probes.nvml.inventory import clocks_event_reasons, watts
+from envcheck.probes.nvml.session import NOT_SUPPORTED, GpuLost, NoCount, NvmlSession, Reader, as_text
 
 #: Seconds between rounds: once a second is what ``nvidia-smi dmon`` and DCGM's default watches use, often
 #: enough to see a slowdown start, cheap enough (about 15 NVML reads per GPU) to cost the burn nothing.
@@ -66,47 +69,12 @@ STOP_TIMEOUT_S = 5.0
 XID_WAIT_MS = 1
 MAX_EVENTS_PER_ROUND = 64
 
-# nvml.h: nvmlClockType_t, nvmlTemperatureThresholds_t, nvmlMemoryErrorType_t, the field id
-# NVML_FI_DEV_MEMORY_TEMP (HBM temperature: not a sensor of nvmlDeviceGetTemperature), nvmlValueType_t,
-# nvmlEventTypeXidCriticalError and NVML_ERROR_TIMEOUT.
-CLOCK_SM, CLOCK_MEM = 1, 2
-THRESHOLD_SHUTDOWN, THRESHOLD_MEM_MAX, THRESHOLD_GPU_MAX = 0, 2, 3
-UNCORRECTED, CORRECTED = MEMORY_ERROR_TYPE_UNCORRECTED, 0
+#: What an ECC count says on a GPU whose ECC is off.
 ECC_OFF = "ECC is off on this GPU"
-FIELD_MEMORY_TEMP = 82
-EVENT_TYPE_XID = 0x8
-ERROR_TIMEOUT = 10
-#: nvmlValueType_t -> the member of the nvmlValue_t union that holds it.
-VALUE_MEMBERS = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}
-
-#: nvml.h ``nvmlClocksEventReason*`` bits, by the names samples and reports use.
-CLOCKS_EVENT_REASONS = {
-    0x1: "gpu_idle",
-    0x2: "applications_clocks",
-    0x4: "sw_power_cap",
-    0x8: "hw_slowdown",
-    0x10: "sync_boost",
-    0x20: "sw_thermal",
-    0x40: "hw_thermal",
-    0x80: "hw_power_brake",
-    0x100: "display_clocks",
-    0x200: "board_limit",
-    0x400: "reliability",
-}
 
 #: A device key for recorded values: a GPU's NVML index (so its throughput lines up with its samples), or a
 #: name of the caller's (``"cpu"``).
 DeviceKey = Hashable
-
-
-def reason_names(mask: int | NA) -> tuple[str, ...]:
-    """The names of the bits set in a clocks-event mask (``unknown_0x800`` for a bit nvml.h adds later)."""
-    if not available(mask):
-        return ()
-    names = [name for bit, name in CLOCKS_EVENT_REASONS.items() if mask & bit]
-    rest = mask & ~sum(CLOCKS_EVENT_REASONS)
-    names += [f"unknown_{1 << b:#x}" for b in range(64) if rest >> b & 1]
-    return tuple(names)
 
 
 @dataclass(frozen=True)
@@ -261,7 +229,9 @@ class Sampler:
 
     ``devices``: NVML indices, or UUIDs (``GPU-...``, a unique prefix is enough); None watches every GPU;
     an empty sequence watches none and does not start NVML (``--device cpu``). ``host`` adds a
-    :class:`HostSample` each round.
+    :class:`HostSample` each round. ``session``: an NVML session to read through (the process's, which the
+    ``nvml`` probe already started to tell who the GPUs are), left open on :meth:`close`; without one the
+    sampler starts NVML itself and shuts it down on :meth:`close`.
     """
 
     def __init__(
@@ -273,6 +243,7 @@ class Sampler:
         stop_timeout_s: float = STOP_TIMEOUT_S,
         host: bool = True,
         xid_wait_ms: int = XID_WAIT_MS,
+        session: NvmlSession | None = None,
     ) -> None:
         if not interval_s > 0:
             raise ValueError(f"interval_s must be positive, not {interval_s!r}")
@@ -285,8 +256,10 @@ class Sampler:
         #: The sampler's zero on ``clock``: set by :meth:`open`.
         self.t0: float | None = None
         self.hung = False
-        self._state = NvmlState(status="unused")
-        self._pynvml: Any = None
+        self._session = session
+        self._owns_session = session is None
+        self._status, self._error = "unused", None
+        self._missing: list[str] = []
         self._read: Reader | None = None
         self._gpus: list[_Open] = []
         self._unresolved: list[str] = []
@@ -299,7 +272,6 @@ class Sampler:
         self._stopping = threading.Event()
         self._nvml_lock = threading.Lock()  # one round of NVML reads at a time
         self._data_lock = threading.Lock()  # the recorded data; never held across an NVML call
-        self._stack = ExitStack()
 
     # -- the clock ------------------------------------------------------------------------------------
     def now(self) -> float:
@@ -336,10 +308,13 @@ class Sampler:
         """Start NVML, open the selected GPUs, read what does not change (thresholds, identity), register for
         Xid events, and set the clock's zero."""
         if self.devices != []:
-            self._pynvml, self._state = self._stack.enter_context(nvml_session())
-            if self._pynvml is not None:
-                self._read = Reader(self._pynvml, self._state)
-                self._open_gpus()
+            if self._session is None:
+                self._session = NvmlSession.open()
+            session = self._session
+            self._status, self._error = session.status, session.error
+            if session.available:
+                self._read = session.reader(missing=self._missing)
+                self._open_gpus(session)
         if self.host:
             _cpu_percent()  # psutil's first reading is meaningless: prime it
         with self._data_lock:
@@ -379,7 +354,8 @@ class Sampler:
         if self._event_set is not None and self._read is not None:
             self._read("nvmlEventSetFree", self._event_set)
             self._event_set = None
-        self._stack.close()
+        if self._owns_session and self._session is not None:
+            self._session.close()
 
     def _run(self) -> None:
         # The clock stamps the samples; the wait between rounds is real time (Event.wait), so stop()
@@ -420,8 +396,8 @@ class Sampler:
             values = {k: tuple(v) for k, v in self._values.items()}
             host = tuple(self._host)
         return Telemetry(
-            status=self._state.status,
-            error=self._state.error,
+            status=self._status,
+            error=self._error,
             interval_s=self.interval_s,
             gpus=tuple(g.watched for g in self._gpus),
             samples=samples,
@@ -430,7 +406,7 @@ class Sampler:
             unresolved=tuple(self._unresolved),
             hung=self.hung,
             thread_error=self._thread_error,
-            missing_functions=tuple(self._state.missing_functions),
+            missing_functions=tuple(self._missing),
         )
 
     @property
@@ -440,36 +416,31 @@ class Sampler:
     def _readable(self) -> list[_Open]:
         return [g for g in self._gpus if g.watched.error is None]
 
-    def _open_gpus(self) -> None:
-        read, pynvml = self._read, self._pynvml
+    def _open_gpus(self, session: NvmlSession) -> None:
+        read = self._read
         assert read is not None
-        count = read("nvmlDeviceGetCount")
-        if isinstance(count, NA):
-            self._state.status, self._state.error = "error", f"cannot count GPUs: {count.reason}"
+        try:
+            count = session.count(read)
+        except NoCount as exc:
+            self._status, self._error = "error", str(exc)
             return
-        handles: dict[int, Any] = {}
-        failures: dict[int, tuple[str, bool]] = {}  # index -> (why, lost)
         everything = self.devices is None or _by_uuid(self.devices)
-        for index in range(count) if everything else [i for i in _indices(self.devices) if 0 <= i < count]:
-            try:
-                handle = open_handle(pynvml, read, index)
-            except GpuLost as exc:
-                failures[index] = (str(exc), True)
-                continue
-            except GpuRefused as exc:
-                failures[index] = (f"the driver refused to open it to this user: {exc}", False)
-                continue
-            if handle is None:
-                failures[index] = ("the pynvml module failed to open it", False)
-                continue
-            handles[index] = handle
+        wanted = range(count) if everything else [i for i in _indices(self.devices) if 0 <= i < count]
+        opened = {gpu.index: gpu for gpu in session.gpus(read, wanted)}
+        handles = {index: gpu.handle for index, gpu in opened.items() if gpu.handle is not None}
         for index in self._select(count, handles):
-            if index in handles:
-                self._gpus.append(self._watch(index, handles[index]))
+            gpu = opened[index]
+            if gpu.handle is not None:
+                self._gpus.append(self._watch(index, gpu.handle))
+            elif gpu.lost is not None:
+                self._gpus.append(_Open(WatchedGpu(index=index), None, lost_error=gpu.lost))
             else:
-                why, lost = failures[index]
-                watched = WatchedGpu(index=index, error=None if lost else why)
-                self._gpus.append(_Open(watched, None, lost_error=why if lost else None))
+                why = (
+                    f"the driver refused to open it to this user: {gpu.refused}"
+                    if gpu.refused is not None
+                    else "the pynvml module failed to open it"
+                )
+                self._gpus.append(_Open(WatchedGpu(index=index, error=why), None))
         self._register_xids()
 
     def _select(self, count: int, handles: Mapping[int, Any]) -> list[int]:
@@ -491,12 +462,8 @@ class Sampler:
         return chosen
 
     def _watch(self, index: int, handle: Any) -> _Open:
-        read = self._read
-        assert read is not None
-
-        def q(name: str, *args: Any) -> Any:
-            return read(name, handle, *args)
-
+        assert self._read is not None
+        q = self._read.on(handle)
         try:
             pci = q("nvmlDeviceGetPciInfo")
             ecc = q("nvmlDeviceGetEccMode")
@@ -506,9 +473,9 @@ class Sampler:
                 uuid=as_text(q("nvmlDeviceGetUUID")),
                 pci_bus_id=as_text(pci.busId) if not isinstance(pci, NA) else pci,
                 slowdown_c=q("nvmlDeviceGetTemperatureThreshold", TEMPERATURE_THRESHOLD_SLOWDOWN),
-                shutdown_c=q("nvmlDeviceGetTemperatureThreshold", THRESHOLD_SHUTDOWN),
-                gpu_max_c=q("nvmlDeviceGetTemperatureThreshold", THRESHOLD_GPU_MAX),
-                memory_max_c=q("nvmlDeviceGetTemperatureThreshold", THRESHOLD_MEM_MAX),
+                shutdown_c=q("nvmlDeviceGetTemperatureThreshold", TEMPERATURE_THRESHOLD_SHUTDOWN),
+                gpu_max_c=q("nvmlDeviceGetTemperatureThreshold", TEMPERATURE_THRESHOLD_GPU_MAX),
+                memory_max_c=q("nvmlDeviceGetTemperatureThreshold", TEMPERATURE_THRESHOLD_MEM_MAX),
                 ecc_mode=ecc if isinstance(ecc, NA) else bool(ecc[0]),
             )
         except GpuLost as exc:
@@ -568,11 +535,8 @@ class Sampler:
         seen = watched.xid_events if isinstance(watched.xid_events, NA) else xids
         if gpu.lost_error is not None:
             return Sample(index, t_s, lost=True, error=gpu.lost_error, xids=seen)
-        read = self._read
-        assert read is not None
-
-        def q(name: str, *args: Any) -> Any:
-            return read(name, gpu.handle, *args)
+        assert self._read is not None
+        q = self._read.on(gpu.handle)
 
         def ecc(kind: int) -> int | NA:
             if watched.ecc_mode is True:
@@ -596,8 +560,8 @@ class Sampler:
                 utilization_gpu_pct=util if isinstance(util, NA) else util.gpu,
                 utilization_memory_pct=util if isinstance(util, NA) else util.memory,
                 clocks_event_reasons=clocks_event_reasons(q),
-                ecc_volatile_uncorrected=ecc(UNCORRECTED),
-                ecc_volatile_corrected=ecc(CORRECTED),
+                ecc_volatile_uncorrected=ecc(MEMORY_ERROR_TYPE_UNCORRECTED),
+                ecc_volatile_corrected=ecc(MEMORY_ERROR_TYPE_CORRECTED),
                 rows_remapped_correctable=rows if isinstance(rows, NA) else rows[0],
                 rows_remapped_uncorrectable=rows if isinstance(rows, NA) else rows[1],
                 row_remap_pending=rows if isinstance(rows, NA) else bool(rows[2]),
@@ -621,7 +585,7 @@ class Sampler:
             raise GpuLost("the GPU is lost (NVML_FI_DEV_MEMORY_TEMP)")
         if value.nvmlReturn == ERROR_NOT_SUPPORTED:
             return NA(NOT_SUPPORTED)
-        if value.nvmlReturn != 0:
+        if value.nvmlReturn != SUCCESS:
             return NA(f"NVML error {value.nvmlReturn}")
         member = VALUE_MEMBERS.get(value.valueType)
         return NA(f"unknown value type {value.valueType}") if member is None else int(getattr(value.value, member))
