@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 import importlib.machinery
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -107,6 +108,8 @@ def kind_module(schema: object) -> str | None:
     if kind is None:
         return None
     name = f"envcheck.{kind}.render"
+    if name in sys.modules:
+        return name
     places = [str(Path(p) / kind) for p in envcheck.__path__]
     if importlib.machinery.PathFinder.find_spec(name, places) is None:
         return None
