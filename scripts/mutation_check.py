@@ -57,7 +57,7 @@ MUTANTS: list[tuple[str, str, str, str]] = [
      "            sys.exit(int(ExitCode.BROKEN_PIPE))\n        error(", "            sys.exit(1)\n        error("),
     ("output: no redaction before rendering", "envcheck/cli/terminal.py",
      "    document = redacted(document)\n", ""),
-    ("markdown: pipes not escaped", "envcheck/render/markdown.py",
+    ("markdown: pipes not escaped", "envcheck/render/common.py",
      '.replace("|", "\\\\|")', ""),
     ("runner: a hung probe is only a warning", "envcheck/doctor/runner.py",
      "status, summary = Status.FAIL, f\"{exc.what} hung", "status, summary = Status.WARN, f\"{exc.what} hung"),

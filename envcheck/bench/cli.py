@@ -88,9 +88,9 @@ def bench(
         spec_path=spec_path,
         serial=serial,
     )
-    from envcheck.bench import progress as render
+    from envcheck.bench.render import progress
 
-    callbacks, live = render.progress(stream=sys.stderr)
+    callbacks, live = progress(stream=sys.stderr)
     with live:
         report = run_bench(request, progress=callbacks)
     finish(
@@ -104,7 +104,7 @@ def bench(
 
 
 def _list(specs: list[BenchSpec], *, as_json: bool) -> None:
-    from envcheck.bench.progress import list_benchmarks
+    from envcheck.bench.render import list_benchmarks
     from envcheck.render import make_console
     from envcheck.render.json import dumps
 

@@ -1,32 +1,41 @@
-"""``--format text`` for an envcheck.bench/1 document (envcheck.render.text hands bench documents here).
+"""The bench's human output (``envcheck.bench/1``): the text report, Markdown and the HTML page's sections,
+each registered for the bench's schema; and, while the suite runs, the live progress on stderr and
+``bench --list``.
 
-It reads the same redacted dict as the JSON and Markdown renderers, never the live results, so what a
-person reads and what a machine parses cannot disagree. The table is benchmark × device: one row per
-(benchmark, case), one column per device. Every text that came from the machine (a model name, an error)
-is escaped, so a ``[`` in it is never taken for rich markup.
+The reports read the same redacted dict as the JSON, never the live results, so what a person reads and
+what a machine parses cannot disagree. The table is benchmark × device: one row per (benchmark, case), one
+column per device. Every text that came from the machine (a model name, an error) is escaped, so a ``[``
+in it is never taken for rich markup and a ``<`` never HTML.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import contextlib
+import sys
+from typing import IO, TYPE_CHECKING, Any
 
 from rich.markup import escape
+
+from envcheck.bench.case import BenchResult, Progress
+from envcheck.core.report import BENCH_SCHEMA
+from envcheck.render import RenderOptions, html, renders
+from envcheck.render.common import ICONS, CheckLines, cell, code, print_wide, write_lines
+from envcheck.render.svg import Bar, bar_chart, finite
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from envcheck.render import RenderOptions
+    from envcheck.bench.model import BenchSpec
 
 
-#: The widest a table row may be where there is no terminal to ask (a row wider than this wraps).
-PIPE_WIDTH = 400
+# -- text ------------------------------------------------------------------------------------------------
 
 
 def num(value: float) -> str:
     return f"{value:,.0f}" if value >= 1000 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
 
 
-def cell(r: dict[str, Any]) -> str:
+def text_cell(r: dict[str, Any]) -> str:
     """One table cell: the figure, its share of peak, the spread, and any flag, in rich markup."""
     status, reason = r["status"], escape(r.get("reason") or "")
     if status == "skip":
@@ -55,16 +64,15 @@ def cell(r: dict[str, Any]) -> str:
     return text
 
 
+@renders("text", BENCH_SCHEMA)
 def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | None = None) -> None:
     """The human report of one bench document: preflight, the table, the findings, one summary line."""
     from rich.table import Table
 
-    from envcheck.render.text import DoctorText
-
     if doc.get("preflight"):
         # The preflight's checks read exactly like the doctor's (they are the doctor's, and the CPU one).
         console.print("[bold]Preflight[/]")
-        checks = DoctorText(console)
+        checks = CheckLines(console)
         for c in doc["preflight"]:
             checks.result(c)
     devices = doc.get("devices", [])
@@ -78,7 +86,9 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
     for r in doc.get("results", []):
         rows.setdefault((r["id"], r["case"] if len(names) == 1 else r["label"]), {})[r["device"]] = r
     for (bench_id, case), by_device in rows.items():
-        table.add_row(escape(bench_id), escape(case), *[cell(by_device[n]) if n in by_device else "" for n in names])
+        table.add_row(
+            escape(bench_id), escape(case), *[text_cell(by_device[n]) if n in by_device else "" for n in names]
+        )
     print_wide(console, table)
     legend = "value, [cyan]share of datasheet peak[/], ±half the IQR of the samples"
     if any(r.get("contended") for r in doc.get("results", [])):
@@ -86,20 +96,6 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
     _say(console, f"[dim]{legend}[/]")
     _findings(doc, console)
     _say(console, summary_line(doc))
-
-
-def print_wide(console: Console, table: Any) -> None:
-    """On a terminal the table fits the window; in a pipe or a file it keeps its natural width (one line
-    per row, as a log wants), not the 80 columns rich assumes where it cannot ask a terminal."""
-    if console.is_terminal:
-        console.print(table)
-        return
-    width = console.width
-    console.width = max(width, PIPE_WIDTH)
-    try:
-        console.print(table)
-    finally:
-        console.width = width
 
 
 def _say(console: Console, text: str) -> None:
@@ -166,3 +162,384 @@ def summary_line(doc: dict[str, Any]) -> str:
     style = "red" if doc.get("exit_code") else "green"
     devices = len(doc.get("devices", []))
     return f"{head}[{style}]{', '.join(parts)}[/] on {devices} device(s) in {doc.get('wall_s', 0):.0f} s"
+
+
+# -- markdown --------------------------------------------------------------------------------------------
+
+
+@renders("markdown", BENCH_SCHEMA)
+def render_markdown(doc: dict[str, Any], console: Console, options: RenderOptions) -> None:
+    write_lines(console, bench_markdown(doc))
+
+
+def bench_markdown(doc: dict[str, Any]) -> list[str]:
+    devices = doc.get("devices", [])
+    names = [d.get("name") for d in devices]
+    summary = doc.get("summary", {})
+    verdict = "interrupted" if doc.get("interrupted") else ("problems found" if doc.get("exit_code") else "verified")
+    lines = [
+        f"## envcheck bench: {verdict}",
+        "",
+        f"`{cell(doc.get('host', {}).get('hostname'))}` · {doc.get('generated_at', '')} · "
+        f"envcheck {doc.get('envcheck_version', '')} · {doc.get('wall_s', 0):.0f} s",
+        "",
+        "| device | model | uuid | PCI bus |",
+        "|---|---|---|---|",
+    ]
+    for d in devices:
+        lines.append(
+            f"| {code(d.get('name'))} | {cell(d.get('model'))} | {cell(d.get('uuid'))} | {cell(d.get('pci_bus_id'))} |"
+        )
+    if doc.get("preflight"):
+        lines += ["", "### Preflight", "", "| | check | result | id |", "|---|---|---|---|"]
+        for c in doc["preflight"]:
+            icon = ICONS.get(c["status"], c["status"])
+            lines.append(f"| {icon} | {cell(c.get('title'))} | {cell(c.get('summary'))} | {code(c['id'])} |")
+    lines += [
+        "",
+        "| benchmark | case | " + " | ".join(cell(n) for n in names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    rows: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for r in doc.get("results", []):
+        rows.setdefault((r["id"], r.get("label") or r.get("case")), {})[r.get("device")] = r
+    for (bench_id, case), by_device in rows.items():
+        cells = [_bench_cell(by_device.get(n)) for n in names]
+        lines.append(f"| {code(bench_id)} | {cell(case)} | " + " | ".join(cells) + " |")
+    lines += peak_table(doc)
+    problems = [r for r in doc.get("results", []) if r.get("status") in ("fail", "crash")]
+    if problems:
+        lines += ["", "### Problems", ""]
+        lines += [f"- {code(r['id'])} on {code(r.get('device'))}: {cell(r.get('reason'))}" for r in problems]
+    comparison = doc.get("comparison") or {}
+    if comparison.get("note"):
+        lines += ["", f"Comparison with {code(comparison.get('baseline'))}: {cell(comparison['note'])}"]
+    if summary:
+        lines += ["", "Summary: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items() if v)]
+    return lines
+
+
+def peak_table(doc: dict[str, Any]) -> list[str]:
+    """What the HTML report's throughput chart shows, as a table: each figure of a card whose datasheet
+    peak envcheck knows, next to that peak and its share of it (nothing on a CPU, or a card not in the table)."""
+    rows = [
+        r
+        for r in doc.get("results") or []
+        if isinstance(r, dict) and isinstance(r.get("value"), (int, float)) and isinstance(r.get("peak"), (int, float))
+    ]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "### Against the datasheet peak",
+        "",
+        "| device | benchmark | case | measured | peak | of peak |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        unit = cell(r.get("unit") or "")
+        fraction = r.get("peak_fraction")
+        share = f"{fraction:.0%}" if isinstance(fraction, (int, float)) else ""
+        lines.append(
+            f"| {code(r.get('device'))} | {code(r.get('id'))} | {cell(r.get('label') or r.get('case'))} "
+            f"| {r['value']:.4g} {unit} | {r['peak']:.4g} {unit} | {share} |"
+        )
+    return lines
+
+
+def _bench_cell(r: dict[str, Any] | None) -> str:
+    if r is None:
+        return ""
+    if r.get("value") is None:
+        return cell(f"{r.get('status')}: {r.get('reason') or ''}".strip(": "))
+    text = f"{r['value']:.4g} {r.get('unit') or ''}".strip()
+    if r.get("peak_fraction") is not None:
+        text += f" ({r['peak_fraction']:.0%} of peak)"
+    if r.get("contended"):
+        text += " (contended)"
+    if r.get("noisy"):
+        text += " (noisy)"
+    if r.get("status") != "ok":
+        text = f"**{r.get('status')}** {text}"
+    return cell(text)
+
+
+# -- html ------------------------------------------------------------------------------------------------
+
+
+@renders("html", BENCH_SCHEMA)
+def render_html(doc: dict[str, Any], console: Console, options: RenderOptions) -> None:
+    html.write_page(console, doc, "bench", bench_header, BENCH_SECTIONS)
+
+
+def bench_header(doc: dict[str, Any]) -> tuple[str, str]:
+    verdict = "interrupted" if doc.get("interrupted") else ("problems found" if doc.get("exit_code") else "verified")
+    status = "warn" if doc.get("interrupted") else ("fail" if doc.get("exit_code") else "ok")
+    return html.header("bench", verdict, status, doc, bench_summary(doc))
+
+
+def bench_summary(doc: dict[str, Any]) -> str:
+    c = html.dct(doc.get("summary"))
+    words = ", ".join(
+        f"{v} {k.replace('_', ' ')}"
+        for k, v in c.items()
+        if isinstance(v, int) and v and k not in ("planned", "finished", "figures")
+    )
+    return html.e(words)
+
+
+def bench_devices(doc: dict[str, Any]) -> str:
+    rows = [
+        [
+            html.code(d.get("name")),
+            html.e(d.get("model")),
+            html.e(d.get("datasheet") or "not in envcheck's table"),
+            html.code(d.get("uuid")),
+            html.code(d.get("pci_bus_id")),
+        ]
+        for d in html.items(doc.get("devices"))
+    ]
+    return (
+        html.section("Devices", html.table(["device", "model", "datasheet", "UUID", "PCI bus"], rows)) if rows else ""
+    )
+
+
+def bench_preflight(doc: dict[str, Any]) -> str:
+    checks = html.items(doc.get("preflight"))
+    if not checks:
+        return ""
+    problems = [c for c in checks if c.get("status") in ("warn", "fail", "crash")]
+    return html.section("Preflight", html.checks_table(checks), html.problem_items(problems))
+
+
+def bench_flags(r: dict[str, Any]) -> list[str]:
+    flags = []
+    if r.get("status") == "fail":
+        flags.append("WRONG RESULT")
+    if r.get("contended"):
+        flags.append("contended")
+    if r.get("noisy"):
+        flags.append("noisy")
+    slow = html.dct(r.get("slow_vs_siblings"))
+    if slow:
+        flags.append(f"SLOW {html.pct(slow.get('shortfall'))} below its siblings")
+    return flags
+
+
+def bench_chart(doc: dict[str, Any]) -> str:
+    """One bar chart per unit (GFLOP/s, GB/s, images/s): every figure, with its datasheet peak as a track
+    and tick where envcheck knows the card's peak (on a CPU, or a card not in the table, the bars alone)."""
+    results = [r for r in html.items(doc.get("results")) if finite(r.get("value")) is not None]
+    if not results:
+        return ""
+    several = len({str(r.get("device")) for r in results}) > 1
+    by_unit: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        by_unit.setdefault(str(r.get("unit") or ""), []).append(r)
+    charts = []
+    any_peak = any(finite(r.get("peak")) is not None for r in results)
+    for unit, rs in by_unit.items():
+        bars = []
+        for r in rs:
+            label = f"{r.get('id')} {r.get('label') or r.get('case') or ''}".strip()
+            if several:
+                label += f" · {r.get('device')}"
+            peak = finite(r.get("peak"))
+            note = f"{html.num(r.get('value'))} {unit}".strip()
+            if finite(r.get("peak_fraction")) is not None:
+                note += f" · {html.pct(r.get('peak_fraction'))} of the datasheet peak"
+                note += f" {html.num(peak)} {unit}" if peak is not None else ""
+            flags = bench_flags(r)
+            if flags:
+                note += " · " + ", ".join(flags)
+            status = "fail" if r.get("status") == "fail" or r.get("slow_vs_siblings") else "ok"
+            bars.append(Bar(label, finite(r.get("value")) or 0.0, note, peak, status))
+        title = f"Throughput in {unit}" + (" against the datasheet peak" if any_peak else "")
+        with_peak = sum(b.reference is not None for b in bars)
+        summary = f"{len(bars)} figures" + (
+            f", {with_peak} with a datasheet peak" if with_peak else ", no datasheet peak known"
+        )
+        charts.append(f"<h3>{html.e(unit or 'figures')}</h3>")
+        charts.append(bar_chart("throughput", title, bars, summary=summary, reference_name="datasheet peak"))
+    lead = (
+        '<p class="muted">Each bar is a measured figure; where envcheck knows the card\'s datasheet peak, the grey '
+        "track and the tick mark the peak and the words give the share of it.</p>"
+        if any_peak
+        else '<p class="muted">No datasheet peak is known for these devices (a CPU, or a card not in envcheck\'s '
+        "table): the bars compare the figures with each other.</p>"
+    )
+    return html.section("Throughput", lead, *charts)
+
+
+def bench_results(doc: dict[str, Any]) -> str:
+    rows = []
+    for r in html.items(doc.get("results")):
+        spread = finite(html.dct(r.get("stats")).get("relative_iqr"))
+        value = (
+            f"{html.num(r.get('value'))} {html.e(r.get('unit') or '')}" if finite(r.get("value")) is not None else "-"
+        )
+        rows.append(
+            [
+                html.code(r.get("id")),
+                html.e(r.get("label") or r.get("case")),
+                html.code(r.get("device")),
+                value,
+                html.num(r.get("peak")),
+                html.pct(r.get("peak_fraction")),
+                "-" if spread is None else f"±{spread / 2:.0%}",
+                html.badge(r.get("status")),
+                html.e(", ".join(bench_flags(r)) or r.get("reason") or ""),
+            ]
+        )
+    if not rows:
+        return ""
+    return html.section(
+        "Results",
+        html.table(
+            ["benchmark", "case", "device", "figure", "peak", "of peak", "spread", "status", "notes"],
+            rows,
+            (3, 4, 5, 6),
+        ),
+    )
+
+
+def bench_problems(doc: dict[str, Any]) -> str:
+    problems = [r for r in html.items(doc.get("results")) if r.get("status") in ("fail", "crash")]
+    lines = [
+        f"<li>{html.badge(r.get('status'))} {html.code(r.get('id'))} on {html.code(r.get('device'))}: "
+        f"{html.e(r.get('reason'))}</li>"
+        for r in problems
+    ]
+    return html.section("Problems", f"<ul>{''.join(lines)}</ul>" if lines else "")
+
+
+def bench_comparison(doc: dict[str, Any]) -> str:
+    comparison = html.dct(doc.get("comparison"))
+    if not comparison:
+        return ""
+    parts = [
+        f"<p>Compared with {html.code(comparison.get('baseline'))}, "
+        f"threshold {html.pct(comparison.get('threshold'))}.</p>"
+    ]
+    if comparison.get("note"):
+        parts.append(f'<p><span class="badge s-fail">✗ not compared</span> {html.e(comparison["note"])}</p>')
+    rows = [
+        [
+            html.code(d.get("device")),
+            html.code(d.get("id")),
+            html.e(d.get("case")),
+            f"{html.num(d.get('before'))} {html.e(d.get('unit'))}",
+            f"{html.num(d.get('after'))} {html.e(d.get('unit'))}",
+            f"{finite(d.get('change')) or 0:+.0%}" if finite(d.get("change")) is not None else "-",
+            html.badge("fail") + " regression" if d.get("regressed") else html.badge("ok"),
+        ]
+        for d in html.items(comparison.get("deltas"))
+    ]
+    if rows:
+        parts.append(html.table(["device", "benchmark", "case", "baseline", "now", "change", ""], rows, (3, 4, 5)))
+    return html.section("Comparison with the baseline", *parts)
+
+
+def bench_spec(doc: dict[str, Any]) -> str:
+    return html.section("Lab spec", html.spec_list(html.items(html.dct(doc.get("spec")).get("verdicts"))))
+
+
+def bench_workers(doc: dict[str, Any]) -> str:
+    rows = [
+        [
+            html.code(w.get("device")),
+            html.e(w.get("pid")),
+            html.seconds_text(w.get("wall_s")),
+            html.seconds_text(w.get("import_s")),
+            html.e(w.get("returncode")),
+            html.e(w.get("error") or ""),
+        ]
+        for w in html.items(doc.get("workers"))
+    ]
+    return (
+        html.section("Workers", html.table(["device", "pid", "wall", "torch import", "exit", "error"], rows, (2, 3, 4)))
+        if rows
+        else ""
+    )
+
+
+BENCH_SECTIONS = (
+    bench_devices,
+    bench_preflight,
+    bench_chart,
+    bench_results,
+    bench_problems,
+    bench_comparison,
+    bench_spec,
+    bench_workers,
+)
+
+
+# -- while the suite runs --------------------------------------------------------------------------------
+
+
+def list_benchmarks(specs: list[BenchSpec], console: Console) -> None:
+    from rich.table import Table
+
+    table = Table(title="envcheck bench --list")
+    table.add_column("id")
+    table.add_column("measures")
+    for s in specs:
+        table.add_row(s.id, escape(s.measures))
+    console.print(table)
+
+
+def progress(stream: IO[str] | None = None) -> tuple[Progress, Any]:
+    """A progress display on stderr while the workers run: on a terminal, one live line per device
+    (its case and how many of its cases are done); otherwise plain lines, each starting with the device,
+    since the devices' lines interleave (CI logs, pipes: ``grep cuda:3`` follows one card).
+
+    Returns the callbacks and a context manager that owns the live display. Each device counts its own
+    cases: ``[i/n]`` is that device's ith case of n.
+    """
+    import os
+
+    from envcheck.core.redact import scrub
+
+    stream = stream or sys.stderr
+    if not stream.isatty():
+
+        def started(i: int, n: int, bench_id: str, label: str, device: str) -> None:
+            print(f"{device} [{i + 1}/{n}] {bench_id} {label} ...", file=stream, flush=True)
+
+        def finished(r: BenchResult) -> None:
+            figure = f"{num(r.value)} {r.unit}" if r.value is not None else ""
+            # an error's words are the machine's: they may quote a secret, like everything in the report
+            why = f" ({scrub(r.reason, os.environ)})" if r.reason else ""
+            busy = " contended" if r.contended else ""
+            line = f"{r.device} {r.status.value}: {r.id} {r.case} {figure}{why}{busy} [{r.duration_s:.1f} s]"
+            print(" ".join(line.split()), file=stream, flush=True)
+
+        return Progress(started, finished), contextlib.nullcontext()
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as Bar
+
+    bar = Bar(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(file=stream),
+        transient=True,
+    )
+    lines: dict[str, TaskID] = {}
+
+    def line(device: str) -> TaskID:
+        if device not in lines:  # a device's line appears with its first news
+            lines[device] = bar.add_task(escape(device), total=None)
+        return lines[device]
+
+    def started_live(i: int, n: int, bench_id: str, label: str, device: str) -> None:
+        bar.update(line(device), total=n, completed=i, description=escape(f"{device} {bench_id} {label}"))
+
+    def finished_live(r: BenchResult) -> None:
+        bar.advance(line(r.device))
+
+    return Progress(started_live, finished_live), bar

@@ -1,10 +1,10 @@
-"""``--format text`` and ``--format markdown`` for an envcheck.burn/1 document (envcheck.render.text and
-envcheck.render.markdown hand burn documents here).
+"""The burn's reports (``envcheck.burn/1``): text, Markdown and the HTML page's sections (with the
+telemetry charts), each registered for the burn's schema.
 
 Problems first, each with its fix, because a person reading a failed burn wants "GPU 2: HW thermal slowdown
 from 7:00..." and what to do before any table; then one row per device with its steady state (the medians
 over the run's last minute); the lab spec's verdicts; one summary line. Everything that came from the machine
-is escaped, so a ``[`` in it is never rich markup.
+is escaped, so a ``[`` in it is never rich markup and a ``<`` never HTML.
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
+from envcheck.core.report import BURN_SCHEMA
 from envcheck.core.units import clock
+from envcheck.render import RenderOptions, html, renders
+from envcheck.render.common import ICONS, cell, code, print_wide, write_lines
+from envcheck.render.svg import Series, finite, line_chart
 
 if TYPE_CHECKING:
     from rich.console import Console
-
-    from envcheck.render import RenderOptions
 
 PROBLEM = ("warn", "fail", "crash")
 STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "crash": "bold magenta", "skip": "dim"}
@@ -85,6 +87,7 @@ def headline(doc: dict[str, Any]) -> str:
     )
 
 
+@renders("text", BURN_SCHEMA)
 def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | None = None) -> None:
     from rich.table import Table
 
@@ -109,8 +112,6 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
     for row in rows(doc):
         *rest, status = row
         table.add_row(*(escape(x) for x in rest), f"[{STYLE.get(status, '')}]{escape(status)}[/]")
-    from envcheck.bench.render import print_wide
-
     print_wide(console, table)
     passed = [v for v in doc.get("verdicts") or [] if v["status"] == "ok"]
     if passed:
@@ -124,10 +125,13 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
     console.print(f"[{style}]{escape(summary.get('text', ''))}[/]  [dim]({doc.get('duration_s', 0):.1f} s)[/]")
 
 
+@renders("markdown", BURN_SCHEMA)
+def render_markdown(doc: dict[str, Any], console: Console, options: RenderOptions) -> None:
+    write_lines(console, burn_markdown(doc))
+
+
 def burn_markdown(doc: dict[str, Any]) -> list[str]:
     """What to paste into an issue: the verdict, the problems with their fixes, the devices' steady state."""
-    from envcheck.render.markdown import ICONS, cell, code
-
     summary = doc.get("summary") or {}
     lines = [
         f"## envcheck burn: {summary.get('verdict', '')}",
@@ -163,7 +167,6 @@ def burn_markdown(doc: dict[str, Any]) -> list[str]:
 def telemetry_table(doc: dict[str, Any]) -> list[str]:
     """The timeline as a short table: at most :data:`TELEMETRY_ROUNDS` sampling rounds (the first, the last
     and evenly between), one row per device each, and only the fields that hold a reading."""
-    from envcheck.render.markdown import cell, code
 
     def number(value: Any) -> float | None:
         return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
@@ -191,3 +194,106 @@ def telemetry_table(doc: dict[str, Any]) -> list[str]:
             values = [figure(number(r.get(f[0])), 1 if f[0] == "value" else 0) for f in fields]
             lines.append(f"| {clock(number(r['t_s']) or 0.0)} | {code(r.get('device'))} | " + " | ".join(values) + " |")
     return lines
+
+
+# -- html ------------------------------------------------------------------------------------------------
+
+
+@renders("html", BURN_SCHEMA)
+def render_html(doc: dict[str, Any], console: Console, options: RenderOptions) -> None:
+    html.write_page(console, doc, "burn", burn_header, BURN_SECTIONS)
+
+
+def burn_header(doc: dict[str, Any]) -> tuple[str, str]:
+    summary = html.dct(doc.get("summary"))
+    status = "warn" if doc.get("interrupted") else doc.get("status")
+    return html.header("burn", str(summary.get("text") or summary.get("verdict") or "no verdict"), status, doc)
+
+
+def burn_problems(doc: dict[str, Any]) -> str:
+    problems = [v for v in html.items(doc.get("verdicts")) if v.get("status") in PROBLEM]
+    lead = ""
+    if doc.get("interrupted"):
+        lead = (
+            f'<p><span class="badge s-warn">! interrupted</span> by {html.e(doc.get("stopped_by") or "a signal")}: '
+            "the report covers what ran.</p>"
+        )
+    return html.section("Problems", lead, html.problem_items(problems))
+
+
+def burn_devices(doc: dict[str, Any]) -> str:
+    devices = html.items(doc.get("devices"))
+    if not devices:
+        return ""
+    # rows() formats what it finds: give it only numbers where it expects them.
+    steady = [{k: v for k, v in html.dct(d.get("steady")).items() if finite(v) is not None} for d in devices]
+    safe = {**doc, "devices": [{**d, "steady": s} for d, s in zip(devices, steady, strict=True)]}
+    body = []
+    for row in rows(safe):
+        *rest, status = row
+        body.append([html.e(x) for x in rest] + [html.badge(status)])
+    return html.section(
+        "Steady state",
+        '<p class="muted">Medians over the run\'s last minute; '
+        f"throughput in {html.e(doc.get('unit') or 'TFLOP/s')}.</p>",
+        html.table(COLUMNS, body, (3, 4, 5, 6, 7)),
+    )
+
+
+def burn_charts(doc: dict[str, Any]) -> str:
+    """One chart per telemetry field the timeline holds (a CPU burn has throughput and host load only),
+    one line per device, time on the x axis."""
+    timeline = html.items(doc.get("timeline"))
+    times = [t for t in (finite(row.get("t_s")) for row in timeline) if t is not None]
+    if not times:
+        return ""
+    charts = []
+    unit = str(doc.get("unit") or "TFLOP/s")
+    for field, title, field_unit in TELEMETRY:
+        by_device: dict[str, list[tuple[float, float | None]]] = {}
+        for row in timeline:
+            t = finite(row.get("t_s"))
+            if t is None:
+                continue
+            by_device.setdefault(str(row.get("device")), []).append((t, finite(row.get(field))))
+        series = [
+            Series(d, sorted(p, key=lambda q: q[0])) for d, p in by_device.items() if any(y is not None for _, y in p)
+        ]
+        if not series:
+            continue
+        if field.startswith("cpu_"):
+            series = series[:1]  # the host's reading, the same on every device's rows
+            series = [Series("host", series[0].points)]
+        shown_unit = field_unit or unit
+        charts.append(f"<h3>{html.e(title)} ({html.e(shown_unit)})</h3>")
+        charts.append(
+            line_chart(
+                "telemetry",
+                f"{title} ({shown_unit}) over the run",
+                series,
+                x_label="time since the start (m:ss)",
+                y_label=shown_unit,
+                x_text=clock,
+                x_range=(min(times), max(times)),
+                summary=f"{len(series)} device(s)",
+            )
+        )
+    if not charts:
+        return ""
+    return html.section("Telemetry over time", *charts)
+
+
+def burn_passed(doc: dict[str, Any]) -> str:
+    passed = [v for v in html.items(doc.get("verdicts")) if v.get("status") in ("ok", "skip")]
+    if not passed:
+        return ""
+    return html.section("Other verdicts", html.checks_table(passed))
+
+
+def burn_spec(doc: dict[str, Any]) -> str:
+    return html.section(
+        "Lab spec", html.spec_list(html.items(html.dct(doc.get("spec")).get("verdicts")), "requirement")
+    )
+
+
+BURN_SECTIONS = (burn_problems, burn_devices, burn_charts, burn_passed, burn_spec)

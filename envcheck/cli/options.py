@@ -4,22 +4,23 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-#: The formats every reporting command has. A format for one kind of report (``prometheus``: the doctor's
-#: node health) is added by the commands it applies to (``format_options(extra=...)``); elsewhere it is
-#: not offered, and a file suffix that asks for it (``bench -o x.prom``) is a usage error.
-COMMON_FORMATS = ("text", "json", "markdown", "html")
-FORMAT_HELP = {
-    "text": "text (for people)",
-    "json": "json (one object)",
-    "markdown": "markdown (to paste into an issue)",
-    "html": "html (one self-contained page with charts)",
-    "prometheus": "prometheus (node_exporter's textfile collector)",
-}
-SUFFIX_HELP = {"json": ".json", "markdown": ".md", "html": ".html", "prometheus": ".prom"}
+if TYPE_CHECKING:
+    from envcheck.render import Format
+
+
+def _formats(extra: tuple[str, ...] = ()) -> list[Format]:
+    """The formats a command offers: every common one (text, json, markdown, html) and, for a format that
+    belongs to one kind of report (``prometheus``: the doctor's node health), those the command names in
+    ``format_options(extra=...)``; elsewhere it is not offered, and a file suffix that asks for it
+    (``bench -o x.prom``) is a usage error. Each format's words and suffixes are its own module's
+    (envcheck.render); loading them imports neither rich nor anything heavy."""
+    from envcheck.render import formats
+
+    return [f for f in formats() if f.common] + [f for f in formats() if not f.common and f.id in extra]
 
 
 def format_options(fn: Any = None, *, extra: tuple[str, ...] = ()) -> Any:
@@ -27,8 +28,8 @@ def format_options(fn: Any = None, *, extra: tuple[str, ...] = ()) -> Any:
     ``@format_options`` or, with formats only some commands have, ``@format_options(extra=("prometheus",))``."""
     if fn is None:
         return lambda f: format_options(f, extra=extra)
-    formats = COMMON_FORMATS + extra
-    suffixes = ", ".join(SUFFIX_HELP[f] for f in formats if f in SUFFIX_HELP)
+    offered = _formats(extra)
+    suffixes = ", ".join(f.suffixes[0] for f in offered if f.suffixes)
     fn = click.option(
         "--output",
         "-o",
@@ -41,9 +42,9 @@ def format_options(fn: Any = None, *, extra: tuple[str, ...] = ()) -> Any:
     fn = click.option(
         "--format",
         "fmt",
-        type=click.Choice(list(formats)),
+        type=click.Choice([f.id for f in offered]),
         default=None,
-        help="Report format: " + ", ".join(FORMAT_HELP[f] for f in formats) + ".",
+        help="Report format: " + ", ".join(f"{f.id} ({f.description})" for f in offered) + ".",
     )(fn)
     return fn
 
@@ -53,22 +54,23 @@ def resolve_formats(
 ) -> tuple[str, str | None]:
     """(what stdout shows, what the --output file gets). With --output the terminal keeps the text report.
     ``extra``: the formats beyond the common ones that this command has (as given to format_options)."""
-    from envcheck.render import format_for_path
+    from envcheck.render import DEFAULT_FORMAT, format_for_path
 
     if as_json and fmt not in (None, "json"):
         raise click.UsageError(f"--json and --format {fmt} disagree; use one")
     chosen = "json" if as_json else fmt
     if output is None:
-        return chosen or "text", None
-    file_format = chosen or format_for_path(output) or "text"
-    if file_format not in COMMON_FORMATS + extra:
+        return chosen or DEFAULT_FORMAT, None
+    file_format = chosen or format_for_path(output) or DEFAULT_FORMAT
+    offered = [f.id for f in _formats(extra)]
+    if file_format not in offered:
         command = click.get_current_context(silent=True)
         name = f"envcheck {command.info_name}" if command is not None else "this command"
         raise click.UsageError(
             f"{output} names the {file_format} format, which {name} does not write "
-            f"(it writes {', '.join(COMMON_FORMATS + extra)}); name the file differently or pass --format"
+            f"(it writes {', '.join(offered)}); name the file differently or pass --format"
         )
-    return "text", file_format
+    return DEFAULT_FORMAT, file_format
 
 
 def spec_option(what: str = "to enforce", *, found: bool = True) -> Any:

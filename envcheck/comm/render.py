@@ -1,10 +1,10 @@
-"""``--format text`` and ``--format markdown`` for an envcheck.comm/1 document (envcheck.render.text and
-envcheck.render.markdown hand comm documents here).
+"""The comm's reports (``envcheck.comm/1``): text, Markdown and the HTML page's sections, each registered
+for the comm's schema.
 
 Problems come first, each naming the rank and its host, because a person reading a failed run wants
 "rank 5 on gpu-node-17 never joined" before any table. Then a table per op (size, time, algbw, busbw,
 verified), the peak busbw per op, and the p2p matrix with slow pairs flagged. Everything that came from
-a machine (host names, errors) is escaped, so a ``[`` in it is never rich markup.
+a machine (host names, errors) is escaped, so a ``[`` in it is never rich markup and a ``<`` never HTML.
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
+from envcheck.core.report import COMM_SCHEMA
 from envcheck.core.units import human
+from envcheck.render import RenderOptions, html, renders
+from envcheck.render.common import cell, code, write_lines
+from envcheck.render.svg import Series, finite, heatmap, line_chart
 
 if TYPE_CHECKING:
     from rich.console import Console
-
-    from envcheck.render import RenderOptions
 
 
 def gb(value: float | None) -> str:
@@ -39,6 +41,7 @@ def where(p: dict[str, Any]) -> str:
     return f"rank {p['rank']} ({p.get('host') or 'host unknown'})"
 
 
+@renders("text", COMM_SCHEMA)
 def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | None = None) -> None:
     from rich.table import Table
 
@@ -151,10 +154,13 @@ def summary_line(doc: dict[str, Any]) -> str:
     return f"[{style}]{', '.join(parts)}[/] in {doc.get('duration_s', 0):.1f} s"
 
 
+@renders("markdown", COMM_SCHEMA)
+def render_markdown(doc: dict[str, Any], console: Console, options: RenderOptions) -> None:
+    write_lines(console, comm_markdown(doc))
+
+
 def comm_markdown(doc: dict[str, Any]) -> list[str]:
     """What to paste into an issue: the world, the problems, one table of every op and size, the matrix."""
-    from envcheck.render.markdown import cell, code
-
     world = doc.get("world") or {}
     verdict = "problems found" if doc.get("exit_code") else "verified"
     lines = [
@@ -203,3 +209,189 @@ def comm_markdown(doc: dict[str, Any]) -> list[str]:
             for s in slow
         ]
     return lines
+
+
+# -- html ------------------------------------------------------------------------------------------------
+
+
+@renders("html", COMM_SCHEMA)
+def render_html(doc: dict[str, Any], console: Console, options: RenderOptions) -> None:
+    html.write_page(console, doc, "comm", comm_header, COMM_SECTIONS)
+
+
+def comm_header(doc: dict[str, Any]) -> tuple[str, str]:
+    world = html.dct(doc.get("world"))
+    verdict = "problems found" if doc.get("exit_code") else "verified"
+    if not doc.get("completed", True):
+        verdict += " (the run did not finish)"
+    extra = (
+        f"{html.e(world.get('size'))} ranks, {html.e(world.get('backend'))}, "
+        f"launched by {html.e(world.get('launcher'))}"
+    )
+    return html.header("comm", verdict, "fail" if doc.get("exit_code") else "ok", doc, extra)
+
+
+def comm_world(doc: dict[str, Any]) -> str:
+    world = html.dct(doc.get("world"))
+    ranks = html.items(world.get("ranks"))
+    hosts = sorted({str(r.get("host") or "?") for r in ranks})
+    lead = f"<p>{len(ranks)} ranks on {len(hosts)} host(s): {html.e(', '.join(hosts))}</p>" if ranks else ""
+    rows = [
+        [
+            html.e(r.get("rank")),
+            html.code(r.get("host")),
+            html.code(r.get("device")),
+            html.e(r.get("gpu_name") or ""),
+            html.code(r.get("gpu_uuid")),
+            html.badge("ok") if r.get("joined") is not False else html.badge("fail") + " never joined",
+        ]
+        for r in ranks
+    ]
+    problems = [
+        f"<li>{html.badge('fail')} {html.e(where(p))}: {html.e(p.get('what'))}</li>"
+        for p in html.items(doc.get("problems"))
+    ]
+    parts = [lead, html.table(["rank", "host", "device", "GPU", "UUID", "joined"], rows) if rows else ""]
+    if problems:
+        parts.append(f"<h3>Problems</h3><ul>{''.join(problems)}</ul>")
+    return html.section("World", *parts)
+
+
+def comm_chart(doc: dict[str, Any]) -> str:
+    """busbw against message size, one line per op, on a log-2 size axis (sizes double)."""
+    by_op: dict[str, list[tuple[float, float | None]]] = {}
+    for r in html.items(doc.get("results")):
+        size = finite(r.get("size_bytes"))
+        if size is None or size <= 0:
+            continue
+        by_op.setdefault(str(r.get("op")), []).append((size, finite(r.get("busbw_gb_s"))))
+    series = [Series(op, sorted(points)) for op, points in by_op.items() if any(y is not None for _, y in points)]
+    if not series:
+        return ""
+    peaks = ", ".join(f"{p.get('op')} {html.num(p.get('busbw_gb_s'))} GB/s" for p in html.items(doc.get("peaks")))
+    chart = line_chart(
+        "busbw",
+        "Bus bandwidth (GB/s) against message size, per collective",
+        series,
+        x_label="message size (log 2)",
+        y_label="busbw GB/s",
+        log2_x=True,
+        x_text=lambda x: human(int(x)),
+        summary=f"peak busbw: {peaks}" if peaks else "",
+    )
+    lead = (
+        "<p class=\"muted\">busbw is the algorithm bandwidth scaled by each collective's factor (NCCL-tests' "
+        "convention), so that every op is compared with the link's speed.</p>"
+    )
+    tail = f"<p>Peak busbw: {html.e(peaks)}</p>" if peaks else ""
+    return html.section("Bus bandwidth", lead, chart, tail)
+
+
+def comm_results(doc: dict[str, Any]) -> str:
+    rows = []
+    for r in html.items(doc.get("results")):
+        wrong = ", ".join(str(w.get("rank")) for w in html.items(r.get("wrong")))
+        verified = (
+            "yes"
+            if r.get("verified") is True
+            else f'<span class="badge s-fail">✗ WRONG</span> {("on rank " + html.e(wrong)) if wrong else ""}'
+        )
+        rows.append(
+            [
+                html.code(r.get("op")),
+                html.size_text(r.get("size_bytes")),
+                html.e(seconds(finite(r.get("time_s")))),
+                html.e(gb(finite(r.get("algbw_gb_s")))),
+                html.e(gb(finite(r.get("busbw_gb_s")))),
+                verified,
+            ]
+        )
+    if not rows:
+        return ""
+    return html.section(
+        "Results", html.table(["op", "size", "time", "algbw GB/s", "busbw GB/s", "verified"], rows, (1, 2, 3, 4))
+    )
+
+
+def comm_reference(doc: dict[str, Any]) -> str:
+    lines = reference_lines(doc.get("reference"))
+    if not lines:
+        return ""
+    return html.section(
+        "Against the fabric's reference",
+        f"<p>{html.e(lines[0])}</p>",
+        "<ul>" + "".join(f"<li>{html.e(x.strip())}</li>" for x in lines[1:]) + "</ul>",
+    )
+
+
+def comm_p2p(doc: dict[str, Any]) -> str:
+    """Every rank pair's send/recv bandwidth as a heatmap (and the numbers as a table); slow links flagged."""
+    p2p = html.dct(doc.get("p2p"))
+    ranks = html.lst(p2p.get("ranks"))
+    matrix = [[finite(v) for v in html.lst(row)] for row in html.lst(p2p.get("matrix"))]
+    if not ranks or len(matrix) != len(ranks) or any(len(row) != len(ranks) for row in matrix):
+        return ""
+    if all(v is None for row in matrix for v in row):
+        return ""
+    index = {r: i for i, r in enumerate(ranks)}
+    slow_pairs = html.items(p2p.get("slow_pairs"))
+    flagged = {
+        (index[s.get("src")], index[s.get("dst")])
+        for s in slow_pairs
+        if s.get("src") in index and s.get("dst") in index
+    }
+    labels = [str(r) for r in ranks]
+    size = html.size_text(p2p.get("size_bytes"))
+    chart = heatmap(
+        "p2p",
+        f"Send/recv bandwidth between ranks (GB/s, {size} messages)",
+        labels,
+        matrix,
+        cell_text=gb,
+        flagged=flagged,
+        row_name="sender",
+        column_name="receiver",
+        summary=f"{len(labels)} ranks, {len(flagged)} slow link(s)",
+    )
+    rows = []
+    for i, src in enumerate(labels):
+        rows.append(
+            [
+                f"<b>{html.e(src)}</b>",
+                *(
+                    ("odd", html.e(gb(v)) + " !") if (i, j) in flagged else html.e(gb(v)) if v is not None else "-"
+                    for j, v in enumerate(matrix[i])
+                ),
+            ]
+        )
+    grid = html.table(["sender ↓ receiver →", *(html.e(x) for x in labels)], rows, range(1, len(labels) + 1))
+    slow = [
+        f"<li>{html.badge('warn')} slow link rank {html.e(s.get('src'))} → rank {html.e(s.get('dst'))}: "
+        f"{html.e(gb(finite(s.get('gb_s'))))} GB/s, {html.pct(s.get('shortfall'))} below the median of the other "
+        f"pairs on its host ({html.e(gb(finite(s.get('median_gb_s'))))} GB/s)</li>"
+        for s in slow_pairs
+    ]
+    return html.section(
+        "Point to point",
+        '<p class="muted">Row: the sender; column: the receiver. Darker is faster; a cell marked "!" is a slow '
+        "link.</p>",
+        chart,
+        grid,
+        f"<ul>{''.join(slow)}</ul>" if slow else "",
+    )
+
+
+def comm_spec(doc: dict[str, Any]) -> str:
+    return html.section("Lab spec", html.spec_list(html.items(doc.get("spec")), "op"))
+
+
+def comm_summary(doc: dict[str, Any]) -> str:
+    c = html.dct(doc.get("summary"))
+    parts = [f"{html.e(c.get('verified', 0))} of {html.e(c.get('results', 0))} results verified"]
+    for key, word in (("problems", "problem(s)"), ("slow_pairs", "slow link(s)"), ("below_spec", "below spec")):
+        if c.get(key):
+            parts.append(f"{html.e(c[key])} {word}")
+    return f"<p><b>{', '.join(parts)}</b></p>"
+
+
+COMM_SECTIONS = (comm_world, comm_chart, comm_results, comm_reference, comm_p2p, comm_spec, comm_summary)

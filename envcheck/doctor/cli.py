@@ -118,8 +118,8 @@ def _list_checks(specs: list[CheckSpec], *, as_json: bool) -> None:
 
         sys.stdout.write(dumps(listing) + "\n")
         return
+    from envcheck.doctor.render import list_checks
     from envcheck.render import make_console
-    from envcheck.render.text import list_checks
 
     list_checks(make_console(), listing)
 

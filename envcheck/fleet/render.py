@@ -1,11 +1,11 @@
-"""``--format text`` and ``--format markdown`` for an envcheck.fleet/1 document (envcheck.render.text and
-envcheck.render.markdown hand fleet documents here).
+"""The fleet's reports (``envcheck.fleet/1``): text, Markdown and the HTML page's sections, each
+registered for the fleet's schema.
 
 The order is the admin's: the failing nodes first, each failing item with its fix, then what drifted,
 the slow devices, duplicates and skipped sources, and the one summary line. Healthy nodes are counted
 and named in one line, not listed one per line: a rack of healthy nodes is no news. Everything that came
 from a node (host names, summaries, versions) is escaped, so a ``[`` in it is never rich markup and a
-``|`` never breaks a Markdown table.
+``|`` never breaks a Markdown table, a ``<`` never HTML.
 """
 
 from __future__ import annotations
@@ -14,10 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
+from envcheck.core.report import FLEET_SCHEMA
+from envcheck.render import RenderOptions, html, renders
+from envcheck.render.common import ICONS, cell, code, mark, write_lines
+from envcheck.render.svg import Bar, bar_chart, finite
+
 if TYPE_CHECKING:
     from rich.console import Console
-
-    from envcheck.render import RenderOptions
 
 #: Host names shown in one line (the healthy nodes, the hosts of a drifting value) before "and N more".
 NAMES_SHOWN = 20
@@ -34,8 +37,6 @@ def plural(n: int, word: str) -> str:
 
 def code_cell(value: Any) -> str:
     """Inline code inside a table cell: GitHub ends the cell at any ``|``, even inside backticks."""
-    from envcheck.render.markdown import code
-
     return code(value).replace("|", "\\|")
 
 
@@ -58,9 +59,8 @@ def figure(value: float | None) -> str:
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
+@renders("text", FLEET_SCHEMA)
 def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | None = None) -> None:
-    from envcheck.render.text import mark
-
     soft = not console.is_terminal
     summary = doc.get("summary") or {}
 
@@ -149,10 +149,13 @@ def slow_lines(title: str, slow: list[dict[str, Any]], threshold: float) -> list
     return lines
 
 
+@renders("markdown", FLEET_SCHEMA)
+def render_markdown(doc: dict[str, Any], console: Console, options: RenderOptions) -> None:
+    write_lines(console, fleet_markdown(doc))
+
+
 def fleet_markdown(doc: dict[str, Any]) -> list[str]:
     """The same sections as the text report, as Markdown tables."""
-    from envcheck.render.markdown import ICONS, cell
-
     summary = doc.get("summary") or {}
     lines = [
         f"## envcheck fleet: {cell(summary.get('text', ''))}",
@@ -228,3 +231,193 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
         lines += ["", "### Skipped", "", "| source | reason |", "|---|---|"]
         lines += [f"| {cell(s['source'])} | {cell(s['reason'])} |" for s in skipped]
     return lines
+
+
+# -- html ------------------------------------------------------------------------------------------------
+
+
+@renders("html", FLEET_SCHEMA)
+def render_html(doc: dict[str, Any], console: Console, options: RenderOptions) -> None:
+    html.write_page(console, doc, "fleet", fleet_header, FLEET_SECTIONS)
+
+
+def fleet_header(doc: dict[str, Any]) -> tuple[str, str]:
+    summary = html.dct(doc.get("summary"))
+    threshold = finite(doc.get("threshold"))
+    extra = f"slow: more than {threshold:.0%} below the fleet median of the same model" if threshold is not None else ""
+    return html.header("fleet", str(summary.get("text") or "no verdict"), doc.get("status"), doc, extra)
+
+
+def fleet_counts(doc: dict[str, Any]) -> str:
+    c = html.dct(doc.get("summary"))
+    words = (
+        ("nodes", "nodes"),
+        ("failing", "failing"),
+        ("warnings", "with warnings"),
+        ("ok", "ok"),
+        ("reports_read", "reports read"),
+        ("skipped", "skipped"),
+        ("drift_fields", "fields drifting"),
+        ("slow_gpus", "slow GPUs"),
+        ("slow_cpus", "slow CPU figures"),
+        ("duplicate_hosts", "duplicate hosts"),
+        ("duplicate_gpus", "duplicate GPUs"),
+    )
+    rows = [[html.e(word), html.e(c.get(key))] for key, word in words if isinstance(c.get(key), int)]
+    return html.section("Counts", html.table(["", "count"], rows, (1,))) if rows else ""
+
+
+def fleet_nodes(doc: dict[str, Any]) -> str:
+    nodes = html.items(doc.get("nodes"))
+    if not nodes:
+        return ""
+    rows, problems = [], []
+    for node in nodes:
+        reports = ", ".join(f"{r.get('kind')} {r.get('status')}" for r in html.items(node.get("reports")))
+        failing, warnings, slow = (
+            html.items(node.get("failing")),
+            html.items(node.get("warnings")),
+            html.items(node.get("slow")),
+        )
+        rows.append(
+            [
+                html.code(node.get("hostname")),
+                html.badge(node.get("status")),
+                html.e(reports),
+                html.e(len(failing)),
+                html.e(len(warnings)),
+                html.e(len(slow)),
+            ]
+        )
+        for item in [*failing, *warnings]:
+            problems.append({**item, "id": f"{item.get('report')} {item.get('id')}", "where": node.get("hostname")})
+    parts = [html.table(["node", "status", "reports", "failing", "warnings", "slow devices"], rows, (3, 4, 5))]
+    if problems:
+        parts += ["<h3>Failing checks and warnings, with their fixes</h3>", html.problem_items(problems)]
+    return html.section("Nodes", *parts)
+
+
+def fleet_drift(doc: dict[str, Any]) -> str:
+    rows = []
+    for d in html.items(doc.get("drift")):
+        values = [v for v in html.items(d.get("values")) if isinstance(v.get("count"), int)]
+        if not values:
+            continue
+        shown = hosts_shown(values)
+        for i, v in enumerate(values):
+            hosts = html.e(names([str(h) for h in html.lst(v.get("hosts"))])) if shown[i] else "(the majority)"
+            rows.append(
+                [
+                    f"<b>{html.e(d.get('title'))}</b>" if i == 0 else "",
+                    html.code(value_text(v.get("value"))),
+                    html.e(v.get("count")),
+                    hosts,
+                ]
+            )
+    return (
+        html.section(
+            "Drift",
+            '<p class="muted">Fields that should be the same on every node.</p>',
+            html.table(["field", "value", "nodes", "hosts"], rows, (2,)),
+        )
+        if rows
+        else ""
+    )
+
+
+def slow_where(f: dict[str, Any]) -> str:
+    return f"{f.get('hostname')}" + (
+        f" GPU {f.get('index')}" if f.get("index") is not None else f" {f.get('device') or ''}".rstrip()
+    )
+
+
+def fleet_slow_gpus(doc: dict[str, Any]) -> str:
+    """Each slow GPU's figure against its model's fleet median (the track and tick), then the table with
+    every way to find the card (host and index, UUID, PCI bus id)."""
+    slow = html.items(doc.get("slow_gpus"))
+    if not slow:
+        threshold = finite(doc.get("threshold"))
+        limit = f" (more than {threshold:.0%} below the fleet median of their model)" if threshold is not None else ""
+        return html.section("Slow GPUs", f"<p>No slow GPU{html.e(limit)}.</p>")
+    bars = []
+    for f in slow:
+        value, median = finite(f.get("value")), finite(f.get("fleet_median"))
+        if value is None:
+            continue
+        if median is None or median <= 0:
+            continue
+        unit = f.get("unit") or ""
+        note = f"{html.num(value)} {unit}, {html.pct(f.get('shortfall'))} below the median {html.num(median)} {unit}"
+        # Each bar is its figure as a share of its own median: figures in GFLOP/s, GB/s and images/s
+        # share one chart, and every median is the same tick.
+        bars.append(Bar(f"{slow_where(f)} · {f.get('id')} ({f.get('model')})", value / median, note, 1.0, "fail"))
+    chart = (
+        bar_chart(
+            "slow-gpus",
+            "Slow GPUs: each one's figure as a share of the fleet median of its model",
+            bars,
+            summary=f"{len(bars)} slow GPU figure(s)",
+            reference_name="fleet median of the same model",
+        )
+        if bars
+        else ""
+    )
+    return html.section("Slow GPUs", chart, slow_table(slow))
+
+
+def slow_table(slow: list[dict[str, Any]]) -> str:
+    rows = [
+        [
+            html.code(f.get("hostname")),
+            html.e(f.get("index") if f.get("index") is not None else f.get("device")),
+            html.code(f.get("uuid")),
+            html.code(f.get("pci_bus_id")),
+            html.code(f.get("id")) + (" (--quick)" if f.get("quick") else ""),
+            html.e(f.get("model")),
+            f"{html.num(f.get('value'))} {html.e(f.get('unit'))}",
+            html.num(f.get("fleet_median")),
+            html.pct(f.get("shortfall")),
+        ]
+        for f in slow
+    ]
+    return html.table(
+        ["host", "index", "UUID", "PCI bus id", "benchmark", "model", "value", "fleet median", "below"], rows, (6, 7, 8)
+    )
+
+
+def fleet_slow_cpus(doc: dict[str, Any]) -> str:
+    slow = html.items(doc.get("slow_cpus"))
+    return html.section("Slow CPUs", slow_table(slow)) if slow else ""
+
+
+def fleet_duplicates(doc: dict[str, Any]) -> str:
+    duplicates = html.dct(doc.get("duplicates"))
+    lines = [
+        f"<li>{html.badge('warn')} GPU {html.code(g.get('uuid'))} on {len(html.lst(g.get('hosts')))} hosts "
+        f"({html.e(names([str(h) for h in html.lst(g.get('hosts'))]))}): a report copied from another node, "
+        "or a card moved between them</li>"
+        for g in html.items(duplicates.get("gpus"))
+    ]
+    lines += [
+        f"<li>{html.badge('warn')} host {html.code(h.get('hostname'))}: {len(html.lst(h.get('sources')))} "
+        f"{html.e(h.get('kind'))} reports ({html.e(names([str(s) for s in html.lst(h.get('sources'))]))}): "
+        "two machines with one name, or a copied report</li>"
+        for h in html.items(duplicates.get("hosts"))
+    ]
+    return html.section("Duplicates", f"<ul>{''.join(lines)}</ul>") if lines else ""
+
+
+def fleet_skipped(doc: dict[str, Any]) -> str:
+    rows = [[html.code(s.get("source")), html.e(s.get("reason"))] for s in html.items(doc.get("skipped"))]
+    return html.section("Skipped", html.table(["source", "reason"], rows)) if rows else ""
+
+
+FLEET_SECTIONS = (
+    fleet_counts,
+    fleet_nodes,
+    fleet_drift,
+    fleet_slow_gpus,
+    fleet_slow_cpus,
+    fleet_duplicates,
+    fleet_skipped,
+)

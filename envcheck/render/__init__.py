@@ -1,20 +1,37 @@
-"""Renderers: one module per output format, registered by format name, each reading the one structured
-report (a plain JSON-like document, already redacted) and nothing else.
+"""Renderers, keyed by (format, report kind): each reads the one structured report (a plain JSON-like
+document, already redacted) and nothing else.
 
-Adding a format (Prometheus, HTML) is one new module in this package with a ``@renderer("name")``
-function: the registry imports every module here on first use.
+Two things are registered, each where it belongs, so that neither a new format nor a new kind of report
+edits a dispatcher:
+
+* A **format** (text, markdown, html, json, prometheus) is one module of this package that declares its id,
+  the words ``--help`` gives it and the file suffixes that ask for it, once (:func:`output_format`); every
+  module here is imported on first use. A format that reads any document (json) registers its renderer
+  for every kind (``@renders("json")``).
+* A **kind's renderers** live in the package that writes that kind, ``envcheck.<kind>.render``, each
+  registered for (format, schema) (``@renders("text", BENCH_SCHEMA)``). The module is found from the
+  document's schema by convention (:func:`envcheck.core.report.kind_of`): nothing here names a kind.
+
+A document that names no kind with renderers (hand-made, truncated, from a newer envcheck, or no schema at
+all) is read as the doctor's report, the most general one, whose renderers read every field defensively:
+it still gives a report (and an HTML page) rather than an error.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.machinery
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+import envcheck
 from envcheck.core.registry import Registry
+from envcheck.core.report import DOCTOR_SCHEMA, kind_of
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -25,34 +42,101 @@ class RenderOptions:
     verbose: bool = False
 
 
+RenderFn = Callable[[dict[str, Any], "Console", RenderOptions], None]
+
+
 @dataclass(frozen=True)
-class Renderer:
-    """``fn(document, console, options)`` writes one report. ``binary_safe``: the output is meant for
-    machines and files (no colour, no terminal width), so it is written to the stream as it is."""
+class Format:
+    """An output format. ``description``: what ``--format``'s help says of it ("text (for people)");
+    ``suffixes``: the file names that ask for it (``-o report.md``), the first one named in ``--output``'s
+    help; ``common``: every reporting command offers it, where a format for one kind of report
+    (prometheus: the doctor's node health) is offered only by the commands that name it."""
 
     id: str
-    fn: Callable[[dict[str, Any], Console, RenderOptions], None]
     description: str
     suffixes: tuple[str, ...] = ()
+    common: bool = True
 
 
-FORMATS: Registry[Renderer] = Registry("format", package="envcheck.render.all")
+#: What stdout shows when nothing else is asked for, and the first format ``--help`` lists.
+DEFAULT_FORMAT = "text"
+
+#: A document of no known kind is rendered as this kind's report (see the module's docstring).
+FALLBACK_SCHEMA = DOCTOR_SCHEMA
+
+FORMATS: Registry[Format] = Registry("format", package="envcheck.render.all")
+
+#: (format, schema) -> renderer; schema None: the format's renderer for every document.
+RENDERERS: dict[tuple[str, str | None], RenderFn] = {}
 
 
-def renderer(
-    name: str, description: str, *, suffixes: tuple[str, ...] = ()
-) -> Callable[[Callable[[dict[str, Any], Console, RenderOptions], None]], Any]:
-    def register(fn: Callable[[dict[str, Any], Console, RenderOptions], None]) -> Any:
-        FORMATS.add(Renderer(name, fn, description, suffixes))
+def output_format(id: str, description: str, *, suffixes: tuple[str, ...] = (), common: bool = True) -> Format:
+    """Declare a format (once, in its own module of this package)."""
+    return FORMATS.add(Format(id, description, suffixes, common))
+
+
+def renders(fmt: str, schema: str | None = None) -> Callable[[Any], Any]:
+    """Register ``fn(document, console, options)`` as the ``fmt`` report of ``schema``'s documents, or of
+    every document when no schema is given."""
+
+    def register(fn: Any) -> Any:
+        if (fmt, schema) in RENDERERS:
+            raise ValueError(f"a {fmt} renderer for {schema or 'every document'} is registered twice")
+        RENDERERS[(fmt, schema)] = fn
         return fn
 
     return register
 
 
+def formats() -> list[Format]:
+    """Every format: the default first, then by name (the order of ``--format``'s choices)."""
+    return sorted(FORMATS.ordered(), key=lambda f: (f.id != DEFAULT_FORMAT, f.id))
+
+
 def format_for_path(path: str) -> str | None:
     """The format a file name asks for by its suffix (``report.md`` → markdown), if any."""
     suffix = Path(path).suffix.lower()
-    return next((r.id for r in FORMATS.ordered() if suffix in r.suffixes), None)
+    return next((f.id for f in formats() if suffix in f.suffixes), None)
+
+
+def kind_module(schema: object) -> str | None:
+    """Import the render module of the kind ``schema`` names (``envcheck.bench/1`` →
+    ``envcheck.bench.render``) and return its name; None, importing nothing, when ``schema`` is not one of
+    envcheck's schema names or that kind has no render module. The module is looked for on disk before
+    anything is imported, so a document naming ``envcheck.cli/1`` cannot load ``envcheck.cli``."""
+    kind = kind_of(schema)
+    if kind is None:
+        return None
+    name = f"envcheck.{kind}.render"
+    if name in sys.modules:
+        return name
+    places = [str(Path(p) / kind) for p in envcheck.__path__]
+    if importlib.machinery.PathFinder.find_spec(name, places) is None:
+        return None
+    importlib.import_module(name)
+    return name
+
+
+def renderer_for(document: dict[str, Any], fmt: str) -> RenderFn:
+    """The renderer of ``document`` in ``fmt``: its kind's, else the format's for every document, else (a
+    document no kind claims) the fallback kind's. A kind that has renderers but none in ``fmt``
+    (``prometheus`` for a bench) is an error: the CLI offers a format only where it applies."""
+    if fmt not in FORMATS:  # (loading the formats registers their own renderers)
+        raise KeyError(f"no format {fmt}")
+    schema = document.get("schema") if isinstance(document, dict) else None
+    if not isinstance(schema, str) or kind_module(schema) is None:
+        schema = None
+    found = RENDERERS.get((fmt, schema)) or RENDERERS.get((fmt, None))
+    if found is not None:
+        return found
+    if schema is not None and any(s == schema for _, s in RENDERERS):
+        raise ValueError(f"the {fmt} format has no report for {schema} documents")
+    kind_module(FALLBACK_SCHEMA)
+    return RENDERERS[(fmt, FALLBACK_SCHEMA)]
+
+
+def render(document: dict[str, Any], fmt: str, console: Console, options: RenderOptions | None = None) -> None:
+    renderer_for(document, fmt)(document, console, options or RenderOptions())
 
 
 def make_console(file: IO[str] | None = None, *, for_file: bool = False) -> Console:
@@ -72,10 +156,6 @@ def make_console(file: IO[str] | None = None, *, for_file: bool = False) -> Cons
     console = ReportConsole(file=file, highlight=False, emoji=False)
     console.soft_wrap = not console.is_terminal
     return console
-
-
-def render(document: dict[str, Any], fmt: str, console: Console, options: RenderOptions | None = None) -> None:
-    FORMATS[fmt].fn(document, console, options or RenderOptions())
 
 
 def write_atomically(path: str, document: dict[str, Any], fmt: str, options: RenderOptions | None = None) -> None:

@@ -1,4 +1,6 @@
-"""Importing this module imports every renderer module of the package, so each registers its format."""
+"""Importing this module imports every module of the package, so each format module declares its format
+(adding a format is adding a module). None of them imports rich or anything heavy at module level:
+``--help`` lists the formats."""
 
 import importlib
 import pkgutil

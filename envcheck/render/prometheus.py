@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from envcheck.core.model import Status
 from envcheck.core.report import DOCTOR_SCHEMA
 from envcheck.probes.nvml.constants import CLOCKS_EVENT_REASONS
-from envcheck.render import RenderOptions, renderer
+from envcheck.render import RenderOptions, output_format, renders
 
 if TYPE_CHECKING:
     from prometheus_client.core import GaugeMetricFamily
@@ -200,14 +200,15 @@ def exposition(document: dict[str, Any]) -> str:
     """The document in the Prometheus text format, through the official client's writer."""
     from prometheus_client import CollectorRegistry, generate_latest
 
-    if document.get("schema") != DOCTOR_SCHEMA:
-        # resolve_formats offers prometheus only where the document is the doctor's.
-        raise ValueError(f"the prometheus format renders {DOCTOR_SCHEMA} documents, not {document.get('schema')}")
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DoctorCollector(document))  # type: ignore[arg-type]
     return generate_latest(registry).decode()
 
 
-@renderer("prometheus", "node_exporter textfile (Prometheus text format): checks and GPU gauges", suffixes=(".prom",))
+#: Only the doctor's document (doctor, healthcheck) is a node's health: the commands offer it by name.
+FORMAT = output_format("prometheus", "node_exporter's textfile collector", suffixes=(".prom",), common=False)
+
+
+@renders("prometheus", DOCTOR_SCHEMA)
 def render_prometheus(document: dict[str, Any], console: Console, options: RenderOptions) -> None:
     console.file.write(exposition(document))

@@ -179,7 +179,7 @@ class Terminal(io.StringIO):
 
 
 def test_progress_in_a_pipe_is_plain_lines_each_starting_with_its_device():
-    from envcheck.bench.progress import progress
+    from envcheck.bench.render import progress
 
     stream = io.StringIO()
     callbacks, live = progress(stream)
@@ -197,7 +197,7 @@ def test_progress_in_a_pipe_is_plain_lines_each_starting_with_its_device():
 
 
 def test_progress_on_a_terminal_is_one_live_line_per_device():
-    from envcheck.bench.progress import progress
+    from envcheck.bench.render import progress
 
     callbacks, bar = progress(Terminal())
     with bar:

@@ -1,0 +1,331 @@
+"""The doctor's reports (``envcheck.doctor/1``, written by doctor and healthcheck): text, Markdown and the
+HTML page's sections, each registered for the doctor's schema. The Prometheus textfile is
+envcheck.render.prometheus (a format that exists for this one kind).
+
+Every renderer reads the document defensively: a document that names no kind envcheck knows is rendered
+as the doctor's (envcheck.render), so these are also what a hand-made or truncated report gets.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from envcheck.core.report import DOCTOR_SCHEMA
+from envcheck.render import RenderOptions, html, renders
+from envcheck.render.common import ICONS, CheckLines, cell, code, escape, write_lines
+from envcheck.render.svg import finite
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# -- text ------------------------------------------------------------------------------------------------
+
+VERDICT_STYLE = {
+    "ready": "bold green",
+    "ready_cpu": "bold green",
+    "warnings": "bold yellow",
+    "not_ready": "bold red",
+    "nothing_checked": "bold yellow",
+}
+
+
+@renders("text", DOCTOR_SCHEMA)
+def render_text(doc: dict[str, Any], console: Console, options: RenderOptions) -> None:
+    DoctorText(console, verbose=options.verbose).report(doc)
+
+
+@renders("markdown", DOCTOR_SCHEMA)
+def render_markdown(doc: dict[str, Any], console: Console, options: RenderOptions) -> None:
+    write_lines(console, doctor_markdown(doc))
+
+
+@renders("html", DOCTOR_SCHEMA)
+def render_html(doc: dict[str, Any], console: Console, options: RenderOptions) -> None:
+    html.write_page(console, doc, "doctor", doctor_header, DOCTOR_SECTIONS)
+
+
+class DoctorText(CheckLines):
+    """The doctor's text report: a heading per area, a line per check (a run of checks skipped for one
+    reason folded into one line unless ``-v``), the verdict and the time it took."""
+
+    def report(self, doc: dict[str, Any]) -> None:
+        areas: dict[str, str] = doc.get("areas", {})
+        area = None
+        skipped: list[dict[str, Any]] = []
+        for result in doc.get("checks", []):
+            this_area = result["id"].split(".", 1)[0]
+            if this_area != area:
+                self._skipped(skipped)
+                skipped = []
+                area = this_area
+                self.console.print(f"\n[bold]{escape(areas.get(area, area))}[/]")
+            # Checks skipped for one shared reason (no NVML: every GPU check) read better as one line.
+            if result["status"] == "skip" and not self.verbose:
+                if skipped and skipped[0]["summary"] != result["summary"]:
+                    self._skipped(skipped)
+                    skipped = []
+                skipped.append(result)
+                continue
+            self._skipped(skipped)
+            skipped = []
+            self.result(result)
+        self._skipped(skipped)
+        self.console.print()
+        summary = doc.get("summary") or {"verdict": "ready", "text": ""}
+        head, _, rest = summary["text"].partition(": ")
+        style = VERDICT_STYLE.get(summary["verdict"], "bold")
+        line = f"[{style}]{escape(head)}[/]" + (f": {escape(rest)}" if rest else "")
+        self.console.print(f"{line}  [dim]({doc.get('duration_s', 0.0):.1f} s)[/]")
+
+    def _skipped(self, skipped: list[dict[str, Any]]) -> None:
+        if len(skipped) == 1:
+            self.result(skipped[0])
+        elif skipped:
+            title = f"{len(skipped)} checks skipped"
+            used = len(f"  - {title}: {skipped[0]['summary']}  ")
+            self.line("skip", title, skipped[0]["summary"], _ids(self.console, skipped, used))
+
+
+def _ids(console: Console, skipped: list[dict[str, Any]], used: int) -> str:
+    """The folded line's ids; on a terminal as many as fit in what is left of the line (``used``
+    columns are taken) with the count of the rest, so that the folded line stays one line (``-v``
+    lists every skipped check)."""
+    ids = [r["id"] for r in skipped]
+    if not console.is_terminal:
+        return ", ".join(ids)
+    room = console.width - used - 1
+    shown: list[str] = []
+    for i, item in enumerate(ids):
+        rest = len(ids) - i - 1
+        candidate = ", ".join([*shown, item]) + (f", … +{rest}" if rest else "")
+        if len(candidate) > room:
+            if shown:
+                return ", ".join(shown) + f", … +{len(ids) - len(shown)}"
+            areas = {i.split(".", 1)[0] for i in ids}
+            return f"{areas.pop()}.*" if len(areas) == 1 else f"+{len(ids)}"
+        shown.append(item)
+    return ", ".join(shown)
+
+
+def list_checks(console: Console, checks: list[dict[str, Any]]) -> None:
+    """``doctor --list-checks``: every check's id and what it checks, under its area."""
+    area = None
+    for spec in checks:
+        if spec["area"] != area:
+            area = spec["area"]
+            console.print(f"\n[bold]{escape(spec['area_title'])}[/] ({area})")
+        console.print(f"  {spec['id']:<28} {escape(spec['doc'])}")
+
+
+# -- markdown --------------------------------------------------------------------------------------------
+
+
+def doctor_markdown(doc: dict[str, Any]) -> list[str]:
+    summary = doc.get("summary", {})
+    host = doc.get("host", {})
+    lines = [
+        f"## envcheck doctor: {summary.get('text', doc.get('status', ''))}",
+        "",
+        f"`{cell(host.get('hostname'))}` · {doc.get('generated_at', '')} · envcheck {doc.get('envcheck_version', '')}"
+        f" · {doc.get('duration_s', 0):.1f} s",
+    ]
+    areas: dict[str, str] = doc.get("areas", {})
+    by_area: dict[str, list[dict[str, Any]]] = {}
+    for result in doc.get("checks", []):
+        by_area.setdefault(result["id"].split(".", 1)[0], []).append(result)
+    for area, results in by_area.items():
+        lines += ["", f"### {areas.get(area, area)}", "", "| | check | result | id |", "|---|---|---|---|"]
+        for r in results:
+            icon = ICONS.get(r["status"], r["status"])
+            lines.append(f"| {icon} | {cell(r['title'])} | {cell(r['summary'])} | {code(r['id'])} |")
+    fixes = [r for r in doc.get("checks", []) if r.get("fix") and r["status"] in ("warn", "fail", "crash")]
+    if fixes:
+        lines += ["", "### Fixes", ""]
+        for r in fixes:
+            lines.append(f"- **{code(r['id'])}** ({r['status']}): {cell(r['fix']['text'])}")
+            if r["fix"].get("command"):
+                lines += ["  ```sh", f"  {r['fix']['command']}", "  ```"]
+    lines += ["", "### Versions", "", "```", *versions_block(doc), "```"]
+    return lines
+
+
+def versions_block(doc: dict[str, Any]) -> list[str]:
+    """``name: value`` lines for what a bug report needs; a value that was not found is left out. Read
+    defensively (the HTML report uses it too, on documents that may be hand-edited)."""
+
+    def part(value: Any) -> dict[str, Any]:
+        return value if isinstance(value, dict) else {}
+
+    def words(*values: Any) -> str:
+        return " ".join(str(v) for v in values if v not in (None, "", [], {}))
+
+    def joined(values: Any, sep: str = " ") -> str | None:
+        return sep.join(str(v) for v in values) or None if isinstance(values, list) else None
+
+    host = part(doc.get("host"))
+    torch = part(doc.get("torch"))
+    driver = part(doc.get("driver"))
+    python = part(host.get("python_details"))
+    cpu = part(host.get("cpu"))
+    pairs: list[tuple[str, Any]] = [
+        ("envcheck", doc.get("envcheck_version")),
+        ("OS", words(host.get("distro"), host.get("os"), host.get("kernel"), host.get("machine"))),
+        ("container", host.get("container")),
+        ("Python", words(host.get("python"), python.get("implementation"), python.get("kind"))),
+        ("libc", words(host.get("libc"), host.get("libc_version"))),
+        ("CPU", cpu.get("model")),
+        ("CPU flags", joined(cpu.get("isa_flags"), ", ")),
+    ]
+    for tool, version in part(host.get("build_tools")).items():
+        pairs.append((tool, version))
+    pairs += [
+        ("NVIDIA driver", driver.get("version")),
+        ("driver CUDA", driver.get("cuda_version")),
+    ]
+    for gpu in doc.get("gpus") if isinstance(doc.get("gpus"), list) else []:
+        gpu = part(gpu)
+        cc = gpu.get("compute_capability")
+        cc_text = f" (cc {cc[0]}.{cc[1]})" if isinstance(cc, list) and len(cc) == 2 else ""
+        pairs.append((f"GPU {gpu.get('index')}", f"{gpu.get('name')}{cc_text} {gpu.get('pci_bus_id') or ''}".strip()))
+    pairs += [
+        ("torch", torch.get("version")),
+        ("torch CUDA build", torch.get("cuda")),
+        ("CUDA runtime loaded", torch.get("cuda_runtime_version")),
+        ("CUDA runtime library", torch.get("cuda_runtime_library")),
+        ("triton", torch.get("triton_version")),
+        ("torch debug build", torch.get("debug")),
+        ("cuDNN", torch.get("cudnn_version")),
+        ("NCCL", joined(torch.get("nccl_version"), ".")),
+        ("arch list", joined(torch.get("arch_list"))),
+    ]
+    wheels = {**part(doc.get("packages")), **part(torch.get("cuda_wheels"))}
+    for name, version in sorted(wheels.items()):
+        if name != "torch" and not (name == "triton" and torch.get("triton_version")):
+            pairs.append((name, version))
+    return [f"{name}: {value}" for name, value in pairs if value not in (None, "", [])]
+
+
+# -- html ------------------------------------------------------------------------------------------------
+
+
+def doctor_header(doc: dict[str, Any]) -> tuple[str, str]:
+    summary = html.dct(doc.get("summary"))
+    counts = html.dct(doc.get("counts"))
+    tally = ", ".join(f"{v} {k}" for k, v in counts.items() if isinstance(v, int) and v)
+    return html.header(
+        "doctor", str(summary.get("text") or doc.get("status") or "no verdict"), doc.get("status"), doc, tally
+    )
+
+
+def doctor_gpus(doc: dict[str, Any]) -> str:
+    driver = html.dct(doc.get("driver"))
+    gpus = html.items(doc.get("gpus"))
+    if not gpus and not driver:
+        return ""
+    lead = ""
+    if driver:
+        lead = (
+            f"<p>NVIDIA driver {html.e(driver.get('version') or '-')}, "
+            f"CUDA ≤ {html.e(driver.get('cuda_version') or '-')}, "
+            f"NVML {html.e(driver.get('nvml_version') or '-')}</p>"
+        )
+    rows = []
+    for g in gpus:
+        used, total = finite(g.get("memory_used_bytes")), finite(g.get("memory_total_bytes"))
+        memory = f"{html.size_text(used)} of {html.size_text(total)}" if total is not None else "-"
+        power = f"{html.num(g.get('power_draw_w'))} / {html.num(g.get('power_limit_w'))}"
+        lost = ' <span class="badge s-fail">✗ lost</span>' if g.get("lost") is True else ""
+        rows.append(
+            [
+                html.e(g.get("index")),
+                html.e(g.get("name")) + lost,
+                html.code(g.get("pci_bus_id")),
+                memory,
+                html.num(g.get("temperature_c")),
+                power,
+                html.num(g.get("utilization_gpu_pct")),
+            ]
+        )
+    grid = (
+        html.table(["GPU", "name", "PCI bus", "memory used", "°C", "power W", "util %"], rows, (3, 4, 5, 6))
+        if rows
+        else ""
+    )
+    return html.section("GPU inventory", lead, grid)
+
+
+def doctor_areas(doc: dict[str, Any]) -> str:
+    areas = html.dct(doc.get("areas"))
+    by_area: dict[str, list[dict[str, Any]]] = {}
+    for r in html.items(doc.get("checks")):
+        by_area.setdefault(str(r.get("id") or "?").split(".", 1)[0], []).append(r)
+    return "\n".join(
+        html.section(str(areas.get(area) or area), html.checks_table(rs), anchor=f"area-{area}")
+        for area, rs in by_area.items()
+    )
+
+
+def doctor_fixes(doc: dict[str, Any]) -> str:
+    problems = [
+        r
+        for r in html.items(doc.get("checks"))
+        if r.get("status") in ("warn", "fail", "crash") and html.dct(r.get("fix"))
+    ]
+    return html.section("Fixes", html.problem_items(problems), anchor="fixes")
+
+
+def doctor_fabric(doc: dict[str, Any]) -> str:
+    """NVLink topology (nvidia-smi topo -m's letters) and each GPU's links: a link down stands out."""
+    fabric = html.dct(doc.get("fabric"))
+    gpus = html.lst(fabric.get("gpus"))
+    parts = []
+    topology = [html.lst(row) for row in html.lst(fabric.get("topology"))]
+    if gpus and topology:
+        counts: dict[str, int] = {}
+        for row in topology:
+            for v in row:
+                if v != "X":
+                    counts[str(v)] = counts.get(str(v), 0) + 1
+        common = max(counts, key=lambda k: counts[k]) if counts else None
+        rows = []
+        for gpu, row in zip(gpus, topology, strict=False):  # a short row is drawn short
+            cells: list[Any] = [f"GPU {html.e(gpu)}"]
+            for v in row:
+                odd = v != "X" and str(v) != common
+                cells.append(("odd", html.e(v) + " !") if odd else html.e(v))
+            rows.append(cells)
+        parts.append("<h3>Topology</h3>")
+        if common:
+            parts.append(f'<p class="muted">Most pairs: {html.e(common)}; a pair marked "!" differs.</p>')
+        parts.append(html.table(["", *(f"GPU {html.e(g)}" for g in gpus)], rows))
+    nvlink = html.dct(fabric.get("nvlink"))
+    if nvlink:
+        rows = []
+        for index, entry in nvlink.items():
+            entry = html.dct(entry)
+            links = html.items(entry.get("links"))
+            down = [str(link.get("link")) for link in links if link.get("active") is False]
+            up, total = entry.get("links_up"), entry.get("links_total")
+            state = html.badge("ok") if up == total else html.badge("fail")
+            rows.append(
+                [
+                    f"GPU {html.e(index)}",
+                    html.code(entry.get("pci_bus_id")),
+                    state,
+                    f"{html.e(up)} of {html.e(total)}",
+                    html.e(entry.get("version")),
+                    html.e(", ".join(down)) if down else "-",
+                ]
+            )
+        parts += [
+            "<h3>NVLink</h3>",
+            html.table(["GPU", "PCI bus", "", "links up", "version", "links down"], rows, (3,)),
+        ]
+    return html.section("GPU fabric", *parts)
+
+
+def doctor_versions(doc: dict[str, Any]) -> str:
+    return html.section("Versions", f"<pre>{html.e(chr(10).join(versions_block(doc)))}</pre>")
+
+
+DOCTOR_SECTIONS = (doctor_gpus, doctor_areas, doctor_fixes, doctor_fabric, doctor_versions)

@@ -1,0 +1,126 @@
+"""What every kind's text and Markdown reports share: the status marks, a check's line with its fix, a
+table that keeps its width in a pipe, and Markdown's cells and code spans. Kinds' render modules import
+this, never each other, so a report kind can be added or removed without touching another's renderer.
+
+Nothing here imports rich at module level: the format modules of this package are loaded to build
+``--help``, which must stay instant.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# -- text --------------------------------------------------------------------------------------------------
+
+#: status -> (mark on a terminal, word in a pipe or a log, style).
+MARKS = {
+    "ok": ("✓", "[ok]", "green"),
+    "warn": ("!", "[warn]", "yellow"),
+    "fail": ("✗", "[FAIL]", "bold red"),
+    "skip": ("-", "[skip]", "dim"),
+    "crash": ("☠", "[CRASH]", "bold magenta"),
+}
+
+#: The widest a table row may be where there is no terminal to ask (a row wider than this wraps).
+PIPE_WIDTH = 400
+
+
+def escape(text: str) -> str:
+    """``text`` with rich markup made literal: everything from a machine goes through this."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+def mark(console: Console, status: str) -> str:
+    fancy, plain, style = MARKS[status]
+    if console.is_terminal:
+        return f"[{style}]{fancy}[/]"
+    return escape(plain.ljust(7))
+
+
+def print_wide(console: Console, table: Any) -> None:
+    """On a terminal the table fits the window; in a pipe or a file it keeps its natural width (one line
+    per row, as a log wants), not the 80 columns rich assumes where it cannot ask a terminal."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    width = console.width
+    console.width = max(width, PIPE_WIDTH)
+    try:
+        console.print(table)
+    finally:
+        console.width = width
+
+
+class CheckLines:
+    """A check's result as the doctor prints it: mark, title, summary and id on one line, the fix (and
+    the command to run) under a problem, the details with ``-v``. Every report that carries checks (the
+    doctor's, the bench's preflight) prints them this way."""
+
+    def __init__(self, console: Console, *, verbose: bool = False) -> None:
+        self.console = console
+        self.verbose = verbose
+
+    def result(self, result: dict[str, Any]) -> None:
+        self.line(result["status"], result["title"], result["summary"], result["id"])
+        fix = result.get("fix")
+        if fix and result["status"] in ("warn", "fail", "crash"):
+            self.indented("fix:", fix["text"])
+            if fix.get("command"):
+                self.indented("run:", fix["command"])
+        if self.verbose and result.get("details"):
+            for text in json.dumps(result["details"], indent=2, ensure_ascii=False).splitlines():
+                self.console.print(f"      [dim]{escape(text)}[/]")
+
+    def line(self, status: str, title: str, summary: str, ids: str) -> None:
+        self.row(f"  {mark(self.console, status)} ", f"{escape(title)}: {escape(summary)}  [dim]{escape(ids)}[/]")
+
+    def indented(self, label: str, text: str) -> None:
+        self.row(f"      [cyan]{label}[/] ", escape(text))
+
+    def row(self, lead: str, text: str) -> None:
+        """On a terminal, a grid so that a long line wraps between words under its own text, never under
+        the mark; elsewhere one unwrapped line."""
+        if not self.console.is_terminal:
+            self.console.print(lead + text)
+            return
+        from rich.table import Table
+        from rich.text import Text
+
+        grid = Table.grid(padding=0)
+        lead_text = Text.from_markup(lead)
+        grid.add_column(width=lead_text.cell_len, no_wrap=True)
+        grid.add_column(overflow="fold")
+        grid.add_row(lead_text, Text.from_markup(text))
+        self.console.print(grid)
+
+
+# -- markdown ----------------------------------------------------------------------------------------------
+
+ICONS = {"ok": "✅ ok", "warn": "⚠️ warn", "fail": "❌ fail", "skip": "➖ skip", "crash": "💥 crash"}
+
+
+def cell(value: Any) -> str:
+    """A table cell: pipes escaped, newlines as <br>, so one value never breaks the table."""
+    if value is None:
+        return ""
+    text = str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\r", "")
+    return "<br>".join(part.strip() for part in text.split("\n"))
+
+
+def code(value: Any) -> str:
+    """Inline code that survives backticks inside it."""
+    text = str(value).replace("\n", " ")
+    fence = "``" if "`" in text else "`"
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def write_lines(console: Console, lines: list[str]) -> None:
+    """A Markdown report, written as it is (rich would take its ``[`` for markup)."""
+    console.file.write("\n".join(lines) + "\n")
