@@ -10,8 +10,6 @@ in it is never taken for rich markup and a ``<`` never HTML.
 
 from __future__ import annotations
 
-import contextlib
-import sys
 from typing import IO, TYPE_CHECKING, Any
 
 from rich.markup import escape
@@ -20,6 +18,7 @@ from envcheck.bench.case import BenchResult, Progress
 from envcheck.core.report import BENCH_SCHEMA
 from envcheck.render import RenderOptions, html, renders
 from envcheck.render.common import ICONS, CheckLines, cell, code, print_wide, write_lines
+from envcheck.render.live import Live
 from envcheck.render.svg import Bar, bar_chart, finite
 
 if TYPE_CHECKING:
@@ -489,57 +488,34 @@ def list_benchmarks(specs: list[BenchSpec], console: Console) -> None:
     console.print(table)
 
 
-def progress(stream: IO[str] | None = None) -> tuple[Progress, Any]:
-    """A progress display on stderr while the workers run: on a terminal, one live line per device
-    (its case and how many of its cases are done); otherwise plain lines, each starting with the device,
-    since the devices' lines interleave (CI logs, pipes: ``grep cuda:3`` follows one card).
+def progress(stream: IO[str] | None = None) -> tuple[Progress, Live]:
+    """The bench's share of the live display (:class:`envcheck.render.live.Live`) while the workers run:
+    on a terminal, one row per device (its case and how many of its cases are done); otherwise plain
+    lines, each starting with the device, since the devices' lines interleave (CI logs, pipes:
+    ``grep cuda:3`` follows one card).
 
-    Returns the callbacks and a context manager that owns the live display. Each device counts its own
-    cases: ``[i/n]`` is that device's ith case of n.
+    Returns the callbacks and the display, a context manager. Each device counts its own cases: ``[i/n]``
+    is that device's ith case of n.
     """
     import os
 
     from envcheck.core.redact import scrub
 
-    stream = stream or sys.stderr
-    if not stream.isatty():
+    live = Live(stream)
 
-        def started(i: int, n: int, bench_id: str, label: str, device: str) -> None:
-            print(f"{device} [{i + 1}/{n}] {bench_id} {label} ...", file=stream, flush=True)
+    def started(i: int, n: int, bench_id: str, label: str, device: str) -> None:
+        live.row(device, f"{device} {bench_id} {label}", completed=i, total=n)
+        live.say(f"{device} [{i + 1}/{n}] {bench_id} {label} ...")
 
-        def finished(r: BenchResult) -> None:
-            figure = f"{num(r.value)} {r.unit}" if r.value is not None else ""
-            # an error's words are the machine's: they may quote a secret, like everything in the report
-            why = f" ({scrub(r.reason, os.environ)})" if r.reason else ""
-            busy = " contended" if r.contended else ""
-            line = f"{r.device} {r.status.value}: {r.id} {r.case} {figure}{why}{busy} [{r.duration_s:.1f} s]"
-            print(" ".join(line.split()), file=stream, flush=True)
+    def finished(r: BenchResult) -> None:
+        if live.terminal:
+            live.advance(r.device)
+            return
+        figure = f"{num(r.value)} {r.unit}" if r.value is not None else ""
+        # an error's words are the machine's: they may quote a secret, like everything in the report
+        why = f" ({scrub(r.reason, os.environ)})" if r.reason else ""
+        busy = " contended" if r.contended else ""
+        line = f"{r.device} {r.status.value}: {r.id} {r.case} {figure}{why}{busy} [{r.duration_s:.1f} s]"
+        live.say(" ".join(line.split()))
 
-        return Progress(started, finished), contextlib.nullcontext()
-
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
-    from rich.progress import Progress as Bar
-
-    bar = Bar(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(file=stream),
-        transient=True,
-    )
-    lines: dict[str, TaskID] = {}
-
-    def line(device: str) -> TaskID:
-        if device not in lines:  # a device's line appears with its first news
-            lines[device] = bar.add_task(escape(device), total=None)
-        return lines[device]
-
-    def started_live(i: int, n: int, bench_id: str, label: str, device: str) -> None:
-        bar.update(line(device), total=n, completed=i, description=escape(f"{device} {bench_id} {label}"))
-
-    def finished_live(r: BenchResult) -> None:
-        bar.advance(line(r.device))
-
-    return Progress(started_live, finished_live), bar
+    return Progress(started, finished), live

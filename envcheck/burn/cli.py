@@ -50,15 +50,15 @@ def burn(
     """
     import sys
 
-    from envcheck.burn import progress
     from envcheck.burn.app import BurnRequest, run_burn
+    from envcheck.burn.render import display
     from envcheck.burn.report import burn_document
     from envcheck.cli.options import resolve_formats
     from envcheck.cli.terminal import finish
 
     stdout_format, file_format = resolve_formats(fmt, as_json, output)
     request = BurnRequest.parse(device=device, duration=duration, dtype=dtype, spec_path=spec_path)
-    watch, live = progress.display(sys.stderr)
+    watch, live = display(sys.stderr)
     with live:
         report = run_burn(request, watch=watch)
     finish(burn_document(report), report.exit_code, stdout_format=stdout_format, file_format=file_format, output=output)

@@ -9,18 +9,25 @@ is escaped, so a ``[`` in it is never rich markup and a ``<`` never HTML.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import time
+from collections.abc import Sequence
+from typing import IO, TYPE_CHECKING, Any
 
 from rich.markup import escape
 
+from envcheck.core.model import available
 from envcheck.core.report import BURN_SCHEMA
 from envcheck.core.units import clock
 from envcheck.render import RenderOptions, html, renders
 from envcheck.render.common import ICONS, cell, code, print_wide, write_lines
+from envcheck.render.live import Live
 from envcheck.render.svg import Series, finite, line_chart
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from envcheck.burn.app import BurnChild, Watch
+    from envcheck.probes.nvml.telemetry import Sample, Sampler
 
 PROBLEM = ("warn", "fail", "crash")
 STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "crash": "bold magenta", "skip": "dim"}
@@ -297,3 +304,83 @@ def burn_spec(doc: dict[str, Any]) -> str:
 
 
 BURN_SECTIONS = (burn_problems, burn_devices, burn_charts, burn_passed, burn_spec)
+
+
+# --- the live display while the burn runs (not the report) -------------------------------------
+
+#: Seconds between the plain lines in a pipe.
+PIPE_EVERY_S = 10.0
+#: Seconds between redraws on a terminal.
+REDRAW_S = 1.0
+
+
+def line(child: BurnChild, sample: Sample | None, now: float) -> str:
+    """One device's state in one line."""
+    job = child.the_job
+    parts = [child.name]
+    loaded = child.loaded_s(now)
+    if child.error is not None:
+        parts.append(f"error: {child.error}")
+    elif child.ended is not None and child.failure() is not None:
+        parts.append(f"stopped: {child.failure()}")
+    elif loaded is None:
+        parts.append(f"starting ({child.doing()})")
+    else:
+        parts.append(f"{clock(min(loaded, job.duration_s))}/{clock(job.duration_s)}")
+        if child.last_value is not None:
+            parts.append(f"{child.last_value:,.3g} TFLOP/s")
+    if sample is not None and not sample.lost:
+        for value, unit in (
+            (sample.temperature_c, "°C"),
+            (sample.sm_clock_mhz, "MHz"),
+            (sample.power_w, "W"),
+        ):
+            if available(value):
+                parts.append(f"{value:.0f} {unit}")
+    elif sample is not None:
+        parts.append("GPU LOST")
+    if loaded is not None:
+        parts.append(f"mismatches {child.mismatched}" + (f" of {child.compared}" if child.compared else ""))
+    return "  ".join(parts)
+
+
+def _latest(sampler: Sampler | None) -> dict[Any, Sample]:
+    if sampler is None:
+        return {}
+    telemetry = sampler.telemetry()
+    return {index: samples[-1] for index, samples in telemetry.samples.items() if samples}
+
+
+def display(stream: IO[str] | None = None) -> tuple[Watch, Live]:
+    """The burn's share of the live display (:class:`envcheck.render.live.Live`) while it runs, and the
+    watch callback for :func:`envcheck.burn.app.run_burn`.
+
+    On a terminal, one row per device, redrawn about once a second: its throughput, temperature, SM clock,
+    power and mismatches so far, and how far into the run it is. In pipes and logs, one plain line per
+    device when its load begins (a log shows at once that the burn is under way, not only after the first
+    interval) and then every :data:`PIPE_EVERY_S`, each starting with the device (``grep cuda:3`` follows
+    one card)."""
+    live = Live(stream)
+    last = [0.0 if live.terminal else time.monotonic()]
+    announced: set[str] = set()
+
+    def watch(children: Sequence[BurnChild], sampler: Sampler | None) -> None:
+        now = time.monotonic()
+        if live.terminal:
+            if now - last[0] >= REDRAW_S:
+                last[0] = now
+                latest = _latest(sampler)
+                for child in children:
+                    live.row(child.name, line(child, latest.get(child.key), now))
+            return
+        due = now - last[0] >= PIPE_EVERY_S
+        shown = [c for c in children if due or (c.load_started is not None and c.name not in announced)]
+        if due:
+            last[0] = now
+        latest = _latest(sampler) if shown else {}
+        for child in shown:
+            if child.load_started is not None:
+                announced.add(child.name)
+            live.say(line(child, latest.get(child.key), now))
+
+    return watch, live

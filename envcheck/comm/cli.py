@@ -94,14 +94,18 @@ def comm(
     )
     world = joined_world(os.environ)
 
+    progress, live = _progress(enabled=stdout_format == "text")
+
     def deliver(report: Any) -> int:
+        live.stop()  # the report may come from the watchdog's thread while the display still runs
         return _deliver(report, stdout_format, file_format, output)
 
-    progress = _progress(enabled=stdout_format == "text")
     if world is not None:
-        sys.exit(run_as_rank(request, world, progress=progress if world.rank == 0 else None, on_report=deliver))
-    report = run_comm(request, progress=progress)
-    _clear_progress(progress)
+        with live:
+            code = run_as_rank(request, world, progress=progress if world.rank == 0 else None, on_report=deliver)
+        sys.exit(code)
+    with live:
+        report = run_comm(request, progress=progress)
     sys.exit(deliver(report))
 
 
@@ -117,29 +121,20 @@ def _deliver(report: Any, stdout_format: str, file_format: str | None, output: s
     return int(override if override is not None else report.exit_code)
 
 
-def _progress(*, enabled: bool) -> Any:
-    """On a terminal, one line on stderr that says which step rank 0 is at; nothing in pipes or JSON."""
-    import sys
+def _progress(*, enabled: bool) -> tuple[Any, Any]:
+    """On a terminal, one row of the live display (:class:`envcheck.render.live.Live`) that says which step
+    rank 0 is at; nothing in pipes or JSON. Returns the rank's progress callback (None when nothing is
+    shown) and the display, a context manager."""
+    from envcheck.render.live import Live
 
-    if not (enabled and sys.stderr.isatty()):
-        return None
+    live = Live(enabled=enabled)
+    if not live.terminal:
+        return None, live
 
     def show(event: dict[str, Any]) -> None:
         if event.get("event") == "step":
-            text = f"envcheck comm: step {event['index'] + 1}/{event['total'] + 1}: {event['what']}"
+            live.row("comm", f"envcheck comm: step {event['index'] + 1}/{event['total'] + 1}: {event['what']}")
         elif event.get("event") == "joining":
-            text = f"envcheck comm: waiting for {event['size']} ranks to join"
-        else:
-            return
-        sys.stderr.write("\r\x1b[2K" + text[:200])
-        sys.stderr.flush()
+            live.row("comm", f"envcheck comm: waiting for {event['size']} ranks to join")
 
-    return show
-
-
-def _clear_progress(progress: Any) -> None:
-    import sys
-
-    if progress is not None:
-        sys.stderr.write("\r\x1b[2K")
-        sys.stderr.flush()
+    return show, live

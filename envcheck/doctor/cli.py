@@ -125,30 +125,17 @@ def _list_checks(specs: list[CheckSpec], *, as_json: bool) -> None:
 
 
 def _progress(running: Callable[[], Running], *, enabled: bool) -> Any:
-    """While probes run, a terminal shows which are still running and for how long (a rich live status
-    on stderr that disappears when the report prints). Nothing of this in pipes, files or JSON."""
-    import contextlib
+    """While probes run, a terminal shows which are still running and for how long (one row of the live
+    display, :class:`envcheck.render.live.Live`, gone when the report prints). Nothing of this in pipes,
+    files or JSON."""
+    from envcheck.render.live import Live
 
-    if not (enabled and sys.stdout.isatty() and sys.stderr.isatty()):
-        return contextlib.nullcontext()
-    from rich.console import Console
-    from rich.live import Live
-    from rich.spinner import Spinner
-    from rich.text import Text
+    def waiting(live: Live) -> None:
+        still = sorted(running(), key=lambda r: -r[2])
+        words = ", ".join(f"{what} {took:.1f} s" for _, what, took in still)
+        live.row("probes", f"waiting for {words}" if still else "judging ...")
 
-    class Waiting:
-        def __init__(self) -> None:
-            self.spinner = Spinner("dots", style="cyan")
-
-        def __rich__(self) -> Any:
-            still = sorted(running(), key=lambda r: -r[2])
-            if not still:
-                return Text("judging ...", style="dim")
-            words = ", ".join(f"{what} {took:.1f} s" for _, what, took in still)
-            self.spinner.update(text=Text(f"waiting for {words}", style="dim", overflow="ellipsis", no_wrap=True))
-            return self.spinner
-
-    return Live(Waiting(), console=Console(stderr=True), transient=True, refresh_per_second=8)
+    return Live(enabled=enabled and sys.stdout.isatty(), poll=waiting)
 
 
 class _HealthcheckCommand(click.Command):

@@ -243,7 +243,7 @@ def test_the_lab_spec_may_tolerate_a_slowdown_and_holds_each_gpu_to_its_minimum(
 
 
 def test_the_live_line_of_a_gpu_says_throughput_temperature_clocks_power_and_mismatches(nvml):
-    from envcheck.burn.progress import line
+    from envcheck.burn.render import line
 
     lib = nvml("burn_healthy_8gpu")
     sampler = Sampler([0], clock=lib.clock, host=False)
