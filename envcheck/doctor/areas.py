@@ -1,4 +1,5 @@
-"""The doctor's areas, its named selections (``--quick``, opt-in checks) and the check registry.
+"""The doctor's areas, its named selections (``--quick``, opt-in checks, the bench's preflight) and the
+check registry.
 
 This is the doctor's policy, not the ground floor's: which areas exist, in which order the report shows
 them, and which run in the healthcheck. A check registers itself here where it is defined
@@ -8,6 +9,7 @@ them, and which run in the healthcheck. A check registers itself here where it i
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from envcheck.core.registry import CheckSpec, Registry, UnknownSelection, first_paragraph
@@ -15,20 +17,40 @@ from envcheck.core.registry import CheckSpec, Registry, UnknownSelection, first_
 if TYPE_CHECKING:
     from envcheck.core.model import Verdict
     from envcheck.core.probing import Context
-#: Areas in the order the report shows them.
-AREAS: dict[str, str] = {
-    "host": "Host",
-    "packages": "Packages",
-    "driver": "Driver and NVML",
-    "gpu": "GPUs",
-    "fabric": "GPU fabric (NVLink, P2P, topology)",
-    "torch": "torch and CUDA",
-    "env": "Environment variables",
-    "spec": "Lab spec",
-}
+
+
+@dataclass(frozen=True)
+class Area:
+    """One part of the doctor's report: its title, the probes its checks lean on (started together, before
+    any check waits on one) and whether ``--quick`` (the healthcheck) runs it."""
+
+    id: str
+    title: str
+    probes: tuple[str, ...]
+    quick: bool = False
+
+
+#: The areas in the order the report shows them. A new area is one entry here and one module of checks in
+#: ``envcheck/doctor/checks/``.
+AREA_LIST = (
+    Area("host", "Host", ("host", "disk"), quick=True),
+    Area("packages", "Packages", ("packages", "nvml")),
+    Area("driver", "Driver and NVML", ("nvml",), quick=True),
+    Area("gpu", "GPUs", ("nvml",), quick=True),
+    Area("fabric", "GPU fabric (NVLink, P2P, topology)", ("fabric", "nvml")),
+    Area("torch", "torch and CUDA", ("torch", "nvml", "toolkit")),
+    Area("env", "Environment variables", ("nvml", "packages")),
+    Area("spec", "Lab spec", ("host", "disk", "packages", "nvml")),
+)
+
+#: Area id -> title, in report order.
+AREAS: dict[str, str] = {area.id: area.title for area in AREA_LIST}
+
+#: Area id -> the probes its checks lean on.
+AREA_PROBES: dict[str, tuple[str, ...]] = {area.id: area.probes for area in AREA_LIST}
 
 #: Areas that ``--quick`` (the Docker healthcheck) runs: none of them imports or spawns torch.
-QUICK_AREAS = ("host", "driver", "gpu")
+QUICK_AREAS = tuple(area.id for area in AREA_LIST if area.quick)
 
 #: Checks that run only when a flag asks for them (``--require-gpu``), never by area or by default.
 OPT_IN = ("gpu.required",)

@@ -21,6 +21,7 @@ from envcheck.core.calls import BUG_FIX, Outcome, short_traceback
 from envcheck.core.model import CheckResult, Fix, SkipCheck, Status, Verdict
 from envcheck.core.probing import ProbeFailed, ProbeTimeout
 from envcheck.core.registry import PROBES, CheckSpec
+from envcheck.doctor.areas import AREA_PROBES
 
 DEFAULT_DEADLINE_S = 60.0
 
@@ -165,18 +166,6 @@ def run_check(spec: CheckSpec, ctx: ProbeContext, clock: Callable[[], float] = t
 
 #: Which probes each area leans on; started eagerly so that they overlap (torch's child process runs
 #: while NVML and the host are probed).
-AREA_PROBES = {
-    "host": ["host", "disk"],
-    "packages": ["packages", "nvml"],
-    "driver": ["nvml"],
-    "gpu": ["nvml"],
-    "fabric": ["fabric", "nvml"],
-    "torch": ["torch", "nvml", "toolkit"],
-    "env": ["nvml", "packages"],
-    "spec": ["host", "disk", "packages", "nvml"],
-}
-
-
 def probes_for(specs: list[CheckSpec]) -> list[str]:
     """The probes the checks' areas lean on, the slowest first: what a run starts before judging."""
     names: list[str] = []
