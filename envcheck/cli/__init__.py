@@ -15,27 +15,29 @@ import click
 from envcheck import __version__
 from envcheck.core.errors import CommandError
 
-#: name -> "module:attribute" of its click command.
+#: name -> ("module:attribute" of its click command, its one line in ``envcheck --help``). The line is
+#: here so that listing the commands imports none of them; tests/test_cli.py keeps it equal to the start of
+#: the command's own help. Adding a command is one line here.
 COMMANDS = {
-    "doctor": "envcheck.doctor.cli:doctor",
-    "snapshot": "envcheck.spec.cli:snapshot",
-    "healthcheck": "envcheck.doctor.cli:healthcheck",
-    "bench": "envcheck.bench.cli:bench",
-    "comm": "envcheck.comm.cli:comm",
-    "burn": "envcheck.burn.cli:burn",
-    "fleet": "envcheck.fleet.cli:fleet",
-}
-
-#: One line each for ``envcheck --help``, so that listing the commands imports none of them (the test
-#: tests/test_cli.py keeps each equal to the first sentence of its command's own help).
-SHORT_HELP = {
-    "doctor": "Check this machine and say what to fix.",
-    "snapshot": "Describe this known-good machine as a lab spec (TOML) for other machines to match.",
-    "healthcheck": "The node's health in one line, in the dialect of whoever asks.",
-    "bench": "Prove each device computes correct results, and measure it against its datasheet.",
-    "comm": "Measure and verify the GPUs working together: collectives and send/recv over torch.distributed.",
-    "burn": "Burn the GPUs in: a sustained matmul load on every device at once.",
-    "fleet": "Merge many nodes' envcheck reports into one fleet report.",
+    "doctor": ("envcheck.doctor.cli:doctor", "Check this machine and say what to fix."),
+    "snapshot": (
+        "envcheck.spec.cli:snapshot",
+        "Describe this known-good machine as a lab spec (TOML) for other machines to match.",
+    ),
+    "healthcheck": (
+        "envcheck.doctor.cli:healthcheck",
+        "The node's health in one line, in the dialect of whoever asks.",
+    ),
+    "bench": (
+        "envcheck.bench.cli:bench",
+        "Prove each device computes correct results, and measure it against its datasheet.",
+    ),
+    "comm": (
+        "envcheck.comm.cli:comm",
+        "Measure and verify the GPUs working together: collectives and send/recv over torch.distributed.",
+    ),
+    "burn": ("envcheck.burn.cli:burn", "Burn the GPUs in: a sustained matmul load on every device at once."),
+    "fleet": ("envcheck.fleet.cli:fleet", "Merge many nodes' envcheck reports into one fleet report."),
 }
 
 
@@ -48,10 +50,9 @@ class _Commands(click.Group):
         return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = COMMANDS.get(cmd_name)
-        if target is None:
+        if cmd_name not in COMMANDS:
             return None
-        module, _, attribute = target.partition(":")
+        module, _, attribute = COMMANDS[cmd_name][0].partition(":")
         return getattr(importlib.import_module(module), attribute)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -59,7 +60,7 @@ class _Commands(click.Group):
         names = self.list_commands(ctx)
         limit = formatter.width - 6 - max(len(name) for name in names)
         with formatter.section("Commands"):
-            formatter.write_dl([(name, _short(SHORT_HELP[name], limit)) for name in names])
+            formatter.write_dl([(name, _short(COMMANDS[name][1], limit)) for name in names])
 
     def invoke(self, ctx: click.Context) -> Any:
         """A command that cannot run as asked raises :class:`CommandError`; it is said here, once, for every
