@@ -20,7 +20,9 @@ import envcheck
 
 ROOT = Path(envcheck.__file__).parent
 LAYERS = ["core", "probes", "devices/doctor", "commands", "render", "cli"]
-COMMANDS = {"bench", "burn", "comm", "fleet", "spec"}
+#: The packages below the commands; every other top-level package is a command's (bench, burn, comm, fleet,
+#: spec, and any new one, with no edit here).
+BELOW_COMMANDS = {"core": "core", "probes": "probes", "devices": "devices/doctor", "doctor": "devices/doctor"}
 #: Packages a command may use beside its own: the lab spec judges every command's figures.
 SHARED_COMMANDS = {"spec"}
 
@@ -37,6 +39,10 @@ def package_of(module: str) -> str | None:
     return parts[1] if len(parts) > 1 else None
 
 
+def is_command_package(package: str | None) -> bool:
+    return package is not None and package not in BELOW_COMMANDS and package not in ("cli", "render", "__main__")
+
+
 def layer_of(module: str) -> int:
     parts = module.split(".")
     top = parts[1] if len(parts) > 1 else "core"
@@ -45,13 +51,9 @@ def layer_of(module: str) -> int:
         return LAYERS.index("cli")
     if top == "render" or leaf == "render":
         return LAYERS.index("render")
-    if top in COMMANDS:
-        return LAYERS.index("commands")
-    if top in ("devices", "doctor"):
-        return LAYERS.index("devices/doctor")
-    if top == "probes":
-        return LAYERS.index("probes")
-    return LAYERS.index("core")
+    if top in BELOW_COMMANDS:
+        return LAYERS.index(BELOW_COMMANDS[top])
+    return LAYERS.index("commands" if len(parts) > 1 else "core")
 
 
 def imports(path: Path) -> list[tuple[int, str]]:
@@ -90,7 +92,7 @@ def violations() -> list[str]:
                 continue
             mine, theirs = package_of(source), package_of(target)
             if (
-                theirs in COMMANDS
+                is_command_package(theirs)
                 and mine != theirs
                 and theirs not in SHARED_COMMANDS
                 and layer_of(source) != LAYERS.index("cli")
@@ -117,6 +119,8 @@ def test_layers_import_downward_only() -> None:
         ("envcheck.render.svg", "render"),
         ("envcheck.fleet.cli", "cli"),
         ("envcheck.cli.terminal", "cli"),
+        ("envcheck.storage.app", "commands"),
+        ("envcheck", "core"),
     ],
 )
 def test_the_contract_places_modules_by_name(module: str, layer: str) -> None:
