@@ -112,7 +112,11 @@ def test_a_child_that_exits_with_a_status_quotes_its_last_stderr_line_past_warni
 def test_the_parents_death_kills_the_child(tmp_path: Path) -> None:
     """SIGKILL runs no handler in the parent: the kernel ends its child (PR_SET_PDEATHSIG)."""
     pidfile = tmp_path / "pids"
-    body = f"open({str(pidfile)!r}, 'w').write(f'{{os.getpid()}}\\n')\ntime.sleep(3600)\n"
+    # Written whole, then renamed: the parent kills itself the moment the file is there.
+    body = (
+        f"with open({str(pidfile)!r} + '.tmp', 'w') as f:\n    f.write(f'{{os.getpid()}}\\n')\n"
+        f"os.rename({str(pidfile)!r} + '.tmp', {str(pidfile)!r})\ntime.sleep(3600)\n"
+    )
     parent = textwrap.dedent(
         f"""
         import os, sys, threading, time
