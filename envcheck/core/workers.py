@@ -377,8 +377,11 @@ class WorkerInfo:
         }
 
 
+K = TypeVar("K", bound=Child)
+
+
 def worker_infos(
-    children: Sequence[Child], began: float, error: Callable[[Child], str | None] = lambda c: c.error
+    children: Sequence[K], began: float, error: Callable[[K], str | None] = lambda c: c.error
 ) -> list[WorkerInfo]:
     """A :class:`WorkerInfo` for each child that was started or failed to start; ``error``: why it failed."""
     return [
