@@ -23,11 +23,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from envcheck.bench import common, contention, peaks
-from envcheck.bench.common import error_line
 from envcheck.bench.contention import Contention
 from envcheck.bench.harness import Budget, CpuTimer, CudaEventTimer, Measurement, Timer, measure
 from envcheck.bench.model import BenchSpec, Check, DeviceInfo, Options, Plan, Unsupported, Workload
-from envcheck.core.model import Status
+from envcheck.core.model import Status, error_line
 
 #: Halvings tried after an out-of-memory error before a case is skipped.
 OOM_RETRIES = 2

@@ -14,7 +14,6 @@ import zlib
 from typing import TYPE_CHECKING, Any
 
 from envcheck.bench.model import Check, DeviceInfo
-from envcheck.core.model import first_line
 
 if TYPE_CHECKING:
     import torch
@@ -77,13 +76,6 @@ def randn(shape: tuple[int, ...], dtype: torch.dtype, device: str, gen: torch.Ge
 def empty(shape: tuple[int, ...], dtype: torch.dtype, device: str) -> torch.Tensor:
     """An output buffer through the allocation funnel; it is filled by the step under test."""
     return _allocate(shape, dtype, device, None)
-
-
-def error_line(exc: BaseException) -> str:
-    """``Type: first line of the message`` (CUDA errors run to a dozen lines): a case's reason, where the
-    type matters (OutOfMemoryError vs RuntimeError)."""
-    text = first_line(exc)
-    return text if text == type(exc).__name__ else f"{type(exc).__name__}: {text}"
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -9,8 +9,7 @@ envcheck.core.proc, in its own process group, with ``CUDA_VISIBLE_DEVICES`` nami
 here sees that card alone, as cuda:0, and the worker reports under the name, UUID and PCI bus id the
 parent gave it.
 
-Protocol: every line the parent reads starts with :data:`MARK` (torch and CUDA libraries may print to
-stdout too) followed by one JSON object with an ``event``:
+Protocol (envcheck.core.workers: every line the parent reads is one marked JSON object) with an ``event``:
 
 * ``stage`` (``import``, ``describe``, ``plan``): the step that might hang or crash comes next;
   ``describe`` carries ``import_s``, how long importing torch took here;
@@ -22,86 +21,27 @@ stdout too) followed by one JSON object with an ``event``:
   card); the worker then exits;
 * ``done``: every case has reported.
 
-Last words and orphans. faulthandler writes the Python stack to stderr on a fatal signal, and on
-SIGUSR1, which the parent sends just before it kills a worker past its deadline, so that the report can
-name the line it hung in. A worker must never outlive its parent: the parent kills its group at exit, on
-SIGTERM and on Ctrl-C, and should the parent itself be killed outright (SIGKILL runs no handler), the
-kernel ends the worker too (``PR_SET_PDEATHSIG``, Linux; elsewhere a thread watches the parent's pid).
+Its last words (a stack on a fatal signal, and on the parent's SIGUSR1 before a kill past its deadline)
+and its death with the parent come from envcheck.core.workers.start.
 """
 
 from __future__ import annotations
 
-import faulthandler
 import json
 import os
-import signal
 import sys
-import time
 from dataclasses import replace
-from typing import Any
 
-MARK = "__envcheck_bench__ "
-#: The signal the parent sends for the stack of a hang, just before it kills the worker.
-DUMP_SIGNAL = getattr(signal, "SIGUSR1", None)
-
-
-def emit(event: str, **fields: Any) -> None:
-    # A leading newline keeps the mark at the start of a line even after a library's partial line.
-    sys.stdout.write("\n" + MARK + json.dumps({"event": event, **fields}) + "\n")
-    sys.stdout.flush()
-
-
-def die_with_parent(parent_pid: int) -> None:
-    """End this process when the parent dies, even by SIGKILL (see the module docstring)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1  # <linux/prctl.h>
-        if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) == 0:
-            if os.getppid() != parent_pid:  # the parent died before the prctl: nobody will signal us
-                os._exit(1)
-            return
-    except (OSError, AttributeError):
-        pass
-    import threading
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="envcheck-parent-watch", daemon=True).start()
-
-
-def start(parent_pid: int) -> Any | None:
-    """What every worker (the bench's, the burn's) does first: a stack on fatal signals and on
-    :data:`DUMP_SIGNAL` (the parent asks for one before it kills a hung worker), die with the parent, then
-    import torch between the ``import`` and ``describe`` stages. Returns torch, or None after saying why it
-    cannot be imported (the worker then returns: the error is this device's)."""
-    faulthandler.enable()
-    if DUMP_SIGNAL is not None:
-        faulthandler.register(DUMP_SIGNAL, all_threads=True, chain=False)
-    die_with_parent(parent_pid)
-
-    from envcheck.bench.common import error_line
-
-    emit("stage", stage="import")
-    started = time.monotonic()
-    try:
-        import torch
-    except Exception as exc:  # noqa: BLE001 - any exception: it is this device's error, said in one line
-        emit("error", error=f"torch cannot be imported in the worker ({error_line(exc)})")
-        return None
-    emit("stage", stage="describe", import_s=round(time.monotonic() - started, 3))
-    return torch
+from envcheck.core import workers
+from envcheck.core.model import error_line
+from envcheck.core.workers import emit
 
 
 def main(argv: list[str]) -> int:
-    if start(int(argv[1])) is None:
+    workers.start(int(argv[1]))
+    if workers.import_torch() is None:
         return 0
 
-    from envcheck.bench.common import error_line
     from envcheck.bench.plan import Job
 
     job = Job.from_json(json.loads(argv[2]))
@@ -117,34 +57,29 @@ def main(argv: list[str]) -> int:
         else:
             local = devices.describe_cpu()
     except Exception as exc:  # noqa: BLE001 - a DeviceError, or CUDA failing in any other way
-        emit("error", error=error_line(exc) if not isinstance(exc, devices.DeviceError) else str(exc))
+        emit(event="error", error=error_line(exc) if not isinstance(exc, devices.DeviceError) else str(exc))
         return 0
     # What this process measured, under the name and identity the parent knows the device by.
     identity = {"name": shown.name, "index": shown.index}
     described = replace(local, **identity, uuid=shown.uuid, pci_bus_id=shown.pci_bus_id)
-    emit("device", device=described.to_json())
+    emit(event="device", device=described.to_json())
 
-    emit("stage", stage="plan")
+    emit(event="stage", stage="plan")
     cases = execute.plan_cases(execute.specs_for(job.benchmarks), local, job.options)
-    emit("plan", cases=[[c.spec.id, c.plan.label, c.plan.dtype] for c in cases])
+    emit(event="plan", cases=[[c.spec.id, c.plan.label, c.plan.dtype] for c in cases])
     execute.run_cases(
         cases,
         local,
         job.budget,
         cpus=None if local.is_cuda else contention.Cpus.here(),
-        started=lambda case, i, n: emit("started", position=case.position),
+        started=lambda case, i, n: emit(event="started", position=case.position),
         finished=lambda case, result: emit(
-            "finished", position=case.position, result=replace(result, device=shown.name).to_json()
+            event="finished", position=case.position, result=replace(result, device=shown.name).to_json()
         ),
     )
-    emit("done")
+    emit(event="done")
     return 0
 
 
 if __name__ == "__main__":
-    code = main(sys.argv)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Everything is said: skip the interpreter's teardown (most of a second with torch loaded, and a CUDA
-    # context on a bad GPU can hang in it), as the doctor's torch child does.
-    os._exit(code)
+    workers.exit_now(main(sys.argv))

@@ -5,8 +5,8 @@
 2. Devices are resolved as the bench resolves them, without importing torch here (the doctor's torch child
    and NVML: envcheck.devices.resolve.from_probe); a CPU burn needs neither.
 3. One :class:`~envcheck.probes.nvml.telemetry.Sampler` watches every chosen GPU (NVML, about once a second,
-   one session) and the host, while one burn worker per device (envcheck.burn.worker, supervised by the
-   bench's fan-out: envcheck.bench.run.supervise) loads it. Each worker's throughput reports are stamped
+   one session) and the host, while one burn worker per device (envcheck.burn.worker, supervised by
+   envcheck.core.workers.supervise) loads it. Each worker's throughput reports are stamped
    with ``time.monotonic()`` in the worker and put on the sampler's clock here (``since_start``), so a
    GPU's clocks and its throughput line up in one timeline.
 4. At the duration the workers stop themselves; Ctrl-C or SIGTERM stops everything at once. Either way the
@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from envcheck.bench import run as fanout
 from envcheck.bench.model import DeviceInfo
 from envcheck.burn import plan
 from envcheck.burn.plan import BurnJob
@@ -35,6 +34,7 @@ from envcheck.core.errors import CommandError
 from envcheck.core.exit import ExitCode, exit_code_for
 from envcheck.core.model import CheckResult, Status, available, fail, ok
 from envcheck.core.units import parse_duration
+from envcheck.core.workers import JobChild, WorkerInfo, supervise, worker_infos
 from envcheck.devices import resolve as devices
 from envcheck.probes.nvml.telemetry import DeviceKey, Telemetry
 
@@ -117,10 +117,9 @@ class BurnRequest:
 
 
 @dataclass
-class BurnChild(fanout.Child):
-    """A burn worker under the fan-out's supervision, and what it has said."""
+class BurnChild(JobChild[BurnJob]):
+    """A burn worker under supervision (envcheck.core.workers), and what it has said."""
 
-    job: BurnJob | None = None
     key: DeviceKey = "cpu"
     #: Called with (child, monotonic time, TFLOP/s) for each throughput report.
     on_point: Callable[[BurnChild, float, float], None] = lambda child, t, value: None
@@ -136,23 +135,9 @@ class BurnChild(fanout.Child):
 
     @classmethod
     def of(cls, job: BurnJob, key: DeviceKey, on_point: Callable[[BurnChild, float, float], None]) -> BurnChild:
-        child = cls(
-            job.device.name,
-            "envcheck.burn.worker",
-            job.to_json(),
-            job.visible,
-            job.startup_s,
-            job=job,
-            key=key,
-            on_point=on_point,
-        )
+        child = cls.for_job(job, "envcheck.burn.worker", key=key, on_point=on_point)
         child.limit = job.startup_s
         return child
-
-    @property
-    def the_job(self) -> BurnJob:
-        assert self.job is not None
-        return self.job
 
     def on_event(self, event: dict[str, Any], now: float) -> None:
         super().on_event(event, now)
@@ -215,7 +200,7 @@ class BurnChild(fanout.Child):
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM during a burn: stop as Ctrl-C stops it (the fan-out kills the workers and keeps what they
+    """SIGTERM during a burn: stop as Ctrl-C stops it (the supervisor kills the workers and keeps what they
     said), and exit 143."""
 
 
@@ -266,7 +251,7 @@ class DeviceRun:
     compared: int
     mismatched: int
     max_abs_diff: float | None
-    worker: fanout.WorkerInfo | None
+    worker: WorkerInfo | None
     error: str | None
 
 
@@ -343,7 +328,7 @@ def run_burn(
 
             children = [BurnChild.of(job, keys[job.device.name], on_point) for job in jobs_for(request, chosen, env)]
             began = time.monotonic()
-            interrupted = fanout.supervise(
+            interrupted = supervise(
                 children,
                 env=env,
                 tick=(lambda: watch(children, active)) if watch is not None else lambda: None,
@@ -444,7 +429,7 @@ def report_for(
     """Judge what ran: the timeline's verdicts, each worker's end, the lab spec."""
     limits = limits or Limits()
     by_name = {c.name: c for c in children}
-    infos = {i.device: i for i in _worker_infos(children, began, interrupted)}
+    infos = {i.device: i for i in worker_infos(children, began, lambda c: why_failed(c, interrupted))}
     models = {c.key: c.the_job.device.model for c in children}
     timeline = Timeline(
         samples=telemetry.samples,
@@ -569,22 +554,3 @@ def why_failed(child: BurnChild, interrupted: bool) -> str | None:
     if interrupted:
         return child.error
     return child.failure()
-
-
-def _worker_infos(children: Sequence[BurnChild], began: float, interrupted: bool) -> list[fanout.WorkerInfo]:
-    infos = []
-    for c in children:
-        if c.process is None and c.error is None:
-            continue
-        infos.append(
-            fanout.WorkerInfo(
-                c.name,
-                c.process.pid if c.process is not None else None,
-                c.started - began,
-                (c.ended or time.monotonic()) - c.started,
-                c.process.returncode if c.process is not None else None,
-                c.import_s,
-                why_failed(c, interrupted),
-            )
-        )
-    return infos

@@ -1,11 +1,11 @@
 """A burn worker: ``python -m envcheck.burn.worker PARENT_PID JOB_JSON`` loads one device
 (envcheck.burn.plan.BurnJob) for its duration and streams what happens, one JSON object per line on stdout,
-each line marked as the bench worker's are (envcheck.bench.worker: the same supervision reads both).
+in the protocol of envcheck.core.workers (whose supervisor reads every kind of worker).
 
 Why a process per device, as for the bench: every GPU is loaded at the same moment under the same power
 and cooling, and a GPU whose kernel crashes the interpreter, hangs, or runs its process out of memory ends
-its own device's burn, not the others'. The parent (envcheck.burn.app) starts it through the bench's
-fan-out, pinned to its GPU by ``CUDA_VISIBLE_DEVICES``; the worker dies with the parent.
+its own device's burn, not the others'. The parent (envcheck.burn.app) starts it through
+envcheck.core.workers, pinned to its GPU by ``CUDA_VISIBLE_DEVICES``; the worker dies with the parent.
 
 Events: ``stage`` (``import``, ``describe``, ``allocate``); ``device`` (free memory as this process sees
 it); ``plan`` (the working set: n, outputs, bytes, dtype, whether results are compared bit for bit or the
@@ -21,13 +21,14 @@ SIGINT, after which it still makes its last check and says ``done``.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import time
 from typing import Any
 
-from envcheck.bench.worker import emit, start
+from envcheck.core import workers
+from envcheck.core.model import error_line
+from envcheck.core.workers import emit
 
 
 class _Stop:
@@ -46,11 +47,11 @@ class _Stop:
 
 def main(argv: list[str]) -> int:
     _Stop.install()
-    torch = start(int(argv[1]))
+    workers.start(int(argv[1]))
+    torch = workers.import_torch()
     if torch is None:
         return 0
 
-    from envcheck.bench.common import error_line
     from envcheck.burn.plan import BurnJob
 
     job = BurnJob.from_json(json.loads(argv[2]))
@@ -65,19 +66,19 @@ def main(argv: list[str]) -> int:
         else:
             free, total = job.device.free_bytes, job.device.total_bytes
     except Exception as exc:  # noqa: BLE001 - CUDA failing in any way is this device's error
-        emit("error", error=f"CUDA cannot use {job.device.name} ({error_line(exc)})")
+        emit(event="error", error=f"CUDA cannot use {job.device.name} ({error_line(exc)})")
         return 0
-    emit("device", free_bytes=free, total_bytes=total, threads=torch.get_num_threads())
+    emit(event="device", free_bytes=free, total_bytes=total, threads=torch.get_num_threads())
 
-    emit("stage", stage="allocate")
+    emit(event="stage", stage="allocate")
     try:
         shape = load.plan_shape(cuda=cuda, dtype=job.dtype, free_bytes=free, size=job.size)
         work = load.Load("cuda" if cuda else "cpu", job.dtype, shape)
     except (MemoryError, torch.OutOfMemoryError) as exc:
-        emit("error", error=f"the working set does not fit on {job.device.name}: {error_line(exc)}")
+        emit(event="error", error=f"the working set does not fit on {job.device.name}: {error_line(exc)}")
         return 0
     emit(
-        "plan",
+        event="plan",
         n=shape.n,
         buffers=shape.buffers,
         bytes=shape.total_bytes,
@@ -96,7 +97,7 @@ def burn(work: Any, job: Any) -> None:
 
     start = time.monotonic()
     end = start + job.duration_s
-    emit("started", t=start)
+    emit(event="started", t=start)
     count = 1
     window_steps, window_s = 0, 0.0
     next_report = start + job.report_every_s
@@ -114,7 +115,7 @@ def burn(work: Any, job: Any) -> None:
         count = max(1, int(min(BATCH_S, left) / per)) if per > 0 else 1
         now = time.monotonic()
         if now >= next_report and window_s > 0:
-            emit("tick", t=now, value=window_steps * work.shape.flops / window_s / 1e12, steps=window_steps)
+            emit(event="tick", t=now, value=window_steps * work.shape.flops / window_s / 1e12, steps=window_steps)
             window_steps, window_s = 0, 0.0
             next_report = now + job.report_every_s
         if now >= next_check:
@@ -122,15 +123,15 @@ def burn(work: Any, job: Any) -> None:
             next_check = time.monotonic() + job.check_every_s
     if window_s > 0:
         now = time.monotonic()
-        emit("tick", t=now, value=window_steps * work.shape.flops / window_s / 1e12, steps=window_steps)
+        emit(event="tick", t=now, value=window_steps * work.shape.flops / window_s / 1e12, steps=window_steps)
     _check(work)
-    emit("done", t=time.monotonic(), steps=work.steps, load_s=round(time.monotonic() - start, 3))
+    emit(event="done", t=time.monotonic(), steps=work.steps, load_s=round(time.monotonic() - start, 3))
 
 
 def _check(work: Any) -> None:
     result = work.check()
     emit(
-        "check",
+        event="check",
         t=time.monotonic(),
         compared=result.compared,
         mismatched=result.mismatched,
@@ -139,8 +140,4 @@ def _check(work: Any) -> None:
 
 
 if __name__ == "__main__":
-    code = main(sys.argv)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Everything is said: skip the interpreter's teardown (slow with torch loaded; can hang on a bad GPU).
-    os._exit(code)
+    workers.exit_now(main(sys.argv))

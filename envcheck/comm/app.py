@@ -479,8 +479,9 @@ def run_comm(
     progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> CommReport:
     """Launch this node's ranks and build the report from rank 0's account and the parent's view."""
-    from envcheck.comm.launch import exit_words, last_line, launch
+    from envcheck.comm.launch import exit_words, launch
     from envcheck.core.report import utc_now
+    from envcheck.core.workers import last_line
 
     env = dict(os.environ if env is None else env)
     generated_at, started = utc_now(), time.monotonic()
@@ -528,6 +529,7 @@ def run_as_rank(
     ``on_report`` (also from the watchdog's thread, should a step hang) and returns its exit code; the
     other ranks return 0, or their own exit code when they failed."""
     from envcheck.comm import rank as rank_module
+    from envcheck.core.model import first_line
     from envcheck.core.report import utc_now
 
     if request.nproc is not None:
@@ -551,7 +553,5 @@ def run_as_rank(
         # This rank's failure is in rank 0's report; here it only makes the launcher see a failed rank.
         return int(ExitCode.FAILED) if exc.code else 0
     except Exception as exc:  # noqa: BLE001 - one line naming this rank, never a traceback
-        raise CommError(
-            f"rank {world.rank} ({socket.gethostname()}): {rank_module.one_line(exc)}", ExitCode.FAILED
-        ) from None
+        raise CommError(f"rank {world.rank} ({socket.gethostname()}): {first_line(exc)}", ExitCode.FAILED) from None
     return deliver(raw) if raw is not None else 0

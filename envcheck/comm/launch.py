@@ -1,8 +1,8 @@
 """``envcheck comm`` on its own: start this node's ranks as child processes and wait for rank 0's report.
 
-The parent never imports torch: each rank is ``python -m envcheck.comm PLAN`` started through
-envcheck.core.proc (a session of its own, killed with its whole group at the end, on timeout, and when
-envcheck exits or is killed with SIGTERM), with the variables torchrun would set (RANK, WORLD_SIZE,
+The parent never imports torch: each rank is ``python -m envcheck.comm PLAN`` supervised by
+envcheck.core.workers (a session of its own, killed with its whole group at the end, past its deadline,
+and when envcheck exits or is killed with SIGTERM), with the variables torchrun would set (RANK, WORLD_SIZE,
 LOCAL_RANK, MASTER_ADDR=127.0.0.1, MASTER_PORT=a free port). The ranks bound themselves (see
 envcheck.comm.rank); the parent adds what only it can see: a rank whose process died, and with which
 signal or exit code, and a rank 0 that stopped reporting progress altogether.
@@ -14,14 +14,10 @@ that report, then ends every rank; a second Ctrl-C ends them at once.
 
 from __future__ import annotations
 
-import json
+import math
 import os
-import queue
-import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,13 +26,12 @@ from typing import Any
 from envcheck.comm import rank as rank_module
 from envcheck.comm.plan import Plan
 from envcheck.comm.world import LAUNCHED_BY_ENVCHECK
-from envcheck.core import proc
+from envcheck.core.workers import Child, signal_name, supervise
 
 #: After rank 0's report, how long the other ranks get to leave on their own before their groups are killed.
 GRACE_S = 5.0
 #: After Ctrl-C, how long rank 0 gets to send what finished before every rank is ended.
 INTERRUPT_GRACE_S = 10.0
-STDERR_TAIL_CHARS = 4000
 #: Variables of an outer launcher that would make a child think it belongs to another world.
 _FOREIGN = ("TORCHELASTIC_USE_AGENT_STORE", "TORCHELASTIC_RUN_ID", "TORCHELASTIC_RESTART_COUNT", "SLURM_STEP_NUM_TASKS")
 
@@ -48,23 +43,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@dataclass
-class Child:
-    rank: int
-    popen: subprocess.Popen[bytes]
-    stderr: str = ""
-    error: str | None = None
-    returncode: int | None = None
-    killed_by_us: bool = False
-    readers: list[threading.Thread] = field(default_factory=list)
-
-
 @dataclass(frozen=True)
 class Launched:
     """Rank 0's raw report (None when it gave none) and what the parent saw of each rank's process."""
 
     raw: dict[str, Any] | None
-    children: tuple[Child, ...]
+    children: tuple[RankChild, ...]
     stalled_s: float | None = None
     interrupted: bool = False
 
@@ -91,6 +75,94 @@ def stall_limit(plan: Plan) -> float:
     return 2 * plan.timeout_s + 60.0
 
 
+@dataclass
+class _Run:
+    """What the ranks said as a whole: rank 0's report, when the run was over, and the ranks."""
+
+    plan: Plan
+    progress: Callable[[dict[str, Any]], None] | None
+    children: list[RankChild] = field(default_factory=list)
+    raw: dict[str, Any] | None = None
+    interrupted: bool = False
+    stalled: float | None = None
+
+    def over(self, now: float, grace_s: float) -> None:
+        """Rank 0 is done (or gone): the ranks get ``grace_s`` to leave (they do, once rank 0 is done)."""
+        grace = 0.0 if self.interrupted else grace_s
+        for child in self.children:
+            child.end_by(now + grace)
+
+
+@dataclass
+class RankChild(Child):
+    """One rank as the launcher sees it: ``python -m envcheck.comm PLAN`` with torchrun's variables. Only
+    rank 0 has a deadline: each of its words moves it (:func:`stall_limit`); the others are bounded by
+    their own watchdogs and end with the run."""
+
+    rank: int = 0
+    run: _Run | None = None
+    port: int = 0
+    last_word: float = 0.0
+
+    @classmethod
+    def of(cls, run: _Run, rank: int, nproc: int, port: int) -> RankChild:
+        return cls(
+            f"rank {rank}",
+            stall_limit(run.plan) if rank == 0 else math.inf,
+            [sys.executable, "-m", "envcheck.comm", run.plan.to_json()],
+            stdin=rank == 0,  # rank 0 hears "stop" on it (Ctrl-C)
+            last_words=None,  # a rank has no stack to give: the run's problems are in rank 0's report
+            rank=rank,
+            run=run,
+            port=port,
+        )
+
+    @property
+    def the_run(self) -> _Run:
+        assert self.run is not None
+        return self.run
+
+    def command(self, python: str, env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
+        self.last_word = time.monotonic()
+        return list(self.argv), rank_env(env, self.rank, len(self.the_run.children), self.port)
+
+    def on_event(self, event: dict[str, Any], now: float) -> None:
+        run = self.the_run
+        if self.rank == 0:
+            self.last_word = now
+            self.deadline = now + self.startup_s
+        if event.get("event") == "report" and self.rank == 0:
+            run.raw = event["report"]
+            run.over(now, GRACE_S)
+        elif event.get("event") == "error":
+            self.error = str(event.get("error"))
+        elif self.rank == 0 and run.progress is not None:
+            run.progress(event)
+
+    def on_interrupt(self, now: float) -> bool:
+        """Ctrl-C: rank 0 is asked to stop early and report the steps every rank finished (a closed pipe: it
+        has ended already); every rank gets :data:`INTERRUPT_GRACE_S` for that."""
+        self.the_run.interrupted = True
+        stdin = self.process.stdin if self.rank == 0 else None
+        if stdin is not None:
+            try:
+                stdin.write(rank_module.STOP_LINE)
+                stdin.flush()
+            except OSError:
+                pass
+        self.end_by(now + INTERRUPT_GRACE_S)
+        return True
+
+    def ended_run(self) -> None:
+        """Rank 0 ended (with or without a report), or went silent past its deadline and was killed."""
+        run = self.the_run
+        if self.hung_after is not None and self.dumped is not None:
+            run.stalled = self.dumped - self.last_word
+            run.over(self.dumped, 0.0)
+        else:
+            run.over(time.monotonic(), GRACE_S)
+
+
 def launch(
     plan: Plan,
     nproc: int,
@@ -99,154 +171,25 @@ def launch(
     progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> Launched:
     """Start ``nproc`` ranks and wait for rank 0's report, the end of every rank, or rank 0's silence."""
-    env = dict(os.environ if env is None else env)
+    run = _Run(plan, progress)
     port = free_port()
-    events: queue.Queue[tuple[int, dict[str, Any] | None]] = queue.Queue()
-    children: list[Child] = []
-    for r in range(nproc):
-        popen = proc.start(
-            [sys.executable, "-m", "envcheck.comm", plan.to_json()],
-            env=rank_env(env, r, nproc, port),
-            stdin_pipe=r == 0,  # rank 0 hears "stop" on it (Ctrl-C)
-        )
-        child = Child(r, popen)
-        child.readers = [
-            threading.Thread(target=_read_events, args=(child, events), daemon=True),
-            threading.Thread(target=_read_stderr, args=(child,), daemon=True),
-        ]
-        for t in child.readers:
-            t.start()
-        children.append(child)
-    state = _Waiting()
-    try:
-        try:
-            _wait(state, events, children, plan, progress, until=None)
-        except KeyboardInterrupt:
-            state.interrupted = True
-            _ask_to_stop(children[0])
-            _wait(state, events, children, plan, progress, until=time.monotonic() + INTERRUPT_GRACE_S)
-        finishing = (state.raw is not None or state.ended) and not state.interrupted
-        _wind_down(children, grace_s=GRACE_S if finishing else 0.0)
-    finally:
-        for child in children:
-            _reap(child)
-    return Launched(state.raw, tuple(children), state.stalled, state.interrupted)
+    run.children = [RankChild.of(run, r, nproc, port) for r in range(nproc)]
+    interrupted = supervise(
+        run.children,
+        env=dict(os.environ if env is None else env),
+        finished=lambda child: child.ended_run() if child.rank == 0 else None,  # type: ignore[attr-defined]
+    )
+    return Launched(run.raw, tuple(run.children), run.stalled, interrupted or run.interrupted)
 
 
-@dataclass
-class _Waiting:
-    raw: dict[str, Any] | None = None
-    stalled: float | None = None
-    ended: int = 0
-    rank0_ended: bool = False
-    interrupted: bool = False
-    last_word: float = field(default_factory=time.monotonic)
-
-
-def _wait(
-    state: _Waiting,
-    events: queue.Queue[tuple[int, dict[str, Any] | None]],
-    children: list[Child],
-    plan: Plan,
-    progress: Callable[[dict[str, Any]], None] | None,
-    *,
-    until: float | None,
-) -> None:
-    """Take the ranks' events until rank 0's report, the end of every rank or of rank 0, rank 0's silence,
-    or ``until`` (after Ctrl-C)."""
-    while state.ended < len(children) and state.raw is None and not state.rank0_ended:
-        if until is not None and time.monotonic() >= until:
-            return
-        try:
-            rank, event = events.get(timeout=0.2)
-        except queue.Empty:
-            if time.monotonic() - state.last_word > stall_limit(plan):
-                state.stalled = time.monotonic() - state.last_word
-                return
-            continue
-        if event is None:  # this rank's stdout closed: it ended
-            state.ended += 1
-            state.rank0_ended = state.rank0_ended or rank == 0
-            continue
-        if rank == 0:
-            state.last_word = time.monotonic()
-        if event.get("event") == "report" and rank == 0:
-            state.raw = event["report"]
-        elif event.get("event") == "error":
-            children[rank].error = str(event.get("error"))
-        elif rank == 0 and progress is not None:
-            progress(event)
-
-
-def _ask_to_stop(child: Child) -> None:
-    """Ask rank 0 to stop early and report what finished (a closed pipe: it has ended already)."""
-    stdin = child.popen.stdin
-    if stdin is None:
-        return
-    try:
-        stdin.write(rank_module.STOP_LINE)
-        stdin.flush()
-    except OSError:
-        pass
-
-
-def _read_events(child: Child, events: queue.Queue[tuple[int, dict[str, Any] | None]]) -> None:
-    assert child.popen.stdout is not None
-    for line in iter(child.popen.stdout.readline, b""):
-        text = line.decode(errors="replace")
-        if text.startswith(rank_module.MARK):
-            try:
-                events.put((child.rank, json.loads(text[len(rank_module.MARK) :])))
-            except json.JSONDecodeError:
-                pass
-    events.put((child.rank, None))
-
-
-def _read_stderr(child: Child) -> None:
-    assert child.popen.stderr is not None
-    for line in iter(child.popen.stderr.readline, b""):
-        child.stderr = (child.stderr + line.decode(errors="replace"))[-STDERR_TAIL_CHARS:]
-
-
-def _wind_down(children: list[Child], *, grace_s: float) -> None:
-    """Give the ranks still running ``grace_s`` to leave (they do, once rank 0 is done), then kill."""
-    deadline = time.monotonic() + grace_s
-    for child in children:
-        try:
-            child.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.killed_by_us = True
-            proc.kill_group(child.popen)
-
-
-def _reap(child: Child) -> None:
-    """Kill the rank's group (anything it left behind), collect its exit status, and forget it."""
-    if child.popen.poll() is None:
-        child.killed_by_us = True
-    proc.kill_group(child.popen)
-    for t in child.readers:
-        t.join(timeout=proc.DRAIN_S)
-    proc.wait(child.popen, proc.DRAIN_S)
-    child.returncode = child.popen.returncode
-
-
-def exit_words(child: Child) -> str | None:
+def exit_words(child: RankChild) -> str | None:
     """How a rank's process ended, when that says something about the rank (None when it ended well or
     only because the run was over: rank 0 gave up, its store went, or the parent ended it)."""
     code = child.returncode
-    if code is None or code in (0, rank_module.EXIT_ABORTED, rank_module.EXIT_LOST) or child.killed_by_us:
+    if code is None or code in (0, rank_module.EXIT_ABORTED, rank_module.EXIT_LOST) or child.killed:
         return None
     if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"its process was killed by {name}"
+        return f"its process was killed by {signal_name(-code)}"
     if code == rank_module.EXIT_STUCK:
         return "its process stopped itself: a step made no progress within the timeout"
     return f"its process exited with code {code}"
-
-
-def last_line(text: str) -> str | None:
-    lines = [line.strip() for line in text.splitlines() if line.strip() and "Warning" not in line]
-    return lines[-1][:300] if lines else None

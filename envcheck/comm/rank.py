@@ -50,9 +50,9 @@ from typing import Any
 from envcheck.comm import ops
 from envcheck.comm.plan import P2P, Plan, sweep
 from envcheck.comm.world import World
+from envcheck.core import workers
+from envcheck.core.model import first_line
 
-#: Lines for the launcher on a rank's stdout start with this (torch may print lines of its own).
-MARK = "@envcheck-comm "
 #: A rank's exit codes, for the launcher: ended because rank 0 gave up on the run (it reports why), a
 #: watchdog fired, rank 0's store went away.
 EXIT_FAILED, EXIT_ABORTED, EXIT_STUCK, EXIT_LOST = 1, 3, 4, 5
@@ -279,10 +279,10 @@ def connect(world: World, timeout_s: float) -> Any:
         )
     except Exception as exc:  # noqa: BLE001 - DistNetworkError, TimeoutError, RuntimeError: one line
         if serve:
-            raise RuntimeError(f"cannot serve the rendezvous store at {_where(world)}: {one_line(exc)}") from None
+            raise RuntimeError(f"cannot serve the rendezvous store at {_where(world)}: {first_line(exc)}") from None
         raise RuntimeError(
             f"rank 0's rendezvous store at {_where(world)} did not answer within {timeout_s:g} s: rank 0 never "
-            f"started, or {world.master_addr} cannot be reached from this host ({one_line(exc)})"
+            f"started, or {world.master_addr} cannot be reached from this host ({first_line(exc)})"
         ) from None
     return dist.PrefixStore(_prefix(world), raw)
 
@@ -503,11 +503,6 @@ def _step_words(ctx: Ctx, index: int) -> str:
     return ctx.steps[index].words()
 
 
-def one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:300]
-
-
 # -- the run ---------------------------------------------------------------------------------------------
 
 
@@ -611,7 +606,7 @@ def run_rank(
                 store.set(f"res/{index}/{world.rank}", json.dumps(record))
     except Exception as exc:  # noqa: BLE001 - a failed step is reported, never a traceback
         ctx.watchdog.disarm()
-        error = one_line(exc)
+        error = first_line(exc)
         if world.rank != 0:
             store.set(f"err/{world.rank}", json.dumps({"what": step_what, "error": error}))
             _say(f"rank {world.rank} ({me.host}): {step_what}: {error}")
@@ -675,7 +670,7 @@ def _on_watchdog(ctx: Ctx, index: int, what: str, on_hang: Callable[[dict[str, A
             os._exit(EXIT_STUCK)
         code = _end_early(ctx, store, index, diagnose(ctx, store, index, what, error), on_hang)
     except BaseException as exc:  # noqa: BLE001 - whatever happens here, the process ends now
-        _say(f"rank {ctx.rank} ({ctx.me.host}): {what}: {error}; and then: {one_line(exc)}")
+        _say(f"rank {ctx.rank} ({ctx.me.host}): {what}: {error}; and then: {first_line(exc)}")
         code = EXIT_STUCK
     os._exit(code)
 
@@ -689,7 +684,7 @@ def _stop_early(ctx: Ctx, index: int, why: str, on_hang: Callable[[dict[str, Any
         problems = [{"rank": None, "host": None, "what": f"{why} during {at}: the report holds what finished before"}]
         code = _end_early(ctx, _client(ctx.world, 5.0), index, problems, on_hang, interrupted=True)
     except BaseException as exc:  # noqa: BLE001 - whatever happens here, the process ends now
-        _say(f"rank {ctx.rank} ({ctx.me.host}): {why}; and then: {one_line(exc)}")
+        _say(f"rank {ctx.rank} ({ctx.me.host}): {why}; and then: {first_line(exc)}")
     os._exit(code)
 
 
@@ -719,9 +714,8 @@ STOP_LINE = b"stop\n"
 
 
 def emit(event: dict[str, Any]) -> None:
-    """One line for the launcher on stdout."""
-    sys.stdout.write(MARK + json.dumps(event) + "\n")
-    sys.stdout.flush()
+    """One event for the launcher (the protocol of envcheck.core.workers)."""
+    workers.emit(**event)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -773,7 +767,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     except Exception as exc:  # noqa: BLE001 - the launcher reads this line and names the rank
-        emit({"event": "error", "rank": world.rank, "error": one_line(exc)})
+        emit({"event": "error", "rank": world.rank, "error": first_line(exc)})
         return EXIT_FAILED
     if raw is not None:
         emit({"event": "report", "report": raw})

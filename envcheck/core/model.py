@@ -154,6 +154,13 @@ def first_line(error: BaseException | str | None, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+def error_line(exc: BaseException) -> str:
+    """``Type: first line of the message``: where the type matters (OutOfMemoryError vs RuntimeError, a
+    worker's error for its device); an exception without a message is its type's name alone."""
+    text = first_line(exc)
+    return text if text == type(exc).__name__ else f"{type(exc).__name__}: {text}"
+
+
 def to_jsonable(value: Any) -> Any:
     """Turn probe data (dataclasses, NA, tuples, enums) into strict JSON values (RFC 8259).
 

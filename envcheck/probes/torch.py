@@ -21,10 +21,8 @@ faulthandler) before it is killed, so the verdict names the step and the line it
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -34,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envcheck.core import proc
+from envcheck.core import proc, workers
 from envcheck.core.model import Fix
 from envcheck.core.registry import probe
 from envcheck.probes import torch_child
@@ -206,7 +204,7 @@ def probe_torch(
             child = _spawn(interpreter, child_env, limit)
         except OSError as exc:
             return TorchInfo(status="spawn_error", error=f"cannot start {interpreter}: {exc}", timeout_s=limit)
-    ended = proc.wait(child, limit, started=started, last_words=torch_child.DUMP_SIGNAL)
+    ended = proc.wait(child, limit, started=started, last_words=workers.DUMP_SIGNAL)
     info = _parse(ended.stdout, ended.stderr, ended.returncode, ended.timed_out, limit, by_deadline=by_deadline)
     info.duration_s = ended.duration_s
     return info
@@ -255,12 +253,8 @@ def _parse(
     ``hung``: still running at ``limit`` (then killed); ``by_deadline``: that limit was the doctor's
     deadline rather than the child's own timeout."""
     fields: dict[str, Any] = {}
-    for line in stdout.splitlines():
-        if line.startswith(torch_child.MARK):
-            try:
-                fields.update(json.loads(line[len(torch_child.MARK) :]))
-            except ValueError:
-                continue  # a line cut short by a crash
+    for event in workers.events(stdout):
+        fields.update(event)
     done = bool(fields.pop("done", False))
     status = fields.pop("status", None)
     devices = [_device(d) for d in fields.pop("devices", [])]
@@ -293,7 +287,8 @@ def _parse(
         info.error = f"{stage_words(info.stage)} did not finish within {limit:g} s"
     elif returncode is not None and returncode < 0:
         info.status = "crashed"
-        info.error = f"the interpreter was killed by {_signal_name(-returncode)} during {stage_words(info.stage)}"
+        killer = workers.signal_name(-returncode, described=True)
+        info.error = f"the interpreter was killed by {killer} during {stage_words(info.stage)}"
     elif returncode:
         info.status = "crashed"
         info.error = f"the interpreter exited with status {returncode} during {stage_words(info.stage)}"
@@ -303,33 +298,11 @@ def _parse(
     return info
 
 
-_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+) in (?P<fn>\S+)')
-
-
-_DUMP = re.compile(r"^(?P<header>.*)\(most recent call first\):\n(?P<frames>(?:[ \t]+.*\n?)*)", re.MULTILINE)
-
-
 def _innermost_frame(stderr: str, *, hung: bool = False) -> str | None:
-    """Where faulthandler's dump ("most recent call first") says the child was, skipping the import
-    machinery, so that a hang or crash can be pinned to the file and line of torch that did it.
-
-    A dump lists every thread. For a crash the one that matters is the thread that crashed ("Current
-    thread"); for a hang it is the child's main thread, whichever thread took the signal: the one whose
-    stack starts in the child script. The last such section wins (the last dump).
-    """
-    sections = [(m["header"], m["frames"]) for m in _DUMP.finditer(stderr)]
-    if hung:
-        chosen = [frames for _, frames in sections if CHILD_SCRIPT.name in frames]
-    else:
-        chosen = [frames for header, frames in sections if header.startswith("Current thread")]
-    chosen = chosen or [frames for _, frames in sections]
-    if not chosen:
-        return None
-    for line in chosen[-1].splitlines():
-        match = _FRAME.match(line)
-        if match and not match["file"].startswith("<frozen"):
-            return f"{match['file']}:{match['line']} in {match['fn']}"
-    return None
+    """Where faulthandler's dump says the child was (envcheck.core.workers.innermost_frame). For a crash
+    the thread that matters is the one that crashed; for a hang it is the child's main thread, whichever
+    thread took the signal: the one whose stack starts in the child script."""
+    return workers.innermost_frame(stderr, thread_with=CHILD_SCRIPT.name if hung else None)
 
 
 def _device(raw: dict[str, Any]) -> TorchDevice:
@@ -343,12 +316,3 @@ def _device(raw: dict[str, Any]) -> TorchDevice:
         matmul_error=raw.get("matmul_error"),
         error=raw.get("error"),
     )
-
-
-def _signal_name(number: int) -> str:
-    try:
-        sig = signal.Signals(number)
-    except ValueError:
-        return f"signal {number}"
-    description = signal.strsignal(sig)
-    return f"{sig.name} ({description})" if description else sig.name

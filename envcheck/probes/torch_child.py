@@ -6,13 +6,12 @@ driver during CUDA initialisation, a stuck network filesystem) or kill the inter
 (SIGSEGV/SIGABRT in a native library). Run here, each of those is a fact the parent reports instead
 of the end of the doctor.
 
-This file is self-contained on purpose: it never imports envcheck, so a broken or half-installed
-envcheck cannot change what it finds, and any interpreter (another virtualenv's python) can run it by
-path.
+This file never imports envcheck, so a broken or half-installed envcheck cannot change what it finds,
+and any interpreter (another virtualenv's python) can run it by path. The one file it takes from envcheck,
+by path, is envcheck/core/workers.py (standard library only): the protocol every child of envcheck speaks.
 
-Protocol: every line the parent reads starts with :data:`MARK` followed by one JSON object; the parent
-merges them in order. Torch and the CUDA libraries may print their own text to stdout, so unmarked
-lines are ignored. A ``{"stage": ...}`` line comes before each step that might hang or crash, so that
+Protocol (envcheck.core.workers): every line the parent reads is one marked JSON object; the parent
+merges them in order. A ``{"stage": ...}`` line comes before each step that might hang or crash, so that
 the parent can say *what* hung or crashed; the last line carries ``"done": true``.
 
 Nothing here interrupts the work on a timer before LIMIT_S: a slow import that finishes is a slow import,
@@ -21,15 +20,33 @@ faulthandler answers by writing every thread's stack to stderr (from the signal 
 hang inside a C call holding the GIL answers), and then kills the process group.
 """
 
-import faulthandler
-import json
 import math
 import os
 import signal
 import sys
 import time
 
-MARK = "__envcheck_torch__ "
+
+def _protocol():
+    """envcheck.core.workers: imported as such when this module is part of envcheck (the probe reads it),
+    loaded from its file when this runs as a script, which must not import envcheck."""
+    if __package__:
+        from envcheck.core import workers
+
+        return workers
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "core", "workers.py")
+    spec = importlib.util.spec_from_file_location("_envcheck_child_workers", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
+    spec.loader.exec_module(module)
+    return module
+
+
+workers = _protocol()
+MARK = workers.MARK
+emit = workers.emit
 
 #: The matmul every visible GPU runs: small enough to take milliseconds, big enough that a broken
 #: kernel, bad memory or a wrong-arch fallback shows up as a wrong number.
@@ -39,9 +56,6 @@ MATMUL_N = 64
 #: parent always kills before the limit, so only a child whose envcheck died ever gets here.
 ORPHAN_GRACE_S = 2
 
-#: The signal the parent sends for the stack of a hang, just before it kills the child.
-DUMP_SIGNAL = getattr(signal, "SIGUSR1", None)
-
 #: Distributions that ship CUDA's libraries to a pip-installed torch (nvidia-cudnn-cu12, nvidia-nccl-cu12;
 #: CUDA 13 wheels drop the suffix, and cuda-toolkit pulls them in) and triton, the compiler behind
 #: torch.compile, whose version must match torch's: what PyTorch's bug template asks for.
@@ -49,12 +63,6 @@ CUDA_WHEEL_PREFIXES = ("nvidia-", "cuda-")
 #: nvidia-* distributions that hold no CUDA library: NVML's Python bindings, NVIDIA's index helper.
 NOT_CUDA_WHEELS = ("nvidia-ml-py", "nvidia-ml-py3", "nvidia-pyindex")
 TRITON_NAMES = ("triton", "pytorch-triton", "pytorch-triton-rocm", "pytorch-triton-xpu")
-
-
-def emit(**fields):
-    # A leading newline keeps the mark at the start of a line even after a library's partial line.
-    sys.stdout.write("\n" + MARK + json.dumps(fields) + "\n")
-    sys.stdout.flush()
 
 
 def error_text(exc):
@@ -225,10 +233,9 @@ def main(argv):
     if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
         del sys.path[0]
     timeout_s = float(argv[1]) if len(argv) > 1 else 0.0
-    faulthandler.enable()  # a native crash leaves the Python stack on stderr for the parent to quote
-    if DUMP_SIGNAL is not None:
-        # The parent's "where are you stuck?" just before it kills us (see the module docstring).
-        faulthandler.register(DUMP_SIGNAL, all_threads=True, chain=False)
+    # A native crash, and the parent's "where are you stuck?" just before it kills us, leave the Python
+    # stack on stderr for the parent to quote.
+    workers.start()
     if timeout_s > 0 and hasattr(signal, "alarm"):
         # The parent kills us before the limit, but a parent killed outright (SIGKILL, an OOM kill) runs
         # no exit handler: then SIGALRM's default action ends us, done by the kernel, so even a hang inside
@@ -263,10 +270,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    code = main(sys.argv)
-    sys.stdout.flush()
-    sys.stderr.flush()
     # Everything is said: skip the interpreter's teardown. With torch (and a CUDA context) loaded it takes
     # most of a second on a busy 2-vCPU machine (torch 2.13 CPU), which the doctor would wait for nothing,
     # and a teardown that hangs (a CUDA context on a bad GPU) would hold up a finished report.
-    os._exit(code)
+    workers.exit_now(main(sys.argv))
