@@ -43,10 +43,11 @@ from typing import Any
 from envcheck.bench import execute, worker
 from envcheck.bench.case import BenchResult, Progress
 from envcheck.bench.execute import Entry
-from envcheck.bench.model import BENCHMARKS, DeviceInfo
+from envcheck.bench.model import BENCHMARKS
 from envcheck.bench.plan import Job
 from envcheck.core import proc
 from envcheck.core.model import Status
+from envcheck.devices.model import DeviceInfo
 from envcheck.probes.visible import VISIBLE
 
 #: How long a worker that has exited may keep its pipes open (a helper it started still holds them).

@@ -19,13 +19,15 @@ import psutil
 import torch
 
 from envcheck.bench import case as runner
-from envcheck.bench import execute, plan
+from envcheck.bench import plan
 from envcheck.bench import run as fanout
 from envcheck.bench.contention import Contention
 from envcheck.bench.harness import Budget, Measurement
-from envcheck.bench.model import BENCHMARKS, BenchSpec, Check, DeviceInfo, Options, Plan, Unsupported
+from envcheck.bench.model import BENCHMARKS, BenchSpec, Check, Options, Plan, Unsupported
 from envcheck.core.model import Status
 from envcheck.devices import resolve as devices
+from envcheck.devices.model import DeviceInfo
+from tests.bench.conftest import run_here
 
 FAULTS = Path(__file__).resolve().parent / "worker_faults"
 TINY = {("cpu", True): Budget(measure_s=0.02, warmup_s=0.0, min_samples=3, min_warmup=1)}
@@ -114,7 +116,7 @@ def test_tf32_cases_run_last_so_the_flag_changes_once_and_the_report_keeps_suite
 
     first = BenchSpec("matmul.a", "a", "a", lambda d, o: [recording("fp32 a"), recording("tf32 a")])
     second = BenchSpec("matmul.b", "b", "b", lambda d, o: [recording("bf16 b"), recording("tf32 b")])
-    results = execute.run_device([first, second], cpu, Options(quick=True), budgets=TINY)
+    results = run_here([first, second], cpu, Options(quick=True), budgets=TINY)
     assert seen == [("fp32 a", False), ("bf16 b", False), ("tf32 a", True), ("tf32 b", True)]
     assert [r.case for r in results] == ["fp32 a", "tf32 a", "bf16 b", "tf32 b"]
     assert torch.backends.cudnn.benchmark is True
