@@ -127,6 +127,22 @@ def test_tf32_cases_run_last_so_the_flag_changes_once_and_the_report_keeps_suite
 # -- the fan-out ----------------------------------------------------------------------------------------
 
 
+def test_a_worker_runs_under_the_parents_description_and_plan_and_describes_nothing_again():
+    """The parent describes the device once and plans its cases once; the job carries both to the worker,
+    which adds torch's thread count and reports under the parent's label and model (a worker that described
+    its CPU again would report this machine's own model)."""
+    BENCHMARKS.load()
+    parents = replace(devices.cpu_here(), name="cpu:7", model="the CPU as the parent described it")
+    [job] = plan.schedule([BENCHMARKS["memory.d2d"]], [parents], Options(quick=True), env={}, budgets=TINY)
+    out = fanout.run([job])
+    [measured] = out.devices
+    assert (measured.name, measured.model, measured.threads) == (parents.name, parents.model, torch.get_num_threads())
+    assert measured.free_bytes == parents.free_bytes  # the parent's reading, not a second one
+    [result] = out.results
+    assert (result.device, result.device_model, result.status) == ("cpu:7", parents.model, Status.OK)
+    assert [(c[0], c[1]) for c in job.cases] == [("memory.d2d", result.label)] and out.planned == 1
+
+
 def test_every_device_has_its_worker_and_the_results_merge_device_by_device_in_suite_order():
     out = fanout.run(jobs_for(["cpu:0", "cpu:1", "cpu:2"]))
     assert [(r.device, r.id) for r in out.results] == [(f"cpu:{i}", s) for i in range(3) for s in SPECS]
