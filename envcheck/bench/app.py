@@ -13,13 +13,14 @@ Order matters for the user's time and for isolation:
 2. torch is imported first in a child process (the doctor's torch probe: bounded in time, in its own
    process group): a torch that raises, segfaults or hangs on import, or an environment variable that
    breaks it, is one line and exit 1, never a traceback or a hang. This process never imports torch.
-3. Devices are resolved once into :class:`DeviceInfo` from the torch child's report and NVML (identity,
-   memory; envcheck.devices.resolve.from_probe), and the preflight runs (the doctor's GPU checks, or how
-   busy the CPUs are).
-4. The suite: planned into one job per device (envcheck.bench.plan), each run by its own worker process
-   pinned to its GPU, all at once or with ``serial`` one after another (envcheck.bench.run, which
-   merges their results in suite order); then the GPUs are compared with their siblings.
-5. The figures are held against the baseline and the lab spec. Every verdict is a
+3. Devices are resolved and described once into :class:`DeviceInfo` from the torch child's report and
+   NVML (identity, memory; envcheck.devices.resolve.from_probes, with the readiness checks every command
+   shares), and the preflight runs (the doctor's GPU checks, or how busy the CPUs are).
+4. The suite: planned once into one job per device (envcheck.bench.plan: the description, the cases, the
+   datasheet entry), each run by its own worker process pinned to its GPU, all at once or with ``serial``
+   one after another (envcheck.bench.run, which merges their results in suite order); then the GPUs are
+   compared with their siblings.
+5. Each result becomes JSON once; the figures are held against the baseline and the lab spec. Every verdict is a
    :class:`~envcheck.core.model.Status`, and the exit code comes from the one policy in core.exit.
 """
 
