@@ -25,9 +25,11 @@ from typing import Any
 import torch
 
 from envcheck.bench import case as runner
-from envcheck.bench.model import BENCHMARKS, DeviceInfo, Options
+from envcheck.bench import peaks
+from envcheck.bench.model import BENCHMARKS, Options
 from envcheck.core.model import Status
 from envcheck.devices import resolve as devices
+from envcheck.devices.model import DeviceInfo
 
 
 def raw_seconds_per_step(step: Callable[[], Any], device: str, seconds: float) -> float:
@@ -51,24 +53,25 @@ def raw_seconds_per_step(step: Callable[[], Any], device: str, seconds: float) -
 
 
 def raw_matmul(dev: DeviceInfo, dtype: torch.dtype, size: int, seconds: float) -> float:
-    a = torch.randn(size, size, dtype=dtype, device=dev.name)
-    b = torch.randn(size, size, dtype=dtype, device=dev.name)
-    c = torch.empty(size, size, dtype=dtype, device=dev.name)
-    per_step = raw_seconds_per_step(lambda: torch.matmul(a, b, out=c), dev.name, seconds)
+    a = torch.randn(size, size, dtype=dtype, device=dev.torch_device)
+    b = torch.randn(size, size, dtype=dtype, device=dev.torch_device)
+    c = torch.empty(size, size, dtype=dtype, device=dev.torch_device)
+    per_step = raw_seconds_per_step(lambda: torch.matmul(a, b, out=c), dev.torch_device, seconds)
     return 2 * size**3 / per_step / (1e12 if dev.is_cuda else 1e9)
 
 
 def raw_copy(dev: DeviceInfo, nbytes: int, seconds: float) -> float:
-    src = torch.randn(nbytes // 4, device=dev.name)
+    src = torch.randn(nbytes // 4, device=dev.torch_device)
     dst = torch.empty_like(src)
-    per_step = raw_seconds_per_step(lambda: dst.copy_(src), dev.name, seconds)
+    per_step = raw_seconds_per_step(lambda: dst.copy_(src), dev.torch_device, seconds)
     return 2 * nbytes / per_step / 1e9
 
 
 def envcheck_figure(bench_id: str, dev: DeviceInfo) -> runner.BenchResult:
     spec = BENCHMARKS[bench_id]
     (plan,) = spec.plans(dev, Options())
-    return runner.run_plan(spec, plan, dev, runner.BUDGETS[(dev.kind, False)])
+    datasheet = peaks.by_device([dev])[dev.name]
+    return runner.run_plan(spec, plan, dev, runner.BUDGETS[(dev.kind, False)], datasheet=datasheet)
 
 
 def compare_figures(dev: DeviceInfo, rounds: int) -> list[dict[str, Any]]:
@@ -142,8 +145,13 @@ def main() -> int:
 
     BENCHMARKS.load()
     try:
-        # NVML identity is not needed here: the first device the bench would run on, described as it would be.
-        dev = devices.resolve_devices(devices.parse(args.device), nvml=None, env=os.environ)[0]
+        # NVML identity is not needed here: the first device the bench would run on, resolved from the torch
+        # child's report as the bench resolves it, with what its worker would measure (measured in this process).
+        from envcheck.probes.torch import probe_torch
+
+        probed = {"torch": probe_torch(os.environ), "nvml": None}
+        chosen, _ = devices.from_probes(devices.parse(args.device), probed.__getitem__, os.environ)
+        dev = devices.measure_here(chosen[0])
     except devices.DeviceError as exc:
         print(f"bench_vs_raw: {exc}", file=sys.stderr)
         return int(exc.exit_code)

@@ -13,13 +13,14 @@ Order matters for the user's time and for isolation:
 2. torch is imported first in a child process (the doctor's torch probe: bounded in time, in its own
    process group): a torch that raises, segfaults or hangs on import, or an environment variable that
    breaks it, is one line and exit 1, never a traceback or a hang. This process never imports torch.
-3. Devices are resolved once into :class:`DeviceInfo` from the torch child's report and NVML (identity,
-   memory; envcheck.devices.resolve.from_probe), and the preflight runs (the doctor's GPU checks, or how
-   busy the CPUs are).
-4. The suite: planned into one job per device (envcheck.bench.plan), each run by its own worker process
-   pinned to its GPU, all at once or with ``serial`` one after another (envcheck.bench.run, which
-   merges their results in suite order); then the GPUs are compared with their siblings.
-5. The figures are held against the baseline and the lab spec. Every verdict is a
+3. Devices are resolved and described once into :class:`DeviceInfo` from the torch child's report and
+   NVML (identity, memory; envcheck.devices.resolve.from_probes, with the readiness checks every command
+   shares), and the preflight runs (the doctor's GPU checks, or how busy the CPUs are).
+4. The suite: planned once into one job per device (envcheck.bench.plan: the description, the cases, the
+   datasheet entry), each run by its own worker process pinned to its GPU, all at once or with ``serial``
+   one after another (envcheck.bench.run, which merges their results in suite order); then the GPUs are
+   compared with their siblings.
+5. Each result becomes JSON once; the figures are held against the baseline and the lab spec. Every verdict is a
    :class:`~envcheck.core.model.Status`, and the exit code comes from the one policy in core.exit.
 """
 
@@ -28,28 +29,26 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from envcheck.bench import compare as comparing
-from envcheck.bench import contention
-from envcheck.bench import model as registry
-from envcheck.bench import run as fanout
+from envcheck.bench import compare, contention, model, peaks, run
 from envcheck.bench.case import BenchResult, Progress, flag_slow_siblings
 from envcheck.bench.compare import Delta
-from envcheck.bench.model import DTYPES, BenchError, BenchSpec, DeviceInfo, Options
+from envcheck.bench.model import DTYPES, BenchError, BenchSpec, Options
+from envcheck.bench.peaks import Peak
 from envcheck.bench.plan import schedule
 from envcheck.bench.run import WorkerInfo
 from envcheck.core.exit import ExitCode, exit_code_for
-from envcheck.core.model import CheckResult, Status, first_line
+from envcheck.core.model import CheckResult, Status
 from envcheck.core.registry import UnknownSelection
 from envcheck.devices import resolve as devices
+from envcheck.devices.model import DeviceInfo
 from envcheck.probes.visible import VISIBLE
 
 if TYPE_CHECKING:
     from envcheck.doctor.runner import ProbeRunner
-    from envcheck.probes.nvml.inventory import NvmlState
     from envcheck.probes.torch import TorchInfo
     from envcheck.spec import LabSpec
     from envcheck.spec.bench import BenchVerdict
@@ -57,9 +56,6 @@ if TYPE_CHECKING:
 #: The doctor checks that decide whether a GPU can be benchmarked at all: the torch build has kernels
 #: for the card, and no other process holds most of its memory.
 PREFLIGHT_IDS = ("torch.arch", "gpu.memory")
-#: What the probes behind the bench (the torch child, NVML, the preflight checks) may take together. The
-#: torch child itself stops at 40 s (ENVCHECK_TORCH_TIMEOUT changes that), so a hung import ends there.
-PROBE_DEADLINE_S = 60.0
 
 
 def split_list(text: str | None) -> tuple[str, ...]:
@@ -69,7 +65,7 @@ def split_list(text: str | None) -> tuple[str, ...]:
 def select_specs(only: str | None) -> list[BenchSpec]:
     """``--only`` (ids or family names) as benchmarks in suite order; an unknown name is exit 2."""
     try:
-        return registry.select(split_list(only))
+        return model.select(split_list(only))
     except UnknownSelection as exc:
         raise BenchError(str(exc), ExitCode.USAGE) from None
 
@@ -94,7 +90,7 @@ class BenchRequest:
     quick: bool = False
     baseline: Mapping[str, Any] | None = None
     baseline_path: str | None = None
-    threshold: float = comparing.DEFAULT_THRESHOLD
+    threshold: float = compare.DEFAULT_THRESHOLD
     lab: LabSpec | None = None
     spec_path: str | None = None
     #: One device after another (one worker at a time), as envcheck 0.2 did, instead of all at once.
@@ -109,7 +105,7 @@ class BenchRequest:
         dtype: str | None = None,
         quick: bool = False,
         baseline_path: str | None = None,
-        threshold: float = comparing.DEFAULT_THRESHOLD,
+        threshold: float = compare.DEFAULT_THRESHOLD,
         spec_path: str | None = None,
         serial: bool = False,
     ) -> BenchRequest:
@@ -122,9 +118,9 @@ class BenchRequest:
             raise BenchError(f"--threshold must be between 0 and 1 (a fraction), not {threshold}", ExitCode.USAGE)
         request = devices.parse(device)
         try:
-            baseline = comparing.load_baseline(baseline_path) if baseline_path else None
+            baseline = compare.load_baseline(baseline_path) if baseline_path else None
             lab = load_spec(spec_path) if spec_path else None
-        except (comparing.BaselineError, SpecError) as exc:
+        except (compare.BaselineError, SpecError) as exc:
             raise BenchError(str(exc), ExitCode.USAGE) from None
         return cls(
             request,
@@ -194,6 +190,18 @@ class BenchReport:
     torch: TorchInfo | None = None
     #: How each device's worker process went.
     workers: tuple[WorkerInfo, ...] = ()
+    #: Each result as the envcheck.bench/1 document states it, made once (None: from ``results``): the
+    #: comparison, the lab spec's judge and the document all read these.
+    figures: tuple[dict[str, Any], ...] = field(default=None)  # type: ignore[assignment]
+    #: Each device's datasheet entry by its label, looked up once (None: from ``devices``): the workers
+    #: figured their fractions of peak from the same entry.
+    datasheets: Mapping[str, Peak | None] = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.figures is None:
+            object.__setattr__(self, "figures", tuple(r.to_json() for r in self.results))
+        if self.datasheets is None:
+            object.__setattr__(self, "datasheets", peaks.by_device(self.devices))
 
     def statuses(self) -> list[Status]:
         """Every verdict of the run: each case (a slow sibling fails), each preflight check, each
@@ -225,37 +233,35 @@ def run_bench(
     gpus_wanted = request.device.may_use_gpus
     # A CPU bench never starts CUDA, so its torch child need not either: hiding the GPUs from it keeps a
     # wedged driver from holding a CPU benchmark up for the child's whole time limit.
-    probes = ProbeRunner(env if gpus_wanted else {**env, VISIBLE: ""}, PROBE_DEADLINE_S)
+    probes = ProbeRunner(env if gpus_wanted else {**env, VISIBLE: ""}, devices.PROBE_DEADLINE_S)
     probes.start("torch")
     if gpus_wanted:
         probes.start("nvml")
-    torch_info = torch_from(probes)
-    torch_ready(torch_info, gpus=gpus_wanted)
-    nvml = nvml_from(probes) if gpus_wanted else None
-    chosen = devices.from_probe(request.device, torch_info, nvml=nvml, env=env)
-    devices_ready(torch_info, chosen)
+    chosen, torch_info = devices.from_probes(request.device, probes.get, env)
     if request.baseline is not None:
         ids, names = [s.id for s in request.specs], [d.name for d in chosen]
         try:
-            comparing.precheck(request.baseline, ids, names, path=str(request.baseline_path))
-        except comparing.BaselineError as exc:
+            compare.precheck(request.baseline, ids, names, path=str(request.baseline_path))
+        except compare.BaselineError as exc:
             raise BenchError(str(exc), ExitCode.USAGE) from None
 
     suite_started = time.monotonic()
     cpus = None if all(d.is_cuda for d in chosen) else contention.Cpus.here()
     checks = preflight(probes, chosen, cpus)
-    jobs = schedule(list(request.specs), chosen, request.benchmark_options, env=env)
-    suite = fanout.run(jobs, progress=progress, env=env, serial=request.serial)
+    datasheets = peaks.by_device(chosen)
+    jobs = schedule(list(request.specs), chosen, request.benchmark_options, env=env, datasheets=datasheets)
+    suite = run.run(jobs, progress=progress, env=env, serial=request.serial)
     wall_s = time.monotonic() - suite_started
     results = tuple(flag_slow_siblings(suite.results))
-    described = {d.name: d for d in suite.devices}
+    figures = tuple(r.to_json() for r in results)
+    measured = {d.name: d for d in suite.devices}
     return BenchReport(
         request=request,
-        devices=tuple(described.get(d.name, d) for d in chosen),
+        devices=tuple(measured.get(d.name, d) for d in chosen),
         results=results,
         preflight=checks,
-        comparison=_compare(request, results),
-        spec_verdicts=_judge(request, results),
+        comparison=_compare(request, figures),
+        spec_verdicts=_judge(request, figures),
         generated_at=generated_at,
         duration_s=time.monotonic() - started,
         wall_s=wall_s,
@@ -264,61 +270,9 @@ def run_bench(
         container=read_container(env).kind,
         torch=torch_info,
         workers=tuple(suite.workers),
+        figures=figures,
+        datasheets=datasheets,
     )
-
-
-def torch_from(probes: ProbeRunner) -> TorchInfo:
-    from envcheck.core.probing import ProbeFailed, ProbeTimeout
-
-    try:
-        info: TorchInfo = probes.get("torch")
-    except (ProbeTimeout, ProbeFailed) as exc:
-        raise BenchError(f"torch could not be checked: {first_line(exc)}", ExitCode.FAILED) from None
-    return info
-
-
-def torch_ready(info: TorchInfo, *, gpus: bool) -> None:
-    """Refuse to start the bench's workers when importing torch in the child did not end well: one line naming
-    what happened there (the exception, the signal, or the step that hung). After a clean import, a
-    CUDA start that crashed or hung only matters to a bench that would start CUDA too."""
-    if info.status == "ok":
-        return
-    if info.status == "not_installed":
-        raise BenchError("torch is not installed; `envcheck doctor` says which build to install", ExitCode.FAILED)
-    imported = info.import_s is not None
-    if imported and not gpus:
-        return
-    detail = first_line(info.error)
-    if info.status != "import_error" and "child" not in detail:  # a crash or a hang: say it was not envcheck
-        detail += ", in a child process"
-    what = "used" if imported else "imported"
-    raise BenchError(f"torch cannot be {what} ({detail}); `envcheck doctor` says why", ExitCode.FAILED)
-
-
-def devices_ready(info: TorchInfo, chosen: list[DeviceInfo]) -> None:
-    """A chosen GPU on which the child's 64×64 test matmul raised (a bad PYTORCH_CUDA_ALLOC_CONF, a GPU
-    in a bad state) would crash every case: say so once instead."""
-    by_index = {d.index: d for d in info.devices}
-    for dev in chosen:
-        child = by_index.get(dev.index) if dev.is_cuda else None
-        error = child and (child.error or child.matmul_error)
-        if error:
-            raise BenchError(
-                f"{dev.name} cannot run torch's test matmul ({first_line(error)}, in a child process); "
-                "`envcheck doctor` says why",
-                ExitCode.FAILED,
-            )
-
-
-def nvml_from(probes: ProbeRunner) -> NvmlState | None:
-    """NVML's view, for the GPUs' identity; None where NVML does not answer (identity then unknown)."""
-    from envcheck.core.probing import ProbeFailed, ProbeTimeout
-
-    try:
-        state: NvmlState = probes.get("nvml")
-    except (ProbeTimeout, ProbeFailed):
-        return None
-    return state
 
 
 def preflight(probes: ProbeRunner, chosen: list[DeviceInfo], cpus: contention.Cpus | None) -> tuple[CheckResult, ...]:
@@ -341,20 +295,20 @@ def preflight(probes: ProbeRunner, chosen: list[DeviceInfo], cpus: contention.Cp
     return run_doctor(request, runner=probes).results
 
 
-def _compare(request: BenchRequest, results: tuple[BenchResult, ...]) -> Comparison | None:
+def _compare(request: BenchRequest, figures: tuple[dict[str, Any], ...]) -> Comparison | None:
     if request.baseline is None:
         return None
     path = str(request.baseline_path)
     try:
-        deltas = comparing.compare([r.to_json() for r in results], request.baseline, request.threshold, path=path)
-    except comparing.BaselineError as exc:  # every shared figure was skipped or failed
+        deltas = compare.compare(list(figures), request.baseline, request.threshold, path=path)
+    except compare.BaselineError as exc:  # every shared figure was skipped or failed
         return Comparison(path, request.threshold, (), str(exc))
     return Comparison(path, request.threshold, tuple(deltas))
 
 
-def _judge(request: BenchRequest, results: tuple[BenchResult, ...]) -> tuple[BenchVerdict, ...] | None:
+def _judge(request: BenchRequest, figures: tuple[dict[str, Any], ...]) -> tuple[BenchVerdict, ...] | None:
     if request.lab is None:
         return None
     from envcheck.spec.bench import judge_bench
 
-    return tuple(judge_bench(request.lab, [r.to_json() for r in results]))
+    return tuple(judge_bench(request.lab, list(figures)))

@@ -22,11 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from envcheck.bench import common, contention, peaks
+from envcheck.bench import common, contention
 from envcheck.bench.contention import Contention
 from envcheck.bench.harness import Budget, CpuTimer, CudaEventTimer, Measurement, Timer, measure
-from envcheck.bench.model import BenchSpec, Check, DeviceInfo, Options, Plan, Unsupported, Workload
+from envcheck.bench.model import BenchSpec, Check, Options, Plan, Unsupported, Workload
+from envcheck.bench.peaks import Peak
 from envcheck.core.model import Status, error_line
+from envcheck.devices.model import DeviceInfo
 
 #: Halvings tried after an out-of-memory error before a case is skipped.
 OOM_RETRIES = 2
@@ -170,11 +172,13 @@ def unit_for(work_unit: str, dev: DeviceInfo) -> tuple[str, float]:
     return "images/s", 1.0
 
 
-def figure(wl: Workload, m: Measurement, dev: DeviceInfo) -> tuple[float, str, float | None, float | None, str | None]:
-    """The value from the median step time, and its fraction of the datasheet peak where the card is known."""
+def figure(
+    wl: Workload, m: Measurement, dev: DeviceInfo, entry: Peak | None
+) -> tuple[float, str, float | None, float | None, str | None]:
+    """The value from the median step time, and its fraction of the datasheet peak where the card is known
+    (``entry``: the device's datasheet entry, looked up once per run, envcheck.bench.peaks.by_device)."""
     unit, divisor = unit_for(wl.work_unit, dev)
     value = wl.work_per_step / m.median_s / divisor
-    entry = peaks.lookup(dev.model) if dev.is_cuda else None
     peak = entry.for_key(wl.peak_key) if entry and wl.peak_key else None
     # peaks are in TFLOP/s and GB/s, the same units as the value on a GPU
     fraction = round(value / peak, 4) if peak else None
@@ -182,7 +186,7 @@ def figure(wl: Workload, m: Measurement, dev: DeviceInfo) -> tuple[float, str, f
 
 
 def timer_for(dev: DeviceInfo) -> Timer:
-    return CudaEventTimer(dev.name) if dev.is_cuda else CpuTimer()
+    return CudaEventTimer(dev.torch_device) if dev.is_cuda else CpuTimer()
 
 
 def free_memory(dev: DeviceInfo) -> None:
@@ -192,7 +196,7 @@ def free_memory(dev: DeviceInfo) -> None:
         import torch
 
         try:
-            torch.cuda.synchronize(dev.name)
+            torch.cuda.synchronize(dev.torch_device)
             torch.cuda.empty_cache()
         except RuntimeError:
             # A sticky CUDA error (illegal address, Xid) surfaces here again; the case that caused it has
@@ -206,10 +210,12 @@ def run_plan(
     dev: DeviceInfo,
     budget: Budget,
     *,
+    datasheet: Peak | None = None,
     timer: Timer | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> BenchResult:
-    """Build, warm up, time and check one case; out-of-memory shrinks it, any other error is its result."""
+    """Build, warm up, time and check one case; out-of-memory shrinks it, any other error is its result.
+    ``datasheet``: the device's entry, for the fraction of peak (None: not in the table, or a CPU)."""
     started = clock()
     base = {"id": spec.id, "label": plan.label, "device": dev.name, "device_model": dev.model, "dtype": plan.dtype}
     if plan.skip or plan.build is None:
@@ -238,7 +244,7 @@ def run_plan(
             )
         wl, m, check = outcome
         try:
-            value, unit, peak, fraction, source = figure(wl, m, dev)
+            value, unit, peak, fraction, source = figure(wl, m, dev, datasheet)
         except Exception as exc:  # noqa: BLE001 - a bug in the arithmetic must not end the suite
             return BenchResult(
                 case=wl.case,
@@ -345,12 +351,19 @@ class Progress:
     finished: Callable[[BenchResult], None] = lambda result: None
 
 
-def watched(spec: BenchSpec, plan: Plan, dev: DeviceInfo, budget: Budget, cpus: contention.Cpus | None) -> BenchResult:
+def watched(
+    spec: BenchSpec,
+    plan: Plan,
+    dev: DeviceInfo,
+    budget: Budget,
+    cpus: contention.Cpus | None,
+    datasheet: Peak | None = None,
+) -> BenchResult:
     """One case; on a CPU, with the other processes' CPU use over the time it ran."""
     if cpus is None:
-        return run_plan(spec, plan, dev, budget)
+        return run_plan(spec, plan, dev, budget, datasheet=datasheet)
     before = contention.sample(cpus)
-    result = run_plan(spec, plan, dev, budget)
+    result = run_plan(spec, plan, dev, budget, datasheet=datasheet)
     if result.status is Status.SKIP:
         return result
     return replace(result, contention=contention.between(before, contention.sample(cpus), cpus))

@@ -13,7 +13,8 @@ import warnings
 import zlib
 from typing import TYPE_CHECKING, Any
 
-from envcheck.bench.model import Check, DeviceInfo
+from envcheck.bench.model import Check
+from envcheck.devices.model import DeviceInfo
 
 if TYPE_CHECKING:
     import torch
@@ -147,7 +148,7 @@ def synchronize(dev: DeviceInfo) -> None:
     import torch
 
     if dev.is_cuda:
-        torch.cuda.synchronize(dev.name)
+        torch.cuda.synchronize(dev.torch_device)
 
 
 def fmt_shape(*dims: Any) -> str:

@@ -1,5 +1,11 @@
-"""Execute: one device's cases, in this process. A bench worker (envcheck.bench.worker) runs this for
-its one device; tests and tools that want no subprocess call :func:`run_device`.
+"""Execute: one device's job, in this process. A bench worker (envcheck.bench.worker) runs
+:func:`run_job` for its one device; tests call the same function in their own process.
+
+The parent planned the job (envcheck.bench.plan): which cases, in which order. A plan's ``build`` is a
+closure and cannot travel, so :func:`ready_cases` asks each benchmark's plan function again for the
+builds, over the description the parent planned from (pinned: the torch device is this process's), and
+takes the parent's cases from them by label. The answer is the parent's plan by construction; nothing is
+decided again here.
 
 torch's process-wide flags. TF32 (``torch.backends.cuda.matmul.allow_tf32`` and its cuDNN twin) and
 cuDNN's benchmark mode belong to the whole process, so they are set here, by the process that runs the
@@ -21,9 +27,12 @@ from typing import Any
 
 from envcheck.bench import case as runner
 from envcheck.bench import common, contention
-from envcheck.bench.case import BenchResult, Progress
+from envcheck.bench.case import BenchResult
 from envcheck.bench.harness import Budget
-from envcheck.bench.model import BENCHMARKS, BenchSpec, DeviceInfo, Options, Plan
+from envcheck.bench.model import BENCHMARKS, BenchSpec, Plan, Workload
+from envcheck.bench.peaks import Peak
+from envcheck.bench.plan import Job
+from envcheck.devices.model import DeviceInfo
 
 
 @dataclass(frozen=True)
@@ -40,10 +49,45 @@ class Case:
         return self.plan.dtype == "tf32" and self.plan.build is not None and not self.plan.skip
 
 
-def plan_cases(specs: Sequence[BenchSpec], dev: DeviceInfo, opts: Options) -> list[Case]:
-    """Every case of ``specs`` on ``dev``, in suite order."""
-    plans = [(spec, plan) for spec in specs for plan in runner.plans_for(spec, dev, opts)]
-    return [Case(i, spec, plan) for i, (spec, plan) in enumerate(plans)]
+def ready_cases(job: Job, specs: Sequence[BenchSpec]) -> list[Case]:
+    """The parent's cases of ``job`` at their suite positions, with the builds of its benchmarks' plans over
+    the parent's description (:meth:`DeviceInfo.pinned`: the sizes the parent planned, on this process's
+    CUDA device). A case the plan function no longer offers (a benchmark whose plans are not a function of
+    the description: a bug) becomes that case's error, not a silently shorter suite."""
+    dev = job.device.pinned()
+    by_id = {spec.id: spec for spec in specs}
+    offered = {(spec.id, plan.label): plan for spec in specs for plan in runner.plans_for(spec, dev, job.options)}
+    cases = []
+    for position, (bench_id, label) in enumerate(job.cases):
+        plan = offered.get((bench_id, label)) or Plan(label, None, _not_offered(bench_id, label))
+        cases.append(Case(position, by_id[bench_id], plan))
+    return cases
+
+
+def _not_offered(bench_id: str, label: str) -> Callable[[float], Workload]:
+    def build(scale: float) -> Workload:
+        raise RuntimeError(f"{bench_id} no longer offers the case {label!r} its parent planned (a bug in envcheck)")
+
+    return build
+
+
+def run_job(
+    job: Job,
+    dev: DeviceInfo,
+    specs: Sequence[BenchSpec] | None = None,
+    *,
+    cpus: contention.Cpus | None = None,
+    ready: Callable[[list[Case]], None] = lambda cases: None,
+    started: Callable[[Case, int, int], None] = lambda case, i, n: None,
+    finished: Callable[[Case, BenchResult], None] = lambda case, result: None,
+) -> tuple[list[Case], dict[int, BenchResult]]:
+    """Run ``job`` on ``dev`` (the parent's description with what this process measured, pinned): its cases
+    (:func:`ready_cases`; ``ready`` is told them before the first runs) and their results by position.
+    ``specs``: the job's benchmarks (None: the registered ones its ids name)."""
+    cases = ready_cases(job, specs_for(job.benchmarks) if specs is None else specs)
+    ready(cases)
+    results = run_cases(cases, dev, job.budget, cpus=cpus, datasheet=job.datasheet, started=started, finished=finished)
+    return cases, results
 
 
 def flag_groups(cases: Sequence[Case]) -> list[tuple[bool, list[Case]]]:
@@ -58,11 +102,13 @@ def run_cases(
     budget: Budget,
     *,
     cpus: contention.Cpus | None = None,
+    datasheet: Peak | None = None,
     started: Callable[[Case, int, int], None] = lambda case, i, n: None,
     finished: Callable[[Case, BenchResult], None] = lambda case, result: None,
 ) -> dict[int, BenchResult]:
     """Run ``cases`` on ``dev`` grouped by the flags they need; results by their suite position. A
-    case's exception is its result (runner.run_plan); KeyboardInterrupt ends the run."""
+    case's exception is its result (runner.run_plan); KeyboardInterrupt ends the run. ``datasheet``: the
+    device's entry, for each figure's fraction of peak."""
     results: dict[int, BenchResult] = {}
     done = 0
     cpus = None if dev.is_cuda else cpus
@@ -73,7 +119,8 @@ def run_cases(
                 started(case, done, len(cases))
                 # each shape of a sweep only has to find the best: a third of a case's time
                 shape = replace(budget, measure_s=budget.measure_s * runner.SWEEP_FRACTION)
-                result = runner.watched(case.spec, case.plan, dev, shape if case.spec.best_of else budget, cpus)
+                chosen = shape if case.spec.best_of else budget
+                result = runner.watched(case.spec, case.plan, dev, chosen, cpus, datasheet)
                 results[case.position] = result
                 done += 1
                 finished(case, result)
@@ -113,33 +160,6 @@ def _by_benchmark(planned: list[Entry]) -> Iterator[tuple[str, list[Entry]]]:
         yield bench_id, list(group)
 
 
-def run_device(
-    specs: Sequence[BenchSpec],
-    dev: DeviceInfo,
-    opts: Options,
-    *,
-    budgets: dict[tuple[str, bool], Budget] | None = None,
-    cpus: contention.Cpus | None = None,
-    progress: Progress | None = None,
-) -> list[BenchResult]:
-    """Every case of ``specs`` on ``dev`` in this process, merged in suite order (what a worker does,
-    without the worker)."""
-    progress = progress or Progress()
-    budget = (budgets or runner.BUDGETS)[(dev.kind, opts.quick)]
-    if cpus is None and not dev.is_cuda:
-        cpus = contention.Cpus.here()
-    cases = plan_cases(specs, dev, opts)
-    results = run_cases(
-        cases,
-        dev,
-        budget,
-        cpus=cpus,
-        started=lambda case, i, n: progress.started(i, n, case.spec.id, case.plan.label, dev.name),
-        finished=lambda case, result: progress.finished(result),
-    )
-    return merge(entries(cases), results)
-
-
 def specs_for(ids: Sequence[str]) -> list[BenchSpec]:
     """The registered benchmarks of a job, by id."""
     BENCHMARKS.load()
@@ -152,4 +172,4 @@ def _device_context(dev: DeviceInfo) -> Any:
         return contextlib.nullcontext()
     import torch
 
-    return torch.cuda.device(dev.index)
+    return torch.cuda.device(dev.cuda_index)

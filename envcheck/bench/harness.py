@@ -157,10 +157,6 @@ class Measurement:
     def noisy(self) -> bool:
         return self.relative_iqr > NOISY_RELATIVE_IQR
 
-    @property
-    def total_steps(self) -> int:
-        return len(self.samples_s) * self.steps_per_sample
-
     def to_json(self) -> dict[str, Any]:
         return {
             "median_s": self.median_s,

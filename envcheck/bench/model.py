@@ -17,6 +17,7 @@ from typing import Any
 
 from envcheck.core.errors import CommandError
 from envcheck.core.registry import Registry, UnknownSelection
+from envcheck.devices.model import DeviceInfo
 
 #: The dtypes ``--dtype`` accepts, in display order.
 DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8")
@@ -27,67 +28,6 @@ WORK_UNITS = {"flop", "byte", "image"}
 
 #: The bench cannot run as asked (one line and its exit code): the one command error of every command.
 BenchError = CommandError
-
-
-@dataclass(frozen=True)
-class DeviceInfo:
-    """What a benchmark needs to know to size and skip its cases; plain data, resolved once per device
-    (envcheck.devices.resolve) and passed down as this object, never re-read from its ``name``.
-
-    ``free_bytes`` is what this process may still allocate there: free GPU memory, or on the CPU the
-    available RAM capped by the cgroup's memory limit (a container's limit is where the OOM killer
-    strikes, not the host's RAM). ``uuid`` and ``pci_bus_id`` are NVML's, so that a figure can be tied to
-    the physical card whatever ``CUDA_VISIBLE_DEVICES`` renumbered; None where NVML cannot say."""
-
-    name: str  # "cpu", "cuda:0": the torch device string, made from ``index`` once
-    kind: str  # "cpu" or "cuda"
-    model: str  # "NVIDIA H100 80GB HBM3", or the CPU model
-    index: int | None = None
-    capability: tuple[int, int] | None = None
-    total_bytes: int | None = None
-    free_bytes: int | None = None
-    l2_bytes: int | None = None
-    multiprocessors: int | None = None
-    threads: int | None = None
-    uuid: str | None = None
-    pci_bus_id: str | None = None
-
-    @property
-    def is_cuda(self) -> bool:
-        return self.kind == "cuda"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "model": self.model,
-            "index": self.index,
-            "capability": ".".join(map(str, self.capability)) if self.capability else None,
-            "total_bytes": self.total_bytes,
-            "free_bytes": self.free_bytes,
-            "l2_bytes": self.l2_bytes,
-            "multiprocessors": self.multiprocessors,
-            "threads": self.threads,
-            "uuid": self.uuid,
-            "pci_bus_id": self.pci_bus_id,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> DeviceInfo:
-        """Back from :meth:`to_json`: a device travels to its bench worker, described, and back this way."""
-        capability = data.get("capability")
-        major, _, minor = (capability or "").partition(".")
-        fields = {k: data.get(k) for k in ("index", "total_bytes", "free_bytes", "l2_bytes", "multiprocessors")}
-        return cls(
-            data["name"],
-            data["kind"],
-            data["model"],
-            capability=(int(major), int(minor)) if capability else None,
-            threads=data.get("threads"),
-            uuid=data.get("uuid"),
-            pci_bus_id=data.get("pci_bus_id"),
-            **fields,
-        )
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,12 @@ A10, and a MIG slice ("... MIG 1g.10gb") has a fraction of the whole card's peak
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from envcheck.devices.model import DeviceInfo
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,14 @@ class Peak:
         if key == "memory":
             return self.memory_gbs
         return self.tflops.get(key)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Peak:
+        """Back from :meth:`to_json`: the entry travels to a bench worker in its job."""
+        return cls(data["model"], tuple(data["names"]), dict(data["tflops"]), data["memory_gbs"], data["source"])
 
 
 _A100 = {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0}  # A100 datasheet: TF32 312*, BF16/FP16 624*
@@ -165,3 +178,9 @@ def lookup(device_name: str | None) -> Peak | None:
     if not device_name:
         return None
     return _BY_NAME.get(_norm(device_name))
+
+
+def by_device(devices: Iterable[DeviceInfo]) -> dict[str, Peak | None]:
+    """Each device's entry by its label, looked up once per run (a CPU has none): the workers figure their
+    fractions of peak from it, and the report names it."""
+    return {d.name: lookup(d.model) if d.is_cuda else None for d in devices}

@@ -1,17 +1,17 @@
 """Plan: a bench request and its resolved devices become a schedule, one :class:`Job` per device.
 
 A job is plain data that travels to its bench worker as JSON (envcheck.bench.worker): the device as
-the parent resolved it (the name, UUID and PCI bus id the report shows), the benchmarks to run, the
-cases the parent expects, the options, the time budget of a case, the ``CUDA_VISIBLE_DEVICES`` that
-pins the worker to its GPU, and the worker's deadlines. Planning runs the benchmarks' own plan
-functions on the parent's view of the device (no torch is imported for it), so the parent knows how
-many cases each device has before any worker starts, and a device with none gets no worker at all.
-The worker plans again with its own, fuller description (free memory as its CUDA context leaves it,
-the L2 size) and reports the cases it will really run: where memory changes a size, its labels win.
+the parent described it (the name, UUID and PCI bus id the report shows), the benchmarks to run, the
+cases, the options, the time budget of a case, the device's datasheet entry, the
+``CUDA_VISIBLE_DEVICES`` that pins the worker to its GPU, and the worker's deadlines. Planning runs the
+benchmarks' own plan functions on the parent's description (no torch is imported for it), once: the
+parent knows every device's cases before any worker starts (a device with none gets no worker at all,
+and a worker that dies early leaves each of them its error), and the worker runs exactly these
+(envcheck.bench.execute.ready_cases).
 
 Deadlines. A worker is judged hung when it goes silent for longer than its current step may take:
-:func:`startup_deadline` until it has described its device and planned (importing torch and starting
-CUDA), then :func:`case_deadline` from the start of each case. The deadline moves with the worker
+envcheck.devices.resolve.startup_deadline until its cases are ready (importing torch, starting CUDA,
+measuring the device), then :func:`case_deadline` from the start of each case. The deadline moves with the worker
 because the whole schedule's sum (dozens of cases of a minute's allowance each) would let a worker
 stuck in its first case hold its GPU, and the report, for half an hour; a deadline per step catches it
 within about a minute and names the case.
@@ -24,34 +24,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from envcheck.bench import case as runner
+from envcheck.bench import case, peaks
 from envcheck.bench.harness import Budget
-from envcheck.bench.model import BenchSpec, DeviceInfo, Options
+from envcheck.bench.model import BenchSpec, Options
+from envcheck.bench.peaks import Peak
 from envcheck.devices import resolve as devices
+from envcheck.devices.model import DeviceInfo
 
 #: What a case may take on top of its timed budget (warm-up and measurement, once per out-of-memory
 #: retry): allocating and filling its inputs, the float64 check of the answer (seconds for the largest
 #: matmul), cuDNN's autotuning, and the first use of a library in the process (cuBLAS and cuDNN handles,
 #: lazily loaded kernels). A healthy case never comes near it; a hung kernel or a wedged driver does.
 CASE_SETUP_S = 60.0
-#: On top of twice the torch child's own limit for the same steps (importing torch, starting CUDA):
-#: describing the device and planning. Twice, because every worker of a node imports torch at the same
-#: time, sharing the disk (often a network filesystem) and the CPUs.
-STARTUP_EXTRA_S = 10.0
 
 
 def case_deadline(budget: Budget) -> float:
     """Seconds one case may take, from its start, before its worker is judged hung."""
-    return round((budget.warmup_s + budget.measure_s) * (runner.OOM_RETRIES + 1) + CASE_SETUP_S, 1)
-
-
-def startup_deadline(env: Mapping[str, str]) -> float:
-    """Seconds a worker may take to import torch, start CUDA, describe its device and plan. It follows
-    ``ENVCHECK_TORCH_TIMEOUT``, the limit the doctor's torch child has for the same steps (40 s by default:
-    90 s here)."""
-    from envcheck.probes.torch import child_timeout
-
-    return 2 * child_timeout(env) + STARTUP_EXTRA_S
+    return round((budget.warmup_s + budget.measure_s) * (case.OOM_RETRIES + 1) + CASE_SETUP_S, 1)
 
 
 @dataclass(frozen=True)
@@ -69,6 +58,8 @@ class Job:
     visible: str
     startup_s: float
     case_s: float
+    #: The device's datasheet entry (envcheck.bench.peaks.by_device), looked up once in the parent.
+    datasheet: Peak | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,6 +74,7 @@ class Job:
             "visible": self.visible,
             "startup_s": self.startup_s,
             "case_s": self.case_s,
+            "datasheet": self.datasheet.to_json() if self.datasheet else None,
         }
 
     @classmethod
@@ -98,6 +90,7 @@ class Job:
             data["visible"],
             float(data["startup_s"]),
             float(data["case_s"]),
+            Peak.from_json(data["datasheet"]) if data.get("datasheet") else None,
         )
 
 
@@ -108,12 +101,15 @@ def schedule(
     *,
     env: Mapping[str, str],
     budgets: Mapping[tuple[str, bool], Budget] | None = None,
+    datasheets: Mapping[str, Peak | None] | None = None,
 ) -> list[Job]:
-    """One job per device that has at least one case, in the devices' order."""
-    budgets = budgets or runner.BUDGETS
+    """One job per device that has at least one case, in the devices' order. ``datasheets``: each device's
+    entry by label (None: looked up here, envcheck.bench.peaks.by_device)."""
+    budgets = budgets or case.BUDGETS
+    datasheets = peaks.by_device(chosen) if datasheets is None else datasheets
     jobs = []
     for dev in chosen:
-        cases = tuple((spec.id, plan.label) for spec in specs for plan in runner.plans_for(spec, dev, opts))
+        cases = tuple((spec.id, plan.label) for spec in specs for plan in case.plans_for(spec, dev, opts))
         if not cases:
             continue
         budget = budgets[(dev.kind, opts.quick)]
@@ -125,8 +121,9 @@ def schedule(
                 opts,
                 budget,
                 devices.pin(dev, env),
-                startup_deadline(env),
+                devices.startup_deadline(env),
                 case_deadline(budget),
+                datasheets.get(dev.name),
             )
         )
     return jobs

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from envcheck.bench import peaks
 from envcheck.bench.app import BenchReport
-from envcheck.bench.model import DeviceInfo
+from envcheck.bench.peaks import Peak
 from envcheck.core.model import Status, counts, to_jsonable, worst
 from envcheck.core.report import BENCH_SCHEMA, GpuIdentity, HostIdentity, envelope
+from envcheck.devices.model import DeviceInfo
 
 if TYPE_CHECKING:
     from envcheck.probes.torch import TorchInfo
@@ -38,12 +38,12 @@ def bench_document(report: BenchReport) -> dict[str, Any]:
             "interrupted": report.interrupted,
             "options": report.request.describe(),
             "torch": _torch(report.torch),
-            "devices": [_device(d) for d in report.devices],
+            "devices": [_device(d, report.datasheets.get(d.name)) for d in report.devices],
             "preflight": [c.to_json() for c in report.preflight],
             # Kept for readers of envcheck.bench/1; the preflight's checks always load now, so nothing is
             # ever missing from it.
             "preflight_note": None,
-            "results": [r.to_json() for r in report.results],
+            "results": list(report.figures),
             # One process per device ran its cases: how each went (an error names why that device's
             # remaining cases are errors).
             "workers": [w.to_json() for w in report.workers],
@@ -76,8 +76,7 @@ def _torch(info: TorchInfo | None) -> dict[str, Any] | None:
     return None if info is None else {name: getattr(info, name, None) for name in TORCH_FIELDS}
 
 
-def _device(d: DeviceInfo) -> dict[str, Any]:
-    entry = peaks.lookup(d.model) if d.is_cuda else None
+def _device(d: DeviceInfo, entry: Peak | None) -> dict[str, Any]:
     return {**d.to_json(), "datasheet": entry.model if entry else None, "peak_source": entry.source if entry else None}
 
 

@@ -31,10 +31,11 @@ from typing import Any
 from envcheck.bench import execute
 from envcheck.bench.case import BenchResult, Progress
 from envcheck.bench.execute import Entry
-from envcheck.bench.model import BENCHMARKS, DeviceInfo
+from envcheck.bench.model import BENCHMARKS
 from envcheck.bench.plan import Job
 from envcheck.core.model import Status
 from envcheck.core.workers import JobChild, WorkerInfo, ended_words, supervise, worker_infos
+from envcheck.devices.model import DeviceInfo
 
 
 @dataclass(frozen=True)

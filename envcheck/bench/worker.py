@@ -6,15 +6,17 @@ conditions, a node's suite takes the time of one GPU, and a case that crashes th
 (SIGSEGV in a kernel library), hangs (a wedged driver) or is killed by the OOM killer takes down one
 device's remaining cases, not the run. The parent (envcheck.bench.run) starts the worker through
 envcheck.core.proc, in its own process group, with ``CUDA_VISIBLE_DEVICES`` naming its one GPU: CUDA in
-here sees that card alone, as cuda:0, and the worker reports under the name, UUID and PCI bus id the
-parent gave it.
+here sees that card alone, as cuda:0. The job carries the device as the parent described it and the
+cases the parent planned; the worker adds only what it alone can measure (envcheck.devices.resolve.
+measure_here) and runs those cases (envcheck.bench.execute.run_job), under the parent's label.
 
 Protocol (envcheck.core.workers: every line the parent reads is one marked JSON object) with an ``event``:
 
 * ``stage`` (``import``, ``describe``, ``plan``): the step that might hang or crash comes next;
   ``describe`` carries ``import_s``, how long importing torch took here;
-* ``device``: the device as this process describes it (free memory, L2 size, threads);
-* ``plan``: the cases it will run, ``[benchmark id, label, dtype]`` in suite order;
+* ``device``: the parent's description with what this process measured (free memory under its CUDA
+  context, L2 size, SM count, threads);
+* ``plan``: the parent's cases are ready here, ``[benchmark id, label, dtype]`` in suite order;
 * ``started`` / ``finished``: a case, by its suite ``position``; ``finished`` carries the result
   (runner.BenchResult.to_json, raw samples included);
 * ``error``: the device cannot be benchmarked at all (torch does not import here, CUDA cannot use the
@@ -28,9 +30,7 @@ and its death with the parent come from envcheck.core.workers.start.
 from __future__ import annotations
 
 import json
-import os
 import sys
-from dataclasses import replace
 
 from envcheck.core import workers
 from envcheck.core.model import error_line
@@ -45,37 +45,26 @@ def main(argv: list[str]) -> int:
     from envcheck.bench.plan import Job
 
     job = Job.from_json(json.loads(argv[2]))
-    shown = job.device
 
     from envcheck.bench import contention, execute
     from envcheck.devices import resolve as devices
 
     try:
-        if shown.is_cuda:
-            known = devices.Identity(shown.uuid, shown.pci_bus_id)
-            local = devices.describe_gpu(0, None, os.environ, shown_as=shown.name, known=known)
-        else:
-            local = devices.describe_cpu()
+        # The parent's description, pinned (CUDA's device 0 here), with what only this process can tell.
+        dev = devices.measure_here(job.device.pinned())
     except Exception as exc:  # noqa: BLE001 - a DeviceError, or CUDA failing in any other way
         emit(event="error", error=error_line(exc) if not isinstance(exc, devices.DeviceError) else str(exc))
         return 0
-    # What this process measured, under the name and identity the parent knows the device by.
-    identity = {"name": shown.name, "index": shown.index}
-    described = replace(local, **identity, uuid=shown.uuid, pci_bus_id=shown.pci_bus_id)
-    emit(event="device", device=described.to_json())
+    emit(event="device", device=dev.to_json())
 
     emit(event="stage", stage="plan")
-    cases = execute.plan_cases(execute.specs_for(job.benchmarks), local, job.options)
-    emit(event="plan", cases=[[c.spec.id, c.plan.label, c.plan.dtype] for c in cases])
-    execute.run_cases(
-        cases,
-        local,
-        job.budget,
-        cpus=None if local.is_cuda else contention.Cpus.here(),
+    execute.run_job(
+        job,
+        dev,
+        cpus=None if dev.is_cuda else contention.Cpus.here(),
+        ready=lambda cases: emit(event="plan", cases=[[c.spec.id, c.plan.label, c.plan.dtype] for c in cases]),
         started=lambda case, i, n: emit(event="started", position=case.position),
-        finished=lambda case, result: emit(
-            event="finished", position=case.position, result=replace(result, device=shown.name).to_json()
-        ),
+        finished=lambda case, result: emit(event="finished", position=case.position, result=result.to_json()),
     )
     emit(event="done")
     return 0

@@ -2,8 +2,8 @@
 (the live display is a callback); the report becomes the envcheck.burn/1 document in report.py.
 
 1. The request is checked before anything runs (:meth:`BurnRequest.parse`): one line, exit 2.
-2. Devices are resolved as the bench resolves them, without importing torch here (the doctor's torch child
-   and NVML: envcheck.devices.resolve.from_probe); a CPU burn needs neither.
+2. Devices are resolved as every command resolves them, without importing torch here (the doctor's torch
+   child and NVML: envcheck.devices.resolve.from_probes); a CPU burn needs neither.
 3. One :class:`~envcheck.probes.nvml.telemetry.Sampler` watches every chosen GPU (NVML, about once a second,
    one session) and the host, while one burn worker per device (envcheck.burn.worker, supervised by
    envcheck.core.workers.supervise) loads it. Each worker's throughput reports are stamped
@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from envcheck.bench.model import DeviceInfo
 from envcheck.burn import plan
 from envcheck.burn.plan import BurnJob
 from envcheck.burn.rules import Limits, Timeline, judge, summarize
@@ -36,6 +35,7 @@ from envcheck.core.model import CheckResult, Status, available, fail, ok
 from envcheck.core.units import parse_duration
 from envcheck.core.workers import JobChild, WorkerInfo, supervise, worker_infos
 from envcheck.devices import resolve as devices
+from envcheck.devices.model import DeviceInfo
 from envcheck.probes.nvml.telemetry import DeviceKey, Telemetry
 
 if TYPE_CHECKING:
@@ -43,10 +43,6 @@ if TYPE_CHECKING:
     from envcheck.probes.torch import TorchInfo
     from envcheck.spec import LabSpec
     from envcheck.spec.burn import BurnVerdict
-
-#: What the probes behind device resolution may take together (as for the bench).
-PROBE_DEADLINE_S = 60.0
-
 
 #: A burn that cannot start (one line and its exit code): the one command error of every command.
 BurnError = CommandError
@@ -88,10 +84,7 @@ class BurnRequest:
             raise BurnError(f"--duration {exc}", ExitCode.USAGE) from None
         if dtype is not None and dtype not in plan.DTYPES:
             raise BurnError(f"unknown dtype {dtype!r}; choose from {', '.join(plan.DTYPES)}", ExitCode.USAGE)
-        try:
-            request = devices.parse(device)
-        except CommandError as exc:
-            raise BurnError(str(exc), exc.exit_code) from None
+        request = devices.parse(device)
         try:
             lab = load_spec(spec_path) if spec_path else None
         except SpecError as exc:
@@ -358,24 +351,17 @@ def run_burn(
 
 
 def resolve(request: BurnRequest, env: Mapping[str, str]) -> tuple[list[DeviceInfo], TorchInfo | None]:
-    """The devices to burn, as the bench resolves them: the torch child and NVML, no torch here. A CPU burn
-    asks neither (its worker imports torch and says so if it cannot)."""
+    """The devices to burn, as every command resolves them (envcheck.devices.resolve.from_probes: the torch
+    child and NVML, no torch here). A CPU burn asks neither (its worker imports torch and says so if it
+    cannot)."""
     if not request.device.may_use_gpus:
         return [devices.cpu_here()], None
-    from envcheck.bench import app as bench_app
     from envcheck.doctor.runner import ProbeRunner
 
-    probes = ProbeRunner(env, PROBE_DEADLINE_S)
+    probes = ProbeRunner(env, devices.PROBE_DEADLINE_S)
     probes.start("torch")
     probes.start("nvml")
-    try:
-        torch_info = bench_app.torch_from(probes)
-        bench_app.torch_ready(torch_info, gpus=True)
-        chosen = devices.from_probe(request.device, torch_info, nvml=bench_app.nvml_from(probes), env=env)
-        bench_app.devices_ready(torch_info, chosen)
-    except CommandError as exc:
-        raise BurnError(str(exc), exc.exit_code) from None
-    return chosen, torch_info
+    return devices.from_probes(request.device, probes.get, env)
 
 
 def jobs_for(request: BurnRequest, chosen: Sequence[DeviceInfo], env: Mapping[str, str]) -> list[BurnJob]:
@@ -397,11 +383,9 @@ def jobs_for(request: BurnRequest, chosen: Sequence[DeviceInfo], env: Mapping[st
 
 
 def fanout_startup(env: Mapping[str, str]) -> float:
-    """The bench worker's allowance for importing torch and starting CUDA, and a minute to allocate and fill
-    the working set (most of a GPU's memory)."""
-    from envcheck.bench.plan import startup_deadline
-
-    return startup_deadline(env) + 60.0
+    """A worker's allowance for importing torch and starting CUDA, and a minute to allocate and fill the
+    working set (most of a GPU's memory)."""
+    return devices.startup_deadline(env) + 60.0
 
 
 def _keys(chosen: Sequence[DeviceInfo], sampler: Sampler) -> dict[str, DeviceKey]:
@@ -430,13 +414,11 @@ def report_for(
     limits = limits or Limits()
     by_name = {c.name: c for c in children}
     infos = {i.device: i for i in worker_infos(children, began, lambda c: why_failed(c, interrupted))}
-    models = {c.key: c.the_job.device.model for c in children}
-    timeline = Timeline(
-        samples=telemetry.samples,
-        throughput=telemetry.values,
+    timeline = Timeline.from_telemetry(
+        telemetry,
         mismatches={c.key: c.mismatched for c in children},
         checked={c.key: c.compared for c in children if c.compared},
-        models={**models, **{g.index: g.name for g in telemetry.gpus if available(g.name)}},
+        models={c.key: c.the_job.device.model for c in children},
     )
     verdicts = [*judge(timeline, limits), worker_verdict(children, interrupted=interrupted)]
     if request.lab is not None and request.lab.burn is not None and request.lab.burn.allow_throttle:

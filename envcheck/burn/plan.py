@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from envcheck.bench.model import DeviceInfo
+from envcheck.devices.model import DeviceInfo
 
 #: ``--dtype``: what the matmuls compute in. bf16 is the default on a GPU (what training runs in, and the
 #: tensor cores' full load); a CPU burn computes in fp32 (CPUs have no fast bf16 path to speak of).

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from envcheck.core.calls import BUG_FIX, Outcome
 from envcheck.core.model import CheckResult, Status, Verdict, available, fail, first_line, ok, skip, warn
 from envcheck.core.registry import Registry
 from envcheck.core.units import clock
@@ -89,16 +90,19 @@ class Timeline:
         *,
         mismatches: Mapping[DeviceKey, int] | None = None,
         checked: Mapping[DeviceKey, int] | None = None,
+        models: Mapping[DeviceKey, str] | None = None,
         unit: str = "TFLOP/s",
     ) -> Timeline:
-        """A sampler's telemetry, its recorded values as the throughput, and the workers' result checks."""
-        models = {g.index: g.name for g in telemetry.gpus if available(g.name)}
+        """What a burn saw: a sampler's telemetry, its recorded values as the throughput, the workers' result
+        checks, and each device's model (``models``: the workers' devices; NVML's name wins for a GPU it
+        watched)."""
+        named = {g.index: g.name for g in telemetry.gpus if available(g.name)}
         return cls(
             samples=telemetry.samples,
             throughput=telemetry.values,
             mismatches=mismatches or {},
             checked=checked or {},
-            models=models,
+            models={**(models or {}), **named},
             unit=unit,
         )
 
@@ -175,17 +179,23 @@ def rule(rule_id: str, title: str) -> Callable[[Callable[[Timeline, Limits], Ver
 
 
 def judge(timeline: Timeline, limits: Limits | None = None) -> list[CheckResult]:
-    """Every rule over the timeline, in order. A rule that raises is a ``crash`` result of its own (a bug in
-    envcheck, not a finding about the machine), and the others still run."""
+    """Every rule over the timeline, in order, each through :func:`run_rule`."""
     limits = limits or Limits()
-    results = []
-    for item in RULES.ordered():
-        try:
-            verdict = item.fn(timeline, limits)
-        except Exception as exc:  # noqa: BLE001 - one broken rule must not hide the others' verdicts
-            verdict = Verdict(Status.CRASH, f"{type(exc).__name__}: {first_line(exc)}")
-        results.append(CheckResult(item.id, item.title, verdict.status, verdict.summary, verdict.fix, verdict.details))
-    return results
+    return [run_rule(item, timeline, limits) for item in RULES.ordered()]
+
+
+def run_rule(item: Rule, timeline: Timeline, limits: Limits) -> CheckResult:
+    """One rule under the one guard every unit of envcheck runs under (envcheck.core.calls.Outcome, as the
+    doctor's checks do): a rule that raises is a ``crash`` result of its own, with the fix for a bug in
+    envcheck and the innermost frames of its traceback, and the other rules still run."""
+    outcome = Outcome.from_call(lambda: item.fn(timeline, limits))
+    if outcome.error is None:
+        verdict: Verdict = outcome.value  # type: ignore[assignment]
+        status, summary, fix, details = verdict.status, verdict.summary, verdict.fix, verdict.details
+    else:
+        status, summary, fix = Status.CRASH, f"{type(outcome.error).__name__}: {first_line(outcome.error)}", BUG_FIX
+        details = {"traceback": outcome.short_traceback()}
+    return CheckResult(item.id, item.title, status, summary, fix, details, outcome.duration_s)
 
 
 def _no_gpus(timeline: Timeline) -> Verdict | None:

@@ -443,32 +443,27 @@ def joined_world(env: Mapping[str, str]) -> World | None:
 
 def resolve_launch(request: CommRequest, env: Mapping[str, str]) -> tuple[Plan, int]:
     """For ranks of our own: the device (auto: CUDA when torch sees a GPU) and how many ranks. torch is
-    asked in the doctor's torch child, never imported here."""
+    asked in the doctor's torch child, never imported here, and judged ready as for every command
+    (envcheck.devices.resolve)."""
     from dataclasses import replace
+
+    from envcheck.devices import resolve as devices
 
     plan = request.plan
     if importlib.util.find_spec("torch") is None:
         raise CommError("torch is not installed; `envcheck doctor` says which build to install", ExitCode.FAILED)
     if plan.device == "cpu":
         return plan, request.nproc or 2
-    from envcheck.core.model import first_line
     from envcheck.probes.torch import probe_torch
 
     info = probe_torch(env)
-    if info.status != "ok":
-        detail = first_line(info.error) if info.error else info.status
-        raise CommError(
-            f"torch cannot be used ({detail}, in a child process); `envcheck doctor` says why", ExitCode.FAILED
-        )
-    gpus = info.device_count or 0 if info.cuda_available else 0
-    if gpus == 0:
-        if plan.device == "cuda":
-            why = first_line(info.cuda_init_error) if info.cuda_init_error else "torch sees no CUDA GPU"
-            raise CommError(f"--device cuda: {why}; `envcheck doctor` says why", ExitCode.FAILED)
+    devices.torch_ready(info, gpus=True)
+    gpus = devices.resolve(devices.parse(plan.device), devices.probed_inventory(info, env), env)
+    if gpus is None:
         return replace(plan, device="cpu"), request.nproc or 2
-    nproc = request.nproc or gpus
-    if nproc > gpus:
-        raise CommError(f"--nproc {nproc}: only {gpus} GPU(s) are visible (one rank per GPU)", ExitCode.USAGE)
+    nproc = request.nproc or len(gpus)
+    if nproc > len(gpus):
+        raise CommError(f"--nproc {nproc}: only {len(gpus)} GPU(s) are visible (one rank per GPU)", ExitCode.USAGE)
     return replace(plan, device="cuda"), nproc
 
 

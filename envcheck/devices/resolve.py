@@ -1,45 +1,55 @@
-"""``--device``: parse what the user asked for, then resolve it once into :class:`DeviceInfo` objects.
+"""``--device``: parse what the user asked for, resolve it once into :class:`DeviceInfo` objects, and
+refuse to start workers on a torch or a GPU that cannot run them. Used alike by ``bench``, ``burn`` and
+``comm``.
 
-Parsing is pure (testable without torch); resolution takes torch's inventory and NVML's view as data;
-only :func:`inventory`, :func:`describe_gpu` and :func:`describe_cpu` read the machine. A device is
-resolved here once, with its NVML identity (uuid, PCI bus id) and the memory it may use, and every
-later step gets that object: nothing downstream parses ``"cuda:N"`` again. A request that cannot be
-met is a :class:`DeviceError` whose message is one line and names what *is* available.
+Parsing is pure (testable without torch); resolution takes torch's inventory and NVML's view as data. A
+device is resolved here once, in the parent, with its NVML identity (uuid, PCI bus id) and the memory it
+may use, and every later step gets that object: nothing downstream parses ``"cuda:N"`` again. A request
+that cannot be met is a :class:`DeviceError` whose message is one line and names what *is* available.
 
-Two places resolve. ``envcheck bench`` itself never imports torch: :func:`from_probe` resolves the
-request from what the doctor's torch child reported (each GPU's name, compute capability and UUID) and
-NVML (identity, memory), so the parent starts no CUDA context, which would hold memory on every GPU for
-the whole run, and in exclusive-process compute mode would lock the workers out of their own GPU. Each
-bench worker then describes its one device with torch (:func:`describe_gpu`, :func:`describe_cpu`: free
-memory as CUDA reports it, L2 size, SM count, threads) under the ``CUDA_VISIBLE_DEVICES`` that
-:func:`pin` gives it. :func:`resolve_devices` does both in one process, for tools that run there
-(benchmarks/bench_vs_raw.py).
+The parent never imports torch: :func:`from_probes` resolves the request from what the doctor's torch
+child reported (each GPU's name, compute capability and UUID, and whether its test matmul ran) and NVML
+(identity, memory), so the parent starts no CUDA context, which would hold memory on every GPU for the
+whole run, and in exclusive-process compute mode would lock the workers out of their own GPU. The
+description travels to the device's worker (pinned to its GPU by :func:`pin`), which adds only what the
+process that runs the work can tell (:func:`measure_here`: torch's threads, the memory its CUDA context
+leaves free, the L2 size, the SM count) and keeps the parent's label and identity.
 """
 
 from __future__ import annotations
 
 import os
-import platform
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from envcheck.bench.model import BenchError, DeviceInfo
+from envcheck.core.errors import CommandError
 from envcheck.core.exit import ExitCode
 from envcheck.core.model import Status, available, first_line
+from envcheck.devices.model import DeviceInfo
+from envcheck.probes.visible import VISIBLE, device_order_note, parse_visible_devices
 
 if TYPE_CHECKING:
     from envcheck.probes.nvml.inventory import GpuInfo, NvmlState
     from envcheck.probes.torch import TorchInfo
 
 ACCEPTED = "auto, cpu, cuda, cuda:N or cuda:N,M,..."
-#: The variable is envcheck.probes.visible's, which reads it the way CUDA does and is imported only where
-#: it is read: importing it loads every doctor check, a quarter of a second in each bench worker.
-VISIBLE = "CUDA_VISIBLE_DEVICES"
+#: What the probes behind device resolution (the torch child, NVML) may take together, for every command
+#: that resolves devices this way. The torch child itself stops at 40 s (ENVCHECK_TORCH_TIMEOUT changes
+#: that), so a hung import ends there.
+PROBE_DEADLINE_S = 60.0
+#: On top of twice the torch child's own limit for the same steps (importing torch, starting CUDA): what a
+#: worker does before its first unit of work (measuring its device, building its cases). Twice, because
+#: every worker of a node imports torch at the same time, sharing the disk (often a network filesystem)
+#: and the CPUs.
+STARTUP_EXTRA_S = 10.0
+
+#: Probe data by name (``ProbeRunner.get``): ``"torch"``, ``"nvml"``; raises ProbeTimeout or ProbeFailed.
+Probe = Callable[[str], Any]
 
 
-class DeviceError(BenchError):
+class DeviceError(CommandError):
     """A ``--device`` that cannot be used. ``exit_code`` is USAGE for a malformed or unknown string and
     FAILED for a well-formed request the machine cannot meet (no GPU, a missing index)."""
 
@@ -139,8 +149,6 @@ def identify(index: int, torch_uuid: str | None, nvml: NvmlState | None, env: Ma
         for gpu in gpus:
             if available(gpu.uuid) and _bare(str(gpu.uuid)) == _bare(torch_uuid):
                 return Identity(str(gpu.uuid), _pci(gpu))
-    from envcheck.probes.visible import device_order_note, parse_visible_devices
-
     value = env.get(VISIBLE)
     visibility = parse_visible_devices(value, gpus)
     if visibility.indices is None:  # MIG instances
@@ -165,70 +173,111 @@ def visibility_problem(nvml: NvmlState | None, env: Mapping[str, str]) -> str | 
     gpus = nvml.gpus if nvml is not None and nvml.available else []
     if not gpus:
         return None
-    from envcheck.probes.visible import parse_visible_devices
-
     visibility = parse_visible_devices(env.get(VISIBLE), gpus)
     failures = [sentence for status, sentence in visibility.problems if status is Status.FAIL]
     return failures[0] if failures else None
 
 
-def inventory(env: Mapping[str, str] | None = None) -> Inventory:
-    """Ask torch which GPUs it sees; the reason for none names the likely cause."""
+def from_probes(request: Request, probe: Probe, env: Mapping[str, str]) -> tuple[list[DeviceInfo], TorchInfo]:
+    """The devices ``request`` names, resolved from the torch child's report and NVML's view (``probe``
+    gives them by name; start both before calling, so they run at once), after making sure torch can run
+    the workers there: one line and exit 1 when it cannot (:func:`torch_ready`, :func:`devices_ready`)."""
+    torch = torch_from(probe)
+    torch_ready(torch, gpus=request.may_use_gpus)
+    nvml = nvml_from(probe) if request.may_use_gpus else None
+    chosen = from_probe(request, torch, nvml=nvml, env=env)
+    devices_ready(torch, chosen)
+    return chosen, torch
+
+
+def torch_from(probe: Probe) -> TorchInfo:
+    """The torch child's report; a torch probe that hung past its deadline or broke is one line."""
+    from envcheck.core.probing import ProbeFailed, ProbeTimeout
+
+    try:
+        info: TorchInfo = probe("torch")
+    except (ProbeTimeout, ProbeFailed) as exc:
+        raise DeviceError(f"torch could not be checked: {first_line(exc)}", ExitCode.FAILED) from None
+    return info
+
+
+def torch_ready(info: TorchInfo, *, gpus: bool) -> None:
+    """Refuse to start workers when importing torch in the child did not end well: one line naming what
+    happened there (the exception, the signal, or the step that hung). After a clean import, a CUDA start
+    that crashed or hung only matters to a run that would start CUDA too (``gpus``)."""
+    if info.status == "ok":
+        return
+    if info.status == "not_installed":
+        raise DeviceError("torch is not installed; `envcheck doctor` says which build to install", ExitCode.FAILED)
+    imported = info.import_s is not None
+    if imported and not gpus:
+        return
+    detail = first_line(info.error) if info.error else info.status
+    if info.status != "import_error" and "child" not in detail:  # a crash or a hang: say it was not envcheck
+        detail += ", in a child process"
+    what = "used" if imported else "imported"
+    raise DeviceError(f"torch cannot be {what} ({detail}); `envcheck doctor` says why", ExitCode.FAILED)
+
+
+def devices_ready(info: TorchInfo, chosen: list[DeviceInfo]) -> None:
+    """A chosen GPU on which the child's 64×64 test matmul raised (a bad PYTORCH_CUDA_ALLOC_CONF, a GPU
+    in a bad state) would fail every unit of work there: say so once instead."""
+    by_index = {d.index: d for d in info.devices}
+    for dev in chosen:
+        child = by_index.get(dev.index) if dev.is_cuda else None
+        error = child and (child.error or child.matmul_error)
+        if error:
+            raise DeviceError(
+                f"{dev.name} cannot run torch's test matmul ({first_line(error)}, in a child process); "
+                "`envcheck doctor` says why",
+                ExitCode.FAILED,
+            )
+
+
+def nvml_from(probe: Probe) -> NvmlState | None:
+    """NVML's view, for the GPUs' identity; None where NVML does not answer (identity then unknown)."""
+    from envcheck.core.probing import ProbeFailed, ProbeTimeout
+
+    try:
+        state: NvmlState = probe("nvml")
+    except (ProbeTimeout, ProbeFailed):
+        return None
+    return state
+
+
+def startup_deadline(env: Mapping[str, str]) -> float:
+    """Seconds a worker may take to import torch, start CUDA and make its device ready. It follows
+    ``ENVCHECK_TORCH_TIMEOUT``, the limit the doctor's torch child has for the same steps (40 s by
+    default: 90 s here)."""
+    from envcheck.probes.torch import child_timeout
+
+    return 2 * child_timeout(env) + STARTUP_EXTRA_S
+
+
+def measure_here(dev: DeviceInfo) -> DeviceInfo:
+    """The parent's description of ``dev`` with what only the process that runs the work can tell: torch's
+    thread count (a CPU), or, starting CUDA on the card, the memory this process's context leaves free, the
+    L2 size and the SM count. Its label, model and identity stay the parent's: nothing is described again.
+    A GPU that is counted but cannot be used (busy in exclusive mode, lost) is a :class:`DeviceError`."""
     import torch
 
-    env = os.environ if env is None else env
-    if torch.version.cuda is None and getattr(torch.version, "hip", None) is None:
-        return Inventory((), f"torch {torch.__version__} is a CPU-only build")
+    if not dev.is_cuda:
+        return replace(dev, threads=torch.get_num_threads())
     try:
-        count = torch.cuda.device_count()
-    except Exception as exc:  # noqa: BLE001 - a broken driver makes device_count raise in some torch versions
-        return Inventory((), f"CUDA could not initialise: {first_line(exc)}")
-    if count == 0:
-        return Inventory(
-            (),
-            f"torch {torch.__version__} built for CUDA {torch.version.cuda} sees no GPU{_visible_note(env)}"
-            "; `envcheck doctor` says why",
-        )
-    return Inventory(tuple(torch.cuda.get_device_name(i) for i in range(count)))
-
-
-def describe_gpu(
-    index: int,
-    nvml: NvmlState | None,
-    env: Mapping[str, str],
-    *,
-    shown_as: str | None = None,
-    known: Identity | None = None,
-) -> DeviceInfo:
-    """Probe CUDA device ``index``: model, compute capability, free memory, L2 size (they size problems
-    and pick the datasheet peak), and its NVML identity. ``shown_as``: the name the user knows the
-    device by, for the error (a bench worker sees its GPU as cuda:0 whichever it is); ``known``: its
-    identity, where the caller has it already (a bench worker has it from its parent)."""
-    import torch
-
-    name = f"cuda:{index}"
-    try:
-        props = torch.cuda.get_device_properties(index)
-        free, total = torch.cuda.mem_get_info(index)
+        props = torch.cuda.get_device_properties(dev.cuda_index)
+        free, total = torch.cuda.mem_get_info(dev.cuda_index)
     except Exception as exc:  # noqa: BLE001 - counted but unusable: busy in exclusive mode, lost, a failed CUDA init
         raise DeviceError(
-            f"{shown_as or name} is visible but cannot be used ({first_line(exc)}); `envcheck doctor` says why",
+            f"{dev.name} is visible but cannot be used ({first_line(exc)}); `envcheck doctor` says why",
             ExitCode.FAILED,
         ) from None
-    torch_uuid = getattr(props, "uuid", None)
-    identity = known or identify(index, str(torch_uuid) if torch_uuid is not None else None, nvml, env)
-    return DeviceInfo(
-        name,
-        "cuda",
-        props.name,
-        index=index,
-        capability=(props.major, props.minor),
+    return replace(
+        dev,
+        capability=dev.capability or (props.major, props.minor),
         total_bytes=total,
         free_bytes=free,
         l2_bytes=getattr(props, "L2_cache_size", None),
         multiprocessors=props.multi_processor_count,
-        uuid=identity.uuid,
-        pci_bus_id=identity.pci_bus_id,
     )
 
 
@@ -246,34 +295,14 @@ def usable_memory() -> tuple[int, int]:
     return total, free
 
 
-def describe_cpu() -> DeviceInfo:
-    """The CPU: its model, torch's thread count, and the memory this process may really use."""
-    import torch
-
-    return replace(cpu_here(), threads=torch.get_num_threads())
-
-
-def resolve_devices(request: Request, *, nvml: NvmlState | None, env: Mapping[str, str]) -> list[DeviceInfo]:
-    """The devices to benchmark, each described once. On a machine with NVIDIA GPUs, a request for GPUs
-    under a CUDA_VISIBLE_DEVICES that hides all of them by mistake is an error naming the variable, not
-    a silent fall-back to the CPU."""
-    if not request.may_use_gpus:
-        return [describe_cpu()]
-    problem = visibility_problem(nvml, env)
-    if problem is not None:
-        raise DeviceError(f"{problem}: no GPU to benchmark; fix {VISIBLE}, or use --device cpu", ExitCode.FAILED)
-    indices = resolve(request, inventory(env), env)
-    if indices is None:
-        return [describe_cpu()]
-    return [describe_gpu(i, nvml, env) for i in indices]
-
-
 def from_probe(
     request: Request, torch: TorchInfo, *, nvml: NvmlState | None, env: Mapping[str, str]
 ) -> list[DeviceInfo]:
-    """The devices to benchmark, resolved without importing torch here: from the torch child's report
-    (CUDA's numbering, each GPU's name, capability and UUID) and NVML's view (identity, memory). What
-    only CUDA can tell (L2 size, SM count, the memory a context leaves free) the bench worker adds."""
+    """The devices to use, resolved without importing torch here: from the torch child's report (CUDA's
+    numbering, each GPU's name, capability and UUID) and NVML's view (identity, memory). What only CUDA
+    can tell (L2 size, SM count, the memory a context leaves free) the worker adds (:func:`measure_here`).
+    On a machine with NVIDIA GPUs, a request for GPUs under a CUDA_VISIBLE_DEVICES that hides all of them by
+    mistake is an error naming the variable, not a silent fall-back to the CPU."""
     if not request.may_use_gpus:
         return [cpu_here()]
     problem = visibility_problem(nvml, env)
@@ -312,7 +341,7 @@ def _nvml_bytes(value: object) -> int | None:
 
 
 def probed_inventory(torch: TorchInfo, env: Mapping[str, str]) -> Inventory:
-    """:func:`inventory`'s answer, from the torch child's report instead of torch in this process."""
+    """The GPUs torch sees, from the torch child's report, and why there are none when there are none."""
     if torch.cuda is None and torch.hip is None:
         return Inventory((), f"torch {torch.version} is a CPU-only build")
     if not torch.cuda_available or not torch.devices:
@@ -328,12 +357,14 @@ def probed_inventory(torch: TorchInfo, env: Mapping[str, str]) -> Inventory:
 
 def cpu_here() -> DeviceInfo:
     """The CPU as the parent knows it without torch (its worker adds torch's thread count)."""
+    from envcheck.probes.host import cpu_model
+
     total, free = usable_memory()
     return DeviceInfo("cpu", "cpu", cpu_model(), total_bytes=total, free_bytes=free)
 
 
 def pin(dev: DeviceInfo, env: Mapping[str, str]) -> str:
-    """The ``CUDA_VISIBLE_DEVICES`` under which a bench worker sees ``dev`` alone, as cuda:0.
+    """The ``CUDA_VISIBLE_DEVICES`` under which a worker sees ``dev`` alone, as cuda:0 (:meth:`DeviceInfo.pinned`).
 
     By UUID where one is known (NVML's ``GPU-``/``MIG-`` form, or torch's own): it names the card
     whatever the numbering. Else CUDA's index, read through the user's own ``CUDA_VISIBLE_DEVICES``: its
@@ -348,15 +379,3 @@ def pin(dev: DeviceInfo, env: Mapping[str, str]) -> str:
     if entries is not None and dev.index < len(entries):
         return entries[dev.index]
     return str(dev.index)
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else what platform knows."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "cpu"

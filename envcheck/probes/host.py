@@ -220,6 +220,11 @@ def isa_flags(cpuinfo: str | None) -> list[str] | None:
     return None
 
 
+def cpu_model() -> str:
+    """The CPU's model name, never empty: what a CPU device is called in the bench's and the burn's reports."""
+    return _cpu_model(_read(PROC / "cpuinfo")) or platform.machine() or "cpu"
+
+
 def _cpu_model(text: str | None) -> str | None:
     if text is not None:
         # x86 says "model name"; some ARM kernels only say "Model" or nothing usable.

@@ -10,11 +10,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from envcheck.bench import contention, execute, plan
 from envcheck.bench.app import BenchReport, BenchRequest, Comparison
 from envcheck.bench.case import BenchResult
-from envcheck.bench.model import DeviceInfo
+from envcheck.bench.harness import Budget
+from envcheck.bench.model import BenchSpec, Options
 from envcheck.core.model import CheckResult
 from envcheck.core.report import utc_now
+from envcheck.devices.model import DeviceInfo
 from envcheck.devices.resolve import Request
 
 
@@ -78,6 +81,26 @@ def invoke() -> Iterator[Callable[..., Result]]:
 
     runner = CliRunner()
     yield lambda *args: runner.invoke(main, ["bench", *args], catch_exceptions=False)
+
+
+def run_here(
+    specs: Sequence[BenchSpec],
+    dev: DeviceInfo,
+    opts: Options,
+    *,
+    budgets: dict[tuple[str, bool], Budget] | None = None,
+    cpus: contention.Cpus | None = None,
+) -> list[BenchResult]:
+    """The product's path for one device, in this process: the parent plans its job (envcheck.bench.plan),
+    the worker's step runs it (envcheck.bench.execute.run_job), and the results merge as the parent merges
+    them."""
+    jobs = plan.schedule(list(specs), [dev], opts, env={}, budgets=budgets)
+    if not jobs:
+        return []
+    if cpus is None and not dev.is_cuda:
+        cpus = contention.Cpus.here()
+    cases, results = execute.run_job(jobs[0], dev, specs, cpus=cpus)
+    return execute.merge(execute.entries(cases), results)
 
 
 def make_report(

@@ -13,11 +13,13 @@ from collections import namedtuple
 import pytest
 
 from envcheck.bench import case as runner
-from envcheck.bench import contention, execute
+from envcheck.bench import contention
 from envcheck.bench.contention import Contention, Cpus
 from envcheck.bench.harness import Budget
-from envcheck.bench.model import BENCHMARKS, DeviceInfo, Options
+from envcheck.bench.model import BENCHMARKS, Options
 from envcheck.core.model import Status
+from envcheck.devices.model import DeviceInfo
+from tests.bench.conftest import run_here
 
 CpuTimes = namedtuple("CpuTimes", "user nice system idle iowait irq softirq steal guest guest_nice")
 ProcTimes = namedtuple("ProcTimes", "user system children_user children_system")
@@ -125,7 +127,7 @@ def test_every_cpu_figure_taken_under_contention_is_marked(monkeypatch):
     cpu = DeviceInfo("cpu", "cpu", "test cpu", threads=1)
     tiny = {("cpu", True): Budget(measure_s=0.01, warmup_s=0.0, min_samples=2, min_warmup=1)}
     specs = [BENCHMARKS["memory.d2d"], BENCHMARKS["memory.h2d_pinned"]]
-    copy, skipped = execute.run_device(specs, cpu, Options(quick=True), budgets=tiny, cpus=TWO_CORES)
+    copy, skipped = run_here(specs, cpu, Options(quick=True), budgets=tiny, cpus=TWO_CORES)
     assert copy.status is Status.OK and copy.contended is True and copy.contention.share == 1.0
     assert skipped.status is Status.SKIP and skipped.contended is None
     assert copy.to_json()["contended"] is True and copy.to_json()["contention"]["usable_cores"] == 2.0

@@ -147,7 +147,7 @@ def test_gpu_only_dtypes_skip_with_a_reason_on_cpu(cpu):
 
 
 def test_fp8_needs_compute_capability_8_9():
-    from envcheck.bench.model import DeviceInfo
+    from envcheck.devices.model import DeviceInfo
 
     a100 = DeviceInfo("cuda:0", "cuda", "NVIDIA A100-SXM4-80GB", 0, (8, 0), free_bytes=80 << 30)
     assert "8.9" in matmul.dtype_support(a100, "fp8")
@@ -157,7 +157,7 @@ def test_fp8_needs_compute_capability_8_9():
 
 
 def test_square_and_sweep_sizes_leave_half_the_free_memory_including_the_check():
-    from envcheck.bench.model import DeviceInfo
+    from envcheck.devices.model import DeviceInfo
 
     def card(free_mib: int) -> DeviceInfo:
         return DeviceInfo("cuda:0", "cuda", "NVIDIA L4", 0, (8, 9), free_bytes=free_mib << 20)

@@ -19,13 +19,15 @@ import psutil
 import torch
 
 from envcheck.bench import case as runner
-from envcheck.bench import execute, plan
+from envcheck.bench import plan
 from envcheck.bench import run as fanout
 from envcheck.bench.contention import Contention
 from envcheck.bench.harness import Budget, Measurement
-from envcheck.bench.model import BENCHMARKS, BenchSpec, Check, DeviceInfo, Options, Plan, Unsupported
+from envcheck.bench.model import BENCHMARKS, BenchSpec, Check, Options, Plan, Unsupported
 from envcheck.core.model import Status
 from envcheck.devices import resolve as devices
+from envcheck.devices.model import DeviceInfo
+from tests.bench.conftest import run_here
 
 FAULTS = Path(__file__).resolve().parent / "worker_faults"
 TINY = {("cpu", True): Budget(measure_s=0.02, warmup_s=0.0, min_samples=3, min_warmup=1)}
@@ -114,7 +116,7 @@ def test_tf32_cases_run_last_so_the_flag_changes_once_and_the_report_keeps_suite
 
     first = BenchSpec("matmul.a", "a", "a", lambda d, o: [recording("fp32 a"), recording("tf32 a")])
     second = BenchSpec("matmul.b", "b", "b", lambda d, o: [recording("bf16 b"), recording("tf32 b")])
-    results = execute.run_device([first, second], cpu, Options(quick=True), budgets=TINY)
+    results = run_here([first, second], cpu, Options(quick=True), budgets=TINY)
     assert seen == [("fp32 a", False), ("bf16 b", False), ("tf32 a", True), ("tf32 b", True)]
     assert [r.case for r in results] == ["fp32 a", "tf32 a", "bf16 b", "tf32 b"]
     assert torch.backends.cudnn.benchmark is True
@@ -123,6 +125,22 @@ def test_tf32_cases_run_last_so_the_flag_changes_once_and_the_report_keeps_suite
 
 
 # -- the fan-out ----------------------------------------------------------------------------------------
+
+
+def test_a_worker_runs_under_the_parents_description_and_plan_and_describes_nothing_again():
+    """The parent describes the device once and plans its cases once; the job carries both to the worker,
+    which adds torch's thread count and reports under the parent's label and model (a worker that described
+    its CPU again would report this machine's own model)."""
+    BENCHMARKS.load()
+    parents = replace(devices.cpu_here(), name="cpu:7", model="the CPU as the parent described it")
+    [job] = plan.schedule([BENCHMARKS["memory.d2d"]], [parents], Options(quick=True), env={}, budgets=TINY)
+    out = fanout.run([job])
+    [measured] = out.devices
+    assert (measured.name, measured.model, measured.threads) == (parents.name, parents.model, torch.get_num_threads())
+    assert measured.free_bytes == parents.free_bytes  # the parent's reading, not a second one
+    [result] = out.results
+    assert (result.device, result.device_model, result.status) == ("cpu:7", parents.model, Status.OK)
+    assert [(c[0], c[1]) for c in job.cases] == [("memory.d2d", result.label)] and out.planned == 1
 
 
 def test_every_device_has_its_worker_and_the_results_merge_device_by_device_in_suite_order():

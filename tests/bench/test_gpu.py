@@ -30,12 +30,22 @@ def test_cuda_event_timer_times_the_kernel_not_the_launch():
         assert elapsed == pytest.approx(cycles / clock_hz, rel=0.5)
 
 
-def test_describe_reads_memory_capability_l2_and_the_cards_nvml_identity():
+def gpu0(nvml=None):
+    """cuda:0 as a bench run has it: resolved in the parent from the torch child's report (and NVML), then
+    measured where the cases run (here, unpinned)."""
     from envcheck.devices import resolve as devices
+    from envcheck.probes.torch import probe_torch
+
+    probed = {"torch": probe_torch(os.environ), "nvml": nvml}
+    [parents], _ = devices.from_probes(devices.Request("cuda", (0,)), probed.__getitem__, os.environ)
+    return devices.measure_here(parents)
+
+
+def test_describe_reads_memory_capability_l2_and_the_cards_nvml_identity():
     from envcheck.probes.nvml.inventory import probe_nvml
 
     nvml = probe_nvml()
-    info = devices.describe_gpu(0, nvml, os.environ)
+    info = gpu0(nvml)
     assert info.capability and info.total_bytes and info.free_bytes and info.free_bytes <= info.total_bytes
     assert info.l2_bytes is None or info.l2_bytes > 1 << 20
     assert info.uuid and info.uuid.startswith(("GPU-", "MIG-"))
@@ -64,17 +74,17 @@ def test_quick_pass_on_gpu0_is_verified_and_within_the_datasheet(invoke):
 
 def run_on_gpu0(bench_id: str):
     from envcheck.bench import case as runner
+    from envcheck.bench import peaks
     from envcheck.bench.harness import Budget
     from envcheck.bench.model import BENCHMARKS, Options
-    from envcheck.devices.resolve import describe_gpu
 
     BENCHMARKS.load()
-    dev = describe_gpu(0, None, os.environ)
+    dev = gpu0()
     spec = BENCHMARKS[bench_id]
     plan = next(p for p in spec.plans(dev, Options(quick=True, dtypes=frozenset({"tf32", "fp16", "bf16"}))))
     if plan.skip:
         pytest.skip(plan.skip)
-    return runner.run_plan(spec, plan, dev, Budget(measure_s=0.05, warmup_s=0.0))
+    return runner.run_plan(spec, plan, dev, Budget(measure_s=0.05, warmup_s=0.0), datasheet=peaks.lookup(dev.model))
 
 
 @pytest.mark.parametrize(("bench_id", "tolerance"), [("matmul.tf32", 2e-3), ("matmul.fp16", 1e-2)])

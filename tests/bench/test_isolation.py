@@ -106,8 +106,8 @@ def test_a_garbage_allocator_config_on_a_real_gpu_is_one_line():
 def test_a_cuda_start_that_hangs_after_a_clean_import_stops_a_gpu_bench_only():
     """The real torch child over a torch that imports but whose CUDA start hangs: a GPU bench cannot run,
     a CPU bench (which never starts CUDA) can."""
-    from envcheck.bench.app import torch_ready
     from envcheck.bench.model import BenchError
+    from envcheck.devices.resolve import torch_ready
     from envcheck.probes.torch import probe_torch
 
     env = {**os.environ, "PYTHONPATH": str(FAKE_TORCH / "cuda_init_hangs"), "ENVCHECK_TORCH_TIMEOUT": HANG_S}

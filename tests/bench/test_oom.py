@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from envcheck.bench import case as runner
-from envcheck.bench import common, execute
+from envcheck.bench import common
 from envcheck.bench.harness import Budget
 from envcheck.bench.model import BENCHMARKS, BenchSpec, Options, Plan
 from envcheck.core.model import Status
+from tests.bench.conftest import run_here
 
 TINY = Budget(measure_s=0.01, warmup_s=0.0, min_samples=2, min_warmup=1)
 
@@ -46,7 +47,7 @@ def test_out_of_memory_at_every_size_skips_with_the_reason_and_the_suite_goes_on
     BENCHMARKS.load()
     monkeypatch.setattr(common, "_allocate", allocator_limited_to(1024))
     specs = [BENCHMARKS["matmul.fp32"], BENCHMARKS["train.cnn"]]
-    results = execute.run_device(specs, cpu, Options(quick=True), budgets={("cpu", True): TINY})
+    results = run_here(specs, cpu, Options(quick=True), budgets={("cpu", True): TINY})
     matmul, cnn = results
     assert matmul.status == Status.SKIP
     assert matmul.reason == "out of memory at every size tried"

@@ -12,10 +12,11 @@ import pytest
 
 from envcheck.bench import app
 from envcheck.bench.app import BenchRequest, run_bench
-from envcheck.bench.model import DeviceInfo
 from envcheck.bench.report import bench_document
 from envcheck.core.exit import ExitCode
 from envcheck.core.model import Status
+from envcheck.devices import resolve
+from envcheck.devices.model import DeviceInfo
 from envcheck.doctor.runner import ProbeRunner
 from envcheck.probes.torch import TorchDevice
 from tests.bench.conftest import h100
@@ -78,15 +79,15 @@ def test_run_bench_on_fake_gpus_reports_identity_and_judges_by_the_preflight(
     """The bench never imports torch itself: the GPUs are the ones the torch child reports (made to see
     these cards here), each named by its NVML identity. No case is planned, so no worker starts."""
     nvml(scenario)
-    child = app.torch_from
+    child = resolve.torch_from
 
-    def sees_the_cards(probes):
-        info = child(probes)
+    def sees_the_cards(probe):
+        info = child(probe)
         info.cuda_available, info.device_count = True, len(cards)
         info.devices = [TorchDevice(i, h100()["name"], cc, uuid(i)) for i, cc in enumerate(cards)]
         return info
 
-    monkeypatch.setattr(app, "torch_from", sees_the_cards)
+    monkeypatch.setattr(resolve, "torch_from", sees_the_cards)
     # train.cnn_amp has no fp32 case: the suite plans nothing, so no kernel runs on the fake GPUs
     request = BenchRequest.parse(device="cuda", only="train.cnn_amp", dtype="fp32")
     report = run_bench(request, env=cuda_torch_env())

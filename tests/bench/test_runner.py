@@ -6,15 +6,16 @@ from __future__ import annotations
 import pytest
 
 from envcheck.bench import case as runner
-from envcheck.bench import execute, peaks
+from envcheck.bench import peaks
 from envcheck.bench.app import Comparison
 from envcheck.bench.compare import Delta
 from envcheck.bench.harness import Measurement
-from envcheck.bench.model import Check, DeviceInfo, Workload
+from envcheck.bench.model import Check, Workload
 from envcheck.core.exit import ExitCode
 from envcheck.core.model import CheckResult, Status
+from envcheck.devices.model import DeviceInfo
 from envcheck.spec.bench import BenchVerdict
-from tests.bench.conftest import make_report
+from tests.bench.conftest import make_report, run_here
 
 H100 = DeviceInfo("cuda:0", "cuda", "NVIDIA H100 80GB HBM3", 0, (9, 0), 80 << 30, 79 << 30, 50 << 20, 132)
 UNKNOWN = DeviceInfo("cuda:0", "cuda", "NVIDIA Future GPU 9000", 0, (12, 0))
@@ -25,9 +26,14 @@ def workload(work: float, unit: str, peak_key: str | None) -> Workload:
     return Workload("c", {}, lambda: None, lambda: PASS, work, unit, peak_key)
 
 
+def datasheet(dev: DeviceInfo) -> peaks.Peak | None:
+    """The device's entry as a run looks it up, once, before its worker starts."""
+    return peaks.by_device([dev])[dev.name]
+
+
 def test_fraction_of_peak_where_the_card_is_known():
     m = Measurement((0.001,), 1, 2, "fake")
-    value, unit, peak, fraction, source = runner.figure(workload(800e9, "flop", "bf16"), m, H100)
+    value, unit, peak, fraction, source = runner.figure(workload(800e9, "flop", "bf16"), m, H100, datasheet(H100))
     assert unit == "TFLOP/s" and value == 800.0
     assert peak == 989.5 and fraction == round(800 / 989.5, 4)
     assert "H100" in source and "halved" in source
@@ -35,15 +41,15 @@ def test_fraction_of_peak_where_the_card_is_known():
 
 def test_no_fraction_invented_for_an_unknown_card_or_a_cpu():
     m = Measurement((0.001,), 1, 2, "fake")
-    assert runner.figure(workload(800e9, "flop", "bf16"), m, UNKNOWN)[2:] == (None, None, None)
+    assert runner.figure(workload(800e9, "flop", "bf16"), m, UNKNOWN, datasheet(UNKNOWN))[2:] == (None, None, None)
     cpu = DeviceInfo("cpu", "cpu", "x")
-    value, unit, *_rest, fraction, _ = runner.figure(workload(800e9, "flop", "fp32"), m, cpu)
+    value, unit, *_rest, fraction, _ = runner.figure(workload(800e9, "flop", "fp32"), m, cpu, datasheet(cpu))
     assert unit == "GFLOP/s" and value == 800_000.0 and fraction is None
 
 
 def test_memory_fraction_uses_the_datasheet_bandwidth():
     m = Measurement((0.001,), 1, 2, "fake")
-    _, unit, peak, fraction, _ = runner.figure(workload(3e9, "byte", "memory"), m, H100)
+    _, unit, peak, fraction, _ = runner.figure(workload(3e9, "byte", "memory"), m, H100, datasheet(H100))
     assert unit == "GB/s" and peak == 3350.0 and fraction == round(3000 / 3350, 4)
 
 
@@ -165,7 +171,7 @@ def test_a_benchmark_whose_planning_raises_is_its_own_error_and_the_suite_goes_o
 
     cpu = DeviceInfo("cpu", "cpu", "test cpu", threads=1)
     specs = [BenchSpec("matmul.broken", "broken", "nothing", broken), BENCHMARKS["memory.d2d"]]
-    results = execute.run_device(specs, cpu, Options(quick=True))
+    results = run_here(specs, cpu, Options(quick=True))
     by_id = {r.id: r for r in results}
     assert by_id["matmul.broken"].status is Status.CRASH
     assert by_id["matmul.broken"].reason == "RuntimeError: planning matmul.broken failed: KeyError: 'no such property'"
@@ -182,5 +188,5 @@ def test_a_figure_that_cannot_be_computed_is_an_error_not_the_end_of_the_suite(m
 
     monkeypatch.setattr(runner, "figure", explode)
     cpu = DeviceInfo("cpu", "cpu", "test cpu", threads=1)
-    [result] = execute.run_device([BENCHMARKS["memory.d2d"]], cpu, Options(quick=True))
+    [result] = run_here([BENCHMARKS["memory.d2d"]], cpu, Options(quick=True))
     assert result.status is Status.CRASH and "ZeroDivisionError" in result.reason and "a bug" in result.reason

@@ -14,8 +14,9 @@ from envcheck.bench import case as runner
 from envcheck.bench import common, execute
 from envcheck.bench.benchmarks.matmul import build_matmul
 from envcheck.bench.harness import Budget, CudaEventTimer, measure
-from envcheck.bench.model import BenchSpec, DeviceInfo, Plan
+from envcheck.bench.model import BenchSpec, Plan
 from envcheck.core.model import Status
+from envcheck.devices.model import DeviceInfo
 
 TINY = Budget(measure_s=0.01, warmup_s=0.0, min_samples=2, min_warmup=1)
 CPU = DeviceInfo("cpu", "cpu", "test cpu", threads=1)

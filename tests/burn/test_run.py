@@ -13,7 +13,6 @@ from pathlib import Path
 import psutil
 import pytest
 
-from envcheck.bench.model import DeviceInfo
 from envcheck.burn import plan
 from envcheck.burn.app import BurnChild, BurnError, BurnRequest, report_for, run_burn
 from envcheck.burn.report import burn_document, value_at
@@ -22,6 +21,7 @@ from envcheck.core.model import Status
 from envcheck.core.report import utc_now
 from envcheck.core.units import parse_duration
 from envcheck.devices import resolve as devices
+from envcheck.devices.model import DeviceInfo
 from envcheck.probes.nvml.telemetry import Point, Sampler
 from envcheck.render import make_console, render
 from tests import fakenvml

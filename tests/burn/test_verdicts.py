@@ -324,6 +324,22 @@ def test_a_rule_that_raises_is_a_crash_of_its_own(monkeypatch):
     assert results["burn.mismatch"].status is Status.SKIP
 
 
+def test_a_crashing_rule_reads_like_a_crashed_doctor_check_with_the_bug_fix_and_its_traceback(monkeypatch):
+    """The one guard (envcheck.core.calls.Outcome) runs every rule: a crash is the rule's own verdict, says it
+    is envcheck's bug (the doctor's fix for a crashed check), and keeps where it happened."""
+    from envcheck.core.calls import BUG_FIX
+
+    def broken(timeline: Timeline, limits: Limits) -> Verdict:
+        return {}["no such device"]
+
+    monkeypatch.setitem(RULES._items, "burn.zz_broken", Rule("burn.zz_broken", "Broken", broken, ""))
+    crashed = {r.id: r for r in judge(Timeline())}["burn.zz_broken"]
+    assert crashed.status is Status.CRASH and crashed.summary == "KeyError: 'no such device'"
+    assert crashed.fix == BUG_FIX and "bug in envcheck" in crashed.fix.text
+    assert "in broken" in "".join(crashed.details["traceback"])
+    assert crashed.to_json()["fix"] is not None
+
+
 def test_summary_is_the_steady_state_of_the_last_window():
     samples = series(0, 200, sm_clock_mhz={0: 1980, 150: 1400}, temperature_c={0: 60, 100: 80, 150: 70})
     points = [Point(float(t), 800.0 if t < 150 else 600.0) for t in range(200)]

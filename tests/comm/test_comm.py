@@ -247,3 +247,13 @@ def test_bad_input_is_one_line_and_exit_2(args):
 def test_bad_launcher_variables_are_exit_2():
     proc = run("comm", "--device", "cpu", RANK="0", WORLD_SIZE="2")
     assert proc.returncode == 2 and "MASTER_ADDR" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_a_torch_that_breaks_on_import_stops_a_gpu_run_in_the_benchs_words():
+    """comm judges the torch child's report with the one readiness check every command uses
+    (envcheck.devices.resolve.torch_ready), so a torch that raises on import reads as it does for the bench."""
+    fake = Path(__file__).resolve().parents[1] / "fake_torch" / "raises"
+    proc = run("comm", "--device", "auto", PYTHONPATH=str(fake), ENVCHECK_TORCH_TIMEOUT="20")
+    assert proc.returncode == 1 and proc.stdout == "" and proc.stderr.count("\n") == 1
+    assert "torch cannot be imported (OSError: libcudnn.so.9: cannot open shared object file" in proc.stderr
+    assert proc.stderr.rstrip().endswith("`envcheck doctor` says why")

@@ -16,7 +16,8 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from envcheck.bench import common
-from envcheck.bench.model import Check, DeviceInfo, Options, Plan, Workload, benchmark
+from envcheck.bench.model import Check, Options, Plan, Workload, benchmark
+from envcheck.devices.model import DeviceInfo
 
 if TYPE_CHECKING:
     import torch
@@ -76,7 +77,7 @@ def build_attention(
     import torch.nn.functional as F
     from torch.nn.attention import sdpa_kernel
 
-    device = dev.name
+    device = dev.torch_device
     tdt = common.torch_dtype(dtype)
     gen = common.generator(device, common.case_seed("attention", dtype, head_dim, causal, backward, batch, seq))
     shape = (batch, heads, seq, head_dim)

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from envcheck.bench import common
-from envcheck.bench.model import Check, DeviceInfo, Options, Plan, Workload, benchmark
+from envcheck.bench.model import Check, Options, Plan, Workload, benchmark
+from envcheck.devices.model import DeviceInfo
 
 if TYPE_CHECKING:
     import torch
@@ -78,7 +79,7 @@ def build_block(
 ) -> Workload:
     import torch
 
-    device = dev.name
+    device = dev.torch_device
     tdt = common.torch_dtype(dtype)
     gen = common.generator(device, common.case_seed("conv", dtype, layout, backward, batch, channels, hw))
     fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format

@@ -17,8 +17,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from envcheck.bench import common
-from envcheck.bench.model import Check, DeviceInfo, Options, Plan, Unsupported, Workload, benchmark
+from envcheck.bench.model import Check, Options, Plan, Unsupported, Workload, benchmark
 from envcheck.core.model import first_line
+from envcheck.devices.model import DeviceInfo
 
 if TYPE_CHECKING:
     import torch
@@ -130,7 +131,7 @@ def build_matmul(dev: DeviceInfo, dtype: str, m: int, n: int, k: int, seed_label
     """Allocate ``A (m×k) @ B (k×n)`` in ``dtype`` and return the timed step plus its check."""
     import torch
 
-    device = dev.name
+    device = dev.torch_device
     gen = common.generator(device, common.case_seed("matmul", seed_label, m, n, k))
     tdt = common.torch_dtype(dtype)
     offsets = torch.randint(

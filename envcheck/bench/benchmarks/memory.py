@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from envcheck.bench import common
-from envcheck.bench.model import Check, DeviceInfo, Options, Plan, Workload, benchmark
+from envcheck.bench.model import Check, Options, Plan, Workload, benchmark
+from envcheck.devices.model import DeviceInfo
 
 if TYPE_CHECKING:
     import torch
@@ -51,7 +52,7 @@ def exact(got: torch.Tensor, want: torch.Tensor, reference: str) -> Check:
 def build_d2d(dev: DeviceInfo, nbytes: int) -> Workload:
     import torch
 
-    device = dev.name
+    device = dev.torch_device
     src = common.randn((nbytes // 4,), torch.float32, device, common.generator(device, common.case_seed("d2d", nbytes)))
     dst = common.empty(src.shape, torch.float32, device)
     return Workload(
@@ -68,7 +69,7 @@ def build_d2d(dev: DeviceInfo, nbytes: int) -> Workload:
 def build_host_copy(dev: DeviceInfo, to_device: bool, pinned: bool, nbytes: int) -> Workload:
     import torch
 
-    device = dev.name
+    device = dev.torch_device
     n = nbytes // 4
     gen = common.generator("cpu", common.case_seed("host", to_device, pinned, nbytes))
     if to_device:

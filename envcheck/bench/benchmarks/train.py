@@ -16,7 +16,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from envcheck.bench import common
-from envcheck.bench.model import Check, DeviceInfo, Options, Plan, Workload, benchmark
+from envcheck.bench.model import Check, Options, Plan, Workload, benchmark
+from envcheck.devices.model import DeviceInfo
 
 if TYPE_CHECKING:
     import torch
@@ -99,9 +100,9 @@ def learns(dev: DeviceInfo, amp: bool) -> Check:
     import torch
     import torch.nn.functional as F
 
-    model = seeded_model(0, dev.name)
+    model = seeded_model(0, dev.torch_device)
     train_step = make_step(model, dev, amp)
-    (held_x, held_y), *train = synthetic_batches(dev.name, VERIFY_BATCH, 9, seed=99)
+    (held_x, held_y), *train = synthetic_batches(dev.torch_device, VERIFY_BATCH, 9, seed=99)
 
     def held_out_loss() -> float:
         with torch.no_grad(), torch.autocast(device_type=dev.kind, dtype=torch.bfloat16, enabled=amp):
@@ -121,7 +122,7 @@ def learns(dev: DeviceInfo, amp: bool) -> Check:
 
 def build_train(dev: DeviceInfo, amp: bool, batch: int) -> Workload:
 
-    device = dev.name
+    device = dev.torch_device
     model = seeded_model(1, device)
     train_step = make_step(model, dev, amp)
     pool = synthetic_batches(device, batch, POOL, seed=common.case_seed("train", amp, batch))
