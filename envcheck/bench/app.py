@@ -53,10 +53,6 @@ if TYPE_CHECKING:
     from envcheck.spec import LabSpec
     from envcheck.spec.bench import BenchVerdict
 
-#: The doctor checks that decide whether a GPU can be benchmarked at all: the torch build has kernels
-#: for the card, and no other process holds most of its memory.
-PREFLIGHT_IDS = ("torch.arch", "gpu.memory")
-
 
 def split_list(text: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in (text or "").split(",") if part.strip())
@@ -283,13 +279,13 @@ def preflight(probes: ProbeRunner, chosen: list[DeviceInfo], cpus: contention.Cp
     if cpus is not None:
         return (contention.preflight(cpus),)
     from envcheck.doctor.app import DoctorRequest, run_doctor
-    from envcheck.doctor.areas import CHECKS
+    from envcheck.doctor.areas import CHECKS, PREFLIGHT
 
     CHECKS.load()
     named = [{i for i in (d.uuid, d.pci_bus_id) if i} for d in chosen]
     request = DoctorRequest(
         selection=None,
-        extra=tuple(CHECKS[i] for i in PREFLIGHT_IDS),
+        extra=tuple(CHECKS[i] for i in PREFLIGHT),
         gpus=frozenset().union(*named) if named and all(named) else None,
     )
     return run_doctor(request, runner=probes).results

@@ -52,6 +52,10 @@ AREA_PROBES: dict[str, tuple[str, ...]] = {area.id: area.probes for area in AREA
 #: Areas that ``--quick`` (the Docker healthcheck) runs: none of them imports or spawns torch.
 QUICK_AREAS = tuple(area.id for area in AREA_LIST if area.quick)
 
+#: The checks that decide whether a GPU can be benchmarked at all: the torch build has kernels
+#: for the card, and no other process holds most of its memory (the bench's preflight, over its chosen GPUs).
+PREFLIGHT = ("torch.arch", "gpu.memory")
+
 #: Checks that run only when a flag asks for them (``--require-gpu``), never by area or by default.
 OPT_IN = ("gpu.required",)
 
