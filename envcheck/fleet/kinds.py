@@ -231,11 +231,11 @@ def register(cls: type[Adapter]) -> type[Adapter]:
 
 
 def adapter_for(schema: object) -> Adapter:
-    adapter: Adapter = ADAPTERS.get(schema) if isinstance(schema, str) else None
-    return adapter or ENVELOPE
+    adapter = ADAPTERS.get(schema) if isinstance(schema, str) else None
+    return adapter if isinstance(adapter, Adapter) else ENVELOPE
 
 
-def read_kinds() -> dict[str, str]:
+def schema_by_kind() -> dict[str, str]:
     """kind → the schema (and so the version) this envcheck reads it at, for every kind with an adapter."""
     return {kind_of(schema) or schema: schema for schema in ADAPTERS}
 

@@ -30,7 +30,7 @@ import orjson
 
 from envcheck.core import files
 from envcheck.core.report import FLEET_SCHEMA, kind_of
-from envcheck.fleet.kinds import ADAPTERS, read_kinds
+from envcheck.fleet.kinds import ADAPTERS, schema_by_kind
 
 #: The most one document may hold. A burn report keeps a timeline row per GPU per second (8 GPUs for an
 #: hour is ~15 MiB); anything far beyond this is not a node's report.
@@ -334,7 +334,7 @@ def classify(value: Any) -> tuple[str, str]:
     kind = kind_of(schema)
     if schema == FLEET_SCHEMA or schema[len("envcheck.") :].partition("/")[0] == "fleet":
         raise NotAReport("is a fleet report, not a node's report (merge the nodes' own reports)")
-    known = read_kinds()
+    known = schema_by_kind()
     if kind is None:
         listed = ", ".join(known.values())
         raise NotAReport(
