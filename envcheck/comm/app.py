@@ -28,7 +28,8 @@ from envcheck.comm import ops
 from envcheck.comm.plan import ALL_OPS, P2P, Plan
 from envcheck.comm.world import World, WorldError, detect
 from envcheck.core.errors import CommandError
-from envcheck.core.exit import ExitCode
+from envcheck.core.exit import ExitCode, exit_code_for
+from envcheck.core.model import Status, worst
 from envcheck.core.units import human, parse_size
 
 if TYPE_CHECKING:
@@ -239,15 +240,25 @@ class CommReport:
     #: Stopped early by Ctrl-C: the report holds the steps every rank finished before.
     interrupted: bool = False
 
+    def statuses(self) -> list[Status]:
+        """Every verdict of the run: each problem (a wrong result, a missing, stuck or dead rank), each
+        result that did not verify, a run that did not finish, each figure below the lab spec's minimum."""
+        return [
+            *(Status.FAIL for _ in self.problems),
+            *(Status.OK if r.verified else Status.FAIL for r in self.results),
+            *([] if self.completed else [Status.FAIL]),
+            *(Status.FAIL for v in self.spec_verdicts or () if getattr(v, "passed", None) is False),
+        ]
+
+    @property
+    def status(self) -> Status:
+        return worst(self.statuses())
+
     @property
     def exit_code(self) -> ExitCode:
-        """0: every collective ran and verified; 1: a problem (a wrong result, a missing, stuck or dead
-        rank, a run that did not finish) or a figure below the lab spec's minimum; 130: interrupted."""
-        if self.interrupted:
-            return ExitCode.INTERRUPTED
-        failed = bool(self.problems) or not self.completed or any(not r.verified for r in self.results)
-        failed = failed or any(getattr(v, "passed", None) is False for v in self.spec_verdicts or ())
-        return ExitCode.FAILED if failed else ExitCode.OK
+        """0: every collective ran and verified; 1: a problem or a figure below the lab spec's minimum;
+        130: interrupted (core.exit's policy, as for every command)."""
+        return exit_code_for(self.statuses(), interrupted=self.interrupted)
 
     def peaks(self) -> list[dict[str, Any]]:
         """Per op, its highest busbw over the sizes (verified results only), and at which size."""

@@ -51,6 +51,8 @@ def comm_document(report: CommReport) -> dict[str, Any]:
         "spec": [v.to_json() for v in report.spec_verdicts] if report.spec_verdicts is not None else None,
         "completed": report.completed,
         "interrupted": report.interrupted,
+        # Added to the schema: every other kind states its status; comm's is that of its verdicts.
+        "status": report.status.value,
         "exit_code": int(report.exit_code),
         "summary": {
             "results": len(report.results),

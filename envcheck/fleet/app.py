@@ -14,7 +14,8 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO
 
-from envcheck.fleet.merge import DEFAULT_THRESHOLD, Digest, FleetReport, digest, merge_digests
+from envcheck.fleet.kinds import Digest
+from envcheck.fleet.merge import DEFAULT_THRESHOLD, FleetReport, digest, merge_digests
 from envcheck.fleet.read import STDIN, NodeReport, Skipped, expand, read_files, read_stdin
 
 #: Fewer files than this are read in this process: starting workers costs more than they would save.

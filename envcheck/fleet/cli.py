@@ -39,10 +39,11 @@ def _threshold(ctx: click.Context, param: click.Parameter, value: float) -> floa
 def fleet(sources: tuple[str, ...], threshold: float, fmt: str | None, as_json: bool, output: str | None) -> None:
     """Merge many nodes' envcheck reports into one fleet report.
 
-    REPORT is a JSON report of `envcheck doctor`, `bench`, `comm` or `burn` (--json or --output x.json),
-    a directory of them (walked for *.json), or - for a stream on stdin (JSON lines, or documents one
-    after another). Run envcheck on the nodes with what the lab already has (Slurm, Kubernetes,
-    torchrun) and merge what they wrote.
+    REPORT is a JSON report of `envcheck doctor`, `bench`, `comm` or `burn` (--json or --output x.json;
+    another envcheck command's report counts by its envelope: host, GPUs, status), a directory of them
+    (walked for *.json), or - for a stream on stdin (JSON lines, or documents one after another). Run
+    envcheck on the nodes with what the lab already has (Slurm, Kubernetes, torchrun) and merge what
+    they wrote.
 
     The report says which nodes fail and why, which fields drift (driver, torch and its CUDA, cuDNN,
     NCCL, Python, GPU model and count, the lab spec's packages), which GPUs are slower than the same

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from envcheck.spec import LabSpec
+from envcheck.spec.parse import LabSpec
 from envcheck.spec.snapshot import BenchFigure
 
 

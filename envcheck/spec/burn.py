@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from envcheck.spec import LabSpec
+from envcheck.spec.parse import LabSpec
 
 #: A worker stops at its duration within one batch of matmuls: a run this much short still counts as full.
 DURATION_SLACK_S = 1.0

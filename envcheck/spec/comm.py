@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from envcheck.spec import LabSpec
+from envcheck.spec.parse import LabSpec
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from envcheck.doctor.checks.host import usable_cores, usable_ram
 from envcheck.probes.host import DiskSpace, HostInfo
 from envcheck.probes.nvml.inventory import NvmlState
 from envcheck.probes.packages import PackagesState
-from envcheck.spec import FREE_SECTIONS, SCHEMA, is_benchmark_id, is_distribution_name, is_text, parse_spec_text
+from envcheck.spec.parse import FREE_SECTIONS, SCHEMA, is_benchmark_id, is_distribution_name, is_text, parse_spec_text
 
 #: Packages every lab spec pins when they are installed (torch itself is pinned by [torch]);
 #: ``--package`` adds more.

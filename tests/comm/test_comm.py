@@ -74,6 +74,7 @@ def check_contract(doc: dict, n: int) -> None:
     for i, row in enumerate(p2p["matrix"]):
         assert [v is None for v in row] == [j == i for j in range(n)]  # every pair measured, null diagonal
     assert doc["problems"] == [] and doc["completed"] is True and doc["exit_code"] == 0
+    assert doc["status"] == "ok"  # like every kind's, from the verdicts the exit code comes from
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +152,7 @@ def test_a_wrong_result_names_the_rank_and_its_host():
     assert {p["rank"] for p in doc["problems"]} == {1}
     assert all(p["host"] == HOST and "wrong result in all_gather" in p["what"] for p in doc["problems"])
     assert doc["summary"]["wrong"] == len(gathers)
+    assert doc["status"] == "fail" and doc["exit_code"] == 1
 
 
 def test_a_stuck_rank_is_named_and_the_run_ends_within_the_timeout():
@@ -199,6 +201,7 @@ def test_ctrl_c_ends_the_run_with_a_report_of_the_collectives_that_finished(tmp_
     assert took < 20, took  # rank 0's grace, not the 120 s timeout
     doc = json.loads(stdout)
     assert doc["interrupted"] is True and doc["completed"] is False and doc["exit_code"] == 130
+    assert doc["status"] == "fail"  # what it found: 130 says it did not finish
     assert doc["results"] and {r["op"] for r in doc["results"]} == {"all_reduce"}
     assert all(r["verified"] for r in doc["results"])
     assert [p["what"] for p in doc["problems"]] == [
@@ -224,8 +227,10 @@ def test_a_figure_below_the_lab_spec_minimum_fails(tmp_path):
         "comm", "--device", "cpu", "--ops", "all_reduce,broadcast", "--max-size", "4KiB", "--spec", str(spec), "--json"
     )
     assert proc.returncode == 1, proc.stderr
-    verdicts = {v["op"]: v["passed"] for v in json.loads(proc.stdout)["spec"]}
+    doc = json.loads(proc.stdout)
+    verdicts = {v["op"]: v["passed"] for v in doc["spec"]}
     assert verdicts == {"all_reduce": False, "broadcast": True}
+    assert doc["status"] == "fail" and doc["exit_code"] == 1
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import io
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from envcheck.core.report import HostIdentity, utc_now
 from tests.fleet.conftest import as_node, envcheck, fleet, gpu_bench, write
 
 ENVELOPE = ("schema", "envcheck_version", "generated_at", "duration_s", "host")
@@ -187,7 +189,9 @@ def test_skipped_sources_are_named_with_a_reason(real: dict[str, dict[str, Any]]
     (bad / "notjson.json").write_text("this is a log, not a report\n")
     (bad / "truncated.json").write_text(text[: len(text) // 2])
     (bad / "future.json").write_text(json.dumps({**real["doctor"], "schema": "envcheck.doctor/2"}))
-    (bad / "unknown.json").write_text(json.dumps({**real["doctor"], "schema": "envcheck.scan/1"}))
+    # Not a schema name envcheck writes (a kind it has no adapter for, envcheck.scan/1, is read by its
+    # envelope: test_a_kind_without_an_adapter_is_read_by_its_envelope).
+    (bad / "unknown.json").write_text(json.dumps({**real["doctor"], "schema": "envcheck.scan"}))
     (bad / "other.json").write_text(json.dumps({"name": "some other tool's JSON"}))
     (bad / "nohost.json").write_text(json.dumps({**real["doctor"], "host": {}}))
     (bad / "empty.json").write_text("")
@@ -356,30 +360,71 @@ def test_a_hung_file_is_refused_and_the_rest_still_read(tmp_path: Path, monkeypa
     assert isinstance(got[1][1], files.FileRefused) and "within 0.5 s" in str(got[1][1])
 
 
-def test_pruned_parse_equals_the_full_parse(real: dict[str, dict[str, Any]]) -> None:
-    from envcheck.fleet.read import PRUNED, pruned
+def test_the_writers_layout_does_not_change_the_fleet_report(rack: dict[str, Any], tmp_path: Path) -> None:
+    """The rack's reports written compact, indented by 4 and by 2 (as --json writes them), and as JSON lines
+    on one line each: the same fleet report (but for when it was made)."""
+    from envcheck.fleet.app import merge_sources
+    from envcheck.fleet.report import fleet_document
 
-    def without(value: Any, keys: tuple[str, ...]) -> Any:
-        if isinstance(value, dict):
-            return {
-                k: None if k in keys and v and isinstance(v, (dict, list)) else without(v, keys)
-                for k, v in value.items()
-            }
-        if isinstance(value, list):
-            return [without(v, keys) for v in value]
-        return value
+    directory = tmp_path / "rack"
+    layouts = {"compact": {"separators": (",", ":")}, "indent4": {"indent": 4}, "indent2": {"indent": 2}}
+    made = {}
+    for name, layout in layouts.items():
+        shutil.rmtree(directory, ignore_errors=True)
+        for path, doc in rack["docs"].items():
+            target = directory / f"{path}.json"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(doc, **layout))
+        report = merge_sources([str(directory)], workers=1)
+        made[name] = fleet_document(report, generated_at=utc_now(), duration_s=0.0)
+        assert report.reports_read == len(rack["docs"]) and not report.skipped, name
+    for doc in made.values():
+        doc.pop("generated_at")
+    assert made["compact"] == made["indent4"] == made["indent2"]
+    # ... and what the command made of them, but for where the files lay
+    nodes = json.dumps(made["indent2"]["nodes"]).replace(str(directory), str(rack["dir"]))
+    assert json.loads(nodes) == rack["doc"]["nodes"]
 
-    for name, doc in real.items():
-        text = json.dumps(doc, indent=2)
-        kind = doc["schema"].split(".")[1].split("/")[0]
-        assert json.loads(pruned(text)) == without(doc, PRUNED[kind]), name
-        assert pruned(json.dumps(doc)) == json.dumps(doc)  # another layout: left whole
+
+def test_a_kind_without_an_adapter_is_read_by_its_envelope(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    """A report of a command this envcheck does not know (made up here: a storage check) is merged by the
+    envelope every report carries: its node and verdict, its summary's words, its Python, its GPUs."""
+    from envcheck.core.report import envelope
+
+    def storage(hostname: str, status: str, exit_code: int, text: str) -> dict[str, Any]:
+        doc = as_node(real["h100x4"], hostname, uuid_prefix=hostname)
+        made: dict[str, Any] = envelope(
+            "envcheck.storage/1", generated_at=utc_now(), duration_s=1.0, host=HostIdentity.here()
+        )
+        made.update(host=doc["host"], gpus=doc["gpus"], status=status, exit_code=exit_code)
+        made.update(summary={"text": text}, drives=[{"path": "/dev/nvme0n1", "read_gb_s": 0.4}])
+        return made
+
+    docs = {
+        "st-1": storage("st-1", "fail", 1, "1 of 8 NVMe drives below 1 GB/s"),
+        "st-2": storage("st-2", "ok", 0, "8 NVMe drives above 1 GB/s"),
+        "st-2-doctor": as_node(real["h100x4"], "st-2", uuid_prefix="st-1"),  # st-1's GPUs: a copied report
+    }
+    proc, doc = fleet(*write(tmp_path, docs))
+    assert doc is not None and doc["skipped"] == [], proc.stderr
+    assert proc.returncode == 1 and doc["exit_code"] == 1 and doc["status"] == "fail"
+    st1 = node(doc, "st-1")
+    assert st1["status"] == "fail" and [r["kind"] for r in st1["reports"]] == ["storage"]
+    (failing,) = st1["failing"]
+    assert failing["report"] == "storage" and failing["summary"] == (
+        "the storage report's status is fail (exit code 1): 1 of 8 NVMe drives below 1 GB/s"
+    )
+    assert node(doc, "st-2")["status"] == "ok"
+    assert {g["uuid"] for g in doc["duplicates"]["gpus"]} == {f"GPU-st-1-{i:04d}" for i in range(4)}
+    assert {u["field"]: u["nodes"] for u in doc["uniform"]}["python"] == 2
 
 
 def test_help_stays_light() -> None:
+    """Loading the command (``envcheck fleet --help``; the group's own --help loads none) imports only its
+    click module: not the reader, the merge or orjson."""
     code = (
-        "import sys, click, envcheck.cli as c; c.main.get_command(click.Context(c.main), 'fleet'); "
-        "print(sorted(m for m in sys.modules if m.startswith('envcheck.fleet')))"
+        "import sys; from envcheck.cli import main; main.get_command(None, 'fleet'); "
+        "print(sorted(m for m in sys.modules if m.startswith(('envcheck.fleet', 'orjson'))))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(proc.stdout.replace("'", '"')) == ["envcheck.fleet", "envcheck.fleet.cli"]

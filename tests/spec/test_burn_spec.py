@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from envcheck.spec import BurnSpec, SpecError, parse_spec_text
 from envcheck.spec.burn import judge_burn
+from envcheck.spec.parse import BurnSpec, SpecError, parse_spec_text
 
 
 def burn_spec(text: str) -> BurnSpec | None:

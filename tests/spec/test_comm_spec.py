@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from envcheck.core.units import parse_rate
-from envcheck.spec import CommMinimum, SpecError, parse_spec_text
 from envcheck.spec.comm import judge_comm
+from envcheck.spec.parse import CommMinimum, SpecError, parse_spec_text
 
 
 @pytest.mark.parametrize(

@@ -20,8 +20,8 @@ from envcheck.doctor.runner import ProbeContext, ProbeRunner, run_check
 from envcheck.probes.host import ContainerInfo, CpuInfo, DiskSpace, HostInfo, MemoryInfo, ShmInfo
 from envcheck.probes.nvml.inventory import NvmlState
 from envcheck.probes.packages import PackagesState
-from envcheck.spec import parse_spec_text
 from envcheck.spec.checks import spec_checks
+from envcheck.spec.parse import parse_spec_text
 from envcheck.spec.snapshot import Machine, render_snapshot
 from tests.checks.test_host_checks import healthy, judge
 

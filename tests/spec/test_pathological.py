@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from envcheck.bench.compare import SCHEMA, BaselineError, load_baseline
-from envcheck.spec import SpecError, load_spec
+from envcheck.spec.find import load_spec
+from envcheck.spec.parse import SpecError
 
 SCRIPT = shutil.which("envcheck") or str(Path(sys.executable).with_name("envcheck"))
 needs_script = pytest.mark.skipif(not Path(SCRIPT).is_file(), reason="the envcheck console script is not installed")

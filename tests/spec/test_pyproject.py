@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from envcheck.spec import SpecError, find_spec
+from envcheck.spec.find import find_spec
+from envcheck.spec.parse import SpecError
 from tests.spec.test_pathological import envcheck, needs_script, one_error_line
 
 PADDING = b"# padding to make the file big\n" * 70_000  # 2.1 MB

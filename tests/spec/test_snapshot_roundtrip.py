@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from envcheck.cli import main
-from envcheck.spec import load_spec
+from envcheck.spec.find import load_spec
 from tests.spec.test_pathological import envcheck, needs_script
 
 NVML_SITE = Path(__file__).resolve().parents[1] / "nvml_site"

@@ -14,8 +14,9 @@ from click.testing import CliRunner
 from envcheck.cli import main
 from envcheck.core import registry
 from envcheck.probes.packages import probe_packages
-from envcheck.spec import BenchMinimum, CommMinimum, SpecError, find_spec, load_spec, parse_spec_text
 from envcheck.spec.bench import bench_figures, judge_bench
+from envcheck.spec.find import find_spec, load_spec
+from envcheck.spec.parse import BenchMinimum, CommMinimum, SpecError, parse_spec_text
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "lab.toml"
 

@@ -1,0 +1,436 @@
+"""How the fleet reads each kind of report: one adapter per kind, registered by its schema name, so that
+the merge never asks which kind a report is.
+
+Every report starts with the envelope (:mod:`envcheck.core.report`): its schema, the host and its Python,
+the GPUs it saw, and its verdict (``status``, ``exit_code``, ``summary``, ``interrupted``). The base
+:class:`Adapter` reads only that, and is what a report of a kind without an adapter of its own is read
+with (a newer command's, say ``envcheck.storage/1``): its node, its verdict, its Python and its GPU UUIDs
+still count in the merge instead of the report being skipped. A kind's adapter adds what only its report
+holds: the doctor's checks, driver, GPUs and the lab spec's packages; the bench's preflight, failed cases
+and headline figures; burn's verdicts and sustained throughput; comm's problems, each with its rank's host.
+
+Adding a kind to the fleet is one subclass here, registered with :func:`register`. The schema names come
+from :mod:`envcheck.core.report`: the fleet never imports another command's package (only the lab spec,
+shared by every command, for the bench's headline figure).
+
+Every reader here takes the document as it was found, hand-edited or foreign, and never raises on a
+value of an unexpected type: it reads what it can.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
+
+from envcheck.core.model import Status, worst
+from envcheck.core.registry import Registry
+from envcheck.core.report import BENCH_SCHEMA, BURN_SCHEMA, COMM_SCHEMA, DOCTOR_SCHEMA, kind_of
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One failing (or warning) item of a node, as its report stated it."""
+
+    source: str
+    report: str
+    id: str
+    status: Status
+    summary: str
+    fix: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "report": self.report,
+            "source": self.source,
+            "id": self.id,
+            "status": self.status.value,
+            "summary": self.summary,
+            "fix": self.fix,
+        }
+
+
+@dataclass(frozen=True)
+class ReportRef:
+    """Which reports a node's verdict rests on."""
+
+    source: str
+    kind: str
+    status: Status
+    exit_code: int | None
+    generated_at: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "source": self.source,
+            "status": self.status.value,
+            "exit_code": self.exit_code,
+            "generated_at": self.generated_at,
+        }
+
+
+class Group(NamedTuple):
+    """What makes figures comparable: the same benchmark on the same model, in the same unit, from runs
+    of the same kind (a ``--quick`` bench runs smaller cases, whose figures are lower)."""
+
+    id: str
+    device_kind: str
+    model: str
+    unit: str
+    quick: bool
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One device's headline figure for one benchmark, as one report states it."""
+
+    group: Group
+    device_key: str  # the device's UUID, else its bench name ("cpu"): one figure per device and host
+    device_kind: str
+    device: str
+    index: int | None
+    uuid: str | None
+    pci_bus_id: str | None
+    value: float
+
+
+@dataclass(frozen=True)
+class Digest:
+    """What the merge needs of one report, taken as soon as it is read so that the document itself (a
+    doctor report of an 8-GPU node is ~150 KiB of JSON, several times that as Python objects) can be
+    dropped: ten thousand nodes merge in bounded memory."""
+
+    source: str
+    kind: str
+    hostname: str
+    ref: ReportRef
+    #: Problems and warnings, each with the host it concerns (None: the report's own).
+    problems: tuple[tuple[str | None, Problem], ...]
+    fields: tuple[tuple[str, Any], ...]
+    readings: tuple[Reading, ...]
+    uuids: frozenset[str]
+    #: Its adapter's :attr:`Adapter.rank`: which report's value of a field wins on its node.
+    rank: int
+
+
+# --- small readers that never raise on a document shaped unexpectedly --------------------------------
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [v for v in _list(value) if isinstance(v, dict)]
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _status(value: Any) -> Status | None:
+    try:
+        return Status(value)
+    except ValueError:
+        return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if value == value and abs(value) != float("inf") else None
+
+
+class Adapter:
+    """The envelope reader, and the base of every kind's adapter: a subclass overrides what its kind adds
+    (:meth:`items`, :meth:`fields`, :meth:`readings`, :meth:`uuids`), calling up for the envelope's part."""
+
+    #: The schema this adapter reads (``envcheck.doctor/1``); the envelope reader reads any.
+    id: ClassVar[str] = ""
+    #: Where a node's reports disagree on a field, the lower rank's value is taken: the doctor sees the
+    #: most; a kind the fleet has no adapter for, the least.
+    rank: ClassVar[int] = 9
+
+    def digest(self, source: str, kind: str, hostname: str, doc: dict[str, Any]) -> Digest:
+        ref, problems = self.judge(source, kind, doc)
+        return Digest(
+            source,
+            kind,
+            hostname,
+            ref,
+            tuple(problems),
+            tuple(self.fields(doc).items()),
+            tuple(self.readings(doc)),
+            frozenset(u for u in self.uuids(doc) if u is not None),
+            self.rank,
+        )
+
+    def judge(self, source: str, kind: str, doc: dict[str, Any]) -> tuple[ReportRef, list[tuple[str | None, Problem]]]:
+        """The report's own status and its problems, each with the host it concerns (None: the report's).
+        A report that failed without naming an item that failed (a kind the fleet cannot read further,
+        an interrupted run, a nonzero exit with a lenient status) becomes one problem in its own words."""
+        found = self.items(source, kind, doc)
+        exit_code = doc.get("exit_code") if isinstance(doc.get("exit_code"), int) else None
+        status = _status(doc.get("status")) or Status.OK
+        if exit_code:
+            # A nonzero exit with a lenient status: --strict warnings, an interrupted run, a write error.
+            status = worst([status, Status.FAIL])
+        if status.is_problem and not any(p.status.is_problem for _, p in found):
+            words = f"the {kind} report's status is {status.value}"
+            if exit_code is not None:
+                words += f" (exit code {exit_code})"
+            if doc.get("interrupted") is True:
+                words += ": the run was interrupted before it finished"
+            elif text := _str(_dict(doc.get("summary")).get("text")):
+                words += f": {text}"
+            found.append((None, Problem(source, kind, kind, Status.FAIL, words)))
+        status = worst([status] + [p.status for _, p in found])
+        return ReportRef(source, kind, status, exit_code, _str(doc.get("generated_at"))), found
+
+    def items(self, source: str, kind: str, doc: dict[str, Any]) -> list[tuple[str | None, Problem]]:
+        """The items the report judged that warned or failed; the envelope names none."""
+        return []
+
+    def fields(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """The node's values of the fields that should be uniform across a fleet (merge.FIELDS): the
+        envelope's Python, and torch where a report carries its build (the doctor, bench and burn do)."""
+        out: dict[str, Any] = {}
+        python = _str(_dict(doc.get("host")).get("python"))
+        if python:
+            out["python"] = python
+        torch = doc.get("torch")
+        if isinstance(torch, dict):
+            out.update(_torch_fields(torch))
+        return out
+
+    def readings(self, doc: dict[str, Any]) -> list[Reading]:
+        """The report's figures per device, compared across the fleet; the envelope states none."""
+        return []
+
+    def uuids(self, doc: dict[str, Any]) -> set[str | None]:
+        """The GPU UUIDs the report saw on its host (the envelope's GPUs). The same UUID on two hosts is a
+        copied report or a card that moved."""
+        return {_str(g.get("uuid")) for g in _dicts(doc.get("gpus"))}
+
+
+#: Every kind's adapter, by the schema it reads.
+ADAPTERS: Registry[Adapter] = Registry("fleet adapter")
+#: What a report of a kind without an adapter is read with.
+ENVELOPE = Adapter()
+
+
+def register(cls: type[Adapter]) -> type[Adapter]:
+    ADAPTERS.add(cls())
+    return cls
+
+
+def adapter_for(schema: object) -> Adapter:
+    adapter = ADAPTERS.get(schema) if isinstance(schema, str) else None
+    return adapter if isinstance(adapter, Adapter) else ENVELOPE
+
+
+def schema_by_kind() -> dict[str, str]:
+    """kind → the schema (and so the version) this envcheck reads it at, for every kind with an adapter."""
+    return {kind_of(schema) or schema: schema for schema in ADAPTERS}
+
+
+def _checks(source: str, kind: str, value: Any) -> list[tuple[str | None, Problem]]:
+    """Check results (the doctor's checks, the bench's preflight, burn's verdicts) that warned or failed."""
+    out: list[tuple[str | None, Problem]] = []
+    for check in _dicts(value):
+        status = _status(check.get("status"))
+        if status is None or status.severity == 0:
+            continue
+        fix = _fix(check.get("fix"))
+        summary = str(check.get("summary") or check.get("title") or "")
+        out.append((None, Problem(source, kind, str(check.get("id") or "?"), status, summary, fix)))
+    return out
+
+
+def _fix(value: Any) -> dict[str, str | None] | None:
+    """A check's fix as the model writes it (text and command), whatever the file held."""
+    fix = _dict(value)
+    text, command = _str(fix.get("text")), _str(fix.get("command"))
+    return {"text": text, "command": command} if text or command else None
+
+
+def _spec_verdicts(source: str, kind: str, verdicts: Any) -> list[tuple[str | None, Problem]]:
+    """The lab spec's minimums a run did not reach (the doctor's are checks)."""
+    out: list[tuple[str | None, Problem]] = []
+    for v in _dicts(verdicts):
+        if v.get("passed") is False:
+            name = v.get("id") or v.get("op") or "?"
+            out.append((None, Problem(source, kind, f"spec.{name}", Status.FAIL, str(v.get("summary") or ""))))
+    return out
+
+
+def _torch_fields(torch: dict[str, Any]) -> dict[str, Any]:
+    version = _str(torch.get("version"))
+    if version is None:
+        return {}  # torch did not import (the doctor says why in its checks): nothing to compare
+    cuda, hip = _str(torch.get("cuda")), _str(torch.get("hip"))
+    flavour = f"ROCm {hip}" if hip else f"CUDA {cuda}" if cuda else "CPU-only"
+    out: dict[str, Any] = {"torch.version": version, "torch.flavour": flavour}
+    if cuda or hip:
+        out["torch.cuda_runtime"] = torch.get("cuda_runtime_version") or cuda
+        out["torch.cudnn"] = torch.get("cudnn_version")
+        out["torch.nccl"] = torch.get("nccl_version")
+    return out
+
+
+def _reading(bench_id: str, device: dict[str, Any], name: str, value: float, unit: str, quick: bool) -> Reading:
+    """A device's figure, keyed by its UUID where it has one (else its bench name: one figure per device
+    and host), with every name an admin may look for it by."""
+    kind = "gpu" if device.get("kind") in ("cuda", "gpu") else str(device.get("kind") or "cpu")
+    model = _str(device.get("model")) or "unknown model"
+    uuid = _str(device.get("uuid"))
+    index = device.get("index") if isinstance(device.get("index"), int) else None
+    pci = _str(device.get("pci_bus_id"))
+    return Reading(Group(bench_id, kind, model, unit, quick), uuid or name, kind, name, index, uuid, pci, value)
+
+
+def _device_uuids(doc: dict[str, Any]) -> set[str | None]:
+    """The UUIDs of the devices a bench or burn ran on, beside the envelope's GPUs."""
+    return {_str(d.get("uuid")) for d in _dicts(doc.get("devices"))}
+
+
+@register
+class Doctor(Adapter):
+    id = DOCTOR_SCHEMA
+    rank = 0
+
+    def items(self, source: str, kind: str, doc: dict[str, Any]) -> list[tuple[str | None, Problem]]:
+        return _checks(source, kind, doc.get("checks"))
+
+    def fields(self, doc: dict[str, Any]) -> dict[str, Any]:
+        out = super().fields(doc)
+        driver = _dict(doc.get("driver"))
+        out["driver.version"] = _str(driver.get("version"))
+        out["driver.cuda"] = _str(driver.get("cuda_version"))
+        gpus = _dicts(doc.get("gpus"))
+        out["gpu.count"] = len(gpus)
+        out["gpu.model"] = _models(str(g.get("name")) for g in gpus)
+        out.update(_package_fields(doc))
+        if "torch.version" not in out and isinstance(doc.get("packages"), dict):
+            # The doctor's --quick never imports torch; its installed version is still known.
+            out["torch.version"] = _str(doc["packages"].get("torch"))
+        return out
+
+
+def _models(names: Iterable[str]) -> str | None:
+    """One model name, or "2× A + 6× B" for a node of mixed GPUs (itself worth seeing as drift)."""
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    if len(counts) <= 1:
+        return next(iter(counts), None)
+    return " + ".join(f"{n}× {name}" for name, n in sorted(counts.items()))
+
+
+#: What a lab spec package check says when the version matches (envcheck.spec.checks): the version
+#: is only in the words, while a mismatch carries it in ``details.found``.
+_PACKAGE_OK = re.compile(r"^\S+ (\S+) matches ")
+
+
+def _package_fields(doc: dict[str, Any]) -> dict[str, Any]:
+    """The installed version of each package the lab spec pins (its ``spec.package.<name>`` checks)."""
+    out: dict[str, Any] = {}
+    for check in _dicts(doc.get("checks")):
+        check_id = check.get("id")
+        if not isinstance(check_id, str) or not check_id.startswith("spec.package."):
+            continue
+        name = check_id.removeprefix("spec.package.")
+        details = _dict(check.get("details"))
+        if "found" in details:
+            out[f"package.{name}"] = details["found"]
+            continue
+        match = _PACKAGE_OK.match(str(check.get("summary") or ""))
+        out[f"package.{name}"] = match.group(1) if match else _dict(doc.get("packages")).get(name)
+    return out
+
+
+@register
+class Bench(Adapter):
+    id = BENCH_SCHEMA
+    rank = 1
+
+    def items(self, source: str, kind: str, doc: dict[str, Any]) -> list[tuple[str | None, Problem]]:
+        out = _checks(source, kind, doc.get("preflight"))
+        for r in _dicts(doc.get("results")):
+            status = _status(r.get("status"))
+            if status is None or not status.is_problem:
+                continue
+            why = _str(r.get("reason")) or _str(_dict(r.get("check")).get("detail")) or status.value
+            summary = f"{r.get('case') or r.get('id')} on {r.get('device') or '?'}: {why}"
+            out.append((None, Problem(source, kind, str(r.get("id") or "?"), status, summary)))
+        return out + _spec_verdicts(source, kind, _dict(doc.get("spec")).get("verdicts"))
+
+    def readings(self, doc: dict[str, Any]) -> list[Reading]:
+        """Each benchmark's headline on each device, its best verified case, picked as the lab spec picks
+        it (envcheck.spec.bench.headlines)."""
+        from envcheck.spec.bench import headlines
+
+        quick = _dict(doc.get("options")).get("quick") is True
+        devices = {str(d.get("name")): d for d in _dicts(doc.get("devices"))}
+        results = [
+            r
+            for r in _dicts(doc.get("results"))
+            if isinstance(r.get("id"), str) and isinstance(r.get("unit"), str) and isinstance(r.get("device"), str)
+        ]
+        out = []
+        for (bench_id, name), (value, unit) in headlines(results).items():
+            if _number(value) is None:
+                continue
+            device = devices.get(str(name)) or {"name": name, "kind": "cpu" if name == "cpu" else "cuda"}
+            out.append(_reading(bench_id, device, str(name), value, unit, quick))
+        return out
+
+    def uuids(self, doc: dict[str, Any]) -> set[str | None]:
+        return super().uuids(doc) | _device_uuids(doc)
+
+
+@register
+class Burn(Adapter):
+    id = BURN_SCHEMA
+    rank = 2
+
+    def items(self, source: str, kind: str, doc: dict[str, Any]) -> list[tuple[str | None, Problem]]:
+        return _checks(source, kind, doc.get("verdicts")) + _spec_verdicts(
+            source, kind, _dict(doc.get("spec")).get("verdicts")
+        )
+
+    def readings(self, doc: dict[str, Any]) -> list[Reading]:
+        """Each device's steady-state throughput."""
+        unit = _str(doc.get("unit")) or "TFLOP/s"
+        out = []
+        for device in _dicts(doc.get("devices")):
+            value = _number(_dict(device.get("steady")).get("throughput"))
+            if value is not None and value > 0:
+                name = str(device.get("name") or "?")
+                out.append(_reading(f"burn.{device.get('dtype') or 'load'}", device, name, value, unit, False))
+        return out
+
+    def uuids(self, doc: dict[str, Any]) -> set[str | None]:
+        return super().uuids(doc) | _device_uuids(doc)
+
+
+@register
+class Comm(Adapter):
+    id = COMM_SCHEMA
+    rank = 3
+
+    def items(self, source: str, kind: str, doc: dict[str, Any]) -> list[tuple[str | None, Problem]]:
+        """Each problem with the host of its rank (a rank on another node that never joined fails that
+        node), and the lab spec's verdicts (a list in comm's document)."""
+        out: list[tuple[str | None, Problem]] = []
+        for p in _dicts(doc.get("problems")):
+            where = f"rank {p['rank']}: " if isinstance(p.get("rank"), int) else ""
+            problem = Problem(source, kind, "comm", Status.FAIL, where + str(p.get("what") or "a problem"))
+            out.append((_str(p.get("host")), problem))
+        return out + _spec_verdicts(source, kind, doc.get("spec"))
