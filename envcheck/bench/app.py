@@ -106,18 +106,15 @@ class BenchRequest:
         serial: bool = False,
     ) -> BenchRequest:
         """Check every option before anything runs; a problem is a :class:`BenchError` with exit code 2."""
-        from envcheck.spec import SpecError, load_spec
+        from envcheck.spec import load_spec
 
         specs = select_specs(only)
         dtypes = parse_dtypes(dtype)
         if not 0 < threshold < 1:  # also refuses NaN, for which every comparison is false
             raise BenchError(f"--threshold must be between 0 and 1 (a fraction), not {threshold}", ExitCode.USAGE)
         request = devices.parse(device)
-        try:
-            baseline = compare.load_baseline(baseline_path) if baseline_path else None
-            lab = load_spec(spec_path) if spec_path else None
-        except (compare.BaselineError, SpecError) as exc:
-            raise BenchError(str(exc), ExitCode.USAGE) from None
+        baseline = compare.load_baseline(baseline_path) if baseline_path else None
+        lab = load_spec(spec_path) if spec_path else None
         return cls(
             request,
             tuple(specs),

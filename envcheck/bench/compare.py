@@ -14,14 +14,19 @@ from pathlib import Path
 from typing import Any
 
 from envcheck.core import files
+from envcheck.core.errors import CommandError
+from envcheck.core.exit import ExitCode
 from envcheck.core.files import path_shown, shown
 
 SCHEMA = "envcheck.bench/1"
 DEFAULT_THRESHOLD = 0.10
 
 
-class BaselineError(ValueError):
+class BaselineError(CommandError, ValueError):
     """A baseline that cannot be used (missing, not JSON, another schema, nothing in common): exit 2."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, ExitCode.USAGE)
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ class BurnRequest:
         spec_path: str | None = None,
     ) -> BurnRequest:
         """Every option checked before anything runs; a problem is a :class:`BurnError` with exit code 2."""
-        from envcheck.spec import SpecError, load_spec
+        from envcheck.spec import load_spec
 
         try:
             seconds = parse_duration(duration)
@@ -85,10 +85,7 @@ class BurnRequest:
         if dtype is not None and dtype not in plan.DTYPES:
             raise BurnError(f"unknown dtype {dtype!r}; choose from {', '.join(plan.DTYPES)}", ExitCode.USAGE)
         request = devices.parse(device)
-        try:
-            lab = load_spec(spec_path) if spec_path else None
-        except SpecError as exc:
-            raise BurnError(str(exc), ExitCode.USAGE) from None
+        lab = load_spec(spec_path) if spec_path else None
         return cls(request, seconds, device, dtype, lab=lab, spec_path=spec_path)
 
     def dtype_for(self, dev: DeviceInfo) -> str:

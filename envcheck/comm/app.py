@@ -67,7 +67,7 @@ class CommRequest:
         spec_path: str | None = None,
     ) -> CommRequest:
         """Check every option; a problem is a :class:`CommError` with exit code 2."""
-        from envcheck.spec import SpecError, load_spec
+        from envcheck.spec import load_spec
 
         def usage(message: str) -> CommError:
             return CommError(message, ExitCode.USAGE)
@@ -98,10 +98,7 @@ class CommRequest:
         for option, count, low in (("--iters", iters, 1), ("--warmup", warmup, 1), ("--nproc", nproc, 1)):
             if count is not None and not low <= count <= (MAX_RANKS if option == "--nproc" else 100_000):
                 raise usage(f"{option} {count}: out of range")
-        try:
-            lab = load_spec(spec_path) if spec_path else None
-        except SpecError as exc:
-            raise usage(str(exc)) from None
+        lab = load_spec(spec_path) if spec_path else None
         plan = Plan(device, tuple(dict.fromkeys(chosen)), sizes[0], sizes[1], iters, warmup, seconds)
         return cls(plan, nproc, lab, spec_path)
 

@@ -20,6 +20,8 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from envcheck.core import files
+from envcheck.core.errors import CommandError
+from envcheck.core.exit import ExitCode
 from envcheck.core.files import path_shown, shown
 from envcheck.core.units import parse_rate, parse_size
 
@@ -29,8 +31,12 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 
-class SpecError(ValueError):
-    """A spec that cannot be used; ``str()`` is the one line the user sees."""
+class SpecError(CommandError, ValueError):
+    """A spec that cannot be used; ``str()`` is the one line the user sees. A command that was given one
+    stops with it as a usage error (exit 2), said by the command group like every :class:`CommandError`."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, ExitCode.USAGE)
 
 
 class NoSpecTable(SpecError):
