@@ -501,7 +501,7 @@ def progress(stream: IO[str] | None = None) -> tuple[Progress, Live]:
 
     from envcheck.core.redact import scrub
 
-    live = Live(stream)
+    live = Live(stream, counted=True)
 
     def started(i: int, n: int, bench_id: str, label: str, device: str) -> None:
         live.row(device, f"{device} {bench_id} {label}", completed=i, total=n)

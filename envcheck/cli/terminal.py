@@ -54,7 +54,7 @@ def deliver(
     return ExitCode.OUTPUT_ERROR if failed else None
 
 
-def finish(
+def delivered(
     document: dict[str, Any],
     exit_code: int,
     *,
@@ -63,22 +63,28 @@ def finish(
     output: str | None,
     verbose: bool = False,
     save: str | None = None,
-) -> NoReturn:
-    """The tail of every reporting command: deliver its document (:func:`deliver`), then exit with the
-    run's own code, or 74 when a file could not be written."""
+) -> int:
+    """The tail of every reporting command: deliver its document (:func:`deliver`); the code to exit
+    with, the run's own or 74 when a file could not be written."""
     override = deliver(
         document, stdout_format=stdout_format, file_format=file_format, output=output, verbose=verbose, save=save
     )
-    sys.exit(int(override if override is not None else exit_code))
+    return int(override if override is not None else exit_code)
+
+
+def finish(document: dict[str, Any], exit_code: int, **how: Any) -> NoReturn:
+    """:func:`delivered`, then exit with its code."""
+    sys.exit(delivered(document, exit_code, **how))
 
 
 def fail(command: str, message: str, code: int) -> NoReturn:
     """A command that cannot run: one line on stderr, ``envcheck COMMAND: error: ...``, and exit ``code``.
     Secrets are scrubbed (an import error may quote a URL with a token) and the message is kept to one line
     (a torch error may span several)."""
+    from envcheck.core.model import one_line
     from envcheck.core.redact import scrub
 
-    click.echo(f"envcheck {command}: error: {' '.join(scrub(message, os.environ).split())}", err=True)
+    click.echo(f"envcheck {command}: error: {one_line(scrub(message, os.environ))}", err=True)
     sys.exit(int(code))
 
 

@@ -112,13 +112,14 @@ def comm(
 def _deliver(report: Any, stdout_format: str, file_format: str | None, output: str | None) -> int:
     import sys
 
-    from envcheck.cli.terminal import deliver
+    from envcheck.cli.terminal import delivered
     from envcheck.comm.report import comm_document
 
-    document = comm_document(report)
-    override = deliver(document, stdout_format=stdout_format, file_format=file_format, output=output, verbose=False)
+    code = delivered(
+        comm_document(report), report.exit_code, stdout_format=stdout_format, file_format=file_format, output=output
+    )
     sys.stdout.flush()
-    return int(override if override is not None else report.exit_code)
+    return code
 
 
 def _progress(*, enabled: bool) -> tuple[Any, Any]:

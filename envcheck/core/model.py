@@ -154,6 +154,12 @@ def first_line(error: BaseException | str | None, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+def one_line(text: str) -> str:
+    """Whitespace, newlines included, collapsed to single spaces: for a watcher or a log that keeps one
+    line (a Docker healthcheck, node-problem-detector, ``envcheck COMMAND: error: ...``)."""
+    return " ".join(text.split())
+
+
 def error_line(exc: BaseException) -> str:
     """``Type: first line of the message``: where the type matters (OutOfMemoryError vs RuntimeError, a
     worker's error for its device); an exception without a message is its type's name alone."""

@@ -76,7 +76,7 @@ def doctor(
 
         start_early(os.environ, deadline)
     from envcheck.cli.options import resolve_formats
-    from envcheck.cli.terminal import deliver
+    from envcheck.cli.terminal import finish
     from envcheck.doctor import areas as registry
     from envcheck.doctor.app import DoctorRequest
 
@@ -102,8 +102,14 @@ def doctor(
 
     report = run_doctor(request)
     document = doctor_document(report, wall_s=time.monotonic() - _STARTED, strict=strict, require_gpu=require_gpu)
-    override = deliver(document, stdout_format=stdout_format, file_format=file_format, output=output, verbose=verbose)
-    sys.exit(int(override if override is not None else document["exit_code"]))
+    finish(
+        document,
+        document["exit_code"],
+        stdout_format=stdout_format,
+        file_format=file_format,
+        output=output,
+        verbose=verbose,
+    )
 
 
 def _list_checks(specs: list[CheckSpec], *, as_json: bool) -> None:

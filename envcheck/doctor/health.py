@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from envcheck.core.model import one_line
 from envcheck.doctor.app import DoctorRequest, run_doctor
 
 if TYPE_CHECKING:
@@ -139,11 +140,6 @@ def _healthy_words(health: Health) -> str:
     if warned:
         words += f", {len(warned)} warning(s): {', '.join(c['id'] for c in warned)}"
     return words
-
-
-def one_line(text: str) -> str:
-    """Whitespace (newlines included) collapsed: every watcher here keeps one line."""
-    return " ".join(text.split())
 
 
 def docker_line(health: Health) -> tuple[bool, str]:

@@ -58,7 +58,7 @@ def fleet(sources: tuple[str, ...], threshold: float, fmt: str | None, as_json: 
     import time
 
     from envcheck.cli.options import resolve_formats
-    from envcheck.cli.terminal import deliver, error
+    from envcheck.cli.terminal import error, finish
     from envcheck.core.exit import ExitCode
     from envcheck.core.report import utc_now
     from envcheck.fleet.app import merge_sources
@@ -84,5 +84,4 @@ def fleet(sources: tuple[str, ...], threshold: float, fmt: str | None, as_json: 
         error(f"fleet: no envcheck report could be read ({skipped} skipped)")
         sys.exit(int(ExitCode.USAGE))
     document = fleet_document(report, generated_at=generated_at, duration_s=time.monotonic() - started)
-    override = deliver(document, stdout_format=stdout_format, file_format=file_format, output=output, verbose=False)
-    sys.exit(int(override if override is not None else report.exit_code))
+    finish(document, report.exit_code, stdout_format=stdout_format, file_format=file_format, output=output)

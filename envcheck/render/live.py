@@ -18,14 +18,17 @@ from typing import IO, Any
 
 
 class Live:
-    """A context manager owning the display. ``poll``, if given, is called before each redraw, so a row
-    can show what is true now (how long each probe has been running) without a thread of its own."""
+    """A context manager owning the display. ``counted``: rows may carry a count (then a bar, ``i/n`` and
+    the time so far are drawn after the text; else nothing pads the text). ``poll``, if given, is called
+    before each redraw, so a row can show what is true now (how long each probe has been running) without
+    a thread of its own."""
 
     def __init__(
         self,
         stream: IO[str] | None = None,
         *,
         enabled: bool = True,
+        counted: bool = False,
         poll: Callable[[Live], None] | None = None,
     ) -> None:
         self.stream = stream or sys.stderr
@@ -35,7 +38,7 @@ class Live:
         self._poll = poll
         self._polling = False
         if self.terminal:
-            self._bar = _bar(self.stream, self._polled)
+            self._bar = _bar(self.stream, self._polled, counted=counted)
 
     def _polled(self) -> None:
         # rich asks for the first frame while the display is being made (rows come from the second on), and
@@ -93,7 +96,7 @@ class Live:
         return list(self._bar.tasks) if self._bar is not None else []
 
 
-def _bar(stream: IO[str], poll: Callable[[], None]) -> Any:
+def _bar(stream: IO[str], poll: Callable[[], None], *, counted: bool) -> Any:
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -121,12 +124,11 @@ def _bar(stream: IO[str], poll: Callable[[], None]) -> Any:
             poll()
             yield from super().get_renderables()
 
+    counts = (Counted(BarColumn()), Counted(MofNCompleteColumn()), Counted(TimeElapsedColumn())) if counted else ()
     return Polled(
         SpinnerColumn(style="cyan"),
         TextColumn("{task.description}"),
-        Counted(BarColumn()),
-        Counted(MofNCompleteColumn()),
-        Counted(TimeElapsedColumn()),
+        *counts,
         console=Console(file=stream),
         transient=True,
         refresh_per_second=8,
