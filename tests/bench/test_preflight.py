@@ -131,15 +131,15 @@ def test_the_preflight_judges_only_the_chosen_gpus(nvml, index, memory):
 def test_run_bench_preflights_the_device_it_was_given(nvml, monkeypatch, device, memory):
     """The same through run_bench: the chosen device comes from --device, its identity from the torch child."""
     nvml("other_process_memory")
-    child = app.torch_from
+    child = resolve.torch_from
 
-    def sees_two_h100s(probes):
-        info = child(probes)
+    def sees_two_h100s(probe):
+        info = child(probe)
         info.cuda_available, info.device_count = True, 2
         info.devices = [TorchDevice(i, h100()["name"], (9, 0), uuid(i)) for i in range(2)]
         return info
 
-    monkeypatch.setattr(app, "torch_from", sees_two_h100s)
+    monkeypatch.setattr(resolve, "torch_from", sees_two_h100s)
     report = run_bench(BenchRequest.parse(device=device, only="train.cnn_amp", dtype="fp32"), env=cuda_torch_env())
     checks = by_id(report.preflight)
     assert checks["gpu.memory"].status is memory
