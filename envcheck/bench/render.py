@@ -15,6 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 from rich.markup import escape
 
 from envcheck.bench.case import BenchResult, Progress
+from envcheck.bench.report import summary_words
 from envcheck.core.report import BENCH_SCHEMA
 from envcheck.render import RenderOptions, html, renders
 from envcheck.render.common import ICONS, CheckLines, cell, code, print_wide, write_lines
@@ -135,20 +136,8 @@ def _findings(doc: dict[str, Any], console: Console) -> None:
 
 def summary_line(doc: dict[str, Any]) -> str:
     """'12 verified, 1 WRONG, 3 skipped on 1 device(s) in 42 s', red when the run exits non-zero."""
-    c = doc.get("summary", {})
-    parts = [f"{c.get('verified', 0)} verified"]
-    for key, word in (
-        ("failed", "WRONG"),
-        ("errors", "crashed"),
-        ("skipped", "skipped"),
-        ("noisy", "noisy"),
-        ("contended", "contended"),
-        ("slow_vs_siblings", "slow vs siblings"),
-        ("regressions", "regressions"),
-        ("below_spec", "below spec"),
-    ):
-        if c.get(key):
-            parts.append(f"{c[key]} {word}")
+    c = html.dct(doc.get("summary"))
+    parts = [escape(word) for word in summary_words(c)]
     comparison = doc.get("comparison")
     if comparison is not None:
         parts.append(
@@ -214,7 +203,8 @@ def bench_markdown(doc: dict[str, Any]) -> list[str]:
     if comparison.get("note"):
         lines += ["", f"Comparison with {code(comparison.get('baseline'))}: {cell(comparison['note'])}"]
     if summary:
-        lines += ["", "Summary: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items() if v)]
+        counted = {k: v for k, v in summary.items() if isinstance(v, int) and not isinstance(v, bool) and v}
+        lines += ["", "Summary: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counted.items())]
     return lines
 
 

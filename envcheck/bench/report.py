@@ -8,12 +8,13 @@ envcheck.bench/1, so baselines saved by earlier versions still load for ``--comp
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from envcheck.bench.app import BenchReport
 from envcheck.bench.peaks import Peak
 from envcheck.core.model import Status, counts, to_jsonable, worst
-from envcheck.core.report import BENCH_SCHEMA, GpuIdentity, HostIdentity, envelope
+from envcheck.core.report import BENCH_SCHEMA, GpuIdentity, HostIdentity, Summary, envelope, verdict_of
 from envcheck.devices.model import DeviceInfo
 
 if TYPE_CHECKING:
@@ -80,11 +81,12 @@ def _device(d: DeviceInfo, entry: Peak | None) -> dict[str, Any]:
     return {**d.to_json(), "datasheet": entry.model if entry else None, "peak_source": entry.source if entry else None}
 
 
-def summary(report: BenchReport) -> dict[str, int]:
-    """How many figures of each kind: what the summary line of every format says."""
+def summary(report: BenchReport) -> dict[str, Any]:
+    """How many figures of each kind, and the verdict and line every format ends with (envcheck.core.report.
+    Summary)."""
     results = report.results
     comparison = report.comparison
-    return {
+    counts = {
         "figures": sum(r.value is not None for r in results),
         "verified": sum(r.status is Status.OK for r in results),
         "failed": sum(r.status is Status.FAIL for r in results),
@@ -99,3 +101,28 @@ def summary(report: BenchReport) -> dict[str, int]:
         # a sweep is reported as one result but ran each of its shapes
         "finished": sum(len(r.params["sweep"]) if r.params.get("sweep") else 1 for r in results),
     }
+    text = f"{', '.join(summary_words(counts))} on {len(report.devices)} device(s)"
+    if report.interrupted:
+        text = f"interrupted after {counts['finished']} of {counts['planned']} cases: {text}"
+    return Summary(verdict_of(report.statuses(), interrupted=report.interrupted), text, counts).to_json()
+
+
+#: The counts the summary line names, and the word each is said with (``verified`` always comes first).
+SUMMARY_WORDS = (
+    ("failed", "WRONG"),
+    ("errors", "crashed"),
+    ("skipped", "skipped"),
+    ("noisy", "noisy"),
+    ("contended", "contended"),
+    ("slow_vs_siblings", "slow vs siblings"),
+    ("regressions", "regressions"),
+    ("below_spec", "below spec"),
+)
+
+
+def summary_words(counts: Mapping[str, Any]) -> list[str]:
+    """'12 verified', '1 WRONG', '3 skipped': the counts a person reads, from the summary's counts (also a
+    document's, read back by the renderers)."""
+    return [f"{counts.get('verified', 0)} verified"] + [
+        f"{counts[key]} {word}" for key, word in SUMMARY_WORDS if counts.get(key)
+    ]

@@ -18,7 +18,7 @@ from typing import Any
 from envcheck.burn.app import BurnReport, DeviceRun
 from envcheck.burn.rules import DeviceSummary, summarize
 from envcheck.core.model import CheckResult, Status, counts, to_jsonable, worst
-from envcheck.core.report import BURN_SCHEMA, GpuIdentity, HostIdentity, envelope
+from envcheck.core.report import BURN_SCHEMA, GpuIdentity, HostIdentity, Summary, envelope, verdict_of
 from envcheck.probes.nvml.telemetry import Point
 
 UNIT = "TFLOP/s"
@@ -151,18 +151,17 @@ def summary(report: BurnReport, statuses: list[Status]) -> dict[str, Any]:
     ran = duration_text(round(max(loaded), 1)) if loaded else "0 s"
     n = len(report.runs)
     devices = f"{n} device{'s' if n != 1 else ''}"
-    overall = worst(statuses)
     problems = [v for v in report.verdicts if v.status in (Status.FAIL, Status.CRASH)]
     below = [v for v in report.spec_verdicts or () if v.passed is False]
-    if report.interrupted:
+    verdict = verdict_of(statuses, interrupted=report.interrupted)
+    if verdict == "interrupted":
         by = "SIGTERM" if report.terminated else "Ctrl-C"
-        verdict, text = "interrupted", f"interrupted by {by} after {ran} on {devices}: the report covers what ran"
-    elif overall in (Status.FAIL, Status.CRASH):
-        verdict = "failed"
+        text = f"interrupted by {by} after {ran} on {devices}: the report covers what ran"
+    elif verdict == "failed":
         what = ", ".join(v.id for v in problems) or f"{len(below)} spec requirement(s) not met"
         text = f"burn-in failed: {what} ({devices}, {ran})"
-    elif overall is Status.WARN:
-        verdict, text = "warnings", f"burn-in passed with warnings ({devices}, {ran})"
+    elif verdict == "warnings":
+        text = f"burn-in passed with warnings ({devices}, {ran})"
     else:
-        verdict, text = "passed", f"burn-in passed: {devices} for {ran}, every result matched"
-    return {"verdict": verdict, "text": text}
+        text = f"burn-in passed: {devices} for {ran}, every result matched"
+    return Summary(verdict, text).to_json()

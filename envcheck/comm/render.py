@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
+from envcheck.comm.report import summary_words
 from envcheck.core.report import COMM_SCHEMA
 from envcheck.core.units import human
 from envcheck.render import RenderOptions, html, renders
@@ -140,16 +141,7 @@ def reference_lines(ref: dict[str, Any] | None) -> list[str]:
 
 
 def summary_line(doc: dict[str, Any]) -> str:
-    c = doc.get("summary") or {}
-    parts = [f"{c.get('verified', 0)} of {c.get('results', 0)} results verified"]
-    if c.get("problems"):
-        parts.append(f"{c['problems']} problem(s)")
-    if c.get("slow_pairs"):
-        parts.append(f"{c['slow_pairs']} slow link(s)")
-    if c.get("below_spec"):
-        parts.append(f"{c['below_spec']} below spec")
-    if not doc.get("completed"):
-        parts.append("the run did not finish")
+    parts = [escape(word) for word in summary_words(html.dct(doc.get("summary")), completed=doc.get("completed"))]
     style = "red" if doc.get("exit_code") else "green"
     return f"[{style}]{', '.join(parts)}[/] in {doc.get('duration_s', 0):.1f} s"
 
@@ -386,11 +378,7 @@ def comm_spec(doc: dict[str, Any]) -> str:
 
 
 def comm_summary(doc: dict[str, Any]) -> str:
-    c = html.dct(doc.get("summary"))
-    parts = [f"{html.e(c.get('verified', 0))} of {html.e(c.get('results', 0))} results verified"]
-    for key, word in (("problems", "problem(s)"), ("slow_pairs", "slow link(s)"), ("below_spec", "below spec")):
-        if c.get(key):
-            parts.append(f"{html.e(c[key])} {word}")
+    parts = [html.e(word) for word in summary_words(html.dct(doc.get("summary")), completed=True)]
     return f"<p><b>{', '.join(parts)}</b></p>"
 
 

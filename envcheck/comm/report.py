@@ -7,11 +7,12 @@ Fields are only ever added under this schema name. Non-finite numbers are null (
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from envcheck.comm.app import CommReport
 from envcheck.comm.reference import references
-from envcheck.core.report import COMM_SCHEMA, GpuIdentity, HostIdentity, envelope
+from envcheck.core.report import COMM_SCHEMA, GpuIdentity, HostIdentity, Summary, envelope, verdict_of
 
 
 def comm_document(report: CommReport) -> dict[str, Any]:
@@ -54,13 +55,36 @@ def comm_document(report: CommReport) -> dict[str, Any]:
         # Added to the schema: every other kind states its status; comm's is that of its verdicts.
         "status": report.status.value,
         "exit_code": int(report.exit_code),
-        "summary": {
-            "results": len(report.results),
-            "verified": sum(r.verified for r in report.results),
-            "wrong": sum(not r.verified for r in report.results),
-            "problems": len(report.problems),
-            "slow_pairs": len(report.p2p.slow_pairs) if report.p2p else 0,
-            "below_spec": sum(getattr(v, "passed", None) is False for v in report.spec_verdicts or ()),
-        },
+        "summary": summary(report),
     }
     return doc
+
+
+def summary(report: CommReport) -> dict[str, Any]:
+    """How many results verified and what went wrong, and the verdict and line every format ends with
+    (envcheck.core.report.Summary)."""
+    counts = {
+        "results": len(report.results),
+        "verified": sum(r.verified for r in report.results),
+        "wrong": sum(not r.verified for r in report.results),
+        "problems": len(report.problems),
+        "slow_pairs": len(report.p2p.slow_pairs) if report.p2p else 0,
+        "below_spec": sum(getattr(v, "passed", None) is False for v in report.spec_verdicts or ()),
+    }
+    text = ", ".join(summary_words(counts, completed=report.completed))
+    return Summary(verdict_of([report.status], interrupted=report.interrupted), text, counts).to_json()
+
+
+def summary_words(counts: Mapping[str, Any], *, completed: object) -> list[str]:
+    """'30 of 30 results verified', '1 problem(s)', ...: from the summary's counts (also a document's, read
+    back by the renderers)."""
+    parts = [f"{counts.get('verified', 0)} of {counts.get('results', 0)} results verified"]
+    if counts.get("problems"):
+        parts.append(f"{counts['problems']} problem(s)")
+    if counts.get("slow_pairs"):
+        parts.append(f"{counts['slow_pairs']} slow link(s)")
+    if counts.get("below_spec"):
+        parts.append(f"{counts['below_spec']} below spec")
+    if not completed:
+        parts.append("the run did not finish")
+    return parts

@@ -11,11 +11,12 @@ from __future__ import annotations
 import platform
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from envcheck import __version__
+from envcheck.core.model import Status, worst
 
 #: Every report kind's schema, ``envcheck.<package>/<version>``: the package that writes it is also the one
 #: whose ``render`` module renders it (:mod:`envcheck.render` finds it by this name, so no renderer and no
@@ -82,6 +83,34 @@ class GpuIdentity:
 
     def to_json(self) -> dict[str, Any]:
         return {"index": self.index, "name": self.name, "uuid": self.uuid, "pci_bus_id": self.pci_bus_id}
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The run in one line, the same shape in every kind's document (cf. black's ``Report``): ``verdict``,
+    one word a script can switch on; ``text``, the line every format ends with; and the kind's own counts,
+    kept beside them (the fields each kind's summary has always had).
+
+    The doctor's verdicts are ``ready``, ``ready_cpu``, ``warnings``, ``not_ready`` and
+    ``nothing_checked``; every measuring command's are those of :func:`verdict_of`."""
+
+    verdict: str
+    text: str
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.counts, "verdict": self.verdict, "text": self.text}
+
+
+def verdict_of(statuses: list[Status], *, interrupted: bool = False) -> str:
+    """A measuring run's verdict word: ``interrupted`` (the report covers what ran), ``failed`` (a failure or
+    a crash), ``warnings``, or ``passed``."""
+    if interrupted:
+        return "interrupted"
+    overall = worst(statuses)
+    if overall.is_problem:
+        return "failed"
+    return "warnings" if overall is Status.WARN else "passed"
 
 
 def utc_now() -> datetime:

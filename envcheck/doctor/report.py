@@ -9,29 +9,16 @@ where there are none; ``driver`` is null without a working driver. Fields are on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from envcheck.core.exit import exit_code_for
 from envcheck.core.model import NA, CheckResult, Status, available, counts, to_jsonable, worst
-from envcheck.core.report import DOCTOR_SCHEMA, GpuIdentity, HostIdentity, envelope
+from envcheck.core.report import DOCTOR_SCHEMA, GpuIdentity, HostIdentity, Summary, envelope
 from envcheck.doctor.areas import AREAS
 
 if TYPE_CHECKING:
     from envcheck.doctor.app import DoctorReport
     from envcheck.probes.nvml.inventory import GpuInfo
-
-
-@dataclass(frozen=True)
-class Summary:
-    """The run in one line. ``verdict``: ``ready``, ``ready_cpu`` (fine, but no NVIDIA GPU was found),
-    ``warnings``, ``not_ready``, or ``nothing_checked`` (every selected check was skipped)."""
-
-    verdict: str
-    text: str
-
-    def to_json(self) -> dict[str, str]:
-        return {"verdict": self.verdict, "text": self.text}
 
 
 def _plural(n: int, word: str) -> str:

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from envcheck.core.model import to_jsonable
-from envcheck.core.report import FLEET_SCHEMA, HostIdentity, envelope
+from envcheck.core.report import FLEET_SCHEMA, HostIdentity, Summary, envelope, verdict_of
 from envcheck.fleet.merge import Comparison, Figure, FleetReport, Node, field_title
 
 
@@ -153,4 +153,4 @@ def summary(report: FleetReport) -> dict[str, Any]:
     if report.skipped:
         read += f", {len(report.skipped)} skipped"
     text = f"{_plural(len(report.nodes), 'node')}: {', '.join(parts)} ({read})"
-    return {**counts, "text": text}
+    return Summary(verdict_of([report.status]), text, counts).to_json()
