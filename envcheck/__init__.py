@@ -4,4 +4,4 @@ Importing the package stays cheap on purpose: the Docker healthcheck runs ``envc
 every 30 s, so nothing here may import torch, rich or NVML at import time.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
