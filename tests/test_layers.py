@@ -4,6 +4,9 @@ import is how an upward dependency hides), so an upward import fails the suite, 
 
     core  ←  probes  ←  devices, doctor  ←  bench, burn, comm, fleet, spec  ←  render  ←  cli
 
+Only the doctor imports its checks (``envcheck.doctor.checks``: importing one module imports them all);
+what others share with them lives below (``probes``) or beside them (``envcheck.doctor.reading``).
+
 A command package is split across layers by module name: its ``render`` module is in the render layer
 (a report kind brings its own renderers) and its ``cli`` module in the cli layer (a command is one package
 plus one line in :data:`envcheck.cli.COMMANDS`).
@@ -58,11 +61,20 @@ def layer_of(module: str) -> int:
 
 def imports(path: Path) -> list[tuple[int, str]]:
     """(line, module) for every envcheck module ``path`` imports; ``from pkg import name`` counts as
-    ``pkg.name`` when that is a module, else as ``pkg``."""
+    ``pkg.name`` when that is a module, else as ``pkg``. A module loaded by its name counts too: a string
+    given to ``importlib.import_module`` or as a registry's ``package=`` (how a registry fills itself)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     own = module_name(path)
     found: list[tuple[int, str]] = []
     for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            named = [*node.args[:1]] if _called(node) == "import_module" else []
+            named += [k.value for k in node.keywords if k.arg == "package"]
+            found += [
+                (node.lineno, n.value)
+                for n in named
+                if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value.startswith("envcheck.")
+            ]
         if isinstance(node, ast.Import):
             found += [(node.lineno, a.name) for a in node.names if a.name.split(".")[0] == "envcheck"]
         elif isinstance(node, ast.ImportFrom):
@@ -79,6 +91,11 @@ def imports(path: Path) -> list[tuple[int, str]]:
                 ).exists()
                 found.append((node.lineno, candidate if is_module else base))
     return found
+
+
+def _called(node: ast.Call) -> str | None:
+    func = node.func
+    return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
 
 
 def violations() -> list[str]:
@@ -98,8 +115,8 @@ def violations() -> list[str]:
                 and layer_of(source) != LAYERS.index("cli")
             ):
                 said.append(f"{where} (sideways: one command's package uses another's)")
-            elif mine == "devices" and theirs == "doctor":
-                said.append(f"{where} (devices must not load the doctor's checks)")
+            elif target.startswith("envcheck.doctor.checks") and mine != "doctor":
+                said.append(f"{where} (only the doctor loads its checks: importing one imports them all)")
     return said
 
 

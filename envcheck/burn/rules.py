@@ -23,8 +23,7 @@ from envcheck.core.calls import BUG_FIX, Outcome
 from envcheck.core.model import CheckResult, Status, Verdict, available, fail, first_line, ok, skip, warn
 from envcheck.core.registry import Registry
 from envcheck.core.units import clock
-from envcheck.doctor.checks.gpu import TEMPERATURE_MARGIN_C
-from envcheck.probes.nvml.constants import THROTTLE_MASK, THROTTLE_PROBLEMS, reason_names
+from envcheck.probes.nvml.constants import TEMPERATURE_MARGIN_C, THROTTLE_MASK, THROTTLE_PROBLEMS, reason_names
 from envcheck.probes.nvml.telemetry import DeviceKey, Point, Sample, Telemetry
 
 THERMAL_REASONS = frozenset({"sw_thermal", "hw_thermal"})

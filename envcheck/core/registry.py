@@ -1,5 +1,6 @@
-"""One generic registry, the probe registry, and the shape of a check (the doctor declares its areas and
-checks in :mod:`envcheck.doctor.areas`; the bench its benchmarks in :mod:`envcheck.bench.model`).
+"""One generic registry, and the shape of a check. The registries themselves live with what they hold:
+probes in :mod:`envcheck.probes.registry`, the doctor's checks and areas in :mod:`envcheck.doctor.areas`,
+benchmarks in :mod:`envcheck.bench.model`, output formats in :mod:`envcheck.render`.
 
 An item is registered where it is defined (cf. brew's diagnostic checks), so adding a check, a probe or
 a benchmark touches one file; listing them (``--list-checks``, ``bench --list``) and "run only these"
@@ -15,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from envcheck.core.model import Fix, Verdict
+from envcheck.core.model import Verdict
 
 if TYPE_CHECKING:
     from envcheck.core.probing import Context
@@ -138,38 +139,6 @@ class Registry(Generic[T]):
 
 def group_of(item_id: str) -> str:
     return item_id.split(".", 1)[0]
-
-
-# --- probes ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ProbeSpec:
-    """A probe: ``fn(env)`` returns data. ``what`` names the thing that hung when it times out, and
-    ``hang_fix`` says where to look then (a hung NFS mount and a wedged driver need different advice)."""
-
-    id: str
-    fn: Callable[..., Any]
-    timeout_s: float
-    what: str
-    hang_fix: Fix | None = None
-
-    @property
-    def name(self) -> str:
-        return self.id
-
-
-PROBES: Registry[ProbeSpec] = Registry("probe", package="envcheck.probes.all")
-
-
-def probe(
-    name: str, *, timeout_s: float, what: str, hang_fix: Fix | None = None
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-        PROBES.add(ProbeSpec(name, fn, timeout_s, what, hang_fix))
-        return fn
-
-    return register
 
 
 # --- checks ---------------------------------------------------------------------------------------

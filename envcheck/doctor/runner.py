@@ -20,8 +20,9 @@ from typing import Any
 from envcheck.core.calls import BUG_FIX, Outcome, short_traceback
 from envcheck.core.model import CheckResult, Fix, SkipCheck, Status, Verdict
 from envcheck.core.probing import ProbeFailed, ProbeTimeout
-from envcheck.core.registry import PROBES, CheckSpec
+from envcheck.core.registry import CheckSpec
 from envcheck.doctor.areas import AREA_PROBES
+from envcheck.probes.registry import PROBES
 
 DEFAULT_DEADLINE_S = 60.0
 

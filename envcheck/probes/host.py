@@ -24,7 +24,7 @@ from pathlib import Path
 import psutil
 
 from envcheck.core.model import Fix
-from envcheck.core.registry import probe
+from envcheck.probes.registry import probe
 
 PROC = Path("/proc")
 SYS = Path("/sys")
@@ -452,3 +452,23 @@ def _listdir(path: Path) -> list[str]:
         return sorted(os.listdir(path))
     except OSError:
         return []
+
+
+# --- what the doctor's host checks, the lab spec and snapshot all judge ----------------------------
+
+
+def usable_ram(mem: MemoryInfo) -> int:
+    """The RAM this process may use: the host's, or a container's memory limit where that is lower.
+    ``host.memory``, the lab spec's ``min_ram`` and ``snapshot`` all judge this one number."""
+    limit = mem.cgroup_limit_bytes
+    return min(mem.total_bytes, limit) if limit is not None else mem.total_bytes
+
+
+def usable_cores(cpu: CpuInfo) -> int | None:
+    """The cores this process may use: the fewest of the logical cores, its CPU affinity (taskset, Slurm,
+    ``--cpuset-cpus``) and a cgroup quota (``docker --cpus``), which is CPU time in cores, so a quota
+    of 2.5 lets 2 cores work all the time. ``host.cpu``, the spec's ``min_cpus`` and ``snapshot`` share it."""
+    counts = [n for n in (cpu.logical_cores, cpu.affinity_cores) if n]
+    if cpu.cgroup_quota_cores:
+        counts.append(max(1, int(cpu.cgroup_quota_cores)))
+    return min(counts) if counts else None

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from envcheck.core.registry import probe
+from envcheck.probes.registry import probe
 
 
 @dataclass

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from envcheck.core import proc
 from envcheck.core.model import Fix
-from envcheck.core.registry import probe
+from envcheck.probes.registry import probe
 
 DEFAULT_CUDA_HOME = "/usr/local/cuda"
 #: ``nvcc --version`` (and ``gcc --version``...) start a small binary; if it takes longer, something

@@ -34,8 +34,8 @@ from typing import Any
 
 from envcheck.core import proc, workers
 from envcheck.core.model import Fix
-from envcheck.core.registry import probe
 from envcheck.probes import torch_child
+from envcheck.probes.registry import probe
 
 CHILD_SCRIPT = Path(torch_child.__file__).resolve()
 

@@ -18,10 +18,10 @@ from envcheck.core.model import Verdict, available, fail, ok
 from envcheck.core.probing import Context
 from envcheck.core.registry import CheckSpec
 from envcheck.core.units import docker_size, human, kubernetes_quantity
-from envcheck.doctor.checks.driver import nvml_state
-from envcheck.doctor.checks.host import usable_cores, usable_ram
+from envcheck.doctor.reading import nvml_state
 from envcheck.probes import host as _host_probe  # noqa: F401 - registers "host" and "disk"
 from envcheck.probes import packages as _packages_probe  # noqa: F401 - registers "packages"
+from envcheck.probes.host import usable_cores, usable_ram
 from envcheck.probes.nvml import inventory as _nvml_probe  # noqa: F401 - registers "nvml"
 from envcheck.probes.nvml.inventory import GpuInfo
 from envcheck.spec import LabSpec

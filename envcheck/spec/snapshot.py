@@ -22,8 +22,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from envcheck.core.model import available
-from envcheck.doctor.checks.host import usable_cores, usable_ram
-from envcheck.probes.host import DiskSpace, HostInfo
+from envcheck.probes.host import DiskSpace, HostInfo, usable_cores, usable_ram
 from envcheck.probes.nvml.inventory import NvmlState
 from envcheck.probes.packages import PackagesState
 from envcheck.spec.parse import FREE_SECTIONS, SCHEMA, is_benchmark_id, is_distribution_name, is_text, parse_spec_text

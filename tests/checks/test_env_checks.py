@@ -11,7 +11,6 @@ import pytest
 
 from envcheck.core.model import CheckResult, Status
 from envcheck.core.redact import REDACTED
-from envcheck.core.registry import ProbeSpec
 from envcheck.doctor.areas import CHECKS
 from envcheck.doctor.checks import env as _env_checks  # noqa: F401 - registers the env checks
 from envcheck.doctor.checks.env import gpu_vars
@@ -19,6 +18,7 @@ from envcheck.doctor.runner import ProbeContext as Context
 from envcheck.doctor.runner import ProbeRunner, run_check
 from envcheck.probes.nvml.inventory import GpuInfo, NvmlState
 from envcheck.probes.packages import PackagesState, TorchBuild, scan_library_path
+from envcheck.probes.registry import ProbeSpec
 
 H100 = [GpuInfo(0, name="NVIDIA H100 80GB HBM3", uuid="GPU-1111aaaa-0000"),
         GpuInfo(1, name="NVIDIA H100 80GB HBM3", uuid="GPU-2222bbbb-0000")]  # fmt: skip

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from envcheck.core.model import CheckResult, Status
-from envcheck.core.registry import ProbeSpec
 from envcheck.doctor.areas import CHECKS
 from envcheck.doctor.checks import host as _host_checks  # noqa: F401 - registers the host checks
 from envcheck.doctor.runner import ProbeContext as Context
@@ -24,6 +23,7 @@ from envcheck.probes.host import (
     PythonInfo,
     ShmInfo,
 )
+from envcheck.probes.registry import ProbeSpec
 
 GiB, MiB = 1024**3, 1024**2
 

@@ -9,7 +9,7 @@ import pytest
 
 from envcheck.core.model import SkipCheck
 from envcheck.core.probing import ProbeTimeout
-from envcheck.doctor.checks.driver import nvml_state
+from envcheck.doctor.reading import nvml_state
 from envcheck.probes.nvml.inventory import NvmlState
 
 

@@ -12,7 +12,6 @@ import pytest
 from packaging.version import Version
 
 from envcheck.core.model import CheckResult, Status
-from envcheck.core.registry import ProbeSpec
 from envcheck.doctor.areas import CHECKS
 from envcheck.doctor.checks import packages as _packages_checks  # noqa: F401 - registers the packages checks
 from envcheck.doctor.checks.packages import dependency_problems, expected_companion
@@ -20,6 +19,7 @@ from envcheck.doctor.runner import ProbeContext as Context
 from envcheck.doctor.runner import ProbeRunner, run_check
 from envcheck.probes.nvml.inventory import probe_nvml
 from envcheck.probes.packages import probe_packages
+from envcheck.probes.registry import ProbeSpec
 from tests import fakenvml
 from tests.probes.test_packages_probe import make_dist
 
@@ -138,7 +138,7 @@ def test_torch_missing_is_one_warning_in_the_whole_report(tmp_path, nvml, monkey
     from click.testing import CliRunner
 
     from envcheck.cli import main
-    from envcheck.core.registry import PROBES
+    from envcheck.probes.registry import PROBES
     from envcheck.probes.torch import TorchInfo
 
     PROBES.load()

@@ -18,11 +18,11 @@ import pytest
 import envcheck.doctor.checks.torch as torch_checks
 from envcheck.core.exit import ExitCode, exit_code_for
 from envcheck.core.model import CheckResult, Status
-from envcheck.core.registry import PROBES, ProbeSpec
 from envcheck.doctor.app import DoctorRequest, run_doctor
 from envcheck.doctor.areas import CHECKS
 from envcheck.doctor.runner import ProbeContext as Context
 from envcheck.doctor.runner import ProbeRunner, run_check
+from envcheck.probes.registry import PROBES, ProbeSpec
 from envcheck.probes.toolkit import Nvcc, ToolkitInfo
 from envcheck.probes.torch import TorchDevice, TorchInfo, probe_torch
 from tests import fakenvml

@@ -69,10 +69,10 @@ def test_a_gpu_whose_matmul_returns_nan_is_a_fail_in_strict_json(nvml):
     import json
     from io import StringIO
 
-    from envcheck.core.registry import PROBES, ProbeSpec
     from envcheck.doctor.app import DoctorRequest, run_doctor
     from envcheck.doctor.report import doctor_document
     from envcheck.doctor.runner import ProbeRunner
+    from envcheck.probes.registry import PROBES, ProbeSpec
     from envcheck.probes.torch import TorchDevice, TorchInfo
     from envcheck.render import RenderOptions, make_console, render
 
@@ -112,8 +112,8 @@ def test_every_gpu_reading_is_in_the_document_under_its_name(nvml, scenario):
     """``gpus[]`` is written field by field (renderers read those names); it still carries every reading
     the NVML probe makes, under the probe's name and as its JSON value, in every named scenario."""
     from envcheck.core.model import to_jsonable
-    from envcheck.core.registry import PROBES
     from envcheck.doctor.report import gpu_document
+    from envcheck.probes.registry import PROBES
 
     nvml(scenario)
     PROBES.load()

@@ -11,10 +11,11 @@ import pytest
 import envcheck.probes.nvml.inventory  # noqa: F401 - registers the nvml probe
 from envcheck.core.exit import ExitCode, exit_code_for
 from envcheck.core.model import SkipCheck, Status, ok, worst
-from envcheck.core.registry import PROBES, CheckSpec, ProbeSpec, UnknownSelection
+from envcheck.core.registry import CheckSpec, UnknownSelection
 from envcheck.doctor.areas import select_checks as select
 from envcheck.doctor.runner import ProbeContext as Context
 from envcheck.doctor.runner import ProbeRunner, run_check
+from envcheck.probes.registry import PROBES, ProbeSpec
 
 
 def make_ctx(probes: dict[str, ProbeSpec], deadline_s: float = 5.0) -> Context:

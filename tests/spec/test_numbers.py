@@ -14,12 +14,12 @@ from click.testing import CliRunner
 
 from envcheck.cli import main
 from envcheck.core.model import CheckResult
-from envcheck.core.registry import ProbeSpec
 from envcheck.core.units import docker_size, human, kubernetes_quantity, parse_size
 from envcheck.doctor.runner import ProbeContext, ProbeRunner, run_check
 from envcheck.probes.host import ContainerInfo, CpuInfo, DiskSpace, HostInfo, MemoryInfo, ShmInfo
 from envcheck.probes.nvml.inventory import NvmlState
 from envcheck.probes.packages import PackagesState
+from envcheck.probes.registry import ProbeSpec
 from envcheck.spec.checks import spec_checks
 from envcheck.spec.parse import parse_spec_text
 from envcheck.spec.snapshot import Machine, render_snapshot

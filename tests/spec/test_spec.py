@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from envcheck.cli import main
-from envcheck.core import registry
+from envcheck.probes import registry
 from envcheck.probes.packages import probe_packages
 from envcheck.spec.bench import bench_figures, judge_bench
 from envcheck.spec.find import find_spec, load_spec

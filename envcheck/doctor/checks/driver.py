@@ -8,45 +8,17 @@ node the user may not open.
 
 from __future__ import annotations
 
-from envcheck.core.model import SkipCheck, Verdict, fail, ok, skip, warn
-from envcheck.core.probing import Context, ProbeFailed, ProbeTimeout
+from envcheck.core.model import Verdict, fail, ok, skip, warn
+from envcheck.core.probing import Context
 from envcheck.doctor.areas import check
+from envcheck.doctor.reading import nvml_state
 from envcheck.probes.nvml import inventory as _nvml_probe  # noqa: F401 - registers the probe
-from envcheck.probes.nvml.inventory import NvmlState
 
 #: Oldest CUDA that current PyTorch releases are built for. PyTorch 2.6+ dropped CUDA 11.8 wheels
 #: from the default set (PyTorch release notes / "Get Started" matrix); 12.x needs driver ≥ 525.60.13
 #: (CUDA Compatibility guide, minor-version compatibility table).
 CURRENT_TORCH_MIN_CUDA = (12, 0)
 CUDA_12_MIN_DRIVER = "525.60.13"
-
-
-def nvml_state(
-    ctx: Context, *, started: bool = True, consult: bool = False, skip: str | None = None
-) -> NvmlState | None:
-    """The ``nvml`` probe's state: the one way a check reads NVML, so that every check treats NVML's absence
-    the same way and ``driver.nvml`` alone judges it.
-
-    ``started``: the check needs NVML running; when it did not start, the check skips ("NVML unavailable
-    (...); see driver.nvml"), or, consulting, gets None. Without it the state comes whatever its status.
-    ``consult``: the check judges something else and only consults NVML, so a hung or broken probe gives None
-    (``driver.nvml`` gives that verdict) instead of becoming this check's verdict.
-    ``skip``: consulting, skip with these words where there would be None.
-    """
-    state: NvmlState | None
-    try:
-        state = ctx.probe("nvml")
-    except (ProbeTimeout, ProbeFailed):
-        if not consult:
-            raise
-        state = None
-    if state is not None and started and not state.available:
-        if not consult:
-            raise SkipCheck(f"NVML unavailable ({state.status.replace('_', ' ')}); see driver.nvml")
-        state = None
-    if state is None and skip is not None:
-        raise SkipCheck(skip)
-    return state
 
 
 def container_expects_gpus(env: dict[str, str] | object) -> bool:

@@ -15,7 +15,7 @@ from envcheck.core.model import Status, Verdict, fail, ok, warn
 from envcheck.core.probing import Context
 from envcheck.core.redact import redact_env
 from envcheck.doctor.areas import check
-from envcheck.doctor.checks.driver import nvml_state
+from envcheck.doctor.reading import nvml_state
 from envcheck.probes import packages as _packages_probe  # noqa: F401 - registers the "packages" probe
 from envcheck.probes.nvml import inventory as _nvml_probe  # noqa: F401 - registers the "nvml" probe
 from envcheck.probes.packages import PackagesState

@@ -18,8 +18,8 @@ from typing import Any
 from envcheck.core.model import NA, SkipCheck, Verdict, available, fail, ok, warn
 from envcheck.core.probing import Context
 from envcheck.doctor.areas import check
-from envcheck.doctor.checks.driver import nvml_state
 from envcheck.doctor.checks.gpu import REFUSED_FIX, label, refused
+from envcheck.doctor.reading import nvml_state
 from envcheck.probes.nvml import fabric as _fabric_probe  # noqa: F401 - registers the probe
 from envcheck.probes.nvml.fabric import P2P_LABELS, FabricInfo, GpuFabric, GpuPair
 from envcheck.probes.nvml.session import NO_PERMISSION

@@ -16,8 +16,8 @@ from envcheck.core.model import NA, SkipCheck, Verdict, available, fail, ok, war
 from envcheck.core.probing import Context
 from envcheck.core.units import human
 from envcheck.doctor.areas import check
-from envcheck.doctor.checks.driver import nvml_state
-from envcheck.probes.nvml.constants import THROTTLE_PROBLEMS
+from envcheck.doctor.reading import nvml_state
+from envcheck.probes.nvml.constants import TEMPERATURE_MARGIN_C, THROTTLE_PROBLEMS
 from envcheck.probes.nvml.inventory import GpuInfo
 from envcheck.probes.nvml.session import NO_PERMISSION, NOT_SUPPORTED
 
@@ -25,8 +25,6 @@ from envcheck.probes.nvml.session import NO_PERMISSION, NOT_SUPPORTED
 BUSY_MEMORY_SHARE = 0.5
 #: Utilisation above which a GPU is already doing someone else's work.
 BUSY_UTILIZATION_PCT = 50
-#: Warn this many degrees before the driver's slowdown threshold.
-TEMPERATURE_MARGIN_C = 5
 #: PCIe generation drops at idle to save power (ASPM), so it is judged only when the GPU is this busy.
 PCIE_GEN_LOAD_PCT = 50
 #: A power limit below this share of the card's default is a cap someone set, not rounding.

@@ -13,7 +13,7 @@ from envcheck.core.probing import Context
 from envcheck.core.units import docker_size, human
 from envcheck.doctor.areas import check
 from envcheck.probes import host as host_probe
-from envcheck.probes.host import CpuInfo, DiskSpace, HostInfo, MemoryInfo
+from envcheck.probes.host import DiskSpace, HostInfo, usable_cores, usable_ram
 
 GiB = 1024**3
 MiB = 1024**2
@@ -47,23 +47,6 @@ NOFILE_TARGET = 65536
 
 def _host(ctx: Context) -> HostInfo:
     return ctx.probe("host")
-
-
-def usable_ram(mem: MemoryInfo) -> int:
-    """The RAM this process may use: the host's, or a container's memory limit where that is lower.
-    ``host.memory``, the lab spec's ``min_ram`` and ``snapshot`` all judge this one number."""
-    limit = mem.cgroup_limit_bytes
-    return min(mem.total_bytes, limit) if limit is not None else mem.total_bytes
-
-
-def usable_cores(cpu: CpuInfo) -> int | None:
-    """The cores this process may use: the fewest of the logical cores, its CPU affinity (taskset, Slurm,
-    ``--cpuset-cpus``) and a cgroup quota (``docker --cpus``), which is CPU time in cores, so a quota
-    of 2.5 lets 2 cores work all the time. ``host.cpu``, the spec's ``min_cpus`` and ``snapshot`` share it."""
-    counts = [n for n in (cpu.logical_cores, cpu.affinity_cores) if n]
-    if cpu.cgroup_quota_cores:
-        counts.append(max(1, int(cpu.cgroup_quota_cores)))
-    return min(counts) if counts else None
 
 
 def _version_tuple(text: str | None) -> tuple[int, ...] | None:

@@ -19,7 +19,8 @@ from packaging.version import InvalidVersion, Version
 from envcheck.core.model import Verdict, fail, ok, warn
 from envcheck.core.probing import Context
 from envcheck.doctor.areas import check
-from envcheck.doctor.checks.driver import CUDA_12_MIN_DRIVER, container_expects_gpus, nvml_state
+from envcheck.doctor.checks.driver import CUDA_12_MIN_DRIVER, container_expects_gpus
+from envcheck.doctor.reading import nvml_state
 from envcheck.probes import packages as _packages_probe  # noqa: F401 - registers the "packages" probe
 from envcheck.probes.nvml.inventory import Bindings, NvmlState
 from envcheck.probes.packages import Dist, ModuleFile, PackagesState

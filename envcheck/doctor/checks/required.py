@@ -6,7 +6,7 @@ from __future__ import annotations
 from envcheck.core.model import Verdict, fail, ok
 from envcheck.core.probing import Context
 from envcheck.doctor.areas import check
-from envcheck.doctor.checks.driver import nvml_state
+from envcheck.doctor.reading import nvml_state
 from envcheck.probes.nvml import inventory as _nvml_probe  # noqa: F401 - registers the "nvml" probe
 
 

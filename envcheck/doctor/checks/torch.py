@@ -14,8 +14,8 @@ import re
 from envcheck.core.model import Fix, SkipCheck, Status, Verdict, available, fail, first_line, ok, skip, warn
 from envcheck.core.probing import Context, ProbeFailed, ProbeTimeout
 from envcheck.doctor.areas import check
-from envcheck.doctor.checks.driver import nvml_state
 from envcheck.doctor.checks.packages import TORCH_CUDA_VARIANTS, torch_install_command, torch_variant_for, variant_name
+from envcheck.doctor.reading import nvml_state
 from envcheck.probes import toolkit as _toolkit_probe  # noqa: F401 - registers the "toolkit" probe
 from envcheck.probes.nvml import inventory as _nvml_probe  # noqa: F401 - registers the "nvml" probe
 from envcheck.probes.toolkit import ToolkitInfo

@@ -129,3 +129,8 @@ def reason_names(mask: int | NA) -> tuple[str, ...]:
     rest = mask & ~sum(r.bit for r in CLOCKS_EVENT_REASONS)
     names += [f"unknown_{1 << b:#x}" for b in range(64) if rest >> b & 1]
     return tuple(names)
+
+
+#: Warn this many degrees before the driver's slowdown threshold (NVML_TEMPERATURE_THRESHOLD_SLOWDOWN): the
+#: doctor's gpu.temperature and the burn's temperature rule judge against the same margin.
+TEMPERATURE_MARGIN_C = 5

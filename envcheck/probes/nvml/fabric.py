@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from envcheck.core.model import NA, Fix, available
-from envcheck.core.registry import probe
 from envcheck.probes.nvml.constants import (
     FABRIC_STATES,
     HEALTH_DEGRADED_BW_SHIFT,
@@ -52,6 +51,7 @@ from envcheck.probes.nvml.session import (
     as_text,
     shared,
 )
+from envcheck.probes.registry import probe
 
 #: Seconds between the two readings of the error counters: long enough for a link that is failing now to
 #: count a replay, short enough not to slow the doctor. ``ENVCHECK_FABRIC_INTERVAL_S`` overrides it.

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from envcheck.core.model import NA, Fix
-from envcheck.core.registry import probe
 from envcheck.probes.nvml.constants import (
     AGGREGATE_ECC,
     COMPUTE_MODES,
@@ -35,6 +34,7 @@ from envcheck.probes.nvml.session import (
     as_text,
     shared,
 )
+from envcheck.probes.registry import probe
 
 
 @dataclass
