@@ -24,11 +24,11 @@ from typing import Any
 
 import torch
 
-from envcheck.bench import case as runner
+from envcheck.bench import case as bench_case
 from envcheck.bench import peaks
 from envcheck.bench.model import BENCHMARKS, Options
 from envcheck.core.model import Status
-from envcheck.devices import resolve as devices
+from envcheck.devices import resolve
 from envcheck.devices.model import DeviceInfo
 
 
@@ -67,11 +67,11 @@ def raw_copy(dev: DeviceInfo, nbytes: int, seconds: float) -> float:
     return 2 * nbytes / per_step / 1e9
 
 
-def envcheck_figure(bench_id: str, dev: DeviceInfo) -> runner.BenchResult:
+def envcheck_figure(bench_id: str, dev: DeviceInfo) -> bench_case.BenchResult:
     spec = BENCHMARKS[bench_id]
     (plan,) = spec.plans(dev, Options())
     datasheet = peaks.by_device([dev])[dev.name]
-    return runner.run_plan(spec, plan, dev, runner.BUDGETS[(dev.kind, False)], datasheet=datasheet)
+    return bench_case.run_plan(spec, plan, dev, bench_case.BUDGETS[(dev.kind, False)], datasheet=datasheet)
 
 
 def compare_figures(dev: DeviceInfo, rounds: int) -> list[dict[str, Any]]:
@@ -79,7 +79,7 @@ def compare_figures(dev: DeviceInfo, rounds: int) -> list[dict[str, Any]]:
     machine (boost clocks, a neighbour's load) hits both sides of each ratio alike; the ratio reported is
     the median of the per-round ratios."""
     matmul_id = "matmul.bf16" if dev.is_cuda else "matmul.fp32"
-    seconds = runner.BUDGETS[(dev.kind, False)].measure_s
+    seconds = bench_case.BUDGETS[(dev.kind, False)].measure_s
     rows = []
     for bench_id in (matmul_id, "memory.d2d"):
         ours: list[float] = []
@@ -99,7 +99,7 @@ def compare_figures(dev: DeviceInfo, rounds: int) -> list[dict[str, Any]]:
                     raw.append(raw_matmul(dev, dtype, params["m"], seconds))
                 else:
                     raw.append(raw_copy(dev, params["bytes"], seconds))
-                runner.free_memory(dev)
+                bench_case.free_memory(dev)
         ratios = [o / r for o, r in zip(ours, raw, strict=True)]
         rows.append(
             {
@@ -150,9 +150,9 @@ def main() -> int:
         from envcheck.probes.torch import probe_torch
 
         probed = {"torch": probe_torch(os.environ), "nvml": None}
-        chosen, _ = devices.from_probes(devices.parse(args.device), probed.__getitem__, os.environ)
-        dev = devices.measure_here(chosen[0])
-    except devices.DeviceError as exc:
+        chosen, _ = resolve.from_probes(resolve.parse(args.device), probed.__getitem__, os.environ)
+        dev = resolve.measure_here(chosen[0])
+    except resolve.DeviceError as exc:
         print(f"bench_vs_raw: {exc}", file=sys.stderr)
         return int(exc.exit_code)
     name = dev.name

@@ -21,17 +21,17 @@ import sys
 import time
 from dataclasses import replace
 
-from envcheck.bench import run as fanout
+from envcheck.bench import run
 from envcheck.bench.harness import Budget
 from envcheck.bench.model import Options
 from envcheck.bench.plan import Job
-from envcheck.devices import resolve as devices
+from envcheck.devices import resolve
 
 COUNTS = (1, 2, 4, 8)
 
 
 def empty_jobs(n: int) -> list[Job]:
-    cpu = devices.cpu_here()
+    cpu = resolve.cpu_here()
     budget = Budget(measure_s=0.01, warmup_s=0.0)
     return [Job(replace(cpu, name=f"cpu:{i}"), (), (), Options(quick=True), budget, "", 120.0, 60.0) for i in range(n)]
 
@@ -49,7 +49,7 @@ def torch_import_s() -> float:
 
 def one_run(n: int) -> dict[str, float]:
     started = time.perf_counter()
-    out = fanout.run(empty_jobs(n))
+    out = run.run(empty_jobs(n))
     total = time.perf_counter() - started
     assert all(w.returncode == 0 and w.error is None for w in out.workers), out.workers
     beyond = [w.wall_s - (w.import_s or 0.0) for w in out.workers]

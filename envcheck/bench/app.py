@@ -36,14 +36,15 @@ from typing import TYPE_CHECKING, Any
 from envcheck.bench import compare, contention, model, peaks, run
 from envcheck.bench.case import BenchResult, Progress, flag_slow_siblings
 from envcheck.bench.compare import Delta
-from envcheck.bench.model import DTYPES, BenchError, BenchSpec, Options
+from envcheck.bench.model import DTYPES, BenchSpec, Options
 from envcheck.bench.peaks import Peak
 from envcheck.bench.plan import schedule
 from envcheck.bench.run import WorkerInfo
+from envcheck.core.errors import CommandError
 from envcheck.core.exit import ExitCode, exit_code_for
 from envcheck.core.model import CheckResult, Status
 from envcheck.core.registry import UnknownSelection
-from envcheck.devices import resolve as devices
+from envcheck.devices import resolve
 from envcheck.devices.model import DeviceInfo
 from envcheck.probes.visible import VISIBLE
 
@@ -63,14 +64,14 @@ def select_specs(only: str | None) -> list[BenchSpec]:
     try:
         return model.select(split_list(only))
     except UnknownSelection as exc:
-        raise BenchError(str(exc), ExitCode.USAGE) from None
+        raise CommandError(str(exc), ExitCode.USAGE) from None
 
 
 def parse_dtypes(text: str | None) -> frozenset[str] | None:
     names = split_list(text)
     unknown = [n for n in names if n not in DTYPES]
     if unknown:
-        raise BenchError(f"unknown dtype {unknown[0]!r}; choose from {', '.join(DTYPES)}", ExitCode.USAGE)
+        raise CommandError(f"unknown dtype {unknown[0]!r}; choose from {', '.join(DTYPES)}", ExitCode.USAGE)
     return frozenset(names) or None
 
 
@@ -78,7 +79,7 @@ def parse_dtypes(text: str | None) -> frozenset[str] | None:
 class BenchRequest:
     """The bench's options, parsed and checked: what to run, where, and what to hold the figures against."""
 
-    device: devices.Request
+    device: resolve.Request
     specs: tuple[BenchSpec, ...]
     device_text: str = "auto"
     only: tuple[str, ...] = ()
@@ -105,14 +106,14 @@ class BenchRequest:
         spec_path: str | None = None,
         serial: bool = False,
     ) -> BenchRequest:
-        """Check every option before anything runs; a problem is a :class:`BenchError` with exit code 2."""
+        """Check every option before anything runs; a problem is a :class:`CommandError` with exit code 2."""
         from envcheck.spec import load_spec
 
         specs = select_specs(only)
         dtypes = parse_dtypes(dtype)
         if not 0 < threshold < 1:  # also refuses NaN, for which every comparison is false
-            raise BenchError(f"--threshold must be between 0 and 1 (a fraction), not {threshold}", ExitCode.USAGE)
-        request = devices.parse(device)
+            raise CommandError(f"--threshold must be between 0 and 1 (a fraction), not {threshold}", ExitCode.USAGE)
+        request = resolve.parse(device)
         baseline = compare.load_baseline(baseline_path) if baseline_path else None
         lab = load_spec(spec_path) if spec_path else None
         return cls(
@@ -214,7 +215,7 @@ class BenchReport:
 def run_bench(
     request: BenchRequest, *, progress: Progress | None = None, env: Mapping[str, str] | None = None
 ) -> BenchReport:
-    """Run the bench as ``request`` asks. A machine that cannot meet it raises :class:`BenchError` (one
+    """Run the bench as ``request`` asks. A machine that cannot meet it raises :class:`CommandError` (one
     line, exit 1) before the first case; Ctrl-C during the suite returns what finished, marked
     ``interrupted``."""
     from envcheck.core.report import utc_now
@@ -226,17 +227,17 @@ def run_bench(
     gpus_wanted = request.device.may_use_gpus
     # A CPU bench never starts CUDA, so its torch child need not either: hiding the GPUs from it keeps a
     # wedged driver from holding a CPU benchmark up for the child's whole time limit.
-    probes = ProbeRunner(env if gpus_wanted else {**env, VISIBLE: ""}, devices.PROBE_DEADLINE_S)
+    probes = ProbeRunner(env if gpus_wanted else {**env, VISIBLE: ""}, resolve.PROBE_DEADLINE_S)
     probes.start("torch")
     if gpus_wanted:
         probes.start("nvml")
-    chosen, torch_info = devices.from_probes(request.device, probes.get, env)
+    chosen, torch_info = resolve.from_probes(request.device, probes.get, env)
     if request.baseline is not None:
         ids, names = [s.id for s in request.specs], [d.name for d in chosen]
         try:
             compare.precheck(request.baseline, ids, names, path=str(request.baseline_path))
         except compare.BaselineError as exc:
-            raise BenchError(str(exc), ExitCode.USAGE) from None
+            raise CommandError(str(exc), ExitCode.USAGE) from None
 
     suite_started = time.monotonic()
     cpus = None if all(d.is_cuda for d in chosen) else contention.Cpus.here()

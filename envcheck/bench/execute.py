@@ -25,9 +25,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from envcheck.bench import case as runner
 from envcheck.bench import common, contention
-from envcheck.bench.case import BenchResult
+from envcheck.bench.case import SWEEP_FRACTION, BenchResult, best_of, plans_for, watched
 from envcheck.bench.harness import Budget
 from envcheck.bench.model import BENCHMARKS, BenchSpec, Plan, Workload
 from envcheck.bench.peaks import Peak
@@ -56,7 +55,7 @@ def ready_cases(job: Job, specs: Sequence[BenchSpec]) -> list[Case]:
     the description: a bug) becomes that case's error, not a silently shorter suite."""
     dev = job.device.pinned()
     by_id = {spec.id: spec for spec in specs}
-    offered = {(spec.id, plan.label): plan for spec in specs for plan in runner.plans_for(spec, dev, job.options)}
+    offered = {(spec.id, plan.label): plan for spec in specs for plan in plans_for(spec, dev, job.options)}
     cases = []
     for position, (bench_id, label) in enumerate(job.cases):
         plan = offered.get((bench_id, label)) or Plan(label, None, _not_offered(bench_id, label))
@@ -107,7 +106,7 @@ def run_cases(
     finished: Callable[[Case, BenchResult], None] = lambda case, result: None,
 ) -> dict[int, BenchResult]:
     """Run ``cases`` on ``dev`` grouped by the flags they need; results by their suite position. A
-    case's exception is its result (runner.run_plan); KeyboardInterrupt ends the run. ``datasheet``: the
+    case's exception is its result (envcheck.bench.case.run_plan); KeyboardInterrupt ends the run. ``datasheet``: the
     device's entry, for each figure's fraction of peak."""
     results: dict[int, BenchResult] = {}
     done = 0
@@ -118,9 +117,9 @@ def run_cases(
             for case in group:
                 started(case, done, len(cases))
                 # each shape of a sweep only has to find the best: a third of a case's time
-                shape = replace(budget, measure_s=budget.measure_s * runner.SWEEP_FRACTION)
+                shape = replace(budget, measure_s=budget.measure_s * SWEEP_FRACTION)
                 chosen = shape if case.spec.best_of else budget
-                result = runner.watched(case.spec, case.plan, dev, chosen, cpus, datasheet)
+                result = watched(case.spec, case.plan, dev, chosen, cpus, datasheet)
                 results[case.position] = result
                 done += 1
                 finished(case, result)
@@ -141,13 +140,13 @@ def entries(cases: Sequence[Case]) -> list[Entry]:
 
 
 def merge(planned: Sequence[Entry], results: dict[int, BenchResult]) -> list[BenchResult]:
-    """The results in suite order, a sweep reduced to its best shape (runner.best_of) from the shapes
+    """The results in suite order, a sweep reduced to its best shape (envcheck.bench.case.best_of) from the shapes
     that have a result; a case without one is left out (the caller says why, or the run was stopped)."""
     merged: list[BenchResult] = []
     for _, group in _by_benchmark(sorted(planned, key=lambda e: e.position)):
         got = [results[e.position] for e in group if e.position in results]
         if group[0].best_of and got:
-            merged.append(runner.best_of(got))
+            merged.append(best_of(got))
         else:
             merged.extend(got)
     return merged

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from envcheck.core.errors import CommandError
 from envcheck.core.registry import Registry, UnknownSelection
 from envcheck.devices.model import DeviceInfo
 
@@ -24,10 +23,6 @@ DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8")
 
 #: What one step's work is counted in, and how the figure is shown on each kind of device.
 WORK_UNITS = {"flop", "byte", "image"}
-
-
-#: The bench cannot run as asked (one line and its exit code): the one command error of every command.
-BenchError = CommandError
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from envcheck.bench import case, peaks
 from envcheck.bench.harness import Budget
 from envcheck.bench.model import BenchSpec, Options
 from envcheck.bench.peaks import Peak
-from envcheck.devices import resolve as devices
+from envcheck.devices import resolve
 from envcheck.devices.model import DeviceInfo
 
 #: What a case may take on top of its timed budget (warm-up and measurement, once per out-of-memory
@@ -120,8 +120,8 @@ def schedule(
                 cases,
                 opts,
                 budget,
-                devices.pin(dev, env),
-                devices.startup_deadline(env),
+                resolve.pin(dev, env),
+                resolve.startup_deadline(env),
                 case_deadline(budget),
                 datasheets.get(dev.name),
             )

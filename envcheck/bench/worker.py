@@ -47,13 +47,13 @@ def main(argv: list[str]) -> int:
     job = Job.from_json(json.loads(argv[2]))
 
     from envcheck.bench import contention, execute
-    from envcheck.devices import resolve as devices
+    from envcheck.devices import resolve
 
     try:
         # The parent's description, pinned (CUDA's device 0 here), with what only this process can tell.
-        dev = devices.measure_here(job.device.pinned())
+        dev = resolve.measure_here(job.device.pinned())
     except Exception as exc:  # noqa: BLE001 - a DeviceError, or CUDA failing in any other way
-        emit(event="error", error=error_line(exc) if not isinstance(exc, devices.DeviceError) else str(exc))
+        emit(event="error", error=error_line(exc) if not isinstance(exc, resolve.DeviceError) else str(exc))
         return 0
     emit(event="device", device=dev.to_json())
 

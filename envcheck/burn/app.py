@@ -34,8 +34,8 @@ from envcheck.core.exit import ExitCode, exit_code_for
 from envcheck.core.model import CheckResult, Status, available, fail, ok
 from envcheck.core.units import parse_duration
 from envcheck.core.workers import JobChild, WorkerInfo, supervise, worker_infos
-from envcheck.devices import resolve as devices
 from envcheck.devices.model import DeviceInfo
+from envcheck.devices.resolve import PROBE_DEADLINE_S, Request, cpu_here, from_probes, parse, pin, startup_deadline
 from envcheck.probes.nvml.telemetry import DeviceKey, Telemetry
 
 if TYPE_CHECKING:
@@ -44,15 +44,12 @@ if TYPE_CHECKING:
     from envcheck.spec import LabSpec
     from envcheck.spec.burn import BurnVerdict
 
-#: A burn that cannot start (one line and its exit code): the one command error of every command.
-BurnError = CommandError
-
 
 @dataclass(frozen=True)
 class BurnRequest:
     """The burn's options, parsed and checked."""
 
-    device: devices.Request
+    device: Request
     duration_s: float
     device_text: str = "auto"
     #: None: bf16 on a GPU, fp32 on the CPU.
@@ -75,16 +72,16 @@ class BurnRequest:
         dtype: str | None = None,
         spec_path: str | None = None,
     ) -> BurnRequest:
-        """Every option checked before anything runs; a problem is a :class:`BurnError` with exit code 2."""
+        """Every option checked before anything runs; a problem is a :class:`CommandError` with exit code 2."""
         from envcheck.spec import load_spec
 
         try:
             seconds = parse_duration(duration)
         except ValueError as exc:
-            raise BurnError(f"--duration {exc}", ExitCode.USAGE) from None
+            raise CommandError(f"--duration {exc}", ExitCode.USAGE) from None
         if dtype is not None and dtype not in plan.DTYPES:
-            raise BurnError(f"unknown dtype {dtype!r}; choose from {', '.join(plan.DTYPES)}", ExitCode.USAGE)
-        request = devices.parse(device)
+            raise CommandError(f"unknown dtype {dtype!r}; choose from {', '.join(plan.DTYPES)}", ExitCode.USAGE)
+        request = parse(device)
         lab = load_spec(spec_path) if spec_path else None
         return cls(request, seconds, device, dtype, lab=lab, spec_path=spec_path)
 
@@ -286,7 +283,7 @@ def run_burn(
     chosen: Sequence[DeviceInfo] | None = None,
 ) -> BurnReport:
     """Burn the devices ``request`` asks for (or ``chosen``, already resolved: tests burn several CPU
-    "devices" at once). A machine that cannot start raises :class:`BurnError`; Ctrl-C or SIGTERM at any
+    "devices" at once). A machine that cannot start raises :class:`CommandError`; Ctrl-C or SIGTERM at any
     point returns what ran, marked interrupted."""
     from envcheck.core.report import utc_now
     from envcheck.probes.host import read_container
@@ -352,13 +349,13 @@ def resolve(request: BurnRequest, env: Mapping[str, str]) -> tuple[list[DeviceIn
     child and NVML, no torch here). A CPU burn asks neither (its worker imports torch and says so if it
     cannot)."""
     if not request.device.may_use_gpus:
-        return [devices.cpu_here()], None
+        return [cpu_here()], None
     from envcheck.doctor.runner import ProbeRunner
 
-    probes = ProbeRunner(env, devices.PROBE_DEADLINE_S)
+    probes = ProbeRunner(env, PROBE_DEADLINE_S)
     probes.start("torch")
     probes.start("nvml")
-    return devices.from_probes(request.device, probes.get, env)
+    return from_probes(request.device, probes.get, env)
 
 
 def jobs_for(request: BurnRequest, chosen: Sequence[DeviceInfo], env: Mapping[str, str]) -> list[BurnJob]:
@@ -368,7 +365,7 @@ def jobs_for(request: BurnRequest, chosen: Sequence[DeviceInfo], env: Mapping[st
             dev,
             request.dtype_for(dev),
             request.duration_s,
-            devices.pin(dev, env),
+            pin(dev, env),
             check_every_s=request.check_every_s,
             report_every_s=request.interval_s,
             startup_s=startup,
@@ -382,7 +379,7 @@ def jobs_for(request: BurnRequest, chosen: Sequence[DeviceInfo], env: Mapping[st
 def fanout_startup(env: Mapping[str, str]) -> float:
     """A worker's allowance for importing torch and starting CUDA, and a minute to allocate and fill the
     working set (most of a GPU's memory)."""
-    return devices.startup_deadline(env) + 60.0
+    return startup_deadline(env) + 60.0
 
 
 def _keys(chosen: Sequence[DeviceInfo], sampler: Sampler) -> dict[str, DeviceKey]:

@@ -41,10 +41,6 @@ SLOW_PAIR_SHARE = 0.5
 MAX_RANKS = 4096
 
 
-#: A request or machine that cannot be run (one line and its exit code): the one command error.
-CommError = CommandError
-
-
 @dataclass(frozen=True)
 class CommRequest:
     plan: Plan
@@ -66,11 +62,11 @@ class CommRequest:
         warmup: int | None = None,
         spec_path: str | None = None,
     ) -> CommRequest:
-        """Check every option; a problem is a :class:`CommError` with exit code 2."""
+        """Check every option; a problem is a :class:`CommandError` with exit code 2."""
         from envcheck.spec import load_spec
 
-        def usage(message: str) -> CommError:
-            return CommError(message, ExitCode.USAGE)
+        def usage(message: str) -> CommandError:
+            return CommandError(message, ExitCode.USAGE)
 
         if device not in ("auto", "cpu", "cuda"):
             raise usage(f"--device {device!r}: choose auto, cpu or cuda")
@@ -446,7 +442,7 @@ def joined_world(env: Mapping[str, str]) -> World | None:
     try:
         return detect(env)
     except WorldError as exc:
-        raise CommError(str(exc), ExitCode.USAGE) from None
+        raise CommandError(str(exc), ExitCode.USAGE) from None
 
 
 def resolve_launch(request: CommRequest, env: Mapping[str, str]) -> tuple[Plan, int]:
@@ -455,23 +451,23 @@ def resolve_launch(request: CommRequest, env: Mapping[str, str]) -> tuple[Plan, 
     (envcheck.devices.resolve)."""
     from dataclasses import replace
 
-    from envcheck.devices import resolve as devices
+    from envcheck.devices import resolve
 
     plan = request.plan
     if importlib.util.find_spec("torch") is None:
-        raise CommError("torch is not installed; `envcheck doctor` says which build to install", ExitCode.FAILED)
+        raise CommandError("torch is not installed; `envcheck doctor` says which build to install", ExitCode.FAILED)
     if plan.device == "cpu":
         return plan, request.nproc or 2
     from envcheck.probes.torch import probe_torch
 
     info = probe_torch(env)
-    devices.torch_ready(info, gpus=True)
-    gpus = devices.resolve(devices.parse(plan.device), devices.probed_inventory(info, env), env)
+    resolve.torch_ready(info, gpus=True)
+    gpus = resolve.resolve(resolve.parse(plan.device), resolve.probed_inventory(info, env), env)
     if gpus is None:
         return replace(plan, device="cpu"), request.nproc or 2
     nproc = request.nproc or len(gpus)
     if nproc > len(gpus):
-        raise CommError(f"--nproc {nproc}: only {len(gpus)} GPU(s) are visible (one rank per GPU)", ExitCode.USAGE)
+        raise CommandError(f"--nproc {nproc}: only {len(gpus)} GPU(s) are visible (one rank per GPU)", ExitCode.USAGE)
     return replace(plan, device="cuda"), nproc
 
 
@@ -536,7 +532,7 @@ def run_as_rank(
     from envcheck.core.report import utc_now
 
     if request.nproc is not None:
-        raise CommError(
+        raise CommandError(
             f"--nproc: this process is rank {world.rank} of a world of {world.size} that {world.launcher} started",
             ExitCode.USAGE,
         )
@@ -549,12 +545,12 @@ def run_as_rank(
         raw = rank_module.run_rank(request.plan, world, progress=progress, on_hang=deliver)
     except SystemExit as exc:
         if exc.code == rank_module.EXIT_ABORTED:
-            raise CommError(
+            raise CommandError(
                 f"rank {world.rank}: rank 0 ended the run before it started (its report names the ranks)",
                 ExitCode.FAILED,
             ) from None
         # This rank's failure is in rank 0's report; here it only makes the launcher see a failed rank.
         return int(ExitCode.FAILED) if exc.code else 0
     except Exception as exc:  # noqa: BLE001 - one line naming this rank, never a traceback
-        raise CommError(f"rank {world.rank} ({socket.gethostname()}): {first_line(exc)}", ExitCode.FAILED) from None
+        raise CommandError(f"rank {world.rank} ({socket.gethostname()}): {first_line(exc)}", ExitCode.FAILED) from None
     return deliver(raw) if raw is not None else 0

@@ -77,21 +77,21 @@ def doctor(
         start_early(os.environ, deadline)
     from envcheck.cli.options import resolve_formats
     from envcheck.cli.terminal import finish
-    from envcheck.doctor import areas as registry
+    from envcheck.doctor import areas
     from envcheck.doctor.app import DoctorRequest
 
     stdout_format, file_format = resolve_formats(fmt, as_json, output, extra=DOCTOR_EXTRA_FORMATS)
     request = DoctorRequest(
         tuple(selection),
         quick=quick,
-        opt_in=registry.OPT_IN if (require_gpu or list_checks) else (),
+        opt_in=areas.OPT_IN if (require_gpu or list_checks) else (),
         env=dict(os.environ),
         deadline_s=deadline,
         progress=lambda running: _progress(running, enabled=stdout_format == "text"),
     )
     try:
         request.checks()  # a wrong selection is a usage error before the lab spec is even read
-    except registry.UnknownSelection as exc:
+    except areas.UnknownSelection as exc:
         raise click.UsageError(str(exc)) from None
     request = replace(request, extra=_lab_or_exit(spec_path)[1])
     if list_checks:

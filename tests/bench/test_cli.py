@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from envcheck.bench import case as runner
+from envcheck.bench import case
 from envcheck.bench.harness import Budget
 
 WORKER_FAULTS = Path(__file__).resolve().parent / "worker_faults"
@@ -26,7 +26,7 @@ FAST = {
 @pytest.fixture
 def fast_budgets(monkeypatch):
     """Short cases: the budgets travel to the worker in its job."""
-    monkeypatch.setattr(runner, "BUDGETS", FAST)
+    monkeypatch.setattr(case, "BUDGETS", FAST)
 
 
 @pytest.fixture

@@ -12,8 +12,7 @@ from collections import namedtuple
 
 import pytest
 
-from envcheck.bench import case as runner
-from envcheck.bench import contention
+from envcheck.bench import case, contention
 from envcheck.bench.contention import Contention, Cpus
 from envcheck.bench.harness import Budget
 from envcheck.bench.model import BENCHMARKS, Options
@@ -134,7 +133,7 @@ def test_every_cpu_figure_taken_under_contention_is_marked(monkeypatch):
 
 
 def test_gpu_figures_carry_no_cpu_contention_mark():
-    result = runner.BenchResult("matmul.bf16", "bf16", "bf16", "cuda:0", "H100", "bf16", Status.OK, 700.0, "TFLOP/s")
+    result = case.BenchResult("matmul.bf16", "bf16", "bf16", "cuda:0", "H100", "bf16", Status.OK, 700.0, "TFLOP/s")
     assert result.contended is None and result.to_json()["contended"] is None
 
 

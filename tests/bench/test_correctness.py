@@ -7,8 +7,7 @@ import math
 import pytest
 import torch
 
-from envcheck.bench import case as runner
-from envcheck.bench import common
+from envcheck.bench import case, common
 from envcheck.bench.benchmarks import attention, conv, matmul, memory, train
 from envcheck.bench.harness import Budget
 from envcheck.bench.model import BENCHMARKS, Options, Plan
@@ -17,11 +16,11 @@ from envcheck.core.model import Status
 TINY = Budget(measure_s=0.01, warmup_s=0.0, min_samples=2, min_warmup=1)
 
 
-def run_one(bench_id: str, cpu, opts: Options | None = None) -> runner.BenchResult:
+def run_one(bench_id: str, cpu, opts: Options | None = None) -> case.BenchResult:
     BENCHMARKS.load()
     spec = BENCHMARKS[bench_id]
     plan = next(p for p in spec.plans(cpu, opts or Options(quick=True)) if p.build)
-    return runner.run_plan(spec, plan, cpu, TINY)
+    return case.run_plan(spec, plan, cpu, TINY)
 
 
 def test_check_close_passes_a_correct_answer_and_names_the_metric():

@@ -12,7 +12,7 @@ import pytest
 from envcheck.bench.benchmarks import matmul, memory
 from envcheck.bench.model import Options
 from envcheck.core.exit import ExitCode
-from envcheck.devices import resolve as devices
+from envcheck.devices import resolve
 from envcheck.devices.model import DeviceInfo
 from envcheck.devices.resolve import DeviceError, Inventory, Request
 from envcheck.probes import host
@@ -46,34 +46,34 @@ MiB = 1 << 20
     ],
 )
 def test_accepted_forms(text, request_):
-    assert devices.parse(text) == request_
+    assert resolve.parse(text) == request_
 
 
 @pytest.mark.parametrize("text", ["tpu", "gpu", "cuda:", "cuda:x", "cuda:0,", "cpu:0", "cuda:-1", "", "cuda:0,0"])
 def test_malformed_or_unknown_is_a_usage_error(text):
     with pytest.raises(DeviceError) as err:
-        devices.parse(text)
+        resolve.parse(text)
     assert err.value.exit_code == ExitCode.USAGE
     assert "\n" not in str(err.value)
 
 
 def test_auto_means_every_gpu_else_cpu():
-    assert devices.resolve(Request("auto"), TWO_H100) == (0, 1)
-    assert devices.resolve(Request("auto"), NO_GPU) is None  # the CPU
-    assert devices.resolve(Request("cuda"), TWO_H100) == (0, 1)
-    assert devices.resolve(Request("cuda", (1,)), TWO_H100) == (1,)
+    assert resolve.resolve(Request("auto"), TWO_H100) == (0, 1)
+    assert resolve.resolve(Request("auto"), NO_GPU) is None  # the CPU
+    assert resolve.resolve(Request("cuda"), TWO_H100) == (0, 1)
+    assert resolve.resolve(Request("cuda", (1,)), TWO_H100) == (1,)
 
 
 def test_cuda_without_a_gpu_names_why_and_what_is_available():
     with pytest.raises(DeviceError) as err:
-        devices.resolve(Request("cuda"), NO_GPU)
+        resolve.resolve(Request("cuda"), NO_GPU)
     assert err.value.exit_code == ExitCode.FAILED
     assert str(err.value) == "no CUDA device is visible (torch 2.13.0+cpu is a CPU-only build); available: cpu"
 
 
 def test_a_missing_index_names_the_visible_gpus():
     with pytest.raises(DeviceError) as err:
-        devices.resolve(Request("cuda", (0, 3)), TWO_H100, {"CUDA_VISIBLE_DEVICES": "0,1"})
+        resolve.resolve(Request("cuda", (0, 3)), TWO_H100, {"CUDA_VISIBLE_DEVICES": "0,1"})
     assert err.value.exit_code == ExitCode.FAILED
     message = str(err.value)
     assert message.startswith("cuda:3 does not exist: 2 GPUs visible (CUDA_VISIBLE_DEVICES=0,1)")
@@ -84,7 +84,7 @@ def test_inventory_of_a_cpu_build_says_so():
     import torch
 
     build = TorchInfo(status="ok", version=torch.__version__, cuda=torch.version.cuda, hip=torch.version.hip)
-    inv = devices.probed_inventory(build, {})
+    inv = resolve.probed_inventory(build, {})
     if torch.version.cuda is None:
         assert inv.names == () and "CPU-only build" in inv.why_none
 
@@ -109,7 +109,7 @@ def test_each_gpu_carries_the_identity_of_the_card_cuda_shows(nvml, fake_cuda, v
     nvml("healthy_multi_gpu")
     cuda = fake_cuda([h100() for _ in nvml_index_of])
     env = {} if visible is None else {"CUDA_VISIBLE_DEVICES": visible}
-    found = devices.from_probe(Request("cuda"), reported(cuda), nvml=probe_nvml(), env=env)
+    found = resolve.from_probe(Request("cuda"), reported(cuda), nvml=probe_nvml(), env=env)
     assert [(d.name, d.index) for d in found] == [(f"cuda:{i}", i) for i in range(len(nvml_index_of))]
     assert [d.uuid for d in found] == [UUID.format(i) for i in nvml_index_of]
     assert [d.pci_bus_id for d in found] == [BUS[i] for i in nvml_index_of]
@@ -123,17 +123,17 @@ def test_torchs_own_uuid_settles_which_card_it_is(nvml, fake_cuda):
     cuda = fake_cuda(
         [h100(uuid="00000003-aaaa-bbbb-cccc-000000000000"), h100(uuid="00000001-AAAA-bbbb-cccc-000000000000")]
     )
-    found = devices.from_probe(Request("cuda"), reported(cuda), nvml=probe_nvml(), env={})
+    found = resolve.from_probe(Request("cuda"), reported(cuda), nvml=probe_nvml(), env={})
     assert [(d.uuid, d.pci_bus_id) for d in found] == [(UUID.format(3), BUS[3]), (UUID.format(1), BUS[1])]
 
 
 def test_mixed_models_numbered_by_cuda_are_not_guessed(nvml, fake_cuda):
     nvml("mixed_generations")  # an H100 and a Blackwell card: CUDA's "fastest first" may swap them
     cuda = fake_cuda([h100()])
-    [found] = devices.from_probe(Request("cuda"), reported(cuda), nvml=probe_nvml(), env={"CUDA_VISIBLE_DEVICES": "0"})
+    [found] = resolve.from_probe(Request("cuda"), reported(cuda), nvml=probe_nvml(), env={"CUDA_VISIBLE_DEVICES": "0"})
     assert (found.uuid, found.pci_bus_id) == (None, None)
     env = {"CUDA_VISIBLE_DEVICES": "0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
-    [found] = devices.from_probe(Request("cuda"), reported(cuda), nvml=probe_nvml(), env=env)
+    [found] = resolve.from_probe(Request("cuda"), reported(cuda), nvml=probe_nvml(), env=env)
     assert (found.uuid, found.pci_bus_id) == (UUID.format(0), BUS[0])
 
 
@@ -141,14 +141,14 @@ def test_a_mig_instance_is_named_by_its_entry_on_its_parents_bus(nvml, fake_cuda
     nvml("mig_enabled")  # GPU 0 has MIG on; GPU 1 only pending
     cuda = fake_cuda([{"name": "NVIDIA A100-SXM4-80GB MIG 3g.40gb", "total": 40 << 30, "free": 39 << 30}])
     mig = "MIG-5f3c1e2a-8d0b-5c61-9a7e-0123456789ab"
-    [found] = devices.from_probe(Request("cuda"), reported(cuda), nvml=probe_nvml(), env={"CUDA_VISIBLE_DEVICES": mig})
+    [found] = resolve.from_probe(Request("cuda"), reported(cuda), nvml=probe_nvml(), env={"CUDA_VISIBLE_DEVICES": mig})
     assert (found.uuid, found.pci_bus_id) == (mig, BUS[0])
 
 
 def test_without_nvml_the_identity_is_unknown_not_invented(nvml, fake_cuda):
     nvml("no_library")
     cuda = fake_cuda([h100()])
-    [found] = devices.from_probe(Request("cuda"), reported(cuda), nvml=probe_nvml(), env={})
+    [found] = resolve.from_probe(Request("cuda"), reported(cuda), nvml=probe_nvml(), env={})
     assert (found.uuid, found.pci_bus_id) == (None, None) and found.model == "NVIDIA H100 80GB HBM3"
 
 
@@ -157,8 +157,8 @@ def test_a_visible_devices_mistake_hiding_every_gpu_is_one_line_not_a_cpu_run(nv
     nvml("healthy_multi_gpu")
     cuda = fake_cuda([])  # torch sees none: CUDA stopped reading at "garbage"
     with pytest.raises(DeviceError) as err:
-        devices.from_probe(
-            devices.parse(device), reported(cuda), nvml=probe_nvml(), env={"CUDA_VISIBLE_DEVICES": "garbage"}
+        resolve.from_probe(
+            resolve.parse(device), reported(cuda), nvml=probe_nvml(), env={"CUDA_VISIBLE_DEVICES": "garbage"}
         )
     assert err.value.exit_code == ExitCode.FAILED
     assert str(err.value) == (
@@ -170,7 +170,7 @@ def test_a_visible_devices_mistake_hiding_every_gpu_is_one_line_not_a_cpu_run(nv
 def test_gpus_hidden_on_purpose_leave_auto_on_the_cpu(nvml, fake_cuda):
     nvml("healthy_multi_gpu")
     cuda = fake_cuda([])
-    [found] = devices.from_probe(Request("auto"), reported(cuda), nvml=probe_nvml(), env={"CUDA_VISIBLE_DEVICES": ""})
+    [found] = resolve.from_probe(Request("auto"), reported(cuda), nvml=probe_nvml(), env={"CUDA_VISIBLE_DEVICES": ""})
     assert found.name == "cpu" and found.kind == "cpu"
 
 
@@ -184,9 +184,9 @@ def test_a_gpu_that_is_counted_but_unusable_is_one_line(nvml, fake_cuda, monkeyp
         raise RuntimeError("CUDA error: CUDA-capable device(s) is/are busy or unavailable\nCUDA kernel errors ...")
 
     monkeypatch.setattr(torch.cuda, "get_device_properties", busy)
-    [parents] = devices.from_probe(Request("cuda", (0,)), reported(cuda), nvml=probe_nvml(), env={})
+    [parents] = resolve.from_probe(Request("cuda", (0,)), reported(cuda), nvml=probe_nvml(), env={})
     with pytest.raises(DeviceError) as err:  # its worker, starting CUDA on it
-        devices.measure_here(parents.pinned())
+        resolve.measure_here(parents.pinned())
     assert err.value.exit_code == ExitCode.FAILED
     assert str(err.value) == (
         "cuda:0 is visible but cannot be used (CUDA error: CUDA-capable device(s) is/are busy or unavailable); "
@@ -200,7 +200,7 @@ def test_a_worker_adds_what_its_cuda_context_tells_and_keeps_the_parents_descrip
     model and identity it reports are the parent's."""
     fake_cuda([h100(name="what CUDA would call it", free=70 << 30)])  # the one card the pinned worker sees
     parents = DeviceInfo("cuda:3", "cuda", "NVIDIA H100 80GB HBM3", 3, (9, 0), uuid=UUID.format(3), pci_bus_id=BUS[3])
-    here = devices.measure_here(parents.pinned())
+    here = resolve.measure_here(parents.pinned())
     assert (here.name, here.index, here.model, here.uuid, here.pci_bus_id) == (
         "cuda:3",
         3,
@@ -235,7 +235,7 @@ def cgroup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_cpu_memory_is_the_cgroups_headroom_not_the_hosts_ram(cgroup):
     (cgroup / "memory.max").write_text(f"{600 * MiB}\n")  # a container started with --memory 600m
     (cgroup / "memory.current").write_text(f"{400 * MiB}\n")
-    cpu = devices.cpu_here()
+    cpu = resolve.cpu_here()
     assert cpu.total_bytes == 600 * MiB and cpu.free_bytes == 200 * MiB
     # 256 MiB copy buffers (two, plus the check's mask) would pass the limit: the OOM killer's SIGKILL
     # ends the whole run, which no retry can catch. A quarter of the 200 MiB headroom each.
@@ -248,7 +248,7 @@ def test_cpu_memory_is_the_cgroups_headroom_not_the_hosts_ram(cgroup):
 def test_cpu_matmul_halves_to_fit_the_headroom(cgroup):
     (cgroup / "memory.max").write_text(f"{100 * MiB}\n")
     (cgroup / "memory.current").write_text(f"{96 * MiB}\n")  # 4 MiB left
-    cpu = devices.cpu_here()
+    cpu = resolve.cpu_here()
     assert cpu.free_bytes == 4 * MiB
     # 1024² fp32: 3 × 4 MiB + the check's block (1024 × 2048 × 8 B) is far beyond half of 4 MiB; 256² is the floor
     assert matmul.square_size(cpu, "fp32", quick=False) == 256
@@ -257,7 +257,7 @@ def test_cpu_matmul_halves_to_fit_the_headroom(cgroup):
 
 def test_without_a_cgroup_limit_the_cpu_keeps_the_standard_sizes(cgroup):
     (cgroup / "memory.max").write_text("max\n")
-    cpu = devices.cpu_here()
+    cpu = resolve.cpu_here()
     assert cpu.free_bytes and cpu.free_bytes > 1 << 30  # this machine's available RAM (CI has GiBs)
     assert memory.device_buffer_bytes(cpu, quick=False) == 256 * MiB
     assert matmul.square_size(cpu, "fp32", quick=False) == 1024 and matmul.square_size(cpu, "fp32", quick=True) == 512

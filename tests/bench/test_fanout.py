@@ -18,14 +18,12 @@ from pathlib import Path
 import psutil
 import torch
 
-from envcheck.bench import case as runner
-from envcheck.bench import plan
-from envcheck.bench import run as fanout
+from envcheck.bench import case, plan, run
 from envcheck.bench.contention import Contention
 from envcheck.bench.harness import Budget, Measurement
 from envcheck.bench.model import BENCHMARKS, BenchSpec, Check, Options, Plan, Unsupported
 from envcheck.core.model import Status
-from envcheck.devices import resolve as devices
+from envcheck.devices import resolve
 from envcheck.devices.model import DeviceInfo
 from tests.bench.conftest import run_here
 
@@ -37,7 +35,7 @@ SPECS = ["matmul.fp32", "matmul.sweep", "memory.d2d"]
 
 def jobs_for(names: list[str], specs: list[str] = SPECS) -> list[plan.Job]:
     BENCHMARKS.load()
-    cpus = [replace(devices.cpu_here(), name=name) for name in names]
+    cpus = [replace(resolve.cpu_here(), name=name) for name in names]
     return plan.schedule([BENCHMARKS[s] for s in specs], cpus, Options(quick=True), env={}, budgets=TINY)
 
 
@@ -46,8 +44,8 @@ def with_faults(faults: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, "ENVCHECK_TEST_WORKER_FAULTS": faults}
 
 
-def by_device(results: list[runner.BenchResult]) -> dict[str, list[runner.BenchResult]]:
-    grouped: dict[str, list[runner.BenchResult]] = {}
+def by_device(results: list[case.BenchResult]) -> dict[str, list[case.BenchResult]]:
+    grouped: dict[str, list[case.BenchResult]] = {}
     for r in results:
         grouped.setdefault(r.device, []).append(r)
     return grouped
@@ -57,7 +55,7 @@ def by_device(results: list[runner.BenchResult]) -> dict[str, list[runner.BenchR
 
 
 def test_a_result_comes_back_from_its_worker_whole():
-    result = runner.BenchResult(
+    result = case.BenchResult(
         "matmul.fp32",
         "fp32",
         "fp32 512x512x512",
@@ -79,7 +77,7 @@ def test_a_result_comes_back_from_its_worker_whole():
         duration_s=1.25,
         contention=Contention(0.5, 2.0, 1.0, 1.2, 0.7),
     )
-    back = runner.BenchResult.from_json(result.to_json())
+    back = case.BenchResult.from_json(result.to_json())
     assert back.to_json() == result.to_json()
     assert back.measurement == result.measurement  # every raw sample, not only the statistics
     assert back.contention == result.contention and back.status is Status.FAIL and back.verified is False
@@ -94,11 +92,11 @@ def test_a_job_travels_to_its_worker_as_json():
 
 def test_a_gpu_worker_is_pinned_by_uuid_else_through_the_users_visible_devices():
     gpu = DeviceInfo("cuda:1", "cuda", "H100", 1, uuid="GPU-00000003-aaaa")
-    assert devices.pin(gpu, {"CUDA_VISIBLE_DEVICES": "2,3"}) == "GPU-00000003-aaaa"
+    assert resolve.pin(gpu, {"CUDA_VISIBLE_DEVICES": "2,3"}) == "GPU-00000003-aaaa"
     anonymous = replace(gpu, uuid=None)
-    assert devices.pin(anonymous, {"CUDA_VISIBLE_DEVICES": "2,3"}) == "3"  # CUDA's device 1 is the 2nd entry
-    assert devices.pin(anonymous, {}) == "1"
-    assert devices.pin(devices.cpu_here(), {}) == ""  # a CPU worker never starts CUDA
+    assert resolve.pin(anonymous, {"CUDA_VISIBLE_DEVICES": "2,3"}) == "3"  # CUDA's device 1 is the 2nd entry
+    assert resolve.pin(anonymous, {}) == "1"
+    assert resolve.pin(resolve.cpu_here(), {}) == ""  # a CPU worker never starts CUDA
 
 
 # -- one device in one process: torch's flags ---------------------------------------------------------
@@ -132,9 +130,9 @@ def test_a_worker_runs_under_the_parents_description_and_plan_and_describes_noth
     which adds torch's thread count and reports under the parent's label and model (a worker that described
     its CPU again would report this machine's own model)."""
     BENCHMARKS.load()
-    parents = replace(devices.cpu_here(), name="cpu:7", model="the CPU as the parent described it")
+    parents = replace(resolve.cpu_here(), name="cpu:7", model="the CPU as the parent described it")
     [job] = plan.schedule([BENCHMARKS["memory.d2d"]], [parents], Options(quick=True), env={}, budgets=TINY)
-    out = fanout.run([job])
+    out = run.run([job])
     [measured] = out.devices
     assert (measured.name, measured.model, measured.threads) == (parents.name, parents.model, torch.get_num_threads())
     assert measured.free_bytes == parents.free_bytes  # the parent's reading, not a second one
@@ -144,7 +142,7 @@ def test_a_worker_runs_under_the_parents_description_and_plan_and_describes_noth
 
 
 def test_every_device_has_its_worker_and_the_results_merge_device_by_device_in_suite_order():
-    out = fanout.run(jobs_for(["cpu:0", "cpu:1", "cpu:2"]))
+    out = run.run(jobs_for(["cpu:0", "cpu:1", "cpu:2"]))
     assert [(r.device, r.id) for r in out.results] == [(f"cpu:{i}", s) for i in range(3) for s in SPECS]
     assert all(r.status is Status.OK and r.verified and r.measurement.samples_s for r in out.results)
     sweep = out.results[1]
@@ -162,9 +160,9 @@ def test_a_crashed_hung_oom_killed_or_failed_worker_is_its_devices_errors_and_th
     jobs = jobs_for(["cpu:0", "cpu:1", "cpu:2", "cpu:3", "cpu:4"])
     jobs[2] = replace(jobs[2], case_s=4.0)  # cpu:2 hangs: a short deadline for it alone
     faults = "cpu:1=segv@matmul.sweep,cpu:2=hang@matmul.sweep,cpu:3=sigkill@matmul.sweep,cpu:4=exit@matmul.sweep"
-    shown: list[runner.BenchResult] = []
+    shown: list[case.BenchResult] = []
     started = time.monotonic()
-    out = fanout.run(jobs, env=with_faults(faults), progress=runner.Progress(finished=shown.append))
+    out = run.run(jobs, env=with_faults(faults), progress=case.Progress(finished=shown.append))
     took = time.monotonic() - started
     results = by_device(out.results)
     assert [r.status for r in results["cpu:0"]] == [Status.OK] * 3
@@ -194,7 +192,7 @@ def test_a_crashed_hung_oom_killed_or_failed_worker_is_its_devices_errors_and_th
 
 
 def test_serial_runs_one_worker_after_another():
-    out = fanout.run(jobs_for(["cpu:0", "cpu:1"], ["memory.d2d"]), serial=True)
+    out = run.run(jobs_for(["cpu:0", "cpu:1"], ["memory.d2d"]), serial=True)
     first, second = out.workers
     assert second.started_s >= first.started_s + first.wall_s
     assert [(r.device, r.status) for r in out.results] == [("cpu:0", Status.OK), ("cpu:1", Status.OK)]
@@ -202,11 +200,11 @@ def test_serial_runs_one_worker_after_another():
 
 PARENT = """
 import sys
-from envcheck.bench import case as runner
+from envcheck.bench import case
 from envcheck.bench import plan
-from envcheck.bench import run as fanout
+from envcheck.bench import run
 job = plan.Job.from_json(__import__("json").loads(sys.argv[1]))
-fanout.run([job], progress=runner.Progress(started=lambda *a: print("started", flush=True)))
+run.run([job], progress=case.Progress(started=lambda *a: print("started", flush=True)))
 """
 
 

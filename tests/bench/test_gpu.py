@@ -33,12 +33,12 @@ def test_cuda_event_timer_times_the_kernel_not_the_launch():
 def gpu0(nvml=None):
     """cuda:0 as a bench run has it: resolved in the parent from the torch child's report (and NVML), then
     measured where the cases run (here, unpinned)."""
-    from envcheck.devices import resolve as devices
+    from envcheck.devices import resolve
     from envcheck.probes.torch import probe_torch
 
     probed = {"torch": probe_torch(os.environ), "nvml": nvml}
-    [parents], _ = devices.from_probes(devices.Request("cuda", (0,)), probed.__getitem__, os.environ)
-    return devices.measure_here(parents)
+    [parents], _ = resolve.from_probes(resolve.Request("cuda", (0,)), probed.__getitem__, os.environ)
+    return resolve.measure_here(parents)
 
 
 def test_describe_reads_memory_capability_l2_and_the_cards_nvml_identity():
@@ -73,8 +73,7 @@ def test_quick_pass_on_gpu0_is_verified_and_within_the_datasheet(invoke):
 
 
 def run_on_gpu0(bench_id: str):
-    from envcheck.bench import case as runner
-    from envcheck.bench import peaks
+    from envcheck.bench import case, peaks
     from envcheck.bench.harness import Budget
     from envcheck.bench.model import BENCHMARKS, Options
 
@@ -84,7 +83,7 @@ def run_on_gpu0(bench_id: str):
     plan = next(p for p in spec.plans(dev, Options(quick=True, dtypes=frozenset({"tf32", "fp16", "bf16"}))))
     if plan.skip:
         pytest.skip(plan.skip)
-    return runner.run_plan(spec, plan, dev, Budget(measure_s=0.05, warmup_s=0.0), datasheet=peaks.lookup(dev.model))
+    return case.run_plan(spec, plan, dev, Budget(measure_s=0.05, warmup_s=0.0), datasheet=peaks.lookup(dev.model))
 
 
 @pytest.mark.parametrize(("bench_id", "tolerance"), [("matmul.tf32", 2e-3), ("matmul.fp16", 1e-2)])

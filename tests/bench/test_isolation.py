@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from envcheck.core.errors import CommandError
+
 TESTS = Path(__file__).resolve().parents[1]
 FAKE_TORCH = TESTS / "fake_torch"
 NVML_SITE = TESTS / "nvml_site"
@@ -106,7 +108,6 @@ def test_a_garbage_allocator_config_on_a_real_gpu_is_one_line():
 def test_a_cuda_start_that_hangs_after_a_clean_import_stops_a_gpu_bench_only():
     """The real torch child over a torch that imports but whose CUDA start hangs: a GPU bench cannot run,
     a CPU bench (which never starts CUDA) can."""
-    from envcheck.bench.model import BenchError
     from envcheck.devices.resolve import torch_ready
     from envcheck.probes.torch import probe_torch
 
@@ -114,7 +115,7 @@ def test_a_cuda_start_that_hangs_after_a_clean_import_stops_a_gpu_bench_only():
     info = probe_torch(env)
     assert info.status == "timeout" and info.import_s is not None  # imported, then hung
     torch_ready(info, gpus=False)
-    with pytest.raises(BenchError) as err:
+    with pytest.raises(CommandError) as err:
         torch_ready(info, gpus=True)
     assert err.value.exit_code == 1
     assert str(err.value).startswith("torch cannot be used (CUDA initialisation (torch.cuda.is_available())")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from envcheck.bench import case as runner
-from envcheck.bench import common
+from envcheck.bench import case, common
 from envcheck.bench.harness import Budget
 from envcheck.bench.model import BENCHMARKS, BenchSpec, Options, Plan
 from envcheck.core.model import Status
@@ -36,7 +35,7 @@ def test_out_of_memory_shrinks_the_case_and_says_so(cpu, monkeypatch):
     monkeypatch.setattr(common, "_allocate", allocator_limited_to(512 * 1024))  # 512² fp32 (1 MiB) does not fit
     spec = BENCHMARKS["matmul.fp32"]
     (plan,) = spec.plans(cpu, Options(quick=True))
-    result = runner.run_plan(spec, plan, cpu, TINY)
+    result = case.run_plan(spec, plan, cpu, TINY)
     assert result.status == Status.OK
     assert result.case == "fp32 256x256x256"
     assert result.params["shrunk_to_scale"] == 0.5
@@ -51,7 +50,7 @@ def test_out_of_memory_at_every_size_skips_with_the_reason_and_the_suite_goes_on
     matmul, cnn = results
     assert matmul.status == Status.SKIP
     assert matmul.reason == "out of memory at every size tried"
-    assert len(matmul.attempts) == runner.OOM_RETRIES + 1
+    assert len(matmul.attempts) == case.OOM_RETRIES + 1
     assert cnn.id == "train.cnn" and cnn.status == Status.SKIP  # the suite went on to the next benchmark
 
 
@@ -60,7 +59,7 @@ def test_any_other_error_becomes_the_case_result(cpu):
         raise RuntimeError("CUDA error: an illegal memory access was encountered\nmore text")
 
     spec = BenchSpec("matmul.fp32", "t", "t", lambda d, o: [])
-    result = runner.run_plan(spec, Plan("fp32", "fp32", broken), cpu, TINY)
+    result = case.run_plan(spec, Plan("fp32", "fp32", broken), cpu, TINY)
     assert result.status == Status.CRASH and result.is_problem
     assert result.reason == "RuntimeError: CUDA error: an illegal memory access was encountered"
 
@@ -71,7 +70,7 @@ def test_keyboard_interrupt_is_not_swallowed(cpu):
 
     spec = BenchSpec("matmul.fp32", "t", "t", lambda d, o: [])
     with pytest.raises(KeyboardInterrupt):
-        runner.run_plan(spec, Plan("fp32", "fp32", interrupted), cpu, TINY)
+        case.run_plan(spec, Plan("fp32", "fp32", interrupted), cpu, TINY)
 
 
 @pytest.mark.parametrize(
@@ -95,6 +94,6 @@ def test_an_operation_this_build_lacks_is_skipped_not_failed(cpu):
         raise Unsupported("fp8 matmul (torch._scaled_mm) is not available here: not supported on sm_89")
 
     spec = BenchSpec("matmul.fp8", "t", "t", lambda d, o: [])
-    result = runner.run_plan(spec, Plan("fp8", "fp8", lacking), cpu, TINY)
+    result = case.run_plan(spec, Plan("fp8", "fp8", lacking), cpu, TINY)
     assert result.status == Status.SKIP and not result.is_problem
     assert "not supported on sm_89" in result.reason

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from rich.console import Console
 
-from envcheck.bench import case as runner
+from envcheck.bench import case
 from envcheck.bench.app import Comparison
 from envcheck.bench.compare import Delta
 from envcheck.bench.contention import Contention
@@ -27,9 +27,9 @@ def gpu(i: int) -> DeviceInfo:
     return DeviceInfo(f"cuda:{i}", "cuda", MODEL, i, (9, 0), 80 << 30, 79 << 30, 50 << 20, 132)
 
 
-def figure(i: int, value: float, status: Status = Status.OK, **extra) -> runner.BenchResult:
+def figure(i: int, value: float, status: Status = Status.OK, **extra) -> case.BenchResult:
     check = Check(status is Status.OK, 3e-3 if status is Status.OK else 0.4, 1e-2, "float64")
-    return runner.BenchResult(
+    return case.BenchResult(
         "matmul.bf16",
         "bf16",
         "bf16 8192x8192x8192",
@@ -58,7 +58,7 @@ def human(doc: dict, *, terminal: bool = False, width: int = 250) -> str:
 
 
 def test_node_report_names_the_slow_card_and_the_wrong_one():
-    results = runner.flag_slow_siblings(
+    results = case.flag_slow_siblings(
         [figure(i, 700.0) for i in range(6)] + [figure(6, 600.0), figure(7, 705.0, Status.FAIL)]
     )
     text = human(bench_document(make_report([gpu(i) for i in range(8)], results)))
@@ -97,7 +97,7 @@ def test_preflight_and_regressions_are_in_the_same_output():
 
 
 def test_a_crashed_case_says_crashed_and_the_error():
-    crashed = runner.BenchResult(
+    crashed = case.BenchResult(
         "matmul.bf16",
         "bf16",
         "bf16",
@@ -118,7 +118,7 @@ def test_a_crashed_case_says_crashed_and_the_error():
 def test_machine_text_is_never_taken_for_markup():
     """An allocator error quotes "[enforce fail at alloc_cpu.cpp:117]": rich must print it, not eat it."""
     why = "RuntimeError: [enforce fail at alloc_cpu.cpp:117] [bold]DefaultCPUAllocator"
-    crashed = runner.BenchResult("memory.d2d", "copy", "copy", "cpu", "[x] cpu", None, Status.CRASH, reason=why)
+    crashed = case.BenchResult("memory.d2d", "copy", "copy", "cpu", "[x] cpu", None, Status.CRASH, reason=why)
     cpu = DeviceInfo("cpu", "cpu", "[x] cpu")
     text = human(bench_document(make_report([cpu], [crashed])))
     assert why in text and "[x] cpu" in text
@@ -129,9 +129,9 @@ def test_contended_figures_are_marked_in_the_table_and_the_summary():
     idle = Contention(others_cores=0.1, usable_cores=2.0, spare_cores=0.0, window_s=0.4)
     cpu = DeviceInfo("cpu", "cpu", "test cpu", threads=2)
     results = [
-        runner.BenchResult("matmul.fp32", "fp32", "fp32 1024", "cpu", "test cpu", "fp32", Status.OK, 50.0, "GFLOP/s",
+        case.BenchResult("matmul.fp32", "fp32", "fp32 1024", "cpu", "test cpu", "fp32", Status.OK, 50.0, "GFLOP/s",
                            measurement=Measurement((1.0, 1.0, 1.0), 1, 2, "t"), contention=busy),
-        runner.BenchResult("memory.d2d", "copy", "copy 256 MiB", "cpu", "test cpu", None, Status.OK, 9.0, "GB/s",
+        case.BenchResult("memory.d2d", "copy", "copy 256 MiB", "cpu", "test cpu", None, Status.OK, 9.0, "GB/s",
                            measurement=Measurement((1.0, 1.0, 1.0), 1, 2, "t"), contention=idle),
     ]  # fmt: skip
     doc = bench_document(make_report([cpu], results))
@@ -154,7 +154,7 @@ def test_an_interrupted_run_says_so_and_how_far_it_got():
 def test_in_a_pipe_a_row_stays_one_line():
     """rich assumes 80 columns when it cannot ask a terminal; a log line per row needs the natural width."""
     long_reason = "out of memory at every size tried " * 4
-    skipped = runner.BenchResult("matmul.fp8", "fp8", "fp8", "cuda:0", MODEL, "fp8", Status.SKIP, reason=long_reason)
+    skipped = case.BenchResult("matmul.fp8", "fp8", "fp8", "cuda:0", MODEL, "fp8", Status.SKIP, reason=long_reason)
     buf = io.StringIO()
     render_text(bench_document(make_report([gpu(0)], [skipped])), Console(file=buf, width=80, color_system=None), None)
     assert any(long_reason.strip() in line for line in buf.getvalue().splitlines())

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from envcheck.bench import case as runner
-from envcheck.bench import peaks
+from envcheck.bench import case, peaks
 from envcheck.bench.app import Comparison
 from envcheck.bench.compare import Delta
 from envcheck.bench.harness import Measurement
@@ -33,7 +32,7 @@ def datasheet(dev: DeviceInfo) -> peaks.Peak | None:
 
 def test_fraction_of_peak_where_the_card_is_known():
     m = Measurement((0.001,), 1, 2, "fake")
-    value, unit, peak, fraction, source = runner.figure(workload(800e9, "flop", "bf16"), m, H100, datasheet(H100))
+    value, unit, peak, fraction, source = case.figure(workload(800e9, "flop", "bf16"), m, H100, datasheet(H100))
     assert unit == "TFLOP/s" and value == 800.0
     assert peak == 989.5 and fraction == round(800 / 989.5, 4)
     assert "H100" in source and "halved" in source
@@ -41,27 +40,27 @@ def test_fraction_of_peak_where_the_card_is_known():
 
 def test_no_fraction_invented_for_an_unknown_card_or_a_cpu():
     m = Measurement((0.001,), 1, 2, "fake")
-    assert runner.figure(workload(800e9, "flop", "bf16"), m, UNKNOWN, datasheet(UNKNOWN))[2:] == (None, None, None)
+    assert case.figure(workload(800e9, "flop", "bf16"), m, UNKNOWN, datasheet(UNKNOWN))[2:] == (None, None, None)
     cpu = DeviceInfo("cpu", "cpu", "x")
-    value, unit, *_rest, fraction, _ = runner.figure(workload(800e9, "flop", "fp32"), m, cpu, datasheet(cpu))
+    value, unit, *_rest, fraction, _ = case.figure(workload(800e9, "flop", "fp32"), m, cpu, datasheet(cpu))
     assert unit == "GFLOP/s" and value == 800_000.0 and fraction is None
 
 
 def test_memory_fraction_uses_the_datasheet_bandwidth():
     m = Measurement((0.001,), 1, 2, "fake")
-    _, unit, peak, fraction, _ = runner.figure(workload(3e9, "byte", "memory"), m, H100, datasheet(H100))
+    _, unit, peak, fraction, _ = case.figure(workload(3e9, "byte", "memory"), m, H100, datasheet(H100))
     assert unit == "GB/s" and peak == 3350.0 and fraction == round(3000 / 3350, 4)
 
 
 def result(device: str, value: float, model: str = "NVIDIA H100 80GB HBM3", status: Status = Status.OK):
-    return runner.BenchResult(
+    return case.BenchResult(
         "matmul.bf16", "bf16", "bf16 8192x8192x8192", device, model, "bf16", status, value, "TFLOP/s"
     )
 
 
 def test_the_gpu_more_than_10_percent_below_its_siblings_is_named():
     values = [700, 705, 698, 702, 610, 701, 699, 703]
-    flagged = runner.flag_slow_siblings([result(f"cuda:{i}", v) for i, v in enumerate(values)])
+    flagged = case.flag_slow_siblings([result(f"cuda:{i}", v) for i, v in enumerate(values)])
     slow = [r for r in flagged if r.sibling]
     assert [r.device for r in slow] == ["cuda:4"]
     assert slow[0].sibling["sibling_median"] == 701
@@ -69,24 +68,24 @@ def test_the_gpu_more_than_10_percent_below_its_siblings_is_named():
 
 
 def test_siblings_are_only_cards_of_the_same_model():
-    flagged = runner.flag_slow_siblings([result("cuda:0", 700), result("cuda:1", 300, model="NVIDIA L4")])
+    flagged = case.flag_slow_siblings([result("cuda:0", 700), result("cuda:1", 300, model="NVIDIA L4")])
     assert not any(r.sibling for r in flagged)
 
 
 def test_a_sweep_reports_its_best_shape_and_keeps_the_others():
     shapes = [result("cuda:0", v) for v in (600, 750, 700)]
-    shapes = [runner.BenchResult(**{**r.__dict__, "case": f"bf16 shape{i}"}) for i, r in enumerate(shapes)]
-    best = runner.best_of(shapes)
+    shapes = [case.BenchResult(**{**r.__dict__, "case": f"bf16 shape{i}"}) for i, r in enumerate(shapes)]
+    best = case.best_of(shapes)
     assert best.value == 750 and best.case == "bf16 best of 3 shapes"
     assert best.params["best_shape"] == "bf16 shape1" and len(best.params["sweep"]) == 3
 
 
 def test_a_wrong_shape_in_a_sweep_outranks_the_fastest():
     shapes = [result("cuda:0", 900, status=Status.FAIL), result("cuda:0", 950)]
-    assert runner.best_of(shapes).status is Status.FAIL
+    assert case.best_of(shapes).status is Status.FAIL
 
 
-SLOW = runner.flag_slow_siblings([result("cuda:0", 700), result("cuda:1", 700), result("cuda:2", 500)])
+SLOW = case.flag_slow_siblings([result("cuda:0", 700), result("cuda:1", 700), result("cuda:2", 500)])
 PREFLIGHT_FAIL = CheckResult("torch.arch", "torch has kernels for every GPU", Status.FAIL, "sm_120 not covered")
 PREFLIGHT_WARN = CheckResult("gpu.memory", "GPU memory free for you", Status.WARN, "held by pid 7")
 REGRESSED = Comparison("golden.json", 0.1, (Delta("matmul.bf16", "bf16", "cuda:0", "TFLOP/s", 800.0, 700.0, 0.1),))
@@ -186,7 +185,7 @@ def test_a_figure_that_cannot_be_computed_is_an_error_not_the_end_of_the_suite(m
     def explode(*args, **kwargs):
         raise ZeroDivisionError("float division by zero")
 
-    monkeypatch.setattr(runner, "figure", explode)
+    monkeypatch.setattr(case, "figure", explode)
     cpu = DeviceInfo("cpu", "cpu", "test cpu", threads=1)
     [result] = run_here([BENCHMARKS["memory.d2d"]], cpu, Options(quick=True))
     assert result.status is Status.CRASH and "ZeroDivisionError" in result.reason and "a bug" in result.reason

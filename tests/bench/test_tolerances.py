@@ -10,8 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from envcheck.bench import case as runner
-from envcheck.bench import common, execute
+from envcheck.bench import case, common, execute
 from envcheck.bench.benchmarks.matmul import build_matmul
 from envcheck.bench.harness import Budget, CudaEventTimer, measure
 from envcheck.bench.model import BenchSpec, Plan
@@ -51,7 +50,7 @@ def matmul_case(dtype: str, position: int = 0) -> execute.Case:
     )
 
 
-def run_matmul(dtype: str) -> runner.BenchResult:
+def run_matmul(dtype: str) -> case.BenchResult:
     """One 256³ matmul case in ``dtype`` as a worker runs it (precision flags, timing, the real check)."""
     try:
         return execute.run_cases([matmul_case(dtype)], CPU, TINY)[0]
@@ -165,7 +164,7 @@ def test_the_event_timer_brackets_the_kernels_and_reports_seconds():
 
 def test_a_gpu_device_is_timed_by_events_on_its_own_device_and_measured_per_step(fake_clock):
     gpu = DeviceInfo("cuda:3", "cuda", "NVIDIA H100 80GB HBM3", 3, (9, 0))
-    timer = runner.timer_for(gpu)
+    timer = case.timer_for(gpu)
     assert isinstance(timer, CudaEventTimer) and timer.device == "cuda:3"
     fake = FakeCuda(elapsed_ms=20.0)
     timer.torch = SimpleNamespace(cuda=fake)
@@ -177,4 +176,4 @@ def test_a_gpu_device_is_timed_by_events_on_its_own_device_and_measured_per_step
 
 
 def test_a_cpu_device_is_timed_by_the_host_clock():
-    assert type(runner.timer_for(CPU)).__name__ == "CpuTimer"
+    assert type(case.timer_for(CPU)).__name__ == "CpuTimer"

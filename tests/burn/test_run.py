@@ -14,13 +14,14 @@ import psutil
 import pytest
 
 from envcheck.burn import plan
-from envcheck.burn.app import BurnChild, BurnError, BurnRequest, report_for, run_burn
+from envcheck.burn.app import BurnChild, BurnRequest, report_for, run_burn
 from envcheck.burn.report import burn_document, value_at
+from envcheck.core.errors import CommandError
 from envcheck.core.exit import ExitCode, exit_code_for
 from envcheck.core.model import Status
 from envcheck.core.report import utc_now
 from envcheck.core.units import parse_duration
-from envcheck.devices import resolve as devices
+from envcheck.devices import resolve
 from envcheck.devices.model import DeviceInfo
 from envcheck.probes.nvml.telemetry import Point, Sampler
 from envcheck.render import make_console, render
@@ -30,7 +31,7 @@ FAULTS = Path(__file__).resolve().parent / "worker_faults"
 
 
 def cpus(*names: str) -> list[DeviceInfo]:
-    return [replace(devices.cpu_here(), name=name) for name in names]
+    return [replace(resolve.cpu_here(), name=name) for name in names]
 
 
 def with_faults(faults: str) -> dict[str, str]:
@@ -55,7 +56,7 @@ def test_durations_as_people_write_them(text, seconds):
 
 @pytest.mark.parametrize("text", ["0", "-5s", "nan", "inf", "1e400", "ten minutes", "", "5d"])
 def test_a_duration_that_is_not_one_is_refused_in_one_line_with_exit_2(text):
-    with pytest.raises(BurnError) as caught:
+    with pytest.raises(CommandError) as caught:
         BurnRequest.parse(device="cpu", duration=text)
     assert caught.value.exit_code == ExitCode.USAGE
     assert str(caught.value).startswith("--duration ") and "\n" not in str(caught.value)
@@ -127,7 +128,7 @@ def test_a_worker_that_hangs_is_killed_at_its_deadline_and_named_while_its_sibli
 
 
 def test_a_request_for_a_gpu_where_there_is_none_is_one_line():
-    with pytest.raises(BurnError) as caught:
+    with pytest.raises(CommandError) as caught:
         BurnRequest.parse(device="cuda:x")
     assert caught.value.exit_code == ExitCode.USAGE and "unknown device" in str(caught.value)
 

@@ -9,9 +9,10 @@ from datetime import datetime, timezone
 import pytest
 
 from envcheck.comm import ops
-from envcheck.comm.app import CommError, CommRequest, build_report
+from envcheck.comm.app import CommRequest, build_report
 from envcheck.comm.plan import GiB, KiB, Plan, sweep
 from envcheck.comm.world import WorldError, detect
+from envcheck.core.errors import CommandError
 
 
 @pytest.mark.parametrize(
@@ -72,7 +73,7 @@ def test_launcher_variables():
     ],
 )
 def test_bad_options_are_usage_errors(options, words):
-    with pytest.raises(CommError, match=words) as error:
+    with pytest.raises(CommandError, match=words) as error:
         CommRequest.parse(**options)
     assert error.value.exit_code == 2
 

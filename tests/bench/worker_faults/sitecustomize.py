@@ -69,9 +69,9 @@ def _install():
     (sys.argv is not set yet while site runs)."""
     import json
 
-    from envcheck.bench import case as runner
+    from envcheck.bench import case
 
-    real = runner.run_plan
+    real = case.run_plan
     state = {"first": True}
 
     def run_plan(spec, plan, dev, budget, **kwargs):
@@ -82,7 +82,7 @@ def _install():
             _act(fault)
         return real(spec, plan, dev, budget, **kwargs)
 
-    runner.run_plan = run_plan
+    case.run_plan = run_plan
 
 
 if FAULTS and "envcheck.bench.worker" in getattr(sys, "orig_argv", []):
