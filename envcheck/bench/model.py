@@ -3,8 +3,8 @@
 A benchmark (``matmul.bf16``, ``memory.d2d``) is registered where it is defined, with a function that
 turns a device and the run's options into :class:`Plan` s. A plan is a case before any memory is
 allocated; its ``build(scale)`` allocates and returns a :class:`Workload`: the step to time, the work
-one step does (FLOPs, bytes or images), and how to check the step's answer against a reference. The
-runner alone decides how to time, retry smaller after an out-of-memory error, and report.
+one step does (FLOPs, bytes or images), and how to check the step's answer against a reference. One case
+(envcheck.bench.case) alone decides how to time, retry smaller after an out-of-memory error, and report.
 
 Nothing here imports torch, so ``envcheck bench --list`` and ``envcheck --help`` stay cheap.
 """

@@ -39,9 +39,10 @@ from envcheck.devices.model import DeviceInfo
 
 
 @dataclass(frozen=True)
-class FanOut:
+class Workers:
     """What the workers produced: results device by device in suite order (not yet compared across
-    devices: runner.flag_slow_siblings), the devices as the workers described them, and each worker."""
+    devices: envcheck.bench.case.flag_slow_siblings), the devices as the workers described them, and each
+    worker."""
 
     results: list[BenchResult]
     devices: list[DeviceInfo]
@@ -124,7 +125,7 @@ def run(
     env: Mapping[str, str] | None = None,
     serial: bool = False,
     python: str | None = None,
-) -> FanOut:
+) -> Workers:
     """Run every job in its own worker (one at a time with ``serial``) and merge what they report."""
     progress = progress or Progress()
     began = time.monotonic()
@@ -164,13 +165,13 @@ def _finish(w: _Worker, progress: Progress) -> None:
         progress.finished(result)
 
 
-def _merge(workers: list[_Worker], began: float, interrupted: bool) -> FanOut:
+def _merge(workers: list[_Worker], began: float, interrupted: bool) -> Workers:
     BENCHMARKS.load()
     results: list[BenchResult] = []
     for w in workers:
         entries = [Entry(i, bench_id, _best_of(bench_id)) for i, (bench_id, _, _) in w.cases.items()]
         results.extend(execute.merge(entries, w.results))
-    return FanOut(
+    return Workers(
         results,
         [w.described for w in workers if w.described is not None],
         worker_infos(workers, began),

@@ -18,7 +18,7 @@ Protocol (envcheck.core.workers: every line the parent reads is one marked JSON 
   context, L2 size, SM count, threads);
 * ``plan``: the parent's cases are ready here, ``[benchmark id, label, dtype]`` in suite order;
 * ``started`` / ``finished``: a case, by its suite ``position``; ``finished`` carries the result
-  (runner.BenchResult.to_json, raw samples included);
+  (envcheck.bench.case.BenchResult.to_json, raw samples included);
 * ``error``: the device cannot be benchmarked at all (torch does not import here, CUDA cannot use the
   card); the worker then exits;
 * ``done``: every case has reported.

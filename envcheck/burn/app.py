@@ -359,7 +359,7 @@ def resolve(request: BurnRequest, env: Mapping[str, str]) -> tuple[list[DeviceIn
 
 
 def jobs_for(request: BurnRequest, chosen: Sequence[DeviceInfo], env: Mapping[str, str]) -> list[BurnJob]:
-    startup = fanout_startup(env)
+    startup = workers_startup(env)
     return [
         BurnJob(
             dev,
@@ -376,7 +376,7 @@ def jobs_for(request: BurnRequest, chosen: Sequence[DeviceInfo], env: Mapping[st
     ]
 
 
-def fanout_startup(env: Mapping[str, str]) -> float:
+def workers_startup(env: Mapping[str, str]) -> float:
     """A worker's allowance for importing torch and starting CUDA, and a minute to allocate and fill the
     working set (most of a GPU's memory)."""
     return startup_deadline(env) + 60.0

@@ -1,6 +1,6 @@
 """The errors that cross layers. A command that cannot run as asked raises one :class:`CommandError`
 (its one line and its exit code); the command line catches it in one place
-(:func:`envcheck.cli.terminal.run_guarded`) and says it as ``envcheck COMMAND: error: ...``, so no
+(the command group, :mod:`envcheck.cli`) and says it as ``envcheck COMMAND: error: ...``, so no
 command writes its own error path (cf. pip's ``base_command``: exception classes mapped to status codes
 once)."""
 

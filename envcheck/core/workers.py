@@ -24,8 +24,9 @@ hung (and where), killed by SIGKILL (in practice the OOM killer), crashed with a
 faulthandler printed), exited with a status (and its stderr's last line), or gone without a word.
 
 This file is also loaded alone, by path, by the torch child (envcheck.probes.torch_child), which must not
-import envcheck (a broken install must not change what it finds): the child side uses the standard library
-only, and the parent side imports envcheck.core.proc where it starts and ends processes.
+import envcheck (a broken install must not change what it finds): what it uses (the marker, ``emit``, the
+last words) is standard library only. The bench and burn workers' :func:`import_torch` and the parent side
+import envcheck where they need it (the one-line error, envcheck.core.proc to start and end processes).
 """
 
 from __future__ import annotations
