@@ -135,10 +135,6 @@ class Entry:
     best_of: bool
 
 
-def entries(cases: Sequence[Case]) -> list[Entry]:
-    return [Entry(c.position, c.spec.id, c.spec.best_of) for c in cases]
-
-
 def merge(planned: Sequence[Entry], results: dict[int, BenchResult]) -> list[BenchResult]:
     """The results in suite order, a sweep reduced to its best shape (envcheck.bench.case.best_of) from the shapes
     that have a result; a case without one is left out (the caller says why, or the run was stopped)."""

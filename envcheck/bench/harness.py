@@ -8,7 +8,7 @@ Why each piece exists:
 
 * GPU work is asynchronous: a host clock around a kernel launch measures the launch, not the kernel.
   :class:`CudaEventTimer` records CUDA events on the stream around the region and waits for the end
-  event; :class:`SyncedWallTimer` is the fallback (synchronize, clock, run, synchronize, clock).
+  event.
 * The first calls pay for cuBLAS handle creation, cuDNN autotuning and lazy module loading, so a warm-up
   phase runs before anything is kept.
 * One sample times several back-to-back steps (``steps_per_sample``) so that the launch gap and timer
@@ -46,22 +46,6 @@ class CpuTimer:
         start = self.clock()
         for _ in range(n):
             fn()
-        return self.clock() - start
-
-
-class SyncedWallTimer:
-    """A host clock made honest by synchronizing before and after (used where events are unavailable)."""
-
-    def __init__(self, synchronize: Callable[[], None], clock: Callable[[], float] = time.perf_counter) -> None:
-        self.synchronize = synchronize
-        self.clock = clock
-
-    def time(self, fn: Step, n: int) -> float:
-        self.synchronize()
-        start = self.clock()
-        for _ in range(n):
-            fn()
-        self.synchronize()
         return self.clock() - start
 
 

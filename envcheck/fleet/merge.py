@@ -146,10 +146,6 @@ class FleetReport:
     def slow_cpus(self) -> list[Figure]:
         return [f for f in self.slow if f.device_kind != "gpu"]
 
-    @property
-    def failing_nodes(self) -> list[Node]:
-        return [n for n in self.nodes if n.status.is_problem]
-
     def statuses(self) -> list[Status]:
         """Each node's status (a node with a slow device fails), and a warning for drift, duplicates or a
         skipped source: called out, but not a failure by themselves (a rolling driver upgrade drifts on
