@@ -100,7 +100,7 @@ def run_here(
     if cpus is None and not dev.is_cuda:
         cpus = contention.Cpus.here()
     cases, results = execute.run_job(jobs[0], dev, specs, cpus=cpus)
-    return execute.merge(execute.entries(cases), results)
+    return execute.merge([execute.Entry(c.position, c.spec.id, c.spec.best_of) for c in cases], results)
 
 
 def make_report(
