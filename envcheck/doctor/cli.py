@@ -286,7 +286,7 @@ def _assess(deadline: float, *, require_gpu: bool, spec_path: str | None) -> Hea
     except SpecError as exc:
         return Health(None, error=f"lab spec unusable: {exc}")
     except Exception as exc:  # noqa: BLE001 - a crash is a verdict of its own, never a traceback
-        return Health(None, error=f"envcheck crashed: {type(exc).__name__}: {exc}")
+        return Health.crashed(exc)
     return assess(deadline, require_gpu=require_gpu, lab_checks=checks, spec_path=path, started=_STARTED)
 
 

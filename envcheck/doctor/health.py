@@ -57,6 +57,12 @@ class Health:
     spec_path: str | None = None
     error: str | None = None
 
+    @classmethod
+    def crashed(cls, exc: Exception) -> Health:
+        """envcheck itself broke while judging: a verdict of its own (each dialect says it), never a
+        traceback."""
+        return cls(None, error=f"envcheck crashed: {type(exc).__name__}: {exc}")
+
     def redacted(self, env: Mapping[str, str]) -> Health:
         """The judgement with every secret of ``env`` (and every token shape) taken out of the document,
         the spec's path and the error: what may be printed to a watcher, which shows it to anyone who can
@@ -113,7 +119,7 @@ def assess(
         report = run_doctor(request)
         document = doctor_document(report, wall_s=time.monotonic() - started, require_gpu=require_gpu)
     except Exception as exc:  # noqa: BLE001 - a crash is a verdict of its own, never a traceback
-        return Health(None, error=f"envcheck crashed: {type(exc).__name__}: {exc}")
+        return Health.crashed(exc)
     return Health(document, spec_path)
 
 
