@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import socket
@@ -454,8 +453,7 @@ def resolve_launch(request: CommRequest, env: Mapping[str, str]) -> tuple[Plan, 
     from envcheck.devices import resolve
 
     plan = request.plan
-    if importlib.util.find_spec("torch") is None:
-        raise CommandError("torch is not installed; `envcheck doctor` says which build to install", ExitCode.FAILED)
+    resolve.torch_installed()
     if plan.device == "cpu":
         return plan, request.nproc or 2
     from envcheck.probes.torch import probe_torch

@@ -201,6 +201,19 @@ def torch_from(probe: Probe) -> TorchInfo:
     return info
 
 
+#: What every command says when there is no torch to run its workers with.
+TORCH_MISSING = "torch is not installed; `envcheck doctor` says which build to install"
+
+
+def torch_installed() -> None:
+    """Refuse at once where no torch is installed, for a run that starts its workers without asking the
+    torch child first (comm's CPU ranks): the same words as :func:`torch_ready`."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise DeviceError(TORCH_MISSING, ExitCode.FAILED)
+
+
 def torch_ready(info: TorchInfo, *, gpus: bool) -> None:
     """Refuse to start workers when importing torch in the child did not end well: one line naming what
     happened there (the exception, the signal, or the step that hung). After a clean import, a CUDA start
@@ -208,7 +221,7 @@ def torch_ready(info: TorchInfo, *, gpus: bool) -> None:
     if info.status == "ok":
         return
     if info.status == "not_installed":
-        raise DeviceError("torch is not installed; `envcheck doctor` says which build to install", ExitCode.FAILED)
+        raise DeviceError(TORCH_MISSING, ExitCode.FAILED)
     imported = info.import_s is not None
     if imported and not gpus:
         return
