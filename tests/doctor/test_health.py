@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_output import run
+from tests.cli.test_terminal import run
 
 #: A Hugging Face token shape: secret whatever holds it (envcheck.core.redact).
 TOKEN = "hf_" + "a1B2c3D4e5F6g7H8i9J0k1L2"

@@ -17,7 +17,7 @@ import yaml
 from envcheck import __version__
 from envcheck.cli import main
 from envcheck.doctor.health import NPD_MAX_OUTPUT, fit_bytes
-from tests.test_output import run
+from tests.cli.test_terminal import run
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "kubernetes"
 MANIFESTS = sorted(EXAMPLES.glob("*.yaml"))

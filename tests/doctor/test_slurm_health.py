@@ -17,7 +17,7 @@ import pytest
 
 from envcheck.doctor import health
 from envcheck.doctor.health import SCONTROL_TIMEOUT_S, SLURM_MAX_DEADLINE_S, drain_node, drain_reason, slurm_node_name
-from tests.test_output import ENVCHECK, env_with, run
+from tests.cli.test_terminal import ENVCHECK, env_with, run
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "slurm"
 ECC_REASON = "envcheck: gpu.ecc: GPU 1 (00000000:19:00.0): 3 uncorrected ECC errors since boot, 7 over its life"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.test_output import run
+from tests.cli.test_terminal import run
 
 GPU_LABELS = {"gpu", "UUID", "pci_bus_id", "modelName", "Hostname"}
 STATUSES = ("ok", "warn", "fail", "skip", "crash")

@@ -23,7 +23,7 @@ from envcheck.probes.registry import ProbeSpec
 from envcheck.spec.checks import spec_checks
 from envcheck.spec.parse import parse_spec_text
 from envcheck.spec.snapshot import Machine, render_snapshot
-from tests.checks.test_host_checks import healthy, judge
+from tests.doctor.checks.test_host_checks import healthy, judge
 
 GiB, MiB = 1024**3, 1024**2
 WORK = DiskSpace(["working directory"], "/data/project", 1000 * GiB, 2000 * GiB)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-NVML_SITE = Path(__file__).parent / "nvml_site"
+NVML_SITE = Path(__file__).parent.parent / "nvml_site"
 ENVCHECK = shutil.which("envcheck") or str(Path(sys.executable).with_name("envcheck"))
 
 

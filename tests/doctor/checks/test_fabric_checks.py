@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from envcheck.cli import main
 from envcheck.doctor.areas import select_checks
 from tests import fakenvml
-from tests.test_doctor_nvml import ENVCHECK, NVML_SITE
+from tests.doctor.test_nvml import ENVCHECK, NVML_SITE
 
 FAST = {"ENVCHECK_FABRIC_INTERVAL_S": "0.01"}
 

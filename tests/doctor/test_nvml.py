@@ -244,7 +244,7 @@ def test_text_report_for_a_failing_machine(nvml):
 
 # -- a pynvml module that is not nvidia-ml-py, through the installed command ---------------------------------
 
-NVML_SITE = Path(__file__).parent / "nvml_site"
+NVML_SITE = Path(__file__).parent.parent / "nvml_site"
 ENVCHECK = shutil.which("envcheck") or str(Path(sys.executable).with_name("envcheck"))
 
 #: What an old copy of the bindings (the deprecated pynvml 11.x, a vendored file) does not have: the r535
