@@ -312,8 +312,9 @@ def from_probe(
     request: Request, torch: TorchInfo, *, nvml: NvmlState | None, env: Mapping[str, str]
 ) -> list[DeviceInfo]:
     """The devices to use, resolved without importing torch here: from the torch child's report (CUDA's
-    numbering, each GPU's name, capability and UUID) and NVML's view (identity, memory). What only CUDA
-    can tell (L2 size, SM count, the memory a context leaves free) the worker adds (:func:`measure_here`).
+    numbering, each GPU's name, capability, UUID, L2 size and SM count) and NVML's view (identity, memory),
+    so that every case is planned from the card's L2 here; the worker only reports what its own CUDA
+    context leaves free (:func:`measure_here`).
     On a machine with NVIDIA GPUs, a request for GPUs under a CUDA_VISIBLE_DEVICES that hides all of them by
     mistake is an error naming the variable, not a silent fall-back to the CPU."""
     if not request.may_use_gpus:
@@ -342,6 +343,8 @@ def from_probe(
                 capability=child.capability,
                 total_bytes=total,
                 free_bytes=free,
+                l2_bytes=child.l2_bytes,
+                multiprocessors=child.multiprocessors,
                 uuid=identity.uuid,
                 pci_bus_id=identity.pci_bus_id,
             )

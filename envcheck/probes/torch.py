@@ -70,6 +70,9 @@ class TorchDevice:
     matmul_error: str | None = None
     #: The error reading this device's properties raised, quoted.
     error: str | None = None
+    #: L2 cache size and SM count (what the bench sizes its working sets by); None where not read.
+    l2_bytes: int | None = None
+    multiprocessors: int | None = None
 
 
 @dataclass
@@ -315,4 +318,6 @@ def _device(raw: dict[str, Any]) -> TorchDevice:
         matmul_max_rel_error=raw.get("matmul_max_rel_error"),
         matmul_error=raw.get("matmul_error"),
         error=raw.get("error"),
+        l2_bytes=raw.get("l2_bytes") if isinstance(raw.get("l2_bytes"), int) else None,
+        multiprocessors=raw.get("multiprocessors") if isinstance(raw.get("multiprocessors"), int) else None,
     )

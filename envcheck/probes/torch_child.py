@@ -216,6 +216,10 @@ def cuda_info(torch, gpu_build):
             device["capability"] = [props.major, props.minor]
             uuid = getattr(props, "uuid", None)
             device["uuid"] = str(uuid) if uuid is not None else None
+            # What a benchmark sizes its work by (the memory-copy working set is a multiple of the L2), read
+            # here once so that the parent describes the device whole and no worker describes it again.
+            device["l2_bytes"] = getattr(props, "L2_cache_size", None)
+            device["multiprocessors"] = getattr(props, "multi_processor_count", None)
         except Exception as exc:  # noqa: BLE001 - every error is a finding to report
             device["error"] = error_text(exc)
         emit(stage=f"matmul:{index}")

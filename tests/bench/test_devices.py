@@ -261,3 +261,18 @@ def test_without_a_cgroup_limit_the_cpu_keeps_the_standard_sizes(cgroup):
     assert cpu.free_bytes and cpu.free_bytes > 1 << 30  # this machine's available RAM (CI has GiBs)
     assert memory.device_buffer_bytes(cpu, quick=False) == 256 * MiB
     assert matmul.square_size(cpu, "fp32", quick=False) == 1024 and matmul.square_size(cpu, "fp32", quick=True) == 512
+
+
+def test_the_cards_l2_from_the_torch_child_sizes_the_memory_copy_the_parent_plans(nvml, fake_cuda):
+    """The parent plans every case, so what the plans size by (the L2: a copy must be far beyond it) comes
+    from the torch child's report of the card, not from a worker that describes it again."""
+    from envcheck.bench.benchmarks.memory import device_buffer_bytes
+
+    nvml("healthy_multi_gpu")
+    cuda = fake_cuda([h100()])
+    torch = reported(cuda)
+    big_l2 = 128 * MiB  # a Blackwell-sized L2: 8 × L2 is past the 512 MiB floor
+    torch.devices[0].l2_bytes, torch.devices[0].multiprocessors = big_l2, 148
+    [found] = resolve.from_probe(Request("cuda", (0,)), torch, nvml=probe_nvml(), env={})
+    assert (found.l2_bytes, found.multiprocessors) == (big_l2, 148)
+    assert device_buffer_bytes(found, quick=True) == 8 * big_l2
