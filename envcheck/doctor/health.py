@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from envcheck.core.model import one_line
+from envcheck.core.model import error_line, one_line
 from envcheck.doctor.app import DoctorRequest, run_doctor
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ class Health:
     def crashed(cls, exc: Exception) -> Health:
         """envcheck itself broke while judging: a verdict of its own (each dialect says it), never a
         traceback."""
-        return cls(None, error=f"envcheck crashed: {type(exc).__name__}: {exc}")
+        return cls(None, error=f"envcheck crashed: {error_line(exc)}")
 
     def redacted(self, env: Mapping[str, str]) -> Health:
         """The judgement with every secret of ``env`` (and every token shape) taken out of the document,

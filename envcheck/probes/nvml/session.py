@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from envcheck.core.model import NA
+from envcheck.core.model import NA, error_line
 from envcheck.probes.nvml.constants import (
     ERROR_DRIVER_NOT_LOADED,
     ERROR_FUNCTION_NOT_FOUND,
@@ -169,8 +169,8 @@ def query(
         if code is not None:
             return NA(f"NVML error: {exc}")
         if failing is not None:
-            failing[name] = f"{type(exc).__name__}: {exc}"
-        return NA(f"the pynvml module failed: {type(exc).__name__}: {exc}")
+            failing[name] = error_line(exc)
+        return NA(f"the pynvml module failed: {error_line(exc)}")
 
 
 def as_text(value: Any) -> Any:
@@ -213,9 +213,9 @@ class NvmlSession:
         except Exception as exc:  # noqa: BLE001 - see nvml_code: NVML errors by code, anything else is the module's
             code = nvml_code(exc)
             if code is None:
-                bindings.failing["nvmlInit"] = f"{type(exc).__name__}: {exc}"
+                bindings.failing["nvmlInit"] = error_line(exc)
                 return cls(None, "bindings_broken", bindings.failing["nvmlInit"], bindings)
-            return cls(None, INIT_FAILURES.get(code, "error"), f"{type(exc).__name__}: {exc}", bindings)
+            return cls(None, INIT_FAILURES.get(code, "error"), error_line(exc), bindings)
         return cls(pynvml, "ok", bindings=bindings)
 
     @property
@@ -288,7 +288,7 @@ class NvmlSession:
             if code is None:
                 # Not an NVML error: the bindings are broken (packages.pynvml_deprecated says which copy), and
                 # that says nothing about the card, so it is not called lost. Its readings stay not available.
-                read.failing["nvmlDeviceGetHandleByIndex"] = f"{type(exc).__name__}: {exc}"
+                read.failing["nvmlDeviceGetHandleByIndex"] = error_line(exc)
                 return NvmlGpu(index)
             return NvmlGpu(index, lost=f"cannot open GPU {index}: {exc}")
 
@@ -317,7 +317,7 @@ class Reader:
 
 
 def _broken_import(exc: BaseException) -> NvmlSession:
-    error = f"{type(exc).__name__}: {exc}"
+    error = error_line(exc)
     return NvmlSession(None, "bindings_broken", f"import pynvml failed: {error}", Bindings(_module_path(), error))
 
 

@@ -36,7 +36,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from envcheck.core.model import NA, available, first_line, to_jsonable
+from envcheck.core.model import NA, available, error_line, first_line, to_jsonable
 from envcheck.probes.nvml.constants import (
     CLOCK_MEM,
     CLOCK_SM,
@@ -365,7 +365,7 @@ class Sampler:
             try:
                 self.sample()
             except Exception as exc:  # noqa: BLE001 - a bug must not kill the run silently: say it in the telemetry
-                self._thread_error = f"{type(exc).__name__}: {first_line(exc)}"
+                self._thread_error = error_line(exc)
                 return
             due += self.interval_s
             wait = due - time.monotonic()
