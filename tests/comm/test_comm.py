@@ -211,6 +211,38 @@ def test_ctrl_c_ends_the_run_with_a_report_of_the_collectives_that_finished(tmp_
     assert not alive
 
 
+def test_no_rank_outlives_envcheck_killed_outright(tmp_path):
+    """SIGKILL runs no handler in envcheck: the kernel ends its ranks (they die with their launcher), so
+    neither the rank stuck in a collective nor the one waiting on it outlives it."""
+    mark = tmp_path / "hanging"
+    process = subprocess.Popen(
+        [ENVCHECK, "comm", "--device", "cpu", "--nproc", "2", "--timeout", "120", "--max-size", "8KiB"]
+        + ["--json", "--ops", "all_reduce,reduce_scatter"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd="/",
+        env=env_with(
+            PYTHONPATH=str(FAULT_SITE),
+            ENVCHECK_TEST_COMM_FAULT="hang:1:reduce_scatter",
+            ENVCHECK_TEST_COMM_HANG_MARK=str(mark),
+        ),
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not mark.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert mark.exists(), "rank 1 never reached reduce_scatter"
+        ranks = psutil.Process(process.pid).children(recursive=True)
+        assert len(ranks) >= 2
+        process.kill()
+        process.wait(timeout=10)
+        _, alive = psutil.wait_procs(ranks, timeout=15)
+        assert not alive, [p.pid for p in alive]
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
 def test_a_dead_rank_is_named_with_how_it_died():
     proc, doc, took = faulty("die:2:broadcast", "--ops", "all_reduce,broadcast")
     assert proc.returncode == 1, proc.stderr
