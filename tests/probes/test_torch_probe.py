@@ -274,6 +274,37 @@ def test_hang_past_the_childs_own_timeout_is_a_hang_naming_the_step(tmp_path: Pa
     assert survivors(read_pids(pidfile)) == []
 
 
+def test_the_torch_child_dies_with_a_doctor_killed_outright(tmp_path: Path) -> None:
+    """SIGKILL runs no handler in the doctor: the kernel ends its torch child at once, not at the child's own
+    time limit (here a minute away)."""
+    pidfile = tmp_path / "pids"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENVCHECK_", "CUDA_HOME", "CUDA_PATH"))}
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(FAKE_TORCH / "hangs_with_helper"), str(NVML_SITE)]),
+        ENVCHECK_FAKE_NVML="no_library",
+        ENVCHECK_TORCH_TIMEOUT="60",
+        ENVCHECK_TEST_PIDFILE=str(pidfile),
+    )
+    doctor = subprocess.Popen(
+        [ENVCHECK, "doctor", "--json", "torch", "--deadline", "90"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd="/",
+    )
+    try:
+        child, helper = read_pids(pidfile)
+        doctor.kill()
+        doctor.wait(timeout=10)
+        assert survivors([child], grace_s=10.0) == []
+    finally:
+        if doctor.poll() is None:
+            doctor.kill()
+        for pid in read_pids(pidfile, wait_s=0.1) if pidfile.exists() else []:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
 def test_hang_in_cuda_initialisation_through_the_doctor() -> None:
     done, report = doctor("torch", "--deadline", "20", fake="cuda_init_hangs", ENVCHECK_TORCH_TIMEOUT="2")
     result = verdict(report, "torch.import")
