@@ -8,8 +8,9 @@ session, hence its own process group, and a kill is always sent to the whole gro
 the command ends (anything it left running in its group goes too), and when envcheck exits, whether
 normally (``atexit``), by Ctrl-C (``KeyboardInterrupt`` runs ``atexit`` too) or by ``SIGTERM``/``SIGHUP``
 (a ``timeout`` wrapper, a scheduler, a closed terminal), which would otherwise end envcheck without
-running any exit handler. A SIGKILLed envcheck runs nothing at all; a child that must not outlive it
-bounds itself (the torch child sets an alarm for a little after its own time limit).
+running any exit handler. A SIGKILLed envcheck runs nothing at all: there the kernel kills each child
+as envcheck dies (``PR_SET_PDEATHSIG``, set in the child before it runs its command), and the torch child
+also bounds itself (an alarm a little after its own time limit).
 
 A new session also detaches the command from the terminal, so Ctrl-C reaches envcheck alone and
 envcheck decides what happens to its children.
@@ -23,7 +24,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 #: After a timeout and the group kill, how long to keep reading the pipes. They close at once unless a
@@ -31,6 +32,31 @@ from dataclasses import dataclass
 DRAIN_S = 1.0
 #: How long a command asked for its last words (see :func:`wait`) gets to write them before the kill.
 LAST_WORDS_S = 0.2
+
+
+def _die_with_parent_hook() -> Callable[[], None] | None:
+    """What a child runs between fork and exec so that the kernel kills it when envcheck dies, however
+    envcheck dies (``PR_SET_PDEATHSIG``, Linux): a SIGKILLed envcheck runs no handler, and without this
+    a hung ``nvcc`` on a dead mount, or a worker waiting on a peer, would outlive it. The call is resolved
+    here, in the parent, so that the child only makes one system call before ``exec``; the signal comes
+    when the thread that started the child ends, and every caller waits on its children in that thread.
+    None where there is no prctl (not Linux): there, children bound themselves in time."""
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1  # <linux/prctl.h>
+    kill = int(signal.SIGKILL)
+
+    def hook() -> None:
+        prctl(pr_set_pdeathsig, kill, 0, 0, 0)
+
+    return hook
+
+
+_DIE_WITH_PARENT = _die_with_parent_hook() if hasattr(os, "fork") else None
 
 
 @dataclass(frozen=True)
@@ -66,6 +92,7 @@ def start(
                 stderr=subprocess.PIPE,
                 env=dict(env) if env is not None else None,
                 start_new_session=True,
+                preexec_fn=_DIE_WITH_PARENT,
             )
             _LIVE.add(proc)
         finally:

@@ -145,3 +145,37 @@ def test_a_handler_someone_else_installed_is_left_alone() -> None:
         """
     )
     subprocess.run([sys.executable, "-c", script], timeout=60, check=True)
+
+
+def test_a_child_dies_with_envcheck_killed_outright(tmp_path):
+    """SIGKILL runs no handler: the kernel kills every child envcheck started (a hung nvcc, scontrol, a
+    worker) as envcheck dies, not when the child's own command ends."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from envcheck.core import proc; import time; c = proc.start(['sleep', '60']); "
+            "print(c.pid, flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert parent.stdout is not None
+        child = psutil.Process(int(parent.stdout.readline()))
+        assert child.is_running()
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=10)
+        gone, alive = psutil.wait_procs([child], timeout=10)
+        assert not alive
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        time.sleep(0)
