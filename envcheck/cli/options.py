@@ -34,7 +34,7 @@ def format_options(fn: Any = None, *, extra: tuple[str, ...] = ()) -> Any:
         "--output",
         "-o",
         "output",
-        type=click.Path(dir_okay=False, writable=True),
+        metavar="FILE",
         help=f"Also write the report to FILE (atomically), in --format or the format its suffix names "
         f"({suffixes}); the terminal still shows the text report.",
     )(fn)

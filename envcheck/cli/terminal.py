@@ -34,7 +34,10 @@ def deliver(
     save: str | None = None,
 ) -> ExitCode | None:
     """Redact once, write the --output file and the bench's --save baseline (JSON) if asked, then render
-    to stdout. Returns an exit code that overrides the run's own when a write failed (74), else None."""
+    to stdout. Returns an exit code that overrides the run's own when a write failed (74), else None.
+    Each file is written by what its path is (a file replaced atomically, a FIFO or device written through,
+    a directory or socket refused: :func:`envcheck.render.write_text_atomically`)."""
+    from envcheck.core.files import path_shown
     from envcheck.render import RenderOptions, make_console, render, write_atomically
 
     document = redacted(document)
@@ -47,7 +50,7 @@ def deliver(
         try:
             write_atomically(path, document, fmt, options)
         except OSError as exc:
-            error(f"cannot write {what}{path}: {exc.strerror or exc}")
+            error(f"cannot write {what}{path_shown(path)}: {exc.strerror or exc}")
             failed = True
     render(document, stdout_format, make_console(), options)
     sys.stdout.flush()

@@ -182,9 +182,10 @@ class _HealthcheckCommand(click.Command):
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, writable=True),
+    metavar="FILE",
     help="Also write the report to FILE atomically, as its suffix names (.prom, .json) or as --format "
-    "names; stdout keeps the line. E.g. /var/lib/node_exporter/textfile/envcheck.prom.",
+    "names; stdout keeps the line, and the exit code stays the verdict's even when FILE cannot be written. "
+    "E.g. /var/lib/node_exporter/textfile/envcheck.prom.",
 )
 @click.option(
     "--npd",
@@ -227,6 +228,7 @@ def healthcheck(
     import os
 
     from envcheck.core.exit import ExitCode
+    from envcheck.core.model import one_line
     from envcheck.doctor.health import docker_line, drain_node, npd_verdict, slurm_verdict
 
     meta = click.get_current_context().meta
@@ -268,7 +270,7 @@ def healthcheck(
         if drain and verdict.drain_reason is not None:
             _, what = drain_node(verdict.drain_reason, os.environ)
             line += f"; {what}"
-        click.echo(line)
+        click.echo(one_line(line))
         sys.exit(verdict.exit_code)
     healthy, line = docker_line(health)
     click.echo(line)
@@ -307,25 +309,30 @@ def _healthcheck_usage(
     if (npd or slurm) and fmt != "line" and output is None:
         return f"--format {fmt} would replace the line {'NPD' if npd else 'Slurm'} reads; write it with --output"
     if output is not None:
+        from envcheck.core.files import path_shown
         from envcheck.render import format_for_path
 
         file_format = fmt if fmt != "line" else format_for_path(output)
         if file_format not in ("prometheus", "json"):
-            return f"--output {output}: name a .prom or .json file, or pass --format prometheus or json"
+            return f"--output {path_shown(output)}: name a .prom or .json file, or pass --format prometheus or json"
     return None
 
 
 def _write_health_file(document: dict[str, Any], output: str, fmt: str) -> None:
-    """The healthcheck's --output file (from the redacted Health). A failed write is one line on stderr: the
-    watcher's verdict on stdout and its exit code stay what they are (the file is a side output, and
-    node_exporter notices a stale one by envcheck_last_run_timestamp_seconds)."""
+    """The healthcheck's --output file (from the redacted Health). A path that cannot be written (a
+    read-only textfile directory, a directory, a socket, a FIFO nobody reads: the writer's rules,
+    :func:`envcheck.render.write_text_atomically`) is envcheck's own trouble, not the node's: one line on
+    stderr, and every dialect's verdict on stdout and its exit code stay what they are. Docker stays on its
+    health, NPD keeps its verdict (the node was judged; only the copy for node_exporter is missing),
+    Slurm never drains for it. node_exporter notices the stale file by envcheck_last_run_timestamp_seconds."""
     from envcheck.cli.terminal import error
+    from envcheck.core.files import path_shown
     from envcheck.render import format_for_path, write_atomically
 
     try:
         write_atomically(output, document, fmt if fmt != "line" else format_for_path(output) or "prometheus")
     except OSError as exc:
-        error(f"cannot write {output}: {exc.strerror or exc}")
+        error(f"cannot write {path_shown(output)}: {exc.strerror or exc}")
 
 
 def _lab(spec_path: str | None) -> tuple[str | None, tuple[CheckSpec, ...]]:

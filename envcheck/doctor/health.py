@@ -209,7 +209,9 @@ def slurm_verdict(health: Health) -> SlurmVerdict:
     crashed = health.checks("crash")
     if crashed:
         ids = ", ".join(c["id"] for c in crashed)
-        return SlurmVerdict(0, f"envcheck could not judge this node: check(s) crashed (envcheck bug): {ids} {took}")
+        return SlurmVerdict(
+            0, one_line(f"envcheck could not judge this node: check(s) crashed (envcheck bug): {ids} {took}")
+        )
     return SlurmVerdict(0, one_line(f"healthy: {_healthy_words(health)} {took}"))
 
 
@@ -226,13 +228,29 @@ def slurm_node_name(env: Mapping[str, str]) -> str:
     return env.get("SLURMD_NODENAME") or socket.gethostname().split(".")[0]
 
 
+#: One node's name as slurm.conf's NodeName spells it. Anything else is not drained: a comma or brackets
+#: would make scontrol read a list of nodes (``gpu[01-64]``), and odd characters are no node of Slurm's.
+_PLAIN_NODE = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def node_shown(node: str) -> str:
+    """A node name as the Slurm line shows it: as it is when it is one plain name, else quoted with its
+    odd characters escaped, so that a name holding a newline or ``; drained gpu-01`` can neither split the
+    one line Slurm logs nor pass for envcheck's own words."""
+    return node if _PLAIN_NODE.fullmatch(node) else ascii(node)
+
+
 def drain_node(reason: str, env: Mapping[str, str]) -> tuple[bool, str]:
     """Drain this node with ``reason`` through ``scontrol update``, bounded in time. Returns (drained, what
-    happened in words): a missing, failing or hanging scontrol is said, never raised."""
+    happened in words): a missing, failing or hanging scontrol is said, never raised. scontrol gets an argv
+    list, never a shell line, and only a name that is one node (see :data:`_PLAIN_NODE`)."""
     from envcheck.core import proc
 
-    node = slurm_node_name(env)
-    argv = ["scontrol", "update", f"nodename={node}", "state=drain", f"reason={reason}"]
+    name = slurm_node_name(env)
+    node = node_shown(name)
+    if not _PLAIN_NODE.fullmatch(name):
+        return False, f"could not drain {node}: not one node's name (scontrol could read it as several)"
+    argv = ["scontrol", "update", f"nodename={name}", "state=drain", f"reason={reason}"]
     try:
         ended = proc.run(argv, SCONTROL_TIMEOUT_S, env=env)
     except OSError as exc:

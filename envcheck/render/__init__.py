@@ -19,17 +19,21 @@ it still gives a report (and an HTML page) rather than an error.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import importlib.machinery
 import os
+import stat
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import envcheck
+from envcheck.core.files import path_shown
 from envcheck.core.registry import Registry
 from envcheck.core.report import DOCTOR_SCHEMA, kind_of
 
@@ -159,7 +163,7 @@ def make_console(file: IO[str] | None = None, *, for_file: bool = False) -> Cons
 
 
 def write_atomically(path: str, document: dict[str, Any], fmt: str, options: RenderOptions | None = None) -> None:
-    """Render ``document`` in ``fmt`` into ``path`` atomically (see :func:`write_text_atomically`)."""
+    """Render ``document`` in ``fmt`` into ``path`` (see :func:`write_text_atomically`)."""
     from io import StringIO
 
     buffer = StringIO()
@@ -167,10 +171,55 @@ def write_atomically(path: str, document: dict[str, Any], fmt: str, options: Ren
     write_text_atomically(path, buffer.getvalue())
 
 
+#: How long a FIFO given to ``-o`` may stay without a reader before the write is given up: long enough for
+#: a reader that is starting (``cat FIFO &`` then envcheck), short enough to end a healthcheck in time.
+FIFO_READER_WAIT_S = 5.0
+
+#: What ``-o`` refuses, by what the path is: renaming a report over any of these would destroy something
+#: that is not a report (a socket a daemon listens on, a disk, a directory's files).
+_REFUSED = (
+    (stat.S_ISDIR, errno.EISDIR, "is a directory, not a file: name a file in it"),
+    (stat.S_ISSOCK, errno.EINVAL, "is a socket, not a file: envcheck writes reports only to files, FIFOs and devices"),
+    (stat.S_ISBLK, errno.EINVAL, "is a block device, not a file: envcheck never writes a report onto a disk"),
+)
+
+
 def write_text_atomically(path: str, text: str) -> None:
-    """Write into a temporary file next to ``path`` and rename it over ``path``: a reader (a dashboard,
-    a fleet merge, a doctor reading a lab spec) never sees half a file, and a failed write leaves the old
-    file as it was."""
+    """Write ``text`` to ``path`` by what ``path`` is, never destroying what is not a report (README, "Where
+    the report goes"):
+
+    * a regular file, or nothing yet: written into a temporary file next to it and renamed over it, so a
+      reader (a dashboard, a fleet merge, a doctor reading a lab spec) never sees half a file, and a failed
+      write leaves the old file as it was;
+    * a symbolic link: its target, by these same rules; the link stays a link. A link to nothing is
+      refused: creating a file where the command line never named one would be a surprise (and, in a
+      shared directory, someone else's trap);
+    * a FIFO or a character device (``/dev/null``, ``/dev/stdout``, a terminal): written through, never
+      replaced; a FIFO with no reader is waited for :data:`FIFO_READER_WAIT_S`, then refused;
+    * a directory, a socket or a block device: refused.
+
+    A refusal is an :class:`OSError` whose ``strerror`` is one line without the path, as the callers say
+    every failed write (``cannot write PATH: ...``, exit 74)."""
+    linked = os.path.islink(path)
+    target = os.path.realpath(path) if linked else path
+    try:
+        mode: int | None = os.stat(target).st_mode
+    except FileNotFoundError:
+        if linked:
+            raise OSError(errno.ENOENT, f"is a symbolic link to {path_shown(target)}, which does not exist") from None
+        mode = None
+    if mode is not None:
+        for test, code, words in _REFUSED:
+            if test(mode):
+                raise OSError(code, words)
+        if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
+            _write_through(target, text)
+            return
+    _replace(target, text)
+
+
+def _replace(path: str, text: str) -> None:
+    """Write into a temporary file next to ``path``, then rename it over ``path`` (atomic on one filesystem)."""
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
@@ -184,3 +233,31 @@ def write_text_atomically(path: str, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _write_through(path: str, text: str) -> None:
+    """Open a FIFO or character device for writing and write ``text`` into it. The open is non-blocking (a
+    FIFO without a reader would block it forever) and retried until a reader comes or
+    :data:`FIFO_READER_WAIT_S` has passed; once open, writes block as usual, so a slow reader gets it all."""
+    flags = os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    give_up = time.monotonic() + FIFO_READER_WAIT_S
+    while True:
+        try:
+            fd = os.open(path, flags)
+            break
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # ENXIO: a FIFO that nobody reads yet
+                raise
+            if time.monotonic() >= give_up:
+                raise OSError(errno.ENXIO, f"is a FIFO and nothing read it within {FIFO_READER_WAIT_S:g} s") from None
+        time.sleep(0.05)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):  # replaced since it was looked at: never write into it
+            raise OSError(errno.EAGAIN, "changed while it was being written: try again")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+        fh.write(text)
