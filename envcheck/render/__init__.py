@@ -193,7 +193,8 @@ def write_text_atomically(path: str, text: str) -> None:
       write leaves the old file as it was;
     * a symbolic link: its target, by these same rules; the link stays a link. A link to nothing is
       refused: creating a file where the command line never named one would be a surprise (and, in a
-      shared directory, someone else's trap);
+      shared directory, someone else's trap); so is another user's link in a shared sticky directory
+      (:func:`_someone_elses_link`);
     * a FIFO or a character device (``/dev/null``, ``/dev/stdout``, a terminal): written through, never
       replaced; a FIFO with no reader is waited for :data:`FIFO_READER_WAIT_S`, then refused;
     * a directory, a socket or a block device: refused.
@@ -201,6 +202,8 @@ def write_text_atomically(path: str, text: str) -> None:
     A refusal is an :class:`OSError` whose ``strerror`` is one line without the path, as the callers say
     every failed write (``cannot write PATH: ...``, exit 74)."""
     linked = os.path.islink(path)
+    if linked and _someone_elses_link(path):
+        raise OSError(errno.EPERM, "is a symbolic link another user left in a shared directory: not followed")
     target = os.path.realpath(path) if linked else path
     try:
         mode: int | None = os.stat(target).st_mode
@@ -216,6 +219,20 @@ def write_text_atomically(path: str, text: str) -> None:
             _write_through(target, text)
             return
     _replace(target, text)
+
+
+def _someone_elses_link(path: str) -> bool:
+    """The kernel's own rule for following links (``fs.protected_symlinks``), which envcheck applies itself
+    because it resolves the link before opening: in a sticky, world-writable directory (``/tmp``) a link is
+    followed only when it belongs to this user or to the directory's owner. Else a root envcheck told
+    ``-o /tmp/report.json`` would write wherever another user's planted link points (``/etc/passwd``)."""
+    try:
+        link = os.lstat(path)
+        directory = os.stat(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return False
+    shared = bool(directory.st_mode & stat.S_ISVTX) and bool(directory.st_mode & stat.S_IWOTH)
+    return shared and link.st_uid not in (os.geteuid(), directory.st_uid)
 
 
 def _replace(path: str, text: str) -> None:

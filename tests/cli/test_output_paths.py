@@ -145,6 +145,23 @@ def test_a_symlink_to_nothing_is_refused_and_nothing_is_created(tmp_path):
     assert not missing.parent.exists()
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a link to another user needs root")
+def test_another_users_link_in_a_shared_sticky_directory_is_not_followed(tmp_path):
+    """As the kernel's fs.protected_symlinks does: a root envcheck told to write /tmp/report.json must not
+    write wherever another user's planted link points."""
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    victim = tmp_path / "passwd"
+    victim.write_text("root:x:0:0\n")
+    link = shared / "report.json"
+    link.symlink_to(victim)
+    os.lchown(link, 65534, 65534)
+    proc = run(*DOCTOR, "-o", str(link))
+    refused(proc, link, "is a symbolic link another user left in a shared directory: not followed")
+    assert victim.read_text() == "root:x:0:0\n" and link.is_symlink()
+
+
 def unix_socket(path: Path) -> socket.socket:
     listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listening.bind(str(path))
