@@ -173,10 +173,40 @@ def _client(world: World, timeout_s: float) -> Any:
     """A store client of our own (the heartbeat and the watchdog must not share the main thread's)."""
     import torch.distributed as dist
 
-    raw = dist.TCPStore(
-        world.master_addr, world.master_port, None, False, timedelta(seconds=timeout_s), wait_for_workers=False
+    raw = bounded_store(
+        timeout_s,
+        lambda: dist.TCPStore(
+            world.master_addr, world.master_port, None, False, timedelta(seconds=timeout_s), wait_for_workers=False
+        ),
     )
     return dist.PrefixStore(_prefix(world), raw)
+
+
+#: Beyond a store's own timeout, how long its constructor may take before it is given up on.
+STORE_GRACE_S = 5.0
+
+
+def bounded_store(timeout_s: float, make: Callable[[], Any]) -> Any:
+    """``make()`` (a TCPStore), given up ``timeout_s`` + :data:`STORE_GRACE_S` from now. The store's own
+    timeout bounds the connect, not the handshake after it: a port that accepts and never answers (another
+    service on MASTER_PORT, a half-dead rank 0) kept a rank waiting forever. It runs in a daemon thread
+    (the constructor waits without holding the GIL), which the process leaves behind when it ends."""
+    made: dict[str, Any] = {}
+
+    def attempt() -> None:
+        try:
+            made["store"] = make()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+            made["error"] = exc
+
+    thread = threading.Thread(target=attempt, name="envcheck-comm-store", daemon=True)
+    thread.start()
+    thread.join(timeout_s + STORE_GRACE_S)
+    if thread.is_alive():
+        raise TimeoutError(f"connected, but no answer within {timeout_s + STORE_GRACE_S:g} s")
+    if "error" in made:
+        raise made["error"]
+    return made["store"]
 
 
 def _prefix(world: World) -> str:
@@ -268,14 +298,17 @@ def connect(world: World, timeout_s: float) -> Any:
 
     serve = world.rank == 0 and not world.agent_store
     try:
-        raw = dist.TCPStore(
-            world.master_addr,
-            world.master_port,
-            None,
-            serve,
-            timedelta(seconds=timeout_s),
-            wait_for_workers=False,
-            multi_tenant=True,
+        raw = bounded_store(
+            timeout_s,
+            lambda: dist.TCPStore(
+                world.master_addr,
+                world.master_port,
+                None,
+                serve,
+                timedelta(seconds=timeout_s),
+                wait_for_workers=False,
+                multi_tenant=True,
+            ),
         )
     except Exception as exc:  # noqa: BLE001 - DistNetworkError, TimeoutError, RuntimeError: one line
         if serve:
@@ -552,6 +585,10 @@ def run_rank(
     ``on_steps`` (rank 0): called once the steps are known with a function that, from any thread, stops
     the run early with what finished so far (``stop(why)``; it delivers through ``on_hang`` and ends the
     process), so that an interrupted run still reports the collectives it measured."""
+    # torch's C++ logging (c10d's socket retries, with C++ frames: dozens of lines for an unresolvable
+    # MASTER_ADDR) says again, less clearly, what this rank reports in one line; a user who wants it sets
+    # TORCH_CPP_LOG_LEVEL. Read when torch loads, so set before the first import of torch.
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "FATAL")
     import torch.distributed as dist
 
     progress = progress or (lambda event: None)

@@ -12,6 +12,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -241,6 +242,38 @@ def test_no_rank_outlives_envcheck_killed_outright(tmp_path):
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_a_rendezvous_port_that_accepts_but_never_answers_ends_in_one_line():
+    """Another service on MASTER_PORT (or a half-dead rank 0) accepts the connection and says nothing: the
+    store's own timeout bounds only the connect, so a rank used to wait forever. Now it ends soon after
+    --timeout, with envcheck's one line and none of c10d's C++ log."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(silent.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    world = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1"}
+    try:
+        started = time.monotonic()
+        proc = run("comm", "--device", "cpu", "--timeout", "5", MASTER_PORT=str(silent.getsockname()[1]), **world)
+        took = time.monotonic() - started
+    finally:
+        silent.close()
+        for conn in accepted:
+            conn.close()
+    assert proc.returncode == 1, proc.stderr
+    assert took < 5 + 40, took
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("envcheck comm: error: rank 1 "), proc.stderr
+    assert "did not answer" in proc.stderr
 
 
 def test_a_dead_rank_is_named_with_how_it_died():
