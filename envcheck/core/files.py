@@ -106,10 +106,15 @@ def _too_big(max_bytes: int) -> FileRefused:
     return FileRefused(f"is bigger than {max_bytes // 1024**2} MiB")
 
 
-def read_regular(path: str | os.PathLike[str], max_bytes: int) -> bytes:
+def read_regular(
+    path: str | os.PathLike[str], max_bytes: int, check: Callable[[bytearray], None] | None = None
+) -> bytes:
     """The whole file, refused if it is not a regular file or holds more than ``max_bytes``.
 
     The size is checked as it is read, not only by ``fstat``: files in /proc report a size of 0.
+    ``check`` sees what has been read after each chunk and may refuse it (raise :class:`FileRefused`):
+    a reader that bounds more than the size (the fleet bounds how many values a document holds) stops
+    reading a file as soon as it is past its bound, instead of holding all of it first.
     """
     fd = open_regular(path)
     try:
@@ -120,6 +125,8 @@ def read_regular(path: str | os.PathLike[str], max_bytes: int) -> bytes:
             data += chunk
             if len(data) > max_bytes:
                 raise _too_big(max_bytes)
+            if check is not None:
+                check(data)
         return bytes(data)
     finally:
         os.close(fd)

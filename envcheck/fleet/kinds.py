@@ -19,6 +19,7 @@ value of an unexpected type: it reads what it can.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -142,9 +143,29 @@ def _status(value: Any) -> Status | None:
 
 
 def _number(value: Any) -> float | None:
+    """A finite float, or None: an integer too wide for a float (a 400-digit one) is not a figure either."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value) if value == value and abs(value) != float("inf") else None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _figure(value: Any) -> float | None:
+    """A measured throughput: a positive finite number (a figure of 0 or below measured nothing)."""
+    number = _number(value)
+    return number if number is not None and number > 0 else None
+
+
+def _plain(value: Any) -> bool:
+    """Whether a field's value can be compared across the fleet and written back as it is: a string,
+    boolean, integer, finite float or null. A nested value (1 000 levels deep, a million items) or NaN
+    is not a version of anything: the field is not stated rather than carried into the merge."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, (str, int))
 
 
 class Adapter:
@@ -165,7 +186,7 @@ class Adapter:
             hostname,
             ref,
             tuple(problems),
-            tuple(self.fields(doc).items()),
+            tuple((name, value) for name, value in self.fields(doc).items() if _plain(value)),
             tuple(self.readings(doc)),
             frozenset(u for u in self.uuids(doc) if u is not None),
             self.rank,
@@ -378,15 +399,17 @@ class Bench(Adapter):
 
         quick = _dict(doc.get("options")).get("quick") is True
         devices = {str(d.get("name")): d for d in _dicts(doc.get("devices"))}
+        # Only results with a figure reach headlines(), whose float() would overflow on a wider integer.
         results = [
             r
             for r in _dicts(doc.get("results"))
-            if isinstance(r.get("id"), str) and isinstance(r.get("unit"), str) and isinstance(r.get("device"), str)
+            if isinstance(r.get("id"), str)
+            and isinstance(r.get("unit"), str)
+            and isinstance(r.get("device"), str)
+            and _figure(r.get("value")) is not None
         ]
         out = []
         for (bench_id, name), (value, unit) in headlines(results).items():
-            if _number(value) is None:
-                continue
             device = devices.get(str(name)) or {"name": name, "kind": "cpu" if name == "cpu" else "cuda"}
             out.append(_reading(bench_id, device, str(name), value, unit, quick))
         return out
@@ -410,8 +433,8 @@ class Burn(Adapter):
         unit = _str(doc.get("unit")) or "TFLOP/s"
         out = []
         for device in _dicts(doc.get("devices")):
-            value = _number(_dict(device.get("steady")).get("throughput"))
-            if value is not None and value > 0:
+            value = _figure(_dict(device.get("steady")).get("throughput"))
+            if value is not None:
                 name = str(device.get("name") or "?")
                 out.append(_reading(f"burn.{device.get('dtype') or 'load'}", device, name, value, unit, False))
         return out

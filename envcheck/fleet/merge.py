@@ -17,7 +17,7 @@ Four questions, each answered in one pass with dicts so that ten thousand nodes 
 
 from __future__ import annotations
 
-import json
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -218,7 +218,7 @@ def merge_digests(
     by_field: dict[str, dict[Any, list[str]]] = defaultdict(lambda: defaultdict(list))
     for hostname, own in fields.items():
         for name, (_, value) in own.items():
-            by_field[name][_hashable(value)].append(hostname)
+            by_field[name][value].append(hostname)  # scalars (kinds._plain)
     compared = comparisons(groups, threshold)
     return FleetReport(
         nodes=tuple(_nodes(refs, problems, compared)),
@@ -277,12 +277,6 @@ def _nodes(
 # --- drift -------------------------------------------------------------------------------------------
 
 
-def _hashable(value: Any) -> Any:
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return json.dumps(value, sort_keys=True)
-
-
 def _field_order(name: str) -> tuple[int, str]:
     order = list(FIELDS)
     return (order.index(name), "") if name in FIELDS else (len(order), name)
@@ -324,6 +318,8 @@ def comparisons(
     for (bench_id, kind, model, unit, quick), group in sorted(groups.items()):
         values = [r.value for r, _, _ in group.values()]
         median = statistics.median(values)
+        if not math.isfinite(median):  # the mean of two figures near the float maximum overflows
+            median = statistics.median_low(values)
         figures = []
         ordered = sorted(
             group.values(), key=lambda e: (e[1], e[0].index if e[0].index is not None else -1, e[0].device)

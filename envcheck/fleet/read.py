@@ -36,6 +36,36 @@ from envcheck.fleet.kinds import ADAPTERS, schema_by_kind
 #: hour is ~15 MiB); anything far beyond this is not a node's report.
 MAX_BYTES = 256 * 1024**2
 
+# --- bounds on a document's structure ------------------------------------------------------------------
+# The byte cap bounds what is read, not what parsing it costs: parsed, a JSON value costs 24 to 100 bytes
+# whatever its text (``{},`` is 3 bytes and a 64-byte dict), so a 200 MB array of ``{}`` became 5 GB of
+# objects before it could be told apart from a report. So each document's structure is bounded too,
+# measured on its text before it is parsed, in time linear in its bytes and at the speed of
+# ``bytes.count``; a document past a bound is a skipped source with the bound in its reason. The real
+# reports they are measured against: an 8-GPU doctor report is 155 KiB with ~5 000 values and strings of
+# at most ~200 characters; a bench report 106 KiB; a burn of 8 GPUs adds ~430 000 values per hour of
+# timeline (a row of ~15 values per GPU per second, ~15 MiB); comm's point-to-point matrix holds n²
+# values for a world of n ranks (512 ranks: 262 144).
+
+#: The most values (arrays, objects, their members and items) one document may hold. Counted as the
+#: commas and opening brackets in its text, strings included (every value but the first in its
+#: container follows a comma), so an upper bound; it allows a burn of 8 GPUs of nine hours, or comm's
+#: matrix of a 2 000-rank world, and keeps one parse under ~400 MB (4 Mi values at up to 100 bytes).
+MAX_VALUES = 4 * 1024**2
+
+#: The most digits an integer may have. envcheck writes integers of at most 64 bits (20 digits: byte
+#: counts, exit codes, indexes); up to 100 digits, float() of it is finite, and Python converts one in
+#: linear time. A float of any length parses in linear time to a float (1e400 is infinity, which the
+#: fleet reads as "not a figure"), so floats need no such bound.
+MAX_INT_DIGITS = 100
+
+# Strings need no bound of their own: parsed, a string costs about its bytes (a str of ASCII is its length
+# plus 49 bytes; one character beyond U+FFFF makes it 4 bytes a character, as its UTF-8 was), so the byte
+# cap bounds them. Nesting is bounded by the parsers themselves: orjson refuses past 1024 levels and the standard parser
+# past the interpreter's recursion limit (~1 000), both before memory grows; and the merge carries no
+# nested value out of a document (envcheck.fleet.kinds keeps scalar field values only), so nothing
+# deep reaches the code after the digest.
+
 #: Bytes read from stdin at a time: large enough that a 50 KiB document parses in one go, small enough
 #: that a stream of ten thousand is never held whole.
 STDIN_CHUNK = 1024**2
@@ -166,7 +196,7 @@ def read_ahead(
                 if state["generation"] != generation:
                     return
             try:
-                out: bytes | files.FileRefused = files.read_regular(paths[i], MAX_BYTES)
+                out: bytes | files.FileRefused = files.read_regular(paths[i], MAX_BYTES, _ValueCount().check)
             except files.FileRefused as exc:
                 out = exc
             with cond:
@@ -201,6 +231,46 @@ def read_ahead(
         with cond:
             state["generation"] += 1  # the caller stopped early: let the reader go
             cond.notify_all()
+
+
+def _values(text: bytes | bytearray | str, start: int = 0) -> int:
+    """An upper bound on the values in ``text[start:]`` (see :data:`MAX_VALUES`), at the speed of a copy."""
+    if isinstance(text, str):
+        return text.count(",", start) + text.count("[", start) + text.count("{", start)
+    return text.count(b",", start) + text.count(b"[", start) + text.count(b"{", start)
+
+
+def _too_many_values() -> str:
+    return f"holds more than {MAX_VALUES:,} JSON values, far more than any envcheck report"
+
+
+class _ValueCount:
+    """A file's values counted as it is read (the check of :func:`envcheck.core.files.read_regular`),
+    so that a file past :data:`MAX_VALUES` is refused a few MiB in, not after all of it is held. A file
+    of fewer bytes than the bound holds fewer values too and is not counted: a report costs nothing."""
+
+    def __init__(self) -> None:
+        self.counted = 0
+        self.values = 0
+
+    def check(self, data: bytearray) -> None:
+        if len(data) <= MAX_VALUES:
+            return
+        self.values += _values(data, self.counted)
+        self.counted = len(data)
+        if self.values > MAX_VALUES:
+            raise files.FileRefused(_too_many_values())
+
+
+class _Absurd(ValueError):
+    """A value no report holds, found while parsing: the document's reason to be skipped, as worded."""
+
+
+def _integer(digits: str) -> int:
+    """The standard parser's integers, bounded (:data:`MAX_INT_DIGITS`)."""
+    if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+        raise _Absurd(f"holds an integer of {len(digits.lstrip('-'))} digits, which no envcheck report writes")
+    return int(digits)
 
 
 def _stdin_chunks(stream: IO[bytes]) -> Iterator[str]:
@@ -248,16 +318,19 @@ def _json_values(chunks: Iterator[str]) -> Iterator[tuple[int, Any, str | None]]
     last, unfinished line of what has been read so far only means "read more"; an error before it is
     a real one (JSON strings cannot hold a raw newline, so a complete line cannot be continued).
     """
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(parse_int=_integer)
     buf, pos, line, eof = "", 0, 1, False
+    # The values of the unfinished document at pos counted so far, in buf[pos:counted] (MAX_VALUES): it
+    # is read on, a chunk at a time, only while it stays within the bound. counted < pos: not counted.
+    counted, values = -1, 0
 
     def more() -> bool:
-        nonlocal buf, pos, eof
+        nonlocal buf, pos, eof, counted
         chunk = next(chunks, None)
         if chunk is None:
             eof = True
             return False
-        buf, pos = buf[pos:] + chunk, 0
+        buf, pos, counted = buf[pos:] + chunk, 0, counted - pos
         return True
 
     while True:
@@ -271,18 +344,28 @@ def _json_values(chunks: Iterator[str]) -> Iterator[tuple[int, Any, str | None]]
         try:
             value, end = decoder.raw_decode(buf, pos)
         except json.JSONDecodeError as exc:
-            if not eof and exc.pos > buf.rfind("\n") and len(buf) - pos <= MAX_BYTES:
+            unfinished = not eof and exc.pos > buf.rfind("\n") and len(buf) - pos <= MAX_BYTES
+            if unfinished and len(buf) - pos > MAX_VALUES:  # fewer characters hold fewer values
+                if counted < pos:
+                    counted, values = pos, 0
+                values += _values(buf, counted)
+                counted = len(buf)
+            if unfinished and values <= MAX_VALUES:
                 more()
                 continue
-            yield line, None, _broken(exc, buf, pos, eof)
-        except (RecursionError, ValueError) as exc:  # nesting too deep; a number too long to convert
-            reason = "nests too deeply" if isinstance(exc, RecursionError) else f"is not valid JSON ({exc})"
+            yield line, None, _too_many_values() if unfinished else _broken(exc, buf, pos, eof)
+        except (RecursionError, ValueError) as exc:  # nesting too deep; a number too long
+            if isinstance(exc, RecursionError):
+                reason = "nests too deeply"
+            else:
+                reason = str(exc) if isinstance(exc, _Absurd) else f"is not valid JSON ({exc})"
             yield line, None, reason
         else:
             yield line, value, None
             line += buf.count("\n", pos, end)
             pos = end
             continue
+        counted, values = -1, 0
         # Skip the broken stretch: a JSON line is one line; anything else runs to the next line that starts
         # a document. Read on if its end is not here yet.
         needle = "\n" if _one_line(buf, pos) else "\n{"

@@ -345,10 +345,10 @@ def test_a_hung_file_is_refused_and_the_rest_still_read(tmp_path: Path, monkeypa
     release = threading.Event()
     real_read = files.read_regular
 
-    def read_regular(path: str, max_bytes: int) -> bytes:
+    def read_regular(path: str, max_bytes: int, *check: Any) -> bytes:
         if path == paths[1]:
             release.wait(30)
-        return real_read(path, max_bytes)
+        return real_read(path, max_bytes, *check)
 
     monkeypatch.setattr(files, "read_regular", read_regular)
     try:
