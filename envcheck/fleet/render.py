@@ -12,11 +12,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rich.markup import escape
-
 from envcheck.core.report import FLEET_SCHEMA
 from envcheck.render import RenderOptions, html, renders
-from envcheck.render.common import ICONS, cell, code, mark, write_lines
+from envcheck.render.common import cell, code, escape, icon, mark, write_lines
 from envcheck.render.svg import Bar, bar_chart, finite
 
 if TYPE_CHECKING:
@@ -173,7 +171,7 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
         reports = ", ".join(f"{r['kind']} {r['status']}" for r in node.get("reports") or [])
         failing, warnings = node.get("failing") or [], node.get("warnings") or []
         lines.append(
-            f"| {code_cell(node['hostname'])} | {ICONS.get(node['status'], node['status'])} | {cell(reports)} "
+            f"| {code_cell(node['hostname'])} | {icon(node['status'])} | {cell(reports)} "
             f"| {len(failing)} | {len(warnings)} | {len(node.get('slow') or [])} |"
         )
         problems += [(node["hostname"], item) for item in [*failing, *warnings]]
@@ -190,7 +188,7 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
             fix_text = cell(fix.get("text")) + (f"<br>{code_cell(fix['command'])}" if fix.get("command") else "")
             lines.append(
                 f"| {code_cell(hostname)} | {cell(item['report'])} | {code_cell(item['id'])} "
-                f"| {ICONS.get(item['status'], item['status'])} | {cell(item['summary'])} | {fix_text} |"
+                f"| {icon(item['status'])} | {cell(item['summary'])} | {fix_text} |"
             )
     drift = doc.get("drift") or []
     if drift:
