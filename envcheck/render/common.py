@@ -16,6 +16,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
+from envcheck.core.redact import REDACTED
 from envcheck.render.safe import inert
 
 if TYPE_CHECKING:
@@ -121,8 +122,9 @@ def icon(status: Any) -> str:
 
 #: What Markdown would read as syntax in a value, made literal by a backslash (CommonMark: any ASCII
 #: punctuation may be escaped). ``<`` and ``&``: raw HTML (``<img onerror=...>``, ``<script>``) and entities;
-#: ``|``: the end of a table cell; ``\\``: so that a value's own backslash escapes nothing.
-_MARKDOWN_SYNTAX = re.compile(r"[\\|<&]")
+#: ``|``: the end of a table cell; ``\\``: so that a value's own backslash escapes nothing. The redactor's
+#: mark is left as it reads: it is envcheck's own, and carries no attribute a page could run.
+_MARKDOWN_SYNTAX = re.compile(rf"[\\|&]|<(?!{re.escape(REDACTED[1:])})")
 
 
 def cell(value: Any) -> str:
