@@ -155,7 +155,7 @@ def burn_markdown(doc: dict[str, Any]) -> list[str]:
             if fix.get("text"):
                 lines.append(f"  - fix: {cell(fix['text'])}")
             if fix.get("command"):
-                lines.append(f"  - run: {code(fix['command'])}")
+                lines.append(f"  - run: {code(fix['command'], in_table=False)}")
     lines += ["", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(cell(x) for x in row) + " |" for row in rows(doc)]
     lines += telemetry_table(doc)

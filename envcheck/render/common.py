@@ -136,10 +136,14 @@ def cell(value: Any) -> str:
     return "<br>".join(part.strip() for part in text.split("\n"))
 
 
-def code(value: Any) -> str:
+def code(value: Any, *, in_table: bool = True) -> str:
     """Inline code from a machine, on one line (its control characters shown), that survives backticks
-    inside it: the fence is longer than any run of backticks in the text."""
+    inside it: the fence is longer than any run of backticks in the text. GitHub ends a table cell at any
+    ``|``, even inside backticks (the rest of the value would be Markdown, HTML included), so a pipe is
+    escaped, which a table shows as ``|``; a span outside a table (``in_table=False``) keeps it as it is."""
     text = inert(value)
+    if in_table:
+        text = text.replace("|", "\\|")
     longest = max((len(run) for run in re.findall("`+", text)), default=0)
     fence = "`" * (longest + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
