@@ -816,6 +816,28 @@ def other_process_memory() -> FakeNvmlLib:
     return FakeNvmlLib([h100(0, memory_used=72 * GiB, processes=[(4242, 70 * GiB)], util=(97, 80)), h100(1)])
 
 
+#: What a process on the GPU named itself (the kernel keeps 15 bytes; any user may set them): a screen clear,
+#: a window-title write ended by BEL, the C1 CSI (UTF-8 c2 9b) and a byte that is not UTF-8.
+HOSTILE_PROCESS_NAME = b"\x1b[2J\x1b]0;x\x07\xc2\x9b\xff"
+
+
+def hostile_process_name() -> FakeNvmlLib:
+    """GPU 0's memory is held by another user's process that named itself with terminal sequences
+    (``prctl(PR_SET_NAME)``, Linux). The process is real, so that the doctor reads its name from /proc as
+    it would any other: a child that renames itself, says so, and lives until this process exits (its
+    stdin, a pipe from here, closes then)."""
+    import subprocess
+
+    code = (
+        f"import ctypes, sys; ctypes.CDLL(None).prctl(15, {HOSTILE_PROCESS_NAME!r}, 0, 0, 0); "  # PR_SET_NAME
+        "print('named', flush=True); sys.stdin.read()"
+    )
+    # -I: the child ignores PYTHONPATH, so tests/nvml_site's sitecustomize never builds this scenario again in it.
+    child = subprocess.Popen([sys.executable, "-I", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert child.stdout is not None and child.stdout.readline() == b"named\n"
+    return FakeNvmlLib([h100(0, memory_used=72 * GiB, processes=[(child.pid, 70 * GiB)], util=(97, 80)), h100(1)])
+
+
 def old_driver() -> FakeNvmlLib:
     """A 470-series driver (CUDA 11.4): predates the clocks-event and v3 process functions."""
     return FakeNvmlLib(
@@ -1090,6 +1112,7 @@ SCENARIOS: dict[str, Callable[[], FakeNvmlLib]] = {
         geforce_no_ecc,
         mig_enabled,
         other_process_memory,
+        hostile_process_name,
         old_driver,
         missing_functions,
         ecc_lifetime_only,

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 from typing import IO, TYPE_CHECKING, Any
 
-from rich.markup import escape
-
 from envcheck.bench.case import BenchResult, Progress
 from envcheck.bench.report import summary_words
 from envcheck.core.report import BENCH_SCHEMA
 from envcheck.render import RenderOptions, html, renders
-from envcheck.render.common import ICONS, CheckLines, cell, code, print_wide, write_lines
+from envcheck.render.common import CheckLines, cell, code, escape, icon, print_wide, write_lines
 from envcheck.render.live import Live
 from envcheck.render.svg import Bar, bar_chart, finite
 
@@ -168,7 +166,7 @@ def bench_markdown(doc: dict[str, Any]) -> list[str]:
     lines = [
         f"## envcheck bench: {verdict}",
         "",
-        f"`{cell(doc.get('host', {}).get('hostname'))}` · {doc.get('generated_at', '')} · "
+        f"{code(doc.get('host', {}).get('hostname') or '')} · {doc.get('generated_at', '')} · "
         f"envcheck {doc.get('envcheck_version', '')} · {doc.get('wall_s', 0):.0f} s",
         "",
         "| device | model | uuid | PCI bus |",
@@ -181,8 +179,9 @@ def bench_markdown(doc: dict[str, Any]) -> list[str]:
     if doc.get("preflight"):
         lines += ["", "### Preflight", "", "| | check | result | id |", "|---|---|---|---|"]
         for c in doc["preflight"]:
-            icon = ICONS.get(c["status"], c["status"])
-            lines.append(f"| {icon} | {cell(c.get('title'))} | {cell(c.get('summary'))} | {code(c['id'])} |")
+            lines.append(
+                f"| {icon(c['status'])} | {cell(c.get('title'))} | {cell(c.get('summary'))} | {code(c['id'])} |"
+            )
     lines += [
         "",
         "| benchmark | case | " + " | ".join(cell(n) for n in names) + " |",

@@ -13,13 +13,11 @@ import time
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any
 
-from rich.markup import escape
-
 from envcheck.core.model import available
 from envcheck.core.report import BURN_SCHEMA
 from envcheck.core.units import clock
 from envcheck.render import RenderOptions, html, renders
-from envcheck.render.common import ICONS, cell, code, print_wide, write_lines
+from envcheck.render.common import cell, code, escape, icon, print_wide, write_lines
 from envcheck.render.live import Live
 from envcheck.render.svg import Series, finite, line_chart
 
@@ -141,9 +139,9 @@ def burn_markdown(doc: dict[str, Any]) -> list[str]:
     """What to paste into an issue: the verdict, the problems with their fixes, the devices' steady state."""
     summary = doc.get("summary") or {}
     lines = [
-        f"## envcheck burn: {summary.get('verdict', '')}",
+        f"## envcheck burn: {cell(summary.get('verdict', ''))}",
         "",
-        f"`{cell((doc.get('host') or {}).get('hostname'))}` · {doc.get('generated_at', '')} · envcheck "
+        f"{code((doc.get('host') or {}).get('hostname') or '')} · {doc.get('generated_at', '')} · envcheck "
         f"{doc.get('envcheck_version', '')} · {doc.get('duration_s', 0):.1f} s",
         "",
         cell(summary.get("text", "")),
@@ -152,12 +150,12 @@ def burn_markdown(doc: dict[str, Any]) -> list[str]:
     if problems:
         lines += ["", "### Problems", ""]
         for v in problems:
-            lines.append(f"- {ICONS.get(v['status'], v['status'])} {code(v['id'])}: {cell(v['summary'])}")
+            lines.append(f"- {icon(v['status'])} {code(v['id'])}: {cell(v['summary'])}")
             fix = v.get("fix") or {}
             if fix.get("text"):
                 lines.append(f"  - fix: {cell(fix['text'])}")
             if fix.get("command"):
-                lines.append(f"  - run: {code(fix['command'])}")
+                lines.append(f"  - run: {code(fix['command'], in_table=False)}")
     lines += ["", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(cell(x) for x in row) + " |" for row in rows(doc)]
     lines += telemetry_table(doc)

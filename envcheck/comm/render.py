@@ -11,13 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rich.markup import escape
-
 from envcheck.comm.report import summary_words
 from envcheck.core.report import COMM_SCHEMA
 from envcheck.core.units import human
 from envcheck.render import RenderOptions, html, renders
-from envcheck.render.common import cell, code, write_lines
+from envcheck.render.common import cell, code, escape, write_lines
 from envcheck.render.svg import Series, finite, heatmap, line_chart
 
 if TYPE_CHECKING:
@@ -158,7 +156,7 @@ def comm_markdown(doc: dict[str, Any]) -> list[str]:
     lines = [
         f"## envcheck comm: {verdict}",
         "",
-        f"`{cell((doc.get('host') or {}).get('hostname'))}` · {doc.get('generated_at', '')} · envcheck "
+        f"{code((doc.get('host') or {}).get('hostname') or '')} · {doc.get('generated_at', '')} · envcheck "
         f"{doc.get('envcheck_version', '')} · {world.get('size')} ranks, {cell(world.get('backend'))} · "
         f"{doc.get('duration_s', 0):.1f} s",
         "",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,8 +124,8 @@ class CheckResult:
             "id": self.id,
             "title": self.title,
             "status": self.status.value,
-            "summary": self.summary,
-            "fix": self.fix.to_json() if self.fix else None,
+            "summary": displayable(self.summary),
+            "fix": to_jsonable(self.fix.to_json()) if self.fix else None,
             "details": to_jsonable(self.details),
             "duration_s": round(self.duration_s, 4),
         }
@@ -167,12 +168,27 @@ def error_line(exc: BaseException) -> str:
     return text if text == type(exc).__name__ else f"{type(exc).__name__}: {text}"
 
 
+#: A lone surrogate: what Python makes of a byte that is not UTF-8 in a string from the OS (a host name, an
+#: environment variable, a process name: 0xff becomes U+DCFF, PEP 383), and what a JSON file's ``"\\ud800"``
+#: gives. No UTF-8 writer can write one: ``-o report.md`` would stop with UnicodeEncodeError.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def displayable(text: str) -> str:
+    """``text`` with each byte that was not UTF-8 shown as U+FFFD, the replacement character every
+    UTF-8 reader shows for such a byte: what a report, a terminal or a JSON reader can hold. Strings from
+    the OS are decoded this way once, where they enter (the host name, a GPU process's name); a path used
+    to open a file keeps its bytes instead (``os.fsencode`` gives them back)."""
+    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
+
+
 def to_jsonable(value: Any) -> Any:
     """Turn probe data (dataclasses, NA, tuples, enums) into strict JSON values (RFC 8259).
 
     NA and non-finite floats become null: JSON has no NaN or Infinity, and a reading that is NaN is a
     reading that is not available. Callers that must say *why* a number is missing (a matmul that
-    returned NaN) say it in words next to it.
+    returned NaN) say it in words next to it. A string is made :func:`displayable`: a byte from the OS
+    that is not UTF-8 is U+FFFD in every report, whichever probe forgot to decode it.
     """
     import dataclasses
 
@@ -183,11 +199,13 @@ def to_jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
+        return {displayable(str(k)): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [to_jsonable(v) for v in value]
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    if isinstance(value, (str, int, bool)):
+    if isinstance(value, str):
+        return displayable(value)
+    if isinstance(value, (int, bool)):
         return value
-    return str(value)
+    return displayable(str(value))

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from envcheck import __version__
-from envcheck.core.model import Status, worst
+from envcheck.core.model import Status, displayable, to_jsonable, worst
 
 #: Every report kind's schema, ``envcheck.<package>/<version>``: the package that writes it is also the one
 #: whose ``render`` module renders it (:mod:`envcheck.render` finds it by this name, so no renderer and no
@@ -51,24 +51,36 @@ class HostIdentity:
 
     @classmethod
     def here(cls, container: str | None = None) -> HostIdentity:
+        """This machine, its names from ``uname`` decoded once for display (:func:`host_name`)."""
         return cls(
-            hostname=platform.node(),
-            os=platform.system(),
-            kernel=platform.release(),
+            hostname=host_name(),
+            os=displayable(platform.system()),
+            kernel=displayable(platform.release()),
             python=sys.version.split()[0],
-            platform=platform.platform(),
+            platform=displayable(platform.platform()),
             container=container,
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "hostname": self.hostname,
-            "os": self.os,
-            "kernel": self.kernel,
-            "python": self.python,
-            "platform": self.platform,
-            "container": self.container,
-        }
+        # Through to_jsonable: an identity made from a name that was never decoded (a rank's, a test's)
+        # is still writable.
+        return to_jsonable(
+            {
+                "hostname": self.hostname,
+                "os": self.os,
+                "kernel": self.kernel,
+                "python": self.python,
+                "platform": self.platform,
+                "container": self.container,
+            }
+        )
+
+
+def host_name() -> str:
+    """This machine's name as every report shows it. The kernel keeps the name as bytes and any byte may be
+    in it (``sethostname`` checks nothing); Python hands a byte that is not UTF-8 on as a surrogate, which
+    no UTF-8 report can hold: it is shown as U+FFFD (:func:`envcheck.core.model.displayable`)."""
+    return displayable(platform.node())
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from envcheck.core.report import DOCTOR_SCHEMA
 from envcheck.render import RenderOptions, html, renders
-from envcheck.render.common import ICONS, CheckLines, cell, code, escape, write_lines
+from envcheck.render.common import CheckLines, cell, code, escape, icon, write_lines
+from envcheck.render.safe import inert
 from envcheck.render.svg import finite
 
 if TYPE_CHECKING:
@@ -124,28 +125,28 @@ def doctor_markdown(doc: dict[str, Any]) -> list[str]:
     summary = doc.get("summary", {})
     host = doc.get("host", {})
     lines = [
-        f"## envcheck doctor: {summary.get('text', doc.get('status', ''))}",
+        f"## envcheck doctor: {cell(summary.get('text', doc.get('status', '')))}",
         "",
-        f"`{cell(host.get('hostname'))}` · {doc.get('generated_at', '')} · envcheck {doc.get('envcheck_version', '')}"
-        f" · {doc.get('duration_s', 0):.1f} s",
+        f"{code(host.get('hostname') or '')} · {cell(doc.get('generated_at', ''))} · "
+        f"envcheck {cell(doc.get('envcheck_version', ''))} · {doc.get('duration_s', 0):.1f} s",
     ]
     areas: dict[str, str] = doc.get("areas", {})
     by_area: dict[str, list[dict[str, Any]]] = {}
     for result in doc.get("checks", []):
         by_area.setdefault(result["id"].split(".", 1)[0], []).append(result)
     for area, results in by_area.items():
-        lines += ["", f"### {areas.get(area, area)}", "", "| | check | result | id |", "|---|---|---|---|"]
+        lines += ["", f"### {cell(areas.get(area, area))}", "", "| | check | result | id |", "|---|---|---|---|"]
         for r in results:
-            icon = ICONS.get(r["status"], r["status"])
-            lines.append(f"| {icon} | {cell(r['title'])} | {cell(r['summary'])} | {code(r['id'])} |")
+            lines.append(f"| {icon(r['status'])} | {cell(r['title'])} | {cell(r['summary'])} | {code(r['id'])} |")
     fixes = [r for r in doc.get("checks", []) if r.get("fix") and r["status"] in ("warn", "fail", "crash")]
     if fixes:
         lines += ["", "### Fixes", ""]
         for r in fixes:
-            lines.append(f"- **{code(r['id'])}** ({r['status']}): {cell(r['fix']['text'])}")
+            lines.append(f"- **{code(r['id'])}** ({cell(r['status'])}): {cell(r['fix']['text'])}")
             if r["fix"].get("command"):
-                lines += ["  ```sh", f"  {r['fix']['command']}", "  ```"]
-    lines += ["", "### Versions", "", "```", *versions_block(doc), "```"]
+                # One line in the block (inert): a newline in it could close the fence and start Markdown.
+                lines += ["  ```sh", f"  {inert(r['fix']['command'])}", "  ```"]
+    lines += ["", "### Versions", "", "```", *(inert(line) for line in versions_block(doc)), "```"]
     return lines
 
 

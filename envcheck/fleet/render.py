@@ -12,11 +12,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rich.markup import escape
-
 from envcheck.core.report import FLEET_SCHEMA
 from envcheck.render import RenderOptions, html, renders
-from envcheck.render.common import ICONS, cell, code, mark, write_lines
+from envcheck.render.common import cell, code, escape, icon, mark, write_lines
 from envcheck.render.svg import Bar, bar_chart, finite
 
 if TYPE_CHECKING:
@@ -33,11 +31,6 @@ def names(hosts: list[str], limit: int = NAMES_SHOWN) -> str:
 
 def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-def code_cell(value: Any) -> str:
-    """Inline code inside a table cell: GitHub ends the cell at any ``|``, even inside backticks."""
-    return code(value).replace("|", "\\|")
 
 
 def hosts_shown(values: list[dict[str, Any]]) -> list[bool]:
@@ -173,7 +166,7 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
         reports = ", ".join(f"{r['kind']} {r['status']}" for r in node.get("reports") or [])
         failing, warnings = node.get("failing") or [], node.get("warnings") or []
         lines.append(
-            f"| {code_cell(node['hostname'])} | {ICONS.get(node['status'], node['status'])} | {cell(reports)} "
+            f"| {code(node['hostname'])} | {icon(node['status'])} | {cell(reports)} "
             f"| {len(failing)} | {len(warnings)} | {len(node.get('slow') or [])} |"
         )
         problems += [(node["hostname"], item) for item in [*failing, *warnings]]
@@ -187,10 +180,10 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
         ]
         for hostname, item in problems:
             fix = item.get("fix") or {}
-            fix_text = cell(fix.get("text")) + (f"<br>{code_cell(fix['command'])}" if fix.get("command") else "")
+            fix_text = cell(fix.get("text")) + (f"<br>{code(fix['command'])}" if fix.get("command") else "")
             lines.append(
-                f"| {code_cell(hostname)} | {cell(item['report'])} | {code_cell(item['id'])} "
-                f"| {ICONS.get(item['status'], item['status'])} | {cell(item['summary'])} | {fix_text} |"
+                f"| {code(hostname)} | {cell(item['report'])} | {code(item['id'])} "
+                f"| {icon(item['status'])} | {cell(item['summary'])} | {fix_text} |"
             )
     drift = doc.get("drift") or []
     if drift:
@@ -200,7 +193,7 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
             for i, v in enumerate(d["values"]):
                 title = "" if i else f"**{cell(d['title'])}**"
                 hosts = cell(names(v["hosts"])) if shown[i] else "(the majority)"
-                lines.append(f"| {title} | {code_cell(value_text(v['value']))} | {v['count']} | {hosts} |")
+                lines.append(f"| {title} | {code(value_text(v['value']))} | {v['count']} | {hosts} |")
     for key, title in (("slow_gpus", "Slow GPUs"), ("slow_cpus", "Slow CPUs")):
         slow = doc.get(key) or []
         if not slow:
@@ -214,8 +207,8 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
         ]
         for f in slow:
             lines.append(
-                f"| {code_cell(f['hostname'])} | {cell(f.get('index'))} | {cell(f.get('uuid'))} "
-                f"| {cell(f.get('pci_bus_id'))} | {code_cell(f['id'])} | {cell(f['model'])} "
+                f"| {code(f['hostname'])} | {cell(f.get('index'))} | {cell(f.get('uuid'))} "
+                f"| {cell(f.get('pci_bus_id'))} | {code(f['id'])} | {cell(f['model'])} "
                 f"| {figure(f['value'])} {cell(f['unit'])} | {figure(f['fleet_median'])} | {f['shortfall']:.0%} |"
             )
     duplicates = doc.get("duplicates") or {}
@@ -225,7 +218,7 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
             lines.append(f"| GPU {cell(g['uuid'])} | {cell(names(g['hosts']))} | {cell(names(g['sources']))} |")
         for h in duplicates.get("hosts") or []:
             seen = f"{len(h['sources'])} {cell(h['kind'])} reports"
-            lines.append(f"| host {code_cell(h['hostname'])} | {seen} | {cell(names(h['sources']))} |")
+            lines.append(f"| host {code(h['hostname'])} | {seen} | {cell(names(h['sources']))} |")
     skipped = doc.get("skipped") or []
     if skipped:
         lines += ["", "### Skipped", "", "| source | reason |", "|---|---|"]

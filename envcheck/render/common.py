@@ -2,6 +2,10 @@
 table that keeps its width in a pipe, and Markdown's cells and code spans. Kinds' render modules import
 this, never each other, so a report kind can be added or removed without touching another's renderer.
 
+Each helper takes what came from a machine through :func:`envcheck.render.safe.inert`, so that no kind's
+report can forget it: a control character is shown, never obeyed, and Markdown's HTML and table syntax in
+a value is text.
+
 Nothing here imports rich at module level: the format modules of this package are loaded to build
 ``--help``, which must stay instant.
 """
@@ -9,7 +13,11 @@ Nothing here imports rich at module level: the format modules of this package ar
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any
+
+from envcheck.core.redact import REDACTED
+from envcheck.render.safe import inert
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -30,10 +38,11 @@ PIPE_WIDTH = 400
 
 
 def escape(text: str) -> str:
-    """``text`` with rich markup made literal: everything from a machine goes through this."""
+    """``text`` on one line, its control characters shown (:func:`inert`) and rich markup made literal:
+    everything from a machine goes through this."""
     from rich.markup import escape as rich_escape
 
-    return rich_escape(text)
+    return rich_escape(inert(text))
 
 
 def mark(console: Console, status: str) -> str:
@@ -74,6 +83,7 @@ class CheckLines:
             if fix.get("command"):
                 self.indented("run:", fix["command"])
         if self.verbose and result.get("details"):
+            # json.dumps shows C0 controls as escapes but leaves C1 controls (``\x9b``) raw: escape() sees them.
             for text in json.dumps(result["details"], indent=2, ensure_ascii=False).splitlines():
                 self.console.print(f"      [dim]{escape(text)}[/]")
 
@@ -105,22 +115,43 @@ class CheckLines:
 ICONS = {"ok": "✅ ok", "warn": "⚠️ warn", "fail": "❌ fail", "skip": "➖ skip", "crash": "💥 crash"}
 
 
+def icon(status: Any) -> str:
+    """A status in a Markdown report: its icon, or a status no icon knows (a hand-made report's) as text."""
+    return ICONS.get(status) or cell(status) if isinstance(status, str) else cell(status)
+
+
+#: What Markdown would read as syntax in a value, made literal by a backslash (CommonMark: any ASCII
+#: punctuation may be escaped). ``<`` and ``&``: raw HTML (``<img onerror=...>``, ``<script>``) and entities;
+#: ``|``: the end of a table cell; ``\\``: so that a value's own backslash escapes nothing. The redactor's
+#: mark is left as it reads: it is envcheck's own, and carries no attribute a page could run.
+_MARKDOWN_SYNTAX = re.compile(rf"[\\|&]|<(?!{re.escape(REDACTED[1:])})")
+
+
 def cell(value: Any) -> str:
-    """A table cell: pipes escaped, newlines as <br>, so one value never breaks the table."""
+    """Markdown text from a machine, for a table cell or a line: its control characters shown, HTML and
+    pipes literal, newlines as <br>, so one value never breaks the table or the page."""
     if value is None:
         return ""
-    text = str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\r", "")
+    text = _MARKDOWN_SYNTAX.sub(r"\\\g<0>", inert(str(value).replace("\r\n", "\n"), lines=True))
     return "<br>".join(part.strip() for part in text.split("\n"))
 
 
-def code(value: Any) -> str:
-    """Inline code that survives backticks inside it."""
-    text = str(value).replace("\n", " ")
-    fence = "``" if "`" in text else "`"
+def code(value: Any, *, in_table: bool = True) -> str:
+    """Inline code from a machine, on one line (its control characters shown), that survives backticks
+    inside it: the fence is longer than any run of backticks in the text. GitHub ends a table cell at any
+    ``|``, even inside backticks (the rest of the value would be Markdown, HTML included), so a pipe is
+    escaped, which a table shows as ``|``; a span outside a table (``in_table=False``) keeps it as it is."""
+    text = inert(value)
+    if in_table:
+        text = text.replace("|", "\\|")
+    longest = max((len(run) for run in re.findall("`+", text)), default=0)
+    fence = "`" * (longest + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def write_lines(console: Console, lines: list[str]) -> None:
-    """A Markdown report, written as it is (rich would take its ``[`` for markup)."""
-    console.file.write("\n".join(lines) + "\n")
+    """A Markdown report, written as it is (rich would take its ``[`` for markup). Each line is made
+    :func:`inert` once more, keeping the report's own line breaks: a control character that reached a
+    heading or a code block without :func:`cell` or :func:`code` is still shown, not obeyed."""
+    console.file.write(inert("\n".join(lines), lines=True) + "\n")

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from envcheck.core.model import Status
+from envcheck.core.model import Status, displayable
 from envcheck.core.report import DOCTOR_SCHEMA
 from envcheck.probes.nvml.constants import CLOCKS_EVENT_REASONS
 from envcheck.render import RenderOptions, output_format, renders
@@ -79,7 +79,8 @@ def _number(value: Any) -> float | None:
 
 
 def hostname(document: dict[str, Any]) -> str:
-    return os.environ.get("NODE_NAME") or str(document.get("host", {}).get("hostname") or "")
+    # NODE_NAME is the OS's string, any bytes: decoded for display once, here where it enters.
+    return displayable(os.environ.get("NODE_NAME") or str(document.get("host", {}).get("hostname") or ""))
 
 
 class DoctorCollector:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from envcheck.core.model import NA, Fix
+from envcheck.core.model import NA, Fix, displayable
 from envcheck.probes.nvml.constants import (
     AGGREGATE_ECC,
     COMPUTE_MODES,
@@ -256,10 +256,12 @@ def _processes(q: Callable[..., Any]) -> list[ProcessUse] | NA:
 
 
 def _process_name(pid: int) -> str | None:
-    """The process's name where this PID namespace can see it (inside a container it often cannot)."""
+    """The process's name where this PID namespace can see it (inside a container it often cannot). Another
+    user chose it, any bytes: decoded once for display (:func:`displayable`); the terminal's control
+    characters in it are the renderers' to make inert."""
     import psutil
 
     try:
-        return psutil.Process(pid).name()
+        return displayable(psutil.Process(pid).name())
     except (psutil.Error, OSError):
         return None

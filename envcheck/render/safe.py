@@ -1,0 +1,52 @@
+"""Other people's text made inert before it reaches a terminal or a Markdown page.
+
+A report shows text that other people chose: a GPU process's name (any user can name a process), a node's
+host name and its checks' fixes in a fleet merge (any file on a shared disk), an environment variable.
+Written raw, an ESC sequence in it clears the reader's screen, moves the cursor over a failing line, sets
+the window title, or writes the reader's clipboard (OSC 52); a carriage return or a backspace overprints
+what came before; a newline forges a line of the report. :func:`inert` shows each such character as an
+escape a person can read (``\\x1b``, ``\\n``), so the text is seen and never obeyed. The HTML page escapes
+for itself (``envcheck.render.html``); the text and Markdown renderers take every machine string through
+this, by way of :mod:`envcheck.render.common` (``escape``, ``cell``, ``code``).
+
+One rule, the same everywhere: C0 controls, DEL and C1 controls (``\\x9b`` is CSI on a terminal that reads
+8-bit controls) are shown as ``\\xNN`` (``\\n``, ``\\r``, ``\\t`` by their names); the Unicode controls that
+reorder or break a line in a viewer (bidirectional overrides and isolates, the line and paragraph
+separators) as ``\\uNNNN``; a byte that was not UTF-8 (a lone surrogate) as U+FFFD, as
+:func:`envcheck.core.model.displayable` shows it. Everything else, printable text in any script, passes
+unchanged. A backslash is left as it is: the result is for reading, not for parsing back.
+"""
+
+from __future__ import annotations
+
+import re
+
+from envcheck.core.model import displayable
+
+#: Bidirectional marks, embeddings, overrides and isolates (Unicode 15, UAX #9): they reorder what a viewer
+#: shows, so that a name can read as something else ("Trojan Source", CVE-2021-42574).
+_BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+#: Line and paragraph separators: a new line to many viewers and to ``str.splitlines``.
+_SEPARATORS = "\u2028\u2029"
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+_OTHERS = f"{_BIDI}{_SEPARATORS}"
+#: Every character :func:`inert` shows as an escape: in a one-line field, and in a block of lines.
+_ONE_LINE = re.compile(f"[\x00-\x1f\x7f-\x9f{_OTHERS}]")
+_LINES = re.compile(f"[\x00-\x09\x0b-\x1f\x7f-\x9f{_OTHERS}]")
+
+
+def _shown(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    if char in _NAMED:
+        return _NAMED[char]
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def inert(value: object, *, lines: bool = False) -> str:
+    """``value`` as text that shows every control character instead of obeying it (see the module). A
+    one-line field (a name, a summary, a table cell) shows a newline as ``\\n``; ``lines=True`` keeps
+    newlines for a block that is meant to have several lines, and still shows every other control."""
+    text = displayable(value if isinstance(value, str) else str(value))
+    return (_LINES if lines else _ONE_LINE).sub(_shown, text)
