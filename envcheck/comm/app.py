@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 import statistics
 import time
 from collections.abc import Callable, Mapping
@@ -29,6 +28,7 @@ from envcheck.comm.world import World, WorldError, detect
 from envcheck.core.errors import CommandError
 from envcheck.core.exit import ExitCode, exit_code_for
 from envcheck.core.model import Status, worst
+from envcheck.core.report import host_name
 from envcheck.core.units import human, parse_size
 
 if TYPE_CHECKING:
@@ -484,7 +484,7 @@ def run_comm(
     generated_at, started = utc_now(), time.monotonic()
     plan, nproc = resolve_launch(request, env)
     launched = launch(plan, nproc, env=env, progress=progress)
-    host = socket.gethostname()
+    host = host_name()
     extra = []
     for child in launched.children:
         words = exit_words(child)
@@ -550,5 +550,5 @@ def run_as_rank(
         # This rank's failure is in rank 0's report; here it only makes the launcher see a failed rank.
         return int(ExitCode.FAILED) if exc.code else 0
     except Exception as exc:  # noqa: BLE001 - one line naming this rank, never a traceback
-        raise CommandError(f"rank {world.rank} ({socket.gethostname()}): {first_line(exc)}", ExitCode.FAILED) from None
+        raise CommandError(f"rank {world.rank} ({host_name()}): {first_line(exc)}", ExitCode.FAILED) from None
     return deliver(raw) if raw is not None else 0

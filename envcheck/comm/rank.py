@@ -38,7 +38,6 @@ import math
 import os
 import re
 import signal
-import socket
 import sys
 import threading
 import time
@@ -52,6 +51,7 @@ from envcheck.comm.plan import P2P, Plan, sweep
 from envcheck.comm.world import World
 from envcheck.core import workers
 from envcheck.core.model import first_line
+from envcheck.core.report import host_name
 
 #: A rank's exit codes, for the launcher: ended because rank 0 gave up on the run (it reports why), a
 #: watchdog fired, rank 0's store went away.
@@ -258,7 +258,7 @@ def identify(plan: Plan, world: World) -> tuple[Identity, bool, Any]:
     import torch
 
     cuda = plan.device == "cuda" or (plan.device == "auto" and torch.cuda.is_available())
-    host = socket.gethostname()
+    host = host_name()
     if not cuda:
         local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0) or 1)
         free = _available_memory()
