@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 REDACTED = "<redacted>"
@@ -114,18 +114,25 @@ def redact_env(env: Mapping[str, str]) -> dict[str, str]:
 
 def scrub(text: str, env: Mapping[str, str]) -> str:
     """``text`` with the value of every secret-looking variable of ``env`` replaced, wherever it appears."""
-    return _scrub(text, _secret_forms(env))
+    return scrubber(env)(text)
+
+
+def scrubber(env: Mapping[str, str]) -> Callable[[str], str]:
+    """:func:`scrub` bound to ``env``, for a caller that scrubs many texts (every string of a report, every
+    line written to stderr): the forms of its secrets are worked out once, not once per text."""
+    forms = _secret_forms(env)
+    return lambda text: _scrub(text, forms)
 
 
 def redact_tree(value: Any, env: Mapping[str, str]) -> Any:
     """A copy of the JSON-like ``value`` (dicts, lists, tuples, scalars) with :func:`scrub` applied to every
     string in it, dict keys included. Call it on the structured report before rendering: redacting the
     rendered text instead would miss a secret the renderer escaped."""
-    forms = _secret_forms(env)
+    clean = scrubber(env)
 
     def walk(item: Any) -> Any:
         if isinstance(item, str):
-            return _scrub(item, forms)
+            return clean(item)
         if isinstance(item, Mapping):
             return {walk(key): walk(inner) for key, inner in item.items()}
         if isinstance(item, list):
