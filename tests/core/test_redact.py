@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -298,3 +305,75 @@ def test_secrets_that_a_renderer_would_escape_are_gone_before_it_runs(kind):
     for form in escaped_forms(secret):
         assert not any(form in text for text in texts + rendered), (kind, form)
     assert json.loads(json.dumps(clean))["summary"] == "login failed with <redacted> (401),"
+
+
+# -- linear time -------------------------------------------------------------------------------------
+# The credentials-in-URL pattern used to try a scheme at every letter of a run and read the rest of the run
+# each time: a 1 MiB host name took minutes. Each shape below made a pattern read its input more than once.
+
+MiB = 1 << 20
+
+#: name -> a hostile string of about ``n`` characters
+HOSTILE: dict[str, Any] = {
+    "letters": lambda n: "a" * n,
+    "digits and letters": lambda n: "1a" * (n // 2),
+    "a: runs": lambda n: "a:" * (n // 2),
+    "@ after a scheme": lambda n: "a://" + "@" * n,
+    "// runs": lambda n: "a://" * (n // 4),
+    "scheme then letters": lambda n: "git+https://" + "b" * n,
+    "token prefix then letters": lambda n: "hf_" + "a" * n + "é",
+    "token prefixes": lambda n: "sk-hf_xoxb-" * (n // 11) + "é",
+    "unterminated quote": lambda n: 'token="' + "x\\'" * (n // 3),
+    "field name without value": lambda n: "a" * n + "=",
+    "quoted key without colon": lambda n: '"a"' + " " * n,
+}
+
+
+@pytest.mark.parametrize("shape", sorted(HOSTILE))
+def test_a_mebibyte_of_hostile_text_is_redacted_in_well_under_a_second(shape):
+    # A bound, not a benchmark (benchmarks/redact_cost.py measures): 5 s for what takes ~0.1 s. The small size
+    # first, so that a quadratic pattern fails here in seconds instead of running for an hour.
+    env = {"HF_TOKEN": ENV_SECRET}
+    for size in (64 * 1024, MiB):
+        text = HOSTILE[shape](size)
+        started = time.perf_counter()
+        scrub(text, env)
+        redact_tree({"host": text, "results": [text]}, env)
+        elapsed = time.perf_counter() - started
+        assert elapsed < 5.0, (shape, size, elapsed)
+
+
+NVML_SITE = Path(__file__).parent.parent / "nvml_site"
+ENVCHECK = shutil.which("envcheck") or str(Path(sys.executable).with_name("envcheck"))
+
+
+def envcheck(*args: str, timeout: float = 120, **extra: str) -> subprocess.CompletedProcess[str]:
+    """The installed command, on the fake NVML's healthy GPUs, with ``extra`` in its environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENVCHECK_")}
+    env.update({"PYTHONPATH": str(NVML_SITE), "ENVCHECK_FAKE_NVML": "healthy_multi_gpu", **extra})
+    return subprocess.run([ENVCHECK, *args], capture_output=True, text=True, env=env, timeout=timeout, cwd="/")
+
+
+def test_fleet_over_a_report_with_a_mebibyte_host_name_finishes_quickly(tmp_path):
+    doc = json.loads(envcheck("doctor", "--quick", "--json").stdout)
+    (tmp_path / "a.json").write_text(json.dumps(doc))
+    doc["host"]["hostname"] = "a" * MiB
+    (tmp_path / "b.json").write_text(json.dumps(doc))
+    for fmt in ("text", "json"):
+        started = time.monotonic()
+        proc = envcheck("fleet", "--format", fmt, str(tmp_path), timeout=60)
+        assert proc.returncode in (0, 1), proc.stderr
+        assert time.monotonic() - started < 20, fmt  # 0.2 s here; past 45 s before
+
+
+def test_doctor_env_with_huge_gpu_variables_keeps_its_deadline_and_blames_nothing():
+    huge = "a" * 120_000
+    started = time.monotonic()
+    proc = envcheck(
+        "doctor", "env", "--deadline", "10", "--json",
+        NCCL_SOCKET_IFNAME=huge, CUDA_MODULE_LOADING=huge, PYTORCH_CUDA_ALLOC_CONF=huge, timeout=60,
+    )  # fmt: skip
+    wall = time.monotonic() - started
+    doc = json.loads(proc.stdout)
+    assert wall < 10 and doc["duration_s"] < 10, (wall, doc["duration_s"])  # 88 s and 32 s before
+    assert not [c for c in doc["checks"] if c["status"] == "crash" or "hung" in c["summary"]]
