@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -377,3 +378,90 @@ def test_doctor_env_with_huge_gpu_variables_keeps_its_deadline_and_blames_nothin
     doc = json.loads(proc.stdout)
     assert wall < 10 and doc["duration_s"] < 10, (wall, doc["duration_s"])  # 88 s and 32 s before
     assert not [c for c in doc["checks"] if c["status"] == "crash" or "hung" in c["summary"]]
+
+
+# -- everywhere: every output of the installed command -----------------------------------------------
+# A secret of the environment (a value with no recognisable shape), a token of a known shape and a URL's
+# password, each put where the command will print it; none may survive in any output, stdout, stderr or file.
+
+SECRET_ENV = {
+    "HF_TOKEN": ENV_SECRET,
+    "NCCL_DEBUG_FILE": f"/scratch/{ENV_SECRET}/nccl.%h.log",  # a GPU variable the doctor shows
+    "NVIDIA_MIRROR": "https://deploy:Zx81qqPassWord@pkgs.corp/simple",
+    "TORCH_HOME": "/data/" + TOKENS["hugging face"],
+}
+LEAKS = (ENV_SECRET, "Zx81qqPassWord", TOKENS["hugging face"])
+
+
+def assert_no_secret(*texts: str) -> None:
+    for text in texts:
+        for secret in LEAKS:
+            assert secret not in text, (secret, text[:2000])
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "markdown", "html", "prometheus"])
+def test_no_secret_survives_in_any_format_on_stdout_or_in_the_output_file(fmt, tmp_path):
+    out = tmp_path / "report"
+    proc = envcheck("doctor", "env", "-v", "--format", fmt, "-o", str(out), **SECRET_ENV)
+    assert proc.returncode in (0, 1), proc.stderr
+    assert_no_secret(proc.stdout, proc.stderr, out.read_text())
+    if fmt in ("text", "json", "markdown", "html"):  # the report shows the variables: the secrets reached it
+        assert REDACTED in proc.stdout or "&lt;redacted&gt;" in proc.stdout
+
+
+def test_the_save_file_and_every_format_written_by_deliver_are_redacted(tmp_path, monkeypatch, capsys):
+    from envcheck.cli.terminal import deliver
+
+    doc = json.loads(envcheck("doctor", "--quick", "--json").stdout)
+    doc["checks"][0]["summary"] = f"login as {ENV_SECRET} via https://u:Zx81qqPassWord@h/ {TOKENS['hugging face']}"
+    for name, value in SECRET_ENV.items():
+        monkeypatch.setenv(name, value)
+    for fmt in ("json", "markdown", "html", "prometheus", "text"):
+        out, save = tmp_path / f"out.{fmt}", tmp_path / f"save.{fmt}.json"
+        assert deliver(doc, stdout_format=fmt, file_format=fmt, output=str(out), verbose=True, save=str(save)) is None
+        assert_no_secret(out.read_text(), save.read_text(), *capsys.readouterr())
+        assert REDACTED in save.read_text()
+
+
+@pytest.mark.parametrize("dialect", [[], ["--npd"], ["--slurm"]], ids=["docker", "npd", "slurm"])
+def test_no_secret_in_any_healthcheck_dialect_or_its_file(dialect, tmp_path):
+    # The spec's path is in each dialect's line ("lab spec PATH met"), and in the error of a spec that cannot
+    # be read; the .prom and .json files are written beside the line. A short directory: NPD keeps 80 bytes.
+    secret_dir = Path(tempfile.mkdtemp(prefix=ENV_SECRET, dir="/tmp"))
+    try:
+        spec = secret_dir / "lab.toml"
+        assert envcheck("snapshot", "-o", str(spec)).returncode == 0
+        missing = tmp_path / TOKENS["hugging face"] / "lab.toml"
+        for spec_path in (spec, missing, "https://u:Zx81qqPassWord@h/lab.toml"):
+            for output in ("health.prom", "health.json"):
+                args = ["healthcheck", *dialect, "--spec", str(spec_path), "-o", str(tmp_path / output)]
+                proc = envcheck(*args, **SECRET_ENV)
+                assert proc.stdout.count("\n") == 1, proc.stdout
+                assert_no_secret(proc.stdout, proc.stderr, (tmp_path / output).read_text())
+            if spec_path == spec or dialect != ["--npd"]:  # NPD's 80 bytes may end before a long path
+                assert REDACTED in proc.stdout, proc.stdout
+    finally:
+        shutil.rmtree(secret_dir)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["doctor", "--quick", "--spec", f"/nonexistent/{ENV_SECRET}/lab.toml"],  # the doctor's own error line
+        ["doctor", "--quick", "--json", "-o", f"/nonexistent/{ENV_SECRET}/x.json"],  # deliver's write error
+        ["doctor", "--format", f"json{ENV_SECRET}"],  # click's usage error quotes the value
+        ["doctor", f"--{TOKENS['hugging face']}"],  # ... and the option
+        ["healthcheck", "-o", f"/tmp/{ENV_SECRET}.txt"],  # the healthcheck's usage line, on stdout
+        ["healthcheck", "--npd", "-o", f"/tmp/{ENV_SECRET}.txt"],
+        ["fleet", f"/nonexistent/{ENV_SECRET}.json", "https://u:Zx81qqPassWord@h/r.json"],  # skipped sources
+        ["snapshot", "-o", f"/nonexistent/{ENV_SECRET}/lab.toml"],
+    ],
+)
+@pytest.mark.parametrize("locale", [{}, {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}])
+def test_no_secret_in_error_and_usage_lines(args, locale):
+    # stderr is scrubbed where it is written, so a line no report holds cannot carry a secret either; under
+    # an ASCII locale too, where click writes through a stream of its own.
+    proc = envcheck(*args, **SECRET_ENV, **locale)
+    assert proc.returncode != 0
+    assert_no_secret(proc.stdout, proc.stderr)
+    assert REDACTED in proc.stdout + proc.stderr
