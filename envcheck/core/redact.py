@@ -57,10 +57,15 @@ _PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 _URL_CREDENTIALS = re.compile(
     r"(?<![A-Za-z0-9+.\-])(?P<lead>[0-9+.\-]*)(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/?#\s]+@"
 )
+#: Where a coloured log line's SGR sequence (``ESC[0m``, ``ESC[1;32m``, ``ESC[38;5;208m``) ends: a token or a
+#: field name right after one starts a word as a reader sees it, though ``m`` glues it to a word for ``\b``.
+#: Fixed-width look-behinds, each checked in constant time.
+_AFTER_SGR = r"(?<=\x1b\[m)|(?<=[\[;]\dm)|(?<=[\[;]\d\dm)|(?<=[\[;]\d\d\dm)"
 #: Token shapes that are secret whatever variable holds them (Hugging Face, GitHub, GitLab, OpenAI-style,
 #: Slack, AWS access key ids).
 _TOKEN_SHAPES = re.compile(
-    r"\b(?:hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_\-]{20,}"
+    rf"(?:\b|{_AFTER_SGR})"
+    r"(?:hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_\-]{20,}"
     r"|sk-[A-Za-z0-9_\-]{20,}|xox[abprs]-[A-Za-z0-9\-]{10,}|AKIA[A-Z0-9]{16})\b"
 )
 #: ``name=value`` fields in free text: query parameters of presigned URLs (``X-Amz-Signature``, SAS ``sig``,
@@ -69,7 +74,7 @@ _TOKEN_SHAPES = re.compile(
 #: names (:func:`is_secret_name`). A quoted value runs to its closing quote; a bare one to a separator, less
 #: any punctuation that ends it (``(token=abc),`` keeps its ``),``), as a URL in prose is read.
 _QUOTED = r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'"
-_FIELDS = re.compile(rf"(?<![\w\-])(?P<name>[A-Za-z][\w\-]*)=(?P<value>{_QUOTED}|[\"']?[^&;\s\"']+)")
+_FIELDS = re.compile(rf"(?:(?<![\w\-])|{_AFTER_SGR})(?P<name>[A-Za-z][\w\-]*)=(?P<value>{_QUOTED}|[\"']?[^&;\s\"']+)")
 #: ``"name": "value"`` in JSON or a Python dict's repr (a config printed in a traceback).
 _QUOTED_KEYS = re.compile(rf"(?P<q>[\"'])(?P<name>[A-Za-z][\w\-.]*)(?P=q)(?P<sep>\s*:\s*)(?P<value>{_QUOTED})")
 #: Punctuation that ends a sentence or closes a bracket, never taken as the end of a bare value.

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from envcheck.core import redact
 from envcheck.core.redact import REDACTED, is_secret_name, redact_env, redact_tree, redact_value, scrub
@@ -225,6 +227,13 @@ def test_token_shapes_alone(kind):
     text = f"push rejected ({token}), retry; [{token}]. {token}"
     assert caught_by(text, {}) == {"shapes"}
     assert redact_value(text) == "push rejected (<redacted>), retry; [<redacted>]. <redacted>"
+
+
+@pytest.mark.parametrize("sgr", ["\x1b[0m", "\x1b[m", "\x1b[1;32m", "\x1b[38;5;208m"])
+def test_a_token_or_field_right_after_a_colour_code_is_redacted(sgr):
+    # A coloured log line: the code's final "m" glues the token to a word for a plain \b.
+    token = TOKENS["aws access key id"]
+    assert redact_value(f"{sgr}{token}{sgr} {sgr}password=Zx81qqWm") == f"{sgr}{REDACTED}{sgr} {sgr}password={REDACTED}"
 
 
 @pytest.mark.parametrize(
@@ -465,3 +474,68 @@ def test_no_secret_in_error_and_usage_lines(args, locale):
     assert proc.returncode != 0
     assert_no_secret(proc.stdout, proc.stderr)
     assert REDACTED in proc.stdout + proc.stderr
+
+
+# -- properties ----------------------------------------------------------------------------------------
+
+#: Any character at all: surrogates (a host name decoded with surrogateescape) and control characters too.
+ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=200)
+#: What may stand next to a token in prose, a log line or a command line.
+SEPARATORS = st.sampled_from(
+    [" ", "\n", "\t", ",", ";", "(", ")", "[", "]", "'", '"', ": ", "\x1b[0m", "\x1b[1;31m", "="]
+)
+#: Pieces that, repeated, made the old patterns (or could make a new one) read their input more than once.
+HOSTILE_PIECES = st.sampled_from(
+    ["a", "Z", "1", ":", "@", "/", "//", "://", "-", "_", ".", "+", "=", '"', "'", "\\", " ", "hf_", "sk-",
+     "ghp_", "xoxb-", "AKIA", "token", "https", "é", "\n", "?", "#", "&", ";"]
+)  # fmt: skip
+
+
+@st.composite
+def embedded_secret(draw: st.DrawFn) -> tuple[str, str, dict[str, str]]:
+    """(text, the secret in it, the environment): a known env secret anywhere in any text, or a token of a
+    known shape or a URL with credentials set off as in prose."""
+    before, after = draw(ANY_TEXT), draw(ANY_TEXT)
+    kind = draw(st.sampled_from(["env", "token", "url"]))
+    if kind == "env":
+        secret = draw(st.text(st.characters(categories=("L", "N", "P", "S")), min_size=8, max_size=40))
+        assume(REDACTED not in secret and secret not in REDACTED)
+        return before + secret + after, secret, {"MY_API_KEY": secret, "PATH": "/usr/bin"}
+    if kind == "token":
+        secret = TOKENS[draw(st.sampled_from(sorted(TOKENS)))]
+    else:
+        secret = "Zx81qq" + draw(st.text(st.characters(categories=("L", "N")), max_size=20))
+    inner = (
+        secret if kind == "token" else f"{draw(st.sampled_from(['https', 'git+ssh', 'redis']))}://ada:{secret}@host/"
+    )
+    text = before + draw(SEPARATORS) + inner + draw(SEPARATORS) + after
+    return text, secret, {}
+
+
+@settings(max_examples=300, deadline=None)
+@given(embedded_secret())
+def test_property_no_embedded_secret_survives(case):
+    text, secret, env = case
+    assert secret not in scrub(text, env)
+    assert secret not in json.dumps(redact_tree({text: [text]}, env), ensure_ascii=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ANY_TEXT, st.dictionaries(ANY_TEXT, ANY_TEXT, max_size=4))
+def test_property_the_redactor_never_raises_and_is_idempotent(text, env):
+    once = scrub(text, env)
+    assert isinstance(once, str) and isinstance(redact_value(text), str)
+    assert scrub(once, env) == once
+    redact_env(env)
+    redact_tree({"k": [text, (text, 1.5, None)], text: {"n": text}}, env)
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.lists(HOSTILE_PIECES, min_size=1, max_size=6).map("".join), st.lists(HOSTILE_PIECES, max_size=3).map("".join))
+def test_property_time_per_byte_is_bounded_on_long_hostile_text(unit, tail):
+    # ~256 KiB of one repeated hostile unit: well under a second here; a quadratic pattern takes minutes.
+    text = unit * (256 * 1024 // len(unit)) + tail
+    started = time.perf_counter()
+    scrub(text, {"HF_TOKEN": ENV_SECRET})
+    elapsed = time.perf_counter() - started
+    assert elapsed < 0.5 + 5.0 * len(text) / 1e6, (unit, tail, elapsed)  # 5 s per MB: ~50 times what it takes
