@@ -59,8 +59,8 @@ _URL_CREDENTIALS = re.compile(
 )
 #: Where a coloured log line's SGR sequence (``ESC[0m``, ``ESC[1;32m``, ``ESC[38;5;208m``) ends: a token or a
 #: field name right after one starts a word as a reader sees it, though ``m`` glues it to a word for ``\b``.
-#: Fixed-width look-behinds, each checked in constant time.
-_AFTER_SGR = r"(?<=\x1b\[m)|(?<=[\[;]\dm)|(?<=[\[;]\d\dm)|(?<=[\[;]\d\d\dm)"
+#: Fixed-width look-behinds, each checked in constant time, behind one for the ``m`` that most places fail.
+_AFTER_SGR = r"(?<=m)(?:(?<=\x1b\[m)|(?<=[\[;]\dm)|(?<=[\[;]\d\dm)|(?<=[\[;]\d\d\dm))"
 #: Token shapes that are secret whatever variable holds them (Hugging Face, GitHub, GitLab, OpenAI-style,
 #: Slack, AWS access key ids).
 _TOKEN_SHAPES = re.compile(
