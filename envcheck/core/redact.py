@@ -17,6 +17,10 @@ Four mechanisms, each catching what the others cannot: the values of secret-name
 shape), URL userinfo, secret-named ``name=value`` fields, and well-known token shapes. Redaction
 replaces the secret alone: the punctuation, quotes and brackets around it stay, so the text still reads.
 
+Every pattern reads its text in linear time, whatever the text: the strings come from other people (host
+names, process names, a thousand nodes' reports), and one pattern that backtracked made a 1 MiB host name cost
+minutes. Each pattern's comment says why it cannot backtrack; ``benchmarks/redact_cost.py`` measures it.
+
 Names are judged by their *word parts* (split on ``_``, ``-``, ``.`` and camelCase) rather than by
 substring, so ``TOKENIZERS_PARALLELISM`` and ``KEYBOARD_LAYOUT`` stay visible while ``HF_TOKEN`` and
 ``apiKey`` do not.
