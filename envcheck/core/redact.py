@@ -66,7 +66,8 @@ _URL_CREDENTIALS = re.compile(
 #: Fixed-width look-behinds, each checked in constant time, behind one for the ``m`` that most places fail.
 _AFTER_SGR = r"(?<=m)(?:(?<=\x1b\[m)|(?<=[\[;]\dm)|(?<=[\[;]\d\dm)|(?<=[\[;]\d\d\dm))"
 #: Token shapes that are secret whatever variable holds them (Hugging Face, GitHub, GitLab, OpenAI-style,
-#: Slack, AWS access key ids).
+#: Slack, AWS access key ids). Linear: a shape starts only at the start of a word, with a fixed prefix and one
+#: class after it, so each word is read from its start once.
 _TOKEN_SHAPES = re.compile(
     rf"(?:\b|{_AFTER_SGR})"
     r"(?:hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_\-]{20,}"
@@ -76,10 +77,13 @@ _TOKEN_SHAPES = re.compile(
 #: ``?token=``), connection strings (``AccountKey=...;``), ``HF_TOKEN=...`` in a quoted command line,
 #: ``api_key='...'`` in a repr. The value goes when the name is secret-looking by the same rule as variable
 #: names (:func:`is_secret_name`). A quoted value runs to its closing quote; a bare one to a separator, less
-#: any punctuation that ends it (``(token=abc),`` keeps its ``),``), as a URL in prose is read.
+#: any punctuation that ends it (``(token=abc),`` keeps its ``),``), as a URL in prose is read. Linear: a name
+#: starts only where a run of name characters starts (the look-behind), and a quoted value that finds no
+#: closing quote is the only one reading on: a later field's opening quote would have closed it.
 _QUOTED = r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'"
 _FIELDS = re.compile(rf"(?:(?<![\w\-])|{_AFTER_SGR})(?P<name>[A-Za-z][\w\-]*)=(?P<value>{_QUOTED}|[\"']?[^&;\s\"']+)")
-#: ``"name": "value"`` in JSON or a Python dict's repr (a config printed in a traceback).
+#: ``"name": "value"`` in JSON or a Python dict's repr (a config printed in a traceback). Linear: a name runs
+#: from one quote to the next, and the value as in ``_FIELDS``.
 _QUOTED_KEYS = re.compile(rf"(?P<q>[\"'])(?P<name>[A-Za-z][\w\-.]*)(?P=q)(?P<sep>\s*:\s*)(?P<value>{_QUOTED})")
 #: Punctuation that ends a sentence or closes a bracket, never taken as the end of a bare value.
 _TRAILING = ".,:!?)]}"
