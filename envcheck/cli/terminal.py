@@ -110,6 +110,8 @@ def run_guarded(main: Any) -> None:
     * Ctrl-C outside a command that handles it: exit 130 with one line; a bug: one line, exit 1.
     """
     tolerant_streams()
+    stderr = sys.stderr
+    sys.stderr = ScrubbedStream(stderr)  # type: ignore[assignment]
     try:
         try:
             code = main(standalone_mode=False)
@@ -142,7 +144,37 @@ def run_guarded(main: Any) -> None:
             "(a bug in envcheck: please report it; ENVCHECK_DEBUG=1 shows the traceback)"
         )
         sys.exit(int(ExitCode.FAILED))
+    finally:
+        sys.stderr = stderr
     sys.exit(code if isinstance(code, int) else 0)
+
+
+class ScrubbedStream:
+    """stderr as every command writes to it, with the environment's secrets and credential shapes scrubbed
+    from each write. Reports are redacted as a document (:func:`deliver`), but stderr carries text no
+    document holds: error lines quoting a path or an exception (``cannot write /run/<token>/x.json``,
+    ``internal error: ...``), click's usage errors quoting a bad value, the live display's progress lines,
+    Python's warnings. Scrubbing them where they are written covers every command, today's and the next,
+    without each line having to remember it.
+
+    The environment's secrets are read once, when the command starts. ``buffer`` is not offered, so that
+    nothing (click re-wrapping a stream it finds misconfigured for ASCII, say) can write past the scrub.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        from envcheck.core.redact import scrubber
+
+        self._stream = stream
+        self._scrub = scrubber(dict(os.environ))
+
+    def write(self, text: str) -> int:
+        self._stream.write(self._scrub(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "buffer":
+            raise AttributeError(name)
+        return getattr(self._stream, name)
 
 
 def _flush_or_exit() -> None:

@@ -17,6 +17,10 @@ Four mechanisms, each catching what the others cannot: the values of secret-name
 shape), URL userinfo, secret-named ``name=value`` fields, and well-known token shapes. Redaction
 replaces the secret alone: the punctuation, quotes and brackets around it stay, so the text still reads.
 
+Every pattern reads its text in linear time, whatever the text: the strings come from other people (host
+names, process names, a thousand nodes' reports), and one pattern that backtracked made a 1 MiB host name cost
+minutes. Each pattern's comment says why it cannot backtrack; ``benchmarks/redact_cost.py`` measures it.
+
 Names are judged by their *word parts* (split on ``_``, ``-``, ``.`` and camelCase) rather than by
 substring, so ``TOKENIZERS_PARALLELISM`` and ``KEYBOARD_LAYOUT`` stay visible while ``HF_TOKEN`` and
 ``apiKey`` do not.
@@ -26,7 +30,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 REDACTED = "<redacted>"
@@ -48,21 +52,38 @@ _PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 #: ``scheme://user:password@host`` — the password (and user) go, the host stays for diagnosis. The userinfo
 #: runs to the *last* ``@`` of the authority, as urllib (and so pip) reads it, so a password holding a raw ``@``
 #: goes whole; a user alone goes too, since ``https://<token>@host`` is how GitHub and GitLab take tokens.
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/?#\s]+@")
+#:
+#: Linear time: a scheme is tried only where a run of scheme characters *starts* (the look-behind), with the
+#: run's leading digits and signs in ``lead``, so each run is read once. Written as
+#: ``[A-Za-z][A-Za-z0-9+.-]*://`` alone, the engine tried a scheme at every letter of a run and read the rest
+#: of the run each time: a 1 MiB host name took minutes. The userinfo stops at ``/``, which every later
+#: ``://`` holds, so no byte is read by two userinfo scans either.
+_URL_CREDENTIALS = re.compile(
+    r"(?<![A-Za-z0-9+.\-])(?P<lead>[0-9+.\-]*)(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/?#\s]+@"
+)
+#: Where a coloured log line's SGR sequence (``ESC[0m``, ``ESC[1;32m``, ``ESC[38;5;208m``) ends: a token or a
+#: field name right after one starts a word as a reader sees it, though ``m`` glues it to a word for ``\b``.
+#: Fixed-width look-behinds, each checked in constant time, behind one for the ``m`` that most places fail.
+_AFTER_SGR = r"(?<=m)(?:(?<=\x1b\[m)|(?<=[\[;]\dm)|(?<=[\[;]\d\dm)|(?<=[\[;]\d\d\dm))"
 #: Token shapes that are secret whatever variable holds them (Hugging Face, GitHub, GitLab, OpenAI-style,
-#: Slack, AWS access key ids).
+#: Slack, AWS access key ids). Linear: a shape starts only at the start of a word, with a fixed prefix and one
+#: class after it, so each word is read from its start once.
 _TOKEN_SHAPES = re.compile(
-    r"\b(?:hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_\-]{20,}"
+    rf"(?:\b|{_AFTER_SGR})"
+    r"(?:hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_\-]{20,}"
     r"|sk-[A-Za-z0-9_\-]{20,}|xox[abprs]-[A-Za-z0-9\-]{10,}|AKIA[A-Z0-9]{16})\b"
 )
 #: ``name=value`` fields in free text: query parameters of presigned URLs (``X-Amz-Signature``, SAS ``sig``,
 #: ``?token=``), connection strings (``AccountKey=...;``), ``HF_TOKEN=...`` in a quoted command line,
 #: ``api_key='...'`` in a repr. The value goes when the name is secret-looking by the same rule as variable
 #: names (:func:`is_secret_name`). A quoted value runs to its closing quote; a bare one to a separator, less
-#: any punctuation that ends it (``(token=abc),`` keeps its ``),``), as a URL in prose is read.
+#: any punctuation that ends it (``(token=abc),`` keeps its ``),``), as a URL in prose is read. Linear: a name
+#: starts only where a run of name characters starts (the look-behind), and a quoted value that finds no
+#: closing quote is the only one reading on: a later field's opening quote would have closed it.
 _QUOTED = r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'"
-_FIELDS = re.compile(rf"(?<![\w\-])(?P<name>[A-Za-z][\w\-]*)=(?P<value>{_QUOTED}|[\"']?[^&;\s\"']+)")
-#: ``"name": "value"`` in JSON or a Python dict's repr (a config printed in a traceback).
+_FIELDS = re.compile(rf"(?:(?<![\w\-])|{_AFTER_SGR})(?P<name>[A-Za-z][\w\-]*)=(?P<value>{_QUOTED}|[\"']?[^&;\s\"']+)")
+#: ``"name": "value"`` in JSON or a Python dict's repr (a config printed in a traceback). Linear: a name runs
+#: from one quote to the next, and the value as in ``_FIELDS``.
 _QUOTED_KEYS = re.compile(rf"(?P<q>[\"'])(?P<name>[A-Za-z][\w\-.]*)(?P=q)(?P<sep>\s*:\s*)(?P<value>{_QUOTED})")
 #: Punctuation that ends a sentence or closes a bracket, never taken as the end of a bare value.
 _TRAILING = ".,:!?)]}"
@@ -80,7 +101,7 @@ def is_secret_name(name: str) -> bool:
 
 def redact_value(value: str) -> str:
     """``value`` without credentials embedded in URLs, secret ``name=value`` fields and well-known token shapes."""
-    value = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{REDACTED}@", value)
+    value = _URL_CREDENTIALS.sub(lambda m: f"{m['lead']}{m['scheme']}{REDACTED}@", value)
     value = _FIELDS.sub(_field, value)
     value = _QUOTED_KEYS.sub(_field, value)
     return _TOKEN_SHAPES.sub(REDACTED, value)
@@ -106,18 +127,25 @@ def redact_env(env: Mapping[str, str]) -> dict[str, str]:
 
 def scrub(text: str, env: Mapping[str, str]) -> str:
     """``text`` with the value of every secret-looking variable of ``env`` replaced, wherever it appears."""
-    return _scrub(text, _secret_forms(env))
+    return scrubber(env)(text)
+
+
+def scrubber(env: Mapping[str, str]) -> Callable[[str], str]:
+    """:func:`scrub` bound to ``env``, for a caller that scrubs many texts (every string of a report, every
+    line written to stderr): the forms of its secrets are worked out once, not once per text."""
+    forms = _secret_forms(env)
+    return lambda text: _scrub(text, forms)
 
 
 def redact_tree(value: Any, env: Mapping[str, str]) -> Any:
     """A copy of the JSON-like ``value`` (dicts, lists, tuples, scalars) with :func:`scrub` applied to every
     string in it, dict keys included. Call it on the structured report before rendering: redacting the
     rendered text instead would miss a secret the renderer escaped."""
-    forms = _secret_forms(env)
+    clean = scrubber(env)
 
     def walk(item: Any) -> Any:
         if isinstance(item, str):
-            return _scrub(item, forms)
+            return clean(item)
         if isinstance(item, Mapping):
             return {walk(key): walk(inner) for key, inner in item.items()}
         if isinstance(item, list):

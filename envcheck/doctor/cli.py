@@ -237,6 +237,9 @@ def healthcheck(
     if usage_error is None:
         usage_error = _healthcheck_usage(deadline, fmt, output, npd=npd, slurm=slurm, drain=drain)
     if usage_error is not None:
+        from envcheck.core.redact import scrub
+
+        usage_error = scrub(usage_error, os.environ)  # a path quoted in it is printed where watchers show it
         said = f"envcheck healthcheck was called wrongly: {usage_error}"
         if mode == "npd":
             from envcheck.doctor.health import NPD_MAX_OUTPUT, NPD_UNKNOWN, fit_bytes

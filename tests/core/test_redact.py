@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from envcheck.core import redact
 from envcheck.core.redact import REDACTED, is_secret_name, redact_env, redact_tree, redact_value, scrub
@@ -219,6 +229,13 @@ def test_token_shapes_alone(kind):
     assert redact_value(text) == "push rejected (<redacted>), retry; [<redacted>]. <redacted>"
 
 
+@pytest.mark.parametrize("sgr", ["\x1b[0m", "\x1b[m", "\x1b[1;32m", "\x1b[38;5;208m"])
+def test_a_token_or_field_right_after_a_colour_code_is_redacted(sgr):
+    # A coloured log line: the code's final "m" glues the token to a word for a plain \b.
+    token = TOKENS["aws access key id"]
+    assert redact_value(f"{sgr}{token}{sgr} {sgr}password=Zx81qqWm") == f"{sgr}{REDACTED}{sgr} {sgr}password={REDACTED}"
+
+
 @pytest.mark.parametrize(
     "text", ["hf_hub_download", "pip install scikit-learn sk-learn", "ghp_short", "AKIA1234", "xoxb-1", "task-ab"]
 )
@@ -298,3 +315,227 @@ def test_secrets_that_a_renderer_would_escape_are_gone_before_it_runs(kind):
     for form in escaped_forms(secret):
         assert not any(form in text for text in texts + rendered), (kind, form)
     assert json.loads(json.dumps(clean))["summary"] == "login failed with <redacted> (401),"
+
+
+# -- linear time -------------------------------------------------------------------------------------
+# The credentials-in-URL pattern used to try a scheme at every letter of a run and read the rest of the run
+# each time: a 1 MiB host name took minutes. Each shape below made a pattern read its input more than once.
+
+MiB = 1 << 20
+
+#: name -> a hostile string of about ``n`` characters
+HOSTILE: dict[str, Any] = {
+    "letters": lambda n: "a" * n,
+    "digits and letters": lambda n: "1a" * (n // 2),
+    "a: runs": lambda n: "a:" * (n // 2),
+    "@ after a scheme": lambda n: "a://" + "@" * n,
+    "// runs": lambda n: "a://" * (n // 4),
+    "scheme then letters": lambda n: "git+https://" + "b" * n,
+    "token prefix then letters": lambda n: "hf_" + "a" * n + "é",
+    "token prefixes": lambda n: "sk-hf_xoxb-" * (n // 11) + "é",
+    "unterminated quote": lambda n: 'token="' + "x\\'" * (n // 3),
+    "field name without value": lambda n: "a" * n + "=",
+    "quoted key without colon": lambda n: '"a"' + " " * n,
+}
+
+
+@pytest.mark.parametrize("shape", sorted(HOSTILE))
+def test_a_mebibyte_of_hostile_text_is_redacted_in_well_under_a_second(shape):
+    # A bound, not a benchmark (benchmarks/redact_cost.py measures): 5 s for what takes ~0.1 s. The small size
+    # first, so that a quadratic pattern fails here in seconds instead of running for an hour.
+    env = {"HF_TOKEN": ENV_SECRET}
+    for size in (64 * 1024, MiB):
+        text = HOSTILE[shape](size)
+        started = time.perf_counter()
+        scrub(text, env)
+        redact_tree({"host": text, "results": [text]}, env)
+        elapsed = time.perf_counter() - started
+        assert elapsed < 5.0, (shape, size, elapsed)
+
+
+NVML_SITE = Path(__file__).parent.parent / "nvml_site"
+ENVCHECK = shutil.which("envcheck") or str(Path(sys.executable).with_name("envcheck"))
+
+
+def envcheck(*args: str, timeout: float = 120, **extra: str) -> subprocess.CompletedProcess[str]:
+    """The installed command, on the fake NVML's healthy GPUs, with ``extra`` in its environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENVCHECK_")}
+    env.update({"PYTHONPATH": str(NVML_SITE), "ENVCHECK_FAKE_NVML": "healthy_multi_gpu", **extra})
+    return subprocess.run([ENVCHECK, *args], capture_output=True, text=True, env=env, timeout=timeout, cwd="/")
+
+
+def test_fleet_over_a_report_with_a_mebibyte_host_name_finishes_quickly(tmp_path):
+    doc = json.loads(envcheck("doctor", "--quick", "--json").stdout)
+    (tmp_path / "a.json").write_text(json.dumps(doc))
+    doc["host"]["hostname"] = "a" * MiB
+    (tmp_path / "b.json").write_text(json.dumps(doc))
+    for fmt in ("text", "json"):
+        started = time.monotonic()
+        proc = envcheck("fleet", "--format", fmt, str(tmp_path), timeout=60)
+        assert proc.returncode in (0, 1), proc.stderr
+        assert time.monotonic() - started < 20, fmt  # 0.2 s here; past 45 s before
+
+
+def test_doctor_env_with_huge_gpu_variables_keeps_its_deadline_and_blames_nothing():
+    huge = "a" * 120_000
+    started = time.monotonic()
+    proc = envcheck(
+        "doctor", "env", "--deadline", "10", "--json",
+        NCCL_SOCKET_IFNAME=huge, CUDA_MODULE_LOADING=huge, PYTORCH_CUDA_ALLOC_CONF=huge, timeout=60,
+    )  # fmt: skip
+    wall = time.monotonic() - started
+    doc = json.loads(proc.stdout)
+    assert wall < 10 and doc["duration_s"] < 10, (wall, doc["duration_s"])  # 88 s and 32 s before
+    assert not [c for c in doc["checks"] if c["status"] == "crash" or "hung" in c["summary"]]
+
+
+# -- everywhere: every output of the installed command -----------------------------------------------
+# A secret of the environment (a value with no recognisable shape), a token of a known shape and a URL's
+# password, each put where the command will print it; none may survive in any output, stdout, stderr or file.
+
+SECRET_ENV = {
+    "HF_TOKEN": ENV_SECRET,
+    "NCCL_DEBUG_FILE": f"/scratch/{ENV_SECRET}/nccl.%h.log",  # a GPU variable the doctor shows
+    "NVIDIA_MIRROR": "https://deploy:Zx81qqPassWord@pkgs.corp/simple",
+    "TORCH_HOME": "/data/" + TOKENS["hugging face"],
+}
+LEAKS = (ENV_SECRET, "Zx81qqPassWord", TOKENS["hugging face"])
+
+
+def assert_no_secret(*texts: str) -> None:
+    for text in texts:
+        for secret in LEAKS:
+            assert secret not in text, (secret, text[:2000])
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "markdown", "html", "prometheus"])
+def test_no_secret_survives_in_any_format_on_stdout_or_in_the_output_file(fmt, tmp_path):
+    out = tmp_path / "report"
+    proc = envcheck("doctor", "env", "-v", "--format", fmt, "-o", str(out), **SECRET_ENV)
+    assert proc.returncode in (0, 1), proc.stderr
+    assert_no_secret(proc.stdout, proc.stderr, out.read_text())
+    if fmt in ("text", "json", "markdown", "html"):  # the report shows the variables: the secrets reached it
+        assert REDACTED in proc.stdout or "&lt;redacted&gt;" in proc.stdout
+
+
+def test_the_save_file_and_every_format_written_by_deliver_are_redacted(tmp_path, monkeypatch, capsys):
+    from envcheck.cli.terminal import deliver
+
+    doc = json.loads(envcheck("doctor", "--quick", "--json").stdout)
+    doc["checks"][0]["summary"] = f"login as {ENV_SECRET} via https://u:Zx81qqPassWord@h/ {TOKENS['hugging face']}"
+    for name, value in SECRET_ENV.items():
+        monkeypatch.setenv(name, value)
+    for fmt in ("json", "markdown", "html", "prometheus", "text"):
+        out, save = tmp_path / f"out.{fmt}", tmp_path / f"save.{fmt}.json"
+        assert deliver(doc, stdout_format=fmt, file_format=fmt, output=str(out), verbose=True, save=str(save)) is None
+        assert_no_secret(out.read_text(), save.read_text(), *capsys.readouterr())
+        assert REDACTED in save.read_text()
+
+
+@pytest.mark.parametrize("dialect", [[], ["--npd"], ["--slurm"]], ids=["docker", "npd", "slurm"])
+def test_no_secret_in_any_healthcheck_dialect_or_its_file(dialect, tmp_path):
+    # The spec's path is in each dialect's line ("lab spec PATH met"), and in the error of a spec that cannot
+    # be read; the .prom and .json files are written beside the line. A short directory: NPD keeps 80 bytes.
+    secret_dir = Path(tempfile.mkdtemp(prefix=ENV_SECRET, dir="/tmp"))
+    try:
+        spec = secret_dir / "lab.toml"
+        assert envcheck("snapshot", "-o", str(spec)).returncode == 0
+        missing = tmp_path / TOKENS["hugging face"] / "lab.toml"
+        for spec_path in (spec, missing, "https://u:Zx81qqPassWord@h/lab.toml"):
+            for output in ("health.prom", "health.json"):
+                args = ["healthcheck", *dialect, "--spec", str(spec_path), "-o", str(tmp_path / output)]
+                proc = envcheck(*args, **SECRET_ENV)
+                assert proc.stdout.count("\n") == 1, proc.stdout
+                assert_no_secret(proc.stdout, proc.stderr, (tmp_path / output).read_text())
+            if spec_path == spec or dialect != ["--npd"]:  # NPD's 80 bytes may end before a long path
+                assert REDACTED in proc.stdout, proc.stdout
+    finally:
+        shutil.rmtree(secret_dir)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["doctor", "--quick", "--spec", f"/nonexistent/{ENV_SECRET}/lab.toml"],  # the doctor's own error line
+        ["doctor", "--quick", "--json", "-o", f"/nonexistent/{ENV_SECRET}/x.json"],  # deliver's write error
+        ["doctor", "--format", f"json{ENV_SECRET}"],  # click's usage error quotes the value
+        ["doctor", f"--{TOKENS['hugging face']}"],  # ... and the option
+        ["healthcheck", "-o", f"/tmp/{ENV_SECRET}.txt"],  # the healthcheck's usage line, on stdout
+        ["healthcheck", "--npd", "-o", f"/tmp/{ENV_SECRET}.txt"],
+        ["fleet", f"/nonexistent/{ENV_SECRET}.json", "https://u:Zx81qqPassWord@h/r.json"],  # skipped sources
+        ["snapshot", "-o", f"/nonexistent/{ENV_SECRET}/lab.toml"],
+    ],
+)
+@pytest.mark.parametrize("locale", [{}, {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}])
+def test_no_secret_in_error_and_usage_lines(args, locale):
+    # stderr is scrubbed where it is written, so a line no report holds cannot carry a secret either; under
+    # an ASCII locale too, where click writes through a stream of its own.
+    proc = envcheck(*args, **SECRET_ENV, **locale)
+    assert proc.returncode != 0
+    assert_no_secret(proc.stdout, proc.stderr)
+    assert REDACTED in proc.stdout + proc.stderr
+
+
+# -- properties ----------------------------------------------------------------------------------------
+
+#: Any character at all: surrogates (a host name decoded with surrogateescape) and control characters too.
+ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=200)
+#: What may stand next to a token in prose, a log line or a command line.
+SEPARATORS = st.sampled_from(
+    [" ", "\n", "\t", ",", ";", "(", ")", "[", "]", "'", '"', ": ", "\x1b[0m", "\x1b[1;31m", "="]
+)
+#: Pieces that, repeated, made the old patterns (or could make a new one) read their input more than once.
+HOSTILE_PIECES = st.sampled_from(
+    ["a", "Z", "1", ":", "@", "/", "//", "://", "-", "_", ".", "+", "=", '"', "'", "\\", " ", "hf_", "sk-",
+     "ghp_", "xoxb-", "AKIA", "token", "https", "é", "\n", "?", "#", "&", ";"]
+)  # fmt: skip
+
+
+@st.composite
+def embedded_secret(draw: st.DrawFn) -> tuple[str, str, dict[str, str]]:
+    """(text, the secret in it, the environment): a known env secret anywhere in any text, or a token of a
+    known shape or a URL with credentials set off as in prose."""
+    before, after = draw(ANY_TEXT), draw(ANY_TEXT)
+    kind = draw(st.sampled_from(["env", "token", "url"]))
+    if kind == "env":
+        secret = draw(st.text(st.characters(categories=("L", "N", "P", "S")), min_size=8, max_size=40))
+        assume(REDACTED not in secret and secret not in REDACTED)
+        return before + secret + after, secret, {"MY_API_KEY": secret, "PATH": "/usr/bin"}
+    if kind == "token":
+        secret = TOKENS[draw(st.sampled_from(sorted(TOKENS)))]
+    else:
+        secret = "Zx81qq" + draw(st.text(st.characters(categories=("L", "N")), max_size=20))
+    inner = (
+        secret if kind == "token" else f"{draw(st.sampled_from(['https', 'git+ssh', 'redis']))}://ada:{secret}@host/"
+    )
+    text = before + draw(SEPARATORS) + inner + draw(SEPARATORS) + after
+    return text, secret, {}
+
+
+@settings(max_examples=300, deadline=None)
+@given(embedded_secret())
+def test_property_no_embedded_secret_survives(case):
+    text, secret, env = case
+    assert secret not in scrub(text, env)
+    assert secret not in json.dumps(redact_tree({text: [text]}, env), ensure_ascii=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ANY_TEXT, st.dictionaries(ANY_TEXT, ANY_TEXT, max_size=4))
+def test_property_the_redactor_never_raises_and_is_idempotent(text, env):
+    once = scrub(text, env)
+    assert isinstance(once, str) and isinstance(redact_value(text), str)
+    assert scrub(once, env) == once
+    redact_env(env)
+    redact_tree({"k": [text, (text, 1.5, None)], text: {"n": text}}, env)
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.lists(HOSTILE_PIECES, min_size=1, max_size=6).map("".join), st.lists(HOSTILE_PIECES, max_size=3).map("".join))
+def test_property_time_per_byte_is_bounded_on_long_hostile_text(unit, tail):
+    # ~256 KiB of one repeated hostile unit: well under a second here; a quadratic pattern takes minutes.
+    text = unit * (256 * 1024 // len(unit)) + tail
+    started = time.perf_counter()
+    scrub(text, {"HF_TOKEN": ENV_SECRET})
+    elapsed = time.perf_counter() - started
+    assert elapsed < 0.5 + 5.0 * len(text) / 1e6, (unit, tail, elapsed)  # 5 s per MB: ~50 times what it takes
