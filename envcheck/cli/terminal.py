@@ -171,6 +171,10 @@ class ScrubbedStream:
         self._stream.write(self._scrub(text))
         return len(text)
 
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
     def __getattr__(self, name: str) -> Any:
         if name == "buffer":
             raise AttributeError(name)

@@ -585,10 +585,11 @@ def run_rank(
     ``on_steps`` (rank 0): called once the steps are known with a function that, from any thread, stops
     the run early with what finished so far (``stop(why)``; it delivers through ``on_hang`` and ends the
     process), so that an interrupted run still reports the collectives it measured."""
-    # torch's C++ logging (c10d's socket retries, with C++ frames: dozens of lines for an unresolvable
-    # MASTER_ADDR) says again, less clearly, what this rank reports in one line; a user who wants it sets
-    # TORCH_CPP_LOG_LEVEL. Read when torch loads, so set before the first import of torch.
-    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "FATAL")
+    # torch's C++ warnings (c10d's socket retries: dozens of lines for an unresolvable MASTER_ADDR) say again,
+    # less clearly, what this rank reports in one line; its errors (an NCCL watchdog's timeout, a store that
+    # failed) are kept: when a rank dies they are the clues. A user who wants more sets TORCH_CPP_LOG_LEVEL.
+    # Read when torch loads, so set before the first import of torch.
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
     import torch.distributed as dist
 
     progress = progress or (lambda event: None)

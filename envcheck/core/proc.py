@@ -39,7 +39,8 @@ def _die_with_parent_hook() -> Callable[[], None] | None:
     envcheck dies (``PR_SET_PDEATHSIG``, Linux): a SIGKILLed envcheck runs no handler, and without this
     a hung ``nvcc`` on a dead mount, or a worker waiting on a peer, would outlive it. The call is resolved
     here, in the parent, so that the child only makes one system call before ``exec``; the signal comes
-    when the thread that started the child ends, and every caller waits on its children in that thread.
+    when the thread that started the child ends: every child is started by a thread that outlives it (the
+    main thread, or the probe or supervising thread that waits on it).
     None where there is no prctl (not Linux): there, children bound themselves in time."""
     try:
         import ctypes

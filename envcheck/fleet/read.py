@@ -49,9 +49,10 @@ MAX_BYTES = 256 * 1024**2
 
 #: The most values (arrays, objects, their members and items) one document may hold. Counted as the
 #: commas and opening brackets in its text, strings included (every value but the first in its
-#: container follows a comma), so an upper bound; it allows a burn of 8 GPUs of nine hours, or comm's
-#: matrix of a 2 000-rank world, and keeps one parse under ~400 MB (4 Mi values at up to 100 bytes).
-MAX_VALUES = 4 * 1024**2
+#: container follows a comma), so an upper bound; it allows an overnight burn (8 GPUs for 19 hours, 16
+#: for 9: the timeline is not thinned), or comm's matrix of a 2 800-rank world, and keeps one parse under
+#: ~800 MB (8 Mi values at up to 100 bytes). A longer burn's report is skipped, saying so.
+MAX_VALUES = 8 * 1024**2
 
 #: The most digits an integer may have. envcheck writes integers of at most 64 bits (20 digits: byte
 #: counts, exit codes, indexes); up to 100 digits, float() of it is finite, and Python converts one in

@@ -202,23 +202,42 @@ def write_text_atomically(path: str, text: str) -> None:
     A refusal is an :class:`OSError` whose ``strerror`` is one line without the path, as the callers say
     every failed write (``cannot write PATH: ...``, exit 74)."""
     linked = os.path.islink(path)
-    if linked and _someone_elses_link(path):
-        raise OSError(errno.EPERM, "is a symbolic link another user left in a shared directory: not followed")
-    target = os.path.realpath(path) if linked else path
+    if linked:
+        _check_links(path)
     try:
-        mode: int | None = os.stat(target).st_mode
+        # the kernel follows the links itself: /dev/stdout → /proc/self/fd/1 → a pipe has no path to resolve
+        mode: int | None = os.stat(path).st_mode
     except FileNotFoundError:
         if linked:
-            raise OSError(errno.ENOENT, f"is a symbolic link to {path_shown(target)}, which does not exist") from None
+            missing = path_shown(os.path.realpath(path))
+            raise OSError(errno.ENOENT, f"is a symbolic link to {missing}, which does not exist") from None
         mode = None
     if mode is not None:
         for test, code, words in _REFUSED:
             if test(mode):
                 raise OSError(code, words)
         if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
-            _write_through(target, text)
+            _write_through(path, text)
             return
-    _replace(target, text)
+    _replace(os.path.realpath(path) if linked else path, text)
+
+
+#: Links followed at most, as the kernel's own limit (ELOOP past 40).
+MAX_LINKS = 40
+
+
+def _check_links(path: str) -> None:
+    """Every link on the way from ``path`` to what it names, one at a time: none may be another user's link
+    in a shared directory (:func:`_someone_elses_link`), and a loop ends. The walk stops where the next name
+    is not a link (a file, nothing, or what a magic link such as /proc/self/fd/1 names: ``pipe:[…]``)."""
+    current = path
+    for _ in range(MAX_LINKS):
+        if not os.path.islink(current):
+            return
+        if _someone_elses_link(current):
+            raise OSError(errno.EPERM, "is a symbolic link another user left in a shared directory: not followed")
+        current = os.path.join(os.path.dirname(os.path.abspath(current)), os.readlink(current))
+    raise OSError(errno.ELOOP, "is a chain of too many symbolic links")
 
 
 def _someone_elses_link(path: str) -> bool:

@@ -162,6 +162,33 @@ def test_another_users_link_in_a_shared_sticky_directory_is_not_followed(tmp_pat
     assert victim.read_text() == "root:x:0:0\n" and link.is_symlink()
 
 
+def test_dev_stdout_into_a_pipe_is_written_through():
+    """/dev/stdout is a link to /proc/self/fd/1, whose target (``pipe:[…]``) is no path: the kernel follows
+    it, and the report goes down the pipe."""
+    proc = run(*DOCTOR, "--format", "json", "-o", "/dev/stdout")
+    assert proc.returncode == 0, proc.stderr
+    assert '"schema": "envcheck.doctor/1"' in proc.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a link to another user needs root")
+def test_another_users_link_further_down_a_chain_is_not_followed(tmp_path):
+    """Every link on the way is checked, not only the first: root's own link to another user's planted link
+    in a shared directory is refused as that link is."""
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    victim = tmp_path / "passwd"
+    victim.write_text("root:x:0:0\n")
+    planted = shared / "planted"
+    planted.symlink_to(victim)
+    os.lchown(planted, 65534, 65534)
+    mine = shared / "report.json"
+    mine.symlink_to(planted)
+    proc = run(*DOCTOR, "-o", str(mine))
+    refused(proc, mine, "is a symbolic link another user left in a shared directory: not followed")
+    assert victim.read_text() == "root:x:0:0\n"
+
+
 def unix_socket(path: Path) -> socket.socket:
     listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listening.bind(str(path))

@@ -222,3 +222,17 @@ def test_snapshot_into_a_missing_directory_is_exit_74_and_leaves_nothing(tmp_pat
     written = tmp_path / "lab.toml"
     assert run("snapshot", "-o", str(written)).returncode == 0
     assert [p.name for p in tmp_path.iterdir()] == ["lab.toml"]  # the temporary file was renamed, not left
+
+
+def test_stderr_scrubs_every_way_of_writing_to_it():
+    """The scrubbed stderr stands between every command and the terminal: write and writelines alike."""
+    import io
+
+    from envcheck.cli.terminal import ScrubbedStream
+
+    secret = "hf_" + "x" * 30
+    raw = io.StringIO()
+    stream = ScrubbedStream(raw)
+    stream.write(f"token {secret}\n")
+    stream.writelines([f"again {secret}\n", "plain\n"])
+    assert secret not in raw.getvalue() and raw.getvalue().endswith("plain\n")

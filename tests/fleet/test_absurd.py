@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from envcheck.fleet.read import MAX_VALUES
 from tests.fleet.conftest import ENVCHECK, as_node, env_with, fleet, write
 
 #: Number literals no envcheck report writes, each spliced into a document's text as it is.
@@ -138,7 +139,7 @@ def test_the_command_skips_it_with_one_line(real: dict[str, dict[str, Any]], tmp
     proc = subprocess.run([ENVCHECK, "fleet", good, str(big), "--json"], capture_output=True, text=True, timeout=120)
     doc = json.loads(proc.stdout)
     assert proc.returncode == doc["exit_code"] and [n["hostname"] for n in doc["nodes"]] == ["good"]
-    assert doc["skipped"][0]["reason"].startswith("holds more than 4,194,304 JSON values")
+    assert doc["skipped"][0]["reason"].startswith(f"holds more than {MAX_VALUES:,} JSON values")
 
 
 # --- any JSON document: never raises, a node or a skip ----------------------------------------------
