@@ -4,6 +4,7 @@ it dies, it returns a wrong result (faults injected by tests/comm/fault_site, a 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -167,16 +169,16 @@ def test_a_stuck_rank_is_named_and_the_run_ends_within_the_timeout():
     assert {r["op"] for r in doc["results"]} == {"all_reduce"}  # what finished before is still reported
 
 
-def test_ctrl_c_ends_the_run_with_a_report_of_the_collectives_that_finished(tmp_path):
-    """Ctrl-C while rank 1 is stuck in reduce_scatter (the timeout is far away): envcheck asks rank 0 to stop,
-    the report holds the all_reduce sweep every rank finished, says it was interrupted and where, and exits 130;
-    no rank outlives it."""
+@contextlib.contextmanager
+def rank_1_stuck(tmp_path: Path, nproc: int, output: int | None) -> Iterator[tuple[subprocess.Popen[str], list]]:
+    """``envcheck comm`` over ``nproc`` CPU ranks with rank 1 stuck in reduce_scatter (the timeout far away),
+    once the all_reduce sweep is done: (envcheck, its ranks). envcheck is killed on the way out if still there."""
     mark = tmp_path / "hanging"
-    args = ["comm", "--device", "cpu", "--nproc", "3", "--timeout", "120", "--max-size", "8KiB", "--json"]
+    args = ["comm", "--device", "cpu", "--nproc", str(nproc), "--timeout", "120", "--max-size", "8KiB", "--json"]
     process = subprocess.Popen(
         [ENVCHECK, *args, "--ops", "all_reduce,reduce_scatter"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=output,
+        stderr=output,
         text=True,
         cwd="/",
         env=env_with(
@@ -190,14 +192,21 @@ def test_ctrl_c_ends_the_run_with_a_report_of_the_collectives_that_finished(tmp_
         while not mark.exists() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         assert mark.exists(), "rank 1 never reached reduce_scatter"
-        ranks = psutil.Process(process.pid).children(recursive=True)
+        yield process, psutil.Process(process.pid).children(recursive=True)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_ctrl_c_ends_the_run_with_a_report_of_the_collectives_that_finished(tmp_path):
+    """Ctrl-C while rank 1 is stuck in reduce_scatter (the timeout is far away): envcheck asks rank 0 to stop,
+    the report holds the all_reduce sweep every rank finished, says it was interrupted and where, and exits 130;
+    no rank outlives it."""
+    with rank_1_stuck(tmp_path, 3, subprocess.PIPE) as (process, ranks):
         interrupted = time.monotonic()
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=60)
         took = time.monotonic() - interrupted
-    finally:
-        if process.poll() is None:
-            process.kill()
     assert process.returncode == 130, stderr
     assert took < 20, took  # rank 0's grace, not the 120 s timeout
     doc = json.loads(stdout)
@@ -215,33 +224,12 @@ def test_ctrl_c_ends_the_run_with_a_report_of_the_collectives_that_finished(tmp_
 def test_no_rank_outlives_envcheck_killed_outright(tmp_path):
     """SIGKILL runs no handler in envcheck: the kernel ends its ranks (they die with their launcher), so
     neither the rank stuck in a collective nor the one waiting on it outlives it."""
-    mark = tmp_path / "hanging"
-    process = subprocess.Popen(
-        [ENVCHECK, "comm", "--device", "cpu", "--nproc", "2", "--timeout", "120", "--max-size", "8KiB"]
-        + ["--json", "--ops", "all_reduce,reduce_scatter"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd="/",
-        env=env_with(
-            PYTHONPATH=str(FAULT_SITE),
-            ENVCHECK_TEST_COMM_FAULT="hang:1:reduce_scatter",
-            ENVCHECK_TEST_COMM_HANG_MARK=str(mark),
-        ),
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while not mark.exists() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert mark.exists(), "rank 1 never reached reduce_scatter"
-        ranks = psutil.Process(process.pid).children(recursive=True)
+    with rank_1_stuck(tmp_path, 2, subprocess.DEVNULL) as (process, ranks):
         assert len(ranks) >= 2
         process.kill()
         process.wait(timeout=10)
         _, alive = psutil.wait_procs(ranks, timeout=15)
         assert not alive, [p.pid for p in alive]
-    finally:
-        if process.poll() is None:
-            process.kill()
 
 
 def test_a_rendezvous_port_that_accepts_but_never_answers_ends_in_one_line():
