@@ -154,12 +154,7 @@ def _parse_file(shown: str, data: bytes | files.FileRefused) -> Iterator[NodeRep
     except orjson.JSONDecodeError:
         pass
     else:
-        try:
-            kind, hostname = classify(value)
-        except NotAReport as exc:
-            yield Skipped(shown, str(exc))
-            return
-        yield NodeReport(shown, kind, hostname, value)
+        yield _report(shown, value)
         return
     try:
         text = files.decode(data)
@@ -299,15 +294,7 @@ def _documents(chunks: Iterator[str], label: str, *, always_numbered: bool) -> I
         numbered = len(items) > 1
     for line, value, error in items:
         source = f"{label}:{line}" if numbered else label
-        if error is not None:
-            yield Skipped(source, error)
-            continue
-        try:
-            kind, hostname = classify(value)
-        except NotAReport as exc:
-            yield Skipped(source, str(exc))
-            continue
-        yield NodeReport(source, kind, hostname, value)
+        yield Skipped(source, error) if error is not None else _report(source, value)
 
 
 def _json_values(chunks: Iterator[str]) -> Iterator[tuple[int, Any, str | None]]:
@@ -404,6 +391,15 @@ def _one_line(buf: str, start: int) -> bool:
     many (whose first line is its opening bracket alone)."""
     end = buf.find("\n", start)
     return buf[start : end if end >= 0 else len(buf)].strip() not in ("{", "[")
+
+
+def _report(source: str, value: Any) -> NodeReport | Skipped:
+    """A parsed document as a node's report, or the source skipped with why it is not one."""
+    try:
+        kind, hostname = classify(value)
+    except NotAReport as exc:
+        return Skipped(source, str(exc))
+    return NodeReport(source, kind, hostname, value)
 
 
 def classify(value: Any) -> tuple[str, str]:
