@@ -1,4 +1,4 @@
-"""``python -m envcheck.comm PLAN_JSON LAUNCHER_PID``: one rank started by envcheck.comm.launch.
+"""``python -m envcheck.comm PLAN_JSON``: one rank started by envcheck.comm.launch.
 
 A module of its own (not ``-m envcheck.comm.rank``) so that envcheck.comm.rank is imported as itself:
 what runs is the module's functions, as a test that patches them sees them."""

@@ -109,8 +109,7 @@ class RankChild(Child):
         return cls(
             f"rank {rank}",
             stall_limit(run.plan) if rank == 0 else math.inf,
-            # the launcher's pid: the rank dies with it, however it dies (envcheck.core.workers.start)
-            [sys.executable, "-m", "envcheck.comm", run.plan.to_json(), str(os.getpid())],
+            [sys.executable, "-m", "envcheck.comm", run.plan.to_json()],
             stdin=rank == 0,  # rank 0 hears "stop" on it (Ctrl-C)
             last_words=None,  # a rank has no stack to give: the run's problems are in rank 0's report
             rank=rank,

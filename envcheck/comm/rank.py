@@ -757,15 +757,12 @@ def emit(event: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m envcheck.comm PLAN_JSON LAUNCHER_PID``: one rank started by envcheck.comm.launch (the
-    world in the torchrun variables it set). Rank 0 writes the raw report as its last line on stdout. Like
-    every worker it dies with its launcher, even one killed outright, so no rank waits out its timeout (or,
-    waiting on a peer, forever) after envcheck is gone."""
+    """``python -m envcheck.comm PLAN_JSON``: one rank started by envcheck.comm.launch (the world in the
+    torchrun variables it set). Rank 0 writes the raw report as its last line on stdout. Like every child
+    of envcheck it dies with its launcher, even one killed outright (envcheck.core.proc.start)."""
     from envcheck.comm.world import detect
 
     args = sys.argv[1:] if argv is None else argv
-    if len(args) > 1:
-        workers.die_with_parent(int(args[1]))
     plan = Plan.from_json(args[0])
     world = detect(os.environ)
     if world is None:

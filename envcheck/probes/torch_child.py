@@ -238,9 +238,9 @@ def main(argv):
         del sys.path[0]
     timeout_s = float(argv[1]) if len(argv) > 1 else 0.0
     # A native crash, and the parent's "where are you stuck?" just before it kills us, leave the Python
-    # stack on stderr for the parent to quote; and a parent killed outright takes us with it at once, where
-    # the kernel can (PR_SET_PDEATHSIG), rather than at the alarm below.
-    workers.start(os.getppid())
+    # stack on stderr for the parent to quote. (A parent killed outright takes us with it: the kernel does
+    # that for every child of envcheck, envcheck.core.proc.start; the alarm below is the bound elsewhere.)
+    workers.start()
     if timeout_s > 0 and hasattr(signal, "alarm"):
         # The parent kills us before the limit, but a parent killed outright (SIGKILL, an OOM kill) runs
         # no exit handler: then SIGALRM's default action ends us, done by the kernel, so even a hang inside
