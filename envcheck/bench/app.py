@@ -179,6 +179,8 @@ class BenchReport:
     wall_s: float
     planned: int
     interrupted: bool = False
+    #: The signal that cut it short (``SIGTERM``), if one did (envcheck.core.stop).
+    stopped_by: str | None = None
     container: str | None = None
     #: The torch build the figures came from, as the torch child read it.
     torch: TorchInfo | None = None
@@ -209,7 +211,7 @@ class BenchReport:
 
     @property
     def exit_code(self) -> ExitCode:
-        return exit_code_for(self.statuses(), interrupted=self.interrupted)
+        return exit_code_for(self.statuses(), interrupted=self.interrupted, stopped_by=self.stopped_by)
 
 
 def run_bench(
@@ -218,6 +220,7 @@ def run_bench(
     """Run the bench as ``request`` asks. A machine that cannot meet it raises :class:`CommandError` (one
     line, exit 1) before the first case; Ctrl-C during the suite returns what finished, marked
     ``interrupted``."""
+    from envcheck.core import stop
     from envcheck.core.report import utc_now
     from envcheck.doctor.runner import ProbeRunner
     from envcheck.probes.host import read_container
@@ -228,20 +231,41 @@ def run_bench(
     # A CPU bench never starts CUDA, so its torch child need not either: hiding the GPUs from it keeps a
     # wedged driver from holding a CPU benchmark up for the child's whole time limit.
     probes = ProbeRunner(env if gpus_wanted else {**env, VISIBLE: ""}, resolve.PROBE_DEADLINE_S)
-    probes.start("torch")
-    if gpus_wanted:
-        probes.start("nvml")
-    chosen, torch_info = resolve.from_probes(request.device, probes.get, env)
-    if request.baseline is not None:
-        ids, names = [s.id for s in request.specs], [d.name for d in chosen]
-        try:
-            compare.precheck(request.baseline, ids, names, path=str(request.baseline_path))
-        except compare.BaselineError as exc:
-            raise CommandError(str(exc), ExitCode.USAGE) from None
-
+    chosen: list[DeviceInfo] = []
+    torch_info: TorchInfo | None = None
     suite_started = time.monotonic()
-    cpus = None if all(d.is_cuda for d in chosen) else contention.Cpus.here()
-    checks = preflight(probes, chosen, cpus)
+    try:
+        probes.start("torch")
+        if gpus_wanted:
+            probes.start("nvml")
+        chosen, torch_info = resolve.from_probes(request.device, probes.get, env)
+        if request.baseline is not None:
+            ids, names = [s.id for s in request.specs], [d.name for d in chosen]
+            try:
+                compare.precheck(request.baseline, ids, names, path=str(request.baseline_path))
+            except compare.BaselineError as exc:
+                raise CommandError(str(exc), ExitCode.USAGE) from None
+        suite_started = time.monotonic()
+        cpus = None if all(d.is_cuda for d in chosen) else contention.Cpus.here()
+        checks = preflight(probes, chosen, cpus)
+    except KeyboardInterrupt:  # Ctrl-C, or an orderly stop's first signal, before the first case
+        stop.settle()
+        return BenchReport(
+            request=request,
+            devices=tuple(chosen),
+            results=(),
+            preflight=(),
+            comparison=None,
+            spec_verdicts=None,
+            generated_at=generated_at,
+            duration_s=time.monotonic() - started,
+            wall_s=time.monotonic() - suite_started,
+            planned=0,
+            interrupted=True,
+            stopped_by=stop.stopped_by(True),
+            container=read_container(env).kind,
+            torch=torch_info,
+        )
     datasheets = peaks.by_device(chosen)
     jobs = schedule(list(request.specs), chosen, request.benchmark_options, env=env, datasheets=datasheets)
     suite = run.run(jobs, progress=progress, env=env, serial=request.serial)
@@ -261,6 +285,7 @@ def run_bench(
         wall_s=wall_s,
         planned=suite.planned,
         interrupted=suite.interrupted,
+        stopped_by=stop.stopped_by(suite.interrupted),
         container=read_container(env).kind,
         torch=torch_info,
         workers=tuple(suite.workers),

@@ -64,8 +64,9 @@ def bench(
     Exit codes: 0 all figures verified; 1 a wrong result, a crashed case, a GPU slower than its
     siblings, a regression against --compare, a failed preflight check, a figure below the --spec
     minimum, a requested GPU that is not there, or a torch that cannot be imported; 2 a malformed
-    option, device string, baseline or spec; 74 the report could not be written; 130 interrupted
-    (what was measured so far is still printed and saved).
+    option, device string, baseline or spec; 74 the report could not be written; 130 stopped by
+    Ctrl-C, 143 by SIGTERM, 129 by SIGHUP (what was measured so far is still printed and saved: README,
+    "Stopping a run").
     """
     import sys
 
@@ -73,6 +74,7 @@ def bench(
     from envcheck.bench.report import bench_document
     from envcheck.cli.options import resolve_formats
     from envcheck.cli.terminal import finish
+    from envcheck.core import stop
 
     stdout_format, file_format = resolve_formats(fmt, as_json, output)
     if list_only:
@@ -91,16 +93,17 @@ def bench(
     from envcheck.bench.render import progress
 
     callbacks, live = progress(stream=sys.stderr)
-    with live:
-        report = run_bench(request, progress=callbacks)
-    finish(
-        bench_document(report),
-        report.exit_code,
-        stdout_format=stdout_format,
-        file_format=file_format,
-        output=output,
-        save=save,
-    )
+    with stop.orderly():
+        with live:
+            report = run_bench(request, progress=callbacks)
+        finish(
+            bench_document(report),
+            report.exit_code,
+            stdout_format=stdout_format,
+            file_format=file_format,
+            output=output,
+            save=save,
+        )
 
 
 def _list(specs: list[BenchSpec], *, as_json: bool) -> None:

@@ -15,6 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 from envcheck.bench.case import BenchResult, Progress
 from envcheck.bench.report import summary_words
 from envcheck.core.report import BENCH_SCHEMA
+from envcheck.core.stop import stopped_words
 from envcheck.render import RenderOptions, html, renders
 from envcheck.render.common import CheckLines, cell, code, escape, icon, print_wide, write_lines
 from envcheck.render.live import Live
@@ -144,7 +145,9 @@ def summary_line(doc: dict[str, Any]) -> str:
         )
     head = ""
     if doc.get("interrupted"):
-        head = f"[bold yellow]interrupted[/] after {c.get('finished', 0)} of {c.get('planned', 0)} cases: "
+        by = stopped_words(doc.get("stopped_by") if isinstance(doc.get("stopped_by"), str) else None)
+        done, planned = c.get("finished", 0), c.get("planned", 0)
+        head = f"[bold yellow]interrupted[/] by {escape(by)} after {done} of {planned} cases: "
     style = "red" if doc.get("exit_code") else "green"
     devices = len(doc.get("devices", []))
     return f"{head}[{style}]{', '.join(parts)}[/] on {devices} device(s) in {doc.get('wall_s', 0):.0f} s"

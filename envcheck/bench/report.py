@@ -15,6 +15,7 @@ from envcheck.bench.app import BenchReport
 from envcheck.bench.peaks import Peak
 from envcheck.core.model import Status, counts, to_jsonable, worst
 from envcheck.core.report import BENCH_SCHEMA, GpuIdentity, HostIdentity, Summary, envelope, verdict_of
+from envcheck.core.stop import stopped_words
 from envcheck.devices.model import DeviceInfo
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ def bench_document(report: BenchReport) -> dict[str, Any]:
         {
             "status": worst(statuses).value,
             "interrupted": report.interrupted,
+            "stopped_by": report.stopped_by,
             "options": report.request.describe(),
             "torch": _torch(report.torch),
             "devices": [_device(d, report.datasheets.get(d.name)) for d in report.devices],
@@ -103,7 +105,8 @@ def summary(report: BenchReport) -> dict[str, Any]:
     }
     text = f"{', '.join(summary_words(counts))} on {len(report.devices)} device(s)"
     if report.interrupted:
-        text = f"interrupted after {counts['finished']} of {counts['planned']} cases: {text}"
+        by = stopped_words(report.stopped_by)
+        text = f"interrupted by {by} after {counts['finished']} of {counts['planned']} cases: {text}"
     return Summary(verdict_of(report.statuses(), interrupted=report.interrupted), text, counts).to_json()
 
 

@@ -16,12 +16,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -183,45 +180,6 @@ class BurnChild(JobChild[BurnJob]):
         return max(0.0, (self.ended or now) - self.load_started)
 
 
-# -- stopping on SIGTERM -----------------------------------------------------------------------------------
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM during a burn: stop as Ctrl-C stops it (the supervisor kills the workers and keeps what they
-    said), and exit 143."""
-
-
-@dataclass
-class StopSignals:
-    """While a burn runs, SIGTERM raises :class:`Terminated` in the main thread instead of ending the process
-    (envcheck.core.proc's default handler kills the children and dies at once, with no report). SIGINT stays
-    Python's KeyboardInterrupt. Restored on exit."""
-
-    terminated: bool = False
-    #: Raise on SIGTERM (while the run can still be cut short); once the run is over a SIGTERM is only noted,
-    #: so that the report of what ran is still written, and the exit code says SIGTERM.
-    armed: bool = True
-    _previous: Any = None
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[StopSignals]:
-        if threading.current_thread() is not threading.main_thread():
-            yield self
-            return
-
-        def on_term(signum: int, frame: Any) -> None:
-            first = not self.terminated
-            self.terminated = True
-            if first and self.armed:
-                raise Terminated
-
-        self._previous = signal.signal(signal.SIGTERM, on_term)
-        try:
-            yield self
-        finally:
-            signal.signal(signal.SIGTERM, self._previous)
-
-
 # -- the run ------------------------------------------------------------------------------------------------
 
 
@@ -255,7 +213,8 @@ class BurnReport:
     generated_at: datetime
     duration_s: float
     interrupted: bool = False
-    terminated: bool = False
+    #: The signal that cut it short (``SIGTERM``), if one did (envcheck.core.stop).
+    stopped_by: str | None = None
     container: str | None = None
     torch: TorchInfo | None = None
     limits: Limits = field(default_factory=Limits)
@@ -268,7 +227,7 @@ class BurnReport:
 
     @property
     def exit_code(self) -> ExitCode:
-        return exit_code_for(self.statuses(), interrupted=self.interrupted, terminated=self.terminated)
+        return exit_code_for(self.statuses(), interrupted=self.interrupted, stopped_by=self.stopped_by)
 
 
 #: Called about four times a second while the workers run, with the children and the sampler (a live display).
@@ -285,6 +244,7 @@ def run_burn(
     """Burn the devices ``request`` asks for (or ``chosen``, already resolved: tests burn several CPU
     "devices" at once). A machine that cannot start raises :class:`CommandError`; Ctrl-C or SIGTERM at any
     point returns what ran, marked interrupted."""
+    from envcheck.core import stop
     from envcheck.core.report import utc_now
     from envcheck.probes.host import read_container
     from envcheck.probes.nvml.session import shared
@@ -292,41 +252,39 @@ def run_burn(
 
     env = dict(os.environ if env is None else env)
     generated_at, started = utc_now(), time.monotonic()
-    stop = StopSignals()
     torch_info: TorchInfo | None = None
     children: list[BurnChild] = []
     sampler: Sampler | None = None
     interrupted = False
     began = time.monotonic()
-    with stop.installed():
-        try:
-            if chosen is None:
-                chosen, torch_info = resolve(request, env)
-            wanted = [d.uuid for d in chosen if d.is_cuda and d.uuid]
-            # The nvml probe started NVML to tell who the GPUs are: the sampler reads through that session.
-            sampler = Sampler(wanted, interval_s=request.interval_s, host=True, session=shared() if wanted else None)
-            sampler.open()
-            sampler.start()
-            keys = _keys(chosen, sampler)
-            active = sampler
+    try:
+        if chosen is None:
+            chosen, torch_info = resolve(request, env)
+        wanted = [d.uuid for d in chosen if d.is_cuda and d.uuid]
+        # The nvml probe started NVML to tell who the GPUs are: the sampler reads through that session.
+        sampler = Sampler(wanted, interval_s=request.interval_s, host=True, session=shared() if wanted else None)
+        sampler.open()
+        sampler.start()
+        keys = _keys(chosen, sampler)
+        active = sampler
 
-            def on_point(child: BurnChild, t: float, value: float) -> None:
-                active.record(child.key, value, active.since_start(t))
+        def on_point(child: BurnChild, t: float, value: float) -> None:
+            active.record(child.key, value, active.since_start(t))
 
-            children = [BurnChild.of(job, keys[job.device.name], on_point) for job in jobs_for(request, chosen, env)]
-            began = time.monotonic()
-            interrupted = supervise(
-                children,
-                env=env,
-                tick=(lambda: watch(children, active)) if watch is not None else lambda: None,
-            )
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            stop.armed = False
-            if sampler is not None:
-                sampler.stop()
-                sampler.close()
+        children = [BurnChild.of(job, keys[job.device.name], on_point) for job in jobs_for(request, chosen, env)]
+        began = time.monotonic()
+        interrupted = supervise(
+            children,
+            env=env,
+            tick=(lambda: watch(children, active)) if watch is not None else lambda: None,
+        )
+    except KeyboardInterrupt:  # Ctrl-C, or an orderly stop's first signal, before the workers ran
+        interrupted = True
+    finally:
+        stop.settle()
+        if sampler is not None:
+            sampler.stop()
+            sampler.close()
     unused = Telemetry(status="unused", interval_s=request.interval_s)
     telemetry = sampler.telemetry() if sampler is not None else unused
     return report_for(
@@ -337,8 +295,8 @@ def run_burn(
         began=began,
         generated_at=generated_at,
         duration_s=time.monotonic() - started,
-        interrupted=interrupted or stop.terminated,
-        terminated=stop.terminated,
+        interrupted=interrupted,
+        stopped_by=stop.stopped_by(interrupted),
         container=read_container(env).kind,
         torch=torch_info,
     )
@@ -399,7 +357,7 @@ def report_for(
     generated_at: datetime,
     duration_s: float,
     interrupted: bool,
-    terminated: bool = False,
+    stopped_by: str | None = None,
     container: str | None = None,
     torch: TorchInfo | None = None,
     limits: Limits | None = None,
@@ -448,7 +406,7 @@ def report_for(
         generated_at,
         duration_s,
         interrupted,
-        terminated,
+        stopped_by,
         container,
         torch,
         limits,

@@ -46,7 +46,8 @@ def burn(
     over the run or a GPU runs within 5 °C of its slowdown threshold.
 
     Exit codes: 0 passed (warnings allowed); 1 a failure; 2 a malformed option or spec; 74 the report
-    could not be written; 130 interrupted by Ctrl-C, 143 by SIGTERM (the report covers what ran).
+    could not be written; 130 stopped by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP (the report covers what
+    ran: README, "Stopping a run").
     """
     import sys
 
@@ -55,10 +56,14 @@ def burn(
     from envcheck.burn.report import burn_document
     from envcheck.cli.options import resolve_formats
     from envcheck.cli.terminal import finish
+    from envcheck.core import stop
 
     stdout_format, file_format = resolve_formats(fmt, as_json, output)
     request = BurnRequest.parse(device=device, duration=duration, dtype=dtype, spec_path=spec_path)
     watch, live = display(sys.stderr)
-    with live:
-        report = run_burn(request, watch=watch)
-    finish(burn_document(report), report.exit_code, stdout_format=stdout_format, file_format=file_format, output=output)
+    with stop.orderly():
+        with live:
+            report = run_burn(request, watch=watch)
+        finish(
+            burn_document(report), report.exit_code, stdout_format=stdout_format, file_format=file_format, output=output
+        )

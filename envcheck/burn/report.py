@@ -19,6 +19,7 @@ from envcheck.burn.app import BurnReport, DeviceRun
 from envcheck.burn.rules import DeviceSummary, summarize
 from envcheck.core.model import CheckResult, Status, counts, to_jsonable, worst
 from envcheck.core.report import BURN_SCHEMA, GpuIdentity, HostIdentity, Summary, envelope, verdict_of
+from envcheck.core.stop import stopped_words
 from envcheck.probes.nvml.telemetry import Point
 
 UNIT = "TFLOP/s"
@@ -45,7 +46,7 @@ def burn_document(report: BurnReport) -> dict[str, Any]:
         {
             "status": worst(statuses).value,
             "interrupted": report.interrupted,
-            "stopped_by": ("SIGTERM" if report.terminated else "SIGINT") if report.interrupted else None,
+            "stopped_by": (report.stopped_by or "SIGINT") if report.interrupted else None,
             "options": report.request.describe(),
             "unit": UNIT,
             "interval_s": telemetry.interval_s,
@@ -155,7 +156,7 @@ def summary(report: BurnReport, statuses: list[Status]) -> dict[str, Any]:
     below = [v for v in report.spec_verdicts or () if v.passed is False]
     verdict = verdict_of(statuses, interrupted=report.interrupted)
     if verdict == "interrupted":
-        by = "SIGTERM" if report.terminated else "Ctrl-C"
+        by = stopped_words(report.stopped_by)
         text = f"interrupted by {by} after {ran} on {devices}: the report covers what ran"
     elif verdict == "failed":
         what = ", ".join(v.id for v in problems) or f"{len(below)} spec requirement(s) not met"

@@ -68,11 +68,16 @@ def delivered(
     save: str | None = None,
 ) -> int:
     """The tail of every reporting command: deliver its document (:func:`deliver`); the code to exit
-    with, the run's own or 74 when a file could not be written."""
+    with, the run's own or 74 when a file could not be written, or 128 + the signal when an orderly stop
+    took one (envcheck.core.stop: a signal that came once the run was over still says it came)."""
+    from envcheck.core import stop
+
     override = deliver(
         document, stdout_format=stdout_format, file_format=file_format, output=output, verbose=verbose, save=save
     )
-    return int(override if override is not None else exit_code)
+    code = int(override if override is not None else exit_code)
+    in_force = stop.current()
+    return code if in_force is None else in_force.exit_code(code)
 
 
 def finish(document: dict[str, Any], exit_code: int, **how: Any) -> NoReturn:
@@ -120,16 +125,14 @@ def run_guarded(main: Any) -> None:
         except click.ClickException as exc:
             exc.show()
             code = exc.exit_code
-        except click.exceptions.Abort:
-            error("aborted")
-            code = int(ExitCode.INTERRUPTED)
+        except click.exceptions.Abort as exc:  # click's word for a KeyboardInterrupt in a command
+            code = _stopped(exc.__cause__)
         sys.stdout.flush()
     except SystemExit as exc:
         _flush_or_exit()
         raise exc
-    except KeyboardInterrupt:
-        error("interrupted")
-        sys.exit(int(ExitCode.INTERRUPTED))
+    except KeyboardInterrupt as exc:
+        sys.exit(_stopped(exc))
     except OSError as exc:
         _quiet_stdout()
         if isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE:
@@ -147,6 +150,18 @@ def run_guarded(main: Any) -> None:
     finally:
         sys.stderr = stderr
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _stopped(exc: BaseException | None) -> int:
+    """A command stopped before it had anything to report: one line, and the signal's exit code (130 for
+    Ctrl-C; 143 for the first SIGTERM of an orderly stop, envcheck.core.stop)."""
+    from envcheck.core.stop import Stopped, exit_code, stopped_words
+
+    if isinstance(exc, Stopped):
+        error(f"stopped by {stopped_words(str(exc))} before there was anything to report")
+        return exit_code(exc.signum)
+    error("interrupted")
+    return int(ExitCode.INTERRUPTED)
 
 
 class ScrubbedStream:

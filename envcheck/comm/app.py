@@ -194,21 +194,47 @@ def _finite(value: float) -> float | None:
 
 
 @dataclass(frozen=True)
-class P2PMatrix:
-    """GB/s of send/recv from rank ``src`` (row) to rank ``dst`` (column); None where not measured (the
-    diagonal, ranks on different hosts, a pair the run did not reach)."""
+class P2PNode:
+    """One node's point-to-point matrix: GB/s of send/recv from rank ``src`` (row) to rank ``dst`` (column)
+    among the ranks on ``host``; None where not measured (the diagonal, a pair the run did not reach)."""
 
-    size_bytes: int
+    host: str | None
     ranks: tuple[int, ...]
     matrix: tuple[tuple[float | None, ...], ...]
     slow_pairs: tuple[dict[str, Any], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "size_bytes": self.size_bytes,
-            "unit": "GB/s",
+            "host": self.host,
             "ranks": list(self.ranks),
             "matrix": [[_finite(v) if v is not None else None for v in row] for row in self.matrix],
+        }
+
+
+@dataclass(frozen=True)
+class P2PMatrix:
+    """The point-to-point figures, node by node. P2P is a question about one node's links (NVLink,
+    PCIe switches): pairs are measured only between ranks on the same host, so a world's matrix is one
+    block per node, and the report grows with its ranks (8 ranks a node: 56 figures a node), not with
+    their square (a world of 8192 ranks would be 67 million cells, all but 0.1 % empty)."""
+
+    size_bytes: int
+    nodes: tuple[P2PNode, ...]
+
+    @property
+    def slow_pairs(self) -> tuple[dict[str, Any], ...]:
+        return tuple(pair for node in self.nodes for pair in node.slow_pairs)
+
+    def to_json(self) -> dict[str, Any]:
+        """``nodes``: one block per node; ``ranks``/``matrix``: the one node's, as envcheck.comm/1 always
+        had them, for a world on one node (null for a world on several: read ``nodes``)."""
+        single = self.nodes[0] if len(self.nodes) == 1 else None
+        return {
+            "size_bytes": self.size_bytes,
+            "unit": "GB/s",
+            "ranks": list(single.ranks) if single else None,
+            "matrix": single.to_json()["matrix"] if single else None,
+            "nodes": [node.to_json() for node in self.nodes],
             "slow_pairs": list(self.slow_pairs),
         }
 
@@ -229,8 +255,10 @@ class CommReport:
     iters: int | None = None
     warmup: int | None = None
     spec_verdicts: tuple[Any, ...] | None = None
-    #: Stopped early by Ctrl-C: the report holds the steps every rank finished before.
+    #: Stopped early by Ctrl-C or a signal: the report holds the steps every rank finished before.
     interrupted: bool = False
+    #: The signal that cut it short (``SIGTERM``), if one did (envcheck.core.stop).
+    stopped_by: str | None = None
 
     def statuses(self) -> list[Status]:
         """Every verdict of the run: each problem (a wrong result, a missing, stuck or dead rank), each
@@ -249,8 +277,8 @@ class CommReport:
     @property
     def exit_code(self) -> ExitCode:
         """0: every collective ran and verified; 1: a problem or a figure below the lab spec's minimum;
-        130: interrupted (core.exit's policy, as for every command)."""
-        return exit_code_for(self.statuses(), interrupted=self.interrupted)
+        130/143/129: stopped by Ctrl-C, SIGTERM, SIGHUP (core.exit's policy, as for every command)."""
+        return exit_code_for(self.statuses(), interrupted=self.interrupted, stopped_by=self.stopped_by)
 
     def peaks(self) -> list[dict[str, Any]]:
         """Per op, its highest busbw over the sizes (verified results only), and at which size."""
@@ -322,6 +350,7 @@ def build_report(
         iters=raw.get("iters"),
         warmup=raw.get("warmup"),
         interrupted=bool(raw.get("interrupted")),
+        stopped_by=raw.get("stopped_by") if isinstance(raw.get("stopped_by"), str) else None,
     )
     if request.lab is not None:
         from envcheck.spec.comm import judge_comm
@@ -381,17 +410,25 @@ def _p2p(
     problems: list[Problem],
     host_of: Mapping[int, str | None],
 ) -> P2PMatrix | None:
+    """The P2P figures node by node (:class:`P2PMatrix`): a block for each host with two ranks or more that
+    joined; ranks that never joined have no host and no block (they are problems already)."""
     pairs = [rec for rec in records if rec["op"] == P2P]
-    if not ranks:
+    by_host: dict[str, list[int]] = {}
+    for r in ranks:
+        if r.host is not None and r.joined:
+            by_host.setdefault(r.host, []).append(r.rank)
+    blocks = {host: members for host, members in by_host.items() if len(members) > 1}
+    if not blocks:
         return None
-    order = tuple(r.rank for r in ranks)
-    position = {rank: i for i, rank in enumerate(order)}
-    matrix: list[list[float | None]] = [[None] * len(order) for _ in order]
+    position = {rank: (host, i) for host, members in blocks.items() for i, rank in enumerate(members)}
+    matrices = {host: [[None] * len(members) for _ in members] for host, members in blocks.items()}
     size = 0
     for rec in pairs:
-        size = int(rec["size_bytes"])
-        time_s = float(rec["times_s"][0])
-        matrix[position[rec["src"]]][position[rec["dst"]]] = size / time_s / 1e9 if time_s > 0 else None
+        src, dst = position.get(rec["src"]), position.get(rec["dst"])
+        if src is not None and dst is not None and src[0] == dst[0]:
+            size = int(rec["size_bytes"])
+            time_s = float(rec["times_s"][0])
+            matrices[src[0]][src[1]][dst[1]] = size / time_s / 1e9 if time_s > 0 else None
         if rec["mismatch"]:
             m = rec["mismatch"]
             problems.append(
@@ -402,34 +439,37 @@ def _p2p(
                     f"{m['index']} of {m['elements']} is {m['got']:g}, expected {m['expected']:g} ({m['wrong']} wrong)",
                 )
             )
-    if not pairs:
-        return P2PMatrix(0, order, tuple(tuple(row) for row in matrix)) if len(order) > 1 else None
-    return P2PMatrix(size, order, tuple(tuple(row) for row in matrix), tuple(slow_pairs(order, matrix, host_of)))
+    nodes = tuple(
+        P2PNode(
+            host,
+            tuple(members),
+            tuple(tuple(row) for row in matrices[host]),
+            tuple(slow_pairs(tuple(members), matrices[host])) if pairs else (),
+        )
+        for host, members in blocks.items()
+    )
+    return P2PMatrix(size, nodes)
 
 
-def slow_pairs(
-    order: tuple[int, ...], matrix: list[list[float | None]], host_of: Mapping[int, str | None]
-) -> list[dict[str, Any]]:
-    """Pairs far below the median of the other pairs on their host: one bad link stands out."""
+def slow_pairs(order: tuple[int, ...], matrix: list[list[float | None]]) -> list[dict[str, Any]]:
+    """Pairs of one node far below the median of the node's other pairs: one bad link stands out."""
+    measured = [(i, j, v) for i, row in enumerate(matrix) for j, v in enumerate(row) if v is not None]
     flagged = []
-    for i, src in enumerate(order):
-        for j, dst in enumerate(order):
-            value = matrix[i][j]
-            if value is None:
-                continue
-            others = [
-                matrix[a][b]
-                for a in range(len(order))
-                for b in range(len(order))
-                if (a, b) != (i, j) and matrix[a][b] is not None and host_of.get(order[a]) == host_of.get(src)
-            ]
-            if len(others) < 2:
-                continue
-            median = statistics.median(v for v in others if v is not None)
-            if median > 0 and value < SLOW_PAIR_SHARE * median:
-                flagged.append(
-                    {"src": src, "dst": dst, "gb_s": value, "median_gb_s": median, "shortfall": 1 - value / median}
-                )
+    for i, j, value in measured:
+        others = [v for a, b, v in measured if (a, b) != (i, j)]
+        if len(others) < 2:
+            continue
+        median = statistics.median(others)
+        if median > 0 and value < SLOW_PAIR_SHARE * median:
+            flagged.append(
+                {
+                    "src": order[i],
+                    "dst": order[j],
+                    "gb_s": value,
+                    "median_gb_s": median,
+                    "shortfall": 1 - value / median,
+                }
+            )
     return flagged
 
 
@@ -477,6 +517,7 @@ def run_comm(
 ) -> CommReport:
     """Launch this node's ranks and build the report from rank 0's account and the parent's view."""
     from envcheck.comm.launch import exit_words, launch
+    from envcheck.core import stop
     from envcheck.core.report import utc_now
     from envcheck.core.workers import last_line
 
@@ -493,10 +534,11 @@ def run_comm(
             detail = child.error or (None if child.returncode and child.returncode < 0 else last_line(child.stderr))
             extra.append(Problem(child.rank, host, "; ".join(filter(None, [words, detail])) or "ended"))
     raw = launched.raw
+    by = stop.stopped_by(launched.interrupted)
     if raw is None:
         what = "rank 0 ended without a report"
         if launched.interrupted:
-            what = "interrupted (Ctrl-C) before rank 0 could report"
+            what = f"interrupted ({stop.stopped_words(by)}) before rank 0 could report"
         elif launched.stalled_s is not None:
             what = f"rank 0 reported no progress for {launched.stalled_s:.0f} s; every rank was stopped"
         raw = {
@@ -511,7 +553,7 @@ def run_comm(
             "completed": False,
         }
     if launched.interrupted:
-        raw = {**raw, "interrupted": True}
+        raw = {**raw, "interrupted": True, "stopped_by": by}
     return build_report(request, raw, generated_at=generated_at, started=started, extra_problems=extra)
 
 

@@ -72,13 +72,15 @@ def comm(
 
     Exit codes: 0 every collective ran and verified; 1 a wrong result, a rank that never joined, hung or
     died, or a figure below the --spec minimum; 2 a malformed option or spec; 74 the report could not be
-    written.
+    written; 130 stopped by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP (the report holds the steps every rank
+    finished: README, "Stopping a run").
     """
     import os
     import sys
 
     from envcheck.cli.options import resolve_formats
     from envcheck.comm.app import CommRequest, joined_world, run_as_rank, run_comm
+    from envcheck.core import stop
 
     stdout_format, file_format = resolve_formats(fmt, as_json, output)
     request = CommRequest.parse(
@@ -104,9 +106,10 @@ def comm(
         with live:
             code = run_as_rank(request, world, progress=progress if world.rank == 0 else None, on_report=deliver)
         sys.exit(code)
-    with live:
-        report = run_comm(request, progress=progress)
-    sys.exit(deliver(report))
+    with stop.orderly():  # ranks of our own: README, "Stopping a run" (under torchrun, torchrun stops them)
+        with live:
+            report = run_comm(request, progress=progress)
+        sys.exit(deliver(report))
 
 
 def _deliver(report: Any, stdout_format: str, file_format: str | None, output: str | None) -> int:

@@ -142,11 +142,13 @@ class RankChild(Child):
     def on_interrupt(self, now: float) -> bool:
         """Ctrl-C: rank 0 is asked to stop early and report the steps every rank finished (a closed pipe: it
         has ended already); every rank gets :data:`INTERRUPT_GRACE_S` for that."""
+        from envcheck.core import stop
+
         self.the_run.interrupted = True
         stdin = self.process.stdin if self.rank == 0 else None
         if stdin is not None:
             try:
-                stdin.write(rank_module.STOP_LINE)
+                stdin.write(rank_module.stop_line(stop.stopped_words(stop.stopped_by(True))))
                 stdin.flush()
             except OSError:
                 pass

@@ -747,8 +747,22 @@ def _end_early(
 
 # -- as a child of envcheck.comm.launch -------------------------------------------------------------------
 
-#: What the launcher writes on rank 0's stdin to stop the run early (its user pressed Ctrl-C).
-STOP_LINE = b"stop\n"
+#: What the launcher writes on rank 0's stdin to stop the run early (its user pressed Ctrl-C, or a signal
+#: came): this word, then what stopped it (``Ctrl-C``, ``SIGTERM``), then a newline.
+STOP_LINE = b"stop"
+
+
+def stop_line(by: str) -> bytes:
+    """The line that asks rank 0 to stop, saying what stopped the launcher."""
+    return STOP_LINE + b" " + by.encode("ascii", "replace") + b"\n"
+
+
+def stopped_by_line(said: bytes) -> str | None:
+    """What stopped the launcher, once rank 0 has read a whole stop line (else None)."""
+    line, newline, _ = said.partition(b"\n")
+    if not newline or not line.startswith(STOP_LINE):
+        return None
+    return line[len(STOP_LINE) :].strip().decode("ascii", "replace") or "Ctrl-C"
 
 
 def emit(event: dict[str, Any]) -> None:
@@ -789,8 +803,9 @@ def main(argv: list[str] | None = None) -> int:
                 if not chunk:
                     return
                 said += chunk
-                if STOP_LINE in said:
-                    stop("interrupted (Ctrl-C)")
+                by = stopped_by_line(said)
+                if by is not None:
+                    stop(f"interrupted ({by})")
                     return
 
         threading.Thread(target=read, name="envcheck-comm-stop", daemon=True).start()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from envcheck.comm.report import summary_words
+from envcheck.comm.report import p2p_shown, summary_words
 from envcheck.core.report import COMM_SCHEMA
 from envcheck.core.units import human
 from envcheck.render import RenderOptions, html, renders
@@ -93,20 +93,26 @@ def _matrix(p2p: dict[str, Any] | None, console: Console) -> None:
 
     if not p2p or not p2p.get("size_bytes"):
         return
-    table = Table(
-        title=f"send/recv GB/s, {human(p2p['size_bytes'])} (row: sender, column: receiver)", title_justify="left"
-    )
-    table.add_column("")
+    nodes, left_out = p2p_shown(p2p)
     slow = {(s["src"], s["dst"]) for s in p2p.get("slow_pairs") or []}
-    for rank in p2p["ranks"]:
-        table.add_column(str(rank), justify="right")
-    for src, row in zip(p2p["ranks"], p2p["matrix"], strict=True):
-        cells = [
-            ("[bold red]" + gb(v) + "[/]") if (src, dst) in slow else gb(v) if v is not None else "[dim]-[/]"
-            for dst, v in zip(p2p["ranks"], row, strict=True)
-        ]
-        table.add_row(str(src), *cells)
-    console.print(table)
+    for node in nodes:
+        on = f" on {escape(str(node['host']))}" if node.get("host") else ""
+        table = Table(
+            title=f"send/recv GB/s{on}, {human(p2p['size_bytes'])} (row: sender, column: receiver)",
+            title_justify="left",
+        )
+        table.add_column("")
+        for rank in node["ranks"]:
+            table.add_column(str(rank), justify="right")
+        for src, row in zip(node["ranks"], node["matrix"], strict=False):
+            cells = [
+                ("[bold red]" + gb(v) + "[/]") if (src, dst) in slow else gb(v) if v is not None else "[dim]-[/]"
+                for dst, v in zip(node["ranks"], row, strict=False)
+            ]
+            table.add_row(str(src), *cells)
+        console.print(table)
+    if left_out:
+        console.print(f"send/recv on {left_out} other node(s): no slow link (every figure is in the JSON report)")
     for s in p2p.get("slow_pairs") or []:
         console.print(
             f"[yellow]SLOW LINK[/] rank {s['src']} → rank {s['dst']}: {gb(s['gb_s'])} GB/s, {s['shortfall']:.0%} below "
@@ -185,11 +191,16 @@ def comm_markdown(doc: dict[str, Any]) -> list[str]:
         lines += ["", ref[0], "", *(f"- {cell(line.strip())}" for line in ref[1:])]
     p2p = doc.get("p2p")
     if p2p and p2p.get("size_bytes"):
-        lines += ["", f"send/recv GB/s, {human(p2p['size_bytes'])} (row: sender, column: receiver)", ""]
-        lines.append("| | " + " | ".join(str(r) for r in p2p["ranks"]) + " |")
-        lines.append("|---|" + "---|" * len(p2p["ranks"]))
-        for src, row in zip(p2p["ranks"], p2p["matrix"], strict=True):
-            lines.append(f"| {src} | " + " | ".join(gb(v) if v is not None else "" for v in row) + " |")
+        nodes, left_out = p2p_shown(p2p)
+        for node in nodes:
+            on = f" on {code(str(node['host']))}" if node.get("host") else ""
+            lines += ["", f"send/recv GB/s{on}, {human(p2p['size_bytes'])} (row: sender, column: receiver)", ""]
+            lines.append("| | " + " | ".join(str(r) for r in node["ranks"]) + " |")
+            lines.append("|---|" + "---|" * len(node["ranks"]))
+            for src, row in zip(node["ranks"], node["matrix"], strict=False):
+                lines.append(f"| {src} | " + " | ".join(gb(v) if v is not None else "" for v in row) + " |")
+        if left_out:
+            lines += ["", f"send/recv on {left_out} other node(s): no slow link (every figure is in the JSON report)"]
         slow = p2p.get("slow_pairs") or []
         if slow:
             lines.append("")
@@ -315,16 +326,45 @@ def comm_reference(doc: dict[str, Any]) -> str:
 
 
 def comm_p2p(doc: dict[str, Any]) -> str:
-    """Every rank pair's send/recv bandwidth as a heatmap (and the numbers as a table); slow links flagged."""
+    """Each node's send/recv bandwidth between its ranks as a heatmap (and the numbers as a table); slow
+    links flagged."""
     p2p = html.dct(doc.get("p2p"))
-    ranks = html.lst(p2p.get("ranks"))
-    matrix = [[finite(v) for v in html.lst(row)] for row in html.lst(p2p.get("matrix"))]
+    slow_pairs = html.items(p2p.get("slow_pairs"))
+    nodes, left_out = p2p_shown(p2p)
+    parts = [_p2p_node(node, p2p, slow_pairs, several=len(nodes) + left_out > 1) for node in nodes]
+    parts = [p for p in parts if p]
+    if not parts:
+        return ""
+    slow = [
+        f"<li>{html.badge('warn')} slow link rank {html.e(s.get('src'))} → rank {html.e(s.get('dst'))}: "
+        f"{html.e(gb(finite(s.get('gb_s'))))} GB/s, {html.pct(s.get('shortfall'))} below the median of the other "
+        f"pairs on its host ({html.e(gb(finite(s.get('median_gb_s'))))} GB/s)</li>"
+        for s in slow_pairs
+    ]
+    others = (
+        f'<p class="muted">send/recv on {left_out} other node(s): no slow link (every figure is in the JSON '
+        "report).</p>"
+        if left_out
+        else ""
+    )
+    return html.section(
+        "Point to point",
+        '<p class="muted">Row: the sender; column: the receiver. Darker is faster; a cell marked "!" is a slow '
+        "link.</p>",
+        *parts,
+        others,
+        f"<ul>{''.join(slow)}</ul>" if slow else "",
+    )
+
+
+def _p2p_node(node: dict[str, Any], p2p: dict[str, Any], slow_pairs: list[Any], *, several: bool) -> str:
+    ranks = html.lst(node.get("ranks"))
+    matrix = [[finite(v) for v in html.lst(row)] for row in html.lst(node.get("matrix"))]
     if not ranks or len(matrix) != len(ranks) or any(len(row) != len(ranks) for row in matrix):
         return ""
     if all(v is None for row in matrix for v in row):
         return ""
     index = {r: i for i, r in enumerate(ranks)}
-    slow_pairs = html.items(p2p.get("slow_pairs"))
     flagged = {
         (index[s.get("src")], index[s.get("dst")])
         for s in slow_pairs
@@ -332,9 +372,10 @@ def comm_p2p(doc: dict[str, Any]) -> str:
     }
     labels = [str(r) for r in ranks]
     size = html.size_text(p2p.get("size_bytes"))
+    host = str(node.get("host")) if several and node.get("host") else ""
     chart = heatmap(
         "p2p",
-        f"Send/recv bandwidth between ranks (GB/s, {size} messages)",
+        f"Send/recv bandwidth between ranks{' on ' + host if host else ''} (GB/s, {size} messages)",
         labels,
         matrix,
         cell_text=gb,
@@ -355,20 +396,7 @@ def comm_p2p(doc: dict[str, Any]) -> str:
             ]
         )
     grid = html.table(["sender ↓ receiver →", *(html.e(x) for x in labels)], rows, range(1, len(labels) + 1))
-    slow = [
-        f"<li>{html.badge('warn')} slow link rank {html.e(s.get('src'))} → rank {html.e(s.get('dst'))}: "
-        f"{html.e(gb(finite(s.get('gb_s'))))} GB/s, {html.pct(s.get('shortfall'))} below the median of the other "
-        f"pairs on its host ({html.e(gb(finite(s.get('median_gb_s'))))} GB/s)</li>"
-        for s in slow_pairs
-    ]
-    return html.section(
-        "Point to point",
-        '<p class="muted">Row: the sender; column: the receiver. Darker is faster; a cell marked "!" is a slow '
-        "link.</p>",
-        chart,
-        grid,
-        f"<ul>{''.join(slow)}</ul>" if slow else "",
-    )
+    return (f"<h3>{html.e(host)}</h3>" if host else "") + chart + grid
 
 
 def comm_spec(doc: dict[str, Any]) -> str:

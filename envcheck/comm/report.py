@@ -52,6 +52,7 @@ def comm_document(report: CommReport) -> dict[str, Any]:
         "spec": [v.to_json() for v in report.spec_verdicts] if report.spec_verdicts is not None else None,
         "completed": report.completed,
         "interrupted": report.interrupted,
+        "stopped_by": report.stopped_by,
         # Added to the schema: every other kind states its status; comm's is that of its verdicts.
         "status": report.status.value,
         "exit_code": int(report.exit_code),
@@ -88,3 +89,32 @@ def summary_words(counts: Mapping[str, Any], *, completed: object) -> list[str]:
     if not completed:
         parts.append("the run did not finish")
     return parts
+
+
+#: Past this many nodes, the text, Markdown and HTML reports show only the nodes with a slow link (JSON
+#: holds every node's block).
+P2P_NODES_SHOWN = 4
+
+
+def p2p_nodes(p2p: Any) -> list[dict[str, Any]]:
+    """A document's P2P blocks, one per node (``host``, ``ranks``, ``matrix``): its ``nodes``, or the one
+    matrix a document from before they existed has."""
+    if not isinstance(p2p, dict):
+        return []
+    nodes = p2p.get("nodes")
+    if isinstance(nodes, list):
+        return [n for n in nodes if isinstance(n, dict) and isinstance(n.get("ranks"), list)]
+    if isinstance(p2p.get("ranks"), list):
+        return [{"host": None, "ranks": p2p["ranks"], "matrix": p2p.get("matrix") or []}]
+    return []
+
+
+def p2p_shown(p2p: Any) -> tuple[list[dict[str, Any]], int]:
+    """The P2P blocks a human report shows, and how many it leaves out (:data:`P2P_NODES_SHOWN`): every
+    node of a small world; of a large one, the nodes with a slow link."""
+    nodes = p2p_nodes(p2p)
+    if len(nodes) <= P2P_NODES_SHOWN:
+        return nodes, 0
+    slow = {s.get("src") for s in (p2p.get("slow_pairs") or []) if isinstance(s, dict)}
+    shown = [n for n in nodes if slow & set(n["ranks"])]
+    return shown, len(nodes) - len(shown)

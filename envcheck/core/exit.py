@@ -8,7 +8,8 @@
 | 74 | the report could not be written (a full disk, ``/dev/full``): sysexits' EX_IOERR |
 | 130 | interrupted (Ctrl-C): what was measured so far is still reported |
 | 141 | the reader of stdout went away (``envcheck doctor | head -1``): the shell's code for SIGPIPE |
-| 143 | stopped by SIGTERM (a scheduler's stop, ``timeout``) where the command stops cleanly and reports (burn) |
+| 143 | stopped by SIGTERM (a scheduler's stop, ``timeout``); a long command reports what ran (envcheck.core.stop) |
+| 129 | stopped by SIGHUP (the terminal closed); likewise |
 
 The healthcheck speaks Docker's dialect, where only 0 and 1 mean anything: :meth:`ExitCode.for_docker`.
 """
@@ -30,6 +31,7 @@ class ExitCode(enum.IntEnum):
     INTERRUPTED = 128 + signal.SIGINT
     BROKEN_PIPE = 128 + signal.SIGPIPE
     TERMINATED = 128 + signal.SIGTERM
+    HANGUP = 128 + getattr(signal, "SIGHUP", 1)
 
     def for_docker(self) -> int:
         """Docker reads 0 as healthy, 1 as unhealthy and reserves 2: anything but 0 is unhealthy."""
@@ -37,13 +39,15 @@ class ExitCode(enum.IntEnum):
 
 
 def exit_code_for(
-    statuses: Iterable[Status], *, strict: bool = False, interrupted: bool = False, terminated: bool = False
+    statuses: Iterable[Status], *, strict: bool = False, interrupted: bool = False, stopped_by: str | None = None
 ) -> ExitCode:
     """0 without failures (warnings allowed), 1 with any failure or crash; ``strict`` fails warnings too.
-    An interrupted run is 130 whatever it found so far: it did not finish; 143 when SIGTERM stopped it (the
-    code a process killed by SIGTERM has, so a scheduler sees what it asked for)."""
-    if terminated:
-        return ExitCode.TERMINATED
+    An interrupted run is 130 whatever it found so far: it did not finish; ``stopped_by`` a signal's name,
+    128 + that signal (143 for SIGTERM: the code a process killed by it has, so a scheduler sees what it
+    asked for)."""
+    if stopped_by is not None:
+        by_signal = {int(c) - 128: c for c in (ExitCode.INTERRUPTED, ExitCode.TERMINATED, ExitCode.HANGUP)}
+        return by_signal.get(int(getattr(signal.Signals, stopped_by, signal.SIGINT)), ExitCode.INTERRUPTED)
     if interrupted:
         return ExitCode.INTERRUPTED
     overall = worst(list(statuses))

@@ -230,7 +230,7 @@ def _install_signal_handlers() -> None:
     ]
     for sig in ours:
         signal.signal(sig, _on_terminate)
-    if not ours or not hasattr(signal, "pthread_kill"):
+    if not hasattr(signal, "pthread_kill"):
         return
     previous = signal.set_wakeup_fd(-1)
     if previous != -1:  # someone else (an event loop) listens there: leave it theirs
@@ -245,8 +245,16 @@ def _install_signal_handlers() -> None:
     watcher.start()
 
 
+#: Called from the watcher thread with each signal that reaches a Python handler, the moment it arrives,
+#: whichever thread the kernel handed it to (envcheck.core.stop: the main thread may be blocked in a write).
+SIGNAL_OBSERVERS: list[Callable[[int], None]] = []
+#: Whether the watcher runs (else observers are never called: the handlers alone see signals).
+WATCHING = threading.Event()
+
+
 def _watch(read_end: int, ours: set[int]) -> None:
     main = threading.main_thread().ident
+    WATCHING.set()
     while True:
         try:
             numbers = os.read(read_end, 64)
@@ -254,6 +262,9 @@ def _watch(read_end: int, ours: set[int]) -> None:
             return
         if not numbers:
             return
+        for signum in numbers:
+            for observer in list(SIGNAL_OBSERVERS):
+                observer(signum)
         for signum in set(numbers) & ours:
             if signal.getsignal(signum) is _on_terminate and main is not None:
                 kill_all()

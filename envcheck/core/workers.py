@@ -413,9 +413,12 @@ def supervise(
     called as each one ends, ``tick`` at least every :data:`TICK_S` (a live display's clock). A child whose
     ``process`` is already running is adopted, not started again.
 
-    Returns whether it was interrupted: a KeyboardInterrupt (Ctrl-C, or a signal handler that raises one)
-    kills every child still running, except those :meth:`Child.on_interrupt` asked to stop on their own,
-    which are supervised on until a second one; what they reported so far stays with them."""
+    Returns whether it was interrupted: a KeyboardInterrupt (Ctrl-C, or the first signal of an orderly stop,
+    envcheck.core.stop) kills every child still running, except those :meth:`Child.on_interrupt` asked to
+    stop on their own, which are supervised on to their own bound (a second KeyboardInterrupt kills them;
+    an orderly stop raises only once); what they reported so far stays with them. The supervised run is
+    a long command's run proper: when it is over, the orderly stop is settled (a later signal is noted,
+    not raised, so that the report of what ran is written whole)."""
     base_env = dict(os.environ if env is None else env)
     python = python or sys.executable
     waiting = list(children)
@@ -440,9 +443,11 @@ def supervise(
                     if w not in polite and w.process is not None:
                         w.end_by(now)
     except KeyboardInterrupt:
-        pass
+        interrupted = True
     finally:
-        from envcheck.core import proc
+        from envcheck.core import proc, stop
+
+        stop.settle()
 
         for w in running:  # only after Ctrl-C (or a bug): stop them, keep what they finished
             if w.process is not None:

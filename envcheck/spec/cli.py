@@ -55,11 +55,16 @@ def snapshot(
         click.echo(f"envcheck: cannot describe this machine: {exc}", err=True)
         sys.exit(int(ExitCode.FAILED))
     if with_bench:
+        from envcheck.core import stop
         from envcheck.core.errors import CommandError
         from envcheck.spec.bench import bench_figures
 
         try:
-            machine.bench = bench_figures(run_bench_for_snapshot(device))
+            with stop.orderly():  # README, "Stopping a run"
+                machine.bench = bench_figures(run_bench_for_snapshot(device))
+        except BenchStopped as exc:
+            click.echo(f"envcheck: snapshot stopped by {exc}: half a suite is no reference; nothing written", err=True)
+            sys.exit(exc.code)
         except CommandError as exc:
             click.echo(f"envcheck: cannot record bench figures: {exc}", err=True)
             sys.exit(int(ExitCode.FAILED))
@@ -75,17 +80,28 @@ def snapshot(
         sys.stdout.write(text)
 
 
+class BenchStopped(Exception):
+    """The snapshot's bench was stopped by a signal (its name, or Ctrl-C) before it finished."""
+
+    def __init__(self, stopped_by: str | None) -> None:
+        from envcheck.core.exit import exit_code_for
+        from envcheck.core.stop import stopped_words
+
+        super().__init__(stopped_words(stopped_by))
+        self.code = int(exit_code_for([], interrupted=True, stopped_by=stopped_by))
+
+
 def run_bench_for_snapshot(device: str, *, only: str | None = None, quick: bool = False) -> dict[str, Any]:
     """Run the bench (by default the whole default suite) on ``device`` in-process, through the same
-    ``run_bench`` the bench command calls; its envcheck.bench/1 document. Ctrl-C ends the snapshot (exit
-    130): half a suite is no reference for other machines."""
+    ``run_bench`` the bench command calls; its envcheck.bench/1 document. A signal ends the snapshot
+    (:class:`BenchStopped`, exit 130/143/129): half a suite is no reference for other machines."""
     from envcheck.bench.app import BenchRequest, run_bench
     from envcheck.bench.report import bench_document
     from envcheck.core.errors import CommandError
 
     report = run_bench(BenchRequest.parse(device=device, only=only, quick=quick))
     if report.interrupted:
-        raise KeyboardInterrupt
+        raise BenchStopped(report.stopped_by)
     if report.exit_code:
         raise CommandError(
             "the bench found problems on this machine (wrong results or failed preflight checks); "

@@ -50,14 +50,15 @@ def peak_busbw(results: Sequence[Mapping[str, Any]]) -> dict[str, float]:
 
 def slowest_pair(p2p: Mapping[str, Any] | None) -> tuple[float, int, int] | None:
     """The slowest measured link of a point-to-point matrix (GB/s, sender, receiver); None without one."""
-    if not p2p:
-        return None
-    ranks = list(p2p.get("ranks") or [])
+    from envcheck.comm.report import p2p_nodes
+
     worst: tuple[float, int, int] | None = None
-    for i, row in enumerate(p2p.get("matrix") or []):
-        for j, value in enumerate(row or []):
-            if isinstance(value, (int, float)) and (worst is None or value < worst[0]):
-                worst = (float(value), _rank(ranks, i), _rank(ranks, j))
+    for node in p2p_nodes(p2p):
+        ranks = list(node.get("ranks") or [])
+        for i, row in enumerate(node.get("matrix") or []):
+            for j, value in enumerate(row or []):
+                if isinstance(value, (int, float)) and (worst is None or value < worst[0]):
+                    worst = (float(value), _rank(ranks, i), _rank(ranks, j))
     return worst
 
 

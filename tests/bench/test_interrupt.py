@@ -51,6 +51,6 @@ def test_ctrl_c_keeps_what_finished_and_exits_130(tmp_path):
     assert (first["id"], first["status"], first["verified"]) == ("conv.fwd", "ok", True) and first["value"] > 0
     finished, planned = doc["summary"]["finished"], doc["summary"]["planned"]
     assert 1 <= finished < planned == 4
-    assert f"interrupted after {finished} of 4 cases: " in out  # the terminal's text report
+    assert f"interrupted by Ctrl-C after {finished} of 4 cases: " in out  # the terminal's text report
     assert "conv.fwd" in out
     assert markdown.read_text().startswith("## envcheck bench: interrupted")  # --output, Markdown by its suffix

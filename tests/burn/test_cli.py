@@ -67,6 +67,8 @@ def test_a_signal_ends_the_run_with_a_whole_report_of_what_ran(tmp_path, sig, co
         stderr=subprocess.PIPE,
         text=True,
         cwd=tmp_path,
+        # a shell without job control starts background commands with SIGINT ignored; a terminal does not
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         # 3 s into the load: the first plain line of a pipe is said when the device's load begins (importing

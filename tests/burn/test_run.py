@@ -62,8 +62,10 @@ def test_a_duration_that_is_not_one_is_refused_in_one_line_with_exit_2(text):
     assert str(caught.value).startswith("--duration ") and "\n" not in str(caught.value)
 
 
-def test_sigterm_has_its_own_exit_code():
-    assert exit_code_for([Status.FAIL], interrupted=True, terminated=True) == ExitCode.TERMINATED == 143
+def test_each_signal_has_its_own_exit_code():
+    assert exit_code_for([Status.FAIL], interrupted=True, stopped_by="SIGTERM") == ExitCode.TERMINATED == 143
+    assert exit_code_for([Status.OK], interrupted=True, stopped_by="SIGHUP") == ExitCode.HANGUP == 129
+    assert exit_code_for([Status.FAIL], interrupted=True, stopped_by="SIGINT") == ExitCode.INTERRUPTED == 130
     assert exit_code_for([Status.OK], interrupted=True) == ExitCode.INTERRUPTED == 130
 
 

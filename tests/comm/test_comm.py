@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -137,6 +138,17 @@ def test_a_rank_that_never_starts_is_named_within_the_timeout():
     assert rank1.returncode == 1 and out1 == "" and "rank 0 ended the run" in err1
 
 
+def test_rank_0_alone_in_a_world_of_8192_reports_in_proportion_to_its_ranks():
+    """WORLD_SIZE=8192 and no other rank comes: the report names the 8191 missing ranks and has no P2P
+    matrix (it used to build an 8192 x 8192 one: 42 s, 7.5 GB of memory, a 942 MB report)."""
+    world = {"RANK": "0", "WORLD_SIZE": "8192", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+    proc = run("comm", "--device", "cpu", "--timeout", "5", "--json", **world)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    doc = json.loads(proc.stdout)
+    assert len(doc["problems"]) == 8191 and doc["p2p"] is None
+    assert len(proc.stdout) < 1000 * 8192, len(proc.stdout)  # ~320 bytes a rank
+
+
 def faulty(fault: str, *ops_args: str) -> tuple[subprocess.CompletedProcess[str], dict, float]:
     started = time.monotonic()
     proc = run(
@@ -169,8 +181,16 @@ def test_a_stuck_rank_is_named_and_the_run_ends_within_the_timeout():
     assert {r["op"] for r in doc["results"]} == {"all_reduce"}  # what finished before is still reported
 
 
+def restore_sigint() -> None:
+    """A shell without job control starts background commands with SIGINT ignored (and envcheck keeps
+    ignoring what it inherited as ignored): the tests that press Ctrl-C give the child its default back."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextlib.contextmanager
-def rank_1_stuck(tmp_path: Path, nproc: int, output: int | None) -> Iterator[tuple[subprocess.Popen[str], list]]:
+def rank_1_stuck(
+    tmp_path: Path, nproc: int, output: int | None, **popen: Any
+) -> Iterator[tuple[subprocess.Popen[str], list]]:
     """``envcheck comm`` over ``nproc`` CPU ranks with rank 1 stuck in reduce_scatter (the timeout far away),
     once the all_reduce sweep is done: (envcheck, its ranks). envcheck is killed on the way out if still there."""
     mark = tmp_path / "hanging"
@@ -186,6 +206,7 @@ def rank_1_stuck(tmp_path: Path, nproc: int, output: int | None) -> Iterator[tup
             ENVCHECK_TEST_COMM_FAULT="hang:1:reduce_scatter",
             ENVCHECK_TEST_COMM_HANG_MARK=str(mark),
         ),
+        **{"preexec_fn": restore_sigint, **popen},
     )
     try:
         deadline = time.monotonic() + 90

@@ -112,6 +112,58 @@ def test_report_takes_the_median_over_ranks_of_each_ranks_median_and_names_a_wro
     assert (problem.rank, problem.host) == (1, "b") and "element 3 of 1024 is 4, expected 3" in problem.what
 
 
+def test_a_large_worlds_p2p_is_one_block_per_node_and_its_report_grows_with_its_ranks():
+    """1024 nodes of 8 ranks, every same-node pair measured, one slow link on node 517: the report holds
+    1024 blocks of 8 x 8 (not one 8192 x 8192 matrix, 67 million cells), the slow link is found on its
+    node, and the text report shows that node alone."""
+    import io
+    import json
+
+    from rich.console import Console
+
+    from envcheck.comm.render import render_text
+    from envcheck.comm.report import comm_document
+    from envcheck.render import RenderOptions
+
+    nodes, per = 1024, 8
+    ranks = [{"rank": r, "host": f"node{r // per}", "device": f"cuda:{r % per}"} for r in range(nodes * per)]
+    records = []
+    for node in range(nodes):
+        members = range(node * per, (node + 1) * per)
+        for src in members:
+            for dst in members:
+                if src != dst:
+                    gb = 20.0 if (node, src % per, dst % per) == (517, 3, 5) else 100.0
+                    times = [1e6 / (gb * 1e9)]
+                    records.append(_record(len(records), "p2p", dst, times, size=1_000_000, src=src, dst=dst))
+    raw = {"world": {"size": nodes * per, "ranks": ranks}, "records": records, "problems": [], "completed": True}
+    report = build_report(CommRequest.parse(), raw, generated_at=datetime.now(timezone.utc), started=0.0)
+    assert len(report.p2p.nodes) == nodes and all(len(n.matrix) == per for n in report.p2p.nodes)
+    (slow,) = report.p2p.slow_pairs
+    assert (slow["src"], slow["dst"]) == (517 * per + 3, 517 * per + 5)
+    doc = comm_document(report)
+    assert doc["p2p"]["ranks"] is None and doc["p2p"]["matrix"] is None  # a world on several nodes: read nodes
+    assert [n["host"] for n in doc["p2p"]["nodes"]][:2] == ["node0", "node1"]
+    size = len(json.dumps(doc))
+    assert size < 1500 * nodes * per, size  # proportional to the ranks: ~1 KB a rank, not 8192 cells a rank
+    out = io.StringIO()
+    render_text(doc, Console(file=out, width=200, color_system=None), RenderOptions())
+    text = out.getvalue()
+    assert "send/recv GB/s on node517" in text and "on node516" not in text
+    assert "send/recv on 1023 other node(s): no slow link" in text
+
+
+def test_ranks_that_never_joined_have_no_p2p_block():
+    """Rank 0 alone in a world of 8192 (no other rank came): no node has two ranks that joined, so there is
+    no matrix at all, where there used to be 8192 x 8192 empty cells."""
+    ranks = [{"rank": 0, "host": "a", "device": "cpu"}] + [
+        {"rank": r, "host": None, "device": None, "joined": False} for r in range(1, 8192)
+    ]
+    raw = {"world": {"size": 8192, "ranks": ranks}, "records": [], "problems": [], "completed": False}
+    report = build_report(CommRequest.parse(), raw, generated_at=datetime.now(timezone.utc), started=0.0)
+    assert report.p2p is None
+
+
 def test_a_slow_link_stands_out_of_the_matrix():
     ranks = [{"rank": r, "host": "h", "device": f"cuda:{r}"} for r in range(3)]
     speeds = {(0, 1): 100.0, (0, 2): 100.0, (1, 0): 100.0, (1, 2): 100.0, (2, 0): 20.0, (2, 1): 100.0}
@@ -121,6 +173,8 @@ def test_a_slow_link_stands_out_of_the_matrix():
     ]
     raw = {"world": {"size": 3, "ranks": ranks}, "records": records, "problems": [], "completed": True}
     report = build_report(CommRequest.parse(), raw, generated_at=datetime.now(timezone.utc), started=0.0)
-    assert report.p2p.matrix[0][0] is None and report.p2p.matrix[0][1] == pytest.approx(100.0)
+    (node,) = report.p2p.nodes
+    assert node.host == "h" and node.ranks == (0, 1, 2)
+    assert node.matrix[0][0] is None and node.matrix[0][1] == pytest.approx(100.0)
     (slow,) = report.p2p.slow_pairs
     assert (slow["src"], slow["dst"]) == (2, 0) and slow["shortfall"] == pytest.approx(0.8)
