@@ -118,7 +118,7 @@ SUMMARY_WORDS = (
     ("noisy", "noisy"),
     ("contended", "contended"),
     ("slow_vs_siblings", "slow vs siblings"),
-    ("regressions", "regressions"),
+    ("regressions", "regression"),
     ("below_spec", "below spec"),
 )
 
@@ -127,5 +127,11 @@ def summary_words(counts: Mapping[str, Any]) -> list[str]:
     """'12 verified', '1 WRONG', '3 skipped': the counts a person reads, from the summary's counts (also a
     document's, read back by the renderers)."""
     return [f"{counts.get('verified', 0)} verified"] + [
-        f"{counts[key]} {word}" for key, word in SUMMARY_WORDS if counts.get(key)
+        f"{counts[key]} {word}{'s' if word in NOUNS and counts[key] != 1 else ''}"
+        for key, word in SUMMARY_WORDS
+        if counts.get(key)
     ]
+
+
+#: The words of :data:`SUMMARY_WORDS` that take a plural ("1 regression", "2 regressions"; "2 skipped").
+NOUNS = frozenset({"regression"})

@@ -56,11 +56,10 @@ class _Commands(click.Group):
         return getattr(importlib.import_module(module), attribute)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        # As click's own listing does, without importing the commands to ask for their help.
-        names = self.list_commands(ctx)
-        limit = formatter.width - 6 - max(len(name) for name in names)
+        # As click's own listing does, without importing the commands to ask for their help; each line
+        # whole (wrapped under its command), not cut to one row as click would.
         with formatter.section("Commands"):
-            formatter.write_dl([(name, _short(COMMANDS[name][1], limit)) for name in names])
+            formatter.write_dl([(name, COMMANDS[name][1]) for name in self.list_commands(ctx)])
 
     def invoke(self, ctx: click.Context) -> Any:
         """A command that cannot run as asked raises :class:`CommandError`; it is said here, once, for every
@@ -78,19 +77,10 @@ class _Commands(click.Group):
         return run_guarded(lambda **kw: super(_Commands, self).main(*args, **{**kwargs, **kw}))
 
 
-@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Commands, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="envcheck")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Is this machine ready for deep-learning work? If not: what is wrong, and the exact fix."""
-
-
-def _short(text: str, limit: int) -> str:
-    """``text`` cut at a word to ``limit`` characters with "...", as click shortens a command's help."""
-    if len(text) <= limit:
-        return text
-    words, line = text.split(), ""
-    for word in words:
-        if len(line) + len(word) + 4 > limit:
-            break
-        line = f"{line} {word}" if line else word
-    return line.rstrip(".,:;") + "..."
+    if ctx.invoked_subcommand is None:  # `envcheck` alone: what a new user types first is help, not an error
+        click.echo(ctx.get_help())

@@ -52,8 +52,11 @@ def format_options(fn: Any = None, *, extra: tuple[str, ...] = ()) -> Any:
 def resolve_formats(
     fmt: str | None, as_json: bool, output: str | None, *, extra: tuple[str, ...] = ()
 ) -> tuple[str, str | None]:
-    """(what stdout shows, what the --output file gets). With --output the terminal keeps the text report.
-    ``extra``: the formats beyond the common ones that this command has (as given to format_options)."""
+    """(what stdout shows, what the --output file gets), by one rule: ``--format``/``--json`` decide stdout
+    (text when neither is given), and ``--output`` gets the format its suffix names, or ``--format`` when
+    the suffix names none. So ``--json -o run.md`` prints JSON and writes Markdown, and stdout under
+    ``--json`` is always exactly one JSON object. ``extra``: the formats beyond the common ones that this
+    command has (as given to format_options)."""
     from envcheck.render import DEFAULT_FORMAT, format_for_path
 
     if as_json and fmt not in (None, "json"):
@@ -61,7 +64,7 @@ def resolve_formats(
     chosen = "json" if as_json else fmt
     if output is None:
         return chosen or DEFAULT_FORMAT, None
-    file_format = chosen or format_for_path(output) or DEFAULT_FORMAT
+    file_format = format_for_path(output) or chosen or DEFAULT_FORMAT
     offered = [f.id for f in _formats(extra)]
     if file_format not in offered:
         command = click.get_current_context(silent=True)
@@ -70,7 +73,7 @@ def resolve_formats(
             f"{output} names the {file_format} format, which {name} does not write "
             f"(it writes {', '.join(offered)}); name the file differently or pass --format"
         )
-    return DEFAULT_FORMAT, file_format
+    return chosen or DEFAULT_FORMAT, file_format
 
 
 def spec_option(what: str = "to enforce", *, found: bool = True) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 
 from envcheck.comm.app import CommReport
 from envcheck.comm.reference import references
-from envcheck.core.report import COMM_SCHEMA, GpuIdentity, HostIdentity, Summary, envelope, verdict_of
+from envcheck.core.report import COMM_SCHEMA, GpuIdentity, HostIdentity, Summary, envelope, p2p_nodes, verdict_of
 
 
 def comm_document(report: CommReport) -> dict[str, Any]:
@@ -94,19 +94,6 @@ def summary_words(counts: Mapping[str, Any], *, completed: object) -> list[str]:
 #: Past this many nodes, the text, Markdown and HTML reports show only the nodes with a slow link (JSON
 #: holds every node's block).
 P2P_NODES_SHOWN = 4
-
-
-def p2p_nodes(p2p: Any) -> list[dict[str, Any]]:
-    """A document's P2P blocks, one per node (``host``, ``ranks``, ``matrix``): its ``nodes``, or the one
-    matrix a document from before they existed has."""
-    if not isinstance(p2p, dict):
-        return []
-    nodes = p2p.get("nodes")
-    if isinstance(nodes, list):
-        return [n for n in nodes if isinstance(n, dict) and isinstance(n.get("ranks"), list)]
-    if isinstance(p2p.get("ranks"), list):
-        return [{"host": None, "ranks": p2p["ranks"], "matrix": p2p.get("matrix") or []}]
-    return []
 
 
 def p2p_shown(p2p: Any) -> tuple[list[dict[str, Any]], int]:

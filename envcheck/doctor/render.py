@@ -53,13 +53,19 @@ class DoctorText(CheckLines):
         areas: dict[str, str] = doc.get("areas", {})
         area = None
         skipped: list[dict[str, Any]] = []
+        # One heading per area, whatever order the checks came in (--require-gpu adds a GPU check at the
+        # end); no empty line before the first, so that `envcheck doctor | head -1` shows a heading.
+        grouped: dict[str, list[dict[str, Any]]] = {}
         for result in doc.get("checks", []):
+            grouped.setdefault(str(result.get("id", "")).split(".", 1)[0], []).append(result)
+        for result in (r for group in grouped.values() for r in group):
             this_area = result["id"].split(".", 1)[0]
             if this_area != area:
                 self._skipped(skipped)
                 skipped = []
+                gap = "" if area is None else "\n"
                 area = this_area
-                self.console.print(f"\n[bold]{escape(areas.get(area, area))}[/]")
+                self.console.print(f"{gap}[bold]{escape(areas.get(area, area))}[/]")
             # Checks skipped for one shared reason (no NVML: every GPU check) read better as one line.
             if result["status"] == "skip" and not self.verbose:
                 if skipped and skipped[0]["summary"] != result["summary"]:
@@ -113,9 +119,11 @@ def list_checks(console: Console, checks: list[dict[str, Any]]) -> None:
     area = None
     for spec in checks:
         if spec["area"] != area:
+            gap = "" if area is None else "\n"
             area = spec["area"]
-            console.print(f"\n[bold]{escape(spec['area_title'])}[/] ({area})")
-        console.print(f"  {spec['id']:<28} {escape(spec['doc'])}")
+            console.print(f"{gap}[bold]{escape(spec['area_title'])}[/] ({area})")
+        # a check's docstring marks code as reStructuredText does (``pynvml``); a terminal shows it plain
+        console.print(f"  {spec['id']:<28} {escape(spec['doc'].replace('``', ''))}")
 
 
 # -- markdown --------------------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ def peak_busbw(results: Sequence[Mapping[str, Any]]) -> dict[str, float]:
 
 def slowest_pair(p2p: Mapping[str, Any] | None) -> tuple[float, int, int] | None:
     """The slowest measured link of a point-to-point matrix (GB/s, sender, receiver); None without one."""
-    from envcheck.comm.report import p2p_nodes
+    from envcheck.core.report import p2p_nodes
 
     worst: tuple[float, int, int] | None = None
     for node in p2p_nodes(p2p):

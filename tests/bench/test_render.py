@@ -148,7 +148,7 @@ def test_an_interrupted_run_says_so_and_how_far_it_got():
     doc = bench_document(make_report([gpu(0)], [figure(0, 700.0)], interrupted=True, planned=12))
     assert doc["interrupted"] is True and doc["exit_code"] == 130
     assert doc["summary"]["finished"] == 1 and doc["summary"]["planned"] == 12
-    assert "interrupted after 1 of 12 cases: 1 verified on 1 device(s)" in human(doc)
+    assert "interrupted by Ctrl-C after 1 of 12 cases: 1 verified on 1 device(s)" in human(doc)
 
 
 def test_in_a_pipe_a_row_stays_one_line():

@@ -135,3 +135,32 @@ def test_the_command_list_is_each_commands_own_help_without_importing_it() -> No
         command = main.get_command(ctx, name)
         assert command is not None and command.name == name
         assert " ".join((command.help or "").split()).startswith(line.rstrip(".")), name
+
+
+def test_envcheck_alone_shows_help_and_exits_0() -> None:
+    """What a new user types first is not a usage error."""
+    result = invoke()
+    assert result.exit_code == 0 and result.output.startswith("Usage: ") and "Commands:" in result.output
+
+
+def test_the_command_list_says_each_line_whole_at_80_columns() -> None:
+    from envcheck.cli import COMMANDS
+
+    result = CliRunner().invoke(main, ["--help"], terminal_width=80)
+    listing = " ".join(result.output.split("Commands:")[1].split())
+    assert "..." not in listing
+    for name, (_, line) in COMMANDS.items():
+        assert f"{name} {line}" in listing, name
+
+
+def test_the_text_report_starts_with_a_heading_and_each_area_has_one(nvml):
+    """``envcheck doctor | head -1`` shows a heading, not an empty line; --require-gpu adds its check under
+    the one GPUs heading; --list-checks shows docstrings without reStructuredText's double backticks."""
+    nvml("healthy_multi_gpu")
+    result = invoke("doctor", "--quick", "--require-gpu")
+    lines = result.output.splitlines()
+    assert lines[0] == "Host"
+    headings = [line for line in lines if line and not line.startswith(" ") and "(" not in line]
+    assert len(headings) == len(set(headings)) and "GPUs" in headings, headings
+    listed = invoke("doctor", "--list-checks").output
+    assert listed.splitlines()[0].startswith("Host") and "``" not in listed

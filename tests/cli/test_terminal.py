@@ -74,7 +74,7 @@ def test_a_closed_pipe_is_sigpipes_exit_code_not_a_failed_check():
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
 
 
-def test_output_file_gets_the_format_its_suffix_names_and_the_terminal_keeps_text(tmp_path):
+def test_output_file_gets_the_format_its_suffix_names(tmp_path):
     report = tmp_path / "report.md"
     proc = run("doctor", "--quick", "--output", str(report))
     assert proc.returncode == 0, proc.stderr
@@ -87,10 +87,28 @@ def test_output_file_gets_the_format_its_suffix_names_and_the_terminal_keeps_tex
     as_json = tmp_path / "report.out"
     with_format = run("doctor", "--quick", "--format", "json", "--output", str(as_json))
     assert with_format.returncode == 0
-    # --format names the file's format; the terminal keeps the text report.
-    assert with_format.stdout.strip().endswith(")") and "ready: no problems found" in with_format.stdout
-    assert not with_format.stdout.lstrip().startswith("{")
+    # a suffix that names no format: --format names the file's format, and stdout's too
     assert json.loads(as_json.read_text())["schema"] == "envcheck.doctor/1"
+    assert json.loads(with_format.stdout)["schema"] == "envcheck.doctor/1"
+
+
+@pytest.mark.parametrize(
+    ("args", "stdout_starts", "file_starts"),
+    [
+        (["--json", "-o", "r.md"], "{", "## envcheck doctor"),  # --json decides stdout, the suffix the file
+        (["--json", "-o", "r.json"], "{", "{"),
+        (["--format", "markdown", "-o", "r.json"], "## envcheck doctor", "{"),
+        (["-o", "r.json"], "Host", "{"),  # neither: the text report on stdout
+    ],
+)
+def test_format_decides_stdout_and_the_suffix_decides_the_file(tmp_path, args, stdout_starts, file_starts):
+    argv = [ENVCHECK, "doctor", "--quick", *args]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env_with(), timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.lstrip().startswith(stdout_starts), proc.stdout[:200]
+    assert (tmp_path / args[-1]).read_text().lstrip().startswith(file_starts)
+    if stdout_starts == "{":
+        json.loads(proc.stdout)  # stdout under --json is exactly one JSON object
 
 
 def test_output_into_a_missing_directory_is_one_line(tmp_path):
