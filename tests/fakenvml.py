@@ -812,6 +812,21 @@ def mig_enabled() -> FakeNvmlLib:
     )
 
 
+def mig_null_utilization() -> FakeNvmlLib:
+    """An A100 in MIG mode: the driver does not report the whole GPU's utilisation there (NVML reference,
+    nvmlDeviceGetUtilizationRates: not supported in MIG mode), so nothing says whether it is idle."""
+    a100 = {"name": "NVIDIA A100-SXM4-80GB", "cc": (8, 0), "pcie_gen": (4, 4)}
+    mig = {"nvmlDeviceGetUtilizationRates": NOT_SUPPORTED}
+    return FakeNvmlLib([h100(0, mig=(1, 1), errors=mig, **a100), h100(1, mig=(1, 1), errors=mig, **a100)])
+
+
+def topology_not_reported() -> FakeNvmlLib:
+    """Two PCIe GPUs on one socket whose driver (a VM's passthrough, a vGPU) does not report how they are
+    joined: every topology query is not supported, so nothing says whether they cross the CPU socket."""
+    unknown = {"nvmlDeviceGetTopologyCommonAncestor": NOT_SUPPORTED}
+    return FakeNvmlLib([h100(0, errors=unknown), h100(1, errors=unknown)])
+
+
 def other_process_memory() -> FakeNvmlLib:
     return FakeNvmlLib([h100(0, memory_used=72 * GiB, processes=[(4242, 70 * GiB)], util=(97, 80)), h100(1)])
 
@@ -1111,6 +1126,8 @@ SCENARIOS: dict[str, Callable[[], FakeNvmlLib]] = {
         no_permission,
         geforce_no_ecc,
         mig_enabled,
+        mig_null_utilization,
+        topology_not_reported,
         other_process_memory,
         hostile_process_name,
         old_driver,

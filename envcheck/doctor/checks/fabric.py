@@ -15,7 +15,7 @@ from collections import Counter as Tally
 from collections.abc import Iterable
 from typing import Any
 
-from envcheck.core.model import NA, SkipCheck, Verdict, available, fail, ok, warn
+from envcheck.core.model import NA, SkipCheck, Verdict, available, fail, ok, skip, warn
 from envcheck.core.probing import Context
 from envcheck.doctor.areas import check
 from envcheck.doctor.checks.gpu import REFUSED_FIX, label, refused
@@ -372,10 +372,19 @@ def topology(ctx: Context) -> Verdict:
     pairs = unordered(info, gpus)
     details = {"gpus": [g.index for g in gpus], "matrix": info.topology_matrix([g.index for g in gpus])}
     linked = [p for p in pairs if p.nvlinks]
-    sockets = _groups(gpus, pairs, lambda p: available(p.topology) and p.topology != "system")
-    socket_words = (
-        f"; GPUs {' and '.join(span(s) for s in sockets)} across the CPU socket (SYS)" if len(sockets) > 1 else ""
-    )
+    unknown = [p for p in pairs if not available(p.topology)]
+    if unknown and len(unknown) == len(pairs) and not linked:
+        # Unknown is not ok: nothing here says how the GPUs are joined (its own matrix is all N/A).
+        reasons = sorted({p.topology.reason for p in unknown if isinstance(p.topology, NA)}) or ["not available"]
+        return skip(f"the driver did not say how the GPUs are joined ({', '.join(reasons)})", **details)
+    if unknown:  # where a pair's level is not known, no pair is said to cross the CPU socket
+        sockets = [[g.index for g in gpus]]
+        socket_words = f"; topology not available for {len(unknown)} of {len(pairs)} pairs"
+    else:
+        sockets = _groups(gpus, pairs, lambda p: p.topology != "system")
+        socket_words = (
+            f"; GPUs {' and '.join(span(s) for s in sockets)} across the CPU socket (SYS)" if len(sockets) > 1 else ""
+        )
     if linked:
         counts = Tally(p.nvlinks for p in linked)
         usual = max(counts, key=lambda n: (counts[n], n))  # the most common count; the larger on a tie
@@ -393,7 +402,7 @@ def topology(ctx: Context) -> Verdict:
         s for s in _groups(gpus, pairs, lambda p: p.topology in ("internal", "single", "multiple")) if len(s) > 1
     ]
     switch_words = f"; on one PCIe switch (PIX/PXB): {', '.join(span(s) for s in switches)}" if switches else ""
-    if len(sockets) == 1:
+    if len(sockets) == 1 and not unknown:
         levels = Tally(p.label for p in pairs)
         socket_words = f"; one CPU socket (mostly {levels.most_common(1)[0][0]})"
     none = "no NVLink up" if any(available(g.nvlinks) and g.nvlinks for g in gpus) else "no NVLink"

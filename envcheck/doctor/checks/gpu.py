@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from envcheck.core.model import NA, SkipCheck, Verdict, available, fail, ok, warn
+from envcheck.core.model import NA, SkipCheck, Verdict, available, fail, ok, skip, warn
 from envcheck.core.probing import Context
 from envcheck.core.units import human
 from envcheck.doctor.areas import check
@@ -63,6 +63,11 @@ def refused(value: Any) -> bool:
 
 #: A problem's severity: ``fail``, ``warn``, or ``refused`` (a warning: the driver refused a reading).
 REFUSED = "refused"
+#: Not problems but notes: every reading of the check was not available on that GPU (unsupported, MIG
+#: mode), or some were. A reading that could not be taken is never evidence of health (:func:`verdict`).
+UNREAD = "unread"
+PARTIAL = "partial"
+NOTES = (UNREAD, PARTIAL)
 
 
 def judge_each(
@@ -87,6 +92,14 @@ def judge_each(
             problems.append((gpu, *found))
         if any(refused(getattr(gpu, name)) for name in reads.values()):
             problems.append((gpu, REFUSED, f"the driver refused to read its {what} (no permission)"))
+            continue
+        missing = {key: getattr(gpu, name) for key, name in reads.items() if not available(getattr(gpu, name))}
+        if missing and len(missing) == len(reads):
+            reasons = {v.reason if isinstance(v, NA) else "not available" for v in missing.values()}
+            said = ", ".join(sorted(reasons - {"not available"} or reasons))
+            problems.append((gpu, UNREAD, f"{what} not available ({said})"))
+        elif missing:
+            problems.append((gpu, PARTIAL, f"not available: {', '.join(missing)}"))
     if reading is None:
         return gpus, problems, {str(g.index): {key: getattr(g, name) for key, name in reads.items()} for g in gpus}
     return gpus, problems, {str(g.index): reading(g) for g in gpus}
@@ -108,9 +121,16 @@ def verdict(
     default ``command``, when that only reads) run as root to compare; with other problems too, that advice
     follows the check's own fix.
     """
+    notes = [(g, sev, words) for g, sev, words in problems if sev in NOTES]
+    problems = [p for p in problems if p[1] not in NOTES]
+    noted = "; ".join(f"{label(g)}: {words}" for g, _, words in notes)
     if not problems:
-        return ok(fine, gpus=details)
-    summary = "; ".join(f"{label(g)}: {words}" for g, _, words in problems)
+        # Unknown is not ok: a check that could read nothing on any GPU judged nothing; one that could
+        # read only part says which part it could not.
+        if gpus and sum(sev == UNREAD for _, sev, _ in notes) == len(gpus):
+            return skip(noted, gpus=details)
+        return ok(f"{fine} ({noted})" if notes else fine, gpus=details)
+    summary = "; ".join(f"{label(g)}: {words}" for g, _, words in problems) + (f"; {noted}" if notes else "")
     factory = fail if any(sev == "fail" for _, sev, _ in problems) else warn
     if all(sev == REFUSED for _, sev, _ in problems):
         query = query or command
@@ -166,11 +186,14 @@ def inventory(ctx: Context) -> Verdict:
             "ls -l /dev/nvidia*",
             gpus=listing,
         )
-    identity = ("name", "compute_capability", "memory_total_bytes")
-    unread = [g for g in state.gpus if any(refused(getattr(g, name)) for name in identity)]
+    identity = {"name": "name", "compute_capability": "compute capability", "memory_total_bytes": "memory size"}
+    unread = [(g, [w for name, w in identity.items() if refused(getattr(g, name))]) for g in state.gpus]
+    unread = [(g, what) for g, what in unread if what]
     if unread:
-        what = "name, compute capability or memory size"
-        summary = "; ".join(f"{label(g)}: the driver refused to read its {what} (no permission)" for g in unread)
+        # name exactly what was refused (a MIG GPU seen by a user refuses its memory, not its name)
+        summary = "; ".join(
+            f"{label(g)}: the driver refused to read its {' and '.join(what)} (no permission)" for g, what in unread
+        )
         return warn(summary, REFUSED_FIX, "sudo nvidia-smi -L", gpus=listing)
     models: dict[str, int] = {}
     for g in state.gpus:
