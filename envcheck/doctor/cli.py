@@ -146,7 +146,8 @@ def _progress(running: Callable[[], Running], *, enabled: bool) -> Any:
 
 class _HealthcheckCommand(click.Command):
     """A usage error is still said in the watcher's dialect: Docker reads exit 2 as "reserved" (so it is
-    unhealthy, 1), node-problem-detector reads 2 as unknown, Slurm's Prolog drains on any non-zero exit."""
+    unhealthy, 1), node-problem-detector reads 2 as unknown, Slurm's Prolog drains on any non-zero exit (so
+    it is exit 0, "could not judge", with the error on stderr)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         # click's parser consumes the list it is given: decide the dialect first.
@@ -247,8 +248,14 @@ def healthcheck(
             # NPD keeps 80 bytes: the shorter lead-in leaves room for what is wrong.
             click.echo(fit_bytes(f"unknown: envcheck called wrongly: {usage_error}", NPD_MAX_OUTPUT))
             sys.exit(NPD_UNKNOWN)
-        click.echo(f"unhealthy: {said}" if mode == "docker" else f"envcheck: {said}")
-        sys.exit(ExitCode.USAGE.for_docker() if mode == "docker" else int(ExitCode.USAGE))
+        if mode == "slurm":
+            # A Prolog or HealthCheckProgram exiting non-zero drains the node: a typo in slurm.conf must not
+            # drain the cluster. Said as every own trouble is (stdout, exit 0), and loudly on stderr too.
+            click.echo(f"envcheck: error: {said}: this node is not judged and not drained", err=True)
+            click.echo(one_line(f"envcheck could not judge this node: {said}"))
+            sys.exit(int(ExitCode.OK))
+        click.echo(f"unhealthy: {said}")
+        sys.exit(ExitCode.USAGE.for_docker())
 
     health = _assess(deadline, require_gpu=require_gpu, spec_path=spec_path)
     if mode == "docker" and fmt != "line" and output is None and health.document is not None:

@@ -145,10 +145,22 @@ def test_the_run_is_bounded_well_inside_slurm_s_60_s():
     # the checks' deadline, then scontrol's bound, then start-up and the report: 30 + 10 leaves 20 s
     assert SLURM_MAX_DEADLINE_S + SCONTROL_TIMEOUT_S <= 40
     refused = run("healthcheck", "--slurm", "--deadline", "45", ENVCHECK_FAKE_NVML="healthy_multi_gpu")
-    assert refused.returncode == 2 and "at most 30 s" in one_line(refused)
+    # a wrong call is envcheck's own trouble: said, never a drain (a Prolog's non-zero exit drains)
+    assert refused.returncode == 0 and "at most 30 s" in one_line(refused)
+    assert one_line(refused).startswith("envcheck could not judge this node: envcheck healthcheck was called wrongly")
     started = time.monotonic()
     ok = run("healthcheck", "--slurm", "--deadline", "30", ENVCHECK_FAKE_NVML="healthy_multi_gpu")
     assert ok.returncode == 0 and time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize("wrong", [["--bogus"], ["--deadline", "nan"], ["--deadline", "-5"], ["--format", "yaml"]])
+def test_a_wrong_call_with_slurm_never_drains_and_says_so_on_stderr(scontrol, wrong):
+    env, calls = scontrol
+    proc = run("healthcheck", "--slurm", "--drain", *wrong, ENVCHECK_FAKE_NVML="gpu_lost", **env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert one_line(proc).startswith("envcheck could not judge this node: envcheck healthcheck was called wrongly")
+    assert proc.stderr.startswith("envcheck: error: ") and proc.stderr.count("\n") == 1
+    assert calls() == []
 
 
 def test_drain_needs_slurm():
