@@ -1,76 +1,159 @@
 #!/usr/bin/env bash
-# GPU acceptance check: doctor (with the fabric checks), the GPU-marked tests, the bench on every visible
-# GPU at once (one worker per GPU), a 60 s `envcheck burn` of every GPU, `envcheck comm` over NCCL, and
-# envcheck-vs-raw-loop figures, in under 5 minutes, with everything saved under $OUT.
+# The first real-GPU run of envcheck, self-sufficient on a fresh GPU machine with Python and pip: it makes
+# its own environment (the CUDA torch the driver can run, envcheck with its test extra), proves torch sees
+# CUDA, then runs every GPU path and the first-run comparisons of the GPU review, each step bounded, and
+# writes one JSON summary.
 #
-#   OUT=/tmp/out benchmarks/gpu_check.sh            # BENCH_DEVICE=cuda (every visible GPU) by default
+#   OUT=/tmp/out benchmarks/gpu_check.sh
 #
-# Every step runs under its own timeout (together 275 s), then gets SIGINT and a grace of 2 s (the bench
-# 8 s, to finish the operation it is in and save what it measured; the burn 5 s, to judge and write what
-# ran) before SIGKILL, so the whole check ends inside 5 minutes even if steps hang (298 s at most). Each
-# step's exit code and wall time go to $OUT/steps.tsv and $OUT/summary.json, so one failing step never
-# hides the others; the script exits non-zero if any failed.
-# The bench step leaves its text report in bench.out, the JSON (--save) in bench.json and the Markdown
-# (--output) in bench.md.
+# Environment:
+#   OUT              where everything goes (required): NAME.out / NAME.err per step, steps.tsv, summary.json
+#   PYTHON           use this interpreter as it is (it must hold a CUDA torch, envcheck and pytest)
+#   VENV             else the environment to make or reuse (default /tmp/envcheck-gpu-venv)
+#   TORCH_INDEX_URL  the package index serving the torch build this driver needs (printed as "variant":
+#                    cu130 from driver r580, cu126 from 525.60.13); else pip's own configuration (a local
+#                    wheel directory through PIP_FIND_LINKS works too)
+#   TORCH_SPEC       which torch to install (default: torch)
+#   BENCH_DEVICE     devices for bench and burn (default cuda: every visible GPU)
 #
-# The burn step leaves its text report in burn.out and the envcheck.burn/1 JSON (--output) in burn.json:
-# the timeline of clocks, power, temperatures and throughput, second by second.
+# The steps, each under its own limit (above what it needs on one H100; SIGTERM at the limit, then SIGKILL
+# after a grace; SIGTERM rather than SIGINT because a script started in the background ignores SIGINT), each's exit code and wall time in steps.tsv and summary.json, so one failing
+# step never hides the others:
+#   doctor        envcheck doctor --json (with the fabric checks)                           ~10 s  (limit 45)
+#   nvml_vs_smi   the doctor's NVML readings against nvidia-smi --query-gpu                  ~2 s  (limit 30)
+#   uuids         CUDA's device UUIDs against NVML's, index by index                         ~5 s  (limit 60)
+#   pytest_gpu    the GPU-marked tests                                                      ~60 s  (limit 150)
+#   bench         the default suite on every GPU at once                                    ~90 s  (limit 180)
+#   burn          60 s of load on every GPU, with NVML telemetry                            ~70 s  (limit 110)
+#   comm          collectives and P2P over NCCL                                             ~20 s  (limit 60)
+#   bench_vs_raw  envcheck's matmul and copy figures against a raw timing loop               ~20 s  (limit 60)
+#   stopped       a bench stopped by SIGTERM after 20 s: it must write what ran (exit 143)   ~25 s  (limit 20)
+#   leftovers     then no compute process may be left on any GPU                             ~2 s  (limit 40)
+# About 5 minutes on one GPU, plus making the environment (a torch download) on the first run.
 #
-# The comm step leaves its text report in comm.out and the JSON (--output) in comm.json. With one GPU the
-# world has one rank: the collectives are then trivial copies, but NCCL, the launch, the verification and
-# the report all run on the card.
-#
-# Expected on one H100/H200: doctor ~10 s, pytest -m gpu ~60 s, bench (default) ~90 s (the torch child
-# that proves torch imports and CUDA starts comes first), burn ~70 s (the same torch child, then 60 s of
-# load), comm ~20 s, bench_vs_raw ~15 s with 2 rounds. The 5-minute cap leaves the bench 75 s: a bench
-# still running then is stopped (SIGINT) and saves what it measured (exit 130).
+# Before any step, it stops with one line (and summary.json saying why) when there is no nvidia-smi, when
+# the driver is older than any current torch supports, or when the torch it would use does not see CUDA
+# (a CPU build, or a build for a newer driver).
 set -u
 
 OUT="${OUT:?set OUT to a directory for the results}"
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
-
-if [ -n "${PYTHON:-}" ]; then :
-elif [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python
-else PYTHON=python3
-fi
 DEVICE="${BENCH_DEVICE:-cuda}"
+DRIVER=""
+VARIANT=""
+TORCH=""
 
-printf 'step\texit_code\twall_s\tcommand\n' > "$OUT/steps.tsv"
+printf 'step\texit_code\twall_s\tlimit_s\tcommand\n' > "$OUT/steps.tsv"
 overall=0
 
-step() {  # [GRACE=S] step NAME TIMEOUT_S COMMAND... ; stdout -> $OUT/NAME.out, stderr -> $OUT/NAME.err
-    local name="$1" limit="$2" grace="${GRACE:-2}"; shift 2
+summary() {  # summary STOPPED_REASON (empty: the run went through)
+    python3 - "$OUT" "$1" "$DRIVER" "$VARIANT" "$TORCH" <<'PY'
+import csv, json, os, sys
+out, stopped, driver, variant, torch = sys.argv[1:6]
+with open(f"{out}/steps.tsv") as fh:
+    steps = list(csv.DictReader(fh, delimiter="\t"))
+compared = {}
+for name in ("nvml_vs_smi", "uuids", "leftovers", "bench_vs_raw"):
+    path = f"{out}/{name}.json" if name == "bench_vs_raw" else f"{out}/{name}.out"
+    try:
+        with open(path) as fh:
+            compared[name] = json.load(fh)
+    except (OSError, ValueError):
+        compared[name] = None
+summary = {
+    "ok": not stopped and bool(steps) and all(s["exit_code"] == "0" or (s["step"] == "stopped" and s["exit_code"] == "143") for s in steps),
+    "stopped": stopped or None,
+    "driver": driver or None,
+    "torch_variant": variant or None,
+    "torch": torch or None,
+    "steps": steps,
+    "comparisons": compared,
+}
+with open(f"{out}/summary.json", "w") as fh:
+    json.dump(summary, fh, indent=2)
+for s in steps:
+    print(f"{s['step']:14} exit {s['exit_code']:>3}  {s['wall_s']:>6} s (limit {s['limit_s']} s)")
+PY
+}
+
+stop() {  # one line, the summary, and out
+    echo "gpu_check: $1" >&2
+    summary "$1" > /dev/null
+    exit 2
+}
+
+step() {  # [GRACE=S] step NAME LIMIT_S COMMAND... ; stdout -> $OUT/NAME.out, stderr -> $OUT/NAME.err
+    local name="$1" limit="$2" grace="${GRACE:-5}"; shift 2
     local start end rc
     echo "== $name: $*" >&2
     start=$(date +%s.%N)
-    # SIGINT, as Ctrl-C would: the bench then still saves what it measured (exit 130), pytest its junit XML.
-    timeout --signal=INT --kill-after="$grace" "$limit" "$@" > "$OUT/$name.out" 2> "$OUT/$name.err"
+    # SIGTERM, as a scheduler would: bench, burn and comm then still write what they measured (README,
+    # "Stopping a run").
+    timeout --signal=TERM --kill-after="$grace" "$limit" "$@" > "$OUT/$name.out" 2> "$OUT/$name.err"
     rc=$?
     end=$(date +%s.%N)
-    printf '%s\t%s\t%.1f\t%s\n' "$name" "$rc" "$(awk -v a="$start" -v b="$end" 'BEGIN { print b - a }')" "$*" >> "$OUT/steps.tsv"
+    printf '%s\t%s\t%.1f\t%s\t%s\n' "$name" "$rc" "$(awk -v a="$start" -v b="$end" 'BEGIN { print b - a }')" \
+        "$limit" "$*" >> "$OUT/steps.tsv"
     echo "   exit $rc" >&2
-    [ "$rc" -ne 0 ] && overall=1
     return 0
 }
 
-step env 10 bash -c "nvidia-smi; $PYTHON -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.device_count())'"
-step doctor 20 "$PYTHON" -m envcheck doctor --json
-cp "$OUT/doctor.out" "$OUT/doctor.json" 2>/dev/null
-step pytest_gpu 60 "$PYTHON" -m pytest -m gpu -q -p no:cacheprovider tests --junitxml="$OUT/pytest-gpu.xml"
-GRACE=8 step bench 75 "$PYTHON" -m envcheck bench --device "$DEVICE" --save "$OUT/bench.json" --output "$OUT/bench.md"
-GRACE=5 step burn 75 "$PYTHON" -m envcheck burn --device "$DEVICE" --duration 60s --output "$OUT/burn.json"
-step comm 20 "$PYTHON" -m envcheck comm --timeout 15 --output "$OUT/comm.json"
-step bench_vs_raw 15 "$PYTHON" benchmarks/bench_vs_raw.py --device cuda:0 --rounds 2 --no-suite \
-    --json "$OUT/bench_vs_raw.json"
+# -- the driver, and the torch build it can run ------------------------------------------------------------
+command -v nvidia-smi > /dev/null || stop "no nvidia-smi on PATH: no NVIDIA driver here, so no GPU to check"
+DRIVER="$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2> /dev/null | head -n 1 | tr -d ' ')"
+[ -n "$DRIVER" ] || stop "nvidia-smi answers no driver version: $(nvidia-smi 2>&1 | head -n 1)"
+major="${DRIVER%%.*}"
+case "$major" in (*[!0-9]*|"") stop "nvidia-smi's driver version is not one: $DRIVER";; esac
+if [ "$major" -ge 580 ]; then VARIANT=cu130      # CUDA 13 builds need r580
+elif [ "$major" -ge 525 ]; then VARIANT=cu126    # CUDA 12 builds run from 525.60.13 (minor-version compatibility)
+else stop "driver $DRIVER is older than 525.60.13, the oldest any current CUDA build of torch runs on: upgrade it"
+fi
 
-"$PYTHON" - "$OUT" <<'PY' || overall=1
-import csv, json, sys
-out = sys.argv[1]
-with open(f"{out}/steps.tsv") as fh:
-    steps = list(csv.DictReader(fh, delimiter="\t"))
-json.dump({"steps": steps, "ok": all(s["exit_code"] == "0" for s in steps)}, open(f"{out}/summary.json", "w"), indent=2)
-for s in steps:
-    print(f"{s['step']:14} exit {s['exit_code']:>3}  {s['wall_s']:>6} s")
-PY
+# -- the environment -----------------------------------------------------------------------------------------
+if [ -z "${PYTHON:-}" ]; then
+    VENV="${VENV:-/tmp/envcheck-gpu-venv}"
+    if [ ! -x "$VENV/bin/python" ]; then
+        echo "== making $VENV (torch for $VARIANT, envcheck with its test extra)" >&2
+        python3 -m venv "$VENV" || stop "cannot make a virtual environment at $VENV (python3 -m venv)"
+    fi
+    PYTHON="$VENV/bin/python"
+    if ! "$PYTHON" -c 'import torch' 2> /dev/null; then
+        "$PYTHON" -m pip install -q ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "${TORCH_SPEC:-torch}" \
+            > "$OUT/install.out" 2>&1 || stop "installing ${TORCH_SPEC:-torch} for $VARIANT failed: $(tail -n 1 "$OUT/install.out")"
+    fi
+    "$PYTHON" -m pip install -q -e '.[test]' >> "$OUT/install.out" 2>&1 \
+        || stop "installing envcheck with its test extra failed: $(tail -n 1 "$OUT/install.out")"
+fi
+"$PYTHON" -c 'import envcheck, pytest' 2> /dev/null \
+    || stop "$PYTHON has no envcheck or pytest: pip install -e '.[test]' into it, or leave PYTHON unset"
+
+# -- torch must see CUDA -------------------------------------------------------------------------------------
+TORCH="$("$PYTHON" -c 'import torch; print(torch.__version__, torch.version.cuda or "cpu", torch.cuda.device_count() if torch.cuda.is_available() else 0)' 2> "$OUT/torch.err")" \
+    || stop "torch does not import in $PYTHON: $(tail -n 1 "$OUT/torch.err")"
+set -- $TORCH
+if [ "${3:-0}" = "0" ]; then
+    if [ "${2:-cpu}" = "cpu" ]; then
+        stop "torch $1 in $PYTHON is a CPU build: install the $VARIANT build for driver $DRIVER (TORCH_INDEX_URL)"
+    fi
+    stop "torch $1 (CUDA $2) in $PYTHON sees no GPU under driver $DRIVER: install the $VARIANT build, check CUDA_VISIBLE_DEVICES"
+fi
+echo "== driver $DRIVER, torch $TORCH GPU(s), variant $VARIANT" >&2
+
+# -- the steps -------------------------------------------------------------------------------------------------
+step doctor 45 "$PYTHON" -m envcheck doctor --json -o "$OUT/doctor.json"
+step nvml_vs_smi 30 "$PYTHON" benchmarks/gpu_compare.py nvml-vs-smi "$OUT/doctor.json"
+step uuids 60 "$PYTHON" benchmarks/gpu_compare.py uuids "$OUT/doctor.json"
+step pytest_gpu 150 "$PYTHON" -m pytest -m gpu -q -p no:cacheprovider tests --junitxml="$OUT/pytest-gpu.xml"
+GRACE=30 step bench 180 "$PYTHON" -m envcheck bench --device "$DEVICE" --save "$OUT/bench.json" --output "$OUT/bench.md"
+GRACE=30 step burn 110 "$PYTHON" -m envcheck burn --device "$DEVICE" --duration 60s --output "$OUT/burn.json"
+GRACE=30 step comm 60 "$PYTHON" -m envcheck comm --timeout 30 --output "$OUT/comm.json"
+step bench_vs_raw 60 "$PYTHON" benchmarks/bench_vs_raw.py --device cuda:0 --rounds 2 --no-suite \
+    --json "$OUT/bench_vs_raw.json"
+# A bench stopped 20 s in: it must write what ran and exit 143; then no process may be left on a GPU.
+GRACE=30 step stopped 20 "$PYTHON" -m envcheck bench --device "$DEVICE" --json -o "$OUT/stopped.json"
+step leftovers 40 "$PYTHON" benchmarks/gpu_compare.py leftovers
+
+summary "" || overall=1
+python3 -c 'import json, sys; sys.exit(0 if json.load(open(sys.argv[1]))["ok"] else 1)' "$OUT/summary.json" || overall=1
 exit "$overall"
