@@ -133,6 +133,8 @@ class FleetReport:
     skipped: tuple[Skipped, ...]
     reports_read: int
     threshold: float
+    #: Figures taken while other work held the CPUs: (reading, hostname, source), listed and never compared.
+    contended: tuple[tuple[Reading, str, str], ...] = ()
 
     @property
     def slow(self) -> list[Figure]:
@@ -194,6 +196,7 @@ def merge_digests(
     groups: dict[Group, dict[tuple[str, str], tuple[Reading, str, str]]] = defaultdict(dict)
     sources: dict[tuple[str, str], list[str]] = defaultdict(list)
     uuid_hosts: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    contended: list[tuple[Reading, str, str]] = []
     read = 0
     for d in digests:
         read += 1
@@ -208,6 +211,9 @@ def merge_digests(
             if name not in own or rank < own[name][0]:
                 own[name] = (rank, value)
         for r in d.readings:
+            if r.contended:
+                contended.append((r, d.hostname, d.source))
+                continue
             group = groups[r.group]
             key = (d.hostname, r.device_key)
             if key not in group or r.value > group[key][0].value:  # a device benchmarked twice: its best
@@ -234,6 +240,7 @@ def merge_digests(
         skipped=tuple(skipped),
         reports_read=read,
         threshold=threshold,
+        contended=tuple(contended),
     )
 
 

@@ -116,6 +116,11 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
             f"[yellow]DUPLICATE HOST[/] {escape(h['hostname'])}: {len(h['sources'])} {escape(h['kind'])} reports "
             f"({escape(names(h['sources']))}): two machines with one name, or a copied report"
         )
+    contended = [c for c in doc.get("contended") or [] if isinstance(c, dict)]
+    if contended:
+        say(f"\n[bold]Not compared: taken while other work held the CPUs[/] ({len(contended)})")
+        for c in contended:
+            say(f"  {escape(str(c.get('hostname')))} {escape(str(c.get('id')))} on {escape(str(c.get('device')))}")
     skipped = doc.get("skipped") or []
     if skipped:
         say(f"\n[bold]Skipped[/] ({len(skipped)})")
@@ -219,6 +224,13 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
         for h in duplicates.get("hosts") or []:
             seen = f"{len(h['sources'])} {cell(h['kind'])} reports"
             lines.append(f"| host {code(h['hostname'])} | {seen} | {cell(names(h['sources']))} |")
+    contended = [c for c in doc.get("contended") or [] if isinstance(c, dict)]
+    if contended:
+        lines += ["", "### Not compared: taken while other work held the CPUs", "", "| host | figure | device |"]
+        lines.append("|---|---|---|")
+        lines += [
+            f"| {code(str(c.get('hostname')))} | {cell(c.get('id'))} | {cell(c.get('device'))} |" for c in contended
+        ]
     skipped = doc.get("skipped") or []
     if skipped:
         lines += ["", "### Skipped", "", "| source | reason |", "|---|---|"]

@@ -58,6 +58,19 @@ def fleet_document(report: FleetReport, *, generated_at: datetime, duration_s: f
                 ],
             },
             "skipped": [s.to_json() for s in report.skipped],
+            # taken while other work held the CPUs: not compared, so never "slow"
+            "contended": [
+                {
+                    "hostname": hostname,
+                    "device": r.device,
+                    "id": r.group.id,
+                    "model": r.group.model,
+                    "value": r.value,
+                    "unit": r.group.unit,
+                    "source": source,
+                }
+                for r, hostname, source in report.contended
+            ],
         }
     )
     result: dict[str, Any] = to_jsonable(doc)
@@ -136,6 +149,7 @@ def summary(report: FleetReport) -> dict[str, Any]:
         "slow_cpus": len(report.slow_cpus),
         "duplicate_hosts": len(report.duplicate_hosts),
         "duplicate_gpus": len(report.duplicate_gpus),
+        "contended": len(report.contended),
     }
     parts = [f"{failing} failing" if failing else "none failing"]
     if warned:
@@ -152,5 +166,7 @@ def summary(report: FleetReport) -> dict[str, Any]:
     read = f"{_plural(report.reports_read, 'report')} read"
     if report.skipped:
         read += f", {len(report.skipped)} skipped"
+    if report.contended:
+        read += f", {_plural(len(report.contended), 'contended figure')} not compared"
     text = f"{_plural(len(report.nodes), 'node')}: {', '.join(parts)} ({read})"
     return Summary(verdict_of([report.status]), text, counts).to_json()

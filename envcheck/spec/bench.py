@@ -14,12 +14,18 @@ from envcheck.spec.parse import LabSpec
 from envcheck.spec.snapshot import BenchFigure
 
 
-def headlines(results: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[float, str]]:
-    """(benchmark id, device) -> (best verified value, unit)."""
+def headlines(
+    results: list[dict[str, Any]], *, contended: bool | None = None
+) -> dict[tuple[str, str], tuple[float, str]]:
+    """(benchmark id, device) -> (best verified value, unit). ``contended``: None takes every figure; False
+    only those taken with the CPUs to themselves; True only those the bench marked ``contended`` (other
+    work held the CPUs: a figure that judges nothing, envcheck.bench.contention)."""
     best: dict[tuple[str, str], tuple[float, str]] = {}
     for r in results:
         value = r.get("value")
         if r.get("status") != "ok" or r.get("verified") is not True or not isinstance(value, (int, float)):
+            continue
+        if contended is not None and (r.get("contended") is True) != contended:
             continue
         key = (r["id"], r["device"])
         if key not in best or value > best[key][0]:
@@ -28,12 +34,20 @@ def headlines(results: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[floa
 
 
 def bench_figures(document: dict[str, Any]) -> list[BenchFigure]:
-    """Per benchmark, the figure of the slowest device (a spec must pass every device of this machine)."""
+    """Per benchmark, the figure of the slowest device (a spec must pass every device of this machine). A
+    figure the bench marked contended is never a minimum: other work held the CPUs while it was taken
+    (:func:`contended_ids` names what was left out)."""
     per_id: dict[str, BenchFigure] = {}
-    for (bench_id, _device), (value, unit) in sorted(headlines(document.get("results", [])).items()):
+    for (bench_id, _device), (value, unit) in sorted(headlines(document.get("results", []), contended=False).items()):
         if bench_id not in per_id or value < per_id[bench_id].value:
             per_id[bench_id] = BenchFigure(bench_id, value, unit)
     return list(per_id.values())
+
+
+def contended_ids(document: dict[str, Any]) -> list[str]:
+    """The benchmarks :func:`bench_figures` left out: measured only while other work held the CPUs."""
+    kept = {bench_id for bench_id, _ in headlines(document.get("results", []), contended=False)}
+    return sorted({bench_id for bench_id, _ in headlines(document.get("results", []), contended=True)} - kept)
 
 
 @dataclass(frozen=True)

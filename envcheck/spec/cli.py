@@ -57,11 +57,20 @@ def snapshot(
     if with_bench:
         from envcheck.core import stop
         from envcheck.core.errors import CommandError
-        from envcheck.spec.bench import bench_figures
+        from envcheck.spec.bench import bench_figures, contended_ids
 
         try:
             with stop.orderly():  # README, "Stopping a run"
-                machine.bench = bench_figures(run_bench_for_snapshot(device))
+                measured = run_bench_for_snapshot(device)
+                machine.bench = bench_figures(measured)
+            left_out = contended_ids(measured)
+            if left_out:
+                # A figure taken while other work held the CPUs is no minimum for other machines.
+                click.echo(
+                    f"envcheck: not recorded, measured while other work held the CPUs: {', '.join(left_out)}; "
+                    "run the snapshot again on a quiet machine to record them",
+                    err=True,
+                )
         except BenchStopped as exc:
             click.echo(f"envcheck: snapshot stopped by {exc}: half a suite is no reference; nothing written", err=True)
             sys.exit(exc.code)
@@ -96,10 +105,14 @@ def run_bench_for_snapshot(device: str, *, only: str | None = None, quick: bool 
     ``run_bench`` the bench command calls; its envcheck.bench/1 document. A signal ends the snapshot
     (:class:`BenchStopped`, exit 130/143/129): half a suite is no reference for other machines."""
     from envcheck.bench.app import BenchRequest, run_bench
+    from envcheck.bench.render import progress
     from envcheck.bench.report import bench_document
     from envcheck.core.errors import CommandError
 
-    report = run_bench(BenchRequest.parse(device=device, only=only, quick=quick))
+    # the bench takes a minute or more: its progress on stderr, as `envcheck bench` shows it
+    callbacks, live = progress(stream=sys.stderr)
+    with live:
+        report = run_bench(BenchRequest.parse(device=device, only=only, quick=quick), progress=callbacks)
     if report.interrupted:
         raise BenchStopped(report.stopped_by)
     if report.exit_code:

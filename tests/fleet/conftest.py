@@ -72,6 +72,11 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
         made = dict(zip(MADE, pool.map(make, MADE.values()), strict=True))
     for name, doc in made.items():
         assert doc["schema"].startswith("envcheck."), name
+    # Whether the real CPU bench marked its figures contended depends on how busy this machine was: the
+    # fleet leaves such figures out of its comparisons, so the tests that compare figures start from calm
+    # ones (test_contended_figures_are_listed_and_never_compared marks its own).
+    for r in made["bench_cpu"]["results"]:
+        r["contended"] = False
     return made
 
 
