@@ -8,6 +8,7 @@ pynvml check says what the imported module lacked.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,10 +17,10 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from envcheck.core.model import Verdict, fail, ok, warn
+from envcheck.core.model import Verdict, available, fail, ok, warn
 from envcheck.core.probing import Context
 from envcheck.doctor.areas import check
-from envcheck.doctor.checks.driver import CUDA_12_MIN_DRIVER, container_expects_gpus
+from envcheck.doctor.checks.driver import container_expects_gpus
 from envcheck.doctor.reading import nvml_state
 from envcheck.probes import packages as _packages_probe  # noqa: F401 - registers the "packages" probe
 from envcheck.probes.nvml.inventory import Bindings, NvmlState
@@ -41,10 +42,49 @@ def _label(version: str) -> str:
     return version.partition("+")[2]
 
 
-#: CUDA versions of the torch wheel variants (the ``cuXYZ`` indexes) that current PyTorch releases publish:
-#: torch 2.14 is built for CUDA 12.6, 13.0 and 13.2. Source: pytorch/pytorch RELEASE.md, "Release
-#: Compatibility Matrix" (the CUDA columns); update it when a release changes the set.
-TORCH_CUDA_VARIANTS: tuple[tuple[int, int], ...] = ((12, 6), (13, 0), (13, 2))
+@dataclass(frozen=True)
+class TorchVariant:
+    """One CUDA variant of current torch wheels: its CUDA version, the GPU architectures it carries kernels
+    for, and where that list comes from."""
+
+    cuda: tuple[int, int]
+    archs: tuple[tuple[int, int], ...]
+    source: str
+
+    def runs_on(self, driver_cuda: tuple[int, int]) -> bool:
+        """Whether a driver supporting CUDA up to ``driver_cuda`` runs it: any newer CUDA major, and within
+        one major any minor, through minor-version compatibility (NVIDIA's CUDA Compatibility guide: a
+        CUDA 12.x build runs on any driver >= 525.60.13, a 13.x build on any >= 580)."""
+        return self.cuda[0] <= driver_cuda[0]
+
+    def has_kernels_for(self, capability: tuple[int, int]) -> bool:
+        """Whether it carries a kernel image a GPU of ``capability`` runs: an sm_XY binary runs on GPUs of
+        the same major and an equal or higher minor (CUDA C Programming Guide, "Binary Compatibility")."""
+        return any(a[0] == capability[0] and a[1] <= capability[1] for a in self.archs)
+
+
+#: The CUDA variants of current PyTorch releases (the ``cuXYZ`` indexes; torch 2.14 is built for CUDA 12.6,
+#: 13.0 and 13.2: pytorch/pytorch RELEASE.md, "Release Compatibility Matrix"), each with its arch list.
+#: Update it when a release changes the set.
+TORCH_VARIANTS: tuple[TorchVariant, ...] = (
+    TorchVariant(
+        (12, 6),
+        ((5, 0), (6, 0), (7, 0), (7, 5), (8, 0), (8, 6), (9, 0)),
+        "pytorch/pytorch .ci/manywheel/build_cuda.sh, TORCH_CUDA_ARCH_LIST for CUDA 12.6 (no Blackwell)",
+    ),
+    TorchVariant(
+        (13, 0),
+        ((7, 5), (8, 0), (8, 6), (9, 0), (10, 0), (12, 0)),
+        "torch.cuda.get_arch_list() of the torch 2.14.1+cu130 wheel (CUDA 13 dropped capabilities below 7.5)",
+    ),
+    TorchVariant(
+        (13, 2),
+        ((7, 5), (8, 0), (8, 6), (9, 0), (10, 0), (12, 0)),
+        "as the CUDA 13.0 variant (pytorch/pytorch .ci/manywheel/build_cuda.sh builds both from one list)",
+    ),
+)
+#: Their CUDA versions, oldest first.
+TORCH_CUDA_VARIANTS: tuple[tuple[int, int], ...] = tuple(v.cuda for v in TORCH_VARIANTS)
 #: PyTorch's own wheel index: ``cpu`` and each ``cuXYZ`` variant are directories of it.
 TORCH_INDEX = "https://download.pytorch.org/whl"
 
@@ -54,10 +94,71 @@ def variant_name(cuda: tuple[int, int]) -> str:
     return f"cu{cuda[0]}{cuda[1]}"
 
 
-def torch_variant_for(driver_cuda: tuple[int, int]) -> tuple[int, int] | None:
-    """The newest current torch CUDA variant a driver supporting CUDA up to ``driver_cuda`` runs in full."""
-    fitting = [v for v in TORCH_CUDA_VARIANTS if v <= driver_cuda]
-    return fitting[-1] if fitting else None
+@dataclass(frozen=True)
+class VariantChoice:
+    """Which torch wheel fits a machine, from its driver *and* every GPU's compute capability."""
+
+    #: The newest variant the driver runs with kernels for every GPU (None: there is none).
+    variant: tuple[int, int] | None
+    #: Else the oldest variant with kernels for every GPU, which needs a newer driver (None: none has them).
+    needs_driver_for: tuple[int, int] | None = None
+    #: Capabilities no current variant carries kernels for (a card older than every build).
+    no_kernels: tuple[tuple[int, int], ...] = ()
+
+
+def choose_variant(driver_cuda: tuple[int, int], capabilities: Iterable[tuple[int, int]] = ()) -> VariantChoice:
+    """The torch wheel for a driver supporting CUDA up to ``driver_cuda`` and GPUs of ``capabilities``:
+    Blackwell (sm_100, sm_120) on an r570 driver gets no CUDA 12.6 build (it has no kernels for them, "no
+    kernel image is available") but the advice to move to r580 for CUDA 13; r550 gets the CUDA 12.6 build
+    without a driver upgrade (minor-version compatibility)."""
+    wanted = sorted(set(capabilities))
+    carried = [v for v in TORCH_VARIANTS if all(v.has_kernels_for(cc) for cc in wanted)]
+    # The newest build the driver supports in full; else, within the driver's CUDA major, the closest one
+    # minor-version compatibility runs.
+    full = [v for v in carried if v.cuda <= driver_cuda]
+    if full:
+        return VariantChoice(full[-1].cuda)
+    minor = [v for v in carried if v.runs_on(driver_cuda)]
+    if minor:
+        return VariantChoice(minor[0].cuda)
+    if carried:
+        return VariantChoice(None, carried[0].cuda)
+    missing = tuple(cc for cc in wanted if not any(v.has_kernels_for(cc) for v in TORCH_VARIANTS))
+    return VariantChoice(None, None, missing)
+
+
+def torch_variant_for(
+    driver_cuda: tuple[int, int], capabilities: Iterable[tuple[int, int]] = ()
+) -> tuple[int, int] | None:
+    """The newest current torch CUDA variant the driver runs with kernels for every GPU (:func:`choose_variant`)."""
+    return choose_variant(driver_cuda, capabilities).variant
+
+
+def capabilities_of(nvml: NvmlState | None) -> list[tuple[int, int]]:
+    """Every GPU's compute capability NVML read."""
+    if nvml is None:
+        return []
+    return [tuple(g.compute_capability) for g in nvml.gpus if available(g.compute_capability)]  # type: ignore[misc]
+
+
+def variant_advice(choice: VariantChoice, driver: str | None, driver_cuda: str | None) -> tuple[str, str | None]:
+    """The words and the command when no current variant fits as the machine stands."""
+    if choice.needs_driver_for is not None:
+        need = choice.needs_driver_for
+        minimum = {12: "525.60.13", 13: "580"}.get(need[0], f"one for CUDA {need[0]}.x")
+        return (
+            f"driver {driver} supports CUDA {driver_cuda}, and the current torch builds it runs have no kernels "
+            f"for these GPUs: upgrade the NVIDIA driver to {minimum} or newer, then install the "
+            f"{variant_name(need)} build, the oldest with kernels for every GPU here.",
+            torch_install_command(variant_name(need)),
+        )
+    cards = ", ".join(f"sm_{a}{b}" for a, b in choice.no_kernels) or "these GPUs"
+    return (
+        f"no current torch build carries kernels for {cards} (current builds: CUDA "
+        f"{', '.join(f'{a}.{b}' for a, b in TORCH_CUDA_VARIANTS)}): use an older torch release whose arch list "
+        "has them, or newer GPUs.",
+        None,
+    )
 
 
 def torch_install_command(variant: str) -> str:
@@ -93,20 +194,15 @@ def torch_install_fix(nvml: NvmlState | None, env: Any) -> tuple[str, str | None
             torch_install_command(variant_name(oldest)),
         )
     driver_cuda = (int(match[1]), int(match[2]))
-    variant = torch_variant_for(driver_cuda)
+    choice = choose_variant(driver_cuda, capabilities_of(nvml))
+    variant = choice.variant
     if variant is None:
-        return (
-            f"This machine has {gpus}, and driver {nvml.driver_version} supports CUDA {nvml.cuda_driver_version}, "
-            f"older than every CUDA build of current torch (CUDA {variants}). Upgrade the NVIDIA driver to one "
-            f"for CUDA {oldest[0]}.{oldest[1]} or newer, then install the {variant_name(oldest)} build (a CUDA "
-            f"{oldest[0]}.x driver of at least {CUDA_12_MIN_DRIVER} already runs it through CUDA minor-version "
-            "compatibility).",
-            torch_install_command(variant_name(oldest)),
-        )
+        text, command = variant_advice(choice, nvml.driver_version, nvml.cuda_driver_version)
+        return f"This machine has {gpus}, and {text}", command
     return (
         f"This machine has {gpus} and driver {nvml.driver_version} supports CUDA {nvml.cuda_driver_version}: "
         f"install the CUDA {variant[0]}.{variant[1]} build ({variant_name(variant)}), the newest of current "
-        f"torch's CUDA builds (CUDA {variants}) that this driver runs.",
+        f"torch's CUDA builds (CUDA {variants}) that this driver runs with kernels for every GPU here.",
         torch_install_command(variant_name(variant)),
     )
 

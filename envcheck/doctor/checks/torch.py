@@ -14,7 +14,15 @@ import re
 from envcheck.core.model import Fix, SkipCheck, Status, Verdict, available, fail, first_line, ok, skip, warn
 from envcheck.core.probing import Context, ProbeFailed, ProbeTimeout
 from envcheck.doctor.areas import check
-from envcheck.doctor.checks.packages import TORCH_CUDA_VARIANTS, torch_install_command, torch_variant_for, variant_name
+from envcheck.doctor.checks.packages import (
+    TORCH_CUDA_VARIANTS,
+    capabilities_of,
+    choose_variant,
+    torch_install_command,
+    torch_variant_for,
+    variant_advice,
+    variant_name,
+)
 from envcheck.doctor.reading import nvml_state
 from envcheck.probes import toolkit as _toolkit_probe  # noqa: F401 - registers the "toolkit" probe
 from envcheck.probes.nvml import inventory as _nvml_probe  # noqa: F401 - registers the "nvml" probe
@@ -314,15 +322,14 @@ def check_cuda_build(ctx: Context) -> Verdict:
     gpus = state.gpus
     if info.cuda and not info.hip:
         return ok(f"torch {info.version}: {_flavour(info)} for {len(gpus)} NVIDIA GPU(s)", cuda=info.cuda)
-    variant = torch_variant_for(_version(state.cuda_driver_version) or (0, 0))
+    choice = choose_variant(_version(state.cuda_driver_version) or (0, 0), capabilities_of(state))
+    variant = choice.variant
     if variant is None:
-        oldest = TORCH_CUDA_VARIANTS[0]
+        text, command = variant_advice(choice, state.driver_version, state.cuda_driver_version)
         return fail(
             f"torch {info.version} is a {_flavour(info)}, but this machine has {len(gpus)} NVIDIA GPU(s)",
-            f"Upgrade the NVIDIA driver first: driver {state.driver_version} supports CUDA "
-            f"{state.cuda_driver_version}, and current torch releases are built for CUDA {oldest[0]}.{oldest[1]} "
-            f"or newer; then install a CUDA build of torch (the {variant_name(oldest)} variant or newer).",
-            torch_install_command(variant_name(oldest)),
+            text[0].upper() + text[1:],
+            command,
             cuda=info.cuda,
             hip=info.hip,
             gpus=len(gpus),
@@ -357,7 +364,7 @@ def check_driver_compat(ctx: Context) -> Verdict:
     said = f" (torch says: {first_line(info.cuda_init_error)})" if info.cuda_init_error else ""
     full_driver = TOOLKIT_DRIVER.get(torch_cuda)
     minimum = MINOR_COMPAT_DRIVER.get(torch_cuda[0])
-    variant = torch_variant_for(driver_cuda)
+    variant = torch_variant_for(driver_cuda, capabilities_of(state))
     alternative = (
         f", or install the torch {variant_name(variant)} variant, which driver {state.driver_version} runs"
         if variant and variant != torch_cuda

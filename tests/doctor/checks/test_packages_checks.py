@@ -96,9 +96,10 @@ def test_torch_missing_without_nvidia_gpus_installs_the_cpu_build(tmp_path, nvml
         (13010, "cu130", "install the CUDA 13.0 build (cu130)"),
         (13020, "cu132", "install the CUDA 13.2 build (cu132)"),
         (13050, "cu132", "install the CUDA 13.2 build (cu132)"),
-        # Older than every build: upgrade the driver; a 12.x driver runs cu126 meanwhile (minor-version compat).
-        (12040, "cu126", "supports CUDA 12.4, older than every CUDA build of current torch (CUDA 12.6, 13.0, 13.2)"),
-        (11040, "cu126", "Upgrade the NVIDIA driver to one for CUDA 12.6 or newer"),
+        # r550 (CUDA 12.4) runs cu126 through minor-version compatibility: no driver upgrade is advised.
+        (12040, "cu126", "install the CUDA 12.6 build (cu126)"),
+        # Older than every build's CUDA major: upgrade the driver, to what the suggested build needs.
+        (11040, "cu126", "upgrade the NVIDIA driver to 525.60.13 or newer, then install the cu126 build"),
     ],
 )
 def test_torch_missing_on_a_gpu_machine_installs_the_cuda_build_the_driver_supports(
@@ -109,6 +110,34 @@ def test_torch_missing_on_a_gpu_machine_installs_the_cuda_build_the_driver_suppo
     assert result.status is Status.WARN
     assert result.fix.command == f"pip install torch --index-url https://download.pytorch.org/whl/{index}"
     assert words in result.fix.text and "4 NVIDIA GPU(s)" in result.fix.text
+
+
+@pytest.mark.parametrize(
+    ("driver_cuda", "index", "words"),
+    [
+        # Blackwell (sm_120) on r570 (CUDA 12.8): cu126 has no kernels for it; cu130 needs r580.
+        (12080, "cu130", "upgrade the NVIDIA driver to 580 or newer, then install the cu130 build"),
+        # on r580 the CUDA 13.0 build carries sm_120
+        (13000, "cu130", "install the CUDA 13.0 build (cu130)"),
+    ],
+)
+def test_the_wheel_follows_every_gpus_compute_capability_as_well_as_the_driver(
+    tmp_path, nvml, driver_cuda, index, words
+):
+    nvml("mixed_generations").cuda_version = driver_cuda  # an H100 beside an RTX PRO 6000 Blackwell
+    result = judge("packages.torch", tmp_path)
+    assert result.fix.command == f"pip install torch --index-url https://download.pytorch.org/whl/{index}"
+    assert words in result.fix.text, result.fix.text
+
+
+def test_the_variant_table_says_where_each_arch_list_comes_from():
+    from envcheck.doctor.checks.packages import TORCH_VARIANTS, choose_variant
+
+    assert [v.cuda for v in TORCH_VARIANTS] == [(12, 6), (13, 0), (13, 2)] and all(v.source for v in TORCH_VARIANTS)
+    assert choose_variant((12, 8), [(9, 0)]).variant == (12, 6)  # Hopper on r570: cu126 has sm_90
+    assert choose_variant((12, 8), [(10, 0)]).needs_driver_for == (13, 0)  # B200 on r570
+    assert choose_variant((13, 0), [(3, 5)]).no_kernels == ((3, 5),)  # Kepler: no current build
+    assert choose_variant((13, 0), [(6, 1)]).variant == (12, 6)  # Pascal: only cu126 still has sm_60
 
 
 def test_torch_missing_where_the_driver_does_not_start_says_to_fix_it_first(tmp_path, nvml):

@@ -201,15 +201,30 @@ def test_cpu_torch_on_a_gpu_machine_fails_naming_the_variant(nvml: Callable[[str
     assert result.fix.command == "pip install torch --index-url https://download.pytorch.org/whl/cu130"
 
 
-def test_cpu_torch_with_a_driver_older_than_every_current_build_says_upgrade_it_first(
+def test_cpu_torch_on_r550_is_told_the_cuda_12_6_build_without_a_driver_upgrade(
     nvml: Callable[[str], Any],
 ) -> None:
-    nvml("healthy_multi_gpu")  # driver 550.54.15 supports CUDA 12.4; current torch starts at CUDA 12.6
+    """Driver 550.54.15 supports CUDA 12.4 and current torch starts at CUDA 12.6: the cu126 build runs on it
+    through minor-version compatibility (any driver >= 525.60.13), so no driver upgrade is advised."""
+    nvml("healthy_multi_gpu")
     result = judge("torch.cuda_build", CPU_TORCH)
     assert result.status is Status.FAIL
-    assert result.fix is not None and result.fix.text.startswith("Upgrade the NVIDIA driver first")
-    assert "CUDA 12.6 or newer" in result.fix.text
+    assert result.fix is not None and result.fix.text.startswith("Install a CUDA build of torch (the cu126 variant")
+    assert "Upgrade" not in result.fix.text and "upgrade" not in result.fix.text
     assert result.fix.command == "pip install torch --index-url https://download.pytorch.org/whl/cu126"
+
+
+def test_cpu_torch_with_blackwell_on_r570_is_told_the_driver_the_right_build_needs(
+    nvml: Callable[[str], Any],
+) -> None:
+    """An RTX PRO 6000 Blackwell (sm_120) on r570: cu126 has no kernels for it ("no kernel image"), so the
+    advice is the r580 driver and the cu130 build, not cu126."""
+    nvml("mixed_generations")
+    result = judge("torch.cuda_build", CPU_TORCH)
+    assert result.fix is not None
+    assert result.fix.text.startswith("Driver 570.124.06 supports CUDA 12.8, and the current torch builds it runs")
+    assert "upgrade the NVIDIA driver to 580 or newer, then install the cu130 build" in result.fix.text
+    assert result.fix.command == "pip install torch --index-url https://download.pytorch.org/whl/cu130"
 
 
 def test_rocm_torch_on_nvidia_fails(nvml: Callable[[str], Any]) -> None:
@@ -240,8 +255,9 @@ def test_driver_too_old_for_torchs_cuda_major(nvml: Callable[[str], Any]) -> Non
     assert "torch is built for CUDA 13.0, but driver 550.54.15 supports CUDA only up to 12.4" in result.summary
     assert "too old" in result.summary  # torch's own words are quoted
     assert result.fix is not None
-    # No current torch build runs on a CUDA 12.4 driver, so no variant is offered instead of the upgrade.
-    assert ">= 580.65.06" in result.fix.text and "variant" not in result.fix.text
+    # Or, without the upgrade, the cu126 build, which this CUDA 12.4 driver runs (minor-version compatibility).
+    assert ">= 580.65.06" in result.fix.text
+    assert "or install the torch cu126 variant, which driver 550.54.15 runs" in result.fix.text
 
 
 def test_same_major_older_minor_warns(nvml: Callable[[str], Any]) -> None:
