@@ -61,19 +61,23 @@ def test_ecc_uncorrected_with_pending_row_remap_fails(nvml):
     assert "reset the GPU" in remap["fix"]["text"]
 
 
-def test_thermal_throttle_and_pcie_downgrade_warn(nvml):
+def test_a_gpu_throttling_now_fails_and_a_narrow_link_warns(nvml):
+    """91 °C against an 87 °C slowdown threshold, with HW and SW thermal slowdown active: the GPU is slowing
+    down now, a failure (as the burn and DCGM judge it), where it used to be a warning that left the
+    healthcheck saying healthy."""
     nvml("thermal_throttle_pcie_downgrade")
     code, doc = doctor()
     checks = by_id(doc)
-    assert code == 0 and doc["status"] == "warn"
-    assert checks["gpu.throttle"]["status"] == "warn"
+    assert code == 1 and doc["status"] == "fail"
+    assert checks["gpu.throttle"]["status"] == "fail" and checks["gpu.temperature"]["status"] == "fail"
+    assert checks["gpu.pcie"]["status"] == "warn"
     assert "HW thermal slowdown" in checks["gpu.throttle"]["summary"]
     assert "SW thermal slowdown" in checks["gpu.throttle"]["summary"]
     assert checks["gpu.pcie"]["summary"] == "GPU 0 (00000000:18:00.0): link x8 of x16"
     assert "reseat" in checks["gpu.pcie"]["fix"]["text"]
-    assert checks["gpu.temperature"]["summary"] == "GPU 0 (00000000:18:00.0): 91 °C, slowdown at 87 °C"
-    strict_code, _ = doctor("--strict")
-    assert strict_code == 1
+    assert checks["gpu.temperature"]["summary"] == (
+        "GPU 0 (00000000:18:00.0): 91 °C, above its slowdown threshold of 87 °C"
+    )
 
 
 def test_idle_and_sw_power_cap_are_not_throttling(nvml):
@@ -310,7 +314,9 @@ def test_the_deprecated_pynvml_11_lacking_names_still_gives_the_report(tmp_path)
     assert verdict["fix"]["command"] == "pip uninstall -y pynvml && pip install --force-reinstall nvidia-ml-py"
     # What can be read is read: the GPUs, and the throttle reasons through the pre-r535 name.
     assert checks["gpu.inventory"]["summary"] == "2 × NVIDIA H100 80GB HBM3 (cc 9.0, 80.0 GiB)"
-    assert checks["gpu.temperature"]["summary"] == "GPU 0 (00000000:18:00.0): 91 °C, slowdown at 87 °C"
+    assert checks["gpu.temperature"]["summary"] == (
+        "GPU 0 (00000000:18:00.0): 91 °C, above its slowdown threshold of 87 °C"
+    )
     assert "HW thermal slowdown" in checks["gpu.throttle"]["summary"]
     assert checks["gpu.memory"]["details"]["gpus"]["0"]["processes"] == "not available"
     assert (

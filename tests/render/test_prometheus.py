@@ -61,7 +61,7 @@ def test_a_failing_check_and_its_gpu_readings():
 
 
 def test_throttle_reasons_temperature_and_memory_of_a_hot_gpu():
-    metrics = scrape("doctor", "--quick", scenario="thermal_throttle_pcie_downgrade", code=0)
+    metrics = scrape("doctor", "--quick", scenario="thermal_throttle_pcie_downgrade", code=1)  # throttling: fail
     throttle = metrics["envcheck_gpu_throttle_reason"]
     # GPU 0 is held by software and hardware thermal slowdown (mask 0x60); GPU 1 only idles (0x1).
     assert value(throttle, gpu="0", reason="sw_thermal") == 1 and value(throttle, gpu="0", reason="hw_thermal") == 1
@@ -73,7 +73,7 @@ def test_throttle_reasons_temperature_and_memory_of_a_hot_gpu():
     assert value(metrics["envcheck_gpu_memory_used_bytes"], gpu="0") == 2**30
     assert value(metrics["envcheck_gpu_power_watts"], gpu="0") == 70
     assert value(metrics["envcheck_gpu_pcie_link_width"], gpu="0") == 8
-    assert value(metrics["envcheck_check_status"], check="gpu.temperature", status="warn") == 1
+    assert value(metrics["envcheck_check_status"], check="gpu.temperature", status="fail") == 1
     assert value(metrics["envcheck_node_healthy"]) == 1  # warnings stay healthy
     info = metrics["envcheck_info"][0].labels
     assert info["driver_version"] == "550.54.15" and info["version"]

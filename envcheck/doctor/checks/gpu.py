@@ -283,11 +283,14 @@ def utilization(ctx: Context) -> Verdict:
 
 @check("gpu.temperature", "GPU temperature")
 def temperature(ctx: Context) -> Verdict:
-    """Near the driver's slowdown threshold the GPU drops its clocks; your throughput drops with them."""
+    """Near the driver's slowdown threshold the GPU drops its clocks; your throughput drops with them. At or
+    above it the GPU is slowing down now: a failure, as the burn judges it (burn.throttle)."""
 
     def judge(g: GpuInfo) -> tuple[str, str] | None:
         if not available(g.temperature_c) or not available(g.temperature_slowdown_c):
             return None
+        if g.temperature_c > g.temperature_slowdown_c:
+            return "fail", f"{g.temperature_c} °C, above its slowdown threshold of {g.temperature_slowdown_c} °C"
         if g.temperature_c >= g.temperature_slowdown_c - TEMPERATURE_MARGIN_C:
             return "warn", f"{g.temperature_c} °C, slowdown at {g.temperature_slowdown_c} °C"
         return None
@@ -340,13 +343,14 @@ def power(ctx: Context) -> Verdict:
 
 @check("gpu.throttle", "Clock throttling")
 def throttle(ctx: Context) -> Verdict:
-    """HW slowdown, thermal slowdown and power brake mean a fault or heat is slowing the GPU."""
+    """HW slowdown, thermal slowdown and power brake mean a fault or heat is slowing the GPU now: a failure,
+    as DCGM's diagnostic and envcheck's burn (burn.throttle) judge the same reasons."""
 
     def judge(g: GpuInfo) -> tuple[str, str] | None:
         if not available(g.clocks_event_reasons):
             return None
         active = [words for bit, words in THROTTLE_PROBLEMS.items() if g.clocks_event_reasons & bit]
-        return ("warn", "throttled: " + ", ".join(active)) if active else None
+        return ("fail", "throttled: " + ", ".join(active)) if active else None
 
     gpus, problems, details = judge_each(
         ctx,

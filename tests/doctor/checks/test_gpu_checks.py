@@ -25,14 +25,17 @@ def checks(*areas: str) -> dict[str, dict[str, Any]]:
 
 @pytest.mark.parametrize(
     "temp, status",
-    [(81, "ok"), (82, "warn"), (87, "warn")],  # warn from 5 °C below the 87 °C slowdown threshold
+    # warn from 5 °C below the 87 °C slowdown threshold; above it the GPU is slowing down now: fail
+    [(81, "ok"), (82, "warn"), (87, "warn"), (88, "fail"), (95, "fail")],
 )
-def test_temperature_warns_five_degrees_before_slowdown(nvml, temp, status):
+def test_temperature_warns_five_degrees_before_slowdown_and_fails_above_it(nvml, temp, status):
     nvml("healthy_multi_gpu").gpus[0].temp = temp
     result = checks()["gpu.temperature"]
     assert result["status"] == status
     if status == "warn":
         assert result["summary"] == f"GPU 0 (00000000:18:00.0): {temp} °C, slowdown at 87 °C"
+    if status == "fail":
+        assert result["summary"] == f"GPU 0 (00000000:18:00.0): {temp} °C, above its slowdown threshold of 87 °C"
 
 
 def test_temperature_is_judged_against_slowdown_not_shutdown_or_max_operating(nvml):
