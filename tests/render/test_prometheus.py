@@ -74,7 +74,7 @@ def test_throttle_reasons_temperature_and_memory_of_a_hot_gpu():
     assert value(metrics["envcheck_gpu_power_watts"], gpu="0") == 70
     assert value(metrics["envcheck_gpu_pcie_link_width"], gpu="0") == 8
     assert value(metrics["envcheck_check_status"], check="gpu.temperature", status="fail") == 1
-    assert value(metrics["envcheck_node_healthy"]) == 1  # warnings stay healthy
+    assert value(metrics["envcheck_node_healthy"]) == 0  # a GPU slowing down now is not healthy
     info = metrics["envcheck_info"][0].labels
     assert info["driver_version"] == "550.54.15" and info["version"]
     assert abs(value(metrics["envcheck_last_run_timestamp_seconds"]) - time.time()) < 120
