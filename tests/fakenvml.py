@@ -963,6 +963,13 @@ def fabric_manager_in_progress() -> FakeNvmlLib:
     return lib
 
 
+def fabric_manager_dead() -> FakeNvmlLib:
+    """An HGX node whose fabric manager died (or never matched the driver): NVML leaves the GPUs' fabric state
+    at In Progress indefinitely, not Not Started; what tells it from the minute after boot is the time since
+    boot. CUDA fails with error 802 meanwhile."""
+    return fabric_manager_in_progress()
+
+
 def fabric_manager_failed() -> FakeNvmlLib:
     """The fabric manager ran but could not register GPU 2 (status an NVML error, here NVML_ERROR_UNKNOWN)."""
     lib = hgx_8gpu()
@@ -1127,6 +1134,7 @@ SCENARIOS: dict[str, Callable[[], FakeNvmlLib]] = {
         geforce_no_ecc,
         mig_enabled,
         mig_null_utilization,
+        fabric_manager_dead,
         topology_not_reported,
         other_process_memory,
         hostile_process_name,

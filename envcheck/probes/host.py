@@ -472,3 +472,14 @@ def usable_cores(cpu: CpuInfo) -> int | None:
     if cpu.cgroup_quota_cores:
         counts.append(max(1, int(cpu.cgroup_quota_cores)))
     return min(counts) if counts else None
+
+
+def seconds_since_boot() -> float | None:
+    """How long this machine has been up (None where psutil cannot tell): a state that is normal just after
+    boot (the NVSwitch fabric still being trained) is a fault an hour later."""
+    import time
+
+    try:
+        return max(0.0, time.time() - psutil.boot_time())
+    except (OSError, RuntimeError, AttributeError):
+        return None

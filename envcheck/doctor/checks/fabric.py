@@ -70,6 +70,9 @@ FABRIC_MANAGER_FIX = (
     "package's version must match the driver's exactly{driver}, so install the matching one (or update both "
     "together)."
 )
+#: How long after boot the fabric manager may take to train the NVSwitch fabric before "in progress" means
+#: it never will (it takes up to a minute or two; NVIDIA Fabric Manager User Guide, "GPU fabric state").
+FABRIC_SETUP_S = 300.0
 FABRIC_IN_PROGRESS_FIX = (
     "The fabric manager is still setting up the NVSwitch fabric (it takes up to a minute or two after boot); CUDA "
     'fails with "system not yet initialized" (error 802) until it finishes. Run the doctor again in a minute; '
@@ -293,8 +296,21 @@ def manager(ctx: Context) -> Verdict:
         words = f"{label(g)}: the fabric manager could not register it (NVML: {why})"
         problems.append(("fail", words, FABRIC_FAILED_FIX.format(driver=driver), g))
     if "in_progress" in by_state:
-        words = f"fabric still being set up on {named(by_state['in_progress'])} (CUDA waits: error 802 until done)"
-        problems.append(("warn", words, FABRIC_IN_PROGRESS_FIX, None))
+        from envcheck.probes.host import seconds_since_boot
+
+        up = seconds_since_boot()
+        if up is not None and up > FABRIC_SETUP_S:
+            # Past its setup time the fabric is not coming: a dead or mismatched fabric manager leaves the
+            # state at In Progress indefinitely, and CUDA fails with error 802 meanwhile.
+            since = f"{up / 60:.0f} min" if up < 7200 else f"{up / 3600:.1f} h"
+            words = (
+                f"fabric still not set up on {named(by_state['in_progress'])} {since} after boot: "
+                "the fabric manager is not running or does not match the driver (CUDA fails: error 802)"
+            )
+            problems.append(("fail", words, FABRIC_MANAGER_FIX.format(driver=driver), None))
+        else:
+            words = f"fabric still being set up on {named(by_state['in_progress'])} (CUDA waits: error 802 until done)"
+            problems.append(("warn", words, FABRIC_IN_PROGRESS_FIX, None))
     degraded = [g for g in on_fabric if g.fabric.degraded_bandwidth is True]
     if degraded:
         problems.append(("warn", f"fabric bandwidth degraded on {named(degraded)}", DEGRADED_FIX, None))

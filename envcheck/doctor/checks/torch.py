@@ -49,6 +49,8 @@ TOOLKIT_DRIVER: dict[tuple[int, int], str] = {
 #: compatibility (without PTX JIT of newer PTX). Source: CUDA Compatibility guide, "Minor Version
 #: Compatibility", and the CUDA Toolkit Release Notes' table of minimum drivers for it.
 MINOR_COMPAT_DRIVER: dict[int, str] = {11: "450.80.02", 12: "525.60.13", 13: "580"}
+#: How CUDA says error 802 (cudaErrorSystemNotReady): the NVSwitch fabric is not set up.
+SYSTEM_NOT_READY = re.compile(r"system not yet initialized|\b802\b|cudaErrorSystemNotReady", re.IGNORECASE)
 
 #: Compute capability -> the first CUDA toolkit that compiles for it. Source: CUDA Toolkit Release Notes
 #: (11.0: Ampere 8.0; 11.1: 8.6; 11.8: Ada 8.9 and Hopper 9.0; 12.8: Blackwell 10.0 and 12.0;
@@ -458,6 +460,11 @@ def check_devices(ctx: Context) -> Verdict:
         command = f"unset {VISIBLE}"
     elif info.cuda_init_error and "insufficient" in info.cuda_init_error:
         fix, command = "The driver is too old for this torch: see torch.driver_compat.", None
+    elif info.cuda_init_error and SYSTEM_NOT_READY.search(info.cuda_init_error):
+        # error 802: an NVSwitch system whose fabric manager has not set up the fabric (fabric.manager)
+        from envcheck.doctor.checks.fabric import FABRIC_MANAGER_FIX
+
+        fix, command = FABRIC_MANAGER_FIX.format(driver=""), "systemctl status nvidia-fabricmanager"
     else:
         fix = (
             "CUDA cannot open every GPU NVML lists. In a container, pass the GPUs in (`--gpus all`, or the "

@@ -150,12 +150,33 @@ def test_fabric_manager_not_running_fails_with_the_service_and_error_802(nvml):
     assert doc["fabric"]["fabric_manager"]["0"]["state"] == "not_started"
 
 
-def test_fabric_still_being_set_up_is_a_warning(nvml):
+def test_fabric_still_being_set_up_is_a_warning(nvml, monkeypatch):
+    import envcheck.probes.host
+
+    monkeypatch.setattr(envcheck.probes.host, "seconds_since_boot", lambda: 60.0)  # the minute after boot
     nvml("fabric_manager_in_progress")
     fm = checks()["fabric.manager"]
     assert fm["status"] == "warn"
     assert fm["summary"].startswith("fabric still being set up on all 8 GPUs")
     assert "Run the doctor again in a minute" in fm["fix"]["text"]
+
+
+def test_a_fabric_still_in_progress_long_after_boot_fails_naming_the_fabric_manager(nvml, monkeypatch):
+    """A dead fabric manager leaves the state at In Progress for good: three hours after boot that is not
+    "run again in a minute" but a failure naming the service and the version match with the driver."""
+    import envcheck.probes.host
+
+    monkeypatch.setattr(envcheck.probes.host, "seconds_since_boot", lambda: 3 * 3600.0)
+    nvml("fabric_manager_dead")
+    fm = checks()["fabric.manager"]
+    assert fm["status"] == "fail"
+    assert fm["summary"] == (
+        "fabric still not set up on all 8 GPUs 3.0 h after boot: the fabric manager is not running or does not "
+        "match the driver (CUDA fails: error 802)"
+    )
+    assert "`systemctl status nvidia-fabricmanager`" in fm["fix"]["text"]
+    assert "must match the driver's exactly (driver 550.90.07 here)" in fm["fix"]["text"]
+    assert "Run the doctor again in a minute" not in fm["fix"]["text"]
 
 
 def test_a_gpu_the_fabric_manager_could_not_register_fails_by_name(nvml):

@@ -359,6 +359,18 @@ def test_torch_sees_no_gpu_quotes_cuda(nvml: Callable[[str], Any]) -> None:
     assert result.fix is not None and "/dev/nvidia" in (result.fix.command or "")
 
 
+def test_error_802_routes_to_the_fabric_manager_not_to_container_flags(nvml: Callable[[str], Any]) -> None:
+    """CUDA's "system not yet initialized" (802) on an HGX node is the fabric manager's, not a container's
+    missing `--gpus all` or an unreadable /dev/nvidia*."""
+    nvml("fabric_manager_dead")
+    error = "RuntimeError: CUDA error: system not yet initialized (802)"
+    result = judge("torch.devices", cuda_torch("12.4", cuda_init_error=error))
+    assert result.status is Status.FAIL and result.fix is not None
+    assert "nvidia-fabricmanager" in result.fix.text and "--gpus all" not in result.fix.text
+    assert "must match the driver's exactly" in result.fix.text
+    assert result.fix.command == "systemctl status nvidia-fabricmanager"
+
+
 def test_lost_gpu_is_not_expected(nvml: Callable[[str], Any]) -> None:
     nvml("gpu_lost")  # GPU 1 of 3 is lost
     result = judge("torch.devices", cuda_torch("12.4", gpus=2))
