@@ -68,6 +68,7 @@ VALUE_TYPE_UNSIGNED_INT = 1
 EVENT_TYPE_XID = 0x8
 TIMEOUT = 10
 COMPUTEMODE_DEFAULT = 0
+COMPUTEMODE_EXCLUSIVE_PROCESS = 3  # nvml.h NVML_COMPUTEMODE_EXCLUSIVE_PROCESS
 ARGUMENT_VERSION_MISMATCH = 25
 # nvml.h, nvmlIntNvLinkDeviceType_t, nvmlNvlinkVersion_t and nvmlNvLinkErrorCounter_t.
 NVLINK_REMOTE_GPU, NVLINK_REMOTE_SWITCH = 0, 2
@@ -827,6 +828,13 @@ def topology_not_reported() -> FakeNvmlLib:
     return FakeNvmlLib([h100(0, errors=unknown), h100(1, errors=unknown)])
 
 
+def exclusive_process_busy() -> FakeNvmlLib:
+    """GPU 1 is in EXCLUSIVE_PROCESS compute mode and another job's process holds it: CUDA refuses a second
+    context there ("CUDA-capable device(s) is/are busy or unavailable"); the GPU is busy, not broken."""
+    held = h100(1, compute_mode=COMPUTEMODE_EXCLUSIVE_PROCESS, memory_used=40 * GiB, processes=[(4343, 40 * GiB)])
+    return FakeNvmlLib([h100(0), held, h100(2), h100(3)])
+
+
 def other_process_memory() -> FakeNvmlLib:
     return FakeNvmlLib([h100(0, memory_used=72 * GiB, processes=[(4242, 70 * GiB)], util=(97, 80)), h100(1)])
 
@@ -1134,6 +1142,7 @@ SCENARIOS: dict[str, Callable[[], FakeNvmlLib]] = {
         geforce_no_ecc,
         mig_enabled,
         mig_null_utilization,
+        exclusive_process_busy,
         fabric_manager_dead,
         topology_not_reported,
         other_process_memory,

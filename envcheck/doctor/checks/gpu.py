@@ -219,7 +219,12 @@ def memory(ctx: Context) -> Verdict:
         procs = g.processes if available(g.processes) else []
         held = sum(p.used_bytes or 0 for p in procs)
         if held >= BUSY_MEMORY_SHARE * g.memory_total_bytes:
-            who = ", ".join(f"pid {p.pid} ({p.name or 'not visible'}) {human(p.used_bytes or 0)}" for p in procs)
+            # one process: its figure is the total already; several: each one's share
+            each = len([p for p in procs if p.used_bytes]) > 1
+            who = ", ".join(
+                f"pid {p.pid} ({p.name or 'not visible'})" + (f" {human(p.used_bytes or 0)}" if each else "")
+                for p in procs
+            )
             return "warn", f"{human(held)} of {human(g.memory_total_bytes)} held by {who}"
         if not procs and g.memory_used_bytes >= BUSY_MEMORY_SHARE * g.memory_total_bytes:
             return "warn", (

@@ -49,6 +49,10 @@ TOOLKIT_DRIVER: dict[tuple[int, int], str] = {
 #: compatibility (without PTX JIT of newer PTX). Source: CUDA Compatibility guide, "Minor Version
 #: Compatibility", and the CUDA Toolkit Release Notes' table of minimum drivers for it.
 MINOR_COMPAT_DRIVER: dict[int, str] = {11: "450.80.02", 12: "525.60.13", 13: "580"}
+#: How CUDA says a GPU in EXCLUSIVE_PROCESS mode is held by another process (cudaErrorDevicesUnavailable, 46).
+BUSY = re.compile(r"busy or unavailable|cudaErrorDevicesUnavailable", re.IGNORECASE)
+#: PyTorch's variable that makes cuBLAS compute fp32 matmuls in TF32 (torch/csrc/Context: allow_tf32 override).
+TF32_OVERRIDE_VARIABLE = "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE"
 #: How CUDA says error 802 (cudaErrorSystemNotReady): the NVSwitch fabric is not set up.
 SYSTEM_NOT_READY = re.compile(r"system not yet initialized|\b802\b|cudaErrorSystemNotReady", re.IGNORECASE)
 
@@ -586,17 +590,41 @@ def check_matmul(ctx: Context) -> Verdict:
     if not info.cuda_available or not info.devices:
         return skip("torch has no usable GPU to run on (see torch.devices)")
     problems: list[str] = []
+    busy: list[str] = []
     errors: dict[int, float | str | None] = {}
+    tf32_forced = ctx.env.get(TF32_OVERRIDE_VARIABLE, "").strip() not in ("", "0")
     for device in info.devices:
         label = f"GPU {device.index}" + (f" ({device.name})" if device.name else "")
         error = device.matmul_max_rel_error
         errors[device.index] = device.matmul_error or error
-        if device.matmul_error:
+        if device.matmul_error and BUSY.search(device.matmul_error):
+            busy.append(label)  # another job holds it in EXCLUSIVE_PROCESS mode: busy, not broken
+        elif device.matmul_error:
             problems.append(f"{label}: {first_line(device.matmul_error)}")
         elif error is None or not math.isfinite(error) or error > MATMUL_TOLERANCE:
             shown = "did not run" if error is None else f"max relative error {error:.2g} vs the CPU"
             problems.append(f"{label}: wrong result ({shown}; tolerance {MATMUL_TOLERANCE:g})")
     details = {"max_rel_error": errors, "tolerance": MATMUL_TOLERANCE, "size": MATMUL_N}
+    if problems and tf32_forced and all("wrong result (max relative error" in p for p in problems):
+        # cuBLAS told to use TF32 for fp32 matmuls: a right TF32 result misses an fp32 tolerance
+        return warn(
+            f"{'; '.join(problems)}, with {TF32_OVERRIDE_VARIABLE}={ctx.env[TF32_OVERRIDE_VARIABLE]} set",
+            f"{TF32_OVERRIDE_VARIABLE} makes cuBLAS compute fp32 matmuls in TF32 (10-bit mantissa), so an fp32 "
+            "result differs from the CPU's by about 1e-3: that is the variable, not the GPU. Unset it to check "
+            "fp32 correctness (and to get fp32 precision in your jobs).",
+            f"unset {TF32_OVERRIDE_VARIABLE}",
+            **details,
+        )
+    if busy and not problems:
+        return warn(
+            f"{', '.join(busy)}: busy, held by another process (EXCLUSIVE_PROCESS compute mode)",
+            "Another job holds these GPUs, and their compute mode lets one process at a time use them: they "
+            "are busy, not broken. Choose free GPUs with CUDA_VISIBLE_DEVICES, or wait for the job to end.",
+            "nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv",
+            **details,
+        )
+    if busy:
+        problems += [f"{label}: busy (held by another process)" for label in busy]
     if problems:
         if any("no kernel image" in p for p in problems):
             fix = "torch has no kernel for this GPU's architecture: see torch.arch for the build to install."

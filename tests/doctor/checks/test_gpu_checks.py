@@ -69,6 +69,15 @@ def test_memory_held_by_another_process_warns_from_half_the_gpu(nvml, used_gib, 
     assert result["status"] == status
     if status == "warn":
         assert result["summary"].startswith("GPU 0 (00000000:18:00.0): 40.0 GiB of 80.0 GiB held by pid 4242")
+        assert result["summary"].count("40.0 GiB") == 1  # one process: its figure is said once
+
+
+def test_memory_held_by_several_processes_names_each_share(nvml):
+    gpu = nvml("healthy_multi_gpu").gpus[0]
+    gpu.memory_used, gpu.processes = 61 * 1024**3, [(4242, 40 * 1024**3), (4343, 20 * 1024**3)]
+    summary = checks()["gpu.memory"]["summary"]
+    assert summary.startswith("GPU 0 (00000000:18:00.0): 60.0 GiB of 80.0 GiB held by pid 4242 (")
+    assert ") 40.0 GiB, pid 4343 (" in summary and summary.endswith(") 20.0 GiB")
 
 
 @pytest.mark.parametrize("busy, status", [(49, "ok"), (50, "warn")])

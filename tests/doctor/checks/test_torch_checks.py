@@ -517,6 +517,34 @@ def test_matmul_wrong_result_or_cuda_error_fails(no_nvml: None, device: TorchDev
     assert result.fix is not None and "dcgmi diag" in result.fix.text
 
 
+def test_a_gpu_held_in_exclusive_process_mode_is_busy_not_broken(nvml: Callable[[str], Any]) -> None:
+    """Another job holds GPU 1 in EXCLUSIVE_PROCESS mode: the doctor's matmul cannot open it. That used to
+    read "computes wrong results ... drain and run dcgmi diag"."""
+    nvml("exclusive_process_busy")
+    info = cuda_torch(gpus=4)
+    busy = "RuntimeError: CUDA error: CUDA-capable device(s) is/are busy or unavailable"
+    info.devices[1] = TorchDevice(1, "NVIDIA H100 80GB HBM3", (9, 0), matmul_error=busy)
+    result = judge("torch.matmul", info)
+    assert result.status is Status.WARN
+    assert (
+        result.summary
+        == "GPU 1 (NVIDIA H100 80GB HBM3): busy, held by another process (EXCLUSIVE_PROCESS compute mode)"
+    )
+    assert result.fix is not None and "dcgmi" not in result.fix.text and "busy, not broken" in result.fix.text
+
+
+def test_the_tf32_override_variable_is_named_not_the_gpu(no_nvml: None) -> None:
+    """TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 makes cuBLAS compute the fp32 matmul in TF32: ~1e-3 off, a right
+    answer for TF32. A warning about the variable, not "wrong results, drain the GPU"."""
+    info = cuda_torch(gpus=2)
+    info.devices[1] = TorchDevice(1, "H100", (9, 0), matmul_max_rel_error=1.2e-3)
+    result = judge("torch.matmul", info, env={"TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": "1"})
+    assert result.status is Status.WARN
+    assert result.summary.endswith("with TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 set")
+    assert result.fix is not None and result.fix.command == "unset TORCH_ALLOW_TF32_CUBLAS_OVERRIDE"
+    assert judge("torch.matmul", info).status is Status.FAIL  # without the variable it is a wrong result
+
+
 def test_no_kernel_image_points_at_torch_arch(no_nvml: None) -> None:
     info = cuda_torch(gpus=1)
     info.devices[0] = TorchDevice(
