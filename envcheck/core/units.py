@@ -123,6 +123,8 @@ def parse_duration(text: str | float | int) -> float:
         raise ValueError(f"is not a duration: {text!r} (write e.g. '10m', '90s' or '1h')")
     if isinstance(text, (int, float)):
         seconds = float(text)
+    elif not isinstance(text, str):  # a TOML date, a list, a table: anything a spec may hold
+        raise ValueError(f"is not a duration: {type(text).__name__} (write e.g. '10m', '90s' or '1h')")
     else:
         match = _DURATION.match(text)
         if not match:

@@ -407,7 +407,12 @@ def _rate(value: Any) -> float:
 
 
 def _checked(validate: Callable[[Any], Any], value: Any, where: str) -> Any:
+    """``validate(value)``, or the spec error that names ``where``. A validator that meets a value of a type
+    it did not expect (a TOML date, a table) raises TypeError or OverflowError: that is still the spec's
+    fault, said in one line, never an internal error."""
     try:
         return validate(value)
     except ValueError as exc:
         raise SpecError(f"{where} {exc}") from None
+    except (TypeError, OverflowError):
+        raise SpecError(f"{where} cannot be {shown(value)} ({type(value).__name__})") from None

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from envcheck.bench import compare
@@ -65,6 +65,8 @@ def read_spec(path: Path) -> None:
 
 @PROFILE
 @given(text=specs())
+@example(text='["burn"]\n"min_duration" = 1979-05-27T07:32:00Z')  # found by this test: a TOML date, once a crash
+@example(text='[burn]\nmin_duration = ["10m"]')
 def test_a_spec_of_any_shape_is_read_or_refused_in_one_line(tmp_path, text):
     path = tmp_path / "lab.toml"
     path.write_text(text, encoding="utf-8")
