@@ -71,10 +71,10 @@ def test_a_signal_ends_the_run_with_a_whole_report_of_what_ran(tmp_path, sig, co
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
-        # 3 s into the load: the first plain line of a pipe is said when the device's load begins (importing
-        # torch in the worker may take longer than that on a busy machine).
-        assert _wait_for_line(process.stderr, "cpu ", within_s=90), "the burn never said its load began"
-        time.sleep(3)
+        # Once the load has reported a throughput: a pipe's plain lines (one when the load begins, then one
+        # every 10 s) carry the latest figure; on a busy machine the first may take a while, so the test
+        # waits for it rather than for a fixed time.
+        assert _wait_for_line(process.stderr, "cpu ", within_s=90, containing="TFLOP/s"), "no throughput said"
         workers = psutil.Process(process.pid).children(recursive=True)
         process.send_signal(sig)
         stdout, stderr = process.communicate(timeout=30)
@@ -117,16 +117,17 @@ def test_help_names_the_default_duration_and_the_exit_codes():
     assert "[default: 10m]" in result.output and "143 by SIGTERM" in " ".join(result.output.split())
 
 
-def _wait_for_line(stream, start: str, *, within_s: float) -> bool:
+def _wait_for_line(stream, start: str, *, within_s: float, containing: str = "") -> bool:
     """Read ``stream`` line by line (in a thread, so a line never waits in a buffer unseen) until one starts
-    with ``start``; False if none does in time. The rest of the stream is left for ``communicate``."""
+    with ``start`` (and holds ``containing``); False if none does in time. The rest of the stream is left
+    for ``communicate``."""
     import threading
 
     found = threading.Event()
 
     def read() -> None:
         for said in iter(stream.readline, ""):
-            if said.startswith(start):
+            if said.startswith(start) and containing in said:
                 found.set()
                 return
 
