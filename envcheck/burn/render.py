@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from envcheck.core.model import available
 from envcheck.core.report import BURN_SCHEMA
-from envcheck.core.units import clock
+from envcheck.core.units import clock, duration_text
 from envcheck.render import RenderOptions, html, renders
 from envcheck.render.common import cell, code, escape, icon, print_wide, write_lines
 from envcheck.render.live import Live
@@ -111,7 +111,7 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
             console.print(f"      [cyan]fix:[/] {escape(fix['text'])}", soft_wrap=soft)
         if fix.get("command"):
             console.print(f"      [cyan]run:[/] {escape(fix['command'])}", soft_wrap=soft)
-    table = Table(title="steady state (medians over the last minute)", title_justify="left")
+    table = Table(title=f"steady state (medians over {steady_window(doc)})", title_justify="left")
     for name in COLUMNS:
         table.add_column(name, justify="left" if name in ("device", "model", "dtype", "status") else "right")
     for row in rows(doc):
@@ -239,7 +239,7 @@ def burn_devices(doc: dict[str, Any]) -> str:
         body.append([html.e(x) for x in rest] + [html.badge(status)])
     return html.section(
         "Steady state",
-        '<p class="muted">Medians over the run\'s last minute; '
+        f'<p class="muted">Medians over {html.e(steady_window(doc))}; '
         f"throughput in {html.e(doc.get('unit') or 'TFLOP/s')}.</p>",
         html.table(COLUMNS, body, (3, 4, 5, 6, 7)),
     )
@@ -310,6 +310,22 @@ BURN_SECTIONS = (burn_problems, burn_devices, burn_charts, burn_passed, burn_spe
 PIPE_EVERY_S = 10.0
 #: Seconds between redraws on a terminal.
 REDRAW_S = 1.0
+
+
+def steady_window(doc: dict[str, Any]) -> str:
+    """What the steady-state medians cover, as the report measured it: "the last minute" of a long run,
+    "the last 8 s" of a 10 s one (each device's steady ``window_s``)."""
+    windows = [
+        d.get("steady", {}).get("window_s")
+        for d in doc.get("devices") or []
+        if isinstance(d, dict) and isinstance(d.get("steady"), dict)
+    ]
+    longest = max((w for w in windows if isinstance(w, (int, float)) and w > 0), default=None)
+    if longest is None:
+        return "the run's last window"
+    if longest >= 59.5:
+        return "the last minute" if longest < 60.5 else f"the last {duration_text(round(longest))}"
+    return f"the last {longest:.0f} s"
 
 
 def line(child: BurnChild, sample: Sample | None, now: float) -> str:

@@ -224,7 +224,8 @@ def _judged(
 def mismatch(timeline: Timeline, limits: Limits) -> Verdict:
     """A GPU that returns wrong answers under load is faulty, whatever its telemetry says (DCGM's diagnostic
     fails on any miscompare)."""
-    if not timeline.mismatches and not timeline.checked:
+    if not any(timeline.mismatches.values()) and not any(timeline.checked.values()):
+        # nothing compared (stopped before the first check): no claim that anything matched
         return skip("no results were compared with the reference")
     keys = list(dict.fromkeys([*timeline.checked, *timeline.mismatches]))
     details = {str(k): {"mismatches": timeline.mismatches.get(k, 0), "checked": timeline.checked.get(k)} for k in keys}

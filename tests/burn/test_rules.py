@@ -352,3 +352,21 @@ def test_summary_is_the_steady_state_of_the_last_window():
 @pytest.mark.parametrize("scenario", [name for name in fakenvml.SCENARIOS if name.startswith("burn_")])
 def test_every_burn_scenario_judges_without_a_crash(nvml, scenario):
     assert all(r.status is not Status.CRASH for r in judge(burn(nvml, scenario)))
+
+
+def test_a_run_stopped_before_any_check_claims_no_match():
+    """Ctrl-C before the first comparison: 0 checked is not "every result matched"."""
+    timeline = Timeline(throughput={"cpu": [Point(0.0, 1.0)]}, checked={"cpu": 0})
+    assert verdicts(timeline)["burn.mismatch"] == ("skip", "no results were compared with the reference")
+
+
+@pytest.mark.parametrize(
+    ("windows", "words"),
+    [([8.2], "the last 8 s"), ([60.0, 59.8], "the last minute"), ([], "the run's last window")],
+)
+def test_the_steady_state_says_the_window_it_measured(windows, words):
+    """A 10 s run's table used to say "medians over the last minute"."""
+    from envcheck.burn.render import steady_window
+
+    doc = {"devices": [{"steady": {"window_s": w}} for w in windows]}
+    assert steady_window(doc) == words
