@@ -44,6 +44,16 @@ def summarize(results: list[CheckResult], *, gpus_seen: bool | None) -> Summary:
         return Summary("nothing_checked", f"nothing checked: all {_plural(len(results), 'selected check')} skipped")
     if not results:
         return Summary("nothing_checked", "nothing checked: no check selected")
+    missing = next((r for r in results if r.id == "packages.torch" and r.status is Status.WARN), None)
+    if missing is not None and missing.summary.startswith("torch is not installed"):
+        # For a deep-learning readiness tool, the headline of a Python without torch is that, not "ready"
+        where = (missing.details or {}).get("python")
+        tail = f" ({where})" if isinstance(where, str) and where else ""
+        return Summary(
+            "warnings",
+            f"torch is not installed in this Python{tail}: install it (see packages.torch), or run envcheck with "
+            f"the Python your jobs use (`/path/to/that/python -m envcheck doctor`); {', '.join(parts)}",
+        )
     if gpus_seen is False:
         tail = f", {', '.join(parts)}" if parts else ""
         return Summary("ready_cpu", f"ready for CPU work: no NVIDIA GPU found{tail}")

@@ -17,7 +17,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from envcheck.core.model import Verdict, available, fail, ok, warn
+from envcheck.core.model import Verdict, available, fail, ok, skip, warn
 from envcheck.core.probing import Context
 from envcheck.doctor.areas import check
 from envcheck.doctor.checks.driver import container_expects_gpus
@@ -331,6 +331,9 @@ def check_numpy(ctx: Context) -> Verdict:
     state = _state(ctx)
     numpy = state.dists.get("numpy")
     torch = state.dists.get("torch")
+    if numpy is None and torch is None and not state.torch_module:
+        # what numpy's absence breaks is torch's: without torch here, that warning does not apply
+        return skip("numpy is not installed (no torch in this Python to need it: see packages.torch)")
     if numpy is None:
         return warn(
             "numpy is not installed",

@@ -404,3 +404,25 @@ def test_shadowed_copies_warn(tmp_path):
     result = run_check(CHECKS["packages.dependencies"], Context(ProbeRunner({}, 5.0, probes=probes), {}))
     assert result.status is Status.WARN and "numpy 1.26.4 at" in result.summary and "~/.local" in result.fix.text
     json.dumps(result.to_json())  # the details are plain JSON
+
+
+def test_without_torch_numpy_s_absence_is_not_a_warning(tmp_path, nvml):
+    """numpy matters here for what torch does with it: in a Python without torch its absence judges nothing."""
+    nvml("no_library")
+    result = judge("packages.numpy", tmp_path)
+    assert result.status is Status.SKIP
+    assert result.summary == "numpy is not installed (no torch in this Python to need it: see packages.torch)"
+
+
+def test_a_python_without_torch_is_the_headline_not_ready_for_cpu_work(tmp_path, nvml):
+    """A deep-learning readiness tool run in a Python without torch (the system one, not the job's venv) must
+    say that first, name the Python, and say how to run it where the jobs run."""
+    from envcheck.doctor.report import summarize
+
+    nvml("no_library")
+    torch = judge("packages.torch", tmp_path, env={"PATH": "/usr/bin"})
+    summary = summarize([torch], gpus_seen=False)
+    assert summary.verdict == "warnings"
+    assert summary.text.startswith(f"torch is not installed in this Python ({torch.details['python']}): ")
+    assert "`/path/to/that/python -m envcheck doctor`" in summary.text
+    assert "ready for CPU work" not in summary.text
