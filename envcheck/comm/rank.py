@@ -270,11 +270,12 @@ def identify(plan: Plan, world: World) -> tuple[Identity, bool, Any]:
     count = torch.cuda.device_count()
     if count == 0:
         raise RuntimeError("no CUDA GPU is visible to this rank (torch.cuda.device_count() is 0)")
-    index = world.local_rank % count
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    index = gpu_index(world.local_rank, count, visible)
     torch.cuda.set_device(index)
     props = torch.cuda.get_device_properties(index)
     uuid = getattr(props, "uuid", None)
-    uuid_text = None if uuid is None else (str(uuid) if str(uuid).startswith("GPU-") else f"GPU-{uuid}")
+    uuid_text = None if uuid is None else uuid_text_for(str(uuid), visible)
     free, _total = torch.cuda.mem_get_info(index)
     device = torch.device("cuda", index)
     return (
@@ -282,6 +283,31 @@ def identify(plan: Plan, world: World) -> tuple[Identity, bool, Any]:
         True,
         device,
     )
+
+
+def gpu_index(local_rank: int, count: int, visible: str | None) -> int:
+    """The GPU this rank uses: its local rank's, or the only one it sees (a launcher that gives each rank
+    one GPU: Slurm's --gpus-per-task=1). A local rank past the GPUs it sees is an error said in words: the
+    old ``local_rank % count`` silently put two ranks on one GPU, and their figures were half each."""
+    if count == 1:
+        return 0
+    if 0 <= local_rank < count:
+        return local_rank
+    shown = f" (CUDA_VISIBLE_DEVICES={visible})" if visible is not None else ""
+    raise RuntimeError(
+        f"local rank {local_rank} has no GPU of its own: this rank sees {count} GPUs{shown}; start at most "
+        f"{count} ranks per node (torchrun --nproc-per-node={count}), or give each rank its own GPU"
+    )
+
+
+def uuid_text_for(uuid: str, visible: str | None) -> str:
+    """The UUID as nvidia-smi writes it: ``GPU-…`` for a GPU, ``MIG-…`` for a MIG instance (torch gives the
+    bare UUID of either; a rank that sees MIG instances was given them by CUDA_VISIBLE_DEVICES)."""
+    if uuid.startswith(("GPU-", "MIG-")):
+        return uuid
+    entries = [e.strip() for e in (visible or "").split(",") if e.strip()]
+    mig = bool(entries) and all(e.startswith("MIG-") for e in entries)
+    return f"{'MIG' if mig else 'GPU'}-{uuid}"
 
 
 def _available_memory() -> int | None:

@@ -178,3 +178,33 @@ def test_a_slow_link_stands_out_of_the_matrix():
     assert node.matrix[0][0] is None and node.matrix[0][1] == pytest.approx(100.0)
     (slow,) = report.p2p.slow_pairs
     assert (slow["src"], slow["dst"]) == (2, 0) and slow["shortfall"] == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize(
+    ("local_rank", "count", "index"), [(0, 8, 0), (7, 8, 7), (3, 1, 0), (5, 1, 0)]
+)  # a rank that sees one GPU (given to it alone) uses it, whatever its local rank
+def test_each_rank_takes_its_own_gpu(local_rank, count, index):
+    from envcheck.comm.rank import gpu_index
+
+    assert gpu_index(local_rank, count, None) == index
+
+
+def test_a_rank_past_the_gpus_it_sees_is_said_not_doubled_up():
+    """local_rank % count used to put ranks 4-7 on GPUs 0-3 beside ranks 0-3, silently."""
+    from envcheck.comm.rank import gpu_index
+
+    with pytest.raises(RuntimeError) as caught:
+        gpu_index(5, 4, "0,1,2,3")
+    assert str(caught.value) == (
+        "local rank 5 has no GPU of its own: this rank sees 4 GPUs (CUDA_VISIBLE_DEVICES=0,1,2,3); start at most 4 "
+        "ranks per node (torchrun --nproc-per-node=4), or give each rank its own GPU"
+    )
+
+
+def test_a_mig_instance_keeps_its_mig_prefix():
+    from envcheck.comm.rank import uuid_text_for
+
+    uuid = "11111111-2222-3333-4444-555555555555"
+    assert uuid_text_for(uuid, "MIG-11111111-2222-3333-4444-555555555555") == f"MIG-{uuid}"
+    assert uuid_text_for(uuid, None) == f"GPU-{uuid}" and uuid_text_for(uuid, "0,1") == f"GPU-{uuid}"
+    assert uuid_text_for(f"GPU-{uuid}", "MIG-x") == f"GPU-{uuid}"
