@@ -73,6 +73,7 @@ ARGUMENT_VERSION_MISMATCH = 25
 # nvml.h, nvmlIntNvLinkDeviceType_t, nvmlNvlinkVersion_t and nvmlNvLinkErrorCounter_t.
 NVLINK_REMOTE_GPU, NVLINK_REMOTE_SWITCH = 0, 2
 NVLINK_VERSION_4_0 = 6
+NVLINK_VERSION_5_0 = 7
 NVLINK_REPLAY, NVLINK_RECOVERY, NVLINK_CRC_FLIT, NVLINK_CRC_DATA, NVLINK_ECC_DATA = 0, 1, 2, 3, 4
 # nvml.h, nvmlGpuTopologyLevel_t.
 TOPOLOGY_INTERNAL, TOPOLOGY_SINGLE, TOPOLOGY_MULTIPLE, TOPOLOGY_HOSTBRIDGE, TOPOLOGY_NODE, TOPOLOGY_SYSTEM = (
@@ -952,6 +953,17 @@ def hgx_nvlink_down() -> FakeNvmlLib:
     return lib
 
 
+def nvlink5_counters_na() -> FakeNvmlLib:
+    """An HGX B200 board: NVLink 5, whose data-link error counts moved to field values, so the per-link
+    counters NVML offers answer not supported on every link. Nothing here says whether links count errors."""
+    lib = hgx_8gpu()
+    for gpu in lib.gpus:
+        gpu.name, gpu.cc = "NVIDIA B200", (10, 0)
+        for link in gpu.nvlinks or []:
+            link.version, link.errors = NVLINK_VERSION_5_0, {}
+    return lib
+
+
 def fabric_manager_not_running() -> FakeNvmlLib:
     """An HGX node whose nvidia-fabricmanager service is not running: the GPUs are not registered with the
     NVSwitch fabric, so their NVLinks are not trained (all down) and CUDA fails to start (error 802)."""
@@ -1142,6 +1154,7 @@ SCENARIOS: dict[str, Callable[[], FakeNvmlLib]] = {
         geforce_no_ecc,
         mig_enabled,
         mig_null_utilization,
+        nvlink5_counters_na,
         exclusive_process_busy,
         fabric_manager_dead,
         topology_not_reported,

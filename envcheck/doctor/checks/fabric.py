@@ -237,8 +237,23 @@ def nvlink(ctx: Context) -> Verdict:
         versions = {link.version for g in judged for link in g.active_links if available(link.version)}
         version = f" (NVLink {'/'.join(sorted(versions))})" if versions else ""
         waits = f"; {span(g.index for g in waiting)} wait for the fabric (fabric.manager)" if waiting else ""
+        unread = [g for g in judged if g.active_links and not _counters_read(g)]
+        if unread:
+            # Unknown is not "no errors": NVLink 5 (Blackwell) gives its error counts as field values, not
+            # through the per-link counters, which then read N/A on every link.
+            which = "any GPU" if len(unread) == len(judged) else span(g.index for g in unread)
+            return ok(
+                f"{up} links up on {len(judged)} GPU(s){version}; error counters not available on {which} "
+                f"(not judged){waits}",
+                **details,
+            )
         return ok(f"{up} links up on {len(judged)} GPU(s){version}, no errors{waits}", **details)
     return _judged(problems, details, command=lambda g: f"nvidia-smi nvlink -s -i {g.index}")
+
+
+def _counters_read(gpu: GpuFabric) -> bool:
+    """Whether any error counter of any of its active links gave a reading."""
+    return any(available(c.value) or c.rising for link in gpu.active_links for c in link.counters.values())
 
 
 def _link_details(gpu: GpuFabric) -> dict[str, Any]:

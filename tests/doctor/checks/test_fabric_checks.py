@@ -97,6 +97,18 @@ def test_a_link_down_and_a_link_counting_errors_fail(nvml):
     }
 
 
+def test_nvlink5_counters_that_read_na_everywhere_are_not_no_errors(nvml):
+    """NVLink 5 moved its error counts to field values: the per-link counters answer N/A on every link, and
+    the check used to say "no errors" from that."""
+    nvml("nvlink5_counters_na")
+    link = checks()["fabric.nvlink"]
+    assert link["status"] == "ok"
+    assert link["summary"] == (
+        "144 links up on 8 GPU(s) (NVLink 5.0); error counters not available on any GPU (not judged)"
+    )
+    assert "no errors" not in link["summary"]
+
+
 def test_a_steady_error_count_is_a_warning_not_a_failure(nvml):
     lib = nvml("hgx_8gpu")
     lib.gpus[1].nvlinks[4].errors = fakenvml.nvlink_errors(recovery=2)
