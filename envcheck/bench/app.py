@@ -319,7 +319,7 @@ def _compare(request: BenchRequest, figures: tuple[dict[str, Any], ...]) -> Comp
         return None
     path = str(request.baseline_path)
     try:
-        deltas = compare.compare(list(figures), request.baseline, request.threshold, path=path)
+        deltas = compare.compare(list(figures), request.baseline, request.threshold, path=path, quick=request.quick)
     except compare.BaselineError as exc:  # every shared figure was skipped or failed
         return Comparison(path, request.threshold, (), str(exc))
     return Comparison(path, request.threshold, tuple(deltas))

@@ -190,8 +190,10 @@ def compare(
     threshold: float = DEFAULT_THRESHOLD,
     *,
     path: str = "baseline",
+    quick: bool | None = None,
 ) -> list[Delta]:
-    """Deltas for every figure present (with a value, in the same unit) in both runs.
+    """Deltas for every figure present (with a value, in the same unit) in both runs. ``quick``: whether
+    this run is a ``--quick`` one, to say why a baseline of the other kind shares no figure.
 
     A baseline that shares no figure with this run is a mismatch (another machine's device names,
     another selection), reported as a :class:`BaselineError` rather than as "no regressions".
@@ -207,9 +209,17 @@ def compare(
         )
     if not deltas:
         measured = sorted({f"{r['id']} on {r['device']}" for r in baseline["results"]})[:4]
+        options = baseline.get("options") if isinstance(baseline.get("options"), dict) else {}
+        saved_quick = options.get("quick") if isinstance(options.get("quick"), bool) else None
+        why = ""
+        if quick is not None and saved_quick is not None and saved_quick != quick:
+            # --quick runs smaller cases: their figures have other case names, and are never compared
+            made, this = ("a --quick run", "a full one") if saved_quick else ("a full run", "a --quick one")
+            again = "--quick" if saved_quick else "without --quick"
+            why = f": it was saved by {made} (other cases) and this is {this}; run the bench {again} to compare"
         raise BaselineError(
             f"baseline {path} shares no figure with this run (it holds {', '.join(measured) or 'no figures'}"
-            f"{', ...' if len(baseline['results']) > 4 else ''})"
+            f"{', ...' if len(baseline['results']) > 4 else ''}){why}"
         )
     return deltas
 

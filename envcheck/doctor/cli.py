@@ -185,8 +185,8 @@ class _HealthcheckCommand(click.Command):
     "--output",
     metavar="FILE",
     help="Also write the report to FILE atomically, as its suffix names (.prom, .json) or as --format "
-    "names; stdout keeps the line, and the exit code stays the verdict's even when FILE cannot be written. "
-    "E.g. /var/lib/node_exporter/textfile/envcheck.prom.",
+    "names; stdout keeps the line, and the exit code stays the verdict's even when FILE cannot be written "
+    "(e.g. envcheck.prom in node_exporter's textfile directory).",
 )
 @click.option(
     "--npd",

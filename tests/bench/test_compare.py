@@ -49,6 +49,18 @@ def test_nothing_in_common_is_a_mismatch():
         compare.compare([result(device="cuda:1")], baseline(result(device="cpu")), path="b.json")
 
 
+@pytest.mark.parametrize(("saved_quick", "quick", "words"), [
+    (True, False, "it was saved by a --quick run (other cases) and this is a full one; run the bench --quick"),
+    (False, True, "it was saved by a full run (other cases) and this is a --quick one; run the bench without --quick"),
+])  # fmt: skip
+def test_a_baseline_of_the_other_kind_says_why_nothing_is_shared(saved_quick, quick, words):
+    """`bench --compare` against a --quick baseline used to say only "shares no figure"."""
+    old = {**baseline(result(case="bf16 4096x4096x4096")), "options": {"quick": saved_quick}}
+    with pytest.raises(BaselineError) as caught:
+        compare.compare([result()], old, path="b.json", quick=quick)
+    assert str(caught.value).endswith(f"{words} to compare") and "\n" not in str(caught.value)
+
+
 def test_precheck_catches_a_mismatch_before_running():
     with pytest.raises(BaselineError, match="no figure for the selected benchmarks on cpu"):
         compare.precheck(baseline(result()), ["matmul.bf16"], ["cpu"])
