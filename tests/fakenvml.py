@@ -237,6 +237,8 @@ class FakeGpu:
     mem_clock_mhz: int | Timed = 2619
     pcie_width: tuple[int, int] = (16, 16)
     pcie_gen: tuple[int, int] = (5, 5)
+    #: The GPU's own highest PCIe generation (None: the link's, ``pcie_gen[1]``).
+    pcie_gen_gpu_max: int | None = None
     ecc_mode: tuple[int, int] = (1, 1)
     #: (error type, counter type) -> count.
     ecc: dict[tuple[int, int], int | Timed] = field(default_factory=ecc_counts)
@@ -522,6 +524,12 @@ class FakeNvmlLib:
         return self._device(
             "nvmlDeviceGetMaxPcieLinkGeneration", h, lambda g: setattr(_out(out), "value", g.pcie_gen[1])
         )
+
+    def c_nvmlDeviceGetGpuMaxPcieLinkGeneration(self, h: Any, out: Any) -> int:
+        def fill(g: FakeGpu) -> None:
+            _out(out).value = g.pcie_gen[1] if g.pcie_gen_gpu_max is None else g.pcie_gen_gpu_max
+
+        return self._device("nvmlDeviceGetGpuMaxPcieLinkGeneration", h, fill)
 
     def c_nvmlDeviceGetEccMode(self, h: Any, current: Any, pending: Any) -> int:
         def fill(g: FakeGpu) -> None:

@@ -158,6 +158,7 @@ def gpu_document(gpu: GpuInfo) -> dict[str, Any]:
             "pcie_width_max": gpu.pcie_width_max,
             "pcie_gen_current": gpu.pcie_gen_current,
             "pcie_gen_max": gpu.pcie_gen_max,
+            "pcie_gen_gpu_max": gpu.pcie_gen_gpu_max,
             "ecc_mode_current": gpu.ecc_mode_current,
             "ecc_mode_pending": gpu.ecc_mode_pending,
             "ecc_volatile_uncorrected": gpu.ecc_volatile_uncorrected,

@@ -376,12 +376,17 @@ def throttle(ctx: Context) -> Verdict:
 
 @check("gpu.pcie", "PCIe link")
 def pcie(ctx: Context) -> Verdict:
-    """A link narrower than its maximum cuts host<->GPU bandwidth; the generation is judged under load only."""
+    """A link narrower than its maximum, or a slot of an older generation than the GPU, cuts host<->GPU
+    bandwidth; the generation the link runs at now is judged under load only (it trains down at idle)."""
 
     def judge(g: GpuInfo) -> tuple[str, str] | None:
         if available(g.pcie_width_current) and available(g.pcie_width_max):
             if g.pcie_width_current < g.pcie_width_max:
                 return "warn", f"link x{g.pcie_width_current} of x{g.pcie_width_max}"
+        # The link's highest generation is the lower of the GPU's and the slot's: at any load, a Gen5 GPU in a
+        # Gen4 slot (or behind a Gen4 riser or switch) gets half its host bandwidth.
+        if available(g.pcie_gen_max) and available(g.pcie_gen_gpu_max) and g.pcie_gen_max < g.pcie_gen_gpu_max:
+            return "warn", f"the slot allows Gen{g.pcie_gen_max}, the GPU Gen{g.pcie_gen_gpu_max}"
         # The link trains down to Gen1 at idle to save power, so a low generation means nothing unless
         # the GPU is busy.
         busy = available(g.utilization_gpu_pct) and g.utilization_gpu_pct >= PCIE_GEN_LOAD_PCT
@@ -405,9 +410,9 @@ def pcie(ctx: Context) -> Verdict:
         gpus,
         problems,
         details,
-        fine="full link width",
+        fine="full link width and generation",
         fix="A downgraded link is usually a seating, riser or slot problem: reseat the card or move it, and "
-        "check the BIOS slot settings.",
+        "check the BIOS slot settings (a slot of an older PCIe generation than the GPU: move it to a newer one).",
         command="nvidia-smi -q -d PCI | grep -iA2 'link'",
     )
 

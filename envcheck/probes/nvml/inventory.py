@@ -67,6 +67,8 @@ class GpuInfo:
     pcie_width_max: int | NA = NA()
     pcie_gen_current: int | NA = NA()
     pcie_gen_max: int | NA = NA()
+    #: The GPU's own highest generation; ``pcie_gen_max`` is the link's (the lower of the GPU's and the slot's).
+    pcie_gen_gpu_max: int | NA = NA()
     ecc_mode_current: bool | NA = NA()
     ecc_mode_pending: bool | NA = NA()
     ecc_volatile_uncorrected: int | NA = NA()
@@ -188,6 +190,7 @@ def _read_gpu(q: Callable[..., Any], gpu: GpuInfo) -> None:
     gpu.pcie_width_max = q("nvmlDeviceGetMaxPcieLinkWidth")
     gpu.pcie_gen_current = q("nvmlDeviceGetCurrPcieLinkGeneration")
     gpu.pcie_gen_max = q("nvmlDeviceGetMaxPcieLinkGeneration")
+    gpu.pcie_gen_gpu_max = q("nvmlDeviceGetGpuMaxPcieLinkGeneration")
     ecc = q("nvmlDeviceGetEccMode")
     if not isinstance(ecc, NA):
         gpu.ecc_mode_current, gpu.ecc_mode_pending = bool(ecc[0]), bool(ecc[1])

@@ -210,3 +210,14 @@ def test_a_broken_binding_opening_a_gpu_is_not_a_lost_card(nvml, monkeypatch):
     results = checks("gpu.inventory")
     assert "lost" not in results["gpu.inventory"]["summary"]
     assert results["gpu.inventory"]["status"] != "fail"
+
+
+def test_a_gen5_gpu_in_a_gen4_slot_warns_even_at_idle(nvml):
+    """The generation the link runs at now drops at idle, but the highest it can reach (the lower of the
+    GPU's and the slot's) does not: a Gen5 H100 in a Gen4 slot gets half its host bandwidth."""
+    lib = nvml("healthy_multi_gpu")
+    lib.gpus[1].pcie_gen, lib.gpus[1].pcie_gen_gpu_max = (1, 4), 5  # idle (Gen1 now), slot Gen4, GPU Gen5
+    pcie = checks()["gpu.pcie"]
+    assert pcie["status"] == "warn"
+    assert pcie["summary"] == "GPU 1 (00000000:19:00.0): the slot allows Gen4, the GPU Gen5"
+    assert "older PCIe generation" in pcie["fix"]["text"]
