@@ -21,6 +21,9 @@ from envcheck.probes.nvml.constants import TEMPERATURE_MARGIN_C, THROTTLE_PROBLE
 from envcheck.probes.nvml.inventory import GpuInfo
 from envcheck.probes.nvml.session import NO_PERMISSION, NOT_SUPPORTED
 
+#: The clocks-event bit of SW thermal slowdown (nvml.h), the one problem reason that is not the hardware's.
+SW_THERMAL = 0x20
+
 #: Another process holding at least this share of a GPU's memory leaves too little for training.
 BUSY_MEMORY_SHARE = 0.5
 #: Utilisation above which a GPU is already doing someone else's work.
@@ -288,8 +291,8 @@ def utilization(ctx: Context) -> Verdict:
 
 @check("gpu.temperature", "GPU temperature")
 def temperature(ctx: Context) -> Verdict:
-    """Near the driver's slowdown threshold the GPU drops its clocks; your throughput drops with them. At or
-    above it the GPU is slowing down now: a failure, as the burn judges it (burn.throttle)."""
+    """Near the driver's slowdown threshold the GPU drops its clocks; your throughput drops with them. Above
+    it the GPU is slowing down now: a failure, as the burn judges it (burn.throttle)."""
 
     def judge(g: GpuInfo) -> tuple[str, str] | None:
         if not available(g.temperature_c) or not available(g.temperature_slowdown_c):
@@ -348,14 +351,18 @@ def power(ctx: Context) -> Verdict:
 
 @check("gpu.throttle", "Clock throttling")
 def throttle(ctx: Context) -> Verdict:
-    """HW slowdown, thermal slowdown and power brake mean a fault or heat is slowing the GPU now: a failure,
-    as DCGM's diagnostic and envcheck's burn (burn.throttle) judge the same reasons."""
+    """HW slowdown, thermal slowdown and power brake mean a fault or heat is slowing the GPU now: a hardware
+    reason fails, as DCGM's diagnostic and the burn judge it; SW thermal slowdown alone (the driver easing
+    off, which clears by itself) warns."""
 
     def judge(g: GpuInfo) -> tuple[str, str] | None:
         if not available(g.clocks_event_reasons):
             return None
         active = [words for bit, words in THROTTLE_PROBLEMS.items() if g.clocks_event_reasons & bit]
-        return ("fail", "throttled: " + ", ".join(active)) if active else None
+        if not active:
+            return None
+        hardware = g.clocks_event_reasons & ~SW_THERMAL & sum(THROTTLE_PROBLEMS)
+        return ("fail" if hardware else "warn", "throttled: " + ", ".join(active))
 
     gpus, problems, details = judge_each(
         ctx,
@@ -377,7 +384,7 @@ def throttle(ctx: Context) -> Verdict:
 @check("gpu.pcie", "PCIe link")
 def pcie(ctx: Context) -> Verdict:
     """A link narrower than its maximum, or a slot of an older generation than the GPU, cuts host<->GPU
-    bandwidth; the generation the link runs at now is judged under load only (it trains down at idle)."""
+    bandwidth; the generation the link runs at now is judged under load only."""
 
     def judge(g: GpuInfo) -> tuple[str, str] | None:
         if available(g.pcie_width_current) and available(g.pcie_width_max):

@@ -116,8 +116,9 @@ CLOCKS_EVENT_REASONS = (
 )
 #: The reasons that mean a fault or heat (see :attr:`ClocksEventReason.problem`): bit -> words.
 THROTTLE_PROBLEMS = {r.bit: r.words for r in CLOCKS_EVENT_REASONS if r.problem}
-#: Their bits together: what warns in the doctor and fails a burn. The SW power cap is normal under a matmul
-#: load and left out, as DCGM leaves it out; a GPU slowed by a lowered limit shows up against its siblings.
+#: Their bits together: what fails the doctor (SW thermal alone warns there) and a burn. The SW power cap is
+#: normal under a matmul load and left out, as DCGM leaves it out; a GPU slowed by a lowered limit shows up
+#: against its siblings.
 THROTTLE_MASK = sum(THROTTLE_PROBLEMS)
 
 

@@ -221,3 +221,16 @@ def test_a_gen5_gpu_in_a_gen4_slot_warns_even_at_idle(nvml):
     assert pcie["status"] == "warn"
     assert pcie["summary"] == "GPU 1 (00000000:19:00.0): the slot allows Gen4, the GPU Gen5"
     assert "older PCIe generation" in pcie["fix"]["text"]
+
+
+@pytest.mark.parametrize(
+    ("reasons", "status"),
+    [
+        (fakenvml.REASON_SW_THERMAL, "warn"),  # the driver easing off: clears by itself
+        (fakenvml.REASON_HW_THERMAL, "fail"),  # the hardware slowing the GPU now, as DCGM and the burn fail it
+        (fakenvml.REASON_HW_THERMAL | fakenvml.REASON_SW_THERMAL, "fail"),
+    ],
+)
+def test_a_hardware_slowdown_fails_and_a_software_one_alone_warns(nvml, reasons, status):
+    nvml("healthy_multi_gpu").gpus[2].clocks_reasons = reasons
+    assert checks()["gpu.throttle"]["status"] == status
