@@ -16,9 +16,9 @@
 #   TORCH_SPEC       which torch to install (default: torch)
 #   BENCH_DEVICE     devices for bench and burn (default cuda: every visible GPU)
 #
-# The steps, each under its own limit (above what it needs on one H100; SIGTERM at the limit, then SIGKILL
-# after a grace; SIGTERM rather than SIGINT because a script started in the background ignores SIGINT), each's exit code and wall time in steps.tsv and summary.json, so one failing
-# step never hides the others:
+# The steps, each under its own limit (above what it needs on one H100). At the limit: SIGTERM (not SIGINT,
+# which a script started in the background ignores), then SIGKILL after a grace. Each step's exit code and
+# wall time go to steps.tsv and summary.json, so one failing step never hides the others:
 #   doctor        envcheck doctor --json (with the fabric checks)                           ~10 s  (limit 45)
 #   nvml_vs_smi   the doctor's NVML readings against nvidia-smi --query-gpu                  ~2 s  (limit 30)
 #   uuids         CUDA's device UUIDs against NVML's, index by index                         ~5 s  (limit 60)
@@ -54,6 +54,13 @@ out, stopped, driver, variant, torch = sys.argv[1:6]
 with open(f"{out}/steps.tsv") as fh:
     steps = list(csv.DictReader(fh, delimiter="\t"))
 compared = {}
+stopped_ok = False
+try:
+    with open(f"{out}/stopped.json") as fh:
+        report = json.load(fh)
+    stopped_ok = report.get("interrupted") is True and report.get("stopped_by") == "SIGTERM"
+except (OSError, ValueError):
+    pass
 for name in ("nvml_vs_smi", "uuids", "leftovers", "bench_vs_raw"):
     path = f"{out}/{name}.json" if name == "bench_vs_raw" else f"{out}/{name}.out"
     try:
@@ -62,7 +69,7 @@ for name in ("nvml_vs_smi", "uuids", "leftovers", "bench_vs_raw"):
     except (OSError, ValueError):
         compared[name] = None
 summary = {
-    "ok": not stopped and bool(steps) and all(s["exit_code"] == "0" or (s["step"] == "stopped" and s["exit_code"] == "143") for s in steps),
+    "ok": not stopped and bool(steps) and all(s["exit_code"] == "0" or (s["step"] == "stopped" and s["exit_code"] == "143" and stopped_ok) for s in steps),
     "stopped": stopped or None,
     "driver": driver or None,
     "torch_variant": variant or None,
@@ -90,7 +97,8 @@ step() {  # [GRACE=S] step NAME LIMIT_S COMMAND... ; stdout -> $OUT/NAME.out, st
     start=$(date +%s.%N)
     # SIGTERM, as a scheduler would: bench, burn and comm then still write what they measured (README,
     # "Stopping a run").
-    timeout --signal=TERM --kill-after="$grace" "$limit" "$@" > "$OUT/$name.out" 2> "$OUT/$name.err"
+    # --preserve-status: the command's own exit code (143 after an orderly stop), not timeout's 124.
+    timeout --preserve-status --signal=TERM --kill-after="$grace" "$limit" "$@" > "$OUT/$name.out" 2> "$OUT/$name.err"
     rc=$?
     end=$(date +%s.%N)
     printf '%s\t%s\t%.1f\t%s\t%s\n' "$name" "$rc" "$(awk -v a="$start" -v b="$end" 'BEGIN { print b - a }')" \

@@ -114,7 +114,8 @@ def uuids(doctor: dict[str, Any]) -> dict[str, Any]:
 
 def leftovers(*, smi_path: str = "nvidia-smi", wait_s: float = 30) -> dict[str, Any]:
     """Compute processes still on any GPU, waited for up to ``wait_s`` (a GPU frees its context late)."""
-    deadline = time.monotonic() + wait_s
+    started = time.monotonic()
+    deadline = started + wait_s
     while True:
         out = subprocess.run(
             [smi_path, "--query-compute-apps=pid,process_name,used_memory", "--format=csv,noheader,nounits"],
@@ -125,7 +126,8 @@ def leftovers(*, smi_path: str = "nvidia-smi", wait_s: float = 30) -> dict[str, 
         ).stdout
         apps = [line.strip() for line in out.splitlines() if line.strip()]
         if not apps or time.monotonic() >= deadline:
-            return {"check": "leftovers", "ok": not apps, "processes": apps, "waited_s": round(wait_s, 1)}
+            waited = round(time.monotonic() - started, 1)
+            return {"check": "leftovers", "ok": not apps, "processes": apps, "waited_s": waited}
         time.sleep(1)
 
 

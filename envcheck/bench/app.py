@@ -248,6 +248,8 @@ def run_bench(
         suite_started = time.monotonic()
         cpus = None if all(d.is_cuda for d in chosen) else contention.Cpus.here()
         checks = preflight(probes, chosen, cpus)
+        datasheets = peaks.by_device(chosen)
+        jobs = schedule(list(request.specs), chosen, request.benchmark_options, env=env, datasheets=datasheets)
     except KeyboardInterrupt:  # Ctrl-C, or an orderly stop's first signal, before the first case
         stop.settle()
         return BenchReport(
@@ -266,8 +268,6 @@ def run_bench(
             container=read_container(env).kind,
             torch=torch_info,
         )
-    datasheets = peaks.by_device(chosen)
-    jobs = schedule(list(request.specs), chosen, request.benchmark_options, env=env, datasheets=datasheets)
     suite = run.run(jobs, progress=progress, env=env, serial=request.serial)
     wall_s = time.monotonic() - suite_started
     results = tuple(flag_slow_siblings(suite.results))

@@ -71,7 +71,8 @@ def resolve_formats(
         name = f"envcheck {command.info_name}" if command is not None else "this command"
         raise click.UsageError(
             f"{output} names the {file_format} format, which {name} does not write "
-            f"(it writes {', '.join(offered)}); name the file differently or pass --format"
+            f"(it writes {', '.join(offered)}); name the file with one of their suffixes, or with none and "
+            "pass --format"
         )
     return chosen or DEFAULT_FORMAT, file_format
 

@@ -248,13 +248,10 @@ def _install_signal_handlers() -> None:
 #: Called from the watcher thread with each signal that reaches a Python handler, the moment it arrives,
 #: whichever thread the kernel handed it to (envcheck.core.stop: the main thread may be blocked in a write).
 SIGNAL_OBSERVERS: list[Callable[[int], None]] = []
-#: Whether the watcher runs (else observers are never called: the handlers alone see signals).
-WATCHING = threading.Event()
 
 
 def _watch(read_end: int, ours: set[int]) -> None:
     main = threading.main_thread().ident
-    WATCHING.set()
     while True:
         try:
             numbers = os.read(read_end, 64)

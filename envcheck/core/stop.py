@@ -112,12 +112,21 @@ class OrderlyStop:
         return exit_code(self.signum)
 
     def _on_signal(self, signum: int, frame: object) -> None:
-        """The handler, in the main thread: note the signal; raise the first one while armed (once)."""
+        """The handler, in the main thread: note the signal; raise the first one while armed (once). Not
+        while the main thread is inside envcheck.core.proc.start: the process it is starting is not
+        remembered yet, and would outlive the stop; :func:`check` raises it at the supervisor's next turn."""
+        from envcheck.core import proc
+
         self._handled += 1
         self._note(signum)
-        if self.armed and not self._raised:
+        if getattr(proc._STARTING, "active", False):
+            return
+        self._raise_now()
+
+    def _raise_now(self) -> None:
+        if self.armed and not self._raised and self.signum is not None:
             self._raised = True
-            raise Stopped(self.signum or signum)
+            raise Stopped(self.signum)
 
     def observe(self, signum: int) -> None:
         """envcheck.core.proc's watcher thread saw ``signum`` arrive: note it at once, even while the main
@@ -150,17 +159,26 @@ class OrderlyStop:
 
     def _hard_stop(self) -> None:
         """The stop itself hung: kill every child, say so in one line, and end now."""
-        from envcheck.core import proc
 
         assert self.signum is not None
-        with contextlib.suppress(Exception):
-            proc.kill_all()
+        # kill_all takes the lock proc.start holds while a process execs: a thread stuck there (a command
+        # on a dead mount) must not hold the bound up, so the kill gets a second and no more.
+        killer = threading.Thread(target=_kill_all_quietly, name="envcheck-stop-kill", daemon=True)
+        killer.start()
+        killer.join(1.0)
         said = _say(
             f"envcheck: the stop after {self.stopped_by} did not finish within {self.bound_s:g} s: "
             "ended now, its workers killed; the report may be missing or cut short"
         )
         said.join(0.5)
         os._exit(exit_code(self.signum))
+
+
+def _kill_all_quietly() -> None:
+    from envcheck.core import proc
+
+    with contextlib.suppress(Exception):
+        proc.kill_all()
 
 
 def _say(line: str) -> threading.Thread:
@@ -199,22 +217,24 @@ def orderly(bound_s: float | None = None) -> Iterator[OrderlyStop]:
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return
-    for sig in SIGNALS:
-        previous = signal.getsignal(sig)
-        if previous is signal.SIG_IGN:  # inherited as ignored (a background job's SIGINT, nohup's SIGHUP)
-            continue
-        stop._previous[sig] = previous
-        signal.signal(sig, stop._on_signal)
-    watchdog = threading.Thread(target=stop._watch, name="envcheck-stop", daemon=True)
-    watchdog.start()
-    proc.SIGNAL_OBSERVERS.append(stop.observe)
     outer, _current = _current, stop
     try:
+        for sig in SIGNALS:
+            previous = signal.getsignal(sig)
+            if previous is signal.SIG_IGN:  # inherited as ignored (a background job's SIGINT, nohup's SIGHUP)
+                continue
+            stop._previous[sig] = previous
+            signal.signal(sig, stop._on_signal)
+        watchdog = threading.Thread(target=stop._watch, name="envcheck-stop", daemon=True)
+        watchdog.start()
+        proc.SIGNAL_OBSERVERS.append(stop.observe)
         yield stop
     finally:
+        stop.armed = False  # from here on nothing raises: the restore below must run whole
         stop._done = True
         _current = outer
-        proc.SIGNAL_OBSERVERS.remove(stop.observe)
+        with contextlib.suppress(ValueError):
+            proc.SIGNAL_OBSERVERS.remove(stop.observe)
         for sig, previous in stop._previous.items():
             # Once a signal came, the command is ending with the report written: a further one must not
             # reach the previous handler on the way out (Ctrl-C's KeyboardInterrupt, envcheck.core.proc's
@@ -224,6 +244,13 @@ def orderly(bound_s: float | None = None) -> Iterator[OrderlyStop]:
             signal.signal(sig, previous if stop.signum is None else signal.SIG_IGN)
         if stop._mask is not None:
             signal.pthread_sigmask(signal.SIG_SETMASK, stop._mask)
+
+
+def check() -> None:
+    """Raise the first signal now if it came while it could not be raised (the main thread was starting a
+    process) and the run is still armed: the one supervisor calls this at each turn of its loop."""
+    if _current is not None:
+        _current._raise_now()
 
 
 def current() -> OrderlyStop | None:
@@ -238,8 +265,10 @@ def settle() -> None:
     Noting is not enough on its own: a signal that the kernel hands to the main thread while it is
     blocked writing the report into a pipe (a reader slower than the report) cuts that ``write`` short,
     and Python's buffered stdout then loses the rest of the report without an error. So the main thread
-    blocks the stop's signals from here on; the kernel hands them to the watchdog thread instead (which
-    keeps them open), the handler still runs and counts them, and the hard bound still holds."""
+    blocks the stop's signals from here on; the kernel hands them to another thread (the watchdog and
+    envcheck.core.proc's watcher keep them open), which tells the stop at once; the handler still runs and
+    counts them once the main thread is free, and the hard bound still holds. (A child started from the
+    main thread after this would inherit the blocked mask; none is.)"""
     if _current is None:
         return
     _current.armed = False

@@ -447,7 +447,11 @@ def supervise(
     finally:
         from envcheck.core import proc, stop
 
-        stop.settle()
+        try:
+            stop.settle()
+        except KeyboardInterrupt:  # a first signal landing just before the settle: the run was cut short
+            interrupted = True
+            stop.settle()
 
         for w in running:  # only after Ctrl-C (or a bug): stop them, keep what they finished
             if w.process is not None:
@@ -477,6 +481,9 @@ def _loop(
             if w.process is None:
                 running.remove(w)
                 finished(w)
+        from envcheck.core import stop
+
+        stop.check()  # a first signal that came while a worker was being started is raised here
         for key, _ in selector.select(_timeout(running)):
             _read(key.data, key.fd, selector)
         now = time.monotonic()

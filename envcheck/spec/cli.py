@@ -60,9 +60,12 @@ def snapshot(
         from envcheck.spec.bench import bench_figures, contended_ids
 
         try:
-            with stop.orderly():  # README, "Stopping a run"
+            with stop.orderly() as stopping:  # README, "Stopping a run"
                 measured = run_bench_for_snapshot(device)
                 machine.bench = bench_figures(measured)
+            if stopping.signum is not None:  # came once the bench was over: a stop all the same
+                click.echo(f"envcheck: snapshot stopped by {stopping.stopped_by}: nothing written", err=True)
+                sys.exit(stopping.exit_code(0))
             left_out = contended_ids(measured)
             if left_out:
                 # A figure taken while other work held the CPUs is no minimum for other machines.
