@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from envcheck.core.report import DOCTOR_SCHEMA
+from envcheck.core.units import human
 from envcheck.render import RenderOptions, html, renders
 from envcheck.render.common import CheckLines, cell, code, escape, icon, write_lines
 from envcheck.render.safe import inert
@@ -138,6 +139,7 @@ def doctor_markdown(doc: dict[str, Any]) -> list[str]:
         f"{code(host.get('hostname') or '')} · {cell(doc.get('generated_at', ''))} · "
         f"envcheck {cell(doc.get('envcheck_version', ''))} · {doc.get('duration_s', 0):.1f} s",
     ]
+    lines += inventory_markdown(doc)
     areas: dict[str, str] = doc.get("areas", {})
     by_area: dict[str, list[dict[str, Any]]] = {}
     for result in doc.get("checks", []):
@@ -154,7 +156,54 @@ def doctor_markdown(doc: dict[str, Any]) -> list[str]:
             if r["fix"].get("command"):
                 # One line in the block (inert): a newline in it could close the fence and start Markdown.
                 lines += ["  ```sh", f"  {inert(r['fix']['command'])}", "  ```"]
+    lines += fabric_markdown(doc)
     lines += ["", "### Versions", "", "```", *(inert(line) for line in versions_block(doc)), "```"]
+    return lines
+
+
+def _number(value: Any, digits: int = 0) -> str:
+    number = finite(value)
+    return "-" if number is None else f"{number:.{digits}f}"
+
+
+def inventory_markdown(doc: dict[str, Any]) -> list[str]:
+    """The GPU inventory, as the HTML report's: the driver, then a row per GPU."""
+    driver = doc.get("driver") if isinstance(doc.get("driver"), dict) else {}
+    gpus = [g for g in doc.get("gpus") or [] if isinstance(g, dict)]
+    if not gpus and not driver:
+        return []
+    lines = ["", "### GPU inventory", ""]
+    if driver:
+        lines += [
+            f"NVIDIA driver {cell(driver.get('version') or '-')}, CUDA ≤ {cell(driver.get('cuda_version') or '-')}, "
+            f"NVML {cell(driver.get('nvml_version') or '-')}",
+            "",
+        ]
+    if gpus:
+        lines += ["| GPU | name | PCI bus | memory used | °C | power W | util % |", "|---|---|---|---|---|---|---|"]
+        for g in gpus:
+            used, total = finite(g.get("memory_used_bytes")), finite(g.get("memory_total_bytes"))
+            memory = f"{human(used) if used is not None else '-'} of {human(total)}" if total is not None else "-"
+            lost = " (lost)" if g.get("lost") is True else ""
+            power = f"{_number(g.get('power_draw_w'))} / {_number(g.get('power_limit_w'))}"
+            lines.append(
+                f"| {cell(g.get('index'))} | {cell(g.get('name'))}{lost} | {code(g.get('pci_bus_id') or '')} | "
+                f"{memory} | {_number(g.get('temperature_c'))} | {power} | {_number(g.get('utilization_gpu_pct'))} |"
+            )
+    return lines
+
+
+def fabric_markdown(doc: dict[str, Any]) -> list[str]:
+    """The GPU fabric, as the HTML report's: the topology matrix (``nvidia-smi topo -m``'s letters)."""
+    fabric = doc.get("fabric") if isinstance(doc.get("fabric"), dict) else {}
+    gpus = fabric.get("gpus") if isinstance(fabric.get("gpus"), list) else []
+    topology = [row for row in fabric.get("topology") or [] if isinstance(row, list)]
+    if not gpus or not topology:
+        return []
+    lines = ["", "### GPU fabric", "", "| | " + " | ".join(f"GPU {cell(g)}" for g in gpus) + " |"]
+    lines.append("|---|" + "---|" * len(gpus))
+    for gpu, row in zip(gpus, topology, strict=False):
+        lines.append(f"| GPU {cell(gpu)} | " + " | ".join(cell(v) for v in row) + " |")
     return lines
 
 
@@ -328,7 +377,7 @@ def doctor_fabric(doc: dict[str, Any]) -> str:
             )
         parts += [
             "<h3>NVLink</h3>",
-            html.table(["GPU", "PCI bus", "", "links up", "version", "links down"], rows, (3,)),
+            html.table(["GPU", "PCI bus", "state", "links up", "version", "links down"], rows, (3,)),
         ]
     return html.section("GPU fabric", *parts)
 

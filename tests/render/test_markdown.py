@@ -52,6 +52,25 @@ def test_a_heading_and_a_table_per_area_with_cells_that_cannot_break_the_table()
     assert "| ✅ ok | arch | sm_90 in the list | `torch.arch` |" in lines
 
 
+def test_the_gpu_inventory_and_fabric_sections_are_there_as_in_the_html():
+    """The Markdown report used to lack the GPU inventory and the fabric matrix the HTML page has."""
+    gpus = [
+        {"index": i, "name": "NVIDIA H100 | 80GB", "pci_bus_id": f"0:1{i}", "memory_used_bytes": 2**30,
+         "memory_total_bytes": 80 * 2**30, "temperature_c": 34 + i, "power_draw_w": 70.0, "power_limit_w": 700.0,
+         "utilization_gpu_pct": 0, "lost": i == 1}
+        for i in range(2)
+    ]  # fmt: skip
+    fabric = {"gpus": [0, 1], "topology": [["X", "NV18"], ["NV18", "X"]]}
+    lines = markdown(doctor_doc(gpus=gpus, fabric=fabric)).splitlines()
+    at = lines.index("### GPU inventory")
+    assert lines[at + 2] == "NVIDIA driver 550.54.15, CUDA ≤ 12.4, NVML -"
+    assert "| 0 | NVIDIA H100 \\| 80GB | `0:10` | 1.0 GiB of 80.0 GiB | 34 | 70 / 700 | 0 |" in lines
+    assert "| 1 | NVIDIA H100 \\| 80GB (lost) | `0:11` | 1.0 GiB of 80.0 GiB | 35 | 70 / 700 | 0 |" in lines
+    at = lines.index("### GPU fabric")
+    matrix = ["| | GPU 0 | GPU 1 |", "|---|---|---|", "| GPU 0 | X | NV18 |", "| GPU 1 | NV18 | X |"]
+    assert lines[at + 2 : at + 6] == matrix
+
+
 def test_fixes_are_listed_with_their_commands():
     text = markdown(doctor_doc())
     assert "- **`gpu.ecc`** (fail): Drain the node." in text
