@@ -46,8 +46,10 @@ def exit_code_for(
     128 + that signal (143 for SIGTERM: the code a process killed by it has, so a scheduler sees what it
     asked for)."""
     if stopped_by is not None:
-        by_signal = {int(c) - 128: c for c in (ExitCode.INTERRUPTED, ExitCode.TERMINATED, ExitCode.HANGUP)}
-        return by_signal.get(int(getattr(signal.Signals, stopped_by, signal.SIGINT)), ExitCode.INTERRUPTED)
+        try:
+            return ExitCode(128 + int(getattr(signal.Signals, stopped_by, signal.SIGINT)))
+        except ValueError:  # a signal the long commands do not take
+            return ExitCode.INTERRUPTED
     if interrupted:
         return ExitCode.INTERRUPTED
     overall = worst(list(statuses))

@@ -41,6 +41,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from envcheck.core.workers import signal_name
+
 #: How long an orderly stop may take, from the first signal, before the command is ended without it. Above
 #: the longest stop a healthy run needs (comm gives rank 0 ten seconds to report), below the SIGKILL a
 #: scheduler sends next (Slurm's default KillWait is 30 s; Kubernetes' grace period 30 s).
@@ -61,14 +63,6 @@ class Stopped(KeyboardInterrupt):
     def __init__(self, signum: int) -> None:
         super().__init__(signal_name(signum))
         self.signum = signum
-
-
-def signal_name(signum: int) -> str:
-    """``SIGTERM``; ``signal N`` for a number without a name."""
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
 
 
 def exit_code(signum: int) -> int:

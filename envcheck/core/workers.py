@@ -473,6 +473,8 @@ def _loop(
     finished: Callable[[Child], None],
     tick: Callable[[], None],
 ) -> None:
+    from envcheck.core import stop
+
     while waiting or running:
         while waiting and (not serial or not running):
             w = waiting.pop(0)
@@ -481,8 +483,6 @@ def _loop(
             if w.process is None:
                 running.remove(w)
                 finished(w)
-        from envcheck.core import stop
-
         stop.check()  # a first signal that came while a worker was being started is raised here
         for key, _ in selector.select(_timeout(running)):
             _read(key.data, key.fd, selector)

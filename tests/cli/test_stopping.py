@@ -23,16 +23,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.comm.test_comm import rank_1_stuck
+from tests.comm.test_comm import rank_1_stuck, restore_sigint
 
 ENVCHECK = shutil.which("envcheck") or str(Path(sys.executable).with_name("envcheck"))
 INT, TERM, HUP = signal.SIGINT, signal.SIGTERM, signal.SIGHUP
 #: What no stop may print: a traceback, a bug's line, click's word for a KeyboardInterrupt it caught.
 NEVER = ("Traceback", "internal error", "aborted")
-
-
-def default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def start(args: list[str], cwd: Path, stdout: int = subprocess.PIPE, **env: str) -> subprocess.Popen[str]:
@@ -43,7 +39,7 @@ def start(args: list[str], cwd: Path, stdout: int = subprocess.PIPE, **env: str)
         text=True,
         cwd=cwd,
         env={**os.environ, **env},
-        preexec_fn=default_sigint,
+        preexec_fn=restore_sigint,
     )
 
 
