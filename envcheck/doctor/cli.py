@@ -251,7 +251,7 @@ def healthcheck(
         if mode == "slurm":
             # A Prolog or HealthCheckProgram exiting non-zero drains the node: a typo in slurm.conf must not
             # drain the cluster. Said as every own trouble is (stdout, exit 0), and loudly on stderr too.
-            click.echo(f"envcheck: error: {said}: this node is not judged and not drained", err=True)
+            click.echo(f"envcheck: error: {said.rstrip('.')}: this node is not judged and not drained", err=True)
             click.echo(one_line(f"envcheck could not judge this node: {said}"))
             sys.exit(int(ExitCode.OK))
         click.echo(f"unhealthy: {said}")
