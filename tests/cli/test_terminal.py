@@ -254,3 +254,15 @@ def test_stderr_scrubs_every_way_of_writing_to_it():
     stream.write(f"token {secret}\n")
     stream.writelines([f"again {secret}\n", "plain\n"])
     assert secret not in raw.getvalue() and raw.getvalue().endswith("plain\n")
+
+
+@pytest.mark.parametrize(("free", "status"), [(str(5 << 30), "warn"), (str(512 << 20), "fail")])
+def test_the_disk_check_judges_the_free_space_the_command_reads(free, status):
+    # The fake node's disk (tests/nvml_site) answers through shutil.disk_usage, the call the probe makes.
+    proc = run("doctor", "--quick", "--json", "host.disk", ENVCHECK_FAKE_NVML="healthy_multi_gpu",
+               ENVCHECK_FAKE_DISK_FREE=free)  # fmt: skip
+    doc = json.loads(proc.stdout)
+    disk = next(c for c in doc["checks"] if c["id"] == "host.disk")
+    assert disk["status"] == status and proc.returncode == (1 if status == "fail" else 0)
+    assert {p["free_bytes"] for p in disk["details"]["places"]} == {int(free)}
+    assert disk["fix"] and "Free space on the filesystem" in disk["fix"]["text"]

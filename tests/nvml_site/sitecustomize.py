@@ -4,6 +4,10 @@ runs, so the process under test is the installed console script, unchanged, over
 
 ENVCHECK_FAKE_NVML_CALLS=<file>: the fake's C calls are written there as a JSON list when the process exits.
 ENVCHECK_FAKE_CRASH=1 additionally makes the doctor's runner raise, to test how a crash is reported.
+
+A fake node has ample disk: under a scenario, every filesystem but /dev/shm answers 500 GiB free of 1 TiB, so
+a test that expects "no problems" does not turn on how full the disk of the machine running the suite is.
+ENVCHECK_FAKE_DISK_FREE=<bytes> gives another free figure; ``real`` leaves the machine's own.
 """
 
 import os
@@ -24,6 +28,23 @@ if _scenario:
         # Registered before envcheck runs, so it runs after envcheck's own exit handlers (atexit is last in,
         # first out): the file holds every C call the process made, its NVML shutdown included.
         atexit.register(lambda: open(_calls_to, "w").write(json.dumps(_lib.calls)))
+
+_disk = os.environ.get("ENVCHECK_FAKE_DISK_FREE", "ample" if _scenario else "real")
+if _disk != "real":
+    import shutil
+
+    _total = 1 << 40
+    _free = 500 << 30 if _disk == "ample" else int(_disk)
+
+    _real_disk_usage = shutil.disk_usage
+
+    def _disk_usage(path):
+        if os.fspath(path).startswith("/dev/shm"):
+            return _real_disk_usage(path)  # shared memory is not disk: host.shm reads the machine's own
+        os.stat(path)  # a path that does not exist still raises, as statvfs would
+        return shutil._ntuple_diskusage(_total, _total - _free, _free)
+
+    shutil.disk_usage = _disk_usage
 
 if os.environ.get("ENVCHECK_FAKE_CRASH") == "1":
     import envcheck.doctor.health
