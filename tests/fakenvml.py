@@ -1042,6 +1042,55 @@ def pcie_replay_rising() -> FakeNvmlLib:
     return FakeNvmlLib([h100(0, **pcie), h100(1, pcie_replay=Rising(310, per_read=45), **pcie)])
 
 
+def old_steady_replays() -> FakeNvmlLib:
+    """A healthy HGX board after weeks of uptime: a few NVLink recoveries and replays and some PCIe replays were
+    counted while the links trained at boot, and nothing counts now (each read finds the same numbers)."""
+    lib = hgx_8gpu()
+    lib.gpus[1].nvlinks[4].errors = nvlink_errors(recovery=2)
+    lib.gpus[6].nvlinks[0].errors = nvlink_errors(replay=5)
+    lib.gpus[3].pcie_replay = 12
+    return lib
+
+
+def geforce(i: int, **kw: Any) -> FakeGpu:
+    """An RTX 4090: 24 GB GDDR6X, 450 W, PCIe Gen4 x16, no NVLink, no ECC (NVIDIA GeForce RTX 4090 specs)."""
+    no_ecc = {name: NOT_SUPPORTED for name in ("nvmlDeviceGetEccMode", "nvmlDeviceGetRemappedRows")}
+    card = {"name": "NVIDIA GeForce RTX 4090", "cc": (8, 9), "memory_total": 24 * GiB, "pcie_gen": (4, 4)}
+    return h100(i, power_limit_mw=450_000, power_default_limit_mw=450_000, errors=no_ecc, **card, **kw)
+
+
+def geforce_p2p_disabled() -> FakeNvmlLib:
+    """Two RTX 4090s on one CPU socket: the stock driver does not enable P2P between GeForce cards. Which status
+    NVML gives for it differs between drivers; here "chipset not supported" (``CNS`` in ``nvidia-smi topo -p2p
+    r``), the status an IOMMU or ACS problem also gives, so only the cards tell the causes apart."""
+    return FakeNvmlLib(
+        [geforce(0), geforce(1)], p2p=lambda a, b, caps: P2P_CHIPSET_NOT_SUPPORTED, driver_version="560.35.03"
+    )
+
+
+#: Link indices an H100 NVL has (the H100 die's 18), and those a pair's three NVLink bridges join: 12 links of
+#: NVLink 4, 600 GB/s (NVIDIA H100 NVL product brief). Which indices a bridge takes is illustrative.
+H100_NVL_LINKS, H100_NVL_BRIDGE_LINKS = 18, 4
+
+
+def nvl_card(i: int, peer: int, bridges: int) -> FakeGpu:
+    """An H100 NVL PCIe card joined to GPU ``peer`` by ``bridges`` NVLink bridges (a pair takes three); link
+    indices without a bridge are inactive. No NVSwitch, so no fabric."""
+    peer_bus = f"00000000:{0x18 + peer:02X}:00.0"
+    links = [
+        FakeLink(active=n < bridges * H100_NVL_BRIDGE_LINKS, remote_type=NVLINK_REMOTE_GPU, remote_bus_id=peer_bus)
+        for n in range(H100_NVL_LINKS)
+    ]
+    card = {"name": "NVIDIA H100 NVL", "memory_total": 94 * GiB, "power_limit_mw": 400_000}
+    return h100(i, nvlinks=links, power_default_limit_mw=400_000, socket=i // 2, pcie_switch=i // 2, **card)
+
+
+def nvl_partially_bridged() -> FakeNvmlLib:
+    """Four H100 NVL cards as two bridged pairs: GPUs 0 and 1 with all three bridges, GPUs 2 and 3 with one
+    (two came loose, or were never fitted): 4 links between them where their twins have 12."""
+    return FakeNvmlLib([nvl_card(0, 1, 3), nvl_card(1, 0, 3), nvl_card(2, 3, 1), nvl_card(3, 2, 1)])
+
+
 # -- burn-in: readings that change over a run, on the scenario's clock ----------------------------------------
 
 #: Illustrative readings of an H100 SXM under a sustained matmul load: SM clock at its boost (1980 MHz, the
@@ -1182,6 +1231,9 @@ SCENARIOS: dict[str, Callable[[], FakeNvmlLib]] = {
         fabric_manager_failed,
         pcie_only_p2p_off,
         pcie_replay_rising,
+        old_steady_replays,
+        geforce_p2p_disabled,
+        nvl_partially_bridged,
         burn_healthy_8gpu,
         burn_throttle_after_warmup,
         burn_temperature_climbs,

@@ -4,13 +4,16 @@ and its manager, peer-to-peer access, the PCIe topology between GPUs, and PCIe r
 Why a doctor looks here: a node whose GPUs all pass ``gpu.*`` can still train at a fraction of its speed (one
 NVLink down: NCCL's rings run at the pace of the slowest link) or not at all (the fabric manager not running
 on an NVSwitch system: every CUDA program fails with "system not yet initialized"). Error counters are judged
-from two readings a moment apart (see ``probes/nvml/fabric.py``): rising now is a fault happening now (fail), a
-steady count is history since the driver loaded (warn). Each finding names the GPU (index and PCI bus id) and
-the link; nothing here changes GPU state or needs root.
+as DCGM judges them, by their rate: from two readings a moment apart (see ``probes/nvml/fabric.py``), rising
+faster than NVIDIA's limit is a fault happening now (fail); a steady count is history since the driver loaded,
+often a burst while the links trained at boot, and is reported, not judged (a healthy node with a week of
+uptime must not warn forever); PCIe replays averaging more than the limit since boot warn. Each finding names
+the GPU (index and PCI bus id) and the link; nothing here changes GPU state or needs root.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter as Tally
 from collections.abc import Iterable
 from typing import Any
@@ -32,6 +35,13 @@ COUNTER_WORDS = {
     "crc_data": "CRC errors (data)",
     "ecc_data": "ECC errors (data)",
 }
+
+#: Error rates NVIDIA counts as a fault (DCGM's ``dcgm_gpu_hardware_limits.h``): PCIe replays above 8 a minute
+#: ("the maximum recommended by RM"), NVLink CRC errors at 100 a second and more ("CRC errors only matter at rates
+#: of 100+ per second"); any other NVLink error counted while watched (``DCGM_LIMIT_MAX_LWLINK_ERROR`` 1).
+PCIE_REPLAY_LIMIT_PER_S = 8 / 60
+NVLINK_CRC_LIMIT_PER_S = 100.0
+NVLINK_LIMITS_PER_S = {"crc_flit": NVLINK_CRC_LIMIT_PER_S, "crc_data": NVLINK_CRC_LIMIT_PER_S}
 
 #: Words for P2P statuses (nvml.h ``nvmlGpuP2PStatus_t``).
 P2P_WORDS = {
@@ -57,9 +67,14 @@ RISING_FIX = (
     "counters with `nvidia-smi nvlink -e`; drain the node and have the link checked (`dcgmi diag -r 3` "
     "exercises NVLink; a link that keeps counting needs the vendor: reseat, baseboard, NVSwitch tray)."
 )
-STEADY_FIX = (
-    "These errors were counted since the driver loaded, not while envcheck watched: history, not a fault now. "
-    "Note the numbers and compare after the next job (`nvidia-smi nvlink -e`); if they grow, the link is marginal."
+BRIDGE_FIX = (
+    "NVLink-bridged PCIe cards talk over their bridges; a card with fewer active links than its twins has a bridge "
+    "missing, loose or faulty (or a link down): power off, check that every bridge is fitted and seated (H100 NVL "
+    "pairs take three), and compare `nvidia-smi nvlink -s` on both cards."
+)
+SLOW_CRC_FIX = (
+    "CRC errors are rising, but slower than the 100 a second at which NVIDIA's DCGM counts them as a fault: the "
+    "link retries a little. Watch it with `nvidia-smi nvlink -e`; if the rate grows, have the link checked."
 )
 FABRIC_MANAGER_FIX = (
     "On an NVSwitch system (HGX/DGX) the nvidia-fabricmanager service must have set up the fabric before CUDA "
@@ -98,6 +113,12 @@ P2P_FIX = (
     "NCCL hangs or corrupts data between GPUs whose P2P is reported fine (ACS routing P2P through the CPU), "
     "`NCCL_P2P_DISABLE=1` is the workaround until ACS is off."
 )
+GEFORCE_P2P_FIX = (
+    "NVIDIA's driver does not enable P2P between GeForce cards (RTX 4090, RTX 5090 and most others), whatever the "
+    "IOMMU, ACS or BIOS settings: nothing on this machine turns it on. CUDA and NCCL copy through host memory "
+    "instead, which works, more slowly; nothing needs setting (NCCL finds it alone). For P2P, use workstation "
+    "or data-centre cards."
+)
 TOPOLOGY_FIX = (
     "Fewer NVLinks to some peers means less bandwidth between them, and NCCL's rings run at the pace of the "
     "slowest pair. fabric.nvlink names the link that is down; `nvidia-smi topo -m` shows the whole matrix."
@@ -107,9 +128,10 @@ PCIE_REPLAY_FIX = (
     "costs bandwidth now and can drop the GPU off the bus (Xid 79). Drain the node, reseat the GPU and check its "
     "riser or cable; if it keeps counting, move the card to another slot or ask the vendor."
 )
-PCIE_REPLAY_STEADY_FIX = (
-    "These replays were counted since the driver loaded, not while envcheck watched: often a burst at boot. "
-    "Compare after the next job; if the count grows, the link is marginal (reseat the GPU, check the riser)."
+PCIE_REPLAY_HISTORY_FIX = (
+    "None was counted while envcheck watched, but the count since the driver loaded averages more than the 8 a "
+    "minute NVIDIA recommends at most: the link replays at times (under load, or in bursts). Run `envcheck burn` "
+    "and compare the count before and after; if it grows, reseat the GPU and check its riser or cable."
 )
 
 
@@ -174,17 +196,32 @@ def _judged(problems: list[Problem], details: dict[str, Any], *, command: Any) -
     return factory(summary, fixes, command, **details)
 
 
-def _counted(counters: dict[str, Any], interval_s: float | None) -> tuple[str, str] | None:
-    """(severity, words) for a set of error counters (name -> :class:`~envcheck.probes.nvml.fabric.Counter`): any
-    rising while watched is a fail and is all that is said; else steady counts are a warning."""
+def _counted(
+    counters: dict[str, Any], interval_s: float | None, limits: dict[str, float] | None = None
+) -> tuple[str, str] | None:
+    """(severity, words) for the counters (name -> :class:`~envcheck.probes.nvml.fabric.Counter`) that rose while
+    watched: ``fail`` where one rose faster than its limit in ``limits`` (per second; a counter without one fails
+    on any rise), else ``warn``; None when none rose. A steady count is history, not a fault now: it is left to
+    :func:`_history` to report."""
     rising = [(name, c) for name, c in counters.items() if c.rising]
-    if rising:
-        grew = ", ".join(f"{name} +{c.later - c.first} ({c.later} in all)" for name, c in rising)
+    if not rising:
+        return None
+    limits = limits or {}
+
+    def rate(c: Any) -> float:
+        return (c.later - c.first) / interval_s if interval_s else math.inf
+
+    over = any(name not in limits or rate(c) >= limits[name] for name, c in rising)
+    grew = ", ".join(f"{name} +{c.later - c.first} ({c.later} in all)" for name, c in rising)
+    if over:
         return "fail", f"{grew} in {interval_s:g} s"
-    steady = [(name, c.value) for name, c in counters.items() if available(c.value) and c.value > 0]
-    if steady:
-        return "warn", f"{', '.join(f'{value} {name}' for name, value in steady)} since the driver loaded, not rising"
-    return None
+    pace = ", ".join(f"{rate(c):.3g}/s" for _, c in rising)
+    return "warn", f"{grew} in {interval_s:g} s ({pace}, under NVIDIA's fault rate)"
+
+
+def _history(counts: Iterable[tuple[str, int | NA]]) -> str:
+    """Counts since the driver loaded, in words ("2 recoveries, 5 replays"); empty when all are zero or unread."""
+    return ", ".join(f"{value} {name}" for name, value in counts if available(value) and value > 0)
 
 
 def _driver_words(ctx: Context) -> str:
@@ -199,7 +236,8 @@ def _driver_words(ctx: Context) -> str:
 @check("fabric.nvlink", "NVLinks up, error counters not rising")
 def nvlink(ctx: Context) -> Verdict:
     """Every NVLink is up and its error counters (replay, recovery, CRC, ECC) do not rise while watched; a link
-    down or counting errors now fails, with the GPU, its bus id and the link number."""
+    down or counting errors now fails, with the GPU, its bus id and the link number. Counts from before are
+    history (reported, not judged); on bridged PCIe cards a link index without a bridge is not down."""
     info = fabric_info(ctx)
     gpus = answering(info)
     shut = [g for g in gpus if refused(g.nvlinks)]
@@ -219,24 +257,40 @@ def nvlink(ctx: Context) -> Verdict:
     for gpu in shut:
         words = f"{label(gpu)}: the driver refused to read its NVLinks (no permission)"
         problems.append(("warn", words, REFUSED_FIX, gpu))
+    bridged = [g for g in judged if _bridged(g)]
+    history: list[str] = []
     for gpu in judged:
         links = gpu.nvlinks
         down = [link.link for link in links if not link.active]
-        if down:
+        if down and gpu in bridged:
+            # A bridged PCIe card (H100 NVL, RTX A6000) has more link indices than bridges: a link without one
+            # is inactive, not down. Only fewer active links than a card of its model has is a finding.
+            most = max(len(h.active_links) for h in bridged if h.name == gpu.name)
+            if len(gpu.active_links) < most:
+                words = (f"{label(gpu)}: {len(gpu.active_links)} NVLinks active, {most} on another {gpu.name}: "
+                         "a bridge missing or loose, or a link down")  # fmt: skip
+                problems.append(("warn", words, BRIDGE_FIX, gpu))
+        elif down:
             which = f"link {down[0]}" if len(down) == 1 else f"links {', '.join(map(str, down))}"
             up = f"{len(links) - len(down)} of {len(links)} NVLinks up"
             problems.append(("fail", f"{label(gpu)}: {which} down ({up})", LINK_DOWN_FIX, gpu))
         for link in gpu.active_links:
-            found = _counted({COUNTER_WORDS[n]: c for n, c in link.counters.items()}, info.interval_s)
+            named = {COUNTER_WORDS[n]: c for n, c in link.counters.items()}
+            limits = {COUNTER_WORDS[n]: limit for n, limit in NVLINK_LIMITS_PER_S.items()}
+            found = _counted(named, info.interval_s, limits)
             if found is not None:
                 severity, words = found
-                fix = RISING_FIX if severity == "fail" else STEADY_FIX
+                fix = RISING_FIX if severity == "fail" else SLOW_CRC_FIX
                 problems.append((severity, f"{label(gpu)}: link {link.link} {words}", fix, gpu))
+            elif counted := _history((name, c.value) for name, c in named.items()):
+                history.append(f"GPU {gpu.index} link {link.link}: {counted}")
     if not problems:
         up = sum(len(g.active_links) for g in judged)
         versions = {link.version for g in judged for link in g.active_links if available(link.version)}
         version = f" (NVLink {'/'.join(sorted(versions))})" if versions else ""
         waits = f"; {span(g.index for g in waiting)} wait for the fabric (fabric.manager)" if waiting else ""
+        if any(len(g.active_links) < len(g.nvlinks) for g in bridged):
+            waits = f"; bridged cards: links without a bridge are inactive{waits}"
         unread = [g for g in judged if g.active_links and not _counters_read(g)]
         if unread:
             # Unknown is not "no errors": NVLink 5 (Blackwell) gives its error counts as field values, not
@@ -247,8 +301,21 @@ def nvlink(ctx: Context) -> Verdict:
                 f"(not judged){waits}",
                 **details,
             )
+        if history:
+            more = f" and {len(history) - 3} more links" if len(history) > 3 else ""
+            counted = f"; since the driver loaded (history, not judged): {'; '.join(history[:3])}{more}"
+            return ok(f"{up} links up on {len(judged)} GPU(s){version}, no errors while watched{counted}{waits}",
+                      **details)  # fmt: skip
         return ok(f"{up} links up on {len(judged)} GPU(s){version}, no errors{waits}", **details)
     return _judged(problems, details, command=lambda g: f"nvidia-smi nvlink -s -i {g.index}")
+
+
+def _bridged(gpu: GpuFabric) -> bool:
+    """A PCIe card joined to its peers by NVLink bridges: no NVSwitch fabric, and every active link ends at a GPU
+    (an HGX board's links end at NVSwitches; a DGX-1's V100s, GPU to GPU, have no bridges but no spare link
+    indices either, so the model comparison still finds a link down there)."""
+    on_switch = gpu.fabric.state in ("completed", "in_progress", "not_started")
+    return not on_switch and bool(gpu.active_links) and all(link.remote_type == "gpu" for link in gpu.active_links)
 
 
 def _counters_read(gpu: GpuFabric) -> bool:
@@ -376,10 +443,16 @@ def p2p(ctx: Context) -> Verdict:
         for s, group in across.items()
     )
     problems: list[Problem] = []
+    geforce = {g.index for g in gpus if available(g.name) and "geforce" in g.name.lower()}
     for status, group in near.items():
         pair_list = ", ".join(f"{p.a}↔{p.b}" for p in group)
         words = f"P2P off between GPUs {pair_list} ({P2P_WORDS.get(status, status)}: {P2P_LABELS.get(status, status)})"
-        problems.append(("warn", words, P2P_FIX, None))
+        # The status the driver gives GeForce cards varies by driver; what they are does not.
+        if all(p.a in geforce and p.b in geforce for p in group):
+            words = f"{words}: GeForce cards, on which the driver disables P2P"
+            problems.append(("warn", words, GEFORCE_P2P_FIX, None))
+        else:
+            problems.append(("warn", words, P2P_FIX, None))
     if nvlink_off:
         pair_list = ", ".join(f"{p.a}↔{p.b}" for p in nvlink_off)
         words = f"P2P over NVLink unavailable between GPUs {pair_list}, though NVLink joins them"
@@ -472,7 +545,8 @@ def _groups(gpus: list[GpuFabric], pairs: list[GpuPair], joined: Any) -> list[li
 @check("fabric.pcie_replay", "PCIe link replays")
 def pcie_replay(ctx: Context) -> Verdict:
     """No GPU's PCIe link is replaying packets (resending them after errors) while watched: rising replays are
-    a marginal link (riser, slot, seating); a steady count since the driver loaded is a warning."""
+    a marginal link (riser, slot, seating). A count since the driver loaded warns only where it averages more
+    than NVIDIA's 8 a minute since boot."""
     info = fabric_info(ctx)
     gpus = answering(info)
     details = {
@@ -480,18 +554,38 @@ def pcie_replay(ctx: Context) -> Verdict:
         "interval_s": info.interval_s,
     }
     problems: list[Problem] = []
+    history: list[tuple[GpuFabric, int]] = []
     for gpu in gpus:
         if refused(gpu.pcie_replay.first):
             words = f"{label(gpu)}: the driver refused to read its PCIe replays (no permission)"
             problems.append(("warn", words, REFUSED_FIX, gpu))
             continue
-        found = _counted({"PCIe replays": gpu.pcie_replay}, info.interval_s)
+        limits = {"PCIe replays": PCIE_REPLAY_LIMIT_PER_S}
+        found = _counted({"PCIe replays": gpu.pcie_replay}, info.interval_s, limits)
         if found is not None:
             severity, words = found
-            fix = PCIE_REPLAY_FIX if severity == "fail" else PCIE_REPLAY_STEADY_FIX
-            problems.append((severity, f"{label(gpu)}: {words}", fix, gpu))
+            problems.append((severity, f"{label(gpu)}: {words}", PCIE_REPLAY_FIX, gpu))
+        elif available(gpu.pcie_replay.value) and gpu.pcie_replay.value > 0:
+            history.append((gpu, gpu.pcie_replay.value))
     if not any(available(g.pcie_replay.first) for g in gpus) and not problems:
         raise SkipCheck("PCIe replay counter not available: " + str(gpus[0].pcie_replay.first.reason))
+    up: float | None = None
+    if history:
+        from envcheck.probes.host import seconds_since_boot
+
+        # The count is since the driver loaded, which is no earlier than boot: dividing by the uptime gives a
+        # rate no higher than the real one, so a rate above the limit is above it for sure.
+        up = seconds_since_boot()
+        for gpu, count in history:
+            if up and count / up > PCIE_REPLAY_LIMIT_PER_S:
+                words = (f"{label(gpu)}: {count} PCIe replays since the driver loaded, none while watched: "
+                         f"{count / up * 60:.3g} a minute on average since boot (NVIDIA: at most 8)")  # fmt: skip
+                problems.append(("warn", words, PCIE_REPLAY_HISTORY_FIX, gpu))
     if problems:
         return _judged(problems, details, command=lambda g: f"nvidia-smi -q -i {g.index} | grep -i -A1 replay")
+    if history:
+        counted = ", ".join(f"{count} on GPU {gpu.index}" for gpu, count in history)
+        pace = "under NVIDIA's 8 a minute since boot" if up else "the time since boot is not known"
+        return ok(f"no PCIe replays while watched on {len(gpus)} GPU(s); since the driver loaded: {counted} "
+                  f"(history, not judged: {pace})", **details)  # fmt: skip
     return ok(f"no PCIe replays on {len(gpus)} GPU(s)", **details)

@@ -109,13 +109,73 @@ def test_nvlink5_counters_that_read_na_everywhere_are_not_no_errors(nvml):
     assert "no errors" not in link["summary"]
 
 
-def test_a_steady_error_count_is_a_warning_not_a_failure(nvml):
+def test_steady_error_counts_are_history_reported_not_judged(nvml):
+    """A healthy node after weeks of uptime carries counts from the links' training at boot: a warning for
+    them would stay on every healthy HGX node for good (and fail it under --strict). DCGM judges the rate."""
+    nvml("old_steady_replays")
+    found = checks()
+    link, replay = found["fabric.nvlink"], found["fabric.pcie_replay"]
+    assert link["status"] == "ok" and link["fix"] is None
+    assert link["summary"] == (
+        "144 links up on 8 GPU(s) (NVLink 4.0), no errors while watched; since the driver loaded (history, not "
+        "judged): GPU 1 link 4: 2 recoveries; GPU 6 link 0: 5 replays"
+    )
+    assert link["details"]["gpus"]["1"]["errors"] == {"4": {"recovery": 2}}
+    assert replay["status"] == "ok"
+    assert replay["summary"].startswith(
+        "no PCIe replays while watched on 8 GPU(s); since the driver loaded: 12 on GPU 3"
+    )
+
+
+def test_crc_errors_rising_slower_than_nvidias_fault_rate_warn_and_faster_fail(nvml):
+    """DCGM: NVLink CRC errors "only matter at rates of 100+ per second". One more per read is 10/s over a
+    0.1 s watch (a warning) and 100/s over a 0.01 s one (a failure); a replay rising at any rate fails."""
     lib = nvml("hgx_8gpu")
-    lib.gpus[1].nvlinks[4].errors = fakenvml.nvlink_errors(recovery=2)
-    link = checks()["fabric.nvlink"]
+    lib.gpus[2].nvlinks[5].errors = fakenvml.nvlink_errors(crc_data=fakenvml.Rising(40, per_read=1))
+    result = CliRunner().invoke(main, ["doctor", "fabric", "--json"], env={"ENVCHECK_FABRIC_INTERVAL_S": "0.1"})
+    link = {c["id"]: c for c in json.loads(result.stdout)["checks"]}["fabric.nvlink"]
     assert link["status"] == "warn"
-    assert link["summary"] == "GPU 1 (00000000:19:00.0): link 4 2 recoveries since the driver loaded, not rising"
-    assert link["fix"]["text"].startswith("These errors were counted since the driver loaded")
+    assert link["summary"] == (
+        "GPU 2 (00000000:1A:00.0): link 5 CRC errors (data) +1 (41 in all) in 0.1 s (10/s, under NVIDIA's fault rate)"
+    )
+    assert "100 a second" in link["fix"]["text"]
+    lib = nvml("hgx_8gpu")
+    lib.gpus[2].nvlinks[5].errors = fakenvml.nvlink_errors(crc_data=fakenvml.Rising(40, per_read=1))
+    assert checks()["fabric.nvlink"]["status"] == "fail"  # +1 in 0.01 s: 100/s
+    lib = nvml("hgx_8gpu")
+    lib.gpus[2].nvlinks[5].errors = fakenvml.nvlink_errors(replay=fakenvml.Rising(40, per_read=1))
+    result = CliRunner().invoke(main, ["doctor", "fabric", "--json"], env={"ENVCHECK_FABRIC_INTERVAL_S": "0.1"})
+    assert {c["id"]: c for c in json.loads(result.stdout)["checks"]}["fabric.nvlink"]["status"] == "fail"
+
+
+def test_bridged_nvl_cards_count_unbridged_links_as_inactive_and_name_a_missing_bridge(nvml):
+    """H100 NVL pairs use 12 of their 18 link indices (three bridges): the other six are not down. GPUs 2 and 3
+    have one bridge where their twins have three."""
+    nvml("nvl_partially_bridged")
+    found = checks()
+    link = found["fabric.nvlink"]
+    assert link["status"] == "warn" and "down" not in link["summary"].split(":")[1]
+    assert link["summary"] == (
+        "GPU 2 (00000000:1A:00.0): 4 NVLinks active, 12 on another NVIDIA H100 NVL: a bridge missing or loose, or "
+        "a link down; GPU 3 (00000000:1B:00.0): 4 NVLinks active, 12 on another NVIDIA H100 NVL: a bridge missing "
+        "or loose, or a link down"
+    )
+    assert "every bridge is fitted and seated" in link["fix"]["text"]
+    assert found["fabric.topology"]["status"] == "warn" and "GPUs 2↔3 (NV4)" in found["fabric.topology"]["summary"]
+    lib = nvml("nvl_partially_bridged")
+    lib.gpus[2:] = [fakenvml.nvl_card(2, 3, 3), fakenvml.nvl_card(3, 2, 3)]  # the two bridges refitted
+    link = checks()["fabric.nvlink"]
+    assert link["status"] == "ok"
+    assert link["summary"] == (
+        "48 links up on 4 GPU(s) (NVLink 4.0), no errors; bridged cards: links without a bridge are inactive"
+    )
+
+
+def test_an_hgx_link_down_still_fails(nvml):
+    """The bridged-card rule keys on links that end at GPUs without an NVSwitch fabric: an HGX link is down."""
+    nvml("hgx_nvlink_down")
+    link = checks()["fabric.nvlink"]
+    assert link["status"] == "fail" and "GPU 3 (00000000:1B:00.0): link 7 down (17 of 18 NVLinks up)" in link["summary"]
 
 
 def test_pcie_cards_with_nvlink_but_no_bridge_are_fine(nvml):
@@ -239,6 +299,23 @@ def test_pcie_node_without_p2p_between_switches_warns_with_iommu_and_acs(nvml):
     assert fabric["nvlink"]["0"] is None and fabric["interval_s"] is None
 
 
+def test_geforce_cards_without_p2p_are_told_the_driver_disables_it_not_to_change_the_bios(nvml):
+    """The status is the one an IOMMU or ACS problem gives (CNS); the cards tell the causes apart."""
+    nvml("geforce_p2p_disabled")
+    p2p = checks()["fabric.p2p"]
+    assert p2p["status"] == "warn"
+    assert p2p["summary"] == (
+        "P2P off between GPUs 0↔1 (chipset not supported: CNS): GeForce cards, on which the driver disables P2P"
+    )
+    assert p2p["fix"]["text"].startswith("NVIDIA's driver does not enable P2P between GeForce cards")
+    assert "iommu" not in p2p["fix"]["text"].lower().replace("whatever the iommu", "")
+    lib = nvml("geforce_p2p_disabled")
+    for gpu in lib.gpus:
+        gpu.name = "NVIDIA RTX 6000 Ada Generation"  # a workstation card refused P2P: the platform is the cause
+    p2p = checks()["fabric.p2p"]
+    assert p2p["status"] == "warn" and "GeForce" not in p2p["summary"] and "iommu=pt" in p2p["fix"]["text"]
+
+
 def test_p2p_off_only_across_sockets_is_noted_not_warned(nvml):
     lib = nvml("pcie_only_p2p_off")
     lib.p2p = lambda a, b, caps: fakenvml.P2P_IOH_TOPOLOGY_NOT_SUPPORTED if a.socket != b.socket else fakenvml.P2P_OK
@@ -287,27 +364,47 @@ def test_one_pair_with_fewer_direct_nvlinks_is_named(nvml):
     assert topology["status"] == "warn"
     assert topology["summary"] == "fewer NVLinks between GPUs 2↔3 (NV2) than between the other NVLink pairs (NV4)"
     assert topology["details"]["matrix"][0] == ["X", "NV4", "NODE", "NODE"]
+    # Bridged cards: the two inactive indices of GPUs 2 and 3 have no bridge; nothing says they are down.
+    assert found["fabric.nvlink"]["status"] == "warn"
     assert found["fabric.nvlink"]["summary"] == (
-        "GPU 2 (00000000:1A:00.0): links 2, 3 down (2 of 4 NVLinks up); "
-        "GPU 3 (00000000:1B:00.0): links 2, 3 down (2 of 4 NVLinks up)"
+        "GPU 2 (00000000:1A:00.0): 2 NVLinks active, 4 on another NVIDIA H100 80GB HBM3: a bridge missing or "
+        "loose, or a link down; GPU 3 (00000000:1B:00.0): 2 NVLinks active, 4 on another NVIDIA H100 80GB HBM3: "
+        "a bridge missing or loose, or a link down"
     )
 
 
 # -- fabric.pcie_replay --------------------------------------------------------------------------------------
 
 
-def test_pcie_replays_rising_fail_and_steady_ones_warn(nvml):
+def test_pcie_replays_rising_fail_and_a_steady_count_warns_only_above_nvidias_rate(nvml, monkeypatch):
+    import envcheck.probes.host
+
     lib = nvml("pcie_replay_rising")
     replay = checks()["fabric.pcie_replay"]
     assert replay["status"] == "fail"
     assert replay["summary"] == "GPU 1 (00000000:19:00.0): PCIe replays +45 (355 in all) in 0.01 s"
     assert "reseat the GPU" in replay["fix"]["text"] and "riser" in replay["fix"]["text"]
     assert replay["fix"]["command"] == "nvidia-smi -q -i 1 | grep -i -A1 replay"
+    # 12 replays in a day of uptime: history. 12 000 in an hour: 200 a minute, far above DCGM's 8.
+    monkeypatch.setattr(envcheck.probes.host, "seconds_since_boot", lambda: 86400.0)
     lib = nvml("pcie_replay_rising")
     lib.gpus[1].pcie_replay = 12
     replay = checks()["fabric.pcie_replay"]
+    assert replay["status"] == "ok"
+    assert replay["summary"] == (
+        "no PCIe replays while watched on 2 GPU(s); since the driver loaded: 12 on GPU 1 (history, not judged: "
+        "under NVIDIA's 8 a minute since boot)"
+    )
+    monkeypatch.setattr(envcheck.probes.host, "seconds_since_boot", lambda: 3600.0)
+    lib = nvml("pcie_replay_rising")
+    lib.gpus[1].pcie_replay = 12_000
+    replay = checks()["fabric.pcie_replay"]
     assert replay["status"] == "warn"
-    assert replay["summary"] == "GPU 1 (00000000:19:00.0): 12 PCIe replays since the driver loaded, not rising"
+    assert replay["summary"] == (
+        "GPU 1 (00000000:19:00.0): 12000 PCIe replays since the driver loaded, none while watched: 200 a minute "
+        "on average since boot (NVIDIA: at most 8)"
+    )
+    assert "envcheck burn" in replay["fix"]["text"]
 
 
 # -- nothing to judge ----------------------------------------------------------------------------------------
