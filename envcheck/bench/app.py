@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from envcheck.bench import compare, contention, model, peaks, run
+from envcheck.bench import compare, model, peaks, run
 from envcheck.bench.case import BenchResult, Progress, flag_slow_siblings
 from envcheck.bench.compare import Delta
 from envcheck.bench.model import DTYPES, BenchSpec, Options
@@ -46,6 +46,7 @@ from envcheck.core.model import CheckResult, Status
 from envcheck.core.registry import UnknownSelection
 from envcheck.devices import resolve
 from envcheck.devices.model import DeviceInfo
+from envcheck.probes import contention
 from envcheck.probes.visible import VISIBLE
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ Like the doctor's runner (and pytest's ``CallInfo.from_call``), one case's excep
 case's result (status ``crash``) and the suite goes on; only KeyboardInterrupt is re-raised. An
 out-of-memory error frees what the case held and retries at half the size, twice, before the case is
 skipped with the reason. On a CPU every case is also watched for other processes' CPU use
-(envcheck.bench.contention), and marked when it was shared.
+(envcheck.probes.contention), and marked when it was shared.
 
 Where the cases run is decided elsewhere: envcheck.bench.plan turns a request into one job per device,
 envcheck.bench.execute runs a job's cases in one process (a bench worker), and envcheck.bench.run
@@ -22,13 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from envcheck.bench import common, contention
-from envcheck.bench.contention import Contention
+from envcheck.bench import common
 from envcheck.bench.harness import Budget, CpuTimer, CudaEventTimer, Measurement, Timer, measure
-from envcheck.bench.model import BenchSpec, Check, Options, Plan, Unsupported, Workload
+from envcheck.bench.model import BENCHMARKS, BenchSpec, Check, Options, Plan, Unsupported, Workload
 from envcheck.bench.peaks import Peak
 from envcheck.core.model import Status, error_line
 from envcheck.devices.model import DeviceInfo
+from envcheck.probes import contention
+from envcheck.probes.contention import Contention
 
 #: Halvings tried after an out-of-memory error before a case is skipped.
 OOM_RETRIES = 2
@@ -327,9 +328,13 @@ def best_of(results: list[BenchResult]) -> BenchResult:
 def flag_slow_siblings(results: list[BenchResult], shortfall: float = SIBLING_SHORTFALL) -> list[BenchResult]:
     """Name each GPU whose figure is more than ``shortfall`` below the median of the *other* GPUs of its
     model on the same case: in synchronous data-parallel training the whole node runs at its pace. (A
-    run has one CPU, so a CPU figure has no siblings.)"""
+    run has one CPU, so a CPU figure has no siblings.) Only device-bound figures are compared: a host-bound
+    one (:attr:`~envcheck.bench.model.BenchSpec.host_bound`) differs among healthy GPUs by NUMA placement."""
     groups: dict[tuple[str, str, str], list[BenchResult]] = {}
     for r in results:
+        spec = BENCHMARKS.get(r.id)
+        if spec is not None and spec.host_bound:
+            continue
         if r.value is not None and r.status is Status.OK:
             groups.setdefault((r.id, r.case, r.device_model), []).append(r)
     flagged: dict[int, dict[str, float]] = {}

@@ -25,13 +25,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from envcheck.bench import common, contention
+from envcheck.bench import common
 from envcheck.bench.case import SWEEP_FRACTION, BenchResult, best_of, plans_for, watched
 from envcheck.bench.harness import Budget
 from envcheck.bench.model import BENCHMARKS, BenchSpec, Plan, Workload
 from envcheck.bench.peaks import Peak
 from envcheck.bench.plan import Job
 from envcheck.devices.model import DeviceInfo
+from envcheck.probes import contention
 
 
 @dataclass(frozen=True)

@@ -107,13 +107,17 @@ class Plan:
 
 @dataclass(frozen=True)
 class BenchSpec:
-    """A registered benchmark. ``best_of``: measure every plan, report only the fastest (a shape sweep)."""
+    """A registered benchmark. ``best_of``: measure every plan, report only the fastest (a shape sweep).
+    ``host_bound``: its figure depends on the host as much as on the GPU (the path to CPU memory, the CPU
+    launching small kernels), so on a dual-socket node healthy GPUs differ by where their worker runs: it is
+    not compared among sibling GPUs, whose workers are not pinned to their GPU's NUMA node."""
 
     id: str
     title: str
     measures: str
     plans: Callable[[DeviceInfo, Options], list[Plan]]
     best_of: bool = False
+    host_bound: bool = False
 
     @property
     def family(self) -> str:
@@ -135,13 +139,13 @@ BENCHMARKS: Registry[BenchSpec] = Registry(
 
 
 def benchmark(
-    bench_id: str, title: str, *, best_of: bool = False
+    bench_id: str, title: str, *, best_of: bool = False, host_bound: bool = False
 ) -> Callable[[Callable[[DeviceInfo, Options], list[Plan]]], Callable[[DeviceInfo, Options], list[Plan]]]:
     """Register a plan function under a stable dotted id; its docstring's first line is what ``--list`` shows."""
 
     def register(fn: Callable[[DeviceInfo, Options], list[Plan]]) -> Callable[[DeviceInfo, Options], list[Plan]]:
         measures = (fn.__doc__ or title).strip().splitlines()[0]
-        BENCHMARKS.add(BenchSpec(bench_id, title, measures, fn, best_of))
+        BENCHMARKS.add(BenchSpec(bench_id, title, measures, fn, best_of, host_bound))
         return fn
 
     return register

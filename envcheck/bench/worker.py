@@ -46,8 +46,9 @@ def main(argv: list[str]) -> int:
 
     job = Job.from_json(json.loads(argv[2]))
 
-    from envcheck.bench import contention, execute
+    from envcheck.bench import execute
     from envcheck.devices import resolve
+    from envcheck.probes import contention
 
     try:
         # The parent's description, pinned (CUDA's device 0 here), with what only this process can tell.

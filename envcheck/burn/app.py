@@ -28,11 +28,12 @@ from envcheck.burn.plan import BurnJob
 from envcheck.burn.rules import Limits, Timeline, judge, summarize
 from envcheck.core.errors import CommandError
 from envcheck.core.exit import ExitCode, exit_code_for
-from envcheck.core.model import CheckResult, Status, available, fail, ok
+from envcheck.core.model import CheckResult, Fix, Status, available, fail, ok
 from envcheck.core.units import parse_duration
 from envcheck.core.workers import JobChild, WorkerInfo, supervise, worker_infos
 from envcheck.devices.model import DeviceInfo
 from envcheck.devices.resolve import PROBE_DEADLINE_S, Request, cpu_here, from_probes, parse, pin, startup_deadline
+from envcheck.probes.contention import Contention, Cpus, Sample, between, load_average, sample
 from envcheck.probes.nvml.telemetry import DeviceKey, Telemetry
 
 if TYPE_CHECKING:
@@ -218,6 +219,8 @@ class BurnReport:
     container: str | None = None
     torch: TorchInfo | None = None
     limits: Limits = field(default_factory=Limits)
+    #: Other processes' use of the CPUs over a burn with a CPU device (None: a GPU-only burn).
+    contention: Contention | None = None
 
     def statuses(self) -> list[Status]:
         return [
@@ -256,6 +259,9 @@ def run_burn(
     children: list[BurnChild] = []
     sampler: Sampler | None = None
     interrupted = False
+    cpus: Cpus | None = None
+    before: Sample | None = None
+    busy: Contention | None = None
     began = time.monotonic()
     try:
         if chosen is None:
@@ -272,6 +278,10 @@ def run_burn(
             active.record(child.key, value, active.since_start(t))
 
         children = [BurnChild.of(job, keys[job.device.name], on_point) for job in jobs_for(request, chosen, env)]
+        if any(not d.is_cuda for d in chosen):
+            # A CPU burn shares the cores with whatever else runs: its figure is only the CPU's when it had them.
+            cpus = Cpus.here()
+            before = sample(cpus, with_children=True)
         began = time.monotonic()
         interrupted = supervise(
             children,
@@ -282,6 +292,9 @@ def run_burn(
         interrupted = True
     finally:
         stop.settle()
+        if cpus is not None and before is not None:
+            after = sample(cpus, with_children=True)
+            busy = between(before, after, cpus, load_average())
         if sampler is not None:
             sampler.stop()
             sampler.close()
@@ -299,6 +312,7 @@ def run_burn(
         stopped_by=stop.stopped_by(interrupted),
         container=read_container(env).kind,
         torch=torch_info,
+        contention=busy,
     )
 
 
@@ -361,8 +375,9 @@ def report_for(
     container: str | None = None,
     torch: TorchInfo | None = None,
     limits: Limits | None = None,
+    contention: Contention | None = None,
 ) -> BurnReport:
-    """Judge what ran: the timeline's verdicts, each worker's end, the lab spec."""
+    """Judge what ran: the timeline's verdicts, each worker's end, the CPU's contention, the lab spec."""
     limits = limits or Limits()
     by_name = {c.name: c for c in children}
     infos = {i.device: i for i in worker_infos(children, began, lambda c: why_failed(c, interrupted))}
@@ -373,6 +388,8 @@ def report_for(
         models={c.key: c.the_job.device.model for c in children},
     )
     verdicts = [*judge(timeline, limits), worker_verdict(children, interrupted=interrupted)]
+    if contention is not None:
+        verdicts.append(contention_verdict(contention))
     if request.lab is not None and request.lab.burn is not None and request.lab.burn.allow_throttle:
         verdicts = [_tolerated(v) if v.id == "burn.throttle" else v for v in verdicts]
     runs = []
@@ -395,7 +412,8 @@ def report_for(
                 why_failed(child, interrupted) if child else None,
             )
         )
-    spec_verdicts = _judge_spec(request, runs, timeline, verdicts, limits, interrupted)
+    contended = [d.name for d in chosen if not d.is_cuda] if contention is not None and contention.contended else []
+    spec_verdicts = _judge_spec(request, runs, timeline, verdicts, limits, interrupted, contended)
     return BurnReport(
         request,
         tuple(runs),
@@ -410,7 +428,33 @@ def report_for(
         container,
         torch,
         limits,
+        contention,
     )
+
+
+CONTENTION_ID = "burn.contention"
+
+
+def contention_verdict(found: Contention) -> CheckResult:
+    """``burn.contention``: the CPU burn had the cores to itself. Other work taking a share of them makes its
+    throughput the sharing's, not the CPU's: a warning, and the figure is marked so that the fleet and the
+    lab spec do not judge a node by it."""
+    title = "CPU free for the burn"
+    words = found.words("burn")
+    if found.contended:
+        return CheckResult(
+            CONTENTION_ID,
+            title,
+            Status.WARN,
+            f"{words}: the CPU's throughput measures the sharing, not the CPU (figures marked contended)",
+            Fix(
+                "Burn the CPU while the machine is otherwise idle: stop or wait for the other work (`top` shows "
+                "it), or give the burn cores of its own (taskset, --cpuset-cpus).",
+                "top -b -n 1 | head -20",
+            ),
+            found.to_json(),
+        )
+    return CheckResult(CONTENTION_ID, title, Status.OK, words, None, found.to_json())
 
 
 def worker_verdict(children: Sequence[BurnChild], *, interrupted: bool) -> CheckResult:
@@ -461,6 +505,7 @@ def _judge_spec(
     verdicts: Sequence[CheckResult],
     limits: Limits,
     interrupted: bool,
+    contended: Sequence[str] = (),
 ) -> tuple[BurnVerdict, ...] | None:
     if request.lab is None or request.lab.burn is None:
         return None
@@ -478,6 +523,7 @@ def _judge_spec(
             load_s={r.device.name: r.load_s for r in runs},
             sustained=steady,
             throttle=throttle,
+            contended=contended,
         )
     )
 

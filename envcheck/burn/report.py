@@ -5,7 +5,9 @@ carries, then: the options; each device with its steady-state figures (the media
 minute), its worker's end and its own verdicts; every verdict over the run with its fix and details; the
 lab spec's verdicts; and the ``timeline``, one row per device per sampling round (``interval_s`` apart):
 the GPU's telemetry, or the host's for a device without any (the CPU), and ``value``, the device's
-throughput at that moment (TFLOP/s; null before its load began or after it ended). ``interrupted`` says
+throughput at that moment (TFLOP/s; null before its load began or after it ended). ``contention``: other
+processes' use of the CPUs over a burn with a CPU device, and each CPU device's ``contended`` (its figures
+measure the sharing: the fleet does not compare them). ``interrupted`` says
 the run was stopped early (``stopped_by``: SIGINT or SIGTERM) and the report covers what ran.
 """
 
@@ -51,7 +53,8 @@ def burn_document(report: BurnReport) -> dict[str, Any]:
             "unit": UNIT,
             "interval_s": telemetry.interval_s,
             "torch": None if report.torch is None else {"version": report.torch.version, "cuda": report.torch.cuda},
-            "devices": [_device(r, summaries.get(r.key), report.verdicts) for r in report.runs],
+            "devices": [_device(r, summaries.get(r.key), report) for r in report.runs],
+            "contention": None if report.contention is None else report.contention.to_json(),
             "verdicts": [v.to_json() for v in report.verdicts],
             "spec": None
             if report.spec_verdicts is None
@@ -74,8 +77,10 @@ def burn_document(report: BurnReport) -> dict[str, Any]:
     return result
 
 
-def _device(run: DeviceRun, steady: DeviceSummary | None, verdicts: Sequence[CheckResult]) -> dict[str, Any]:
-    own = device_verdicts(run, verdicts)
+def _device(run: DeviceRun, steady: DeviceSummary | None, report: BurnReport) -> dict[str, Any]:
+    own = device_verdicts(run, report.verdicts)
+    # Only a CPU device shares its cores with other work; a GPU's figure is not judged by the host's CPU use.
+    contended = None if run.device.is_cuda or report.contention is None else report.contention.contended
     return {
         **run.device.to_json(),
         "key": str(run.key),
@@ -88,6 +93,7 @@ def _device(run: DeviceRun, steady: DeviceSummary | None, verdicts: Sequence[Che
         "mismatches": run.mismatched,
         "max_abs_diff": run.max_abs_diff,
         "steady": steady.to_json() if steady is not None else None,
+        "contended": contended,
         "verdicts": own,
         "worker": run.worker.to_json() if run.worker is not None else None,
         "error": run.error,

@@ -437,14 +437,16 @@ class Burn(Adapter):
         )
 
     def readings(self, doc: dict[str, Any]) -> list[Reading]:
-        """Each device's steady-state throughput."""
+        """Each device's steady-state throughput; a CPU's taken while other work held the cores is marked
+        contended (listed, never compared)."""
         unit = _str(doc.get("unit")) or "TFLOP/s"
         out = []
         for device in _dicts(doc.get("devices")):
             value = _figure(_dict(device.get("steady")).get("throughput"))
             if value is not None:
                 name = str(device.get("name") or "?")
-                out.append(_reading(f"burn.{device.get('dtype') or 'load'}", device, name, value, unit, False))
+                reading = _reading(f"burn.{device.get('dtype') or 'load'}", device, name, value, unit, False)
+                out.append(replace(reading, contended=True) if device.get("contended") is True else reading)
         return out
 
     def uuids(self, doc: dict[str, Any]) -> set[str | None]:

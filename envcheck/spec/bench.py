@@ -19,7 +19,7 @@ def headlines(
 ) -> dict[tuple[str, str], tuple[float, str]]:
     """(benchmark id, device) -> (best verified value, unit). ``contended``: None takes every figure; False
     only those taken with the CPUs to themselves; True only those the bench marked ``contended`` (other
-    work held the CPUs: a figure that judges nothing, envcheck.bench.contention)."""
+    work held the CPUs: a figure that judges nothing, envcheck.probes.contention)."""
     best: dict[tuple[str, str], tuple[float, str]] = {}
     for r in results:
         value = r.get("value")

@@ -11,7 +11,7 @@ require a burn-in of a given length, without slowdowns, at a given throughput.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,9 +54,11 @@ def judge_burn(
     load_s: Mapping[str, float | None],
     sustained: Mapping[str, float | None],
     throttle: Mapping[str, Any] | None,
+    contended: Collection[str] = (),
 ) -> list[BurnVerdict]:
     """Each ``[burn]`` requirement of ``spec`` against the run: ``load_s`` and ``sustained`` (steady TFLOP/s)
-    by device name, ``throttle`` the run's ``burn.throttle`` result (its JSON)."""
+    by device name, ``throttle`` the run's ``burn.throttle`` result (its JSON); ``contended``: the devices whose
+    figure was taken while other work held the CPUs."""
     need = spec.burn
     if need is None:
         return []
@@ -67,7 +69,7 @@ def judge_burn(
         verdicts.append(_throttle(throttle))
     minimum = need.min_sustained.get(dtype, need.min_sustained.get(None))
     if minimum is not None:
-        verdicts += _sustained(minimum, dtype, sustained)
+        verdicts += _sustained(minimum, dtype, sustained, contended)
     return verdicts
 
 
@@ -99,14 +101,21 @@ def _throttle(throttle: Mapping[str, Any] | None) -> BurnVerdict:
     return BurnVerdict("throttle", None, None, None, False, f"the spec allows no slowdown: {throttle['summary']}")
 
 
-def _sustained(minimum: float, dtype: str, sustained: Mapping[str, float | None]) -> Sequence[BurnVerdict]:
+def _sustained(
+    minimum: float, dtype: str, sustained: Mapping[str, float | None], contended: Collection[str] = ()
+) -> Sequence[BurnVerdict]:
+    """A figure taken under contention is low because of the sharing: it can still show the minimum is met
+    (contention only lowers it), never that it is missed."""
     verdicts = []
     for device, value in sustained.items():
         if value is None:
             verdicts.append(BurnVerdict("min_sustained", device, minimum, None, None, "no throughput was measured"))
             continue
-        passed = value >= minimum
+        passed: bool | None = value >= minimum
         sign = "≥" if passed else "<"
         words = f"{dtype} sustained {value:.4g} TFLOP/s {sign} spec minimum {minimum:.4g} TFLOP/s"
+        if not passed and device in contended:
+            passed = None
+            words += ", taken while other work held the CPUs: not judged (burn.contention)"
         verdicts.append(BurnVerdict("min_sustained", device, minimum, value, passed, words))
     return verdicts

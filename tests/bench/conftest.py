@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from envcheck.bench import contention, execute, plan
+from envcheck.bench import execute, plan
 from envcheck.bench.app import BenchReport, BenchRequest, Comparison
 from envcheck.bench.case import BenchResult
 from envcheck.bench.harness import Budget
@@ -19,6 +19,7 @@ from envcheck.core.model import CheckResult
 from envcheck.core.report import utc_now
 from envcheck.devices.model import DeviceInfo
 from envcheck.devices.resolve import Request
+from envcheck.probes import contention
 
 
 class FakeClock:

@@ -189,3 +189,21 @@ def test_a_figure_that_cannot_be_computed_is_an_error_not_the_end_of_the_suite(m
     cpu = DeviceInfo("cpu", "cpu", "test cpu", threads=1)
     [result] = run_here([BENCHMARKS["memory.d2d"]], cpu, Options(quick=True))
     assert result.status is Status.CRASH and "ZeroDivisionError" in result.reason and "a bug" in result.reason
+
+
+@pytest.mark.parametrize("bench_id", ["memory.h2d_pinned", "memory.d2h_pageable", "train.cnn", "train.cnn_amp"])
+def test_host_bound_figures_are_not_compared_among_siblings(bench_id):
+    """On a dual-socket node a GPU whose worker runs on the far socket copies to host memory slower, healthy:
+    a host-bound figure 30 % down names no GPU; the same shortfall on a device-bound figure does."""
+    host = [case.BenchResult(**{**result(f"cuda:{i}", v).__dict__, "id": bench_id}) for i, v in enumerate((50, 50, 35))]
+    assert not any(r.sibling for r in case.flag_slow_siblings(host))
+    device = case.flag_slow_siblings([result(f"cuda:{i}", v) for i, v in enumerate((50, 50, 35))])
+    assert [r.device for r in device if r.sibling] == ["cuda:2"]
+
+
+def test_every_host_bound_benchmark_is_a_host_copy_or_the_small_cnn_step():
+    from envcheck.bench.model import BENCHMARKS
+
+    marked = {b.id for b in BENCHMARKS.ordered() if b.host_bound}
+    assert marked == {"memory.h2d_pinned", "memory.h2d_pageable", "memory.d2h_pinned", "memory.d2h_pageable",
+                      "train.cnn", "train.cnn_amp"}  # fmt: skip

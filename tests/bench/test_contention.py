@@ -12,12 +12,13 @@ from collections import namedtuple
 
 import pytest
 
-from envcheck.bench import case, contention
-from envcheck.bench.contention import Contention, Cpus
+from envcheck.bench import case
 from envcheck.bench.harness import Budget
 from envcheck.bench.model import BENCHMARKS, Options
 from envcheck.core.model import Status
 from envcheck.devices.model import DeviceInfo
+from envcheck.probes import contention
+from envcheck.probes.contention import Contention, Cpus
 from tests.bench.conftest import run_here
 
 CpuTimes = namedtuple("CpuTimes", "user nice system idle iowait irq softirq steal guest guest_nice")
@@ -158,3 +159,17 @@ def test_real_busy_loops_make_the_preflight_warn():
             loop.wait()
     assert check.status is Status.WARN, check.summary
     assert check.details["share"] >= contention.CONTENDED_SHARE
+
+
+def test_a_sample_with_children_counts_their_cpu_time_as_its_own():
+    """A burn's load runs in its workers: their CPU time is the burn's own, not other processes' use."""
+    cpus = Cpus.here()
+    before = contention.sample(cpus, with_children=True)
+    child = subprocess.run(
+        [sys.executable, "-c", "import time\nend = time.process_time() + 0.5\nwhile time.process_time() < end: pass"],
+        timeout=60,
+    )
+    assert child.returncode == 0
+    after, alone = contention.sample(cpus, with_children=True), contention.sample(cpus)
+    assert after.own_s - before.own_s >= 0.45  # the child's half second of CPU (its start-up adds a little)
+    assert after.own_s - alone.own_s >= 0.45  # and it is the children's share that carries it

@@ -11,13 +11,13 @@ from rich.console import Console
 from envcheck.bench import case
 from envcheck.bench.app import Comparison
 from envcheck.bench.compare import Delta
-from envcheck.bench.contention import Contention
 from envcheck.bench.harness import Measurement
 from envcheck.bench.model import Check
 from envcheck.bench.render import render_text
 from envcheck.bench.report import bench_document
 from envcheck.core.model import CheckResult, Fix, Status
 from envcheck.devices.model import DeviceInfo
+from envcheck.probes.contention import Contention
 from tests.bench.conftest import make_report
 
 MODEL = "NVIDIA H100 80GB HBM3"

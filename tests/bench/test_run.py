@@ -19,12 +19,12 @@ import psutil
 import torch
 
 from envcheck.bench import case, plan, run
-from envcheck.bench.contention import Contention
 from envcheck.bench.harness import Budget, Measurement
 from envcheck.bench.model import BENCHMARKS, BenchSpec, Check, Options, Plan, Unsupported
 from envcheck.core.model import Status
 from envcheck.devices import resolve
 from envcheck.devices.model import DeviceInfo
+from envcheck.probes.contention import Contention
 from tests.bench.conftest import run_here
 
 FAULTS = Path(__file__).resolve().parent / "worker_faults"

@@ -133,3 +133,31 @@ def _wait_for_line(stream, start: str, *, within_s: float, containing: str = "")
 
     threading.Thread(target=read, daemon=True).start()
     return found.wait(within_s)
+
+
+def test_a_cpu_burn_beside_other_work_says_so_and_its_figure_judges_nothing(tmp_path):
+    """Two busy loops hold this machine's cores through the burn: the burn samples that as the bench does,
+    warns (burn.contention), marks the CPU's figure contended, and a lab minimum it misses is not judged."""
+    spec = tmp_path / "lab.toml"
+    spec.write_text('[burn]\nmin_sustained = { min = 1e6, unit = "TFLOP/s" }\n')  # no CPU meets a million
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(psutil.cpu_count() or 2)]
+    try:
+        run = subprocess.run(
+            [ENVCHECK, "burn", "--device", "cpu", "--duration", "2", "--spec", str(spec), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            cwd=tmp_path,
+        )
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    doc = json.loads(run.stdout)
+    busy = next(v for v in doc["verdicts"] if v["id"] == "burn.contention")
+    assert busy["status"] == "warn" and doc["contention"]["share"] >= 0.25, doc["contention"]
+    assert "this burn may use" in busy["summary"] and "measures the sharing" in busy["summary"]
+    assert doc["devices"][0]["contended"] is True
+    [minimum] = doc["spec"]["verdicts"]
+    assert minimum["passed"] is None and "not judged (burn.contention)" in minimum["summary"], minimum
+    assert run.returncode == 0, run.stderr  # a warning, and a spec figure not judged: nothing failed

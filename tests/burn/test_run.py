@@ -23,6 +23,7 @@ from envcheck.core.report import utc_now
 from envcheck.core.units import parse_duration
 from envcheck.devices import resolve
 from envcheck.devices.model import DeviceInfo
+from envcheck.probes.contention import Contention
 from envcheck.probes.nvml.telemetry import Point, Sampler
 from envcheck.render import make_console, render
 from tests import fakenvml
@@ -259,3 +260,23 @@ def test_the_live_line_of_a_gpu_says_throughput_temperature_clocks_power_and_mis
     child.load_started, child.last_value, child.mismatched, child.compared = 0.0, 792.0, 0, 1002
     assert line(child, sample, 130.0) == "cuda:0  2:10/10:00  792 TFLOP/s  68 °C  1980 MHz  690 W  mismatches 0 of 1002"
     sampler.close()
+
+
+@pytest.mark.parametrize(("others", "status"), [(0.4, "ok"), (0.5, "warn"), (1.9, "warn")])
+def test_the_burn_contention_verdict_warns_from_a_quarter_of_the_cores(others, status):
+    """Two usable cores: other processes' 0.4 cores is 20 % (calm), 0.5 is the 25 % at which the bench too marks
+    a figure contended."""
+    from envcheck.burn.app import contention_verdict
+
+    verdict = contention_verdict(Contention(others, 2.0, 0.0, 10.0))
+    assert (verdict.id, verdict.status.value) == ("burn.contention", status)
+    assert verdict.summary.startswith(f"other processes used {others:.1f} of the 2 CPU cores this burn may use")
+    assert (verdict.fix is not None) == (status == "warn")
+
+
+def test_a_contended_figure_can_meet_a_lab_minimum_but_never_miss_one():
+    from envcheck.spec.burn import _sustained
+
+    met, missed, calm = _sustained(1.0, "fp32", {"a": 1.5, "b": 0.5, "c": 0.5}, contended={"a", "b"})
+    assert (met.passed, missed.passed, calm.passed) == (True, None, False)
+    assert missed.words.endswith("not judged (burn.contention)") and "not judged" not in calm.words

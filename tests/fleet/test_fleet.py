@@ -506,6 +506,18 @@ def test_burn_reports_verdicts_and_sustained_figures(real: dict[str, dict[str, A
     assert node(doc, "burn-1")["status"] in ("ok", "warn") and node(doc, "burn-3")["status"] == "fail"
 
 
+def test_a_contended_cpu_burn_is_listed_not_called_slow(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    """burn-3's figure is 20 % down, but its burn says other work held the CPUs meanwhile: that measures the
+    sharing, so the fleet lists it and calls nobody slow."""
+    docs = {f"burn-{i}": as_node(real["burn_cpu"], f"burn-{i}") for i in (1, 2, 3)}
+    docs["burn-3"]["devices"][0]["steady"]["throughput"] *= 0.8
+    docs["burn-3"]["devices"][0]["contended"] = True
+    proc, doc = fleet(*write(tmp_path, docs))
+    assert doc is not None and doc["slow_cpus"] == [], proc.stdout
+    dtype = real["burn_cpu"]["devices"][0]["dtype"]
+    assert [(c["hostname"], c["id"]) for c in doc["contended"]] == [("burn-3", f"burn.{dtype}")]
+
+
 def test_quick_and_full_bench_figures_are_not_compared(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
     """A --quick bench runs smaller cases: its lower figures must not make a node look slow next to
     full runs. Two nodes' copies marked as full runs (edited), with figures 30 % higher than the quick one."""

@@ -125,25 +125,25 @@ def _host_plan(dev: DeviceInfo, opts: Options, to_device: bool, pinned: bool) ->
     ]
 
 
-@benchmark("memory.h2d_pinned", "host to device, pinned")
+@benchmark("memory.h2d_pinned", "host to device, pinned", host_bound=True)
 def memory_h2d_pinned(dev: DeviceInfo, opts: Options) -> list[Plan]:
     """Host-to-device copy from pinned memory: GB/s."""
     return _host_plan(dev, opts, to_device=True, pinned=True)
 
 
-@benchmark("memory.h2d_pageable", "host to device, pageable")
+@benchmark("memory.h2d_pageable", "host to device, pageable", host_bound=True)
 def memory_h2d_pageable(dev: DeviceInfo, opts: Options) -> list[Plan]:
     """Host-to-device copy from ordinary (pageable) memory: GB/s."""
     return _host_plan(dev, opts, to_device=True, pinned=False)
 
 
-@benchmark("memory.d2h_pinned", "device to host, pinned")
+@benchmark("memory.d2h_pinned", "device to host, pinned", host_bound=True)
 def memory_d2h_pinned(dev: DeviceInfo, opts: Options) -> list[Plan]:
     """Device-to-host copy into pinned memory: GB/s."""
     return _host_plan(dev, opts, to_device=False, pinned=True)
 
 
-@benchmark("memory.d2h_pageable", "device to host, pageable")
+@benchmark("memory.d2h_pageable", "device to host, pageable", host_bound=True)
 def memory_d2h_pageable(dev: DeviceInfo, opts: Options) -> list[Plan]:
     """Device-to-host copy into ordinary (pageable) memory: GB/s."""
     return _host_plan(dev, opts, to_device=False, pinned=False)

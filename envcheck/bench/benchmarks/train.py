@@ -157,7 +157,7 @@ def _batch(dev: DeviceInfo, opts: Options) -> int:
     return 512 if dev.is_cuda else (32 if opts.quick else 64)
 
 
-@benchmark("train.cnn", "small CNN training step")
+@benchmark("train.cnn", "small CNN training step", host_bound=True)
 def train_cnn(dev: DeviceInfo, opts: Options) -> list[Plan]:
     """Small CNN (2 conv + 2 FC, 32×32×3, SGD+momentum) training step in fp32: images/s, loss must fall."""
     if not opts.wants("fp32"):
@@ -166,7 +166,7 @@ def train_cnn(dev: DeviceInfo, opts: Options) -> list[Plan]:
     return [Plan("fp32", "fp32", lambda scale: build_train(dev, False, max(1, int(batch * scale))))]
 
 
-@benchmark("train.cnn_amp", "small CNN training step, bf16 autocast")
+@benchmark("train.cnn_amp", "small CNN training step, bf16 autocast", host_bound=True)
 def train_cnn_amp(dev: DeviceInfo, opts: Options) -> list[Plan]:
     """The same training step under bf16 autocast (mixed precision, GPU): images/s, loss must fall."""
     if not opts.wants("bf16"):

@@ -1,4 +1,5 @@
-"""How busy the CPUs are with *other* work, before the CPU bench and during each of its cases.
+"""How busy the CPUs are with *other* work: before the CPU bench and during each of its cases, and over a CPU
+burn (whose load runs in worker processes, counted as its own).
 
 A CPU figure taken while other processes compete for the same cores measures the sharing, not the
 CPU: torch spreads every operation over all its threads, so one busy neighbour on a 2-core machine
@@ -70,12 +71,24 @@ class Sample:
     own_s: float  # CPU seconds this process (every thread) spent
 
 
-def sample(cpus: Cpus, clock: Callable[[], float] = time.monotonic) -> Sample:
+def sample(cpus: Cpus, clock: Callable[[], float] = time.monotonic, *, with_children: bool = False) -> Sample:
+    """One reading of the CPUs' busy time and this process's own. ``with_children``: its children's time is its
+    own too, those it has waited for (a burn's workers, sampled once they have ended) and those still running."""
     per_cpu: list[Any] = psutil.cpu_times(percpu=True)
     chosen = [per_cpu[i] for i in cpus.ids if i < len(per_cpu)] or per_cpu
     busy = sum(getattr(t, name, 0.0) for t in chosen for name in _BUSY_FIELDS)
-    own = psutil.Process().cpu_times()
-    return Sample(clock(), busy, own.user + own.system)
+    me = psutil.Process()
+    times = me.cpu_times()
+    own = times.user + times.system
+    if with_children:
+        own += times.children_user + times.children_system
+        for child in me.children(recursive=True):
+            try:
+                t = child.cpu_times()
+            except psutil.Error:  # it ended between the listing and the reading
+                continue
+            own += t.user + t.system
+    return Sample(clock(), busy, own)
 
 
 @dataclass(frozen=True)
@@ -98,11 +111,11 @@ class Contention:
     def contended(self) -> bool:
         return self.share >= CONTENDED_SHARE
 
-    def words(self) -> str:
+    def words(self, what: str = "benchmark") -> str:
         load = f", load average {self.load_average:.1f}" if self.load_average is not None else ""
         return (
             f"other processes used {self.others_cores:.1f} of the {_cores(self.usable_cores)} CPU cores this "
-            f"benchmark may use ({self.share:.0%}) over {self.window_s:.1f} s{load}"
+            f"{what} may use ({self.share:.0%}) over {self.window_s:.1f} s{load}"
         )
 
     def to_json(self) -> dict[str, Any]:
