@@ -42,7 +42,7 @@ from envcheck.bench.plan import schedule
 from envcheck.bench.run import WorkerInfo
 from envcheck.core.errors import CommandError
 from envcheck.core.exit import ExitCode, exit_code_for
-from envcheck.core.model import CheckResult, Status
+from envcheck.core.model import CheckResult, Fix, Status
 from envcheck.core.registry import UnknownSelection
 from envcheck.devices import resolve
 from envcheck.devices.model import DeviceInfo
@@ -248,7 +248,7 @@ def run_bench(
                 raise CommandError(str(exc), ExitCode.USAGE) from None
         suite_started = time.monotonic()
         cpus = None if all(d.is_cuda for d in chosen) else contention.Cpus.here()
-        checks = preflight(probes, chosen, cpus)
+        checks = preflight(probes, chosen, cpus) + tf32_overrides(env, chosen, request.benchmark_options)
         datasheets = peaks.by_device(chosen)
         jobs = schedule(list(request.specs), chosen, request.benchmark_options, env=env, datasheets=datasheets)
     except KeyboardInterrupt:  # Ctrl-C, or an orderly stop's first signal, before the first case
@@ -313,6 +313,43 @@ def preflight(probes: ProbeRunner, chosen: list[DeviceInfo], cpus: contention.Cp
         gpus=frozenset().union(*named) if named and all(named) else None,
     )
     return run_doctor(request, runner=probes).results
+
+
+TF32_OVERRIDE_ID = "bench.tf32_override"
+
+
+def tf32_overrides(env: Mapping[str, str], chosen: list[DeviceInfo], options: Options) -> tuple[CheckResult, ...]:
+    """``bench.tf32_override``: a variable that changes what a GPU figure measures, said beside it. cuBLAS and
+    cuDNN honour ``NVIDIA_TF32_OVERRIDE=0`` over any framework setting, so the tf32 cases run in plain fp32 (a
+    fraction of the tf32 peak, from a healthy GPU); ``TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1`` makes the fp32 cases
+    TF32 (a figure well above the fp32 peak). Neither is a fault of the card: a warning, with the variable."""
+    if not any(d.is_cuda for d in chosen):
+        return ()
+    found = []
+    if env.get("NVIDIA_TF32_OVERRIDE", "").strip() == "0" and options.wants("tf32"):
+        found.append(("NVIDIA_TF32_OVERRIDE=0", "the tf32 figures are plain fp32 (cuBLAS and cuDNN ignore TF32)"))
+    if env.get("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "").strip() not in ("", "0") and options.wants("fp32"):
+        value = env["TORCH_ALLOW_TF32_CUBLAS_OVERRIDE"].strip()
+        found.append((f"TORCH_ALLOW_TF32_CUBLAS_OVERRIDE={value}", "the fp32 matmul figures are TF32"))
+    if not found:
+        return ()
+    names = " and ".join(name for name, _ in found)
+    unset = " ".join(f"-u {name.split('=')[0]}" for name, _ in found)
+    return (
+        CheckResult(
+            TF32_OVERRIDE_ID,
+            "No variable overrides the precision measured",
+            Status.WARN,
+            "; ".join(f"{name} is set: {what}" for name, what in found),
+            Fix(
+                f"{names} change what cuBLAS computes, so these figures are not the card's for their precision. "
+                f"To measure each precision as named, run without it: `env {unset} envcheck bench`. (Jobs run "
+                "with it set get the precision it forces, too.)",
+                f"env {unset} envcheck bench",
+            ),
+            {"variables": [name for name, _ in found]},
+        ),
+    )
 
 
 def _compare(request: BenchRequest, figures: tuple[dict[str, Any], ...]) -> Comparison | None:

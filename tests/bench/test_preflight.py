@@ -145,3 +145,41 @@ def test_run_bench_preflights_the_device_it_was_given(nvml, monkeypatch, device,
     assert checks["gpu.memory"].status is memory
     assert checks["torch.arch"].status is Status.OK
     assert [d.name for d in report.devices] == [device]
+
+
+@pytest.mark.parametrize(
+    ("variable", "dtype", "words"),
+    [
+        ("NVIDIA_TF32_OVERRIDE=0", "tf32", "NVIDIA_TF32_OVERRIDE=0 is set: the tf32 figures are plain fp32"),
+        ("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1", "fp32", "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 is set: the fp32 matmul"),
+    ],
+)
+def test_a_variable_that_changes_the_precision_measured_is_said_beside_the_figures(
+    nvml, monkeypatch, variable, dtype, words
+):
+    """A healthy H100 with NVIDIA_TF32_OVERRIDE=0 gives a tf32 figure far below the tf32 peak: the run says
+    why, with the variable, instead of leaving the user to suspect the card."""
+    nvml("healthy_multi_gpu")
+    child = resolve.torch_from
+
+    def sees_one_card(probe):
+        info = child(probe)
+        info.cuda_available, info.device_count = True, 1
+        info.devices = [TorchDevice(0, h100()["name"], (9, 0), uuid(0))]
+        return info
+
+    monkeypatch.setattr(resolve, "torch_from", sees_one_card)
+    name, value = variable.split("=")
+    request = BenchRequest.parse(device="cuda", only="train.cnn_amp", dtype=dtype)  # plans nothing: no kernel
+    report = run_bench(request, env={**cuda_torch_env(), name: value})
+    override = by_id(report.preflight)["bench.tf32_override"]
+    assert override.status is Status.WARN and override.summary.startswith(words)
+    assert override.fix is not None and override.fix.command == f"env -u {name} envcheck bench"
+    assert report.exit_code is ExitCode.OK  # a warning: nothing is wrong with the card
+    quiet = run_bench(request, env={**cuda_torch_env(), name: "0" if value == "1" else "1"})
+    assert "bench.tf32_override" not in by_id(quiet.preflight)
+
+
+def test_a_cpu_bench_has_no_tf32_to_override():
+    cpu = DeviceInfo("cpu", "cpu", "x")
+    assert app.tf32_overrides({"NVIDIA_TF32_OVERRIDE": "0"}, [cpu], app.Options()) == ()
