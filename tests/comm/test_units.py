@@ -10,10 +10,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from envcheck.comm import ops
 from envcheck.comm.app import CommRequest, build_report
-from envcheck.comm.plan import GiB, KiB, Plan, sweep
+from envcheck.comm.plan import CPU_DEFAULTS, GPU_DEFAULTS, GiB, KiB, MiB, Plan, calls_per_run, sweep
 from envcheck.comm.world import WorldError, detect
 from envcheck.core.errors import CommandError
 from tests.cuda_torch import CUDA_TORCH_PYTHON, needs_cuda_torch
@@ -264,3 +266,21 @@ def test_the_latency_line_names_each_ops_time_per_call_at_the_smallest_size():
     rows[1]["size_bytes"] = 65536  # broadcast's 32 KiB result was wrong: its smallest figure is at 64 KiB
     assert latency_line(rows) == "at the smallest size (32.0 KiB–64.0 KiB): all_reduce 52.1 µs, broadcast 1.25 ms"
     assert latency_line([]) is None and latency_line(None) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(size=st.integers(min_value=4, max_value=16 * GiB))
+def test_a_timed_run_moves_a_bounded_amount_and_small_sizes_run_many_calls(size):
+    """One timed run moves at most the device's run_bytes (or one call, when a call is larger), with at
+    least one call and at most max_calls: the sweep's time stays bounded as nccl-tests' -n bounds it."""
+    for d in (GPU_DEFAULTS, CPU_DEFAULTS):
+        calls = calls_per_run(d, size)
+        assert 1 <= calls <= d.max_calls
+        assert calls * size <= max(d.run_bytes, size)
+        assert calls == d.max_calls or (calls + 1) * size > d.run_bytes  # no more could fit
+
+
+def test_gpu_runs_are_many_calls_at_small_sizes_and_one_from_256_mib():
+    assert [calls_per_run(GPU_DEFAULTS, s) for s in (32 * KiB, 4 * MiB, 8 * MiB, 64 * MiB, 256 * MiB, GiB)] == [
+        50, 50, 32, 4, 1, 1,
+    ]  # fmt: skip
