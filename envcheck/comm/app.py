@@ -151,16 +151,23 @@ class OpResult:
     op: str
     size_bytes: int
     count: int
-    #: Each rank's seconds per iteration, by rank.
+    #: Each rank's seconds per call, one figure per timed run, by rank.
     rank_times_s: tuple[tuple[float, ...], ...]
     #: Ranks whose output was wrong, with where: {rank, host, index, got, expected, wrong, elements}.
     wrong: tuple[dict[str, Any], ...]
     world_size: int
+    #: Back-to-back calls in each timed run (envcheck.comm.plan.calls_per_run); None in an older account.
+    calls_per_run: int | None = None
 
     @property
     def time_s(self) -> float:
         """The median over the ranks of each rank's median."""
         return statistics.median(statistics.median(t) for t in self.rank_times_s)
+
+    @property
+    def latency_us(self) -> float:
+        """The time of one call in µs: at the smallest sizes, the latency nccl-tests' time column shows."""
+        return self.time_s * 1e6
 
     @property
     def algbw_gb_s(self) -> float:
@@ -186,6 +193,8 @@ class OpResult:
             "verified": self.verified,
             "wrong": list(self.wrong),
             "rank_times_s": [list(t) for t in self.rank_times_s],
+            "latency_us": _finite(self.latency_us),
+            "calls_per_run": self.calls_per_run,
         }
 
 
@@ -291,6 +300,17 @@ class CommReport:
             ):
                 best[r.op] = r
         return [{"op": op, "busbw_gb_s": r.busbw_gb_s, "size_bytes": r.size_bytes} for op, r in best.items()]
+
+    def latencies(self) -> list[dict[str, Any]]:
+        """Per op, the time of one call at its smallest size (verified results only): the latency that
+        nccl-tests' small-message rows show, where bandwidth says nothing."""
+        smallest: dict[str, OpResult] = {}
+        for r in self.results:
+            if not (r.verified and math.isfinite(r.latency_us)):
+                continue
+            if r.op not in smallest or r.size_bytes < smallest[r.op].size_bytes:
+                smallest[r.op] = r
+        return [{"op": op, "latency_us": r.latency_us, "size_bytes": r.size_bytes} for op, r in smallest.items()]
 
 
 # -- from rank 0's raw account to the report -------------------------------------------------------------
@@ -399,6 +419,7 @@ def _results(records: list[dict[str, Any]], n: int, host_of: Mapping[int, str | 
                 rank_times_s=tuple(tuple(float(t) for t in rec["times_s"]) for rec in recs),
                 wrong=wrong,
                 world_size=n,
+                calls_per_run=int(recs[0]["calls"]) if recs[0].get("calls") is not None else None,
             )
         )
     return results

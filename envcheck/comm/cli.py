@@ -46,7 +46,13 @@ from envcheck.cli.options import format_options, spec_option
 )
 @click.option("--min-size", metavar="SIZE", help="Smallest buffer (e.g. 32KiB; GPU default 32KiB, CPU 4KiB).")
 @click.option("--max-size", metavar="SIZE", help="Largest buffer (e.g. 1GiB, the GPU default; capped by free memory).")
-@click.option("--iters", type=int, default=None, help="Timed iterations per op and size (GPU 20, CPU 5).")
+@click.option(
+    "--iters",
+    type=int,
+    default=None,
+    help="Timed runs per op and size (GPU 20, CPU 5), each of back-to-back calls timed together as nccl-tests "
+    "times its iterations (up to 50 at small sizes on GPUs, one from 256 MiB; up to 4 on CPUs).",
+)
 @click.option("--warmup", type=int, default=None, help="Warm-up iterations, the verified one included (GPU 5, CPU 1).")
 @format_options
 @spec_option("whose [comm] minimum busbw each op must reach", found=False)

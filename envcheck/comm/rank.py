@@ -33,6 +33,7 @@ the module) to make a rank hang, die or return a wrong result: production code c
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -47,7 +48,7 @@ from datetime import timedelta
 from typing import Any
 
 from envcheck.comm import ops
-from envcheck.comm.plan import P2P, Plan, sweep
+from envcheck.comm.plan import P2P, Plan, calls_per_run, sweep
 from envcheck.comm.world import World
 from envcheck.core import workers
 from envcheck.core.model import first_line
@@ -89,12 +90,15 @@ class Identity:
 
 @dataclass(frozen=True)
 class Step:
-    """One unit of the run: ``op`` at ``size`` bytes, or (``op`` p2p) one transfer ``src`` → ``dst``."""
+    """One unit of the run: ``op`` at ``size`` bytes, or (``op`` p2p) one transfer ``src`` → ``dst``.
+    ``calls``: the back-to-back calls in each timed run of a collective (rank 0 decides, so that every rank
+    makes the same calls)."""
 
     op: str
     size: int
     src: int | None = None
     dst: int | None = None
+    calls: int = 1
 
     def words(self) -> str:
         from envcheck.core.units import human
@@ -121,6 +125,9 @@ class Ctx:
     p2p_iters: int = 1
     ranks: list[dict[str, Any]] = field(default_factory=list)
     watchdog: Watchdog | None = None
+    #: The world group is bound to this rank's GPU (``device_id``): NCCL made its communicator at init,
+    #: and point-to-point transfers can use it (:func:`_p2p_transfer`).
+    bound: bool = False
 
     @property
     def rank(self) -> int:
@@ -213,12 +220,20 @@ def _prefix(world: World) -> str:
     return f"envcheck.comm/{world.run_id}/"
 
 
-def _heartbeat(ctx: Ctx, stop: threading.Event) -> None:
-    """Beat; end this rank when rank 0 gave up (it reports) or its store went away (it died)."""
+def _heartbeat(ctx: Ctx, stop: threading.Event, beating: threading.Event) -> None:
+    """Beat; end this rank when rank 0 gave up (it reports) or its store went away (it died).
+
+    The first beat is written before ``beating`` is set, and the rank joins only then: a diagnosis reads
+    "no heartbeat" as death, so a rank must not reach a step before its heartbeat is seen. (It used to
+    beat first half a second after its thread had connected: on a loaded machine a healthy rank could
+    still be silent when a step failed, and was named dead beside the rank that died.)"""
     try:
         store = _client(ctx.world, 5.0)
+        store.add(f"beat/{ctx.rank}", 1)
     except Exception:  # noqa: BLE001 - no second connection: no heartbeat, and rank 0 will say so
         return
+    finally:
+        beating.set()
     failures = 0
     while not stop.wait(HEARTBEAT_S):
         try:
@@ -317,6 +332,23 @@ def _available_memory() -> int | None:
         return None
 
 
+def group_options(init: Callable[..., Any], *, cuda: bool, device: Any, timeout_s: float) -> dict[str, Any]:
+    """The keywords of ``init_process_group`` (``init``) for this rank. On NCCL the group is bound to the
+    rank's GPU (``device_id``, torch 2.3 and later: told by ``init``'s own signature): NCCL then makes the
+    world's communicator at once, collectives and point-to-point transfers share it, and c10d stops
+    guessing the device. Unbound, c10d makes communicators lazily, and a send/recv between two ranks a new
+    2-rank communicator for every pair (28 on 8 GPUs: seconds each, and their own buffers). gloo has no
+    device to bind. NCCL's timeout is longer than ours, so that the watchdog here, which names ranks,
+    fires first."""
+    options: dict[str, Any] = {
+        "backend": "nccl" if cuda else "gloo",
+        "timeout": timedelta(seconds=timeout_s + NCCL_EXTRA_S if cuda else timeout_s),
+    }
+    if cuda and "device_id" in inspect.signature(init).parameters:
+        options["device_id"] = device
+    return options
+
+
 def connect(world: World, timeout_s: float) -> Any:
     """The rendezvous store: rank 0 serves it (unless torchrun's agent does); the others connect,
     retrying until ``timeout_s``. A store that never answers is rank 0 that never came."""
@@ -388,7 +420,7 @@ def schedule(ctx: Ctx, ranks: list[dict[str, Any]]) -> dict[str, Any]:
     sizes = sweep(ctx.plan, cuda=ctx.cuda, free_bytes=min(frees) if frees else None)
     # One rank has no neighbour to send to (gloo refuses a pair with itself): no send_recv then.
     collectives = [op for op in ctx.plan.collectives() if not (op == "send_recv" and ctx.n == 1)]
-    steps = [Step(op, size) for op in collectives for size in sizes]
+    steps = [Step(op, size, calls=calls_per_run(d, size)) for op in collectives for size in sizes]
     if P2P in ctx.plan.ops:
         p2p_size = min(d.p2p_size, max(sizes))
         steps += [
@@ -416,30 +448,38 @@ def _sync(ctx: Ctx) -> None:
         torch.cuda.synchronize()
 
 
-def _timed(ctx: Ctx, fn: Callable[[], None], iters: int, *, barrier: bool = True) -> list[float]:
-    """Seconds per call of ``fn``: CUDA events around each call on a GPU (the GPU's own clock, not the
-    launch), ``perf_counter`` after a barrier on the CPU (so every rank starts each call together)."""
+def _timed(ctx: Ctx, fn: Callable[[], None], runs: int, calls: int, *, barrier: bool = True) -> list[float]:
+    """Seconds per call of ``fn``, one figure per timed run: each run is ``calls`` back-to-back calls
+    between one pair of clock readings, divided by ``calls``, as nccl-tests times its ``-n`` iterations.
+
+    On a GPU the clock is a pair of CUDA events on the stream (the GPU's own time, not the host's). The
+    runs are queued one after another with no synchronisation between them (nor after the warm-up), so
+    the stream is never idle waiting for Python to launch the next call except where a call is shorter
+    than its launch, which is what the many calls of a small size's run spread out. (Timed one call at a
+    time between events on an idle stream, every small-size figure held the host's launch latency: 2-4x
+    nccl-tests' below a few MiB.) On the CPU: ``perf_counter`` after a barrier, so that every rank starts
+    each run together."""
     import torch.distributed as dist
 
     if ctx.cuda:
         import torch
 
-        _sync(ctx)
-        starts = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
-        ends = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
-        for start, end in zip(starts, ends, strict=True):
+        marks = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(runs)]
+        for start, end in marks:
             start.record()
-            fn()
+            for _ in range(calls):
+                fn()
             end.record()
         _sync(ctx)
-        return [s.elapsed_time(e) / 1000.0 for s, e in zip(starts, ends, strict=True)]
+        return [start.elapsed_time(end) / 1000.0 / calls for start, end in marks]
     times = []
-    for _ in range(iters):
+    for _ in range(runs):
         if barrier:
             dist.barrier()
         t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
+        for _ in range(calls):
+            fn()
+        times.append((time.perf_counter() - t0) / calls)
     return times
 
 
@@ -456,15 +496,39 @@ def run_step(ctx: Ctx, index: int, step: Step) -> dict[str, Any] | None:
     bufs = ops.make_buffers(step.op, count, ctx.rank, n, ctx.device or "cpu", verify=False)
     for _ in range(max(0, ctx.warmup - 1)):
         ops.run(step.op, bufs, ctx.rank, n)
-    times = _timed(ctx, lambda: ops.run(step.op, bufs, ctx.rank, n), ctx.iters)
-    return {"size_bytes": op.size_bytes(count, n), "count": count, "times_s": times, "mismatch": mismatch}
+    times = _timed(ctx, lambda: ops.run(step.op, bufs, ctx.rank, n), ctx.iters, step.calls)
+    return {
+        "size_bytes": op.size_bytes(count, n),
+        "count": count,
+        "times_s": times,
+        "calls": step.calls,
+        "mismatch": mismatch,
+    }
+
+
+def _p2p_transfer(ctx: Ctx, send: bool, buf: Any, peer: int) -> None:
+    """One send or recv of the matrix, over the world group, with no group of its own for the pair.
+
+    A single ``dist.send``/``recv`` on NCCL keys its communicator by the pair ("low:high") and, unless
+    the group is bound to a device, makes a 2-rank communicator for each pair: the matrix then measured
+    throw-away communicators, not the job's. A batched transfer (``batch_isend_irecv``, here of one op)
+    runs on the group's own communicator, as a collective does; with the group bound (``device_id``) that
+    communicator exists from init, so the two ranks of a pair may use it alone. An unbound NCCL group
+    (torch before 2.3) has no communicator until a collective made one, and a batch between two of its
+    ranks first would hang: there the plain send/recv, with its pair communicator, is the only choice."""
+    import torch.distributed as dist
+
+    if ctx.cuda and not ctx.bound:
+        (dist.send if send else dist.recv)(buf, peer)
+        return
+    for work in dist.batch_isend_irecv([dist.P2POp(dist.isend if send else dist.irecv, buf, peer)]):
+        work.wait()
 
 
 def _p2p(ctx: Ctx, step: Step) -> dict[str, Any] | None:
     """One ordered pair: the first transfer is verified, then ``p2p_iters`` back to back are timed on
-    the receiver (its recv cannot finish before the data is there)."""
+    the receiver as one run (its recv cannot finish before the data is there)."""
     import torch
-    import torch.distributed as dist
 
     if ctx.rank not in (step.src, step.dst):
         return None
@@ -473,21 +537,16 @@ def _p2p(ctx: Ctx, step: Step) -> dict[str, Any] | None:
     if ctx.rank == step.src:
         buf = ops.pattern(ctx.rank, 0, count, device)
         for _ in range(1 + ctx.p2p_iters):
-            dist.send(buf, step.dst)
+            _p2p_transfer(ctx, True, buf, step.dst)
         _sync(ctx)
         return None
     buf = torch.empty(count, dtype=torch.float32, device=device)
-    dist.recv(buf, step.src)
+    _p2p_transfer(ctx, False, buf, step.src)
     _sync(ctx)
     mismatch = ops.first_mismatch(buf, ops.pattern(step.src, 0, count, device))
-
-    def transfers() -> None:
-        for _ in range(ctx.p2p_iters):
-            dist.recv(buf, step.src)
-
-    total = _timed(ctx, transfers, 1, barrier=False)[0]
+    times = _timed(ctx, lambda: _p2p_transfer(ctx, False, buf, step.src), 1, ctx.p2p_iters, barrier=False)
     size = count * ops.ELEMENT_BYTES
-    return {"size_bytes": size, "count": count, "times_s": [total / ctx.p2p_iters], "mismatch": mismatch}
+    return {"size_bytes": size, "count": count, "times_s": times, "calls": ctx.p2p_iters, "mismatch": mismatch}
 
 
 # -- after a failure: who is to blame -----------------------------------------------------------------
@@ -522,17 +581,19 @@ def diagnose(ctx: Ctx, store: Any, index: int, what: str, error: str) -> list[di
         at_index = int(at)
         err = json.loads(_get(store, f"err/{k}") or "null")
         finished = _get(store, f"res/{index}/{k}") is not None
-        if _get(store, f"beat/{k}") == before[k]:
+        # A rank's own error comes first: it wrote it after the failure began, so it was alive then, and a
+        # heartbeat late on a loaded machine must not turn the victim it says it is into a dead rank.
+        if err and not _VICTIM.search(err["error"]):
+            blame(k, f"failed in {err['what']}: {err['error']}", culprits)
+        elif err:
+            blame(k, f"failed in {err['what']}: {err['error']}", victims)
+        elif _get(store, f"beat/{k}") == before[k]:
             blame(
                 k,
                 f"stopped answering during {_step_words(ctx, at_index)}: no heartbeat for {STALE_S:g} s "
                 "(its process died or froze)",
                 culprits,
             )
-        elif err and not _VICTIM.search(err["error"]):
-            blame(k, f"failed in {err['what']}: {err['error']}", culprits)
-        elif err:
-            blame(k, f"failed in {err['what']}: {err['error']}", victims)
         elif at_index < index or k in named_by_barrier:
             blame(
                 k,
@@ -622,8 +683,9 @@ def run_rank(
     me, cuda, device = identify(plan, world)
     store = connect(world, plan.timeout_s)
     ctx = Ctx(plan, world, me, cuda, store, device)
-    stop = threading.Event()
-    threading.Thread(target=_heartbeat, args=(ctx, stop), name="envcheck-comm-heartbeat", daemon=True).start()
+    stop, beating = threading.Event(), threading.Event()
+    threading.Thread(target=_heartbeat, args=(ctx, stop, beating), name="envcheck-comm-heartbeat", daemon=True).start()
+    beating.wait(plan.timeout_s)
     progress({"event": "joining", "rank": world.rank, "size": world.size})
     try:
         start = join(ctx)
@@ -644,13 +706,9 @@ def run_rank(
     ctx.watchdog = Watchdog(plan.timeout_s + 5.0, expire)
     ctx.watchdog.arm("creating the process groups")
     timeout = timedelta(seconds=plan.timeout_s)
-    dist.init_process_group(
-        "nccl" if cuda else "gloo",
-        store=dist.PrefixStore("pg/", store),
-        rank=world.rank,
-        world_size=world.size,
-        timeout=timedelta(seconds=plan.timeout_s + NCCL_EXTRA_S) if cuda else timeout,
-    )
+    options = group_options(dist.init_process_group, cuda=cuda, device=device, timeout_s=plan.timeout_s)
+    ctx.bound = "device_id" in options
+    dist.init_process_group(store=dist.PrefixStore("pg/", store), rank=world.rank, world_size=world.size, **options)
     ctx.side = dist.new_group(backend="gloo", timeout=timeout)
     progress({"event": "joined", "steps": len(ctx.steps)})
     index, step_what = 0, "starting"

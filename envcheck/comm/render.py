@@ -77,6 +77,9 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
         console.print(
             "[bold]peak busbw[/]: " + ", ".join(f"{p['op']} {gb(p['busbw_gb_s'])} GB/s" for p in peaks), soft_wrap=True
         )
+    latency = latency_line(doc.get("latency"))
+    if latency:
+        console.print(f"[bold]latency[/] {escape(latency)}", soft_wrap=not console.is_terminal)
     for line in reference_lines(doc.get("reference")):
         console.print(escape(line), soft_wrap=not console.is_terminal)
     _matrix(doc.get("p2p"), console)
@@ -119,6 +122,19 @@ def _matrix(p2p: dict[str, Any] | None, console: Console) -> None:
             f"the median of the other pairs on its host ({gb(s['median_gb_s'])} GB/s)",
             soft_wrap=not console.is_terminal,
         )
+
+
+def latency_line(latency: Any) -> str | None:
+    """'at the smallest size (4.0 KiB): all_reduce 52.1 µs, broadcast 31.0 µs': each op's time per call at
+    its smallest size, what nccl-tests' small-message rows show (the ops that count S over every rank's
+    buffer round it to a multiple of the ranks: a range then). None when no op has one."""
+    rows = [r for r in latency or [] if isinstance(r, dict) and isinstance(r.get("latency_us"), (int, float))]
+    if not rows:
+        return None
+    sizes = list(dict.fromkeys(human(b) for b in sorted({r.get("size_bytes") for r in rows} - {None})))
+    where = f" ({sizes[0]})" if len(sizes) == 1 else f" ({sizes[0]}–{sizes[-1]})" if sizes else ""
+    figures = ", ".join(f"{r.get('op')} {seconds(r['latency_us'] / 1e6)}" for r in rows)
+    return f"at the smallest size{where}: {figures}"
 
 
 #: The figures a reference line needs of each op (a hand-edited report may lack them: that op is left out).
@@ -186,6 +202,9 @@ def comm_markdown(doc: dict[str, Any]) -> list[str]:
             )
     if doc.get("peaks"):
         lines += ["", "Peak busbw: " + ", ".join(f"{code(p['op'])} {gb(p['busbw_gb_s'])} GB/s" for p in doc["peaks"])]
+    latency = latency_line(doc.get("latency"))
+    if latency:
+        lines += ["", f"Latency {cell(latency)}"]
     ref = reference_lines(doc.get("reference"))
     if ref:
         lines += ["", ref[0], "", *(f"- {cell(line.strip())}" for line in ref[1:])]

@@ -42,6 +42,7 @@ def comm_document(report: CommReport) -> dict[str, Any]:
         "warmup": report.warmup,
         "results": [r.to_json() for r in report.results],
         "peaks": peaks,
+        "latency": report.latencies(),
         "reference": references(
             {p["op"]: p["busbw_gb_s"] for p in peaks if p.get("busbw_gb_s") is not None},
             [r.gpu_name for r in report.ranks],

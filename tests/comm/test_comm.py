@@ -22,7 +22,8 @@ from typing import Any
 import psutil
 import pytest
 
-from envcheck.comm import ops
+from envcheck.comm import ops, render
+from envcheck.comm.plan import CPU_DEFAULTS, calls_per_run
 
 ENVCHECK = shutil.which("envcheck") or str(Path(sys.executable).with_name("envcheck"))
 TORCHRUN = str(Path(ENVCHECK).with_name("torchrun"))
@@ -67,6 +68,16 @@ def check_contract(doc: dict, n: int) -> None:
         assert r["algbw_gb_s"] == pytest.approx(r["size_bytes"] / r["time_s"] / 1e9)
         assert len(r["rank_times_s"]) == n
         assert r["time_s"] == pytest.approx(statistics.median(statistics.median(t) for t in r["rank_times_s"]))
+        assert r["latency_us"] == pytest.approx(r["time_s"] * 1e6)  # the time of one call, in µs
+        assert r["calls_per_run"] == calls_per_run(CPU_DEFAULTS, r["size_bytes"])
+    for op in ALL_OPS:  # several calls a timed run at the small sizes, fewer as they grow
+        calls = [r["calls_per_run"] for r in doc["results"] if r["op"] == op]
+        assert calls[0] > 1 and calls == sorted(calls, reverse=True)
+    smallest = {op: min(r["size_bytes"] for r in doc["results"] if r["op"] == op) for op in ALL_OPS}
+    assert {(x["op"], x["size_bytes"]) for x in doc["latency"]} == set(smallest.items())
+    for x in doc["latency"]:
+        (r,) = [r for r in doc["results"] if (r["op"], r["size_bytes"]) == (x["op"], x["size_bytes"])]
+        assert x["latency_us"] == r["latency_us"]
         if r["op"] in ("all_gather", "reduce_scatter", "all_to_all"):
             assert r["size_bytes"] == r["count"] * n * 4  # S is the total buffer
         else:
@@ -107,6 +118,9 @@ def test_four_cpu_ranks_and_the_text_report(four_ranks):
     check_contract(doc, 4)
     assert "all_reduce (busbw = algbw × 1.5)" in text  # 2(n-1)/n for n = 4
     assert "peak busbw: all_reduce" in text and "send/recv GB/s" in text
+    (latency,) = [line for line in text.splitlines() if line.startswith("latency at the smallest size (4.0 KiB): ")]
+    for x in doc["latency"]:  # each op's time per call at 4 KiB, as the table shows it
+        assert f"{x['op']} {render.seconds(x['latency_us'] / 1e6)}" in latency
     assert "30 of 30 results verified" in text
 
 
@@ -292,6 +306,63 @@ def test_a_dead_rank_is_named_with_how_it_died():
     (problem,) = doc["problems"]
     assert problem["rank"] == 2 and problem["host"] == HOST
     assert "died" in problem["what"] and "SIGKILL" in problem["what"]
+
+
+def test_a_dead_rank_is_named_alone_when_a_healthy_ranks_heartbeat_starts_late():
+    """On a loaded machine a rank's heartbeat thread can start seconds late (here rank 1's, 5 s: the load,
+    made deterministic). A rank used to join and run before its first beat, so when rank 2 died rank 1 had
+    not beaten yet either and was named dead beside it; now a rank joins once its heartbeat is seen."""
+    proc = run(
+        "comm", "--device", "cpu", "--nproc", "3", "--timeout", "15", "--max-size", "8KiB", "--json",
+        "--ops", "all_reduce,broadcast", PYTHONPATH=str(FAULT_SITE),
+        ENVCHECK_TEST_COMM_FAULT="die:2:broadcast,late_heartbeat:1:5",
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    (problem,) = json.loads(proc.stdout)["problems"]
+    assert problem["rank"] == 2 and problem["host"] == HOST
+    assert "died" in problem["what"] and "SIGKILL" in problem["what"]
+
+
+def test_a_sizes_figure_is_a_timed_run_of_back_to_back_calls_divided_by_their_number():
+    """Rank 1 stalls before the first all_reduce of each timed run (what launching the first call costs on a
+    GPU, made large). Timed a run at a time, the stall is spread over the run's calls, as in nccl-tests'
+    figures; timed a call at a time, as before, it was inside every call's figure."""
+    stall = 0.4
+    proc = run(
+        "comm", "--device", "cpu", "--nproc", "2", "--ops", "all_reduce", "--max-size", "8KiB", "--iters", "2",
+        "--json", PYTHONPATH=str(FAULT_SITE), ENVCHECK_TEST_COMM_FAULT="stall:1:all_reduce",
+        ENVCHECK_TEST_COMM_STALL_S=str(stall),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)["results"]
+    assert [r["size_bytes"] for r in results] == [4096, 8192]
+    for r in results:
+        calls = r["calls_per_run"]
+        assert calls == calls_per_run(CPU_DEFAULTS, r["size_bytes"]) == 4  # CPU: 64 KiB a run, at most 4 calls
+        assert len(r["rank_times_s"][1]) == 2  # --iters: two timed runs
+        for per_call in r["rank_times_s"][1]:  # each run held the stall once, and divided it among its calls
+            assert stall / calls <= per_call < stall / 2, per_call
+        assert r["latency_us"] < stall / 2 * 1e6
+
+
+def test_the_p2p_matrix_goes_over_the_world_group_with_no_group_per_pair(tmp_path):
+    """Every transfer of the matrix uses the world group (on NCCL: its communicator, made at init with the
+    device bound), and no rank makes a group for a pair: its one new_group is the side gloo group of the
+    monitored barriers. Each rank records what it did (tests/comm/fault_site)."""
+    proc = run("comm", "--device", "cpu", "--nproc", "3", "--ops", "p2p", "--json",
+               PYTHONPATH=str(FAULT_SITE), ENVCHECK_TEST_COMM_RECORD=str(tmp_path))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    matrix = json.loads(proc.stdout)["p2p"]["matrix"]
+    assert [[v is None for v in row] for row in matrix] == [[i == j for j in range(3)] for i in range(3)]
+    per_pair = 1 + CPU_DEFAULTS.p2p_iters  # the verified transfer, then the timed ones
+    for rank in range(3):
+        calls = [json.loads(line) for line in (tmp_path / f"rank-{rank}.jsonl").read_text().splitlines()]
+        assert [c["backend"] for c in calls if c["call"] == "new_group"] == ["gloo"]
+        transfers = [c for c in calls if c["call"] != "new_group"]
+        assert transfers and all(c["group"] == "world" for c in transfers), transfers
+        for peer in set(range(3)) - {rank}:
+            assert sum(c["peer"] == peer and c["call"] in ("isend", "send") for c in transfers) == per_pair
+            assert sum(c["peer"] == peer and c["call"] in ("irecv", "recv") for c in transfers) == per_pair
 
 
 def test_a_figure_below_the_lab_spec_minimum_fails(tmp_path):

@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from envcheck.comm.plan import GPU_DEFAULTS, calls_per_run
 from tests.comm.test_comm import run
 
 pytestmark = [
@@ -26,5 +27,9 @@ def test_every_visible_gpu_is_a_rank_and_every_collective_verifies_over_nccl():
     assert all(r["gpu_uuid"] and r["gpu_uuid"].startswith("GPU-") for r in doc["world"]["ranks"])
     assert doc["results"] and all(r["verified"] for r in doc["results"])
     assert all(r["time_s"] > 0 for r in doc["results"])
+    # Each figure is a timed run of back-to-back calls (50 at 32 KiB), and each op's latency is its 32 KiB call.
+    assert all(r["calls_per_run"] == calls_per_run(GPU_DEFAULTS, r["size_bytes"]) for r in doc["results"])
+    assert {x["op"] for x in doc["latency"]} == {r["op"] for r in doc["results"]}
+    assert all(x["size_bytes"] <= 32 * 1024 and x["latency_us"] > 0 for x in doc["latency"])
     if n > 1:
         assert all(p["busbw_gb_s"] > 0 for p in doc["peaks"])

@@ -3,16 +3,22 @@ variables, and the report built from a rank 0 account (medians, figures, wrong r
 
 from __future__ import annotations
 
+import os
 import statistics
-from datetime import datetime, timezone
+import subprocess
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from envcheck.comm import ops
 from envcheck.comm.app import CommRequest, build_report
-from envcheck.comm.plan import GiB, KiB, Plan, sweep
+from envcheck.comm.plan import CPU_DEFAULTS, GPU_DEFAULTS, GiB, KiB, MiB, Plan, calls_per_run, sweep
 from envcheck.comm.world import WorldError, detect
 from envcheck.core.errors import CommandError
+from tests.cuda_torch import CUDA_TORCH_PYTHON, needs_cuda_torch
 
 
 @pytest.mark.parametrize(
@@ -208,3 +214,73 @@ def test_a_mig_instance_keeps_its_mig_prefix():
     assert uuid_text_for(uuid, "MIG-11111111-2222-3333-4444-555555555555") == f"MIG-{uuid}"
     assert uuid_text_for(uuid, None) == f"GPU-{uuid}" and uuid_text_for(uuid, "0,1") == f"GPU-{uuid}"
     assert uuid_text_for(f"GPU-{uuid}", "MIG-x") == f"GPU-{uuid}"
+
+
+def test_nccl_binds_the_world_group_to_the_ranks_gpu_and_gloo_to_nothing():
+    """device_id makes NCCL build the world's communicator at init, and send/recv use it instead of a new
+    2-rank communicator per pair; a torch without the argument (before 2.3) is not given it."""
+    import torch
+    import torch.distributed as dist
+
+    from envcheck.comm.rank import group_options
+
+    gpu = torch.device("cuda", 3)
+    nccl = group_options(dist.init_process_group, cuda=True, device=gpu, timeout_s=5.0)
+    assert nccl == {"backend": "nccl", "timeout": timedelta(seconds=65), "device_id": gpu}
+    assert group_options(dist.init_process_group, cuda=False, device=None, timeout_s=5.0) == {
+        "backend": "gloo",
+        "timeout": timedelta(seconds=5),
+    }
+
+    def torch_2_2_init(backend=None, init_method=None, timeout=None, world_size=-1, rank=-1, store=None,
+                       group_name="", pg_options=None):  # fmt: skip
+        """torch 2.2's init_process_group: no device_id."""
+
+    assert "device_id" not in group_options(torch_2_2_init, cuda=True, device=gpu, timeout_s=5.0)
+
+
+@needs_cuda_torch
+def test_the_cuda_build_of_torch_takes_device_id():
+    """The CUDA build's own init_process_group (2.14.1+cu130) is given the rank's GPU."""
+    code = (
+        "import torch, torch.distributed as dist\n"
+        "from envcheck.comm.rank import group_options\n"
+        "o = group_options(dist.init_process_group, cuda=True, device=torch.device('cuda', 1), timeout_s=5)\n"
+        "print(torch.version.cuda is not None, o['backend'], o['device_id'])\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([CUDA_TORCH_PYTHON, "-W", "ignore", "-c", code], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(root)})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["True", "nccl", "cuda:1"]
+
+
+def test_the_latency_line_names_each_ops_time_per_call_at_the_smallest_size():
+    from envcheck.comm.render import latency_line
+
+    rows = [{"op": "all_reduce", "latency_us": 52.14, "size_bytes": 32768},
+            {"op": "broadcast", "latency_us": 1250.0, "size_bytes": 32768}]  # fmt: skip
+    assert latency_line(rows) == "at the smallest size (32.0 KiB): all_reduce 52.1 µs, broadcast 1.25 ms"
+    rows[1]["size_bytes"] = 32760  # all_gather over 3 ranks: S a multiple of 12 bytes, as its table shows it
+    assert latency_line(rows) == "at the smallest size (31.9 KiB–32.0 KiB): all_reduce 52.1 µs, broadcast 1.25 ms"
+    rows[1]["size_bytes"] = 65536  # broadcast's 32 KiB result was wrong: its smallest figure is at 64 KiB
+    assert latency_line(rows) == "at the smallest size (32.0 KiB–64.0 KiB): all_reduce 52.1 µs, broadcast 1.25 ms"
+    assert latency_line([]) is None and latency_line(None) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(size=st.integers(min_value=4, max_value=16 * GiB))
+def test_a_timed_run_moves_a_bounded_amount_and_small_sizes_run_many_calls(size):
+    """One timed run moves at most the device's run_bytes (or one call, when a call is larger), with at
+    least one call and at most max_calls: the sweep's time stays bounded as nccl-tests' -n bounds it."""
+    for d in (GPU_DEFAULTS, CPU_DEFAULTS):
+        calls = calls_per_run(d, size)
+        assert 1 <= calls <= d.max_calls
+        assert calls * size <= max(d.run_bytes, size)
+        assert calls == d.max_calls or (calls + 1) * size > d.run_bytes  # no more could fit
+
+
+def test_gpu_runs_are_many_calls_at_small_sizes_and_one_from_256_mib():
+    assert [calls_per_run(GPU_DEFAULTS, s) for s in (32 * KiB, 4 * MiB, 8 * MiB, 64 * MiB, 256 * MiB, GiB)] == [
+        50, 50, 32, 4, 1, 1,
+    ]  # fmt: skip
