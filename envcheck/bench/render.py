@@ -10,9 +10,11 @@ in it is never taken for rich markup and a ``<`` never HTML.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
 from envcheck.bench.case import BenchResult, Progress
+from envcheck.bench.harness import NOISY_RELATIVE_IQR
 from envcheck.bench.report import summary_words
 from envcheck.core.report import BENCH_SCHEMA
 from envcheck.core.stop import stopped_words
@@ -34,6 +36,40 @@ def num(value: float) -> str:
     return f"{value:,.0f}" if value >= 1000 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
 
 
+def noisy_range(r: dict[str, Any]) -> tuple[float, float] | None:
+    """The figure over the middle half of a noisy result's samples (from its slowest quartile's time to its
+    fastest's), or None for a quiet one (or where the report lacks the quartiles).
+
+    A quiet result's spread reads as ±half its IQR, a few percent of the figure. A noisy one's does not:
+    ``±1122%`` of a throughput that cannot fall below zero (a CPU bench sharing its cores) says nothing a
+    reader can use, while the figures the samples gave ("12–410 GFLOP/s") show how far the figure can be
+    trusted. Noisy is the bench's own mark (envcheck.bench.harness.NOISY_RELATIVE_IQR)."""
+    stats = html.dct(r.get("stats"))
+    spread = finite(stats.get("relative_iqr"))
+    if not (r.get("noisy") or (spread is not None and spread > NOISY_RELATIVE_IQR)):
+        return None
+    value, median, q1, q3 = (
+        finite(x) for x in (r.get("value"), stats.get("median_s"), stats.get("q1_s"), stats.get("q3_s"))
+    )
+    if value is None or median is None or q1 is None or q3 is None or min(q1, q3) <= 0:
+        return None
+    # The figure is work / median time, so a sample of time t gives value × median / t.
+    return value * median / q3, value * median / q1
+
+
+def spread_text(r: dict[str, Any], number: Callable[[Any], str]) -> str:
+    """The spread of a result as the reports show it: ``±3%`` where it is quiet, ``noisy 12–410`` (the
+    figure over the middle half of the samples, :func:`noisy_range`) where it is not, ``noisy`` alone where
+    the report lacks the quartiles, and nothing where it has no statistics."""
+    between = noisy_range(r)
+    if between is not None:
+        return f"noisy {number(between[0])}–{number(between[1])}"
+    if r.get("noisy"):
+        return "noisy"
+    spread = finite(html.dct(r.get("stats")).get("relative_iqr"))
+    return "" if spread is None else f"±{spread / 2:.0%}"
+
+
 def text_cell(r: dict[str, Any]) -> str:
     """One table cell: the figure, its share of peak, the spread, and any flag, in rich markup."""
     status, reason = r["status"], escape(r.get("reason") or "")
@@ -44,16 +80,16 @@ def text_cell(r: dict[str, Any]) -> str:
     text = f"{num(r['value'])} {escape(r['unit'] or '')}"
     if r.get("peak_fraction") is not None:
         text += f" [cyan]{r['peak_fraction']:.0%}[/]"
-    spread = (r.get("stats") or {}).get("relative_iqr")
-    if spread is not None:
-        text += f" [dim]±{spread / 2:.0%}[/]"
+    spread = spread_text(r, num)
+    if spread.startswith("±"):
+        text += f" [dim]{spread}[/]"
     for unit, rate in (r.get("rates") or {}).items():
         text += f" [dim]{num(rate)} {escape(unit)}[/]"
     backend = (r.get("params") or {}).get("backend")
     if backend:
         text += f" [magenta]{escape(str(backend))}[/]"
-    if r.get("noisy"):
-        text += " [yellow]noisy[/]"
+    if spread.startswith("noisy"):
+        text += f" [yellow]{spread}[/]"
     if r.get("contended"):
         text += " [yellow]contended[/]"
     if r.get("slow_vs_siblings"):
@@ -90,6 +126,8 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
         )
     print_wide(console, table)
     legend = "value, [cyan]share of datasheet peak[/], ±half the IQR of the samples"
+    if any(noisy_range(r) for r in doc.get("results", [])):
+        legend += "; [yellow]noisy[/] a–b: the samples spread over 10%, a–b is the figure over their middle half"
     if any(r.get("contended") for r in doc.get("results", [])):
         legend += "; [yellow]contended[/]: other processes took CPU time while it ran"
     _say(console, f"[dim]{legend}[/]")
@@ -238,6 +276,10 @@ def peak_table(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _num4(value: Any) -> str:
+    return f"{value:.4g}"
+
+
 def _bench_cell(r: dict[str, Any] | None) -> str:
     if r is None:
         return ""
@@ -248,8 +290,8 @@ def _bench_cell(r: dict[str, Any] | None) -> str:
         text += f" ({r['peak_fraction']:.0%} of peak)"
     if r.get("contended"):
         text += " (contended)"
-    if r.get("noisy"):
-        text += " (noisy)"
+    if spread_text(r, _num4).startswith("noisy"):
+        text += f" ({spread_text(r, _num4)})"
     if r.get("status") != "ok":
         text = f"**{r.get('status')}** {text}"
     return cell(text)
@@ -365,7 +407,6 @@ def bench_chart(doc: dict[str, Any]) -> str:
 def bench_results(doc: dict[str, Any]) -> str:
     rows = []
     for r in html.items(doc.get("results")):
-        spread = finite(html.dct(r.get("stats")).get("relative_iqr"))
         value = (
             f"{html.num(r.get('value'))} {html.e(r.get('unit') or '')}" if finite(r.get("value")) is not None else "-"
         )
@@ -377,7 +418,7 @@ def bench_results(doc: dict[str, Any]) -> str:
                 value,
                 html.num(r.get("peak")),
                 html.pct(r.get("peak_fraction")),
-                "-" if spread is None else f"±{spread / 2:.0%}",
+                html.e(spread_text(r, html.num) or "-"),
                 html.badge(r.get("status")),
                 html.e(", ".join(bench_flags(r)) or r.get("reason") or ""),
             ]

@@ -17,7 +17,7 @@ from envcheck.core.model import available
 from envcheck.core.report import BURN_SCHEMA
 from envcheck.core.units import clock, duration_text
 from envcheck.render import RenderOptions, html, renders
-from envcheck.render.common import cell, code, escape, icon, print_wide, write_lines
+from envcheck.render.common import PIPE_WIDTH, cell, code, escape, icon, print_items, print_wide, write_lines
 from envcheck.render.live import Live
 from envcheck.render.svg import Series, finite, line_chart
 
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 PROBLEM = ("warn", "fail", "crash")
 STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "crash": "bold magenta", "skip": "dim"}
 COLUMNS = ("device", "model", "dtype", "TFLOP/s", "SM MHz", "power W", "temp °C (peak)", "mismatches", "status")
+#: The columns the text table says once above itself when every device has the same value, and how.
+SHARED = {"model": "of", "dtype": "in"}
 
 
 #: The timeline's fields that the HTML report charts and the Markdown report tabulates, in order:
@@ -94,8 +96,6 @@ def headline(doc: dict[str, Any]) -> str:
 
 @renders("text", BURN_SCHEMA)
 def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | None = None) -> None:
-    from rich.table import Table
-
     soft = not console.is_terminal
     console.print(f"[bold]{escape(headline(doc))}[/]", soft_wrap=soft)
     for v in doc.get("verdicts") or []:
@@ -111,13 +111,7 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
             console.print(f"      [cyan]fix:[/] {escape(fix['text'])}", soft_wrap=soft)
         if fix.get("command"):
             console.print(f"      [cyan]run:[/] {escape(fix['command'])}", soft_wrap=soft)
-    table = Table(title=f"steady state (medians over {steady_window(doc)})", title_justify="left")
-    for name in COLUMNS:
-        table.add_column(name, justify="left" if name in ("device", "model", "dtype", "status") else "right")
-    for row in rows(doc):
-        *rest, status = row
-        table.add_row(*(escape(x) for x in rest), f"[{STYLE.get(status, '')}]{escape(status)}[/]")
-    print_wide(console, table)
+    steady_table(doc, console)
     passed = [v for v in doc.get("verdicts") or [] if v["status"] == "ok"]
     if passed:
         console.print("[green]ok[/]: " + escape(", ".join(v["id"] for v in passed)), soft_wrap=soft)
@@ -128,6 +122,40 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
     summary = doc.get("summary") or {}
     style = {"passed": "bold green", "warnings": "bold yellow"}.get(summary.get("verdict", ""), "bold red")
     console.print(f"[{style}]{escape(summary.get('text', ''))}[/]  [dim]({doc.get('duration_s', 0):.1f} s)[/]")
+
+
+def steady_table(doc: dict[str, Any], console: Console) -> None:
+    """The devices' steady state, one row each, fitting an 80-column terminal with nothing cut. What every
+    row shares (a node's GPUs are one model, burnt in one dtype) is said once above the table rather than on
+    every row. A terminal too narrow for the table still (GPUs of different models) gets each device as a
+    line of its own, each figure named, broken between figures."""
+    from rich.measure import Measurement
+    from rich.table import Table
+
+    table_rows = rows(doc)
+    shared = {
+        name: values.pop()
+        for i, name in enumerate(COLUMNS)
+        if name in SHARED and len(values := {row[i] for row in table_rows}) == 1
+    }
+    said = "".join(f" {SHARED[name]} {escape(value)}" for name, value in shared.items())
+    console.print(f"[italic]steady state{said} (medians over {escape(steady_window(doc))})[/]", soft_wrap=True)
+    shown = [i for i in range(1, len(COLUMNS) - 1) if COLUMNS[i] not in shared]
+    table = Table()
+    for name in ("device", *(COLUMNS[i] for i in shown), "status"):
+        table.add_column(name, justify="left" if name in ("device", "model", "dtype", "status") else "right")
+    for row in table_rows:
+        status = f"[{STYLE.get(row[-1], '')}]{escape(row[-1])}[/]"
+        table.add_row(escape(row[0]), *(escape(row[i]) for i in shown), status)
+    natural = Measurement.get(console, console.options.update(max_width=PIPE_WIDTH), table).maximum
+    if not console.is_terminal or natural <= console.width:
+        print_wide(console, table)
+        return
+    name_width, status_width = (max(len(row[i]) for row in table_rows) for i in (0, -1))
+    for row in table_rows:
+        pad = " " * (status_width - len(row[-1]))
+        lead = f"{escape(row[0].ljust(name_width))} [{STYLE.get(row[-1], '')}]{escape(row[-1])}[/]:{pad} "
+        print_items(console, lead, [f"{COLUMNS[i]} {escape(row[i])}" for i in shown], sep="; ")
 
 
 @renders("markdown", BURN_SCHEMA)

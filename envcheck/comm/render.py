@@ -15,7 +15,7 @@ from envcheck.comm.report import p2p_shown, summary_words
 from envcheck.core.report import COMM_SCHEMA
 from envcheck.core.units import human
 from envcheck.render import RenderOptions, html, renders
-from envcheck.render.common import cell, code, escape, write_lines
+from envcheck.render.common import cell, code, escape, print_items, write_lines
 from envcheck.render.svg import Series, finite, heatmap, line_chart
 
 if TYPE_CHECKING:
@@ -74,9 +74,7 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
         console.print(table)
     peaks = doc.get("peaks") or []
     if peaks:
-        console.print(
-            "[bold]peak busbw[/]: " + ", ".join(f"{p['op']} {gb(p['busbw_gb_s'])} GB/s" for p in peaks), soft_wrap=True
-        )
+        print_items(console, "[bold]peak busbw[/]: ", [f"{escape(p['op'])} {gb(p['busbw_gb_s'])} GB/s" for p in peaks])
     latency = latency_line(doc.get("latency"))
     if latency:
         console.print(f"[bold]latency[/] {escape(latency)}", soft_wrap=not console.is_terminal)
@@ -100,10 +98,12 @@ def _matrix(p2p: dict[str, Any] | None, console: Console) -> None:
     slow = {(s["src"], s["dst"]) for s in p2p.get("slow_pairs") or []}
     for node in nodes:
         on = f" on {escape(str(node['host']))}" if node.get("host") else ""
-        table = Table(
-            title=f"send/recv GB/s{on}, {human(p2p['size_bytes'])} (row: sender, column: receiver)",
-            title_justify="left",
+        # The title is a line of its own: as the table's title it would wrap to the width of a two-rank table.
+        console.print(
+            f"[italic]send/recv GB/s{on}, {human(p2p['size_bytes'])} (row: sender, column: receiver)[/]",
+            soft_wrap=not console.is_terminal,
         )
+        table = Table()
         table.add_column("")
         for rank in node["ranks"]:
             table.add_column(str(rank), justify="right")

@@ -124,7 +124,9 @@ def assess(
 
 
 def _took(document: dict[str, Any]) -> str:
-    return f"({document.get('checks_duration_s', 0.0):.1f} s)"
+    """The wait the watcher saw (the document's ``duration_s``: starting Python and importing envcheck
+    included), as the doctor's footer says it; the checks alone take a few milliseconds."""
+    return f"({document.get('duration_s', 0.0):.1f} s)"
 
 
 def _first_problem(problems: list[dict[str, Any]]) -> str:

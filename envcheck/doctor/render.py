@@ -8,6 +8,8 @@ as the doctor's (envcheck.render), so these are also what a hand-made or truncat
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from envcheck.core.report import DOCTOR_SCHEMA
@@ -161,9 +163,64 @@ def doctor_markdown(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+# -- what the Markdown and the HTML reports share ---------------------------------------------------------
+
+#: The GPU inventory's columns, in the Markdown and the HTML report alike.
+INVENTORY_COLUMNS = ("GPU", "name", "PCI bus", "memory used", "°C", "power W", "util %")
+
+
+@dataclass(frozen=True)
+class Cells:
+    """How one format writes the inventory's cells: text and code from the machine (escaped its way), a
+    reading, a size in bytes, and the mark of a lost GPU."""
+
+    text: Callable[[Any], str]
+    code: Callable[[Any], str]
+    number: Callable[[Any], str]
+    size: Callable[[Any], str]
+    lost: str
+
+
+def driver_words(driver: dict[str, Any], text: Callable[[Any], str]) -> str:
+    """The driver above the inventory: its version, the newest CUDA it supports, NVML's version."""
+    return (
+        f"NVIDIA driver {text(driver.get('version') or '-')}, CUDA ≤ {text(driver.get('cuda_version') or '-')}, "
+        f"NVML {text(driver.get('nvml_version') or '-')}"
+    )
+
+
+def inventory_rows(gpus: list[dict[str, Any]], cells: Cells) -> list[list[str]]:
+    """A row of :data:`INVENTORY_COLUMNS` per GPU, each cell written by the format's :class:`Cells`: the
+    Markdown and the HTML report build the same rows from the same fields."""
+    rows = []
+    for g in gpus:
+        used, total = finite(g.get("memory_used_bytes")), finite(g.get("memory_total_bytes"))
+        rows.append(
+            [
+                cells.text(g.get("index")),
+                cells.text(g.get("name")) + (cells.lost if g.get("lost") is True else ""),
+                cells.code(g.get("pci_bus_id")),
+                f"{cells.size(used)} of {cells.size(total)}" if total is not None else "-",
+                cells.number(g.get("temperature_c")),
+                f"{cells.number(g.get('power_draw_w'))} / {cells.number(g.get('power_limit_w'))}",
+                cells.number(g.get("utilization_gpu_pct")),
+            ]
+        )
+    return rows
+
+
 def _number(value: Any, digits: int = 0) -> str:
     number = finite(value)
     return "-" if number is None else f"{number:.{digits}f}"
+
+
+MARKDOWN_CELLS = Cells(
+    text=cell,
+    code=lambda value: code(value or ""),
+    number=_number,
+    size=lambda value: "-" if value is None else human(value),
+    lost=" (lost)",
+)
 
 
 def inventory_markdown(doc: dict[str, Any]) -> list[str]:
@@ -174,22 +231,10 @@ def inventory_markdown(doc: dict[str, Any]) -> list[str]:
         return []
     lines = ["", "### GPU inventory", ""]
     if driver:
-        lines += [
-            f"NVIDIA driver {cell(driver.get('version') or '-')}, CUDA ≤ {cell(driver.get('cuda_version') or '-')}, "
-            f"NVML {cell(driver.get('nvml_version') or '-')}",
-            "",
-        ]
+        lines += [driver_words(driver, cell), ""]
     if gpus:
-        lines += ["| GPU | name | PCI bus | memory used | °C | power W | util % |", "|---|---|---|---|---|---|---|"]
-        for g in gpus:
-            used, total = finite(g.get("memory_used_bytes")), finite(g.get("memory_total_bytes"))
-            memory = f"{human(used) if used is not None else '-'} of {human(total)}" if total is not None else "-"
-            lost = " (lost)" if g.get("lost") is True else ""
-            power = f"{_number(g.get('power_draw_w'))} / {_number(g.get('power_limit_w'))}"
-            lines.append(
-                f"| {cell(g.get('index'))} | {cell(g.get('name'))}{lost} | {code(g.get('pci_bus_id') or '')} | "
-                f"{memory} | {_number(g.get('temperature_c'))} | {power} | {_number(g.get('utilization_gpu_pct'))} |"
-            )
+        lines += ["| " + " | ".join(INVENTORY_COLUMNS) + " |", "|" + "---|" * len(INVENTORY_COLUMNS)]
+        lines += ["| " + " | ".join(row) + " |" for row in inventory_rows(gpus, MARKDOWN_CELLS)]
     return lines
 
 
@@ -275,40 +320,23 @@ def doctor_header(doc: dict[str, Any]) -> tuple[str, str]:
     )
 
 
+HTML_CELLS = Cells(
+    text=html.e,
+    code=html.code,
+    number=html.num,
+    size=html.size_text,
+    lost=' <span class="badge s-fail">✗ lost</span>',
+)
+
+
 def doctor_gpus(doc: dict[str, Any]) -> str:
     driver = html.dct(doc.get("driver"))
     gpus = html.items(doc.get("gpus"))
     if not gpus and not driver:
         return ""
-    lead = ""
-    if driver:
-        lead = (
-            f"<p>NVIDIA driver {html.e(driver.get('version') or '-')}, "
-            f"CUDA ≤ {html.e(driver.get('cuda_version') or '-')}, "
-            f"NVML {html.e(driver.get('nvml_version') or '-')}</p>"
-        )
-    rows = []
-    for g in gpus:
-        used, total = finite(g.get("memory_used_bytes")), finite(g.get("memory_total_bytes"))
-        memory = f"{html.size_text(used)} of {html.size_text(total)}" if total is not None else "-"
-        power = f"{html.num(g.get('power_draw_w'))} / {html.num(g.get('power_limit_w'))}"
-        lost = ' <span class="badge s-fail">✗ lost</span>' if g.get("lost") is True else ""
-        rows.append(
-            [
-                html.e(g.get("index")),
-                html.e(g.get("name")) + lost,
-                html.code(g.get("pci_bus_id")),
-                memory,
-                html.num(g.get("temperature_c")),
-                power,
-                html.num(g.get("utilization_gpu_pct")),
-            ]
-        )
-    grid = (
-        html.table(["GPU", "name", "PCI bus", "memory used", "°C", "power W", "util %"], rows, (3, 4, 5, 6))
-        if rows
-        else ""
-    )
+    lead = f"<p>{driver_words(driver, html.e)}</p>" if driver else ""
+    rows = inventory_rows(gpus, HTML_CELLS)
+    grid = html.table(INVENTORY_COLUMNS, rows, (3, 4, 5, 6)) if rows else ""
     return html.section("GPU inventory", lead, grid)
 
 

@@ -58,14 +58,13 @@ def fleet(sources: tuple[str, ...], threshold: float, fmt: str | None, as_json: 
     import time
 
     from envcheck.cli.options import resolve_formats
-    from envcheck.cli.terminal import error, finish
+    from envcheck.cli.terminal import STARTED, error, finish
     from envcheck.core.exit import ExitCode
     from envcheck.core.report import utc_now
     from envcheck.fleet.app import merge_sources
     from envcheck.fleet.read import STDIN, Skipped
     from envcheck.fleet.report import fleet_document
 
-    started = time.monotonic()
     generated_at = utc_now()
     stdout_format, file_format = resolve_formats(fmt, as_json, output)
     stdin = sys.stdin.buffer if STDIN in sources else None
@@ -83,5 +82,5 @@ def fleet(sources: tuple[str, ...], threshold: float, fmt: str | None, as_json: 
     if not report.reports_read:
         error(f"fleet: no envcheck report could be read ({skipped} skipped)")
         sys.exit(int(ExitCode.USAGE))
-    document = fleet_document(report, generated_at=generated_at, duration_s=time.monotonic() - started)
+    document = fleet_document(report, generated_at=generated_at, duration_s=time.monotonic() - STARTED)
     finish(document, report.exit_code, stdout_format=stdout_format, file_format=file_format, output=output)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from envcheck.core.redact import REDACTED
@@ -64,6 +65,39 @@ def print_wide(console: Console, table: Any) -> None:
         console.print(table)
     finally:
         console.width = width
+
+
+def print_items(console: Console, lead: str, items: Sequence[str], sep: str = ", ") -> None:
+    """``lead`` and then ``items`` joined by ``sep`` (rich markup, each item escaped by the caller).
+
+    In a pipe or a file: one line, as a log wants. On a terminal: broken only between items, the separator
+    kept at the end of a line and each further line indented under the first item, so that no line starts
+    with a comma and no figure is parted from its unit, as they are when the terminal (or rich, between any
+    two words) wraps the joined line. An item wider than the terminal on its own is wrapped between its words.
+    """
+    from rich.text import Text
+
+    if not console.is_terminal:
+        console.print(lead + sep.join(items), soft_wrap=True)
+        return
+    width = console.width
+    indent = Text.from_markup(lead).cell_len
+    if indent > width // 2:
+        indent = 4
+    tail = sep.rstrip()
+    line, used = lead, Text.from_markup(lead).cell_len
+    for i, item in enumerate(items):
+        size = Text.from_markup(item).cell_len
+        if i == 0:
+            line, used = line + item, used + size
+            continue
+        after = len(tail) if i < len(items) - 1 else 0
+        if used + len(sep) + size + after > width:
+            console.print(line + tail, overflow="fold")
+            line, used = " " * indent + item, indent + size
+        else:
+            line, used = line + sep + item, used + len(sep) + size
+    console.print(line, overflow="fold")
 
 
 class CheckLines:

@@ -52,6 +52,8 @@ def _open(kind: str, title: str, height: float, summary: str = "") -> list[str]:
 #: About how wide a character of 12-unit text is, on average, in the sans-serif fonts browsers pick: used
 #: to see that a label might not fit, never to lay text out exactly.
 CHAR_WIDTH = 0.6
+#: Room beyond a label's estimated half-width at a chart's right edge, for fonts wider than the average.
+LABEL_ROOM = 8.0
 
 
 def _text(x: float, y: float, text: str, cls: str = "", anchor: str = "start", *, size: float = FONT) -> str:
@@ -174,14 +176,18 @@ def line_chart(
 ) -> str:
     """Lines over a shared x axis (log 2 where sizes double), y from 0, a legend below. ``x_range``: the x
     axis's ends, when several charts must line up (a burn's metrics over the same run)."""
-    left, right, top, plot_h = 46.0, 26.0, 30.0, 180.0
-    plot_w = WIDTH - left - right
+    left, top, plot_h = 46.0, 30.0, 180.0
     xs = [x for s in series for x, y in s.points if y is not None and (x > 0 or not log2_x)]
     ys = [y for s in series for _, y in s.points if y is not None]
     if not xs:
         xs, ys = [1.0], [0.0]
     if x_range is not None:
         xs = [*xs, *x_range]
+    x_ticks = _x_tick_values(xs, log2_x)
+    # The last x label is centred on its tick, which may be the axis's end: the right margin holds half of
+    # it and some room for a font wider than CHAR_WIDTH's average ("8.0 GiB" cut at the chart's edge).
+    right = max(26.0, len(x_text(x_ticks[-1])) * FONT * CHAR_WIDTH / 2 + LABEL_ROOM)
+    plot_w = WIDTH - left - right
 
     def tx(x: float) -> float:
         return math.log2(x) if log2_x else x
@@ -204,7 +210,10 @@ def line_chart(
     for t in ticks:
         out.append(f'<line class="grid" x1="{_f(left)}" y1="{_f(py(t))}" x2="{_f(WIDTH - right)}" y2="{_f(py(t))}"/>')
         out.append(_text(left - 4, py(t) + 4, short(t), "muted", "end"))
-    out.append(_x_ticks(xs, log2_x, px, top + plot_h, x_text))
+    axis = top + plot_h
+    for v in x_ticks:
+        out.append(f'<line class="axis" x1="{_f(px(v))}" y1="{_f(axis)}" x2="{_f(px(v))}" y2="{_f(axis + 4)}"/>')
+        out.append(_text(px(v), axis + 17, x_text(v), "muted", "middle"))
     out.append(_text(left + plot_w / 2, top + plot_h + 32, x_label, "muted", "middle"))
     for i, s in enumerate(series):
         style = i % SERIES_STYLES
@@ -234,24 +243,16 @@ def line_chart(
     return "\n".join(out)
 
 
-def _x_ticks(
-    xs: list[float], log2_x: bool, px: Callable[[float], float], y: float, text: Callable[[float], str]
-) -> str:
+def _x_tick_values(xs: list[float], log2_x: bool) -> list[float]:
     """At most six labelled ticks: each power of two present (log axis), else round values."""
     lo, hi = min(xs), max(xs)
     if log2_x:
         first, last = math.ceil(math.log2(lo)), math.floor(math.log2(hi))
         values = [2.0**e for e in range(first, last + 1)] or [lo]
         step = math.ceil(len(values) / 6)
-        values = values[::step]
-    else:
-        ticks = [t + lo for t in nice_ticks(hi - lo, 5)] if hi > lo else [lo]
-        values = [t for t in ticks if t <= hi + 1e-9]
-    out = []
-    for v in values:
-        out.append(f'<line class="axis" x1="{_f(px(v))}" y1="{_f(y)}" x2="{_f(px(v))}" y2="{_f(y + 4)}"/>')
-        out.append(_text(px(v), y + 17, text(v), "muted", "middle"))
-    return "\n".join(out)
+        return values[::step]
+    ticks = [t + lo for t in nice_ticks(hi - lo, 5)] if hi > lo else [lo]
+    return [t for t in ticks if t <= hi + 1e-9]
 
 
 # -- heatmap ---------------------------------------------------------------------------------------------

@@ -208,3 +208,35 @@ def test_progress_on_a_terminal_is_one_live_line_per_device():
         callbacks.started(1, 3, "memory.d2d", "copy", "cuda:1")
         lines = [(t.description, t.completed, t.total) for t in bar.tasks]
     assert lines == [("cuda:0 matmul.bf16 bf16", 0, 3), ("cuda:1 memory.d2d copy", 1, 3)]
+
+
+def test_a_noisy_figure_shows_the_range_its_samples_gave_not_a_percentage_beyond_the_figure():
+    """Samples of a CPU bench sharing its cores: the middle half runs from 1 s to 30 s a step, an IQR 29
+    times the median. "±1450%" of a throughput that cannot fall below zero says nothing; the figure over
+    the middle half of the samples does. A quiet figure keeps its ±half IQR."""
+    from envcheck.render import make_console, render
+
+    cpu = DeviceInfo("cpu", "cpu", "test cpu", threads=2)
+    noisy = Measurement((0.9, 1.0, 1.0, 30.0, 31.0), 1, 2, "t")
+    quiet = Measurement((0.94, 0.98, 1.0, 1.02, 1.06), 1, 2, "t")
+    results = [
+        case.BenchResult("matmul.sweep", "fp32 best of shapes", "fp32 best of 3 shapes", "cpu", "test cpu", "fp32",
+                         Status.OK, 50.0, "GFLOP/s", measurement=noisy),
+        case.BenchResult("memory.d2d", "copy", "copy 256 MiB", "cpu", "test cpu", None, Status.OK, 9.0, "GB/s",
+                         measurement=quiet),
+    ]  # fmt: skip
+    doc = bench_document(make_report([cpu], results))
+    assert doc["results"][0]["stats"]["relative_iqr"] == 29.0 and doc["results"][0]["noisy"] is True
+    text = human(doc)
+    sweep = next(line for line in text.splitlines() if "matmul.sweep" in line)
+    copy = next(line for line in text.splitlines() if "memory.d2d" in line)
+    # 50 GFLOP/s at the median step time (1 s): 50 / 30 at the third quartile's 30 s, 50 / 1 at the first's 1 s
+    assert "noisy 1.67–50.0" in sweep and "±" not in sweep, sweep
+    assert "±2%" in copy and "noisy" not in copy, copy
+    assert "noisy a–b: the samples spread over 10%, a–b is the figure over their middle half" in text
+    markdown, page = io.StringIO(), io.StringIO()
+    render(doc, "markdown", make_console(markdown, for_file=True))
+    render(doc, "html", make_console(page, for_file=True))
+    assert "50 GFLOP/s (noisy 1.667–50)" in markdown.getvalue()
+    assert '<td class="n">noisy 1.67–50.0</td>' in page.getvalue() and "±1450%" not in page.getvalue()
+    assert '<td class="n">±2%</td>' in page.getvalue()

@@ -161,3 +161,28 @@ def test_a_cpu_burn_beside_other_work_says_so_and_its_figure_judges_nothing(tmp_
     [minimum] = doc["spec"]["verdicts"]
     assert minimum["passed"] is None and "not judged (burn.contention)" in minimum["summary"], minimum
     assert run.returncode == 0, run.stderr  # a warning, and a spec figure not judged: nothing failed
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_the_steady_state_table_fits_the_terminal_with_nothing_cut(tmp_path, columns):
+    import os
+    import re
+
+    from tests.cli.test_terminal import read_pty
+
+    out = tmp_path / "burn.json"
+    args = [ENVCHECK, "burn", "--device", "cpu", "--duration", "3", "-o", str(out)]
+    shown = read_pty(args, {**os.environ, "TERM": "xterm"}, columns)
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown).replace("\r", "")
+    lines = plain.split("\n")
+    report = lines[next(i for i, line in enumerate(lines) if line.startswith("envcheck burn:")) :]
+    assert all(len(line.rstrip()) <= columns for line in report), "\n".join(report)
+    assert "…" not in plain  # rich's mark of a cut cell
+    [device] = json.loads(out.read_text())["devices"]
+    # the model and dtype every row shares are said once, above the table
+    assert f"steady state of {device['model']} in {device['dtype']} (medians over" in plain
+    head = next(line for line in report if "device" in line and "status" in line)
+    for name in ("TFLOP/s", "SM MHz", "power W", "temp °C (peak)", "mismatches"):
+        assert name in head, head
+    row = next(line for line in report if line.startswith("│ cpu "))
+    assert f"{device['mismatches']} of {device['checked']}" in row

@@ -280,3 +280,42 @@ def test_a_contended_figure_can_meet_a_lab_minimum_but_never_miss_one():
     met, missed, calm = _sustained(1.0, "fp32", {"a": 1.5, "b": 0.5, "c": 0.5}, contended={"a", "b"})
     assert (met.passed, missed.passed, calm.passed) == (True, None, False)
     assert missed.words.endswith("not judged (burn.contention)") and "not judged" not in calm.words
+
+
+def _on_terminal(doc: dict, columns: int) -> list[str]:
+    """The text report as a terminal of ``columns`` columns shows it."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    out = StringIO()
+    console = Console(file=out, force_terminal=True, width=columns, color_system=None, highlight=False, emoji=False)
+    render(doc, "text", console)
+    return out.getvalue().split("\n")
+
+
+def test_eight_gpus_steady_state_fits_80_columns_and_gpus_of_several_models_fold_whole(nvml):
+    import re
+
+    doc = gpu_run(nvml, "burn_throttle_after_warmup")
+    shown = _on_terminal(doc, 80)
+    assert all(len(line) <= 80 for line in shown) and "…" not in "\n".join(shown)
+    assert "steady state of NVIDIA H100 80GB HBM3 in bf16 (medians over the last minute)" in shown
+    rows = {line.split()[1]: line for line in shown if line.startswith("│ cuda:")}
+    assert len(rows) == 8 and "554.4" in rows["cuda:2"] and "fail" in rows["cuda:2"]
+    # A node of two models is too wide for a table at 80 columns: each GPU is a line of named figures.
+    for d in doc["devices"][::2]:
+        d["model"] = "NVIDIA GeForce RTX 4090"
+    shown = _on_terminal(doc, 80)
+    text = "\n".join(shown)
+    assert all(len(line) <= 80 for line in shown) and "…" not in text
+    assert "steady state in bf16 (medians over the last minute)" in shown
+    figures = " ".join(line.strip() for line in shown if re.match(r"(cuda:\d |\s{10,}\S)", line))
+    for d in doc["devices"]:
+        steady = d["steady"]
+        assert f"model {d['model']}; TFLOP/s {steady['throughput']:,.1f};" in figures
+        assert f"mismatches {d['mismatches']} of {d['checked']}" in figures
+    assert re.search(r"^cuda:2 fail: model NVIDIA GeForce RTX 4090; TFLOP/s 554.4;", text, re.M)
+    # 120 columns: the table again, one row per GPU, with the models in a column of their own.
+    wide = _on_terminal(doc, 120)
+    assert sum(line.startswith("│ cuda:") for line in wide) == 8

@@ -407,3 +407,25 @@ def test_a_torch_that_breaks_on_import_stops_a_gpu_run_in_the_benchs_words():
     assert proc.returncode == 1 and proc.stdout == "" and proc.stderr.count("\n") == 1
     assert "torch cannot be imported (OSError: libcudnn.so.9: cannot open shared object file" in proc.stderr
     assert proc.stderr.rstrip().endswith("`envcheck doctor` says why")
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_the_peak_line_breaks_between_ops_on_a_terminal(columns):
+    import re
+
+    from tests.cli.test_terminal import read_pty
+
+    shown = read_pty([ENVCHECK, "comm", "--device", "cpu", "--nproc", "2"], env_with(TERM="xterm"), columns)
+    lines = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown).replace("\r", "").split("\n")
+    start = next(i for i, line in enumerate(lines) if line.startswith("peak busbw: "))
+    end = next(i for i in range(start + 1, len(lines)) if not lines[i].startswith(" "))
+    peak = lines[start:end]
+    assert len(peak) > 1  # six ops do not fit on one line of either width
+    item = r"\w+ [\d.,]+ GB/s"
+    for line in peak:
+        assert len(line) <= columns and not line.lstrip().startswith(","), peak
+        # whole items only: an op, its figure and its unit on one line, the comma at the end
+        assert re.fullmatch(rf"(peak busbw: | {{12}})({item})(, {item})*,?", line), line
+    assert re.findall(r"(\w+) [\d.,]+ GB/s", " ".join(peak)) == ALL_OPS
+    title = next(line for line in lines if line.startswith("send/recv GB/s"))
+    assert title.endswith("(row: sender, column: receiver)")  # one line, not wrapped to the matrix's width

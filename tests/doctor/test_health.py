@@ -26,3 +26,13 @@ def test_a_token_in_the_spec_path_is_redacted_in_every_dialect(tmp_path, dialect
     line = proc.stdout.strip()
     assert said in line and "<redacted>/lab.toml" in line, line
     assert TOKEN not in proc.stdout + proc.stderr
+
+
+def test_the_footer_is_the_wait_the_watcher_saw_not_the_checks_alone():
+    from envcheck.doctor.health import Health, docker_line, slurm_verdict
+
+    # The quick checks take milliseconds ("(0.0 s)"); the watcher waited for Python, the imports and the probes.
+    document = {"duration_s": 2.46, "checks_duration_s": 0.012, "checks": [], "gpus": []}
+    healthy, line = docker_line(Health(document))
+    assert healthy and line.endswith("(2.5 s)"), line
+    assert slurm_verdict(Health(document)).line.endswith("(2.5 s)")

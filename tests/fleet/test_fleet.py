@@ -8,6 +8,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -557,3 +558,19 @@ def test_contended_figures_are_listed_and_never_compared(real: dict[str, Any], t
     assert compared["devices"] == 2  # node1 and node3 only
     text = envcheck("fleet", *write(tmp_path / "again", docs)).stdout
     assert "Not compared: taken while other work held the CPUs (2)" in text and "node2 matmul.fp32 on cpu" in text
+
+
+def test_the_footer_is_the_wait_since_the_command_started(real, tmp_path, monkeypatch):
+    """Reading a few reports takes milliseconds: the footer said "(0.0 s)" after a run the user waited for.
+    It counts from when envcheck started (envcheck.cli.terminal.STARTED), as the doctor's does."""
+    from click.testing import CliRunner
+
+    from envcheck.cli import main, terminal
+
+    write(tmp_path, {"cpu-1/doctor": as_node(real["doctor"], "cpu-1")})
+    monkeypatch.setattr(terminal, "STARTED", time.monotonic() - 2.5)
+    shown = CliRunner().invoke(main, ["fleet", str(tmp_path)])
+    footer = re.search(r"\((\d+\.\d) s\)$", shown.output.rstrip())
+    assert footer is not None and 2.5 <= float(footer[1]) < 60, shown.output
+    as_json = CliRunner().invoke(main, ["fleet", str(tmp_path), "--json"])
+    assert 2.5 <= json.loads(as_json.output)["duration_s"] < 60

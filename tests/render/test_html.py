@@ -413,3 +413,30 @@ def test_not_a_report_at_all_is_a_doctor_page_that_says_nothing_was_judged() -> 
         text = html_of(doc)
         assert 'data-report="doctor"' in text and BROKEN not in text
         assert "no verdict" in text
+
+
+def comm_sized(top_exponent: int) -> dict[str, Any]:
+    """A comm report whose messages double from 2**(top - 4) bytes to 2**top bytes (64 KiB on CPU ranks, up
+    to gigabytes on GPUs): the busbw chart's last x label is the largest size, at the axis's right end."""
+    sizes = [2**e for e in range(top_exponent - 4, top_exponent + 1)]
+    results = [
+        {"op": op, "size_bytes": size, "busbw_gb_s": 1.0 + i, "verified": True}
+        for op in ("all_reduce", "broadcast")
+        for i, size in enumerate(sizes)
+    ]
+    return {"schema": "envcheck.comm/1", "results": results, "peaks": [{"op": "all_reduce", "busbw_gb_s": 5.0}]}
+
+
+@pytest.mark.parametrize("top_exponent", [16, 33], ids=["64 KiB", "8 GiB"])
+def test_the_comm_charts_last_size_label_has_room_inside_the_chart(top_exponent: int) -> None:
+    from envcheck.core.units import human
+    from envcheck.render.svg import CHAR_WIDTH, FONT, LABEL_ROOM, WIDTH
+
+    svg = re.search(r'<svg class="chart" data-chart="busbw".*?</svg>', html_of(comm_sized(top_exponent)), re.S)
+    assert svg is not None
+    last = human(2**top_exponent)
+    label = re.search(rf'<text x="([\d.]+)"[^>]*text-anchor="middle"[^>]*>{re.escape(last)}</text>', svg[0])
+    assert label is not None, f"no x label {last!r}"
+    assert "textLength" not in label[0]  # drawn at its size, not squeezed to fit
+    # its estimated right end leaves room for a font wider than the average
+    assert float(label[1]) + len(last) * FONT * CHAR_WIDTH / 2 + LABEL_ROOM <= WIDTH

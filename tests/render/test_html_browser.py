@@ -428,3 +428,35 @@ def test_a_blank_or_broken_screenshot_is_caught(browser: Browser, tmp_path: Path
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"<html>not an image</html>")
     assert screenshot_problems(broken) == ["the screenshot is not a PNG (25 bytes)"]
+
+
+#: The busbw chart's x labels as the browser lays them out: each one's text, and its box's right end, in
+#: the chart's own (viewBox) units, with the viewBox's width.
+X_LABELS = """() => {
+  const svg = document.querySelector('svg.chart[data-chart="busbw"]');
+  const labels = [...svg.querySelectorAll('text[text-anchor="middle"]')].filter(t => /^\\d/.test(t.textContent));
+  return {width: svg.viewBox.baseVal.width,
+          labels: labels.map(t => { const b = t.getBBox(); return [t.textContent, b.x + b.width]; })};
+}"""
+
+
+@pytest.mark.parametrize("top_exponent", [16, 33], ids=["64 KiB", "8 GiB"])
+def test_the_comm_charts_last_size_label_ends_inside_the_chart(
+    browser: Browser, tmp_path: Path, top_exponent: int
+) -> None:
+    from envcheck.core.units import human
+    from tests.render.test_html import comm_sized, html_of
+
+    path = tmp_path / "comm.html"
+    path.write_text(html_of(comm_sized(top_exponent)))
+    context = browser.new_context(viewport=DESKTOP)
+    try:
+        tab = context.new_page()
+        tab.goto(path.as_uri())
+        laid_out = tab.evaluate(X_LABELS)
+    finally:
+        context.close()
+    text, right = laid_out["labels"][-1]
+    assert text == human(2**top_exponent)
+    # inside the viewBox with room to spare: a wider font than this Chromium's still fits
+    assert right <= laid_out["width"] - 4, laid_out
