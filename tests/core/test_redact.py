@@ -603,3 +603,33 @@ def test_scrub_minimum_length_is_six_characters(name, secret):
     env = {name: "abcdef", "OTHER_TOKEN": "abcde"}
     said = scrub("x abcdef y abcde z", env)
     assert said == ("x <redacted> y abcde z" if secret else "x abcdef y abcde z")
+
+
+@pytest.mark.parametrize("kind", sorted(AWKWARD_SECRETS) + ["quote and non-ascii"])
+def test_each_escaped_form_of_a_secret_is_scrubbed_under_a_name_that_is_not_secret(kind):
+    # A child's JSON or a repr quoting the secret under an ordinary key ("msg"): only the escaped forms of the
+    # environment's value can catch it (no field name, no token shape). The non-secret PATH comes first.
+    secret = AWKWARD_SECRETS.get(kind, 'wört"geheim-1')
+    env = {"PATH": "/usr/bin", "HF_TOKEN": secret}
+    for ascii_only in (True, False):
+        text = json.dumps({"msg": f"bad {secret}!"}, ensure_ascii=ascii_only)
+        assert scrub(text, env) == json.dumps({"msg": f"bad {REDACTED}!"}), (ascii_only, text)
+    said = scrub(repr(f"bad {secret}!"), env)
+    assert said[1:-1] == f"bad {REDACTED}!", said
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('token="" next', 'token="" next'),  # an empty value hides nothing: left as written
+        ("password='' next", "password='' next"),
+        ('password="x" next', 'password="<redacted>" next'),  # one character is still the secret
+        ("password='x', next", "password='<redacted>', next"),
+        ('{"password": "x"}', '{"password": "<redacted>"}'),
+        ("f(token=).", "f(token=)."),  # nothing but punctuation: no value to take
+        ("password=Xylophone1 next", "password=<redacted> next"),  # no first letter is kept, whatever it is
+        ("password=XX", "password=<redacted>"),
+    ],
+)
+def test_short_and_empty_field_values(text, expected):
+    assert redact_value(text) == expected
