@@ -223,8 +223,11 @@ def test_assess_runs_the_quick_doctor_and_a_crash_is_a_judgement(nvml, monkeypat
     assert doc["require_gpu"] is True and "gpu.required" in {c["id"] for c in doc["checks"]}
     assert not [c for c in doc["checks"] if c["id"].startswith("torch.")]  # the quick doctor: never torch
     assert judged.failed and docker_line(judged)[0] is False
-    # Unasked, the run's own clock starts now.
-    assert module.assess(20.0, env={}).document["duration_s"] < 5.0
+    assert doc["deadline_s"] == 20.0
+    # Unasked, the run's own clock starts now, and a GPU is not required.
+    plain = module.assess(12.0, env={}).document
+    assert plain["duration_s"] < 5.0 and plain["deadline_s"] == 12.0
+    assert plain["require_gpu"] is False and "gpu.required" not in {c["id"] for c in plain["checks"]}
 
     def explode(request):
         raise RuntimeError("probe table broken\nsecond line")
