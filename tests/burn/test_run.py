@@ -259,3 +259,31 @@ def test_the_live_line_of_a_gpu_says_throughput_temperature_clocks_power_and_mis
     child.load_started, child.last_value, child.mismatched, child.compared = 0.0, 792.0, 0, 1002
     assert line(child, sample, 130.0) == "cuda:0  2:10/10:00  792 TFLOP/s  68 °C  1980 MHz  690 W  mismatches 0 of 1002"
     sampler.close()
+
+
+def test_a_machine_that_slows_down_mid_batch_does_not_carry_the_run_past_its_duration(capsys):
+    """A batch is sized from the previous one's pace. Other work taking the CPU makes each product 50 times
+    slower 0.6 s into a 1 s run: the batch sized at the fast pace (~0.2 s of products) would take seconds.
+    The run still ends within one product of its duration, and its last check still runs."""
+    import types
+
+    from envcheck.burn import load, worker
+    from envcheck.core.workers import MARK
+
+    work = load.Load("cpu", "fp32", load.Shape(32, 2, 4))
+    fast_step, began = work.step, time.monotonic()
+
+    def step() -> None:
+        fast_step()
+        time.sleep(0.001 if time.monotonic() - began < 0.6 else 0.05)
+
+    work.step = step
+    job = types.SimpleNamespace(duration_s=1.0, report_every_s=0.25, check_every_s=60.0)
+    worker.burn(work, job)
+    said = capsys.readouterr().out.splitlines()
+    events = [json.loads(line[len(MARK) :]) for line in said if line.startswith(MARK)]
+    done = events[-1]
+    assert done["event"] == "done" and 1.0 <= done["load_s"] < 1.0 + 0.3, done
+    # Every product that ran is counted, and the last check compared them.
+    assert done["steps"] == work.steps == sum(e["steps"] for e in events if e["event"] == "tick")
+    assert [e["mismatched"] for e in events if e["event"] == "check"] == [0]
