@@ -370,3 +370,95 @@ def test_the_steady_state_says_the_window_it_measured(windows, words):
 
     doc = {"devices": [{"steady": {"window_s": w}} for w in windows]}
     assert steady_window(doc) == words
+
+
+# -- exactly two devices, and several GPUs with different events ------------------------------------------
+
+
+def test_two_siblings_each_is_compared_with_the_other_alone():
+    # With two GPUs each one's "siblings' median" is the other's figure: 100 vs 89 is 11 % below, so GPU 1
+    # fails; GPU 0 is above its one sibling and passes. 100 vs 90 is exactly 10 % below: within the line.
+    def two(slow: float, key=1) -> Timeline:
+        points = {0: [Point(float(t), 100.0) for t in range(10)], key: [Point(float(t), slow) for t in range(10)]}
+        return Timeline(throughput=points)
+
+    assert verdicts(two(89.0))["burn.siblings"] == (
+        "fail",
+        "GPU 1: throughput 89 TFLOP/s, 11 % below its siblings' median 100 TFLOP/s",
+    )
+    result = {r.id: r for r in judge(two(89.0))}["burn.siblings"]
+    assert result.details["problems"] == {"1": "throughput 89 TFLOP/s, 11 % below its siblings' median 100 TFLOP/s"}
+    assert result.details["devices"]["0"]["throughput"] == {"steady": 100.0, "siblings_median": 89.0}
+    assert verdicts(two(90.0))["burn.siblings"][0] == "ok"
+    # Two GPUs by SM clock alone (no throughput), one 20 % slower: named by its clock.
+    clocks = {0: series(0, 10, sm_clock_mhz={0: 2000}), 1: series(1, 10, sm_clock_mhz={0: 1600})}
+    assert verdicts(Timeline(samples=clocks))["burn.siblings"] == (
+        "fail",
+        "GPU 1: SM clock 1600 MHz, 20 % below its siblings' median 2000 MHz",
+    )
+    # Two GPUs of different models have no sibling at all.
+    models = {0: "NVIDIA H100 80GB HBM3", 1: "NVIDIA L40S"}
+    assert verdicts(Timeline(samples=clocks, models=models))["burn.siblings"][0] == "ok"
+
+
+def test_fatal_and_ordinary_xids_on_different_gpus_are_each_named_with_their_own_words():
+    def seen(device: int, at: int, xid: int) -> list[Sample]:
+        return [gpu(device, float(t), xids=(xid,) if t == at else ()) for t in range(4)]
+
+    samples = {
+        0: seen(0, 2, 79),  # fallen off the bus: fatal
+        1: seen(1, 1, 13),  # a graphics engine exception: not on DCGM's fatal list
+        2: series(2, 4),
+    }
+    result = {r.id: r for r in judge(Timeline(samples=samples))}["burn.xid"]
+    assert result.status is Status.FAIL
+    assert result.summary == "GPU 0: Xid 79 at 0:02 (GPU has fallen off the bus); GPU 1: Xid 13 at 0:01"
+    assert set(result.details["problems"]) == {"0", "1"}
+    # One fatal Xid anywhere makes the fix the drain.
+    assert result.fix.text.startswith("Drain the node: this Xid means the GPU or its memory failed")
+    ordinary = {r.id: r for r in judge(Timeline(samples={1: samples[1], 2: samples[2]}))}["burn.xid"]
+    assert ordinary.status is Status.FAIL and ordinary.fix.text.startswith("Read the driver's log around that time")
+
+
+def test_a_fatal_event_on_one_gpu_and_a_warning_on_another_are_judged_per_gpu():
+    samples = {
+        0: series(0, 5, ecc_volatile_uncorrected={0: 2, 3: 5}),  # 3 new uncorrected ECC errors: fail
+        1: series(1, 5, temperature_c={2: 84}),  # 3 °C below its 87 °C slowdown: warn
+        2: series(2, 5, pcie_replay={0: 0, 4: 81}),  # 81 replays: one over DCGM's 80, warn
+        3: series(3, 5, row_remap_pending={4: True}),  # pending from 0:04: fail
+    }
+    results = {r.id: r for r in judge(Timeline(samples=samples))}
+    assert (results["burn.ecc"].status, results["burn.ecc"].summary) == (
+        Status.FAIL,
+        "GPU 0: 3 new uncorrected ECC errors, the first at 0:03",
+    )
+    assert results["burn.temperature"].summary == "GPU 1: 84 °C at 0:02, 3 °C below its 87 °C slowdown threshold"
+    assert results["burn.temperature"].status is Status.WARN
+    assert results["burn.pcie_replay"].summary == "GPU 2: 81 PCIe replays during the run (more than 80)"
+    assert results["burn.row_remap"].summary == "GPU 3: row remap pending since 0:04: a GPU reset applies it"
+    assert not results["burn.row_remap"].fix.text.endswith("RMA.")  # pending alone: no RMA
+    assert results["burn.ecc"].details["devices"]["1"] == {"before": 0, "after": 0, "first_new_at_s": None}
+
+
+def test_a_gpu_that_is_lost_is_named_alone_and_its_readings_after_that_are_not_judged():
+    gone = [Sample(0, t, lost=True, error="GPU is lost") for t in (3.0, 4.0)]
+    lost = [*series(0, 3), *gone]
+    results = {r.id: r for r in judge(Timeline(samples={0: lost, 1: series(1, 5)}))}
+    assert results["burn.lost"].summary == "GPU 0: lost at 0:03 (GPU is lost)"
+    assert results["burn.lost"].details["devices"]["1"] == {"lost_at_s": None, "error": None}
+    before = [Sample(0, 0.0, lost=True, error="GPU is lost")]
+    assert verdicts(Timeline(samples={0: before}))["burn.lost"] == ("fail", "GPU 0: lost before the run (GPU is lost)")
+
+
+def test_mismatches_name_only_the_wrong_device_with_its_count():
+    timeline = Timeline(
+        throughput={0: [Point(0.0, 1.0)], 1: [Point(0.0, 1.0)]},
+        mismatches={0: 0, 1: 3},
+        checked={0: 40, 1: 40},
+    )
+    result = {r.id: r for r in judge(timeline)}["burn.mismatch"]
+    assert (result.status, result.summary) == (Status.FAIL, "GPU 1: 3 of 40 results did not match the reference")
+    assert result.details["devices"] == {"0": {"mismatches": 0, "checked": 40}, "1": {"mismatches": 3, "checked": 40}}
+    # Mismatches counted where no total is known still fail, without an invented total.
+    said = verdicts(Timeline(mismatches={"cpu": 2}))["burn.mismatch"]
+    assert said == ("fail", "cpu: 2 results did not match the reference")
