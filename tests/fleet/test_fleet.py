@@ -545,3 +545,38 @@ def test_contended_figures_are_listed_and_never_compared(real: dict[str, Any], t
     assert compared["devices"] == 2  # node1 and node3 only
     text = envcheck("fleet", *write(tmp_path / "again", docs)).stdout
     assert "Not compared: taken while other work held the CPUs (2)" in text and "node2 matmul.fp32 on cpu" in text
+
+
+@pytest.mark.parametrize(("share", "slow"), [(0.80, True), (0.85, False)])
+def test_a_group_of_exactly_two_nodes(real: dict[str, Any], tmp_path: Path, share: float, slow: bool) -> None:
+    """Two nodes of one CPU model: the fleet median is the mean of the two figures. Node b at 80 % of a is
+    1 - 0.8 / 0.9 = 11.1 % below that median (slow at the 10 % line); at 85 %, 1 - 0.85 / 0.925 = 8.1 % (not).
+    Node a, above the median, is never slow."""
+    a = as_node(real["bench_cpu"], "node-a")
+    b = as_node(real["bench_cpu"], "node-b")
+    for r in b["results"]:
+        if isinstance(r.get("value"), (int, float)):
+            r["value"] *= share
+    proc, doc = fleet(*write(tmp_path, {"node-a": a, "node-b": b}))
+    assert doc is not None
+    compared = [c for c in doc["comparisons"] if c["device_kind"] != "gpu"]
+    assert compared, doc["comparisons"]
+    expected = 1 - share / ((1 + share) / 2)
+    for c in compared:
+        assert c["devices"] == 2 and c["slow"] == (1 if slow else 0), c
+    slow_ones = doc["slow_cpus"]
+    assert {s["hostname"] for s in slow_ones} == ({"node-b"} if slow else set())
+    for s in slow_ones:
+        assert s["shortfall"] == pytest.approx(expected, abs=1e-4)
+    assert proc.returncode == (1 if slow else 0)
+    assert node(doc, "node-a")["status"] != "fail"
+
+
+def test_a_skipped_source_degrades_a_healthy_fleet_to_a_warning(real: dict[str, Any], tmp_path: Path) -> None:
+    docs = {f"gpu-{i}": as_node(real["h100x4"], f"gpu-{i}", uuid_prefix=f"n{i}") for i in range(2)}
+    paths = write(tmp_path / "ok", docs)
+    proc, doc = fleet(*paths)
+    assert doc is not None and (doc["status"], proc.returncode) == ("ok", 0)
+    proc, doc = fleet(*paths, str(tmp_path / "missing.json"))
+    # One node's report could not be read: the fleet is not known to be healthy, but nothing failed either.
+    assert doc is not None and (doc["status"], proc.returncode) == ("warn", 0)
