@@ -462,3 +462,101 @@ def test_mismatches_name_only_the_wrong_device_with_its_count():
     # Mismatches counted where no total is known still fail, without an invented total.
     said = verdicts(Timeline(mismatches={"cpu": 2}))["burn.mismatch"]
     assert said == ("fail", "cpu: 2 results did not match the reference")
+
+
+# -- the steady state of every reading, episodes at their edges, the words of spans ----------------------------
+
+
+def test_summary_takes_every_reading_s_median_over_the_last_window_and_the_peak_over_the_run():
+    # From t=100 to the lost sample at t=201: the last window is the second half, 50.5 s, from t=150.5 on.
+    samples = [
+        gpu(0, float(t), mem_clock_mhz=2619, power_w=300.0 if t < 150 else 650.0, power_limit_w=700.0,
+            memory_temperature_c=70 if t < 150 else 75, utilization_gpu_pct=100, temperature_c=90 if t == 120 else 60)
+        for t in range(100, 201)
+    ]  # fmt: skip
+    samples.append(Sample(0, 201.0, lost=True, error="GPU is lost"))
+    points = [Point(float(t), 1.0 if t < 150 else 3.0) for t in range(100, 201)]
+    timeline = Timeline(samples={0: samples}, throughput={0: points, "cpu": points})
+    summary = summarize(timeline)
+    gpu0 = summary[0]
+    assert gpu0.window_s == 50.5  # (201 - 100) / 2
+    assert (gpu0.mem_clock_mhz, gpu0.power_w, gpu0.power_limit_w) == (2619, 650.0, 700.0)
+    assert (gpu0.memory_temperature_c, gpu0.utilization_gpu_pct, gpu0.temperature_peak_c) == (75, 100, 90)
+    assert (gpu0.throughput, gpu0.lost, gpu0.samples) == (3.0, True, 102)
+    # A CPU worker has no GPU samples, whatever its key: its row is its throughput alone.
+    cpu = summary["cpu"]
+    assert (cpu.samples, cpu.sm_clock_mhz, cpu.temperature_peak_c, cpu.throughput) == (0, None, None, 3.0)
+    assert cpu.to_json()["device"] == "cpu" and gpu0.to_json()["device"] == 0
+
+
+def test_a_summary_of_a_gpu_without_readings_or_throughput_is_empty_not_a_crash():
+    timeline = Timeline(samples={0: [Sample(0, 0.0, temperature_c=NA("not supported"))]})
+    summary = summarize(timeline)[0]
+    assert (summary.temperature_peak_c, summary.throughput, summary.samples) == (None, None, 1)
+
+
+def test_episode_edges_one_sample_reasons_that_change_and_a_lost_sample():
+    # A single readable sample with a reason: an episode of no length (no interval to count).
+    [one] = episodes([gpu(0, 5.0, clocks_event_reasons=0x8)])
+    assert (one.start_s, one.end_s, one.to_end) == (5.0, 5.0, True)
+    # Reasons that change within one episode are all named.
+    changing = [gpu(0, 0.0), gpu(0, 1.0, clocks_event_reasons=0x8), gpu(0, 2.0, clocks_event_reasons=0x40),
+                gpu(0, 3.0)]  # fmt: skip
+    [both] = episodes(changing)
+    assert (both.start_s, both.end_s, both.reasons) == (1.0, 3.0, ("hw_slowdown", "hw_thermal"))
+    # A lost sample is no reading: it neither ends nor starts an episode.
+    lost = [*changing[:2], Sample(0, 1.5, lost=True, error="lost"), *changing[2:]]
+    assert [(e.start_s, e.end_s) for e in episodes(lost)] == [(1.0, 3.0)]
+
+
+def test_throttle_words_for_an_episode_that_ended_and_the_clock_it_cost():
+    # Slowdown from 0:02 to 0:04 (the first sample without it), clock 2000 before, 1500 during, at 85 °C.
+    def run(during_mhz: int, hot: int | NA) -> str:
+        samples = [
+            gpu(0, float(t), sm_clock_mhz=during_mhz if t in (2, 3) else 2000,
+                clocks_event_reasons=0x8 if t in (2, 3) else 0, temperature_c=hot if t == 2 else 60)
+            for t in range(6)
+        ]  # fmt: skip
+        return verdicts(Timeline(samples={0: samples}))["burn.throttle"][1]
+
+    assert run(1500, 85) == (
+        "GPU 0: HW slowdown (power brake or overheating signalled by the board) from 0:02 to 0:04 (2 s), at 85 °C; "
+        "SM clock 2000 → 1500 MHz (-25 %)"
+    )
+    # A temperature NVML does not give is left out; a clock 1 % lower is a change, less than 1 % is "held".
+    assert run(1980, NA("not supported")).endswith("from 0:02 to 0:04 (2 s); SM clock 2000 → 1980 MHz (-1 %)")
+    assert run(1990, 70).endswith(", at 70 °C; SM clock held at 2000 MHz")
+
+
+def test_a_run_that_starts_late_on_the_clock_takes_its_steady_window_from_its_own_start():
+    # 20 s from t=1000: halves of 10 s. Steady from t=1010, not from 1020 - 10 - 1000.
+    points = {k: [Point(1000.0 + t, 100.0 if k == 0 or t >= 10 else 50.0) for t in range(21)] for k in (0, 1)}
+    assert Timeline(throughput=points).steady_from(Limits()) == 1010.0
+    assert verdicts(Timeline(throughput=points))["burn.siblings"][0] == "ok"
+
+
+@pytest.mark.parametrize(("seconds", "words"), [(119.4, "119 s"), (120.0, "2.0 min"), (150.0, "2.5 min")])
+def test_spans_are_seconds_below_two_minutes(seconds, words):
+    from envcheck.burn.rules import span
+
+    assert span(seconds) == words
+
+
+def test_each_result_carries_its_rule_s_title():
+    titles = {r.id: r.title for r in judge(Timeline())}
+    assert titles["burn.mismatch"] == "Results match the reference"
+    assert titles["burn.siblings"] == "Every GPU keeps up with its siblings"
+
+
+def test_the_timeline_of_a_sampler_takes_nvml_s_names_as_models_and_the_unit(nvml):
+    timeline = burn(nvml, "burn_healthy_8gpu")
+    assert timeline.models[0] == "NVIDIA H100 80GB HBM3" and timeline.unit == "TFLOP/s"
+    lib = nvml("burn_healthy_8gpu")
+    sampler = Sampler(clock=lib.clock, host=False)
+    sampler.open()
+    sampler.sample()
+    sampler.close()
+    made = Timeline.from_telemetry(sampler.telemetry(), models={0: "something else", "cpu": "a CPU"}, unit="GB/s")
+    assert made.models[0] == "NVIDIA H100 80GB HBM3" and made.models["cpu"] == "a CPU" and made.unit == "GB/s"
+    # With every result matched and the devices named, the healthy run's checks still say so.
+    assert {r.id: r.details for r in judge(timeline)}["burn.lost"]["devices"]["0"] == {"lost_at_s": None, "error": None}
