@@ -535,7 +535,9 @@ def test_a_run_that_starts_late_on_the_clock_takes_its_steady_window_from_its_ow
     assert verdicts(Timeline(throughput=points))["burn.siblings"][0] == "ok"
 
 
-@pytest.mark.parametrize(("seconds", "words"), [(119.4, "119 s"), (120.0, "2.0 min"), (150.0, "2.5 min")])
+@pytest.mark.parametrize(
+    ("seconds", "words"), [(119.4, "119 s"), (120.0, "2.0 min"), (150.0, "2.5 min"), (600.0, "10.0 min")]
+)
 def test_spans_are_seconds_below_two_minutes(seconds, words):
     from envcheck.burn.rules import span
 
@@ -560,3 +562,30 @@ def test_the_timeline_of_a_sampler_takes_nvml_s_names_as_models_and_the_unit(nvm
     assert made.models[0] == "NVIDIA H100 80GB HBM3" and made.models["cpu"] == "a CPU" and made.unit == "GB/s"
     # With every result matched and the devices named, the healthy run's checks still say so.
     assert {r.id: r.details for r in judge(timeline)}["burn.lost"]["devices"]["0"] == {"lost_at_s": None, "error": None}
+
+
+def test_the_steady_window_includes_the_sample_on_its_edge():
+    # 100 s from t=100 to t=200: steady from t=150 exactly. After it, 25 readings of each of two values; the one
+    # at t=150 is 10 times higher and, being in the window, moves each median from the mean of the two middle
+    # readings (475, 3.0) to the upper one (650, 4.0).
+    def value(t: int, low: float, high: float) -> float:
+        return high * 10 if t == 150 else low if t % 2 else high
+
+    samples = [gpu(0, float(t), power_w=value(t, 300.0, 650.0)) for t in range(100, 201)]
+    points = [Point(float(t), value(t, 2.0, 4.0)) for t in range(100, 201)]
+    summary = summarize(Timeline(samples={0: samples}, throughput={0: points}))[0]
+    assert (summary.power_w, summary.throughput) == (650.0, 4.0)
+
+
+def test_throttle_words_take_the_clock_before_the_first_episode_and_during_each():
+    # t=0 at 2000 MHz; slowdown at t=1 (1400) and t=2 (1500); none from t=3 (1800).
+    def run(clocks: list[int], reasons: list[int]) -> str:
+        pairs = enumerate(zip(clocks, reasons, strict=True))
+        samples = [gpu(0, float(t), sm_clock_mhz=c, clocks_event_reasons=r) for t, (c, r) in pairs]
+        return verdicts(Timeline(samples={0: samples}))["burn.throttle"][1]
+
+    said = run([2000, 1400, 1500, 1800, 1800], [0, 0x8, 0x8, 0, 0])
+    assert said.endswith("from 0:01 to 0:03 (2 s), at 60 °C; SM clock 2000 → 1450 MHz (-28 %)")
+    assert run([2000, 200, 200, 2000], [0, 0x8, 0x8, 0]).endswith("SM clock 2000 → 200 MHz (-90 %)")
+    # Throttled from the first sample: no clock before it to compare with, so no clock words.
+    assert run([1400, 1500, 2000], [0x8, 0x8, 0]).endswith("from 0:00 to 0:02 (2 s), at 60 °C")
