@@ -184,6 +184,14 @@ def _key(r: dict[str, Any]) -> tuple[str, str, str]:
     return (r["id"], r["case"], r["device"])
 
 
+def _judges(r: dict[str, Any]) -> bool:
+    """Whether a figure may judge another: not one whose answer failed its check (or whose case failed). A
+    wrong answer is fast for no good reason: as a baseline it would make a healthy run a regression, and as
+    this run's figure it would make a wrong kernel "no regression". A result without these fields (a
+    hand-written or older baseline) is taken as it is."""
+    return r.get("status", "ok") == "ok" and r.get("verified") is not False
+
+
 def compare(
     current: list[dict[str, Any]],
     baseline: dict[str, Any],
@@ -198,11 +206,11 @@ def compare(
     A baseline that shares no figure with this run is a mismatch (another machine's device names,
     another selection), reported as a :class:`BaselineError` rather than as "no regressions".
     """
-    before = {_key(r): r for r in baseline["results"] if isinstance(r.get("value"), (int, float))}
+    before = {_key(r): r for r in baseline["results"] if isinstance(r.get("value"), (int, float)) and _judges(r)}
     deltas = []
     for r in current:
         old = before.get(_key(r))
-        if old is None or r.get("value") is None or old["unit"] != r.get("unit") or old["value"] <= 0:
+        if old is None or r.get("value") is None or not _judges(r) or old["unit"] != r.get("unit") or old["value"] <= 0:
             continue
         deltas.append(
             Delta(r["id"], r["case"], r["device"], r["unit"], float(old["value"]), float(r["value"]), threshold)

@@ -178,10 +178,15 @@ class Load:
         if self.device != "cpu":
             torch.cuda.synchronize()
 
-    def batch(self, count: int) -> float:
-        """``count`` products, finished: the seconds they took."""
+    def batch(self, count: int, until: float | None = None) -> tuple[float, int]:
+        """Up to ``count`` products, finished: the seconds they took and how many ran. Past ``until`` (on
+        ``time.monotonic()``) no product is started after the first: a batch is sized from the previous one's
+        pace, and a machine that slows down meanwhile (other work taking the CPU) would otherwise carry the
+        run past its duration by the whole batch, many times :data:`BATCH_S`."""
         started = time.perf_counter()
-        for _ in range(count):
+        done = 0
+        while done < count and not (done and until is not None and time.monotonic() >= until):
             self.step()
+            done += 1
         self.synchronize()
-        return time.perf_counter() - started
+        return time.perf_counter() - started, done

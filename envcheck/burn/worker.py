@@ -106,11 +106,11 @@ def burn(work: Any, job: Any) -> None:
         now = time.monotonic()
         if now >= end:
             break
-        took = work.batch(count)
-        window_steps += count
+        took, ran = work.batch(count, until=end)
+        window_steps += ran
         window_s += took
         # Size the next batch to about BATCH_S, and never past the end of the run.
-        per = took / count if took > 0 else BATCH_S
+        per = took / ran if took > 0 else BATCH_S
         left = max(end - time.monotonic(), 0.0)
         count = max(1, int(min(BATCH_S, left) / per)) if per > 0 else 1
         now = time.monotonic()

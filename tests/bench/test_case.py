@@ -207,3 +207,32 @@ def test_every_host_bound_benchmark_is_a_host_copy_or_the_small_cnn_step():
     marked = {b.id for b in BENCHMARKS.ordered() if b.host_bound}
     assert marked == {"memory.h2d_pinned", "memory.h2d_pageable", "memory.d2h_pinned", "memory.d2h_pageable",
                       "train.cnn", "train.cnn_amp"}  # fmt: skip
+
+
+def test_two_gpus_each_is_judged_against_the_other_alone():
+    # With two cards each one's "siblings' median" is the other's figure. 700 and 629: 10.1 % below, named;
+    # 700 and 630: exactly 10 % below, within the line. The faster card is never named.
+    flagged = case.flag_slow_siblings([result("cuda:0", 700), result("cuda:1", 629)])
+    assert [(r.device, r.sibling) for r in flagged] == [
+        ("cuda:0", None),
+        ("cuda:1", {"sibling_median": 700, "shortfall": round(1 - 629 / 700, 4)}),
+    ]
+    assert not any(r.sibling for r in case.flag_slow_siblings([result("cuda:0", 700), result("cuda:1", 630)]))
+
+
+def test_a_figure_that_failed_verification_is_nobody_s_sibling_and_passes_nothing():
+    # cuda:0 computed wrong answers at 1000: it fails on its own, and its speed is no yardstick for cuda:1.
+    wrong = result("cuda:0", 1000, status=Status.FAIL)
+    flagged = case.flag_slow_siblings([wrong, result("cuda:1", 700)])
+    assert not any(r.sibling for r in flagged)
+    assert flagged[0].is_problem and not flagged[1].is_problem
+    report = make_report([H100, H100], flagged)
+    assert report.exit_code is ExitCode.FAILED
+    # Nor is it a lab spec's headline, however fast: the verified 700 is.
+    from envcheck.spec.bench import headlines
+
+    docs = [{**r.to_json(), "device": "cuda:0"} for r in (wrong, result("cuda:0", 700))]
+    docs[1]["verified"] = True  # a figure whose check passed
+    assert headlines(docs) == {("matmul.bf16", "cuda:0"): (700.0, "TFLOP/s")}
+    docs[1]["verified"] = None  # no check at all: no headline either
+    assert headlines(docs) == {}

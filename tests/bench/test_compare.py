@@ -99,3 +99,20 @@ def test_a_saved_run_with_skipped_figures_loads(tmp_path):
     path = tmp_path / "b.json"
     path.write_text(json.dumps(baseline(result(), result(bench_id="matmul.fp8", value=None, unit=None))))
     assert len(compare.load_baseline(path)["results"]) == 2
+
+
+def test_a_figure_that_failed_verification_is_compared_with_nothing():
+    # A wrong answer is fast for no good reason: as a baseline it would call a healthy 700 a 30 % regression,
+    # and as this run's figure it would call a wrong kernel "no regression". Neither side's figure judges.
+    wrong = {**result(value=1000.0), "status": "fail", "verified": False}
+    healthy = {**result(value=700.0), "status": "ok", "verified": True}
+    other = {**result(device="cuda:1", value=700.0), "status": "ok", "verified": True}
+    deltas = compare.compare([healthy, other], baseline(wrong, {**other, "value": 700.0}), 0.10)
+    assert [(d.device, d.regressed) for d in deltas] == [("cuda:1", False)]
+    deltas = compare.compare([wrong, other], baseline(healthy, other), 0.10)
+    assert [d.device for d in deltas] == ["cuda:1"]
+    # A baseline whose only shared figure failed verification shares nothing to judge by.
+    with pytest.raises(BaselineError, match="shares no figure"):
+        compare.compare([healthy], baseline(wrong), 0.10)
+    # A figure from a report without the fields (hand-written, older) is still compared.
+    assert len(compare.compare([result(value=700.0)], baseline(result(value=700.0)), 0.10)) == 1

@@ -370,3 +370,222 @@ def test_the_steady_state_says_the_window_it_measured(windows, words):
 
     doc = {"devices": [{"steady": {"window_s": w}} for w in windows]}
     assert steady_window(doc) == words
+
+
+# -- exactly two devices, and several GPUs with different events ------------------------------------------
+
+
+def test_two_siblings_each_is_compared_with_the_other_alone():
+    # With two GPUs each one's "siblings' median" is the other's figure: 100 vs 89 is 11 % below, so GPU 1
+    # fails; GPU 0 is above its one sibling and passes. 100 vs 90 is exactly 10 % below: within the line.
+    def two(slow: float, key=1) -> Timeline:
+        points = {0: [Point(float(t), 100.0) for t in range(10)], key: [Point(float(t), slow) for t in range(10)]}
+        return Timeline(throughput=points)
+
+    assert verdicts(two(89.0))["burn.siblings"] == (
+        "fail",
+        "GPU 1: throughput 89 TFLOP/s, 11 % below its siblings' median 100 TFLOP/s",
+    )
+    result = {r.id: r for r in judge(two(89.0))}["burn.siblings"]
+    assert result.details["problems"] == {"1": "throughput 89 TFLOP/s, 11 % below its siblings' median 100 TFLOP/s"}
+    assert result.details["devices"]["0"]["throughput"] == {"steady": 100.0, "siblings_median": 89.0}
+    assert verdicts(two(90.0))["burn.siblings"][0] == "ok"
+    # Two GPUs by SM clock alone (no throughput), one 20 % slower: named by its clock.
+    clocks = {0: series(0, 10, sm_clock_mhz={0: 2000}), 1: series(1, 10, sm_clock_mhz={0: 1600})}
+    assert verdicts(Timeline(samples=clocks))["burn.siblings"] == (
+        "fail",
+        "GPU 1: SM clock 1600 MHz, 20 % below its siblings' median 2000 MHz",
+    )
+    # Two GPUs of different models have no sibling at all.
+    models = {0: "NVIDIA H100 80GB HBM3", 1: "NVIDIA L40S"}
+    assert verdicts(Timeline(samples=clocks, models=models))["burn.siblings"][0] == "ok"
+
+
+def test_fatal_and_ordinary_xids_on_different_gpus_are_each_named_with_their_own_words():
+    def seen(device: int, at: int, xid: int) -> list[Sample]:
+        return [gpu(device, float(t), xids=(xid,) if t == at else ()) for t in range(4)]
+
+    samples = {
+        0: seen(0, 2, 79),  # fallen off the bus: fatal
+        1: seen(1, 1, 13),  # a graphics engine exception: not on DCGM's fatal list
+        2: series(2, 4),
+    }
+    result = {r.id: r for r in judge(Timeline(samples=samples))}["burn.xid"]
+    assert result.status is Status.FAIL
+    assert result.summary == "GPU 0: Xid 79 at 0:02 (GPU has fallen off the bus); GPU 1: Xid 13 at 0:01"
+    assert set(result.details["problems"]) == {"0", "1"}
+    # One fatal Xid anywhere makes the fix the drain.
+    assert result.fix.text.startswith("Drain the node: this Xid means the GPU or its memory failed")
+    ordinary = {r.id: r for r in judge(Timeline(samples={1: samples[1], 2: samples[2]}))}["burn.xid"]
+    assert ordinary.status is Status.FAIL and ordinary.fix.text.startswith("Read the driver's log around that time")
+
+
+def test_a_fatal_event_on_one_gpu_and_a_warning_on_another_are_judged_per_gpu():
+    samples = {
+        0: series(0, 5, ecc_volatile_uncorrected={0: 2, 3: 5}),  # 3 new uncorrected ECC errors: fail
+        1: series(1, 5, temperature_c={2: 84}),  # 3 °C below its 87 °C slowdown: warn
+        2: series(2, 5, pcie_replay={0: 0, 4: 81}),  # 81 replays: one over DCGM's 80, warn
+        3: series(3, 5, row_remap_pending={4: True}),  # pending from 0:04: fail
+    }
+    results = {r.id: r for r in judge(Timeline(samples=samples))}
+    assert (results["burn.ecc"].status, results["burn.ecc"].summary) == (
+        Status.FAIL,
+        "GPU 0: 3 new uncorrected ECC errors, the first at 0:03",
+    )
+    assert results["burn.temperature"].summary == "GPU 1: 84 °C at 0:02, 3 °C below its 87 °C slowdown threshold"
+    assert results["burn.temperature"].status is Status.WARN
+    assert results["burn.pcie_replay"].summary == "GPU 2: 81 PCIe replays during the run (more than 80)"
+    assert results["burn.row_remap"].summary == "GPU 3: row remap pending since 0:04: a GPU reset applies it"
+    assert not results["burn.row_remap"].fix.text.endswith("RMA.")  # pending alone: no RMA
+    assert results["burn.ecc"].details["devices"]["1"] == {"before": 0, "after": 0, "first_new_at_s": None}
+
+
+def test_a_gpu_that_is_lost_is_named_alone_and_its_readings_after_that_are_not_judged():
+    gone = [Sample(0, t, lost=True, error="GPU is lost") for t in (3.0, 4.0)]
+    lost = [*series(0, 3), *gone]
+    results = {r.id: r for r in judge(Timeline(samples={0: lost, 1: series(1, 5)}))}
+    assert results["burn.lost"].summary == "GPU 0: lost at 0:03 (GPU is lost)"
+    assert results["burn.lost"].details["devices"]["1"] == {"lost_at_s": None, "error": None}
+    before = [Sample(0, 0.0, lost=True, error="GPU is lost")]
+    assert verdicts(Timeline(samples={0: before}))["burn.lost"] == ("fail", "GPU 0: lost before the run (GPU is lost)")
+
+
+def test_mismatches_name_only_the_wrong_device_with_its_count():
+    timeline = Timeline(
+        throughput={0: [Point(0.0, 1.0)], 1: [Point(0.0, 1.0)]},
+        mismatches={0: 0, 1: 3},
+        checked={0: 40, 1: 40},
+    )
+    result = {r.id: r for r in judge(timeline)}["burn.mismatch"]
+    assert (result.status, result.summary) == (Status.FAIL, "GPU 1: 3 of 40 results did not match the reference")
+    assert result.details["devices"] == {"0": {"mismatches": 0, "checked": 40}, "1": {"mismatches": 3, "checked": 40}}
+    # Mismatches counted where no total is known still fail, without an invented total.
+    said = verdicts(Timeline(mismatches={"cpu": 2}))["burn.mismatch"]
+    assert said == ("fail", "cpu: 2 results did not match the reference")
+
+
+# -- the steady state of every reading, episodes at their edges, the words of spans ----------------------------
+
+
+def test_summary_takes_every_reading_s_median_over_the_last_window_and_the_peak_over_the_run():
+    # From t=100 to the lost sample at t=201: the last window is the second half, 50.5 s, from t=150.5 on.
+    samples = [
+        gpu(0, float(t), mem_clock_mhz=2619, power_w=300.0 if t < 150 else 650.0, power_limit_w=700.0,
+            memory_temperature_c=70 if t < 150 else 75, utilization_gpu_pct=100, temperature_c=90 if t == 120 else 60)
+        for t in range(100, 201)
+    ]  # fmt: skip
+    samples.append(Sample(0, 201.0, lost=True, error="GPU is lost"))
+    points = [Point(float(t), 1.0 if t < 150 else 3.0) for t in range(100, 201)]
+    timeline = Timeline(samples={0: samples}, throughput={0: points, "cpu": points})
+    summary = summarize(timeline)
+    gpu0 = summary[0]
+    assert gpu0.window_s == 50.5  # (201 - 100) / 2
+    assert (gpu0.mem_clock_mhz, gpu0.power_w, gpu0.power_limit_w) == (2619, 650.0, 700.0)
+    assert (gpu0.memory_temperature_c, gpu0.utilization_gpu_pct, gpu0.temperature_peak_c) == (75, 100, 90)
+    assert (gpu0.throughput, gpu0.lost, gpu0.samples) == (3.0, True, 102)
+    # A CPU worker has no GPU samples, whatever its key: its row is its throughput alone.
+    cpu = summary["cpu"]
+    assert (cpu.samples, cpu.sm_clock_mhz, cpu.temperature_peak_c, cpu.throughput) == (0, None, None, 3.0)
+    assert cpu.to_json()["device"] == "cpu" and gpu0.to_json()["device"] == 0
+
+
+def test_a_summary_of_a_gpu_without_readings_or_throughput_is_empty_not_a_crash():
+    timeline = Timeline(samples={0: [Sample(0, 0.0, temperature_c=NA("not supported"))]})
+    summary = summarize(timeline)[0]
+    assert (summary.temperature_peak_c, summary.throughput, summary.samples) == (None, None, 1)
+
+
+def test_episode_edges_one_sample_reasons_that_change_and_a_lost_sample():
+    # A single readable sample with a reason: an episode of no length (no interval to count).
+    [one] = episodes([gpu(0, 5.0, clocks_event_reasons=0x8)])
+    assert (one.start_s, one.end_s, one.to_end) == (5.0, 5.0, True)
+    # Reasons that change within one episode are all named.
+    changing = [gpu(0, 0.0), gpu(0, 1.0, clocks_event_reasons=0x8), gpu(0, 2.0, clocks_event_reasons=0x40),
+                gpu(0, 3.0)]  # fmt: skip
+    [both] = episodes(changing)
+    assert (both.start_s, both.end_s, both.reasons) == (1.0, 3.0, ("hw_slowdown", "hw_thermal"))
+    # A lost sample is no reading: it neither ends nor starts an episode.
+    lost = [*changing[:2], Sample(0, 1.5, lost=True, error="lost"), *changing[2:]]
+    assert [(e.start_s, e.end_s) for e in episodes(lost)] == [(1.0, 3.0)]
+
+
+def test_throttle_words_for_an_episode_that_ended_and_the_clock_it_cost():
+    # Slowdown from 0:02 to 0:04 (the first sample without it), clock 2000 before, 1500 during, at 85 °C.
+    def run(during_mhz: int, hot: int | NA) -> str:
+        samples = [
+            gpu(0, float(t), sm_clock_mhz=during_mhz if t in (2, 3) else 2000,
+                clocks_event_reasons=0x8 if t in (2, 3) else 0, temperature_c=hot if t == 2 else 60)
+            for t in range(6)
+        ]  # fmt: skip
+        return verdicts(Timeline(samples={0: samples}))["burn.throttle"][1]
+
+    assert run(1500, 85) == (
+        "GPU 0: HW slowdown (power brake or overheating signalled by the board) from 0:02 to 0:04 (2 s), at 85 °C; "
+        "SM clock 2000 → 1500 MHz (-25 %)"
+    )
+    # A temperature NVML does not give is left out; a clock 1 % lower is a change, less than 1 % is "held".
+    assert run(1980, NA("not supported")).endswith("from 0:02 to 0:04 (2 s); SM clock 2000 → 1980 MHz (-1 %)")
+    assert run(1990, 70).endswith(", at 70 °C; SM clock held at 2000 MHz")
+
+
+def test_a_run_that_starts_late_on_the_clock_takes_its_steady_window_from_its_own_start():
+    # 20 s from t=1000: halves of 10 s. Steady from t=1010, not from 1020 - 10 - 1000.
+    points = {k: [Point(1000.0 + t, 100.0 if k == 0 or t >= 10 else 50.0) for t in range(21)] for k in (0, 1)}
+    assert Timeline(throughput=points).steady_from(Limits()) == 1010.0
+    assert verdicts(Timeline(throughput=points))["burn.siblings"][0] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"), [(119.4, "119 s"), (120.0, "2.0 min"), (150.0, "2.5 min"), (600.0, "10.0 min")]
+)
+def test_spans_are_seconds_below_two_minutes(seconds, words):
+    from envcheck.burn.rules import span
+
+    assert span(seconds) == words
+
+
+def test_each_result_carries_its_rule_s_title():
+    titles = {r.id: r.title for r in judge(Timeline())}
+    assert titles["burn.mismatch"] == "Results match the reference"
+    assert titles["burn.siblings"] == "Every GPU keeps up with its siblings"
+
+
+def test_the_timeline_of_a_sampler_takes_nvml_s_names_as_models_and_the_unit(nvml):
+    timeline = burn(nvml, "burn_healthy_8gpu")
+    assert timeline.models[0] == "NVIDIA H100 80GB HBM3" and timeline.unit == "TFLOP/s"
+    lib = nvml("burn_healthy_8gpu")
+    sampler = Sampler(clock=lib.clock, host=False)
+    sampler.open()
+    sampler.sample()
+    sampler.close()
+    made = Timeline.from_telemetry(sampler.telemetry(), models={0: "something else", "cpu": "a CPU"}, unit="GB/s")
+    assert made.models[0] == "NVIDIA H100 80GB HBM3" and made.models["cpu"] == "a CPU" and made.unit == "GB/s"
+    # With every result matched and the devices named, the healthy run's checks still say so.
+    assert {r.id: r.details for r in judge(timeline)}["burn.lost"]["devices"]["0"] == {"lost_at_s": None, "error": None}
+
+
+def test_the_steady_window_includes_the_sample_on_its_edge():
+    # 100 s from t=100 to t=200: steady from t=150 exactly. After it, 25 readings of each of two values; the one
+    # at t=150 is 10 times higher and, being in the window, moves each median from the mean of the two middle
+    # readings (475, 3.0) to the upper one (650, 4.0).
+    def value(t: int, low: float, high: float) -> float:
+        return high * 10 if t == 150 else low if t % 2 else high
+
+    samples = [gpu(0, float(t), power_w=value(t, 300.0, 650.0)) for t in range(100, 201)]
+    points = [Point(float(t), value(t, 2.0, 4.0)) for t in range(100, 201)]
+    summary = summarize(Timeline(samples={0: samples}, throughput={0: points}))[0]
+    assert (summary.power_w, summary.throughput) == (650.0, 4.0)
+
+
+def test_throttle_words_take_the_clock_before_the_first_episode_and_during_each():
+    # t=0 at 2000 MHz; slowdown at t=1 (1400) and t=2 (1500); none from t=3 (1800).
+    def run(clocks: list[int], reasons: list[int]) -> str:
+        pairs = enumerate(zip(clocks, reasons, strict=True))
+        samples = [gpu(0, float(t), sm_clock_mhz=c, clocks_event_reasons=r) for t, (c, r) in pairs]
+        return verdicts(Timeline(samples={0: samples}))["burn.throttle"][1]
+
+    said = run([2000, 1400, 1500, 1800, 1800], [0, 0x8, 0x8, 0, 0])
+    assert said.endswith("from 0:01 to 0:03 (2 s), at 60 °C; SM clock 2000 → 1450 MHz (-28 %)")
+    assert run([2000, 200, 200, 2000], [0, 0x8, 0x8, 0]).endswith("SM clock 2000 → 200 MHz (-90 %)")
+    # Throttled from the first sample: no clock before it to compare with, so no clock words.
+    assert run([1400, 1500, 2000], [0x8, 0x8, 0]).endswith("from 0:00 to 0:02 (2 s), at 60 °C")

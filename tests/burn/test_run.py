@@ -319,3 +319,31 @@ def test_eight_gpus_steady_state_fits_80_columns_and_gpus_of_several_models_fold
     # 120 columns: the table again, one row per GPU, with the models in a column of their own.
     wide = _on_terminal(doc, 120)
     assert sum(line.startswith("│ cuda:") for line in wide) == 8
+
+
+def test_a_machine_that_slows_down_mid_batch_does_not_carry_the_run_past_its_duration(capsys):
+    """A batch is sized from the previous one's pace. Other work taking the CPU makes each product 50 times
+    slower 0.6 s into a 1 s run: the batch sized at the fast pace (~0.2 s of products) would take seconds.
+    The run still ends within one product of its duration, and its last check still runs."""
+    import types
+
+    from envcheck.burn import load, worker
+    from envcheck.core.workers import MARK
+
+    work = load.Load("cpu", "fp32", load.Shape(32, 2, 4))
+    fast_step, began = work.step, time.monotonic()
+
+    def step() -> None:
+        fast_step()
+        time.sleep(0.001 if time.monotonic() - began < 0.6 else 0.05)
+
+    work.step = step
+    job = types.SimpleNamespace(duration_s=1.0, report_every_s=0.25, check_every_s=60.0)
+    worker.burn(work, job)
+    said = capsys.readouterr().out.splitlines()
+    events = [json.loads(line[len(MARK) :]) for line in said if line.startswith(MARK)]
+    done = events[-1]
+    assert done["event"] == "done" and 1.0 <= done["load_s"] < 1.0 + 0.3, done
+    # Every product that ran is counted, and the last check compared them.
+    assert done["steps"] == work.steps == sum(e["steps"] for e in events if e["event"] == "tick")
+    assert [e["mismatched"] for e in events if e["event"] == "check"] == [0]

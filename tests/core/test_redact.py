@@ -539,3 +539,97 @@ def test_property_time_per_byte_is_bounded_on_long_hostile_text(unit, tail):
     scrub(text, {"HF_TOKEN": ENV_SECRET})
     elapsed = time.perf_counter() - started
     assert elapsed < 0.5 + 5.0 * len(text) / 1e6, (unit, tail, elapsed)  # 5 s per MB: ~50 times what it takes
+
+
+# -- every claim, one at a time --------------------------------------------------------------------------
+# The module claims word parts, glued suffixes, well-known exceptions and token shapes. Each is listed here by
+# hand from the module's docstring and comments (not read from its sets), so dropping one from the code fails
+# exactly one case below.
+
+#: Each word part the module names as secret, in a name where it stands alone as a part.
+CLAIMED_PARTS = [
+    "TOKEN", "TOKENS", "SECRET", "SECRETS", "PASSWORD", "PASSWORDS", "PASSWD", "PASS", "PASSPHRASE", "PWD", "KEY",
+    "KEYS", "APIKEY", "CREDENTIAL", "CREDENTIALS", "CREDS", "AUTH", "PRIVATE", "SESSION", "COOKIE", "COOKIES",
+    "SIGNATURE", "SIG", "DSN", "PAT", "CONNECTION",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("part", CLAIMED_PARTS)
+def test_each_claimed_word_part_makes_a_name_secret_in_every_spelling(part):
+    assert is_secret_name(f"APP_{part}")
+    assert is_secret_name(f"app-{part.lower()}")
+    assert is_secret_name(f"app{part.capitalize()}")  # camelCase splits into parts too
+    # The part glued inside a longer word is not the part: NOTAPART stays visible.
+    assert not is_secret_name(f"APP_X{part}Y")
+
+
+#: Each glued suffix the module names (``AUTHTOKEN``, ``CLIENTSECRET``): a part that ends with it.
+CLAIMED_SUFFIXES = ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "APIKEY", "ACCESSKEY", "SECRETKEY", "PRIVATEKEY"]
+
+
+@pytest.mark.parametrize("suffix", CLAIMED_SUFFIXES)
+def test_each_claimed_glued_suffix_makes_a_name_secret(suffix):
+    # "ZZ" + suffix is one part that is not itself a claimed part: only the suffix rule can catch it.
+    assert is_secret_name(f"MY_ZZ{suffix}")
+    assert redact_env({f"MY_ZZ{suffix}": "value-123456"}) == {f"MY_ZZ{suffix}": REDACTED}
+
+
+@pytest.mark.parametrize("name", ["PWD", "OLDPWD", "SSH_AUTH_SOCK", "GPG_AGENT_INFO", "XAUTHORITY"])
+def test_each_claimed_exception_stays_visible_in_any_case(name):
+    assert not is_secret_name(name)
+    assert not is_secret_name(name.lower())
+    assert redact_env({name: "/home/ada"}) == {name: "/home/ada"}
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        # Hugging Face, GitHub's five prefixes (personal, OAuth, user-to-server, server-to-server, refresh) and
+        # fine-grained PATs, GitLab, OpenAI-style, Slack's five, AWS access key ids: each at its minimum length.
+        "hf_" + "a" * 20, "ghp_" + "a" * 20, "gho_" + "a" * 20, "ghu_" + "a" * 20, "ghs_" + "a" * 20,
+        "ghr_" + "a" * 20, "github_pat_" + "a" * 20, "glpat-" + "a" * 20, "sk-" + "a" * 20, "xoxa-" + "1" * 10,
+        "xoxb-" + "1" * 10, "xoxp-" + "1" * 10, "xoxr-" + "1" * 10, "xoxs-" + "1" * 10, "AKIA" + "A1" * 8,
+    ],
+)  # fmt: skip
+def test_each_claimed_token_shape_at_its_minimum_length_and_not_one_shorter(token):
+    assert redact_value(f"use {token} now") == f"use {REDACTED} now"
+    short = token[:-1]
+    assert redact_value(f"use {short} now") == f"use {short} now"
+
+
+@pytest.mark.parametrize(("name", "secret"), [("HF_TOKEN", True), ("RUN_NAME", False)])
+def test_scrub_minimum_length_is_six_characters(name, secret):
+    # Values of five characters are left in free text (they would mangle it); six are taken out.
+    env = {name: "abcdef", "OTHER_TOKEN": "abcde"}
+    said = scrub("x abcdef y abcde z", env)
+    assert said == ("x <redacted> y abcde z" if secret else "x abcdef y abcde z")
+
+
+@pytest.mark.parametrize("kind", sorted(AWKWARD_SECRETS) + ["quote and non-ascii"])
+def test_each_escaped_form_of_a_secret_is_scrubbed_under_a_name_that_is_not_secret(kind):
+    # A child's JSON or a repr quoting the secret under an ordinary key ("msg"): only the escaped forms of the
+    # environment's value can catch it (no field name, no token shape). The non-secret PATH comes first.
+    secret = AWKWARD_SECRETS.get(kind, 'wört"geheim-1')
+    env = {"PATH": "/usr/bin", "HF_TOKEN": secret}
+    for ascii_only in (True, False):
+        text = json.dumps({"msg": f"bad {secret}!"}, ensure_ascii=ascii_only)
+        assert scrub(text, env) == json.dumps({"msg": f"bad {REDACTED}!"}), (ascii_only, text)
+    said = scrub(repr(f"bad {secret}!"), env)
+    assert said[1:-1] == f"bad {REDACTED}!", said
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('token="" next', 'token="" next'),  # an empty value hides nothing: left as written
+        ("password='' next", "password='' next"),
+        ('password="x" next', 'password="<redacted>" next'),  # one character is still the secret
+        ("password='x', next", "password='<redacted>', next"),
+        ('{"password": "x"}', '{"password": "<redacted>"}'),
+        ("f(token=).", "f(token=)."),  # nothing but punctuation: no value to take
+        ("password=Xylophone1 next", "password=<redacted> next"),  # no first letter is kept, whatever it is
+        ("password=XX", "password=<redacted>"),
+    ],
+)
+def test_short_and_empty_field_values(text, expected):
+    assert redact_value(text) == expected

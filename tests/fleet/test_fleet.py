@@ -574,3 +574,38 @@ def test_the_footer_is_the_wait_since_the_command_started(real, tmp_path, monkey
     assert footer is not None and 2.5 <= float(footer[1]) < 60, shown.output
     as_json = CliRunner().invoke(main, ["fleet", str(tmp_path), "--json"])
     assert 2.5 <= json.loads(as_json.output)["duration_s"] < 60
+
+
+@pytest.mark.parametrize(("share", "slow"), [(0.80, True), (0.85, False)])
+def test_a_group_of_exactly_two_nodes(real: dict[str, Any], tmp_path: Path, share: float, slow: bool) -> None:
+    """Two nodes of one CPU model: the fleet median is the mean of the two figures. Node b at 80 % of a is
+    1 - 0.8 / 0.9 = 11.1 % below that median (slow at the 10 % line); at 85 %, 1 - 0.85 / 0.925 = 8.1 % (not).
+    Node a, above the median, is never slow."""
+    a = as_node(real["bench_cpu"], "node-a")
+    b = as_node(real["bench_cpu"], "node-b")
+    for r in b["results"]:
+        if isinstance(r.get("value"), (int, float)):
+            r["value"] *= share
+    proc, doc = fleet(*write(tmp_path, {"node-a": a, "node-b": b}))
+    assert doc is not None
+    compared = [c for c in doc["comparisons"] if c["device_kind"] != "gpu"]
+    assert compared, doc["comparisons"]
+    expected = 1 - share / ((1 + share) / 2)
+    for c in compared:
+        assert c["devices"] == 2 and c["slow"] == (1 if slow else 0), c
+    slow_ones = doc["slow_cpus"]
+    assert {s["hostname"] for s in slow_ones} == ({"node-b"} if slow else set())
+    for s in slow_ones:
+        assert s["shortfall"] == pytest.approx(expected, abs=1e-4)
+    assert proc.returncode == (1 if slow else 0)
+    assert node(doc, "node-a")["status"] != "fail"
+
+
+def test_a_skipped_source_degrades_a_healthy_fleet_to_a_warning(real: dict[str, Any], tmp_path: Path) -> None:
+    docs = {f"gpu-{i}": as_node(real["h100x4"], f"gpu-{i}", uuid_prefix=f"n{i}") for i in range(2)}
+    paths = write(tmp_path / "ok", docs)
+    proc, doc = fleet(*paths)
+    assert doc is not None and (doc["status"], proc.returncode) == ("ok", 0)
+    proc, doc = fleet(*paths, str(tmp_path / "missing.json"))
+    # One node's report could not be read: the fleet is not known to be healthy, but nothing failed either.
+    assert doc is not None and (doc["status"], proc.returncode) == ("warn", 0)

@@ -138,3 +138,22 @@ def test_the_bench_report_has_devices_with_identity_the_preflight_and_marked_fig
     assert "| `matmul.fp8` | fp8 | **fail** 1000 TFLOP/s |" in text
     assert "- `matmul.fp8` on `cuda:0`: wrong result: error 0.5" in text
     assert "Comparison with `base.json`: no figure in common" in text
+
+
+def test_the_fix_of_a_warning_and_of_a_crash_are_listed_and_those_of_a_pass_or_a_skip_are_not():
+    checks = [
+        {"id": "gpu.pcie", "title": "PCIe", "status": "warn", "summary": "x8 of x16",
+         "fix": {"text": "Reseat the card | riser.", "command": None}},
+        {"id": "gpu.nvlink", "title": "NVLink", "status": "crash", "summary": "KeyError",
+         "fix": {"text": "Report the bug.", "command": "envcheck doctor -v"}},
+        {"id": "host.cpu", "title": "CPU", "status": "ok", "summary": "64 cores",
+         "fix": {"text": "Nothing to do here.", "command": None}},
+        {"id": "host.shm", "title": "shm", "status": "skip", "summary": "no /dev/shm",
+         "fix": {"text": "Skipped, no fix needed.", "command": None}},
+    ]  # fmt: skip
+    lines = markdown(doctor_doc(checks=checks)).splitlines()
+    warned = lines.index("- **`gpu.pcie`** (warn): Reseat the card \\| riser.")
+    assert lines[warned + 1] == "- **`gpu.nvlink`** (crash): Report the bug."  # no command: no code block
+    assert lines[warned + 2 : warned + 5] == ["  ```sh", "  envcheck doctor -v", "  ```"]
+    text = "\n".join(lines)
+    assert "Nothing to do here." not in text and "Skipped, no fix needed." not in text

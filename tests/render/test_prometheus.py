@@ -194,3 +194,67 @@ def test_every_documented_family_has_a_sample_for_every_gpu_of_a_healthy_machine
         assert samples, f"{name} has no sample"
         if name.startswith("envcheck_gpu_"):
             assert {s.labels["gpu"] for s in samples} == {"0", "1", "2", "3"}, name
+
+
+# -- values read back as numbers, from hand-built documents ---------------------------------------------------
+
+
+def document(checks: list[tuple[str, str]], gpus: list[dict] | None = None) -> dict:
+    return {
+        "schema": "envcheck.doctor/1",
+        "generated_at": "2026-01-02T03:04:05+00:00",
+        "duration_s": 2.5,
+        "host": {"hostname": "node-a"},
+        "checks": [{"id": i, "status": s, "summary": ""} for i, s in checks],
+        "gpus": gpus or [],
+    }
+
+
+def exposed(doc: dict, monkeypatch) -> dict[str, list]:
+    from envcheck.render.prometheus import exposition
+
+    monkeypatch.delenv("NODE_NAME", raising=False)
+    return families(exposition(doc))
+
+
+@pytest.mark.parametrize(
+    ("checks", "healthy"),
+    [
+        ([("gpu.ecc", "ok"), ("gpu.pcie", "warn"), ("host.cpu", "skip")], 1),
+        ([("gpu.ecc", "ok"), ("gpu.nvlink", "crash")], 0),  # a crashed check alone: not healthy
+        ([("gpu.ecc", "fail"), ("gpu.pcie", "warn")], 0),
+    ],
+)
+def test_node_health_and_the_counts_read_back_as_numbers(monkeypatch, checks, healthy):
+    metrics = exposed(document(checks), monkeypatch)
+    assert value(metrics["envcheck_node_healthy"], Hostname="node-a") == healthy
+    for status in STATUSES:
+        assert value(metrics["envcheck_checks"], status=status) == sum(s == status for _, s in checks)
+    for check_id, status in checks:
+        assert value(metrics["envcheck_check_status"], check=check_id, status=status, area=check_id.split(".")[0]) == 1
+    assert value(metrics["envcheck_run_duration_seconds"]) == 2.5
+    assert value(metrics["envcheck_last_run_timestamp_seconds"]) == 1767323045.0  # 2026-01-02 03:04:05 UTC
+
+
+def test_gpu_readings_are_numbers_percentages_are_ratios_and_flags_are_0_or_1(monkeypatch):
+    gpu = {
+        "index": 0, "uuid": "GPU-1", "pci_bus_id": "00000000:18:00.0", "name": "NVIDIA H100 80GB HBM3",
+        "utilization_gpu_pct": 37, "temperature_c": 61, "power_draw_w": 312.5, "memory_used_bytes": 3 * 2**30,
+        "remapped_rows_pending": True, "remapped_rows_failed": False, "ecc_volatile_uncorrected": 2,
+        "ecc_aggregate_uncorrected": None, "remapped_rows_correctable": 4, "clocks_event_reasons": 0x8,
+    }  # fmt: skip
+    lost = {"index": 1, "lost": True}
+    metrics = exposed(document([("gpu.ecc", "ok")], [gpu, lost]), monkeypatch)
+    assert value(metrics["envcheck_gpu_utilization_ratio"], gpu="0") == pytest.approx(0.37)
+    assert value(metrics["envcheck_gpu_temperature_celsius"], gpu="0") == 61
+    assert value(metrics["envcheck_gpu_power_watts"], gpu="0") == 312.5
+    assert value(metrics["envcheck_gpu_memory_used_bytes"], gpu="0") == 3 * 2**30
+    assert value(metrics["envcheck_gpu_row_remap_pending"], gpu="0") == 1
+    assert value(metrics["envcheck_gpu_row_remap_failed"], gpu="0") == 0
+    assert value(metrics["envcheck_gpu_ecc_errors"], gpu="0", type="volatile_uncorrected") == 2
+    assert [s for s in metrics["envcheck_gpu_ecc_errors"] if s.labels["type"] == "aggregate_uncorrected"] == []
+    assert value(metrics["envcheck_gpu_remapped_rows"], gpu="0", type="correctable") == 4
+    assert value(metrics["envcheck_gpu_throttle_reason"], gpu="0", reason="hw_slowdown") == 1
+    assert value(metrics["envcheck_gpu_throttle_reason"], gpu="0", reason="sw_power_cap") == 0
+    assert (value(metrics["envcheck_gpu_up"], gpu="0"), value(metrics["envcheck_gpu_up"], gpu="1")) == (1, 0)
+    assert {s.labels["gpu"] for s in metrics["envcheck_gpu_temperature_celsius"]} == {"0"}

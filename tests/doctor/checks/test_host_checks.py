@@ -278,3 +278,46 @@ def test_low_open_files_limit_warns_with_a_command_that_works_without_root(hard,
 def test_container_is_reported(kind, words):
     result = judge("host.container", healthy(container=ContainerInfo(kind, ["/.dockerenv exists"] if kind else [])))
     assert result.status is Status.OK and words in result.summary
+
+
+# -- each of two thresholds alone ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("total_gib", "available_gib", "status"),
+    [
+        (16, 3, Status.WARN),  # under 4 GiB, though 3 GiB is 19 % of 16: the absolute threshold alone
+        (1024, 50, Status.WARN),  # 50 GiB is plenty, but under 10 % of 1 TiB: the fractional threshold alone
+        (16, 4, Status.OK),  # exactly 4 GiB (25 %): neither
+        (1000, 100, Status.OK),  # exactly 10 % (100 GiB): neither
+        (1000, 99, Status.WARN),
+    ],
+)
+def test_memory_each_threshold_fires_alone(total_gib, available_gib, status):
+    result = judge("host.memory", healthy(memory=MemoryInfo(total_gib * GiB, available_gib * GiB)))
+    assert result.status is status, result.summary
+    assert result.details["available_bytes"] == available_gib * GiB
+
+
+def test_a_container_limit_to_raise_is_worked_out_from_the_threshold_that_binds():
+    # 100 GiB limit, 95 GiB used: 5 GiB free is over 4 GiB but under 10 %. Leaving 10 % free with 95 GiB held
+    # takes 95 / 0.9 = 105.6 GiB, more than 95 + 4 = 99: docker's whole GiB above that is 106g.
+    result = judge("host.memory", healthy(memory=MemoryInfo(1024 * GiB, 900 * GiB, 100 * GiB, 95 * GiB)))
+    assert result.status is Status.WARN and "(`docker run --memory=106g` or more)" in result.fix.text
+    # 20 GiB limit, 17 GiB used: 3 GiB free is 15 %, under 4 GiB alone; 17 + 4 = 21 GiB beats 17 / 0.9 = 18.9.
+    result = judge("host.memory", healthy(memory=MemoryInfo(1024 * GiB, 900 * GiB, 20 * GiB, 17 * GiB)))
+    assert result.status is Status.WARN and "(`docker run --memory=21g` or more)" in result.fix.text
+
+
+@pytest.mark.parametrize(
+    ("total", "free", "words"),
+    [
+        (1 * GiB, 512 * MiB, None),  # exactly at both thresholds: fine
+        (1 * GiB - 1, 1 * GiB - 1, "too small"),  # size alone
+        (1 * GiB, 512 * MiB - 1, "nearly full"),  # free space alone
+    ],
+)
+def test_shm_each_threshold_fires_alone(total, free, words):
+    result = judge("host.shm", healthy(shm=ShmInfo("/dev/shm", total, free)))
+    assert result.status is (Status.OK if words is None else Status.WARN)
+    assert words is None or words in result.summary

@@ -717,3 +717,23 @@ def test_same_major_newer_torch_offers_the_variant_this_driver_runs(nvml: Callab
     result = judge("torch.driver_compat", cuda_torch("13.2"))
     assert result.status is Status.WARN
     assert result.fix is not None and "install the torch cu130 variant" in result.fix.text
+
+
+@pytest.mark.parametrize(
+    ("driver", "status"),
+    [
+        # 525.105.17 is newer than 525.60.13 (105 > 60), though it sorts first as text: minor-version
+        # compatibility runs torch's CUDA 12.4 on it, with a warning.
+        ("525.105.17", Status.WARN),
+        ("525.60.13", Status.WARN),  # the minimum itself
+        ("525.60.9", Status.FAIL),  # 9 < 13: one below the minimum, though "9" sorts after "13" as text
+        ("525.53.99", Status.FAIL),
+    ],
+)
+def test_driver_versions_are_compared_as_numbers(monkeypatch: pytest.MonkeyPatch, driver: str, status: Status) -> None:
+    h100 = fakenvml.h100(0)
+    fakenvml.install(fakenvml.FakeNvmlLib([h100], driver_version=driver, cuda_version=12000), monkeypatch)
+    result = judge("torch.driver_compat", cuda_torch("12.4"))
+    assert result.status is status, result.summary
+    if status is Status.FAIL:
+        assert result.summary.startswith(f"driver {driver} is older than 525.60.13, the minimum for CUDA 12.x")
