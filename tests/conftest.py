@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+import psutil
 import pytest
 
 from tests import cuda_torch, fakenvml
@@ -33,3 +34,16 @@ def nvml(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], fakenvml.FakeNvmlLi
         return lib
 
     return use
+
+
+@pytest.fixture
+def left_behind() -> Callable[[], list[psutil.Process]]:
+    """``left_behind()``: the processes this test started that are still there, running or dead and not reaped.
+    Only this test's: a probe an earlier in-process doctor no longer needed may still be finishing (the
+    runner does not wait for data no check reads), and it is not a worker this test left behind."""
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+
+    def left() -> list[psutil.Process]:
+        return [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+
+    return left

@@ -10,7 +10,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import psutil
 import pytest
 
 from envcheck.burn import plan
@@ -73,7 +72,7 @@ def test_each_signal_has_its_own_exit_code():
 # -- workers on CPU devices --------------------------------------------------------------------------------------
 
 
-def test_a_wrong_result_fails_that_device_only_and_a_crashed_worker_fails_its_own():
+def test_a_wrong_result_fails_that_device_only_and_a_crashed_worker_fails_its_own(left_behind):
     """cpu:1 computes one wrong element once; cpu:2's worker dies of SIGSEGV at its first check; cpu:0 is fine."""
     request = replace(BurnRequest.parse(device="cpu", duration="3s"), check_every_s=1.0)
     started = time.monotonic()
@@ -102,10 +101,10 @@ def test_a_wrong_result_fails_that_device_only_and_a_crashed_worker_fails_its_ow
 
     assert doc["exit_code"] == 1 and doc["summary"]["verdict"] == "failed" and not doc["interrupted"]
     assert took < 30
-    assert not psutil.Process().children(recursive=True)  # no worker left behind
+    assert not left_behind()  # no worker left behind
 
 
-def test_a_worker_that_hangs_is_killed_at_its_deadline_and_named_while_its_sibling_keeps_its_figures():
+def test_a_worker_that_hangs_is_killed_at_its_deadline_and_named_while_its_sibling_keeps_its_figures(left_behind):
     """cpu:1's first check never returns (a wedged driver): after its silence allowance the worker gets SIGUSR1
     for its stack, then its process group is killed; the run ends instead of waiting out the duration's grace,
     cpu:1 fails burn.worker naming the hang, and cpu:0's burn is whole."""
@@ -127,7 +126,7 @@ def test_a_worker_that_hangs_is_killed_at_its_deadline_and_named_while_its_sibli
     assert hung["error"] and "hung" in hung["error"]
     assert doc["exit_code"] == 1 and not doc["interrupted"]
     assert took < 30  # not the 30 s a finished burn's last check is allowed
-    assert not psutil.Process().children(recursive=True)
+    assert not left_behind()
 
 
 def test_a_request_for_a_gpu_where_there_is_none_is_one_line():
