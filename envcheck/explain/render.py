@@ -100,7 +100,7 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
         if verdict != "shown" and match.get("there"):
             lines.indented("where it happened:", match["there"])
         fix = match.get("fix") or {}
-        lines.indented("fix:", fix.get("text", ""))
+        lines.indented("fix:" if verdict != "shown" else "in general:", fix.get("text", ""))
         if fix.get("command"):
             lines.indented("run:", fix["command"])
         lines.indented("learnt from:", ", ".join(match.get("sources") or []))

@@ -450,6 +450,29 @@ SIGNATURES: tuple[Signature, ...] = (
         ("deepspeedai/DeepSpeed#2772", "hiyouga/LlamaFactory#9270"),
     ),
     Signature(
+        "deepspeed.ops_mismatch",
+        "DeepSpeed's compiled ops are for another torch or CUDA",
+        _p(r"PyTorch and CUDA version mismatch! DeepSpeed ops were compiled"),
+        "DeepSpeed's prebuilt ops were compiled against another torch or CUDA than the ones installed now "
+        "(torch was upgraded after DeepSpeed was built).",
+        ("packages.torch", "torch.nvcc"),
+        "Rebuild DeepSpeed's ops for this torch (`DS_BUILD_OPS=1 pip install --no-build-isolation "
+        "--force-reinstall deepspeed`), or let them compile just in time.",
+        "Run `ds_report` in the job's environment: it shows the torch and CUDA the ops were built for.",
+        ("deepspeedai/DeepSpeed#2772",),
+    ),
+    Signature(
+        "triton.unknown_gpu",
+        "Triton's compiler does not know this GPU",
+        _p(r"is not a recognized processor for this target"),
+        "The installed Triton's LLVM predates this GPU (sm_120 on an older Triton): torch.compile and "
+        "Triton kernels cannot be built for it.",
+        ("packages.dependencies", "torch.arch"),
+        "Install the Triton release that the torch build pins (torch and Triton go together), new enough for this GPU.",
+        "Compare `pip show triton` with the `triton==` pin in `pip show torch` (Requires) in the job's environment.",
+        ("lllyasviel/Fooocus#3862",),
+    ),
+    Signature(
         "apex.cuda_mismatch",
         "The CUDA toolkit differs from torch's CUDA",
         _p(r"The detected CUDA version \([\d.]+\) mismatches the version that was used to compile PyTorch"),
@@ -573,7 +596,7 @@ SIGNATURES: tuple[Signature, ...] = (
         "GPU peer-to-peer does not work",
         _p(
             r"peer access is not supported between these two devices|cudaErrorPeerAccessUnsupported"
-            r"|peer mapping resources exhausted|NCCL_P2P_DISABLE=1"
+            r"|peer mapping resources exhausted|NCCL_P2P_DISABLE=1|Missing \"iommu=pt\" from kernel command line"
         ),
         "Direct GPU-to-GPU copies fail or hang: PCIe ACS or the IOMMU routes them through the root complex, "
         "or the cards (GeForce) have P2P disabled; collectives then hang until NCCL_P2P_DISABLE=1.",
@@ -582,7 +605,7 @@ SIGNATURES: tuple[Signature, ...] = (
         "cards keep NCCL_P2P_DISABLE=1.",
         "On that node: `sudo lspci -vvv | grep ACSCtl` (SrcValid+ ReqRedir+ means redirected), "
         "`cat /proc/cmdline`, and `envcheck comm` there.",
-        ("NVIDIA/nccl#257", "NVIDIA/nccl#2079", "NVIDIA/nccl#667", "NVIDIA/nccl-tests#117"),
+        ("NVIDIA/nccl#257", "NVIDIA/nccl#2079", "NVIDIA/nccl#667", "NVIDIA/nccl-tests#117", "ROCm/vllm#390"),
         "envcheck comm",
     ),
     Signature(
