@@ -10,6 +10,7 @@ log line is never rich markup, a ``|`` never ends a Markdown cell, a ``<`` never
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from envcheck.core.report import EXPLAIN_SCHEMA
@@ -77,12 +78,10 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
     )
     for match in matches:
         console.print()
-        lines.row(
-            f"{mark(console, match_status(match))} ",
-            f"[bold]{escape(match.get('title', ''))}[/]  [dim]{escape(match.get('id', ''))}[/]",
-        )
+        title = f"[bold]{escape(match.get('title', ''))}[/]  [dim]{escape(match.get('id', ''))}[/]"
+        lines.row(f"{mark(console, match_status(match))} ", title)
         for line in match.get("lines") or []:
-            lines.indented(f"{line.get('source')}:{line.get('line')}", line.get("text", ""))
+            lines.indented(f"{line.get('source')}:{line.get('line')}:", line.get("text", ""))
         more = (match.get("count") or 0) - len(match.get("lines") or [])
         if more > 0:
             lines.indented("...", f"and {more} more")
@@ -90,18 +89,30 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
         for fact in facts_lines(match.get("facts") or {}):
             lines.indented("found:", fact)
         verdict = match.get("verdict")
-        console.print(
-            f"    [bold]{escape(VERDICT_WORDS.get(verdict, str(verdict)))}[/]"
-            + (":" if verdict == "shown" else f" ({escape(', '.join(match.get('checks') or []))}):")
-        )
+        checks = ", ".join(match.get("checks") or [])
+        lines.row("      ", f"[bold]{escape(VERDICT_WORDS.get(verdict, str(verdict)))}[/] [dim]({escape(checks)})[/]:")
+        commands = set()
         for result in match.get("results") or []:
-            if verdict != "shown" or result.get("status") in ("warn", "fail", "crash"):
-                lines.result(result)
+            if verdict == "shown" and result.get("status") not in ("warn", "fail", "crash"):
+                continue
+            lines.row(
+                f"        {mark(console, result.get('status', 'skip'))} ",
+                escape(f"{result.get('title')}: {result.get('summary')}") + f"  [dim]{escape(result.get('id', ''))}[/]",
+            )
+            fix = result.get("fix") or {}
+            if fix and result.get("status") in ("warn", "fail", "crash"):
+                lines.row("            [cyan]fix:[/] ", escape(fix.get("text", "")))
+                if fix.get("command"):
+                    commands.add(fix["command"])
+                    lines.row("            [cyan]run:[/] ", escape(fix["command"]))
+            if lines.verbose and result.get("details"):
+                for text in json.dumps(result["details"], indent=2, ensure_ascii=False).splitlines():
+                    console.print(f"            [dim]{escape(text)}[/]")
         if verdict != "shown" and match.get("there"):
             lines.indented("where it happened:", match["there"])
         fix = match.get("fix") or {}
         lines.indented("fix:" if verdict != "shown" else "in general:", fix.get("text", ""))
-        if fix.get("command"):
+        if fix.get("command") and fix["command"] not in commands:
             lines.indented("run:", fix["command"])
         lines.indented("learnt from:", ", ".join(match.get("sources") or []))
 
