@@ -145,11 +145,15 @@ def judge(
     wanted = list(dict.fromkeys(c for h in hits for c in h.signature.checks))
     results: dict[str, CheckResult] = {}
     if wanted:
+        env = dict(os.environ if env is None else env)
+        if any(c.split(".")[0] == "torch" for c in wanted):
+            # Importing torch (in a child) is the longest wait: start it before the doctor's modules load.
+            from envcheck.probes.torch import start_early
+
+            start_early(env, deadline_s)
         from envcheck.doctor.app import DoctorRequest, run_doctor
 
-        doctor = run_doctor(
-            DoctorRequest(tuple(wanted), env=dict(os.environ if env is None else env), deadline_s=deadline_s)
-        )
+        doctor = run_doctor(DoctorRequest(tuple(wanted), env=env, deadline_s=deadline_s))
         results = {r.id: r for r in doctor.results}
     matches = tuple(
         Match(
