@@ -6,6 +6,9 @@ from __future__ import annotations
 import io
 import time
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from envcheck.explain import scan
 from envcheck.explain.scan import KEEP_LINES, LINE_CHARS, Scanner
 
@@ -71,3 +74,33 @@ def test_two_matches_on_one_line_keep_the_line_once_and_count_both() -> None:
 
 def test_bytes_that_are_not_utf8_do_not_stop_the_scan() -> None:
     assert "cuda.no_kernel_image" in scanned(b"\xff\xfe garbage\n" + ERROR).hits
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    cuts=st.lists(st.integers(min_value=1, max_value=400), min_size=1, max_size=40),
+    block=st.integers(min_value=16, max_value=512),
+)
+def test_however_the_bytes_arrive_the_same_lines_are_found(cuts, block) -> None:
+    """A pipe delivers bytes in any pieces and blocks end wherever they fill: the lines found, their
+    numbers and the counts are those of the whole text read at once."""
+    data = NOISE + ERROR + NOISE * 3 + b"NCCL WARN shm_open failed : Permission denied\n" + ERROR + NOISE
+    whole = scanned(data)
+    original = scan.BLOCK
+    scan.BLOCK = block
+    try:
+        scanner = Scanner()
+        feed = scanner.source("log")
+        at = 0
+        for size in cuts * (len(data) // sum(cuts) + 1):
+            feed.write(data[at : at + size])
+            at += size
+            if at >= len(data):
+                break
+        feed.close()
+    finally:
+        scan.BLOCK = original
+    assert {k: (h.count, h.lines) for k, h in scanner.hits.items()} == {
+        k: (h.count, h.lines) for k, h in whole.hits.items()
+    }
+    assert scanner.lines == whole.lines
