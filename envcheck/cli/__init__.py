@@ -38,6 +38,10 @@ COMMANDS = {
     ),
     "burn": ("envcheck.burn.cli:burn", "Burn the GPUs in: a sustained matmul load on every device at once."),
     "fleet": ("envcheck.fleet.cli:fleet", "Merge many nodes' envcheck reports into one fleet report."),
+    "explain": (
+        "envcheck.explain.cli:explain",
+        "Say what a pasted error means, and whether this machine shows its cause.",
+    ),
 }
 
 

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn
 
 import click
 
@@ -37,9 +37,11 @@ def deliver(
     output: str | None,
     verbose: bool,
     save: str | None = None,
+    stream: IO[str] | None = None,
 ) -> ExitCode | None:
     """Redact once, write the --output file and the bench's --save baseline (JSON) if asked, then render
-    to stdout. Returns an exit code that overrides the run's own when a write failed (74), else None.
+    to stdout (or ``stream``: ``explain -- CMD`` leaves stdout to the command). Returns an exit code that
+    overrides the run's own when a write failed (74), else None.
     Each file is written by what its path is (a file replaced atomically, a FIFO or device written through,
     a directory or socket refused: :func:`envcheck.render.write_text_atomically`)."""
     from envcheck.core.files import path_shown
@@ -57,8 +59,8 @@ def deliver(
         except OSError as exc:
             error(f"cannot write {what}{path_shown(path)}: {exc.strerror or exc}")
             failed = True
-    render(document, stdout_format, make_console(), options)
-    sys.stdout.flush()
+    render(document, stdout_format, make_console(stream), options)
+    (stream or sys.stdout).flush()
     return ExitCode.OUTPUT_ERROR if failed else None
 
 
@@ -71,6 +73,7 @@ def delivered(
     output: str | None,
     verbose: bool = False,
     save: str | None = None,
+    stream: IO[str] | None = None,
 ) -> int:
     """The tail of every reporting command: deliver its document (:func:`deliver`); the code to exit
     with, the run's own or 74 when a file could not be written, or 128 + the signal when an orderly stop
@@ -78,7 +81,13 @@ def delivered(
     from envcheck.core import stop
 
     override = deliver(
-        document, stdout_format=stdout_format, file_format=file_format, output=output, verbose=verbose, save=save
+        document,
+        stdout_format=stdout_format,
+        file_format=file_format,
+        output=output,
+        verbose=verbose,
+        save=save,
+        stream=stream,
     )
     code = int(override if override is not None else exit_code)
     in_force = stop.current()

@@ -103,6 +103,38 @@ def start(
     return proc
 
 
+def start_wrapped(argv: Sequence[str]) -> subprocess.Popen[bytes]:
+    """Start a command envcheck wraps (``envcheck explain -- CMD``): stdin is envcheck's, stdout and stderr
+    are piped (envcheck passes them on as they come), and it runs in a process group of its own, to which
+    envcheck forwards the signals it gets (Ctrl-C, a scheduler's SIGTERM). Like every child, it dies with
+    envcheck (:data:`_DIE_WITH_PARENT`, and envcheck's exit kills its group) until :func:`release`.
+    Raises :class:`OSError` when it cannot be started."""
+    die = _DIE_WITH_PARENT
+
+    def own_group() -> None:
+        os.setpgid(0, 0)
+        if die is not None:
+            die()
+
+    with _LIVE_LOCK:
+        _STARTING.active = True
+        try:
+            proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=own_group)
+            _LIVE.add(proc)
+        finally:
+            _STARTING.active = False
+    if _PENDING and threading.current_thread() is threading.main_thread():
+        _terminate(_PENDING[0])
+    return proc
+
+
+def release(proc: subprocess.Popen[bytes]) -> None:
+    """A wrapped command that ended is no longer envcheck's to kill: what it left running (a daemon it
+    started on purpose) stays, as it would have without envcheck."""
+    with _LIVE_LOCK:
+        _LIVE.discard(proc)
+
+
 def wait(
     proc: subprocess.Popen[bytes],
     timeout_s: float,

@@ -26,6 +26,7 @@ BENCH_SCHEMA = "envcheck.bench/1"
 BURN_SCHEMA = "envcheck.burn/1"
 COMM_SCHEMA = "envcheck.comm/1"
 FLEET_SCHEMA = "envcheck.fleet/1"
+EXPLAIN_SCHEMA = "envcheck.explain/1"
 
 _SCHEMA = re.compile(r"^envcheck\.([a-z][a-z_]*)/([0-9]{1,6})$")
 

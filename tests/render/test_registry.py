@@ -19,11 +19,11 @@ from click.testing import CliRunner
 
 import envcheck
 import envcheck.render as render_package
-from envcheck.core.report import BENCH_SCHEMA, BURN_SCHEMA, COMM_SCHEMA, DOCTOR_SCHEMA, FLEET_SCHEMA
+from envcheck.core.report import BENCH_SCHEMA, BURN_SCHEMA, COMM_SCHEMA, DOCTOR_SCHEMA, EXPLAIN_SCHEMA, FLEET_SCHEMA
 from envcheck.render import RenderOptions, formats, make_console, render
 from tests.test_layers import ROOT, imports, module_name
 
-KINDS = (DOCTOR_SCHEMA, BENCH_SCHEMA, BURN_SCHEMA, COMM_SCHEMA, FLEET_SCHEMA)
+KINDS = (DOCTOR_SCHEMA, BENCH_SCHEMA, BURN_SCHEMA, COMM_SCHEMA, FLEET_SCHEMA, EXPLAIN_SCHEMA)
 
 
 def rendered(doc: Any, fmt: str) -> str:
