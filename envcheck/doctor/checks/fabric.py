@@ -13,9 +13,9 @@ the GPU (index and PCI bus id) and the link; nothing here changes GPU state or n
 
 from __future__ import annotations
 
-import math
+import re
 from collections import Counter as Tally
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from envcheck.core.model import NA, SkipCheck, Verdict, available, fail, ok, skip, warn
@@ -39,9 +39,12 @@ COUNTER_WORDS = {
 #: Error rates NVIDIA counts as a fault (DCGM's ``dcgm_gpu_hardware_limits.h``): PCIe replays above 8 a minute
 #: ("the maximum recommended by RM"), NVLink CRC errors at 100 a second and more ("CRC errors only matter at rates
 #: of 100+ per second"); any other NVLink error counted while watched (``DCGM_LIMIT_MAX_LWLINK_ERROR`` 1).
-PCIE_REPLAY_LIMIT_PER_S = 8 / 60
+PCIE_REPLAY_LIMIT_PER_MIN = 8
 NVLINK_CRC_LIMIT_PER_S = 100.0
-NVLINK_LIMITS_PER_S = {"crc_flit": NVLINK_CRC_LIMIT_PER_S, "crc_data": NVLINK_CRC_LIMIT_PER_S}
+NVLINK_CRC_COUNTERS = ("crc_flit", "crc_data")
+#: PCIe replays since the driver loaded are judged by their average rate only after this long up: within it, a
+#: burst while the links trained at boot would read as a rate.
+HISTORY_JUDGED_AFTER_S = 3600.0
 
 #: Words for P2P statuses (nvml.h ``nvmlGpuP2PStatus_t``).
 P2P_WORDS = {
@@ -128,6 +131,10 @@ PCIE_REPLAY_FIX = (
     "costs bandwidth now and can drop the GPU off the bus (Xid 79). Drain the node, reseat the GPU and check its "
     "riser or cable; if it keeps counting, move the card to another slot or ask the vendor."
 )
+PCIE_REPLAY_WATCH_FIX = (
+    "A few replays while envcheck watched half a second or so: too short a watch to tell a marginal link from a "
+    "burst. Watch longer under load: `envcheck burn` reads the counter through its run and judges the rate."
+)
 PCIE_REPLAY_HISTORY_FIX = (
     "None was counted while envcheck watched, but the count since the driver loaded averages more than the 8 a "
     "minute NVIDIA recommends at most: the link replays at times (under load, or in bursts). Run `envcheck burn` "
@@ -197,26 +204,35 @@ def _judged(problems: list[Problem], details: dict[str, Any], *, command: Any) -
 
 
 def _counted(
-    counters: dict[str, Any], interval_s: float | None, limits: dict[str, float] | None = None
+    counters: dict[str, Any], watched_s: float | None, over: Callable[[str, int, float], bool], under: str = ""
 ) -> tuple[str, str] | None:
-    """(severity, words) for the counters (name -> :class:`~envcheck.probes.nvml.fabric.Counter`) that rose while
-    watched: ``fail`` where one rose faster than its limit in ``limits`` (per second; a counter without one fails
-    on any rise), else ``warn``; None when none rose. A steady count is history, not a fault now: it is left to
-    :func:`_history` to report."""
+    """(severity, words) for the counters (name -> :class:`~envcheck.probes.nvml.fabric.Counter`) that rose
+    while watched, ``watched_s`` apart: ``fail`` where ``over(name, rise, watched_s)`` says the rise is a fault,
+    else ``warn``, its words ending with ``under`` (why it is not judged a fault); None when none rose. A
+    steady count is history, not a fault now: :func:`_history` reports it."""
     rising = [(name, c) for name, c in counters.items() if c.rising]
     if not rising:
         return None
-    limits = limits or {}
-
-    def rate(c: Any) -> float:
-        return (c.later - c.first) / interval_s if interval_s else math.inf
-
-    over = any(name not in limits or rate(c) >= limits[name] for name, c in rising)
+    watched = watched_s or 0.0
     grew = ", ".join(f"{name} +{c.later - c.first} ({c.later} in all)" for name, c in rising)
-    if over:
-        return "fail", f"{grew} in {interval_s:g} s"
-    pace = ", ".join(f"{rate(c):.3g}/s" for _, c in rising)
-    return "warn", f"{grew} in {interval_s:g} s ({pace}, under NVIDIA's fault rate)"
+    words = f"{grew} in {watched:.2g} s"
+    if any(over(name, c.later - c.first, watched) for name, c in rising):
+        return "fail", words
+    return "warn", f"{words} ({under})"
+
+
+def _nvlink_over(name: str, rise: int, watched_s: float) -> bool:
+    """A replay, recovery or ECC error counted while watched is a fault (DCGM: one); CRC errors only from 100 a
+    second, over at least a second's worth of watching (a single error in a few milliseconds is no rate)."""
+    if name in {COUNTER_WORDS[n] for n in NVLINK_CRC_COUNTERS}:
+        return rise >= NVLINK_CRC_LIMIT_PER_S * max(watched_s, 1.0)
+    return True
+
+
+def _pcie_over(name: str, rise: int, watched_s: float) -> bool:
+    """More than 8 replays while watched is more than 8 a minute, whatever the watch (it is under a minute);
+    fewer cannot tell a rate from a burst in so short a watch."""
+    return rise > PCIE_REPLAY_LIMIT_PER_MIN
 
 
 def _history(counts: Iterable[tuple[str, int | NA]]) -> str:
@@ -276,8 +292,7 @@ def nvlink(ctx: Context) -> Verdict:
             problems.append(("fail", f"{label(gpu)}: {which} down ({up})", LINK_DOWN_FIX, gpu))
         for link in gpu.active_links:
             named = {COUNTER_WORDS[n]: c for n, c in link.counters.items()}
-            limits = {COUNTER_WORDS[n]: limit for n, limit in NVLINK_LIMITS_PER_S.items()}
-            found = _counted(named, info.interval_s, limits)
+            found = _counted(named, gpu.watched_s, _nvlink_over, "fewer than the 100 a second NVIDIA counts as a fault")
             if found is not None:
                 severity, words = found
                 fix = RISING_FIX if severity == "fail" else SLOW_CRC_FIX
@@ -310,12 +325,20 @@ def nvlink(ctx: Context) -> Verdict:
     return _judged(problems, details, command=lambda g: f"nvidia-smi nvlink -s -i {g.index}")
 
 
+#: Names of PCIe cards that take NVLink bridges (H100/H200 NVL, A100 PCIe, RTX and Quadro workstation cards,
+#: A40/A30/A10/A16, TITAN): their link indices outnumber their bridges. SXM modules (HGX, DGX) are not among them:
+#: every link of theirs is wired, to an NVSwitch or straight to another GPU.
+BRIDGED_CARD_NAME = re.compile(r"\bNVL\b|PCIe|\bRTX\b|Quadro|\bA(?:40|30|10|16)\b|TITAN", re.IGNORECASE)
+
+
 def _bridged(gpu: GpuFabric) -> bool:
-    """A PCIe card joined to its peers by NVLink bridges: no NVSwitch fabric, and every active link ends at a GPU
-    (an HGX board's links end at NVSwitches; a DGX-1's V100s, GPU to GPU, have no bridges but no spare link
-    indices either, so the model comparison still finds a link down there)."""
+    """A PCIe card joined to its peers by NVLink bridges: a bridge card's name, no NVSwitch fabric, and every
+    active link ends at a GPU. GPUs wired straight to each other on a board (a 4-GPU HGX, a DGX-1) are not:
+    a link down there is down."""
     on_switch = gpu.fabric.state in ("completed", "in_progress", "not_started")
-    return not on_switch and bool(gpu.active_links) and all(link.remote_type == "gpu" for link in gpu.active_links)
+    card = available(gpu.name) and BRIDGED_CARD_NAME.search(gpu.name) is not None
+    ends = bool(gpu.active_links) and all(link.remote_type == "gpu" for link in gpu.active_links)
+    return card and not on_switch and ends
 
 
 def _counters_read(gpu: GpuFabric) -> bool:
@@ -560,11 +583,16 @@ def pcie_replay(ctx: Context) -> Verdict:
             words = f"{label(gpu)}: the driver refused to read its PCIe replays (no permission)"
             problems.append(("warn", words, REFUSED_FIX, gpu))
             continue
-        limits = {"PCIe replays": PCIE_REPLAY_LIMIT_PER_S}
-        found = _counted({"PCIe replays": gpu.pcie_replay}, info.interval_s, limits)
+        found = _counted(
+            {"PCIe replays": gpu.pcie_replay},
+            gpu.watched_s,
+            _pcie_over,
+            "8 or fewer: too short a watch to tell a rate above NVIDIA's 8 a minute; `envcheck burn` watches longer",
+        )
         if found is not None:
             severity, words = found
-            problems.append((severity, f"{label(gpu)}: {words}", PCIE_REPLAY_FIX, gpu))
+            fix = PCIE_REPLAY_FIX if severity == "fail" else PCIE_REPLAY_WATCH_FIX
+            problems.append((severity, f"{label(gpu)}: {words}", fix, gpu))
         elif available(gpu.pcie_replay.value) and gpu.pcie_replay.value > 0:
             history.append((gpu, gpu.pcie_replay.value))
     if not any(available(g.pcie_replay.first) for g in gpus) and not problems:
@@ -574,10 +602,11 @@ def pcie_replay(ctx: Context) -> Verdict:
         from envcheck.probes.host import seconds_since_boot
 
         # The count is since the driver loaded, which is no earlier than boot: dividing by the uptime gives a
-        # rate no higher than the real one, so a rate above the limit is above it for sure.
+        # rate no higher than the real one, so a rate above the limit is above it for sure. Within the first
+        # hour a burst while the links trained at boot would read as a rate: not judged then.
         up = seconds_since_boot()
         for gpu, count in history:
-            if up and count / up > PCIE_REPLAY_LIMIT_PER_S:
+            if up and up >= HISTORY_JUDGED_AFTER_S and count / up * 60 > PCIE_REPLAY_LIMIT_PER_MIN:
                 words = (f"{label(gpu)}: {count} PCIe replays since the driver loaded, none while watched: "
                          f"{count / up * 60:.3g} a minute on average since boot (NVIDIA: at most 8)")  # fmt: skip
                 problems.append(("warn", words, PCIE_REPLAY_HISTORY_FIX, gpu))
@@ -585,7 +614,12 @@ def pcie_replay(ctx: Context) -> Verdict:
         return _judged(problems, details, command=lambda g: f"nvidia-smi -q -i {g.index} | grep -i -A1 replay")
     if history:
         counted = ", ".join(f"{count} on GPU {gpu.index}" for gpu, count in history)
-        pace = "under NVIDIA's 8 a minute since boot" if up else "the time since boot is not known"
+        if not up:
+            pace = "the time since boot is not known"
+        elif up < HISTORY_JUDGED_AFTER_S:
+            pace = "within an hour of boot, when the links' training counts some"
+        else:
+            pace = "under NVIDIA's 8 a minute since boot"
         return ok(f"no PCIe replays while watched on {len(gpus)} GPU(s); since the driver loaded: {counted} "
                   f"(history, not judged: {pace})", **details)  # fmt: skip
     return ok(f"no PCIe replays on {len(gpus)} GPU(s)", **details)

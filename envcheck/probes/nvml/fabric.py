@@ -139,6 +139,9 @@ class GpuFabric:
     fabric: FabricManagerState = field(default_factory=FabricManagerState)
     #: The GPU did not answer (lost, or not open to this user): ``gpu.inventory`` says which; left out here.
     unreadable: str | None = None
+    #: Seconds between the starts of its two counter readings, as they happened (the wait, and the reads of
+    #: the GPUs in between): what a rate is divided by. None when read once.
+    watched_s: float | None = None
 
     @property
     def answers(self) -> bool:
@@ -259,6 +262,7 @@ def _read_fabric(session: NvmlSession, info: FabricInfo, wait_s: float, sleep: C
         info.status, info.error = "error", str(exc)
         return
     handles: dict[int, Any] = {}
+    first_read_at: dict[int, float] = {}  # when each GPU's first counter reading began
     for nvml_gpu in opened:
         gpu = GpuFabric(index=nvml_gpu.index)
         info.gpus.append(gpu)
@@ -270,7 +274,7 @@ def _read_fabric(session: NvmlSession, info: FabricInfo, wait_s: float, sleep: C
             gpu.unreadable = "the pynvml module failed to open it"
         else:
             try:
-                _read_gpu(session.pynvml, read, nvml_gpu.handle, gpu)
+                first_read_at[gpu.index] = _read_gpu(session.pynvml, read, nvml_gpu.handle, gpu)
                 handles[gpu.index] = nvml_gpu.handle
             except GpuLost as exc:
                 gpu.unreadable = f"lost: {exc}"
@@ -282,18 +286,22 @@ def _read_fabric(session: NvmlSession, info: FabricInfo, wait_s: float, sleep: C
         for gpu in watched:
             try:
                 _read_counters(read, handles[gpu.index], gpu, later=True)
+                gpu.watched_s = time.monotonic() - first_read_at[gpu.index]
             except GpuLost as exc:
                 gpu.unreadable = f"lost: {exc}"
 
 
-def _read_gpu(pynvml: Any, read: Reader, handle: Any, gpu: GpuFabric) -> None:
+def _read_gpu(pynvml: Any, read: Reader, handle: Any, gpu: GpuFabric) -> float:
+    """Read what the GPU says of its fabric; return when its first counter reading began (monotonic)."""
     q = read.on(handle)
     gpu.name = as_text(q("nvmlDeviceGetName"))
     pci = q("nvmlDeviceGetPciInfo")
     gpu.pci_bus_id = as_text(pci.busId) if available(pci) else pci
     gpu.nvlinks = _read_links(q)
     gpu.fabric = _read_fabric_state(pynvml, read, q)
+    began = time.monotonic()
     _read_counters(read, handle, gpu, later=False)
+    return began
 
 
 def _read_links(q: Callable[..., Any]) -> list[NvLink] | NA:
