@@ -47,6 +47,7 @@ from envcheck.core.registry import UnknownSelection
 from envcheck.devices import resolve
 from envcheck.devices.model import DeviceInfo
 from envcheck.probes import contention
+from envcheck.probes.torch import TF32_CUBLAS_OVERRIDE, tf32_cublas_forced
 from envcheck.probes.visible import VISIBLE
 
 if TYPE_CHECKING:
@@ -326,11 +327,10 @@ def tf32_overrides(env: Mapping[str, str], chosen: list[DeviceInfo], options: Op
     if not any(d.is_cuda for d in chosen):
         return ()
     found = []
-    if env.get("NVIDIA_TF32_OVERRIDE", "").strip() == "0" and options.wants("tf32"):
+    if env.get("NVIDIA_TF32_OVERRIDE") == "0" and options.wants("tf32"):
         found.append(("NVIDIA_TF32_OVERRIDE=0", "the tf32 figures are plain fp32 (cuBLAS and cuDNN ignore TF32)"))
-    if env.get("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "").strip() not in ("", "0") and options.wants("fp32"):
-        value = env["TORCH_ALLOW_TF32_CUBLAS_OVERRIDE"].strip()
-        found.append((f"TORCH_ALLOW_TF32_CUBLAS_OVERRIDE={value}", "the fp32 matmul figures are TF32"))
+    if tf32_cublas_forced(env) and options.wants("fp32"):
+        found.append((f"{TF32_CUBLAS_OVERRIDE}=1", "the fp32 matmul figures are TF32"))
     if not found:
         return ()
     names = " and ".join(name for name, _ in found)

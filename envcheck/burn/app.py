@@ -28,12 +28,12 @@ from envcheck.burn.plan import BurnJob
 from envcheck.burn.rules import Limits, Timeline, judge, summarize
 from envcheck.core.errors import CommandError
 from envcheck.core.exit import ExitCode, exit_code_for
-from envcheck.core.model import CheckResult, Fix, Status, available, fail, ok
+from envcheck.core.model import CheckResult, Status, available, fail, ok
 from envcheck.core.units import parse_duration
 from envcheck.core.workers import JobChild, WorkerInfo, supervise, worker_infos
 from envcheck.devices.model import DeviceInfo
 from envcheck.devices.resolve import PROBE_DEADLINE_S, Request, cpu_here, from_probes, parse, pin, startup_deadline
-from envcheck.probes.contention import Contention, Cpus, Sample, between, load_average, sample
+from envcheck.probes.contention import Contention, Cpus, Sample, between, judged, load_average, sample
 from envcheck.probes.nvml.telemetry import DeviceKey, Telemetry
 
 if TYPE_CHECKING:
@@ -439,22 +439,13 @@ def contention_verdict(found: Contention) -> CheckResult:
     """``burn.contention``: the CPU burn had the cores to itself. Other work taking a share of them makes its
     throughput the sharing's, not the CPU's: a warning, and the figure is marked so that the fleet and the
     lab spec do not judge a node by it."""
-    title = "CPU free for the burn"
-    words = found.words("burn")
-    if found.contended:
-        return CheckResult(
-            CONTENTION_ID,
-            title,
-            Status.WARN,
-            f"{words}: the CPU's throughput measures the sharing, not the CPU (figures marked contended)",
-            Fix(
-                "Burn the CPU while the machine is otherwise idle: stop or wait for the other work (`top` shows "
-                "it), or give the burn cores of its own (taskset, --cpuset-cpus).",
-                "top -b -n 1 | head -20",
-            ),
-            found.to_json(),
-        )
-    return CheckResult(CONTENTION_ID, title, Status.OK, words, None, found.to_json())
+    return judged(
+        found,
+        CONTENTION_ID,
+        "CPU free for the burn",
+        what="burn",
+        consequence="the CPU's throughput measures the sharing, not the CPU (figures marked contended)",
+    )
 
 
 def worker_verdict(children: Sequence[BurnChild], *, interrupted: bool) -> CheckResult:

@@ -8,6 +8,7 @@ Adding a command is one package with a ``cli.py`` and one line in :data:`COMMAND
 from __future__ import annotations
 
 import importlib
+import time
 from typing import Any
 
 import click
@@ -18,6 +19,10 @@ from envcheck.core.errors import CommandError
 #: name -> ("module:attribute" of its click command, its one line in ``envcheck --help``). The line is
 #: here so that listing the commands imports none of them; tests/test_cli.py keeps it equal to the start of
 #: the command's own help. Adding a command is one line here.
+#: When envcheck started (this module is the command line's first): every report's footer and ``duration_s``
+#: say the wait the user saw from here, imports included, not only the command's own part of the run.
+STARTED = time.monotonic()
+
 COMMANDS = {
     "doctor": ("envcheck.doctor.cli:doctor", "Check this machine and say what to fix."),
     "snapshot": (

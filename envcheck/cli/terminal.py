@@ -10,17 +10,12 @@ from __future__ import annotations
 import errno
 import os
 import sys
-import time
 from collections.abc import Mapping
 from typing import IO, Any, NoReturn
 
 import click
 
 from envcheck.core.exit import ExitCode
-
-#: When the command started (this module is imported as ``envcheck`` starts, before any command is
-#: loaded): a report's footer says the wait the user saw from here, not only its own part of the run.
-STARTED = time.monotonic()
 
 
 def redacted(document: dict[str, Any], env: Mapping[str, str] | None = None) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from envcheck.cli import STARTED
 from envcheck.cli.options import finite, format_options, spec_option
 
 if TYPE_CHECKING:
@@ -20,10 +21,6 @@ if TYPE_CHECKING:
     from envcheck.doctor.app import Running
     from envcheck.doctor.health import Health
 
-
-#: When this process started, for the report's footer: the real wall time the user waited, imports and
-#: the lab spec included, not only the checks.
-_STARTED = time.monotonic()
 
 #: The doctor's report is the node's health: it alone also renders for Prometheus (node_exporter's textfile).
 DOCTOR_EXTRA_FORMATS = ("prometheus",)
@@ -101,7 +98,7 @@ def doctor(
     from envcheck.doctor.report import doctor_document
 
     report = run_doctor(request)
-    document = doctor_document(report, wall_s=time.monotonic() - _STARTED, strict=strict, require_gpu=require_gpu)
+    document = doctor_document(report, wall_s=time.monotonic() - STARTED, strict=strict, require_gpu=require_gpu)
     finish(
         document,
         document["exit_code"],
@@ -299,7 +296,7 @@ def _assess(deadline: float, *, require_gpu: bool, spec_path: str | None) -> Hea
         return Health(None, error=f"lab spec unusable: {exc}")
     except Exception as exc:  # noqa: BLE001 - a crash is a verdict of its own, never a traceback
         return Health.crashed(exc)
-    return assess(deadline, require_gpu=require_gpu, lab_checks=checks, spec_path=path, started=_STARTED)
+    return assess(deadline, require_gpu=require_gpu, lab_checks=checks, spec_path=path, started=STARTED)
 
 
 def _healthcheck_usage(

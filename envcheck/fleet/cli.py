@@ -57,8 +57,9 @@ def fleet(sources: tuple[str, ...], threshold: float, fmt: str | None, as_json: 
     import sys
     import time
 
+    from envcheck.cli import STARTED
     from envcheck.cli.options import resolve_formats
-    from envcheck.cli.terminal import STARTED, error, finish
+    from envcheck.cli.terminal import error, finish
     from envcheck.core.exit import ExitCode
     from envcheck.core.report import utc_now
     from envcheck.fleet.app import merge_sources

@@ -169,26 +169,41 @@ PREFLIGHT_ID = "bench.cpu_contention"
 PREFLIGHT_TITLE = "CPU free for the benchmark"
 
 
+def judged(
+    found: Contention, check_id: str, title: str, *, what: str, consequence: str, took_s: float = 0.0
+) -> CheckResult:
+    """The one verdict on CPU contention, for the bench's preflight and the burn: a warning (never a failure,
+    the CPU is not at fault) when other processes took a quarter of the cores, with what it does to the
+    figures (``consequence``) and how to get the cores back; else ok with the numbers."""
+    if not found.contended:
+        return CheckResult(check_id, title, Status.OK, found.words(what), None, found.to_json(), took_s)
+    return CheckResult(
+        check_id,
+        title,
+        Status.WARN,
+        f"{found.words(what)}: {consequence}",
+        Fix(
+            f"Run the {what} while the machine is otherwise idle: stop or wait for the other work (`top` shows "
+            f"it), or give the {what} cores of its own (taskset, --cpuset-cpus).",
+            "top -b -n 1 | head -20",
+        ),
+        found.to_json(),
+        took_s,
+    )
+
+
 def preflight(cpus: Cpus, seconds: float = SAMPLE_S) -> CheckResult:
     """The CPU bench's precondition, reported with the doctor's GPU preconditions: a warning (never a
     failure) when other processes already take a share of the cores, since every CPU figure would then
     be low and noisy; the figures still run, and those taken under contention are marked."""
     started = time.monotonic()
     found = measure(cpus, seconds)
-    details = found.to_json()
-    if found.contended:
-        return CheckResult(
-            PREFLIGHT_ID,
-            PREFLIGHT_TITLE,
-            Status.WARN,
-            f"{found.words()}: CPU figures will be low and noisy; those taken under contention are marked",
-            Fix(
-                "Benchmark the CPU while the machine is otherwise idle: stop or wait for the other work "
-                "(`top` shows it), or give the bench cores of its own (taskset, --cpuset-cpus).",
-                "top -b -n 1 | head -20",
-            ),
-            details,
-            time.monotonic() - started,
-        )
-    took = time.monotonic() - started
-    return CheckResult(PREFLIGHT_ID, PREFLIGHT_TITLE, Status.OK, found.words(), None, details, took)
+    consequence = "CPU figures will be low and noisy; those taken under contention are marked"
+    return judged(
+        found,
+        PREFLIGHT_ID,
+        PREFLIGHT_TITLE,
+        what="benchmark",
+        consequence=consequence,
+        took_s=time.monotonic() - started,
+    )

@@ -53,6 +53,17 @@ _MARGIN_S = 0.5
 #: start" is no use.
 _MIN_S = 0.5
 TIMEOUT_ENV = "ENVCHECK_TORCH_TIMEOUT"
+
+#: Makes cuBLAS compute fp32 matmuls in TF32. torch reads it with ``c10::utils::check_env``: "1" is on, "0" off,
+#: and any other value is ignored with a warning, so only "1" forces TF32.
+TF32_CUBLAS_OVERRIDE = "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE"
+
+
+def tf32_cublas_forced(env: Mapping[str, str]) -> bool:
+    """Whether torch will compute fp32 matmuls in TF32 whatever the code asks (the variable is "1")."""
+    return env.get(TF32_CUBLAS_OVERRIDE) == "1"
+
+
 STDERR_TAIL_CHARS = 2000
 
 

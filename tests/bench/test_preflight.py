@@ -183,3 +183,11 @@ def test_a_variable_that_changes_the_precision_measured_is_said_beside_the_figur
 def test_a_cpu_bench_has_no_tf32_to_override():
     cpu = DeviceInfo("cpu", "cpu", "x")
     assert app.tf32_overrides({"NVIDIA_TF32_OVERRIDE": "0"}, [cpu], app.Options()) == ()
+
+
+@pytest.mark.parametrize("value", ["true", "yes", " 1", "0", ""])
+def test_torch_takes_only_1_as_forcing_tf32(value):
+    """torch reads TORCH_ALLOW_TF32_CUBLAS_OVERRIDE with c10's check_env: "1" is on, anything else is off
+    (with a warning for a value neither "1" nor "0"), so only "1" is said to make the fp32 figures TF32."""
+    assert app.tf32_overrides({"TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": value}, [H100], app.Options()) == ()
+    assert app.tf32_overrides({"TORCH_ALLOW_TF32_CUBLAS_OVERRIDE": "1"}, [H100], app.Options())

@@ -27,7 +27,14 @@ from envcheck.doctor.reading import nvml_state
 from envcheck.probes import toolkit as _toolkit_probe  # noqa: F401 - registers the "toolkit" probe
 from envcheck.probes.nvml import inventory as _nvml_probe  # noqa: F401 - registers the "nvml" probe
 from envcheck.probes.toolkit import ToolkitInfo
-from envcheck.probes.torch import DEFAULT_CHILD_TIMEOUT_S, TIMEOUT_ENV, TorchInfo, stage_words
+from envcheck.probes.torch import (
+    DEFAULT_CHILD_TIMEOUT_S,
+    TF32_CUBLAS_OVERRIDE,
+    TIMEOUT_ENV,
+    TorchInfo,
+    stage_words,
+    tf32_cublas_forced,
+)
 from envcheck.probes.torch_child import MATMUL_N
 from envcheck.probes.visible import VISIBLE, device_order_note, parse_visible_devices
 
@@ -52,7 +59,6 @@ MINOR_COMPAT_DRIVER: dict[int, str] = {11: "450.80.02", 12: "525.60.13", 13: "58
 #: How CUDA says a GPU in EXCLUSIVE_PROCESS mode is held by another process (cudaErrorDevicesUnavailable, 46).
 BUSY = re.compile(r"busy or unavailable|cudaErrorDevicesUnavailable", re.IGNORECASE)
 #: PyTorch's variable that makes cuBLAS compute fp32 matmuls in TF32 (torch/csrc/Context: allow_tf32 override).
-TF32_OVERRIDE_VARIABLE = "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE"
 #: How CUDA says error 802 (cudaErrorSystemNotReady): the NVSwitch fabric is not set up.
 SYSTEM_NOT_READY = re.compile(r"system not yet initialized|\b802\b|cudaErrorSystemNotReady", re.IGNORECASE)
 
@@ -592,7 +598,7 @@ def check_matmul(ctx: Context) -> Verdict:
     problems: list[str] = []
     busy: list[str] = []
     errors: dict[int, float | str | None] = {}
-    tf32_forced = ctx.env.get(TF32_OVERRIDE_VARIABLE, "").strip() not in ("", "0")
+    tf32_forced = tf32_cublas_forced(ctx.env)
     for device in info.devices:
         label = f"GPU {device.index}" + (f" ({device.name})" if device.name else "")
         error = device.matmul_max_rel_error
@@ -608,11 +614,11 @@ def check_matmul(ctx: Context) -> Verdict:
     if problems and tf32_forced and all("wrong result (max relative error" in p for p in problems):
         # cuBLAS told to use TF32 for fp32 matmuls: a right TF32 result misses an fp32 tolerance
         return warn(
-            f"{'; '.join(problems)}, with {TF32_OVERRIDE_VARIABLE}={ctx.env[TF32_OVERRIDE_VARIABLE]} set",
-            f"{TF32_OVERRIDE_VARIABLE} makes cuBLAS compute fp32 matmuls in TF32 (10-bit mantissa), so an fp32 "
+            f"{'; '.join(problems)}, with {TF32_CUBLAS_OVERRIDE}={ctx.env[TF32_CUBLAS_OVERRIDE]} set",
+            f"{TF32_CUBLAS_OVERRIDE} makes cuBLAS compute fp32 matmuls in TF32 (10-bit mantissa), so an fp32 "
             "result differs from the CPU's by about 1e-3: that is the variable, not the GPU. Unset it to check "
             "fp32 correctness (and to get fp32 precision in your jobs).",
-            f"unset {TF32_OVERRIDE_VARIABLE}",
+            f"unset {TF32_CUBLAS_OVERRIDE}",
             **details,
         )
     if busy and not problems:
