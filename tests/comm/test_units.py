@@ -284,3 +284,32 @@ def test_gpu_runs_are_many_calls_at_small_sizes_and_one_from_256_mib():
     assert [calls_per_run(GPU_DEFAULTS, s) for s in (32 * KiB, 4 * MiB, 8 * MiB, 64 * MiB, 256 * MiB, GiB)] == [
         50, 50, 32, 4, 1, 1,
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("cuda", "bound", "used"),
+    [(True, True, "batch"), (True, False, "send"), (False, False, "batch")],
+    ids=["nccl-bound", "nccl-unbound", "gloo"],
+)
+def test_a_p2p_transfer_uses_the_worlds_communicator_unless_nccl_could_not_bind_it(monkeypatch, cuda, bound, used):
+    """Bound to its GPU (device_id) the world's NCCL communicator carries the pair; unbound (torch < 2.3), a
+    batch between two ranks before any collective would hang, so the plain send makes its pair communicator.
+    gloo batches."""
+    import types
+
+    import torch.distributed as dist
+
+    from envcheck.comm import rank
+
+    calls: list[str] = []
+
+    class Work:
+        def wait(self) -> None:
+            calls.append("wait")
+
+    monkeypatch.setattr(dist, "send", lambda buf, peer: calls.append(f"send->{peer}"))
+    monkeypatch.setattr(dist, "batch_isend_irecv", lambda ops: calls.append(f"batch{len(ops)}") or [Work()])
+    monkeypatch.setattr(dist, "P2POp", lambda op, buf, peer: (op, peer))
+    ctx = types.SimpleNamespace(cuda=cuda, bound=bound)
+    rank._p2p_transfer(ctx, True, object(), 3)
+    assert calls == (["batch1", "wait"] if used == "batch" else ["send->3"])
