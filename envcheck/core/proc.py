@@ -103,23 +103,26 @@ def start(
     return proc
 
 
-def start_wrapped(argv: Sequence[str]) -> subprocess.Popen[bytes]:
+def start_wrapped(argv: Sequence[str], *, own_group: bool = True) -> subprocess.Popen[bytes]:
     """Start a command envcheck wraps (``envcheck explain -- CMD``): stdin is envcheck's, stdout and stderr
-    are piped (envcheck passes them on as they come), and it runs in a process group of its own, to which
-    envcheck forwards the signals it gets (Ctrl-C, a scheduler's SIGTERM). Like every child, it dies with
-    envcheck (:data:`_DIE_WITH_PARENT`, and envcheck's exit kills its group) until :func:`release`.
-    Raises :class:`OSError` when it cannot be started."""
+    are piped (envcheck passes them on as they come). ``own_group``: it runs in a process group of its own, to
+    which envcheck forwards the signals it gets (Ctrl-C, a scheduler's SIGTERM); without, it stays in
+    envcheck's, the terminal's foreground group, so that it may read the terminal (a process in a background
+    group that reads it is stopped) and gets Ctrl-C from it directly. Like every child, it dies with envcheck
+    (:data:`_DIE_WITH_PARENT`, and envcheck's exit kills its group) until :func:`release`. Raises
+    :class:`OSError` when it cannot be started."""
     die = _DIE_WITH_PARENT
 
-    def own_group() -> None:
-        os.setpgid(0, 0)
+    def prepare() -> None:
+        if own_group:
+            os.setpgid(0, 0)
         if die is not None:
             die()
 
     with _LIVE_LOCK:
         _STARTING.active = True
         try:
-            proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=own_group)
+            proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=prepare)
             _LIVE.add(proc)
         finally:
             _STARTING.active = False
@@ -188,12 +191,18 @@ def run(argv: Sequence[str], timeout_s: float, *, env: Mapping[str, str] | None 
 
 
 def kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL ``proc``'s whole process group (its session: it leads both). Already gone is fine."""
+    """SIGKILL ``proc``'s whole process group (its session: it leads both), or ``proc`` alone where it leads
+    none (a wrapped job left in envcheck's group, :func:`start_wrapped`). Already gone is fine."""
     try:
         if hasattr(os, "killpg"):
             os.killpg(proc.pid, signal.SIGKILL)
         else:  # pragma: no cover - Windows has no process groups
             proc.kill()
+    except ProcessLookupError:
+        try:
+            proc.kill()  # no group of its own: the process itself
+        except OSError:
+            pass
     except OSError:
         pass
 

@@ -36,8 +36,12 @@ def run_wrapped(argv: Sequence[str], scanner: Scanner) -> int:
     from envcheck.core.proc import release, start_wrapped
 
     _flush_ours()
+    # On a terminal the job stays in its foreground process group, as it would run without envcheck: it may
+    # read the terminal (a wandb login prompt, pdb) and gets Ctrl-C from it directly. Elsewhere (a batch
+    # job, a pipe) it gets a group of its own, and envcheck forwards what it is sent.
+    foreground = _on_terminal()
     try:
-        proc = start_wrapped(argv)
+        proc = start_wrapped(argv, own_group=not foreground)
     except OSError as exc:
         raise CommandError(f"cannot run {argv[0]}: {exc.strerror or exc}", ExitCode.USAGE) from None
     assert proc.stdout is not None and proc.stderr is not None
@@ -48,7 +52,7 @@ def run_wrapped(argv: Sequence[str], scanner: Scanner) -> int:
         selector.register(fd, selectors.EVENT_READ)
     ended_at: float | None = None
     try:
-        with _forwarding(proc.pid):
+        with _forwarding(proc.pid, foreground=foreground):
             while outputs:
                 if ended_at is None and proc.poll() is not None:
                     ended_at = time.monotonic()
@@ -80,14 +84,29 @@ def run_wrapped(argv: Sequence[str], scanner: Scanner) -> int:
     return returncode if returncode >= 0 else 128 - returncode
 
 
+def _on_terminal() -> bool:
+    """Whether envcheck runs in the foreground of a terminal (its stdin is one, and its group is the one
+    the terminal signals)."""
+    try:
+        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
+
+
 @contextmanager
-def _forwarding(pid: int) -> Iterator[None]:
-    """While the job runs, each forwarded signal that reaches envcheck goes to the job's group instead
-    of ending envcheck (the previous handlers come back after)."""
+def _forwarding(pid: int, *, foreground: bool = False) -> Iterator[None]:
+    """While the job runs, each forwarded signal that reaches envcheck goes to the job instead of ending
+    envcheck (the previous handlers come back after): to the job's group, or, in the terminal's foreground
+    group (``foreground``), to the job alone, since the terminal's own Ctrl-C already reached it."""
 
     def forward(signum: int, frame: object) -> None:
+        if foreground and signum == signal.SIGINT:
+            return  # the terminal sent it to the whole foreground group: the job has it already
         try:
-            os.killpg(pid, signum)
+            if foreground:
+                os.kill(pid, signum)
+            else:
+                os.killpg(pid, signum)
         except OSError:
             pass
 

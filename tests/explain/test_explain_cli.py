@@ -188,3 +188,78 @@ def test_the_json_document_carries_the_envelope() -> None:
     for fmt in ("html", "markdown"):
         out = envcheck(NO_KERNEL, "--format", fmt).stdout
         assert "cuda.no_kernel_image" in out and "torch.arch" in out
+
+
+def _on_a_controlling_terminal(
+    args: list[str], after: str, typed: bytes, within_s: float = 60.0
+) -> tuple[int | None, str]:
+    """Run ``args`` as a shell runs a job on a terminal: a session of its own whose controlling terminal is a
+    pseudo-terminal, in its foreground; once the terminal shows ``after``, type ``typed``; return the exit
+    code (None: still running when the time was up, then killed) and what the terminal showed."""
+    import fcntl
+    import pty
+    import select
+    import termios
+
+    leader, follower = pty.openpty()
+
+    def take_the_terminal() -> None:
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(
+        args, stdin=follower, stdout=follower, stderr=follower, env=env_with(), preexec_fn=take_the_terminal
+    )
+    os.close(follower)
+    shown, sent, deadline = b"", False, time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if not sent and after.encode() in shown:
+            os.write(leader, typed)
+            sent = True
+        ready, _, _ = select.select([leader], [], [], 0.2)
+        if ready:
+            try:
+                data = os.read(leader, 65536)
+            except OSError:  # every process let go of the terminal
+                break
+            if not data:
+                break
+            shown += data
+        elif proc.poll() is not None:
+            break
+    try:
+        code: int | None = proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        code = None
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    os.close(leader)
+    return code, shown.decode("utf-8", "replace")
+
+
+def test_a_wrapped_job_on_a_terminal_can_read_it() -> None:
+    """A job that asks the user something (a login prompt, pdb) reads the terminal. In a process group of its
+    own it would be in the terminal's background, and the kernel stops a background reader (SIGTTIN): the
+    job would hang, stopped, under envcheck. On a terminal it stays in the foreground group."""
+    job = [sys.executable, "-c", "print('got', input('name? '))"]
+    code, shown = _on_a_controlling_terminal([ENVCHECK, "explain", "--", *job], "name? ", b"hello\n")
+    assert code == 0 and "got hello" in shown, (code, shown)
+
+
+def test_ctrl_c_on_a_terminal_reaches_the_wrapped_job_once() -> None:
+    """The terminal's Ctrl-C goes to its whole foreground group, the job and envcheck: envcheck does not send
+    it again. The job counts the SIGINTs it gets for a second after the first, and exits 130."""
+    script = (
+        "import signal, sys, time\n"
+        "got = []\n"
+        "signal.signal(signal.SIGINT, lambda *a: got.append(1))\n"
+        "print('ready', flush=True)\n"
+        "end = time.monotonic() + 30\n"
+        "while not got and time.monotonic() < end: time.sleep(0.05)\n"
+        "time.sleep(1)\n"
+        "print('sigints', len(got), flush=True)\n"
+        "sys.exit(130)\n"
+    )
+    job = [ENVCHECK, "explain", "--", sys.executable, "-c", script]
+    code, shown = _on_a_controlling_terminal(job, "ready", b"\x03")
+    assert code == 130 and "sigints 1" in shown, (code, shown)
