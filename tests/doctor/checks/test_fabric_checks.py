@@ -511,3 +511,111 @@ def test_sxm_gpus_linked_to_each_other_without_nvswitch_still_fail_a_link_down(n
     lib.gpus[1].nvlinks[2].active = False
     link = checks()["fabric.nvlink"]
     assert link["status"] == "fail" and "GPU 1 (00000000:19:00.0): link 2 down (5 of 6 NVLinks up)" in link["summary"]
+
+
+# -- the pieces every fabric verdict is made of (each value below worked out by hand) ---------------------------
+
+
+def test_gpu_indices_are_written_as_runs():
+    from envcheck.doctor.checks.fabric import span
+
+    assert span([7, 0, 1, 2, 5, 8, 2]) == "0-2,5,7-8"
+    assert span([3]) == "3" and span([4, 5]) == "4-5"
+
+
+def test_a_verdict_of_several_problems_says_failures_first_and_each_fix_once():
+    from envcheck.doctor.checks.fabric import _judged
+
+    problems = [("warn", "w1", "fix A.", None), ("fail", "f1", "fix B.", None), ("warn", "w2", "fix A.", None)]
+    verdict = _judged(problems, {}, command="nvidia-smi topo -m")
+    assert verdict.status.value == "fail" and verdict.summary == "f1; w1; w2"
+    assert verdict.fix.text == "fix B. fix A." and verdict.fix.command == "nvidia-smi topo -m"
+    assert _judged(problems[:1], {}, command=None).status.value == "warn"
+
+
+def test_counts_since_the_driver_loaded_are_listed_with_their_names():
+    from envcheck.core.model import NA
+    from envcheck.doctor.checks.fabric import _history
+
+    assert _history([("recoveries", 2), ("replays", 5), ("CRC errors (flit)", 0), ("x", NA("not supported"))]) == (
+        "2 recoveries, 5 replays"
+    )
+
+
+@pytest.mark.parametrize(
+    ("rise", "watched_s", "fault"),
+    [(100, 0.5, True), (99, 0.5, False), (100, 1.0, True), (199, 2.0, False), (200, 2.0, True)],
+)
+def test_crc_errors_are_a_fault_from_100_a_second_over_at_least_a_second(rise, watched_s, fault):
+    from envcheck.doctor.checks.fabric import COUNTER_WORDS, _nvlink_over
+
+    assert _nvlink_over(COUNTER_WORDS["crc_data"], rise, watched_s) is fault
+    assert _nvlink_over(COUNTER_WORDS["replay"], 1, watched_s) is True  # any replay counted while watched
+
+
+def test_a_rise_read_without_a_measured_watch_says_zero_seconds_and_why_it_is_only_a_warning():
+    from envcheck.doctor.checks.fabric import _counted, _nvlink_over
+    from envcheck.probes.nvml.fabric import Counter
+
+    found = _counted({"CRC errors (data)": Counter(3, 4)}, None, _nvlink_over, "under the rate")
+    assert found == ("warn", "CRC errors (data) +1 (4 in all) in 0 s (under the rate)")
+    assert _counted({"replays": Counter(3, 3)}, 0.5, _nvlink_over) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "state", "remote", "bridged"),
+    [
+        ("NVIDIA H100 NVL", "not_supported", "gpu", True),
+        ("NVIDIA A100-PCIE-40GB", "not_supported", "gpu", True),
+        ("NVIDIA H100 NVL", "completed", "gpu", False),  # on an NVSwitch fabric
+        ("NVIDIA H100 NVL", "in_progress", "gpu", False),
+        ("NVIDIA H100 NVL", "not_started", "gpu", False),
+        ("NVIDIA H100 NVL", "not_supported", "switch", False),
+        ("NVIDIA H100 80GB HBM3", "not_supported", "gpu", False),  # an SXM module: wired, not bridged
+    ],
+)
+def test_which_gpus_count_as_bridged_pcie_cards(name, state, remote, bridged):
+    from envcheck.doctor.checks.fabric import _bridged
+    from envcheck.probes.nvml.fabric import FabricManagerState, GpuFabric, NvLink
+
+    links = [NvLink(0, True, remote_type=remote), NvLink(1, False)]
+    gpu = GpuFabric(0, name=name, nvlinks=links, fabric=FabricManagerState(state=state))
+    assert _bridged(gpu) is bridged
+    assert (
+        _bridged(GpuFabric(0, name=name, nvlinks=[NvLink(0, False)], fabric=FabricManagerState(state=state))) is False
+    )
+
+
+def test_the_nvlink_details_give_each_gpu_its_links_and_errors(nvml):
+    nvml("hgx_nvlink_down")
+    gpus = checks()["fabric.nvlink"]["details"]["gpus"]
+    assert (gpus["3"]["links_up"], gpus["3"]["links_total"], gpus["3"]["down"]) == (17, 18, [7])
+    assert gpus["5"]["errors"]["2"]["replay"] > 120 and gpus["0"]["errors"] == {}
+
+
+def test_the_fabric_manager_fix_names_the_driver_it_must_match(nvml):
+    nvml("fabric_manager_not_running")
+    assert "(driver 550.90.07 here)" in checks()["fabric.manager"]["fix"]["text"]
+
+
+def test_two_gpus_short_of_links_are_each_named_and_short_pairs_are_listed():
+    from envcheck.doctor.checks.fabric import _fewer_links
+    from envcheck.probes.nvml.fabric import GpuFabric, GpuPair
+
+    gpus = [GpuFabric(i, pci_bus_id=f"00000000:{0x18 + i:02X}:00.0") for i in range(6)]
+    # Three GPUs: GPU 2 is short to both its peers, GPUs 0 and 1 only to it.
+    three = [GpuPair(0, 1, nvlinks=18), GpuPair(0, 2, nvlinks=17), GpuPair(1, 2, nvlinks=17)]
+    assert _fewer_links(gpus[:3], three, three[1:], 18) == (
+        "GPU 2 (00000000:1A:00.0) NV17 to every peer, the others NV18 (a link is down: see fabric.nvlink)"
+    )
+    # Four GPUs: 2 and 3 are short to every peer, each named.
+    four = [GpuPair(a, b, nvlinks=18 if (a, b) == (0, 1) else 17) for a in range(4) for b in range(a + 1, 4)]
+    assert _fewer_links(gpus[:4], four, [p for p in four if p.nvlinks == 17], 18) == (
+        "GPU 2 (00000000:1A:00.0) NV17 to every peer, GPU 3 (00000000:1B:00.0) NV17 to every peer, the others "
+        "NV18 (a link is down: see fabric.nvlink)"
+    )
+    # Bridged pairs (one peer each): no GPU is named, the short pairs are.
+    bridged = [GpuPair(0, 1, nvlinks=4), GpuPair(2, 3, nvlinks=2), GpuPair(4, 5, nvlinks=2)]
+    assert _fewer_links(gpus, bridged, bridged[1:], 4) == (
+        "fewer NVLinks between GPUs 2↔3 (NV2), 4↔5 (NV2) than between the other NVLink pairs (NV4)"
+    )
