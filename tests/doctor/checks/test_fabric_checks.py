@@ -537,9 +537,8 @@ def test_counts_since_the_driver_loaded_are_listed_with_their_names():
     from envcheck.core.model import NA
     from envcheck.doctor.checks.fabric import _history
 
-    assert _history([("recoveries", 2), ("replays", 5), ("CRC errors (flit)", 0), ("x", NA("not supported"))]) == (
-        "2 recoveries, 5 replays"
-    )
+    counts = [("recoveries", 2), ("replays", 5), ("CRC errors (flit)", 0), ("x", NA("not supported")), ("ECC", 1)]
+    assert _history(counts) == "2 recoveries, 5 replays, 1 ECC"
 
 
 @pytest.mark.parametrize(
@@ -590,6 +589,7 @@ def test_the_nvlink_details_give_each_gpu_its_links_and_errors(nvml):
     nvml("hgx_nvlink_down")
     gpus = checks()["fabric.nvlink"]["details"]["gpus"]
     assert (gpus["3"]["links_up"], gpus["3"]["links_total"], gpus["3"]["down"]) == (17, 18, [7])
+    assert gpus["3"]["pci_bus_id"] == "00000000:1B:00.0"
     assert gpus["5"]["errors"]["2"]["replay"] > 120 and gpus["0"]["errors"] == {}
 
 
