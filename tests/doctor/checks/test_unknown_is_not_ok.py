@@ -72,3 +72,83 @@ def test_a_check_that_read_only_part_says_which_part(monkeypatch):
     (found,) = json.loads(result.stdout)["checks"]
     assert found["status"] == "ok"
     assert found["summary"].endswith("(GPU 1 (00000000:19:00.0): not available: default_limit_w)"), found
+
+
+# -- the same rule in-process, over hand-built cards: each combination of a problem, a reading not given and a
+# reading refused, with the exact words and details (the installed command's tests above cannot tell a
+# mutation-testing tool what they saw)
+
+
+def judged(lib: fakenvml.FakeNvmlLib, check_id: str, monkeypatch) -> dict[str, Any]:
+    fakenvml.install(lib, monkeypatch)
+    result = CliRunner().invoke(main, ["doctor", check_id, "--json"])
+    (found,) = json.loads(result.stdout)["checks"]
+    return found
+
+
+NOT_SUPPORTED = {"nvmlDeviceGetUtilizationRates": fakenvml.NOT_SUPPORTED}
+REFUSED = {"nvmlDeviceGetUtilizationRates": fakenvml.NO_PERMISSION}
+UNREAD = "utilisation not available (not supported by this GPU or driver)"
+
+
+def test_no_gpu_read_is_a_skip_with_each_gpus_reason(monkeypatch):
+    lib = fakenvml.FakeNvmlLib([fakenvml.h100(0, errors=NOT_SUPPORTED), fakenvml.h100(1, errors=NOT_SUPPORTED)])
+    found = judged(lib, "gpu.utilization", monkeypatch)
+    assert found["status"] == "skip"
+    assert found["summary"] == f"GPU 0 (00000000:18:00.0): {UNREAD}; GPU 1 (00000000:19:00.0): {UNREAD}"
+    assert found["details"]["gpus"] == {
+        "0": {"gpu_pct": None, "memory_pct": None},
+        "1": {"gpu_pct": None, "memory_pct": None},
+    }
+
+
+def test_one_gpu_read_and_one_not_is_ok_for_the_one_and_says_the_other(monkeypatch):
+    lib = fakenvml.FakeNvmlLib([fakenvml.h100(0), fakenvml.h100(1, errors=NOT_SUPPORTED)])
+    found = judged(lib, "gpu.utilization", monkeypatch)
+    assert found["status"] == "ok" and found["summary"] == f"idle (GPU 1 (00000000:19:00.0): {UNREAD})"
+    assert found["details"]["gpus"]["0"] == {"gpu_pct": 0, "memory_pct": 0}
+
+
+def test_a_problem_and_a_reading_not_given_are_both_said_problem_first(monkeypatch):
+    lib = fakenvml.FakeNvmlLib([fakenvml.h100(0, util=(97, 50)), fakenvml.h100(1, errors=NOT_SUPPORTED)])
+    found = judged(lib, "gpu.utilization", monkeypatch)
+    assert found["status"] == "warn"
+    assert found["summary"] == f"GPU 0 (00000000:18:00.0): 97% busy; GPU 1 (00000000:19:00.0): {UNREAD}"
+    assert found["details"]["gpus"]["0"] == {"gpu_pct": 97, "memory_pct": 50}
+    assert found["fix"]["text"].startswith("Another job is computing on this GPU")
+
+
+def test_a_refused_reading_alone_gives_the_way_to_read_it_as_root(monkeypatch):
+    lib = fakenvml.FakeNvmlLib([fakenvml.h100(0, errors=REFUSED), fakenvml.h100(1)])
+    found = judged(lib, "gpu.utilization", monkeypatch)
+    assert found["status"] == "warn"
+    assert found["summary"] == "GPU 0 (00000000:18:00.0): the driver refused to read its utilisation (no permission)"
+    assert found["fix"]["command"] == "sudo nvidia-smi" and "Insufficient Permissions" in found["fix"]["text"]
+
+
+def test_a_refusal_beside_a_real_problem_keeps_the_checks_own_fix_first(monkeypatch):
+    lib = fakenvml.FakeNvmlLib([fakenvml.h100(0, util=(97, 50)), fakenvml.h100(1, errors=REFUSED)])
+    found = judged(lib, "gpu.utilization", monkeypatch)
+    assert found["summary"] == (
+        "GPU 0 (00000000:18:00.0): 97% busy; "
+        "GPU 1 (00000000:19:00.0): the driver refused to read its utilisation (no permission)"
+    )
+    text = found["fix"]["text"]
+    assert text.index("Another job is computing") < text.index("Insufficient Permissions")
+    assert found["fix"]["command"] == "nvidia-smi"
+
+
+def test_a_partial_reading_names_the_parts_not_given(monkeypatch):
+    errors = {"nvmlDeviceGetPowerManagementDefaultLimit": fakenvml.NOT_SUPPORTED}
+    lib = fakenvml.FakeNvmlLib([fakenvml.h100(0), fakenvml.h100(1, errors=errors)])
+    found = judged(lib, "gpu.power", monkeypatch)
+    assert found["status"] == "ok"
+    assert found["summary"].endswith("(GPU 1 (00000000:19:00.0): not available: default_limit_w)")
+    assert found["details"]["gpus"]["1"]["default_limit_w"] is None
+    assert found["details"]["gpus"]["0"]["default_limit_w"] == 700
+
+
+def test_no_gpu_that_answers_is_a_skip_that_says_so(monkeypatch):
+    lib = fakenvml.FakeNvmlLib([fakenvml.h100(0, lost=True)])
+    found = judged(lib, "gpu.utilization", monkeypatch)
+    assert found["status"] == "skip" and found["summary"] == "no working GPUs to judge"
