@@ -116,6 +116,7 @@ def test_a_problem_and_a_reading_not_given_are_both_said_problem_first(monkeypat
     assert found["summary"] == f"GPU 0 (00000000:18:00.0): 97% busy; GPU 1 (00000000:19:00.0): {UNREAD}"
     assert found["details"]["gpus"]["0"] == {"gpu_pct": 97, "memory_pct": 50}
     assert found["fix"]["text"].startswith("Another job is computing on this GPU")
+    assert "Insufficient Permissions" not in found["fix"]["text"]  # nothing was refused here
 
 
 def test_a_refused_reading_alone_gives_the_way_to_read_it_as_root(monkeypatch):
@@ -152,3 +153,17 @@ def test_no_gpu_that_answers_is_a_skip_that_says_so(monkeypatch):
     lib = fakenvml.FakeNvmlLib([fakenvml.h100(0, lost=True)])
     found = judged(lib, "gpu.utilization", monkeypatch)
     assert found["status"] == "skip" and found["summary"] == "no working GPUs to judge"
+
+
+def test_every_gpu_read_and_fine_is_ok_in_the_checks_own_word(monkeypatch):
+    found = judged(fakenvml.FakeNvmlLib([fakenvml.h100(0), fakenvml.h100(1)]), "gpu.utilization", monkeypatch)
+    assert (found["status"], found["summary"]) == ("ok", "idle")
+
+
+def test_two_refusals_name_both_gpus(monkeypatch):
+    lib = fakenvml.FakeNvmlLib([fakenvml.h100(0, errors=REFUSED), fakenvml.h100(1, errors=REFUSED)])
+    found = judged(lib, "gpu.utilization", monkeypatch)
+    assert found["summary"] == (
+        "GPU 0 (00000000:18:00.0): the driver refused to read its utilisation (no permission); "
+        "GPU 1 (00000000:19:00.0): the driver refused to read its utilisation (no permission)"
+    )
