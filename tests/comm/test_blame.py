@@ -215,12 +215,31 @@ def test_a_rank_the_launcher_killed_itself_is_not_said_to_have_died():
     assert exit_words(_child(1, 1, killed=True)) is None
 
 
-def _run(monkeypatch, children, raw):
-    plan = Plan(device="cpu")
-    monkeypatch.setattr(app, "resolve_launch", lambda request, env: (plan, len(children)))
-    monkeypatch.setattr(launch, "launch", lambda *a, **k: Launched(raw, tuple(children)))
+def _run(monkeypatch, children, raw, *, device="cpu", env=None, progress=None, **launched):
+    """run_comm over a faked launch: ``children`` as the parent saw them, ``raw`` as rank 0's report."""
+    plan = Plan(device=device)
+    calls = []
+
+    def resolve(request, seen_env):
+        calls.append(("resolve", request, seen_env))
+        return plan, len(children)
+
+    def fake_launch(*args, **kwargs):
+        calls.append(("launch", args, kwargs))
+        return Launched(raw, tuple(children), **launched)
+
+    monkeypatch.setattr(app, "resolve_launch", resolve)
+    monkeypatch.setattr(launch, "launch", fake_launch)
     monkeypatch.setattr(app, "host_name", lambda: "here")
-    return app.run_comm(CommRequest.parse(device="cpu"), env={})
+    request = CommRequest.parse(device="cpu")
+    report = app.run_comm(request, env={} if env is None else env, progress=progress)
+    want_env = {} if env is None else env
+    assert calls == [
+        ("resolve", request, want_env),
+        ("launch", (plan, len(children)), {"env": want_env, "progress": progress}),
+    ]
+    assert isinstance(report.generated_at, datetime)
+    return report
 
 
 def _raw(problems):
@@ -280,3 +299,43 @@ def test_p2p_matrix_json_of_one_node_keeps_its_ranks_and_matrix():
     doc = P2PMatrix(MB, (node,)).to_json()
     assert doc["ranks"] == [3, 5] and doc["matrix"] == [[None, 12.5], [None, None]]
     assert doc["nodes"] == [{"host": "h", "ranks": [3, 5], "matrix": [[None, 12.5], [None, None]]}]
+
+
+def test_a_rank_that_ended_well_after_rank_0_reported_is_no_problem_whatever_it_said(monkeypatch):
+    report = _run(monkeypatch, [_child(0, 0), _child(1, 0, error="late words")], _raw([]))
+    assert report.problems == ()
+
+
+def _no_report_world(report):
+    return (report.backend, report.launcher, [(r.rank, r.host, r.device) for r in report.ranks], report.completed)
+
+
+@pytest.mark.parametrize(
+    ("device", "backend"),
+    [("cpu", "gloo"), ("cuda", "nccl")],
+)
+def test_without_rank_0s_report_the_world_is_the_launchers_and_the_run_did_not_complete(monkeypatch, device, backend):
+    report = _run(monkeypatch, [_child(0, 0), _child(1, EXIT_LOST)], None, device=device)
+    assert _no_report_world(report) == (backend, "envcheck", [(0, "here", None), (1, "here", None)], False)
+    assert [(p.rank, p.host) for p in report.problems] == [(0, "here")]
+    assert (report.results, report.interrupted, report.stopped_by) == ((), False, None)
+
+
+def test_a_rank_0_silent_past_its_limit_is_said_so_with_the_seconds(monkeypatch):
+    report = _run(monkeypatch, [_child(0, 0), _child(1, EXIT_LOST)], None, stalled_s=180.4)
+    assert [p.what for p in report.problems] == ["rank 0 reported no progress for 180 s; every rank was stopped"]
+
+
+def test_a_run_interrupted_before_rank_0_reported_says_by_what(monkeypatch):
+    report = _run(monkeypatch, [_child(0, 0), _child(1, EXIT_LOST)], None, interrupted=True)
+    assert [p.what for p in report.problems] == ["interrupted (Ctrl-C) before rank 0 could report"]
+    assert (report.interrupted, report.stopped_by, int(report.exit_code)) == (True, "SIGINT", 130)
+
+
+def test_an_interrupted_run_keeps_rank_0s_report_and_marks_it_stopped(monkeypatch):
+    report = _run(monkeypatch, [_child(0, 0), _child(1, EXIT_ABORTED)], _raw([]), interrupted=True)
+    assert (report.problems, report.interrupted, report.stopped_by) == ((), True, "SIGINT")
+
+
+def test_the_callers_environment_and_progress_reach_the_launch(monkeypatch):
+    _run(monkeypatch, [_child(0, 0)], _raw([]), env={"NCCL_DEBUG": "INFO"}, progress=print)

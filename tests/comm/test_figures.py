@@ -203,3 +203,19 @@ def test_the_lab_spec_judges_the_peaks_and_the_slowest_pair(tmp_path):
         "send_recv": (2**34 / 1e9, False),  # the slowest pair, 0 -> 1: 17.2 GB/s
     }
     assert int(report.exit_code) == 1
+
+
+def test_the_lab_spec_is_judged_without_a_matrix_when_p2p_was_not_run(tmp_path):
+    spec = tmp_path / "lab.toml"
+    spec.write_text('[comm]\nall_reduce = { min_busbw = "1 GB/s" }\nsend_recv = { min_busbw = "1 GB/s" }\n')
+    request = CommRequest.parse(device="cuda", ops_text="all_reduce", spec_path=str(spec))
+    report = _build(_raw(), request)
+    assert report.p2p is None
+    assert [(v.op, v.passed) for v in report.spec_verdicts] == [("all_reduce", True), ("send_recv", None)]
+
+
+def test_the_p2p_document_states_its_unit():
+    ranks = [{"rank": r, "host": "h", "device": "cpu"} for r in range(2)]
+    raw = {"world": {"size": 2, "ranks": ranks}, "records": [], "completed": True}
+    p2p = _build(raw, CommRequest.parse(device="cpu", ops_text="p2p")).p2p.to_json()
+    assert (p2p["unit"], p2p["size_bytes"], p2p["ranks"]) == ("GB/s", 0, [0, 1])

@@ -1,0 +1,68 @@
+"""comm's options in-process: each bound at its edge, each refusal's words, and the options as the report
+states them (``options``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from envcheck.comm.app import MAX_RANKS, CommRequest
+from envcheck.core.errors import CommandError
+
+
+def test_the_options_are_stated_as_given():
+    request = CommRequest.parse(
+        device="cuda", nproc=4, timeout="0.5", ops_text="broadcast, all_reduce,broadcast", min_size="4",
+        max_size="4", iters=1, warmup=1, spec_path=None,
+    )  # fmt: skip
+    assert request.describe() == {
+        "device": "cuda", "nproc": 4, "ops": ["broadcast", "all_reduce"], "min_size": 4, "max_size": 4,
+        "iters": 1, "warmup": 1, "timeout_s": 0.5, "spec": None,
+    }  # fmt: skip
+    default = CommRequest.parse().describe()
+    assert (default["device"], default["timeout_s"], default["min_size"], default["max_size"]) == (
+        "auto",
+        60.0,
+        None,
+        None,
+    )
+    assert (
+        CommRequest.parse(min_size="1KiB").plan.min_size == 1024
+        and CommRequest.parse(max_size="1KiB").plan.max_size == 1024
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "plan"),
+    [
+        ({"iters": 100_000, "warmup": 100_000}, (100_000, 100_000)),
+        ({"iters": MAX_RANKS + 1}, (MAX_RANKS + 1, None)),  # the ranks' bound is --nproc's alone
+    ],
+)
+def test_counts_at_their_upper_bounds_are_taken(options, plan):
+    request = CommRequest.parse(**options)
+    assert (request.plan.iters, request.plan.warmup) == plan
+    assert CommRequest.parse(nproc=MAX_RANKS).nproc == MAX_RANKS and CommRequest.parse(nproc=1).nproc == 1
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"timeout": "x" * 50}, f"--timeout must be a positive number of seconds, not {'x' * 40!r}"),
+        ({"ops_text": "allreduce"},
+         "unknown op 'allreduce'; choose from all_reduce, all_gather, reduce_scatter, broadcast, all_to_all, "
+         "send_recv, p2p"),
+        ({"min_size": "3"}, "--min-size 3: at least 4 bytes (one float32)"),
+        ({"max_size": "3"}, "--max-size 3: at least 4 bytes (one float32)"),
+        ({"max_size": "lots"}, "--max-size: "),
+        ({"min_size": "8KiB", "max_size": "4KiB"}, "--min-size 8KiB is larger than --max-size 4KiB"),
+        ({"iters": 100_001}, "--iters 100001: out of range"),
+        ({"warmup": 0}, "--warmup 0: out of range"),
+        ({"warmup": 100_001}, "--warmup 100001: out of range"),
+        ({"nproc": 0}, "--nproc 0: out of range"),
+        ({"nproc": MAX_RANKS + 1}, f"--nproc {MAX_RANKS + 1}: out of range"),
+    ],
+)  # fmt: skip
+def test_each_refusal_says_which_option_and_why(options, words):
+    with pytest.raises(CommandError) as error:
+        CommRequest.parse(**options)
+    assert str(error.value).startswith(words) and error.value.exit_code == 2
