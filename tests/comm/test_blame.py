@@ -332,6 +332,13 @@ def test_a_run_interrupted_before_rank_0_reported_says_by_what(monkeypatch):
     assert (report.interrupted, report.stopped_by, int(report.exit_code)) == (True, "SIGINT", 130)
 
 
+def test_a_run_a_signal_stopped_before_rank_0_reported_names_the_signal(monkeypatch):
+    monkeypatch.setattr("envcheck.core.stop.stopped_by", lambda interrupted: "SIGTERM" if interrupted else None)
+    report = _run(monkeypatch, [_child(0, 0), _child(1, EXIT_LOST)], None, interrupted=True)
+    assert [p.what for p in report.problems] == ["interrupted (SIGTERM) before rank 0 could report"]
+    assert (report.stopped_by, int(report.exit_code)) == ("SIGTERM", 143)
+
+
 def test_an_interrupted_run_keeps_rank_0s_report_and_marks_it_stopped(monkeypatch):
     report = _run(monkeypatch, [_child(0, 0), _child(1, EXIT_ABORTED)], _raw([]), interrupted=True)
     assert (report.problems, report.interrupted, report.stopped_by) == ((), True, "SIGINT")
@@ -339,3 +346,12 @@ def test_an_interrupted_run_keeps_rank_0s_report_and_marks_it_stopped(monkeypatc
 
 def test_the_callers_environment_and_progress_reach_the_launch(monkeypatch):
     _run(monkeypatch, [_child(0, 0)], _raw([]), env={"NCCL_DEBUG": "INFO"}, progress=print)
+
+
+def test_without_an_environment_given_the_processs_own_is_used(monkeypatch):
+    seen = []
+    monkeypatch.setenv("ENVCHECK_TEST_MARK", "7")
+    monkeypatch.setattr(app, "resolve_launch", lambda request, env: seen.append(env) or (Plan(device="cpu"), 1))
+    monkeypatch.setattr(launch, "launch", lambda *a, **k: Launched(_raw([]), (_child(0, 0),)))
+    app.run_comm(CommRequest.parse(device="cpu"))
+    assert seen[0]["ENVCHECK_TEST_MARK"] == "7"

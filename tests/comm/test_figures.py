@@ -203,6 +203,7 @@ def test_the_lab_spec_judges_the_peaks_and_the_slowest_pair(tmp_path):
         "send_recv": (2**34 / 1e9, False),  # the slowest pair, 0 -> 1: 17.2 GB/s
     }
     assert int(report.exit_code) == 1
+    assert report.request.describe()["spec"] == str(spec)
 
 
 def test_the_lab_spec_is_judged_without_a_matrix_when_p2p_was_not_run(tmp_path):

@@ -47,6 +47,7 @@ def test_counts_at_their_upper_bounds_are_taken(options, plan):
 @pytest.mark.parametrize(
     ("options", "words"),
     [
+        ({"device": "gpu"}, "--device 'gpu': choose auto, cpu or cuda"),
         ({"timeout": "x" * 50}, f"--timeout must be a positive number of seconds, not {'x' * 40!r}"),
         ({"ops_text": "allreduce"},
          "unknown op 'allreduce'; choose from all_reduce, all_gather, reduce_scatter, broadcast, all_to_all, "
