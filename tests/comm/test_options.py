@@ -67,3 +67,21 @@ def test_each_refusal_says_which_option_and_why(options, words):
     with pytest.raises(CommandError) as error:
         CommRequest.parse(**options)
     assert str(error.value).startswith(words) and error.value.exit_code == 2
+
+
+def test_bad_launcher_variables_are_a_usage_error_and_none_is_no_world():
+    from envcheck.comm.app import joined_world
+
+    assert joined_world({}) is None
+    assert joined_world({"RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "n1", "MASTER_PORT": "1"}).rank == 1
+    with pytest.raises(CommandError, match="does not fit") as error:
+        joined_world({"RANK": "4", "WORLD_SIZE": "4", "MASTER_ADDR": "n1", "MASTER_PORT": "1"})
+    assert error.value.exit_code == 2
+
+
+def test_cpu_ranks_are_two_unless_asked_and_keep_the_plan():
+    from envcheck.comm.app import resolve_launch
+
+    two = CommRequest.parse(device="cpu", ops_text="all_reduce")
+    assert resolve_launch(two, {}) == (two.plan, 2)
+    assert resolve_launch(CommRequest.parse(device="cpu", nproc=3), {})[1] == 3
