@@ -85,3 +85,60 @@ def test_cpu_ranks_are_two_unless_asked_and_keep_the_plan():
     two = CommRequest.parse(device="cpu", ops_text="all_reduce")
     assert resolve_launch(two, {}) == (two.plan, 2)
     assert resolve_launch(CommRequest.parse(device="cpu", nproc=3), {})[1] == 3
+
+
+@pytest.fixture
+def gpus_seen(monkeypatch):
+    """resolve_launch with torch's child faked: ``gpus_seen.gpus`` is what the device resolution finds."""
+    from types import SimpleNamespace
+
+    from envcheck.devices import resolve
+    from envcheck.probes import torch as torch_probe
+
+    state = SimpleNamespace(gpus=None, calls=[])
+    info, inventory = object(), object()
+    monkeypatch.setattr(torch_probe, "probe_torch", lambda env: state.calls.append(("probe", env)) or info)
+    monkeypatch.setattr(resolve, "torch_ready", lambda got, *, gpus: state.calls.append(("ready", got is info, gpus)))
+    monkeypatch.setattr(
+        resolve, "probed_inventory", lambda got, env: state.calls.append(("inventory", got is info, env)) or inventory
+    )
+
+    def resolved(request, inv, env):
+        state.calls.append(("resolve", request, inv is inventory, env))
+        return state.gpus
+
+    monkeypatch.setattr(resolve, "resolve", resolved)
+    return state
+
+
+@pytest.mark.parametrize(
+    ("gpus", "nproc", "device", "ranks"),
+    [
+        (None, None, "cpu", 2),
+        (None, 3, "cpu", 3),
+        ((0, 1, 2), None, "cuda", 3),
+        ((0, 1, 2), 2, "cuda", 2),
+        ((0, 1, 2), 3, "cuda", 3),
+    ],
+)
+def test_auto_takes_a_rank_per_gpu_torch_sees_or_two_cpu_ranks(gpus_seen, gpus, nproc, device, ranks):
+    from envcheck.comm.app import resolve_launch
+    from envcheck.devices.resolve import parse
+
+    gpus_seen.gpus = gpus
+    env = {"CUDA_VISIBLE_DEVICES": "0,1,2"}
+    request = CommRequest.parse(nproc=nproc, ops_text="all_reduce")
+    plan, got = resolve_launch(request, env)
+    assert (plan.device, plan.ops, got) == (device, ("all_reduce",), ranks)
+    assert gpus_seen.calls == [
+        ("probe", env), ("ready", True, True), ("inventory", True, env), ("resolve", parse("auto"), True, env),
+    ]  # fmt: skip
+
+
+def test_more_ranks_than_gpus_is_a_usage_error(gpus_seen):
+    from envcheck.comm.app import resolve_launch
+
+    gpus_seen.gpus = (0, 1, 2)
+    with pytest.raises(CommandError) as error:
+        resolve_launch(CommRequest.parse(device="cuda", nproc=4), {})
+    assert str(error.value) == "--nproc 4: only 3 GPU(s) are visible (one rank per GPU)" and error.value.exit_code == 2
