@@ -142,3 +142,9 @@ def test_more_ranks_than_gpus_is_a_usage_error(gpus_seen):
     with pytest.raises(CommandError) as error:
         resolve_launch(CommRequest.parse(device="cuda", nproc=4), {})
     assert str(error.value) == "--nproc 4: only 3 GPU(s) are visible (one rank per GPU)" and error.value.exit_code == 2
+
+
+def test_cpu_ranks_never_ask_torchs_child(gpus_seen):
+    from envcheck.comm.app import resolve_launch
+
+    assert resolve_launch(CommRequest.parse(device="cpu"), {})[1] == 2 and gpus_seen.calls == []
