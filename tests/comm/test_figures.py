@@ -220,3 +220,12 @@ def test_the_p2p_document_states_its_unit():
     raw = {"world": {"size": 2, "ranks": ranks}, "records": [], "completed": True}
     p2p = _build(raw, CommRequest.parse(device="cpu", ops_text="p2p")).p2p.to_json()
     assert (p2p["unit"], p2p["size_bytes"], p2p["ranks"]) == ("GB/s", 0, [0, 1])
+
+
+def test_a_buffer_holds_whole_elements_and_at_least_one():
+    from envcheck.comm.ops import OPS
+
+    assert OPS["all_reduce"].count(10, 4) == 2  # 10 bytes: two whole float32, not 2.5
+    assert OPS["all_reduce"].count(4, 4) == 1
+    assert OPS["all_gather"].count(8, 4) == 1  # under one element per rank's chunk: still one
+    assert OPS["all_gather"].size_bytes(1, 4) == 16
