@@ -227,3 +227,64 @@ def test_merge_reads_each_document_by_its_kinds_adapter_and_passes_the_threshold
     assert (node.hostname, node.status, report.threshold) == ("n", Status.FAIL, 0.3)
     assert [(p.id, p.summary) for p in node.failing] == [("gpu.ecc", "3 uncorrected")]
     assert math.isclose(merge([]).threshold, DEFAULT_THRESHOLD)
+
+
+def test_a_figure_carries_its_benchmark_model_and_unit_and_two_devices_are_compared():
+    # Two devices: the median is their mean, 75; 50 is a third below it.
+    report = _compare([100.0, 50.0])
+    assert [(f.id, f.model, f.unit, f.device_kind, f.device, f.slow) for f in report.comparisons[0].figures] == [
+        ("matmul.bf16", "NVIDIA H100", "TFLOP/s", "gpu", "cuda:0", False),
+        ("matmul.bf16", "NVIDIA H100", "TFLOP/s", "gpu", "cuda:0", True),
+    ]
+    assert report.comparisons[0].figures[1].shortfall == round(1 - 50 / 75, 4)
+
+
+def test_figures_below_one_unit_are_judged_too():
+    # Median of 0.5, 0.5, 0.2 is 0.5: 0.2 is 60 % below it.
+    assert [f.slow for f in _compare([0.5, 0.5, 0.2]).comparisons[0].figures] == [False, False, True]
+
+
+def test_figures_are_ordered_by_host_not_by_source_and_a_tie_keeps_the_first_reading():
+    group = Group("memory.d2d", "gpu", "NVIDIA H100", "GB/s", False)
+    report = merge_digests(
+        [
+            _digest("a", "bench", readings=[_reading(10.0, group=group)], source="z.json"),
+            _digest("b", "bench", readings=[_reading(10.0, group=group)], source="y.json"),
+            _digest("b", "bench", readings=[_reading(10.0, group=group)], source="x.json"),
+        ]
+    )
+    assert [(f.hostname, f.source) for f in report.comparisons[0].figures] == [("a", "z.json"), ("b", "y.json")]
+
+
+def test_devices_without_an_index_come_first_then_by_index_then_by_name():
+    group = Group("memory.h2d", "gpu", "NVIDIA H100", "GB/s", False)
+    readings = [_reading(4.0, 1, group=group), _reading(3.0, 0, group=group),
+                _reading(2.0, None, group=group, device="y"), _reading(1.0, None, group=group, device="x")]  # fmt: skip
+    (c,) = merge_digests([_digest("n", "bench", readings=readings)]).comparisons
+    assert [(f.index, f.device) for f in c.figures] == [(None, "x"), (None, "y"), (0, "cuda:0"), (1, "cuda:1")]
+
+
+def test_fields_follow_the_reports_order_not_the_alphabet_and_a_tie_is_broken_by_value():
+    rows = (
+        ("n1", "3.12", "H100", "2"),
+        ("n2", "3.12", "H100", "2"),
+        ("n3", "3.11", "A100", "1"),
+        ("n4", "3.11", "A100", "1"),
+    )
+    fields = [[("package.zz", "1"), ("gpu.model", gpu), ("python", py), ("package.aa", aa)] for _, py, gpu, aa in rows]
+    report = merge_digests([_digest(row[0], fields=f) for row, f in zip(rows, fields, strict=True)])
+    assert [d.field for d in report.drift] == ["python", "gpu.model", "package.aa"]
+    # 3.11 and 3.12 have two hosts each: 3.11 first by value, though its hosts (n3, n4) sort after 3.12's.
+    assert report.drift[0].values == (("3.11", ("n3", "n4")), ("3.12", ("n1", "n2")))
+    assert report.uniform == (("package.zz", "1", 4),)
+    one = merge_digests(
+        [_digest("n", fields=[("package.b", "1"), ("gpu.model", "H100"), ("python", "3.12"), ("package.a", "2")])]
+    )
+    assert [u[0] for u in one.uniform] == ["python", "gpu.model", "package.a", "package.b"]
+
+
+def test_merge_keeps_the_skipped_sources_and_each_reports_source_and_kind():
+    doc = {"schema": "envcheck.doctor/1", "host": {"hostname": "n"}, "checks": []}
+    report = merge([NodeReport("n.json", "doctor", "n", doc)], [Skipped("x.json", "not JSON")])
+    assert report.skipped == (Skipped("x.json", "not JSON"),)
+    assert [(r.source, r.kind) for r in report.nodes[0].reports] == [("n.json", "doctor")]
