@@ -86,3 +86,16 @@ def test_a_wrong_result_is_located_at_its_first_wrong_element_with_the_count():
     assert ops.first_mismatch(got, want) == {"index": 2, "elements": 5, "wrong": 2, "got": 9.0, "expected": 3.0}
     nan = torch.tensor([1.0, float("nan"), 3.0, 4.0, 5.0])
     assert ops.first_mismatch(nan, want)["index"] == 1 and ops.first_mismatch(nan, want)["wrong"] == 1
+
+
+@pytest.mark.parametrize("verify", [True, False])
+@pytest.mark.parametrize("rank", [0, 1])
+@pytest.mark.parametrize("op", OPS)
+def test_every_buffer_and_expected_result_is_on_the_ranks_device(op, rank, verify):
+    """On a GPU a buffer left on the CPU fails NCCL (or is copied on every call): each tensor is made on
+    the device asked for. torch's "meta" device stands for a GPU here: a tensor made without the
+    device lands on the CPU instead."""
+    bufs = ops.make_buffers(op, 8, rank, 3, "meta", verify=verify)
+    assert (bufs.send.device.type, bufs.recv.device.type) == ("meta", "meta")
+    assert bufs.send.dtype == bufs.recv.dtype == torch.float32
+    assert ops.expected(op, 8, rank, 3, "meta").device.type == "meta"
