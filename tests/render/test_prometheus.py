@@ -258,3 +258,106 @@ def test_gpu_readings_are_numbers_percentages_are_ratios_and_flags_are_0_or_1(mo
     assert value(metrics["envcheck_gpu_throttle_reason"], gpu="0", reason="sw_power_cap") == 0
     assert (value(metrics["envcheck_gpu_up"], gpu="0"), value(metrics["envcheck_gpu_up"], gpu="1")) == (1, 0)
     assert {s.labels["gpu"] for s in metrics["envcheck_gpu_temperature_celsius"]} == {"0"}
+
+
+def test_every_other_status_of_a_check_is_0_and_its_area_is_before_the_first_dot(monkeypatch):
+    metrics = exposed(document([("gpu.nvlink.replay", "warn"), ("host.cpu", "ok")]), monkeypatch)
+    samples = metrics["envcheck_check_status"]
+    assert {(s.labels["check"], s.labels["status"]): s.value for s in samples} == {
+        **{("gpu.nvlink.replay", s): float(s == "warn") for s in STATUSES},
+        **{("host.cpu", s): float(s == "ok") for s in STATUSES},
+    }
+    assert {s.labels["check"]: s.labels["area"] for s in samples} == {"gpu.nvlink.replay": "gpu", "host.cpu": "host"}
+    assert {s.labels["Hostname"] for s in samples} == {"node-a"}
+    assert {s.labels["status"]: s.labels["Hostname"] for s in metrics["envcheck_checks"]} == dict.fromkeys(
+        STATUSES, "node-a"
+    )
+
+
+def test_the_info_series_names_the_version_and_the_driver_it_saw(monkeypatch):
+    doc = {**document([]), "envcheck_version": "0.3.1", "driver": {"version": "550.54.15", "cuda_version": "12.4"}}
+    (info,) = exposed(doc, monkeypatch)["envcheck_info"]
+    assert info.labels == {
+        "version": "0.3.1",
+        "driver_version": "550.54.15",
+        "cuda_driver_version": "12.4",
+        "Hostname": "node-a",
+    }
+    assert info.value == 1
+    (bare,) = exposed({**document([]), "driver": None}, monkeypatch)["envcheck_info"]
+    assert bare.labels == {"version": "", "driver_version": "", "cuda_driver_version": "", "Hostname": "node-a"}
+
+
+def test_node_name_wins_over_the_reports_host_name_and_a_missing_one_is_empty(monkeypatch):
+    from envcheck.render.prometheus import exposition
+
+    monkeypatch.setenv("NODE_NAME", "k8s-node-7")
+    metrics = families(exposition(document([("gpu.ecc", "ok")], [{"index": 0, "uuid": "GPU-1"}])))
+    every = [s for samples in metrics.values() for s in samples]
+    assert every and {s.labels["Hostname"] for s in every} == {"k8s-node-7"}
+    monkeypatch.delenv("NODE_NAME")
+    nameless = {k: v for k, v in document([]).items() if k != "host"}
+    assert {s.labels["Hostname"] for s in families(exposition(nameless))["envcheck_node_healthy"]} == {""}
+
+
+def test_a_document_without_checks_gpus_or_duration_is_a_healthy_node_with_zero_counts(monkeypatch):
+    doc = {"schema": "envcheck.doctor/1", "generated_at": "2026-01-02T03:04:05+00:00", "host": {"hostname": "n"}}
+    metrics = exposed(doc, monkeypatch)
+    assert value(metrics["envcheck_node_healthy"]) == 1
+    assert value(metrics["envcheck_run_duration_seconds"]) == 0.0
+    assert [value(metrics["envcheck_checks"], status=s) for s in STATUSES] == [0] * len(STATUSES)
+    assert metrics["envcheck_check_status"] == [] and metrics["envcheck_gpu_up"] == []
+
+
+def test_a_gpu_refused_to_this_user_is_down_and_missing_labels_are_empty(monkeypatch):
+    gpus = [{"index": 0, "refused": True}, {"index": 1, "uuid": "GPU-b", "pci_bus_id": "0:3b", "name": "H100"}]
+    up = exposed(document([], gpus), monkeypatch)["envcheck_gpu_up"]
+    assert [(s.labels, s.value) for s in up] == [
+        ({"gpu": "0", "UUID": "", "pci_bus_id": "", "modelName": "", "Hostname": "node-a"}, 0),
+        ({"gpu": "1", "UUID": "GPU-b", "pci_bus_id": "0:3b", "modelName": "H100", "Hostname": "node-a"}, 1),
+    ]
+
+
+def test_each_family_says_what_it_measures(monkeypatch):
+    """The HELP line is what a dashboard's author reads in Prometheus' metric explorer."""
+    helps = {f.name: f.documentation for f in text_string_to_metric_families(_exposition_of_nothing(monkeypatch))}
+    assert helps == {
+        "envcheck_info": "envcheck's version and the driver it saw (1).",
+        "envcheck_check_status": "1 on the check's status, 0 on the others (one series per possible status).",
+        "envcheck_checks": "Checks by status in the last run.",
+        "envcheck_node_healthy": "1 when no check failed or crashed in the last run.",
+        "envcheck_last_run_timestamp_seconds": "When the last run started (Unix time).",
+        "envcheck_run_duration_seconds": "How long the last run took.",
+        "envcheck_gpu_up": "1 when the GPU answers; 0 when it is lost or refused to this user.",
+        **GPU_GAUGE_HELP,
+        "envcheck_gpu_ecc_errors": "Uncorrected ECC errors (volatile: since the driver loaded).",
+        "envcheck_gpu_remapped_rows": "Rows remapped, by the kind of error that caused it.",
+        "envcheck_gpu_throttle_reason": (
+            "1 when this clocks-event (throttle) reason holds the GPU's clocks now, else 0."
+        ),
+    }
+
+
+def _exposition_of_nothing(monkeypatch) -> str:
+    from envcheck.render.prometheus import exposition
+
+    monkeypatch.delenv("NODE_NAME", raising=False)
+    return exposition(document([]))
+
+
+#: The per-reading gauges' HELP, as a dashboard's author reads it.
+GPU_GAUGE_HELP = {
+    "envcheck_gpu_temperature_celsius": "GPU core temperature.",
+    "envcheck_gpu_slowdown_temperature_celsius": "Temperature at which the GPU slows down.",
+    "envcheck_gpu_memory_used_bytes": "GPU memory in use.",
+    "envcheck_gpu_memory_total_bytes": "GPU memory in all.",
+    "envcheck_gpu_power_watts": "Power draw.",
+    "envcheck_gpu_power_limit_watts": "Enforced power limit.",
+    "envcheck_gpu_utilization_ratio": "Share of the last sample period a kernel ran (0-1).",
+    "envcheck_gpu_pcie_link_width": "Current PCIe link width (lanes).",
+    "envcheck_gpu_pcie_link_width_max": "Maximum PCIe link width (lanes).",
+    "envcheck_gpu_pcie_link_generation": "Current PCIe link generation.",
+    "envcheck_gpu_pcie_link_generation_max": "Maximum PCIe link generation.",
+    "envcheck_gpu_row_remap_pending": "1 when a row remap waits for a GPU reset.",
+    "envcheck_gpu_row_remap_failed": "1 when a row remap failed (the GPU needs service).",
+}

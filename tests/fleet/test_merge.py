@@ -1,0 +1,290 @@
+"""The fleet's merge in-process, over hand-made digests (what each report's adapter takes of it): each
+node's status and order, drift and the uniform stack, slow devices against their model's median, the
+duplicates, and the fleet's status. Every expected figure is computed by hand in the test."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from envcheck.core.model import Status
+from envcheck.fleet.kinds import Digest, Group, Problem, Reading, ReportRef
+from envcheck.fleet.merge import DEFAULT_THRESHOLD, field_title, merge, merge_digests
+from envcheck.fleet.read import NodeReport, Skipped
+
+H100 = Group("matmul.bf16", "gpu", "NVIDIA H100", "TFLOP/s", False)
+
+
+def _reading(value, index=0, *, uuid=None, group=H100, device=None, contended=False):
+    device = device or f"cuda:{index}"
+    bus = None if index is None else f"0000:{index:02x}:00.0"
+    return Reading(group, uuid or device, group.device_kind, device, index, uuid, bus, value, contended)
+
+
+def _digest(
+    host, kind="doctor", status=Status.OK, *, problems=(), fields=(), readings=(), uuids=(), rank=0, source=None
+):
+    source = source or f"{host}/{kind}.json"
+    ref = ReportRef(source, kind, status, 0 if status is Status.OK else 1, "2026-01-01T00:00:00+00:00")
+    return Digest(source, kind, host, ref, tuple(problems), tuple(fields), tuple(readings), frozenset(uuids), rank)
+
+
+def _problem(status, summary="x", source="s"):
+    return Problem(source, "doctor", "gpu.ecc", status, summary)
+
+
+def test_nodes_fail_first_then_warn_then_by_name_with_their_own_problems_split():
+    fail = _problem(Status.FAIL, "ECC")
+    crash = _problem(Status.CRASH, "crashed")
+    warn = _problem(Status.WARN, "hot")
+    report = merge_digests(
+        [
+            _digest("b-ok"),
+            _digest("a-warn", problems=[(None, warn)]),
+            _digest("z-fail", status=Status.FAIL, problems=[(None, fail), (None, warn), (None, crash)]),
+            # A comm report naming a rank on another host: that host is a node of its own.
+            _digest("c-ok", "comm", problems=[("d-gone", _problem(Status.FAIL, "never joined"))]),
+        ]
+    )
+    assert [(n.hostname, n.status) for n in report.nodes] == [
+        ("d-gone", Status.FAIL), ("z-fail", Status.FAIL), ("a-warn", Status.WARN), ("b-ok", Status.OK),
+        ("c-ok", Status.OK),
+    ]  # fmt: skip
+    z = report.nodes[1]
+    assert (z.failing, z.warnings) == ((fail, crash), (warn,))
+    assert [r.source for r in z.reports] == ["z-fail/doctor.json"] and report.nodes[0].reports == ()
+    assert report.reports_read == 4 and int(report.exit_code) == 1
+
+
+def test_a_nodes_status_is_the_worst_of_its_reports():
+    report = merge_digests([_digest("n", "doctor", Status.OK), _digest("n", "bench", Status.WARN)])
+    (node,) = report.nodes
+    assert node.status is Status.WARN and len(node.reports) == 2
+    assert (report.status, int(report.exit_code)) == (Status.WARN, 0)
+
+
+def test_a_field_comes_from_the_report_that_sees_most_and_the_first_among_equals():
+    report = merge_digests(
+        [
+            _digest("n1", "bench", fields=[("torch.version", "2.3")], rank=2),
+            _digest("n1", "doctor", fields=[("torch.version", "2.4")], rank=0),
+            _digest("n1", "burn", fields=[("torch.version", "2.5")], rank=0),
+            _digest("n2", "doctor", fields=[("torch.version", "2.4")], rank=0),
+        ]
+    )
+    assert report.uniform == (("torch.version", "2.4", 2),) and report.drift == ()
+
+
+ACCELERATE = [("package.accelerate", "1")]
+
+
+def test_drift_lists_each_field_in_report_order_its_values_majority_first_with_sorted_hosts():
+    report = merge_digests(
+        [
+            _digest(h, fields=[("package.numpy", np), ("python", "3.11"), ("driver.version", drv), *ACCELERATE])
+            for h, drv, np in (("n3", "550", "2.0"), ("n1", "535", "1.26"), ("n2", "550", "2.0"), ("n4", "535", "1.9"))
+        ]
+    )  # fmt: skip
+    assert [(d.field, d.values) for d in report.drift] == [
+        ("driver.version", (("535", ("n1", "n4")), ("550", ("n2", "n3")))),  # a tie: by value
+        ("package.numpy", (("2.0", ("n2", "n3")), ("1.26", ("n1",)), ("1.9", ("n4",)))),
+    ]
+    assert [d.title for d in report.drift] == ["NVIDIA driver", "package numpy"]
+    assert report.uniform == (("python", "3.11", 4), ("package.accelerate", "1", 4))
+    assert report.status is Status.WARN and int(report.exit_code) == 0  # drift is called out, not a failure
+
+
+def test_field_titles():
+    assert field_title("torch.cudnn") == "cuDNN"
+    assert field_title("package.flash-attn") == "package flash-attn"
+    assert field_title("something.new") == "something.new"
+
+
+def _compare(values, threshold=DEFAULT_THRESHOLD):
+    """One H100 per host, host ``h{i}``, with ``values[i]``."""
+    digests = [_digest(f"h{i}", "bench", readings=[_reading(v, uuid=f"GPU-{i}")]) for i, v in enumerate(values)]
+    return merge_digests(digests, threshold=threshold)
+
+
+def test_a_device_more_than_the_threshold_below_its_models_median_is_slow_and_fails_its_node():
+    # Median of 100, 100, 80, 95, 89 is 95: 80 is 15.79 % below it, 89 is 6.32 % below.
+    report = _compare([100.0, 100.0, 80.0, 95.0, 89.0])
+    (comparison,) = report.comparisons
+    assert (comparison.id, comparison.model, comparison.unit, comparison.median) == (
+        "matmul.bf16", "NVIDIA H100", "TFLOP/s", 95.0,
+    )  # fmt: skip
+    assert [(f.hostname, f.value, f.shortfall, f.slow) for f in comparison.figures] == [
+        ("h0", 100.0, round(1 - 100 / 95, 4), False),
+        ("h1", 100.0, round(1 - 100 / 95, 4), False),
+        ("h2", 80.0, 0.1579, True),
+        ("h3", 95.0, 0.0, False),
+        ("h4", 89.0, 0.0632, False),
+    ]
+    (slow,) = report.slow
+    assert (slow.hostname, slow.uuid, slow.index, slow.pci_bus_id, slow.fleet_median) == (
+        "h2", "GPU-2", 0, "0000:00:00.0", 95.0,
+    )  # fmt: skip
+    assert report.slow_gpus == [slow] and report.slow_cpus == []
+    assert [(n.hostname, n.status, n.slow) for n in report.nodes][0] == ("h2", Status.FAIL, (slow,))
+    assert int(report.exit_code) == 1
+
+
+@pytest.mark.parametrize(
+    ("threshold", "slow"),
+    [(0.25, False), (0.2499, True)],  # 75 against a median of 100 is exactly 25 % below
+)
+def test_exactly_the_threshold_below_is_not_slow(threshold, slow):
+    report = _compare([100.0, 100.0, 75.0], threshold)
+    assert [f.slow for f in report.comparisons[0].figures] == [False, False, slow]
+    assert report.threshold == threshold
+
+
+def test_a_device_alone_is_never_slow_and_a_median_of_zero_has_no_shortfall():
+    assert _compare([1.0]).comparisons[0].figures[0].slow is False
+    (zeros,) = _compare([0.0, 0.0, 0.0]).comparisons
+    assert [(f.shortfall, f.slow) for f in zeros.figures] == [(0.0, False)] * 3
+
+
+def test_two_figures_near_the_float_maximum_take_the_lower_as_median():
+    big = 1.7e308
+    (c,) = _compare([big, big]).comparisons
+    assert c.median == big and [f.shortfall for f in c.figures] == [0.0, 0.0]
+
+
+def test_a_device_benchmarked_twice_counts_its_best_and_contended_figures_are_only_listed():
+    quick = Group("matmul.bf16", "gpu", "NVIDIA H100", "TFLOP/s", True)
+    cpu = Group("matmul.fp32", "cpu", "Xeon", "GFLOP/s", False)
+    busy = _reading(1.0, 0, uuid="GPU-9", contended=True)
+    first = [_reading(50.0, 1, uuid="GPU-1"), _reading(30.0, uuid="GPU-0")]
+    second = [_reading(70.0, 1, uuid="GPU-1"), _reading(20.0, uuid="GPU-0")]
+    report = merge_digests(
+        [
+            _digest("n1", "bench", readings=first, source="a"),
+            _digest("n1", "bench", readings=second, source="b"),
+            _digest("n2", "bench", readings=[busy, _reading(5.0, 0, uuid="GPU-5", group=quick)]),
+            _digest("n2", "bench", readings=[_reading(9.0, None, group=cpu, device="cpu")], source="c"),
+        ]
+    )  # fmt: skip
+    by_group = {(c.id, c.device_kind, c.quick): c for c in report.comparisons}
+    full = by_group[("matmul.bf16", "gpu", False)]
+    # Figures ordered by host, then index: n1's GPU 0 at its best (30, from a), GPU 1 at its best (70, from b).
+    assert [(f.hostname, f.index, f.value, f.source) for f in full.figures] == [
+        ("n1", 0, 30.0, "a"),
+        ("n1", 1, 70.0, "b"),
+    ]
+    assert full.median == 50.0
+    assert [(f.value, f.quick) for f in by_group[("matmul.bf16", "gpu", True)].figures] == [(5.0, True)]
+    assert [(f.device, f.index, f.device_kind) for f in by_group[("matmul.fp32", "cpu", False)].figures] == [
+        ("cpu", None, "cpu")
+    ]
+    assert report.contended == ((busy, "n2", "n2/bench.json"),)
+    # n1 ran the bench twice: a duplicate report of one kind, called out.
+    assert [(d.hostname, d.kind, d.sources) for d in report.duplicate_hosts] == [
+        ("n1", "bench", ("a", "b")),
+        ("n2", "bench", ("n2/bench.json", "c")),
+    ]
+
+
+def test_figures_of_one_host_are_ordered_by_index_with_no_index_first_then_device():
+    group = Group("memory.h2d", "gpu", "NVIDIA H100", "GB/s", False)
+    readings = [_reading(3.0, 1, group=group), _reading(1.0, None, group=group, device="b"),
+                _reading(2.0, None, group=group, device="a")]  # fmt: skip
+    (c,) = merge_digests([_digest("n", "bench", readings=readings)]).comparisons
+    assert [(f.index, f.device) for f in c.figures] == [(None, "a"), (None, "b"), (1, "cuda:1")]
+
+
+def test_a_gpu_uuid_on_two_hosts_is_a_duplicate_naming_both_hosts_and_their_sources():
+    report = merge_digests(
+        [
+            _digest("n2", uuids={"GPU-x", "GPU-y"}),
+            _digest("n1", uuids={"GPU-x"}),
+            _digest("n3", uuids={"GPU-z"}),
+        ]
+    )
+    assert [(d.uuid, d.hosts, d.sources) for d in report.duplicate_gpus] == [
+        ("GPU-x", ("n1", "n2"), ("n1/doctor.json", "n2/doctor.json"))
+    ]
+    assert report.duplicate_hosts == () and report.status is Status.WARN
+
+
+def test_a_skipped_source_alone_warns_and_a_clean_fleet_is_ok():
+    assert merge_digests([_digest("n")]).statuses() == [Status.OK]
+    skipped = merge_digests([_digest("n")], [Skipped("bad.json", "not JSON")])
+    assert skipped.statuses() == [Status.OK, Status.WARN] and skipped.skipped == (Skipped("bad.json", "not JSON"),)
+
+
+def test_merge_reads_each_document_by_its_kinds_adapter_and_passes_the_threshold():
+    doc = {
+        "schema": "envcheck.doctor/1",
+        "generated_at": "2026-01-01T00:00:00+00:00",
+        "host": {"hostname": "n"},
+        "checks": [{"id": "gpu.ecc", "status": "fail", "summary": "3 uncorrected"}],
+        "exit_code": 1,
+    }
+    report = merge([NodeReport("n.json", "doctor", "n", doc)], threshold=0.3)
+    (node,) = report.nodes
+    assert (node.hostname, node.status, report.threshold) == ("n", Status.FAIL, 0.3)
+    assert [(p.id, p.summary) for p in node.failing] == [("gpu.ecc", "3 uncorrected")]
+    assert math.isclose(merge([]).threshold, DEFAULT_THRESHOLD)
+
+
+def test_a_figure_carries_its_benchmark_model_and_unit_and_two_devices_are_compared():
+    # Two devices: the median is their mean, 75; 50 is a third below it.
+    report = _compare([100.0, 50.0])
+    assert [(f.id, f.model, f.unit, f.device_kind, f.device, f.slow) for f in report.comparisons[0].figures] == [
+        ("matmul.bf16", "NVIDIA H100", "TFLOP/s", "gpu", "cuda:0", False),
+        ("matmul.bf16", "NVIDIA H100", "TFLOP/s", "gpu", "cuda:0", True),
+    ]
+    assert report.comparisons[0].figures[1].shortfall == round(1 - 50 / 75, 4)
+
+
+def test_figures_below_one_unit_are_judged_too():
+    # Median of 0.5, 0.5, 0.2 is 0.5: 0.2 is 60 % below it.
+    assert [f.slow for f in _compare([0.5, 0.5, 0.2]).comparisons[0].figures] == [False, False, True]
+
+
+def test_figures_are_ordered_by_host_not_by_source_and_a_tie_keeps_the_first_reading():
+    group = Group("memory.d2d", "gpu", "NVIDIA H100", "GB/s", False)
+    report = merge_digests(
+        [
+            _digest("a", "bench", readings=[_reading(10.0, group=group)], source="z.json"),
+            _digest("b", "bench", readings=[_reading(10.0, group=group)], source="y.json"),
+            _digest("b", "bench", readings=[_reading(10.0, group=group)], source="x.json"),
+        ]
+    )
+    assert [(f.hostname, f.source) for f in report.comparisons[0].figures] == [("a", "z.json"), ("b", "y.json")]
+
+
+def test_devices_without_an_index_come_first_then_by_index_then_by_name():
+    group = Group("memory.h2d", "gpu", "NVIDIA H100", "GB/s", False)
+    readings = [_reading(4.0, 1, group=group), _reading(3.0, 0, group=group),
+                _reading(2.0, None, group=group, device="y"), _reading(1.0, None, group=group, device="x")]  # fmt: skip
+    (c,) = merge_digests([_digest("n", "bench", readings=readings)]).comparisons
+    assert [(f.index, f.device) for f in c.figures] == [(None, "x"), (None, "y"), (0, "cuda:0"), (1, "cuda:1")]
+
+
+def test_fields_follow_the_reports_order_not_the_alphabet_and_a_tie_is_broken_by_value():
+    rows = (
+        ("n1", "3.12", "H100", "2"),
+        ("n2", "3.12", "H100", "2"),
+        ("n3", "3.11", "A100", "1"),
+        ("n4", "3.11", "A100", "1"),
+    )
+    fields = [[("package.zz", "1"), ("gpu.model", gpu), ("python", py), ("package.aa", aa)] for _, py, gpu, aa in rows]
+    report = merge_digests([_digest(row[0], fields=f) for row, f in zip(rows, fields, strict=True)])
+    assert [d.field for d in report.drift] == ["python", "gpu.model", "package.aa"]
+    # 3.11 and 3.12 have two hosts each: 3.11 first by value, though its hosts (n3, n4) sort after 3.12's.
+    assert report.drift[0].values == (("3.11", ("n3", "n4")), ("3.12", ("n1", "n2")))
+    assert report.uniform == (("package.zz", "1", 4),)
+    one = merge_digests(
+        [_digest("n", fields=[("package.b", "1"), ("gpu.model", "H100"), ("python", "3.12"), ("package.a", "2")])]
+    )
+    assert [u[0] for u in one.uniform] == ["python", "gpu.model", "package.a", "package.b"]
+
+
+def test_merge_keeps_the_skipped_sources_and_each_reports_source_and_kind():
+    doc = {"schema": "envcheck.doctor/1", "host": {"hostname": "n"}, "checks": []}
+    report = merge([NodeReport("n.json", "doctor", "n", doc)], [Skipped("x.json", "not JSON")])
+    assert report.skipped == (Skipped("x.json", "not JSON"),)
+    assert [(r.source, r.kind) for r in report.nodes[0].reports] == [("n.json", "doctor")]
