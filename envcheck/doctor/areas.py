@@ -39,6 +39,7 @@ AREA_LIST = (
     Area("gpu", "GPUs", ("nvml",), quick=True),
     Area("fabric", "GPU fabric (NVLink, P2P, topology)", ("fabric", "nvml")),
     Area("torch", "torch and CUDA", ("torch", "nvml", "toolkit")),
+    Area("compile", "torch.compile (Inductor and Triton)", ("compile", "packages", "nvml")),
     Area("env", "Environment variables", ("nvml", "packages")),
     Area("spec", "Lab spec", ("host", "disk", "packages", "nvml")),
 )
