@@ -488,7 +488,7 @@ SIGNATURES: tuple[Signature, ...] = (
         _p(r"cannot find -lcuda\b"),
         "Triton links its kernels against an unversioned `libcuda.so`, which a driver installed without "
         "its development link (or a container) lacks.",
-        ("driver.version", "env.ld_library_path"),
+        ("compile.libcuda",),
         "Point TRITON_LIBCUDA_PATH at the directory holding libcuda.so.1, or create the libcuda.so link there.",
         "On that node: `ldconfig -p | grep libcuda` (is there a libcuda.so without a number?).",
         ("pytorch/pytorch#103417", "pytorch/pytorch#92745", "state-spaces/mamba#123"),
@@ -500,7 +500,7 @@ SIGNATURES: tuple[Signature, ...] = (
         _p(r"Failed to find C compiler"),
         "torch.compile (Inductor and Triton) compiles C code at run time; there is no compiler on PATH and "
         "CC is not set.",
-        ("torch.nvcc",),
+        ("compile.compiler",),
         "Install a C compiler (`apt install build-essential`) or set CC to one.",
         "In the job's environment: `which cc gcc; echo $CC`.",
         ("apple/ml-cross-entropy#5", "thu-ml/SageAttention#7"),

@@ -223,3 +223,14 @@ def test_the_default_inductor_cache_is_torchinductor_user_in_tmpdir(tmp_path):
     inductor, triton = cache_dirs({"TMPDIR": str(tmp_path), "USER": "a/b", "HOME": str(tmp_path / "home")})
     assert inductor.path == f"{tmp_path}/torchinductor_a_b" and inductor.source == "default"
     assert triton.path == f"{tmp_path}/home/.triton/cache" and triton.nearest == str(tmp_path)
+
+
+def test_explain_of_the_pasted_message_names_the_same_check(tmp_path):
+    (tmp_path / "python").symlink_to(sys.executable)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENVCHECK_") and k not in ("CC", "CXX")}
+    env.update(PYTHONPATH=str(NVML_SITE), ENVCHECK_FAKE_NVML="healthy_multi_gpu", PATH=str(tmp_path))
+    message = "RuntimeError: Failed to find C compiler. Please specify via CC environment variable."
+    proc = subprocess.run([ENVCHECK, "explain", message], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "This machine shows the cause (compile.compiler)" in proc.stdout
+    assert "run: sudo apt-get install build-essential" in proc.stdout
