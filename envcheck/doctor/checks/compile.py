@@ -87,7 +87,8 @@ def check_python_headers(ctx: Context) -> Verdict:
     if info.include_dir is None:
         return skip(f"{info.python} names no include directory (sysconfig): headers not available to judge", **details)
     if info.has_python_h:
-        return ok(f"{info.include_dir}/Python.h (Python {info.python_version} at {info.python})", **details)
+        return ok(f"{info.include_dir}/Python.h (Python {info.python_version} at {info.python}, envcheck's own)",
+                  **details)  # fmt: skip
     version = info.python_version
     if info.base_prefix in ("/usr", "/usr/local"):
         fix = (f"Install the headers of the system's Python {version}: `sudo apt-get install python{version}-dev` "
@@ -98,7 +99,8 @@ def check_python_headers(ctx: Context) -> Verdict:
                f"(conda: `conda install --force-reinstall python={version}`; uv: `uv python install --reinstall "
                f"{version}`).")  # fmt: skip
         command = None
-    return fail(f"no Python.h in {info.include_dir} (Python {version} at {info.python})", fix, command, **details)
+    return fail(f"no Python.h in {info.include_dir} (Python {version} at {info.python}, envcheck's own)", fix, command,
+                **details)  # fmt: skip
 
 
 @check("compile.libcuda", "libcuda.so for Triton's linker")
