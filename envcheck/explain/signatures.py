@@ -122,7 +122,8 @@ SIGNATURES: tuple[Signature, ...] = (
         "Compare the GPU's compute capability (`nvidia-smi --query-gpu=name,compute_cap --format=csv`) with "
         "`python -c 'import torch; print(torch.cuda.get_arch_list())'` in the job's environment.",
         ("pytorch/pytorch#150733", "pytorch/pytorch#167244", "DreamTechAI/Direct3D-S2#32"),
-        "pip install --force-reinstall torch --index-url https://download.pytorch.org/whl/cu128",
+        # The exact install depends on the driver and every GPU: the doctor's advice picks it for the machine.
+        "envcheck doctor torch.arch packages.torch",
     ),
     Signature(
         "cuda.no_kernel_image",
@@ -145,8 +146,8 @@ SIGNATURES: tuple[Signature, ...] = (
         "platforms, or a dependency that reinstalled torch), no driver, or CUDA_VISIBLE_DEVICES hiding "
         "every GPU.",
         ("torch.cuda_build", "torch.devices", "env.gpu_vars"),
-        "Install the CUDA build of torch (`--index-url https://download.pytorch.org/whl/cu128`), and check "
-        "CUDA_VISIBLE_DEVICES is not empty.",
+        "Install the CUDA build of torch that fits this driver and these GPUs (`envcheck doctor "
+        "torch.cuda_build` gives the exact command), and check CUDA_VISIBLE_DEVICES is not empty.",
         "In the job's environment: `python -c 'import torch; print(torch.__version__, torch.version.cuda, "
         "torch.cuda.device_count())'` and `echo $CUDA_VISIBLE_DEVICES`.",
         ("pytorch/pytorch#28111",),
