@@ -101,6 +101,20 @@ def device_option(what: str, default: str = "auto") -> Any:
     )
 
 
+def deadline_option(help: str) -> Any:
+    """``--deadline``: seconds the command's checks may take (1 s to an hour, 60 by default, or
+    ``ENVCHECK_DEADLINE``); shared so that the doctor and the commands that run its checks bound them alike."""
+    return click.option(
+        "--deadline",
+        type=click.FloatRange(min=1.0, max=3600.0),
+        default=60.0,
+        show_default=True,
+        envvar="ENVCHECK_DEADLINE",
+        callback=finite,
+        help=help,
+    )
+
+
 def finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
     """click's FloatRange lets ``nan`` through (every comparison with NaN is false): refuse it here."""
     if value is not None and not math.isfinite(value):

@@ -83,18 +83,26 @@ def start(
     The process is running before ``Popen`` returns, so starting and remembering it are one step under
     the lock that :func:`kill_all` takes: a SIGTERM that arrives in between cannot miss it.
     """
+    return _remembered(
+        lambda: subprocess.Popen(
+            list(argv),
+            stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(env) if env is not None else None,
+            start_new_session=True,
+            preexec_fn=_DIE_WITH_PARENT,
+        )
+    )
+
+
+def _remembered(popen: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    """Start a process (``popen``) and remember it, as one step under the lock :func:`kill_all` takes; a
+    signal that came meanwhile is acted on once it is remembered."""
     with _LIVE_LOCK:
         _STARTING.active = True
         try:
-            proc = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=dict(env) if env is not None else None,
-                start_new_session=True,
-                preexec_fn=_DIE_WITH_PARENT,
-            )
+            proc = popen()
             _LIVE.add(proc)
         finally:
             _STARTING.active = False
@@ -119,16 +127,9 @@ def start_wrapped(argv: Sequence[str], *, own_group: bool = True) -> subprocess.
         if die is not None:
             die()
 
-    with _LIVE_LOCK:
-        _STARTING.active = True
-        try:
-            proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=prepare)
-            _LIVE.add(proc)
-        finally:
-            _STARTING.active = False
-    if _PENDING and threading.current_thread() is threading.main_thread():
-        _terminate(_PENDING[0])
-    return proc
+    return _remembered(
+        lambda: subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=prepare)
+    )
 
 
 def release(proc: subprocess.Popen[bytes]) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from envcheck.cli import STARTED
-from envcheck.cli.options import finite, format_options, spec_option
+from envcheck.cli.options import deadline_option, format_options, spec_option
 
 if TYPE_CHECKING:
     from envcheck.core.registry import CheckSpec
@@ -37,15 +37,9 @@ DOCTOR_EXTRA_FORMATS = ("prometheus",)
     "--list-checks", is_flag=True, help="List every check id with what it checks (--json: as JSON), and exit."
 )
 @spec_option()
-@click.option(
-    "--deadline",
-    type=click.FloatRange(min=1.0, max=3600.0),
-    default=60.0,
-    show_default=True,
-    envvar="ENVCHECK_DEADLINE",
-    callback=finite,
-    help="Seconds the whole doctor may take; a probe still running then is a verdict naming it "
-    "(torch still importing: not judged, a warning; hung only past ENVCHECK_TORCH_TIMEOUT).",
+@deadline_option(
+    "Seconds the whole doctor may take; a probe still running then is a verdict naming it "
+    "(torch still importing: not judged, a warning; hung only past ENVCHECK_TORCH_TIMEOUT)."
 )
 def doctor(
     selection: tuple[str, ...],

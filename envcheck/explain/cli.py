@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from envcheck.cli.options import finite, format_options
+from envcheck.cli.options import deadline_option, format_options
 
 
 class _ExplainCommand(click.Command):
@@ -30,15 +30,7 @@ class _ExplainCommand(click.Command):
 @click.option("-f", "--file", "files", multiple=True, metavar="LOG", help="Read the error text from LOG (repeatable).")
 @format_options
 @click.option("-v", "--verbose", is_flag=True, help="Show each check's details.")
-@click.option(
-    "--deadline",
-    type=click.FloatRange(min=1.0, max=3600.0),
-    default=60.0,
-    show_default=True,
-    envvar="ENVCHECK_DEADLINE",
-    callback=finite,
-    help="Seconds the checks behind the matches may take, as the doctor's --deadline.",
-)
+@deadline_option("Seconds the checks behind the matches may take, as the doctor's --deadline.")
 def explain(
     text: tuple[str, ...],
     files: tuple[str, ...],
