@@ -508,6 +508,20 @@ SIGNATURES: tuple[Signature, ...] = (
         "sudo apt install build-essential",
     ),
     Signature(
+        "compile.no_python_headers",
+        "No Python headers for Triton / Inductor",
+        _p(r"Python\.h: No such file or directory"),
+        "torch.compile builds small C extensions at run time (Triton's kernel launchers, Inductor's C++ "
+        "wrappers) that include Python.h: the Python development headers of the job's interpreter are not "
+        "installed.",
+        ("compile.python_headers",),
+        "Install the headers of the Python the job runs (`sudo apt-get install python3.X-dev` for the system's "
+        "Python 3.X, `dnf install python3-devel`; a conda or uv Python ships them).",
+        "In the job's environment: `python -c 'import sysconfig; print(sysconfig.get_paths()[\"include\"])'` "
+        "and look for Python.h there.",
+        ("pytorch/pytorch#97146", "pytorch/pytorch#129351"),
+    ),
+    Signature(
         "jax.cuda_backend",
         "JAX's CUDA backend did not start",
         _p(r"CUDA backend failed to initialize|but a CUDA-enabled jaxlib is not installed"),

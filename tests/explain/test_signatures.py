@@ -79,6 +79,7 @@ MESSAGES = [
     ("NVRM: Xid (PCI:0000:3b:00): 79, pid=1234, name=python, GPU has fallen off the bus.", "gpu.lost"),
     ("/usr/bin/ld: cannot find -lcuda: No such file or directory", "compile.no_libcuda"),
     ("RuntimeError: Failed to find C compiler. Please specify via CC environment variable.", "compile.no_c_compiler"),
+    ("/tmp/tmpn8c04nql/main.c:4:10: fatal error: Python.h: No such file or directory", "compile.no_python_headers"),
     (
         "ImportError: /venv/lib/python3.10/site-packages/flash_attn_2_cuda.cpython-310-x86_64-linux-gnu.so: "
         "undefined symbol: _ZN3c104cuda9SetDeviceEi",
