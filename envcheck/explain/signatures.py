@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from envcheck.explain.symbols import CUDA_LIBRARIES, missing_cuda_library, undefined_symbol
+from envcheck.probes.symbols import CUDA_LIBRARIES, missing_cuda_library, undefined_symbol
 
 
 @dataclass(frozen=True)
