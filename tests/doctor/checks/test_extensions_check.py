@@ -57,8 +57,15 @@ def sites(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     cuda_so = root / "cuda_ext.so"
     _gcc("-o", cuda_so, root / "cuda_ext.c", stub / "libcudart.so.12")
     shutil.rmtree(stub)
+    # A module linked against libc10 whose static constructor kills the process as it loads.
+    (root / "crash_ext.c").write_text(
+        "#include <signal.h>\n__attribute__((constructor)) static void boom(void) { raise(SIGSEGV); }\n"
+    )
+    crash_so = root / "crash_ext.so"
+    _gcc("-o", crash_so, root / "crash_ext.c", f"-L{_torch_lib()}", "-Wl,--no-as-needed", "-lc10")
     found = {}
-    for kind, built, name in (("torch", torch_so, "flash_attn"), ("cuda", cuda_so, "bitsandbytes_fake")):
+    kinds = (("torch", torch_so, "flash_attn"), ("cuda", cuda_so, "bitsandbytes_fake"), ("crash", crash_so, "crashy"))
+    for kind, built, name in kinds:
         site, module = fake_site(root / kind, name=name)
         shutil.copy(built, site / module)
         found[kind] = site
@@ -130,3 +137,12 @@ def test_an_extension_built_for_another_cuda_names_the_missing_runtime(sites) ->
 def test_nothing_linked_against_torch_is_a_skip_not_ok(tmp_path) -> None:
     verdict = doctor(tmp_path)
     assert verdict["status"] == "skip" and "no installed distribution" in verdict["summary"]
+
+
+def test_an_extension_that_crashes_the_child_is_a_verdict_and_torch_is_still_judged(sites) -> None:
+    proc = run("doctor", "packages.extensions", "torch.import", "--json", site=sites["crash"])
+    checks = {c["id"]: c for c in json.loads(proc.stdout)["checks"]}
+    assert checks["torch.import"]["status"] == "ok"
+    verdict = checks["packages.extensions"]
+    assert verdict["status"] == "fail" and "crashy" in verdict["summary"] and "crashed" in verdict["summary"]
+    assert "SIGSEGV" in verdict["summary"]
