@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from envcheck.explain.symbols import CUDA_LIBRARIES, missing_cuda_library, undefined_symbol
+from envcheck.probes.symbols import CUDA_LIBRARIES, missing_cuda_library, undefined_symbol
 
 
 @dataclass(frozen=True)
@@ -388,7 +388,7 @@ SIGNATURES: tuple[Signature, ...] = (
         _p("|".join(rf"lib{n}\.so\.\d+[.\d]*[^\n]{{0,40}}cannot open shared object file" for n in CUDA_LIBRARIES)),
         "A compiled module was built for another CUDA major than this environment has: it links a CUDA "
         "runtime library that is not installed.",
-        ("torch.cuda_build", "env.ld_library_path"),
+        ("packages.extensions", "torch.cuda_build", "env.ld_library_path"),
         "Install the package's build for the CUDA torch uses, or the matching nvidia-*-cuNN runtime wheels.",
         "Compare the CUDA major the message names with torch.version.cuda in the job's environment.",
         ("Dao-AILab/flash-attention#853", "bitsandbytes-foundation/bitsandbytes#1559"),
@@ -400,7 +400,7 @@ SIGNATURES: tuple[Signature, ...] = (
         _p(r"undefined symbol: "),
         "A compiled module was built against other versions of the libraries it links: c10::, at:: or "
         "torch:: symbols mean another torch (or another C++ ABI); cuda* symbols another CUDA.",
-        ("packages.torch", "packages.dependencies"),
+        ("packages.extensions", "packages.torch", "packages.dependencies"),
         "Reinstall the package named here for this torch: its wheel for this torch and CUDA, or built "
         "against it (`pip install --no-build-isolation --force-reinstall PACKAGE`).",
         "Compare, in the job's environment, the torch version the package was built for (its wheel name or "

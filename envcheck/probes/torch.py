@@ -134,6 +134,16 @@ class TorchInfo:
     cuda_wheels: dict[str, str] = field(default_factory=dict)
     #: triton (or pytorch-triton) next to torch: torch.compile's GPU compiler, pinned by each torch release.
     triton_version: str | None = None
+    #: The scan for compiled modules linking torch's or CUDA's libraries (envcheck.probes.elf.scan, less its
+    #: modules): files read, seconds, ``truncated`` and ``error``; None when the child never got there.
+    extension_scan: dict[str, Any] | None = None
+    #: Those modules: distribution, version, path, the torch/CUDA sonames they need.
+    extension_modules: list[dict[str, Any]] = field(default_factory=list)
+    #: What loading each after torch gave: index into ``extension_modules``, the loader's error or None.
+    extension_results: list[dict[str, Any]] = field(default_factory=list)
+    #: Loading a module ended the child (``{"index", "how": hung|crashed|unfinished, "error"}``): torch's
+    #: facts were all said before, so torch is still judged on them.
+    extension_stopped: dict[str, Any] | None = None
 
     @property
     def imported(self) -> bool:
@@ -151,6 +161,8 @@ def stage_words(stage: str | None) -> str:
         "cuda_init": "CUDA initialisation (torch.cuda.is_available())",
         "device": f"reading the properties of GPU {index}",
         "matmul": f"the test matmul on GPU {index}",
+        "extensions": "scanning the installed compiled extensions",
+        "extension": f"loading compiled extension {index}",
         "done": "finishing",
     }.get(kind, stage)
 
@@ -270,6 +282,7 @@ def _parse(
     for event in workers.events(stdout):
         fields.update(event)
     done = bool(fields.pop("done", False))
+    torch_done = bool(fields.pop("torch_done", False))
     status = fields.pop("status", None)
     devices = [_device(d) for d in fields.pop("devices", [])]
     nccl = fields.pop("nccl_version", None)
@@ -283,11 +296,14 @@ def _parse(
         nccl_version=tuple(nccl) if isinstance(nccl, list) else nccl,
         **{k: v for k, v in fields.items() if k in known},
     )
-    # SIGALRM is only ever the child's own orphan alarm: it ended itself at its limit, i.e. it was hung.
+    # SIGALRM is only ever the child's own timer (its orphan alarm, an extension's load bound): it was hung.
     hung = hung or returncode == -getattr(signal, "SIGALRM", -1)
     # A child that said everything is judged on what it said, however its process then ended.
     if done and status:
         info.status = status
+        return info
+    if torch_done:
+        _extension_stopped(info, stderr, returncode, hung, by_deadline)
         return info
     info.where = _innermost_frame(stderr, hung=hung) if (hung or (returncode or 0) < 0) else None
     if hung and by_deadline:
@@ -310,6 +326,25 @@ def _parse(
         info.status = "bad_output"
         info.error = f"the child exited without reporting a result (last step: {stage_words(info.stage)})"
     return info
+
+
+def _extension_stopped(info: TorchInfo, stderr: str, returncode: int | None, hung: bool, by_deadline: bool) -> None:
+    """The child said everything about torch, then ended while loading (or scanning for) an extension: torch
+    stays ``ok`` and the extension it was loading is the finding."""
+    kind, _, index = (info.stage or "").partition(":")
+    how = "unfinished" if hung and by_deadline else "hung" if hung else "crashed"
+    if returncode is not None and returncode < 0 and not hung:
+        error = f"killed by {workers.signal_name(-returncode, described=True)}"
+    elif hung:
+        error = "still loading when the child was stopped"
+    else:
+        error = f"the interpreter exited with status {returncode}"
+    info.extension_stopped = {
+        "index": int(index) if kind == "extension" and index.isdigit() else None,
+        "how": how,
+        "error": error,
+        "where": _innermost_frame(stderr, hung=hung),
+    }
 
 
 def _innermost_frame(stderr: str, *, hung: bool = False) -> str | None:

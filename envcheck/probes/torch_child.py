@@ -27,17 +27,18 @@ import sys
 import time
 
 
-def _protocol():
-    """envcheck.core.workers: imported as such when this module is part of envcheck (the probe reads it),
-    loaded from its file when this runs as a script, which must not import envcheck."""
+def _protocol(package="core", name="workers"):
+    """envcheck.core.workers (or another standard-library-only module of envcheck): imported as such when
+    this module is part of envcheck (the probe reads it), loaded from its file when this runs as a script,
+    which must not import envcheck."""
     if __package__:
-        from envcheck.core import workers
+        import importlib
 
-        return workers
+        return importlib.import_module(f"envcheck.{package}.{name}")
     import importlib.util
 
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "core", "workers.py")
-    spec = importlib.util.spec_from_file_location("_envcheck_child_workers", path)
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), package, f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"_envcheck_child_{name}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
     spec.loader.exec_module(module)
@@ -231,6 +232,58 @@ def cuda_info(torch, gpu_build):
     return info
 
 
+def load_extensions(timeout_s):
+    """Load, after torch, every compiled module that links torch's or CUDA's libraries (envcheck/probes/elf.py
+    finds them), the way Python's import would: ``dlopen`` with ``RTLD_NOW``, so an undefined ``c10::``
+    symbol or a missing ``libcudart.so.12`` fails here with the loader's own words.
+
+    Why here and not in a second child: the modules need torch's libraries already loaded (they find
+    ``libc10.so`` by its soname, as when ``import torch`` comes first in a job), and a second child would
+    import torch a second time, doubling the doctor's slowest step. The risk (a module whose static
+    constructors hang or crash) is bounded instead: every fact about torch is said before this starts, each
+    load announces itself as a stage, and each runs under a timer whose SIGALRM ends the process (the
+    default action, done by the kernel, so a hang inside C cannot hold it). The parent then judges torch on
+    what it said and names the module that hung or crashed. ``ctypes`` rather than ``import``: the
+    loader's verdict is what matters, and no package's Python (its imports, its side effects) runs.
+    """
+    import ctypes
+
+    found = _protocol("probes", "elf").scan()
+    modules = found.pop("modules")
+    emit(extension_scan=found, extension_modules=modules)
+    ends = time.monotonic() + timeout_s if timeout_s > 0 else None
+    stage_ends = time.monotonic() + EXTENSIONS_S
+    results = []
+    for index, module in enumerate(modules):
+        left = stage_ends - time.monotonic()
+        if left <= 0:
+            emit(extension_scan={**found, "truncated": f"loading stopped after {EXTENSIONS_S:g} s"})
+            break
+        emit(stage=f"extension:{index}")
+        bound = min(left, EXTENSION_LOAD_S)
+        if hasattr(signal, "setitimer"):
+            signal.setitimer(signal.ITIMER_REAL, bound)
+        started = time.monotonic()
+        error = None
+        try:
+            ctypes.CDLL(module["path"], mode=os.RTLD_NOW | os.RTLD_LOCAL)
+        except OSError as exc:
+            error = str(exc)
+        finally:
+            if hasattr(signal, "setitimer"):
+                # Back to the orphan alarm (the same timer): what is left of the child's own limit.
+                rest = ends - time.monotonic() + ORPHAN_GRACE_S if ends is not None else 0
+                signal.setitimer(signal.ITIMER_REAL, max(rest, 0.01) if ends is not None else 0)
+        results.append({"index": index, "error": error, "seconds": round(time.monotonic() - started, 3)})
+        emit(extension_results=results)
+
+
+#: How long loading one extension module may take, and all of them together: a load is milliseconds, so a
+#: module still loading after this is hung (its static constructors waiting on something).
+EXTENSION_LOAD_S = 5.0
+EXTENSIONS_S = 8.0
+
+
 def main(argv):
     # Run by path, Python puts this file's directory first on sys.path, and that directory holds
     # envcheck's own ``torch.py`` probe module: drop it before anything imports ``torch``.
@@ -270,6 +323,10 @@ def main(argv):
     build = build_info(torch)
     emit(**build)
     emit(**cuda_info(torch, gpu_build=bool(build["cuda"] or build["hip"])))
+    # Everything about torch is said: from here a crash or hang is an extension's, and the parent still
+    # judges torch on what it said (``torch_done``).
+    emit(stage="extensions", torch_done=True)
+    load_extensions(timeout_s)
     emit(stage="done", status="ok", done=True)
     return 0
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from envcheck.explain import symbols
-from envcheck.explain.symbols import missing_cuda_library, namespace_of, nested_name, owner_of, undefined_symbol
+from envcheck.probes import symbols
+from envcheck.probes.symbols import missing_cuda_library, namespace_of, nested_name, owner_of, undefined_symbol
 
 
 def fake_site(root: Path, name: str = "flash_attn", version: str = "2.5.8") -> tuple[Path, str]:

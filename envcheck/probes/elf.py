@@ -1,0 +1,160 @@
+"""Which installed distributions ship compiled modules linked against torch's or CUDA's libraries, read
+from their ELF dependencies (``DT_NEEDED``) without loading anything.
+
+A flash-attn, xformers or vLLM wheel built for another torch fails only when its module is loaded
+(``undefined symbol: _ZN3c104cuda9SetDeviceEi``); the torch child loads the modules found here, after
+torch, to see that. Reading the dependencies first keeps the loading to the few modules that can fail
+that way: most compiled modules in an environment (numpy, pydantic-core...) link no torch library.
+
+Standard library only and no envcheck import: the torch child loads this file by path, in the
+interpreter whose torch it judges, so the distributions scanned are those of that interpreter (another
+virtualenv's, with ``--python``), never envcheck's own.
+
+Bounded: a distribution with a huge file list, a network filesystem that stalls, a large environment
+must not hold up the torch child, so the scan stops at :data:`MAX_FILES` ELF files read or
+:data:`MAX_SECONDS`, and says it stopped (``truncated``) rather than pretending it saw everything.
+"""
+
+import csv
+import os
+import re
+import struct
+import time
+
+#: Sonames that tie a module to torch's build (libc10, libc10_cuda, libtorch, libtorch_cpu/cuda/python) or
+#: to one CUDA runtime major (``libcudart.so.12``).
+TORCH_LIBRARY = re.compile(r"^(?:libc10(?:_\w+)?\.so|libtorch(?:_\w+)?\.so|libcudart\.so\.\d+)")
+#: The most compiled files whose headers are read, and the most seconds spent, in one scan.
+MAX_FILES = 400
+MAX_SECONDS = 2.0
+#: Distributions never loaded: torch itself (its own libraries are what the others link) and the CUDA
+#: library wheels, which link no torch.
+SKIP_PREFIXES = ("nvidia-", "cuda-", "triton", "pytorch-triton")
+SKIP_NAMES = {"torch"}
+
+_DT_NEEDED, _DT_STRTAB = 1, 5
+_PT_LOAD, _PT_DYNAMIC = 1, 2
+
+
+def needed(path):
+    """The ``DT_NEEDED`` sonames of the ELF shared object at ``path``; None when it is not one (or unreadable).
+
+    Reads the program headers, the dynamic segment and the string table it points to: a few kilobytes,
+    however large the library."""
+    try:
+        with open(path, "rb") as f:
+            ident = f.read(64)
+            if len(ident) < 52 or ident[:4] != b"\x7fELF":
+                return None
+            wide = ident[4] == 2
+            end = "<" if ident[5] == 1 else ">"
+            if wide:
+                phoff, phentsize, phnum = (
+                    struct.unpack_from(end + "Q", ident, 32)[0],
+                    *struct.unpack_from(end + "HH", ident, 54),
+                )
+                phdr, dyn = end + "IIQQQQQQ", end + "qQ"
+            else:
+                phoff, phentsize, phnum = (
+                    struct.unpack_from(end + "I", ident, 28)[0],
+                    *struct.unpack_from(end + "HH", ident, 42),
+                )
+                phdr, dyn = end + "IIIIIIII", end + "iI"
+            f.seek(phoff)
+            table = f.read(phentsize * phnum)
+            loads, dynamic = [], None
+            for i in range(phnum):
+                fields = struct.unpack_from(phdr, table, i * phentsize)
+                if wide:
+                    kind, offset, vaddr, filesz = fields[0], fields[2], fields[3], fields[5]
+                else:
+                    kind, offset, vaddr, filesz = fields[0], fields[1], fields[2], fields[4]
+                if kind == _PT_LOAD:
+                    loads.append((vaddr, offset, filesz))
+                elif kind == _PT_DYNAMIC:
+                    dynamic = (offset, filesz)
+            if dynamic is None:
+                return []
+            f.seek(dynamic[0])
+            raw = f.read(min(dynamic[1], 1 << 16))
+            size = struct.calcsize(dyn)
+            names, strtab = [], None
+            for i in range(len(raw) // size):
+                tag, value = struct.unpack_from(dyn, raw, i * size)
+                if tag == 0:
+                    break
+                if tag == _DT_NEEDED:
+                    names.append(value)
+                elif tag == _DT_STRTAB:
+                    strtab = value
+            if strtab is None:
+                return []
+            # DT_STRTAB is an address: the file offset is found through the PT_LOAD segment holding it.
+            base = next((off + strtab - va for va, off, sz in loads if va <= strtab < va + sz), None)
+            if base is None:
+                return []
+            found = []
+            for name in names:
+                f.seek(base + name)
+                found.append(f.read(256).split(b"\0", 1)[0].decode("utf-8", "replace"))
+            return found
+    except (OSError, struct.error, ValueError):
+        return None
+
+
+def _is_compiled(name):
+    base = name.rsplit("/", 1)[-1]
+    return base.endswith(".so") or ".so." in base
+
+
+def _compiled_files(dist):
+    """The compiled files a distribution's RECORD lists. Its text is read directly rather than through
+    ``Distribution.files``, which makes a path object of every line: a tenth of a second across a usual
+    environment, all of it on the torch child's path to its answer."""
+    record = dist.read_text("RECORD") or ""
+    for line in record.splitlines():
+        name = next(csv.reader([line]))[0] if line.startswith('"') else line.split(",", 1)[0]
+        if _is_compiled(name):
+            yield name
+
+
+def scan(distributions=None, *, max_files=MAX_FILES, max_seconds=MAX_SECONDS):
+    """{"modules": [...], "files_read": N, "seconds": S, "truncated": reason or None, "error": text or None}.
+
+    Each module: the distribution's name and version, the file's absolute path, and the torch and CUDA
+    libraries it needs. ``distributions`` defaults to this interpreter's (importlib.metadata)."""
+    started = time.monotonic()
+    result = {"modules": [], "files_read": 0, "seconds": 0.0, "truncated": None, "error": None}
+    try:
+        if distributions is None:
+            from importlib import metadata
+
+            distributions = metadata.distributions()
+        seen = set()
+        for dist in distributions:
+            name = (dist.metadata["Name"] or "").lower().replace("_", "-")
+            if not name or name in seen or name in SKIP_NAMES or name.startswith(SKIP_PREFIXES):
+                continue
+            seen.add(name)
+            for file in _compiled_files(dist):
+                if result["files_read"] >= max_files:
+                    result["truncated"] = f"stopped after reading {max_files} compiled files"
+                    return _done(result, started)
+                if time.monotonic() - started > max_seconds:
+                    result["truncated"] = f"stopped after {max_seconds:g} s"
+                    return _done(result, started)
+                path = os.path.abspath(str(dist.locate_file(file)))
+                result["files_read"] += 1
+                links = [n for n in needed(path) or () if TORCH_LIBRARY.match(n)]
+                if links:
+                    result["modules"].append(
+                        {"distribution": dist.metadata["Name"], "version": dist.version, "path": path, "needs": links}
+                    )
+    except Exception as exc:  # noqa: BLE001 - a broken metadata file is a scan that could not finish, said so
+        result["error"] = f"{type(exc).__name__}: {exc}"
+    return _done(result, started)
+
+
+def _done(result, started):
+    result["seconds"] = round(time.monotonic() - started, 3)
+    return result
