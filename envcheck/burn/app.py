@@ -412,7 +412,7 @@ def report_for(
                 why_failed(child, interrupted) if child else None,
             )
         )
-    contended = [d.name for d in chosen if not d.is_cuda] if contention is not None and contention.contended else []
+    contended = [d.name for d in chosen if device_contended(d, contention)]
     spec_verdicts = _judge_spec(request, runs, timeline, verdicts, limits, interrupted, contended)
     return BurnReport(
         request,
@@ -433,6 +433,12 @@ def report_for(
 
 
 CONTENTION_ID = "burn.contention"
+
+
+def device_contended(dev: DeviceInfo, contention: Contention | None) -> bool | None:
+    """Whether ``dev``'s figure was taken while other work held the CPUs: only a CPU shares its cores with
+    it, so a GPU's figure is not judged by the host's CPU use (None), nor a run that did not sample it."""
+    return None if dev.is_cuda or contention is None else contention.contended
 
 
 def contention_verdict(found: Contention) -> CheckResult:

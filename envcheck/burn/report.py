@@ -17,7 +17,7 @@ import bisect
 from collections.abc import Sequence
 from typing import Any
 
-from envcheck.burn.app import BurnReport, DeviceRun
+from envcheck.burn.app import BurnReport, DeviceRun, device_contended
 from envcheck.burn.rules import DeviceSummary, summarize
 from envcheck.core.model import CheckResult, Status, counts, to_jsonable, worst
 from envcheck.core.report import BURN_SCHEMA, GpuIdentity, HostIdentity, Summary, envelope, verdict_of
@@ -79,8 +79,6 @@ def burn_document(report: BurnReport) -> dict[str, Any]:
 
 def _device(run: DeviceRun, steady: DeviceSummary | None, report: BurnReport) -> dict[str, Any]:
     own = device_verdicts(run, report.verdicts)
-    # Only a CPU device shares its cores with other work; a GPU's figure is not judged by the host's CPU use.
-    contended = None if run.device.is_cuda or report.contention is None else report.contention.contended
     return {
         **run.device.to_json(),
         "key": str(run.key),
@@ -93,7 +91,7 @@ def _device(run: DeviceRun, steady: DeviceSummary | None, report: BurnReport) ->
         "mismatches": run.mismatched,
         "max_abs_diff": run.max_abs_diff,
         "steady": steady.to_json() if steady is not None else None,
-        "contended": contended,
+        "contended": device_contended(run.device, report.contention),
         "verdicts": own,
         "worker": run.worker.to_json() if run.worker is not None else None,
         "error": run.error,
