@@ -131,7 +131,7 @@ SIGNATURES: tuple[Signature, ...] = (
         _p(r"no kernel image is available for execution on the device|cudaErrorNoKernelImageForDevice"),
         "The code that ran has no kernels built for this GPU's compute capability: torch itself when its "
         "arch list lacks the card, or an extension (flash-attn, xformers, a custom op) built for other GPUs.",
-        ("torch.arch",),
+        ("torch.arch", "packages.extension_arch"),
         "Install a torch build whose arch list covers every GPU; if torch covers it, rebuild or reinstall "
         "the extension that raised it for this GPU (TORCH_CUDA_ARCH_LIST).",
         "Compare the GPU's compute capability there with torch's arch list "
@@ -158,7 +158,7 @@ SIGNATURES: tuple[Signature, ...] = (
         _p(r"FlashAttention only supports Ampere GPUs or newer"),
         "flash-attn 2 has kernels for compute capability 8.0 and newer only (not Turing, not V100); "
         "xformers' bundled FlashAttention has the same floor.",
-        ("gpu.inventory", "torch.arch"),
+        ("packages.extension_arch", "gpu.inventory", "torch.arch"),
         'Use PyTorch\'s scaled_dot_product_attention (attn_implementation="sdpa") on this GPU, or run on '
         "an Ampere-or-newer GPU.",
         "Read the GPU's compute capability there (`nvidia-smi --query-gpu=name,compute_cap --format=csv`): "
@@ -364,7 +364,7 @@ SIGNATURES: tuple[Signature, ...] = (
         _p(r"Could not load library libcudnn\w*\.so\.8[^\n]*libnvrtc\.so"),
         "cuDNN 8's sub-libraries dlopen an unversioned `libnvrtc.so`, which the nvidia-* wheels do not "
         "ship: convolutions fail at their first call.",
-        ("torch.libs", "env.ld_library_path"),
+        ("torch.libs", "torch.libraries", "env.ld_library_path"),
         "Upgrade torch (cuDNN 9 does not need it), or link libnvrtc.so to the wheel's libnvrtc.so.N.",
         "Look for `libnvrtc.so` without a number where the job's cuDNN is (site-packages/nvidia/cuda_nvrtc/lib).",
         ("AUTOMATIC1111/stable-diffusion-webui#10230",),
@@ -375,7 +375,7 @@ SIGNATURES: tuple[Signature, ...] = (
         _p(r"Could not load library libcudnn\w*\.so[.\d]*(?![^\n]*libnvrtc)|Unable to load any of \{libcudnn"),
         "A package needs a cuDNN major that is not in this environment: two libraries (CTranslate2 or "
         "onnxruntime beside torch) want cuDNN 8 and 9, or LD_LIBRARY_PATH hides the one torch ships.",
-        ("torch.libs", "env.ld_library_path"),
+        ("torch.libraries", "torch.libs", "env.ld_library_path"),
         "Install the cuDNN major the failing package needs (`nvidia-cudnn-cu12==8.*` or `==9.*`) or a build "
         "of that package for the cuDNN torch ships; do not point LD_LIBRARY_PATH at another cuDNN.",
         "List the cuDNN libraries the job can load (`ls site-packages/nvidia/cudnn/lib`, `ldconfig -p | grep "
@@ -400,7 +400,7 @@ SIGNATURES: tuple[Signature, ...] = (
         _p(r"undefined symbol: "),
         "A compiled module was built against other versions of the libraries it links: c10::, at:: or "
         "torch:: symbols mean another torch (or another C++ ABI); cuda* symbols another CUDA.",
-        ("packages.extensions", "packages.torch", "packages.dependencies"),
+        ("packages.extensions", "packages.torch", "packages.dependencies", "torch.libraries"),
         "Reinstall the package named here for this torch: its wheel for this torch and CUDA, or built "
         "against it (`pip install --no-build-isolation --force-reinstall PACKAGE`).",
         "Compare, in the job's environment, the torch version the package was built for (its wheel name or "
@@ -420,7 +420,7 @@ SIGNATURES: tuple[Signature, ...] = (
         _p(r"xFormers can't load C\+\+/CUDA extensions"),
         "xformers was built for another torch (or a CUDA torch where this one is CPU-only): the import "
         "succeeds but every fast kernel is gone.",
-        ("packages.torch", "packages.dependencies", "torch.cuda_build"),
+        ("packages.extension_builds", "packages.torch", "packages.dependencies", "torch.cuda_build"),
         "Install xformers from the same index as torch (the build for this torch and CUDA); xformers 0.0.34 "
         "and newer need only torch >= the one they were built for.",
         "Run `python -m xformers.info` in the job's environment: it names the torch it was built for.",
@@ -432,7 +432,7 @@ SIGNATURES: tuple[Signature, ...] = (
         _p(r"CUDA Setup failed despite GPU being available|libbitsandbytes_cuda\d+\.so[^\n]*not found"),
         "bitsandbytes loads libbitsandbytes_cudaXYZ.so for torch's CUDA version (or BNB_CUDA_VERSION): that "
         "file is not shipped in the installed version.",
-        ("torch.cuda_build", "env.gpu_vars"),
+        ("packages.extension_builds", "torch.cuda_build", "env.gpu_vars"),
         "Upgrade bitsandbytes to a release that ships torch's CUDA, and unset BNB_CUDA_VERSION unless you "
         "know the override is right.",
         "Run `python -m bitsandbytes` in the job's environment, and look for BNB_CUDA_VERSION there.",
@@ -444,7 +444,7 @@ SIGNATURES: tuple[Signature, ...] = (
         _p(r"MissingCUDAException|CUDA_HOME does not exist, unable to compile CUDA op"),
         "DeepSpeed builds its CUDA ops with nvcc at import or first use (even when imported by trl or "
         "accelerate), and no toolkit was found.",
-        ("torch.nvcc",),
+        ("packages.extension_builds", "torch.nvcc"),
         "Install a CUDA toolkit of torch's major version and set CUDA_HOME, or install DeepSpeed with its "
         "ops prebuilt (DS_BUILD_OPS=1).",
         "Run `ds_report` and `which nvcc; echo $CUDA_HOME` in the job's environment.",
@@ -456,7 +456,7 @@ SIGNATURES: tuple[Signature, ...] = (
         _p(r"PyTorch and CUDA version mismatch! DeepSpeed ops were compiled"),
         "DeepSpeed's prebuilt ops were compiled against another torch or CUDA than the ones installed now "
         "(torch was upgraded after DeepSpeed was built).",
-        ("packages.torch", "torch.nvcc"),
+        ("packages.extension_builds", "packages.torch", "torch.nvcc"),
         "Rebuild DeepSpeed's ops for this torch (`DS_BUILD_OPS=1 pip install --no-build-isolation "
         "--force-reinstall deepspeed`), or let them compile just in time.",
         "Run `ds_report` in the job's environment: it shows the torch and CUDA the ops were built for.",

@@ -27,13 +27,28 @@ TORCH_LIBRARY = re.compile(r"^(?:libc10(?:_\w+)?\.so|libtorch(?:_\w+)?\.so|libcu
 #: The most compiled files whose headers are read, and the most seconds spent, in one scan.
 MAX_FILES = 400
 MAX_SECONDS = 2.0
-#: Distributions never loaded: torch itself (its own libraries are what the others link) and the CUDA
-#: library wheels, which link no torch.
+#: Distributions never loaded: torch itself (its own libraries are what the others link), the CUDA library
+#: wheels, which link no torch, and bitsandbytes, whose ``libbitsandbytes_cudaNNN.so`` files are alternatives
+#: (one per CUDA version, each linking its own ``libcudart``): loading them all would fail every one but the
+#: one it picks, so the doctor judges that pick from the file list instead (envcheck/probes/stack.py).
 SKIP_PREFIXES = ("nvidia-", "cuda-", "triton", "pytorch-triton")
-SKIP_NAMES = {"torch"}
+SKIP_NAMES = {"torch", "bitsandbytes"}
+#: Distributions whose every compiled module is loaded, whatever it links: the extensions above torch that
+#: researchers install (FAILURES.md, "Third-party CUDA extensions"). Most link libc10 and would be found
+#: anyway; a module of theirs that reaches torch only through another of their libraries is found too.
+KNOWN = frozenset({
+    "flash-attn", "flash-attn-3", "xformers", "apex", "deepspeed", "vllm", "vllm-flash-attn", "torchvision",
+    "torchaudio", "transformer-engine", "transformer-engine-torch", "transformer-engine-cu12",
+    "transformer-engine-cu13", "mamba-ssm", "causal-conv1d", "flashinfer-python", "sageattention",
+})  # fmt: skip
 
 _DT_NEEDED, _DT_STRTAB = 1, 5
 _PT_LOAD, _PT_DYNAMIC = 1, 2
+#: The fatbin container's magic (``FATBIN_MAGIC``); entry kinds: PTX text, an ELF cubin.
+_FATBIN_MAGIC = 0xBA55ED50
+_FATBIN_PTX, _FATBIN_CUBIN = 1, 2
+#: The most fatbin entries walked in one file: a large flash-attn holds a few thousand.
+MAX_FATBIN_ENTRIES = 200_000
 
 
 def needed(path):
@@ -102,6 +117,69 @@ def needed(path):
         return None
 
 
+def fatbin_targets(path, *, max_entries=MAX_FATBIN_ENTRIES):
+    """The GPU targets the CUDA code in the ELF file at ``path`` was compiled for, as build flags
+    (``["sm_80", "sm_90", "compute_90"]``), read from its ``.nv_fatbin`` section; ``[]`` when the file holds
+    no CUDA code, None when it is not an ELF file or cannot be read.
+
+    Why read the binary: a package's own word on which GPUs it supports is in its README; what decides
+    whether a kernel launches ("no kernel image is available for execution on the device") is which cubins
+    and PTX its fatbin carries, the list ``cuobjdump --list-elf`` prints. The layout (``fatbinary_section.h``:
+    containers of magic 0xBA55ED50 with a 16-byte header, each holding entries whose header gives the kind,
+    its own size, the payload's size and, at byte 28, the target as 10 * major + minor) is walked by seeking
+    from header to header, so a 300 MB fatbin costs a few thousand small reads. Checked against a CUDA torch's
+    ``libtorch_cuda.so``, whose targets hold its whole ``torch.cuda.get_arch_list()``. An arch-specific cubin
+    (``sm_90a``) reads as ``sm_90``: the header does not say which.
+    """
+    try:
+        with open(path, "rb") as f:
+            ident = f.read(64)
+            if len(ident) < 64 or ident[:4] != b"\x7fELF":
+                return None
+            if ident[4] != 2 or ident[5] != 1:
+                return []  # CUDA code ships only in 64-bit little-endian objects (x86-64, aarch64)
+            shoff = struct.unpack_from("<Q", ident, 40)[0]
+            shentsize, shnum, shstrndx = struct.unpack_from("<HHH", ident, 58)
+            if not shoff or shstrndx >= shnum:
+                return []
+            f.seek(shoff)
+            table = f.read(shentsize * shnum)
+            headers = [struct.unpack_from("<IIQQQQ", table, i * shentsize) for i in range(shnum)]
+            names_at, names_size = headers[shstrndx][4], headers[shstrndx][5]
+            f.seek(names_at)
+            names = f.read(min(names_size, 1 << 20))
+            section = next(
+                ((h[4], h[5]) for h in headers if names[h[0] : names.find(b"\0", h[0])] == b".nv_fatbin"), None
+            )
+            if section is None:
+                return []
+            targets, walked = set(), 0
+            pos, end = section
+            end += pos
+            while pos + 16 <= end and walked < max_entries:
+                f.seek(pos)
+                magic, _, header_size, size = struct.unpack("<IHHQ", f.read(16))
+                if magic != _FATBIN_MAGIC:
+                    pos += 8  # containers are 8-byte aligned; the gap between them is padding
+                    continue
+                entry, stop = pos + header_size, pos + header_size + size
+                while entry + 32 <= stop and walked < max_entries:
+                    f.seek(entry)
+                    head = f.read(32)
+                    kind, _, entry_size, payload = struct.unpack_from("<HHIQ", head)
+                    arch = struct.unpack_from("<I", head, 28)[0]
+                    if kind in (_FATBIN_PTX, _FATBIN_CUBIN) and 10 <= arch < 1000:
+                        targets.add(("sm" if kind == _FATBIN_CUBIN else "compute", arch))
+                    walked += 1
+                    if entry_size <= 0:
+                        break
+                    entry += entry_size + payload
+                pos = max(stop, pos + 16)
+            return [f"{kind}_{arch}" for kind, arch in sorted(targets, key=lambda t: (t[0] != "sm", t[1]))]
+    except (OSError, struct.error, ValueError, IndexError):
+        return None
+
+
 def _is_compiled(name):
     base = name.rsplit("/", 1)[-1]
     return base.endswith(".so") or ".so." in base
@@ -132,7 +210,7 @@ def scan(distributions=None, *, max_files=MAX_FILES, max_seconds=MAX_SECONDS):
             distributions = metadata.distributions()
         seen = set()
         for dist in distributions:
-            name = (dist.metadata["Name"] or "").lower().replace("_", "-")
+            name = (dist.metadata["Name"] or "").lower().replace("_", "-").replace(".", "-")
             if not name or name in seen or name in SKIP_NAMES or name.startswith(SKIP_PREFIXES):
                 continue
             seen.add(name)
@@ -145,7 +223,7 @@ def scan(distributions=None, *, max_files=MAX_FILES, max_seconds=MAX_SECONDS):
                     return _done(result, started)
                 path = os.path.abspath(str(dist.locate_file(file)))
                 result["files_read"] += 1
-                links = [n for n in needed(path) or () if TORCH_LIBRARY.match(n)]
+                links = [n for n in needed(path) or () if TORCH_LIBRARY.match(n) or name in KNOWN]
                 if links:
                     result["modules"].append(
                         {"distribution": dist.metadata["Name"], "version": dist.version, "path": path, "needs": links}

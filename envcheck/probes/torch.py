@@ -139,8 +139,14 @@ class TorchInfo:
     extension_scan: dict[str, Any] | None = None
     #: Those modules: distribution, version, path, the torch/CUDA sonames they need.
     extension_modules: list[dict[str, Any]] = field(default_factory=list)
-    #: What loading each after torch gave: index into ``extension_modules``, the loader's error or None.
+    #: What loading each after torch gave: index into ``extension_modules``, the loader's error or None, and
+    #: for a module that loaded, ``targets``: the GPU targets of its fatbin (envcheck.probes.elf.fatbin_targets).
     extension_results: list[dict[str, Any]] = field(default_factory=list)
+    #: The build records of xformers, DeepSpeed and bitsandbytes (envcheck.probes.stack.records).
+    stack_records: dict[str, Any] | None = None
+    #: The CUDA libraries mapped in the child after import and CUDA start: name, path, and the nvidia-* wheel's
+    #: copy when the mapped one is another file; None when /proc/self/maps could not be read.
+    libraries: list[dict[str, Any]] | None = None
     #: Loading a module ended the child (``{"index", "how": hung|crashed|unfinished, "error"}``): torch's
     #: facts were all said before, so torch is still judged on them.
     extension_stopped: dict[str, Any] | None = None
@@ -161,6 +167,7 @@ def stage_words(stage: str | None) -> str:
         "cuda_init": "CUDA initialisation (torch.cuda.is_available())",
         "device": f"reading the properties of GPU {index}",
         "matmul": f"the test matmul on GPU {index}",
+        "libraries": "reading which CUDA libraries are loaded",
         "extensions": "scanning the installed compiled extensions",
         "extension": f"loading compiled extension {index}",
         "done": "finishing",

@@ -22,6 +22,7 @@ hang inside a C call holding the GIL answers), and then kills the process group.
 
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -148,6 +149,72 @@ def loaded_library(prefix):
     return None
 
 
+#: The CUDA libraries whose mapped copies the child reports: what torch, cuDNN and NCCL load at import and at
+#: CUDA start (libcudnn_* are cuDNN 9's sub-libraries, loaded by libcudnn.so.9 as needed).
+CUDA_LIBRARY = re.compile(
+    r"^lib(cudnn\w*|cublas|cublasLt|cudart|nccl|nvJitLink|cusparse|cusparseLt|cufft|curand|cusolver|nvrtc|cupti)"
+    r"\.so(\.\d+)*$"
+)
+
+
+def mapped_cuda_libraries(site_dir):
+    """Every CUDA library this process has mapped, where from, and the copy the nvidia-* wheels ship when the
+    mapped one is another (``LD_LIBRARY_PATH`` or ``LD_PRELOAD`` first, a library another package loaded
+    before torch): [{"name", "path", "wheel_copy"}], in the order the loader mapped them.
+
+    Why the mapped files and not what torch reports: torch says which versions it was built with; the loader
+    decides which files serve them. A ``libnvJitLink.so.12`` from a system CUDA shadowing the wheel's gives
+    ``undefined symbol: __nvJitLinkComplete_12_4``, two cuDNN majors in one process give "Could not load library
+    libcudnn_ops_infer.so.8" (FAILURES.md rows 9-10), and only the mapped paths show either."""
+    wheels = {}
+    nvidia = os.path.join(site_dir, "nvidia")
+    try:
+        for package in sorted(os.listdir(nvidia)):
+            lib = os.path.join(nvidia, package, "lib")
+            for name in os.listdir(lib) if os.path.isdir(lib) else ():
+                wheels.setdefault(name, os.path.join(lib, name))
+    except OSError:
+        pass
+    found, seen = [], set()
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                fields = line.rstrip("\n").split(None, 5)  # address perms offset dev inode [path]
+                if len(fields) < 6 or fields[5] in seen:
+                    continue
+                path = fields[5]
+                name = os.path.basename(path)
+                if not CUDA_LIBRARY.match(name):
+                    continue
+                seen.add(path)
+                copy = wheels.get(name)
+                same = copy is not None and _same_file(copy, path)
+                found.append({"name": name, "path": path, "wheel_copy": None if same else copy})
+    except OSError:
+        return None
+    return found
+
+
+def _same_file(a, b, edge=1 << 16):
+    """Whether ``a`` and ``b`` are one library: the same file, or a copy of the same size whose first and last
+    64 KiB match (a byte-for-byte copy of the wheel's file in another directory is harmless; a cuBLASLt is half a
+    gigabyte, too much to compare whole on the doctor's path)."""
+    try:
+        if os.path.realpath(a) == os.path.realpath(b):
+            return True
+        size = os.path.getsize(a)
+        if size != os.path.getsize(b):
+            return False
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            if fa.read(edge) != fb.read(edge):
+                return False
+            fa.seek(max(size - edge, 0))
+            fb.seek(max(size - edge, 0))
+            return fa.read(edge) == fb.read(edge)
+    except OSError:
+        return False
+
+
 def wheels_next_to(site_dir):
     """({canonical name: version} of the CUDA wheels, triton's version) from the ``*.dist-info``
     directories in ``site_dir``. Their names are ``{name}-{version}.dist-info`` with neither part holding
@@ -247,8 +314,15 @@ def load_extensions(timeout_s):
     loader's verdict is what matters, and no package's Python (its imports, its side effects) runs.
     """
     import ctypes
+    from importlib import metadata
 
-    found = _protocol("probes", "elf").scan()
+    elf = _protocol("probes", "elf")
+    distributions = list(metadata.distributions())
+    try:
+        emit(stack_records=_protocol("probes", "stack").records(distributions))
+    except Exception as exc:  # noqa: BLE001 - a record that cannot be read is said, and loading goes on
+        emit(stack_records={"error": error_text(exc)})
+    found = elf.scan(distributions)
     modules = found.pop("modules")
     emit(extension_scan=found, extension_modules=modules)
     ends = time.monotonic() + timeout_s if timeout_s > 0 else None
@@ -274,7 +348,11 @@ def load_extensions(timeout_s):
                 # Back to the orphan alarm (the same timer): what is left of the child's own limit.
                 rest = ends - time.monotonic() + ORPHAN_GRACE_S if ends is not None else 0
                 signal.setitimer(signal.ITIMER_REAL, max(rest, 0.01) if ends is not None else 0)
-        results.append({"index": index, "error": error, "seconds": round(time.monotonic() - started, 3)})
+        result = {"index": index, "error": error, "seconds": round(time.monotonic() - started, 3)}
+        if error is None:
+            # Which GPUs its kernels can run on: read from its fatbin, inside the same time budget.
+            result["targets"] = elf.fatbin_targets(module["path"])
+        results.append(result)
         emit(extension_results=results)
 
 
@@ -323,6 +401,8 @@ def main(argv):
     build = build_info(torch)
     emit(**build)
     emit(**cuda_info(torch, gpu_build=bool(build["cuda"] or build["hip"])))
+    emit(stage="libraries")
+    emit(libraries=mapped_cuda_libraries(os.path.dirname(os.path.dirname(os.path.abspath(torch.__file__)))))
     # Everything about torch is said: from here a crash or hang is an extension's, and the parent still
     # judges torch on what it said (``torch_done``).
     emit(stage="extensions", torch_done=True)

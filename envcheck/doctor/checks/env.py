@@ -129,10 +129,11 @@ def check_ld_library_path(ctx: Context) -> Verdict:
     if shadowing and cuda_torch:
         libs = "; ".join(f"{e.path}: {', '.join(_short(clashes[e.path]))}" for e in shadowing)
         return warn(
-            f"CUDA libraries that load before torch's own ({details['torch_flavour']}): {libs} ({summary})",
-            "The loader searches LD_LIBRARY_PATH before the paths torch was linked with, so these copies replace the "
-            "CUDA libraries torch ships (errors like 'undefined symbol' or 'CUDNN_STATUS_VERSION_MISMATCH'). "
-            "Remove these entries for Python jobs (or unset LD_LIBRARY_PATH).",
+            f"CUDA libraries that can load before torch's own ({details['torch_flavour']}): {libs} ({summary})",
+            "The loader searches LD_LIBRARY_PATH before a library's RUNPATH, so these copies can replace the CUDA "
+            "libraries torch ships (errors like 'undefined symbol' or 'CUDNN_STATUS_VERSION_MISMATCH'); "
+            "torch.libraries says which files torch really loaded. Remove these entries for Python jobs (or unset "
+            "LD_LIBRARY_PATH).",
             "unset LD_LIBRARY_PATH",
             **details,
         )

@@ -14,11 +14,15 @@ import os
 import re
 from typing import Any
 
+from packaging.version import InvalidVersion, Version
+
 from envcheck.core.model import Verdict, fail, ok, skip, warn
 from envcheck.core.probing import Context
 from envcheck.doctor.areas import check
-from envcheck.doctor.checks.torch import _torch
+from envcheck.doctor.checks.torch import _cards, _torch, covering_target
 from envcheck.probes import symbols
+from envcheck.probes import toolkit as _toolkit_probe  # noqa: F401 - registers the "toolkit" probe
+from envcheck.probes.toolkit import ToolkitInfo
 from envcheck.probes.torch import TorchInfo
 
 _CUDART = re.compile(r"^libcudart\.so\.(\d+)")
@@ -137,3 +141,274 @@ def _cuda_major_differs(module: dict[str, Any], info: TorchInfo) -> bool:
     if not majors or not info.cuda:
         return False
     return int(info.cuda.split(".", 1)[0]) not in majors
+
+
+# -- build records -------------------------------------------------------------------------------------------
+
+#: xformers' first release built on torch's stable ABI: it needs a torch at least as new as the one it was built
+#: with, not that exact one (facebookresearch/xformers#1353; FAILURES.md, "Third-party CUDA extensions").
+XFORMERS_STABLE_ABI = Version("0.0.34")
+BNB_CUDA_VERSION = "BNB_CUDA_VERSION"
+
+
+@check("packages.extension_builds", "Build records of xformers, DeepSpeed, bitsandbytes")
+def check_extension_builds(ctx: Context) -> Verdict:
+    """What xformers, DeepSpeed and bitsandbytes wrote down about their build matches the torch here. These fail
+    without an undefined symbol to show: xformers imports and only warns its fast kernels are gone, DeepSpeed's
+    prebuilt ops refuse another torch at first use, bitsandbytes finds no library for torch's CUDA."""
+    info = _torch(ctx)
+    records = info.stack_records
+    if records is None:
+        return skip("the torch child did not reach the build records (see torch.import)")
+    if "error" in records and not isinstance(records.get("error"), dict):
+        return skip(f"the build records could not be read: {records['error']}")
+    if not records:
+        return skip("none of xformers, DeepSpeed and bitsandbytes is installed")
+    judges = {"xformers": _xformers, "deepspeed": _deepspeed, "bitsandbytes": _bitsandbytes}
+    findings = [judges[name](ctx, info, entry) for name, entry in sorted(records.items()) if name in judges]
+    details: dict[str, Any] = {"records": records, "torch": info.version, "torch_cuda": info.cuda}
+    for level, verdict in (("fail", fail), ("warn", warn)):
+        bad = [f for f in findings if f["level"] == level]
+        if bad:
+            commands = [f["command"] for f in bad if f.get("command")]
+            return verdict("; ".join(f["summary"] for f in bad), " ".join(f["fix"] for f in bad),
+                           " && ".join(dict.fromkeys(commands)) or None, **details)  # fmt: skip
+    said = "; ".join(f["summary"] for f in findings)
+    if all(f["level"] == "unknown" for f in findings):
+        return skip(said, **details)
+    return ok(said, **details)
+
+
+def _finding(level: str, summary: str, fix: str = "", command: str | None = None) -> dict[str, Any]:
+    return {"level": level, "summary": summary, "fix": fix, "command": command}
+
+
+def _unread(name: str, entry: dict[str, Any]) -> dict[str, Any] | None:
+    if entry.get("error"):
+        return _finding("unknown", f"{name} {entry['version']}: build record unreadable ({entry['error']})")
+    if entry.get("record") is None:
+        return _finding("unknown", f"{name} {entry['version']}: no build record in {entry['path']}")
+    return None
+
+
+def _xformers(ctx: Context, info: TorchInfo, entry: dict[str, Any]) -> dict[str, Any]:
+    """cpp_lib.json against the torch, CUDA and Python here, the way xformers' own warning compares them."""
+    if entry.get("record") is None and not entry.get("error"):
+        return _finding("ok", f"xformers {entry['version']}: no C++ library (a Python-only build: nothing to mismatch)")
+    unread = _unread("xformers", entry)
+    if unread:
+        return unread
+    built = entry["record"]["version"]
+    torch_built, cuda_built, python_built = built.get("torch"), built.get("cuda"), built.get("python")
+    here, stable = _public(info.version), _at_least(entry["version"], XFORMERS_STABLE_ABI)
+    problems = []
+    if torch_built and here:
+        wanted = _public(torch_built)
+        if (stable and _older(here, wanted)) or (not stable and here != wanted):
+            problems.append(f"PyTorch {torch_built} (you have {info.version})")
+    cuda_text = f"{cuda_built // 100}.{cuda_built % 100}" if isinstance(cuda_built, int) and cuda_built else None
+    if cuda_text and (not info.cuda or info.cuda.split(".")[0] != cuda_text.split(".")[0]):
+        has = f"CUDA {info.cuda}" if info.cuda else "none: a CPU-only build"
+        problems.append(f"CUDA {cuda_text} (torch has {has})")
+    if python_built and info.python and python_built.split(".")[:2] != info.python.split(".")[:2]:
+        problems.append(f"Python {python_built} (you have {info.python})")
+    if not problems:
+        return _finding("ok", f"xformers {entry['version']} built for torch {torch_built}")
+    return _finding(
+        "fail",
+        f"xformers {entry['version']} was built for {', '.join(problems)}: it imports, but its C++/CUDA kernels "
+        "(memory-efficient attention, SwiGLU) are silently unavailable",
+        f"Install the xformers build for torch {info.version}: each release is built for one torch and pins it "
+        "(see its Requires-Dist), so install the release for this torch from the index torch came from, then "
+        "confirm that `python -m xformers.info` lists its kernels as available.",
+        "python -m xformers.info",
+    )
+
+
+def _deepspeed(ctx: Context, info: TorchInfo, entry: dict[str, Any]) -> dict[str, Any]:
+    """DeepSpeed's prebuilt ops against torch's major.minor and CUDA (its ``assert_torch_info``); without prebuilt
+    ops, the nvcc its just-in-time builds need."""
+    unread = _unread("deepspeed", entry)
+    if unread:
+        return unread
+    record = entry["record"]
+    prebuilt = sorted(op for op, built in (record.get("installed_ops") or {}).items() if built)
+    torch_info = record.get("torch_info") or {}
+    here = ".".join((_public(info.version) or "").split(".")[:2])
+    cuda_here = ".".join((info.cuda or "").split(".")[:2])
+    name = f"deepspeed {entry['version']}"
+    if prebuilt:
+        problems = []
+        if torch_info.get("version") and torch_info["version"] != here:
+            problems.append(f"torch {torch_info['version']} (runtime torch {here})")
+        built_cuda = torch_info.get("cuda_version")
+        if built_cuda and built_cuda != "0.0" and info.cuda and built_cuda != cuda_here:
+            problems.append(f"CUDA {built_cuda} (torch's CUDA {cuda_here})")
+        if problems:
+            return _finding(
+                "fail",
+                f"{name}'s prebuilt ops ({', '.join(prebuilt[:4])}{'…' if len(prebuilt) > 4 else ''}) were compiled "
+                f"for {' and '.join(problems)}: DeepSpeed raises 'version mismatch! DeepSpeed ops were compiled and "
+                "installed with a different version than what is being used at runtime' when they load",
+                f"Reinstall DeepSpeed with its ops built against torch {here}: DS_BUILD_OPS=1 builds them at install "
+                "(needs nvcc); without it, they are compiled at first use.",
+                "pip install --force-reinstall --no-build-isolation --no-deps --no-cache-dir deepspeed",
+            )
+        return _finding("ok", f"{name}: {len(prebuilt)} prebuilt op(s) built for torch {here}")
+    if not info.cuda:
+        return _finding("ok", f"{name}: no prebuilt ops; torch is CPU-only, so no CUDA op is compiled")
+    toolkit: ToolkitInfo = ctx.probe("toolkit")
+    nvcc = toolkit.for_extensions
+    if nvcc is None:
+        return _finding(
+            "warn",
+            f"{name} compiles its CUDA ops at first use (none prebuilt) and there is no CUDA toolkit (nvcc, "
+            "CUDA_HOME): 'MissingCUDAException: CUDA_HOME does not exist, unable to compile CUDA op(s)', at import "
+            "in some releases (deepspeedai/DeepSpeed#2772)",
+            f"Install the CUDA toolkit for CUDA {cuda_here} (its nvcc) and set CUDA_HOME to it, or install DeepSpeed "
+            "with its ops prebuilt (DS_BUILD_OPS=1) where a toolkit is.",
+            None,
+        )
+    return _finding("ok", f"{name}: ops compiled at first use with nvcc {nvcc.version or '(version unknown)'}")
+
+
+def _bitsandbytes(ctx: Context, info: TorchInfo, entry: dict[str, Any]) -> dict[str, Any]:
+    """The library bitsandbytes will load (``libbitsandbytes_cuda{MAJOR}{MINOR}``, from torch's CUDA or
+    ``BNB_CUDA_VERSION``) is among those it ships."""
+    unread = _unread("bitsandbytes", entry)
+    if unread:
+        return unread
+    shipped = entry["record"].get("libraries") or []
+    name = f"bitsandbytes {entry['version']}"
+    if info.hip:
+        return _finding("unknown", f"{name}: ROCm builds not judged ({len(shipped)} libraries shipped)")
+    override = (ctx.env.get(BNB_CUDA_VERSION) or "").strip()
+    torch_cuda = "".join((info.cuda or "").split(".")[:2])
+    if not shipped:
+        return _finding("unknown", f"{name}: ships no native library under a known name")
+    wanted = f"cuda{override}" if override and info.cuda else f"cuda{torch_cuda}" if info.cuda else "cpu"
+    have = any(lib.startswith(f"libbitsandbytes_{wanted}.") or lib.startswith(f"libbitsandbytes_{wanted}_")
+               for lib in shipped)  # fmt: skip
+    cudas = sorted(lib.split("_", 1)[1].split(".")[0] for lib in shipped)
+    if not have:
+        why = f"{BNB_CUDA_VERSION}={override}" if override and info.cuda else (
+            f"torch's CUDA {info.cuda}" if info.cuda else "a CPU-only torch")  # fmt: skip
+        fix = (
+            f"Unset {BNB_CUDA_VERSION} (bitsandbytes then picks torch's CUDA), or set it to one it ships."
+            if override and info.cuda
+            else "Install a bitsandbytes release that ships a library for this CUDA (newer ones cover newer CUDA)."
+        )
+        command = f"unset {BNB_CUDA_VERSION}" if override and info.cuda else "pip install -U bitsandbytes"
+        return _finding(
+            "fail",
+            f"{name} has no libbitsandbytes_{wanted} for {why} (it ships {', '.join(cudas)}): it fails with 'CUDA "
+            "Setup failed despite GPU being available'",
+            fix,
+            command,
+        )
+    if override and info.cuda and override != torch_cuda:
+        return _finding(
+            "warn",
+            f"{name}: {BNB_CUDA_VERSION}={override} makes it load libbitsandbytes_cuda{override}, not the library "
+            f"for torch's CUDA {info.cuda}: two CUDA runtimes in one process",
+            f"Unset {BNB_CUDA_VERSION} unless it is a deliberate workaround.",
+            f"unset {BNB_CUDA_VERSION}",
+        )
+    return _finding("ok", f"{name} ships libbitsandbytes_{wanted} for {'CUDA ' + info.cuda if info.cuda else 'CPU'}")
+
+
+def _public(version: str | None) -> str | None:
+    """``"2.3.1+cu121"`` -> ``"2.3.1"``."""
+    return version.split("+", 1)[0] if version else None
+
+
+def _at_least(version: str | None, floor: Version) -> bool:
+    try:
+        return Version(version or "") >= floor
+    except InvalidVersion:
+        return False
+
+
+def _older(here: str, wanted: str) -> bool:
+    try:
+        return Version(here) < Version(wanted)
+    except InvalidVersion:
+        return here != wanted
+
+
+# -- GPU targets -------------------------------------------------------------------------------------------------
+
+#: Distribution -> (the oldest compute capability it runs on, why, what to use instead), from the packages' own
+#: documentation: where the package itself refuses a GPU, before any kernel is looked for.
+CAPABILITY_FLOORS: dict[str, tuple[tuple[int, int], str, str]] = {
+    "flash-attn": (
+        (8, 0),
+        "FlashAttention-2 supports Ampere GPUs or newer ('FlashAttention only supports Ampere GPUs or newer', "
+        "Dao-AILab/flash-attention#762)",
+        'Use PyTorch\'s scaled_dot_product_attention on this GPU (transformers: attn_implementation="sdpa"), or '
+        "flash-attn 1.x for Turing.",
+    ),
+    "flash-attn-3": (
+        (9, 0),
+        "FlashAttention-3 is written for Hopper (its README: H100/H800)",
+        "Use flash-attn 2 or PyTorch's scaled_dot_product_attention on this GPU.",
+    ),
+}
+
+
+@check("packages.extension_arch", "Compiled extensions have kernels for every GPU")
+def check_extension_arch(ctx: Context) -> Verdict:
+    """Every GPU is one the loaded extensions can run on: the package's own floor (flash-attn 2 needs compute
+    capability 8.0), and the targets of the CUDA code in its binary (its fatbin's cubins and PTX), by the same
+    rule as torch.arch. Without it the first kernel fails mid-job: "no kernel image is available"."""
+    info = _torch(ctx)
+    modules = info.extension_modules
+    results = {r["index"]: r for r in info.extension_results}
+    loaded = [(m, results[i]) for i, m in enumerate(modules) if i in results and not results[i].get("error")]
+    if not loaded:
+        return skip("no compiled extension loaded to judge (see packages.extensions)")
+    cards = _cards(ctx, info)
+    if not cards:
+        return skip("no GPU with a known compute capability to judge the extensions against")
+    problems: list[str] = []
+    fixes: list[str] = []
+    covered: dict[str, dict[str, str]] = {}
+    floors_seen = set()
+    for module, result in loaded:
+        dist = module["distribution"]
+        canonical = dist.lower().replace("_", "-")
+        label = f"{dist} {module['version']}"
+        floor = CAPABILITY_FLOORS.get(canonical)
+        if floor is not None and canonical not in floors_seen:
+            floors_seen.add(canonical)
+            low = [f"{gpu} ({name}, {c[0]}.{c[1]})" for gpu, name, c in cards if c < floor[0]]
+            if low:
+                problems.append(f"{label} on {', '.join(low)}: {floor[1]}")
+                fixes.append(floor[2])
+        targets = result.get("targets") or []
+        if not targets:
+            continue
+        file = os.path.basename(module["path"])
+        for gpu, name, capability in cards:
+            target = covering_target(capability, targets)
+            if target is None:
+                problems.append(
+                    f"{label}: {file} has no kernels for {gpu} ({name}, compute capability "
+                    f"{capability[0]}.{capability[1]}): built for {' '.join(targets)}"
+                )
+                fixes.append(
+                    f"Install a {dist} build whose targets include sm_{capability[0]}{capability[1]} (usually a "
+                    "build for a newer CUDA), or build it here: "
+                    f'TORCH_CUDA_ARCH_LIST="{capability[0]}.{capability[1]}" {reinstall_command(dist)}.'
+                )
+            else:
+                covered.setdefault(f"{label}: {file}", {})[gpu] = target
+    details: dict[str, Any] = {"covered_by": covered, "gpus": [f"{g} ({n})" for g, n, _ in cards]}
+    if problems:
+        return fail("; ".join(problems), " ".join(dict.fromkeys(fixes)), **details)
+    judged = sorted({key.split(":", 1)[0] for key in covered} | {f for f in floors_seen})
+    if not judged:
+        return skip(f"none of the {len(loaded)} loaded compiled module(s) has CUDA kernels or a known GPU floor",
+                    **details)  # fmt: skip
+    capabilities = ", ".join(f"{c[0]}.{c[1]}" for c in sorted({c for _, _, c in cards}))
+    return ok(f"{', '.join(judged)}: kernels for compute capability {capabilities}", **details)
