@@ -47,8 +47,9 @@ def document(*args: str, **kw: str) -> tuple[subprocess.CompletedProcess[str], d
 def test_no_kernel_image_names_torch_arch() -> None:
     proc, doc = document(NO_KERNEL)
     [match] = doc["matches"]
-    assert match["id"] == "cuda.no_kernel_image" and match["checks"] == ["torch.arch"]
-    assert [r["id"] for r in match["results"]] == ["torch.arch"]
+    checks = ["torch.arch", "packages.extension_arch"]  # torch's kernels, then an extension's
+    assert match["id"] == "cuda.no_kernel_image" and match["checks"] == checks
+    assert [r["id"] for r in match["results"]] == checks
     # this machine's torch is the CPU build: nothing to judge here, so the cause is not seen here
     assert match["verdict"] == "not_seen" and proc.returncode == 0
     assert match["lines"] == [{"source": "arguments", "line": 1, "text": NO_KERNEL}]

@@ -411,4 +411,7 @@ def check_extension_arch(ctx: Context) -> Verdict:
         return skip(f"none of the {len(loaded)} loaded compiled module(s) has CUDA kernels or a known GPU floor",
                     **details)  # fmt: skip
     capabilities = ", ".join(f"{c[0]}.{c[1]}" for c in sorted({c for _, _, c in cards}))
-    return ok(f"{', '.join(judged)}: kernels for compute capability {capabilities}", **details)
+    how = " and ".join(
+        w for w, on in (("their fatbins' targets", covered), ("their documented GPU floors", floors_seen)) if on
+    )
+    return ok(f"{', '.join(judged)} run on compute capability {capabilities} (by {how})", **details)

@@ -63,8 +63,19 @@ def sites(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     )
     crash_so = root / "crash_ext.so"
     _gcc("-o", crash_so, root / "crash_ext.c", f"-L{_torch_lib()}", "-Wl,--no-as-needed", "-lc10")
+    # One whose static constructor never returns (waiting on something that does not come).
+    (root / "hang_ext.c").write_text(
+        "#include <unistd.h>\n__attribute__((constructor)) static void wait(void) { for (;;) pause(); }\n"
+    )
+    hang_so = root / "hang_ext.so"
+    _gcc("-o", hang_so, root / "hang_ext.c", f"-L{_torch_lib()}", "-Wl,--no-as-needed", "-lc10")
     found = {}
-    kinds = (("torch", torch_so, "flash_attn"), ("cuda", cuda_so, "bitsandbytes_fake"), ("crash", crash_so, "crashy"))
+    kinds = (
+        ("torch", torch_so, "flash_attn"),
+        ("cuda", cuda_so, "bitsandbytes_fake"),
+        ("crash", crash_so, "crashy"),
+        ("hang", hang_so, "hangs"),
+    )
     for kind, built, name in kinds:
         site, module = fake_site(root / kind, name=name)
         shutil.copy(built, site / module)
@@ -146,3 +157,13 @@ def test_an_extension_that_crashes_the_child_is_a_verdict_and_torch_is_still_jud
     verdict = checks["packages.extensions"]
     assert verdict["status"] == "fail" and "crashy" in verdict["summary"] and "crashed" in verdict["summary"]
     assert "SIGSEGV" in verdict["summary"]
+
+
+def test_an_extension_whose_load_hangs_is_a_verdict_and_torch_is_still_judged(sites) -> None:
+    proc = run("doctor", "packages.extensions", "torch.import", "--json", site=sites["hang"])
+    checks = {c["id"]: c for c in json.loads(proc.stdout)["checks"]}
+    assert checks["torch.import"]["status"] == "ok"
+    verdict = checks["packages.extensions"]
+    assert verdict["status"] == "fail" and "hangs" in verdict["summary"] and "hung" in verdict["summary"]
+    [failure] = verdict["details"]["failures"]
+    assert failure["how"] == "hung"

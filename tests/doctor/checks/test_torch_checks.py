@@ -708,6 +708,7 @@ def test_torch_area_probes_are_registered() -> None:
         "torch.libs",
         "torch.matmul",
         "torch.nvcc",
+        "torch.libraries",
     ]
 
 
