@@ -254,7 +254,7 @@ def check_backend(ctx: Context) -> Verdict:
     details: dict[str, Any] = {
         "jax": run.jax_version, "jaxlib": run.jaxlib_version, "import_s": run.import_s, "devices": run.devices,
         "default_backend": run.default_backend, "plugins": {k: v[1] for k, v in plugins.items()}, "gpus": gpus,
-        "messages": run.messages,
+        "messages": run.messages, "duration_s": run.duration_s,
     }  # fmt: skip
     versions = f"jax {run.jax_version} (jaxlib {run.jaxlib_version})"
     if run.devices_error:
