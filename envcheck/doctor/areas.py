@@ -40,6 +40,7 @@ AREA_LIST = (
     Area("fabric", "GPU fabric (NVLink, P2P, topology)", ("fabric", "nvml")),
     Area("torch", "torch and CUDA", ("torch", "nvml", "toolkit")),
     Area("compile", "torch.compile (Inductor and Triton)", ("compile", "packages", "nvml")),
+    Area("jax", "JAX", ("jax", "nvml", "packages")),
     Area("env", "Environment variables", ("nvml", "packages")),
     Area("spec", "Lab spec", ("host", "disk", "packages", "nvml")),
 )

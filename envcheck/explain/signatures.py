@@ -526,10 +526,10 @@ SIGNATURES: tuple[Signature, ...] = (
         "JAX's CUDA backend did not start",
         _p(r"CUDA backend failed to initialize|but a CUDA-enabled jaxlib is not installed"),
         "torch and jax load different nvidia-* library versions into one process (the first import wins), "
-        "or JAX's CUDA plugin is not installed.",
-        ("torch.libs", "env.ld_library_path"),
+        "or JAX's CUDA plugin is not installed. JAX does not raise: it runs on the CPU.",
+        ("jax.backend", "jax.cuda_plugin", "jax.with_torch", "torch.libs", "env.ld_library_path"),
         "Align the nvidia-* wheels both need (install jax[cuda12] after torch and check the cuDNN version it "
-        "names), or keep torch and JAX in separate processes.",
+        "names), or import jax before torch, or keep torch and JAX in separate processes.",
         "In the job's environment: `pip list | grep -iE 'nvidia|jax'`, and whether torch is imported before jax.",
         ("jax-ml/jax#18032", "jax-ml/jax#18027", "conda-forge/jax-feedstock#149"),
     ),

@@ -174,17 +174,25 @@ def stage_words(stage: str | None) -> str:
     }.get(kind, stage)
 
 
-def child_timeout(env: Mapping[str, str], timeout_s: float | None = None) -> float:
-    """The child's own time limit, past which it is hung: the argument, else ``ENVCHECK_TORCH_TIMEOUT``,
-    else the default; never so long that the runner gives up on the probe first."""
+def child_timeout(
+    env: Mapping[str, str],
+    timeout_s: float | None = None,
+    *,
+    variable: str = TIMEOUT_ENV,
+    default_s: float = DEFAULT_CHILD_TIMEOUT_S,
+    probe_s: float = PROBE_TIMEOUT_S,
+) -> float:
+    """The child's own time limit, past which it is hung: the argument, else the variable
+    (``ENVCHECK_TORCH_TIMEOUT``), else the default; never so long that the runner gives up on the probe
+    (``probe_s``) first. The JAX child is bounded the same way, by its own variable."""
     if timeout_s is None:
         try:
-            timeout_s = float(env.get(TIMEOUT_ENV, DEFAULT_CHILD_TIMEOUT_S))
+            timeout_s = float(env.get(variable, default_s))
         except ValueError:
-            timeout_s = DEFAULT_CHILD_TIMEOUT_S
+            timeout_s = default_s
     if not math.isfinite(timeout_s):
-        timeout_s = DEFAULT_CHILD_TIMEOUT_S
-    return max(_MIN_S, min(timeout_s, PROBE_TIMEOUT_S - _MARGIN_S))
+        timeout_s = default_s
+    return max(_MIN_S, min(timeout_s, probe_s - _MARGIN_S))
 
 
 def time_limit(own_s: float, deadline_s: float | None, *, elapsed_s: float = 0.0) -> tuple[float, bool]:
