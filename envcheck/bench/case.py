@@ -257,7 +257,7 @@ def run_plan(
         rates = {"images/s": wl.images_per_step / m.median_s} if wl.images_per_step and wl.work_unit != "image" else {}
         params = {**wl.params, **wl.notes}
         if baseline is not None:
-            params["speedup"] = round(baseline.median_s / m.median_s, 4) if m.median_s > 0 else None
+            params["speedup"] = baseline.median_s / m.median_s if m.median_s > 0 else None
             params["baseline_stats"] = baseline.to_json()
         if scale != 1.0:
             params["shrunk_to_scale"] = scale

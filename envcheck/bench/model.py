@@ -140,8 +140,8 @@ FAMILIES = {
     "conv": "Convolution",
     "attention": "Attention",
     "train": "Training step",
-    "memory": "Memory bandwidth",
     "compile": "torch.compile",
+    "memory": "Memory bandwidth",
 }
 
 BENCHMARKS: Registry[BenchSpec] = Registry(

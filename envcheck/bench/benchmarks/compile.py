@@ -146,12 +146,14 @@ def _quote(exc: BaseException, line: str) -> str:
 
 def cache_dirs(dev: DeviceInfo, env: Mapping[str, str]) -> dict[str, str]:
     """Where each cache goes: the user's directory where one is set, else this device's in the run's scratch
-    directory (in-process runs without a scratch directory get one of their own, removed at exit)."""
-    scratch = env.get(SCRATCH) or _own_scratch()
-    device = re.sub(r"[^A-Za-z0-9_.-]", "_", dev.name)
-    return {
-        name: env.get(name) or os.path.join(scratch, device, name.split("_")[0].lower()) for name in CACHE_VARIABLES
-    }
+    directory (in-process runs without a scratch directory get one of their own, removed at exit); and the
+    temp dir, always there. Inductor keeps its precompiled headers in ``torchinductor_<user>`` of the temp dir
+    whatever TORCHINDUCTOR_CACHE_DIR says ("global", ``torch/_inductor/codecache.py``, ``_HEADER_DIR``): a
+    warm one would take seconds off the figure, and a cold compile would leave one behind in the user's
+    temp dir."""
+    scratch = os.path.join(env.get(SCRATCH) or _own_scratch(), re.sub(r"[^A-Za-z0-9_.-]", "_", dev.name))
+    dirs = {name: env.get(name) or os.path.join(scratch, name.split("_")[0].lower()) for name in CACHE_VARIABLES}
+    return {**dirs, "TMPDIR": os.path.join(scratch, "tmp")}
 
 
 def _own_scratch() -> str:
@@ -162,12 +164,17 @@ def _own_scratch() -> str:
 
 @contextmanager
 def compiling(dirs: Mapping[str, str]) -> Iterator[None]:
-    """A cold compile into ``dirs``: the cache variables set for it (restored after), Dynamo's compiled code
-    forgotten, and the FX graph and AOTAutograd caches off (a hit would skip the work being measured)."""
+    """A cold compile into ``dirs``: the cache variables and the temp dir set for it (restored after; what
+    Inductor made of them meanwhile keeps its paths, which the run's scratch directory holds until it ends),
+    Dynamo's compiled code forgotten, and the FX graph and AOTAutograd caches off (a hit would skip the work
+    being measured)."""
     import torch
 
     saved = {name: os.environ.get(name) for name in dirs}
+    saved_tempdir = tempfile.tempdir
+    os.makedirs(dirs["TMPDIR"], exist_ok=True)
     os.environ.update(dirs)
+    tempfile.tempdir = dirs["TMPDIR"]  # gettempdir() has read TMPDIR once already, and kept what it found
     torch._dynamo.reset()
     try:
         with ExitStack() as stack:
@@ -177,6 +184,7 @@ def compiling(dirs: Mapping[str, str]) -> Iterator[None]:
                     stack.enter_context(config.patch({flag: False}))
             yield
     finally:
+        tempfile.tempdir = saved_tempdir
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
