@@ -55,7 +55,7 @@ CPU_SHAPE_QUICK = (32, 128, 512)
 #: and eager is timed too. A compile still running past it is taken for a hang.
 COMPILE_SETUP_S = 240.0
 
-#: The cache variables, and what each one's cache holds.
+#: The variables naming the caches a compile writes: Inductor's generated code and Triton's kernels.
 CACHE_VARIABLES = ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
 
 #: What a failed compile's message says -> the doctor check that decides its cause, and the fix in a few words
