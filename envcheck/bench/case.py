@@ -243,7 +243,7 @@ def run_plan(
                 duration_s=clock() - started,
                 **base,
             )
-        wl, m, check = outcome
+        wl, m, check, baseline = outcome
         try:
             value, unit, peak, fraction, source = figure(wl, m, dev, datasheet)
         except Exception as exc:  # noqa: BLE001 - a bug in the arithmetic must not end the suite
@@ -256,6 +256,9 @@ def run_plan(
             )
         rates = {"images/s": wl.images_per_step / m.median_s} if wl.images_per_step and wl.work_unit != "image" else {}
         params = {**wl.params, **wl.notes}
+        if baseline is not None:
+            params["speedup"] = baseline.median_s / m.median_s if m.median_s > 0 else None
+            params["baseline_stats"] = baseline.to_json()
         if scale != 1.0:
             params["shrunk_to_scale"] = scale
         return BenchResult(
@@ -287,8 +290,9 @@ def run_plan(
 
 def _attempt(
     plan: Plan, dev: DeviceInfo, budget: Budget, scale: float, timer: Timer, clock: Callable[[], float]
-) -> tuple[Workload, Measurement, Check] | BaseException:
-    """One try at a case; returns the exception instead of raising (the caller frees memory first).
+) -> tuple[Workload, Measurement, Check, Measurement | None] | BaseException:
+    """One try at a case; returns the exception instead of raising (the caller frees memory first). The
+    workload's baseline, if it has one, is timed after the step, under the same budget and timer.
 
     torch's process-wide flags (TF32, cuDNN's autotuning) are not touched here: the process running the
     case has set them for it (envcheck.bench.execute), once, not around every case."""
@@ -296,10 +300,11 @@ def _attempt(
     try:
         wl = plan.build(scale)
         m = measure(wl.step, timer, budget, clock=clock)
+        baseline = measure(wl.baseline, timer, budget, clock=clock) if wl.baseline is not None else None
         check = wl.verify()
         # Keep what the figure needs, drop the closures that hold the case's buffers, so that
         # free_memory() can give the memory back before the next case allocates.
-        return replace(wl, step=_released, verify=_released), m, check
+        return replace(wl, step=_released, verify=_released, baseline=None), m, check, baseline
     except Exception as exc:  # noqa: BLE001 - any failure becomes this case's result
         exc.__traceback__ = None  # the traceback's frames hold the case's tensors
         return exc

@@ -21,6 +21,10 @@ from envcheck.devices.model import DeviceInfo
 #: The dtypes ``--dtype`` accepts, in display order.
 DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8")
 
+#: A directory the run owns (created before its workers start, removed after they end, even one killed), for
+#: what a benchmark writes: torch.compile's caches. Workers find it in this variable (envcheck.bench.run).
+SCRATCH = "ENVCHECK_BENCH_SCRATCH"
+
 #: What one step's work is counted in, and how the figure is shown on each kind of device.
 WORK_UNITS = {"flop", "byte", "image"}
 
@@ -80,6 +84,9 @@ class Workload:
     peak_key: str | None  # "bf16", "tf32", ..., "memory"; None when no datasheet peak applies
     images_per_step: int | None = None
     notes: dict[str, Any] = field(default_factory=dict)  # found while running (e.g. the SDPA backend)
+    #: The same work done the usual way (eager torch, for a compiled model), timed after ``step`` under the
+    #: same budget: the result reports ``speedup``, its median time over the step's, and its raw samples.
+    baseline: Callable[[], Any] | None = None
 
     def __post_init__(self) -> None:
         if self.work_unit not in WORK_UNITS:
@@ -108,6 +115,8 @@ class Plan:
 @dataclass(frozen=True)
 class BenchSpec:
     """A registered benchmark. ``best_of``: measure every plan, report only the fastest (a shape sweep).
+    ``setup_s``: seconds a case may take on top of every case's allowance before its worker is judged hung
+    (envcheck.bench.plan.case_deadline), for work done once per case that no budget bounds: a compile.
     ``host_bound``: its figure depends on the host as much as on the GPU (the path to CPU memory, the CPU
     launching small kernels), so on a dual-socket node healthy GPUs differ by where their worker runs: it is
     not compared among sibling GPUs, whose workers are not pinned to their GPU's NUMA node."""
@@ -118,6 +127,7 @@ class BenchSpec:
     plans: Callable[[DeviceInfo, Options], list[Plan]]
     best_of: bool = False
     host_bound: bool = False
+    setup_s: float = 0.0
 
     @property
     def family(self) -> str:
@@ -130,6 +140,7 @@ FAMILIES = {
     "conv": "Convolution",
     "attention": "Attention",
     "train": "Training step",
+    "compile": "torch.compile",
     "memory": "Memory bandwidth",
 }
 
@@ -139,13 +150,13 @@ BENCHMARKS: Registry[BenchSpec] = Registry(
 
 
 def benchmark(
-    bench_id: str, title: str, *, best_of: bool = False, host_bound: bool = False
+    bench_id: str, title: str, *, best_of: bool = False, host_bound: bool = False, setup_s: float = 0.0
 ) -> Callable[[Callable[[DeviceInfo, Options], list[Plan]]], Callable[[DeviceInfo, Options], list[Plan]]]:
     """Register a plan function under a stable dotted id; its docstring's first line is what ``--list`` shows."""
 
     def register(fn: Callable[[DeviceInfo, Options], list[Plan]]) -> Callable[[DeviceInfo, Options], list[Plan]]:
         measures = (fn.__doc__ or title).strip().splitlines()[0]
-        BENCHMARKS.add(BenchSpec(bench_id, title, measures, fn, best_of, host_bound))
+        BENCHMARKS.add(BenchSpec(bench_id, title, measures, fn, best_of, host_bound, setup_s))
         return fn
 
     return register

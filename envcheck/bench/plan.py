@@ -11,17 +11,18 @@ and a worker that dies early leaves each of them its error), and the worker runs
 
 Deadlines. A worker is judged hung when it goes silent for longer than its current step may take:
 envcheck.devices.resolve.startup_deadline until its cases are ready (importing torch, starting CUDA,
-measuring the device), then :func:`case_deadline` from the start of each case. The deadline moves with the worker
-because the whole schedule's sum (dozens of cases of a minute's allowance each) would let a worker
-stuck in its first case hold its GPU, and the report, for half an hour; a deadline per step catches it
-within about a minute and names the case.
+measuring the device), then :func:`case_deadline` from the start of each case (and more for a benchmark
+that does untimed work once per case, ``BenchSpec.setup_s``: torch.compile's first compile,
+:meth:`Job.case_limit`). The deadline moves with the worker because the whole schedule's sum (dozens of
+cases of a minute's allowance each) would let a worker stuck in its first case hold its GPU, and the report,
+for half an hour; a deadline per step catches it within about a minute and names the case.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from envcheck.bench import case, peaks
@@ -60,6 +61,12 @@ class Job:
     case_s: float
     #: The device's datasheet entry (envcheck.bench.peaks.by_device), looked up once in the parent.
     datasheet: Peak | None = None
+    #: Seconds a case of these benchmarks may take beyond ``case_s`` (BenchSpec.setup_s: a compile).
+    setup_s: Mapping[str, float] = field(default_factory=dict)
+
+    def case_limit(self, bench_id: str) -> float:
+        """Seconds a case of ``bench_id`` may take, from its start, before the worker is judged hung."""
+        return round(self.case_s + self.setup_s.get(bench_id, 0.0), 1)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -75,6 +82,7 @@ class Job:
             "startup_s": self.startup_s,
             "case_s": self.case_s,
             "datasheet": self.datasheet.to_json() if self.datasheet else None,
+            "setup_s": dict(self.setup_s),
         }
 
     @classmethod
@@ -91,6 +99,7 @@ class Job:
             float(data["startup_s"]),
             float(data["case_s"]),
             Peak.from_json(data["datasheet"]) if data.get("datasheet") else None,
+            dict(data.get("setup_s") or {}),
         )
 
 
@@ -124,6 +133,7 @@ def schedule(
                 resolve.startup_deadline(env),
                 case_deadline(budget),
                 datasheets.get(dev.name),
+                {spec.id: spec.setup_s for spec in specs if spec.setup_s and any(c[0] == spec.id for c in cases)},
             )
         )
     return jobs

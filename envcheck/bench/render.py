@@ -70,6 +70,20 @@ def spread_text(r: dict[str, Any], number: Callable[[Any], str]) -> str:
     return "" if spread is None else f"±{spread / 2:.0%}"
 
 
+def compile_words(r: dict[str, Any]) -> list[str]:
+    """What a compiled figure adds (envcheck.bench.benchmarks.compile): its speed over its baseline's and the
+    time its first compile took, e.g. ``["0.92× vs eager", "compiled in 12.5 s"]``; nothing for other results."""
+    params = html.dct(r.get("params"))
+    words = []
+    speedup = finite(params.get("speedup"))
+    if speedup is not None:
+        words.append(f"{speedup:.2f}× vs {params.get('baseline') or 'baseline'}")
+    compile_s = finite(params.get("compile_s"))
+    if compile_s is not None:
+        words.append(f"compiled in {compile_s:.1f} s")
+    return words
+
+
 def text_cell(r: dict[str, Any]) -> str:
     """One table cell: the figure, its share of peak, the spread, and any flag, in rich markup."""
     status, reason = r["status"], escape(r.get("reason") or "")
@@ -88,6 +102,8 @@ def text_cell(r: dict[str, Any]) -> str:
     backend = (r.get("params") or {}).get("backend")
     if backend:
         text += f" [magenta]{escape(str(backend))}[/]"
+    for word in compile_words(r):
+        text += f" [dim]{escape(word)}[/]"
     if spread.startswith("noisy"):
         text += f" [yellow]{spread}[/]"
     if r.get("contended"):
@@ -288,6 +304,8 @@ def _bench_cell(r: dict[str, Any] | None) -> str:
     text = f"{r['value']:.4g} {r.get('unit') or ''}".strip()
     if r.get("peak_fraction") is not None:
         text += f" ({r['peak_fraction']:.0%} of peak)"
+    for word in compile_words(r):
+        text += f" ({word})"
     if r.get("contended"):
         text += " (contended)"
     if spread_text(r, _num4).startswith("noisy"):
@@ -420,7 +438,7 @@ def bench_results(doc: dict[str, Any]) -> str:
                 html.pct(r.get("peak_fraction")),
                 html.e(spread_text(r, html.num) or "-"),
                 html.badge(r.get("status")),
-                html.e(", ".join(bench_flags(r)) or r.get("reason") or ""),
+                html.e(", ".join(compile_words(r) + bench_flags(r)) or r.get("reason") or ""),
             ]
         )
     if not rows:

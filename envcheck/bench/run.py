@@ -23,6 +23,8 @@ run stopped early (no error results are made up for it).
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +33,7 @@ from typing import Any
 from envcheck.bench import execute
 from envcheck.bench.case import BenchResult, Progress
 from envcheck.bench.execute import Entry
-from envcheck.bench.model import BENCHMARKS
+from envcheck.bench.model import BENCHMARKS, SCRATCH
 from envcheck.bench.plan import Job
 from envcheck.core.model import Status
 from envcheck.core.workers import JobChild, WorkerInfo, ended_words, supervise, worker_infos
@@ -84,8 +86,8 @@ class _Worker(JobChild[Job]):
             self.deadline = now + job.case_s
         elif kind == "started":
             self.running = int(event["position"])
-            self.deadline = now + job.case_s
             bench_id, label, _ = self.cases[self.running]
+            self.deadline = now + job.case_limit(bench_id)
             self.progress.started(len(self.results), len(self.cases), bench_id, label, job.device.name)
         elif kind == "finished":
             result = BenchResult.from_json(event["result"])
@@ -97,7 +99,10 @@ class _Worker(JobChild[Job]):
             self.deadline = now + job.case_s
 
     def limit_s(self) -> float:
-        return self.the_job.startup_s if self.running is None and not self.planned else self.the_job.case_s
+        job = self.the_job
+        if self.running is not None:
+            return job.case_limit(self.cases[self.running][0])
+        return job.startup_s if not self.planned else job.case_s
 
     def doing(self) -> str:
         if self.running is not None:
@@ -130,13 +135,16 @@ def run(
     progress = progress or Progress()
     began = time.monotonic()
     everyone = [_Worker.of(job, progress) for job in jobs]
-    interrupted = supervise(
-        everyone,
-        env=env,
-        serial=serial,
-        python=python,
-        finished=lambda w: _finish(w, progress),  # type: ignore[arg-type]
-    )
+    # The run's scratch directory (SCRATCH) is removed here, after every worker has ended, so that what a
+    # worker wrote there (torch.compile's caches) is gone even when the worker was killed.
+    with tempfile.TemporaryDirectory(prefix="envcheck-bench-", ignore_cleanup_errors=True) as scratch:
+        interrupted = supervise(
+            everyone,
+            env={**(os.environ if env is None else env), SCRATCH: scratch},
+            serial=serial,
+            python=python,
+            finished=lambda w: _finish(w, progress),  # type: ignore[arg-type]
+        )
     return _merge(everyone, began, interrupted)
 
 
