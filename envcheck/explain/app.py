@@ -2,7 +2,7 @@
 
 ``explain(request) -> ExplainReport``: read the text (arguments, files, stdin; a wrapped command's output
 is read by envcheck.explain.wrap as it runs), find the known signatures in it
-(envcheck.explain.signatures), and run just the doctor's checks those signatures name, through the same
+(envcheck.doctor.signatures), and run just the doctor's checks those signatures name, through the same
 ``run_doctor`` as ``envcheck doctor CHECK_ID...`` (not the whole doctor). Each match is then one of:
 
 * ``shown``: a check it names fails or warns here: this machine shows the cause (its verdict and fix);

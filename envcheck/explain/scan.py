@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import IO
 
-from envcheck.explain.signatures import SIGNATURES, Signature, needle
+from envcheck.doctor.signatures import SIGNATURES, Signature, needle
 
 #: The triggering lines kept per signature.
 KEEP_LINES = 3
@@ -84,7 +84,7 @@ class Scanner:
 
     def search(self, source: str, data: bytes, first_line: int) -> None:
         """Search one block of whole lines, the first of them numbered ``first_line``: only the patterns
-        whose literal (:func:`~envcheck.explain.signatures.needle`) the block holds are run, over the
+        whose literal (:func:`~envcheck.doctor.signatures.needle`) the block holds are run, over the
         block decoded once, when the first of them is."""
         present = {n: n in data for n in self._needles}
         text: str | None = None

@@ -83,8 +83,7 @@ def test_without_a_compiler_the_compile_fails_naming_the_doctor_check_and_the_re
     reason = compiled["reason"]
     assert reason.startswith("CompileFailed: torch.compile failed: ")
     assert "No working C++ compiler" in reason  # Inductor's own words, quoted
-    assert reason.endswith("Install a C/C++ compiler (build-essential) or point CC and CXX at one "
-                           "(`envcheck doctor compile.compiler`)")  # fmt: skip
+    assert reason.endswith("No working C++ compiler for Inductor (`envcheck doctor compile.compiler`)")
     assert [p.name for p in tmp_path.iterdir()] == ["bin"]  # the run's scratch directory is gone
 
 
@@ -115,7 +114,7 @@ def test_a_failed_compile_names_the_doctor_check_that_decides_its_cause(message,
 
 
 def test_a_long_error_is_cut_so_that_the_fix_still_fits_the_one_line_reason():
-    said = compile_bench.explain(OSError("Read-only file system: /" + "x" * 500))
+    said = compile_bench.explain(OSError(30, "Read-only file system", "/home/u/.triton/cache/" + "x" * 500))
     assert said.endswith("(`envcheck doctor compile.cache_dirs`)") and "…" in said
     assert len(said) < 300 - len("CompileFailed: ")
 

@@ -41,6 +41,8 @@ from envcheck.bench import common
 from envcheck.bench.model import SCRATCH, Check, Options, Plan, Unsupported, Workload, benchmark
 from envcheck.core.model import first_line
 from envcheck.devices.model import DeviceInfo
+from envcheck.doctor.signatures import SIGNATURES as ALL_SIGNATURES
+from envcheck.doctor.signatures import Signature
 
 if TYPE_CHECKING:
     import torch
@@ -58,27 +60,9 @@ COMPILE_SETUP_S = 240.0
 #: The variables naming the caches a compile writes: Inductor's generated code and Triton's kernels.
 CACHE_VARIABLES = ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
 
-#: What a failed compile's message says -> the doctor check that decides its cause, and the fix in a few words
-#: (the check says it in full, for this machine). Each pattern is a message torch or Triton prints
-#: (envcheck.probes.compile names the code that prints it).
-SIGNATURES: tuple[tuple[re.Pattern[str], str, str], ...] = (
-    (re.compile(r"Python\.h", re.I), "compile.python_headers", "Install the Python development headers"),
-    (
-        re.compile(r"C\+\+ compiler|C compiler|InvalidCxxCompiler|CC environment variable", re.I),
-        "compile.compiler",
-        "Install a C/C++ compiler (build-essential) or point CC and CXX at one",
-    ),  # fmt: skip
-    (
-        re.compile(r"-lcuda\b|libcuda\.so", re.I),
-        "compile.libcuda",
-        "Make libcuda.so findable by the linker (sudo ldconfig, or TRITON_LIBCUDA_PATH)",
-    ),  # fmt: skip
-    (
-        re.compile(r"read-only file system|permission denied|failed to map segment|operation not permitted", re.I),
-        "compile.cache_dirs",
-        "Point TORCHINDUCTOR_CACHE_DIR and TRITON_CACHE_DIR at a writable, exec directory",
-    ),  # fmt: skip
-)
+#: The known errors whose cause a doctor check of the compile area decides (envcheck.doctor.signatures, the table
+#: ``envcheck explain`` reads logs with): a failed compile is named by the first one its message matches.
+SIGNATURES: tuple[Signature, ...] = tuple(s for s in ALL_SIGNATURES if any(c.startswith("compile.") for c in s.checks))
 #: How much of the error a reason quotes: the whole reason is one line of at most 300 characters
 #: (envcheck.core.model.first_line), and the fix after the quote must fit.
 QUOTE_CHARS = 140
@@ -129,10 +113,11 @@ def explain(exc: BaseException) -> str:
         lines += [line.strip() for line in str(seen).splitlines()]
         seen = seen.__cause__ or seen.__context__
     lines = [line for line in lines if not _NOISE.match(line)]
-    for pattern, check_id, fix in SIGNATURES:
-        found = next((line for line in lines if pattern.search(line)), None)
+    for signature in SIGNATURES:
+        found = next((line for line in lines if any(p.search(line) for p in signature.patterns)), None)
         if found is not None:
-            return f"torch.compile failed: {_quote(exc, found)}. {fix} (`envcheck doctor {check_id}`)"
+            checks = " ".join(signature.checks)
+            return f"torch.compile failed: {_quote(exc, found)}. {signature.title} (`envcheck doctor {checks}`)"
     return (
         f"torch.compile failed: {_quote(exc, lines[0] if lines else '')}. "
         "See what Inductor and Triton need here (`envcheck doctor compile`)"

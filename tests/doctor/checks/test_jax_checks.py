@@ -18,26 +18,38 @@ from tests.cli.test_terminal import ENVCHECK, NVML_SITE
 FAKE_JAX = Path(__file__).resolve().parents[2] / "fake_jax"
 
 
+#: The JAX these tests install: the release whose CPU build and version checks they were written against.
+JAX_VERSION = "0.10.2"
+
+
+def _unavailable(reason: str) -> None:
+    """Skip where pip cannot get JAX; under CI fail instead, so that a CI that lost it does not pass quietly."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI needs the real JAX for these tests: {reason}")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def real_jax(request: pytest.FixtureRequest) -> Path:
     """A directory holding the real jax and jaxlib (CPU) and the two small packages they import (numpy is the
-    test environment's), installed once and kept in pytest's cache; the tests skip where pip cannot get them."""
-    site = Path(request.config.cache.mkdir("real-jax-site"))
+    test environment's), installed once and kept in pytest's cache; the tests skip where pip cannot get them
+    (and fail under CI)."""
+    site = Path(request.config.cache.mkdir(f"real-jax-site-{JAX_VERSION}"))
     if not (site / "jax" / "__init__.py").is_file() or not (site / "jaxlib").is_dir():
         try:
             proc = subprocess.run(
                 [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
-                 "jax", "jaxlib", "ml_dtypes", "opt_einsum"],
+                 f"jax=={JAX_VERSION}", f"jaxlib=={JAX_VERSION}", "ml_dtypes", "opt_einsum"],
                 capture_output=True, text=True, timeout=600,
             )  # fmt: skip
         except subprocess.TimeoutExpired:
-            pytest.skip("pip could not install jax and jaxlib within 10 minutes")
+            _unavailable("pip could not install jax and jaxlib within 10 minutes")
         if proc.returncode:
-            pytest.skip(f"pip could not install jax and jaxlib: {proc.stderr.strip().splitlines()[-1:]}")
+            _unavailable(f"pip could not install jax and jaxlib: {proc.stderr.strip().splitlines()[-1:]}")
     check = subprocess.run([sys.executable, "-c", "import jax; jax.devices()"], capture_output=True, text=True,
                            env={**os.environ, "PYTHONPATH": str(site)}, timeout=120)  # fmt: skip
     if check.returncode:
-        pytest.skip(f"the installed jax does not import here: {check.stderr.strip().splitlines()[-1:]}")
+        _unavailable(f"the installed jax does not import here: {check.stderr.strip().splitlines()[-1:]}")
     return site
 
 

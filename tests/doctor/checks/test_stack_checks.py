@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from envcheck.core.model import Status
-from envcheck.explain.signatures import SIGNATURES
+from envcheck.doctor.signatures import SIGNATURES
 from envcheck.probes import elf
 from envcheck.probes.toolkit import Nvcc, ToolkitInfo
 from envcheck.probes.torch import TorchInfo, probe_torch

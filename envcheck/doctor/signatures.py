@@ -1,8 +1,9 @@
-"""The errors ``envcheck explain`` recognises: one :class:`Signature` per known failure, each with what it
-means, the doctor's checks that decide whether *this* machine shows its cause, the fix, and the public
-thread it was learnt from.
+"""The errors envcheck recognises: one :class:`Signature` per known failure, each with what it means, the
+doctor's checks that decide whether *this* machine shows its cause, the fix, and the public thread it was
+learnt from. ``envcheck explain`` reads pasted logs with it; the bench's compile case names the check behind
+a failed ``torch.compile`` with it. It lives with the doctor because what it maps to is the doctor's checks.
 
-Adding one is one entry in :data:`SIGNATURES` (tests/explain/test_signatures.py holds every entry to
+Adding one is one entry in :data:`SIGNATURES` (tests/doctor/test_signatures.py holds every entry to
 naming checks that exist, a fix and a source). The messages are those researchers paste, as catalogued
 with their causes in the project's list of failures (rows 1-28) and the doctor's own failure classes.
 
@@ -506,6 +507,35 @@ SIGNATURES: tuple[Signature, ...] = (
         "In the job's environment: `which cc gcc; echo $CC`.",
         ("apple/ml-cross-entropy#5", "thu-ml/SageAttention#7"),
         "sudo apt install build-essential",
+    ),
+    Signature(
+        "compile.no_cxx_compiler",
+        "No working C++ compiler for Inductor",
+        _p(r"No working C\+\+ compiler found|InvalidCxxCompiler"),
+        "Inductor compiles every graph it runs on a CPU to C++ (and its wrappers on a GPU too); the C++ compiler "
+        "it tries (CXX, else g++, else clang++) is missing or does not run.",
+        ("compile.compiler",),
+        "Install a C++ compiler (`apt install build-essential`, `dnf install gcc-c++`) or set CXX to one.",
+        "In the job's environment: `which g++ c++; echo $CXX`.",
+        ("pytorch/pytorch#92745", "2noise/ChatTTS#133"),
+        "sudo apt install build-essential",
+    ),
+    Signature(
+        "compile.cache_unusable",
+        "torch.compile's cache directory cannot hold or run code",
+        _p(
+            r"failed to map segment from shared object"
+            r"|\[Errno 13\] Permission denied: '[^'\n]*(?:torchinductor|triton)"
+            r"|\[Errno 30\] Read-only file system: '[^'\n]*(?:torchinductor|triton)"
+        ),
+        "Inductor and Triton write compiled code to their cache directories (TORCHINDUCTOR_CACHE_DIR, "
+        "TRITON_CACHE_DIR, else under /tmp and ~/.triton) and load it from there: a read-only, foreign-owned or "
+        "noexec directory fails the first compile.",
+        ("compile.cache_dirs",),
+        "Point TORCHINDUCTOR_CACHE_DIR and TRITON_CACHE_DIR at a directory you own on a filesystem mounted "
+        "without noexec.",
+        "In the job's environment: `findmnt -T /tmp -o OPTIONS` (noexec?) and the owner of the cache directories.",
+        ("pytorch/pytorch#91005", "pytorch/pytorch#123054", "pytorch/torchdynamo#2004"),
     ),
     Signature(
         "compile.no_python_headers",

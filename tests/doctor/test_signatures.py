@@ -9,8 +9,8 @@ import re
 import pytest
 
 from envcheck.doctor.areas import CHECKS
+from envcheck.doctor.signatures import SIGNATURES, _p, needle
 from envcheck.explain.scan import Scanner
-from envcheck.explain.signatures import SIGNATURES, _p, needle
 
 #: Each message as users paste it (the failures catalogue's rows 1-28 and its third-party table, then the
 #: doctor's own failure classes and the other known classes), and the signature that must find it.
@@ -80,6 +80,16 @@ MESSAGES = [
     ("/usr/bin/ld: cannot find -lcuda: No such file or directory", "compile.no_libcuda"),
     ("RuntimeError: Failed to find C compiler. Please specify via CC environment variable.", "compile.no_c_compiler"),
     ("/tmp/tmpn8c04nql/main.c:4:10: fatal error: Python.h: No such file or directory", "compile.no_python_headers"),
+    (
+        "torch._inductor.exc.InductorError: InvalidCxxCompiler: No working C++ compiler found in "
+        "torch._inductor.config.cpp.cxx: (None, 'g++')",
+        "compile.no_cxx_compiler",
+    ),
+    (
+        "ImportError: /tmp/torchinductor_root/triton/0/cuda_utils.so: failed to map segment from shared object",
+        "compile.cache_unusable",
+    ),
+    ("OSError: [Errno 30] Read-only file system: '/home/u/.triton/cache/ab12'", "compile.cache_unusable"),
     (
         "ImportError: /venv/lib/python3.10/site-packages/flash_attn_2_cuda.cpython-310-x86_64-linux-gnu.so: "
         "undefined symbol: _ZN3c104cuda9SetDeviceEi",
