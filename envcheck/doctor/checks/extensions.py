@@ -20,12 +20,15 @@ from envcheck.core.model import Verdict, fail, ok, skip, warn
 from envcheck.core.probing import Context
 from envcheck.doctor.areas import check
 from envcheck.doctor.checks.torch import _cards, _torch, covering_target
+from envcheck.doctor.reading import nvml_state
 from envcheck.probes import symbols
 from envcheck.probes import toolkit as _toolkit_probe  # noqa: F401 - registers the "toolkit" probe
 from envcheck.probes.toolkit import ToolkitInfo
 from envcheck.probes.torch import TorchInfo
 
 _CUDART = re.compile(r"^libcudart\.so\.(\d+)")
+#: The driver's user-space libraries, which no pip package ships: a module linking one loads only where the driver is.
+_DRIVER_LIBRARY = re.compile(r"lib(?:cuda|nvidia-ml)\.so\.1: cannot open shared object file")
 
 
 @check("packages.extensions", "Compiled extensions (flash-attn, xformers, vLLM...)")
@@ -45,14 +48,22 @@ def check_extensions(ctx: Context) -> Verdict:
         return skip(f"no installed distribution ships a compiled module linked against torch or CUDA{note}")
     details: dict[str, Any] = {"torch": info.version, "torch_cuda": info.cuda, "scan": scan, "modules": modules}
     results = {r["index"]: r for r in info.extension_results}
-    failures = [_failure(info, m, i, results.get(i)) for i, m in enumerate(modules)]
+    # A module that needs the NVIDIA driver's own library (vLLM's allocator links libcuda.so.1) cannot load on a
+    # machine without the driver; that is the driver checks' finding, not the package's, where NVML agrees.
+    driverless = set()
+    if nvml_state(ctx, consult=True) is None:
+        driverless = {i for i, r in results.items() if _DRIVER_LIBRARY.search(r.get("error") or "")}
+    failures = [_failure(info, m, i, results.get(i)) for i, m in enumerate(modules) if i not in driverless]
     found = [f for f in failures if f is not None]
     if found:
         details["failures"] = [f["facts"] for f in found]
         return fail("; ".join(f["summary"] for f in found), " ".join(f["fix"] for f in found),
                     " && ".join(dict.fromkeys(f["command"] for f in found if f["command"])) or None,
                     **details)  # fmt: skip
-    loaded = [modules[i] for i in results]
+    loaded = [modules[i] for i in results if i not in driverless]
+    if driverless:
+        names = ", ".join(sorted({modules[i]["distribution"] for i in driverless}))
+        note += f"; {len(driverless)} module(s) of {names} need the NVIDIA driver's library, absent here (not judged)"
     others = [m for m in loaded if _cuda_major_differs(m, info)]
     dists = sorted({m["distribution"] for m in loaded})
     if others:
@@ -63,8 +74,10 @@ def check_extensions(ctx: Context) -> Verdict:
             f"Install the builds of {names} for the CUDA torch uses.",
             **details,
         )
-    unloaded = len(modules) - len(loaded)
+    unloaded = len(modules) - len(results)
     rest = f"; {unloaded} not loaded in time" if unloaded else ""
+    if not loaded:
+        return skip(f"no compiled module could be judged{rest}{note}", **details)
     return ok(f"{len(loaded)} compiled module(s) of {', '.join(dists)} load against torch {info.version}{rest}{note}",
               **details)  # fmt: skip
 

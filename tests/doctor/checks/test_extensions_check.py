@@ -69,12 +69,21 @@ def sites(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     )
     hang_so = root / "hang_ext.so"
     _gcc("-o", hang_so, root / "hang_ext.c", f"-L{_torch_lib()}", "-Wl,--no-as-needed", "-lc10")
+    # vLLM's allocator links the driver's own libcuda.so.1 (and no torch library: found as a known package's).
+    stub.mkdir()
+    (root / "libcuda.c").write_text("int cuInit(unsigned int flags) { return 0; }\n")
+    _gcc("-o", stub / "libcuda.so.1", "-Wl,-soname,libcuda.so.1", root / "libcuda.c")
+    (root / "driver_ext.c").write_text("int cuInit(unsigned int);\nint envcheck_fake(void) { return cuInit(0); }\n")
+    driver_so = root / "driver_ext.so"
+    _gcc("-o", driver_so, root / "driver_ext.c", stub / "libcuda.so.1")
+    shutil.rmtree(stub)
     found = {}
     kinds = (
         ("torch", torch_so, "flash_attn"),
         ("cuda", cuda_so, "bitsandbytes_fake"),
         ("crash", crash_so, "crashy"),
         ("hang", hang_so, "hangs"),
+        ("driver", driver_so, "vllm"),
     )
     for kind, built, name in kinds:
         site, module = fake_site(root / kind, name=name)
@@ -83,9 +92,12 @@ def sites(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return found
 
 
-def run(*args: str, site: Path) -> subprocess.CompletedProcess[str]:
+def run(*args: str, site: Path, scenario: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENVCHECK_")}
     env["PYTHONPATH"] = str(site)
+    if scenario:
+        env["PYTHONPATH"] += os.pathsep + str(ROOT / "tests" / "nvml_site")
+        env["ENVCHECK_FAKE_NVML"] = scenario
     return subprocess.run([ENVCHECK, *args], capture_output=True, text=True, env=env, timeout=180, cwd=ROOT)
 
 
@@ -167,3 +179,13 @@ def test_an_extension_whose_load_hangs_is_a_verdict_and_torch_is_still_judged(si
     assert verdict["status"] == "fail" and "hangs" in verdict["summary"] and "hung" in verdict["summary"]
     [failure] = verdict["details"]["failures"]
     assert failure["how"] == "hung"
+
+
+def test_a_known_package_module_that_needs_the_driver_is_judged_only_where_the_driver_is(sites) -> None:
+    """No torch library in its links: loaded because vllm is a known extension package. Without a driver, its
+    missing libcuda.so.1 is the driver checks' finding; with GPUs answering NVML, it is this check's."""
+    verdict = doctor(sites["driver"])
+    assert verdict["status"] == "skip" and "need the NVIDIA driver's library, absent here" in verdict["summary"]
+    proc = run("doctor", "packages.extensions", "--json", site=sites["driver"], scenario="healthy_multi_gpu")
+    [verdict] = json.loads(proc.stdout)["checks"]
+    assert verdict["status"] == "fail" and "vllm 2.5.8" in verdict["summary"] and "libcuda.so.1" in verdict["summary"]
