@@ -615,11 +615,18 @@ def gpu_count(ctx: Context) -> Verdict:
     from envcheck.probes import pci
     from envcheck.probes.host import read_container
 
+    state = nvml_state(ctx, consult=True, skip="NVML unavailable; see driver.nvml")
+    assert state is not None
+    shut = [g for g in state.gpus if refused(g.pci_bus_id)]
+    if shut:  # without every bus id, a GPU the driver has cannot be told from one it lacks
+        return warn(
+            f"the driver refused to read the PCI bus id of {', '.join(label(g) for g in shut)} (no permission)",
+            REFUSED_FIX,
+            "sudo nvidia-smi --query-gpu=index,pci.bus_id --format=csv",
+        )
     on_bus = {pci.normal(a) for a in pci.nvidia_gpus(ctx.env)}
     if not on_bus:
         raise SkipCheck("no NVIDIA GPU on the PCI bus (or /sys/bus/pci not readable here)")
-    state = nvml_state(ctx, consult=True, skip="NVML unavailable; see driver.nvml")
-    assert state is not None
     known = {pci.normal(str(g.pci_bus_id)) for g in state.gpus if available(g.pci_bus_id)}
     missing = sorted(on_bus - known)
     counts = {"pci": len(on_bus), "driver": len(state.gpus), "missing": missing}
