@@ -952,6 +952,14 @@ def hgx_8gpu() -> FakeNvmlLib:
     return FakeNvmlLib([hgx_gpu(i) for i in range(8)], driver_version="550.90.07")
 
 
+def hgx_7_of_8() -> FakeNvmlLib:
+    """The HGX board whose eighth GPU (0000:1F:00.0) the driver did not take at boot: NVML enumerates seven,
+    while the PCI bus still shows eight."""
+    lib = hgx_8gpu()
+    lib.gpus.pop()
+    return lib
+
+
 def hgx_nvlink_down() -> FakeNvmlLib:
     """The HGX board with GPU 3's link 7 down, and GPU 5's link 2 counting replays and CRC errors now (each
     read of those counters finds more)."""
@@ -1202,6 +1210,7 @@ SCENARIOS: dict[str, Callable[[], FakeNvmlLib]] = {
     f.__name__: f
     for f in (
         healthy_multi_gpu,
+        hgx_7_of_8,
         ecc_uncorrected_row_remap,
         thermal_throttle_pcie_downgrade,
         gpu_lost,

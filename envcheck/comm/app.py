@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from envcheck.comm import ops
 from envcheck.comm.plan import ALL_OPS, P2P, Plan
+from envcheck.comm.transport import Transport, judge
 from envcheck.comm.world import World, WorldError, detect
 from envcheck.core.errors import CommandError
 from envcheck.core.exit import ExitCode, exit_code_for
@@ -268,6 +269,8 @@ class CommReport:
     interrupted: bool = False
     #: The signal that cut it short (``SIGTERM``), if one did (envcheck.core.stop).
     stopped_by: str | None = None
+    #: What NCCL chose per rank (its parsed log) and the findings over it (envcheck.comm.transport).
+    transport: Transport | None = None
 
     def statuses(self) -> list[Status]:
         """Every verdict of the run: each problem (a wrong result, a missing, stuck or dead rank), each
@@ -277,6 +280,7 @@ class CommReport:
             *(Status.OK if r.verified else Status.FAIL for r in self.results),
             *([] if self.completed else [Status.FAIL]),
             *(Status.FAIL for v in self.spec_verdicts or () if getattr(v, "passed", None) is False),
+            *(f.status for f in (self.transport.findings if self.transport else ())),
         ]
 
     @property
@@ -371,6 +375,7 @@ def build_report(
         warmup=raw.get("warmup"),
         interrupted=bool(raw.get("interrupted")),
         stopped_by=raw.get("stopped_by") if isinstance(raw.get("stopped_by"), str) else None,
+        transport=judge(world.get("backend"), raw.get("nccl")),
     )
     if request.lab is not None:
         from envcheck.spec.comm import judge_comm

@@ -53,6 +53,7 @@ from envcheck.comm.world import World
 from envcheck.core import workers
 from envcheck.core.model import first_line
 from envcheck.core.report import host_name
+from envcheck.probes import nccl_log
 
 #: A rank's exit codes, for the launcher: ended because rank 0 gave up on the run (it reports why), a
 #: watchdog fired, rank 0's store went away.
@@ -128,6 +129,8 @@ class Ctx:
     #: The world group is bound to this rank's GPU (``device_id``): NCCL made its communicator at init,
     #: and point-to-point transfers can use it (:func:`_p2p_transfer`).
     bound: bool = False
+    #: Where NCCL writes this rank's log (:func:`capture_nccl`); None on gloo.
+    nccl: NcclCapture | None = None
 
     @property
     def rank(self) -> int:
@@ -623,6 +626,57 @@ def _step_words(ctx: Ctx, index: int) -> str:
     return ctx.steps[index].words()
 
 
+# -- NCCL's own account of what it chose -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NcclCapture:
+    """This rank's NCCL log: the file, whether envcheck made it (and removes it), and whether the user asked
+    for NCCL's log without a file (so they are given its text where NCCL would have written it)."""
+
+    path: str
+    ours: bool
+    echo: bool
+
+
+def capture_nccl(rank: int) -> NcclCapture:
+    """Ask NCCL for its log before it initialises (it reads its variables once, at its first call): each
+    rank parses its own, on its own node, so a world that torchrun or srun started across nodes reports every
+    node's transport, not only the ones envcheck launched."""
+    import tempfile
+
+    asked, given = nccl_log.user_asked(os.environ), bool(os.environ.get("NCCL_DEBUG_FILE"))
+    ours = os.path.join(tempfile.gettempdir(), f"envcheck-nccl-{os.getpid()}-{rank}.log")
+    path = nccl_log.capture(os.environ, ours)
+    return NcclCapture(path or ours, ours=not given, echo=asked and not given)
+
+
+def nccl_account(ctx: Ctx) -> dict[str, Any]:
+    """This rank's NCCL log, parsed, with the RDMA devices its node has (what NCCL could have used)."""
+    assert ctx.nccl is not None
+    text = nccl_log.read_back(ctx.nccl.path, ours=ctx.nccl.ours, echo=ctx.nccl.echo)
+    processes = nccl_log.parse(text or "")
+    return {
+        "rank": ctx.rank,
+        "host": ctx.me.host,
+        "hcas": nccl_log.hcas(),
+        "log": "read" if text else "none",
+        "processes": [p.to_json() for p in processes],
+    }
+
+
+def collect_nccl(ctx: Ctx, store: Any, own: dict[str, Any] | None) -> list[dict[str, Any]] | None:
+    """Rank 0: every rank's NCCL account (``nccl/<rank>`` in the store), its own first; None on gloo."""
+    if own is None:
+        return None
+    accounts = [own]
+    for k in range(1, ctx.n):
+        text = _get(store, f"nccl/{k}")
+        if text is not None:
+            accounts.append(json.loads(text))
+    return accounts
+
+
 # -- the run ---------------------------------------------------------------------------------------------
 
 
@@ -638,7 +692,12 @@ def collect(ctx: Ctx, store: Any, upto: int) -> list[dict[str, Any]]:
 
 
 def raw_report(
-    ctx: Ctx, records: list[dict[str, Any]], problems: list[dict[str, Any]], *, completed: bool
+    ctx: Ctx,
+    records: list[dict[str, Any]],
+    problems: list[dict[str, Any]],
+    *,
+    completed: bool,
+    nccl: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Rank 0's account of the run, for envcheck.comm.app to turn into the report."""
     return {
@@ -655,6 +714,7 @@ def raw_report(
         "problems": problems,
         "completed": completed,
         "steps_planned": len(ctx.steps),
+        "nccl": nccl,
     }
 
 
@@ -708,6 +768,7 @@ def run_rank(
     timeout = timedelta(seconds=plan.timeout_s)
     options = group_options(dist.init_process_group, cuda=cuda, device=device, timeout_s=plan.timeout_s)
     ctx.bound = "device_id" in options
+    ctx.nccl = capture_nccl(world.rank) if cuda else None
     dist.init_process_group(store=dist.PrefixStore("pg/", store), rank=world.rank, world_size=world.size, **options)
     ctx.side = dist.new_group(backend="gloo", timeout=timeout)
     progress({"event": "joined", "steps": len(ctx.steps)})
@@ -738,10 +799,14 @@ def run_rank(
         problems = diagnose(ctx, store, index, step_what, error)
         store.set("abort", "1")
         stop.set()
-        return raw_report(ctx, collect(ctx, store, index + 1), problems, completed=False)
+        own = nccl_account(ctx) if ctx.nccl else None  # rank 0's own: the others' may never come
+        return raw_report(ctx, collect(ctx, store, index + 1), problems, completed=False, nccl=own and [own])
     ctx.watchdog.arm("leaving")
     dist.destroy_process_group()
+    own = nccl_account(ctx) if ctx.nccl else None
     if world.rank != 0:
+        if own is not None:
+            store.set(f"nccl/{world.rank}", json.dumps(own))
         store.set_timeout(timedelta(seconds=plan.timeout_s))
         store.get("done")
         stop.set()
@@ -753,7 +818,7 @@ def run_rank(
     _wait_for_byes(ctx, store)
     stop.set()
     ctx.watchdog.disarm()
-    return raw_report(ctx, records, [], completed=True)
+    return raw_report(ctx, records, [], completed=True, nccl=collect_nccl(ctx, store, own))
 
 
 def _wait_for_byes(ctx: Ctx, store: Any) -> None:

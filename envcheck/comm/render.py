@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from envcheck.comm.report import p2p_shown, summary_words
+from envcheck.comm.transport import transport_words
 from envcheck.core.report import COMM_SCHEMA
 from envcheck.core.units import human
 from envcheck.render import RenderOptions, html, renders
@@ -57,6 +58,8 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
         console.print(
             f"[bold red]PROBLEM[/] {escape(where(p))}: {escape(p['what'])}", soft_wrap=not console.is_terminal
         )
+    for line in transport_lines(doc.get("transport")):
+        console.print(escape(line), soft_wrap=not console.is_terminal)
     by_op: dict[str, list[dict[str, Any]]] = {}
     for r in doc.get("results") or []:
         by_op.setdefault(r["op"], []).append(r)
@@ -122,6 +125,26 @@ def _matrix(p2p: dict[str, Any] | None, console: Console) -> None:
             f"the median of the other pairs on its host ({gb(s['median_gb_s'])} GB/s)",
             soft_wrap=not console.is_terminal,
         )
+
+
+def transport_lines(transport: Any) -> list[str]:
+    """NCCL's transport per rank and each finding with its checks and fix (text and Markdown alike)."""
+    if not isinstance(transport, dict):
+        return []
+    if transport.get("note"):
+        return [f"transport: {transport['note']}"]
+    lines = [
+        f"transport: rank {v.get('rank')} ({v.get('host') or '?'}): {transport_words(v)}"
+        for v in transport.get("ranks") or []
+        if isinstance(v, dict)
+    ]
+    for f in transport.get("findings") or []:
+        ranks = ", ".join(str(r) for r in f.get("ranks") or [])
+        lines.append(
+            f"TRANSPORT {f.get('host') or '?'} (rank {ranks}): {f.get('what')} (checks: "
+            f"{', '.join(f.get('checks') or [])}). Fix: {f.get('fix')}"
+        )
+    return lines
 
 
 def latency_line(latency: Any) -> str | None:
@@ -193,6 +216,10 @@ def comm_markdown(doc: dict[str, Any]) -> list[str]:
     if doc.get("problems"):
         lines += ["", "### Problems", ""]
         lines += [f"- {cell(where(p))}: {cell(p['what'])}" for p in doc["problems"]]
+    transport = transport_lines(doc.get("transport"))
+    if transport:
+        lines += ["", "### Transport (NCCL)", ""]
+        lines += [f"- {cell(line)}" for line in transport]
     if doc.get("results"):
         lines += ["", "| op | size | time | algbw GB/s | busbw GB/s | verified |", "|---|---|---|---|---|---|"]
         for r in doc["results"]:

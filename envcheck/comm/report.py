@@ -50,6 +50,8 @@ def comm_document(report: CommReport) -> dict[str, Any]:
         ),
         "p2p": report.p2p.to_json() if report.p2p else None,
         "problems": [p.to_json() for p in report.problems],
+        # Added: NCCL's own account of its transport per rank, and what is wrong with it.
+        "transport": report.transport.to_json() if report.transport else None,
         "spec": [v.to_json() for v in report.spec_verdicts] if report.spec_verdicts is not None else None,
         "completed": report.completed,
         "interrupted": report.interrupted,
@@ -72,6 +74,7 @@ def summary(report: CommReport) -> dict[str, Any]:
         "problems": len(report.problems),
         "slow_pairs": len(report.p2p.slow_pairs) if report.p2p else 0,
         "below_spec": sum(getattr(v, "passed", None) is False for v in report.spec_verdicts or ()),
+        "transport_findings": len(report.transport.findings) if report.transport else 0,
     }
     text = ", ".join(summary_words(counts, completed=report.completed))
     return Summary(verdict_of([report.status], interrupted=report.interrupted), text, counts).to_json()
@@ -87,6 +90,8 @@ def summary_words(counts: Mapping[str, Any], *, completed: object) -> list[str]:
         parts.append(f"{counts['slow_pairs']} slow link(s)")
     if counts.get("below_spec"):
         parts.append(f"{counts['below_spec']} below spec")
+    if counts.get("transport_findings"):
+        parts.append(f"{counts['transport_findings']} transport finding(s)")
     if not completed:
         parts.append("the run did not finish")
     return parts

@@ -59,3 +59,13 @@ def listdir(path: Path) -> list[str]:
         return sorted(os.listdir(path))
     except OSError:
         return []
+
+
+def read_bytes(path: Path, limit: int = 4096) -> bytes | None:
+    """A binary kernel file's first ``limit`` bytes (a PCI device's ``config``: 64 bytes to a non-root reader,
+    4096 to root); None when it does not exist or cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(limit)
+    except OSError:
+        return None

@@ -645,9 +645,9 @@ SIGNATURES: tuple[Signature, ...] = (
         ),
         "Direct GPU-to-GPU copies fail or hang: PCIe ACS or the IOMMU routes them through the root complex, "
         "or the cards (GeForce) have P2P disabled; collectives then hang until NCCL_P2P_DISABLE=1.",
-        ("fabric.p2p", "fabric.topology"),
-        "Disable ACS in the BIOS (or `pci=noacs`) and set `iommu=pt` on the kernel command line; for GeForce "
-        "cards keep NCCL_P2P_DISABLE=1.",
+        ("fabric.p2p", "fabric.topology", "pcie.acs"),
+        "Disable ACS in the BIOS (NVIDIA's NCCL troubleshooting guide; `pcie.acs` shows the bridges) and set "
+        "`iommu=pt` on the kernel command line; for GeForce cards keep NCCL_P2P_DISABLE=1.",
         "On that node: `sudo lspci -vvv | grep ACSCtl` (SrcValid+ ReqRedir+ means redirected), "
         "`cat /proc/cmdline`, and `envcheck comm` there.",
         ("NVIDIA/nccl#257", "NVIDIA/nccl#2079", "NVIDIA/nccl#667", "NVIDIA/nccl-tests#117", "ROCm/vllm#390"),
@@ -660,8 +660,11 @@ SIGNATURES: tuple[Signature, ...] = (
         "NCCL falls back to copies through host memory (180 -> 10 GB/s): the nvidia-peermem module is not "
         "loaded, or NCCL <= 2.22.3 looks only for the old nv_peer_mem.",
         ("fabric.topology", "host.ulimits"),
-        "Load nvidia-peermem (`modprobe nvidia-peermem`, and at boot), or use NCCL 2.23 or newer.",
-        "On that node: `lsmod | grep peermem` and `ls /sys/kernel/mm/memory_peers`.",
+        "Load nvidia-peermem (`modprobe nvidia-peermem`, and at boot), or use NCCL 2.23 or newer; "
+        "`envcheck doctor net.gpudirect` names what is missing.",
+        "On that node: `envcheck doctor net.gpudirect` (or `lsmod | grep peermem` and "
+        "`ls /sys/kernel/mm/memory_peers`), and `envcheck comm`, whose transport section shows GPUDirect RDMA "
+        "per rank.",
         ("NVIDIA/nccl#1676", "NVIDIA/nccl#1537", "NVIDIA/nccl#897"),
         "sudo modprobe nvidia-peermem",
     ),
@@ -670,14 +673,17 @@ SIGNATURES: tuple[Signature, ...] = (
         "NCCL fell back to TCP sockets",
         _p(
             r"NET/OFI Could not find any optimal provider|Failed to open libibverbs|fi_getinfo[^\n]*output empty"
-            r" list|NET/IB : No device found"
+            r" list|NET/IB : No device found|via NET/Socket/"
         ),
-        "NCCL's network plugin could not use the fast NICs (no EFA or InfiniBand devices in the container, or "
-        "the plugin failed to load) and fell back to TCP: collectives across nodes run many times slower.",
+        "NCCL's network plugin could not use the fast NICs (no EFA or InfiniBand devices in the container, a "
+        "port down, or the plugin failed to load) and fell back to TCP (`via NET/Socket`): collectives across "
+        "nodes run many times slower.",
         ("host.container", "fabric.topology"),
         "Pass the RDMA devices into the container (`--device /dev/infiniband/uverbs0 ...`, or the device "
-        "plugin in Kubernetes) and put the NCCL net plugin on LD_LIBRARY_PATH.",
-        "In the job's container: `ls /dev/infiniband`, and the `NCCL INFO Using network` line with NCCL_DEBUG=INFO.",
+        "plugin in Kubernetes) and put the NCCL net plugin on LD_LIBRARY_PATH; `envcheck doctor net.ports "
+        "net.gpudirect` names a port that is down or a device that is missing.",
+        "In the job's container: `envcheck doctor net.ports net.gpudirect`, `ls /dev/infiniband`, and "
+        "`envcheck comm`, whose transport section flags NET/Socket on a node with HCAs.",
         ("NVIDIA/nccl#229", "aws/aws-ofi-nccl#889"),
     ),
     Signature(

@@ -58,6 +58,7 @@ def check_contract(doc: dict, n: int) -> None:
         assert key in doc
     world = doc["world"]
     assert world["size"] == n and world["backend"] == "gloo"
+    assert doc["transport"]["captured"] is False and "gloo writes no NCCL log" in doc["transport"]["note"]
     assert [r["rank"] for r in world["ranks"]] == list(range(n))
     assert all(r["host"] == HOST and r["device"] == "cpu" and "gpu_uuid" in r for r in world["ranks"])
     assert {r["op"] for r in doc["results"]} == set(ALL_OPS)

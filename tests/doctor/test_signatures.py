@@ -63,6 +63,7 @@ MESSAGES = [
     ("NCCL WARN NET/OFI Could not find any optimal provider", "nccl.socket_fallback"),
     ("NCCL INFO Failed to open libibverbs.so[.1]", "nccl.socket_fallback"),
     ("NET/OFI fi_getinfo: provider efa output empty list", "nccl.socket_fallback"),
+    ("n03:18210:18289 [0] NCCL INFO Channel 00/0 : 1[0] -> 0[0] [receive] via NET/Socket/0", "nccl.socket_fallback"),
     (
         "[Rank 0] Watchdog caught collective operation timeout: WorkNCCL(SeqNum=5, OpType=ALLREDUCE, NumelIn=1, "
         "NumelOut=1, Timeout(ms)=600000) ran for 600013 milliseconds before timing out.",

@@ -264,3 +264,20 @@ def test_ctrl_c_on_a_terminal_reaches_the_wrapped_job_once() -> None:
     job = [ENVCHECK, "explain", "--", sys.executable, "-c", script]
     code, shown = _on_a_controlling_terminal(job, "ready", b"\x03")
     assert code == 130 and "sigints 1" in shown, (code, shown)
+
+
+def test_saved_nccl_logs_name_the_net_checks_and_comms_transport() -> None:
+    """A saved NCCL_DEBUG=INFO log of a fallback to sockets, and one with GPUDirect RDMA disabled."""
+    logs = ROOT / "tests" / "probes" / "nccl_logs"
+    _, doc = document("-f", str(logs / "socket_fallback.log"))
+    [match] = [m for m in doc["matches"] if m["id"] == "nccl.socket_fallback"]
+    assert "net.ports" in match["fix"]["text"] and "envcheck comm" in match["there"]
+    assert any("via NET/Socket/0" in line["text"] for line in match["lines"])
+    _, doc = document("-f", str(logs / "ib_no_gdr.log"))
+    [match] = [m for m in doc["matches"] if m["id"] == "nccl.gdr_disabled"]
+    assert (
+        "net.gpudirect" in match["fix"]["text"]
+        and "GPU Direct RDMA Disabled for HCA 0 'mlx5_0'" in match["lines"][0]["text"]
+    )
+    _, doc = document("-f", str(logs / "ib_gdr.log"))
+    assert not {m["id"] for m in doc["matches"]} & {"nccl.socket_fallback", "nccl.gdr_disabled"}

@@ -603,3 +603,44 @@ def mig(ctx: Context) -> Verdict:
         fix="A MIG mode change waits for a GPU reset; ask an administrator to reset the GPU or reboot.",
         command="nvidia-smi -q -d MIG",
     )
+
+
+@check("gpu.count", "GPUs on the bus vs the driver")
+def gpu_count(ctx: Context) -> Verdict:
+    """Every NVIDIA GPU the PCI bus shows (display and 3D controllers in sysfs; NVSwitches are not GPUs) is
+    one the driver enumerates: "PCI sees 8, the driver 7" names the missing bus id, a GPU the driver dropped
+    at boot (fallen off the bus, a failed init) that no NVML check can see. The lab spec's count is judged by
+    its own check."""
+    from envcheck.core.machine import captured
+    from envcheck.probes import pci
+    from envcheck.probes.host import read_container
+
+    state = nvml_state(ctx, consult=True, skip="NVML unavailable; see driver.nvml")
+    assert state is not None
+    shut = [g for g in state.gpus if refused(g.pci_bus_id)]
+    if shut:  # without every bus id, a GPU the driver has cannot be told from one it lacks
+        return warn(
+            f"the driver refused to read the PCI bus id of {', '.join(label(g) for g in shut)} (no permission)",
+            REFUSED_FIX,
+            "sudo nvidia-smi --query-gpu=index,pci.bus_id --format=csv",
+        )
+    on_bus = {pci.normal(a) for a in pci.nvidia_gpus(ctx.env)}
+    if not on_bus:
+        raise SkipCheck("no NVIDIA GPU on the PCI bus (or /sys/bus/pci not readable here)")
+    known = {pci.normal(str(g.pci_bus_id)) for g in state.gpus if available(g.pci_bus_id)}
+    missing = sorted(on_bus - known)
+    counts = {"pci": len(on_bus), "driver": len(state.gpus), "missing": missing}
+    if not missing:
+        return ok(f"PCI sees {len(on_bus)}, the driver {len(state.gpus)}", **counts)
+    container = None if captured(ctx.env) else read_container(ctx.env).kind
+    if container is not None:
+        # sysfs is not namespaced: a container sees the host's whole bus but only the GPUs passed in.
+        return ok(f"PCI sees {len(on_bus)}, the driver {len(state.gpus)} (a {container} container: the others "
+                  "are not passed in)", **counts)  # fmt: skip
+    return fail(
+        f"PCI sees {len(on_bus)}, the driver {len(state.gpus)}: missing {', '.join(missing)}",
+        "The driver did not take these GPUs: read the kernel log for their bus ids (an Xid 79, 'fallen off the "
+        "bus', 'RmInitAdapter failed'); reset or reboot, and if it recurs reseat the card or ask for an RMA.",
+        f"sudo dmesg -T | grep -iE '{'|'.join(missing)}|NVRM'",
+        **counts,
+    )

@@ -1,0 +1,82 @@
+"""``pcie.acs`` and ``gpu.count`` through the installed command, over captured PCI trees of an HGX node
+(tests/doctor/checks/pcitree.py) and the fake NVML's eight GPUs at the same bus ids."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from envcheck.probes import pci
+from tests.doctor.checks.pcitree import REDIRECTING, config_space, hgx_tree
+from tests.doctor.test_nvml import ENVCHECK, NVML_SITE
+
+
+def doctor(tree: dict[str, str], scenario: str = "hgx_8gpu", *checks: str) -> dict[str, dict[str, Any]]:
+    env = {**os.environ, **tree, "PYTHONPATH": str(NVML_SITE), "ENVCHECK_FAKE_NVML": scenario}
+    proc = subprocess.run(
+        [ENVCHECK, "doctor", *(checks or ("pcie.acs", "gpu.count")), "--json"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode in (0, 1), proc.stderr
+    return {c["id"]: c for c in json.loads(proc.stdout)["checks"]}
+
+
+def test_the_acs_control_register_is_found_along_the_extended_capability_chain() -> None:
+    assert pci.acs_control(config_space(REDIRECTING)) == REDIRECTING
+    assert pci.acs_control(config_space(None)) is None
+    assert pci.acs_words(REDIRECTING).startswith("SrcValid+ TransBlk- ReqRedir+ CmpltRedir+ UpstreamFwd+")
+
+
+def test_acs_redirect_on_the_bridges_above_the_gpus_warns_with_the_fix(tmp_path: Path) -> None:
+    found = doctor(hgx_tree(tmp_path, acs=REDIRECTING, iommu=True, cmdline="ro intel_iommu=on"))["pcie.acs"]
+    assert found["status"] == "warn", found
+    assert "ACS redirect on 16 of 16 bridges" in found["summary"]
+    assert "0000:80:00.0: SrcValid+ TransBlk- ReqRedir+ CmpltRedir+" in found["summary"]
+    assert "IOMMU on (intel_iommu=on)" in found["summary"]
+    assert "ECAP_ACS+0x6.w=0000" in found["fix"]["text"] and "BIOS" in found["fix"]["text"]
+
+
+def test_no_redirect_is_ok_and_names_the_iommu_mode(tmp_path: Path) -> None:
+    found = doctor(hgx_tree(tmp_path, acs=0, cmdline="ro iommu=pt intel_iommu=on", iommu=True))["pcie.acs"]
+    assert found["status"] == "ok", found
+    assert (
+        found["summary"]
+        == "no ACS redirect on the 16 bridges above the GPUs; IOMMU passthrough (iommu=pt intel_iommu=on)"
+    )
+
+
+def test_without_root_the_state_is_not_available_and_the_command_is_given(tmp_path: Path) -> None:
+    found = doctor(hgx_tree(tmp_path, acs=REDIRECTING, full=False))["pcie.acs"]
+    assert found["status"] == "skip", found
+    assert "not available without root" in found["summary"]
+    assert "sudo lspci -vvv | grep -i ACSCtl" in found["summary"]
+
+
+def test_under_a_hypervisor_acs_is_skipped(tmp_path: Path) -> None:
+    found = doctor(hgx_tree(tmp_path, acs=REDIRECTING, hypervisor="QEMU"))["pcie.acs"]
+    assert found["status"] == "skip" and "hypervisor (QEMU)" in found["summary"], found
+
+
+def test_the_bus_and_the_driver_agree_on_eight_and_nvswitches_are_not_gpus(tmp_path: Path) -> None:
+    found = doctor(hgx_tree(tmp_path))["gpu.count"]
+    assert found["status"] == "ok" and found["summary"] == "PCI sees 8, the driver 8", found
+
+
+def test_a_gpu_the_driver_does_not_enumerate_is_named_by_its_bus_id(tmp_path: Path) -> None:
+    """The fake NVML's seven-GPU board has GPUs 0000:18..1e; the bus shows an eighth at 0000:1f:00.0."""
+    tree = hgx_tree(tmp_path)
+    found = doctor(tree, "hgx_7_of_8")["gpu.count"]
+    assert found["status"] == "fail", found
+    assert found["summary"] == "PCI sees 8, the driver 7: missing 0000:1f:00.0"
+    assert "0000:1f:00.0" in found["fix"]["command"]
+
+
+@pytest.mark.parametrize("check_id", ["pcie.acs", "gpu.count"])
+def test_a_machine_without_nvidia_gpus_on_the_bus_skips(tmp_path: Path, check_id: str) -> None:
+    found = doctor(hgx_tree(tmp_path, gpus=0))[check_id]
+    assert found["status"] == "skip" and "no NVIDIA GPU on the PCI bus" in found["summary"], found
