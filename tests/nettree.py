@@ -47,6 +47,8 @@ class NodeShape:
     kernel: str = "6.8.0-1015-nvidia"
     driver_version: str = "550.90.07"
     open_module: bool = True
+    #: The job's locked-memory limit (``ulimit -l``, bytes), None for unlimited.
+    memlock: int | None = None
     #: Where each HCA sits: ``switch`` (behind its GPU's PCIe switch) or ``socket:N`` (on a root port of socket N).
     nic_place: dict[int, str] = field(default_factory=dict)
 
@@ -123,6 +125,13 @@ def build(root: Path, shape: NodeShape | None = None) -> dict[str, str]:
     for client in shape.memory_peers:
         _write(sys / "kernel" / "mm" / "memory_peers" / client / "version", "1.3\n")
     _write(proc / "sys" / "kernel" / "osrelease", shape.kernel + "\n")
+    locked = "unlimited" if shape.memlock is None else str(shape.memlock)
+    _write(
+        proc / "self" / "limits",
+        "Limit                     Soft Limit           Hard Limit           Units     \n"
+        "Max open files            1048576              1048576              files     \n"
+        f"Max locked memory         {locked:<21}{locked:<21}bytes     \n",
+    )
     flavour = "Open Kernel Module for x86_64" if shape.open_module else "x86_64 Kernel Module"
     _write(
         proc / "driver" / "nvidia" / "version",

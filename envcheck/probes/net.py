@@ -142,6 +142,10 @@ class NetInfo:
     plugin_searched: list[str] = field(default_factory=list)
     #: Seconds between the two counter readings; None when nothing was watched.
     interval_s: float | None = None
+    #: The soft locked-memory limit in bytes from ``/proc/self/limits`` (None: unlimited), and whether it was
+    #: read at all: from /proc rather than ``getrlimit`` so that a captured node's limit is its own.
+    memlock_soft: int | None = None
+    memlock_read: bool = False
 
     @property
     def ports(self) -> list[tuple[Hca, Port]]:
@@ -178,6 +182,7 @@ def probe_net(
         if ibdev:
             info.uverbs_of[ibdev] = name
     info.peer = _read_peer(env)
+    info.memlock_read, info.memlock_soft = _read_memlock(env)
     info.gpus = _nvidia_gpus(env)
     if any(hca.efa for hca in info.hcas):
         info.net_plugin, info.plugin_searched = find_net_plugin(env)
@@ -294,6 +299,19 @@ def _read_peer(env: Mapping[str, str]) -> PeerMemory:
         peer.driver_version = match.group(1) if match else None
         peer.open_kernel_module = "Open Kernel Module" in version
     return peer
+
+
+def _read_memlock(env: Mapping[str, str]) -> tuple[bool, int | None]:
+    """``Max locked memory  8388608  8388608  bytes`` -> (True, 8388608); ``unlimited`` -> (True, None)."""
+    limits = machine.read_text(machine.procfs(env, "self", "limits")) or ""
+    for line in limits.splitlines():
+        if line.startswith("Max locked memory"):
+            soft = line[len("Max locked memory") :].split()[0]
+            if soft == "unlimited":
+                return True, None
+            if soft.isdigit():
+                return True, int(soft)
+    return False, None
 
 
 def kernel_at_least(release: str | None, major: int, minor: int) -> bool | None:
