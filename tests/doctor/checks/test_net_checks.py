@@ -186,3 +186,19 @@ def test_nccl_up_to_2_22_3_does_not_see_nvidia_peermem(tmp_path, nvml, nccl, qui
         assert verdict.fix.command == "pip install -U nvidia-nccl-cu12" and "NVIDIA/nccl#1676" in verdict.fix.text
     else:
         assert verdict.status is Status.OK, verdict
+
+
+@pytest.mark.parametrize(
+    ("body", "line"),
+    [
+        ("ports = 0", "lab.toml: [net] ports must be a whole number from 1 to 65536, got 0"),
+        ("rate_gbps = -400", "lab.toml: [net] rate_gbps must be a positive finite number, got -400"),
+        ("speed = 400", "lab.toml: [net]: unknown key 'speed' (known: ports, rate_gbps)"),
+    ],
+)
+def test_the_spec_refuses_a_net_table_it_cannot_use(body, line):
+    from envcheck.spec.parse import SpecError, parse_spec_text
+
+    with pytest.raises(SpecError) as refused:
+        parse_spec_text(f"[net]\n{body}\n", "lab.toml")
+    assert str(refused.value) == line
