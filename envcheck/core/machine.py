@@ -8,6 +8,7 @@ So every such read goes through here, and two variables point it elsewhere:
 - ``ENVCHECK_SYSFS=DIR``: ``DIR`` stands for ``/sys`` (``DIR/class/infiniband``, ``DIR/bus/pci/devices``,
   ``DIR/module``...); ``DIR/../proc`` is not implied: ``/proc`` files are read from ``ENVCHECK_PROCFS``.
 - ``ENVCHECK_PROCFS=DIR``: ``DIR`` stands for ``/proc`` (``DIR/cmdline``, ``DIR/modules``...).
+- ``ENVCHECK_DEVFS=DIR``: ``DIR`` stands for ``/dev`` (``DIR/infiniband/uverbs0``): what a container was given.
 - ``ENVCHECK_KERNEL_LOG=FILE``: the kernel log is this saved file (``journalctl -k -o short-iso`` or ``dmesg
   -T`` text) instead of the running kernel's.
 
@@ -23,6 +24,7 @@ from pathlib import Path
 SYSFS_ENV = "ENVCHECK_SYSFS"
 PROCFS_ENV = "ENVCHECK_PROCFS"
 KERNEL_LOG_ENV = "ENVCHECK_KERNEL_LOG"
+DEVFS_ENV = "ENVCHECK_DEVFS"
 
 
 def sysfs(env: Mapping[str, str] | None = None, *parts: str) -> Path:
@@ -37,10 +39,16 @@ def procfs(env: Mapping[str, str] | None = None, *parts: str) -> Path:
     return Path(root, *parts)
 
 
+def devfs(env: Mapping[str, str] | None = None, *parts: str) -> Path:
+    """``/dev/<parts>``, or under ``ENVCHECK_DEVFS`` when set."""
+    root = (env if env is not None else os.environ).get(DEVFS_ENV) or "/dev"
+    return Path(root, *parts)
+
+
 def captured(env: Mapping[str, str] | None = None) -> bool:
     """Whether any of the machine's state is read from a captured tree or file rather than this machine."""
     env = env if env is not None else os.environ
-    return any(env.get(name) for name in (SYSFS_ENV, PROCFS_ENV, KERNEL_LOG_ENV))
+    return any(env.get(name) for name in (SYSFS_ENV, PROCFS_ENV, DEVFS_ENV, KERNEL_LOG_ENV))
 
 
 def read_text(path: Path, limit: int = 1 << 20) -> str | None:
@@ -67,5 +75,14 @@ def read_bytes(path: Path, limit: int = 4096) -> bytes | None:
     try:
         with open(path, "rb") as f:
             return f.read(limit)
+    except OSError:
+        return None
+
+
+def link_target(path: Path) -> Path | None:
+    """Where a sysfs link leads (``class/infiniband/mlx5_0/device`` -> the PCI device's directory), resolved
+    within the same tree; None when it is not there."""
+    try:
+        return Path(os.path.realpath(path, strict=True))
     except OSError:
         return None

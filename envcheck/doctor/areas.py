@@ -39,6 +39,7 @@ AREA_LIST = (
     Area("gpu", "GPUs", ("nvml",), quick=True),
     Area("fabric", "GPU fabric (NVLink, P2P, topology)", ("fabric", "nvml")),
     Area("pcie", "PCIe (ACS, IOMMU)", ()),
+    Area("net", "Network under NCCL (InfiniBand/RoCE, GPUDirect RDMA)", ("net", "nvml")),
     Area("torch", "torch and CUDA", ("torch", "nvml", "toolkit")),
     Area("compile", "torch.compile (Inductor and Triton)", ("compile", "packages", "nvml")),
     Area("jax", "JAX", ("jax", "nvml", "packages")),

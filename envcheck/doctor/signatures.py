@@ -616,7 +616,7 @@ SIGNATURES: tuple[Signature, ...] = (
         _p(r"Call to ibv_(?:reg_mr\w*|create_cq|create_qp) failed"),
         "Registering memory with the NIC needs locked memory, and the memlock limit is too low (a "
         "container's or a systemd unit's 64 KiB default).",
-        ("host.ulimits",),
+        ("host.ulimits", "net.gpudirect"),
         "Raise the locked-memory limit to unlimited (`--ulimit memlock=-1`, LimitMEMLOCK=infinity, "
         "/etc/security/limits.conf).",
         "In the job: `ulimit -l`.",
@@ -659,7 +659,7 @@ SIGNATURES: tuple[Signature, ...] = (
         _p(r"GPU Direct RDMA Disabled for HCA"),
         "NCCL falls back to copies through host memory (180 -> 10 GB/s): the nvidia-peermem module is not "
         "loaded, or NCCL <= 2.22.3 looks only for the old nv_peer_mem.",
-        ("fabric.topology", "host.ulimits"),
+        ("net.gpudirect", "net.affinity", "net.ports"),
         "Load nvidia-peermem (`modprobe nvidia-peermem`, and at boot), or use NCCL 2.23 or newer; "
         "`envcheck doctor net.gpudirect` names what is missing.",
         "On that node: `envcheck doctor net.gpudirect` (or `lsmod | grep peermem` and "
@@ -678,7 +678,7 @@ SIGNATURES: tuple[Signature, ...] = (
         "NCCL's network plugin could not use the fast NICs (no EFA or InfiniBand devices in the container, a "
         "port down, or the plugin failed to load) and fell back to TCP (`via NET/Socket`): collectives across "
         "nodes run many times slower.",
-        ("host.container", "fabric.topology"),
+        ("net.gpudirect", "net.ports", "host.container"),
         "Pass the RDMA devices into the container (`--device /dev/infiniband/uverbs0 ...`, or the device "
         "plugin in Kubernetes) and put the NCCL net plugin on LD_LIBRARY_PATH; `envcheck doctor net.ports "
         "net.gpudirect` names a port that is down or a device that is missing.",

@@ -20,6 +20,7 @@ from envcheck.core.registry import CheckSpec
 from envcheck.core.units import docker_size, human, kubernetes_quantity
 from envcheck.doctor.reading import nvml_state
 from envcheck.probes import host as _host_probe  # noqa: F401 - registers "host" and "disk"
+from envcheck.probes import net as _net_probe  # noqa: F401 - registers "net"
 from envcheck.probes import packages as _packages_probe  # noqa: F401 - registers "packages"
 from envcheck.probes.host import usable_cores, usable_ram
 from envcheck.probes.nvml import inventory as _nvml_probe  # noqa: F401 - registers "nvml"
@@ -73,6 +74,11 @@ def spec_checks(spec: LabSpec) -> list[CheckSpec]:
         if key in host:
             title = f"Lab spec: {HOST_TITLES[key]}"
             add(f"host_{key[4:]}", title, lambda c, k=key: _host(c, spec, k, host[k]))
+    net = spec.sections.get("net", {})
+    if "ports" in net:
+        add("net_ports", "Lab spec: network ports", lambda c: _net_ports(c, spec, net["ports"]))
+    if "rate_gbps" in net:
+        add("net_rate", "Lab spec: network port rate", lambda c: _net_rate(c, spec, net["rate_gbps"]))
     return made
 
 
@@ -333,3 +339,38 @@ def _host(ctx: Context, spec: LabSpec, key: str, minimum: int) -> Verdict:
     text, cmd = _fix(spec, *advice(ctx, minimum, found))
     shown = show(found) if found is not None else "unknown"
     return fail(f"expected {what} ≥ {show_minimum(minimum)}, found {shown}", text, cmd, expected=minimum, found=found)
+
+
+def _net_ports(ctx: Context, spec: LabSpec, wanted: int) -> Verdict:
+    """The lab's count of InfiniBand/RoCE ports, counting those up: a port down is one NCCL cannot use."""
+    ports = ctx.probe("net").ports
+    up = [f"{hca.name}/{port.number}" for hca, port in ports if port.up]
+    if len(up) >= wanted:
+        return ok(f"{len(up)} ports up, spec wants {wanted}")
+    down = [f"{hca.name} port {port.number}" for hca, port in ports if not port.up]
+    found = f"{len(up)} up" + (f" ({', '.join(down)} down)" if down else "")
+    text, cmd = _fix(
+        spec,
+        "Bring the ports up (net.ports says which is down and why) and check every HCA is seated and, in a "
+        "container, visible (`ibstat`).",
+        "ibstat",
+    )
+    return fail(f"expected {wanted} InfiniBand/RoCE ports up, found {found}", text, cmd, expected=wanted,
+                found=len(up))  # fmt: skip
+
+
+def _net_rate(ctx: Context, spec: LabSpec, wanted: float) -> Verdict:
+    """Every port that is up runs at the lab's rate (a cable that trained at 200 among 400 Gb/s ports fails)."""
+    ports = [(hca, port) for hca, port in ctx.probe("net").ports if port.up]
+    if not ports:
+        text, cmd = _fix(spec, "This machine needs InfiniBand/RoCE ports up (see net.ports).", "ibstat")
+        return fail(f"expected ports at {wanted:g} Gb/s, found none up", text, cmd, expected=wanted, found=None)
+    slow = [f"{hca.name} port {port.number} at {port.rate or '?'}" for hca, port in ports
+            if port.rate_gbps is None or port.rate_gbps < wanted]  # fmt: skip
+    if not slow:
+        return ok(f"{len(ports)} ports up at ≥ {wanted:g} Gb/s")
+    text, cmd = _fix(
+        spec, "A port below its rate negotiated down: reseat or replace its cable or transceiver.", "ibstat"
+    )
+    return fail(f"expected {wanted:g} Gb/s on every port; {', '.join(slow)}", text, cmd, expected=wanted,
+                found=slow)  # fmt: skip

@@ -188,6 +188,10 @@ SCHEMA: dict[str, dict[str, tuple[Callable[[Any], Any], str]]] = {
         "min_free_disk": (_size, "minimum free disk in the working directory, e.g. '100GiB'"),
         "min_cpus": (_count, "minimum usable CPU cores"),
     },
+    "net": {
+        "ports": (_count, "number of InfiniBand/RoCE ports up (ACTIVE, LinkUp)"),
+        "rate_gbps": (_positive, "rate every port must run at, in Gb/s, e.g. 400"),
+    },
 }
 #: Sections whose keys are free (a package name, a benchmark id) with one kind of value each.
 FREE_SECTIONS: dict[str, tuple[Callable[[Any], Any], str]] = {

@@ -167,7 +167,8 @@ SPECS = {
     ),
     "unknown_section_with_a_newline": (
         text('["gpu\\nx"]\ncount = 1\n'),
-        "lab.toml: unknown section ['gpu\\nx'] (known: python, torch, driver, gpu, host, packages, bench, comm, burn)",
+        "lab.toml: unknown section ['gpu\\nx'] "
+        "(known: python, torch, driver, gpu, host, net, packages, bench, comm, burn)",
     ),
     "text_with_a_newline": (
         text('[gpu]\nname = "H100\\nH200"\n'),

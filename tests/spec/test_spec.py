@@ -51,7 +51,7 @@ def test_example_spec_parses_with_every_key():
         ),
         (
             "[gpus]\ncount = 3\n",
-            "unknown section [gpus] (known: python, torch, driver, gpu, host, packages, bench, comm, burn)",
+            "unknown section [gpus] (known: python, torch, driver, gpu, host, net, packages, bench, comm, burn)",
         ),
         ('[gpu]\ncount = "eight"\n', "[gpu] count must be a whole number from 1 to 65536, got 'eight'"),
         (

@@ -1,0 +1,204 @@
+"""The net area's verdicts over captured machine trees (tests/nettree.py) and the fake NVML's HGX board, through the
+installed ``envcheck doctor net --json``: a healthy NDR node, a port down, no peer memory, a container without
+/dev/infiniband, RoCE, EFA, a NIC across the socket; the lab spec's ``[net]``; and the probe's counter watch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from envcheck.core.model import Status
+from envcheck.doctor.areas import CHECKS
+from envcheck.probes.net import probe_net
+from tests import nettree
+from tests.doctor.test_nvml import ENVCHECK, NVML_SITE
+
+
+def doctor(tree: dict[str, str], *args: str, scenario: str = "hgx_8gpu", **env: str) -> dict[str, dict[str, Any]]:
+    full = {**os.environ, "PYTHONPATH": str(NVML_SITE), "ENVCHECK_FAKE_NVML": scenario, **tree, **env}
+    full["ENVCHECK_FABRIC_INTERVAL_S"] = "0.01"
+    proc = subprocess.run(
+        [ENVCHECK, "doctor", *(args or ("net",)), "--json"], capture_output=True, text=True, env=full, timeout=120
+    )
+    assert proc.returncode in (0, 1), proc.stderr
+    return {c["id"]: c for c in json.loads(proc.stdout)["checks"]}
+
+
+def test_a_healthy_hgx_node_has_eight_ndr_ports_and_each_gpu_its_switch_nic(tmp_path):
+    found = doctor(nettree.hgx_ndr(tmp_path))
+    assert {c["status"] for c in found.values()} == {"ok"}, found
+    assert found["net.ports"]["summary"] == "8 ports up (400 Gb/s InfiniBand), no errors counted while watched"
+    assert found["net.gpudirect"]["summary"] == "GPUDirect RDMA ready: nvidia_peermem loaded, 8 uverbs device(s)"
+    affinity = found["net.affinity"]
+    assert affinity["summary"].startswith("GPU 0 → mlx5_0 (PIX), GPU 1 → mlx5_1 (PIX)")
+    assert affinity["details"]["gpus"]["7"] == {
+        "bus_id": "00000000:1F:00.0",
+        "nic": ["mlx5_7"],
+        "nearness": "same PCIe switch",
+        "label": "PIX",
+    }
+    port = found["net.ports"]["details"]["ports"][0]
+    assert (port["hca"], port["rate"], port["bus_id"], port["numa_node"]) == ("mlx5_0", nettree.NDR, "0000:40:00.0", 0)
+    assert port["counters"]["symbol_error"] == {"first": 0, "later": 0}
+
+
+def test_a_port_down_fails_naming_it_and_its_physical_state(tmp_path):
+    found = doctor(nettree.hgx_port_down(tmp_path))
+    ports = found["net.ports"]
+    assert ports["status"] == "fail"
+    assert ports["summary"] == "7 of 8 ports up; mlx5_3 port 1 DOWN (Polling)"
+    assert "Polling sees no signal" in ports["fix"]["text"] and ports["fix"]["command"] == "ibstat"
+
+
+def test_no_peermem_names_modprobe_and_why_dmabuf_is_not_possible(tmp_path):
+    gdr = doctor(nettree.hgx_no_peermem(tmp_path))["net.gpudirect"]
+    assert gdr["status"] == "fail"
+    assert gdr["summary"] == (
+        "no nvidia_peermem (nor nv_peer_mem), and dma-buf not possible "
+        "(driver 550.90.07 is the proprietary kernel module, not the open one)"
+    )
+    assert gdr["fix"]["command"] == "sudo modprobe nvidia-peermem"
+
+
+def test_no_peermem_with_the_open_module_on_a_new_kernel_is_dmabuf(tmp_path):
+    tree = nettree.build(tmp_path, nettree.NodeShape(nvidia_peermem=False))
+    gdr = doctor(tree)["net.gpudirect"]
+    assert gdr["status"] == "ok" and "dma-buf possible" in gdr["summary"], gdr
+    assert gdr["details"]["dmabuf_possible"] is True
+
+
+def test_a_container_without_dev_infiniband_names_each_device_to_pass(tmp_path):
+    gdr = doctor(nettree.hgx_container_no_devices(tmp_path))["net.gpudirect"]
+    assert gdr["status"] == "fail" and gdr["summary"] == "no /dev/infiniband/uverbs* here"
+    first_two = "docker run --device /dev/infiniband/uverbs0 --device /dev/infiniband/uverbs1"
+    assert gdr["fix"]["command"].startswith(first_two)
+    assert "sudo modprobe ib_uverbs" in gdr["fix"]["text"]
+
+
+def test_a_low_locked_memory_limit_fails_with_ulimit(tmp_path):
+    gdr = doctor(nettree.build(tmp_path, nettree.NodeShape(memlock=65536)))["net.gpudirect"]
+    assert gdr["status"] == "fail" and gdr["summary"] == "locked-memory limit 64 KiB"
+    assert gdr["fix"]["command"] == "ulimit -l unlimited" and "LimitMEMLOCK=infinity" in gdr["fix"]["text"]
+
+
+def test_a_roce_port_trained_below_its_peers_warns(tmp_path):
+    ports = doctor(nettree.roce_node(tmp_path))["net.ports"]
+    assert ports["status"] == "warn"
+    assert ports["summary"] == ("8 of 8 ports up; mlx5_5 port 1 at 200 Gb/sec (4X HDR) where its peers run 400 Gb/s")
+    assert ports["details"]["ports"][0]["link_layer"] == "Ethernet"
+
+
+def test_efa_needs_the_ofi_plugin_findable(tmp_path):
+    tree = nettree.efa_node(tmp_path / "node")
+    gdr = doctor(tree, LD_LIBRARY_PATH=str(tmp_path / "lib"))["net.gpudirect"]
+    assert gdr["status"] == "fail" and "aws-ofi-nccl" in gdr["summary"], gdr
+    assert str(tmp_path / "lib") in gdr["fix"]["text"]
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "libnccl-net.so").write_bytes(b"\x7fELF")
+    gdr = doctor(tree, LD_LIBRARY_PATH=str(tmp_path / "lib"))["net.gpudirect"]
+    assert gdr["status"] == "ok" and f"NCCL net plugin {tmp_path / 'lib' / 'libnccl-net.so'}" in gdr["summary"]
+
+
+def test_a_gpu_whose_nearest_nic_is_across_the_socket_warns(tmp_path):
+    """NICs 0-3 hang off a root port of socket 1: GPUs 0-3 have no NIC on their socket, 4-7 one on their switch."""
+    shape = nettree.NodeShape(gpus=8, nic_place={i: "socket:1" for i in range(4)})
+    found = doctor(nettree.build(tmp_path, shape))["net.affinity"]
+    assert found["status"] == "warn"
+    assert found["summary"].startswith("GPU 0 (00000000:18:00.0), GPU 1 (00000000:19:00.0)")
+    assert found["summary"].endswith(": nearest NIC across the CPU socket")
+    assert found["details"]["gpus"]["0"]["label"] == "SYS" and found["details"]["gpus"]["4"]["label"] == "PIX"
+
+
+def test_no_hca_skips_every_net_check_with_the_reason(tmp_path):
+    (tmp_path / "sys").mkdir()
+    found = doctor({"ENVCHECK_SYSFS": str(tmp_path / "sys")})
+    assert {c["status"] for c in found.values()} == {"skip"}
+    assert found["net.ports"]["summary"].startswith("no InfiniBand or RoCE HCA")
+
+
+def test_the_lab_spec_holds_the_port_count_and_rate(tmp_path):
+    spec = tmp_path / "lab.toml"
+    spec.write_text("[net]\nports = 8\nrate_gbps = 400\n")
+    found = doctor(nettree.roce_node(tmp_path / "node"), "net", "--spec", str(spec))
+    assert found["spec.net_ports"]["status"] == "ok"
+    assert found["spec.net_rate"]["status"] == "fail"
+    assert found["spec.net_rate"]["summary"] == "expected 400 Gb/s on every port; mlx5_5 port 1 at 200 Gb/sec (4X HDR)"
+    down = doctor(nettree.hgx_port_down(tmp_path / "down"), "net", "--spec", str(spec))["spec.net_ports"]
+    assert down["summary"] == "expected 8 InfiniBand/RoCE ports up, found 7 up (mlx5_3 port 1 down)"
+
+
+# -- the probe and the checks in process: counters that rise while watched, NCCL's peermem quirk ---------------
+
+
+class Ctx:
+    """A check's context over given probe data."""
+
+    def __init__(self, env: dict[str, str], **probes: Any) -> None:
+        self.env, self.probes = env, probes
+
+    def probe(self, name: str) -> Any:
+        return self.probes[name]
+
+
+def _judge(check_id: str, ctx: Ctx) -> Any:
+    return CHECKS.get(check_id).fn(ctx)
+
+
+def _nvml(nvml: Any) -> Any:
+    from envcheck.probes.nvml.inventory import probe_nvml
+
+    nvml("hgx_8gpu")
+    return probe_nvml({})
+
+
+def test_counters_that_rise_while_watched_fail_and_discards_only_are_noted(tmp_path):
+    tree = nettree.build(tmp_path, nettree.NodeShape(counters={2: {"symbol_error": 17}}))
+    counters = Path(tree["ENVCHECK_SYSFS"], "class", "infiniband", "mlx5_2", "ports", "1", "counters")
+
+    def meanwhile(_: float) -> None:  # the link counts while envcheck waits
+        (counters / "symbol_error").write_text("29\n")
+        (counters / "port_xmit_discards").write_text("4\n")
+
+    info = probe_net(tree, interval_s=0.2, sleep=meanwhile)
+    assert info.interval_s == 0.2
+    verdict = _judge("net.ports", Ctx(tree, net=info))
+    assert verdict.status is Status.FAIL
+    assert verdict.summary == "8 of 8 ports up; counting errors now: mlx5_2 port 1 symbol_error +12"
+    assert verdict.details["congestion"] == ["mlx5_2 port 1 port_xmit_discards +4"]
+
+
+@pytest.mark.parametrize(("nccl", "quirk"), [((2, 21, 5), True), ((2, 22, 3), True), ((2, 23, 4), False)])
+def test_nccl_up_to_2_22_3_does_not_see_nvidia_peermem(tmp_path, nvml, nccl, quirk):
+    from types import SimpleNamespace
+
+    tree = nettree.build(tmp_path, nettree.NodeShape(open_module=False))
+    ctx = Ctx(tree, net=probe_net(tree, interval_s=0), nvml=_nvml(nvml), torch=SimpleNamespace(nccl_version=nccl))
+    verdict = _judge("net.gpudirect", ctx)
+    if quirk:
+        assert verdict.status is Status.FAIL
+        shown = ".".join(map(str, nccl))
+        assert verdict.summary == f"torch's NCCL {shown} does not see nvidia_peermem"
+        assert verdict.fix.command == "pip install -U nvidia-nccl-cu12" and "NVIDIA/nccl#1676" in verdict.fix.text
+    else:
+        assert verdict.status is Status.OK, verdict
+
+
+@pytest.mark.parametrize(
+    ("body", "line"),
+    [
+        ("ports = 0", "lab.toml: [net] ports must be a whole number from 1 to 65536, got 0"),
+        ("rate_gbps = -400", "lab.toml: [net] rate_gbps must be a positive finite number, got -400"),
+        ("speed = 400", "lab.toml: [net]: unknown key 'speed' (known: ports, rate_gbps)"),
+    ],
+)
+def test_the_spec_refuses_a_net_table_it_cannot_use(body, line):
+    from envcheck.spec.parse import SpecError, parse_spec_text
+
+    with pytest.raises(SpecError) as refused:
+        parse_spec_text(f"[net]\n{body}\n", "lab.toml")
+    assert str(refused.value) == line
