@@ -38,6 +38,7 @@ AREA_LIST = (
     Area("driver", "Driver and NVML", ("nvml",), quick=True),
     Area("gpu", "GPUs", ("nvml",), quick=True),
     Area("fabric", "GPU fabric (NVLink, P2P, topology)", ("fabric", "nvml")),
+    Area("kernel", "Kernel log (Xid, PCIe AER, crashes)", ("kernel_log", "nvml")),
     Area("torch", "torch and CUDA", ("torch", "nvml", "toolkit")),
     Area("compile", "torch.compile (Inductor and Triton)", ("compile", "packages", "nvml")),
     Area("jax", "JAX", ("jax", "nvml", "packages")),
