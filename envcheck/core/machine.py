@@ -112,12 +112,12 @@ def read_kernel_log(env: Mapping[str, str] | None = None, *, boots: int = KERNEL
     journal, why, denied = _read_journal(env, boots)
     if journal is not None:
         return _bounded(journal, "journalctl -k", tuple(tried))
-    tried.append(f"journalctl: {why}")
+    tried.append(why if why.startswith("journalctl") else f"journalctl: {why}")
     refused |= denied
     ring, why, denied = _read_dmesg(env)
     if ring is not None:
         return _bounded(ring, "dmesg", tuple(tried))
-    tried.append(f"dmesg: {why}")
+    tried.append(why if why.startswith("dmesg") else f"dmesg: {why}")
     return KernelLog(None, "", tuple(tried), refused or denied)
 
 

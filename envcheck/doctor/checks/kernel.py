@@ -270,10 +270,10 @@ def xid(ctx: Context) -> Verdict:
     if problems:
         verdict = joined(problems, details)
         if information:
-            verdict = replace(verdict, summary=f"{verdict.summary}; the application's: {'; '.join(information)}")
+            verdict = replace(verdict, summary=f"{verdict.summary}; information: {'; '.join(information)}")
         return verdict
     if information:
-        return ok("no hardware Xid; the application's (information): " + "; ".join(information), **details)
+        return ok("no Xid that needs action; information: " + "; ".join(information), **details)
     return ok("no Xid or SXid in the kernel log", **details)
 
 
