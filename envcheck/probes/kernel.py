@@ -144,7 +144,7 @@ def split_line(line: str) -> tuple[str | None, str]:
         return " ".join(m.group(1).split()), inner.group(2) if inner else m.group(2)
     m = _MONOTONIC.match(line)
     if m:
-        return f"{float(m.group(1)):.0f} s after boot", m.group(2)
+        return f"{int(float(m.group(1)))} s after boot", m.group(2)
     return None, line
 
 
