@@ -223,17 +223,14 @@ SIGNATURES: tuple[Signature, ...] = (
     Signature(
         "nvml.version_mismatch",
         "NVIDIA driver and library versions differ",
-        _p(
-            r"Driver/library version mismatch|NVML_ERROR_LIB_RM_VERSION_MISMATCH|LibRmVersionMismatch"
-            r"|NVRM: API mismatch"
-        ),
+        _p(r"Driver/library version mismatch|NVML_ERROR_LIB_RM_VERSION_MISMATCH|LibRmVersionMismatch"),
         "The driver's user-space libraries were upgraded (unattended-upgrades, a package update) while the "
-        "old kernel module is still loaded (the kernel log says `NVRM: API mismatch`).",
-        ("driver.nvml", "kernel.events"),
+        "old kernel module is still loaded.",
+        ("driver.nvml",),
         "Reboot (or unload and reload the nvidia modules); then hold the driver packages so it cannot happen mid-job.",
         "Compare `cat /proc/driver/nvidia/version` with the installed driver package there, and look in "
         "/var/log/apt/history.log for a driver upgrade.",
-        ("lyulyul/shine-cluster#30", "NVIDIA/ubuntu-packaging-nvidia-driver#3", "NVIDIA/nvidia-docker#182"),
+        ("lyulyul/shine-cluster#30", "NVIDIA/ubuntu-packaging-nvidia-driver#3"),
         "sudo apt-mark hold 'nvidia-*' 'libnvidia-*'",
     ),
     Signature(
@@ -344,6 +341,19 @@ SIGNATURES: tuple[Signature, ...] = (
         "check the driver's libraries match its module (driver.nvml).",
         "On that node: `sudo dmesg -T | grep segfault` (which library, which process) and the rank's own log.",
         ("scitix/sichek#45",),
+    ),
+    Signature(
+        "driver.api_mismatch",
+        "The NVIDIA kernel module and the driver's libraries differ (kernel log)",
+        _p(r"NVRM: API mismatch"),
+        "The kernel module refused a client of another driver version: the driver's libraries were upgraded while "
+        "the old module stayed loaded, and CUDA and NVML fail until it is reloaded.",
+        ("kernel.events", "driver.nvml"),
+        "Reboot the node, or unload and reload the nvidia modules when no process uses them; then hold the driver "
+        "packages so it cannot happen mid-job.",
+        "On that node: `cat /proc/driver/nvidia/version` against the installed driver package.",
+        ("NVIDIA/nvidia-docker#182", "stackhpc/ansible-slurm-appliance#287"),
+        "cat /proc/driver/nvidia/version",
     ),
     Signature(
         "host.oom_kill",

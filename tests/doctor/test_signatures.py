@@ -165,7 +165,7 @@ MESSAGES = [
         "host.oom_kill",
     ),
     ("Out of memory: Killed process 81002 (python) total-vm:412318244kB, anon-rss:1971120112kB", "host.oom_kill"),
-    ("NVRM: API mismatch: the client has the version 550.127.05, but", "nvml.version_mismatch"),
+    ("NVRM: API mismatch: the client has the version 550.127.05, but", "driver.api_mismatch"),
     (
         "RuntimeError: NCCL error in: ProcessGroupNCCL.cpp:1275, remote process exited or there was a network "
         "error, NCCL version 2.21.5",

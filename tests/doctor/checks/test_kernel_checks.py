@@ -207,3 +207,16 @@ def test_every_shape_gives_the_same_event():
 
 def test_bus_ids_agree_whoever_writes_them():
     assert pci_key("00000000:1B:00.0") == pci_key("PCI:0000:1b:00") == pci_key("0000:1b:00.1") == "0000:1b:00"
+
+
+def test_explain_over_a_saved_kernel_log_names_the_kernel_checks():
+    env = {**os.environ, "PYTHONPATH": str(NVML_SITE), "ENVCHECK_FAKE_NVML": "hgx_8gpu"}
+    proc = subprocess.run(
+        [ENVCHECK, "explain", "-f", str(LOGS / "hgx_journal.log"), "--json"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    named = {m["id"]: m["checks"] for m in json.loads(proc.stdout)["matches"]}
+    assert "kernel.xid" in named["gpu.lost"] and "kernel.xid" in named["nvswitch.sxid"]
+    assert "kernel.pcie_aer" in named["pcie.aer"]
+    for signature in ("rdma.peermem_invalid_context", "nccl.segfault", "host.oom_kill"):
+        assert "kernel.events" in named[signature], signature
