@@ -18,7 +18,9 @@ Nothing here judges: it returns paths and text, and says when something could no
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 SYSFS_ENV = "ENVCHECK_SYSFS"
@@ -86,3 +88,152 @@ def link_target(path: Path) -> Path | None:
         return Path(os.path.realpath(path, strict=True))
     except OSError:
         return None
+
+
+# -- the kernel log ---------------------------------------------------------------------------------------------
+
+#: The most of the kernel log envcheck keeps (the newest part): a node's log with years of AER noise or a flood of
+#: the same Xid must not stall the doctor or fill its memory. 8 MiB is some 60 000 lines of kernel messages.
+KERNEL_LOG_MAX_BYTES = 8 << 20
+#: Boots read from the journal: this one and up to four before it (enough to see a hardware Xid come back after
+#: two reboots, the rule kernel.xid applies), each at most this many lines (its newest).
+KERNEL_LOG_BOOTS = 5
+KERNEL_LOG_LINES_PER_BOOT = 20_000
+#: Each command's time limit; the probe's own limit bounds them all together.
+KERNEL_LOG_COMMAND_S = 5.0
+#: The line a boot starts with where envcheck joins the journal's boots (``journalctl`` prints the same shape
+#: between boots when it reads several at once).
+BOOT_MARKER = "-- Boot {} --"
+
+#: What journalctl and dmesg say when the user may not read the kernel log (systemd's journalctl, util-linux's
+#: dmesg), matched case-insensitively against their stderr.
+_JOURNAL_REFUSED = ("insufficient permissions", "not seeing messages from other users and the system")
+_DMESG_REFUSED = ("operation not permitted", "permission denied")
+
+
+@dataclass(frozen=True)
+class KernelLog:
+    """The kernel log's text, oldest line first (``None`` when it could not be read), where it came from, and the
+    reasons each way of reading it failed, in the words of the tool that refused (``tried``). ``refused``: at least
+    one of them failed for want of permission (not for want of a journal): the user can be allowed to read it.
+    ``cut``: the text is the newest :data:`KERNEL_LOG_MAX_BYTES` of a longer log."""
+
+    text: str | None
+    source: str
+    tried: tuple[str, ...] = ()
+    refused: bool = False
+    cut: bool = False
+
+
+def read_kernel_log(env: Mapping[str, str] | None = None, *, boots: int = KERNEL_LOG_BOOTS) -> KernelLog:
+    """The kernel log: ``ENVCHECK_KERNEL_LOG`` when set; else the journal's kernel messages of this boot and up to
+    ``boots - 1`` before it (``journalctl -k``, which members of the ``systemd-journal`` and ``adm`` groups may
+    read); else the kernel's ring buffer (``dmesg``, readable without root where ``kernel.dmesg_restrict`` is 0).
+    Never raises: a log that cannot be read says why in ``tried``."""
+    env = env if env is not None else os.environ
+    saved = env.get(KERNEL_LOG_ENV)
+    if saved:
+        return _read_saved(Path(saved))
+    tried: list[str] = []
+    refused = False
+    journal, why, denied = _read_journal(env, boots)
+    if journal is not None:
+        return _bounded(journal, "journalctl -k", tuple(tried))
+    tried.append(why if why.startswith("journalctl") else f"journalctl: {why}")
+    refused |= denied
+    ring, why, denied = _read_dmesg(env)
+    if ring is not None:
+        return _bounded(ring, "dmesg", tuple(tried))
+    tried.append(why if why.startswith("dmesg") else f"dmesg: {why}")
+    return KernelLog(None, "", tuple(tried), refused or denied)
+
+
+def _read_saved(path: Path) -> KernelLog:
+    """A saved log's newest :data:`KERNEL_LOG_MAX_BYTES` (the end of the file), from the start of a line."""
+    source = f"{KERNEL_LOG_ENV}={path}"
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - KERNEL_LOG_MAX_BYTES))
+            data = f.read(KERNEL_LOG_MAX_BYTES)
+    except OSError as exc:
+        return KernelLog(None, source, (f"{path}: {exc.strerror or exc}",), isinstance(exc, PermissionError))
+    text = data.decode("utf-8", "replace")
+    if size > KERNEL_LOG_MAX_BYTES:
+        text = text.split("\n", 1)[1] if "\n" in text else ""
+    return KernelLog(text, source, cut=size > KERNEL_LOG_MAX_BYTES)
+
+
+def _bounded(text: str, source: str, tried: tuple[str, ...]) -> KernelLog:
+    if len(text) <= KERNEL_LOG_MAX_BYTES:
+        return KernelLog(text, source, tried)
+    tail = text[-KERNEL_LOG_MAX_BYTES:]
+    return KernelLog(tail.split("\n", 1)[1] if "\n" in tail else "", source, tried, cut=True)
+
+
+def _command_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The run's environment with the C locale: the tools' refusals are matched in English."""
+    return {**env, "LC_ALL": "C"}
+
+
+def _refusal(stderr: str, words: tuple[str, ...]) -> bool:
+    low = stderr.lower()
+    return any(w in low for w in words)
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def _read_journal(env: Mapping[str, str], boots: int) -> tuple[str | None, str, bool]:
+    """The journal's kernel messages, oldest boot first, each boot after a :data:`BOOT_MARKER` line; or None, why,
+    and whether the reason is a permission."""
+    from envcheck.core import proc
+
+    run_env = _command_env(env)
+    offsets = [0]
+    if boots > 1:
+        try:
+            listed = proc.run(["journalctl", "--list-boots", "--no-pager"], KERNEL_LOG_COMMAND_S, env=run_env)
+        except OSError as exc:
+            return None, f"not found ({exc.strerror or exc})", False
+        found = [int(m.group(1)) for m in re.finditer(r"(?m)^\s*(-?\d+)\s+[0-9a-f]{32}\b", listed.stdout)]
+        offsets = sorted({o for o in found if o <= 0}, reverse=True)[:boots] or [0]
+    parts: list[str] = []
+    for offset in sorted(offsets):
+        argv = ["journalctl", "-k", "-b", str(offset), "--no-pager", "-o", "short-iso"]
+        argv += ["-n", str(KERNEL_LOG_LINES_PER_BOOT)]
+        try:
+            ended = proc.run(argv, KERNEL_LOG_COMMAND_S, env=run_env)
+        except OSError as exc:
+            return None, f"not found ({exc.strerror or exc})", False
+        if _refusal(ended.stderr + ended.stdout, _JOURNAL_REFUSED):
+            return None, _first_line(ended.stderr) or "insufficient permissions", True
+        if ended.timed_out:
+            return None, f"did not answer within {KERNEL_LOG_COMMAND_S:g} s", False
+        lines = [line for line in ended.stdout.splitlines() if line and not line.startswith("-- ")]
+        if offset == 0 and (ended.returncode != 0 or not lines):
+            words = _first_line(ended.stderr) or _first_line(ended.stdout) or f"exit status {ended.returncode}"
+            return None, f"no kernel messages for this boot ({words})", False
+        if lines:
+            parts.append("\n".join([BOOT_MARKER.format(offset), *lines]))
+    return "\n".join(parts) + "\n", "", False
+
+
+def _read_dmesg(env: Mapping[str, str]) -> tuple[str | None, str, bool]:
+    """The kernel's ring buffer with ISO times (util-linux), or plain where the option is not known (busybox)."""
+    from envcheck.core import proc
+
+    run_env = _command_env(env)
+    why = ""
+    for argv in (["dmesg", "--time-format", "iso"], ["dmesg"]):
+        try:
+            ended = proc.run(argv, KERNEL_LOG_COMMAND_S, env=run_env)
+        except OSError as exc:
+            return None, f"not found ({exc.strerror or exc})", False
+        if _refusal(ended.stderr, _DMESG_REFUSED):
+            return None, _first_line(ended.stderr), True
+        if ended.returncode == 0 and not ended.timed_out:
+            return ended.stdout, "", False
+        why = _first_line(ended.stderr) or ("timed out" if ended.timed_out else f"exit status {ended.returncode}")
+    return None, why, False

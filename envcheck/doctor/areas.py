@@ -40,6 +40,7 @@ AREA_LIST = (
     Area("fabric", "GPU fabric (NVLink, P2P, topology)", ("fabric", "nvml")),
     Area("pcie", "PCIe (ACS, IOMMU)", ()),
     Area("net", "Network under NCCL (InfiniBand/RoCE, GPUDirect RDMA)", ("net", "nvml")),
+    Area("kernel", "Kernel log (Xid, PCIe AER, crashes)", ("kernel_log", "nvml")),
     Area("torch", "torch and CUDA", ("torch", "nvml", "toolkit")),
     Area("compile", "torch.compile (Inductor and Triton)", ("compile", "packages", "nvml")),
     Area("jax", "JAX", ("jax", "nvml", "packages")),

@@ -281,13 +281,91 @@ SIGNATURES: tuple[Signature, ...] = (
         ),
         "The GPU stopped answering on PCIe (Xid 79): power, heat, seating or a riser; corrected PCIe (AER) "
         "errors often come first.",
-        ("gpu.inventory", "driver.nvml"),
+        ("kernel.xid", "gpu.inventory", "driver.nvml"),
         "Drain the node and reboot it; if it happens again, check cooling, power and seating and ask the "
         "vendor for an RMA.",
         "On that node: `sudo dmesg -T | grep -iE 'xid|fallen off|AER'` and `nvidia-smi` (a lost GPU shows "
         "ERR! or is missing).",
         ("haotian-liu/LLaVA#1466", "rwth-i6/returnn#1486", "NVIDIA/open-gpu-kernel-modules#1151"),
         "sudo dmesg -T | grep -iE 'xid|fallen off|AER'",
+    ),
+    # -- the kernel log: NVSwitch, PCIe, crashes -------------------------------------------------------------
+    Signature(
+        "nvswitch.sxid",
+        "An NVSwitch reported an SXid error",
+        _p(r"SXid \(PCI:[^)\n]*\): \d+, (?:Fatal|Non-fatal)"),
+        "The NVSwitch driver logged an error on a switch port (SXid): a fatal one stalls the GPUs' NVLink traffic "
+        "through it (their jobs end with Xid 45), and a link that went down (20034) often comes with Xid 79 or 74.",
+        ("kernel.xid", "fabric.manager", "fabric.nvlink"),
+        "Drain the node; for a fatal SXid restart it (the fabric is reset with it); an SXid that comes back after "
+        "reboots needs the vendor (the NVSwitch tray, the baseboard).",
+        "On that node: `sudo dmesg -T | grep -E 'SXid|Xid'` and `journalctl -u nvidia-fabricmanager`.",
+        ("leptonai/gpud#338",),
+        "envcheck doctor kernel.xid",
+    ),
+    Signature(
+        "pcie.aer",
+        "PCIe errors (AER) on a device's link",
+        _p(r"PCIe Bus Error: severity=|AER: (?:Multiple )?(?:Corrected|Uncorrected|Correctable)"),
+        "The PCIe link of a device reported errors: corrected ones are a link that retries (riser, cable, slot, "
+        "seating) and often come before the device drops off the bus; uncorrected or fatal ones lose data and take "
+        "it off.",
+        ("kernel.pcie_aer", "fabric.pcie_replay"),
+        "Drain the node; reseat the card and check its riser, cable and slot; if errors keep coming, move the card "
+        "or ask the vendor.",
+        "On that node: `sudo dmesg -T | grep -E 'AER|PCIe Bus Error'` (which device, how often) and `sudo lspci "
+        "-vvv -s <address>`.",
+        ("wilicc/gpu-burn#1", "rwth-i6/returnn#1500"),
+        "envcheck doctor kernel.pcie_aer",
+    ),
+    Signature(
+        "rdma.peermem_invalid_context",
+        "nvidia-peermem: invalid context",
+        _p(r"nvidia-peermem [^\n]*ERROR detected invalid context"),
+        "nvidia-peermem was asked about GPU memory that a NIC registration still pointed at after it was freed: "
+        "collectives over GPUDirect RDMA may hang or fail.",
+        ("kernel.events",),
+        "Update the GPU driver (and with it nvidia-peermem), or use DMA-BUF instead of peermem (the open kernel "
+        "module, a recent kernel and NCCL).",
+        "On that node: `sudo dmesg -T | grep peermem`, the driver version (`nvidia-smi`), and the job's NCCL log.",
+        ("Mellanox/nv_peer_memory#120", "NVIDIA/nccl#1474", "leptonai/gpud#74"),
+    ),
+    Signature(
+        "nccl.segfault",
+        "A process crashed inside NCCL or CUDA",
+        _p(r"segfault at [^\n]* in lib(?:nccl|cuda|nvidia)"),
+        "The kernel logged a segfault inside libnccl or the CUDA libraries: the rank died, and the others hang "
+        "until their watchdog fires.",
+        ("kernel.events", "torch.libs"),
+        "Read the job's log for the first error; rerun with NCCL_DEBUG=INFO; try the NCCL version torch ships, and "
+        "check the driver's libraries match its module (driver.nvml).",
+        "On that node: `sudo dmesg -T | grep segfault` (which library, which process) and the rank's own log.",
+        ("scitix/sichek#45",),
+    ),
+    Signature(
+        "driver.api_mismatch",
+        "The NVIDIA kernel module and the driver's libraries differ (kernel log)",
+        _p(r"NVRM: API mismatch"),
+        "The kernel module refused a client of another driver version: the driver's libraries were upgraded while "
+        "the old module stayed loaded, and CUDA and NVML fail until it is reloaded.",
+        ("kernel.events", "driver.nvml"),
+        "Reboot the node, or unload and reload the nvidia modules when no process uses them; then hold the driver "
+        "packages so it cannot happen mid-job.",
+        "On that node: `cat /proc/driver/nvidia/version` against the installed driver package.",
+        ("NVIDIA/nvidia-docker#182", "stackhpc/ansible-slurm-appliance#287"),
+        "cat /proc/driver/nvidia/version",
+    ),
+    Signature(
+        "host.oom_kill",
+        "The OOM killer killed a process",
+        _p(r"Out of memory: Killed process|out of memory: Killed process"),
+        "The host (or the job's cgroup) ran out of RAM and the kernel killed a process; a DataLoader worker killed "
+        'this way shows in the job as "killed by signal: Killed".',
+        ("kernel.events", "host.memory"),
+        "Fewer DataLoader workers, smaller prefetch and pinned-memory buffers, or a higher memory limit for the job.",
+        "On that node: `sudo dmesg -T | grep -i 'killed process'` and `free -g`.",
+        ("ymoslem/OpenNMT-Tutorial#6", "TorchSSL/TorchSSL#4"),
+        "envcheck doctor kernel.events host.memory",
     ),
     # -- GPU memory --------------------------------------------------------------------------------------
     Signature(
@@ -314,7 +392,7 @@ SIGNATURES: tuple[Signature, ...] = (
         ),
         "The GPU's memory reported errors ECC could not correct (Xid 48, 63, 64, 92, 94, 95): the job's data "
         "is not trustworthy, and the page or row must be retired or remapped.",
-        ("gpu.ecc", "gpu.retired_memory"),
+        ("kernel.xid", "gpu.ecc", "gpu.retired_memory"),
         "Drain the GPU and reset it (or reboot) so pending retirements and row remaps take effect; if "
         "errors recur or remapping fails, ask the vendor for an RMA.",
         "On that node: `nvidia-smi -q -d ECC,ROW_REMAPPER,PAGE_RETIREMENT` and `sudo dmesg -T | grep -i xid`.",
@@ -327,7 +405,7 @@ SIGNATURES: tuple[Signature, ...] = (
         _p(_XID + rf"(?!(?:{_MEMORY_XIDS}|{_NVLINK_XIDS}|79)\b)\d+"),
         "An Xid is the driver's record of a GPU fault: 13/31/43/45 are usually the application's (an illegal "
         "address, a killed context), 62/119/120 the GPU's firmware, others hardware.",
-        ("gpu.inventory", "gpu.ecc", "gpu.retired_memory"),
+        ("kernel.xid", "gpu.inventory", "gpu.ecc", "gpu.retired_memory"),
         "Look the number up in NVIDIA's Xid catalogue; an Xid that recurs on one GPU whatever job runs means "
         "draining it.",
         "On that node: `sudo dmesg -T | grep -i xid` (which GPU, how often, with which jobs).",
@@ -339,7 +417,7 @@ SIGNATURES: tuple[Signature, ...] = (
         _p(_XID + rf"(?:{_NVLINK_XIDS})\b|uncorrectable NVLink error|cudaErrorNvlinkUncorrectable"),
         "An NVLink reported an error (Xid 74; 144-150 on Blackwell): collectives over it hang or fail, and "
         "the link may be down.",
-        ("fabric.nvlink",),
+        ("kernel.xid", "fabric.nvlink"),
         "Reset the GPUs (or reboot); a link that keeps failing needs the vendor (reseat the board or the bridge).",
         "On that node: `nvidia-smi nvlink -s` and `nvidia-smi nvlink -e` for the link states and counters.",
         ("pytorch/pytorch#58155", "NVIDIA/open-gpu-kernel-modules#1355"),

@@ -145,6 +145,28 @@ MESSAGES = [
         "fabric.nvlink_error",
     ),
     ("NVRM: Xid (PCI:0000:b3:00): 13, pid=991, name=python, Graphics SM Warp Exception", "gpu.xid"),
+    # the kernel log
+    ("nvidia-nvswitch1: SXid (PCI:0000:06:00.0): 20034, Fatal, Link 48 LTSSM Fault Up", "nvswitch.sxid"),
+    (
+        "nvidia 0000:19:00.0: AER: PCIe Bus Error: severity=Corrected, type=Physical Layer, (Receiver ID)",
+        "pcie.aer",
+    ),
+    ("pcieport 0000:00:02.0: AER: Uncorrected (Fatal) error received: id=0010", "pcie.aer"),
+    (
+        "nvidia-peermem nv_get_p2p_free_callback:127 ERROR detected invalid context, skipping further processing",
+        "rdma.peermem_invalid_context",
+    ),
+    (
+        "pt_main_thread[80533]: segfault at 7f3a5c000010 ip 00007f3b1e6a2c41 sp 00007f3a6affc9e0 error 4 in "
+        "libnccl.so.2.21.5[7f3b1e400000+c600000]",
+        "nccl.segfault",
+    ),
+    (
+        "Memory cgroup out of memory: Killed process 629 (onmt_train) total-vm:14119556kB, anon-rss:6538204kB",
+        "host.oom_kill",
+    ),
+    ("Out of memory: Killed process 81002 (python) total-vm:412318244kB, anon-rss:1971120112kB", "host.oom_kill"),
+    ("NVRM: API mismatch: the client has the version 550.127.05, but", "driver.api_mismatch"),
     (
         "RuntimeError: NCCL error in: ProcessGroupNCCL.cpp:1275, remote process exited or there was a network "
         "error, NCCL version 2.21.5",

@@ -1,0 +1,400 @@
+"""What the kernel log says about the node's GPUs, NVSwitches and PCIe links (the ``kernel_log`` probe).
+
+Why a doctor reads it: the costliest failures leave their first trace there, before any counter NVML shows moves
+and after the job that hit them is gone. A GPU that fell off the bus leaves Xid 79; an HBM fault Xid 48/63/64/94/95;
+NVSwitch trouble SXids; PCIe AER "corrected error" lines come before a link drops. Each event is mapped from its
+PCI address to the GPU (index, UUID, bus id) through NVML, judged against NVIDIA's catalogue (``doctor/xids.py``)
+and given the catalogue's action as its fix. Summaries name the Xid and the GPU, never a time or a count, so that
+the fleet reads the same fault on several nodes as one line; times and counts are in the details. envcheck only
+reads: every reset or reboot in a fix is advice to the node's administrator.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from envcheck.core import machine
+from envcheck.core.model import Fix, Status, Verdict, available, fail, ok, warn
+from envcheck.core.probing import Context
+from envcheck.doctor.areas import check
+from envcheck.doctor.reading import nvml_state
+from envcheck.doctor.xids import INSPECT, REBOOT, REBOOTS_BEFORE_INSPECTION, RESET_GPU, RESTART_APP, SXIDS, XIDS
+from envcheck.probes import kernel as _kernel_probe  # noqa: F401 - registers the probe
+from envcheck.probes.kernel import KernelEvent, KernelLogInfo, pci_key
+
+# -- fixes ---------------------------------------------------------------------------------------------------
+
+UNREADABLE_FIX = (
+    "Let this user read the kernel log: add it to the systemd-journal group (or adm), which may read the journal "
+    "(`sudo usermod -aG systemd-journal $USER`, then log in again), or let every user read the kernel's ring buffer "
+    "with `sudo sysctl kernel.dmesg_restrict=0` (kernel.dmesg_restrict = 0 in /etc/sysctl.d/ keeps it). In a "
+    "container, the host's log is the host's: run envcheck there, or save it (`journalctl -k -o short-iso > "
+    "kern.log`) and read it with ENVCHECK_KERNEL_LOG=kern.log."
+)
+NO_LOG_FIX = (
+    "Neither a journal nor the kernel's ring buffer is there to read (a container without the host's journal, or "
+    "no journalctl and dmesg). Save the host's kernel log (`journalctl -k -o short-iso > kern.log`, or `dmesg -T`) "
+    "and read it with ENVCHECK_KERNEL_LOG=kern.log."
+)
+ACTION_FIXES = {
+    RESTART_APP: (
+        "The GPU recovered: restart the job. An Xid that recurs on the same GPU whatever job runs is the GPU's: "
+        "drain the node and run `dcgmi diag -r 3` on it."
+    ),
+    RESET_GPU: (
+        "Drain the node (no new job on it), stop the processes on the GPU, then have an administrator reset it "
+        "(`sudo nvidia-smi -r -i <index>`) or reboot the node; envcheck itself never resets a GPU. If the Xid comes "
+        "back, the GPU needs hardware inspection."
+    ),
+    REBOOT: (
+        "Drain the node and reboot it: the GPU cannot be used again before that. If the same Xid comes back after "
+        "reboots, the GPU needs hardware inspection (power, seating, riser, the card)."
+    ),
+    INSPECT: (
+        f"The same Xid came back after {REBOOTS_BEFORE_INSPECTION} or more reboots: rebooting does not clear it "
+        "(the rule leptonai/gpud applies). Drain the node, collect `sudo nvidia-bug-report.sh` and have the GPU "
+        "inspected by the vendor (reseat, power, riser, RMA)."
+    ),
+}
+UNKNOWN_XID_FIX = (
+    "envcheck's catalogue does not list this Xid: look it up in NVIDIA's Xid catalogue "
+    "(https://docs.nvidia.com/deploy/xid-errors/) for its action; one that recurs on the same GPU means draining it."
+)
+HISTORY_FIX = (
+    "It happened in an earlier boot and not in this one: the reboot cleared it. Watch for it; if it comes back, "
+    "follow the action its Xid's catalogue entry gives."
+)
+AER_CORRECTED_FIX = (
+    "Corrected PCIe errors are a link that retries (a marginal riser, cable, slot or seating): they cost bandwidth "
+    "and often come before the device drops off the bus (Xid 79). Watch whether they keep coming (`sudo lspci -vvv` "
+    "shows the AER status); drain the node and reseat the card or its riser when they do."
+)
+AER_UNCORRECTED_FIX = (
+    "Uncorrected PCIe errors lose data on the link, and a fatal one takes the device off the bus. Drain the node; "
+    "reseat the card and check its riser, cable and slot; if it recurs, move the card or ask the vendor."
+)
+API_MISMATCH_FIX = (
+    "The NVIDIA kernel module loaded is another version than the driver's libraries (the driver was upgraded "
+    "without reloading the module): CUDA and NVML refuse to start. Reboot the node, or unload and reload the "
+    "modules when no process uses them (`sudo rmmod nvidia_uvm nvidia_drm nvidia_modeset nvidia`, then "
+    "`sudo nvidia-modprobe`)."
+)
+SEGFAULT_FIX = (
+    "A process crashed inside NCCL or the CUDA libraries. Read the job's own log for the first error; a crash "
+    "inside the driver's libraries after an upgrade is a library/driver mismatch (see driver.nvml); inside NCCL, "
+    "rerun with NCCL_DEBUG=INFO and try the NCCL version torch ships."
+)
+PEERMEM_FIX = (
+    "nvidia-peermem could not find the GPU memory a NIC registration pointed at (an RDMA buffer freed while "
+    "registered): collectives over GPUDirect RDMA may hang or fail. Update the GPU driver (and with it "
+    "nvidia-peermem), or use DMA-BUF instead of peermem (the open kernel module, a recent kernel and NCCL)."
+)
+OOM_FIX = (
+    "The kernel's OOM killer ended a training process: the host ran out of RAM (or the job's cgroup hit its limit). "
+    "Fewer DataLoader workers, smaller prefetch and pinned-memory buffers, or a higher memory limit for the job."
+)
+
+#: Drivers whose AER lines are a NIC's (InfiniBand/RoCE, EFA, and the usual 100G+ Ethernet NICs).
+NIC_DRIVERS = ("mlx5_core", "mlx4_core", "bnxt_en", "efa", "irdma", "ice", "i40e")
+#: Names the kernel gives a training process (its ``comm``, cut to 15 characters).
+TRAINING_PROCESSES = ("python", "torchrun", "pt_main_thread", "pt_data_worker", "deepspeed", "accelerate")
+
+Problem = tuple[str, str, str, str | None]  # severity, words, fix, command
+
+
+# -- shared ---------------------------------------------------------------------------------------------------
+
+
+def kernel_log(ctx: Context) -> KernelLogInfo | Verdict:
+    """The probe's log, or the skip that says why it could not be read and how to allow it (never ok: an unread
+    log says nothing about the GPUs)."""
+    info: KernelLogInfo = ctx.probe("kernel_log")
+    if info.readable:
+        return info
+    why = "; ".join(info.tried) or "no way to read it"
+    fix = Fix(UNREADABLE_FIX, "sudo usermod -aG systemd-journal $USER") if info.refused else Fix(NO_LOG_FIX)
+    return Verdict(Status.SKIP, f"kernel log not readable ({why})", fix, {"tried": info.tried})
+
+
+def log_details(info: KernelLogInfo) -> dict[str, Any]:
+    return {"source": info.source, "boots": info.boots, "lines": info.lines, "cut": info.cut}
+
+
+class Gpus:
+    """The GPUs NVML enumerates, by PCI address (:func:`envcheck.probes.kernel.pci_key`); a GPU the log names that
+    NVML does not (a GPU that fell off the bus, a log from another node) is named by its address, with the UUID
+    the driver logged for it."""
+
+    def __init__(self, ctx: Context, info: KernelLogInfo) -> None:
+        state = nvml_state(ctx, consult=True)
+        self.by_key = {pci_key(g.pci_bus_id): g for g in (state.gpus if state else []) if available(g.pci_bus_id)}
+        self.uuids = info.gpu_uuids
+
+    def words(self, key: str) -> str:
+        gpu = self.by_key.get(key)
+        return f"GPU {gpu.index}" if gpu is not None else f"GPU {key}"
+
+    def index(self, key: str) -> int | None:
+        gpu = self.by_key.get(key)
+        return gpu.index if gpu is not None else None
+
+    def details(self, key: str) -> dict[str, Any]:
+        gpu = self.by_key.get(key)
+        if gpu is None:
+            return {"index": None, "uuid": self.uuids.get(key), "bus_id": key}
+        uuid = gpu.uuid if available(gpu.uuid) else self.uuids.get(key)
+        return {"index": gpu.index, "uuid": uuid, "bus_id": gpu.pci_bus_id}
+
+
+def group(events: Iterable[KernelEvent], key: Callable[[KernelEvent], Any]) -> dict[Any, list[KernelEvent]]:
+    groups: dict[Any, list[KernelEvent]] = defaultdict(list)
+    for event in events:
+        groups[key(event)].append(event)
+    return dict(groups)
+
+
+def seen(events: list[KernelEvent]) -> dict[str, Any]:
+    """How often, when last, and in which boots (0 this one) a group of events happened."""
+    return {"count": len(events), "last": events[-1].time, "boots": sorted({e.boot for e in events})}
+
+
+def escalated(action: str | None, boots: list[int]) -> str | None:
+    """gpud's rule: a hardware Xid whose action is a reboot (or a GPU reset) that happened again at least
+    :data:`REBOOTS_BEFORE_INSPECTION` reboots after it was first seen needs hardware inspection."""
+    if action in (REBOOT, RESET_GPU) and boots and max(boots) - min(boots) >= REBOOTS_BEFORE_INSPECTION:
+        return INSPECT
+    return action
+
+
+def joined(problems: list[Problem], details: dict[str, Any]) -> Verdict:
+    """One verdict from several findings: the worst severity, the findings in order of severity (each said once,
+    with the GPUs it concerns together), each distinct fix once; the command of the first."""
+    order = {"fail": 0, "warn": 1}
+    problems = sorted(problems, key=lambda p: order[p[0]])
+    words = "; ".join(dict.fromkeys(p[1] for p in problems))
+    fixes = " ".join(dict.fromkeys(p[2] for p in problems))
+    command = next((p[3] for p in problems if p[3]), None)
+    make = fail if problems[0][0] == "fail" else warn
+    return make(words, fixes, command, **details)
+
+
+def together(items: list[tuple[tuple[Any, ...], str]]) -> dict[tuple[Any, ...], list[str]]:
+    """Items that share a key, their names listed together (``Xid 48 ... on GPU 2, GPU 5``)."""
+    out: dict[tuple[Any, ...], list[str]] = defaultdict(list)
+    for key, name in items:
+        out[key].append(name)
+    return dict(out)
+
+
+# -- kernel.xid -----------------------------------------------------------------------------------------------
+
+
+@check("kernel.xid", "NVIDIA Xid and NVSwitch SXid errors")
+def xid(ctx: Context) -> Verdict:
+    """The kernel log holds no hardware Xid (or NVSwitch SXid, or a GPU that fell off the bus without one) in this
+    boot, each judged against NVIDIA's catalogue with its action as the fix (reset the GPU, reboot, hardware
+    inspection once the same Xid survives two reboots); Xids that blame the application (13, 31, 43, 45) are
+    information."""
+    info = kernel_log(ctx)
+    if isinstance(info, Verdict):
+        return info
+    gpus = Gpus(ctx, info)
+    xids = [e for e in info.events if e.kind == "xid"]
+    logged_79 = {(e.device, e.boot) for e in xids if e.code == 79}
+    # A GPU that fell off the bus is Xid 79 whether or not the driver wrote the Xid line (some drivers do not).
+    off_bus = [
+        KernelEvent("xid", e.boot, e.time, e.line, e.device, 79, "no Xid line")
+        for e in info.events
+        if e.kind == "off_bus" and (e.device, e.boot) not in logged_79
+    ]
+    rows: list[dict[str, Any]] = []
+    found: list[tuple[tuple[Any, ...], str]] = []
+    for (device, code), events in sorted(group(xids + off_bus, lambda e: (e.device, e.code)).items()):
+        row = XIDS.get(code)
+        history = seen(events)
+        action = escalated(row.action if row else None, history["boots"])
+        name = row.name if row else "not in envcheck's catalogue"
+        if all(e.detail == "no Xid line" for e in events):
+            name = "GPU has fallen off the bus, no Xid line logged"
+        if row is None:
+            severity = "warn"
+        elif row.blames_app or row.action is None:
+            severity = "info"
+        elif action == RESTART_APP:
+            severity = "warn"
+        else:
+            severity = "fail"
+        if severity != "info" and 0 not in history["boots"]:
+            severity, action = "warn", "history"
+        rows.append({
+            "xid": code, "name": name, "gpu": gpus.details(device), **history, "action": action,
+            "blames_app": bool(row and row.blames_app), "meaning": row.meaning if row else None,
+            "source": row.source if row else None, "line": events[-1].line,
+        })  # fmt: skip
+        found.append(((severity, code, name, action), gpus.words(device)))
+    sxids = [e for e in info.events if e.kind == "sxid"]
+    switch_rows: list[dict[str, Any]] = []
+    for (device, code), events in sorted(group(sxids, lambda e: (e.device, e.code)).items()):
+        row_s = SXIDS.get(code)
+        history = seen(events)
+        fatal = any(e.detail == "fatal" for e in events)
+        action = escalated(row_s.action if row_s else (REBOOT if fatal else None), history["boots"])
+        name = row_s.name if row_s else "not in envcheck's catalogue"
+        severity = "fail" if fatal else ("warn" if action else "info")
+        if severity != "info" and 0 not in history["boots"]:
+            severity, action = "warn", "history"
+        switch_rows.append({
+            "sxid": code, "name": name, "nvswitch": device, **history, "fatal": fatal, "action": action,
+            "meaning": row_s.meaning if row_s else None, "source": row_s.source if row_s else None,
+            "line": events[-1].line,
+        })  # fmt: skip
+        found.append(((severity, -code, name, action), f"NVSwitch {device}"))
+    details = {**log_details(info), "xids": rows, "sxids": switch_rows}
+    problems: list[Problem] = []
+    information: list[str] = []
+    for (severity, code, name, action), where in together(found).items():
+        what = f"SXid {-code} ({name})" if code < 0 else f"Xid {code} ({name})"
+        words = f"{what} on {', '.join(where)}"
+        if severity == "info":
+            information.append(words)
+            continue
+        if action == "history":
+            problems.append(("warn", f"{words} in an earlier boot", HISTORY_FIX, None))
+            continue
+        fix = ACTION_FIXES.get(action or "", UNKNOWN_XID_FIX)
+        problems.append((severity, f"{words}: {action or 'look it up'}", fix, _command(action, where, gpus)))
+    if problems:
+        verdict = joined(problems, details)
+        if information:
+            verdict = replace(verdict, summary=f"{verdict.summary}; information: {'; '.join(information)}")
+        return verdict
+    if information:
+        return ok("no Xid that needs action; information: " + "; ".join(information), **details)
+    return ok("no Xid or SXid in the kernel log", **details)
+
+
+def _command(action: str | None, where: list[str], gpus: Gpus) -> str | None:
+    """The administrator's command for an action: the reset of the first GPU named, by its index."""
+    if action == RESET_GPU:
+        index = next((w.removeprefix("GPU ") for w in where if w.removeprefix("GPU ").isdigit()), "<index>")
+        return f"sudo nvidia-smi -r -i {index}"
+    if action == INSPECT:
+        return "sudo nvidia-bug-report.sh"
+    if action == REBOOT:
+        return "sudo reboot"
+    return None
+
+
+# -- kernel.pcie_aer ------------------------------------------------------------------------------------------
+
+
+def nic_addresses(ctx: Context) -> dict[str, str]:
+    """PCI address -> NIC name, for the RDMA devices (``/sys/class/infiniband``) and network interfaces backed by
+    a PCI device (``/sys/class/net/*/device``)."""
+    out: dict[str, str] = {}
+    for kind in ("infiniband", "net"):
+        base = machine.sysfs(ctx.env, "class", kind)
+        for name in machine.listdir(base):
+            try:
+                target = Path(base, name, "device").resolve(strict=True).name
+            except OSError:
+                continue
+            if target.count(":") == 2:
+                out.setdefault(pci_key(target), name)
+    return out
+
+
+@check("kernel.pcie_aer", "PCIe AER errors on GPUs and NICs")
+def pcie_aer(ctx: Context) -> Verdict:
+    """No PCIe AER errors on the GPUs' and NICs' links in the kernel log: corrected errors (a link that retries,
+    often before it drops) warn, uncorrected or fatal ones fail; with counts and the last time seen."""
+    info = kernel_log(ctx)
+    if isinstance(info, Verdict):
+        return info
+    gpus = Gpus(ctx, info)
+    nics = nic_addresses(ctx)
+    aer = [e for e in info.events if e.kind == "aer"]
+    own = {pci_key(e.device or "") for e in aer}
+    # A root port's "error received: <device>" counts only for a device that wrote no AER line of its own.
+    aer += [e for e in info.events if e.kind == "aer_received" and pci_key(e.device or "") not in own]
+    problems: list[Problem] = []
+    rows: dict[str, dict[str, Any]] = {}
+    others: dict[str, int] = {}
+    for key, events in sorted(group(aer, lambda e: pci_key(e.device or "")).items()):
+        drivers = {e.driver for e in events}
+        if key in gpus.by_key or key in gpus.uuids or "nvidia" in drivers:
+            what, kind = f"{gpus.words(key)} ({key})" if key in gpus.by_key else f"GPU {key}", "gpu"
+        elif key in nics or drivers & set(NIC_DRIVERS):
+            what, kind = f"NIC {nics[key]} ({key})" if key in nics else f"NIC {key}", "nic"
+        else:
+            others[key] = len(events)
+            continue
+        counts = {s: sum(e.detail == s for e in events) for s in ("corrected", "non_fatal", "fatal")}
+        rows[key] = {"device": kind, "name": what, **counts, **seen(events)}
+        now = [e for e in events if e.boot == 0]
+        worst = "fatal" if counts["fatal"] else "non_fatal" if counts["non_fatal"] else "corrected"
+        words = {"fatal": "uncorrected (fatal)", "non_fatal": "uncorrected", "corrected": "corrected"}[worst]
+        command = f"sudo lspci -vvv -s {key}"
+        if not now:
+            problems.append(("warn", f"{what}: {words} PCIe errors (AER) in an earlier boot", HISTORY_FIX, command))
+        elif any(e.detail != "corrected" for e in now):
+            problems.append(("fail", f"{what}: {words} PCIe errors (AER)", AER_UNCORRECTED_FIX, command))
+        else:
+            problems.append(("warn", f"{what}: corrected PCIe errors (AER)", AER_CORRECTED_FIX, command))
+    details = {**log_details(info), "devices": rows, "other_devices": others}
+    if problems:
+        return joined(problems, details)
+    return ok("no PCIe AER errors on the GPUs or NICs in the kernel log", **details)
+
+
+# -- kernel.events --------------------------------------------------------------------------------------------
+
+
+def training_process(name: str | None) -> bool:
+    return bool(name) and any(name.startswith(p) for p in TRAINING_PROCESSES)  # type: ignore[union-attr]
+
+
+@check("kernel.events", "GPU jobs' crashes in the kernel log")
+def events(ctx: Context) -> Verdict:
+    """This boot's kernel log shows no NVIDIA driver/library mismatch (``NVRM: API mismatch``), no segfault inside
+    NCCL or the CUDA libraries, no nvidia-peermem "invalid context", and no training process killed by the OOM
+    killer."""
+    info = kernel_log(ctx)
+    if isinstance(info, Verdict):
+        return info
+    wanted = [
+        e
+        for e in info.events
+        if e.kind in ("api_mismatch", "segfault", "peermem") or (e.kind == "oom_kill" and training_process(e.detail))
+    ]
+    now = [e for e in wanted if e.boot == 0]
+    rows = {
+        kind: {**seen(group_), "line": group_[-1].line}
+        for kind, group_ in group(wanted, lambda e: (e.kind, e.boot == 0)).items()
+    }
+    details = {
+        **log_details(info),
+        "events": {f"{kind}{'' if current else ' (earlier boots)'}": row for (kind, current), row in rows.items()},
+    }
+    problems: list[Problem] = []
+    by_kind = group(now, lambda e: e.kind)
+    if "api_mismatch" in by_kind:
+        words = "NVRM: API mismatch (the NVIDIA kernel module and the driver's libraries differ)"
+        problems.append(("fail", words, API_MISMATCH_FIX, "cat /proc/driver/nvidia/version"))
+    if "segfault" in by_kind:
+        libraries = sorted({(e.detail or "").split(".so")[0] for e in by_kind["segfault"]})
+        problems.append(("warn", f"segfault in {', '.join(libraries)}", SEGFAULT_FIX, None))
+    if "peermem" in by_kind:
+        problems.append(("warn", 'nvidia-peermem: "invalid context"', PEERMEM_FIX, "lsmod | grep peermem"))
+    if "oom_kill" in by_kind:
+        names = sorted({e.detail or "" for e in by_kind["oom_kill"]})
+        words = f"OOM killer killed a training process ({', '.join(names)})"
+        problems.append(("warn", words, OOM_FIX, "free -g"))
+    if problems:
+        return joined(problems, details)
+    earlier = " (some in earlier boots)" if wanted else ""
+    return ok(f"no driver mismatch, GPU-library segfault, peermem error or OOM kill in this boot{earlier}", **details)

@@ -1,0 +1,222 @@
+"""The kernel area through the installed ``envcheck doctor kernel`` over captured kernel logs (``kernel_logs/``:
+journalctl short-iso over three boots of an HGX node, plain dmesg over two boots, ``dmesg -T``, ``dmesg --time-format
+iso``), with the fake NVML's HGX bus ids (GPU i at ``00000000:{0x18+i}:00.0``) so that events map to GPUs; and the
+log read live through fake ``journalctl``/``dmesg`` commands on PATH that refuse, or answer, as the real ones do."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from envcheck.probes.kernel import KernelLogInfo, parse, pci_key
+from tests.doctor.test_nvml import ENVCHECK, NVML_SITE
+
+LOGS = Path(__file__).parent / "kernel_logs"
+
+
+def doctor(log: Path | None, *, scenario: str = "hgx_8gpu", path: Path | None = None) -> dict[str, dict[str, Any]]:
+    env = {**os.environ, "PYTHONPATH": str(NVML_SITE), "ENVCHECK_FAKE_NVML": scenario}
+    env.pop("ENVCHECK_KERNEL_LOG", None)
+    if log is not None:
+        env["ENVCHECK_KERNEL_LOG"] = str(log)
+    if path is not None:
+        env["PATH"] = f"{path}{os.pathsep}{env['PATH']}"
+    proc = subprocess.run(
+        [ENVCHECK, "doctor", "kernel", "--json"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode in (0, 1), proc.stderr
+    return {c["id"]: c for c in json.loads(proc.stdout)["checks"]}
+
+
+@pytest.fixture(scope="module")
+def hgx() -> dict[str, dict[str, Any]]:
+    return doctor(LOGS / "hgx_journal.log")
+
+
+# -- kernel.xid ------------------------------------------------------------------------------------------------
+
+
+def test_a_hardware_xid_back_after_two_reboots_needs_inspection_and_maps_to_its_gpu(hgx):
+    found = hgx["kernel.xid"]
+    assert found["status"] == "fail"
+    assert found["summary"].startswith("Xid 79 (GPU has fallen off the bus) on GPU 3: hardware inspection; ")
+    assert found["fix"]["command"] == "sudo nvidia-bug-report.sh" and "2 or more reboots" in found["fix"]["text"]
+    (row,) = [r for r in found["details"]["xids"] if r["xid"] == 79 and r["gpu"]["index"] == 3]
+    assert row["gpu"] == {"index": 3, "uuid": "GPU-00000003-aaaa-bbbb-cccc-000000000000", "bus_id": "00000000:1B:00.0"}
+    assert (row["count"], row["boots"], row["last"]) == (2, [-2, 0], "2026-03-08T10:33:58+0000")
+    assert row["action"] == "hardware inspection" and "docs.nvidia.com/deploy/xid-errors" in row["source"]
+    assert found["details"]["boots"] == 3
+
+
+def test_fallen_off_the_bus_without_an_xid_is_xid_79_and_a_reboot(hgx):
+    summary = hgx["kernel.xid"]["summary"]
+    assert "Xid 79 (GPU has fallen off the bus, no Xid line logged) on GPU 7: reboot" in summary
+    # The line beside an Xid 79 is not a second event.
+    assert "no Xid line logged) on GPU 3" not in summary
+
+
+def test_application_xids_are_information_and_history_only_warns(hgx):
+    summary = hgx["kernel.xid"]["summary"]
+    assert "Xid 94 (Contained memory error) on GPU 6: restart the application" in summary
+    assert "SXid 20034 (LTSSM Fault Up) on NVSwitch 0000:06:00.0 in an earlier boot" in summary
+    assert summary.endswith(
+        "information: Xid 13 (Graphics Engine Exception) on GPU 0, GPU 2; "
+        "Xid 45 (Preemptive cleanup, due to previous errors) on GPU 0"
+    )
+    no_times = hgx["kernel.xid"]["summary"]
+    assert "2026" not in no_times and "×" not in no_times  # the fleet merges summaries: no times, no counts
+
+
+def test_only_application_xids_are_ok():
+    found = doctor(LOGS / "dmesg_ctime_application.log")["kernel.xid"]
+    assert found["status"] == "ok", found
+    assert found["summary"] == (
+        "no Xid that needs action; information: Xid 13 (Graphics Engine Exception) on GPU 0; "
+        "Xid 31 (GPU memory page fault) on GPU 1; Xid 43 (GPU stopped processing) on GPU 1"
+    )
+    assert found["details"]["xids"][0]["last"] == "2026-08-30T11:43:09"
+
+
+def test_a_double_bit_ecc_error_in_this_boot_resets_that_gpu_and_an_older_79_warns():
+    found = doctor(LOGS / "dmesg_two_boots.log")
+    xid = found["kernel.xid"]
+    assert xid["status"] == "fail"
+    assert xid["summary"].startswith(
+        "Xid 48 (Double Bit ECC Error) on GPU 5: reset the GPU; "
+        "Xid 79 (GPU has fallen off the bus) on GPU 2 in an earlier boot"
+    )
+    assert xid["fix"]["command"] == "sudo nvidia-smi -r -i 5" and "never resets" in xid["fix"]["text"]
+    assert xid["details"]["boots"] == 2
+    aer = found["kernel.pcie_aer"]
+    assert aer["status"] == "warn" and aer["summary"] == "GPU 1 (0000:19:00): corrected PCIe errors (AER)"
+
+
+def test_off_the_bus_alone_without_nvml_names_the_gpu_by_address_and_its_logged_uuid():
+    found = doctor(LOGS / "off_bus_only.log", scenario="no_library")["kernel.xid"]
+    assert found["status"] == "fail" and found["fix"]["command"] == "sudo reboot"
+    assert found["summary"] == "Xid 79 (GPU has fallen off the bus, no Xid line logged) on GPU 0000:1f:00: reboot"
+    assert found["details"]["xids"][0]["gpu"]["uuid"] == "GPU-00000007-aaaa-bbbb-cccc-000000000000"
+
+
+# -- kernel.pcie_aer and kernel.events --------------------------------------------------------------------------
+
+
+def test_aer_corrected_warns_per_gpu_and_nic_and_an_old_fatal_one_is_history(hgx):
+    found = hgx["kernel.pcie_aer"]
+    assert found["status"] == "warn"
+    assert found["summary"] == (
+        "GPU 1 (0000:19:00): corrected PCIe errors (AER); "
+        "GPU 3 (0000:1b:00): uncorrected (fatal) PCIe errors (AER) in an earlier boot; "
+        "NIC 0000:3b:00: corrected PCIe errors (AER)"
+    )
+    gpu1 = found["details"]["devices"]["0000:19:00"]
+    assert (gpu1["corrected"], gpu1["last"], gpu1["boots"]) == (2, "2026-03-08T02:12:03+0000", [0])
+
+
+def test_crashes_of_gpu_jobs_in_this_boot_warn(hgx):
+    found = hgx["kernel.events"]
+    assert found["status"] == "warn"
+    assert found["summary"] == (
+        'segfault in libnccl; nvidia-peermem: "invalid context"; OOM killer killed a training process (python)'
+    )
+
+
+def test_an_api_mismatch_fails():
+    found = doctor(LOGS / "api_mismatch.log")["kernel.events"]
+    assert found["status"] == "fail" and "API mismatch" in found["summary"]
+    assert "rmmod" in found["fix"]["text"]
+
+
+# -- reading the log live -----------------------------------------------------------------------------------
+
+
+def fake_tools(tmp_path: Path, journalctl: str, dmesg: str) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in (("journalctl", journalctl), ("dmesg", dmesg)):
+        script = bin_dir / name
+        script.write_text("#!/bin/sh\n" + body)
+        script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return bin_dir
+
+
+def test_a_log_the_user_may_not_read_is_a_skip_that_says_how_to_allow_it(tmp_path):
+    refused = fake_tools(
+        tmp_path,
+        'echo "No journal files were opened due to insufficient permissions." >&2; exit 1\n',
+        'echo "dmesg: read kernel buffer failed: Operation not permitted" >&2; exit 1\n',
+    )
+    found = doctor(None, path=refused)
+    for check in ("kernel.xid", "kernel.pcie_aer", "kernel.events"):
+        assert found[check]["status"] == "skip", found[check]
+    xid = found["kernel.xid"]
+    assert xid["summary"] == (
+        "kernel log not readable (journalctl: No journal files were opened due to insufficient permissions.; "
+        "dmesg: read kernel buffer failed: Operation not permitted)"
+    )
+    assert "systemd-journal" in xid["fix"]["text"] and "kernel.dmesg_restrict=0" in xid["fix"]["text"]
+    assert xid["fix"]["command"] == "sudo usermod -aG systemd-journal $USER"
+
+
+def test_the_journal_is_read_over_recent_boots_oldest_first(tmp_path):
+    """journalctl answers boot by boot; the boots are joined as journalctl marks them, the newest last."""
+    boots = {"-1": LOGS / "hgx_journal.log", "0": LOGS / "api_mismatch.log"}
+    journal = fake_tools(
+        tmp_path,
+        'case "$*" in\n'
+        "  *--list-boots*) echo ' -1 7a0c3b9e1f2d4e5a8b6c9d0e1f2a3b4c Thu 2026-03-05 01:02:44 UTC Sat 2026-03-07'\n"
+        "                  echo '  0 9f8e7d6c5b4a49388776655443322110 Sat 2026-03-07 09:30:01 UTC Sun 2026-03-08' ;;\n"
+        f"  *'-b -1'*) grep -v '^-- ' {boots['-1']} | tail -n 5 ;;\n"
+        f"  *'-b 0'*) cat {boots['0']} ;;\n"
+        "esac\n",
+        "exit 1\n",
+    )
+    found = doctor(None, path=journal)
+    assert found["kernel.events"]["status"] == "fail"  # the API mismatch, in this boot
+    xid = found["kernel.xid"]
+    assert xid["details"]["source"] == "journalctl -k" and xid["details"]["boots"] == 2
+    assert xid["summary"] == (
+        "Xid 79 (GPU has fallen off the bus) on GPU 3 in an earlier boot; "
+        "Xid 79 (GPU has fallen off the bus, no Xid line logged) on GPU 7 in an earlier boot"
+    )
+
+
+# -- the parser ------------------------------------------------------------------------------------------------
+
+
+def test_every_shape_gives_the_same_event():
+    lines = {
+        "2026-03-08T10:33:58+0000 hgx-a07 kernel: ": "2026-03-08T10:33:58+0000",
+        "2026-03-08T10:33:58,123456+00:00 ": "2026-03-08T10:33:58+00:00",
+        "[Sun Mar  8 10:33:58 2026] ": "2026-03-08T10:33:58",
+        "[86412.550117] ": "86412 s after boot",
+        "Mar  8 10:33:58 hgx-a07 kernel: [86412.550117] ": "Mar 8 10:33:58",
+    }
+    for prefix, when in lines.items():
+        info = KernelLogInfo(True, "test")
+        parse(prefix + "NVRM: Xid (PCI:0000:1b:00): 79, pid='<unknown>', name=<unknown>, GPU has fallen off.", info)
+        (event,) = info.events
+        assert (event.kind, event.code, event.device, event.time, event.boot) == ("xid", 79, "0000:1b:00", when, 0)
+
+
+def test_bus_ids_agree_whoever_writes_them():
+    assert pci_key("00000000:1B:00.0") == pci_key("PCI:0000:1b:00") == pci_key("0000:1b:00.1") == "0000:1b:00"
+
+
+def test_explain_over_a_saved_kernel_log_names_the_kernel_checks():
+    env = {**os.environ, "PYTHONPATH": str(NVML_SITE), "ENVCHECK_FAKE_NVML": "hgx_8gpu"}
+    proc = subprocess.run(
+        [ENVCHECK, "explain", "-f", str(LOGS / "hgx_journal.log"), "--json"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    named = {m["id"]: m["checks"] for m in json.loads(proc.stdout)["matches"]}
+    assert "kernel.xid" in named["gpu.lost"] and "kernel.xid" in named["nvswitch.sxid"]
+    assert "kernel.pcie_aer" in named["pcie.aer"]
+    for signature in ("rdma.peermem_invalid_context", "nccl.segfault", "host.oom_kill"):
+        assert "kernel.events" in named[signature], signature
