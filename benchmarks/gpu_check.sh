@@ -19,13 +19,14 @@
 # The steps, each under its own limit (above what it needs on one H100). At the limit: SIGTERM (not SIGINT,
 # which a script started in the background ignores), then SIGKILL after a grace. Each step's exit code and
 # wall time go to steps.tsv and summary.json, so one failing step never hides the others:
-#   doctor        envcheck doctor --json (with the fabric checks)                           ~10 s  (limit 45)
+#   doctor        envcheck doctor --json (fabric; kernel log: is it readable, any Xid; net;   ~10 s  (limit 45)
+#                 pcie; the CUDA libraries torch loaded)
 #   nvml_vs_smi   the doctor's NVML readings against nvidia-smi --query-gpu                  ~2 s  (limit 30)
 #   uuids         CUDA's device UUIDs against NVML's, index by index                         ~5 s  (limit 60)
 #   pytest_gpu    the GPU-marked tests                                                      ~60 s  (limit 150)
 #   bench         the default suite on every GPU at once                                    ~90 s  (limit 180)
 #   burn          60 s of load on every GPU, with NVML telemetry                            ~70 s  (limit 110)
-#   comm          collectives and P2P over NCCL                                             ~20 s  (limit 60)
+#   comm          collectives and P2P over NCCL; its transport (NCCL's own log, per rank)   ~20 s  (limit 60)
 #   bench_vs_raw  envcheck's matmul and copy figures against a raw timing loop               ~20 s  (limit 60)
 #   stopped       a bench stopped by SIGTERM after 20 s: it must write what ran (exit 143)   ~25 s  (limit 20)
 #   leftovers     then no compute process may be left on any GPU                             ~2 s  (limit 40)
