@@ -46,9 +46,18 @@ _DT_NEEDED, _DT_STRTAB = 1, 5
 _PT_LOAD, _PT_DYNAMIC = 1, 2
 #: The fatbin container's magic (``FATBIN_MAGIC``); entry kinds: PTX text, an ELF cubin.
 _FATBIN_MAGIC = 0xBA55ED50
-_FATBIN_PTX, _FATBIN_CUBIN = 1, 2
-#: The most fatbin entries walked in one file: a large flash-attn holds a few thousand.
+_FATBIN_MAGIC_BYTES = struct.pack("<I", _FATBIN_MAGIC)
+#: Entry kinds: PTX text, and the two kinds of ELF cubin ``cuobjdump --list-elf`` counts.
+_FATBIN_PTX = 1
+_FATBIN_KINDS = (_FATBIN_PTX, 2, 0x10)
+#: Entry flags marking an arch-specific (``sm_90a``) and a family-specific (``sm_120f``) target.
+_FATBIN_ARCH_SPECIFIC, _FATBIN_FAMILY = 0x100000, 0x200000
+#: The most steps (entries, and containers or gaps between them) walked in one file, and the most seconds: a
+#: large flash-attn holds a few thousand entries, cuBLASLt 5 500 in 2 800 containers.
 MAX_FATBIN_ENTRIES = 200_000
+FATBIN_SECONDS = 1.0
+#: How much of a gap between containers is searched for the next one at a time.
+_GAP_BLOCK = 1 << 16
 
 
 def needed(path):
@@ -117,20 +126,28 @@ def needed(path):
         return None
 
 
-def fatbin_targets(path, *, max_entries=MAX_FATBIN_ENTRIES):
+def fatbin_targets(path, *, max_entries=MAX_FATBIN_ENTRIES, max_seconds=FATBIN_SECONDS):
     """The GPU targets the CUDA code in the ELF file at ``path`` was compiled for, as build flags
-    (``["sm_80", "sm_90", "compute_90"]``), read from its ``.nv_fatbin`` section; ``[]`` when the file holds
-    no CUDA code, None when it is not an ELF file or cannot be read.
+    (``["sm_80", "sm_90a", "compute_90"]``), read from its ``.nv_fatbin`` section; ``[]`` when the file holds
+    no CUDA code, None when it is not an ELF file, cannot be read, or could not be read whole within
+    ``max_entries`` steps and ``max_seconds`` (a part of the list would understate what the file runs on).
 
     Why read the binary: a package's own word on which GPUs it supports is in its README; what decides
     whether a kernel launches ("no kernel image is available for execution on the device") is which cubins
-    and PTX its fatbin carries, the list ``cuobjdump --list-elf`` prints. The layout (``fatbinary_section.h``:
-    containers of magic 0xBA55ED50 with a 16-byte header, each holding entries whose header gives the kind,
-    its own size, the payload's size and, at byte 28, the target as 10 * major + minor) is walked by seeking
-    from header to header, so a 300 MB fatbin costs a few thousand small reads. Checked against a CUDA torch's
-    ``libtorch_cuda.so``, whose targets hold its whole ``torch.cuda.get_arch_list()``. An arch-specific cubin
-    (``sm_90a``) reads as ``sm_90``: the header does not say which.
+    and PTX its fatbin carries, the list ``cuobjdump --list-elf`` prints. The layout (containers of magic
+    0xBA55ED50 with a 16-byte header, each holding entries whose header gives the kind (1 PTX, 2 or 0x10 an ELF
+    cubin), its own size, the payload's size and, at byte 28, the target as 10 * major + minor) is walked by
+    seeking from header to header, so a 300 MB fatbin costs a few thousand small reads; the gaps between
+    containers are searched a block at a time. Checked against a CUDA torch's ``libtorch_cuda.so``, whose
+    targets hold its whole ``torch.cuda.get_arch_list()``.
+
+    Arch- and family-specific targets (``sm_90a``, ``sm_120f``), which run on one capability or one major only,
+    are told by the entry's flags at byte 40: bit 0x100000 marks ``a``, bit 0x200000 ``f``. No public document
+    says so; the reading rests on CUDA 13's own libraries: in cuBLASLt 13.0 the bit 0x100000 is set on 1 376 of
+    its 1 597 sm_90 cubins (Hopper's wgmma kernels exist only as sm_90a) and on none below sm_90, and 0x200000
+    only from sm_103 up, where family targets began (CUDA 12.9).
     """
+    started = time.monotonic()
     try:
         with open(path, "rb") as f:
             ident = f.read(64)
@@ -153,29 +170,41 @@ def fatbin_targets(path, *, max_entries=MAX_FATBIN_ENTRIES):
             )
             if section is None:
                 return []
-            targets, walked = set(), 0
+            targets, steps = set(), 0
             pos, end = section
             end += pos
-            while pos + 16 <= end and walked < max_entries:
+            while pos + 16 <= end:
+                steps += 1
+                if steps > max_entries or time.monotonic() - started > max_seconds:
+                    return None
                 f.seek(pos)
                 magic, _, header_size, size = struct.unpack("<IHHQ", f.read(16))
                 if magic != _FATBIN_MAGIC:
-                    pos += 8  # containers are 8-byte aligned; the gap between them is padding
+                    # Padding between containers: find the next magic a block at a time, not 8 bytes a read.
+                    f.seek(pos)
+                    block = f.read(min(_GAP_BLOCK, end - pos))
+                    at = block.find(_FATBIN_MAGIC_BYTES, 1)
+                    pos = pos + at if at > 0 else pos + max(len(block) - 3, 8)
                     continue
                 entry, stop = pos + header_size, pos + header_size + size
-                while entry + 32 <= stop and walked < max_entries:
+                while entry + 48 <= stop:
+                    steps += 1
+                    if steps > max_entries:
+                        return None
                     f.seek(entry)
-                    head = f.read(32)
+                    head = f.read(48)
                     kind, _, entry_size, payload = struct.unpack_from("<HHIQ", head)
                     arch = struct.unpack_from("<I", head, 28)[0]
-                    if kind in (_FATBIN_PTX, _FATBIN_CUBIN) and 10 <= arch < 1000:
-                        targets.add(("sm" if kind == _FATBIN_CUBIN else "compute", arch))
-                    walked += 1
+                    flags = struct.unpack_from("<Q", head, 40)[0]
+                    if kind in _FATBIN_KINDS and 10 <= arch < 1000:
+                        suffix = "a" if flags & _FATBIN_ARCH_SPECIFIC else "f" if flags & _FATBIN_FAMILY else ""
+                        targets.add(("compute" if kind == _FATBIN_PTX else "sm", arch, suffix))
                     if entry_size <= 0:
                         break
                     entry += entry_size + payload
                 pos = max(stop, pos + 16)
-            return [f"{kind}_{arch}" for kind, arch in sorted(targets, key=lambda t: (t[0] != "sm", t[1]))]
+            order = sorted(targets, key=lambda t: (t[0] != "sm", t[1], t[2]))
+            return [f"{kind}_{arch}{suffix}" for kind, arch, suffix in order]
     except (OSError, struct.error, ValueError, IndexError):
         return None
 

@@ -124,6 +124,9 @@ def probe_jax(env: Mapping[str, str] | None = None, *, deadline_s: float | None 
         return JaxInfo(installed=False)
     info = JaxInfo(installed=True, torch_installed=importlib.util.find_spec("torch") is not None)
     child_env = dict(os.environ if env is None else env)
+    # XLA takes 75 % of every GPU's memory when its client starts: two children doing so beside the torch child and
+    # a running job could fail for want of memory and read as a JAX on the CPU. A question needs none of it.
+    child_env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     own = child_timeout(child_env, variable=TIMEOUT_ENV, default_s=DEFAULT_CHILD_TIMEOUT_S, probe_s=PROBE_TIMEOUT_S)
     limit, by_deadline = time_limit(own, deadline_s)
     started = time.monotonic()

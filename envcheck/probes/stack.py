@@ -59,7 +59,9 @@ def _xformers(directory):
     absent: a build without its C++ library has nothing compiled to mismatch."""
     path = os.path.join(directory, "cpp_lib.json")
     if not os.path.exists(path):
-        return None
+        # Old releases shipped their C++ library without the record: that build is unknown, not absent.
+        compiled = sorted(n for n in _listdir(directory) if n.startswith("_C") and ".so" in n)
+        return {"version": None, "compiled": compiled} if compiled else None
     with open(path, encoding="utf-8") as f:
         data = json.loads(f.read(MAX_RECORD_BYTES))
     version = data.get("version") if isinstance(data, dict) else None
@@ -87,6 +89,13 @@ def _deepspeed(directory):
 def _bitsandbytes(directory):
     """The native libraries shipped, by file name (``libbitsandbytes_cuda121.so``)."""
     return {"libraries": sorted(n for n in os.listdir(directory) if _BNB_LIBRARY.match(n))}
+
+
+def _listdir(directory):
+    try:
+        return os.listdir(directory)
+    except OSError:
+        return []
 
 
 READERS = {"xformers": _xformers, "deepspeed": _deepspeed, "bitsandbytes": _bitsandbytes}

@@ -14,6 +14,7 @@ import os
 import re
 from typing import Any
 
+from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from envcheck.core.model import Verdict, fail, ok, skip, warn
@@ -53,14 +54,18 @@ def check_extensions(ctx: Context) -> Verdict:
     driverless = set()
     if nvml_state(ctx, consult=True) is None:
         driverless = {i for i, r in results.items() if _DRIVER_LIBRARY.search(r.get("error") or "")}
-    failures = [_failure(info, m, i, results.get(i)) for i, m in enumerate(modules) if i not in driverless]
+    spare = alternatives_not_needed(modules, results)
+    if spare:
+        details["alternatives_not_loaded"] = [modules[i]["path"] for i in sorted(spare)]
+    skipped = driverless | spare
+    failures = [_failure(info, m, i, results.get(i)) for i, m in enumerate(modules) if i not in skipped]
     found = [f for f in failures if f is not None]
     if found:
         details["failures"] = [f["facts"] for f in found]
         return fail("; ".join(f["summary"] for f in found), " ".join(f["fix"] for f in found),
                     " && ".join(dict.fromkeys(f["command"] for f in found if f["command"])) or None,
                     **details)  # fmt: skip
-    loaded = [modules[i] for i in results if i not in driverless]
+    loaded = [modules[i] for i in results if i not in skipped]
     if driverless:
         names = ", ".join(sorted({modules[i]["distribution"] for i in driverless}))
         note += f"; {len(driverless)} module(s) of {names} need the NVIDIA driver's library, absent here (not judged)"
@@ -80,6 +85,28 @@ def check_extensions(ctx: Context) -> Verdict:
         return skip(f"no compiled module could be judged{rest}{note}", **details)
     return ok(f"{len(loaded)} compiled module(s) of {', '.join(dists)} load against torch {info.version}{rest}{note}",
               **details)  # fmt: skip
+
+
+_NUMBERED = re.compile(r"^(?P<stem>.*\D)\d+$")
+
+
+def alternatives_not_needed(modules: list[dict[str, Any]], results: dict[int, dict[str, Any]]) -> set[int]:
+    """The modules that are one of a set of alternatives of which another loaded: torchaudio's
+    ``libtorio_ffmpeg4/5/6.so`` (one per FFmpeg major: only the installed FFmpeg's loads), torchcodec's
+    ``libtorchcodec_core4``-``8``. A set is the modules of one distribution in one directory whose names differ
+    only in a number before the first dot; the others failing to load is how they are meant to be."""
+    groups: dict[tuple[str, str, str], list[int]] = {}
+    for index, module in enumerate(modules):
+        directory, name = os.path.split(module["path"])
+        match = _NUMBERED.match(name.split(".", 1)[0])
+        if match:
+            groups.setdefault((module["distribution"], directory, match["stem"]), []).append(index)
+    spare: set[int] = set()
+    for members in groups.values():
+        loaded = [i for i in members if i in results and not results[i].get("error")]
+        if len(members) > 1 and loaded:
+            spare |= {i for i in members if i not in loaded}
+    return spare
 
 
 def _failure(
@@ -178,7 +205,7 @@ def check_extension_builds(ctx: Context) -> Verdict:
     if not records:
         return skip("none of xformers, DeepSpeed and bitsandbytes is installed")
     judges = {"xformers": _xformers, "deepspeed": _deepspeed, "bitsandbytes": _bitsandbytes}
-    findings = [judges[name](ctx, info, entry) for name, entry in sorted(records.items()) if name in judges]
+    findings = [_judged(judges[n], n, ctx, info, entry) for n, entry in sorted(records.items()) if n in judges]
     details: dict[str, Any] = {"records": records, "torch": info.version, "torch_cuda": info.cuda}
     for level, verdict in (("fail", fail), ("warn", warn)):
         bad = [f for f in findings if f["level"] == level]
@@ -190,6 +217,16 @@ def check_extension_builds(ctx: Context) -> Verdict:
     if all(f["level"] == "unknown" for f in findings):
         return skip(said, **details)
     return ok(said, **details)
+
+
+def _judged(judge: Any, name: str, ctx: Context, info: TorchInfo, entry: Any) -> dict[str, Any]:
+    """``judge``'s finding, or "unknown" where the record is not of the shape the package writes (a hand-edited
+    file, a future format): a record that cannot be read says nothing, and never stops the check."""
+    version = entry.get("version") if isinstance(entry, dict) else None
+    try:
+        return judge(ctx, info, entry)
+    except (TypeError, AttributeError, ValueError, KeyError, IndexError) as exc:
+        return _finding("unknown", f"{name} {version}: build record of an unexpected shape ({type(exc).__name__})")
 
 
 def _finding(level: str, summary: str, fix: str = "", command: str | None = None) -> dict[str, Any]:
@@ -206,20 +243,25 @@ def _unread(name: str, entry: dict[str, Any]) -> dict[str, Any] | None:
 
 def _xformers(ctx: Context, info: TorchInfo, entry: dict[str, Any]) -> dict[str, Any]:
     """cpp_lib.json against the torch, CUDA and Python here, the way xformers' own warning compares them."""
-    if entry.get("record") is None and not entry.get("error"):
+    record = entry.get("record")
+    if record is None and not entry.get("error"):
         return _finding("ok", f"xformers {entry['version']}: no C++ library (a Python-only build: nothing to mismatch)")
+    if isinstance(record, dict) and record.get("version") is None and record.get("compiled"):
+        return _finding("unknown", f"xformers {entry['version']}: compiled modules but no cpp_lib.json (its build "
+                        "is not recorded: packages.extensions judges whether they load)")  # fmt: skip
     unread = _unread("xformers", entry)
     if unread:
         return unread
-    built = entry["record"]["version"]
-    torch_built, cuda_built, python_built = built.get("torch"), built.get("cuda"), built.get("python")
+    built = record["version"]
+    torch_built, cuda_built, python_built = (_text(built.get(k)) for k in ("torch", "cuda", "python"))
+    cuda_built = int(cuda_built) if cuda_built and cuda_built.isdigit() else None
     here, stable = _public(info.version), _at_least(entry["version"], XFORMERS_STABLE_ABI)
     problems = []
     if torch_built and here:
         wanted = _public(torch_built)
         if (stable and _older(here, wanted)) or (not stable and here != wanted):
             problems.append(f"PyTorch {torch_built} (you have {info.version})")
-    cuda_text = f"{cuda_built // 100}.{cuda_built % 100}" if isinstance(cuda_built, int) and cuda_built else None
+    cuda_text = f"{cuda_built // 100}.{cuda_built % 100}" if cuda_built else None
     if cuda_text and (not info.cuda or info.cuda.split(".")[0] != cuda_text.split(".")[0]):
         has = f"CUDA {info.cuda}" if info.cuda else "none: a CPU-only build"
         problems.append(f"CUDA {cuda_text} (torch has {has})")
@@ -245,8 +287,11 @@ def _deepspeed(ctx: Context, info: TorchInfo, entry: dict[str, Any]) -> dict[str
     if unread:
         return unread
     record = entry["record"]
-    prebuilt = sorted(op for op, built in (record.get("installed_ops") or {}).items() if built)
-    torch_info = record.get("torch_info") or {}
+    ops, torch_info = record.get("installed_ops") or {}, record.get("torch_info") or {}
+    if not isinstance(ops, dict) or not isinstance(torch_info, dict):
+        return _finding("unknown", f"deepspeed {entry['version']}: build record of an unexpected shape")
+    prebuilt = sorted(str(op) for op, built in ops.items() if built)
+    torch_info = {k: _text(v) for k, v in torch_info.items()}
     here = ".".join((_public(info.version) or "").split(".")[:2])
     cuda_here = ".".join((info.cuda or "").split(".")[:2])
     name = f"deepspeed {entry['version']}"
@@ -292,6 +337,8 @@ def _bitsandbytes(ctx: Context, info: TorchInfo, entry: dict[str, Any]) -> dict[
     if unread:
         return unread
     shipped = entry["record"].get("libraries") or []
+    if not isinstance(shipped, list) or not all(isinstance(lib, str) for lib in shipped):
+        return _finding("unknown", f"bitsandbytes {entry['version']}: build record of an unexpected shape")
     name = f"bitsandbytes {entry['version']}"
     if info.hip:
         return _finding("unknown", f"{name}: ROCm builds not judged ({len(shipped)} libraries shipped)")
@@ -330,6 +377,13 @@ def _bitsandbytes(ctx: Context, info: TorchInfo, entry: dict[str, Any]) -> dict[
     return _finding("ok", f"{name} ships libbitsandbytes_{wanted} for {'CUDA ' + info.cuda if info.cuda else 'CPU'}")
 
 
+def _text(value: Any) -> str | None:
+    """A record's value as text (a hand-written 2.3 is "2.3"); None for nothing or a structure."""
+    if value is None or isinstance(value, (dict, list, bool)):
+        return None
+    return str(value)
+
+
 def _public(version: str | None) -> str | None:
     """``"2.3.1+cu121"`` -> ``"2.3.1"``."""
     return version.split("+", 1)[0] if version else None
@@ -351,29 +405,46 @@ def _older(here: str, wanted: str) -> bool:
 
 # -- GPU targets -------------------------------------------------------------------------------------------------
 
-#: Distribution -> (the oldest compute capability it runs on, why, what to use instead), from the packages' own
-#: documentation: where the package itself refuses a GPU, before any kernel is looked for.
-CAPABILITY_FLOORS: dict[str, tuple[tuple[int, int], str, str]] = {
+#: Distribution -> (versions the floor applies to, the oldest compute capability they run on, why, what to use
+#: instead), from the packages' own documentation: where the package itself refuses a GPU before any kernel is
+#: looked for. flash-attn 1.x ran on Turing; FlashAttention-3's build also carries sm_80 kernels by default, so
+#: its fatbin, not a floor, decides.
+CAPABILITY_FLOORS: dict[str, tuple[SpecifierSet, tuple[int, int], str, str]] = {
     "flash-attn": (
+        SpecifierSet(">=2"),
         (8, 0),
         "FlashAttention-2 supports Ampere GPUs or newer ('FlashAttention only supports Ampere GPUs or newer', "
         "Dao-AILab/flash-attention#762)",
         'Use PyTorch\'s scaled_dot_product_attention on this GPU (transformers: attn_implementation="sdpa"), or '
         "flash-attn 1.x for Turing.",
     ),
-    "flash-attn-3": (
-        (9, 0),
-        "FlashAttention-3 is written for Hopper (its README: H100/H800)",
-        "Use flash-attn 2 or PyTorch's scaled_dot_product_attention on this GPU.",
-    ),
 }
+#: Packages whose build reads its own variable for the GPU targets (beside torch's TORCH_CUDA_ARCH_LIST), and
+#: downloads a prebuilt wheel unless told to build: flash-attn's setup.py (FLASH_ATTENTION_FORCE_BUILD,
+#: FLASH_ATTN_CUDA_ARCHS).
+BUILD_VARIABLES = {"flash-attn": 'FLASH_ATTENTION_FORCE_BUILD=TRUE FLASH_ATTN_CUDA_ARCHS="{arch}" '}
+
+
+def build_command(dist: str, capability: tuple[int, int]) -> str:
+    """The build of ``dist`` from source for a GPU of ``capability``: ``--no-binary`` so pip cannot fetch the
+    same wheel again, and the package's own target variable where it has one."""
+    canonical = dist.lower().replace("_", "-")
+    arch = f"{capability[0]}{capability[1]}"
+    extra = BUILD_VARIABLES.get(canonical, "").format(arch=arch)
+    return (
+        f'{extra}TORCH_CUDA_ARCH_LIST="{capability[0]}.{capability[1]}" pip install --force-reinstall '
+        f"--no-build-isolation --no-deps --no-binary {dist} {dist}"
+    )
 
 
 @check("packages.extension_arch", "Compiled extensions have kernels for every GPU")
 def check_extension_arch(ctx: Context) -> Verdict:
     """Every GPU is one the loaded extensions can run on: the package's own floor (flash-attn 2 needs compute
-    capability 8.0), and the targets of the CUDA code in its binary (its fatbin's cubins and PTX), by the same
-    rule as torch.arch. Without it the first kernel fails mid-job: "no kernel image is available"."""
+    capability 8.0), and the targets of the CUDA code in its binaries (their fatbins' cubins and PTX), by the
+    same rule as torch.arch. A package is judged as a whole: many ship optional modules for one architecture
+    (xformers' FlashAttention-3 module, vLLM's Hopper-only kernels), so a GPU fails only where none of the
+    package's modules has kernels for it. Without it the first kernel fails mid-job: "no kernel image is
+    available"."""
     info = _torch(ctx)
     modules = info.extension_modules
     results = {r["index"]: r for r in info.extension_results}
@@ -383,48 +454,69 @@ def check_extension_arch(ctx: Context) -> Verdict:
     cards = _cards(ctx, info)
     if not cards:
         return skip("no GPU with a known compute capability to judge the extensions against")
+    by_dist: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    for module, result in loaded:
+        by_dist.setdefault(module["distribution"], []).append((module, result))
     problems: list[str] = []
     fixes: list[str] = []
     covered: dict[str, dict[str, str]] = {}
-    floors_seen = set()
-    for module, result in loaded:
-        dist = module["distribution"]
-        canonical = dist.lower().replace("_", "-")
-        label = f"{dist} {module['version']}"
-        floor = CAPABILITY_FLOORS.get(canonical)
-        if floor is not None and canonical not in floors_seen:
-            floors_seen.add(canonical)
-            low = [f"{gpu} ({name}, {c[0]}.{c[1]})" for gpu, name, c in cards if c < floor[0]]
+    unread: list[str] = []
+    judged: list[str] = []
+    for dist, members in sorted(by_dist.items()):
+        version = members[0][0]["version"]
+        label = f"{dist} {version}"
+        floor = CAPABILITY_FLOORS.get(dist.lower().replace("_", "-"))
+        floored = floor is not None and _in(version, floor[0])
+        if floor is not None and floored:
+            low = [f"{gpu} ({name}, {c[0]}.{c[1]})" for gpu, name, c in cards if c < floor[1]]
             if low:
-                problems.append(f"{label} on {', '.join(low)}: {floor[1]}")
-                fixes.append(floor[2])
-        targets = result.get("targets") or []
-        if not targets:
+                problems.append(f"{label} on {', '.join(low)}: {floor[2]}")
+                fixes.append(floor[3])
+        with_code = [(m, r["targets"]) for m, r in members if r.get("targets")]
+        unread += [f"{label}: {os.path.basename(m['path'])}" for m, r in members if r.get("targets") is None]
+        if floored or with_code:
+            judged.append(label)
+        if not with_code:
             continue
-        file = os.path.basename(module["path"])
+        missing: dict[tuple[str, tuple[int, int]], list[str]] = {}
         for gpu, name, capability in cards:
-            target = covering_target(capability, targets)
-            if target is None:
-                problems.append(
-                    f"{label}: {file} has no kernels for {gpu} ({name}, compute capability "
-                    f"{capability[0]}.{capability[1]}): built for {' '.join(targets)}"
-                )
-                fixes.append(
-                    f"Install a {dist} build whose targets include sm_{capability[0]}{capability[1]} (usually a "
-                    "build for a newer CUDA), or build it here: "
-                    f'TORCH_CUDA_ARCH_LIST="{capability[0]}.{capability[1]}" {reinstall_command(dist)}.'
-                )
+            running = [(m, t) for m, ts in with_code if (t := covering_target(capability, ts)) is not None]
+            if running:
+                covered.setdefault(label, {})[gpu] = f"{os.path.basename(running[0][0]['path'])}: {running[0][1]}"
             else:
-                covered.setdefault(f"{label}: {file}", {})[gpu] = target
+                missing.setdefault((name, capability), []).append(gpu)
+        targets = " ".join(sorted({t for _, ts in with_code for t in ts}, key=_target_order))
+        for (name, capability), gpus in missing.items():
+            problems.append(
+                f"{label}: no kernels for {', '.join(gpus)} ({name}, compute capability "
+                f"{capability[0]}.{capability[1]}) in any of its {len(with_code)} module(s) with CUDA code: built for {targets}"
+            )
+            fixes.append(
+                f"Install a {dist} build whose targets include sm_{capability[0]}{capability[1]} (usually a "
+                f"build for a newer CUDA), or build it here: `{build_command(dist, capability)}`."
+            )
     details: dict[str, Any] = {"covered_by": covered, "gpus": [f"{g} ({n})" for g, n, _ in cards]}
+    if unread:
+        details["fatbin_unread"] = unread
     if problems:
         return fail("; ".join(problems), " ".join(dict.fromkeys(fixes)), **details)
-    judged = sorted({key.split(":", 1)[0] for key in covered} | {f for f in floors_seen})
     if not judged:
-        return skip(f"none of the {len(loaded)} loaded compiled module(s) has CUDA kernels or a known GPU floor",
+        return skip(f"none of the {len(loaded)} loaded compiled module(s) has CUDA code or a known GPU floor",
                     **details)  # fmt: skip
     capabilities = ", ".join(f"{c[0]}.{c[1]}" for c in sorted({c for _, _, c in cards}))
-    how = " and ".join(
-        w for w, on in (("their fatbins' targets", covered), ("their documented GPU floors", floors_seen)) if on
-    )
-    return ok(f"{', '.join(judged)} run on compute capability {capabilities} (by {how})", **details)
+    note = f" ({len(unread)} module(s) whose CUDA code could not be read: not judged)" if unread else ""
+    return ok(f"{', '.join(judged)} run on compute capability {capabilities}{note}", **details)
+
+
+def _target_order(flag: str) -> tuple[bool, int, str]:
+    """``sm_80`` before ``sm_90a`` before ``compute_90``: binaries first, then by target."""
+    kind, _, rest = flag.partition("_")
+    digits = "".join(c for c in rest if c.isdigit())
+    return kind != "sm", int(digits or 0), rest
+
+
+def _in(version: str | None, spec: SpecifierSet) -> bool:
+    try:
+        return Version(version or "") in spec
+    except InvalidVersion:
+        return False

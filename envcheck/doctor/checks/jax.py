@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,6 +144,20 @@ def _alone(ctx: Context) -> JaxRun:
     return run
 
 
+def cpu_by_choice(env: Mapping[str, str]) -> str | None:
+    """Why JAX is kept on the CPU on purpose, or None: ``JAX_PLATFORMS`` naming no GPU platform, or
+    ``CUDA_VISIBLE_DEVICES`` hiding every GPU ("" or -1). A CPU backend then is what was asked for."""
+    platforms = env.get("JAX_PLATFORMS")
+    if platforms is not None and platforms.strip():
+        named = {p.strip().lower() for p in platforms.split(",") if p.strip()}
+        if not named & {"cuda", "gpu", "rocm"}:
+            return f"JAX_PLATFORMS={platforms}"
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return f"CUDA_VISIBLE_DEVICES={visible!r}"
+    return None
+
+
 def _gpus(ctx: Context) -> tuple[int | None, tuple[int, int] | None]:
     """(NVIDIA GPUs NVML counts, the driver's CUDA major.minor); None where NVML does not answer."""
     state = nvml_state(ctx, consult=True)
@@ -263,6 +278,9 @@ def check_backend(ctx: Context) -> Verdict:
                     "or unset JAX_PLATFORMS to let JAX choose.", **details)  # fmt: skip
     if _gpu_backend(run):
         return ok(f"{versions} runs on {_on(run)} (imported in {run.import_s or 0:.1f} s)", **details)
+    chosen = cpu_by_choice(ctx.env)
+    if chosen:
+        return ok(f"{versions} runs on {_on(run)}, as this environment asks ({chosen})", **details)
     if gpus is None:
         return skip(f"{versions} runs on {_on(run)}; NVML does not answer, so whether a GPU is missed cannot be "
                     "judged (see driver.nvml)", **details)  # fmt: skip
@@ -344,6 +362,10 @@ def check_cuda_plugin(ctx: Context) -> Verdict:
         return ok(f"{versions} at jaxlib's version; the CUDA libraries pass JAX's checks ({_on(run)})", **details)
     if not gpus:
         return skip(f"{versions} installed; no GPU answers here, so JAX did not check its CUDA libraries", **details)
+    chosen = cpu_by_choice(ctx.env)
+    if chosen:
+        return skip(f"{versions} installed; this environment keeps JAX on the CPU ({chosen}), so JAX did not check "
+                    "its CUDA libraries", **details)  # fmt: skip
     reason = next(iter(_PLUGIN_ERROR.findall(run.text()) + _INIT_FAILED.findall(run.text())), None)
     return fail(f"{versions} installed, but JAX runs on {_on(run)}" + (f": {first_line(reason)}" if reason else ""),
                 "Run `python -c \"import jax; print(jax.devices())\"` with TF_CPP_MIN_LOG_LEVEL=0 to see why the "

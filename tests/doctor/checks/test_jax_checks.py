@@ -100,6 +100,13 @@ def test_real_cpu_jax_beside_a_gpu_fails_with_the_plugin_for_the_drivers_cuda(re
     assert backend["fix"]["command"] == f'pip install -U "jax[cuda12]=={version}"'
 
 
+def test_a_jax_kept_on_the_cpu_on_purpose_is_not_a_failure(real_jax: Path) -> None:
+    for setting in ({"JAX_PLATFORMS": "cpu"}, {"CUDA_VISIBLE_DEVICES": "-1"}):
+        checks, _ = doctor(real_jax, scenario="healthy_multi_gpu", **setting)
+        backend = checks["jax.backend"]
+        assert backend["status"] == "ok" and "as this environment asks" in backend["summary"], (setting, backend)
+
+
 def test_without_nvml_a_cpu_jax_is_not_judged_against_a_gpu(real_jax: Path) -> None:
     checks, _ = doctor(real_jax, scenario="no_library")
     assert checks["jax.backend"]["status"] == "skip" and "cannot be judged" in checks["jax.backend"]["summary"]
