@@ -114,6 +114,8 @@ class TorchInfo:
     cuda: str | None = None
     hip: str | None = None
     cudnn_version: int | None = None
+    #: The cuDNN torch was compiled against, (major, minor, patch); ``cudnn_version`` is the one loaded.
+    cudnn_compile_version: list[int] | None = None
     nccl_version: tuple[int, ...] | None = None
     #: The build's GPU targets: ``sm_XY`` (binary) and ``compute_XY`` (PTX), from ``_cuda_getArchFlags``.
     arch_list: list[str] = field(default_factory=list)

@@ -94,6 +94,12 @@ def build_info(torch):
         info["cudnn_version"] = torch.backends.cudnn.version()
     except Exception as exc:  # noqa: BLE001 - a CUDA build whose libcudnn cannot load says so here
         info["lib_errors"]["cudnn"] = error_text(exc)
+    # The cuDNN torch was compiled against, beside the one loaded (cudnn.version() asks the loaded library).
+    compiled = getattr(getattr(torch._C, "_cudnn", None), "getCompileVersion", None)
+    try:
+        info["cudnn_compile_version"] = list(compiled()) if compiled is not None else None
+    except Exception:  # noqa: BLE001 - a build without cuDNN: nothing compiled against
+        info["cudnn_compile_version"] = None
     if info["cuda"] or info["hip"]:
         try:
             nccl = torch.cuda.nccl.version()

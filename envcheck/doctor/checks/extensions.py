@@ -489,7 +489,8 @@ def check_extension_arch(ctx: Context) -> Verdict:
         for (name, capability), gpus in missing.items():
             problems.append(
                 f"{label}: no kernels for {', '.join(gpus)} ({name}, compute capability "
-                f"{capability[0]}.{capability[1]}) in any of its {len(with_code)} module(s) with CUDA code: built for {targets}"
+                f"{capability[0]}.{capability[1]}) in any of its {len(with_code)} module(s) with CUDA code: "
+                f"built for {targets}"
             )
             fixes.append(
                 f"Install a {dist} build whose targets include sm_{capability[0]}{capability[1]} (usually a "

@@ -19,10 +19,11 @@ import os
 import re
 from typing import Any
 
-from envcheck.core.model import Verdict, ok, skip, warn
+from envcheck.core.model import Verdict, fail, ok, skip, warn
 from envcheck.core.probing import Context
 from envcheck.doctor.areas import check
 from envcheck.doctor.checks.torch import _cuda_torch
+from envcheck.probes.torch import TorchInfo
 
 #: File-name stem -> what users call the library. cuDNN 9's sub-libraries (libcudnn_graph, libcudnn_cnn...) are
 #: one family with libcudnn.
@@ -112,7 +113,20 @@ def check_libraries(ctx: Context) -> Verdict:
                 "Another package loaded these before torch (a sitecustomize, a library imported first): import "
                 "torch first, or install that package's build for the same CUDA libraries as torch's wheels."
             )
-    if twins or shadowed:
+    mismatch, behind = versions_against_build(info)
+    details["versions"] = {"mismatch": mismatch, "behind": behind}
+    if mismatch:
+        return fail("; ".join(mismatch + findings),
+                    "torch loads a library of another major than it was built with: reinstall torch with its own "
+                    "nvidia-* wheels, and keep other copies of these libraries off LD_LIBRARY_PATH and LD_PRELOAD."
+                    + (" " + " ".join(fixes) if fixes else ""), command, **details)  # fmt: skip
+    findings += behind
+    if behind and not fixes:
+        fixes.append(
+            "Upgrade the nvidia-* wheel of that library to at least the version torch was built with (the one "
+            "`pip show torch` requires), or drop the older copy from the path."
+        )
+    if twins or shadowed or behind:
         # A warning, not a failure: each was measured loaded, not measured broken. The libraries version their
         # symbols (cudaMalloc@@libcudart.so.13), so two majors can serve two packages side by side, and a copy
         # of the same version elsewhere works; the errors these cause appear at the first call that crosses.
@@ -121,7 +135,45 @@ def check_libraries(ctx: Context) -> Verdict:
     names = ", ".join(f"{NAMES.get(base, base)} {major}" for base, major in loaded if major is not None)
     dirs = sorted({os.path.dirname(lib["path"]) for lib in libraries})
     source = "the nvidia-* wheels" if all(f"{os.sep}nvidia{os.sep}" in d for d in dirs) else ", ".join(dirs)
-    return ok(f"{names}: each in one major, from {source}", **details)
+    pairs = (("cuDNN", info.cudnn_version and info.cudnn_compile_version),
+             ("the CUDA runtime", info.cuda_runtime_version and info.cuda))  # fmt: skip
+    compared = [name for name, known in pairs if known]
+    built = f"; {' and '.join(compared)} of the version torch was built with" if compared else ""
+    return ok(f"{names}: each in one major, from {source}{built}", **details)
+
+
+def versions_against_build(info: TorchInfo) -> tuple[list[str], list[str]]:
+    """(another major than built: fails at first use, older than built: may lack what torch calls) for the loaded
+    cuDNN and CUDA runtime against what torch was compiled with."""
+    mismatch: list[str] = []
+    behind: list[str] = []
+    pairs = []
+    if info.cudnn_version and info.cudnn_compile_version:
+        loaded = _cudnn_tuple(info.cudnn_version)
+        pairs.append(("cuDNN", loaded, tuple(info.cudnn_compile_version[:3])))
+    runtime = _tuple(info.cuda_runtime_version)
+    built = _tuple(info.cuda)
+    if runtime and built:
+        pairs.append(("the CUDA runtime", runtime, built))
+    for name, loaded, compiled in pairs:
+        said = f"{name} {'.'.join(map(str, loaded))} is loaded, torch was built with {'.'.join(map(str, compiled))}"
+        if loaded[0] != compiled[0]:
+            mismatch.append(said)
+        elif loaded[: len(compiled)] < compiled[: len(loaded)]:
+            behind.append(said + " (older)")
+    return mismatch, behind
+
+
+def _cudnn_tuple(version: int) -> tuple[int, ...]:
+    """cuDNN 9.x encodes MAJOR*10000 + MINOR*100 + PATCH, 8.x MAJOR*1000 + MINOR*100 + PATCH."""
+    if version >= 10000:
+        return version // 10000, version % 10000 // 100, version % 100
+    return version // 1000, version % 1000 // 100, version % 100
+
+
+def _tuple(text: str | None) -> tuple[int, ...] | None:
+    parts = re.findall(r"\d+", text or "")
+    return tuple(int(p) for p in parts[:2]) if len(parts) >= 2 else None
 
 
 def _dir_on(path: str, entries: list[str]) -> bool:

@@ -409,6 +409,20 @@ def test_the_cuda_torch_loads_each_library_once_from_its_wheels(no_nvml: None) -
     result = judge("torch.libraries", info, env=env)
     assert result.status is Status.OK and "from the nvidia-* wheels" in result.summary
     assert "cuDNN 9" in result.summary and "NCCL 2" in result.summary
+    assert "cuDNN and the CUDA runtime of the version torch was built with" in result.summary
+
+
+def test_a_loaded_cudnn_of_another_major_than_built_fails_and_an_older_one_warns(no_nvml: None) -> None:
+    libraries = [{"name": "libcudnn.so.8", "path": "/site/nvidia/cudnn/lib/libcudnn.so.8", "wheel_copy": None}]
+    info = cuda_torch("12.4", libraries=libraries, cudnn_version=8907, cudnn_compile_version=[9, 1, 0])
+    result = judge("torch.libraries", info)
+    assert result.status is Status.FAIL
+    assert "cuDNN 8.9.7 is loaded, torch was built with 9.1.0" in result.summary
+    info = cuda_torch("12.4", libraries=libraries, cudnn_version=90100, cudnn_compile_version=[9, 5, 1],
+                      cuda_runtime_version="12.4")  # fmt: skip
+    result = judge("torch.libraries", info)
+    assert result.status is Status.WARN
+    assert "cuDNN 9.1.0 is loaded, torch was built with 9.5.1 (older)" in result.summary
 
 
 @needs_cuda_torch
