@@ -215,10 +215,14 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
         say("\n[bold]Every problem across the fleet[/]")
         for g in groups:
             lines += group_lines(console, g, nodes, every_fix=True)
-    healthy = []
+    healthy, shared = [], []
+    everywhere = {g.get("key") for g in groups if g.get("count") == nodes and nodes > 1}
     for node in doc.get("nodes") or []:
         if node["status"] == "ok":
             healthy.append(node["hostname"])
+            continue
+        if node["status"] == "warn" and only_shared(node, everywhere):
+            shared.append(node["hostname"])
             continue
         kinds = ", ".join(f"{r['kind']} {r['status']}" for r in node.get("reports") or [])
         say(f"\n{mark(console, node['status'])} [bold]{escape(node['hostname'])}[/]  [dim]{escape(kinds)}[/]")
@@ -230,6 +234,9 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
             where = f"GPU {s['index']}" if s.get("index") is not None else s.get("device") or "device"
             what = f"slow {where} {s['id']}: {s['shortfall']:.0%} below the fleet median"
             say(f"    {mark(console, 'fail')} {escape(what)}")
+    if shared:
+        what = f"{plural(len(shared), 'node')} with only the warnings every node shares (above)"
+        say(f"\n{mark(console, 'warn')} {what}: {escape(names(shared))}")
     if healthy:
         say(f"\n{mark(console, 'ok')} {plural(len(healthy), 'node')} ok: {escape(names(healthy))}")
     drift = doc.get("drift") or []
@@ -271,6 +278,17 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
     style = {"ok": "bold green", "warn": "bold yellow"}.get(doc.get("status", ""), "bold red")
     say(f"\n[{style}]{escape(str(summary.get('text', '')))}[/]  [dim]({doc.get('duration_s', 0.0):.1f} s)[/]")
     console.print("\n".join(lines), soft_wrap=soft)
+
+
+def only_shared(node: dict[str, Any], everywhere: set[Any]) -> bool:
+    """Whether a node's every item is a problem every node has (a fleet-wide setting): such a node is
+    one name in a line, not its own section repeating the one line above."""
+    from envcheck.fleet.merge import problem_key
+
+    items = [*(node.get("failing") or []), *(node.get("warnings") or [])]
+    return not node.get("slow") and all(
+        problem_key(str(i.get("report")), str(i.get("id")), str(i.get("status"))) in everywhere for i in items
+    )
 
 
 #: Figures left out of the comparisons, by why, with the heading they are listed under.
