@@ -542,6 +542,8 @@ def fleet_nodes(doc: dict[str, Any]) -> str:
     if not nodes:
         return ""
     rows, problems = [], []
+    total = len(nodes)
+    everywhere = {g.get("key") for g in html.items(doc.get("problems")) if g.get("count") == total and total > 1}
     for node in nodes:
         reports = ", ".join(f"{r.get('kind')} {r.get('status')}" for r in html.items(node.get("reports")))
         failing, warnings, slow = (
@@ -559,6 +561,8 @@ def fleet_nodes(doc: dict[str, Any]) -> str:
                 html.e(len(slow)),
             ]
         )
+        if only_shared(node, everywhere):
+            continue  # its every item is one every node has: said once, above
         for item in [*failing, *warnings]:
             # the fix is said once, with its problem above
             problems.append(
