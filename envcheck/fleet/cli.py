@@ -35,8 +35,22 @@ def _threshold(ctx: click.Context, param: click.Parameter, value: float) -> floa
     callback=_threshold,
     help="A GPU (or CPU) this share below the fleet median of its model for a benchmark is slow.",
 )
+@click.option(
+    "--since",
+    "previous_path",
+    metavar="PREVIOUS.json",
+    help="A previous fleet report (--json): also say which failures are new or resolved, which nodes "
+    "appeared or vanished, and which devices (by GPU UUID) fell by more than --threshold since it.",
+)
 @format_options
-def fleet(sources: tuple[str, ...], threshold: float, fmt: str | None, as_json: bool, output: str | None) -> None:
+def fleet(
+    sources: tuple[str, ...],
+    threshold: float,
+    previous_path: str | None,
+    fmt: str | None,
+    as_json: bool,
+    output: str | None,
+) -> None:
     """Merge many nodes' envcheck reports into one fleet report.
 
     REPORT is a JSON report of `envcheck doctor`, `bench`, `comm` or `burn` (--json or --output x.json;
@@ -51,8 +65,12 @@ def fleet(sources: tuple[str, ...], threshold: float, fmt: str | None, as_json: 
     UUID or host seen twice. A source that is not an envcheck report, is truncated or has an unknown
     schema version is named and skipped.
 
+    The report starts with the verdict and the problems, each once across the fleet with the nodes
+    that have it and its fix, the worst and most common first; each node's own list follows.
+
     Exit codes: 0 no node fails and no device is slow; 1 a node fails or a device is slow; 2 bad
-    input (no readable report, a bad option); 74 the report could not be written.
+    input (no readable report, a bad option, a --since file that is not a fleet report this envcheck
+    reads); 74 the report could not be written.
     """
     import sys
     import time
@@ -68,6 +86,20 @@ def fleet(sources: tuple[str, ...], threshold: float, fmt: str | None, as_json: 
 
     generated_at = utc_now()
     stdout_format, file_format = resolve_formats(fmt, as_json, output)
+    previous = None
+    if previous_path is not None:
+        from pathlib import Path
+
+        from envcheck.fleet.since import PreviousError, check_previous
+
+        try:
+            previous = check_previous(Path(previous_path).read_bytes(), previous_path)
+        except OSError as exc:
+            error(f"fleet: cannot read --since {previous_path}: {exc.strerror or exc}")
+            sys.exit(int(ExitCode.USAGE))
+        except PreviousError as exc:
+            error(f"fleet: --since: {exc}")
+            sys.exit(int(ExitCode.USAGE))
     stdin = sys.stdin.buffer if STDIN in sources else None
     skipped = 0
 
@@ -83,5 +115,11 @@ def fleet(sources: tuple[str, ...], threshold: float, fmt: str | None, as_json: 
     if not report.reports_read:
         error(f"fleet: no envcheck report could be read ({skipped} skipped)")
         sys.exit(int(ExitCode.USAGE))
-    document = fleet_document(report, generated_at=generated_at, duration_s=time.monotonic() - STARTED)
+    document = fleet_document(
+        report,
+        generated_at=generated_at,
+        duration_s=time.monotonic() - STARTED,
+        previous=previous,
+        previous_source=previous_path,
+    )
     finish(document, report.exit_code, stdout_format=stdout_format, file_format=file_format, output=output)

@@ -97,6 +97,13 @@ class Reading:
     value: float
     #: Taken while other work held the CPUs (the bench's mark): listed, never compared.
     contended: bool = False
+    #: Its samples spread too widely to judge by (the bench's ``noisy`` mark): listed, never compared.
+    noisy: bool = False
+
+    @property
+    def set_apart(self) -> str | None:
+        """Why this figure is not compared ("contended", "noisy"), or None: it is."""
+        return "contended" if self.contended else "noisy" if self.noisy else None
 
 
 @dataclass(frozen=True)
@@ -410,16 +417,22 @@ class Bench(Adapter):
             and isinstance(r.get("device"), str)
             and _figure(r.get("value")) is not None
         ]
+        # A figure taken while other work held the CPUs, or whose samples spread too widely (the bench's
+        # ``noisy``), judges nothing: it is listed, never compared (a device measured both ways keeps
+        # its calm figure).
+        quiet = [r for r in results if r.get("noisy") is not True]
+        calm = headlines(quiet, contended=False)
+        contended = {k: v for k, v in headlines(quiet, contended=True).items() if k not in calm}
+        noisy = {
+            k: v
+            for k, v in headlines([r for r in results if r.get("noisy") is True]).items()
+            if k not in calm and k not in contended
+        }
         out = []
-        calm = headlines(results, contended=False)
-        # A figure taken while other work held the CPUs judges nothing: it is listed, never compared (a
-        # device measured both ways keeps its calm figure).
-        noisy = {k: v for k, v in headlines(results, contended=True).items() if k not in calm}
-        for table, contended in ((calm, False), (noisy, True)):
+        for table, mark in ((calm, {}), (contended, {"contended": True}), (noisy, {"noisy": True})):
             for (bench_id, name), (value, unit) in table.items():
                 device = devices.get(str(name)) or {"name": name, "kind": "cpu" if name == "cpu" else "cuda"}
-                reading = _reading(bench_id, device, str(name), value, unit, quick)
-                out.append(replace(reading, contended=True) if contended else reading)
+                out.append(replace(_reading(bench_id, device, str(name), value, unit, quick), **mark))
         return out
 
     def uuids(self, doc: dict[str, Any]) -> set[str | None]:

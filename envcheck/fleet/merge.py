@@ -13,6 +13,11 @@ Four questions, each answered in one pass with dicts so that ten thousand nodes 
   median for that model: a GPU (or a CPU, by CPU model) more than the threshold below it is named;
 * **duplicates** — a GPU UUID on two hosts, or a host with two reports of one kind: a copied report, or
   a card that moved.
+
+Then the answer is read the way an admin reads it: :func:`problem_groups` folds every node's problems
+into one entry per (report, check, verdict) with the nodes that have it and its fix, and the slow
+devices into one entry per device model, counted as devices (one GPU slow in nine figures is one slow
+GPU), so that a fleet of ten thousand nodes reads as its few problems.
 """
 
 from __future__ import annotations
@@ -32,6 +37,17 @@ from envcheck.fleet.read import NodeReport, Skipped
 #: A GPU more than this share below its model's fleet median is slow (``--threshold``): run-to-run
 #: noise of one healthy GPU is a few per cent; a throttling or degraded one is well past 10 %.
 DEFAULT_THRESHOLD = 0.10
+
+#: Distinct fixes a problem group keeps, each with its nodes (one node's hand-edited report must not
+#: make the group as long as the fleet); any more are only counted.
+FIXES_KEPT = 3
+
+#: What a slow device's group says to do: the figure alone does not say why the card is slow.
+SLOW_FIX = {
+    "text": "Check its clocks, temperature, power limit and PCIe link against a healthy sibling, then benchmark it "
+    "again alone",
+    "command": "nvidia-smi -q -d PERFORMANCE,CLOCK,POWER,TEMPERATURE",
+}
 
 #: The fields that should be uniform across a fleet, and what the reports call them, in report order.
 #: ``package.<name>`` fields (the lab spec's packages) follow these.
@@ -108,6 +124,59 @@ class Comparison:
 
 
 @dataclass(frozen=True)
+class SlowDevice:
+    """One slow device and every figure of it that fell below its model's fleet median: the unit of the
+    count (one GPU slow in nine benchmarks is one slow GPU)."""
+
+    hostname: str
+    device_kind: str
+    device: str
+    index: int | None
+    uuid: str | None
+    pci_bus_id: str | None
+    model: str
+    figures: tuple[Figure, ...]
+
+
+@dataclass(frozen=True)
+class Fix:
+    """One of a problem group's fixes, with the nodes whose reports gave it."""
+
+    fix: dict[str, Any] | None
+    nodes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ProblemGroup:
+    """One problem across the fleet: a (report, check id, verdict) with every node that has it, or the
+    slow devices of one model (``id`` ``slow.gpu``, ``slow.cpu``), with their count."""
+
+    report: str
+    id: str
+    status: Status
+    #: The first node's words for it (each node's own stay in its list).
+    summary: str
+    nodes: tuple[str, ...]
+    #: The distinct fixes, the most common first, at most :data:`FIXES_KEPT`.
+    fixes: tuple[Fix, ...]
+    #: Distinct fixes beyond those kept.
+    more_fixes: int = 0
+    #: Slow devices and their slow figures (a slow group only).
+    devices: int = 0
+    figures: int = 0
+    model: str | None = None
+
+    @property
+    def key(self) -> str:
+        """What a later run matches this problem by on a node (``envcheck fleet --since``)."""
+        return problem_key(self.report, self.id, self.status.value)
+
+
+def problem_key(report: str, check: str, status: str) -> str:
+    return f"{report} {check} {status}"
+
+
+@dataclass(frozen=True)
 class DuplicateHost:
     hostname: str
     kind: str
@@ -133,8 +202,12 @@ class FleetReport:
     skipped: tuple[Skipped, ...]
     reports_read: int
     threshold: float
-    #: Figures taken while other work held the CPUs: (reading, hostname, source), listed and never compared.
+    #: Figures taken while other work held the CPUs, or too noisy to judge by: (reading, hostname,
+    #: source), listed and never compared.
     contended: tuple[tuple[Reading, str, str], ...] = ()
+    #: The nodes' problems and the slow devices, one entry each across the fleet, the worst and most
+    #: common first.
+    problems: tuple[ProblemGroup, ...] = ()
 
     @property
     def slow(self) -> list[Figure]:
@@ -147,6 +220,10 @@ class FleetReport:
     @property
     def slow_cpus(self) -> list[Figure]:
         return [f for f in self.slow if f.device_kind != "gpu"]
+
+    @property
+    def slow_devices(self) -> list[SlowDevice]:
+        return slow_devices(self.slow)
 
     def statuses(self) -> list[Status]:
         """Each node's status (a node with a slow device fails), and a warning for drift, duplicates or a
@@ -211,7 +288,7 @@ def merge_digests(
             if name not in own or rank < own[name][0]:
                 own[name] = (rank, value)
         for r in d.readings:
-            if r.contended:
+            if r.set_apart:
                 contended.append((r, d.hostname, d.source))
                 continue
             group = groups[r.group]
@@ -226,8 +303,9 @@ def merge_digests(
         for name, (_, value) in own.items():
             by_field[name][value].append(hostname)  # scalars (kinds._plain)
     compared = comparisons(groups, threshold)
+    nodes = _nodes(refs, problems, compared)
     return FleetReport(
-        nodes=tuple(_nodes(refs, problems, compared)),
+        nodes=tuple(nodes),
         drift=tuple(drift(by_field)),
         uniform=tuple(uniform(by_field)),
         comparisons=tuple(compared),
@@ -241,6 +319,7 @@ def merge_digests(
         reports_read=read,
         threshold=threshold,
         contended=tuple(contended),
+        problems=tuple(problem_groups(nodes, [f for c in compared for f in c.figures if f.slow], threshold)),
     )
 
 
@@ -355,3 +434,65 @@ def comparisons(
             )
         out.append(Comparison(bench_id, kind, model, unit, median, tuple(figures), quick))
     return out
+
+
+def slow_devices(slow: Iterable[Figure]) -> list[SlowDevice]:
+    """The slow figures folded by device (its UUID, else its host and bench name), by host then index."""
+    by_device: dict[tuple[str, str, str], list[Figure]] = defaultdict(list)
+    for f in slow:
+        by_device[(f.hostname, f.device_kind, f.uuid or f.device)].append(f)
+    out = [
+        SlowDevice(host, kind, fs[0].device, fs[0].index, fs[0].uuid, fs[0].pci_bus_id, fs[0].model, tuple(fs))
+        for (host, kind, _), fs in by_device.items()
+    ]
+    out.sort(key=lambda d: (d.hostname, d.index if d.index is not None else -1, d.device))
+    return out
+
+
+# --- problems across the fleet ------------------------------------------------------------------------
+
+
+def problem_groups(nodes: Sequence[Node], slow: Sequence[Figure], threshold: float) -> list[ProblemGroup]:
+    """Each node's failing items and warnings folded into one group per (report, check, verdict), with
+    the nodes that have it in the nodes' order and its distinct fixes; then one group per slow device
+    model. The worst first, then the most common: what to fix first leads."""
+    found: dict[tuple[str, str, Status], dict[str, Problem]] = defaultdict(dict)
+    for node in nodes:
+        for p in (*node.failing, *node.warnings):
+            found[(p.report, p.id, p.status)].setdefault(node.hostname, p)  # a node counts once per group
+    out = [_group(report, check, status, by_node) for (report, check, status), by_node in found.items()]
+    by_model: dict[tuple[str, str], list[SlowDevice]] = defaultdict(list)
+    for device in slow_devices(slow):
+        by_model[(device.device_kind, device.model)].append(device)
+    for (kind, model), devices in sorted(by_model.items()):
+        hosts = tuple(dict.fromkeys(d.hostname for d in devices))
+        figures = sum(len(d.figures) for d in devices)
+        name = "GPU" if kind == "gpu" else kind.upper()
+        summary = (
+            f"{len(devices)} {name}{'s' if len(devices) != 1 else ''} of {model} more than {threshold:.0%} below "
+            f"the fleet median of their model ({figures} figure{'s' if figures != 1 else ''})"
+        )
+        fix = (Fix(SLOW_FIX, hosts),)
+        out.append(
+            ProblemGroup("fleet", f"slow.{kind}", Status.FAIL, summary, hosts, fix, 0, len(devices), figures, model)
+        )
+    out.sort(key=lambda g: (-g.status.severity, -len(g.nodes), g.report, g.id, g.model or ""))
+    return out
+
+
+def _group(report: str, check: str, status: Status, by_node: dict[str, Problem]) -> ProblemGroup:
+    fixes: dict[str, tuple[dict[str, Any] | None, list[str]]] = {}
+    for hostname, p in by_node.items():
+        key = repr(sorted(p.fix.items())) if p.fix else ""
+        fixes.setdefault(key, (p.fix, []))[1].append(hostname)
+    ranked = sorted(fixes.values(), key=lambda f: (f[0] is None, -len(f[1])))
+    first = next(iter(by_node.values()))
+    return ProblemGroup(
+        report,
+        check,
+        status,
+        first.summary,
+        tuple(by_node),
+        tuple(Fix(fix, tuple(hosts)) for fix, hosts in ranked[:FIXES_KEPT]),
+        max(0, len(ranked) - FIXES_KEPT),
+    )

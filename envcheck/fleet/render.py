@@ -1,9 +1,12 @@
 """The fleet's reports (``envcheck.fleet/1``): text, Markdown and the HTML page's sections, each
 registered for the fleet's schema.
 
-The order is the admin's: the failing nodes first, each failing item with its fix, then what drifted,
-the slow devices, duplicates and skipped sources, and the one summary line. Healthy nodes are counted
-and named in one line, not listed one per line: a rack of healthy nodes is no news. Everything that came
+The order is the admin's: a first screen that says whether the fleet is ready and what to fix first
+(the verdict, then each problem once across the fleet with its nodes and its fix, the worst and most
+common first, and what changed since a previous run), then the details: every problem with each of its
+fixes, each failing node's own list, what drifted, the slow devices by host, duplicates and skipped
+sources, and the one summary line. Healthy nodes are counted and named in one line, not listed one per
+line: a rack of healthy nodes is no news. Everything that came
 from a node (host names, summaries, versions) is escaped, so a ``[`` in it is never rich markup and a
 ``|`` never breaks a Markdown table, a ``<`` never HTML.
 """
@@ -22,6 +25,10 @@ if TYPE_CHECKING:
 
 #: Host names shown in one line (the healthy nodes, the hosts of a drifting value) before "and N more".
 NAMES_SHOWN = 20
+#: Host names on a problem's line in the first screen: enough to start on, short enough for one line.
+FIRST_NAMES = 8
+#: Lines of the text report's first screen (a terminal's height): the problems that fit are shown there.
+FIRST_SCREEN = 25
 
 
 def names(hosts: list[str], limit: int = NAMES_SHOWN) -> str:
@@ -52,6 +59,120 @@ def figure(value: float | None) -> str:
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
+def verdict(doc: dict[str, Any]) -> str:
+    """Whether the fleet is ready, in one line: the first thing an admin asks."""
+    c = doc.get("summary") or {}
+    nodes, failing, warned = c.get("nodes", 0), c.get("failing", 0), c.get("warnings", 0)
+    status = doc.get("status")
+    if failing or status in ("fail", "crash"):
+        head = f"Not ready: {failing} of {plural(nodes, 'node')} failing"
+    elif status == "warn":
+        head = f"Ready, with warnings: {plural(nodes, 'node')}, none failing"
+    else:
+        head = f"Ready: all {plural(nodes, 'node')} pass"
+    rest = [f"{warned} with warnings"] if warned and head.startswith("Not") else []
+    for kind, word in (("gpu", "GPU"), ("cpu", "CPU")):
+        devices = c.get(f"slow_{kind}s") or 0
+        if devices:
+            rest.append(plural(devices, f"slow {word}"))
+    problems = doc.get("problems") or []
+    if problems:
+        rest.append(f"{plural(len(problems), 'problem')} across the fleet")
+    return head + (f"; {', '.join(rest)}" if rest else "")
+
+
+def on_nodes(group: dict[str, Any], nodes: int, limit: int = NAMES_SHOWN) -> str:
+    """Where a problem is: "on all 1000 nodes" (a fleet-wide setting is one line), else its nodes named;
+    a slow group names its devices (host and GPU index)."""
+    count = group.get("count", 0)
+    if count == nodes and nodes > 1:
+        return f"on all {nodes} nodes"
+    where = group.get("where") or group.get("nodes") or []
+    noun = "host" if str(group.get("id", "")).startswith("slow.") else "node"
+    return f"on {plural(count, noun)}: {names([str(w) for w in where], limit)}"
+
+
+def group_title(group: dict[str, Any]) -> str:
+    if str(group.get("id", "")).startswith("slow."):
+        word = "GPU" if group["id"] == "slow.gpu" else str(group["id"]).removeprefix("slow.").upper()
+        return f"slow {word} ({group.get('model')})"
+    return f"{group.get('report')} {group.get('id')} {group.get('status')}"
+
+
+def with_devices(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The problem groups, each slow one with ``where``: its devices by host and GPU index."""
+    named: dict[tuple[str, Any], list[str]] = {}
+    for host in doc.get("slow_devices") or []:
+        for d in host.get("devices") or []:
+            where = f"{host['hostname']} GPU {d['index']}" if d.get("index") is not None else host["hostname"]
+            named.setdefault((f"slow.{d.get('device_kind')}", d.get("model")), []).append(where)
+    return [
+        {**g, "where": named.get((g.get("id"), g.get("model")))} if str(g.get("id", "")).startswith("slow.") else g
+        for g in doc.get("problems") or []
+    ]
+
+
+def since_line(since: dict[str, Any]) -> str:
+    """What changed since the previous run, counted in one line."""
+    prev = since.get("previous") or {}
+    parts = [
+        plural(sum(n["count"] for n in since.get("new") or []), "new failure"),
+        f"{sum(n['count'] for n in since.get('resolved') or [])} resolved",
+        f"{len(since.get('appeared') or [])} nodes appeared",
+        f"{len(since.get('vanished') or [])} vanished",
+        plural(len({s["device"] for s in since.get("slower") or []}), "device") + " slower",
+    ]
+    return f"Since {prev.get('source') or 'the previous report'} ({prev.get('generated_at')}): {', '.join(parts)}"
+
+
+def since_lines(since: dict[str, Any], threshold: float) -> list[str]:
+    """Each change since the previous run, one line each (plain text: the caller escapes or cells it)."""
+    out = []
+    for key, word in (("new", "NEW"), ("resolved", "RESOLVED")):
+        for g in since.get(key) or []:
+            where = f"{plural(g['count'], 'node')}: {names(g['nodes'])}"
+            out.append(f"{word} {g['report']} {g['id']} {g['status']} on {where}")
+    if since.get("appeared"):
+        out.append(f"APPEARED {plural(len(since['appeared']), 'node')}: {names(since['appeared'])}")
+    if since.get("vanished"):
+        out.append(f"VANISHED {plural(len(since['vanished']), 'node')}: {names(since['vanished'])}")
+    for s in since.get("slower") or []:
+        moved = f" (was on {s['previous_hostname']})" if s.get("previous_hostname") not in (None, s["hostname"]) else ""
+        out.append(
+            f"SLOWER {s['device']} on {s['hostname']}{moved} {s['id']}: {figure(s['before'])} -> {figure(s['now'])}, "
+            f"{s['fall']:.0%} lower (more than {threshold:.0%})"
+        )
+    return out
+
+
+def fix_lines(fix: dict[str, Any] | None, indent: str) -> list[str]:
+    fix = fix or {}
+    out = [f"{indent}[cyan]fix:[/] {escape(fix['text'])}"] if fix.get("text") else []
+    return out + ([f"{indent}[cyan]run:[/] {escape(fix['command'])}"] if fix.get("command") else [])
+
+
+def group_lines(console: Console, group: dict[str, Any], nodes: int, *, every_fix: bool) -> list[str]:
+    """A problem across the fleet: its title and where, its words, and its fix (or each of its fixes
+    with their nodes, in the details)."""
+    limit = NAMES_SHOWN if every_fix else FIRST_NAMES
+    head = f"{mark(console, group.get('status', 'fail'))} [bold]{escape(group_title(group))}[/] "
+    out = [head + escape(on_nodes(group, nodes, limit))]
+    if group.get("summary"):
+        out.append(f"          {escape(str(group['summary']))}")
+    fixes = group.get("fixes") or []
+    if not every_fix or len(fixes) <= 1:
+        out += fix_lines(group.get("fix"), "          ")
+        if len(fixes) > 1:
+            out.append(f"          [dim]({len(fixes) - 1 + group.get('more_fixes', 0)} other fixes below)[/]")
+        return out
+    for f in fixes:
+        out.append(f"          [dim]on {escape(names(f['nodes'], limit))}:[/]")
+        out += fix_lines(f.get("fix"), "            ") or ["            (no fix given)"]
+    if group.get("more_fixes"):
+        out.append(f"          [dim]and {group['more_fixes']} other fixes (each node's own list)[/]")
+    return out
+
+
 @renders("text", FLEET_SCHEMA)
 def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | None = None) -> None:
     soft = not console.is_terminal
@@ -68,25 +189,54 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
         + (f", {summary['skipped']} skipped" if summary.get("skipped") else "")
         + f"; slow means more than {doc.get('threshold', 0):.0%} below the fleet median of the same model"
     )
-    healthy = []
+    # The first screen: ready or not, and what to fix first.
+    say(f"{mark(console, doc.get('status', 'fail'))} [bold]{escape(verdict(doc))}[/]")
+    since = doc.get("since")
+    if isinstance(since, dict):
+        say(escape(since_line(since)))
+    groups = with_devices(doc)
+    nodes = summary.get("nodes", 0)
+    shown = 0
+    if groups:
+        say("\n[bold]Fix first[/]")
+        for g in groups:
+            block = group_lines(console, g, nodes, every_fix=False)
+            if shown and len(lines) + len(block) > FIRST_SCREEN - 2:
+                break
+            lines += block
+            shown += 1
+        if shown < len(groups):
+            say(f"  [dim]... and {len(groups) - shown} more problems below[/]")
+    # The details.
+    if isinstance(since, dict) and any(since.get(k) for k in ("new", "resolved", "appeared", "vanished", "slower")):
+        say("\n[bold]Since the previous report[/]")
+        lines += [f"  {escape(line)}" for line in since_lines(since, doc.get("threshold", 0))]
+    if groups and (shown < len(groups) or any(len(g.get("fixes") or []) > 1 for g in groups)):
+        say("\n[bold]Every problem across the fleet[/]")
+        for g in groups:
+            lines += group_lines(console, g, nodes, every_fix=True)
+    healthy, shared = [], []
+    everywhere = {g.get("key") for g in groups if g.get("count") == nodes and nodes > 1}
     for node in doc.get("nodes") or []:
         if node["status"] == "ok":
             healthy.append(node["hostname"])
             continue
+        if node["status"] == "warn" and only_shared(node, everywhere):
+            shared.append(node["hostname"])
+            continue
         kinds = ", ".join(f"{r['kind']} {r['status']}" for r in node.get("reports") or [])
         say(f"\n{mark(console, node['status'])} [bold]{escape(node['hostname'])}[/]  [dim]{escape(kinds)}[/]")
+        # Each item in the node's own words; its fix is its problem's, above (said once, not per node).
         for item in [*(node.get("failing") or []), *(node.get("warnings") or [])]:
             what = f"{item['report']} {item['id']}: {item['summary']}"
             say(f"    {mark(console, item['status'])} {escape(what)}")
-            fix = item.get("fix") or {}
-            if fix.get("text"):
-                say(f"        [cyan]fix:[/] {escape(fix['text'])}")
-            if fix.get("command"):
-                say(f"        [cyan]run:[/] {escape(fix['command'])}")
         for s in node.get("slow") or []:
             where = f"GPU {s['index']}" if s.get("index") is not None else s.get("device") or "device"
             what = f"slow {where} {s['id']}: {s['shortfall']:.0%} below the fleet median"
             say(f"    {mark(console, 'fail')} {escape(what)}")
+    if shared:
+        what = f"{plural(len(shared), 'node')} with only the warnings every node shares (above)"
+        say(f"\n{mark(console, 'warn')} {what}: {escape(names(shared))}")
     if healthy:
         say(f"\n{mark(console, 'ok')} {plural(len(healthy), 'node')} ok: {escape(names(healthy))}")
     drift = doc.get("drift") or []
@@ -99,10 +249,8 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
                 hosts = f" ({names(v['hosts'])})" if shown[i] else ""
                 parts.append(f"{value_text(v['value'])} on {v['count']}{hosts}")
             say(f"  [yellow]{escape(d['title'])}[/]: {escape('; '.join(parts))}")
-    for key, title in (("slow_gpus", "Slow GPUs"), ("slow_cpus", "Slow CPUs")):
-        slow = doc.get(key) or []
-        if slow:
-            lines += slow_lines(title, slow, doc.get("threshold", 0))
+    for kind, title in (("gpu", "Slow GPUs"), ("cpu", "Slow CPUs")):
+        lines += slow_lines(title, slow_of(doc, kind), doc.get("threshold", 0))
     duplicates = doc.get("duplicates") or {}
     if duplicates.get("gpus") or duplicates.get("hosts"):
         say("")
@@ -116,11 +264,12 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
             f"[yellow]DUPLICATE HOST[/] {escape(h['hostname'])}: {len(h['sources'])} {escape(h['kind'])} reports "
             f"({escape(names(h['sources']))}): two machines with one name, or a copied report"
         )
-    contended = [c for c in doc.get("contended") or [] if isinstance(c, dict)]
-    if contended:
-        say(f"\n[bold]Not compared: taken while other work held the CPUs[/] ({len(contended)})")
-        for c in contended:
-            say(f"  {escape(str(c.get('hostname')))} {escape(str(c.get('id')))} on {escape(str(c.get('device')))}")
+    for why, title in SET_APART:
+        apart = set_apart(doc, why)
+        if apart:
+            say(f"\n[bold]Not compared: {title}[/] ({len(apart)})")
+            for c in apart:
+                say(f"  {escape(str(c.get('hostname')))} {escape(str(c.get('id')))} on {escape(str(c.get('device')))}")
     skipped = doc.get("skipped") or []
     if skipped:
         say(f"\n[bold]Skipped[/] ({len(skipped)})")
@@ -131,18 +280,56 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
     console.print("\n".join(lines), soft_wrap=soft)
 
 
-def slow_lines(title: str, slow: list[dict[str, Any]], threshold: float) -> list[str]:
-    """One line per slow device, every way to find it on one line (host and index, UUID, PCI bus id):
-    what an admin greps for, and never folded by a narrow terminal as a nine-column table would be."""
+def only_shared(node: dict[str, Any], everywhere: set[Any]) -> bool:
+    """Whether a node's every item is a problem every node has (a fleet-wide setting): such a node is
+    one name in a line, not its own section repeating the one line above."""
+    from envcheck.fleet.merge import problem_key
+
+    items = [*(node.get("failing") or []), *(node.get("warnings") or [])]
+    return not node.get("slow") and all(
+        problem_key(str(i.get("report")), str(i.get("id")), str(i.get("status"))) in everywhere for i in items
+    )
+
+
+#: Figures left out of the comparisons, by why, with the heading they are listed under.
+SET_APART = (
+    ("contended", "taken while other work held the CPUs"),
+    ("noisy", "too noisy to judge by (the samples spread over 10%)"),
+)
+
+
+def set_apart(doc: dict[str, Any], why: str) -> list[dict[str, Any]]:
+    """The figures left out for ``why`` (a document written before noisy figures were marked has no
+    ``why``: contended)."""
+    return [c for c in doc.get("contended") or [] if isinstance(c, dict) and (c.get("why") or "contended") == why]
+
+
+def slow_of(doc: dict[str, Any], kind: str) -> list[tuple[str, dict[str, Any]]]:
+    """The slow devices of ``kind`` ("gpu", or "cpu" for every other kind), each with its host, by host."""
+    return [
+        (str(host.get("hostname")), d)
+        for host in doc.get("slow_devices") or []
+        for d in host.get("devices") or []
+        if (d.get("device_kind") == "gpu") == (kind == "gpu")
+    ]
+
+
+def slow_lines(title: str, slow: list[tuple[str, dict[str, Any]]], threshold: float) -> list[str]:
+    """One line per slow device, by host, every way to find it on one line (host and index, UUID, PCI bus
+    id) and each of its slow figures: what an admin greps for, and never folded by a narrow terminal as a
+    nine-column table would be."""
+    if not slow:
+        return []
     lines = [f"\n[bold]{title}[/] (more than {threshold:.0%} below the fleet median of their model)"]
-    for f in slow:
-        where = f["hostname"] if f.get("index") is None else f"{f['hostname']} GPU {f['index']}"
-        ids = ", ".join(x for x in (f.get("uuid"), f.get("pci_bus_id")) if x)
-        text = (
-            f"{where}{f' ({ids})' if ids else ''} {f['id']}{' (--quick)' if f.get('quick') else ''} on {f['model']}: "
-            f"{figure(f['value'])} {f['unit']}, "
+    for hostname, d in slow:
+        where = hostname if d.get("index") is None else f"{hostname} GPU {d['index']}"
+        ids = ", ".join(x for x in (d.get("uuid"), d.get("pci_bus_id")) if x)
+        figures = "; ".join(
+            f"{f['id']}{' (--quick)' if f.get('quick') else ''} {figure(f['value'])} {f['unit']}, "
             f"{f['shortfall']:.0%} below the median {figure(f['fleet_median'])}"
+            for f in d.get("figures") or []
         )
+        text = f"{where}{f' ({ids})' if ids else ''} on {d.get('model')}: {figures}"
         lines.append(f"  [bold red]SLOW[/] {escape(text)}")
     return lines
 
@@ -152,14 +339,43 @@ def render_markdown(doc: dict[str, Any], console: Console, options: RenderOption
     write_lines(console, fleet_markdown(doc))
 
 
+def fix_cell(fix: dict[str, Any] | None) -> str:
+    fix = fix or {}
+    return cell(fix.get("text")) + (f"<br>{code(fix['command'])}" if fix.get("command") else "")
+
+
 def fleet_markdown(doc: dict[str, Any]) -> list[str]:
-    """The same sections as the text report, as Markdown tables."""
+    """The same sections as the text report, as Markdown tables: the verdict and the problems, each once
+    with its nodes and fix, then what changed, then each node."""
     summary = doc.get("summary") or {}
+    nodes = summary.get("nodes", 0)
     lines = [
         f"## envcheck fleet: {cell(summary.get('text', ''))}",
         "",
         f"{doc.get('generated_at', '')} · envcheck {doc.get('envcheck_version', '')} · "
         f"slow means more than {doc.get('threshold', 0):.0%} below the fleet median of the same model",
+        "",
+        f"**{cell(verdict(doc))}**",
+    ]
+    groups = with_devices(doc)
+    since = doc.get("since")
+    if isinstance(since, dict):
+        lines += ["", cell(since_line(since))]
+    if groups:
+        lines += ["", "### Fix first", "", "| status | problem | where | fix |", "|---|---|---|---|"]
+        for g in groups:
+            fixes = g.get("fixes") or []
+            fix = fix_cell(g.get("fix"))
+            for other in fixes[1:]:
+                fix += f"<br>on {cell(names(other['nodes']))}: {fix_cell(other.get('fix')) or '(no fix given)'}"
+            if g.get("more_fixes"):
+                fix += f"<br>and {g['more_fixes']} other fixes (each node's own list)"
+            what = f"{code(group_title(g))}" + (f"<br>{cell(g['summary'])}" if g.get("summary") else "")
+            lines.append(f"| {icon(g.get('status'))} | {what} | {cell(on_nodes(g, nodes))} | {fix} |")
+    if isinstance(since, dict) and any(since.get(k) for k in ("new", "resolved", "appeared", "vanished", "slower")):
+        lines += ["", "### Since the previous report", ""]
+        lines += [f"- {cell(line)}" for line in since_lines(since, doc.get("threshold", 0))]
+    lines += [
         "",
         "### Nodes",
         "",
@@ -180,15 +396,14 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
             "",
             "### Failing checks and warnings",
             "",
-            "| node | report | check | status | summary | fix |",
-            "|---|---|---|---|---|---|",
+            "| node | report | check | status | summary |",
+            "|---|---|---|---|---|",
         ]
+        # each in its node's words; the fix is its problem's, in "Fix first" (said once, not per node)
         for hostname, item in problems:
-            fix = item.get("fix") or {}
-            fix_text = cell(fix.get("text")) + (f"<br>{code(fix['command'])}" if fix.get("command") else "")
             lines.append(
                 f"| {code(hostname)} | {cell(item['report'])} | {code(item['id'])} "
-                f"| {icon(item['status'])} | {cell(item['summary'])} | {fix_text} |"
+                f"| {icon(item['status'])} | {cell(item['summary'])} |"
             )
     drift = doc.get("drift") or []
     if drift:
@@ -224,13 +439,13 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
         for h in duplicates.get("hosts") or []:
             seen = f"{len(h['sources'])} {cell(h['kind'])} reports"
             lines.append(f"| host {code(h['hostname'])} | {seen} | {cell(names(h['sources']))} |")
-    contended = [c for c in doc.get("contended") or [] if isinstance(c, dict)]
-    if contended:
-        lines += ["", "### Not compared: taken while other work held the CPUs", "", "| host | figure | device |"]
-        lines.append("|---|---|---|")
-        lines += [
-            f"| {code(str(c.get('hostname')))} | {cell(c.get('id'))} | {cell(c.get('device'))} |" for c in contended
-        ]
+    for why, title in SET_APART:
+        apart = set_apart(doc, why)
+        if apart:
+            lines += ["", f"### Not compared: {title}", "", "| host | figure | device |", "|---|---|---|"]
+            lines += [
+                f"| {code(str(c.get('hostname')))} | {cell(c.get('id'))} | {cell(c.get('device'))} |" for c in apart
+            ]
     skipped = doc.get("skipped") or []
     if skipped:
         lines += ["", "### Skipped", "", "| source | reason |", "|---|---|"]
@@ -263,8 +478,11 @@ def fleet_counts(doc: dict[str, Any]) -> str:
         ("reports_read", "reports read"),
         ("skipped", "skipped"),
         ("drift_fields", "fields drifting"),
+        ("problems", "problems across the fleet"),
         ("slow_gpus", "slow GPUs"),
-        ("slow_cpus", "slow CPU figures"),
+        ("slow_gpu_figures", "slow GPU figures"),
+        ("slow_cpus", "slow CPUs"),
+        ("slow_cpu_figures", "slow CPU figures"),
         ("duplicate_hosts", "duplicate hosts"),
         ("duplicate_gpus", "duplicate GPUs"),
     )
@@ -272,11 +490,60 @@ def fleet_counts(doc: dict[str, Any]) -> str:
     return html.section("Counts", html.table(["", "count"], rows, (1,))) if rows else ""
 
 
+def fleet_problems(doc: dict[str, Any]) -> str:
+    """Whether the fleet is ready, and each problem once across the fleet with where it is and its fix
+    (each distinct fix with its nodes): what the page says first."""
+    nodes = html.dct(doc.get("summary")).get("nodes")
+    total = nodes if isinstance(nodes, int) else 0
+    out = []
+    for g in with_devices(doc):
+        if not isinstance(g, dict):
+            continue
+        fixes = html.items(g.get("fixes"))
+        parts = []
+        for f in fixes:
+            fix = html.dct(f.get("fix"))
+            on = f"on {html.e(names([str(n) for n in html.lst(f.get('nodes'))]))}: " if len(fixes) > 1 else ""
+            if fix.get("text"):
+                parts.append(f'<p class="fix">{on}fix: {html.e(fix["text"])}</p>')
+            elif on:
+                parts.append(f'<p class="fix">{on}(no fix given)</p>')
+            if fix.get("command"):
+                parts.append(f"<pre><code>{html.e(fix['command'])}</code></pre>")
+        if isinstance(g.get("more_fixes"), int) and g["more_fixes"]:
+            parts.append(f'<p class="muted">and {g["more_fixes"]} other fixes (each node\'s own list)</p>')
+        summary = f"<br>{html.e(g.get('summary'))}" if g.get("summary") else ""
+        out.append(
+            f"<li>{html.badge(g.get('status'))} {html.code(group_title(g))} {html.e(on_nodes(g, total))}"
+            f"{summary}{''.join(parts)}</li>"
+        )
+    head = f"<p><b>{html.e(verdict(doc))}</b></p>"
+    return html.section("Fix first", head, f"<ul>{''.join(out)}</ul>" if out else "", anchor="problems")
+
+
+def fleet_since(doc: dict[str, Any]) -> str:
+    since = html.dct(doc.get("since"))
+    if not since:
+        return ""
+    threshold = finite(doc.get("threshold")) or 0.0
+    try:
+        lines = since_lines(since, threshold)
+        head = since_line(since)
+    except (KeyError, TypeError, ValueError):  # a hand-edited document: the JSON still has it all
+        return ""
+    items = "".join(f"<li>{html.e(line)}</li>" for line in lines)
+    return html.section("Since the previous report", f"<p>{html.e(head)}</p>", f"<ul>{items}</ul>" if items else "")
+
+
 def fleet_nodes(doc: dict[str, Any]) -> str:
+    """Each node's row and its own items, collapsed: the problems above already say what each is and
+    its fix, and ten thousand rows open only when asked for."""
     nodes = html.items(doc.get("nodes"))
     if not nodes:
         return ""
     rows, problems = [], []
+    total = len(nodes)
+    everywhere = {g.get("key") for g in html.items(doc.get("problems")) if g.get("count") == total and total > 1}
     for node in nodes:
         reports = ", ".join(f"{r.get('kind')} {r.get('status')}" for r in html.items(node.get("reports")))
         failing, warnings, slow = (
@@ -294,11 +561,21 @@ def fleet_nodes(doc: dict[str, Any]) -> str:
                 html.e(len(slow)),
             ]
         )
+        if only_shared(node, everywhere):
+            continue  # its every item is one every node has: said once, above
         for item in [*failing, *warnings]:
-            problems.append({**item, "id": f"{item.get('report')} {item.get('id')}", "where": node.get("hostname")})
-    parts = [html.table(["node", "status", "reports", "failing", "warnings", "slow devices"], rows, (3, 4, 5))]
+            # the fix is said once, with its problem above
+            problems.append(
+                {**item, "fix": None, "id": f"{item.get('report')} {item.get('id')}", "where": node.get("hostname")}
+            )
+    failing = sum(1 for n in nodes if n.get("status") in ("fail", "crash"))
+    parts = [
+        f"<details><summary>{html.e(plural(len(nodes), 'node'))}, {failing} failing: each with its reports</summary>",
+        html.table(["node", "status", "reports", "failing", "warnings", "slow devices"], rows, (3, 4, 5)),
+    ]
     if problems:
-        parts += ["<h3>Failing checks and warnings, with their fixes</h3>", html.problem_items(problems)]
+        parts += ["<h3>Each node's failing checks and warnings</h3>", html.problem_items(problems)]
+    parts.append("</details>")
     return html.section("Nodes", *parts)
 
 
@@ -418,11 +695,13 @@ def fleet_skipped(doc: dict[str, Any]) -> str:
 
 
 FLEET_SECTIONS = (
+    fleet_problems,
+    fleet_since,
     fleet_counts,
-    fleet_nodes,
-    fleet_drift,
     fleet_slow_gpus,
     fleet_slow_cpus,
+    fleet_drift,
     fleet_duplicates,
     fleet_skipped,
+    fleet_nodes,
 )

@@ -11,7 +11,14 @@ with the envelope every envcheck report carries (its ``host`` is the machine tha
 * ``comparisons``: every (benchmark, model) group with its median and every device's figure, slow or
   not — what a chart of the fleet draws;
 * ``duplicates``: a GPU UUID on two hosts, a host with two reports of one kind;
-* ``skipped``: each source not merged and why; ``summary``: the counts and the one line every format ends with.
+* ``skipped``: each source not merged and why; ``summary``: the counts and the one line every format ends with;
+* ``problems``: what the reports show first, one entry per (report, check, verdict) across the fleet with
+  its nodes and fixes, and one per slow device model, the worst and most common first;
+* ``slow_devices``: the slow devices by host, each with its slow figures (``summary.slow_gpus`` counts
+  these devices; ``summary.slow_gpu_figures`` the figures, which ``slow_gpus`` lists one by one);
+* ``figures``: every compared device's figures by GPU UUID (a CPU by ``host/device``), which with each
+  node's ``failing`` is what the next run's ``--since`` compares against;
+* ``since`` (with ``--since``): what changed since a previous fleet report (envcheck.fleet.since).
 """
 
 from __future__ import annotations
@@ -21,11 +28,19 @@ from typing import Any
 
 from envcheck.core.model import to_jsonable
 from envcheck.core.report import FLEET_SCHEMA, HostIdentity, Summary, envelope, verdict_of
-from envcheck.fleet.merge import Comparison, Figure, FleetReport, Node, field_title
+from envcheck.fleet.merge import Comparison, Figure, FleetReport, Node, ProblemGroup, SlowDevice, field_title
 
 
-def fleet_document(report: FleetReport, *, generated_at: datetime, duration_s: float) -> dict[str, Any]:
-    """The whole merge as strict JSON values."""
+def fleet_document(
+    report: FleetReport,
+    *,
+    generated_at: datetime,
+    duration_s: float,
+    previous: dict[str, Any] | None = None,
+    previous_source: str | None = None,
+) -> dict[str, Any]:
+    """The whole merge as strict JSON values; with ``previous`` (a fleet document already checked by
+    envcheck.fleet.since.check_previous), what changed since it."""
     doc = envelope(FLEET_SCHEMA, generated_at=generated_at, duration_s=duration_s, host=HostIdentity.here())
     doc.update(
         {
@@ -61,6 +76,7 @@ def fleet_document(report: FleetReport, *, generated_at: datetime, duration_s: f
             # taken while other work held the CPUs: not compared, so never "slow"
             "contended": [
                 {
+                    "why": r.set_apart,
                     "hostname": hostname,
                     "device": r.device,
                     "id": r.group.id,
@@ -71,10 +87,85 @@ def fleet_document(report: FleetReport, *, generated_at: datetime, duration_s: f
                 }
                 for r, hostname, source in report.contended
             ],
+            "problems": [_problem_group(g) for g in report.problems],
+            "slow_devices": slow_by_host(report.slow_devices),
+            "figures": device_figures(report.comparisons),
         }
     )
+    if previous is not None:
+        from envcheck.fleet.since import changes
+
+        doc["since"] = changes(previous, doc, report.threshold, source=previous_source)
     result: dict[str, Any] = to_jsonable(doc)
     return result
+
+
+def _problem_group(g: ProblemGroup) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "report": g.report,
+        "id": g.id,
+        "status": g.status.value,
+        "key": g.key,
+        "summary": g.summary,
+        "count": len(g.nodes),
+        "nodes": list(g.nodes),
+        # the most common fix; every distinct one (at most a few) with its nodes in ``fixes``
+        "fix": g.fixes[0].fix if g.fixes else None,
+        "fixes": [{"fix": f.fix, "nodes": list(f.nodes)} for f in g.fixes],
+        "more_fixes": g.more_fixes,
+    }
+    if g.id.startswith("slow."):
+        out.update(model=g.model, devices=g.devices, figures=g.figures)
+    return out
+
+
+def slow_by_host(devices: list[SlowDevice]) -> list[dict[str, Any]]:
+    """The slow devices grouped by host (already in host order), each with its slow figures."""
+    hosts: dict[str, list[dict[str, Any]]] = {}
+    for d in devices:
+        hosts.setdefault(d.hostname, []).append(
+            {
+                "device_kind": d.device_kind,
+                "device": d.device,
+                "index": d.index,
+                "uuid": d.uuid,
+                "pci_bus_id": d.pci_bus_id,
+                "model": d.model,
+                "figures": [
+                    {
+                        "id": f.id,
+                        "value": f.value,
+                        "unit": f.unit,
+                        "fleet_median": f.fleet_median,
+                        "shortfall": f.shortfall,
+                        "quick": f.quick,
+                    }
+                    for f in d.figures
+                ],
+            }
+        )
+    return [{"hostname": host, "devices": found} for host, found in hosts.items()]
+
+
+def figure_key(bench_id: str, quick: bool) -> str:
+    """A figure's name in ``figures``: a ``--quick`` run's is compared only with a ``--quick`` run's."""
+    return f"{bench_id} --quick" if quick else bench_id
+
+
+def device_key(hostname: str, device: str, uuid: str | None) -> str:
+    """A device's name in ``figures``: its UUID (a card that moved hosts is still the same card), else
+    its host and bench name (a CPU)."""
+    return uuid or f"{hostname}/{device}"
+
+
+def device_figures(comparisons: tuple[Comparison, ...]) -> dict[str, dict[str, Any]]:
+    """Every compared device's figures, compactly: {device key: {"hostname", "values": {figure: value}}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for c in comparisons:
+        for f in c.figures:
+            entry = out.setdefault(device_key(f.hostname, f.device, f.uuid), {"hostname": f.hostname, "values": {}})
+            entry["values"][figure_key(f.id, f.quick)] = f.value
+    return out
 
 
 def slow_figure(f: Figure) -> dict[str, Any]:
@@ -145,19 +236,24 @@ def summary(report: FleetReport) -> dict[str, Any]:
         "reports_read": report.reports_read,
         "skipped": len(report.skipped),
         "drift_fields": len(report.drift),
-        "slow_gpus": len(report.slow_gpus),
-        "slow_cpus": len(report.slow_cpus),
+        # devices, not figures: one GPU slow in nine benchmarks is one slow GPU
+        "slow_gpus": sum(d.device_kind == "gpu" for d in report.slow_devices),
+        "slow_cpus": sum(d.device_kind != "gpu" for d in report.slow_devices),
+        "slow_gpu_figures": len(report.slow_gpus),
+        "slow_cpu_figures": len(report.slow_cpus),
+        "problems": len(report.problems),
         "duplicate_hosts": len(report.duplicate_hosts),
         "duplicate_gpus": len(report.duplicate_gpus),
-        "contended": len(report.contended),
+        "contended": sum(r.contended for r, _, _ in report.contended),
+        "noisy": sum(r.set_apart == "noisy" for r, _, _ in report.contended),
     }
     parts = [f"{failing} failing" if failing else "none failing"]
     if warned:
         parts.append(f"{warned} with warnings")
-    if report.slow_gpus:
-        parts.append(f"{_plural(len(report.slow_gpus), 'slow GPU')}")
-    if report.slow_cpus:
-        parts.append(f"{_plural(len(report.slow_cpus), 'slow CPU')}")
+    for kind, word in (("gpu", "GPU"), ("cpu", "CPU")):
+        devices, figures = counts[f"slow_{kind}s"], counts[f"slow_{kind}_figures"]
+        if devices:
+            parts.append(_plural(devices, f"slow {word}") + (f" ({figures} figures)" if figures != devices else ""))
     if report.drift:
         parts.append(f"{_plural(len(report.drift), 'field')} drifting")
     duplicates = len(report.duplicate_hosts) + len(report.duplicate_gpus)
@@ -166,7 +262,8 @@ def summary(report: FleetReport) -> dict[str, Any]:
     read = f"{_plural(report.reports_read, 'report')} read"
     if report.skipped:
         read += f", {len(report.skipped)} skipped"
-    if report.contended:
-        read += f", {_plural(len(report.contended), 'contended figure')} not compared"
+    apart = [_plural(counts[why], f"{why} figure") for why in ("contended", "noisy") if counts[why]]
+    if apart:
+        read += f", {', '.join(apart)} not compared"
     text = f"{_plural(len(report.nodes), 'node')}: {', '.join(parts)} ({read})"
     return Summary(verdict_of([report.status]), text, counts).to_json()

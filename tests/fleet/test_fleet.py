@@ -282,7 +282,9 @@ def test_text_report(rack: dict[str, Any]) -> None:
     healthy = next(line for line in out.splitlines() if " ok: " in line)
     assert healthy.startswith("[ok]") and "gpu-a" in healthy and "gpu-c" not in healthy and "cpu-3" not in healthy
     last = out.rstrip().splitlines()[-1]
-    assert last.startswith("6 nodes: 3 failing, ") and "2 slow GPUs, 2 slow CPUs, 4 fields drifting" in last
+    # Slow devices are counted as devices (issue 20): gpu-c's GPU 2 and cpu-3's CPU, each slow in both figures.
+    assert last.startswith("6 nodes: 3 failing, ")
+    assert "1 slow GPU (2 figures), 1 slow CPU (2 figures), 4 fields drifting" in last
     assert "SLOW gpu-c GPU 2 (GPU-gpu-c-0002, " in out
 
 

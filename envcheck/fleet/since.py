@@ -1,0 +1,137 @@
+"""``envcheck fleet --since PREVIOUS.json``: what changed since a previous fleet report.
+
+A fleet is run again after a fix or a maintenance window, and the question is then the difference: which
+failures are new and which are resolved, which nodes appeared or vanished, and which devices got slower.
+Both sides are fleet documents (the previous one as it was written, the new one before it is rendered),
+so the comparison is over what the document keeps for it: each node's ``failing`` items (matched by
+report, check and verdict) and ``figures`` (each compared device's figures, by GPU UUID: a card that
+moved hosts is still the same card; a CPU by host and name).
+
+A failure is *new* on a node that did not have it before, including a node that appeared; it is
+*resolved* on a node that had it and is still there without it (a node that vanished resolved nothing:
+it is listed as vanished). A device is *slower* when one of its figures fell by more than the threshold.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from envcheck.core.report import FLEET_SCHEMA, kind_of
+
+
+class PreviousError(ValueError):
+    """The previous report cannot be compared with (the command's message, exit 2)."""
+
+
+def _version(schema: str) -> int:
+    return int(schema.rpartition("/")[2])
+
+
+def check_previous(text: bytes | str, source: str) -> dict[str, Any]:
+    """The previous fleet document, or :class:`PreviousError` saying why it is not one this envcheck reads."""
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise PreviousError(f"{source} is not JSON ({exc})") from None
+    schema = doc.get("schema") if isinstance(doc, dict) else None
+    if kind_of(schema) != "fleet" or not isinstance(schema, str):
+        what = f"its schema is {schema}" if isinstance(schema, str) else "it has no envcheck schema"
+        raise PreviousError(f"{source} is not an envcheck fleet report ({what})")
+    if _version(schema) > _version(FLEET_SCHEMA):
+        raise PreviousError(f"{source} is a fleet report of a newer envcheck ({schema}; this one reads {FLEET_SCHEMA})")
+    if not isinstance(doc.get("nodes"), list):
+        raise PreviousError(f"{source} is a fleet report without its nodes")
+    return doc
+
+
+def _failing(doc: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """hostname -> {problem key: the item}: each node's failures, as the document states them."""
+    from envcheck.fleet.merge import problem_key
+
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for node in doc.get("nodes") or []:
+        if not isinstance(node, dict) or not isinstance(node.get("hostname"), str):
+            continue
+        items = out.setdefault(node["hostname"], {})
+        for item in node.get("failing") or []:
+            if isinstance(item, dict):
+                key = problem_key(str(item.get("report")), str(item.get("id")), str(item.get("status")))
+                items.setdefault(key, item)
+    return out
+
+
+def _by_key(found: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """{key: {"item", "nodes"}} as a list, the most nodes first."""
+    ranked = sorted(found.items(), key=lambda kv: (-len(kv[1]["nodes"]), kv[0]))
+    return [
+        {
+            "key": key,
+            "report": entry["item"].get("report"),
+            "id": entry["item"].get("id"),
+            "status": entry["item"].get("status"),
+            "summary": entry["item"].get("summary"),
+            "fix": entry["item"].get("fix"),
+            "count": len(entry["nodes"]),
+            "nodes": entry["nodes"],
+        }
+        for key, entry in ranked
+    ]
+
+
+def changes(
+    previous: dict[str, Any], current: dict[str, Any], threshold: float, *, source: str | None = None
+) -> dict[str, Any]:
+    """The ``since`` section of ``current``: new and resolved failures, nodes that appeared or vanished,
+    and devices whose figures fell by more than ``threshold``."""
+    before, now = _failing(previous), _failing(current)
+    new: dict[str, dict[str, Any]] = {}
+    resolved: dict[str, dict[str, Any]] = {}
+    for host, items in now.items():
+        had = before.get(host, {})
+        for key in items.keys() - had.keys():
+            new.setdefault(key, {"item": items[key], "nodes": []})["nodes"].append(host)
+    for host, items in before.items():
+        if host not in now:
+            continue
+        for key in items.keys() - now[host].keys():
+            resolved.setdefault(key, {"item": items[key], "nodes": []})["nodes"].append(host)
+    for entry in (*new.values(), *resolved.values()):
+        entry["nodes"].sort()
+    slower = []
+    old_figures = previous.get("figures") if isinstance(previous.get("figures"), dict) else {}
+    for device, entry in (current.get("figures") or {}).items():
+        was = old_figures.get(device)
+        if not isinstance(was, dict) or not isinstance(was.get("values"), dict):
+            continue
+        for figure, value in entry["values"].items():
+            old = was["values"].get(figure)
+            if isinstance(old, bool) or not isinstance(old, (int, float)) or old <= 0:
+                continue
+            fall = 1.0 - value / old
+            if fall > threshold:
+                slower.append(
+                    {
+                        "device": device,
+                        "hostname": entry["hostname"],
+                        "previous_hostname": was.get("hostname"),
+                        "id": figure,
+                        "before": old,
+                        "now": value,
+                        "fall": round(fall, 4),
+                    }
+                )
+    slower.sort(key=lambda s: (-s["fall"], s["device"], s["id"]))
+    return {
+        "previous": {
+            "source": source,
+            "generated_at": previous.get("generated_at"),
+            "nodes": len(before),
+            "figures_known": bool(old_figures),
+        },
+        "new": _by_key(new),
+        "resolved": _by_key(resolved),
+        "appeared": sorted(now.keys() - before.keys()),
+        "vanished": sorted(before.keys() - now.keys()),
+        "slower": slower,
+    }

@@ -1,0 +1,277 @@
+"""What the fleet report says first, through the installed command: problems grouped across the fleet
+(one entry per check and verdict with its nodes and fix), slow devices counted as devices, and what
+changed since a previous run (``--since``).
+
+The fleet is 1 000 nodes made from the real quick doctor over the fake NVML's four healthy H100s
+(conftest: each node its own hostname and GPU UUIDs), with three kinds of problems edited in, each said
+where it is made: ``gpu.ecc`` fails on 3 nodes (the check as the ECC scenario's doctor wrote it), every
+node warns ``host.ulimits`` (a fleet-wide setting), and 20 nodes carry a GPU bench (conftest's
+gpu_bench) where one GPU on each of 2 hosts is 20 % slower in both benchmarks.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fleet.conftest import as_node, envcheck, fleet, gpu_bench, write
+
+NODES = 1000
+ECC_NODES = ("node0005", "node0017", "node0099")
+SLOW = {"node0003": 1, "node0011": 2}  # host -> its slow GPU's index
+BENCHED = [f"node{i:04d}" for i in range(20)]
+ULIMITS_FIX = {"text": "Raise the open files limit to 1048576 in the node image", "command": "ulimit -n 1048576"}
+
+
+def small(doc: dict[str, Any]) -> dict[str, Any]:
+    """The doctor's report without what the fleet does not read (its areas and fabric): 1 000 of them stay
+    a few MiB."""
+    out = {k: v for k, v in doc.items() if k not in ("areas", "fabric")}
+    out["checks"] = [c for c in doc["checks"] if c["id"].startswith(("gpu.", "host.ulimits", "driver."))]
+    return out
+
+
+def fleet_docs(real: dict[str, dict[str, Any]], nodes: int = NODES) -> dict[str, dict[str, Any]]:
+    template = small(real["h100x4"])
+    ecc = next(c for c in real["ecc"]["checks"] if c["id"] == "gpu.ecc")
+    docs: dict[str, dict[str, Any]] = {}
+    for i in range(nodes):
+        host = f"node{i:04d}"
+        doctor = as_node(template, host, uuid_prefix=host)
+        for c in doctor["checks"]:
+            if c["id"] == "host.ulimits":  # edited in: a limit every node shares
+                c.update(status="warn", summary="open files limit 1024 is below 65536", fix=dict(ULIMITS_FIX))
+            if c["id"] == "gpu.ecc" and host in ECC_NODES:
+                c.update(copy.deepcopy(ecc))
+        doctor["status"], doctor["exit_code"] = ("fail", 1) if host in ECC_NODES else ("warn", 0)
+        docs[f"{host}/doctor"] = doctor
+        if host in BENCHED:
+            bench = gpu_bench(real["bench_cpu"], doctor)
+            for r in bench["results"]:
+                if r["device"] == f"cuda:{SLOW.get(host)}":
+                    r["value"] *= 0.8
+            docs[f"{host}/bench"] = bench
+    return docs
+
+
+@pytest.fixture(scope="module")
+def thousand(real: dict[str, dict[str, Any]], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    directory = tmp_path_factory.mktemp("thousand")
+    docs = fleet_docs(real)
+    write(directory, docs)
+    proc, doc = fleet(str(directory))
+    assert doc is not None, proc.stderr
+    return {"dir": directory, "doc": doc, "proc": proc, "docs": docs}
+
+
+def test_three_kinds_of_problems_are_three_groups_in_json(thousand: dict[str, Any]) -> None:
+    doc = thousand["doc"]
+    assert thousand["proc"].returncode == 1 and doc["summary"]["nodes"] == NODES
+    groups = doc["problems"]
+    assert [(g["report"], g["id"], g["status"], g["count"]) for g in groups] == [
+        ("doctor", "gpu.ecc", "fail", 3),  # the worst first, then the most common
+        ("fleet", "slow.gpu", "fail", 2),
+        ("doctor", "host.ulimits", "warn", NODES),
+    ]
+    ecc, slow, ulimits = groups
+    assert ecc["nodes"] == list(ECC_NODES) and ecc["fix"]["command"] == "nvidia-smi -q -d ECC"
+    assert [f["nodes"] for f in ecc["fixes"]] == [list(ECC_NODES)]  # one fix, said once
+    assert ulimits["fix"] == ULIMITS_FIX and len(ulimits["fixes"]) == 1 and ulimits["more_fixes"] == 0
+    # Counted as devices: 2 slow GPUs (one per host), each slow in both benchmarks: 4 figures.
+    assert (slow["devices"], slow["figures"], sorted(slow["nodes"])) == (2, 4, sorted(SLOW))
+    assert doc["summary"]["slow_gpus"] == 2 and doc["summary"]["slow_gpu_figures"] == len(doc["slow_gpus"]) == 4
+    assert "2 slow GPUs (4 figures)" in doc["summary"]["text"] and doc["summary"]["problems"] == 3
+    by_host = {h["hostname"]: [d["index"] for d in h["devices"]] for h in doc["slow_devices"]}
+    assert by_host == {host: [index] for host, index in SLOW.items()}
+    assert all(len(d["figures"]) == 2 for h in doc["slow_devices"] for d in h["devices"])
+    # Each node's own list is still there behind the groups.
+    node = next(n for n in doc["nodes"] if n["hostname"] == "node0005")
+    assert {p["id"] for p in node["failing"]} == {"gpu.ecc"} and {p["id"] for p in node["warnings"]} == {"host.ulimits"}
+
+
+def first_screen(text: str) -> list[str]:
+    return text.splitlines()[:25]
+
+
+def test_text_first_screen_is_the_verdict_and_three_groups_with_their_fixes(thousand: dict[str, Any]) -> None:
+    proc = envcheck("fleet", str(thousand["dir"]))
+    assert proc.returncode == 1
+    screen = first_screen(proc.stdout)
+    assert screen[1].startswith("[FAIL]") and "Not ready: 5 of 1000 nodes failing" in screen[1], screen
+    groups = [line for line in screen if re.match(r"^\[(FAIL|warn)\]\s+(doctor|fleet|slow) ", line)]
+    assert [g.split()[1:3] for g in groups] == [["doctor", "gpu.ecc"], ["slow", "GPU"], ["doctor", "host.ulimits"]]
+    assert "on 3 nodes: node0005, node0017, node0099" in groups[0]
+    assert "on 2 hosts: node0003 GPU 1, node0011 GPU 2" in groups[1]
+    assert groups[2].endswith("on all 1000 nodes")  # a fleet-wide setting is one line, not 1 000
+    joined = "\n".join(screen)
+    assert "fix: Uncorrected ECC errors since boot" in joined and "run: ulimit -n 1048576" in joined
+    # Each fix is said once in the whole report, not once per node.
+    assert proc.stdout.count("ulimit -n 1048576") == 1
+    assert "2 GPUs of NVIDIA H100 80GB HBM3 more than 10% below the fleet median of their model (4 figures)" in joined
+    # The details follow: the failing nodes' own lists.
+    assert proc.stdout.index("node0005  ") > proc.stdout.index("run: ulimit")
+
+
+def test_markdown_and_html_show_the_same_three_groups(thousand: dict[str, Any], tmp_path: Path) -> None:
+    md_path, html_path = tmp_path / "fleet.md", tmp_path / "fleet.html"
+    assert envcheck("fleet", str(thousand["dir"]), "--output", str(md_path)).returncode == 1
+    md = md_path.read_text()
+    fix_first = md[md.index("### Fix first") : md.index("### Nodes")]
+    rows = [line for line in fix_first.splitlines() if line.startswith("| ") and not line.startswith("| status")]
+    assert len(rows) == 3
+    assert "`doctor gpu.ecc fail`" in rows[0] and "on 3 nodes: node0005, node0017, node0099" in rows[0]
+    assert "`slow GPU (NVIDIA H100 80GB HBM3)`" in rows[1] and "node0003 GPU 1" in rows[1]
+    assert "`doctor host.ulimits warn`" in rows[2] and "on all 1000 nodes" in rows[2]
+    assert md.count("ulimit -n 1048576") == 1
+    assert envcheck("fleet", str(thousand["dir"]), "--output", str(html_path)).returncode == 1
+    page = html_path.read_text()
+    first = page[page.index('<section id="problems">') : page.index("</section>", page.index('id="problems"'))]
+    assert first.count("<li>") == 3 and "on all 1000 nodes" in first and "nvidia-smi -q -d ECC" in first
+    # The grouped problems come before everything else; each node's table is collapsed after them.
+    nodes = page.index("<h2>Nodes</h2>")
+    assert page.index('id="problems"') < page.index("<h2>Counts</h2>") < nodes
+    assert page.index("<details>", nodes) < page.index("<table", nodes)
+    assert page.count("ulimit -n 1048576") == 1
+
+
+def test_a_rack_with_xid_79_on_three_nodes_reads_as_one_group(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    """kernel.xid as the doctor writes it for a GPU that fell off the bus (the kernel log test's
+    words), on 3 of 8 nodes, each naming its own GPU: one entry with its 3 nodes and one fix."""
+    docs = {}
+    for i in range(8):
+        doc = as_node(small(real["h100x4"]), f"rack-{i}", uuid_prefix=f"rack-{i}")
+        if i in (1, 4, 6):
+            doc["checks"].append(
+                {
+                    "id": "kernel.xid",
+                    "title": "Xid errors in the kernel log",
+                    "status": "fail",
+                    "summary": f"Xid 79 (GPU has fallen off the bus) on GPU {i % 4}: hardware inspection",
+                    "fix": {
+                        "text": "Drain the node; 2 or more reboots seen it",
+                        "command": "sudo nvidia-bug-report.sh",
+                    },
+                }
+            )
+            doc["status"] = "fail"
+        docs[f"rack-{i}"] = doc
+    proc, doc = fleet(*write(tmp_path, docs))
+    assert doc is not None and proc.returncode == 1
+    xid = [g for g in doc["problems"] if g["id"] == "kernel.xid"]
+    assert len(xid) == 1 and xid[0]["nodes"] == ["rack-1", "rack-4", "rack-6"] and len(xid[0]["fixes"]) == 1
+    text = envcheck("fleet", *write(tmp_path / "again", docs)).stdout
+    assert len([line for line in text.splitlines() if "kernel.xid fail on 3 nodes" in line]) == 1
+
+
+def test_distinct_fixes_are_kept_with_their_nodes(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    """Nodes whose reports give the same check different fixes (two envcheck versions in one fleet): each
+    fix is kept with its nodes, the most common first, and one past the few kept is only counted."""
+    docs = {}
+    for i in range(8):
+        doc = as_node(small(real["h100x4"]), f"n{i}", uuid_prefix=f"n{i}")
+        for c in doc["checks"]:
+            if c["id"] == "host.ulimits":
+                c.update(status="warn", summary="low", fix={"text": f"fix {min(i, 4)}", "command": None})
+        docs[f"n{i}"] = doc
+    _, doc = fleet(*write(tmp_path, docs))
+    assert doc is not None
+    (group,) = [g for g in doc["problems"] if g["id"] == "host.ulimits"]
+    assert [f["nodes"] for f in group["fixes"]] == [["n4", "n5", "n6", "n7"], ["n0"], ["n1"]]
+    assert group["more_fixes"] == 2 and group["fix"]["text"] == "fix 4"
+
+
+def test_noisy_figures_are_listed_apart_and_never_compared(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    """node2's figures are 40 % lower but their samples spread too widely (the bench marked them noisy):
+    not compared, so not slow, and listed apart with why."""
+    docs = {}
+    for host in ("node1", "node2", "node3"):
+        doc = as_node(real["bench_cpu"], host)
+        for r in doc["results"]:
+            r["noisy"] = host == "node2"
+            if host == "node2":
+                r["value"] *= 0.6
+        docs[host] = doc
+    proc, doc = fleet(*write(tmp_path, docs))
+    assert doc is not None and doc["slow_cpus"] == [] and proc.returncode == 0, proc.stderr
+    assert {(c["hostname"], c["why"]) for c in doc["contended"]} == {("node2", "noisy")}
+    assert doc["summary"]["noisy"] == 2 and "2 noisy figures not compared" in doc["summary"]["text"]
+    text = envcheck("fleet", *write(tmp_path / "again", docs)).stdout
+    assert "Not compared: too noisy to judge by" in text
+
+
+# -- --since ------------------------------------------------------------------------------------------------
+
+
+def test_since_a_previous_run(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    """Two runs of a 40-node fleet. Between them node0005's ECC failure was fixed, node0030 started to fail
+    gpu.ecc, node0039 vanished, node0040 appeared, and one card (node0002's GPU 0) moved to node0040 and
+    is now 15 % slower than it was there (the other benched GPUs unchanged)."""
+    before = fleet_docs(real, 40)
+    first = tmp_path / "first.json"
+    proc = envcheck("fleet", str(_dir(tmp_path / "run1", before)), "--output", str(first))
+    assert proc.returncode == 1 and json.loads(first.read_text())["figures"]
+    after = copy.deepcopy(before)
+    for c in after["node0005/doctor"]["checks"]:
+        if c["id"] == "gpu.ecc":
+            c.update(status="ok", summary="no ECC errors", fix=None)
+    after["node0005/doctor"].update(status="warn", exit_code=0)
+    after["node0030/doctor"]["checks"] = copy.deepcopy(after["node0017/doctor"]["checks"])
+    del after["node0039/doctor"]
+    moved = after.pop("node0002/bench")
+    card = next(d for d in moved["devices"] if d["index"] == 0)
+    moved["host"]["hostname"] = "node0040"
+    moved["results"] = [r for r in moved["results"] if r["device"] == card["name"]]
+    moved["devices"] = [card]
+    for r in moved["results"]:
+        r["value"] *= 0.85
+    after["node0040/bench"] = moved
+    proc, doc = fleet(str(_dir(tmp_path / "run2", after)), "--since", str(first))
+    assert doc is not None, proc.stderr
+    since = doc["since"]
+    assert [(g["id"], g["nodes"]) for g in since["new"]] == [("gpu.ecc", ["node0030"])]
+    assert [(g["id"], g["nodes"]) for g in since["resolved"]] == [("gpu.ecc", ["node0005"])]
+    assert (since["appeared"], since["vanished"]) == (["node0040"], ["node0039"])
+    assert {(s["device"], s["hostname"], s["previous_hostname"]) for s in since["slower"]} == {
+        (card["uuid"], "node0040", "node0002")
+    }
+    assert all(s["fall"] == pytest.approx(0.15, abs=1e-3) for s in since["slower"]) and len(since["slower"]) == 2
+    text = envcheck("fleet", str(tmp_path / "run2"), "--since", str(first)).stdout
+    screen = "\n".join(first_screen(text))
+    assert "1 new failure, 1 resolved, 1 nodes appeared, 1 vanished, 1 device slower" in screen
+    assert "NEW doctor gpu.ecc fail on 1 node: node0030" in text and "VANISHED 1 node: node0039" in text
+    assert f"SLOWER {card['uuid']} on node0040 (was on node0002)" in text
+
+
+def _dir(directory: Path, docs: dict[str, dict[str, Any]]) -> Path:
+    write(directory, docs)
+    return directory
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (
+            '{"schema": "envcheck.doctor/1", "nodes": []}',
+            "is not an envcheck fleet report (its schema is envcheck.doctor/1)",
+        ),
+        ('{"schema": "envcheck.fleet/2", "nodes": []}', "is a fleet report of a newer envcheck (envcheck.fleet/2;"),
+        ("[1, 2", "is not JSON"),
+        ("[]", "is not an envcheck fleet report (it has no envcheck schema)"),
+    ],
+)
+def test_since_refuses_what_is_not_a_fleet_report(
+    real: dict[str, dict[str, Any]], tmp_path: Path, content: str, words: str
+) -> None:
+    previous = tmp_path / "previous.json"
+    previous.write_text(content)
+    paths = write(tmp_path / "n", {"n": as_node(real["h100x4"], "n")})
+    proc = envcheck("fleet", *paths, "--since", str(previous))
+    assert proc.returncode == 2 and proc.stdout == "", proc
+    assert words in proc.stderr and "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) == 1
+    missing = envcheck("fleet", *paths, "--since", str(tmp_path / "gone.json"))
+    assert missing.returncode == 2 and "cannot read --since" in missing.stderr and "Traceback" not in missing.stderr
