@@ -118,9 +118,9 @@ def gpu_bench(cpu_bench: dict[str, Any], doctor: dict[str, Any], value: float = 
             }
         )
         for r in cpu_bench["results"]:
-            # a GPU figure is not taken on the CPUs, so the CPU run's contention mark does not carry over
+            # a GPU figure is not taken on the CPUs, so the CPU run's contention and noise marks do not carry over
             copied = {**copy.deepcopy(r), "device": name, "device_model": g["name"], "value": value}
-            results.append({**copied, "contended": False})
+            results.append({**copied, "contended": False, "noisy": False})
     out["devices"], out["results"] = devices, results
     # The CPU bench's preflight judges this machine's CPU load at the time, not the GPUs: not carried over.
     out["preflight"], out["status"] = [], "ok"
