@@ -166,12 +166,12 @@ def explain_header(doc: dict[str, Any]) -> tuple[str, str]:
 
 
 def explain_matches(doc: dict[str, Any]) -> str:
-    """Each match, the most severe first: its verdict and fix at the top, what it means, then the log's
-    lines and the facts behind it folded (what a person opens to check the diagnosis)."""
+    """Each match, the causes this machine shows first (failing, then warning): its verdict and fix at the
+    top, what it means, then the log's lines and the facts behind it folded (what a person opens to check
+    the diagnosis)."""
     parts = []
-    matches = sorted(
-        html.items(doc.get("matches")), key=lambda m: html.SEVERITY.get(match_status(m), len(html.SEVERITY))
-    )
+    shown_first = {"fail": 0, "warn": 1}  # a cause this machine shows, before one it cannot tell
+    matches = sorted(html.items(doc.get("matches")), key=lambda m: shown_first.get(match_status(m), 2))
     for match in matches:
         fix = html.dct(match.get("fix"))
         lines = "\n".join(

@@ -139,7 +139,7 @@ CHARTS = {
     "bench": {"throughput"},
     "comm": {"busbw", "p2p"},
     "burn": {"telemetry"},
-    "fleet": {"slow-gpus"},
+    "fleet": {"slow-gpus", "distribution"},  # and a distribution per compared figure
 }
 
 
