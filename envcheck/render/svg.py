@@ -385,7 +385,7 @@ def distribution_chart(
         start = lo + (hi - lo) * i / BINS
         end = start + (hi - lo) / BINS
         is_slow = slow_below is not None and (start + end) / 2 < slow_below
-        h = max(plot_h * n / tallest, 2.0)
+        h = max(plot_h * n / tallest, 5.0)  # one device is still seen beside ten thousand
         out.append(
             f'<rect class="{"bin bin-slow" if is_slow else "bin"}" x="{_f(px(start) + 0.5)}" y="{_f(axis - h)}" '
             f'width="{_f(max(column - 1, 1))}" height="{_f(h)}">'
