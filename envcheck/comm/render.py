@@ -320,13 +320,19 @@ def comm_problems(doc: dict[str, Any]) -> str:
             f"{html.e(f.get('what'))}{f' (checks: {html.e(checks)})' if checks else ''}"
             f'<p class="fix">fix: {html.e(f.get("fix"))}</p></li>'
         )
-    lines += [
+    lines += slow_link_items(doc)
+    return html.section("Problems", f'<ul class="problems">{"".join(lines)}</ul>') if lines else ""
+
+
+def slow_link_items(doc: dict[str, Any]) -> list[str]:
+    """Each slow link as a list item: under the verdict with the problems, and beside the matrix whose "!"
+    cells it explains."""
+    return [
         f"<li>{html.badge('warn')} slow link rank {html.e(s.get('src'))} → rank {html.e(s.get('dst'))}: "
         f"{html.e(gb(finite(s.get('gb_s'))))} GB/s, {html.pct(s.get('shortfall'))} below the median of the other "
         f"pairs on its host ({html.e(gb(finite(s.get('median_gb_s'))))} GB/s)</li>"
         for s in html.items(html.dct(doc.get("p2p")).get("slow_pairs"))
     ]
-    return html.section("Problems", f'<ul class="problems">{"".join(lines)}</ul>') if lines else ""
 
 
 def comm_chart(doc: dict[str, Any]) -> str:
@@ -404,6 +410,7 @@ def comm_p2p(doc: dict[str, Any]) -> str:
     p2p = html.dct(doc.get("p2p"))
     slow_pairs = html.items(p2p.get("slow_pairs"))
     nodes, left_out = p2p_shown(p2p)
+    slow = slow_link_items(doc)
     parts = [_p2p_node(node, p2p, slow_pairs, several=len(nodes) + left_out > 1) for node in nodes]
     parts = [p for p in parts if p]
     if not parts:
@@ -420,6 +427,7 @@ def comm_p2p(doc: dict[str, Any]) -> str:
         "link.</p>",
         *parts,
         others,
+        f"<ul>{''.join(slow)}</ul>" if slow else "",
     )
 
 
