@@ -351,7 +351,9 @@ def bench_devices(doc: dict[str, Any]) -> str:
         for d in html.items(doc.get("devices"))
     ]
     return (
-        html.section("Devices", html.table(["device", "model", "datasheet", "UUID", "PCI bus"], rows)) if rows else ""
+        html.section("Devices", html.table(["device", "model", "datasheet", "UUID", "PCI bus"], rows), collapsed=True)
+        if rows
+        else ""
     )
 
 
@@ -359,8 +361,7 @@ def bench_preflight(doc: dict[str, Any]) -> str:
     checks = html.items(doc.get("preflight"))
     if not checks:
         return ""
-    problems = [c for c in checks if c.get("status") in ("warn", "fail", "crash")]
-    return html.section("Preflight", html.checks_table(checks), html.problem_items(problems))
+    return html.section("Preflight", html.checks_table(checks), collapsed=True)
 
 
 def bench_flags(r: dict[str, Any]) -> list[str]:
@@ -450,17 +451,31 @@ def bench_results(doc: dict[str, Any]) -> str:
             rows,
             (3, 4, 5, 6),
         ),
+        collapsed=True,
     )
 
 
 def bench_problems(doc: dict[str, Any]) -> str:
-    problems = [r for r in html.items(doc.get("results")) if r.get("status") in ("fail", "crash")]
+    """What to act on, first under the verdict: the preflight's checks that did not pass (with their fixes),
+    the figures that failed, and the devices slower than their siblings."""
+    preflight = [c for c in html.items(doc.get("preflight")) if c.get("status") in ("warn", "fail", "crash")]
+    results = html.items(doc.get("results"))
     lines = [
         f"<li>{html.badge(r.get('status'))} {html.code(r.get('id'))} on {html.code(r.get('device'))}: "
         f"{html.e(r.get('reason'))}</li>"
-        for r in problems
+        for r in results
+        if r.get("status") in ("fail", "crash")
     ]
-    return html.section("Problems", f"<ul>{''.join(lines)}</ul>" if lines else "")
+    lines += [
+        f"<li>{html.badge('warn')} slow device {html.code(r.get('device'))}: {html.code(r.get('id'))} "
+        f"{html.e(r.get('label') or r.get('case') or '')} {html.num(r.get('value'))} {html.e(r.get('unit') or '')}, "
+        f"{html.pct(html.dct(r.get('slow_vs_siblings')).get('shortfall'))} below its siblings</li>"
+        for r in results
+        if html.dct(r.get("slow_vs_siblings"))
+    ]
+    return html.section(
+        "Problems", html.problem_items(preflight), f'<ul class="problems">{"".join(lines)}</ul>' if lines else ""
+    )
 
 
 def bench_comparison(doc: dict[str, Any]) -> str:
@@ -507,20 +522,25 @@ def bench_workers(doc: dict[str, Any]) -> str:
         for w in html.items(doc.get("workers"))
     ]
     return (
-        html.section("Workers", html.table(["device", "pid", "wall", "torch import", "exit", "error"], rows, (2, 3, 4)))
+        html.section(
+            "Workers",
+            html.table(["device", "pid", "wall", "torch import", "exit", "error"], rows, (2, 3, 4)),
+            collapsed=True,
+        )
         if rows
         else ""
     )
 
 
+#: What to act on first (problems, regressions, the spec), the chart; then, collapsed, the raw tables.
 BENCH_SECTIONS = (
-    bench_devices,
-    bench_preflight,
-    bench_chart,
-    bench_results,
     bench_problems,
     bench_comparison,
     bench_spec,
+    bench_chart,
+    bench_results,
+    bench_preflight,
+    bench_devices,
     bench_workers,
 )
 

@@ -270,6 +270,7 @@ def burn_devices(doc: dict[str, Any]) -> str:
         f'<p class="muted">Medians over {html.e(steady_window(doc))}; '
         f"throughput in {html.e(doc.get('unit') or 'TFLOP/s')}.</p>",
         html.table(COLUMNS, body, (3, 4, 5, 6, 7)),
+        collapsed=True,
     )
 
 
@@ -320,7 +321,7 @@ def burn_passed(doc: dict[str, Any]) -> str:
     passed = [v for v in html.items(doc.get("verdicts")) if v.get("status") in ("ok", "skip")]
     if not passed:
         return ""
-    return html.section("Other verdicts", html.checks_table(passed))
+    return html.section("Other verdicts", html.checks_table(passed), collapsed=True)
 
 
 def burn_spec(doc: dict[str, Any]) -> str:
@@ -329,7 +330,8 @@ def burn_spec(doc: dict[str, Any]) -> str:
     )
 
 
-BURN_SECTIONS = (burn_problems, burn_devices, burn_charts, burn_passed, burn_spec)
+#: What to act on first (problems with their fixes, the spec), the charts; then, collapsed, the tables.
+BURN_SECTIONS = (burn_problems, burn_spec, burn_charts, burn_devices, burn_passed)
 
 
 # --- the live display while the burn runs (not the report) -------------------------------------

@@ -294,14 +294,45 @@ def comm_world(doc: dict[str, Any]) -> str:
         ]
         for r in ranks
     ]
-    problems = [
+    parts = [lead, html.table(["rank", "host", "device", "GPU", "UUID", "joined"], rows) if rows else ""]
+    return html.section("World", *parts, collapsed=True)
+
+
+def comm_problems(doc: dict[str, Any]) -> str:
+    """What to act on, first under the verdict: the run's problems, NCCL's transport findings with their
+    fixes, wrong results and slow links."""
+    lines = [
         f"<li>{html.badge('fail')} {html.e(where(p))}: {html.e(p.get('what'))}</li>"
         for p in html.items(doc.get("problems"))
     ]
-    parts = [lead, html.table(["rank", "host", "device", "GPU", "UUID", "joined"], rows) if rows else ""]
-    if problems:
-        parts.append(f"<h3>Problems</h3><ul>{''.join(problems)}</ul>")
-    return html.section("World", *parts)
+    for r in html.items(doc.get("results")):
+        if r.get("verified") is False:
+            wrong = ", ".join(str(w.get("rank")) for w in html.items(r.get("wrong")))
+            lines.append(
+                f"<li>{html.badge('fail')} {html.code(r.get('op'))} at {html.size_text(r.get('size_bytes'))}: "
+                f"WRONG result{' on rank ' + html.e(wrong) if wrong else ''}</li>"
+            )
+    for f in html.items(html.dct(doc.get("transport")).get("findings")):
+        ranks = ", ".join(str(r) for r in html.lst(f.get("ranks")))
+        checks = ", ".join(str(c) for c in html.lst(f.get("checks")))
+        lines.append(
+            f"<li>{html.badge('warn')} transport on {html.code(f.get('host') or '?')} (rank {html.e(ranks)}): "
+            f"{html.e(f.get('what'))}{f' (checks: {html.e(checks)})' if checks else ''}"
+            f'<p class="fix">fix: {html.e(f.get("fix"))}</p></li>'
+        )
+    lines += slow_link_items(doc)
+    return html.section("Problems", f'<ul class="problems">{"".join(lines)}</ul>') if lines else ""
+
+
+def slow_link_items(doc: dict[str, Any]) -> list[str]:
+    """Each slow link as a list item: under the verdict with the problems, and beside the matrix whose "!"
+    cells it explains."""
+    return [
+        f"<li>{html.badge('warn')} slow link rank {html.e(s.get('src'))} → rank {html.e(s.get('dst'))}: "
+        f"{html.e(gb(finite(s.get('gb_s'))))} GB/s, {html.pct(s.get('shortfall'))} below the median of the other "
+        f"pairs on its host ({html.e(gb(finite(s.get('median_gb_s'))))} GB/s)</li>"
+        for s in html.items(html.dct(doc.get("p2p")).get("slow_pairs"))
+    ]
 
 
 def comm_chart(doc: dict[str, Any]) -> str:
@@ -356,7 +387,9 @@ def comm_results(doc: dict[str, Any]) -> str:
     if not rows:
         return ""
     return html.section(
-        "Results", html.table(["op", "size", "time", "algbw GB/s", "busbw GB/s", "verified"], rows, (1, 2, 3, 4))
+        "Results",
+        html.table(["op", "size", "time", "algbw GB/s", "busbw GB/s", "verified"], rows, (1, 2, 3, 4)),
+        collapsed=True,
     )
 
 
@@ -377,16 +410,11 @@ def comm_p2p(doc: dict[str, Any]) -> str:
     p2p = html.dct(doc.get("p2p"))
     slow_pairs = html.items(p2p.get("slow_pairs"))
     nodes, left_out = p2p_shown(p2p)
+    slow = slow_link_items(doc)
     parts = [_p2p_node(node, p2p, slow_pairs, several=len(nodes) + left_out > 1) for node in nodes]
     parts = [p for p in parts if p]
     if not parts:
         return ""
-    slow = [
-        f"<li>{html.badge('warn')} slow link rank {html.e(s.get('src'))} → rank {html.e(s.get('dst'))}: "
-        f"{html.e(gb(finite(s.get('gb_s'))))} GB/s, {html.pct(s.get('shortfall'))} below the median of the other "
-        f"pairs on its host ({html.e(gb(finite(s.get('median_gb_s'))))} GB/s)</li>"
-        for s in slow_pairs
-    ]
     others = (
         f'<p class="muted">send/recv on {left_out} other node(s): no slow link (every figure is in the JSON '
         "report).</p>"
@@ -441,7 +469,10 @@ def _p2p_node(node: dict[str, Any], p2p: dict[str, Any], slow_pairs: list[Any], 
                 ),
             ]
         )
-    grid = html.table(["sender ↓ receiver →", *(html.e(x) for x in labels)], rows, range(1, len(labels) + 1))
+    grid = html.folded(
+        "the figures",
+        html.table(["sender ↓ receiver →", *(html.e(x) for x in labels)], rows, range(1, len(labels) + 1)),
+    )
     return (f"<h3>{html.e(host)}</h3>" if host else "") + chart + grid
 
 
@@ -454,4 +485,15 @@ def comm_summary(doc: dict[str, Any]) -> str:
     return f"<p><b>{', '.join(parts)}</b></p>"
 
 
-COMM_SECTIONS = (comm_world, comm_chart, comm_results, comm_reference, comm_p2p, comm_spec, comm_summary)
+#: What to act on first (problems with their fixes, the spec), the charts and the judgement against the
+#: fabric; then, collapsed, the raw tables.
+COMM_SECTIONS = (
+    comm_problems,
+    comm_spec,
+    comm_summary,
+    comm_chart,
+    comm_p2p,
+    comm_reference,
+    comm_results,
+    comm_world,
+)

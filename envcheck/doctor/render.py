@@ -337,7 +337,7 @@ def doctor_gpus(doc: dict[str, Any]) -> str:
     lead = f"<p>{driver_words(driver, html.e)}</p>" if driver else ""
     rows = inventory_rows(gpus, HTML_CELLS)
     grid = html.table(INVENTORY_COLUMNS, rows, (3, 4, 5, 6)) if rows else ""
-    return html.section("GPU inventory", lead, grid)
+    return html.section("GPU inventory", lead, grid, collapsed=True)
 
 
 def doctor_areas(doc: dict[str, Any]) -> str:
@@ -346,17 +346,15 @@ def doctor_areas(doc: dict[str, Any]) -> str:
     for r in html.items(doc.get("checks")):
         by_area.setdefault(str(r.get("id") or "?").split(".", 1)[0], []).append(r)
     return "\n".join(
-        html.section(str(areas.get(area) or area), html.checks_table(rs), anchor=f"area-{area}")
+        html.section(str(areas.get(area) or area), html.checks_table(rs), anchor=f"area-{area}", collapsed=True)
         for area, rs in by_area.items()
     )
 
 
 def doctor_fixes(doc: dict[str, Any]) -> str:
-    problems = [
-        r
-        for r in html.items(doc.get("checks"))
-        if r.get("status") in ("warn", "fail", "crash") and html.dct(r.get("fix"))
-    ]
+    """Every check that did not pass, the most severe first, with its fix where it has one: the first
+    thing on the page under the verdict."""
+    problems = [r for r in html.items(doc.get("checks")) if r.get("status") in ("warn", "fail", "crash")]
     return html.section("Fixes", html.problem_items(problems), anchor="fixes")
 
 
@@ -407,11 +405,13 @@ def doctor_fabric(doc: dict[str, Any]) -> str:
             "<h3>NVLink</h3>",
             html.table(["GPU", "PCI bus", "state", "links up", "version", "links down"], rows, (3,)),
         ]
-    return html.section("GPU fabric", *parts)
+    return html.section("GPU fabric", *parts, collapsed=True)
 
 
 def doctor_versions(doc: dict[str, Any]) -> str:
-    return html.section("Versions", f"<pre>{html.e(chr(10).join(versions_block(doc)))}</pre>")
+    return html.section("Versions", f"<pre>{html.e(chr(10).join(versions_block(doc)))}</pre>", collapsed=True)
 
 
-DOCTOR_SECTIONS = (doctor_gpus, doctor_areas, doctor_fixes, doctor_fabric, doctor_versions)
+#: What to act on first (the fixes); then, collapsed, the inventory, every check by area, the fabric's
+#: tables and the versions.
+DOCTOR_SECTIONS = (doctor_fixes, doctor_gpus, doctor_areas, doctor_fabric, doctor_versions)

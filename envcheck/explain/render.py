@@ -166,8 +166,13 @@ def explain_header(doc: dict[str, Any]) -> tuple[str, str]:
 
 
 def explain_matches(doc: dict[str, Any]) -> str:
+    """Each match, the causes this machine shows first (failing, then warning): its verdict and fix at the
+    top, what it means, then the log's lines and the facts behind it folded (what a person opens to check
+    the diagnosis)."""
     parts = []
-    for match in html.items(doc.get("matches")):
+    shown_first = {"fail": 0, "warn": 1}  # a cause this machine shows, before one it cannot tell
+    matches = sorted(html.items(doc.get("matches")), key=lambda m: shown_first.get(match_status(m), 2))
+    for match in matches:
         fix = html.dct(match.get("fix"))
         lines = "\n".join(
             f"{html.e(x.get('source'))}:{html.e(x.get('line'))}: {html.e(x.get('text'))}"
@@ -182,15 +187,18 @@ def explain_matches(doc: dict[str, Any]) -> str:
         parts.append(
             html.section(
                 f"{match.get('title')} ({match.get('id')})",
-                f"<pre><code>{lines}</code></pre>",
-                f"<p>{html.e(match.get('meaning'))}</p>",
-                f"<ul>{facts}</ul>" if facts else "",
                 f"<p>{html.badge(match_status(match))} {html.e(VERDICT_WORDS.get(match.get('verdict'), ''))}</p>",
-                html.problem_items(html.items(match.get("results"))),
-                there,
                 f'<p class="fix">fix: {html.e(fix.get("text"))}</p>',
                 f"<pre><code>{html.e(fix.get('command'))}</code></pre>" if fix.get("command") else "",
-                f'<p class="muted">learnt from: {html.e(", ".join(html.lst(match.get("sources"))))}</p>',
+                f"<p>{html.e(match.get('meaning'))}</p>",
+                there,
+                html.problem_items(html.items(match.get("results"))),
+                html.folded(
+                    "the log's lines and the facts",
+                    f"<pre><code>{lines}</code></pre>",
+                    f"<ul>{facts}</ul>" if facts else "",
+                    f'<p class="muted">learnt from: {html.e(", ".join(html.lst(match.get("sources"))))}</p>',
+                ),
             )
         )
     return "\n".join(parts)

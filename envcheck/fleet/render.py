@@ -458,7 +458,7 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
 
 @renders("html", FLEET_SCHEMA)
 def render_html(doc: dict[str, Any], console: Console, options: RenderOptions) -> None:
-    html.write_page(console, doc, "fleet", fleet_header, FLEET_SECTIONS)
+    html.write_page(console, doc, "fleet", fleet_header, (*FLEET_SECTIONS, fleet_distributions))
 
 
 def fleet_header(doc: dict[str, Any]) -> tuple[str, str]:
@@ -705,3 +705,36 @@ FLEET_SECTIONS = (
     fleet_skipped,
     fleet_nodes,
 )
+
+
+def fleet_distributions(doc: dict[str, Any]) -> str:
+    """Each compared figure across the fleet, GPU figures then CPU ones: where this fleet's devices sit,
+    the median and the slow threshold, the slow ones marked (envcheck.render.svg.distribution_chart). The
+    charts are drawn from the comparisons' sorted values: their size stays the same for 10 000 nodes."""
+    from envcheck.render.svg import distribution_chart
+
+    charts: dict[str, list[str]] = {}
+    for c in html.items(doc.get("comparisons")):
+        values = [v for v in (finite(x) for x in html.lst(c.get("values"))) if v is not None]
+        median, below = finite(c.get("fleet_median")), finite(c.get("slow_below"))
+        if not values or median is None:
+            continue
+        kind = "CPU" if c.get("device_kind") == "cpu" else "GPU"
+        unit = str(c.get("unit") or "")
+        slow = sum(below is not None and v < below for v in values)
+        what = f"{c.get('id')}{' (--quick)' if c.get('quick') else ''} on {c.get('model') or 'an unnamed model'}"
+        title = f"{what}: {plural(len(values), kind)} in {unit}".strip()
+        summary = f"median {html.num(median)} {unit}, {plural(slow, 'slow device')}"
+        chart = distribution_chart(
+            "distribution", title, values, median=median, slow_below=below, unit=unit, summary=summary
+        )
+        charts.setdefault(kind, []).append(
+            f'<p><b>{html.e(what)}</b> <span class="muted">{html.e(summary)}</span></p>{chart}'
+        )
+    parts = [f"<h3>{kind} figures</h3>" + "".join(charts[kind]) for kind in ("GPU", "CPU") if kind in charts]
+    lead = (
+        '<p class="muted">Each device of a model on one figure: a column counts the devices in its range; the '
+        "solid line is the fleet median, the dashed one the slow threshold; slow devices are red, each marked "
+        "under the axis.</p>"
+    )
+    return html.section("Each figure across the fleet", lead, *parts) if parts else ""

@@ -7,9 +7,14 @@ Why it is shaped this way:
   or on a machine with no internet. Styles are inline, charts are inline SVG (envcheck.render.svg), there
   is no script, font or image, and a Content-Security-Policy (``default-src 'none'``) makes sure the
   browser fetches nothing even if a report's text tried to make it.
-* **A phone can read it.** The viewport is the device's; tables scroll sideways inside their own box
-  instead of widening the page; charts scale with their ``viewBox``. Light and dark follow the reader's
-  setting.
+* **The answer comes first.** The header holds the verdict; the first sections are what to act on (the
+  failing checks with their fixes, the slow devices), so that the first screen, on a desktop or a phone,
+  answers "is it ready, and what do I fix". Inventories, raw tables and versions follow, each collapsed in a
+  ``<details>`` (:func:`section` with ``collapsed=True``): open with a click, no script.
+* **A phone can read it.** The viewport is the device's; on a wide screen a table scrolls sideways inside
+  its own box, and on a narrow one (under 640 px) each row becomes a card, every cell a line labelled with
+  its column (``data-label`` and CSS, no script), so that no column is off-screen and no cell is squeezed
+  to a word per line. Charts scale with their ``viewBox``. Light and dark follow the reader's setting.
 * **Colour never says anything alone.** Each status is a mark and a word (``✗ fail``) as well as a
   colour; each chart has a title and an ``aria-label``, and its numbers are in a table next to it.
 * **Everything from a machine is escaped.** Host names, GPU names, errors and fixes go through
@@ -29,6 +34,7 @@ p2p, telemetry, slow-gpus), drawn only where its data exists; ``<html data-repor
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from html import escape
 from typing import TYPE_CHECKING, Any
@@ -109,6 +115,30 @@ svg.chart .cell{fill:var(--accent)}
 svg.chart .cell-none{fill:var(--track)}
 svg.chart .cell-flagged{stroke:var(--fail);stroke-width:3}
 svg.chart text.cell-text-dark{fill:#fff}
+svg.chart .bin{fill:var(--accent)}
+svg.chart .bin-slow{fill:var(--fail)}
+svg.chart .slow-mark{stroke:var(--fail);stroke-width:2}
+svg.chart .median{stroke:var(--fg);stroke-width:2}
+svg.chart .threshold{stroke:var(--fail);stroke-width:1.5;stroke-dasharray:4 3}
+details{margin:1.2em 0 0}
+details>summary{cursor:pointer;padding:.2em 0;border-bottom:1px solid var(--line)}
+details>summary>h2{display:inline;border:0;margin:0;padding:0}
+details[open]>summary{margin-bottom:.5em}
+.problems{padding-left:1.2em}
+.problems li{margin:.2em 0 .6em}
+@media (max-width:640px){
+header,main,footer{padding:0 10px}
+.table{overflow-x:visible}
+.table table,.table tbody,.table tr,.table td{display:block;width:100%}
+.table thead{position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%)}
+.table tr{border:1px solid var(--line);border-radius:6px;margin:0 0 .5em;padding:3px 0}
+.table td,.table td.n{display:flex;gap:.7em;border:0;padding:2px 10px;text-align:left;white-space:normal;
+overflow-wrap:anywhere}
+.table td::before{content:attr(data-label);flex:0 0 36%;color:var(--muted);font-weight:600}
+.table td[data-label=""]::before{content:none}
+.table td:first-child{font-weight:600}
+td code{white-space:normal}
+}
 """ + "".join(
     f"svg.chart .series-{i}{{stroke:var(--s{i})}}svg.chart .dot.series-{i}{{fill:var(--s{i})}}" for i in range(8)
 )
@@ -213,26 +243,46 @@ def code(value: Any) -> str:
 
 
 def table(headers: Iterable[str], rows: Iterable[Iterable[str]], numeric: Iterable[int] = ()) -> str:
-    """A table in its own sideways-scrolling box; cells are HTML already (escape text with :func:`e`)."""
+    """A table in its own sideways-scrolling box (a card per row on a phone); cells are HTML already
+    (escape text with :func:`e`). Each cell carries its column's name as ``data-label``: what a card shows
+    beside the value once the header row is out of sight."""
     right = set(numeric)
+    headers = list(headers)
     head = "".join(f"<th{' class=n' if i in right else ''}>{h}</th>" for i, h in enumerate(headers))
+    labels = [label_of(h) for h in headers]
     body = []
     for row in rows:
         cells = []
         for i, c in enumerate(row):
             cls = c[0] if isinstance(c, tuple) else ("n" if i in right else "")
             text = c[1] if isinstance(c, tuple) else c
-            cells.append(f'<td class="{cls}">{text}</td>' if cls else f"<td>{text}</td>")
+            label = f' data-label="{labels[i]}"' if i < len(labels) else ""
+            cells.append(f'<td class="{cls}"{label}>{text}</td>' if cls else f"<td{label}>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f'<div class="table"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
-def section(title: str, *parts: str, anchor: str = "") -> str:
+def label_of(header: str) -> str:
+    """A column header (HTML already) as an attribute's value: its text, markup left out."""
+    return re.sub(r"<[^>]*>", "", header).replace('"', "&quot;")
+
+
+def section(title: str, *parts: str, anchor: str = "", collapsed: bool = False) -> str:
+    """A titled section; ``collapsed``: folded in a ``<details>`` (its title the one line shown), for what a
+    person opens only to dig: inventories, raw tables, versions."""
     content = "\n".join(p for p in parts if p)
     if not content:
         return ""
     ident = f' id="{e(anchor)}"' if anchor else ""
+    if collapsed:
+        return f"<section{ident}>\n<details>\n<summary><h2>{e(title)}</h2></summary>\n{content}\n</details>\n</section>"
     return f"<section{ident}>\n<h2>{e(title)}</h2>\n{content}\n</section>"
+
+
+def folded(title: str, *parts: str) -> str:
+    """Part of a section folded under a one-line title (``<details>``): the numbers behind a chart."""
+    content = "\n".join(p for p in parts if p)
+    return f"<details>\n<summary>{e(title)}</summary>\n{content}\n</details>" if content else ""
 
 
 def header(kind: str, headline: str, status: Any, doc: dict[str, Any], extra: str = "") -> tuple[str, str]:
@@ -258,10 +308,16 @@ def header(kind: str, headline: str, status: Any, doc: dict[str, Any], extra: st
     return html, f"envcheck {kind}: {headline}"
 
 
+#: The order problems are listed in: what stops the work first.
+SEVERITY = {"crash": 0, "fail": 1, "warn": 2}
+
+
 def problem_items(results: list[dict[str, Any]]) -> str:
-    """Each problem with its fix, where it has one, in words and as a command to run."""
+    """Each problem with its fix, where it has one, in words and as a command to run; the most severe
+    first (a stable sort: within a status, the report's order), so that the first fix on the page is the
+    one to do first."""
     out = []
-    for r in results:
+    for r in sorted(results, key=lambda r: SEVERITY.get(str(r.get("status")), len(SEVERITY))):
         fix = dct(r.get("fix"))
         where = f" on {code(r.get('where'))}" if r.get("where") else ""
         text = f'<p class="fix">fix: {e(fix["text"])}</p>' if fix.get("text") else ""
@@ -269,7 +325,7 @@ def problem_items(results: list[dict[str, Any]]) -> str:
         out.append(
             f"<li>{badge(r.get('status'))} {code(r.get('id'))}{where}: {e(r.get('summary'))}{text}{command}</li>"
         )
-    return f"<ul>{''.join(out)}</ul>" if out else ""
+    return f'<ul class="problems">{"".join(out)}</ul>' if out else ""
 
 
 def checks_table(results: list[dict[str, Any]]) -> str:

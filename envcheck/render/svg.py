@@ -1,5 +1,5 @@
 """Inline SVG charts for the HTML report, written by hand: a bar chart, a line chart (linear or log-2 x
-axis), and a heatmap.
+axis), a heatmap, and a distribution (a fleet's devices on one figure).
 
 Why by hand: a report must open from a file on a laptop, a phone or an air-gapped cluster's login node
 with nothing fetched (no CDN, no script), and envcheck's base install stays light, so a plotting library
@@ -317,5 +317,98 @@ def heatmap(
                 out.append(
                     f'<text x="{_f(x + 3)}" y="{_f(y + 11)}" class="{cls}" font-size="11" font-weight="bold">!</text>'
                 )
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+# -- distribution ----------------------------------------------------------------------------------------
+
+#: Columns of a distribution's histogram: fine enough to show a cluster of slow cards apart from the
+#: rest, coarse enough that each column is a few units wide on a phone.
+BINS = 48
+#: At most this many slow devices get their own mark under the axis; past that, their columns (drawn in
+#: the fail colour) say where they are, and the page stays the same size whatever the fleet's.
+SLOW_MARKS = 200
+
+
+def _round_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """Round tick values inside [lo, hi] (1, 2 or 5 times a power of ten apart)."""
+    raw = (hi - lo) / count
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    first = math.ceil(lo / step - 1e-9) * step
+    return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
+
+
+def distribution_chart(
+    kind: str,
+    title: str,
+    values: Sequence[float],
+    *,
+    median: float,
+    slow_below: float | None = None,
+    unit: str = "",
+    summary: str = "",
+) -> str:
+    """Where a fleet's devices sit on one figure: a histogram of every device's value (a column per range,
+    its height the count), the fleet median as a solid line, the slow threshold as a dashed one, the
+    columns below it in the fail colour and each slow device (up to :data:`SLOW_MARKS`) as a mark under the
+    axis. Its size does not grow with the fleet: 10 000 devices draw :data:`BINS` columns."""
+    values = sorted(v for v in values if finite(v) is not None)
+    slow = [v for v in values if slow_below is not None and v < slow_below]
+    ends = [*values[:1], *values[-1:], median, *([slow_below] if slow_below is not None else [])]
+    lo, hi = min(ends), max(ends)
+    pad = (hi - lo) * 0.03 or abs(hi) * 0.05 or 1.0
+    lo, hi = lo - pad, hi + pad
+    legend, top, plot_h = 20.0, 26.0, 72.0
+    axis = top + plot_h
+    height = axis + (38 if slow else 24)
+    width = WIDTH - 2
+
+    def px(x: float) -> float:
+        return 1 + width * (x - lo) / (hi - lo)
+
+    counts = [0] * BINS
+    for v in values:
+        counts[min(int((v - lo) / (hi - lo) * BINS), BINS - 1)] += 1
+    tallest = max(counts) or 1
+    out = _open(kind, title, height, summary)
+    out.append(f'<line class="median" x1="0" y1="{_f(legend - 6)}" x2="16" y2="{_f(legend - 6)}"/>')
+    out.append(_text(20, legend - 2, f"fleet median {short(median)} {unit}".strip(), "muted"))
+    if slow_below is not None:
+        out.append(f'<line class="threshold" x1="220" y1="{_f(legend - 6)}" x2="236" y2="{_f(legend - 6)}"/>')
+        out.append(_text(240, legend - 2, f"slow below {short(slow_below)}", "muted"))
+    column = width / BINS
+    for i, n in enumerate(counts):
+        if not n:
+            continue
+        start = lo + (hi - lo) * i / BINS
+        end = start + (hi - lo) / BINS
+        is_slow = slow_below is not None and (start + end) / 2 < slow_below
+        h = max(plot_h * n / tallest, 5.0)  # one device is still seen beside ten thousand
+        out.append(
+            f'<rect class="{"bin bin-slow" if is_slow else "bin"}" x="{_f(px(start) + 0.5)}" y="{_f(axis - h)}" '
+            f'width="{_f(max(column - 1, 1))}" height="{_f(h)}">'
+            f"<title>{n} device{'s' if n != 1 else ''} at {short(start)}–{short(end)} {escape(unit)}</title></rect>"
+        )
+    out.append(f'<line class="axis" x1="0" y1="{_f(axis)}" x2="{_f(WIDTH)}" y2="{_f(axis)}"/>')
+    out.append(f'<line class="median" x1="{_f(px(median))}" y1="{_f(top)}" x2="{_f(px(median))}" y2="{_f(axis)}"/>')
+    if slow_below is not None:
+        x = px(slow_below)
+        out.append(f'<line class="threshold" x1="{_f(x)}" y1="{_f(top)}" x2="{_f(x)}" y2="{_f(axis)}"/>')
+    for t in _round_ticks(lo, hi):
+        x = px(t)
+        out.append(f'<line class="axis" x1="{_f(x)}" y1="{_f(axis)}" x2="{_f(x)}" y2="{_f(axis + 4)}"/>')
+        half = len(short(t)) * FONT * CHAR_WIDTH / 2 + 2
+        anchor = "start" if x < half else "end" if x > WIDTH - half else "middle"
+        out.append(_text(x, axis + 17, short(t), "muted", anchor))
+    if slow:
+        marks = sorted({round(px(v)) for v in slow})[:SLOW_MARKS]
+        y = axis + 26
+        out.append(
+            '<g class="slow-marks">'
+            + "".join(f'<line class="slow-mark" x1="{x}" y1="{_f(y)}" x2="{x}" y2="{_f(y + 9)}"/>' for x in marks)
+            + f"<title>{len(slow)} slow device{'s' if len(slow) != 1 else ''}</title></g>"
+        )
     out.append("</svg>")
     return "\n".join(out)

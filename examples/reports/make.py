@@ -19,6 +19,8 @@ What ran:
 * ``bench.html``: ``envcheck bench --device cpu --quick``;
 * ``comm.html``: ``envcheck comm --device cpu --nproc 4`` (gloo, 4 ranks on this machine);
 * ``burn.html``: ``envcheck burn --device cpu --duration 10``;
+* ``explain.html``: ``envcheck explain`` over two log lines, over the fake NVML scenario
+  ``driver_library_mismatch`` (so that this machine shows the first one's cause);
 * ``fleet.html``: ``envcheck fleet`` over copies of those reports as five nodes. This machine has no GPU
   to benchmark, so the GPU nodes' bench reports are the CPU bench's figures copied onto the fake GPUs
   (tests/fleet/conftest.py's ``gpu_bench``), and ``gpu-node-2``'s GPU 5 is edited 20 % down so that the
@@ -26,6 +28,10 @@ What ran:
 
 The script refuses to write a report that still holds one of the machine's paths or a package index's
 host name.
+
+Beside each page, what a person sees first when opening it (no scroll): ``KIND-1280.png`` on a laptop
+(1280 × 800) and ``KIND-390.png`` on a phone (390 × 844), taken in the distribution's Chromium through
+Playwright (as tests/render/test_html_browser.py does); without them the pages are still written.
 """
 
 from __future__ import annotations
@@ -53,7 +59,17 @@ RUNS: dict[str, tuple[list[str], dict[str, str]]] = {
     "bench": (["bench", "--device", "cpu", "--quick"], {}),
     "comm": (["comm", "--device", "cpu", "--nproc", "4"], {}),
     "burn": (["burn", "--device", "cpu", "--duration", "10"], {}),
+    "explain": (
+        [
+            "explain",
+            "Failed to initialize NVML: Driver/library version mismatch",
+            "RuntimeError: CUDA error: no kernel image is available for execution on the device",
+        ],
+        {"ENVCHECK_FAKE_NVML": "driver_library_mismatch", "PYTHONPATH": f"{NVML_SITE}{os.pathsep}{ROOT}"},
+    ),
 }
+#: The first screens kept beside each page: a laptop's and a phone's viewport (CSS pixels).
+SCREENS = {"1280": {"width": 1280, "height": 800}, "390": {"width": 390, "height": 844}}
 #: Words that must not be in an example: package indexes' hosts (a fix may name one).
 FORBIDDEN_WORDS = ("pypi", "pythonhosted", "download.pytorch.org", "index-url")
 
@@ -114,7 +130,13 @@ def main() -> None:
         this_host = docs["bench"]["host"]["hostname"]
         replacements = machine_words(workdir)
         leaks = [old for old, _ in replacements] + ["/root", "/home/"]
-        names = {"doctor": "gpu-node-1", "bench": "cpu-node-1", "comm": "cpu-node-1", "burn": "cpu-node-1"}
+        names = {
+            "doctor": "gpu-node-1",
+            "bench": "cpu-node-1",
+            "comm": "cpu-node-1",
+            "burn": "cpu-node-1",
+            "explain": "gpu-node-1",
+        }
         docs = {k: neutral(doc, replacements, {this_host: names[k]}) for k, doc in docs.items()}
 
         nodes: dict[str, dict[str, Any]] = {}
@@ -142,6 +164,34 @@ def main() -> None:
             write_atomically(str(target), doc, "html")
             check(target.name, target.read_text(), leaks)
             print(f"wrote {target.relative_to(ROOT)} ({target.stat().st_size:,} bytes)")
+    screenshots(list(docs))
+
+
+def screenshots(kinds: list[str]) -> None:
+    """Each page's first screen at :data:`SCREENS`' sizes, as ``KIND-WIDTH.png`` beside it."""
+    from tests.render.test_html_browser import LAUNCH_ARGS, chromium_path, missing_browser
+
+    if (reason := missing_browser()) is not None:
+        print(f"no screenshots: {reason}")
+        return
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=LAUNCH_ARGS, headless=True)
+        try:
+            for width, viewport in SCREENS.items():
+                phone = viewport["width"] < 640
+                context = browser.new_context(viewport=viewport, is_mobile=phone, has_touch=phone)
+                for kind in kinds:
+                    tab = context.new_page()
+                    tab.goto((HERE / f"{kind}.html").as_uri(), wait_until="load")
+                    target = HERE / f"{kind}-{width}.png"
+                    tab.screenshot(path=target)
+                    tab.close()
+                    print(f"wrote {target.relative_to(ROOT)} ({target.stat().st_size:,} bytes)")
+                context.close()
+        finally:
+            browser.close()
 
 
 if __name__ == "__main__":

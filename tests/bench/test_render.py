@@ -238,5 +238,7 @@ def test_a_noisy_figure_shows_the_range_its_samples_gave_not_a_percentage_beyond
     render(doc, "markdown", make_console(markdown, for_file=True))
     render(doc, "html", make_console(page, for_file=True))
     assert "50 GFLOP/s (noisy 1.667–50)" in markdown.getvalue()
-    assert '<td class="n">noisy 1.67–50.0</td>' in page.getvalue() and "±1450%" not in page.getvalue()
-    assert '<td class="n">±2%</td>' in page.getvalue()
+    assert (
+        '<td class="n" data-label="spread">noisy 1.67–50.0</td>' in page.getvalue() and "±1450%" not in page.getvalue()
+    )
+    assert '<td class="n" data-label="spread">±2%</td>' in page.getvalue()

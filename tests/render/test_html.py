@@ -18,6 +18,7 @@ import json
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
+from html import escape
 from html.parser import HTMLParser
 from io import StringIO
 from typing import Any
@@ -139,7 +140,7 @@ CHARTS = {
     "bench": {"throughput"},
     "comm": {"busbw", "p2p"},
     "burn": {"telemetry"},
-    "fleet": {"slow-gpus"},
+    "fleet": {"slow-gpus", "distribution"},  # and a distribution per compared figure
 }
 
 
@@ -443,3 +444,48 @@ def test_the_comm_charts_last_size_label_has_room_inside_the_chart(top_exponent:
     assert "textLength" not in label[0]  # drawn at its size, not squeezed to fit
     # its estimated right end leaves room for a font wider than the average
     assert float(label[1]) + len(last) * FONT * CHAR_WIDTH / 2 + LABEL_ROOM <= WIDTH
+
+
+def test_each_page_puts_what_to_act_on_first_and_folds_the_raw_tables(made: dict[str, Any]) -> None:
+    """Under the verdict: the problems with their fixes; the inventory, every check's table, raw results
+    and versions come after, each a closed <details> (no script opens them)."""
+    doctor = made["pages"]["doctor"]
+    first_section = re.search(r"<section[^>]*>\s*(?:<details>\s*<summary>)?<h2>(.*?)</h2>", doctor)
+    assert first_section is not None and first_section[1] == "Fixes"
+    folded = re.findall(r"<details>\s*<summary><h2>(.*?)</h2></summary>", doctor)
+    assert {"GPU inventory", "Host", "GPU fabric", "Versions"} <= set(folded), folded
+    # the failing check's fix comes before the warning's (the most severe first)
+    fixes = made["docs"]["doctor"]["checks"]
+    failing = next(c for c in fixes if c["status"] == "fail" and c.get("fix"))
+    warned = next(c for c in fixes if c["status"] == "warn" and c.get("fix"))
+    assert doctor.index(escape(failing["fix"]["text"])) < doctor.index(escape(warned["fix"]["text"]))
+    for kind, raw in (("bench", "Results"), ("bench", "Devices"), ("comm", "Results"), ("burn", "Steady state")):
+        assert raw in re.findall(r"<details>\s*<summary><h2>(.*?)</h2></summary>", made["pages"][kind]), (kind, raw)
+    assert "<script" not in doctor
+
+
+def test_every_table_cell_carries_its_columns_name_for_the_phones_cards() -> None:
+    """At a phone's width the header row is out of sight: each cell names its column (data-label),
+    what the card shows beside the value; markup in a header is left out of the label."""
+    from envcheck.render.html import STYLE, table
+
+    text = table(["device", "<b>peak</b>", 'a "quoted" name'], [["cuda:0", ("n", "1,958"), "x"]], (1,))
+    assert '<td data-label="device">cuda:0</td>' in text
+    assert '<td class="n" data-label="peak">1,958</td>' in text
+    assert '<td data-label="a &quot;quoted&quot; name">x</td>' in text
+    assert "@media (max-width:640px)" in STYLE and "content:attr(data-label)" in STYLE
+
+
+def test_a_fleets_distribution_stays_small_and_marks_the_slow_devices() -> None:
+    """10 000 devices draw as many columns as 100 do; each slow device is marked under the axis."""
+    from envcheck.render.svg import BINS, distribution_chart
+
+    def chart(n: int, slow: int) -> str:
+        values = [700.0 + (i % 13) for i in range(n - slow)] + [560.0 + i for i in range(slow)]
+        return distribution_chart("distribution", "matmul.bf16", values, median=706.0, slow_below=635.4, unit="TFLOP/s")
+
+    small, big = chart(100, 3), chart(10_000, 3)
+    assert big.count("<rect") <= BINS and abs(len(big) - len(small)) < 200
+    assert big.count('class="slow-mark"') == 3 and 'class="bin bin-slow"' in big
+    assert "<title>3 slow devices</title>" in big and 'class="threshold"' in big and 'class="median"' in big
+    assert 'class="slow-mark"' not in chart(100, 0)
