@@ -61,8 +61,8 @@ def figure(value: float | None) -> str:
 
 def verdict(doc: dict[str, Any]) -> str:
     """Whether the fleet is ready, in one line: the first thing an admin asks."""
-    c = doc.get("summary") or {}
-    nodes, failing, warned = c.get("nodes", 0), c.get("failing", 0), c.get("warnings", 0)
+    c = html.dct(doc.get("summary"))
+    nodes, failing, warned = (_count(c.get(k)) for k in ("nodes", "failing", "warnings"))
     status = doc.get("status")
     if failing or status in ("fail", "crash"):
         head = f"Not ready: {failing} of {plural(nodes, 'node')} failing"
@@ -72,22 +72,27 @@ def verdict(doc: dict[str, Any]) -> str:
         head = f"Ready: all {plural(nodes, 'node')} pass"
     rest = [f"{warned} with warnings"] if warned and head.startswith("Not") else []
     for kind, word in (("gpu", "GPU"), ("cpu", "CPU")):
-        devices = c.get(f"slow_{kind}s") or 0
+        devices = _count(c.get(f"slow_{kind}s"))
         if devices:
             rest.append(plural(devices, f"slow {word}"))
-    problems = doc.get("problems") or []
+    problems = html.items(doc.get("problems"))
     if problems:
         rest.append(f"{plural(len(problems), 'problem')} across the fleet")
     return head + (f"; {', '.join(rest)}" if rest else "")
 
 
+def _count(value: Any) -> int:
+    """A count from the document: 0 for anything that is not one (a hand-edited report may hold anything)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def on_nodes(group: dict[str, Any], nodes: int, limit: int = NAMES_SHOWN) -> str:
     """Where a problem is: "on all 1000 nodes" (a fleet-wide setting is one line), else its nodes named;
     a slow group names its devices (host and GPU index)."""
-    count = group.get("count", 0)
+    count = _count(group.get("count"))
     if count == nodes and nodes > 1:
         return f"on all {nodes} nodes"
-    where = group.get("where") or group.get("nodes") or []
+    where = html.lst(group.get("where")) or html.lst(group.get("nodes"))
     noun = "host" if str(group.get("id", "")).startswith("slow.") else "node"
     return f"on {plural(count, noun)}: {names([str(w) for w in where], limit)}"
 
@@ -102,13 +107,14 @@ def group_title(group: dict[str, Any]) -> str:
 def with_devices(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """The problem groups, each slow one with ``where``: its devices by host and GPU index."""
     named: dict[tuple[str, Any], list[str]] = {}
-    for host in doc.get("slow_devices") or []:
-        for d in host.get("devices") or []:
-            where = f"{host['hostname']} GPU {d['index']}" if d.get("index") is not None else host["hostname"]
+    for host in html.items(doc.get("slow_devices")):
+        for d in html.items(host.get("devices")):
+            hostname = str(host.get("hostname"))
+            where = f"{hostname} GPU {d['index']}" if d.get("index") is not None else hostname
             named.setdefault((f"slow.{d.get('device_kind')}", d.get("model")), []).append(where)
     return [
         {**g, "where": named.get((g.get("id"), g.get("model")))} if str(g.get("id", "")).startswith("slow.") else g
-        for g in doc.get("problems") or []
+        for g in html.items(doc.get("problems"))
     ]
 
 
@@ -285,7 +291,7 @@ def only_shared(node: dict[str, Any], everywhere: set[Any]) -> bool:
     one name in a line, not its own section repeating the one line above."""
     from envcheck.fleet.merge import problem_key
 
-    items = [*(node.get("failing") or []), *(node.get("warnings") or [])]
+    items = [*html.items(node.get("failing")), *html.items(node.get("warnings"))]
     return not node.get("slow") and all(
         problem_key(str(i.get("report")), str(i.get("id")), str(i.get("status"))) in everywhere for i in items
     )

@@ -407,12 +407,6 @@ FIRST_SCREEN = """() => {
 WITH_A_FIX = ("doctor", "fleet", "explain", "bench_failing", "burn_failing", "comm_failing")
 #: Every page the browser opens: the commands' own, and the CPU reports with a failing check added.
 NAMES = [*PAGES, "bench_failing", "burn_failing", "comm_failing"]
-#: The fleet page's sections list every node before the fixes; grouping the fleet's problems (one entry
-#: per check, with its fix, ahead of the per-node table) is what brings its first fix up.
-FLEET_FIRST_SCREEN = pytest.mark.xfail(
-    reason="the fleet's sections put the per-node table ahead of its fixes until its problems are grouped",
-    strict=False,
-)
 
 
 @pytest.fixture(scope="module")
@@ -434,7 +428,7 @@ def first_screens(browser: Browser, pages: dict[str, Path]) -> dict[tuple[str, s
 
 
 @pytest.mark.parametrize("size", FIRST_SCREENS)
-@pytest.mark.parametrize("name", [pytest.param(n, marks=FLEET_FIRST_SCREEN) if n == "fleet" else n for n in NAMES])
+@pytest.mark.parametrize("name", NAMES)
 def test_the_first_screen_holds_the_verdict_and_the_first_fix(
     first_screens: dict[tuple[str, str], dict[str, Any]], name: str, size: str
 ) -> None:
