@@ -59,8 +59,8 @@ MAX_VALUES = 8 * 1024**2
 #: counts, exit codes, indexes); up to 100 digits, float() of it is finite, and Python converts one in
 #: linear time. The fast path (:data:`DECODER`) never builds a field the fleet does not read, so a wider
 #: integer there costs nothing and skips nothing; where the fleet reads one, the document goes to the
-#: general path, which skips it under this bound. A float of any length parses in linear time to a float (1e400 is infinity, which the
-#: fleet reads as "not a figure"), so floats need no such bound.
+#: general path, which skips it under this bound. A float of any length parses in linear time to a float
+#: (1e400 is infinity, which the fleet reads as "not a figure"), so floats need no such bound.
 MAX_INT_DIGITS = 100
 
 # Strings need no bound of their own: parsed, a string costs about its bytes (a str of ASCII is its length
