@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
@@ -29,9 +30,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 
 from envcheck.core.report import utc_now
@@ -44,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GPUS = 8
 BENCH_IDS = ("matmul.bf16", "matmul.fp16", "matmul.tf32", "memory.d2d", "memory.h2d", "attention.sdpa")
 MODEL = "NVIDIA H100 80GB HBM3"
+KINDS = ("doctor", "bench")
 
 
 def envcheck(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -136,19 +140,31 @@ def command(directory: Path, *args: str) -> tuple[float, float]:
     return time.perf_counter() - started, usage.ru_maxrss / 1024
 
 
+#: The parsers compared (``--parsers``): the fleet's (msgspec decoding only the fields the fleet reads)
+#: and three that build the whole document.
+PARSERS: dict[str, Callable[[bytes], Any]] = {
+    "json (standard library), whole document": json.loads,
+    "orjson, whole document": orjson.loads,
+    "msgspec, whole document": msgspec.json.Decoder().decode,
+    "msgspec, the fleet's fields only (envcheck.fleet.read.DECODER)": DECODER.decode,
+}
+FLEET_PARSER = "msgspec, the fleet's fields only (envcheck.fleet.read.DECODER)"
+WHOLE_ORJSON = "orjson, whole document"
+
+
 def _floor_batch(paths: list[str], parse: str) -> int:
     """Read each file and parse it, nothing else: the floor's work in one worker."""
-    decode = DECODER.decode if parse == "msgspec" else orjson.loads
+    decode = PARSERS[parse]
     for path in paths:
         with open(path, "rb") as f:
             decode(f.read())
     return len(paths)
 
 
-def floor(directory: Path, parse: str = "msgspec") -> float:
+def floor(directory: Path, parse: str = FLEET_PARSER) -> float:
     """Seconds to read and parse every file of the fleet and nothing else, in a worker per usable CPU
     started the way the command starts its workers (their start is counted: the command pays it too).
-    ``parse``: "msgspec", the fleet's parser (only the fields it reads), or "orjson" (whole documents)."""
+    ``parse``: one of :data:`PARSERS`, by default the fleet's."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -162,11 +178,45 @@ def floor(directory: Path, parse: str = "msgspec") -> float:
     return time.perf_counter() - started
 
 
+def compare_parsers(directory: Path, sample: int = 400) -> list[str]:
+    """Per parser: the time to parse one doctor and one bench report (the best of three passes over
+    ``sample`` files of each, read beforehand), the memory the parsed document holds (tracemalloc, one
+    file), and the whole fleet read and parsed in a worker per CPU (as the floor)."""
+    import tracemalloc
+
+    paths = [p for p in expand([str(directory)]) if isinstance(p, str)]
+    data = {kind: [Path(p).read_bytes() for p in paths if p.endswith(f"{kind}.json")][:sample] for kind in KINDS}
+    rows = ["| parser | doctor, per file | bench, per file | held, doctor / bench | whole fleet, read + parse |"]
+    rows.append("|---|---|---|---|---|")
+    for name, parse in PARSERS.items():
+        cells = []
+        for kind in KINDS:
+            best = math.inf
+            for _ in range(3):
+                started = time.perf_counter()
+                for text in data[kind]:
+                    parse(text)
+                best = min(best, (time.perf_counter() - started) / len(data[kind]))
+            cells.append(f"{best * 1e3:.3f} ms")
+        held = []
+        for kind in KINDS:
+            tracemalloc.start()
+            kept = parse(data[kind][0])
+            held.append(f"{tracemalloc.get_traced_memory()[0] / 1024:.0f}")
+            tracemalloc.stop()
+            del kept
+        cells.append(" / ".join(held) + " KiB")
+        cells.append(f"{floor(directory, name):.2f} s")
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=10_000)
     parser.add_argument("--write", metavar="FILE", help="Append the figures to this Markdown file.")
     parser.add_argument("--repeat", type=int, default=3, help="Rounds of the floor and the command (medians).")
+    parser.add_argument("--parsers", action="store_true", help="Compare the JSON parsers on the fleet's files instead.")
     parser.add_argument(
         "--dir",
         metavar="DIR",
@@ -178,12 +228,20 @@ def main() -> None:
     try:
         started = time.perf_counter()
         if args.dir and directory.is_dir() and any(directory.iterdir()):
-            size = sum(p.stat().st_size for p in directory.rglob("*.json"))
+            size, made = sum(p.stat().st_size for p in directory.rglob("*.json")), "generated by an earlier run"
         else:
             directory.mkdir(parents=True, exist_ok=True)
             size = generate(directory, args.nodes)
-        generated_s = time.perf_counter() - started
+            made = f"generated in {time.perf_counter() - started:.0f} s"
         load = os.getloadavg()[0]
+        if args.parsers:
+            lines = [f"load average {load:.1f} before, {args.nodes} nodes:", *compare_parsers(directory)]
+            lines.append(f"load average {os.getloadavg()[0]:.1f} after")
+            print("\n".join(lines))
+            if args.write:
+                with open(args.write, "a", encoding="utf-8") as out:
+                    out.write("\n" + "\n".join(lines) + "\n")
+            return
         one = merge_in_process(directory, workers=1)
         pooled = merge_in_process(directory, workers=None)
         # Floor and command alternate, so a burst of other work on the shared cores hits both alike.
@@ -192,7 +250,7 @@ def main() -> None:
         for _ in range(args.repeat):
             rounds["load"].append(os.getloadavg()[0])
             rounds["floor"].append(floor(directory))
-            rounds["floor_orjson"].append(floor(directory, "orjson"))
+            rounds["floor_orjson"].append(floor(directory, WHOLE_ORJSON))
             seconds, rss["json"] = command(directory, "--json")
             rounds["json"].append(seconds)
             seconds, rss["text"] = command(directory)
@@ -207,7 +265,7 @@ def main() -> None:
 
     lines = [
         f"{args.nodes} nodes, {pooled['reports']} reports ({size / 1e9:.2f} GB of JSON as `--json` writes it, "
-        f"generated in {generated_s:.0f} s), {usable_cpus()} usable CPUs, no GPU, "
+        f"{made}), {usable_cpus()} usable CPUs, no GPU, "
         f"{platform.python_implementation()} {platform.python_version()}, files warm in the page cache, "
         f"load average {load:.1f} before the runs, {', '.join(f'{v:.1f}' for v in rounds['load'])} before each round:",
         f"- read + parse + digest + merge, one process: {one['read_digest_merge_s']:.1f} s "
