@@ -81,7 +81,8 @@ _SPACE = re.compile(r"\s*")
 
 @dataclass(frozen=True)
 class NodeReport:
-    """One envcheck document, where it came from, and which node it describes."""
+    """One envcheck document, where it came from, and which node it describes. ``document`` holds the
+    fields the fleet reads (:class:`_Report`), or the whole document where it was read whole."""
 
     source: str
     kind: str
@@ -154,7 +155,8 @@ def _parse_file(shown: str, data: bytes | files.FileRefused) -> Iterator[NodeRep
     orjson's 1 024 levels; not an envcheck report at all), else by the general path (several documents,
     JSON lines, a broken or truncated file, a byte-order mark, NaN, an integer beyond 64 bits), which
     reads what the standard parser reads and says why the rest is refused. So what a document merges
-    as never depends on which path read it."""
+    as does not depend on which path read it (but for a wide integer where the fleet reads nothing:
+    :data:`MAX_INT_DIGITS`)."""
     if isinstance(data, files.FileRefused):
         yield Skipped(shown, str(data))
         return
