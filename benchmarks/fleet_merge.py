@@ -11,25 +11,35 @@ the fleet report's size, every node listed with its failing check and fix. The f
 temporary directory (one per node, as a job array would leave them) and read back warm from the page
 cache. Not a test: a measurement, written to RESULTS-fleet.md.
 
-    python benchmarks/fleet_merge.py [--nodes 10000] [--write benchmarks/RESULTS-fleet.md]
+The floor is the same files read and parsed with the fleet's parser and nothing else, in a worker per
+usable CPU; floor and command alternate, ``--repeat`` rounds, and the medians are compared.
+
+    python benchmarks/fleet_merge.py [--nodes 10000] [--dir DIR] [--repeat 3] [--write benchmarks/RESULTS-fleet.md]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
+import orjson
+
 from envcheck.core.report import utc_now
-from envcheck.fleet.app import merge_sources, usable_cpus
+from envcheck.fleet.app import CHUNK, merge_sources, usable_cpus
+from envcheck.fleet.read import DECODER, expand
 from envcheck.fleet.report import fleet_document
 from envcheck.render.json import dumps
 
@@ -37,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GPUS = 8
 BENCH_IDS = ("matmul.bf16", "matmul.fp16", "matmul.tf32", "memory.d2d", "memory.h2d", "attention.sdpa")
 MODEL = "NVIDIA H100 80GB HBM3"
+KINDS = ("doctor", "bench")
 
 
 def envcheck(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -114,46 +125,159 @@ def merge_in_process(directory: Path, workers: int | None) -> dict[str, float]:
     }
 
 
-def command(directory: Path, *args: str) -> float:
+def command(directory: Path, *args: str) -> tuple[float, float]:
+    """The whole command's wall-clock seconds, and the peak RSS in MB of its largest process (the
+    command or one of its workers: ``wait4`` reports the most any of them held)."""
     started = time.perf_counter()
-    subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "envcheck", "fleet", str(directory), *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=ROOT,
-        check=False,
     )
+    _, _, usage = os.wait4(proc.pid, 0)
+    proc.returncode = 0  # reaped above: keep Popen from waiting for it again
+    return time.perf_counter() - started, usage.ru_maxrss / 1024
+
+
+#: The parsers compared (``--parsers``): the fleet's (msgspec decoding only the fields the fleet reads)
+#: and three that build the whole document.
+PARSERS: dict[str, Callable[[bytes], Any]] = {
+    "json (standard library), whole document": json.loads,
+    "orjson, whole document": orjson.loads,
+    "msgspec, whole document": msgspec.json.Decoder().decode,
+    "msgspec, the fleet's fields only (envcheck.fleet.read.DECODER)": DECODER.decode,
+}
+FLEET_PARSER = "msgspec, the fleet's fields only (envcheck.fleet.read.DECODER)"
+WHOLE_ORJSON = "orjson, whole document"
+
+
+def _floor_batch(paths: list[str], parse: str) -> int:
+    """Read each file and parse it, nothing else: the floor's work in one worker."""
+    decode = PARSERS[parse]
+    for path in paths:
+        with open(path, "rb") as f:
+            decode(f.read())
+    return len(paths)
+
+
+def floor(directory: Path, parse: str = FLEET_PARSER) -> float:
+    """Seconds to read and parse every file of the fleet and nothing else, in a worker per usable CPU
+    started the way the command starts its workers (their start is counted: the command pays it too).
+    ``parse``: one of :data:`PARSERS`, by default the fleet's."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    started = time.perf_counter()
+    paths = [p for p in expand([str(directory)]) if isinstance(p, str)]
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(usable_cpus(), mp_context=multiprocessing.get_context(method)) as pool:
+        batches = [paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)]
+        done = sum(pool.map(_floor_batch, batches, [parse] * len(batches)))
+    assert done == len(paths)
     return time.perf_counter() - started
+
+
+def compare_parsers(directory: Path, sample: int = 400) -> list[str]:
+    """Per parser: the time to parse one doctor and one bench report (the best of three passes over
+    ``sample`` files of each, read beforehand), the memory the parsed document holds (tracemalloc, one
+    file), and the whole fleet read and parsed in a worker per CPU (as the floor)."""
+    import tracemalloc
+
+    paths = [p for p in expand([str(directory)]) if isinstance(p, str)]
+    data = {kind: [Path(p).read_bytes() for p in paths if p.endswith(f"{kind}.json")][:sample] for kind in KINDS}
+    rows = ["| parser | doctor, per file | bench, per file | held, doctor / bench | whole fleet, read + parse |"]
+    rows.append("|---|---|---|---|---|")
+    for name, parse in PARSERS.items():
+        cells = []
+        for kind in KINDS:
+            best = math.inf
+            for _ in range(3):
+                started = time.perf_counter()
+                for text in data[kind]:
+                    parse(text)
+                best = min(best, (time.perf_counter() - started) / len(data[kind]))
+            cells.append(f"{best * 1e3:.3f} ms")
+        held = []
+        for kind in KINDS:
+            tracemalloc.start()
+            kept = parse(data[kind][0])
+            held.append(f"{tracemalloc.get_traced_memory()[0] / 1024:.0f}")
+            tracemalloc.stop()
+            del kept
+        cells.append(" / ".join(held) + " KiB")
+        cells.append(f"{floor(directory, name):.2f} s")
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=10_000)
     parser.add_argument("--write", metavar="FILE", help="Append the figures to this Markdown file.")
+    parser.add_argument("--repeat", type=int, default=3, help="Rounds of the floor and the command (medians).")
+    parser.add_argument("--parsers", action="store_true", help="Compare the JSON parsers on the fleet's files instead.")
+    parser.add_argument(
+        "--dir",
+        metavar="DIR",
+        help="Generate the fleet into DIR and keep it; a DIR that holds one already is read again as it is "
+        "(generating 10 000 nodes takes minutes, measuring them seconds).",
+    )
     args = parser.parse_args()
-    directory = Path(tempfile.mkdtemp(prefix="envcheck-fleet-"))
+    directory = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="envcheck-fleet-"))
     try:
         started = time.perf_counter()
-        size = generate(directory, args.nodes)
-        generated_s = time.perf_counter() - started
+        if args.dir and directory.is_dir() and any(directory.iterdir()):
+            size, made = sum(p.stat().st_size for p in directory.rglob("*.json")), "generated by an earlier run"
+        else:
+            directory.mkdir(parents=True, exist_ok=True)
+            size = generate(directory, args.nodes)
+            made = f"generated in {time.perf_counter() - started:.0f} s"
         load = os.getloadavg()[0]
+        if args.parsers:
+            lines = [f"load average {load:.1f} before, {args.nodes} nodes:", *compare_parsers(directory)]
+            lines.append(f"load average {os.getloadavg()[0]:.1f} after")
+            print("\n".join(lines))
+            if args.write:
+                with open(args.write, "a", encoding="utf-8") as out:
+                    out.write("\n" + "\n".join(lines) + "\n")
+            return
         one = merge_in_process(directory, workers=1)
         pooled = merge_in_process(directory, workers=None)
-        json_s = command(directory, "--json")
-        text_s = command(directory)
+        # Floor and command alternate, so a burst of other work on the shared cores hits both alike.
+        rounds: dict[str, list[float]] = {"floor": [], "floor_orjson": [], "json": [], "text": [], "load": []}
+        rss: dict[str, float] = {}
+        for _ in range(args.repeat):
+            rounds["load"].append(os.getloadavg()[0])
+            rounds["floor"].append(floor(directory))
+            rounds["floor_orjson"].append(floor(directory, WHOLE_ORJSON))
+            seconds, rss["json"] = command(directory, "--json")
+            rounds["json"].append(seconds)
+            seconds, rss["text"] = command(directory)
+            rounds["text"].append(seconds)
     finally:
-        shutil.rmtree(directory, ignore_errors=True)
+        if not args.dir:
+            shutil.rmtree(directory, ignore_errors=True)
+    med = {k: statistics.median(v) for k, v in rounds.items()}
+
+    def spread(key: str) -> str:
+        return f"median {med[key]:.2f} s of {args.repeat} ({', '.join(f'{v:.2f}' for v in rounds[key])})"
+
     lines = [
         f"{args.nodes} nodes, {pooled['reports']} reports ({size / 1e9:.2f} GB of JSON as `--json` writes it, "
-        f"generated in {generated_s:.0f} s), {usable_cpus()} usable CPUs, no GPU, "
+        f"{made}), {usable_cpus()} usable CPUs, no GPU, "
         f"{platform.python_implementation()} {platform.python_version()}, files warm in the page cache, "
-        f"load average {load:.1f} before the runs:",
+        f"load average {load:.1f} before the runs, {', '.join(f'{v:.1f}' for v in rounds['load'])} before each round:",
         f"- read + parse + digest + merge, one process: {one['read_digest_merge_s']:.1f} s "
         f"({one['cpu_s']:.1f} s of CPU)",
         f"- the same with a worker per CPU (what the command does): {pooled['read_digest_merge_s']:.1f} s",
         f"- fleet document + its JSON ({pooled['json_mb']:.1f} MB): {pooled['document_json_s']:.2f} s",
-        f"- `envcheck fleet DIR --json > /dev/null`, the whole command: {json_s:.1f} s",
-        f"- `envcheck fleet DIR > /dev/null` (text), the whole command: {text_s:.1f} s",
+        f"- floor, read + parse with the fleet's parser (msgspec, its fields), a worker per CPU: {spread('floor')}",
+        f"- read + parse of whole documents with orjson, a worker per CPU: {spread('floor_orjson')}",
+        f"- `envcheck fleet DIR --json > /dev/null`, the whole command: {spread('json')}, "
+        f"{med['json'] / med['floor']:.2f}× the floor, peak RSS {rss['json']:.0f} MB",
+        f"- `envcheck fleet DIR > /dev/null` (text), the whole command: {spread('text')}, "
+        f"{med['text'] / med['floor']:.2f}× the floor, peak RSS {rss['text']:.0f} MB",
         f"- found: {pooled['slow_gpus']} slow GPU figures, {pooled['drift_fields']} drifting field(s)",
     ]
     print("\n".join(lines))

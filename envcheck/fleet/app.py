@@ -11,17 +11,25 @@ few dozen files are not worth starting processes for.
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from envcheck.fleet.kinds import Digest
 from envcheck.fleet.merge import DEFAULT_THRESHOLD, FleetReport, digest, merge_digests
 from envcheck.fleet.read import STDIN, NodeReport, Skipped, expand, read_files, read_stdin
 
+if TYPE_CHECKING:
+    from concurrent.futures import Executor, Future
+
 #: Fewer files than this are read in this process: starting workers costs more than they would save.
 POOL_FROM_FILES = 64
 #: Files handed to a worker at a time: enough to amortise the round trip, few enough to balance load.
 CHUNK = 32
+#: Batches in flight per worker. The merge consumes digests in this process while the workers make
+#: them; with every batch submitted at once, the digests of a fleet the merge had not reached yet would
+#: pile up here (hundreds of MB for 10 000 nodes). Two keeps each worker fed while the next is received.
+AHEAD = 2
 
 
 def merge_sources(
@@ -60,6 +68,23 @@ def digest_files(paths: list[str]) -> list[Digest | Skipped]:
     return [digest(item) if isinstance(item, NodeReport) else item for item in read_files(paths)]
 
 
+def _pooled(pool: Executor, paths: list[str], workers: int) -> Iterator[Digest | Skipped]:
+    """The digests and skips of ``paths``, in order, from batches run in ``pool``, at most
+    :data:`AHEAD` per worker in flight (memory stays flat in the fleet's size)."""
+    batches = deque(paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK))
+    flight: deque[tuple[list[str], Future[list[Digest | Skipped]]]] = deque()
+    while batches or flight:
+        while batches and len(flight) < AHEAD * workers:
+            batch = batches.popleft()
+            flight.append((batch, pool.submit(digest_files, batch)))
+        batch, future = flight.popleft()
+        try:
+            found = future.result()
+        except Exception:  # noqa: BLE001 - a worker that died (OOM-killed): read it here
+            found = digest_files(batch)
+        yield from found
+
+
 def _items(expanded: list[str | Skipped], stdin: IO[bytes] | None, workers: int) -> Iterator[Digest | Skipped]:
     """Digests and skips in the order of ``expanded``: each run of files in batches through the pool
     (when there are enough to be worth it) or here, stdin and skips where they stand."""
@@ -72,7 +97,8 @@ def _items(expanded: list[str | Skipped], stdin: IO[bytes] | None, workers: int)
         # forkserver (spawn where there is none): forking a process that has threads (files are read in
         # one, see envcheck.fleet.read) can leave a lock held in the child.
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-        pool = ProcessPoolExecutor(min(workers, 32), mp_context=multiprocessing.get_context(method))
+        workers = min(workers, 32)
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
     try:
         run: list[str] = []
         for entry in [*expanded, None]:
@@ -80,14 +106,7 @@ def _items(expanded: list[str | Skipped], stdin: IO[bytes] | None, workers: int)
                 run.append(entry)
                 continue
             if pool is not None:
-                batches = [run[i : i + CHUNK] for i in range(0, len(run), CHUNK)]
-                futures = [pool.submit(digest_files, batch) for batch in batches]
-                for batch, future in zip(batches, futures, strict=True):
-                    try:
-                        found = future.result()
-                    except Exception:  # noqa: BLE001 - a worker that died (OOM-killed): read it here
-                        found = digest_files(batch)
-                    yield from found
+                yield from _pooled(pool, run, workers)
             elif run:
                 yield from digest_files(run)
             run = []

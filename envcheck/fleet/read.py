@@ -24,8 +24,9 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Annotated, Any, TypedDict
 
+import msgspec
 import orjson
 
 from envcheck.core import files
@@ -56,14 +57,16 @@ MAX_VALUES = 8 * 1024**2
 
 #: The most digits an integer may have. envcheck writes integers of at most 64 bits (20 digits: byte
 #: counts, exit codes, indexes); up to 100 digits, float() of it is finite, and Python converts one in
-#: linear time. A float of any length parses in linear time to a float (1e400 is infinity, which the
-#: fleet reads as "not a figure"), so floats need no such bound.
+#: linear time. The fast path (:data:`DECODER`) never builds a field the fleet does not read, so a wider
+#: integer there costs nothing and skips nothing; where the fleet reads one, the document goes to the
+#: general path, which skips it under this bound. A float of any length parses in linear time to a float
+#: (1e400 is infinity, which the fleet reads as "not a figure"), so floats need no such bound.
 MAX_INT_DIGITS = 100
 
 # Strings need no bound of their own: parsed, a string costs about its bytes (a str of ASCII is its length
 # plus 49 bytes; one character beyond U+FFFF makes it 4 bytes a character, as its UTF-8 was), so the byte
-# cap bounds them. Nesting is bounded by the parsers themselves: orjson refuses past 1024 levels and the standard parser
-# past the interpreter's recursion limit (~1 000), both before memory grows; and the merge carries no
+# cap bounds them. Nesting is bounded by the parsers themselves: msgspec and the standard parser refuse past the
+# interpreter's recursion limit (~1 000), orjson past 1024 levels, all before memory grows; and the merge carries no
 # nested value out of a document (envcheck.fleet.kinds keeps scalar field values only), so nothing
 # deep reaches the code after the digest.
 
@@ -78,7 +81,8 @@ _SPACE = re.compile(r"\s*")
 
 @dataclass(frozen=True)
 class NodeReport:
-    """One envcheck document, where it came from, and which node it describes."""
+    """One envcheck document, where it came from, and which node it describes. ``document`` holds the
+    fields the fleet reads (:class:`_Report`), or the whole document where it was read whole."""
 
     source: str
     kind: str
@@ -141,13 +145,27 @@ def read_files(paths: Sequence[str]) -> Iterator[NodeReport | Skipped]:
 
 
 def _parse_file(shown: str, data: bytes | files.FileRefused) -> Iterator[NodeReport | Skipped]:
-    """The reports in one file. The common case, one document, is parsed in one call of orjson over
-    the bytes, whatever their layout (compact, indented by any amount, one line): three times as fast
-    as the standard parser, which is most of the fleet's time. Anything orjson refuses (several documents,
-    JSON lines, a broken or truncated file, a byte-order mark, NaN, an integer beyond 64 bits) is read by
-    the general path, which reads what the standard parser reads and says why the rest is refused."""
+    """The reports in one file. The common case, one report, is decoded in one call of msgspec straight
+    into the fields the fleet reads (:class:`_Report`), whatever the file's layout (compact, indented by
+    any amount, keys in any order, fields added): the parts no fleet question reads (the doctor's fabric
+    matrices, the bench's raw samples, most of every check's details) are stepped over, never built,
+    which makes it several times as fast as building the whole document (benchmarks/RESULTS-fleet.md).
+    A document it refuses is read whole, as before: by orjson where it is one JSON value (a read field of
+    an unexpected shape, which the adapters read around; nesting past msgspec's depth but within
+    orjson's 1 024 levels; not an envcheck report at all), else by the general path (several documents,
+    JSON lines, a broken or truncated file, a byte-order mark, NaN, an integer beyond 64 bits), which
+    reads what the standard parser reads and says why the rest is refused. So what a document merges
+    as does not depend on which path read it (but for a wide integer where the fleet reads nothing:
+    :data:`MAX_INT_DIGITS`)."""
     if isinstance(data, files.FileRefused):
         yield Skipped(shown, str(data))
+        return
+    try:
+        value = DECODER.decode(data)
+    except (msgspec.DecodeError, RecursionError):
+        pass
+    else:
+        yield _report(shown, value)
         return
     try:
         value = orjson.loads(data)
@@ -165,6 +183,146 @@ def _parse_file(shown: str, data: bytes | files.FileRefused) -> Iterator[NodeRep
         yield Skipped(shown, "is empty")
         return
     yield from _documents(iter((text,)), shown, always_numbered=False)
+
+
+# --- what the fleet reads of a report ------------------------------------------------------------------
+# Every field any adapter of envcheck.fleet.kinds reads, in one shape over all the kinds (the doctor's
+# checks, the bench's results and devices, burn's verdicts, comm's problems; ``spec`` is an object in
+# the bench's and burn's reports and a list in comm's). A field the adapters read must be named here,
+# or the fast path never sees it: tests/fleet/test_read.py digests every kind's real reports both ways.
+# Each is optional (an absent field reads as the adapters' default, as before) and may be null; a value
+# the fleet reads is a scalar, and an integer there fits in 64 bits (as the standard path's bound, a
+# wider one sends the document to it, which says why it is skipped). Whatever else a document holds
+# is skipped without being built: a new field, a foreign tool's additions, a bulky subtree.
+
+#: A leaf the adapters read: any JSON scalar; integers within 64 bits (see :data:`MAX_INT_DIGITS`).
+_Scalar = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)] | float | str | bool | None
+
+
+class _Text(TypedDict, total=False):
+    text: _Scalar
+    command: _Scalar
+
+
+class _Details(TypedDict, total=False):
+    #: A spec.package check's version (a string); other checks hold lists here (torch.nvcc's finds).
+    found: Any
+
+
+class _Check(TypedDict, total=False):
+    id: _Scalar
+    status: _Scalar
+    summary: _Scalar
+    title: _Scalar
+    fix: _Text | None
+    details: _Details | None
+
+
+class _Detail(TypedDict, total=False):
+    detail: _Scalar
+
+
+class _Result(TypedDict, total=False):
+    id: _Scalar
+    case: _Scalar
+    device: _Scalar
+    unit: _Scalar
+    status: _Scalar
+    reason: _Scalar
+    value: _Scalar
+    verified: _Scalar
+    contended: _Scalar
+    noisy: _Scalar
+    check: _Detail | None
+
+
+class _Steady(TypedDict, total=False):
+    throughput: _Scalar
+
+
+class _Device(TypedDict, total=False):
+    name: _Scalar
+    kind: _Scalar
+    model: _Scalar
+    uuid: _Scalar
+    index: _Scalar
+    pci_bus_id: _Scalar
+    dtype: _Scalar
+    contended: _Scalar
+    noisy: _Scalar
+    steady: _Steady | None
+
+
+class _Verdict(TypedDict, total=False):
+    passed: _Scalar
+    id: _Scalar
+    op: _Scalar
+    summary: _Scalar
+
+
+class _Spec(TypedDict, total=False):
+    verdicts: list[_Verdict] | None
+
+
+class _Problem(TypedDict, total=False):
+    rank: _Scalar
+    what: _Scalar
+    host: _Scalar
+
+
+class _Gpu(TypedDict, total=False):
+    uuid: _Scalar
+    name: _Scalar
+
+
+class _Host(TypedDict, total=False):
+    hostname: _Scalar
+    python: _Scalar
+
+
+class _Torch(TypedDict, total=False):
+    version: _Scalar
+    cuda: _Scalar
+    hip: _Scalar
+    cuda_runtime_version: _Scalar
+    cudnn_version: _Scalar
+    nccl_version: _Scalar
+
+
+class _Driver(TypedDict, total=False):
+    version: _Scalar
+    cuda_version: _Scalar
+
+
+class _Options(TypedDict, total=False):
+    quick: _Scalar
+
+
+class _Report(TypedDict, total=False):
+    schema: _Scalar
+    exit_code: _Scalar
+    status: _Scalar
+    interrupted: _Scalar
+    generated_at: _Scalar
+    unit: _Scalar
+    host: _Host | None
+    summary: _Text | None
+    gpus: list[_Gpu] | None
+    torch: _Torch | None
+    driver: _Driver | None
+    packages: dict[str, _Scalar] | None
+    checks: list[_Check] | None
+    preflight: list[_Check] | None
+    verdicts: list[_Check] | None
+    results: list[_Result] | None
+    devices: list[_Device] | None
+    options: _Options | None
+    spec: _Spec | list[_Verdict] | None
+    problems: list[_Problem] | None
+
+
+#: Decodes a report's bytes into plain dicts and lists of the fields above (what the adapters read).
+DECODER = msgspec.json.Decoder(_Report)
 
 
 def read_ahead(

@@ -424,10 +424,10 @@ def test_a_kind_without_an_adapter_is_read_by_its_envelope(real: dict[str, dict[
 
 def test_help_stays_light() -> None:
     """Loading the command (``envcheck fleet --help``; the group's own --help loads none) imports only its
-    click module: not the reader, the merge or orjson."""
+    click module: not the reader, the merge, msgspec or orjson."""
     code = (
         "import sys; from envcheck.cli import main; main.get_command(None, 'fleet'); "
-        "print(sorted(m for m in sys.modules if m.startswith(('envcheck.fleet', 'orjson'))))"
+        "print(sorted(m for m in sys.modules if m.startswith(('envcheck.fleet', 'msgspec', 'orjson'))))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(proc.stdout.replace("'", '"')) == ["envcheck.fleet", "envcheck.fleet.cli"]

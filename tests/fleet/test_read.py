@@ -1,0 +1,192 @@
+"""The reader's fast path (msgspec, only the fields the fleet reads) against the whole document: any
+layout of the same reports merges the same, every kind's real report takes the fast path and digests as
+the whole document does, and a report of an odd shape is read around or skipped with its reason."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import msgspec
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from envcheck.core.report import utc_now
+from envcheck.fleet import read
+from envcheck.fleet.app import merge_sources
+from envcheck.fleet.merge import digest, merge
+from envcheck.fleet.read import DECODER, NodeReport, Skipped, _parse_file
+from envcheck.fleet.report import fleet_document
+from tests.fleet.conftest import as_node, gpu_bench
+from tests.fleet.test_absurd import documents
+
+
+class _Refuses:
+    """A decoder that refuses every document: the reader as it was, reading each whole."""
+
+    def decode(self, data: bytes) -> Any:
+        raise msgspec.DecodeError("refused")
+
+
+def read_whole(text: bytes, name: str = "doc.json") -> list[NodeReport | Skipped]:
+    with mock.patch.object(read, "DECODER", _Refuses()):
+        return list(_parse_file(name, text))
+
+
+def outcome(items: list[NodeReport | Skipped]) -> list[Any]:
+    """What the merge gets of a file: each node's digest, or the skip's reason."""
+    return [digest(i) if isinstance(i, NodeReport) else i.reason for i in items]
+
+
+def the_fleet(real: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Two nodes of every kind's real report (a doctor of 4 GPUs, their bench)."""
+    docs = {}
+    for n in range(2):
+        host = f"node-{n}"
+        for name in ("doctor", "doctor_spec", "comm_cpu", "burn_cpu", "bench_cpu", "h100x4", "ecc", "old_driver"):
+            docs[f"{host}/{name}"] = as_node(real[name], host, uuid_prefix=host)
+        docs[f"{host}/gpu_bench"] = gpu_bench(real["bench_cpu"], docs[f"{host}/h100x4"])
+    return docs
+
+
+def shuffled(value: Any, depth: int = 0) -> Any:
+    """``value`` with every object's keys in reverse order and a field no envcheck writes added to each."""
+    if isinstance(value, dict):
+        out = {k: shuffled(value[k], depth + 1) for k in reversed(list(value))}
+        out[f"x_added_{depth}"] = {"nested": [1, 2.5, "three", None, {"four": [True]}]}
+        return out
+    if isinstance(value, list):
+        return [shuffled(v, depth + 1) for v in value]
+    return value
+
+
+#: The same documents as other writers would lay them out.
+LAYOUTS = {
+    "as --json writes it": lambda doc: json.dumps(doc, indent=2) + "\n",
+    "compact": lambda doc: json.dumps(doc, separators=(",", ":")),
+    "one line, spaced": lambda doc: json.dumps(doc, separators=(" , ", " : ")),
+    "tabs, keys sorted": lambda doc: json.dumps(doc, indent="\t", sort_keys=True),
+    "keys reversed, fields added": lambda doc: json.dumps(shuffled(doc), indent=5),
+    "CRLF, leading blank lines": lambda doc: "\r\n\r\n" + json.dumps(doc, indent=1).replace("\n", "\r\n"),
+}
+
+
+WHEN = utc_now()
+
+
+def merged(directory: Path, docs: dict[str, dict[str, Any]], layout: str) -> dict[str, Any]:
+    for name, doc in docs.items():
+        path = directory / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(LAYOUTS[layout](doc))
+    report = merge_sources([str(directory)], workers=1)
+    out = fleet_document(report, generated_at=WHEN, duration_s=0.0)
+    # Where the files lie is the one difference between the runs.
+    return json.loads(json.dumps(out).replace(str(directory), "DIR"))
+
+
+def test_any_layout_of_the_same_reports_merges_the_same(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    """Every kind's real reports, written in each of LAYOUTS (indents, separators, key order, fields no
+    envcheck writes, CRLF): the fleet document is the same for each, and it holds every node."""
+    docs = the_fleet(real)
+    first = merged(tmp_path / "0", docs, next(iter(LAYOUTS)))
+    assert {n["hostname"] for n in first["nodes"]} == {"node-0", "node-1"} and not first["skipped"]
+    for i, layout in enumerate(LAYOUTS):
+        assert merged(tmp_path / str(i + 1), docs, layout) == first, layout
+
+
+def test_real_reports_take_the_fast_path_and_digest_as_whole(real: dict[str, dict[str, Any]]) -> None:
+    """Every kind's real report is decoded by the fast path (so the fleet's speed holds for what envcheck
+    writes), and its digest is the digest of the whole document: a field an adapter of
+    envcheck.fleet.kinds reads that the fast path's shape (envcheck.fleet.read._Report) leaves out
+    fails here."""
+    for name, doc in the_fleet(real).items():
+        text = json.dumps(doc, indent=2).encode()
+        DECODER.decode(text)  # raises if a real report does not fit the shape
+        assert outcome(list(_parse_file("doc.json", text))) == outcome(read_whole(text)), name
+
+
+@pytest.mark.parametrize(
+    ("case", "edit", "expected"),
+    [
+        # Fields no envcheck writes, anywhere: read as if they were not there.
+        (
+            "extra fields",
+            lambda d: d.update(future={"x": [1] * 5}, checks=[{**c, "new": {}} for c in d["checks"]]),
+            None,
+        ),
+        # Optional fields missing: read with the adapters' defaults.
+        ("no checks", lambda d: d.pop("checks"), None),
+        ("no driver, torch or gpus", lambda d: [d.pop(k) for k in ("driver", "torch", "gpus")], None),
+        ("null lists", lambda d: d.update(checks=None, gpus=None, packages=None), None),
+        # Wrong types where the fleet reads: read around (the whole document's path), never a traceback.
+        ("checks a string", lambda d: d.update(checks="oops"), None),
+        ("a check a number", lambda d: d["checks"].append(7), None),
+        ("status a list", lambda d: d["checks"][0].update(status=["fail"]), None),
+        ("fix a string", lambda d: d["checks"][0].update(fix="reboot"), None),
+        ("gpu uuid an object", lambda d: d["gpus"][0].update(uuid={"a": 1}), None),
+        ("exit_code a string", lambda d: d.update(exit_code="1"), None),
+        # What makes it no node's report: skipped, with the reason.
+        ("no host", lambda d: d.pop("host"), "has no host.hostname, so it cannot be told which node it describes"),
+        ("hostname a number", lambda d: d["host"].update(hostname=5), "has no host.hostname"),
+        ("schema a number", lambda d: d.update(schema=1), "is not an envcheck report (its schema is 1)"),
+    ],
+)
+def test_odd_shapes_are_read_around_or_skipped_with_a_reason(
+    real: dict[str, dict[str, Any]], case: str, edit: Any, expected: str | None
+) -> None:
+    """A doctor report with unknown extra fields, missing optional fields or values of the wrong type:
+    merged as the whole document would be (the fast path and the whole path agree), or skipped with the
+    reason in one line; never an exception."""
+    doc = as_node(real["h100x4"], "odd")
+    edit(doc)
+    text = json.dumps(doc).encode()
+    items = list(_parse_file("odd.json", text))
+    assert len(items) == 1
+    assert outcome(items) == outcome(read_whole(text, "odd.json")), case
+    if expected is None:
+        assert isinstance(items[0], NodeReport) and items[0].hostname == "odd", case
+    else:
+        assert isinstance(items[0], Skipped) and items[0].reason.startswith(expected), (case, items[0])
+    report = merge([i for i in items if isinstance(i, NodeReport)], [i for i in items if isinstance(i, Skipped)])
+    json.dumps(fleet_document(report, generated_at=utc_now(), duration_s=0.0))  # and its document renders
+
+
+def narrowed(value: Any) -> Any:
+    """``value`` with every integer wider than 64 bits made 0."""
+    if isinstance(value, dict):
+        return {k: narrowed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [narrowed(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        return 0
+    return value
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(documents())
+def test_any_document_reads_as_the_whole_document_does(value: Any) -> None:
+    """Any JSON document (a report of any kind with any values in the fields the adapters read, or any
+    JSON value): the fast path's node or skip is the whole document's. The one difference is meant: an
+    integer wider than 64 bits skips a document only where the fleet reads it (the fast path steps over
+    the fields it does not read without building them, so such a number costs nothing there); where it
+    is not read, the document reads as it would with the number narrowed."""
+    text = json.dumps(value).encode()
+    whole = outcome(read_whole(text))
+    if isinstance(whole[0], str) and whole[0].startswith("holds an integer of"):
+        fast = outcome(list(_parse_file("doc.json", text)))
+        assert fast in (whole, outcome(read_whole(json.dumps(narrowed(value)).encode())))
+    else:
+        assert outcome(list(_parse_file("doc.json", text))) == whole
+
+
+def test_the_fast_path_leaves_out_what_no_question_reads(real: dict[str, dict[str, Any]]) -> None:
+    """The bulky parts (the doctor's GPU inventory and check details, the bench's raw samples) are
+    stepped over, not built: the decoded report is a fraction of the whole."""
+    doctor = as_node(real["h100x4"], "n")
+    for doc in (doctor, gpu_bench(real["bench_cpu"], doctor)):
+        text = json.dumps(doc).encode()
+        assert len(orjson.dumps(DECODER.decode(text))) * 2 < len(text), doc["schema"]
