@@ -95,7 +95,7 @@ def build_info(torch):
     except Exception as exc:  # noqa: BLE001 - a CUDA build whose libcudnn cannot load says so here
         info["lib_errors"]["cudnn"] = error_text(exc)
     # The cuDNN torch was compiled against, beside the one loaded (cudnn.version() asks the loaded library).
-    compiled = getattr(getattr(torch._C, "_cudnn", None), "getCompileVersion", None)
+    compiled = getattr(getattr(getattr(torch, "_C", None), "_cudnn", None), "getCompileVersion", None)
     try:
         info["cudnn_compile_version"] = list(compiled()) if compiled is not None else None
     except Exception:  # noqa: BLE001 - a build without cuDNN: nothing compiled against

@@ -146,7 +146,7 @@ def test_every_check_skipped_does_not_claim_ready():
     proc = run("doctor", "gpu", "driver", ENVCHECK_FAKE_NVML="no_library")
     assert proc.returncode == 0
     last = proc.stdout.strip().splitlines()[-1]
-    assert last.startswith("nothing checked: all 14 selected checks skipped"), last
+    assert last.startswith("nothing checked: all 15 selected checks skipped"), last
     assert "ready" not in last
 
 
@@ -223,7 +223,7 @@ def test_a_folded_skip_line_fits_the_terminal(columns):
     shown = read_pty([ENVCHECK, "doctor", "--quick"], env_with(ENVCHECK_FAKE_NVML="no_library", TERM="xterm"), columns)
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown).replace("\r", "")
     lines = plain.split("\n")
-    folded = next(i for i, line in enumerate(lines) if "12 checks skipped" in line)
+    folded = next(i for i, line in enumerate(lines) if "13 checks skipped" in line)
     assert len(lines[folded].rstrip()) <= columns
     assert lines[folded + 1].strip() == ""  # nothing of it spilled onto a second line
     assert "gpu." in lines[folded]

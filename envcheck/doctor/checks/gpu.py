@@ -615,8 +615,9 @@ def gpu_count(ctx: Context) -> Verdict:
     from envcheck.probes import pci
     from envcheck.probes.host import read_container
 
-    state = nvml_state(ctx, consult=True, skip="NVML unavailable; see driver.nvml")
-    assert state is not None
+    state = nvml_state(ctx)  # without NVML it skips as every GPU check does: driver.nvml judges that
+    if state is None:
+        raise SkipCheck("NVML unavailable; see driver.nvml")
     shut = [g for g in state.gpus if refused(g.pci_bus_id)]
     if shut:  # without every bus id, a GPU the driver has cannot be told from one it lacks
         return warn(
