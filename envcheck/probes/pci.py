@@ -68,6 +68,22 @@ def nvidia_gpus(env: Mapping[str, str] | None = None) -> list[str]:
     return [d.address for d in devices(env) if d.vendor == NVIDIA and d.pci_class in GPU_CLASSES]
 
 
+def gpu_drivers(env: Mapping[str, str] | None = None) -> dict[str, str | None]:
+    """Each NVIDIA GPU on the bus that is a whole device, with the driver bound to it (``nvidia``, ``vfio-pci``,
+    ``nouveau``; None when none is). SR-IOV virtual functions (a ``physfn`` link: vGPU on a host) are left out:
+    NVML never lists them as GPUs."""
+    root = sysfs(env, "bus", "pci", "devices")
+    found: dict[str, str | None] = {}
+    for address in nvidia_gpus(env):
+        if os.path.lexists(root / address / "physfn"):
+            continue
+        try:
+            found[address] = os.path.basename(os.readlink(root / address / "driver"))
+        except OSError:
+            found[address] = None
+    return found
+
+
 def bridges_above(address: str, env: Mapping[str, str] | None = None) -> list[str]:
     """The PCI bridges between the root complex and ``address``, nearest the root first: the path that
     ``/sys/bus/pci/devices/ADDR`` links to (``devices/pci0000:00/0000:00:01.0/0000:01:00.0/ADDR``)."""

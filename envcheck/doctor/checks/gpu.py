@@ -625,12 +625,15 @@ def gpu_count(ctx: Context) -> Verdict:
             REFUSED_FIX,
             "sudo nvidia-smi --query-gpu=index,pci.bus_id --format=csv",
         )
-    on_bus = {pci.normal(a) for a in pci.nvidia_gpus(ctx.env)}
+    drivers = {pci.normal(a): d for a, d in pci.gpu_drivers(ctx.env).items()}
+    # A GPU bound to another driver (vfio-pci for a VM's passthrough, nouveau) is given away on purpose.
+    elsewhere = sorted(a for a, d in drivers.items() if d is not None and d != "nvidia")
+    on_bus = {a for a in drivers if a not in elsewhere}
     if not on_bus:
-        raise SkipCheck("no NVIDIA GPU on the PCI bus (or /sys/bus/pci not readable here)")
+        raise SkipCheck("no NVIDIA GPU on the PCI bus for the nvidia driver (or /sys/bus/pci not readable here)")
     known = {pci.normal(str(g.pci_bus_id)) for g in state.gpus if available(g.pci_bus_id)}
     missing = sorted(on_bus - known)
-    counts = {"pci": len(on_bus), "driver": len(state.gpus), "missing": missing}
+    counts = {"pci": len(on_bus), "driver": len(state.gpus), "missing": missing, "bound_elsewhere": elsewhere}
     if not missing:
         return ok(f"PCI sees {len(on_bus)}, the driver {len(state.gpus)}", **counts)
     container = None if captured(ctx.env) else read_container(ctx.env).kind
@@ -638,6 +641,11 @@ def gpu_count(ctx: Context) -> Verdict:
         # sysfs is not namespaced: a container sees the host's whole bus but only the GPUs passed in.
         return ok(f"PCI sees {len(on_bus)}, the driver {len(state.gpus)} (a {container} container: the others "
                   "are not passed in)", **counts)  # fmt: skip
+    if ctx.env.get("SLURM_JOB_ID"):
+        # Slurm's device cgroup (ConstrainDevices) shows a job only the GPUs it was given.
+        return skip(f"PCI sees {len(on_bus)}, the driver {len(state.gpus)} inside Slurm job "
+                    f"{ctx.env['SLURM_JOB_ID']}: a job sees only its GPUs, so the node's count is not judged here",
+                    **counts)  # fmt: skip
     return fail(
         f"PCI sees {len(on_bus)}, the driver {len(state.gpus)}: missing {', '.join(missing)}",
         "The driver did not take these GPUs: read the kernel log for their bus ids (an Xid 79, 'fallen off the "

@@ -113,6 +113,10 @@ def kernel_log(ctx: Context) -> KernelLogInfo | Verdict:
     """The probe's log, or the skip that says why it could not be read and how to allow it (never ok: an unread
     log says nothing about the GPUs)."""
     info: KernelLogInfo = ctx.probe("kernel_log")
+    if info.readable and info.lines == 0:
+        # A container's empty dmesg, an empty saved file: read, but it holds nothing to judge by.
+        return Verdict(Status.SKIP, f"the kernel log ({info.source}) holds no message to judge by", None,
+                       log_details(info))  # fmt: skip
     if info.readable:
         return info
     why = "; ".join(info.tried) or "no way to read it"

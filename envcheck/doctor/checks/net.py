@@ -126,11 +126,23 @@ def ports(ctx: Context) -> Verdict:
     if noted:
         details["congestion"] = noted
     up = [p for _, p in info.ports if p.up]
+    # A port whose link trained but is not ACTIVE waits on the subnet manager: a fault. A port with no link
+    # (Disabled, Polling) may be one left uncabled on purpose (a second port, a front-end NIC): the lab spec's
+    # [net] count (spec.net_ports) says whether it is needed, so here it warns.
+    unmanaged = [(h, p) for h, p in down if "linkup" in (p.phys_state or "").replace(" ", "").lower()]
+    # An HCA with no port up among peers of its driver that are up is a dead rail (7 of 8 NDR NICs), and so are
+    # several HCAs all dark: a failure. A second port left uncabled beside an up one, or a lone NIC, warns.
+    hcas_up = {h.name for h, p in info.ports if p.up}
+    drivers_up = {h.driver for h, p in info.ports if p.up}
+    dark = {h.name for h, _ in down if h.name not in hcas_up}
+    dead_rails = [(h, p) for h, p in down if h.name in dark and (h.driver in drivers_up or len(dark) > 1)]
+    watched = bool(info.interval_s) and any(p.counters for _, p in info.ports)
     if problems:
-        factory = fail if down or rising else warn
+        factory = fail if unmanaged or dead_rails or rising else warn
         summary = f"{len(up)} of {len(info.ports)} ports up; " + "; ".join(problems)
         return factory(summary, " ".join(fixes), "ibstat", **details)
-    return ok(f"{len(up)} ports up ({_rates(up)}), no errors counted while watched", **details)
+    said = "no errors counted while watched" if watched else "error counters not watched"
+    return ok(f"{len(up)} ports up ({_rates(up)}), {said}", **details)
 
 
 def _port_details(hca: Hca, port: Port) -> dict[str, Any]:
@@ -202,6 +214,8 @@ def gpudirect(ctx: Context) -> Verdict:
         said.append("nvidia_peermem loaded" if peer.nvidia_peermem else "nv_peer_mem loaded")
     elif dmabuf:
         said.append("no peer-memory module, dma-buf possible (whether the NIC's driver supports it is not visible)")
+    elif peer.driver_version is None:
+        said.append("peer memory not judged (the driver's version and kind are not readable here)")
     elif not any(h.efa for h in info.hcas):  # EFA registers GPU memory through its own driver or dma-buf
         problems.append(("no nvidia_peermem (nor nv_peer_mem), and dma-buf not possible" + _why_no_dmabuf(info),
                          PEERMEM_FIX, "sudo modprobe nvidia-peermem"))  # fmt: skip
@@ -231,7 +245,13 @@ def gpudirect(ctx: Context) -> Verdict:
         else:
             said.append(f"NCCL net plugin {info.net_plugin}")
     if problems:
-        return fail("; ".join(p[0] for p in problems), " ".join(p[1] for p in problems), problems[0][2], **details)
+        # Ethernet ports alone may be RoCE for the GPUs or only a front-end NIC (a cloud VM's accelerated
+        # networking shows an mlx5 device too): what they lack is then a warning, not a node failure.
+        ethernet = bool(info.ports) and all((p.link_layer or "").lower() == "ethernet" for _, p in info.ports)
+        verdict = warn if ethernet else fail
+        note = " (Ethernet ports only: RoCE for the GPUs, or a front-end NIC that carries none of their traffic)"
+        summary = "; ".join(p[0] for p in problems) + (note if ethernet else "")
+        return verdict(summary, " ".join(p[1] for p in problems), problems[0][2], **details)
     return ok("GPUDirect RDMA ready: " + ", ".join(said), **details)
 
 

@@ -220,3 +220,11 @@ def test_explain_over_a_saved_kernel_log_names_the_kernel_checks():
     assert "kernel.pcie_aer" in named["pcie.aer"]
     for signature in ("rdma.peermem_invalid_context", "nccl.segfault", "host.oom_kill"):
         assert "kernel.events" in named[signature], signature
+
+
+def test_an_empty_log_is_read_but_says_nothing_so_every_check_skips(tmp_path: Path) -> None:
+    """A container's empty dmesg, an empty saved file: no Xid seen is not "no Xid happened"."""
+    empty = tmp_path / "kern.log"
+    empty.write_text("")
+    for found in doctor(empty).values():
+        assert found["status"] == "skip" and "holds no message to judge by" in found["summary"], found

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -202,3 +203,23 @@ def test_the_spec_refuses_a_net_table_it_cannot_use(body, line):
     with pytest.raises(SpecError) as refused:
         parse_spec_text(f"[net]\n{body}\n", "lab.toml")
     assert str(refused.value) == line
+
+
+def test_a_second_port_left_uncabled_beside_an_up_one_warns_not_fails(tmp_path):
+    """A dead rail (an HCA with no port up among peers that are up) fails; a lone port with no link on a NIC of
+    another driver, as a front-end or an uncabled spare may be, warns."""
+    ports = {0: ("1: DOWN", "3: Disabled", "10 Gb/sec (4X SDR)")}
+    tree = nettree.build(tmp_path, nettree.NodeShape(ports=ports))
+    for other in (Path(tree["ENVCHECK_SYSFS"]) / "class" / "infiniband").iterdir():
+        if other.name != "mlx5_0":
+            other.unlink() if other.is_symlink() else shutil.rmtree(other)  # a node with one NIC, without a link
+    found = doctor(tree)["net.ports"]
+    assert found["status"] == "warn" and "mlx5_0 port 1 DOWN (Disabled)" in found["summary"], found
+
+
+def test_gpudirect_gaps_on_ethernet_ports_alone_warn(tmp_path):
+    """A cloud VM's accelerated-networking NIC shows as an mlx5 RDMA device: without a peer-memory module that is
+    a warning, since the port may carry none of the GPUs' traffic."""
+    shape = nettree.NodeShape(link_layer="Ethernet", nvidia_peermem=False, open_module=False)
+    gdr = doctor(nettree.build(tmp_path, shape))["net.gpudirect"]
+    assert gdr["status"] == "warn" and "Ethernet ports only" in gdr["summary"], gdr

@@ -80,3 +80,24 @@ def test_a_gpu_the_driver_does_not_enumerate_is_named_by_its_bus_id(tmp_path: Pa
 def test_a_machine_without_nvidia_gpus_on_the_bus_skips(tmp_path: Path, check_id: str) -> None:
     found = doctor(hgx_tree(tmp_path, gpus=0))[check_id]
     assert found["status"] == "skip" and "no NVIDIA GPU on the PCI bus" in found["summary"], found
+
+
+def test_a_slurm_job_that_sees_only_its_gpus_is_not_judged_on_the_nodes_count(tmp_path: Path) -> None:
+    """Slurm's device cgroup shows a job only the GPUs it was given: fewer than the bus is not a fault there."""
+    tree = {**hgx_tree(tmp_path), "SLURM_JOB_ID": "4242"}
+    found = doctor(tree, "hgx_7_of_8")["gpu.count"]
+    assert found["status"] == "skip" and "inside Slurm job 4242" in found["summary"], found
+
+
+def test_a_gpu_bound_to_another_driver_or_a_virtual_function_is_not_missing(tmp_path: Path) -> None:
+    """The eighth GPU given to a VM (vfio-pci), or an SR-IOV virtual function, is not one the driver dropped."""
+    tree = hgx_tree(tmp_path)
+    device = Path(tree["ENVCHECK_SYSFS"]) / "bus" / "pci" / "devices" / "0000:1f:00.0"
+    drivers = Path(tree["ENVCHECK_SYSFS"]) / "bus" / "pci" / "drivers" / "vfio-pci"
+    drivers.mkdir(parents=True)
+    (device / "driver").symlink_to(drivers)
+    found = doctor(tree, "hgx_7_of_8")["gpu.count"]
+    assert found["status"] == "ok" and found["details"]["bound_elsewhere"] == ["0000:1f:00.0"], found
+    (device / "driver").unlink()
+    (device / "physfn").symlink_to(device.parent / "0000:18:00.0")
+    assert doctor(tree, "hgx_7_of_8")["gpu.count"]["status"] == "ok"
