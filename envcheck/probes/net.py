@@ -10,7 +10,7 @@ The port error counters are read twice, as the fabric probe reads NVLink's (``pr
 that is there but steady happened some time since the port came up; one that rises while envcheck watches is
 happening now. The wait is the fabric probe's (``ENVCHECK_FABRIC_INTERVAL_S``), and only where there is a port
 to watch: a node without HCAs pays nothing. Bounded: at most :data:`MAX_HCAS` HCAs of :data:`MAX_PORTS` ports,
-:data:`MAX_PCI_DEVICES` PCI devices scanned for GPUs.
+envcheck.probes.pci's bound on the PCI devices scanned for GPUs.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from envcheck.core import machine
+from envcheck.probes import pci
 from envcheck.probes.nvml.fabric import Counter, bus_key, interval
 from envcheck.probes.registry import probe
 
 MAX_HCAS = 64
 MAX_PORTS = 8
-MAX_PCI_DEVICES = 4096
 
 #: Port counters (``/sys/class/infiniband/<hca>/ports/<n>/counters/``, IBTA PortCounters) that count link faults:
 #: one rising while watched is a link failing now.
@@ -51,9 +51,6 @@ OFI_PLUGIN_DIRS = ("/opt/amazon/ofi-nccl/lib", "/opt/amazon/ofi-nccl/lib64", "/o
 #: else ``libnccl-net.so``); aws-ofi-nccl 1.9+ also installs ``libnccl-net-ofi.so``.
 PLUGIN_NAMES = ("libnccl-net.so", "libnccl-net-ofi.so")
 
-#: PCI class codes of NVIDIA GPUs (VGA 0x0300, 3D controller 0x0302), vendor 0x10de.
-NVIDIA_VENDOR = "0x10de"
-GPU_CLASSES = ("0x0300", "0x0302")
 
 _PCI_ADDRESS = re.compile(r"^[0-9a-fA-F]{4,}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-9a-fA-F]$")
 _KERNEL = re.compile(r"^(\d+)\.(\d+)")
@@ -259,16 +256,11 @@ def pci_place(device: Path) -> PciPlace:
 
 
 def _nvidia_gpus(env: Mapping[str, str]) -> list[PciPlace]:
+    """Where each NVIDIA GPU on the bus sits (envcheck.probes.pci finds them)."""
     devices = machine.sysfs(env, "bus", "pci", "devices")
     gpus = []
-    for name in machine.listdir(devices)[:MAX_PCI_DEVICES]:
-        entry = devices / name
-        vendor = (machine.read_text(entry / "vendor", 64) or "").strip().lower()
-        if vendor != NVIDIA_VENDOR:
-            continue
-        if not (machine.read_text(entry / "class", 64) or "").strip().lower().startswith(GPU_CLASSES):
-            continue
-        target = machine.link_target(entry)
+    for name in pci.nvidia_gpus(env):
+        target = machine.link_target(devices / name)
         gpus.append(pci_place(target) if target is not None else PciPlace(bus_id=name))
     return gpus
 

@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from envcheck.core.machine import listdir, procfs, read_bytes, read_text, sysfs
 
 NVIDIA = 0x10DE
-#: PCI class codes (PCI Code and ID Assignment Specification): VGA and 3D controllers are GPUs; an NVSwitch is
-#: a bridge of class 0x0680 ("other bridge") and is not.
-GPU_CLASSES = (0x030000, 0x030200)
+#: PCI base class and subclass (PCI Code and ID Assignment Specification), the programming interface left out:
+#: VGA and 3D controllers are GPUs; an NVSwitch is a bridge of class 0x0680 ("other bridge") and is not.
+GPU_CLASSES = (0x0300, 0x0302)
+#: The most PCI devices read on one bus: a large node has a few hundred; a stalled or odd sysfs stops here.
+MAX_PCI_DEVICES = 4096
 #: The ACS extended capability's ID (PCIe Base Specification, 7.7.8), and its control register's bits.
 ACS_CAP_ID = 0x000D
 ACS_BITS = {
@@ -59,13 +61,14 @@ def devices(env: Mapping[str, str] | None = None) -> list[PciDevice]:
     root = sysfs(env, "bus", "pci", "devices")
     return [
         PciDevice(name, _hex(read_text(root / name / "vendor")), _hex(read_text(root / name / "class")))
-        for name in listdir(root)
+        for name in listdir(root)[:MAX_PCI_DEVICES]
     ]
 
 
 def nvidia_gpus(env: Mapping[str, str] | None = None) -> list[str]:
     """The addresses of the NVIDIA display and 3D controllers on the bus (not NVSwitches, not audio)."""
-    return [d.address for d in devices(env) if d.vendor == NVIDIA and d.pci_class in GPU_CLASSES]
+    return [d.address for d in devices(env) if d.vendor == NVIDIA and d.pci_class is not None
+            and d.pci_class >> 8 in GPU_CLASSES]  # fmt: skip
 
 
 def gpu_drivers(env: Mapping[str, str] | None = None) -> dict[str, str | None]:

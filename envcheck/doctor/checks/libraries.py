@@ -22,7 +22,7 @@ from typing import Any
 from envcheck.core.model import Verdict, fail, ok, skip, warn
 from envcheck.core.probing import Context
 from envcheck.doctor.areas import check
-from envcheck.doctor.checks.torch import _cuda_torch
+from envcheck.doctor.checks.torch import _cuda_torch, _version, cudnn_parts
 from envcheck.probes.torch import TorchInfo
 
 #: File-name stem -> what users call the library. cuDNN 9's sub-libraries (libcudnn_graph, libcudnn_cnn...) are
@@ -149,10 +149,10 @@ def versions_against_build(info: TorchInfo) -> tuple[list[str], list[str]]:
     behind: list[str] = []
     pairs = []
     if info.cudnn_version and info.cudnn_compile_version:
-        loaded = _cudnn_tuple(info.cudnn_version)
+        loaded = cudnn_parts(info.cudnn_version)
         pairs.append(("cuDNN", loaded, tuple(info.cudnn_compile_version[:3])))
-    runtime = _tuple(info.cuda_runtime_version)
-    built = _tuple(info.cuda)
+    runtime = _version(info.cuda_runtime_version)
+    built = _version(info.cuda)
     if runtime and built:
         pairs.append(("the CUDA runtime", runtime, built))
     for name, loaded, compiled in pairs:
@@ -162,18 +162,6 @@ def versions_against_build(info: TorchInfo) -> tuple[list[str], list[str]]:
         elif loaded[: len(compiled)] < compiled[: len(loaded)]:
             behind.append(said + " (older)")
     return mismatch, behind
-
-
-def _cudnn_tuple(version: int) -> tuple[int, ...]:
-    """cuDNN 9.x encodes MAJOR*10000 + MINOR*100 + PATCH, 8.x MAJOR*1000 + MINOR*100 + PATCH."""
-    if version >= 10000:
-        return version // 10000, version % 10000 // 100, version % 100
-    return version // 1000, version % 1000 // 100, version % 100
-
-
-def _tuple(text: str | None) -> tuple[int, ...] | None:
-    parts = re.findall(r"\d+", text or "")
-    return tuple(int(p) for p in parts[:2]) if len(parts) >= 2 else None
 
 
 def _dir_on(path: str, entries: list[str]) -> bool:

@@ -534,12 +534,17 @@ def _cards(ctx: Context, info: TorchInfo) -> list[tuple[str, str, tuple[int, int
     return [(f"GPU {d.index}", str(d.name), d.capability) for d in info.devices if d.capability is not None]
 
 
-def cudnn_text(version: int) -> str:
+def cudnn_parts(version: int) -> tuple[int, int, int]:
     """cuDNN encodes 9.x as MAJOR*10000 + MINOR*100 + PATCH, and 8.x as MAJOR*1000 + MINOR*100 + PATCH
     (``CUDNN_VERSION`` in cudnn_version.h)."""
     if version >= 10000:
-        return f"{version // 10000}.{version % 10000 // 100}.{version % 100}"
-    return f"{version // 1000}.{version % 1000 // 100}.{version % 100}"
+        return version // 10000, version % 10000 // 100, version % 100
+    return version // 1000, version % 1000 // 100, version % 100
+
+
+def cudnn_text(version: int) -> str:
+    """``90100`` -> ``"9.1.0"``."""
+    return ".".join(map(str, cudnn_parts(version)))
 
 
 @check("torch.libs", "cuDNN and NCCL")
