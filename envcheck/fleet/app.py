@@ -1,11 +1,13 @@
 """Sources → :class:`~envcheck.fleet.merge.FleetReport`: read every source, digest each document as it
 arrives, merge the digests. What the command and the benchmark both call.
 
-Reading, parsing and digesting each document is nearly all of the work (an 8-GPU node's doctor report
-is ~150 KiB as written; benchmarks/RESULTS-fleet.md), the same for every file, so many files are
-handled in worker processes, one per usable CPU: each reads, parses and digests a batch of files and
-sends back only the digests (a few KiB each). stdin is read here, in order with the files around it. A
-few dozen files are not worth starting processes for.
+Reading, parsing and digesting each document is most of the work (an 8-GPU node's doctor report is
+~150 KiB as written; benchmarks/RESULTS-fleet.md), the same for every file, so many files are handled
+in worker processes, one per usable CPU: each reads, parses, digests and *merges* a batch of files
+and sends back the batch's merged state (:class:`~envcheck.fleet.merge.Merger`), which this process
+folds into the fleet's. Sending a digest per report instead left this process unpickling and merging
+half a million device figures one by one while the workers waited. stdin is read here, in order with
+the files around it. A few dozen files are not worth starting processes for.
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, TYPE_CHECKING
 
-from envcheck.fleet.kinds import Digest
-from envcheck.fleet.merge import DEFAULT_THRESHOLD, FleetReport, digest, merge_digests
+from envcheck.fleet.merge import DEFAULT_THRESHOLD, FleetReport, Merger, digest
 from envcheck.fleet.read import STDIN, NodeReport, Skipped, expand, read_files, read_stdin
 
 if TYPE_CHECKING:
@@ -24,8 +25,9 @@ if TYPE_CHECKING:
 
 #: Fewer files than this are read in this process: starting workers costs more than they would save.
 POOL_FROM_FILES = 64
-#: Files handed to a worker at a time: enough to amortise the round trip, few enough to balance load.
-CHUNK = 32
+#: Files handed to a worker at a time: enough to amortise the round trip and the batch's merged state
+#: (its nodes' devices once, whatever the benchmarks), few enough to balance the load.
+CHUNK = 64
 #: Batches in flight per worker. The merge consumes digests in this process while the workers make
 #: them; with every batch submitted at once, the digests of a fleet the merge had not reached yet would
 #: pile up here (hundreds of MB for 10 000 nodes). Two keeps each worker fed while the next is received.
@@ -43,17 +45,15 @@ def merge_sources(
     """The fleet report over every source; ``on_skip`` hears of each skipped source as it is found
     (the command warns on stderr). ``workers``: processes to parse in (default: the usable CPUs)."""
     skipped: list[Skipped] = []
-
-    def digests() -> Iterator[Digest]:
-        for item in _items(list(expand(names)), stdin, workers or usable_cpus()):
-            if isinstance(item, Skipped):
-                skipped.append(item)
-                if on_skip is not None:
-                    on_skip(item)
-            else:
-                yield item
-
-    return merge_digests(digests(), skipped, threshold=threshold)
+    merger = Merger()
+    for item in _items(list(expand(names)), stdin, workers or usable_cpus()):
+        if isinstance(item, Skipped):
+            skipped.append(item)
+            if on_skip is not None:
+                on_skip(item)
+        else:
+            merger.absorb(item)
+    return merger.finish(skipped, threshold)
 
 
 def usable_cpus() -> int:
@@ -63,31 +63,53 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def digest_files(paths: list[str]) -> list[Digest | Skipped]:
-    """The digests and skips of some files (what a worker sends back)."""
-    return [digest(item) if isinstance(item, NodeReport) else item for item in read_files(paths)]
+def merge_files(paths: list[str]) -> list[Merger | Skipped]:
+    """What a worker sends back for some files: their merged state, with each skipped source where it
+    stood (a merger per run of reports between skips, so the skips keep their order)."""
+    out: list[Merger | Skipped] = []
+    merger = None
+    for item in read_files(paths):
+        if isinstance(item, NodeReport):
+            if merger is None:
+                merger = Merger()
+                out.append(merger)
+            merger.add(digest(item))
+        else:
+            out.append(item)
+            merger = None
+    return out
 
 
-def _pooled(pool: Executor, paths: list[str], workers: int) -> Iterator[Digest | Skipped]:
-    """The digests and skips of ``paths``, in order, from batches run in ``pool``, at most
+def _pooled(pool: Executor, paths: list[str], workers: int) -> Iterator[Merger | Skipped]:
+    """The merged batches and skips of ``paths``, in order, from batches run in ``pool``, at most
     :data:`AHEAD` per worker in flight (memory stays flat in the fleet's size)."""
     batches = deque(paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK))
-    flight: deque[tuple[list[str], Future[list[Digest | Skipped]]]] = deque()
+    flight: deque[tuple[list[str], Future[list[Merger | Skipped]]]] = deque()
     while batches or flight:
         while batches and len(flight) < AHEAD * workers:
             batch = batches.popleft()
-            flight.append((batch, pool.submit(digest_files, batch)))
+            flight.append((batch, pool.submit(merge_files, batch)))
         batch, future = flight.popleft()
         try:
             found = future.result()
         except Exception:  # noqa: BLE001 - a worker that died (OOM-killed): read it here
-            found = digest_files(batch)
+            found = merge_files(batch)
         yield from found
 
 
-def _items(expanded: list[str | Skipped], stdin: IO[bytes] | None, workers: int) -> Iterator[Digest | Skipped]:
-    """Digests and skips in the order of ``expanded``: each run of files in batches through the pool
-    (when there are enough to be worth it) or here, stdin and skips where they stand."""
+def _stdin(stdin: IO[bytes] | None) -> Iterator[Merger | Skipped]:
+    for item in read_stdin(stdin):
+        if isinstance(item, NodeReport):
+            merger = Merger()
+            merger.add(digest(item))
+            yield merger
+        else:
+            yield item
+
+
+def _items(expanded: list[str | Skipped], stdin: IO[bytes] | None, workers: int) -> Iterator[Merger | Skipped]:
+    """Merged batches and skips in the order of ``expanded``: each run of files in batches through the
+    pool (when there are enough to be worth it) or here, stdin and skips where they stand."""
     paths = sum(1 for e in expanded if isinstance(e, str) and e != STDIN)
     pool = None
     if workers > 1 and paths >= POOL_FROM_FILES:
@@ -108,12 +130,12 @@ def _items(expanded: list[str | Skipped], stdin: IO[bytes] | None, workers: int)
             if pool is not None:
                 yield from _pooled(pool, run, workers)
             elif run:
-                yield from digest_files(run)
+                yield from merge_files(run)
             run = []
             if isinstance(entry, Skipped):
                 yield entry
             elif entry == STDIN:
-                yield from (digest(i) if isinstance(i, NodeReport) else i for i in read_stdin(stdin))
+                yield from _stdin(stdin)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)

@@ -26,8 +26,9 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from functools import cached_property
+from typing import Any, NamedTuple
 
 from envcheck.core.exit import ExitCode, exit_code_for
 from envcheck.core.model import Status, worst
@@ -109,18 +110,73 @@ class Figure:
     quick: bool = False
 
 
+class Device(NamedTuple):
+    """A compared device, once for the fleet however many benchmarks ran on it: what each of its figures
+    names it by."""
+
+    hostname: str
+    #: Its UUID, else its bench name ("cpu"): with the host, what makes it one device.
+    key: str
+    device_kind: str  # "gpu" or "cpu"
+    device: str  # the bench's name for it: "cuda:3", "cpu"
+    index: int | None
+    uuid: str | None
+    pci_bus_id: str | None
+
+
 @dataclass(frozen=True)
 class Comparison:
-    """Every device of one model that ran one benchmark, with the fleet median: what a chart draws."""
+    """Every device of one model that ran one benchmark, with the fleet median: what a chart draws.
+
+    Held as columns (each device, its figure and the report it came from, aligned), not as a
+    :class:`Figure` per device: ten thousand 8-GPU nodes that ran six benchmarks are 480 000 figures,
+    and only the slow ones are ever shown one by one. :attr:`figures` makes them all when asked (a
+    test, a small fleet)."""
 
     id: str
     device_kind: str
     model: str
     unit: str
     median: float
-    figures: tuple[Figure, ...]
+    devices: tuple[Device, ...]
+    values: tuple[float, ...]
+    sources: tuple[str, ...]
+    #: The devices more than the threshold below the median, as figures, in :attr:`figures`' order.
+    slow: tuple[Figure, ...]
     #: Figures of ``bench --quick`` runs: smaller cases, lower figures, compared only with each other.
     quick: bool = False
+
+    @cached_property
+    def figures(self) -> tuple[Figure, ...]:
+        """Every device's figure against the median, by host, then index (none first), then device."""
+        slow = {(f.hostname, f.uuid or f.device) for f in self.slow}
+        made = [
+            _figure(self, d, value, source, (d.hostname, d.key) in slow)
+            for d, value, source in zip(self.devices, self.values, self.sources, strict=True)
+        ]
+        made.sort(key=lambda f: (f.hostname, f.index if f.index is not None else -1, f.device))
+        return tuple(made)
+
+
+def _figure(c: Comparison, d: Device, value: float, source: str, slow: bool) -> Figure:
+    shortfall = 1.0 - value / c.median if c.median > 0 else 0.0
+    return Figure(
+        d.hostname,
+        d.device_kind,
+        d.device,
+        d.index,
+        d.uuid,
+        d.pci_bus_id,
+        c.id,
+        c.model,
+        c.unit,
+        value,
+        c.median,
+        round(shortfall, 4),
+        slow,
+        source,
+        c.quick,
+    )
 
 
 @dataclass(frozen=True)
@@ -211,7 +267,7 @@ class FleetReport:
 
     @property
     def slow(self) -> list[Figure]:
-        return [f for c in self.comparisons for f in c.figures if f.slow]
+        return [f for c in self.comparisons for f in c.slow]
 
     @property
     def slow_gpus(self) -> list[Figure]:
@@ -265,62 +321,136 @@ def digest(report: NodeReport) -> Digest:
 def merge_digests(
     digests: Iterable[Digest], skipped: Sequence[Skipped] = (), *, threshold: float = DEFAULT_THRESHOLD
 ) -> FleetReport:
-    """One pass over the digests into dicts keyed by host, field, (benchmark, model) and UUID; then
-    each part is read off those dicts. Linear in the number of reports."""
-    refs: dict[str, list[ReportRef]] = defaultdict(list)
-    problems: dict[str, list[Problem]] = defaultdict(list)
-    fields: dict[str, dict[str, tuple[int, Any]]] = defaultdict(dict)
-    groups: dict[Group, dict[tuple[str, str], tuple[Reading, str, str]]] = defaultdict(dict)
-    sources: dict[tuple[str, str], list[str]] = defaultdict(list)
-    uuid_hosts: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    contended: list[tuple[Reading, str, str]] = []
-    read = 0
+    """The fleet report over ``digests``, in one pass (:class:`Merger`). Linear in the number of reports."""
+    merger = Merger()
     for d in digests:
-        read += 1
-        refs[d.hostname].append(d.ref)
+        merger.add(d)
+    return merger.finish(skipped, threshold)
+
+
+class Merger:
+    """The merge's state, folded one digest at a time into dicts keyed by host, field, (benchmark,
+    model) and UUID; :meth:`finish` reads each part of the report off them.
+
+    It is also what a worker sends back for its batch of files (envcheck.fleet.app): a worker merges
+    what it read, and this process absorbs each worker's merger (:meth:`absorb`), so what crosses between the
+    processes is a batch's merged state (plain dicts, lists and tuples: cheap to pickle), not a
+    digest per report, and the parent's work is per node and per device rather than per report and
+    reading. Absorbing batches in the order of their files gives the same report as one merger over
+    every digest in that order (tests/fleet/test_merge.py)."""
+
+    def __init__(self) -> None:
+        self.read = 0
+        self.refs: dict[str, list[ReportRef]] = {}
+        self.problems: dict[str, list[Problem]] = {}
+        #: host -> field -> (rank of the report it came from, value)
+        self.fields: dict[str, dict[str, tuple[int, Any]]] = {}
+        #: every device compared, once; ``groups`` name them by their place here
+        self.devices: list[Device] = []
+        self.device_ids: dict[tuple[str, str], int] = {}
+        #: (benchmark, model) -> (device -> its best figure, device -> the report it came from)
+        self.groups: dict[Group, tuple[dict[int, float], dict[int, str]]] = {}
+        self.sources: dict[tuple[str, str], list[str]] = {}
+        self.uuid_hosts: dict[str, dict[str, list[str]]] = {}
+        self.contended: list[tuple[Reading, str, str]] = []
+
+    def add(self, d: Digest) -> None:
+        self.read += 1
+        host = d.hostname
+        self.refs.setdefault(host, []).append(d.ref)
         for hostname, problem in d.problems:
-            problems[hostname or d.hostname].append(problem)
-        # A field's value comes from the report that sees the most (the doctor first); the first such
-        # report wins among equals.
-        rank = d.rank
-        own = fields[d.hostname]
-        for name, value in d.fields:
-            if name not in own or rank < own[name][0]:
-                own[name] = (rank, value)
+            self.problems.setdefault(hostname or host, []).append(problem)
+        self._fields(host, {name: (d.rank, value) for name, value in d.fields})
         for r in d.readings:
             if r.set_apart:
-                contended.append((r, d.hostname, d.source))
+                self.contended.append((r, host, d.source))
                 continue
-            group = groups[r.group]
-            key = (d.hostname, r.device_key)
-            if key not in group or r.value > group[key][0].value:  # a device benchmarked twice: its best
-                group[key] = (r, d.hostname, d.source)
-        sources[(d.hostname, d.kind)].append(d.source)
+            key = (host, r.device_key)
+            device = self.device_ids.get(key)
+            if device is None:
+                device = self.device_ids[key] = len(self.devices)
+                self.devices.append(Device(host, r.device_key, r.device_kind, r.device, r.index, r.uuid, r.pci_bus_id))
+            values, sources = self.groups.setdefault(r.group, ({}, {}))
+            old = values.get(device)
+            if old is None or r.value > old:  # a device benchmarked twice: its best
+                values[device], sources[device] = r.value, d.source
+        self.sources.setdefault((host, d.kind), []).append(d.source)
         for uuid in d.uuids:
-            uuid_hosts[uuid][d.hostname].append(d.source)
-    by_field: dict[str, dict[Any, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for hostname, own in fields.items():
-        for name, (_, value) in own.items():
-            by_field[name][value].append(hostname)  # scalars (kinds._plain)
-    compared = comparisons(groups, threshold)
-    nodes = _nodes(refs, problems, compared)
-    return FleetReport(
-        nodes=tuple(nodes),
-        drift=tuple(drift(by_field)),
-        uniform=tuple(uniform(by_field)),
-        comparisons=tuple(compared),
-        duplicate_hosts=tuple(DuplicateHost(h, k, tuple(s)) for (h, k), s in sorted(sources.items()) if len(s) > 1),
-        duplicate_gpus=tuple(
-            DuplicateGpu(uuid, tuple(sorted(by_host)), tuple(s for h in sorted(by_host) for s in by_host[h]))
-            for uuid, by_host in sorted(uuid_hosts.items())
-            if len(by_host) > 1
-        ),
-        skipped=tuple(skipped),
-        reports_read=read,
-        threshold=threshold,
-        contended=tuple(contended),
-        problems=tuple(problem_groups(nodes, [f for c in compared for f in c.figures if f.slow], threshold)),
-    )
+            self.uuid_hosts.setdefault(uuid, {}).setdefault(host, []).append(d.source)
+
+    def _fields(self, host: str, found: dict[str, tuple[int, Any]]) -> None:
+        """A field's value comes from the report that sees the most (the lowest rank: the doctor first);
+        the first such report wins among equals."""
+        own = self.fields.get(host)
+        if own is None:
+            self.fields[host] = found
+            return
+        for name, (rank, value) in found.items():
+            if name not in own or rank < own[name][0]:
+                own[name] = (rank, value)
+
+    def absorb(self, other: Merger) -> None:
+        """Fold in ``other`` (a later batch's merger), as if its digests had been added here."""
+        self.read += other.read
+        for host, refs in other.refs.items():
+            self.refs.setdefault(host, []).extend(refs)
+        for host, problems in other.problems.items():
+            self.problems.setdefault(host, []).extend(problems)
+        for host, found in other.fields.items():
+            self._fields(host, found)
+        ids = []
+        for device in other.devices:
+            key = (device.hostname, device.key)
+            mine = self.device_ids.get(key)
+            if mine is None:
+                mine = self.device_ids[key] = len(self.devices)
+                self.devices.append(device)
+            ids.append(mine)
+        for group, (values, sources) in other.groups.items():
+            mine_values, mine_sources = self.groups.setdefault(group, ({}, {}))
+            for device, value in values.items():
+                at = ids[device]
+                old = mine_values.get(at)
+                if old is None or value > old:
+                    mine_values[at], mine_sources[at] = value, sources[device]
+        for key, found in other.sources.items():
+            self.sources.setdefault(key, []).extend(found)
+        for uuid, by_host in other.uuid_hosts.items():
+            mine_hosts = self.uuid_hosts.get(uuid)
+            if mine_hosts is None:
+                self.uuid_hosts[uuid] = by_host
+                continue
+            for host, found in by_host.items():
+                mine_hosts.setdefault(host, []).extend(found)
+        self.contended.extend(other.contended)
+
+    def finish(self, skipped: Sequence[Skipped] = (), threshold: float = DEFAULT_THRESHOLD) -> FleetReport:
+        """The fleet report: each part read off the merged state."""
+        by_field: dict[str, dict[Any, list[str]]] = defaultdict(lambda: defaultdict(list))
+        for hostname, own in self.fields.items():
+            for name, (_, value) in own.items():
+                by_field[name][value].append(hostname)  # scalars (kinds._plain)
+        compared = comparisons(self.groups, self.devices, threshold)
+        nodes = _nodes(self.refs, self.problems, compared)
+        return FleetReport(
+            nodes=tuple(nodes),
+            drift=tuple(drift(by_field)),
+            uniform=tuple(uniform(by_field)),
+            comparisons=tuple(compared),
+            duplicate_hosts=tuple(
+                DuplicateHost(h, k, tuple(s)) for (h, k), s in sorted(self.sources.items()) if len(s) > 1
+            ),
+            duplicate_gpus=tuple(
+                DuplicateGpu(uuid, tuple(sorted(by_host)), tuple(s for h in sorted(by_host) for s in by_host[h]))
+                for uuid, by_host in sorted(self.uuid_hosts.items())
+                if len(by_host) > 1
+            ),
+            skipped=tuple(skipped),
+            reports_read=self.read,
+            threshold=threshold,
+            contended=tuple(self.contended),
+            problems=tuple(problem_groups(nodes, [f for c in compared for f in c.slow], threshold)),
+        )
 
 
 # --- nodes -------------------------------------------------------------------------------------------
@@ -335,9 +465,8 @@ def _nodes(
     misconfigured, whatever its own checks said."""
     slow: dict[str, list[Figure]] = defaultdict(list)
     for c in compared:
-        for f in c.figures:
-            if f.slow:
-                slow[f.hostname].append(f)
+        for f in c.slow:
+            slow[f.hostname].append(f)
     made = []
     for hostname in refs.keys() | problems.keys():
         own = problems.get(hostname, [])
@@ -394,45 +523,41 @@ def uniform(by_field: dict[str, dict[Any, list[str]]]) -> list[tuple[str, Any, i
 
 
 def comparisons(
-    groups: dict[Group, dict[tuple[str, str], tuple[Reading, str, str]]],
+    groups: dict[Group, tuple[dict[int, float], dict[int, str]]],
+    devices: Sequence[Device],
     threshold: float = DEFAULT_THRESHOLD,
 ) -> list[Comparison]:
-    """Each (benchmark, model) group with its fleet median and every device's shortfall from it; a
-    device more than ``threshold`` below the median is slow. One device alone has nothing to compare
-    with and is never slow."""
+    """Each (benchmark, model) group (device -> figure, device -> source, devices named by their place
+    in ``devices``) with its fleet median and the devices more than ``threshold`` below it, which are
+    slow. One device alone has nothing to compare with and is never slow. Only the slow ones become
+    :class:`Figure` objects here: the rest stay columns (see :class:`Comparison`)."""
     out = []
-    for (bench_id, kind, model, unit, quick), group in sorted(groups.items()):
-        values = [r.value for r, _, _ in group.values()]
+    for group, (by_device, sources) in sorted(groups.items()):
+        bench_id, kind, model, unit, quick = group
+        values = list(by_device.values())
         median = statistics.median(values)
         if not math.isfinite(median):  # the mean of two figures near the float maximum overflows
             median = statistics.median_low(values)
-        figures = []
-        ordered = sorted(
-            group.values(), key=lambda e: (e[1], e[0].index if e[0].index is not None else -1, e[0].device)
+        comparison = Comparison(
+            bench_id,
+            kind,
+            model,
+            unit,
+            median,
+            tuple(devices[at] for at in by_device),
+            tuple(values),
+            tuple(sources.values()),
+            (),
+            quick,
         )
-        for r, hostname, source in ordered:
-            shortfall = 1.0 - r.value / median if median > 0 else 0.0
-            slow = len(values) > 1 and shortfall > threshold
-            figures.append(
-                Figure(
-                    hostname,
-                    kind,
-                    r.device,
-                    r.index,
-                    r.uuid,
-                    r.pci_bus_id,
-                    bench_id,
-                    model,
-                    unit,
-                    r.value,
-                    median,
-                    round(shortfall, 4),
-                    slow,
-                    source,
-                    quick,
-                )
-            )
-        out.append(Comparison(bench_id, kind, model, unit, median, tuple(figures), quick))
+        slow: list[Figure] = []
+        if len(values) > 1 and median > 0:
+            for at, value in by_device.items():
+                # 1 - value / median > threshold, tested only below the median (most devices are not)
+                if value < median and 1.0 - value / median > threshold:
+                    slow.append(_figure(comparison, devices[at], value, sources[at], True))
+        slow.sort(key=lambda f: (f.hostname, f.index if f.index is not None else -1, f.device))
+        out.append(replace(comparison, slow=tuple(slow)))
     return out
 
 

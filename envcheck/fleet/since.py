@@ -79,6 +79,15 @@ def _by_key(found: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def _figures(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A fleet document's ``figures`` (device -> host, figure -> {device: value}); empty where the
+    document has none or holds them in another shape (a hand-edited or foreign file)."""
+    figures = doc.get("figures")
+    hosts = figures.get("hosts") if isinstance(figures, dict) else None
+    values = figures.get("values") if isinstance(figures, dict) else None
+    return (hosts if isinstance(hosts, dict) else {}), (values if isinstance(values, dict) else {})
+
+
 def changes(
     previous: dict[str, Any], current: dict[str, Any], threshold: float, *, source: str | None = None
 ) -> dict[str, Any]:
@@ -99,13 +108,14 @@ def changes(
     for entry in (*new.values(), *resolved.values()):
         entry["nodes"].sort()
     slower = []
-    old_figures = previous.get("figures") if isinstance(previous.get("figures"), dict) else {}
-    for device, entry in (current.get("figures") or {}).items():
-        was = old_figures.get(device)
-        if not isinstance(was, dict) or not isinstance(was.get("values"), dict):
+    old_hosts, old_values = _figures(previous)
+    hosts, values = _figures(current)
+    for figure, now_by_device in values.items():
+        was_by_device = old_values.get(figure)
+        if not isinstance(was_by_device, dict):
             continue
-        for figure, value in entry["values"].items():
-            old = was["values"].get(figure)
+        for device, value in now_by_device.items():
+            old = was_by_device.get(device)
             if isinstance(old, bool) or not isinstance(old, (int, float)) or old <= 0:
                 continue
             fall = 1.0 - value / old
@@ -113,8 +123,8 @@ def changes(
                 slower.append(
                     {
                         "device": device,
-                        "hostname": entry["hostname"],
-                        "previous_hostname": was.get("hostname"),
+                        "hostname": hosts.get(device),
+                        "previous_hostname": old_hosts.get(device),
                         "id": figure,
                         "before": old,
                         "now": value,
@@ -127,7 +137,7 @@ def changes(
             "source": source,
             "generated_at": previous.get("generated_at"),
             "nodes": len(before),
-            "figures_known": bool(old_figures),
+            "figures_known": bool(old_values),
         },
         "new": _by_key(new),
         "resolved": _by_key(resolved),
