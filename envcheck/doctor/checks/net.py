@@ -377,6 +377,16 @@ def nearness(gpu: PciPlace, nic: PciPlace) -> int | None:
     return None
 
 
+def _nic_details(hca: Hca) -> dict[str, Any]:
+    """What the fabric section shows of a NIC: its ports as NCCL names them (``mlx5_0:1``), up ones where any is."""
+    ports = [p for p in hca.ports if p.up] or hca.ports
+    return {
+        "ports": [f"{hca.name}:{p.number}" for p in ports],
+        "bus_id": hca.pci.bus_id if hca.pci else None,
+        "numa_node": hca.pci.numa_node if hca.pci else None,
+    }
+
+
 @check("net.affinity", "Each GPU's nearest NIC")
 def affinity(ctx: Context) -> Verdict:
     """Which NIC is nearest each GPU (same PCIe switch, same NUMA node, or across the CPU socket), from the PCI
@@ -411,7 +421,8 @@ def affinity(ctx: Context) -> Verdict:
         }
         if best == len(NEARNESS) - 1:
             across.append(gpu.index)
-    details = {"gpus": table}
+    named = {n for v in table.values() for n in v["nic"] or ()}
+    details = {"gpus": table, "nics": {h.name: _nic_details(h) for h in nics if h.name in named}}
     if across:
         words = ", ".join(f"GPU {i} ({table[str(i)]['bus_id']})" for i in across)
         return warn(f"{words}: nearest NIC across the CPU socket", AFFINITY_FIX, "nvidia-smi topo -m", **details)

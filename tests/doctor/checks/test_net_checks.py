@@ -308,3 +308,50 @@ def test_the_devices_to_pass_into_a_container_are_those_nccl_ib_hca_uses(tmp_pat
     assert gdr["fix"]["command"].startswith(
         "docker run --device /dev/infiniband/uverbs2 --device /dev/infiniband/uverbs5 --device /dev/infiniband/rdma_cm"
     ), gdr
+
+
+# -- the fabric section: each GPU's nearest NIC, in every format -------------------------------------------------
+
+
+def report(tree: dict[str, str], fmt: str) -> str:
+    full = {**os.environ, "PYTHONPATH": str(NVML_SITE), "ENVCHECK_FAKE_NVML": "hgx_8gpu", **tree}
+    full.update({"ENVCHECK_FABRIC_INTERVAL_S": "0.01", "COLUMNS": "200"})
+    proc = subprocess.run(
+        [ENVCHECK, "doctor", "net", "--format", fmt], capture_output=True, text=True, env=full, timeout=120
+    )
+    assert proc.returncode in (0, 1), proc.stderr
+    return proc.stdout
+
+
+def test_the_fabric_section_shows_each_gpus_nearest_nic_in_every_format(tmp_path):
+    tree = nettree.hgx_ndr(tmp_path)
+    doc = json.loads(report(tree, "json"))
+    rows = doc["fabric"]["nic_affinity"]
+    assert [(r["gpu"], [n["hca"] for n in r["nics"]], r["label"]) for r in rows] == [
+        (i, [f"mlx5_{i}"], "PIX") for i in range(8)
+    ]
+    assert rows[3] == {
+        "gpu": 3,
+        "pci_bus_id": "00000000:1B:00.0",
+        "nics": [{"hca": "mlx5_3", "ports": ["mlx5_3:1"], "pci_bus_id": "0000:43:00.0"}],
+        "nearness": "same PCIe switch",
+        "label": "PIX",
+    }
+    text = report(tree, "text").splitlines()
+    start = text.index("Nearest NIC per GPU")
+    assert text[start + 1].split() == ["GPU", "PCI", "bus", "nearest", "NIC", "how", "near"]
+    assert text[start + 2].split() == ["GPU", "0", "00000000:18:00.0", "mlx5_0:1", "same", "PCIe", "switch", "(PIX)"]
+    assert len([line for line in text[start + 2 :] if line.strip().startswith("GPU ")]) == 8
+    markdown = report(tree, "markdown")
+    assert "### GPU fabric" in markdown and "| GPU | PCI bus | nearest NIC | how near |" in markdown
+    assert "| GPU 7 | `00000000:1F:00.0` | `mlx5_7:1` | same PCIe switch (PIX) |" in markdown
+    page = report(tree, "html")
+    assert "<h3>Nearest NIC per GPU</h3>" in page and page.count("mlx5_5:1") == 1
+
+
+def test_a_node_without_nics_has_no_nic_table_not_an_empty_one(tmp_path):
+    (tmp_path / "sys").mkdir()
+    tree = {"ENVCHECK_SYSFS": str(tmp_path / "sys")}
+    assert json.loads(report(tree, "json"))["fabric"] is None
+    for fmt in ("text", "markdown", "html"):
+        assert "Nearest NIC" not in report(tree, fmt), fmt
