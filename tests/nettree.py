@@ -30,6 +30,24 @@ COUNTER_NAMES = (
 )
 
 
+#: ConnectX-7's chip and an NDR OSFP board's PSID as ``/sys/class/infiniband/mlx5_0/{hca_type,board_id}`` show them.
+CX7 = ("MT4129", "MT_0000000838")
+#: A ConnectX-6 Lx dual-port 25GbE board (a management or storage NIC beside the compute fabric).
+CX6LX = ("MT4127", "MT_0000000531")
+
+
+@dataclass
+class Nic:
+    """An HCA besides the GPUs' ones, on a root port of socket 0 (a front-end, management or storage NIC)."""
+
+    name: str
+    state: str = "4: ACTIVE"
+    phys_state: str = "5: LinkUp"
+    rate: str = "25 Gb/sec (1X EDR)"
+    link_layer: str = "Ethernet"
+    model: tuple[str, str] = CX6LX
+
+
 @dataclass
 class NodeShape:
     gpus: int = 8
@@ -38,7 +56,7 @@ class NodeShape:
     link_layer: str = "InfiniBand"
     hca_prefix: str = "mlx5_"
     driver: str = "mlx5_core"
-    #: HCA index -> counter -> count.
+    #: HCA index (the GPUs' first, then ``extra``'s) -> counter -> count.
     counters: dict[int, dict[str, int]] = field(default_factory=dict)
     nvidia_peermem: bool = True
     #: MLNX_OFED's peer-memory clients (``nv_mem`` where nv_peer_mem or an OFED-built nvidia-peermem registers).
@@ -51,6 +69,10 @@ class NodeShape:
     memlock: int | None = None
     #: Where each HCA sits: ``switch`` (behind its GPU's PCIe switch) or ``socket:N`` (on a root port of socket N).
     nic_place: dict[int, str] = field(default_factory=dict)
+    #: The GPUs' HCAs' chip and board (``hca_type``, ``board_id``).
+    model: tuple[str, str] = CX7
+    #: Other HCAs, not beside a GPU.
+    extra: tuple[Nic, ...] = ()
 
 
 def _write(path: Path, text: str) -> None:
@@ -71,6 +93,27 @@ def _device(sys: Path, path: Path, vendor: str, device: str, klass: str, numa: i
         drivers = sys / "bus" / "pci" / "drivers" / driver
         drivers.mkdir(parents=True, exist_ok=True)
         _link(path / "driver", drivers)
+
+
+def _hca(sys: Path, dev: Path, shape: NodeShape, nic: Path, spec: Nic, socket: int, number: int) -> None:
+    """One HCA's PCI function, its ``/sys/class/infiniband`` entry with one port, and its uverbs device."""
+    device = "0x1021" if spec.model == CX7 else "0x101f"
+    _device(sys, nic, "0x15b3", device, "0x020700" if spec.link_layer == "InfiniBand" else "0x020000", socket,
+            shape.driver)  # fmt: skip
+    hca = nic / "infiniband" / spec.name
+    _link(hca / "device", nic)
+    _link(sys / "class" / "infiniband" / spec.name, hca)
+    _write(hca / "hca_type", spec.model[0] + "\n")
+    _write(hca / "board_id", spec.model[1] + "\n")
+    port = hca / "ports" / "1"
+    for attr, text in (("state", spec.state), ("phys_state", spec.phys_state), ("rate", spec.rate),
+                       ("link_layer", spec.link_layer)):  # fmt: skip
+        _write(port / attr, text + "\n")
+    for counter in COUNTER_NAMES:
+        _write(port / "counters" / counter, f"{shape.counters.get(number, {}).get(counter, 0)}\n")
+    _write(sys / "class" / "infiniband_verbs" / f"uverbs{number}" / "ibdev", spec.name + "\n")
+    if shape.uverbs:
+        _write(dev / "infiniband" / f"uverbs{number}", "")
 
 
 def build(root: Path, shape: NodeShape | None = None) -> dict[str, str]:
@@ -99,21 +142,14 @@ def build(root: Path, shape: NodeShape | None = None) -> dict[str, str]:
             bus = f"{0x10 * nic_socket:02x}"
             nic_parent = sys / "devices" / f"pci0000:{bus}" / f"0000:{bus}:{5 + i % 4:02x}.0"
             _device(sys, nic_parent, "0x8086", "0x352a", "0x060400", nic_socket, "pcieport")
-        nic = nic_parent / f"0000:{0x40 + i:02x}:00.0"
-        _device(sys, nic, "0x15b3", "0x1021", "0x020700", nic_socket, shape.driver)
         name = f"{shape.hca_prefix}{i}"
-        hca = nic / "infiniband" / name
-        _link(hca / "device", nic)
-        _link(sys / "class" / "infiniband" / name, hca)
         state, phys, rate = shape.ports.get(i, ("4: ACTIVE", "5: LinkUp", NDR))
-        port = hca / "ports" / "1"
-        for attr, text in (("state", state), ("phys_state", phys), ("rate", rate), ("link_layer", shape.link_layer)):
-            _write(port / attr, text + "\n")
-        for counter in COUNTER_NAMES:
-            _write(port / "counters" / counter, f"{shape.counters.get(i, {}).get(counter, 0)}\n")
-        _write(sys / "class" / "infiniband_verbs" / f"uverbs{i}" / "ibdev", name + "\n")
-        if shape.uverbs:
-            _write(dev / "infiniband" / f"uverbs{i}", "")
+        nic = Nic(name, state, phys, rate, shape.link_layer, shape.model)
+        _hca(sys, dev, shape, nic_parent / f"0000:{0x40 + i:02x}:00.0", nic, nic_socket, i)
+    for k, nic in enumerate(shape.extra):
+        parent = sys / "devices" / "pci0000:00" / f"0000:00:{0x0A + k:02x}.0"
+        _device(sys, parent, "0x8086", "0x352a", "0x060400", 0, "pcieport")
+        _hca(sys, dev, shape, parent / f"0000:{0x60 + k:02x}:00.0", nic, 0, shape.gpus + k)
     if shape.uverbs and shape.gpus:
         _write(dev / "infiniband" / "rdma_cm", "")
     modules = ["mlx5_ib 462848 0 - Live 0x0000000000000000", "ib_uverbs 196608 2 mlx5_ib, Live 0x0000000000000000"]

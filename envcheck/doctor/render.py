@@ -80,12 +80,24 @@ class DoctorText(CheckLines):
             skipped = []
             self.result(result)
         self._skipped(skipped)
+        self.nics(doc)
         self.console.print()
         summary = doc.get("summary") or {"verdict": "ready", "text": ""}
         head, _, rest = summary["text"].partition(": ")
         style = VERDICT_STYLE.get(summary["verdict"], "bold")
         line = f"[{style}]{escape(head)}[/]" + (f": {escape(rest)}" if rest else "")
         self.console.print(f"{line}  [dim]({doc.get('duration_s', 0.0):.1f} s)[/]")
+
+    def nics(self, doc: dict[str, Any]) -> None:
+        """The fabric's GPU <-> NIC table under the checks, columns aligned; nothing where there is no NIC."""
+        rows = nic_rows(doc)
+        if not rows:
+            return
+        widths = [max(len(row[i]) for row in [NIC_COLUMNS, *rows]) for i in range(len(NIC_COLUMNS) - 1)]
+        self.console.print(f"\n[bold]{escape(NIC_TITLE)}[/]")
+        for row in [NIC_COLUMNS, *rows]:
+            text = "  ".join([*(v.ljust(w) for v, w in zip(row, widths, strict=False)), row[-1]])
+            self.console.print("  " + escape(text), style="dim" if row is NIC_COLUMNS else None, soft_wrap=True)
 
     def _skipped(self, skipped: list[dict[str, Any]]) -> None:
         if len(skipped) == 1:
@@ -239,17 +251,43 @@ def inventory_markdown(doc: dict[str, Any]) -> list[str]:
 
 
 def fabric_markdown(doc: dict[str, Any]) -> list[str]:
-    """The GPU fabric, as the HTML report's: the topology matrix (``nvidia-smi topo -m``'s letters)."""
+    """The GPU fabric, as the HTML report's: the topology matrix (``nvidia-smi topo -m``'s letters), then each
+    GPU's nearest NIC where the node has NICs."""
     fabric = doc.get("fabric") if isinstance(doc.get("fabric"), dict) else {}
     gpus = fabric.get("gpus") if isinstance(fabric.get("gpus"), list) else []
     topology = [row for row in fabric.get("topology") or [] if isinstance(row, list)]
-    if not gpus or not topology:
-        return []
-    lines = ["", "### GPU fabric", "", "| | " + " | ".join(f"GPU {cell(g)}" for g in gpus) + " |"]
-    lines.append("|---|" + "---|" * len(gpus))
-    for gpu, row in zip(gpus, topology, strict=False):
-        lines.append(f"| GPU {cell(gpu)} | " + " | ".join(cell(v) for v in row) + " |")
-    return lines
+    lines = []
+    if gpus and topology:
+        lines += ["", "| | " + " | ".join(f"GPU {cell(g)}" for g in gpus) + " |", "|---|" + "---|" * len(gpus)]
+        for gpu, row in zip(gpus, topology, strict=False):
+            lines.append(f"| GPU {cell(gpu)} | " + " | ".join(cell(v) for v in row) + " |")
+    nics = nic_rows(doc)
+    if nics:
+        lines += ["", f"{cell(NIC_TITLE)}:", "", "| " + " | ".join(NIC_COLUMNS) + " |", "|" + "---|" * len(NIC_COLUMNS)]
+        lines += [f"| {cell(gpu)} | {code(bus)} | {code(nic)} | {cell(near)} |" for gpu, bus, nic, near in nics]
+    return ["", "### GPU fabric", *lines] if lines else []
+
+
+#: The fabric's GPU <-> NIC table (net.affinity's placing, carried in the report's ``fabric.nic_affinity``), in
+#: every format: its title and columns.
+NIC_TITLE = "Nearest NIC per GPU"
+NIC_COLUMNS = ("GPU", "PCI bus", "nearest NIC", "how near")
+
+
+def nic_rows(doc: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """A row of :data:`NIC_COLUMNS` per GPU, plain text (each format escapes it its way): the NIC's ports as NCCL
+    names them (``mlx5_0:1``), how near as net.affinity says it with ``nvidia-smi topo -m``'s letters. Empty
+    where the report has no NIC (a laptop): the table is then left out, not drawn empty."""
+    fabric = doc.get("fabric") if isinstance(doc.get("fabric"), dict) else {}
+    entries = fabric.get("nic_affinity") if isinstance(fabric.get("nic_affinity"), list) else []
+    rows = []
+    for entry in (e for e in entries if isinstance(e, dict)):
+        nics = [n for n in entry.get("nics") or [] if isinstance(n, dict)]
+        ports = [str(p) for n in nics for p in (n.get("ports") if isinstance(n.get("ports"), list) else [n.get("hca")])]
+        label = f" ({entry['label']})" if entry.get("label") else ""
+        near = f"{entry.get('nearness') or '-'}{label}"
+        rows.append((f"GPU {entry.get('gpu')}", str(entry.get("pci_bus_id") or "-"), ", ".join(ports) or "-", near))
+    return rows
 
 
 def versions_block(doc: dict[str, Any]) -> list[str]:
@@ -359,7 +397,8 @@ def doctor_fixes(doc: dict[str, Any]) -> str:
 
 
 def doctor_fabric(doc: dict[str, Any]) -> str:
-    """NVLink topology (nvidia-smi topo -m's letters) and each GPU's links: a link down stands out."""
+    """NVLink topology (nvidia-smi topo -m's letters), each GPU's links (a link down stands out) and each GPU's
+    nearest NIC where there are NICs."""
     fabric = html.dct(doc.get("fabric"))
     gpus = html.lst(fabric.get("gpus"))
     parts = []
@@ -405,6 +444,10 @@ def doctor_fabric(doc: dict[str, Any]) -> str:
             "<h3>NVLink</h3>",
             html.table(["GPU", "PCI bus", "state", "links up", "version", "links down"], rows, (3,)),
         ]
+    nics = nic_rows(doc)
+    if nics:
+        rows = [[html.e(gpu), html.code(bus), html.code(nic), html.e(near)] for gpu, bus, nic, near in nics]
+        parts += [f"<h3>{html.e(NIC_TITLE)}</h3>", html.table(NIC_COLUMNS, rows)]
     return html.section("GPU fabric", *parts, collapsed=True)
 
 

@@ -122,6 +122,9 @@ def doctor_document(
         }
     )
     doc["fabric"] = fabric_document(probed.get("fabric"))
+    affinity = nic_affinity(report.results)
+    if affinity:
+        doc["fabric"] = {**(doc["fabric"] or {}), "nic_affinity": affinity}
     packages = probed.get("packages")
     if packages is not None:
         doc["packages"] = _package_versions(packages)
@@ -200,6 +203,36 @@ def fabric_document(fabric: Any) -> dict[str, Any] | None:
         "fabric_manager": {str(g.index): to_jsonable(g.fabric) for g in gpus},
         "interval_s": fabric.interval_s,
     }
+
+
+def nic_affinity(results: Any) -> list[dict[str, Any]]:
+    """Each GPU's nearest NIC(s), as ``net.affinity`` judged them (from its details): a row per GPU, ``{gpu,
+    pci_bus_id, nics: [{hca, ports, pci_bus_id}], nearness, label}`` (``label`` as ``nvidia-smi topo -m``: PIX,
+    PHB, NODE, SYS). Empty where the check did not run, skipped (no NIC, no GPU) or placed no GPU."""
+    found = next((r for r in results if r.id == "net.affinity"), None)
+    details = found.details if found is not None else {}
+    gpus, nics = details.get("gpus") or {}, details.get("nics") or {}
+    rows = []
+    for index, entry in gpus.items():
+        if not entry.get("nic"):
+            continue
+        rows.append(
+            {
+                "gpu": int(index) if str(index).isdigit() else index,
+                "pci_bus_id": entry.get("bus_id"),
+                "nics": [
+                    {
+                        "hca": name,
+                        "ports": (nics.get(name) or {}).get("ports") or [name],
+                        "pci_bus_id": (nics.get(name) or {}).get("bus_id"),
+                    }
+                    for name in entry["nic"]
+                ],  # fmt: skip
+                "nearness": entry.get("nearness"),
+                "label": entry.get("label"),
+            }
+        )
+    return rows
 
 
 def _nvlink_document(gpu: Any) -> dict[str, Any] | None:

@@ -99,10 +99,23 @@ class Hca:
     driver: str | None = None
     pci: PciPlace | None = None
     ports: list[Port] = field(default_factory=list)
+    #: ``/sys/class/infiniband/<hca>/hca_type`` (the chip: ``MT4129`` is a ConnectX-7) and ``board_id`` (the
+    #: board's PSID, ``MT_0000000838``: one per product, so one per port count and rate the card is sold at);
+    #: the PCI device id where the driver writes neither (EFA).
+    hca_type: str | None = None
+    board_id: str | None = None
+    pci_device: str | None = None
 
     @property
     def efa(self) -> bool:
         return self.driver == "efa" or self.name.startswith("efa")
+
+    @property
+    def model(self) -> str | None:
+        """What makes two HCAs the same product: the board and the chip, else the PCI id, else the driver."""
+        if self.board_id or self.hca_type:
+            return f"{self.hca_type or '?'}/{self.board_id or '?'}"
+        return self.pci_device or self.driver
 
 
 @dataclass
@@ -143,10 +156,64 @@ class NetInfo:
     #: read at all: from /proc rather than ``getrlimit`` so that a captured node's limit is its own.
     memlock_soft: int | None = None
     memlock_read: bool = False
+    #: ``NCCL_IB_HCA`` as this process's environment has it (None: not set, NCCL uses every HCA).
+    nccl_ib_hca: HcaFilter | None = None
 
     @property
     def ports(self) -> list[tuple[Hca, Port]]:
         return [(hca, port) for hca in self.hcas for port in hca.ports]
+
+
+@dataclass(frozen=True)
+class HcaFilter:
+    """``NCCL_IB_HCA`` as NCCL reads it (NCCL User Guide, "Environment Variables", NCCL_IB_HCA:
+    docs.nvidia.com/deeplearning/nccl/user-guide/docs/env.html#nccl-ib-hca; ``parseStringList`` and
+    ``matchIfList`` in NCCL's ``src/misc/utils.cc``): a comma-separated list of HCA names, each with an optional
+    ``:port``; a leading ``^`` makes it a list to leave out, and a ``=`` (after the ``^`` where both are) makes its
+    names exact, where otherwise each is a prefix (``mlx5`` is every mlx5_N). ``=mlx5_0:1,mlx5_1:1``: port 1 of
+    those two; ``^=mlx5_1,mlx5_4``: every HCA but those two. Empty entries are skipped, as NCCL skips them."""
+
+    text: str
+    exclude: bool
+    exact: bool
+    #: (name or prefix, port or None for every port)
+    entries: tuple[tuple[str, int | None], ...]
+
+    @classmethod
+    def parse(cls, value: str | None) -> HcaFilter | None:
+        text = (value or "").strip()
+        if not text:
+            return None
+        rest = text
+        exclude = rest.startswith("^")
+        rest = rest[1:] if exclude else rest
+        exact = rest.startswith("=")
+        rest = rest[1:] if exact else rest
+        entries = []
+        for token in rest.split(","):
+            name, colon, port = token.partition(":")
+            if name:
+                entries.append((name, int(port) if colon and port.isdigit() else None))
+        return cls(text, exclude, exact, tuple(entries))
+
+    def _matches(self, entry: tuple[str, int | None], hca: str, port: int) -> bool:
+        name, wanted = entry
+        named = hca == name if self.exact else hca.startswith(name)
+        return named and (wanted is None or wanted == port)
+
+    def uses(self, hca: str, port: int) -> bool:
+        """Whether NCCL will use this port (an empty list, like an unset variable, leaves every port in)."""
+        if not self.entries:
+            return True
+        return any(self._matches(e, hca, port) for e in self.entries) != self.exclude
+
+    def unmatched(self, ports: list[tuple[str, int]]) -> list[str]:
+        """The entries that name no HCA and port this node has (as written: ``mlx5_9``, ``mlx5_0:2``)."""
+        return [
+            name + (f":{port}" if port is not None else "")
+            for name, port in self.entries
+            if not any(self._matches((name, port), hca, number) for hca, number in ports)
+        ]
 
 
 @probe("net", timeout_s=10.0, what="InfiniBand/RoCE ports and GPUDirect RDMA (/sys/class/infiniband)")
@@ -157,7 +224,7 @@ def probe_net(
     sleep: Callable[[float], None] = time.sleep,
 ) -> NetInfo:
     env = env if env is not None else os.environ
-    info = NetInfo()
+    info = NetInfo(nccl_ib_hca=HcaFilter.parse(env.get("NCCL_IB_HCA")))
     root = machine.sysfs(env, "class", "infiniband")
     for name in machine.listdir(root)[:MAX_HCAS]:
         info.hcas.append(_read_hca(root / name))
@@ -188,11 +255,14 @@ def probe_net(
 
 def _read_hca(path: Path) -> Hca:
     hca = Hca(name=path.name)
+    hca.hca_type, hca.board_id = (_stripped(machine.read_text(path / name)) for name in ("hca_type", "board_id"))
     device = machine.link_target(path / "device")
     if device is not None:
         hca.pci = pci_place(device)
         driver = machine.link_target(device / "driver")
         hca.driver = driver.name if driver is not None else None
+        ids = [_stripped(machine.read_text(device / name)) for name in ("vendor", "device")]
+        hca.pci_device = ":".join(i for i in ids if i) or None
     ports = path / "ports"
     for number in sorted((n for n in machine.listdir(ports) if n.isdigit()), key=int)[:MAX_PORTS]:
         hca.ports.append(_read_port(ports / number, int(number)))
@@ -211,6 +281,10 @@ def _read_port(path: Path, number: int) -> Port:
     layer = machine.read_text(path / "link_layer")
     port.link_layer = layer.strip() if layer else None
     return port
+
+
+def _stripped(text: str | None) -> str | None:
+    return text.strip() or None if text is not None else None
 
 
 def _worded(text: str | None) -> str | None:
@@ -263,6 +337,33 @@ def _nvidia_gpus(env: Mapping[str, str]) -> list[PciPlace]:
         target = machine.link_target(devices / name)
         gpus.append(pci_place(target) if target is not None else PciPlace(bus_id=name))
     return gpus
+
+
+PeerKey = tuple[str | None, str | None]
+
+
+def peer_key(hca: Hca, port: Port) -> PeerKey:
+    """Ports that are alike: the same link layer on the same product (``Hca.model``: chip and board). A 400 Gb/s
+    NDR compute port and a 25 GbE management port of another board are never each other's peers."""
+    return (port.link_layer, hca.model)
+
+
+def fabric_ports(ports: list[tuple[Hca, Port]], rate_gbps: float | None = None) -> list[tuple[Hca, Port]]:
+    """The compute fabric's ports: the peer groups (:func:`peer_key`) whose fastest port up runs at ``rate_gbps``
+    (the lab spec's) or faster; without a rate, or where no group reaches it, the groups at the fastest rate any
+    runs at. Where no port is up at all, every port (nothing tells the fabric from the rest)."""
+    best: dict[PeerKey, float] = {}
+    for hca, port in ports:
+        if port.up and port.rate_gbps:
+            key = peer_key(hca, port)
+            best[key] = max(best.get(key, 0.0), port.rate_gbps)
+    if not best:
+        return list(ports)
+    chosen = {k for k, v in best.items() if rate_gbps is not None and v >= rate_gbps}
+    if not chosen:
+        top = max(best.values())
+        chosen = {k for k, v in best.items() if v == top}
+    return [(hca, port) for hca, port in ports if peer_key(hca, port) in chosen]
 
 
 def place_of(places: list[PciPlace], bus_id: object) -> PciPlace | None:

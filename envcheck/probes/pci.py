@@ -71,6 +71,12 @@ def nvidia_gpus(env: Mapping[str, str] | None = None) -> list[str]:
             and d.pci_class >> 8 in GPU_CLASSES]  # fmt: skip
 
 
+def nics(env: Mapping[str, str] | None = None) -> list[str]:
+    """The addresses of the network controllers on the bus (base class 0x02: Ethernet, InfiniBand...), whatever
+    their vendor: the NICs a GPU's GPUDirect RDMA traffic goes to."""
+    return [d.address for d in devices(env) if d.pci_class is not None and d.pci_class >> 16 == 0x02]
+
+
 def gpu_drivers(env: Mapping[str, str] | None = None) -> dict[str, str | None]:
     """Each NVIDIA GPU on the bus that is a whole device, with the driver bound to it (``nvidia``, ``vfio-pci``,
     ``nouveau``; None when none is). SR-IOV virtual functions (a ``physfn`` link: vGPU on a host) are left out:

@@ -23,6 +23,7 @@ from envcheck.probes import host as _host_probe  # noqa: F401 - registers "host"
 from envcheck.probes import net as _net_probe  # noqa: F401 - registers "net"
 from envcheck.probes import packages as _packages_probe  # noqa: F401 - registers "packages"
 from envcheck.probes.host import usable_cores, usable_ram
+from envcheck.probes.net import fabric_ports
 from envcheck.probes.nvml import inventory as _nvml_probe  # noqa: F401 - registers "nvml"
 from envcheck.probes.nvml.inventory import GpuInfo
 from envcheck.spec import LabSpec
@@ -76,7 +77,7 @@ def spec_checks(spec: LabSpec) -> list[CheckSpec]:
             add(f"host_{key[4:]}", title, lambda c, k=key: _host(c, spec, k, host[k]))
     net = spec.sections.get("net", {})
     if "ports" in net:
-        add("net_ports", "Lab spec: network ports", lambda c: _net_ports(c, spec, net["ports"]))
+        add("net_ports", "Lab spec: network ports", lambda c: _net_ports(c, spec, net["ports"], net.get("rate_gbps")))
     if "rate_gbps" in net:
         add("net_rate", "Lab spec: network port rate", lambda c: _net_rate(c, spec, net["rate_gbps"]))
     return made
@@ -341,9 +342,11 @@ def _host(ctx: Context, spec: LabSpec, key: str, minimum: int) -> Verdict:
     return fail(f"expected {what} ≥ {show_minimum(minimum)}, found {shown}", text, cmd, expected=minimum, found=found)
 
 
-def _net_ports(ctx: Context, spec: LabSpec, wanted: int) -> Verdict:
-    """The lab's count of InfiniBand/RoCE ports, counting those up: a port down is one NCCL cannot use."""
-    ports = ctx.probe("net").ports
+def _net_ports(ctx: Context, spec: LabSpec, wanted: int, rate: float | None) -> Verdict:
+    """The lab's count of the compute fabric's InfiniBand/RoCE ports, counting those up: a port down is one NCCL
+    cannot use. The compute fabric is the ports alike (envcheck.probes.net.fabric_ports) at the spec's rate, or
+    the fastest: a management or storage NIC of another board is not counted."""
+    ports = fabric_ports(ctx.probe("net").ports, rate)
     up = [f"{hca.name}/{port.number}" for hca, port in ports if port.up]
     if len(up) >= wanted:
         return ok(f"{len(up)} ports up, spec wants {wanted}")
@@ -360,8 +363,9 @@ def _net_ports(ctx: Context, spec: LabSpec, wanted: int) -> Verdict:
 
 
 def _net_rate(ctx: Context, spec: LabSpec, wanted: float) -> Verdict:
-    """Every port that is up runs at the lab's rate (a cable that trained at 200 among 400 Gb/s ports fails)."""
-    ports = [(hca, port) for hca, port in ctx.probe("net").ports if port.up]
+    """Every port of the compute fabric that is up runs at the lab's rate (a cable that trained at 200 among
+    400 Gb/s ports fails); a 25 GbE management NIC of another board is not the fabric (fabric_ports)."""
+    ports = [(hca, port) for hca, port in fabric_ports(ctx.probe("net").ports, wanted) if port.up]
     if not ports:
         text, cmd = _fix(spec, "This machine needs InfiniBand/RoCE ports up (see net.ports).", "ibstat")
         return fail(f"expected ports at {wanted:g} Gb/s, found none up", text, cmd, expected=wanted, found=None)

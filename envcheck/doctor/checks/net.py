@@ -18,7 +18,18 @@ from envcheck.doctor.areas import check
 from envcheck.doctor.checks.host import MEMLOCK_WARN_BELOW
 from envcheck.doctor.reading import nvml_state
 from envcheck.probes import net as _net_probe  # noqa: F401 - registers the probe
-from envcheck.probes.net import CONGESTION_COUNTERS, Hca, NetInfo, PciPlace, Port, kernel_at_least, place_of
+from envcheck.probes.net import (
+    CONGESTION_COUNTERS,
+    Hca,
+    NetInfo,
+    PciPlace,
+    PeerKey,
+    Port,
+    fabric_ports,
+    kernel_at_least,
+    peer_key,
+    place_of,
+)
 
 #: The last NCCL that looks only for the old ``nv_peer_mem`` module's files (``/sys/kernel/mm/memory_peers/nv_mem``)
 #: and so turns GPUDirect RDMA off beside ``nvidia_peermem``: 2.23.4 also checks ``/sys/module/nvidia_peermem``
@@ -37,6 +48,14 @@ PORT_DOWN_FIX = (
     "is Polling sees no signal (cable, transceiver, switch port); one that is Disabled or stays in INIT needs the "
     "subnet manager (`sminfo`) or the switch's admin. Reseat or swap the cable, and ask the fabric's admin about "
     "the switch side."
+)
+#: NCCL_IB_HCA's syntax, NCCL User Guide, "Environment Variables": docs.nvidia.com/deeplearning/nccl/user-guide/
+#: docs/env.html#nccl-ib-hca.
+NCCL_IB_HCA_FIX = (
+    "NCCL_IB_HCA names a device or port that is not here: NCCL then leaves out ports meant to be used (or, with "
+    "nothing left, falls back to TCP sockets). The devices here: {devices}. Name them as `ibv_devices` or "
+    "`ibstat` list them: a comma list of names (a prefix unless the list starts with `=`), `:N` for a port, a "
+    "leading `^` to leave them out (NCCL's docs, NCCL_IB_HCA); or unset it and let NCCL choose."
 )
 PORT_RISING_FIX = (
     "Error counters rising now mean a marginal link (cable, transceiver, port): retransmissions cost bandwidth "
@@ -98,24 +117,45 @@ def _port_name(hca: Hca, port: Port) -> str:
 
 @check("net.ports", "InfiniBand/RoCE ports up, error counters not rising")
 def ports(ctx: Context) -> Verdict:
-    """Every InfiniBand/RoCE port is ACTIVE and LinkUp, at the rate of its peers, and its error counters (symbol
-    errors, link downed, receive errors...) do not rise while watched; the lab spec's ``[net]`` holds the count and
-    rate (spec.net_ports, spec.net_rate)."""
+    """Every InfiniBand/RoCE port NCCL will use is ACTIVE and LinkUp, at the rate of its peers, and its error
+    counters (symbol errors, link downed, receive errors...) do not rise while watched. Peers are ports alike:
+    the same link layer on the same board (its chip and board id, which fix the rate it is sold at), so eight
+    400 Gb/s NDR ports beside two 25 GbE management ports are two groups, and a port down on a board that is
+    not the compute fabric's is a spare, which warns. ``NCCL_IB_HCA`` (NCCL's syntax: a comma list, ``^`` to
+    leave out, ``=`` for exact names, ``:port``) says which ports NCCL uses: a port it leaves out is only
+    noted, and a name that matches no HCA or port fails. The lab spec's ``[net]`` holds the compute fabric's
+    count and rate (spec.net_ports, spec.net_rate)."""
     info = net_info(ctx)
     details: dict[str, Any] = {"ports": [_port_details(h, p) for h, p in info.ports], "interval_s": info.interval_s}
     if not info.ports:
         return skip(f"{len(info.hcas)} HCA(s) without ports under /sys/class/infiniband", **details)
+    chosen = info.nccl_ib_hca
+    if chosen is not None:
+        details["nccl_ib_hca"] = chosen.text
+        unknown = chosen.unmatched([(h.name, p.number) for h, p in info.ports])
+        if unknown:
+            devices = ", ".join(_port_name(h, p) for h, p in info.ports)
+            return fail(
+                f"NCCL_IB_HCA={chosen.text} names {', '.join(unknown)}, which this node does not have",
+                NCCL_IB_HCA_FIX.format(devices=devices),
+                "ibv_devices",
+                **details,
+            )
+    used = [(h, p) for h, p in info.ports if chosen is None or chosen.uses(h.name, p.number)]
+    left_out = [(h, p) for h, p in info.ports if (h, p) not in used]
+    if left_out:
+        details["left_out_by_nccl_ib_hca"] = [_port_name(h, p) for h, p in left_out]
     problems, fixes = [], []
-    down = [(h, p) for h, p in info.ports if not p.up]
+    down = [(h, p) for h, p in used if not p.up]
     if down:
         problems += [f"{_port_name(h, p)} {p.state or '?'} ({p.phys_state or '?'})" for h, p in down]
         fixes.append(PORT_DOWN_FIX)
-    slow = _slower_than_peers(info)
+    slow = _slower_than_peers(used)
     if slow:
         problems += [f"{_port_name(h, p)} at {p.rate} where its peers run {best:g} Gb/s" for h, p, best in slow]
         fixes.append(PORT_SLOW_FIX)
     rising, noted = [], []
-    for hca, port in info.ports:
+    for hca, port in used:
         for name, counter in port.counters.items():
             if counter.rising:
                 rise = f"{_port_name(hca, port)} {name} +{counter.later - counter.first}"  # type: ignore[operator]
@@ -125,24 +165,52 @@ def ports(ctx: Context) -> Verdict:
         fixes.append(PORT_RISING_FIX)
     if noted:
         details["congestion"] = noted
-    up = [p for _, p in info.ports if p.up]
+    up = [p for _, p in used if p.up]
     # A port whose link trained but is not ACTIVE waits on the subnet manager: a fault. A port with no link
     # (Disabled, Polling) may be one left uncabled on purpose (a second port, a front-end NIC): the lab spec's
     # [net] count (spec.net_ports) says whether it is needed, so here it warns.
     unmanaged = [(h, p) for h, p in down if "linkup" in (p.phys_state or "").replace(" ", "").lower()]
-    # An HCA with no port up among peers of its driver that are up is a dead rail (7 of 8 NDR NICs), and so are
-    # several HCAs all dark: a failure. A second port left uncabled beside an up one, or a lone NIC, warns.
-    hcas_up = {h.name for h, p in info.ports if p.up}
-    drivers_up = {h.driver for h, p in info.ports if p.up}
-    dark = {h.name for h, _ in down if h.name not in hcas_up}
-    dead_rails = [(h, p) for h, p in down if h.name in dark and (h.driver in drivers_up or len(dark) > 1)]
-    watched = bool(info.interval_s) and any(p.counters for _, p in info.ports)
+    dead_rails = _dead_rails(used, down)
+    watched = bool(info.interval_s) and any(p.counters for _, p in used)
+    aside = _left_out_words(left_out)
     if problems:
         factory = fail if unmanaged or dead_rails or rising else warn
-        summary = f"{len(up)} of {len(info.ports)} ports up; " + "; ".join(problems)
+        summary = f"{len(up)} of {len(used)} ports up; " + "; ".join(problems) + aside
         return factory(summary, " ".join(fixes), "ibstat", **details)
     said = "no errors counted while watched" if watched else "error counters not watched"
-    return ok(f"{len(up)} ports up ({_rates(up)}), {said}", **details)
+    return ok(f"{len(up)} ports up ({_rates([(h, p) for h, p in used if p.up])}), {said}{aside}", **details)
+
+
+def _dead_rails(used: list[tuple[Hca, Port]], down: list[tuple[Hca, Port]]) -> list[tuple[Hca, Port]]:
+    """The down ports that are a rail of the compute fabric gone dark, a failure: an HCA with no port up where
+    HCAs of its peer group (envcheck.probes.net.peer_key) are up and that group is the compute fabric (7 of 8
+    NDR NICs), or several HCAs of one group all dark. A lone dark HCA of another group (a spare 25 GbE port
+    beside its cabled twin) is not one: it warns. Several HCAs dark with none up anywhere fail too."""
+    hcas_up = {h.name for h, p in used if p.up}
+    fabric = {peer_key(h, p) for h, p in fabric_ports(used) if p.up}
+    dark: dict[PeerKey, set[str]] = {}
+    for h, p in down:
+        if h.name not in hcas_up:
+            dark.setdefault(peer_key(h, p), set()).add(h.name)
+    return [
+        (h, p)
+        for h, p in down
+        if h.name not in hcas_up
+        and (
+            peer_key(h, p) in fabric
+            or len(dark[peer_key(h, p)]) > 1
+            or (not hcas_up and sum(map(len, dark.values())) > 1)
+        )
+    ]
+
+
+def _left_out_words(left_out: list[tuple[Hca, Port]]) -> str:
+    """The ports NCCL_IB_HCA leaves out, said once at the end: information, never the verdict."""
+    if not left_out:
+        return ""
+    down = [p for _, p in left_out if not p.up]
+    words = ", ".join(f"{_port_name(h, p)}{'' if p.up else ' down'}" for h, p in left_out)
+    return f" ({words}: left out by NCCL_IB_HCA{', not judged' if down else ''})"
 
 
 def _port_details(hca: Hca, port: Port) -> dict[str, Any]:
@@ -160,24 +228,32 @@ def _port_details(hca: Hca, port: Port) -> dict[str, Any]:
     }
 
 
-def _slower_than_peers(info: NetInfo) -> list[tuple[Hca, Port, float]]:
-    """Ports up at a lower rate than the fastest port of the same HCA model's kind (same driver, same link layer):
-    one cable that trained at HDR among NDR ones. Ports of different kinds (a front-end NIC) are not compared."""
-    best: dict[tuple[str | None, str | None], float] = {}
-    for hca, port in info.ports:
+def _slower_than_peers(ports: list[tuple[Hca, Port]]) -> list[tuple[Hca, Port, float]]:
+    """Ports up at a lower rate than the fastest port of their peer group (envcheck.probes.net.peer_key: the same
+    link layer on the same board): one cable that trained at HDR among NDR ones. Unlike ports (a front-end or
+    storage NIC of another board) are never compared."""
+    best: dict[PeerKey, float] = {}
+    for hca, port in ports:
         if port.up and port.rate_gbps:
-            kind = (hca.driver, port.link_layer)
-            best[kind] = max(best.get(kind, 0.0), port.rate_gbps)
+            best[peer_key(hca, port)] = max(best.get(peer_key(hca, port), 0.0), port.rate_gbps)
     return [
-        (hca, port, best[(hca.driver, port.link_layer)])
-        for hca, port in info.ports
-        if port.up and port.rate_gbps and port.rate_gbps < best[(hca.driver, port.link_layer)]
+        (hca, port, best[peer_key(hca, port)])
+        for hca, port in ports
+        if port.up and port.rate_gbps and port.rate_gbps < best[peer_key(hca, port)]
     ]
 
 
-def _rates(ports: list[Port]) -> str:
-    kinds = sorted({f"{p.rate_gbps:g} Gb/s {p.kind}" for p in ports if p.rate_gbps})
-    return ", ".join(kinds) or "rate unknown"
+def _rates(ports: list[tuple[Hca, Port]]) -> str:
+    """``400 Gb/s InfiniBand``; with ports of several boards, each rate with its count (``8 × 400 Gb/s
+    InfiniBand, 2 × 25 Gb/s RoCE``)."""
+    counted: dict[str, int] = {}
+    for _, p in ports:
+        if p.rate_gbps:
+            kind = f"{p.rate_gbps:g} Gb/s {p.kind}"
+            counted[kind] = counted.get(kind, 0) + 1
+    if len(counted) <= 1:
+        return ", ".join(counted) or "rate unknown"
+    return ", ".join(f"{n} × {kind}" for kind, n in sorted(counted.items(), key=lambda kv: -kv[1]))
 
 
 def _gpus(ctx: Context) -> list[Any]:
@@ -220,7 +296,10 @@ def gpudirect(ctx: Context) -> Verdict:
         problems.append(("no nvidia_peermem (nor nv_peer_mem), and dma-buf not possible" + _why_no_dmabuf(info),
                          PEERMEM_FIX, "sudo modprobe nvidia-peermem"))  # fmt: skip
     if not info.uverbs:
-        devices = [info.uverbs_of.get(h.name) for h in info.hcas]
+        # the devices of the HCAs NCCL will use: NCCL_IB_HCA's, where it is set
+        chosen = info.nccl_ib_hca
+        used = [h for h in info.hcas if chosen is None or any(chosen.uses(h.name, p.number) for p in h.ports)]
+        devices = [info.uverbs_of.get(h.name) for h in used or info.hcas]
         flags = " ".join(f"--device /dev/infiniband/{d}" for d in devices if d) or "--device /dev/infiniband/uverbs0"
         problems.append(
             ("no /dev/infiniband/uverbs* here", UVERBS_FIX, f"docker run {flags} --device /dev/infiniband/rdma_cm …")
@@ -298,6 +377,16 @@ def nearness(gpu: PciPlace, nic: PciPlace) -> int | None:
     return None
 
 
+def _nic_details(hca: Hca) -> dict[str, Any]:
+    """What the fabric section shows of a NIC: its ports as NCCL names them (``mlx5_0:1``), up ones where any is."""
+    ports = [p for p in hca.ports if p.up] or hca.ports
+    return {
+        "ports": [f"{hca.name}:{p.number}" for p in ports],
+        "bus_id": hca.pci.bus_id if hca.pci else None,
+        "numa_node": hca.pci.numa_node if hca.pci else None,
+    }
+
+
 @check("net.affinity", "Each GPU's nearest NIC")
 def affinity(ctx: Context) -> Verdict:
     """Which NIC is nearest each GPU (same PCIe switch, same NUMA node, or across the CPU socket), from the PCI
@@ -332,7 +421,8 @@ def affinity(ctx: Context) -> Verdict:
         }
         if best == len(NEARNESS) - 1:
             across.append(gpu.index)
-    details = {"gpus": table}
+    named = {n for v in table.values() for n in v["nic"] or ()}
+    details = {"gpus": table, "nics": {h.name: _nic_details(h) for h in nics if h.name in named}}
     if across:
         words = ", ".join(f"GPU {i} ({table[str(i)]['bus_id']})" for i in across)
         return warn(f"{words}: nearest NIC across the CPU socket", AFFINITY_FIX, "nvidia-smi topo -m", **details)

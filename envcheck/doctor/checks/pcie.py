@@ -23,18 +23,20 @@ REDIRECT = pci.ACS_BITS["ReqRedir"] | pci.ACS_BITS["CmpltRedir"]
 #: bridges when an IOMMU is on (to isolate devices), so an IOMMU in translation mode brings it back.
 ACS_FIX = (
     'Disable ACS in the BIOS (NVIDIA\'s NCCL troubleshooting guide, "PCI Access Control Services"), or clear '
-    "it on each bridge above the GPUs until the next boot with `sudo setpci -s BDF ECAP_ACS+0x6.w=0000`; with "
+    "it on each switch port named until the next boot with `sudo setpci -s BDF ECAP_ACS+0x6.w=0000`; with "
     "the IOMMU on, the kernel enables ACS itself: boot with `iommu=pt` (or the IOMMU off) unless the node needs "
     "device isolation. Until then NCCL's P2P goes through the CPU (or hangs; NCCL_P2P_DISABLE=1 hides it)."
 )
 
 
-@check("pcie.acs", "PCIe ACS redirect above the GPUs")
+@check("pcie.acs", "PCIe ACS redirect where GPUs and NICs share a switch")
 def check_acs(ctx: Context) -> Verdict:
-    """ACS redirect on a PCIe bridge above the GPUs sends their peer-to-peer traffic through the CPU's root
-    complex: all_reduce is slow or hangs, and `NCCL_P2P_DISABLE=1` seems to fix it. Read from each bridge's
-    extended config space (root only: otherwise the exact command to run), with the IOMMU mode; skipped under
-    a hypervisor, where ACS is expected (it isolates passed-through devices)."""
+    """ACS redirect on the PCIe switch ports where GPUs (and their NICs) under one switch meet sends their
+    peer-to-peer traffic up through the CPU's root complex: all_reduce is slow or hangs, and
+    `NCCL_P2P_DISABLE=1` seems to fix it. Only those ports are judged: traffic between devices under different
+    root ports crosses the root complex anyway, so a root port's redirect bits are noted, not judged. Read from
+    each port's extended config space (root only: otherwise the exact command to run), with the IOMMU mode;
+    skipped under a hypervisor, where ACS is expected (it isolates passed-through devices)."""
     env = ctx.env
     gpus = pci.nvidia_gpus(env)
     if not gpus:
@@ -43,34 +45,85 @@ def check_acs(ctx: Context) -> Verdict:
     if vm is not None:
         return skip(f"under a hypervisor ({vm}): ACS is the host's to set, and expected there")
     iommu = pci.iommu(env)
-    bridges = list(dict.fromkeys(b for gpu in gpus for b in pci.bridges_above(gpu, env)))
+    paths = {device: pci.bridges_above(device, env) for device in [*gpus, *pci.nics(env)]}
+    bridges = list(dict.fromkeys(b for gpu in gpus for b in paths[gpu]))
     if not bridges:
         raise SkipCheck("the GPUs sit directly on the root complex: no bridge above them")
-    spaces = {b: pci.config(b, env) for b in bridges}
-    unread = [b for b, space in spaces.items() if space is None or len(space) <= pci.EXTENDED]
-    redirected = {}
-    for bridge, space in spaces.items():
-        control = pci.acs_control(space) if bridge not in unread and space else None
-        if control is not None and control & REDIRECT:
-            redirected[bridge] = pci.acs_words(control)
-    details = {"bridges": bridges, "iommu": iommu, "redirected": redirected, "unread": unread}
+    judged = switch_ports(paths, gpus)
+    roots = list(dict.fromkeys(path[0] for path in paths.values() if path))
+    spaces = {b: pci.config(b, env) for b in dict.fromkeys([*judged, *roots])}
+    unread = [b for b in judged if (space := spaces[b]) is None or len(space) <= pci.EXTENDED]
+    redirect = {b: _redirect(spaces[b]) for b in spaces}
+    redirected = {b: redirect[b] for b in judged if redirect[b]}
+    at_roots = {b: redirect[b] for b in roots if redirect[b] and b not in judged}
+    details = {"bridges": bridges, "judged": judged, "iommu": iommu, "redirected": redirected, "unread": unread,
+               "root_ports_redirected": at_roots}  # fmt: skip
     mode = _iommu_words(iommu)
+    noted = (
+        f"; ACS redirect on root port(s) {', '.join(at_roots)} (noted: traffic between root ports crosses the root "
+        "complex anyway)"
+        if at_roots
+        else ""
+    )
     if redirected:
         named = "; ".join(f"{b}: {words}" for b, words in redirected.items())
         return warn(
-            f"ACS redirect on {len(redirected)} of {len(bridges)} bridges above the GPUs ({named}); {mode}",
+            f"ACS redirect on {len(redirected)} of {len(judged)} PCIe switch ports where GPUs and NICs under one "
+            f"switch meet ({named}); {mode}{noted}",
             ACS_FIX,
             ACS_COMMAND,
             **details,
         )
+    if not judged:
+        return ok(
+            "no GPU shares a PCIe switch with another GPU or a NIC: their P2P crosses the root complex whatever "
+            f"ACS says; {mode}{noted}",
+            **details,
+        )
     if unread:
         return skip(
-            f"ACS state not available without root (extended config space of {len(unread)} bridges); run "
+            f"ACS state not available without root (extended config space of {len(unread)} switch ports); run "
             f"`{ACS_COMMAND}` (SrcValid+ ReqRedir+ CmpltRedir+ means redirected); {mode}",
             command=ACS_COMMAND,
             **details,
         )
-    return ok(f"no ACS redirect on the {len(bridges)} bridges above the GPUs; {mode}", **details)
+    return ok(
+        f"no ACS redirect on the {len(judged)} PCIe switch ports where GPUs and NICs under one switch meet; "
+        f"{mode}{noted}",
+        **details,
+    )
+
+
+def switch_ports(paths: dict[str, list[str]], gpus: list[str]) -> list[str]:
+    """The switch ports that P2P between two devices under one PCIe switch crosses, for every pair with a GPU
+    in it (GPU<->GPU, GPU<->NIC). ``paths`` gives each device's bridges, root port first. Two devices share a
+    switch where their paths share a bridge below the root port (the switch's upstream port); their traffic
+    turns there, and enters it through the bridges below that shared part: the downstream port above each
+    device (with a cascade of switches, the lower switch's ports on the way too). That is where ACS P2P Request
+    Redirect and Completion Redirect apply (PCIe Base Specification, 6.12 "Access Control Services": a
+    downstream port with P2P Request Redirect set forwards peer requests upstream, to the root complex, instead
+    of to the peer), and where NVIDIA's NCCL troubleshooting guide ("PCI Access Control Services") says ACS
+    breaks or slows GPU Direct P2P. Devices under different root ports share only the root complex: their
+    traffic goes through it whatever ACS says."""
+    judged: dict[str, None] = {}
+    devices = list(paths)
+    for i, a in enumerate(devices):
+        for b in devices[i + 1 :]:
+            if a not in gpus and b not in gpus:
+                continue
+            pa, pb = paths[a], paths[b]
+            shared = 0
+            while shared < min(len(pa), len(pb)) and pa[shared] == pb[shared]:
+                shared += 1
+            if shared >= 2:  # a bridge below the root port in common: one switch
+                judged.update(dict.fromkeys([*pa[shared:], *pb[shared:]]))
+    return list(judged)
+
+
+def _redirect(space: bytes | None) -> str | None:
+    """The ACS control in ``lspci``'s words where it redirects P2P, else None (no ACS, or not readable)."""
+    control = pci.acs_control(space) if space and len(space) > pci.EXTENDED else None
+    return pci.acs_words(control) if control is not None and control & REDIRECT else None
 
 
 def _iommu_words(iommu: dict[str, object]) -> str:

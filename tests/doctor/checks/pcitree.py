@@ -1,7 +1,11 @@
 """A captured PCI tree of an 8-GPU HGX node, as ``/sys`` and ``/proc`` show it, for ``ENVCHECK_SYSFS`` and
 ``ENVCHECK_PROCFS``: each GPU (at the fake NVML's bus ids, 0000:18:00.0 up) below a PCIe switch port and a
 root port, NVSwitches beside them, and each bridge's config space with a real extended-capability chain
-(AER at 0x100, then ACS at 0x148: ID 0x000D, its control register at +6)."""
+(AER at 0x100, then ACS at 0x148: ID 0x000D, its control register at +6).
+
+Two layouts: each GPU alone below its own root port (``shared=1``, no NICs), or PCIe switches of ``shared``
+GPUs each (an upstream port below the root port, a downstream port per device), with a NIC beside each GPU
+under the same switch where ``nics`` (DGX A100: two GPUs and two ConnectX NICs per switch)."""
 
 from __future__ import annotations
 
@@ -29,6 +33,10 @@ def config_space(acs: int | None, *, full: bool = True) -> bytes:
     return bytes(space if full else space[:64])
 
 
+#: ``root_acs``'s default: the root ports' ACS control as the switch ports'.
+SAME = -1
+
+
 def _device(sys: Path, chain: list[str], vendor: int, cls: int, space: bytes | None = None) -> None:
     where = sys / "devices" / "pci0000:00" / Path(*chain)
     where.mkdir(parents=True, exist_ok=True)
@@ -50,15 +58,33 @@ def hgx_tree(
     hypervisor: str | None = None,
     cmdline: str = "BOOT_IMAGE=/vmlinuz ro quiet",
     iommu: bool = False,
+    shared: int = 1,
+    nics: bool = False,
+    root_acs: int | None = SAME,
 ) -> dict[str, str]:
     """Build the tree under ``root``; the variables that point envcheck at it."""
     sys, proc = root / "sys", root / "proc"
+    switch_space = config_space(acs, full=full)
+    root_space = switch_space if root_acs == SAME else config_space(root_acs, full=full)
     for i in range(gpus):
-        port, switch, gpu = f"0000:00:{1 + i:02x}.0", f"0000:{0x80 + i:02x}:00.0", f"0000:{0x18 + i:02x}:00.0"
-        _device(sys, [port], 0x8086, 0x060400, config_space(acs, full=full))
-        _device(sys, [port, switch], 0x10B5, 0x060400, config_space(acs, full=full))
-        _device(sys, [port, switch, gpu], 0x10DE, 0x030200)
-        _device(sys, [port, switch, f"0000:{0x18 + i:02x}:00.1"], 0x10DE, 0x040300)  # its audio function
+        gpu = f"0000:{0x18 + i:02x}:00.0"
+        if shared == 1 and not nics:
+            port, switch = f"0000:00:{1 + i:02x}.0", f"0000:{0x80 + i:02x}:00.0"
+            above = [port, switch]
+            _device(sys, [port], 0x8086, 0x060400, root_space)
+        else:
+            s, k = divmod(i, shared)
+            port, upstream = f"0000:00:{1 + s:02x}.0", f"0000:{0x80 + s:02x}:00.0"
+            _device(sys, [port], 0x8086, 0x060400, root_space)
+            _device(sys, [port, upstream], 0x10B5, 0x060400, switch_space)
+            above = [port, upstream, f"0000:{0x90 + s:02x}:{k:02x}.0"]
+            if nics:
+                nic_port = f"0000:{0x90 + s:02x}:{0x10 + k:02x}.0"
+                _device(sys, [port, upstream, nic_port], 0x10B5, 0x060400, switch_space)
+                _device(sys, [port, upstream, nic_port, f"0000:{0x40 + i:02x}:00.0"], 0x15B3, 0x020700)
+        _device(sys, above, 0x10B5, 0x060400, switch_space)
+        _device(sys, [*above, gpu], 0x10DE, 0x030200)
+        _device(sys, [*above, f"0000:{0x18 + i:02x}:00.1"], 0x10DE, 0x040300)  # its audio function
     for n in range(4):  # NVSwitches: an NVIDIA "other bridge", not a GPU
         _device(sys, [f"0000:00:{0x10 + n:02x}.0", f"0000:{0xA0 + n:02x}:00.0"], 0x10DE, 0x068000)
     (sys / "class" / "iommu").mkdir(parents=True, exist_ok=True)

@@ -223,3 +223,135 @@ def test_gpudirect_gaps_on_ethernet_ports_alone_warn(tmp_path):
     shape = nettree.NodeShape(link_layer="Ethernet", nvidia_peermem=False, open_module=False)
     gdr = doctor(nettree.build(tmp_path, shape))["net.gpudirect"]
     assert gdr["status"] == "warn" and "Ethernet ports only" in gdr["summary"], gdr
+
+
+# -- ports compared with their like: the same link layer on the same board --------------------------------------
+
+MANAGEMENT = (nettree.Nic("mlx5_8"), nettree.Nic("mlx5_9"))
+
+
+def test_a_compute_fabric_beside_25g_management_nics_is_two_groups_not_slow_ports(tmp_path):
+    """Eight 400GbE RoCE ports (ConnectX-7) and two 25GbE ports of a ConnectX-6 Lx: the same driver and link
+    layer, another board: none is slower than its peers."""
+    shape = nettree.NodeShape(link_layer="Ethernet", extra=MANAGEMENT)
+    ports = doctor(nettree.build(tmp_path, shape))["net.ports"]
+    assert ports["status"] == "ok", ports
+    assert ports["summary"] == ("10 ports up (8 × 400 Gb/s RoCE, 2 × 25 Gb/s RoCE), no errors counted while watched")
+
+
+def test_a_spare_management_port_without_a_link_warns_where_a_dark_fabric_rail_fails(tmp_path):
+    spare = (MANAGEMENT[0], nettree.Nic("mlx5_9", "1: DOWN", "3: Disabled", "10 Gb/sec (1X SDR)"))
+    ports = doctor(nettree.build(tmp_path / "spare", nettree.NodeShape(extra=spare)))["net.ports"]
+    assert ports["status"] == "warn", ports
+    assert ports["summary"] == "9 of 10 ports up; mlx5_9 port 1 DOWN (Disabled)"
+    rail = {2: ("1: DOWN", "3: Disabled", "10 Gb/sec (4X SDR)")}
+    ports = doctor(nettree.build(tmp_path / "rail", nettree.NodeShape(ports=rail, extra=MANAGEMENT)))["net.ports"]
+    assert ports["status"] == "fail" and ports["summary"] == "9 of 10 ports up; mlx5_2 port 1 DOWN (Disabled)"
+
+
+def test_the_lab_spec_counts_and_rates_the_compute_fabric_only(tmp_path):
+    spec = tmp_path / "lab.toml"
+    spec.write_text("[net]\nports = 8\nrate_gbps = 400\n")
+    tree = nettree.build(tmp_path / "node", nettree.NodeShape(extra=MANAGEMENT))
+    found = doctor(tree, "net", "--spec", str(spec))
+    assert found["spec.net_rate"]["status"] == "ok", found["spec.net_rate"]
+    assert found["spec.net_rate"]["summary"] == "8 ports up at ≥ 400 Gb/s"
+    assert found["spec.net_ports"]["summary"] == "8 ports up, spec wants 8"
+
+
+# -- NCCL_IB_HCA: the ports NCCL will use -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "used"),
+    [
+        ("mlx5", {f"mlx5_{i}" for i in range(10)}),
+        ("=mlx5_0:1,mlx5_1:1", {"mlx5_0", "mlx5_1"}),
+        ("^=mlx5_8,mlx5_9", {f"mlx5_{i}" for i in range(8)}),
+        ("^mlx5_1", {f"mlx5_{i}" for i in (0, 2, 3, 4, 5, 6, 7, 8, 9)}),  # a prefix: mlx5_1 only, here
+        ("=mlx5_0:2", set()),
+        ("mlx5_0,,mlx5_2", {"mlx5_0", "mlx5_2"}),
+    ],
+)
+def test_nccl_ib_hca_reads_as_nccl_reads_it(value, used):
+    from envcheck.probes.net import HcaFilter
+
+    chosen = HcaFilter.parse(value)
+    assert chosen is not None
+    assert {f"mlx5_{i}" for i in range(10) if chosen.uses(f"mlx5_{i}", 1)} == used
+    assert HcaFilter.parse("  ") is None
+
+
+def test_a_down_port_that_nccl_ib_hca_leaves_out_is_noted_not_failed(tmp_path):
+    tree = nettree.hgx_port_down(tmp_path)
+    ports = doctor(tree, NCCL_IB_HCA="^=mlx5_3")["net.ports"]
+    assert ports["status"] == "ok", ports
+    assert ports["summary"] == (
+        "7 ports up (400 Gb/s InfiniBand), no errors counted while watched "
+        "(mlx5_3 port 1 down: left out by NCCL_IB_HCA, not judged)"
+    )
+    assert ports["details"]["left_out_by_nccl_ib_hca"] == ["mlx5_3 port 1"]
+    assert doctor(tree, NCCL_IB_HCA="=mlx5_0,mlx5_3")["net.ports"]["status"] == "fail"
+
+
+@pytest.mark.parametrize(("value", "named"), [("=mlx5_0,mlx5_12", "mlx5_12"), ("mlx5_1:2", "mlx5_1:2"),
+                                              ("^=mlx6_0", "mlx6_0")])  # fmt: skip
+def test_nccl_ib_hca_naming_a_device_or_port_not_here_fails_with_those_that_are(tmp_path, value, named):
+    ports = doctor(nettree.hgx_ndr(tmp_path), NCCL_IB_HCA=value)["net.ports"]
+    assert ports["status"] == "fail", ports
+    assert ports["summary"] == f"NCCL_IB_HCA={value} names {named}, which this node does not have"
+    assert "mlx5_0 port 1, mlx5_1 port 1" in ports["fix"]["text"] and ports["fix"]["command"] == "ibv_devices"
+
+
+def test_the_devices_to_pass_into_a_container_are_those_nccl_ib_hca_uses(tmp_path):
+    gdr = doctor(nettree.hgx_container_no_devices(tmp_path), NCCL_IB_HCA="=mlx5_2,mlx5_5")["net.gpudirect"]
+    assert gdr["fix"]["command"].startswith(
+        "docker run --device /dev/infiniband/uverbs2 --device /dev/infiniband/uverbs5 --device /dev/infiniband/rdma_cm"
+    ), gdr
+
+
+# -- the fabric section: each GPU's nearest NIC, in every format -------------------------------------------------
+
+
+def report(tree: dict[str, str], fmt: str) -> str:
+    full = {**os.environ, "PYTHONPATH": str(NVML_SITE), "ENVCHECK_FAKE_NVML": "hgx_8gpu", **tree}
+    full.update({"ENVCHECK_FABRIC_INTERVAL_S": "0.01", "COLUMNS": "200"})
+    proc = subprocess.run(
+        [ENVCHECK, "doctor", "net", "--format", fmt], capture_output=True, text=True, env=full, timeout=120
+    )
+    assert proc.returncode in (0, 1), proc.stderr
+    return proc.stdout
+
+
+def test_the_fabric_section_shows_each_gpus_nearest_nic_in_every_format(tmp_path):
+    tree = nettree.hgx_ndr(tmp_path)
+    doc = json.loads(report(tree, "json"))
+    rows = doc["fabric"]["nic_affinity"]
+    assert [(r["gpu"], [n["hca"] for n in r["nics"]], r["label"]) for r in rows] == [
+        (i, [f"mlx5_{i}"], "PIX") for i in range(8)
+    ]
+    assert rows[3] == {
+        "gpu": 3,
+        "pci_bus_id": "00000000:1B:00.0",
+        "nics": [{"hca": "mlx5_3", "ports": ["mlx5_3:1"], "pci_bus_id": "0000:43:00.0"}],
+        "nearness": "same PCIe switch",
+        "label": "PIX",
+    }
+    text = report(tree, "text").splitlines()
+    start = text.index("Nearest NIC per GPU")
+    assert text[start + 1].split() == ["GPU", "PCI", "bus", "nearest", "NIC", "how", "near"]
+    assert text[start + 2].split() == ["GPU", "0", "00000000:18:00.0", "mlx5_0:1", "same", "PCIe", "switch", "(PIX)"]
+    assert len([line for line in text[start + 2 :] if line.strip().startswith("GPU ")]) == 8
+    markdown = report(tree, "markdown")
+    assert "### GPU fabric" in markdown and "| GPU | PCI bus | nearest NIC | how near |" in markdown
+    assert "| GPU 7 | `00000000:1F:00.0` | `mlx5_7:1` | same PCIe switch (PIX) |" in markdown
+    page = report(tree, "html")
+    assert "<h3>Nearest NIC per GPU</h3>" in page and page.count("mlx5_5:1") == 1
+
+
+def test_a_node_without_nics_has_no_nic_table_not_an_empty_one(tmp_path):
+    (tmp_path / "sys").mkdir()
+    tree = {"ENVCHECK_SYSFS": str(tmp_path / "sys")}
+    assert json.loads(report(tree, "json"))["fabric"] is None
+    for fmt in ("text", "markdown", "html"):
+        assert "Nearest NIC" not in report(tree, fmt), fmt

@@ -33,28 +33,57 @@ def test_the_acs_control_register_is_found_along_the_extended_capability_chain()
 
 
 def test_acs_redirect_on_the_bridges_above_the_gpus_warns_with_the_fix(tmp_path: Path) -> None:
-    found = doctor(hgx_tree(tmp_path, acs=REDIRECTING, iommu=True, cmdline="ro intel_iommu=on"))["pcie.acs"]
+    """Two GPUs per PCIe switch (DGX A100's layout): the two downstream ports where each pair meets are judged."""
+    tree = hgx_tree(tmp_path, acs=REDIRECTING, iommu=True, cmdline="ro intel_iommu=on", shared=2)
+    found = doctor(tree)["pcie.acs"]
     assert found["status"] == "warn", found
-    assert "ACS redirect on 16 of 16 bridges" in found["summary"]
-    assert "0000:80:00.0: SrcValid+ TransBlk- ReqRedir+ CmpltRedir+" in found["summary"]
+    assert "ACS redirect on 8 of 8 PCIe switch ports where GPUs and NICs under one switch meet" in found["summary"]
+    assert "0000:90:00.0: SrcValid+ TransBlk- ReqRedir+ CmpltRedir+" in found["summary"]
+    assert found["details"]["judged"][:2] == ["0000:90:00.0", "0000:90:01.0"]
     assert "IOMMU on (intel_iommu=on)" in found["summary"]
     assert "ECAP_ACS+0x6.w=0000" in found["fix"]["text"] and "BIOS" in found["fix"]["text"]
 
 
 def test_no_redirect_is_ok_and_names_the_iommu_mode(tmp_path: Path) -> None:
-    found = doctor(hgx_tree(tmp_path, acs=0, cmdline="ro iommu=pt intel_iommu=on", iommu=True))["pcie.acs"]
+    tree = hgx_tree(tmp_path, acs=0, cmdline="ro iommu=pt intel_iommu=on", iommu=True, shared=2)
+    found = doctor(tree)["pcie.acs"]
     assert found["status"] == "ok", found
-    assert (
-        found["summary"]
-        == "no ACS redirect on the 16 bridges above the GPUs; IOMMU passthrough (iommu=pt intel_iommu=on)"
+    assert found["summary"] == (
+        "no ACS redirect on the 8 PCIe switch ports where GPUs and NICs under one switch meet; "
+        "IOMMU passthrough (iommu=pt intel_iommu=on)"
     )
+    assert len(found["details"]["bridges"]) == 16  # four root ports, four upstream ports, eight downstream
 
 
 def test_without_root_the_state_is_not_available_and_the_command_is_given(tmp_path: Path) -> None:
-    found = doctor(hgx_tree(tmp_path, acs=REDIRECTING, full=False))["pcie.acs"]
+    found = doctor(hgx_tree(tmp_path, acs=REDIRECTING, full=False, shared=2))["pcie.acs"]
     assert found["status"] == "skip", found
     assert "not available without root" in found["summary"]
     assert "sudo lspci -vvv | grep -i ACSCtl" in found["summary"]
+
+
+def test_redirect_on_root_ports_only_is_noted_not_judged(tmp_path: Path) -> None:
+    """GPUs under different root ports talk through the root complex whatever ACS says: a root port's redirect
+    bits are not the harm, whether each GPU has its own root port or the switches below them redirect nothing."""
+    alone = doctor(hgx_tree(tmp_path / "alone", acs=REDIRECTING))["pcie.acs"]
+    assert alone["status"] == "ok", alone
+    assert alone["summary"].startswith(
+        "no GPU shares a PCIe switch with another GPU or a NIC: their P2P crosses the root complex whatever ACS "
+        "says; IOMMU off (none on the kernel command line); ACS redirect on root port(s) 0000:00:01.0, "
+    )
+    assert alone["details"]["judged"] == [] and "0000:00:08.0" in alone["details"]["root_ports_redirected"]
+    switched = doctor(hgx_tree(tmp_path / "switched", acs=0, root_acs=REDIRECTING, shared=2))["pcie.acs"]
+    assert switched["status"] == "ok", switched
+    assert "(noted: traffic between root ports crosses the root complex anyway)" in switched["summary"]
+    assert list(switched["details"]["root_ports_redirected"]) == [f"0000:00:0{n}.0" for n in range(1, 5)]
+
+
+def test_a_gpu_and_its_nic_under_one_switch_judge_both_downstream_ports(tmp_path: Path) -> None:
+    """DGX H100's layout: each GPU shares its PCIe switch with one NIC; GPUDirect RDMA turns at that switch."""
+    found = doctor(hgx_tree(tmp_path, acs=REDIRECTING, nics=True))["pcie.acs"]
+    assert found["status"] == "warn", found
+    assert found["summary"].startswith("ACS redirect on 16 of 16 PCIe switch ports")
+    assert found["details"]["judged"][:2] == ["0000:90:00.0", "0000:90:10.0"]  # the GPU's port, the NIC's
 
 
 def test_under_a_hypervisor_acs_is_skipped(tmp_path: Path) -> None:
