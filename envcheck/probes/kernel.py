@@ -134,7 +134,7 @@ class KernelLogInfo:
 def probe_kernel_log(env: Mapping[str, str], deadline_s: float | None = None, quick: bool = False) -> KernelLogInfo:
     """The kernel log over recent boots, within what is left of the run's deadline; in the healthcheck
     (``quick``), this boot since the last run (:func:`since_last_run`)."""
-    budget = KERNEL_LOG_DEADLINE_S if deadline_s is None else max(0.5, min(KERNEL_LOG_DEADLINE_S, deadline_s - 1.0))
+    budget = KERNEL_LOG_DEADLINE_S if deadline_s is None else max(0.5, min(KERNEL_LOG_DEADLINE_S, deadline_s - 2.0))
     if quick:
         return since_last_run(env, min(budget, QUICK_READ_S))
     log = read_kernel_log(env, deadline_s=budget)
