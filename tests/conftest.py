@@ -24,6 +24,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         raise pytest.UsageError(f"CI needs the CUDA build of torch: {reason}")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _state_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The healthcheck keeps its kernel-log position under $XDG_STATE_HOME: the tests' runs keep theirs apart."""
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
+
+
 @pytest.fixture
 def nvml(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], fakenvml.FakeNvmlLib | None]:
     """``nvml("gpu_lost")`` installs that scenario; ``nvml("no_library")`` removes the library."""

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 SYSFS_ENV = "ENVCHECK_SYSFS"
@@ -99,8 +100,10 @@ KERNEL_LOG_MAX_BYTES = 8 << 20
 #: two reboots, the rule kernel.xid applies), each at most this many lines (its newest).
 KERNEL_LOG_BOOTS = 5
 KERNEL_LOG_LINES_PER_BOOT = 20_000
-#: Each command's time limit; the probe's own limit bounds them all together.
+#: Each command's time limit, and the whole read's: the journal is read boot by boot, each call given what is left
+#: of one deadline, so that six slow calls cannot overrun the probe's own 20 s limit.
 KERNEL_LOG_COMMAND_S = 5.0
+KERNEL_LOG_DEADLINE_S = 15.0
 #: The line a boot starts with where envcheck joins the journal's boots (``journalctl`` prints the same shape
 #: between boots when it reads several at once).
 BOOT_MARKER = "-- Boot {} --"
@@ -116,36 +119,61 @@ class KernelLog:
     """The kernel log's text, oldest line first (``None`` when it could not be read), where it came from, and the
     reasons each way of reading it failed, in the words of the tool that refused (``tried``). ``refused``: at least
     one of them failed for want of permission (not for want of a journal): the user can be allowed to read it.
-    ``cut``: the text is the newest :data:`KERNEL_LOG_MAX_BYTES` of a longer log."""
+    ``cut``: the text is the newest :data:`KERNEL_LOG_MAX_BYTES` of a longer log. ``boots_read``: the journal's
+    boots read (0 this one, -1 the one before...); ``ran_out``: the read's deadline ended it, before every boot the
+    journal lists (or, for this boot alone, before its end) was read. ``cursor``: where a journal read of this boot
+    stopped (``journalctl --show-cursor``), for the next read to go on from (``after_cursor``); ``resumed``: the
+    text is what came after that cursor, not the whole boot."""
 
     text: str | None
     source: str
     tried: tuple[str, ...] = ()
     refused: bool = False
     cut: bool = False
+    boots_read: tuple[int, ...] = ()
+    ran_out: bool = False
+    cursor: str | None = None
+    resumed: bool = False
 
 
-def read_kernel_log(env: Mapping[str, str] | None = None, *, boots: int = KERNEL_LOG_BOOTS) -> KernelLog:
+def read_kernel_log(
+    env: Mapping[str, str] | None = None,
+    *,
+    boots: int = KERNEL_LOG_BOOTS,
+    deadline_s: float = KERNEL_LOG_DEADLINE_S,
+    after_cursor: str | None = None,
+) -> KernelLog:
     """The kernel log: ``ENVCHECK_KERNEL_LOG`` when set; else the journal's kernel messages of this boot and up to
     ``boots - 1`` before it (``journalctl -k``, which members of the ``systemd-journal`` and ``adm`` groups may
     read); else the kernel's ring buffer (``dmesg``, readable without root where ``kernel.dmesg_restrict`` is 0).
-    Never raises: a log that cannot be read says why in ``tried``."""
+    The whole read ends within ``deadline_s``: what was read by then is kept, and ``ran_out`` says so.
+    ``after_cursor`` (with ``boots=1``): only this boot's messages after that journal cursor, where the journal
+    still has it. Never raises: a log that cannot be read says why in ``tried``."""
     env = env if env is not None else os.environ
     saved = env.get(KERNEL_LOG_ENV)
     if saved:
         return _read_saved(Path(saved))
+    end = time.monotonic() + deadline_s
     tried: list[str] = []
     refused = False
-    journal, why, denied = _read_journal(env, boots)
-    if journal is not None:
-        return _bounded(journal, "journalctl -k", tuple(tried))
+    journal = _read_journal(env, boots, end, after_cursor)
+    if journal.text is not None:
+        return replace(journal, tried=tuple(tried))
+    why = journal.tried[0] if journal.tried else "unreadable"
     tried.append(why if why.startswith("journalctl") else f"journalctl: {why}")
-    refused |= denied
-    ring, why, denied = _read_dmesg(env)
+    refused |= journal.refused
+    ring, why, denied = _read_dmesg(env, end)
     if ring is not None:
         return _bounded(ring, "dmesg", tuple(tried))
     tried.append(why if why.startswith("dmesg") else f"dmesg: {why}")
     return KernelLog(None, "", tuple(tried), refused or denied)
+
+
+def boot_id(env: Mapping[str, str] | None = None) -> str | None:
+    """This boot's identity (``/proc/sys/kernel/random/boot_id``, a new random UUID at every boot; the journal's
+    ``-- Boot <id> --`` is the same id without dashes); None where it cannot be read."""
+    text = read_text(procfs(env, "sys", "kernel", "random", "boot_id"), 128)
+    return text.strip().replace("-", "") or None if text else None
 
 
 def _read_saved(path: Path) -> KernelLog:
@@ -185,42 +213,72 @@ def _first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
-def _read_journal(env: Mapping[str, str], boots: int) -> tuple[str | None, str, bool]:
-    """The journal's kernel messages, oldest boot first, each boot after a :data:`BOOT_MARKER` line; or None, why,
-    and whether the reason is a permission."""
+def _left(end: float) -> float:
+    """The seconds left before ``end``, each command's limit (never more than :data:`KERNEL_LOG_COMMAND_S`)."""
+    return max(0.0, min(KERNEL_LOG_COMMAND_S, end - time.monotonic()))
+
+
+def _read_journal(env: Mapping[str, str], boots: int, end: float, after_cursor: str | None) -> KernelLog:
+    """The journal's kernel messages, oldest boot first, each boot after a :data:`BOOT_MARKER` line; or no text,
+    why (``tried``) and whether the reason is a permission (``refused``). This boot is read first, then the boots
+    before it, newest first, while time is left: a deadline that ends the read keeps the newest boots."""
     from envcheck.core import proc
 
     run_env = _command_env(env)
     offsets = [0]
     if boots > 1:
         try:
-            listed = proc.run(["journalctl", "--list-boots", "--no-pager"], KERNEL_LOG_COMMAND_S, env=run_env)
+            listed = proc.run(["journalctl", "--list-boots", "--no-pager"], _left(end), env=run_env)
         except OSError as exc:
-            return None, f"not found ({exc.strerror or exc})", False
+            return KernelLog(None, "journalctl -k", (f"not found ({exc.strerror or exc})",))
         found = [int(m.group(1)) for m in re.finditer(r"(?m)^\s*(-?\d+)\s+[0-9a-f]{32}\b", listed.stdout)]
         offsets = sorted({o for o in found if o <= 0}, reverse=True)[:boots] or [0]
-    parts: list[str] = []
-    for offset in sorted(offsets):
+    parts: dict[int, str] = {}
+    cursor, ran_out, resumed = None, False, after_cursor is not None
+    for offset in offsets:
+        if offset != 0 and _left(end) <= 0:
+            ran_out = True
+            break
         argv = ["journalctl", "-k", "-b", str(offset), "--no-pager", "-o", "short-iso"]
-        argv += ["-n", str(KERNEL_LOG_LINES_PER_BOOT)]
+        if offset == 0:
+            argv.append("--show-cursor")
+        resume = offset == 0 and resumed
+        argv += [f"--after-cursor={after_cursor}"] if resume else ["-n", str(KERNEL_LOG_LINES_PER_BOOT)]
         try:
-            ended = proc.run(argv, KERNEL_LOG_COMMAND_S, env=run_env)
+            ended = proc.run(argv, _left(end), env=run_env)
         except OSError as exc:
-            return None, f"not found ({exc.strerror or exc})", False
+            return KernelLog(None, "journalctl -k", (f"not found ({exc.strerror or exc})",))
         if _refusal(ended.stderr + ended.stdout, _JOURNAL_REFUSED):
-            return None, _first_line(ended.stderr) or "insufficient permissions", True
-        if ended.timed_out:
-            return None, f"did not answer within {KERNEL_LOG_COMMAND_S:g} s", False
+            return KernelLog(None, "journalctl -k", (_first_line(ended.stderr) or "insufficient permissions",), True)
+        if offset == 0 and resumed and ended.returncode not in (0, None) and not ended.timed_out:
+            # The cursor is gone (its journal file rotated away): read the whole boot instead.
+            return _read_journal(env, boots, end, None)
         lines = [line for line in ended.stdout.splitlines() if line and not line.startswith("-- ")]
-        if offset == 0 and (ended.returncode != 0 or not lines):
-            words = _first_line(ended.stderr) or _first_line(ended.stdout) or f"exit status {ended.returncode}"
-            return None, f"no kernel messages for this boot ({words})", False
-        if lines:
-            parts.append("\n".join([BOOT_MARKER.format(offset), *lines]))
-    return "\n".join(parts) + "\n", "", False
+        if ended.timed_out:
+            if offset == 0 and not lines:
+                return KernelLog(None, "journalctl -k", (f"did not answer within {_seconds(ended.duration_s)} s",))
+            ran_out = True
+        elif offset == 0:
+            found_cursor = re.search(r"(?m)^-- cursor: (\S+)", ended.stdout)
+            cursor = found_cursor.group(1) if found_cursor else None
+            if ended.returncode != 0 or not (lines or resumed):
+                words = _first_line(ended.stderr) or _first_line(ended.stdout) or f"exit status {ended.returncode}"
+                return KernelLog(None, "journalctl -k", (f"no kernel messages for this boot ({words})",))
+        if lines or offset == 0:
+            parts[offset] = "\n".join([BOOT_MARKER.format(offset), *lines])
+        if ended.timed_out:
+            break
+    text = "\n".join(parts[o] for o in sorted(parts)) + "\n"
+    read = tuple(sorted(parts, reverse=True))
+    bounded = _bounded(text, "journalctl -k", ())
+    return replace(bounded, boots_read=read, ran_out=ran_out, cursor=None if ran_out else cursor, resumed=resumed)
 
 
-def _read_dmesg(env: Mapping[str, str]) -> tuple[str | None, str, bool]:
+def _seconds(value: float) -> str:
+    return f"{value:.1f}".removesuffix(".0")
+
+
+def _read_dmesg(env: Mapping[str, str], end: float) -> tuple[str | None, str, bool]:
     """The kernel's ring buffer with ISO times (util-linux), or plain where the option is not known (busybox)."""
     from envcheck.core import proc
 
@@ -228,7 +286,7 @@ def _read_dmesg(env: Mapping[str, str]) -> tuple[str | None, str, bool]:
     why = ""
     for argv in (["dmesg", "--time-format", "iso"], ["dmesg"]):
         try:
-            ended = proc.run(argv, KERNEL_LOG_COMMAND_S, env=run_env)
+            ended = proc.run(argv, max(_left(end), 1.0), env=run_env)
         except OSError as exc:
             return None, f"not found ({exc.strerror or exc})", False
         if _refusal(ended.stderr, _DMESG_REFUSED):

@@ -131,7 +131,7 @@ def run_doctor(request: DoctorRequest, *, runner: ProbeRunner | None = None) -> 
     specs = request.checks()
     env = runner.env if runner is not None else dict(os.environ if request.env is None else request.env)
     generated_at, started = utc_now(), time.monotonic()
-    runner = runner or ProbeRunner(env, request.deadline_s)
+    runner = runner or ProbeRunner(env, request.deadline_s, quick=request.quick)
     for name in dict.fromkeys([*probes_for(specs), *request.probes]):
         runner.start(name)
     ctx = ProbeContext(runner, env) if request.gpus is None else ChosenGpus(runner, env, request.gpus)

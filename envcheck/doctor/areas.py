@@ -22,12 +22,14 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Area:
     """One part of the doctor's report: its title, the probes its checks lean on (started together, before
-    any check waits on one) and whether ``--quick`` (the healthcheck) runs it."""
+    any check waits on one) and whether ``--quick`` (the healthcheck) runs it, or which of its checks it runs
+    (``quick_checks``: the cheap ones of an area that is otherwise too slow for it)."""
 
     id: str
     title: str
     probes: tuple[str, ...]
     quick: bool = False
+    quick_checks: tuple[str, ...] = ()
 
 
 #: The areas in the order the report shows them. A new area is one entry here and one module of checks in
@@ -40,7 +42,9 @@ AREA_LIST = (
     Area("fabric", "GPU fabric (NVLink, P2P, topology)", ("fabric", "nvml")),
     Area("pcie", "PCIe (ACS, IOMMU)", ()),
     Area("net", "Network under NCCL (InfiniBand/RoCE, GPUDirect RDMA)", ("net", "nvml")),
-    Area("kernel", "Kernel log (Xid, PCIe AER, crashes)", ("kernel_log", "nvml")),
+    # The healthcheck reads this boot's log since its last run (envcheck.probes.kernel.since_last_run), and judges
+    # only the Xids: an AER or crash history is the full doctor's.
+    Area("kernel", "Kernel log (Xid, PCIe AER, crashes)", ("kernel_log", "nvml"), quick_checks=("kernel.xid",)),
     Area("torch", "torch and CUDA", ("torch", "nvml", "toolkit")),
     Area("compile", "torch.compile (Inductor and Triton)", ("compile", "packages", "nvml")),
     Area("jax", "JAX", ("jax", "nvml", "packages")),
@@ -56,6 +60,8 @@ AREA_PROBES: dict[str, tuple[str, ...]] = {area.id: area.probes for area in AREA
 
 #: Areas that ``--quick`` (the Docker healthcheck) runs: none of them imports or spawns torch.
 QUICK_AREAS = tuple(area.id for area in AREA_LIST if area.quick)
+#: Checks ``--quick`` runs from the other areas (their probes are cheap in the healthcheck).
+QUICK_CHECKS = tuple(c for area in AREA_LIST if not area.quick for c in area.quick_checks)
 
 #: The checks that decide whether a GPU can be benchmarked at all: the torch build has kernels
 #: for the card, and no other process holds most of its memory (the bench's preflight, over its chosen GPUs).
@@ -83,7 +89,8 @@ def select_checks(
 ) -> list[CheckSpec]:
     """The doctor's selection: ids or areas, in report order; ``quick`` keeps the healthcheck's areas;
     ``opt_in`` adds flag-enabled checks (:data:`OPT_IN`), which nothing else selects."""
-    pool = [c for c in CHECKS.ordered() if (c.area in QUICK_AREAS or not quick) and c.id not in OPT_IN]
+    healthcheck = set(QUICK_AREAS) | set(QUICK_CHECKS)
+    pool = [c for c in CHECKS.ordered() if (not quick or {c.area, c.id} & healthcheck) and c.id not in OPT_IN]
     # Naming an opt-in check opts into it; a selection of nothing else runs just that check.
     named = [n for n in names if n not in OPT_IN]
     wanted = dict.fromkeys([*opt_in, *(n for n in names if n in OPT_IN)])
@@ -94,6 +101,7 @@ def select_checks(
         if quick and str(exc).startswith("not available"):
             raise UnknownSelection(
                 f"--quick runs only the {', '.join(QUICK_AREAS)} areas, not {str(exc).split(': ', 1)[1]}"
+                f" (and {', '.join(QUICK_CHECKS)} of the other areas)"
             ) from None
         raise UnknownSelection(
             str(exc).replace("unknown check", "unknown check or area", 1) + "; see `envcheck doctor --list-checks`"

@@ -16,16 +16,29 @@ are understood, so that a log saved on another node reads the same as this one's
 In dmesg's shapes a boot starts where the kernel says ``Linux version`` (its first message). Events are returned
 with the boot they belong to, counted back from the newest boot in the log (0, -1, -2...), which is this boot
 when the log is this machine's. Nothing is judged here.
+
+The healthcheck (``doctor --quick``) reads less: this boot only, from where its last run stopped
+(:func:`since_last_run`). A small state file keeps this boot's id, that position (a journal cursor, or the time of
+the last line read from ``dmesg`` or a saved log) and this boot's GPU events read so far, so that an Xid found
+once goes on being judged at every later run of this boot: a Docker HEALTHCHECK turns unhealthy only after
+several failures in a row, and an Xid that failed one run and vanished from the next would never get there.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import re
+import tempfile
+from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
-from envcheck.core.machine import read_kernel_log
+from envcheck.core.machine import KERNEL_LOG_DEADLINE_S, KERNEL_LOG_ENV, KernelLog, boot_id, read_kernel_log
 from envcheck.core.model import Fix
 from envcheck.probes.registry import probe
 
@@ -62,10 +75,12 @@ _GPU_LIBRARIES = re.compile(r"libnccl|libcuda|libnvidia")
 @dataclass(frozen=True)
 class KernelEvent:
     """One line of the log that matters. ``kind``: ``xid``, ``off_bus``, ``sxid``, ``aer`` (a device's own AER
-    line), ``aer_received`` (a root port naming the device), ``peermem``, ``segfault``, ``oom_kill`` or
-    ``api_mismatch``. ``device``: the PCI address the line names; ``code``: the Xid or SXid; ``detail``: the
+    line), ``aer_received`` (a root port naming the device), ``peermem``, ``segfault``, ``oom_kill``,
+    ``api_mismatch``, or ``gpu_init`` (the driver naming a GPU by bus id and UUID: ``detail`` is the UUID).
+    ``device``: the PCI address the line names; ``code``: the Xid or SXid; ``detail``: the
     severity (AER: ``corrected``, ``non_fatal``, ``fatal``; SXid: ``fatal``, ``non_fatal``), the library that
-    crashed, the process killed; ``driver``: the driver that wrote an AER line (``nvidia``, ``mlx5_core``)."""
+    crashed, the process killed; ``driver``: the driver that wrote an AER line (``nvidia``, ``mlx5_core``);
+    ``at``: the line's time as a number that orders the lines of one log (seconds), None where it has none."""
 
     kind: str
     boot: int
@@ -75,13 +90,19 @@ class KernelEvent:
     code: int | None = None
     detail: str | None = None
     driver: str | None = None
+    at: float | None = None
 
 
 @dataclass
 class KernelLogInfo:
     """The kernel log as the checks read it: whether and where it was read, how many boots it spans (``boots``;
     the newest is boot 0), and its events, oldest first. ``gpu_uuids``: bus address (``0000:18:00``) -> UUID, as
-    the driver names each GPU before an Xid, for a log read without NVML."""
+    the driver names each GPU before an Xid, for a log read without NVML. ``boots_read`` and ``ran_out``: the
+    journal's boots read, and whether the read's deadline ended it early.
+
+    The healthcheck's read (:func:`since_last_run`) sets ``since``: which part of the log was read (``this boot``,
+    or ``since <time>, N new lines``), ``state``: where the position is kept, or why none could be, and
+    ``resumed``: the events include those of earlier runs of this boot (``lines`` counts the new lines only)."""
 
     readable: bool
     source: str
@@ -92,6 +113,11 @@ class KernelLogInfo:
     lines: int = 0
     events: list[KernelEvent] = field(default_factory=list)
     gpu_uuids: dict[str, str] = field(default_factory=dict)
+    boots_read: list[int] = field(default_factory=list)
+    ran_out: bool = False
+    since: str | None = None
+    state: str | None = None
+    resumed: bool = False
 
 
 @probe(
@@ -105,12 +131,24 @@ class KernelLogInfo:
         "journalctl --disk-usage",
     ),
 )
-def probe_kernel_log(env: Mapping[str, str]) -> KernelLogInfo:
-    log = read_kernel_log(env)
-    info = KernelLogInfo(log.text is not None, log.source, list(log.tried), log.refused, log.cut)
+def probe_kernel_log(env: Mapping[str, str], deadline_s: float | None = None, quick: bool = False) -> KernelLogInfo:
+    """The kernel log over recent boots, within what is left of the run's deadline; in the healthcheck
+    (``quick``), this boot since the last run (:func:`since_last_run`)."""
+    budget = KERNEL_LOG_DEADLINE_S if deadline_s is None else max(0.5, min(KERNEL_LOG_DEADLINE_S, deadline_s - 2.0))
+    if quick:
+        return since_last_run(env, min(budget, QUICK_READ_S))
+    log = read_kernel_log(env, deadline_s=budget)
+    info = _info(log)
     if log.text is not None:
         parse(log.text, info)
     return info
+
+
+def _info(log: KernelLog) -> KernelLogInfo:
+    return KernelLogInfo(
+        log.text is not None, log.source, list(log.tried), log.refused, log.cut,
+        boots_read=list(log.boots_read), ran_out=log.ran_out,
+    )  # fmt: skip
 
 
 def pci_key(address: str) -> str:
@@ -120,6 +158,25 @@ def pci_key(address: str) -> str:
     address = address.lower().removeprefix("pci:")
     domain, _, rest = address.partition(":")
     return f"{domain[-4:].rjust(4, '0')}:{rest.split('.')[0]}"
+
+
+def moment(stamp: str | None) -> float | None:
+    """A line's time (as :func:`split_line` gives it) as seconds that order the lines of one log: ISO times with a
+    zone as Unix time, without one (``dmesg -T``) as if UTC, syslog's (no year) in a fixed year, dmesg's seconds
+    after boot as they are. Only times of one log's one shape are ever compared."""
+    if not stamp:
+        return None
+    if stamp.endswith(" s after boot"):
+        return float(stamp.split()[0])
+    iso = re.sub(r"([+-]\d\d):?(\d\d)$", r"\1:\2", stamp.replace("Z", "+00:00"))
+    try:
+        when = datetime.fromisoformat(iso)
+    except ValueError:
+        try:
+            when = datetime.strptime(f"2000 {stamp}", "%Y %b %d %H:%M:%S")
+        except ValueError:
+            return None
+    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def split_line(line: str) -> tuple[str | None, str]:
@@ -165,13 +222,11 @@ def parse(text: str, info: KernelLogInfo) -> None:
         in_boot, lines = True, lines + 1
         event = _event(message, boot, time, info)
         if event is not None:
-            events.append(event)
+            events.append(replace(event, at=moment(time)))
     last = boot
     info.boots = last + 1 if lines else 0
     info.lines = lines
-    info.events = [
-        KernelEvent(e.kind, e.boot - last, e.time, e.line, e.device, e.code, e.detail, e.driver) for e in events
-    ]
+    info.events = [replace(e, boot=e.boot - last) for e in events]
 
 
 def _event(message: str, boot: int, time: str | None, info: KernelLogInfo) -> KernelEvent | None:
@@ -182,7 +237,7 @@ def _event(message: str, boot: int, time: str | None, info: KernelLogInfo) -> Ke
             return KernelEvent("xid", boot, time, line, pci_key(m.group(1)), int(m.group(2)), m.group(3)[:200])
         if m := _GPU_AT.search(message):
             info.gpu_uuids[pci_key(m.group(1))] = m.group(2)
-            return None
+            return KernelEvent("gpu_init", boot, time, line, pci_key(m.group(1)), detail=m.group(2))
         if m := _OFF_BUS.search(message):
             return KernelEvent("off_bus", boot, time, line, pci_key(m.group(1)))
         if m := _API_MISMATCH.search(message):
@@ -214,3 +269,189 @@ def _severity(kind: str, qualifier: str | None) -> str:
     if kind.lower().startswith("correct"):
         return "corrected"
     return "fatal" if qualifier == "Fatal" else "non_fatal"
+
+
+# -- the healthcheck's read: this boot, since the last run -------------------------------------------------------
+
+#: The healthcheck's read of the log is bounded to this: it runs every 30 s in Docker within an 8 s deadline.
+QUICK_READ_S = 2.0
+STATE_ENV = "ENVCHECK_STATE_DIR"
+STATE_FILE = "kernel-log.json"
+STATE_SCHEMA = "envcheck.kernel_log_state/1"
+#: The events a run hands on to the next: what kernel.xid judges (the GPU's Xids, SXids, a GPU off the bus, and the
+#: driver naming a GPU, which is how a reset shows). Of each (kind, device, code) the newest are kept: a flood of
+#: one Xid must not grow the file.
+KEPT_KINDS = ("xid", "off_bus", "sxid", "gpu_init")
+KEPT_PER_KIND = 20
+
+
+def state_dir(env: Mapping[str, str]) -> Path:
+    """Where envcheck keeps what one healthcheck run hands to the next: ``ENVCHECK_STATE_DIR``, else
+    ``$XDG_STATE_HOME/envcheck``, else ``~/.local/state/envcheck`` (the XDG Base Directory's state directory)."""
+    if env.get(STATE_ENV):
+        return Path(env[STATE_ENV])
+    if env.get("XDG_STATE_HOME"):
+        return Path(env["XDG_STATE_HOME"], "envcheck")
+    return Path(env.get("HOME") or Path.home(), ".local", "state", "envcheck")
+
+
+def _load_state(path: Path) -> dict[str, Any] | None:
+    """The state a previous run left, or None where there is none, or it is damaged or not envcheck's: then it is
+    ignored (and replaced by this run's), never a crash."""
+    try:
+        with open(path, "rb") as f:
+            state = json.loads(f.read(1 << 20))
+        events = [_event_from(e) for e in state["events"]]
+        if state.get("schema") != STATE_SCHEMA or not isinstance(state.get("source"), str):
+            return None
+        return {**state, "events": events}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def _event_from(row: Any) -> KernelEvent:
+    names = {f.name for f in fields(KernelEvent)}
+    if not isinstance(row, dict) or not isinstance(row.get("kind"), str) or not isinstance(row.get("line"), str):
+        raise ValueError("not an event")
+    return KernelEvent(**{k: v for k, v in row.items() if k in names})
+
+
+def _save_state(path: Path, state: dict[str, Any]) -> str | None:
+    """Write the state whole or not at all (a temporary file renamed over the old one: a healthcheck killed midway
+    leaves the previous state); None when written, else why not."""
+    temporary: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".kernel-log.")
+        with os.fdopen(fd, "w") as f:
+            json.dump(state, f)
+        os.replace(temporary, path)
+    except OSError as exc:
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+        return exc.strerror or str(exc)
+    return None
+
+
+def _kept(events: list[KernelEvent]) -> list[KernelEvent]:
+    """The events handed to the next run, oldest first: the newest :data:`KEPT_PER_KIND` of each kind of event."""
+    counts: Counter[tuple[Any, ...]] = Counter()
+    kept = []
+    for event in reversed(events):
+        key = (event.kind, event.device, event.code)
+        counts[key] += 1
+        if counts[key] <= KEPT_PER_KIND:
+            kept.append(replace(event, boot=0))
+    return kept[::-1]
+
+
+def _newest_boot(text: str) -> tuple[str | None, list[str]]:
+    """The newest boot's identity in a saved log or the ring buffer (journalctl's ``-- Boot <id> --``, else that
+    boot's first line) and its lines, by the same boot boundaries :func:`parse` uses."""
+    key: str | None = None
+    lines: list[str] = []
+    for raw in text.splitlines():
+        if raw.startswith(("-- Boot ", "-- Reboot --")):
+            key, lines = raw, []
+            continue
+        if not raw.strip() or raw.startswith(("-- ", " ", "\t")):
+            continue
+        if split_line(raw)[1].startswith("Linux version ") and lines:
+            key, lines = None, []
+        lines.append(raw)
+    if key is None or key.startswith("-- Reboot"):
+        key = lines[0] if lines else None
+    return key, lines
+
+
+def _after(lines: list[str], position: dict[str, Any] | None) -> tuple[list[str], dict[str, Any] | None]:
+    """The lines after ``position`` (the time of the last line read and how many lines of that same time were read:
+    lines of one second cannot be told apart by their time alone), and the position after them. A line without a
+    time takes the time of the line before it."""
+    at: float | None = None
+    same = 0
+    new: list[str] = []
+    for raw in lines:
+        when = moment(split_line(raw)[0])
+        if when is not None and when != at:
+            at, same = when, 0
+        same += 1
+        if position is None or at is None or (at, same) > (position["at"], position["same"]):
+            new.append(raw)
+    return new, ({"at": at, "same": same} if at is not None else position)
+
+
+def since_last_run(env: Mapping[str, str], budget_s: float) -> KernelLogInfo:
+    """This boot's kernel log from where the healthcheck's last run stopped, with the GPU events of the earlier runs
+    of this boot; the position and the events are saved for the next run.
+
+    The journal goes on from its cursor (``--after-cursor``); ``dmesg`` and a saved log are read whole (the ring
+    buffer is small; the file is bounded) and their lines kept from after the last one read, by time. A state of
+    another boot, another source or another shape is ignored. Where the state cannot be written (a read-only
+    filesystem), every run reads this boot's whole log, and says so."""
+    path = state_dir(env) / STATE_FILE
+    state = _load_state(path)
+    saved = env.get(KERNEL_LOG_ENV)
+    this_boot = None if saved else boot_id(env)
+    if state is not None and not saved and (this_boot is None or state.get("boot") != this_boot):
+        state = None
+    cursor = state.get("cursor") if state and state.get("source") == "journalctl -k" else None
+    log = read_kernel_log(env, boots=1, deadline_s=budget_s, after_cursor=cursor if isinstance(cursor, str) else None)
+    info = _info(log)
+    if log.text is None:
+        return info
+    if state is not None and state.get("source") != log.source:
+        state = None
+    if log.source == "journalctl -k":
+        key, new = this_boot, log.text
+        position = None
+        if state is not None and not log.resumed:  # the cursor was gone: the whole boot, read again
+            state = None
+    else:
+        key, lines = _newest_boot(log.text)
+        if saved:
+            this_boot = key
+        if state is not None and state.get("boot") != this_boot:
+            state = None
+        kept_lines, position = _after(lines, state.get("position") if state else None)
+        new = "\n".join(kept_lines) + "\n"
+    parse(new, info)
+    new_events = [e for e in info.events if e.boot == 0]
+    earlier = state["events"] if state else []
+    info.events = earlier + new_events
+    info.boots = 1
+    info.resumed = state is not None
+    for event in earlier:
+        if event.kind == "gpu_init" and event.device and event.detail:
+            info.gpu_uuids.setdefault(event.device, event.detail)
+    last = state.get("last") if state else None
+    info.since = f"since {last or 'the last run'}, {info.lines} new line(s)" if state else "this boot"
+    if info.ran_out:
+        info.since += f" (cut short after {budget_s:g} s: the rest is read at the next run)"
+        return info
+    if this_boot is None:
+        info.state = "this boot's id cannot be read (/proc/sys/kernel/random/boot_id): this boot's whole log read"
+        return info
+    record = {
+        "schema": STATE_SCHEMA, "source": log.source, "boot": this_boot, "cursor": log.cursor,
+        "position": position, "last": _last_time(new) or last, "events": [asdict(e) for e in _kept(info.events)],
+    }  # fmt: skip
+    why = _save_state(path, record)
+    if why is None:
+        info.state = f"kept in {path}"
+    elif state is None:
+        info.state = f"no state could be written to {path.parent} ({why}): this boot's whole log read"
+    else:
+        info.state = f"the state could not be saved to {path} ({why}): the next run reads from the same point"
+    return info
+
+
+def _last_time(text: str) -> str | None:
+    """The time of the last line of ``text`` that has one."""
+    for raw in reversed(text.splitlines()):
+        if raw and not raw.startswith("-- "):
+            stamp = split_line(raw)[0]
+            if stamp:
+                return stamp
+    return None

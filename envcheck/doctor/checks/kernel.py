@@ -11,6 +11,7 @@ reads: every reset or reboot in a fix is advice to the node's administrator.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -113,7 +114,7 @@ def kernel_log(ctx: Context) -> KernelLogInfo | Verdict:
     """The probe's log, or the skip that says why it could not be read and how to allow it (never ok: an unread
     log says nothing about the GPUs)."""
     info: KernelLogInfo = ctx.probe("kernel_log")
-    if info.readable and info.lines == 0:
+    if info.readable and info.lines == 0 and not info.resumed:
         # A container's empty dmesg, an empty saved file: read, but it holds nothing to judge by.
         return Verdict(Status.SKIP, f"the kernel log ({info.source}) holds no message to judge by", None,
                        log_details(info))  # fmt: skip
@@ -125,7 +126,25 @@ def kernel_log(ctx: Context) -> KernelLogInfo | Verdict:
 
 
 def log_details(info: KernelLogInfo) -> dict[str, Any]:
-    return {"source": info.source, "boots": info.boots, "lines": info.lines, "cut": info.cut}
+    details = {"source": info.source, "boots": info.boots, "lines": info.lines, "cut": info.cut}
+    if info.boots_read:
+        details.update(boots_read=info.boots_read, ran_out=info.ran_out)
+    if info.since is not None:
+        details.update(read=info.since, state=info.state)
+    return details
+
+
+def read_words(info: KernelLogInfo) -> str:
+    """What a verdict adds about a partial read: the journal's boots read when its deadline ended the read; the
+    healthcheck's read cut short, or of the whole boot because no state could be kept."""
+    words = []
+    if info.ran_out and info.since is None:
+        words.append(f"the journal's read ran out of time: boots {', '.join(map(str, info.boots_read))} read")
+    if info.ran_out and info.since is not None:
+        words.append(f"read {info.since}")
+    if info.state and info.state.startswith("no state could be written"):
+        words.append(info.state.split(": ", 1)[0] + ": read this boot's whole log")
+    return f" ({'; '.join(words)})" if words else ""
 
 
 class Gpus:
@@ -137,6 +156,13 @@ class Gpus:
         state = nvml_state(ctx, consult=True)
         self.by_key = {pci_key(g.pci_bus_id): g for g in (state.gpus if state else []) if available(g.pci_bus_id)}
         self.uuids = info.gpu_uuids
+        self.theirs, self.container = _theirs(ctx, info, state)
+
+    def ours(self, key: str) -> bool:
+        return not self.theirs(key)
+
+    def not_ours_words(self, key: str) -> str:
+        return f"GPU {key} is not one of this {'container' if self.container else 'environment'}'s GPUs"
 
     def words(self, key: str) -> str:
         gpu = self.by_key.get(key)
@@ -152,6 +178,30 @@ class Gpus:
             return {"index": None, "uuid": self.uuids.get(key), "bus_id": key}
         uuid = gpu.uuid if available(gpu.uuid) else self.uuids.get(key)
         return {"index": gpu.index, "uuid": uuid, "bus_id": gpu.pci_bus_id}
+
+
+def _theirs(ctx: Context, info: KernelLogInfo, state: Any) -> tuple[Callable[[str], bool], str | None]:
+    """Which PCI addresses of this machine's kernel log are another environment's GPUs, and the container we run
+    in. The rule is kernel.xid's docstring's; the words for the container come from its markers."""
+    from envcheck.core.machine import SYSFS_ENV, devfs, listdir
+    from envcheck.probes import pci
+    from envcheck.probes.host import read_container
+
+    container = read_container(ctx.env).kind
+    if info.source.startswith(machine.KERNEL_LOG_ENV) or state is None or not state.gpus:
+        return (lambda _key: False), container  # another node's saved log, or no NVML to tell ours by
+    nodes = [n for n in listdir(devfs(ctx.env)) if re.fullmatch(r"nvidia\d+", n)]
+    visible = ctx.env.get("NVIDIA_VISIBLE_DEVICES", "")
+    listed = [v for v in visible.split(",") if v.strip()] if re.fullmatch(r"[\w,-]+", visible) else []
+    if visible in ("all", "void", "none"):
+        listed = []
+    given = max(len(nodes), len(listed))
+    if given > len(state.gpus):
+        return (lambda _key: False), container  # a GPU we were given is missing from NVML: any could be it
+    known = {pci_key(g.pci_bus_id) for g in state.gpus if available(g.pci_bus_id)}
+    own_bus = bool(ctx.env.get(SYSFS_ENV)) or container is None
+    on_bus = {pci_key(a) for a, d in pci.gpu_drivers(ctx.env).items() if d in (None, "nvidia")} if own_bus else set()
+    return (lambda key: key not in known and key not in on_bus), container
 
 
 def group(events: Iterable[KernelEvent], key: Callable[[KernelEvent], Any]) -> dict[Any, list[KernelEvent]]:
@@ -202,27 +252,48 @@ def xid(ctx: Context) -> Verdict:
     """The kernel log holds no hardware Xid (or NVSwitch SXid, or a GPU that fell off the bus without one) in this
     boot, each judged against NVIDIA's catalogue with its action as the fix (reset the GPU, reboot, hardware
     inspection once the same Xid survives two reboots); Xids that blame the application (13, 31, 43, 45) are
-    information."""
+    information, and so are a GPU's Xids before the driver initialised it again (a reset), and another
+    environment's GPUs'.
+
+    Whose GPU an event is on. In a container (or a Slurm job) the kernel log is the host's, and so holds the Xids
+    of GPUs given to others; they must not fail this environment. An event's GPU is this environment's when NVML
+    enumerates it; one NVML does not enumerate is still judged (it may be ours, lost) when the PCI tree shows it
+    as an NVIDIA GPU for the nvidia driver and that tree is ours (bare metal, or a captured tree: in a container
+    sysfs shows the host's whole bus), or when NVML enumerates fewer GPUs than the environment was given (its
+    ``/dev/nvidiaN`` nodes, or the GPUs NVIDIA_VISIBLE_DEVICES lists: then any unknown address could be the one
+    that fell off the bus). Otherwise it is information, "not one of this container's GPUs". Without NVML, and in
+    a saved log (another node's), every event is judged as before: nothing tells ours from theirs. Without an
+    NVIDIA driver library at all (and no saved log) the check skips: no GPU here for an Xid to be on."""
     info = kernel_log(ctx)
     if isinstance(info, Verdict):
         return info
+    nvml = nvml_state(ctx, started=False, consult=True)
+    if nvml is not None and nvml.status == "no_library" and not info.source.startswith(machine.KERNEL_LOG_ENV):
+        return Verdict(Status.SKIP, "no NVIDIA driver library here: no GPU for an Xid to be on; see driver.nvml",
+                       None, log_details(info))  # fmt: skip
     gpus = Gpus(ctx, info)
-    xids = [e for e in info.events if e.kind == "xid"]
+    events = info.events
+    history = reset_history(events)
+    xids = [e for e in events if e.kind == "xid"]
     logged_79 = {(e.device, e.boot) for e in xids if e.code == 79}
     # A GPU that fell off the bus is Xid 79 whether or not the driver wrote the Xid line (some drivers do not).
-    off_bus = [
-        KernelEvent("xid", e.boot, e.time, e.line, e.device, 79, "no Xid line")
-        for e in info.events
-        if e.kind == "off_bus" and (e.device, e.boot) not in logged_79
-    ]
+    off_bus = []
+    for e in events:
+        if e.kind == "off_bus" and (e.device, e.boot) not in logged_79:
+            off_bus.append(replace(e, kind="xid", code=79, detail="no Xid line"))
+            if id(e) in history:
+                history[id(off_bus[-1])] = history[id(e)]
     rows: list[dict[str, Any]] = []
     found: list[tuple[tuple[Any, ...], str]] = []
-    for (device, code), events in sorted(group(xids + off_bus, lambda e: (e.device, e.code)).items()):
+    cleared: list[str] = []
+    theirs: dict[str, list[str]] = defaultdict(list)
+    for (device, code), group_ in sorted(group(xids + off_bus, lambda e: (e.device, e.code)).items()):
         row = XIDS.get(code)
-        history = seen(events)
-        action = escalated(row.action if row else None, history["boots"])
+        current = [e for e in group_ if id(e) not in history]
+        seen_ = seen(group_)
+        action = escalated(row.action if row else None, seen_["boots"])
         name = row.name if row else "not in envcheck's catalogue"
-        if all(e.detail == "no Xid line" for e in events):
+        if all(e.detail == "no Xid line" for e in group_):
             name = "GPU has fallen off the bus, no Xid line logged"
         if row is None:
             severity = "warn"
@@ -232,29 +303,39 @@ def xid(ctx: Context) -> Verdict:
             severity = "warn"
         else:
             severity = "fail"
-        if severity != "info" and 0 not in history["boots"]:
+        reset_at = None
+        if severity != "info" and not any(e.boot == 0 for e in current) and any(e.boot == 0 for e in group_):
+            reset_at = history[id(next(e for e in reversed(group_) if e.boot == 0))]
+            cleared.append(f"Xid {code} on {gpus.words(device)} before its reset at {reset_at or 'a later time'}")
+            severity = "info"
+        if severity != "info" and 0 not in seen_["boots"]:
             severity, action = "warn", "history"
         rows.append({
-            "xid": code, "name": name, "gpu": gpus.details(device), **history, "action": action,
+            "xid": code, "name": name, "gpu": gpus.details(device), **seen_, "action": action,
             "blames_app": bool(row and row.blames_app), "meaning": row.meaning if row else None,
-            "source": row.source if row else None, "line": events[-1].line,
+            "source": row.source if row else None, "line": group_[-1].line, "reset_at": reset_at,
+            "this_environment": gpus.ours(device or ""),
         })  # fmt: skip
-        found.append(((severity, code, name, action), gpus.words(device)))
-    sxids = [e for e in info.events if e.kind == "sxid"]
+        if not gpus.ours(device or ""):
+            theirs[gpus.not_ours_words(device or "")].append(f"Xid {code}")
+            continue
+        if reset_at is None:
+            found.append(((severity, code, name, action), gpus.words(device)))
+    sxids = [e for e in events if e.kind == "sxid"]
     switch_rows: list[dict[str, Any]] = []
-    for (device, code), events in sorted(group(sxids, lambda e: (e.device, e.code)).items()):
+    for (device, code), group_ in sorted(group(sxids, lambda e: (e.device, e.code)).items()):
         row_s = SXIDS.get(code)
-        history = seen(events)
-        fatal = any(e.detail == "fatal" for e in events)
-        action = escalated(row_s.action if row_s else (REBOOT if fatal else None), history["boots"])
+        seen_ = seen(group_)
+        fatal = any(e.detail == "fatal" for e in group_)
+        action = escalated(row_s.action if row_s else (REBOOT if fatal else None), seen_["boots"])
         name = row_s.name if row_s else "not in envcheck's catalogue"
         severity = "fail" if fatal else ("warn" if action else "info")
-        if severity != "info" and 0 not in history["boots"]:
+        if severity != "info" and 0 not in seen_["boots"]:
             severity, action = "warn", "history"
         switch_rows.append({
-            "sxid": code, "name": name, "nvswitch": device, **history, "fatal": fatal, "action": action,
+            "sxid": code, "name": name, "nvswitch": device, **seen_, "fatal": fatal, "action": action,
             "meaning": row_s.meaning if row_s else None, "source": row_s.source if row_s else None,
-            "line": events[-1].line,
+            "line": group_[-1].line,
         })  # fmt: skip
         found.append(((severity, -code, name, action), f"NVSwitch {device}"))
     details = {**log_details(info), "xids": rows, "sxids": switch_rows}
@@ -271,14 +352,47 @@ def xid(ctx: Context) -> Verdict:
             continue
         fix = ACTION_FIXES.get(action or "", UNKNOWN_XID_FIX)
         problems.append((severity, f"{words}: {action or 'look it up'}", fix, _command(action, where, gpus)))
+    information += cleared
+    information += [f"{words} ({', '.join(dict.fromkeys(codes))})" for words, codes in theirs.items()]
+    partial = read_words(info)
     if problems:
         verdict = joined(problems, details)
         if information:
             verdict = replace(verdict, summary=f"{verdict.summary}; information: {'; '.join(information)}")
-        return verdict
+        return replace(verdict, summary=verdict.summary + partial) if partial else verdict
     if information:
-        return ok("no Xid that needs action; information: " + "; ".join(information), **details)
-    return ok("no Xid or SXid in the kernel log", **details)
+        return ok("no Xid that needs action; information: " + "; ".join(information) + partial, **details)
+    return ok("no Xid or SXid in the kernel log" + partial, **details)
+
+
+def reset_history(events: list[KernelEvent]) -> dict[int, str | None]:
+    """This boot's GPU events that came before the driver initialised their GPU again (``id(event)`` -> the time of
+    that initialisation): history, not a current failure.
+
+    This rests on the driver printing ``NVRM: GPU at PCI:<bus id>: GPU-<uuid>`` once for each time it set the GPU
+    up: the open kernel module prints it from ``_krcLogUuidOnce`` (src/nvidia/src/kernel/gpu/rc/kernel_rc.c in
+    NVIDIA/open-gpu-kernel-modules), guarded by a flag of the GPU's RC object, which a reset or re-initialisation of
+    the GPU creates anew; captured logs show it once per GPU before its first Xid and again only after a reset. So
+    a second such line for the same bus id, after an event, means the GPU was set up again since. An event whose
+    action is a reboot (Xid 79, a GPU off the bus) is cleared only by a line that really follows it: later in the
+    log and at a later time, never the line the driver prints with the same event (the same second)."""
+    out: dict[int, str | None] = {}
+    inits: dict[str | None, list[tuple[int, KernelEvent]]] = defaultdict(list)
+    for n, event in enumerate(events):
+        if event.kind == "gpu_init" and event.boot == 0:
+            inits[event.device].append((n, event))
+    for n, event in enumerate(events):
+        if event.boot != 0 or event.kind not in ("xid", "off_bus") or event.device not in inits:
+            continue
+        reboot = event.kind == "off_bus" or (XIDS.get(event.code or 0) and XIDS[event.code or 0].action == REBOOT)
+        for m, init in inits[event.device]:
+            if m <= n:
+                continue
+            later = init.at is not None and event.at is not None and init.at > event.at
+            if later or (not reboot and (init.at is None or event.at is None or init.at >= event.at)):
+                out[id(event)] = init.time
+                break
+    return out
 
 
 def _command(action: str | None, where: list[str], gpus: Gpus) -> str | None:
@@ -315,7 +429,14 @@ def nic_addresses(ctx: Context) -> dict[str, str]:
 @check("kernel.pcie_aer", "PCIe AER errors on GPUs and NICs")
 def pcie_aer(ctx: Context) -> Verdict:
     """No PCIe AER errors on the GPUs' and NICs' links in the kernel log: corrected errors (a link that retries,
-    often before it drops) warn, uncorrected or fatal ones fail; with counts and the last time seen."""
+    often before it drops) in this boot warn, uncorrected or fatal ones fail; with counts and the last time seen.
+
+    A GPU's other PCI functions (the audio function ``.1`` of a workstation or consumer card) share its link: their
+    lines count for the GPU, with the function named, never as a second GPU. Earlier boots: corrected errors are
+    information (a reboot retrains the link, and a link that still retries shows it again in this boot; warning on
+    them would warn at every run for as long as the journal keeps that boot); uncorrected or fatal ones still warn,
+    as any hardware fault of an earlier boot does here: the link lost data or dropped the device, which a reboot
+    hides but does not mend. Another environment's GPUs' lines are information (see kernel.xid)."""
     info = kernel_log(ctx)
     if isinstance(info, Verdict):
         return info
@@ -326,33 +447,44 @@ def pcie_aer(ctx: Context) -> Verdict:
     # A root port's "error received: <device>" counts only for a device that wrote no AER line of its own.
     aer += [e for e in info.events if e.kind == "aer_received" and pci_key(e.device or "") not in own]
     problems: list[Problem] = []
+    information: list[str] = []
     rows: dict[str, dict[str, Any]] = {}
     others: dict[str, int] = {}
     for key, events in sorted(group(aer, lambda e: pci_key(e.device or "")).items()):
         drivers = {e.driver for e in events}
+        functions = sorted({(e.device or "").rpartition(".")[2] for e in events if "." in (e.device or "")})
         if key in gpus.by_key or key in gpus.uuids or "nvidia" in drivers:
             what, kind = f"{gpus.words(key)} ({key})" if key in gpus.by_key else f"GPU {key}", "gpu"
+            if functions and functions != ["0"]:
+                what += f", function {', '.join(functions)}"
         elif key in nics or drivers & set(NIC_DRIVERS):
             what, kind = f"NIC {nics[key]} ({key})" if key in nics else f"NIC {key}", "nic"
         else:
             others[key] = len(events)
             continue
         counts = {s: sum(e.detail == s for e in events) for s in ("corrected", "non_fatal", "fatal")}
-        rows[key] = {"device": kind, "name": what, **counts, **seen(events)}
+        rows[key] = {"device": kind, "name": what, **counts, **seen(events), "functions": functions}
+        if kind == "gpu" and not gpus.ours(key):
+            information.append(f"{gpus.not_ours_words(key)} (PCIe AER)")
+            continue
         now = [e for e in events if e.boot == 0]
         worst = "fatal" if counts["fatal"] else "non_fatal" if counts["non_fatal"] else "corrected"
         words = {"fatal": "uncorrected (fatal)", "non_fatal": "uncorrected", "corrected": "corrected"}[worst]
         command = f"sudo lspci -vvv -s {key}"
-        if not now:
+        if not now and worst == "corrected":
+            information.append(f"{what}: corrected PCIe errors (AER) in an earlier boot")
+        elif not now:
             problems.append(("warn", f"{what}: {words} PCIe errors (AER) in an earlier boot", HISTORY_FIX, command))
         elif any(e.detail != "corrected" for e in now):
             problems.append(("fail", f"{what}: {words} PCIe errors (AER)", AER_UNCORRECTED_FIX, command))
         else:
             problems.append(("warn", f"{what}: corrected PCIe errors (AER)", AER_CORRECTED_FIX, command))
     details = {**log_details(info), "devices": rows, "other_devices": others}
+    tail = f"; information: {'; '.join(information)}" if information else ""
     if problems:
-        return joined(problems, details)
-    return ok("no PCIe AER errors on the GPUs or NICs in the kernel log", **details)
+        verdict = joined(problems, details)
+        return replace(verdict, summary=verdict.summary + tail) if tail else verdict
+    return ok("no PCIe AER errors on the GPUs or NICs in the kernel log" + tail, **details)
 
 
 # -- kernel.events --------------------------------------------------------------------------------------------

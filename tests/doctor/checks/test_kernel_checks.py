@@ -228,3 +228,157 @@ def test_an_empty_log_is_read_but_says_nothing_so_every_check_skips(tmp_path: Pa
     empty.write_text("")
     for found in doctor(empty).values():
         assert found["status"] == "skip" and "holds no message to judge by" in found["summary"], found
+
+
+# -- the healthcheck: this boot since the last run ------------------------------------------------------------
+
+
+def quick(log: Path, state: Path, scenario: str = "hgx_8gpu") -> dict[str, Any]:
+    """``doctor --quick`` (the healthcheck's doctor) over a saved log, its state kept in ``state``."""
+    env = {**os.environ, "PYTHONPATH": str(NVML_SITE), "ENVCHECK_FAKE_NVML": scenario}
+    env.update(ENVCHECK_KERNEL_LOG=str(log), ENVCHECK_STATE_DIR=str(state))
+    proc = subprocess.run([ENVCHECK, "doctor", "--quick", "--json"], capture_output=True, text=True, env=env,
+                          timeout=120)  # fmt: skip
+    assert proc.returncode in (0, 1), proc.stderr
+    return {c["id"]: c for c in json.loads(proc.stdout)["checks"]}["kernel.xid"]
+
+
+REINIT_19 = (
+    "2026-04-02T10:02:11+0000 gpu-12 kernel: NVRM: GPU at PCI:0000:19:00: GPU-00000001-aaaa-bbbb-cccc-000000000000\n"
+)
+
+
+def test_the_healthcheck_keeps_failing_an_xid_of_this_boot_until_the_gpu_is_set_up_again(tmp_path: Path) -> None:
+    log, state = tmp_path / "kern.log", tmp_path / "state"
+    log.write_text((LOGS / "reset_then_reinit.log").read_text())
+    first = quick(log, state)
+    assert first["status"] == "fail" and "Xid 48 (Double Bit ECC Error) on GPU 1: reset the GPU" in first["summary"]
+    assert first["details"]["read"] == "this boot" and (state / "kernel-log.json").is_file()
+    with log.open("a") as f:
+        f.write("2026-04-02T09:50:00+0000 gpu-12 kernel: usb 1-1: new high-speed USB device number 3\n")
+    again = quick(log, state)
+    assert again["status"] == "fail" and "Xid 48 (Double Bit ECC Error) on GPU 1" in again["summary"]
+    assert again["details"]["read"] == "since 2026-04-02T09:40:02+0000, 1 new line(s)"  # where the last read stopped
+    with log.open("a") as f:
+        f.write(REINIT_19)
+    reset = quick(log, state)
+    assert "Xid 48 on GPU 1 before its reset at 2026-04-02T10:02:11+0000" in reset["summary"]
+    assert "Xid 48 (Double Bit ECC Error) on GPU 1: reset the GPU" not in reset["summary"]
+    assert "Xid 79 (GPU has fallen off the bus) on GPU 2: reboot" in reset["summary"]  # a reboot is not cleared
+    with log.open("a") as f:
+        f.write(
+            "-- Boot 0a1b2c3d4e5f46778899aabbccddeeff --\n2026-04-03T07:00:01+0000 gpu-12 kernel: Linux version 6.8\n"
+        )
+    rebooted = quick(log, state)
+    assert rebooted["status"] == "ok" and rebooted["details"]["read"] == "this boot", rebooted
+
+
+def test_a_reinit_line_printed_with_an_off_the_bus_event_does_not_clear_it(tmp_path: Path) -> None:
+    log = tmp_path / "kern.log"
+    uuid = "GPU-00000002-aaaa-bbbb-cccc-000000000000"
+    same_second = f"2026-04-02T09:14:21+0000 gpu-12 kernel: NVRM: GPU at PCI:0000:1a:00: {uuid}\n"
+    log.write_text((LOGS / "reset_then_reinit.log").read_text() + same_second + REINIT_19)
+    found = doctor(log)["kernel.xid"]
+    assert found["status"] == "fail" and "Xid 79 (GPU has fallen off the bus) on GPU 2: reboot" in found["summary"]
+    (row,) = [r for r in found["details"]["xids"] if r["xid"] == 48]
+    assert row["reset_at"] == "2026-04-02T10:02:11+0000"
+
+
+def test_a_damaged_state_is_replaced_and_an_unwritable_one_reads_the_whole_boot(tmp_path: Path) -> None:
+    log, state = tmp_path / "kern.log", tmp_path / "state"
+    log.write_text((LOGS / "reset_then_reinit.log").read_text())
+    state.mkdir()
+    (state / "kernel-log.json").write_text('{"schema": "envcheck.kernel_log_state/1", "events": [1, 2]')
+    found = quick(log, state)
+    assert found["status"] == "fail" and found["details"]["read"] == "this boot"
+    assert json.loads((state / "kernel-log.json").read_text())["schema"] == "envcheck.kernel_log_state/1"
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    unwritable = quick(log, blocked / "state")
+    assert "no state could be written" in unwritable["details"]["state"]
+    assert unwritable["summary"].endswith("read this boot's whole log)") and unwritable["status"] == "fail"
+
+
+def test_the_healthcheck_runs_kernel_xid_and_no_other_kernel_check(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(NVML_SITE), "ENVCHECK_FAKE_NVML": "hgx_8gpu",
+           "ENVCHECK_KERNEL_LOG": str(LOGS / "hgx_journal.log"), "ENVCHECK_STATE_DIR": str(tmp_path)}  # fmt: skip
+    proc = subprocess.run([ENVCHECK, "healthcheck"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1 and proc.stdout.startswith("unhealthy: kernel.xid: Xid 79"), proc.stdout
+    listed = subprocess.run([ENVCHECK, "doctor", "--quick", "--json"], capture_output=True, text=True, env=env,
+                            timeout=120)  # fmt: skip
+    ids = {c["id"] for c in json.loads(listed.stdout)["checks"]}
+    assert "kernel.xid" in ids and not ids & {"kernel.pcie_aer", "kernel.events"}
+
+
+# -- whose GPUs -------------------------------------------------------------------------------------------------
+
+
+def journal_of(tmp_path: Path, log: Path) -> Path:
+    """A journalctl that answers this boot with ``log`` (this machine's log, not a saved one)."""
+    return fake_tools(tmp_path, f'case "$*" in\n  *--list-boots*) ;;\n  *) cat {log} ;;\nesac\n', "exit 1\n")
+
+
+def test_a_containers_kernel_log_shows_other_gpus_xids_as_information(tmp_path: Path) -> None:
+    """Four GPUs given (NVML's and /dev's), the host's log with Xids on GPUs 6 and 7: not this container's."""
+    devices = tmp_path / "dev"
+    devices.mkdir()
+    for n in range(4):
+        (devices / f"nvidia{n}").write_text("")
+    env = {**os.environ, "PYTHONPATH": str(NVML_SITE), "ENVCHECK_FAKE_NVML": "healthy_multi_gpu",
+           "ENVCHECK_DEVFS": str(devices), "container": "docker",
+           "PATH": f"{journal_of(tmp_path, LOGS / 'hgx_journal.log')}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
+    env.pop("ENVCHECK_KERNEL_LOG", None)
+
+    def run() -> dict[str, dict[str, Any]]:
+        proc = subprocess.run([ENVCHECK, "doctor", "kernel", "--json"], capture_output=True, text=True, env=env,
+                              timeout=120)  # fmt: skip
+        return {c["id"]: c for c in json.loads(proc.stdout)["checks"]}
+
+    found = run()["kernel.xid"]
+    assert "GPU 0000:1f:00 is not one of this container's GPUs (Xid 79)" in found["summary"]
+    assert "GPU 0000:1e:00 is not one of this container's GPUs (Xid 94)" in found["summary"]
+    assert "Xid 79 (GPU has fallen off the bus) on GPU 3: hardware inspection" in found["summary"]  # ours: GPU 3
+    # Eight device nodes but four GPUs in NVML: one we were given is missing, so nothing is hidden.
+    for n in range(4, 8):
+        (devices / f"nvidia{n}").write_text("")
+    lost = run()["kernel.xid"]
+    assert "Xid 79 (GPU has fallen off the bus, no Xid line logged) on GPU 0000:1f:00: reboot" in lost["summary"]
+
+
+def test_the_journal_read_has_one_deadline_and_says_which_boots_it_read(tmp_path: Path) -> None:
+    journal = fake_tools(
+        tmp_path,
+        'case "$*" in\n'
+        "  *--list-boots*) echo ' -1 7a0c3b9e1f2d4e5a8b6c9d0e1f2a3b4c Thu 2026-03-05 01:02:44 UTC Sat 2026-03-07'\n"
+        "                  echo '  0 9f8e7d6c5b4a49388776655443322110 Sat 2026-03-07 09:30:01 UTC Sun 2026-03-08' ;;\n"
+        "  *'-b -1'*) sleep 30 ;;\n"
+        f"  *'-b 0'*) cat {LOGS / 'api_mismatch.log'} ;;\n"
+        "esac\n",
+        "exit 1\n",
+    )
+    env = {**os.environ, "PYTHONPATH": str(NVML_SITE), "ENVCHECK_FAKE_NVML": "hgx_8gpu",
+           "PATH": f"{journal}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
+    env.pop("ENVCHECK_KERNEL_LOG", None)
+    proc = subprocess.run([ENVCHECK, "doctor", "kernel", "--deadline", "8", "--json"], capture_output=True,
+                          text=True, env=env, timeout=120)  # fmt: skip
+    found = {c["id"]: c for c in json.loads(proc.stdout)["checks"]}["kernel.xid"]
+    assert found["summary"].endswith("(the journal's read ran out of time: boots 0 read)"), found
+    assert found["details"]["boots_read"] == [0] and found["details"]["ran_out"] is True
+
+
+# -- AER -------------------------------------------------------------------------------------------------------
+
+
+def test_aer_of_a_gpus_audio_function_is_the_gpus_and_named(tmp_path: Path) -> None:
+    found = doctor(LOGS / "reset_then_reinit.log")["kernel.pcie_aer"]
+    assert found["summary"] == "GPU 3 (0000:1b:00), function 1: corrected PCIe errors (AER)"
+    assert list(found["details"]["devices"]) == ["0000:1b:00"]
+
+
+def test_corrected_aer_of_an_earlier_boot_is_information() -> None:
+    found = doctor(LOGS / "corrected_aer_earlier_boot.log")["kernel.pcie_aer"]
+    assert found["status"] == "warn"
+    assert found["summary"] == (
+        "GPU 2 (0000:1a:00): uncorrected PCIe errors (AER) in an earlier boot; "
+        "information: GPU 1 (0000:19:00): corrected PCIe errors (AER) in an earlier boot"
+    )
