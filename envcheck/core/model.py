@@ -190,9 +190,22 @@ def to_jsonable(value: Any) -> Any:
     returned NaN) say it in words next to it. A string is made :func:`displayable`: a byte from the OS
     that is not UTF-8 is U+FFFD in every report, whichever probe forgot to decode it.
     """
+    # The plain JSON types first, by exact type: a fleet document holds millions of them, and the
+    # isinstance chain below (an ABC check among them) cost more than the rest of writing it.
+    kind = type(value)
+    if kind is str:
+        return displayable(value)
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is int or kind is bool or value is None:
+        return value
+    if kind is dict:
+        return {displayable(str(k)): to_jsonable(v) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) is int else to_jsonable(v) for v in value]
     import dataclasses
 
-    if isinstance(value, NA) or value is None:
+    if isinstance(value, NA):
         return None
     if isinstance(value, enum.Enum):
         return to_jsonable(value.value)

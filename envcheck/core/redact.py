@@ -68,11 +68,16 @@ _AFTER_SGR = r"(?<=m)(?:(?<=\x1b\[m)|(?<=[\[;]\dm)|(?<=[\[;]\d\dm)|(?<=[\[;]\d\d
 #: Token shapes that are secret whatever variable holds them (Hugging Face, GitHub, GitLab, OpenAI-style,
 #: Slack, AWS access key ids). Linear: a shape starts only at the start of a word, with a fixed prefix and one
 #: class after it, so each word is read from its start once.
-_TOKEN_SHAPES = re.compile(
-    rf"(?:\b|{_AFTER_SGR})"
-    r"(?:hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_\-]{20,}"
-    r"|sk-[A-Za-z0-9_\-]{20,}|xox[abprs]-[A-Za-z0-9\-]{10,}|AKIA[A-Z0-9]{16})\b"
+_TOKEN_FORMS = (
+    ("hf_", r"[A-Za-z0-9]{20,}"),
+    ("gh[pousr]_", r"[A-Za-z0-9]{20,}"),
+    ("github_pat_", r"[A-Za-z0-9_]{20,}"),
+    ("glpat-", r"[A-Za-z0-9_\-]{20,}"),
+    ("sk-", r"[A-Za-z0-9_\-]{20,}"),
+    ("xox[abprs]-", r"[A-Za-z0-9\-]{10,}"),
+    ("AKIA", r"[A-Z0-9]{16}"),
 )
+_TOKEN_SHAPES = re.compile(rf"(?:\b|{_AFTER_SGR})(?:{'|'.join(prefix + rest for prefix, rest in _TOKEN_FORMS)})\b")
 #: ``name=value`` fields in free text: query parameters of presigned URLs (``X-Amz-Signature``, SAS ``sig``,
 #: ``?token=``), connection strings (``AccountKey=...;``), ``HF_TOKEN=...`` in a quoted command line,
 #: ``api_key='...'`` in a repr. The value goes when the name is secret-looking by the same rule as variable
@@ -99,8 +104,21 @@ def is_secret_name(name: str) -> bool:
     return any(p in _SECRET_PARTS or p.endswith(_SECRET_SUFFIXES) for p in parts)
 
 
+#: What every pattern of :func:`redact_value` needs somewhere in a text to match at all: ``@`` (URL
+#: userinfo), ``=`` (a field), ``:`` (a quoted key), or a token shape's prefix. Most strings of a report
+#: (host names, UUIDs, versions, a fleet's ten thousand node names) hold none, and one search for these
+#: is several times cheaper than the four substitutions.
+_MAYBE_SECRET = re.compile("[@=:]|" + "|".join(prefix for prefix, _ in _TOKEN_FORMS))
+
+
 def redact_value(value: str) -> str:
     """``value`` without credentials embedded in URLs, secret ``name=value`` fields and well-known token shapes."""
+    return _substitute(value) if _MAYBE_SECRET.search(value) else value
+
+
+def _substitute(value: str) -> str:
+    """Every pattern of :func:`redact_value` applied in turn (what it does where the prefilter finds a
+    text may hold a secret)."""
     value = _URL_CREDENTIALS.sub(lambda m: f"{m['lead']}{m['scheme']}{REDACTED}@", value)
     value = _FIELDS.sub(_field, value)
     value = _QUOTED_KEYS.sub(_field, value)
@@ -137,15 +155,36 @@ def scrubber(env: Mapping[str, str]) -> Callable[[str], str]:
     return lambda text: _scrub(text, forms)
 
 
+_NUMBERS = (int, float, bool)
+
+
 def redact_tree(value: Any, env: Mapping[str, str]) -> Any:
     """A copy of the JSON-like ``value`` (dicts, lists, tuples, scalars) with :func:`scrub` applied to every
     string in it, dict keys included. Call it on the structured report before rendering: redacting the
     rendered text instead would miss a secret the renderer escaped."""
     clean = scrubber(env)
+    # A report repeats its strings (a fleet's ten thousand nodes share their checks' words and fixes):
+    # each distinct one is scrubbed once.
+    done: dict[str, str] = {}
+
+    def text(item: str) -> str:
+        found = done.get(item)
+        if found is None:
+            found = done[item] = clean(item)
+        return found
 
     def walk(item: Any) -> Any:
+        kind = type(item)  # the plain JSON types by exact type first: millions of them in a fleet's report
+        if kind is str:
+            return text(item)
+        if kind is dict:
+            return {walk(key): walk(inner) for key, inner in item.items()}
+        if kind is list:
+            return [inner if type(inner) in _NUMBERS else walk(inner) for inner in item]
+        if kind in _NUMBERS or item is None:
+            return item
         if isinstance(item, str):
-            return clean(item)
+            return text(item)
         if isinstance(item, Mapping):
             return {walk(key): walk(inner) for key, inner in item.items()}
         if isinstance(item, list):

@@ -30,6 +30,7 @@ import msgspec
 import orjson
 
 from envcheck.core import files
+from envcheck.core.model import displayable
 from envcheck.core.report import FLEET_SCHEMA, kind_of
 from envcheck.fleet.kinds import ADAPTERS, schema_by_kind
 
@@ -452,7 +453,35 @@ def _documents(chunks: Iterator[str], label: str, *, always_numbered: bool) -> I
         numbered = len(items) > 1
     for line, value, error in items:
         source = f"{label}:{line}" if numbered else label
-        yield Skipped(source, error) if error is not None else _report(source, value)
+        yield Skipped(source, error) if error is not None else _report(source, _displayable(value))
+
+
+def _displayable(value: Any) -> Any:
+    """``value`` with every string made displayable (:func:`envcheck.core.model.displayable`), in place.
+    The standard parser, unlike msgspec and orjson, accepts a lone surrogate (``"\\udc80"``), which no
+    UTF-8 writer can write; the fleet document is built from what the readers decoded without another
+    walk over it (envcheck.fleet.report), so the one reader that can produce one cleans its documents
+    here. Iterative: a document may nest as deep as the parser allows."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if not all(key.isascii() for key in item):
+                cleaned = {displayable(key): inner for key, inner in item.items()}
+                item.clear()
+                item.update(cleaned)
+            pairs: Iterable[tuple[Any, Any]] = item.items()
+        elif isinstance(item, list):
+            pairs = enumerate(item)
+        else:
+            continue
+        for at, inner in list(pairs):
+            if isinstance(inner, str):
+                if not inner.isascii():
+                    item[at] = displayable(inner)
+            elif isinstance(inner, (dict, list)):
+                stack.append(inner)
+    return displayable(value) if isinstance(value, str) else value
 
 
 def _json_values(chunks: Iterator[str]) -> Iterator[tuple[int, Any, str | None]]:

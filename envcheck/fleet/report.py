@@ -16,9 +16,10 @@ with the envelope every envcheck report carries (its ``host`` is the machine tha
   its nodes and fixes, and one per slow device model, the worst and most common first;
 * ``slow_devices``: the slow devices by host, each with its slow figures (``summary.slow_gpus`` counts
   these devices; ``summary.slow_gpu_figures`` the figures, which ``slow_gpus`` lists one by one);
-* ``figures``: every compared device's figures by GPU UUID (a CPU by ``host/device``), as columns
-  (``values``: figure -> {device: value}; ``hosts``: device -> its host), which with each node's
-  ``failing`` is what the next run's ``--since`` compares against;
+* ``figures``: every compared device's figures, as columns: ``devices`` (by GPU UUID: a card that moved
+  hosts is still the same card; a CPU by ``host/device``), ``hosts`` aligned with them, and ``values``
+  (figure -> a list aligned with ``devices``); with each node's ``failing``, what the next run's
+  ``--since`` compares against;
 * ``since`` (with ``--since``): what changed since a previous fleet report (envcheck.fleet.since).
 """
 
@@ -93,12 +94,24 @@ def fleet_document(
             "figures": device_figures(report.comparisons),
         }
     )
+    # The bulk of a large fleet's document (its nodes, problems, comparisons and figures: millions of
+    # values for 10 000 nodes) is JSON values as built: strings as the readers decoded them (valid
+    # Unicode: envcheck.fleet.read makes the standard parser's lone surrogates displayable), figures
+    # finite (envcheck.fleet.kinds), verdicts as their words. So only the rest goes through
+    # to_jsonable, whose walk over the whole took as long as the merge; each part keeps its place.
+    order = list(doc)
+    bulk = {key: doc.pop(key) for key in BUILT_AS_JSON}
     if previous is not None:
         from envcheck.fleet.since import changes
 
-        doc["since"] = changes(previous, doc, report.threshold, source=previous_source)
-    result: dict[str, Any] = to_jsonable(doc)
-    return result
+        doc["since"] = changes(previous, {**doc, **bulk}, report.threshold, source=previous_source)
+        order.append("since")
+    plain = to_jsonable(doc)
+    return {key: bulk[key] if key in bulk else plain[key] for key in order}
+
+
+#: The parts of the fleet document built as JSON values (see :func:`fleet_document`).
+BUILT_AS_JSON = ("nodes", "comparisons", "problems", "figures")
 
 
 def _problem_group(g: ProblemGroup) -> dict[str, Any]:
@@ -160,17 +173,27 @@ def device_key(hostname: str, device: str, uuid: str | None) -> str:
 
 
 def device_figures(comparisons: tuple[Comparison, ...]) -> dict[str, Any]:
-    """Every compared device's figures, compactly, as columns: ``values`` maps each figure (its
-    :func:`figure_key`) to {device key: value}, ``hosts`` each device key to its host. A fleet of
-    10 000 8-GPU nodes keeps 480 000 figures here; one object per device and figure made this the
-    largest part of the document and of its time to write."""
-    hosts: dict[str, str] = {}
-    values: dict[str, dict[str, float]] = {}
+    """Every compared device's figures as columns: ``devices`` (each device's key), ``hosts`` (its host,
+    aligned) and ``values`` (figure -> a list aligned with ``devices``, null where the device has no
+    such figure). A fleet of 10 000 8-GPU nodes keeps 480 000 figures here: an object per device, or a
+    device key per figure, made this the largest part of the document and of its time to write."""
+    at: dict[str, int] = {}
+    hosts: list[str] = []
+    columns: dict[str, list[float | None]] = {}
     for c in comparisons:
-        keys = [device_key(d.hostname, d.device, d.uuid) for d in c.devices]
-        hosts.update(zip(keys, (d.hostname for d in c.devices), strict=True))
-        values.setdefault(figure_key(c.id, c.quick), {}).update(zip(keys, c.values, strict=True))
-    return {"hosts": hosts, "values": values}
+        column = columns.setdefault(figure_key(c.id, c.quick), [])
+        for d, value in zip(c.devices, c.values, strict=True):
+            key = device_key(d.hostname, d.device, d.uuid)
+            i = at.get(key)
+            if i is None:
+                i = at[key] = len(hosts)
+                hosts.append(d.hostname)
+            if i >= len(column):
+                column.extend([None] * (i + 1 - len(column)))
+            column[i] = value
+    for column in columns.values():
+        column.extend([None] * (len(hosts) - len(column)))
+    return {"devices": list(at), "hosts": hosts, "values": columns}
 
 
 def slow_figure(f: Figure) -> dict[str, Any]:

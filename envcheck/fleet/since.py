@@ -15,6 +15,7 @@ it is listed as vanished). A device is *slower* when one of its figures fell by 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from envcheck.core.report import FLEET_SCHEMA, kind_of
@@ -79,13 +80,35 @@ def _by_key(found: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def _figures(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A fleet document's ``figures`` (device -> host, figure -> {device: value}); empty where the
-    document has none or holds them in another shape (a hand-edited or foreign file)."""
+def _figures(doc: dict[str, Any]) -> tuple[dict[str, str | None], dict[str, dict[str, float]]]:
+    """A fleet document's ``figures`` as (device -> host, figure -> {device: value}); empty where the
+    document has none, or holds them in another shape (a hand-edited or foreign file: what is not a
+    positive number is not a figure)."""
     figures = doc.get("figures")
-    hosts = figures.get("hosts") if isinstance(figures, dict) else None
-    values = figures.get("values") if isinstance(figures, dict) else None
-    return (hosts if isinstance(hosts, dict) else {}), (values if isinstance(values, dict) else {})
+    figures = figures if isinstance(figures, dict) else {}
+    devices, hosts, values = figures.get("devices"), figures.get("hosts"), figures.get("values")
+    if not isinstance(devices, list) or not isinstance(values, dict):
+        return {}, {}
+    hosts = hosts if isinstance(hosts, list) and len(hosts) == len(devices) else [None] * len(devices)
+    pairs = zip(devices, hosts, strict=True)
+    by_device = {d: h if isinstance(h, str) else None for d, h in pairs if isinstance(d, str)}
+    columns = {
+        figure: {d: v for d, v in zip(devices, column, strict=False) if isinstance(d, str) and _positive(v)}
+        for figure, column in values.items()
+        if isinstance(column, list)
+    }
+    return by_device, columns
+
+
+def _positive(value: Any) -> bool:
+    """A figure: a positive finite number (a figure of 0 or below, NaN, Infinity or an integer too wide
+    for a float measured nothing)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value) and value > 0
+    except OverflowError:
+        return False
 
 
 def changes(
@@ -112,11 +135,11 @@ def changes(
     hosts, values = _figures(current)
     for figure, now_by_device in values.items():
         was_by_device = old_values.get(figure)
-        if not isinstance(was_by_device, dict):
+        if was_by_device is None:
             continue
         for device, value in now_by_device.items():
             old = was_by_device.get(device)
-            if isinstance(old, bool) or not isinstance(old, (int, float)) or old <= 0:
+            if old is None:
                 continue
             fall = 1.0 - value / old
             if fall > threshold:

@@ -633,3 +633,38 @@ def test_each_escaped_form_of_a_secret_is_scrubbed_under_a_name_that_is_not_secr
 )
 def test_short_and_empty_field_values(text, expected):
     assert redact_value(text) == expected
+
+
+#: Text built from the pieces the patterns look for (token prefixes, separators, quotes, URL parts) and
+#: filler, so that a generated text often holds a secret or nearly does.
+_PIECES = st.sampled_from(
+    ["hf_", "ghp_", "github_pat_", "glpat-", "sk-", "xoxb-", "AKIA", "https://", "u:p@", "@", "=", ":", '"', "'",
+     "token", "KEY", "A" * 20, "abc123" * 4, " ", "\x1b[0m", "node-01", "/", "?", "&", ";", '"api_key": "',
+     "'password': '", "X-Amz-Signature=", "https://user:secret@host/"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_PIECES | st.text(max_size=4), max_size=12).map("".join))
+def test_the_prefilter_never_lets_a_secret_through(text: str) -> None:
+    """redact_value skips texts where no pattern can match (most strings of a report); whatever it skips,
+    every pattern applied in full gives the same text: the prefilter only saves time."""
+    assert redact_value(text) == redact._substitute(text)
+
+
+def test_a_tree_scrubs_each_distinct_string_once_and_keeps_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fleet's report repeats its strings ten thousand times: each distinct one is scrubbed once, and
+    the copy is the same tree with numbers untouched."""
+    seen: list[str] = []
+    real = redact._scrub
+
+    def counting(text: str, forms: list[str]) -> str:
+        seen.append(text)
+        return real(text, forms)
+
+    monkeypatch.setattr(redact, "_scrub", counting)
+    fix = "export HF_TOKEN=hf_abcdefghijklmnopqrstuvwxyz"
+    tree = {"nodes": [{"hostname": f"n{i}", "fix": fix, "values": [1, 2.5, True, None]} for i in range(50)]}
+    out = redact_tree(tree, {})
+    assert sorted(seen) == sorted({"nodes", "hostname", "fix", "values", fix, *(f"n{i}" for i in range(50))})
+    assert out["nodes"][7] == {"hostname": "n7", "fix": f"export HF_TOKEN={REDACTED}", "values": [1, 2.5, True, None]}
