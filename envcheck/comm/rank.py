@@ -652,14 +652,15 @@ def capture_nccl(rank: int) -> NcclCapture:
 
 
 def nccl_account(ctx: Ctx) -> dict[str, Any]:
-    """This rank's NCCL log, parsed, with the RDMA devices its node has (what NCCL could have used)."""
+    """This rank's NCCL log, parsed, with the RDMA devices its node has (what NCCL could have used) and the
+    NCCL_IB_HCA that chose among them."""
     assert ctx.nccl is not None
     text = nccl_log.read_back(ctx.nccl.path, ours=ctx.nccl.ours, echo=ctx.nccl.echo)
     processes = nccl_log.parse(text or "")
     return {
         "rank": ctx.rank,
         "host": ctx.me.host,
-        "hcas": nccl_log.hcas(),
+        **nccl_log.rdma_on_node(),
         "log": "read" if text else "none",
         "processes": [p.to_json() for p in processes],
     }

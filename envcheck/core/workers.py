@@ -23,16 +23,19 @@ then killed with its group. How a child that did not finish ended is said once, 
 hung (and where), killed by SIGKILL (in practice the OOM killer), crashed with a signal (and the line
 faulthandler printed), exited with a status (and its stderr's last line), or gone without a word.
 
-This file is also loaded alone, by path, by the torch child (envcheck.probes.torch_child), which must not
-import envcheck (a broken install must not change what it finds): what it uses (the marker, ``emit``, the
-last words) is standard library only. The bench and burn workers' :func:`import_torch` and the parent side
-import envcheck where they need it (the one-line error, envcheck.core.proc to start and end processes).
+This file is also loaded alone, by path, by the doctor's torch and JAX children (envcheck.probes.torch_child,
+jax_child, through envcheck.probes.child_protocol), which must not import envcheck (a broken install must not
+change what it finds): what they use (the marker, ``emit``, :func:`start_script`, :func:`error_text`) is
+standard library only, and their output is read back once, for both, by :class:`ScriptEnd`. The bench and
+burn workers' :func:`import_torch` and the parent side import envcheck where they need it (the one-line error,
+envcheck.core.proc to start and end processes).
 """
 
 from __future__ import annotations
 
 import faulthandler
 import json
+import math
 import os
 import re
 import selectors
@@ -58,6 +61,35 @@ def emit(**fields: Any) -> None:
     # A leading newline keeps the mark at the start of a line even after a library's partial line.
     sys.stdout.write("\n" + MARK + json.dumps(fields) + "\n")
     sys.stdout.flush()
+
+
+#: How long after its own time limit a child script ends itself (:func:`start_script`), should the parent not
+#: have killed it. The parent always kills before the limit, so only a child whose envcheck died gets here.
+ORPHAN_GRACE_S = 2
+
+
+def error_text(exc: BaseException) -> str:
+    """The exception as a person would quote it: ``OSError: libcudnn.so.9: cannot open ...`` (its whole message:
+    a child's error is the finding, and the parent keeps it)."""
+    message = str(exc).strip()
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def start_script(script: str, timeout_s: float) -> None:
+    """What a child script run by path (the doctor's torch and JAX children) does first.
+
+    Python puts the script's directory first on ``sys.path``, and that directory holds envcheck's own
+    ``torch.py`` and ``jax.py`` probe modules: it is dropped before anything imports ``torch`` or ``jax``. Then
+    :func:`start`'s last words, and the orphan alarm: the parent kills the child before ``timeout_s``, but a
+    parent killed outright (SIGKILL, an OOM kill) runs no exit handler, and SIGALRM's default action, done by
+    the kernel, then ends the child :data:`ORPHAN_GRACE_S` past its limit, so even a hang inside a C call
+    holding the GIL cannot keep it (and the GPU) alive."""
+    if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(script)):
+        del sys.path[0]
+    start()
+    if timeout_s > 0 and hasattr(signal, "alarm"):
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.alarm(math.ceil(timeout_s) + ORPHAN_GRACE_S)
 
 
 def start(parent_pid: int | None = None) -> None:
@@ -180,6 +212,73 @@ def last_line(stderr: str) -> str | None:
     a library's warning is never why a process ended, so warning lines are passed over."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip() and "Warning" not in line]
     return lines[-1][:300] if lines else None
+
+
+@dataclass(frozen=True)
+class ScriptEnd:
+    """A child script's output read back once it ended (the doctor's torch and JAX children, which run by path
+    and say each step before it starts): its events merged in order, whether it said it was done, and how it
+    ended. The probes build their own result from ``fields`` and, where the child did not finish, from
+    :meth:`failure`, so that every such child's hang or crash is worded once.
+
+    ``hung``: still running at its limit (then killed), or ended by ``SIGALRM``, which in these children is only
+    ever their own timer (the orphan alarm, an extension's load bound)."""
+
+    #: Every field the child emitted, the last value of each; ``done`` and ``status`` taken out.
+    fields: dict[str, Any]
+    done: bool
+    status: str | None
+    hung: bool
+    returncode: int | None
+    stderr: str
+    #: The script's file name: for a hang, its main thread is the one whose stack starts in it.
+    script: str
+
+    @classmethod
+    def read(cls, stdout: str, stderr: str, returncode: int | None, hung: bool, script: str) -> ScriptEnd:
+        fields: dict[str, Any] = {}
+        for event in events(stdout):
+            fields.update(event)
+        done = bool(fields.pop("done", False))
+        status = fields.pop("status", None)
+        hung = hung or returncode == -getattr(signal, "SIGALRM", -1)
+        return cls(fields, done, status, hung, returncode, stderr, script)
+
+    @property
+    def finished(self) -> bool:
+        """The child said everything: it is judged on what it said, however its process then ended."""
+        return self.done and bool(self.status)
+
+    def known(self, result: type, *taken: str) -> dict[str, Any]:
+        """The fields that are ``result``'s (a dataclass), less those the caller sets itself."""
+        names = set(getattr(result, "__dataclass_fields__", ())) - set(taken)
+        return {k: v for k, v in self.fields.items() if k in names}
+
+    def frame(self) -> str | None:
+        """Where faulthandler's dump says the child was (:func:`innermost_frame`): for a crash the thread that
+        crashed; for a hang the child's main thread, whichever thread took the signal."""
+        return innermost_frame(self.stderr, thread_with=self.script if self.hung else None)
+
+    @property
+    def where(self) -> str | None:
+        """:meth:`frame` where there is a dump to read (a hang, or a death by signal), else None."""
+        return self.frame() if self.hung or (self.returncode or 0) < 0 else None
+
+    def failure(self, stage: str, limit: float, by_deadline: bool) -> tuple[str, str]:
+        """(status, error) of a child that did not finish, ``stage`` its last step in words: ``unfinished`` (still
+        running at the doctor's deadline), ``timeout``, ``crashed`` or ``bad_output``."""
+        code = self.returncode
+        if self.hung and by_deadline:
+            return "unfinished", (
+                f"{stage} was still running when the doctor's deadline came, {limit:g} s after the child started"
+            )
+        if self.hung:
+            return "timeout", f"{stage} did not finish within {limit:g} s"
+        if code is not None and code < 0:
+            return "crashed", f"the interpreter was killed by {signal_name(-code, described=True)} during {stage}"
+        if code:
+            return "crashed", f"the interpreter exited with status {code} during {stage}"
+        return "bad_output", f"the child exited without reporting a result (last step: {stage})"
 
 
 # -- the parent's side -------------------------------------------------------------------------------------

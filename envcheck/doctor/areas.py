@@ -38,13 +38,13 @@ AREA_LIST = (
     Area("host", "Host", ("host", "disk"), quick=True),
     Area("packages", "Packages", ("packages", "nvml")),
     Area("driver", "Driver and NVML", ("nvml",), quick=True),
-    Area("gpu", "GPUs", ("nvml",), quick=True),
+    Area("gpu", "GPUs", ("nvml", "pci"), quick=True),
     Area("fabric", "GPU fabric (NVLink, P2P, topology)", ("fabric", "nvml")),
-    Area("pcie", "PCIe (ACS, IOMMU)", ()),
-    Area("net", "Network under NCCL (InfiniBand/RoCE, GPUDirect RDMA)", ("net", "nvml")),
+    Area("pcie", "PCIe (ACS, IOMMU)", ("pci",)),
+    Area("net", "Network under NCCL (InfiniBand/RoCE, GPUDirect RDMA)", ("net", "nvml", "pci")),
     # The healthcheck reads this boot's log since its last run (envcheck.probes.kernel.since_last_run), and judges
     # only the Xids: an AER or crash history is the full doctor's.
-    Area("kernel", "Kernel log (Xid, PCIe AER, crashes)", ("kernel_log", "nvml"), quick_checks=("kernel.xid",)),
+    Area("kernel", "Kernel log (Xid, PCIe AER, crashes)", ("kernel_log", "nvml", "pci"), quick_checks=("kernel.xid",)),
     Area("torch", "torch and CUDA", ("torch", "nvml", "toolkit")),
     Area("compile", "torch.compile (Inductor and Triton)", ("compile", "packages", "nvml")),
     Area("jax", "JAX", ("jax", "nvml", "packages")),

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -151,43 +150,18 @@ def _parse(
     mode: str, stdout: str, stderr: str, returncode: int | None, hung: bool, limit: float, by_deadline: bool
 ) -> JaxRun:
     """Merge the child's events in order, then decide the status from how it ended."""
-    fields: dict[str, Any] = {}
-    for event in workers.events(stdout):
-        fields.update(event)
-    done = bool(fields.pop("done", False))
-    status = fields.pop("status", None)
-    known = set(JaxRun.__dataclass_fields__) - {"mode", "status", "stderr_tail", "exit_code", "timeout_s"}
+    end = workers.ScriptEnd.read(stdout, stderr, returncode, hung, CHILD_SCRIPT.name)
     run = JaxRun(
         mode,
         "ok",
         stderr_tail=stderr[-STDERR_TAIL_CHARS:].strip(),
         exit_code=returncode,
         timeout_s=limit,
-        **{k: v for k, v in fields.items() if k in known},
+        **end.known(JaxRun, "mode", "status", "stderr_tail", "exit_code", "timeout_s"),
     )
-    hung = hung or returncode == -getattr(signal, "SIGALRM", -1)
-    if done and status:
-        run.status = status
+    if end.finished:
+        run.status = end.status  # type: ignore[assignment]
         return run
-    if hung or (returncode or 0) < 0:
-        run.where = workers.innermost_frame(stderr, thread_with=CHILD_SCRIPT.name if hung else None)
-    if hung:
-        run.status = "unfinished" if by_deadline else "timeout"
-        run.error = (
-            f"{stage_words(run.stage)} was still running when the doctor's deadline came, {limit:g} s after the "
-            "child started"
-            if by_deadline
-            else f"{stage_words(run.stage)} did not finish within {limit:g} s"
-        )
-    elif returncode:
-        run.status = "crashed"
-        how = (
-            f"was killed by {workers.signal_name(-returncode, described=True)}"
-            if returncode < 0
-            else f"exited with status {returncode}"
-        )
-        run.error = f"the interpreter {how} during {stage_words(run.stage)}"
-    else:
-        run.status = "bad_output"
-        run.error = f"the child exited without reporting a result (last step: {stage_words(run.stage)})"
+    run.where = end.where
+    run.status, run.error = end.failure(stage_words(run.stage), limit, by_deadline)
     return run

@@ -12,48 +12,28 @@ picks its devices, and says which backend it ended on.
 With ``torch`` it imports torch first, as most scripts that use both do: torch loads its own cuDNN and cuBLAS
 into the process, and JAX's plugin then finds those instead of its own (jax-ml/jax#18032).
 
-Like the torch child it never imports envcheck, takes only envcheck/core/workers.py by path, says each step
-before it starts (``{"stage": ...}``) and its last line carries ``"done": true``.
+Like the torch child it never imports envcheck, takes only envcheck/core/workers.py by path
+(envcheck.probes.child_protocol), says each step before it starts (``{"stage": ...}``) and its last line
+carries ``"done": true``.
 """
 
 import logging
-import math
-import os
-import signal
 import sys
 import time
 import traceback
 import warnings
 
+if __package__:
+    from envcheck.probes.child_protocol import load
+else:  # run by path: this file's directory is first on sys.path (until main drops it)
+    from child_protocol import load
 
-def _workers():
-    """envcheck.core.workers, from its file when run as a script (the same few lines as torch_child's loader:
-    a script run by path can share no code before it has loaded some)."""
-    if __package__:
-        import importlib
-
-        return importlib.import_module("envcheck.core.workers")
-    import importlib.util
-
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "core", "workers.py")
-    spec = importlib.util.spec_from_file_location("_envcheck_child_workers", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
-    spec.loader.exec_module(module)
-    return module
-
-
-workers = _workers()
+workers = load()
 emit = workers.emit
+error_text = workers.error_text
 
-ORPHAN_GRACE_S = 2
 #: One message is kept to this many characters (a plugin's traceback is long; its last lines say why).
 MESSAGE_CHARS = 3000
-
-
-def error_text(exc):
-    message = str(exc).strip()
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 class Keep(logging.Handler):
@@ -75,16 +55,9 @@ class Keep(logging.Handler):
 
 
 def main(argv):
-    # Run by path, Python puts this file's directory first on sys.path, and that directory holds envcheck's
-    # own ``jax.py`` and ``torch.py`` probe modules: drop it before anything imports either.
-    if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
-        del sys.path[0]
     timeout_s = float(argv[1]) if len(argv) > 1 else 0.0
     torch_first = len(argv) > 2 and argv[2] == "torch"
-    workers.start()
-    if timeout_s > 0 and hasattr(signal, "alarm"):
-        signal.signal(signal.SIGALRM, signal.SIG_DFL)
-        signal.alarm(math.ceil(timeout_s) + ORPHAN_GRACE_S)
+    workers.start_script(__file__, timeout_s)  # off envcheck's own jax.py and torch.py, last words, orphan alarm
     keep = Keep()
     logging.getLogger().addHandler(keep)
     emit(python=sys.version.split()[0], executable=sys.executable)

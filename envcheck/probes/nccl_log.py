@@ -270,3 +270,17 @@ def read_back(path: str, *, ours: bool, echo: bool, limit: int = 8 << 20) -> str
 def hcas(env: Mapping[str, str] | None = None) -> list[str]:
     """The RDMA devices (InfiniBand or RoCE HCAs) this node's kernel has, by name: what NCCL could have used."""
     return listdir(sysfs(env, "class", "infiniband"))
+
+
+def rdma_on_node(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """What a rank tells rank 0 of its node's RDMA, beside its log: the HCAs, their ports (``[name, port]``), and
+    the ``NCCL_IB_HCA`` its NCCL read (None: not set). Rank 0 judges every node's account, but only a rank can
+    read its own node's ``/sys`` and environment, so the facts travel and the judging stays in one place."""
+    env = env if env is not None else os.environ
+    names = hcas(env)
+    ports = [
+        [name, port]
+        for name in names
+        for port in sorted(int(n) for n in listdir(sysfs(env, "class", "infiniband", name, "ports")) if n.isdigit())
+    ]
+    return {"hcas": names, "hca_ports": ports, "nccl_ib_hca": env.get("NCCL_IB_HCA")}

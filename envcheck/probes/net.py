@@ -144,8 +144,6 @@ class NetInfo:
     #: HCA name -> the uverbs device that serves it (``/sys/class/infiniband_verbs/uverbsN/ibdev``).
     uverbs_of: dict[str, str] = field(default_factory=dict)
     peer: PeerMemory = field(default_factory=PeerMemory)
-    #: NVIDIA GPUs the PCI bus shows, by bus id (for GPU<->NIC affinity, joined to NVML's bus ids by the check).
-    gpus: list[PciPlace] = field(default_factory=list)
     #: Where an NCCL network plugin file was found (only looked for where an EFA HCA is present), or None.
     net_plugin: str | None = None
     #: Where it was looked for, in order (for the fix when it is not found).
@@ -247,7 +245,6 @@ def probe_net(
             info.uverbs_of[ibdev] = name
     info.peer = _read_peer(env)
     info.memlock_read, info.memlock_soft = _read_memlock(env)
-    info.gpus = _nvidia_gpus(env)
     if any(hca.efa for hca in info.hcas):
         info.net_plugin, info.plugin_searched = find_net_plugin(env)
     return info
@@ -329,11 +326,12 @@ def pci_place(device: Path) -> PciPlace:
     return place
 
 
-def _nvidia_gpus(env: Mapping[str, str]) -> list[PciPlace]:
-    """Where each NVIDIA GPU on the bus sits (envcheck.probes.pci finds them)."""
+def gpu_places(bus: pci.PciBus, env: Mapping[str, str] | None = None) -> list[PciPlace]:
+    """Where each NVIDIA GPU on the bus sits, by bus id (for GPU<->NIC affinity, joined to NVML's bus ids by the
+    check): from the ``pci`` probe's one scan of the bus, which the checks share."""
     devices = machine.sysfs(env, "bus", "pci", "devices")
     gpus = []
-    for name in pci.nvidia_gpus(env):
+    for name in bus.nvidia_gpus():
         target = machine.link_target(devices / name)
         gpus.append(pci_place(target) if target is not None else PciPlace(bus_id=name))
     return gpus

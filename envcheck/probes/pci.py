@@ -1,7 +1,12 @@
 """The PCI bus as sysfs shows it (``/sys/bus/pci/devices``, through envcheck.core.machine): NVIDIA GPUs, the
 bridges above them, and their ACS control from PCIe extended config space.
 
-Plain data, no judgement: ``gpu.count`` compares the bus's GPUs with NVML's, ``pcie.acs`` judges the bridges.
+Plain data, no judgement: ``gpu.count`` compares the bus's GPUs with NVML's, ``pcie.acs`` judges the bridges,
+``net.affinity`` places each GPU beside the NICs.
+
+The bus is scanned once a doctor run: the ``pci`` probe's :class:`PciBus` is what every check that needs the list
+of devices reads (the runner shares a probe's data between checks), and the functions below take it instead of
+walking ``/sys/bus/pci/devices`` again.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from envcheck.core.machine import listdir, procfs, read_bytes, read_text, sysfs
+from envcheck.probes.registry import probe
 
 NVIDIA = 0x10DE
 #: PCI base class and subclass (PCI Code and ID Assignment Specification), the programming interface left out:
@@ -65,25 +71,37 @@ def devices(env: Mapping[str, str] | None = None) -> list[PciDevice]:
     ]
 
 
-def nvidia_gpus(env: Mapping[str, str] | None = None) -> list[str]:
-    """The addresses of the NVIDIA display and 3D controllers on the bus (not NVSwitches, not audio)."""
-    return [d.address for d in devices(env) if d.vendor == NVIDIA and d.pci_class is not None
-            and d.pci_class >> 8 in GPU_CLASSES]  # fmt: skip
+@dataclass(frozen=True)
+class PciBus:
+    """One scan of the bus: every device with its vendor and class."""
+
+    devices: tuple[PciDevice, ...]
+
+    def nvidia_gpus(self) -> list[str]:
+        """The addresses of the NVIDIA display and 3D controllers on the bus (not NVSwitches, not audio)."""
+        return [d.address for d in self.devices if d.vendor == NVIDIA and d.pci_class is not None
+                and d.pci_class >> 8 in GPU_CLASSES]  # fmt: skip
+
+    def nics(self) -> list[str]:
+        """The addresses of the network controllers on the bus (base class 0x02: Ethernet, InfiniBand...),
+        whatever their vendor: the NICs a GPU's GPUDirect RDMA traffic goes to."""
+        return [d.address for d in self.devices if d.pci_class is not None and d.pci_class >> 16 == 0x02]
 
 
-def nics(env: Mapping[str, str] | None = None) -> list[str]:
-    """The addresses of the network controllers on the bus (base class 0x02: Ethernet, InfiniBand...), whatever
-    their vendor: the NICs a GPU's GPUDirect RDMA traffic goes to."""
-    return [d.address for d in devices(env) if d.pci_class is not None and d.pci_class >> 16 == 0x02]
+@probe("pci", timeout_s=10.0, what="the PCI bus (/sys/bus/pci/devices)")
+def probe_pci(env: Mapping[str, str] | None = None) -> PciBus:
+    """The bus, read once for every check of a run that needs it (a node has a few hundred devices, two reads
+    each)."""
+    return PciBus(tuple(devices(env)))
 
 
-def gpu_drivers(env: Mapping[str, str] | None = None) -> dict[str, str | None]:
+def gpu_drivers(bus: PciBus, env: Mapping[str, str] | None = None) -> dict[str, str | None]:
     """Each NVIDIA GPU on the bus that is a whole device, with the driver bound to it (``nvidia``, ``vfio-pci``,
     ``nouveau``; None when none is). SR-IOV virtual functions (a ``physfn`` link: vGPU on a host) are left out:
     NVML never lists them as GPUs."""
     root = sysfs(env, "bus", "pci", "devices")
     found: dict[str, str | None] = {}
-    for address in nvidia_gpus(env):
+    for address in bus.nvidia_gpus():
         if os.path.lexists(root / address / "physfn"):
             continue
         try:

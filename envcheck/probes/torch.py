@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -295,15 +294,11 @@ def _parse(
 
     ``hung``: still running at ``limit`` (then killed); ``by_deadline``: that limit was the doctor's
     deadline rather than the child's own timeout."""
-    fields: dict[str, Any] = {}
-    for event in workers.events(stdout):
-        fields.update(event)
-    done = bool(fields.pop("done", False))
+    end = workers.ScriptEnd.read(stdout, stderr, returncode, hung, CHILD_SCRIPT.name)
+    fields = end.fields
     torch_done = bool(fields.pop("torch_done", False))
-    status = fields.pop("status", None)
     devices = [_device(d) for d in fields.pop("devices", [])]
     nccl = fields.pop("nccl_version", None)
-    known = set(TorchInfo.__dataclass_fields__) - {"status", "stderr_tail", "exit_code", "timeout_s"}
     info = TorchInfo(
         status="ok",
         stderr_tail=stderr[-STDERR_TAIL_CHARS:].strip(),
@@ -311,44 +306,24 @@ def _parse(
         timeout_s=limit,
         devices=devices,
         nccl_version=tuple(nccl) if isinstance(nccl, list) else nccl,
-        **{k: v for k, v in fields.items() if k in known},
+        **end.known(TorchInfo, "status", "stderr_tail", "exit_code", "timeout_s"),
     )
-    # SIGALRM is only ever the child's own timer (its orphan alarm, an extension's load bound): it was hung.
-    hung = hung or returncode == -getattr(signal, "SIGALRM", -1)
-    # A child that said everything is judged on what it said, however its process then ended.
-    if done and status:
-        info.status = status
+    if end.finished:
+        info.status = end.status  # type: ignore[assignment]
         return info
     if torch_done:
-        _extension_stopped(info, stderr, returncode, hung, by_deadline)
+        _extension_stopped(info, end, by_deadline)
         return info
-    info.where = _innermost_frame(stderr, hung=hung) if (hung or (returncode or 0) < 0) else None
-    if hung and by_deadline:
-        info.status = "unfinished"
-        info.error = (
-            f"{stage_words(info.stage)} was still running when the doctor's deadline came, {limit:g} s after "
-            "the child started"
-        )
-    elif hung:
-        info.status = "timeout"
-        info.error = f"{stage_words(info.stage)} did not finish within {limit:g} s"
-    elif returncode is not None and returncode < 0:
-        info.status = "crashed"
-        killer = workers.signal_name(-returncode, described=True)
-        info.error = f"the interpreter was killed by {killer} during {stage_words(info.stage)}"
-    elif returncode:
-        info.status = "crashed"
-        info.error = f"the interpreter exited with status {returncode} during {stage_words(info.stage)}"
-    else:
-        info.status = "bad_output"
-        info.error = f"the child exited without reporting a result (last step: {stage_words(info.stage)})"
+    info.where = end.where
+    info.status, info.error = end.failure(stage_words(info.stage), limit, by_deadline)
     return info
 
 
-def _extension_stopped(info: TorchInfo, stderr: str, returncode: int | None, hung: bool, by_deadline: bool) -> None:
+def _extension_stopped(info: TorchInfo, end: workers.ScriptEnd, by_deadline: bool) -> None:
     """The child said everything about torch, then ended while loading (or scanning for) an extension: torch
     stays ``ok`` and the extension it was loading is the finding."""
     kind, _, index = (info.stage or "").partition(":")
+    hung, returncode = end.hung, end.returncode
     how = "unfinished" if hung and by_deadline else "hung" if hung else "crashed"
     if returncode is not None and returncode < 0 and not hung:
         error = f"killed by {workers.signal_name(-returncode, described=True)}"
@@ -360,15 +335,8 @@ def _extension_stopped(info: TorchInfo, stderr: str, returncode: int | None, hun
         "index": int(index) if kind == "extension" and index.isdigit() else None,
         "how": how,
         "error": error,
-        "where": _innermost_frame(stderr, hung=hung),
+        "where": end.frame(),
     }
-
-
-def _innermost_frame(stderr: str, *, hung: bool = False) -> str | None:
-    """Where faulthandler's dump says the child was (envcheck.core.workers.innermost_frame). For a crash
-    the thread that matters is the one that crashed; for a hang it is the child's main thread, whichever
-    thread took the signal: the one whose stack starts in the child script."""
-    return workers.innermost_frame(stderr, thread_with=CHILD_SCRIPT.name if hung else None)
 
 
 def _device(raw: dict[str, Any]) -> TorchDevice:

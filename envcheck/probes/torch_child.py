@@ -20,43 +20,28 @@ faulthandler answers by writing every thread's stack to stderr (from the signal 
 hang inside a C call holding the GIL answers), and then kills the process group.
 """
 
-import math
 import os
 import re
 import signal
 import sys
 import time
 
+if __package__:
+    from envcheck.probes.child_protocol import load
+else:  # run by path: this file's directory is first on sys.path (until main drops it)
+    from child_protocol import load
 
-def _protocol(package="core", name="workers"):
-    """envcheck.core.workers (or another standard-library-only module of envcheck): imported as such when
-    this module is part of envcheck (the probe reads it), loaded from its file when this runs as a script,
-    which must not import envcheck."""
-    if __package__:
-        import importlib
-
-        return importlib.import_module(f"envcheck.{package}.{name}")
-    import importlib.util
-
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), package, f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"_envcheck_child_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
-    spec.loader.exec_module(module)
-    return module
-
-
-workers = _protocol()
+workers = load()
 MARK = workers.MARK
 emit = workers.emit
+error_text = workers.error_text
 
 #: The matmul every visible GPU runs: small enough to take milliseconds, big enough that a broken
 #: kernel, bad memory or a wrong-arch fallback shows up as a wrong number.
 MATMUL_N = 64
 
-#: How long after its own time limit the child ends itself, should the parent not have killed it. The
-#: parent always kills before the limit, so only a child whose envcheck died ever gets here.
-ORPHAN_GRACE_S = 2
+#: How long past its own limit the child ends itself, should the parent not have killed it.
+ORPHAN_GRACE_S = workers.ORPHAN_GRACE_S
 
 #: Distributions that ship CUDA's libraries to a pip-installed torch (nvidia-cudnn-cu12, nvidia-nccl-cu12;
 #: CUDA 13 wheels drop the suffix, and cuda-toolkit pulls them in) and triton, the compiler behind
@@ -65,12 +50,6 @@ CUDA_WHEEL_PREFIXES = ("nvidia-", "cuda-")
 #: nvidia-* distributions that hold no CUDA library: NVML's Python bindings, NVIDIA's index helper.
 NOT_CUDA_WHEELS = ("nvidia-ml-py", "nvidia-ml-py3", "nvidia-pyindex")
 TRITON_NAMES = ("triton", "pytorch-triton", "pytorch-triton-rocm", "pytorch-triton-xpu")
-
-
-def error_text(exc):
-    """The exception as a person would quote it: ``OSError: libcudnn.so.9: cannot open ...``."""
-    message = str(exc).strip()
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def build_info(torch):
@@ -322,10 +301,10 @@ def load_extensions(timeout_s):
     import ctypes
     from importlib import metadata
 
-    elf = _protocol("probes", "elf")
+    elf = load("probes", "elf")
     distributions = list(metadata.distributions())
     try:
-        emit(stack_records=_protocol("probes", "stack").records(distributions))
+        emit(stack_records=load("probes", "stack").records(distributions))
     except Exception as exc:  # noqa: BLE001 - a record that cannot be read is said, and loading goes on
         emit(stack_records={"error": error_text(exc)})
     found = elf.scan(distributions)
@@ -369,21 +348,12 @@ EXTENSIONS_S = 8.0
 
 
 def main(argv):
-    # Run by path, Python puts this file's directory first on sys.path, and that directory holds
-    # envcheck's own ``torch.py`` probe module: drop it before anything imports ``torch``.
-    if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
-        del sys.path[0]
     timeout_s = float(argv[1]) if len(argv) > 1 else 0.0
-    # A native crash, and the parent's "where are you stuck?" just before it kills us, leave the Python
-    # stack on stderr for the parent to quote. (A parent killed outright takes us with it: the kernel does
-    # that for every child of envcheck, envcheck.core.proc.start; the alarm below is the bound elsewhere.)
-    workers.start()
-    if timeout_s > 0 and hasattr(signal, "alarm"):
-        # The parent kills us before the limit, but a parent killed outright (SIGKILL, an OOM kill) runs
-        # no exit handler: then SIGALRM's default action ends us, done by the kernel, so even a hang inside
-        # a C call holding the GIL cannot keep us (and the GPU) alive.
-        signal.signal(signal.SIGALRM, signal.SIG_DFL)
-        signal.alarm(math.ceil(timeout_s) + ORPHAN_GRACE_S)
+    # Off this directory's sys.path entry (envcheck's own torch.py), a stack on stderr for a native crash and
+    # for the parent's "where are you stuck?", and the orphan alarm. (A parent killed outright takes us with
+    # it: the kernel does that for every child of envcheck, envcheck.core.proc.start; the alarm is the bound
+    # elsewhere.)
+    workers.start_script(__file__, timeout_s)
     emit(
         python=sys.version.split()[0],
         executable=sys.executable,

@@ -8,11 +8,14 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
+
 from envcheck.comm.app import CommRequest, build_report
 from envcheck.comm.report import comm_document
 from envcheck.core.model import Status
 from envcheck.probes import nccl_log
 from envcheck.render import RenderOptions, make_console, render
+from tests import nettree
 
 LOGS = Path(__file__).parents[1] / "probes" / "nccl_logs"
 
@@ -56,6 +59,40 @@ def test_sockets_while_the_node_has_hcas_is_a_finding_naming_net_ports_and_the_f
     assert "envcheck doctor net.ports net.gpudirect" in finding.fix and "/dev/infiniband" in finding.fix
     assert report.status is Status.WARN
     assert comm_document(report)["summary"]["transport_findings"] == 1
+
+
+def node_accounts(name: str, env: dict[str, str]) -> list[dict]:
+    """As :func:`accounts`, with what a rank reads of its node (a captured tree, its NCCL_IB_HCA) as it reads it."""
+    return [
+        {"rank": p.to_json()["rank"], "host": p.host, **nccl_log.rdma_on_node(env), "log": "read",
+         "processes": [p.to_json()]}
+        for p in nccl_log.parse((LOGS / name).read_text())
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [("^mlx5", ""), ("=mlx5_8,mlx5_9", ", naming mlx5_8, mlx5_9, which it does not have"), ("mlx4", ", naming mlx4")],
+)
+def test_sockets_because_nccl_ib_hca_leaves_out_every_hca_name_it_as_the_cause_and_the_fix(tmp_path, value, named):
+    env = {**nettree.hgx_ndr(tmp_path), "NCCL_IB_HCA": value}
+    report = build(node_accounts("socket_fallback.log", env))
+    (finding,) = report.transport.findings
+    assert finding.host == "node03" and finding.ranks == (0,)
+    assert f"NCCL_IB_HCA={value} leaves out every one of them{named}" in finding.what
+    assert "NET/Socket" in finding.what and finding.checks == ("net.ports",)
+    assert finding.fix.startswith("Unset NCCL_IB_HCA") and "mlx5_0, mlx5_1" in finding.fix
+    assert "ibv_devices" in finding.fix and "/dev/infiniband" not in finding.fix
+    (rank,) = comm_document(report)["transport"]["ranks"]
+    assert rank["nccl_ib_hca"] == value and rank["hcas_kept"] == [] and ["mlx5_7", 1] in rank["hca_ports"]
+
+
+@pytest.mark.parametrize("value", [None, "mlx5_0:1", "^=mlx5_0", "=mlx5_3,mlx5_9"])
+def test_sockets_where_nccl_ib_hca_keeps_an_hca_keep_the_port_and_peermem_causes(tmp_path, value):
+    env = nettree.hgx_port_down(tmp_path) | ({"NCCL_IB_HCA": value} if value else {})
+    (finding,) = build(node_accounts("socket_fallback.log", env)).transport.findings
+    assert "NCCL_IB_HCA" not in finding.what and "/dev/infiniband" in finding.fix
+    assert {"net.ports", "net.gpudirect"} <= set(finding.checks)
 
 
 def test_sockets_on_a_node_without_hcas_is_no_finding():

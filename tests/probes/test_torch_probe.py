@@ -24,13 +24,13 @@ from typing import Any
 
 import pytest
 
+from envcheck.core.workers import ScriptEnd
 from envcheck.probes import torch_child
 from envcheck.probes.torch import (
     CHILD_SCRIPT,
     DEFAULT_CHILD_TIMEOUT_S,
     PROBE_TIMEOUT_S,
     TIMEOUT_ENV,
-    _innermost_frame,
     _parse,
     child_timeout,
     probe_torch,
@@ -346,6 +346,11 @@ def test_a_child_that_reported_everything_is_judged_on_its_report() -> None:
     stdout = f'{torch_child.MARK}{{"version": "2.13.0+cpu"}}\n{torch_child.MARK}{{"status": "ok", "done": true}}\n'
     assert _parse(stdout, "", -signal.SIGKILL, hung=True, limit=3).status == "ok"
     assert _parse(stdout, "", -signal.SIGSEGV, hung=False, limit=3).status == "ok"
+
+
+def _innermost_frame(stderr: str, *, hung: bool) -> str | None:
+    """Where the torch child's end is placed (envcheck.core.workers.ScriptEnd.frame, as the probe reads it)."""
+    return ScriptEnd.read("", stderr, None, hung, CHILD_SCRIPT.name).frame()
 
 
 def test_the_hang_is_placed_in_the_main_threads_stack() -> None:

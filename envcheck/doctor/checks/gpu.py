@@ -625,7 +625,7 @@ def gpu_count(ctx: Context) -> Verdict:
             REFUSED_FIX,
             "sudo nvidia-smi --query-gpu=index,pci.bus_id --format=csv",
         )
-    drivers = {pci.normal(a): d for a, d in pci.gpu_drivers(ctx.env).items()}
+    drivers = {pci.normal(a): d for a, d in pci.gpu_drivers(ctx.probe("pci"), ctx.env).items()}
     # A GPU bound to another driver (vfio-pci for a VM's passthrough, nouveau) is given away on purpose.
     elsewhere = sorted(a for a, d in drivers.items() if d is not None and d != "nvidia")
     on_bus = {a for a in drivers if a not in elsewhere}

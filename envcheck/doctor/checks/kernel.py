@@ -200,7 +200,9 @@ def _theirs(ctx: Context, info: KernelLogInfo, state: Any) -> tuple[Callable[[st
         return (lambda _key: False), container  # a GPU we were given is missing from NVML: any could be it
     known = {pci_key(g.pci_bus_id) for g in state.gpus if available(g.pci_bus_id)}
     own_bus = bool(ctx.env.get(SYSFS_ENV)) or container is None
-    on_bus = {pci_key(a) for a, d in pci.gpu_drivers(ctx.env).items() if d in (None, "nvidia")} if own_bus else set()
+    bus = ctx.probe("pci") if own_bus else None
+    drivers = pci.gpu_drivers(bus, ctx.env) if isinstance(bus, pci.PciBus) else {}
+    on_bus = {pci_key(a) for a, d in drivers.items() if d in (None, "nvidia")}
     return (lambda key: key not in known and key not in on_bus), container
 
 

@@ -26,6 +26,7 @@ from envcheck.probes.net import (
     PeerKey,
     Port,
     fabric_ports,
+    gpu_places,
     kernel_at_least,
     peer_key,
     place_of,
@@ -396,13 +397,14 @@ def affinity(ctx: Context) -> Verdict:
     gpus = _gpus(ctx)
     if not gpus:
         return skip("no NVIDIA GPU answers: nothing to place beside the NICs")
+    places = gpu_places(ctx.probe("pci"), ctx.env)
     nics = [h for h in info.hcas if h.pci is not None and any(p.up for p in h.ports)] or [
         h for h in info.hcas if h.pci is not None
     ]
     table: dict[str, Any] = {}
     across, unknown = [], []
     for gpu in gpus:
-        place = place_of(info.gpus, gpu.pci_bus_id)
+        place = place_of(places, gpu.pci_bus_id)
         ranked = sorted(
             ((n, h) for h in nics if place is not None and (n := nearness(place, h.pci)) is not None),  # type: ignore[arg-type]
             key=lambda pair: pair[0],

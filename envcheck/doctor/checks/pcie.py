@@ -38,14 +38,15 @@ def check_acs(ctx: Context) -> Verdict:
     each port's extended config space (root only: otherwise the exact command to run), with the IOMMU mode;
     skipped under a hypervisor, where ACS is expected (it isolates passed-through devices)."""
     env = ctx.env
-    gpus = pci.nvidia_gpus(env)
+    bus: pci.PciBus = ctx.probe("pci")
+    gpus = bus.nvidia_gpus()
     if not gpus:
         raise SkipCheck("no NVIDIA GPU on the PCI bus")
     vm = pci.hypervisor(env)
     if vm is not None:
         return skip(f"under a hypervisor ({vm}): ACS is the host's to set, and expected there")
     iommu = pci.iommu(env)
-    paths = {device: pci.bridges_above(device, env) for device in [*gpus, *pci.nics(env)]}
+    paths = {device: pci.bridges_above(device, env) for device in [*gpus, *bus.nics()]}
     bridges = list(dict.fromkeys(b for gpu in gpus for b in paths[gpu]))
     if not bridges:
         raise SkipCheck("the GPUs sit directly on the root complex: no bridge above them")

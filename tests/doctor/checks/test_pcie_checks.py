@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from envcheck.probes import pci
+from tests import nettree
 from tests.doctor.checks.pcitree import REDIRECTING, config_space, hgx_tree
 from tests.doctor.test_nvml import ENVCHECK, NVML_SITE
 
@@ -130,3 +131,26 @@ def test_a_gpu_bound_to_another_driver_or_a_virtual_function_is_not_missing(tmp_
     (device / "driver").unlink()
     (device / "physfn").symlink_to(device.parent / "0000:18:00.0")
     assert doctor(tree, "hgx_7_of_8")["gpu.count"]["status"] == "ok"
+
+
+def test_one_doctor_run_scans_the_pci_bus_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nvml) -> None:
+    """gpu.count, pcie.acs and net.affinity all read the bus (with the net probe beside them): one scan of
+    /sys/bus/pci/devices serves them all, the ``pci`` probe's, and they still judge the node."""
+    from envcheck.doctor.app import DoctorRequest, run_doctor
+
+    nvml("hgx_8gpu")
+    env = {**nettree.hgx_ndr(tmp_path), "ENVCHECK_FABRIC_INTERVAL_S": "0"}
+    bus = Path(env["ENVCHECK_SYSFS"]) / "bus" / "pci" / "devices"
+    scans = []
+    listdir = pci.listdir
+    monkeypatch.setattr(
+        pci, "listdir", lambda path: (scans.append(path) if Path(path) == bus else None) or listdir(path)
+    )
+    selection = ("gpu.count", "pcie.acs", "net.affinity", "net.ports")
+    report = run_doctor(DoctorRequest(selection, env=env, deadline_s=30.0))
+    found = {r.id: r for r in report.results}
+    assert found["gpu.count"].summary == "PCI sees 8, the driver 8"
+    assert "GPU 0 → mlx5_0 (PIX)" in found["net.affinity"].summary
+    assert "no NVIDIA GPU" not in found["pcie.acs"].summary  # it found the GPUs (and no config space to read)
+    assert found["net.ports"].status.value == "ok"
+    assert len(scans) == 1
