@@ -166,21 +166,34 @@ def redact_tree(value: Any, env: Mapping[str, str]) -> Any:
     # A report repeats its strings (a fleet's ten thousand nodes share their checks' words and fixes):
     # each distinct one is scrubbed once.
     done: dict[str, str] = {}
+    known = done.get
 
     def text(item: str) -> str:
-        found = done.get(item)
-        if found is None:
-            found = done[item] = clean(item)
+        found = done[item] = clean(item)
         return found
 
     def walk(item: Any) -> Any:
-        kind = type(item)  # the plain JSON types by exact type first: millions of them in a fleet's report
+        # The plain JSON types by exact type first, and a string already scrubbed looked up without a
+        # call of text(): a fleet's report holds millions of values, most of them a few distinct keys.
+        kind = type(item)
         if kind is str:
-            return text(item)
+            return known(item) or text(item)
         if kind is dict:
-            return {walk(key): walk(inner) for key, inner in item.items()}
+            return {
+                (known(key) or text(key)) if type(key) is str else walk(key): (known(inner) or text(inner))
+                if type(inner) is str
+                else walk(inner)
+                for key, inner in item.items()
+            }
         if kind is list:
-            return [inner if type(inner) in _NUMBERS else walk(inner) for inner in item]
+            return [
+                (known(inner) or text(inner))
+                if type(inner) is str
+                else inner
+                if type(inner) in _NUMBERS
+                else walk(inner)
+                for inner in item
+            ]
         if kind in _NUMBERS or item is None:
             return item
         if isinstance(item, str):

@@ -317,6 +317,9 @@ def _torch_fields(torch: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_new = tuple.__new__
+
+
 class _Named(NamedTuple):
     """What a device's figures name it by, read once per device of a report."""
 
@@ -352,9 +355,10 @@ def _reading(
     """A device's figure, keyed by its UUID where it has one (else its bench name: one figure per device
     and host), with every name an admin may look for it by."""
     kind, model, uuid, index, pci = named
-    return Reading(
-        Group(bench_id, kind, model, unit, quick), uuid or name, kind, name, index, uuid, pci, value, contended, noisy
-    )
+    # tuple.__new__ straight, not the named tuples' generated __new__ (a Python function, several times
+    # slower): a fleet makes a million of these.
+    group = _new(Group, (bench_id, kind, model, unit, quick))
+    return _new(Reading, (group, uuid or name, kind, name, index, uuid, pci, value, contended, noisy))
 
 
 def _device_uuids(doc: dict[str, Any]) -> set[str | None]:
@@ -434,37 +438,36 @@ class Bench(Adapter):
         return out + _spec_verdicts(source, kind, _dict(doc.get("spec")).get("verdicts"))
 
     def readings(self, doc: dict[str, Any]) -> list[Reading]:
-        """Each benchmark's headline on each device, its best verified case, picked as the lab spec picks
-        it (envcheck.spec.bench.headlines)."""
-        from envcheck.spec.bench import headlines
-
+        """Each benchmark's headline on each device: its best verified case, picked as the lab spec picks
+        it (envcheck.spec.bench.headlines), in one pass over the results (a fleet reads 48 of them per
+        8-GPU report, a million for 10 000 nodes; tests/fleet/test_read.py holds it to headlines())."""
         quick = _dict(doc.get("options")).get("quick") is True
         devices = {str(d.get("name")): d for d in _dicts(doc.get("devices"))}
-        # Only results with a figure reach headlines(), whose float() would overflow on a wider integer.
-        results = [
-            r
-            for r in _dicts(doc.get("results"))
-            if isinstance(r.get("id"), str)
-            and isinstance(r.get("unit"), str)
-            and isinstance(r.get("device"), str)
-            and _figure(r.get("value")) is not None
-        ]
         # A figure taken while other work held the CPUs, or whose samples spread too widely (the bench's
         # ``noisy``), judges nothing: it is listed, never compared (a device measured both ways keeps
-        # its calm figure).
-        quiet = [r for r in results if r.get("noisy") is not True]
-        calm = headlines(quiet, contended=False)
-        contended = {k: v for k, v in headlines(quiet, contended=True).items() if k not in calm}
-        noisy = {
-            k: v
-            for k, v in headlines([r for r in results if r.get("noisy") is True]).items()
-            if k not in calm and k not in contended
-        }
+        # its calm figure). One table per mark: calm, contended, noisy.
+        tables: tuple[dict[tuple[str, str], tuple[float, str]], ...] = ({}, {}, {})
+        for r in _dicts(doc.get("results")):
+            if r.get("status") != "ok" or r.get("verified") is not True:
+                continue
+            bench_id, unit, name = r.get("id"), r.get("unit"), r.get("device")
+            value = _figure(r.get("value"))
+            if value is None or not (isinstance(bench_id, str) and isinstance(unit, str) and isinstance(name, str)):
+                continue
+            table = tables[2 if r.get("noisy") is True else 1 if r.get("contended") is True else 0]
+            key = (bench_id, name)
+            best = table.get(key)
+            if best is None or value > best[0]:
+                table[key] = (value, unit)
         out = []
         named: dict[str, _Named] = {}
-        for table, marks in ((calm, (False, False)), (contended, (True, False)), (noisy, (False, True))):
-            for (bench_id, name), (value, unit) in table.items():
-                name = str(name)
+        seen: set[tuple[str, str]] = set()
+        for table, marks in zip(tables, ((False, False), (True, False), (False, True)), strict=True):
+            for key, (value, unit) in table.items():
+                if key in seen:
+                    continue
+                seen.add(key)
+                bench_id, name = key
                 if name not in named:
                     device = devices.get(name) or {"name": name, "kind": "cpu" if name == "cpu" else "cuda"}
                     named[name] = _named(device)

@@ -139,6 +139,8 @@ class Comparison:
     unit: str
     median: float
     devices: tuple[Device, ...]
+    #: Each device's place in the fleet's device table (:attr:`FleetReport.devices`), aligned.
+    positions: tuple[int, ...]
     values: tuple[float, ...]
     sources: tuple[str, ...]
     #: The devices more than the threshold below the median, as figures, in :attr:`figures`' order.
@@ -264,6 +266,8 @@ class FleetReport:
     #: The nodes' problems and the slow devices, one entry each across the fleet, the worst and most
     #: common first.
     problems: tuple[ProblemGroup, ...] = ()
+    #: Every compared device, once (what :attr:`Comparison.positions` point into).
+    devices: tuple[Device, ...] = ()
 
     @property
     def slow(self) -> list[Figure]:
@@ -450,6 +454,7 @@ class Merger:
             threshold=threshold,
             contended=tuple(self.contended),
             problems=tuple(problem_groups(nodes, [f for c in compared for f in c.slow], threshold)),
+            devices=tuple(self.devices),
         )
 
 
@@ -545,6 +550,7 @@ def comparisons(
             unit,
             median,
             tuple(devices[at] for at in by_device),
+            tuple(by_device),
             tuple(values),
             tuple(sources.values()),
             (),

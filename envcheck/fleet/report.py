@@ -30,7 +30,7 @@ from typing import Any
 
 from envcheck.core.model import to_jsonable
 from envcheck.core.report import FLEET_SCHEMA, HostIdentity, Summary, envelope, verdict_of
-from envcheck.fleet.merge import Comparison, Figure, FleetReport, Node, ProblemGroup, SlowDevice, field_title
+from envcheck.fleet.merge import Comparison, Device, Figure, FleetReport, Node, ProblemGroup, SlowDevice, field_title
 
 
 def fleet_document(
@@ -91,7 +91,7 @@ def fleet_document(
             ],
             "problems": [_problem_group(g) for g in report.problems],
             "slow_devices": slow_by_host(report.slow_devices),
-            "figures": device_figures(report.comparisons),
+            "figures": device_figures(report.devices, report.comparisons),
         }
     )
     # The bulk of a large fleet's document (its nodes, problems, comparisons and figures: millions of
@@ -172,28 +172,21 @@ def device_key(hostname: str, device: str, uuid: str | None) -> str:
     return uuid or f"{hostname}/{device}"
 
 
-def device_figures(comparisons: tuple[Comparison, ...]) -> dict[str, Any]:
+def device_figures(devices: tuple[Device, ...], comparisons: tuple[Comparison, ...]) -> dict[str, Any]:
     """Every compared device's figures as columns: ``devices`` (each device's key), ``hosts`` (its host,
     aligned) and ``values`` (figure -> a list aligned with ``devices``, null where the device has no
     such figure). A fleet of 10 000 8-GPU nodes keeps 480 000 figures here: an object per device, or a
     device key per figure, made this the largest part of the document and of its time to write."""
-    at: dict[str, int] = {}
-    hosts: list[str] = []
     columns: dict[str, list[float | None]] = {}
     for c in comparisons:
-        column = columns.setdefault(figure_key(c.id, c.quick), [])
-        for d, value in zip(c.devices, c.values, strict=True):
-            key = device_key(d.hostname, d.device, d.uuid)
-            i = at.get(key)
-            if i is None:
-                i = at[key] = len(hosts)
-                hosts.append(d.hostname)
-            if i >= len(column):
-                column.extend([None] * (i + 1 - len(column)))
-            column[i] = value
-    for column in columns.values():
-        column.extend([None] * (len(hosts) - len(column)))
-    return {"devices": list(at), "hosts": hosts, "values": columns}
+        column = columns.setdefault(figure_key(c.id, c.quick), [None] * len(devices))
+        for at, value in zip(c.positions, c.values, strict=True):
+            column[at] = value
+    return {
+        "devices": [device_key(d.hostname, d.device, d.uuid) for d in devices],
+        "hosts": [d.hostname for d in devices],
+        "values": columns,
+    }
 
 
 def slow_figure(f: Figure) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import msgspec
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from envcheck.core.report import utc_now
 from envcheck.fleet import read
@@ -190,3 +191,57 @@ def test_the_fast_path_leaves_out_what_no_question_reads(real: dict[str, dict[st
     for doc in (doctor, gpu_bench(real["bench_cpu"], doctor)):
         text = json.dumps(doc).encode()
         assert len(orjson.dumps(DECODER.decode(text))) * 2 < len(text), doc["schema"]
+
+
+def _headline_readings(doc: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The bench's headlines per mark as the lab spec picks them (envcheck.spec.bench.headlines, three
+    passes: calm, contended, noisy, each left out where an earlier mark has the key): what the fleet's
+    one-pass reader must give."""
+    from envcheck.fleet.kinds import _figure
+    from envcheck.spec.bench import headlines
+
+    results = [
+        r
+        for r in doc["results"]
+        if isinstance(r.get("id"), str)
+        and isinstance(r.get("unit"), str)
+        and isinstance(r.get("device"), str)
+        and _figure(r.get("value")) is not None
+    ]
+    quiet = [r for r in results if r.get("noisy") is not True]
+    calm = headlines(quiet, contended=False)
+    contended = {k: v for k, v in headlines(quiet, contended=True).items() if k not in calm}
+    noisy = {
+        k: v
+        for k, v in headlines([r for r in results if r.get("noisy") is True]).items()
+        if k not in calm and k not in contended
+    }
+    return [
+        (bench_id, name, value, unit, mark)
+        for table, mark in ((calm, None), (contended, "contended"), (noisy, "noisy"))
+        for (bench_id, name), (value, unit) in table.items()
+    ]
+
+
+_RESULT = st.fixed_dictionaries(
+    {
+        "id": st.sampled_from(["matmul.bf16", "memory.d2d", 7]),
+        "device": st.sampled_from(["cuda:0", "cuda:1", "cpu", None]),
+        "unit": st.sampled_from(["TFLOP/s", "GB/s"]),
+        "status": st.sampled_from(["ok", "ok", "fail"]),
+        "verified": st.sampled_from([True, True, False, None]),
+        "value": st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 10**30), st.booleans()),
+        "contended": st.sampled_from([True, False, None]),
+        "noisy": st.sampled_from([True, False, None]),
+    }
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_RESULT, max_size=12))
+def test_the_bench_headlines_are_read_in_one_pass_as_the_lab_spec_picks_them(results: list[dict[str, Any]]) -> None:
+    from envcheck.fleet.kinds import Bench
+
+    doc = {"results": results, "devices": [{"name": "cuda:0", "kind": "cuda", "model": "H100", "uuid": "GPU-0"}]}
+    got = [(r.group.id, r.device, r.value, r.group.unit, r.set_apart) for r in Bench().readings(doc)]
+    assert got == _headline_readings(doc)
