@@ -27,12 +27,15 @@ if TYPE_CHECKING:
 
 #: Fewer files than this are read in this process: starting workers costs more than they would save.
 POOL_FROM_FILES = 64
-#: Files handed to a worker at a time: enough to amortise the round trip and the batch's merged state
-#: (its nodes' devices once, whatever the benchmarks), few enough to balance the load.
-CHUNK = 64
-#: Batches in flight per worker. The merge consumes digests in this process while the workers make
-#: them; with every batch submitted at once, the digests of a fleet the merge had not reached yet would
-#: pile up here (hundreds of MB for 10 000 nodes). Two keeps each worker fed while the next is received.
+#: The most files handed to a worker at a time: enough to amortise the round trip, the worker's reading
+#: thread and the batch's merged state (its nodes' devices once, whatever the benchmarks); a smaller
+#: fleet's batches are smaller, so that every worker gets several (see :func:`_pooled`).
+CHUNK = 256
+#: Batches each worker gets at least, where the fleet is large enough: the load stays balanced.
+BATCHES_PER_WORKER = 4
+#: Batches in flight per worker. The merge consumes merged batches in this process while the workers
+#: make them; with every batch submitted at once, the results of a fleet the merge had not reached yet
+#: would pile up here. Two keeps each worker fed while the next is received.
 AHEAD = 2
 
 
@@ -102,7 +105,8 @@ def merge_files(paths: list[str]) -> list[Merger | Skipped]:
 def _pooled(pool: Executor, paths: list[str], workers: int) -> Iterator[Merger | Skipped]:
     """The merged batches and skips of ``paths``, in order, from batches run in ``pool``, at most
     :data:`AHEAD` per worker in flight (memory stays flat in the fleet's size)."""
-    batches = deque(paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK))
+    size = max(1, min(CHUNK, -(-len(paths) // (workers * BATCHES_PER_WORKER))))
+    batches = deque(paths[i : i + size] for i in range(0, len(paths), size))
     flight: deque[tuple[list[str], Future[list[Merger | Skipped]]]] = deque()
     while batches or flight:
         while batches and len(flight) < AHEAD * workers:

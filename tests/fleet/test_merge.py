@@ -288,3 +288,59 @@ def test_merge_keeps_the_skipped_sources_and_each_reports_source_and_kind():
     report = merge([NodeReport("n.json", "doctor", "n", doc)], [Skipped("x.json", "not JSON")])
     assert report.skipped == (Skipped("x.json", "not JSON"),)
     assert [(r.source, r.kind) for r in report.nodes[0].reports] == [("n.json", "doctor")]
+
+
+def _fleet_digests():
+    """Reports of four hosts in the order a job array leaves them, with what makes batches interact: a
+    host whose bench ran twice (its best figure counts), a GPU UUID on two hosts, a field two reports of
+    one node disagree on, problems, and a figure set apart."""
+    other = Group("memory.d2d", "gpu", "NVIDIA H100", "GB/s", False)
+    out = []
+    for i in range(4):
+        host = f"h{i}"
+        readings = [_reading(100.0 + i, 0, uuid=f"GPU-{i}-0"), _reading(90.0 - i, 1, uuid=f"GPU-{i}-1", group=other)]
+        warn = [(None, _problem(Status.WARN, f"w{i}"))]
+        out.append(_digest(host, "doctor", problems=warn, fields=[("python", "3.11")]))
+        uuids = {f"GPU-{i}-0"}
+        out.append(_digest(host, "bench", readings=readings, fields=[("python", f"3.1{i}")], rank=1, uuids=uuids))
+    out.append(_digest("h1", "bench", readings=[_reading(120.0, 0, uuid="GPU-1-0")], rank=1, source="h1/again.json"))
+    out.append(_digest("h1", "bench", readings=[_reading(50.0, 0, uuid="GPU-1-0")], rank=1, source="h1/worse.json"))
+    out.append(_digest("h3", "doctor", status=Status.FAIL, problems=[(None, _problem(Status.FAIL, "ecc"))],
+                       uuids={"GPU-0-0"}, source="h3/doctor-2.json"))  # fmt: skip
+    out.append(_digest("h2", "bench", readings=[_reading(1.0, 0, uuid="GPU-2-9", contended=True)], rank=1))
+    return out
+
+
+def _summary(report):
+    return (
+        [(n.hostname, n.status, [r.source for r in n.reports], n.failing, n.warnings, n.slow) for n in report.nodes],
+        report.drift,
+        report.uniform,
+        [(c.id, c.model, c.median, c.figures) for c in report.comparisons],
+        report.duplicate_hosts,
+        report.duplicate_gpus,
+        report.contended,
+        report.problems,
+        report.reports_read,
+    )
+
+
+@pytest.mark.parametrize("cuts", [(), (1,), (3, 8), (2, 5, 9), tuple(range(1, 12))])
+def test_batches_merged_apart_and_absorbed_in_order_make_the_same_report(cuts):
+    """What a worker sends back is its batch's merger; the parent absorbs them in file order. Wherever
+    the batches are cut (a node's reports split across two, a device benchmarked again in a later
+    batch), the report is the one a single merger makes over every digest."""
+    from envcheck.fleet.merge import Merger
+
+    digests = _fleet_digests()
+    whole = merge_digests(digests)
+    merged = Merger()
+    for start, end in zip((0, *cuts), (*cuts, len(digests)), strict=True):
+        batch = Merger()
+        for d in digests[start:end]:
+            batch.add(d)
+        merged.absorb(batch)
+    assert _summary(merged.finish()) == _summary(whole)
+    # the device benchmarked three times keeps its best figure, from the report that gave it
+    (figure,) = [f for c in whole.comparisons for f in c.figures if f.uuid == "GPU-1-0"]
+    assert (figure.value, figure.source) == (120.0, "h1/again.json")
