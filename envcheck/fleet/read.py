@@ -327,26 +327,33 @@ DECODER = msgspec.json.Decoder(_Report)
 
 
 def read_ahead(
-    paths: Sequence[str], *, depth: int = 8, timeout_s: float = files.READ_TIMEOUT_S
+    paths: Sequence[str], *, depth: int = 16, timeout_s: float = files.READ_TIMEOUT_S
 ) -> Iterator[tuple[str, bytes | files.FileRefused]]:
     """Each path's bytes, or why it was refused, in order.
 
     The same bounds as :func:`envcheck.core.files.within` around :func:`~envcheck.core.files.read_regular`
-    (a regular file only, at most :data:`MAX_BYTES`, and at most ``timeout_s`` of waiting for any one
-    file), but with one reading thread for all the files instead of one per file: starting a thread
-    costs more than reading a report from the page cache, and ten thousand of them add seconds. The
-    thread reads up to ``depth`` files ahead. When a file keeps the caller waiting past ``timeout_s``
-    (a hung network filesystem), that file is refused, the thread stuck on it is abandoned (a daemon,
-    it cannot hold the process) and a new one carries on with the next file.
+    (a regular file only, at most :data:`MAX_BYTES`, and at most ``timeout_s`` without progress on any
+    one file), but with one reading thread for all the files instead of one per file: starting a thread
+    costs more than reading a report from the page cache, and ten thousand of them add seconds.
+
+    The thread reads ``depth`` files at a time while the caller waits, then waits while the caller
+    parses them. Reading while the caller parsed (as this once did) made the two threads trade the
+    interpreter at every system call of every read: a third as much again as parsing the file, for
+    reads that take microseconds from the page cache (benchmarks/RESULTS-fleet.md). When a file keeps
+    the caller waiting past ``timeout_s`` (a hung network filesystem), that file is refused, the
+    thread stuck on it is abandoned (a daemon, it cannot hold the process) and a new one carries on
+    with the next file.
     """
     cond = threading.Condition()
     done: dict[int, bytes | files.FileRefused] = {}
-    state = {"generation": 0, "wanted": 0}
+    # limit: the last file the reader may read now; at: when the reader last made progress (or was
+    # asked for more), what the caller's timeout counts from.
+    state = {"generation": 0, "limit": -1, "at": time.monotonic()}
 
     def reader(start: int, generation: int) -> None:
         for i in range(start, len(paths)):
             with cond:
-                while i - state["wanted"] >= depth and state["generation"] == generation:
+                while i > state["limit"] and state["generation"] == generation:
                     cond.wait()
                 if state["generation"] != generation:
                     return
@@ -358,10 +365,13 @@ def read_ahead(
                 if state["generation"] != generation:
                     return
                 done[i] = out
-                cond.notify_all()
+                state["at"] = time.monotonic()
+                if i >= state["limit"]:
+                    cond.notify_all()
 
     def start(at: int) -> None:
         state["generation"] += 1
+        state["at"] = time.monotonic()
         thread = threading.Thread(target=reader, args=(at, state["generation"]), name="envcheck-fleet-read")
         thread.daemon = True
         thread.start()
@@ -371,11 +381,15 @@ def read_ahead(
     try:
         for i, path in enumerate(paths):
             with cond:
-                state["wanted"] = i
-                cond.notify_all()
-                deadline = time.monotonic() + timeout_s
-                while i not in done and (left := deadline - time.monotonic()) > 0:
-                    cond.wait(left)
+                if i not in done:
+                    if i > state["limit"]:  # ask for the next files
+                        state["limit"] = min(i + depth, len(paths)) - 1
+                        state["at"] = time.monotonic()
+                        cond.notify_all()
+                    # Wait for all of them (the reader says when), or until it has made no progress for
+                    # timeout_s: then the file it is on is refused (below) and a new reader goes on.
+                    while state["limit"] not in done and (left := state["at"] + timeout_s - time.monotonic()) > 0:
+                        cond.wait(left)
                 out = done.pop(i, None)
                 if out is None:
                     start(i + 1)

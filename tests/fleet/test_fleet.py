@@ -612,3 +612,36 @@ def test_a_skipped_source_degrades_a_healthy_fleet_to_a_warning(real: dict[str, 
     proc, doc = fleet(*paths, str(tmp_path / "missing.json"))
     # One node's report could not be read: the fleet is not known to be healthy, but nothing failed either.
     assert doc is not None and (doc["status"], proc.returncode) == ("warn", 0)
+
+
+def test_hung_files_within_one_batch_of_reads_are_refused_each_and_the_rest_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader reads a batch of files while the caller waits: two hung files in one batch, and one at
+    the start of the next, are each refused, and every other file of both batches is read in order."""
+    from envcheck.core import files
+    from envcheck.fleet import read
+
+    paths = [str(tmp_path / f"{i}.json") for i in range(10)]
+    for i, p in enumerate(paths):
+        Path(p).write_text(f'{{"n": {i}}}')
+    hung = {paths[1], paths[3], paths[4]}
+    release = threading.Event()
+    real_read = files.read_regular
+
+    def read_regular(path: str, max_bytes: int, *check: Any) -> bytes:
+        if path in hung:
+            release.wait(30)
+        return real_read(path, max_bytes, *check)
+
+    monkeypatch.setattr(files, "read_regular", read_regular)
+    try:
+        got = list(read.read_ahead(paths, depth=4, timeout_s=0.3))
+    finally:
+        release.set()
+    assert [p for p, _ in got] == paths
+    for path, out in got:
+        if path in hung:
+            assert isinstance(out, files.FileRefused) and "within 0.3 s" in str(out)
+        else:
+            assert out == Path(path).read_bytes()
