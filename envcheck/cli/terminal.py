@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import IO, Any, NoReturn
 
 import click
@@ -18,10 +18,16 @@ import click
 from envcheck.core.exit import ExitCode
 
 
-def redacted(document: dict[str, Any], env: Mapping[str, str] | None = None) -> dict[str, Any]:
+def redacted(
+    document: dict[str, Any], env: Mapping[str, str] | None = None, *, done: Collection[str] = ()
+) -> dict[str, Any]:
+    """The document redacted, but for its top-level parts named in ``done``: those its command built
+    through the same redactor already (the fleet's nodes and figures, millions of values at 10 000
+    nodes, envcheck.fleet.report), which a second walk would only make slower."""
     from envcheck.core.redact import redact_tree
 
-    return redact_tree(document, os.environ if env is None else env)
+    clean = redact_tree({k: v for k, v in document.items() if k not in done}, os.environ if env is None else env)
+    return {key: document[key] if key in done else clean[key] for key in document}
 
 
 def deliver(
@@ -33,6 +39,7 @@ def deliver(
     verbose: bool,
     save: str | None = None,
     stream: IO[str] | None = None,
+    redacted_parts: Collection[str] = (),
 ) -> ExitCode | None:
     """Redact once, write the --output file and the bench's --save baseline (JSON) if asked, then render
     to stdout (or ``stream``: ``explain -- CMD`` leaves stdout to the command). Returns an exit code that
@@ -42,7 +49,7 @@ def deliver(
     from envcheck.core.files import path_shown
     from envcheck.render import RenderOptions, make_console, render, write_atomically
 
-    document = redacted(document)
+    document = redacted(document, done=redacted_parts)
     options = RenderOptions(verbose=verbose)
     files = [(output, file_format, ""), (save, "json", "--save file ")]
     failed = False
@@ -69,6 +76,7 @@ def delivered(
     verbose: bool = False,
     save: str | None = None,
     stream: IO[str] | None = None,
+    redacted_parts: Collection[str] = (),
 ) -> int:
     """The tail of every reporting command: deliver its document (:func:`deliver`); the code to exit
     with, the run's own or 74 when a file could not be written, or 128 + the signal when an orderly stop
@@ -83,6 +91,7 @@ def delivered(
         verbose=verbose,
         save=save,
         stream=stream,
+        redacted_parts=redacted_parts,
     )
     code = int(override if override is not None else exit_code)
     in_force = stop.current()

@@ -158,19 +158,28 @@ def scrubber(env: Mapping[str, str]) -> Callable[[str], str]:
 _NUMBERS = (int, float, bool)
 
 
+class remembered:  # noqa: N801 - used as a function
+    """A scrubber (:func:`scrubber`) that scrubs each distinct text once: a report repeats its strings (a
+    fleet's ten thousand nodes share their checks' words and fixes). ``done`` is what it has scrubbed,
+    for a caller that looks a text up before calling."""
+
+    def __init__(self, clean: Callable[[str], str]) -> None:
+        self.clean = clean
+        self.done: dict[str, str] = {}
+
+    def __call__(self, text: str) -> str:
+        found = self.done.get(text)
+        if found is None:
+            found = self.done[text] = self.clean(text)
+        return found
+
+
 def redact_tree(value: Any, env: Mapping[str, str]) -> Any:
     """A copy of the JSON-like ``value`` (dicts, lists, tuples, scalars) with :func:`scrub` applied to every
     string in it, dict keys included. Call it on the structured report before rendering: redacting the
     rendered text instead would miss a secret the renderer escaped."""
-    clean = scrubber(env)
-    # A report repeats its strings (a fleet's ten thousand nodes share their checks' words and fixes):
-    # each distinct one is scrubbed once.
-    done: dict[str, str] = {}
-    known = done.get
-
-    def text(item: str) -> str:
-        found = done[item] = clean(item)
-        return found
+    text = remembered(scrubber(env))
+    known = text.done.get
 
     def walk(item: Any) -> Any:
         # The plain JSON types by exact type first, and a string already scrubbed looked up without a

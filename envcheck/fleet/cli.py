@@ -83,7 +83,7 @@ def fleet(
     from envcheck.core.report import utc_now
     from envcheck.fleet.app import merge_sources
     from envcheck.fleet.read import STDIN, Skipped
-    from envcheck.fleet.report import fleet_document
+    from envcheck.fleet.report import BUILT_AS_JSON, fleet_document
 
     generated_at = utc_now()
     stdout_format, file_format = resolve_formats(fmt, as_json, output)
@@ -126,4 +126,11 @@ def fleet(
         previous=previous,
         previous_source=previous_path,
     )
-    finish(document, report.exit_code, stdout_format=stdout_format, file_format=file_format, output=output)
+    finish(
+        document,
+        report.exit_code,
+        stdout_format=stdout_format,
+        file_format=file_format,
+        output=output,
+        redacted_parts=BUILT_AS_JSON,  # redacted as fleet_document built them
+    )

@@ -25,10 +25,13 @@ with the envelope every envcheck report carries (its ``host`` is the machine tha
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 from envcheck.core.model import to_jsonable
+from envcheck.core.redact import remembered, scrubber
 from envcheck.core.report import FLEET_SCHEMA, HostIdentity, Summary, envelope, verdict_of
 from envcheck.fleet.merge import Comparison, Device, Figure, FleetReport, Node, ProblemGroup, SlowDevice, field_title
 
@@ -40,9 +43,16 @@ def fleet_document(
     duration_s: float,
     previous: dict[str, Any] | None = None,
     previous_source: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The whole merge as strict JSON values; with ``previous`` (a fleet document already checked by
-    envcheck.fleet.since.check_previous), what changed since it."""
+    envcheck.fleet.since.check_previous), what changed since it.
+
+    Its bulk (:data:`BUILT_AS_JSON`) is redacted as it is built, each distinct string once, with the
+    redactor every report goes through (envcheck.core.redact, over ``env``, by default this process's
+    environment): the walk over the finished document that delivery makes for every report took as long
+    as the merge at 10 000 nodes, so the command tells delivery these parts are done."""
+    clean = remembered(scrubber(os.environ if env is None else env))
     doc = envelope(FLEET_SCHEMA, generated_at=generated_at, duration_s=duration_s, host=HostIdentity.here())
     doc.update(
         {
@@ -50,7 +60,7 @@ def fleet_document(
             "exit_code": int(report.exit_code),
             "threshold": report.threshold,
             "summary": summary(report),
-            "nodes": [_node(n) for n in report.nodes],
+            "nodes": [_node(n, clean) for n in report.nodes],
             "drift": [
                 {
                     "field": d.field,
@@ -65,7 +75,7 @@ def fleet_document(
             ],
             "slow_gpus": [slow_figure(f) for f in report.slow_gpus],
             "slow_cpus": [slow_figure(f) for f in report.slow_cpus],
-            "comparisons": [_comparison(c, report.threshold) for c in report.comparisons],
+            "comparisons": [_comparison(c, report.threshold, clean) for c in report.comparisons],
             "duplicates": {
                 "hosts": [
                     {"hostname": d.hostname, "kind": d.kind, "sources": list(d.sources)} for d in report.duplicate_hosts
@@ -89,9 +99,9 @@ def fleet_document(
                 }
                 for r, hostname, source in report.contended
             ],
-            "problems": [_problem_group(g) for g in report.problems],
+            "problems": [_problem_group(g, clean) for g in report.problems],
             "slow_devices": slow_by_host(report.slow_devices),
-            "figures": device_figures(report.devices, report.comparisons),
+            "figures": device_figures(report.devices, report.comparisons, clean),
         }
     )
     # The bulk of a large fleet's document (its nodes, problems, comparisons and figures: millions of
@@ -110,27 +120,38 @@ def fleet_document(
     return {key: bulk[key] if key in bulk else plain[key] for key in order}
 
 
-#: The parts of the fleet document built as JSON values (see :func:`fleet_document`).
+#: The parts of the fleet document built as JSON values and redacted as they are built (see
+#: :func:`fleet_document`): what the command tells delivery not to walk again.
 BUILT_AS_JSON = ("nodes", "comparisons", "problems", "figures")
 
 
-def _problem_group(g: ProblemGroup) -> dict[str, Any]:
+def _problem_group(g: ProblemGroup, clean: Callable[[str], str]) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "report": g.report,
-        "id": g.id,
+        "report": clean(g.report),
+        "id": clean(g.id),
         "status": g.status.value,
-        "key": g.key,
-        "summary": g.summary,
+        "key": clean(g.key),
+        "summary": clean(g.summary),
         "count": len(g.nodes),
-        "nodes": list(g.nodes),
+        "nodes": [clean(n) for n in g.nodes],
         # the most common fix; every distinct one (at most a few) with its nodes in ``fixes``
-        "fix": g.fixes[0].fix if g.fixes else None,
-        "fixes": [{"fix": f.fix, "nodes": list(f.nodes)} for f in g.fixes],
+        "fix": scrubbed(g.fixes[0].fix, clean) if g.fixes else None,
+        "fixes": [{"fix": scrubbed(f.fix, clean), "nodes": [clean(n) for n in f.nodes]} for f in g.fixes],
         "more_fixes": g.more_fixes,
     }
     if g.id.startswith("slow."):
-        out.update(model=g.model, devices=g.devices, figures=g.figures)
+        out.update(model=clean(g.model) if g.model else g.model, devices=g.devices, figures=g.figures)
     return out
+
+
+def scrubbed(value: Any, clean: Callable[[str], str]) -> Any:
+    """A flat record of the merge (a fix, a report's reference, an item as its ``to_json`` writes it) with
+    its strings through ``clean``, one level of nested record included (an item's fix)."""
+    if type(value) is not dict:
+        return clean(value) if type(value) is str else value
+    return {
+        key: clean(v) if type(v) is str else scrubbed(v, clean) if type(v) is dict else v for key, v in value.items()
+    }
 
 
 def slow_by_host(devices: list[SlowDevice]) -> list[dict[str, Any]]:
@@ -172,19 +193,21 @@ def device_key(hostname: str, device: str, uuid: str | None) -> str:
     return uuid or f"{hostname}/{device}"
 
 
-def device_figures(devices: tuple[Device, ...], comparisons: tuple[Comparison, ...]) -> dict[str, Any]:
+def device_figures(
+    devices: tuple[Device, ...], comparisons: tuple[Comparison, ...], clean: Callable[[str], str]
+) -> dict[str, Any]:
     """Every compared device's figures as columns: ``devices`` (each device's key), ``hosts`` (its host,
     aligned) and ``values`` (figure -> a list aligned with ``devices``, null where the device has no
     such figure). A fleet of 10 000 8-GPU nodes keeps 480 000 figures here: an object per device, or a
     device key per figure, made this the largest part of the document and of its time to write."""
     columns: dict[str, list[float | None]] = {}
     for c in comparisons:
-        column = columns.setdefault(figure_key(c.id, c.quick), [None] * len(devices))
+        column = columns.setdefault(clean(figure_key(c.id, c.quick)), [None] * len(devices))
         for at, value in zip(c.positions, c.values, strict=True):
             column[at] = value
     return {
-        "devices": [device_key(d.hostname, d.device, d.uuid) for d in devices],
-        "hosts": [d.hostname for d in devices],
+        "devices": [clean(device_key(d.hostname, d.device, d.uuid)) for d in devices],
+        "hosts": [clean(d.hostname) for d in devices],
         "values": columns,
     }
 
@@ -208,26 +231,32 @@ def slow_figure(f: Figure) -> dict[str, Any]:
     }
 
 
-def _node(node: Node) -> dict[str, Any]:
+def _node(node: Node, clean: Callable[[str], str]) -> dict[str, Any]:
     return {
-        "hostname": node.hostname,
+        "hostname": clean(node.hostname),
         "status": node.status.value,
-        "reports": [r.to_json() for r in node.reports],
-        "failing": [p.to_json() for p in node.failing],
-        "warnings": [p.to_json() for p in node.warnings],
+        "reports": [scrubbed(r.to_json(), clean) for r in node.reports],
+        "failing": [scrubbed(p.to_json(), clean) for p in node.failing],
+        "warnings": [scrubbed(p.to_json(), clean) for p in node.warnings],
         "slow": [
-            {"id": f.id, "device": f.device, "index": f.index, "uuid": f.uuid, "shortfall": f.shortfall}
+            {
+                "id": clean(f.id),
+                "device": clean(f.device),
+                "index": f.index,
+                "uuid": scrubbed(f.uuid, clean),
+                "shortfall": f.shortfall,
+            }
             for f in node.slow
         ],
     }
 
 
-def _comparison(c: Comparison, threshold: float) -> dict[str, Any]:
+def _comparison(c: Comparison, threshold: float, clean: Callable[[str], str]) -> dict[str, Any]:
     return {
-        "id": c.id,
-        "device_kind": c.device_kind,
-        "model": c.model,
-        "unit": c.unit,
+        "id": clean(c.id),
+        "device_kind": clean(c.device_kind),
+        "model": clean(c.model),
+        "unit": clean(c.unit),
         "quick": c.quick,
         "fleet_median": c.median,
         # Below this figure a device is slow: where a chart draws its line.

@@ -56,7 +56,9 @@ def test_json_is_exactly_one_object_on_stdout(nvml):
     result = CliRunner().invoke(main, ["doctor", "--quick", "--json"])
     doc = json.loads(result.stdout)  # raises if anything else is on stdout
     assert doc["schema"] == "envcheck.doctor/1"
-    assert {c["id"].split(".")[0] for c in doc["checks"]} <= {"host", "driver", "gpu"}
+    # the healthcheck's areas, and of the kernel log's checks only kernel.xid (this boot's Xids)
+    assert {c["id"].split(".")[0] for c in doc["checks"]} <= {"host", "driver", "gpu", "kernel"}
+    assert [c["id"] for c in doc["checks"] if c["id"].startswith("kernel.")] == ["kernel.xid"]
     assert result.exit_code == (1 if doc["status"] == "fail" else 0)
     assert doc["counts"]["crash"] == 0
     for check in doc["checks"]:

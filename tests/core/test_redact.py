@@ -668,3 +668,51 @@ def test_a_tree_scrubs_each_distinct_string_once_and_keeps_numbers(monkeypatch: 
     out = redact_tree(tree, {})
     assert sorted(seen) == sorted({"nodes", "hostname", "fix", "values", fix, *(f"n{i}" for i in range(50))})
     assert out["nodes"][7] == {"hostname": "n7", "fix": f"export HF_TOKEN={REDACTED}", "values": [1, 2.5, True, None]}
+
+
+@pytest.mark.parametrize("fmt", ["json", "text", "markdown", "html"])
+def test_fleet_redacts_its_bulk_where_it_is_built(tmp_path: Path, fmt: str) -> None:
+    """The fleet redacts its nodes, problems, comparisons and figures as it builds them, and delivery
+    does not walk them again (envcheck.fleet.report): node reports whose host name is an environment
+    secret and whose checks, fixes, sources, device names and models carry a token and URL credentials
+    come out redacted in every part and format."""
+    token, url = TOKENS["hugging face"], "https://deploy:Zx81qqPassWord@pkgs.corp/simple"
+    reports = tmp_path / f"r-{ENV_SECRET}"
+    reports.mkdir()
+    for i, host in enumerate((ENV_SECRET, "n2", "n3")):
+        doctor = {
+            "schema": "envcheck.doctor/1",
+            "status": "fail",
+            "exit_code": 1,
+            "host": {"hostname": host, "python": "3.11.7"},
+            "gpus": [{"uuid": f"GPU-{token}-{i}", "name": f"H100 {token}"}],
+            "checks": [
+                {
+                    "id": "gpu.ecc",
+                    "status": "fail",
+                    "summary": f"ECC errors; see {url}",
+                    "fix": {"text": f"export HF_TOKEN={token}", "command": f"pip install --index-url {url} x"},
+                }
+            ],
+        }
+        result = {"id": "matmul.bf16", "case": "c", "unit": "TFLOP/s", "status": "ok", "verified": True}
+        bench = {
+            "schema": "envcheck.bench/1",
+            "status": "ok",
+            "exit_code": 0,
+            "host": {"hostname": host},
+            "devices": [
+                {"name": f"cuda:{token}", "kind": "cuda", "model": f"H100 {token}", "uuid": f"GPU-{token}-{i}"}
+            ],
+            "results": [{**result, "device": f"cuda:{token}", "value": 100.0 if i else 50.0}],
+        }
+        (reports / f"{host}-doctor.json").write_text(json.dumps(doctor))
+        (reports / f"{host}-bench.json").write_text(json.dumps(bench))
+    proc = envcheck("fleet", "--format", fmt, str(reports), **SECRET_ENV)
+    assert proc.returncode == 1, proc.stderr
+    assert_no_secret(proc.stdout, proc.stderr)
+    assert REDACTED in proc.stdout.replace("&lt;", "<").replace("&gt;", ">")
+    if fmt == "json":
+        doc = json.loads(proc.stdout)
+        for part in ("nodes", "problems", "comparisons", "figures"):
+            assert REDACTED in json.dumps(doc[part]), part
