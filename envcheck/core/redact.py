@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 REDACTED = "<redacted>"
@@ -152,6 +152,8 @@ def scrubber(env: Mapping[str, str]) -> Callable[[str], str]:
     """:func:`scrub` bound to ``env``, for a caller that scrubs many texts (every string of a report, every
     line written to stderr): the forms of its secrets are worked out once, not once per text."""
     forms = _secret_forms(env)
+    if not forms:
+        return redact_value  # no secret values to look for: one call less for each of a report's strings
     return lambda text: _scrub(text, forms)
 
 
@@ -173,13 +175,33 @@ class remembered:  # noqa: N801 - used as a function
             found = self.done[text] = self.clean(text)
         return found
 
+    def new(self, text: str) -> str:
+        """:meth:`__call__` for a text not looked up yet (the callers below have just looked)."""
+        found = self.done[text] = self.clean(text)
+        return found
+
+    def all(self, texts: Iterable[str]) -> list[str]:
+        """Each of ``texts`` scrubbed, those already seen looked up without a call (ten thousand host
+        names in a fleet's lists)."""
+        known, new = self.done.get, self.new
+        return [known(text) or new(text) for text in texts]
+
+    def record(self, value: dict[str, Any]) -> dict[str, Any]:
+        """A flat record (a fix, a report's reference, a problem as its ``to_json`` writes it) with its
+        strings scrubbed, one level of nested record included (a problem's fix)."""
+        known, new = self.done.get, self.new
+        return {
+            key: (known(v) or new(v)) if type(v) is str else self.record(v) if type(v) is dict else v
+            for key, v in value.items()
+        }
+
 
 def redact_tree(value: Any, env: Mapping[str, str]) -> Any:
     """A copy of the JSON-like ``value`` (dicts, lists, tuples, scalars) with :func:`scrub` applied to every
     string in it, dict keys included. Call it on the structured report before rendering: redacting the
     rendered text instead would miss a secret the renderer escaped."""
-    text = remembered(scrubber(env))
-    known = text.done.get
+    seen = remembered(scrubber(env))
+    known, text = seen.done.get, seen.new
 
     def walk(item: Any) -> Any:
         # The plain JSON types by exact type first, and a string already scrubbed looked up without a
@@ -206,7 +228,7 @@ def redact_tree(value: Any, env: Mapping[str, str]) -> Any:
         if kind in _NUMBERS or item is None:
             return item
         if isinstance(item, str):
-            return text(item)
+            return seen(item)
         if isinstance(item, Mapping):
             return {walk(key): walk(inner) for key, inner in item.items()}
         if isinstance(item, list):

@@ -26,7 +26,7 @@ with the envelope every envcheck report carries (its ``host`` is the machine tha
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -125,7 +125,7 @@ def fleet_document(
 BUILT_AS_JSON = ("nodes", "comparisons", "problems", "figures")
 
 
-def _problem_group(g: ProblemGroup, clean: Callable[[str], str]) -> dict[str, Any]:
+def _problem_group(g: ProblemGroup, clean: remembered) -> dict[str, Any]:
     out: dict[str, Any] = {
         "report": clean(g.report),
         "id": clean(g.id),
@@ -133,25 +133,15 @@ def _problem_group(g: ProblemGroup, clean: Callable[[str], str]) -> dict[str, An
         "key": clean(g.key),
         "summary": clean(g.summary),
         "count": len(g.nodes),
-        "nodes": [clean(n) for n in g.nodes],
+        "nodes": clean.all(g.nodes),
         # the most common fix; every distinct one (at most a few) with its nodes in ``fixes``
-        "fix": scrubbed(g.fixes[0].fix, clean) if g.fixes else None,
-        "fixes": [{"fix": scrubbed(f.fix, clean), "nodes": [clean(n) for n in f.nodes]} for f in g.fixes],
+        "fix": clean.record(g.fixes[0].fix) if g.fixes and g.fixes[0].fix else None,
+        "fixes": [{"fix": clean.record(f.fix) if f.fix else None, "nodes": clean.all(f.nodes)} for f in g.fixes],
         "more_fixes": g.more_fixes,
     }
     if g.id.startswith("slow."):
         out.update(model=clean(g.model) if g.model else g.model, devices=g.devices, figures=g.figures)
     return out
-
-
-def scrubbed(value: Any, clean: Callable[[str], str]) -> Any:
-    """A flat record of the merge (a fix, a report's reference, an item as its ``to_json`` writes it) with
-    its strings through ``clean``, one level of nested record included (an item's fix)."""
-    if type(value) is not dict:
-        return clean(value) if type(value) is str else value
-    return {
-        key: clean(v) if type(v) is str else scrubbed(v, clean) if type(v) is dict else v for key, v in value.items()
-    }
 
 
 def slow_by_host(devices: list[SlowDevice]) -> list[dict[str, Any]]:
@@ -194,7 +184,7 @@ def device_key(hostname: str, device: str, uuid: str | None) -> str:
 
 
 def device_figures(
-    devices: tuple[Device, ...], comparisons: tuple[Comparison, ...], clean: Callable[[str], str]
+    devices: tuple[Device, ...], comparisons: tuple[Comparison, ...], clean: remembered
 ) -> dict[str, Any]:
     """Every compared device's figures as columns: ``devices`` (each device's key), ``hosts`` (its host,
     aligned) and ``values`` (figure -> a list aligned with ``devices``, null where the device has no
@@ -206,8 +196,8 @@ def device_figures(
         for at, value in zip(c.positions, c.values, strict=True):
             column[at] = value
     return {
-        "devices": [clean(device_key(d.hostname, d.device, d.uuid)) for d in devices],
-        "hosts": [clean(d.hostname) for d in devices],
+        "devices": clean.all(device_key(d.hostname, d.device, d.uuid) for d in devices),
+        "hosts": clean.all(d.hostname for d in devices),
         "values": columns,
     }
 
@@ -231,19 +221,19 @@ def slow_figure(f: Figure) -> dict[str, Any]:
     }
 
 
-def _node(node: Node, clean: Callable[[str], str]) -> dict[str, Any]:
+def _node(node: Node, clean: remembered) -> dict[str, Any]:
     return {
         "hostname": clean(node.hostname),
         "status": node.status.value,
-        "reports": [scrubbed(r.to_json(), clean) for r in node.reports],
-        "failing": [scrubbed(p.to_json(), clean) for p in node.failing],
-        "warnings": [scrubbed(p.to_json(), clean) for p in node.warnings],
+        "reports": [clean.record(r.to_json()) for r in node.reports],
+        "failing": [clean.record(p.to_json()) for p in node.failing],
+        "warnings": [clean.record(p.to_json()) for p in node.warnings],
         "slow": [
             {
                 "id": clean(f.id),
                 "device": clean(f.device),
                 "index": f.index,
-                "uuid": scrubbed(f.uuid, clean),
+                "uuid": clean(f.uuid) if f.uuid else f.uuid,
                 "shortfall": f.shortfall,
             }
             for f in node.slow
@@ -251,7 +241,7 @@ def _node(node: Node, clean: Callable[[str], str]) -> dict[str, Any]:
     }
 
 
-def _comparison(c: Comparison, threshold: float, clean: Callable[[str], str]) -> dict[str, Any]:
+def _comparison(c: Comparison, threshold: float, clean: remembered) -> dict[str, Any]:
     return {
         "id": clean(c.id),
         "device_kind": clean(c.device_kind),

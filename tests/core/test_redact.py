@@ -656,13 +656,13 @@ def test_a_tree_scrubs_each_distinct_string_once_and_keeps_numbers(monkeypatch: 
     """A fleet's report repeats its strings ten thousand times: each distinct one is scrubbed once, and
     the copy is the same tree with numbers untouched."""
     seen: list[str] = []
-    real = redact._scrub
+    real = redact.redact_value
 
-    def counting(text: str, forms: list[str]) -> str:
+    def counting(text: str) -> str:
         seen.append(text)
-        return real(text, forms)
+        return real(text)
 
-    monkeypatch.setattr(redact, "_scrub", counting)
+    monkeypatch.setattr(redact, "redact_value", counting)
     fix = "export HF_TOKEN=hf_abcdefghijklmnopqrstuvwxyz"
     tree = {"nodes": [{"hostname": f"n{i}", "fix": fix, "values": [1, 2.5, True, None]} for i in range(50)]}
     out = redact_tree(tree, {})
