@@ -104,7 +104,7 @@ def merge_files(paths: list[str]) -> list[Merger | Skipped]:
 
 def _pooled(pool: Executor, paths: list[str], workers: int) -> Iterator[Merger | Skipped]:
     """The merged batches and skips of ``paths``, in order, from batches run in ``pool``, at most
-    :data:`AHEAD` per worker in flight (memory stays flat in the fleet's size)."""
+    :data:`AHEAD` per worker in flight (what waits here stays bounded, whatever the fleet's size)."""
     size = max(1, min(CHUNK, -(-len(paths) // (workers * BATCHES_PER_WORKER))))
     batches = deque(paths[i : i + size] for i in range(0, len(paths), size))
     flight: deque[tuple[list[str], Future[list[Merger | Skipped]]]] = deque()

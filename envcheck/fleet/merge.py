@@ -365,16 +365,20 @@ class Merger:
         for hostname, problem in d.problems:
             self.problems.setdefault(hostname or host, []).append(problem)
         self._fields(host, {name: (d.rank, value) for name, value in d.fields})
+        device_ids, groups = self.device_ids, self.groups  # a million readings for 10 000 nodes
         for r in d.readings:
-            if r.set_apart:
+            if r.contended or r.noisy:
                 self.contended.append((r, host, d.source))
                 continue
             key = (host, r.device_key)
-            device = self.device_ids.get(key)
+            device = device_ids.get(key)
             if device is None:
-                device = self.device_ids[key] = len(self.devices)
+                device = device_ids[key] = len(self.devices)
                 self.devices.append(Device(host, r.device_key, r.device_kind, r.device, r.index, r.uuid, r.pci_bus_id))
-            values, sources = self.groups.setdefault(r.group, ({}, {}))
+            columns = groups.get(r.group)
+            if columns is None:
+                columns = groups[r.group] = ({}, {})
+            values, sources = columns
             old = values.get(device)
             if old is None or r.value > old:  # a device benchmarked twice: its best
                 values[device], sources[device] = r.value, d.source

@@ -43,4 +43,5 @@ def _escape(match: re.Match[str]) -> str:
 
 @renders("json")
 def render_json(document: dict[str, Any], console: Console, options: RenderOptions) -> None:
-    console.file.write(dumps(document) + "\n")
+    console.file.write(dumps(document))  # not dumps() + "\n": a fleet's document is tens of MB to copy
+    console.file.write("\n")
