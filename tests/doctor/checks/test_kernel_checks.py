@@ -385,6 +385,12 @@ def test_corrected_aer_of_an_earlier_boot_is_information() -> None:
     )
 
 
+def test_uncorrected_aer_of_an_earlier_boot_is_fixed_as_a_pcie_link_not_an_xid() -> None:
+    fix = doctor(LOGS / "corrected_aer_earlier_boot.log")["kernel.pcie_aer"]["fix"]
+    assert "Xid" not in fix["text"] and "reseat the card" in fix["text"], fix
+    assert fix["command"] == "sudo lspci -vvv -s 0000:1a:00"
+
+
 # -- the healthcheck over the journal: its cursor ----------------------------------------------------------------
 
 #: A journalctl that answers ``-k -b 0`` from a journal kept in files beside it: ``entries`` (one message a line,
