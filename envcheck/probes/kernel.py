@@ -386,10 +386,11 @@ def since_last_run(env: Mapping[str, str], budget_s: float) -> KernelLogInfo:
     """This boot's kernel log from where the healthcheck's last run stopped, with the GPU events of the earlier runs
     of this boot; the position and the events are saved for the next run.
 
-    The journal goes on from its cursor (``--after-cursor``); ``dmesg`` and a saved log are read whole (the ring
-    buffer is small; the file is bounded) and their lines kept from after the last one read, by time. A state of
-    another boot, another source or another shape is ignored. Where the state cannot be written (a read-only
-    filesystem), every run reads this boot's whole log, and says so."""
+    The journal goes on from its cursor (``--after-cursor``), or reads this boot again where it no longer holds
+    the cursor (the earlier runs' events are kept: their lines may have gone with the rotated file); ``dmesg``
+    and a saved log are read whole (the ring buffer is small; the file is bounded) and their lines kept from after
+    the last one read, by time. A state of another boot, another source or another shape is ignored. Where the
+    state cannot be written (a read-only filesystem), every run reads this boot's whole log, and says so."""
     path = state_dir(env) / STATE_FILE
     state = _load_state(path)
     saved = env.get(KERNEL_LOG_ENV)
@@ -403,11 +404,11 @@ def since_last_run(env: Mapping[str, str], budget_s: float) -> KernelLogInfo:
         return info
     if state is not None and state.get("source") != log.source:
         state = None
+    # The journal no longer had the cursor (its file rotated away): this boot was read again from what it still
+    # holds, and the events of the earlier runs of this boot, which may have gone with that file, are kept.
+    reread = log.source == "journalctl -k" and state is not None and not log.resumed
     if log.source == "journalctl -k":
-        key, new = this_boot, log.text
-        position = None
-        if state is not None and not log.resumed:  # the cursor was gone: the whole boot, read again
-            state = None
+        new, position = log.text, None
     else:
         key, lines = _newest_boot(log.text)
         if saved:
@@ -419,6 +420,9 @@ def since_last_run(env: Mapping[str, str], budget_s: float) -> KernelLogInfo:
     parse(new, info)
     new_events = [e for e in info.events if e.boot == 0]
     earlier = state["events"] if state else []
+    if reread:  # what the journal still holds of the earlier runs' lines is not counted twice
+        seen = set(earlier)
+        new_events = [e for e in new_events if e not in seen]
     info.events = earlier + new_events
     info.boots = 1
     info.resumed = state is not None
@@ -427,6 +431,8 @@ def since_last_run(env: Mapping[str, str], budget_s: float) -> KernelLogInfo:
             info.gpu_uuids.setdefault(event.device, event.detail)
     last = state.get("last") if state else None
     info.since = f"since {last or 'the last run'}, {info.lines} new line(s)" if state else "this boot"
+    if reread:
+        info.since = "this boot again (the journal no longer holds where the last run stopped)"
     if info.ran_out:
         info.since += f" (cut short after {budget_s:g} s: the rest is read at the next run)"
         return info

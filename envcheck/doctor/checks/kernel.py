@@ -69,6 +69,11 @@ HISTORY_FIX = (
     "It happened in an earlier boot and not in this one: the reboot cleared it. Watch for it; if it comes back, "
     "follow the action its Xid's catalogue entry gives."
 )
+AER_HISTORY_FIX = (
+    "Uncorrected PCIe errors in an earlier boot and none in this one: the reboot brought the link back. Watch for "
+    "them (`sudo lspci -vvv` shows the AER status); if they come back, drain the node and reseat the card and check "
+    "its riser, cable and slot."
+)
 AER_CORRECTED_FIX = (
     "Corrected PCIe errors are a link that retries (a marginal riser, cable, slot or seating): they cost bandwidth "
     "and often come before the device drops off the bus (Xid 79). Watch whether they keep coming (`sudo lspci -vvv` "
@@ -476,7 +481,7 @@ def pcie_aer(ctx: Context) -> Verdict:
         if not now and worst == "corrected":
             information.append(f"{what}: corrected PCIe errors (AER) in an earlier boot")
         elif not now:
-            problems.append(("warn", f"{what}: {words} PCIe errors (AER) in an earlier boot", HISTORY_FIX, command))
+            problems.append(("warn", f"{what}: {words} PCIe errors (AER) in an earlier boot", AER_HISTORY_FIX, command))
         elif any(e.detail != "corrected" for e in now):
             problems.append(("fail", f"{what}: {words} PCIe errors (AER)", AER_UNCORRECTED_FIX, command))
         else:

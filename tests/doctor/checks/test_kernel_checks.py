@@ -9,6 +9,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -382,3 +383,162 @@ def test_corrected_aer_of_an_earlier_boot_is_information() -> None:
         "GPU 2 (0000:1a:00): uncorrected PCIe errors (AER) in an earlier boot; "
         "information: GPU 1 (0000:19:00): corrected PCIe errors (AER) in an earlier boot"
     )
+
+
+def test_uncorrected_aer_of_an_earlier_boot_is_fixed_as_a_pcie_link_not_an_xid() -> None:
+    fix = doctor(LOGS / "corrected_aer_earlier_boot.log")["kernel.pcie_aer"]["fix"]
+    assert "Xid" not in fix["text"] and "reseat the card" in fix["text"], fix
+    assert fix["command"] == "sudo lspci -vvv -s 0000:1a:00"
+
+
+# -- the healthcheck over the journal: its cursor ----------------------------------------------------------------
+
+#: A journalctl that answers ``-k -b 0`` from a journal kept in files beside it: ``entries`` (one message a line,
+#: the i-th line's cursor ``s=<seqnum id>;i=<i>``) and ``seqnum_id`` (a new id is a journal rotated away under the
+#: cursor). As systemd's does, it prints ``-- cursor: ...`` after the entries with ``--show-cursor`` (where there is
+#: an entry to be at), shows only the entries after ``--after-cursor``, and refuses a cursor it cannot seek to
+#: ("Failed to seek to cursor: Invalid argument", exit status 1). Every call's arguments are appended to ``calls``.
+FAKE_JOURNALCTL = """\
+import sys
+from pathlib import Path
+
+here = Path(__file__).parent
+args = sys.argv[1:]
+with open(here / "calls", "a") as f:
+    f.write(" ".join(args) + "\\n")
+if "--list-boots" in args:
+    sys.exit(0)
+entries = (here / "entries").read_text().splitlines()
+seqnum = (here / "seqnum_id").read_text().strip()
+first = 0
+after = [a.split("=", 1)[1] for a in args if a.startswith("--after-cursor=")]
+if after:
+    known = [f"s={seqnum};i={i}" for i in range(len(entries))]
+    if after[0] not in known:
+        print("Failed to seek to cursor: Invalid argument", file=sys.stderr)
+        sys.exit(1)
+    first = known.index(after[0]) + 1
+shown = entries[first:]
+if "-n" in args and not after:
+    shown = shown[-int(args[args.index("-n") + 1]):]
+print("\\n".join(shown) if shown else "-- No entries --")
+if "--show-cursor" in args and entries:
+    print(f"-- cursor: s={seqnum};i={len(entries) - 1 if shown or after else 0}")
+"""
+
+
+class Journal:
+    """The fake journal of this boot, its ``journalctl`` first on PATH, and ``doctor --quick`` run over it."""
+
+    def __init__(self, tmp_path: Path, text: str) -> None:
+        self.bin = tmp_path / "bin"
+        self.bin.mkdir()
+        script = self.bin / "journalctl"
+        script.write_text(f"#!{sys.executable}\n{FAKE_JOURNALCTL}")
+        script.chmod(0o755)
+        dmesg = self.bin / "dmesg"
+        dmesg.write_text("#!/bin/sh\necho 'dmesg: read kernel buffer failed: Operation not permitted' >&2; exit 1\n")
+        dmesg.chmod(0o755)
+        (self.bin / "seqnum_id").write_text("a1\n")
+        (self.bin / "entries").write_text("")
+        self.append(text)
+        procfs = tmp_path / "proc" / "sys" / "kernel" / "random"
+        procfs.mkdir(parents=True)
+        (procfs / "boot_id").write_text("3c2b1a0f-9e8d-4c7b-6a5f-4e3d2c1b0a99\n")
+        self.state = tmp_path / "state"
+        self.env = {**os.environ, "PYTHONPATH": str(NVML_SITE), "ENVCHECK_FAKE_NVML": "hgx_8gpu",
+                    "ENVCHECK_PROCFS": str(tmp_path / "proc"), "ENVCHECK_STATE_DIR": str(self.state),
+                    "PATH": f"{self.bin}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
+        self.env.pop("ENVCHECK_KERNEL_LOG", None)
+
+    def append(self, text: str) -> None:
+        lines = [line for line in text.splitlines() if line and not line.startswith("-- ")]
+        with open(self.bin / "entries", "a") as f:
+            f.writelines(line + "\n" for line in lines)
+
+    def rotate(self) -> None:
+        """The journal file that held the cursor is gone: the entries up to now with it."""
+        (self.bin / "seqnum_id").write_text("b2\n")
+        (self.bin / "entries").write_text("")
+
+    def calls(self) -> list[str]:
+        return (self.bin / "calls").read_text().splitlines()
+
+    def quick(self) -> dict[str, Any]:
+        (self.bin / "calls").write_text("")
+        proc = subprocess.run([ENVCHECK, "doctor", "--quick", "--json"], capture_output=True, text=True,
+                              env=self.env, timeout=120)  # fmt: skip
+        assert proc.returncode in (0, 1), proc.stderr
+        return {c["id"]: c for c in json.loads(proc.stdout)["checks"]}["kernel.xid"]
+
+    def cursor(self) -> str | None:
+        return json.loads((self.state / "kernel-log.json").read_text())["cursor"]
+
+
+USB = "2026-04-02T10:20:00+0000 gpu-12 kernel: usb 1-1: new high-speed USB device number 3\n"
+
+
+def test_the_healthcheck_goes_on_from_the_journals_cursor(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, (LOGS / "reset_then_reinit.log").read_text())
+    first = journal.quick()
+    (call,) = journal.calls()
+    assert "--show-cursor" in call and "--after-cursor" not in call and "-b 0" in call
+    assert first["status"] == "fail" and "Xid 48 (Double Bit ECC Error) on GPU 1: reset the GPU" in first["summary"]
+    assert first["details"]["read"] == "this boot" and first["details"]["state"].startswith("kept in ")
+    cursor = journal.cursor()
+    assert cursor is not None and cursor.startswith("s=a1;i=")
+
+    journal.append(USB)
+    again = journal.quick()
+    assert f"--after-cursor={cursor}" in journal.calls()[0]
+    assert again["details"]["read"] == "since 2026-04-02T09:40:02+0000, 1 new line(s)", again
+    assert again["status"] == "fail" and "Xid 48 (Double Bit ECC Error) on GPU 1" in again["summary"]
+
+    nothing_new = journal.quick()
+    assert nothing_new["details"]["read"] == "since 2026-04-02T10:20:00+0000, 0 new line(s)", nothing_new
+    assert nothing_new["status"] == "fail" and "Xid 48 (Double Bit ECC Error) on GPU 1" in nothing_new["summary"]
+    assert journal.cursor() is not None
+
+    journal.append(REINIT_19)
+    reset = journal.quick()
+    assert "Xid 48 on GPU 1 before its reset at 2026-04-02T10:02:11+0000" in reset["summary"], reset
+
+
+def test_a_cursor_the_journal_rotated_away_reads_the_boot_again_and_keeps_its_xids(tmp_path: Path) -> None:
+    """The journal no longer knows the cursor (journalctl refuses it): this boot is read again from what the
+    journal still holds, and the GPU events the earlier runs of this boot found are still judged."""
+    journal = Journal(tmp_path, (LOGS / "reset_then_reinit.log").read_text())
+    assert journal.quick()["status"] == "fail"
+    journal.rotate()
+    journal.append(USB)
+    rotated = journal.quick()
+    resumed, whole = journal.calls()
+    assert "--after-cursor=s=a1;" in resumed and "--after-cursor" not in whole and "-n " in whole
+    assert rotated["status"] == "fail" and "Xid 48 (Double Bit ECC Error) on GPU 1" in rotated["summary"], rotated
+    assert "Xid 79 (GPU has fallen off the bus) on GPU 2: reboot" in rotated["summary"]
+    assert rotated["details"]["read"] == "this boot again (the journal no longer holds where the last run stopped)"
+    assert journal.cursor() == "s=b2;i=0"
+    after = journal.quick()
+    assert "--after-cursor=s=b2;i=0" in journal.calls()[0] and after["status"] == "fail"
+
+
+def test_the_journal_of_another_boot_is_not_resumed(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, (LOGS / "reset_then_reinit.log").read_text())
+    assert journal.quick()["status"] == "fail"
+    (tmp_path / "proc/sys/kernel/random/boot_id").write_text("0a1b2c3d-4e5f-4677-8899-aabbccddeeff\n")
+    journal.rotate()
+    journal.append("2026-04-03T07:00:01+0000 gpu-12 kernel: Linux version 6.8\n" + USB)
+    rebooted = journal.quick()
+    assert "--after-cursor" not in journal.calls()[0]
+    assert rebooted["status"] == "ok" and rebooted["details"]["read"] == "this boot", rebooted
+
+
+def test_a_boot_read_again_after_a_lost_cursor_counts_each_xid_once(tmp_path: Path) -> None:
+    """The journal's ids changed but its lines of this boot are still there: read again, each Xid is one event."""
+    journal = Journal(tmp_path, (LOGS / "reset_then_reinit.log").read_text())
+    journal.quick()
+    (journal.bin / "seqnum_id").write_text("c3\n")
+    again = journal.quick()
+    assert again["details"]["read"].startswith("this boot again")
+    (row,) = [r for r in again["details"]["xids"] if r["xid"] == 48]
+    assert row["count"] == 1, row
