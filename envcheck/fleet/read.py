@@ -326,8 +326,17 @@ class _Report(TypedDict, total=False):
 DECODER = msgspec.json.Decoder(_Report)
 
 
+#: The most bytes of files read ahead and not yet handed over (besides the one file that crosses it): a
+#: batch of reports is a few MiB, and a directory of files near :data:`MAX_BYTES` is read one at a time.
+READ_AHEAD_BYTES = 64 * 1024**2
+
+
 def read_ahead(
-    paths: Sequence[str], *, depth: int = 16, timeout_s: float = files.READ_TIMEOUT_S
+    paths: Sequence[str],
+    *,
+    depth: int = 16,
+    timeout_s: float = files.READ_TIMEOUT_S,
+    budget: int = READ_AHEAD_BYTES,
 ) -> Iterator[tuple[str, bytes | files.FileRefused]]:
     """Each path's bytes, or why it was refused, in order.
 
@@ -336,24 +345,27 @@ def read_ahead(
     one file), but with one reading thread for all the files instead of one per file: starting a thread
     costs more than reading a report from the page cache, and ten thousand of them add seconds.
 
-    The thread reads ``depth`` files at a time while the caller waits, then waits while the caller
-    parses them. Reading while the caller parsed (as this once did) made the two threads trade the
-    interpreter at every system call of every read: a third as much again as parsing the file, for
-    reads that take microseconds from the page cache (benchmarks/RESULTS-fleet.md). When a file keeps
-    the caller waiting past ``timeout_s`` (a hung network filesystem), that file is refused, the
-    thread stuck on it is abandoned (a daemon, it cannot hold the process) and a new one carries on
-    with the next file.
+    The thread reads up to ``depth`` files (and up to ``budget`` bytes) while the caller waits, then
+    waits while the caller parses them. Reading while the caller parsed (as this once did) made the two
+    threads trade the interpreter at every system call of every read: a third as much again as parsing
+    the file, for reads that take microseconds from the page cache (benchmarks/RESULTS-fleet.md). When
+    a file keeps the caller waiting past ``timeout_s`` (a hung network filesystem), that file is
+    refused, the thread stuck on it is abandoned (a daemon, it cannot hold the process) and a new one
+    carries on with the next file.
     """
     cond = threading.Condition()
     done: dict[int, bytes | files.FileRefused] = {}
-    # limit: the last file the reader may read now; at: when the reader last made progress (or was
-    # asked for more), what the caller's timeout counts from.
-    state = {"generation": 0, "limit": -1, "at": time.monotonic()}
+    # limit: the last file the reader may read now; held: the bytes read and not handed over; idle: the
+    # reader waits for the caller; at: when the reader last made progress or was set going, what the
+    # caller's timeout counts from.
+    state: dict[str, Any] = {"generation": 0, "limit": -1, "held": 0, "idle": False, "at": time.monotonic()}
 
     def reader(start: int, generation: int) -> None:
         for i in range(start, len(paths)):
             with cond:
-                while i > state["limit"] and state["generation"] == generation:
+                while (i > state["limit"] or state["held"] > budget) and state["generation"] == generation:
+                    state["idle"] = True  # what was asked for is here, or there is no room: the caller's turn
+                    cond.notify_all()
                     cond.wait()
                 if state["generation"] != generation:
                     return
@@ -365,12 +377,16 @@ def read_ahead(
                 if state["generation"] != generation:
                     return
                 done[i] = out
+                state["held"] += len(out) if isinstance(out, bytes) else 0
                 state["at"] = time.monotonic()
-                if i >= state["limit"]:
-                    cond.notify_all()
+        with cond:
+            if state["generation"] == generation:
+                state["idle"] = True
+                cond.notify_all()
 
     def start(at: int) -> None:
         state["generation"] += 1
+        state["idle"] = False
         state["at"] = time.monotonic()
         thread = threading.Thread(target=reader, args=(at, state["generation"]), name="envcheck-fleet-read")
         thread.daemon = True
@@ -384,15 +400,20 @@ def read_ahead(
                 if i not in done:
                     if i > state["limit"]:  # ask for the next files
                         state["limit"] = min(i + depth, len(paths)) - 1
+                    if state["idle"]:  # set it going (it is the reader's turn now)
+                        state["idle"] = False
                         state["at"] = time.monotonic()
                         cond.notify_all()
-                    # Wait for all of them (the reader says when), or until it has made no progress for
-                    # timeout_s: then the file it is on is refused (below) and a new reader goes on.
-                    while state["limit"] not in done and (left := state["at"] + timeout_s - time.monotonic()) > 0:
+                    # Wait until the reader stops (what was asked for is here, the budget is full, no files
+                    # are left), or has made no progress for timeout_s: then the file it is on is refused
+                    # (below) and a new reader goes on from the next.
+                    while not state["idle"] and (left := state["at"] + timeout_s - time.monotonic()) > 0:
                         cond.wait(left)
                 out = done.pop(i, None)
                 if out is None:
                     start(i + 1)
+                elif isinstance(out, bytes):
+                    state["held"] -= len(out)
             if out is None:
                 out = files.FileRefused(f"could not be read within {timeout_s:g} s (a hung network filesystem?)")
             yield path, out

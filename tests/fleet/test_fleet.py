@@ -645,3 +645,39 @@ def test_hung_files_within_one_batch_of_reads_are_refused_each_and_the_rest_read
             assert isinstance(out, files.FileRefused) and "within 0.3 s" in str(out)
         else:
             assert out == Path(path).read_bytes()
+
+
+def test_read_ahead_holds_at_most_its_budget_beyond_one_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files read ahead and not yet handed over stay within the byte budget but for the one file that
+    crosses it (a directory of near-limit files is read one at a time), and every file still arrives
+    whole and in order, a hung one among them refused."""
+    from envcheck.core import files
+    from envcheck.fleet import read
+
+    paths = [str(tmp_path / f"{i}.json") for i in range(12)]
+    for i, p in enumerate(paths):
+        Path(p).write_text(json.dumps({"n": i, "pad": "x" * (1000 + i)}))
+    held: list[int] = []
+    handed = 0
+    release = threading.Event()
+    real_read = files.read_regular
+
+    def read_regular(path: str, max_bytes: int, *check: Any) -> bytes:
+        if path == paths[7]:
+            release.wait(30)
+        data = real_read(path, max_bytes, *check)
+        held.append(paths.index(path) - handed)  # files read ahead of the caller, this one included
+        return data
+
+    monkeypatch.setattr(files, "read_regular", read_regular)
+    got = []
+    try:
+        for path, out in read.read_ahead(paths, depth=8, timeout_s=0.3, budget=2500):
+            got.append((path, out))
+            handed += 1
+    finally:
+        release.set()
+    assert [p for p, _ in got] == paths
+    assert all(out == Path(p).read_bytes() for p, out in got if p != paths[7])
+    assert isinstance(got[7][1], files.FileRefused)
+    assert max(held) <= 3  # 2 500 bytes hold two of these files; the third crosses the budget
