@@ -154,6 +154,12 @@ def _status(value: Any) -> Status | None:
     return _STATUSES.get(value) if isinstance(value, str) else None
 
 
+#: The verdicts a check is listed for (a warning or worse), and those that fail a node, by word: most of
+#: a report's hundred checks are ok, and are passed over with one lookup.
+_JUDGED = {s.value: s for s in Status if s.severity > 0}
+_PROBLEMS = {s.value: s for s in Status if s.is_problem}
+
+
 def _number(value: Any) -> float | None:
     """A finite float, or None: an integer too wide for a float (a 400-digit one) is not a figure either."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -277,8 +283,9 @@ def _checks(source: str, kind: str, value: Any) -> list[tuple[str | None, Proble
     """Check results (the doctor's checks, the bench's preflight, burn's verdicts) that warned or failed."""
     out: list[tuple[str | None, Problem]] = []
     for check in _dicts(value):
-        status = _status(check.get("status"))
-        if status is None or status.severity == 0:
+        word = check.get("status")
+        status = _JUDGED.get(word) if isinstance(word, str) else None
+        if status is None:
             continue
         fix = _fix(check.get("fix"))
         summary = str(check.get("summary") or check.get("title") or "")
@@ -429,8 +436,9 @@ class Bench(Adapter):
     def items(self, source: str, kind: str, doc: dict[str, Any]) -> list[tuple[str | None, Problem]]:
         out = _checks(source, kind, doc.get("preflight"))
         for r in _dicts(doc.get("results")):
-            status = _status(r.get("status"))
-            if status is None or not status.is_problem:
+            word = r.get("status")
+            status = _PROBLEMS.get(word) if isinstance(word, str) else None
+            if status is None:
                 continue
             why = _str(r.get("reason")) or _str(_dict(r.get("check")).get("detail")) or status.value
             summary = f"{r.get('case') or r.get('id')} on {r.get('device') or '?'}: {why}"
