@@ -5,7 +5,9 @@ is read by envcheck.explain.wrap as it runs), find the known signatures in it
 (envcheck.doctor.signatures), and run just the doctor's checks those signatures name, through the same
 ``run_doctor`` as ``envcheck doctor CHECK_ID...`` (not the whole doctor). Each match is then one of:
 
-* ``shown``: a check it names fails or warns here: this machine shows the cause (its verdict and fix);
+* ``shown``: a check it names fails or warns here, for this cause (a check that judges several causes,
+  ``kernel.events``, counts only with the signature's kind of event: ``Signature.requires``): this machine
+  shows the cause (its verdict and fix);
 * ``not_seen``: its checks pass or do not apply here: the cause lies on the machine, or in the job, where
   the error happened, and the signature says what to look at there;
 * ``unknown``: a check it names crashed (envcheck's bug), so nothing is said either way.
@@ -67,11 +69,17 @@ class Match:
     facts: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def showing(self) -> list[CheckResult]:
+        """The checks that show this cause here: failing or warning, with what the signature requires of
+        their details (a kernel.events warning about an OOM kill does not show a peermem error)."""
+        signature = self.hit.signature
+        return [r for r in self.results if r.status in (Status.FAIL, Status.WARN) and signature.shows(r.id, r.details)]
+
+    @property
     def verdict(self) -> str:
-        statuses = [r.status for r in self.results]
-        if any(s in (Status.FAIL, Status.WARN) for s in statuses):
+        if self.showing:
             return "shown"
-        if any(s is Status.CRASH for s in statuses):
+        if any(r.status is Status.CRASH for r in self.results):
             return "unknown"
         return "not_seen"
 
