@@ -58,6 +58,14 @@ class ExplainRequest:
             )
         return request
 
+    @property
+    def file_argument(self) -> str | None:
+        """The one text argument where it names an existing file (``envcheck explain job.log``): the file was
+        surely meant (``-f``), though it is read as the words given, as asked."""
+        if len(self.texts) == 1 and not self.files and not self.stdin and os.path.isfile(self.texts[0]):
+            return self.texts[0]
+        return None
+
 
 @dataclass(frozen=True)
 class Match:
@@ -99,6 +107,17 @@ class ExplainReport:
     #: ``explain -- CMD``: the command and its exit status.
     command: tuple[str, ...] | None = None
     command_exit: int | None = None
+    #: The one text argument, where it is an existing file: what to run instead is said (:meth:`read_instead`).
+    file_argument: str | None = None
+
+    @property
+    def read_instead(self) -> str | None:
+        """``envcheck explain -f PATH`` where the one argument given as text is a file."""
+        if self.file_argument is None:
+            return None
+        import shlex
+
+        return f"envcheck explain -f {shlex.quote(self.file_argument)}"
 
     @property
     def shown(self) -> list[Match]:
@@ -142,6 +161,7 @@ def judge(
     started: float | None = None,
     command: tuple[str, ...] | None = None,
     command_exit: int | None = None,
+    file_argument: str | None = None,
 ) -> ExplainReport:
     """Run the checks the found signatures name (each once, in the doctor's order) and pair each
     signature with its verdicts."""
@@ -180,6 +200,7 @@ def judge(
         time.monotonic() - started,
         command,
         command_exit,
+        file_argument,
     )
 
 

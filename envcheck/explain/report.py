@@ -12,7 +12,8 @@ It starts with the envelope every envcheck report carries, then:
   verdict shows this cause here), ``fix`` (text and command),
   ``there`` (what to look at where it happened), ``sources`` (public threads) and ``facts`` (what its own
   reading of the line found: an undefined symbol's package, demangled name and wrong side);
-* ``next_step``: ``envcheck doctor`` when nothing matched; ``summary``: the counts and the one line.
+* ``next_step``: ``envcheck doctor`` when nothing matched (``envcheck explain -f PATH`` where the one text
+  argument was the name of a file); ``summary``: the counts and the one line.
 
 The pasted text in ``lines`` is redacted with the rest of the document when it is delivered
 (envcheck.cli.terminal), before anything is printed or written.
@@ -43,7 +44,7 @@ def explain_document(report: ExplainReport) -> dict[str, Any]:
             "exit_code": report.exit_code,
             "input": input_,
             "matches": [_match(m) for m in report.matches],
-            "next_step": None if report.matches else NEXT_STEP,
+            "next_step": None if report.matches else report.read_instead or NEXT_STEP,
             "summary": summary(report),
         }
     )
@@ -81,6 +82,13 @@ def summary(report: ExplainReport) -> dict[str, Any]:
     unknown = sum(m.verdict == "unknown" for m in report.matches)
     not_seen = len(report.matches) - shown - unknown
     counts = {"matches": len(report.matches), "shown": shown, "not_seen": not_seen, "unknown": unknown}
+    if not report.matches and report.read_instead:
+        return Summary(
+            "nothing_matched",
+            f"no known error in the text given: it is the name of a file; to read the file, run "
+            f"`{report.read_instead}`",
+            counts,
+        ).to_json()
     if not report.matches:
         return Summary(
             "nothing_matched",
