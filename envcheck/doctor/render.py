@@ -283,11 +283,19 @@ def nic_rows(doc: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     rows = []
     for entry in (e for e in entries if isinstance(e, dict)):
         nics = [n for n in entry.get("nics") or [] if isinstance(n, dict)]
-        ports = [str(p) for n in nics for p in (n.get("ports") if isinstance(n.get("ports"), list) else [n.get("hca")])]
+        down = [n for n in entry.get("down_nics") or [] if isinstance(n, dict)]
         label = f" ({entry['label']})" if entry.get("label") else ""
         near = f"{entry.get('nearness') or '-'}{label}"
-        rows.append((f"GPU {entry.get('gpu')}", str(entry.get("pci_bus_id") or "-"), ", ".join(ports) or "-", near))
+        shown = ", ".join(_ports(nics)) or "-"
+        if down:
+            shown += f" (own NIC {', '.join(_ports(down))} down)"
+        rows.append((f"GPU {entry.get('gpu')}", str(entry.get("pci_bus_id") or "-"), shown, near))
     return rows
+
+
+def _ports(nics: list[dict[str, Any]]) -> list[str]:
+    """The NICs' ports as NCCL names them (``mlx5_0:1``); a NIC's name where its ports are not listed."""
+    return [str(p) for n in nics for p in (n.get("ports") if isinstance(n.get("ports"), list) else [n.get("hca")])]
 
 
 def versions_block(doc: dict[str, Any]) -> list[str]:

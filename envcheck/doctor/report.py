@@ -208,30 +208,36 @@ def fabric_document(fabric: Any) -> dict[str, Any] | None:
 def nic_affinity(results: Any) -> list[dict[str, Any]]:
     """Each GPU's nearest NIC(s), as ``net.affinity`` judged them (from its details): a row per GPU, ``{gpu,
     pci_bus_id, nics: [{hca, ports, pci_bus_id}], nearness, label}`` (``label`` as ``nvidia-smi topo -m``: PIX,
-    PHB, NODE, SYS). Empty where the check did not run, skipped (no NIC, no GPU) or placed no GPU."""
+    PHB, NODE, SYS), and ``down_nics`` (as ``nics``) where the GPU's own NIC on its PCIe switch has no port up and
+    NCCL goes to ``nics`` instead. Empty where the check did not run, skipped (no NIC, no GPU) or placed no GPU."""
     found = next((r for r in results if r.id == "net.affinity"), None)
     details = found.details if found is not None else {}
     gpus, nics = details.get("gpus") or {}, details.get("nics") or {}
+
+    def described(names: list[str]) -> list[dict[str, Any]]:
+        return [
+            {
+                "hca": name,
+                "ports": (nics.get(name) or {}).get("ports") or [name],
+                "pci_bus_id": (nics.get(name) or {}).get("bus_id"),
+            }
+            for name in names
+        ]
+
     rows = []
     for index, entry in gpus.items():
         if not entry.get("nic"):
             continue
-        rows.append(
-            {
-                "gpu": int(index) if str(index).isdigit() else index,
-                "pci_bus_id": entry.get("bus_id"),
-                "nics": [
-                    {
-                        "hca": name,
-                        "ports": (nics.get(name) or {}).get("ports") or [name],
-                        "pci_bus_id": (nics.get(name) or {}).get("bus_id"),
-                    }
-                    for name in entry["nic"]
-                ],  # fmt: skip
-                "nearness": entry.get("nearness"),
-                "label": entry.get("label"),
-            }
-        )
+        row = {
+            "gpu": int(index) if str(index).isdigit() else index,
+            "pci_bus_id": entry.get("bus_id"),
+            "nics": described(entry["nic"]),
+            "nearness": entry.get("nearness"),
+            "label": entry.get("label"),
+        }
+        if entry.get("down_nic"):
+            row["down_nics"] = described(entry["down_nic"])
+        rows.append(row)
     return rows
 
 

@@ -18,8 +18,8 @@ literal is there are run (benchmarks/explain_scan.py).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from envcheck.probes.symbols import CUDA_LIBRARIES, missing_cuda_library, undefined_symbol
@@ -30,7 +30,10 @@ class Signature:
     """One known error. ``checks`` decide whether this machine shows the cause; ``there`` says what to
     look at on the machine where the error happened when they pass here; ``analyse`` (optional) reads the
     first line that matched for more (which package, which side is wrong) and returns JSON-able facts
-    whose ``fix``, when given, replaces the entry's own."""
+    whose ``fix``, when given, replaces the entry's own. ``requires`` narrows a check that judges several
+    causes at once (``kernel.events``: peermem errors, segfaults, OOM kills): its warning shows *this*
+    cause only where the predicate holds on its details (:func:`event`), so an OOM kill in the log does
+    not make a peermem error "shown"."""
 
     id: str
     title: str
@@ -44,6 +47,20 @@ class Signature:
     sources: tuple[str, ...]
     command: str | None = None
     analyse: Callable[[str], dict[str, Any]] | None = None
+    #: Check id -> a predicate on that check's details that must hold for its warning or failure to count.
+    requires: Mapping[str, Callable[[dict[str, Any]], bool]] = field(default_factory=dict, hash=False, compare=False)
+
+    def shows(self, check: str, details: dict[str, Any]) -> bool:
+        """Whether a failing or warning ``check`` with these details shows this signature's cause."""
+        predicate = self.requires.get(check)
+        return predicate is None or predicate(details)
+
+
+def event(kind: str) -> Mapping[str, Callable[[dict[str, Any]], bool]]:
+    """``requires`` for a signature that one kind of ``kernel.events`` event decides: the check's
+    ``events`` detail names each kind it found, keyed by the kind alone for this boot (the only events
+    it warns on) and ``KIND (earlier boots)`` for the others."""
+    return {"kernel.events": lambda details: kind in (details.get("events") or {})}
 
 
 #: Characters that end a pattern's literal prefix.
@@ -329,6 +346,7 @@ SIGNATURES: tuple[Signature, ...] = (
         "module, a recent kernel and NCCL).",
         "On that node: `sudo dmesg -T | grep peermem`, the driver version (`nvidia-smi`), and the job's NCCL log.",
         ("Mellanox/nv_peer_memory#120", "NVIDIA/nccl#1474", "leptonai/gpud#74"),
+        requires=event("peermem"),
     ),
     Signature(
         "nccl.segfault",
@@ -341,6 +359,7 @@ SIGNATURES: tuple[Signature, ...] = (
         "check the driver's libraries match its module (driver.nvml).",
         "On that node: `sudo dmesg -T | grep segfault` (which library, which process) and the rank's own log.",
         ("scitix/sichek#45",),
+        requires=event("segfault"),
     ),
     Signature(
         "driver.api_mismatch",
@@ -354,6 +373,7 @@ SIGNATURES: tuple[Signature, ...] = (
         "On that node: `cat /proc/driver/nvidia/version` against the installed driver package.",
         ("NVIDIA/nvidia-docker#182", "stackhpc/ansible-slurm-appliance#287"),
         "cat /proc/driver/nvidia/version",
+        requires=event("api_mismatch"),
     ),
     Signature(
         "host.oom_kill",
@@ -366,6 +386,7 @@ SIGNATURES: tuple[Signature, ...] = (
         "On that node: `sudo dmesg -T | grep -i 'killed process'` and `free -g`.",
         ("ymoslem/OpenNMT-Tutorial#6", "TorchSSL/TorchSSL#4"),
         "envcheck doctor kernel.events host.memory",
+        requires=event("oom_kill"),
     ),
     # -- GPU memory --------------------------------------------------------------------------------------
     Signature(

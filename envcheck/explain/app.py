@@ -5,7 +5,9 @@ is read by envcheck.explain.wrap as it runs), find the known signatures in it
 (envcheck.doctor.signatures), and run just the doctor's checks those signatures name, through the same
 ``run_doctor`` as ``envcheck doctor CHECK_ID...`` (not the whole doctor). Each match is then one of:
 
-* ``shown``: a check it names fails or warns here: this machine shows the cause (its verdict and fix);
+* ``shown``: a check it names fails or warns here, for this cause (a check that judges several causes,
+  ``kernel.events``, counts only with the signature's kind of event: ``Signature.requires``): this machine
+  shows the cause (its verdict and fix);
 * ``not_seen``: its checks pass or do not apply here: the cause lies on the machine, or in the job, where
   the error happened, and the signature says what to look at there;
 * ``unknown``: a check it names crashed (envcheck's bug), so nothing is said either way.
@@ -56,6 +58,14 @@ class ExplainRequest:
             )
         return request
 
+    @property
+    def file_argument(self) -> str | None:
+        """The one text argument where it names an existing file (``envcheck explain job.log``): the file was
+        surely meant (``-f``), though it is read as the words given, as asked."""
+        if len(self.texts) == 1 and not self.files and not self.stdin and os.path.isfile(self.texts[0]):
+            return self.texts[0]
+        return None
+
 
 @dataclass(frozen=True)
 class Match:
@@ -67,11 +77,17 @@ class Match:
     facts: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def showing(self) -> list[CheckResult]:
+        """The checks that show this cause here: failing or warning, with what the signature requires of
+        their details (a kernel.events warning about an OOM kill does not show a peermem error)."""
+        signature = self.hit.signature
+        return [r for r in self.results if r.status in (Status.FAIL, Status.WARN) and signature.shows(r.id, r.details)]
+
+    @property
     def verdict(self) -> str:
-        statuses = [r.status for r in self.results]
-        if any(s in (Status.FAIL, Status.WARN) for s in statuses):
+        if self.showing:
             return "shown"
-        if any(s is Status.CRASH for s in statuses):
+        if any(r.status is Status.CRASH for r in self.results):
             return "unknown"
         return "not_seen"
 
@@ -91,6 +107,17 @@ class ExplainReport:
     #: ``explain -- CMD``: the command and its exit status.
     command: tuple[str, ...] | None = None
     command_exit: int | None = None
+    #: The one text argument, where it is an existing file: what to run instead is said (:meth:`read_instead`).
+    file_argument: str | None = None
+
+    @property
+    def read_instead(self) -> str | None:
+        """``envcheck explain -f PATH`` where the one argument given as text is a file."""
+        if self.file_argument is None:
+            return None
+        import shlex
+
+        return f"envcheck explain -f {shlex.quote(self.file_argument)}"
 
     @property
     def shown(self) -> list[Match]:
@@ -134,6 +161,7 @@ def judge(
     started: float | None = None,
     command: tuple[str, ...] | None = None,
     command_exit: int | None = None,
+    file_argument: str | None = None,
 ) -> ExplainReport:
     """Run the checks the found signatures name (each once, in the doctor's order) and pair each
     signature with its verdicts."""
@@ -172,6 +200,7 @@ def judge(
         time.monotonic() - started,
         command,
         command_exit,
+        file_argument,
     )
 
 

@@ -83,5 +83,13 @@ def explain(
         finish(explain_document(report), code, stream=sys.stderr, **how)
     request = ExplainRequest.parse(text, files, env=dict(os.environ), deadline_s=deadline)
     scanner = read(request)
-    report = judge(scanner, env=request.env, deadline_s=deadline, started=started)
+    report = judge(scanner, env=request.env, deadline_s=deadline, started=started, file_argument=request.file_argument)
+    if report.read_instead:
+        from envcheck.core.files import path_shown
+
+        click.echo(
+            f"envcheck explain: {path_shown(report.file_argument or '')} is a file, read here as text; to read the "
+            f"file, run `{report.read_instead}`",
+            err=True,
+        )
     finish(explain_document(report), report.exit_code, **how)

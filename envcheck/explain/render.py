@@ -28,10 +28,19 @@ VERDICT_WORDS = {
 }
 
 
+def shown_by(match: dict[str, Any]) -> list[str]:
+    """The checks whose verdict shows the match's cause here (a document from before ``shown_by``: every
+    check that fails or warns)."""
+    if "shown_by" in match:
+        return list(match.get("shown_by") or [])
+    return [r.get("id") for r in match.get("results") or [] if r.get("status") in ("warn", "fail")]
+
+
 def match_status(match: dict[str, Any]) -> str:
     """The status a match is marked with: its worst failing check where this machine shows the cause."""
     if match.get("verdict") == "shown":
-        statuses = [r.get("status") for r in match.get("results") or []]
+        showing = shown_by(match)
+        statuses = [r.get("status") for r in match.get("results") or [] if r.get("id") in showing]
         return "fail" if "fail" in statuses else "warn"
     return "crash" if match.get("verdict") == "unknown" else "skip"
 
@@ -92,8 +101,9 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
         checks = ", ".join(match.get("checks") or [])
         lines.row("      ", f"[bold]{escape(VERDICT_WORDS.get(verdict, str(verdict)))}[/] [dim]({escape(checks)})[/]:")
         commands = set()
+        showing = shown_by(match)
         for result in match.get("results") or []:
-            if verdict == "shown" and result.get("status") not in ("warn", "fail", "crash"):
+            if verdict == "shown" and result.get("id") not in showing and result.get("status") != "crash":
                 continue
             lines.row(
                 f"        {mark(console, result.get('status', 'skip'))} ",

@@ -8,10 +8,12 @@ It starts with the envelope every envcheck report carries, then:
   ``explain -- CMD``);
 * ``matches``: one per signature found, in the table's order: its ``id``, ``title``, ``meaning``, the first
   ``lines`` that showed it and ``count`` (every match), ``checks`` (the ids it names) with their
-  ``results``, the ``verdict`` (``shown``, ``not_seen``, ``unknown``), ``fix`` (text and command),
+  ``results``, the ``verdict`` (``shown``, ``not_seen``, ``unknown``) and ``shown_by`` (the checks whose
+  verdict shows this cause here), ``fix`` (text and command),
   ``there`` (what to look at where it happened), ``sources`` (public threads) and ``facts`` (what its own
   reading of the line found: an undefined symbol's package, demangled name and wrong side);
-* ``next_step``: ``envcheck doctor`` when nothing matched; ``summary``: the counts and the one line.
+* ``next_step``: ``envcheck doctor`` when nothing matched (``envcheck explain -f PATH`` where the one text
+  argument was the name of a file); ``summary``: the counts and the one line.
 
 The pasted text in ``lines`` is redacted with the rest of the document when it is delivered
 (envcheck.cli.terminal), before anything is printed or written.
@@ -42,7 +44,7 @@ def explain_document(report: ExplainReport) -> dict[str, Any]:
             "exit_code": report.exit_code,
             "input": input_,
             "matches": [_match(m) for m in report.matches],
-            "next_step": None if report.matches else NEXT_STEP,
+            "next_step": None if report.matches else report.read_instead or NEXT_STEP,
             "summary": summary(report),
         }
     )
@@ -52,7 +54,7 @@ def explain_document(report: ExplainReport) -> dict[str, Any]:
 
 def status(report: ExplainReport) -> Status:
     """The worst verdict behind the causes shown here; ``ok`` where this machine shows none."""
-    return worst([r.status for m in report.shown for r in m.results if r.status in (Status.FAIL, Status.WARN)])
+    return worst([r.status for m in report.shown for r in m.showing])
 
 
 def _match(m: Match) -> dict[str, Any]:
@@ -63,6 +65,7 @@ def _match(m: Match) -> dict[str, Any]:
         "title": s.title,
         "meaning": s.meaning,
         "verdict": m.verdict,
+        "shown_by": [r.id for r in m.showing],
         "lines": [line.to_json() for line in m.lines],
         "count": m.hit.count,
         "checks": list(s.checks),
@@ -79,6 +82,13 @@ def summary(report: ExplainReport) -> dict[str, Any]:
     unknown = sum(m.verdict == "unknown" for m in report.matches)
     not_seen = len(report.matches) - shown - unknown
     counts = {"matches": len(report.matches), "shown": shown, "not_seen": not_seen, "unknown": unknown}
+    if not report.matches and report.read_instead:
+        return Summary(
+            "nothing_matched",
+            f"no known error in the text given: it is the name of a file; to read the file, run "
+            f"`{report.read_instead}`",
+            counts,
+        ).to_json()
     if not report.matches:
         return Summary(
             "nothing_matched",
@@ -87,7 +97,7 @@ def summary(report: ExplainReport) -> dict[str, Any]:
         ).to_json()
     parts = []
     if shown:
-        ids = ", ".join(dict.fromkeys(r.id for m in report.shown for r in m.results if r.status.severity > 0))
+        ids = ", ".join(dict.fromkeys(r.id for m in report.shown for r in m.showing))
         parts.append(f"{shown} shown on this machine ({ids})")
     if not_seen:
         parts.append(f"{not_seen} not seen here")

@@ -157,6 +157,22 @@ def test_nothing_matched_is_one_plain_line_and_exit_0() -> None:
     assert doc["matches"] == [] and doc["next_step"] == "envcheck doctor"
 
 
+def test_a_file_given_as_the_text_says_to_read_it_with_f(tmp_path) -> None:
+    """``envcheck explain job.log`` reads the words "job.log" (nothing known, exit 0 as for any such text), and
+    says that job.log is a file and the command that reads it."""
+    log = tmp_path / "job.log"
+    log.write_text(NO_KERNEL + "\n")
+    proc = envcheck(str(log))
+    assert proc.returncode == 0
+    instead = f"envcheck explain -f {log}"
+    assert f"{log} is a file" in proc.stderr and instead in proc.stderr
+    assert instead in proc.stdout and "envcheck doctor" not in proc.stdout
+    _, doc = document(str(log))
+    assert doc["next_step"] == instead and doc["summary"]["verdict"] == "nothing_matched"
+    assert document(str(log), "more words")[1]["next_step"] == "envcheck doctor"  # text, not one path
+    assert "no kernel image" in envcheck("-f", str(log)).stdout
+
+
 def test_secrets_in_the_pasted_text_never_echo(tmp_path) -> None:
     token = "hf_" + "a1B2c3D4e5F6g7H8i9J0kLmNoPq"
     log = tmp_path / "job.log"

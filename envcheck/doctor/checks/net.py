@@ -103,6 +103,13 @@ AFFINITY_FIX = (
     "board should have a NIC per switch, a NIC is missing or in the wrong slot."
 )
 
+DOWN_NIC_FIX = (
+    "A GPU's own NIC (the one on its PCIe switch) has no port up: NCCL sends that GPU's traffic through a NIC "
+    "farther away, across the switch and through the CPU's root complex, which other GPUs' traffic also uses "
+    "(and GPUDirect RDMA only up to PHB by default), so the node runs collectives slower than its peers. Bring "
+    "the port up:"
+)
+
 
 def net_info(ctx: Context) -> NetInfo:
     """The probe's data, or the skip every net check gives on a node without HCAs."""
@@ -392,23 +399,28 @@ def _nic_details(hca: Hca) -> dict[str, Any]:
 def affinity(ctx: Context) -> Verdict:
     """Which NIC is nearest each GPU (same PCIe switch, same NUMA node, or across the CPU socket), from the PCI
     tree in sysfs and NVML's bus ids: a GPU whose nearest NIC is across the socket warns, its traffic to other
-    nodes crossing the socket link without GPUDirect RDMA."""
+    nodes crossing the socket link without GPUDirect RDMA. NCCL picks the nearest NIC with a port up, so a GPU
+    whose own NIC (on its PCIe switch) has none up warns too, naming that NIC: its traffic goes farther (across
+    the switch, the NUMA node) while net.ports says only that a port is down."""
     info = net_info(ctx)
     gpus = _gpus(ctx)
     if not gpus:
         return skip("no NVIDIA GPU answers: nothing to place beside the NICs")
     places = gpu_places(ctx.probe("pci"), ctx.env)
-    nics = [h for h in info.hcas if h.pci is not None and any(p.up for p in h.ports)] or [
-        h for h in info.hcas if h.pci is not None
-    ]
+    placed = [h for h in info.hcas if h.pci is not None]
+    up = [h for h in placed if any(p.up for p in h.ports)]
+    nics = up or placed
+    # A NIC with no port up that is a peer of the ones up (not a front-end NIC of another board): NCCL passes it by.
+    down = [h for h in placed if up and h not in up and h.model in {n.model for n in up}]
     table: dict[str, Any] = {}
-    across, unknown = [], []
+    across, unknown, bypassed = [], [], []
     for gpu in gpus:
         place = place_of(places, gpu.pci_bus_id)
         ranked = sorted(
             ((n, h) for h in nics if place is not None and (n := nearness(place, h.pci)) is not None),  # type: ignore[arg-type]
             key=lambda pair: pair[0],
         )
+        own = [h.name for h in down if place is not None and nearness(place, h.pci) == 0]  # type: ignore[arg-type]
         if not ranked:
             unknown.append(gpu.index)
             table[str(gpu.index)] = {"bus_id": gpu.pci_bus_id, "nic": None, "nearness": None}
@@ -421,13 +433,31 @@ def affinity(ctx: Context) -> Verdict:
             "nearness": NEARNESS[best],
             "label": NEARNESS_LABELS[best],
         }
+        if own and best > 0:
+            table[str(gpu.index)]["down_nic"] = own
+            bypassed.append(gpu.index)
         if best == len(NEARNESS) - 1:
             across.append(gpu.index)
-    named = {n for v in table.values() for n in v["nic"] or ()}
-    details = {"gpus": table, "nics": {h.name: _nic_details(h) for h in nics if h.name in named}}
+    named = {n for v in table.values() for n in [*(v["nic"] or ()), *v.get("down_nic", ())]}
+    details = {"gpus": table, "nics": {h.name: _nic_details(h) for h in placed if h.name in named}}
+    problems = []
+    for i in bypassed:
+        row = table[str(i)]
+        problems.append(
+            (
+                f"GPU {i} ({row['bus_id']}): its NIC on the same PCIe switch, {'/'.join(row['down_nic'])}, has no "
+                f"port up: NCCL goes to {'/'.join(row['nic'])} instead, across the switch ({row['nearness']}, "
+                f"{row['label']})",
+                DOWN_NIC_FIX + " " + PORT_DOWN_FIX,
+                f"ibstat {row['down_nic'][0]}",
+            )
+        )
     if across:
         words = ", ".join(f"GPU {i} ({table[str(i)]['bus_id']})" for i in across)
-        return warn(f"{words}: nearest NIC across the CPU socket", AFFINITY_FIX, "nvidia-smi topo -m", **details)
+        problems.append((f"{words}: nearest NIC across the CPU socket", AFFINITY_FIX, "nvidia-smi topo -m"))
+    if problems:
+        summary = "; ".join(p[0] for p in problems)
+        return warn(summary, " ".join(dict.fromkeys(p[1] for p in problems)), problems[0][2], **details)
     if len(unknown) == len(gpus):
         return skip(
             "sysfs does not say where the GPUs sit against the NICs (no shared bridge, no NUMA node)", **details

@@ -17,16 +17,25 @@ from envcheck.probes import pci
 ACS_COMMAND = "sudo lspci -vvv | grep -i ACSCtl"
 #: The redirect bits that send peer-to-peer requests and completions up to the root complex.
 REDIRECT = pci.ACS_BITS["ReqRedir"] | pci.ACS_BITS["CmpltRedir"]
-#: NVIDIA's recommendation (NCCL User Guide, Troubleshooting, "PCI Access Control Services (ACS)",
-#: docs.nvidia.com/deeplearning/nccl/user-guide/docs/troubleshooting.html): on bare metal, disable ACS in the
-#: BIOS, or clear each bridge's ACS control with setpci (until the next boot). The kernel sets ACS itself on
-#: bridges when an IOMMU is on (to isolate devices), so an IOMMU in translation mode brings it back.
-ACS_FIX = (
-    'Disable ACS in the BIOS (NVIDIA\'s NCCL troubleshooting guide, "PCI Access Control Services"), or clear '
-    "it on each switch port named until the next boot with `sudo setpci -s BDF ECAP_ACS+0x6.w=0000`; with "
-    "the IOMMU on, the kernel enables ACS itself: boot with `iommu=pt` (or the IOMMU off) unless the node needs "
-    "device isolation. Until then NCCL's P2P goes through the CPU (or hangs; NCCL_P2P_DISABLE=1 hides it)."
+#: NVIDIA's recommendation (NCCL User Guide, Troubleshooting, "PCI Access Control Services (ACS)", :data:`NCCL_ACS`):
+#: on bare metal, disable ACS in the BIOS, or clear each bridge's ACS control with setpci (until the next boot). The
+#: kernel sets ACS itself on bridges when an IOMMU is on (to isolate devices), so an IOMMU in translation mode brings
+#: it back; Linux 5.1+ clears the redirect bits of the bridges it is given at boot (``pci=disable_acs_redir=``,
+#: Documentation/admin-guide/kernel-parameters.txt).
+NCCL_ACS = (
+    "https://docs.nvidia.com/deeplearning/nccl/user-guide/docs/troubleshooting.html#pci-access-control-services-acs"
 )
+ACS_FIX = (
+    "Disable ACS in the BIOS (or VT-d/IOMMU where the node needs no device isolation; NCCL's troubleshooting guide, "
+    f"{NCCL_ACS}); or boot with `pci=disable_acs_redir={{first}}` (Linux 5.1+; the ports joined by `;`, as in "
+    "details' `kernel_parameter`); or clear it now, until the next boot, with `sudo setpci -s BDF "
+    "ECAP_ACS+0x6.w=0000` on each of the {count} port(s) (the command shown clears {first}; details' `setpci` "
+    "lists one per port). With the IOMMU on, the kernel enables ACS itself: boot with `iommu=pt` (or the IOMMU off) "
+    "unless the node needs device isolation. Until then NCCL's P2P goes through the CPU (or hangs; "
+    "NCCL_P2P_DISABLE=1 hides it)."
+)
+#: Switch ports named in the summary; the rest are counted (details keep every one).
+NAMED_PORTS = 3
 
 
 @check("pcie.acs", "PCIe ACS redirect where GPUs and NICs share a switch")
@@ -61,18 +70,20 @@ def check_acs(ctx: Context) -> Verdict:
                "root_ports_redirected": at_roots}  # fmt: skip
     mode = _iommu_words(iommu)
     noted = (
-        f"; ACS redirect on root port(s) {', '.join(at_roots)} (noted: traffic between root ports crosses the root "
-        "complex anyway)"
+        f"; ACS redirect on root port(s) {_first(sorted(at_roots))} (noted: traffic between root ports crosses the "
+        "root complex anyway)"
         if at_roots
         else ""
     )
     if redirected:
-        named = "; ".join(f"{b}: {words}" for b, words in redirected.items())
+        ports = sorted(redirected)  # sysfs's bus ids: lower-case, zero-padded
+        details["setpci"] = [f"sudo setpci -s {b} ECAP_ACS+0x6.w=0000" for b in ports]
+        details["kernel_parameter"] = "pci=disable_acs_redir=" + ";".join(ports)
         return warn(
             f"ACS redirect on {len(redirected)} of {len(judged)} PCIe switch ports where GPUs and NICs under one "
-            f"switch meet ({named}); {mode}{noted}",
-            ACS_FIX,
-            ACS_COMMAND,
+            f"switch meet ({_ports_words(ports, redirected)}); {mode}{noted}",
+            ACS_FIX.format(first=ports[0], count=len(ports)),
+            details["setpci"][0],
             **details,
         )
     if not judged:
@@ -125,6 +136,24 @@ def _redirect(space: bytes | None) -> str | None:
     """The ACS control in ``lspci``'s words where it redirects P2P, else None (no ACS, or not readable)."""
     control = pci.acs_control(space) if space and len(space) > pci.EXTENDED else None
     return pci.acs_words(control) if control is not None and control & REDIRECT else None
+
+
+def _first(ports: list[str], count: int = NAMED_PORTS) -> str:
+    """The first ``count`` ports, then how many more."""
+    rest = len(ports) - count
+    return ", ".join(ports[:count]) + (f" and {rest} more" if rest > 0 else "")
+
+
+def _ports_words(ports: list[str], words: dict[str, str]) -> str:
+    """The redirecting ports, short: per set of ACS bits, the first port with its bits, the next ones by bus id up
+    to :data:`NAMED_PORTS` in all, then how many more (16 ports' full bits made one unreadable line)."""
+    groups: dict[str, list[str]] = {}
+    for port in ports:
+        groups.setdefault(words[port], []).append(port)
+    return "; ".join(
+        f"{group[0]}: {bits}" + (f"; the same on {_first(group[1:], NAMED_PORTS - 1)}" if group[1:] else "")
+        for bits, group in groups.items()
+    )
 
 
 def _iommu_words(iommu: dict[str, object]) -> str:

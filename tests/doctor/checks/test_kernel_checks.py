@@ -542,3 +542,32 @@ def test_a_boot_read_again_after_a_lost_cursor_counts_each_xid_once(tmp_path: Pa
     assert again["details"]["read"].startswith("this boot again")
     (row,) = [r for r in again["details"]["xids"] if r["xid"] == 48]
     assert row["count"] == 1, row
+
+
+def explain_here(log: Path, *text: str) -> dict[str, dict[str, Any]]:
+    """``envcheck explain TEXT`` on a machine whose kernel log is ``log``: each match by its signature's id."""
+    env = {**os.environ, "PYTHONPATH": str(NVML_SITE), "ENVCHECK_FAKE_NVML": "hgx_8gpu"}
+    env["ENVCHECK_KERNEL_LOG"] = str(log)
+    proc = subprocess.run([ENVCHECK, "explain", *text, "--json"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode in (0, 1), proc.stderr
+    return {m["id"]: m for m in json.loads(proc.stdout)["matches"]}
+
+
+PEERMEM = "nvidia-peermem nv_get_p2p_free_callback:127 ERROR detected invalid context, skipping further processing"
+
+
+def test_explain_counts_only_the_kernel_event_of_the_signatures_kind(tmp_path: Path) -> None:
+    """kernel.events warns for several kinds of event: an OOM kill in this machine's log is not the cause of a
+    peermem error or of a segfault in NCCL; the peermem line in the log is."""
+    lines = (LOGS / "hgx_journal.log").read_text().splitlines()
+    oom_only = tmp_path / "oom.log"
+    oom_only.write_text("\n".join(line for line in lines if "oom" in line.lower() or "Killed process" in line) + "\n")
+    segfault = "python[81002]: segfault at 0 ip 00007f sp 00007ffd error 4 in libnccl.so.2[7f12+1a000]"
+    matches = explain_here(oom_only, PEERMEM, segfault)
+    for signature in ("rdma.peermem_invalid_context", "nccl.segfault"):
+        assert matches[signature]["verdict"] == "not_seen", matches[signature]
+        assert matches[signature]["shown_by"] == []
+    peermem_log = tmp_path / "peermem.log"
+    peermem_log.write_text("\n".join(line for line in lines if "peermem" in line) + "\n")
+    shown = explain_here(peermem_log, PEERMEM)["rdma.peermem_invalid_context"]
+    assert shown["verdict"] == "shown" and shown["shown_by"] == ["kernel.events"]

@@ -56,6 +56,24 @@ def test_a_port_down_fails_naming_it_and_its_physical_state(tmp_path):
     assert "Polling sees no signal" in ports["fix"]["text"] and ports["fix"]["command"] == "ibstat"
 
 
+def test_a_gpu_whose_own_nic_is_down_warns_naming_it_and_where_nccl_goes(tmp_path):
+    """mlx5_3, on GPU 3's PCIe switch, is down: NCCL sends GPU 3's traffic to the NICs of its NUMA node instead."""
+    tree = nettree.hgx_port_down(tmp_path)
+    found = doctor(tree)["net.affinity"]
+    assert found["status"] == "warn", found
+    assert found["summary"] == (
+        "GPU 3 (00000000:1B:00.0): its NIC on the same PCIe switch, mlx5_3, has no port up: NCCL goes to "
+        "mlx5_0/mlx5_1/mlx5_2 instead, across the switch (same NUMA node, NODE)"
+    )
+    assert found["fix"]["command"] == "ibstat mlx5_3" and "Polling sees no signal" in found["fix"]["text"]
+    assert found["details"]["gpus"]["3"]["down_nic"] == ["mlx5_3"]
+    assert "down_nic" not in found["details"]["gpus"]["2"]
+    row = json.loads(report(tree, "json"))["fabric"]["nic_affinity"][3]
+    assert row["down_nics"] == [{"hca": "mlx5_3", "ports": ["mlx5_3:1"], "pci_bus_id": "0000:43:00.0"}]
+    text = report(tree, "text")
+    assert "(own NIC mlx5_3:1 down)" in text
+
+
 def test_no_peermem_names_modprobe_and_why_dmabuf_is_not_possible(tmp_path):
     gdr = doctor(nettree.hgx_no_peermem(tmp_path))["net.gpudirect"]
     assert gdr["status"] == "fail"

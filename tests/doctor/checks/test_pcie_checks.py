@@ -87,6 +87,23 @@ def test_a_gpu_and_its_nic_under_one_switch_judge_both_downstream_ports(tmp_path
     assert found["details"]["judged"][:2] == ["0000:90:00.0", "0000:90:10.0"]  # the GPU's port, the NIC's
 
 
+def test_sixteen_redirecting_ports_read_short_and_the_fix_names_them(tmp_path: Path) -> None:
+    """16 ports with the same bits: the summary names three by bus id and counts the rest; every port is in the
+    details, each with its setpci command, and the fix's command clears the first."""
+    found = doctor(hgx_tree(tmp_path, acs=REDIRECTING, nics=True))["pcie.acs"]
+    ports = sorted(found["details"]["redirected"])
+    assert len(ports) == 16
+    bits = pci.acs_words(REDIRECTING)
+    assert f"({ports[0]}: {bits}; the same on {ports[1]}, {ports[2]} and 13 more)" in found["summary"]
+    assert found["summary"].count("SrcValid+") == 1 and ports[3] not in found["summary"]
+    assert found["fix"]["command"] == f"sudo setpci -s {ports[0]} ECAP_ACS+0x6.w=0000"
+    assert found["details"]["setpci"] == [f"sudo setpci -s {p} ECAP_ACS+0x6.w=0000" for p in ports]
+    assert found["details"]["kernel_parameter"] == "pci=disable_acs_redir=" + ";".join(ports)
+    fix = found["fix"]["text"]
+    assert "each of the 16 port(s)" in fix and f"pci=disable_acs_redir={ports[0]}" in fix and "BIOS" in fix
+    assert "docs.nvidia.com/deeplearning/nccl/user-guide/docs/troubleshooting.html" in fix
+
+
 def test_under_a_hypervisor_acs_is_skipped(tmp_path: Path) -> None:
     found = doctor(hgx_tree(tmp_path, acs=REDIRECTING, hypervisor="QEMU"))["pcie.acs"]
     assert found["status"] == "skip" and "hypervisor (QEMU)" in found["summary"], found
