@@ -87,6 +87,15 @@ def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+def slow_by_device(node: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """A node's slow figures by device (its GPU UUID, else its bench name): one GPU slow in six figures is
+    one slow device, which the nodes' tables count and the text names once."""
+    devices: dict[str, list[dict[str, Any]]] = {}
+    for s in html.items(node.get("slow")):
+        devices.setdefault(str(s.get("uuid") or s.get("device")), []).append(s)
+    return devices
+
+
 def on_nodes(group: dict[str, Any], nodes: int, limit: int = NAMES_SHOWN) -> str:
     """Where a problem is: "on all 1000 nodes" (a fleet-wide setting is one line), else its nodes named;
     a slow group names its devices (host and GPU index)."""
@@ -143,12 +152,16 @@ def since_lines(since: dict[str, Any], threshold: float) -> list[str]:
         out.append(f"APPEARED {plural(len(since['appeared']), 'node')}: {names(since['appeared'])}")
     if since.get("vanished"):
         out.append(f"VANISHED {plural(len(since['vanished']), 'node')}: {names(since['vanished'])}")
+    # One line per device with each of its figures that fell (the worst first): a card slower in six
+    # benchmarks is one slower card, as the count above says.
+    slower: dict[str, list[dict[str, Any]]] = {}
     for s in since.get("slower") or []:
+        slower.setdefault(s["device"], []).append(s)
+    for device, falls in slower.items():
+        s = falls[0]
         moved = f" (was on {s['previous_hostname']})" if s.get("previous_hostname") not in (None, s["hostname"]) else ""
-        out.append(
-            f"SLOWER {s['device']} on {s['hostname']}{moved} {s['id']}: {figure(s['before'])} -> {figure(s['now'])}, "
-            f"{s['fall']:.0%} lower (more than {threshold:.0%})"
-        )
+        each = ", ".join(f"{f['id']} {figure(f['before'])} -> {figure(f['now'])} (-{f['fall']:.0%})" for f in falls)
+        out.append(f"SLOWER {device} on {s['hostname']}{moved}, more than {threshold:.0%} lower: {each}")
     return out
 
 
@@ -213,14 +226,17 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
             lines += block
             shown += 1
         if shown < len(groups):
-            say(f"  [dim]... and {len(groups) - shown} more problems below[/]")
+            say(f"  [dim]... and {plural(len(groups) - shown, 'more problem')} below[/]")
     # The details.
     if isinstance(since, dict) and any(since.get(k) for k in ("new", "resolved", "appeared", "vanished", "slower")):
         say("\n[bold]Since the previous report[/]")
         lines += [f"  {escape(line)}" for line in since_lines(since, doc.get("threshold", 0))]
-    if groups and (shown < len(groups) or any(len(g.get("fixes") or []) > 1 for g in groups)):
-        say("\n[bold]Every problem across the fleet[/]")
-        for g in groups:
+    # What the first screen left unsaid, and only that: the problems that did not fit, and each fix of
+    # those shown with several (a problem said whole above is not said again).
+    rest = [g for i, g in enumerate(groups) if i >= shown or len(g.get("fixes") or []) > 1]
+    if rest:
+        say("\n[bold]More on the problems across the fleet[/]")
+        for g in rest:
             lines += group_lines(console, g, nodes, every_fix=True)
     # Each node's section is a few lines of the same few words (ten thousand nodes with one check
     # failing): each mark and each distinct text is made once.
@@ -249,14 +265,15 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
         lines = []
         say = lines.append
 
-    healthy, shared = [], []
+    healthy: list[str] = []
+    shared: dict[str, list[str]] = {}  # status -> the nodes whose every item is one every node has
     everywhere = {g.get("key") for g in groups if g.get("count") == nodes and nodes > 1}
     for node in doc.get("nodes") or []:
         if node["status"] == "ok":
             healthy.append(node["hostname"])
             continue
-        if node["status"] == "warn" and only_shared(node, everywhere):
-            shared.append(node["hostname"])
+        if (node["status"] == "warn" or node.get("failing")) and only_shared(node, everywhere):
+            shared.setdefault(node["status"], []).append(node["hostname"])
             continue
         kinds = ", ".join(f"{r['kind']} {r['status']}" for r in node.get("reports") or [])
         say(f"\n{marks[node['status']]} {bold(node['hostname'])}  {dim(kinds)}")
@@ -264,19 +281,20 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
         for item in [*(node.get("failing") or []), *(node.get("warnings") or [])]:
             what = f"{item['report']} {item['id']}: {item['summary']}"
             say(f"    {marks[item['status']]} {said(what)}")
-        for s in node.get("slow") or []:
+        for figures in slow_by_device(node).values():
+            s = figures[0]
             where = f"GPU {s['index']}" if s.get("index") is not None else s.get("device") or "device"
-            what = f"slow {where} {s['id']}: {s['shortfall']:.0%} below the fleet median"
-            say(f"    {marks['fail']} {said(what)}")
+            each = ", ".join(f"{f['id']} {f['shortfall']:.0%}" for f in figures)
+            say(f"    {marks['fail']} {said(f'slow {where}: {each} below the fleet median')}")
     if plain:
         console.print("\n".join(before), soft_wrap=soft)
         if lines:
             write_lines(console, lines)
         lines = []
         say = lines.append
-    if shared:
-        what = f"{plural(len(shared), 'node')} with only the warnings every node shares (above)"
-        say(f"\n{mark(console, 'warn')} {what}: {escape(names(shared))}")
+    for status, hosts in shared.items():  # the failing first, as the nodes come
+        what = f"{plural(len(hosts), 'node')} with only the {'warnings' if status == 'warn' else 'problems'}"
+        say(f"\n{mark(console, status)} {what} every node shares (above): {escape(names(hosts))}")
     if healthy:
         say(f"\n{mark(console, 'ok')} {plural(len(healthy), 'node')} ok: {escape(names(healthy))}")
     drift = doc.get("drift") or []
@@ -423,14 +441,16 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     problems = []
+    everywhere = {g.get("key") for g in groups if g.get("count") == nodes and nodes > 1}
     for node in doc.get("nodes") or []:
         reports = ", ".join(f"{r['kind']} {r['status']}" for r in node.get("reports") or [])
         failing, warnings = node.get("failing") or [], node.get("warnings") or []
         lines.append(
             f"| {code(node['hostname'])} | {icon(node['status'])} | {cell(reports)} "
-            f"| {len(failing)} | {len(warnings)} | {len(node.get('slow') or [])} |"
+            f"| {len(failing)} | {len(warnings)} | {len(slow_by_device(node))} |"
         )
-        problems += [(node["hostname"], item) for item in [*failing, *warnings]]
+        if not only_shared(node, everywhere):  # else its every item is one every node has: said once, above
+            problems += [(node["hostname"], item) for item in [*failing, *warnings]]
     if problems:
         lines += [
             "",
@@ -586,11 +606,7 @@ def fleet_nodes(doc: dict[str, Any]) -> str:
     everywhere = {g.get("key") for g in html.items(doc.get("problems")) if g.get("count") == total and total > 1}
     for node in nodes:
         reports = ", ".join(f"{r.get('kind')} {r.get('status')}" for r in html.items(node.get("reports")))
-        failing, warnings, slow = (
-            html.items(node.get("failing")),
-            html.items(node.get("warnings")),
-            html.items(node.get("slow")),
-        )
+        failing, warnings = html.items(node.get("failing")), html.items(node.get("warnings"))
         rows.append(
             [
                 html.code(node.get("hostname")),
@@ -598,7 +614,7 @@ def fleet_nodes(doc: dict[str, Any]) -> str:
                 html.e(reports),
                 html.e(len(failing)),
                 html.e(len(warnings)),
-                html.e(len(slow)),
+                html.e(len(slow_by_device(node))),
             ]
         )
         if only_shared(node, everywhere):

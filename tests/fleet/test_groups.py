@@ -245,6 +245,8 @@ def test_since_a_previous_run(real: dict[str, dict[str, Any]], tmp_path: Path) -
     assert "1 new failure, 1 resolved, 1 nodes appeared, 1 vanished, 1 device slower" in screen
     assert "NEW doctor gpu.ecc fail on 1 node: node0030" in text and "VANISHED 1 node: node0039" in text
     assert f"SLOWER {card['uuid']} on node0040 (was on node0002)" in text
+    assert text.count("SLOWER ") == 1  # one card, two figures: one line naming both
+    assert all(f"{s['id']} " in text.split("SLOWER ")[1].splitlines()[0] for s in since["slower"])
 
 
 def _dir(directory: Path, docs: dict[str, dict[str, Any]]) -> Path:
@@ -275,3 +277,63 @@ def test_since_refuses_what_is_not_a_fleet_report(
     assert words in proc.stderr and "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) == 1
     missing = envcheck("fleet", *paths, "--since", str(tmp_path / "gone.json"))
     assert missing.returncode == 2 and "cannot read --since" in missing.stderr and "Traceback" not in missing.stderr
+
+
+# -- what the details leave out: each thing said once ------------------------------------------------------
+
+
+def test_a_gpu_slow_in_two_figures_is_one_slow_device_in_every_nodes_list(thousand: dict[str, Any]) -> None:
+    """node0003's GPU 1 is slow in both benchmarks: each format's per-node list counts it as one slow
+    device and the text names it once, with both figures."""
+    from envcheck.fleet.render import fleet_markdown, fleet_nodes
+
+    doc = thousand["doc"]
+    node = next(n for n in doc["nodes"] if n["hostname"] == "node0003")
+    assert len(node["slow"]) == 2  # two figures of one card
+    row = next(line for line in fleet_markdown(doc) if line.startswith("| `node0003` |"))  # the Nodes table's
+    assert row.endswith("| 0 | 1 | 1 |"), row  # failing, warnings, slow devices
+    page = fleet_nodes(doc)
+    cells = page[page.index("<code>node0003</code>") :].split("</tr>")[0]
+    assert cells.endswith('<td class="n" data-label="slow devices">1</td>'), cells
+    text = envcheck("fleet", str(thousand["dir"])).stdout
+    own = text[text.index("node0003  ") :].split("\n\n")[0].splitlines()
+    slow = [line for line in own if "slow GPU" in line]
+    assert len(slow) == 1 and "slow GPU 1: " in slow[0], own
+    assert all(f"{c['id']} 20%" in slow[0] for c in node["slow"]), slow
+
+
+#: The checks that warn on one node only, each with its own fix: with the fleet-wide failure, more
+#: problems than the text's first screen holds.
+ONE_NODE_WARNINGS = ("gpu.temperature", "gpu.power", "gpu.throttle", "gpu.pcie", "gpu.persistence")
+
+
+def test_nodes_whose_every_problem_is_fleet_wide_are_one_line_and_no_problem_is_said_twice(
+    real: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Every node fails host.ulimits (a fleet-wide setting), and n7 alone also warns five other checks.
+    The seven nodes with only the fleet-wide failure are named in one line, not a section each repeating
+    it; the problem that does not fit the first screen follows it, and the ones shown are not said again."""
+    docs = {}
+    for i in range(8):
+        doc = as_node(small(real["h100x4"]), f"n{i}", uuid_prefix=f"n{i}")
+        assert {c["id"] for c in doc["checks"]} >= {"host.ulimits", *ONE_NODE_WARNINGS}
+        for c in doc["checks"]:
+            if c["id"] == "host.ulimits":
+                c.update(status="fail", summary="open files limit 1024 is below 65536", fix=dict(ULIMITS_FIX))
+            if i == 7 and c["id"] in ONE_NODE_WARNINGS:
+                c.update(status="warn", summary=f"odd {c['id']}", fix={"text": f"see {c['id']}", "command": "true"})
+        doc.update(status="fail", exit_code=1)
+        docs[f"n{i}"] = doc
+    write(tmp_path, docs)
+    proc = envcheck("fleet", str(tmp_path))
+    assert proc.returncode == 1, proc.stderr
+    text = proc.stdout
+    assert "[FAIL]  7 nodes with only the problems every node shares (above): n0, n1, n2, n3, n4, n5, n6" in text
+    assert not [line for line in text.splitlines() if re.match(r"\[FAIL\]\s+n[0-6]\s", line)]
+    assert "n7  doctor fail" in text and text.count("host.ulimits: open files limit") == 1  # n7's own list
+    assert "... and 1 more problem below" in text
+    for check in ("host.ulimits fail on all 8 nodes", *(f"{c} warn on 1 node: n7" for c in ONE_NODE_WARNINGS)):
+        assert len([line for line in text.splitlines() if check in line]) == 1, check
+    md = envcheck("fleet", str(tmp_path), "--format", "markdown").stdout
+    own = md[md.index("### Failing checks and warnings") :].split("\n\n")[1].splitlines()[2:]
+    assert len(own) == 6 and all(line.startswith("| `n7` |") for line in own), own
