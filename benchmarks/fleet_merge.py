@@ -69,6 +69,7 @@ def templates() -> tuple[dict[str, Any], dict[str, Any]]:
         devices.append({**cpu["devices"][0], "name": name, "kind": "cuda", "model": MODEL, "index": i})
         for n, bench_id in enumerate(BENCH_IDS):
             value = 700.0 + 10 * n
+            unit = "GB/s" if bench_id.startswith("memory.") else result["unit"]
             # The CPU run's marks are this machine's (a loaded machine marks its figures contended or
             # noisy); the synthetic GPU figures are calm ones, compared like a real fleet's.
             results.append(
@@ -78,6 +79,7 @@ def templates() -> tuple[dict[str, Any], dict[str, Any]]:
                     "device": name,
                     "device_model": MODEL,
                     "value": value,
+                    "unit": unit,
                     "contended": False,
                     "noisy": False,
                 }
