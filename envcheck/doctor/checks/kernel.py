@@ -272,6 +272,9 @@ def xid(ctx: Context) -> Verdict:
     information, and so are a GPU's Xids before the driver initialised it again (a reset), and another
     environment's GPUs'.
 
+    Each row of the details (``xids``, ``sxids``) says with ``status`` whether the verdict counts it (``fail``,
+    ``warn``) or it is information (``info``): explain shows a signature's cause only by the Xids that decide it.
+
     Whose GPU an event is on. In a container (or a Slurm job) the kernel log is the host's, and so holds the Xids
     of GPUs given to others; they must not fail this environment. An event's GPU is this environment's when NVML
     enumerates it; one NVML does not enumerate is still judged (it may be ours, lost) when the PCI tree shows it
@@ -334,6 +337,7 @@ def xid(ctx: Context) -> Verdict:
             "blames_app": bool(row and row.blames_app), "meaning": row.meaning if row else None,
             "source": row.source if row else None, "line": group_[-1].line, "reset_at": reset_at,
             "this_environment": gpus.ours(device or ""), "kept_boots": kept_boots,
+            "status": severity if reset_at is None and gpus.ours(device or "") else "info",
         })  # fmt: skip
         if not gpus.ours(device or ""):
             theirs[gpus.not_ours_words(device or "")].append(f"Xid {code}")
@@ -355,7 +359,7 @@ def xid(ctx: Context) -> Verdict:
         switch_rows.append({
             "sxid": code, "name": name, "nvswitch": device, **seen_, "fatal": fatal, "action": action,
             "meaning": row_s.meaning if row_s else None, "source": row_s.source if row_s else None,
-            "line": group_[-1].line, "kept_boots": kept_boots,
+            "line": group_[-1].line, "kept_boots": kept_boots, "status": severity,
         })  # fmt: skip
         found.append(((severity, -code, name, action), f"NVSwitch {device}"))
     details = {**log_details(info), "xids": rows, "sxids": switch_rows}

@@ -631,3 +631,22 @@ def test_explain_counts_only_the_kernel_event_of_the_signatures_kind(tmp_path: P
     peermem_log.write_text("\n".join(line for line in lines if "peermem" in line) + "\n")
     shown = explain_here(peermem_log, PEERMEM)["rdma.peermem_invalid_context"]
     assert shown["verdict"] == "shown" and shown["shown_by"] == ["kernel.events"]
+
+
+def test_explain_shows_an_xid_signature_only_by_the_xids_that_decide_it(tmp_path: Path) -> None:
+    """kernel.xid warns for any Xid: an Xid 94 in this machine's log is not the cause of a GPU off the bus nor of
+    an NVLink error; it is of a memory error. An Xid 79 in the log is the GPU off the bus."""
+    lines = (LOGS / "hgx_journal.log").read_text().splitlines()
+    only_94 = tmp_path / "xid94.log"
+    only_94.write_text("\n".join(line for line in lines if "): 94," in line) + "\n")
+    off_bus = "NVRM: GPU 0000:3b:00.0: GPU has fallen off the bus."
+    nvlink = "NVRM: Xid (PCI:0000:b3:00): 74, pid=991, name=python, NVLink: fatal error detected on link 3"
+    ecc = "NVRM: Xid (PCI:0000:b3:00): 94, pid=991, name=python, Contained: SM (0x1)."
+    matches = explain_here(only_94, off_bus, nvlink, ecc)
+    for signature in ("gpu.lost", "fabric.nvlink_error"):
+        assert "kernel.xid" not in matches[signature]["shown_by"], matches[signature]
+    assert "kernel.xid" in matches["gpu.memory_errors"]["shown_by"]
+    with_79 = tmp_path / "xid79.log"
+    with_79.write_text("\n".join(line for line in lines if "): 79," in line) + "\n")
+    lost = explain_here(with_79, off_bus)["gpu.lost"]
+    assert lost["verdict"] == "shown" and "kernel.xid" in lost["shown_by"], lost
