@@ -31,9 +31,9 @@ class Signature:
     look at on the machine where the error happened when they pass here; ``analyse`` (optional) reads the
     first line that matched for more (which package, which side is wrong) and returns JSON-able facts
     whose ``fix``, when given, replaces the entry's own. ``requires`` narrows a check that judges several
-    causes at once (``kernel.events``: peermem errors, segfaults, OOM kills): its warning shows *this*
-    cause only where the predicate holds on its details (:func:`event`), so an OOM kill in the log does
-    not make a peermem error "shown"."""
+    causes at once (``kernel.events``: peermem errors, segfaults, OOM kills; ``kernel.xid``: every Xid): its
+    warning shows *this* cause only where the predicate holds on its details (:func:`event`, :func:`xid`), so
+    an OOM kill in the log does not make a peermem error "shown", nor an Xid 94 a GPU that fell off the bus."""
 
     id: str
     title: str
@@ -61,6 +61,20 @@ def event(kind: str) -> Mapping[str, Callable[[dict[str, Any]], bool]]:
     ``events`` detail names each kind it found, keyed by the kind alone for this boot (the only events
     it warns on) and ``KIND (earlier boots)`` for the others."""
     return {"kernel.events": lambda details: kind in (details.get("events") or {})}
+
+
+def xid(decides: Callable[[int], bool], table: str = "xids") -> Mapping[str, Callable[[dict[str, Any]], bool]]:
+    """``requires`` for a signature that some Xids decide: kernel.xid's failure or warning shows it only where a
+    row the verdict counts (``status`` fail or warn: not information, a reset GPU's or another environment's)
+    has a code ``decides`` holds for. ``table``: ``xids`` (a GPU's Xid, a GPU off the bus as 79) or ``sxids``
+    (an NVSwitch's SXid)."""
+    key = table.removesuffix("s")
+
+    def counted(details: dict[str, Any]) -> bool:
+        rows = details.get(table) or []
+        return any(r.get("status") in ("fail", "warn") and decides(r.get(key)) for r in rows)
+
+    return {"kernel.xid": counted}
 
 
 #: Characters that end a pattern's literal prefix.
@@ -121,9 +135,13 @@ def _p(pattern: str) -> tuple[re.Pattern[str], ...]:
 
 #: Xids that name GPU memory: 48 double-bit ECC, 63/64 page retirement or row remapping, 92 high
 #: single-bit rate, 94/95 contained and uncontained ECC errors (NVIDIA's Xid catalogue).
-_MEMORY_XIDS = "48|63|64|92|94|95"
+MEMORY_XIDS = (48, 63, 64, 92, 94, 95)
 #: Xids that name NVLink: 74 (up to Hopper), 144-150 (Blackwell's NVLink and its fabric).
-_NVLINK_XIDS = "74|14[4-9]|150"
+NVLINK_XIDS = (74, *range(144, 151))
+#: The Xid of a GPU that fell off the bus (kernel.xid counts a GPU off the bus without an Xid line as it).
+OFF_BUS_XID = 79
+_MEMORY_XIDS = "|".join(map(str, MEMORY_XIDS))
+_NVLINK_XIDS = "|".join(map(str, NVLINK_XIDS))
 _XID = r"NVRM: Xid \([^)\n]*\): "
 
 SIGNATURES: tuple[Signature, ...] = (
@@ -294,7 +312,7 @@ SIGNATURES: tuple[Signature, ...] = (
         "A GPU fell off the bus",
         _p(
             r"fallen off the bus|Unable to determine the device handle for GPU"
-            r"|GPU is lost|NVML_ERROR_GPU_IS_LOST|" + _XID + r"79\b"
+            r"|GPU is lost|NVML_ERROR_GPU_IS_LOST|" + _XID + rf"{OFF_BUS_XID}\b"
         ),
         "The GPU stopped answering on PCIe (Xid 79): power, heat, seating or a riser; corrected PCIe (AER) "
         "errors often come first.",
@@ -305,6 +323,7 @@ SIGNATURES: tuple[Signature, ...] = (
         "ERR! or is missing).",
         ("haotian-liu/LLaVA#1466", "rwth-i6/returnn#1486", "NVIDIA/open-gpu-kernel-modules#1151"),
         "sudo dmesg -T | grep -iE 'xid|fallen off|AER'",
+        requires=xid(lambda code: code == OFF_BUS_XID),
     ),
     # -- the kernel log: NVSwitch, PCIe, crashes -------------------------------------------------------------
     Signature(
@@ -319,6 +338,7 @@ SIGNATURES: tuple[Signature, ...] = (
         "On that node: `sudo dmesg -T | grep -E 'SXid|Xid'` and `journalctl -u nvidia-fabricmanager`.",
         ("leptonai/gpud#338",),
         "envcheck doctor kernel.xid",
+        requires=xid(lambda code: True, table="sxids"),
     ),
     Signature(
         "pcie.aer",
@@ -419,11 +439,12 @@ SIGNATURES: tuple[Signature, ...] = (
         "On that node: `nvidia-smi -q -d ECC,ROW_REMAPPER,PAGE_RETIREMENT` and `sudo dmesg -T | grep -i xid`.",
         ("vllm-project/vllm#5222", "huggingface/accelerate#1192"),
         "nvidia-smi -q -d ECC,ROW_REMAPPER,PAGE_RETIREMENT",
+        requires=xid(lambda code: code in MEMORY_XIDS),
     ),
     Signature(
         "gpu.xid",
         "The NVIDIA driver logged an Xid error",
-        _p(_XID + rf"(?!(?:{_MEMORY_XIDS}|{_NVLINK_XIDS}|79)\b)\d+"),
+        _p(_XID + rf"(?!(?:{_MEMORY_XIDS}|{_NVLINK_XIDS}|{OFF_BUS_XID})\b)\d+"),
         "An Xid is the driver's record of a GPU fault: 13/31/43/45 are usually the application's (an illegal "
         "address, a killed context), 62/119/120 the GPU's firmware, others hardware.",
         ("kernel.xid", "gpu.inventory", "gpu.ecc", "gpu.retired_memory"),
@@ -431,6 +452,7 @@ SIGNATURES: tuple[Signature, ...] = (
         "draining it.",
         "On that node: `sudo dmesg -T | grep -i xid` (which GPU, how often, with which jobs).",
         ("NVIDIA/open-gpu-kernel-modules#1150", "NVIDIA/open-gpu-kernel-modules#1151"),
+        requires=xid(lambda code: code not in (*MEMORY_XIDS, *NVLINK_XIDS, OFF_BUS_XID)),
     ),
     Signature(
         "fabric.nvlink_error",
@@ -443,6 +465,7 @@ SIGNATURES: tuple[Signature, ...] = (
         "On that node: `nvidia-smi nvlink -s` and `nvidia-smi nvlink -e` for the link states and counters.",
         ("pytorch/pytorch#58155", "NVIDIA/open-gpu-kernel-modules#1355"),
         "nvidia-smi nvlink -s",
+        requires=xid(lambda code: code in NVLINK_XIDS),
     ),
     Signature(
         "cuda.invalid_device",

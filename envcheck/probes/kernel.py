@@ -22,6 +22,10 @@ The healthcheck (``doctor --quick``) reads less: this boot only, from where its 
 the last line read from ``dmesg`` or a saved log) and this boot's GPU events read so far, so that an Xid found
 once goes on being judged at every later run of this boot: a Docker HEALTHCHECK turns unhealthy only after
 several failures in a row, and an Xid that failed one run and vanished from the next would never get there.
+
+The state file survives a reboot, and so it also keeps, per earlier boot id, the Xids and SXids the healthcheck saw
+on each device (:data:`HISTORY_BOOTS` boots, :data:`XIDS_PER_DEVICE` codes a device), so that the healthcheck
+escalates an Xid back after reboots as the full doctor does from the journal's earlier boots.
 """
 
 from __future__ import annotations
@@ -102,7 +106,10 @@ class KernelLogInfo:
 
     The healthcheck's read (:func:`since_last_run`) sets ``since``: which part of the log was read (``this boot``,
     or ``since <time>, N new lines``), ``state``: where the position is kept, or why none could be, and
-    ``resumed``: the events include those of earlier runs of this boot (``lines`` counts the new lines only)."""
+    ``resumed``: the events include those of earlier runs of this boot (``lines`` counts the new lines only),
+    ``history``: the Xids, SXids and GPUs off the bus the state file kept from earlier boots, one event per device
+    and code, their ``boot`` counted back from this one over the boots the healthcheck ran in (-1 the last before
+    this one; a boot it never ran in is not counted), and ``history_boots``: how many earlier boots it kept."""
 
     readable: bool
     source: str
@@ -118,6 +125,8 @@ class KernelLogInfo:
     since: str | None = None
     state: str | None = None
     resumed: bool = False
+    history: list[KernelEvent] = field(default_factory=list)
+    history_boots: int = 0
 
 
 @probe(
@@ -283,6 +292,13 @@ STATE_SCHEMA = "envcheck.kernel_log_state/1"
 #: one Xid must not grow the file.
 KEPT_KINDS = ("xid", "off_bus", "sxid", "gpu_init")
 KEPT_PER_KIND = 20
+#: The earlier boots whose Xids the state file keeps (gpud's rule needs the two before this one; a few more let a
+#: boot without the Xid come between), and the distinct codes kept per device and boot, newest first: eight, so
+#: that the four application Xids (13, 31, 43, 45) cannot crowd out a hardware one.
+HISTORY_BOOTS = 5
+XIDS_PER_DEVICE = 8
+#: The events that history keeps: those whose action kernel.xid escalates when they come back after reboots.
+HISTORY_KINDS = ("xid", "off_bus", "sxid")
 
 
 def state_dir(env: Mapping[str, str]) -> Path:
@@ -302,9 +318,11 @@ def _load_state(path: Path) -> dict[str, Any] | None:
         with open(path, "rb") as f:
             state = json.loads(f.read(1 << 20))
         events = [_event_from(e) for e in state["events"]]
+        history = [(str(row["boot"]), [_event_from({**e, "boot": 0, "time": None, "line": ""}) for e in row["xids"]])
+                   for row in state.get("history") or []]  # fmt: skip
         if state.get("schema") != STATE_SCHEMA or not isinstance(state.get("source"), str):
             return None
-        return {**state, "events": events}
+        return {**state, "events": events, "history": history}
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
 
@@ -344,6 +362,37 @@ def _kept(events: list[KernelEvent]) -> list[KernelEvent]:
         if counts[key] <= KEPT_PER_KIND:
             kept.append(replace(event, boot=0))
     return kept[::-1]
+
+
+def _history(
+    previous: dict[str, Any] | None, this_boot: str | None, source: str
+) -> list[tuple[str, list[KernelEvent]]]:
+    """The earlier boots' Xids to judge this boot's by, newest boot first: those the previous state kept, and, where
+    that state was of another boot, that boot's own. Only a state of this machine counts: the live log (journal or
+    ring buffer, whichever read it) or the same saved log; without this boot's id there is no telling boots apart."""
+    saved = f"{KERNEL_LOG_ENV}="
+    if previous is None or this_boot is None:
+        return []
+    if previous["source"] != source and (previous["source"].startswith(saved) or source.startswith(saved)):
+        return []
+    history: list[tuple[str, list[KernelEvent]]] = previous["history"]
+    if previous.get("boot") != this_boot:
+        history = [(str(previous.get("boot")), _device_xids(previous["events"])), *history]
+    return [(boot, events) for boot, events in history if boot != this_boot][:HISTORY_BOOTS]
+
+
+def _device_xids(events: list[KernelEvent]) -> list[KernelEvent]:
+    """One boot's Xids, SXids and GPUs off the bus as history keeps them: one event per device and code, the newest
+    :data:`XIDS_PER_DEVICE` codes of each device, without their lines."""
+    kept: dict[tuple[Any, ...], KernelEvent] = {}
+    per_device: Counter[str | None] = Counter()
+    for event in reversed(events):
+        key = (event.kind, event.device, event.code)
+        if event.kind not in HISTORY_KINDS or key in kept or per_device[event.device] >= XIDS_PER_DEVICE:
+            continue
+        per_device[event.device] += 1
+        kept[key] = KernelEvent(event.kind, 0, None, "", event.device, event.code)
+    return list(kept.values())[::-1]
 
 
 def _newest_boot(text: str) -> tuple[str | None, list[str]]:
@@ -390,9 +439,11 @@ def since_last_run(env: Mapping[str, str], budget_s: float) -> KernelLogInfo:
     the cursor (the earlier runs' events are kept: their lines may have gone with the rotated file); ``dmesg``
     and a saved log are read whole (the ring buffer is small; the file is bounded) and their lines kept from after
     the last one read, by time. A state of another boot, another source or another shape is ignored. Where the
-    state cannot be written (a read-only filesystem), every run reads this boot's whole log, and says so."""
+    state cannot be written (a read-only filesystem), every run reads this boot's whole log, and says so. A state
+    of another boot hands on its Xids as history (:func:`_history`), for kernel.xid's rule on Xids back after
+    reboots."""
     path = state_dir(env) / STATE_FILE
-    state = _load_state(path)
+    state = previous = _load_state(path)
     saved = env.get(KERNEL_LOG_ENV)
     this_boot = None if saved else boot_id(env)
     if state is not None and not saved and (this_boot is None or state.get("boot") != this_boot):
@@ -424,6 +475,9 @@ def since_last_run(env: Mapping[str, str], budget_s: float) -> KernelLogInfo:
         seen = set(earlier)
         new_events = [e for e in new_events if e not in seen]
     info.events = earlier + new_events
+    history = _history(previous, this_boot, log.source)
+    info.history = [replace(e, boot=-n) for n, (_, events) in enumerate(history, 1) for e in events]
+    info.history_boots = len(history)
     info.boots = 1
     info.resumed = state is not None
     for event in earlier:
@@ -442,6 +496,8 @@ def since_last_run(env: Mapping[str, str], budget_s: float) -> KernelLogInfo:
     record = {
         "schema": STATE_SCHEMA, "source": log.source, "boot": this_boot, "cursor": log.cursor,
         "position": position, "last": _last_time(new) or last, "events": [asdict(e) for e in _kept(info.events)],
+        "history": [{"boot": boot, "xids": [{"kind": e.kind, "device": e.device, "code": e.code} for e in events]}
+                    for boot, events in history],
     }  # fmt: skip
     why = _save_state(path, record)
     if why is None:

@@ -245,3 +245,17 @@ def test_alternatives_are_split_only_at_the_top_level() -> None:
     parts = [p.pattern for p in _p(r"a(b|c)|[|x]d|e\|f")]
     assert parts == ["a(b|c)", "[|x]d", "e\\|f"]
     assert needle(_p(r"NVRM: Xid \(\d")[0]) == "NVRM: Xid (" and needle(_p(r"abc?d")[0]) == "ab"
+
+
+def test_every_signature_that_names_kernel_xid_is_shown_only_by_the_xids_that_decide_it() -> None:
+    """kernel.xid fails or warns for any Xid: each signature naming it says which of its rows count."""
+    by_id = {s.id: s for s in SIGNATURES}
+    assert all("kernel.xid" in s.requires for s in SIGNATURES if "kernel.xid" in s.checks)
+    details = {"xids": [{"xid": 94, "status": "warn"}, {"xid": 79, "status": "info"}], "sxids": []}
+    assert by_id["gpu.memory_errors"].shows("kernel.xid", details)
+    for other in ("gpu.lost", "fabric.nvlink_error", "gpu.xid", "nvswitch.sxid"):
+        assert not by_id[other].shows("kernel.xid", details), other
+    details["sxids"] = [{"sxid": 20034, "status": "fail"}]
+    details["xids"] += [{"xid": 145, "status": "fail"}, {"xid": 119, "status": "fail"}]
+    assert all(by_id[s].shows("kernel.xid", details) for s in ("nvswitch.sxid", "fabric.nvlink_error", "gpu.xid"))
+    assert not by_id["gpu.lost"].shows("kernel.xid", details)

@@ -135,7 +135,7 @@ def log_details(info: KernelLogInfo) -> dict[str, Any]:
     if info.boots_read:
         details.update(boots_read=info.boots_read, ran_out=info.ran_out)
     if info.since is not None:
-        details.update(read=info.since, state=info.state)
+        details.update(read=info.since, state=info.state, earlier_boots=info.history_boots)
     return details
 
 
@@ -223,6 +223,16 @@ def seen(events: list[KernelEvent]) -> dict[str, Any]:
     return {"count": len(events), "last": events[-1].time, "boots": sorted({e.boot for e in events})}
 
 
+def earlier_boots(info: KernelLogInfo) -> dict[tuple[str | None, int | None], list[int]]:
+    """(device, Xid or SXid) -> the earlier boots the healthcheck's state file saw it in (a GPU off the bus as Xid
+    79, as in this boot's log): the healthcheck reads this boot alone, and judges a recurring Xid by these as the
+    full doctor does by the journal's earlier boots."""
+    boots: dict[tuple[str | None, int | None], set[int]] = defaultdict(set)
+    for e in info.history:
+        boots[(e.device, 79 if e.kind == "off_bus" else e.code)].add(e.boot)
+    return {key: sorted(found) for key, found in boots.items()}
+
+
 def escalated(action: str | None, boots: list[int]) -> str | None:
     """gpud's rule: a hardware Xid whose action is a reboot (or a GPU reset) that happened again at least
     :data:`REBOOTS_BEFORE_INSPECTION` reboots after it was first seen needs hardware inspection."""
@@ -262,6 +272,9 @@ def xid(ctx: Context) -> Verdict:
     information, and so are a GPU's Xids before the driver initialised it again (a reset), and another
     environment's GPUs'.
 
+    Each row of the details (``xids``, ``sxids``) says with ``status`` whether the verdict counts it (``fail``,
+    ``warn``) or it is information (``info``): explain shows a signature's cause only by the Xids that decide it.
+
     Whose GPU an event is on. In a container (or a Slurm job) the kernel log is the host's, and so holds the Xids
     of GPUs given to others; they must not fail this environment. An event's GPU is this environment's when NVML
     enumerates it; one NVML does not enumerate is still judged (it may be ours, lost) when the PCI tree shows it
@@ -294,11 +307,13 @@ def xid(ctx: Context) -> Verdict:
     found: list[tuple[tuple[Any, ...], str]] = []
     cleared: list[str] = []
     theirs: dict[str, list[str]] = defaultdict(list)
+    kept = earlier_boots(info)
     for (device, code), group_ in sorted(group(xids + off_bus, lambda e: (e.device, e.code)).items()):
         row = XIDS.get(code)
         current = [e for e in group_ if id(e) not in history]
         seen_ = seen(group_)
-        action = escalated(row.action if row else None, seen_["boots"])
+        kept_boots = kept.get((device, code), [])
+        action = escalated(row.action if row else None, kept_boots + seen_["boots"])
         name = row.name if row else "not in envcheck's catalogue"
         if all(e.detail == "no Xid line" for e in group_):
             name = "GPU has fallen off the bus, no Xid line logged"
@@ -321,7 +336,8 @@ def xid(ctx: Context) -> Verdict:
             "xid": code, "name": name, "gpu": gpus.details(device), **seen_, "action": action,
             "blames_app": bool(row and row.blames_app), "meaning": row.meaning if row else None,
             "source": row.source if row else None, "line": group_[-1].line, "reset_at": reset_at,
-            "this_environment": gpus.ours(device or ""),
+            "this_environment": gpus.ours(device or ""), "kept_boots": kept_boots,
+            "status": severity if reset_at is None and gpus.ours(device or "") else "info",
         })  # fmt: skip
         if not gpus.ours(device or ""):
             theirs[gpus.not_ours_words(device or "")].append(f"Xid {code}")
@@ -334,7 +350,8 @@ def xid(ctx: Context) -> Verdict:
         row_s = SXIDS.get(code)
         seen_ = seen(group_)
         fatal = any(e.detail == "fatal" for e in group_)
-        action = escalated(row_s.action if row_s else (REBOOT if fatal else None), seen_["boots"])
+        kept_boots = kept.get((device, code), [])
+        action = escalated(row_s.action if row_s else (REBOOT if fatal else None), kept_boots + seen_["boots"])
         name = row_s.name if row_s else "not in envcheck's catalogue"
         severity = "fail" if fatal else ("warn" if action else "info")
         if severity != "info" and 0 not in seen_["boots"]:
@@ -342,7 +359,7 @@ def xid(ctx: Context) -> Verdict:
         switch_rows.append({
             "sxid": code, "name": name, "nvswitch": device, **seen_, "fatal": fatal, "action": action,
             "meaning": row_s.meaning if row_s else None, "source": row_s.source if row_s else None,
-            "line": group_[-1].line,
+            "line": group_[-1].line, "kept_boots": kept_boots, "status": severity,
         })  # fmt: skip
         found.append(((severity, -code, name, action), f"NVSwitch {device}"))
     details = {**log_details(info), "xids": rows, "sxids": switch_rows}

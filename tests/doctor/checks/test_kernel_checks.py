@@ -544,6 +544,66 @@ def test_a_boot_read_again_after_a_lost_cursor_counts_each_xid_once(tmp_path: Pa
     assert row["count"] == 1, row
 
 
+def xid_79_on_gpu_3(day: int) -> str:
+    return (f"2026-04-0{day}T10:00:00+0000 gpu-12 kernel: NVRM: Xid (PCI:0000:1b:00): 79, pid='<unknown>', "
+            "name=<unknown>, GPU has fallen off the bus.\n")  # fmt: skip
+
+
+def reboot(journal: Journal, tmp_path: Path, boot: str, day: int) -> None:
+    """A new boot (a new boot id, a journal that holds none of the old boot's lines), with Xid 79 on GPU 3 again."""
+    (tmp_path / "proc/sys/kernel/random/boot_id").write_text(boot + "\n")
+    journal.rotate()
+    journal.append(f"2026-04-0{day}T07:00:01+0000 gpu-12 kernel: Linux version 6.8\n" + xid_79_on_gpu_3(day))
+
+
+def test_the_healthcheck_escalates_an_xid_back_after_two_reboots_from_its_state_as_the_doctor_does(
+    tmp_path: Path,
+) -> None:
+    """The healthcheck reads this boot alone; the Xids its state file kept from the boots before judge a recurring
+    one by gpud's rule, as the full doctor judges it from the journal's earlier boots."""
+    journal = Journal(tmp_path, xid_79_on_gpu_3(1))
+    assert "Xid 79 (GPU has fallen off the bus) on GPU 3: reboot" in journal.quick()["summary"]
+    reboot(journal, tmp_path, "0a1b2c3d-4e5f-4677-8899-aabbccddeeff", 2)
+    once = journal.quick()  # one reboot since: a reboot may still clear it
+    assert "Xid 79 (GPU has fallen off the bus) on GPU 3: reboot" in once["summary"], once
+    assert once["details"]["read"] == "this boot" and once["details"]["earlier_boots"] == 1
+    reboot(journal, tmp_path, "5d6e7f80-9a1b-4c2d-8e3f-405162738495", 3)
+    twice = journal.quick()
+    assert twice["status"] == "fail", twice
+    assert twice["summary"].startswith("Xid 79 (GPU has fallen off the bus) on GPU 3: hardware inspection")
+    assert twice["fix"]["command"] == "sudo nvidia-bug-report.sh"
+    (row,) = [r for r in twice["details"]["xids"] if r["xid"] == 79]
+    assert (row["boots"], row["kept_boots"], row["action"]) == ([0], [-2, -1], "hardware inspection")
+    kept = json.loads((journal.state / "kernel-log.json").read_text())
+    assert [len(boot["xids"]) for boot in kept["history"]] == [1, 1]
+    # The same boot's state without that history (as a state file written before it was kept): a reboot.
+    kept.pop("history")
+    (journal.state / "kernel-log.json").write_text(json.dumps(kept))
+    without = journal.quick()
+    assert "Xid 79 (GPU has fallen off the bus) on GPU 3: reboot" in without["summary"], without
+    assert without["details"]["earlier_boots"] == 0
+
+
+def test_the_state_keeps_a_few_xids_of_the_last_five_boots(tmp_path: Path) -> None:
+    """Every boot hands its Xids on, and the history stays bounded: five boots, eight codes per GPU."""
+    from envcheck.probes.kernel import HISTORY_BOOTS, STATE_FILE, XIDS_PER_DEVICE, since_last_run
+
+    log, state = tmp_path / "kern.log", tmp_path / "state"
+    env = {"ENVCHECK_KERNEL_LOG": str(log), "ENVCHECK_STATE_DIR": str(state)}
+    text = ""
+    for boot in range(HISTORY_BOOTS + 2):
+        text += f"-- Boot {boot:032x} --\n2026-04-01T0{boot}:00:00+0000 gpu-12 kernel: Linux version 6.8\n"
+        for code in range(100, 100 + XIDS_PER_DEVICE + 3):
+            text += f"2026-04-01T0{boot}:00:01+0000 gpu-12 kernel: NVRM: Xid (PCI:0000:1b:00): {code}, pid=1\n"
+        log.write_text(text)
+        info = since_last_run(env, 2.0)
+    history = json.loads((state / STATE_FILE).read_text())["history"]
+    assert [row["boot"] for row in history] == [f"-- Boot {b:032x} --" for b in range(HISTORY_BOOTS, 0, -1)]
+    assert all(len(row["xids"]) == XIDS_PER_DEVICE for row in history)
+    assert history[0]["xids"][-1] == {"kind": "xid", "device": "0000:1b:00", "code": 100 + XIDS_PER_DEVICE + 2}
+    assert info.history_boots == HISTORY_BOOTS and {e.boot for e in info.history} == set(range(-HISTORY_BOOTS, 0))
+
+
 def explain_here(log: Path, *text: str) -> dict[str, dict[str, Any]]:
     """``envcheck explain TEXT`` on a machine whose kernel log is ``log``: each match by its signature's id."""
     env = {**os.environ, "PYTHONPATH": str(NVML_SITE), "ENVCHECK_FAKE_NVML": "hgx_8gpu"}
@@ -571,3 +631,22 @@ def test_explain_counts_only_the_kernel_event_of_the_signatures_kind(tmp_path: P
     peermem_log.write_text("\n".join(line for line in lines if "peermem" in line) + "\n")
     shown = explain_here(peermem_log, PEERMEM)["rdma.peermem_invalid_context"]
     assert shown["verdict"] == "shown" and shown["shown_by"] == ["kernel.events"]
+
+
+def test_explain_shows_an_xid_signature_only_by_the_xids_that_decide_it(tmp_path: Path) -> None:
+    """kernel.xid warns for any Xid: an Xid 94 in this machine's log is not the cause of a GPU off the bus nor of
+    an NVLink error; it is of a memory error. An Xid 79 in the log is the GPU off the bus."""
+    lines = (LOGS / "hgx_journal.log").read_text().splitlines()
+    only_94 = tmp_path / "xid94.log"
+    only_94.write_text("\n".join(line for line in lines if "): 94," in line) + "\n")
+    off_bus = "NVRM: GPU 0000:3b:00.0: GPU has fallen off the bus."
+    nvlink = "NVRM: Xid (PCI:0000:b3:00): 74, pid=991, name=python, NVLink: fatal error detected on link 3"
+    ecc = "NVRM: Xid (PCI:0000:b3:00): 94, pid=991, name=python, Contained: SM (0x1)."
+    matches = explain_here(only_94, off_bus, nvlink, ecc)
+    for signature in ("gpu.lost", "fabric.nvlink_error"):
+        assert "kernel.xid" not in matches[signature]["shown_by"], matches[signature]
+    assert "kernel.xid" in matches["gpu.memory_errors"]["shown_by"]
+    with_79 = tmp_path / "xid79.log"
+    with_79.write_text("\n".join(line for line in lines if "): 79," in line) + "\n")
+    lost = explain_here(with_79, off_bus)["gpu.lost"]
+    assert lost["verdict"] == "shown" and "kernel.xid" in lost["shown_by"], lost
