@@ -578,7 +578,21 @@ def fleet_problems(doc: dict[str, Any]) -> str:
             f"{summary}{''.join(parts)}</li>"
         )
     head = f"<p><b>{html.e(verdict(doc))}</b></p>"
-    return html.section("Fix first", head, f"<ul>{''.join(out)}</ul>" if out else "", anchor="problems")
+    return html.section(
+        "Fix first", head, fleet_since_line(doc), f"<ul>{''.join(out)}</ul>" if out else "", anchor="problems"
+    )
+
+
+def fleet_since_line(doc: dict[str, Any]) -> str:
+    """What changed since the previous run, in one line right under the verdict (as text and Markdown say
+    it): whether this run is better or worse is part of the answer, not a detail further down."""
+    since = html.dct(doc.get("since"))
+    if not since:
+        return ""
+    try:
+        return f"<p>{html.e(since_line(since))}</p>"
+    except (KeyError, TypeError, ValueError):  # a hand-edited document: the JSON still has it all
+        return ""
 
 
 def fleet_since(doc: dict[str, Any]) -> str:
@@ -588,11 +602,11 @@ def fleet_since(doc: dict[str, Any]) -> str:
     threshold = finite(doc.get("threshold")) or 0.0
     try:
         lines = since_lines(since, threshold)
-        head = since_line(since)
     except (KeyError, TypeError, ValueError):  # a hand-edited document: the JSON still has it all
         return ""
     items = "".join(f"<li>{html.e(line)}</li>" for line in lines)
-    return html.section("Since the previous report", f"<p>{html.e(head)}</p>", f"<ul>{items}</ul>" if items else "")
+    # its one-line count is under the verdict (fleet_since_line); here, each change
+    return html.section("Since the previous report", f"<ul>{items}</ul>") if items else ""
 
 
 def fleet_nodes(doc: dict[str, Any]) -> str:

@@ -489,3 +489,26 @@ def test_a_fleets_distribution_stays_small_and_marks_the_slow_devices() -> None:
     assert big.count('class="slow-mark"') == 3 and 'class="bin bin-slow"' in big
     assert "<title>3 slow devices</title>" in big and 'class="threshold"' in big and 'class="median"' in big
     assert 'class="slow-mark"' not in chart(100, 0)
+
+
+def test_the_fleets_since_line_is_right_under_the_verdict(made: dict[str, Any]) -> None:
+    """With --since, what changed is counted in one line right under the verdict, as the text and Markdown
+    reports put it, not in a section further down; that section lists each change."""
+    from envcheck.fleet.render import since_line, verdict
+
+    since = {
+        "previous": {"source": "monday.json", "generated_at": "2025-01-06T08:00:00Z"},
+        "new": [{"report": "doctor", "id": "gpu.ecc", "status": "fail", "count": 1, "nodes": ["gpu-a"]}],
+        "resolved": [],
+        "appeared": ["gpu-b"],
+        "vanished": [],
+        "slower": [],
+    }
+    doc = {**made["docs"]["fleet"], "since": since}
+    text = html_of(doc)
+    head = f"<p><b>{escape(verdict(doc))}</b></p>"
+    line = f"<p>{escape(since_line(since))}</p>"
+    assert re.search(re.escape(head) + r"\s*" + re.escape(line), text), "the since line is not under the verdict"
+    problems = text[text.index('<section id="problems">') :]
+    assert problems.index(line) < problems.index("<li>") and text.count(escape(since_line(since))) == 1
+    assert "NEW doctor gpu.ecc fail on 1 node: gpu-a" in parse(text).words
