@@ -546,7 +546,13 @@ def fleet_counts(doc: dict[str, Any]) -> str:
         ("duplicate_hosts", "duplicate hosts"),
         ("duplicate_gpus", "duplicate GPUs"),
     )
-    rows = [[html.e(word), html.e(c.get(key))] for key, word in words if isinstance(c.get(key), int)]
+    # A zero says nothing but that a row could be there: only the node totals keep theirs ("0 failing").
+    totals = ("nodes", "failing", "warnings", "ok")
+    rows = [
+        [html.e(word), html.e(c.get(key))]
+        for key, word in words
+        if isinstance(c.get(key), int) and (c.get(key) or key in totals)
+    ]
     return html.section("Counts", html.table(["", "count"], rows, (1,))) if rows else ""
 
 
@@ -767,9 +773,9 @@ def fleet_skipped(doc: dict[str, Any]) -> str:
 FLEET_SECTIONS = (
     fleet_problems,
     fleet_since,
-    fleet_counts,
     fleet_slow_gpus,
     fleet_slow_cpus,
+    fleet_counts,
     fleet_drift,
     fleet_duplicates,
     fleet_skipped,

@@ -512,3 +512,18 @@ def test_the_fleets_since_line_is_right_under_the_verdict(made: dict[str, Any]) 
     problems = text[text.index('<section id="problems">') :]
     assert problems.index(line) < problems.index("<li>") and text.count(escape(since_line(since))) == 1
     assert "NEW doctor gpu.ecc fail on 1 node: gpu-a" in parse(text).words
+
+
+def test_the_fleets_counts_leave_out_zeros_and_follow_the_slow_gpus(made: dict[str, Any]) -> None:
+    """The slow devices come before the counts; a count of 0 is left out, but for the node totals."""
+    doc = copy.deepcopy(made["docs"]["fleet"])
+    doc["summary"].update(failing=0, skipped=0, duplicate_hosts=0, slow_cpus=0)
+    text = html_of(doc)
+    assert text.index("<h2>Slow GPUs</h2>") < text.index("<h2>Counts</h2>")
+    counts = text[text.index("<h2>Counts</h2>") :].split("</section>")[0]
+    labels = re.findall(r'<td data-label="">(.*?)</td>', counts)
+    assert {"nodes", "failing", "with warnings", "ok", "slow GPUs"} <= set(labels), labels
+    assert not {"skipped", "duplicate hosts", "slow CPUs"} & set(labels), labels
+    values = re.findall(r'<td class="n" data-label="count">(\d+)</td>', counts)
+    zeros = {label for v, label in zip(values, labels, strict=True) if v == "0"}
+    assert "failing" in zeros and zeros <= {"failing", "with warnings", "ok"}, zeros  # only the node totals'
