@@ -366,8 +366,8 @@ def slow_of(doc: dict[str, Any], kind: str) -> list[tuple[str, dict[str, Any]]]:
     """The slow devices of ``kind`` ("gpu", or "cpu" for every other kind), each with its host, by host."""
     return [
         (str(host.get("hostname")), d)
-        for host in doc.get("slow_devices") or []
-        for d in host.get("devices") or []
+        for host in html.items(doc.get("slow_devices"))
+        for d in html.items(host.get("devices"))
         if (d.get("device_kind") == "gpu") == (kind == "gpu")
     ]
 
@@ -683,38 +683,41 @@ def fleet_drift(doc: dict[str, Any]) -> str:
     )
 
 
-def slow_where(f: dict[str, Any]) -> str:
-    return f"{f.get('hostname')}" + (
-        f" GPU {f.get('index')}" if f.get("index") is not None else f" {f.get('device') or ''}".rstrip()
-    )
-
-
 def fleet_slow_gpus(doc: dict[str, Any]) -> str:
-    """Each slow GPU's figure against its model's fleet median (the track and tick), then the table with
-    every way to find the card (host and index, UUID, PCI bus id)."""
-    slow = html.items(doc.get("slow_gpus"))
+    """Each slow GPU once (one card slow in six benchmarks is one slow GPU, as the counts say): its worst
+    figure against its model's fleet median (the track and tick), then the table with every way to find
+    the card (host and index, UUID, PCI bus id) and each of its slow figures."""
+    slow = slow_of(doc, "gpu")
     if not slow:
         threshold = finite(doc.get("threshold"))
         limit = f" (more than {threshold:.0%} below the fleet median of their model)" if threshold is not None else ""
         return html.section("Slow GPUs", f"<p>No slow GPU{html.e(limit)}.</p>")
     bars = []
-    for f in slow:
-        value, median = finite(f.get("value")), finite(f.get("fleet_median"))
-        if value is None:
+    for hostname, d in slow:
+        shares = [
+            (value / median, f)
+            for f in html.items(d.get("figures"))
+            if (value := finite(f.get("value"))) is not None
+            and (median := finite(f.get("fleet_median")))
+            and median > 0
+        ]
+        if not shares:
             continue
-        if median is None or median <= 0:
-            continue
+        share, f = min(shares, key=lambda s: s[0])
         unit = f.get("unit") or ""
-        note = f"{html.num(value)} {unit}, {html.pct(f.get('shortfall'))} below the median {html.num(median)} {unit}"
-        # Each bar is its figure as a share of its own median: figures in GFLOP/s, GB/s and images/s
-        # share one chart, and every median is the same tick.
-        bars.append(Bar(f"{slow_where(f)} · {f.get('id')} ({f.get('model')})", value / median, note, 1.0, "fail"))
+        note = (
+            f"{f.get('id')} {html.num(f.get('value'))} {unit}, {html.pct(f.get('shortfall'))} below the median "
+            f"{html.num(f.get('fleet_median'))} {unit}"
+        ) + (f"; {plural(len(shares) - 1, 'more slow figure')}" if len(shares) > 1 else "")
+        # Each bar is the device's worst figure as a share of its own median: figures in GFLOP/s, GB/s and
+        # images/s share one chart, and every median is the same tick.
+        bars.append(Bar(f"{device_where(hostname, d)} ({d.get('model')})", share, note, 1.0, "fail"))
     chart = (
         bar_chart(
             "slow-gpus",
-            "Slow GPUs: each one's figure as a share of the fleet median of its model",
+            "Slow GPUs: each one's worst figure as a share of the fleet median of its model",
             bars,
-            summary=f"{len(bars)} slow GPU figure(s)",
+            summary=plural(len(bars), "slow GPU"),
             reference_name="fleet median of the same model",
         )
         if bars
@@ -723,28 +726,36 @@ def fleet_slow_gpus(doc: dict[str, Any]) -> str:
     return html.section("Slow GPUs", chart, slow_table(slow))
 
 
-def slow_table(slow: list[dict[str, Any]]) -> str:
-    rows = [
-        [
-            html.code(f.get("hostname")),
-            html.e(f.get("index") if f.get("index") is not None else f.get("device")),
-            html.code(f.get("uuid")),
-            html.code(f.get("pci_bus_id")),
-            html.code(f.get("id")) + (" (--quick)" if f.get("quick") else ""),
-            html.e(f.get("model")),
-            f"{html.num(f.get('value'))} {html.e(f.get('unit'))}",
-            html.num(f.get("fleet_median")),
-            html.pct(f.get("shortfall")),
-        ]
-        for f in slow
-    ]
-    return html.table(
-        ["host", "index", "UUID", "PCI bus id", "benchmark", "model", "value", "fleet median", "below"], rows, (6, 7, 8)
+def device_where(hostname: str, d: dict[str, Any]) -> str:
+    """A slow device as a person finds it: its host and GPU index, else its host and device name."""
+    return (
+        f"{hostname} GPU {d['index']}" if d.get("index") is not None else f"{hostname} {d.get('device') or ''}".rstrip()
     )
 
 
+def slow_table(slow: list[tuple[str, dict[str, Any]]]) -> str:
+    """One row per slow device, its slow figures in one cell: four columns that fit a laptop's width (nine
+    squeezed a model's name to a word per line) and a phone's card."""
+    rows = []
+    for hostname, d in slow:
+        index = d.get("index")
+        figures = "<br>".join(
+            f"{html.code(f.get('id'))}{' (--quick)' if f.get('quick') else ''} {html.num(f.get('value'))} "
+            f"{html.e(f.get('unit'))}, {html.pct(f.get('shortfall'))} below the median "
+            f"{html.num(f.get('fleet_median'))}"
+            for f in html.items(d.get("figures"))
+        )
+        ids = "<br>".join(html.code(x) for x in (d.get("uuid"), d.get("pci_bus_id")) if x)
+        # one unbreakable name: "GPU" and its index never part on two lines
+        where = html.code(hostname) + (
+            f"&nbsp;GPU&nbsp;{html.e(index)}" if index is not None else f"&nbsp;{html.e(d.get('device'))}"
+        )
+        rows.append([where, html.e(d.get("model")), ids, figures])
+    return html.table(["device", "model", "UUID, PCI bus id", "slow figures"], rows)
+
+
 def fleet_slow_cpus(doc: dict[str, Any]) -> str:
-    slow = html.items(doc.get("slow_cpus"))
+    slow = slow_of(doc, "cpu")
     return html.section("Slow CPUs", slow_table(slow)) if slow else ""
 
 

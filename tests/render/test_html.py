@@ -314,14 +314,17 @@ def test_fleet_page_names_the_slow_gpu_against_its_fleet_median(made: dict[str, 
     slow = doc["slow_gpus"]
     assert slow and {(f["hostname"], f["index"]) for f in slow} == {("gpu-b", 1)}
     chart = re.search(r'<svg class="chart" data-chart="slow-gpus".*?</svg>', text, flags=re.S).group(0)
-    assert chart.count('class="bar bar-fail"') == len(slow) and chart.count('class="track"') == len(slow) + 1
-    assert "gpu-b GPU 1 · matmul.fp32" in chart and "20% below the median" in chart
+    # one card slow in two figures: one bar (its worst figure), one slow GPU
+    devices = [d for h in doc["slow_devices"] for d in h["devices"]]
+    assert len(devices) == 1 < len(slow)
+    assert chart.count('class="bar bar-fail"') == len(devices) and chart.count('class="track"') == len(devices) + 1
+    assert "gpu-b GPU 1 (" in chart and "20% below the median" in chart and "1 more slow figure" in chart
     assert "fabric.nvlink" in page.words  # each node's failing check, with its fix
     assert "nvidia-smi nvlink -s -i 3" in page.words
 
 
 def test_a_fleet_without_slow_gpus_says_so_instead_of_a_chart(made: dict[str, Any]) -> None:
-    doc = {**made["docs"]["fleet"], "slow_gpus": []}
+    doc = {**made["docs"]["fleet"], "slow_gpus": [], "slow_devices": []}
     page = parse(html_of(doc))
     assert "slow-gpus" not in page.charts()
     assert "No slow GPU (more than 10% below the fleet median of their model)." in page.words
@@ -527,3 +530,27 @@ def test_the_fleets_counts_leave_out_zeros_and_follow_the_slow_gpus(made: dict[s
     values = re.findall(r'<td class="n" data-label="count">(\d+)</td>', counts)
     zeros = {label for v, label in zip(values, labels, strict=True) if v == "0"}
     assert "failing" in zeros and zeros <= {"failing", "with warnings", "ok"}, zeros  # only the node totals'
+
+
+def test_the_fleets_slow_gpus_are_one_row_per_device_with_its_figures_in_one_cell(made: dict[str, Any]) -> None:
+    """A card slow in six benchmarks is one row (host and index, model, UUID and PCI bus id) with its six
+    figures in one cell, and one bar: the table counts devices, as the summary does."""
+    doc = copy.deepcopy(made["docs"]["fleet"])
+    (host,) = doc["slow_devices"]
+    (device,) = host["devices"]
+    template = device["figures"][0]
+    device["figures"] = [
+        {**template, "id": f"bench.{i}", "shortfall": s, "value": template["fleet_median"] * (1 - s)}
+        for i, s in enumerate(0.1 + i / 100 for i in range(6))
+    ]
+    doc["slow_gpus"] = [{**f, "hostname": host["hostname"], "index": device["index"]} for f in device["figures"]]
+    text = html_of(doc)
+    section = text[text.index("<h2>Slow GPUs</h2>") :].split("</section>")[0]
+    rows = re.findall(r"<tr><td.*?</tr>", section)
+    assert len(rows) == 1, rows
+    cells = re.findall(r'<td[^>]*data-label="([^"]*)"[^>]*>(.*?)</td>', rows[0])
+    assert len(cells) <= 5, cells
+    assert all(f"<code>bench.{i}</code>" in rows[0] for i in range(6))
+    assert device["uuid"] in rows[0] and device["pci_bus_id"] in rows[0] and escape(device["model"]) in rows[0]
+    chart = re.search(r'<svg class="chart" data-chart="slow-gpus".*?</svg>', text, flags=re.S).group(0)
+    assert chart.count('class="bar bar-fail"') == 1 and "bench.5" in chart  # its worst figure: 15 % below
