@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from envcheck.core.report import FLEET_SCHEMA
 from envcheck.render import RenderOptions, html, renders
-from envcheck.render.common import MARKS, cell, code, escape, icon, mark, write_lines
+from envcheck.render.common import MARKS, cell, code, escape, icon, mark, unquoted, write_lines
 from envcheck.render.safe import inert
 from envcheck.render.svg import Bar, bar_chart, finite
 
@@ -167,7 +167,7 @@ def since_lines(since: dict[str, Any], threshold: float) -> list[str]:
 
 def fix_lines(fix: dict[str, Any] | None, indent: str) -> list[str]:
     fix = fix or {}
-    out = [f"{indent}[cyan]fix:[/] {escape(fix['text'])}"] if fix.get("text") else []
+    out = [f"{indent}[cyan]fix:[/] {escape(unquoted(fix['text']))}"] if fix.get("text") else []
     return out + ([f"{indent}[cyan]run:[/] {escape(fix['command'])}"] if fix.get("command") else [])
 
 
@@ -571,7 +571,7 @@ def fleet_problems(doc: dict[str, Any]) -> str:
             fix = html.dct(f.get("fix"))
             on = f"on {html.e(names([str(n) for n in html.lst(f.get('nodes'))]))}: " if len(fixes) > 1 else ""
             if fix.get("text"):
-                parts.append(f'<p class="fix">{on}fix: {html.e(fix["text"])}</p>')
+                parts.append(html.fix_line(fix["text"], on))
             elif on:
                 parts.append(f'<p class="fix">{on}(no fix given)</p>')
             if fix.get("command"):

@@ -554,3 +554,45 @@ def test_the_fleets_slow_gpus_are_one_row_per_device_with_its_figures_in_one_cel
     assert device["uuid"] in rows[0] and device["pci_bus_id"] in rows[0] and escape(device["model"]) in rows[0]
     chart = re.search(r'<svg class="chart" data-chart="slow-gpus".*?</svg>', text, flags=re.S).group(0)
     assert chart.count('class="bar bar-fail"') == 1 and "bench.5" in chart  # its worst figure: 15 % below
+
+
+#: A fix's words as the checks write them, a code span around a command, and one around markup.
+CODE_FIX = "Refresh the linker cache (`sudo ldconfig`), then `<img src=x onerror=alert(1)>` & run it again"
+
+
+def with_code_fix(kind: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with a failing check (a fleet's problem, a comm's transport finding) whose fix is
+    :data:`CODE_FIX`."""
+    doc = copy.deepcopy(doc)
+    failing = {"id": "gpu.ecc", "title": "ECC", "status": "fail", "summary": "uncorrected ECC errors"}
+    fix = {"text": CODE_FIX, "command": "sudo ldconfig"}
+    if kind == "doctor":
+        next(c for c in doc["checks"] if c["status"] == "fail" and c.get("fix"))["fix"] = fix
+    elif kind == "fleet":
+        group = next(g for g in doc["problems"] if g.get("fix"))
+        group["fix"], group["fixes"] = fix, [{"fix": fix, "nodes": group["nodes"]}]
+    elif kind == "bench":
+        doc["preflight"] = [*doc.get("preflight", []), {**failing, "fix": fix}]
+    elif kind == "burn":
+        doc["verdicts"] = [{**failing, "fix": fix}]
+    elif kind == "comm":
+        finding = {"host": "cpu-1", "ranks": [0, 1], "what": "sockets", "checks": ["net.ib"], "fix": CODE_FIX}
+        doc["transport"] = {"findings": [finding]}
+    return doc
+
+
+@pytest.mark.parametrize("kind", list(CHARTS))
+def test_a_fixs_code_spans_are_code_on_the_page_and_bare_in_text(made: dict[str, Any], kind: str) -> None:
+    """The checks write commands in a fix's words as Markdown code spans: every kind's page shows them as
+    <code>, escaped (a span holding markup is text, the page's CSP unchanged), and its text report as the
+    bare command, no backtick left showing."""
+    doc = with_code_fix(kind, made["docs"][kind])
+    page = html_of(doc)
+    assert "(<code>sudo ldconfig</code>), then <code>&lt;img src=x onerror=alert(1)&gt;</code> &amp; run" in page
+    assert "`" not in "".join(re.findall(r'<p class="fix">.*?</p>', page)) and "<img" not in page
+    assert f'content="{CSP}"' in page
+    buffer = StringIO()
+    render(doc, "text", make_console(buffer, for_file=True), RenderOptions())
+    text = " ".join(buffer.getvalue().split())
+    assert "Refresh the linker cache (sudo ldconfig), then <img src=x onerror=alert(1)> & run it again" in text
+    assert "`" not in text
