@@ -596,3 +596,26 @@ def test_a_fixs_code_spans_are_code_on_the_page_and_bare_in_text(made: dict[str,
     text = " ".join(buffer.getvalue().split())
     assert "Refresh the linker cache (sudo ldconfig), then <img src=x onerror=alert(1)> & run it again" in text
     assert "`" not in text
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [560.0, *(700.0 + i % 13 for i in range(60))],  # one slow card far below the round ticks
+        [612.3, 640.0, 655.5, 701.7],
+        [0.0351, 0.0402, 0.0398, 0.041],
+        [1958.0, 1960.0],  # a healthy model: its devices side by side, far above the slow threshold
+    ],
+)
+def test_a_distributions_lowest_and_highest_devices_are_labelled_under_its_axis(values: list[float]) -> None:
+    from envcheck.render.svg import distribution_chart, short
+
+    median = sorted(values)[len(values) // 2]
+    svg = distribution_chart("distribution", "figure", values, median=median, slow_below=median * 0.9, unit="x")
+    labels = re.findall(r'<text x="[\d.]+" y="([\d.]+)"[^>]*class="muted"[^>]*>([^<]*)</text>', svg)
+    axis_y = max(float(y) for y, _ in labels)
+    under_axis = [text for y, text in labels if float(y) == axis_y]
+    low, high = short(min(values)), short(max(values))
+    assert (low in under_axis and high in under_axis) or f"{low}–{high}" in under_axis, under_axis
+    boxes = sorted(float(x) for x in re.findall(rf'<text x="([\d.]+)" y="{axis_y:g}"', svg))
+    assert len(boxes) == len(set(boxes)), "two labels at one place"
