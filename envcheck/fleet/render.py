@@ -129,16 +129,19 @@ def with_devices(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def since_line(since: dict[str, Any]) -> str:
-    """What changed since the previous run, counted in one line."""
+    """What changed since the previous run, counted in one line: only what did change ("1 node appeared",
+    never "0 nodes appeared"), or that nothing did."""
     prev = since.get("previous") or {}
-    parts = [
-        plural(sum(n["count"] for n in since.get("new") or []), "new failure"),
-        f"{sum(n['count'] for n in since.get('resolved') or [])} resolved",
-        f"{len(since.get('appeared') or [])} nodes appeared",
-        f"{len(since.get('vanished') or [])} vanished",
-        plural(len({s["device"] for s in since.get("slower") or []}), "device") + " slower",
-    ]
-    return f"Since {prev.get('source') or 'the previous report'} ({prev.get('generated_at')}): {', '.join(parts)}"
+    counts = (
+        (sum(n["count"] for n in since.get("new") or []), "new failure", ""),
+        (sum(n["count"] for n in since.get("resolved") or []), "resolved failure", ""),
+        (len(since.get("appeared") or []), "node", " appeared"),
+        (len(since.get("vanished") or []), "node", " vanished"),
+        (len({s["device"] for s in since.get("slower") or []}), "device", " slower"),
+    )
+    parts = [plural(n, word) + after for n, word, after in counts if n]
+    said = ", ".join(parts) if parts else "nothing changed"
+    return f"Since {prev.get('source') or 'the previous report'} ({prev.get('generated_at')}): {said}"
 
 
 def since_lines(since: dict[str, Any], threshold: float) -> list[str]:
