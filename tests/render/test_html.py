@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from envcheck.render import RenderOptions, make_console, render
-from envcheck.render.html import BROKEN, CSP
+from envcheck.render.html import BROKEN, CSP, prose
 from tests.fleet.conftest import NVML_SITE, ROOT, as_node, envcheck, gpu_bench, write
 
 FAKE_GPUS = {"ENVCHECK_FAKE_NVML": "hgx_nvlink_down", "PYTHONPATH": f"{NVML_SITE}{os.pathsep}{ROOT}"}
@@ -461,7 +461,7 @@ def test_each_page_puts_what_to_act_on_first_and_folds_the_raw_tables(made: dict
     fixes = made["docs"]["doctor"]["checks"]
     failing = next(c for c in fixes if c["status"] == "fail" and c.get("fix"))
     warned = next(c for c in fixes if c["status"] == "warn" and c.get("fix"))
-    assert doctor.index(escape(failing["fix"]["text"])) < doctor.index(escape(warned["fix"]["text"]))
+    assert doctor.index(prose(failing["fix"]["text"])) < doctor.index(prose(warned["fix"]["text"]))
     for kind, raw in (("bench", "Results"), ("bench", "Devices"), ("comm", "Results"), ("burn", "Steady state")):
         assert raw in re.findall(r"<details>\s*<summary><h2>(.*?)</h2></summary>", made["pages"][kind]), (kind, raw)
     assert "<script" not in doctor
