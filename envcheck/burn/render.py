@@ -17,7 +17,17 @@ from envcheck.core.model import available
 from envcheck.core.report import BURN_SCHEMA
 from envcheck.core.units import clock, duration_text
 from envcheck.render import RenderOptions, html, renders
-from envcheck.render.common import PIPE_WIDTH, cell, code, escape, icon, print_items, print_wide, write_lines
+from envcheck.render.common import (
+    PIPE_WIDTH,
+    cell,
+    code,
+    escape,
+    icon,
+    print_items,
+    print_wide,
+    unquoted,
+    write_lines,
+)
 from envcheck.render.live import Live
 from envcheck.render.svg import Series, finite, line_chart
 
@@ -108,7 +118,7 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
         )
         fix = v.get("fix") or {}
         if fix.get("text"):
-            console.print(f"      [cyan]fix:[/] {escape(fix['text'])}", soft_wrap=soft)
+            console.print(f"      [cyan]fix:[/] {escape(unquoted(fix['text']))}", soft_wrap=soft)
         if fix.get("command"):
             console.print(f"      [cyan]run:[/] {escape(fix['command'])}", soft_wrap=soft)
     steady_table(doc, console)

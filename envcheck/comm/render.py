@@ -9,6 +9,7 @@ a machine (host names, errors) is escaped, so a ``[`` in it is never rich markup
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from envcheck.comm.report import p2p_shown, summary_words
@@ -16,7 +17,7 @@ from envcheck.comm.transport import transport_words
 from envcheck.core.report import COMM_SCHEMA
 from envcheck.core.units import human
 from envcheck.render import RenderOptions, html, renders
-from envcheck.render.common import cell, code, escape, print_items, write_lines
+from envcheck.render.common import cell, code, escape, print_items, unquoted, write_lines
 from envcheck.render.svg import Series, finite, heatmap, line_chart
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
         console.print(
             f"[bold red]PROBLEM[/] {escape(where(p))}: {escape(p['what'])}", soft_wrap=not console.is_terminal
         )
-    for line in transport_lines(doc.get("transport")):
+    for line in transport_lines(doc.get("transport"), fix_words=unquoted):
         console.print(escape(line), soft_wrap=not console.is_terminal)
     by_op: dict[str, list[dict[str, Any]]] = {}
     for r in doc.get("results") or []:
@@ -127,8 +128,9 @@ def _matrix(p2p: dict[str, Any] | None, console: Console) -> None:
         )
 
 
-def transport_lines(transport: Any) -> list[str]:
-    """NCCL's transport per rank and each finding with its checks and fix (text and Markdown alike)."""
+def transport_lines(transport: Any, *, fix_words: Callable[[Any], str] = str) -> list[str]:
+    """NCCL's transport per rank and each finding with its checks and fix (text and Markdown alike;
+    ``fix_words``: the fix's words as the format says them, its code spans unquoted in text)."""
     if not isinstance(transport, dict):
         return []
     if transport.get("note"):
@@ -142,7 +144,7 @@ def transport_lines(transport: Any) -> list[str]:
         ranks = ", ".join(str(r) for r in f.get("ranks") or [])
         lines.append(
             f"TRANSPORT {f.get('host') or '?'} (rank {ranks}): {f.get('what')} (checks: "
-            f"{', '.join(f.get('checks') or [])}). Fix: {f.get('fix')}"
+            f"{', '.join(f.get('checks') or [])}). Fix: {fix_words(f.get('fix'))}"
         )
     return lines
 
@@ -318,7 +320,7 @@ def comm_problems(doc: dict[str, Any]) -> str:
         lines.append(
             f"<li>{html.badge('warn')} transport on {html.code(f.get('host') or '?')} (rank {html.e(ranks)}): "
             f"{html.e(f.get('what'))}{f' (checks: {html.e(checks)})' if checks else ''}"
-            f'<p class="fix">fix: {html.e(f.get("fix"))}</p></li>'
+            f"{html.fix_line(f.get('fix'))}</li>"
         )
     lines += slow_link_items(doc)
     return html.section("Problems", f'<ul class="problems">{"".join(lines)}</ul>') if lines else ""

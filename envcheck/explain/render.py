@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from envcheck.core.report import EXPLAIN_SCHEMA
 from envcheck.render import RenderOptions, html, renders
-from envcheck.render.common import CheckLines, cell, code, escape, icon, mark, write_lines
+from envcheck.render.common import CheckLines, cell, code, escape, icon, mark, unquoted, write_lines
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -111,7 +111,7 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
             )
             fix = result.get("fix") or {}
             if fix and result.get("status") in ("warn", "fail", "crash"):
-                lines.row("            [cyan]fix:[/] ", escape(fix.get("text", "")))
+                lines.row("            [cyan]fix:[/] ", escape(unquoted(fix.get("text", ""))))
                 if fix.get("command"):
                     commands.add(fix["command"])
                     lines.row("            [cyan]run:[/] ", escape(fix["command"]))
@@ -121,7 +121,7 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
         if verdict != "shown" and match.get("there"):
             lines.indented("where it happened:", match["there"])
         fix = match.get("fix") or {}
-        lines.indented("fix:" if verdict != "shown" else "in general:", fix.get("text", ""))
+        lines.indented("fix:" if verdict != "shown" else "in general:", unquoted(fix.get("text", "")))
         if fix.get("command") and fix["command"] not in commands:
             lines.indented("run:", fix["command"])
         lines.indented("learnt from:", ", ".join(match.get("sources") or []))
@@ -198,7 +198,7 @@ def explain_matches(doc: dict[str, Any]) -> str:
             html.section(
                 f"{match.get('title')} ({match.get('id')})",
                 f"<p>{html.badge(match_status(match))} {html.e(VERDICT_WORDS.get(match.get('verdict'), ''))}</p>",
-                f'<p class="fix">fix: {html.e(fix.get("text"))}</p>',
+                html.fix_line(fix.get("text")),
                 f"<pre><code>{html.e(fix.get('command'))}</code></pre>" if fix.get("command") else "",
                 f"<p>{html.e(match.get('meaning'))}</p>",
                 there,

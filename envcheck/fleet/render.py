@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from envcheck.core.report import FLEET_SCHEMA
 from envcheck.render import RenderOptions, html, renders
-from envcheck.render.common import MARKS, cell, code, escape, icon, mark, write_lines
+from envcheck.render.common import MARKS, cell, code, escape, icon, mark, unquoted, write_lines
 from envcheck.render.safe import inert
 from envcheck.render.svg import Bar, bar_chart, finite
 
@@ -129,16 +129,19 @@ def with_devices(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def since_line(since: dict[str, Any]) -> str:
-    """What changed since the previous run, counted in one line."""
+    """What changed since the previous run, counted in one line: only what did change ("1 node appeared",
+    never "0 nodes appeared"), or that nothing did."""
     prev = since.get("previous") or {}
-    parts = [
-        plural(sum(n["count"] for n in since.get("new") or []), "new failure"),
-        f"{sum(n['count'] for n in since.get('resolved') or [])} resolved",
-        f"{len(since.get('appeared') or [])} nodes appeared",
-        f"{len(since.get('vanished') or [])} vanished",
-        plural(len({s["device"] for s in since.get("slower") or []}), "device") + " slower",
-    ]
-    return f"Since {prev.get('source') or 'the previous report'} ({prev.get('generated_at')}): {', '.join(parts)}"
+    counts = (
+        (sum(n["count"] for n in since.get("new") or []), "new failure", ""),
+        (sum(n["count"] for n in since.get("resolved") or []), "resolved failure", ""),
+        (len(since.get("appeared") or []), "node", " appeared"),
+        (len(since.get("vanished") or []), "node", " vanished"),
+        (len({s["device"] for s in since.get("slower") or []}), "device", " slower"),
+    )
+    parts = [plural(n, word) + after for n, word, after in counts if n]
+    said = ", ".join(parts) if parts else "nothing changed"
+    return f"Since {prev.get('source') or 'the previous report'} ({prev.get('generated_at')}): {said}"
 
 
 def since_lines(since: dict[str, Any], threshold: float) -> list[str]:
@@ -167,7 +170,7 @@ def since_lines(since: dict[str, Any], threshold: float) -> list[str]:
 
 def fix_lines(fix: dict[str, Any] | None, indent: str) -> list[str]:
     fix = fix or {}
-    out = [f"{indent}[cyan]fix:[/] {escape(fix['text'])}"] if fix.get("text") else []
+    out = [f"{indent}[cyan]fix:[/] {escape(unquoted(fix['text']))}"] if fix.get("text") else []
     return out + ([f"{indent}[cyan]run:[/] {escape(fix['command'])}"] if fix.get("command") else [])
 
 
@@ -366,8 +369,8 @@ def slow_of(doc: dict[str, Any], kind: str) -> list[tuple[str, dict[str, Any]]]:
     """The slow devices of ``kind`` ("gpu", or "cpu" for every other kind), each with its host, by host."""
     return [
         (str(host.get("hostname")), d)
-        for host in doc.get("slow_devices") or []
-        for d in host.get("devices") or []
+        for host in html.items(doc.get("slow_devices"))
+        for d in html.items(host.get("devices"))
         if (d.get("device_kind") == "gpu") == (kind == "gpu")
     ]
 
@@ -546,7 +549,13 @@ def fleet_counts(doc: dict[str, Any]) -> str:
         ("duplicate_hosts", "duplicate hosts"),
         ("duplicate_gpus", "duplicate GPUs"),
     )
-    rows = [[html.e(word), html.e(c.get(key))] for key, word in words if isinstance(c.get(key), int)]
+    # A zero says nothing but that a row could be there: only the node totals keep theirs ("0 failing").
+    totals = ("nodes", "failing", "warnings", "ok")
+    rows = [
+        [html.e(word), html.e(c.get(key))]
+        for key, word in words
+        if isinstance(c.get(key), int) and (c.get(key) or key in totals)
+    ]
     return html.section("Counts", html.table(["", "count"], rows, (1,))) if rows else ""
 
 
@@ -565,7 +574,7 @@ def fleet_problems(doc: dict[str, Any]) -> str:
             fix = html.dct(f.get("fix"))
             on = f"on {html.e(names([str(n) for n in html.lst(f.get('nodes'))]))}: " if len(fixes) > 1 else ""
             if fix.get("text"):
-                parts.append(f'<p class="fix">{on}fix: {html.e(fix["text"])}</p>')
+                parts.append(html.fix_line(fix["text"], on))
             elif on:
                 parts.append(f'<p class="fix">{on}(no fix given)</p>')
             if fix.get("command"):
@@ -578,7 +587,21 @@ def fleet_problems(doc: dict[str, Any]) -> str:
             f"{summary}{''.join(parts)}</li>"
         )
     head = f"<p><b>{html.e(verdict(doc))}</b></p>"
-    return html.section("Fix first", head, f"<ul>{''.join(out)}</ul>" if out else "", anchor="problems")
+    return html.section(
+        "Fix first", head, fleet_since_line(doc), f"<ul>{''.join(out)}</ul>" if out else "", anchor="problems"
+    )
+
+
+def fleet_since_line(doc: dict[str, Any]) -> str:
+    """What changed since the previous run, in one line right under the verdict (as text and Markdown say
+    it): whether this run is better or worse is part of the answer, not a detail further down."""
+    since = html.dct(doc.get("since"))
+    if not since:
+        return ""
+    try:
+        return f"<p>{html.e(since_line(since))}</p>"
+    except (KeyError, TypeError, ValueError):  # a hand-edited document: the JSON still has it all
+        return ""
 
 
 def fleet_since(doc: dict[str, Any]) -> str:
@@ -588,11 +611,11 @@ def fleet_since(doc: dict[str, Any]) -> str:
     threshold = finite(doc.get("threshold")) or 0.0
     try:
         lines = since_lines(since, threshold)
-        head = since_line(since)
     except (KeyError, TypeError, ValueError):  # a hand-edited document: the JSON still has it all
         return ""
     items = "".join(f"<li>{html.e(line)}</li>" for line in lines)
-    return html.section("Since the previous report", f"<p>{html.e(head)}</p>", f"<ul>{items}</ul>" if items else "")
+    # its one-line count is under the verdict (fleet_since_line); here, each change
+    return html.section("Since the previous report", f"<ul>{items}</ul>") if items else ""
 
 
 def fleet_nodes(doc: dict[str, Any]) -> str:
@@ -663,38 +686,41 @@ def fleet_drift(doc: dict[str, Any]) -> str:
     )
 
 
-def slow_where(f: dict[str, Any]) -> str:
-    return f"{f.get('hostname')}" + (
-        f" GPU {f.get('index')}" if f.get("index") is not None else f" {f.get('device') or ''}".rstrip()
-    )
-
-
 def fleet_slow_gpus(doc: dict[str, Any]) -> str:
-    """Each slow GPU's figure against its model's fleet median (the track and tick), then the table with
-    every way to find the card (host and index, UUID, PCI bus id)."""
-    slow = html.items(doc.get("slow_gpus"))
+    """Each slow GPU once (one card slow in six benchmarks is one slow GPU, as the counts say): its worst
+    figure against its model's fleet median (the track and tick), then the table with every way to find
+    the card (host and index, UUID, PCI bus id) and each of its slow figures."""
+    slow = slow_of(doc, "gpu")
     if not slow:
         threshold = finite(doc.get("threshold"))
         limit = f" (more than {threshold:.0%} below the fleet median of their model)" if threshold is not None else ""
         return html.section("Slow GPUs", f"<p>No slow GPU{html.e(limit)}.</p>")
     bars = []
-    for f in slow:
-        value, median = finite(f.get("value")), finite(f.get("fleet_median"))
-        if value is None:
+    for hostname, d in slow:
+        shares = [
+            (value / median, f)
+            for f in html.items(d.get("figures"))
+            if (value := finite(f.get("value"))) is not None
+            and (median := finite(f.get("fleet_median")))
+            and median > 0
+        ]
+        if not shares:
             continue
-        if median is None or median <= 0:
-            continue
+        share, f = min(shares, key=lambda s: s[0])
         unit = f.get("unit") or ""
-        note = f"{html.num(value)} {unit}, {html.pct(f.get('shortfall'))} below the median {html.num(median)} {unit}"
-        # Each bar is its figure as a share of its own median: figures in GFLOP/s, GB/s and images/s
-        # share one chart, and every median is the same tick.
-        bars.append(Bar(f"{slow_where(f)} · {f.get('id')} ({f.get('model')})", value / median, note, 1.0, "fail"))
+        note = (
+            f"{f.get('id')} {html.num(f.get('value'))} {unit}, {html.pct(f.get('shortfall'))} below the median "
+            f"{html.num(f.get('fleet_median'))} {unit}"
+        ) + (f"; {plural(len(shares) - 1, 'more slow figure')}" if len(shares) > 1 else "")
+        # Each bar is the device's worst figure as a share of its own median: figures in GFLOP/s, GB/s and
+        # images/s share one chart, and every median is the same tick.
+        bars.append(Bar(f"{device_where(hostname, d)} ({d.get('model')})", share, note, 1.0, "fail"))
     chart = (
         bar_chart(
             "slow-gpus",
-            "Slow GPUs: each one's figure as a share of the fleet median of its model",
+            "Slow GPUs: each one's worst figure as a share of the fleet median of its model",
             bars,
-            summary=f"{len(bars)} slow GPU figure(s)",
+            summary=plural(len(bars), "slow GPU"),
             reference_name="fleet median of the same model",
         )
         if bars
@@ -703,28 +729,36 @@ def fleet_slow_gpus(doc: dict[str, Any]) -> str:
     return html.section("Slow GPUs", chart, slow_table(slow))
 
 
-def slow_table(slow: list[dict[str, Any]]) -> str:
-    rows = [
-        [
-            html.code(f.get("hostname")),
-            html.e(f.get("index") if f.get("index") is not None else f.get("device")),
-            html.code(f.get("uuid")),
-            html.code(f.get("pci_bus_id")),
-            html.code(f.get("id")) + (" (--quick)" if f.get("quick") else ""),
-            html.e(f.get("model")),
-            f"{html.num(f.get('value'))} {html.e(f.get('unit'))}",
-            html.num(f.get("fleet_median")),
-            html.pct(f.get("shortfall")),
-        ]
-        for f in slow
-    ]
-    return html.table(
-        ["host", "index", "UUID", "PCI bus id", "benchmark", "model", "value", "fleet median", "below"], rows, (6, 7, 8)
+def device_where(hostname: str, d: dict[str, Any]) -> str:
+    """A slow device as a person finds it: its host and GPU index, else its host and device name."""
+    return (
+        f"{hostname} GPU {d['index']}" if d.get("index") is not None else f"{hostname} {d.get('device') or ''}".rstrip()
     )
 
 
+def slow_table(slow: list[tuple[str, dict[str, Any]]]) -> str:
+    """One row per slow device, its slow figures in one cell: four columns that fit a laptop's width (nine
+    squeezed a model's name to a word per line) and a phone's card."""
+    rows = []
+    for hostname, d in slow:
+        index = d.get("index")
+        figures = "<br>".join(
+            f"{html.code(f.get('id'))}{' (--quick)' if f.get('quick') else ''} {html.num(f.get('value'))} "
+            f"{html.e(f.get('unit'))}, {html.pct(f.get('shortfall'))} below the median "
+            f"{html.num(f.get('fleet_median'))}"
+            for f in html.items(d.get("figures"))
+        )
+        ids = "<br>".join(html.code(x) for x in (d.get("uuid"), d.get("pci_bus_id")) if x)
+        # one unbreakable name: "GPU" and its index never part on two lines
+        where = html.code(hostname) + (
+            f"&nbsp;GPU&nbsp;{html.e(index)}" if index is not None else f"&nbsp;{html.e(d.get('device'))}"
+        )
+        rows.append([where, html.e(d.get("model")), ids, figures])
+    return html.table(["device", "model", "UUID, PCI bus id", "slow figures"], rows)
+
+
 def fleet_slow_cpus(doc: dict[str, Any]) -> str:
-    slow = html.items(doc.get("slow_cpus"))
+    slow = slow_of(doc, "cpu")
     return html.section("Slow CPUs", slow_table(slow)) if slow else ""
 
 
@@ -753,9 +787,9 @@ def fleet_skipped(doc: dict[str, Any]) -> str:
 FLEET_SECTIONS = (
     fleet_problems,
     fleet_since,
-    fleet_counts,
     fleet_slow_gpus,
     fleet_slow_cpus,
+    fleet_counts,
     fleet_drift,
     fleet_duplicates,
     fleet_skipped,

@@ -25,6 +25,17 @@ if TYPE_CHECKING:
 
 # -- text --------------------------------------------------------------------------------------------------
 
+#: A code span in a fix's words, as the checks write them ("`sudo ldconfig`"): Markdown, which the Markdown
+#: reports keep as it is, the page shows as <code> (envcheck.render.html.prose) and the text report as the
+#: bare command (:func:`unquoted`), never with half its Markdown showing.
+CODE_SPAN = re.compile(r"`([^`\n]+)`")
+
+
+def unquoted(text: Any) -> str:
+    """A fix's words for the text report: each code span without its backticks."""
+    return CODE_SPAN.sub(r"\1", "" if text is None else str(text))
+
+
 #: status -> (mark on a terminal, word in a pipe or a log, style).
 MARKS = {
     "ok": ("✓", "[ok]", "green"),
@@ -113,7 +124,7 @@ class CheckLines:
         self.line(result["status"], result["title"], result["summary"], result["id"])
         fix = result.get("fix")
         if fix and result["status"] in ("warn", "fail", "crash"):
-            self.indented("fix:", fix["text"])
+            self.indented("fix:", unquoted(fix["text"]))
             if fix.get("command"):
                 self.indented("run:", fix["command"])
         if self.verbose and result.get("details"):

@@ -40,6 +40,7 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 
 from envcheck.render import output_format
+from envcheck.render.common import CODE_SPAN
 from envcheck.render.svg import finite
 
 if TYPE_CHECKING:
@@ -242,6 +243,18 @@ def code(value: Any) -> str:
     return f"<code>{e(value)}</code>" if value not in (None, "") else ""
 
 
+def prose(value: Any) -> str:
+    """Words for the page with their code spans ("`sudo ldconfig`") as <code>: each part escaped on its own,
+    so what a span holds is text, never markup."""
+    parts = CODE_SPAN.split("" if value is None else str(value))
+    return "".join(code(part) if i % 2 else e(part) for i, part in enumerate(parts))
+
+
+def fix_line(text: Any, lead: str = "") -> str:
+    """A problem's fix in words, every kind's page alike (``lead``: HTML before it, such as its nodes)."""
+    return f'<p class="fix">{lead}fix: {prose(text)}</p>'
+
+
 def table(headers: Iterable[str], rows: Iterable[Iterable[str]], numeric: Iterable[int] = ()) -> str:
     """A table in its own sideways-scrolling box (a card per row on a phone); cells are HTML already
     (escape text with :func:`e`). Each cell carries its column's name as ``data-label``: what a card shows
@@ -320,7 +333,7 @@ def problem_items(results: list[dict[str, Any]]) -> str:
     for r in sorted(results, key=lambda r: SEVERITY.get(str(r.get("status")), len(SEVERITY))):
         fix = dct(r.get("fix"))
         where = f" on {code(r.get('where'))}" if r.get("where") else ""
-        text = f'<p class="fix">fix: {e(fix["text"])}</p>' if fix.get("text") else ""
+        text = fix_line(fix["text"]) if fix.get("text") else ""
         command = f"<pre><code>{e(fix['command'])}</code></pre>" if fix.get("command") else ""
         out.append(
             f"<li>{badge(r.get('status'))} {code(r.get('id'))}{where}: {e(r.get('summary'))}{text}{command}</li>"

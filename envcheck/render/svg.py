@@ -340,6 +340,35 @@ def _round_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
 
 
+def _axis_labels(values: Sequence[float], ticks: list[float], px: Callable[[float], float]) -> list[tuple[float, str]]:
+    """The labels under a distribution's axis, each with where it stands: its lowest and highest device
+    always (where the slow ones and the fastest are: round ticks alone may fall short of both; one
+    "low–high" label where the two are too close for a label each), and the round ticks that leave room."""
+
+    def span(at: float, text: str) -> tuple[float, float]:
+        half = len(text) * FONT * CHAR_WIDTH / 2 + 2
+        x = min(max(px(at), half), WIDTH - half)  # as drawn: a label at an edge is anchored inside
+        return x - half - 3, x + half + 3
+
+    def clear(at: float, text: str, shown: list[tuple[float, str]]) -> bool:
+        lo, hi = span(at, text)
+        return all(hi <= span(*o)[0] or lo >= span(*o)[1] for o in shown)
+
+    shown: list[tuple[float, str]] = []
+    if values:
+        low, high = values[0], values[-1]
+        shown = [(low, short(low))]
+        if short(high) != short(low):
+            if clear(high, short(high), shown):
+                shown.append((high, short(high)))
+            else:
+                shown = [((low + high) / 2, f"{short(low)}–{short(high)}")]
+    for t in ticks:
+        if clear(t, short(t), shown):
+            shown.append((t, short(t)))
+    return sorted(shown)
+
+
 def distribution_chart(
     kind: str,
     title: str,
@@ -396,12 +425,12 @@ def distribution_chart(
     if slow_below is not None:
         x = px(slow_below)
         out.append(f'<line class="threshold" x1="{_f(x)}" y1="{_f(top)}" x2="{_f(x)}" y2="{_f(axis)}"/>')
-    for t in _round_ticks(lo, hi):
+    for t, label in _axis_labels(values, _round_ticks(lo, hi), px):
         x = px(t)
         out.append(f'<line class="axis" x1="{_f(x)}" y1="{_f(axis)}" x2="{_f(x)}" y2="{_f(axis + 4)}"/>')
-        half = len(short(t)) * FONT * CHAR_WIDTH / 2 + 2
+        half = len(label) * FONT * CHAR_WIDTH / 2 + 2
         anchor = "start" if x < half else "end" if x > WIDTH - half else "middle"
-        out.append(_text(x, axis + 17, short(t), "muted", anchor))
+        out.append(_text(x, axis + 17, label, "muted", anchor))
     if slow:
         marks = sorted({round(px(v)) for v in slow})[:SLOW_MARKS]
         y = axis + 26

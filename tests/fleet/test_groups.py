@@ -242,7 +242,7 @@ def test_since_a_previous_run(real: dict[str, dict[str, Any]], tmp_path: Path) -
     assert all(s["fall"] == pytest.approx(0.15, abs=1e-3) for s in since["slower"]) and len(since["slower"]) == 2
     text = envcheck("fleet", str(tmp_path / "run2"), "--since", str(first)).stdout
     screen = "\n".join(first_screen(text))
-    assert "1 new failure, 1 resolved, 1 nodes appeared, 1 vanished, 1 device slower" in screen
+    assert "1 new failure, 1 resolved failure, 1 node appeared, 1 node vanished, 1 device slower" in screen
     assert "NEW doctor gpu.ecc fail on 1 node: node0030" in text and "VANISHED 1 node: node0039" in text
     assert f"SLOWER {card['uuid']} on node0040 (was on node0002)" in text
     assert text.count("SLOWER ") == 1  # one card, two figures: one line naming both
@@ -337,3 +337,23 @@ def test_nodes_whose_every_problem_is_fleet_wide_are_one_line_and_no_problem_is_
     md = envcheck("fleet", str(tmp_path), "--format", "markdown").stdout
     own = md[md.index("### Failing checks and warnings") :].split("\n\n")[1].splitlines()[2:]
     assert len(own) == 6 and all(line.startswith("| `n7` |") for line in own), own
+
+
+def test_since_says_only_what_changed_in_the_singular_where_one() -> None:
+    """The one-line count leaves out what did not change ("0 nodes appeared") and says one as one ("1 node
+    appeared"); with nothing changed, it says so."""
+    from envcheck.fleet.render import since_line
+
+    previous = {"source": "monday.json", "generated_at": "2025-01-06T08:00:00Z"}
+    group = {"report": "doctor", "id": "gpu.ecc", "status": "fail"}
+    since = {
+        "previous": previous,
+        "new": [{**group, "count": 2, "nodes": ["a", "b"]}],
+        "resolved": [],
+        "appeared": ["c"],
+        "vanished": [],
+        "slower": [],
+    }
+    assert since_line(since) == "Since monday.json (2025-01-06T08:00:00Z): 2 new failures, 1 node appeared"
+    nothing = {"previous": previous, "new": [], "resolved": [], "appeared": [], "vanished": [], "slower": []}
+    assert since_line(nothing).endswith(": nothing changed")

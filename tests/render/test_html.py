@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from envcheck.render import RenderOptions, make_console, render
-from envcheck.render.html import BROKEN, CSP
+from envcheck.render.html import BROKEN, CSP, prose
 from tests.fleet.conftest import NVML_SITE, ROOT, as_node, envcheck, gpu_bench, write
 
 FAKE_GPUS = {"ENVCHECK_FAKE_NVML": "hgx_nvlink_down", "PYTHONPATH": f"{NVML_SITE}{os.pathsep}{ROOT}"}
@@ -314,14 +314,17 @@ def test_fleet_page_names_the_slow_gpu_against_its_fleet_median(made: dict[str, 
     slow = doc["slow_gpus"]
     assert slow and {(f["hostname"], f["index"]) for f in slow} == {("gpu-b", 1)}
     chart = re.search(r'<svg class="chart" data-chart="slow-gpus".*?</svg>', text, flags=re.S).group(0)
-    assert chart.count('class="bar bar-fail"') == len(slow) and chart.count('class="track"') == len(slow) + 1
-    assert "gpu-b GPU 1 · matmul.fp32" in chart and "20% below the median" in chart
+    # one card slow in two figures: one bar (its worst figure), one slow GPU
+    devices = [d for h in doc["slow_devices"] for d in h["devices"]]
+    assert len(devices) == 1 < len(slow)
+    assert chart.count('class="bar bar-fail"') == len(devices) and chart.count('class="track"') == len(devices) + 1
+    assert "gpu-b GPU 1 (" in chart and "20% below the median" in chart and "1 more slow figure" in chart
     assert "fabric.nvlink" in page.words  # each node's failing check, with its fix
     assert "nvidia-smi nvlink -s -i 3" in page.words
 
 
 def test_a_fleet_without_slow_gpus_says_so_instead_of_a_chart(made: dict[str, Any]) -> None:
-    doc = {**made["docs"]["fleet"], "slow_gpus": []}
+    doc = {**made["docs"]["fleet"], "slow_gpus": [], "slow_devices": []}
     page = parse(html_of(doc))
     assert "slow-gpus" not in page.charts()
     assert "No slow GPU (more than 10% below the fleet median of their model)." in page.words
@@ -458,7 +461,7 @@ def test_each_page_puts_what_to_act_on_first_and_folds_the_raw_tables(made: dict
     fixes = made["docs"]["doctor"]["checks"]
     failing = next(c for c in fixes if c["status"] == "fail" and c.get("fix"))
     warned = next(c for c in fixes if c["status"] == "warn" and c.get("fix"))
-    assert doctor.index(escape(failing["fix"]["text"])) < doctor.index(escape(warned["fix"]["text"]))
+    assert doctor.index(prose(failing["fix"]["text"])) < doctor.index(prose(warned["fix"]["text"]))
     for kind, raw in (("bench", "Results"), ("bench", "Devices"), ("comm", "Results"), ("burn", "Steady state")):
         assert raw in re.findall(r"<details>\s*<summary><h2>(.*?)</h2></summary>", made["pages"][kind]), (kind, raw)
     assert "<script" not in doctor
@@ -489,3 +492,130 @@ def test_a_fleets_distribution_stays_small_and_marks_the_slow_devices() -> None:
     assert big.count('class="slow-mark"') == 3 and 'class="bin bin-slow"' in big
     assert "<title>3 slow devices</title>" in big and 'class="threshold"' in big and 'class="median"' in big
     assert 'class="slow-mark"' not in chart(100, 0)
+
+
+def test_the_fleets_since_line_is_right_under_the_verdict(made: dict[str, Any]) -> None:
+    """With --since, what changed is counted in one line right under the verdict, as the text and Markdown
+    reports put it, not in a section further down; that section lists each change."""
+    from envcheck.fleet.render import since_line, verdict
+
+    since = {
+        "previous": {"source": "monday.json", "generated_at": "2025-01-06T08:00:00Z"},
+        "new": [{"report": "doctor", "id": "gpu.ecc", "status": "fail", "count": 1, "nodes": ["gpu-a"]}],
+        "resolved": [],
+        "appeared": ["gpu-b"],
+        "vanished": [],
+        "slower": [],
+    }
+    doc = {**made["docs"]["fleet"], "since": since}
+    text = html_of(doc)
+    head = f"<p><b>{escape(verdict(doc))}</b></p>"
+    line = f"<p>{escape(since_line(since))}</p>"
+    assert re.search(re.escape(head) + r"\s*" + re.escape(line), text), "the since line is not under the verdict"
+    problems = text[text.index('<section id="problems">') :]
+    assert problems.index(line) < problems.index("<li>") and text.count(escape(since_line(since))) == 1
+    assert "NEW doctor gpu.ecc fail on 1 node: gpu-a" in parse(text).words
+
+
+def test_the_fleets_counts_leave_out_zeros_and_follow_the_slow_gpus(made: dict[str, Any]) -> None:
+    """The slow devices come before the counts; a count of 0 is left out, but for the node totals."""
+    doc = copy.deepcopy(made["docs"]["fleet"])
+    doc["summary"].update(failing=0, skipped=0, duplicate_hosts=0, slow_cpus=0)
+    text = html_of(doc)
+    assert text.index("<h2>Slow GPUs</h2>") < text.index("<h2>Counts</h2>")
+    counts = text[text.index("<h2>Counts</h2>") :].split("</section>")[0]
+    labels = re.findall(r'<td data-label="">(.*?)</td>', counts)
+    assert {"nodes", "failing", "with warnings", "ok", "slow GPUs"} <= set(labels), labels
+    assert not {"skipped", "duplicate hosts", "slow CPUs"} & set(labels), labels
+    values = re.findall(r'<td class="n" data-label="count">(\d+)</td>', counts)
+    zeros = {label for v, label in zip(values, labels, strict=True) if v == "0"}
+    assert "failing" in zeros and zeros <= {"failing", "with warnings", "ok"}, zeros  # only the node totals'
+
+
+def test_the_fleets_slow_gpus_are_one_row_per_device_with_its_figures_in_one_cell(made: dict[str, Any]) -> None:
+    """A card slow in six benchmarks is one row (host and index, model, UUID and PCI bus id) with its six
+    figures in one cell, and one bar: the table counts devices, as the summary does."""
+    doc = copy.deepcopy(made["docs"]["fleet"])
+    (host,) = doc["slow_devices"]
+    (device,) = host["devices"]
+    template = device["figures"][0]
+    device["figures"] = [
+        {**template, "id": f"bench.{i}", "shortfall": s, "value": template["fleet_median"] * (1 - s)}
+        for i, s in enumerate(0.1 + i / 100 for i in range(6))
+    ]
+    doc["slow_gpus"] = [{**f, "hostname": host["hostname"], "index": device["index"]} for f in device["figures"]]
+    text = html_of(doc)
+    section = text[text.index("<h2>Slow GPUs</h2>") :].split("</section>")[0]
+    rows = re.findall(r"<tr><td.*?</tr>", section)
+    assert len(rows) == 1, rows
+    cells = re.findall(r'<td[^>]*data-label="([^"]*)"[^>]*>(.*?)</td>', rows[0])
+    assert len(cells) <= 5, cells
+    assert all(f"<code>bench.{i}</code>" in rows[0] for i in range(6))
+    assert device["uuid"] in rows[0] and device["pci_bus_id"] in rows[0] and escape(device["model"]) in rows[0]
+    chart = re.search(r'<svg class="chart" data-chart="slow-gpus".*?</svg>', text, flags=re.S).group(0)
+    assert chart.count('class="bar bar-fail"') == 1 and "bench.5" in chart  # its worst figure: 15 % below
+
+
+#: A fix's words as the checks write them, a code span around a command, and one around markup.
+CODE_FIX = "Refresh the linker cache (`sudo ldconfig`), then `<img src=x onerror=alert(1)>` & run it again"
+
+
+def with_code_fix(kind: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with a failing check (a fleet's problem, a comm's transport finding) whose fix is
+    :data:`CODE_FIX`."""
+    doc = copy.deepcopy(doc)
+    failing = {"id": "gpu.ecc", "title": "ECC", "status": "fail", "summary": "uncorrected ECC errors"}
+    fix = {"text": CODE_FIX, "command": "sudo ldconfig"}
+    if kind == "doctor":
+        next(c for c in doc["checks"] if c["status"] == "fail" and c.get("fix"))["fix"] = fix
+    elif kind == "fleet":
+        group = next(g for g in doc["problems"] if g.get("fix"))
+        group["fix"], group["fixes"] = fix, [{"fix": fix, "nodes": group["nodes"]}]
+    elif kind == "bench":
+        doc["preflight"] = [*doc.get("preflight", []), {**failing, "fix": fix}]
+    elif kind == "burn":
+        doc["verdicts"] = [{**failing, "fix": fix}]
+    elif kind == "comm":
+        finding = {"host": "cpu-1", "ranks": [0, 1], "what": "sockets", "checks": ["net.ib"], "fix": CODE_FIX}
+        doc["transport"] = {"findings": [finding]}
+    return doc
+
+
+@pytest.mark.parametrize("kind", list(CHARTS))
+def test_a_fixs_code_spans_are_code_on_the_page_and_bare_in_text(made: dict[str, Any], kind: str) -> None:
+    """The checks write commands in a fix's words as Markdown code spans: every kind's page shows them as
+    <code>, escaped (a span holding markup is text, the page's CSP unchanged), and its text report as the
+    bare command, no backtick left showing."""
+    doc = with_code_fix(kind, made["docs"][kind])
+    page = html_of(doc)
+    assert "(<code>sudo ldconfig</code>), then <code>&lt;img src=x onerror=alert(1)&gt;</code> &amp; run" in page
+    assert "`" not in "".join(re.findall(r'<p class="fix">.*?</p>', page)) and "<img" not in page
+    assert f'content="{CSP}"' in page
+    buffer = StringIO()
+    render(doc, "text", make_console(buffer, for_file=True), RenderOptions())
+    text = " ".join(buffer.getvalue().split())
+    assert "Refresh the linker cache (sudo ldconfig), then <img src=x onerror=alert(1)> & run it again" in text
+    assert "`" not in text
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [560.0, *(700.0 + i % 13 for i in range(60))],  # one slow card far below the round ticks
+        [612.3, 640.0, 655.5, 701.7],
+        [0.0351, 0.0402, 0.0398, 0.041],
+        [1958.0, 1960.0],  # a healthy model: its devices side by side, far above the slow threshold
+    ],
+)
+def test_a_distributions_lowest_and_highest_devices_are_labelled_under_its_axis(values: list[float]) -> None:
+    from envcheck.render.svg import distribution_chart, short
+
+    median = sorted(values)[len(values) // 2]
+    svg = distribution_chart("distribution", "figure", values, median=median, slow_below=median * 0.9, unit="x")
+    labels = re.findall(r'<text x="[\d.]+" y="([\d.]+)"[^>]*class="muted"[^>]*>([^<]*)</text>', svg)
+    axis_y = max(float(y) for y, _ in labels)
+    under_axis = [text for y, text in labels if float(y) == axis_y]
+    low, high = short(min(values)), short(max(values))
+    assert (low in under_axis and high in under_axis) or f"{low}–{high}" in under_axis, under_axis
+    boxes = sorted(float(x) for x in re.findall(rf'<text x="([\d.]+)" y="{axis_y:g}"', svg))
+    assert len(boxes) == len(set(boxes)), "two labels at one place"

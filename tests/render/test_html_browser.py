@@ -382,7 +382,7 @@ FIRST_SCREENS = {"1280x800": {"width": 1280, "height": 800}, "390x844": {"width"
 #: Where the verdict (the header's h1) and the page's first fix are, as the page is opened (its <details>
 #: closed), and how wide the page is; then, every <details> opened, how wide it is and the narrowest table
 #: cell (a card's line on a phone).
-FIRST_SCREEN = """() => {
+FIRST_SCREEN = r"""() => {
   const box = el => {
     if (!el) return null;
     const r = el.getBoundingClientRect();
@@ -400,6 +400,22 @@ FIRST_SCREEN = """() => {
   seen.openScrollWidth = document.documentElement.scrollWidth;
   seen.narrowest = Math.min(...cells.map(td => td.getBoundingClientRect().width), Infinity);
   seen.cells = cells.length;
+  // Each cell with a run of words laid out one word per line (a column squeezed to a word's width).
+  const range = document.createRange();
+  const wordPerLine = text => {
+    const words = [...text.textContent.matchAll(/\S+/g)];
+    const tops = new Set(words.map(w => {
+      range.setStart(text, w.index);
+      range.setEnd(text, w.index + w[0].length);
+      return Math.round(range.getClientRects()[0]?.top ?? 0);
+    }));
+    return words.length >= 2 && tops.size === words.length;
+  };
+  seen.wordPerLine = cells.filter(td => {
+    const walker = document.createTreeWalker(td, NodeFilter.SHOW_TEXT);
+    for (let text = walker.nextNode(); text; text = walker.nextNode()) if (wordPerLine(text)) return true;
+    return false;
+  }).map(td => td.textContent.trim().slice(0, 80));
   return seen;
 }"""
 
@@ -454,6 +470,32 @@ def test_at_a_phones_width_nothing_is_off_screen_and_tables_are_cards(
     assert seen["openScrollWidth"] <= seen["width"], seen
     if seen["cells"]:
         assert seen["narrowest"] >= 0.8 * (390 - 2 * 10), seen  # the page's padding aside, a card's width
+
+
+def test_at_a_laptops_width_no_fleet_cell_is_one_word_per_line(
+    browser: Browser, pages: dict[str, Path], tmp_path: Path
+) -> None:
+    """At 1280 px, every <details> open, no cell of the fleet's tables is squeezed to a word per line (a
+    model's name down a column of a nine-column table): the slow GPUs' table has the columns a laptop's
+    width holds, here with the slow card's figures named as a --quick run names them (the longest) and its
+    UUID as long as a real one."""
+    proc = envcheck("fleet", str(pages["fleet"].parent / "slow"), "--json")
+    doc = json.loads(proc.stdout)
+    uuid = "GPU-3f9c2a7e-51d4-4b8e-9a06-c2d7e18f4b90"
+    for device in [*doc["slow_gpus"], *(d for h in doc["slow_devices"] for d in h["devices"])]:
+        device["uuid"] = uuid
+        for f in device.get("figures", [device]):
+            f.update(id=f"{f['id']}_fwd_bwd", quick=True)
+    path = tmp_path / "fleet.html"
+    path.write_text(html_of(doc))
+    context = browser.new_context(viewport=FIRST_SCREENS["1280x800"])
+    try:
+        tab = context.new_page()
+        tab.goto(path.resolve().as_uri(), wait_until="load")
+        seen = tab.evaluate(FIRST_SCREEN)
+    finally:
+        context.close()
+    assert seen["cells"] and seen["wordPerLine"] == [], f"cells one word per line: {seen['wordPerLine']}"
 
 
 def test_the_raw_tables_are_folded_and_the_fleet_charts_each_figure(
