@@ -352,8 +352,9 @@ class Merger:
         #: every device compared, once; ``groups`` name them by their place here
         self.devices: list[Device] = []
         self.device_ids: dict[tuple[str, str], int] = {}
-        #: (benchmark, model) -> (device -> its best figure, device -> the report it came from)
-        self.groups: dict[Group, tuple[dict[int, float], dict[int, str]]] = {}
+        #: (benchmark, model) -> (device -> its best figure, device -> the report it came from, device ->
+        #: its names in that report where they are not the table's: cuda:0 under CUDA_VISIBLE_DEVICES=3)
+        self.groups: dict[Group, tuple[dict[int, float], dict[int, str], dict[int, Device]]] = {}
         self.sources: dict[tuple[str, str], list[str]] = {}
         self.uuid_hosts: dict[str, dict[str, list[str]]] = {}
         self.contended: list[tuple[Reading, str, str]] = []
@@ -377,11 +378,17 @@ class Merger:
                 self.devices.append(Device(host, r.device_key, r.device_kind, r.device, r.index, r.uuid, r.pci_bus_id))
             columns = groups.get(r.group)
             if columns is None:
-                columns = groups[r.group] = ({}, {})
-            values, sources = columns
+                columns = groups[r.group] = ({}, {}, {})
+            values, sources, named = columns
             old = values.get(device)
             if old is None or r.value > old:  # a device benchmarked twice: its best
                 values[device], sources[device] = r.value, d.source
+                row = self.devices[device]
+                if r.device != row.device or r.index != row.index or r.pci_bus_id != row.pci_bus_id:
+                    # named otherwise by this report (another CUDA_VISIBLE_DEVICES): its figure keeps them
+                    named[device] = Device(host, r.device_key, r.device_kind, r.device, r.index, r.uuid, r.pci_bus_id)
+                elif named:
+                    named.pop(device, None)
         self.sources.setdefault((host, d.kind), []).append(d.source)
         for uuid in d.uuids:
             self.uuid_hosts.setdefault(uuid, {}).setdefault(host, []).append(d.source)
@@ -417,19 +424,25 @@ class Merger:
             else:
                 seen_before = True
             ids.append(mine)
-        for group, (values, sources) in other.groups.items():
-            mine_values, mine_sources = self.groups.setdefault(group, ({}, {}))
+        for group, (values, sources, named) in other.groups.items():
+            mine_values, mine_sources, mine_named = self.groups.setdefault(group, ({}, {}, {}))
             if not seen_before:
                 # Every device of the batch is new here (the common case: a node's reports are read
                 # together): its figures go in whole, at the speed of dict.update.
                 mine_values.update(zip(map(ids.__getitem__, values), values.values(), strict=True))
                 mine_sources.update(zip(map(ids.__getitem__, sources), sources.values(), strict=True))
+                mine_named.update(zip(map(ids.__getitem__, named), named.values(), strict=True))
                 continue
             for device, value in values.items():
                 at = ids[device]
                 old = mine_values.get(at)
                 if old is None or value > old:
                     mine_values[at], mine_sources[at] = value, sources[device]
+                    names = named.get(device) or other.devices[device]
+                    if names != self.devices[at]:
+                        mine_named[at] = names
+                    else:
+                        mine_named.pop(at, None)
         for key, found in other.sources.items():
             self.sources.setdefault(key, []).extend(found)
         for uuid, by_host in other.uuid_hosts.items():
@@ -541,16 +554,22 @@ def uniform(by_field: dict[str, dict[Any, list[str]]]) -> list[tuple[str, Any, i
 
 
 def comparisons(
-    groups: dict[Group, tuple[dict[int, float], dict[int, str]]],
+    groups: dict[Group, tuple[dict[int, float], dict[int, str], dict[int, Device]]],
     devices: Sequence[Device],
     threshold: float = DEFAULT_THRESHOLD,
 ) -> list[Comparison]:
-    """Each (benchmark, model) group (device -> figure, device -> source, devices named by their place
-    in ``devices``) with its fleet median and the devices more than ``threshold`` below it, which are
+    """Each (benchmark, model) group (device -> figure, device -> source, device -> its names where the
+    report of its figure names it otherwise than the fleet's table; devices named by their place in
+    ``devices``) with its fleet median and the devices more than ``threshold`` below it, which are
     slow. One device alone has nothing to compare with and is never slow. Only the slow ones become
     :class:`Figure` objects here: the rest stay columns (see :class:`Comparison`)."""
     out = []
-    for group, (by_device, sources) in sorted(groups.items()):
+    for group, (by_device, sources, named) in sorted(groups.items()):
+        table = devices
+        if named:
+            table = [*devices]  # this group's names: the table's, but where its own report differs
+            for at, names in named.items():
+                table[at] = names
         bench_id, kind, model, unit, quick = group
         values = list(by_device.values())
         median = statistics.median(values)
@@ -562,7 +581,7 @@ def comparisons(
             model,
             unit,
             median,
-            tuple(devices[at] for at in by_device),
+            tuple(table[at] for at in by_device),
             tuple(by_device),
             tuple(values),
             tuple(sources.values()),
@@ -574,7 +593,7 @@ def comparisons(
             for at, value in by_device.items():
                 # 1 - value / median > threshold, tested only below the median (most devices are not)
                 if value < median and 1.0 - value / median > threshold:
-                    slow.append(_figure(comparison, devices[at], value, sources[at], True))
+                    slow.append(_figure(comparison, table[at], value, sources[at], True))
         slow.sort(key=lambda f: (f.hostname, f.index if f.index is not None else -1, f.device))
         out.append(replace(comparison, slow=tuple(slow)))
     return out

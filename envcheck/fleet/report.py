@@ -194,7 +194,11 @@ def device_figures(
     for c in comparisons:
         column = columns.setdefault(clean(figure_key(c.id, c.quick)), [None] * len(devices))
         for at, value in zip(c.positions, c.values, strict=True):
-            column[at] = value
+            # one device in two groups of a benchmark (its model named in one report, not in another):
+            # its best figure, as the merge keeps within a group
+            held = column[at]
+            if held is None or value > held:
+                column[at] = value
     return {
         "devices": clean.all(device_key(d.hostname, d.device, d.uuid) for d in devices),
         "hosts": clean.all(d.hostname for d in devices),

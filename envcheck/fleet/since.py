@@ -55,7 +55,8 @@ def _failing(doc: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
         if not isinstance(node, dict) or not isinstance(node.get("hostname"), str):
             continue
         items = out.setdefault(node["hostname"], {})
-        for item in node.get("failing") or []:
+        failing = node.get("failing")
+        for item in failing if isinstance(failing, list) else []:
             if isinstance(item, dict):
                 key = problem_key(str(item.get("report")), str(item.get("id")), str(item.get("status")))
                 items.setdefault(key, item)

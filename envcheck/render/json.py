@@ -28,7 +28,10 @@ def dumps(document: Any) -> str:
     import orjson  # here, not at the top: every command's --help loads this module
 
     try:
-        text = orjson.dumps(document, option=orjson.OPT_INDENT_2).decode()
+        # Dataclasses and datetimes are passed through (to the fallback, which refuses them, as it always
+        # did): a report holds JSON values only, and one that does not must not be written half-redacted.
+        option = orjson.OPT_INDENT_2 | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+        text = orjson.dumps(document, option=option).decode()
     except (TypeError, orjson.JSONEncodeError):
         return json.dumps(document, indent=2, allow_nan=False, ensure_ascii=True)
     return text if text.isascii() else _NON_ASCII.sub(_escape, text)

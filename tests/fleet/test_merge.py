@@ -344,3 +344,62 @@ def test_batches_merged_apart_and_absorbed_in_order_make_the_same_report(cuts):
     # the device benchmarked three times keeps its best figure, from the report that gave it
     (figure,) = [f for c in whole.comparisons for f in c.figures if f.uuid == "GPU-1-0"]
     assert (figure.value, figure.source) == (120.0, "h1/again.json")
+
+
+@pytest.mark.parametrize("cut", [None, 1, 2])
+def test_a_slow_figure_keeps_the_names_its_own_report_gave_the_device(cut):
+    """One card, named cuda:0 (index 0) by a burn pinned with CUDA_VISIBLE_DEVICES=3 and read first, and
+    cuda:3 (index 3) by the bench that found it slow: the slow bench figure names it as the bench did,
+    the burn's figure as the burn did, in one merger or absorbed across batches."""
+    from envcheck.fleet.merge import Merger
+
+    burn = Group("burn.bf16", "gpu", "NVIDIA H100", "TFLOP/s", False)
+    digests = [
+        _digest("n", "burn", readings=[_reading(500.0, 0, uuid="GPU-x", group=burn, device="cuda:0")], rank=2),
+        _digest("n", "bench", readings=[_reading(50.0, 3, uuid="GPU-x", device="cuda:3")], rank=1),
+        _digest("m", "bench", readings=[_reading(100.0, 0, uuid="GPU-y"), _reading(100.0, 1, uuid="GPU-z")], rank=1),
+    ]
+    if cut is None:
+        report = merge_digests(digests)
+    else:
+        merged = Merger()
+        for part in (digests[:cut], digests[cut:]):
+            batch = Merger()
+            for d in part:
+                batch.add(d)
+            merged.absorb(batch)
+        report = merged.finish()
+    (slow,) = report.slow
+    assert (slow.uuid, slow.device, slow.index, slow.pci_bus_id) == ("GPU-x", "cuda:3", 3, "0000:03:00.0")
+    (burned,) = [f for c in report.comparisons if c.id == "burn.bf16" for f in c.figures]
+    assert (burned.device, burned.index) == ("cuda:0", 0)
+
+
+def test_figures_columns_keep_a_devices_best_where_two_groups_of_a_benchmark_name_it():
+    """A card whose model one report names and another does not is in two groups of one benchmark; the
+    document's figures column for that benchmark keeps its best figure, not whichever group came last."""
+    from envcheck.fleet.report import device_figures
+
+    named = Group("matmul.bf16", "gpu", "NVIDIA H100", "TFLOP/s", False)
+    unnamed = Group("matmul.bf16", "gpu", "unknown model", "TFLOP/s", False)
+    report = merge_digests(
+        [
+            _digest("n", "bench", readings=[_reading(90.0, 0, uuid="GPU-x", group=named)], rank=1),
+            _digest("n", "bench", readings=[_reading(40.0, 0, uuid="GPU-x", group=unnamed)], rank=1, source="b2"),
+        ]
+    )
+    from envcheck.core.redact import remembered
+
+    figures = device_figures(report.devices, report.comparisons, remembered(str))
+    assert figures["devices"] == ["GPU-x"] and figures["values"]["matmul.bf16"] == [90.0]
+
+
+def test_since_reads_a_hand_edited_previous_report_without_failing():
+    """A previous fleet report edited by hand (a node's failing not a list, figures of another shape) is
+    read for what it still holds: the node is there, nothing resolved or new, no figure compared."""
+    from envcheck.fleet.since import changes
+
+    previous = {"nodes": [{"hostname": "a", "failing": 5}, "x"], "figures": {"devices": "GPU-1", "values": []}}
+    current = {"nodes": [{"hostname": "a", "failing": []}], "figures": {"devices": [], "hosts": [], "values": {}}}
+    found = changes(previous, current, 0.1)
+    assert [found[k] for k in ("new", "resolved", "appeared", "vanished", "slower")] == [[], [], [], [], []]
