@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from envcheck.probes.kernel import KernelLogInfo, parse, pci_key
 from tests.doctor.test_nvml import ENVCHECK, NVML_SITE
@@ -650,3 +652,142 @@ def test_explain_shows_an_xid_signature_only_by_the_xids_that_decide_it(tmp_path
     with_79.write_text("\n".join(line for line in lines if "): 79," in line) + "\n")
     lost = explain_here(with_79, off_bus)["gpu.lost"]
     assert lost["verdict"] == "shown" and "kernel.xid" in lost["shown_by"], lost
+
+
+# -- the healthcheck's state file, damaged -----------------------------------------------------------------------
+
+#: Two boots of a saved log: GPU 3's Xid 79 in the first; the second is ``reset_then_reinit.log`` (Xid 48 on GPU 1,
+#: Xid 79 on GPU 2), then a new Xid 64 on GPU 4 that arrives after the healthcheck's last run.
+EARLIER_BOOT = "-- Boot 0a1b2c3d4e5f46778899aabbccddeeff --\n" + xid_79_on_gpu_3(1)
+XID_64_ON_GPU_4 = (
+    "2026-04-02T11:00:00+0000 gpu-12 kernel: NVRM: Xid (PCI:0000:1c:00): 64, pid=90211, name=python, "
+    "ECC page retirement or row remapping recording event.\n"
+)
+THIS_BOOTS_XIDS = {("0000:19:00", 48), ("0000:1a:00", 79), ("0000:1c:00", 64)}
+
+
+class _Probes:
+    """What kernel.xid asks for, in this process: the healthcheck's read of the log, and no NVML."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def probe(self, name: str) -> Any:
+        from envcheck.core.probing import ProbeFailed
+        from envcheck.probes.kernel import since_last_run
+
+        if name == "kernel_log":
+            return since_last_run(self.env, 2.0)
+        raise ProbeFailed(name, name, RuntimeError("not in this test"))
+
+
+@pytest.fixture(scope="module")
+def kept_state(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """A saved log of two boots read by the healthcheck once per boot, and the state file it left: this boot's
+    events, its place in the log and the earlier boot's Xids; then the Xid 64 written after that run."""
+    from envcheck.probes.kernel import STATE_FILE, since_last_run
+
+    here = tmp_path_factory.mktemp("kept")
+    log, state = here / "kern.log", here / "state"
+    env = {"ENVCHECK_KERNEL_LOG": str(log), "ENVCHECK_STATE_DIR": str(state)}
+    log.write_text(EARLIER_BOOT)
+    since_last_run(env, 2.0)
+    log.write_text(EARLIER_BOOT + (LOGS / "reset_then_reinit.log").read_text())
+    since_last_run(env, 2.0)
+    log.write_text(log.read_text() + XID_64_ON_GPU_4)
+    kept = json.loads((state / STATE_FILE).read_text())
+    assert kept["position"] and kept["events"] and kept["history"]
+    return log, kept
+
+
+def this_boots_xids(info: KernelLogInfo) -> set[tuple[str | None, int | None]]:
+    return {(e.device, e.code) for e in info.events if e.kind == "xid" and e.boot == 0}
+
+
+DAMAGED = {
+    "a place that is a number": lambda s: s.update(position=5),
+    "a place whose time is text": lambda s: s.update(position={"at": "x", "same": 1}),
+    "a place without a time": lambda s: s.update(position={"at": None, "same": 1}),
+    "a place whose time is NaN": lambda s: s["position"].update(at=float("nan")),
+    "a place counted by a boolean": lambda s: s["position"].update(same=True),
+    "an event whose device is a list": lambda s: s["events"][0].update(device=[1]),
+    "an event whose code is a list": lambda s: s["events"][0].update(code=[1]),
+    "an event of an earlier boot": lambda s: s["events"][0].update(boot=-1),
+    "an earlier boot's Xid whose device is a list": lambda s: s["history"][0]["xids"][0].update(device=[1]),
+    "an earlier boot that is a number": lambda s: s["history"][0].update(boot=7),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGED, ids=list(DAMAGED))
+def test_a_state_file_with_a_field_of_the_wrong_type_is_replaced_never_a_crash(
+    kept_state: tuple[Path, dict[str, Any]], tmp_path: Path, damage: str
+) -> None:
+    """A wrong value in one field is a damaged file: ignored (this boot read whole) and replaced, not a crash at
+    every run, nor a place that skips every new line."""
+    from envcheck.probes.kernel import STATE_FILE, _load_state
+
+    log, kept = kept_state
+    state = json.loads(json.dumps(kept))
+    DAMAGED[damage](state)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / STATE_FILE).write_text(json.dumps(state))
+    ctx = _Probes({"ENVCHECK_KERNEL_LOG": str(log), "ENVCHECK_STATE_DIR": str(tmp_path / "state")})
+    from envcheck.doctor.checks.kernel import xid
+
+    verdict = xid(ctx)
+    assert "Xid 64 (" in verdict.summary and "on GPU 0000:1c:00" in verdict.summary, verdict
+    assert verdict.details["read"] == "this boot", verdict.details
+    assert _load_state(tmp_path / "state" / STATE_FILE) is not None  # replaced by a sound one
+
+
+def _places(value: Any, where: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every field and element of a JSON value, as the keys that lead to it."""
+    inner = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    return [where] + [p for key, item in inner for p in _places(item, (*where, key))]
+
+
+#: Any JSON value (json.loads reads NaN and Infinity too); numbers below this log's times (see
+#: test_a_place_ahead_of_the_log_reads_the_boot_again for those above).
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(max_value=10**9) | st.floats(max_value=1e9) | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
+DELETED = object()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_no_damage_to_the_state_file_crashes_the_healthcheck_or_loses_an_xid(
+    kept_state: tuple[Path, dict[str, Any]], tmp_path: Path, data: st.DataObject
+) -> None:
+    """A real state file with one field (or one element) replaced by any JSON value, or taken out: the healthcheck
+    never crashes, the Xid that came after its last run is found, and where the file is damaged (ignored) every
+    Xid of this boot is found again. (A change that leaves a sound file, an Xid's code that is another number, is
+    what the file says, and is believed.)"""
+    from envcheck.doctor.checks.kernel import xid
+    from envcheck.probes.kernel import STATE_FILE, _load_state
+
+    log, kept = kept_state
+    state = json.loads(json.dumps(kept))
+    where = data.draw(st.sampled_from(_places(state)[1:]), label="where")
+    value = data.draw(JSON_VALUES | st.just(DELETED), label="value")
+    parent = state
+    for key in where[:-1]:
+        parent = parent[key]
+    if value is DELETED:
+        del parent[where[-1]]
+    else:
+        parent[where[-1]] = value
+    directory = tmp_path / "state"
+    directory.mkdir(exist_ok=True)
+    (directory / STATE_FILE).write_text(json.dumps(state))
+    damaged = _load_state(directory / STATE_FILE) is None
+    ctx = _Probes({"ENVCHECK_KERNEL_LOG": str(log), "ENVCHECK_STATE_DIR": str(directory)})
+    info = ctx.probe("kernel_log")
+    assert ("0000:1c:00", 64) in this_boots_xids(info), info.events
+    if damaged:
+        assert this_boots_xids(info) >= THIS_BOOTS_XIDS and info.since == "this boot", info.events
+    assert _load_state(directory / STATE_FILE) is not None
+    (directory / STATE_FILE).write_text(json.dumps(state))
+    assert "on GPU 0000:1c:00" in xid(ctx).summary
