@@ -400,6 +400,8 @@ def test_uncorrected_aer_of_an_earlier_boot_is_fixed_as_a_pcie_link_not_an_xid()
 #: cursor). As systemd's does, it prints ``-- cursor: ...`` after the entries with ``--show-cursor`` (where there is
 #: an entry to be at), shows only the entries after ``--after-cursor``, and refuses a cursor it cannot seek to
 #: ("Failed to seek to cursor: Invalid argument", exit status 1). Every call's arguments are appended to ``calls``.
+#: With nothing after the cursor it prints that cursor again, or, as systemd 247 does where a file ``quiet`` says
+#: ``247``, ``-- No entries --`` without a cursor and exit status 1, or, as later versions (``252``), nothing.
 FAKE_JOURNALCTL = """\
 import sys
 from pathlib import Path
@@ -423,6 +425,12 @@ if after:
 shown = entries[first:]
 if "-n" in args and not after:
     shown = shown[-int(args[args.index("-n") + 1]):]
+quiet = (here / "quiet").read_text().strip() if (here / "quiet").exists() else ""
+if after and not shown and quiet == "247":  # systemd 247: a note, no cursor, exit status 1
+    print("-- No entries --")
+    sys.exit(1)
+if after and not shown and quiet == "252":  # later versions: nothing at all
+    sys.exit(0)
 print("\\n".join(shown) if shown else "-- No entries --")
 if "--show-cursor" in args and entries:
     print(f"-- cursor: s={seqnum};i={len(entries) - 1 if shown or after else 0}")
@@ -504,6 +512,24 @@ def test_the_healthcheck_goes_on_from_the_journals_cursor(tmp_path: Path) -> Non
     journal.append(REINIT_19)
     reset = journal.quick()
     assert "Xid 48 on GPU 1 before its reset at 2026-04-02T10:02:11+0000" in reset["summary"], reset
+
+
+@pytest.mark.parametrize("systemd", ["247", "252"])
+def test_a_quiet_journal_keeps_its_cursor(tmp_path: Path, systemd: str) -> None:
+    """Nothing new since the last run: journalctl prints no cursor (and systemd 247 exits 1 with "-- No entries
+    --"). The place is where it was, not lost: the next run goes on from it rather than reading the boot again."""
+    journal = Journal(tmp_path, (LOGS / "reset_then_reinit.log").read_text())
+    journal.quick()
+    cursor = journal.cursor()
+    (journal.bin / "quiet").write_text(systemd)
+    quiet = journal.quick()
+    assert quiet["details"]["read"] == "since 2026-04-02T09:40:02+0000, 0 new line(s)", quiet
+    assert quiet["status"] == "fail" and "Xid 48 (Double Bit ECC Error) on GPU 1" in quiet["summary"]
+    assert journal.cursor() == cursor and len(journal.calls()) == 1
+    journal.append(USB)
+    again = journal.quick()
+    assert f"--after-cursor={cursor}" in journal.calls()[0] and len(journal.calls()) == 1
+    assert again["details"]["read"] == "since 2026-04-02T09:40:02+0000, 1 new line(s)", again
 
 
 def test_a_cursor_the_journal_rotated_away_reads_the_boot_again_and_keeps_its_xids(tmp_path: Path) -> None:
