@@ -521,11 +521,20 @@ def since_last_run(env: Mapping[str, str], budget_s: float) -> KernelLogInfo:
     info = _info(log)
     if log.text is None:
         return info
-    if state is not None and state.get("source") != log.source:
-        state = None
-    # The journal no longer had the cursor (its file rotated away): this boot was read again from what it still
-    # holds, and the events of the earlier runs of this boot, which may have gone with that file, are kept.
-    reread = log.source == "journalctl -k" and state is not None and not log.resumed
+    before = state["source"] if state is not None else None
+    if state is not None and before != log.source:
+        # The journal failed once and dmesg read this boot (or the other way round): the place is the other
+        # reader's, but the events kept are this boot's, and an Xid that has since left dmesg's small ring buffer
+        # must go on failing. Only a saved log is another machine's.
+        live = not saved and not before.startswith(f"{KERNEL_LOG_ENV}=")
+        state = {**state, "cursor": None, "position": None} if live else None
+    # This boot read again from its start, though an earlier run read part of it: the journal no longer had the
+    # cursor (its file rotated away), or another reader read it last. The events of the earlier runs, whose lines
+    # may have gone (with that file, or out of the ring buffer), are kept, and those read again not counted twice.
+    if log.source == "journalctl -k":
+        reread = state is not None and not log.resumed
+    else:
+        reread = state is not None and state.get("position") is None
     if log.source == "journalctl -k":
         new, position = log.text, None
     else:
@@ -539,9 +548,8 @@ def since_last_run(env: Mapping[str, str], budget_s: float) -> KernelLogInfo:
     parse(new, info)
     new_events = [e for e in info.events if e.boot == 0]
     earlier = state["events"] if state else []
-    if reread:  # what the journal still holds of the earlier runs' lines is not counted twice
-        seen = set(earlier)
-        new_events = [e for e in new_events if e not in seen]
+    if reread:
+        new_events = _unseen(new_events, earlier)
     info.events = earlier + new_events
     history = _history(previous, this_boot, log.source)
     info.history = [replace(e, boot=-n) for n, (_, events) in enumerate(history, 1) for e in events]
@@ -553,7 +561,9 @@ def since_last_run(env: Mapping[str, str], budget_s: float) -> KernelLogInfo:
             info.gpu_uuids.setdefault(event.device, event.detail)
     last = state.get("last") if state else None
     info.since = f"since {last or 'the last run'}, {info.lines} new line(s)" if state else "this boot"
-    if reread:
+    if reread and before != log.source:
+        info.since = f"this boot again (read by {log.source}; the last run read {before})"
+    elif reread:
         info.since = "this boot again (the journal no longer holds where the last run stopped)"
     if info.ran_out:
         info.since += f" (cut short after {budget_s:g} s: the rest is read at the next run)"
@@ -575,6 +585,24 @@ def since_last_run(env: Mapping[str, str], budget_s: float) -> KernelLogInfo:
     else:
         info.state = f"the state could not be saved to {path} ({why}): the next run reads from the same point"
     return info
+
+
+def _unseen(new: list[KernelEvent], earlier: list[KernelEvent]) -> list[KernelEvent]:
+    """The events of a read again that the earlier runs did not keep: each kept event stands for one line read
+    again. They are told apart by what the line says, not its time: the journal and dmesg print the same line's
+    time differently."""
+    left = Counter(_said(e) for e in earlier)
+    unseen = []
+    for event in new:
+        if left[_said(event)] > 0:
+            left[_said(event)] -= 1
+        else:
+            unseen.append(event)
+    return unseen
+
+
+def _said(event: KernelEvent) -> tuple[Any, ...]:
+    return event.kind, event.device, event.code, event.detail, event.driver, event.line
 
 
 def _last_time(text: str) -> str | None:

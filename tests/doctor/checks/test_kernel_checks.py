@@ -402,6 +402,7 @@ def test_uncorrected_aer_of_an_earlier_boot_is_fixed_as_a_pcie_link_not_an_xid()
 #: ("Failed to seek to cursor: Invalid argument", exit status 1). Every call's arguments are appended to ``calls``.
 #: With nothing after the cursor it prints that cursor again, or, as systemd 247 does where a file ``quiet`` says
 #: ``247``, ``-- No entries --`` without a cursor and exit status 1, or, as later versions (``252``), nothing.
+#: Where a file ``broken`` is there, it fails as a damaged journal does.
 FAKE_JOURNALCTL = """\
 import sys
 from pathlib import Path
@@ -412,6 +413,9 @@ with open(here / "calls", "a") as f:
     f.write(" ".join(args) + "\\n")
 if "--list-boots" in args:
     sys.exit(0)
+if (here / "broken").exists():
+    print("Failed to open journal: Input/output error", file=sys.stderr)
+    sys.exit(1)
 entries = (here / "entries").read_text().splitlines()
 seqnum = (here / "seqnum_id").read_text().strip()
 first = 0
@@ -530,6 +534,27 @@ def test_a_quiet_journal_keeps_its_cursor(tmp_path: Path, systemd: str) -> None:
     again = journal.quick()
     assert f"--after-cursor={cursor}" in journal.calls()[0] and len(journal.calls()) == 1
     assert again["details"]["read"] == "since 2026-04-02T09:40:02+0000, 1 new line(s)", again
+
+
+def test_a_read_by_dmesg_once_the_journal_fails_keeps_this_boots_xids(tmp_path: Path) -> None:
+    """journalctl fails once and dmesg reads this boot, whose ring buffer no longer holds the Xids: they were
+    found by the journal's read, and go on failing; when the journal is back, each is still counted once."""
+    journal = Journal(tmp_path, (LOGS / "reset_then_reinit.log").read_text())
+    assert journal.quick()["status"] == "fail"
+    (journal.bin / "broken").write_text("")
+    (journal.bin / "dmesg").write_text(
+        "#!/bin/sh\necho '2026-04-02T10:20:00,000000+00:00 usb 1-1: new high-speed USB device number 3'\n"
+    )
+    by_dmesg = journal.quick()
+    assert by_dmesg["details"]["source"] == "dmesg", by_dmesg
+    assert by_dmesg["status"] == "fail" and "Xid 48 (Double Bit ECC Error) on GPU 1" in by_dmesg["summary"]
+    assert "Xid 79 (GPU has fallen off the bus) on GPU 2: reboot" in by_dmesg["summary"]
+    assert by_dmesg["details"]["read"] == "this boot again (read by dmesg; the last run read journalctl -k)"
+    (journal.bin / "broken").unlink()
+    back = journal.quick()
+    assert back["details"]["source"] == "journalctl -k" and "--after-cursor" not in journal.calls()[0]
+    (row,) = [r for r in back["details"]["xids"] if r["xid"] == 48]
+    assert back["status"] == "fail" and row["count"] == 1, row
 
 
 def test_a_cursor_the_journal_rotated_away_reads_the_boot_again_and_keeps_its_xids(tmp_path: Path) -> None:
