@@ -535,6 +535,7 @@ def since_last_run(env: Mapping[str, str], budget_s: float) -> KernelLogInfo:
         reread = state is not None and not log.resumed
     else:
         reread = state is not None and state.get("position") is None
+    behind = False
     if log.source == "journalctl -k":
         new, position = log.text, None
     else:
@@ -543,7 +544,16 @@ def since_last_run(env: Mapping[str, str], budget_s: float) -> KernelLogInfo:
             this_boot = key
         if state is not None and state.get("boot") != this_boot:
             state = None
-        kept_lines, position = _after(lines, state.get("position") if state else None)
+        place = state.get("position") if state else None
+        kept_lines, position = _after(lines, place)
+        if place is not None and position is not None and (position["at"], position["same"]) < (
+            place["at"], place["same"]
+        ):  # fmt: skip
+            # The newest line is older than where the last run stopped: the wall clock was set back (dmesg prints
+            # each line's time from it), and every line since would be skipped for the rest of the boot. Read the
+            # boot again; what the earlier runs kept is not counted twice.
+            kept_lines, position = _after(lines, None)
+            reread = behind = True
         new = "\n".join(kept_lines) + "\n"
     parse(new, info)
     new_events = [e for e in info.events if e.boot == 0]
@@ -563,6 +573,8 @@ def since_last_run(env: Mapping[str, str], budget_s: float) -> KernelLogInfo:
     info.since = f"since {last or 'the last run'}, {info.lines} new line(s)" if state else "this boot"
     if reread and before != log.source:
         info.since = f"this boot again (read by {log.source}; the last run read {before})"
+    elif behind:
+        info.since = "this boot again (its newest line is older than where the last run stopped: a clock set back)"
     elif reread:
         info.since = "this boot again (the journal no longer holds where the last run stopped)"
     if info.ran_out:
