@@ -112,6 +112,8 @@ BOOT_MARKER = "-- Boot {} --"
 #: dmesg), matched case-insensitively against their stderr.
 _JOURNAL_REFUSED = ("insufficient permissions", "not seeing messages from other users and the system")
 _DMESG_REFUSED = ("operation not permitted", "permission denied")
+#: journalctl's line where it shows nothing.
+_NO_ENTRIES = "-- No entries --"
 
 
 @dataclass(frozen=True)
@@ -250,18 +252,22 @@ def _read_journal(env: Mapping[str, str], boots: int, end: float, after_cursor: 
             return KernelLog(None, "journalctl -k", (f"not found ({exc.strerror or exc})",))
         if _refusal(ended.stderr + ended.stdout, _JOURNAL_REFUSED):
             return KernelLog(None, "journalctl -k", (_first_line(ended.stderr) or "insufficient permissions",), True)
-        if offset == 0 and resumed and ended.returncode not in (0, None) and not ended.timed_out:
+        lines = [line for line in ended.stdout.splitlines() if line and not line.startswith("-- ")]
+        # Nothing new after the cursor: systemd 247 says so ("-- No entries --") with exit status 1, and prints no
+        # cursor, as later versions do not either; that is a quiet journal, not a lost cursor.
+        quiet = offset == 0 and resumed and not lines and _NO_ENTRIES in ended.stdout.splitlines()
+        if offset == 0 and resumed and ended.returncode not in (0, None) and not ended.timed_out and not quiet:
             # The cursor is gone (its journal file rotated away): read the whole boot instead.
             return _read_journal(env, boots, end, None)
-        lines = [line for line in ended.stdout.splitlines() if line and not line.startswith("-- ")]
         if ended.timed_out:
             if offset == 0 and not lines:
                 return KernelLog(None, "journalctl -k", (f"did not answer within {_seconds(ended.duration_s)} s",))
             ran_out = True
         elif offset == 0:
             found_cursor = re.search(r"(?m)^-- cursor: (\S+)", ended.stdout)
-            cursor = found_cursor.group(1) if found_cursor else None
-            if ended.returncode != 0 or not (lines or resumed):
+            # Where none is printed (nothing came after the cursor), the place is still the cursor read after.
+            cursor = found_cursor.group(1) if found_cursor else after_cursor
+            if (ended.returncode != 0 and not quiet) or not (lines or resumed):
                 words = _first_line(ended.stderr) or _first_line(ended.stdout) or f"exit status {ended.returncode}"
                 return KernelLog(None, "journalctl -k", (f"no kernel messages for this boot ({words})",))
         if lines or offset == 0:

@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import tempfile
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -313,25 +314,89 @@ def state_dir(env: Mapping[str, str]) -> Path:
 
 def _load_state(path: Path) -> dict[str, Any] | None:
     """The state a previous run left, or None where there is none, or it is damaged or not envcheck's: then it is
-    ignored (and replaced by this run's), never a crash."""
+    ignored (and replaced by this run's), never a crash. Every field is checked for its type and range here, so
+    that the read and the checks after it can trust what they are given: one wrong value (a time that is text or
+    NaN, a device that is a list) would otherwise fail every run, or skip every new line, until someone deleted
+    the file."""
     try:
         with open(path, "rb") as f:
             state = json.loads(f.read(1 << 20))
-        events = [_event_from(e) for e in state["events"]]
-        history = [(str(row["boot"]), [_event_from({**e, "boot": 0, "time": None, "line": ""}) for e in row["xids"]])
-                   for row in state.get("history") or []]  # fmt: skip
-        if state.get("schema") != STATE_SCHEMA or not isinstance(state.get("source"), str):
+        if not _valid_top(state):
             return None
-        return {**state, "events": events, "history": history}
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        events = [_event_from(e, KEPT_KINDS) for e in state["events"]]
+        rows = [_history_from(row) for row in state.get("history") or []]
+        return {**state, "events": events, "history": rows}
+    except (OSError, ValueError, RecursionError):
         return None
 
 
-def _event_from(row: Any) -> KernelEvent:
-    names = {f.name for f in fields(KernelEvent)}
-    if not isinstance(row, dict) or not isinstance(row.get("kind"), str) or not isinstance(row.get("line"), str):
+def _valid_top(state: Any) -> bool:
+    """Whether the state's own fields (all but its events' and history's rows) are envcheck's, of their types."""
+    if not isinstance(state, dict) or state.get("schema") != STATE_SCHEMA or not isinstance(state.get("source"), str):
+        return False
+    position = state.get("position")
+    if position is not None and not (
+        isinstance(position, dict) and position.get("at") is not None and _is_time(position["at"])
+        and _is_int(position.get("same")) and position["same"] >= 1
+    ):  # fmt: skip
+        return False
+    return (
+        all(_is_text(state.get(name)) for name in ("boot", "cursor", "last"))
+        and isinstance(state.get("events"), list)
+        and isinstance(state.get("history"), list | None)
+    )
+
+
+def _history_from(row: Any) -> tuple[str, list[KernelEvent]]:
+    """One earlier boot's row of the history (its id, and its Xids without lines), or ValueError."""
+    if not isinstance(row, dict) or not isinstance(row.get("boot"), str) or not isinstance(row.get("xids"), list):
+        raise ValueError("not a boot")
+    if not all(isinstance(e, dict) for e in row["xids"]):
         raise ValueError("not an event")
-    return KernelEvent(**{k: v for k, v in row.items() if k in names})
+    return row["boot"], [_event_from({**e, "boot": 0, "time": None, "line": ""}, HISTORY_KINDS) for e in row["xids"]]
+
+
+def _is_text(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _is_int(value: Any) -> bool:
+    """An integer, and not JSON's ``true``/``false`` (which Python counts as one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_time(value: Any) -> bool:
+    """None, or a finite number of seconds (a NaN compares false with every line's time, and would skip them all)."""
+    if value is None:
+        return True
+    try:
+        return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+#: How each field of a saved :class:`KernelEvent` must look; the first four are required.
+_EVENT_FIELDS = {
+    "kind": lambda v: isinstance(v, str), "boot": _is_int, "time": _is_text, "line": lambda v: isinstance(v, str),
+    "device": _is_text, "code": lambda v: v is None or _is_int(v), "detail": _is_text, "driver": _is_text,
+    "at": _is_time,
+}  # fmt: skip
+
+
+def _event_from(row: Any, kinds: tuple[str, ...]) -> KernelEvent:
+    """A saved event of this boot, or ValueError where it is not one of ``kinds`` (those a run saves) or a field is
+    missing or of the wrong type."""
+    if not isinstance(row, dict) or any(name not in row for name in ("kind", "boot", "time", "line")):
+        raise ValueError("not an event")
+    if row["kind"] not in kinds or row["boot"] != 0:  # kept events are this boot's
+        raise ValueError("not an event")
+    if not all(valid(row[name]) for name, valid in _EVENT_FIELDS.items() if name in row):
+        raise ValueError("not an event")
+    event = KernelEvent(**{name: row[name] for name in _EVENT_FIELDS if name in row})
+    # Every kept kind names its device, and an Xid or SXid its code: the checks group and sort by both.
+    if event.device is None or (event.code is None) == (event.kind in ("xid", "sxid")):
+        raise ValueError("not an event")
+    return event
 
 
 def _save_state(path: Path, state: dict[str, Any]) -> str | None:
@@ -353,10 +418,13 @@ def _save_state(path: Path, state: dict[str, Any]) -> str | None:
 
 
 def _kept(events: list[KernelEvent]) -> list[KernelEvent]:
-    """The events handed to the next run, oldest first: the newest :data:`KEPT_PER_KIND` of each kind of event."""
+    """The events handed to the next run, oldest first: the newest :data:`KEPT_PER_KIND` of each kind of event
+    :data:`KEPT_KINDS` names."""
     counts: Counter[tuple[Any, ...]] = Counter()
     kept = []
     for event in reversed(events):
+        if event.kind not in KEPT_KINDS:
+            continue
         key = (event.kind, event.device, event.code)
         counts[key] += 1
         if counts[key] <= KEPT_PER_KIND:
@@ -453,11 +521,21 @@ def since_last_run(env: Mapping[str, str], budget_s: float) -> KernelLogInfo:
     info = _info(log)
     if log.text is None:
         return info
-    if state is not None and state.get("source") != log.source:
-        state = None
-    # The journal no longer had the cursor (its file rotated away): this boot was read again from what it still
-    # holds, and the events of the earlier runs of this boot, which may have gone with that file, are kept.
-    reread = log.source == "journalctl -k" and state is not None and not log.resumed
+    before = state["source"] if state is not None else None
+    if state is not None and before != log.source:
+        # The journal failed once and dmesg read this boot (or the other way round): the place is the other
+        # reader's, but the events kept are this boot's, and an Xid that has since left dmesg's small ring buffer
+        # must go on failing. Only a saved log is another machine's.
+        live = not saved and not before.startswith(f"{KERNEL_LOG_ENV}=")
+        state = {**state, "cursor": None, "position": None} if live else None
+    # This boot read again from its start, though an earlier run read part of it: the journal no longer had the
+    # cursor (its file rotated away), or another reader read it last. The events of the earlier runs, whose lines
+    # may have gone (with that file, or out of the ring buffer), are kept, and those read again not counted twice.
+    if log.source == "journalctl -k":
+        reread = state is not None and not log.resumed
+    else:
+        reread = state is not None and state.get("position") is None
+    behind = False
     if log.source == "journalctl -k":
         new, position = log.text, None
     else:
@@ -466,14 +544,22 @@ def since_last_run(env: Mapping[str, str], budget_s: float) -> KernelLogInfo:
             this_boot = key
         if state is not None and state.get("boot") != this_boot:
             state = None
-        kept_lines, position = _after(lines, state.get("position") if state else None)
+        place = state.get("position") if state else None
+        kept_lines, position = _after(lines, place)
+        if place is not None and position is not None and (position["at"], position["same"]) < (
+            place["at"], place["same"]
+        ):  # fmt: skip
+            # The newest line is older than where the last run stopped: the wall clock was set back (dmesg prints
+            # each line's time from it), and every line since would be skipped for the rest of the boot. Read the
+            # boot again; what the earlier runs kept is not counted twice.
+            kept_lines, position = _after(lines, None)
+            reread = behind = True
         new = "\n".join(kept_lines) + "\n"
     parse(new, info)
     new_events = [e for e in info.events if e.boot == 0]
     earlier = state["events"] if state else []
-    if reread:  # what the journal still holds of the earlier runs' lines is not counted twice
-        seen = set(earlier)
-        new_events = [e for e in new_events if e not in seen]
+    if reread:
+        new_events = _unseen(new_events, earlier)
     info.events = earlier + new_events
     history = _history(previous, this_boot, log.source)
     info.history = [replace(e, boot=-n) for n, (_, events) in enumerate(history, 1) for e in events]
@@ -485,7 +571,11 @@ def since_last_run(env: Mapping[str, str], budget_s: float) -> KernelLogInfo:
             info.gpu_uuids.setdefault(event.device, event.detail)
     last = state.get("last") if state else None
     info.since = f"since {last or 'the last run'}, {info.lines} new line(s)" if state else "this boot"
-    if reread:
+    if reread and before != log.source:
+        info.since = f"this boot again (read by {log.source}; the last run read {before})"
+    elif behind:
+        info.since = "this boot again (its newest line is older than where the last run stopped: a clock set back)"
+    elif reread:
         info.since = "this boot again (the journal no longer holds where the last run stopped)"
     if info.ran_out:
         info.since += f" (cut short after {budget_s:g} s: the rest is read at the next run)"
@@ -507,6 +597,24 @@ def since_last_run(env: Mapping[str, str], budget_s: float) -> KernelLogInfo:
     else:
         info.state = f"the state could not be saved to {path} ({why}): the next run reads from the same point"
     return info
+
+
+def _unseen(new: list[KernelEvent], earlier: list[KernelEvent]) -> list[KernelEvent]:
+    """The events of a read again that the earlier runs did not keep: each kept event stands for one line read
+    again. They are told apart by what the line says, not its time: the journal and dmesg print the same line's
+    time differently."""
+    left = Counter(_said(e) for e in earlier)
+    unseen = []
+    for event in new:
+        if left[_said(event)] > 0:
+            left[_said(event)] -= 1
+        else:
+            unseen.append(event)
+    return unseen
+
+
+def _said(event: KernelEvent) -> tuple[Any, ...]:
+    return event.kind, event.device, event.code, event.detail, event.driver, event.line
 
 
 def _last_time(text: str) -> str | None:

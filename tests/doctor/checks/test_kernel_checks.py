@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from envcheck.probes.kernel import KernelLogInfo, parse, pci_key
 from tests.doctor.test_nvml import ENVCHECK, NVML_SITE
@@ -398,6 +400,9 @@ def test_uncorrected_aer_of_an_earlier_boot_is_fixed_as_a_pcie_link_not_an_xid()
 #: cursor). As systemd's does, it prints ``-- cursor: ...`` after the entries with ``--show-cursor`` (where there is
 #: an entry to be at), shows only the entries after ``--after-cursor``, and refuses a cursor it cannot seek to
 #: ("Failed to seek to cursor: Invalid argument", exit status 1). Every call's arguments are appended to ``calls``.
+#: With nothing after the cursor it prints that cursor again, or, as systemd 247 does where a file ``quiet`` says
+#: ``247``, ``-- No entries --`` without a cursor and exit status 1, or, as later versions (``252``), nothing.
+#: Where a file ``broken`` is there, it fails as a damaged journal does.
 FAKE_JOURNALCTL = """\
 import sys
 from pathlib import Path
@@ -408,6 +413,9 @@ with open(here / "calls", "a") as f:
     f.write(" ".join(args) + "\\n")
 if "--list-boots" in args:
     sys.exit(0)
+if (here / "broken").exists():
+    print("Failed to open journal: Input/output error", file=sys.stderr)
+    sys.exit(1)
 entries = (here / "entries").read_text().splitlines()
 seqnum = (here / "seqnum_id").read_text().strip()
 first = 0
@@ -421,6 +429,12 @@ if after:
 shown = entries[first:]
 if "-n" in args and not after:
     shown = shown[-int(args[args.index("-n") + 1]):]
+quiet = (here / "quiet").read_text().strip() if (here / "quiet").exists() else ""
+if after and not shown and quiet == "247":  # systemd 247: a note, no cursor, exit status 1
+    print("-- No entries --")
+    sys.exit(1)
+if after and not shown and quiet == "252":  # later versions: nothing at all
+    sys.exit(0)
 print("\\n".join(shown) if shown else "-- No entries --")
 if "--show-cursor" in args and entries:
     print(f"-- cursor: s={seqnum};i={len(entries) - 1 if shown or after else 0}")
@@ -502,6 +516,74 @@ def test_the_healthcheck_goes_on_from_the_journals_cursor(tmp_path: Path) -> Non
     journal.append(REINIT_19)
     reset = journal.quick()
     assert "Xid 48 on GPU 1 before its reset at 2026-04-02T10:02:11+0000" in reset["summary"], reset
+
+
+@pytest.mark.parametrize("systemd", ["247", "252"])
+def test_a_quiet_journal_keeps_its_cursor(tmp_path: Path, systemd: str) -> None:
+    """Nothing new since the last run: journalctl prints no cursor (and systemd 247 exits 1 with "-- No entries
+    --"). The place is where it was, not lost: the next run goes on from it rather than reading the boot again."""
+    journal = Journal(tmp_path, (LOGS / "reset_then_reinit.log").read_text())
+    journal.quick()
+    cursor = journal.cursor()
+    (journal.bin / "quiet").write_text(systemd)
+    quiet = journal.quick()
+    assert quiet["details"]["read"] == "since 2026-04-02T09:40:02+0000, 0 new line(s)", quiet
+    assert quiet["status"] == "fail" and "Xid 48 (Double Bit ECC Error) on GPU 1" in quiet["summary"]
+    assert journal.cursor() == cursor and len(journal.calls()) == 1
+    journal.append(USB)
+    again = journal.quick()
+    assert f"--after-cursor={cursor}" in journal.calls()[0] and len(journal.calls()) == 1
+    assert again["details"]["read"] == "since 2026-04-02T09:40:02+0000, 1 new line(s)", again
+
+
+def test_a_read_by_dmesg_once_the_journal_fails_keeps_this_boots_xids(tmp_path: Path) -> None:
+    """journalctl fails once and dmesg reads this boot, whose ring buffer no longer holds the Xids: they were
+    found by the journal's read, and go on failing; when the journal is back, each is still counted once."""
+    journal = Journal(tmp_path, (LOGS / "reset_then_reinit.log").read_text())
+    assert journal.quick()["status"] == "fail"
+    (journal.bin / "broken").write_text("")
+    (journal.bin / "dmesg").write_text(
+        "#!/bin/sh\necho '2026-04-02T10:20:00,000000+00:00 usb 1-1: new high-speed USB device number 3'\n"
+    )
+    by_dmesg = journal.quick()
+    assert by_dmesg["details"]["source"] == "dmesg", by_dmesg
+    assert by_dmesg["status"] == "fail" and "Xid 48 (Double Bit ECC Error) on GPU 1" in by_dmesg["summary"]
+    assert "Xid 79 (GPU has fallen off the bus) on GPU 2: reboot" in by_dmesg["summary"]
+    assert by_dmesg["details"]["read"] == "this boot again (read by dmesg; the last run read journalctl -k)"
+    (journal.bin / "broken").unlink()
+    back = journal.quick()
+    assert back["details"]["source"] == "journalctl -k" and "--after-cursor" not in journal.calls()[0]
+    (row,) = [r for r in back["details"]["xids"] if r["xid"] == 48]
+    assert back["status"] == "fail" and row["count"] == 1, row
+
+
+def test_a_clock_set_back_hides_no_xid_read_by_dmesg(tmp_path: Path) -> None:
+    """dmesg prints each line's time from the wall clock: set back an hour, every line prints an hour earlier, and
+    the new ones before where the last run stopped. The boot is read again, the new Xid found, the old one counted
+    once."""
+    journal = Journal(tmp_path, "")
+    (journal.bin / "broken").write_text("")
+    ring = tmp_path / "ring"
+    (journal.bin / "dmesg").write_text(f"#!/bin/sh\ncat {ring}\n")
+
+    def dmesg(hour: int, *messages: str) -> None:
+        ring.write_text("".join(f"2026-04-02T{hour:02}:{m:02}:00,000000+00:00 {text}\n" for m, text in enumerate(
+            ["Linux version 6.8.0-45-generic", "NVRM: Xid (PCI:0000:19:00): 48, pid=90211, name=python, DBE.",
+             *messages])))  # fmt: skip
+
+    dmesg(10)
+    assert "Xid 48 (Double Bit ECC Error) on GPU 1" in journal.quick()["summary"]
+    dmesg(9, USB.split("kernel: ")[1].strip(), "NVRM: Xid (PCI:0000:1a:00): 79, pid=1, name=x, fallen off the bus.")
+    stepped = journal.quick()
+    assert stepped["details"]["read"].startswith("this boot again (its newest line is older"), stepped
+    assert "Xid 79 (GPU has fallen off the bus) on GPU 2: reboot" in stepped["summary"], stepped
+    (row,) = [r for r in stepped["details"]["xids"] if r["xid"] == 48]
+    assert row["count"] == 1, row
+    dmesg(9, USB.split("kernel: ")[1].strip(), "NVRM: Xid (PCI:0000:1a:00): 79, pid=1, name=x, fallen off the bus.",
+          "usb 1-1: USB disconnect, device number 3")  # fmt: skip
+    after = journal.quick()
+    assert after["details"]["read"].endswith(", 1 new line(s)"), after
+    assert {r["xid"]: r["count"] for r in after["details"]["xids"]} == {48: 1, 79: 1}
 
 
 def test_a_cursor_the_journal_rotated_away_reads_the_boot_again_and_keeps_its_xids(tmp_path: Path) -> None:
@@ -650,3 +732,141 @@ def test_explain_shows_an_xid_signature_only_by_the_xids_that_decide_it(tmp_path
     with_79.write_text("\n".join(line for line in lines if "): 79," in line) + "\n")
     lost = explain_here(with_79, off_bus)["gpu.lost"]
     assert lost["verdict"] == "shown" and "kernel.xid" in lost["shown_by"], lost
+
+
+# -- the healthcheck's state file, damaged -----------------------------------------------------------------------
+
+#: Two boots of a saved log: GPU 3's Xid 79 in the first; the second is ``reset_then_reinit.log`` (Xid 48 on GPU 1,
+#: Xid 79 on GPU 2), then a new Xid 64 on GPU 4 that arrives after the healthcheck's last run.
+EARLIER_BOOT = "-- Boot 0a1b2c3d4e5f46778899aabbccddeeff --\n" + xid_79_on_gpu_3(1)
+XID_64_ON_GPU_4 = (
+    "2026-04-02T11:00:00+0000 gpu-12 kernel: NVRM: Xid (PCI:0000:1c:00): 64, pid=90211, name=python, "
+    "ECC page retirement or row remapping recording event.\n"
+)
+THIS_BOOTS_XIDS = {("0000:19:00", 48), ("0000:1a:00", 79), ("0000:1c:00", 64)}
+
+
+class _Probes:
+    """What kernel.xid asks for, in this process: the healthcheck's read of the log, and no NVML."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def probe(self, name: str) -> Any:
+        from envcheck.core.probing import ProbeFailed
+        from envcheck.probes.kernel import since_last_run
+
+        if name == "kernel_log":
+            return since_last_run(self.env, 2.0)
+        raise ProbeFailed(name, name, RuntimeError("not in this test"))
+
+
+@pytest.fixture(scope="module")
+def kept_state(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """A saved log of two boots read by the healthcheck once per boot, and the state file it left: this boot's
+    events, its place in the log and the earlier boot's Xids; then the Xid 64 written after that run."""
+    from envcheck.probes.kernel import STATE_FILE, since_last_run
+
+    here = tmp_path_factory.mktemp("kept")
+    log, state = here / "kern.log", here / "state"
+    env = {"ENVCHECK_KERNEL_LOG": str(log), "ENVCHECK_STATE_DIR": str(state)}
+    log.write_text(EARLIER_BOOT)
+    since_last_run(env, 2.0)
+    log.write_text(EARLIER_BOOT + (LOGS / "reset_then_reinit.log").read_text())
+    since_last_run(env, 2.0)
+    log.write_text(log.read_text() + XID_64_ON_GPU_4)
+    kept = json.loads((state / STATE_FILE).read_text())
+    assert kept["position"] and kept["events"] and kept["history"]
+    return log, kept
+
+
+def this_boots_xids(info: KernelLogInfo) -> set[tuple[str | None, int | None]]:
+    return {(e.device, e.code) for e in info.events if e.kind == "xid" and e.boot == 0}
+
+
+DAMAGED = {
+    "a place that is a number": lambda s: s.update(position=5),
+    "a place whose time is text": lambda s: s.update(position={"at": "x", "same": 1}),
+    "a place without a time": lambda s: s.update(position={"at": None, "same": 1}),
+    "a place whose time is NaN": lambda s: s["position"].update(at=float("nan")),
+    "a place counted by a boolean": lambda s: s["position"].update(same=True),
+    "an event whose device is a list": lambda s: s["events"][0].update(device=[1]),
+    "an event whose code is a list": lambda s: s["events"][0].update(code=[1]),
+    "an event of an earlier boot": lambda s: s["events"][0].update(boot=-1),
+    "an earlier boot's Xid whose device is a list": lambda s: s["history"][0]["xids"][0].update(device=[1]),
+    "an earlier boot that is a number": lambda s: s["history"][0].update(boot=7),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGED, ids=list(DAMAGED))
+def test_a_state_file_with_a_field_of_the_wrong_type_is_replaced_never_a_crash(
+    kept_state: tuple[Path, dict[str, Any]], tmp_path: Path, damage: str
+) -> None:
+    """A wrong value in one field is a damaged file: ignored (this boot read whole) and replaced, not a crash at
+    every run, nor a place that skips every new line."""
+    from envcheck.probes.kernel import STATE_FILE, _load_state
+
+    log, kept = kept_state
+    state = json.loads(json.dumps(kept))
+    DAMAGED[damage](state)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / STATE_FILE).write_text(json.dumps(state))
+    ctx = _Probes({"ENVCHECK_KERNEL_LOG": str(log), "ENVCHECK_STATE_DIR": str(tmp_path / "state")})
+    from envcheck.doctor.checks.kernel import xid
+
+    verdict = xid(ctx)
+    assert "Xid 64 (" in verdict.summary and "on GPU 0000:1c:00" in verdict.summary, verdict
+    assert verdict.details["read"] == "this boot", verdict.details
+    assert _load_state(tmp_path / "state" / STATE_FILE) is not None  # replaced by a sound one
+
+
+def _places(value: Any, where: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every field and element of a JSON value, as the keys that lead to it."""
+    inner = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    return [where] + [p for key, item in inner for p in _places(item, (*where, key))]
+
+
+#: Any JSON value (json.loads reads NaN and Infinity too).
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
+DELETED = object()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_no_damage_to_the_state_file_crashes_the_healthcheck_or_loses_an_xid(
+    kept_state: tuple[Path, dict[str, Any]], tmp_path: Path, data: st.DataObject
+) -> None:
+    """A real state file with one field (or one element) replaced by any JSON value, or taken out: the healthcheck
+    never crashes, the Xid that came after its last run is found, and where the file is damaged (ignored) every
+    Xid of this boot is found again. (A change that leaves a sound file, an Xid's code that is another number, is
+    what the file says, and is believed.)"""
+    from envcheck.doctor.checks.kernel import xid
+    from envcheck.probes.kernel import STATE_FILE, _load_state
+
+    log, kept = kept_state
+    state = json.loads(json.dumps(kept))
+    where = data.draw(st.sampled_from(_places(state)[1:]), label="where")
+    value = data.draw(JSON_VALUES | st.just(DELETED), label="value")
+    parent = state
+    for key in where[:-1]:
+        parent = parent[key]
+    if value is DELETED:
+        del parent[where[-1]]
+    else:
+        parent[where[-1]] = value
+    directory = tmp_path / "state"
+    directory.mkdir(exist_ok=True)
+    (directory / STATE_FILE).write_text(json.dumps(state))
+    damaged = _load_state(directory / STATE_FILE) is None
+    ctx = _Probes({"ENVCHECK_KERNEL_LOG": str(log), "ENVCHECK_STATE_DIR": str(directory)})
+    info = ctx.probe("kernel_log")
+    assert ("0000:1c:00", 64) in this_boots_xids(info), info.events
+    if damaged:
+        assert this_boots_xids(info) >= THIS_BOOTS_XIDS and info.since == "this boot", info.events
+    assert _load_state(directory / STATE_FILE) is not None
+    (directory / STATE_FILE).write_text(json.dumps(state))
+    assert "on GPU 0000:1c:00" in xid(ctx).summary
