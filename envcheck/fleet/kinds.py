@@ -171,7 +171,7 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _figure(value: Any) -> float | None:
+def figure_value(value: Any) -> float | None:
     """A measured throughput: a positive finite number (a figure of 0 or below measured nothing)."""
     number = _number(value)
     return number if number is not None and number > 0 else None
@@ -459,7 +459,7 @@ class Bench(Adapter):
             if r.get("status") != "ok" or r.get("verified") is not True:
                 continue
             bench_id, unit, name = r.get("id"), r.get("unit"), r.get("device")
-            value = _figure(r.get("value"))
+            value = figure_value(r.get("value"))
             if value is None or not (isinstance(bench_id, str) and isinstance(unit, str) and isinstance(name, str)):
                 continue
             table = tables[2 if r.get("noisy") is True else 1 if r.get("contended") is True else 0]
@@ -502,7 +502,7 @@ class Burn(Adapter):
         unit = _str(doc.get("unit")) or "TFLOP/s"
         out = []
         for device in _dicts(doc.get("devices")):
-            value = _figure(_dict(device.get("steady")).get("throughput"))
+            value = figure_value(_dict(device.get("steady")).get("throughput"))
             if value is not None:
                 name = str(device.get("name") or "?")
                 bench_id = f"burn.{device.get('dtype') or 'load'}"

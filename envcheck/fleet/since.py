@@ -15,10 +15,10 @@ it is listed as vanished). A device is *slower* when one of its figures fell by 
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 from envcheck.core.report import FLEET_SCHEMA, kind_of
+from envcheck.fleet.kinds import figure_value
 
 
 class PreviousError(ValueError):
@@ -94,22 +94,13 @@ def _figures(doc: dict[str, Any]) -> tuple[dict[str, str | None], dict[str, dict
     pairs = zip(devices, hosts, strict=True)
     by_device = {d: h if isinstance(h, str) else None for d, h in pairs if isinstance(d, str)}
     columns = {
-        figure: {d: v for d, v in zip(devices, column, strict=False) if isinstance(d, str) and _positive(v)}
+        figure: {
+            d: v for d, v in zip(devices, column, strict=False) if isinstance(d, str) and figure_value(v) is not None
+        }
         for figure, column in values.items()
         if isinstance(column, list)
     }
     return by_device, columns
-
-
-def _positive(value: Any) -> bool:
-    """A figure: a positive finite number (a figure of 0 or below, NaN, Infinity or an integer too wide
-    for a float measured nothing)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    try:
-        return math.isfinite(value) and value > 0
-    except OverflowError:
-        return False
 
 
 def changes(

@@ -197,7 +197,7 @@ def _headline_readings(doc: dict[str, Any]) -> list[tuple[Any, ...]]:
     """The bench's headlines per mark as the lab spec picks them (envcheck.spec.bench.headlines, three
     passes: calm, contended, noisy, each left out where an earlier mark has the key): what the fleet's
     one-pass reader must give."""
-    from envcheck.fleet.kinds import _figure
+    from envcheck.fleet.kinds import figure_value
     from envcheck.spec.bench import headlines
 
     results = [
@@ -206,7 +206,7 @@ def _headline_readings(doc: dict[str, Any]) -> list[tuple[Any, ...]]:
         if isinstance(r.get("id"), str)
         and isinstance(r.get("unit"), str)
         and isinstance(r.get("device"), str)
-        and _figure(r.get("value")) is not None
+        and figure_value(r.get("value")) is not None
     ]
     quiet = [r for r in results if r.get("noisy") is not True]
     calm = headlines(quiet, contended=False)
