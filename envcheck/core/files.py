@@ -90,16 +90,20 @@ def open_regular(path: str | os.PathLike[str]) -> int:
     return fd
 
 
-def chunks(fd: int) -> Iterator[bytes]:
-    """The file's bytes, a chunk at a time, to its end (a regular file always has one)."""
+def chunks(fd: int, first: int = CHUNK) -> Iterator[bytes]:
+    """The file's bytes, a chunk at a time, to its end (a regular file always has one); ``first``: the
+    size of the first read (a file's size and one more byte reads a small file in one chunk of its own
+    size, which is kept as it is)."""
+    size = first
     while True:
         try:
-            chunk = os.read(fd, CHUNK)
+            chunk = os.read(fd, size)
         except OSError as exc:
             raise FileRefused(f"cannot be read: {exc.strerror or exc}") from None
         if not chunk:
             return
         yield chunk
+        size = CHUNK
 
 
 def _too_big(max_bytes: int) -> FileRefused:
@@ -107,7 +111,7 @@ def _too_big(max_bytes: int) -> FileRefused:
 
 
 def read_regular(
-    path: str | os.PathLike[str], max_bytes: int, check: Callable[[bytearray], None] | None = None
+    path: str | os.PathLike[str], max_bytes: int, check: Callable[[bytes | bytearray], None] | None = None
 ) -> bytes:
     """The whole file, refused if it is not a regular file or holds more than ``max_bytes``.
 
@@ -118,16 +122,24 @@ def read_regular(
     """
     fd = open_regular(path)
     try:
-        if os.fstat(fd).st_size > max_bytes:
+        size = os.fstat(fd).st_size
+        if size > max_bytes:
             raise _too_big(max_bytes)
-        data = bytearray()
-        for chunk in chunks(fd):
-            data += chunk
+        data: bytes | bytearray = b""
+        for chunk in chunks(fd, min(size + 1, CHUNK) if size else CHUNK):
+            # A file that fits in one chunk (every report) is returned as read, never copied: a copy, and
+            # a 1 MiB buffer per file, made the fleet's reads half as slow again (benchmarks/RESULTS-fleet.md).
+            if not data:
+                data = chunk
+            else:
+                if not isinstance(data, bytearray):
+                    data = bytearray(data)
+                data += chunk
             if len(data) > max_bytes:
                 raise _too_big(max_bytes)
             if check is not None:
                 check(data)
-        return bytes(data)
+        return bytes(data) if isinstance(data, bytearray) else data
     finally:
         os.close(fd)
 

@@ -443,7 +443,7 @@ class _ValueCount:
         self.counted = 0
         self.values = 0
 
-    def check(self, data: bytearray) -> None:
+    def check(self, data: bytes | bytearray) -> None:
         if len(data) <= MAX_VALUES:
             return
         self.values += _values(data, self.counted)

@@ -70,7 +70,7 @@ def test_a_read_that_hangs_is_abandoned_after_the_time_limit(tmp_path, monkeypat
     """A file on a hung NFS mount blocks read() in the kernel; here the read waits on an event."""
     release = threading.Event()
 
-    def hung(fd):
+    def hung(fd, first=files.CHUNK):
         release.wait(30)
         yield b""
 

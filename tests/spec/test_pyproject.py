@@ -152,7 +152,7 @@ def test_a_pyproject_on_a_hung_mount(tmp_path, monkeypatch, before_the_hang, our
 
     release = threading.Event()
 
-    def hang_after_first_chunk(fd):
+    def hang_after_first_chunk(fd, first=files.CHUNK):
         yield before_the_hang
         release.wait(30)
 
