@@ -366,27 +366,38 @@ class Merger:
         for hostname, problem in d.problems:
             self.problems.setdefault(hostname or host, []).append(problem)
         self._fields(host, {name: (d.rank, value) for name, value in d.fields})
-        device_ids, groups = self.device_ids, self.groups  # a million readings for 10 000 nodes
+        device_ids, groups, devices = self.device_ids, self.groups, self.devices  # a million readings for 10 000 nodes
+        # each device of this report: (its place in the table, its names here where they are not the
+        # table's), looked up once however many figures it has
+        mine: dict[tuple[Any, ...], tuple[int, Device | None]] = {}
+        source = d.source
         for r in d.readings:
             if r.contended or r.noisy:
-                self.contended.append((r, host, d.source))
+                self.contended.append((r, host, source))
                 continue
-            key = (host, r.device_key)
-            device = device_ids.get(key)
-            if device is None:
-                device = device_ids[key] = len(self.devices)
-                self.devices.append(Device(host, r.device_key, r.device_kind, r.device, r.index, r.uuid, r.pci_bus_id))
+            names_here = r[1:7]  # device_key, device_kind, device, index, uuid, pci_bus_id
+            found = mine.get(names_here)
+            if found is None:
+                key = (host, r.device_key)
+                device = device_ids.get(key)
+                names = Device(host, r.device_key, r.device_kind, r.device, r.index, r.uuid, r.pci_bus_id)
+                if device is None:
+                    device = device_ids[key] = len(devices)
+                    devices.append(names)
+                row = devices[device]
+                # named otherwise by this report (another CUDA_VISIBLE_DEVICES): its figures keep them
+                differs = r.device != row.device or r.index != row.index or r.pci_bus_id != row.pci_bus_id
+                found = mine[names_here] = (device, names if differs else None)
+            device, names = found
             columns = groups.get(r.group)
             if columns is None:
                 columns = groups[r.group] = ({}, {}, {})
             values, sources, named = columns
             old = values.get(device)
             if old is None or r.value > old:  # a device benchmarked twice: its best
-                values[device], sources[device] = r.value, d.source
-                row = self.devices[device]
-                if r.device != row.device or r.index != row.index or r.pci_bus_id != row.pci_bus_id:
-                    # named otherwise by this report (another CUDA_VISIBLE_DEVICES): its figure keeps them
-                    named[device] = Device(host, r.device_key, r.device_kind, r.device, r.index, r.uuid, r.pci_bus_id)
+                values[device], sources[device] = r.value, source
+                if names is not None:
+                    named[device] = names
                 elif named:
                     named.pop(device, None)
         self.sources.setdefault((host, d.kind), []).append(d.source)
