@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
@@ -30,9 +31,10 @@ from envcheck.core.registry import Registry
 from envcheck.core.report import BENCH_SCHEMA, BURN_SCHEMA, COMM_SCHEMA, DOCTOR_SCHEMA, kind_of
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One failing (or warning) item of a node, as its report stated it."""
+class Problem(NamedTuple):
+    """One failing (or warning) item of a node, as its report stated it. A named tuple, as
+    :class:`Reading`: each batch's are pickled to the merge, and a tuple pickles at a fraction of a
+    dataclass's size and cost."""
 
     source: str
     report: str
@@ -52,9 +54,8 @@ class Problem:
         }
 
 
-@dataclass(frozen=True)
-class ReportRef:
-    """Which reports a node's verdict rests on."""
+class ReportRef(NamedTuple):
+    """Which reports a node's verdict rests on (a named tuple, as :class:`Problem`)."""
 
     source: str
     kind: str
@@ -293,16 +294,24 @@ def _checks(source: str, kind: str, value: Any) -> list[tuple[str | None, Proble
         if status is None:
             continue
         fix = _fix(check.get("fix"))
-        summary = str(check.get("summary") or check.get("title") or "")
-        out.append((None, Problem(source, kind, str(check.get("id") or "?"), status, summary, fix)))
+        summary = _intern(str(check.get("summary") or check.get("title") or ""))
+        out.append((None, Problem(source, kind, _intern(str(check.get("id") or "?")), status, summary, fix)))
     return out
+
+
+def _intern(text: str) -> str:
+    """One string object for each distinct text: ten thousand nodes that fail one check carry its words
+    and fix ten thousand times, and a batch of them is pickled (and held by the merge) once over."""
+    return sys.intern(text) if type(text) is str else text
 
 
 def _fix(value: Any) -> dict[str, str | None] | None:
     """A check's fix as the model writes it (text and command), whatever the file held."""
     fix = _dict(value)
     text, command = _str(fix.get("text")), _str(fix.get("command"))
-    return {"text": text, "command": command} if text or command else None
+    if not (text or command):
+        return None
+    return {"text": _intern(text) if text else text, "command": _intern(command) if command else command}
 
 
 def _spec_verdicts(source: str, kind: str, verdicts: Any) -> list[tuple[str | None, Problem]]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from array import array
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -332,6 +333,60 @@ def merge_digests(
     return merger.finish(skipped, threshold)
 
 
+class Column:
+    """One (benchmark, model) group's figures as columns: each device's place in the merger's device
+    table, its best figure and the report that gave it, aligned, and its names where that report names
+    it otherwise than the table (cuda:0 under CUDA_VISIBLE_DEVICES=3).
+
+    Arrays of machine numbers, not dicts of Python ones: ten thousand 8-GPU nodes that ran six benchmarks
+    are 480 000 figures, which as dicts of floats were the largest part of the merge's memory, of each
+    batch's pickle and of the parent's work absorbing them. ``index`` (device -> row) is made when a
+    device may already be here; a batch whose devices are all new is appended whole."""
+
+    __slots__ = ("positions", "values", "sources", "named", "index")
+
+    def __init__(self) -> None:
+        self.positions = array("q")
+        self.values = array("d")
+        self.sources: list[str] = []
+        self.named: dict[int, Device] = {}
+        self.index: dict[int, int] | None = {}
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        # the index is rebuilt where it is needed, not sent
+        return (self.positions, self.values, self.sources, self.named)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.positions, self.values, self.sources, self.named = state
+        self.index = None
+
+    def rows(self) -> dict[int, int]:
+        """device -> its row, made once and then kept up to date."""
+        if self.index is None:
+            self.index = {at: row for row, at in enumerate(self.positions)}
+        return self.index
+
+    def put(self, device: int, value: float, source: str, names: Device | None) -> None:
+        """A device's figure: its first here, or a better one than it had (a device benchmarked twice
+        keeps its best, from the report that gave it)."""
+        rows = self.index if self.index is not None else self.rows()
+        row = rows.get(device)
+        if row is None:
+            rows[device] = len(self.positions)
+            self.positions.append(device)
+            self.values.append(value)
+            self.sources.append(source)
+        elif value > self.values[row]:
+            self.values[row] = value
+            self.sources[row] = source
+        else:
+            return
+        if names is not None:
+            self.named[device] = names
+        elif self.named:
+            self.named.pop(device, None)
+
+
 class Merger:
     """The merge's state, folded one digest at a time into dicts keyed by host, field, (benchmark,
     model) and UUID; :meth:`finish` reads each part of the report off them.
@@ -351,12 +406,14 @@ class Merger:
         self.fields: dict[str, dict[str, tuple[int, Any]]] = {}
         #: every device compared, once; ``groups`` name them by their place here
         self.devices: list[Device] = []
-        self.device_ids: dict[tuple[str, str], int] = {}
-        #: (benchmark, model) -> (device -> its best figure, device -> the report it came from, device ->
-        #: its names in that report where they are not the table's: cuda:0 under CUDA_VISIBLE_DEVICES=3)
-        self.groups: dict[Group, tuple[dict[int, float], dict[int, str], dict[int, Device]]] = {}
+        self.device_ids: dict[tuple[str, str], int] | None = {}
+        #: (benchmark, model) -> its figures (:class:`Column`)
+        self.groups: dict[Group, Column] = {}
         self.sources: dict[tuple[str, str], list[str]] = {}
-        self.uuid_hosts: dict[str, dict[str, list[str]]] = {}
+        #: GPU UUID -> (host, source, host, source, ...) of each report that saw it: flat, as most are seen
+        #: by one node's two or three reports, and eighty thousand small dicts of lists were a tenth of
+        #: the merge's memory
+        self.uuid_seen: dict[str, tuple[str, ...]] = {}
         self.contended: list[tuple[Reading, str, str]] = []
 
     def add(self, d: Digest) -> None:
@@ -366,7 +423,11 @@ class Merger:
         for hostname, problem in d.problems:
             self.problems.setdefault(hostname or host, []).append(problem)
         self._fields(host, {name: (d.rank, value) for name, value in d.fields})
-        device_ids, groups, devices = self.device_ids, self.groups, self.devices  # a million readings for 10 000 nodes
+        device_ids, groups, devices = (
+            self._device_ids(),
+            self.groups,
+            self.devices,
+        )  # a million readings for 10 000 nodes
         # each device of this report: (its place in the table, its names here where they are not the
         # table's), looked up once however many figures it has
         mine: dict[tuple[Any, ...], tuple[int, Device | None]] = {}
@@ -389,20 +450,27 @@ class Merger:
                 differs = r.device != row.device or r.index != row.index or r.pci_bus_id != row.pci_bus_id
                 found = mine[names_here] = (device, names if differs else None)
             device, names = found
-            columns = groups.get(r.group)
-            if columns is None:
-                columns = groups[r.group] = ({}, {}, {})
-            values, sources, named = columns
-            old = values.get(device)
-            if old is None or r.value > old:  # a device benchmarked twice: its best
-                values[device], sources[device] = r.value, source
-                if names is not None:
-                    named[device] = names
-                elif named:
-                    named.pop(device, None)
+            column = groups.get(r.group)
+            if column is None:
+                column = groups[r.group] = Column()
+            column.put(device, r.value, source, names)
         self.sources.setdefault((host, d.kind), []).append(d.source)
+        seen = self.uuid_seen
         for uuid in d.uuids:
-            self.uuid_hosts.setdefault(uuid, {}).setdefault(host, []).append(d.source)
+            seen[uuid] = seen.get(uuid, ()) + (host, d.source)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # what a worker sends back: the device table's index is made again where it is needed
+        return {name: value for name, value in vars(self).items() if name != "device_ids"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)
+        self.device_ids = None  # made again by the first add or absorb into this merger (none, in the command)
+
+    def _device_ids(self) -> dict[tuple[str, str], int]:
+        if self.device_ids is None:
+            self.device_ids = {(d.hostname, d.key): at for at, d in enumerate(self.devices)}
+        return self.device_ids
 
     def _fields(self, host: str, found: dict[str, tuple[int, Any]]) -> None:
         """A field's value comes from the report that sees the most (the lowest rank: the doctor first);
@@ -426,43 +494,42 @@ class Merger:
             self._fields(host, found)
         ids = []
         seen_before = False
+        device_ids = self._device_ids()
         for device in other.devices:
             key = (device.hostname, device.key)
-            mine = self.device_ids.get(key)
+            mine = device_ids.get(key)
             if mine is None:
-                mine = self.device_ids[key] = len(self.devices)
+                mine = device_ids[key] = len(self.devices)
                 self.devices.append(device)
             else:
                 seen_before = True
             ids.append(mine)
-        for group, (values, sources, named) in other.groups.items():
-            mine_values, mine_sources, mine_named = self.groups.setdefault(group, ({}, {}, {}))
+        for group, theirs in other.groups.items():
+            mine = self.groups.get(group)
+            if mine is None:
+                mine = self.groups[group] = Column()
+                mine.index = None
             if not seen_before:
                 # Every device of the batch is new here (the common case: a node's reports are read
-                # together): its figures go in whole, at the speed of dict.update.
-                mine_values.update(zip(map(ids.__getitem__, values), values.values(), strict=True))
-                mine_sources.update(zip(map(ids.__getitem__, sources), sources.values(), strict=True))
-                mine_named.update(zip(map(ids.__getitem__, named), named.values(), strict=True))
+                # together): its figures go in whole, at the speed of array.extend.
+                start = len(mine.positions)
+                mine.positions.extend(array("q", map(ids.__getitem__, theirs.positions)))
+                if mine.index is not None:
+                    mine.index.update(zip(mine.positions[start:], range(start, len(mine.positions)), strict=True))
+                mine.values.extend(theirs.values)
+                mine.sources.extend(theirs.sources)
+                mine.named.update(zip(map(ids.__getitem__, theirs.named), theirs.named.values(), strict=True))
                 continue
-            for device, value in values.items():
+            for device, value, source in zip(theirs.positions, theirs.values, theirs.sources, strict=True):
                 at = ids[device]
-                old = mine_values.get(at)
-                if old is None or value > old:
-                    mine_values[at], mine_sources[at] = value, sources[device]
-                    names = named.get(device) or other.devices[device]
-                    if names != self.devices[at]:
-                        mine_named[at] = names
-                    else:
-                        mine_named.pop(at, None)
+                names = theirs.named.get(device) or other.devices[device]
+                mine.put(at, value, source, names if names != self.devices[at] else None)
         for key, found in other.sources.items():
             self.sources.setdefault(key, []).extend(found)
-        for uuid, by_host in other.uuid_hosts.items():
-            mine_hosts = self.uuid_hosts.get(uuid)
-            if mine_hosts is None:
-                self.uuid_hosts[uuid] = by_host
-                continue
-            for host, found in by_host.items():
-                mine_hosts.setdefault(host, []).extend(found)
+        seen, theirs = self.uuid_seen, other.uuid_seen
+        both = {uuid: seen[uuid] + theirs[uuid] for uuid in seen.keys() & theirs.keys()}
+        seen.update(theirs)
+        seen.update(both)
         self.contended.extend(other.contended)
 
     def finish(self, skipped: Sequence[Skipped] = (), threshold: float = DEFAULT_THRESHOLD) -> FleetReport:
@@ -479,13 +546,9 @@ class Merger:
             uniform=tuple(uniform(by_field)),
             comparisons=tuple(compared),
             duplicate_hosts=tuple(
-                DuplicateHost(h, k, tuple(s)) for (h, k), s in sorted(self.sources.items()) if len(s) > 1
+                DuplicateHost(h, k, tuple(s)) for (h, k), s in sorted(i for i in self.sources.items() if len(i[1]) > 1)
             ),
-            duplicate_gpus=tuple(
-                DuplicateGpu(uuid, tuple(sorted(by_host)), tuple(s for h in sorted(by_host) for s in by_host[h]))
-                for uuid, by_host in sorted(self.uuid_hosts.items())
-                if len(by_host) > 1
-            ),
+            duplicate_gpus=tuple(_duplicate_gpus(self.uuid_seen)),
             skipped=tuple(skipped),
             reports_read=self.read,
             threshold=threshold,
@@ -493,6 +556,21 @@ class Merger:
             problems=tuple(problem_groups(nodes, [f for c in compared for f in c.slow], threshold)),
             devices=tuple(self.devices),
         )
+
+
+def _duplicate_gpus(uuid_seen: dict[str, tuple[str, ...]]) -> list[DuplicateGpu]:
+    """Each GPU UUID seen on more than one host, by UUID, with its hosts and, host by host, the reports
+    that saw it there."""
+    out = []
+    for uuid, seen in uuid_seen.items():
+        if len(seen) > 2 and len(set(seen[0::2])) > 1:
+            by_host: dict[str, list[str]] = {}
+            for host, source in zip(seen[0::2], seen[1::2], strict=True):
+                by_host.setdefault(host, []).append(source)
+            hosts = sorted(by_host)
+            out.append(DuplicateGpu(uuid, tuple(hosts), tuple(s for h in hosts for s in by_host[h])))
+    out.sort(key=lambda d: d.uuid)
+    return out
 
 
 # --- nodes -------------------------------------------------------------------------------------------
@@ -565,24 +643,22 @@ def uniform(by_field: dict[str, dict[Any, list[str]]]) -> list[tuple[str, Any, i
 
 
 def comparisons(
-    groups: dict[Group, tuple[dict[int, float], dict[int, str], dict[int, Device]]],
-    devices: Sequence[Device],
-    threshold: float = DEFAULT_THRESHOLD,
+    groups: dict[Group, Column], devices: Sequence[Device], threshold: float = DEFAULT_THRESHOLD
 ) -> list[Comparison]:
-    """Each (benchmark, model) group (device -> figure, device -> source, device -> its names where the
-    report of its figure names it otherwise than the fleet's table; devices named by their place in
-    ``devices``) with its fleet median and the devices more than ``threshold`` below it, which are
-    slow. One device alone has nothing to compare with and is never slow. Only the slow ones become
-    :class:`Figure` objects here: the rest stay columns (see :class:`Comparison`)."""
+    """Each (benchmark, model) group (:class:`Column`: devices named by their place in ``devices``) with
+    its fleet median and the devices more than ``threshold`` below it, which are slow. One device alone
+    has nothing to compare with and is never slow. Only the slow ones become :class:`Figure` objects
+    here: the rest stay columns (see :class:`Comparison`)."""
     out = []
-    for group, (by_device, sources, named) in sorted(groups.items()):
+    for group, column in sorted(groups.items()):
+        named = column.named
         table = devices
         if named:
             table = [*devices]  # this group's names: the table's, but where its own report differs
             for at, names in named.items():
                 table[at] = names
         bench_id, kind, model, unit, quick = group
-        values = list(by_device.values())
+        positions, values, sources = tuple(column.positions), tuple(column.values), tuple(column.sources)
         median = statistics.median(values)
         if not math.isfinite(median):  # the mean of two figures near the float maximum overflows
             median = statistics.median_low(values)
@@ -592,19 +668,19 @@ def comparisons(
             model,
             unit,
             median,
-            tuple(table[at] for at in by_device),
-            tuple(by_device),
-            tuple(values),
-            tuple(sources.values()),
+            tuple(map(table.__getitem__, positions)),
+            positions,
+            values,
+            sources,
             (),
             quick,
         )
         slow: list[Figure] = []
         if len(values) > 1 and median > 0:
-            for at, value in by_device.items():
+            for at, value, source in zip(positions, values, sources, strict=True):
                 # 1 - value / median > threshold, tested only below the median (most devices are not)
                 if value < median and 1.0 - value / median > threshold:
-                    slow.append(_figure(comparison, table[at], value, sources[at], True))
+                    slow.append(_figure(comparison, table[at], value, source, True))
         slow.sort(key=lambda f: (f.hostname, f.index if f.index is not None else -1, f.device))
         out.append(replace(comparison, slow=tuple(slow)))
     return out

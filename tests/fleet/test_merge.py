@@ -325,11 +325,14 @@ def _summary(report):
     )
 
 
+@pytest.mark.parametrize("sent", [False, True], ids=["in-process", "pickled"])
 @pytest.mark.parametrize("cuts", [(), (1,), (3, 8), (2, 5, 9), tuple(range(1, 12))])
-def test_batches_merged_apart_and_absorbed_in_order_make_the_same_report(cuts):
-    """What a worker sends back is its batch's merger; the parent absorbs them in file order. Wherever
-    the batches are cut (a node's reports split across two, a device benchmarked again in a later
-    batch), the report is the one a single merger makes over every digest."""
+def test_batches_merged_apart_and_absorbed_in_order_make_the_same_report(cuts, sent):
+    """What a worker sends back is its batch's merger (pickled, as the pool sends it); the parent absorbs
+    them in file order. Wherever the batches are cut (a node's reports split across two, a device
+    benchmarked again in a later batch), the report is the one a single merger makes over every digest."""
+    import pickle
+
     from envcheck.fleet.merge import Merger
 
     digests = _fleet_digests()
@@ -339,7 +342,7 @@ def test_batches_merged_apart_and_absorbed_in_order_make_the_same_report(cuts):
         batch = Merger()
         for d in digests[start:end]:
             batch.add(d)
-        merged.absorb(batch)
+        merged.absorb(pickle.loads(pickle.dumps(batch)) if sent else batch)
     assert _summary(merged.finish()) == _summary(whole)
     # the device benchmarked three times keeps its best figure, from the report that gave it
     (figure,) = [f for c in whole.comparisons for f in c.figures if f.uuid == "GPU-1-0"]
