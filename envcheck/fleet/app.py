@@ -13,6 +13,7 @@ the files around it. A few dozen files are not worth starting processes for.
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -23,13 +24,13 @@ from envcheck.fleet.merge import DEFAULT_THRESHOLD, FleetReport, Merger, digest
 from envcheck.fleet.read import STDIN, NodeReport, Skipped, expand, read_files, read_stdin
 
 if TYPE_CHECKING:
-    from concurrent.futures import Executor, Future
+    from concurrent.futures import Future
 
 #: Fewer files than this are read in this process: starting workers costs more than they would save.
 POOL_FROM_FILES = 64
 #: The most files handed to a worker at a time: enough to amortise the round trip, the worker's reading
 #: thread and the batch's merged state (its nodes' devices once, whatever the benchmarks); a smaller
-#: fleet's batches are smaller, so that every worker gets several (see :func:`_pooled`).
+#: fleet's batches are smaller, so that every worker gets several (see :func:`_items`).
 CHUNK = 256
 #: Batches each worker gets at least, where the fleet is large enough: the load stays balanced.
 BATCHES_PER_WORKER = 4
@@ -52,7 +53,7 @@ def merge_sources(
     skipped: list[Skipped] = []
     merger = Merger()
     with collector_paused():
-        for item in _items(list(expand(names)), stdin, workers or usable_cpus()):
+        for item in _items(names, stdin, workers or usable_cpus()):
             if isinstance(item, Skipped):
                 skipped.append(item)
                 if on_skip is not None:
@@ -102,22 +103,76 @@ def merge_files(paths: list[str]) -> list[Merger | Skipped]:
     return out
 
 
-def _pooled(pool: Executor, paths: list[str], workers: int) -> Iterator[Merger | Skipped]:
-    """The merged batches and skips of ``paths``, in order, from batches run in ``pool``, at most
-    :data:`AHEAD` per worker in flight (what waits here stays bounded, whatever the fleet's size)."""
-    size = max(1, min(CHUNK, -(-len(paths) // (workers * BATCHES_PER_WORKER))))
-    batches = deque(paths[i : i + size] for i in range(0, len(paths), size))
+def _items(names: Iterable[str], stdin: IO[bytes] | None, workers: int) -> Iterator[Merger | Skipped]:
+    """Merged batches and skips in the order of the sources: each run of files in batches through the
+    pool (when there are enough to be worth it) or here, stdin and skips where they stand.
+
+    The directories are listed as the batches go: the first batches are sent while the rest of a fleet
+    of ten thousand directories is still being listed (listing it took as long as starting the pool).
+    So the batch size is settled on the first files listed: a fleet of fewer than
+    ``workers * BATCHES_PER_WORKER * CHUNK`` files is listed whole first and cut so that every worker
+    gets several batches."""
+    entries = expand(names)
+    ahead: list[str | Skipped] = []
+    files, whole = 0, True
+    for entry in entries:
+        ahead.append(entry)
+        if isinstance(entry, str) and entry != STDIN:
+            files += 1
+            if files >= workers * BATCHES_PER_WORKER * CHUNK:
+                whole = False
+                break
+    size = CHUNK if not whole else max(1, min(CHUNK, -(-files // (workers * BATCHES_PER_WORKER))))
+    pool = None
+    if workers > 1 and files >= POOL_FROM_FILES:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # forkserver (spawn where there is none): forking a process that has threads (files are read in
+        # one, see envcheck.fleet.read) can leave a lock held in the child.
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        workers = min(workers, 32)
+        # The workers run with the cyclic collector off (collector_paused says why).
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method), initializer=gc.disable)
+    # Batches in flight, each with its files (read here if its worker died), at most AHEAD per worker:
+    # what waits here stays bounded, whatever the fleet's size.
     flight: deque[tuple[list[str], Future[list[Merger | Skipped]]]] = deque()
-    while batches or flight:
-        while batches and len(flight) < AHEAD * workers:
-            batch = batches.popleft()
-            flight.append((batch, pool.submit(merge_files, batch)))
+
+    def received() -> list[Merger | Skipped]:
         batch, future = flight.popleft()
         try:
-            found = future.result()
+            return future.result()
         except Exception:  # noqa: BLE001 - a worker that died (OOM-killed): read it here
-            found = merge_files(batch)
-        yield from found
+            return merge_files(batch)
+
+    try:
+        batch: list[str] = []
+        for entry in itertools.chain(ahead, entries, [None]):
+            if isinstance(entry, str) and entry != STDIN:
+                batch.append(entry)
+                if len(batch) < size:
+                    continue
+            if batch:
+                if pool is None:
+                    yield from merge_files(batch)
+                else:
+                    flight.append((batch, pool.submit(merge_files, batch)))
+                    while len(flight) >= AHEAD * workers:
+                        yield from received()
+                batch = []
+            if entry is None or isinstance(entry, str) and entry != STDIN:
+                continue
+            while flight:  # what stands before it first
+                yield from received()
+            if isinstance(entry, Skipped):
+                yield entry
+            else:
+                yield from _stdin(stdin)
+        while flight:
+            yield from received()
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
 
 def _stdin(stdin: IO[bytes] | None) -> Iterator[Merger | Skipped]:
@@ -128,38 +183,3 @@ def _stdin(stdin: IO[bytes] | None) -> Iterator[Merger | Skipped]:
             yield merger
         else:
             yield item
-
-
-def _items(expanded: list[str | Skipped], stdin: IO[bytes] | None, workers: int) -> Iterator[Merger | Skipped]:
-    """Merged batches and skips in the order of ``expanded``: each run of files in batches through the
-    pool (when there are enough to be worth it) or here, stdin and skips where they stand."""
-    paths = sum(1 for e in expanded if isinstance(e, str) and e != STDIN)
-    pool = None
-    if workers > 1 and paths >= POOL_FROM_FILES:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        # forkserver (spawn where there is none): forking a process that has threads (files are read in
-        # one, see envcheck.fleet.read) can leave a lock held in the child.
-        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-        workers = min(workers, 32)
-        # The workers run with the cyclic collector off (collector_paused says why).
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method), initializer=gc.disable)
-    try:
-        run: list[str] = []
-        for entry in [*expanded, None]:
-            if isinstance(entry, str) and entry != STDIN:
-                run.append(entry)
-                continue
-            if pool is not None:
-                yield from _pooled(pool, run, workers)
-            elif run:
-                yield from merge_files(run)
-            run = []
-            if isinstance(entry, Skipped):
-                yield entry
-            elif entry == STDIN:
-                yield from _stdin(stdin)
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)

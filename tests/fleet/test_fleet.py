@@ -681,3 +681,37 @@ def test_read_ahead_holds_at_most_its_budget_beyond_one_file(tmp_path: Path, mon
     assert all(out == Path(p).read_bytes() for p, out in got if p != paths[7])
     assert isinstance(got[7][1], files.FileRefused)
     assert max(held) <= 3  # 2 500 bytes hold two of these files; the third crosses the budget
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["listed-whole", "listed-as-sent"])
+def test_pooled_batches_keep_skips_and_stdin_in_their_places(
+    real: dict[str, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, streamed: bool
+) -> None:
+    """Through the workers (two, forkserver, as the command runs them), with the directories listed as
+    the batches are sent (a small CHUNK makes this fleet big enough) or whole first: a skipped file, an
+    empty directory and stdin between two directories stand where they were named, and the report is
+    the one read in this process."""
+    from envcheck.fleet import app
+    from envcheck.fleet.report import fleet_document
+
+    if streamed:
+        monkeypatch.setattr(app, "CHUNK", 4)
+        monkeypatch.setattr(app, "BATCHES_PER_WORKER", 1)
+    docs = {"doctor": real["h100x4"], "bench": gpu_bench(real["bench_cpu"], real["h100x4"])}
+    for part in ("a", "b"):
+        for i in range(40):
+            host = f"{part}{i:02d}"
+            write(tmp_path / part / host, {k: as_node(d, host, uuid_prefix=host) for k, d in docs.items()})
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "empty").mkdir()
+    stdin = json.dumps(as_node(real["ecc"], "piped", uuid_prefix="piped")).encode()
+    sources = [str(tmp_path / "a"), str(tmp_path / "bad.json"), "-", str(tmp_path / "b"), str(tmp_path / "empty")]
+    made = {}
+    for workers in (1, 2):
+        report = app.merge_sources(sources, io.BytesIO(stdin), workers=workers)
+        assert [s.source for s in report.skipped] == [str(tmp_path / "bad.json"), str(tmp_path / "empty")]
+        assert report.reports_read == 161
+        made[workers] = fleet_document(report, generated_at=utc_now(), duration_s=0.0)
+        made[workers].pop("generated_at")
+    assert made[1] == made[2]
+    assert "piped" in [n["hostname"] for n in made[2]["nodes"]]
