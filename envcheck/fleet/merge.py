@@ -23,7 +23,6 @@ GPU), so that a fleet of ten thousand nodes reads as its few problems.
 from __future__ import annotations
 
 import math
-import statistics
 from array import array
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -148,6 +147,8 @@ class Comparison:
     slow: tuple[Figure, ...]
     #: Figures of ``bench --quick`` runs: smaller cases, lower figures, compared only with each other.
     quick: bool = False
+    #: :attr:`values` in ascending order (what a chart of the fleet draws; the median was read off it).
+    ordered: tuple[float, ...] = ()
 
     @cached_property
     def figures(self) -> tuple[Figure, ...]:
@@ -563,7 +564,8 @@ def _duplicate_gpus(uuid_seen: dict[str, tuple[str, ...]]) -> list[DuplicateGpu]
     that saw it there."""
     out = []
     for uuid, seen in uuid_seen.items():
-        if len(seen) > 2 and len(set(seen[0::2])) > 1:
+        # most GPUs are seen by one node's reports only: (host, source, host, source) with one host
+        if len(seen) > 2 and seen[2::2].count(seen[0]) != len(seen) // 2 - 1:
             by_host: dict[str, list[str]] = {}
             for host, source in zip(seen[0::2], seen[1::2], strict=True):
                 by_host.setdefault(host, []).append(source)
@@ -659,9 +661,8 @@ def comparisons(
                 table[at] = names
         bench_id, kind, model, unit, quick = group
         positions, values, sources = tuple(column.positions), tuple(column.values), tuple(column.sources)
-        median = statistics.median(values)
-        if not math.isfinite(median):  # the mean of two figures near the float maximum overflows
-            median = statistics.median_low(values)
+        ordered = tuple(sorted(values))  # sorted once: the median, and the chart's figures
+        median = _median(ordered)
         comparison = Comparison(
             bench_id,
             kind,
@@ -674,6 +675,7 @@ def comparisons(
             sources,
             (),
             quick,
+            ordered,
         )
         slow: list[Figure] = []
         if len(values) > 1 and median > 0:
@@ -684,6 +686,17 @@ def comparisons(
         slow.sort(key=lambda f: (f.hostname, f.index if f.index is not None else -1, f.device))
         out.append(replace(comparison, slow=tuple(slow)))
     return out
+
+
+def _median(ordered: Sequence[float]) -> float:
+    """The median of figures already in ascending order (as :func:`statistics.median`, without sorting
+    them again); where the mean of the two middle ones overflows (figures near the float maximum), the
+    lower one (:func:`statistics.median_low`)."""
+    n = len(ordered)
+    if n % 2:
+        return ordered[n // 2]
+    median = (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+    return median if math.isfinite(median) else ordered[n // 2 - 1]
 
 
 def slow_devices(slow: Iterable[Figure]) -> list[SlowDevice]:
@@ -730,10 +743,23 @@ def problem_groups(nodes: Sequence[Node], slow: Sequence[Figure], threshold: flo
     return out
 
 
+def _fix_key(fix: dict[str, Any] | None) -> Any:
+    """What tells one fix from another: its items (text and command, as kinds._fix makes it), or their
+    repr where one is not hashable (a fix made by hand)."""
+    if not fix:
+        return ""
+    items = tuple(fix.items())
+    try:
+        hash(items)
+    except TypeError:
+        return repr(items)
+    return items
+
+
 def _group(report: str, check: str, status: Status, by_node: dict[str, Problem]) -> ProblemGroup:
     fixes: dict[str, tuple[dict[str, Any] | None, list[str]]] = {}
     for hostname, p in by_node.items():
-        key = repr(tuple(p.fix.items())) if p.fix else ""
+        key = _fix_key(p.fix)
         fixes.setdefault(key, (p.fix, []))[1].append(hostname)
     ranked = sorted(fixes.values(), key=lambda f: (f[0] is None, -len(f[1])))
     first = next(iter(by_node.values()))

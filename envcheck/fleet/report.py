@@ -26,13 +26,15 @@ with the envelope every envcheck report carries (its ``host`` is the machine tha
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 from envcheck.core.model import to_jsonable
 from envcheck.core.redact import remembered, scrubber
 from envcheck.core.report import FLEET_SCHEMA, HostIdentity, Summary, envelope, verdict_of
+from envcheck.fleet.kinds import Problem, ReportRef
 from envcheck.fleet.merge import Comparison, Device, Figure, FleetReport, Node, ProblemGroup, SlowDevice, field_title
 
 
@@ -60,7 +62,7 @@ def fleet_document(
             "exit_code": int(report.exit_code),
             "threshold": report.threshold,
             "summary": summary(report),
-            "nodes": [_node(n, clean) for n in report.nodes],
+            "nodes": _nodes(report.nodes, clean),
             "drift": [
                 {
                     "field": d.field,
@@ -192,7 +194,13 @@ def device_figures(
     device key per figure, made this the largest part of the document and of its time to write."""
     columns: dict[str, list[float | None]] = {}
     for c in comparisons:
-        column = columns.setdefault(clean(figure_key(c.id, c.quick)), [None] * len(devices))
+        name = clean(figure_key(c.id, c.quick))
+        column = columns.get(name)
+        if column is None:
+            # the figure's first group: a device is in it once, so its figures go in as they are
+            column = columns[name] = [None] * len(devices)
+            deque(map(column.__setitem__, c.positions, c.values), maxlen=0)
+            continue
         for at, value in zip(c.positions, c.values, strict=True):
             # one device in two groups of a benchmark (its model named in one report, not in another):
             # its best figure, as the merge keeps within a group
@@ -200,8 +208,9 @@ def device_figures(
             if held is None or value > held:
                 column[at] = value
     return {
-        "devices": clean.all(device_key(d.hostname, d.device, d.uuid) for d in devices),
-        "hosts": clean.all(d.hostname for d in devices),
+        # device_key, inline: eighty thousand devices for 10 000 nodes
+        "devices": clean.all([d.uuid or f"{d.hostname}/{d.device}" for d in devices]),
+        "hosts": clean.all([d.hostname for d in devices]),
         "values": columns,
     }
 
@@ -225,13 +234,57 @@ def slow_figure(f: Figure) -> dict[str, Any]:
     }
 
 
-def _node(node: Node, clean: remembered) -> dict[str, Any]:
+def _nodes(nodes: tuple[Node, ...], clean: remembered) -> list[dict[str, Any]]:
+    """Each node as JSON, redacted. A problem's words and fix are the same on every node that has it
+    (ten thousand nodes failing one check): they are redacted and made once, and each node's entry
+    adds its own source."""
+    made: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def problem(p: Problem) -> dict[str, Any]:
+        try:
+            key = (p.report, p.id, p.status, p.summary, tuple(p.fix.items()) if p.fix else None)
+            shared = made.get(key)
+        except TypeError:  # a fix made by hand that holds a list: made for this node alone
+            key, shared = None, None
+        if shared is None:
+            shared = clean.record(p.to_json())
+            if key is not None:
+                made[key] = shared
+        # the keys in Problem.to_json's order
+        return {
+            "report": shared["report"],
+            "source": clean(p.source),
+            "id": shared["id"],
+            "status": shared["status"],
+            "summary": shared["summary"],
+            "fix": shared["fix"],
+        }
+
+    def ref(r: ReportRef) -> dict[str, Any]:
+        # ReportRef.to_json, its strings redacted
+        return {
+            "kind": clean(r.kind),
+            "source": clean(r.source),
+            "status": r.status.value,
+            "exit_code": r.exit_code,
+            "generated_at": clean(r.generated_at) if isinstance(r.generated_at, str) else r.generated_at,
+        }
+
+    return [_node(n, clean, problem, ref) for n in nodes]
+
+
+def _node(
+    node: Node,
+    clean: remembered,
+    problem: Callable[[Problem], dict[str, Any]],
+    ref: Callable[[ReportRef], dict[str, Any]],
+) -> dict[str, Any]:
     return {
         "hostname": clean(node.hostname),
         "status": node.status.value,
-        "reports": [clean.record(r.to_json()) for r in node.reports],
-        "failing": [clean.record(p.to_json()) for p in node.failing],
-        "warnings": [clean.record(p.to_json()) for p in node.warnings],
+        "reports": [ref(r) for r in node.reports],
+        "failing": [problem(p) for p in node.failing],
+        "warnings": [problem(p) for p in node.warnings],
         "slow": [
             {
                 "id": clean(f.id),
@@ -259,7 +312,7 @@ def _comparison(c: Comparison, threshold: float, clean: remembered) -> dict[str,
         "slow": len(c.slow),
         # Every device's figure, ascending: a strip or a histogram of the fleet (the slow ones are named,
         # with host, index, UUID and PCI bus id, in slow_gpus and slow_cpus).
-        "values": sorted(c.values),
+        "values": list(c.ordered),
     }
 
 
