@@ -5,6 +5,7 @@ is the same for every kind of report: the document is the report."""
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,11 @@ FORMAT = output_format("json", "one object", suffixes=(".json",))
 
 
 def dumps(document: Any) -> str:
+    """The document as indented JSON, ASCII only (:func:`dump_bytes`, as text)."""
+    return dump_bytes(document).decode("ascii")
+
+
+def dump_bytes(document: Any) -> bytes:
     """The document as indented JSON, ASCII only. Written by orjson (a fleet's report of 10 000 nodes is
     tens of MB: the standard library's encoder, which is pure Python once asked to indent, took seconds),
     then any character beyond ASCII escaped as the standard library would (``\\u00e9``, a surrogate pair
@@ -31,10 +37,10 @@ def dumps(document: Any) -> str:
         # Dataclasses and datetimes are passed through (to the fallback, which refuses them, as it always
         # did): a report holds JSON values only, and one that does not must not be written half-redacted.
         option = orjson.OPT_INDENT_2 | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
-        text = orjson.dumps(document, option=option).decode()
+        data = orjson.dumps(document, option=option)
     except (TypeError, orjson.JSONEncodeError):
-        return json.dumps(document, indent=2, allow_nan=False, ensure_ascii=True)
-    return text if text.isascii() else _NON_ASCII.sub(_escape, text)
+        return json.dumps(document, indent=2, allow_nan=False, ensure_ascii=True).encode("ascii")
+    return data if data.isascii() else _NON_ASCII.sub(_escape, data.decode()).encode("ascii")
 
 
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
@@ -44,7 +50,30 @@ def _escape(match: re.Match[str]) -> str:
     return json.dumps(match[0])[1:-1]
 
 
+#: Encodings in which ASCII text is its own bytes: a document may go to such a stream's bytes unchanged.
+_ASCII_SAFE = {"utf-8", "ascii", "iso8859-1", "cp1252"}
+
+
 @renders("json")
 def render_json(document: dict[str, Any], console: Console, options: RenderOptions) -> None:
-    console.file.write(dumps(document))  # not dumps() + "\n": a fleet's document is tens of MB to copy
-    console.file.write("\n")
+    data = dump_bytes(document)
+    out = console.file
+    binary = getattr(out, "buffer", None)
+    if binary is not None and _ascii_safe(getattr(out, "encoding", None)):
+        # Straight to the stream's bytes: a fleet's document is tens of MB, which as text was decoded
+        # here and encoded again by the stream, and held three times over at once.
+        out.flush()
+        binary.write(data)
+        binary.write(b"\n")
+        return
+    out.write(data.decode("ascii"))  # not + "\n": tens of MB to copy
+    out.write("\n")
+
+
+def _ascii_safe(encoding: object) -> bool:
+    if not isinstance(encoding, str):
+        return False
+    try:
+        return codecs.lookup(encoding).name in _ASCII_SAFE
+    except LookupError:
+        return False
