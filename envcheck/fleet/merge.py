@@ -28,6 +28,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
+from itertools import compress
 from typing import Any, NamedTuple
 
 from envcheck.core.exit import ExitCode, exit_code_for
@@ -565,7 +566,7 @@ def _duplicate_gpus(uuid_seen: dict[str, tuple[str, ...]]) -> list[DuplicateGpu]
     out = []
     for uuid, seen in uuid_seen.items():
         # most GPUs are seen by one node's reports only: (host, source, host, source) with one host
-        if len(seen) > 2 and seen[2::2].count(seen[0]) != len(seen) // 2 - 1:
+        if len(seen) > 2 and (seen[2] != seen[0] or seen[2::2].count(seen[0]) != len(seen) // 2 - 1):
             by_host: dict[str, list[str]] = {}
             for host, source in zip(seen[0::2], seen[1::2], strict=True):
                 by_host.setdefault(host, []).append(source)
@@ -679,10 +680,15 @@ def comparisons(
         )
         slow: list[Figure] = []
         if len(values) > 1 and median > 0:
-            for at, value, source in zip(positions, values, sources, strict=True):
-                # 1 - value / median > threshold, tested only below the median (most devices are not)
-                if value < median and 1.0 - value / median > threshold:
-                    slow.append(_figure(comparison, table[at], value, source, True))
+            # Slow: 1 - value / median > threshold, which falls as the value rises, so the slow figures
+            # are the lowest few, a prefix of the sorted ones. Counted there; then their rows are found
+            # at the speed of C, not by testing eighty thousand figures one by one.
+            k = 0
+            while k < len(ordered) and ordered[k] < median and 1.0 - ordered[k] / median > threshold:
+                k += 1
+            if k:
+                for row in compress(range(len(values)), map(ordered[k - 1].__ge__, values)):
+                    slow.append(_figure(comparison, table[positions[row]], values[row], sources[row], True))
         slow.sort(key=lambda f: (f.hostname, f.index if f.index is not None else -1, f.device))
         out.append(replace(comparison, slow=tuple(slow)))
     return out

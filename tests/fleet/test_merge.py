@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from envcheck.core.model import Status
 from envcheck.fleet.kinds import Digest, Group, Problem, Reading, ReportRef
@@ -406,3 +408,26 @@ def test_since_reads_a_hand_edited_previous_report_without_failing():
     current = {"nodes": [{"hostname": "a", "failing": []}], "figures": {"devices": [], "hosts": [], "values": {}}}
     found = changes(previous, current, 0.1)
     assert [found[k] for k in ("new", "resolved", "appeared", "vanished", "slower")] == [[], [], [], [], []]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.floats(min_value=1e-300, max_value=1e300), min_size=1, max_size=30),
+    st.floats(min_value=0.01, max_value=0.99),
+)
+def test_the_slow_figures_are_every_figure_more_than_the_threshold_below_the_median(values, threshold):
+    """Whatever the figures (ties, one far below, all alike, huge and tiny), a figure is slow exactly when
+    1 - value / median > threshold, the median being statistics.median's (median_low where the mean of
+    the two middle figures overflows)."""
+    import statistics
+
+    readings = [_reading(v, i, uuid=f"GPU-{i}") for i, v in enumerate(values)]
+    (c,) = merge_digests([_digest("n", "bench", readings=readings)], threshold=threshold).comparisons
+    median = statistics.median(values)
+    if not math.isfinite(median):
+        median = statistics.median_low(values)
+    assert c.median == median
+    expected = sorted(
+        f"GPU-{i}" for i, v in enumerate(values) if len(values) > 1 and v < median and 1.0 - v / median > threshold
+    )
+    assert sorted(f.uuid for f in c.slow) == expected
