@@ -72,6 +72,26 @@ def listdir(path: Path) -> list[str]:
         return []
 
 
+def mounts(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Each mount point and its filesystem's type, as ``/proc/self/mountinfo`` states them
+    (``27 1 254:0 / / rw,relatime - ext4 /dev/vda rw``): what a path's files are read from. Where two
+    mounts share a mount point the later (the one on top) counts. Empty when it cannot be read."""
+    text = read_text(procfs(env, "self", "mountinfo"), limit=16 << 20)
+    out: dict[str, str] = {}
+    for line in (text or "").splitlines():
+        fields = line.split()
+        try:
+            point, kind = fields[4], fields[fields.index("-", 6) + 1]
+        except (IndexError, ValueError):
+            continue  # a line of another shape: what is mounted there stays unknown
+        # the kernel writes a space, tab, newline and backslash in a mount point as octal escapes
+        out[_OCTAL.sub(lambda m: chr(int(m[1], 8)), point)] = kind
+    return out
+
+
+_OCTAL = re.compile(r"\\([0-7]{3})")
+
+
 def read_bytes(path: Path, limit: int = 4096) -> bytes | None:
     """A binary kernel file's first ``limit`` bytes (a PCI device's ``config``: 64 bytes to a non-root reader,
     4096 to root); None when it does not exist or cannot be read."""

@@ -20,6 +20,7 @@ import codecs
 import json
 import os
 import re
+import stat
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -29,7 +30,7 @@ from typing import IO, Annotated, Any, TypedDict
 import msgspec
 import orjson
 
-from envcheck.core import files
+from envcheck.core import files, machine
 from envcheck.core.model import displayable
 from envcheck.core.report import FLEET_SCHEMA, kind_of
 from envcheck.fleet.kinds import ADAPTERS, schema_by_kind
@@ -139,10 +140,81 @@ def _walk(directory: str) -> Iterator[str]:
 
 
 def read_files(paths: Sequence[str]) -> Iterator[NodeReport | Skipped]:
-    """The reports in each file, in order; the files are read a few ahead by one thread (see
-    :func:`read_ahead`) while the documents already read are parsed."""
-    for path, data in read_ahead(paths):
+    """The reports in each file, in order (see :func:`reads` for how each is read)."""
+    for path, data in reads(paths):
         yield from _parse_file(files.path_shown(path), data)
+
+
+#: Filesystems whose files come from this machine's own memory and disks. A regular file in a directory
+#: on one of them is read where it is parsed; any other file (on NFS, CIFS, Lustre, GPFS, a FUSE mount, a
+#: filesystem not named here, a symbolic link) goes through the reading thread of :func:`read_ahead`,
+#: which refuses a file whose server never answers instead of waiting for it.
+LOCAL_FILESYSTEMS = frozenset(
+    {"ext2", "ext3", "ext4", "xfs", "btrfs", "zfs", "f2fs", "bcachefs", "jfs", "reiserfs", "tmpfs", "ramfs"}
+    | {"overlay", "squashfs", "iso9660", "vfat", "exfat", "ntfs3"}
+)
+
+
+def reads(paths: Sequence[str]) -> Iterator[tuple[str, bytes | files.FileRefused]]:
+    """Each path's bytes, or why it was refused, in order.
+
+    A regular file in a directory on a local filesystem (:data:`LOCAL_FILESYSTEMS`, by the mount its
+    real path lies under) is read here, under the same bounds as the thread's reads; the rest in runs
+    through :func:`read_ahead`. Handing every file to a thread and back cost a tenth of the merge (a
+    thread switch per batch of files, and the files read ahead gone cold in the CPU's caches before they
+    were parsed: benchmarks/RESULTS-fleet.md), and a local disk's read is not what the thread guards
+    against: a network filesystem whose server stopped answering."""
+    local = _LocalDirectories()
+    run: list[str] = []
+    for path in paths:
+        if not local.holds(path):
+            run.append(path)
+            continue
+        if run:
+            yield from read_ahead(run)
+            run = []
+        try:
+            out: bytes | files.FileRefused = files.read_regular(path, MAX_BYTES, _ValueCount().check)
+        except files.FileRefused as exc:
+            out = exc
+        yield path, out
+    if run:
+        yield from read_ahead(run)
+
+
+class _LocalDirectories:
+    """Which files may be read without the reading thread: a regular file (not a symbolic link, which
+    may lead anywhere) in a directory whose real path lies on a local filesystem. Each directory is
+    judged once."""
+
+    def __init__(self) -> None:
+        self.mounts: list[tuple[str, str]] | None = None
+        self.known: dict[str, bool] = {}
+
+    def holds(self, path: str) -> bool:
+        directory = os.path.dirname(path)
+        local = self.known.get(directory)
+        if local is None:
+            local = self.known[directory] = self._local(directory)
+        if not local:
+            return False
+        try:
+            return stat.S_ISREG(os.lstat(path).st_mode)
+        except OSError:
+            return False  # the thread's read says why
+
+    def _local(self, directory: str) -> bool:
+        if self.mounts is None:
+            # the longest mount points first: the first that holds a path is the one it lies on
+            self.mounts = sorted(machine.mounts().items(), key=lambda m: -len(m[0]))
+        try:
+            real = os.path.realpath(directory or ".", strict=True)
+        except (OSError, RuntimeError):
+            return False
+        for point, kind in self.mounts:
+            if real == point or real.startswith(point.rstrip("/") + "/"):
+                return kind in LOCAL_FILESYSTEMS
+        return False
 
 
 def _parse_file(shown: str, data: bytes | files.FileRefused) -> Iterator[NodeReport | Skipped]:

@@ -5,6 +5,8 @@ the whole document does, and a report of an odd shape is read around or skipped 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -245,3 +247,72 @@ def test_the_bench_headlines_are_read_in_one_pass_as_the_lab_spec_picks_them(res
     doc = {"results": results, "devices": [{"name": "cuda:0", "kind": "cuda", "model": "H100", "uuid": "GPU-0"}]}
     got = [(r.group.id, r.device, r.value, r.group.unit, r.set_apart) for r in Bench().readings(doc)]
     assert got == _headline_readings(doc)
+
+
+def _mountinfo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lines: list[str]) -> None:
+    """This process's mounts as a captured /proc states them (envcheck.core.machine reads it there)."""
+    proc = tmp_path / "proc" / "self"
+    proc.mkdir(parents=True)
+    (proc / "mountinfo").write_text("\n".join(lines) + "\n")
+    monkeypatch.setenv("ENVCHECK_PROCFS", str(tmp_path / "proc"))
+
+
+def test_mounts_are_read_with_their_types_escapes_and_the_mount_on_top() -> None:
+    from envcheck.core import machine
+
+    lines = [
+        "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw",
+        "40 27 0:50 / /mnt/lab\\040reports rw shared:7 - nfs4 server:/export rw,vers=4.2",
+        "41 27 0:51 / /scratch rw - lustre 10.0.0.1@o2ib:/scratch rw",
+        "42 27 0:52 / /scratch rw - tmpfs tmpfs rw",  # mounted over the one before: it is what is read
+        "not a mountinfo line",
+        "43 27 0:53 / /broken rw no separator here",
+    ]
+    with tempfile.TemporaryDirectory() as d:
+        proc = Path(d, "self")
+        proc.mkdir()
+        (proc / "mountinfo").write_text("\n".join(lines))
+        assert machine.mounts({"ENVCHECK_PROCFS": d}) == {"/": "ext4", "/mnt/lab reports": "nfs4", "/scratch": "tmpfs"}
+        assert machine.mounts({"ENVCHECK_PROCFS": str(Path(d, "none"))}) == {}
+
+
+@pytest.mark.parametrize(
+    ("kind", "threaded"), [("ext4", False), ("nfs4", True), ("fuse.sshfs", True), ("lustre", True)]
+)
+def test_files_on_a_network_filesystem_go_through_the_reading_thread_and_local_ones_do_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, threaded: bool
+) -> None:
+    """The reading thread refuses a file whose server never answers; a local disk's files are read where
+    they are parsed. A symbolic link (which may lead onto any filesystem) and a FIFO take the thread
+    wherever they lie; every file's bytes or reason is the same either way, in order."""
+    from envcheck.fleet import read
+
+    data = tmp_path / "data"
+    data.mkdir()
+    real = os.path.realpath(data)
+    _mountinfo(tmp_path, monkeypatch, ["1 0 8:1 / / rw - ext4 /dev/sda1 rw", f"2 1 0:60 / {real} rw - {kind} x rw"])
+    paths = []
+    for name in ("a", "b"):
+        (data / f"{name}.json").write_text(f'{{"{name}": 1}}')
+        paths.append(str(data / f"{name}.json"))
+    (data / "link.json").symlink_to(data / "a.json")
+    os.mkfifo(data / "fifo.json")
+    paths = [paths[0], str(data / "link.json"), str(data / "fifo.json"), paths[1]]
+    through_thread: list[str] = []
+    ahead = read.read_ahead
+
+    def watched(run: list[str], **kw: Any) -> Any:
+        through_thread.extend(run)
+        return ahead(run, **kw)
+
+    monkeypatch.setattr(read, "read_ahead", watched)
+    got = list(read.reads(paths))
+    assert [p for p, _ in got] == paths
+    assert [g if isinstance(g, bytes) else "refused" for _, g in got] == [
+        b'{"a": 1}',
+        b'{"a": 1}',
+        "refused",
+        b'{"b": 1}',
+    ]
+    assert "FIFO" in str(got[2][1])
+    assert through_thread == (paths if threaded else paths[1:3])
