@@ -126,9 +126,11 @@ def fleet(
         previous=previous,
         previous_source=previous_path,
     )
+    exit_code = report.exit_code
+    del report  # the document holds what is written: the merge's state goes before the output is made
     finish(
         document,
-        report.exit_code,
+        exit_code,
         stdout_format=stdout_format,
         file_format=file_format,
         output=output,

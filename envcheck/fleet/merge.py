@@ -132,7 +132,8 @@ class Comparison:
     Held as columns (each device, its figure and the report it came from, aligned), not as a
     :class:`Figure` per device: ten thousand 8-GPU nodes that ran six benchmarks are 480 000 figures,
     and only the slow ones are ever shown one by one. :attr:`figures` makes them all when asked (a
-    test, a small fleet)."""
+    test, a small fleet). The numbers stay arrays of machine numbers, as the merge kept them (a Python
+    float or int each was a fifth of the report's memory)."""
 
     id: str
     device_kind: str
@@ -141,15 +142,15 @@ class Comparison:
     median: float
     devices: tuple[Device, ...]
     #: Each device's place in the fleet's device table (:attr:`FleetReport.devices`), aligned.
-    positions: tuple[int, ...]
-    values: tuple[float, ...]
-    sources: tuple[str, ...]
+    positions: Sequence[int]
+    values: Sequence[float]
+    sources: Sequence[str]
     #: The devices more than the threshold below the median, as figures, in :attr:`figures`' order.
     slow: tuple[Figure, ...]
     #: Figures of ``bench --quick`` runs: smaller cases, lower figures, compared only with each other.
     quick: bool = False
     #: :attr:`values` in ascending order (what a chart of the fleet draws; the median was read off it).
-    ordered: tuple[float, ...] = ()
+    ordered: Sequence[float] = ()
 
     @cached_property
     def figures(self) -> tuple[Figure, ...]:
@@ -661,8 +662,8 @@ def comparisons(
             for at, names in named.items():
                 table[at] = names
         bench_id, kind, model, unit, quick = group
-        positions, values, sources = tuple(column.positions), tuple(column.values), tuple(column.sources)
-        ordered = tuple(sorted(values))  # sorted once: the median, and the chart's figures
+        positions, values, sources = column.positions, column.values, column.sources
+        ordered = array("d", sorted(values))  # sorted once: the median, and the chart's figures
         median = _median(ordered)
         comparison = Comparison(
             bench_id,
