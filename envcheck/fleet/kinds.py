@@ -205,7 +205,8 @@ class Adapter:
             hostname,
             ref,
             tuple(problems),
-            tuple((name, value) for name, value in self.fields(doc).items() if _plain(value)),
+            # a field's value is the same on most nodes (a driver version): one string for all of them
+            tuple((name, _intern(value)) for name, value in self.fields(doc).items() if _plain(value)),
             tuple(self.readings(doc)),
             frozenset(u for u in self.uuids(doc) if u is not None),
             self.rank,
@@ -231,7 +232,7 @@ class Adapter:
                 words += f": {text}"
             found.append((None, Problem(source, kind, kind, Status.FAIL, words)))
         status = worst([status] + [p.status for _, p in found])
-        return ReportRef(source, kind, status, exit_code, _str(doc.get("generated_at"))), found
+        return ReportRef(source, _intern(kind), status, exit_code, _str(doc.get("generated_at"))), found
 
     def items(self, source: str, kind: str, doc: dict[str, Any]) -> list[tuple[str | None, Problem]]:
         """The items the report judged that warned or failed; the envelope names none."""
@@ -299,9 +300,10 @@ def _checks(source: str, kind: str, value: Any) -> list[tuple[str | None, Proble
     return out
 
 
-def _intern(text: str) -> str:
-    """One string object for each distinct text: ten thousand nodes that fail one check carry its words
-    and fix ten thousand times, and a batch of them is pickled (and held by the merge) once over."""
+def _intern(text: Any) -> Any:
+    """One string object for each distinct text (anything else as it is): ten thousand nodes that fail
+    one check carry its words and fix ten thousand times, and a batch of them is pickled (and held by the
+    merge) once over."""
     return sys.intern(text) if type(text) is str else text
 
 
@@ -352,14 +354,17 @@ class _Named(NamedTuple):
 
 
 def _named(device: dict[str, Any]) -> _Named:
-    kind = "gpu" if device.get("kind") in ("cuda", "gpu") else str(device.get("kind") or "cpu")
+    kind = "gpu" if device.get("kind") in ("cuda", "gpu") else _intern(str(device.get("kind") or "cpu"))
     index = device.get("index")
+    pci = _str(device.get("pci_bus_id"))
+    # Names that repeat on every node (a model, the bus ids of an 8-GPU board) are one string for all
+    # the fleet's devices; a UUID is the device's own.
     return _Named(
         kind,
-        _str(device.get("model")) or "unknown model",
+        _intern(_str(device.get("model")) or "unknown model"),
         _str(device.get("uuid")),
         index if isinstance(index, int) else None,
-        _str(device.get("pci_bus_id")),
+        _intern(pci) if pci else pci,
     )
 
 
@@ -492,20 +497,21 @@ class Bench(Adapter):
             if best is None or value > best[0]:
                 table[key] = (value, unit)
         out = []
-        named: dict[str, _Named] = {}
+        # each device's names, and its bench name as one string for the fleet ("cuda:3" on every node)
+        named: dict[str, tuple[_Named, str]] = {}
         devices: dict[str, dict[str, Any]] | None = None
         for table, marks in ((calm, (False, False)), (contended, (True, False)), (noisy, (False, True))):
             for key, (value, unit) in table.items():
                 if table is not calm and (key in calm or (table is noisy and key in contended)):
                     continue
                 bench_id, name = key
-                names = named.get(name)
-                if names is None:
+                found = named.get(name)
+                if found is None:
                     if devices is None:
                         devices = {str(d.get("name")): d for d in _dicts(doc.get("devices"))}
                     device = devices.get(name) or {"name": name, "kind": "cpu" if name == "cpu" else "cuda"}
-                    names = named[name] = _named(device)
-                out.append(_reading(bench_id, names, name, value, unit, quick, *marks))
+                    found = named[name] = (_named(device), _intern(name))
+                out.append(_reading(bench_id, found[0], found[1], value, unit, quick, *marks))
         return out
 
     def uuids(self, doc: dict[str, Any]) -> set[str | None]:
