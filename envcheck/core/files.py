@@ -122,26 +122,32 @@ def read_regular(
     """
     fd = open_regular(path)
     try:
-        size = os.fstat(fd).st_size
-        if size > max_bytes:
-            raise _too_big(max_bytes)
-        data: bytes | bytearray = b""
-        for chunk in chunks(fd, min(size + 1, CHUNK) if size else CHUNK):
-            # A file that fits in one chunk (every report) is returned as read, never copied: a copy, and
-            # a 1 MiB buffer per file, made the fleet's reads half as slow again (benchmarks/RESULTS-fleet.md).
-            if not data:
-                data = chunk
-            else:
-                if not isinstance(data, bytearray):
-                    data = bytearray(data)
-                data += chunk
-            if len(data) > max_bytes:
-                raise _too_big(max_bytes)
-            if check is not None:
-                check(data)
-        return bytes(data) if isinstance(data, bytearray) else data
+        return read_open(fd, max_bytes, check)
     finally:
         os.close(fd)
+
+
+def read_open(fd: int, max_bytes: int, check: Callable[[bytes | bytearray], None] | None = None) -> bytes:
+    """:func:`read_regular` of a descriptor already opened (and left open): a caller that opened the file
+    its own way, and checked what it is."""
+    size = os.fstat(fd).st_size
+    if size > max_bytes:
+        raise _too_big(max_bytes)
+    data: bytes | bytearray = b""
+    for chunk in chunks(fd, min(size + 1, CHUNK) if size else CHUNK):
+        # A file that fits in one chunk (every report) is returned as read, never copied: a copy, and
+        # a 1 MiB buffer per file, made the fleet's reads half as slow again (benchmarks/RESULTS-fleet.md).
+        if not data:
+            data = chunk
+        else:
+            if not isinstance(data, bytearray):
+                data = bytearray(data)
+            data += chunk
+        if len(data) > max_bytes:
+            raise _too_big(max_bytes)
+        if check is not None:
+            check(data)
+    return bytes(data) if isinstance(data, bytearray) else data
 
 
 def within(timeout_s: float, work: Callable[[], T]) -> T:

@@ -23,6 +23,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 SYSFS_ENV = "ENVCHECK_SYSFS"
 PROCFS_ENV = "ENVCHECK_PROCFS"
@@ -72,24 +73,37 @@ def listdir(path: Path) -> list[str]:
         return []
 
 
-def mounts(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Each mount point and its filesystem's type, as ``/proc/self/mountinfo`` states them
-    (``27 1 254:0 / / rw,relatime - ext4 /dev/vda rw``): what a path's files are read from. Where two
-    mounts share a mount point the later (the one on top) counts. Empty when it cannot be read."""
-    text = read_text(procfs(env, "self", "mountinfo"), limit=16 << 20)
-    out: dict[str, str] = {}
-    for line in (text or "").splitlines():
-        fields = line.split()
+class Mount(NamedTuple):
+    """One line of ``/proc/self/mountinfo``: where, what type, and the device number its files report
+    (``st_dev``, as (major, minor))."""
+
+    point: str
+    kind: str
+    device: tuple[int, int]
+
+
+def mounts(env: Mapping[str, str] | None = None) -> list[Mount]:
+    """This process's mounts in the order they were made (a later one may hide an earlier one under
+    it), as ``/proc/self/mountinfo`` states them (``27 1 254:0 / / rw,relatime - ext4 /dev/vda rw``).
+    Read as bytes and split on the single spaces and newlines the kernel writes (a mount point may hold
+    any other character, escaped or not, and need not be UTF-8: it is decoded as the filesystem's paths
+    are). Empty when it cannot be read; a line of another shape is left out."""
+    data = read_bytes(procfs(env, "self", "mountinfo"), limit=16 << 20) or b""
+    out = []
+    for line in data.split(b"\n"):
+        fields = line.split(b" ")
         try:
-            point, kind = fields[4], fields[fields.index("-", 6) + 1]
+            major, minor = fields[2].split(b":")
+            kind = fields[fields.index(b"-", 6) + 1]
+            point = _OCTAL.sub(lambda m: bytes([int(m[1], 8)]), fields[4])
+            out.append(Mount(os.fsdecode(point), os.fsdecode(kind), (int(major), int(minor))))
         except (IndexError, ValueError):
-            continue  # a line of another shape: what is mounted there stays unknown
-        # the kernel writes a space, tab, newline and backslash in a mount point as octal escapes
-        out[_OCTAL.sub(lambda m: chr(int(m[1], 8)), point)] = kind
+            continue
     return out
 
 
-_OCTAL = re.compile(r"\\([0-7]{3})")
+# the kernel writes a space, tab, newline and backslash in a mount point as octal escapes
+_OCTAL = re.compile(rb"\\([0-7]{3})")
 
 
 def read_bytes(path: Path, limit: int = 4096) -> bytes | None:

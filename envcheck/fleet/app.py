@@ -34,6 +34,8 @@ POOL_FROM_FILES = 64
 CHUNK = 256
 #: Batches each worker gets at least, where the fleet is large enough: the load stays balanced.
 BATCHES_PER_WORKER = 4
+#: The most worker processes, however many CPUs: past this the merge in this process is the bound.
+MAX_WORKERS = 32
 #: Batches in flight per worker. The merge consumes merged batches in this process while the workers
 #: make them; with every batch submitted at once, the results of a fleet the merge had not reached yet
 #: would pile up here. Two keeps each worker fed while the next is received.
@@ -112,6 +114,7 @@ def _items(names: Iterable[str], stdin: IO[bytes] | None, workers: int) -> Itera
     So the batch size is settled on the first files listed: a fleet of fewer than
     ``workers * BATCHES_PER_WORKER * CHUNK`` files is listed whole first and cut so that every worker
     gets several batches."""
+    workers = min(workers, MAX_WORKERS)
     entries = expand(names)
     ahead: list[str | Skipped] = []
     files, whole = 0, True
@@ -124,14 +127,13 @@ def _items(names: Iterable[str], stdin: IO[bytes] | None, workers: int) -> Itera
                 break
     size = CHUNK if not whole else max(1, min(CHUNK, -(-files // (workers * BATCHES_PER_WORKER))))
     pool = None
-    if workers > 1 and files >= POOL_FROM_FILES:
+    if workers > 1 and (files >= POOL_FROM_FILES or not whole):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         # forkserver (spawn where there is none): forking a process that has threads (files are read in
         # one, see envcheck.fleet.read) can leave a lock held in the child.
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-        workers = min(workers, 32)
         # The workers run with the cyclic collector off (collector_paused says why).
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method), initializer=gc.disable)
     # Batches in flight, each with its files (read here if its worker died), at most AHEAD per worker:
@@ -145,6 +147,20 @@ def _items(names: Iterable[str], stdin: IO[bytes] | None, workers: int) -> Itera
         except Exception:  # noqa: BLE001 - a worker that died (OOM-killed): read it here
             return merge_files(batch)
 
+    def sent(batch: list[str]) -> bool:
+        """Whether the batch went to a worker. A pool one of whose workers died takes no more work (the
+        batches in flight are read here as they come due): the rest of the fleet is read here."""
+        nonlocal pool
+        if pool is None:
+            return False
+        try:
+            flight.append((batch, pool.submit(merge_files, batch)))
+        except Exception:  # noqa: BLE001 - BrokenProcessPool, or a pool that cannot start a worker
+            pool.shutdown(wait=False, cancel_futures=False)
+            pool = None
+            return False
+        return True
+
     try:
         batch: list[str] = []
         for entry in itertools.chain(ahead, entries, [None]):
@@ -153,12 +169,13 @@ def _items(names: Iterable[str], stdin: IO[bytes] | None, workers: int) -> Itera
                 if len(batch) < size:
                     continue
             if batch:
-                if pool is None:
-                    yield from merge_files(batch)
-                else:
-                    flight.append((batch, pool.submit(merge_files, batch)))
+                if sent(batch):
                     while len(flight) >= AHEAD * workers:
                         yield from received()
+                else:
+                    while flight:  # what stands before it first
+                        yield from received()
+                    yield from merge_files(batch)
                 batch = []
             if entry is None or isinstance(entry, str) and entry != STDIN:
                 continue

@@ -205,7 +205,7 @@ class Adapter:
             hostname,
             ref,
             tuple(problems),
-            # a field's value is the same on most nodes (a driver version): one string for all of them
+            # a field's value is the same on most nodes (a driver version): one string for a worker's batch
             tuple((name, _intern(value)) for name, value in self.fields(doc).items() if _plain(value)),
             tuple(self.readings(doc)),
             frozenset(u for u in self.uuids(doc) if u is not None),
@@ -301,9 +301,9 @@ def _checks(source: str, kind: str, value: Any) -> list[tuple[str | None, Proble
 
 
 def _intern(text: Any) -> Any:
-    """One string object for each distinct text (anything else as it is): ten thousand nodes that fail
-    one check carry its words and fix ten thousand times, and a batch of them is pickled (and held by the
-    merge) once over."""
+    """One string object for each distinct text in this process (anything else as it is): ten thousand
+    nodes that fail one check carry its words and fix ten thousand times. A worker's batch of them is
+    pickled once over, and the merge holds one copy per batch (unpickling does not intern again)."""
     return sys.intern(text) if type(text) is str else text
 
 
@@ -357,8 +357,8 @@ def _named(device: dict[str, Any]) -> _Named:
     kind = "gpu" if device.get("kind") in ("cuda", "gpu") else _intern(str(device.get("kind") or "cpu"))
     index = device.get("index")
     pci = _str(device.get("pci_bus_id"))
-    # Names that repeat on every node (a model, the bus ids of an 8-GPU board) are one string for all
-    # the fleet's devices; a UUID is the device's own.
+    # Names that repeat on every node (a model, the bus ids of an 8-GPU board) are one string for a
+    # worker's batch (see _intern); a UUID is the device's own.
     return _Named(
         kind,
         _intern(_str(device.get("model")) or "unknown model"),
@@ -497,7 +497,7 @@ class Bench(Adapter):
             if best is None or value > best[0]:
                 table[key] = (value, unit)
         out = []
-        # each device's names, and its bench name as one string for the fleet ("cuda:3" on every node)
+        # each device's names, and its bench name as one string for a worker's batch ("cuda:3" on every node)
         named: dict[str, tuple[_Named, str]] = {}
         devices: dict[str, dict[str, Any]] | None = None
         for table, marks in ((calm, (False, False)), (contended, (True, False)), (noisy, (False, True))):

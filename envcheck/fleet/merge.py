@@ -133,7 +133,8 @@ class Comparison:
     :class:`Figure` per device: ten thousand 8-GPU nodes that ran six benchmarks are 480 000 figures,
     and only the slow ones are ever shown one by one. :attr:`figures` makes them all when asked (a
     test, a small fleet). The numbers stay arrays of machine numbers, as the merge kept them (a Python
-    float or int each was a fifth of the report's memory)."""
+    float or int each was a fifth of the report's memory; arrays are not hashable, so neither is a
+    comparison)."""
 
     id: str
     device_kind: str
@@ -662,7 +663,8 @@ def comparisons(
             for at, names in named.items():
                 table[at] = names
         bench_id, kind, model, unit, quick = group
-        positions, values, sources = column.positions, column.values, column.sources
+        # copies: the report stays as it is whatever the merger absorbs after
+        positions, values, sources = array("q", column.positions), array("d", column.values), tuple(column.sources)
         ordered = array("d", sorted(values))  # sorted once: the median, and the chart's figures
         median = _median(ordered)
         comparison = Comparison(

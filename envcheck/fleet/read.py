@@ -145,10 +145,11 @@ def read_files(paths: Sequence[str]) -> Iterator[NodeReport | Skipped]:
         yield from _parse_file(files.path_shown(path), data)
 
 
-#: Filesystems whose files come from this machine's own memory and disks. A regular file in a directory
-#: on one of them is read where it is parsed; any other file (on NFS, CIFS, Lustre, GPFS, a FUSE mount, a
-#: filesystem not named here, a symbolic link) goes through the reading thread of :func:`read_ahead`,
-#: which refuses a file whose server never answers instead of waiting for it.
+#: Filesystems whose files come from this machine's own memory and disks. A file on one of them is read
+#: where it is parsed (:func:`reads`); any other (on NFS, CIFS, Lustre, GPFS, a FUSE mount, a filesystem
+#: not named here) goes through the reading thread of :func:`read_ahead`, which refuses a file whose
+#: server never answers instead of waiting for it. A block device that is itself remote (iSCSI, NBD, RBD,
+#: a loop file on NFS) carries one of these types and is read as local.
 LOCAL_FILESYSTEMS = frozenset(
     {"ext2", "ext3", "ext4", "xfs", "btrfs", "zfs", "f2fs", "bcachefs", "jfs", "reiserfs", "tmpfs", "ramfs"}
     | {"overlay", "squashfs", "iso9660", "vfat", "exfat", "ntfs3"}
@@ -158,63 +159,89 @@ LOCAL_FILESYSTEMS = frozenset(
 def reads(paths: Sequence[str]) -> Iterator[tuple[str, bytes | files.FileRefused]]:
     """Each path's bytes, or why it was refused, in order.
 
-    A regular file in a directory on a local filesystem (:data:`LOCAL_FILESYSTEMS`, by the mount its
-    real path lies under) is read here, under the same bounds as the thread's reads; the rest in runs
-    through :func:`read_ahead`. Handing every file to a thread and back cost a tenth of the merge (a
-    thread switch per batch of files, and the files read ahead gone cold in the CPU's caches before they
-    were parsed: benchmarks/RESULTS-fleet.md), and a local disk's read is not what the thread guards
-    against: a network filesystem whose server stopped answering."""
-    local = _LocalDirectories()
+    A regular file on a local filesystem is read here (:class:`_Local` says which), with the same bounds
+    on its size and values as the thread's reads but no timeout (nothing on its way is remote); every
+    other path, in runs, through :func:`read_ahead`. Handing every file to a thread and back cost a
+    tenth of the merge (the files read ahead had gone cold in the CPU's caches before they were parsed:
+    benchmarks/RESULTS-fleet.md), and a local disk's read is not what the thread guards against: a
+    network filesystem whose server stopped answering."""
+    local = _Local()
     run: list[str] = []
     for path in paths:
-        if not local.holds(path):
+        out = local.read(path)
+        if out is None:
             run.append(path)
             continue
         if run:
             yield from read_ahead(run)
             run = []
-        try:
-            out: bytes | files.FileRefused = files.read_regular(path, MAX_BYTES, _ValueCount().check)
-        except files.FileRefused as exc:
-            out = exc
         yield path, out
     if run:
         yield from read_ahead(run)
 
 
-class _LocalDirectories:
-    """Which files may be read without the reading thread: a regular file (not a symbolic link, which
-    may lead anywhere) in a directory whose real path lies on a local filesystem. Each directory is
-    judged once."""
+class _Local:
+    """Reads a file here when nothing on its way can be a network filesystem: its path, as the real path
+    of its directory, lies under a visible mount of a local type (:data:`LOCAL_FILESYSTEMS`; a file
+    bind-mounted on its own is a mount of its own, and a mount hidden by a later one over it does not
+    count), and, once opened without following a symbolic link, it is a regular file on a device of
+    such a mount. Anything else is left to the reading thread (:meth:`read` returns None)."""
 
     def __init__(self) -> None:
-        self.mounts: list[tuple[str, str]] | None = None
-        self.known: dict[str, bool] = {}
+        self.visible: list[tuple[str, str]] | None = None  # (mount point, type), the longest first
+        self.devices: set[int] = set()
+        self.directories: dict[str, str | None] = {}  # a directory as given -> its real path, if local
 
-    def holds(self, path: str) -> bool:
-        directory = os.path.dirname(path)
-        local = self.known.get(directory)
-        if local is None:
-            local = self.known[directory] = self._local(directory)
-        if not local:
-            return False
+    def read(self, path: str) -> bytes | files.FileRefused | None:
+        directory, name = os.path.split(path)
+        real = self.directories.get(directory, "")
+        if real == "":
+            real = self.directories[directory] = self._real_if_local(directory)
+        if real is None or not self._on_local(os.path.join(real, name)):
+            return None
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC
         try:
-            return stat.S_ISREG(os.lstat(path).st_mode)
+            fd = os.open(path, flags)
         except OSError:
-            return False  # the thread's read says why
+            return None  # a link, a missing file...: the thread's read says why
+        try:
+            found = os.fstat(fd)
+            if not stat.S_ISREG(found.st_mode) or found.st_dev not in self.devices:
+                return None
+            return files.read_open(fd, MAX_BYTES, _ValueCount().check)
+        except files.FileRefused as exc:
+            return exc
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
 
-    def _local(self, directory: str) -> bool:
-        if self.mounts is None:
-            # the longest mount points first: the first that holds a path is the one it lies on
-            self.mounts = sorted(machine.mounts().items(), key=lambda m: -len(m[0]))
+    def _real_if_local(self, directory: str) -> str | None:
         try:
             real = os.path.realpath(directory or ".", strict=True)
-        except (OSError, RuntimeError):
-            return False
-        for point, kind in self.mounts:
+        except (OSError, RuntimeError, ValueError):
+            return None
+        return real if self._on_local(real) else None
+
+    def _on_local(self, real: str) -> bool:
+        if self.visible is None:
+            self.visible = self._visible()
+        for point, kind in self.visible:
             if real == point or real.startswith(point.rstrip("/") + "/"):
                 return kind in LOCAL_FILESYSTEMS
         return False
+
+    def _visible(self) -> list[tuple[str, str]]:
+        """The mounts a path can reach: a mount made over a directory hides those made under it before."""
+        shown: dict[str, str] = {}
+        for mount in machine.mounts():
+            under = mount.point.rstrip("/") + "/"
+            for point in [p for p in shown if p == mount.point or p.startswith(under)]:
+                del shown[point]
+            shown[mount.point] = mount.kind
+            if mount.kind in LOCAL_FILESYSTEMS:
+                self.devices.add(os.makedev(*mount.device))
+        return sorted(shown.items(), key=lambda m: -len(m[0]))
 
 
 def _parse_file(shown: str, data: bytes | files.FileRefused) -> Iterator[NodeReport | Skipped]:

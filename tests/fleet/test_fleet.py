@@ -715,3 +715,52 @@ def test_pooled_batches_keep_skips_and_stdin_in_their_places(
         made[workers].pop("generated_at")
     assert made[1] == made[2]
     assert "piped" in [n["hostname"] for n in made[2]["nodes"]]
+
+
+def test_a_worker_that_dies_leaves_its_batches_and_the_rest_to_this_process(
+    real: dict[str, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker OOM-killed mid-merge breaks the pool: the batch it held and every batch after it are read
+    in this process, and the report is the one read here from the start (not an internal error)."""
+    import concurrent.futures
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from envcheck.fleet import app
+    from envcheck.fleet.report import fleet_document
+
+    class DyingPool:
+        """Runs the first two batches; the third one's worker dies, and the pool then refuses work."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.submitted = 0
+
+        def submit(self, fn: Any, batch: list[str]) -> Future[Any]:
+            self.submitted += 1
+            if self.submitted > 3:
+                raise BrokenProcessPool("A child process terminated abruptly")
+            future: Future[Any] = Future()
+            if self.submitted == 3:
+                future.set_exception(BrokenProcessPool("A child process terminated abruptly"))
+            else:
+                future.set_result(fn(batch))
+            return future
+
+        def shutdown(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    monkeypatch.setattr(app, "CHUNK", 8)
+    monkeypatch.setattr(app, "BATCHES_PER_WORKER", 1)
+    docs = {"doctor": real["h100x4"], "bench": gpu_bench(real["bench_cpu"], real["h100x4"])}
+    for i in range(40):
+        host = f"n{i:02d}"
+        write(tmp_path / "rack" / host, {k: as_node(d, host, uuid_prefix=host) for k, d in docs.items()})
+    made = {}
+    for workers in (1, 2):
+        if workers == 2:
+            monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", DyingPool)
+        report = app.merge_sources([str(tmp_path / "rack")], workers=workers)
+        assert report.reports_read == 80 and not report.skipped
+        made[workers] = fleet_document(report, generated_at=utc_now(), duration_s=0.0)
+        made[workers].pop("generated_at")
+    assert made[1] == made[2]

@@ -253,27 +253,38 @@ def _mountinfo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lines: list[str]
     """This process's mounts as a captured /proc states them (envcheck.core.machine reads it there)."""
     proc = tmp_path / "proc" / "self"
     proc.mkdir(parents=True)
-    (proc / "mountinfo").write_text("\n".join(lines) + "\n")
+    (proc / "mountinfo").write_bytes(os.fsencode("\n".join(lines) + "\n"))
     monkeypatch.setenv("ENVCHECK_PROCFS", str(tmp_path / "proc"))
 
 
-def test_mounts_are_read_with_their_types_escapes_and_the_mount_on_top() -> None:
-    from envcheck.core import machine
+def test_mounts_are_read_with_their_types_devices_and_escapes() -> None:
+    """Fields are split on the single spaces and newlines the kernel writes, so a mount point may hold a
+    no-break space, a line separator or bytes that are not UTF-8; its escapes are undone."""
+    from envcheck.core.machine import Mount, mounts
 
     lines = [
-        "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw",
-        "40 27 0:50 / /mnt/lab\\040reports rw shared:7 - nfs4 server:/export rw,vers=4.2",
-        "41 27 0:51 / /scratch rw - lustre 10.0.0.1@o2ib:/scratch rw",
-        "42 27 0:52 / /scratch rw - tmpfs tmpfs rw",  # mounted over the one before: it is what is read
-        "not a mountinfo line",
-        "43 27 0:53 / /broken rw no separator here",
+        b"27 1 254:0 / / rw,relatime - ext4 /dev/vda rw",
+        b"40 27 0:50 / /mnt/lab\\040reports rw shared:7 - nfs4 server:/export rw,vers=4.2",
+        "41 27 0:51 / /mnt/a\u00a0b\u2028c rw - nfs4 s:/x rw".encode(),
+        b"42 27 0:52 / /mnt/caf\xe9 rw - nfs4 s:/y rw",
+        b"not a mountinfo line",
+        b"43 27 0:53 / /broken rw no separator here",
     ]
     with tempfile.TemporaryDirectory() as d:
-        proc = Path(d, "self")
-        proc.mkdir()
-        (proc / "mountinfo").write_text("\n".join(lines))
-        assert machine.mounts({"ENVCHECK_PROCFS": d}) == {"/": "ext4", "/mnt/lab reports": "nfs4", "/scratch": "tmpfs"}
-        assert machine.mounts({"ENVCHECK_PROCFS": str(Path(d, "none"))}) == {}
+        Path(d, "self").mkdir()
+        Path(d, "self", "mountinfo").write_bytes(b"\n".join(lines))
+        assert mounts({"ENVCHECK_PROCFS": d}) == [
+            Mount("/", "ext4", (254, 0)),
+            Mount("/mnt/lab reports", "nfs4", (0, 50)),
+            Mount("/mnt/a\u00a0b\u2028c", "nfs4", (0, 51)),
+            Mount(os.fsdecode(b"/mnt/caf\xe9"), "nfs4", (0, 52)),
+        ]
+        assert mounts({"ENVCHECK_PROCFS": str(Path(d, "none"))}) == []
+
+
+def _device(path: Path) -> str:
+    found = os.stat(path).st_dev
+    return f"{os.major(found)}:{os.minor(found)}"
 
 
 @pytest.mark.parametrize(
@@ -290,7 +301,9 @@ def test_files_on_a_network_filesystem_go_through_the_reading_thread_and_local_o
     data = tmp_path / "data"
     data.mkdir()
     real = os.path.realpath(data)
-    _mountinfo(tmp_path, monkeypatch, ["1 0 8:1 / / rw - ext4 /dev/sda1 rw", f"2 1 0:60 / {real} rw - {kind} x rw"])
+    _mountinfo(
+        tmp_path, monkeypatch, ["1 0 8:1 / / rw - ext4 /dev/sda1 rw", f"2 1 {_device(data)} / {real} rw - {kind} x rw"]
+    )
     paths = []
     for name in ("a", "b"):
         (data / f"{name}.json").write_text(f'{{"{name}": 1}}')
@@ -298,14 +311,7 @@ def test_files_on_a_network_filesystem_go_through_the_reading_thread_and_local_o
     (data / "link.json").symlink_to(data / "a.json")
     os.mkfifo(data / "fifo.json")
     paths = [paths[0], str(data / "link.json"), str(data / "fifo.json"), paths[1]]
-    through_thread: list[str] = []
-    ahead = read.read_ahead
-
-    def watched(run: list[str], **kw: Any) -> Any:
-        through_thread.extend(run)
-        return ahead(run, **kw)
-
-    monkeypatch.setattr(read, "read_ahead", watched)
+    through_thread = _watch_the_thread(monkeypatch)
     got = list(read.reads(paths))
     assert [p for p, _ in got] == paths
     assert [g if isinstance(g, bytes) else "refused" for _, g in got] == [
@@ -316,3 +322,63 @@ def test_files_on_a_network_filesystem_go_through_the_reading_thread_and_local_o
     ]
     assert "FIFO" in str(got[2][1])
     assert through_thread == (paths if threaded else paths[1:3])
+
+
+def _watch_the_thread(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths read_ahead is given from now on."""
+    from envcheck.fleet import read
+
+    through_thread: list[str] = []
+    ahead = read.read_ahead
+
+    def watched(run: list[str], **kw: Any) -> Any:
+        through_thread.extend(run)
+        return ahead(run, **kw)
+
+    monkeypatch.setattr(read, "read_ahead", watched)
+    return through_thread
+
+
+def test_a_file_mounted_on_its_own_or_under_a_hiding_mount_takes_the_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file bind-mounted from NFS into a local directory is a mount of its own; a local mount made
+    under a directory before NFS was mounted over that directory is hidden (what a path reaches is the
+    NFS). Only the file on the visible local mount is read where it is parsed."""
+    from envcheck.fleet import read
+
+    plain, own, hidden = (tmp_path / n for n in ("plain", "own", "hidden"))
+    for d in (plain, own, hidden / "below"):
+        d.mkdir(parents=True)
+    root, dev = os.path.realpath(tmp_path), _device(tmp_path)
+    _mountinfo(
+        tmp_path,
+        monkeypatch,
+        [
+            f"1 0 {dev} / / rw - ext4 /dev/sda1 rw",
+            f"2 1 0:70 / {root}/own/f.json rw - nfs4 s:/f.json rw",
+            f"3 1 {dev} / {root}/hidden/below rw - ext4 /dev/sda1 rw",
+            f"4 1 0:71 / {root}/hidden rw - nfs4 s:/h rw",
+        ],
+    )
+    paths = [str(plain / "f.json"), str(own / "f.json"), str(hidden / "below" / "f.json")]
+    for p in paths:
+        Path(p).write_text("{}")
+    through_thread = _watch_the_thread(monkeypatch)
+    assert [g for _, g in read.reads(paths)] == [b"{}"] * 3
+    assert through_thread == paths[1:]
+
+
+def test_a_file_on_a_device_no_local_mount_names_takes_the_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The path says local, but the opened file's device is none of the local mounts' (a btrfs
+    subvolume, an overlay's lower layer on NFS, a path swapped while it was read): not read here."""
+    from envcheck.fleet import read
+
+    _mountinfo(tmp_path, monkeypatch, ["1 0 8:99 / / rw - ext4 /dev/sdz1 rw"])
+    path = tmp_path / "f.json"
+    path.write_text("{}")
+    through_thread = _watch_the_thread(monkeypatch)
+    assert [g for _, g in read.reads([str(path)])] == [b"{}"]
+    assert through_thread == [str(path)]
