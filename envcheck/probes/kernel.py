@@ -151,7 +151,22 @@ def probe_kernel_log(env: Mapping[str, str], deadline_s: float | None = None, qu
     info = _info(log)
     if log.text is not None:
         parse(log.text, info)
+        if info.boots <= 1:
+            _earlier_from_state(env, info, log.source)
     return info
+
+
+def _earlier_from_state(env: Mapping[str, str], info: KernelLogInfo, source: str) -> None:
+    """Where the log holds this boot alone (a journal kept in memory, dmesg's ring buffer), the Xids the
+    healthcheck's state file kept from the boots it ran in before (:func:`since_last_run`): the full doctor
+    then judges an Xid back after reboots as the healthcheck does, instead of calling for a reboot where the
+    healthcheck calls for inspection. Only read: the healthcheck's place stays where its last run left it. A
+    saved log is another machine's, and is judged by itself."""
+    if env.get(KERNEL_LOG_ENV):
+        return
+    history = _history(_load_state(state_dir(env) / STATE_FILE), boot_id(env), source)
+    info.history = [replace(e, boot=-n) for n, (_, events) in enumerate(history, 1) for e in events]
+    info.history_boots = len(history)
 
 
 def _info(log: KernelLog) -> KernelLogInfo:

@@ -136,6 +136,9 @@ def log_details(info: KernelLogInfo) -> dict[str, Any]:
         details.update(boots_read=info.boots_read, ran_out=info.ran_out)
     if info.since is not None:
         details.update(read=info.since, state=info.state, earlier_boots=info.history_boots)
+    elif info.history_boots:
+        # the full doctor over a log of this boot alone, with the healthcheck's record of the boots before
+        details.update(earlier_boots=info.history_boots, earlier_boots_from="the healthcheck's state file")
     return details
 
 

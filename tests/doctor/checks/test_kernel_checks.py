@@ -479,8 +479,15 @@ class Journal:
         return (self.bin / "calls").read_text().splitlines()
 
     def quick(self) -> dict[str, Any]:
+        return self._xid("--quick")
+
+    def full(self) -> dict[str, Any]:
+        """kernel.xid as the full doctor runs it (over recent boots; this journal lists none but this one)."""
+        return self._xid("kernel.xid")
+
+    def _xid(self, how: str) -> dict[str, Any]:
         (self.bin / "calls").write_text("")
-        proc = subprocess.run([ENVCHECK, "doctor", "--quick", "--json"], capture_output=True, text=True,
+        proc = subprocess.run([ENVCHECK, "doctor", how, "--json"], capture_output=True, text=True,
                               env=self.env, timeout=120)  # fmt: skip
         assert proc.returncode in (0, 1), proc.stderr
         return {c["id"]: c for c in json.loads(proc.stdout)["checks"]}["kernel.xid"]
@@ -656,6 +663,13 @@ def test_the_healthcheck_escalates_an_xid_back_after_two_reboots_from_its_state_
     assert twice["fix"]["command"] == "sudo nvidia-bug-report.sh"
     (row,) = [r for r in twice["details"]["xids"] if r["xid"] == 79]
     assert (row["boots"], row["kept_boots"], row["action"]) == ([0], [-2, -1], "hardware inspection")
+    # The full doctor over the same journal, which holds this boot alone, reads the healthcheck's record of
+    # the boots before and says the same; it leaves the healthcheck's place where it was.
+    before = (journal.state / "kernel-log.json").read_bytes()
+    full = journal.full()
+    assert full["summary"].startswith("Xid 79 (GPU has fallen off the bus) on GPU 3: hardware inspection"), full
+    assert full["details"]["earlier_boots"] == 2 and "read" not in full["details"]
+    assert (journal.state / "kernel-log.json").read_bytes() == before
     kept = json.loads((journal.state / "kernel-log.json").read_text())
     assert [len(boot["xids"]) for boot in kept["history"]] == [1, 1]
     # The same boot's state without that history (as a state file written before it was kept): a reboot.

@@ -392,7 +392,9 @@ def cuda_site() -> Path:
 @needs_cuda_torch
 def test_the_fatbin_of_a_real_cuda_torch_holds_its_arch_list(cuda_site: Path) -> None:
     info = probe_torch(dict(os.environ), python=CUDA_TORCH_PYTHON)
-    targets = elf.fatbin_targets(cuda_site / "torch" / "lib" / "libtorch_cuda.so")
+    # What the fatbin holds, however long its walk takes here: the check's own one-second bound is for a
+    # warm page cache, and a loaded machine that has evicted this 1 GB library reads it from disk.
+    targets = elf.fatbin_targets(cuda_site / "torch" / "lib" / "libtorch_cuda.so", max_seconds=300)
     assert targets and set(info.arch_list) <= set(targets), (targets, info.arch_list)
 
 
