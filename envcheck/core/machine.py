@@ -212,6 +212,21 @@ def boot_id(env: Mapping[str, str] | None = None) -> str | None:
     return text.strip().replace("-", "") or None if text else None
 
 
+def boot_time(env: Mapping[str, str] | None = None) -> int | None:
+    """When this boot began by the wall clock (``btime`` of ``/proc/stat``, seconds since the epoch), as the
+    kernel works it out from the clock now: setting the clock moves it by as much, which is how a reader of
+    ``dmesg``'s wall-clock times tells that every line's time has moved. None where it cannot be read."""
+    text = read_text(procfs(env, "stat"), 1 << 16)
+    for line in (text or "").splitlines():
+        name, _, value = line.partition(" ")
+        if name == "btime":
+            try:
+                return int(value.strip())
+            except ValueError:
+                return None
+    return None
+
+
 def _read_saved(path: Path) -> KernelLog:
     """A saved log's newest :data:`KERNEL_LOG_MAX_BYTES` (the end of the file), from the start of a line."""
     source = f"{KERNEL_LOG_ENV}={path}"

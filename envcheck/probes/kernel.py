@@ -43,7 +43,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from envcheck.core.machine import KERNEL_LOG_DEADLINE_S, KERNEL_LOG_ENV, KernelLog, boot_id, read_kernel_log
+from envcheck.core.machine import (
+    KERNEL_LOG_DEADLINE_S,
+    KERNEL_LOG_ENV,
+    KernelLog,
+    boot_id,
+    boot_time,
+    read_kernel_log,
+)
 from envcheck.core.model import Fix
 from envcheck.probes.registry import probe
 
@@ -359,6 +366,7 @@ def _valid_top(state: Any) -> bool:
         all(_is_text(state.get(name)) for name in ("boot", "cursor", "last"))
         and isinstance(state.get("events"), list)
         and isinstance(state.get("history"), list | None)
+        and (state.get("btime") is None or _is_int(state["btime"]))
     )
 
 
@@ -529,6 +537,7 @@ def since_last_run(env: Mapping[str, str], budget_s: float) -> KernelLogInfo:
     state = previous = _load_state(path)
     saved = env.get(KERNEL_LOG_ENV)
     this_boot = None if saved else boot_id(env)
+    booted = None if saved else boot_time(env)
     if state is not None and not saved and (this_boot is None or state.get("boot") != this_boot):
         state = None
     cursor = state.get("cursor") if state and state.get("source") == "journalctl -k" else None
@@ -561,12 +570,16 @@ def since_last_run(env: Mapping[str, str], budget_s: float) -> KernelLogInfo:
             state = None
         place = state.get("position") if state else None
         kept_lines, position = _after(lines, place)
-        if place is not None and position is not None and (position["at"], position["same"]) < (
-            place["at"], place["same"]
-        ):  # fmt: skip
-            # The newest line is older than where the last run stopped: the wall clock was set back (dmesg prints
-            # each line's time from it), and every line since would be skipped for the rest of the boot. Read the
-            # boot again; what the earlier runs kept is not counted twice.
+        if place is not None and (
+            _clock_moved(state, booted)
+            or position is not None
+            and (position["at"], position["same"]) < (place["at"], place["same"])
+        ):
+            # dmesg prints each line's time from the wall clock, so setting the clock moves every line's time, the
+            # old ones' too: set forward, the lines already read would look new and be counted again; set back,
+            # the new ones would look old and be skipped for the rest of the boot. Where the boot's wall-clock
+            # start moved since the last run (or, without it, the newest line is older than where that run
+            # stopped), the boot is read again; what the earlier runs kept is not counted twice.
             kept_lines, position = _after(lines, None)
             reread = behind = True
         new = "\n".join(kept_lines) + "\n"
@@ -589,7 +602,7 @@ def since_last_run(env: Mapping[str, str], budget_s: float) -> KernelLogInfo:
     if reread and before != log.source:
         info.since = f"this boot again (read by {log.source}; the last run read {before})"
     elif behind:
-        info.since = "this boot again (its newest line is older than where the last run stopped: a clock set back)"
+        info.since = "this boot again (the wall clock was set since the last run, and dmesg's times moved with it)"
     elif reread:
         info.since = "this boot again (the journal no longer holds where the last run stopped)"
     if info.ran_out:
@@ -600,7 +613,8 @@ def since_last_run(env: Mapping[str, str], budget_s: float) -> KernelLogInfo:
         return info
     record = {
         "schema": STATE_SCHEMA, "source": log.source, "boot": this_boot, "cursor": log.cursor,
-        "position": position, "last": _last_time(new) or last, "events": [asdict(e) for e in _kept(info.events)],
+        "position": position, "btime": booted, "last": _last_time(new) or last,
+        "events": [asdict(e) for e in _kept(info.events)],
         "history": [{"boot": boot, "xids": [{"kind": e.kind, "device": e.device, "code": e.code} for e in events]}
                     for boot, events in history],
     }  # fmt: skip
@@ -612,6 +626,17 @@ def since_last_run(env: Mapping[str, str], budget_s: float) -> KernelLogInfo:
     else:
         info.state = f"the state could not be saved to {path} ({why}): the next run reads from the same point"
     return info
+
+
+#: Seconds the boot's wall-clock start may drift between runs (NTP slews the clock, a fraction of a second) before
+#: the clock counts as set.
+CLOCK_SET_S = 2
+
+
+def _clock_moved(state: dict[str, Any], booted: int | None) -> bool:
+    """Whether the wall clock was set since the run that left ``state``: the boot's wall-clock start moved."""
+    before = state.get("btime")
+    return before is not None and booted is not None and abs(booted - before) >= CLOCK_SET_S
 
 
 def _unseen(new: list[KernelEvent], earlier: list[KernelEvent]) -> list[KernelEvent]:

@@ -582,12 +582,42 @@ def test_a_clock_set_back_hides_no_xid_read_by_dmesg(tmp_path: Path) -> None:
     assert "Xid 48 (Double Bit ECC Error) on GPU 1" in journal.quick()["summary"]
     dmesg(9, USB.split("kernel: ")[1].strip(), "NVRM: Xid (PCI:0000:1a:00): 79, pid=1, name=x, fallen off the bus.")
     stepped = journal.quick()
-    assert stepped["details"]["read"].startswith("this boot again (its newest line is older"), stepped
+    assert stepped["details"]["read"].startswith("this boot again (the wall clock was set"), stepped
     assert "Xid 79 (GPU has fallen off the bus) on GPU 2: reboot" in stepped["summary"], stepped
     (row,) = [r for r in stepped["details"]["xids"] if r["xid"] == 48]
     assert row["count"] == 1, row
     dmesg(9, USB.split("kernel: ")[1].strip(), "NVRM: Xid (PCI:0000:1a:00): 79, pid=1, name=x, fallen off the bus.",
           "usb 1-1: USB disconnect, device number 3")  # fmt: skip
+    after = journal.quick()
+    assert after["details"]["read"].endswith(", 1 new line(s)"), after
+    assert {r["xid"]: r["count"] for r in after["details"]["xids"]} == {48: 1, 79: 1}
+
+
+def test_a_clock_set_forward_counts_no_xid_twice(tmp_path: Path) -> None:
+    """Set an hour forward, dmesg prints every line an hour later, the old ones too: all after where the last
+    run stopped. The boot's wall-clock start (/proc/stat's btime) moved by as much, so the boot is read again
+    and the Xid already read counted once; a new one is found."""
+    journal = Journal(tmp_path, "")
+    (journal.bin / "broken").write_text("")
+    ring = tmp_path / "ring"
+    (journal.bin / "dmesg").write_text(f"#!/bin/sh\ncat {ring}\n")
+    booted = 1_775_116_800
+
+    def dmesg(shift_h: int, *messages: str) -> None:
+        (tmp_path / "proc" / "stat").write_text(f"cpu  1 2 3 4\nbtime {booted + 3600 * shift_h}\nprocesses 9\n")
+        lines = ["Linux version 6.8.0-45-generic", "NVRM: Xid (PCI:0000:19:00): 48, pid=90211, name=python, DBE.",
+                 *messages]  # fmt: skip
+        ring.write_text(
+            "".join(f"2026-04-02T{10 + shift_h:02}:{m:02}:00,000000+00:00 {t}\n" for m, t in enumerate(lines))
+        )
+
+    dmesg(0)
+    assert "Xid 48 (Double Bit ECC Error) on GPU 1" in journal.quick()["summary"]
+    dmesg(1, "NVRM: Xid (PCI:0000:1a:00): 79, pid=1, name=x, fallen off the bus.")
+    moved = journal.quick()
+    assert moved["details"]["read"].startswith("this boot again (the wall clock was set"), moved
+    assert {r["xid"]: r["count"] for r in moved["details"]["xids"]} == {48: 1, 79: 1}, moved
+    dmesg(1, "NVRM: Xid (PCI:0000:1a:00): 79, pid=1, name=x, fallen off the bus.", USB.split("kernel: ")[1].strip())
     after = journal.quick()
     assert after["details"]["read"].endswith(", 1 new line(s)"), after
     assert {r["xid"]: r["count"] for r in after["details"]["xids"]} == {48: 1, 79: 1}
