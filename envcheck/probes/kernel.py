@@ -35,6 +35,7 @@ import json
 import math
 import os
 import re
+import socket
 import tempfile
 from collections import Counter
 from collections.abc import Mapping
@@ -43,6 +44,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from envcheck.core import files
 from envcheck.core.machine import (
     KERNEL_LOG_DEADLINE_S,
     KERNEL_LOG_ENV,
@@ -117,7 +119,8 @@ class KernelLogInfo:
     ``resumed``: the events include those of earlier runs of this boot (``lines`` counts the new lines only),
     ``history``: the Xids, SXids and GPUs off the bus the state file kept from earlier boots, one event per device
     and code, their ``boot`` counted back from this one over the boots the healthcheck ran in (-1 the last before
-    this one; a boot it never ran in is not counted), and ``history_boots``: how many earlier boots it kept."""
+    this one; a boot it never ran in is not counted), and ``history_boots``: how many earlier boots it kept. The full
+    doctor sets ``history`` too, from the same state file, where its log holds this boot alone."""
 
     readable: bool
     source: str
@@ -168,10 +171,19 @@ def _earlier_from_state(env: Mapping[str, str], info: KernelLogInfo, source: str
     healthcheck's state file kept from the boots it ran in before (:func:`since_last_run`): the full doctor
     then judges an Xid back after reboots as the healthcheck does, instead of calling for a reboot where the
     healthcheck calls for inspection. Only read: the healthcheck's place stays where its last run left it. A
-    saved log is another machine's, and is judged by itself."""
+    saved log is another machine's, and is judged by itself; so is a state another node left in a state directory
+    they share (:func:`_load_state`)."""
     if env.get(KERNEL_LOG_ENV):
         return
-    history = _history(_load_state(state_dir(env) / STATE_FILE), boot_id(env), source)
+    directory = state_dir(env)
+    if directory is None:
+        return
+    try:
+        # a home directory on a network filesystem whose server stopped answering must not hold the probe
+        previous = files.within(STATE_READ_S, lambda: _load_state(directory / STATE_FILE))
+    except (files.FileRefused, OSError, RuntimeError):
+        return
+    history = _history(previous, boot_id(env), source)
     info.history = [replace(e, boot=-n) for n, (_, events) in enumerate(history, 1) for e in events]
     info.history_boots = len(history)
 
@@ -309,6 +321,8 @@ def _severity(kind: str, qualifier: str | None) -> str:
 QUICK_READ_S = 2.0
 STATE_ENV = "ENVCHECK_STATE_DIR"
 STATE_FILE = "kernel-log.json"
+#: How long the full doctor waits for the healthcheck's state file (a home directory on a network filesystem).
+STATE_READ_S = 2.0
 STATE_SCHEMA = "envcheck.kernel_log_state/1"
 #: The events a run hands on to the next: what kernel.xid judges (the GPU's Xids, SXids, a GPU off the bus, and the
 #: driver naming a GPU, which is how a reset shows). Of each (kind, device, code) the newest are kept: a flood of
@@ -324,27 +338,35 @@ XIDS_PER_DEVICE = 8
 HISTORY_KINDS = ("xid", "off_bus", "sxid")
 
 
-def state_dir(env: Mapping[str, str]) -> Path:
+def state_dir(env: Mapping[str, str]) -> Path | None:
     """Where envcheck keeps what one healthcheck run hands to the next: ``ENVCHECK_STATE_DIR``, else
     ``$XDG_STATE_HOME/envcheck``, else ``~/.local/state/envcheck`` (the XDG Base Directory's state directory)."""
     if env.get(STATE_ENV):
         return Path(env[STATE_ENV])
     if env.get("XDG_STATE_HOME"):
         return Path(env["XDG_STATE_HOME"], "envcheck")
-    return Path(env.get("HOME") or Path.home(), ".local", "state", "envcheck")
+    home = env.get("HOME")
+    if not home:
+        try:
+            home = str(Path.home())
+        except RuntimeError:
+            return None  # no home directory (an arbitrary user id in a container) and no variable naming one
+    return Path(home, ".local", "state", "envcheck")
 
 
-def _load_state(path: Path) -> dict[str, Any] | None:
+def _load_state(path: Path | None) -> dict[str, Any] | None:
     """The state a previous run left, or None where there is none, or it is damaged or not envcheck's: then it is
     ignored (and replaced by this run's), never a crash. Every field is checked for its type and range here, so
     that the read and the checks after it can trust what they are given: one wrong value (a time that is text or
     NaN, a device that is a list) would otherwise fail every run, or skip every new line, until someone deleted
     the file."""
+    if path is None:
+        return None
     try:
         with open(path, "rb") as f:
             state = json.loads(f.read(1 << 20))
-        if not _valid_top(state):
-            return None
+        if not _valid_top(state) or state.get("host") not in (None, _HOST):
+            return None  # not envcheck's, or another node's (a home directory shared between nodes)
         events = [_event_from(e, KEPT_KINDS) for e in state["events"]]
         rows = [_history_from(row) for row in state.get("history") or []]
         return {**state, "events": events, "history": rows}
@@ -367,7 +389,13 @@ def _valid_top(state: Any) -> bool:
         and isinstance(state.get("events"), list)
         and isinstance(state.get("history"), list | None)
         and (state.get("btime") is None or _is_int(state["btime"]))
+        and _is_text(state.get("host"))
     )
+
+
+#: This node's name, kept in the state: a state directory shared by several nodes (a home directory on NFS) must not
+#: hand one node's place or Xids to another, whose boots it would take for its own earlier ones.
+_HOST = socket.gethostname()
 
 
 def _history_from(row: Any) -> tuple[str, list[KernelEvent]]:
@@ -533,7 +561,8 @@ def since_last_run(env: Mapping[str, str], budget_s: float) -> KernelLogInfo:
     state cannot be written (a read-only filesystem), every run reads this boot's whole log, and says so. A state
     of another boot hands on its Xids as history (:func:`_history`), for kernel.xid's rule on Xids back after
     reboots."""
-    path = state_dir(env) / STATE_FILE
+    directory = state_dir(env)
+    path = directory / STATE_FILE if directory is not None else None
     state = previous = _load_state(path)
     saved = env.get(KERNEL_LOG_ENV)
     this_boot = None if saved else boot_id(env)
@@ -570,18 +599,23 @@ def since_last_run(env: Mapping[str, str], budget_s: float) -> KernelLogInfo:
             state = None
         place = state.get("position") if state else None
         kept_lines, position = _after(lines, place)
+        # Read again after the log: a clock set while dmesg ran moved the lines it printed too.
+        after = None if saved else boot_time(env)
         if place is not None and (
-            _clock_moved(state, booted)
+            _wall_clock(lines)
+            and (_clock_moved(state.get("btime"), booted) or _clock_moved(booted, after))
             or position is not None
             and (position["at"], position["same"]) < (place["at"], place["same"])
         ):
             # dmesg prints each line's time from the wall clock, so setting the clock moves every line's time, the
             # old ones' too: set forward, the lines already read would look new and be counted again; set back,
             # the new ones would look old and be skipped for the rest of the boot. Where the boot's wall-clock
-            # start moved since the last run (or, without it, the newest line is older than where that run
-            # stopped), the boot is read again; what the earlier runs kept is not counted twice.
+            # start moved since the last run (whole seconds: a step of less than a second may not show), or the
+            # newest line is older than where that run stopped, the boot is read again; what the earlier runs
+            # kept is not counted twice.
             kept_lines, position = _after(lines, None)
             reread = behind = True
+        booted = after if after is not None else booted
         new = "\n".join(kept_lines) + "\n"
     parse(new, info)
     new_events = [e for e in info.events if e.boot == 0]
@@ -613,11 +647,17 @@ def since_last_run(env: Mapping[str, str], budget_s: float) -> KernelLogInfo:
         return info
     record = {
         "schema": STATE_SCHEMA, "source": log.source, "boot": this_boot, "cursor": log.cursor,
-        "position": position, "btime": booted, "last": _last_time(new) or last,
+        "host": _HOST, "position": position, "btime": booted, "last": _last_time(new) or last,
         "events": [asdict(e) for e in _kept(info.events)],
         "history": [{"boot": boot, "xids": [{"kind": e.kind, "device": e.device, "code": e.code} for e in events]}
                     for boot, events in history],
     }  # fmt: skip
+    if path is None:
+        info.state = (
+            "no state could be kept (no home directory, and neither ENVCHECK_STATE_DIR nor XDG_STATE_HOME is "
+            "set): this boot's whole log read"
+        )
+        return info
     why = _save_state(path, record)
     if why is None:
         info.state = f"kept in {path}"
@@ -628,15 +668,20 @@ def since_last_run(env: Mapping[str, str], budget_s: float) -> KernelLogInfo:
     return info
 
 
-#: Seconds the boot's wall-clock start may drift between runs (NTP slews the clock, a fraction of a second) before
-#: the clock counts as set.
-CLOCK_SET_S = 2
+def _clock_moved(before: int | None, now: int | None) -> bool:
+    """Whether the wall clock was set between two readings of the boot's wall-clock start (``btime``: the kernel
+    moves it only when the clock is stepped; NTP's slewing leaves it be)."""
+    return before is not None and now is not None and now != before
 
 
-def _clock_moved(state: dict[str, Any], booted: int | None) -> bool:
-    """Whether the wall clock was set since the run that left ``state``: the boot's wall-clock start moved."""
-    before = state.get("btime")
-    return before is not None and booted is not None and abs(booted - before) >= CLOCK_SET_S
+def _wall_clock(lines: list[str]) -> bool:
+    """Whether the log's times are the wall clock's (``dmesg --time-format iso``), not seconds after boot
+    (busybox's plain ``dmesg``), which a clock set does not move."""
+    for raw in lines:
+        stamp = split_line(raw)[0]
+        if stamp:
+            return not stamp.endswith(" s after boot")
+    return False
 
 
 def _unseen(new: list[KernelEvent], earlier: list[KernelEvent]) -> list[KernelEvent]:

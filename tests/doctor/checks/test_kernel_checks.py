@@ -623,6 +623,81 @@ def test_a_clock_set_forward_counts_no_xid_twice(tmp_path: Path) -> None:
     assert {r["xid"]: r["count"] for r in after["details"]["xids"]} == {48: 1, 79: 1}
 
 
+def _ring(tmp_path: Path) -> tuple[Journal, Path]:
+    """A Journal whose journalctl is broken, so dmesg (a script printing the file ``ring``) reads the log."""
+    journal = Journal(tmp_path, "")
+    (journal.bin / "broken").write_text("")
+    ring = tmp_path / "ring"
+    (journal.bin / "dmesg").write_text(f"#!/bin/sh\ncat {ring}\n")
+    return journal, ring
+
+
+def test_a_clock_set_while_dmesg_runs_counts_no_xid_twice(tmp_path: Path) -> None:
+    """The boot's start read before the log is the last run's; the clock is set while dmesg prints (every line an
+    hour later): read after the log, the boot's start has moved, and the boot is read again."""
+    journal, ring = _ring(tmp_path)
+    stat = tmp_path / "proc" / "stat"
+    stat.write_text("btime 1775116800\n")
+    lines = ["Linux version 6.8.0-45-generic", "NVRM: Xid (PCI:0000:19:00): 48, pid=90211, name=python, DBE."]
+    ring.write_text("".join(f"2026-04-02T10:{m:02}:00,000000+00:00 {t}\n" for m, t in enumerate(lines)))
+    assert "Xid 48 (Double Bit ECC Error) on GPU 1" in journal.quick()["summary"]
+    shifted = "".join(f"2026-04-02T11:{m:02}:00,000000+00:00 {t}\n" for m, t in enumerate(lines))
+    (journal.bin / "dmesg").write_text(f"#!/bin/sh\necho 'btime 1775120400' > {stat}\ncat <<'EOF'\n{shifted}EOF\n")
+    moved = journal.quick()
+    assert moved["details"]["read"].startswith("this boot again (the wall clock was set"), moved
+    assert {r["xid"]: r["count"] for r in moved["details"]["xids"]} == {48: 1}, moved
+
+
+def test_seconds_after_boot_are_not_moved_by_a_clock_set(tmp_path: Path) -> None:
+    """busybox's dmesg prints seconds after boot, which setting the clock does not move: the run goes on from
+    where the last one stopped, whatever the boot's wall-clock start did."""
+    journal, ring = _ring(tmp_path)
+    stat = tmp_path / "proc" / "stat"
+    lines = ["Linux version 6.8.0-45-generic", "NVRM: Xid (PCI:0000:19:00): 48, pid=90211, name=python, DBE."]
+    stat.write_text("btime 1775116800\n")
+    ring.write_text("".join(f"[  {10 + m}.000000] {t}\n" for m, t in enumerate(lines)))
+    journal.quick()
+    stat.write_text("btime 1775120400\n")
+    ring.write_text("".join(f"[  {10 + m}.000000] {t}\n" for m, t in enumerate([*lines, USB.split("kernel: ")[1]])))
+    after = journal.quick()
+    assert after["details"]["read"].endswith(", 1 new line(s)"), after
+    assert {r["xid"]: r["count"] for r in after["details"]["xids"]} == {48: 1}
+
+
+def test_another_nodes_state_in_a_shared_directory_is_neither_resumed_nor_history(tmp_path: Path) -> None:
+    """A home directory shared by nodes (NFS) holds one state file: another node's boot is not this node's
+    earlier boot, and its place is not this node's place."""
+    journal = Journal(tmp_path, xid_79_on_gpu_3(1))
+    journal.quick()
+    reboot(journal, tmp_path, "0a1b2c3d-4e5f-4677-8899-aabbccddeeff", 2)
+    reboot(journal, tmp_path, "5d6e7f80-9a1b-4c2d-8e3f-405162738495", 3)
+    own = journal.full()
+    assert own["summary"].startswith("Xid 79 (GPU has fallen off the bus) on GPU 3: reboot"), own  # one boot kept
+    state = journal.state / "kernel-log.json"
+    kept = json.loads(state.read_text())
+    kept.update(host="another-node", history=[{"boot": "b1", "xids": [{"kind": "off_bus", "device": "0000:1b:00",
+                                                                       "code": None}]}])  # fmt: skip
+    state.write_text(json.dumps(kept))
+    full = journal.full()
+    assert "earlier_boots" not in full["details"], full
+    quick = journal.quick()
+    assert quick["details"]["read"] == "this boot" and quick["details"]["earlier_boots"] == 0, quick
+
+
+def test_no_home_directory_keeps_no_state_and_breaks_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An arbitrary user id in a container: no HOME, no passwd entry, no variable naming a state directory."""
+    from envcheck.probes import kernel
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    assert kernel.state_dir({}) is None
+    info = kernel.KernelLogInfo(True, "dmesg", boots=1)
+    kernel._earlier_from_state({}, info, "dmesg")
+    assert info.history == [] and info.history_boots == 0
+
+
 def test_a_cursor_the_journal_rotated_away_reads_the_boot_again_and_keeps_its_xids(tmp_path: Path) -> None:
     """The journal no longer knows the cursor (journalctl refuses it): this boot is read again from what the
     journal still holds, and the GPU events the earlier runs of this boot found are still judged."""
