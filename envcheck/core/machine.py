@@ -216,7 +216,8 @@ def boot_time(env: Mapping[str, str] | None = None) -> int | None:
     """When this boot began by the wall clock (``btime`` of ``/proc/stat``, seconds since the epoch), as the
     kernel works it out from the clock now: setting the clock moves it by as much, which is how a reader of
     ``dmesg``'s wall-clock times tells that every line's time has moved. None where it cannot be read."""
-    text = read_text(procfs(env, "stat"), 1 << 16)
+    # whole: btime follows a line per CPU and the interrupt counts, past 64 KiB on a machine of hundreds of CPUs
+    text = read_text(procfs(env, "stat"), 16 << 20)
     for line in (text or "").splitlines():
         name, _, value = line.partition(" ")
         if name == "btime":

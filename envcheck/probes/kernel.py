@@ -184,6 +184,11 @@ def _earlier_from_state(env: Mapping[str, str], info: KernelLogInfo, source: str
     except (files.FileRefused, OSError, RuntimeError):
         return
     history = _history(previous, boot_id(env), source)
+    _hand_on(info, history)
+
+
+def _hand_on(info: KernelLogInfo, history: list[tuple[str, list[KernelEvent]]]) -> None:
+    """The earlier boots' Xids (newest boot first) as ``info.history``, each boot counted back from this one."""
     info.history = [replace(e, boot=-n) for n, (_, events) in enumerate(history, 1) for e in events]
     info.history_boots = len(history)
 
@@ -624,8 +629,7 @@ def since_last_run(env: Mapping[str, str], budget_s: float) -> KernelLogInfo:
         new_events = _unseen(new_events, earlier)
     info.events = earlier + new_events
     history = _history(previous, this_boot, log.source)
-    info.history = [replace(e, boot=-n) for n, (_, events) in enumerate(history, 1) for e in events]
-    info.history_boots = len(history)
+    _hand_on(info, history)
     info.boots = 1
     info.resumed = state is not None
     for event in earlier:
