@@ -313,7 +313,7 @@ def _fix(value: Any) -> dict[str, str | None] | None:
     text, command = _str(fix.get("text")), _str(fix.get("command"))
     if not (text or command):
         return None
-    return {"text": _intern(text) if text else text, "command": _intern(command) if command else command}
+    return {"text": _intern(text), "command": _intern(command)}
 
 
 def _spec_verdicts(source: str, kind: str, verdicts: Any) -> list[tuple[str | None, Problem]]:
@@ -356,7 +356,6 @@ class _Named(NamedTuple):
 def _named(device: dict[str, Any]) -> _Named:
     kind = "gpu" if device.get("kind") in ("cuda", "gpu") else _intern(str(device.get("kind") or "cpu"))
     index = device.get("index")
-    pci = _str(device.get("pci_bus_id"))
     # Names that repeat on every node (a model, the bus ids of an 8-GPU board) are one string for a
     # worker's batch (see _intern); a UUID is the device's own.
     return _Named(
@@ -364,7 +363,7 @@ def _named(device: dict[str, Any]) -> _Named:
         _intern(_str(device.get("model")) or "unknown model"),
         _str(device.get("uuid")),
         index if isinstance(index, int) else None,
-        _intern(pci) if pci else pci,
+        _intern(_str(device.get("pci_bus_id"))),
     )
 
 

@@ -189,6 +189,7 @@ class _Local:
 
     def __init__(self) -> None:
         self.visible: list[tuple[str, str]] | None = None  # (mount point, type), the longest first
+        self.points: dict[str, str] = {}  # the same, by mount point
         self.devices: set[int] = set()
         self.directories: dict[str, str | None] = {}  # a directory as given -> its real path, if local
 
@@ -197,7 +198,12 @@ class _Local:
         real = self.directories.get(directory, "")
         if real == "":
             real = self.directories[directory] = self._real_if_local(directory)
-        if real is None or not self._on_local(os.path.join(real, name)):
+        if real is None:
+            return None
+        # In a local directory, a file lies on its directory's mount unless it is a mount point itself (a
+        # file bind-mounted on its own): then its own mount's type decides.
+        own = self.points.get(os.path.join(real, name))
+        if own is not None and own not in LOCAL_FILESYSTEMS:
             return None
         flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC
         try:
@@ -241,6 +247,7 @@ class _Local:
             shown[mount.point] = mount.kind
             if mount.kind in LOCAL_FILESYSTEMS:
                 self.devices.add(os.makedev(*mount.device))
+        self.points = shown
         return sorted(shown.items(), key=lambda m: -len(m[0]))
 
 

@@ -34,7 +34,7 @@ from typing import Any
 from envcheck.core.model import to_jsonable
 from envcheck.core.redact import remembered, scrubber
 from envcheck.core.report import FLEET_SCHEMA, HostIdentity, Summary, envelope, verdict_of
-from envcheck.fleet.kinds import Problem, ReportRef
+from envcheck.fleet.kinds import Problem
 from envcheck.fleet.merge import Comparison, Device, Figure, FleetReport, Node, ProblemGroup, SlowDevice, field_title
 
 
@@ -208,8 +208,7 @@ def device_figures(
             if held is None or value > held:
                 column[at] = value
     return {
-        # device_key, inline: eighty thousand devices for 10 000 nodes
-        "devices": clean.all([d.uuid or f"{d.hostname}/{d.device}" for d in devices]),
+        "devices": clean.all([device_key(d.hostname, d.device, d.uuid) for d in devices]),
         "hosts": clean.all([d.hostname for d in devices]),
         "values": columns,
     }
@@ -250,39 +249,16 @@ def _nodes(nodes: tuple[Node, ...], clean: remembered) -> list[dict[str, Any]]:
             shared = clean.record(p.to_json())
             if key is not None:
                 made[key] = shared
-        # the keys in Problem.to_json's order
-        return {
-            "report": shared["report"],
-            "source": clean(p.source),
-            "id": shared["id"],
-            "status": shared["status"],
-            "summary": shared["summary"],
-            "fix": shared["fix"],
-        }
+        return {**shared, "source": clean(p.source)}  # Problem.to_json's keys, in its order
 
-    def ref(r: ReportRef) -> dict[str, Any]:
-        # ReportRef.to_json, its strings redacted
-        return {
-            "kind": clean(r.kind),
-            "source": clean(r.source),
-            "status": r.status.value,
-            "exit_code": r.exit_code,
-            "generated_at": clean(r.generated_at) if isinstance(r.generated_at, str) else r.generated_at,
-        }
-
-    return [_node(n, clean, problem, ref) for n in nodes]
+    return [_node(n, clean, problem) for n in nodes]
 
 
-def _node(
-    node: Node,
-    clean: remembered,
-    problem: Callable[[Problem], dict[str, Any]],
-    ref: Callable[[ReportRef], dict[str, Any]],
-) -> dict[str, Any]:
+def _node(node: Node, clean: remembered, problem: Callable[[Problem], dict[str, Any]]) -> dict[str, Any]:
     return {
         "hostname": clean(node.hostname),
         "status": node.status.value,
-        "reports": [ref(r) for r in node.reports],
+        "reports": [clean.record(r.to_json()) for r in node.reports],
         "failing": [problem(p) for p in node.failing],
         "warnings": [problem(p) for p in node.warnings],
         "slow": [
