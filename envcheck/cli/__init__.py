@@ -7,6 +7,7 @@ Adding a command is one package with a ``cli.py`` and one line in :data:`COMMAND
 
 from __future__ import annotations
 
+import errno
 import importlib
 import time
 from typing import Any
@@ -79,6 +80,12 @@ class _Commands(click.Group):
             from envcheck.cli.terminal import fail
 
             fail(ctx.invoked_subcommand or "envcheck", str(exc), exc.exit_code)
+        except OSError as exc:
+            if isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE:
+                from envcheck.cli.terminal import ReaderGone
+
+                raise ReaderGone from exc
+            raise
 
     def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         from envcheck.cli.terminal import run_guarded

@@ -122,6 +122,12 @@ def error(message: str) -> None:
         pass
 
 
+class ReaderGone(Exception):  # noqa: N818 - what happened, not an error of envcheck's
+    """stdout's reader went away while a command wrote its report. Raised in place of the command's
+    BrokenPipeError (:meth:`envcheck.cli._Commands.invoke`): click's main answers EPIPE with exit 1, the
+    code for "a check failed", even when asked not to stand alone, and lets anything else through."""
+
+
 def run_guarded(main: Any) -> None:
     """Run the click group and map what can go wrong while printing to the exit policy:
 
@@ -151,6 +157,9 @@ def run_guarded(main: Any) -> None:
         raise exc
     except KeyboardInterrupt as exc:
         sys.exit(_stopped(exc))
+    except ReaderGone:
+        _quiet_stdout()
+        sys.exit(int(ExitCode.BROKEN_PIPE))
     except OSError as exc:
         _quiet_stdout()
         if isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE:

@@ -74,6 +74,31 @@ def test_a_closed_pipe_is_sigpipes_exit_code_not_a_failed_check():
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
 
 
+@pytest.mark.parametrize(
+    "fmt",
+    [["--json"], ["-v"], ["--format", "markdown"]],
+    ids=["json written as bytes", "text through rich", "markdown"],
+)
+def test_a_pipe_whose_reader_is_gone_before_the_write_is_exit_141_in_every_format(fmt):
+    # A check fails in this scenario, so the run's own code would be 1: 141 must not read as "a check failed"
+    # (click's main answers EPIPE with 1 unless the command's error is handed past it).
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write now meets EPIPE, however small the report
+    try:
+        proc = subprocess.run(
+            [ENVCHECK, "doctor", "--quick", *fmt],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env_with(ENVCHECK_FAKE_NVML="ecc_uncorrected_row_remap"),
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141, proc.stderr
+    assert proc.stderr == "", proc.stderr  # silent, as a process killed by SIGPIPE would be
+
+
 def test_output_file_gets_the_format_its_suffix_names(tmp_path):
     report = tmp_path / "report.md"
     proc = run("doctor", "--quick", "--output", str(report))
