@@ -148,12 +148,22 @@ def read_files(paths: Sequence[str]) -> Iterator[NodeReport | Skipped]:
 #: Filesystems whose files come from this machine's own memory and disks. A file on one of them is read
 #: where it is parsed (:func:`reads`); any other (on NFS, CIFS, Lustre, GPFS, a FUSE mount, a filesystem
 #: not named here) goes through the reading thread of :func:`read_ahead`, which refuses a file whose
-#: server never answers instead of waiting for it. A block device that is itself remote (iSCSI, NBD, RBD,
-#: a loop file on NFS) carries one of these types and is read as local.
+#: server never answers instead of waiting for it. So does a file on one of these types whose block
+#: device is itself remote (:data:`REMOTE_BLOCK`).
 LOCAL_FILESYSTEMS = frozenset(
     {"ext2", "ext3", "ext4", "xfs", "btrfs", "zfs", "f2fs", "bcachefs", "jfs", "reiserfs", "tmpfs", "ramfs"}
     | {"overlay", "squashfs", "iso9660", "vfat", "exfat", "ntfs3"}
 )
+
+#: Where sysfs places a block device whose blocks come over a network (``/sys/dev/block/MAJ:MIN`` resolved):
+#: NBD and Ceph RBD devices (and their partitions), an iSCSI session's disks, NVMe over fabrics (TCP, RDMA,
+#: FC). A loop device over a file that is not local, and a device-mapper or md device built on any of
+#: these, are remote too (:meth:`_Local._remote`).
+REMOTE_BLOCK = re.compile(r"/(?:nbd|rbd)\d+(?:/|$)|/session\d+/|/nvme-fabrics/")
+
+#: How deep device-mapper, md and loop devices are followed down to the devices they are built on; a
+#: stack deeper than this is counted as remote (read through the thread: slower, never stuck).
+MAX_STACK = 8
 
 
 def reads(paths: Sequence[str]) -> Iterator[tuple[str, bytes | files.FileRefused]]:
@@ -182,16 +192,19 @@ def reads(paths: Sequence[str]) -> Iterator[tuple[str, bytes | files.FileRefused
 
 class _Local:
     """Reads a file here when nothing on its way can be a network filesystem: its path, as the real path
-    of its directory, lies under a visible mount of a local type (:data:`LOCAL_FILESYSTEMS`; a file
-    bind-mounted on its own is a mount of its own, and a mount hidden by a later one over it does not
-    count), and, once opened without following a symbolic link, it is a regular file on a device of
-    such a mount. Anything else is left to the reading thread (:meth:`read` returns None)."""
+    of its directory, lies under a visible local mount (a file bind-mounted on its own is a mount of its
+    own, and a mount hidden by a later one over it does not count), and, once opened without following a
+    symbolic link, it is a regular file on a device of such a mount. A mount is local when its type is
+    (:data:`LOCAL_FILESYSTEMS`) and its block device, if it has one, is not remote (:meth:`_remote`).
+    Anything else is left to the reading thread (:meth:`read` returns None)."""
 
     def __init__(self) -> None:
-        self.visible: list[tuple[str, str]] | None = None  # (mount point, type), the longest first
-        self.points: dict[str, str] = {}  # the same, by mount point
+        self.visible: list[tuple[str, bool]] | None = None  # (mount point, local), the longest first
+        self.points: dict[str, bool] = {}  # the same, by mount point
         self.devices: set[int] = set()
         self.directories: dict[str, str | None] = {}  # a directory as given -> its real path, if local
+        self.mounts: list[machine.Mount] = []  # the visible mounts, the longest point first
+        self.remote: dict[tuple[int, int], bool] = {}
 
     def read(self, path: str) -> bytes | files.FileRefused | None:
         directory, name = os.path.split(path)
@@ -201,9 +214,8 @@ class _Local:
         if real is None:
             return None
         # In a local directory, a file lies on its directory's mount unless it is a mount point itself (a
-        # file bind-mounted on its own): then its own mount's type decides.
-        own = self.points.get(os.path.join(real, name))
-        if own is not None and own not in LOCAL_FILESYSTEMS:
+        # file bind-mounted on its own): then its own mount decides.
+        if self.points.get(os.path.join(real, name)) is False:
             return None
         flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC
         try:
@@ -232,23 +244,68 @@ class _Local:
     def _on_local(self, real: str) -> bool:
         if self.visible is None:
             self.visible = self._visible()
-        for point, kind in self.visible:
+        for point, local in self.visible:
             if real == point or real.startswith(point.rstrip("/") + "/"):
-                return kind in LOCAL_FILESYSTEMS
+                return local
         return False
 
-    def _visible(self) -> list[tuple[str, str]]:
-        """The mounts a path can reach: a mount made over a directory hides those made under it before."""
-        shown: dict[str, str] = {}
+    def _visible(self) -> list[tuple[str, bool]]:
+        """The mounts a path can reach (a mount made over a directory hides those made under it before),
+        each with whether it is local."""
+        shown: dict[str, machine.Mount] = {}
         for mount in machine.mounts():
             under = mount.point.rstrip("/") + "/"
             for point in [p for p in shown if p == mount.point or p.startswith(under)]:
                 del shown[point]
-            shown[mount.point] = mount.kind
-            if mount.kind in LOCAL_FILESYSTEMS:
+            shown[mount.point] = mount
+        self.mounts = sorted(shown.values(), key=lambda m: -len(m.point))
+        for mount in self.mounts:
+            local = mount.kind in LOCAL_FILESYSTEMS and not self._remote(mount.device)
+            self.points[mount.point] = local
+            if local:
                 self.devices.add(os.makedev(*mount.device))
-        self.points = shown
-        return sorted(shown.items(), key=lambda m: -len(m[0]))
+        return [(m.point, self.points[m.point]) for m in self.mounts]
+
+    def _mount_of(self, real: str) -> machine.Mount | None:
+        for mount in self.mounts:
+            if real == mount.point or real.startswith(mount.point.rstrip("/") + "/"):
+                return mount
+        return None
+
+    def _remote(self, device: tuple[int, int], depth: int = 0) -> bool:
+        """Whether reading a block device may wait on a network (:data:`REMOTE_BLOCK`; a loop device over
+        a file that is not on a local mount; a device-mapper or md device with such a device below it). A
+        device sysfs does not show counts as remote: the thread's read is slower, never stuck. A device
+        numbered 0:N is no block device (tmpfs, overlay, btrfs, ZFS): its filesystem's type decides."""
+        if device[0] == 0:
+            return False
+        found = self.remote.get(device)
+        if found is None:
+            self.remote[device] = True  # while it is being judged: a loop back to it counts as remote
+            found = self.remote[device] = depth >= MAX_STACK or self._judge(device, depth)
+        return found
+
+    def _judge(self, device: tuple[int, int], depth: int) -> bool:
+        path = machine.link_target(machine.sysfs(None, "dev", "block", f"{device[0]}:{device[1]}"))
+        if path is None:
+            return True
+        if REMOTE_BLOCK.search(path.as_posix()):
+            return True
+        if path.name.startswith("loop"):
+            # its file, as the kernel names it (a partition's is its loop device's)
+            backing = next(
+                (t.strip() for d in (path, path.parent) if (t := machine.read_text(d / "loop" / "backing_file"))), ""
+            )
+            mount = self._mount_of(backing.removesuffix(" (deleted)")) if backing.startswith("/") else None
+            return mount is None or mount.kind not in LOCAL_FILESYSTEMS or self._remote(mount.device, depth + 1)
+        for below in machine.listdir(path / "slaves"):
+            numbers = (machine.read_text(path / "slaves" / below / "dev") or "").strip().split(":")
+            try:
+                if self._remote((int(numbers[0]), int(numbers[1])), depth + 1):
+                    return True
+            except (IndexError, ValueError):
+                return True
+        return False
 
 
 def _parse_file(shown: str, data: bytes | files.FileRefused) -> Iterator[NodeReport | Skipped]:

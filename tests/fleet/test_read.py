@@ -249,12 +249,31 @@ def test_the_bench_headlines_are_read_in_one_pass_as_the_lab_spec_picks_them(res
     assert got == _headline_readings(doc)
 
 
-def _mountinfo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lines: list[str]) -> None:
-    """This process's mounts as a captured /proc states them (envcheck.core.machine reads it there)."""
+def _mountinfo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lines: list[str], blocks: dict[str, str] | None = None
+) -> Path:
+    """This process's mounts as a captured /proc states them, and its block devices as a captured /sys
+    places them (envcheck.core.machine reads both there): ``blocks`` maps a device number to where sysfs
+    puts it; any other device the lines name is a local SATA disk. Returns the captured /sys."""
     proc = tmp_path / "proc" / "self"
     proc.mkdir(parents=True)
     (proc / "mountinfo").write_bytes(os.fsencode("\n".join(lines) + "\n"))
     monkeypatch.setenv("ENVCHECK_PROCFS", str(tmp_path / "proc"))
+    sysfs = tmp_path / "sys"
+    (sysfs / "dev" / "block").mkdir(parents=True)
+    placed = dict(blocks or {})
+    for n, line in enumerate(lines):
+        number = line.split(" ")[2]
+        if not number.startswith("0:"):
+            placed.setdefault(
+                number, f"devices/pci0000:00/0000:00:1f.2/ata{n}/host{n}/target{n}:0:0/{n}:0:0:0/block/sd{n}"
+            )
+    for number, where in placed.items():
+        (sysfs / where).mkdir(parents=True, exist_ok=True)
+        (sysfs / where / "dev").write_text(number + "\n")
+        (sysfs / "dev" / "block" / number).symlink_to(Path("../..", where))
+    monkeypatch.setenv("ENVCHECK_SYSFS", str(sysfs))
+    return sysfs
 
 
 def test_mounts_are_read_with_their_types_devices_and_escapes() -> None:
@@ -382,3 +401,110 @@ def test_a_file_on_a_device_no_local_mount_names_takes_the_thread(
     through_thread = _watch_the_thread(monkeypatch)
     assert [g for _, g in read.reads([str(path)])] == [b"{}"]
     assert through_thread == [str(path)]
+
+
+ISCSI_DISK = "devices/platform/host3/session1/target3:0:0/3:0:0:0/block/sdb"
+
+
+@pytest.mark.parametrize(
+    ("where", "remote"),
+    [
+        ("devices/pci0000:00/0000:00:04.0/nvme/nvme0/nvme0n1", False),
+        ("devices/pci0000:00/0000:00:02.0/virtio1/block/vda", False),
+        ("devices/virtual/block/nbd0", True),
+        ("devices/virtual/block/nbd0/nbd0p1", True),
+        ("devices/virtual/block/rbd3", True),
+        (ISCSI_DISK, True),
+        ("devices/virtual/nvme-fabrics/ctl/nvme1/nvme1n1", True),
+        (None, True),  # sysfs does not show it: envcheck cannot tell
+    ],
+    ids=["nvme", "virtio", "nbd", "nbd-partition", "rbd", "iscsi", "nvme-over-tcp", "unknown"],
+)
+def test_a_block_device_is_remote_where_sysfs_places_it_on_a_network(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str | None, remote: bool
+) -> None:
+    from envcheck.fleet import read
+
+    sysfs = _mountinfo(tmp_path, monkeypatch, ["1 0 0:20 / / rw - tmpfs t rw"], {} if where is None else {"9:1": where})
+    assert (sysfs / "dev" / "block" / "9:1").exists() is (where is not None)
+    local = read._Local()
+    local._visible()
+    assert local._remote((9, 1)) is remote
+    assert local._remote((0, 40)) is False  # no block device: its filesystem's type decides
+
+
+def test_loop_device_mapper_and_md_devices_are_judged_by_what_they_are_built_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loop device is as remote as its file's mount; a dm or md device as the devices below it, however
+    deep, and a stack that leads back to itself or past MAX_STACK counts as remote."""
+    from envcheck.fleet import read
+
+    blocks = {
+        "8:16": ISCSI_DISK,
+        "8:0": "devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sda",
+        "7:0": "devices/virtual/block/loop0",  # its file on NFS
+        "7:1": "devices/virtual/block/loop1",  # its file on the local disk
+        "7:2": "devices/virtual/block/loop1/loop1p1",  # a partition of that loop device
+        "252:0": "devices/virtual/block/dm-0",  # on the iSCSI disk
+        "252:1": "devices/virtual/block/dm-1",  # on the local disk and loop1
+        "9:0": "devices/virtual/block/md0",  # on dm-1
+        "252:2": "devices/virtual/block/dm-2",  # on itself
+    }
+    sysfs = _mountinfo(
+        tmp_path,
+        monkeypatch,
+        ["1 0 8:0 / / rw - ext4 /dev/sda rw", "2 1 0:60 / /mnt/nfs rw - nfs4 s:/e rw"],
+        blocks,
+    )
+    for loop, image in (("loop0", "/mnt/nfs/images/a.ext4"), ("loop1", "/var/images/b.img (deleted)")):
+        (sysfs / "devices/virtual/block" / loop / "loop").mkdir()
+        (sysfs / "devices/virtual/block" / loop / "loop" / "backing_file").write_text(image + "\n")
+    for dm, below in (("dm-0", ["sdb"]), ("dm-1", ["sda", "loop1"]), ("md0", ["dm-1"]), ("dm-2", ["dm-2"])):
+        for name in below:
+            number = {"sdb": "8:16", "sda": "8:0", "loop1": "7:1", "dm-1": "252:1", "dm-2": "252:2"}[name]
+            (sysfs / "devices/virtual/block" / dm / "slaves" / name).mkdir(parents=True)
+            (sysfs / "devices/virtual/block" / dm / "slaves" / name / "dev").write_text(number + "\n")
+    local = read._Local()
+    local._visible()
+    judged = {n: local._remote(tuple(map(int, n.split(":")))) for n in blocks}
+    assert judged == {
+        "8:16": True,
+        "8:0": False,
+        "7:0": True,
+        "7:1": False,
+        "7:2": False,
+        "252:0": True,
+        "252:1": False,
+        "9:0": False,
+        "252:2": True,
+    }
+    monkeypatch.setattr(read, "MAX_STACK", 1)
+    deep = read._Local()
+    deep._visible()
+    assert deep._remote((9, 0)) is True  # md0 -> dm-1 -> sda is deeper than one level
+
+
+def test_a_local_filesystem_on_a_remote_block_device_takes_the_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ext4 on an NBD or iSCSI disk is ext4 by its type, but a read of it waits on the network: its files go
+    through the reading thread, which gives up on a disk that stopped answering."""
+    from envcheck.fleet import read
+
+    data = tmp_path / "data"
+    data.mkdir()
+    number = _device(data)
+    if number.startswith("0:"):
+        pytest.skip("the test's directory is on a filesystem without a block device, which no sysfs can place")
+    path = data / "f.json"
+    path.write_text("{}")
+    lines = [f"1 0 {number} / / rw - ext4 /dev/sdz rw"]
+    for where, threaded in ((ISCSI_DISK, True), ("devices/pci0000:00/0000:00:1f.2/ata1/block/sda", False)):
+        with monkeypatch.context() as m:
+            case = tmp_path / ("remote" if threaded else "local")
+            case.mkdir()
+            _mountinfo(case, m, lines, {number: where})
+            through_thread = _watch_the_thread(m)
+            assert [g for _, g in read.reads([str(path)])] == [b"{}"]
+            assert through_thread == ([str(path)] if threaded else [])
