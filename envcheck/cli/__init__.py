@@ -82,9 +82,12 @@ class _Commands(click.Group):
             fail(ctx.invoked_subcommand or "envcheck", str(exc), exc.exit_code)
         except OSError as exc:
             if isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE:
-                from envcheck.cli.terminal import ReaderGone
+                from envcheck.cli.terminal import ReaderGone, stdout_reader_gone
 
-                raise ReaderGone from exc
+                if stdout_reader_gone():
+                    raise ReaderGone from exc
+                # another pipe (a child's stdin a command forgot to guard): a bug to report, not exit 1
+                raise RuntimeError(f"a pipe closed under the command: {exc}") from exc
             raise
 
     def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]

@@ -128,6 +128,19 @@ class ReaderGone(Exception):  # noqa: N818 - what happened, not an error of envc
     code for "a check failed", even when asked not to stand alone, and lets anything else through."""
 
 
+def stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reader went away (the kernel flags its write end with POLLERR): an
+    EPIPE is stdout's only then. A stdout with no descriptor to ask (a test's capture) is taken to be it."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), 0)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return True
+
+
 def run_guarded(main: Any) -> None:
     """Run the click group and map what can go wrong while printing to the exit policy:
 

@@ -156,9 +156,11 @@ LOCAL_FILESYSTEMS = frozenset(
 )
 
 #: Where sysfs places a block device whose blocks come over a network (``/sys/dev/block/MAJ:MIN`` resolved):
-#: NBD and Ceph RBD devices (and their partitions), an iSCSI session's disks, NVMe over fabrics (TCP, RDMA,
-#: FC). A loop device over a file that is not local, and a device-mapper or md device built on any of
-#: these, are remote too (:meth:`_Local._remote`).
+#: NBD and Ceph RBD devices, an iSCSI session's disks, an NVMe over fabrics (TCP, RDMA, FC) controller's
+#: disks. An NVMe disk of a multipath subsystem (``nvme-subsystem/nvme-subsysN/nvmeXnY``) is remote unless
+#: each of its controllers is on PCIe; a partition is as remote as its disk; a loop device over a file that
+#: is not local, and a device-mapper or md device built on any of these, are remote too
+#: (:meth:`_Local._remote`).
 REMOTE_BLOCK = re.compile(r"/(?:nbd|rbd)\d+(?:/|$)|/session\d+/|/nvme-fabrics/")
 
 #: How deep device-mapper, md and loop devices are followed down to the devices they are built on; a
@@ -289,13 +291,21 @@ class _Local:
         path = machine.link_target(machine.sysfs(None, "dev", "block", f"{device[0]}:{device[1]}"))
         if path is None:
             return True
+        if machine.read_text(path / "partition") is not None:
+            path = path.parent  # a partition: its disk decides (md0p1's array is built on md0's devices)
         if REMOTE_BLOCK.search(path.as_posix()):
             return True
+        if path.parent.parent.name == "nvme-subsystem":
+            # A multipath NVMe disk: the subsystem's controllers say how it is reached. A controller's
+            # transport is "pcie" for a local drive (one with two ports is multipath too), else "tcp",
+            # "rdma" or "fc"; none readable: not known to be local.
+            ways = [machine.read_text(path.parent / c / "transport") for c in machine.listdir(path.parent)]
+            ways = [w.strip() for w in ways if w is not None]
+            return not ways or any(w not in ("pcie", "loop") for w in ways)
         if path.name.startswith("loop"):
-            # its file, as the kernel names it (a partition's is its loop device's)
-            backing = next(
-                (t.strip() for d in (path, path.parent) if (t := machine.read_text(d / "loop" / "backing_file"))), ""
-            )
+            # Its file, as the kernel names it. In a container that is the host's path, which this mount
+            # table may not show as it is: a file of the host's NFS can look like one of the overlay's.
+            backing = (machine.read_text(path / "loop" / "backing_file") or "").strip()
             mount = self._mount_of(backing.removesuffix(" (deleted)")) if backing.startswith("/") else None
             return mount is None or mount.kind not in LOCAL_FILESYSTEMS or self._remote(mount.device, depth + 1)
         for below in machine.listdir(path / "slaves"):

@@ -6,6 +6,7 @@ is the same for every kind of report: the document is the report."""
 from __future__ import annotations
 
 import codecs
+import errno
 import json
 import re
 from collections.abc import Iterator
@@ -38,18 +39,19 @@ OPENED_DEPTH = 2
 
 
 def dump_pieces(document: Any) -> Iterator[bytes]:
-    """The document as indented JSON, ASCII only, in pieces whose concatenation is exactly what one
-    call would write. A fleet's document of 10 000 nodes is 45 MB of JSON: written whole it was held in
-    memory beside the document, a quarter of the command's peak; in pieces, the largest is a slice of
+    """The document as indented JSON, ASCII only, in pieces: joined, they are what one call of orjson
+    writes for the whole. A fleet's document of 10 000 nodes is 45 MB of JSON: written whole it was held
+    in memory beside the document, a quarter of the command's peak; in pieces, the largest is a slice of
     :data:`SLICE` items.
 
     Each piece is written by orjson (the standard library's encoder, which is pure Python once asked to
     indent, took seconds), then any character beyond ASCII escaped as the standard library would
     (``\\u00e9``, a surrogate pair beyond U+FFFF): JSON text holds such characters only inside strings.
-    What orjson refuses (an integer beyond 64 bits, a key that is not a string, a lone surrogate) is
-    written by the standard library's encoder, whose indented layout is the same. A NaN or infinity,
-    which the report builders already turned into null, is written as null either way (orjson's rule;
-    the standard encoder is told to refuse it, so none slips through as ``NaN``)."""
+    A piece orjson refuses (an integer beyond 64 bits, a key that is not a string, a lone surrogate) is
+    written by the standard library's encoder instead: the same layout and values, though a few numbers
+    and characters are spelled its way (``1e-07`` for ``1e-7``, DEL escaped), in that piece only. A NaN or
+    infinity, which the report builders already turned into null, is null where orjson writes it and
+    refused where the standard encoder does, so none slips through as ``NaN``."""
     yield from _pieces(document, 0)
 
 
@@ -102,6 +104,12 @@ def _escape(match: re.Match[str]) -> str:
 _ASCII_SAFE = {"utf-8", "ascii", "iso8859-1", "cp1252"}
 
 
+#: How much of a document is made before any of it is written: every report but a large fleet's is
+#: written whole or not at all (a value no encoder takes is a bug, and it must not leave half a
+#: document in ``> report.json``); past this, a fleet's pieces go out as they are made.
+HELD_BYTES = 8 << 20
+
+
 @renders("json")
 def render_json(document: dict[str, Any], console: Console, options: RenderOptions) -> None:
     out = console.file
@@ -110,13 +118,34 @@ def render_json(document: dict[str, Any], console: Console, options: RenderOptio
         # Straight to the stream's bytes: a fleet's document is tens of MB, which as text was decoded
         # here and encoded again by the stream.
         out.flush()
-        for piece in dump_pieces(document):
-            binary.write(piece)
-        binary.write(b"\n")
-        return
+        write: Any = lambda piece: _write_all(binary, piece)  # noqa: E731
+    else:
+        write = lambda piece: out.write(piece.decode("ascii"))  # noqa: E731
+    held: list[bytes] | None = []
+    size = 0
     for piece in dump_pieces(document):
-        out.write(piece.decode("ascii"))
-    out.write("\n")
+        if held is None:
+            write(piece)
+            continue
+        held.append(piece)
+        size += len(piece)
+        if size > HELD_BYTES:
+            write(b"".join(held))
+            held = None
+    write(b"".join(held or ()) + b"\n")
+
+
+def _write_all(binary: Any, data: bytes) -> None:
+    """All of ``data`` to a binary stream. A buffered pipe whose reader goes away part-way returns the
+    bytes it wrote so far and drops the rest without an error; the next write meets the closed pipe
+    (BrokenPipeError: exit 141, as ``| head`` expects), so what is left is written again until it is
+    all written or refused."""
+    view = memoryview(data)
+    while view:
+        written = binary.write(view)
+        if not written:  # a non-blocking stream that took nothing: not a report's stdout
+            raise OSError(errno.EAGAIN, "the output took no bytes")
+        view = view[written:]
 
 
 def _ascii_safe(encoding: object) -> bool:

@@ -764,3 +764,31 @@ def test_a_worker_that_dies_leaves_its_batches_and_the_rest_to_this_process(
         made[workers] = fleet_document(report, generated_at=utc_now(), duration_s=0.0)
         made[workers].pop("generated_at")
     assert made[1] == made[2]
+
+
+def test_a_reader_gone_part_way_through_a_large_report_is_exit_141(
+    real: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """``envcheck fleet DIR --json | head -c 80``: the report is megabytes, far past the pipe's buffer. The
+    buffered stream takes what the pipe held and drops the rest without an error; the command must go on
+    writing, meet the closed pipe and exit 141 as SIGPIPE would, not 1 ("a node fails") as if it had all
+    been read."""
+    from tests.fleet.conftest import ENVCHECK, env_with
+
+    docs = {f"n{i:04d}/doctor": as_node(real["ecc"], f"node-{i:04d}", uuid_prefix=f"{i:04d}") for i in range(400)}
+    write(tmp_path / "fleet", docs)
+    whole = envcheck("fleet", str(tmp_path / "fleet"), "--json")
+    assert whole.returncode == 1 and len(whole.stdout) > 4 * 65536  # a node fails; far more than a pipe holds
+    proc = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f'"{ENVCHECK}" fleet "{tmp_path / "fleet"}" --json | head -c 80 >/dev/null; echo "${{PIPESTATUS[0]}}"',
+        ],
+        capture_output=True,
+        text=True,
+        env=env_with(),
+        timeout=180,
+    )
+    assert proc.stdout.strip() == "141", proc.stderr
+    assert proc.stderr == ""

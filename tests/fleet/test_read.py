@@ -457,6 +457,7 @@ def test_loop_device_mapper_and_md_devices_are_judged_by_what_they_are_built_on(
         ["1 0 8:0 / / rw - ext4 /dev/sda rw", "2 1 0:60 / /mnt/nfs rw - nfs4 s:/e rw"],
         blocks,
     )
+    (sysfs / "devices/virtual/block/loop1/loop1p1/partition").write_text("1\n")
     for loop, image in (("loop0", "/mnt/nfs/images/a.ext4"), ("loop1", "/var/images/b.img (deleted)")):
         (sysfs / "devices/virtual/block" / loop / "loop").mkdir()
         (sysfs / "devices/virtual/block" / loop / "loop" / "backing_file").write_text(image + "\n")
@@ -465,6 +466,17 @@ def test_loop_device_mapper_and_md_devices_are_judged_by_what_they_are_built_on(
             number = {"sdb": "8:16", "sda": "8:0", "loop1": "7:1", "dm-1": "252:1", "dm-2": "252:2"}[name]
             (sysfs / "devices/virtual/block" / dm / "slaves" / name).mkdir(parents=True)
             (sysfs / "devices/virtual/block" / dm / "slaves" / name / "dev").write_text(number + "\n")
+    # partitions: as their disk (an md partition is as remote as the disks its array is built on)
+    for disk, part, number in (
+        ("dm-0", "dm-0p1", "259:10"),
+        ("md0", "md0p1", "259:11"),
+        ("loop1", "loop1p2", "259:12"),
+    ):
+        where = f"devices/virtual/block/{disk}/{part}"
+        (sysfs / where).mkdir(parents=True)
+        (sysfs / where / "partition").write_text("1\n")
+        (sysfs / "dev" / "block" / number).symlink_to(Path("../..", where))
+        blocks[number] = where
     local = read._Local()
     local._visible()
     judged = {n: local._remote(tuple(map(int, n.split(":")))) for n in blocks}
@@ -478,11 +490,45 @@ def test_loop_device_mapper_and_md_devices_are_judged_by_what_they_are_built_on(
         "252:1": False,
         "9:0": False,
         "252:2": True,
+        "259:10": True,
+        "259:11": False,
+        "259:12": False,
     }
     monkeypatch.setattr(read, "MAX_STACK", 1)
     deep = read._Local()
     deep._visible()
     assert deep._remote((9, 0)) is True  # md0 -> dm-1 -> sda is deeper than one level
+
+
+@pytest.mark.parametrize(
+    ("transports", "remote"),
+    [(["pcie"], False), (["pcie", "pcie"], False), (["tcp", "tcp"], True), (["pcie", "rdma"], True), ([], True)],
+    ids=["one-pcie-port", "dual-port-pcie", "nvme-tcp", "mixed", "no-controller-readable"],
+)
+def test_a_multipath_nvme_disk_is_as_remote_as_its_controllers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, transports: list[str], remote: bool
+) -> None:
+    """With the kernel's native NVMe multipath (the default on current distributions) a disk sits under
+    its subsystem, not its controller: a local dual-port drive and an NVMe/TCP target look alike by path,
+    and each controller's transport tells them apart. Its partitions follow it."""
+    from envcheck.fleet import read
+
+    subsystem = "devices/virtual/nvme-subsystem/nvme-subsys1"
+    sysfs = _mountinfo(
+        tmp_path,
+        monkeypatch,
+        ["1 0 0:20 / / rw - tmpfs t rw"],
+        {"259:0": f"{subsystem}/nvme1n1", "259:1": f"{subsystem}/nvme1n1/nvme1n1p1"},
+    )
+    (sysfs / subsystem / "nvme1n1" / "nvme1n1p1" / "partition").write_text("1\n")
+    (sysfs / subsystem / "model").write_text("a model\n")
+    for n, transport in enumerate(transports):
+        (sysfs / subsystem / f"nvme{n + 1}").mkdir()
+        (sysfs / subsystem / f"nvme{n + 1}" / "transport").write_text(transport + "\n")
+    local = read._Local()
+    local._visible()
+    assert local._remote((259, 0)) is remote
+    assert local._remote((259, 1)) is remote
 
 
 def test_a_local_filesystem_on_a_remote_block_device_takes_the_thread(
