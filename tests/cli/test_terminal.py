@@ -291,3 +291,25 @@ def test_the_disk_check_judges_the_free_space_the_command_reads(free, status):
     assert disk["status"] == status and proc.returncode == (1 if status == "fail" else 0)
     assert {p["free_bytes"] for p in disk["details"]["places"]} == {int(free)}
     assert disk["fix"] and "Free space on the filesystem" in disk["fix"]["text"]
+
+
+def test_an_epipe_is_stdouts_only_where_stdouts_reader_is_gone(monkeypatch):
+    """A closed pipe that is not stdout (a child's stdin a command forgot to guard) must not pass for
+    ``| head``'s 141: stdout's write end is asked whether its reader went away."""
+    from envcheck.cli.terminal import stdout_reader_gone
+
+    class Stdout:
+        def __init__(self, fd: int) -> None:
+            self.fd = fd
+
+        def fileno(self) -> int:
+            return self.fd
+
+    read_end, write_end = os.pipe()
+    try:
+        monkeypatch.setattr(sys, "stdout", Stdout(write_end))
+        assert stdout_reader_gone() is False  # its reader is there
+        os.close(read_end)
+        assert stdout_reader_gone() is True
+    finally:
+        os.close(write_end)
