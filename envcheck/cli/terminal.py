@@ -8,7 +8,9 @@ Every command that prints a report goes through :func:`deliver`; renderers never
 from __future__ import annotations
 
 import errno
+import io
 import os
+import stat
 import sys
 from collections.abc import Collection, Mapping
 from typing import IO, Any, NoReturn
@@ -151,6 +153,7 @@ def run_guarded(main: Any) -> None:
     * a character the output encoding cannot hold is replaced, not fatal (see :func:`tolerant_streams`);
     * Ctrl-C outside a command that handles it: exit 130 with one line; a bug: one line, exit 1.
     """
+    whole_writes()
     tolerant_streams()
     stderr = sys.stderr
     sys.stderr = ScrubbedStream(stderr)  # type: ignore[assignment]
@@ -259,6 +262,46 @@ def tolerant_streams() -> None:
                 reconfigure(errors="replace")
             except (OSError, ValueError):
                 pass
+
+
+class _WholeWrites(io.BufferedWriter):
+    """A buffered writer that writes all it is given or raises. Python's own, on a pipe whose reader goes
+    away part-way through a large write, returns the bytes the pipe took and drops the rest without an
+    error, and the text layer above it ignores the count: a report of megabytes piped to ``head`` ended
+    as if it had all been read (exit 1 or 0 instead of 141). Here the rest is written again, and the
+    next write meets the closed pipe."""
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        total = len(view)
+        while view:
+            written = super().write(view)
+            if not written:  # a non-blocking stream that took nothing: not a report's stdout
+                raise OSError(errno.EAGAIN, "the output took no bytes")
+            view = view[written:]
+        return total
+
+
+def whole_writes() -> None:
+    """Where stdout is a pipe, write it through :class:`_WholeWrites`: a new text stream, as stdout's
+    was (encoding, error handling, line buffering), over a duplicate of its descriptor (so the original
+    stream, which the interpreter still holds, keeps a descriptor of its own)."""
+    stream = sys.stdout
+    try:
+        fd = stream.fileno()
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return
+        stream.flush()
+        raw = io.FileIO(os.dup(fd), "w", closefd=True)
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return
+    sys.stdout = io.TextIOWrapper(
+        _WholeWrites(raw),
+        encoding=stream.encoding,
+        errors=stream.errors,
+        line_buffering=stream.line_buffering,
+        write_through=getattr(stream, "write_through", False),
+    )
 
 
 def _quiet_stdout() -> None:

@@ -99,6 +99,35 @@ def test_a_pipe_whose_reader_is_gone_before_the_write_is_exit_141_in_every_forma
     assert proc.stderr == "", proc.stderr  # silent, as a process killed by SIGPIPE would be
 
 
+@pytest.mark.parametrize("fmt", [["--format", "markdown"], ["-v"], ["--json"]], ids=["markdown", "text", "json"])
+def test_a_reader_gone_part_way_through_a_report_is_exit_141(fmt):
+    """The reader takes a little and goes away while the report is still being written (``| head -c``,
+    a pager quit early). Python's buffered stream returns what the pipe took and drops the rest without an
+    error; the command must write the rest, meet the closed pipe and exit 141, not 1 ("a check failed")
+    as if the whole report had been read. The pipe is one page, so the report is always larger than it."""
+    import fcntl
+
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
+    try:
+        proc = subprocess.Popen(
+            [ENVCHECK, "doctor", *fmt],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env_with(ENVCHECK_FAKE_NVML="ecc_uncorrected_row_remap"),
+        )
+    finally:
+        os.close(write_end)
+    try:
+        assert len(os.read(read_end, 100)) > 0  # the report has started: the writer fills the page and waits
+    finally:
+        os.close(read_end)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 141, stderr
+    assert stderr == ""
+
+
 def test_output_file_gets_the_format_its_suffix_names(tmp_path):
     report = tmp_path / "report.md"
     proc = run("doctor", "--quick", "--output", str(report))
