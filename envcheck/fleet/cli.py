@@ -55,7 +55,8 @@ def fleet(
 
     REPORT is a JSON report of `envcheck doctor`, `bench`, `comm` or `burn` (--json or --output x.json;
     another envcheck command's report counts by its envelope: host, GPUs, status), a directory of them
-    (walked for *.json), or - for a stream on stdin (JSON lines, or documents one after another). Run
+    (walked for *.json, links to directories followed, each directory once; one that cannot be listed
+    is named among the skipped), or - for a stream on stdin (JSON lines, or documents one after another). Run
     envcheck on the nodes with what the lab already has (Slurm, Kubernetes, torchrun) and merge what
     they wrote.
 

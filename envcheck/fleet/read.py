@@ -129,14 +129,40 @@ def read_stdin(stdin: IO[bytes] | None) -> Iterator[NodeReport | Skipped]:
     yield from _documents(_stdin_chunks(stdin), "<stdin>", always_numbered=True)
 
 
-def _walk(directory: str) -> Iterator[str]:
-    """The ``*.json`` files under ``directory``, in a stable order (names sorted, depth first); symbolic
-    links to directories are not followed, so a link cycle cannot loop."""
-    for root, dirs, names in os.walk(directory, followlinks=False):
-        dirs.sort()
+def _walk(directory: str) -> Iterator[str | Skipped]:
+    """The ``*.json`` files under ``directory``, in a stable order (names sorted, a directory's files
+    before its subdirectories, depth first), and each directory that cannot be listed as a
+    :class:`Skipped` (its reports would be missing without a word otherwise).
+
+    A symbolic link to a directory is followed (``node17 -> /scratch/run42/node17``, as a job array's
+    output is often gathered), but each directory is listed once however many paths lead to it: a link
+    back up the tree cannot loop, and a report reached twice is not a duplicate host. A stack, not
+    recursion: any depth of directories is walked."""
+    seen: set[tuple[int, int]] = set()
+    stack = [directory]
+    while stack:
+        top = stack.pop()
+        try:
+            found = os.stat(top)
+            if (found.st_dev, found.st_ino) in seen:
+                continue
+            seen.add((found.st_dev, found.st_ino))
+            with os.scandir(top) as listing:
+                entries = list(listing)
+        except OSError as exc:
+            yield Skipped(files.path_shown(top), f"cannot be listed: {exc.strerror or exc}")
+            continue
+        names, below = [], []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()  # a link to a directory is one
+            except OSError:
+                is_dir = False
+            (below if is_dir else names).append(entry.name)
         for name in sorted(names):
             if name.lower().endswith(".json"):
-                yield os.path.join(root, name)
+                yield os.path.join(top, name)
+        stack.extend(os.path.join(top, name) for name in sorted(below, reverse=True))
 
 
 def read_files(paths: Sequence[str]) -> Iterator[NodeReport | Skipped]:

@@ -792,3 +792,39 @@ def test_a_reader_gone_part_way_through_a_large_report_is_exit_141(
     )
     assert proc.stdout.strip() == "141", proc.stderr
     assert proc.stderr == ""
+
+
+def test_linked_node_directories_are_read_once_and_one_that_cannot_be_listed_is_named(
+    real: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Node directories gathered as symbolic links (``node1 -> /scratch/run42/node1``) are read; a link
+    back up the tree does not loop, and two paths to one directory read its reports once (no duplicate
+    host). A directory that cannot be listed is named among the skipped sources, never left out in
+    silence. Run without the capabilities that let root read any directory, where the tests run as root."""
+    from tests.fleet.conftest import ENVCHECK, env_with
+
+    fleet_dir, store = tmp_path / "fleet", tmp_path / "store"
+    write(fleet_dir / "n0", {"doctor": as_node(real["h100x4"], "n0", uuid_prefix="n0")})
+    write(store / "n1", {"doctor": as_node(real["h100x4"], "n1", uuid_prefix="n1")})
+    (fleet_dir / "n1").symlink_to(store / "n1")
+    (fleet_dir / "n1-again").symlink_to(store / "n1")
+    (fleet_dir / "n0" / "up").symlink_to(fleet_dir)
+    locked = fleet_dir / "locked"
+    write(locked, {"doctor": as_node(real["h100x4"], "n2", uuid_prefix="n2")})
+    locked.chmod(0)
+    unprivileged = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"] if os.geteuid() == 0 else []
+    try:
+        proc = subprocess.run(
+            [*unprivileged, ENVCHECK, "fleet", str(fleet_dir), "--json"],
+            capture_output=True,
+            text=True,
+            env=env_with(),
+            timeout=180,
+        )
+    finally:
+        locked.chmod(0o755)
+    doc = json.loads(proc.stdout)
+    assert sorted(n["hostname"] for n in doc["nodes"]) == ["n0", "n1"], proc.stderr
+    assert doc["duplicates"]["hosts"] == []
+    assert doc["skipped"] == [{"source": str(locked), "reason": "cannot be listed: Permission denied"}]
+    assert f"skipped {locked}: cannot be listed: Permission denied" in proc.stderr
