@@ -225,7 +225,7 @@ class ProblemGroup:
     report: str
     id: str
     status: Status
-    #: The first node's words for it (each node's own stay in its list).
+    #: The words of the first node with its most common fix (each node's own stay in its list).
     summary: str
     nodes: tuple[str, ...]
     #: The distinct fixes, the most common first, at most :data:`FIXES_KEPT`.
@@ -236,6 +236,14 @@ class ProblemGroup:
     devices: int = 0
     figures: int = 0
     model: str | None = None
+    #: How many distinct summaries its nodes give (``GPU 0: ...`` on one, ``GPU 5: ...`` on another):
+    #: more than one, and each node's own words are worth reading.
+    wordings: int = 1
+
+    @property
+    def same_everywhere(self) -> bool:
+        """Its nodes all say it in the same words with the same fix: said once, it is said for each."""
+        return self.wordings <= 1 and len(self.fixes) <= 1 and not self.more_fixes
 
     @property
     def key(self) -> str:
@@ -780,7 +788,8 @@ def _group(report: str, check: str, status: Status, by_node: dict[str, Problem])
         key = _fix_key(p.fix)
         fixes.setdefault(key, (p.fix, []))[1].append(hostname)
     ranked = sorted(fixes.values(), key=lambda f: (f[0] is None, -len(f[1])))
-    first = next(iter(by_node.values()))
+    # the words of a node whose fix is the one shown first, so that the two shown together belong together
+    first = by_node[ranked[0][1][0]]
     return ProblemGroup(
         report,
         check,
@@ -789,4 +798,5 @@ def _group(report: str, check: str, status: Status, by_node: dict[str, Problem])
         tuple(by_node),
         tuple(Fix(fix, tuple(hosts)) for fix, hosts in ranked[:FIXES_KEPT]),
         max(0, len(ranked) - FIXES_KEPT),
+        wordings=len({p.summary for p in by_node.values()}),
     )

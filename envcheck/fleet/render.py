@@ -38,7 +38,7 @@ def names(hosts: list[str], limit: int = NAMES_SHOWN) -> str:
 
 
 def plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
+    return f"{n} {word}{'' if n == 1 else 'es' if word.endswith(('x', 's', 'ch', 'sh')) else 's'}"
 
 
 def hosts_shown(values: list[dict[str, Any]]) -> list[bool]:
@@ -105,6 +105,12 @@ def on_nodes(group: dict[str, Any], nodes: int, limit: int = NAMES_SHOWN) -> str
     where = html.lst(group.get("where")) or html.lst(group.get("nodes"))
     noun = "host" if str(group.get("id", "")).startswith("slow.") else "node"
     return f"on {plural(count, noun)}: {names([str(w) for w in where], limit)}"
+
+
+def other_words(group: dict[str, Any]) -> str:
+    """What follows a problem's words where its nodes say it otherwise too."""
+    others = group.get("wordings", 1) - 1 if isinstance(group.get("wordings"), int) else 0
+    return f" (and {plural(others, 'other wording')}: each node's own list)" if others > 0 else ""
 
 
 def group_title(group: dict[str, Any]) -> str:
@@ -181,12 +187,12 @@ def group_lines(console: Console, group: dict[str, Any], nodes: int, *, every_fi
     head = f"{mark(console, group.get('status', 'fail'))} [bold]{escape(group_title(group))}[/] "
     out = [head + escape(on_nodes(group, nodes, limit))]
     if group.get("summary"):
-        out.append(f"          {escape(str(group['summary']))}")
+        out.append(f"          {escape(str(group['summary']))}{escape(other_words(group))}")
     fixes = group.get("fixes") or []
     if not every_fix or len(fixes) <= 1:
         out += fix_lines(group.get("fix"), "          ")
         if len(fixes) > 1:
-            out.append(f"          [dim]({len(fixes) - 1 + group.get('more_fixes', 0)} other fixes below)[/]")
+            out.append(f"          [dim]({plural(len(fixes) - 1 + group.get('more_fixes', 0), 'other fix')} below)[/]")
         return out
     for f in fixes:
         out.append(f"          [dim]on {escape(names(f['nodes'], limit))}:[/]")
@@ -270,7 +276,7 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
 
     healthy: list[str] = []
     shared: dict[str, list[str]] = {}  # status -> the nodes whose every item is one every node has
-    everywhere = {g.get("key") for g in groups if g.get("count") == nodes and nodes > 1}
+    everywhere = said_for_every_node(groups, nodes)
     for node in doc.get("nodes") or []:
         if node["status"] == "ok":
             healthy.append(node["hostname"])
@@ -339,6 +345,21 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
     style = {"ok": "bold green", "warn": "bold yellow"}.get(doc.get("status", ""), "bold red")
     say(f"\n[{style}]{escape(str(summary.get('text', '')))}[/]  [dim]({doc.get('duration_s', 0.0):.1f} s)[/]")
     console.print("\n".join(lines), soft_wrap=soft)
+
+
+def said_for_every_node(groups: list[dict[str, Any]], nodes: int) -> set[Any]:
+    """The keys of the problems every node has in the same words with the same fix (a fleet-wide
+    setting): said once above, they are said for each node. One whose words or fix differ by node
+    (``GPU 0`` here, ``GPU 5`` there) is not: each node's list says which of its GPUs."""
+    return {
+        g.get("key")
+        for g in groups
+        if g.get("count") == nodes
+        and nodes > 1
+        and g.get("wordings", 1) == 1
+        and len(g.get("fixes") or []) <= 1
+        and not g.get("more_fixes")
+    }
 
 
 def only_shared(node: dict[str, Any], everywhere: set[Any]) -> bool:
@@ -427,11 +448,14 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
         for g in groups:
             fixes = g.get("fixes") or []
             fix = fix_cell(g.get("fix"))
-            for other in fixes[1:]:
-                fix += f"<br>on {cell(names(other['nodes']))}: {fix_cell(other.get('fix')) or '(no fix given)'}"
+            if len(fixes) > 1:  # each fix with the nodes it is for, the first too
+                fix = "<br>".join(
+                    f"on {cell(names(f['nodes']))}: {fix_cell(f.get('fix')) or '(no fix given)'}" for f in fixes
+                )
             if g.get("more_fixes"):
-                fix += f"<br>and {g['more_fixes']} other fixes (each node's own list)"
-            what = f"{code(group_title(g))}" + (f"<br>{cell(g['summary'])}" if g.get("summary") else "")
+                fix += f"<br>and {plural(g['more_fixes'], 'other fix')} (each node's own list)"
+            words = f"<br>{cell(g['summary'] + other_words(g))}" if g.get("summary") else ""
+            what = f"{code(group_title(g))}{words}"
             lines.append(f"| {icon(g.get('status'))} | {what} | {cell(on_nodes(g, nodes))} | {fix} |")
     if isinstance(since, dict) and any(since.get(k) for k in ("new", "resolved", "appeared", "vanished", "slower")):
         lines += ["", "### Since the previous report", ""]
@@ -444,7 +468,7 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     problems = []
-    everywhere = {g.get("key") for g in groups if g.get("count") == nodes and nodes > 1}
+    everywhere = said_for_every_node(groups, nodes)
     for node in doc.get("nodes") or []:
         reports = ", ".join(f"{r['kind']} {r['status']}" for r in node.get("reports") or [])
         failing, warnings = node.get("failing") or [], node.get("warnings") or []
@@ -580,8 +604,9 @@ def fleet_problems(doc: dict[str, Any]) -> str:
             if fix.get("command"):
                 parts.append(f"<pre><code>{html.e(fix['command'])}</code></pre>")
         if isinstance(g.get("more_fixes"), int) and g["more_fixes"]:
-            parts.append(f'<p class="muted">and {g["more_fixes"]} other fixes (each node\'s own list)</p>')
-        summary = f"<br>{html.e(g.get('summary'))}" if g.get("summary") else ""
+            more = plural(g["more_fixes"], "other fix")
+            parts.append(f'<p class="muted">and {html.e(more)} (each node\'s own list)</p>')
+        summary = f"<br>{html.e(str(g.get('summary')) + other_words(g))}" if g.get("summary") else ""
         out.append(
             f"<li>{html.badge(g.get('status'))} {html.code(group_title(g))} {html.e(on_nodes(g, total))}"
             f"{summary}{''.join(parts)}</li>"
@@ -626,7 +651,7 @@ def fleet_nodes(doc: dict[str, Any]) -> str:
         return ""
     rows, problems = [], []
     total = len(nodes)
-    everywhere = {g.get("key") for g in html.items(doc.get("problems")) if g.get("count") == total and total > 1}
+    everywhere = said_for_every_node(html.items(doc.get("problems")), total)
     for node in nodes:
         reports = ", ".join(f"{r.get('kind')} {r.get('status')}" for r in html.items(node.get("reports")))
         failing, warnings = html.items(node.get("failing")), html.items(node.get("warnings"))

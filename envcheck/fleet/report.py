@@ -145,6 +145,8 @@ def _problem_group(g: ProblemGroup, clean: remembered) -> dict[str, Any]:
         "fix": clean.record(g.fixes[0].fix) if g.fixes and g.fixes[0].fix else None,
         "fixes": [{"fix": clean.record(f.fix) if f.fix else None, "nodes": clean.all(f.nodes)} for f in g.fixes],
         "more_fixes": g.more_fixes,
+        # distinct summaries among its nodes: above one, each node's words are in its own list
+        "wordings": g.wordings,
     }
     if g.id.startswith("slow."):
         out.update(model=clean(g.model) if g.model else g.model, devices=g.devices, figures=g.figures)

@@ -339,6 +339,42 @@ def test_nodes_whose_every_problem_is_fleet_wide_are_one_line_and_no_problem_is_
     assert len(own) == 6 and all(line.startswith("| `n7` |") for line in own), own
 
 
+def test_a_problem_every_node_has_in_its_own_words_keeps_each_nodes_words(
+    real: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Every node fails gpu.ecc, each on its own GPU with its own fix. That is not a fleet-wide setting to
+    say once: each node's list says which GPU to drain, in every format. The words shown with the group
+    are those of a node whose fix is shown first, and the fixes after the first say whose they are."""
+    docs = {}
+    for i in range(8):
+        doc = as_node(small(real["h100x4"]), f"n{i}", uuid_prefix=f"n{i}")
+        for c in doc["checks"]:
+            if c["id"] == "gpu.ecc":
+                gpu = 5 if i >= 2 else i  # n2..n7 on GPU 5: the most common fix
+                c.update(status="fail", summary=f"GPU {gpu}: uncorrected ECC errors", fix={"text": f"drain GPU {gpu}"})
+        doc.update(status="fail", exit_code=1)
+        docs[f"n{i}"] = doc
+    write(tmp_path, docs)
+    _, doc = fleet(str(tmp_path))
+    assert doc is not None
+    (group,) = [g for g in doc["problems"] if g["id"] == "gpu.ecc"]
+    assert group["count"] == 8 and group["wordings"] == 3
+    assert group["summary"] == "GPU 5: uncorrected ECC errors" and group["fix"]["text"] == "drain GPU 5"
+    text = envcheck("fleet", str(tmp_path)).stdout
+    assert "every node shares" not in text
+    for i in range(8):  # each node's own words, under its own name
+        assert re.search(
+            rf"^\S+\s+n{i}\s+doctor fail\n\s+\S+\s+doctor gpu.ecc: GPU {5 if i >= 2 else i}:", text, re.M
+        ), i
+    assert "GPU 5: uncorrected ECC errors (and 2 other wordings: each node's own list)" in text
+    assert "(2 other fixes below)" in text
+    md = envcheck("fleet", str(tmp_path), "--format", "markdown").stdout
+    row = next(line for line in md.splitlines() if "`doctor gpu.ecc fail`" in line)
+    assert "on n2, n3, n4, n5, n6, n7: drain GPU 5<br>on n0: drain GPU 0<br>on n1: drain GPU 1" in row
+    own = md[md.index("### Failing checks and warnings") :]
+    assert all(f"| `n{i}` | doctor | `gpu.ecc` |" in own for i in range(8))
+
+
 def test_since_says_only_what_changed_in_the_singular_where_one() -> None:
     """The one-line count leaves out what did not change ("0 nodes appeared") and says one as one ("1 node
     appeared"); with nothing changed, it says so."""
