@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from envcheck.render import output_format
 from envcheck.render.common import CODE_SPAN
+from envcheck.render.safe import inert
 from envcheck.render.svg import finite
 
 if TYPE_CHECKING:
@@ -187,8 +188,12 @@ def guarded(fn: Callable[[dict[str, Any]], Any], doc: dict[str, Any]) -> Any:
 
 
 def e(value: Any) -> str:
-    """Text for the page, escaped (quotes too: it may land in an attribute); nothing for None."""
-    return "" if value is None else escape(str(value), quote=True)
+    """Text for the page, escaped (quotes too: it may land in an attribute); nothing for None. Control
+    characters are shown as escapes first, as the text and Markdown reports show them
+    (envcheck.render.safe): a bidirectional override in a node's name reorders what the browser shows
+    ("Trojan Source"), and an ESC or a NUL is text no reader can see. Newlines stay: a block of lines is
+    one where the page keeps them."""
+    return "" if value is None else escape(inert(value, lines=True), quote=True)
 
 
 def lst(value: Any) -> list[Any]:

@@ -5,9 +5,9 @@ host name and its checks' fixes in a fleet merge (any file on a shared disk), an
 Written raw, an ESC sequence in it clears the reader's screen, moves the cursor over a failing line, sets
 the window title, or writes the reader's clipboard (OSC 52); a carriage return or a backspace overprints
 what came before; a newline forges a line of the report. :func:`inert` shows each such character as an
-escape a person can read (``\\x1b``, ``\\n``), so the text is seen and never obeyed. The HTML page escapes
-for itself (``envcheck.render.html``); the text and Markdown renderers take every machine string through
-this, by way of :mod:`envcheck.render.common` (``escape``, ``cell``, ``code``).
+escape a person can read (``\\x1b``, ``\\n``), so the text is seen and never obeyed. The text and Markdown
+renderers take every machine string through this, by way of :mod:`envcheck.render.common` (``escape``,
+``cell``, ``code``); the HTML page too, before its own escaping (``envcheck.render.html.e``).
 
 One rule, the same everywhere: C0 controls, DEL and C1 controls (``\\x9b`` is CSI on a terminal that reads
 8-bit controls) are shown as ``\\xNN`` (``\\n``, ``\\r``, ``\\t`` by their names); the Unicode controls that

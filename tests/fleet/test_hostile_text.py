@@ -80,3 +80,16 @@ def test_markdown_keeps_html_and_controls_as_text(hostile: Path, tmp_path: Path,
         for row in re.findall(r"<tr>(.*?)</tr>", table.split("<tbody>")[-1], re.S):
             assert len(re.findall("<td[ >]", row)) == head, row
     assert "forged-node" not in {line.strip() for line in text.splitlines()}
+
+
+def test_html_shows_every_control_character_and_runs_nothing(hostile: Path, tmp_path: Path) -> None:
+    """The page escapes markup, and shows control characters as the text report does: an override in a
+    node's name would reorder what the browser shows, an ESC or a NUL is text no one could see."""
+    page = tmp_path / "fleet.html"
+    proc = envcheck("fleet", str(hostile), "-o", str(page))
+    assert proc.returncode == 1, proc.stderr
+    html = page.read_text(encoding="utf-8")
+    assert not OBEYED.findall(html.replace("\n", "").replace("\t", ""))
+    assert "<script>alert" not in html and "<img src=x" not in html and "<iframe" not in html
+    assert "n1\\x1b[2J\\x1b[H\\x1b]52;c;cm0gLXJmIH4=\\x07&lt;script&gt;" in html
+    assert "\\u202egnp.exe" in html
