@@ -70,7 +70,7 @@ def verdict(doc: dict[str, Any]) -> str:
     elif status == "warn":
         head = f"Ready, with warnings: {plural(nodes, 'node')}, none failing"
     else:
-        head = f"Ready: all {plural(nodes, 'node')} pass"
+        head = f"Ready: all {plural(nodes, 'node')} pass" if nodes != 1 else "Ready: the one node passes"
     rest = [f"{warned} with warnings"] if warned and head.startswith("Not") else []
     for kind, word in (("gpu", "GPU"), ("cpu", "CPU")):
         devices = _count(c.get(f"slow_{kind}s"))
@@ -79,6 +79,16 @@ def verdict(doc: dict[str, Any]) -> str:
     problems = html.items(doc.get("problems"))
     if problems:
         rest.append(f"{plural(len(problems), 'problem')} across the fleet")
+    # What warns besides the nodes (every node may pass): a report left out, a field that drifts, a
+    # host or GPU seen twice. A missing report must not read as a ready node.
+    skipped, drifting = _count(c.get("skipped")), _count(c.get("drift_fields"))
+    twice = _count(c.get("duplicate_hosts")) + _count(c.get("duplicate_gpus"))
+    if skipped:
+        rest.append(f"{plural(skipped, 'source')} skipped")
+    if drifting:
+        rest.append(f"{plural(drifting, 'field')} drifting")
+    if twice:
+        rest.append(plural(twice, "duplicate"))
     return head + (f"; {', '.join(rest)}" if rest else "")
 
 

@@ -336,7 +336,7 @@ def summary(report: FleetReport) -> dict[str, Any]:
     for kind, word in (("gpu", "GPU"), ("cpu", "CPU")):
         devices, figures = counts[f"slow_{kind}s"], counts[f"slow_{kind}_figures"]
         if devices:
-            parts.append(_plural(devices, f"slow {word}") + (f" ({figures} figures)" if figures != devices else ""))
+            parts.append(_plural(devices, f"slow {word}") + (f" in {figures} figures" if figures != devices else ""))
     if report.drift:
         parts.append(f"{_plural(len(report.drift), 'field')} drifting")
     duplicates = len(report.duplicate_hosts) + len(report.duplicate_gpus)

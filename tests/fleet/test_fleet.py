@@ -284,7 +284,7 @@ def test_text_report(rack: dict[str, Any]) -> None:
     last = out.rstrip().splitlines()[-1]
     # Slow devices are counted as devices (issue 20): gpu-c's GPU 2 and cpu-3's CPU, each slow in both figures.
     assert last.startswith("6 nodes: 3 failing, ")
-    assert "1 slow GPU (2 figures), 1 slow CPU (2 figures), 4 fields drifting" in last
+    assert "1 slow GPU in 2 figures, 1 slow CPU in 2 figures, 4 fields drifting" in last
     assert "SLOW gpu-c GPU 2 (GPU-gpu-c-0002, " in out
 
 
@@ -828,3 +828,14 @@ def test_linked_node_directories_are_read_once_and_one_that_cannot_be_listed_is_
     assert doc["duplicates"]["hosts"] == []
     assert doc["skipped"] == [{"source": str(locked), "reason": "cannot be listed: Permission denied"}]
     assert f"skipped {locked}: cannot be listed: Permission denied" in proc.stderr
+
+
+def test_the_verdict_says_why_a_fleet_of_passing_nodes_warns(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    """Every node passes, but a report named on the command line is missing: the first line says so, so that a
+    mistyped path or a lost report never reads as a ready fleet."""
+    (good,) = write(tmp_path / "a", {"doctor": as_node(real["h100x4"], "n0", uuid_prefix="n0")})
+    alone = envcheck("fleet", good)
+    assert alone.returncode == 0 and "[ok]    Ready: the one node passes" in alone.stdout, alone.stdout
+    proc = envcheck("fleet", good, str(tmp_path / "typo.json"))
+    assert proc.returncode == 0, proc.stderr
+    assert "[warn]  Ready, with warnings: 1 node, none failing; 1 source skipped" in proc.stdout, proc.stdout

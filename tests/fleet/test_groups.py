@@ -85,7 +85,7 @@ def test_three_kinds_of_problems_are_three_groups_in_json(thousand: dict[str, An
     # Counted as devices: 2 slow GPUs (one per host), each slow in both benchmarks: 4 figures.
     assert (slow["devices"], slow["figures"], sorted(slow["nodes"])) == (2, 4, sorted(SLOW))
     assert doc["summary"]["slow_gpus"] == 2 and doc["summary"]["slow_gpu_figures"] == len(doc["slow_gpus"]) == 4
-    assert "2 slow GPUs (4 figures)" in doc["summary"]["text"] and doc["summary"]["problems"] == 3
+    assert "2 slow GPUs in 4 figures" in doc["summary"]["text"] and doc["summary"]["problems"] == 3
     by_host = {h["hostname"]: [d["index"] for d in h["devices"]] for h in doc["slow_devices"]}
     assert by_host == {host: [index] for host, index in SLOW.items()}
     assert all(len(d["figures"]) == 2 for h in doc["slow_devices"] for d in h["devices"])
