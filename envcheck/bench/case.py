@@ -102,6 +102,13 @@ class BenchResult:
         """A wrong answer, a crash, or a card slower than its siblings: what makes the run exit 1."""
         return self.verdict.is_problem
 
+    @property
+    def host_bound(self) -> bool:
+        """Its figure depends on the host as much as on the device (:attr:`BenchSpec.host_bound`): not
+        compared with its siblings, here or across a fleet, which reads this from the report."""
+        spec = BENCHMARKS.get(self.id)
+        return spec is not None and spec.host_bound
+
     def to_json(self) -> dict[str, Any]:
         from envcheck.core.model import to_jsonable
 
@@ -128,6 +135,7 @@ class BenchResult:
             "reason": self.reason,
             "attempts": list(self.attempts),
             "slow_vs_siblings": self.sibling,
+            "host_bound": self.host_bound,
             "duration_s": round(self.duration_s, 3),
             "contended": self.contended,
             "contention": self.contention.to_json() if self.contention else None,
@@ -337,8 +345,7 @@ def flag_slow_siblings(results: list[BenchResult], shortfall: float = SIBLING_SH
     one (:attr:`~envcheck.bench.model.BenchSpec.host_bound`) differs among healthy GPUs by NUMA placement."""
     groups: dict[tuple[str, str, str], list[BenchResult]] = {}
     for r in results:
-        spec = BENCHMARKS.get(r.id)
-        if spec is not None and spec.host_bound:
+        if r.host_bound:
             continue
         if r.value is not None and r.status is Status.OK:
             groups.setdefault((r.id, r.case, r.device_model), []).append(r)

@@ -125,6 +125,9 @@ class Digest:
     uuids: frozenset[str]
     #: Its adapter's :attr:`Adapter.rank`: which report's value of a field wins on its node.
     rank: int
+    #: Benchmarks whose figures the report marks host-bound (host copies, a small CNN step: they vary
+    #: with the CPU socket a worker ran on): charted across the fleet, never judged slow.
+    host_bound: frozenset[str] = frozenset()
 
 
 # --- small readers that never raise on a document shaped unexpectedly --------------------------------
@@ -210,6 +213,7 @@ class Adapter:
             tuple(self.readings(doc)),
             frozenset(u for u in self.uuids(doc) if u is not None),
             self.rank,
+            self.host_bound(doc),
         )
 
     def judge(self, source: str, kind: str, doc: dict[str, Any]) -> tuple[ReportRef, list[tuple[str | None, Problem]]]:
@@ -258,6 +262,10 @@ class Adapter:
         """The GPU UUIDs the report saw on its host (the envelope's GPUs). The same UUID on two hosts is a
         copied report or a card that moved."""
         return {_str(g.get("uuid")) for g in _dicts(doc.get("gpus"))}
+
+    def host_bound(self, doc: dict[str, Any]) -> frozenset[str]:
+        """The benchmarks whose figures the report marks host-bound (:attr:`Digest.host_bound`)."""
+        return _NONE
 
 
 #: Every kind's adapter, by the schema it reads.
@@ -341,6 +349,7 @@ def _torch_fields(torch: dict[str, Any]) -> dict[str, Any]:
 
 
 _new = tuple.__new__
+_NONE: frozenset[str] = frozenset()
 
 
 class _Named(NamedTuple):
@@ -515,6 +524,15 @@ class Bench(Adapter):
 
     def uuids(self, doc: dict[str, Any]) -> set[str | None]:
         return super().uuids(doc) | _device_uuids(doc)
+
+    def host_bound(self, doc: dict[str, Any]) -> frozenset[str]:
+        results = doc.get("results")
+        found = {
+            r["id"]
+            for r in (results if type(results) is list else ())
+            if type(r) is dict and r.get("host_bound") is True and type(r.get("id")) is str
+        }
+        return frozenset(found) if found else _NONE
 
 
 @register

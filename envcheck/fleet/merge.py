@@ -154,6 +154,8 @@ class Comparison:
     quick: bool = False
     #: :attr:`values` in ascending order (what a chart of the fleet draws; the median was read off it).
     ordered: Sequence[float] = ()
+    #: A host-bound benchmark's figures (host copies): charted, never judged slow.
+    host_bound: bool = False
 
     @property
     def devices(self) -> tuple[Device, ...]:
@@ -435,9 +437,13 @@ class Merger:
         #: the merge's memory
         self.uuid_seen: dict[str, tuple[str, ...]] = {}
         self.contended: list[tuple[Reading, str, str]] = []
+        #: benchmarks some report marks host-bound: charted, never judged slow
+        self.host_bound: set[str] = set()
 
     def add(self, d: Digest) -> None:
         self.read += 1
+        if d.host_bound:
+            self.host_bound |= d.host_bound
         host = d.hostname
         self.refs.setdefault(host, []).append(d.ref)
         for hostname, problem in d.problems:
@@ -551,6 +557,7 @@ class Merger:
         seen.update(theirs)
         seen.update(both)
         self.contended.extend(other.contended)
+        self.host_bound |= other.host_bound
 
     def finish(self, skipped: Sequence[Skipped] = (), threshold: float = DEFAULT_THRESHOLD) -> FleetReport:
         """The fleet report: each part read off the merged state."""
@@ -559,7 +566,7 @@ class Merger:
             for name, (_, value) in own.items():
                 by_field[name][value].append(hostname)  # scalars (kinds._plain)
         devices = tuple(self.devices)  # the report's, shared by its comparisons: the merger may grow on
-        compared = comparisons(self.groups, devices, threshold)
+        compared = comparisons(self.groups, devices, threshold, frozenset(self.host_bound))
         nodes = _nodes(self.refs, self.problems, compared)
         return FleetReport(
             nodes=tuple(nodes),
@@ -665,12 +672,16 @@ def uniform(by_field: dict[str, dict[Any, list[str]]]) -> list[tuple[str, Any, i
 
 
 def comparisons(
-    groups: dict[Group, Column], devices: Sequence[Device], threshold: float = DEFAULT_THRESHOLD
+    groups: dict[Group, Column],
+    devices: Sequence[Device],
+    threshold: float = DEFAULT_THRESHOLD,
+    host_bound: frozenset[str] = frozenset(),
 ) -> list[Comparison]:
     """Each (benchmark, model) group (:class:`Column`: devices named by their place in ``devices``) with
     its fleet median and the devices more than ``threshold`` below it, which are slow. One device alone
-    has nothing to compare with and is never slow. Only the slow ones become :class:`Figure` objects
-    here: the rest stay columns (see :class:`Comparison`)."""
+    has nothing to compare with and is never slow, nor is a figure of a benchmark in ``host_bound`` (the
+    bench's own rule among a node's GPUs: a host copy depends on the CPU socket the worker ran on). Only
+    the slow ones become :class:`Figure` objects here: the rest stay columns (see :class:`Comparison`)."""
     out = []
     for group, column in sorted(groups.items()):
         named = column.named
@@ -697,9 +708,10 @@ def comparisons(
             (),
             quick,
             ordered,
+            bench_id in host_bound,
         )
         slow: list[Figure] = []
-        if len(values) > 1 and median > 0:
+        if len(values) > 1 and median > 0 and not comparison.host_bound:
             # Slow: 1 - value / median > threshold, which falls as the value rises, so the slow figures
             # are the lowest few, a prefix of the sorted ones. Counted there; then their rows are found
             # at the speed of C, not by testing eighty thousand figures one by one.

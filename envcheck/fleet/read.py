@@ -433,6 +433,7 @@ class _Result(TypedDict, total=False):
     verified: _Scalar
     contended: _Scalar
     noisy: _Scalar
+    host_bound: _Scalar
     check: _Detail | None
 
 

@@ -296,6 +296,8 @@ def _comparison(c: Comparison, values: list[float], threshold: float, clean: rem
         "slow_below": c.median * (1 - threshold),
         "devices": len(c.values),
         "slow": len(c.slow),
+        # a host-bound benchmark (host copies): charted, never judged slow
+        "host_bound": c.host_bound,
         # Every device's figure, ascending: a strip or a histogram of the fleet (the slow ones are named,
         # with host, index, UUID and PCI bus id, in slow_gpus and slow_cpus).
         "values": sorted(values),  # c.ordered, as the same float objects the figures' columns hold

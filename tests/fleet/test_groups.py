@@ -393,3 +393,28 @@ def test_since_says_only_what_changed_in_the_singular_where_one() -> None:
     assert since_line(since) == "Since monday.json (2025-01-06T08:00:00Z): 2 new failures, 1 node appeared"
     nothing = {"previous": previous, "new": [], "resolved": [], "appeared": [], "vanished": [], "slower": []}
     assert since_line(nothing).endswith(": nothing changed")
+
+
+def test_a_host_bound_figure_is_charted_but_never_judged_slow(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    """A host copy depends on the CPU socket the worker ran on, and the bench marks it host-bound (it
+    compares none among a node's GPUs): across the fleet it is charted, never a slow GPU. The same
+    shortfall in a device-bound figure is."""
+    assert all(r["host_bound"] is False for r in real["bench_cpu"]["results"])  # the bench writes the mark
+    docs = {}
+    for i in range(4):
+        doctor = as_node(small(real["h100x4"]), f"n{i}", uuid_prefix=f"n{i}")
+        bench = gpu_bench(real["bench_cpu"], doctor)
+        d2d = [r for r in bench["results"] if r["id"] == "memory.d2d"]
+        bench["results"] += [{**r, "id": "memory.h2d_pinned", "host_bound": True} for r in d2d]
+        for r in bench["results"]:
+            if i == 0 and r["device"] == "cuda:1" and r["id"] in ("memory.h2d_pinned", "matmul.fp32"):
+                r["value"] *= 0.7
+        docs[f"n{i}/doctor"], docs[f"n{i}/bench"] = doctor, bench
+    write(tmp_path, docs)
+    _, doc = fleet(str(tmp_path))
+    assert doc is not None
+    assert {(f["hostname"], f["index"], f["id"]) for f in doc["slow_gpus"]} == {("n0", 1, "matmul.fp32")}
+    charted = {c["id"]: c for c in doc["comparisons"]}
+    assert charted["memory.h2d_pinned"]["host_bound"] is True and charted["memory.h2d_pinned"]["slow"] == 0
+    assert min(charted["memory.h2d_pinned"]["values"]) < 0.8 * charted["memory.h2d_pinned"]["fleet_median"]
+    assert charted["matmul.fp32"]["host_bound"] is False and charted["matmul.fp32"]["slow"] == 1
