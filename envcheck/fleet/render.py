@@ -89,6 +89,10 @@ def verdict(doc: dict[str, Any]) -> str:
         rest.append(f"{plural(drifting, 'field')} drifting")
     if twice:
         rest.append(plural(twice, "duplicate"))
+    since = doc.get("since")
+    slower = len({s.get("device") for s in html.items(since.get("slower"))}) if isinstance(since, dict) else 0
+    if slower:
+        rest.append(f"{plural(slower, 'device')} slower than in the previous report")
     return head + (f"; {', '.join(rest)}" if rest else "")
 
 
@@ -156,6 +160,9 @@ def since_line(since: dict[str, Any]) -> str:
         (len({s["device"] for s in since.get("slower") or []}), "device", " slower"),
     )
     parts = [plural(n, word) + after for n, word, after in counts if n]
+    figures = len(since.get("slower") or [])
+    if figures > counts[-1][0]:  # devices, as the lines below; the JSON lists each figure
+        parts[-1] += f" in {figures} figures"
     said = ", ".join(parts) if parts else "nothing changed"
     return f"Since {prev.get('source') or 'the previous report'} ({prev.get('generated_at')}): {said}"
 
@@ -176,12 +183,22 @@ def since_lines(since: dict[str, Any], threshold: float) -> list[str]:
     slower: dict[str, list[dict[str, Any]]] = {}
     for s in since.get("slower") or []:
         slower.setdefault(s["device"], []).append(s)
-    for device, falls in slower.items():
+    for device, falls in list(slower.items())[:SLOWER_SHOWN]:
         s = falls[0]
         moved = f" (was on {s['previous_hostname']})" if s.get("previous_hostname") not in (None, s["hostname"]) else ""
-        each = ", ".join(f"{f['id']} {figure(f['before'])} -> {figure(f['now'])} (-{f['fall']:.0%})" for f in falls)
+        each = ", ".join(
+            f"{f['id']}{' --quick' if f.get('quick') else ''} {figure(f['before'])} -> {figure(f['now'])} "
+            f"(-{f['fall']:.0%})"
+            for f in falls
+        )
         out.append(f"SLOWER {device} on {s['hostname']}{moved}, more than {threshold:.0%} lower: {each}")
+    if len(slower) > SLOWER_SHOWN:  # a fleet-wide regression is a line per device: the worst few say it
+        out.append(f"... and {plural(len(slower) - SLOWER_SHOWN, 'more device')} slower (the JSON report lists all)")
     return out
+
+
+#: Slower devices named one by one under "Since the previous report", the worst first.
+SLOWER_SHOWN = 20
 
 
 def fix_lines(fix: dict[str, Any] | None, indent: str) -> list[str]:

@@ -31,11 +31,12 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from envcheck.core.model import to_jsonable
+from envcheck.core.model import Status, to_jsonable
 from envcheck.core.redact import remembered, scrubber
 from envcheck.core.report import FLEET_SCHEMA, HostIdentity, Summary, envelope, verdict_of
 from envcheck.fleet.kinds import Problem
 from envcheck.fleet.merge import Comparison, Device, Figure, FleetReport, Node, ProblemGroup, SlowDevice, field_title
+from envcheck.fleet.since import QUICK
 
 
 def fleet_document(
@@ -123,6 +124,11 @@ def fleet_document(
 
         doc["since"] = changes(previous, {**doc, **bulk}, report.threshold, source=previous_source)
         order.append("since")
+        if doc["since"]["slower"] and doc["status"] == Status.OK.value:
+            # Devices slower than they were, all alike (a driver rolled out to every node): no median of
+            # this run shows it, so the comparison with the last one warns.
+            doc["status"] = Status.WARN.value
+            doc["summary"]["verdict"] = verdict_of([Status.WARN])
     plain = to_jsonable(doc)
     return {key: bulk[key] if key in bulk else plain[key] for key in order}
 
@@ -183,7 +189,7 @@ def slow_by_host(devices: list[SlowDevice]) -> list[dict[str, Any]]:
 
 def figure_key(bench_id: str, quick: bool) -> str:
     """A figure's name in ``figures``: a ``--quick`` run's is compared only with a ``--quick`` run's."""
-    return f"{bench_id} --quick" if quick else bench_id
+    return f"{bench_id}{QUICK}" if quick else bench_id
 
 
 def device_key(hostname: str, device: str, uuid: str | None) -> str:

@@ -9,7 +9,10 @@ moved hosts is still the same card; a CPU by host and name).
 
 A failure is *new* on a node that did not have it before, including a node that appeared; it is
 *resolved* on a node that had it and is still there without it (a node that vanished resolved nothing:
-it is listed as vanished). A device is *slower* when one of its figures fell by more than the threshold.
+it is listed as vanished). A node's slow devices count as one of its failures (``fleet slow.gpu fail``):
+a GPU back to its siblings' pace is a resolved failure. A device is *slower* when one of its figures fell
+by more than the threshold: a fleet-wide regression (a driver rolled out to every node) that no median
+of this run can show, which the command makes a warning.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from typing import Any
 
 from envcheck.core.report import FLEET_SCHEMA, kind_of
 from envcheck.fleet.kinds import figure_value
+
+#: How ``figures`` names a ``--quick`` run's figure (envcheck.fleet.report.figure_key).
+QUICK = " --quick"
 
 
 class PreviousError(ValueError):
@@ -60,7 +66,27 @@ def _failing(doc: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
             if isinstance(item, dict):
                 key = problem_key(str(item.get("report")), str(item.get("id")), str(item.get("status")))
                 items.setdefault(key, item)
+        slow = node.get("slow")
+        for kind, words in _slow_devices(slow if isinstance(slow, list) else []).items():
+            item = {"report": "fleet", "id": f"slow.{kind}", "status": "fail", "summary": words}
+            items.setdefault(problem_key("fleet", f"slow.{kind}", "fail"), item)
     return out
+
+
+def _slow_devices(slow: list[Any]) -> dict[str, str]:
+    """A node's slow figures (its ``slow`` list) as one failure per kind of device, in words: "slow GPU 1,
+    GPU 4 (more than the threshold below the fleet median)"."""
+    found: dict[str, list[str]] = {}
+    for figure in slow:
+        if not isinstance(figure, dict):
+            continue
+        device = str(figure.get("device") or "?")
+        kind = "gpu" if figure.get("uuid") or device.startswith("cuda") else "cpu"
+        index = figure.get("index")
+        where = f"GPU {index}" if kind == "gpu" and isinstance(index, int) else device
+        if where not in found.setdefault(kind, []):
+            found[kind].append(where)
+    return {kind: f"slow {', '.join(where)} (below the fleet median)" for kind, where in found.items()}
 
 
 def _by_key(found: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -135,12 +161,15 @@ def changes(
                 continue
             fall = 1.0 - value / old
             if fall > threshold:
+                quick = figure.endswith(QUICK)
                 slower.append(
                     {
                         "device": device,
                         "hostname": hosts.get(device),
                         "previous_hostname": old_hosts.get(device),
-                        "id": figure,
+                        # the benchmark, and whether both runs were --quick ones, as slow_gpus name them
+                        "id": figure.removesuffix(QUICK) if quick else figure,
+                        "quick": quick,
                         "before": old,
                         "now": value,
                         "fall": round(fall, 4),

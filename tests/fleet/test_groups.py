@@ -209,8 +209,9 @@ def test_noisy_figures_are_listed_apart_and_never_compared(real: dict[str, dict[
 
 def test_since_a_previous_run(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
     """Two runs of a 40-node fleet. Between them node0005's ECC failure was fixed, node0030 started to fail
-    gpu.ecc, node0039 vanished, node0040 appeared, and one card (node0002's GPU 0) moved to node0040 and
-    is now 15 % slower than it was there (the other benched GPUs unchanged)."""
+    gpu.ecc, node0039 vanished, node0040 appeared, node0003's slow GPU is back to its siblings' pace, and
+    one card (node0002's GPU 0) moved to node0040 and is now 15 % slower than it was there, which makes it
+    a slow GPU there (the other benched GPUs unchanged)."""
     before = fleet_docs(real, 40)
     first = tmp_path / "first.json"
     proc = envcheck("fleet", str(_dir(tmp_path / "run1", before)), "--output", str(first))
@@ -222,6 +223,9 @@ def test_since_a_previous_run(real: dict[str, dict[str, Any]], tmp_path: Path) -
     after["node0005/doctor"].update(status="warn", exit_code=0)
     after["node0030/doctor"]["checks"] = copy.deepcopy(after["node0017/doctor"]["checks"])
     del after["node0039/doctor"]
+    for r in after["node0003/bench"]["results"]:
+        if r["device"] == f"cuda:{SLOW['node0003']}":
+            r["value"] /= 0.8
     moved = after.pop("node0002/bench")
     card = next(d for d in moved["devices"] if d["index"] == 0)
     moved["host"]["hostname"] = "node0040"
@@ -233,8 +237,9 @@ def test_since_a_previous_run(real: dict[str, dict[str, Any]], tmp_path: Path) -
     proc, doc = fleet(str(_dir(tmp_path / "run2", after)), "--since", str(first))
     assert doc is not None, proc.stderr
     since = doc["since"]
-    assert [(g["id"], g["nodes"]) for g in since["new"]] == [("gpu.ecc", ["node0030"])]
-    assert [(g["id"], g["nodes"]) for g in since["resolved"]] == [("gpu.ecc", ["node0005"])]
+    assert [(g["id"], g["nodes"]) for g in since["new"]] == [("gpu.ecc", ["node0030"]), ("slow.gpu", ["node0040"])]
+    assert [(g["id"], g["nodes"]) for g in since["resolved"]] == [("gpu.ecc", ["node0005"]), ("slow.gpu", ["node0003"])]
+    assert since["resolved"][1]["summary"] == f"slow GPU {SLOW['node0003']} (below the fleet median)"
     assert (since["appeared"], since["vanished"]) == (["node0040"], ["node0039"])
     assert {(s["device"], s["hostname"], s["previous_hostname"]) for s in since["slower"]} == {
         (card["uuid"], "node0040", "node0002")
@@ -242,7 +247,9 @@ def test_since_a_previous_run(real: dict[str, dict[str, Any]], tmp_path: Path) -
     assert all(s["fall"] == pytest.approx(0.15, abs=1e-3) for s in since["slower"]) and len(since["slower"]) == 2
     text = envcheck("fleet", str(tmp_path / "run2"), "--since", str(first)).stdout
     screen = "\n".join(first_screen(text))
-    assert "1 new failure, 1 resolved failure, 1 node appeared, 1 node vanished, 1 device slower" in screen
+    assert (
+        "2 new failures, 2 resolved failures, 1 node appeared, 1 node vanished, 1 device slower in 2 figures" in screen
+    )
     assert "NEW doctor gpu.ecc fail on 1 node: node0030" in text and "VANISHED 1 node: node0039" in text
     assert f"SLOWER {card['uuid']} on node0040 (was on node0002)" in text
     assert text.count("SLOWER ") == 1  # one card, two figures: one line naming both
@@ -418,3 +425,33 @@ def test_a_host_bound_figure_is_charted_but_never_judged_slow(real: dict[str, di
     assert charted["memory.h2d_pinned"]["host_bound"] is True and charted["memory.h2d_pinned"]["slow"] == 0
     assert min(charted["memory.h2d_pinned"]["values"]) < 0.8 * charted["memory.h2d_pinned"]["fleet_median"]
     assert charted["matmul.fp32"]["host_bound"] is False and charted["matmul.fp32"]["slow"] == 1
+
+
+def test_a_fleet_wide_slowdown_since_the_previous_run_warns(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    """Every GPU 15 % slower than in the previous run (a driver rolled out everywhere): no median of this run
+    shows it, every node passes, and the comparison with the previous run is what says it, as a warning in
+    the verdict; the devices are named the worst first, a few of them, and the JSON lists every figure."""
+    docs = {}
+    for i in range(6):
+        doctor = as_node(small(real["h100x4"]), f"n{i}", uuid_prefix=f"n{i}")
+        doctor["checks"] = [c for c in doctor["checks"] if c["status"] == "ok"]
+        doctor.update(status="ok", exit_code=0)
+        docs[f"n{i}/doctor"], docs[f"n{i}/bench"] = doctor, gpu_bench(real["bench_cpu"], doctor)
+    first = tmp_path / "first.json"
+    proc = envcheck("fleet", str(_dir(tmp_path / "run1", docs)), "--output", str(first))
+    assert proc.returncode == 0, proc.stdout
+    for name, doc in docs.items():
+        if name.endswith("/bench"):
+            for r in doc["results"]:
+                r["value"] *= 0.85
+    proc, doc = fleet(str(_dir(tmp_path / "run2", docs)), "--since", str(first))
+    assert doc is not None and proc.returncode == 0, proc.stderr
+    assert doc["slow_gpus"] == [] and doc["status"] == "warn" and doc["summary"]["verdict"] == "warnings"
+    devices = {s["device"] for s in doc["since"]["slower"]}
+    assert len(devices) == 24 and len(doc["since"]["slower"]) == 48
+    assert {(s["id"], s["quick"]) for s in doc["since"]["slower"]} == {("matmul.fp32", True), ("memory.d2d", True)}
+    text = envcheck("fleet", str(tmp_path / "run2"), "--since", str(first)).stdout
+    assert "Ready, with warnings: 6 nodes, none failing; 24 devices slower than in the previous report" in text
+    assert "24 devices slower in 48 figures" in text
+    assert text.count("SLOWER ") == 20 and "... and 4 more devices slower (the JSON report lists all)" in text
+    assert "matmul.fp32 --quick " in text
