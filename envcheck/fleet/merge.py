@@ -27,6 +27,7 @@ from array import array
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from functools import cached_property
 from itertools import compress
 from typing import Any, NamedTuple
@@ -261,7 +262,11 @@ def problem_key(report: str, check: str, status: str) -> str:
 class DuplicateHost:
     hostname: str
     kind: str
+    #: The newest first, where their times say which that is.
     sources: tuple[str, ...]
+    #: The report that decides the node's verdict for this kind: the newest; None where their times do
+    #: not tell (then every one of them counts).
+    newest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -574,7 +579,8 @@ class Merger:
             uniform=tuple(uniform(by_field)),
             comparisons=tuple(compared),
             duplicate_hosts=tuple(
-                DuplicateHost(h, k, tuple(s)) for (h, k), s in sorted(i for i in self.sources.items() if len(i[1]) > 1)
+                _duplicate_host(h, k, s, self.refs.get(h, []))
+                for (h, k), s in sorted(i for i in self.sources.items() if len(i[1]) > 1)
             ),
             duplicate_gpus=tuple(_duplicate_gpus(self.uuid_seen)),
             skipped=tuple(skipped),
@@ -584,6 +590,44 @@ class Merger:
             problems=tuple(problem_groups(nodes, [f for c in compared for f in c.slow], threshold)),
             devices=devices,
         )
+
+
+def _when(generated_at: str | None) -> datetime | None:
+    """A report's ``generated_at`` as a time to compare (one without a zone taken as UTC), or None."""
+    try:
+        when = datetime.fromisoformat(generated_at) if isinstance(generated_at, str) else None
+    except ValueError:
+        return None
+    return when.replace(tzinfo=timezone.utc) if when is not None and when.tzinfo is None else when
+
+
+def _superseded(refs: Sequence[ReportRef]) -> set[str]:
+    """The sources of a node's reports that a newer report of the same kind replaces (last week's doctor
+    report left beside today's). Where a kind's reports do not all say when they were made, none is
+    left out: envcheck cannot tell which is current, and the duplicate is named either way."""
+    by_kind: dict[str, list[ReportRef]] = {}
+    for r in refs:
+        by_kind.setdefault(r.kind, []).append(r)
+    older: set[str] = set()
+    for same in by_kind.values():
+        if len(same) < 2:
+            continue
+        times = [_when(r.generated_at) for r in same]
+        if any(t is None for t in times):
+            continue
+        newest = max(t for t in times if t is not None)
+        older.update(r.source for r, t in zip(same, times, strict=True) if t is not None and t < newest)
+    return older
+
+
+def _duplicate_host(hostname: str, kind: str, sources: list[str], refs: Sequence[ReportRef]) -> DuplicateHost:
+    same = [r for r in refs if r.kind == kind]
+    older = _superseded(same)
+    if not older:
+        return DuplicateHost(hostname, kind, tuple(sources))
+    when = {r.source: _when(r.generated_at) for r in same}
+    ordered = sorted(sources, key=lambda s: when.get(s) or datetime.min.replace(tzinfo=timezone.utc), reverse=True)
+    return DuplicateHost(hostname, kind, tuple(ordered), ordered[0])
 
 
 def _duplicate_gpus(uuid_seen: dict[str, tuple[str, ...]]) -> list[DuplicateGpu]:
@@ -618,17 +662,18 @@ def _nodes(
             slow[f.hostname].append(f)
     made = []
     for hostname in refs.keys() | problems.keys():
-        own = problems.get(hostname, [])
-        status = worst(
-            [r.status for r in refs.get(hostname, [])]
-            + [p.status for p in own]
-            + ([Status.FAIL] if hostname in slow else [])
-        )
+        reports, own = refs.get(hostname, []), problems.get(hostname, [])
+        older = _superseded(reports) if len(reports) > 1 else set()
+        if older:  # a node's verdict rests on its newest report of each kind
+            reports = [r for r in reports if r.source not in older]
+            own = [p for p in own if p.source not in older]
+        slow_here = [Status.FAIL] if hostname in slow else []
+        status = worst([r.status for r in reports] + [p.status for p in own] + slow_here)
         made.append(
             Node(
                 hostname,
                 status,
-                tuple(refs.get(hostname, ())),
+                tuple(reports),
                 tuple(p for p in own if p.status.is_problem),
                 tuple(p for p in own if p.status is Status.WARN),
                 tuple(slow.get(hostname, ())),

@@ -354,9 +354,10 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
             "a report copied from another node, or a card moved between them"
         )
     for h in duplicates.get("hosts") or []:
+        newest = f"; the newest decides: {escape(h['newest'])}" if h.get("newest") else ""
         say(
             f"[yellow]DUPLICATE HOST[/] {escape(h['hostname'])}: {len(h['sources'])} {escape(h['kind'])} reports "
-            f"({escape(names(h['sources']))}): two machines with one name, or a copied report"
+            f"({escape(names(h['sources']))}): two machines with one name, or a copied report{newest}"
         )
     for why, title in SET_APART:
         apart = set_apart(doc, why)
@@ -552,7 +553,8 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
             lines.append(f"| GPU {cell(g['uuid'])} | {cell(names(g['hosts']))} | {cell(names(g['sources']))} |")
         for h in duplicates.get("hosts") or []:
             seen = f"{len(h['sources'])} {cell(h['kind'])} reports"
-            lines.append(f"| host {code(h['hostname'])} | {seen} | {cell(names(h['sources']))} |")
+            newest = f"<br>the newest decides: {cell(h['newest'])}" if h.get("newest") else ""
+            lines.append(f"| host {code(h['hostname'])} | {seen} | {cell(names(h['sources']))}{newest} |")
     for why, title in SET_APART:
         apart = set_apart(doc, why)
         if apart:
@@ -825,7 +827,9 @@ def fleet_duplicates(doc: dict[str, Any]) -> str:
     lines += [
         f"<li>{html.badge('warn')} host {html.code(h.get('hostname'))}: {len(html.lst(h.get('sources')))} "
         f"{html.e(h.get('kind'))} reports ({html.e(names([str(s) for s in html.lst(h.get('sources'))]))}): "
-        "two machines with one name, or a copied report</li>"
+        "two machines with one name, or a copied report"
+        + (f"; the newest decides: {html.code(h['newest'])}" if h.get("newest") else "")
+        + "</li>"
         for h in html.items(duplicates.get("hosts"))
     ]
     return html.section("Duplicates", f"<ul>{''.join(lines)}</ul>") if lines else ""

@@ -86,7 +86,8 @@ def fleet_document(
             "comparisons": [_comparison(c, v, report.threshold, clean) for c, v in zip(compared, values, strict=True)],
             "duplicates": {
                 "hosts": [
-                    {"hostname": d.hostname, "kind": d.kind, "sources": list(d.sources)} for d in report.duplicate_hosts
+                    {"hostname": d.hostname, "kind": d.kind, "sources": list(d.sources), "newest": d.newest}
+                    for d in report.duplicate_hosts
                 ],
                 "gpus": [
                     {"uuid": d.uuid, "hosts": list(d.hosts), "sources": list(d.sources)} for d in report.duplicate_gpus

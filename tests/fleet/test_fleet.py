@@ -839,3 +839,26 @@ def test_the_verdict_says_why_a_fleet_of_passing_nodes_warns(real: dict[str, dic
     proc = envcheck("fleet", good, str(tmp_path / "typo.json"))
     assert proc.returncode == 0, proc.stderr
     assert "[warn]  Ready, with warnings: 1 node, none failing; 1 source skipped" in proc.stdout, proc.stdout
+
+
+def test_a_hosts_newest_report_of_a_kind_decides_its_verdict(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    """Last week's doctor report, which failed ECC, left beside today's, which passes: the node's verdict is
+    today's, and the duplicate is named with the one that decides. Two reports of one time (or one
+    without a time) cannot be told apart: both count, as before."""
+    today = as_node(real["h100x4"], "node-a", uuid_prefix="a")
+    old = as_node(real["ecc"], "node-a", uuid_prefix="a")
+    today["generated_at"], old["generated_at"] = "2026-12-07T08:00:00+00:00", "2026-11-30T08:00:00+00:00"
+    paths = write(tmp_path / "one", {"doctor": today, "doctor-old": old})
+    proc, doc = fleet(str(tmp_path / "one"))
+    assert doc is not None and proc.returncode == 0, proc.stdout
+    (node,) = doc["nodes"]
+    assert node["status"] != "fail" and node["failing"] == [] and [r["source"] for r in node["reports"]] == [paths[0]]
+    (dup,) = doc["duplicates"]["hosts"]
+    assert dup["sources"] == paths and dup["newest"] == paths[0]
+    text = envcheck("fleet", str(tmp_path / "one")).stdout
+    assert f"DUPLICATE HOST node-a: 2 doctor reports ({paths[0]}, {paths[1]})" in text
+    assert f"the newest decides: {paths[0]}" in text
+    old["generated_at"] = today["generated_at"]
+    write(tmp_path / "same", {"doctor": today, "doctor-old": old})
+    proc, doc = fleet(str(tmp_path / "same"))
+    assert doc is not None and proc.returncode == 1 and doc["duplicates"]["hosts"][0]["newest"] is None
