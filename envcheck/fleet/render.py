@@ -363,8 +363,10 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
         apart = set_apart(doc, why)
         if apart:
             say(f"\n[bold]Not compared: {title}[/] ({len(apart)})")
-            for c in apart:
+            for c in apart[:APART_SHOWN]:
                 say(f"  {escape(str(c.get('hostname')))} {escape(str(c.get('id')))} on {escape(str(c.get('device')))}")
+            if len(apart) > APART_SHOWN:  # a fleet benched while busy is a line per figure: a few say it
+                say(f"  ... and {len(apart) - APART_SHOWN} more (the JSON report lists them all)")
     skipped = doc.get("skipped") or []
     if skipped:
         say(f"\n[bold]Skipped[/] ({len(skipped)})")
@@ -400,6 +402,9 @@ def only_shared(node: dict[str, Any], everywhere: set[Any]) -> bool:
         problem_key(str(i.get("report")), str(i.get("id")), str(i.get("status"))) in everywhere for i in items
     )
 
+
+#: Figures left out of the comparisons named one by one in text and Markdown (the JSON has them all).
+APART_SHOWN = 20
 
 #: Figures left out of the comparisons, by why, with the heading they are listed under.
 SET_APART = (
@@ -497,15 +502,33 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
     ]
     problems = []
     everywhere = said_for_every_node(groups, nodes)
+    # A row for each node with something of its own; the nodes that pass, and those whose every item is one
+    # every node has (said once above), each a line of names, as the text report has them: a thousand
+    # rows of the same row made a fleet's report longer than an issue or a pull request may be.
+    healthy: list[str] = []
+    shared: dict[str, list[str]] = {}
     for node in doc.get("nodes") or []:
         reports = ", ".join(f"{r['kind']} {r['status']}" for r in node.get("reports") or [])
         failing, warnings = node.get("failing") or [], node.get("warnings") or []
+        if node["status"] == "ok":
+            healthy.append(node["hostname"])
+            continue
+        if (node["status"] == "warn" or failing) and only_shared(node, everywhere):
+            shared.setdefault(node["status"], []).append(node["hostname"])
+            continue
         lines.append(
             f"| {code(node['hostname'])} | {icon(node['status'])} | {cell(reports)} "
             f"| {len(failing)} | {len(warnings)} | {len(slow_by_device(node))} |"
         )
-        if not only_shared(node, everywhere):  # else its every item is one every node has: said once, above
-            problems += [(node["hostname"], item) for item in [*failing, *warnings]]
+        problems += [(node["hostname"], item) for item in [*failing, *warnings]]
+    if lines[-1] == "|---|---|---|---|---|---|":
+        lines[-5:] = ["", "### Nodes"]  # no node has anything of its own: no table, only the lines below
+    lines.append("")
+    for status, hosts in shared.items():
+        what = f"{plural(len(hosts), 'node')} with only the {'warnings' if status == 'warn' else 'problems'}"
+        lines.append(f"- {icon(status)} {what} every node shares (above): {cell(names(hosts))}")
+    if healthy:
+        lines.append(f"- {icon('ok')} {plural(len(healthy), 'node')} ok: {cell(names(healthy))}")
     if problems:
         lines += [
             "",
@@ -558,10 +581,14 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
     for why, title in SET_APART:
         apart = set_apart(doc, why)
         if apart:
-            lines += ["", f"### Not compared: {title}", "", "| host | figure | device |", "|---|---|---|"]
+            lines += ["", f"### Not compared: {title} ({len(apart)})", ""]
+            lines += ["| host | figure | device |", "|---|---|---|"]
             lines += [
-                f"| {code(str(c.get('hostname')))} | {cell(c.get('id'))} | {cell(c.get('device'))} |" for c in apart
+                f"| {code(str(c.get('hostname')))} | {cell(c.get('id'))} | {cell(c.get('device'))} |"
+                for c in apart[:APART_SHOWN]
             ]
+            if len(apart) > APART_SHOWN:
+                lines += ["", f"... and {len(apart) - APART_SHOWN} more (the JSON report lists them all)"]
     skipped = doc.get("skipped") or []
     if skipped:
         lines += ["", "### Skipped", "", "| source | reason |", "|---|---|"]

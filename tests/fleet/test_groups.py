@@ -344,6 +344,10 @@ def test_nodes_whose_every_problem_is_fleet_wide_are_one_line_and_no_problem_is_
     md = envcheck("fleet", str(tmp_path), "--format", "markdown").stdout
     own = md[md.index("### Failing checks and warnings") :].split("\n\n")[1].splitlines()[2:]
     assert len(own) == 6 and all(line.startswith("| `n7` |") for line in own), own
+    # As in the text: a row for n7 alone, the seven others one line of names
+    rows = md[md.index("### Nodes") :].split("\n\n")[1].splitlines()[2:]
+    assert len(rows) == 1 and rows[0].startswith("| `n7` | ❌ fail |"), rows
+    assert "- ❌ fail 7 nodes with only the problems every node shares (above): n0, n1, n2, n3, n4, n5, n6" in md
 
 
 def test_a_problem_every_node_has_in_its_own_words_keeps_each_nodes_words(
@@ -455,3 +459,25 @@ def test_a_fleet_wide_slowdown_since_the_previous_run_warns(real: dict[str, dict
     assert "24 devices slower in 48 figures" in text
     assert text.count("SLOWER ") == 20 and "... and 4 more devices slower (the JSON report lists all)" in text
     assert "matmul.fp32 --quick " in text
+
+
+def test_a_fleet_benched_while_busy_lists_a_few_figures_apart_not_each(
+    real: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Thirty nodes benched while other work held their CPUs: sixty figures set apart. Text and Markdown name
+    the first twenty and count the rest; the JSON keeps every one."""
+    docs = {}
+    for i in range(30):
+        doc = as_node(real["bench_cpu"], f"n{i:02d}")
+        for r in doc["results"]:
+            r["contended"] = True
+        docs[f"n{i:02d}"] = doc
+    write(tmp_path, docs)
+    _, doc = fleet(str(tmp_path))
+    assert doc is not None and len(doc["contended"]) == 60
+    text = envcheck("fleet", str(tmp_path)).stdout
+    listed = text[text.index("Not compared: taken while other work held the CPUs (60)") :].splitlines()[1:22]
+    assert len([line for line in listed if " on cpu" in line]) == 20
+    assert "  ... and 40 more (the JSON report lists them all)" in listed
+    md = envcheck("fleet", str(tmp_path), "--format", "markdown").stdout
+    assert md.count(" | cpu |") == 20 and "... and 40 more (the JSON report lists them all)" in md
