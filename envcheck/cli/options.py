@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -64,7 +65,14 @@ def resolve_formats(
     chosen = "json" if as_json else fmt
     if output is None:
         return chosen or DEFAULT_FORMAT, None
-    file_format = format_for_path(output) or chosen or DEFAULT_FORMAT
+    named = format_for_path(output)
+    suffix = os.path.splitext(output)[1]
+    if named is None and chosen is None and suffix and not os.path.exists(os.path.realpath(output) + "/"):
+        # -o report.pdf: a suffix that names no format envcheck writes gets the text report, said so once
+        from envcheck.cli.terminal import error
+
+        error(f"{output}: {suffix} names no format envcheck writes; writing the text report (or pass --format)")
+    file_format = named or chosen or DEFAULT_FORMAT
     offered = [f.id for f in _formats(extra)]
     if file_format not in offered:
         command = click.get_current_context(silent=True)

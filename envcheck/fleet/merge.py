@@ -840,6 +840,8 @@ def _fix_key(fix: dict[str, Any] | None) -> Any:
 
 
 def _group(report: str, check: str, status: Status, by_node: dict[str, Problem]) -> ProblemGroup:
+    # its nodes by name, as an admin looks for one (not in the order of their verdicts)
+    by_node = dict(sorted(by_node.items()))
     fixes: dict[str, tuple[dict[str, Any] | None, list[str]]] = {}
     for hostname, p in by_node.items():
         key = _fix_key(p.fix)

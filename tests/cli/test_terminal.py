@@ -342,3 +342,15 @@ def test_an_epipe_is_stdouts_only_where_stdouts_reader_is_gone(monkeypatch):
         assert stdout_reader_gone() is True
     finally:
         os.close(write_end)
+
+
+def test_an_output_suffix_that_names_no_format_is_said_once(tmp_path):
+    """``-o report.pdf`` writes the text report (the default) and says so on stderr; a known suffix or
+    --format says nothing."""
+    proc = run("doctor", "--quick", "-o", str(tmp_path / "report.pdf"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("\n") == 1 and ".pdf names no format envcheck writes" in proc.stderr
+    assert (tmp_path / "report.pdf").read_text().startswith("Host")
+    for args in (["-o", str(tmp_path / "r.md")], ["--format", "json", "-o", str(tmp_path / "r.pdf")]):
+        quiet = run("doctor", "--quick", *args)
+        assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr

@@ -481,3 +481,21 @@ def test_a_fleet_benched_while_busy_lists_a_few_figures_apart_not_each(
     assert "  ... and 40 more (the JSON report lists them all)" in listed
     md = envcheck("fleet", str(tmp_path), "--format", "markdown").stdout
     assert md.count(" | cpu |") == 20 and "... and 40 more (the JSON report lists them all)" in md
+
+
+def test_a_problems_nodes_are_named_in_order_of_their_names(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    """host.ulimits warns on both nodes; node-z also fails another check, so it comes first among the nodes.
+    The problem names its nodes by name, as an admin looks for one, not in the order of their verdicts."""
+    docs = {}
+    for host in ("node-z", "node-a"):
+        doc = as_node(small(real["h100x4"]), host, uuid_prefix=host)
+        for c in doc["checks"]:
+            if c["id"] == "host.ulimits":
+                c.update(status="warn", summary="low", fix=dict(ULIMITS_FIX))
+            if c["id"] == "gpu.ecc" and host == "node-z":
+                c.update(status="fail", summary="ECC", fix={"text": "drain"})
+        docs[host] = doc
+    _, doc = fleet(*write(tmp_path, docs))
+    assert doc is not None and [n["hostname"] for n in doc["nodes"]] == ["node-z", "node-a"]
+    (group,) = [g for g in doc["problems"] if g["id"] == "host.ulimits"]
+    assert group["nodes"] == ["node-a", "node-z"] and group["fixes"][0]["nodes"] == ["node-a", "node-z"]
