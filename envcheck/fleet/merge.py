@@ -572,7 +572,7 @@ class Merger:
                 by_field[name][value].append(hostname)  # scalars (kinds._plain)
         devices = tuple(self.devices)  # the report's, shared by its comparisons: the merger may grow on
         compared = comparisons(self.groups, devices, threshold, frozenset(self.host_bound))
-        nodes = _nodes(self.refs, self.problems, compared)
+        nodes = _nodes(self.refs, self.problems, compared, _fewer_gpus(self.fields, self.refs))
         return FleetReport(
             nodes=tuple(nodes),
             drift=tuple(drift(by_field)),
@@ -649,8 +649,52 @@ def _duplicate_gpus(uuid_seen: dict[str, tuple[str, ...]]) -> list[DuplicateGpu]
 # --- nodes -------------------------------------------------------------------------------------------
 
 
+#: What to do on a node with fewer GPUs than most nodes of its GPU model.
+FEWER_GPUS_FIX = {
+    "text": "Find the GPU that is missing: `nvidia-smi -L` lists those the driver sees, `lspci -d 10de:` those on "
+    "the bus, and the kernel log says whether one fell off it (Xid 79); reseat or replace it. A node built "
+    "with fewer GPUs needs nothing.",
+    "command": "nvidia-smi -L",
+}
+
+
+def _fewer_gpus(
+    fields: dict[str, dict[str, tuple[int, Any]]], refs: dict[str, list[ReportRef]]
+) -> dict[str, list[Problem]]:
+    """A warning for each node whose doctor counts fewer GPUs than most nodes of its GPU model (a strict
+    majority): a GPU that fell off the bus leaves a node that passes its own checks but runs one GPU short,
+    which a fleet's drift alone shows as a value among others. A fleet of mixed sizes (no count held by
+    most nodes of a model) warns of nothing."""
+    by_model: dict[str, dict[int, list[str]]] = {}
+    for host, own in fields.items():
+        model, count = own.get("gpu.model", (0, None))[1], own.get("gpu.count", (0, None))[1]
+        if isinstance(model, str) and type(count) is int:
+            by_model.setdefault(model, {}).setdefault(count, []).append(host)
+    out: dict[str, list[Problem]] = {}
+    for model, counts in by_model.items():
+        nodes = sum(len(hosts) for hosts in counts.values())
+        usual, most = max(counts.items(), key=lambda kv: (len(kv[1]), kv[0]))
+        if len(most) * 2 <= nodes:
+            continue
+        for count, hosts in counts.items():
+            if count >= usual:
+                continue
+            summary = f"{count} GPUs ({model}) where {len(most)} of the {nodes} nodes with this model have {usual}"
+            for host in hosts:
+                own_refs = refs.get(host, [])
+                first = own_refs[0].source if own_refs else ""
+                source = next((r.source for r in own_refs if r.kind == "doctor"), first)
+                out.setdefault(host, []).append(
+                    Problem(source, "fleet", "gpu.count", Status.WARN, summary, dict(FEWER_GPUS_FIX))
+                )
+    return out
+
+
 def _nodes(
-    refs: dict[str, list[ReportRef]], problems: dict[str, list[Problem]], compared: list[Comparison]
+    refs: dict[str, list[ReportRef]],
+    problems: dict[str, list[Problem]],
+    compared: list[Comparison],
+    fleet_problems: dict[str, list[Problem]] | None = None,
 ) -> list[Node]:
     """Every node, the failing ones first (then warnings, then by name): the order an admin reads. A
     host named only by another node's report (a comm rank that never joined) is a node too. A node
@@ -663,6 +707,8 @@ def _nodes(
     made = []
     for hostname in refs.keys() | problems.keys():
         reports, own = refs.get(hostname, []), problems.get(hostname, [])
+        if fleet_problems and hostname in fleet_problems:  # what only the fleet shows (fewer GPUs)
+            own = own + fleet_problems[hostname]
         older = _superseded(reports) if len(reports) > 1 else set()
         if older:  # a node's verdict rests on its newest report of each kind
             reports = [r for r in reports if r.source not in older]

@@ -499,3 +499,33 @@ def test_a_problems_nodes_are_named_in_order_of_their_names(real: dict[str, dict
     assert doc is not None and [n["hostname"] for n in doc["nodes"]] == ["node-z", "node-a"]
     (group,) = [g for g in doc["problems"] if g["id"] == "host.ulimits"]
     assert group["nodes"] == ["node-a", "node-z"] and group["fixes"][0]["nodes"] == ["node-a", "node-z"]
+
+
+def test_a_node_one_gpu_short_of_its_models_fleet_warns(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    """n2's doctor sees 3 of its 4 H100s (one fell off the bus) and passes its own checks: the fleet, where
+    most nodes of the model have 4, warns on it with what to look for. A fleet of mixed sizes, where no
+    count is most nodes', warns of nothing."""
+    docs = {}
+    for i in range(4):
+        doc = as_node(small(real["h100x4"]), f"n{i}", uuid_prefix=f"n{i}")
+        doc["checks"] = [c for c in doc["checks"] if c["status"] == "ok"]
+        doc.update(status="ok", exit_code=0)
+        if i == 2:
+            doc["gpus"] = doc["gpus"][:3]
+        docs[f"n{i}"] = doc
+    proc, doc = fleet(*write(tmp_path / "short", docs))
+    assert doc is not None and proc.returncode == 0, proc.stderr
+    (group,) = [g for g in doc["problems"] if g["id"] == "gpu.count"]
+    assert (group["report"], group["status"], group["nodes"]) == ("fleet", "warn", ["n2"])
+    assert group["summary"] == "3 GPUs (NVIDIA H100 80GB HBM3) where 3 of the 4 nodes with this model have 4"
+    assert group["fix"]["command"] == "nvidia-smi -L"
+    assert node_of(doc, "n2")["status"] == "warn" and node_of(doc, "n0")["status"] == "ok"
+    text = envcheck("fleet", str(tmp_path / "short")).stdout
+    assert "[warn]  fleet gpu.count warn on 1 node: n2" in text
+    docs["n3"]["gpus"] = docs["n3"]["gpus"][:3]  # two of four with 3: a fleet of two sizes
+    _, mixed = fleet(*write(tmp_path / "mixed", docs))
+    assert mixed is not None and not [g for g in mixed["problems"] if g["id"] == "gpu.count"]
+
+
+def node_of(doc: dict[str, Any], hostname: str) -> dict[str, Any]:
+    return next(n for n in doc["nodes"] if n["hostname"] == hostname)
