@@ -283,13 +283,14 @@ class _WholeWrites(io.BufferedWriter):
 
 
 def whole_writes() -> None:
-    """Where stdout is a pipe, write it through :class:`_WholeWrites`: a new text stream, as stdout's
-    was (encoding, error handling, line buffering), over a duplicate of its descriptor (so the original
-    stream, which the interpreter still holds, keeps a descriptor of its own)."""
+    """Where stdout is a pipe or a socket, write it through :class:`_WholeWrites`: a new text stream, as
+    stdout's was (encoding, error handling, line buffering), over a duplicate of its descriptor (so the
+    original stream, which the interpreter still holds, keeps a descriptor of its own)."""
     stream = sys.stdout
     try:
         fd = stream.fileno()
-        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+        mode = os.fstat(fd).st_mode
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
             return
         stream.flush()
         raw = io.FileIO(os.dup(fd), "w", closefd=True)

@@ -6,7 +6,6 @@ is the same for every kind of report: the document is the report."""
 from __future__ import annotations
 
 import codecs
-import errno
 import json
 import re
 from collections.abc import Iterator
@@ -117,8 +116,9 @@ def render_json(document: dict[str, Any], console: Console, options: RenderOptio
     if binary is not None and _ascii_safe(getattr(out, "encoding", None)):
         # Straight to the stream's bytes: a fleet's document is tens of MB, which as text was decoded
         # here and encoded again by the stream.
+        # (On a pipe, envcheck.cli.terminal.whole_writes makes each write all or an error.)
         out.flush()
-        write: Any = lambda piece: _write_all(binary, piece)  # noqa: E731
+        write: Any = binary.write
     else:
         write = lambda piece: out.write(piece.decode("ascii"))  # noqa: E731
     held: list[bytes] | None = []
@@ -133,19 +133,6 @@ def render_json(document: dict[str, Any], console: Console, options: RenderOptio
             write(b"".join(held))
             held = None
     write(b"".join(held or ()) + b"\n")
-
-
-def _write_all(binary: Any, data: bytes) -> None:
-    """All of ``data`` to a binary stream. A buffered pipe whose reader goes away part-way returns the
-    bytes it wrote so far and drops the rest without an error; the next write meets the closed pipe
-    (BrokenPipeError: exit 141, as ``| head`` expects), so what is left is written again until it is
-    all written or refused."""
-    view = memoryview(data)
-    while view:
-        written = binary.write(view)
-        if not written:  # a non-blocking stream that took nothing: not a report's stdout
-            raise OSError(errno.EAGAIN, "the output took no bytes")
-        view = view[written:]
 
 
 def _ascii_safe(encoding: object) -> bool:
