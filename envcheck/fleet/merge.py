@@ -23,6 +23,7 @@ GPU), so that a fleet of ten thousand nodes reads as its few problems.
 from __future__ import annotations
 
 import math
+import re
 from array import array
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -239,14 +240,13 @@ class ProblemGroup:
     devices: int = 0
     figures: int = 0
     model: str | None = None
-    #: How many distinct summaries its nodes give (``GPU 0: ...`` on one, ``GPU 5: ...`` on another):
-    #: more than one, and each node's own words are worth reading.
+    #: How many distinct summaries its nodes give (a load average, a process's name, ``GPU 0`` here and
+    #: ``GPU 5`` there).
     wordings: int = 1
-
-    @property
-    def same_everywhere(self) -> bool:
-        """Its nodes all say it in the same words with the same fix: said once, it is said for each."""
-        return self.wordings <= 1 and len(self.fixes) <= 1 and not self.more_fixes
+    #: Its nodes' words name different devices (``GPU 0: ...`` on one, ``GPU 5: ...`` on another): each
+    #: node's own words say what to act on there, and are shown with it. Words that differ in a number
+    #: alone (a load average) are not worth a section per node.
+    own_words: bool = False
 
     @property
     def key(self) -> str:
@@ -903,5 +903,12 @@ def _group(report: str, check: str, status: Status, by_node: dict[str, Problem])
         tuple(by_node),
         tuple(Fix(fix, tuple(hosts)) for fix, hosts in ranked[:FIXES_KEPT]),
         max(0, len(ranked) - FIXES_KEPT),
-        wordings=len({p.summary for p in by_node.values()}),
+        wordings=len(summaries := {p.summary for p in by_node.values()}),
+        own_words=len({frozenset(DEVICE_NAMED.findall(words)) for words in summaries}) > 1,
     )
+
+
+#: How a check's words name a device: a GPU by index, a CUDA device, a PCI bus id, a GPU UUID.
+DEVICE_NAMED = re.compile(
+    r"\bGPU \d+\b|\bcuda:\d+\b|\b[0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7]\b|\bGPU-[0-9A-Fa-f-]{8,}"
+)

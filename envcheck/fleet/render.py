@@ -124,7 +124,10 @@ def on_nodes(group: dict[str, Any], nodes: int, limit: int = NAMES_SHOWN) -> str
 def other_words(group: dict[str, Any]) -> str:
     """What follows a problem's words where its nodes say it otherwise too."""
     others = group.get("wordings", 1) - 1 if isinstance(group.get("wordings"), int) else 0
-    return f" (and {plural(others, 'other wording')}: each node's own list)" if others > 0 else ""
+    if others <= 0:
+        return ""
+    where = "each node's own list" if group.get("own_words") else "each node's words are in the JSON report"
+    return f" (and {plural(others, 'other wording')}: {where})"
 
 
 def group_title(group: dict[str, Any]) -> str:
@@ -378,15 +381,16 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
 
 
 def said_for_every_node(groups: list[dict[str, Any]], nodes: int) -> set[Any]:
-    """The keys of the problems every node has in the same words with the same fix (a fleet-wide
-    setting): said once above, they are said for each node. One whose words or fix differ by node
-    (``GPU 0`` here, ``GPU 5`` there) is not: each node's list says which of its GPUs."""
+    """The keys of the problems every node has with the same fix (a fleet-wide setting): said once above,
+    they are said for each node. One whose fix differs by node, or whose words name a different device on
+    each (``GPU 0`` here, ``GPU 5`` there), is not: each node's list says which of its GPUs. Words that
+    differ in a number alone (a load average, a free size) are one problem all the same."""
     return {
         g.get("key")
         for g in groups
         if g.get("count") == nodes
         and nodes > 1
-        and g.get("wordings", 1) == 1
+        and not g.get("own_words")
         and len(g.get("fixes") or []) <= 1
         and not g.get("more_fixes")
     }

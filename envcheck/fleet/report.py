@@ -154,6 +154,8 @@ def _problem_group(g: ProblemGroup, clean: remembered) -> dict[str, Any]:
         "more_fixes": g.more_fixes,
         # distinct summaries among its nodes: above one, each node's words are in its own list
         "wordings": g.wordings,
+        # its nodes' words name different devices: each node's list says which (shown with the node)
+        "own_words": g.own_words,
     }
     if g.id.startswith("slow."):
         out.update(model=clean(g.model) if g.model else g.model, devices=g.devices, figures=g.figures)

@@ -529,3 +529,27 @@ def test_a_node_one_gpu_short_of_its_models_fleet_warns(real: dict[str, dict[str
 
 def node_of(doc: dict[str, Any], hostname: str) -> dict[str, Any]:
     return next(n for n in doc["nodes"] if n["hostname"] == hostname)
+
+
+def test_words_that_differ_in_a_number_alone_are_one_problem_said_once(
+    real: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Every node warns host.ulimits with its own number and the same fix: that is one fleet-wide setting,
+    said once, not a section per node (only words naming a different device on each node are shown
+    node by node)."""
+    docs = {}
+    for i in range(6):
+        doc = as_node(small(real["h100x4"]), f"n{i}", uuid_prefix=f"n{i}")
+        for c in doc["checks"]:
+            if c["id"] == "host.ulimits":
+                c.update(status="warn", summary=f"open files limit {1024 + i} is below 65536", fix=dict(ULIMITS_FIX))
+        docs[f"n{i}"] = doc
+    write(tmp_path, docs)
+    _, doc = fleet(str(tmp_path))
+    assert doc is not None
+    (group,) = [g for g in doc["problems"] if g["id"] == "host.ulimits"]
+    assert group["wordings"] == 6 and group["own_words"] is False
+    text = envcheck("fleet", str(tmp_path)).stdout
+    assert "6 nodes with only the warnings every node shares (above): n0, n1, n2, n3, n4, n5" in text
+    assert "(and 5 other wordings: each node's words are in the JSON report)" in text
+    assert not re.search(r"^\S+\s+n0\s+doctor", text, re.M)
