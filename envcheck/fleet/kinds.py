@@ -126,8 +126,10 @@ class Digest:
     #: Its adapter's :attr:`Adapter.rank`: which report's value of a field wins on its node.
     rank: int
     #: Benchmarks whose figures the report marks host-bound (host copies, a small CNN step: they vary
-    #: with the CPU socket a worker ran on): charted across the fleet, never judged slow.
+    #: with the CPU socket a worker ran on), and those it marks not host-bound; a benchmark some report
+    #: marks host-bound and none marks otherwise is charted across the fleet, never judged slow.
     host_bound: frozenset[str] = frozenset()
+    device_bound: frozenset[str] = frozenset()
 
 
 # --- small readers that never raise on a document shaped unexpectedly --------------------------------
@@ -213,7 +215,7 @@ class Adapter:
             tuple(self.readings(doc)),
             frozenset(u for u in self.uuids(doc) if u is not None),
             self.rank,
-            self.host_bound(doc),
+            *self.bound(doc),
         )
 
     def judge(self, source: str, kind: str, doc: dict[str, Any]) -> tuple[ReportRef, list[tuple[str | None, Problem]]]:
@@ -263,9 +265,9 @@ class Adapter:
         copied report or a card that moved."""
         return {_str(g.get("uuid")) for g in _dicts(doc.get("gpus"))}
 
-    def host_bound(self, doc: dict[str, Any]) -> frozenset[str]:
-        """The benchmarks whose figures the report marks host-bound (:attr:`Digest.host_bound`)."""
-        return _NONE
+    def bound(self, doc: dict[str, Any]) -> tuple[frozenset[str], frozenset[str]]:
+        """The benchmarks the report marks host-bound, and those it marks not (:attr:`Digest.host_bound`)."""
+        return _NONE, _NONE
 
 
 #: Every kind's adapter, by the schema it reads.
@@ -525,14 +527,13 @@ class Bench(Adapter):
     def uuids(self, doc: dict[str, Any]) -> set[str | None]:
         return super().uuids(doc) | _device_uuids(doc)
 
-    def host_bound(self, doc: dict[str, Any]) -> frozenset[str]:
+    def bound(self, doc: dict[str, Any]) -> tuple[frozenset[str], frozenset[str]]:
         results = doc.get("results")
-        found = {
-            r["id"]
-            for r in (results if type(results) is list else ())
-            if type(r) is dict and r.get("host_bound") is True and type(r.get("id")) is str
-        }
-        return frozenset(found) if found else _NONE
+        marked: tuple[set[str], set[str]] = (set(), set())
+        for r in results if type(results) is list else ():
+            if type(r) is dict and type(r.get("id")) is str and type(r.get("host_bound")) is bool:
+                marked[0 if r["host_bound"] else 1].add(r["id"])
+        return tuple(frozenset(m) if m else _NONE for m in marked)  # type: ignore[return-value]
 
 
 @register

@@ -442,13 +442,18 @@ class Merger:
         #: the merge's memory
         self.uuid_seen: dict[str, tuple[str, ...]] = {}
         self.contended: list[tuple[Reading, str, str]] = []
-        #: benchmarks some report marks host-bound: charted, never judged slow
+        #: benchmarks some report marks host-bound, and those some report marks not: a benchmark in the
+        #: first and not the second is charted, never judged slow (one hand-edited report cannot switch
+        #: off the judgement of a benchmark every other report says is device-bound)
         self.host_bound: set[str] = set()
+        self.device_bound: set[str] = set()
 
     def add(self, d: Digest) -> None:
         self.read += 1
         if d.host_bound:
             self.host_bound |= d.host_bound
+        if d.device_bound:
+            self.device_bound |= d.device_bound
         host = d.hostname
         self.refs.setdefault(host, []).append(d.ref)
         for hostname, problem in d.problems:
@@ -563,6 +568,7 @@ class Merger:
         seen.update(both)
         self.contended.extend(other.contended)
         self.host_bound |= other.host_bound
+        self.device_bound |= other.device_bound
 
     def finish(self, skipped: Sequence[Skipped] = (), threshold: float = DEFAULT_THRESHOLD) -> FleetReport:
         """The fleet report: each part read off the merged state."""
@@ -571,7 +577,7 @@ class Merger:
             for name, (_, value) in own.items():
                 by_field[name][value].append(hostname)  # scalars (kinds._plain)
         devices = tuple(self.devices)  # the report's, shared by its comparisons: the merger may grow on
-        compared = comparisons(self.groups, devices, threshold, frozenset(self.host_bound))
+        compared = comparisons(self.groups, devices, threshold, frozenset(self.host_bound - self.device_bound))
         nodes = _nodes(self.refs, self.problems, compared, _fewer_gpus(self.fields, self.refs))
         return FleetReport(
             nodes=tuple(nodes),

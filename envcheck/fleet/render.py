@@ -901,7 +901,8 @@ def fleet_distributions(doc: dict[str, Any]) -> str:
         slow = sum(below is not None and v < below for v in values)
         what = f"{c.get('id')}{' (--quick)' if c.get('quick') else ''} on {c.get('model') or 'an unnamed model'}"
         title = f"{what}: {plural(len(values), kind)} in {unit}".strip()
-        summary = f"median {html.num(median)} {unit}, {plural(slow, 'slow device')}"
+        judged = "host-bound, not judged" if c.get("host_bound") is True else plural(slow, "slow device")
+        summary = f"median {html.num(median)} {unit}, {judged}"
         chart = distribution_chart(
             "distribution", title, values, median=median, slow_below=below, unit=unit, summary=summary
         )

@@ -301,8 +301,8 @@ def _comparison(c: Comparison, values: list[float], threshold: float, clean: rem
         "unit": clean(c.unit),
         "quick": c.quick,
         "fleet_median": c.median,
-        # Below this figure a device is slow: where a chart draws its line.
-        "slow_below": c.median * (1 - threshold),
+        # Below this figure a device is slow: where a chart draws its line (none for a host-bound one).
+        "slow_below": None if c.host_bound else c.median * (1 - threshold),
         "devices": len(c.values),
         "slow": len(c.slow),
         # a host-bound benchmark (host copies): charted, never judged slow

@@ -129,6 +129,16 @@ def _figures(doc: dict[str, Any]) -> tuple[dict[str, str | None], dict[str, dict
     return by_device, columns
 
 
+def _host_bound(doc: dict[str, Any]) -> set[str]:
+    """The figures (as ``figures`` names them) of host-bound benchmarks: charted, never judged."""
+    comparisons = doc.get("comparisons")
+    return {
+        f"{c.get('id')}{QUICK if c.get('quick') is True else ''}"
+        for c in (comparisons if isinstance(comparisons, list) else [])
+        if isinstance(c, dict) and c.get("host_bound") is True
+    }
+
+
 def changes(
     previous: dict[str, Any], current: dict[str, Any], threshold: float, *, source: str | None = None
 ) -> dict[str, Any]:
@@ -151,9 +161,10 @@ def changes(
     slower = []
     old_hosts, old_values = _figures(previous)
     hosts, values = _figures(current)
+    host_bound = _host_bound(current)
     for figure, now_by_device in values.items():
         was_by_device = old_values.get(figure)
-        if was_by_device is None:
+        if was_by_device is None or figure in host_bound:  # a host copy moves with the socket: not judged
             continue
         for device, value in now_by_device.items():
             old = was_by_device.get(device)

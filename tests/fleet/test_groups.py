@@ -420,6 +420,8 @@ def test_a_host_bound_figure_is_charted_but_never_judged_slow(real: dict[str, di
         for r in bench["results"]:
             if i == 0 and r["device"] == "cuda:1" and r["id"] in ("memory.h2d_pinned", "matmul.fp32"):
                 r["value"] *= 0.7
+            if i == 3 and r["id"] == "matmul.fp32":  # one hand-edited report cannot switch off a judgement
+                r["host_bound"] = True
         docs[f"n{i}/doctor"], docs[f"n{i}/bench"] = doctor, bench
     write(tmp_path, docs)
     _, doc = fleet(str(tmp_path))
@@ -429,6 +431,10 @@ def test_a_host_bound_figure_is_charted_but_never_judged_slow(real: dict[str, di
     assert charted["memory.h2d_pinned"]["host_bound"] is True and charted["memory.h2d_pinned"]["slow"] == 0
     assert min(charted["memory.h2d_pinned"]["values"]) < 0.8 * charted["memory.h2d_pinned"]["fleet_median"]
     assert charted["matmul.fp32"]["host_bound"] is False and charted["matmul.fp32"]["slow"] == 1
+    assert charted["memory.h2d_pinned"]["slow_below"] is None  # no line for a chart to judge by
+    page = tmp_path / "fleet.html"
+    envcheck("fleet", str(tmp_path), "-o", str(page))
+    assert "host-bound, not judged" in page.read_text(encoding="utf-8")
 
 
 def test_a_fleet_wide_slowdown_since_the_previous_run_warns(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
