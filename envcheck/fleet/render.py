@@ -176,7 +176,8 @@ def since_lines(since: dict[str, Any], threshold: float) -> list[str]:
     for key, word in (("new", "NEW"), ("resolved", "RESOLVED")):
         for g in since.get(key) or []:
             where = f"{plural(g['count'], 'node')}: {names(g['nodes'])}"
-            out.append(f"{word} {g['report']} {g['id']} {g['status']} on {where}")
+            device = f": {g['summary']}" if g.get("report") == "fleet" and g.get("summary") else ""  # which one
+            out.append(f"{word} {g['report']} {g['id']} {g['status']}{device} on {where}")
     if since.get("appeared"):
         out.append(f"APPEARED {plural(len(since['appeared']), 'node')}: {names(since['appeared'])}")
     if since.get("vanished"):

@@ -67,26 +67,40 @@ def _failing(doc: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
                 key = problem_key(str(item.get("report")), str(item.get("id")), str(item.get("status")))
                 items.setdefault(key, item)
         slow = node.get("slow")
-        for kind, words in _slow_devices(slow if isinstance(slow, list) else []).items():
-            item = {"report": "fleet", "id": f"slow.{kind}", "status": "fail", "summary": words}
-            items.setdefault(problem_key("fleet", f"slow.{kind}", "fail"), item)
+        for figure in slow if isinstance(slow, list) else []:
+            if isinstance(figure, dict):
+                item = _slow_item(node["hostname"], figure)
+                items.setdefault(f"{problem_key('fleet', item['id'], 'fail')}/{item['device_key']}", item)
     return out
 
 
-def _slow_devices(slow: list[Any]) -> dict[str, str]:
-    """A node's slow figures (its ``slow`` list) as one failure per kind of device, in words: "slow GPU 1,
-    GPU 4 (more than the threshold below the fleet median)"."""
-    found: dict[str, list[str]] = {}
-    for figure in slow:
-        if not isinstance(figure, dict):
-            continue
-        device = str(figure.get("device") or "?")
-        kind = "gpu" if figure.get("uuid") or device.startswith("cuda") else "cpu"
-        index = figure.get("index")
-        where = f"GPU {index}" if kind == "gpu" and isinstance(index, int) else device
-        if where not in found.setdefault(kind, []):
-            found[kind].append(where)
-    return {kind: f"slow {', '.join(where)} (below the fleet median)" for kind, where in found.items()}
+def _slow_item(hostname: str, figure: dict[str, Any]) -> dict[str, Any]:
+    """A slow device of a node's ``slow`` list as one of its failures: one per device (however many of
+    its figures are slow), known by its UUID, else its host and bench name, as ``figures`` knows it."""
+    device = str(figure.get("device") or "?")
+    uuid = figure.get("uuid") if isinstance(figure.get("uuid"), str) else None
+    kind = "gpu" if uuid or device.startswith("cuda") else "cpu"
+    index = figure.get("index")
+    where = f"GPU {index}" if kind == "gpu" and type(index) is int else device
+    return {
+        "report": "fleet",
+        "id": f"slow.{kind}",
+        "status": "fail",
+        "summary": f"slow {where} (below the fleet median)",
+        "device_key": uuid or f"{hostname}/{device}",
+    }
+
+
+def _kinds(doc: dict[str, Any]) -> dict[str, set[Any]]:
+    """hostname -> the kinds of report the document's node rests on."""
+    out: dict[str, set[Any]] = {}
+    for node in doc.get("nodes") or []:
+        if isinstance(node, dict) and isinstance(node.get("hostname"), str):
+            reports = node.get("reports")
+            out[node["hostname"]] = {
+                r.get("kind") for r in (reports if isinstance(reports, list) else []) if isinstance(r, dict)
+            }
+    return out
 
 
 def _by_key(found: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -151,11 +165,23 @@ def changes(
         had = before.get(host, {})
         for key in items.keys() - had.keys():
             new.setdefault(key, {"item": items[key], "nodes": []})["nodes"].append(host)
+    # Resolved only where this run looked again: a node's report of the item's kind is here (a doctor
+    # report that went missing resolved nothing), and a slow device has figures in this run.
+    kinds = _kinds(current)
+    every_kind = set().union(*kinds.values()) if kinds else set()
+    measured = set(_figures(current)[0])
     for host, items in before.items():
         if host not in now:
             continue
         for key in items.keys() - now[host].keys():
-            resolved.setdefault(key, {"item": items[key], "nodes": []})["nodes"].append(host)
+            item = items[key]
+            if "device_key" in item:
+                looked = item["device_key"] in measured
+            else:  # a comm report names the hosts of its ranks from the host of rank 0
+                kind = item.get("report")
+                looked = kind in kinds.get(host, ()) or (kind == "comm" and kind in every_kind)
+            if looked:
+                resolved.setdefault(key, {"item": item, "nodes": []})["nodes"].append(host)
     for entry in (*new.values(), *resolved.values()):
         entry["nodes"].sort()
     slower = []

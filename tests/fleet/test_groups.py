@@ -559,3 +559,33 @@ def test_words_that_differ_in_a_number_alone_are_one_problem_said_once(
     assert "6 nodes with only the warnings every node shares (above): n0, n1, n2, n3, n4, n5" in text
     assert "(and 5 other wordings: each node's words are in the JSON report)" in text
     assert not re.search(r"^\S+\s+n0\s+doctor", text, re.M)
+
+
+def test_since_follows_each_slow_device_and_resolves_only_what_was_measured_again(
+    real: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """node0003's GPU 1 is back to pace while its GPU 2 turned slow: one resolved, one new, on the same
+    node. node0011's bench report is missing from the next run: its slow GPU was not measured, so it is not
+    resolved; nor is a doctor failure resolved on a node whose doctor report is missing."""
+    before = fleet_docs(real, 20)
+    first = tmp_path / "first.json"
+    envcheck("fleet", str(_dir(tmp_path / "run1", before)), "--output", str(first))
+    after = copy.deepcopy(before)
+    for r in after["node0003/bench"]["results"]:
+        if r["device"] == "cuda:1":
+            r["value"] /= 0.8
+        if r["device"] == "cuda:2":
+            r["value"] *= 0.8
+    del after["node0011/bench"]
+    del after["node0005/doctor"]  # node0005 failed gpu.ecc; without its doctor report nothing says it is fixed
+    proc, doc = fleet(str(_dir(tmp_path / "run2", after)), "--since", str(first))
+    assert doc is not None, proc.stderr
+    since = doc["since"]
+    assert [(g["id"], g["summary"], g["nodes"]) for g in since["new"]] == [
+        ("slow.gpu", "slow GPU 2 (below the fleet median)", ["node0003"])
+    ]
+    assert [(g["id"], g["summary"], g["nodes"]) for g in since["resolved"]] == [
+        ("slow.gpu", "slow GPU 1 (below the fleet median)", ["node0003"])
+    ]
+    text = envcheck("fleet", str(tmp_path / "run2"), "--since", str(first)).stdout
+    assert "RESOLVED fleet slow.gpu fail: slow GPU 1 (below the fleet median) on 1 node: node0003" in text
