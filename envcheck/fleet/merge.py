@@ -370,21 +370,23 @@ class Column:
     batch's pickle and of the parent's work absorbing them. ``index`` (device -> row) is made when a
     device may already be here; a batch whose devices are all new is appended whole."""
 
-    __slots__ = ("positions", "values", "sources", "named", "index")
+    __slots__ = ("positions", "values", "sources", "whens", "named", "index")
 
     def __init__(self) -> None:
         self.positions = array("q")
         self.values = array("d")
         self.sources: list[str] = []
+        #: when the report that gave each figure was made (seconds since the epoch; NaN: not said)
+        self.whens = array("d")
         self.named: dict[int, Device] = {}
         self.index: dict[int, int] | None = {}
 
     def __getstate__(self) -> tuple[Any, ...]:
         # the index is rebuilt where it is needed, not sent
-        return (self.positions, self.values, self.sources, self.named)
+        return (self.positions, self.values, self.sources, self.whens, self.named)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.positions, self.values, self.sources, self.named = state
+        self.positions, self.values, self.sources, self.whens, self.named = state
         self.index = None
 
     def rows(self) -> dict[int, int]:
@@ -393,9 +395,11 @@ class Column:
             self.index = {at: row for row, at in enumerate(self.positions)}
         return self.index
 
-    def put(self, device: int, value: float, source: str, names: Device | None) -> None:
-        """A device's figure: its first here, or a better one than it had (a device benchmarked twice
-        keeps its best, from the report that gave it)."""
+    def put(self, device: int, value: float, source: str, names: Device | None, when: float = math.nan) -> None:
+        """A device's figure: its first here, or one from a newer report than the one it had (last week's
+        bench beside today's: today's says how the card is), or, between reports of one time or where a
+        time is not said, the better one (a device benchmarked twice keeps its best, from the report that
+        gave it)."""
         rows = self.index if self.index is not None else self.rows()
         row = rows.get(device)
         if row is None:
@@ -403,9 +407,11 @@ class Column:
             self.positions.append(device)
             self.values.append(value)
             self.sources.append(source)
-        elif value > self.values[row]:
+            self.whens.append(when)
+        elif when > self.whens[row] or (not when < self.whens[row] and value > self.values[row]):
             self.values[row] = value
             self.sources[row] = source
+            self.whens[row] = when
         else:
             return
         if names is not None:
@@ -429,8 +435,8 @@ class Merger:
         self.read = 0
         self.refs: dict[str, list[ReportRef]] = {}
         self.problems: dict[str, list[Problem]] = {}
-        #: host -> field -> (rank of the report it came from, value)
-        self.fields: dict[str, dict[str, tuple[int, Any]]] = {}
+        #: host -> field -> ((rank of the report it came from, minus its time), value)
+        self.fields: dict[str, dict[str, tuple[tuple[int, float], Any]]] = {}
         #: every device compared, once; ``groups`` name them by their place here
         self.devices: list[Device] = []
         self.device_ids: dict[tuple[str, str], int] | None = {}
@@ -458,7 +464,10 @@ class Merger:
         self.refs.setdefault(host, []).append(d.ref)
         for hostname, problem in d.problems:
             self.problems.setdefault(hostname or host, []).append(problem)
-        self._fields(host, {name: (d.rank, value) for name, value in d.fields})
+        when = _epoch(d.ref.generated_at)
+        # a field's value: the lowest rank's (the doctor's), and the newest report's among those
+        order = (d.rank, -when if when == when else math.inf)
+        self._fields(host, {name: (order, value) for name, value in d.fields})
         device_ids, groups, devices = (
             self._device_ids(),
             self.groups,
@@ -489,7 +498,7 @@ class Merger:
             column = groups.get(r.group)
             if column is None:
                 column = groups[r.group] = Column()
-            column.put(device, r.value, source, names)
+            column.put(device, r.value, source, names, when)
         self.sources.setdefault((host, d.kind), []).append(d.source)
         seen = self.uuid_seen
         for uuid in d.uuids:
@@ -508,16 +517,17 @@ class Merger:
             self.device_ids = {(d.hostname, d.key): at for at, d in enumerate(self.devices)}
         return self.device_ids
 
-    def _fields(self, host: str, found: dict[str, tuple[int, Any]]) -> None:
-        """A field's value comes from the report that sees the most (the lowest rank: the doctor first);
+    def _fields(self, host: str, found: dict[str, tuple[tuple[int, float], Any]]) -> None:
+        """A field's value comes from the report that sees the most (the lowest rank: the doctor first),
+        and among those from the newest (its order's second part: minus its time, a time not said last);
         the first such report wins among equals."""
         own = self.fields.get(host)
         if own is None:
             self.fields[host] = found
             return
-        for name, (rank, value) in found.items():
-            if name not in own or rank < own[name][0]:
-                own[name] = (rank, value)
+        for name, (order, value) in found.items():
+            if name not in own or order < own[name][0]:
+                own[name] = (order, value)
 
     def absorb(self, other: Merger) -> None:
         """Fold in ``other`` (a later batch's merger), as if its digests had been added here."""
@@ -554,12 +564,15 @@ class Merger:
                     mine.index.update(zip(mine.positions[start:], range(start, len(mine.positions)), strict=True))
                 mine.values.extend(theirs.values)
                 mine.sources.extend(theirs.sources)
+                mine.whens.extend(theirs.whens)
                 mine.named.update(zip(map(ids.__getitem__, theirs.named), theirs.named.values(), strict=True))
                 continue
-            for device, value, source in zip(theirs.positions, theirs.values, theirs.sources, strict=True):
+            for device, value, source, when in zip(
+                theirs.positions, theirs.values, theirs.sources, theirs.whens, strict=True
+            ):
                 at = ids[device]
                 names = theirs.named.get(device) or other.devices[device]
-                mine.put(at, value, source, names if names != self.devices[at] else None)
+                mine.put(at, value, source, names if names != self.devices[at] else None, when)
         for key, found in other.sources.items():
             self.sources.setdefault(key, []).extend(found)
         seen, theirs = self.uuid_seen, other.uuid_seen
@@ -578,14 +591,16 @@ class Merger:
                 by_field[name][value].append(hostname)  # scalars (kinds._plain)
         devices = tuple(self.devices)  # the report's, shared by its comparisons: the merger may grow on
         compared = comparisons(self.groups, devices, threshold, frozenset(self.host_bound - self.device_bound))
-        nodes = _nodes(self.refs, self.problems, compared, _fewer_gpus(self.fields, self.refs))
+        twice = {source for found in self.sources.values() if len(found) > 1 for source in found}
+        gpus = _gpus_by_source(self.uuid_seen, twice)
+        nodes = _nodes(self.refs, self.problems, compared, _fewer_gpus(self.fields, self.refs), gpus)
         return FleetReport(
             nodes=tuple(nodes),
             drift=tuple(drift(by_field)),
             uniform=tuple(uniform(by_field)),
             comparisons=tuple(compared),
             duplicate_hosts=tuple(
-                _duplicate_host(h, k, s, self.refs.get(h, []))
+                _duplicate_host(h, k, s, self.refs.get(h, []), gpus)
                 for (h, k), s in sorted(i for i in self.sources.items() if len(i[1]) > 1)
             ),
             duplicate_gpus=tuple(_duplicate_gpus(self.uuid_seen)),
@@ -607,14 +622,23 @@ def _when(generated_at: str | None) -> datetime | None:
     return when.replace(tzinfo=timezone.utc) if when is not None and when.tzinfo is None else when
 
 
-def _superseded(refs: Sequence[ReportRef]) -> set[str]:
-    """The sources of a node's reports that a newer report of the same kind replaces (last week's doctor
-    report left beside today's). Where a kind's reports do not all say when they were made, none is
-    left out: envcheck cannot tell which is current, and the duplicate is named either way."""
+def _epoch(generated_at: str | None) -> float:
+    """A report's time in seconds since the epoch, NaN where it says none (what Column.put compares)."""
+    when = _when(generated_at)
+    return when.timestamp() if when is not None else math.nan
+
+
+def _superseded(refs: Sequence[ReportRef], gpus: dict[str, frozenset[str]] | None = None) -> set[str]:
+    """The sources of a node's reports that a newer report of the same kind from the same machine
+    replaces (last week's doctor report left beside today's). The same machine: their GPU UUIDs meet, or
+    neither names a GPU; two machines answering to one host name each keep their reports (both fail the
+    node where either fails). Where a kind's reports do not all say when they were made, none is left out:
+    envcheck cannot tell which is current, and the duplicate is named either way."""
     by_kind: dict[str, list[ReportRef]] = {}
     for r in refs:
         by_kind.setdefault(r.kind, []).append(r)
     older: set[str] = set()
+    gpus = gpus or {}
     for same in by_kind.values():
         if len(same) < 2:
             continue
@@ -622,18 +646,39 @@ def _superseded(refs: Sequence[ReportRef]) -> set[str]:
         if any(t is None for t in times):
             continue
         newest = max(t for t in times if t is not None)
-        older.update(r.source for r, t in zip(same, times, strict=True) if t is not None and t < newest)
+        current = [r for r, t in zip(same, times, strict=True) if t == newest]
+        seen = frozenset().union(*(gpus.get(r.source, frozenset()) for r in current))
+        for r, t in zip(same, times, strict=True):
+            own = gpus.get(r.source, frozenset())
+            if t is not None and t < newest and (own & seen or not (own or seen)):
+                older.add(r.source)
     return older
 
 
-def _duplicate_host(hostname: str, kind: str, sources: list[str], refs: Sequence[ReportRef]) -> DuplicateHost:
+def _gpus_by_source(uuid_seen: dict[str, tuple[str, ...]], sources: set[str]) -> dict[str, frozenset[str]]:
+    """The GPU UUIDs each of ``sources`` saw (the reports of hosts seen twice: few, where any)."""
+    found: dict[str, set[str]] = {}
+    if sources:
+        for uuid, seen in uuid_seen.items():
+            for source in seen[1::2]:
+                if source in sources:
+                    found.setdefault(source, set()).add(uuid)
+    return {source: frozenset(uuids) for source, uuids in found.items()}
+
+
+def _duplicate_host(
+    hostname: str, kind: str, sources: list[str], refs: Sequence[ReportRef], gpus: dict[str, frozenset[str]]
+) -> DuplicateHost:
     same = [r for r in refs if r.kind == kind]
-    older = _superseded(same)
+    older = _superseded(same, gpus)
     if not older:
         return DuplicateHost(hostname, kind, tuple(sources))
     when = {r.source: _when(r.generated_at) for r in same}
     ordered = sorted(sources, key=lambda s: when.get(s) or datetime.min.replace(tzinfo=timezone.utc), reverse=True)
-    return DuplicateHost(hostname, kind, tuple(ordered), ordered[0])
+    newest = [s for s in ordered if when.get(s) == when.get(ordered[0])]
+    # two of the newest time (or another machine's report beside them) each count: none alone decides
+    deciding = ordered[0] if len(newest) == 1 and len(older) == len(same) - 1 else None
+    return DuplicateHost(hostname, kind, tuple(ordered), deciding)
 
 
 def _duplicate_gpus(uuid_seen: dict[str, tuple[str, ...]]) -> list[DuplicateGpu]:
@@ -665,7 +710,7 @@ FEWER_GPUS_FIX = {
 
 
 def _fewer_gpus(
-    fields: dict[str, dict[str, tuple[int, Any]]], refs: dict[str, list[ReportRef]]
+    fields: dict[str, dict[str, tuple[tuple[int, float], Any]]], refs: dict[str, list[ReportRef]]
 ) -> dict[str, list[Problem]]:
     """A warning for each node whose doctor counts fewer GPUs than most nodes of its GPU model (a strict
     majority): a GPU that fell off the bus leaves a node that passes its own checks but runs one GPU short,
@@ -685,7 +730,8 @@ def _fewer_gpus(
         for count, hosts in counts.items():
             if count >= usual:
                 continue
-            summary = f"{count} GPUs ({model}) where {len(most)} of the {nodes} nodes with this model have {usual}"
+            gpus = f"{count} GPU{'' if count == 1 else 's'}"
+            summary = f"{gpus} ({model}) where {len(most)} of the {nodes} nodes with this model have {usual}"
             for host in hosts:
                 own_refs = refs.get(host, [])
                 first = own_refs[0].source if own_refs else ""
@@ -701,6 +747,7 @@ def _nodes(
     problems: dict[str, list[Problem]],
     compared: list[Comparison],
     fleet_problems: dict[str, list[Problem]] | None = None,
+    gpus: dict[str, frozenset[str]] | None = None,
 ) -> list[Node]:
     """Every node, the failing ones first (then warnings, then by name): the order an admin reads. A
     host named only by another node's report (a comm rank that never joined) is a node too. A node
@@ -713,12 +760,12 @@ def _nodes(
     made = []
     for hostname in refs.keys() | problems.keys():
         reports, own = refs.get(hostname, []), problems.get(hostname, [])
-        if fleet_problems and hostname in fleet_problems:  # what only the fleet shows (fewer GPUs)
-            own = own + fleet_problems[hostname]
-        older = _superseded(reports) if len(reports) > 1 else set()
+        older = _superseded(reports, gpus) if len(reports) > 1 else set()
         if older:  # a node's verdict rests on its newest report of each kind
             reports = [r for r in reports if r.source not in older]
             own = [p for p in own if p.source not in older]
+        if fleet_problems and hostname in fleet_problems:  # what only the fleet shows (fewer GPUs)
+            own = own + fleet_problems[hostname]
         slow_here = [Status.FAIL] if hostname in slow else []
         status = worst([r.status for r in reports] + [p.status for p in own] + slow_here)
         made.append(

@@ -589,3 +589,40 @@ def test_since_follows_each_slow_device_and_resolves_only_what_was_measured_agai
     ]
     text = envcheck("fleet", str(tmp_path / "run2"), "--since", str(first)).stdout
     assert "RESOLVED fleet slow.gpu fail: slow GPU 1 (below the fleet median) on 1 node: node0003" in text
+
+
+def test_a_superseded_report_neither_judges_nor_measures_nor_names_a_value(
+    real: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """n0 keeps last week's doctor and bench reports beside today's. Today's decide everything: its GPU 1,
+    30 % slow today but fine last week, is slow; last week's driver is no drift. Two machines answering
+    to one name (no GPU in common) are not one machine's old and new report: both count."""
+    docs: dict[str, dict[str, Any]] = {}
+    for i in range(4):
+        doctor = as_node(small(real["h100x4"]), f"n{i}", uuid_prefix=f"n{i}")
+        doctor["checks"] = [c for c in doctor["checks"] if c["status"] == "ok"]
+        doctor.update(status="ok", exit_code=0, generated_at="2026-12-07T08:00:00+00:00")
+        bench = gpu_bench(real["bench_cpu"], doctor)
+        bench["generated_at"] = "2026-12-07T08:05:00+00:00"
+        docs[f"n{i}/doctor"], docs[f"n{i}/bench"] = doctor, bench
+    old_doctor, old_bench = copy.deepcopy(docs["n0/doctor"]), copy.deepcopy(docs["n0/bench"])
+    old_doctor.update(generated_at="2026-11-30T08:00:00+00:00")
+    old_doctor["driver"]["version"] = "535.0"
+    old_bench["generated_at"] = "2026-11-30T08:05:00+00:00"
+    docs["n0/doctor-old"], docs["n0/bench-old"] = old_doctor, old_bench
+    for r in docs["n0/bench"]["results"]:
+        if r["device"] == "cuda:1":
+            r["value"] *= 0.7
+    proc, doc = fleet(*write(tmp_path / "a", docs))
+    assert doc is not None and proc.returncode == 1, proc.stderr
+    assert {(f["hostname"], f["index"]) for f in doc["slow_gpus"]} == {("n0", 1)}
+    assert "driver.version" not in {d["field"] for d in doc["drift"]}
+    # another machine named n9, its GPUs its own, failing last week: not superseded by today's n9
+    other = as_node(real["ecc"], "n9", uuid_prefix="elsewhere")
+    other["generated_at"] = "2026-11-30T08:00:00+00:00"
+    today = as_node(small(real["h100x4"]), "n9", uuid_prefix="n9")
+    today["checks"] = [c for c in today["checks"] if c["status"] == "ok"]
+    today.update(status="ok", exit_code=0, generated_at="2026-12-07T08:00:00+00:00")
+    _, two = fleet(*write(tmp_path / "b", {"today": today, "other": other}))
+    assert two is not None and two["nodes"][0]["status"] == "fail"
+    assert two["duplicates"]["hosts"][0]["newest"] is None
