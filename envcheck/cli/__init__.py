@@ -81,7 +81,7 @@ class _Commands(click.Group):
 
             fail(ctx.invoked_subcommand or "envcheck", str(exc), exc.exit_code)
         except OSError as exc:
-            if isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE:
+            if isinstance(exc, (BrokenPipeError, ConnectionResetError)) or exc.errno in (errno.EPIPE, errno.ECONNRESET):
                 from envcheck.cli.terminal import ReaderGone, stdout_reader_gone
 
                 if stdout_reader_gone():

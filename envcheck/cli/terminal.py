@@ -131,14 +131,15 @@ class ReaderGone(Exception):  # noqa: N818 - what happened, not an error of envc
 
 
 def stdout_reader_gone() -> bool:
-    """Whether stdout is a pipe whose reader went away (the kernel flags its write end with POLLERR): an
-    EPIPE is stdout's only then. A stdout with no descriptor to ask (a test's capture) is taken to be it."""
+    """Whether stdout is a pipe whose reader went away (the kernel flags its write end with POLLERR) or a
+    socket whose peer closed (POLLHUP): an EPIPE is stdout's only then. A stdout with no descriptor to ask
+    (a test's capture) is taken to be it."""
     import select
 
     try:
         poller = select.poll()
         poller.register(sys.stdout.fileno(), 0)
-        return any(events & select.POLLERR for _, events in poller.poll(0))
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
     except (OSError, ValueError, AttributeError):
         return True
 
@@ -178,7 +179,7 @@ def run_guarded(main: Any) -> None:
         sys.exit(int(ExitCode.BROKEN_PIPE))
     except OSError as exc:
         _quiet_stdout()
-        if isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE:
+        if isinstance(exc, (BrokenPipeError, ConnectionResetError)) or exc.errno in (errno.EPIPE, errno.ECONNRESET):
             sys.exit(int(ExitCode.BROKEN_PIPE))
         error(f"cannot write the report: {exc.strerror or exc}")
         sys.exit(int(ExitCode.OUTPUT_ERROR))
@@ -246,7 +247,7 @@ def _flush_or_exit() -> None:
         sys.stdout.flush()
     except OSError as exc:
         _quiet_stdout()
-        if isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE:
+        if isinstance(exc, (BrokenPipeError, ConnectionResetError)) or exc.errno in (errno.EPIPE, errno.ECONNRESET):
             raise SystemExit(int(ExitCode.BROKEN_PIPE)) from None
         error(f"cannot write the report: {exc.strerror or exc}")
         raise SystemExit(int(ExitCode.OUTPUT_ERROR)) from None
@@ -271,6 +272,10 @@ class _WholeWrites(io.BufferedWriter):
     as if it had all been read (exit 1 or 0 instead of 141). Here the rest is written again, and the
     next write meets the closed pipe."""
 
+    #: The stream it replaces wrote straight to its descriptor (``python -u``, ``PYTHONUNBUFFERED``): so
+    #: does this, so that what a child process writes to the same descriptor keeps its place.
+    unbuffered = False
+
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
         total = len(view)
@@ -279,6 +284,8 @@ class _WholeWrites(io.BufferedWriter):
             if not written:  # a non-blocking stream that took nothing: not a report's stdout
                 raise OSError(errno.EAGAIN, "the output took no bytes")
             view = view[written:]
+        if self.unbuffered:
+            self.flush()
         return total
 
 
@@ -296,8 +303,10 @@ def whole_writes() -> None:
         raw = io.FileIO(os.dup(fd), "w", closefd=True)
     except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
         return
+    writer = _WholeWrites(raw)
+    writer.unbuffered = isinstance(getattr(stream, "buffer", None), io.RawIOBase)
     sys.stdout = io.TextIOWrapper(
-        _WholeWrites(raw),
+        writer,
         encoding=stream.encoding,
         errors=stream.errors,
         line_buffering=stream.line_buffering,

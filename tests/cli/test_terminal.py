@@ -354,3 +354,24 @@ def test_an_output_suffix_that_names_no_format_is_said_once(tmp_path):
     for args in (["-o", str(tmp_path / "r.md")], ["--format", "json", "-o", str(tmp_path / "r.pdf")]):
         quiet = run("doctor", "--quick", *args)
         assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+
+
+def test_a_socket_whose_peer_closed_is_exit_141_not_an_internal_error():
+    """stdout a socket (a supervisor's, ssh's) whose peer went away: the same as a pipe's reader gone."""
+    import socket
+
+    ours, theirs = socket.socketpair()
+    theirs.close()  # the peer is gone before the report is written
+    try:
+        proc = subprocess.run(
+            [ENVCHECK, "doctor", "--quick", "--json"],
+            stdout=ours.fileno(),
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env_with(),
+            timeout=120,
+        )
+    finally:
+        ours.close()
+    assert proc.returncode == 141, proc.stderr
+    assert proc.stderr == ""
