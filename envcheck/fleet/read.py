@@ -135,10 +135,12 @@ def _walk(directory: str) -> Iterator[str | Skipped]:
     :class:`Skipped` (its reports would be missing without a word otherwise).
 
     A symbolic link to a directory is followed (``node17 -> /scratch/run42/node17``, as a job array's
-    output is often gathered), but each directory is listed once however many paths lead to it: a link
-    back up the tree cannot loop, and a report reached twice is not a duplicate host. A stack, not
+    output is often gathered), but each directory is listed once however many paths lead to it (a report
+    reached twice is not a duplicate host), and a link to the directory given or to one above it is not
+    followed at all (it cannot loop, nor walk a whole disk). A stack, not
     recursion: any depth of directories is walked."""
     seen: set[tuple[int, int]] = set()
+    root = os.path.realpath(directory)
     stack = [directory]
     while stack:
         top = stack.pop()
@@ -158,6 +160,12 @@ def _walk(directory: str) -> Iterator[str | Skipped]:
                 is_dir = entry.is_dir()  # a link to a directory is one
             except OSError:
                 is_dir = False
+            if is_dir and entry.is_symlink():
+                # A link up to the directory given or above it (``all -> ..``, a stray ``node -> /``) leads
+                # to what is walked already, or to all of a disk that was not asked for: not followed.
+                target = os.path.realpath(entry.path)
+                if root == target or root.startswith(target.rstrip("/") + "/"):
+                    continue
             (below if is_dir else names).append(entry.name)
         for name in sorted(names):
             if name.lower().endswith(".json"):

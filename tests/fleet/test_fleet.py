@@ -809,6 +809,7 @@ def test_linked_node_directories_are_read_once_and_one_that_cannot_be_listed_is_
     (fleet_dir / "n1").symlink_to(store / "n1")
     (fleet_dir / "n1-again").symlink_to(store / "n1")
     (fleet_dir / "n0" / "up").symlink_to(fleet_dir)
+    (fleet_dir / "n0" / "root").symlink_to("/")  # a stray link to the whole disk: not walked
     locked = fleet_dir / "locked"
     write(locked, {"doctor": as_node(real["h100x4"], "n2", uuid_prefix="n2")})
     locked.chmod(0)
