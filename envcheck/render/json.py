@@ -130,9 +130,12 @@ def render_json(document: dict[str, Any], console: Console, options: RenderOptio
         held.append(piece)
         size += len(piece)
         if size > HELD_BYTES:
-            write(b"".join(held))
+            for made in held:
+                write(made)
             held = None
-    write(b"".join(held or ()) + b"\n")
+    for made in held or ():  # piece by piece: joined, they were a second copy of the report
+        write(made)
+    write(b"\n")
 
 
 def _ascii_safe(encoding: object) -> bool:
