@@ -20,8 +20,9 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING
 
+from envcheck.core import files
 from envcheck.fleet.merge import DEFAULT_THRESHOLD, FleetReport, Merger, digest
-from envcheck.fleet.read import STDIN, NodeReport, Skipped, expand, read_files, read_stdin
+from envcheck.fleet.read import FLEET_REPORT, STDIN, NodeReport, Skipped, expand, read_files, read_stdin
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -51,12 +52,20 @@ def merge_sources(
     on_skip: Callable[[Skipped], None] | None = None,
 ) -> FleetReport:
     """The fleet report over every source; ``on_skip`` hears of each skipped source as it is found
-    (the command warns on stderr). ``workers``: processes to parse in (default: the usable CPUs)."""
+    (the command warns on stderr). ``workers``: processes to parse in (default: the usable CPUs).
+
+    A fleet report found in a directory is passed over without a word: ``envcheck fleet reports/ --json >
+    reports/fleet.json`` is how a lab keeps the last run for ``--since``, and it is no node's report. Named
+    on the command line, it is skipped with the reason, as any other source that is not a node's report."""
+    names = list(names)
+    named = {files.path_shown(name) for name in names}
     skipped: list[Skipped] = []
     merger = Merger()
     with collector_paused():
         for item in _items(names, stdin, workers or usable_cpus()):
             if isinstance(item, Skipped):
+                if item.reason == FLEET_REPORT and item.source not in named and not item.source.startswith("<"):
+                    continue
                 skipped.append(item)
                 if on_skip is not None:
                     on_skip(item)

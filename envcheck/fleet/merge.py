@@ -709,6 +709,10 @@ FEWER_GPUS_FIX = {
 }
 
 
+#: The counts in a mixed node's model ("2× A + 6× B": kinds._models).
+_MIXED_COUNTS = re.compile(r"(?:(?<=^)|(?<= \+ ))\d+× ")
+
+
 def _fewer_gpus(
     fields: dict[str, dict[str, tuple[tuple[int, float], Any]]], refs: dict[str, list[ReportRef]]
 ) -> dict[str, list[Problem]]:
@@ -720,7 +724,8 @@ def _fewer_gpus(
     for host, own in fields.items():
         model, count = own.get("gpu.model", (0, None))[1], own.get("gpu.count", (0, None))[1]
         if isinstance(model, str) and type(count) is int:
-            by_model.setdefault(model, {}).setdefault(count, []).append(host)
+            # a node of mixed GPUs by its models alone ("2× A + 6× B" and "2× A + 5× B" are one kind of node)
+            by_model.setdefault(_MIXED_COUNTS.sub("", model), {}).setdefault(count, []).append(host)
     out: dict[str, list[Problem]] = {}
     for model, counts in by_model.items():
         nodes = sum(len(hosts) for hosts in counts.values())

@@ -103,6 +103,10 @@ class Skipped:
         return {"source": self.source, "reason": self.reason}
 
 
+#: Why a fleet report is not merged (what envcheck.fleet.app passes over, found in a directory).
+FLEET_REPORT = "is a fleet report, not a node's report (merge the nodes' own reports)"
+
+
 class NotAReport(ValueError):
     """A JSON value that a fleet cannot merge, with the reason in words."""
 
@@ -843,7 +847,7 @@ def classify(value: Any) -> tuple[str, str]:
         raise NotAReport(f"is not an envcheck report (its schema is {files.shown(schema)})")
     kind = kind_of(schema)
     if schema == FLEET_SCHEMA or schema[len("envcheck.") :].partition("/")[0] == "fleet":
-        raise NotAReport("is a fleet report, not a node's report (merge the nodes' own reports)")
+        raise NotAReport(FLEET_REPORT)
     known = schema_by_kind()
     if kind is None:
         listed = ", ".join(known.values())

@@ -863,3 +863,21 @@ def test_a_hosts_newest_report_of_a_kind_decides_its_verdict(real: dict[str, dic
     write(tmp_path / "same", {"doctor": today, "doctor-old": old})
     proc, doc = fleet(str(tmp_path / "same"))
     assert doc is not None and proc.returncode == 1 and doc["duplicates"]["hosts"][0]["newest"] is None
+
+
+def test_a_fleet_report_kept_among_the_nodes_reports_is_passed_over(
+    real: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """``envcheck fleet reports/ --json > reports/fleet.json``, then the next run over reports/ with --since:
+    the fleet report is no node's report and is passed over without a warning; named on its own, it is
+    skipped with the reason."""
+    reports = tmp_path / "reports"
+    write(reports / "n0", {"doctor": as_node(real["h100x4"], "n0", uuid_prefix="n0")})
+    first = envcheck("fleet", str(reports), "--json")
+    assert first.returncode == 0, first.stderr
+    (reports / "fleet.json").write_text(first.stdout)
+    proc, doc = fleet(str(reports), "--since", str(reports / "fleet.json"))
+    assert doc is not None and proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert doc["skipped"] == [] and doc["status"] == "ok" and doc["since"]["new"] == []
+    named, _ = fleet(str(reports / "fleet.json"))
+    assert named.returncode == 2 and "is a fleet report, not a node's report" in named.stderr

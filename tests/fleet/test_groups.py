@@ -626,3 +626,24 @@ def test_a_superseded_report_neither_judges_nor_measures_nor_names_a_value(
     _, two = fleet(*write(tmp_path / "b", {"today": today, "other": other}))
     assert two is not None and two["nodes"][0]["status"] == "fail"
     assert two["duplicates"]["hosts"][0]["newest"] is None
+
+
+def test_a_node_of_mixed_gpus_one_short_warns_too(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    """Nodes of one A100 and three H100s; n1 lost an H100. Its model reads "1× ... + 2× ...", not the
+    others' "1× ... + 3× ...": it is the same kind of node, one GPU short."""
+    docs = {}
+    for i in range(3):
+        doc = as_node(small(real["h100x4"]), f"n{i}", uuid_prefix=f"n{i}")
+        doc["checks"] = [c for c in doc["checks"] if c["status"] == "ok"]
+        doc.update(status="ok", exit_code=0)
+        doc["gpus"][0]["name"] = "NVIDIA A100-SXM4-80GB"
+        if i == 1:
+            doc["gpus"] = doc["gpus"][:3]
+        docs[f"n{i}"] = doc
+    _, doc = fleet(*write(tmp_path, docs))
+    assert doc is not None
+    (group,) = [g for g in doc["problems"] if g["id"] == "gpu.count"]
+    assert group["nodes"] == ["n1"]
+    assert group["summary"] == (
+        "3 GPUs (NVIDIA A100-SXM4-80GB + NVIDIA H100 80GB HBM3) where 2 of the 3 nodes with this model have 4"
+    )
