@@ -130,7 +130,12 @@ def read_stdin(stdin: IO[bytes] | None) -> Iterator[NodeReport | Skipped]:
     if stdin is None:
         yield Skipped("<stdin>", "stdin cannot be read here")
         return
-    yield from _documents(_stdin_chunks(stdin), "<stdin>", always_numbered=True)
+    found = False
+    for item in _documents(_stdin_chunks(stdin), "<stdin>", always_numbered=True):
+        found = True
+        yield item
+    if not found:  # nothing but blank lines, or nothing at all: said, not "0 skipped"
+        yield Skipped("<stdin>", "is empty: no JSON document came on stdin")
 
 
 def _walk(directory: str) -> Iterator[str | Skipped]:

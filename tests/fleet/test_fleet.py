@@ -881,3 +881,10 @@ def test_a_fleet_report_kept_among_the_nodes_reports_is_passed_over(
     assert doc["skipped"] == [] and doc["status"] == "ok" and doc["since"]["new"] == []
     named, _ = fleet(str(reports / "fleet.json"))
     assert named.returncode == 2 and "is a fleet report, not a node's report" in named.stderr
+
+
+def test_an_empty_stdin_is_said_to_be_empty() -> None:
+    proc = envcheck("fleet", "-", stdin="\n\n")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "skipped <stdin>: is empty: no JSON document came on stdin" in proc.stderr
+    assert proc.stderr.splitlines()[-1] == "envcheck: fleet: no envcheck report could be read (1 skipped)"
