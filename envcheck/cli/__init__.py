@@ -7,7 +7,6 @@ Adding a command is one package with a ``cli.py`` and one line in :data:`COMMAND
 
 from __future__ import annotations
 
-import errno
 import importlib
 import time
 from typing import Any
@@ -81,9 +80,9 @@ class _Commands(click.Group):
 
             fail(ctx.invoked_subcommand or "envcheck", str(exc), exc.exit_code)
         except OSError as exc:
-            if isinstance(exc, (BrokenPipeError, ConnectionResetError)) or exc.errno in (errno.EPIPE, errno.ECONNRESET):
-                from envcheck.cli.terminal import ReaderGone, stdout_reader_gone
+            from envcheck.cli.terminal import ReaderGone, reader_gone, stdout_reader_gone
 
+            if reader_gone(exc):
                 if stdout_reader_gone():
                     raise ReaderGone from exc
                 # another pipe (a child's stdin a command forgot to guard): a bug to report, not exit 1

@@ -130,6 +130,11 @@ class ReaderGone(Exception):  # noqa: N818 - what happened, not an error of envc
     code for "a check failed", even when asked not to stand alone, and lets anything else through."""
 
 
+def reader_gone(exc: OSError) -> bool:
+    """Whether a failed write means its reader went away: a pipe's (EPIPE) or a socket's peer (ECONNRESET)."""
+    return isinstance(exc, (BrokenPipeError, ConnectionResetError)) or exc.errno in (errno.EPIPE, errno.ECONNRESET)
+
+
 def stdout_reader_gone() -> bool:
     """Whether stdout is a pipe whose reader went away (the kernel flags its write end with POLLERR) or a
     socket whose peer closed (POLLHUP): an EPIPE is stdout's only then. A stdout with no descriptor to ask
@@ -179,7 +184,7 @@ def run_guarded(main: Any) -> None:
         sys.exit(int(ExitCode.BROKEN_PIPE))
     except OSError as exc:
         _quiet_stdout()
-        if isinstance(exc, (BrokenPipeError, ConnectionResetError)) or exc.errno in (errno.EPIPE, errno.ECONNRESET):
+        if reader_gone(exc):
             sys.exit(int(ExitCode.BROKEN_PIPE))
         error(f"cannot write the report: {exc.strerror or exc}")
         sys.exit(int(ExitCode.OUTPUT_ERROR))
@@ -247,7 +252,7 @@ def _flush_or_exit() -> None:
         sys.stdout.flush()
     except OSError as exc:
         _quiet_stdout()
-        if isinstance(exc, (BrokenPipeError, ConnectionResetError)) or exc.errno in (errno.EPIPE, errno.ECONNRESET):
+        if reader_gone(exc):
             raise SystemExit(int(ExitCode.BROKEN_PIPE)) from None
         error(f"cannot write the report: {exc.strerror or exc}")
         raise SystemExit(int(ExitCode.OUTPUT_ERROR)) from None

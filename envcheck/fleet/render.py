@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from envcheck.core.report import FLEET_SCHEMA
+from envcheck.fleet.since import figure_key
 from envcheck.render import RenderOptions, html, renders
 from envcheck.render.common import MARKS, cell, code, escape, icon, mark, unquoted, write_lines
 from envcheck.render.safe import inert
@@ -191,7 +192,7 @@ def since_lines(since: dict[str, Any], threshold: float) -> list[str]:
         s = falls[0]
         moved = f" (was on {s['previous_hostname']})" if s.get("previous_hostname") not in (None, s["hostname"]) else ""
         each = ", ".join(
-            f"{f['id']}{' --quick' if f.get('quick') else ''} {figure(f['before'])} -> {figure(f['now'])} "
+            f"{figure_key(str(f['id']), f.get('quick') is True)} {figure(f['before'])} -> {figure(f['now'])} "
             f"(-{f['fall']:.0%})"
             for f in falls
         )

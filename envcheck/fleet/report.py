@@ -36,7 +36,7 @@ from envcheck.core.redact import remembered, scrubber
 from envcheck.core.report import FLEET_SCHEMA, HostIdentity, Summary, envelope, verdict_of
 from envcheck.fleet.kinds import Problem
 from envcheck.fleet.merge import Comparison, Device, Figure, FleetReport, Node, ProblemGroup, SlowDevice, field_title
-from envcheck.fleet.since import QUICK
+from envcheck.fleet.since import device_key, figure_key
 
 
 def fleet_document(
@@ -188,17 +188,6 @@ def slow_by_host(devices: list[SlowDevice]) -> list[dict[str, Any]]:
             }
         )
     return [{"hostname": host, "devices": found} for host, found in hosts.items()]
-
-
-def figure_key(bench_id: str, quick: bool) -> str:
-    """A figure's name in ``figures``: a ``--quick`` run's is compared only with a ``--quick`` run's."""
-    return f"{bench_id}{QUICK}" if quick else bench_id
-
-
-def device_key(hostname: str, device: str, uuid: str | None) -> str:
-    """A device's name in ``figures``: its UUID (a card that moved hosts is still the same card), else
-    its host and bench name (a CPU)."""
-    return uuid or f"{hostname}/{device}"
 
 
 def device_figures(

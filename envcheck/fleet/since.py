@@ -23,8 +23,23 @@ from typing import Any
 from envcheck.core.report import FLEET_SCHEMA, kind_of
 from envcheck.fleet.kinds import figure_value
 
-#: How ``figures`` names a ``--quick`` run's figure (envcheck.fleet.report.figure_key).
+#: How ``figures`` names a ``--quick`` run's figure (:func:`figure_key`).
 QUICK = " --quick"
+
+
+# What the fleet document's ``figures`` names each figure and device by: written by envcheck.fleet.report,
+# and read back here, from this run's document and a previous one's.
+
+
+def figure_key(bench_id: str, quick: bool) -> str:
+    """A figure's name in ``figures``: a ``--quick`` run's is compared only with a ``--quick`` run's."""
+    return f"{bench_id}{QUICK}" if quick else bench_id
+
+
+def device_key(hostname: str, device: str, uuid: str | None) -> str:
+    """A device's name in ``figures``: its UUID (a card that moved hosts is still the same card), else
+    its host and bench name (a CPU)."""
+    return uuid or f"{hostname}/{device}"
 
 
 class PreviousError(ValueError):
@@ -87,7 +102,7 @@ def _slow_item(hostname: str, figure: dict[str, Any]) -> dict[str, Any]:
         "id": f"slow.{kind}",
         "status": "fail",
         "summary": f"slow {where} (below the fleet median)",
-        "device_key": uuid or f"{hostname}/{device}",
+        "device_key": device_key(hostname, device, uuid),
     }
 
 
@@ -147,7 +162,7 @@ def _host_bound(doc: dict[str, Any]) -> set[str]:
     """The figures (as ``figures`` names them) of host-bound benchmarks: charted, never judged."""
     comparisons = doc.get("comparisons")
     return {
-        f"{c.get('id')}{QUICK if c.get('quick') is True else ''}"
+        figure_key(str(c.get("id")), c.get("quick") is True)
         for c in (comparisons if isinstance(comparisons, list) else [])
         if isinstance(c, dict) and c.get("host_bound") is True
     }
@@ -205,7 +220,7 @@ def changes(
                         "hostname": hosts.get(device),
                         "previous_hostname": old_hosts.get(device),
                         # the benchmark, and whether both runs were --quick ones, as slow_gpus name them
-                        "id": figure.removesuffix(QUICK) if quick else figure,
+                        "id": figure.removesuffix(QUICK),
                         "quick": quick,
                         "before": old,
                         "now": value,
