@@ -244,11 +244,10 @@ class _Local:
     Anything else is left to the reading thread (:meth:`read` returns None)."""
 
     def __init__(self) -> None:
-        self.visible: list[tuple[str, bool]] | None = None  # (mount point, local), the longest first
-        self.points: dict[str, bool] = {}  # the same, by mount point
+        self.mounts: list[machine.Mount] | None = None  # the visible mounts, the longest point first
+        self.points: dict[str, bool] = {}  # mount point -> whether it is local
         self.devices: set[int] = set()
         self.directories: dict[str, str | None] = {}  # a directory as given -> its real path, if local
-        self.mounts: list[machine.Mount] = []  # the visible mounts, the longest point first
         self.remote: dict[tuple[int, int], bool] = {}
 
     def read(self, path: str) -> bytes | files.FileRefused | None:
@@ -287,14 +286,12 @@ class _Local:
         return real if self._on_local(real) else None
 
     def _on_local(self, real: str) -> bool:
-        if self.visible is None:
-            self.visible = self._visible()
-        for point, local in self.visible:
-            if real == point or real.startswith(point.rstrip("/") + "/"):
-                return local
-        return False
+        if self.mounts is None:
+            self._visible()
+        mount = self._mount_of(real)
+        return mount is not None and self.points[mount.point]
 
-    def _visible(self) -> list[tuple[str, bool]]:
+    def _visible(self) -> None:
         """The mounts a path can reach (a mount made over a directory hides those made under it before),
         each with whether it is local."""
         shown: dict[str, machine.Mount] = {}
@@ -309,10 +306,10 @@ class _Local:
             self.points[mount.point] = local
             if local:
                 self.devices.add(os.makedev(*mount.device))
-        return [(m.point, self.points[m.point]) for m in self.mounts]
 
     def _mount_of(self, real: str) -> machine.Mount | None:
-        for mount in self.mounts:
+        """The visible mount a real path lies on (the longest point first)."""
+        for mount in self.mounts or ():
             if real == mount.point or real.startswith(mount.point.rstrip("/") + "/"):
                 return mount
         return None
