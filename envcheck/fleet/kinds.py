@@ -108,6 +108,68 @@ class Reading(NamedTuple):
         return "contended" if self.contended else "noisy" if self.noisy else None
 
 
+_new = tuple.__new__
+_NONE: frozenset[str] = frozenset()
+
+#: A device as a report's figures name it: (device_key, device_kind, device, index, uuid, pci_bus_id), the
+#: fields of :class:`Reading` that say which device it is.
+DeviceNames = tuple[str, str, str, "int | None", "str | None", "str | None"]
+
+
+class Figures(NamedTuple):
+    """A report's figures packed for the merge: each device once, then each group's figures as two aligned
+    tuples (the devices' places in ``devices``, their values), and the few figures set apart as readings.
+
+    A bench report of an 8-GPU node states 48 figures on 8 devices in 6 groups: one :class:`Reading` each
+    cost the merge a tuple, a device lookup and a group lookup per figure, which for 10 000 nodes was half
+    a million of each in the workers, a third of the command's time past reading and parsing
+    (benchmarks/RESULTS-fleet.md). Packed, the merge looks up each device and each group once per report.
+    :func:`pack` makes this from readings; the bench's adapter makes it straight from its results, the
+    same (tests/fleet/test_read.py)."""
+
+    devices: tuple[DeviceNames, ...] = ()
+    groups: tuple[tuple[Group, tuple[int, ...], tuple[float, ...]], ...] = ()
+    #: contended or noisy: listed, never compared
+    set_apart: tuple[Reading, ...] = ()
+
+
+def pack(readings: Iterable[Reading]) -> Figures:
+    """``readings`` as :class:`Figures`: devices and groups in the order they first appear, each group's
+    figures in the readings' order."""
+    places: dict[DeviceNames, int] = {}
+    groups: dict[Group, tuple[list[int], list[float]]] = {}
+    apart: list[Reading] = []
+    for r in readings:
+        if r.contended or r.noisy:
+            apart.append(r)
+            continue
+        names = r[1:7]
+        at = places.setdefault(names, len(places))  # type: ignore[arg-type]
+        found = groups.get(r.group)
+        if found is None:
+            found = groups[r.group] = ([], [])
+        found[0].append(at)
+        found[1].append(r.value)
+    return Figures(
+        tuple(places),  # type: ignore[arg-type]
+        tuple((g, tuple(at), tuple(values)) for g, (at, values) in groups.items()),
+        tuple(apart),
+    )
+
+
+def unpack(figures: Figures) -> list[Reading]:
+    """The readings ``figures`` packs: each group's figures in order, then the set-apart ones."""
+    out = [
+        _new(Reading, (group, *figures.devices[at], value, False, False))
+        for group, places, values in figures.groups
+        for at, value in zip(places, values, strict=True)
+    ]
+    return out + list(figures.set_apart)
+
+
+NO_FIGURES = Figures()
+
+
 @dataclass(frozen=True)
 class Digest:
     """What the merge needs of one report, taken as soon as it is read so that the document itself (a
@@ -121,7 +183,7 @@ class Digest:
     #: Problems and warnings, each with the host it concerns (None: the report's own).
     problems: tuple[tuple[str | None, Problem], ...]
     fields: tuple[tuple[str, Any], ...]
-    readings: tuple[Reading, ...]
+    figures: Figures
     uuids: frozenset[str]
     #: Its adapter's :attr:`Adapter.rank`: which report's value of a field wins on its node.
     rank: int
@@ -203,7 +265,21 @@ class Adapter:
     rank: ClassVar[int] = 9
 
     def digest(self, source: str, kind: str, hostname: str, doc: dict[str, Any]) -> Digest:
-        ref, problems = self.judge(source, kind, doc)
+        return self.made(source, kind, hostname, doc, self.items(source, kind, doc), self.figures(doc), self.bound(doc))
+
+    def made(
+        self,
+        source: str,
+        kind: str,
+        hostname: str,
+        doc: dict[str, Any],
+        found: list[tuple[str | None, Problem]],
+        figures: Figures,
+        bound: tuple[frozenset[str], frozenset[str]],
+    ) -> Digest:
+        """The digest of a report whose items, figures and marks are read (:meth:`digest` reads each in
+        turn; an adapter that reads them in one pass over the document passes them here)."""
+        ref, problems = self.judge(source, kind, doc, found)
         return Digest(
             source,
             kind,
@@ -212,17 +288,21 @@ class Adapter:
             tuple(problems),
             # a field's value is the same on most nodes (a driver version): one string for a worker's batch
             tuple((name, _intern(value)) for name, value in self.fields(doc).items() if _plain(value)),
-            tuple(self.readings(doc)),
+            figures,
             frozenset(u for u in self.uuids(doc) if u is not None),
             self.rank,
-            *self.bound(doc),
+            *bound,
         )
 
-    def judge(self, source: str, kind: str, doc: dict[str, Any]) -> tuple[ReportRef, list[tuple[str | None, Problem]]]:
-        """The report's own status and its problems, each with the host it concerns (None: the report's).
-        A report that failed without naming an item that failed (a kind the fleet cannot read further,
-        an interrupted run, a nonzero exit with a lenient status) becomes one problem in its own words."""
-        found = self.items(source, kind, doc)
+    def judge(
+        self, source: str, kind: str, doc: dict[str, Any], found: list[tuple[str | None, Problem]] | None = None
+    ) -> tuple[ReportRef, list[tuple[str | None, Problem]]]:
+        """The report's own status and its problems (``found``: its items, read by :meth:`items` unless
+        given), each with the host it concerns (None: the report's). A report that failed without naming
+        an item that failed (a kind the fleet cannot read further, an interrupted run, a nonzero exit
+        with a lenient status) becomes one problem in its own words."""
+        if found is None:
+            found = self.items(source, kind, doc)
         exit_code = doc.get("exit_code") if isinstance(doc.get("exit_code"), int) else None
         status = _status(doc.get("status")) or Status.OK
         if exit_code:
@@ -260,6 +340,11 @@ class Adapter:
         """The report's figures per device, compared across the fleet; the envelope states none."""
         return []
 
+    def figures(self, doc: dict[str, Any]) -> Figures:
+        """:meth:`readings` packed for the merge."""
+        readings = self.readings(doc)
+        return pack(readings) if readings else NO_FIGURES
+
     def uuids(self, doc: dict[str, Any]) -> set[str | None]:
         """The GPU UUIDs the report saw on its host (the envelope's GPUs). The same UUID on two hosts is a
         copied report or a card that moved."""
@@ -295,15 +380,15 @@ def _checks(source: str, kind: str, value: Any) -> list[tuple[str | None, Proble
     """Check results (the doctor's checks, the bench's preflight, burn's verdicts) that warned or failed."""
     out: list[tuple[str | None, Problem]] = []
     judged = _JUDGED
-    # exact types tested inline, not through _dicts and isinstance: a hundred checks a report, two
-    # million for 10 000 nodes, most of them ok and passed over here
-    for check in value if type(value) is list else ():
-        if type(check) is not dict:
-            continue
-        word = check.get("status")
-        status = judged.get(word) if type(word) is str else None
-        if status is None:
-            continue
+    # exact types tested inline, not through _dicts and isinstance, in a comprehension: a hundred checks a
+    # report, two million for 10 000 nodes, most of them ok and passed over here
+    listed = [
+        c
+        for c in (value if type(value) is list else ())
+        if type(c) is dict and type(w := c.get("status")) is str and w in judged
+    ]
+    for check in listed:
+        status = judged[check["status"]]
         fix = _fix(check.get("fix"))
         summary = _intern(str(check.get("summary") or check.get("title") or ""))
         out.append((None, Problem(source, kind, _intern(str(check.get("id") or "?")), status, summary, fix)))
@@ -348,10 +433,6 @@ def _torch_fields(torch: dict[str, Any]) -> dict[str, Any]:
         out["torch.cudnn"] = torch.get("cudnn_version")
         out["torch.nccl"] = torch.get("nccl_version")
     return out
-
-
-_new = tuple.__new__
-_NONE: frozenset[str] = frozenset()
 
 
 class _Named(NamedTuple):
@@ -444,11 +525,15 @@ def _package_fields(doc: dict[str, Any]) -> dict[str, Any]:
     """The installed version of each package the lab spec pins (its ``spec.package.<name>`` checks)."""
     out: dict[str, Any] = {}
     checks = doc.get("checks")
-    for check in checks if type(checks) is list else ():
-        check_id = check.get("id") if type(check) is dict else None
-        if type(check_id) is not str or not check_id.startswith("spec.package."):
-            continue
-        name = check_id.removeprefix("spec.package.")
+    prefix = "spec.package."
+    # a comprehension, as _checks: sixty checks a report, few or none of them the spec's packages
+    pinned = [
+        c
+        for c in (checks if type(checks) is list else ())
+        if type(c) is dict and type(i := c.get("id")) is str and i[:13] == prefix
+    ]
+    for check in pinned:
+        name = check["id"].removeprefix(prefix)
         details = _dict(check.get("details"))
         if "found" in details:
             out[f"package.{name}"] = details["found"]
@@ -458,82 +543,178 @@ def _package_fields(doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: A bench report's results read in one pass (:func:`_scan_results`): those that failed, each headline
+#: table (calm, contended, noisy: (benchmark, device name) -> (best value, unit)) and the benchmarks
+#: marked host-bound and device-bound.
+_Tables = dict[tuple[str, str], tuple[float, str]]
+
+
+class _Scanned(NamedTuple):
+    failed: list[dict[str, Any]]
+    calm: _Tables
+    contended: _Tables
+    noisy: _Tables
+    host_bound: set[str]
+    device_bound: set[str]
+
+
+def _scan_results(results: Any) -> _Scanned:
+    """One pass over a bench report's results for everything the fleet reads of them: the failed ones,
+    each benchmark's best verified figure on each device (as the lab spec picks a headline:
+    envcheck.spec.bench.headlines; tests/fleet/test_read.py holds the two together) in one table per mark,
+    and the host-bound marks. A fleet reads 48 results per 8-GPU report, half a million for 10 000 nodes:
+    exact types are tested inline, and the three readings that took a pass each take one together."""
+    failed: list[dict[str, Any]] = []
+    # A figure taken while other work held the CPUs, or whose samples spread too widely (the bench's
+    # ``noisy``), judges nothing: it is listed, never compared (a device measured both ways keeps its calm
+    # figure). One table per mark.
+    calm: _Tables = {}
+    contended: _Tables = {}
+    noisy: _Tables = {}
+    host_bound: set[str] = set()
+    device_bound: set[str] = set()
+    problems = _PROBLEMS
+    for r in results if type(results) is list else ():
+        if type(r) is not dict:
+            continue
+        bench_id = r.get("id")
+        if type(bench_id) is str:
+            bound = r.get("host_bound")
+            if bound is True:
+                host_bound.add(bench_id)
+            elif bound is False:
+                device_bound.add(bench_id)
+        word = r.get("status")
+        if word != "ok":
+            if type(word) is str and word in problems:
+                failed.append(r)
+            continue
+        if r.get("verified") is not True:
+            continue
+        value = r.get("value")
+        if type(value) is float:
+            if not 0.0 < value < math.inf:  # NaN too
+                continue
+        elif (value := figure_value(value)) is None:
+            continue
+        unit, name = r.get("unit"), r.get("device")
+        if type(bench_id) is not str or type(unit) is not str or type(name) is not str:
+            continue
+        table = noisy if r.get("noisy") is True else contended if r.get("contended") is True else calm
+        key = (bench_id, name)
+        best = table.get(key)
+        if best is None or value > best[0]:
+            table[key] = (value, unit)
+    return _Scanned(failed, calm, contended, noisy, host_bound, device_bound)
+
+
 @register
 class Bench(Adapter):
     id = BENCH_SCHEMA
     rank = 1
 
+    def digest(self, source: str, kind: str, hostname: str, doc: dict[str, Any]) -> Digest:
+        scanned = _scan_results(doc.get("results"))
+        return self.made(
+            source,
+            kind,
+            hostname,
+            doc,
+            self._items(source, kind, doc, scanned),
+            self._figures(doc, scanned),
+            self._bound(scanned),
+        )
+
     def items(self, source: str, kind: str, doc: dict[str, Any]) -> list[tuple[str | None, Problem]]:
+        return self._items(source, kind, doc, _scan_results(doc.get("results")))
+
+    def readings(self, doc: dict[str, Any]) -> list[Reading]:
+        """Each benchmark's headline on each device: its best verified case, picked as the lab spec picks
+        it (envcheck.spec.bench.headlines): the calm figures, then those set apart."""
+        return unpack(self.figures(doc))
+
+    def figures(self, doc: dict[str, Any]) -> Figures:
+        return self._figures(doc, _scan_results(doc.get("results")))
+
+    def bound(self, doc: dict[str, Any]) -> tuple[frozenset[str], frozenset[str]]:
+        return self._bound(_scan_results(doc.get("results")))
+
+    def uuids(self, doc: dict[str, Any]) -> set[str | None]:
+        return super().uuids(doc) | _device_uuids(doc)
+
+    @staticmethod
+    def _items(source: str, kind: str, doc: dict[str, Any], scanned: _Scanned) -> list[tuple[str | None, Problem]]:
         out = _checks(source, kind, doc.get("preflight"))
-        results, problems = doc.get("results"), _PROBLEMS
-        for r in results if type(results) is list else ():
-            word = r.get("status") if type(r) is dict else None
-            status = problems.get(word) if type(word) is str else None
-            if status is None:
-                continue
+        for r in scanned.failed:
+            status = _PROBLEMS[r["status"]]
             why = _str(r.get("reason")) or _str(_dict(r.get("check")).get("detail")) or status.value
             summary = f"{r.get('case') or r.get('id')} on {r.get('device') or '?'}: {why}"
             out.append((None, Problem(source, kind, str(r.get("id") or "?"), status, summary)))
         return out + _spec_verdicts(source, kind, _dict(doc.get("spec")).get("verdicts"))
 
-    def readings(self, doc: dict[str, Any]) -> list[Reading]:
-        """Each benchmark's headline on each device: its best verified case, picked as the lab spec picks
-        it (envcheck.spec.bench.headlines), in one pass over the results (a fleet reads 48 of them per
-        8-GPU report, a million for 10 000 nodes; tests/fleet/test_read.py holds it to headlines())."""
+    @staticmethod
+    def _figures(doc: dict[str, Any], scanned: _Scanned) -> Figures:
+        """The headlines packed: each device's names read once (and its bench name one string for a
+        worker's batch: "cuda:3" on every node), each group's figures gathered."""
         quick = _dict(doc.get("options")).get("quick") is True
-        # A figure taken while other work held the CPUs, or whose samples spread too widely (the bench's
-        # ``noisy``), judges nothing: it is listed, never compared (a device measured both ways keeps
-        # its calm figure). One table per mark. Exact types are tested inline: this loop runs a million
-        # times for 10 000 nodes.
-        calm: dict[tuple[str, str], tuple[float, str]] = {}
-        contended: dict[tuple[str, str], tuple[float, str]] = {}
-        noisy: dict[tuple[str, str], tuple[float, str]] = {}
-        results = doc.get("results")
-        for r in results if type(results) is list else ():
-            if type(r) is not dict or r.get("status") != "ok" or r.get("verified") is not True:
-                continue
-            value = r.get("value")
-            if type(value) is float:
-                if not 0.0 < value < math.inf:  # NaN too
-                    continue
-            elif (value := figure_value(value)) is None:
-                continue
-            bench_id, unit, name = r.get("id"), r.get("unit"), r.get("device")
-            if type(bench_id) is not str or type(unit) is not str or type(name) is not str:
-                continue
-            table = noisy if r.get("noisy") is True else contended if r.get("contended") is True else calm
-            key = (bench_id, name)
-            best = table.get(key)
-            if best is None or value > best[0]:
-                table[key] = (value, unit)
-        out = []
-        # each device's names, and its bench name as one string for a worker's batch ("cuda:3" on every node)
-        named: dict[str, tuple[_Named, str]] = {}
-        devices: dict[str, dict[str, Any]] | None = None
-        for table, marks in ((calm, (False, False)), (contended, (True, False)), (noisy, (False, True))):
+        calm = scanned.calm
+        by_name: dict[str, dict[str, Any]] | None = None
+        named: dict[str, _Named] = {}
+
+        def names(name: str) -> _Named:
+            nonlocal by_name
+            if by_name is None:
+                by_name = {str(d.get("name")): d for d in _dicts(doc.get("devices"))}
+            device = by_name.get(name) or {"name": name, "kind": "cpu" if name == "cpu" else "cuda"}
+            found = named[name] = _named(device)
+            return found
+
+        places: dict[str, int] = {}
+        devices: list[DeviceNames] = []
+        # each device's (kind, model), one tuple per device, so that a figure's group is found by a key of
+        # three parts, two of them strings whose hashes are kept, without making a Group per figure
+        models: list[tuple[str, str]] = []
+        # (benchmark, unit, (kind, model)) -> [place, value, place, value, ...]
+        groups: dict[tuple[str, str, tuple[str, str]], list[Any]] = {}
+        for (bench_id, name), (value, unit) in calm.items():
+            at = places.get(name)
+            if at is None:
+                n = named.get(name) or names(name)
+                at = places[name] = len(devices)
+                name = _intern(name)
+                devices.append((n.uuid or name, n.kind, name, n.index, n.uuid, n.pci))
+                models.append((n.kind, n.model))
+            key = (bench_id, unit, models[at])
+            found = groups.get(key)
+            if found is None:
+                groups[key] = [at, value]
+            else:
+                found += (at, value)
+        apart: list[Reading] = []
+        for table, marks in ((scanned.contended, (True, False)), (scanned.noisy, (False, True))):
             for key, (value, unit) in table.items():
-                if table is not calm and (key in calm or (table is noisy and key in contended)):
+                if key in calm or (table is scanned.noisy and key in scanned.contended):
                     continue
                 bench_id, name = key
-                found = named.get(name)
-                if found is None:
-                    if devices is None:
-                        devices = {str(d.get("name")): d for d in _dicts(doc.get("devices"))}
-                    device = devices.get(name) or {"name": name, "kind": "cpu" if name == "cpu" else "cuda"}
-                    found = named[name] = (_named(device), _intern(name))
-                out.append(_reading(bench_id, found[0], found[1], value, unit, quick, *marks))
-        return out
+                n = named.get(name) or names(name)
+                apart.append(_reading(bench_id, n, _intern(name), value, unit, quick, *marks))
+        if not devices and not apart:
+            return NO_FIGURES
+        return Figures(
+            tuple(devices),
+            tuple(
+                (_new(Group, (bench_id, kind, model, unit, quick)), tuple(found[0::2]), tuple(found[1::2]))
+                for (bench_id, unit, (kind, model)), found in groups.items()
+            ),
+            tuple(apart),
+        )
 
-    def uuids(self, doc: dict[str, Any]) -> set[str | None]:
-        return super().uuids(doc) | _device_uuids(doc)
-
-    def bound(self, doc: dict[str, Any]) -> tuple[frozenset[str], frozenset[str]]:
-        results = doc.get("results")
-        marked: tuple[set[str], set[str]] = (set(), set())
-        for r in results if type(results) is list else ():
-            if type(r) is dict and type(r.get("id")) is str and type(r.get("host_bound")) is bool:
-                marked[0 if r["host_bound"] else 1].add(r["id"])
-        return tuple(frozenset(m) if m else _NONE for m in marked)  # type: ignore[return-value]
+    @staticmethod
+    def _bound(scanned: _Scanned) -> tuple[frozenset[str], frozenset[str]]:
+        return (
+            frozenset(scanned.host_bound) if scanned.host_bound else _NONE,
+            frozenset(scanned.device_bound) if scanned.device_bound else _NONE,
+        )
 
 
 @register

@@ -30,12 +30,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from functools import cached_property
-from itertools import compress
+from itertools import compress, islice
 from typing import Any, NamedTuple
 
 from envcheck.core.exit import ExitCode, exit_code_for
 from envcheck.core.model import Status, worst
-from envcheck.fleet.kinds import Digest, Group, Problem, Reading, ReportRef, adapter_for
+from envcheck.fleet.kinds import Digest, Figures, Group, Problem, Reading, ReportRef, adapter_for
 from envcheck.fleet.read import NodeReport, Skipped
 
 #: A GPU more than this share below its model's fleet median is slow (``--threshold``): run-to-run
@@ -468,48 +468,78 @@ class Merger:
         # a field's value: the lowest rank's (the doctor's), and the newest report's among those
         order = (d.rank, -when if when == when else math.inf)
         self._fields(host, {name: (order, value) for name, value in d.fields})
-        device_ids, groups, devices = (
-            self._device_ids(),
-            self.groups,
-            self.devices,
-        )  # a million readings for 10 000 nodes
-        # each device of this report: (its place in the table, its names here where they are not the
-        # table's), looked up once however many figures it has
-        mine: dict[tuple[Any, ...], tuple[int, Device | None]] = {}
+        figures = d.figures
         source = d.source
-        for r in d.readings:
-            if r.contended or r.noisy:
-                self.contended.append((r, host, source))
-                continue
-            names_here = r[1:7]  # device_key, device_kind, device, index, uuid, pci_bus_id
-            found = mine.get(names_here)
-            if found is None:
-                key = (host, r.device_key)
-                device = device_ids.get(key)
-                names = Device(host, r.device_key, r.device_kind, r.device, r.index, r.uuid, r.pci_bus_id)
-                if device is None:
-                    device = device_ids[key] = len(devices)
-                    devices.append(names)
-                row = devices[device]
-                # named otherwise by this report (another CUDA_VISIBLE_DEVICES): its figures keep them
-                differs = r.device != row.device or r.index != row.index or r.pci_bus_id != row.pci_bus_id
-                found = mine[names_here] = (device, names if differs else None)
-            device, names = found
-            column = groups.get(r.group)
-            if column is None:
-                column = groups[r.group] = Column()
-            column.put(device, r.value, source, names, when)
+        for r in figures.set_apart:
+            self.contended.append((r, host, source))
+        if figures.groups:
+            self._figures(host, source, when, figures)
         self.sources.setdefault((host, d.kind), []).append(d.source)
         seen = self.uuid_seen
         for uuid in d.uuids:
             seen[uuid] = seen.get(uuid, ()) + (host, d.source)
 
+    def _figures(self, host: str, source: str, when: float, figures: Figures) -> None:
+        """A report's compared figures (:class:`~envcheck.fleet.kinds.Figures`): each of its devices looked
+        up in the table once, each group's column once, and a group's figures put in whole where its
+        devices are new to it (the common case: a node's figures arrive in one report)."""
+        device_ids, devices = self._device_ids(), self.devices
+        # each device of this report: its place in the table, and its names here where they are not the
+        # table's (another CUDA_VISIBLE_DEVICES: its figures keep them)
+        places: list[int] = []
+        renamed: list[Device | None] = []
+        for names in figures.devices:
+            key = (host, names[0])
+            at = device_ids.get(key)
+            row = tuple.__new__(Device, (host, *names))
+            if at is None:
+                at = device_ids[key] = len(devices)
+                devices.append(row)
+                renamed.append(None)
+            else:
+                known = devices[at]
+                differs = row.device != known.device or row.index != known.index or row.pci_bus_id != known.pci_bus_id
+                renamed.append(row if differs else None)
+            places.append(at)
+        any_renamed = renamed.count(None) != len(renamed)
+        groups = self.groups
+        for group, at, values in figures.groups:
+            column = groups.get(group)
+            if column is None:
+                column = groups[group] = Column()
+            ids = [places[i] for i in at]
+            rows = column.index if column.index is not None else column.rows()
+            if rows.keys().isdisjoint(ids) and len(set(ids)) == len(ids):
+                start = len(column.positions)
+                rows.update(zip(ids, range(start, start + len(ids)), strict=True))
+                column.positions.extend(ids)
+                column.values.extend(values)
+                column.sources.extend([source] * len(ids))
+                column.whens.extend([when] * len(ids))
+                if any_renamed:
+                    for i in at:
+                        if renamed[i] is not None:
+                            column.named[places[i]] = renamed[i]  # type: ignore[assignment]
+                continue
+            for i, value in zip(at, values, strict=True):
+                column.put(places[i], value, source, renamed[i], when)
+
     def __getstate__(self) -> dict[str, Any]:
-        # what a worker sends back: the device table's index is made again where it is needed
-        return {name: value for name, value in vars(self).items() if name != "device_ids"}
+        # What a worker sends back: the device table's index is made again where it is needed, and the
+        # table goes as columns of plain values (a named tuple is pickled as a call of its class, and
+        # unpickled by its __new__, a Python function: the largest part of a batch's pickle).
+        # So do each node's report references and problems.
+        state = {name: value for name, value in vars(self).items() if name != "device_ids"}
+        state["devices"] = tuple(zip(*self.devices, strict=True))
+        state["refs"] = _columns(self.refs)
+        state["problems"] = _columns(self.problems)
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         vars(self).update(state)
+        self.devices = [tuple.__new__(Device, row) for row in zip(*state["devices"], strict=True)]
+        self.refs = _rows(state["refs"], ReportRef)
+        self.problems = _rows(state["problems"], Problem)
         self.device_ids = None  # made again by the first add or absorb into this merger (none, in the command)
 
     def _device_ids(self) -> dict[tuple[str, str], int]:
@@ -611,6 +641,20 @@ class Merger:
             problems=tuple(problem_groups(nodes, [f for c in compared for f in c.slow], threshold)),
             devices=devices,
         )
+
+
+def _columns(by_host: dict[str, list[tuple[Any, ...]]]) -> tuple[tuple[str, ...], tuple[int, ...], tuple[Any, ...]]:
+    """host -> its named tuples, as plain columns for a pickle (:meth:`Merger.__getstate__`): the hosts,
+    how many each has, and each field's values in order."""
+    rows = [row for found in by_host.values() for row in found]
+    return tuple(by_host), tuple(map(len, by_host.values())), tuple(zip(*rows, strict=True))
+
+
+def _rows(columns: tuple[tuple[str, ...], tuple[int, ...], tuple[Any, ...]], kind: type) -> dict[str, list[Any]]:
+    """:func:`_columns` back: host -> its named tuples of ``kind``."""
+    hosts, counts, fields = columns
+    rows = iter([tuple.__new__(kind, row) for row in zip(*fields, strict=True)])
+    return {host: list(islice(rows, n)) for host, n in zip(hosts, counts, strict=True)}
 
 
 def _when(generated_at: str | None) -> datetime | None:

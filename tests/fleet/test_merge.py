@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from envcheck.core.model import Status
-from envcheck.fleet.kinds import Digest, Group, Problem, Reading, ReportRef
+from envcheck.fleet.kinds import Digest, Group, Problem, Reading, ReportRef, pack
 from envcheck.fleet.merge import DEFAULT_THRESHOLD, field_title, merge, merge_digests
 from envcheck.fleet.read import NodeReport, Skipped
 
@@ -29,7 +29,7 @@ def _digest(
 ):
     source = source or f"{host}/{kind}.json"
     ref = ReportRef(source, kind, status, 0 if status is Status.OK else 1, "2026-01-01T00:00:00+00:00")
-    return Digest(source, kind, host, ref, tuple(problems), tuple(fields), tuple(readings), frozenset(uuids), rank)
+    return Digest(source, kind, host, ref, tuple(problems), tuple(fields), pack(readings), frozenset(uuids), rank)
 
 
 def _problem(status, summary="x", source="s"):
@@ -431,3 +431,34 @@ def test_the_slow_figures_are_every_figure_more_than_the_threshold_below_the_med
         f"GPU-{i}" for i, v in enumerate(values) if len(values) > 1 and v < median and 1.0 - v / median > threshold
     )
     assert sorted(f.uuid for f in c.slow) == expected
+
+
+_DEVICES = st.sampled_from(
+    [
+        {"index": 0, "uuid": "GPU-a"},
+        {"index": 3, "uuid": "GPU-a", "device": "cuda:0"},  # the same card named otherwise
+        {"index": 1, "uuid": "GPU-b"},
+        {"index": None, "device": "cpu"},
+    ]
+)
+_GROUPS = st.sampled_from([H100, Group("memory.d2d", "gpu", "NVIDIA H100", "GB/s", False)])
+_READINGS = st.lists(
+    st.tuples(_DEVICES, _GROUPS, st.floats(1.0, 500.0), st.booleans()).map(
+        lambda t: _reading(t[2], group=t[1], contended=t[3], **t[0])
+    ),
+    max_size=10,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_READINGS, min_size=1, max_size=3))
+def test_a_report_packs_its_figures_and_merges_as_each_figure_alone(reports):
+    """A report's figures go to the merge packed (envcheck.fleet.kinds.Figures: each device once, each
+    group's figures together, put in whole where the devices are new). Whatever they hold (a device twice,
+    one card under two names, figures set apart), the fleet compares what one digest per figure gives."""
+    packed = [_digest("n", "bench", readings=r, rank=1, source=f"r{i}") for i, r in enumerate(reports)]
+    alone = [_digest("n", "bench", readings=[x], rank=1, source=f"r{i}") for i, r in enumerate(reports) for x in r]
+    one, other = merge_digests(packed), merge_digests(alone)
+    compared = [[(c.id, c.unit, c.figures) for c in r.comparisons] for r in (one, other)]
+    assert compared[0] == compared[1]
+    assert one.contended == other.contended

@@ -235,18 +235,22 @@ _RESULT = st.fixed_dictionaries(
         "value": st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 10**30), st.booleans()),
         "contended": st.sampled_from([True, False, None]),
         "noisy": st.sampled_from([True, False, None]),
-    }
+    },
+    optional={"host_bound": st.sampled_from([True, False, None, "yes"]), "reason": st.sampled_from(["hung", 3])},
 )
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(_RESULT, max_size=12))
 def test_the_bench_headlines_are_read_in_one_pass_as_the_lab_spec_picks_them(results: list[dict[str, Any]]) -> None:
-    from envcheck.fleet.kinds import Bench
+    from envcheck.fleet.kinds import Adapter, Bench, pack
 
     doc = {"results": results, "devices": [{"name": "cuda:0", "kind": "cuda", "model": "H100", "uuid": "GPU-0"}]}
     got = [(r.group.id, r.device, r.value, r.group.unit, r.set_apart) for r in Bench().readings(doc)]
     assert got == _headline_readings(doc)
+    # What the merge gets: the same figures packed, and the one-pass digest is each reading's in turn.
+    assert Bench().figures(doc) == pack(Bench().readings(doc))
+    assert Bench().digest("b.json", "bench", "n", doc) == Adapter.digest(Bench(), "b.json", "bench", "n", doc)
 
 
 def _mountinfo(
