@@ -120,7 +120,7 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
         if fix.get("text"):
             console.print(f"      [cyan]fix:[/] {escape(unquoted(fix['text']))}", soft_wrap=soft)
         if fix.get("command"):
-            console.print(f"      [cyan]run:[/] {escape(fix['command'])}", soft_wrap=soft)
+            console.print(f"      [cyan]run:[/] {escape(fix['command'])}", soft_wrap=True)  # never split
     steady_table(doc, console)
     passed = [v for v in doc.get("verdicts") or [] if v["status"] == "ok"]
     if passed:

@@ -114,7 +114,7 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
                 lines.row("            [cyan]fix:[/] ", escape(unquoted(fix.get("text", ""))))
                 if fix.get("command"):
                     commands.add(fix["command"])
-                    lines.row("            [cyan]run:[/] ", escape(fix["command"]))
+                    lines.command("            [cyan]run:[/] ", fix["command"])
             if lines.verbose and result.get("details"):
                 for text in json.dumps(result["details"], indent=2, ensure_ascii=False).splitlines():
                     console.print(f"            [dim]{escape(text)}[/]")
@@ -123,7 +123,7 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
         fix = match.get("fix") or {}
         lines.indented("fix:" if verdict != "shown" else "in general:", unquoted(fix.get("text", "")))
         if fix.get("command") and fix["command"] not in commands:
-            lines.indented("run:", fix["command"])
+            lines.command("      [cyan]run:[/] ", fix["command"])
         lines.indented("learnt from:", ", ".join(match.get("sources") or []))
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from envcheck.core.report import FLEET_SCHEMA
 from envcheck.fleet.since import figure_key
 from envcheck.render import RenderOptions, html, renders
-from envcheck.render.common import MARKS, cell, code, escape, icon, mark, unquoted, write_lines
+from envcheck.render.common import MARKS, Unwrapped, cell, code, escape, icon, mark, print_lines, unquoted, write_lines
 from envcheck.render.safe import inert
 from envcheck.render.svg import Bar, bar_chart, finite
 
@@ -209,7 +209,7 @@ SLOWER_SHOWN = 20
 def fix_lines(fix: dict[str, Any] | None, indent: str) -> list[str]:
     fix = fix or {}
     out = [f"{indent}[cyan]fix:[/] {escape(unquoted(fix['text']))}"] if fix.get("text") else []
-    return out + ([f"{indent}[cyan]run:[/] {escape(fix['command'])}"] if fix.get("command") else [])
+    return out + ([Unwrapped(f"{indent}[cyan]run:[/] {escape(fix['command'])}")] if fix.get("command") else [])
 
 
 def group_lines(console: Console, group: dict[str, Any], nodes: int, *, every_fix: bool) -> list[str]:
@@ -328,7 +328,7 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
             each = ", ".join(f"{f['id']} {f['shortfall']:.0%}" for f in figures)
             say(f"    {marks['fail']} {said(f'slow {where}: {each} below the fleet median')}")
     if plain:
-        console.print("\n".join(before), soft_wrap=soft)
+        print_lines(console, before, soft=soft)
         if lines:
             write_lines(console, lines)
         lines = []
@@ -379,7 +379,7 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
             say(f"  {escape(s['source'])}: {escape(s['reason'])}")
     style = {"ok": "bold green", "warn": "bold yellow"}.get(doc.get("status", ""), "bold red")
     say(f"\n[{style}]{escape(str(summary.get('text', '')))}[/]  [dim]({doc.get('duration_s', 0.0):.1f} s)[/]")
-    console.print("\n".join(lines), soft_wrap=soft)
+    print_lines(console, lines, soft=soft)
 
 
 def said_for_every_node(groups: list[dict[str, Any]], nodes: int) -> set[Any]:

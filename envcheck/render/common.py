@@ -111,6 +111,35 @@ def print_items(console: Console, lead: str, items: Sequence[str], sep: str = ",
     console.print(line, overflow="fold")
 
 
+class Unwrapped(str):
+    """A line of a text report that is never wrapped, even on a terminal: a command to run. Rich wraps a long
+    line between words with a real line break, and a command copied from a narrow terminal then reaches the
+    shell as two lines, the first run alone; printed whole, the terminal folds it for the eye and copies it
+    as one line."""
+
+    __slots__ = ()
+
+
+def print_lines(console: Console, lines: list[str], *, soft: bool) -> None:
+    """``lines`` printed at once (rich costs about as much per print as per line of a long text), those
+    that are :class:`Unwrapped` never wrapped; the rest wrap between words where ``soft`` is false (a
+    terminal)."""
+    if soft or not any(type(line) is Unwrapped for line in lines):
+        console.print("\n".join(lines), soft_wrap=soft)
+        return
+    run: list[str] = []
+    for line in lines:
+        if type(line) is Unwrapped:
+            if run:
+                console.print("\n".join(run))
+                run = []
+            console.print(line, soft_wrap=True)
+        else:
+            run.append(line)
+    if run:
+        console.print("\n".join(run))
+
+
 class CheckLines:
     """A check's result as the doctor prints it: mark, title, summary and id on one line, the fix (and
     the command to run) under a problem, the details with ``-v``. Every report that carries checks (the
@@ -126,7 +155,7 @@ class CheckLines:
         if fix and result["status"] in ("warn", "fail", "crash"):
             self.indented("fix:", unquoted(fix["text"]))
             if fix.get("command"):
-                self.indented("run:", fix["command"])
+                self.command("      [cyan]run:[/] ", fix["command"])
         if self.verbose and result.get("details"):
             # json.dumps shows C0 controls as escapes but leaves C1 controls (``\x9b``) raw: escape() sees them.
             for text in json.dumps(result["details"], indent=2, ensure_ascii=False).splitlines():
@@ -137,6 +166,11 @@ class CheckLines:
 
     def indented(self, label: str, text: str) -> None:
         self.row(f"      [cyan]{label}[/] ", escape(text))
+
+    def command(self, lead: str, command: str) -> None:
+        """A command to run, after its ``lead`` (markup): one line however narrow the terminal
+        (:class:`Unwrapped` says why)."""
+        self.console.print(lead + escape(command), soft_wrap=True)
 
     def row(self, lead: str, text: str) -> None:
         """On a terminal, a grid so that a long line wraps between words under its own text, never under
