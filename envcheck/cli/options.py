@@ -50,6 +50,15 @@ def format_options(fn: Any = None, *, extra: tuple[str, ...] = ()) -> Any:
     return fn
 
 
+#: Suffixes of document and data formats envcheck does not write: ``-o report.pdf`` gets the text report
+#: and a word on stderr. Any other suffix is a name, not a format (``-o gpu01.cluster``, ``-o doctor.log``,
+#: ``-o run.2026-12-07``), and gets the text report without a word.
+OTHER_FORMATS = frozenset(
+    ".pdf .doc .docx .odt .rtf .xml .yaml .yml .toml .ini .csv .tsv .xls .xlsx .jsonl .ndjson .rst .adoc "
+    ".tex .png .svg .jpg .jpeg .gif .xhtml .mhtml .mdx .org".split()
+)
+
+
 def resolve_formats(
     fmt: str | None, as_json: bool, output: str | None, *, extra: tuple[str, ...] = ()
 ) -> tuple[str, str | None]:
@@ -67,7 +76,7 @@ def resolve_formats(
         return chosen or DEFAULT_FORMAT, None
     named = format_for_path(output)
     suffix = os.path.splitext(output)[1]
-    if named is None and chosen is None and suffix and not os.path.exists(os.path.realpath(output) + "/"):
+    if named is None and chosen is None and suffix.lower() in OTHER_FORMATS:
         # -o report.pdf: a suffix that names no format envcheck writes gets the text report, said so once
         from envcheck.cli.terminal import error
 

@@ -357,9 +357,16 @@ def test_an_output_suffix_that_names_no_format_is_said_once(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("\n") == 1 and ".pdf names no format envcheck writes" in proc.stderr
     assert (tmp_path / "report.pdf").read_text().startswith("Host")
-    for args in (["-o", str(tmp_path / "r.md")], ["--format", "json", "-o", str(tmp_path / "r.pdf")]):
+    # a known suffix, --format, or a suffix that is part of a name and no format's (a host, a log, a date)
+    for args in (
+        ["-o", str(tmp_path / "r.md")],
+        ["--format", "json", "-o", str(tmp_path / "r.pdf")],
+        ["-o", str(tmp_path / "gpu01.cluster")],
+        ["-o", str(tmp_path / "doctor.log")],
+    ):
         quiet = run("doctor", "--quick", *args)
         assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    assert (tmp_path / "gpu01.cluster").read_text().startswith("Host")
 
 
 def test_a_socket_whose_peer_closed_is_exit_141_not_an_internal_error():
