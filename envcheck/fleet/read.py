@@ -849,7 +849,8 @@ def classify(value: Any) -> tuple[str, str]:
         raise NotAReport(f"is not an envcheck report (a JSON {_json_type(value)}, not an object)")
     schema = value.get("schema")
     if schema is None:
-        raise NotAReport('is not an envcheck report (it has no "schema" field)')
+        said = 'its "schema" is null' if "schema" in value else 'it has no "schema" field'
+        raise NotAReport(f"is not an envcheck report ({said})")
     if not isinstance(schema, str) or not schema.startswith("envcheck."):
         raise NotAReport(f"is not an envcheck report (its schema is {files.shown(schema)})")
     kind = _KINDS.get(schema) or kind_of(schema)

@@ -194,6 +194,7 @@ def test_skipped_sources_are_named_with_a_reason(real: dict[str, dict[str, Any]]
     # envelope: test_a_kind_without_an_adapter_is_read_by_its_envelope).
     (bad / "unknown.json").write_text(json.dumps({**real["doctor"], "schema": "envcheck.scan"}))
     (bad / "other.json").write_text(json.dumps({"name": "some other tool's JSON"}))
+    (bad / "null.json").write_text(json.dumps({**real["doctor"], "schema": None}))
     (bad / "nohost.json").write_text(json.dumps({**real["doctor"], "host": {}}))
     (bad / "empty.json").write_text("")
     (bad / "ignored.log").write_text("not *.json: a directory's other files are not read")
@@ -210,16 +211,17 @@ def test_skipped_sources_are_named_with_a_reason(real: dict[str, dict[str, Any]]
     assert "envcheck.doctor/2" in reasons["future.json"] and "cannot read" in reasons["future.json"]
     assert "unknown schema" in reasons["unknown.json"]
     assert reasons["other.json"] == 'is not an envcheck report (it has no "schema" field)'
+    assert reasons["null.json"] == 'is not an envcheck report (its "schema" is null)'
     assert "host.hostname" in reasons["nohost.json"]
     assert reasons["empty.json"] == "is empty"
     assert "FIFO" in reasons["fifo.json"]
     assert reasons["missing.json"] == "does not exist"
     assert reasons["emptydir"] == "is a directory without any *.json file in it"
     assert "ignored.log" not in reasons
-    assert doc["summary"]["reports_read"] == 1 and doc["summary"]["skipped"] == len(doc["skipped"]) == 10
-    assert "1 report read, 10 skipped" in doc["summary"]["text"]
+    assert doc["summary"]["reports_read"] == 1 and doc["summary"]["skipped"] == len(doc["skipped"]) == 11
+    assert "1 report read, 11 skipped" in doc["summary"]["text"]
     # Each skip is one line on stderr too, never a traceback.
-    assert proc.stderr.count("envcheck: fleet: skipped ") == 10 and "Traceback" not in proc.stderr
+    assert proc.stderr.count("envcheck: fleet: skipped ") == 11 and "Traceback" not in proc.stderr
 
 
 def test_no_readable_report_is_exit_2_in_one_line(tmp_path: Path) -> None:
