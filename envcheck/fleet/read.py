@@ -777,7 +777,7 @@ def _json_values(chunks: Iterator[str]) -> Iterator[tuple[int, Any, str | None]]
             if unfinished and values <= MAX_VALUES:
                 more()
                 continue
-            yield line, None, _too_many_values() if unfinished else _broken(exc, buf, pos, eof)
+            yield line, None, _too_many_values() if unfinished else broken(exc, buf, pos, eof)
         except (RecursionError, ValueError) as exc:  # nesting too deep; a number too long
             if isinstance(exc, RecursionError):
                 reason = "nests too deeply"
@@ -806,8 +806,9 @@ def _json_values(chunks: Iterator[str]) -> Iterator[tuple[int, Any, str | None]]
                 break
 
 
-def _broken(exc: json.JSONDecodeError, buf: str, start: int, eof: bool) -> str:
-    """Why the value starting at ``start`` did not parse, in words a person acts on."""
+def broken(exc: json.JSONDecodeError, buf: str, start: int, eof: bool) -> str:
+    """Why the value starting at ``start`` did not parse, in words a person acts on ("is truncated: ...",
+    "is not JSON (...)"); ``eof``: ``buf`` holds the whole text. ``--since`` says the same of its file."""
     if len(buf) - start > MAX_BYTES:
         return f"holds a document bigger than {MAX_BYTES // 1024**2} MiB"
     last_line = buf.rfind("\n", 0, len(buf.rstrip()))

@@ -52,8 +52,19 @@ def _version(schema: str) -> int:
 
 def check_previous(text: bytes | str, source: str) -> dict[str, Any]:
     """The previous fleet document, or :class:`PreviousError` saying why it is not one this envcheck reads."""
+    from envcheck.fleet.read import broken
+
+    try:
+        # as json.loads reads bytes: UTF-8 with or without its byte-order mark, or UTF-16/32
+        text = text.decode(json.detect_encoding(text), "surrogatepass") if isinstance(text, bytes) else text
+    except UnicodeDecodeError as exc:
+        raise PreviousError(f"{source} is not text (a byte {exc.object[exc.start]:#04x} at {exc.start})") from None
+    if not text.strip():
+        raise PreviousError(f"{source} is empty")
     try:
         doc = json.loads(text)
+    except json.JSONDecodeError as exc:  # truncated, or not JSON: in the words the fleet's reader uses
+        raise PreviousError(f"{source} {broken(exc, text, 0, True)}") from None
     except (ValueError, RecursionError) as exc:
         raise PreviousError(f"{source} is not JSON ({exc})") from None
     schema = doc.get("schema") if isinstance(doc, dict) else None

@@ -269,7 +269,10 @@ def _dir(directory: Path, docs: dict[str, dict[str, Any]]) -> Path:
             "is not an envcheck fleet report (its schema is envcheck.doctor/1)",
         ),
         ('{"schema": "envcheck.fleet/2", "nodes": []}', "is a fleet report of a newer envcheck (envcheck.fleet/2;"),
-        ("[1, 2", "is not JSON"),
+        ("[1, 2", "is truncated: the JSON ends before the document does"),
+        ('{"schema": "envcheck.fleet/1", "nodes": [', "is truncated"),
+        ('{"a": 1} and more', "is not JSON (Extra data at line 1"),
+        ("\n\n", "is empty"),
         ("[]", "is not an envcheck fleet report (it has no envcheck schema)"),
     ],
 )
