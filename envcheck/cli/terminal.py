@@ -7,6 +7,7 @@ Every command that prints a report goes through :func:`deliver`; renderers never
 
 from __future__ import annotations
 
+import atexit
 import errno
 import io
 import os
@@ -310,13 +311,24 @@ def whole_writes() -> None:
         return
     writer = _WholeWrites(raw)
     writer.unbuffered = isinstance(getattr(stream, "buffer", None), io.RawIOBase)
-    sys.stdout = io.TextIOWrapper(
+    sys.stdout = ours = io.TextIOWrapper(
         writer,
         encoding=stream.encoding,
         errors=stream.errors,
         line_buffering=stream.line_buffering,
         write_through=getattr(stream, "write_through", False),
     )
+    # Closed at exit, after everything else (atexit runs the first registered last): the interpreter
+    # flushes stdout at shutdown but would leave its descriptor to the collector ("ResourceWarning:
+    # unclosed file" under python -X dev).
+    atexit.register(_close, ours)
+
+
+def _close(stream: IO[str]) -> None:
+    try:
+        stream.close()
+    except (OSError, ValueError):
+        pass  # the reader is gone: said already, by the exit code
 
 
 def _quiet_stdout() -> None:

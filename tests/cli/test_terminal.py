@@ -388,3 +388,14 @@ def test_a_socket_whose_peer_closed_is_exit_141_not_an_internal_error():
         ours.close()
     assert proc.returncode == 141, proc.stderr
     assert proc.stderr == ""
+
+
+def test_stdout_on_a_pipe_is_closed_at_exit_without_a_resource_warning():
+    """stdout on a pipe is written through a stream of envcheck's own (whole_writes); it is closed at exit,
+    after the report is flushed, so that ``python -X dev`` (how a developer runs a tool to see its
+    warnings) has nothing to say about an unclosed file."""
+    proc = run("--version", PYTHONDEVMODE="1")
+    assert proc.returncode == 0 and "envcheck, version" in proc.stdout
+    assert "ResourceWarning" not in proc.stderr, proc.stderr
+    report = run("doctor", "host", "--json", PYTHONDEVMODE="1")
+    assert json.loads(report.stdout)["schema"] == "envcheck.doctor/1" and "ResourceWarning" not in report.stderr
