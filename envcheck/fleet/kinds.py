@@ -24,7 +24,9 @@ import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple
+from typing import Annotated, Any, ClassVar, NamedTuple, TypedDict
+
+import msgspec
 
 from envcheck.core.model import Status, worst
 from envcheck.core.registry import Registry
@@ -543,6 +545,63 @@ def _package_fields(doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: A leaf the adapters read: any JSON scalar; integers within 64 bits (envcheck.fleet.read says why).
+Scalar = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)] | float | str | bool | None
+
+
+class CheckWords(TypedDict, total=False):
+    detail: Scalar
+
+
+class Result(msgspec.Struct, gc=False):
+    """One of a bench report's results, as the fleet reads it: a struct, not a dict. The fleet's decoder
+    (envcheck.fleet.read.DECODER) builds these straight from the JSON; a document read whole (one the
+    decoder refuses) has its results made into these by :func:`results_of`, so the adapter reads one shape.
+    An 8-GPU report has 48 results and the fleet reads ten fields of each, half a million times for
+    10 000 nodes: an attribute is read at a fraction of a dict lookup's cost, and the decoder builds a
+    struct faster than a dict (benchmarks/RESULTS-fleet.md)."""
+
+    id: Scalar = None
+    case: Scalar = None
+    device: Scalar = None
+    unit: Scalar = None
+    status: Scalar = None
+    reason: Scalar = None
+    value: Scalar = None
+    verified: Scalar = None
+    contended: Scalar = None
+    noisy: Scalar = None
+    host_bound: Scalar = None
+    #: the failed check's words, where a result failed its check (the rest of the check is not read)
+    check: CheckWords | None = None
+
+
+_RESULT_FIELDS = Result.__struct_fields__
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def results_of(value: Any) -> list[Result]:
+    """A report's ``results`` as :class:`Result` structs, whatever the document held: the decoder's own
+    structs as they are; from a document read whole, each object made into one, a value of another shape
+    than the decoder accepts (a list where a word is read) read as absent, and anything but an object left
+    out (the adapter read past those before)."""
+    if type(value) is not list:
+        return []
+    if all(type(r) is Result for r in value):
+        return value
+    out = []
+    for r in value:
+        if type(r) is Result:
+            out.append(r)
+        elif type(r) is dict:
+            fields = {k: v for k in _RESULT_FIELDS if type(v := r.get(k)) in _SCALARS}
+            check = r.get("check")
+            if type(check) is dict:
+                fields["check"] = {"detail": check.get("detail")} if type(check.get("detail")) in _SCALARS else {}
+            out.append(Result(**fields))
+    return out
+
+
 #: A bench report's results read in one pass (:func:`_scan_results`): those that failed, each headline
 #: table (calm, contended, noisy: (benchmark, device name) -> (best value, unit)) and the benchmarks
 #: marked host-bound and device-bound.
@@ -550,7 +609,7 @@ _Tables = dict[tuple[str, str], tuple[float, str]]
 
 
 class _Scanned(NamedTuple):
-    failed: list[dict[str, Any]]
+    failed: list[Result]
     calm: _Tables
     contended: _Tables
     noisy: _Tables
@@ -574,33 +633,31 @@ def _scan_results(results: Any) -> _Scanned:
     host_bound: set[str] = set()
     device_bound: set[str] = set()
     problems = _PROBLEMS
-    for r in results if type(results) is list else ():
-        if type(r) is not dict:
-            continue
-        bench_id = r.get("id")
+    for r in results_of(results):
+        bench_id = r.id
         if type(bench_id) is str:
-            bound = r.get("host_bound")
+            bound = r.host_bound
             if bound is True:
                 host_bound.add(bench_id)
             elif bound is False:
                 device_bound.add(bench_id)
-        word = r.get("status")
+        word = r.status
         if word != "ok":
             if type(word) is str and word in problems:
                 failed.append(r)
             continue
-        if r.get("verified") is not True:
+        if r.verified is not True:
             continue
-        value = r.get("value")
+        value = r.value
         if type(value) is float:
             if not 0.0 < value < math.inf:  # NaN too
                 continue
         elif (value := figure_value(value)) is None:
             continue
-        unit, name = r.get("unit"), r.get("device")
+        unit, name = r.unit, r.device
         if type(bench_id) is not str or type(unit) is not str or type(name) is not str:
             continue
-        table = noisy if r.get("noisy") is True else contended if r.get("contended") is True else calm
+        table = noisy if r.noisy is True else contended if r.contended is True else calm
         key = (bench_id, name)
         best = table.get(key)
         if best is None or value > best[0]:
@@ -646,10 +703,10 @@ class Bench(Adapter):
     def _items(source: str, kind: str, doc: dict[str, Any], scanned: _Scanned) -> list[tuple[str | None, Problem]]:
         out = _checks(source, kind, doc.get("preflight"))
         for r in scanned.failed:
-            status = _PROBLEMS[r["status"]]
-            why = _str(r.get("reason")) or _str(_dict(r.get("check")).get("detail")) or status.value
-            summary = f"{r.get('case') or r.get('id')} on {r.get('device') or '?'}: {why}"
-            out.append((None, Problem(source, kind, str(r.get("id") or "?"), status, summary)))
+            status = _PROBLEMS[r.status]  # type: ignore[index]
+            why = _str(r.reason) or _str(_dict(r.check).get("detail")) or status.value
+            summary = f"{r.case or r.id} on {r.device or '?'}: {why}"
+            out.append((None, Problem(source, kind, str(r.id or "?"), status, summary)))
         return out + _spec_verdicts(source, kind, _dict(doc.get("spec")).get("verdicts"))
 
     @staticmethod

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, Annotated, Any, TypedDict
+from typing import IO, Any, TypedDict
 
 import msgspec
 import orjson
@@ -33,7 +33,7 @@ import orjson
 from envcheck.core import files, machine
 from envcheck.core.model import displayable
 from envcheck.core.report import FLEET_SCHEMA, kind_of
-from envcheck.fleet.kinds import ADAPTERS, schema_by_kind
+from envcheck.fleet.kinds import ADAPTERS, Result, Scalar, schema_by_kind
 
 #: The most one document may hold. A burn report keeps a timeline row per GPU per second (8 GPUs for an
 #: hour is ~15 MiB); anything far beyond this is not a node's report.
@@ -410,7 +410,7 @@ def _parse_file(shown: str, data: bytes | files.FileRefused) -> Iterator[NodeRep
 # is skipped without being built: a new field, a foreign tool's additions, a bulky subtree.
 
 #: A leaf the adapters read: any JSON scalar; integers within 64 bits (see :data:`MAX_INT_DIGITS`).
-_Scalar = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)] | float | str | bool | None
+_Scalar = Scalar
 
 
 class _Text(TypedDict, total=False):
@@ -430,25 +430,6 @@ class _Check(TypedDict, total=False):
     title: _Scalar
     fix: _Text | None
     details: _Details | None
-
-
-class _Detail(TypedDict, total=False):
-    detail: _Scalar
-
-
-class _Result(TypedDict, total=False):
-    id: _Scalar
-    case: _Scalar
-    device: _Scalar
-    unit: _Scalar
-    status: _Scalar
-    reason: _Scalar
-    value: _Scalar
-    verified: _Scalar
-    contended: _Scalar
-    noisy: _Scalar
-    host_bound: _Scalar
-    check: _Detail | None
 
 
 class _Steady(TypedDict, total=False):
@@ -529,7 +510,7 @@ class _Report(TypedDict, total=False):
     checks: list[_Check] | None
     preflight: list[_Check] | None
     verdicts: list[_Check] | None
-    results: list[_Result] | None
+    results: list[Result] | None  # structs: envcheck.fleet.kinds.Result says why
     devices: list[_Device] | None
     options: _Options | None
     spec: _Spec | list[_Verdict] | None

@@ -162,6 +162,7 @@ KEYS = ("status", "exit_code", "checks", "results", "devices", "gpus", "torch", 
 KEYS += ("spec", "options", "summary", "interrupted", "unit", "packages", "preflight", "generated_at")
 ITEM_KEYS = ("id", "status", "value", "unit", "device", "verified", "uuid", "index", "name", "steady", "details")
 ITEM_KEYS += ("fix", "summary", "rank", "host", "passed", "kind", "model", "throughput", "version", "found")
+ITEM_KEYS += ("case", "reason", "check", "detail", "host_bound", "noisy", "contended")
 WORDS = st.sampled_from(["ok", "fail", "warn", "cpu", "cuda", "matmul.fp32", "GB/s", "spec.package.numpy"])
 ITEMS = st.lists(st.dictionaries(st.sampled_from(ITEM_KEYS), JSON | WORDS, max_size=8), max_size=3)
 
