@@ -76,7 +76,12 @@ def resolve_formats(
         return chosen or DEFAULT_FORMAT, None
     named = format_for_path(output)
     suffix = os.path.splitext(output)[1]
-    if named is None and chosen is None and suffix.lower() in OTHER_FORMATS:
+    if (
+        named is None
+        and chosen is None
+        and suffix.lower() in OTHER_FORMATS
+        and not os.path.isdir(os.path.realpath(output))  # refused as a directory: that is the one word
+    ):
         # -o report.pdf: a suffix that names no format envcheck writes gets the text report, said so once
         from envcheck.cli.terminal import error
 

@@ -577,14 +577,14 @@ class Result(msgspec.Struct, gc=False):
 
 
 _RESULT_FIELDS = Result.__struct_fields__
-_SCALARS = (str, int, float, bool, type(None))
 
 
 def results_of(value: Any) -> list[Result]:
     """A report's ``results`` as :class:`Result` structs, whatever the document held: the decoder's own
-    structs as they are; from a document read whole, each object made into one, a value of another shape
-    than the decoder accepts (a list where a word is read) read as absent, and anything but an object left
-    out (the adapter read past those before)."""
+    structs as they are; from a document read whole, each object made into one with its values as they are
+    (a struct made here checks no types: the scan reads around a list where a word is read, and a problem's
+    words show it, as they did from the dict), and anything but an object left out (the adapter read past
+    those before)."""
     if type(value) is not list:
         return []
     if all(type(r) is Result for r in value):
@@ -594,11 +594,7 @@ def results_of(value: Any) -> list[Result]:
         if type(r) is Result:
             out.append(r)
         elif type(r) is dict:
-            fields = {k: v for k in _RESULT_FIELDS if type(v := r.get(k)) in _SCALARS}
-            check = r.get("check")
-            if type(check) is dict:
-                fields["check"] = {"detail": check.get("detail")} if type(check.get("detail")) in _SCALARS else {}
-            out.append(Result(**fields))
+            out.append(Result(**{k: r[k] for k in _RESULT_FIELDS if k in r}))
     return out
 
 

@@ -801,7 +801,8 @@ def broken(exc: json.JSONDecodeError, buf: str, start: int, eof: bool) -> str:
     if _one_line(buf, start) and exc.pos > buf.find("\n", start) >= 0:
         return "is truncated: a JSON line ends before its document does"
     line = buf.count("\n", start, exc.pos) + 1
-    return f"is not JSON ({exc.msg} at line {line} of the document, column {exc.colno})"
+    what = exc.msg.removesuffix(" at")  # "Invalid control character at": the place follows
+    return f"is not JSON ({what} at line {line} of the document, column {exc.colno})"
 
 
 def _one_line(buf: str, start: int) -> bool:

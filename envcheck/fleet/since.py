@@ -64,6 +64,10 @@ def check_previous(text: bytes | str, source: str) -> dict[str, Any]:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:  # truncated, or not JSON: in the words the fleet's reader uses
+        if exc.msg == "Extra data":  # a whole document, and more after it (a stray line appended)
+            raise PreviousError(
+                f"{source} is not one JSON document: more follows it at line {exc.lineno}, column {exc.colno}"
+            ) from None
         raise PreviousError(f"{source} {broken(exc, text, 0, True)}") from None
     except (ValueError, RecursionError) as exc:
         raise PreviousError(f"{source} is not JSON ({exc})") from None

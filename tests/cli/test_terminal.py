@@ -367,6 +367,11 @@ def test_an_output_suffix_that_names_no_format_is_said_once(tmp_path):
         quiet = run("doctor", "--quick", *args)
         assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
     assert (tmp_path / "gpu01.cluster").read_text().startswith("Host")
+    # a directory is refused as one, in one line: no word on its suffix before it
+    (tmp_path / "out.csv").mkdir()
+    refused = run("doctor", "--quick", "-o", str(tmp_path / "out.csv"))
+    assert refused.returncode == 74 and "names no format" not in refused.stderr, refused.stderr
+    assert refused.stderr.count("\n") == 1 and "directory" in refused.stderr
 
 
 def test_a_socket_whose_peer_closed_is_exit_141_not_an_internal_error():

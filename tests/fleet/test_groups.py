@@ -271,7 +271,11 @@ def _dir(directory: Path, docs: dict[str, dict[str, Any]]) -> Path:
         ('{"schema": "envcheck.fleet/2", "nodes": []}', "is a fleet report of a newer envcheck (envcheck.fleet/2;"),
         ("[1, 2", "is truncated: the JSON ends before the document does"),
         ('{"schema": "envcheck.fleet/1", "nodes": [', "is truncated"),
-        ('{"a": 1} and more', "is not JSON (Extra data at line 1"),
+        ('{"a": 1} and more', "is not one JSON document: more follows it at line 1, column 10"),
+        (
+            '{"schema": "envcheck.fleet/1", "nodes": []}\nstray line\n',
+            "is not one JSON document: more follows it at line 2",
+        ),
         ("\n\n", "is empty"),
         ("[]", "is not an envcheck fleet report (it has no envcheck schema)"),
     ],

@@ -557,3 +557,27 @@ def test_a_local_filesystem_on_a_remote_block_device_takes_the_thread(
             through_thread = _watch_the_thread(m)
             assert [g for _, g in read.reads([str(path)])] == [b"{}"]
             assert through_thread == ([str(path)] if threaded else [])
+
+
+def test_a_hand_edited_bench_result_reads_as_it_did_whatever_its_shape() -> None:
+    """A bench result whose words are not words (an id, a case or a device that is a list): the document is
+    read whole, its results made into the fleet's structs with their values as they are, and the problem
+    names them as the dict did; a string in a control character is said to be one, once."""
+    doc = {
+        "schema": "envcheck.bench/1",
+        "host": {"hostname": "n"},
+        "results": [
+            {"id": [1], "case": [2], "device": {"x": 1}, "status": "crash", "check": {"detail": ["d"]}},
+            {"id": "cnn.step", "case": "c", "device": "cpu", "status": "fail", "check": "no", "reason": 5},
+            7,
+        ],
+    }
+    (item,) = list(_parse_file("b.json", json.dumps(doc).encode()))
+    d = digest(item)
+    assert [(p.id, p.summary) for _, p in d.problems] == [
+        ("[1]", "[2] on {'x': 1}: crash"),
+        ("cnn.step", "c on cpu: fail"),
+    ]
+    assert outcome([item]) == outcome(read_whole(json.dumps(doc).encode(), "b.json"))
+    (skipped,) = list(_parse_file("c.json", b'{"schema": "envcheck.bench/1", "x": "a\x01b"}'))
+    assert skipped.reason.startswith("is not JSON (Invalid control character at line 1"), skipped.reason
