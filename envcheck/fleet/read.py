@@ -248,6 +248,7 @@ class _Local:
         self.points: dict[str, bool] = {}  # mount point -> whether it is local
         self.devices: set[int] = set()
         self.directories: dict[str, str | None] = {}  # a directory as given -> its real path, if local
+        self.parents: dict[str, tuple[str, bool] | None] = {}  # a parent as given -> its real path, local?
         self.remote: dict[tuple[int, int], bool] = {}
 
     def read(self, path: str) -> bytes | files.FileRefused | None:
@@ -279,11 +280,34 @@ class _Local:
             os.close(fd)
 
     def _real_if_local(self, directory: str) -> str | None:
+        """``directory``'s real path where it lies on a local mount, else None. A fleet is ten thousand
+        directories under one: a directory that is no link is its parent's real path and its own name, on
+        its parent's mount unless it is a mount point itself, which one lstat says (the full resolution
+        took an lstat per part of the path and a walk of the mount table, a tenth of a file's cost)."""
+        parent, name = os.path.split(directory)
+        if parent and name not in ("", ".", ".."):
+            up = self.parents.get(parent, "")
+            if up == "":
+                up = self.parents[parent] = self._resolved(parent)
+            if up is not None:
+                try:
+                    own = os.lstat(directory)
+                except (OSError, ValueError):
+                    return None
+                if stat.S_ISDIR(own.st_mode):  # not a link: nothing in its name to resolve
+                    real = os.path.join(up[0], name)
+                    local = self.points.get(real, up[1])
+                    return real if local else None
+        found = self._resolved(directory or ".")
+        return found[0] if found is not None and found[1] else None
+
+    def _resolved(self, directory: str) -> tuple[str, bool] | None:
+        """``directory``'s real path and whether its mount is local; None where it cannot be resolved."""
         try:
-            real = os.path.realpath(directory or ".", strict=True)
+            real = os.path.realpath(directory, strict=True)
         except (OSError, RuntimeError, ValueError):
             return None
-        return real if self._on_local(real) else None
+        return real, self._on_local(real)
 
     def _on_local(self, real: str) -> bool:
         if self.mounts is None:

@@ -581,3 +581,31 @@ def test_a_hand_edited_bench_result_reads_as_it_did_whatever_its_shape() -> None
     assert outcome([item]) == outcome(read_whole(json.dumps(doc).encode(), "b.json"))
     (skipped,) = list(_parse_file("c.json", b'{"schema": "envcheck.bench/1", "x": "a\x01b"}'))
     assert skipped.reason.startswith("is not JSON (Invalid control character at line 1"), skipped.reason
+
+
+def test_each_node_directory_is_judged_by_its_own_mount(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fleet directory's node directories are resolved from their parent's (one lstat each, not a walk of
+    the path and the mount table), so each must still be judged by the mount it is: a node directory that
+    is an NFS mount point, one below it, and a local mount made inside the NFS one."""
+    from envcheck.fleet import read
+
+    fleet = tmp_path / "fleet"
+    dirs = [fleet / "plain", fleet / "nfs", fleet / "nfs" / "below", fleet / "nfs" / "local"]
+    for d in dirs:
+        d.mkdir(parents=True)
+    root, dev = os.path.realpath(tmp_path), _device(tmp_path)
+    _mountinfo(
+        tmp_path,
+        monkeypatch,
+        [
+            f"1 0 {dev} / / rw - ext4 /dev/sda1 rw",
+            f"2 1 0:70 / {root}/fleet/nfs rw - nfs4 s:/n rw",
+            f"3 2 {dev} / {root}/fleet/nfs/local rw - ext4 /dev/sda1 rw",
+        ],
+    )
+    paths = [str(d / "doctor.json") for d in dirs]
+    for p in paths:
+        Path(p).write_text("{}")
+    through_thread = _watch_the_thread(monkeypatch)
+    assert [g for _, g in read.reads(paths)] == [b"{}"] * 4
+    assert through_thread == paths[1:3]
