@@ -247,6 +247,30 @@ def compare_parsers(directory: Path, sample: int = 400) -> list[str]:
     return rows
 
 
+def busy_cpu() -> tuple[float, float]:
+    """(CPU seconds this machine has spent busy, CPU seconds the hypervisor stole from it) so far, from
+    /proc/stat. On a shared virtual machine a run's wall-clock time moves with its neighbours' work (here by
+    up to half between identical runs); the CPU time the run itself took moves much less, so the floor and
+    the command are compared by both. Nothing else of this benchmark runs meanwhile, so the machine's busy
+    time is theirs (and their workers')."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return math.nan, math.nan
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / ticks, steal / ticks
+
+
+def measured(run: Callable[[], Any]) -> tuple[Any, float, float]:
+    """``run()``'s result, with the busy and the stolen CPU seconds of this machine while it ran."""
+    cpu, stolen = busy_cpu()
+    out = run()
+    cpu_after, stolen_after = busy_cpu()
+    return out, cpu_after - cpu, stolen_after - stolen
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=10_000)
@@ -282,19 +306,28 @@ def main() -> None:
         pooled = merge_in_process(directory, workers=None)
         # Floor and command alternate, so a burst of other work on the shared cores hits both alike.
         rounds: dict[str, list[float]] = {"floor": [], "floor_orjson": [], "json": [], "text": [], "load": []}
+        cpu: dict[str, list[float]] = {"floor": [], "json": [], "text": [], "stolen": []}
         rss: dict[str, float] = {}
         for _ in range(args.repeat):
             rounds["load"].append(os.getloadavg()[0])
-            rounds["floor"].append(floor(directory))
+            seconds, busy, stolen = measured(lambda: floor(directory))
+            rounds["floor"].append(seconds)
+            cpu["floor"].append(busy)
+            cpu["stolen"].append(stolen)
             rounds["floor_orjson"].append(floor(directory, WHOLE_ORJSON))
-            seconds, rss["json"] = command(directory, "--json")
+            (seconds, rss["json"]), busy, stolen = measured(lambda: command(directory, "--json"))
             rounds["json"].append(seconds)
-            seconds, rss["text"] = command(directory)
+            cpu["json"].append(busy)
+            cpu["stolen"][-1] += stolen
+            (seconds, rss["text"]), busy, stolen = measured(lambda: command(directory))
             rounds["text"].append(seconds)
+            cpu["text"].append(busy)
+            cpu["stolen"][-1] += stolen
     finally:
         if not args.dir:
             shutil.rmtree(directory, ignore_errors=True)
     med = {k: statistics.median(v) for k, v in rounds.items()}
+    cpu_med = {k: statistics.median(v) for k, v in cpu.items()}
 
     def spread(key: str) -> str:
         return f"median {med[key]:.2f} s of {args.repeat} ({', '.join(f'{v:.2f}' for v in rounds[key])})"
@@ -314,6 +347,10 @@ def main() -> None:
         f"{med['json'] / med['floor']:.2f}× the floor, peak RSS {rss['json']:.0f} MB",
         f"- `envcheck fleet DIR > /dev/null` (text), the whole command: {spread('text')}, "
         f"{med['text'] / med['floor']:.2f}× the floor, peak RSS {rss['text']:.0f} MB",
+        f"- CPU time, medians (the machine's busy seconds while each ran, workers included): floor "
+        f"{cpu_med['floor']:.2f} s, `--json` {cpu_med['json']:.2f} s ({cpu_med['json'] / cpu_med['floor']:.2f}× the "
+        f"floor's), text {cpu_med['text']:.2f} s ({cpu_med['text'] / cpu_med['floor']:.2f}×); stolen by the "
+        f"hypervisor in each round: {', '.join(f'{v:.1f}' for v in cpu['stolen'])} s",
         f"- found: {pooled['slow_gpus']} slow GPU figures, {pooled['drift_fields']} drifting field(s)",
     ]
     print("\n".join(lines))
