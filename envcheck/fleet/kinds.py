@@ -452,12 +452,15 @@ def _named(device: dict[str, Any]) -> _Named:
     index = device.get("index")
     # Names that repeat on every node (a model, the bus ids of an 8-GPU board) are one string for a
     # worker's batch (see _intern); a UUID is the device's own.
-    return _Named(
-        kind,
-        _intern(_str(device.get("model")) or "unknown model"),
-        _str(device.get("uuid")),
-        index if isinstance(index, int) else None,
-        _intern(_str(device.get("pci_bus_id"))),
+    return _new(
+        _Named,
+        (
+            kind,
+            _intern(_str(device.get("model")) or "unknown model"),
+            _str(device.get("uuid")),
+            index if isinstance(index, int) else None,
+            _intern(_str(device.get("pci_bus_id"))),
+        ),
     )
 
 
@@ -587,8 +590,8 @@ def results_of(value: Any) -> list[Result]:
     those before)."""
     if type(value) is not list:
         return []
-    if all(type(r) is Result for r in value):
-        return value
+    if not value or type(value[0]) is Result:
+        return value  # the decoder's: it makes every item a struct, and a document read whole none
     out = []
     for r in value:
         if type(r) is Result:
