@@ -123,9 +123,10 @@ class Figures(NamedTuple):
     tuples (the devices' places in ``devices``, their values), and the few figures set apart as readings.
 
     A bench report of an 8-GPU node states 48 figures on 8 devices in 6 groups: one :class:`Reading` each
-    cost the merge a tuple, a device lookup and a group lookup per figure, which for 10 000 nodes was half
-    a million of each in the workers, a third of the command's time past reading and parsing
-    (benchmarks/RESULTS-fleet.md). Packed, the merge looks up each device and each group once per report.
+    cost the merge a tuple, a device lookup and a group lookup per figure, half a million of each in the
+    workers for 10 000 nodes and most of a bench report's digest and merge. Packed, the merge looks up each
+    device and each group once per report (benchmarks/RESULTS-fleet.md: a third fewer instructions past the
+    parse, with the changes beside it).
     :func:`pack` makes this from readings; the bench's adapter makes it straight from its results, the
     same (tests/fleet/test_read.py)."""
 
