@@ -395,6 +395,20 @@ class Column:
             self.index = {at: row for row, at in enumerate(self.positions)}
         return self.index
 
+    def extend(
+        self, devices: Iterable[int], values: Iterable[float], sources: list[str], whens: Iterable[float]
+    ) -> None:
+        """Figures of devices not in the column yet, appended whole at the speed of ``array.extend`` (the
+        common case: a node's devices arrive in one report, and in one batch); the index, where it is made,
+        kept up to date."""
+        start = len(self.positions)
+        self.positions.extend(devices)
+        if self.index is not None:
+            self.index.update(zip(self.positions[start:], range(start, len(self.positions)), strict=True))
+        self.values.extend(values)
+        self.sources.extend(sources)
+        self.whens.extend(whens)
+
     def put(self, device: int, value: float, source: str, names: Device | None, when: float = math.nan) -> None:
         """A device's figure: its first here, or one from a newer report than the one it had (last week's
         bench beside today's: today's says how the card is), or, between reports of one time or where a
@@ -510,12 +524,7 @@ class Merger:
             ids = [places[i] for i in at]
             rows = column.index if column.index is not None else column.rows()
             if rows.keys().isdisjoint(ids) and len(set(ids)) == len(ids):
-                start = len(column.positions)
-                rows.update(zip(ids, range(start, start + len(ids)), strict=True))
-                column.positions.extend(ids)
-                column.values.extend(values)
-                column.sources.extend([source] * len(ids))
-                column.whens.extend([when] * len(ids))
+                column.extend(ids, values, [source] * len(ids), [when] * len(ids))
                 if any_renamed:
                     for i in at:
                         if renamed[i] is not None:
@@ -587,14 +596,10 @@ class Merger:
                 mine.index = None
             if not seen_before:
                 # Every device of the batch is new here (the common case: a node's reports are read
-                # together): its figures go in whole, at the speed of array.extend.
-                start = len(mine.positions)
-                mine.positions.extend(array("q", map(ids.__getitem__, theirs.positions)))
-                if mine.index is not None:
-                    mine.index.update(zip(mine.positions[start:], range(start, len(mine.positions)), strict=True))
-                mine.values.extend(theirs.values)
-                mine.sources.extend(theirs.sources)
-                mine.whens.extend(theirs.whens)
+                # together): its figures go in whole.
+                mine.extend(
+                    array("q", map(ids.__getitem__, theirs.positions)), theirs.values, theirs.sources, theirs.whens
+                )
                 mine.named.update(zip(map(ids.__getitem__, theirs.named), theirs.named.values(), strict=True))
                 continue
             for device, value, source, when in zip(
