@@ -107,8 +107,11 @@ def is_secret_name(name: str) -> bool:
 #: What every pattern of :func:`redact_value` needs somewhere in a text to match at all: ``@`` (URL
 #: userinfo), ``=`` (a field), ``:`` (a quoted key), or a token shape's prefix. Most strings of a report
 #: (host names, UUIDs, versions, a fleet's ten thousand node names) hold none, and one search for these
-#: is several times cheaper than the four substitutions.
-_MAYBE_SECRET = re.compile("[@=:]|" + "|".join(prefix for prefix, _ in _TOKEN_FORMS))
+#: is several times cheaper than the four substitutions. Every alternative starts with a literal
+#: character (``@|=|:``, not ``[@=:]``): the engine then skips to the next place one of those eight
+#: characters stands, where a class among the alternatives made it try every alternative at every
+#: character (a GPU's UUID: 1.9 → 0.5 µs; a fleet's tail looks up a hundred thousand such strings).
+_MAYBE_SECRET = re.compile("@|=|:|" + "|".join(prefix for prefix, _ in _TOKEN_FORMS))
 
 
 def redact_value(value: str) -> str:
