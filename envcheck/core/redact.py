@@ -161,6 +161,8 @@ def scrubber(env: Mapping[str, str]) -> Callable[[str], str]:
 
 
 _NUMBERS = (int, float, bool)
+#: How many new texts :meth:`remembered.all` joins for one search of the prefilter.
+_JOINED = 256
 
 
 class remembered:  # noqa: N801 - used as a function
@@ -186,8 +188,24 @@ class remembered:  # noqa: N801 - used as a function
     def all(self, texts: Iterable[str]) -> list[str]:
         """Each of ``texts`` scrubbed, those already seen looked up without a call (ten thousand host
         names in a fleet's lists)."""
+        texts = list(texts)
+        if self.clean is redact_value:
+            self._passed(texts)
         known, new = self.done.get, self.new
         return [known(text) or new(text) for text in texts]
+
+    def _passed(self, texts: list[str]) -> None:
+        """Each new text of ``texts`` in which :func:`redact_value`'s prefilter finds nothing, marked as its
+        own scrubbed form, a few hundred texts to one search: a fleet names 80 000 GPUs by their UUIDs, each
+        new, and one search over their joined text is far cheaper than a call and a search each. Exact: no
+        alternative of the prefilter holds the newline that joins them, so a match lies within one text;
+        a slice with a match anywhere is left to the calls."""
+        done = self.done
+        fresh = [text for text in texts if text not in done]
+        for start in range(0, len(fresh), _JOINED):
+            some = fresh[start : start + _JOINED]
+            if _MAYBE_SECRET.search("\n".join(some)) is None:
+                done.update(zip(some, some, strict=True))
 
     def record(self, value: dict[str, Any]) -> dict[str, Any]:
         """A flat record (a fix, a report's reference, a problem as its ``to_json`` writes it) with its

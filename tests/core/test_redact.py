@@ -652,6 +652,24 @@ def test_the_prefilter_never_lets_a_secret_through(text: str) -> None:
     assert redact_value(text) == redact._substitute(text)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(_PIECES | st.text(max_size=4), max_size=6).map("".join), max_size=700))
+def test_a_list_scrubbed_at_once_is_each_text_scrubbed(texts: list[str]) -> None:
+    """remembered.all passes whole slices of new texts at one search of the prefilter (a fleet's 80 000
+    GPU UUIDs): a secret anywhere in a slice still reaches the patterns, and every text comes back as
+    redact_value alone makes it, seen before or not."""
+    clean = redact.remembered(redact.redact_value)
+    assert clean.all(texts) == [redact_value(t) for t in texts]
+    assert clean.all(texts[::-1]) == [redact_value(t) for t in texts[::-1]]
+
+
+def test_a_secret_among_many_clean_texts_is_scrubbed() -> None:
+    uuids = [f"GPU-{i:08x}-0000-1111-2222-333344445555" for i in range(1000)]
+    texts = uuids[:600] + ["hf_" + "a" * 30] + uuids[600:]
+    out = redact.remembered(redact.redact_value).all(texts)
+    assert out[600] == "<redacted>" and out[:600] == uuids[:600] and out[601:] == uuids[600:]
+
+
 def test_a_tree_scrubs_each_distinct_string_once_and_keeps_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
     """A fleet's report repeats its strings ten thousand times: each distinct one is scrubbed once, and
     the copy is the same tree with numbers untouched."""
