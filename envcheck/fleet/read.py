@@ -114,10 +114,11 @@ class NotAReport(ValueError):
 def expand(names: Iterable[str]) -> Iterator[str | Skipped]:
     """The files to read, in order: a directory becomes the ``*.json`` files under it; ``-`` stays
     itself (stdin); a directory without any report is a :class:`Skipped`. Files are not opened here."""
+    own = _own_output()
     for name in names:
         if name != STDIN and os.path.isdir(name):
             found = False
-            for path in _walk(name):
+            for path in _walk(name, own):
                 found = True
                 yield path
             if not found:
@@ -138,7 +139,20 @@ def read_stdin(stdin: IO[bytes] | None) -> Iterator[NodeReport | Skipped]:
         yield Skipped("<stdin>", "is empty: no JSON document came on stdin")
 
 
-def _walk(directory: str) -> Iterator[str | Skipped]:
+def _own_output() -> tuple[int, int] | None:
+    """The device and inode of the file this process's stdout is, where it is a regular file, else None.
+
+    ``envcheck fleet reports/ --json > reports/fleet.json`` is how a lab keeps a run for ``--since``: the
+    shell makes ``fleet.json`` empty before the command starts, and the walk of ``reports/`` finds it. It
+    is this run's own report, not a source: passed over without a word, as the fleet report it will be."""
+    try:
+        found = os.fstat(1)
+    except OSError:
+        return None
+    return (found.st_dev, found.st_ino) if stat.S_ISREG(found.st_mode) else None
+
+
+def _walk(directory: str, own: tuple[int, int] | None = None) -> Iterator[str | Skipped]:
     """The ``*.json`` files under ``directory``, in a stable order (names sorted, a directory's files
     before its subdirectories, depth first), and each directory that cannot be listed as a
     :class:`Skipped` (its reports would be missing without a word otherwise).
@@ -146,8 +160,8 @@ def _walk(directory: str) -> Iterator[str | Skipped]:
     A symbolic link to a directory is followed (``node17 -> /scratch/run42/node17``, as a job array's
     output is often gathered), but each directory is listed once however many paths lead to it (a report
     reached twice is not a duplicate host), and a link to the directory given or to one above it is not
-    followed at all (it cannot loop, nor walk a whole disk). A stack, not
-    recursion: any depth of directories is walked."""
+    followed at all (it cannot loop, nor walk a whole disk). ``own``: the file this run writes its report
+    into (:func:`_own_output`), passed over. A stack, not recursion: any depth of directories is walked."""
     seen: set[tuple[int, int]] = set()
     root = os.path.realpath(directory)
     stack = [directory]
@@ -164,11 +178,14 @@ def _walk(directory: str) -> Iterator[str | Skipped]:
             yield Skipped(files.path_shown(top), f"cannot be listed: {exc.strerror or exc}")
             continue
         names, below = [], []
+        mine = own[1] if own is not None and own[0] == found.st_dev else None
         for entry in entries:
             try:
                 is_dir = entry.is_dir()  # a link to a directory is one
             except OSError:
                 is_dir = False
+            if mine is not None and not is_dir and entry.inode() == mine and not entry.is_symlink():
+                continue
             if is_dir and entry.is_symlink():
                 # A link up to the directory given or above it (``all -> ..``, a stray ``node -> /``) leads
                 # to what is walked already, or to all of a disk that was not asked for: not followed.

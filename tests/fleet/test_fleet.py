@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from envcheck.core.report import HostIdentity, utc_now
-from tests.fleet.conftest import as_node, envcheck, fleet, gpu_bench, write
+from tests.fleet.conftest import ENVCHECK, ROOT, as_node, env_with, envcheck, fleet, gpu_bench, write
 
 ENVELOPE = ("schema", "envcheck_version", "generated_at", "duration_s", "host")
 
@@ -883,6 +883,29 @@ def test_a_fleet_report_kept_among_the_nodes_reports_is_passed_over(
     assert doc["skipped"] == [] and doc["status"] == "ok" and doc["since"]["new"] == []
     named, _ = fleet(str(reports / "fleet.json"))
     assert named.returncode == 2 and "is a fleet report, not a node's report" in named.stderr
+
+
+def test_the_runs_own_output_in_the_directory_it_reads_is_passed_over(
+    real: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """README's recipe, ``envcheck fleet reports/ --json > reports/fleet.json``: the shell makes the file,
+    empty, before the command lists reports/. It is this run's own report: no skip, no warning, and the
+    fleet's verdict is the nodes' alone. Run again the same way, the file holds the last report."""
+    reports = tmp_path / "reports"
+    write(reports / "n0", {"doctor": as_node(real["h100x4"], "n0", uuid_prefix="n0")})
+    for _ in range(2):
+        with open(reports / "fleet.json", "w") as out:
+            proc = subprocess.run(
+                [ENVCHECK, "fleet", str(reports), "--json"], stdout=out, stderr=subprocess.PIPE, text=True,
+                env=env_with(), timeout=180, cwd=ROOT,
+            )  # fmt: skip
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+        doc = json.loads((reports / "fleet.json").read_text())
+        assert doc["skipped"] == [] and doc["status"] == "ok" and doc["summary"]["reports_read"] == 1
+    # another file that is empty in the same directory is still said to be empty
+    (reports / "other.json").write_text("")
+    proc, doc = fleet(str(reports))
+    assert doc is not None and [s["reason"] for s in doc["skipped"]] == ["is empty"]
 
 
 def test_an_empty_stdin_is_said_to_be_empty() -> None:
