@@ -367,11 +367,12 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
     for why, title in SET_APART:
         apart = set_apart(doc, why)
         if apart:
-            say(f"\n[bold]Not compared: {title}[/] ({len(apart)})")
-            for c in apart[:APART_SHOWN]:
-                say(f"  {escape(str(c.get('hostname')))} {escape(str(c.get('id')))} on {escape(str(c.get('device')))}")
-            if len(apart) > APART_SHOWN:  # a fleet benched while busy is a line per figure: a few say it
-                say(f"  ... and {len(apart) - APART_SHOWN} more (the JSON report lists them all)")
+            devices = apart_by_device(apart)
+            say(f"\n[bold]{escape(apart_heading(title, apart, len(devices)))}[/]")
+            for host, device, ids in devices[:APART_SHOWN]:
+                say(f"  {escape(host)} {escape(device)}: {escape(', '.join(ids))}")
+            if len(devices) > APART_SHOWN:  # a fleet benched while busy: a few devices say it
+                say(f"  {more_devices(len(devices))}")
     skipped = doc.get("skipped") or []
     if skipped:
         say(f"\n[bold]Skipped[/] ({len(skipped)})")
@@ -409,7 +410,8 @@ def only_shared(node: dict[str, Any], everywhere: set[Any]) -> bool:
     )
 
 
-#: Figures left out of the comparisons named one by one in text and Markdown (the JSON has them all).
+#: Devices whose figures were left out of the comparisons named in text, Markdown and HTML (the JSON has
+#: every figure).
 APART_SHOWN = 20
 
 #: Figures left out of the comparisons, by why, with the heading they are listed under.
@@ -423,6 +425,24 @@ def set_apart(doc: dict[str, Any], why: str) -> list[dict[str, Any]]:
     """The figures left out for ``why`` (a document written before noisy figures were marked has no
     ``why``: contended)."""
     return [c for c in doc.get("contended") or [] if isinstance(c, dict) and (c.get("why") or "contended") == why]
+
+
+def apart_by_device(apart: list[dict[str, Any]]) -> list[tuple[str, str, list[str]]]:
+    """The figures left out, one entry per device: its host, its name and the figures' names, in the
+    order the devices first appear. A node benched while busy leaves every figure of every device out
+    (48 on an 8-GPU node): an admin asks which devices went unjudged, not which 48 figures."""
+    by: dict[tuple[str, str], list[str]] = {}
+    for c in apart:
+        by.setdefault((str(c.get("hostname")), str(c.get("device"))), []).append(str(c.get("id")))
+    return [(host, device, ids) for (host, device), ids in by.items()]
+
+
+def apart_heading(title: str, apart: list[dict[str, Any]], devices: int) -> str:
+    return f"Not compared: {title} ({plural(len(apart), 'figure')} on {plural(devices, 'device')})"
+
+
+def more_devices(devices: int) -> str:
+    return f"... and {devices - APART_SHOWN} more devices (the JSON report lists every figure)"
 
 
 def slow_of(doc: dict[str, Any], kind: str) -> list[tuple[str, dict[str, Any]]]:
@@ -587,14 +607,13 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
     for why, title in SET_APART:
         apart = set_apart(doc, why)
         if apart:
-            lines += ["", f"### Not compared: {title} ({len(apart)})", ""]
-            lines += ["| host | figure | device |", "|---|---|---|"]
-            lines += [
-                f"| {code(str(c.get('hostname')))} | {cell(c.get('id'))} | {cell(c.get('device'))} |"
-                for c in apart[:APART_SHOWN]
-            ]
-            if len(apart) > APART_SHOWN:
-                lines += ["", f"... and {len(apart) - APART_SHOWN} more (the JSON report lists them all)"]
+            devices = apart_by_device(apart)
+            lines += ["", f"### {cell(apart_heading(title, apart, len(devices)))}", ""]
+            lines += ["| host | device | figures |", "|---|---|---|"]
+            shown = devices[:APART_SHOWN]
+            lines += [f"| {code(host)} | {cell(device)} | {cell(', '.join(ids))} |" for host, device, ids in shown]
+            if len(devices) > APART_SHOWN:
+                lines += ["", more_devices(len(devices))]
     skipped = doc.get("skipped") or []
     if skipped:
         lines += ["", "### Skipped", "", "| source | reason |", "|---|---|"]
@@ -634,6 +653,8 @@ def fleet_counts(doc: dict[str, Any]) -> str:
         ("slow_cpu_figures", "slow CPU figures"),
         ("duplicate_hosts", "duplicate hosts"),
         ("duplicate_gpus", "duplicate GPUs"),
+        ("contended", "contended figures, not compared"),
+        ("noisy", "noisy figures, not compared"),
     )
     # A zero says nothing but that a row could be there: only the node totals keep theirs ("0 failing").
     totals = ("nodes", "failing", "warnings", "ok")
@@ -849,6 +870,24 @@ def fleet_slow_cpus(doc: dict[str, Any]) -> str:
     return html.section("Slow CPUs", slow_table(slow)) if slow else ""
 
 
+def fleet_set_apart(doc: dict[str, Any]) -> str:
+    """The figures left out of the comparisons (taken while the CPUs were busy, or too noisy), one row
+    per device: the devices the fleet could not judge, which the verdict says nothing about."""
+    parts = []
+    for why, title in SET_APART:
+        apart = set_apart(doc, why)
+        if not apart:
+            continue
+        devices = apart_by_device(apart)
+        shown = devices[:APART_SHOWN]
+        rows = [[html.code(host), html.e(device), html.e(", ".join(ids))] for host, device, ids in shown]
+        parts.append(f"<h3>{html.e(apart_heading(title, apart, len(devices)))}</h3>")
+        parts.append(html.table(["host", "device", "figures"], rows))
+        if len(devices) > APART_SHOWN:
+            parts.append(f"<p>{html.e(more_devices(len(devices)))}</p>")
+    return html.section("Not compared", *parts) if parts else ""
+
+
 def fleet_duplicates(doc: dict[str, Any]) -> str:
     duplicates = html.dct(doc.get("duplicates"))
     lines = [
@@ -878,6 +917,7 @@ FLEET_SECTIONS = (
     fleet_since,
     fleet_slow_gpus,
     fleet_slow_cpus,
+    fleet_set_apart,
     fleet_counts,
     fleet_drift,
     fleet_duplicates,

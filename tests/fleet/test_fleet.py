@@ -561,7 +561,8 @@ def test_contended_figures_are_listed_and_never_compared(real: dict[str, Any], t
     compared = next(c for c in doc["comparisons"] if c["id"] == "matmul.fp32")
     assert compared["devices"] == 2  # node1 and node3 only
     text = envcheck("fleet", *write(tmp_path / "again", docs)).stdout
-    assert "Not compared: taken while other work held the CPUs (2)" in text and "node2 matmul.fp32 on cpu" in text
+    assert "Not compared: taken while other work held the CPUs (2 figures on 1 device)" in text
+    assert "  node2 cpu: matmul.fp32, memory.d2d" in text
 
 
 def test_the_footer_is_the_wait_since_the_command_started(real, tmp_path, monkeypatch):

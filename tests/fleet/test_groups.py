@@ -201,7 +201,9 @@ def test_noisy_figures_are_listed_apart_and_never_compared(real: dict[str, dict[
     assert {(c["hostname"], c["why"]) for c in doc["contended"]} == {("node2", "noisy")}
     assert doc["summary"]["noisy"] == 2 and "2 noisy figures not compared" in doc["summary"]["text"]
     text = envcheck("fleet", *write(tmp_path / "again", docs)).stdout
-    assert "Not compared: too noisy to judge by" in text
+    assert "Not compared: too noisy to judge by" in text and "  node2 cpu: matmul.fp32, memory.d2d" in text
+    page = envcheck("fleet", str(tmp_path / "again"), "--format", "html").stdout
+    assert "<h3>Not compared: too noisy to judge by" in page and "noisy figures, not compared" in page
 
 
 # -- --since ------------------------------------------------------------------------------------------------
@@ -477,8 +479,9 @@ def test_a_fleet_wide_slowdown_since_the_previous_run_warns(real: dict[str, dict
 def test_a_fleet_benched_while_busy_lists_a_few_figures_apart_not_each(
     real: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
-    """Thirty nodes benched while other work held their CPUs: sixty figures set apart. Text and Markdown name
-    the first twenty and count the rest; the JSON keeps every one."""
+    """Thirty nodes benched while other work held their CPUs: sixty figures on thirty devices set apart. Text,
+    Markdown and HTML name the first twenty devices, each once with its figures, and count the rest; the
+    JSON keeps every figure."""
     docs = {}
     for i in range(30):
         doc = as_node(real["bench_cpu"], f"n{i:02d}")
@@ -489,11 +492,16 @@ def test_a_fleet_benched_while_busy_lists_a_few_figures_apart_not_each(
     _, doc = fleet(str(tmp_path))
     assert doc is not None and len(doc["contended"]) == 60
     text = envcheck("fleet", str(tmp_path)).stdout
-    listed = text[text.index("Not compared: taken while other work held the CPUs (60)") :].splitlines()[1:22]
-    assert len([line for line in listed if " on cpu" in line]) == 20
-    assert "  ... and 40 more (the JSON report lists them all)" in listed
+    heading = "Not compared: taken while other work held the CPUs (60 figures on 30 devices)"
+    listed = text[text.index(heading) :].splitlines()[1:22]
+    assert listed[:20] == [f"  n{i:02d} cpu: matmul.fp32, memory.d2d" for i in range(20)]
+    assert listed[20] == "  ... and 10 more devices (the JSON report lists every figure)"
     md = envcheck("fleet", str(tmp_path), "--format", "markdown").stdout
-    assert md.count(" | cpu |") == 20 and "... and 40 more (the JSON report lists them all)" in md
+    assert f"### {heading}" in md and md.count(" | cpu | matmul.fp32, memory.d2d |") == 20
+    assert "... and 10 more devices (the JSON report lists every figure)" in md
+    page = envcheck("fleet", str(tmp_path), "--format", "html").stdout
+    assert f"<h3>{heading}</h3>" in page and page.count(">matmul.fp32, memory.d2d</td>") == 20
+    assert "... and 10 more devices" in page and "contended figures, not compared" in page
 
 
 def test_a_problems_nodes_are_named_in_order_of_their_names(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
