@@ -424,7 +424,7 @@ SET_APART = (
 def set_apart(doc: dict[str, Any], why: str) -> list[dict[str, Any]]:
     """The figures left out for ``why`` (a document written before noisy figures were marked has no
     ``why``: contended)."""
-    return [c for c in doc.get("contended") or [] if isinstance(c, dict) and (c.get("why") or "contended") == why]
+    return [c for c in html.items(doc.get("contended")) if (c.get("why") or "contended") == why]
 
 
 def apart_by_device(apart: list[dict[str, Any]]) -> list[tuple[str, str, list[str]]]:
