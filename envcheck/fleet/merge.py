@@ -635,7 +635,7 @@ class Merger:
             uniform=tuple(uniform(by_field)),
             comparisons=tuple(compared),
             duplicate_hosts=tuple(
-                _duplicate_host(h, k, s, self.refs.get(h, []), gpus)
+                _duplicate_host(h, k, s, self.refs.get(h, []), gpus, self.problems.get(h, ()))
                 for (h, k), s in sorted(i for i in self.sources.items() if len(i[1]) > 1)
             ),
             duplicate_gpus=tuple(_duplicate_gpus(self.uuid_seen)),
@@ -677,12 +677,22 @@ def _epoch(generated_at: str | None) -> float:
     return when.timestamp() if when is not None else math.nan
 
 
-def _superseded(refs: Sequence[ReportRef], gpus: dict[str, frozenset[str]] | None = None) -> set[str]:
+def _superseded(
+    refs: Sequence[ReportRef],
+    gpus: dict[str, frozenset[str]] | None = None,
+    problems: Sequence[Problem] = (),
+) -> set[str]:
     """The sources of a node's reports that a newer report of the same kind from the same machine
     replaces (last week's doctor report left beside today's). The same machine: their GPU UUIDs meet, or
     neither names a GPU; two machines answering to one host name each keep their reports (both fail the
     node where either fails). Where a kind's reports do not all say when they were made, none is left out:
-    envcheck cannot tell which is current, and the duplicate is named either way."""
+    envcheck cannot tell which is current, and the duplicate is named either way.
+
+    Of the newest, those that are copies of the first in the sources' order are left out too (``cp
+    node5/doctor.json node5/doctor-copy.json``): the same machine, the same time to the microsecond and the
+    same verdict and problems (``problems``: the node's, each naming its source). A copy counted twice
+    listed each of its failures twice on the node. Reports of one time that say different things cannot be
+    told apart: each counts."""
     by_kind: dict[str, list[ReportRef]] = {}
     for r in refs:
         by_kind.setdefault(r.kind, []).append(r)
@@ -701,6 +711,20 @@ def _superseded(refs: Sequence[ReportRef], gpus: dict[str, frozenset[str]] | Non
             own = gpus.get(r.source, frozenset())
             if t is not None and t < newest and (own & seen or not (own or seen)):
                 older.add(r.source)
+        if len(current) > 1:
+            said: dict[str, set[tuple[str, Status, str]]] = {r.source: set() for r in current}
+            for p in problems:
+                if p.source in said:
+                    said[p.source].add((p.id, p.status, p.summary))
+            first = min(current, key=lambda r: r.source)
+            for r in current:
+                if (
+                    r is not first
+                    and gpus.get(r.source, frozenset()) == gpus.get(first.source, frozenset())
+                    and (r.status, r.exit_code) == (first.status, first.exit_code)
+                    and said[r.source] == said[first.source]
+                ):
+                    older.add(r.source)
     return older
 
 
@@ -716,17 +740,23 @@ def _gpus_by_source(uuid_seen: dict[str, tuple[str, ...]], sources: set[str]) ->
 
 
 def _duplicate_host(
-    hostname: str, kind: str, sources: list[str], refs: Sequence[ReportRef], gpus: dict[str, frozenset[str]]
+    hostname: str,
+    kind: str,
+    sources: list[str],
+    refs: Sequence[ReportRef],
+    gpus: dict[str, frozenset[str]],
+    problems: Sequence[Problem] = (),
 ) -> DuplicateHost:
     same = [r for r in refs if r.kind == kind]
-    older = _superseded(same, gpus)
+    older = _superseded(same, gpus, problems)
     if not older:
         return DuplicateHost(hostname, kind, tuple(sources))
     when = {r.source: _when(r.generated_at) for r in same}
     ordered = sorted(sources, key=lambda s: when.get(s) or datetime.min.replace(tzinfo=timezone.utc), reverse=True)
-    newest = [s for s in ordered if when.get(s) == when.get(ordered[0])]
-    # two of the newest time (or another machine's report beside them) each count: none alone decides
-    deciding = ordered[0] if len(newest) == 1 and len(older) == len(same) - 1 else None
+    # two of the newest time that say different things (or another machine's report beside them) each
+    # count: none alone decides
+    kept = [s for s in ordered if s not in older]
+    deciding = kept[0] if len(kept) == 1 else None
     return DuplicateHost(hostname, kind, tuple(ordered), deciding)
 
 
@@ -814,7 +844,7 @@ def _nodes(
     made = []
     for hostname in refs.keys() | problems.keys():
         reports, own = refs.get(hostname, []), problems.get(hostname, [])
-        older = _superseded(reports, gpus) if len(reports) > 1 else set()
+        older = _superseded(reports, gpus, own) if len(reports) > 1 else set()
         if older:  # a node's verdict rests on its newest report of each kind
             reports = [r for r in reports if r.source not in older]
             own = [p for p in own if p.source not in older]

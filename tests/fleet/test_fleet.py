@@ -868,6 +868,27 @@ def test_a_hosts_newest_report_of_a_kind_decides_its_verdict(real: dict[str, dic
     assert doc is not None and proc.returncode == 1 and doc["duplicates"]["hosts"][0]["newest"] is None
 
 
+def test_a_copied_report_counts_once(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    """``cp node5/doctor.json node5/doctor-copy.json``: one report twice, to the microsecond. Its failure is
+    listed once on the node and counted once in its problem; the duplicate is still named, the first copy
+    deciding. A copy from another machine (other GPUs) is not one: both count."""
+    ecc = as_node(real["ecc"], "node-a", uuid_prefix="a")
+    paths = write(tmp_path / "copy", {"doctor": ecc, "doctor-copy": copy.deepcopy(ecc)})
+    proc, doc = fleet(str(tmp_path / "copy"))
+    assert doc is not None and proc.returncode == 1, proc.stderr
+    (node,) = doc["nodes"]
+    assert [r["source"] for r in node["reports"]] == [paths[1]]  # doctor-copy.json sorts first
+    ids = [p["id"] for p in node["failing"]]
+    assert ids and len(ids) == len(set(ids)), ids
+    (dup,) = doc["duplicates"]["hosts"]
+    assert dup["newest"] == paths[1] and sorted(dup["sources"]) == sorted(paths)
+    other = as_node(real["ecc"], "node-a", uuid_prefix="b")
+    other["generated_at"] = ecc["generated_at"]
+    write(tmp_path / "two", {"doctor": ecc, "doctor-other": other})
+    _, doc = fleet(str(tmp_path / "two"))
+    assert doc is not None and len(doc["nodes"][0]["reports"]) == 2 and doc["duplicates"]["hosts"][0]["newest"] is None
+
+
 def test_a_fleet_report_kept_among_the_nodes_reports_is_passed_over(
     real: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
