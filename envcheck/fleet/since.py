@@ -10,7 +10,8 @@ moved hosts is still the same card; a CPU by host and name).
 A failure is *new* on a node that did not have it before, including a node that appeared; it is
 *resolved* on a node that had it and is still there without it (a node that vanished resolved nothing:
 it is listed as vanished). A node's slow devices count as one of its failures (``fleet slow.gpu fail``):
-a GPU back to its siblings' pace is a resolved failure. A device is *slower* when one of its figures fell
+a GPU back to its siblings' pace is a resolved failure; a slow card moved to another node, followed by
+its UUID, is neither resolved nor new. A device is *slower* when one of its figures fell
 by more than the threshold: a fleet-wide regression (a driver rolled out to every node) that no median
 of this run can show, which the command makes a warning.
 """
@@ -121,6 +122,11 @@ def _slow_item(hostname: str, figure: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _slow_devices(failing: dict[str, dict[str, dict[str, Any]]]) -> set[str]:
+    """The devices (as ``figures`` names them) among a run's failures (:func:`_failing`) for being slow."""
+    return {item["device_key"] for items in failing.values() for item in items.values() if "device_key" in item}
+
+
 def _kinds(doc: dict[str, Any]) -> dict[str, set[Any]]:
     """hostname -> the kinds of report the document's node rests on."""
     out: dict[str, set[Any]] = {}
@@ -191,9 +197,14 @@ def changes(
     before, now = _failing(previous), _failing(current)
     new: dict[str, dict[str, Any]] = {}
     resolved: dict[str, dict[str, Any]] = {}
+    # A slow device is followed by its UUID, not its host: a slow card moved to another node is neither
+    # resolved where it was nor new where it is (it is the same card, still slow).
+    slow_before, slow_now = _slow_devices(before), _slow_devices(now)
     for host, items in now.items():
         had = before.get(host, {})
         for key in items.keys() - had.keys():
+            if items[key].get("device_key") in slow_before:
+                continue
             new.setdefault(key, {"item": items[key], "nodes": []})["nodes"].append(host)
     # Resolved only where this run looked again: a node's report of the item's kind is here (a doctor
     # report that went missing resolved nothing), and a slow device has figures in this run.
@@ -206,7 +217,7 @@ def changes(
         for key in items.keys() - now[host].keys():
             item = items[key]
             if "device_key" in item:
-                looked = item["device_key"] in measured
+                looked = item["device_key"] in measured and item["device_key"] not in slow_now
             else:  # a comm report names the hosts of its ranks from the host of rank 0
                 kind = item.get("report")
                 looked = kind in kinds.get(host, ()) or (kind == "comm" and kind in every_kind)

@@ -604,6 +604,31 @@ def test_since_follows_each_slow_device_and_resolves_only_what_was_measured_agai
     ]
     text = envcheck("fleet", str(tmp_path / "run2"), "--since", str(first)).stdout
     assert "RESOLVED fleet slow.gpu fail: slow GPU 1 (below the fleet median) on 1 node: node0003" in text
+    # node0003's slow GPU 2 is swapped with node0007's GPU 3: the slow card is on node0007 now, still slow,
+    # and node0003's new card is at pace. It is one card, followed by its UUID: neither resolved on
+    # node0003 nor new on node0007.
+    second = tmp_path / "second.json"
+    envcheck("fleet", str(tmp_path / "run2"), "--output", str(second))
+    swapped = copy.deepcopy(after)
+    a, b = swapped["node0003/bench"], swapped["node0007/bench"]
+    card_a = next(d for d in a["devices"] if d["name"] == "cuda:2")
+    card_b = next(d for d in b["devices"] if d["name"] == "cuda:3")
+    card_a["uuid"], card_b["uuid"] = card_b["uuid"], card_a["uuid"]
+    slow_values = {r["id"]: r["value"] for r in a["results"] if r["device"] == "cuda:2"}
+    for r in a["results"]:
+        if r["device"] == "cuda:2":
+            r["value"] /= 0.8
+    for r in b["results"]:
+        if r["device"] == "cuda:3":
+            r["value"] = slow_values[r["id"]]
+    for node in ("node0003", "node0007"):  # the doctor reports see the swapped cards too
+        gpus = {g["index"]: g for g in swapped[f"{node}/doctor"]["gpus"]}
+        gpus[2 if node == "node0003" else 3]["uuid"] = (card_a if node == "node0003" else card_b)["uuid"]
+    proc, doc = fleet(str(_dir(tmp_path / "run3", swapped)), "--since", str(second))
+    assert doc is not None, proc.stderr
+    assert {(f["hostname"], f["index"]) for f in doc["slow_gpus"]} == {("node0007", 3)}
+    assert [g for g in doc["since"]["new"] if g["id"] == "slow.gpu"] == []
+    assert [g for g in doc["since"]["resolved"] if g["id"] == "slow.gpu"] == []
 
 
 def test_a_superseded_report_neither_judges_nor_measures_nor_names_a_value(
