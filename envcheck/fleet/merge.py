@@ -45,6 +45,9 @@ DEFAULT_THRESHOLD = 0.10
 #: Distinct fixes a problem group keeps, each with its nodes (one node's hand-edited report must not
 #: make the group as long as the fleet); any more are only counted.
 FIXES_KEPT = 3
+#: Distinct wordings a problem group keeps with their nodes, where they name different devices
+#: (:attr:`ProblemGroup.words`); any more are only counted, each node's own list saying it.
+WORDS_KEPT = 3
 
 #: What a slow device's group says to do: the figure alone does not say why the card is slow.
 SLOW_FIX = {
@@ -247,6 +250,10 @@ class ProblemGroup:
     #: node's own words say what to act on there, and are shown with it. Words that differ in a number
     #: alone (a load average) are not worth a section per node.
     own_words: bool = False
+    #: Where :attr:`own_words`: each distinct wording with its nodes, the most nodes first, at most
+    #: :data:`WORDS_KEPT` (``GPU 1: ...`` on two nodes, ``GPU 2: ...`` on a third): one wording shown for
+    #: all would send an admin to the wrong GPU on the third.
+    words: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def key(self) -> str:
@@ -1032,6 +1039,11 @@ def _group(report: str, check: str, status: Status, by_node: dict[str, Problem])
     ranked = sorted(fixes.values(), key=lambda f: (f[0] is None, -len(f[1])))
     # the words of a node whose fix is the one shown first, so that the two shown together belong together
     first = by_node[ranked[0][1][0]]
+    said: dict[str, list[str]] = {}
+    for hostname, p in by_node.items():
+        said.setdefault(p.summary, []).append(hostname)
+    own_words = len({frozenset(DEVICE_NAMED.findall(words)) for words in said}) > 1
+    words = sorted(said.items(), key=lambda w: -len(w[1]))[:WORDS_KEPT] if own_words else []
     return ProblemGroup(
         report,
         check,
@@ -1040,8 +1052,9 @@ def _group(report: str, check: str, status: Status, by_node: dict[str, Problem])
         tuple(by_node),
         tuple(Fix(fix, tuple(hosts)) for fix, hosts in ranked[:FIXES_KEPT]),
         max(0, len(ranked) - FIXES_KEPT),
-        wordings=len(summaries := {p.summary for p in by_node.values()}),
-        own_words=len({frozenset(DEVICE_NAMED.findall(words)) for words in summaries}) > 1,
+        wordings=len(said),
+        own_words=own_words,
+        words=tuple((summary, tuple(hosts)) for summary, hosts in words),
     )
 
 

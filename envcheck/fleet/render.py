@@ -131,6 +131,21 @@ def other_words(group: dict[str, Any]) -> str:
     return f" (and {plural(others, 'other wording')}: {where})"
 
 
+def wordings(group: dict[str, Any], limit: int = NAMES_SHOWN) -> list[tuple[str, str]]:
+    """A problem's words as (where, words) lines: where its nodes' words name different devices, each
+    wording kept with the nodes that say it (``on node-a, node-b``, ``GPU 1: ...``), then how many more
+    there are; else its one summary (where empty) and how many other wordings it has."""
+    words = html.items(group.get("words"))
+    summary = group.get("summary")
+    if len(words) < 2:
+        return [("", str(summary) + other_words(group))] if summary else []
+    out = [(f"on {names([str(n) for n in html.lst(w.get('nodes'))], limit)}", str(w.get("summary"))) for w in words]
+    total = group.get("wordings") if isinstance(group.get("wordings"), int) else len(words)
+    if total > len(words):
+        out.append(("", f"(and {plural(total - len(words), 'other wording')}: each node's own list)"))
+    return out
+
+
 def group_title(group: dict[str, Any]) -> str:
     if str(group.get("id", "")).startswith("slow."):
         word = "GPU" if group["id"] == "slow.gpu" else str(group["id"]).removeprefix("slow.").upper()
@@ -218,8 +233,8 @@ def group_lines(console: Console, group: dict[str, Any], nodes: int, *, every_fi
     limit = NAMES_SHOWN if every_fix else FIRST_NAMES
     head = f"{mark(console, group.get('status', 'fail'))} [bold]{escape(group_title(group))}[/] "
     out = [head + escape(on_nodes(group, nodes, limit))]
-    if group.get("summary"):
-        out.append(f"          {escape(str(group['summary']))}{escape(other_words(group))}")
+    for where, words in wordings(group, limit):
+        out.append(f"          [dim]{escape(where)}:[/] {escape(words)}" if where else f"          {escape(words)}")
     fixes = group.get("fixes") or []
     if not every_fix or len(fixes) <= 1:
         out += fix_lines(group.get("fix"), "          ")
@@ -513,7 +528,7 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
                 )
             if g.get("more_fixes"):
                 fix += f"<br>and {plural(g['more_fixes'], 'other fix')} (each node's own list)"
-            words = f"<br>{cell(g['summary'] + other_words(g))}" if g.get("summary") else ""
+            words = "".join(f"<br>{cell(f'{where}: {w}' if where else w)}" for where, w in wordings(g))
             what = f"{code(group_title(g))}{words}"
             lines.append(f"| {icon(g.get('status'))} | {what} | {cell(on_nodes(g, nodes))} | {fix} |")
     if isinstance(since, dict) and any(since.get(k) for k in ("new", "resolved", "appeared", "vanished", "slower")):
@@ -689,7 +704,7 @@ def fleet_problems(doc: dict[str, Any]) -> str:
         if isinstance(g.get("more_fixes"), int) and g["more_fixes"]:
             more = plural(g["more_fixes"], "other fix")
             parts.append(f'<p class="muted">and {html.e(more)} (each node\'s own list)</p>')
-        summary = f"<br>{html.e(str(g.get('summary')) + other_words(g))}" if g.get("summary") else ""
+        summary = "".join(f"<br>{html.e(f'{where}: {w}' if where else w)}" for where, w in wordings(g))
         out.append(
             f"<li>{html.badge(g.get('status'))} {html.code(group_title(g))} {html.e(on_nodes(g, total))}"
             f"{summary}{''.join(parts)}</li>"

@@ -157,6 +157,8 @@ def _problem_group(g: ProblemGroup, clean: remembered) -> dict[str, Any]:
         # its nodes' words name different devices: each node's list says which (shown with the node)
         "own_words": g.own_words,
     }
+    if g.words:  # those words, each with its nodes (a few; the rest in each node's list)
+        out["words"] = [{"summary": clean(summary), "nodes": clean.all(nodes)} for summary, nodes in g.words]
     if g.id.startswith("slow."):
         out.update(model=clean(g.model) if g.model else g.model, devices=g.devices, figures=g.figures)
     return out

@@ -363,8 +363,9 @@ def test_a_problem_every_node_has_in_its_own_words_keeps_each_nodes_words(
     real: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
     """Every node fails gpu.ecc, each on its own GPU with its own fix. That is not a fleet-wide setting to
-    say once: each node's list says which GPU to drain, in every format. The words shown with the group
-    are those of a node whose fix is shown first, and the fixes after the first say whose they are."""
+    say once: each node's list says which GPU to drain, in every format. The group shows each wording with
+    the nodes that say it (one wording shown for all would send an admin to the wrong GPU on the others),
+    and the fixes after the first say whose they are."""
     docs = {}
     for i in range(8):
         doc = as_node(small(real["h100x4"]), f"n{i}", uuid_prefix=f"n{i}")
@@ -386,11 +387,33 @@ def test_a_problem_every_node_has_in_its_own_words_keeps_each_nodes_words(
         assert re.search(
             rf"^\S+\s+n{i}\s+doctor fail\n\s+\S+\s+doctor gpu.ecc: GPU {5 if i >= 2 else i}:", text, re.M
         ), i
-    assert "GPU 5: uncorrected ECC errors (and 2 other wordings: each node's own list)" in text
-    assert "(2 other fixes below)" in text
+    assert group["words"] == [
+        {"summary": "GPU 5: uncorrected ECC errors", "nodes": ["n2", "n3", "n4", "n5", "n6", "n7"]},
+        {"summary": "GPU 0: uncorrected ECC errors", "nodes": ["n0"]},
+        {"summary": "GPU 1: uncorrected ECC errors", "nodes": ["n1"]},
+    ]
+    first = text[text.index("Fix first") :]
+    assert (
+        "on all 8 nodes\n"
+        "          on n2, n3, n4, n5, n6, n7: GPU 5: uncorrected ECC errors\n"
+        "          on n0: GPU 0: uncorrected ECC errors\n"
+        "          on n1: GPU 1: uncorrected ECC errors\n"
+    ) in first
+    assert "(2 other fixes below)" in text and "other wording" not in text
     md = envcheck("fleet", str(tmp_path), "--format", "markdown").stdout
     row = next(line for line in md.splitlines() if "`doctor gpu.ecc fail`" in line)
     assert "on n2, n3, n4, n5, n6, n7: drain GPU 5<br>on n0: drain GPU 0<br>on n1: drain GPU 1" in row
+    assert "<br>on n0: GPU 0: uncorrected ECC errors<br>on n1: GPU 1: uncorrected ECC errors" in row
+    page = envcheck("fleet", str(tmp_path), "--format", "html").stdout
+    assert "<br>on n0: GPU 0: uncorrected ECC errors<br>on n1: GPU 1: uncorrected ECC errors" in page
+    # a fourth wording is counted, each node's list saying it
+    docs["n8"] = copy.deepcopy(docs["n1"])
+    docs["n8"]["host"]["hostname"] = "n8"
+    for c in docs["n8"]["checks"]:
+        if c["id"] == "gpu.ecc":
+            c["summary"] = "GPU 3: uncorrected ECC errors"
+    text = envcheck("fleet", *write(tmp_path / "more", docs)).stdout
+    assert "          (and 1 other wording: each node's own list)\n" in text
     own = md[md.index("### Failing checks and warnings") :]
     assert all(f"| `n{i}` | doctor | `gpu.ecc` |" in own for i in range(8))
 
