@@ -839,7 +839,8 @@ def broken(exc: json.JSONDecodeError, buf: str, start: int, eof: bool) -> str:
         # the very end. A value that is wrong within its own last line is not JSON, not truncated.
         if start <= last_line or exc.pos >= len(buf.rstrip()) or exc.msg.startswith("Unterminated string"):
             return "is truncated: the JSON ends before the document does (a full disk or a killed writer?)"
-    if _one_line(buf, start) and exc.pos > buf.find("\n", start) >= 0:
+    # (at its newline: the line ended inside a string, where a newline is a control character)
+    if _one_line(buf, start) and exc.pos >= buf.find("\n", start) >= 0:
         return "is truncated: a JSON line ends before its document does"
     line = buf.count("\n", start, exc.pos) + 1
     what = exc.msg.removesuffix(" at")  # "Invalid control character at": the place follows

@@ -234,7 +234,10 @@ def test_no_readable_report_is_exit_2_in_one_line(tmp_path: Path) -> None:
 
 def test_stdin_json_lines_and_pretty_documents(real: dict[str, dict[str, Any]]) -> None:
     lines = [json.dumps(as_node(real["h100x4"], f"s{i}", uuid_prefix=f"s{i}")) for i in range(3)]
-    stream = "\n".join([lines[0], lines[1][:300], "not json", lines[2]]) + "\n"
+    # two lines cut off: between two values, and inside a string (its newline a control character there)
+    between = lines[1][: lines[1].index(", ", 200) + 1]
+    within = lines[1][: lines[1].index('"hostname": "') + len('"hostname": "s')]
+    stream = "\n".join([lines[0], between, within, "not json", lines[2]]) + "\n"
     # a pretty-printed document after the JSON lines (`envcheck doctor --json` as one node prints it)
     stream += json.dumps(as_node(real["old_driver"], "s3", uuid_prefix="s3"), indent=2) + "\n"
     proc, doc = fleet("-", stdin=stream)
@@ -242,9 +245,10 @@ def test_stdin_json_lines_and_pretty_documents(real: dict[str, dict[str, Any]]) 
     assert sorted(n["hostname"] for n in doc["nodes"]) == ["s0", "s2", "s3"]
     assert [(s["source"], s["reason"].split(":")[0]) for s in doc["skipped"]] == [
         ("<stdin>:2", "is truncated"),
-        ("<stdin>:3", "is not JSON (Expecting value at line 1 of the document, column 1)"),
+        ("<stdin>:3", "is truncated"),
+        ("<stdin>:4", "is not JSON (Expecting value at line 1 of the document, column 1)"),
     ]
-    assert {r["source"] for n in doc["nodes"] for r in n["reports"]} == {"<stdin>:1", "<stdin>:4", "<stdin>:5"}
+    assert {r["source"] for n in doc["nodes"] for r in n["reports"]} == {"<stdin>:1", "<stdin>:5", "<stdin>:6"}
 
 
 def test_the_json_contract(rack: dict[str, Any]) -> None:
