@@ -635,7 +635,10 @@ class Merger:
         compared = comparisons(self.groups, devices, threshold, frozenset(self.host_bound - self.device_bound))
         twice = {source for found in self.sources.values() if len(found) > 1 for source in found}
         gpus = _gpus_by_source(self.uuid_seen, twice)
-        nodes = _nodes(self.refs, self.problems, compared, _fewer_gpus(self.fields, self.refs), gpus)
+        fleet_problems = _fewer_gpus(self.fields, self.refs)
+        for host, found in _missing_reports(self.refs).items():
+            fleet_problems.setdefault(host, []).extend(found)
+        nodes = _nodes(self.refs, self.problems, compared, fleet_problems, gpus)
         return FleetReport(
             nodes=tuple(nodes),
             drift=tuple(drift(by_field)),
@@ -830,6 +833,34 @@ def _fewer_gpus(
                 out.setdefault(host, []).append(
                     Problem(source, "fleet", "gpu.count", Status.WARN, summary, dict(FEWER_GPUS_FIX))
                 )
+    return out
+
+
+def _missing_reports(refs: dict[str, list[ReportRef]]) -> dict[str, list[Problem]]:
+    """A warning for each node without a report of a kind that most of the fleet's nodes have (a strict
+    majority): a node whose bench is missing (a job that died, a file skipped as truncated) has no figure
+    in the comparisons, and without this it read "ok" on its doctor alone, a verdict on what was never
+    measured. A kind only some nodes run (a comm job's one report, a bench of a sample of the fleet)
+    warns of nothing."""
+    nodes = len(refs)
+    having: dict[str, set[str]] = {}
+    for host, own in refs.items():
+        for r in own:
+            having.setdefault(r.kind, set()).add(host)
+    out: dict[str, list[Problem]] = {}
+    for kind, hosts in sorted(having.items()):
+        if len(hosts) * 2 <= nodes or len(hosts) == nodes:
+            continue
+        summary = f"no {kind} report, where {len(hosts)} of the {nodes} nodes have one"
+        fix = {
+            "text": f"Run envcheck {kind} on this node and merge again; if it ran, find why its report is missing "
+            "(its job's log, or the sources this report lists as skipped).",
+            "command": f"envcheck {kind} --json",
+        }
+        for host in refs.keys() - hosts:
+            out.setdefault(host, []).append(
+                Problem(refs[host][0].source, "fleet", "report.missing", Status.WARN, summary, dict(fix))
+            )
     return out
 
 

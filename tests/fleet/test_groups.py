@@ -691,6 +691,37 @@ def test_a_superseded_report_neither_judges_nor_measures_nor_names_a_value(
     assert two["duplicates"]["hosts"][0]["newest"] is None
 
 
+def test_a_node_without_the_report_most_nodes_have_is_not_ok(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    """Five nodes with a doctor and a bench report; n3's bench is missing and n4's was cut off by a full
+    disk. Neither node reads "ok" on its doctor alone: each warns that its bench report is missing, as one
+    problem across the fleet. A kind only a minority runs (one node's burn) warns of nothing."""
+    docs: dict[str, dict[str, Any]] = {}
+    for i in range(5):
+        doctor = as_node(small(real["h100x4"]), f"n{i}", uuid_prefix=f"n{i}")
+        doctor["checks"] = [c for c in doctor["checks"] if c["status"] == "ok"]
+        doctor.update(status="ok", exit_code=0)
+        docs[f"n{i}/doctor"] = doctor
+        if i != 3:
+            docs[f"n{i}/bench"] = gpu_bench(real["bench_cpu"], doctor)
+    docs["n0/burn"] = as_node(real["burn_cpu"], "n0")
+    write(tmp_path, docs)
+    truncated = tmp_path / "n4" / "bench.json"
+    truncated.write_text(truncated.read_text()[:5000])
+    proc, doc = fleet(str(tmp_path))
+    assert doc is not None and proc.returncode == 0, proc.stderr
+    (group,) = [g for g in doc["problems"] if g["report"] == "fleet"]  # (the real burn may warn of this machine)
+    assert (group["report"], group["id"], group["status"], group["nodes"]) == (
+        "fleet",
+        "report.missing",
+        "warn",
+        ["n3", "n4"],
+    )
+    assert group["summary"] == "no bench report, where 3 of the 5 nodes have one"
+    assert group["fix"]["command"] == "envcheck bench --json"
+    statuses = {n["hostname"]: n["status"] for n in doc["nodes"]}
+    assert statuses["n3"] == statuses["n4"] == "warn" and statuses["n1"] == statuses["n2"] == "ok"
+
+
 def test_a_node_of_mixed_gpus_one_short_warns_too(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
     """Nodes of one A100 and three H100s; n1 lost an H100. Its model reads "1× ... + 2× ...", not the
     others' "1× ... + 3× ...": it is the same kind of node, one GPU short."""

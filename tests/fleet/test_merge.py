@@ -47,6 +47,7 @@ def test_nodes_fail_first_then_warn_then_by_name_with_their_own_problems_split()
             _digest("z-fail", status=Status.FAIL, problems=[(None, fail), (None, warn), (None, crash)]),
             # A comm report naming a rank on another host: that host is a node of its own.
             _digest("c-ok", "comm", problems=[("d-gone", _problem(Status.FAIL, "never joined"))]),
+            _digest("c-ok"),
         ]
     )
     assert [(n.hostname, n.status) for n in report.nodes] == [
@@ -56,7 +57,7 @@ def test_nodes_fail_first_then_warn_then_by_name_with_their_own_problems_split()
     z = report.nodes[1]
     assert (z.failing, z.warnings) == ((fail, crash), (warn,))
     assert [r.source for r in z.reports] == ["z-fail/doctor.json"] and report.nodes[0].reports == ()
-    assert report.reports_read == 4 and int(report.exit_code) == 1
+    assert report.reports_read == 5 and int(report.exit_code) == 1
 
 
 def test_a_nodes_status_is_the_worst_of_its_reports():
