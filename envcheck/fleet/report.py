@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from envcheck.core.model import Status, to_jsonable
+from envcheck.core.model import Status, to_jsonable, worst
 from envcheck.core.redact import remembered, scrubber
 from envcheck.core.report import FLEET_SCHEMA, HostIdentity, Summary, envelope, verdict_of
 from envcheck.fleet.kinds import Problem
@@ -125,11 +125,14 @@ def fleet_document(
 
         doc["since"] = changes(previous, {**doc, **bulk}, report.threshold, source=previous_source)
         order.append("since")
-        if doc["since"]["slower"] and doc["status"] == Status.OK.value:
+        slower = len({s["device"] for s in doc["since"]["slower"]})
+        if slower:
             # Devices slower than they were, all alike (a driver rolled out to every node): no median of
-            # this run shows it, so the comparison with the last one warns.
-            doc["status"] = Status.WARN.value
-            doc["summary"]["verdict"] = verdict_of([Status.WARN])
+            # this run shows it, so the comparison with the last one warns, and the line every format
+            # ends with (the HTML page's title) says so.
+            doc["summary"] = summary(report, slower)
+            if doc["status"] == Status.OK.value:
+                doc["status"] = Status.WARN.value
     plain = to_jsonable(doc)
     return {key: bulk[key] if key in bulk else plain[key] for key in order}
 
@@ -308,8 +311,9 @@ def _plural(n: int, word: str, plural: str | None = None) -> str:
     return f"{n} {word if n == 1 else plural or word + 's'}"
 
 
-def summary(report: FleetReport) -> dict[str, Any]:
-    """The counts, and the one line every format ends with."""
+def summary(report: FleetReport, slower: int = 0) -> dict[str, Any]:
+    """The counts, and the one line every format ends with; ``slower``: the devices slower than in a
+    previous report (``--since``), which warn where nothing else does."""
     statuses = [n.status for n in report.nodes]
     failing = sum(s.is_problem for s in statuses)
     warned = sum(s.value == "warn" for s in statuses)
@@ -344,6 +348,8 @@ def summary(report: FleetReport) -> dict[str, Any]:
     duplicates = len(report.duplicate_hosts) + len(report.duplicate_gpus)
     if duplicates:
         parts.append(f"{_plural(duplicates, 'duplicate')}")
+    if slower:
+        parts.append(f"{_plural(slower, 'device')} slower than in the previous report")
     read = f"{_plural(report.reports_read, 'report')} read"
     if report.skipped:
         read += f", {len(report.skipped)} skipped"
@@ -351,4 +357,5 @@ def summary(report: FleetReport) -> dict[str, Any]:
     if apart:
         read += f", {', '.join(apart)} not compared"
     text = f"{_plural(len(report.nodes), 'node')}: {', '.join(parts)} ({read})"
-    return Summary(verdict_of([report.status]), text, counts).to_json()
+    status = report.status if not slower else worst([report.status, Status.WARN])
+    return Summary(verdict_of([status]), text, counts).to_json()

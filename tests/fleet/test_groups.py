@@ -491,6 +491,8 @@ def test_a_fleet_wide_slowdown_since_the_previous_run_warns(real: dict[str, dict
     assert doc["slow_gpus"] == [] and doc["status"] == "warn" and doc["summary"]["verdict"] == "warnings"
     devices = {s["device"] for s in doc["since"]["slower"]}
     assert len(devices) == 24 and len(doc["since"]["slower"]) == 48
+    # the line every format ends with (the HTML page's title) says it too
+    assert doc["summary"]["text"].startswith("6 nodes: none failing, 24 devices slower than in the previous report (")
     assert {(s["id"], s["quick"]) for s in doc["since"]["slower"]} == {("matmul.fp32", True), ("memory.d2d", True)}
     text = envcheck("fleet", str(tmp_path / "run2"), "--since", str(first)).stdout
     assert "Ready, with warnings: 6 nodes, none failing; 24 devices slower than in the previous report" in text
