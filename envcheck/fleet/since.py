@@ -94,9 +94,9 @@ def _failing(doc: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
         items = out.setdefault(node["hostname"], {})
         failing = node.get("failing")
         for item in failing if isinstance(failing, list) else []:
-            if isinstance(item, dict):
-                key = problem_key(str(item.get("report")), str(item.get("id")), str(item.get("status")))
-                items.setdefault(key, item)
+            # a hand-edited item whose words are not words (a list, a number) matches nothing
+            if isinstance(item, dict) and all(type(item.get(k)) is str for k in ("report", "id", "status")):
+                items.setdefault(problem_key(item["report"], item["id"], item["status"]), item)
         slow = node.get("slow")
         for figure in slow if isinstance(slow, list) else []:
             if isinstance(figure, dict):
@@ -134,7 +134,9 @@ def _kinds(doc: dict[str, Any]) -> dict[str, set[Any]]:
         if isinstance(node, dict) and isinstance(node.get("hostname"), str):
             reports = node.get("reports")
             out[node["hostname"]] = {
-                r.get("kind") for r in (reports if isinstance(reports, list) else []) if isinstance(r, dict)
+                r["kind"]
+                for r in (reports if isinstance(reports, list) else [])
+                if isinstance(r, dict) and type(r.get("kind")) is str
             }
     return out
 
