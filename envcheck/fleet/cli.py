@@ -90,12 +90,17 @@ def fleet(
     stdout_format, file_format = resolve_formats(fmt, as_json, output)
     previous = None
     if previous_path is not None:
-        from pathlib import Path
-
+        from envcheck.core.files import FileRefused, read_regular
+        from envcheck.fleet.read import MAX_BYTES
         from envcheck.fleet.since import PreviousError, check_previous
 
         try:
-            previous = check_previous(Path(previous_path).read_bytes(), previous_path)
+            # read as a source is: a regular file of a bounded size (a FIFO would wait for a writer
+            # forever, /dev/zero fill the memory)
+            previous = check_previous(read_regular(previous_path, MAX_BYTES), previous_path)
+        except FileRefused as exc:
+            error(f"fleet: cannot read --since {previous_path}: it {exc}")
+            sys.exit(int(ExitCode.USAGE))
         except OSError as exc:
             error(f"fleet: cannot read --since {previous_path}: {exc.strerror or exc}")
             sys.exit(int(ExitCode.USAGE))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -293,6 +294,13 @@ def test_since_refuses_what_is_not_a_fleet_report(
     assert words in proc.stderr and "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) == 1
     missing = envcheck("fleet", *paths, "--since", str(tmp_path / "gone.json"))
     assert missing.returncode == 2 and "cannot read --since" in missing.stderr and "Traceback" not in missing.stderr
+    # read as a source is: a FIFO nobody writes to, or /dev/zero, is refused at once, never waited on or
+    # read into memory
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for odd, words in ((fifo, "it is a FIFO or pipe"), ("/dev/zero", "it is a character device")):
+        proc = envcheck("fleet", *paths, "--since", str(odd))
+        assert proc.returncode == 2 and f"cannot read --since {odd}: {words}" in proc.stderr, proc.stderr
 
 
 # -- what the details leave out: each thing said once ------------------------------------------------------
@@ -416,6 +424,39 @@ def test_a_problem_every_node_has_in_its_own_words_keeps_each_nodes_words(
     assert "          (and 1 other wording: each node's own list)\n" in text
     own = md[md.index("### Failing checks and warnings") :]
     assert all(f"| `n{i}` | doctor | `gpu.ecc` |" in own for i in range(8))
+
+
+def test_a_hand_edited_previous_report_with_odd_values_inside_is_compared_or_passed_over(
+    real: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """A previous report edited by hand: a failing item's words, a report's kind or a node's name made a
+    list, a dict, a number or null. Each is still compared with (what cannot be matched is passed over),
+    never an internal error: through the command once, then each edit through the comparison itself."""
+    from envcheck.fleet.since import changes, check_previous
+
+    docs = fleet_docs(real, 6)
+    first = tmp_path / "first.json"
+    envcheck("fleet", str(_dir(tmp_path / "run", docs)), "--output", str(first))
+    base = json.loads(first.read_text())
+    failing = next(n for n in base["nodes"] if n["failing"])
+    edits = [("hostname", None, odd) for odd in ([], {}, 7, None)]
+    for odd in ([], {}, 7, None):
+        edits += [("failing", key, odd) for key in ("report", "id", "status", "summary")]
+        edits += [("reports", key, odd) for key in ("kind", "source", "status")]
+    for i, (part, key, odd) in enumerate(edits):
+        doc = copy.deepcopy(base)
+        node = next(n for n in doc["nodes"] if n["hostname"] == failing["hostname"])
+        if part == "hostname":
+            node["hostname"] = odd
+        else:
+            node[part][0][key] = odd
+        edited = json.dumps(doc).encode()
+        since = changes(check_previous(edited, "edited.json"), base, 0.1)
+        assert all(isinstance(since[k], list) for k in ("new", "resolved", "appeared", "vanished")), (part, key)
+        if i == 0:
+            (tmp_path / "edited.json").write_bytes(edited)
+            proc, out = fleet(str(tmp_path / "run"), "--since", str(tmp_path / "edited.json"))
+            assert out is not None and "internal error" not in proc.stderr, proc.stderr
 
 
 def test_since_says_only_what_changed_in_the_singular_where_one() -> None:
