@@ -19,6 +19,7 @@ value of an unexpected type: it reads what it can.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import sys
@@ -231,6 +232,15 @@ _JUDGED = {s.value: s for s in Status if s.severity > 0}
 _PROBLEMS = {s.value: s for s in Status if s.is_problem}
 
 
+def _json_words(value: Any, limit: int = 60) -> str:
+    """A value from a document as its JSON says it (``"banana"``, ``[1, 2]``), cut to ``limit`` characters."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError, RecursionError):
+        text = type(value).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _number(value: Any) -> float | None:
     """A finite float, or None: an integer too wide for a float (a 400-digit one) is not a figure either."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -306,8 +316,19 @@ class Adapter:
         with a lenient status) becomes one problem in its own words."""
         if found is None:
             found = self.items(source, kind, doc)
-        exit_code = doc.get("exit_code") if isinstance(doc.get("exit_code"), int) else None
-        status = _status(doc.get("status")) or Status.OK
+        exit_code = doc.get("exit_code") if type(doc.get("exit_code")) is int else None  # (a bool is no code)
+        status = _status(doc.get("status"))
+        if status is None:
+            # a verdict this envcheck does not know ("banana", "FAIL", null, none at all): the report's
+            # items are read, but "ok" would be a verdict it never gave
+            stated = doc.get("status")
+            words = (
+                f"the {kind} report states no status"
+                if stated is None
+                else f"the {kind} report's status is {_json_words(stated)}, which this envcheck does not know"
+            )
+            found.append((None, Problem(source, kind, kind, Status.WARN, words + ": its verdict is not read")))
+            status = Status.OK
         if exit_code:
             # A nonzero exit with a lenient status: --strict warnings, an interrupted run, a write error.
             status = worst([status, Status.FAIL])

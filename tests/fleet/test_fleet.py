@@ -934,6 +934,41 @@ def test_the_runs_own_output_in_the_directory_it_reads_is_passed_over(
     assert doc is not None and [s["reason"] for s in doc["skipped"]] == ["is empty"]
 
 
+def test_a_report_whose_own_verdict_is_unknown_is_not_ok() -> None:
+    """A report whose status is no verdict envcheck knows ("banana", "FAIL", null, none at all) does not make
+    its node ok: it warns, quoting what it said. A bool where the exit code goes is no exit code."""
+    lines = []
+    for i, status in enumerate(["banana", "FAIL", None, "missing"]):
+        doc: dict[str, Any] = {
+            "schema": "envcheck.doctor/1",
+            "host": {"hostname": f"h{i}"},
+            "exit_code": 0,
+            "checks": [],
+        }
+        if status != "missing":
+            doc["status"] = status
+        lines.append(json.dumps(doc))
+    lines.append(
+        json.dumps({"schema": "envcheck.doctor/1", "host": {"hostname": "h9"}, "status": "ok", "exit_code": True})
+    )
+    proc, doc = fleet("-", stdin="\n".join(lines) + "\n")
+    assert doc is not None and proc.returncode == 0, proc.stderr
+    words = {n["hostname"]: (n["status"], [w["summary"] for w in n["warnings"]]) for n in doc["nodes"]}
+    assert words == {
+        "h0": (
+            "warn",
+            ['the doctor report\'s status is "banana", which this envcheck does not know: its verdict is not read'],
+        ),
+        "h1": (
+            "warn",
+            ['the doctor report\'s status is "FAIL", which this envcheck does not know: its verdict is not read'],
+        ),
+        "h2": ("warn", ["the doctor report states no status: its verdict is not read"]),
+        "h3": ("warn", ["the doctor report states no status: its verdict is not read"]),
+        "h9": ("ok", []),
+    }
+
+
 def test_an_empty_stdin_is_said_to_be_empty() -> None:
     proc = envcheck("fleet", "-", stdin="\n\n")
     assert proc.returncode == 2 and proc.stdout == ""

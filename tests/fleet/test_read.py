@@ -566,6 +566,7 @@ def test_a_hand_edited_bench_result_reads_as_it_did_whatever_its_shape() -> None
     doc = {
         "schema": "envcheck.bench/1",
         "host": {"hostname": "n"},
+        "status": "fail",
         "results": [
             {"id": [1], "case": [2], "device": {"x": 1}, "status": "crash", "check": {"detail": ["d"]}},
             {"id": "cnn.step", "case": "c", "device": "cpu", "status": "fail", "check": "no", "reason": 5},
