@@ -17,7 +17,6 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from envcheck.core.redact import REDACTED
 from envcheck.render.safe import inert
 
 if TYPE_CHECKING:
@@ -200,10 +199,12 @@ def icon(status: Any) -> str:
 
 
 #: What Markdown would read as syntax in a value, made literal by a backslash (CommonMark: any ASCII
-#: punctuation may be escaped). ``<`` and ``&``: raw HTML (``<img onerror=...>``, ``<script>``) and entities;
-#: ``|``: the end of a table cell; ``\\``: so that a value's own backslash escapes nothing. The redactor's
-#: mark is left as it reads: it is envcheck's own, and carries no attribute a page could run.
-_MARKDOWN_SYNTAX = re.compile(rf"[\\|&]|<(?!{re.escape(REDACTED[1:])})")
+#: punctuation may be escaped). ``<`` and ``&``: raw HTML (``<img onerror=...>``, ``<script>``) and entities,
+#: the redactor's own ``<redacted>`` too (a viewer takes it for a tag and shows nothing where the secret
+#: was); ``[``: a link or an image (``![t](https://tracker/p.png)`` in a host name would load it, ``[click
+#: me](...)`` would link it); ``|``: the end of a table cell; ``\\``: so that a value's own backslash
+#: escapes nothing.
+_MARKDOWN_SYNTAX = re.compile(r"[\\|&<\[]")
 
 
 def cell(value: Any) -> str:

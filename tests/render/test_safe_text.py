@@ -24,7 +24,22 @@ OBEYED_IN_LINES = re.compile(OBEYED.pattern.replace("\x00-\x1f", "\x00-\x09\x0b-
 PIECES = st.one_of(
     st.characters(codec=None),
     st.sampled_from(["\x1b", "\x9b", "\x07", "\r", "\n", "\b", "\x00", "\x7f", "\u202e", "\udcff", "\ud800"]),
-    st.sampled_from(["[2J", "]52;c;", "\x1b[31m", "<script>", "|", "`", "\\", "&", "<redacted>", "<img onerror=x>"]),
+    st.sampled_from(
+        [
+            "[2J",
+            "]52;c;",
+            "\x1b[31m",
+            "<script>",
+            "|",
+            "`",
+            "\\",
+            "&",
+            "<redacted>",
+            "<img onerror=x>",
+            "[click](https://x.example/p)",
+            "![t](https://x.example/t.png)",
+        ]
+    ),
 )
 HOSTILE = st.lists(PIECES, max_size=40).map("".join)
 #: Printable text: no character a terminal or a viewer obeys (letters, marks, symbols, spaces in any script).
@@ -77,8 +92,11 @@ def test_a_markdown_row_keeps_its_cells_and_runs_no_html(values: list[str]) -> N
     head = "| " + " | ".join("h" * (len(values) * 2)) + " |\n|" + "---|" * (len(values) * 2) + "\n"
     page = MARKDOWN.render(head + row + "\n")
     assert page.count("<td") == len(values) * 2, page
-    # Only the table's own tags, and the redactor's mark (no attributes: the one tag-shaped text left as it reads).
-    assert not re.search(r"<(?!/?(table|thead|tbody|tr|th|td|code|br)\b|redacted>)[a-zA-Z!?/]", page), page
+    # Only the table's own tags: no link, no image, and the redactor's mark shown, not taken for a tag.
+    assert not re.search(r"<(?!/?(table|thead|tbody|tr|th|td|code|br)\b)[a-zA-Z!?/]", page), page
+    for v in values:
+        if "<redacted>" in v:
+            assert "&lt;redacted&gt;" in page
 
 
 @FAST
