@@ -182,7 +182,10 @@ def since_line(since: dict[str, Any]) -> str:
     figures = len(since.get("slower") or [])
     if figures > counts[-1][0]:  # devices, as the lines below; the JSON lists each figure
         parts[-1] += f" in {figures} figures"
-    said = ", ".join(parts) if parts else "nothing changed"
+    known = prev.get("figures_known") is not False
+    said = ", ".join(parts) if parts else "nothing changed" if known else "no failure changed, no node came or went"
+    if not known:  # a report written before the fleet kept its devices' figures: no device can be "slower"
+        said += "; figures not compared (the previous report keeps none)"
     return f"Since {prev.get('source') or 'the previous report'} ({prev.get('generated_at')}): {said}"
 
 

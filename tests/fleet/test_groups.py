@@ -477,6 +477,15 @@ def test_since_says_only_what_changed_in_the_singular_where_one() -> None:
     assert since_line(since) == "Since monday.json (2025-01-06T08:00:00Z): 2 new failures, 1 node appeared"
     nothing = {"previous": previous, "new": [], "resolved": [], "appeared": [], "vanished": [], "slower": []}
     assert since_line(nothing).endswith(": nothing changed")
+    # a previous report that keeps no figures (written before the fleet kept them, or of no bench) cannot
+    # say that no device got slower
+    unknown = {**nothing, "previous": {**previous, "figures_known": False}}
+    assert since_line(unknown).endswith(
+        ": no failure changed, no node came or went; figures not compared (the previous report keeps none)"
+    )
+    assert since_line({**since, "previous": unknown["previous"]}).endswith(
+        ": 2 new failures, 1 node appeared; figures not compared (the previous report keeps none)"
+    )
 
 
 def test_a_host_bound_figure_is_charted_but_never_judged_slow(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
