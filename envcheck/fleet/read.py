@@ -17,6 +17,7 @@ within seconds instead of blocking the merge.
 from __future__ import annotations
 
 import codecs
+import itertools
 import json
 import os
 import re
@@ -415,6 +416,14 @@ def _parse_file(shown: str, data: bytes | files.FileRefused) -> Iterator[NodeRep
     if isinstance(data, files.FileRefused):
         yield Skipped(shown, str(data))
         return
+    # More values than one document may hold (:class:`_ValueCount` let it through: many JSON lines): no
+    # parse of the whole file at once, each document bounded as the general path reads it.
+    if len(data) > MAX_VALUES and _values(data) > MAX_VALUES:
+        try:
+            yield from _documents(_text_chunks(data), shown, always_numbered=False)
+        except files.FileRefused as exc:
+            yield Skipped(shown, str(exc))
+        return
     try:
         value = DECODER.decode(data)
     except (msgspec.DecodeError, RecursionError):
@@ -438,6 +447,21 @@ def _parse_file(shown: str, data: bytes | files.FileRefused) -> Iterator[NodeRep
         yield Skipped(shown, "is empty")
         return
     yield from _documents(iter((text,)), shown, always_numbered=False)
+
+
+def _text_chunks(data: bytes) -> Iterator[str]:
+    """``data`` as UTF-8 text (as :func:`envcheck.core.files.decode` reads it), a chunk at a time, as
+    stdin is read: a file of many documents is never held as text whole (one character past Latin-1 made
+    168 MB of JSON lines 700 MB of text), and each document is parsed once it is whole and bounded.
+    :class:`~envcheck.core.files.FileRefused` where the bytes are not UTF-8."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    view = memoryview(data)
+    for at in range(0, len(data), STDIN_CHUNK):
+        try:
+            yield decoder.decode(view[at : at + STDIN_CHUNK], final=at + STDIN_CHUNK >= len(data))
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, at + exc.start) + 1
+            raise files.FileRefused(f"is not UTF-8 text (line {line})") from None
 
 
 # --- what the fleet reads of a report ------------------------------------------------------------------
@@ -659,11 +683,11 @@ def read_ahead(
             cond.notify_all()
 
 
-def _values(text: bytes | bytearray | str, start: int = 0) -> int:
-    """An upper bound on the values in ``text[start:]`` (see :data:`MAX_VALUES`), at the speed of a copy."""
+def _values(text: bytes | bytearray | str, start: int = 0, end: int | None = None) -> int:
+    """An upper bound on the values in ``text[start:end]`` (see :data:`MAX_VALUES`), at the speed of a copy."""
     if isinstance(text, str):
-        return text.count(",", start) + text.count("[", start) + text.count("{", start)
-    return text.count(b",", start) + text.count(b"[", start) + text.count(b"{", start)
+        return text.count(",", start, end) + text.count("[", start, end) + text.count("{", start, end)
+    return text.count(b",", start, end) + text.count(b"[", start, end) + text.count(b"{", start, end)
 
 
 def _too_many_values() -> str:
@@ -673,18 +697,24 @@ def _too_many_values() -> str:
 class _ValueCount:
     """A file's values counted as it is read (the check of :func:`envcheck.core.files.read_regular`),
     so that a file past :data:`MAX_VALUES` is refused a few MiB in, not after all of it is held. A file
-    of fewer bytes than the bound holds fewer values too and is not counted: a report costs nothing."""
+    of fewer bytes than the bound holds fewer values too and is not counted: a report costs nothing.
+
+    The bound is a document's: a file where a line starts with ``{`` may hold many (a thousand nodes'
+    reports as JSON lines, well within :data:`MAX_BYTES`), so it is read whole and each of its documents
+    bounded as it is parsed (:func:`_parse_file`)."""
 
     def __init__(self) -> None:
         self.counted = 0
         self.values = 0
+        self.lines = False
 
     def check(self, data: bytes | bytearray) -> None:
-        if len(data) <= MAX_VALUES:
+        if len(data) <= MAX_VALUES or self.lines:
             return
+        self.lines = data.find(b"\n{", max(0, self.counted - 1)) >= 0
         self.values += _values(data, self.counted)
         self.counted = len(data)
-        if self.values > MAX_VALUES:
+        if self.values > MAX_VALUES and not self.lines:
             raise files.FileRefused(_too_many_values())
 
 
@@ -719,9 +749,11 @@ def _documents(chunks: Iterator[str], label: str, *, always_numbered: bool) -> I
     one document, else ``label:LINE`` (the line the document starts on)."""
     items: Iterable[tuple[int, Any, str | None]] = _json_values(chunks)
     numbered = always_numbered
-    if not always_numbered:
-        items = list(items)
-        numbered = len(items) > 1
+    if not always_numbered:  # whether a second one follows, without holding the rest (a thousand nodes' lines)
+        values = iter(items)
+        first = list(itertools.islice(values, 2))
+        numbered = len(first) > 1
+        items = itertools.chain(first, values)
     for line, value, error in items:
         source = f"{label}:{line}" if numbered else label
         yield Skipped(source, error) if error is not None else _report(source, _displayable(value))
@@ -755,6 +787,10 @@ def _displayable(value: Any) -> Any:
     return displayable(value) if isinstance(value, str) else value
 
 
+#: The characters a JSON value starts with.
+_VALUE_STARTS = frozenset('{["-0123456789tfn')
+
+
 def _json_values(chunks: Iterator[str]) -> Iterator[tuple[int, Any, str | None]]:
     """(line, value, None) for each JSON value in the text, or (line, None, reason) for each stretch
     that is not one; after a broken stretch, reading resumes at the next line that starts with ``{``
@@ -763,23 +799,42 @@ def _json_values(chunks: Iterator[str]) -> Iterator[tuple[int, Any, str | None]]
     The text is consumed a chunk at a time; a value is parsed once it is whole. A parse error on the
     last, unfinished line of what has been read so far only means "read more"; an error before it is
     a real one (JSON strings cannot hold a raw newline, so a complete line cannot be continued).
+
+    An unfinished document is parsed again only once the text after its start has doubled (by at most
+    :data:`MAX_VALUES` characters; or the stream ended), and the chunks read meanwhile are joined once: a
+    pipe gives 64 KiB a read, and parsing (and copying) the whole unfinished document at every read made a
+    10 MB document take 20 s. A document parsed whole at once is so never longer than that, or a chunk.
     """
     decoder = json.JSONDecoder(parse_int=_integer)
     buf, pos, line, eof = "", 0, 1, False
+    # Chunks read but not yet joined to buf, and their length.
+    pending: list[str] = []
+    held = 0
+    # The length of buf[pos:] (pending included) before the unfinished document at pos is parsed again.
+    waiting = 0
     # The values of the unfinished document at pos counted so far, in buf[pos:counted] (MAX_VALUES): it
-    # is read on, a chunk at a time, only while it stays within the bound. counted < pos: not counted.
+    # is read on only while it stays within the bound. counted < pos: not counted.
     counted, values = -1, 0
 
     def more() -> bool:
-        nonlocal buf, pos, eof, counted
+        nonlocal eof, held
         chunk = next(chunks, None)
         if chunk is None:
             eof = True
             return False
-        buf, pos, counted = buf[pos:] + chunk, 0, counted - pos
+        pending.append(chunk)
+        held += len(chunk)
         return True
 
+    def joined() -> None:
+        nonlocal buf, pos, counted, held
+        if pending:
+            buf, pos, counted = buf[pos:] + "".join(pending), 0, counted - pos
+            pending.clear()
+            held = 0
+
     while True:
+        joined()
         end = _SPACE.match(buf, pos).end()  # type: ignore[union-attr]
         line += buf.count("\n", pos, end)
         pos = end
@@ -787,34 +842,60 @@ def _json_values(chunks: Iterator[str]) -> Iterator[tuple[int, Any, str | None]]
             if not more():
                 return
             continue
-        try:
-            value, end = decoder.raw_decode(buf, pos)
-        except json.JSONDecodeError as exc:
-            unfinished = not eof and exc.pos > buf.rfind("\n") and len(buf) - pos <= MAX_BYTES
-            if unfinished and len(buf) - pos > MAX_VALUES:  # fewer characters hold fewer values
-                if counted < pos:
-                    counted, values = pos, 0
-                values += _values(buf, counted)
-                counted = len(buf)
-            if unfinished and values <= MAX_VALUES:
-                more()
-                continue
-            yield line, None, _too_many_values() if unfinished else broken(exc, buf, pos, eof)
-        except (RecursionError, ValueError) as exc:  # nesting too deep; a number too long
-            if isinstance(exc, RecursionError):
-                reason = "nests too deeply"
+        reason = None
+        if waiting:
+            while len(buf) - pos + held < waiting and more():
+                pass
+            joined()
+            if len(buf) - pos > MAX_VALUES:  # (fewer characters hold fewer values)
+                # Counted before it is parsed again: the unfinished document runs on at least to the end of
+                # its last line, and parsing ``[{},{},...]`` holds every value at once.
+                stop = buf.find("\n", counted)
+                stop = len(buf) if stop < 0 else stop
+                values += _values(buf, counted, stop)
+                counted = stop
+                if values > MAX_VALUES:
+                    reason = _too_many_values()
+        if reason is None:
+            try:
+                value, end = decoder.raw_decode(buf, pos)
+            except json.JSONDecodeError as exc:
+                unfinished = (
+                    not eof
+                    and exc.pos > buf.rfind("\n")
+                    and len(buf) - pos <= MAX_BYTES
+                    # (no text that follows makes a value of what cannot start one: NUL bytes, a word)
+                    and (exc.pos > pos or buf[pos] in _VALUE_STARTS)
+                )
+                if unfinished:
+                    if counted < pos:
+                        counted, values = pos, 0
+                    values += _values(buf, counted)  # all of it: it is all this unfinished document
+                    counted = len(buf)
+                if unfinished and values <= MAX_VALUES:
+                    # twice as much, but no more than MAX_VALUES characters more: the documents that may
+                    # follow this one in what is read meanwhile are parsed whole, and hold fewer values
+                    # than characters
+                    waiting = min(2 * (len(buf) - pos), len(buf) - pos + MAX_VALUES, MAX_BYTES + 1)
+                    more()
+                    continue
+                reason = _too_many_values() if unfinished else broken(exc, buf, pos, eof)
+            except (RecursionError, ValueError) as exc:  # nesting too deep; a number too long
+                if isinstance(exc, RecursionError):
+                    reason = "nests too deeply"
+                else:
+                    reason = str(exc) if isinstance(exc, _Absurd) else f"is not valid JSON ({exc})"
             else:
-                reason = str(exc) if isinstance(exc, _Absurd) else f"is not valid JSON ({exc})"
-            yield line, None, reason
-        else:
-            yield line, value, None
-            line += buf.count("\n", pos, end)
-            pos = end
-            continue
-        counted, values = -1, 0
+                yield line, value, None
+                line += buf.count("\n", pos, end)
+                pos, waiting = end, 0
+                continue
+        yield line, None, reason
+        counted, values, waiting = -1, 0, 0
         # Skip the broken stretch: a JSON line is one line; anything else runs to the next line that starts
-        # a document. Read on if its end is not here yet.
+        # a document. Read on if its end is not here yet, but not past MAX_BYTES (/dev/zero has no end).
         needle = "\n" if _one_line(buf, pos) else "\n{"
+        skipped = 0
         while True:
             found = buf.find(needle, pos)
             if found >= 0:
@@ -822,10 +903,16 @@ def _json_values(chunks: Iterator[str]) -> Iterator[tuple[int, Any, str | None]]
                 pos = found + 1
                 break
             line += buf.count("\n", pos, len(buf) - 1)
-            pos = len(buf) - 1 if buf.endswith("\n") else len(buf)
+            rest = len(buf) - 1 if buf.endswith("\n") else len(buf)
+            skipped += rest - pos
+            pos = rest
+            if skipped > MAX_BYTES:
+                yield line, None, f"is followed by {MAX_BYTES // 1024**2} MiB without a document: the rest is not read"
+                return
             if not more():
                 pos = len(buf)
                 break
+            joined()
 
 
 def broken(exc: json.JSONDecodeError, buf: str, start: int, eof: bool) -> str:

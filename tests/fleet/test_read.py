@@ -610,3 +610,59 @@ def test_each_node_directory_is_judged_by_its_own_mount(tmp_path: Path, monkeypa
     through_thread = _watch_the_thread(monkeypatch)
     assert [g for _, g in read.reads(paths)] == [b"{}"] * 4
     assert through_thread == paths[1:3]
+
+
+def test_a_file_of_many_json_lines_is_bounded_per_document_not_as_a_whole(
+    real: dict[str, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The value bound (MAX_VALUES, made small here) is a document's: a file of many nodes' JSON lines that
+    holds more values in all is read, each document bounded as it is parsed; one document past the bound,
+    among them or alone, is still skipped."""
+    assert read.STDIN_CHUNK <= read.MAX_VALUES  # so a chunk's whole documents are within the bound
+    monkeypatch.setattr(read, "MAX_VALUES", 3_000)
+    monkeypatch.setattr(read, "STDIN_CHUNK", 1_000)  # fewer characters than the bound, as they are
+    line = json.dumps(real["doctor"])
+    assert 300 < read._values(line) < 3_000
+    many = tmp_path / "many.jsonl"
+    big = json.dumps({**real["doctor"], "pad": [{}] * 5_000})
+    many.write_text("\n".join([line] * 8 + [big] + [line] * 3) + "\n")
+    found = list(read.read_files([str(many)]))
+    assert [type(f).__name__ for f in found] == ["NodeReport"] * 8 + ["Skipped"] + ["NodeReport"] * 3
+    assert found[8].source == f"{many}:9" and "JSON values" in found[8].reason
+    alone = tmp_path / "alone.json"
+    alone.write_text(big)
+    (skipped,) = read.read_files([str(alone)])
+    assert isinstance(skipped, Skipped) and "JSON values" in skipped.reason
+
+
+def test_a_document_coming_in_small_pieces_is_parsed_a_few_times_not_at_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pipe gives 64 KiB a read: a 2 MB document in 4 KiB pieces is parsed again only when what came
+    has doubled (a dozen parses), not once a piece (five hundred), and comes out whole."""
+    calls = []
+    real_decode = json.JSONDecoder.raw_decode
+
+    def counted(self: json.JSONDecoder, s: str, idx: int = 0) -> tuple[Any, int]:
+        calls.append(idx)
+        return real_decode(self, s, idx)
+
+    monkeypatch.setattr(json.JSONDecoder, "raw_decode", counted)
+    doc = {"schema": "envcheck.doctor/1", "host": {"hostname": "h"}, "status": "ok", "pad": ["x" * 100] * 20_000}
+    text = json.dumps(doc) + "\n"
+    pieces = [text[i : i + 4096] for i in range(0, len(text), 4096)]
+    assert len(pieces) > 400
+    (item,) = list(read._json_values(iter(pieces)))
+    assert item[1] == doc and item[2] is None
+    assert len(calls) < 20, len(calls)
+
+
+def test_a_stream_without_end_or_document_is_given_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``envcheck fleet - < /dev/zero``: what cannot start a value is not JSON at once, and the stretch after
+    it is skipped only as far as MAX_BYTES (made small here), then the stream is left unread."""
+    import itertools
+
+    monkeypatch.setattr(read, "MAX_BYTES", 1024**2)
+    found = list(read._json_values(itertools.repeat("\0" * 65536)))
+    assert [reason for _, _, reason in found] == [
+        "is not JSON (Expecting value at line 1 of the document, column 1)",
+        "is followed by 1 MiB without a document: the rest is not read",
+    ]
