@@ -252,10 +252,18 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+#: The largest figure taken as measured. Figures are throughputs in the bench's units (GFLOP/s, GB/s,
+#: images/s, tokens/s): a thousand times what any device does today is 1e7 to 1e8 of them. A hand-edited
+#: 1e308 among real figures made the fleet's median astronomical, every real device "100 % slow", and the
+#: charts' scales infinite; past this, a figure is not one, as one of 0 or below is not.
+MAX_FIGURE = 1e12
+
+
 def figure_value(value: Any) -> float | None:
-    """A measured throughput: a positive finite number (a figure of 0 or below measured nothing)."""
+    """A measured throughput: a positive number within :data:`MAX_FIGURE` (a figure of 0 or below measured
+    nothing; one past it is not a measurement)."""
     number = _number(value)
-    return number if number is not None and number > 0 else None
+    return number if number is not None and 0 < number <= MAX_FIGURE else None
 
 
 def _plain(value: Any) -> bool:
@@ -671,7 +679,7 @@ def _scan_results(results: Any) -> _Scanned:
             continue
         value = r.value
         if type(value) is float:
-            if not 0.0 < value < math.inf:  # NaN too
+            if not 0.0 < value <= MAX_FIGURE:  # NaN too
                 continue
         elif (value := figure_value(value)) is None:
             continue
