@@ -635,9 +635,11 @@ class Merger:
         compared = comparisons(self.groups, devices, threshold, frozenset(self.host_bound - self.device_bound))
         twice = {source for found in self.sources.values() if len(found) > 1 for source in found}
         gpus = _gpus_by_source(self.uuid_seen, twice)
+        shared = _duplicate_gpus(self.uuid_seen)
         fleet_problems = _fewer_gpus(self.fields, self.refs)
-        for host, found in _missing_reports(self.refs).items():
-            fleet_problems.setdefault(host, []).extend(found)
+        for more in (_missing_reports(self.refs), _shared_gpus(shared, self.refs)):
+            for host, found in more.items():
+                fleet_problems.setdefault(host, []).extend(found)
         nodes = _nodes(self.refs, self.problems, compared, fleet_problems, gpus)
         return FleetReport(
             nodes=tuple(nodes),
@@ -648,7 +650,7 @@ class Merger:
                 _duplicate_host(h, k, s, self.refs.get(h, []), gpus, self.problems.get(h, ()))
                 for (h, k), s in sorted(i for i in self.sources.items() if len(i[1]) > 1)
             ),
-            duplicate_gpus=tuple(_duplicate_gpus(self.uuid_seen)),
+            duplicate_gpus=tuple(shared),
             skipped=tuple(skipped),
             reports_read=self.read,
             threshold=threshold,
@@ -796,6 +798,40 @@ FEWER_GPUS_FIX = {
     "with fewer GPUs needs nothing.",
     "command": "nvidia-smi -L",
 }
+
+
+#: What to do on a node whose GPUs' UUIDs another node's reports name too.
+SHARED_GPUS_FIX = {
+    "text": "A GPU's UUID is its own: compare `nvidia-smi -L` on each of these nodes with its report. A report "
+    "copied from another node (a job that wrote to the wrong directory, an image built with a report in it) "
+    "is removed and the node run again; a card moved between them leaves the older report to be run again.",
+    "command": "nvidia-smi -L",
+}
+
+
+def _shared_gpus(duplicates: Sequence[DuplicateGpu], refs: dict[str, list[ReportRef]]) -> dict[str, list[Problem]]:
+    """A warning for each node whose GPUs' UUIDs another node's reports name too (a report copied from
+    another node, or cards moved and an old report left): listed as duplicates alone, a cloned node read
+    as a healthy one, since its report passes."""
+    others: dict[str, dict[str, int]] = {}
+    for d in duplicates:
+        for host in d.hosts:
+            for other in d.hosts:
+                if other != host:
+                    found = others.setdefault(host, {})
+                    found[other] = found.get(other, 0) + 1
+    out: dict[str, list[Problem]] = {}
+    for host, by_other in others.items():
+        count = max(by_other.values())
+        # the same words on each node of the set (one wording for the problem): its hosts in order
+        hosts = sorted([host, *by_other])
+        names = " and ".join(hosts) if len(hosts) == 2 else ", ".join(hosts)
+        gpus = f"{count} GPU UUIDs" if count > 1 else "a GPU UUID"
+        summary = f"{gpus} in the reports of {names} alike: a copied report, or cards moved between them"
+        own = refs.get(host, [])
+        source = own[0].source if own else ""
+        out[host] = [Problem(source, "fleet", "gpu.shared", Status.WARN, summary, dict(SHARED_GPUS_FIX))]
+    return out
 
 
 #: The counts in a mixed node's model ("2× A + 6× B": kinds._models).

@@ -774,6 +774,37 @@ def test_a_node_without_the_report_most_nodes_have_is_not_ok(real: dict[str, dic
     assert statuses["n3"] == statuses["n4"] == "warn" and statuses["n1"] == statuses["n2"] == "ok"
 
 
+def test_a_cloned_nodes_report_is_a_problem_not_a_healthy_node(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    """n3's report copied as n9's (only the host name changed): its eight GPUs' UUIDs are n3's. Both nodes
+    warn, as one problem with one wording, and neither reads as a healthy node."""
+    docs: dict[str, dict[str, Any]] = {}
+    for i in range(4):
+        doctor = as_node(small(real["h100x4"]), f"n{i}", uuid_prefix=f"n{i}")
+        doctor["checks"] = [c for c in doctor["checks"] if c["status"] == "ok"]
+        doctor.update(status="ok", exit_code=0)
+        docs[f"n{i}"] = doctor
+    clone = copy.deepcopy(docs["n3"])
+    clone["host"]["hostname"] = "n9"
+    docs["n9"] = clone
+    proc, doc = fleet(*write(tmp_path, docs))
+    assert doc is not None and proc.returncode == 0, proc.stderr
+    (group,) = doc["problems"]
+    gpus = len(clone["gpus"])
+    assert (group["id"], group["status"], group["nodes"], group["wordings"]) == ("gpu.shared", "warn", ["n3", "n9"], 1)
+    assert (
+        group["summary"]
+        == f"{gpus} GPU UUIDs in the reports of n3 and n9 alike: a copied report, or cards moved between them"
+    )
+    assert {n["hostname"]: n["status"] for n in doc["nodes"]} == {
+        "n0": "ok",
+        "n1": "ok",
+        "n2": "ok",
+        "n3": "warn",
+        "n9": "warn",
+    }
+    assert len(doc["duplicates"]["gpus"]) == gpus
+
+
 def test_a_node_of_mixed_gpus_one_short_warns_too(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
     """Nodes of one A100 and three H100s; n1 lost an H100. Its model reads "1× ... + 2× ...", not the
     others' "1× ... + 3× ...": it is the same kind of node, one GPU short."""
