@@ -117,6 +117,8 @@ def on_nodes(group: dict[str, Any], nodes: int, limit: int = NAMES_SHOWN) -> str
     count = _count(group.get("count"))
     if count == nodes and nodes > 1:
         return f"on all {nodes} nodes"
+    if group.get("all_but"):
+        return f"on {count} of {nodes} nodes: all but {names([str(n) for n in group['all_but']], limit)}"
     where = html.lst(group.get("where")) or html.lst(group.get("nodes"))
     noun = "host" if str(group.get("id", "")).startswith("slow.") else "node"
     return f"on {plural(count, noun)}: {names([str(w) for w in where], limit)}"
@@ -153,18 +155,32 @@ def group_title(group: dict[str, Any]) -> str:
     return f"{group.get('report')} {group.get('id')} {group.get('status')}"
 
 
+#: A problem on all but this many of a fleet's nodes (of at least :data:`ALL_BUT_FROM`) is said as a
+#: fleet-wide one, naming the nodes without it: a warning on 49 of 50 nodes (one node's bench was cut off)
+#: repeated 49 times in the nodes' own sections buried the node that differs.
+ALL_BUT = 3
+ALL_BUT_FROM = 10
+
+
 def with_devices(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """The problem groups, each slow one with ``where``: its devices by host and GPU index."""
+    """The problem groups, each slow one with ``where``: its devices by host and GPU index; one on all
+    but a few nodes (:data:`ALL_BUT`) with ``all_but``: the nodes without it."""
     named: dict[tuple[str, Any], list[str]] = {}
     for host in html.items(doc.get("slow_devices")):
         for d in html.items(host.get("devices")):
             hostname = str(host.get("hostname"))
             where = f"{hostname} GPU {d['index']}" if d.get("index") is not None else hostname
             named.setdefault((f"slow.{d.get('device_kind')}", d.get("model")), []).append(where)
-    return [
-        {**g, "where": named.get((g.get("id"), g.get("model")))} if str(g.get("id", "")).startswith("slow.") else g
-        for g in html.items(doc.get("problems"))
-    ]
+    hosts = [str(n.get("hostname")) for n in html.items(doc.get("nodes"))]
+    out = []
+    for g in html.items(doc.get("problems")):
+        if str(g.get("id", "")).startswith("slow."):
+            g = {**g, "where": named.get((g.get("id"), g.get("model")))}
+        elif len(hosts) >= ALL_BUT_FROM and len(hosts) - ALL_BUT <= _count(g.get("count")) < len(hosts):
+            have = {str(n) for n in html.lst(g.get("nodes"))}
+            g = {**g, "all_but": sorted(h for h in hosts if h not in have)}
+        out.append(g)
+    return out
 
 
 def since_line(since: dict[str, Any]) -> str:
@@ -186,7 +202,9 @@ def since_line(since: dict[str, Any]) -> str:
     said = ", ".join(parts) if parts else "nothing changed" if known else "no failure changed, no node came or went"
     if not known:  # a report written before the fleet kept its devices' figures: no device can be "slower"
         said += "; figures not compared (the previous report keeps none)"
-    return f"Since {prev.get('source') or 'the previous report'} ({prev.get('generated_at')}): {said}"
+    when = prev.get("generated_at")
+    made = f" ({when})" if isinstance(when, str) else ""  # (a hand-edited time that is no time: not shown)
+    return f"Since {prev.get('source') or 'the previous report'}{made}: {said}"
 
 
 def since_lines(since: dict[str, Any], threshold: float) -> list[str]:
@@ -353,7 +371,7 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
         say = lines.append
     for status, hosts in shared.items():  # the failing first, as the nodes come
         what = f"{plural(len(hosts), 'node')} with only the {'warnings' if status == 'warn' else 'problems'}"
-        say(f"\n{mark(console, status)} {what} every node shares (above): {escape(names(hosts))}")
+        say(f"\n{mark(console, status)} {what} {shared_by(groups, everywhere)} (above): {escape(names(hosts))}")
     if healthy:
         say(f"\n{mark(console, 'ok')} {plural(len(healthy), 'node')} ok: {escape(names(healthy))}")
     drift = doc.get("drift") or []
@@ -402,19 +420,26 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
 
 
 def said_for_every_node(groups: list[dict[str, Any]], nodes: int) -> set[Any]:
-    """The keys of the problems every node has with the same fix (a fleet-wide setting): said once above,
-    they are said for each node. One whose fix differs by node, or whose words name a different device on
-    each (``GPU 0`` here, ``GPU 5`` there), is not: each node's list says which of its GPUs. Words that
-    differ in a number alone (a load average, a free size) are one problem all the same."""
+    """The keys of the problems every node has (or all but a few: ``all_but``, :func:`with_devices`) with
+    the same fix (a fleet-wide setting): said once above, they are said for each node. One whose fix
+    differs by node, or whose words name a different device on each (``GPU 0`` here, ``GPU 5`` there), is
+    not: each node's list says which of its GPUs. Words that differ in a number alone (a load average, a
+    free size) are one problem all the same."""
     return {
         g.get("key")
         for g in groups
-        if g.get("count") == nodes
+        if (g.get("count") == nodes or g.get("all_but"))
         and nodes > 1
         and not g.get("own_words")
         and len(g.get("fixes") or []) <= 1
         and not g.get("more_fixes")
     }
+
+
+def shared_by(groups: list[dict[str, Any]], everywhere: set[Any]) -> str:
+    """Who shares the problems :func:`said_for_every_node` found: every node, or nearly (all but a few)."""
+    nearly = any(g.get("all_but") for g in groups if g.get("key") in everywhere)
+    return "nearly every node shares" if nearly else "every node shares"
 
 
 def only_shared(node: dict[str, Any], everywhere: set[Any]) -> bool:
@@ -570,7 +595,7 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
     lines.append("")
     for status, hosts in shared.items():
         what = f"{plural(len(hosts), 'node')} with only the {'warnings' if status == 'warn' else 'problems'}"
-        lines.append(f"- {icon(status)} {what} every node shares (above): {cell(names(hosts))}")
+        lines.append(f"- {icon(status)} {what} {shared_by(groups, everywhere)} (above): {cell(names(hosts))}")
     if healthy:
         lines.append(f"- {icon('ok')} {plural(len(healthy), 'node')} ok: {cell(names(healthy))}")
     if problems:
@@ -752,7 +777,7 @@ def fleet_nodes(doc: dict[str, Any]) -> str:
         return ""
     rows, problems = [], []
     total = len(nodes)
-    everywhere = said_for_every_node(html.items(doc.get("problems")), total)
+    everywhere = said_for_every_node(with_devices(doc), total)
     for node in nodes:
         reports = ", ".join(f"{r.get('kind')} {r.get('status')}" for r in html.items(node.get("reports")))
         failing, warnings = html.items(node.get("failing")), html.items(node.get("warnings"))

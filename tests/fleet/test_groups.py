@@ -627,6 +627,43 @@ def node_of(doc: dict[str, Any], hostname: str) -> dict[str, Any]:
     return next(n for n in doc["nodes"] if n["hostname"] == hostname)
 
 
+def test_a_warning_on_all_but_a_few_nodes_is_said_once_naming_the_nodes_without_it(
+    real: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """host.ulimits warns on 11 of 12 nodes (n07's limit was raised): said once as on all but n07, and the
+    11 nodes whose only item it is are one line, not a section each; n07, ok, is among the healthy. On 8
+    of 12 it is an ordinary problem, its nodes each in their section."""
+
+    def fleet_of(warned: set[int]) -> Path:
+        docs = {}
+        for i in range(12):
+            doc = as_node(small(real["h100x4"]), f"n{i:02d}", uuid_prefix=f"n{i:02d}")
+            doc["checks"] = [c for c in doc["checks"] if c["status"] == "ok" or c["id"] == "host.ulimits"]
+            for c in doc["checks"]:
+                if c["id"] == "host.ulimits":
+                    ok = i not in warned
+                    c.update(status="ok" if ok else "warn", summary="open files limit 1024 is below 65536")
+                    c["fix"] = None if ok else dict(ULIMITS_FIX)
+            doc.update(status="ok" if i not in warned else "warn", exit_code=0)
+            docs[f"n{i:02d}"] = doc
+        directory = tmp_path / f"fleet{len(warned)}"
+        write(directory, docs)
+        return directory
+
+    text = envcheck("fleet", str(fleet_of(set(range(12)) - {7}))).stdout
+    assert "[warn]  doctor host.ulimits warn on 11 of 12 nodes: all but n07\n" in text
+    assert (
+        "11 nodes with only the warnings nearly every node shares (above): n00, n01, n02, n03, n04, n05, n06, n08"
+        in text
+    )
+    assert "1 node ok: n07" in text and not re.search(r"^\S+\s+n00\s+doctor", text, re.M)
+    md = envcheck("fleet", str(tmp_path / "fleet11"), "--format", "markdown").stdout
+    assert "on 11 of 12 nodes: all but n07" in md and "nearly every node shares (above)" in md
+    text = envcheck("fleet", str(fleet_of(set(range(8))))).stdout
+    assert "warn on 8 nodes: n00, n01, n02, n03, n04, n05, n06, n07" in text and "all but" not in text
+    assert re.search(r"^\S+\s+n00\s+doctor", text, re.M)
+
+
 def test_words_that_differ_in_a_number_alone_are_one_problem_said_once(
     real: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
