@@ -232,7 +232,7 @@ _JUDGED = {s.value: s for s in Status if s.severity > 0}
 _PROBLEMS = {s.value: s for s in Status if s.is_problem}
 
 
-def _json_words(value: Any, limit: int = 60) -> str:
+def json_words(value: Any, limit: int = 60) -> str:
     """A value from a document as its JSON says it (``"banana"``, ``[1, 2]``), cut to ``limit`` characters."""
     try:
         text = json.dumps(value, ensure_ascii=False, default=str)
@@ -333,7 +333,7 @@ class Adapter:
             words = (
                 f"the {kind} report states no status"
                 if stated is None
-                else f"the {kind} report's status is {_json_words(stated)}, which this envcheck does not know"
+                else f"the {kind} report's status is {json_words(stated)}, which this envcheck does not know"
             )
             found.append((None, Problem(source, kind, kind, Status.WARN, words + ": its verdict is not read")))
             status = Status.OK

@@ -34,7 +34,7 @@ import orjson
 from envcheck.core import files, machine
 from envcheck.core.model import displayable
 from envcheck.core.report import FLEET_SCHEMA, kind_of
-from envcheck.fleet.kinds import ADAPTERS, Result, Scalar, schema_by_kind
+from envcheck.fleet.kinds import ADAPTERS, Result, Scalar, json_words, schema_by_kind
 
 #: The most one document may hold. A burn report keeps a timeline row per GPU per second (8 GPUs for an
 #: hour is ~15 MiB); anything far beyond this is not a node's report.
@@ -79,7 +79,9 @@ STDIN_CHUNK = 1024**2
 
 STDIN = "-"
 
-_SPACE = re.compile(r"\s*")
+#: What may stand between documents: whitespace, and a byte-order mark (each document of a stream made by
+#: ``cat``-ing files a Windows editor saved starts with one).
+_SPACE = re.compile(r"[\s\ufeff]*")
 
 
 @dataclass(frozen=True)
@@ -964,7 +966,7 @@ def classify(value: Any) -> tuple[str, str]:
         said = 'its "schema" is null' if "schema" in value else 'it has no "schema" field'
         raise NotAReport(f"is not an envcheck report ({said})")
     if not isinstance(schema, str) or not schema.startswith("envcheck."):
-        raise NotAReport(f"is not an envcheck report (its schema is {files.shown(schema)})")
+        raise NotAReport(f"is not an envcheck report (its schema is {json_words(schema)})")
     kind = _KINDS.get(schema) or kind_of(schema)
     if schema == FLEET_SCHEMA or schema[len("envcheck.") :].partition("/")[0] == "fleet":
         raise NotAReport(FLEET_REPORT)

@@ -970,6 +970,15 @@ def test_a_report_whose_own_verdict_is_unknown_is_not_ok() -> None:
     }
 
 
+def test_documents_each_with_a_byte_order_mark_one_after_another_are_each_read(real: dict[str, dict[str, Any]]) -> None:
+    """``cat a.json b.json c.json | envcheck fleet -`` over files a Windows editor saved: each document starts
+    with a byte-order mark, which stands between documents as whitespace does."""
+    docs = [json.dumps(as_node(real["h100x4"], f"b{i}", uuid_prefix=f"b{i}"), indent=2) for i in range(3)]
+    proc, doc = fleet("-", stdin="".join("\ufeff" + d + "\n" for d in docs))
+    assert doc is not None and doc["skipped"] == [], proc.stderr
+    assert sorted(n["hostname"] for n in doc["nodes"]) == ["b0", "b1", "b2"]
+
+
 def test_an_empty_stdin_is_said_to_be_empty() -> None:
     proc = envcheck("fleet", "-", stdin="\n\n")
     assert proc.returncode == 2 and proc.stdout == ""
