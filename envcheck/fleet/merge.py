@@ -731,7 +731,7 @@ def _superseded(
             first = min(current, key=lambda r: r.source)
             for r in current:
                 if (
-                    r is not first
+                    r.source != first.source  # (one file named twice: both count, as before)
                     and gpus.get(r.source, frozenset()) == gpus.get(first.source, frozenset())
                     and (r.status, r.exit_code) == (first.status, first.exit_code)
                     and said[r.source] == said[first.source]
@@ -812,26 +812,44 @@ SHARED_GPUS_FIX = {
 def _shared_gpus(duplicates: Sequence[DuplicateGpu], refs: dict[str, list[ReportRef]]) -> dict[str, list[Problem]]:
     """A warning for each node whose GPUs' UUIDs another node's reports name too (a report copied from
     another node, or cards moved and an old report left): listed as duplicates alone, a cloned node read
-    as a healthy one, since its report passes."""
-    others: dict[str, dict[str, int]] = {}
+    as a healthy one, since its report passes. Each distinct set of hosts is worded once, naming a few
+    of them: an image built with a report in it shares its GPUs across a thousand nodes."""
+    uuids_of: dict[frozenset[str], int] = {}
     for d in duplicates:
-        for host in d.hosts:
-            for other in d.hosts:
-                if other != host:
-                    found = others.setdefault(host, {})
-                    found[other] = found.get(other, 0) + 1
+        hosts = frozenset(d.hosts)
+        uuids_of[hosts] = uuids_of.get(hosts, 0) + 1
+    sets_of: dict[str, list[frozenset[str]]] = {}
+    for hosts in uuids_of:
+        for host in hosts:
+            sets_of.setdefault(host, []).append(hosts)
+    worded: dict[frozenset[str], str] = {}
     out: dict[str, list[Problem]] = {}
-    for host, by_other in others.items():
-        count = max(by_other.values())
-        # the same words on each node of the set (one wording for the problem): its hosts in order
-        hosts = sorted([host, *by_other])
-        names = " and ".join(hosts) if len(hosts) == 2 else ", ".join(hosts)
-        gpus = f"{count} GPU UUIDs" if count > 1 else "a GPU UUID"
-        summary = f"{gpus} in the reports of {names} alike: a copied report, or cards moved between them"
+    for host, sets in sets_of.items():
+        together = sets[0] if len(sets) == 1 else frozenset().union(*sets)
+        summary = worded.get(together)
+        if summary is None:
+            count = max(uuids_of[hosts] for hosts in sets)
+            ordered = sorted(together)
+            if len(ordered) == 2:
+                names = " and ".join(ordered)
+            elif len(ordered) <= SHARED_NAMED:
+                names = ", ".join(ordered)
+            else:
+                names = (
+                    f"{len(ordered)} nodes ({', '.join(ordered[:SHARED_NAMED])} and {len(ordered) - SHARED_NAMED} more)"
+                )
+            gpus = f"{count} GPU UUIDs" if count > 1 else "a GPU UUID"
+            summary = worded[together] = (
+                f"{gpus} in the reports of {names} alike: a copied report, or cards moved between them"
+            )
         own = refs.get(host, [])
         source = own[0].source if own else ""
         out[host] = [Problem(source, "fleet", "gpu.shared", Status.WARN, summary, dict(SHARED_GPUS_FIX))]
     return out
+
+
+#: Hosts a shared GPU's problem names in its words (the problem lists every node it is on).
+SHARED_NAMED = 4
 
 
 #: The counts in a mixed node's model ("2× A + 6× B": kinds._models).

@@ -873,6 +873,15 @@ def test_a_hosts_newest_report_of_a_kind_decides_its_verdict(real: dict[str, dic
     assert doc is not None and proc.returncode == 1 and doc["duplicates"]["hosts"][0]["newest"] is None
 
 
+def test_one_file_named_twice_still_fails_its_node(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    """``envcheck fleet reports reports/n1``: n1's failing report is read twice, from one path. That is not
+    a copy to leave out: the node fails, as it did."""
+    write(tmp_path / "reports" / "n1", {"doctor": as_node(real["ecc"], "n1", uuid_prefix="n1")})
+    proc, doc = fleet(str(tmp_path / "reports"), str(tmp_path / "reports" / "n1"))
+    assert doc is not None and proc.returncode == 1, proc.stderr
+    assert doc["nodes"][0]["status"] == "fail" and doc["nodes"][0]["failing"]
+
+
 def test_a_copied_report_counts_once(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
     """``cp node5/doctor.json node5/doctor-copy.json``: one report twice, to the microsecond. Its failure is
     listed once on the node and counted once in its problem; the duplicate is still named, the first copy
