@@ -235,7 +235,7 @@ _PROBLEMS = {s.value: s for s in Status if s.is_problem}
 def json_words(value: Any, limit: int = 60) -> str:
     """A value from a document as its JSON says it (``"banana"``, ``[1, 2]``), cut to ``limit`` characters."""
     try:
-        text = json.dumps(value, ensure_ascii=False, default=str)
+        text = json.dumps(value, default=str)  # ASCII: a control character is escaped, never obeyed
     except (TypeError, ValueError, RecursionError):
         text = type(value).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."

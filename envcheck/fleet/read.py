@@ -789,8 +789,11 @@ def _displayable(value: Any) -> Any:
     return displayable(value) if isinstance(value, str) else value
 
 
-#: The characters a JSON value starts with.
-_VALUE_STARTS = frozenset('{["-0123456789tfn')
+#: The characters a JSON value starts with (NaN and Infinity too, which the standard parser reads).
+_VALUE_STARTS = frozenset('{["-0123456789tfnNI')
+#: Stretches that are not JSON after which a stream is left unread (``yes x | envcheck fleet -``): each is a
+#: skipped source the report lists, and no stream of envcheck reports is mostly not JSON.
+MAX_BROKEN = 10_000
 
 
 def _json_values(chunks: Iterator[str]) -> Iterator[tuple[int, Any, str | None]]:
@@ -817,6 +820,7 @@ def _json_values(chunks: Iterator[str]) -> Iterator[tuple[int, Any, str | None]]
     # The values of the unfinished document at pos counted so far, in buf[pos:counted] (MAX_VALUES): it
     # is read on only while it stays within the bound. counted < pos: not counted.
     counted, values = -1, 0
+    broken_stretches = 0
 
     def more() -> bool:
         nonlocal eof, held
@@ -849,36 +853,28 @@ def _json_values(chunks: Iterator[str]) -> Iterator[tuple[int, Any, str | None]]
             while len(buf) - pos + held < waiting and more():
                 pass
             joined()
-            if len(buf) - pos > MAX_VALUES:  # (fewer characters hold fewer values)
-                # Counted before it is parsed again: the unfinished document runs on at least to the end of
-                # its last line, and parsing ``[{},{},...]`` holds every value at once.
-                stop = buf.find("\n", counted)
-                stop = len(buf) if stop < 0 else stop
-                values += _values(buf, counted, stop)
-                counted = stop
-                if values > MAX_VALUES:
-                    reason = _too_many_values()
+        if buf[pos] not in _VALUE_STARTS:
+            # what no text that follows makes a value of (NUL bytes, a word): said without a parse, whose
+            # error counts the lines from the start of all that was read (a stream of such lines was
+            # quadratic)
+            column = pos - buf.rfind("\n", 0, pos)
+            reason = f"is not JSON (Expecting value at line 1 of the document, column {column})"
         if reason is None:
             try:
                 value, end = decoder.raw_decode(buf, pos)
             except json.JSONDecodeError as exc:
-                unfinished = (
-                    not eof
-                    and exc.pos > buf.rfind("\n")
-                    and len(buf) - pos <= MAX_BYTES
-                    # (no text that follows makes a value of what cannot start one: NUL bytes, a word)
-                    and (exc.pos > pos or buf[pos] in _VALUE_STARTS)
-                )
+                unfinished = not eof and exc.pos > buf.rfind("\n") and len(buf) - pos <= MAX_BYTES
                 if unfinished:
                     if counted < pos:
                         counted, values = pos, 0
                     values += _values(buf, counted)  # all of it: it is all this unfinished document
                     counted = len(buf)
                 if unfinished and values <= MAX_VALUES:
-                    # twice as much, but no more than MAX_VALUES characters more: the documents that may
-                    # follow this one in what is read meanwhile are parsed whole, and hold fewer values
-                    # than characters
-                    waiting = min(2 * (len(buf) - pos), len(buf) - pos + MAX_VALUES, MAX_BYTES + 1)
+                    # Twice as much, but no more characters than the values it may still hold under the
+                    # bound (a chunk at least): a parse never holds much more than MAX_VALUES values, this
+                    # document's or those that follow it in what is read meanwhile.
+                    more_at_most = max(STDIN_CHUNK, MAX_VALUES - values)
+                    waiting = min(2 * (len(buf) - pos), len(buf) - pos + more_at_most, MAX_BYTES + 1)
                     more()
                     continue
                 reason = _too_many_values() if unfinished else broken(exc, buf, pos, eof)
@@ -890,10 +886,18 @@ def _json_values(chunks: Iterator[str]) -> Iterator[tuple[int, Any, str | None]]
             else:
                 yield line, value, None
                 line += buf.count("\n", pos, end)
-                pos, waiting = end, 0
+                pos, waiting, counted, values = end, 0, -1, 0
                 continue
         yield line, None, reason
         counted, values, waiting = -1, 0, 0
+        broken_stretches += 1
+        if broken_stretches > MAX_BROKEN:
+            yield (
+                line,
+                None,
+                f"is followed by more than {MAX_BROKEN:,} stretches that are not JSON: the rest is not read",
+            )
+            return
         # Skip the broken stretch: a JSON line is one line; anything else runs to the next line that starts
         # a document. Read on if its end is not here yet, but not past MAX_BYTES (/dev/zero has no end).
         needle = "\n" if _one_line(buf, pos) else "\n{"

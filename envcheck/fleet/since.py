@@ -261,7 +261,8 @@ def changes(
             "source": source,
             "generated_at": previous.get("generated_at"),
             "nodes": len(before),
-            "figures_known": bool(old_values),
+            # whether its figures could be compared: it kept some, or this run has none to compare either
+            "figures_known": bool(old_values) or not values,
         },
         "new": _by_key(new),
         "resolved": _by_key(resolved),

@@ -666,3 +666,68 @@ def test_a_stream_without_end_or_document_is_given_up(monkeypatch: pytest.Monkey
         "is not JSON (Expecting value at line 1 of the document, column 1)",
         "is followed by 1 MiB without a document: the rest is not read",
     ]
+
+
+def test_documents_that_share_a_line_are_each_bounded_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two documents on one line, each within the value bound (made small here) and over it together,
+    coming in small pieces: each is read; the bound is a document's, not its line's."""
+    monkeypatch.setattr(read, "MAX_VALUES", 3_000)
+    monkeypatch.setattr(read, "STDIN_CHUNK", 500)
+    a = {"schema": "envcheck.doctor/1", "host": {"hostname": "a"}, "pad": [{}] * 1_000}
+    b = {"schema": "envcheck.doctor/1", "host": {"hostname": "b"}, "pad": [{}] * 1_000}
+    text = json.dumps(a) + " " + json.dumps(b) + "\n"
+    assert read._values(text) > 3_000
+    found = list(read._json_values(iter([text[i : i + 500] for i in range(0, len(text), 500)])))
+    assert [(value or {}).get("host") for _, value, _ in found] == [{"hostname": "a"}, {"hostname": "b"}]
+
+
+def test_a_stream_of_what_is_not_json_is_given_up_after_so_many_stretches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``yes x | envcheck fleet -``: each line is a stretch that is not JSON, said at once (no parse), and
+    after MAX_BROKEN of them (made small here) the rest of the stream is left unread."""
+    import itertools
+
+    monkeypatch.setattr(read, "MAX_BROKEN", 5)
+    found = list(read._json_values(itertools.repeat("x\n" * 1000)))
+    assert [reason for _, _, reason in found[:6]] == [
+        "is not JSON (Expecting value at line 1 of the document, column 1)"
+    ] * 6
+    assert found[-1][2] == "is followed by more than 5 stretches that are not JSON: the rest is not read"
+    assert len(found) == 7
+
+
+def test_a_schema_that_is_no_word_is_quoted_with_its_controls_escaped() -> None:
+    """The reason a document is skipped goes to stderr: a schema holding a terminal's control (C1 CSI) or a
+    right-to-left override is quoted as JSON escapes it, never written raw."""
+    with pytest.raises(read.NotAReport) as caught:
+        read.classify({"schema": "x\u009b2J\u202eevil", "host": {"hostname": "h"}})
+    assert str(caught.value) == 'is not an envcheck report (its schema is "x\\u009b2J\\u202eevil")'
+    assert str(caught.value).isprintable()
+
+
+def test_nodes_sharing_gpus_are_worded_once_naming_a_few() -> None:
+    """An image built with a report in it: two thousand nodes name the same eight GPUs. Each warns, in the
+    same words, naming four of them and counting the rest (words naming all, on each node, were quadratic)."""
+    from envcheck.core.model import Status
+    from envcheck.fleet.kinds import ReportRef
+    from envcheck.fleet.merge import DuplicateGpu, _shared_gpus
+
+    hosts = tuple(f"n{i:04d}" for i in range(2000))
+    found = _shared_gpus(
+        [DuplicateGpu(f"GPU-{u}", hosts, hosts) for u in range(8)],
+        {h: [ReportRef(f"{h}/doctor.json", "doctor", Status.OK, 0, None)] for h in hosts},
+    )
+    assert len(found) == 2000 and {p.summary for (p,) in found.values()} == {
+        "8 GPU UUIDs in the reports of 2000 nodes (n0000, n0001, n0002, n0003 and 1996 more) alike: "
+        "a copied report, or cards moved between them"
+    }
+
+
+def test_since_a_fleet_of_no_figures_says_nothing_of_figures() -> None:
+    """A previous report without figures is said to keep none only where this run has some to compare."""
+    from envcheck.fleet.since import changes
+
+    none = {"nodes": [{"hostname": "a", "failing": []}], "figures": {"devices": [], "hosts": [], "values": {}}}
+    some = {**none, "figures": {"devices": ["GPU-1"], "hosts": ["a"], "values": {"matmul.bf16": [1.0]}}}
+    assert changes(none, none, 0.1)["previous"]["figures_known"] is True
+    assert changes(none, some, 0.1)["previous"]["figures_known"] is False
+    assert changes(some, some, 0.1)["previous"]["figures_known"] is True
