@@ -635,8 +635,9 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
         for f in slow:
             lines.append(
                 f"| {code(f['hostname'])} | {cell(f.get('index'))} | {cell(f.get('uuid'))} "
-                f"| {cell(f.get('pci_bus_id'))} | {code(f['id'])} | {cell(f['model'])} "
-                f"| {figure(f['value'])} {cell(f['unit'])} | {figure(f['fleet_median'])} | {f['shortfall']:.0%} |"
+                f"| {cell(f.get('pci_bus_id'))} | {code(f['id'])}{' (--quick)' if f.get('quick') else ''} "
+                f"| {cell(f['model'])} | {figure(f['value'])} {cell(f['unit'])} "
+                f"| {figure(f['fleet_median'])} {cell(f['unit'])} | {f['shortfall']:.0%} |"
             )
     duplicates = doc.get("duplicates") or {}
     if duplicates.get("gpus") or duplicates.get("hosts"):

@@ -306,6 +306,10 @@ def test_markdown_report(rack: dict[str, Any], tmp_path: Path) -> None:
     assert "| **NVIDIA driver** | `none` | 3 | cpu-1, cpu-2, cpu-3 |" in md
     assert "| `535.161.08` | 1 | gpu-c |" in md
     assert "| `gpu-c` | 2 | GPU-gpu-c-0002 |" in md
+    # a slow figure's median in its unit, and a --quick run's figure marked so, as text and HTML say them
+    slow_row = next(line for line in md.splitlines() if line.startswith("| `gpu-c` | 2 | GPU-gpu-c-0002 |"))
+    unit = rack["doc"]["slow_gpus"][0]["unit"]
+    assert slow_row.count(f" {unit} |") == 2 and "` (--quick) |" in slow_row, slow_row
     for line in md.splitlines():
         if line.startswith("| ") and not line.startswith("|---"):
             # every row of a table has its columns (a | inside a value is escaped)
