@@ -37,6 +37,14 @@ def small(doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def passing(real: dict[str, dict[str, Any]], host: str) -> dict[str, Any]:
+    """A small doctor report of ``host`` (its own GPUs) whose every check passes."""
+    doctor = as_node(small(real["h100x4"]), host, uuid_prefix=host)
+    doctor["checks"] = [c for c in doctor["checks"] if c["status"] == "ok"]
+    doctor.update(status="ok", exit_code=0)
+    return doctor
+
+
 def fleet_docs(real: dict[str, dict[str, Any]], nodes: int = NODES) -> dict[str, dict[str, Any]]:
     template = small(real["h100x4"])
     ecc = next(c for c in real["ecc"]["checks"] if c["id"] == "gpu.ecc")
@@ -525,9 +533,7 @@ def test_a_fleet_wide_slowdown_since_the_previous_run_warns(real: dict[str, dict
     the verdict; the devices are named the worst first, a few of them, and the JSON lists every figure."""
     docs = {}
     for i in range(6):
-        doctor = as_node(small(real["h100x4"]), f"n{i}", uuid_prefix=f"n{i}")
-        doctor["checks"] = [c for c in doctor["checks"] if c["status"] == "ok"]
-        doctor.update(status="ok", exit_code=0)
+        doctor = passing(real, f"n{i}")
         docs[f"n{i}/doctor"], docs[f"n{i}/bench"] = doctor, gpu_bench(real["bench_cpu"], doctor)
     first = tmp_path / "first.json"
     proc = envcheck("fleet", str(_dir(tmp_path / "run1", docs)), "--output", str(first))
@@ -786,9 +792,7 @@ def test_a_node_without_the_report_most_nodes_have_is_not_ok(real: dict[str, dic
     problem across the fleet. A kind only a minority runs (one node's burn) warns of nothing."""
     docs: dict[str, dict[str, Any]] = {}
     for i in range(5):
-        doctor = as_node(small(real["h100x4"]), f"n{i}", uuid_prefix=f"n{i}")
-        doctor["checks"] = [c for c in doctor["checks"] if c["status"] == "ok"]
-        doctor.update(status="ok", exit_code=0)
+        doctor = passing(real, f"n{i}")
         docs[f"n{i}/doctor"] = doctor
         if i != 3:
             docs[f"n{i}/bench"] = gpu_bench(real["bench_cpu"], doctor)
@@ -816,9 +820,7 @@ def test_a_cloned_nodes_report_is_a_problem_not_a_healthy_node(real: dict[str, d
     warn, as one problem with one wording, and neither reads as a healthy node."""
     docs: dict[str, dict[str, Any]] = {}
     for i in range(4):
-        doctor = as_node(small(real["h100x4"]), f"n{i}", uuid_prefix=f"n{i}")
-        doctor["checks"] = [c for c in doctor["checks"] if c["status"] == "ok"]
-        doctor.update(status="ok", exit_code=0)
+        doctor = passing(real, f"n{i}")
         docs[f"n{i}"] = doctor
     clone = copy.deepcopy(docs["n3"])
     clone["host"]["hostname"] = "n9"
