@@ -685,11 +685,11 @@ def read_ahead(
             cond.notify_all()
 
 
-def _values(text: bytes | bytearray | str, start: int = 0, end: int | None = None) -> int:
-    """An upper bound on the values in ``text[start:end]`` (see :data:`MAX_VALUES`), at the speed of a copy."""
+def _values(text: bytes | bytearray | str, start: int = 0) -> int:
+    """An upper bound on the values in ``text[start:]`` (see :data:`MAX_VALUES`), at the speed of a copy."""
     if isinstance(text, str):
-        return text.count(",", start, end) + text.count("[", start, end) + text.count("{", start, end)
-    return text.count(b",", start, end) + text.count(b"[", start, end) + text.count(b"{", start, end)
+        return text.count(",", start) + text.count("[", start) + text.count("{", start)
+    return text.count(b",", start) + text.count(b"[", start) + text.count(b"{", start)
 
 
 def _too_many_values() -> str:
