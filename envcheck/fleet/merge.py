@@ -800,6 +800,14 @@ FEWER_GPUS_FIX = {
 }
 
 
+def _source(refs: dict[str, list[ReportRef]], host: str, kind: str | None = None) -> str:
+    """The source a problem the fleet finds on ``host`` names: its report of ``kind`` (the one that says
+    what the problem is about), else its first report, else none."""
+    own = refs.get(host, [])
+    first = own[0].source if own else ""
+    return next((r.source for r in own if r.kind == kind), first) if kind else first
+
+
 #: What to do on a node whose GPUs' UUIDs another node's reports name too.
 SHARED_GPUS_FIX = {
     "text": "A GPU's UUID is its own: compare `nvidia-smi -L` on each of these nodes with its report. A report "
@@ -842,9 +850,7 @@ def _shared_gpus(duplicates: Sequence[DuplicateGpu], refs: dict[str, list[Report
             summary = worded[together] = (
                 f"{gpus} in the reports of {names} alike: a copied report, or cards moved between them"
             )
-        own = refs.get(host, [])
-        source = own[0].source if own else ""
-        out[host] = [Problem(source, "fleet", "gpu.shared", Status.WARN, summary, dict(SHARED_GPUS_FIX))]
+        out[host] = [Problem(_source(refs, host), "fleet", "gpu.shared", Status.WARN, summary, dict(SHARED_GPUS_FIX))]
     return out
 
 
@@ -881,11 +887,10 @@ def _fewer_gpus(
             gpus = f"{count} GPU{'' if count == 1 else 's'}"
             summary = f"{gpus} ({model}) where {len(most)} of the {nodes} nodes with this model have {usual}"
             for host in hosts:
-                own_refs = refs.get(host, [])
-                first = own_refs[0].source if own_refs else ""
-                source = next((r.source for r in own_refs if r.kind == "doctor"), first)
                 out.setdefault(host, []).append(
-                    Problem(source, "fleet", "gpu.count", Status.WARN, summary, dict(FEWER_GPUS_FIX))
+                    Problem(
+                        _source(refs, host, "doctor"), "fleet", "gpu.count", Status.WARN, summary, dict(FEWER_GPUS_FIX)
+                    )
                 )
     return out
 
@@ -913,7 +918,7 @@ def _missing_reports(refs: dict[str, list[ReportRef]]) -> dict[str, list[Problem
         }
         for host in refs.keys() - hosts:
             out.setdefault(host, []).append(
-                Problem(refs[host][0].source, "fleet", "report.missing", Status.WARN, summary, dict(fix))
+                Problem(_source(refs, host), "fleet", "report.missing", Status.WARN, summary, dict(fix))
             )
     return out
 
