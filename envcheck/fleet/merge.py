@@ -386,7 +386,9 @@ class Column:
         #: when the report that gave each figure was made (seconds since the epoch; NaN: not said)
         self.whens = array("d")
         self.named: dict[int, Device] = {}
-        self.index: dict[int, int] | None = {}
+        #: made by :meth:`rows` where a device may already be here (never, in a worker whose batch names
+        #: each device once), then kept up to date
+        self.index: dict[int, int] | None = None
 
     def __getstate__(self) -> tuple[Any, ...]:
         # the index is rebuilt where it is needed, not sent
@@ -509,6 +511,7 @@ class Merger:
         # table's (another CUDA_VISIBLE_DEVICES: its figures keep them)
         places: list[int] = []
         renamed: list[Device | None] = []
+        fresh = True
         for names in figures.devices:
             key = (host, names[0])
             at = device_ids.get(key)
@@ -518,6 +521,7 @@ class Merger:
                 devices.append(row)
                 renamed.append(None)
             else:
+                fresh = False
                 known = devices[at]
                 differs = row.device != known.device or row.index != known.index or row.pci_bus_id != known.pci_bus_id
                 renamed.append(row if differs else None)
@@ -529,6 +533,12 @@ class Merger:
             if column is None:
                 column = groups[group] = Column()
             ids = [places[i] for i in at]
+            if fresh and len(set(at)) == len(at):
+                # Every device of the report is new to the table (the common case: a node's figures arrive
+                # in one report), so no column holds it yet: the group's figures go in whole, without the
+                # column's index of devices (a worker's columns never need one).
+                column.extend(ids, values, [source] * len(ids), [when] * len(ids))
+                continue
             rows = column.index if column.index is not None else column.rows()
             if rows.keys().isdisjoint(ids) and len(set(ids)) == len(ids):
                 column.extend(ids, values, [source] * len(ids), [when] * len(ids))
