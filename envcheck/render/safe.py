@@ -12,7 +12,8 @@ renderers take every machine string through this, by way of :mod:`envcheck.rende
 One rule, the same everywhere: C0 controls, DEL and C1 controls (``\\x9b`` is CSI on a terminal that reads
 8-bit controls) are shown as ``\\xNN`` (``\\n``, ``\\r``, ``\\t`` by their names); the Unicode controls that
 reorder or break a line in a viewer (bidirectional overrides and isolates, the line and paragraph
-separators) as ``\\uNNNN``; a byte that was not UTF-8 (a lone surrogate) as U+FFFD, as
+separators) and the characters that show as nothing (a zero-width space, the tag characters) as ``\\uNNNN``
+(``\\UNNNNNNNN`` past U+FFFF); a byte that was not UTF-8 (a lone surrogate) as U+FFFD, as
 :func:`envcheck.core.model.displayable` shows it. Everything else, printable text in any script, passes
 unchanged. A backslash is left as it is: the result is for reading, not for parsing back.
 """
@@ -28,9 +29,14 @@ from envcheck.core.model import displayable
 _BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 #: Line and paragraph separators: a new line to many viewers and to ``str.splitlines``.
 _SEPARATORS = "\u2028\u2029"
+#: Characters that show as nothing: a soft hyphen, the zero-width space, joiners and non-joiner, the word
+#: joiner and invisible operators, the byte-order mark, the Mongolian vowel separator, the Hangul fillers,
+#: and the tag characters (U+E0000 to U+E007F, which spell ASCII invisibly). ``node\u200b01`` prints as
+#: ``node01``: two hosts of a fleet, or a process and the one it poses as, would read as one.
+_INVISIBLE = "\u00ad\u034f\u115f\u1160\u180e\u200b-\u200d\u2060-\u2064\u3164\ufeff\uffa0\U000e0000-\U000e007f"
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
-_OTHERS = f"{_BIDI}{_SEPARATORS}"
+_OTHERS = f"{_BIDI}{_SEPARATORS}{_INVISIBLE}"
 #: Every character :func:`inert` shows as an escape: in a one-line field, and in a block of lines.
 _ONE_LINE = re.compile(f"[\x00-\x1f\x7f-\x9f{_OTHERS}]")
 _LINES = re.compile(f"[\x00-\x09\x0b-\x1f\x7f-\x9f{_OTHERS}]")
@@ -41,7 +47,9 @@ def _shown(match: re.Match[str]) -> str:
     code = ord(char)
     if char in _NAMED:
         return _NAMED[char]
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def inert(value: object, *, lines: bool = False) -> str:

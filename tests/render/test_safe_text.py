@@ -17,13 +17,21 @@ from envcheck.render.safe import inert
 
 #: What no output may carry: C0 and C1 controls, DEL, bidirectional controls, line and paragraph
 #: separators, lone surrogates (the newline only where lines are kept).
-OBEYED = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ud800-\udfff]")
+#: Characters that show as nothing (a zero-width space, joiners, tag characters): shown as escapes too.
+INVISIBLE = "\u00ad\u034f\u115f\u1160\u180e\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\u3164\ufeff\uffa0"
+OBEYED = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ud800-\udfff"
+    + INVISIBLE
+    + "\U000e0000-\U000e007f]"
+)
 OBEYED_IN_LINES = re.compile(OBEYED.pattern.replace("\x00-\x1f", "\x00-\x09\x0b-\x1f"))
 
 #: Text of every kind, weighted toward what attacks a terminal: escape sequences, C1 controls, surrogates.
 PIECES = st.one_of(
     st.characters(codec=None),
-    st.sampled_from(["\x1b", "\x9b", "\x07", "\r", "\n", "\b", "\x00", "\x7f", "\u202e", "\udcff", "\ud800"]),
+    st.sampled_from(
+        ["\x1b", "\x9b", "\x07", "\r", "\n", "\b", "\x00", "\x7f", "\u202e", "\udcff", "\ud800", "\u200b", "\U000e0041"]
+    ),
     st.sampled_from(
         [
             "[2J",
@@ -46,7 +54,9 @@ HOSTILE = st.lists(PIECES, max_size=40).map("".join)
 PRINTABLE = st.text(
     alphabet=st.characters(
         blacklist_categories=("Cc", "Cs", "Zl", "Zp"),
-        blacklist_characters="\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069",
+        blacklist_characters="\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+        + INVISIBLE
+        + "".join(map(chr, range(0xE0000, 0xE0080))),
     ),
     max_size=80,
 )
@@ -70,6 +80,16 @@ def test_printable_text_passes_unchanged(text: str) -> None:
     assert inert(text) == text
     assert inert(text, lines=True) == text
     assert displayable(text) == text
+
+
+def test_two_names_that_print_alike_are_told_apart() -> None:
+    """A host or process name with a character that shows as nothing reads as the name it poses as; each
+    such character is shown, by its code, where it stands."""
+    assert inert("node\u200b01") == "node\\u200b01"
+    assert inert("node01\ufeff") == "node01\\ufeff"
+    assert inert("py\U000e0041thon") == "py\\U000e0041thon"
+    assert escape("gpu\u2060burn") != escape("gpuburn")
+    assert inert("naïve 東京 ümlaut") == "naïve 東京 ümlaut"
 
 
 @FAST
