@@ -961,6 +961,12 @@ def _report(source: str, value: Any) -> NodeReport | Skipped:
 _KINDS: dict[str, str] = {schema: kind_of(schema) or schema for schema in ADAPTERS}
 
 
+#: The longest host name a report may give: a DNS name is at most 253 characters (Linux's own host name at
+#: most 64). A hand-made report naming its host in a megabyte would be that node's name in every line of
+#: the fleet's report.
+MAX_HOSTNAME = 253
+
+
 def classify(value: Any) -> tuple[str, str]:
     """(kind, hostname) of an envcheck node report, or :class:`NotAReport` saying why it is not one."""
     if not isinstance(value, dict):
@@ -991,6 +997,11 @@ def classify(value: Any) -> tuple[str, str]:
     hostname = host.get("hostname") if isinstance(host, dict) else None
     if not isinstance(hostname, str) or not hostname.strip():
         raise NotAReport("has no host.hostname, so it cannot be told which node it describes")
+    if len(hostname) > MAX_HOSTNAME:
+        raise NotAReport(
+            f"has a host.hostname of {len(hostname):,} characters, which names no host (a host name is at "
+            f"most {MAX_HOSTNAME}), so it cannot be told which node it describes"
+        )
     return kind, hostname
 
 

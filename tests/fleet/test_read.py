@@ -134,6 +134,12 @@ def test_real_reports_take_the_fast_path_and_digest_as_whole(real: dict[str, dic
         # What makes it no node's report: skipped, with the reason.
         ("no host", lambda d: d.pop("host"), "has no host.hostname, so it cannot be told which node it describes"),
         ("hostname a number", lambda d: d["host"].update(hostname=5), "has no host.hostname"),
+        ("hostname the longest", lambda d: d["host"].update(hostname="n" * 253), None),
+        (
+            "hostname too long",
+            lambda d: d["host"].update(hostname="n" * 254),
+            "has a host.hostname of 254 characters, which names no host (a host name is at most 253)",
+        ),
         ("schema a number", lambda d: d.update(schema=1), "is not an envcheck report (its schema is 1)"),
     ],
 )
@@ -150,7 +156,7 @@ def test_odd_shapes_are_read_around_or_skipped_with_a_reason(
     assert len(items) == 1
     assert outcome(items) == outcome(read_whole(text, "odd.json")), case
     if expected is None:
-        assert isinstance(items[0], NodeReport) and items[0].hostname == "odd", case
+        assert isinstance(items[0], NodeReport) and items[0].hostname == doc["host"]["hostname"], case
     else:
         assert isinstance(items[0], Skipped) and items[0].reason.startswith(expected), (case, items[0])
     report = merge([i for i in items if isinstance(i, NodeReport)], [i for i in items if isinstance(i, Skipped)])
