@@ -58,8 +58,10 @@ _PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 #: ``[A-Za-z][A-Za-z0-9+.-]*://`` alone, the engine tried a scheme at every letter of a run and read the rest
 #: of the run each time: a 1 MiB host name took minutes. The userinfo stops at ``/``, which every later
 #: ``://`` holds, so no byte is read by two userinfo scans either.
+#: One slash is taken as two: a URL that became a path (``mkdir -p`` of it, a mirror's directory) has its
+#: ``//`` made ``/`` (``reports/https:/user:pw@host/doctor.json``), its password still in it.
 _URL_CREDENTIALS = re.compile(
-    r"(?<![A-Za-z0-9+.\-])(?P<lead>[0-9+.\-]*)(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/?#\s]+@"
+    r"(?<![A-Za-z0-9+.\-])(?P<lead>[0-9+.\-]*)(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://?)[^/?#\s]+@"
 )
 #: Where a coloured log line's SGR sequence (``ESC[0m``, ``ESC[1;32m``, ``ESC[38;5;208m``) ends: a token or a
 #: field name right after one starts a word as a reader sees it, though ``m`` glues it to a word for ``\b``.

@@ -64,6 +64,15 @@ def test_url_user_alone_is_redacted_because_it_is_often_a_token():
     assert redact_value("https://pkgs.corp/simple/a@b?c=d@e#f@g") == "https://pkgs.corp/simple/a@b?c=d@e#f@g"
 
 
+def test_a_url_made_a_path_keeps_no_password():
+    """A URL saved as a directory (``mkdir -p``, a mirror) has its ``//`` made ``/``: its userinfo still goes,
+    and a path that merely holds an ``@`` stays."""
+    shown = "reports/https:/alice:hunter2@pkgs.corp/doctor.json"
+    assert redact_value(shown) == f"reports/https:/{REDACTED}@pkgs.corp/doctor.json"
+    assert redact_value("file:/home/ada@lab/x") == "file:/home/ada@lab/x"
+    assert redact_value("/srv/reports/ada@lab/doctor.json") == "/srv/reports/ada@lab/doctor.json"
+
+
 def test_well_known_token_shapes_are_redacted_whatever_holds_them():
     token = "hf_" + "a1B2c3D4e5" * 4
     assert token not in redact_value(f"--token {token} --other")
@@ -693,10 +702,11 @@ def test_fleet_redacts_its_bulk_where_it_is_built(tmp_path: Path, fmt: str) -> N
     """The fleet redacts its nodes, problems, comparisons and figures as it builds them, and delivery
     does not walk them again (envcheck.fleet.report): node reports whose host name is an environment
     secret and whose checks, fixes, sources, device names and models carry a token and URL credentials
-    come out redacted in every part and format."""
+    come out redacted in every part and format; so do the reports' paths, which lie under a URL made a path
+    (``https:/user:password@host/``: a mirror's directories)."""
     token, url = TOKENS["hugging face"], "https://deploy:Zx81qqPassWord@pkgs.corp/simple"
-    reports = tmp_path / f"r-{ENV_SECRET}"
-    reports.mkdir()
+    reports = tmp_path / "https:" / "deploy:Zx81qqPassWord@pkgs.corp" / f"r-{ENV_SECRET}"
+    reports.mkdir(parents=True)
     for i, host in enumerate((ENV_SECRET, "n2", "n3")):
         doctor = {
             "schema": "envcheck.doctor/1",
