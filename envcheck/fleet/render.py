@@ -189,6 +189,7 @@ def since_line(since: dict[str, Any]) -> str:
     prev = since.get("previous") or {}
     counts = (
         (sum(n["count"] for n in since.get("new") or []), "new failure", ""),
+        (sum(n["count"] for n in since.get("first_measured") or []), "slow device", " measured for the first time"),
         (sum(n["count"] for n in since.get("resolved") or []), "resolved failure", ""),
         (len(since.get("appeared") or []), "node", " appeared"),
         (len(since.get("vanished") or []), "node", " vanished"),
@@ -210,7 +211,7 @@ def since_line(since: dict[str, Any]) -> str:
 def since_lines(since: dict[str, Any], threshold: float) -> list[str]:
     """Each change since the previous run, one line each (plain text: the caller escapes or cells it)."""
     out = []
-    for key, word in (("new", "NEW"), ("resolved", "RESOLVED")):
+    for key, word in (("new", "NEW"), ("first_measured", "FIRST MEASURED"), ("resolved", "RESOLVED")):
         for g in since.get(key) or []:
             where = f"{plural(g['count'], 'node')}: {names(g['nodes'])}"
             device = f": {g['summary']}" if g.get("report") == "fleet" and g.get("summary") else ""  # which one
@@ -305,7 +306,9 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
         if shown < len(groups):
             say(f"  [dim]... and {plural(len(groups) - shown, 'more problem')} below[/]")
     # The details.
-    if isinstance(since, dict) and any(since.get(k) for k in ("new", "resolved", "appeared", "vanished", "slower")):
+    if isinstance(since, dict) and any(
+        since.get(k) for k in ("new", "first_measured", "resolved", "appeared", "vanished", "slower")
+    ):
         say("\n[bold]Since the previous report[/]")
         lines += [f"  {escape(line)}" for line in since_lines(since, doc.get("threshold", 0))]
     # What the first screen left unsaid, and only that: the problems that did not fit, and each fix of
@@ -559,7 +562,9 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
             words = "".join(f"<br>{cell(f'{where}: {w}' if where else w)}" for where, w in wordings(g))
             what = f"{code(group_title(g))}{words}"
             lines.append(f"| {icon(g.get('status'))} | {what} | {cell(on_nodes(g, nodes))} | {fix} |")
-    if isinstance(since, dict) and any(since.get(k) for k in ("new", "resolved", "appeared", "vanished", "slower")):
+    if isinstance(since, dict) and any(
+        since.get(k) for k in ("new", "first_measured", "resolved", "appeared", "vanished", "slower")
+    ):
         lines += ["", "### Since the previous report", ""]
         lines += [f"- {cell(line)}" for line in since_lines(since, doc.get("threshold", 0))]
     lines += [

@@ -7,7 +7,9 @@ so the comparison is over what the document keeps for it: each node's ``failing`
 report, check and verdict) and ``figures`` (each compared device's figures, by GPU UUID: a card that
 moved hosts is still the same card; a CPU by host and name).
 
-A failure is *new* on a node that did not have it before, including a node that appeared; it is
+A failure is *new* on a node that did not have it before, including a node that appeared (a slow device
+the previous report has no figure of is slow at its *first measure*, listed apart: it may always have
+been); it is
 *resolved* on a node that had it and is still there without it (a node that vanished resolved nothing:
 it is listed as vanished). A node's slow devices count as one of its failures (``fleet slow.gpu fail``):
 a GPU back to its siblings' pace is a resolved failure; a slow card moved to another node, followed by
@@ -198,16 +200,25 @@ def changes(
     and devices whose figures fell by more than ``threshold``."""
     before, now = _failing(previous), _failing(current)
     new: dict[str, dict[str, Any]] = {}
+    first: dict[str, dict[str, Any]] = {}
     resolved: dict[str, dict[str, Any]] = {}
+    old_hosts, old_values = _figures(previous)
+    # A device the previous report kept no figure of (a node that appeared, a bench not run then) was not
+    # measured then: slow now, it is slow at its first measure, which says nothing of a change. Where the
+    # previous report keeps no figures at all (written before the fleet kept them), it cannot be told.
+    measured_before = {device for column in old_values.values() for device in column}
+    keeps_figures = isinstance(previous.get("figures"), dict)
     # A slow device is followed by its UUID, not its host: a slow card moved to another node is neither
     # resolved where it was nor new where it is (it is the same card, still slow).
     slow_before, slow_now = _slow_devices(before), _slow_devices(now)
     for host, items in now.items():
         had = before.get(host, {})
         for key in items.keys() - had.keys():
-            if items[key].get("device_key") in slow_before:
+            device = items[key].get("device_key")
+            if device in slow_before:
                 continue
-            new.setdefault(key, {"item": items[key], "nodes": []})["nodes"].append(host)
+            unmeasured = device is not None and keeps_figures and device not in measured_before
+            (first if unmeasured else new).setdefault(key, {"item": items[key], "nodes": []})["nodes"].append(host)
     # Resolved only where this run looked again: a node's report of the item's kind is here (a doctor
     # report that went missing resolved nothing), and a slow device has figures in this run.
     kinds = _kinds(current)
@@ -225,10 +236,9 @@ def changes(
                 looked = kind in kinds.get(host, ()) or (kind == "comm" and kind in every_kind)
             if looked:
                 resolved.setdefault(key, {"item": item, "nodes": []})["nodes"].append(host)
-    for entry in (*new.values(), *resolved.values()):
+    for entry in (*new.values(), *first.values(), *resolved.values()):
         entry["nodes"].sort()
     slower = []
-    old_hosts, old_values = _figures(previous)
     hosts, values = _figures(current)
     host_bound = _host_bound(current)
     for figure, now_by_device in values.items():
@@ -265,6 +275,8 @@ def changes(
             "figures_known": bool(old_values) or not values,
         },
         "new": _by_key(new),
+        # slow devices the previous report has no figure of: not new failures, first measures
+        "first_measured": _by_key(first),
         "resolved": _by_key(resolved),
         "appeared": sorted(now.keys() - before.keys()),
         "vanished": sorted(before.keys() - now.keys()),

@@ -903,3 +903,40 @@ def test_a_device_that_failed_several_benchmarks_is_one_problem(
     assert one["nodes"] == ["n2"] and one["summary"].endswith("on cuda:0: CUDA error: unspecified launch failure")
     text = envcheck("fleet", str(tmp_path)).stdout
     assert text.count("bench device fail on 2 nodes: n0, n1") == 1
+
+
+def test_a_slow_device_not_measured_before_is_a_first_measure_not_a_new_failure(
+    real: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """node0011's bench did not run last time: its slow GPU may always have been slow, so --since says it
+    is slow at its first measure rather than newly slow; node0003's GPU, measured at pace last time and slow
+    now, is a new failure."""
+    after = fleet_docs(real, 20)
+    before = copy.deepcopy(after)
+    del before["node0011/bench"]
+    for r in before["node0003/bench"]["results"]:
+        r["value"] = 700.0  # every GPU of node0003 at pace last time
+    first = tmp_path / "first.json"
+    envcheck("fleet", str(_dir(tmp_path / "run1", before)), "--output", str(first))
+    proc, doc = fleet(str(_dir(tmp_path / "run2", after)), "--since", str(first))
+    assert doc is not None, proc.stderr
+    since = doc["since"]
+    assert [(g["id"], g["summary"], g["nodes"]) for g in since["new"]] == [
+        ("slow.gpu", f"slow GPU {SLOW['node0003']} (below the fleet median)", ["node0003"])
+    ]
+    assert [(g["id"], g["summary"], g["nodes"]) for g in since["first_measured"]] == [
+        ("slow.gpu", f"slow GPU {SLOW['node0011']} (below the fleet median)", ["node0011"])
+    ]
+    for fmt, marker in (("text", ""), ("markdown", "- ")):
+        out = envcheck("fleet", "--format", fmt, str(tmp_path / "run2"), "--since", str(first)).stdout
+        assert "1 new failure, 1 slow device measured for the first time" in out, fmt
+        line = f"{marker}FIRST MEASURED fleet slow.gpu fail: slow GPU {SLOW['node0011']} (below the fleet median)"
+        assert line + " on 1 node: node0011" in out.replace("\\", ""), fmt
+    # A previous report that keeps no figures at all (written before the fleet kept them) cannot tell a
+    # first measure from a change: the slow GPU is listed as new, and the figures as not compared.
+    old = json.loads(first.read_text())
+    del old["figures"]
+    first.write_text(json.dumps(old))
+    _, doc = fleet(str(tmp_path / "run2"), "--since", str(first))
+    assert doc is not None and doc["since"]["first_measured"] == []
+    assert {g["nodes"][0] for g in doc["since"]["new"]} == {"node0003", "node0011"}
