@@ -19,7 +19,9 @@ ENVCHECK = shutil.which("envcheck") or str(Path(sys.executable).with_name("envch
 
 
 def env_with(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENVCHECK_")}
+    # COLUMNS and LINES override a terminal's own size (pytest-xdist's workers set them to 80 and 24): a
+    # command on a pseudo-terminal here is sized by the terminal, as a user's is.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENVCHECK_") and k not in ("COLUMNS", "LINES")}
     env.update({"PYTHONPATH": str(NVML_SITE), "ENVCHECK_FAKE_NVML": "healthy_multi_gpu", **extra})
     return env
 
