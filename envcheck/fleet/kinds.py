@@ -694,11 +694,6 @@ def _scan_results(results: Any) -> _Scanned:
     return _Scanned(failed, calm, contended, noisy, host_bound, device_bound)
 
 
-#: The problem a device that failed more than one benchmark is (one per device, naming the benchmarks);
-#: one benchmark failed on a device is a problem named by the benchmark.
-DEVICE_FAILED = "device"
-
-
 @register
 class Bench(Adapter):
     id = BENCH_SCHEMA
@@ -736,25 +731,11 @@ class Bench(Adapter):
     @staticmethod
     def _items(source: str, kind: str, doc: dict[str, Any], scanned: _Scanned) -> list[tuple[str | None, Problem]]:
         out = _checks(source, kind, doc.get("preflight"))
-        # A device's failures are one problem: a card that fell off the bus fails every benchmark, each
-        # with the same error, and that is one thing to fix, not six entries at the top of the report.
-        by_device: dict[tuple[str, Status], list[tuple[Result, str]]] = {}
         for r in scanned.failed:
             status = _PROBLEMS[r.status]  # type: ignore[index]
             why = _str(r.reason) or _str(_dict(r.check).get("detail")) or status.value
-            by_device.setdefault((f"{r.device or '?'}", status), []).append((r, why))
-        for (device, status), failed in by_device.items():
-            r, why = failed[0]
-            benchmarks = list(dict.fromkeys(str(f.id or "?") for f, _ in failed))
-            if len(benchmarks) == 1:
-                summary = f"{r.case or r.id} on {device}: {why}"
-                out.append((None, Problem(source, kind, benchmarks[0], status, summary)))
-                continue
-            others = len(dict.fromkeys(w for _, w in failed)) - 1
-            summary = f"{device} failed {len(benchmarks)} benchmarks ({', '.join(benchmarks)}): {why}"
-            if others:
-                summary += f"; and {others} other error{'s' if others > 1 else ''}"
-            out.append((None, Problem(source, kind, DEVICE_FAILED, status, summary)))
+            summary = f"{r.case or r.id} on {r.device or '?'}: {why}"
+            out.append((None, Problem(source, kind, str(r.id or "?"), status, summary)))
         return out + _spec_verdicts(source, kind, _dict(doc.get("spec")).get("verdicts"))
 
     @staticmethod

@@ -865,46 +865,6 @@ def test_a_node_of_mixed_gpus_one_short_warns_too(real: dict[str, dict[str, Any]
     )
 
 
-def test_a_device_that_failed_several_benchmarks_is_one_problem(
-    real: dict[str, dict[str, Any]], tmp_path: Path
-) -> None:
-    """A card that fell off the bus fails every benchmark with one error: one problem on its node, naming
-    the benchmarks, not one per benchmark at the top of the report. Two such nodes are one group; a device
-    that failed one benchmark is still named by it; different errors on one device are counted."""
-    bench_ids = [r["id"] for r in real["bench_cpu"]["results"]]
-    assert len(set(bench_ids)) > 1  # the real CPU bench runs several benchmarks
-    docs = {}
-    for i in range(4):
-        host = f"n{i}"
-        doctor = docs[f"{host}/doctor"] = passing(real, host)
-        bench = gpu_bench(real["bench_cpu"], doctor)
-        for n, r in enumerate(bench["results"]):
-            crashed = (i == 0 and r["device"] == "cuda:1") or (i == 1 and r["device"] == "cuda:2")
-            if crashed or (i == 2 and r["device"] == "cuda:0" and r["id"] == bench_ids[0]):
-                error = "unspecified launch failure" if i != 1 or n % 2 else "misaligned address"
-                r.update(status="fail", verified=False, value=None, reason=f"CUDA error: {error}")
-        bench.update(status="fail" if i < 3 else "ok", exit_code=1 if i < 3 else 0)
-        docs[f"{host}/bench"] = bench
-    proc, doc = fleet(*write(tmp_path, docs))
-    assert doc is not None, proc.stderr
-    groups = {(g["report"], g["id"]): g for g in doc["problems"]}
-    assert set(groups) == {("bench", "device"), ("bench", bench_ids[0])}
-    device = groups["bench", "device"]
-    assert (device["status"], device["nodes"]) == ("fail", ["n0", "n1"])
-    n0 = next(n for n in doc["nodes"] if n["hostname"] == "n0")
-    (failed,) = n0["failing"]
-    ran, count = ", ".join(dict.fromkeys(bench_ids)), len(set(bench_ids))
-    assert failed["summary"] == f"cuda:1 failed {count} benchmarks ({ran}): CUDA error: unspecified launch failure"
-    n1 = next(n for n in doc["nodes"] if n["hostname"] == "n1")
-    (failed,) = n1["failing"]
-    assert failed["summary"].startswith(f"cuda:2 failed {count} benchmarks (")
-    assert failed["summary"].endswith("; and 1 other error")
-    one = groups["bench", bench_ids[0]]
-    assert one["nodes"] == ["n2"] and one["summary"].endswith("on cuda:0: CUDA error: unspecified launch failure")
-    text = envcheck("fleet", str(tmp_path)).stdout
-    assert text.count("bench device fail on 2 nodes: n0, n1") == 1
-
-
 def test_a_slow_device_not_measured_before_is_a_first_measure_not_a_new_failure(
     real: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
