@@ -29,11 +29,18 @@ from envcheck.core.model import displayable
 _BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 #: Line and paragraph separators: a new line to many viewers and to ``str.splitlines``.
 _SEPARATORS = "\u2028\u2029"
-#: Characters that show as nothing: a soft hyphen, the zero-width space, joiners and non-joiner, the word
-#: joiner and invisible operators, the byte-order mark, the Mongolian vowel separator, the Hangul fillers,
-#: and the tag characters (U+E0000 to U+E007F, which spell ASCII invisibly). ``node\u200b01`` prints as
-#: ``node01``: two hosts of a fleet, or a process and the one it poses as, would read as one.
-_INVISIBLE = "\u00ad\u034f\u115f\u1160\u180e\u200b-\u200d\u2060-\u2064\u3164\ufeff\uffa0\U000e0000-\U000e007f"
+#: Characters that show as nothing: Unicode's default-ignorable code points (DerivedCoreProperties.txt),
+#: less those above that reorder a line: a soft hyphen, the combining grapheme joiner, the Hangul fillers,
+#: Khmer's inherent vowels, the Mongolian free variation selectors and vowel separator, the zero-width
+#: space, joiners and non-joiner, the word joiner, invisible operators and deprecated format characters,
+#: the variation selectors, the byte-order mark, the half-width Hangul filler, Duployan's format controls,
+#: the musical symbols' beam controls, and the tag characters and their plane's unassigned rest (tags spell
+#: ASCII invisibly). ``node\u200b01`` and ``node01\ufe0f`` print as ``node01``: two hosts of a fleet, or a
+#: process and the one it poses as, would read as one.
+_INVISIBLE = (
+    "\u00ad\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200d\u2060-\u2065\u206a-\u206f\u3164"
+    "\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff"
+)
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 _OTHERS = f"{_BIDI}{_SEPARATORS}{_INVISIBLE}"
@@ -47,7 +54,7 @@ def _shown(match: re.Match[str]) -> str:
     code = ord(char)
     if char in _NAMED:
         return _NAMED[char]
-    if code < 0x100:
+    if code < 0xA0:  # C0 and C1 controls, DEL
         return f"\\x{code:02x}"
     return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 

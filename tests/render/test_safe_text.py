@@ -17,12 +17,18 @@ from envcheck.render.safe import inert
 
 #: What no output may carry: C0 and C1 controls, DEL, bidirectional controls, line and paragraph
 #: separators, lone surrogates (the newline only where lines are kept).
-#: Characters that show as nothing (a zero-width space, joiners, tag characters): shown as escapes too.
-INVISIBLE = "\u00ad\u034f\u115f\u1160\u180e\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\u3164\ufeff\uffa0"
+#: Characters that show as nothing, shown as escapes too: Unicode's default-ignorable code points
+#: (DerivedCoreProperties.txt) less the bidirectional controls above.
+INVISIBLE_RANGES = [
+    (0xAD, 0xAD), (0x34F, 0x34F), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180F), (0x200B, 0x200D),
+    (0x2060, 0x2065), (0x206A, 0x206F), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0),
+    (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
+]  # fmt: skip
+INVISIBLE = "".join(chr(c) for first, last in INVISIBLE_RANGES for c in range(first, last + 1))
 OBEYED = re.compile(
     "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ud800-\udfff"
-    + INVISIBLE
-    + "\U000e0000-\U000e007f]"
+    + "".join(f"{chr(first)}-{chr(last)}" for first, last in INVISIBLE_RANGES)
+    + "]"
 )
 OBEYED_IN_LINES = re.compile(OBEYED.pattern.replace("\x00-\x1f", "\x00-\x09\x0b-\x1f"))
 
@@ -30,7 +36,8 @@ OBEYED_IN_LINES = re.compile(OBEYED.pattern.replace("\x00-\x1f", "\x00-\x09\x0b-
 PIECES = st.one_of(
     st.characters(codec=None),
     st.sampled_from(
-        ["\x1b", "\x9b", "\x07", "\r", "\n", "\b", "\x00", "\x7f", "\u202e", "\udcff", "\ud800", "\u200b", "\U000e0041"]
+        ["\x1b", "\x9b", "\x07", "\r", "\n", "\b", "\x00", "\x7f", "\u202e", "\udcff", "\ud800"]
+        + ["\u200b", "\ufe0f", "\U000e0041"]
     ),
     st.sampled_from(
         [
@@ -54,9 +61,7 @@ HOSTILE = st.lists(PIECES, max_size=40).map("".join)
 PRINTABLE = st.text(
     alphabet=st.characters(
         blacklist_categories=("Cc", "Cs", "Zl", "Zp"),
-        blacklist_characters="\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-        + INVISIBLE
-        + "".join(map(chr, range(0xE0000, 0xE0080))),
+        blacklist_characters="\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069" + INVISIBLE,
     ),
     max_size=80,
 )
@@ -88,7 +93,8 @@ def test_two_names_that_print_alike_are_told_apart() -> None:
     assert inert("node\u200b01") == "node\\u200b01"
     assert inert("node01\ufeff") == "node01\\ufeff"
     assert inert("py\U000e0041thon") == "py\\U000e0041thon"
-    assert escape("gpu\u2060burn") != escape("gpuburn")
+    assert escape("gpu\u2060burn") == "gpu\\u2060burn"
+    assert inert("node-00001\ufe0f") == "node-00001\\ufe0f" and inert("a\u00adb") == "a\\u00adb"
     assert inert("naïve 東京 ümlaut") == "naïve 東京 ümlaut"
 
 
