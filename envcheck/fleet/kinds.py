@@ -201,6 +201,12 @@ class Digest:
 # --- small readers that never raise on a document shaped unexpectedly --------------------------------
 
 
+#: The longest host name a report may give: a DNS name is at most 253 characters (Linux's own host name at
+#: most 64). A hand-made report naming a host in a megabyte would be that node's name in every line of the
+#: fleet's report.
+MAX_HOSTNAME = 253
+
+
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -842,6 +848,12 @@ class Comm(Adapter):
         out: list[tuple[str | None, Problem]] = []
         for p in _dicts(doc.get("problems")):
             where = f"rank {p['rank']}: " if isinstance(p.get("rank"), int) else ""
+            host = _str(p.get("host"))
+            if host is not None and len(host) > MAX_HOSTNAME:
+                # no node is named so (envcheck.fleet.read skips a report that names its own host so): the
+                # problem stays on the report's node, saying why
+                where += f"(its host's name is {len(host):,} characters long, which names no host) "
+                host = None
             problem = Problem(source, kind, "comm", Status.FAIL, where + str(p.get("what") or "a problem"))
-            out.append((_str(p.get("host")), problem))
+            out.append((host, problem))
         return out + _spec_verdicts(source, kind, doc.get("spec"))

@@ -34,7 +34,7 @@ import orjson
 from envcheck.core import files, machine
 from envcheck.core.model import displayable
 from envcheck.core.report import FLEET_SCHEMA, kind_of
-from envcheck.fleet.kinds import ADAPTERS, Result, Scalar, json_words, schema_by_kind
+from envcheck.fleet.kinds import ADAPTERS, MAX_HOSTNAME, Result, Scalar, json_words, schema_by_kind
 
 #: The most one document may hold. A burn report keeps a timeline row per GPU per second (8 GPUs for an
 #: hour is ~15 MiB); anything far beyond this is not a node's report.
@@ -959,12 +959,6 @@ def _report(source: str, value: Any) -> NodeReport | Skipped:
 #: The kind of each schema an adapter reads (``envcheck.doctor/1`` -> ``doctor``), made once: classifying
 #: a file asked every adapter's schema again, a tenth of a file's cost past its parse.
 _KINDS: dict[str, str] = {schema: kind_of(schema) or schema for schema in ADAPTERS}
-
-
-#: The longest host name a report may give: a DNS name is at most 253 characters (Linux's own host name at
-#: most 64). A hand-made report naming its host in a megabyte would be that node's name in every line of
-#: the fleet's report.
-MAX_HOSTNAME = 253
 
 
 def classify(value: Any) -> tuple[str, str]:

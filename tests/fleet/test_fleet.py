@@ -333,6 +333,25 @@ def test_a_report_failing_by_exit_code_or_comm_problem(real: dict[str, dict[str,
     assert "exit code 130" in y["failing"][0]["summary"]
 
 
+def test_a_comm_problem_on_a_host_named_past_any_host_name_stays_on_rank_0s_node(
+    real: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """A rank's host is a node of the fleet (the one that never joined): one named by 200 000 characters is
+    no host, so the problem stays on the node of the report that states it, saying why, and no node is
+    named so in any line of the report."""
+    comm = as_node(real["comm_cpu"], "rank0-host")
+    comm["problems"] = [{"rank": 3, "host": "h" * 200_000, "what": "never joined within 60 s"}]
+    comm["exit_code"] = 1
+    proc, doc = fleet(*write(tmp_path, {"comm": comm}))
+    assert doc is not None, proc.stderr
+    assert [n["hostname"] for n in doc["nodes"]] == ["rank0-host"]
+    (failing,) = node(doc, "rank0-host")["failing"]
+    assert failing["summary"] == (
+        "rank 3: (its host's name is 200,000 characters long, which names no host) never joined within 60 s"
+    )
+    assert len(envcheck("fleet", str(tmp_path)).stdout) < 5_000
+
+
 def test_merging_is_fast_enough_for_a_fleet(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
     """200 nodes (doctor + bench of 4 GPUs each) through the command; benchmarks/fleet_merge.py measures
     10 000. Generous bound: this only catches a merge that went quadratic."""
