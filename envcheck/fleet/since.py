@@ -98,6 +98,9 @@ def _failing(doc: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
         for item in failing if isinstance(failing, list) else []:
             # a hand-edited item whose words are not words (a list, a number) matches nothing
             if isinstance(item, dict) and all(type(item.get(k)) is str for k in ("report", "id", "status")):
+                if "device_key" in item and type(item["device_key"]) is not str:
+                    # only a slow device's item names its device, and by a string (_slow_item)
+                    item = {k: v for k, v in item.items() if k != "device_key"}
                 items.setdefault(problem_key(item["report"], item["id"], item["status"]), item)
         slow = node.get("slow")
         for figure in slow if isinstance(slow, list) else []:
@@ -183,6 +186,18 @@ def _figures(doc: dict[str, Any]) -> tuple[dict[str, str | None], dict[str, dict
     return by_device, columns
 
 
+def _keeps_figures(doc: dict[str, Any]) -> bool:
+    """Whether a fleet document keeps its devices' figures (``figures`` of the shape :func:`_figures` reads,
+    empty where the run measured nothing): one written before the fleet kept them cannot say which devices
+    it measured."""
+    figures = doc.get("figures")
+    return (
+        isinstance(figures, dict)
+        and isinstance(figures.get("devices"), list)
+        and isinstance(figures.get("values"), dict)
+    )
+
+
 def _host_bound(doc: dict[str, Any]) -> set[str]:
     """The figures (as ``figures`` names them) of host-bound benchmarks: charted, never judged."""
     comparisons = doc.get("comparisons")
@@ -207,7 +222,7 @@ def changes(
     # measured then: slow now, it is slow at its first measure, which says nothing of a change. Where the
     # previous report keeps no figures at all (written before the fleet kept them), it cannot be told.
     measured_before = {device for column in old_values.values() for device in column}
-    keeps_figures = isinstance(previous.get("figures"), dict)
+    keeps_figures = _keeps_figures(previous)
     # A slow device is followed by its UUID, not its host: a slow card moved to another node is neither
     # resolved where it was nor new where it is (it is the same card, still slow).
     slow_before, slow_now = _slow_devices(before), _slow_devices(now)

@@ -737,3 +737,22 @@ def test_since_a_fleet_of_no_figures_says_nothing_of_figures() -> None:
     assert changes(none, none, 0.1)["previous"]["figures_known"] is True
     assert changes(none, some, 0.1)["previous"]["figures_known"] is False
     assert changes(some, some, 0.1)["previous"]["figures_known"] is True
+
+
+def test_since_reads_a_hand_edited_slow_item_and_figures_without_failing() -> None:
+    """A previous report's failing item with a device that is not a string, and figures of another shape:
+    the item is compared by its words alone, and no device is said to be measured for the first time (a
+    report whose figures cannot be read cannot say which devices it measured)."""
+    from envcheck.fleet.since import changes
+
+    slow = {"report": "fleet", "id": "slow.gpu", "status": "fail", "summary": "slow GPU 1", "device_key": "GPU-1"}
+    current = {
+        "nodes": [{"hostname": "a", "failing": [slow]}],
+        "figures": {"devices": ["GPU-1"], "hosts": ["a"], "values": {"matmul.bf16": [1.0]}},
+    }
+    edited = {"nodes": [{"hostname": "a", "failing": [{**slow, "device_key": [1]}]}], "figures": {"devices": "x"}}
+    found = changes(edited, current, 0.1)
+    assert found["new"] == [] and found["first_measured"] == [] and found["resolved"] == []
+    fresh = {"nodes": [{"hostname": "a", "failing": []}], "figures": {"devices": "x"}}
+    found = changes(fresh, current, 0.1)
+    assert [g["id"] for g in found["new"]] == ["slow.gpu"] and found["first_measured"] == []
