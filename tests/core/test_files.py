@@ -27,7 +27,7 @@ def test_fifo_is_refused_at_once_instead_of_waiting_for_a_writer(tmp_path):
     started = time.monotonic()
     with pytest.raises(FileRefused, match=r"^is a FIFO or pipe \(save what it carries to a file first\), not a"):
         files.read_regular(fifo, 1024)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 10  # at once, not after a writer came (never): a bound a loaded host keeps
 
 
 @pytest.mark.parametrize(
@@ -54,7 +54,7 @@ def test_a_sparse_10_gib_file_is_refused_by_its_size_without_reading_it(tmp_path
     started = time.monotonic()
     with pytest.raises(FileRefused, match="^is bigger than 1 MiB$"):
         files.read_regular(path, 1024 * 1024)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 10  # reading 10 GiB of zeroes takes far longer, even here
 
 
 def test_the_cap_is_exact(tmp_path):
