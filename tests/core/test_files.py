@@ -54,7 +54,7 @@ def test_a_sparse_10_gib_file_is_refused_by_its_size_without_reading_it(tmp_path
     started = time.monotonic()
     with pytest.raises(FileRefused, match="^is bigger than 1 MiB$"):
         files.read_regular(path, 1024 * 1024)
-    assert time.monotonic() - started < 10  # reading 10 GiB of zeroes takes far longer, even here
+    assert time.monotonic() - started < 10  # at once: a bound a loaded host keeps
 
 
 def test_the_cap_is_exact(tmp_path):
