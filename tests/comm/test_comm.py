@@ -145,7 +145,7 @@ def test_a_rank_that_never_starts_is_named_within_the_timeout():
     took = time.monotonic() - started
     out1, err1 = rank1.communicate(timeout=60)
     assert rank0.returncode == 1, rank0.stderr
-    assert took < TIMEOUT_S + 15  # the join timeout, imports, the report: not NCCL's ten minutes
+    assert took < TIMEOUT_S + 45  # the join timeout, imports, the report (a loaded host's): not NCCL's 10 minutes
     doc = json.loads(rank0.stdout)
     (problem,) = doc["problems"]
     assert problem["rank"] == 2 and problem["host"] is None and "never joined" in problem["what"]
@@ -188,7 +188,7 @@ def test_a_wrong_result_names_the_rank_and_its_host():
 def test_a_stuck_rank_is_named_and_the_run_ends_within_the_timeout():
     proc, doc, took = faulty("hang:1:reduce_scatter", "--ops", "all_reduce,reduce_scatter")
     assert proc.returncode == 1, proc.stderr
-    assert took < TIMEOUT_S + 20, took
+    assert took < TIMEOUT_S + 45, took  # the timeout, not the run's 120 s bound, on a loaded host too
     (problem,) = doc["problems"]
     assert problem["rank"] == 1 and problem["host"] == HOST
     assert "stuck in reduce_scatter" in problem["what"]
@@ -244,7 +244,7 @@ def test_ctrl_c_ends_the_run_with_a_report_of_the_collectives_that_finished(tmp_
         stdout, stderr = process.communicate(timeout=60)
         took = time.monotonic() - interrupted
     assert process.returncode == 130, stderr
-    assert took < 20, took  # rank 0's grace, not the 120 s timeout
+    assert took < 45, took  # rank 0's grace (slow on a loaded host), not the 120 s timeout
     doc = json.loads(stdout)
     assert doc["interrupted"] is True and doc["completed"] is False and doc["exit_code"] == 130
     assert doc["status"] == "fail"  # what it found: 130 says it did not finish
@@ -303,7 +303,7 @@ def test_a_rendezvous_port_that_accepts_but_never_answers_ends_in_one_line():
 def test_a_dead_rank_is_named_with_how_it_died():
     proc, doc, took = faulty("die:2:broadcast", "--ops", "all_reduce,broadcast")
     assert proc.returncode == 1, proc.stderr
-    assert took < TIMEOUT_S + 20, took
+    assert took < TIMEOUT_S + 45, took  # the timeout, not the run's 120 s bound, on a loaded host too
     (problem,) = doc["problems"]
     assert problem["rank"] == 2 and problem["host"] == HOST
     assert "died" in problem["what"] and "SIGKILL" in problem["what"]
