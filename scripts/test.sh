@@ -50,5 +50,6 @@ fi
 export ENVCHECK_CUDA_TORCH_PYTHON
 
 # Two workers (one where there is one CPU), each given whole test files: most tests wait on the commands
-# they run, and the suite takes about half the time it does in one process. `-n 0` runs it in one.
+# they run, and on 2 cores the suite takes about four fifths of the time it does in one process. `-n 0`
+# runs it in one.
 exec "$cpu" -m pytest -q --numprocesses auto --maxprocesses 2 --dist loadfile "$@"
