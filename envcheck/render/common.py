@@ -190,7 +190,10 @@ class CheckLines:
 
 # -- markdown ----------------------------------------------------------------------------------------------
 
-ICONS = {"ok": "✅ ok", "warn": "⚠️ warn", "fail": "❌ fail", "skip": "➖ skip", "crash": "💥 crash"}
+#: Each verdict's mark in Markdown. The warning sign is written without the emoji variation selector
+#: (U+FE0F) that would make it a coloured emoji: :func:`write_lines` shows every character that prints as
+#: nothing by its code (envcheck.render.safe), and the selector is one.
+ICONS = {"ok": "✅ ok", "warn": "⚠ warn", "fail": "❌ fail", "skip": "➖ skip", "crash": "💥 crash"}
 
 
 def icon(status: Any) -> str:

@@ -145,3 +145,17 @@ def test_every_report_value_is_writable(value: object) -> None:
     import json
 
     json.dumps(to_jsonable(value), ensure_ascii=False).encode("utf-8")
+
+
+def test_envchecks_own_marks_reach_a_markdown_page_as_written() -> None:
+    """A Markdown page is made inert once more as it is written: envcheck's own marks hold nothing that
+    is shown by its code (a warning sign with the emoji variation selector came out as ``⚠\\ufe0f``)."""
+    import io
+
+    from rich.console import Console
+
+    from envcheck.render.common import ICONS, icon, write_lines
+
+    page = io.StringIO()
+    write_lines(Console(file=page), [icon(status) for status in ICONS])
+    assert page.getvalue().splitlines() == list(ICONS.values())
