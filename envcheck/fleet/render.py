@@ -201,8 +201,9 @@ def since_line(since: dict[str, Any]) -> str:
         parts[-1] += f" in {figures} figures"
     known = prev.get("figures_known") is not False
     said = ", ".join(parts) if parts else "nothing changed" if known else "no failure changed, no node came or went"
-    if not known:  # a report written before the fleet kept its devices' figures: no device can be "slower"
-        said += "; figures not compared (the previous report keeps none)"
+    if not known:  # no device can be "slower": the previous run measured none, or its report keeps none
+        why = "measured none" if prev.get("figures_kept") is True else "keeps none"
+        said += f"; figures not compared (the previous report {why})"
     when = prev.get("generated_at")
     made = f" ({when})" if isinstance(when, str) else ""  # (a hand-edited time that is no time: not shown)
     return f"Since {prev.get('source') or 'the previous report'}{made}: {said}"

@@ -191,11 +191,10 @@ def _keeps_figures(doc: dict[str, Any]) -> bool:
     empty where the run measured nothing): one written before the fleet kept them cannot say which devices
     it measured."""
     figures = doc.get("figures")
-    return (
-        isinstance(figures, dict)
-        and isinstance(figures.get("devices"), list)
-        and isinstance(figures.get("values"), dict)
-    )
+    if not isinstance(figures, dict) or not isinstance(figures.get("devices"), list):
+        return False
+    values = figures.get("values")
+    return isinstance(values, dict) and all(isinstance(column, list) for column in values.values())
 
 
 def _host_bound(doc: dict[str, Any]) -> set[str]:
@@ -288,6 +287,8 @@ def changes(
             "nodes": len(before),
             # whether its figures could be compared: it kept some, or this run has none to compare either
             "figures_known": bool(old_values) or not values,
+            # whether it keeps figures as the fleet writes them (where it kept none, it measured none)
+            "figures_kept": keeps_figures,
         },
         "new": _by_key(new),
         # slow devices the previous report has no figure of: not new failures, first measures

@@ -494,6 +494,11 @@ def test_since_says_only_what_changed_in_the_singular_where_one() -> None:
     assert since_line({**since, "previous": unknown["previous"]}).endswith(
         ": 2 new failures, 1 node appeared; figures not compared (the previous report keeps none)"
     )
+    # one that keeps figures as the fleet writes them, and kept none: its run measured none
+    none_measured = {**nothing, "previous": {**previous, "figures_known": False, "figures_kept": True}}
+    assert since_line(none_measured).endswith(
+        ": no failure changed, no node came or went; figures not compared (the previous report measured none)"
+    )
 
 
 def test_a_host_bound_figure_is_charted_but_never_judged_slow(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:

@@ -753,6 +753,13 @@ def test_since_reads_a_hand_edited_slow_item_and_figures_without_failing() -> No
     edited = {"nodes": [{"hostname": "a", "failing": [{**slow, "device_key": [1]}]}], "figures": {"devices": "x"}}
     found = changes(edited, current, 0.1)
     assert found["new"] == [] and found["first_measured"] == [] and found["resolved"] == []
-    fresh = {"nodes": [{"hostname": "a", "failing": []}], "figures": {"devices": "x"}}
+    for figures in ({"devices": "x"}, {"devices": [], "values": {"matmul.bf16": "x"}}):
+        fresh = {"nodes": [{"hostname": "a", "failing": []}], "figures": figures}
+        found = changes(fresh, current, 0.1)
+        assert [g["id"] for g in found["new"]] == ["slow.gpu"] and found["first_measured"] == [], figures
+        assert found["previous"]["figures_kept"] is False
+    # a previous run of no bench keeps figures, none: the slow device is at its first measure
+    fresh = {"nodes": [{"hostname": "a", "failing": []}], "figures": {"devices": [], "hosts": [], "values": {}}}
     found = changes(fresh, current, 0.1)
-    assert [g["id"] for g in found["new"]] == ["slow.gpu"] and found["first_measured"] == []
+    assert [g["id"] for g in found["first_measured"]] == ["slow.gpu"] and found["new"] == []
+    assert found["previous"]["figures_kept"] is True and found["previous"]["figures_known"] is False
