@@ -849,7 +849,9 @@ class Comm(Adapter):
         for p in _dicts(doc.get("problems")):
             where = f"rank {p['rank']}: " if isinstance(p.get("rank"), int) else ""
             host = _str(p.get("host"))
-            if host is not None and len(host) > MAX_HOSTNAME:
+            if host is not None and not host.strip():
+                host = None  # a blank name is no node's (as a report's own, envcheck.fleet.read): rank 0's
+            elif host is not None and len(host) > MAX_HOSTNAME:
                 # no node is named so (envcheck.fleet.read skips a report that names its own host so): the
                 # problem stays on the report's node, saying why
                 where += f"(its host's name is {len(host):,} characters long, which names no host) "

@@ -340,15 +340,18 @@ def test_a_comm_problem_on_a_host_named_past_any_host_name_stays_on_rank_0s_node
     no host, so the problem stays on the node of the report that states it, saying why, and no node is
     named so in any line of the report."""
     comm = as_node(real["comm_cpu"], "rank0-host")
-    comm["problems"] = [{"rank": 3, "host": "h" * 200_000, "what": "never joined within 60 s"}]
+    comm["problems"] = [
+        {"rank": 3, "host": "h" * 200_000, "what": "never joined within 60 s"},
+        {"rank": 2, "host": " \t", "what": "never joined within 60 s"},  # a blank name is none either
+    ]
     comm["exit_code"] = 1
     proc, doc = fleet(*write(tmp_path, {"comm": comm}))
     assert doc is not None, proc.stderr
     assert [n["hostname"] for n in doc["nodes"]] == ["rank0-host"]
-    (failing,) = node(doc, "rank0-host")["failing"]
-    assert failing["summary"] == (
-        "rank 3: (its host's name is 200,000 characters long, which names no host) never joined within 60 s"
-    )
+    assert [f["summary"] for f in node(doc, "rank0-host")["failing"]] == [
+        "rank 3: (its host's name is 200,000 characters long, which names no host) never joined within 60 s",
+        "rank 2: never joined within 60 s",
+    ]
     assert len(envcheck("fleet", str(tmp_path)).stdout) < 5_000
 
 
