@@ -350,8 +350,9 @@ HOSTILE: dict[str, Any] = {
 
 @pytest.mark.parametrize("shape", sorted(HOSTILE))
 def test_a_mebibyte_of_hostile_text_is_redacted_in_well_under_a_second(shape):
-    # A bound, not a benchmark (benchmarks/redact_cost.py measures): 5 s for what takes ~0.1 s. The small size
-    # first, so that a quadratic pattern fails here in seconds instead of running for an hour.
+    # A bound, not a benchmark (benchmarks/redact_cost.py measures): 20 s for what takes 0.1 to 0.7 s (a
+    # loaded host with the suite's other worker beside it took over 5 s once). The small size first, so that
+    # a quadratic pattern fails here in seconds instead of running for an hour.
     env = {"HF_TOKEN": ENV_SECRET}
     for size in (64 * 1024, MiB):
         text = HOSTILE[shape](size)
@@ -359,7 +360,7 @@ def test_a_mebibyte_of_hostile_text_is_redacted_in_well_under_a_second(shape):
         scrub(text, env)
         redact_tree({"host": text, "results": [text]}, env)
         elapsed = time.perf_counter() - started
-        assert elapsed < 5.0, (shape, size, elapsed)
+        assert elapsed < 20.0, (shape, size, elapsed)
 
 
 NVML_SITE = Path(__file__).parent.parent / "nvml_site"
