@@ -548,7 +548,7 @@ def test_property_time_per_byte_is_bounded_on_long_hostile_text(unit, tail):
     started = time.perf_counter()
     scrub(text, {"HF_TOKEN": ENV_SECRET})
     elapsed = time.perf_counter() - started
-    assert elapsed < 0.5 + 5.0 * len(text) / 1e6, (unit, tail, elapsed)  # 5 s per MB: ~50 times what it takes
+    assert elapsed < 0.5 + 20.0 * len(text) / 1e6, (unit, tail, elapsed)  # 20 s per MB: a loaded host's margin
 
 
 # -- every claim, one at a time --------------------------------------------------------------------------

@@ -122,7 +122,7 @@ def test_a_hanging_or_missing_scontrol_is_bounded_and_said(scontrol, monkeypatch
         "envcheck: x: y", {**os.environ, **env, "SCONTROL_MODE": "hang", "SLURMD_NODENAME": "n1"}
     )
     assert not drained and said == "could not drain n1: scontrol did not answer within 0.5 s"
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 20  # not the 60 s the fake scontrol sleeps, on a loaded host too
     drained, said = drain_node("r", {"PATH": "/nonexistent", "SLURMD_NODENAME": "n1"})
     assert not drained and said.startswith("could not drain n1: cannot run scontrol:")
 
