@@ -610,7 +610,6 @@ class Merger:
             mine = self.groups.get(group)
             if mine is None:
                 mine = self.groups[group] = Column()
-                mine.index = None
             if not seen_before:
                 # Every device of the batch is new here (the common case: a node's reports are read
                 # together): its figures go in whole.
