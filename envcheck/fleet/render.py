@@ -209,6 +209,15 @@ def since_line(since: dict[str, Any]) -> str:
     return f"Since {prev.get('source') or 'the previous report'}{made}: {said}"
 
 
+#: The parts of ``since`` that list changes, each said by :func:`since_lines`.
+SINCE_CHANGES = ("new", "first_measured", "resolved", "appeared", "vanished", "slower")
+
+
+def changed(since: Any) -> bool:
+    """Whether a ``since`` section lists any change (:func:`since_lines` then says each)."""
+    return isinstance(since, dict) and any(since.get(k) for k in SINCE_CHANGES)
+
+
 def since_lines(since: dict[str, Any], threshold: float) -> list[str]:
     """Each change since the previous run, one line each (plain text: the caller escapes or cells it)."""
     out = []
@@ -307,9 +316,7 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
         if shown < len(groups):
             say(f"  [dim]... and {plural(len(groups) - shown, 'more problem')} below[/]")
     # The details.
-    if isinstance(since, dict) and any(
-        since.get(k) for k in ("new", "first_measured", "resolved", "appeared", "vanished", "slower")
-    ):
+    if changed(since):
         say("\n[bold]Since the previous report[/]")
         lines += [f"  {escape(line)}" for line in since_lines(since, doc.get("threshold", 0))]
     # What the first screen left unsaid, and only that: the problems that did not fit, and each fix of
@@ -563,9 +570,7 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
             words = "".join(f"<br>{cell(f'{where}: {w}' if where else w)}" for where, w in wordings(g))
             what = f"{code(group_title(g))}{words}"
             lines.append(f"| {icon(g.get('status'))} | {what} | {cell(on_nodes(g, nodes))} | {fix} |")
-    if isinstance(since, dict) and any(
-        since.get(k) for k in ("new", "first_measured", "resolved", "appeared", "vanished", "slower")
-    ):
+    if changed(since):
         lines += ["", "### Since the previous report", ""]
         lines += [f"- {cell(line)}" for line in since_lines(since, doc.get("threshold", 0))]
     lines += [
