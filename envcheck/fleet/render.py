@@ -77,7 +77,7 @@ def verdict(doc: dict[str, Any]) -> str:
         devices = _count(c.get(f"slow_{kind}s"))
         if devices:
             rest.append(plural(devices, f"slow {word}"))
-    problems = html.items(doc.get("problems"))
+    problems = folded(html.items(doc.get("problems")))  # counted as they are listed
     if problems:
         rest.append(f"{plural(len(problems), 'problem')} across the fleet")
     # What warns besides the nodes (every node may pass): a report left out, a field that drifts, a
@@ -139,20 +139,56 @@ def wordings(group: dict[str, Any], limit: int = NAMES_SHOWN) -> list[tuple[str,
     there are; else its one summary (where empty) and how many other wordings it has."""
     words = html.items(group.get("words"))
     summary = group.get("summary")
+    # an entry that folds several benchmarks (folded) says the first's words; the others', where they differ
+    others = [("", "(the other benchmarks' words: each node's own list)")] if group.get("also_differ") is True else []
     if len(words) < 2:
-        return [("", str(summary) + other_words(group))] if summary else []
+        return ([("", str(summary) + other_words(group))] if summary else []) + others
     out = [(f"on {names([str(n) for n in html.lst(w.get('nodes'))], limit)}", str(w.get("summary"))) for w in words]
     total = group.get("wordings") if isinstance(group.get("wordings"), int) else len(words)
     if total > len(words):
         out.append(("", f"(and {plural(total - len(words), 'other wording')}: each node's own list)"))
-    return out
+    return out + others
 
 
 def group_title(group: dict[str, Any]) -> str:
     if str(group.get("id", "")).startswith("slow."):
         word = "GPU" if group["id"] == "slow.gpu" else str(group["id"]).removeprefix("slow.").upper()
         return f"slow {word} ({group.get('model')})"
-    return f"{group.get('report')} {group.get('id')} {group.get('status')}"
+    return f"{group.get('report')} {ids_of(group)} {group.get('status')}"
+
+
+def ids_of(group: dict[str, Any]) -> str:
+    """A problem's check id, or the benchmarks an entry folds (:func:`folded`), the first few named."""
+    ids = [str(group.get("id")), *(str(i) for i in html.lst(group.get("also")))]
+    return ", ".join(ids[:IDS_SHOWN]) + (f" and {len(ids) - IDS_SHOWN} more" if len(ids) > IDS_SHOWN else "")
+
+
+#: Benchmarks named in the title of an entry that folds several (:func:`folded`) before "and N more".
+IDS_SHOWN = 8
+
+
+def folded(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The problems as a person reads them: the bench's failed results with the same verdict on the same
+    nodes, none with a fix, as one entry naming each benchmark (its ids in ``also``, its words the first's).
+
+    A GPU that crashes fails every benchmark run on it: six groups of the same two nodes, one per benchmark,
+    pushed the fleet's other problems off the first screen. The groups stay one per check in the JSON (and
+    ``envcheck fleet --since`` compares them so); each node's own list still has each benchmark's words."""
+    out: list[dict[str, Any]] = []
+    at: dict[tuple[str, tuple[str, ...]], int] = {}
+    for g in groups:
+        bench = isinstance(g, dict) and g.get("report") == "bench"
+        if bench and not g.get("fix") and len(html.lst(g.get("fixes"))) <= 1:
+            key = (str(g.get("status")), tuple(str(n) for n in html.lst(g.get("nodes"))))
+            first = at.get(key)
+            if first is not None:
+                was = out[first]
+                differ = was.get("also_differ") is True or g.get("summary") != was.get("summary")
+                out[first] = {**was, "also": [*html.lst(was.get("also")), g.get("id")], "also_differ": differ}
+                continue
+            at[key] = len(out)
+        out.append(g)
+    return out
 
 
 #: A problem on all but this many of a fleet's nodes (of at least :data:`ALL_BUT_FROM`) is said as a
@@ -187,10 +223,10 @@ def since_line(since: dict[str, Any]) -> str:
     """What changed since the previous run, counted in one line: only what did change ("1 node appeared",
     never "0 nodes appeared"), or that nothing did."""
     prev = since.get("previous") or {}
-    counts = (
-        (sum(n["count"] for n in since.get("new") or []), "new failure", ""),
+    counts = (  # counted as since_lines lists them (folded)
+        (sum(n["count"] for n in folded(since.get("new") or [])), "new failure", ""),
         (sum(n["count"] for n in since.get("first_measured") or []), "slow device", " measured for the first time"),
-        (sum(n["count"] for n in since.get("resolved") or []), "resolved failure", ""),
+        (sum(n["count"] for n in folded(since.get("resolved") or [])), "resolved failure", ""),
         (len(since.get("appeared") or []), "node", " appeared"),
         (len(since.get("vanished") or []), "node", " vanished"),
         (len({s["device"] for s in since.get("slower") or []}), "device", " slower"),
@@ -222,10 +258,10 @@ def since_lines(since: dict[str, Any], threshold: float) -> list[str]:
     """Each change since the previous run, one line each (plain text: the caller escapes or cells it)."""
     out = []
     for key, word in (("new", "NEW"), ("first_measured", "FIRST MEASURED"), ("resolved", "RESOLVED")):
-        for g in since.get(key) or []:
+        for g in folded(since.get(key) or []):
             where = f"{plural(g['count'], 'node')}: {names(g['nodes'])}"
             device = f": {g['summary']}" if g.get("report") == "fleet" and g.get("summary") else ""  # which one
-            out.append(f"{word} {g['report']} {g['id']} {g['status']}{device} on {where}")
+            out.append(f"{word} {g['report']} {ids_of(g)} {g['status']}{device} on {where}")
     if since.get("appeared"):
         out.append(f"APPEARED {plural(len(since['appeared']), 'node')}: {names(since['appeared'])}")
     if since.get("vanished"):
@@ -303,25 +339,26 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
     if isinstance(since, dict):
         say(escape(since_line(since)))
     groups = with_devices(doc)
+    entries = folded(groups)
     nodes = summary.get("nodes", 0)
     shown = 0
-    if groups:
+    if entries:
         say("\n[bold]Fix first[/]")
-        for g in groups:
+        for g in entries:
             block = group_lines(console, g, nodes, every_fix=False)
             if shown and len(lines) + len(block) > FIRST_SCREEN - 2:
                 break
             lines += block
             shown += 1
-        if shown < len(groups):
-            say(f"  [dim]... and {plural(len(groups) - shown, 'more problem')} below[/]")
+        if shown < len(entries):
+            say(f"  [dim]... and {plural(len(entries) - shown, 'more problem')} below[/]")
     # The details.
     if changed(since):
         say("\n[bold]Since the previous report[/]")
         lines += [f"  {escape(line)}" for line in since_lines(since, doc.get("threshold", 0))]
     # What the first screen left unsaid, and only that: the problems that did not fit, and each fix of
     # those shown with several (a problem said whole above is not said again).
-    rest = [g for i, g in enumerate(groups) if i >= shown or len(g.get("fixes") or []) > 1]
+    rest = [g for i, g in enumerate(entries) if i >= shown or len(g.get("fixes") or []) > 1]
     if rest:
         say("\n[bold]More on the problems across the fleet[/]")
         for g in rest:
@@ -558,7 +595,7 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
         lines += ["", cell(since_line(since))]
     if groups:
         lines += ["", "### Fix first", "", "| status | problem | where | fix |", "|---|---|---|---|"]
-        for g in groups:
+        for g in folded(groups):
             fixes = g.get("fixes") or []
             fix = fix_cell(g.get("fix"))
             if len(fixes) > 1:  # each fix with the nodes it is for, the first too
@@ -727,7 +764,7 @@ def fleet_problems(doc: dict[str, Any]) -> str:
     nodes = html.dct(doc.get("summary")).get("nodes")
     total = nodes if isinstance(nodes, int) else 0
     out = []
-    for g in with_devices(doc):
+    for g in folded(with_devices(doc)):
         if not isinstance(g, dict):
             continue
         fixes = html.items(g.get("fixes"))

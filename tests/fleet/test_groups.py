@@ -905,3 +905,62 @@ def test_a_slow_device_not_measured_before_is_a_first_measure_not_a_new_failure(
     _, doc = fleet(str(tmp_path / "run2"), "--since", str(first))
     assert doc is not None and doc["since"]["first_measured"] == []
     assert {g["nodes"][0] for g in doc["since"]["new"]} == {"node0003", "node0011"}
+
+
+def test_a_gpu_that_crashes_every_benchmark_is_one_entry_in_each_format(
+    real: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """One GPU on each of 2 of 6 nodes crashes in every benchmark run on it (the bench's words for a kernel
+    that threw). The JSON keeps one group per benchmark, which ``--since`` compares; text, Markdown and HTML
+    say them as one entry naming each benchmark, counted once in the verdict, so the fleet's other problem
+    (a limit every node warns of) is not pushed down by them; ``--since`` says the new crash once too."""
+    before: dict[str, dict[str, Any]] = {}
+    for i in range(6):
+        host = f"gpu{i}"
+        doctor = as_node(small(real["h100x4"]), host, uuid_prefix=host)
+        for c in doctor["checks"]:
+            if c["id"] == "host.ulimits":
+                c.update(status="warn", summary="open files limit 1024 is below 65536", fix=dict(ULIMITS_FIX))
+        before[f"{host}/doctor"] = doctor
+        before[f"{host}/bench"] = gpu_bench(real["bench_cpu"], doctor)
+    benchmarks = sorted({r["id"] for r in before["gpu0/bench"]["results"]})
+    assert len(benchmarks) > 1
+    after = copy.deepcopy(before)
+    for host, index in (("gpu1", 2), ("gpu4", 3)):
+        for r in after[f"{host}/bench"]["results"]:
+            if r["device"] == f"cuda:{index}":
+                r.update(status="crash", value=None, reason="CUDA error: an illegal memory access was encountered")
+        after[f"{host}/bench"]["status"] = "crash"
+    first = tmp_path / "first.json"
+    assert envcheck("fleet", str(_dir(tmp_path / "run1", before)), "--output", str(first)).returncode == 0
+    run2 = _dir(tmp_path / "run2", after)
+    proc, doc = fleet(str(run2), "--since", str(first))
+    assert doc is not None, proc.stderr
+    crashed = [g for g in doc["problems"] if g["status"] == "crash"]
+    assert sorted(g["id"] for g in crashed) == benchmarks
+    assert all(g["nodes"] == ["gpu1", "gpu4"] for g in crashed)
+    assert sorted(g["id"] for g in doc["since"]["new"]) == benchmarks
+
+    title = f"bench {', '.join(g['id'] for g in crashed)} crash"
+    text = envcheck("fleet", str(run2), "--since", str(first)).stdout
+    screen = "\n".join(first_screen(text))
+    assert "2 problems across the fleet" in screen and "2 new failures" in screen
+    entries = [line for line in first_screen(text) if line.startswith("[CRASH] bench")]
+    assert entries == [f"[CRASH] {title} on 2 nodes: gpu1, gpu4"]
+    assert "host.ulimits warn on all 6 nodes" in screen
+    assert "CUDA error: an illegal memory access was encountered" in screen
+    new = [line for line in text.splitlines() if line.strip().startswith("NEW ")]
+    assert [line.strip() for line in new] == [f"NEW {title} on 2 nodes: gpu1, gpu4"]
+    # each node's own list keeps every benchmark's words
+    assert text.count("CUDA error: an illegal memory access was encountered") >= 2 * len(benchmarks)
+
+    markdown = tmp_path / "fleet.md"
+    html_page = tmp_path / "fleet.html"
+    for out in (markdown, html_page):
+        envcheck("fleet", str(run2), "--since", str(first), "--output", str(out))
+    fix_first = markdown.read_text().split("### Fix first")[1].split("###")[0]
+    rows = [line for line in fix_first.splitlines() if line.startswith("| ") and " crash" in line]
+    assert len(rows) == 1 and f"`{title}`" in rows[0]
+    page = html_page.read_text()
+    problems = page.split('id="problems"')[1].split("</section>")[0]
+    assert problems.count("<li>") == 2 and problems.count(" crash</code>") == 1
