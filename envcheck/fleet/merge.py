@@ -1091,10 +1091,12 @@ def problem_groups(nodes: Sequence[Node], slow: Sequence[Figure], threshold: flo
     """Each node's failing items and warnings folded into one group per (report, check, verdict), with
     the nodes that have it in the nodes' order and its distinct fixes; then one group per slow device
     model. The worst first, then the most common: what to fix first leads."""
-    found: dict[tuple[str, str, Status], dict[str, Problem]] = defaultdict(dict)
+    # each node's items of a group, in its report's order: a node counts once per group, and its first item
+    # gives its fix, but a second GPU failing the same check there has words of its own (GPU 5 beside GPU 2)
+    found: dict[tuple[str, str, Status], dict[str, list[Problem]]] = defaultdict(dict)
     for node in nodes:
         for p in (*node.failing, *node.warnings):
-            found[(p.report, p.id, p.status)].setdefault(node.hostname, p)  # a node counts once per group
+            found[(p.report, p.id, p.status)].setdefault(node.hostname, []).append(p)
     out = [_group(report, check, status, by_node) for (report, check, status), by_node in found.items()]
     by_model: dict[tuple[str, str], list[SlowDevice]] = defaultdict(list)
     for device in slow_devices(slow):
@@ -1128,9 +1130,10 @@ def _fix_key(fix: dict[str, Any] | None) -> Any:
     return items
 
 
-def _group(report: str, check: str, status: Status, by_node: dict[str, Problem]) -> ProblemGroup:
+def _group(report: str, check: str, status: Status, items: dict[str, list[Problem]]) -> ProblemGroup:
     # its nodes by name, as an admin looks for one (not in the order of their verdicts)
-    by_node = dict(sorted(by_node.items()))
+    items = dict(sorted(items.items()))
+    by_node = {hostname: found[0] for hostname, found in items.items()}
     fixes: dict[str, tuple[dict[str, Any] | None, list[str]]] = {}
     for hostname, p in by_node.items():
         key = _fix_key(p.fix)
@@ -1138,9 +1141,13 @@ def _group(report: str, check: str, status: Status, by_node: dict[str, Problem])
     ranked = sorted(fixes.values(), key=lambda f: (f[0] is None, -len(f[1])))
     # the words of a node whose fix is the one shown first, so that the two shown together belong together
     first = by_node[ranked[0][1][0]]
+    # every item's words, each with the nodes that say them (a node once per wording)
     said: dict[str, list[str]] = {}
-    for hostname, p in by_node.items():
-        said.setdefault(p.summary, []).append(hostname)
+    for hostname, found in items.items():
+        for p in found:
+            hosts = said.setdefault(p.summary, [])
+            if not hosts or hosts[-1] != hostname:
+                hosts.append(hostname)
     own_words = len({frozenset(DEVICE_NAMED.findall(words)) for words in said}) > 1
     words = sorted(said.items(), key=lambda w: -len(w[1]))[:WORDS_KEPT] if own_words else []
     return ProblemGroup(

@@ -77,7 +77,7 @@ def verdict(doc: dict[str, Any]) -> str:
         devices = _count(c.get(f"slow_{kind}s"))
         if devices:
             rest.append(plural(devices, f"slow {word}"))
-    problems = folded(html.items(doc.get("problems")))  # counted as they are listed
+    problems = folded(html.items(doc.get("problems")))  # counted as they are listed (Fix first)
     if problems:
         rest.append(f"{plural(len(problems), 'problem')} across the fleet")
     # What warns besides the nodes (every node may pass): a report left out, a field that drifts, a
@@ -160,21 +160,27 @@ def group_title(group: dict[str, Any]) -> str:
 def ids_of(group: dict[str, Any]) -> str:
     """A problem's check id, or the benchmarks an entry folds (:func:`folded`), the first few named."""
     ids = [str(group.get("id")), *(str(i) for i in html.lst(group.get("also")))]
-    return ", ".join(ids[:IDS_SHOWN]) + (f" and {len(ids) - IDS_SHOWN} more" if len(ids) > IDS_SHOWN else "")
+    more = len(ids) - IDS_SHOWN
+    return ", ".join(ids[:IDS_SHOWN]) + (f" and {plural(more, 'more benchmark')}" if more > 0 else "")
 
 
 #: Benchmarks named in the title of an entry that folds several (:func:`folded`) before "and N more".
 IDS_SHOWN = 8
 
 
-def folded(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def folded(groups: list[dict[str, Any]], nodes: Any = None) -> list[dict[str, Any]]:
     """The problems as a person reads them: the bench's failed results with the same verdict on the same
-    nodes, none with a fix, as one entry naming each benchmark (its ids in ``also``, its words the first's).
+    nodes, none with a fix, as one entry naming each benchmark (the first's id in ``id``, the others' in
+    ``also``; ``also_differ`` where their errors differ).
 
     A GPU that crashes fails every benchmark run on it: six groups of the same two nodes, one per benchmark,
-    pushed the fleet's other problems off the first screen. The groups stay one per check in the JSON (and
-    ``envcheck fleet --since`` compares them so); each node's own list still has each benchmark's words."""
+    pushed the fleet's other problems off the first screen. Given the document's ``nodes``, the benchmarks
+    are in the order the first node's report lists them, which is the order they ran: the entry says the
+    first one's words, usually the cause (the later ones fail because the GPU is gone). The groups stay one
+    per check in the JSON (and ``envcheck fleet --since`` compares them so); each node's own list still has
+    each benchmark's words."""
     out: list[dict[str, Any]] = []
+    members: dict[int, list[dict[str, Any]]] = {}
     at: dict[tuple[str, tuple[str, ...]], int] = {}
     for g in groups:
         bench = isinstance(g, dict) and g.get("report") == "bench"
@@ -182,13 +188,33 @@ def folded(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
             key = (str(g.get("status")), tuple(str(n) for n in html.lst(g.get("nodes"))))
             first = at.get(key)
             if first is not None:
-                was = out[first]
-                differ = was.get("also_differ") is True or g.get("summary") != was.get("summary")
-                out[first] = {**was, "also": [*html.lst(was.get("also")), g.get("id")], "also_differ": differ}
+                members[first].append(g)
                 continue
             at[key] = len(out)
+            members[len(out)] = [g]
         out.append(g)
+    by_host: dict[str, dict[str, Any]] | None = None
+    for i, found in members.items():
+        if len(found) < 2:
+            continue
+        if nodes is not None:
+            if by_host is None:
+                by_host = {str(n.get("hostname")): n for n in html.items(nodes)}
+            node = by_host.get(str(html.lst(found[0].get("nodes"))[0]), {})
+            listed = [*html.items(node.get("failing")), *html.items(node.get("warnings"))]
+            ran: dict[tuple[Any, ...], int] = {}
+            for pos, item in enumerate(listed):
+                ran.setdefault((item.get("report"), item.get("id"), item.get("status")), pos)
+            found.sort(key=lambda g: ran.get((g.get("report"), g.get("id"), g.get("status")), len(listed)))
+        differ = len({_error(g.get("summary")) for g in found}) > 1
+        out[i] = {**found[0], "also": [g.get("id") for g in found[1:]], "also_differ": differ}
     return out
+
+
+def _error(summary: Any) -> str:
+    """What a failed benchmark's words say went wrong, without which case and device (``CASE on cuda:N:
+    WHY``, as envcheck.fleet.kinds words it): two benchmarks that failed alike differ in their case alone."""
+    return str(summary).partition(": ")[2] or str(summary)
 
 
 #: A problem on all but this many of a fleet's nodes (of at least :data:`ALL_BUT_FROM`) is said as a
@@ -223,10 +249,11 @@ def since_line(since: dict[str, Any]) -> str:
     """What changed since the previous run, counted in one line: only what did change ("1 node appeared",
     never "0 nodes appeared"), or that nothing did."""
     prev = since.get("previous") or {}
-    counts = (  # counted as since_lines lists them (folded)
-        (sum(n["count"] for n in folded(since.get("new") or [])), "new failure", ""),
+    new, resolved = folded(since.get("new") or []), folded(since.get("resolved") or [])
+    counts = (  # failures as since_lines lists them, one a line (folded), and the nodes they are on
+        (len(new), "new failure", _on_nodes(new)),
         (sum(n["count"] for n in since.get("first_measured") or []), "slow device", " measured for the first time"),
-        (sum(n["count"] for n in folded(since.get("resolved") or [])), "resolved failure", ""),
+        (len(resolved), "resolved failure", _on_nodes(resolved)),
         (len(since.get("appeared") or []), "node", " appeared"),
         (len(since.get("vanished") or []), "node", " vanished"),
         (len({s["device"] for s in since.get("slower") or []}), "device", " slower"),
@@ -243,6 +270,12 @@ def since_line(since: dict[str, Any]) -> str:
     when = prev.get("generated_at")
     made = f" ({when})" if isinstance(when, str) else ""  # (a hand-edited time that is no time: not shown)
     return f"Since {prev.get('source') or 'the previous report'}{made}: {said}"
+
+
+def _on_nodes(entries: list[dict[str, Any]]) -> str:
+    """`` on N nodes``: how many nodes some failures of ``since`` are on, each node once."""
+    hosts = {str(n) for e in entries for n in e["nodes"]}
+    return f" on {plural(len(hosts), 'node')}"
 
 
 #: The parts of ``since`` that list changes, each said by :func:`since_lines`.
@@ -339,7 +372,7 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
     if isinstance(since, dict):
         say(escape(since_line(since)))
     groups = with_devices(doc)
-    entries = folded(groups)
+    entries = folded(groups, doc.get("nodes"))
     nodes = summary.get("nodes", 0)
     shown = 0
     if entries:
@@ -595,7 +628,7 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
         lines += ["", cell(since_line(since))]
     if groups:
         lines += ["", "### Fix first", "", "| status | problem | where | fix |", "|---|---|---|---|"]
-        for g in folded(groups):
+        for g in folded(groups, doc.get("nodes")):
             fixes = g.get("fixes") or []
             fix = fix_cell(g.get("fix"))
             if len(fixes) > 1:  # each fix with the nodes it is for, the first too
@@ -730,6 +763,8 @@ def fleet_header(doc: dict[str, Any]) -> tuple[str, str]:
 
 def fleet_counts(doc: dict[str, Any]) -> str:
     c = html.dct(doc.get("summary"))
+    if isinstance(doc.get("problems"), list):  # as the verdict above counts them: as listed (folded)
+        c = {**c, "problems": len(folded(html.items(doc["problems"])))}
     words = (
         ("nodes", "nodes"),
         ("failing", "failing"),
@@ -764,7 +799,7 @@ def fleet_problems(doc: dict[str, Any]) -> str:
     nodes = html.dct(doc.get("summary")).get("nodes")
     total = nodes if isinstance(nodes, int) else 0
     out = []
-    for g in folded(with_devices(doc)):
+    for g in folded(with_devices(doc), doc.get("nodes")):
         if not isinstance(g, dict):
             continue
         fixes = html.items(g.get("fixes"))

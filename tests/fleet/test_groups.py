@@ -259,7 +259,8 @@ def test_since_a_previous_run(real: dict[str, dict[str, Any]], tmp_path: Path) -
     text = envcheck("fleet", str(tmp_path / "run2"), "--since", str(first)).stdout
     screen = "\n".join(first_screen(text))
     assert (
-        "2 new failures, 2 resolved failures, 1 node appeared, 1 node vanished, 1 device slower in 2 figures" in screen
+        "2 new failures on 2 nodes, 2 resolved failures on 2 nodes, 1 node appeared, 1 node vanished, "
+        "1 device slower in 2 figures" in screen
     )
     assert "NEW doctor gpu.ecc fail on 1 node: node0030" in text and "VANISHED 1 node: node0039" in text
     assert f"SLOWER {card['uuid']} on node0040 (was on node0002)" in text
@@ -482,7 +483,7 @@ def test_since_says_only_what_changed_in_the_singular_where_one() -> None:
         "vanished": [],
         "slower": [],
     }
-    assert since_line(since) == "Since monday.json (2025-01-06T08:00:00Z): 2 new failures, 1 node appeared"
+    assert since_line(since) == "Since monday.json (2025-01-06T08:00:00Z): 1 new failure on 2 nodes, 1 node appeared"
     nothing = {"previous": previous, "new": [], "resolved": [], "appeared": [], "vanished": [], "slower": []}
     assert since_line(nothing).endswith(": nothing changed")
     # a previous report that keeps no figures (written before the fleet kept them, or of no bench) cannot
@@ -492,7 +493,7 @@ def test_since_says_only_what_changed_in_the_singular_where_one() -> None:
         ": no failure changed, no node came or went; figures not compared (the previous report keeps none)"
     )
     assert since_line({**since, "previous": unknown["previous"]}).endswith(
-        ": 2 new failures, 1 node appeared; figures not compared (the previous report keeps none)"
+        ": 1 new failure on 2 nodes, 1 node appeared; figures not compared (the previous report keeps none)"
     )
     # one that keeps figures as the fleet writes them, and kept none: its run measured none
     none_measured = {**nothing, "previous": {**previous, "figures_known": False, "figures_kept": True}}
@@ -894,7 +895,7 @@ def test_a_slow_device_not_measured_before_is_a_first_measure_not_a_new_failure(
     ]
     for fmt, marker in (("text", ""), ("markdown", "- ")):
         out = envcheck("fleet", "--format", fmt, str(tmp_path / "run2"), "--since", str(first)).stdout
-        assert "1 new failure, 1 slow device measured for the first time" in out, fmt
+        assert "1 new failure on 1 node, 1 slow device measured for the first time" in out, fmt
         line = f"{marker}FIRST MEASURED fleet slow.gpu fail: slow GPU {SLOW['node0011']} (below the fleet median)"
         assert line + " on 1 node: node0011" in out.replace("\\", ""), fmt
     # A previous report that keeps no figures at all (written before the fleet kept them) cannot tell a
@@ -910,10 +911,11 @@ def test_a_slow_device_not_measured_before_is_a_first_measure_not_a_new_failure(
 def test_a_gpu_that_crashes_every_benchmark_is_one_entry_in_each_format(
     real: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
-    """One GPU on each of 2 of 6 nodes crashes in every benchmark run on it (the bench's words for a kernel
-    that threw). The JSON keeps one group per benchmark, which ``--since`` compares; text, Markdown and HTML
-    say them as one entry naming each benchmark, counted once in the verdict, so the fleet's other problem
-    (a limit every node warns of) is not pushed down by them; ``--since`` says the new crash once too."""
+    """GPUs that crash in every benchmark run on them (the bench's words for a kernel that threw): two on
+    gpu1, each with its own error, and one on gpu4, of 6 nodes. The JSON keeps one group per benchmark, which
+    ``--since`` compares, each with every GPU's words (gpu1's second GPU too). Text, Markdown and HTML say
+    them as one entry naming each benchmark in the order they ran, counted once (the verdict, the HTML's
+    counts, ``--since``'s line), so the fleet's other problem (a limit every node warns of) stays in view."""
     before: dict[str, dict[str, Any]] = {}
     for i in range(6):
         host = f"gpu{i}"
@@ -923,36 +925,47 @@ def test_a_gpu_that_crashes_every_benchmark_is_one_entry_in_each_format(
                 c.update(status="warn", summary="open files limit 1024 is below 65536", fix=dict(ULIMITS_FIX))
         before[f"{host}/doctor"] = doctor
         before[f"{host}/bench"] = gpu_bench(real["bench_cpu"], doctor)
-    benchmarks = sorted({r["id"] for r in before["gpu0/bench"]["results"]})
-    assert len(benchmarks) > 1
+    ran = list(dict.fromkeys(r["id"] for r in before["gpu0/bench"]["results"]))
+    assert len(ran) > 1
     after = copy.deepcopy(before)
-    for host, index in (("gpu1", 2), ("gpu4", 3)):
+    illegal, launch = "CUDA error: an illegal memory access was encountered", "CUDA error: unspecified launch failure"
+    for host, index, reason in (("gpu1", 0, launch), ("gpu1", 2, illegal), ("gpu4", 3, illegal)):
         for r in after[f"{host}/bench"]["results"]:
             if r["device"] == f"cuda:{index}":
-                r.update(status="crash", value=None, reason="CUDA error: an illegal memory access was encountered")
-        after[f"{host}/bench"]["status"] = "crash"
+                r.update(status="crash", value=None, reason=reason)
+        after[f"{host}/bench"]["status"] = "fail"
     first = tmp_path / "first.json"
     assert envcheck("fleet", str(_dir(tmp_path / "run1", before)), "--output", str(first)).returncode == 0
     run2 = _dir(tmp_path / "run2", after)
     proc, doc = fleet(str(run2), "--since", str(first))
     assert doc is not None, proc.stderr
     crashed = [g for g in doc["problems"] if g["status"] == "crash"]
-    assert sorted(g["id"] for g in crashed) == benchmarks
-    assert all(g["nodes"] == ["gpu1", "gpu4"] for g in crashed)
-    assert sorted(g["id"] for g in doc["since"]["new"]) == benchmarks
+    assert sorted(g["id"] for g in crashed) == sorted(ran) and sorted(g["id"] for g in doc["since"]["new"]) == sorted(
+        ran
+    )
+    for g in crashed:
+        assert g["nodes"] == ["gpu1", "gpu4"] and g["wordings"] == 3 and g["own_words"]
+        said = {(w["summary"].rsplit(" on ", 1)[1], tuple(w["nodes"])) for w in g["words"]}
+        assert said == {
+            (f"cuda:0: {launch}", ("gpu1",)),
+            (f"cuda:2: {illegal}", ("gpu1",)),
+            (f"cuda:3: {illegal}", ("gpu4",)),
+        }
 
-    title = f"bench {', '.join(g['id'] for g in crashed)} crash"
+    title = f"bench {', '.join(ran)} crash"
     text = envcheck("fleet", str(run2), "--since", str(first)).stdout
-    screen = "\n".join(first_screen(text))
-    assert "2 problems across the fleet" in screen and "2 new failures" in screen
-    entries = [line for line in first_screen(text) if line.startswith("[CRASH] bench")]
-    assert entries == [f"[CRASH] {title} on 2 nodes: gpu1, gpu4"]
-    assert "host.ulimits warn on all 6 nodes" in screen
-    assert "CUDA error: an illegal memory access was encountered" in screen
-    new = [line for line in text.splitlines() if line.strip().startswith("NEW ")]
-    assert [line.strip() for line in new] == [f"NEW {title} on 2 nodes: gpu1, gpu4"]
-    # each node's own list keeps every benchmark's words
-    assert text.count("CUDA error: an illegal memory access was encountered") >= 2 * len(benchmarks)
+    screen = first_screen(text)
+    assert "2 problems across the fleet" in screen[1] and "1 new failure on 2 nodes" in screen[2]
+    assert [line for line in screen if line.startswith("[CRASH]")] == [f"[CRASH] {title} on 2 nodes: gpu1, gpu4"]
+    for device, reason in (("cuda:0", launch), ("cuda:2", illegal)):  # gpu1's second GPU is not left out
+        assert any(line.strip().startswith("on gpu1:") and f"{device}: {reason}" in line for line in screen)
+    assert any("host.ulimits warn on all 6 nodes" in line for line in screen)
+    assert "the other benchmarks' words" not in text  # each failed as the first did
+    assert [line.strip() for line in text.splitlines() if line.strip().startswith("NEW ")] == [
+        f"NEW {title} on 2 nodes: gpu1, gpu4"
+    ]
+    # each node's own list keeps every benchmark's words on every GPU
+    assert text.count(illegal) >= 2 * len(ran) and text.count(launch) >= len(ran)
 
     markdown = tmp_path / "fleet.md"
     html_page = tmp_path / "fleet.html"
@@ -964,3 +977,4 @@ def test_a_gpu_that_crashes_every_benchmark_is_one_entry_in_each_format(
     page = html_page.read_text()
     problems = page.split('id="problems"')[1].split("</section>")[0]
     assert problems.count("<li>") == 2 and problems.count(" crash</code>") == 1
+    assert re.search(r"problems across the fleet</td><td[^>]*>2</td>", page), "the counts say what the verdict says"
