@@ -290,11 +290,29 @@ def changed(since: Any) -> bool:
 def since_lines(since: dict[str, Any], threshold: float) -> list[str]:
     """Each change since the previous run, one line each (plain text: the caller escapes or cells it)."""
     out = []
+    # A check resolved under one verdict and new under another on the same node (a benchmark that crashed
+    # last time and fails its check now) is not fixed there: its RESOLVED line says so.
+    now_as: dict[tuple[Any, Any, str], Any] = {}
+    for g in since.get("new") or []:
+        for n in g["nodes"]:
+            now_as.setdefault((g.get("report"), g.get("id"), str(n)), g.get("status"))
     for key, word in (("new", "NEW"), ("first_measured", "FIRST MEASURED"), ("resolved", "RESOLVED")):
         for g in folded(since.get(key) or []):
             where = f"{plural(g['count'], 'node')}: {names(g['nodes'])}"
             device = f": {g['summary']}" if g.get("report") == "fleet" and g.get("summary") else ""  # which one
-            out.append(f"{word} {g['report']} {ids_of(g)} {g['status']}{device} on {where}")
+            line = f"{word} {g['report']} {ids_of(g)} {g['status']}{device} on {where}"
+            if key == "resolved" and now_as:
+                ids = [g.get("id"), *html.lst(g.get("also"))]
+                found = {
+                    (str(n), now_as[k])
+                    for n in g["nodes"]
+                    for i in ids
+                    if (k := (g.get("report"), i, str(n))) in now_as
+                }
+                if found:
+                    verdicts = "/".join(sorted({str(v) for _, v in found}))
+                    line += f" (now {verdicts} on {plural(len({n for n, _ in found}), 'node')} of them: see NEW)"
+            out.append(line)
     if since.get("appeared"):
         out.append(f"APPEARED {plural(len(since['appeared']), 'node')}: {names(since['appeared'])}")
     if since.get("vanished"):

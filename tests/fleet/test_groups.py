@@ -978,3 +978,28 @@ def test_a_gpu_that_crashes_every_benchmark_is_one_entry_in_each_format(
     problems = page.split('id="problems"')[1].split("</section>")[0]
     assert problems.count("<li>") == 2 and problems.count(" crash</code>") == 1
     assert re.search(r"problems across the fleet</td><td[^>]*>2</td>", page), "the counts say what the verdict says"
+
+
+def test_a_check_resolved_under_one_verdict_and_new_under_another_is_not_said_fixed() -> None:
+    """A benchmark that crashed on a and b last time, and on b now fails its check instead: resolved under
+    the one verdict and new under the other. Its RESOLVED line says where it now fails, so that it does not
+    read as fixed there; a check resolved with nothing in its place says only that it is."""
+    from envcheck.fleet.render import since_lines
+
+    bench = {"report": "bench", "id": "matmul.bf16"}
+    since = {
+        "previous": {"source": "monday.json"},
+        "new": [{**bench, "status": "fail", "count": 1, "nodes": ["b"]}],
+        "resolved": [
+            {**bench, "status": "crash", "count": 2, "nodes": ["a", "b"]},
+            {"report": "doctor", "id": "gpu.ecc", "status": "fail", "count": 1, "nodes": ["c"]},
+        ],
+        "appeared": [],
+        "vanished": [],
+        "slower": [],
+    }
+    assert since_lines(since, 0.1) == [
+        "NEW bench matmul.bf16 fail on 1 node: b",
+        "RESOLVED bench matmul.bf16 crash on 2 nodes: a, b (now fail on 1 node of them: see NEW)",
+        "RESOLVED doctor gpu.ecc fail on 1 node: c",
+    ]
