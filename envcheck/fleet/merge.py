@@ -1148,7 +1148,11 @@ def _group(report: str, check: str, status: Status, items: dict[str, list[Proble
             hosts = said.setdefault(p.summary, [])
             if not hosts or hosts[-1] != hostname:
                 hosts.append(hostname)
-    own_words = len({frozenset(DEVICE_NAMED.findall(words)) for words in said}) > 1
+    # Its nodes name different devices (GPU 0 here, GPU 5 there; two GPUs on one node, one on another): each
+    # node's words say what to act on there. Every node naming the same ones (all eight GPUs of each) is one
+    # problem said once, as are words that differ in a number alone.
+    named = {frozenset(d for p in found for d in DEVICE_NAMED.findall(p.summary)) for found in items.values()}
+    own_words = len(named) > 1
     words = sorted(said.items(), key=lambda w: -len(w[1]))[:WORDS_KEPT] if own_words else []
     return ProblemGroup(
         report,

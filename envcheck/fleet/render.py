@@ -13,6 +13,7 @@ from a node (host names, summaries, versions) is escaped, so a ``[`` in it is ne
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from envcheck.core.report import FLEET_SCHEMA
@@ -139,15 +140,13 @@ def wordings(group: dict[str, Any], limit: int = NAMES_SHOWN) -> list[tuple[str,
     there are; else its one summary (where empty) and how many other wordings it has."""
     words = html.items(group.get("words"))
     summary = group.get("summary")
-    # an entry that folds several benchmarks (folded) says the first's words; the others', where they differ
-    others = [("", "(the other benchmarks' words: each node's own list)")] if group.get("also_differ") is True else []
     if len(words) < 2:
-        return ([("", str(summary) + other_words(group))] if summary else []) + others
+        return [("", str(summary) + other_words(group))] if summary else []
     out = [(f"on {names([str(n) for n in html.lst(w.get('nodes'))], limit)}", str(w.get("summary"))) for w in words]
     total = group.get("wordings") if isinstance(group.get("wordings"), int) else len(words)
     if total > len(words):
         out.append(("", f"(and {plural(total - len(words), 'other wording')}: each node's own list)"))
-    return out + others
+    return out
 
 
 def group_title(group: dict[str, Any]) -> str:
@@ -169,28 +168,28 @@ IDS_SHOWN = 8
 
 
 def folded(groups: list[dict[str, Any]], nodes: Any = None) -> list[dict[str, Any]]:
-    """The problems as a person reads them: the bench's failed results with the same verdict on the same
-    nodes, none with a fix, as one entry naming each benchmark (the first's id in ``id``, the others' in
-    ``also``; ``also_differ`` where their errors differ).
+    """The problems as a person reads them: the benchmarks that failed alike (the same verdict on the same
+    nodes, the same devices with the same errors, no fix) as one entry naming each benchmark (the first's
+    id in ``id``, the others' in ``also``).
 
     A GPU that crashes fails every benchmark run on it: six groups of the same two nodes, one per benchmark,
-    pushed the fleet's other problems off the first screen. Given the document's ``nodes``, the benchmarks
-    are in the order the first node's report lists them, which is the order they ran: the entry says the
-    first one's words, usually the cause (the later ones fail because the GPU is gone). The groups stay one
-    per check in the JSON (and ``envcheck fleet --since`` compares them so); each node's own list still has
-    each benchmark's words."""
+    pushed the fleet's other problems off the first screen. Only what would read the same is folded: the
+    entry says the first one's words, and a benchmark whose error or device differs keeps an entry of its
+    own, so no error is said only in the nodes' own lists (which a problem on every node leaves out). Given
+    the document's ``nodes``, the benchmarks are in the order the first node's report lists them, which is
+    the order they ran. The groups stay one per check in the JSON (``envcheck fleet --since`` compares them
+    so); each node's own list still has each benchmark's words."""
     out: list[dict[str, Any]] = []
     members: dict[int, list[dict[str, Any]]] = {}
-    at: dict[tuple[str, tuple[str, ...]], int] = {}
+    at: dict[tuple[Any, ...], int] = {}
     for g in groups:
-        bench = isinstance(g, dict) and g.get("report") == "bench"
-        if bench and not g.get("fix") and len(html.lst(g.get("fixes"))) <= 1:
-            key = (str(g.get("status")), tuple(str(n) for n in html.lst(g.get("nodes"))))
-            first = at.get(key)
+        alike = _failed_alike(g)
+        if alike is not None:
+            first = at.get(alike)
             if first is not None:
                 members[first].append(g)
                 continue
-            at[key] = len(out)
+            at[alike] = len(out)
             members[len(out)] = [g]
         out.append(g)
     by_host: dict[str, dict[str, Any]] | None = None
@@ -206,15 +205,33 @@ def folded(groups: list[dict[str, Any]], nodes: Any = None) -> list[dict[str, An
             for pos, item in enumerate(listed):
                 ran.setdefault((item.get("report"), item.get("id"), item.get("status")), pos)
             found.sort(key=lambda g: ran.get((g.get("report"), g.get("id"), g.get("status")), len(listed)))
-        differ = len({_error(g.get("summary")) for g in found}) > 1
-        out[i] = {**found[0], "also": [g.get("id") for g in found[1:]], "also_differ": differ}
+        out[i] = {**found[0], "also": [g.get("id") for g in found[1:]]}
     return out
 
 
-def _error(summary: Any) -> str:
-    """What a failed benchmark's words say went wrong, without which case and device (``CASE on cuda:N:
-    WHY``, as envcheck.fleet.kinds words it): two benchmarks that failed alike differ in their case alone."""
-    return str(summary).partition(": ")[2] or str(summary)
+#: A failed benchmark's words, as envcheck.fleet.kinds words them: ``CASE on DEVICE: WHY``.
+_FAILED_BENCHMARK = re.compile(r"^.*? on (\S+): (.*)$", re.S)
+
+
+def _failed_alike(group: Any) -> tuple[Any, ...] | None:
+    """What two groups of failed benchmarks share when they read the same but for the benchmark: their
+    verdict, nodes, and each wording's device and error (with its nodes), without the case; None for
+    anything else (a check, a lab spec's verdict, a problem with a fix, one on no node, a hand-edited item)."""
+    if not isinstance(group, dict) or group.get("report") != "bench" or group.get("fix"):
+        return None
+    hosts = group.get("nodes")
+    if not isinstance(hosts, list) or not hosts or len(html.lst(group.get("fixes"))) > 1:
+        return None
+    if str(group.get("id")).startswith("spec."):
+        return None
+    said = [(group.get("summary"), ()), *((w.get("summary"), w.get("nodes")) for w in html.items(group.get("words")))]
+    wordings = set()
+    for words, where in said:
+        found = _FAILED_BENCHMARK.match(words) if isinstance(words, str) else None
+        if found is None:
+            return None
+        wordings.add((*found.groups(), tuple(str(n) for n in html.lst(where))))
+    return (str(group.get("status")), tuple(str(n) for n in hosts), frozenset(wordings), group.get("wordings"))
 
 
 #: A problem on all but this many of a fleet's nodes (of at least :data:`ALL_BUT_FROM`) is said as a
@@ -274,7 +291,7 @@ def since_line(since: dict[str, Any]) -> str:
 
 def _on_nodes(entries: list[dict[str, Any]]) -> str:
     """`` on N nodes``: how many nodes some failures of ``since`` are on, each node once."""
-    hosts = {str(n) for e in entries for n in e["nodes"]}
+    hosts = {str(n) for e in entries for n in html.lst(e.get("nodes"))}
     return f" on {plural(len(hosts), 'node')}"
 
 
@@ -287,8 +304,9 @@ def changed(since: Any) -> bool:
     return isinstance(since, dict) and any(since.get(k) for k in SINCE_CHANGES)
 
 
-def since_lines(since: dict[str, Any], threshold: float) -> list[str]:
-    """Each change since the previous run, one line each (plain text: the caller escapes or cells it)."""
+def since_lines(since: dict[str, Any], threshold: float, nodes: Any = None) -> list[str]:
+    """Each change since the previous run, one line each (plain text: the caller escapes or cells it); given
+    the document's ``nodes``, the benchmarks of a folded line in the order they ran (:func:`folded`)."""
     out = []
     # A check resolved under one verdict and new under another on the same node (a benchmark that crashed
     # last time and fails its check now) is not fixed there: its RESOLVED line says so.
@@ -297,7 +315,7 @@ def since_lines(since: dict[str, Any], threshold: float) -> list[str]:
         for n in g["nodes"]:
             now_as.setdefault((g.get("report"), g.get("id"), str(n)), g.get("status"))
     for key, word in (("new", "NEW"), ("first_measured", "FIRST MEASURED"), ("resolved", "RESOLVED")):
-        for g in folded(since.get(key) or []):
+        for g in folded(since.get(key) or [], nodes):
             where = f"{plural(g['count'], 'node')}: {names(g['nodes'])}"
             device = f": {g['summary']}" if g.get("report") == "fleet" and g.get("summary") else ""  # which one
             line = f"{word} {g['report']} {ids_of(g)} {g['status']}{device} on {where}"
@@ -406,7 +424,7 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
     # The details.
     if changed(since):
         say("\n[bold]Since the previous report[/]")
-        lines += [f"  {escape(line)}" for line in since_lines(since, doc.get("threshold", 0))]
+        lines += [f"  {escape(line)}" for line in since_lines(since, doc.get("threshold", 0), doc.get("nodes"))]
     # What the first screen left unsaid, and only that: the problems that did not fit, and each fix of
     # those shown with several (a problem said whole above is not said again).
     rest = [g for i, g in enumerate(entries) if i >= shown or len(g.get("fixes") or []) > 1]
@@ -660,7 +678,7 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
             lines.append(f"| {icon(g.get('status'))} | {what} | {cell(on_nodes(g, nodes))} | {fix} |")
     if changed(since):
         lines += ["", "### Since the previous report", ""]
-        lines += [f"- {cell(line)}" for line in since_lines(since, doc.get("threshold", 0))]
+        lines += [f"- {cell(line)}" for line in since_lines(since, doc.get("threshold", 0), doc.get("nodes"))]
     lines += [
         "",
         "### Nodes",
@@ -863,7 +881,7 @@ def fleet_since(doc: dict[str, Any]) -> str:
         return ""
     threshold = finite(doc.get("threshold")) or 0.0
     try:
-        lines = since_lines(since, threshold)
+        lines = since_lines(since, threshold, doc.get("nodes"))
     except (KeyError, TypeError, ValueError):  # a hand-edited document: the JSON still has it all
         return ""
     items = "".join(f"<li>{html.e(line)}</li>" for line in lines)

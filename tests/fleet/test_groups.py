@@ -924,9 +924,10 @@ def test_a_gpu_that_crashes_every_benchmark_is_one_entry_in_each_format(
             if c["id"] == "host.ulimits":
                 c.update(status="warn", summary="open files limit 1024 is below 65536", fix=dict(ULIMITS_FIX))
         before[f"{host}/doctor"] = doctor
-        before[f"{host}/bench"] = gpu_bench(real["bench_cpu"], doctor)
+        bench = before[f"{host}/bench"] = gpu_bench(real["bench_cpu"], doctor)
+        bench["results"].reverse()  # run in an order that is not the alphabet's, to be said in it
     ran = list(dict.fromkeys(r["id"] for r in before["gpu0/bench"]["results"]))
-    assert len(ran) > 1
+    assert len(ran) > 1 and ran != sorted(ran)
     after = copy.deepcopy(before)
     illegal, launch = "CUDA error: an illegal memory access was encountered", "CUDA error: unspecified launch failure"
     for host, index, reason in (("gpu1", 0, launch), ("gpu1", 2, illegal), ("gpu4", 3, illegal)):
@@ -960,7 +961,6 @@ def test_a_gpu_that_crashes_every_benchmark_is_one_entry_in_each_format(
     for device, reason in (("cuda:0", launch), ("cuda:2", illegal)):  # gpu1's second GPU is not left out
         assert any(line.strip().startswith("on gpu1:") and f"{device}: {reason}" in line for line in screen)
     assert any("host.ulimits warn on all 6 nodes" in line for line in screen)
-    assert "the other benchmarks' words" not in text  # each failed as the first did
     assert [line.strip() for line in text.splitlines() if line.strip().startswith("NEW ")] == [
         f"NEW {title} on 2 nodes: gpu1, gpu4"
     ]
@@ -1002,4 +1002,74 @@ def test_a_check_resolved_under_one_verdict_and_new_under_another_is_not_said_fi
         "NEW bench matmul.bf16 fail on 1 node: b",
         "RESOLVED bench matmul.bf16 crash on 2 nodes: a, b (now fail on 1 node of them: see NEW)",
         "RESOLVED doctor gpu.ecc fail on 1 node: c",
+    ]
+
+
+def test_benchmarks_that_failed_otherwise_are_not_folded_and_a_fleet_wide_crash_is_said_once(
+    real: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """On every node of 4, GPU 0 fails two benchmarks with different errors: two entries, each error on the
+    first screen (a problem on every node leaves the nodes' own lists out, so an error said only there would
+    be said nowhere). Then every GPU of every node crashes alike in one benchmark: one entry on all 4 nodes,
+    not a section per node, though each node names its four GPUs."""
+    docs: dict[str, dict[str, Any]] = {}
+    for i in range(4):
+        doctor = passing(real, f"n{i}")
+        docs[f"n{i}/doctor"] = doctor
+        docs[f"n{i}/bench"] = gpu_bench(real["bench_cpu"], doctor)
+    ran = list(dict.fromkeys(r["id"] for r in docs["n0/bench"]["results"]))
+    errors = {ran[0]: "CUDA error: an illegal memory access was encountered", ran[1]: "FlashAttention needs sm80"}
+    differ = copy.deepcopy(docs)
+    for i in range(4):
+        for r in differ[f"n{i}/bench"]["results"]:
+            if r["device"] == "cuda:0" and r["id"] in errors:
+                r.update(status="crash", value=None, reason=errors[r["id"]])
+    text = envcheck("fleet", *write(tmp_path / "differ", differ)).stdout
+    screen = first_screen(text)
+    assert [line.split(" on ")[0] for line in screen if line.startswith("[CRASH]")] == [
+        f"[CRASH] bench {ran[0]} crash",
+        f"[CRASH] bench {ran[1]} crash",
+    ], text
+    assert all(any(error in line for line in screen) for error in errors.values())
+
+    everywhere = copy.deepcopy(docs)
+    for i in range(4):
+        for r in everywhere[f"n{i}/bench"]["results"]:
+            if r["id"] == ran[0]:
+                r.update(status="crash", value=None, reason="CUDA error: unspecified launch failure")
+    proc, doc = fleet(*write(tmp_path / "everywhere", everywhere))
+    assert doc is not None, proc.stderr
+    (group,) = [g for g in doc["problems"] if g["status"] == "crash"]
+    assert group["wordings"] == 4 and not group["own_words"]  # cuda:0 to cuda:3 on each: the same on all
+    text = envcheck("fleet", str(tmp_path / "everywhere")).stdout
+    assert f"[CRASH] bench {ran[0]} crash on all 4 nodes" in text
+    assert "4 nodes with only the problems every node shares (above): n0, n1, n2, n3" in text
+    assert not re.search(r"^\[FAIL\]\s+n\d ", text, re.M)  # no section of its own for any node
+
+
+def test_groups_a_hand_edited_report_holds_are_folded_only_when_they_read_alike() -> None:
+    """What folded reads may have been edited by hand: a bench group on no node, or with nodes that are not
+    a list, or anything but a group, is never folded (nor indexed); two that read alike but for the case are."""
+    from envcheck.fleet.render import folded
+
+    crash = {"report": "bench", "status": "crash", "fix": None, "fixes": [{"fix": None, "nodes": ["a"]}]}
+    odd = [
+        {**crash, "id": "x", "nodes": []},
+        {**crash, "id": "y", "nodes": []},
+        {**crash, "id": "z", "nodes": "a"},
+        {**crash, "id": "w"},
+        "not a group",
+        3,
+    ]
+    assert folded(odd, nodes="not a list") == odd
+    alike = [
+        {**crash, "id": "matmul", "nodes": ["a"], "summary": "bf16 4096 on cuda:1: CUDA error: out of memory"},
+        {**crash, "id": "memory", "nodes": ["a"], "summary": "copy 64 MiB on cuda:1: CUDA error: out of memory"},
+        {**crash, "id": "sdpa", "nodes": ["a"], "summary": "sdpa on cuda:2: CUDA error: out of memory"},
+        {**crash, "id": "spec.matmul", "nodes": ["a"], "summary": "x on cuda:1: CUDA error: out of memory"},
+    ]
+    assert [(g["id"], g.get("also")) for g in folded(alike)] == [
+        ("matmul", ["memory"]),
+        ("sdpa", None),
+        ("spec.matmul", None),
     ]
