@@ -19,6 +19,7 @@ value of an unexpected type: it reads what it can.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -700,6 +701,26 @@ def _scan_results(results: Any) -> _Scanned:
     return _Scanned(failed, calm, contended, noisy, host_bound, device_bound)
 
 
+#: The most of a failed benchmark's words searched for an error envcheck knows: an error's own line is short,
+#: and a hand-made report may give a megabyte.
+KNOWN_FIX_CHARS = 4096
+
+
+@functools.lru_cache(maxsize=1024)
+def known_fix(words: str) -> dict[str, str | None] | None:
+    """The fix for a failed benchmark's error where ``envcheck explain`` knows it (its signatures: a CUDA
+    out of memory, no kernel image for this GPU, ECC errors, a GPU that fell off the bus...), said as the
+    fleet says a check's fix: what was recognised and what to do, and the command to look with. Nodes whose
+    GPU failed alike fail with the same words, so each is searched once per worker."""
+    from envcheck.doctor.signatures import SIGNATURES  # only where a benchmark failed
+
+    text = words[:KNOWN_FIX_CHARS]
+    for signature in SIGNATURES:
+        if any(p.search(text) for p in signature.patterns):
+            return {"text": f"{signature.title}: {signature.fix}", "command": signature.command}
+    return None
+
+
 @register
 class Bench(Adapter):
     id = BENCH_SCHEMA
@@ -741,7 +762,7 @@ class Bench(Adapter):
             status = _PROBLEMS[r.status]  # type: ignore[index]
             why = _str(r.reason) or _str(_dict(r.check).get("detail")) or status.value
             summary = f"{r.case or r.id} on {r.device or '?'}: {why}"
-            out.append((None, Problem(source, kind, str(r.id or "?"), status, summary)))
+            out.append((None, Problem(source, kind, str(r.id or "?"), status, summary, known_fix(why))))
         return out + _spec_verdicts(source, kind, _dict(doc.get("spec")).get("verdicts"))
 
     @staticmethod

@@ -169,7 +169,7 @@ IDS_SHOWN = 8
 
 def folded(groups: list[dict[str, Any]], nodes: Any = None) -> list[dict[str, Any]]:
     """The problems as a person reads them: the benchmarks that failed alike (the same verdict on the same
-    nodes, the same devices with the same errors, no fix) as one entry naming each benchmark (the first's
+    nodes, the same devices with the same errors and fix) as one entry naming each benchmark (the first's
     id in ``id``, the others' in ``also``).
 
     A GPU that crashes fails every benchmark run on it: six groups of the same two nodes, one per benchmark,
@@ -215,9 +215,9 @@ _FAILED_BENCHMARK = re.compile(r"^.*? on (\S+): (.*)$", re.S)
 
 def _failed_alike(group: Any) -> tuple[Any, ...] | None:
     """What two groups of failed benchmarks share when they read the same but for the benchmark: their
-    verdict, nodes, and each wording's device and error (with its nodes), without the case; None for
-    anything else (a check, a lab spec's verdict, a problem with a fix, one on no node, a hand-edited item)."""
-    if not isinstance(group, dict) or group.get("report") != "bench" or group.get("fix"):
+    verdict, nodes, fix, and each wording's device and error (with its nodes), without the case; None for
+    anything else (a check, a lab spec's verdict, one with several fixes or on no node, a hand-edited item)."""
+    if not isinstance(group, dict) or group.get("report") != "bench":
         return None
     hosts = group.get("nodes")
     if not isinstance(hosts, list) or not hosts or len(html.lst(group.get("fixes"))) > 1:
@@ -231,7 +231,8 @@ def _failed_alike(group: Any) -> tuple[Any, ...] | None:
         if found is None:
             return None
         wordings.add((*found.groups(), tuple(str(n) for n in html.lst(where))))
-    return (str(group.get("status")), tuple(str(n) for n in hosts), frozenset(wordings), group.get("wordings"))
+    fix = repr(group.get("fix"))  # one fix (the error envcheck explain knows), or none
+    return (str(group.get("status")), tuple(str(n) for n in hosts), frozenset(wordings), group.get("wordings"), fix)
 
 
 #: A problem on all but this many of a fleet's nodes (of at least :data:`ALL_BUT_FROM`) is said as a

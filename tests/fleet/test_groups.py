@@ -945,7 +945,7 @@ def test_a_gpu_that_crashes_every_benchmark_is_one_entry_in_each_format(
         ran
     )
     for g in crashed:
-        assert g["nodes"] == ["gpu1", "gpu4"] and g["wordings"] == 3 and g["own_words"]
+        assert g["nodes"] == ["gpu1", "gpu4"] and g["wordings"] == 3 and g["own_words"] and g["fix"] is None
         said = {(w["summary"].rsplit(" on ", 1)[1], tuple(w["nodes"])) for w in g["words"]}
         assert said == {
             (f"cuda:0: {launch}", ("gpu1",)),
@@ -1073,3 +1073,37 @@ def test_groups_a_hand_edited_report_holds_are_folded_only_when_they_read_alike(
         ("sdpa", None),
         ("spec.matmul", None),
     ]
+
+
+def test_a_benchmark_that_failed_with_an_error_envcheck_explain_knows_carries_its_fix(
+    real: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """A crash whose words envcheck explain knows (CUDA out of memory, on two of three nodes) is a problem
+    with that fix, said once in Fix first with its command, its benchmarks that failed alike folded as
+    before; an error it does not know has no fix (the test above: an illegal memory access)."""
+    from envcheck.doctor.signatures import SIGNATURES
+    from envcheck.fleet.kinds import known_fix
+
+    oom = next(s for s in SIGNATURES if s.id == "cuda.out_of_memory")
+    docs: dict[str, dict[str, Any]] = {}
+    for i in range(3):
+        doctor = passing(real, f"n{i}")
+        docs[f"n{i}/doctor"] = doctor
+        docs[f"n{i}/bench"] = gpu_bench(real["bench_cpu"], doctor)
+    for host in ("n0", "n2"):
+        for r in docs[f"{host}/bench"]["results"]:
+            if r["device"] == "cuda:1":
+                r.update(status="crash", value=None, reason="torch.OutOfMemoryError: CUDA out of memory. Tried to")
+    paths = write(tmp_path, docs)
+    proc, doc = fleet(*paths)
+    assert doc is not None, proc.stderr
+    fix = {"text": f"{oom.title}: {oom.fix}", "command": oom.command}
+    crashed = [g for g in doc["problems"] if g["status"] == "crash"]
+    ran = list(dict.fromkeys(r["id"] for r in docs["n0/bench"]["results"]))
+    assert sorted(g["id"] for g in crashed) == sorted(ran)
+    assert all(g["nodes"] == ["n0", "n2"] and g["fix"] == fix and len(g["fixes"]) == 1 for g in crashed)
+    text = envcheck("fleet", *paths).stdout
+    screen = "\n".join(first_screen(text))
+    assert f"[CRASH] bench {', '.join(ran)} crash on 2 nodes: n0, n2" in screen
+    assert screen.count(f"fix: {oom.title}: ") == 1 and f"run: {oom.command}" in screen
+    assert known_fix("CUDA error: an illegal memory access was encountered") is None
