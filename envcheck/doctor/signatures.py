@@ -425,6 +425,25 @@ SIGNATURES: tuple[Signature, ...] = (
         "nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv",
     ),
     Signature(
+        "cuda.kernel_fault",
+        "A CUDA kernel faulted",
+        _p(
+            r"an illegal memory access was encountered|cudaErrorIllegalAddress|CUDA_ERROR_ILLEGAL_ADDRESS"
+            r"|unspecified launch failure|cudaErrorLaunchFailure|CUDA_ERROR_LAUNCH_FAILED"
+        ),
+        "A kernel touched memory it does not own, or died (the driver logs Xid 13, 31 or 43 for it): most often "
+        "a bug in the kernel or its inputs (an index out of range, a tensor on another device); where the same "
+        "code runs cleanly on the other GPUs of the same model, the GPU itself (its memory, power or board).",
+        ("kernel.xid",),
+        "Rerun with CUDA_LAUNCH_BLOCKING=1 to name the kernel that faulted; where the same code passes on the "
+        "node's other GPUs (as envcheck bench's own benchmarks do), drain this GPU and reset it, and ask the "
+        "vendor for an RMA if the fault returns.",
+        "On that node: `sudo dmesg -T | grep -i xid` (an Xid 13, 31 or 43 names the GPU and the process).",
+        ("pytorch/examples#548", "pytorch/pytorch#74235", "opendatalab/MinerU#426"),
+        "sudo dmesg -T | grep -i xid",
+        requires=xid(lambda code: code in (13, 31, 43)),
+    ),
+    Signature(
         "gpu.memory_errors",
         "GPU memory (ECC) errors",
         _p(

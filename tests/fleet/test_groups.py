@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from envcheck.doctor.signatures import SIGNATURES
 from tests.fleet.conftest import as_node, envcheck, fleet, gpu_bench, write
 
 NODES = 1000
@@ -913,7 +914,8 @@ def test_a_gpu_that_crashes_every_benchmark_is_one_entry_in_each_format(
 ) -> None:
     """GPUs that crash in every benchmark run on them (the bench's words for a kernel that threw): two on
     gpu1, each with its own error, and one on gpu4, of 6 nodes. The JSON keeps one group per benchmark, which
-    ``--since`` compares, each with every GPU's words (gpu1's second GPU too). Text, Markdown and HTML say
+    ``--since`` compares, each with every GPU's words (gpu1's second GPU too) and the one fix envcheck explain
+    knows for both errors (a kernel's fault). Text, Markdown and HTML say
     them as one entry naming each benchmark in the order they ran, counted once (the verdict, the HTML's
     counts, ``--since``'s line), so the fleet's other problem (a limit every node warns of) stays in view."""
     before: dict[str, dict[str, Any]] = {}
@@ -940,12 +942,15 @@ def test_a_gpu_that_crashes_every_benchmark_is_one_entry_in_each_format(
     run2 = _dir(tmp_path / "run2", after)
     proc, doc = fleet(str(run2), "--since", str(first))
     assert doc is not None, proc.stderr
+    # both errors are a kernel's fault envcheck explain knows: one fix for every GPU
+    kernel_fault = next(s for s in SIGNATURES if s.id == "cuda.kernel_fault")
+    fault = {"text": f"{kernel_fault.title}: {kernel_fault.fix}", "command": kernel_fault.command}
     crashed = [g for g in doc["problems"] if g["status"] == "crash"]
     assert sorted(g["id"] for g in crashed) == sorted(ran) and sorted(g["id"] for g in doc["since"]["new"]) == sorted(
         ran
     )
     for g in crashed:
-        assert g["nodes"] == ["gpu1", "gpu4"] and g["wordings"] == 3 and g["own_words"] and g["fix"] is None
+        assert g["nodes"] == ["gpu1", "gpu4"] and g["wordings"] == 3 and g["own_words"] and g["fix"] == fault
         said = {(w["summary"].rsplit(" on ", 1)[1], tuple(w["nodes"])) for w in g["words"]}
         assert said == {
             (f"cuda:0: {launch}", ("gpu1",)),
@@ -1080,8 +1085,7 @@ def test_a_benchmark_that_failed_with_an_error_envcheck_explain_knows_carries_it
 ) -> None:
     """A crash whose words envcheck explain knows (CUDA out of memory, on two of three nodes) is a problem
     with that fix, said once in Fix first with its command, its benchmarks that failed alike folded as
-    before; an error it does not know has no fix (the test above: an illegal memory access)."""
-    from envcheck.doctor.signatures import SIGNATURES
+    before; an error it does not know has no fix."""
     from envcheck.fleet.kinds import known_fix
 
     oom = next(s for s in SIGNATURES if s.id == "cuda.out_of_memory")
@@ -1106,4 +1110,4 @@ def test_a_benchmark_that_failed_with_an_error_envcheck_explain_knows_carries_it
     screen = "\n".join(first_screen(text))
     assert f"[CRASH] bench {', '.join(ran)} crash on 2 nodes: n0, n2" in screen
     assert screen.count(f"fix: {oom.title}: ") == 1 and f"run: {oom.command}" in screen
-    assert known_fix("CUDA error: an illegal memory access was encountered") is None
+    assert known_fix("CUDA error: something envcheck has never seen") is None
