@@ -1131,27 +1131,42 @@ def _fix_key(fix: dict[str, Any] | None) -> Any:
 
 
 def _group(report: str, check: str, status: Status, items: dict[str, list[Problem]]) -> ProblemGroup:
-    # its nodes by name, as an admin looks for one (not in the order of their verdicts)
-    items = dict(sorted(items.items()))
-    by_node = {hostname: found[0] for hostname, found in items.items()}
+    """One problem across the fleet from each node's items of it (in its report's order; its first gives the
+    node's fix). One pass over the nodes: a group of 10 000 nodes is common, and a fleet has dozens."""
     fixes: dict[str, tuple[dict[str, Any] | None, list[str]]] = {}
-    for hostname, p in by_node.items():
-        key = _fix_key(p.fix)
-        fixes.setdefault(key, (p.fix, []))[1].append(hostname)
+    # every item's words, each with the nodes that say them (a node once per wording), and the devices each
+    # wording names (found once per wording, not per node)
+    said: dict[str, list[str]] = {}
+    devices: dict[str, frozenset[str]] = {}
+    # the devices each node's words name, as sets (see own_words below)
+    named: set[frozenset[str]] = set()
+    several: dict[tuple[str, ...], frozenset[str]] = {}
+    # its nodes by name, as an admin looks for one (not in the order of their verdicts)
+    for hostname, found in sorted(items.items()):
+        fix = found[0].fix
+        fixes.setdefault(_fix_key(fix), (fix, []))[1].append(hostname)
+        for p in found:
+            words = p.summary
+            hosts = said.get(words)
+            if hosts is None:
+                said[words] = [hostname]
+                devices[words] = frozenset(DEVICE_NAMED.findall(words))
+            elif hosts[-1] != hostname:
+                hosts.append(hostname)
+        if len(found) == 1:
+            named.add(devices[found[0].summary])
+        else:  # a node's several items (eight GPUs): the same words on every node, so each set made once
+            key = tuple(p.summary for p in found)
+            mine = several.get(key)
+            if mine is None:
+                mine = several[key] = frozenset().union(*(devices[words] for words in key))
+            named.add(mine)
     ranked = sorted(fixes.values(), key=lambda f: (f[0] is None, -len(f[1])))
     # the words of a node whose fix is the one shown first, so that the two shown together belong together
-    first = by_node[ranked[0][1][0]]
-    # every item's words, each with the nodes that say them (a node once per wording)
-    said: dict[str, list[str]] = {}
-    for hostname, found in items.items():
-        for p in found:
-            hosts = said.setdefault(p.summary, [])
-            if not hosts or hosts[-1] != hostname:
-                hosts.append(hostname)
+    first = items[ranked[0][1][0]][0]
     # Its nodes name different devices (GPU 0 here, GPU 5 there; two GPUs on one node, one on another): each
     # node's words say what to act on there. Every node naming the same ones (all eight GPUs of each) is one
     # problem said once, as are words that differ in a number alone.
-    named = {frozenset(d for p in found for d in DEVICE_NAMED.findall(p.summary)) for found in items.values()}
     own_words = len(named) > 1
     words = sorted(said.items(), key=lambda w: -len(w[1]))[:WORDS_KEPT] if own_words else []
     return ProblemGroup(
@@ -1159,7 +1174,7 @@ def _group(report: str, check: str, status: Status, items: dict[str, list[Proble
         check,
         status,
         first.summary,
-        tuple(by_node),
+        tuple(sorted(items)),
         tuple(Fix(fix, tuple(hosts)) for fix, hosts in ranked[:FIXES_KEPT]),
         max(0, len(ranked) - FIXES_KEPT),
         wordings=len(said),
