@@ -425,25 +425,6 @@ SIGNATURES: tuple[Signature, ...] = (
         "nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv",
     ),
     Signature(
-        "cuda.kernel_fault",
-        "A CUDA kernel faulted",
-        _p(
-            r"an illegal memory access was encountered|cudaErrorIllegalAddress|CUDA_ERROR_ILLEGAL_ADDRESS"
-            r"|unspecified launch failure|cudaErrorLaunchFailure|CUDA_ERROR_LAUNCH_FAILED"
-        ),
-        "A kernel touched memory it does not own, or died (the driver logs Xid 13, 31 or 43 for it): most often "
-        "a bug in the kernel or its inputs (an index out of range, a tensor on another device); where the same "
-        "code runs cleanly on the other GPUs of the same model, the GPU itself (its memory, power or board).",
-        ("kernel.xid",),
-        "Rerun with CUDA_LAUNCH_BLOCKING=1 to name the kernel that faulted; where the same code passes on the "
-        "node's other GPUs (as envcheck bench's own benchmarks do), drain this GPU and reset it, and ask the "
-        "vendor for an RMA if the fault returns.",
-        "On that node: `sudo dmesg -T | grep -i xid` (an Xid 13, 31 or 43 names the GPU and the process).",
-        ("pytorch/examples#548", "pytorch/pytorch#74235", "opendatalab/MinerU#426"),
-        "sudo dmesg -T | grep -i xid",
-        requires=xid(lambda code: code in (13, 31, 43)),
-    ),
-    Signature(
         "gpu.memory_errors",
         "GPU memory (ECC) errors",
         _p(
@@ -485,6 +466,31 @@ SIGNATURES: tuple[Signature, ...] = (
         ("pytorch/pytorch#58155", "NVIDIA/open-gpu-kernel-modules#1355"),
         "nvidia-smi nvlink -s",
         requires=xid(lambda code: code in NVLINK_XIDS),
+    ),
+    Signature(
+        "cuda.kernel_fault",
+        "A CUDA kernel faulted",
+        _p(
+            r"an illegal memory access was encountered|cudaErrorIllegalAddress|CUDA_ERROR_ILLEGAL_ADDRESS"
+            r"|an illegal instruction was encountered|CUDA error: misaligned address"
+            r"|unspecified launch failure|cudaErrorLaunchFailure|CUDA_ERROR_LAUNCH_FAILED"
+        ),
+        "A kernel touched memory it does not own, ran an illegal instruction, or died (the driver logs Xid 13, "
+        "31 or 43 for it): most often a bug in the kernel or its inputs (an index out of range, a tensor on "
+        "another device); where the same code runs cleanly on the other GPUs of the same model, the GPU itself "
+        "(its memory: ECC errors, retired pages). A launch failure is also what a job sees when its GPU falls "
+        "off the bus (Xid 79).",
+        ("gpu.ecc", "gpu.retired_memory", "kernel.xid"),
+        "Rerun with CUDA_LAUNCH_BLOCKING=1 to name the kernel that faulted; where the same code passes on the "
+        "node's other GPUs (as envcheck bench's own benchmarks do), drain this GPU and reset it, and ask the "
+        "vendor for an RMA if the fault returns.",
+        "On that node: `sudo dmesg -T | grep -i xid` (an Xid 13, 31 or 43 names the GPU and the process; a 79 "
+        "or a memory Xid says the GPU is at fault) and `nvidia-smi -q -d ECC`.",
+        ("pytorch/examples#548", "pytorch/pytorch#74235", "opendatalab/MinerU#426"),
+        "sudo dmesg -T | grep -i xid",
+        # the Xids that say the GPU is at fault (13, 31 and 43 blame the application: kernel.xid lists them
+        # as information), its memory's
+        requires=xid(lambda code: code in MEMORY_XIDS),
     ),
     Signature(
         "cuda.invalid_device",

@@ -701,20 +701,28 @@ def _scan_results(results: Any) -> _Scanned:
     return _Scanned(failed, calm, contended, noisy, host_bound, device_bound)
 
 
-#: The most of a failed benchmark's words searched for an error envcheck knows: an error's own line is short,
-#: and a hand-made report may give a megabyte.
-KNOWN_FIX_CHARS = 4096
+#: The most of a failed benchmark's words searched for an error envcheck knows: the first line, as far as
+#: this. An error's own line is short; some of the signatures' patterns cost the square of a line made to
+#: look like many log lines at once (4 KiB took a quarter of a second), and a hand-made report may hold one.
+KNOWN_FIX_CHARS = 256
+#: The distinct errors of one report looked up (the rest have no fix): a report of 48 results made to fail
+#: each in its own words costs at most this many searches.
+KNOWN_FIX_PER_REPORT = 8
+
+
+def known_fix(words: str) -> dict[str, str | None] | None:
+    """The fix for a failed benchmark's error where ``envcheck explain`` knows it (its signatures: a CUDA
+    out of memory, no kernel image for this GPU, a kernel's fault, ECC errors, a GPU that fell off the
+    bus...), said as the fleet says a check's fix: what was recognised and what to do, and the command to
+    look with. Only the first line is read, as far as :data:`KNOWN_FIX_CHARS`."""
+    return _known_fix(words.partition("\n")[0][:KNOWN_FIX_CHARS])
 
 
 @functools.lru_cache(maxsize=1024)
-def known_fix(words: str) -> dict[str, str | None] | None:
-    """The fix for a failed benchmark's error where ``envcheck explain`` knows it (its signatures: a CUDA
-    out of memory, no kernel image for this GPU, ECC errors, a GPU that fell off the bus...), said as the
-    fleet says a check's fix: what was recognised and what to do, and the command to look with. Nodes whose
-    GPU failed alike fail with the same words, so each is searched once per worker."""
+def _known_fix(text: str) -> dict[str, str | None] | None:
+    """Nodes whose GPU failed alike fail with the same words: each is searched once per worker."""
     from envcheck.doctor.signatures import SIGNATURES  # only where a benchmark failed
 
-    text = words[:KNOWN_FIX_CHARS]
     for signature in SIGNATURES:
         if any(p.search(text) for p in signature.patterns):
             return {"text": f"{signature.title}: {signature.fix}", "command": signature.command}
@@ -758,11 +766,18 @@ class Bench(Adapter):
     @staticmethod
     def _items(source: str, kind: str, doc: dict[str, Any], scanned: _Scanned) -> list[tuple[str | None, Problem]]:
         out = _checks(source, kind, doc.get("preflight"))
+        fixes: dict[str, dict[str, str | None] | None] = {}  # each distinct error's, a few (KNOWN_FIX_PER_REPORT)
         for r in scanned.failed:
             status = _PROBLEMS[r.status]  # type: ignore[index]
             why = _str(r.reason) or _str(_dict(r.check).get("detail")) or status.value
             summary = f"{r.case or r.id} on {r.device or '?'}: {why}"
-            out.append((None, Problem(source, kind, str(r.id or "?"), status, summary, known_fix(why))))
+            if why in fixes:
+                fix = fixes[why]
+            elif len(fixes) < KNOWN_FIX_PER_REPORT:
+                fix = fixes[why] = known_fix(why)
+            else:
+                fix = None
+            out.append((None, Problem(source, kind, str(r.id or "?"), status, summary, fix)))
         return out + _spec_verdicts(source, kind, _dict(doc.get("spec")).get("verdicts"))
 
     @staticmethod

@@ -254,6 +254,9 @@ class ProblemGroup:
     #: :data:`WORDS_KEPT` (``GPU 1: ...`` on two nodes, ``GPU 2: ...`` on a third): one wording shown for
     #: all would send an admin to the wrong GPU on the third.
     words: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: Where :attr:`own_words` and most of its nodes say the same: the others, whose words differ from theirs
+    #: (each keeps its own list where the problem is on every node, envcheck.fleet.render).
+    odd: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -1137,37 +1140,49 @@ def _group(report: str, check: str, status: Status, items: dict[str, list[Proble
     # every item's words, each with the nodes that say them (a node once per wording), and the devices each
     # wording names (found once per wording, not per node)
     said: dict[str, list[str]] = {}
-    devices: dict[str, frozenset[str]] = {}
-    # the devices each node's words name, as sets (see own_words below)
-    named: set[frozenset[str]] = set()
-    several: dict[tuple[str, ...], frozenset[str]] = {}
+    shape: dict[str, tuple[frozenset[str], str]] = {}
+    # the nodes by what their words say (see own_words below)
+    shapes: dict[frozenset[tuple[frozenset[str], str]], list[str]] = {}
+    several: dict[tuple[str, ...], frozenset[tuple[frozenset[str], str]]] = {}
     # its nodes by name, as an admin looks for one (not in the order of their verdicts)
     for hostname, found in sorted(items.items()):
         fix = found[0].fix
         fixes.setdefault(_fix_key(fix), (fix, []))[1].append(hostname)
+        for p in found[1:]:  # a second GPU's other error may have a fix of its own (ECC beside a kernel's fault)
+            if p.fix is not fix:
+                listed = fixes.setdefault(_fix_key(p.fix), (p.fix, []))[1]
+                if listed[-1:] != [hostname]:
+                    listed.append(hostname)
         for p in found:
             words = p.summary
             hosts = said.get(words)
             if hosts is None:
                 said[words] = [hostname]
-                devices[words] = frozenset(DEVICE_NAMED.findall(words))
+                shape[words] = (frozenset(DEVICE_NAMED.findall(words)), _NUMBER.sub("#", words))
             elif hosts[-1] != hostname:
                 hosts.append(hostname)
         if len(found) == 1:
-            named.add(devices[found[0].summary])
+            mine = frozenset((shape[found[0].summary],))
         else:  # a node's several items (eight GPUs): the same words on every node, so each set made once
             key = tuple(p.summary for p in found)
             mine = several.get(key)
             if mine is None:
-                mine = several[key] = frozenset().union(*(devices[words] for words in key))
-            named.add(mine)
+                mine = several[key] = frozenset(shape[words] for words in key)
+        shapes.setdefault(mine, []).append(hostname)
     ranked = sorted(fixes.values(), key=lambda f: (f[0] is None, -len(f[1])))
     # the words of a node whose fix is the one shown first, so that the two shown together belong together
-    first = items[ranked[0][1][0]][0]
-    # Its nodes name different devices (GPU 0 here, GPU 5 there; two GPUs on one node, one on another): each
-    # node's words say what to act on there. Every node naming the same ones (all eight GPUs of each) is one
-    # problem said once, as are words that differ in a number alone.
-    own_words = len(named) > 1
+    top = _fix_key(ranked[0][0])
+    first = next(p for p in items[ranked[0][1][0]] if _fix_key(p.fix) == top)
+    # Its nodes' words say different things (GPU 0 here, GPU 5 there; two GPUs on one node, one on another;
+    # another error): each node's words say what to act on there. Every node saying the same (all eight GPUs
+    # of each, alike) is one problem said once, as are words that differ in a number alone. Where most of
+    # its nodes say the same, the others are ``odd``: a problem on every node is said once for the many, and
+    # the few keep their own lists (one node's GPU 5 with ECC errors among a fleet's kernel faults).
+    own_words = len(shapes) > 1
+    most = max(shapes.values(), key=len)
+    odd = tuple(sorted(h for hosts in shapes.values() if hosts is not most for h in hosts)) if own_words else ()
+    if len(most) * 2 <= len(items):
+        odd = ()  # no majority: each node's words are its own
     words = sorted(said.items(), key=lambda w: -len(w[1]))[:WORDS_KEPT] if own_words else []
     return ProblemGroup(
         report,
@@ -1180,8 +1195,12 @@ def _group(report: str, check: str, status: Status, items: dict[str, list[Proble
         wordings=len(said),
         own_words=own_words,
         words=tuple((summary, tuple(hosts)) for summary, hosts in words),
+        odd=odd,
     )
 
+
+#: A number in a check's words: words that differ in numbers alone (a load average, a count) say the same.
+_NUMBER = re.compile(r"\d+")
 
 #: How a check's words name a device: a GPU by index, a CUDA device, a PCI bus id, a GPU UUID.
 DEVICE_NAMED = re.compile(

@@ -14,6 +14,7 @@ from a node (host names, summaries, versions) is escaped, so a ``[`` in it is ne
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from envcheck.core.report import FLEET_SCHEMA
@@ -167,7 +168,9 @@ def ids_of(group: dict[str, Any]) -> str:
 IDS_SHOWN = 8
 
 
-def folded(groups: list[dict[str, Any]], nodes: Any = None) -> list[dict[str, Any]]:
+def folded(
+    groups: list[dict[str, Any]], nodes: Any = None, alike: Callable[[Any], Any] | None = None
+) -> list[dict[str, Any]]:
     """The problems as a person reads them: the benchmarks that failed alike (the same verdict on the same
     nodes, the same devices with the same errors and fix) as one entry naming each benchmark (the first's
     id in ``id``, the others' in ``also``).
@@ -178,18 +181,19 @@ def folded(groups: list[dict[str, Any]], nodes: Any = None) -> list[dict[str, An
     own, so no error is said only in the nodes' own lists (which a problem on every node leaves out). Given
     the document's ``nodes``, the benchmarks are in the order the first node's report lists them, which is
     the order they ran. The groups stay one per check in the JSON (``envcheck fleet --since`` compares them
-    so); each node's own list still has each benchmark's words."""
+    so); each node's own list still has each benchmark's words. ``alike``: what two groups fold by, where
+    not :func:`_failed_alike` (None: not folded)."""
     out: list[dict[str, Any]] = []
     members: dict[int, list[dict[str, Any]]] = {}
-    at: dict[tuple[Any, ...], int] = {}
+    at: dict[Any, int] = {}
     for g in groups:
-        alike = _failed_alike(g)
-        if alike is not None:
-            first = at.get(alike)
+        key = (alike or _failed_alike)(g)
+        if key is not None:
+            first = at.get(key)
             if first is not None:
                 members[first].append(g)
                 continue
-            at[alike] = len(out)
+            at[key] = len(out)
             members[len(out)] = [g]
         out.append(g)
     by_host: dict[str, dict[str, Any]] | None = None
@@ -230,9 +234,17 @@ def _failed_alike(group: Any) -> tuple[Any, ...] | None:
         found = _FAILED_BENCHMARK.match(words) if isinstance(words, str) else None
         if found is None:
             return None
-        wordings.add((*found.groups(), tuple(str(n) for n in html.lst(where))))
+        device, why = found.groups()
+        # the cases a crashed worker never ran carry its error as "not run: ERROR" (envcheck.bench.run)
+        wordings.add((device, why.removeprefix("not run: "), tuple(str(n) for n in html.lst(where))))
     fix = repr(group.get("fix"))  # one fix (the error envcheck explain knows), or none
-    return (str(group.get("status")), tuple(str(n) for n in hosts), frozenset(wordings), group.get("wordings"), fix)
+    return (
+        str(group.get("status")),
+        tuple(str(n) for n in hosts),
+        frozenset(wordings),
+        repr(group.get("wordings")),
+        fix,
+    )
 
 
 #: A problem on all but this many of a fleet's nodes (of at least :data:`ALL_BUT_FROM`) is said as a
@@ -263,11 +275,38 @@ def with_devices(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def since_line(since: dict[str, Any]) -> str:
+def since_folded(since: dict[str, Any], key: str, doc: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """``since``'s new or resolved failures, one a line: benchmarks new on the same nodes as one line where
+    Fix first says them as one entry (:func:`folded` over the document's problems); resolved ones, whose words
+    are gone with them, where they failed with the same verdict and fix on the same nodes."""
+    entries = html.items(since.get(key))
+    nodes = doc.get("nodes") if doc is not None else None
+    if key == "new" and doc is not None:
+        entry: dict[tuple[Any, Any, Any], int] = {}
+        for i, g in enumerate(folded(html.items(doc.get("problems")), nodes)):
+            for check in (g.get("id"), *html.lst(g.get("also"))):
+                entry[(g.get("report"), check, g.get("status"))] = i
+
+        def together(g: Any) -> Any:
+            bench = isinstance(g, dict) and g.get("report") == "bench"  # a slow device's are one a device
+            at = entry.get((g.get("report"), g.get("id"), g.get("status"))) if bench else None
+            return None if at is None else (at, repr(g.get("nodes")))
+
+        return folded(entries, nodes, together)
+    return folded(entries, nodes, _changed_alike)
+
+
+def _changed_alike(g: Any) -> Any:
+    if not isinstance(g, dict) or g.get("report") != "bench" or str(g.get("id")).startswith("spec."):
+        return None
+    return (str(g.get("status")), repr(g.get("nodes")), repr(g.get("fix"))) if html.lst(g.get("nodes")) else None
+
+
+def since_line(since: dict[str, Any], doc: dict[str, Any] | None = None) -> str:
     """What changed since the previous run, counted in one line: only what did change ("1 node appeared",
     never "0 nodes appeared"), or that nothing did."""
     prev = since.get("previous") or {}
-    new, resolved = folded(since.get("new") or []), folded(since.get("resolved") or [])
+    new, resolved = since_folded(since, "new", doc), since_folded(since, "resolved", doc)
     counts = (  # failures as since_lines lists them, one a line (folded), and the nodes they are on
         (len(new), "new failure", _on_nodes(new)),
         (sum(n["count"] for n in since.get("first_measured") or []), "slow device", " measured for the first time"),
@@ -305,9 +344,9 @@ def changed(since: Any) -> bool:
     return isinstance(since, dict) and any(since.get(k) for k in SINCE_CHANGES)
 
 
-def since_lines(since: dict[str, Any], threshold: float, nodes: Any = None) -> list[str]:
+def since_lines(since: dict[str, Any], threshold: float, doc: dict[str, Any] | None = None) -> list[str]:
     """Each change since the previous run, one line each (plain text: the caller escapes or cells it); given
-    the document's ``nodes``, the benchmarks of a folded line in the order they ran (:func:`folded`)."""
+    the document, benchmarks folded as Fix first folds them, in the order they ran (:func:`since_folded`)."""
     out = []
     # A check resolved under one verdict and new under another on the same node (a benchmark that crashed
     # last time and fails its check now) is not fixed there: its RESOLVED line says so.
@@ -316,7 +355,7 @@ def since_lines(since: dict[str, Any], threshold: float, nodes: Any = None) -> l
         for n in g["nodes"]:
             now_as.setdefault((g.get("report"), g.get("id"), str(n)), g.get("status"))
     for key, word in (("new", "NEW"), ("first_measured", "FIRST MEASURED"), ("resolved", "RESOLVED")):
-        for g in folded(since.get(key) or [], nodes):
+        for g in since_folded(since, key, doc) if key != "first_measured" else html.items(since.get(key)):
             where = f"{plural(g['count'], 'node')}: {names(g['nodes'])}"
             device = f": {g['summary']}" if g.get("report") == "fleet" and g.get("summary") else ""  # which one
             line = f"{word} {g['report']} {ids_of(g)} {g['status']}{device} on {where}"
@@ -407,7 +446,7 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
     say(f"{mark(console, doc.get('status', 'fail'))} [bold]{escape(verdict(doc))}[/]")
     since = doc.get("since")
     if isinstance(since, dict):
-        say(escape(since_line(since)))
+        say(escape(since_line(since, doc)))
     groups = with_devices(doc)
     entries = folded(groups, doc.get("nodes"))
     nodes = summary.get("nodes", 0)
@@ -425,7 +464,7 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
     # The details.
     if changed(since):
         say("\n[bold]Since the previous report[/]")
-        lines += [f"  {escape(line)}" for line in since_lines(since, doc.get("threshold", 0), doc.get("nodes"))]
+        lines += [f"  {escape(line)}" for line in since_lines(since, doc.get("threshold", 0), doc)]
     # What the first screen left unsaid, and only that: the problems that did not fit, and each fix of
     # those shown with several (a problem said whole above is not said again).
     rest = [g for i, g in enumerate(entries) if i >= shown or len(g.get("fixes") or []) > 1]
@@ -537,38 +576,45 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
     print_lines(console, lines, soft=soft)
 
 
-def said_for_every_node(groups: list[dict[str, Any]], nodes: int) -> set[Any]:
+def said_for_every_node(groups: list[dict[str, Any]], nodes: int) -> dict[Any, set[str]]:
     """The keys of the problems every node has (or all but a few: ``all_but``, :func:`with_devices`) with
-    the same fix (a fleet-wide setting): said once above, they are said for each node. One whose fix
-    differs by node, or whose words name a different device on each (``GPU 0`` here, ``GPU 5`` there), is
-    not: each node's list says which of its GPUs. Words that differ in a number alone (a load average, a
-    free size) are one problem all the same."""
-    return {
-        g.get("key")
-        for g in groups
-        if (g.get("count") == nodes or g.get("all_but"))
-        and nodes > 1
-        and not g.get("own_words")
-        and len(g.get("fixes") or []) <= 1
-        and not g.get("more_fixes")
-    }
+    the same fix (a fleet-wide setting), each with the nodes it is not said for: said once above, they are
+    said for each node. One whose fix differs by node, or whose words say a different thing on each (``GPU
+    0`` here, ``GPU 5`` there), is not: each node's list says which of its GPUs. Where most nodes say the
+    same and a few otherwise (``odd``: one node's GPU with ECC errors among every node's kernel faults), it
+    is said for the many, and the few keep their lists. Words that differ in a number alone (a load
+    average, a free size) are one problem all the same."""
+    out = {}
+    for g in groups:
+        odd = {str(n) for n in html.lst(g.get("odd"))}
+        # a fix of the few only (the ECC fix of the one odd GPU) leaves the many with one
+        others = {str(n) for f in html.items(g.get("fixes"))[1:] for n in html.lst(f.get("nodes"))}
+        if (
+            (g.get("count") == nodes or g.get("all_but"))
+            and nodes > 1
+            and (not g.get("own_words") or odd)
+            and others <= odd
+            and not g.get("more_fixes")
+        ):
+            out[g.get("key")] = odd
+    return out
 
 
-def shared_by(groups: list[dict[str, Any]], everywhere: set[Any]) -> str:
+def shared_by(groups: list[dict[str, Any]], everywhere: dict[Any, set[str]]) -> str:
     """Who shares the problems :func:`said_for_every_node` found: every node, or nearly (all but a few)."""
-    nearly = any(g.get("all_but") for g in groups if g.get("key") in everywhere)
+    nearly = any(g.get("all_but") or g.get("odd") for g in groups if g.get("key") in everywhere)
     return "nearly every node shares" if nearly else "every node shares"
 
 
-def only_shared(node: dict[str, Any], everywhere: set[Any]) -> bool:
-    """Whether a node's every item is a problem every node has (a fleet-wide setting): such a node is
-    one name in a line, not its own section repeating the one line above."""
+def only_shared(node: dict[str, Any], everywhere: dict[Any, set[str]]) -> bool:
+    """Whether a node's every item is a problem every node has (a fleet-wide setting), said as most nodes
+    say it: such a node is one name in a line, not its own section repeating the one line above."""
     from envcheck.fleet.merge import problem_key
 
     items = [*html.items(node.get("failing")), *html.items(node.get("warnings"))]
-    return not node.get("slow") and all(
-        problem_key(str(i.get("report")), str(i.get("id")), str(i.get("status"))) in everywhere for i in items
-    )
+    hostname = str(node.get("hostname"))
+    keys = {problem_key(str(i.get("report")), str(i.get("id")), str(i.get("status"))) for i in items}
+    return not node.get("slow") and all(key in everywhere and hostname not in everywhere[key] for key in keys)
 
 
 #: Devices whose figures were left out of the comparisons named in text, Markdown and HTML (the JSON has
@@ -662,7 +708,7 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
     groups = with_devices(doc)
     since = doc.get("since")
     if isinstance(since, dict):
-        lines += ["", cell(since_line(since))]
+        lines += ["", cell(since_line(since, doc))]
     if groups:
         lines += ["", "### Fix first", "", "| status | problem | where | fix |", "|---|---|---|---|"]
         for g in folded(groups, doc.get("nodes")):
@@ -679,7 +725,7 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
             lines.append(f"| {icon(g.get('status'))} | {what} | {cell(on_nodes(g, nodes))} | {fix} |")
     if changed(since):
         lines += ["", "### Since the previous report", ""]
-        lines += [f"- {cell(line)}" for line in since_lines(since, doc.get("threshold", 0), doc.get("nodes"))]
+        lines += [f"- {cell(line)}" for line in since_lines(since, doc.get("threshold", 0), doc)]
     lines += [
         "",
         "### Nodes",
@@ -871,7 +917,7 @@ def fleet_since_line(doc: dict[str, Any]) -> str:
     if not since:
         return ""
     try:
-        return f"<p>{html.e(since_line(since))}</p>"
+        return f"<p>{html.e(since_line(since, doc))}</p>"
     except (KeyError, TypeError, ValueError):  # a hand-edited document: the JSON still has it all
         return ""
 
@@ -882,7 +928,7 @@ def fleet_since(doc: dict[str, Any]) -> str:
         return ""
     threshold = finite(doc.get("threshold")) or 0.0
     try:
-        lines = since_lines(since, threshold, doc.get("nodes"))
+        lines = since_lines(since, threshold, doc)
     except (KeyError, TypeError, ValueError):  # a hand-edited document: the JSON still has it all
         return ""
     items = "".join(f"<li>{html.e(line)}</li>" for line in lines)

@@ -162,6 +162,8 @@ def _problem_group(g: ProblemGroup, clean: remembered) -> dict[str, Any]:
     }
     if g.words:  # those words, each with its nodes (a few; the rest in each node's list)
         out["words"] = [{"summary": clean(summary), "nodes": clean.all(nodes)} for summary, nodes in g.words]
+    if g.odd:  # most of its nodes say the same: those that say otherwise
+        out["odd"] = clean.all(g.odd)
     if g.id.startswith("slow."):
         out.update(model=clean(g.model) if g.model else g.model, devices=g.devices, figures=g.figures)
     return out

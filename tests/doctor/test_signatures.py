@@ -139,6 +139,8 @@ MESSAGES = [
     # the doctor's own failure classes
     ("RuntimeError: CUDA error: an illegal memory access was encountered", "cuda.kernel_fault"),
     ("RuntimeError: CUDA error: unspecified launch failure", "cuda.kernel_fault"),
+    ("RuntimeError: CUDA error: an illegal instruction was encountered", "cuda.kernel_fault"),
+    ("RuntimeError: CUDA error: misaligned address", "cuda.kernel_fault"),
     ("RuntimeError: CUDA error: uncorrectable ECC error encountered", "gpu.memory_errors"),
     ("NVRM: Xid (PCI:0000:b3:00): 48, pid=991, name=python, An uncorrectable double bit error", "gpu.memory_errors"),
     ("NVRM: Xid (PCI:0000:b3:00): 94, pid=991, name=python, Contained: SM (0x1).", "gpu.memory_errors"),

@@ -380,10 +380,10 @@ def test_nodes_whose_every_problem_is_fleet_wide_are_one_line_and_no_problem_is_
 def test_a_problem_every_node_has_in_its_own_words_keeps_each_nodes_words(
     real: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
-    """Every node fails gpu.ecc, each on its own GPU with its own fix. That is not a fleet-wide setting to
-    say once: each node's list says which GPU to drain, in every format. The group shows each wording with
-    the nodes that say it (one wording shown for all would send an admin to the wrong GPU on the others),
-    and the fixes after the first say whose they are."""
+    """Every node fails gpu.ecc, six of them on GPU 5 and two each on its own GPU with its own fix. The group
+    shows each wording with the nodes that say it (one wording shown for all would send an admin to the
+    wrong GPU on the others), and the fixes after the first say whose they are. The two odd nodes keep their
+    own lists; the six that say what most say are one line, as a problem every node shares is."""
     docs = {}
     for i in range(8):
         doc = as_node(small(real["h100x4"]), f"n{i}", uuid_prefix=f"n{i}")
@@ -399,12 +399,11 @@ def test_a_problem_every_node_has_in_its_own_words_keeps_each_nodes_words(
     (group,) = [g for g in doc["problems"] if g["id"] == "gpu.ecc"]
     assert group["count"] == 8 and group["wordings"] == 3
     assert group["summary"] == "GPU 5: uncorrected ECC errors" and group["fix"]["text"] == "drain GPU 5"
+    assert group["odd"] == ["n0", "n1"]
     text = envcheck("fleet", str(tmp_path)).stdout
-    assert "every node shares" not in text
-    for i in range(8):  # each node's own words, under its own name
-        assert re.search(
-            rf"^\S+\s+n{i}\s+doctor fail\n\s+\S+\s+doctor gpu.ecc: GPU {5 if i >= 2 else i}:", text, re.M
-        ), i
+    assert "6 nodes with only the problems nearly every node shares (above): n2, n3, n4, n5, n6, n7" in text
+    for i in range(2):  # each odd node's own words, under its own name
+        assert re.search(rf"^\S+\s+n{i}\s+doctor fail\n\s+\S+\s+doctor gpu.ecc: GPU {i}:", text, re.M), i
     assert group["words"] == [
         {"summary": "GPU 5: uncorrected ECC errors", "nodes": ["n2", "n3", "n4", "n5", "n6", "n7"]},
         {"summary": "GPU 0: uncorrected ECC errors", "nodes": ["n0"]},
@@ -433,7 +432,7 @@ def test_a_problem_every_node_has_in_its_own_words_keeps_each_nodes_words(
     text = envcheck("fleet", *write(tmp_path / "more", docs)).stdout
     assert "          (and 1 other wording: each node's own list)\n" in text
     own = md[md.index("### Failing checks and warnings") :]
-    assert all(f"| `n{i}` | doctor | `gpu.ecc` |" in own for i in range(8))
+    assert all((f"| `n{i}` | doctor | `gpu.ecc` |" in own) == (i < 2) for i in range(8))
 
 
 def test_a_hand_edited_previous_report_with_odd_values_inside_is_compared_or_passed_over(
@@ -1067,6 +1066,9 @@ def test_groups_a_hand_edited_report_holds_are_folded_only_when_they_read_alike(
         3,
     ]
     assert folded(odd, nodes="not a list") == odd
+    pair = [{**crash, "id": i, "nodes": ["a"], "summary": "x on cuda:0: oom"} for i in ("p", "q")]
+    assert [g.get("also") for g in folded(pair, nodes="not a list")] == [["q"]]
+    assert folded([{**g, "wordings": [1]} for g in pair]) != []  # an unhashable count is no trouble
     alike = [
         {**crash, "id": "matmul", "nodes": ["a"], "summary": "bf16 4096 on cuda:1: CUDA error: out of memory"},
         {**crash, "id": "memory", "nodes": ["a"], "summary": "copy 64 MiB on cuda:1: CUDA error: out of memory"},
@@ -1111,3 +1113,105 @@ def test_a_benchmark_that_failed_with_an_error_envcheck_explain_knows_carries_it
     assert f"[CRASH] bench {', '.join(ran)} crash on 2 nodes: n0, n2" in screen
     assert screen.count(f"fix: {oom.title}: ") == 1 and f"run: {oom.command}" in screen
     assert known_fix("CUDA error: something envcheck has never seen") is None
+
+
+def _crashed(docs: dict[str, dict[str, Any]], host: str, device: str, reason: str, ids: Any = None) -> None:
+    for r in docs[f"{host}/bench"]["results"]:
+        if r["device"] == device and (ids is None or r["id"] in ids):
+            r.update(status="crash", value=None, reason=reason)
+
+
+def _benched(real: dict[str, dict[str, Any]], nodes: int) -> dict[str, dict[str, Any]]:
+    docs: dict[str, dict[str, Any]] = {}
+    for i in range(nodes):
+        doctor = passing(real, f"n{i}")
+        docs[f"n{i}/doctor"] = doctor
+        docs[f"n{i}/bench"] = gpu_bench(real["bench_cpu"], doctor)
+    return docs
+
+
+def test_one_gpu_that_fails_otherwise_among_a_fleet_wide_crash_keeps_its_own_words_and_fix(
+    real: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Every GPU of 5 nodes crashes one benchmark alike (a software fault), but n3's GPU 2 reports ECC errors
+    instead. The many are said once, their nodes one line; n3 is odd: its own list says its GPU 2's ECC
+    errors, and the ECC fix is kept with it."""
+    docs = _benched(real, 5)
+    benchmark = docs["n0/bench"]["results"][0]["id"]
+    fault, ecc = (
+        "CUDA error: an illegal memory access was encountered",
+        "CUDA error: uncorrectable ECC error encountered",
+    )
+    for i in range(5):
+        for gpu in range(4):
+            _crashed(docs, f"n{i}", f"cuda:{gpu}", ecc if (i, gpu) == (3, 2) else fault, {benchmark})
+    paths = write(tmp_path, docs)
+    proc, doc = fleet(*paths)
+    assert doc is not None, proc.stderr
+    (group,) = [g for g in doc["problems"] if g["status"] == "crash"]
+    assert group["count"] == 5 and group["own_words"] and group["odd"] == ["n3"]
+    assert [f["nodes"] for f in group["fixes"]] == [["n0", "n1", "n2", "n3", "n4"], ["n3"]]
+    assert group["fixes"][1]["fix"]["text"].startswith("GPU memory (ECC) errors: ")
+    text = envcheck("fleet", *paths).stdout
+    assert f"[CRASH] bench {benchmark} crash on all 5 nodes" in text
+    assert "4 nodes with only the problems nearly every node shares (above): n0, n1, n2, n4" in text
+    own = text[text.index("[FAIL]  n3 ") :].split("\n\n")[0]
+    assert f"on cuda:2: {ecc}" in own and own.count(fault) == 3
+    assert "run: nvidia-smi -q -d ECC,ROW_REMAPPER,PAGE_RETIREMENT" in text
+
+
+def test_since_says_the_benchmarks_new_alike_in_one_line_as_fix_first_does(
+    real: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Two benchmarks crash on n0 and n1 since the last run: the first on GPU 0 of both, the second on GPU 0
+    of n0 and GPU 1 of n1. Fix first says them apart (their words differ), and so do the NEW lines and the
+    count. The cases a crashed worker never ran ("not run: ERROR") fold with the one that crashed."""
+    before = _benched(real, 3)
+    first = tmp_path / "first.json"
+    assert envcheck("fleet", str(_dir(tmp_path / "run1", before)), "--output", str(first)).returncode == 0
+    after = copy.deepcopy(before)
+    ran = list(dict.fromkeys(r["id"] for r in before["n0/bench"]["results"]))
+    fault = "CUDA error: an illegal memory access was encountered"
+    _crashed(after, "n0", "cuda:0", fault, set(ran[:2]))
+    _crashed(after, "n1", "cuda:0", fault, {ran[0]})
+    _crashed(after, "n1", "cuda:1", fault, {ran[1]})
+    text = envcheck("fleet", str(_dir(tmp_path / "run2", after)), "--since", str(first)).stdout
+    entries = [line for line in text.splitlines() if line.startswith("[CRASH]")]
+    assert entries == [
+        f"[CRASH] bench {ran[0]} crash on 2 nodes: n0, n1",
+        f"[CRASH] bench {ran[1]} crash on 2 nodes: n0, n1",
+    ]
+    new = [line.strip() for line in text.splitlines() if line.strip().startswith("NEW ")]
+    assert new == [f"NEW {entry.removeprefix('[CRASH] ')}" for entry in entries]
+    assert "2 new failures on 2 nodes" in text
+    # n2's worker died in the first benchmark: the rest of its GPU 3's were never run
+    died = copy.deepcopy(before)
+    _crashed(died, "n2", "cuda:3", "worker exited with status 1: " + fault, {ran[0]})
+    _crashed(died, "n2", "cuda:3", "not run: worker exited with status 1: " + fault, set(ran[1:]))
+    text = envcheck("fleet", str(_dir(tmp_path / "run3", died)), "--since", str(first)).stdout
+    entries = [line for line in text.splitlines() if line.startswith("[CRASH]")]
+    assert entries == [f"[CRASH] bench {', '.join(ran)} crash on 1 node: n2"], text
+    assert [line.strip() for line in text.splitlines() if line.strip().startswith("NEW ")] == [
+        f"NEW bench {', '.join(ran)} crash on 1 node: n2"
+    ]
+    words = text[text.index(entries[0]) :].splitlines()[1]
+    assert "not run" not in words and "worker exited with status 1: " in words  # the one that crashed
+
+
+def test_a_failed_benchmarks_fix_is_looked_up_in_its_first_line_for_a_few_errors_a_report() -> None:
+    """Only the first line of a failed benchmark's words is searched, as far as KNOWN_FIX_CHARS (some of the
+    signatures' patterns cost the square of a line made to look like many); a report's first few distinct
+    errors are looked up, the rest left without a fix."""
+    from envcheck.fleet.kinds import KNOWN_FIX_CHARS, KNOWN_FIX_PER_REPORT, Bench, _scan_results, known_fix
+
+    assert known_fix("CUDA error: out of memory" + " x" * 5000) is not None
+    assert known_fix("the worker stopped\nCUDA error: out of memory") is None
+    assert known_fix("x" * KNOWN_FIX_CHARS + " CUDA error: out of memory") is None
+    results = [
+        {"id": f"b{i}", "device": "cuda:0", "status": "crash", "reason": f"CUDA error: out of memory ({i})"}
+        for i in range(KNOWN_FIX_PER_REPORT + 3)
+    ]
+    doc = {"results": results}
+    items = Bench._items("s", "bench", doc, _scan_results(results))
+    fixed = [p.fix is not None for _, p in items]
+    assert fixed == [True] * KNOWN_FIX_PER_REPORT + [False] * 3
