@@ -489,8 +489,8 @@ SIGNATURES: tuple[Signature, ...] = (
         ("pytorch/examples#548", "pytorch/pytorch#74235", "opendatalab/MinerU#426"),
         "sudo dmesg -T | grep -i xid",
         # the Xids that say the GPU is at fault (13, 31 and 43 blame the application: kernel.xid lists them
-        # as information), its memory's
-        requires=xid(lambda code: code in MEMORY_XIDS),
+        # as information): its memory's, and a GPU off the bus
+        requires=xid(lambda code: code in MEMORY_XIDS or code == OFF_BUS_XID),
     ),
     Signature(
         "cuda.invalid_device",

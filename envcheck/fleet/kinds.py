@@ -705,9 +705,10 @@ def _scan_results(results: Any) -> _Scanned:
 #: this. An error's own line is short; some of the signatures' patterns cost the square of a line made to
 #: look like many log lines at once (4 KiB took a quarter of a second), and a hand-made report may hold one.
 KNOWN_FIX_CHARS = 256
-#: The distinct errors of one report looked up (the rest have no fix): a report of 48 results made to fail
-#: each in its own words costs at most this many searches.
+#: The distinct errors of one report looked up (the rest have no fix; errors that differ in numbers alone
+#: are one): a report of 48 results made to fail each in its own words costs at most this many searches.
 KNOWN_FIX_PER_REPORT = 8
+_DIGITS = re.compile(r"\d+")
 
 
 def known_fix(words: str) -> dict[str, str | None] | None:
@@ -771,10 +772,12 @@ class Bench(Adapter):
             status = _PROBLEMS[r.status]  # type: ignore[index]
             why = _str(r.reason) or _str(_dict(r.check).get("detail")) or status.value
             summary = f"{r.case or r.id} on {r.device or '?'}: {why}"
-            if why in fixes:
-                fix = fixes[why]
+            # an error's numbers (the sizes of an out of memory) make no other error: counted once
+            error = _DIGITS.sub("#", why)
+            if error in fixes:
+                fix = fixes[error]
             elif len(fixes) < KNOWN_FIX_PER_REPORT:
-                fix = fixes[why] = known_fix(why)
+                fix = fixes[error] = known_fix(why)
             else:
                 fix = None
             out.append((None, Problem(source, kind, str(r.id or "?"), status, summary, fix)))

@@ -1183,7 +1183,19 @@ def _group(report: str, check: str, status: Status, items: dict[str, list[Proble
     odd = tuple(sorted(h for hosts in shapes.values() if hosts is not most for h in hosts)) if own_words else ()
     if len(most) * 2 <= len(items):
         odd = ()  # no majority: each node's words are its own
-    words = sorted(said.items(), key=lambda w: -len(w[1]))[:WORDS_KEPT] if own_words else []
+    # each thing said (words that differ in numbers alone say one thing), in its first words, with every node
+    # that says it: the many first, so that what most nodes say is never left out for the few
+    alike: dict[tuple[frozenset[str], str], tuple[str, dict[str, None]]] = {}
+    for text, hosts in said.items():
+        found = alike.get(shape[text])
+        if found is None:
+            alike[shape[text]] = (text, dict.fromkeys(hosts))
+        else:
+            found[1].update(dict.fromkeys(hosts))
+    ranked_words = sorted(alike.values(), key=lambda w: -len(w[1]))
+    # several things said (eight GPUs of every node, alike), or said differently by node: each with its nodes
+    several_said = len(alike) > 1
+    words = [(text, sorted(hosts)) for text, hosts in ranked_words[:WORDS_KEPT]] if several_said else []
     return ProblemGroup(
         report,
         check,
@@ -1202,7 +1214,9 @@ def _group(report: str, check: str, status: Status, items: dict[str, list[Proble
 #: A number in a check's words: words that differ in numbers alone (a load average, a count) say the same.
 _NUMBER = re.compile(r"\d+")
 
-#: How a check's words name a device: a GPU by index, a CUDA device, a PCI bus id, a GPU UUID.
+#: How a check's words name a device: a GPU by index, a CUDA device, an InfiniBand HCA (``mlx5_3``), a PCI
+#: bus id, a GPU UUID.
 DEVICE_NAMED = re.compile(
-    r"\bGPU \d+\b|\bcuda:\d+\b|\b[0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7]\b|\bGPU-[0-9A-Fa-f-]{8,}"
+    r"\bGPU \d+\b|\bcuda:\d+\b|\bmlx\d+_\d+\b"
+    r"|\b[0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7]\b|\bGPU-[0-9A-Fa-f-]{8,}"
 )

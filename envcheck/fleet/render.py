@@ -146,7 +146,10 @@ def wordings(group: dict[str, Any], limit: int = NAMES_SHOWN) -> list[tuple[str,
     out = [(f"on {names([str(n) for n in html.lst(w.get('nodes'))], limit)}", str(w.get("summary"))) for w in words]
     total = group.get("wordings") if isinstance(group.get("wordings"), int) else len(words)
     if total > len(words):
-        out.append(("", f"(and {plural(total - len(words), 'other wording')}: each node's own list)"))
+        # where the words above name every node, what else they say is in the JSON (their lists may be one
+        # line: said for every node); else the others' own lists say theirs
+        where = "each node's words are in the JSON report" if _words_cover(group) else "each node's own list"
+        out.append(("", f"(and {plural(total - len(words), 'other wording')}: {where})"))
     return out
 
 
@@ -213,6 +216,8 @@ def folded(
     return out
 
 
+_NUMBERS = re.compile(r"\d+")
+
 #: A failed benchmark's words, as envcheck.fleet.kinds words them: ``CASE on DEVICE: WHY``.
 _FAILED_BENCHMARK = re.compile(r"^.*? on (\S+): (.*)$", re.S)
 
@@ -235,8 +240,10 @@ def _failed_alike(group: Any) -> tuple[Any, ...] | None:
         if found is None:
             return None
         device, why = found.groups()
-        # the cases a crashed worker never ran carry its error as "not run: ERROR" (envcheck.bench.run)
-        wordings.add((device, why.removeprefix("not run: "), tuple(str(n) for n in html.lst(where))))
+        # the cases a crashed worker never ran carry its error as "not run: ERROR" (envcheck.bench.run); an
+        # error that differs in numbers alone (the sizes an out of memory tried) is the same error
+        why = _NUMBERS.sub("#", why.removeprefix("not run: "))
+        wordings.add((device, why, tuple(str(n) for n in html.lst(where))))
     fix = repr(group.get("fix"))  # one fix (the error envcheck explain knows), or none
     return (
         str(group.get("status")),
@@ -282,14 +289,14 @@ def since_folded(since: dict[str, Any], key: str, doc: dict[str, Any] | None = N
     entries = html.items(since.get(key))
     nodes = doc.get("nodes") if doc is not None else None
     if key == "new" and doc is not None:
-        entry: dict[tuple[Any, Any, Any], int] = {}
+        entry: dict[str, int] = {}  # keyed by repr: a hand-edited document may hold a list where an id is
         for i, g in enumerate(folded(html.items(doc.get("problems")), nodes)):
             for check in (g.get("id"), *html.lst(g.get("also"))):
-                entry[(g.get("report"), check, g.get("status"))] = i
+                entry[repr((g.get("report"), check, g.get("status")))] = i
 
         def together(g: Any) -> Any:
             bench = isinstance(g, dict) and g.get("report") == "bench"  # a slow device's are one a device
-            at = entry.get((g.get("report"), g.get("id"), g.get("status"))) if bench else None
+            at = entry.get(repr((g.get("report"), g.get("id"), g.get("status")))) if bench else None
             return None if at is None else (at, repr(g.get("nodes")))
 
         return folded(entries, nodes, together)
@@ -589,10 +596,12 @@ def said_for_every_node(groups: list[dict[str, Any]], nodes: int) -> dict[Any, s
         odd = {str(n) for n in html.lst(g.get("odd"))}
         # a fix of the few only (the ECC fix of the one odd GPU) leaves the many with one
         others = {str(n) for f in html.items(g.get("fixes"))[1:] for n in html.lst(f.get("nodes"))}
+        # every thing its nodes say is above with its nodes (a few: GPU 1 on these, GPU 5 on those)
+        all_said = _words_cover(g)
         if (
             (g.get("count") == nodes or g.get("all_but"))
             and nodes > 1
-            and (not g.get("own_words") or odd)
+            and (not g.get("own_words") or odd or all_said)
             and others <= odd
             and not g.get("more_fixes")
         ):
@@ -600,9 +609,15 @@ def said_for_every_node(groups: list[dict[str, Any]], nodes: int) -> dict[Any, s
     return out
 
 
+def _words_cover(group: dict[str, Any]) -> bool:
+    """Whether a group's ``words`` name every one of its nodes (each thing said, with its nodes)."""
+    said = {str(n) for w in html.items(group.get("words")) for n in html.lst(w.get("nodes"))}
+    return bool(said) and said >= {str(n) for n in html.lst(group.get("nodes"))}
+
+
 def shared_by(groups: list[dict[str, Any]], everywhere: dict[Any, set[str]]) -> str:
     """Who shares the problems :func:`said_for_every_node` found: every node, or nearly (all but a few)."""
-    nearly = any(g.get("all_but") or g.get("odd") for g in groups if g.get("key") in everywhere)
+    nearly = any(g.get("all_but") for g in groups if g.get("key") in everywhere)
     return "nearly every node shares" if nearly else "every node shares"
 
 

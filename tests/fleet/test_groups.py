@@ -401,7 +401,7 @@ def test_a_problem_every_node_has_in_its_own_words_keeps_each_nodes_words(
     assert group["summary"] == "GPU 5: uncorrected ECC errors" and group["fix"]["text"] == "drain GPU 5"
     assert group["odd"] == ["n0", "n1"]
     text = envcheck("fleet", str(tmp_path)).stdout
-    assert "6 nodes with only the problems nearly every node shares (above): n2, n3, n4, n5, n6, n7" in text
+    assert "6 nodes with only the problems every node shares (above): n2, n3, n4, n5, n6, n7" in text
     for i in range(2):  # each odd node's own words, under its own name
         assert re.search(rf"^\S+\s+n{i}\s+doctor fail\n\s+\S+\s+doctor gpu.ecc: GPU {i}:", text, re.M), i
     assert group["words"] == [
@@ -1048,6 +1048,10 @@ def test_benchmarks_that_failed_otherwise_are_not_folded_and_a_fleet_wide_crash_
     text = envcheck("fleet", str(tmp_path / "everywhere")).stdout
     assert f"[CRASH] bench {ran[0]} crash on all 4 nodes" in text
     assert "4 nodes with only the problems every node shares (above): n0, n1, n2, n3" in text
+    # the GPUs every node names are said with their nodes (three, then how many more)
+    for gpu in range(3):
+        assert re.search(rf"on n0, n1, n2, n3: .+ on cuda:{gpu}: CUDA error: unspecified launch failure\n", text)
+    assert "(and 1 other wording: each node's words are in the JSON report)" in text
     assert not re.search(r"^\[FAIL\]\s+n\d ", text, re.M)  # no section of its own for any node
 
 
@@ -1068,7 +1072,8 @@ def test_groups_a_hand_edited_report_holds_are_folded_only_when_they_read_alike(
     assert folded(odd, nodes="not a list") == odd
     pair = [{**crash, "id": i, "nodes": ["a"], "summary": "x on cuda:0: oom"} for i in ("p", "q")]
     assert [g.get("also") for g in folded(pair, nodes="not a list")] == [["q"]]
-    assert folded([{**g, "wordings": [1]} for g in pair]) != []  # an unhashable count is no trouble
+    # an unhashable count (a hand-edited document) is no trouble
+    assert [g.get("also") for g in folded([{**g, "wordings": [1]} for g in pair])] == [["q"]]
     alike = [
         {**crash, "id": "matmul", "nodes": ["a"], "summary": "bf16 4096 on cuda:1: CUDA error: out of memory"},
         {**crash, "id": "memory", "nodes": ["a"], "summary": "copy 64 MiB on cuda:1: CUDA error: out of memory"},
@@ -1097,9 +1102,11 @@ def test_a_benchmark_that_failed_with_an_error_envcheck_explain_knows_carries_it
         docs[f"n{i}/doctor"] = doctor
         docs[f"n{i}/bench"] = gpu_bench(real["bench_cpu"], doctor)
     for host in ("n0", "n2"):
-        for r in docs[f"{host}/bench"]["results"]:
-            if r["device"] == "cuda:1":
-                r.update(status="crash", value=None, reason="torch.OutOfMemoryError: CUDA out of memory. Tried to")
+        for k, r in enumerate(docs[f"{host}/bench"]["results"]):
+            if r["device"] == "cuda:1":  # each case tried its own size: the same error
+                r.update(
+                    status="crash", value=None, reason=f"torch.OutOfMemoryError: CUDA out of memory. Tried {k} GiB"
+                )
     paths = write(tmp_path, docs)
     proc, doc = fleet(*paths)
     assert doc is not None, proc.stderr
@@ -1154,7 +1161,7 @@ def test_one_gpu_that_fails_otherwise_among_a_fleet_wide_crash_keeps_its_own_wor
     assert group["fixes"][1]["fix"]["text"].startswith("GPU memory (ECC) errors: ")
     text = envcheck("fleet", *paths).stdout
     assert f"[CRASH] bench {benchmark} crash on all 5 nodes" in text
-    assert "4 nodes with only the problems nearly every node shares (above): n0, n1, n2, n4" in text
+    assert "4 nodes with only the problems every node shares (above): n0, n1, n2, n4" in text
     own = text[text.index("[FAIL]  n3 ") :].split("\n\n")[0]
     assert f"on cuda:2: {ecc}" in own and own.count(fault) == 3
     assert "run: nvidia-smi -q -d ECC,ROW_REMAPPER,PAGE_RETIREMENT" in text
@@ -1208,10 +1215,58 @@ def test_a_failed_benchmarks_fix_is_looked_up_in_its_first_line_for_a_few_errors
     assert known_fix("the worker stopped\nCUDA error: out of memory") is None
     assert known_fix("x" * KNOWN_FIX_CHARS + " CUDA error: out of memory") is None
     results = [
-        {"id": f"b{i}", "device": "cuda:0", "status": "crash", "reason": f"CUDA error: out of memory ({i})"}
+        {"id": f"b{i}", "device": "cuda:0", "status": "crash", "reason": f"CUDA error: out of memory ({'x' * i})"}
         for i in range(KNOWN_FIX_PER_REPORT + 3)
     ]
     doc = {"results": results}
     items = Bench._items("s", "bench", doc, _scan_results(results))
     fixed = [p.fix is not None for _, p in items]
     assert fixed == [True] * KNOWN_FIX_PER_REPORT + [False] * 3
+
+
+def test_what_most_nodes_say_in_words_that_differ_in_numbers_is_never_left_out(
+    real: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Every node of 10 fails gpu.ecc: seven on GPU 0, each with its own count of errors, three each on
+    another GPU. What the seven say is one thing (their words differ in a number alone) and is shown first
+    with its seven nodes, however many wordings the three have; the three keep their own lists."""
+    docs = {}
+    for i in range(10):
+        doc = passing(real, f"n{i}")
+        gpu = i - 6 if i >= 7 else 0
+        doc["checks"].append(
+            {"id": "gpu.ecc", "status": "fail", "summary": f"GPU {gpu}: {i + 1} uncorrected ECC errors since boot"}
+        )
+        doc.update(status="fail", exit_code=1)
+        docs[f"n{i}"] = doc
+    paths = write(tmp_path, docs)
+    proc, doc = fleet(*paths)
+    assert doc is not None, proc.stderr
+    (group,) = [g for g in doc["problems"] if g["id"] == "gpu.ecc"]
+    assert group["wordings"] == 10 and group["odd"] == ["n7", "n8", "n9"]
+    assert group["words"][0] == {
+        "summary": "GPU 0: 1 uncorrected ECC errors since boot",
+        "nodes": [f"n{i}" for i in range(7)],
+    }
+    text = envcheck("fleet", *paths).stdout
+    assert "on n0, n1, n2, n3, n4, n5, n6: GPU 0: 1 uncorrected ECC errors since boot" in text
+    assert "7 nodes with only the problems every node shares (above): n0, n1, n2, n3, n4, n5, n6" in text
+    assert all(re.search(rf"^\S+\s+n{i}\s+doctor fail\n.*GPU {i - 6}:", text, re.M) for i in (7, 8, 9))
+
+
+def test_a_known_error_whose_numbers_differ_by_case_carries_its_fix_on_every_case() -> None:
+    """Out of memory in each of 12 cases, each with its own sizes: one error, looked up once, so every case
+    carries its fix (the bound on lookups a report counts errors, not their numbers)."""
+    from envcheck.fleet.kinds import KNOWN_FIX_PER_REPORT, Bench, _scan_results
+
+    results = [
+        {
+            "id": f"b{i}",
+            "device": "cuda:0",
+            "status": "crash",
+            "reason": f"CUDA out of memory. Tried to allocate {i} GiB",
+        }
+        for i in range(KNOWN_FIX_PER_REPORT + 4)
+    ]
+    items = Bench._items("s", "bench", {"results": results}, _scan_results(results))
+    assert len(items) == len(results) and all(p.fix is not None for _, p in items)
