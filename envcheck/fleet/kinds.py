@@ -708,7 +708,21 @@ KNOWN_FIX_CHARS = 256
 #: The distinct errors of one report looked up (the rest have no fix; errors that differ in numbers alone
 #: are one): a report of 48 results made to fail each in its own words costs at most this many searches.
 KNOWN_FIX_PER_REPORT = 8
-_DIGITS = re.compile(r"\d+")
+
+#: A number in a problem's words. Words that differ in numbers alone (a load average, a count of errors, the
+#: sizes an out of memory tried) say one thing: the fix looked up for it here, the wording the merge groups
+#: nodes by (envcheck.fleet.merge), the benchmarks the fleet's reports fold (envcheck.fleet.render).
+_NUMBER = re.compile(r"\d+")
+
+
+def numberless(words: str) -> str:
+    """``words`` with each number as ``#``: what they say, whatever the numbers."""
+    return _NUMBER.sub("#", words)
+
+
+#: How :meth:`Bench._items` words a failed benchmark: ``CASE on DEVICE: WHY`` (read back by
+#: envcheck.fleet.render to tell benchmarks that failed alike).
+FAILED_BENCHMARK = re.compile(r"^.*? on (\S+): (.*)$", re.S)
 
 
 def known_fix(words: str) -> dict[str, str | None] | None:
@@ -771,9 +785,9 @@ class Bench(Adapter):
         for r in scanned.failed:
             status = _PROBLEMS[r.status]  # type: ignore[index]
             why = _str(r.reason) or _str(_dict(r.check).get("detail")) or status.value
-            summary = f"{r.case or r.id} on {r.device or '?'}: {why}"
+            summary = f"{r.case or r.id} on {r.device or '?'}: {why}"  # as FAILED_BENCHMARK reads it
             # an error's numbers (the sizes of an out of memory) make no other error: counted once
-            error = _DIGITS.sub("#", why)
+            error = numberless(why)
             if error in fixes:
                 fix = fixes[error]
             elif len(fixes) < KNOWN_FIX_PER_REPORT:

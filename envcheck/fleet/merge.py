@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 
 from envcheck.core.exit import ExitCode, exit_code_for
 from envcheck.core.model import Status, worst
-from envcheck.fleet.kinds import Digest, Figures, Group, Problem, Reading, ReportRef, adapter_for
+from envcheck.fleet.kinds import Digest, Figures, Group, Problem, Reading, ReportRef, adapter_for, numberless
 from envcheck.fleet.read import NodeReport, Skipped
 
 #: A GPU more than this share below its model's fleet median is slow (``--threshold``): run-to-run
@@ -1158,7 +1158,7 @@ def _group(report: str, check: str, status: Status, items: dict[str, list[Proble
             hosts = said.get(words)
             if hosts is None:
                 said[words] = [hostname]
-                shape[words] = (frozenset(DEVICE_NAMED.findall(words)), _NUMBER.sub("#", words))
+                shape[words] = (frozenset(DEVICE_NAMED.findall(words)), numberless(words))
             elif hosts[-1] != hostname:
                 hosts.append(hostname)
         if len(found) == 1:
@@ -1187,11 +1187,11 @@ def _group(report: str, check: str, status: Status, items: dict[str, list[Proble
     # that says it: the many first, so that what most nodes say is never left out for the few
     alike: dict[tuple[frozenset[str], str], tuple[str, dict[str, None]]] = {}
     for text, hosts in said.items():
-        found = alike.get(shape[text])
-        if found is None:
+        known = alike.get(shape[text])
+        if known is None:
             alike[shape[text]] = (text, dict.fromkeys(hosts))
         else:
-            found[1].update(dict.fromkeys(hosts))
+            known[1].update(dict.fromkeys(hosts))
     ranked_words = sorted(alike.values(), key=lambda w: -len(w[1]))
     # several things said (eight GPUs of every node, alike), or said differently by node: each with its nodes
     several_said = len(alike) > 1
@@ -1210,9 +1210,6 @@ def _group(report: str, check: str, status: Status, items: dict[str, list[Proble
         odd=odd,
     )
 
-
-#: A number in a check's words: words that differ in numbers alone (a load average, a count) say the same.
-_NUMBER = re.compile(r"\d+")
 
 #: How a check's words name a device: a GPU by index, a CUDA device, an InfiniBand HCA (``mlx5_3``), a PCI
 #: bus id, a GPU UUID.

@@ -13,11 +13,11 @@ from a node (host names, summaries, versions) is escaped, so a ``[`` in it is ne
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from envcheck.core.report import FLEET_SCHEMA
+from envcheck.fleet.kinds import FAILED_BENCHMARK, numberless
 from envcheck.fleet.since import figure_key
 from envcheck.render import RenderOptions, html, renders
 from envcheck.render.common import MARKS, Unwrapped, cell, code, escape, icon, mark, print_lines, unquoted, write_lines
@@ -216,12 +216,6 @@ def folded(
     return out
 
 
-_NUMBERS = re.compile(r"\d+")
-
-#: A failed benchmark's words, as envcheck.fleet.kinds words them: ``CASE on DEVICE: WHY``.
-_FAILED_BENCHMARK = re.compile(r"^.*? on (\S+): (.*)$", re.S)
-
-
 def _failed_alike(group: Any) -> tuple[Any, ...] | None:
     """What two groups of failed benchmarks share when they read the same but for the benchmark: their
     verdict, nodes, fix, and each wording's device and error (with its nodes), without the case; None for
@@ -236,13 +230,13 @@ def _failed_alike(group: Any) -> tuple[Any, ...] | None:
     said = [(group.get("summary"), ()), *((w.get("summary"), w.get("nodes")) for w in html.items(group.get("words")))]
     wordings = set()
     for words, where in said:
-        found = _FAILED_BENCHMARK.match(words) if isinstance(words, str) else None
+        found = FAILED_BENCHMARK.match(words) if isinstance(words, str) else None
         if found is None:
             return None
         device, why = found.groups()
         # the cases a crashed worker never ran carry its error as "not run: ERROR" (envcheck.bench.run); an
         # error that differs in numbers alone (the sizes an out of memory tried) is the same error
-        why = _NUMBERS.sub("#", why.removeprefix("not run: "))
+        why = numberless(why.removeprefix("not run: "))
         wordings.add((device, why, tuple(str(n) for n in html.lst(where))))
     fix = repr(group.get("fix"))  # one fix (the error envcheck explain knows), or none
     return (
