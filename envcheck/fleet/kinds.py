@@ -24,7 +24,7 @@ import json
 import math
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, NamedTuple, TypedDict
 
@@ -718,6 +718,51 @@ _NUMBER = re.compile(r"\d+")
 def numberless(words: str) -> str:
     """``words`` with each number as ``#``: what they say, whatever the numbers."""
     return _NUMBER.sub("#", words)
+
+
+#: A number as words carry one: digits, with the dots of a decimal or a version (``0.75``, ``2.3.0``).
+_FIGURE = re.compile(r"\d+(?:\.\d+)*")
+
+#: The most values of a number that differs among words said as one that :func:`spanned` lists; past this,
+#: the least and the greatest.
+SPAN_LISTED = 3
+
+
+def spanned(texts: Sequence[str]) -> str:
+    """Words that differ in numbers alone (one :func:`numberless` for all) as one text true of each: a number
+    that differs is said as the values it takes, ``2.2.0 or 2.3.0``, or past :data:`SPAN_LISTED` of them as
+    their span, ``1–7 uncorrected ECC errors``. Seven nodes said "GPU 0: 1 uncorrected ECC errors" for a
+    node that had seven; a fleet report says nothing a node's own report does not."""
+    first = texts[0]
+    if len(texts) == 1:
+        return first
+    split = [_FIGURE.split(t) for t in texts]
+    numbers = [_FIGURE.findall(t) for t in texts]
+    # one numberless text lays its numbers out alike (a dot between digits is part of that text), so the
+    # numbers of each line up; where they do not (words not alike), the first words are said as they are
+    if any(len(n) != len(numbers[0]) or s != split[0] for n, s in zip(numbers, split, strict=True)):
+        return first
+    out = [split[0][0]]
+    for slot, between in enumerate(split[0][1:]):
+        values = list(dict.fromkeys(n[slot] for n in numbers))
+        if len(values) > 1:
+            values.sort(key=_figure_order)
+        if len(values) <= 1:
+            said = values[0]
+        elif len(values) <= SPAN_LISTED:
+            said = f"{', '.join(values[:-1])} or {values[-1]}"
+        else:
+            said = f"{values[0]}–{values[-1]}"
+        out += (said, between)
+    return "".join(out)
+
+
+def _figure_order(value: str) -> tuple[float, ...]:
+    """A number's place among its kind: a decimal by its value (``0.75`` below ``0.8``), a version part by
+    part (``2.10.0`` above ``2.9.1``)."""
+    if value.count(".") <= 1:
+        return (float(value),)
+    return tuple(float(part) for part in value.split("."))
 
 
 #: How :meth:`Bench._items` words a failed benchmark: ``CASE on DEVICE: WHY`` (read back by

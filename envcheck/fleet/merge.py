@@ -35,7 +35,17 @@ from typing import Any, NamedTuple
 
 from envcheck.core.exit import ExitCode, exit_code_for
 from envcheck.core.model import Status, worst
-from envcheck.fleet.kinds import Digest, Figures, Group, Problem, Reading, ReportRef, adapter_for, numberless
+from envcheck.fleet.kinds import (
+    Digest,
+    Figures,
+    Group,
+    Problem,
+    Reading,
+    ReportRef,
+    adapter_for,
+    numberless,
+    spanned,
+)
 from envcheck.fleet.read import NodeReport, Skipped
 
 #: A GPU more than this share below its model's fleet median is slow (``--threshold``): run-to-run
@@ -224,6 +234,17 @@ class Fix:
     nodes: tuple[str, ...]
 
 
+class Words(NamedTuple):
+    """One thing a problem's nodes say (:attr:`ProblemGroup.words`): the first words of it, the nodes that
+    say it, those words as true of each node where its nodes' words differ in numbers (``said``: the span of
+    each number, :func:`kinds.spanned`; None where they are one wording), and how many wordings that is."""
+
+    summary: str
+    nodes: tuple[str, ...]
+    said: str | None = None
+    wordings: int = 1
+
+
 @dataclass(frozen=True)
 class ProblemGroup:
     """One problem across the fleet: a (report, check id, verdict) with every node that has it, or the
@@ -253,10 +274,13 @@ class ProblemGroup:
     #: Where :attr:`own_words`: each distinct wording with its nodes, the most nodes first, at most
     #: :data:`WORDS_KEPT` (``GPU 1: ...`` on two nodes, ``GPU 2: ...`` on a third): one wording shown for
     #: all would send an admin to the wrong GPU on the third.
-    words: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    words: tuple[Words, ...] = ()
     #: Where :attr:`own_words` and most of its nodes say the same: the others, whose words differ from theirs
     #: (each keeps its own list where the problem is on every node, envcheck.fleet.render).
     odd: tuple[str, ...] = ()
+    #: :attr:`summary` as true of every node whose words differ from it in numbers alone (``1–7 uncorrected
+    #: ECC errors``), where some do; None where none does.
+    said: str | None = None
 
     @property
     def key(self) -> str:
@@ -1185,17 +1209,20 @@ def _group(report: str, check: str, status: Status, items: dict[str, list[Proble
         odd = ()  # no majority: each node's words are its own
     # each thing said (words that differ in numbers alone say one thing), in its first words, with every node
     # that says it: the many first, so that what most nodes say is never left out for the few
-    alike: dict[tuple[frozenset[str], str], tuple[str, dict[str, None]]] = {}
+    alike: dict[tuple[frozenset[str], str], tuple[list[str], dict[str, None]]] = {}
     for text, hosts in said.items():
         known = alike.get(shape[text])
         if known is None:
-            alike[shape[text]] = (text, dict.fromkeys(hosts))
+            alike[shape[text]] = ([text], dict.fromkeys(hosts))
         else:
+            known[0].append(text)
             known[1].update(dict.fromkeys(hosts))
     ranked_words = sorted(alike.values(), key=lambda w: -len(w[1]))
-    # several things said (eight GPUs of every node, alike), or said differently by node: each with its nodes
+    # several things said (eight GPUs of every node, alike), or said differently by node: each with its nodes,
+    # in words true of each of them (the numbers that differ said as their span), and how many wordings that is
     several_said = len(alike) > 1
-    words = [(text, sorted(hosts)) for text, hosts in ranked_words[:WORDS_KEPT]] if several_said else []
+    words = [(texts, sorted(hosts)) for texts, hosts in ranked_words[:WORDS_KEPT]] if several_said else []
+    first_said = alike[shape[first.summary]][0]
     return ProblemGroup(
         report,
         check,
@@ -1206,9 +1233,16 @@ def _group(report: str, check: str, status: Status, items: dict[str, list[Proble
         max(0, len(ranked) - FIXES_KEPT),
         wordings=len(said),
         own_words=own_words,
-        words=tuple((summary, tuple(hosts)) for summary, hosts in words),
+        words=tuple(Words(texts[0], tuple(hosts), _spanned(texts), len(texts)) for texts, hosts in words),
         odd=odd,
+        said=_spanned(first_said),
     )
+
+
+def _spanned(texts: list[str]) -> str | None:
+    """Words said alike but for their numbers as one text true of each (:func:`kinds.spanned`); None where
+    there is one text (it is the summary itself)."""
+    return spanned(texts) if len(texts) > 1 else None
 
 
 #: How a check's words name a device: a GPU by index, a CUDA device, an InfiniBand HCA (``mlx5_3``), a PCI

@@ -127,9 +127,10 @@ def on_nodes(group: dict[str, Any], nodes: int, limit: int = NAMES_SHOWN) -> str
 
 
 def other_words(group: dict[str, Any]) -> str:
-    """What follows a problem's words where its nodes say it otherwise too."""
+    """What follows a problem's words where its nodes say it otherwise too (not where they differ in numbers
+    alone: its words say each number's span)."""
     others = group.get("wordings", 1) - 1 if isinstance(group.get("wordings"), int) else 0
-    if others <= 0:
+    if others <= 0 or isinstance(group.get("said"), str):
         return ""
     where = "each node's own list" if group.get("own_words") else "each node's words are in the JSON report"
     return f" (and {plural(others, 'other wording')}: {where})"
@@ -140,17 +141,25 @@ def wordings(group: dict[str, Any], limit: int = NAMES_SHOWN) -> list[tuple[str,
     wording kept with the nodes that say it (``on node-a, node-b``, ``GPU 1: ...``), then how many more
     there are; else its one summary (where empty) and how many other wordings it has."""
     words = html.items(group.get("words"))
-    summary = group.get("summary")
+    summary = words_of(group)
     if len(words) < 2:
-        return [("", str(summary) + other_words(group))] if summary else []
-    out = [(f"on {names([str(n) for n in html.lst(w.get('nodes'))], limit)}", str(w.get("summary"))) for w in words]
+        return [("", summary + other_words(group))] if summary else []
+    out = [(f"on {names([str(n) for n in html.lst(w.get('nodes'))], limit)}", words_of(w)) for w in words]
     total = group.get("wordings") if isinstance(group.get("wordings"), int) else len(words)
-    if total > len(words):
+    shown = sum(w["wordings"] if type(w.get("wordings")) is int and w["wordings"] > 0 else 1 for w in words)
+    if total > shown:
         # where the words above name every node, what else they say is in the JSON (their lists may be one
         # line: said for every node); else the others' own lists say theirs
         where = "each node's words are in the JSON report" if _words_cover(group) else "each node's own list"
-        out.append(("", f"(and {plural(total - len(words), 'other wording')}: {where})"))
+        out.append(("", f"(and {plural(total - shown, 'other wording')}: {where})"))
     return out
+
+
+def words_of(words: dict[str, Any]) -> str:
+    """A problem's words (or one of the things its nodes say) as true of each node: where they differ in
+    numbers alone, each number's span (``said``); else the words as the first node says them."""
+    text = words.get("said")
+    return text if isinstance(text, str) else str(words.get("summary") or "")
 
 
 def group_title(group: dict[str, Any]) -> str:

@@ -35,7 +35,17 @@ from envcheck.core.model import Status, to_jsonable, worst
 from envcheck.core.redact import remembered, scrubber
 from envcheck.core.report import FLEET_SCHEMA, HostIdentity, Summary, envelope, verdict_of
 from envcheck.fleet.kinds import Problem
-from envcheck.fleet.merge import Comparison, Device, Figure, FleetReport, Node, ProblemGroup, SlowDevice, field_title
+from envcheck.fleet.merge import (
+    Comparison,
+    Device,
+    Figure,
+    FleetReport,
+    Node,
+    ProblemGroup,
+    SlowDevice,
+    Words,
+    field_title,
+)
 from envcheck.fleet.since import device_key, figure_key
 
 
@@ -160,12 +170,23 @@ def _problem_group(g: ProblemGroup, clean: remembered) -> dict[str, Any]:
         # its nodes' words name different devices: each node's list says which (shown with the node)
         "own_words": g.own_words,
     }
+    if g.said is not None:  # its words as true of each node that says them with other numbers
+        out["said"] = clean(g.said)
     if g.words:  # those words, each with its nodes (a few; the rest in each node's list)
-        out["words"] = [{"summary": clean(summary), "nodes": clean.all(nodes)} for summary, nodes in g.words]
+        out["words"] = [_words(w, clean) for w in g.words]
     if g.odd:  # most of its nodes say the same: those that say otherwise
         out["odd"] = clean.all(g.odd)
     if g.id.startswith("slow."):
         out.update(model=clean(g.model) if g.model else g.model, devices=g.devices, figures=g.figures)
+    return out
+
+
+def _words(w: Words, clean: remembered) -> dict[str, Any]:
+    """One thing a problem's nodes say: its first words and its nodes, and where its nodes say it in more
+    than one wording (numbers that differ), those words as true of each (``said``) and how many wordings."""
+    out: dict[str, Any] = {"summary": clean(w.summary), "nodes": clean.all(w.nodes)}
+    if w.said is not None:
+        out.update(said=clean(w.said), wordings=w.wordings)
     return out
 
 

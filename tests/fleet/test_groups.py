@@ -681,7 +681,7 @@ def test_words_that_differ_in_a_number_alone_are_one_problem_said_once(
 ) -> None:
     """Every node warns host.ulimits with its own number and the same fix: that is one fleet-wide setting,
     said once, not a section per node (only words naming a different device on each node are shown
-    node by node)."""
+    node by node), in words true of each node: the numbers that differ as their span."""
     docs = {}
     for i in range(6):
         doc = as_node(small(real["h100x4"]), f"n{i}", uuid_prefix=f"n{i}")
@@ -694,9 +694,12 @@ def test_words_that_differ_in_a_number_alone_are_one_problem_said_once(
     assert doc is not None
     (group,) = [g for g in doc["problems"] if g["id"] == "host.ulimits"]
     assert group["wordings"] == 6 and group["own_words"] is False
+    assert group["summary"] == "open files limit 1024 is below 65536"  # the first node's, as it said them
+    assert group["said"] == "open files limit 1024–1029 is below 65536"
     text = envcheck("fleet", str(tmp_path)).stdout
     assert "6 nodes with only the warnings every node shares (above): n0, n1, n2, n3, n4, n5" in text
-    assert "(and 5 other wordings: each node's words are in the JSON report)" in text
+    assert "open files limit 1024–1029 is below 65536" in text
+    assert "open files limit 1024 is below" not in text and "other wording" not in text
     assert not re.search(r"^\S+\s+n0\s+doctor", text, re.M)
 
 
@@ -1246,10 +1249,15 @@ def test_what_most_nodes_say_in_words_that_differ_in_numbers_is_never_left_out(
     assert group["wordings"] == 10 and group["odd"] == ["n7", "n8", "n9"]
     assert group["words"][0] == {
         "summary": "GPU 0: 1 uncorrected ECC errors since boot",
+        "said": "GPU 0: 1–7 uncorrected ECC errors since boot",
+        "wordings": 7,
         "nodes": [f"n{i}" for i in range(7)],
     }
     text = envcheck("fleet", *paths).stdout
-    assert "on n0, n1, n2, n3, n4, n5, n6: GPU 0: 1 uncorrected ECC errors since boot" in text
+    # true of each of the seven (n6 had seven errors, not one), and the three others' words beside
+    assert "on n0, n1, n2, n3, n4, n5, n6: GPU 0: 1–7 uncorrected ECC errors since boot" in text
+    assert "on n7: GPU 1: 8 uncorrected" in text and "on n8: GPU 2: 9 uncorrected" in text
+    assert "(and 1 other wording: each node's own list)" in text  # n9's, in its list below
     assert "7 nodes with only the problems every node shares (above): n0, n1, n2, n3, n4, n5, n6" in text
     assert all(re.search(rf"^\S+\s+n{i}\s+doctor fail\n.*GPU {i - 6}:", text, re.M) for i in (7, 8, 9))
 

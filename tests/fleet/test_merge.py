@@ -463,3 +463,56 @@ def test_a_report_packs_its_figures_and_merges_as_each_figure_alone(reports):
     compared = [[(c.id, c.unit, c.figures) for c in r.comparisons] for r in (one, other)]
     assert compared[0] == compared[1]
     assert one.contended == other.contended
+
+
+# --- words that differ in numbers alone, said as one (kinds.spanned) -----------------------------------------
+
+_NUMBERS = st.one_of(
+    st.integers(0, 10**6).map(str),
+    st.tuples(st.integers(0, 999), st.integers(0, 99)).map(lambda t: f"{t[0]}.{t[1]}"),
+    st.tuples(st.integers(0, 20), st.integers(0, 20), st.integers(0, 20)).map(lambda t: "{}.{}.{}".format(*t)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    between=st.lists(st.text(alphabet="abc :;()GiB%-_", min_size=1, max_size=6), min_size=1, max_size=4),
+    data=st.data(),
+)
+def test_words_said_as_one_are_true_of_each_wording(between: list[str], data: st.DataObject) -> None:
+    """Whatever the numbers, the words said for many wordings say each wording's every number: as it is where
+    all agree, among those listed, or within the span (by value; a version part by part)."""
+    from envcheck.fleet.kinds import _figure_order, spanned
+
+    slots = len(between) - 1
+    kinds = [data.draw(st.sampled_from(("int", "dec", "ver"))) for _ in range(slots)]
+    pick = {"int": _NUMBERS.filter(lambda n: "." not in n), "dec": _NUMBERS.filter(lambda n: n.count(".") == 1)}
+    pick["ver"] = _NUMBERS.filter(lambda n: n.count(".") == 2)
+    rows = data.draw(st.lists(st.tuples(*(pick[k] for k in kinds)), min_size=1, max_size=8))
+    texts = ["".join(b + (row[i] if i < slots else "") for i, b in enumerate(between)) for row in rows]
+    said = spanned(texts)
+    expected = between[0]
+    for i in range(slots):
+        values = sorted({row[i] for row in rows}, key=_figure_order)
+        if len(values) == 1:
+            slot = values[0]
+        elif len(values) <= 3:
+            slot = f"{', '.join(values[:-1])} or {values[-1]}"
+        else:
+            slot = f"{values[0]}–{values[-1]}"
+            # a span holds each value: by value, a version part by part
+            assert all(_figure_order(values[0]) <= _figure_order(v) <= _figure_order(values[-1]) for v in values)
+        expected += slot + between[i + 1]
+    assert said == expected
+
+
+def test_words_said_as_one_fall_back_to_the_first_where_they_are_not_alike() -> None:
+    from envcheck.fleet.kinds import spanned
+
+    assert spanned(["GPU 0: 3 errors", "GPU 0: 4 faults"]) == "GPU 0: 3 errors"
+    assert spanned(["torch 2.3.0 does not match 2.4.0", "torch 2.2.0 does not match 2.4.0"]) == (
+        "torch 2.2.0 or 2.3.0 does not match 2.4.0"
+    )
+    # a version by its parts, not as a decimal: 2.10 is past 2.9
+    assert spanned([f"driver 2.{n}.0 is old" for n in (9, 10, 8, 11)]) == "driver 2.8.0–2.11.0 is old"
+    assert spanned(["load 0.75", "load 0.8", "load 0.75"]) == "load 0.75 or 0.8"
