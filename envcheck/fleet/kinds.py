@@ -723,6 +723,9 @@ def numberless(words: str) -> str:
 #: A number as words carry one: digits, with the dots of a decimal or a version (``0.75``, ``2.3.0``).
 _FIGURE = re.compile(r"\d+(?:\.\d+)*")
 
+#: The letters of a name a number ends (``eth`` of ``eth0``).
+_NAME_END = re.compile(r"[A-Za-z_]+$")
+
 #: The most values of a number that differs among words said as one that :func:`spanned` lists; past this,
 #: the least and the greatest.
 SPAN_LISTED = 3
@@ -747,6 +750,11 @@ def spanned(texts: Sequence[str]) -> str:
         values = list(dict.fromkeys(n[slot] for n in numbers))
         if len(values) > 1:
             values.sort(key=_figure_order)
+            # a number that ends a name (eth0, eth1) is said with its name: "eth0 or eth1", not "eth0 or 1"
+            name = _NAME_END.search(out[-1])
+            if name is not None:
+                out[-1] = out[-1][: name.start()]
+                values = [name.group() + v for v in values]
         if len(values) <= 1:
             said = values[0]
         elif len(values) <= SPAN_LISTED:
