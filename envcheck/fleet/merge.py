@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 from envcheck.core.exit import ExitCode, exit_code_for
 from envcheck.core.model import Status, worst
 from envcheck.fleet.kinds import (
+    SPAN_LISTED,
     Digest,
     Figures,
     Group,
@@ -1219,9 +1220,19 @@ def _group(report: str, check: str, status: Status, items: dict[str, list[Proble
             known[1].update(dict.fromkeys(hosts))
     ranked_words = sorted(alike.values(), key=lambda w: -len(w[1]))
     # several things said (eight GPUs of every node, alike), or said differently by node: each with its nodes,
-    # in words true of each of them (the numbers that differ said as their span), and how many wordings that is
-    several_said = len(alike) > 1
-    words = [(texts, sorted(hosts)) for texts, hosts in ranked_words[:WORDS_KEPT]] if several_said else []
+    # in words true of each of them (the numbers that differ said as their span), and how many wordings that
+    # is. Where there is room, a thing said in a few wordings is said in each, with its nodes: "1 or 3 errors
+    # since boot, 7 or 40 over its life" on two nodes did not say which node had forty.
+    words: list[tuple[list[str], list[str]]] = []
+    room = WORDS_KEPT - min(len(ranked_words), WORDS_KEPT)
+    for texts, hosts in ranked_words[:WORDS_KEPT]:
+        if 1 < len(texts) <= min(room + 1, SPAN_LISTED):
+            room -= len(texts) - 1
+            words += sorted((([text], said[text]) for text in texts), key=lambda w: -len(w[1]))
+        else:
+            words.append((texts, sorted(hosts)))
+    if len(words) < 2:
+        words = []  # one thing said: the summary says it
     first_said = alike[shape[first.summary]][0]
     return ProblemGroup(
         report,

@@ -237,21 +237,22 @@ def _failed_alike(group: Any) -> tuple[Any, ...] | None:
     if str(group.get("id")).startswith("spec."):
         return None
     said = [(group.get("summary"), ()), *((w.get("summary"), w.get("nodes")) for w in html.items(group.get("words")))]
-    wordings = set()
+    wordings: dict[tuple[str, str], set[str]] = {}
     for words, where in said:
         found = FAILED_BENCHMARK.match(words) if isinstance(words, str) else None
         if found is None:
             return None
         device, why = found.groups()
         # the cases a crashed worker never ran carry its error as "not run: ERROR" (envcheck.bench.run); an
-        # error that differs in numbers alone (the sizes an out of memory tried) is the same error
+        # error that differs in numbers alone (the sizes an out of memory tried) is the same error, on every
+        # node that says it in any wording
         why = numberless(why.removeprefix("not run: "))
-        wordings.add((device, why, tuple(str(n) for n in html.lst(where))))
+        wordings.setdefault((device, why), set()).update(str(n) for n in html.lst(where))
     fix = repr(group.get("fix"))  # one fix (the error envcheck explain knows), or none
     return (
         str(group.get("status")),
         tuple(str(n) for n in hosts),
-        frozenset(wordings),
+        frozenset((said, frozenset(where)) for said, where in wordings.items()),
         repr(group.get("wordings")),
         fix,
     )
@@ -414,25 +415,39 @@ def fix_lines(fix: dict[str, Any] | None, indent: str) -> list[str]:
     return out + ([Unwrapped(f"{indent}[cyan]run:[/] {escape(fix['command'])}")] if fix.get("command") else [])
 
 
-def group_lines(console: Console, group: dict[str, Any], nodes: int, *, every_fix: bool) -> list[str]:
+def group_lines(
+    console: Console, group: dict[str, Any], nodes: int, *, every_fix: bool, fixes_only: bool = False
+) -> list[str]:
     """A problem across the fleet: its title and where, its words, and its fix (or each of its fixes
-    with their nodes, in the details)."""
+    with their nodes, in the details; ``fixes_only`` for one the first screen said: its title and fixes)."""
     limit = NAMES_SHOWN if every_fix else FIRST_NAMES
     head = f"{mark(console, group.get('status', 'fail'))} [bold]{escape(group_title(group))}[/] "
+    if fixes_only:
+        return [head + "(above): each fix with its nodes", *_fix_lines(group, limit, every_fix=True)]
     out = [head + escape(on_nodes(group, nodes, limit))]
     for where, words in wordings(group, limit):
         out.append(f"          [dim]{escape(where)}:[/] {escape(words)}" if where else f"          {escape(words)}")
+    return out + _fix_lines(group, limit, every_fix=every_fix)
+
+
+def _fix_lines(group: dict[str, Any], limit: int, *, every_fix: bool) -> list[str]:
+    """A problem's fix; where its nodes have several, each said with the nodes it is for (the first is not
+    every node's): all of them in the details, the first and where the others are on the first screen."""
     fixes = group.get("fixes") or []
-    if not every_fix or len(fixes) <= 1:
-        out += fix_lines(group.get("fix"), "          ")
-        if len(fixes) > 1:
-            out.append(f"          [dim]({plural(len(fixes) - 1 + group.get('more_fixes', 0), 'other fix')} below)[/]")
-        return out
-    for f in fixes:
+    if len(fixes) <= 1:
+        return fix_lines(group.get("fix"), "          ")
+    more = group.get("more_fixes") if type(group.get("more_fixes")) is int else 0
+    out = []
+    for f in fixes if every_fix else fixes[:1]:
         out.append(f"          [dim]on {escape(names(f['nodes'], limit))}:[/]")
         out += fix_lines(f.get("fix"), "            ") or ["            (no fix given)"]
-    if group.get("more_fixes"):
-        out.append(f"          [dim]and {group['more_fixes']} other fixes (each node's own list)[/]")
+    if not every_fix:
+        others = f"{plural(len(fixes) - 1, 'other fix')} below" + (
+            f", {more} more in its nodes' own lists" if more else ""
+        )
+        out.append(f"          [dim]({others})[/]")
+    elif more:
+        out.append(f"          [dim]and {plural(more, 'other fix')} (each node's own list)[/]")
     return out
 
 
@@ -477,11 +492,11 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
         lines += [f"  {escape(line)}" for line in since_lines(since, doc.get("threshold", 0), doc)]
     # What the first screen left unsaid, and only that: the problems that did not fit, and each fix of
     # those shown with several (a problem said whole above is not said again).
-    rest = [g for i, g in enumerate(entries) if i >= shown or len(g.get("fixes") or []) > 1]
+    rest = [(g, i < shown) for i, g in enumerate(entries) if i >= shown or len(g.get("fixes") or []) > 1]
     if rest:
         say("\n[bold]More on the problems across the fleet[/]")
-        for g in rest:
-            lines += group_lines(console, g, nodes, every_fix=True)
+        for g, above in rest:
+            lines += group_lines(console, g, nodes, every_fix=True, fixes_only=above)
     # Each node's section is a few lines of the same few words (ten thousand nodes with one check
     # failing): each mark and each distinct text is made once.
     # Where nothing is styled (a pipe, a file: what a 10 000-node report is written to), the nodes'

@@ -180,7 +180,9 @@ def test_a_rack_with_xid_79_on_three_nodes_reads_as_one_group(real: dict[str, di
 
 def test_distinct_fixes_are_kept_with_their_nodes(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
     """Nodes whose reports give the same check different fixes (two envcheck versions in one fleet): each
-    fix is kept with its nodes, the most common first, and one past the few kept is only counted."""
+    fix is kept with its nodes, the most common first, and one past the few kept is only counted. The text's
+    first screen says the first fix with the nodes it is for (it is not every node's) and where the others
+    are; the details say each fix with its nodes, not the problem's words again."""
     docs = {}
     for i in range(8):
         doc = as_node(small(real["h100x4"]), f"n{i}", uuid_prefix=f"n{i}")
@@ -188,11 +190,23 @@ def test_distinct_fixes_are_kept_with_their_nodes(real: dict[str, dict[str, Any]
             if c["id"] == "host.ulimits":
                 c.update(status="warn", summary="low", fix={"text": f"fix {min(i, 4)}", "command": None})
         docs[f"n{i}"] = doc
-    _, doc = fleet(*write(tmp_path, docs))
+    paths = write(tmp_path, docs)
+    _, doc = fleet(*paths)
     assert doc is not None
     (group,) = [g for g in doc["problems"] if g["id"] == "host.ulimits"]
     assert [f["nodes"] for f in group["fixes"]] == [["n4", "n5", "n6", "n7"], ["n0"], ["n1"]]
     assert group["more_fixes"] == 2 and group["fix"]["text"] == "fix 4"
+    text = envcheck("fleet", *paths).stdout
+    first, details = text.split("More on the problems across the fleet")
+    assert (
+        "on n4, n5, n6, n7:\n            fix: fix 4\n          (2 other fixes below, 2 more in its nodes' own lists)"
+        in (first)
+    )
+    assert "fix 0" not in first and text.count("host.ulimits warn on all 8 nodes") == 1
+    assert "doctor host.ulimits warn (above): each fix with its nodes" in details
+    for fix, nodes in (("fix 4", "n4, n5, n6, n7"), ("fix 0", "n0"), ("fix 1", "n1")):
+        assert f"on {nodes}:\n            fix: {fix}\n" in details
+    assert "and 2 other fixes (each node's own list)" in details
 
 
 def test_noisy_figures_are_listed_apart_and_never_compared(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
@@ -1278,3 +1292,35 @@ def test_a_known_error_whose_numbers_differ_by_case_carries_its_fix_on_every_cas
     ]
     items = Bench._items("s", "bench", {"results": results}, _scan_results(results))
     assert len(items) == len(results) and all(p.fix is not None for _, p in items)
+
+
+def test_a_thing_said_in_a_few_wordings_is_said_in_each_with_its_node(
+    real: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Two nodes' GPU 1 have ECC errors in different counts, a third node's GPU 5: there is room to say each
+    wording with its node, so none reads "1 or 3 errors since boot, 7 or 40 over its life" (which node had
+    forty?); past a few wordings, their numbers are said as spans (the tests above)."""
+    docs = {}
+    for host, words in (
+        ("n0", "GPU 1: 3 uncorrected ECC errors since boot, 7 over its life"),
+        ("n1", "GPU 1: 1 uncorrected ECC errors since boot, 40 over its life"),
+        ("n2", "GPU 5: 12 uncorrected ECC errors since boot, 12 over its life"),
+        ("n3", None),
+    ):
+        doc = passing(real, host)
+        if words:
+            doc["checks"].append({"id": "gpu.ecc", "status": "fail", "summary": words})
+            doc.update(status="fail", exit_code=1)
+        docs[host] = doc
+    paths = write(tmp_path, docs)
+    proc, doc = fleet(*paths)
+    assert doc is not None, proc.stderr
+    (group,) = [g for g in doc["problems"] if g["id"] == "gpu.ecc"]
+    assert [(w["nodes"], w["summary"], w.get("said")) for w in group["words"]] == [
+        (["n0"], "GPU 1: 3 uncorrected ECC errors since boot, 7 over its life", None),
+        (["n1"], "GPU 1: 1 uncorrected ECC errors since boot, 40 over its life", None),
+        (["n2"], "GPU 5: 12 uncorrected ECC errors since boot, 12 over its life", None),
+    ]
+    text = envcheck("fleet", *paths).stdout
+    assert "on n1: GPU 1: 1 uncorrected ECC errors since boot, 40 over its life" in text
+    assert " or " not in text.split("More on")[0].split("Fix first")[1]
