@@ -302,6 +302,9 @@ class DuplicateHost:
     #: The report that decides the node's verdict for this kind: the newest; None where their times do
     #: not tell (then every one of them counts).
     newest: str | None = None
+    #: Every one of them was made at the same time as :attr:`newest`, which they copy (the same GPUs, verdict
+    #: and problems): one report copied, counted once, not a newer report deciding over an older.
+    copies: bool = False
 
 
 @dataclass(frozen=True)
@@ -806,7 +809,8 @@ def _duplicate_host(
     # count: none alone decides
     kept = [s for s in ordered if s not in older]
     deciding = kept[0] if len(kept) == 1 else None
-    return DuplicateHost(hostname, kind, tuple(ordered), deciding)
+    copies = deciding is not None and len({when.get(s) for s in sources}) == 1
+    return DuplicateHost(hostname, kind, tuple(ordered), deciding, copies)
 
 
 def _duplicate_gpus(uuid_seen: dict[str, tuple[str, ...]]) -> list[DuplicateGpu]:

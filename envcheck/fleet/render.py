@@ -577,10 +577,9 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
             "a report copied from another node, or a card moved between them"
         )
     for h in duplicates.get("hosts") or []:
-        newest = f"; the newest decides: {escape(h['newest'])}" if h.get("newest") else ""
         say(
             f"[yellow]DUPLICATE HOST[/] {escape(h['hostname'])}: {len(h['sources'])} {escape(h['kind'])} reports "
-            f"({escape(names(h['sources']))}): two machines with one name, or a copied report{newest}"
+            f"({escape(names(h['sources']))}): {escape(duplicate_words(h))}"
         )
     for why, title in SET_APART:
         apart = set_apart(doc, why)
@@ -843,8 +842,8 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
             lines.append(f"| GPU {cell(g['uuid'])} | {cell(names(g['hosts']))} | {cell(names(g['sources']))} |")
         for h in duplicates.get("hosts") or []:
             seen = f"{len(h['sources'])} {cell(h['kind'])} reports"
-            newest = f"<br>the newest decides: {cell(h['newest'])}" if h.get("newest") else ""
-            lines.append(f"| host {code(h['hostname'])} | {seen} | {cell(names(h['sources']))}{newest} |")
+            why = cell(duplicate_words(h))
+            lines.append(f"| host {code(h['hostname'])} | {seen} | {cell(names(h['sources']))}<br>{why} |")
     for why, title in SET_APART:
         apart = set_apart(doc, why)
         if apart:
@@ -1131,6 +1130,16 @@ def fleet_set_apart(doc: dict[str, Any]) -> str:
     return html.section("Not compared", *parts) if parts else ""
 
 
+def duplicate_words(host: dict[str, Any]) -> str:
+    """What a host's several reports of one kind are, and which counts: copies of one report (the same
+    time, GPUs, verdict and problems) count once; else the newest decides, where their times say which."""
+    newest = host.get("newest")
+    if host.get("copies") is True and newest:
+        return f"copies of one report (the same time, GPUs and verdict), counted once: {newest}"
+    said = "two machines with one name, or a copied report"
+    return f"{said}; the newest decides: {newest}" if newest else said
+
+
 def fleet_duplicates(doc: dict[str, Any]) -> str:
     duplicates = html.dct(doc.get("duplicates"))
     lines = [
@@ -1142,9 +1151,7 @@ def fleet_duplicates(doc: dict[str, Any]) -> str:
     lines += [
         f"<li>{html.badge('warn')} host {html.code(h.get('hostname'))}: {len(html.lst(h.get('sources')))} "
         f"{html.e(h.get('kind'))} reports ({html.e(names([str(s) for s in html.lst(h.get('sources'))]))}): "
-        "two machines with one name, or a copied report"
-        + (f"; the newest decides: {html.code(h['newest'])}" if h.get("newest") else "")
-        + "</li>"
+        f"{html.e(duplicate_words(h))}</li>"
         for h in html.items(duplicates.get("hosts"))
     ]
     return html.section("Duplicates", f"<ul>{''.join(lines)}</ul>") if lines else ""

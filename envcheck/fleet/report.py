@@ -97,6 +97,7 @@ def fleet_document(
             "duplicates": {
                 "hosts": [
                     {"hostname": d.hostname, "kind": d.kind, "sources": list(d.sources), "newest": d.newest}
+                    | ({"copies": True} if d.copies else {})
                     for d in report.duplicate_hosts
                 ],
                 "gpus": [
@@ -354,7 +355,7 @@ def summary(report: FleetReport, slower: int = 0) -> dict[str, Any]:
         "slow_gpu_figures": len(report.slow_gpus),
         "slow_cpu_figures": len(report.slow_cpus),
         "problems": len(report.problems),
-        "duplicate_hosts": len(report.duplicate_hosts),
+        "duplicate_hosts": len({d.hostname for d in report.duplicate_hosts}),  # hosts, not (host, kind)
         "duplicate_gpus": len(report.duplicate_gpus),
         "contended": sum(r.contended for r, _, _ in report.contended),
         "noisy": sum(r.set_apart == "noisy" for r, _, _ in report.contended),
@@ -368,7 +369,7 @@ def summary(report: FleetReport, slower: int = 0) -> dict[str, Any]:
             parts.append(_plural(devices, f"slow {word}") + (f" in {figures} figures" if figures != devices else ""))
     if report.drift:
         parts.append(f"{_plural(len(report.drift), 'field')} drifting")
-    duplicates = len(report.duplicate_hosts) + len(report.duplicate_gpus)
+    duplicates = len({d.hostname for d in report.duplicate_hosts}) + len(report.duplicate_gpus)
     if duplicates:
         parts.append(f"{_plural(duplicates, 'duplicate')}")
     if slower:

@@ -910,23 +910,32 @@ def test_one_file_named_twice_still_fails_its_node(real: dict[str, dict[str, Any
 
 def test_a_copied_report_counts_once(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
     """``cp node5/doctor.json node5/doctor-copy.json``: one report twice, to the microsecond. Its failure is
-    listed once on the node and counted once in its problem; the duplicate is still named, the first copy
-    deciding. A copy from another machine (other GPUs) is not one: both count."""
+    listed once on the node and counted once in its problem; the duplicate is still named, as copies of one
+    report (not "the newest decides": neither is newer), the first copy deciding; a host whose doctor and
+    bench reports are both copied is one duplicate host. A copy from another machine (other GPUs) is not
+    one: both count."""
     ecc = as_node(real["ecc"], "node-a", uuid_prefix="a")
+    bench = as_node(real["bench_cpu"], "node-a")
     paths = write(tmp_path / "copy", {"doctor": ecc, "doctor-copy": copy.deepcopy(ecc)})
+    write(tmp_path / "copy" / "b", {"bench": bench, "bench-copy": copy.deepcopy(bench)})
     proc, doc = fleet(str(tmp_path / "copy"))
     assert doc is not None and proc.returncode == 1, proc.stderr
     (node,) = doc["nodes"]
-    assert [r["source"] for r in node["reports"]] == [paths[1]]  # doctor-copy.json sorts first
+    assert [r["source"] for r in node["reports"] if r["kind"] == "doctor"] == [paths[1]]  # doctor-copy sorts first
     ids = [p["id"] for p in node["failing"]]
     assert ids and len(ids) == len(set(ids)), ids
-    (dup,) = doc["duplicates"]["hosts"]
-    assert dup["newest"] == paths[1] and sorted(dup["sources"]) == sorted(paths)
+    dup = next(d for d in doc["duplicates"]["hosts"] if d["kind"] == "doctor")
+    assert dup["newest"] == paths[1] and sorted(dup["sources"]) == sorted(paths) and dup["copies"] is True
+    assert len(doc["duplicates"]["hosts"]) == 2 and doc["summary"]["duplicate_hosts"] == 1
+    text = envcheck("fleet", str(tmp_path / "copy")).stdout
+    assert f"copies of one report (the same time, GPUs and verdict), counted once: {paths[1]}" in text
+    assert "newest decides" not in text and "1 duplicate" in text and "2 duplicates" not in text
     other = as_node(real["ecc"], "node-a", uuid_prefix="b")
     other["generated_at"] = ecc["generated_at"]
     write(tmp_path / "two", {"doctor": ecc, "doctor-other": other})
     _, doc = fleet(str(tmp_path / "two"))
     assert doc is not None and len(doc["nodes"][0]["reports"]) == 2 and doc["duplicates"]["hosts"][0]["newest"] is None
+    assert "copies" not in doc["duplicates"]["hosts"][0]
 
 
 def test_a_fleet_report_kept_among_the_nodes_reports_is_passed_over(
