@@ -676,14 +676,15 @@ class Merger:
         twice = {source for found in self.sources.values() if len(found) > 1 for source in found}
         gpus = _gpus_by_source(self.uuid_seen, twice)
         shared = _duplicate_gpus(self.uuid_seen)
+        drifted = drift(by_field)
         fleet_problems = _fewer_gpus(self.fields, self.refs)
-        for more in (_missing_reports(self.refs), _shared_gpus(shared, self.refs)):
+        for more in (_missing_reports(self.refs), _shared_gpus(shared, self.refs), _off_stack(drifted, self.refs)):
             for host, found in more.items():
                 fleet_problems.setdefault(host, []).extend(found)
         nodes = _nodes(self.refs, self.problems, compared, fleet_problems, gpus)
         return FleetReport(
             nodes=tuple(nodes),
-            drift=tuple(drift(by_field)),
+            drift=tuple(drifted),
             uniform=tuple(uniform(by_field)),
             comparisons=tuple(compared),
             duplicate_hosts=tuple(
@@ -934,6 +935,46 @@ def _fewer_gpus(
                     )
                 )
     return out
+
+
+#: The fields a node's value of which, where most of the fleet has another, is a warning on it (the
+#: software stack; a node's GPUs are another matter: envcheck.fleet.merge._fewer_gpus).
+STACK_HARDWARE = frozenset({"gpu.model", "gpu.count"})
+
+OFF_STACK_FIX = {
+    "text": "Bring this node's stack in line with the fleet's (its image, driver or environment), or the fleet's "
+    "with it: a node that differs runs the same job otherwise, or not at all.",
+    "command": None,
+}
+
+
+def _off_stack(drifted: Sequence[Drift], refs: dict[str, list[ReportRef]]) -> dict[str, list[Problem]]:
+    """A warning for each node whose stack differs from the one most of the fleet runs (a strict majority of
+    the nodes that state each field): a rack on an older driver, five nodes on another torch. One warning a
+    node, naming each field it differs in (another torch is its build, CUDA runtime, cuDNN and NCCL too), so
+    that the nodes that differ alike read as one group. A fleet of mixed stacks (no value held by most of the
+    nodes that state it) warns of nothing: its drift is listed."""
+    differs: dict[str, list[str]] = {}
+    for d in drifted:
+        if d.field in STACK_HARDWARE:
+            continue
+        (usual, most), *others = d.values
+        stating = len(most) + sum(len(hosts) for _, hosts in others)
+        if len(most) * 2 <= stating:
+            continue
+        for value, hosts in others:
+            said = f"{d.title} {_words(value)} where {len(most)} of the {stating} nodes have {_words(usual)}"
+            for host in hosts:
+                differs.setdefault(host, []).append(said)
+    return {
+        host: [Problem(_source(refs, host), "fleet", "stack", Status.WARN, "; ".join(said), dict(OFF_STACK_FIX))]
+        for host, said in differs.items()
+    }
+
+
+def _words(value: Any) -> str:
+    """A field's value in words (None: not found, as the drift section says it)."""
+    return "none" if value is None else str(value)
 
 
 def _missing_reports(refs: dict[str, list[ReportRef]]) -> dict[str, list[Problem]]:

@@ -1324,3 +1324,40 @@ def test_a_thing_said_in_a_few_wordings_is_said_in_each_with_its_node(
     text = envcheck("fleet", *paths).stdout
     assert "on n1: GPU 1: 1 uncorrected ECC errors since boot, 40 over its life" in text
     assert " or " not in text.split("More on")[0].split("Fix first")[1]
+
+
+def test_nodes_off_the_stack_most_of_the_fleet_runs_warn_as_one_group(
+    real: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """A rack on an older driver and a node on another Python too, in a fleet of ten: each such node warns (it
+    is not "ok": it runs the same job otherwise), once, naming every field it differs in, and those that
+    differ alike read as one thing said. A fleet split half and half has no stack most of it runs: its
+    drift is listed, and no node warns."""
+    docs = {f"n{i}": passing(real, f"n{i}") for i in range(10)}
+    usual_driver, usual_python = docs["n0"]["driver"]["version"], docs["n0"]["host"]["python"]
+    for host in ("n7", "n8"):
+        docs[host]["driver"]["version"] = "535.54.03"
+    docs["n9"]["host"]["python"] = "3.9.0"
+    docs["n9"]["driver"]["version"] = "535.54.03"
+    paths = write(tmp_path / "day", docs)
+    proc, doc = fleet(*paths)
+    assert doc is not None, proc.stderr
+    (group,) = [g for g in doc["problems"] if g["key"] == "fleet stack warn"]
+    assert group["nodes"] == ["n7", "n8", "n9"] and group["fix"]["text"].startswith("Bring this node's stack")
+    driver = f"NVIDIA driver 535.54.03 where 7 of the 10 nodes have {usual_driver}"
+    assert [(w["nodes"], w["summary"]) for w in group["words"]] == [
+        (["n7", "n8"], driver),
+        (["n9"], f"{driver}; Python 3.9.0 where 9 of the 10 nodes have {usual_python}"),
+    ]
+    by_host = {n["hostname"]: n for n in doc["nodes"]}
+    assert [by_host[h]["status"] for h in ("n0", "n7", "n9")] == ["ok", "warn", "warn"]
+    text = envcheck("fleet", *paths).stdout
+    assert f"on n7, n8: {driver}" in text
+    # half and half: drift, no warning
+    for i in range(10):
+        docs[f"n{i}"]["driver"]["version"] = "535.54.03" if i < 5 else usual_driver
+    docs["n9"]["host"]["python"] = usual_python
+    proc, doc = fleet(*write(tmp_path / "split", docs))
+    assert doc is not None, proc.stderr
+    assert [d["field"] for d in doc["drift"]] == ["driver.version"]
+    assert not [g for g in doc["problems"] if g["key"] == "fleet stack warn"]
