@@ -469,8 +469,12 @@ def _torch_fields(torch: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"torch.version": version, "torch.flavour": flavour}
     if cuda or hip:
         out["torch.cuda_runtime"] = torch.get("cuda_runtime_version") or cuda
-        out["torch.cudnn"] = torch.get("cudnn_version")
-        out["torch.nccl"] = torch.get("nccl_version")
+        # where the report carries them: a burn report's torch names its version and CUDA only, and "not
+        # known" must not read as drift (nor as a stack that differs)
+        if "cudnn_version" in torch:
+            out["torch.cudnn"] = torch["cudnn_version"]
+        if "nccl_version" in torch:
+            out["torch.nccl"] = torch["nccl_version"]
     return out
 
 
@@ -723,8 +727,8 @@ def numberless(words: str) -> str:
 #: A number as words carry one: digits, with the dots of a decimal or a version (``0.75``, ``2.3.0``).
 _FIGURE = re.compile(r"\d+(?:\.\d+)*")
 
-#: The letters of a name a number ends (``eth`` of ``eth0``).
-_NAME_END = re.compile(r"[A-Za-z_]+$")
+#: The letters of a name a number ends (``eth`` of ``eth0``, ``node-`` of ``node-12``).
+_NAME_END = re.compile(r"[A-Za-z_][A-Za-z_-]*$")
 
 #: The most values of a number that differs among words said as one that :func:`spanned` lists; past this,
 #: the least and the greatest.
@@ -748,21 +752,40 @@ def spanned(texts: Sequence[str]) -> str:
     out = [split[0][0]]
     for slot, between in enumerate(split[0][1:]):
         values = list(dict.fromkeys(n[slot] for n in numbers))
-        if len(values) > 1:
-            values.sort(key=_figure_order)
-            # a number that ends a name (eth0, eth1) is said with its name: "eth0 or eth1", not "eth0 or 1"
-            name = _NAME_END.search(out[-1])
-            if name is not None:
-                out[-1] = out[-1][: name.start()]
-                values = [name.group() + v for v in values]
-        if len(values) <= 1:
-            said = values[0]
-        elif len(values) <= SPAN_LISTED:
+        if len(values) == 1:
+            out += (values[0], between)
+            continue
+        # listed where few, or where a span would not say them truly (3.9 and 3.10: decimals or versions?)
+        ambiguous = _ambiguous(values)
+        values.sort(key=_version_order if ambiguous else _figure_order)
+        # a number that ends a name (eth0, eth1) is said with its name: "eth0 or eth1", not "eth0 or 1"
+        name = _NAME_END.search(out[-1])
+        if name is not None:
+            out[-1] = out[-1][: name.start()]
+            values = [name.group() + v for v in values]
+        if len(values) <= SPAN_LISTED or ambiguous:
+            if len(values) > LISTED_MOST:
+                values = [*values[: LISTED_MOST - 1], f"{len(values) - LISTED_MOST + 1} other values"]
             said = f"{', '.join(values[:-1])} or {values[-1]}"
         else:
             said = f"{values[0]}–{values[-1]}"
         out += (said, between)
     return "".join(out)
+
+
+#: The most values of one number listed where a span would not say them truly (:func:`_ambiguous`).
+LISTED_MOST = 6
+
+
+def _ambiguous(values: list[str]) -> bool:
+    """Whether numbers of one dot could be decimals or versions (``3.9`` and ``3.10``: a span "3.10–3.9" by
+    value, or one that leaves out 3.8 and 3.11 by either reading): their places after the dot differ."""
+    return len({len(v.partition(".")[2]) for v in values if v.count(".") == 1}) > 1
+
+
+def _version_order(value: str) -> tuple[float, ...]:
+    """A number read as a version, part by part (``3.10`` after ``3.9``)."""
+    return tuple(float(part) for part in value.split("."))
 
 
 def _figure_order(value: str) -> tuple[float, ...]:

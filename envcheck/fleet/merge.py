@@ -678,7 +678,7 @@ class Merger:
         shared = _duplicate_gpus(self.uuid_seen)
         drifted = drift(by_field)
         fleet_problems = _fewer_gpus(self.fields, self.refs)
-        for more in (_missing_reports(self.refs), _shared_gpus(shared, self.refs), _off_stack(drifted, self.refs)):
+        for more in (_missing_reports(self.refs), _shared_gpus(shared, self.refs), _off_stack(self.fields, self.refs)):
             for host, found in more.items():
                 fleet_problems.setdefault(host, []).extend(found)
         nodes = _nodes(self.refs, self.problems, compared, fleet_problems, gpus)
@@ -941,6 +941,21 @@ def _fewer_gpus(
 #: software stack; a node's GPUs are another matter: envcheck.fleet.merge._fewer_gpus).
 STACK_HARDWARE = frozenset({"gpu.model", "gpu.count"})
 
+#: Fields that follow another: a node on another driver differs in the CUDA it supports, one on another torch in
+#: its build, CUDA runtime, cuDNN and NCCL: said once, by the field they follow.
+STACK_FOLLOWS = {
+    "driver.cuda": "driver.version",
+    "torch.flavour": "torch.version",
+    "torch.cuda_runtime": "torch.version",
+    "torch.cudnn": "torch.version",
+    "torch.nccl": "torch.version",
+    "package.torch": "torch.version",
+}
+
+#: The share of the nodes of one GPU model that must run one value for it to be the fleet's: a rack on an
+#: older driver is off it; a rolling upgrade half done, or pools built apart, has no one stack to be off.
+STACK_MOST = 0.75
+
 OFF_STACK_FIX = {
     "text": "Bring this node's stack in line with the fleet's (its image, driver or environment), or the fleet's "
     "with it: a node that differs runs the same job otherwise, or not at all.",
@@ -948,33 +963,44 @@ OFF_STACK_FIX = {
 }
 
 
-def _off_stack(drifted: Sequence[Drift], refs: dict[str, list[ReportRef]]) -> dict[str, list[Problem]]:
-    """A warning for each node whose stack differs from the one most of the fleet runs (a strict majority of
-    the nodes that state each field): a rack on an older driver, five nodes on another torch. One warning a
-    node, naming each field it differs in (another torch is its build, CUDA runtime, cuDNN and NCCL too), so
-    that the nodes that differ alike read as one group. A fleet of mixed stacks (no value held by most of the
-    nodes that state it) warns of nothing: its drift is listed."""
-    differs: dict[str, list[str]] = {}
-    for d in drifted:
-        if d.field in STACK_HARDWARE:
-            continue
-        (usual, most), *others = d.values
-        stating = len(most) + sum(len(hosts) for _, hosts in others)
-        if len(most) * 2 <= stating:
-            continue
-        for value, hosts in others:
-            said = f"{d.title} {_words(value)} where {len(most)} of the {stating} nodes have {_words(usual)}"
-            for host in hosts:
-                differs.setdefault(host, []).append(said)
-    return {
-        host: [Problem(_source(refs, host), "fleet", "stack", Status.WARN, "; ".join(said), dict(OFF_STACK_FIX))]
-        for host, said in differs.items()
-    }
-
-
-def _words(value: Any) -> str:
-    """A field's value in words (None: not found, as the drift section says it)."""
-    return "none" if value is None else str(value)
+def _off_stack(
+    fields: dict[str, dict[str, tuple[tuple[int, float], Any]]], refs: dict[str, list[ReportRef]]
+) -> dict[str, list[Problem]]:
+    """A warning for each node whose software stack differs from the one most nodes of its GPU model run (at
+    least :data:`STACK_MOST` of those that state each field): a rack on an older driver, five nodes on another
+    torch. One warning a node, naming each field it differs in (a field that follows another, said by that
+    one), so the nodes that differ alike read as one group. A value not stated (None: no driver found, a
+    report that does not carry cuDNN) is never the fleet's nor a difference: the node's own checks say what
+    is missing. Nodes of different GPU models are compared apart (a B200 pool on a newer driver than the
+    H100s is not drift to warn of); the drift section lists every value either way."""
+    by_model: dict[Any, dict[str, dict[Any, list[str]]]] = {}
+    for host, own in fields.items():
+        model = own.get("gpu.model", (0, None))[1]
+        mine = by_model.setdefault(model, {})
+        for name, (_, value) in own.items():
+            if name not in STACK_HARDWARE and value is not None:
+                mine.setdefault(name, {}).setdefault(value, []).append(host)
+    differs: dict[str, dict[str, str]] = {}
+    for model, by_field in by_model.items():
+        for name, values in sorted(by_field.items(), key=lambda kv: _field_order(kv[0])):
+            if len(values) < 2:
+                continue
+            stating = sum(len(hosts) for hosts in values.values())
+            usual, most = max(values.items(), key=lambda kv: (len(kv[1]), str(kv[0])))
+            if len(most) < STACK_MOST * stating:
+                continue
+            of = f"the {stating} nodes" + (f" of {model}" if isinstance(model, str) else "")
+            for value, hosts in values.items():
+                if value != usual:
+                    for host in hosts:
+                        differs.setdefault(host, {})[name] = (
+                            f"{field_title(name)} {value} where {len(most)} of {of} have {usual}"
+                        )
+    out = {}
+    for host, said in differs.items():
+        kept = [words for name, words in said.items() if STACK_FOLLOWS.get(name) not in said]
+        out[host] = [Problem(_source(refs, host), "fleet", "stack", Status.WARN, "; ".join(kept), dict(OFF_STACK_FIX))]
+    return out
 
 
 def _missing_reports(refs: dict[str, list[ReportRef]]) -> dict[str, list[Problem]]:

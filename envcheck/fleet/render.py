@@ -142,8 +142,13 @@ def wordings(group: dict[str, Any], limit: int = NAMES_SHOWN) -> list[tuple[str,
     there are; else its one summary (where empty) and how many other wordings it has."""
     words = html.items(group.get("words"))
     summary = words_of(group)
+    differ = (
+        [("", "(the numbers differ by benchmark: each node's own list has each)")]
+        if group.get("numbers_differ")
+        else []
+    )
     if len(words) < 2:
-        return [("", summary + other_words(group))] if summary else []
+        return ([("", summary + other_words(group))] if summary else []) + differ
     out = [(f"on {names([str(n) for n in html.lst(w.get('nodes'))], limit)}", words_of(w)) for w in words]
     total = group.get("wordings") if isinstance(group.get("wordings"), int) else len(words)
     shown = sum(w["wordings"] if type(w.get("wordings")) is int and w["wordings"] > 0 else 1 for w in words)
@@ -152,7 +157,7 @@ def wordings(group: dict[str, Any], limit: int = NAMES_SHOWN) -> list[tuple[str,
         # line: said for every node); else the others' own lists say theirs
         where = "each node's words are in the JSON report" if _words_cover(group) else "each node's own list"
         out.append(("", f"(and {plural(total - shown, 'other wording')}: {where})"))
-    return out
+    return out + differ
 
 
 def words_of(words: dict[str, Any]) -> str:
@@ -222,7 +227,18 @@ def folded(
                 ran.setdefault((item.get("report"), item.get("id"), item.get("status")), pos)
             found.sort(key=lambda g: ran.get((g.get("report"), g.get("id"), g.get("status")), len(listed)))
         out[i] = {**found[0], "also": [g.get("id") for g in found[1:]]}
+        if len({_words_shown(g) for g in found}) > 1:
+            # folded as one error (an out of memory, whatever it tried to allocate), said in the first one's
+            # numbers: the others' are not those
+            out[i]["numbers_differ"] = True
     return out
+
+
+def _words_shown(group: dict[str, Any]) -> tuple[str, ...]:
+    """What a failed benchmark's entry says of its device and error (without the case), to tell whether
+    benchmarks folded together say the same numbers."""
+    found = (FAILED_BENCHMARK.match(words) for _, words in wordings(group))
+    return tuple(m.group(2).removeprefix("not run: ") if m else "" for m in found)
 
 
 def _failed_alike(group: Any) -> tuple[Any, ...] | None:

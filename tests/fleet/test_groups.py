@@ -1330,34 +1330,67 @@ def test_nodes_off_the_stack_most_of_the_fleet_runs_warn_as_one_group(
     real: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
     """A rack on an older driver and a node on another Python too, in a fleet of ten: each such node warns (it
-    is not "ok": it runs the same job otherwise), once, naming every field it differs in, and those that
-    differ alike read as one thing said. A fleet split half and half has no stack most of it runs: its
-    drift is listed, and no node warns."""
+    is not "ok": it runs the same job otherwise), once, naming every field it differs in (not the CUDA its
+    driver supports: that follows the driver), and those that differ alike read as one thing said. A node
+    whose driver is not stated is no difference. A fleet split half and half has no stack most of it runs:
+    its drift is listed, and no node warns."""
     docs = {f"n{i}": passing(real, f"n{i}") for i in range(10)}
     usual_driver, usual_python = docs["n0"]["driver"]["version"], docs["n0"]["host"]["python"]
-    for host in ("n7", "n8"):
-        docs[host]["driver"]["version"] = "535.54.03"
+    model, usual_cuda = docs["n0"]["gpus"][0]["name"], docs["n0"]["driver"]["cuda_version"]
+    for host in ("n8", "n9"):
+        docs[host]["driver"].update(version="535.54.03", cuda_version="12.2")
     docs["n9"]["host"]["python"] = "3.9.0"
-    docs["n9"]["driver"]["version"] = "535.54.03"
+    docs["n7"]["driver"]["version"] = None  # not found: its own checks say so
     paths = write(tmp_path / "day", docs)
     proc, doc = fleet(*paths)
     assert doc is not None, proc.stderr
     (group,) = [g for g in doc["problems"] if g["key"] == "fleet stack warn"]
-    assert group["nodes"] == ["n7", "n8", "n9"] and group["fix"]["text"].startswith("Bring this node's stack")
-    driver = f"NVIDIA driver 535.54.03 where 7 of the 10 nodes have {usual_driver}"
+    assert group["nodes"] == ["n8", "n9"] and group["fix"]["text"].startswith("Bring this node's stack")
+    driver = f"NVIDIA driver 535.54.03 where 7 of the 9 nodes of {model} have {usual_driver}"
     assert [(w["nodes"], w["summary"]) for w in group["words"]] == [
-        (["n7", "n8"], driver),
-        (["n9"], f"{driver}; Python 3.9.0 where 9 of the 10 nodes have {usual_python}"),
+        (["n8"], driver),
+        (["n9"], f"{driver}; Python 3.9.0 where 9 of the 10 nodes of {model} have {usual_python}"),
     ]
     by_host = {n["hostname"]: n for n in doc["nodes"]}
-    assert [by_host[h]["status"] for h in ("n0", "n7", "n9")] == ["ok", "warn", "warn"]
+    assert [by_host[h]["status"] for h in ("n0", "n7", "n9")] == ["ok", "ok", "warn"]
     text = envcheck("fleet", *paths).stdout
-    assert f"on n7, n8: {driver}" in text
+    assert f"on n8: {driver}" in text and "CUDA the driver supports 12.2 where" not in text
     # half and half: drift, no warning
     for i in range(10):
-        docs[f"n{i}"]["driver"]["version"] = "535.54.03" if i < 5 else usual_driver
+        docs[f"n{i}"]["driver"].update(version="535.54.03" if i < 5 else usual_driver, cuda_version=usual_cuda)
     docs["n9"]["host"]["python"] = usual_python
     proc, doc = fleet(*write(tmp_path / "split", docs))
     assert doc is not None, proc.stderr
-    assert [d["field"] for d in doc["drift"]] == ["driver.version"]
+    assert "driver.version" in [d["field"] for d in doc["drift"]]
     assert not [g for g in doc["problems"] if g["key"] == "fleet stack warn"]
+
+
+def test_benchmarks_folded_as_one_error_whose_numbers_differ_say_so() -> None:
+    """Two benchmarks out of memory on the same two nodes fold into one entry (one error, whatever it tried to
+    allocate); the entry says the first one's numbers, so it says that the others' differ, rather than
+    giving the first benchmark's sizes as the second's. Where every benchmark says the same, it does not."""
+    from envcheck.fleet.render import folded, wordings
+
+    def group(bench: str, sizes: tuple[str, str]) -> dict[str, Any]:
+        said = [f"{bench} case on cuda:0: CUDA out of memory. Tried to allocate {size} GiB" for size in sizes]
+        return {
+            "report": "bench",
+            "id": bench,
+            "status": "crash",
+            "summary": said[0],
+            "nodes": ["n0", "n1"],
+            "fix": None,
+            "fixes": [{"fix": None, "nodes": ["n0", "n1"]}],
+            "wordings": 2,
+            "words": [{"summary": said[0], "nodes": ["n0"]}, {"summary": said[1], "nodes": ["n1"]}],
+        }
+
+    (entry,) = folded([group("matmul", ("2.00", "4.00")), group("conv", ("16.00", "32.00"))])
+    assert entry["also"] == ["conv"] and entry["numbers_differ"] is True
+    assert wordings(entry)[-1] == ("", "(the numbers differ by benchmark: each node's own list has each)")
+    (entry,) = folded([group("matmul", ("2.00", "4.00")), group("conv", ("2.00", "4.00"))])
+    assert entry["also"] == ["conv"] and "numbers_differ" not in entry
+    assert [w for _, w in wordings(entry)] == [
+        "matmul case on cuda:0: CUDA out of memory. Tried to allocate 2.00 GiB",
+        "matmul case on cuda:0: CUDA out of memory. Tried to allocate 4.00 GiB",
+    ]
