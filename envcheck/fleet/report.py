@@ -171,7 +171,7 @@ def _problem_group(g: ProblemGroup, clean: remembered) -> dict[str, Any]:
         # its nodes' words name different devices: each node's list says which (shown with the node)
         "own_words": g.own_words,
     }
-    if g.said is not None:  # its words as true of each node that says them with other numbers
+    if _said_safely(g.said, g.summary, clean):  # its words as true of each node that says them in other numbers
         out["said"] = clean(g.said)
     if g.words:  # those words, each with its nodes (a few; the rest in each node's list)
         out["words"] = [_words(w, clean) for w in g.words]
@@ -182,11 +182,18 @@ def _problem_group(g: ProblemGroup, clean: remembered) -> dict[str, Any]:
     return out
 
 
+def _said_safely(said: str | None, summary: str, clean: remembered) -> bool:
+    """Whether words said as one (:func:`envcheck.fleet.kinds.spanned`) may be written: not where the words
+    hold something redacted (a token whose digits differ by node, said "hf_x12 or hf_x34…", would no longer
+    read as a token to the redactor); there the first node's words, redacted, are said."""
+    return said is not None and clean(summary) == summary
+
+
 def _words(w: Words, clean: remembered) -> dict[str, Any]:
     """One thing a problem's nodes say: its first words and its nodes, and where its nodes say it in more
     than one wording (numbers that differ), those words as true of each (``said``) and how many wordings."""
     out: dict[str, Any] = {"summary": clean(w.summary), "nodes": clean.all(w.nodes)}
-    if w.said is not None:
+    if _said_safely(w.said, w.summary, clean):
         out.update(said=clean(w.said), wordings=w.wordings)
     return out
 

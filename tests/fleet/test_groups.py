@@ -1394,3 +1394,25 @@ def test_benchmarks_folded_as_one_error_whose_numbers_differ_say_so() -> None:
         "matmul case on cuda:0: CUDA out of memory. Tried to allocate 2.00 GiB",
         "matmul case on cuda:0: CUDA out of memory. Tried to allocate 4.00 GiB",
     ]
+
+
+def test_words_holding_a_secret_are_never_said_as_one(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    """Every node's words hold a token whose digits differ by node: said as one ("hf_x12 or hf_x34…"), its
+    pieces would no longer read as a token to the redactor. They are not: the first node's words, redacted,
+    are said, and no node's token is anywhere in the report."""
+    tokens = {f"n{i}": f"hf_{'a' * 20}{i}{i}{i}{'b' * 6}" for i in range(6)}
+    docs = {}
+    for host, token in tokens.items():
+        doc = as_node(small(real["h100x4"]), host, uuid_prefix=host)
+        for c in doc["checks"]:
+            if c["id"] == "host.ulimits":
+                c.update(status="warn", summary=f"the job's environment holds {token}", fix=dict(ULIMITS_FIX))
+        docs[host] = doc
+    paths = write(tmp_path, docs)
+    proc, doc = fleet(*paths)
+    assert doc is not None, proc.stderr
+    (group,) = [g for g in doc["problems"] if g["id"] == "host.ulimits"]
+    assert "said" not in group and group["wordings"] == 6 and "hf_" not in json.dumps(doc)
+    for args in ((), ("--format", "markdown")):
+        out = envcheck("fleet", *args, *paths).stdout
+        assert not any(token[3:13] in out for token in tokens.values()) and "aaaaaaaaaa" not in out
