@@ -958,7 +958,7 @@ STACK_MOST = 0.75
 
 OFF_STACK_FIX = {
     "text": "Bring this node's stack in line with the fleet's (its image, driver or environment), or the fleet's "
-    "with it: a node that differs runs the same job otherwise, or not at all.",
+    "with it: a node that differs runs the same job differently (other results, another speed) or fails it.",
     "command": None,
 }
 
@@ -1317,7 +1317,8 @@ def _group(report: str, check: str, status: Status, items: dict[str, list[Proble
         own_words=own_words,
         words=tuple(Words(texts[0], tuple(hosts), _spanned(texts), len(texts)) for texts, hosts in words),
         odd=odd,
-        said=_spanned(first_said),
+        # said where the summary is what is shown (its words, where several things are said, say each)
+        said=_spanned(first_said) if not words else None,
     )
 
 

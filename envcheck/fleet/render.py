@@ -113,6 +113,15 @@ def slow_by_device(node: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     return devices
 
 
+def headed(group: dict[str, Any], nodes: int, limit: int = NAMES_SHOWN) -> str:
+    """Where a problem is, as its title says it: its nodes named (:func:`on_nodes`), or counted where the
+    lines of its words below name every node with what it says ("on 21 nodes", not each name twice)."""
+    if len(html.items(group.get("words"))) < 2 or not _words_cover(group):
+        return on_nodes(group, nodes, limit)
+    count = _count(group.get("count"))
+    return f"on all {nodes} nodes" if count == nodes and nodes > 1 else f"on {plural(count, 'node')}"
+
+
 def on_nodes(group: dict[str, Any], nodes: int, limit: int = NAMES_SHOWN) -> str:
     """Where a problem is: "on all 1000 nodes" (a fleet-wide setting is one line), else its nodes named;
     a slow group names its devices (host and GPU index)."""
@@ -438,9 +447,9 @@ def group_lines(
     with their nodes, in the details; ``fixes_only`` for one the first screen said: its title and fixes)."""
     limit = NAMES_SHOWN if every_fix else FIRST_NAMES
     head = f"{mark(console, group.get('status', 'fail'))} [bold]{escape(group_title(group))}[/] "
-    if fixes_only:
-        return [head + "(above): each fix with its nodes", *_fix_lines(group, limit, every_fix=True)]
-    out = [head + escape(on_nodes(group, nodes, limit))]
+    if fixes_only:  # the first fix was said above with its nodes: the others, with theirs
+        return [head + "(above): its other fixes, each with its nodes", *_fix_lines(group, limit, every_fix=True)]
+    out = [head + escape(headed(group, nodes, limit))]
     for where, words in wordings(group, limit):
         out.append(f"          [dim]{escape(where)}:[/] {escape(words)}" if where else f"          {escape(words)}")
     return out + _fix_lines(group, limit, every_fix=every_fix)
@@ -454,17 +463,20 @@ def _fix_lines(group: dict[str, Any], limit: int, *, every_fix: bool) -> list[st
         return fix_lines(group.get("fix"), "          ")
     more = group.get("more_fixes") if type(group.get("more_fixes")) is int else 0
     out = []
-    for f in fixes if every_fix else fixes[:1]:
+    for f in fixes[1:] if every_fix else fixes[:1]:
         out.append(f"          [dim]on {escape(names(f['nodes'], limit))}:[/]")
         out += fix_lines(f.get("fix"), "            ") or ["            (no fix given)"]
     if not every_fix:
-        others = f"{plural(len(fixes) - 1, 'other fix')} below" + (
-            f", {more} more in its nodes' own lists" if more else ""
-        )
+        others = f"{plural(len(fixes) - 1, 'other fix')} below" + (f", {more} more: {MORE_FIXES}" if more else "")
         out.append(f"          [dim]({others})[/]")
     elif more:
-        out.append(f"          [dim]and {plural(more, 'other fix')} (each node's own list)[/]")
+        out.append(f"          [dim]and {plural(more, 'other fix')}: {MORE_FIXES}[/]")
     return out
+
+
+#: Where the fixes past those a problem keeps (:data:`envcheck.fleet.merge.FIXES_KEPT`) are: the nodes' own
+#: lists give their words, not their fixes.
+MORE_FIXES = "each node's fix is in the JSON report"
 
 
 @renders("text", FLEET_SCHEMA)
@@ -767,7 +779,7 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
                     f"on {cell(names(f['nodes']))}: {fix_cell(f.get('fix')) or '(no fix given)'}" for f in fixes
                 )
             if g.get("more_fixes"):
-                fix += f"<br>and {plural(g['more_fixes'], 'other fix')} (each node's own list)"
+                fix += f"<br>and {plural(g['more_fixes'], 'other fix')}: {MORE_FIXES}"
             words = "".join(f"<br>{cell(f'{where}: {w}' if where else w)}" for where, w in wordings(g))
             what = f"{code(group_title(g))}{words}"
             lines.append(f"| {icon(g.get('status'))} | {what} | {cell(on_nodes(g, nodes))} | {fix} |")
@@ -946,10 +958,10 @@ def fleet_problems(doc: dict[str, Any]) -> str:
                 parts.append(f"<pre><code>{html.e(fix['command'])}</code></pre>")
         if isinstance(g.get("more_fixes"), int) and g["more_fixes"]:
             more = plural(g["more_fixes"], "other fix")
-            parts.append(f'<p class="muted">and {html.e(more)} (each node\'s own list)</p>')
+            parts.append(f'<p class="muted">and {html.e(more)}: {html.e(MORE_FIXES)}</p>')
         summary = "".join(f"<br>{html.e(f'{where}: {w}' if where else w)}" for where, w in wordings(g))
         out.append(
-            f"<li>{html.badge(g.get('status'))} {html.code(group_title(g))} {html.e(on_nodes(g, total))}"
+            f"<li>{html.badge(g.get('status'))} {html.code(group_title(g))} {html.e(headed(g, total))}"
             f"{summary}{''.join(parts)}</li>"
         )
     head = f"<p><b>{html.e(verdict(doc))}</b></p>"
