@@ -146,9 +146,10 @@ def _kinds(doc: dict[str, Any]) -> dict[str, set[Any]]:
     return out
 
 
-def _by_key(found: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """{key: {"item", "nodes"}} as a list, the most nodes first."""
-    ranked = sorted(found.items(), key=lambda kv: (-len(kv[1]["nodes"]), kv[0]))
+def _by_key(found: dict[str, dict[str, Any]], *, in_order: bool = False) -> list[dict[str, Any]]:
+    """{key: {"item", "nodes"}} as a list, the most nodes first, then by key, or (``in_order``) as found: the
+    resolved, whose words are gone with them, keep the order of the lists they were found in."""
+    ranked = sorted(found.items(), key=lambda kv: (-len(kv[1]["nodes"]), "" if in_order else kv[0]))
     return [
         {
             "key": key,
@@ -241,7 +242,8 @@ def changes(
     for host, items in before.items():
         if host not in now:
             continue
-        for key in items.keys() - now[host].keys():
+        # in the order the node's list had them (the order its benchmarks ran), as the new are named
+        for key in [k for k in items if k not in now[host]]:
             item = items[key]
             if "device_key" in item:
                 looked = item["device_key"] in measured and item["device_key"] not in slow_now
@@ -293,7 +295,7 @@ def changes(
         "new": _by_key(new),
         # slow devices the previous report has no figure of: not new failures, first measures
         "first_measured": _by_key(first),
-        "resolved": _by_key(resolved),
+        "resolved": _by_key(resolved, in_order=True),
         "appeared": sorted(now.keys() - before.keys()),
         "vanished": sorted(before.keys() - now.keys()),
         "slower": slower,

@@ -263,8 +263,9 @@ def test_since_a_previous_run(real: dict[str, dict[str, Any]], tmp_path: Path) -
     assert doc is not None, proc.stderr
     since = doc["since"]
     assert [(g["id"], g["nodes"]) for g in since["new"]] == [("gpu.ecc", ["node0030"]), ("slow.gpu", ["node0040"])]
-    assert [(g["id"], g["nodes"]) for g in since["resolved"]] == [("gpu.ecc", ["node0005"]), ("slow.gpu", ["node0003"])]
-    assert since["resolved"][1]["summary"] == f"slow GPU {SLOW['node0003']} (below the fleet median)"
+    # (in the order the previous report's nodes listed them)
+    assert [(g["id"], g["nodes"]) for g in since["resolved"]] == [("slow.gpu", ["node0003"]), ("gpu.ecc", ["node0005"])]
+    assert since["resolved"][0]["summary"] == f"slow GPU {SLOW['node0003']} (below the fleet median)"
     assert (since["appeared"], since["vanished"]) == (["node0040"], ["node0039"])
     assert {(s["device"], s["hostname"], s["previous_hostname"]) for s in since["slower"]} == {
         (card["uuid"], "node0040", "node0002")
@@ -1218,6 +1219,28 @@ def test_since_says_the_benchmarks_new_alike_in_one_line_as_fix_first_does(
     ]
     words = text[text.index(entries[0]) :].splitlines()[1]
     assert "not run" not in words and "worker exited with status 1: " in words  # the one that crashed
+
+
+def test_benchmarks_resolved_alike_are_named_in_the_order_they_ran(
+    real: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """A GPU crashed every benchmark in the last run and passes now: the RESOLVED line names the benchmarks in
+    the order they ran (the previous report's list), as the NEW line named them, not by name."""
+    healthy = _benched(real, 3)
+    for i in range(3):  # run in an order that is not the names' order
+        healthy[f"n{i}/bench"]["results"].reverse()
+    ran = list(dict.fromkeys(r["id"] for r in healthy["n0/bench"]["results"]))
+    assert ran != sorted(ran)
+    crashed = copy.deepcopy(healthy)
+    fault = "CUDA error: an illegal memory access was encountered"
+    _crashed(crashed, "n2", "cuda:3", "worker exited with status 1: " + fault, {ran[0]})
+    _crashed(crashed, "n2", "cuda:3", "not run: worker exited with status 1: " + fault, set(ran[1:]))
+    first = tmp_path / "first.json"
+    envcheck("fleet", str(_dir(tmp_path / "run1", crashed)), "--output", str(first))
+    text = envcheck("fleet", str(_dir(tmp_path / "run2", healthy)), "--since", str(first)).stdout
+    assert [line.strip() for line in text.splitlines() if line.strip().startswith("RESOLVED ")] == [
+        f"RESOLVED bench {', '.join(ran)} crash on 1 node: n2"
+    ], text
 
 
 def test_a_failed_benchmarks_fix_is_looked_up_in_its_first_line_for_a_few_errors_a_report() -> None:
