@@ -116,8 +116,8 @@ def slow_by_device(node: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
 def headed(group: dict[str, Any], nodes: int, limit: int = NAMES_SHOWN) -> str:
     """Where a problem is, as its title says it: its nodes named (:func:`on_nodes`), or counted where the
     lines of its words below name every node with what it says ("on 21 nodes", not each name twice)."""
-    if len(html.items(group.get("words"))) < 2 or not _words_cover(group):
-        return on_nodes(group, nodes, limit)
+    if len(html.items(group.get("words"))) < 2 or group.get("all_but") or not _words_cover(group):
+        return on_nodes(group, nodes, limit)  # (all but a few: those few are named, as nodes without it)
     count = _count(group.get("count"))
     return f"on all {nodes} nodes" if count == nodes and nodes > 1 else f"on {plural(count, 'node')}"
 
@@ -448,22 +448,24 @@ def group_lines(
     limit = NAMES_SHOWN if every_fix else FIRST_NAMES
     head = f"{mark(console, group.get('status', 'fail'))} [bold]{escape(group_title(group))}[/] "
     if fixes_only:  # the first fix was said above with its nodes: the others, with theirs
-        return [head + "(above): its other fixes, each with its nodes", *_fix_lines(group, limit, every_fix=True)]
+        others = _fix_lines(group, limit, every_fix=True, first_said=True)
+        return [head + "(above): its other fixes, each with its nodes", *others]
     out = [head + escape(headed(group, nodes, limit))]
     for where, words in wordings(group, limit):
         out.append(f"          [dim]{escape(where)}:[/] {escape(words)}" if where else f"          {escape(words)}")
     return out + _fix_lines(group, limit, every_fix=every_fix)
 
 
-def _fix_lines(group: dict[str, Any], limit: int, *, every_fix: bool) -> list[str]:
+def _fix_lines(group: dict[str, Any], limit: int, *, every_fix: bool, first_said: bool = False) -> list[str]:
     """A problem's fix; where its nodes have several, each said with the nodes it is for (the first is not
-    every node's): all of them in the details, the first and where the others are on the first screen."""
+    every node's): all of them in the details (but the first, where the first screen said it), the first and
+    where the others are on the first screen."""
     fixes = group.get("fixes") or []
     if len(fixes) <= 1:
         return fix_lines(group.get("fix"), "          ")
     more = group.get("more_fixes") if type(group.get("more_fixes")) is int else 0
     out = []
-    for f in fixes[1:] if every_fix else fixes[:1]:
+    for f in fixes[1 if first_said else 0 :] if every_fix else fixes[:1]:
         out.append(f"          [dim]on {escape(names(f['nodes'], limit))}:[/]")
         out += fix_lines(f.get("fix"), "            ") or ["            (no fix given)"]
     if not every_fix:

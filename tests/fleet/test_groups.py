@@ -1437,3 +1437,23 @@ def test_words_holding_a_secret_are_never_said_as_one(real: dict[str, dict[str, 
     for args in ((), ("--format", "markdown")):
         out = envcheck("fleet", *args, *paths).stdout
         assert not any(token[3:13] in out for token in tokens.values()) and "aaaaaaaaaa" not in out
+
+
+def test_the_details_give_every_fix_of_a_problem_the_first_screen_left_out() -> None:
+    """A problem with two fixes: where the first screen said it with its first fix, the details give the
+    other; where it did not fit there, the details give both, each with its nodes."""
+    from rich.console import Console
+
+    from envcheck.fleet.render import group_lines
+
+    fixes = [{"fix": {"text": "fix A", "command": None}, "nodes": ["a", "b"]}]
+    fixes.append({"fix": {"text": "fix B", "command": "run b"}, "nodes": ["c"]})
+    group = {"report": "doctor", "id": "host.ulimits", "status": "warn", "count": 3, "nodes": ["a", "b", "c"]}
+    group.update(summary="low", fix=fixes[0]["fix"], fixes=fixes, more_fixes=0)
+    console = Console(width=200)
+    first = "\n".join(group_lines(console, group, 10, every_fix=False))
+    assert "on a, b:" in first and "fix A" in first and "fix B" not in first and "1 other fix below" in first
+    details = "\n".join(group_lines(console, group, 10, every_fix=True))
+    assert "on a, b:" in details and "fix A" in details and "on c:" in details and "run b" in details
+    rest = "\n".join(group_lines(console, group, 10, every_fix=True, fixes_only=True))
+    assert "fix A" not in rest and "on c:" in rest and "fix B" in rest and "low" not in rest
