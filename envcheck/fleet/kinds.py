@@ -474,8 +474,16 @@ def _torch_fields(torch: dict[str, Any]) -> dict[str, Any]:
         if "cudnn_version" in torch:
             out["torch.cudnn"] = torch["cudnn_version"]
         if "nccl_version" in torch:
-            out["torch.nccl"] = torch["nccl_version"]
+            out["torch.nccl"] = _version(torch["nccl_version"])
     return out
+
+
+def _version(value: Any) -> Any:
+    """A version as the reports write some (NCCL's: ``[2, 21, 5]``) in words, ``2.21.5``, so that it is
+    compared and listed as the other fields are (a list is not a field's value); anything else as it is."""
+    if type(value) is list and 0 < len(value) <= 4 and all(type(part) is int and part >= 0 for part in value):
+        return ".".join(map(str, value))
+    return value
 
 
 class _Named(NamedTuple):

@@ -533,3 +533,19 @@ def test_words_said_as_one_fall_back_to_the_first_where_they_are_not_alike() -> 
     # one dot, places that differ: decimals or versions? listed as versions are read, never spanned
     assert spanned([f"Python 3.{n}" for n in (10, 8, 11, 9)]) == "Python 3.8, 3.9, 3.10 or 3.11"
     assert spanned([f"Python 3.{n}" for n in range(5, 13)]) == "Python 3.5, 3.6, 3.7, 3.8, 3.9 or 3 other values"
+
+
+def test_torch_fields_are_read_as_stated_nccl_in_words_and_none_where_not_carried() -> None:
+    """NCCL's version is written as a list ([2, 21, 5]): it is compared as "2.21.5", as the other fields are
+    (a list is no field's value, and was left out). A report whose torch does not carry cuDNN or NCCL (a burn
+    report's names its version and CUDA only) states neither: "not known" is no value, so no drift."""
+    from envcheck.core.report import BURN_SCHEMA, DOCTOR_SCHEMA
+    from envcheck.fleet.kinds import ADAPTERS
+
+    torch = {"version": "2.4.0", "cuda": "12.4", "cudnn_version": 90100, "nccl_version": [2, 21, 5]}
+    fields = ADAPTERS.get(DOCTOR_SCHEMA).fields({"torch": torch})
+    assert fields["torch.nccl"] == "2.21.5" and fields["torch.cudnn"] == 90100
+    fields = ADAPTERS.get(BURN_SCHEMA).fields({"torch": {"version": "2.4.0", "cuda": "12.4"}})
+    assert fields["torch.version"] == "2.4.0" and "torch.cudnn" not in fields and "torch.nccl" not in fields
+    odd = ADAPTERS.get(DOCTOR_SCHEMA).fields({"torch": {**torch, "nccl_version": [2, True]}})
+    assert odd["torch.nccl"] == [2, True]  # not a version: as it is (and, not a plain value, never compared)
