@@ -799,9 +799,7 @@ def _version_order(value: str) -> tuple[float, ...]:
 def _figure_order(value: str) -> tuple[float, ...]:
     """A number's place among its kind: a decimal by its value (``0.75`` below ``0.8``), a version part by
     part (``2.10.0`` above ``2.9.1``)."""
-    if value.count(".") <= 1:
-        return (float(value),)
-    return tuple(float(part) for part in value.split("."))
+    return (float(value),) if value.count(".") <= 1 else _version_order(value)
 
 
 #: How :meth:`Bench._items` words a failed benchmark: ``CASE on DEVICE: WHY`` (read back by

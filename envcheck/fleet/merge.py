@@ -676,7 +676,6 @@ class Merger:
         twice = {source for found in self.sources.values() if len(found) > 1 for source in found}
         gpus = _gpus_by_source(self.uuid_seen, twice)
         shared = _duplicate_gpus(self.uuid_seen)
-        drifted = drift(by_field)
         fleet_problems = _fewer_gpus(self.fields, self.refs)
         for more in (_missing_reports(self.refs), _shared_gpus(shared, self.refs), _off_stack(self.fields, self.refs)):
             for host, found in more.items():
@@ -684,7 +683,7 @@ class Merger:
         nodes = _nodes(self.refs, self.problems, compared, fleet_problems, gpus)
         return FleetReport(
             nodes=tuple(nodes),
-            drift=tuple(drifted),
+            drift=tuple(drift(by_field)),
             uniform=tuple(uniform(by_field)),
             comparisons=tuple(compared),
             duplicate_hosts=tuple(

@@ -244,10 +244,20 @@ def folded(
 
 
 def _words_shown(group: dict[str, Any]) -> tuple[str, ...]:
-    """What a failed benchmark's entry says of its device and error (without the case), to tell whether
-    benchmarks folded together say the same numbers."""
-    found = (FAILED_BENCHMARK.match(words) for _, words in wordings(group))
-    return tuple(m.group(2).removeprefix("not run: ") if m else "" for m in found)
+    """What a failed benchmark's entry says of its errors (without the case), to tell whether benchmarks
+    folded together say the same numbers."""
+    return tuple(found[1] if (found := _failed_error(words)) else "" for _, words in wordings(group))
+
+
+def _failed_error(words: Any) -> tuple[str, str] | None:
+    """A failed benchmark's device and error from its words (``CASE on DEVICE: WHY``, :data:`FAILED_BENCHMARK`);
+    the cases a crashed worker never ran carry its error as "not run: ERROR" (envcheck.bench.run): the same
+    error. None for words of another shape."""
+    found = FAILED_BENCHMARK.match(words) if isinstance(words, str) else None
+    if found is None:
+        return None
+    device, why = found.groups()
+    return device, why.removeprefix("not run: ")
 
 
 def _failed_alike(group: Any) -> tuple[Any, ...] | None:
@@ -264,14 +274,12 @@ def _failed_alike(group: Any) -> tuple[Any, ...] | None:
     said = [(group.get("summary"), ()), *((w.get("summary"), w.get("nodes")) for w in html.items(group.get("words")))]
     wordings: dict[tuple[str, str], set[str]] = {}
     for words, where in said:
-        found = FAILED_BENCHMARK.match(words) if isinstance(words, str) else None
+        found = _failed_error(words)
         if found is None:
             return None
-        device, why = found.groups()
-        # the cases a crashed worker never ran carry its error as "not run: ERROR" (envcheck.bench.run); an
-        # error that differs in numbers alone (the sizes an out of memory tried) is the same error, on every
+        # an error that differs in numbers alone (the sizes an out of memory tried) is the same error, on every
         # node that says it in any wording
-        why = numberless(why.removeprefix("not run: "))
+        device, why = found[0], numberless(found[1])
         wordings.setdefault((device, why), set()).update(str(n) for n in html.lst(where))
     fix = repr(group.get("fix"))  # one fix (the error envcheck explain knows), or none
     return (

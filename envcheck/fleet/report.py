@@ -348,6 +348,7 @@ def summary(report: FleetReport, slower: int = 0) -> dict[str, Any]:
     statuses = [n.status for n in report.nodes]
     failing = sum(s.is_problem for s in statuses)
     warned = sum(s.value == "warn" for s in statuses)
+    hosts_twice = len({d.hostname for d in report.duplicate_hosts})  # hosts, not (host, kind)
     counts = {
         "nodes": len(report.nodes),
         "failing": failing,
@@ -362,7 +363,7 @@ def summary(report: FleetReport, slower: int = 0) -> dict[str, Any]:
         "slow_gpu_figures": len(report.slow_gpus),
         "slow_cpu_figures": len(report.slow_cpus),
         "problems": len(report.problems),
-        "duplicate_hosts": len({d.hostname for d in report.duplicate_hosts}),  # hosts, not (host, kind)
+        "duplicate_hosts": hosts_twice,
         "duplicate_gpus": len(report.duplicate_gpus),
         "contended": sum(r.contended for r, _, _ in report.contended),
         "noisy": sum(r.set_apart == "noisy" for r, _, _ in report.contended),
@@ -376,7 +377,7 @@ def summary(report: FleetReport, slower: int = 0) -> dict[str, Any]:
             parts.append(_plural(devices, f"slow {word}") + (f" in {figures} figures" if figures != devices else ""))
     if report.drift:
         parts.append(f"{_plural(len(report.drift), 'field')} drifting")
-    duplicates = len({d.hostname for d in report.duplicate_hosts}) + len(report.duplicate_gpus)
+    duplicates = hosts_twice + len(report.duplicate_gpus)
     if duplicates:
         parts.append(f"{_plural(duplicates, 'duplicate')}")
     if slower:
