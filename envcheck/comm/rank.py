@@ -61,6 +61,8 @@ EXIT_FAILED, EXIT_ABORTED, EXIT_STUCK, EXIT_LOST = 1, 3, 4, 5
 HEARTBEAT_S = 0.5
 #: Long enough for four heartbeats: a rank that beat none of them in this time has died or frozen.
 STALE_S = 2.0
+#: How long rank 0, giving up before the run started, waits for the ranks that joined to read why.
+READ_WAIT_S = 5.0
 #: Past the watchdog, SIGALRM (default action: the kernel ends the process) gets this long.
 BACKSTOP_S = 30.0
 #: NCCL's own timeout is longer than ours, so that the watchdog here, which names ranks, fires first.
@@ -389,9 +391,16 @@ def join(ctx: Ctx) -> dict[str, Any]:
     store.add("joined", 1)
     if rank != 0:
         store.set_timeout(timedelta(seconds=2 * ctx.plan.timeout_s + 10))
-        start = json.loads(store.get("start"))
+        try:
+            start = json.loads(store.get("start"))
+        except Exception as exc:  # noqa: BLE001 - rank 0's store went before the start was read
+            raise RuntimeError(
+                f"lost rank 0's store at {_where(ctx.world)} before the run started: rank 0 ended or died "
+                f"({first_line(exc)})"
+            ) from None
         store.set_timeout(timedelta(seconds=ctx.plan.timeout_s))
         if "abort" in start:
+            _guarded(lambda: store.add("read", 1))
             raise Aborted(start["abort"])
         return start
     deadline = time.monotonic() + ctx.plan.timeout_s
@@ -402,10 +411,31 @@ def join(ctx: Ctx) -> dict[str, Any]:
     if missing:
         words = f"rank(s) {', '.join(map(str, missing))} never joined within {ctx.plan.timeout_s:g} s"
         store.set("start", json.dumps({"abort": words}))
+        _wait_for_readers(store, n - 1 - len(missing))
         raise Aborted(words)
     start = schedule(ctx, [r for r in ranks if r is not None])
     store.set("start", json.dumps(start))
     return start
+
+
+def _wait_for_readers(store: Any, readers: int) -> None:
+    """Rank 0 serves the store: leaving the moment the abort is written let a rank that had joined lose the
+    store before it read the abort, and it said only "connection closed" instead of why the run ended. The
+    ranks that joined acknowledge the read; rank 0 waits for them, at most :data:`READ_WAIT_S`."""
+    deadline = time.monotonic() + READ_WAIT_S
+    while time.monotonic() < deadline:
+        read = _guarded(lambda: store.add("read", 0))
+        if read is None or read >= readers:
+            return
+        time.sleep(0.02)
+
+
+def _guarded(call: Callable[[], Any]) -> Any:
+    """A store call whose failure changes nothing (an acknowledgement): None when it failed."""
+    try:
+        return call()
+    except Exception:  # noqa: BLE001 - the store went: nothing to acknowledge to
+        return None
 
 
 def _announced(store: Any, rank: int) -> dict[str, Any] | None:
