@@ -732,11 +732,17 @@ def numberless(words: str) -> str:
     return _NUMBER.sub("#", words)
 
 
-#: A number as words carry one: digits, with the dots of a decimal or a version (``0.75``, ``2.3.0``).
-_FIGURE = re.compile(r"\d+(?:\.\d+)*")
+#: A word that holds one number (a count, a decimal, a version, ``1,234`` grouped in thousands), with what
+#: stands before and after it in the word (``eth`` and ``:``, ``(`` and ``GiB``). A word holding several
+#: numbers or a number read otherwise (a PCI bus id, ``0x1f0``, ``12/16``) does not match: its values are
+#: listed whole, never spanned (a span inside ``0000:17:00.0`` read as another device).
+_ONE_NUMBER = re.compile(r"(\D*?)([1-9]\d{0,2}(?:,\d{3})+(?!\d)|\d+(?:\.\d+)*)(\D*)")
 
 #: The letters of a name a number ends (``eth`` of ``eth0``, ``node-`` of ``node-12``).
 _NAME_END = re.compile(r"[A-Za-z_][A-Za-z_-]*$")
+
+#: Whitespace between words: words are compared, listed and spanned one by one.
+_SPACE = re.compile(r"(\s+)")
 
 #: The most values of a number that differs among words said as one that :func:`spanned` lists; past this,
 #: the least and the greatest.
@@ -744,41 +750,67 @@ SPAN_LISTED = 3
 
 
 def spanned(texts: Sequence[str]) -> str:
-    """Words that differ in numbers alone (one :func:`numberless` for all) as one text true of each: a number
-    that differs is said as the values it takes, ``2.2.0 or 2.3.0``, or past :data:`SPAN_LISTED` of them as
-    their span, ``1–7 uncorrected ECC errors``. Seven nodes said "GPU 0: 1 uncorrected ECC errors" for a
-    node that had seven; a fleet report says nothing a node's own report does not."""
+    """Words that differ in numbers alone (one :func:`numberless` for all) as one text true of each: a word
+    whose number differs is said as the values it takes, ``2.2.0 or 2.3.0``, or past :data:`SPAN_LISTED` of
+    them as their span, ``1–7 uncorrected ECC errors``. Seven nodes said "GPU 0: 1 uncorrected ECC errors"
+    for a node that had seven; a fleet report says nothing a node's own report does not.
+
+    Each word is read whole: a number grouped in thousands (``1,234``) is one number, a minus before a
+    number (not a name's hyphen, ``node-12``) its sign, and a word with several numbers or a number read
+    otherwise (``0x1f0``, a PCI bus id, ``12/16``) is listed as it is, never spanned: "1,234 or 567" and
+    "0000:17 or 18:00.0" said what no node had."""
     first = texts[0]
     if len(texts) == 1:
         return first
-    split = [_FIGURE.split(t) for t in texts]
-    numbers = [_FIGURE.findall(t) for t in texts]
-    # one numberless text lays its numbers out alike (a dot between digits is part of that text), so the
-    # numbers of each line up; where they do not (words not alike), the first words are said as they are
-    if any(len(n) != len(numbers[0]) or s != split[0] for n, s in zip(numbers, split, strict=True)):
+    split = [_SPACE.split(t) for t in texts]
+    # one numberless text has the same words and spaces in each (whitespace is not a number); where they do
+    # not line up (words not alike), the first words are said as they are
+    if any(len(s) != len(split[0]) for s in split):
         return first
-    out = [split[0][0]]
-    for slot, between in enumerate(split[0][1:]):
-        values = list(dict.fromkeys(n[slot] for n in numbers))
+    out: list[str] = []
+    for slot, word in enumerate(split[0]):
+        values = list(dict.fromkeys(s[slot] for s in split))
         if len(values) == 1:
-            out += (values[0], between)
-            continue
-        # listed where few, or where a span would not say them truly (3.9 and 3.10: decimals or versions?)
-        ambiguous = _ambiguous(values)
-        values.sort(key=_version_order if ambiguous else _figure_order)
-        # a number that ends a name (eth0, eth1) is said with its name: "eth0 or eth1", not "eth0 or 1"
-        name = _NAME_END.search(out[-1])
-        if name is not None:
-            out[-1] = out[-1][: name.start()]
-            values = [name.group() + v for v in values]
-        if len(values) <= SPAN_LISTED or ambiguous:
-            if len(values) > LISTED_MOST:
-                values = [*values[: LISTED_MOST - 1], f"{len(values) - LISTED_MOST + 1} other values"]
-            said = f"{', '.join(values[:-1])} or {values[-1]}"
+            out.append(word)
+        elif slot % 2 or len({numberless(v) for v in values}) > 1:
+            return first  # the spaces, or a word beyond its numbers, differ: not alike
         else:
-            said = f"{values[0]}–{values[-1]}"
-        out += (said, between)
+            out.append(_word_said(values))
     return "".join(out)
+
+
+def _word_said(words: list[str]) -> str:
+    """One word's distinct values (alike but for their numbers) as one text true of each."""
+    found = [_ONE_NUMBER.fullmatch(w) for w in words]
+    parts = {(m.group(1), m.group(3)) for m in found if m is not None}
+    if len(parts) != 1 or None in found:
+        return _listed(sorted(words, key=_natural_order))
+    ((before, after),) = parts
+    numbers = [m.group(2) for m in found if m is not None]
+    # a minus that stands alone before the number (not a name's hyphen: node-12) is its sign
+    negative = before.endswith("-") and not (len(before) > 1 and (before[-2].isalnum() or before[-2] == "_"))
+    if negative:
+        before = before[:-1]
+        numbers = ["-" + n for n in numbers]
+    # listed where few, or where a span would not say them truly (3.9 and 3.10: decimals or versions?)
+    ambiguous = _ambiguous(numbers)
+    numbers.sort(key=_version_order if ambiguous else _figure_order)
+    # a number that ends a name (eth0, eth1) is said with its name: "eth0 or eth1", not "eth0 or 1"
+    name = None if negative else _NAME_END.search(before)
+    if name is not None:
+        before = before[: name.start()]
+        numbers = [name.group() + n for n in numbers]
+    if len(numbers) <= SPAN_LISTED or ambiguous:
+        return before + _listed(numbers) + after
+    # "-12 to -3", not "-12–-3"
+    return before + f"{numbers[0]}{' to ' if negative else '–'}{numbers[-1]}" + after
+
+
+def _listed(values: list[str]) -> str:
+    """Values said as a list, the first :data:`LISTED_MOST` and a count of the rest."""
+    if len(values) > LISTED_MOST:
+        values = [*values[: LISTED_MOST - 1], f"{len(values) - LISTED_MOST + 1} other values"]
+    return f"{', '.join(values[:-1])} or {values[-1]}"
 
 
 #: The most values of one number listed where a span would not say them truly (:func:`_ambiguous`).
@@ -793,13 +825,23 @@ def _ambiguous(values: list[str]) -> bool:
 
 def _version_order(value: str) -> tuple[float, ...]:
     """A number read as a version, part by part (``3.10`` after ``3.9``)."""
-    return tuple(float(part) for part in value.split("."))
+    return tuple(float(part) for part in value.replace(",", "").split("."))
 
 
 def _figure_order(value: str) -> tuple[float, ...]:
-    """A number's place among its kind: a decimal by its value (``0.75`` below ``0.8``), a version part by
-    part (``2.10.0`` above ``2.9.1``)."""
-    return (float(value),) if value.count(".") <= 1 else _version_order(value)
+    """A number's place among its kind: a decimal by its value (``0.75`` below ``0.8``, ``1,234`` above
+    ``987``), a version part by part (``2.10.0`` above ``2.9.1``)."""
+    return (float(value.replace(",", "")),) if value.count(".") <= 1 else _version_order(value)
+
+
+def _natural_order(word: str) -> tuple[Any, ...]:
+    """A word's place among words alike but for their numbers: each number by its value (``0x9`` before
+    ``0x10`` where their letters agree), the rest as written."""
+    return tuple(int(part) if part.isdigit() else part for part in _NUMBERS.split(word) if part)
+
+
+#: :data:`_NUMBER`, kept where a word is split at its numbers.
+_NUMBERS = re.compile(r"(\d+)")
 
 
 #: How :meth:`Bench._items` words a failed benchmark: ``CASE on DEVICE: WHY`` (read back by

@@ -511,11 +511,12 @@ def test_words_said_as_one_are_true_of_each_wording(between: list[str], data: st
             inside = [(low, high) for low, high in spans if _within(kind, low, value, high)]
             # past a few values listed, the rest are counted ("or 2 other values")
             assert value in listed or inside or "other values" in said, (value, said)
-    # the words between the numbers are all there, in order (a name's letters before its number may move
-    # into the list of its values, where they are said with each)
-    assert re.sub(r"[\d.,–]|\bor\b|other values|[A-Za-z_]", "", said).replace(" ", "") == re.sub(
-        r"[\d.]|[A-Za-z_]", "", texts[0]
-    ).replace(" ", "")
+    # the words every wording shares are all there, in order (a word that differs is said in its place with
+    # each of its values: listed whole where it holds several numbers, 0000:17:00.0)
+    split = [re.split(r"\s+", t) for t in texts]
+    shared = [w for i, w in enumerate(split[0]) if all(s[i] == w for s in split)]
+    tokens = iter(re.split(r"\s+", said))
+    assert all(any(t == w for t in tokens) for w in shared), (shared, said)
 
 
 def test_words_said_as_one_fall_back_to_the_first_where_they_are_not_alike() -> None:
@@ -533,6 +534,27 @@ def test_words_said_as_one_fall_back_to_the_first_where_they_are_not_alike() -> 
     # one dot, places that differ: decimals or versions? listed as versions are read, never spanned
     assert spanned([f"Python 3.{n}" for n in (10, 8, 11, 9)]) == "Python 3.8, 3.9, 3.10 or 3.11"
     assert spanned([f"Python 3.{n}" for n in range(5, 13)]) == "Python 3.5, 3.6, 3.7, 3.8, 3.9 or 3 other values"
+
+
+def test_words_said_as_one_read_each_word_whole() -> None:
+    """A number grouped in thousands is one number, a minus its sign, and a word holding several numbers (a
+    PCI bus id, a hex address, a fraction) is listed as it is: a span inside one said what no node had
+    ("1,234 or 567 errors", "0000:17 or 18:00.0")."""
+    from envcheck.fleet.kinds import spanned
+
+    assert spanned(["1,234 errors", "1,567 errors"]) == "1,234 or 1,567 errors"
+    assert spanned([f"{n} errors" for n in ("1,234", "1,567", "2,001", "1,100")]) == "1,100–2,001 errors"
+    assert spanned(["addr 0x1f0 bad", "addr 0x2f0 bad", "addr 0x9f0 bad"]) == "addr 0x1f0, 0x2f0 or 0x9f0 bad"
+    assert spanned(["GPU 0000:17:00.0 is at Gen3", "GPU 0000:18:00.0 is at Gen3"]) == (
+        "GPU 0000:17:00.0 or 0000:18:00.0 is at Gen3"
+    )
+    assert spanned(["used 12/16 GB", "used 10/16 GB"]) == "used 10/16 or 12/16 GB"
+    # a minus alone before a number is its sign (a span of negatives is said with "to"); a name's hyphen is not
+    assert spanned([f"offset {n} C" for n in (-5, -12, -3, -7)]) == "offset -12 to -3 C"
+    assert spanned(["offset -5 C", "offset -12 C"]) == "offset -12 or -5 C"
+    assert spanned([f"node-{n} is down" for n in (14, 12, 15, 13)]) == "node-12–node-15 is down"
+    # words that differ beyond their numbers are not alike: the first, as it is
+    assert spanned(["GPU 0: 3 errors", "GPU 0: 3  errors"]) == "GPU 0: 3 errors"
 
 
 def test_torch_fields_are_read_as_stated_nccl_in_words_and_none_where_not_carried() -> None:
