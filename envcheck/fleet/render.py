@@ -13,8 +13,9 @@ from a node (host names, summaries, versions) is escaped, so a ``[`` in it is ne
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from envcheck.core.report import FLEET_SCHEMA
 from envcheck.fleet.kinds import FAILED_BENCHMARK, numberless
@@ -614,10 +615,10 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
             f"[yellow]DUPLICATE GPU[/] {escape(g['uuid'])} on {len(g['hosts'])} hosts ({escape(names(g['hosts']))}): "
             "a report copied from another node, or a card moved between them"
         )
-    for h in duplicates.get("hosts") or []:
+    for h in duplicate_hosts(doc):
         say(
-            f"[yellow]DUPLICATE HOST[/] {escape(h['hostname'])}: {len(h['sources'])} {escape(h['kind'])} reports "
-            f"({escape(names(h['sources']))}): {escape(duplicate_words(h))}"
+            f"[yellow]DUPLICATE HOST[/] {escape(h.hostname)}: {escape(h.seen)} ({escape(names(h.sources))}): "
+            f"{escape(h.why)}"
         )
     for why, title in SET_APART:
         apart = set_apart(doc, why)
@@ -878,10 +879,8 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
         lines += ["", "### Duplicates", "", "| what | seen on | sources |", "|---|---|---|"]
         for g in duplicates.get("gpus") or []:
             lines.append(f"| GPU {cell(g['uuid'])} | {cell(names(g['hosts']))} | {cell(names(g['sources']))} |")
-        for h in duplicates.get("hosts") or []:
-            seen = f"{len(h['sources'])} {cell(h['kind'])} reports"
-            why = cell(duplicate_words(h))
-            lines.append(f"| host {code(h['hostname'])} | {seen} | {cell(names(h['sources']))}<br>{why} |")
+        for h in duplicate_hosts(doc):
+            lines.append(f"| host {code(h.hostname)} | {cell(h.seen)} | {cell(names(h.sources))}<br>{cell(h.why)} |")
     for why, title in SET_APART:
         apart = set_apart(doc, why)
         if apart:
@@ -1168,6 +1167,50 @@ def fleet_set_apart(doc: dict[str, Any]) -> str:
     return html.section("Not compared", *parts) if parts else ""
 
 
+class DuplicateSaid(NamedTuple):
+    """One line of the duplicate hosts, as every format says it: the host, what was found twice, where, why."""
+
+    hostname: str
+    seen: str
+    sources: list[str]
+    why: str
+
+
+def duplicate_hosts(doc: dict[str, Any]) -> list[DuplicateSaid]:
+    """The duplicate hosts, one line each: a host whose reports of every kind were found in the same
+    directories (``cp -r node5 node5-old``: its doctor and bench reports twice) is one line naming the
+    directories, not a line per kind naming each file. Reports of one kind copied within a directory, or
+    found in directories that differ by kind, keep a line per kind."""
+    out: dict[Any, DuplicateSaid] = {}
+    for at, h in enumerate(html.items(html.dct(doc.get("duplicates")).get("hosts"))):
+        hostname, kind = str(h.get("hostname")), str(h.get("kind"))
+        sources = [str(s) for s in html.lst(h.get("sources"))]
+        dirs = [posixpath.dirname(s) for s in sources]
+        newest = h.get("newest")
+        whole = all(dirs) and len(set(dirs)) == len(dirs) and (newest is None or str(newest) in sources)
+        key: Any = (
+            (hostname, tuple(dirs), h.get("copies") is True, newest and posixpath.dirname(str(newest))) if whole else at
+        )
+        said = out.get(key)
+        if said is None:
+            out[key] = DuplicateSaid(hostname, f"{len(sources)} {kind} reports", sources, duplicate_words(h))
+            continue
+        # one more kind of the node's reports found in the same directories: said together
+        kinds = [*said.seen.removesuffix(" reports").split(" and "), f"{len(sources)} {kind}"]
+        copies, dir_of_newest = key[2], key[3]
+        if copies and dir_of_newest:
+            why = (
+                "copies of one node's reports (the same times, GPUs and verdicts), counted once: those in "
+                f"{dir_of_newest}"
+            )
+        elif dir_of_newest:
+            why = f"two machines with one name, or copied reports; the newest reports decide: those in {dir_of_newest}"
+        else:
+            why = "two machines with one name, or copied reports"
+        out[key] = DuplicateSaid(hostname, f"{' and '.join(kinds)} reports", dirs, why)
+    return list(out.values())
+
+
 def duplicate_words(host: dict[str, Any]) -> str:
     """What a host's several reports of one kind are, and which counts: copies of one report (the same
     time, GPUs, verdict and problems) count once; else the newest decides, where their times say which."""
@@ -1187,10 +1230,9 @@ def fleet_duplicates(doc: dict[str, Any]) -> str:
         for g in html.items(duplicates.get("gpus"))
     ]
     lines += [
-        f"<li>{html.badge('warn')} host {html.code(h.get('hostname'))}: {len(html.lst(h.get('sources')))} "
-        f"{html.e(h.get('kind'))} reports ({html.e(names([str(s) for s in html.lst(h.get('sources'))]))}): "
-        f"{html.e(duplicate_words(h))}</li>"
-        for h in html.items(duplicates.get("hosts"))
+        f"<li>{html.badge('warn')} host {html.code(h.hostname)}: {html.e(h.seen)} ({html.e(names(h.sources))}): "
+        f"{html.e(h.why)}</li>"
+        for h in duplicate_hosts(doc)
     ]
     return html.section("Duplicates", f"<ul>{''.join(lines)}</ul>") if lines else ""
 

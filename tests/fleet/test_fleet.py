@@ -938,6 +938,35 @@ def test_a_copied_report_counts_once(real: dict[str, dict[str, Any]], tmp_path: 
     assert "copies" not in doc["duplicates"]["hosts"][0]
 
 
+def test_a_node_directory_copied_whole_is_one_duplicate_line(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    """``cp -r node-a node-a.old``: the node's doctor and bench reports twice. Each format says it in one line
+    naming the two directories, not a line per kind naming each file; the JSON keeps an entry per kind."""
+    reports = {"doctor": as_node(real["ecc"], "node-a", uuid_prefix="a"), "bench": as_node(real["bench_cpu"], "node-a")}
+    write(tmp_path / "r" / "node-a", reports)
+    write(tmp_path / "r" / "node-a.old", copy.deepcopy(reports))
+    proc, doc = fleet(str(tmp_path / "r"))
+    assert doc is not None and proc.returncode == 1, proc.stderr
+    assert sorted(d["kind"] for d in doc["duplicates"]["hosts"]) == ["bench", "doctor"]
+    assert doc["summary"]["duplicate_hosts"] == 1
+    dirs = f"{tmp_path / 'r' / 'node-a'}, {tmp_path / 'r' / 'node-a.old'}"
+    said = "copies of one node's reports (the same times, GPUs and verdicts), counted once: those in"
+    text = envcheck("fleet", str(tmp_path / "r")).stdout
+    (line,) = [x for x in text.splitlines() if "DUPLICATE HOST" in x]
+    assert line.startswith(f"DUPLICATE HOST node-a: 2 bench and 2 doctor reports ({dirs}): {said}"), line
+    markdown = envcheck("fleet", str(tmp_path / "r"), "--format", "markdown").stdout
+    (row,) = [x for x in markdown.splitlines() if x.startswith("| host ")]
+    assert "2 bench and 2 doctor reports" in row and dirs in row and said in row, row
+    page = envcheck("fleet", str(tmp_path / "r"), "--format", "html").stdout
+    assert page.count("host <code>node-a</code>") == 1 and "2 bench and 2 doctor reports" in page
+    # another directory for each kind: each kind keeps its own line, naming its files
+    write(tmp_path / "s" / "x", {"doctor": reports["doctor"]})
+    write(tmp_path / "s" / "y", {"doctor": copy.deepcopy(reports["doctor"]), "bench": reports["bench"]})
+    write(tmp_path / "s" / "z", {"bench": copy.deepcopy(reports["bench"])})
+    text = envcheck("fleet", str(tmp_path / "s")).stdout
+    lines = [x for x in text.splitlines() if "DUPLICATE HOST" in x]
+    assert len(lines) == 2 and all("counted once" in x and ".json" in x for x in lines), lines
+
+
 def test_a_fleet_report_kept_among_the_nodes_reports_is_passed_over(
     real: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
