@@ -69,6 +69,8 @@ BACKSTOP_S = 30.0
 NCCL_EXTRA_S = 60.0
 #: Errors a rank gets *because* another rank failed: a timeout waiting for it, its connection closing.
 _VICTIM = re.compile(r"time[d ]?\s?out|timeout|connection (closed|reset|refused)|broken pipe|peer|abort", re.I)
+#: How a store's wait that ran out of time says so.
+_TIMED_OUT = re.compile(r"time[d ]?\s?out|timeout", re.I)
 _BARRIER = re.compile(r"Ranks? ([\d, ]+) failed to pass monitoredBarrier")
 
 
@@ -393,14 +395,19 @@ def join(ctx: Ctx) -> dict[str, Any]:
         store.set_timeout(timedelta(seconds=2 * ctx.plan.timeout_s + 10))
         try:
             start = json.loads(store.get("start"))
-        except Exception as exc:  # noqa: BLE001 - rank 0's store went before the start was read
+        except Exception as exc:  # noqa: BLE001 - rank 0 published no start: one line, by its cause
+            error = first_line(exc)
+            if _TIMED_OUT.search(error):
+                raise RuntimeError(
+                    f"rank 0 published no start within {2 * ctx.plan.timeout_s + 10:g} s: rank 0 is stopped or "
+                    f"hung ({error})"
+                ) from None
             raise RuntimeError(
-                f"lost rank 0's store at {_where(ctx.world)} before the run started: rank 0 ended or died "
-                f"({first_line(exc)})"
+                f"lost rank 0's store at {_where(ctx.world)} before the run started: rank 0 ended or died ({error})"
             ) from None
         store.set_timeout(timedelta(seconds=ctx.plan.timeout_s))
         if "abort" in start:
-            _guarded(lambda: store.add("read", 1))
+            _guarded(lambda: store.set(f"read/{rank}", "1"))
             raise Aborted(start["abort"])
         return start
     deadline = time.monotonic() + ctx.plan.timeout_s
@@ -411,21 +418,23 @@ def join(ctx: Ctx) -> dict[str, Any]:
     if missing:
         words = f"rank(s) {', '.join(map(str, missing))} never joined within {ctx.plan.timeout_s:g} s"
         store.set("start", json.dumps({"abort": words}))
-        _wait_for_readers(store, n - 1 - len(missing))
+        _wait_for_readers(store, [k for k in range(1, n) if k not in missing])
         raise Aborted(words)
     start = schedule(ctx, [r for r in ranks if r is not None])
     store.set("start", json.dumps(start))
     return start
 
 
-def _wait_for_readers(store: Any, readers: int) -> None:
+def _wait_for_readers(store: Any, joined: list[int]) -> None:
     """Rank 0 serves the store: leaving the moment the abort is written let a rank that had joined lose the
-    store before it read the abort, and it said only "connection closed" instead of why the run ended. The
-    ranks that joined acknowledge the read; rank 0 waits for them, at most :data:`READ_WAIT_S`."""
+    store before it read the abort, and it said only "connection closed" instead of why the run ended. Each
+    rank that joined acknowledges the read under its own key (a count let a late rank's stand in for one
+    still on its way); rank 0 waits for them, at most :data:`READ_WAIT_S` (a rank that died says nothing)."""
+    keys = [f"read/{k}" for k in joined]
     deadline = time.monotonic() + READ_WAIT_S
-    while time.monotonic() < deadline:
-        read = _guarded(lambda: store.add("read", 0))
-        if read is None or read >= readers:
+    while keys and time.monotonic() < deadline:
+        read = _guarded(lambda: store.check(keys))
+        if read is None or read:
             return
         time.sleep(0.02)
 

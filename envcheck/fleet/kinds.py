@@ -26,6 +26,7 @@ import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Annotated, Any, ClassVar, NamedTuple, TypedDict
 
 import msgspec
@@ -736,7 +737,7 @@ def numberless(words: str) -> str:
 #: stands before and after it in the word (``eth`` and ``:``, ``(`` and ``GiB``). A word holding several
 #: numbers or a number read otherwise (a PCI bus id, ``0x1f0``, ``12/16``) does not match: its values are
 #: listed whole, never spanned (a span inside ``0000:17:00.0`` read as another device).
-_ONE_NUMBER = re.compile(r"(\D*?)([1-9]\d{0,2}(?:,\d{3})+(?!\d)|\d+(?:\.\d+)*)(\D*)")
+_ONE_NUMBER = re.compile(r"(\D*?)([1-9]\d{0,2}(?:,\d{3})+(?!\d)|\d+(?:\.\d+)*)(\D*)", re.ASCII)
 
 #: The letters of a name a number ends (``eth`` of ``eth0``, ``node-`` of ``node-12``).
 _NAME_END = re.compile(r"[A-Za-z_][A-Za-z_-]*$")
@@ -787,12 +788,14 @@ def _word_said(words: list[str]) -> str:
         return _listed(sorted(words, key=_natural_order))
     ((before, after),) = parts
     numbers = [m.group(2) for m in found if m is not None]
-    # a minus that stands alone before the number (not a name's hyphen: node-12) is its sign
-    negative = before.endswith("-") and not (len(before) > 1 and (before[-2].isalnum() or before[-2] == "_"))
+    # a minus that stands alone before the number, or after an opening or an equals sign, is its sign (not a
+    # name's hyphen, node-12, nor the second of two, --12)
+    negative = before == "-" or (before.endswith("-") and before[-2:-1] in _BEFORE_SIGN)
     if negative:
         before = before[:-1]
         numbers = ["-" + n for n in numbers]
-    # listed where few, or where a span would not say them truly (3.9 and 3.10: decimals or versions?)
+    # listed where few, or where a span would not say them truly (3.9 and 3.10: decimals or versions? 100,200:
+    # a hundred thousand or two numbers?)
     ambiguous = _ambiguous(numbers)
     numbers.sort(key=_version_order if ambiguous else _figure_order)
     # a number that ends a name (eth0, eth1) is said with its name: "eth0 or eth1", not "eth0 or 1"
@@ -818,30 +821,42 @@ LISTED_MOST = 6
 
 
 def _ambiguous(values: list[str]) -> bool:
-    """Whether numbers of one dot could be decimals or versions (``3.9`` and ``3.10``: a span "3.10–3.9" by
-    value, or one that leaves out 3.8 and 3.11 by either reading): their places after the dot differ."""
-    return len({len(v.partition(".")[2]) for v in values if v.count(".") == 1}) > 1
+    """Whether a span would not say the numbers truly: numbers of one dot that could be decimals or versions
+    (``3.9`` and ``3.10``: a span "3.10–3.9" by value, or one that leaves out 3.8 and 3.11 by either
+    reading: their places after the dot differ), or numbers with commas (``100,200``: a hundred thousand, or
+    a list of two?)."""
+    return len({len(v.partition(".")[2]) for v in values if v.count(".") == 1}) > 1 or any("," in v for v in values)
 
 
-def _version_order(value: str) -> tuple[float, ...]:
-    """A number read as a version, part by part (``3.10`` after ``3.9``)."""
-    return tuple(float(part) for part in value.replace(",", "").split("."))
+#: What may stand before a minus that is a number's sign (``(-5``, ``x=-5``, ``:-5``), besides nothing.
+_BEFORE_SIGN = frozenset("(=:[<~")
 
 
-def _figure_order(value: str) -> tuple[float, ...]:
-    """A number's place among its kind: a decimal by its value (``0.75`` below ``0.8``, ``1,234`` above
-    ``987``), a version part by part (``2.10.0`` above ``2.9.1``)."""
-    return (float(value.replace(",", "")),) if value.count(".") <= 1 else _version_order(value)
+def _version_order(value: str) -> tuple[Decimal, ...]:
+    """A number read as a version, part by part (``3.10`` after ``3.9``). Exact, whatever its size: a float
+    put a 400-digit number below 5, and a span left out the node that had it."""
+    return tuple(Decimal(part) for part in value.replace(",", "").split("."))
 
 
-def _natural_order(word: str) -> tuple[Any, ...]:
+def _figure_order(value: str) -> tuple[Decimal, ...]:
+    """A number's place among its kind: a decimal by its value (``0.75`` below ``0.8``, ``-12`` below
+    ``-3``), a version part by part (``2.10.0`` above ``2.9.1``); exact (:func:`_version_order`)."""
+    return (Decimal(value.replace(",", "")),) if value.count(".") <= 1 else _version_order(value)
+
+
+def _natural_order(word: str) -> tuple[tuple[int, int, str], ...]:
     """A word's place among words alike but for their numbers: each number by its value (``0x9`` before
-    ``0x10`` where their letters agree), the rest as written."""
-    return tuple(int(part) if part.isdigit() else part for part in _NUMBERS.split(word) if part)
+    ``0x10`` where their letters agree; its digits compared, never made an int, which refuses thousands
+    of digits), the rest as written."""
+    return tuple(
+        (0, len(part.lstrip("0")), part.lstrip("0")) if part.isascii() and part.isdigit() else (1, 0, part)
+        for part in _NUMBERS.split(word)
+        if part
+    )
 
 
-#: :data:`_NUMBER`, kept where a word is split at its numbers.
-_NUMBERS = re.compile(r"(\d+)")
+#: :data:`_NUMBER` in ASCII digits, kept where a word is split at its numbers.
+_NUMBERS = re.compile(r"(\d+)", re.ASCII)
 
 
 #: How :meth:`Bench._items` words a failed benchmark: ``CASE on DEVICE: WHY`` (read back by

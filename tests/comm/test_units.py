@@ -313,3 +313,32 @@ def test_a_p2p_transfer_uses_the_worlds_communicator_unless_nccl_could_not_bind_
     ctx = types.SimpleNamespace(cuda=cuda, bound=bound)
     rank._p2p_transfer(ctx, True, object(), 3)
     assert calls == (["batch1", "wait"] if used == "batch" else ["send->3"])
+
+
+def test_rank_0_giving_up_waits_for_each_joined_rank_to_read_why(monkeypatch):
+    """Rank 0 serves the store: it stays until each rank that joined has read the abort (a rank that left
+    first said only "connection closed"), each by its own key (a late rank's read stands in for no one), and
+    no longer than READ_WAIT_S (a rank that died never reads)."""
+    import types
+
+    import torch.distributed as dist
+
+    from envcheck.comm import rank
+
+    clock = {"now": 0.0}
+    fake_time = types.SimpleNamespace(
+        monotonic=lambda: clock["now"], sleep=lambda s: clock.__setitem__("now", clock["now"] + s)
+    )
+    monkeypatch.setattr(rank, "time", fake_time)
+    store = dist.HashStore()
+    store.set("read/1", "1")
+    store.set("read/3", "1")  # a rank that announced itself too late: counted as missing
+    rank._wait_for_readers(store, [1, 2])
+    assert clock["now"] >= rank.READ_WAIT_S  # rank 2 never read: waited to the bound, no longer
+    assert clock["now"] < rank.READ_WAIT_S + 0.1
+    clock["now"] = 0.0
+    store.set("read/2", "1")
+    rank._wait_for_readers(store, [1, 2])
+    assert clock["now"] == 0.0  # both read: no wait
+    rank._wait_for_readers(store, [])  # no rank joined but rank 0
+    assert clock["now"] == 0.0

@@ -519,6 +519,29 @@ def test_words_said_as_one_are_true_of_each_wording(between: list[str], data: st
     assert all(any(t == w for t in tokens) for w in shared), (shared, said)
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    between=st.lists(st.text(alphabet="-,.:=(x\u00b2\u0663 ", min_size=1, max_size=4), min_size=2, max_size=4),
+    data=st.data(),
+)
+def test_words_said_as_one_never_break_on_odd_words(between: list[str], data: st.DataObject) -> None:
+    """Signs, commas, dots, letters glued to numbers, digits that are not ASCII, numbers of any length: a
+    report's words are whatever its node wrote, and one odd wording must not take the fleet report down.
+    The words every wording shares are kept, in order."""
+    from envcheck.fleet.kinds import spanned
+
+    number = st.one_of(st.integers(0, 10**4).map(str), st.text(alphabet="0123456789", min_size=1, max_size=60))
+    slots = len(between) - 1
+    rows = data.draw(st.lists(st.tuples(*[number] * slots), min_size=2, max_size=9))
+    texts = ["".join(b + (row[i] if i < slots else "") for i, b in enumerate(between)) for row in rows]
+    said = spanned(texts)
+    split = [re.split(r"\s+", t) for t in texts]
+    if len({len(s) for s in split}) == 1:
+        shared = [w for i, w in enumerate(split[0]) if all(s[i] == w for s in split)]
+        tokens = iter(re.split(r"\s+", said))
+        assert all(any(t == w for t in tokens) for w in shared), (shared, said)
+
+
 def test_words_said_as_one_fall_back_to_the_first_where_they_are_not_alike() -> None:
     from envcheck.fleet.kinds import spanned
 
@@ -543,7 +566,10 @@ def test_words_said_as_one_read_each_word_whole() -> None:
     from envcheck.fleet.kinds import spanned
 
     assert spanned(["1,234 errors", "1,567 errors"]) == "1,234 or 1,567 errors"
-    assert spanned([f"{n} errors" for n in ("1,234", "1,567", "2,001", "1,100")]) == "1,100–2,001 errors"
+    # (listed, never spanned: 100,200 may be a hundred thousand or two numbers)
+    assert (
+        spanned([f"{n} errors" for n in ("1,234", "1,567", "2,001", "1,100")]) == "1,100, 1,234, 1,567 or 2,001 errors"
+    )
     assert spanned(["addr 0x1f0 bad", "addr 0x2f0 bad", "addr 0x9f0 bad"]) == "addr 0x1f0, 0x2f0 or 0x9f0 bad"
     assert spanned(["GPU 0000:17:00.0 is at Gen3", "GPU 0000:18:00.0 is at Gen3"]) == (
         "GPU 0000:17:00.0 or 0000:18:00.0 is at Gen3"
@@ -553,6 +579,15 @@ def test_words_said_as_one_read_each_word_whole() -> None:
     assert spanned([f"offset {n} C" for n in (-5, -12, -3, -7)]) == "offset -12 to -3 C"
     assert spanned(["offset -5 C", "offset -12 C"]) == "offset -12 or -5 C"
     assert spanned([f"node-{n} is down" for n in (14, 12, 15, 13)]) == "node-12–node-15 is down"
+    assert spanned([f"x=-{n}" for n in (5, 7, 9, 1)]) == "x=-9 to -1"
+    assert spanned([f"--{n}" for n in (12, 3, 5, 7)]) == "--3–12"  # two hyphens: an option, not a sign
+    # numbers of any size ordered exactly (a float put a 400-digit number below 5), and a word of digits that
+    # are not ASCII, or of thousands of digits, listed as it is (int() refused both, and the fleet with it)
+    huge = "9" * 400
+    assert spanned([f"e {n}" for n in (huge, "1" * 400, "5", "7")]) == f"e 5–{huge}"
+    assert spanned(["0x1\u00b2 bad", "0x2\u00b2 bad"]) == "0x1\u00b2 or 0x2\u00b2 bad"
+    long = "1" * 5000
+    assert spanned([f"{long}x2", f"{long}x1"]) == f"{long}x1 or {long}x2"
     # words that differ beyond their numbers are not alike: the first, as it is
     assert spanned(["GPU 0: 3 errors", "GPU 0: 3  errors"]) == "GPU 0: 3 errors"
 
