@@ -21,10 +21,13 @@ of this run can show, which the command makes a warning.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, NamedTuple, TypedDict
+
+import msgspec
 
 from envcheck.core.report import FLEET_SCHEMA, kind_of
-from envcheck.fleet.kinds import figure_value
+from envcheck.fleet.kinds import MAX_FIGURE, figure_value
 
 #: How ``figures`` names a ``--quick`` run's figure (:func:`figure_key`).
 QUICK = " --quick"
@@ -53,8 +56,100 @@ def _version(schema: str) -> int:
     return int(schema.rpartition("/")[2])
 
 
+class _PreviousReport(TypedDict, total=False):
+    kind: Any
+
+
+class _PreviousNode(TypedDict, total=False):
+    hostname: Any
+    failing: Any
+    slow: Any
+    reports: list[_PreviousReport]
+
+
+class _PreviousComparison(TypedDict, total=False):
+    id: Any
+    quick: Any
+    host_bound: Any
+
+
+class _Previous(TypedDict, total=False):
+    """What :func:`changes` reads of a previous fleet document, and no more: its nodes' failures, slow
+    devices and kinds of report, its figures, and which benchmarks were host-bound. Read whole, a 10 000-node
+    fleet's previous report (40 MB) doubled the command's memory; its nodes' warnings and reports' sources,
+    the problems, drift and comparisons' figures are never read."""
+
+    schema: Any
+    generated_at: Any
+    nodes: list[_PreviousNode]
+    figures: Any
+    comparisons: list[_PreviousComparison]
+
+
+_PREVIOUS = msgspec.json.Decoder(_Previous)
+
+
 def check_previous(text: bytes | str, source: str) -> dict[str, Any]:
-    """The previous fleet document, or :class:`PreviousError` saying why it is not one this envcheck reads."""
+    """The previous fleet document, or :class:`PreviousError` saying why it is not one this envcheck reads.
+
+    The parts :func:`changes` reads are decoded alone (:class:`_Previous`); a document the typed decoder
+    refuses (not UTF-8, not strict JSON, a node that is not an object) is read whole by the standard parser,
+    which reads what it can of it and says what is wrong in the fleet reader's words."""
+    doc: Any = None
+    if isinstance(text, bytes):
+        try:
+            doc = _PREVIOUS.decode(text)
+        except (msgspec.DecodeError, RecursionError):
+            doc = None
+    if doc is None:
+        doc = _read_whole(text, source)
+    schema = doc.get("schema") if isinstance(doc, dict) else None
+    if kind_of(schema) != "fleet" or not isinstance(schema, str):
+        what = f"its schema is {schema}" if isinstance(schema, str) else "it has no envcheck schema"
+        raise PreviousError(f"{source} is not an envcheck fleet report ({what})")
+    if _version(schema) > _version(FLEET_SCHEMA):
+        raise PreviousError(f"{source} is a fleet report of a newer envcheck ({schema}; this one reads {FLEET_SCHEMA})")
+    if not isinstance(doc.get("nodes"), list):
+        raise PreviousError(f"{source} is a fleet report without its nodes")
+    _compact(doc)
+    return doc
+
+
+#: What :func:`changes` reads of a node's failing item, and says of it.
+_ITEM_KEYS = ("report", "id", "status", "summary", "fix", "device_key")
+
+
+def _compact(doc: dict[str, Any]) -> None:
+    """The previous nodes' failing items kept as :func:`changes` reads them, and each text once (the
+    figures' host of each device too): a fleet's nodes share most of their words and fixes (a failure on
+    every node), and 20 000 items, each with its source and its own copy of each text, were most of what a
+    10 000-node previous report held."""
+    texts: dict[str, str] = {}
+    fixes: dict[Any, Any] = {}
+
+    def once(value: Any) -> Any:
+        return texts.setdefault(value, value) if type(value) is str else value
+
+    figures = doc.get("figures")
+    if isinstance(figures, dict) and isinstance(figures.get("hosts"), list):
+        figures["hosts"] = [once(h) for h in figures["hosts"]]
+    for node in doc["nodes"]:
+        failing = node.get("failing") if isinstance(node, dict) else None
+        if not isinstance(failing, list):
+            continue
+        kept = []
+        for item in failing:
+            if isinstance(item, dict):
+                item = {k: once(item[k]) for k in _ITEM_KEYS if k in item}
+                fix = item.get("fix")
+                if isinstance(fix, dict) and all(type(v) is str for v in fix.values()):
+                    item["fix"] = fixes.setdefault(tuple(fix.items()), {k: once(v) for k, v in fix.items()})
+            kept.append(item)
+        node["failing"] = kept
+
+
+def _read_whole(text: bytes | str, source: str) -> Any:
+    """A previous document the typed decoder refused, read as the standard parser reads it."""
     from envcheck.fleet.read import broken
 
     try:
@@ -74,14 +169,6 @@ def check_previous(text: bytes | str, source: str) -> dict[str, Any]:
         raise PreviousError(f"{source} {broken(exc, text, 0, True)}") from None
     except (ValueError, RecursionError) as exc:
         raise PreviousError(f"{source} is not JSON ({exc})") from None
-    schema = doc.get("schema") if isinstance(doc, dict) else None
-    if kind_of(schema) != "fleet" or not isinstance(schema, str):
-        what = f"its schema is {schema}" if isinstance(schema, str) else "it has no envcheck schema"
-        raise PreviousError(f"{source} is not an envcheck fleet report ({what})")
-    if _version(schema) > _version(FLEET_SCHEMA):
-        raise PreviousError(f"{source} is a fleet report of a newer envcheck ({schema}; this one reads {FLEET_SCHEMA})")
-    if not isinstance(doc.get("nodes"), list):
-        raise PreviousError(f"{source} is a fleet report without its nodes")
     return doc
 
 
@@ -165,26 +252,53 @@ def _by_key(found: dict[str, dict[str, Any]], *, in_order: bool = False) -> list
     ]
 
 
-def _figures(doc: dict[str, Any]) -> tuple[dict[str, str | None], dict[str, dict[str, float]]]:
-    """A fleet document's ``figures`` as (device -> host, figure -> {device: value}); empty where the
-    document has none, or holds them in another shape (a hand-edited or foreign file: what is not a
-    positive number is not a figure)."""
+class _Figures(NamedTuple):
+    """A fleet document's ``figures`` as they are written: each device's place (its last, as a dict of them
+    keeps), its host, and each figure's column as it is. A dict of devices per figure cost six dicts of
+    80 000 entries for each side of a 10 000-node fleet; a value is read where it is compared."""
+
+    at: dict[str, int]
+    hosts: list[Any]
+    #: each figure's column, with None where a value is not a figure
+    columns: dict[str, list[Any]]
+
+    def host(self, device: str) -> str | None:
+        host = self.hosts[self.at[device]] if device in self.at else None
+        return host if isinstance(host, str) else None
+
+    def measured(self) -> set[str]:
+        """The devices with at least one figure."""
+        out: set[str] = set()
+        for column in self.columns.values():
+            n = len(column)
+            out.update(d for d, at in self.at.items() if at < n and column[at] is not None)
+        return out
+
+    def figures(self, figure: str) -> Iterator[tuple[str, Any]]:
+        """Each device's figure in a column, where it has one."""
+        column = self.columns[figure]
+        n = len(column)
+        return ((d, column[at]) for d, at in self.at.items() if at < n and column[at] is not None)
+
+
+def _figures_only(column: list[Any]) -> list[Any]:
+    """A column with None for each value that is not a figure (figure_value; a float tested here first: a
+    10 000-node fleet's columns hold half a million)."""
+    return [v if (0.0 < v <= MAX_FIGURE if type(v) is float else figure_value(v) is not None) else None for v in column]
+
+
+def _figures(doc: dict[str, Any]) -> _Figures:
+    """A fleet document's ``figures``; empty where the document has none, or holds them in another shape (a
+    hand-edited or foreign file: what is not a positive number is not a figure)."""
     figures = doc.get("figures")
     figures = figures if isinstance(figures, dict) else {}
     devices, hosts, values = figures.get("devices"), figures.get("hosts"), figures.get("values")
     if not isinstance(devices, list) or not isinstance(values, dict):
-        return {}, {}
+        return _Figures({}, [], {})
     hosts = hosts if isinstance(hosts, list) and len(hosts) == len(devices) else [None] * len(devices)
-    pairs = zip(devices, hosts, strict=True)
-    by_device = {d: h if isinstance(h, str) else None for d, h in pairs if isinstance(d, str)}
-    columns = {
-        figure: {
-            d: v for d, v in zip(devices, column, strict=False) if isinstance(d, str) and figure_value(v) is not None
-        }
-        for figure, column in values.items()
-        if isinstance(column, list)
-    }
-    return by_device, columns
+    at = {d: i for i, d in enumerate(devices) if isinstance(d, str)}
+    columns = {figure: _figures_only(column) for figure, column in values.items() if isinstance(column, list)}
+    return _Figures(at, hosts, columns)
 
 
 def _keeps_figures(doc: dict[str, Any]) -> bool:
@@ -217,11 +331,11 @@ def changes(
     new: dict[str, dict[str, Any]] = {}
     first: dict[str, dict[str, Any]] = {}
     resolved: dict[str, dict[str, Any]] = {}
-    old_hosts, old_values = _figures(previous)
+    old = _figures(previous)
     # A device the previous report kept no figure of (a node that appeared, a bench not run then) was not
     # measured then: slow now, it is slow at its first measure, which says nothing of a change. Where the
     # previous report keeps no figures at all (written before the fleet kept them), it cannot be told.
-    measured_before = {device for column in old_values.values() for device in column}
+    measured_before = old.measured()
     keeps_figures = _keeps_figures(previous)
     # A slow device is followed by its UUID, not its host: a slow card moved to another node is neither
     # resolved where it was nor new where it is (it is the same card, still slow).
@@ -238,7 +352,8 @@ def changes(
     # report that went missing resolved nothing), and a slow device has figures in this run.
     kinds = _kinds(current)
     every_kind = set().union(*kinds.values()) if kinds else set()
-    measured = set(_figures(current)[0])
+    now_figures = _figures(current)
+    measured = now_figures.at
     for host, items in before.items():
         if host not in now:
             continue
@@ -255,28 +370,29 @@ def changes(
     for entry in (*new.values(), *first.values(), *resolved.values()):
         entry["nodes"].sort()
     slower = []
-    hosts, values = _figures(current)
     host_bound = _host_bound(current)
-    for figure, now_by_device in values.items():
-        was_by_device = old_values.get(figure)
-        if was_by_device is None or figure in host_bound:  # a host copy moves with the socket: not judged
+    for figure in now_figures.columns:
+        if figure not in old.columns or figure in host_bound:  # a host copy moves with the socket: not judged
             continue
-        for device, value in now_by_device.items():
-            old = was_by_device.get(device)
-            if old is None:
+        was_column, was_at = old.columns[figure], old.at
+        kept = len(was_column)
+        for device, value in now_figures.figures(figure):
+            at = was_at.get(device)
+            was = was_column[at] if at is not None and at < kept else None
+            if was is None:
                 continue
-            fall = 1.0 - value / old
+            fall = 1.0 - value / was
             if fall > threshold:
                 quick = figure.endswith(QUICK)
                 slower.append(
                     {
                         "device": device,
-                        "hostname": hosts.get(device),
-                        "previous_hostname": old_hosts.get(device),
+                        "hostname": now_figures.host(device),
+                        "previous_hostname": old.host(device),
                         # the benchmark, and whether both runs were --quick ones, as slow_gpus name them
                         "id": figure.removesuffix(QUICK),
                         "quick": quick,
-                        "before": old,
+                        "before": was,
                         "now": value,
                         "fall": round(fall, 4),
                     }
@@ -288,7 +404,7 @@ def changes(
             "generated_at": previous.get("generated_at"),
             "nodes": len(before),
             # whether its figures could be compared: it kept some, or this run has none to compare either
-            "figures_known": bool(old_values) or not values,
+            "figures_known": bool(old.columns) or not now_figures.columns,
             # whether it keeps figures as the fleet writes them (where it kept none, it measured none)
             "figures_kept": keeps_figures,
         },

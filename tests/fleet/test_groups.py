@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -480,6 +481,44 @@ def test_a_hand_edited_previous_report_with_odd_values_inside_is_compared_or_pas
             (tmp_path / "edited.json").write_bytes(edited)
             proc, out = fleet(str(tmp_path / "run"), "--since", str(tmp_path / "edited.json"))
             assert out is not None and "internal error" not in proc.stderr, proc.stderr
+
+
+def test_a_previous_report_read_in_part_compares_as_one_read_whole(
+    real: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """The previous report is decoded in part (only what the comparison reads, each text kept once): it
+    compares as the whole document does, a document the typed decoder refuses (a node that is not an
+    object, a report that is a string, NaN, UTF-16) is read whole, and neither is an internal error."""
+    from envcheck.fleet.since import changes, check_previous
+
+    docs = fleet_docs(real, 6)
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    envcheck("fleet", str(_dir(tmp_path / "run", docs)), "--output", str(first))
+    for key in [k for k in docs if k.endswith("/doctor")]:
+        for c in docs[key]["checks"]:
+            if c["id"] == "gpu.ecc" and c["status"] == "fail":  # the ECC fixed: resolved, since the first
+                c.update(status="ok", fix=None)
+                docs[key]["status"], docs[key]["exit_code"] = "warn", 0
+    del docs["node0000/bench"]  # and a report gone
+    envcheck("fleet", str(_dir(tmp_path / "run2", docs)), "--output", str(second))
+    base, now = json.loads(first.read_text()), json.loads(second.read_text())
+    whole = changes(check_previous(first.read_text(), "p"), now, 0.1)
+    assert whole["resolved"] and changes(check_previous(first.read_bytes(), "p"), now, 0.1) == whole
+    odd = [("nodes", 0, "a node as a string"), ("reports", 0, "a report as a string"), ("figures", None, math.nan)]
+    for part, at, value in odd:
+        doc = copy.deepcopy(base)
+        if part == "nodes":
+            doc["nodes"].append(value)
+        elif part == "reports":
+            doc["nodes"][at]["reports"][0] = value
+        else:
+            doc["figures"]["values"][next(iter(doc["figures"]["values"]))][0] = value
+        text = json.dumps(doc)
+        said = changes(check_previous(text.encode(), "p"), now, 0.1)
+        assert said == changes(check_previous(text, "p"), now, 0.1), part
+        assert said["resolved"] == whole["resolved"], part
+    wide = json.dumps(base).encode("utf-16")
+    assert changes(check_previous(wide, "p"), now, 0.1) == whole
 
 
 def test_since_says_only_what_changed_in_the_singular_where_one() -> None:
