@@ -26,11 +26,11 @@ import math
 import re
 from array import array
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from functools import cached_property
-from itertools import compress, islice
+from itertools import chain, compress, islice
 from typing import Any, NamedTuple
 
 from envcheck.core.exit import ExitCode, exit_code_for
@@ -667,6 +667,7 @@ class Merger:
 
     def finish(self, skipped: Sequence[Skipped] = (), threshold: float = DEFAULT_THRESHOLD) -> FleetReport:
         """The fleet report: each part read off the merged state."""
+        self._one_name_per_host()
         by_field: dict[str, dict[Any, list[str]]] = defaultdict(lambda: defaultdict(list))
         for hostname, own in self.fields.items():
             for name, (_, value) in own.items():
@@ -698,6 +699,54 @@ class Merger:
             problems=tuple(problem_groups(nodes, [f for c in compared for f in c.slow], threshold)),
             devices=devices,
         )
+
+    def _one_name_per_host(self) -> None:
+        """A host named in two spellings that differ in case or a trailing dot (``NODE-00500`` in its bench
+        report, ``node-00500`` in its doctor report) is one host: names are case-insensitive (RFC 4343), and
+        ``node5.`` is ``node5`` fully qualified. Read as two, the fleet had a node more than it has, each half
+        missing the other's report, and its GPUs "seen on two hosts". It keeps its lower-case spelling where
+        one is, else the first read. Done once, on the merged state: it renames only where names collide."""
+        spellings: dict[str, list[str]] = {}
+        for host in chain(self.refs, self.problems):
+            found = spellings.setdefault(host.rstrip(".").casefold(), [])
+            if host not in found:
+                found.append(host)
+        alias = {
+            other: kept
+            for found in spellings.values()
+            if len(found) > 1
+            for kept in [next((h for h in found if h == h.lower() and not h.endswith(".")), found[0])]
+            for other in found
+            if other != kept
+        }
+        if not alias:
+            return
+
+        def one(host: str) -> str:
+            return alias.get(host, host)
+
+        def joined(by_host: dict[Any, list[Any]], name: Callable[[Any], Any]) -> dict[Any, list[Any]]:
+            out: dict[Any, list[Any]] = {}
+            for key, found in by_host.items():
+                out.setdefault(name(key), []).extend(found)
+            return out
+
+        self.refs = joined(self.refs, one)
+        self.problems = joined(self.problems, one)
+        self.sources = joined(self.sources, lambda key: (one(key[0]), key[1]))
+        for host in [h for h in self.fields if h in alias]:
+            self._fields(alias[host], self.fields.pop(host))
+        self.devices = [d._replace(hostname=alias[d.hostname]) if d.hostname in alias else d for d in self.devices]
+        self.device_ids = None
+        for column in self.groups.values():
+            for at, names in column.named.items():
+                if names.hostname in alias:
+                    column.named[at] = names._replace(hostname=alias[names.hostname])
+        self.uuid_seen = {
+            uuid: tuple(one(v) if i % 2 == 0 else v for i, v in enumerate(seen))
+            for uuid, seen in self.uuid_seen.items()
+        }
+        self.contended = [(r, one(host), source) for r, host, source in self.contended]
 
 
 def _columns(by_host: dict[str, list[tuple[Any, ...]]]) -> tuple[tuple[str, ...], tuple[int, ...], tuple[Any, ...]]:

@@ -264,11 +264,12 @@ def _failed_error(words: Any) -> tuple[str, str] | None:
 def _failed_alike(group: Any) -> tuple[Any, ...] | None:
     """What two groups of failed benchmarks share when they read the same but for the benchmark: their
     verdict, nodes, fix, and each wording's device and error (with its nodes), without the case; None for
-    anything else (a check, a lab spec's verdict, one with several fixes or on no node, a hand-edited item)."""
+    anything else (a check, a lab spec's verdict, one on no node, a hand-edited item). Several fixes (one GPU
+    faulted, another out of memory) fold where each is the same with the same nodes."""
     if not isinstance(group, dict) or group.get("report") != "bench":
         return None
     hosts = group.get("nodes")
-    if not isinstance(hosts, list) or not hosts or len(html.lst(group.get("fixes"))) > 1:
+    if not isinstance(hosts, list) or not hosts:
         return None
     if str(group.get("id")).startswith("spec."):
         return None
@@ -282,13 +283,16 @@ def _failed_alike(group: Any) -> tuple[Any, ...] | None:
         # node that says it in any wording
         device, why = found[0], numberless(found[1])
         wordings.setdefault((device, why), set()).update(str(n) for n in html.lst(where))
-    fix = repr(group.get("fix"))  # one fix (the error envcheck explain knows), or none
+    # each fix (the error envcheck explain knows), or none, with its nodes
+    fixes = tuple((repr(f.get("fix")), repr(f.get("nodes"))) for f in html.items(group.get("fixes")))
     return (
         str(group.get("status")),
         tuple(str(n) for n in hosts),
         frozenset((said, frozenset(where)) for said, where in wordings.items()),
         repr(group.get("wordings")),
-        fix,
+        repr(group.get("fix")),
+        fixes,
+        repr(group.get("more_fixes")),
     )
 
 
@@ -565,6 +569,7 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
 
     healthy: list[str] = []
     shared: dict[str, list[str]] = {}  # status -> the nodes whose every item is one every node has
+    sections: dict[tuple[str, str, tuple[str, ...]], list[str]] = {}  # what a node's own section says -> its nodes
     everywhere = said_for_every_node(groups, nodes)
     for node in doc.get("nodes") or []:
         if node["status"] == "ok":
@@ -574,16 +579,25 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
             shared.setdefault(node["status"], []).append(node["hostname"])
             continue
         kinds = ", ".join(f"{r['kind']} {r['status']}" for r in node.get("reports") or [])
-        say(f"\n{marks[node['status']]} {bold(node['hostname'])}  {dim(kinds)}")
         # Each item in the node's own words; its fix is its problem's, above (said once, not per node).
-        for item in [*(node.get("failing") or []), *(node.get("warnings") or [])]:
-            what = f"{item['report']} {item['id']}: {item['summary']}"
-            say(f"    {marks[item['status']]} {said(what)}")
+        items = [*(node.get("failing") or []), *(node.get("warnings") or [])]
+        body = [
+            f"    {marks[i['status']]} {said(str(i['report']) + ' ' + str(i['id']) + ': ' + str(i['summary']))}"
+            for i in items
+        ]
         for figures in slow_by_device(node).values():
             s = figures[0]
             where = f"GPU {s['index']}" if s.get("index") is not None else s.get("device") or "device"
             each = ", ".join(f"{f['id']} {f['shortfall']:.0%}" for f in figures)
-            say(f"    {marks['fail']} {said(f'slow {where}: {each} below the fleet median')}")
+            body.append(f"    {marks['fail']} {said(f'slow {where}: {each} below the fleet median')}")
+        sections.setdefault((node["status"], kinds, tuple(body)), []).append(node["hostname"])
+    # Nodes whose lists say the same, word for word (a warning every node has, in one of six wordings), are one
+    # section naming them: a thousand sections of one line each buried the few nodes that differ.
+    for (status, kinds, body), hosts in sections.items():
+        title = bold(hosts[0]) if len(hosts) == 1 else f"{bold(plural(len(hosts), 'node'))}: {said(names(hosts))}"
+        say(f"\n{marks[status]} {title}  {dim(kinds)}")
+        for line in body:
+            say(line)
     if plain:
         print_lines(console, before, soft=soft)
         if lines:
@@ -811,6 +825,7 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
     # rows of the same row made a fleet's report longer than an issue or a pull request may be.
     healthy: list[str] = []
     shared: dict[str, list[str]] = {}
+    alike: dict[Any, tuple[dict[str, Any], list[str]]] = {}  # what a node's row says -> the node, and its nodes
     for node in doc.get("nodes") or []:
         reports = ", ".join(f"{r['kind']} {r['status']}" for r in node.get("reports") or [])
         failing, warnings = node.get("failing") or [], node.get("warnings") or []
@@ -820,11 +835,20 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
         if (node["status"] == "warn" or failing) and only_shared(node, everywhere):
             shared.setdefault(node["status"], []).append(node["hostname"])
             continue
+        # nodes whose lists say the same, word for word, are one row naming them (text_report says why); a node
+        # with a slow device keeps its own (its figures are its own)
+        said = tuple((i.get("report"), i.get("id"), i.get("status"), i.get("summary")) for i in [*failing, *warnings])
+        key = (node["status"], reports, said) if not slow_by_device(node) else node["hostname"]
+        alike.setdefault(key, (node, []))[1].append(node["hostname"])
+    for node, hosts in alike.values():
+        failing, warnings = node.get("failing") or [], node.get("warnings") or []
+        reports = ", ".join(f"{r['kind']} {r['status']}" for r in node.get("reports") or [])
+        who = code(hosts[0]) if len(hosts) == 1 else f"{plural(len(hosts), 'node')}: {cell(names(hosts))}"
         lines.append(
-            f"| {code(node['hostname'])} | {icon(node['status'])} | {cell(reports)} "
+            f"| {who} | {icon(node['status'])} | {cell(reports)} "
             f"| {len(failing)} | {len(warnings)} | {len(slow_by_device(node))} |"
         )
-        problems += [(node["hostname"], item) for item in [*failing, *warnings]]
+        problems += [(who, item) for item in [*failing, *warnings]]
     if lines[-1] == "|---|---|---|---|---|---|":
         lines[-5:] = ["", "### Nodes"]  # no node has anything of its own: no table, only the lines below
     lines.append("")
@@ -842,9 +866,9 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
             "|---|---|---|---|---|",
         ]
         # each in its node's words; the fix is its problem's, in "Fix first" (said once, not per node)
-        for hostname, item in problems:
+        for who, item in problems:
             lines.append(
-                f"| {code(hostname)} | {cell(item['report'])} | {code(item['id'])} "
+                f"| {who} | {cell(item['report'])} | {code(item['id'])} "
                 f"| {icon(item['status'])} | {cell(item['summary'])} |"
             )
     drift = doc.get("drift") or []

@@ -124,8 +124,12 @@ def test_text_first_screen_is_the_verdict_and_three_groups_with_their_fixes(thou
     # Each fix is said once in the whole report, not once per node.
     assert proc.stdout.count("ulimit -n 1048576") == 1
     assert "2 GPUs of NVIDIA H100 80GB HBM3 more than 10% below the fleet median of their model (4 figures)" in joined
-    # The details follow: the failing nodes' own lists.
-    assert proc.stdout.index("node0005  ") > proc.stdout.index("run: ulimit")
+    # The details follow: the failing nodes' own lists, nodes whose lists say the same word for word as one
+    # (node0099 ran no bench: its list is its own).
+    assert proc.stdout.index("\n[FAIL]  2 nodes: node0005, node0017  bench ok, doctor fail\n") > proc.stdout.index(
+        "run: ulimit"
+    )
+    assert "\n[FAIL]  node0099  doctor fail\n" in proc.stdout
 
 
 def test_markdown_and_html_show_the_same_three_groups(thousand: dict[str, Any], tmp_path: Path) -> None:
@@ -726,7 +730,11 @@ def test_a_warning_on_all_but_a_few_nodes_is_said_once_naming_the_nodes_without_
     assert "on 11 of 12 nodes: all but n07" in md and "nearly every node shares (above)" in md
     text = envcheck("fleet", str(fleet_of(set(range(8))))).stdout
     assert "warn on 8 nodes: n00, n01, n02, n03, n04, n05, n06, n07" in text and "all but" not in text
-    assert re.search(r"^\S+\s+n00\s+doctor", text, re.M)
+    # not nearly every node's: said in the nodes' own lists, the eight alike as one
+    assert "\n[warn]  8 nodes: n00, n01, n02, n03, n04, n05, n06, n07  doctor warn\n" in text
+    md = envcheck("fleet", str(tmp_path / "fleet8"), "--format", "markdown").stdout
+    rows = [line for line in md.splitlines() if line.startswith("| 8 nodes: n00, n01, n02, n03, n04, n05, n06, n07 |")]
+    assert len(rows) == 2 and "| doctor ok |" not in md, rows  # its row among the nodes, and its warning's
 
 
 def test_words_that_differ_in_a_number_alone_are_one_problem_said_once(
@@ -1140,6 +1148,40 @@ def test_groups_a_hand_edited_report_holds_are_folded_only_when_they_read_alike(
         ("matmul", ["memory"]),
         ("sdpa", None),
         ("spec.matmul", None),
+    ]
+
+
+def test_benchmarks_that_crashed_alike_on_two_gpus_with_two_fixes_fold_as_one() -> None:
+    """One GPU faulted, another ran out of memory: every benchmark on the node says both errors, each with
+    its fix. They read the same but for the case (a benchmark after the crash says "not run: " and the same
+    error), so they are one entry, not one per benchmark; a benchmark whose second fix has other nodes is not
+    folded with them."""
+    from envcheck.fleet.render import folded
+
+    fault, oom = {"text": "kernel fault", "command": "dmesg"}, {"text": "out of memory", "command": "nvidia-smi"}
+    fixes = [{"fix": fault, "nodes": ["a"]}, {"fix": oom, "nodes": ["a"]}]
+
+    def crashed(bench: str, prefix: str = "") -> dict[str, Any]:
+        return {
+            "report": "bench",
+            "id": bench,
+            "status": "crash",
+            "nodes": ["a"],
+            "fix": fault,
+            "fixes": fixes,
+            "summary": f"fp32 on cuda:2: {prefix}CUDA error: an illegal memory access",
+            "words": [
+                {"summary": f"fp32 on cuda:2: {prefix}CUDA error: an illegal memory access", "nodes": ["a"]},
+                {"summary": f"fp32 on cuda:5: {prefix}CUDA out of memory. Tried 2 GiB", "nodes": ["a"]},
+            ],
+            "wordings": 2,
+        }
+
+    groups = [crashed("matmul"), crashed("memory", "not run: "), crashed("sdpa", "not run: ")]
+    other = {**crashed("copy", "not run: "), "fixes": [fixes[0], {"fix": oom, "nodes": ["a", "b"]}]}
+    assert [(g["id"], g.get("also")) for g in folded([*groups, other])] == [
+        ("matmul", ["memory", "sdpa"]),
+        ("copy", None),
     ]
 
 

@@ -212,6 +212,43 @@ def test_a_gpu_uuid_on_two_hosts_is_a_duplicate_naming_both_hosts_and_their_sour
     assert report.duplicate_hosts == () and report.status is Status.WARN
 
 
+def test_a_host_named_in_two_cases_or_with_a_trailing_dot_is_one_node():
+    """Host names are case-insensitive: a bench report naming ``NODE-5`` beside a doctor report naming
+    ``node-5`` is one node (not a phantom second one, each missing the other's report, their GPUs "seen on
+    two hosts"), kept in its lower-case spelling; ``node-6.`` fully qualified is ``node-6``. Merged in batches
+    or at once, alike."""
+    digests = [
+        _digest("node-5", "doctor", Status.WARN, problems=[(None, _problem(Status.WARN))], uuids={"GPU-a"}),
+        _digest("NODE-5", "bench", readings=[_reading(10.0, 0, uuid="GPU-a")], uuids={"GPU-a"}),
+        _digest("node-6.", "doctor", fields=[("driver", "550")], uuids={"GPU-b"}),
+        _digest("node-6", "bench", readings=[_reading(10.0, 0, uuid="GPU-b")], uuids={"GPU-b"}),
+        _digest("Node-7", "doctor"),
+    ]
+    for report in (merge_digests(digests), _merged_in_two(digests)):
+        assert sorted(n.hostname for n in report.nodes) == ["Node-7", "node-5", "node-6"]
+        assert {n.hostname: len(n.reports) for n in report.nodes} == {"node-5": 2, "node-6": 2, "Node-7": 1}
+        assert report.duplicate_gpus == () and report.duplicate_hosts == ()
+        # each half has the other's report: neither misses one (Node-7, alone, has no bench report)
+        missing = {n.hostname for n in report.nodes for p in n.warnings if "no bench report" in p.summary}
+        assert missing == {"Node-7"}
+        (c,) = report.comparisons
+        assert sorted(f.hostname for f in c.figures) == ["node-5", "node-6"]
+        assert next(n for n in report.nodes if n.hostname == "node-5").status is Status.WARN
+
+
+def _merged_in_two(digests):
+    """The digests merged as the command merges batches: two mergers, the second absorbed by the first."""
+    from envcheck.fleet.merge import Merger
+
+    first, second = Merger(), Merger()
+    for d in digests[:2]:
+        first.add(d)
+    for d in digests[2:]:
+        second.add(d)
+    first.absorb(second)
+    return first.finish()
+
+
 def test_a_skipped_source_alone_warns_and_a_clean_fleet_is_ok():
     assert merge_digests([_digest("n")]).statuses() == [Status.OK]
     skipped = merge_digests([_digest("n")], [Skipped("bad.json", "not JSON")])
