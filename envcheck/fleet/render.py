@@ -465,8 +465,20 @@ def group_lines(
         return [head + "(above): its other fixes, each with its nodes", *others]
     out = [head + escape(headed(group, nodes, limit))]
     for where, words in wordings(group, limit):
+        words = one_line(words)
         out.append(f"          [dim]{escape(where)}:[/] {escape(words)}" if where else f"          {escape(words)}")
     return out + _fix_lines(group, limit, every_fix=every_fix)
+
+
+def one_line(text: str) -> str:
+    """A text's first line, and how many more it has: a crash's words can hold a traceback of dozens of
+    lines, which the text report showed as one line of thousands of characters (the JSON report and each
+    node's own report keep every line; Markdown and HTML show them)."""
+    first, newline, rest = text.strip("\n").partition("\n")
+    if not newline:
+        return first
+    more = sum(1 for line in rest.splitlines() if line.strip())
+    return f"{first} (and {plural(more, 'more line')}: in the JSON report)" if more else first
 
 
 def _fix_lines(group: dict[str, Any], limit: int, *, every_fix: bool, first_said: bool = False) -> list[str]:
@@ -581,10 +593,8 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
         kinds = ", ".join(f"{r['kind']} {r['status']}" for r in node.get("reports") or [])
         # Each item in the node's own words; its fix is its problem's, above (said once, not per node).
         items = [*(node.get("failing") or []), *(node.get("warnings") or [])]
-        body = [
-            f"    {marks[i['status']]} {said(str(i['report']) + ' ' + str(i['id']) + ': ' + str(i['summary']))}"
-            for i in items
-        ]
+        texts = [f"{i['report']} {i['id']}: {one_line(str(i['summary']))}" for i in items]
+        body = [f"    {marks[i['status']]} {said(text)}" for i, text in zip(items, texts, strict=True)]
         for figures in slow_by_device(node).values():
             s = figures[0]
             where = f"GPU {s['index']}" if s.get("index") is not None else s.get("device") or "device"

@@ -1538,3 +1538,16 @@ def test_the_details_give_every_fix_of_a_problem_the_first_screen_left_out() -> 
     assert "on a, b:" in details and "fix A" in details and "on c:" in details and "run b" in details
     rest = "\n".join(group_lines(console, group, 10, every_fix=True, fixes_only=True))
     assert "fix A" not in rest and "on c:" in rest and "fix B" in rest and "low" not in rest
+
+
+def test_a_text_of_many_lines_is_its_first_line_and_a_count_in_the_text_report() -> None:
+    """A crash's words can hold a traceback: the text report says its first line and how many more there are
+    (each node's report and the JSON keep them), not one line of thousands of characters with each newline
+    shown as \\n."""
+    from envcheck.fleet.render import one_line
+
+    assert one_line("CUDA error: device-side assert\nCUDA kernel errors might be\n\nCompile with\n") == (
+        "CUDA error: device-side assert (and 2 more lines: in the JSON report)"
+    )
+    assert one_line("one line") == "one line" and one_line("one line\n") == "one line"
+    assert one_line("a\nb") == "a (and 1 more line: in the JSON report)"
