@@ -86,7 +86,8 @@ def verdict(doc: dict[str, Any]) -> str:
     # What warns besides the nodes (every node may pass): a report left out, a field that drifts, a
     # host or GPU seen twice. A missing report must not read as a ready node.
     skipped, drifting = _count(c.get("skipped")), _count(c.get("drift_fields"))
-    twice = _count(c.get("duplicate_hosts")) + _count(c.get("duplicate_gpus"))
+    # each host seen twice, and each set of hosts sharing GPUs (a report copied to another node: its eight cards)
+    twice = _count(c.get("duplicate_hosts")) + len(duplicate_gpus(doc))
     if skipped:
         rest.append(f"{plural(skipped, 'source')} skipped")
     if drifting:
@@ -634,11 +635,8 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
     duplicates = doc.get("duplicates") or {}
     if duplicates.get("gpus") or duplicates.get("hosts"):
         say("")
-    for g in duplicates.get("gpus") or []:
-        say(
-            f"[yellow]DUPLICATE GPU[/] {escape(g['uuid'])} on {len(g['hosts'])} hosts ({escape(names(g['hosts']))}): "
-            "a report copied from another node, or a card moved between them"
-        )
+    for g in duplicate_gpus(doc):
+        say(f"[yellow]DUPLICATE {escape(g.what)}[/] on {len(g.hosts)} hosts ({escape(names(g.hosts))}): {g.why}")
     for h in duplicate_hosts(doc):
         say(
             f"[yellow]DUPLICATE HOST[/] {escape(h.hostname)}: {escape(h.seen)} ({escape(names(h.sources))}): "
@@ -911,8 +909,8 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
     duplicates = doc.get("duplicates") or {}
     if duplicates.get("gpus") or duplicates.get("hosts"):
         lines += ["", "### Duplicates", "", "| what | seen on | sources |", "|---|---|---|"]
-        for g in duplicates.get("gpus") or []:
-            lines.append(f"| GPU {cell(g['uuid'])} | {cell(names(g['hosts']))} | {cell(names(g['sources']))} |")
+        for g in duplicate_gpus(doc):
+            lines.append(f"| {cell(g.what)} | {cell(names(g.hosts))} | {cell(names(g.sources))}<br>{g.why} |")
         for h in duplicate_hosts(doc):
             lines.append(f"| host {code(h.hostname)} | {cell(h.seen)} | {cell(names(h.sources))}<br>{cell(h.why)} |")
     for why, title in SET_APART:
@@ -1201,6 +1199,43 @@ def fleet_set_apart(doc: dict[str, Any]) -> str:
     return html.section("Not compared", *parts) if parts else ""
 
 
+class DuplicateGpusSaid(NamedTuple):
+    """The GPUs seen on one set of hosts, as every format says them: one line for a node's eight cards."""
+
+    what: str
+    hosts: list[str]
+    sources: list[str]
+    why: str
+
+
+#: GPU UUIDs named in a duplicate line before "and N more".
+UUIDS_SHOWN = 4
+
+
+def duplicate_gpus(doc: dict[str, Any]) -> list[DuplicateGpusSaid]:
+    """The GPUs seen on two hosts, one line per set of hosts: a report copied from one node to another
+    shows all eight of its cards twice, which was eight lines (and "8 duplicates") for one copy."""
+    by_hosts: dict[tuple[str, ...], tuple[list[str], dict[str, None]]] = {}
+    for g in html.items(html.dct(doc.get("duplicates")).get("gpus")):
+        hosts = tuple(str(h) for h in html.lst(g.get("hosts")))
+        uuids, sources = by_hosts.setdefault(hosts, ([], {}))
+        uuids.append(str(g.get("uuid")))
+        sources.update(dict.fromkeys(str(s) for s in html.lst(g.get("sources"))))
+    out = []
+    for hosts, (uuids, sources) in by_hosts.items():
+        shown = ", ".join(uuids[:UUIDS_SHOWN]) + (
+            f" and {len(uuids) - UUIDS_SHOWN} more" if len(uuids) > UUIDS_SHOWN else ""
+        )
+        what = f"GPU {shown}" if len(uuids) == 1 else f"{len(uuids)} GPUs ({shown})"
+        why = (
+            "a report copied from another node, or a card moved between them"
+            if len(uuids) == 1
+            else "a report copied from another node, or cards moved between them"
+        )
+        out.append(DuplicateGpusSaid(what, list(hosts), list(sources), why))
+    return out
+
+
 class DuplicateSaid(NamedTuple):
     """One line of the duplicate hosts, as every format says it: the host, what was found twice, where, why."""
 
@@ -1256,12 +1291,10 @@ def duplicate_words(host: dict[str, Any]) -> str:
 
 
 def fleet_duplicates(doc: dict[str, Any]) -> str:
-    duplicates = html.dct(doc.get("duplicates"))
     lines = [
-        f"<li>{html.badge('warn')} GPU {html.code(g.get('uuid'))} on {len(html.lst(g.get('hosts')))} hosts "
-        f"({html.e(names([str(h) for h in html.lst(g.get('hosts'))]))}): a report copied from another node, "
-        "or a card moved between them</li>"
-        for g in html.items(duplicates.get("gpus"))
+        f"<li>{html.badge('warn')} {html.e(g.what)} on {len(g.hosts)} hosts ({html.e(names(g.hosts))}): "
+        f"{html.e(g.why)}</li>"
+        for g in duplicate_gpus(doc)
     ]
     lines += [
         f"<li>{html.badge('warn')} host {html.code(h.hostname)}: {html.e(h.seen)} ({html.e(names(h.sources))}): "

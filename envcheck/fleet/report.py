@@ -377,7 +377,8 @@ def summary(report: FleetReport, slower: int = 0) -> dict[str, Any]:
             parts.append(_plural(devices, f"slow {word}") + (f" in {figures} figures" if figures != devices else ""))
     if report.drift:
         parts.append(f"{_plural(len(report.drift), 'field')} drifting")
-    duplicates = hosts_twice + len(report.duplicate_gpus)
+    # a report copied to another node shows its eight cards twice: one duplicate, not eight
+    duplicates = hosts_twice + len({d.hosts for d in report.duplicate_gpus})
     if duplicates:
         parts.append(f"{_plural(duplicates, 'duplicate')}")
     if slower:

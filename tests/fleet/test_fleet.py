@@ -162,8 +162,14 @@ def test_a_gpu_on_two_hosts_and_a_host_twice_are_called_out(real: dict[str, dict
     hosts = doc["duplicates"]["hosts"]
     assert [(h["hostname"], h["kind"], len(h["sources"])) for h in hosts] == [("node-c", "doctor", 2)]
     text = envcheck("fleet", *(str(tmp_path / f"{n}.json") for n in docs)).stdout
-    assert "DUPLICATE GPU GPU-same-0000 on 2 hosts (node-a, node-b)" in text
+    # the four cards of one copied report are one line and one duplicate, not four
+    (line,) = [x for x in text.splitlines() if x.startswith("DUPLICATE 4 GPUs")]
+    assert line.startswith(
+        "DUPLICATE 4 GPUs (GPU-same-0000, GPU-same-0001, GPU-same-0002, GPU-same-0003) on 2 hosts (node-a, node-b): "
+        "a report copied from another node, or cards moved between them"
+    ), line
     assert "DUPLICATE HOST node-c: 2 doctor reports" in text
+    assert "2 duplicates" in text.splitlines()[1] and "5 duplicates" not in text
 
 
 def test_the_lab_specs_packages_drift(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
