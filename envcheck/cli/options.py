@@ -37,7 +37,8 @@ def format_options(fn: Any = None, *, extra: tuple[str, ...] = ()) -> Any:
         "output",
         metavar="FILE",
         help=f"Also write the report to FILE (atomically), in --format or the format its suffix names "
-        f"({suffixes}); the terminal still shows the text report.",
+        f"({suffixes}); stdout still shows the report, in --format (text unless --format or --json says "
+        "otherwise): -o report.html alone prints text and writes HTML.",
     )(fn)
     fn = click.option("--json", "as_json", is_flag=True, help="Same as --format json.")(fn)
     fn = click.option(
