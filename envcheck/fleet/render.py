@@ -363,6 +363,7 @@ def since_line(since: dict[str, Any], doc: dict[str, Any] | None = None) -> str:
         (len(resolved), "resolved failure", _on_nodes(resolved)),
         (len(since.get("appeared") or []), "node", " appeared"),
         (len(since.get("vanished") or []), "node", " vanished"),
+        (len(html.items(since.get("moved"))), "slow device", " moved to another node"),
         (len({s["device"] for s in since.get("slower") or []}), "device", " slower"),
     )
     parts = [plural(n, word) + after for n, word, after in counts if n]
@@ -386,7 +387,7 @@ def _on_nodes(entries: list[dict[str, Any]]) -> str:
 
 
 #: The parts of ``since`` that list changes, each said by :func:`since_lines`.
-SINCE_CHANGES = ("new", "first_measured", "resolved", "appeared", "vanished", "slower")
+SINCE_CHANGES = ("new", "first_measured", "resolved", "appeared", "vanished", "moved", "slower")
 
 
 def changed(since: Any) -> bool:
@@ -425,6 +426,11 @@ def since_lines(since: dict[str, Any], threshold: float, doc: dict[str, Any] | N
         out.append(f"APPEARED {plural(len(since['appeared']), 'node')}: {names(since['appeared'])}")
     if since.get("vanished"):
         out.append(f"VANISHED {plural(len(since['vanished']), 'node')}: {names(since['vanished'])}")
+    for m in html.items(since.get("moved")):
+        out.append(
+            f"MOVED slow {m.get('device')} from {m.get('previous_hostname')} to {m.get('hostname')}: the same card, "
+            "still slow"
+        )
     # One line per device with each of its figures that fell (the worst first): a card slower in six
     # benchmarks is one slower card, as the count above says.
     slower: dict[str, list[dict[str, Any]]] = {}

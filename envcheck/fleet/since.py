@@ -219,6 +219,13 @@ def _slow_devices(failing: dict[str, dict[str, dict[str, Any]]]) -> set[str]:
     return {item["device_key"] for items in failing.values() for item in items.values() if "device_key" in item}
 
 
+def _slow_hosts(failing: dict[str, dict[str, dict[str, Any]]]) -> dict[str, str]:
+    """Each slow device (as ``figures`` names it) among a run's failures, with the host it is slow on."""
+    return {
+        item["device_key"]: host for host, items in failing.items() for item in items.values() if "device_key" in item
+    }
+
+
 def _kinds(doc: dict[str, Any]) -> dict[str, set[Any]]:
     """hostname -> the kinds of report the document's node rests on."""
     out: dict[str, set[Any]] = {}
@@ -340,6 +347,7 @@ def changes(
     # A slow device is followed by its UUID, not its host: a slow card moved to another node is neither
     # resolved where it was nor new where it is (it is the same card, still slow).
     slow_before, slow_now = _slow_devices(before), _slow_devices(now)
+    was_on, is_on = _slow_hosts(before), _slow_hosts(now)
     for host, items in now.items():
         had = before.get(host, {})
         for key in items.keys() - had.keys():
@@ -415,4 +423,10 @@ def changes(
         "appeared": sorted(now.keys() - before.keys()),
         "vanished": sorted(before.keys() - now.keys()),
         "slower": slower,
+        # a slow card that moved: neither resolved where it was nor new where it is, and still to be said
+        "moved": [
+            {"device": device, "previous_hostname": was_on[device], "hostname": host}
+            for device, host in sorted(is_on.items())
+            if device in was_on and was_on[device] != host
+        ],
     }

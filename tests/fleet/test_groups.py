@@ -817,6 +817,12 @@ def test_since_follows_each_slow_device_and_resolves_only_what_was_measured_agai
     assert {(f["hostname"], f["index"]) for f in doc["slow_gpus"]} == {("node0007", 3)}
     assert [g for g in doc["since"]["new"] if g["id"] == "slow.gpu"] == []
     assert [g for g in doc["since"]["resolved"] if g["id"] == "slow.gpu"] == []
+    # but the move is said: the card the admin was told of is on another node now
+    moved = {"device": card_b["uuid"], "previous_hostname": "node0003", "hostname": "node0007"}
+    assert doc["since"]["moved"] == [moved]
+    text = envcheck("fleet", str(tmp_path / "run3"), "--since", str(second)).stdout
+    assert f"MOVED slow {card_b['uuid']} from node0003 to node0007: the same card, still slow" in text
+    assert "1 slow device moved to another node" in text
 
 
 def test_a_superseded_report_neither_judges_nor_measures_nor_names_a_value(
