@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import re
+import string
 from array import array
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -702,20 +703,24 @@ class Merger:
 
     def _one_name_per_host(self) -> None:
         """A host named in two spellings that differ in case or a trailing dot (``NODE-00500`` in its bench
-        report, ``node-00500`` in its doctor report) is one host: names are case-insensitive (RFC 4343), and
-        ``node5.`` is ``node5`` fully qualified. Read as two, the fleet had a node more than it has, each half
-        missing the other's report, and its GPUs "seen on two hosts". It keeps its lower-case spelling where
-        one is, else the first read. Done once, on the merged state: it renames only where names collide."""
+        report, ``node-00500`` in its doctor report) is one host: names are case-insensitive in ASCII (RFC
+        4343), and ``node5.`` is ``node5`` fully qualified. Read as two, the fleet had a node more than it has,
+        each half missing the other's report, and its GPUs "seen on two hosts". It keeps the spelling that is
+        its :func:`host_key` where one is, else one without the trailing dot, else the first read. Done once,
+        on the merged state, only where names collide: its devices are then merged as one batch's are into
+        another's (a card in both spellings' reports is one device, its newer report's figures deciding)."""
         spellings: dict[str, list[str]] = {}
         for host in chain(self.refs, self.problems):
-            found = spellings.setdefault(host.rstrip(".").casefold(), [])
+            found = spellings.setdefault(host_key(host), [])
             if host not in found:
                 found.append(host)
         alias = {
             other: kept
-            for found in spellings.values()
+            for key, found in spellings.items()
             if len(found) > 1
-            for kept in [next((h for h in found if h == h.lower() and not h.endswith(".")), found[0])]
+            for kept in [
+                next((h for h in found if h == key), next((h for h in found if not h.endswith(".")), found[0]))
+            ]
             for other in found
             if other != kept
         }
@@ -736,17 +741,32 @@ class Merger:
         self.sources = joined(self.sources, lambda key: (one(key[0]), key[1]))
         for host in [h for h in self.fields if h in alias]:
             self._fields(alias[host], self.fields.pop(host))
-        self.devices = [d._replace(hostname=alias[d.hostname]) if d.hostname in alias else d for d in self.devices]
-        self.device_ids = None
-        for column in self.groups.values():
-            for at, names in column.named.items():
-                if names.hostname in alias:
-                    column.named[at] = names._replace(hostname=alias[names.hostname])
         self.uuid_seen = {
             uuid: tuple(one(v) if i % 2 == 0 else v for i, v in enumerate(seen))
             for uuid, seen in self.uuid_seen.items()
         }
         self.contended = [(r, one(host), source) for r, host, source in self.contended]
+        # the device table and the figures: renamed, and absorbed into an empty merger's as a batch is, so that
+        # a device the two spellings share is one row whose newer figure decides (Column.put)
+        renamed = Merger()
+        renamed.devices = [d._replace(hostname=alias[d.hostname]) if d.hostname in alias else d for d in self.devices]
+        renamed.groups = self.groups
+        for column in self.groups.values():
+            for at, names in column.named.items():
+                if names.hostname in alias:
+                    column.named[at] = names._replace(hostname=alias[names.hostname])
+        fresh = Merger()
+        fresh.absorb(renamed)
+        self.devices, self.groups, self.device_ids = fresh.devices, fresh.groups, None
+
+
+def host_key(hostname: str) -> str:
+    """What tells one host from another: its name without a trailing dot, in ASCII lower case (host names
+    are case-insensitive in ASCII alone, RFC 4343: ``straße`` is not ``strasse``)."""
+    return hostname.rstrip(".").translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
 def _columns(by_host: dict[str, list[tuple[Any, ...]]]) -> tuple[tuple[str, ...], tuple[int, ...], tuple[Any, ...]]:

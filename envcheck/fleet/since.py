@@ -28,6 +28,7 @@ import msgspec
 
 from envcheck.core.report import FLEET_SCHEMA, kind_of
 from envcheck.fleet.kinds import MAX_FIGURE, figure_value
+from envcheck.fleet.merge import host_key
 
 #: How ``figures`` names a ``--quick`` run's figure (:func:`figure_key`).
 QUICK = " --quick"
@@ -219,11 +220,30 @@ def _slow_devices(failing: dict[str, dict[str, dict[str, Any]]]) -> set[str]:
     return {item["device_key"] for items in failing.values() for item in items.values() if "device_key" in item}
 
 
-def _slow_hosts(failing: dict[str, dict[str, dict[str, Any]]]) -> dict[str, str]:
-    """Each slow device (as ``figures`` names it) among a run's failures, with the host it is slow on."""
-    return {
-        item["device_key"]: host for host, items in failing.items() for item in items.values() if "device_key" in item
-    }
+def _slow_hosts(failing: dict[str, dict[str, dict[str, Any]]]) -> dict[str, set[str]]:
+    """Each slow device (as ``figures`` names it) among a run's failures, with the hosts it is slow on."""
+    out: dict[str, set[str]] = {}
+    for host, items in failing.items():
+        for item in items.values():
+            if "device_key" in item:
+                out.setdefault(item["device_key"], set()).add(host)
+    return out
+
+
+def _keyed(
+    failing: dict[str, dict[str, dict[str, Any]]],
+) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, str]]:
+    """A run's failures (:func:`_failing`) by :func:`~envcheck.fleet.merge.host_key`, and each key's spelling
+    (the first): a fleet report written before hosts were matched so may name one host in two spellings."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    names: dict[str, str] = {}
+    for host, items in failing.items():
+        key = host_key(host)
+        names.setdefault(key, host)
+        merged = out.setdefault(key, {})
+        for k, item in items.items():
+            merged.setdefault(k, item)
+    return out, names
 
 
 def _kinds(doc: dict[str, Any]) -> dict[str, set[Any]]:
@@ -334,7 +354,9 @@ def changes(
 ) -> dict[str, Any]:
     """The ``since`` section of ``current``: new and resolved failures, nodes that appeared or vanished,
     and devices whose figures fell by more than ``threshold``."""
-    before, now = _failing(previous), _failing(current)
+    # hosts matched as the merge matches them (merge.host_key: NODE-5 last time is node-5 now), each said in
+    # this run's spelling where it is in this run
+    (before, before_names), (now, now_names) = _keyed(_failing(previous)), _keyed(_failing(current))
     new: dict[str, dict[str, Any]] = {}
     first: dict[str, dict[str, Any]] = {}
     resolved: dict[str, dict[str, Any]] = {}
@@ -355,10 +377,13 @@ def changes(
             if device in slow_before:
                 continue
             unmeasured = device is not None and keeps_figures and device not in measured_before
-            (first if unmeasured else new).setdefault(key, {"item": items[key], "nodes": []})["nodes"].append(host)
+            entry = (first if unmeasured else new).setdefault(key, {"item": items[key], "nodes": []})
+            entry["nodes"].append(now_names[host])
     # Resolved only where this run looked again: a node's report of the item's kind is here (a doctor
     # report that went missing resolved nothing), and a slow device has figures in this run.
-    kinds = _kinds(current)
+    kinds: dict[str, set[Any]] = {}
+    for host, found in _kinds(current).items():
+        kinds.setdefault(host_key(host), set()).update(found)
     every_kind = set().union(*kinds.values()) if kinds else set()
     now_figures = _figures(current)
     measured = now_figures.at
@@ -374,7 +399,7 @@ def changes(
                 kind = item.get("report")
                 looked = kind in kinds.get(host, ()) or (kind == "comm" and kind in every_kind)
             if looked:
-                resolved.setdefault(key, {"item": item, "nodes": []})["nodes"].append(host)
+                resolved.setdefault(key, {"item": item, "nodes": []})["nodes"].append(now_names[host])
     for entry in (*new.values(), *first.values(), *resolved.values()):
         entry["nodes"].sort()
     slower = []
@@ -420,13 +445,14 @@ def changes(
         # slow devices the previous report has no figure of: not new failures, first measures
         "first_measured": _by_key(first),
         "resolved": _by_key(resolved, in_order=True),
-        "appeared": sorted(now.keys() - before.keys()),
-        "vanished": sorted(before.keys() - now.keys()),
+        "appeared": sorted(now_names[k] for k in now.keys() - before.keys()),
+        "vanished": sorted(before_names[k] for k in before.keys() - now.keys()),
         "slower": slower,
         # a slow card that moved: neither resolved where it was nor new where it is, and still to be said
         "moved": [
-            {"device": device, "previous_hostname": was_on[device], "hostname": host}
-            for device, host in sorted(is_on.items())
-            if device in was_on and was_on[device] != host
+            {"device": d, "previous_hostname": before_names[min(was_on[d])], "hostname": now_names[min(hosts)]}
+            for d, hosts in sorted(is_on.items())
+            # slow on one node then and on another now: a card slow on two (a copied report) moved nowhere
+            if len(hosts) == 1 and len(was_on.get(d, ())) == 1 and was_on[d] != hosts
         ],
     }

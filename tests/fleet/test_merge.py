@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -236,6 +237,25 @@ def test_a_host_named_in_two_cases_or_with_a_trailing_dot_is_one_node():
         assert next(n for n in report.nodes if n.hostname == "node-5").status is Status.WARN
 
 
+def test_a_card_in_both_spellings_reports_is_one_device_its_newer_figure_deciding():
+    """node-3's older bench report (GPU 2 at half pace) names it node-3, its newer one (at pace) NODE-3: one
+    node, whose GPU 2 is one device in the fleet's median, judged by its newer figure, as when both spellings
+    agree. ``straße`` is not ``strasse`` (only ASCII letters have a case in a host name)."""
+
+    def bench(host, value, when, uuid="GPU-3-2"):
+        d = _digest(host, "bench", readings=[_reading(value, 2, uuid=uuid)], uuids={uuid}, source=f"{host}-{when}")
+        return replace(d, ref=d.ref._replace(generated_at=f"2026-01-0{when}T00:00:00+00:00"))
+
+    others = [bench(f"n{i}", 10.0, 1, uuid=f"GPU-{i}") for i in range(4)]
+    for old, new in (("node-3", "NODE-3"), ("node-3", "node-3")):
+        report = merge_digests([*others, bench(old, 5.0, 1), bench(new, 10.0, 2)])
+        (c,) = report.comparisons
+        assert len(c.figures) == 5 and not c.slow, (old, new)
+        assert [n.hostname for n in report.nodes if n.hostname.lower() == "node-3"] == ["node-3"]
+    report = merge_digests([bench("strasse", 10.0, 1, uuid="GPU-a"), bench("straße", 10.0, 1, uuid="GPU-b")])
+    assert sorted(n.hostname for n in report.nodes) == ["strasse", "straße"]
+
+
 def _merged_in_two(digests):
     """The digests merged as the command merges batches: two mergers, the second absorbed by the first."""
     from envcheck.fleet.merge import Merger
@@ -447,6 +467,29 @@ def test_since_reads_a_hand_edited_previous_report_without_failing():
     current = {"nodes": [{"hostname": "a", "failing": []}], "figures": {"devices": [], "hosts": [], "values": {}}}
     found = changes(previous, current, 0.1)
     assert [found[k] for k in ("new", "resolved", "appeared", "vanished", "slower")] == [[], [], [], [], []]
+
+
+def test_since_matches_hosts_as_the_merge_does_and_a_copied_slow_card_moved_nowhere():
+    """A previous report that named a node NODE-1 (written before hosts were matched case-insensitively)
+    compares with this run's node-1: nothing appeared, vanished or moved. A slow card whose report was copied
+    to a second node is slow on both: it did not move (the duplicate GPU says the rest); one slow on one node
+    then and on another now did."""
+    from envcheck.fleet.since import changes
+
+    def slow(device):
+        return {"device": "cuda:2", "index": 2, "uuid": device}
+
+    def doc(*nodes):
+        hosts = [{"hostname": h, "failing": [], "slow": [slow(d) for d in ds], "reports": []} for h, ds in nodes]
+        return {"nodes": hosts, "figures": {"devices": [], "hosts": [], "values": {}}}
+
+    found = changes(doc(("NODE-1", ["GPU-a"]), ("n2", [])), doc(("node-1", ["GPU-a"]), ("n2", [])), 0.1)
+    assert [found[k] for k in ("new", "resolved", "appeared", "vanished", "moved")] == [[], [], [], [], []]
+    found = changes(doc(("node-1", ["GPU-a"]), ("n2", [])), doc(("node-1", ["GPU-a"]), ("n2", ["GPU-a"])), 0.1)
+    assert found["moved"] == [] and found["appeared"] == []
+    found = changes(doc(("node-1", ["GPU-a"]), ("n2", [])), doc(("node-1", []), ("n2", ["GPU-a"])), 0.1)
+    assert found["moved"] == [{"device": "GPU-a", "previous_hostname": "node-1", "hostname": "n2"}]
+    assert found["new"] == [] and found["resolved"] == []  # the same card: neither
 
 
 @settings(max_examples=300, deadline=None)
