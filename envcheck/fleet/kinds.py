@@ -724,8 +724,11 @@ KNOWN_FIX_PER_REPORT = 8
 
 #: A number in a problem's words. Words that differ in numbers alone (a load average, a count of errors, the
 #: sizes an out of memory tried) say one thing: the fix looked up for it here, the wording the merge groups
-#: nodes by (envcheck.fleet.merge), the benchmarks the fleet's reports fold (envcheck.fleet.render).
-_NUMBER = re.compile(r"\d+")
+#: nodes by (envcheck.fleet.merge), the benchmarks the fleet's reports fold (envcheck.fleet.render). A number
+#: is read whole, with its decimals, its thousands and its sign (a minus after no letter, digit, dot or
+#: hyphen: not node-12's): "0.5 GiB free" and "12 GiB free", "-15 MHz" and "4 MHz", "1,500" and "15" say one
+#: thing each, and were several wordings of it.
+_NUMBER = re.compile(r"(?:(?<![\w.-])-)?\d+(?:[.,]\d+)*")
 
 
 def numberless(words: str) -> str:
@@ -737,7 +740,7 @@ def numberless(words: str) -> str:
 #: stands before and after it in the word (``eth`` and ``:``, ``(`` and ``GiB``). A word holding several
 #: numbers or a number read otherwise (a PCI bus id, ``0x1f0``, ``12/16``) does not match: its values are
 #: listed whole, never spanned (a span inside ``0000:17:00.0`` read as another device).
-_ONE_NUMBER = re.compile(r"(\D*?)([1-9]\d{0,2}(?:,\d{3})+(?!\d)|\d+(?:\.\d+)*)(\D*)", re.ASCII)
+_ONE_NUMBER = re.compile(r"(\D*?)([1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?(?![\d,])|\d+(?:\.\d+)*)(\D*)", re.ASCII)
 
 #: The letters of a name a number ends (``eth`` of ``eth0``, ``node-`` of ``node-12``).
 _NAME_END = re.compile(r"[A-Za-z_][A-Za-z_-]*$")
@@ -782,22 +785,27 @@ def spanned(texts: Sequence[str]) -> str:
 
 def _word_said(words: list[str]) -> str:
     """One word's distinct values (alike but for their numbers) as one text true of each."""
-    found = [_ONE_NUMBER.fullmatch(w) for w in words]
-    parts = {(m.group(1), m.group(3)) for m in found if m is not None}
-    if len(parts) != 1 or None in found:
+    split: list[tuple[str, str, str]] = []
+    for m in map(_ONE_NUMBER.fullmatch, words):
+        if m is None:
+            return _listed(sorted(words, key=_natural_order))
+        before, number, after = m.groups()
+        # a minus that stands alone before the number, or after anything but a letter, digit, dot or hyphen
+        # (``=-5``, ``(-5``), is its sign: not a name's hyphen (node-12), nor the second of two (--12)
+        if before.endswith("-") and (len(before) == 1 or not (before[-2].isalnum() or before[-2] in "_.-")):
+            before, number = before[:-1], "-" + number
+        split.append((before, number, after))
+    parts = {(before, after) for before, _, after in split}
+    if len(parts) != 1:
         return _listed(sorted(words, key=_natural_order))
     ((before, after),) = parts
-    numbers = [m.group(2) for m in found if m is not None]
-    # a minus that stands alone before the number, or after an opening or an equals sign, is its sign (not a
-    # name's hyphen, node-12, nor the second of two, --12)
-    negative = before == "-" or (before.endswith("-") and before[-2:-1] in _BEFORE_SIGN)
-    if negative:
-        before = before[:-1]
-        numbers = ["-" + n for n in numbers]
+    numbers = [number for _, number, _ in split]
+    negative = any(n.startswith("-") for n in numbers)
     # listed where few, or where a span would not say them truly (3.9 and 3.10: decimals or versions? 100,200:
     # a hundred thousand or two numbers?)
     ambiguous = _ambiguous(numbers)
-    numbers.sort(key=_version_order if ambiguous else _figure_order)
+    # (a negative number is no version: by its value)
+    numbers.sort(key=_version_order if ambiguous and not negative else _figure_order)
     # a number that ends a name (eth0, eth1) is said with its name: "eth0 or eth1", not "eth0 or 1"
     name = None if negative else _NAME_END.search(before)
     if name is not None:
@@ -826,10 +834,6 @@ def _ambiguous(values: list[str]) -> bool:
     reading: their places after the dot differ), or numbers with commas (``100,200``: a hundred thousand, or
     a list of two?)."""
     return len({len(v.partition(".")[2]) for v in values if v.count(".") == 1}) > 1 or any("," in v for v in values)
-
-
-#: What may stand before a minus that is a number's sign (``(-5``, ``x=-5``, ``:-5``), besides nothing.
-_BEFORE_SIGN = frozenset("(=:[<~")
 
 
 def _version_order(value: str) -> tuple[Decimal, ...]:

@@ -668,6 +668,17 @@ def test_words_said_as_one_read_each_word_whole() -> None:
     assert spanned(["0x1\u00b2 bad", "0x2\u00b2 bad"]) == "0x1\u00b2 or 0x2\u00b2 bad"
     long = "1" * 5000
     assert spanned([f"{long}x2", f"{long}x1"]) == f"{long}x1 or {long}x2"
+    # a number is read whole for what words say (numberless): its decimals, thousands and sign, not a name's
+    # hyphen; so "0.5 GiB" and "12 GiB", "-15 MHz" and "4 MHz", "-1,500" and "15" are one wording each
+    from envcheck.fleet.kinds import numberless
+
+    assert numberless("free 0.5 GiB") == numberless("free 12 GiB") == "free # GiB"
+    assert numberless("offset -15 MHz") == numberless("offset 4 MHz") and numberless("x=-1,500") == "x=#"
+    assert numberless("node-12") == "node-#" and numberless("--3") == "--#"
+    assert spanned([f"offset {n} MHz" for n in (-15, 4, -3, 12)]) == "offset -15 to 12 MHz"
+    assert spanned(["free 0.5 GiB", "free 12 GiB"]) == "free 0.5 or 12 GiB"
+    assert spanned([f"replay {n}/s" for n in ("0.5", "12.25", "-0.75", "3")]) == "replay -0.75, 0.5, 3 or 12.25/s"
+    assert spanned(["replay 1,024.5/s", "replay 3/s"]) == "replay 3 or 1,024.5/s"
     # words that differ beyond their numbers are not alike: the first, as it is
     assert spanned(["GPU 0: 3 errors", "GPU 0: 3  errors"]) == "GPU 0: 3 errors"
 
