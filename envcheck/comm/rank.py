@@ -67,10 +67,10 @@ READ_WAIT_S = 5.0
 BACKSTOP_S = 30.0
 #: NCCL's own timeout is longer than ours, so that the watchdog here, which names ranks, fires first.
 NCCL_EXTRA_S = 60.0
-#: Errors a rank gets *because* another rank failed: a timeout waiting for it, its connection closing.
-_VICTIM = re.compile(r"time[d ]?\s?out|timeout|connection (closed|reset|refused)|broken pipe|peer|abort", re.I)
-#: How a store's wait that ran out of time says so.
+#: How a wait that ran out of time says so.
 _TIMED_OUT = re.compile(r"time[d ]?\s?out|timeout", re.I)
+#: Errors a rank gets *because* another rank failed: a timeout waiting for it, its connection closing.
+_VICTIM = re.compile(_TIMED_OUT.pattern + r"|connection (closed|reset|refused)|broken pipe|peer|abort", re.I)
 _BARRIER = re.compile(r"Ranks? ([\d, ]+) failed to pass monitoredBarrier")
 
 

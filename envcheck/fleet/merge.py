@@ -714,16 +714,11 @@ class Merger:
             found = spellings.setdefault(host_key(host), [])
             if host not in found:
                 found.append(host)
-        alias = {
-            other: kept
-            for key, found in spellings.items()
-            if len(found) > 1
-            for kept in [
-                next((h for h in found if h == key), next((h for h in found if not h.endswith(".")), found[0]))
-            ]
-            for other in found
-            if other != kept
-        }
+        alias: dict[str, str] = {}
+        for key, found in spellings.items():
+            if len(found) > 1:
+                kept = next((h for h in found if h == key), next((h for h in found if not h.endswith(".")), found[0]))
+                alias.update((other, kept) for other in found if other != kept)
         if not alias:
             return
 

@@ -215,11 +215,6 @@ def _slow_item(hostname: str, figure: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _slow_devices(failing: dict[str, dict[str, dict[str, Any]]]) -> set[str]:
-    """The devices (as ``figures`` names them) among a run's failures (:func:`_failing`) for being slow."""
-    return {item["device_key"] for items in failing.values() for item in items.values() if "device_key" in item}
-
-
 def _slow_hosts(failing: dict[str, dict[str, dict[str, Any]]]) -> dict[str, set[str]]:
     """Each slow device (as ``figures`` names it) among a run's failures, with the hosts it is slow on."""
     out: dict[str, set[str]] = {}
@@ -295,11 +290,7 @@ class _Figures(NamedTuple):
 
     def measured(self) -> set[str]:
         """The devices with at least one figure."""
-        out: set[str] = set()
-        for column in self.columns.values():
-            n = len(column)
-            out.update(d for d, at in self.at.items() if at < n and column[at] is not None)
-        return out
+        return {device for figure in self.columns for device, _ in self.figures(figure)}
 
     def figures(self, figure: str) -> Iterator[tuple[str, Any]]:
         """Each device's figure in a column, where it has one."""
@@ -368,8 +359,8 @@ def changes(
     keeps_figures = _keeps_figures(previous)
     # A slow device is followed by its UUID, not its host: a slow card moved to another node is neither
     # resolved where it was nor new where it is (it is the same card, still slow).
-    slow_before, slow_now = _slow_devices(before), _slow_devices(now)
     was_on, is_on = _slow_hosts(before), _slow_hosts(now)
+    slow_before, slow_now = was_on.keys(), is_on.keys()
     for host, items in now.items():
         had = before.get(host, {})
         for key in items.keys() - had.keys():
