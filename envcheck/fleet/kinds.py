@@ -659,6 +659,8 @@ _Tables = dict[tuple[str, str], tuple[float, str]]
 
 class _Scanned(NamedTuple):
     failed: list[Result]
+    #: verified results whose figure is not one (0 or below, past MAX_FIGURE, not a number): said, not compared
+    unmeasured: list[Result]
     calm: _Tables
     contended: _Tables
     noisy: _Tables
@@ -673,6 +675,7 @@ def _scan_results(results: Any) -> _Scanned:
     and the host-bound marks. A fleet reads 48 results per 8-GPU report, half a million for 10 000 nodes:
     exact types are tested inline, and the three readings that took a pass each take one together."""
     failed: list[dict[str, Any]] = []
+    unmeasured: list[Result] = []
     # A figure taken while other work held the CPUs, or whose samples spread too widely (the bench's
     # ``noisy``), judges nothing: it is listed, never compared (a device measured both ways keeps its calm
     # figure). One table per mark.
@@ -700,8 +703,10 @@ def _scan_results(results: Any) -> _Scanned:
         value = r.value
         if type(value) is float:
             if not 0.0 < value <= MAX_FIGURE:  # NaN too
+                unmeasured.append(r)
                 continue
         elif (value := figure_value(value)) is None:
+            unmeasured.append(r)
             continue
         unit, name = r.unit, r.device
         if type(bench_id) is not str or type(unit) is not str or type(name) is not str:
@@ -711,7 +716,7 @@ def _scan_results(results: Any) -> _Scanned:
         best = table.get(key)
         if best is None or value > best[0]:
             table[key] = (value, unit)
-    return _Scanned(failed, calm, contended, noisy, host_bound, device_bound)
+    return _Scanned(failed, unmeasured, calm, contended, noisy, host_bound, device_bound)
 
 
 #: The most of a failed benchmark's words searched for an error envcheck knows: the first line, as far as
@@ -887,6 +892,23 @@ def _known_fix(text: str) -> dict[str, str | None] | None:
     return None
 
 
+#: What a verified figure that is not one says (0 or below, past :data:`MAX_FIGURE`, not a number): the
+#: device has no figure in the fleet's comparison, which must not go unsaid.
+UNMEASURED = "its verified figure measured nothing and is not compared"
+
+UNMEASURED_FIX = {
+    "text": "Run envcheck bench on this node again: a throughput of 0 or below (or none) is not a measurement, so "
+    "this device has no figure to compare with its siblings' (a timer that did not advance, a report edited by hand)",
+    "command": "envcheck bench --json",
+}
+
+
+def _value_words(value: Any, unit: Any) -> str:
+    """A figure that is not one, as it was written (a hand-edited report's may be anything: a few characters)."""
+    said = "none" if value is None else repr(value) if not isinstance(value, str) else f"“{value[:40]}”"
+    return f"{said} {unit[:40]}" if type(unit) is str and unit else said
+
+
 @register
 class Bench(Adapter):
     id = BENCH_SCHEMA
@@ -938,6 +960,10 @@ class Bench(Adapter):
             else:
                 fix = None
             out.append((None, Problem(source, kind, str(r.id or "?"), status, summary, fix)))
+        for r in scanned.unmeasured:
+            # as FAILED_BENCHMARK reads it, so that a device's figures that measured nothing fold as one
+            summary = f"{r.case or r.id} on {r.device or '?'}: {UNMEASURED}, {_value_words(r.value, r.unit)}"
+            out.append((None, Problem(source, kind, str(r.id or "?"), Status.WARN, summary, dict(UNMEASURED_FIX))))
         return out + _spec_verdicts(source, kind, _dict(doc.get("spec")).get("verdicts"))
 
     @staticmethod

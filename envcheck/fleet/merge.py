@@ -101,6 +101,15 @@ class Drift:
 
     field: str
     values: tuple[tuple[Any, tuple[str, ...]], ...]
+    #: Where the values differ only between GPU models (each model's nodes agree: an A100 pool on another
+    #: torch build than the H100s), each value's models, as :attr:`values` are ordered; None where the
+    #: field drifts among nodes of one model (or nodes of no known single model state it).
+    models: tuple[tuple[str, ...], ...] | None = None
+
+    @property
+    def by_model(self) -> bool:
+        """Whether this is a fleet of pools built apart rather than drift: listed, not warned of."""
+        return self.models is not None
 
     @property
     def title(self) -> str:
@@ -341,6 +350,16 @@ class FleetReport:
         return [f for c in self.comparisons for f in c.slow]
 
     @property
+    def drifting(self) -> list[Drift]:
+        """The fields that drift among nodes of one GPU model: what the verdict warns of."""
+        return [d for d in self.drift if not d.by_model]
+
+    @property
+    def by_model(self) -> list[Drift]:
+        """The fields whose values differ only between GPU models: listed apart, not warned of."""
+        return [d for d in self.drift if d.by_model]
+
+    @property
     def slow_gpus(self) -> list[Figure]:
         return [f for f in self.slow if f.device_kind == "gpu"]
 
@@ -356,7 +375,7 @@ class FleetReport:
         """Each node's status (a node with a slow device fails), and a warning for drift, duplicates or a
         skipped source: called out, but not a failure by themselves (a rolling driver upgrade drifts on
         purpose)."""
-        warned = self.drift or self.duplicate_hosts or self.duplicate_gpus or self.skipped
+        warned = self.drifting or self.duplicate_hosts or self.duplicate_gpus or self.skipped
         return [n.status for n in self.nodes] + ([Status.WARN] if warned else [])
 
     @property
@@ -685,7 +704,7 @@ class Merger:
         nodes = _nodes(self.refs, self.problems, compared, fleet_problems, gpus)
         return FleetReport(
             nodes=tuple(nodes),
-            drift=tuple(drift(by_field)),
+            drift=tuple(drift(by_field, _single_models(self.fields))),
             uniform=tuple(uniform(by_field)),
             comparisons=tuple(compared),
             duplicate_hosts=tuple(
@@ -1142,17 +1161,59 @@ def _field_order(name: str) -> tuple[int, str]:
     return (order.index(name), "") if name in FIELDS else (len(order), name)
 
 
-def drift(by_field: dict[str, dict[Any, list[str]]]) -> list[Drift]:
+def _single_models(fields: dict[str, dict[str, tuple[tuple[int, float], Any]]]) -> dict[str, str]:
+    """Each node's GPU model where it has one (a node of mixed GPUs, "2× A + 6× B", has none: it is itself
+    worth seeing as drift, and is never a pool of its own)."""
+    out = {}
+    for host, own in fields.items():
+        model = own.get("gpu.model", (0, None))[1]
+        if isinstance(model, str) and " + " not in model:
+            out[host] = model
+    return out
+
+
+def drift(by_field: dict[str, dict[Any, list[str]]], models: dict[str, str] | None = None) -> list[Drift]:
     """Each field with more than one value (field -> {value: hosts}), its values ordered by how many
     nodes have them. A field no report of a node states is absent for that node, not None: "not known"
-    must not read as drift, while "no driver" (None from a doctor) does."""
+    must not read as drift, while "no driver" (None from a doctor) does.
+
+    With ``models`` (host -> its one GPU model): a field whose nodes of each model agree, and that nodes of
+    at least two models state, differs by model (:attr:`Drift.models`): a fleet of an H100 pool and an A100
+    pool built apart, each on its own image, is not drifting, and read as drift its verdict warned for as
+    long as both pools stood. A field stated by a node of no known single model is judged across the fleet."""
+    models = models or {}
     out = []
     for name, values in sorted(by_field.items(), key=lambda kv: _field_order(kv[0])):
         if len(values) < 2:
             continue
         ranked = sorted(values.items(), key=lambda kv: (-len(kv[1]), str(kv[0])))
-        out.append(Drift(name, tuple((value, tuple(sorted(hosts))) for value, hosts in ranked)))
+        out.append(
+            Drift(
+                name,
+                tuple((value, tuple(sorted(hosts))) for value, hosts in ranked),
+                _models_apart([hosts for _, hosts in ranked], models),
+            )
+        )
     return out
+
+
+def _models_apart(hosts: list[list[str]], models: dict[str, str]) -> tuple[tuple[str, ...], ...] | None:
+    """Each value's GPU models (``hosts``: each value's), where no model has two values and there are two
+    models or more; else None (drift)."""
+    if not models:
+        return None
+    seen: dict[str, int] = {}  # model -> the value (its place) its nodes have
+    for at, found in enumerate(hosts):
+        for host in found:
+            model = models.get(host)
+            if model is None or seen.setdefault(model, at) != at:
+                return None
+    if len(seen) < 2:
+        return None
+    out: list[list[str]] = [[] for _ in hosts]
+    for model, at in sorted(seen.items()):
+        out[at].append(model)
+    return tuple(map(tuple, out))
 
 
 def uniform(by_field: dict[str, dict[Any, list[str]]]) -> list[tuple[str, Any, int]]:

@@ -53,6 +53,30 @@ def hosts_shown(values: list[dict[str, Any]]) -> list[bool]:
     return [not (majority and i == 0) for i in range(len(values))]
 
 
+#: What the fields listed by GPU model are, said where they are listed.
+BY_MODEL_WHY = "values that differ only between GPU models, each model's nodes agreeing: pools built apart, not drift"
+
+
+def models_of(value: Any, models: list[str], said: str = "{}") -> str:
+    """A value's GPU models, in ``said``; nothing where the value is its one model (the GPU model's own line)."""
+    return "" if models == [value] else said.format(", ".join(models))
+
+
+def by_model_fields(doc: dict[str, Any]) -> list[tuple[str, list[tuple[Any, int, list[str]]]]]:
+    """The fields whose values differ only between GPU models: (title, [(value, nodes, its models)]), read
+    from a document that may hold anything (a value without a count or models is left out)."""
+    out = []
+    for d in html.items(doc.get("by_model")):
+        values = [
+            (v.get("value"), v["count"], [str(m) for m in html.lst(v.get("models"))])
+            for v in html.items(d.get("values"))
+            if _count(v.get("count"))
+        ]
+        if values:
+            out.append((str(d.get("title") or d.get("field") or "?"), values))
+    return out
+
+
 def value_text(value: Any) -> str:
     """A field's value as a person reads it; "none" where the node has none (no driver, no GPU)."""
     return "none" if value is None else str(value)
@@ -636,6 +660,12 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
                 hosts = f" ({names(v['hosts'])})" if shown[i] else ""
                 parts.append(f"{value_text(v['value'])} on {v['count']}{hosts}")
             say(f"  [yellow]{escape(d['title'])}[/]: {escape('; '.join(parts))}")
+    by_model = by_model_fields(doc)
+    if by_model:
+        say(f"\n[bold]By GPU model[/] ({BY_MODEL_WHY})")
+        for title, values in by_model:
+            said = "; ".join(f"{value_text(v)} on {n}{models_of(v, models, ' ({})')}" for v, n, models in values)
+            say(f"  {escape(title)}: {escape(said)}")
     for kind, title in (("gpu", "Slow GPUs"), ("cpu", "Slow CPUs")):
         lines += slow_lines(title, slow_of(doc, kind), doc.get("threshold", 0))
     duplicates = doc.get("duplicates") or {}
@@ -894,6 +924,14 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
                 title = "" if i else f"**{cell(d['title'])}**"
                 hosts = cell(names(v["hosts"])) if shown[i] else "(the majority)"
                 lines.append(f"| {title} | {code(value_text(v['value']))} | {v['count']} | {hosts} |")
+    by_model = by_model_fields(doc)
+    if by_model:
+        lines += ["", "### By GPU model", "", f"{BY_MODEL_WHY[0].upper()}{BY_MODEL_WHY[1:]}.", ""]
+        lines += ["| field | value | nodes | GPU models |", "|---|---|---|---|"]
+        for title, values in by_model:
+            for i, (value, n, models) in enumerate(values):
+                head = "" if i else f"**{cell(title)}**"
+                lines.append(f"| {head} | {code(value_text(value))} | {n} | {cell(models_of(value, models))} |")
     for key, title in (("slow_gpus", "Slow GPUs"), ("slow_cpus", "Slow CPUs")):
         slow = doc.get(key) or []
         if not slow:
@@ -1105,6 +1143,28 @@ def fleet_drift(doc: dict[str, Any]) -> str:
             "Drift",
             '<p class="muted">Fields that should be the same on every node.</p>',
             html.table(["field", "value", "nodes", "hosts"], rows, (2,)),
+        )
+        if rows
+        else ""
+    )
+
+
+def fleet_by_model(doc: dict[str, Any]) -> str:
+    rows = [
+        [
+            f"<b>{html.e(title)}</b>" if i == 0 else "",
+            html.code(value_text(value)),
+            html.e(n),
+            html.e(models_of(value, models)),
+        ]
+        for title, values in by_model_fields(doc)
+        for i, (value, n, models) in enumerate(values)
+    ]
+    return (
+        html.section(
+            "By GPU model",
+            f'<p class="muted">{html.e(BY_MODEL_WHY[0].upper() + BY_MODEL_WHY[1:])}.</p>',
+            html.table(["field", "value", "nodes", "GPU models"], rows, (2,)),
         )
         if rows
         else ""
@@ -1323,6 +1383,7 @@ FLEET_SECTIONS = (
     fleet_set_apart,
     fleet_counts,
     fleet_drift,
+    fleet_by_model,
     fleet_duplicates,
     fleet_skipped,
     fleet_nodes,

@@ -5,8 +5,10 @@ with the envelope every envcheck report carries (its ``host`` is the machine tha
 
 * ``nodes``: every node, the failing first, with its status, the reports it rests on and the failing
   items (``failing``) and warnings (``warnings``) of those reports, each with its fix, and its slow devices;
-* ``drift``: each field with more than one value across the fleet, each value with its hosts, the
-  majority first; ``uniform``: the fields the whole fleet agrees on;
+* ``drift``: each field with more than one value among nodes of one GPU model, each value with its hosts,
+  the majority first; ``by_model``: each field whose values differ only between GPU models (pools built
+  apart: each value with its hosts and its models), not warned of; ``uniform``: the fields the whole fleet
+  agrees on;
 * ``slow_gpus`` and ``slow_cpus``: each device more than ``threshold`` below its model's fleet median;
 * ``comparisons``: every (benchmark, model) group with its median and every device's figure, slow or
   not — what a chart of the fleet draws;
@@ -38,6 +40,7 @@ from envcheck.fleet.kinds import Problem
 from envcheck.fleet.merge import (
     Comparison,
     Device,
+    Drift,
     Figure,
     FleetReport,
     Node,
@@ -79,14 +82,9 @@ def fleet_document(
             "threshold": report.threshold,
             "summary": summary(report),
             "nodes": _nodes(report.nodes, clean),
-            "drift": [
-                {
-                    "field": d.field,
-                    "title": d.title,
-                    "values": [{"value": v, "count": len(hosts), "hosts": list(hosts)} for v, hosts in d.values],
-                }
-                for d in report.drift
-            ],
+            "drift": [_drift(d) for d in report.drifting],
+            # fields whose values differ only between GPU models (pools built apart): listed, not warned of
+            "by_model": [_drift(d) for d in report.by_model],
             "uniform": [
                 {"field": name, "title": field_title(name), "value": value, "nodes": count}
                 for name, value, count in report.uniform
@@ -338,6 +336,15 @@ def _comparison(c: Comparison, values: list[float], threshold: float, clean: rem
     }
 
 
+def _drift(d: Drift) -> dict[str, Any]:
+    """A field's values, each with its nodes (and, where they differ by GPU model, its models)."""
+    values = [{"value": v, "count": len(hosts), "hosts": list(hosts)} for v, hosts in d.values]
+    if d.models is not None:
+        for value, models in zip(values, d.models, strict=True):
+            value["models"] = list(models)
+    return {"field": d.field, "title": d.title, "values": values}
+
+
 def _plural(n: int, word: str, plural: str | None = None) -> str:
     return f"{n} {word if n == 1 else plural or word + 's'}"
 
@@ -356,7 +363,8 @@ def summary(report: FleetReport, slower: int = 0) -> dict[str, Any]:
         "ok": len(report.nodes) - failing - warned,
         "reports_read": report.reports_read,
         "skipped": len(report.skipped),
-        "drift_fields": len(report.drift),
+        "drift_fields": len(report.drifting),
+        "by_model_fields": len(report.by_model),
         # devices, not figures: one GPU slow in nine benchmarks is one slow GPU
         "slow_gpus": sum(d.device_kind == "gpu" for d in report.slow_devices),
         "slow_cpus": sum(d.device_kind != "gpu" for d in report.slow_devices),
@@ -375,8 +383,8 @@ def summary(report: FleetReport, slower: int = 0) -> dict[str, Any]:
         devices, figures = counts[f"slow_{kind}s"], counts[f"slow_{kind}_figures"]
         if devices:
             parts.append(_plural(devices, f"slow {word}") + (f" in {figures} figures" if figures != devices else ""))
-    if report.drift:
-        parts.append(f"{_plural(len(report.drift), 'field')} drifting")
+    if report.drifting:
+        parts.append(f"{_plural(len(report.drifting), 'field')} drifting")
     # a report copied to another node shows its eight cards twice: one duplicate, not eight
     duplicates = hosts_twice + len({d.hosts for d in report.duplicate_gpus})
     if duplicates:

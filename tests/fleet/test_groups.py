@@ -1557,3 +1557,91 @@ def test_a_text_of_many_lines_is_its_first_line_and_a_count_in_the_text_report()
     )
     assert one_line("one line") == "one line" and one_line("one line\n") == "one line"
     assert one_line("a\nb") == "a (and 1 more line: in the JSON report)"
+
+
+A100 = "NVIDIA A100-SXM4-80GB"
+
+
+def test_pools_of_two_gpu_models_on_their_own_stacks_are_listed_by_model_not_drift(
+    real: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """An H100 pool and an A100 pool built apart, each on its own driver: every node of a model agrees, so
+    the fleet is ready (no field drifting, no warning) and the fields that differ are listed by model, with
+    each value's models, in each format. A driver that differs inside one pool is drift again, the field's
+    every value listed, and the node off its pool's stack warns."""
+    docs = {f"n{i}": passing(real, f"n{i}") for i in range(10)}
+    h100, usual = docs["n0"]["gpus"][0]["name"], docs["n0"]["driver"]["version"]
+    for i in range(6, 10):
+        docs[f"n{i}"]["driver"].update(version="535.54.03")
+        for g in docs[f"n{i}"]["gpus"]:
+            g["name"] = A100
+    paths = write(tmp_path / "pools", docs)
+    proc, doc = fleet(*paths)
+    assert doc is not None, proc.stderr
+    assert doc["drift"] == [] and doc["status"] == "ok" and doc["summary"]["drift_fields"] == 0
+    assert doc["summary"]["by_model_fields"] == 2
+    by_model = {d["field"]: d["values"] for d in doc["by_model"]}
+    assert [(v["value"], v["count"], v["models"]) for v in by_model["driver.version"]] == [
+        (usual, 6, [h100]),
+        ("535.54.03", 4, [A100]),
+    ]
+    assert [(v["value"], v["models"]) for v in by_model["gpu.model"]] == [(h100, [h100]), (A100, [A100])]
+    assert by_model["driver.version"][1]["hosts"] == ["n6", "n7", "n8", "n9"]
+    text = envcheck("fleet", *paths).stdout
+    assert text.splitlines()[1].endswith("Ready: all 10 nodes pass") and "Drift" not in text
+    assert f"  NVIDIA driver: {usual} on 6 ({h100}); 535.54.03 on 4 ({A100})\n" in text
+    assert f"  GPU model: {h100} on 6; {A100} on 4\n" in text
+    md = envcheck("fleet", "--format", "markdown", *paths).stdout
+    assert "### By GPU model" in md and f"| **NVIDIA driver** | `{usual}` | 6 | {h100} |" in md
+    assert "Drift" not in md
+    page = envcheck("fleet", "--format", "html", *paths).stdout
+    assert "By GPU model</h2>" in page and f'"GPU models">{A100}</td>' in page and "Drift</h2>" not in page
+    # one H100 node on the A100s' driver: drift among the H100s, every value of the field listed
+    docs["n1"]["driver"]["version"] = "535.54.03"
+    proc, doc = fleet(*write(tmp_path / "drifted", docs))
+    assert doc is not None, proc.stderr
+    (drifted,) = [d for d in doc["drift"] if d["field"] == "driver.version"]
+    assert sorted((v["value"], v["count"]) for v in drifted["values"]) == sorted([(usual, 5), ("535.54.03", 5)])
+    assert "models" not in drifted["values"][0] and doc["status"] == "warn"
+    assert [d["field"] for d in doc["by_model"]] == ["gpu.model"]
+    assert node_of(doc, "n1")["status"] == "warn"
+
+
+def test_a_node_whose_gpu_model_is_not_known_keeps_a_field_drifting(
+    real: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Where a node of no single GPU model (no GPU found, or mixed GPUs) states a field, no pool can be said
+    to agree on it: the field drifts, as it did before pools were told apart."""
+    docs = {f"n{i}": passing(real, f"n{i}") for i in range(4)}
+    for g in docs["n3"]["gpus"]:
+        g["name"] = A100
+    docs["n3"]["driver"]["version"] = "535.54.03"
+    docs["n2"]["gpus"][0]["name"] = A100  # mixed: "1× A100 + 3× H100"
+    proc, doc = fleet(*write(tmp_path / "mixed", docs))
+    assert doc is not None, proc.stderr
+    assert {d["field"] for d in doc["drift"]} == {"driver.version", "gpu.model"} and doc["by_model"] == []
+    assert doc["status"] == "warn"
+
+
+def test_a_verified_figure_that_measured_nothing_is_said_not_dropped(
+    real: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """A verified figure of 0 (or below, or none) has no place in the comparison: the device is not compared
+    in that benchmark, and the node warns saying which figure and why, with the fix (it was left out without
+    a word, a device read as compared that was not)."""
+    docs = _benched(real, 4)
+    bench_id = docs["n2/bench"]["results"][0]["id"]
+    for r in docs["n2/bench"]["results"]:
+        if r["device"] == "cuda:1" and r["id"] == bench_id:
+            r["value"] = 0.0
+    proc, doc = fleet(*write(tmp_path / "zero", docs))
+    assert doc is not None, proc.stderr
+    (warned,) = node_of(doc, "n2")["warnings"]
+    unit = docs["n2/bench"]["results"][0]["unit"]
+    assert warned["id"] == bench_id and warned["summary"].endswith(
+        f"on cuda:1: its verified figure measured nothing and is not compared, 0.0 {unit}"
+    )
+    assert warned["fix"]["command"] == "envcheck bench --json"
+    assert node_of(doc, "n2")["status"] == "warn" and node_of(doc, "n1")["status"] == "ok"
+    (compared,) = [c for c in doc["comparisons"] if c["id"] == bench_id]
+    assert compared["devices"] == 4 * 4 - 1
