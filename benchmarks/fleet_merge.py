@@ -135,7 +135,7 @@ def merge_in_process(directory: Path, workers: int | None) -> dict[str, float]:
         "document_json_s": rendered - merged,
         "reports": report.reports_read,
         "slow_gpus": len(report.slow_gpus),
-        "drift_fields": len(report.drift),
+        "drift_fields": len(report.drifting),
         "json_mb": len(text) / 1e6,
     }
 

@@ -816,6 +816,13 @@ def render_markdown(doc: dict[str, Any], console: Console, options: RenderOption
     write_lines(console, fleet_markdown(doc))
 
 
+def text_cell(text: Any) -> str:
+    """Text from machines (host names, files, a check's words) for a Markdown cell or line: as :func:`cell`,
+    with each backtick literal too (only a fix's words keep theirs, as code spans): two host names holding
+    one each made a code span of what stood between them."""
+    return cell(text).replace("`", "\\`")
+
+
 def fix_cell(fix: dict[str, Any] | None) -> str:
     fix = fix or {}
     return cell(fix.get("text")) + (f"<br>{code(fix['command'])}" if fix.get("command") else "")
@@ -827,17 +834,17 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
     summary = doc.get("summary") or {}
     nodes = summary.get("nodes", 0)
     lines = [
-        f"## envcheck fleet: {cell(summary.get('text', ''))}",
+        f"## envcheck fleet: {text_cell(summary.get('text', ''))}",
         "",
         f"{doc.get('generated_at', '')} · envcheck {doc.get('envcheck_version', '')} · "
         f"slow means more than {doc.get('threshold', 0):.0%} below the fleet median of the same model",
         "",
-        f"**{cell(verdict(doc))}**",
+        f"**{text_cell(verdict(doc))}**",
     ]
     groups = with_devices(doc)
     since = doc.get("since")
     if isinstance(since, dict):
-        lines += ["", cell(since_line(since, doc))]
+        lines += ["", text_cell(since_line(since, doc))]
     if groups:
         lines += ["", "### Fix first", "", "| status | problem | where | fix |", "|---|---|---|---|"]
         for g in folded(groups, doc.get("nodes")):
@@ -845,16 +852,16 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
             fix = fix_cell(g.get("fix"))
             if len(fixes) > 1:  # each fix with the nodes it is for, the first too
                 fix = "<br>".join(
-                    f"on {cell(names(f['nodes']))}: {fix_cell(f.get('fix')) or '(no fix given)'}" for f in fixes
+                    f"on {text_cell(names(f['nodes']))}: {fix_cell(f.get('fix')) or '(no fix given)'}" for f in fixes
                 )
             if g.get("more_fixes"):
                 fix += f"<br>and {plural(g['more_fixes'], 'other fix')}: {MORE_FIXES}"
-            words = "".join(f"<br>{cell(f'{where}: {w}' if where else w)}" for where, w in wordings(g))
+            words = "".join(f"<br>{text_cell(f'{where}: {w}' if where else w)}" for where, w in wordings(g))
             what = f"{code(group_title(g))}{words}"
-            lines.append(f"| {icon(g.get('status'))} | {what} | {cell(on_nodes(g, nodes))} | {fix} |")
+            lines.append(f"| {icon(g.get('status'))} | {what} | {text_cell(on_nodes(g, nodes))} | {fix} |")
     if changed(since):
         lines += ["", "### Since the previous report", ""]
-        lines += [f"- {cell(line)}" for line in since_lines(since, doc.get("threshold", 0), doc)]
+        lines += [f"- {text_cell(line)}" for line in since_lines(since, doc.get("threshold", 0), doc)]
     lines += [
         "",
         "### Nodes",
@@ -887,9 +894,9 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
     for node, hosts in alike.values():
         failing, warnings = node.get("failing") or [], node.get("warnings") or []
         reports = ", ".join(f"{r['kind']} {r['status']}" for r in node.get("reports") or [])
-        who = code(hosts[0]) if len(hosts) == 1 else f"{plural(len(hosts), 'node')}: {cell(names(hosts))}"
+        who = code(hosts[0]) if len(hosts) == 1 else f"{plural(len(hosts), 'node')}: {text_cell(names(hosts))}"
         lines.append(
-            f"| {who} | {icon(node['status'])} | {cell(reports)} "
+            f"| {who} | {icon(node['status'])} | {text_cell(reports)} "
             f"| {len(failing)} | {len(warnings)} | {len(slow_by_device(node))} |"
         )
         problems += [(who, item) for item in [*failing, *warnings]]
@@ -898,9 +905,9 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
     lines.append("")
     for status, hosts in shared.items():
         what = f"{plural(len(hosts), 'node')} with only the {'warnings' if status == 'warn' else 'problems'}"
-        lines.append(f"- {icon(status)} {what} {shared_by(groups, everywhere)} (above): {cell(names(hosts))}")
+        lines.append(f"- {icon(status)} {what} {shared_by(groups, everywhere)} (above): {text_cell(names(hosts))}")
     if healthy:
-        lines.append(f"- {icon('ok')} {plural(len(healthy), 'node')} ok: {cell(names(healthy))}")
+        lines.append(f"- {icon('ok')} {plural(len(healthy), 'node')} ok: {text_cell(names(healthy))}")
     if problems:
         lines += [
             "",
@@ -912,8 +919,8 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
         # each in its node's words; the fix is its problem's, in "Fix first" (said once, not per node)
         for who, item in problems:
             lines.append(
-                f"| {who} | {cell(item['report'])} | {code(item['id'])} "
-                f"| {icon(item['status'])} | {cell(item['summary'])} |"
+                f"| {who} | {text_cell(item['report'])} | {code(item['id'])} "
+                f"| {icon(item['status'])} | {text_cell(item['summary'])} |"
             )
     drift = doc.get("drift") or []
     if drift:
@@ -921,8 +928,8 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
         for d in drift:
             shown = hosts_shown(d["values"])
             for i, v in enumerate(d["values"]):
-                title = "" if i else f"**{cell(d['title'])}**"
-                hosts = cell(names(v["hosts"])) if shown[i] else "(the majority)"
+                title = "" if i else f"**{text_cell(d['title'])}**"
+                hosts = text_cell(names(v["hosts"])) if shown[i] else "(the majority)"
                 lines.append(f"| {title} | {code(value_text(v['value']))} | {v['count']} | {hosts} |")
     by_model = by_model_fields(doc)
     if by_model:
@@ -930,8 +937,8 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
         lines += ["| field | value | nodes | GPU models |", "|---|---|---|---|"]
         for title, values in by_model:
             for i, (value, n, models) in enumerate(values):
-                head = "" if i else f"**{cell(title)}**"
-                lines.append(f"| {head} | {code(value_text(value))} | {n} | {cell(models_of(value, models))} |")
+                head = "" if i else f"**{text_cell(title)}**"
+                lines.append(f"| {head} | {code(value_text(value))} | {n} | {text_cell(models_of(value, models))} |")
     for key, title in (("slow_gpus", "Slow GPUs"), ("slow_cpus", "Slow CPUs")):
         slow = doc.get(key) or []
         if not slow:
@@ -945,32 +952,36 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
         ]
         for f in slow:
             lines.append(
-                f"| {code(f['hostname'])} | {cell(f.get('index'))} | {cell(f.get('uuid'))} "
-                f"| {cell(f.get('pci_bus_id'))} | {code(f['id'])}{' (--quick)' if f.get('quick') else ''} "
-                f"| {cell(f['model'])} | {figure(f['value'])} {cell(f['unit'])} "
-                f"| {figure(f['fleet_median'])} {cell(f['unit'])} | {f['shortfall']:.0%} |"
+                f"| {code(f['hostname'])} | {text_cell(f.get('index'))} | {text_cell(f.get('uuid'))} "
+                f"| {text_cell(f.get('pci_bus_id'))} | {code(f['id'])}{' (--quick)' if f.get('quick') else ''} "
+                f"| {text_cell(f['model'])} | {figure(f['value'])} {text_cell(f['unit'])} "
+                f"| {figure(f['fleet_median'])} {text_cell(f['unit'])} | {f['shortfall']:.0%} |"
             )
     duplicates = doc.get("duplicates") or {}
     if duplicates.get("gpus") or duplicates.get("hosts"):
         lines += ["", "### Duplicates", "", "| what | seen on | sources |", "|---|---|---|"]
         for g in duplicate_gpus(doc):
-            lines.append(f"| {cell(g.what)} | {cell(names(g.hosts))} | {cell(names(g.sources))}<br>{g.why} |")
+            hosts, sources = text_cell(names(g.hosts)), text_cell(names(g.sources))
+            lines.append(f"| {text_cell(g.what)} | {hosts} | {sources}<br>{g.why} |")
         for h in duplicate_hosts(doc):
-            lines.append(f"| host {code(h.hostname)} | {cell(h.seen)} | {cell(names(h.sources))}<br>{cell(h.why)} |")
+            sources = text_cell(names(h.sources))
+            lines.append(f"| host {code(h.hostname)} | {text_cell(h.seen)} | {sources}<br>{text_cell(h.why)} |")
     for why, title in SET_APART:
         apart = set_apart(doc, why)
         if apart:
             devices = apart_by_device(apart)
-            lines += ["", f"### {cell(apart_heading(title, apart, len(devices)))}", ""]
+            lines += ["", f"### {text_cell(apart_heading(title, apart, len(devices)))}", ""]
             lines += ["| host | device | figures |", "|---|---|---|"]
             shown = devices[:APART_SHOWN]
-            lines += [f"| {code(host)} | {cell(device)} | {cell(', '.join(ids))} |" for host, device, ids in shown]
+            lines += [
+                f"| {code(host)} | {text_cell(device)} | {text_cell(', '.join(ids))} |" for host, device, ids in shown
+            ]
             if len(devices) > APART_SHOWN:
                 lines += ["", more_devices(len(devices))]
     skipped = doc.get("skipped") or []
     if skipped:
         lines += ["", "### Skipped", "", "| source | reason |", "|---|---|"]
-        lines += [f"| {cell(s['source'])} | {cell(s['reason'])} |" for s in skipped]
+        lines += [f"| {text_cell(s['source'])} | {text_cell(s['reason'])} |" for s in skipped]
     return lines
 
 

@@ -93,3 +93,18 @@ def test_html_shows_every_control_character_and_runs_nothing(hostile: Path, tmp_
     assert "<script>alert" not in html and "<img src=x" not in html and "<iframe" not in html
     assert "n1\\x1b[2J\\x1b[H\\x1b]52;c;cm0gLXJmIH4=\\x07&lt;script&gt;" in html
     assert "\\u202egnp.exe" in html
+
+
+def test_host_names_holding_backticks_stay_names_in_markdown(hostile: Path, tmp_path: Path) -> None:
+    """Two nodes named with a backtick each, failing alike (a report copied: their GPUs shared) are named
+    with their backticks literal, in the line naming them and in the words that name them, never a code
+    span that swallows what stands between two names."""
+    doc = json.loads(next(p for p in hostile.iterdir() if p.name == "good.json").read_text())
+    for name in ("a`1", "b`2"):
+        doc["host"]["hostname"] = name
+        (tmp_path / f"{name.replace('`', '_')}.json").write_text(json.dumps(doc))
+    proc = envcheck("fleet", str(tmp_path), "--format", "markdown")
+    assert proc.returncode == 1, proc.stderr
+    page = MarkdownIt("commonmark").enable("table").render(proc.stdout)
+    assert "(above): a`1, b`2" in page and "reports of a`1 and b`2 alike" in page
+    assert "<code>1" not in page
