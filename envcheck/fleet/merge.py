@@ -698,13 +698,18 @@ class Merger:
         gpus = _gpus_by_source(self.uuid_seen, twice)
         shared = _duplicate_gpus(self.uuid_seen)
         fleet_problems = _fewer_gpus(self.fields, self.refs)
-        for more in (_missing_reports(self.refs), _shared_gpus(shared, self.refs), _off_stack(self.fields, self.refs)):
+        models = _single_models(self.fields)
+        for more in (
+            _missing_reports(self.refs, models),
+            _shared_gpus(shared, self.refs),
+            _off_stack(self.fields, self.refs),
+        ):
             for host, found in more.items():
                 fleet_problems.setdefault(host, []).extend(found)
         nodes = _nodes(self.refs, self.problems, compared, fleet_problems, gpus)
         return FleetReport(
             nodes=tuple(nodes),
-            drift=tuple(drift(by_field, _single_models(self.fields))),
+            drift=tuple(drift(by_field, models)),
             uniform=tuple(uniform(by_field)),
             comparisons=tuple(compared),
             duplicate_hosts=tuple(
@@ -1085,31 +1090,52 @@ def _off_stack(
     return out
 
 
-def _missing_reports(refs: dict[str, list[ReportRef]]) -> dict[str, list[Problem]]:
+def _missing_reports(
+    refs: dict[str, list[ReportRef]], models: dict[str, str] | None = None
+) -> dict[str, list[Problem]]:
     """A warning for each node without a report of a kind that most of the fleet's nodes have (a strict
     majority): a node whose bench is missing (a job that died, a file skipped as truncated) has no figure
     in the comparisons, and without this it read "ok" on its doctor alone, a verdict on what was never
     measured. A kind only some nodes run (a comm job's one report, a bench of a sample of the fleet)
-    warns of nothing."""
-    nodes = len(refs)
+    warns of nothing.
+
+    With ``models`` (host -> its one GPU model) naming two models or more, a node of a known model is held
+    to its own model's nodes: a fleet that benches its H100 pool and not its A100s is two pools run apart,
+    and a fleet-wide majority warned every A100 node of a bench it was never meant to have."""
+    models = models or {}
+    pools: dict[str, set[str]] = {}
+    for host in refs:
+        if host in models:
+            pools.setdefault(models[host], set()).add(host)
+    if len(pools) < 2:
+        pools, models = {}, {}
     having: dict[str, set[str]] = {}
     for host, own in refs.items():
         for r in own:
             having.setdefault(r.kind, set()).add(host)
     out: dict[str, list[Problem]] = {}
     for kind, hosts in sorted(having.items()):
-        if len(hosts) * 2 <= nodes or len(hosts) == nodes:
-            continue
-        summary = f"no {kind} report, where {len(hosts)} of the {nodes} nodes have one"
         fix = {
             "text": f"Run envcheck {kind} on this node and merge again; if it ran, find why its report is missing "
             "(its job's log, or the sources this report lists as skipped).",
             "command": f"envcheck {kind} --json",
         }
-        for host in refs.keys() - hosts:
-            out.setdefault(host, []).append(
-                Problem(_source(refs, host), "fleet", "report.missing", Status.WARN, summary, dict(fix))
-            )
+        said: dict[str | None, str | None] = {}  # per pool (None: the fleet), its words, or None: no warning
+        for host in sorted(refs.keys() - hosts):
+            model = models.get(host)
+            if model not in said:
+                among = pools[model] if model is not None else refs.keys()
+                have = len(among & hosts)
+                of = f" of {model}" if model is not None else ""
+                said[model] = (
+                    f"no {kind} report, where {have} of the {len(among)} nodes{of} have one"
+                    if have * 2 > len(among)
+                    else None
+                )
+            if said[model] is not None:
+                out.setdefault(host, []).append(
+                    Problem(_source(refs, host), "fleet", "report.missing", Status.WARN, said[model], dict(fix))
+                )
     return out
 
 

@@ -1645,3 +1645,28 @@ def test_a_verified_figure_that_measured_nothing_is_said_not_dropped(
     assert node_of(doc, "n2")["status"] == "warn" and node_of(doc, "n1")["status"] == "ok"
     (compared,) = [c for c in doc["comparisons"] if c["id"] == bench_id]
     assert compared["devices"] == 4 * 4 - 1
+
+
+def test_a_pool_benched_apart_is_held_to_its_own_pool_for_a_missing_report(
+    real: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Six H100 nodes benched, three A100 nodes never meant to be: the A100s do not warn of a bench report
+    most of the fleet has (a fleet-wide majority warned each of them), and an H100 node whose bench is
+    missing warns, held to its pool's nodes."""
+    docs: dict[str, dict[str, Any]] = {}
+    for i in range(9):
+        doctor = passing(real, f"n{i}")
+        if i >= 6:
+            for g in doctor["gpus"]:
+                g["name"] = A100
+        docs[f"n{i}/doctor"] = doctor
+        if i < 5:
+            docs[f"n{i}/bench"] = gpu_bench(real["bench_cpu"], doctor)
+    write(tmp_path, docs)
+    proc, doc = fleet(str(tmp_path))
+    assert doc is not None, proc.stderr
+    (group,) = [g for g in doc["problems"] if g["id"] == "report.missing"]
+    h100 = docs["n0/doctor"]["gpus"][0]["name"]
+    assert group["nodes"] == ["n5"]
+    assert group["summary"] == f"no bench report, where 5 of the 6 nodes of {h100} have one"
+    assert [node_of(doc, f"n{i}")["status"] for i in (5, 6, 7, 8)] == ["warn", "ok", "ok", "ok"]
