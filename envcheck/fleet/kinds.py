@@ -357,7 +357,8 @@ class Adapter:
             elif text := _str(_dict(doc.get("summary")).get("text")):
                 words += f": {text}"
             found.append((None, Problem(source, kind, kind, Status.FAIL, words)))
-        status = worst([status] + [p.status for _, p in found])
+        # what the fleet finds in a report (a figure that is no measurement) is not the report's verdict
+        status = worst([status] + [p.status for _, p in found if p.report != "fleet"])
         return ReportRef(source, _intern(kind), status, exit_code, _str(doc.get("generated_at"))), found
 
     def items(self, source: str, kind: str, doc: dict[str, Any]) -> list[tuple[str | None, Problem]]:
@@ -894,7 +895,8 @@ def _known_fix(text: str) -> dict[str, str | None] | None:
 
 #: What a verified figure that is not one says (0 or below, past :data:`MAX_FIGURE`, not a number): the
 #: device has no figure in the fleet's comparison, which must not go unsaid.
-UNMEASURED = "its verified figure measured nothing and is not compared"
+UNMEASURED = "a verified figure that is not a measurement (0 or below, or none): not compared"
+UNMEASURED_ID = "figure.invalid"
 
 UNMEASURED_FIX = {
     "text": "Run envcheck bench on this node again: a throughput of 0 or below (or none) is not a measurement, so "
@@ -961,9 +963,11 @@ class Bench(Adapter):
                 fix = None
             out.append((None, Problem(source, kind, str(r.id or "?"), status, summary, fix)))
         for r in scanned.unmeasured:
-            # as FAILED_BENCHMARK reads it, so that a device's figures that measured nothing fold as one
-            summary = f"{r.case or r.id} on {r.device or '?'}: {UNMEASURED}, {_value_words(r.value, r.unit)}"
-            out.append((None, Problem(source, kind, str(r.id or "?"), Status.WARN, summary, dict(UNMEASURED_FIX))))
+            # The fleet's finding, not the bench's (whose verdict on it was ok): said as the fleet's, which
+            # leaves the report's own status as it is (Adapter.judge), one problem for every such figure.
+            value = _value_words(r.value, r.unit)
+            summary = f"{r.id or '?'} {r.case or ''} on {r.device or '?'}: {value}, {UNMEASURED}".replace("  ", " ")
+            out.append((None, Problem(source, "fleet", UNMEASURED_ID, Status.WARN, summary, dict(UNMEASURED_FIX))))
         return out + _spec_verdicts(source, kind, _dict(doc.get("spec")).get("verdicts"))
 
     @staticmethod

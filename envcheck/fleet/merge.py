@@ -698,9 +698,10 @@ class Merger:
         gpus = _gpus_by_source(self.uuid_seen, twice)
         shared = _duplicate_gpus(self.uuid_seen)
         fleet_problems = _fewer_gpus(self.fields, self.refs)
-        models = _single_models(self.fields)
+        pools = _pools(self.fields)
         for more in (
-            _missing_reports(self.refs, models),
+            _missing_reports(self.refs, pools),
+            _mixed_gpus(self.fields, self.refs),
             _shared_gpus(shared, self.refs),
             _off_stack(self.fields, self.refs),
         ):
@@ -709,7 +710,7 @@ class Merger:
         nodes = _nodes(self.refs, self.problems, compared, fleet_problems, gpus)
         return FleetReport(
             nodes=tuple(nodes),
-            drift=tuple(drift(by_field, models)),
+            drift=tuple(drift(by_field, pools)),
             uniform=tuple(uniform(by_field)),
             comparisons=tuple(compared),
             duplicate_hosts=tuple(
@@ -1024,6 +1025,45 @@ def _fewer_gpus(
     return out
 
 
+MIXED_GPUS_FIX = {
+    "text": "Compare this node's GPUs with how it was built: a card of another model in a node of one model is a "
+    "swapped or wrongly seated card, or an inventory that is wrong; a node built mixed on purpose needs nothing",
+    "command": "nvidia-smi -L",
+}
+
+
+def _mixed_gpus(
+    fields: dict[str, dict[str, tuple[tuple[int, float], Any]]], refs: dict[str, list[ReportRef]]
+) -> dict[str, list[Problem]]:
+    """A warning for each node of GPUs of several models where most nodes that name theirs (a strict
+    majority) have one model: its own doctor passes it (mixed cards are fine on a workstation), so only the
+    fleet sees a card of another model in a rack built of one. A fleet built mixed warns of nothing."""
+    mixed, single = [], 0
+    for host, own in fields.items():
+        model = own.get("gpu.model", (0, None))[1]
+        if isinstance(model, str) and model.strip():
+            if _mixed(model):
+                mixed.append((host, model))
+            else:
+                single += 1
+    total = single + len(mixed)
+    if not mixed or single * 2 <= total:
+        return {}
+    return {
+        host: [
+            Problem(
+                _source(refs, host, "doctor"),
+                "fleet",
+                "gpu.model",
+                Status.WARN,
+                f"GPUs of several models ({model}), where {single} of the {total} nodes have one model",
+                dict(MIXED_GPUS_FIX),
+            )
+        ]
+        for host, model in mixed
+    }
+
+
 #: The fields a node's value of which, where most of the fleet has another, is a warning on it (the
 #: software stack; a node's GPUs are another matter: envcheck.fleet.merge._fewer_gpus).
 STACK_HARDWARE = frozenset({"gpu.model", "gpu.count"})
@@ -1059,16 +1099,23 @@ def _off_stack(
     one), so the nodes that differ alike read as one group. A value not stated (None: no driver found, a
     report that does not carry cuDNN) is never the fleet's nor a difference: the node's own checks say what
     is missing. Nodes of different GPU models are compared apart (a B200 pool on a newer driver than the
-    H100s is not drift to warn of); the drift section lists every value either way."""
+    H100s is not drift to warn of), a model spelled otherwise (another case, the "NVIDIA " an older driver
+    leaves out of the name) being the same model; the drift section, or the one by GPU model, lists every
+    value either way."""
     by_model: dict[Any, dict[str, dict[Any, list[str]]]] = {}
+    spelled: dict[Any, dict[Any, int]] = {}  # each model's spellings (pool_key), the most common named
     for host, own in fields.items():
         model = own.get("gpu.model", (0, None))[1]
-        mine = by_model.setdefault(model, {})
+        key = pool_key(model) if isinstance(model, str) and not _mixed(model) else model
+        said = spelled.setdefault(key, {})
+        said[model] = said.get(model, 0) + 1
+        mine = by_model.setdefault(key, {})
         for name, (_, value) in own.items():
             if name not in STACK_HARDWARE and value is not None:
                 mine.setdefault(name, {}).setdefault(value, []).append(host)
     differs: dict[str, dict[str, str]] = {}
-    for model, by_field in by_model.items():
+    for key, by_field in by_model.items():
+        model = max(spelled[key].items(), key=lambda kv: (kv[1], str(kv[0])))[0]
         for name, values in sorted(by_field.items(), key=lambda kv: _field_order(kv[0])):
             if len(values) < 2:
                 continue
@@ -1099,16 +1146,15 @@ def _missing_reports(
     measured. A kind only some nodes run (a comm job's one report, a bench of a sample of the fleet)
     warns of nothing.
 
-    With ``models`` (host -> its one GPU model) naming two models or more, a node of a known model is held
-    to its own model's nodes: a fleet that benches its H100 pool and not its A100s is two pools run apart,
-    and a fleet-wide majority warned every A100 node of a bench it was never meant to have."""
+    With ``models`` (host -> its pool's GPU model: :func:`_pools`), a node of a pool is held to its pool's
+    nodes: a fleet that benches its H100 pool and not its A100s is two pools run apart, and a fleet-wide
+    majority warned every A100 node of a bench it was never meant to have. A node in no pool is held to the
+    fleet."""
     models = models or {}
     pools: dict[str, set[str]] = {}
     for host in refs:
         if host in models:
             pools.setdefault(models[host], set()).add(host)
-    if len(pools) < 2:
-        pools, models = {}, {}
     having: dict[str, set[str]] = {}
     for host, own in refs.items():
         for r in own:
@@ -1187,27 +1233,60 @@ def _field_order(name: str) -> tuple[int, str]:
     return (order.index(name), "") if name in FIELDS else (len(order), name)
 
 
-def _single_models(fields: dict[str, dict[str, tuple[tuple[int, float], Any]]]) -> dict[str, str]:
-    """Each node's GPU model where it has one (a node of mixed GPUs, "2× A + 6× B", has none: it is itself
-    worth seeing as drift, and is never a pool of its own)."""
-    out = {}
+#: The fewest nodes of one GPU model that make a pool built apart: a model only one node has (a card an
+#: older driver names otherwise, a stray of another kind) is compared with the whole fleet, never a pool of
+#: one whose stack and figures agree with themselves.
+POOL_MIN = 2
+
+
+def pool_key(model: str) -> str:
+    """A GPU model as pools are told apart: its case, its spacing and the "NVIDIA " older drivers leave out
+    of the name do not make another model."""
+    return " ".join(model.split()).casefold().removeprefix("nvidia ")
+
+
+def _mixed(model: str) -> bool:
+    """Whether a node's model is several ("2× A + 6× B", kinds._models), not a name holding a ``+``."""
+    return _MIXED_COUNTS.match(model) is not None
+
+
+def _pools(fields: dict[str, dict[str, tuple[tuple[int, float], Any]]]) -> dict[str, str]:
+    """Each node of a pool built apart: host -> the pool's model, as most of its nodes spell it. A pool is
+    the nodes of one GPU model (:func:`pool_key`), at least :data:`POOL_MIN` of them; none where the fleet
+    has fewer than two pools. A node of mixed GPUs, of no GPU, or of a model no other node has is in no
+    pool (:func:`drift` and :func:`_missing_reports` say what that changes)."""
+    members: dict[str, list[str]] = {}
+    spellings: dict[str, dict[str, int]] = {}
     for host, own in fields.items():
         model = own.get("gpu.model", (0, None))[1]
-        if isinstance(model, str) and " + " not in model:
-            out[host] = model
+        if not isinstance(model, str) or not model.strip() or _mixed(model):
+            continue
+        key = pool_key(model)
+        members.setdefault(key, []).append(host)
+        said = spellings.setdefault(key, {})
+        said[model] = said.get(model, 0) + 1
+    pools = {key: hosts for key, hosts in members.items() if len(hosts) >= POOL_MIN}
+    if len(pools) < 2:
+        return {}
+    out = {}
+    for key, hosts in pools.items():
+        name = max(spellings[key].items(), key=lambda kv: (kv[1], kv[0]))[0]
+        out.update(dict.fromkeys(hosts, name))
     return out
 
 
-def drift(by_field: dict[str, dict[Any, list[str]]], models: dict[str, str] | None = None) -> list[Drift]:
+def drift(by_field: dict[str, dict[Any, list[str]]], pools: dict[str, str] | None = None) -> list[Drift]:
     """Each field with more than one value (field -> {value: hosts}), its values ordered by how many
     nodes have them. A field no report of a node states is absent for that node, not None: "not known"
     must not read as drift, while "no driver" (None from a doctor) does.
 
-    With ``models`` (host -> its one GPU model): a field whose nodes of each model agree, and that nodes of
-    at least two models state, differs by model (:attr:`Drift.models`): a fleet of an H100 pool and an A100
-    pool built apart, each on its own image, is not drifting, and read as drift its verdict warned for as
-    long as both pools stood. A field stated by a node of no known single model is judged across the fleet."""
-    models = models or {}
+    With ``pools`` (host -> its pool's GPU model: :func:`_pools`): a field on which the nodes of each pool
+    agree, and that two pools or more state, differs by model (:attr:`Drift.models`): a fleet of an H100
+    pool and an A100 pool built apart, each on its own image, is not drifting, and read as drift its verdict
+    warned for as long as both pools stood. A node in no pool (mixed GPUs, none, a model of its own) is
+    listed under its value and changes nothing while that is a pool's value; a value no pool has (a node of
+    its own model on a driver no pool runs) is drift."""
+    pools = pools or {}
     out = []
     for name, values in sorted(by_field.items(), key=lambda kv: _field_order(kv[0])):
         if len(values) < 2:
@@ -1217,28 +1296,31 @@ def drift(by_field: dict[str, dict[Any, list[str]]], models: dict[str, str] | No
             Drift(
                 name,
                 tuple((value, tuple(sorted(hosts))) for value, hosts in ranked),
-                _models_apart([hosts for _, hosts in ranked], models),
+                _models_apart([hosts for _, hosts in ranked], pools),
             )
         )
     return out
 
 
-def _models_apart(hosts: list[list[str]], models: dict[str, str]) -> tuple[tuple[str, ...], ...] | None:
-    """Each value's GPU models (``hosts``: each value's), where no model has two values and there are two
-    models or more; else None (drift)."""
-    if not models:
+def _models_apart(hosts: list[list[str]], pools: dict[str, str]) -> tuple[tuple[str, ...], ...] | None:
+    """Each value's pools (``hosts``: each value's), where no pool has two values, two pools or more state
+    the field and every value is a pool's; else None (drift)."""
+    if not pools:
         return None
-    seen: dict[str, int] = {}  # model -> the value (its place) its nodes have
+    seen: dict[str, int] = {}  # pool -> the value (its place) its nodes have
+    outside: set[int] = set()  # the values of nodes in no pool
     for at, found in enumerate(hosts):
         for host in found:
-            model = models.get(host)
-            if model is None or seen.setdefault(model, at) != at:
+            pool = pools.get(host)
+            if pool is None:
+                outside.add(at)
+            elif seen.setdefault(pool, at) != at:
                 return None
-    if len(seen) < 2:
+    if len(seen) < 2 or not outside <= set(seen.values()):
         return None
     out: list[list[str]] = [[] for _ in hosts]
-    for model, at in sorted(seen.items()):
-        out[at].append(model)
+    for pool, at in sorted(seen.items()):
+        out[at].append(pool)
     return tuple(map(tuple, out))
 
 

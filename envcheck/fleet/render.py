@@ -120,6 +120,9 @@ def verdict(doc: dict[str, Any]) -> str:
         rest.append(plural(twice, "duplicate"))
     since = doc.get("since")
     slower = len({s.get("device") for s in html.items(since.get("slower"))}) if isinstance(since, dict) else 0
+    vanished = len(html.lst(since.get("vanished"))) if isinstance(since, dict) else 0
+    if vanished:  # a node that stopped reporting overnight is as urgent as a slower card
+        rest.append(f"{plural(vanished, 'node')} of the previous report gone")
     if slower:
         rest.append(f"{plural(slower, 'device')} slower than in the previous report")
     return head + (f"; {', '.join(rest)}" if rest else "")
@@ -395,7 +398,10 @@ def since_line(since: dict[str, Any], doc: dict[str, Any] | None = None) -> str:
     if figures > counts[-1][0]:  # devices, as the lines below; the JSON lists each figure
         parts[-1] += f" in {figures} figures"
     known = prev.get("figures_known") is not False
-    said = ", ".join(parts) if parts else "nothing changed" if known else "no failure changed, no node came or went"
+    # only what this compares: a node's warnings (a figure that is no measurement) are not among them
+    said = ", ".join(parts) if parts else "no failure new or resolved, no node came or went"
+    if not parts and known:
+        said += ", no device slower"
     if not known:  # no device can be "slower": the previous run measured none, or its report keeps none
         why = "measured none" if prev.get("figures_kept") is True else "keeps none"
         said += f"; figures not compared (the previous report {why})"
@@ -1012,6 +1018,7 @@ def fleet_counts(doc: dict[str, Any]) -> str:
         ("reports_read", "reports read"),
         ("skipped", "skipped"),
         ("drift_fields", "fields drifting"),
+        ("by_model_fields", "fields differing by GPU model"),
         ("problems", "problems across the fleet"),
         ("slow_gpus", "slow GPUs"),
         ("slow_gpu_figures", "slow GPU figures"),

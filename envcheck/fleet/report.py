@@ -135,11 +135,13 @@ def fleet_document(
         doc["since"] = changes(previous, {**doc, **bulk}, report.threshold, source=previous_source)
         order.append("since")
         slower = len({s["device"] for s in doc["since"]["slower"]})
-        if slower:
+        vanished = len(doc["since"]["vanished"])
+        if slower or vanished:
             # Devices slower than they were, all alike (a driver rolled out to every node): no median of
-            # this run shows it, so the comparison with the last one warns, and the line every format
-            # ends with (the HTML page's title) says so.
-            doc["summary"] = summary(report, slower)
+            # this run shows it; a node that no longer reports (dead, drained, unreachable) has no report
+            # here to fail. So the comparison with the last run warns, and the line every format ends with
+            # (the HTML page's title) says so.
+            doc["summary"] = summary(report, slower, vanished)
             if doc["status"] == Status.OK.value:
                 doc["status"] = Status.WARN.value
     plain = to_jsonable(doc)
@@ -349,9 +351,10 @@ def _plural(n: int, word: str, plural: str | None = None) -> str:
     return f"{n} {word if n == 1 else plural or word + 's'}"
 
 
-def summary(report: FleetReport, slower: int = 0) -> dict[str, Any]:
+def summary(report: FleetReport, slower: int = 0, vanished: int = 0) -> dict[str, Any]:
     """The counts, and the one line every format ends with; ``slower``: the devices slower than in a
-    previous report (``--since``), which warn where nothing else does."""
+    previous report (``--since``), ``vanished``: its nodes with no report now, which warn where nothing
+    else does."""
     statuses = [n.status for n in report.nodes]
     failing = sum(s.is_problem for s in statuses)
     warned = sum(s.value == "warn" for s in statuses)
@@ -389,6 +392,8 @@ def summary(report: FleetReport, slower: int = 0) -> dict[str, Any]:
     duplicates = hosts_twice + len({d.hosts for d in report.duplicate_gpus})
     if duplicates:
         parts.append(f"{_plural(duplicates, 'duplicate')}")
+    if vanished:
+        parts.append(f"{_plural(vanished, 'node')} of the previous report gone")
     if slower:
         parts.append(f"{_plural(slower, 'device')} slower than in the previous report")
     read = f"{_plural(report.reports_read, 'report')} read"
@@ -398,5 +403,5 @@ def summary(report: FleetReport, slower: int = 0) -> dict[str, Any]:
     if apart:
         read += f", {', '.join(apart)} not compared"
     text = f"{_plural(len(report.nodes), 'node')}: {', '.join(parts)} ({read})"
-    status = report.status if not slower else worst([report.status, Status.WARN])
+    status = report.status if not (slower or vanished) else worst([report.status, Status.WARN])
     return Summary(verdict_of([status]), text, counts).to_json()

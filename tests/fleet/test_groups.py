@@ -283,6 +283,9 @@ def test_since_a_previous_run(real: dict[str, dict[str, Any]], tmp_path: Path) -
         "1 device slower in 2 figures" in screen
     )
     assert "NEW doctor gpu.ecc fail on 1 node: node0030" in text and "VANISHED 1 node: node0039" in text
+    # a node that no longer reports is in the verdict, as a slower card is
+    assert "1 node of the previous report gone, 1 device slower than in the previous report" in text.splitlines()[1]
+    assert "1 node of the previous report gone" in doc["summary"]["text"]
     assert f"SLOWER {card['uuid']} on node0040 (was on node0002)" in text
     assert text.count("SLOWER ") == 1  # one card, two figures: one line naming both
     assert all(f"{s['id']} " in text.split("SLOWER ")[1].splitlines()[0] for s in since["slower"])
@@ -527,7 +530,7 @@ def test_a_previous_report_read_in_part_compares_as_one_read_whole(
 
 def test_since_says_only_what_changed_in_the_singular_where_one() -> None:
     """The one-line count leaves out what did not change ("0 nodes appeared") and says one as one ("1 node
-    appeared"); with nothing changed, it says so."""
+    appeared"); with nothing changed, it says what it compared (a node's warnings are not among it)."""
     from envcheck.fleet.render import since_line
 
     previous = {"source": "monday.json", "generated_at": "2025-01-06T08:00:00Z"}
@@ -542,12 +545,12 @@ def test_since_says_only_what_changed_in_the_singular_where_one() -> None:
     }
     assert since_line(since) == "Since monday.json (2025-01-06T08:00:00Z): 1 new failure on 2 nodes, 1 node appeared"
     nothing = {"previous": previous, "new": [], "resolved": [], "appeared": [], "vanished": [], "slower": []}
-    assert since_line(nothing).endswith(": nothing changed")
+    assert since_line(nothing).endswith(": no failure new or resolved, no node came or went, no device slower")
     # a previous report that keeps no figures (written before the fleet kept them, or of no bench) cannot
     # say that no device got slower
     unknown = {**nothing, "previous": {**previous, "figures_known": False}}
     assert since_line(unknown).endswith(
-        ": no failure changed, no node came or went; figures not compared (the previous report keeps none)"
+        ": no failure new or resolved, no node came or went; figures not compared (the previous report keeps none)"
     )
     assert since_line({**since, "previous": unknown["previous"]}).endswith(
         ": 1 new failure on 2 nodes, 1 node appeared; figures not compared (the previous report keeps none)"
@@ -555,7 +558,7 @@ def test_since_says_only_what_changed_in_the_singular_where_one() -> None:
     # one that keeps figures as the fleet writes them, and kept none: its run measured none
     none_measured = {**nothing, "previous": {**previous, "figures_known": False, "figures_kept": True}}
     assert since_line(none_measured).endswith(
-        ": no failure changed, no node came or went; figures not compared (the previous report measured none)"
+        ": no failure new or resolved, no node came or went; figures not compared (the previous report measured none)"
     )
 
 
@@ -1623,28 +1626,41 @@ def test_a_node_whose_gpu_model_is_not_known_keeps_a_field_drifting(
     assert doc["status"] == "warn"
 
 
-def test_a_verified_figure_that_measured_nothing_is_said_not_dropped(
+def test_a_verified_figure_that_is_not_a_measurement_is_said_not_dropped(
     real: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
-    """A verified figure of 0 (or below, or none) has no place in the comparison: the device is not compared
-    in that benchmark, and the node warns saying which figure and why, with the fix (it was left out without
-    a word, a device read as compared that was not)."""
+    """A verified figure of 0 or below has no place in the comparison: the device is not compared in that
+    benchmark, and its node warns, as the fleet's finding (the bench report's own verdict stays ok), one
+    problem for every such figure across the fleet, naming each with its fix (it was left out without a
+    word, a device read as compared that was not). Against a previous run, nothing is said to have changed
+    in what the comparison does not cover."""
     docs = _benched(real, 4)
-    bench_id = docs["n2/bench"]["results"][0]["id"]
-    for r in docs["n2/bench"]["results"]:
-        if r["device"] == "cuda:1" and r["id"] == bench_id:
-            r["value"] = 0.0
+    first, second = docs["n2/bench"]["results"][0], docs["n2/bench"]["results"][-1]
+    assert first["id"] != second["id"]
+    for host, device, bench_id, value in (("n2", "cuda:1", first["id"], 0.0), ("n3", "cuda:2", second["id"], -5.0)):
+        for r in docs[f"{host}/bench"]["results"]:
+            if r["device"] == device and r["id"] == bench_id:
+                r["value"] = value
     proc, doc = fleet(*write(tmp_path / "zero", docs))
     assert doc is not None, proc.stderr
     (warned,) = node_of(doc, "n2")["warnings"]
-    unit = docs["n2/bench"]["results"][0]["unit"]
-    assert warned["id"] == bench_id and warned["summary"].endswith(
-        f"on cuda:1: its verified figure measured nothing and is not compared, 0.0 {unit}"
+    assert (warned["report"], warned["id"], warned["fix"]["command"]) == (
+        "fleet",
+        "figure.invalid",
+        "envcheck bench --json",
     )
-    assert warned["fix"]["command"] == "envcheck bench --json"
-    assert node_of(doc, "n2")["status"] == "warn" and node_of(doc, "n1")["status"] == "ok"
-    (compared,) = [c for c in doc["comparisons"] if c["id"] == bench_id]
-    assert compared["devices"] == 4 * 4 - 1
+    assert warned["summary"] == (
+        f"{first['id']} {first['case']} on cuda:1: 0.0 {first['unit']}, a verified figure that is not a measurement "
+        "(0 or below, or none): not compared"
+    )
+    assert [r["status"] for r in node_of(doc, "n2")["reports"]] == ["ok", "ok"]
+    assert node_of(doc, "n2")["status"] == node_of(doc, "n3")["status"] == "warn"
+    assert node_of(doc, "n1")["status"] == "ok"
+    (group,) = [g for g in doc["problems"] if g["id"] == "figure.invalid"]
+    assert group["nodes"] == ["n2", "n3"] and group["status"] == "warn"
+    assert [c["devices"] for c in doc["comparisons"] if c["id"] in (first["id"], second["id"])] == [15, 15]
+    text = envcheck("fleet", str(tmp_path / "zero")).stdout
+    assert f"-5.0 {second['unit']}, a verified figure" in text
 
 
 def test_a_pool_benched_apart_is_held_to_its_own_pool_for_a_missing_report(
@@ -1670,3 +1686,75 @@ def test_a_pool_benched_apart_is_held_to_its_own_pool_for_a_missing_report(
     assert group["nodes"] == ["n5"]
     assert group["summary"] == f"no bench report, where 5 of the 6 nodes of {h100} have one"
     assert [node_of(doc, f"n{i}")["status"] for i in (5, 6, 7, 8)] == ["warn", "ok", "ok", "ok"]
+
+
+def _pools_fleet(real: dict[str, dict[str, Any]], **odd: str) -> dict[str, dict[str, Any]]:
+    """Six H100 nodes on one driver and four A100 nodes on another, and each of ``odd``'s nodes (name ->
+    GPU name, ``mixed`` for half of each model) on the A100s' driver."""
+    docs = {f"h{i}": passing(real, f"h{i}") for i in range(6)} | {f"a{i}": passing(real, f"a{i}") for i in range(4)}
+    docs |= {host: passing(real, host) for host in odd}
+    for host, doc in docs.items():
+        if host.startswith("h") and host not in odd:
+            continue
+        doc["driver"]["version"] = "535.54.03"
+        name = odd.get(host, A100)
+        for g in doc["gpus"]:
+            g["name"] = (
+                A100
+                if name == "mixed" and g["index"] % 2
+                else docs["h0"]["gpus"][0]["name"]
+                if name == "mixed"
+                else name
+            )
+    return docs
+
+
+def test_one_odd_node_neither_undoes_the_pools_nor_passes_as_a_pool_of_its_own(
+    real: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Beside an H100 pool and an A100 pool built apart: a node of mixed GPUs on the A100s' driver leaves
+    the pools as they are (it undid them: every pool difference read as drift) and warns of its mixed GPUs;
+    an H100 node whose GPU name an older driver spells otherwise (no "NVIDIA ", another case) is an H100
+    node, off its pool's driver, not a pool of its own that passes; one node of a model no other node has,
+    on a driver no pool runs, drifts; GPUs with no name are no pool; a name holding " + " is one model."""
+    h100 = passing(real, "x")["gpus"][0]["name"]
+
+    def run(name: str, **odd: str) -> dict[str, Any]:
+        proc, doc = fleet(*write(tmp_path / name, _pools_fleet(real, **odd)))
+        assert doc is not None, proc.stderr
+        return doc
+
+    doc = run("mixed", m0="mixed")
+    assert [d["field"] for d in doc["drift"]] == ["gpu.model"]  # the mixed node, named among its values
+    assert ("2× " + A100 + " + 2× " + h100, ("m0",)) in [
+        (v["value"], tuple(v["hosts"])) for v in doc["drift"][0]["values"]
+    ]
+    (driver,) = [d for d in doc["by_model"] if d["field"] == "driver.version"]
+    assert [(v["value"], v["count"], v["models"]) for v in driver["values"]] == [
+        (passing(real, "x")["driver"]["version"], 6, [h100]),
+        ("535.54.03", 5, [A100]),
+    ]
+    (mixed,) = node_of(doc, "m0")["warnings"]
+    assert (mixed["report"], mixed["id"]) == ("fleet", "gpu.model")
+    assert (
+        mixed["summary"] == f"GPUs of several models (2× {A100} + 2× {h100}), where 10 of the 11 nodes have one model"
+    )
+    # an older driver's spelling of the H100: in the H100 pool, off its driver
+    doc = run("spelled", h9=h100.removeprefix("NVIDIA ").lower())
+    assert "driver.version" in [d["field"] for d in doc["drift"]] and doc["status"] == "warn"
+    (stack,) = [g for g in doc["problems"] if g["id"] == "stack"]
+    assert stack["nodes"] == ["h9"] and stack["summary"].startswith(
+        f"NVIDIA driver 535.54.03 where 6 of the 7 nodes of {h100}"
+    )
+    # a model of one node, on a driver no pool runs: not a pool, its driver drift
+    docs = _pools_fleet(real, p0="NVIDIA H100 PCIe")
+    docs["p0"]["driver"]["version"] = "470.256.02"
+    proc, doc = fleet(*write(tmp_path / "one", docs))
+    assert doc is not None, proc.stderr
+    assert {"driver.version", "gpu.model"} <= {d["field"] for d in doc["drift"]} and doc["status"] == "warn"
+    # GPUs with no name: no pool of ""
+    doc = run("unnamed", e0="", e1="", e2="")
+    assert [v["models"] for d in doc["by_model"] for v in d["values"] if "" in v["models"]] == []
+    # a name holding " + ": a pool like any other
+    doc = run("plus", **{f"p{i}": "NVIDIA A100 + NVLink bridge" for i in range(2)})
+    assert "NVIDIA A100 + NVLink bridge" in [m for d in doc["by_model"] for v in d["values"] for m in v["models"]]
