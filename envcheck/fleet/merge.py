@@ -1292,14 +1292,38 @@ def drift(by_field: dict[str, dict[Any, list[str]]], pools: dict[str, str] | Non
         if len(values) < 2:
             continue
         ranked = sorted(values.items(), key=lambda kv: (-len(kv[1]), str(kv[0])))
+        models = _models_apart([hosts for _, hosts in ranked], pools)
+        odd = _off_their_pool([hosts for _, hosts in ranked], pools) if pools and models is None else set()
         out.append(
             Drift(
                 name,
-                tuple((value, tuple(sorted(hosts))) for value, hosts in ranked),
-                _models_apart([hosts for _, hosts in ranked], pools),
+                # the nodes off their pool's value first: one H100 node on the A100s' driver was the 90th
+                # name of that value's list, left out where it is cut
+                tuple((value, tuple(sorted(hosts, key=lambda h: (h not in odd, h)))) for value, hosts in ranked),
+                models,
             )
         )
     return out
+
+
+def _off_their_pool(hosts: list[list[str]], pools: dict[str, str]) -> set[str]:
+    """The nodes whose value (``hosts``: each value's) is not the one most of their pool has, and those in no
+    pool whose value no pool has most."""
+    counts: dict[str, dict[int, int]] = {}
+    for at, found in enumerate(hosts):
+        for host in found:
+            pool = pools.get(host)
+            if pool is not None:
+                mine = counts.setdefault(pool, {})
+                mine[at] = mine.get(at, 0) + 1
+    usual = {pool: max(mine.items(), key=lambda kv: (kv[1], -kv[0]))[0] for pool, mine in counts.items()}
+    held = set(usual.values())
+    return {
+        host
+        for at, found in enumerate(hosts)
+        for host in found
+        if (usual.get(pools[host]) != at if host in pools else at not in held)
+    }
 
 
 def _models_apart(hosts: list[list[str]], pools: dict[str, str]) -> tuple[tuple[str, ...], ...] | None:

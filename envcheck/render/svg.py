@@ -88,14 +88,23 @@ def nice_ticks(top: float, count: int = 4) -> list[float]:
     return [i * step for i in range(n + 1)]
 
 
-def short(value: float) -> str:
-    """An axis label: 0.05, 2.5, 40, 1.2k, 3.4M."""
+def short(value: float, digits: int = 3) -> str:
+    """An axis label: 0.05, 2.5, 40, 1.2k, 3.4M (``digits`` significant)."""
     if value == 0:
         return "0"
     for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(value) >= div:
-            return f"{value / div:.3g}{suffix}"
-    return f"{value:.3g}"
+            return f"{value / div:.{digits}g}{suffix}"
+    return f"{value:.{digits}g}"
+
+
+def bin_span(low: float, high: float) -> str:
+    """``low–high`` with the digits that tell them apart: a narrow bin of a fleet whose figures sit close
+    together read "19.1k–19.1k"."""
+    digits = 3
+    while short(low, digits) == short(high, digits) and digits < 8:
+        digits += 1
+    return f"{short(low, digits)}–{short(high, digits)}"
 
 
 # -- bars ------------------------------------------------------------------------------------------------
@@ -418,7 +427,7 @@ def distribution_chart(
         out.append(
             f'<rect class="{"bin bin-slow" if is_slow else "bin"}" x="{_f(px(start) + 0.5)}" y="{_f(axis - h)}" '
             f'width="{_f(max(column - 1, 1))}" height="{_f(h)}">'
-            f"<title>{n} device{'s' if n != 1 else ''} at {short(start)}–{short(end)} {escape(unit)}</title></rect>"
+            f"<title>{n} device{'s' if n != 1 else ''} at {bin_span(start, end)} {escape(unit)}</title></rect>"
         )
     out.append(f'<line class="axis" x1="0" y1="{_f(axis)}" x2="{_f(WIDTH)}" y2="{_f(axis)}"/>')
     out.append(f'<line class="median" x1="{_f(px(median))}" y1="{_f(top)}" x2="{_f(px(median))}" y2="{_f(axis)}"/>')

@@ -1742,6 +1742,8 @@ def test_one_odd_node_neither_undoes_the_pools_nor_passes_as_a_pool_of_its_own(
     # an older driver's spelling of the H100: in the H100 pool, off its driver
     doc = run("spelled", h9=h100.removeprefix("NVIDIA ").lower())
     assert "driver.version" in [d["field"] for d in doc["drift"]] and doc["status"] == "warn"
+    (driver,) = [d for d in doc["drift"] if d["field"] == "driver.version"]
+    assert driver["values"][1]["hosts"][0] == "h9"  # named first among the A100s it shares the driver with
     (stack,) = [g for g in doc["problems"] if g["id"] == "stack"]
     assert stack["nodes"] == ["h9"] and stack["summary"].startswith(
         f"NVIDIA driver 535.54.03 where 6 of the 7 nodes of {h100}"

@@ -494,6 +494,17 @@ def test_a_fleets_distribution_stays_small_and_marks_the_slow_devices() -> None:
     assert 'class="slow-mark"' not in chart(100, 0)
 
 
+def test_a_narrow_bins_range_is_told_with_the_digits_that_part_its_ends() -> None:
+    """Figures sitting close together make narrow bins: each bin's range says two different numbers
+    ("19.1k–19.1k" said nothing)."""
+    from envcheck.render.svg import distribution_chart
+
+    values = [19_100.0 + i / 10 for i in range(300)]
+    chart = distribution_chart("distribution", "matmul", values, median=19_115.0, slow_below=None, unit="GFLOP/s")
+    ranges = re.findall(r"devices? at (\S+)–(\S+) GFLOP/s", chart)
+    assert len(ranges) > 10 and all(low != high for low, high in ranges), ranges
+
+
 def test_the_fleets_since_line_is_right_under_the_verdict(made: dict[str, Any]) -> None:
     """With --since, what changed is counted in one line right under the verdict, as the text and Markdown
     reports put it, not in a section further down; that section lists each change."""
