@@ -331,15 +331,34 @@ ALL_BUT = 3
 ALL_BUT_FROM = 10
 
 
+def gpu_indexes(indexes: list[Any]) -> str:
+    """A host's devices by GPU index, as they follow its name: " GPU 3", " GPUs 0–7", " GPUs 0, 2, 5"
+    (consecutive ones as a range); nothing for a device with no index (a CPU)."""
+    known = sorted({i for i in indexes if type(i) is int})
+    if not known:
+        return ""
+    if len(known) == 1:
+        return f" GPU {known[0]}"
+    runs: list[list[int]] = []
+    for i in known:
+        if runs and i == runs[-1][-1] + 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return " GPUs " + ", ".join(f"{r[0]}–{r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in runs)
+
+
 def with_devices(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """The problem groups, each slow one with ``where``: its devices by host and GPU index; one on all
     but a few nodes (:data:`ALL_BUT`) with ``all_but``: the nodes without it."""
-    named: dict[tuple[str, Any], list[str]] = {}
+    by_host: dict[tuple[str, Any], dict[str, list[Any]]] = {}
     for host in html.items(doc.get("slow_devices")):
         for d in html.items(host.get("devices")):
-            hostname = str(host.get("hostname"))
-            where = f"{hostname} GPU {d['index']}" if d.get("index") is not None else hostname
-            named.setdefault((f"slow.{d.get('device_kind')}", d.get("model")), []).append(where)
+            found = by_host.setdefault((f"slow.{d.get('device_kind')}", d.get("model")), {})
+            found.setdefault(str(host.get("hostname")), []).append(d.get("index"))
+    # a host's slow GPUs together ("node5 GPUs 0–7": every GPU of a node slow points at the node, its power
+    # or cooling, where "node5 GPU 0, node5 GPU 1, ..." read as eight cards)
+    named = {key: [host + gpu_indexes(found) for host, found in hosts.items()] for key, hosts in by_host.items()}
     hosts = [str(n.get("hostname")) for n in html.items(doc.get("nodes"))]
     out = []
     for g in html.items(doc.get("problems")):

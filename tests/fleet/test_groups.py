@@ -1760,3 +1760,24 @@ def test_one_odd_node_neither_undoes_the_pools_nor_passes_as_a_pool_of_its_own(
     # a name holding " + ": a pool like any other
     doc = run("plus", **{f"p{i}": "NVIDIA A100 + NVLink bridge" for i in range(2)})
     assert "NVIDIA A100 + NVLink bridge" in [m for d in doc["by_model"] for v in d["values"] for m in v["models"]]
+
+
+def test_a_hosts_slow_gpus_are_named_together() -> None:
+    """Every GPU of one node slow is one name and a range ("hold GPUs 0–7": the node, its power or cooling),
+    not eight names of one host; other hosts' and lone GPUs as they are."""
+    from envcheck.fleet.render import on_nodes, with_devices
+
+    def devices(*indexes: int) -> list[dict[str, Any]]:
+        return [{"index": i, "device_kind": "gpu", "model": "H100"} for i in indexes]
+
+    doc = {
+        "nodes": [{"hostname": h} for h in ("hold", "n1", "n2", "n3")],
+        "slow_devices": [
+            {"hostname": "hold", "devices": devices(*range(8))},
+            {"hostname": "n1", "devices": devices(2)},
+            {"hostname": "n2", "devices": devices(0, 1, 4)},
+        ],
+        "problems": [{"report": "fleet", "id": "slow.gpu", "model": "H100", "count": 3, "nodes": ["hold", "n1", "n2"]}],
+    }
+    (group,) = with_devices(doc)
+    assert on_nodes(group, 4) == "on 3 hosts: hold GPUs 0–7, n1 GPU 2, n2 GPUs 0, 1, 4"
