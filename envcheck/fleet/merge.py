@@ -693,7 +693,8 @@ class Merger:
             for name, (_, value) in own.items():
                 by_field[name][value].append(hostname)  # scalars (kinds._plain)
         devices = tuple(self.devices)  # the report's, shared by its comparisons: the merger may grow on
-        compared = comparisons(self.groups, devices, threshold, frozenset(self.host_bound - self.device_bound))
+        groups = _one_group_per_model(self.groups)
+        compared = comparisons(groups, devices, threshold, frozenset(self.host_bound - self.device_bound))
         twice = {source for found in self.sources.values() if len(found) > 1 for source in found}
         gpus = _gpus_by_source(self.uuid_seen, twice)
         shared = _duplicate_gpus(self.uuid_seen)
@@ -1358,6 +1359,36 @@ def uniform(by_field: dict[str, dict[Any, list[str]]]) -> list[tuple[str, Any, i
 
 
 # --- slow devices ------------------------------------------------------------------------------------
+
+
+def _one_group_per_model(groups: dict[Group, Column]) -> dict[Group, Column]:
+    """The groups whose models differ only in how a driver spells them (:func:`pool_key`: "H100 80GB HBM3"
+    from an older driver beside "NVIDIA H100 80GB HBM3") as one, named as the one with the most figures:
+    apart, a node on that driver was compared only with itself, and all its GPUs slow read as none.
+    The figures of the others are put in it as a later report's are (:meth:`Column.put`)."""
+    keyed: dict[tuple[Any, ...], list[Group]] = {}
+    for group in groups:
+        keyed.setdefault((group.id, group.device_kind, pool_key(group.model), group.unit, group.quick), []).append(
+            group
+        )
+    if len(keyed) == len(groups):
+        return groups
+    out: dict[Group, Column] = {}
+    into: dict[Group, Group] = {}
+    for alike in keyed.values():
+        kept = max(alike, key=lambda g: len(groups[g].values))
+        into.update(dict.fromkeys(alike, kept))
+    for group, column in groups.items():
+        kept = into[group]
+        if kept not in out:
+            out[kept] = groups[kept]
+        if group != kept:
+            target = out[kept]
+            for at, value, source, when in zip(
+                column.positions, column.values, column.sources, column.whens, strict=True
+            ):
+                target.put(at, value, source, column.named.get(at), when)
+    return out
 
 
 def comparisons(

@@ -1781,3 +1781,25 @@ def test_a_hosts_slow_gpus_are_named_together() -> None:
     }
     (group,) = with_devices(doc)
     assert on_nodes(group, 4) == "on 3 hosts: hold GPUs 0–7, n1 GPU 2, n2 GPUs 0, 1, 4"
+
+
+def test_gpus_a_driver_names_otherwise_are_compared_with_their_models_fleet(
+    real: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """A node whose driver names its H100s without "NVIDIA " and in lower case, every GPU 30 % slow: its
+    figures are compared with the other H100s' and each of its GPUs is slow (compared only among
+    themselves, they were all at their median and the node passed)."""
+    docs: dict[str, dict[str, Any]] = {}
+    for i in range(4):
+        doctor = passing(real, f"n{i}")
+        if i == 3:
+            for g in doctor["gpus"]:
+                g["name"] = g["name"].removeprefix("NVIDIA ").lower()
+        docs[f"n{i}/doctor"] = doctor
+        docs[f"n{i}/bench"] = gpu_bench(real["bench_cpu"], doctor, value=700.0 * (0.7 if i == 3 else 1.0))
+    proc, doc = fleet(*write(tmp_path, docs))
+    assert doc is not None, proc.stderr
+    h100 = docs["n0/doctor"]["gpus"][0]["name"]
+    assert {c["model"] for c in doc["comparisons"]} == {h100}
+    assert doc["summary"]["slow_gpus"] == 4 and node_of(doc, "n3")["status"] == "fail"
+    assert {f["hostname"] for f in doc["slow_gpus"]} == {"n3"}
