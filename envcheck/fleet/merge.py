@@ -1001,13 +1001,19 @@ def _fewer_gpus(
     which a fleet's drift alone shows as a value among others. A fleet of mixed sizes (no count held by
     most nodes of a model) warns of nothing."""
     by_model: dict[str, dict[int, list[str]]] = {}
+    spelled: dict[str, dict[str, int]] = {}  # a model as drivers spell it (pool_key), the most common named
     for host, own in fields.items():
         model, count = own.get("gpu.model", (0, None))[1], own.get("gpu.count", (0, None))[1]
         if isinstance(model, str) and type(count) is int:
             # a node of mixed GPUs by its models alone ("2× A + 6× B" and "2× A + 5× B" are one kind of node)
-            by_model.setdefault(_MIXED_COUNTS.sub("", model), {}).setdefault(count, []).append(host)
+            model = _MIXED_COUNTS.sub("", model)
+            key = pool_key(model)
+            by_model.setdefault(key, {}).setdefault(count, []).append(host)
+            said = spelled.setdefault(key, {})
+            said[model] = said.get(model, 0) + 1
     out: dict[str, list[Problem]] = {}
-    for model, counts in by_model.items():
+    for key, counts in by_model.items():
+        model = max(spelled[key].items(), key=lambda kv: (kv[1], kv[0]))[0]
         nodes = sum(len(hosts) for hosts in counts.values())
         usual, most = max(counts.items(), key=lambda kv: (len(kv[1]), kv[0]))
         if len(most) * 2 <= nodes:

@@ -1803,3 +1803,12 @@ def test_gpus_a_driver_names_otherwise_are_compared_with_their_models_fleet(
     assert {c["model"] for c in doc["comparisons"]} == {h100}
     assert doc["summary"]["slow_gpus"] == 4 and node_of(doc, "n3")["status"] == "fail"
     assert {f["hostname"] for f in doc["slow_gpus"]} == {"n3"}
+    # and one GPU short of that model's nodes, spelled so, warns as any of them would
+    docs["n3/doctor"]["gpus"] = docs["n3/doctor"]["gpus"][:-1]
+    proc, doc = fleet(*write(tmp_path / "short", docs))
+    assert doc is not None, proc.stderr
+    (short,) = [g for g in doc["problems"] if g["id"] == "gpu.count"]
+    assert (
+        short["nodes"] == ["n3"]
+        and short["summary"] == f"3 GPUs ({h100}) where 3 of the 4 nodes with this model have 4"
+    )
