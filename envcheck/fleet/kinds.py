@@ -554,12 +554,17 @@ class Doctor(Adapter):
         out["driver.cuda"] = _str(driver.get("cuda_version"))
         gpus = _dicts(doc.get("gpus"))
         out["gpu.count"] = len(gpus)
-        out["gpu.model"] = _models(str(g.get("name")) for g in gpus)
+        # a GPU whose name NVML could not read (null) is no model "None" of its own
+        out["gpu.model"] = _models(_str(g.get("name")) or UNNAMED_GPU for g in gpus)
         out.update(_package_fields(doc))
         if "torch.version" not in out and isinstance(doc.get("packages"), dict):
             # The doctor's --quick never imports torch; its installed version is still known.
             out["torch.version"] = _str(doc["packages"].get("torch"))
         return out
+
+
+#: A GPU's model where its report names none (NVML could not read it): never a pool of its own.
+UNNAMED_GPU = "(unnamed GPU)"
 
 
 def _models(names: Iterable[str]) -> str | None:
@@ -895,7 +900,9 @@ def _known_fix(text: str) -> dict[str, str | None] | None:
 
 #: What a verified figure that is not one says (0 or below, past :data:`MAX_FIGURE`, not a number): the
 #: device has no figure in the fleet's comparison, which must not go unsaid.
-UNMEASURED = "a verified figure that is not a measurement (0 or below, or none): not compared"
+UNMEASURED = (
+    "a verified figure that is not a measurement (0 or below, past any device's, or not a number): not compared"
+)
 UNMEASURED_ID = "figure.invalid"
 
 UNMEASURED_FIX = {
@@ -906,9 +913,15 @@ UNMEASURED_FIX = {
 
 
 def _value_words(value: Any, unit: Any) -> str:
-    """A figure that is not one, as it was written (a hand-edited report's may be anything: a few characters)."""
-    said = "none" if value is None else repr(value) if not isinstance(value, str) else f"“{value[:40]}”"
-    return f"{said} {unit[:40]}" if type(unit) is str and unit else said
+    """A figure that is not one, as it was written: a hand-edited report's may be anything (a list nested
+    a thousand deep, whose repr overflowed the stack), so as its JSON, cut to a few characters."""
+    said = "none" if value is None else json_words(value, 40)
+    return f"{said} {_words(unit)}" if type(unit) is str and unit else said
+
+
+def _words(value: Any, limit: int = 80) -> str:
+    """A name from a document (a benchmark's id, case, device) for a problem's words, whatever it holds."""
+    return value[:limit] if type(value) is str else json_words(value, 40)
 
 
 @register
@@ -966,7 +979,8 @@ class Bench(Adapter):
             # The fleet's finding, not the bench's (whose verdict on it was ok): said as the fleet's, which
             # leaves the report's own status as it is (Adapter.judge), one problem for every such figure.
             value = _value_words(r.value, r.unit)
-            summary = f"{r.id or '?'} {r.case or ''} on {r.device or '?'}: {value}, {UNMEASURED}".replace("  ", " ")
+            case = f" {_words(r.case)}" if r.case else ""
+            summary = f"{_words(r.id or '?')}{case} on {_words(r.device or '?')}: {value}, {UNMEASURED}"
             out.append((None, Problem(source, "fleet", UNMEASURED_ID, Status.WARN, summary, dict(UNMEASURED_FIX))))
         return out + _spec_verdicts(source, kind, _dict(doc.get("spec")).get("verdicts"))
 

@@ -38,6 +38,7 @@ from envcheck.core.exit import ExitCode, exit_code_for
 from envcheck.core.model import Status, worst
 from envcheck.fleet.kinds import (
     SPAN_LISTED,
+    UNNAMED_GPU,
     Digest,
     Figures,
     Group,
@@ -1048,7 +1049,7 @@ def _mixed_gpus(
     mixed, single = [], 0
     for host, own in fields.items():
         model = own.get("gpu.model", (0, None))[1]
-        if isinstance(model, str) and model.strip():
+        if isinstance(model, str) and model.strip() and UNNAMED_GPU not in model:
             if _mixed(model):
                 mixed.append((host, model))
             else:
@@ -1153,10 +1154,11 @@ def _missing_reports(
     measured. A kind only some nodes run (a comm job's one report, a bench of a sample of the fleet)
     warns of nothing.
 
-    With ``models`` (host -> its pool's GPU model: :func:`_pools`), a node of a pool is held to its pool's
-    nodes: a fleet that benches its H100 pool and not its A100s is two pools run apart, and a fleet-wide
-    majority warned every A100 node of a bench it was never meant to have. A node in no pool is held to the
-    fleet."""
+    With ``models`` (host -> its pool's GPU model: :func:`_pools`), a pool none of whose nodes has a kind
+    does not run it: a fleet that benches its H100 pool and not its A100s is two pools run apart, and a
+    fleet-wide majority warned every A100 node of a bench it was never meant to have. A node of a pool that
+    does run it warns where most of its pool, or of the fleet, has one (a pool of two, one bench lost); a
+    node in no pool, where most of the fleet has one."""
     models = models or {}
     pools: dict[str, set[str]] = {}
     for host in refs:
@@ -1173,16 +1175,24 @@ def _missing_reports(
             "(its job's log, or the sources this report lists as skipped).",
             "command": f"envcheck {kind} --json",
         }
-        said: dict[str | None, str | None] = {}  # per pool (None: the fleet), its words, or None: no warning
+        fleet = (
+            f"no {kind} report, where {len(hosts)} of the {len(refs)} nodes have one"
+            if len(hosts) * 2 > len(refs)
+            else None
+        )
+        said: dict[str | None, str | None] = {None: fleet}  # per pool (None: the fleet), its words, or None: none
         for host in sorted(refs.keys() - hosts):
             model = models.get(host)
             if model not in said:
-                among = pools[model] if model is not None else refs.keys()
+                among = pools[model]
                 have = len(among & hosts)
-                of = f" of {model}" if model is not None else ""
+                # held to its pool where most of its pool has one; a pool none of whose nodes has one never
+                # runs it; else (a pool of two, one bench lost) to the fleet, as a node of no pool is
                 said[model] = (
-                    f"no {kind} report, where {have} of the {len(among)} nodes{of} have one"
+                    f"no {kind} report, where {have} of the {len(among)} nodes of {model} have one"
                     if have * 2 > len(among)
+                    else fleet
+                    if have
                     else None
                 )
             if said[model] is not None:
@@ -1266,7 +1276,7 @@ def _pools(fields: dict[str, dict[str, tuple[tuple[int, float], Any]]]) -> dict[
     spellings: dict[str, dict[str, int]] = {}
     for host, own in fields.items():
         model = own.get("gpu.model", (0, None))[1]
-        if not isinstance(model, str) or not model.strip() or _mixed(model):
+        if not isinstance(model, str) or not model.strip() or _mixed(model) or UNNAMED_GPU in model:
             continue
         key = pool_key(model)
         members.setdefault(key, []).append(host)

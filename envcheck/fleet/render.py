@@ -62,11 +62,18 @@ def models_of(value: Any, models: list[str], said: str = "{}") -> str:
     return "" if models == [value] else said.format(", ".join(models))
 
 
+def drifting(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The document's drifting fields: those not listed by GPU model."""
+    return [d for d in html.items(doc.get("drift")) if d.get("by_model") is not True]
+
+
 def by_model_fields(doc: dict[str, Any]) -> list[tuple[str, list[tuple[Any, int, list[str]]]]]:
     """The fields whose values differ only between GPU models: (title, [(value, nodes, its models)]), read
     from a document that may hold anything (a value without a count or models is left out)."""
     out = []
-    for d in html.items(doc.get("by_model")):
+    for d in html.items(doc.get("drift")):
+        if d.get("by_model") is not True:
+            continue
         values = [
             (v.get("value"), v["count"], [str(m) for m in html.lst(v.get("models"))])
             for v in html.items(d.get("values"))
@@ -675,7 +682,7 @@ def render_text(doc: dict[str, Any], console: Console, options: RenderOptions | 
         say(f"\n{mark(console, status)} {what} {shared_by(groups, everywhere)} (above): {escape(names(hosts))}")
     if healthy:
         say(f"\n{mark(console, 'ok')} {plural(len(healthy), 'node')} ok: {escape(names(healthy))}")
-    drift = doc.get("drift") or []
+    drift = drifting(doc)
     if drift:
         say("\n[bold]Drift[/] (fields that should be the same on every node)")
         for d in drift:
@@ -947,7 +954,7 @@ def fleet_markdown(doc: dict[str, Any]) -> list[str]:
                 f"| {who} | {text_cell(item['report'])} | {code(item['id'])} "
                 f"| {icon(item['status'])} | {text_cell(item['summary'])} |"
             )
-    drift = doc.get("drift") or []
+    drift = drifting(doc)
     if drift:
         lines += ["", "### Drift", "", "| field | value | nodes | hosts |", "|---|---|---|---|"]
         for d in drift:
@@ -1160,7 +1167,7 @@ def fleet_nodes(doc: dict[str, Any]) -> str:
 
 def fleet_drift(doc: dict[str, Any]) -> str:
     rows = []
-    for d in html.items(doc.get("drift")):
+    for d in drifting(doc):
         values = [v for v in html.items(d.get("values")) if isinstance(v.get("count"), int)]
         if not values:
             continue

@@ -5,9 +5,9 @@ with the envelope every envcheck report carries (its ``host`` is the machine tha
 
 * ``nodes``: every node, the failing first, with its status, the reports it rests on and the failing
   items (``failing``) and warnings (``warnings``) of those reports, each with its fix, and its slow devices;
-* ``drift``: each field with more than one value among nodes of one GPU model, each value with its hosts,
-  the majority first; ``by_model``: each field whose values differ only between GPU models (pools built
-  apart: each value with its hosts and its models), not warned of; ``uniform``: the fields the whole fleet
+* ``drift``: each field with more than one value across the fleet, each value with its hosts, the
+  majority first; ``by_model`` true where the values differ only between GPU models (pools built apart:
+  each value with its ``models`` too), which is not warned of; ``uniform``: the fields the whole fleet
   agrees on;
 * ``slow_gpus`` and ``slow_cpus``: each device more than ``threshold`` below its model's fleet median;
 * ``comparisons``: every (benchmark, model) group with its median and every device's figure, slow or
@@ -82,9 +82,9 @@ def fleet_document(
             "threshold": report.threshold,
             "summary": summary(report),
             "nodes": _nodes(report.nodes, clean),
-            "drift": [_drift(d) for d in report.drifting],
-            # fields whose values differ only between GPU models (pools built apart): listed, not warned of
-            "by_model": [_drift(d) for d in report.by_model],
+            # every field with more than one value, as ever; those whose values differ only between GPU
+            # models (pools built apart) with "by_model" true: listed, not warned of
+            "drift": [_drift(d) for d in report.drift],
             "uniform": [
                 {"field": name, "title": field_title(name), "value": value, "nodes": count}
                 for name, value, count in report.uniform
@@ -344,7 +344,7 @@ def _drift(d: Drift) -> dict[str, Any]:
     if d.models is not None:
         for value, models in zip(values, d.models, strict=True):
             value["models"] = list(models)
-    return {"field": d.field, "title": d.title, "values": values}
+    return {"field": d.field, "title": d.title, "by_model": d.by_model, "values": values}
 
 
 def _plural(n: int, word: str, plural: str | None = None) -> str:

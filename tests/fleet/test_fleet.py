@@ -266,8 +266,11 @@ def test_the_json_contract(rack: dict[str, Any]) -> None:
         for item in n["failing"] + n["warnings"]:
             assert set(item) == {"report", "source", "id", "status", "summary", "fix"}
     for d in doc["drift"]:
-        assert set(d) == {"field", "title", "values"} and len(d["values"]) > 1
-        assert all(set(v) == {"value", "count", "hosts"} for v in d["values"])
+        assert set(d) == {"field", "title", "by_model", "values"} and len(d["values"]) > 1
+        # each value's GPU models, where they differ by model (pools built apart) alone
+        assert all(
+            set(v) == {"value", "count", "hosts"} | ({"models"} if d["by_model"] else set()) for v in d["values"]
+        )
         counts = [v["count"] for v in d["values"]]
         assert counts == sorted(counts, reverse=True)
     keys = {"hostname", "index", "uuid", "pci_bus_id", "id", "model", "value", "fleet_median", "shortfall"}

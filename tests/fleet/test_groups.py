@@ -1565,6 +1565,15 @@ def test_a_text_of_many_lines_is_its_first_line_and_a_count_in_the_text_report()
 A100 = "NVIDIA A100-SXM4-80GB"
 
 
+def drifting_of(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [d for d in doc["drift"] if not d["by_model"]]
+
+
+def by_model_of(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The fields listed by GPU model: in ``drift`` (which holds every field of several values, as ever)."""
+    return [d for d in doc["drift"] if d["by_model"]]
+
+
 def test_pools_of_two_gpu_models_on_their_own_stacks_are_listed_by_model_not_drift(
     real: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
@@ -1581,9 +1590,9 @@ def test_pools_of_two_gpu_models_on_their_own_stacks_are_listed_by_model_not_dri
     paths = write(tmp_path / "pools", docs)
     proc, doc = fleet(*paths)
     assert doc is not None, proc.stderr
-    assert doc["drift"] == [] and doc["status"] == "ok" and doc["summary"]["drift_fields"] == 0
+    assert drifting_of(doc) == [] and doc["status"] == "ok" and doc["summary"]["drift_fields"] == 0
     assert doc["summary"]["by_model_fields"] == 2
-    by_model = {d["field"]: d["values"] for d in doc["by_model"]}
+    by_model = {d["field"]: d["values"] for d in by_model_of(doc)}
     assert [(v["value"], v["count"], v["models"]) for v in by_model["driver.version"]] == [
         (usual, 6, [h100]),
         ("535.54.03", 4, [A100]),
@@ -1603,27 +1612,43 @@ def test_pools_of_two_gpu_models_on_their_own_stacks_are_listed_by_model_not_dri
     docs["n1"]["driver"]["version"] = "535.54.03"
     proc, doc = fleet(*write(tmp_path / "drifted", docs))
     assert doc is not None, proc.stderr
-    (drifted,) = [d for d in doc["drift"] if d["field"] == "driver.version"]
+    (drifted,) = [d for d in drifting_of(doc) if d["field"] == "driver.version"]
     assert sorted((v["value"], v["count"]) for v in drifted["values"]) == sorted([(usual, 5), ("535.54.03", 5)])
     assert "models" not in drifted["values"][0] and doc["status"] == "warn"
-    assert [d["field"] for d in doc["by_model"]] == ["gpu.model"]
+    assert [d["field"] for d in by_model_of(doc)] == ["gpu.model"]
     assert node_of(doc, "n1")["status"] == "warn"
 
 
-def test_a_node_whose_gpu_model_is_not_known_keeps_a_field_drifting(
+def test_a_node_in_no_pool_on_a_value_no_pool_has_keeps_the_field_drifting(
     real: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
-    """Where a node of no single GPU model (no GPU found, or mixed GPUs) states a field, no pool can be said
-    to agree on it: the field drifts, as it did before pools were told apart."""
-    docs = {f"n{i}": passing(real, f"n{i}") for i in range(4)}
-    for g in docs["n3"]["gpus"]:
-        g["name"] = A100
-    docs["n3"]["driver"]["version"] = "535.54.03"
-    docs["n2"]["gpus"][0]["name"] = A100  # mixed: "1× A100 + 3× H100"
-    proc, doc = fleet(*write(tmp_path / "mixed", docs))
+    """Two H100 nodes and two A100 nodes, each pair on its own driver, and a node of mixed GPUs: on a driver
+    neither pool runs, its driver drifts (every value listed, the node named first); on the A100s' driver,
+    the driver differs by model and only its GPU model drifts. A model only one node has is no pool: that
+    node on a driver of its own drifts too."""
+    docs = {f"n{i}": passing(real, f"n{i}") for i in range(5)}
+    for host in ("n2", "n3"):
+        for g in docs[host]["gpus"]:
+            g["name"] = A100
+        docs[host]["driver"]["version"] = "535.54.03"
+    docs["n4"]["gpus"][0]["name"] = A100  # mixed: "1× A100 + 3× H100"
+    docs["n4"]["driver"]["version"] = "525.60.13"
+    proc, doc = fleet(*write(tmp_path / "third", docs))
     assert doc is not None, proc.stderr
-    assert {d["field"] for d in doc["drift"]} == {"driver.version", "gpu.model"} and doc["by_model"] == []
+    assert {d["field"] for d in drifting_of(doc)} == {"driver.version", "gpu.model"} and by_model_of(doc) == []
+    (driver,) = [d for d in drifting_of(doc) if d["field"] == "driver.version"]
+    assert sorted(v["hosts"] for v in driver["values"]) == [["n0", "n1"], ["n2", "n3"], ["n4"]]
     assert doc["status"] == "warn"
+    docs["n4"]["driver"]["version"] = "535.54.03"
+    proc, doc = fleet(*write(tmp_path / "pools", docs))
+    assert doc is not None, proc.stderr
+    assert [d["field"] for d in drifting_of(doc)] == ["gpu.model"]
+    assert [d["field"] for d in by_model_of(doc)] == ["driver.version"]
+    # the A100 "pool" of one node: no pool, the fleet one of H100s, its driver drift
+    del docs["n2"], docs["n4"]
+    proc, doc = fleet(*write(tmp_path / "one", docs))
+    assert doc is not None, proc.stderr
+    assert {d["field"] for d in drifting_of(doc)} == {"driver.version", "gpu.model"} and by_model_of(doc) == []
 
 
 def test_a_verified_figure_that_is_not_a_measurement_is_said_not_dropped(
@@ -1632,8 +1657,8 @@ def test_a_verified_figure_that_is_not_a_measurement_is_said_not_dropped(
     """A verified figure of 0 or below has no place in the comparison: the device is not compared in that
     benchmark, and its node warns, as the fleet's finding (the bench report's own verdict stays ok), one
     problem for every such figure across the fleet, naming each with its fix (it was left out without a
-    word, a device read as compared that was not). Against a previous run, nothing is said to have changed
-    in what the comparison does not cover."""
+    word, a device read as compared that was not). A value of any shape is said in a few characters (a list
+    nested nearly as deep as the reader takes, whose repr overflowed the stack and ended the merge)."""
     docs = _benched(real, 4)
     first, second = docs["n2/bench"]["results"][0], docs["n2/bench"]["results"][-1]
     assert first["id"] != second["id"]
@@ -1651,7 +1676,7 @@ def test_a_verified_figure_that_is_not_a_measurement_is_said_not_dropped(
     )
     assert warned["summary"] == (
         f"{first['id']} {first['case']} on cuda:1: 0.0 {first['unit']}, a verified figure that is not a measurement "
-        "(0 or below, or none): not compared"
+        "(0 or below, past any device's, or not a number): not compared"
     )
     assert [r["status"] for r in node_of(doc, "n2")["reports"]] == ["ok", "ok"]
     assert node_of(doc, "n2")["status"] == node_of(doc, "n3")["status"] == "warn"
@@ -1661,6 +1686,16 @@ def test_a_verified_figure_that_is_not_a_measurement_is_said_not_dropped(
     assert [c["devices"] for c in doc["comparisons"] if c["id"] in (first["id"], second["id"])] == [15, 15]
     text = envcheck("fleet", str(tmp_path / "zero")).stdout
     assert f"-5.0 {second['unit']}, a verified figure" in text
+    for r in docs["n3/bench"]["results"]:
+        if r["device"] == "cuda:2" and r["id"] == second["id"]:
+            r.update(value="DEEP", case=["x" * 100_000])
+    paths = write(tmp_path / "deep", docs)
+    for path in map(Path, paths):  # nested as deep as the reader takes (json.dumps would overflow first)
+        path.write_text(path.read_text().replace('"DEEP"', "[" * 980 + "0.0" + "]" * 980))
+    proc, doc = fleet(*paths)
+    assert doc is not None and "internal error" not in proc.stderr, proc.stderr
+    (warned,) = node_of(doc, "n3")["warnings"]
+    assert warned["summary"].startswith(f'{second["id"]} ["xxxxx') and len(warned["summary"]) < 300
 
 
 def test_a_pool_benched_apart_is_held_to_its_own_pool_for_a_missing_report(
@@ -1725,11 +1760,11 @@ def test_one_odd_node_neither_undoes_the_pools_nor_passes_as_a_pool_of_its_own(
         return doc
 
     doc = run("mixed", m0="mixed")
-    assert [d["field"] for d in doc["drift"]] == ["gpu.model"]  # the mixed node, named among its values
+    assert [d["field"] for d in drifting_of(doc)] == ["gpu.model"]  # the mixed node, named among its values
     assert ("2× " + A100 + " + 2× " + h100, ("m0",)) in [
-        (v["value"], tuple(v["hosts"])) for v in doc["drift"][0]["values"]
+        (v["value"], tuple(v["hosts"])) for v in drifting_of(doc)[0]["values"]
     ]
-    (driver,) = [d for d in doc["by_model"] if d["field"] == "driver.version"]
+    (driver,) = [d for d in by_model_of(doc) if d["field"] == "driver.version"]
     assert [(v["value"], v["count"], v["models"]) for v in driver["values"]] == [
         (passing(real, "x")["driver"]["version"], 6, [h100]),
         ("535.54.03", 5, [A100]),
@@ -1741,8 +1776,8 @@ def test_one_odd_node_neither_undoes_the_pools_nor_passes_as_a_pool_of_its_own(
     )
     # an older driver's spelling of the H100: in the H100 pool, off its driver
     doc = run("spelled", h9=h100.removeprefix("NVIDIA ").lower())
-    assert "driver.version" in [d["field"] for d in doc["drift"]] and doc["status"] == "warn"
-    (driver,) = [d for d in doc["drift"] if d["field"] == "driver.version"]
+    assert "driver.version" in [d["field"] for d in drifting_of(doc)] and doc["status"] == "warn"
+    (driver,) = [d for d in drifting_of(doc) if d["field"] == "driver.version"]
     assert driver["values"][1]["hosts"][0] == "h9"  # named first among the A100s it shares the driver with
     (stack,) = [g for g in doc["problems"] if g["id"] == "stack"]
     assert stack["nodes"] == ["h9"] and stack["summary"].startswith(
@@ -1753,13 +1788,13 @@ def test_one_odd_node_neither_undoes_the_pools_nor_passes_as_a_pool_of_its_own(
     docs["p0"]["driver"]["version"] = "470.256.02"
     proc, doc = fleet(*write(tmp_path / "one", docs))
     assert doc is not None, proc.stderr
-    assert {"driver.version", "gpu.model"} <= {d["field"] for d in doc["drift"]} and doc["status"] == "warn"
+    assert {"driver.version", "gpu.model"} <= {d["field"] for d in drifting_of(doc)} and doc["status"] == "warn"
     # GPUs with no name: no pool of ""
     doc = run("unnamed", e0="", e1="", e2="")
-    assert [v["models"] for d in doc["by_model"] for v in d["values"] if "" in v["models"]] == []
+    assert [v["models"] for d in by_model_of(doc) for v in d["values"] if "" in v["models"]] == []
     # a name holding " + ": a pool like any other
     doc = run("plus", **{f"p{i}": "NVIDIA A100 + NVLink bridge" for i in range(2)})
-    assert "NVIDIA A100 + NVLink bridge" in [m for d in doc["by_model"] for v in d["values"] for m in v["models"]]
+    assert "NVIDIA A100 + NVLink bridge" in [m for d in by_model_of(doc) for v in d["values"] for m in v["models"]]
 
 
 def test_a_hosts_slow_gpus_are_named_together() -> None:
@@ -1812,3 +1847,39 @@ def test_gpus_a_driver_names_otherwise_are_compared_with_their_models_fleet(
         short["nodes"] == ["n3"]
         and short["summary"] == f"3 GPUs ({h100}) where 3 of the 4 nodes with this model have 4"
     )
+
+
+def test_a_pool_that_runs_a_kind_warns_of_a_node_without_it_however_small(
+    real: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Eight H100 nodes and two A100 nodes, all benched but one A100: a pool of two whose one bench is lost
+    is no majority of its pool, and the node warns as it would in a fleet of one model (held to the fleet)."""
+    docs: dict[str, dict[str, Any]] = {}
+    for i in range(10):
+        doctor = passing(real, f"n{i}")
+        if i >= 8:
+            for g in doctor["gpus"]:
+                g["name"] = A100
+        docs[f"n{i}/doctor"] = doctor
+        if i != 9:
+            docs[f"n{i}/bench"] = gpu_bench(real["bench_cpu"], doctor)
+    write(tmp_path, docs)
+    proc, doc = fleet(str(tmp_path))
+    assert doc is not None, proc.stderr
+    (group,) = [g for g in doc["problems"] if g["id"] == "report.missing"]
+    assert group["nodes"] == ["n9"] and group["summary"] == "no bench report, where 9 of the 10 nodes have one"
+
+
+def test_gpus_whose_names_nvml_could_not_read_are_no_pool(real: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    """Ten H100 nodes and two whose GPUs have no name (null: NVML could not read it) on another driver: no
+    pool "None" agrees with itself; the driver drifts and the fleet warns."""
+    docs = {f"n{i}": passing(real, f"n{i}") for i in range(12)}
+    for host in ("n10", "n11"):
+        docs[host]["driver"]["version"] = "470.1"
+        for g in docs[host]["gpus"]:
+            g["name"] = None
+    proc, doc = fleet(*write(tmp_path, docs))
+    assert doc is not None, proc.stderr
+    assert {"driver.version", "gpu.model"} <= {d["field"] for d in drifting_of(doc)} and by_model_of(doc) == []
+    (model,) = [d for d in doc["drift"] if d["field"] == "gpu.model"]
+    assert model["values"][1]["value"] == "(unnamed GPU)" and doc["status"] == "warn"
