@@ -1121,22 +1121,35 @@ def _off_stack(
         for name, (_, value) in own.items():
             if name not in STACK_HARDWARE and value is not None:
                 mine.setdefault(name, {}).setdefault(value, []).append(host)
+    named = {key: max(said.items(), key=lambda kv: (kv[1], str(kv[0])))[0] for key, said in spelled.items()}
+    # each model's usual value of each field (what at least STACK_MOST of its nodes stating it have)
+    usual_of: dict[str, dict[Any, Any]] = {}
+    for key, by_field in by_model.items():
+        for name, values in by_field.items():
+            usual, most = max(values.items(), key=lambda kv: (len(kv[1]), str(kv[0])))
+            if len(most) >= STACK_MOST * sum(len(hosts) for hosts in values.values()):
+                usual_of.setdefault(name, {})[key] = (usual, len(most))
     differs: dict[str, dict[str, str]] = {}
     for key, by_field in by_model.items():
-        model = max(spelled[key].items(), key=lambda kv: (kv[1], str(kv[0])))[0]
+        model = named[key]
         for name, values in sorted(by_field.items(), key=lambda kv: _field_order(kv[0])):
-            if len(values) < 2:
+            if len(values) < 2 or key not in usual_of.get(name, {}):
                 continue
+            usual, most = usual_of[name][key]
             stating = sum(len(hosts) for hosts in values.values())
-            usual, most = max(values.items(), key=lambda kv: (len(kv[1]), str(kv[0])))
-            if len(most) < STACK_MOST * stating:
-                continue
             of = f"the {stating} nodes" + (f" of {model}" if isinstance(model, str) else "")
             for value, hosts in values.items():
                 if value != usual:
+                    # another model's own (an H100 node given the A100 nodes' image) says where it came from
+                    theirs = sorted(
+                        str(named[other])
+                        for other, (its, _) in usual_of[name].items()
+                        if other != key and its == value and isinstance(named[other], str)
+                    )
+                    whose = f" (as the nodes of {', '.join(theirs)} have)" if theirs else ""
                     for host in hosts:
                         differs.setdefault(host, {})[name] = (
-                            f"{field_title(name)} {value} where {len(most)} of {of} have {usual}"
+                            f"{field_title(name)} {value} where {most} of {of} have {usual}{whose}"
                         )
     out = {}
     for host, said in differs.items():
