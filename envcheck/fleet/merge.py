@@ -1322,7 +1322,13 @@ def drift(by_field: dict[str, dict[Any, list[str]]], pools: dict[str, str] | Non
         if len(values) < 2:
             continue
         ranked = sorted(values.items(), key=lambda kv: (-len(kv[1]), str(kv[0])))
-        models = _models_apart([hosts for _, hosts in ranked], pools)
+        # a node of mixed GPUs is no pool's GPU model, and warns of that itself (_mixed_gpus)
+        mixed = (
+            {at for at, (v, _) in enumerate(ranked) if isinstance(v, str) and _mixed(v)}
+            if name == "gpu.model"
+            else set()
+        )
+        models = _models_apart([hosts for _, hosts in ranked], pools, mixed)
         odd = _off_their_pool([hosts for _, hosts in ranked], pools) if pools and models is None else set()
         out.append(
             Drift(
@@ -1356,9 +1362,13 @@ def _off_their_pool(hosts: list[list[str]], pools: dict[str, str]) -> set[str]:
     }
 
 
-def _models_apart(hosts: list[list[str]], pools: dict[str, str]) -> tuple[tuple[str, ...], ...] | None:
+def _models_apart(
+    hosts: list[list[str]],
+    pools: dict[str, str],
+    exempt: set[int] = frozenset(),  # type: ignore[assignment]
+) -> tuple[tuple[str, ...], ...] | None:
     """Each value's pools (``hosts``: each value's), where no pool has two values, two pools or more state
-    the field and every value is a pool's; else None (drift)."""
+    the field and every value is a pool's (or ``exempt``: said elsewhere); else None (drift)."""
     if not pools:
         return None
     seen: dict[str, int] = {}  # pool -> the value (its place) its nodes have
@@ -1370,7 +1380,7 @@ def _models_apart(hosts: list[list[str]], pools: dict[str, str]) -> tuple[tuple[
                 outside.add(at)
             elif seen.setdefault(pool, at) != at:
                 return None
-    if len(seen) < 2 or not outside <= set(seen.values()):
+    if len(seen) < 2 or not outside - exempt <= set(seen.values()):
         return None
     out: list[list[str]] = [[] for _ in hosts]
     for pool, at in sorted(seen.items()):

@@ -58,8 +58,9 @@ BY_MODEL_WHY = "values that differ only between GPU models, each model's nodes a
 
 
 def models_of(value: Any, models: list[str], said: str = "{}") -> str:
-    """A value's GPU models, in ``said``; nothing where the value is its one model (the GPU model's own line)."""
-    return "" if models == [value] else said.format(", ".join(models))
+    """A value's GPU models, in ``said``; nothing where the value is its one model (the GPU model's own line);
+    "in no pool" where only nodes of no pool have it (a node of mixed GPUs)."""
+    return "" if models == [value] else said.format(", ".join(models) or "in no pool")
 
 
 def drifting(doc: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1623,9 +1623,9 @@ def test_a_node_in_no_pool_on_a_value_no_pool_has_keeps_the_field_drifting(
     real: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
     """Two H100 nodes and two A100 nodes, each pair on its own driver, and a node of mixed GPUs: on a driver
-    neither pool runs, its driver drifts (every value listed, the node named first); on the A100s' driver,
-    the driver differs by model and only its GPU model drifts. A model only one node has is no pool: that
-    node on a driver of its own drifts too."""
+    neither pool runs, its driver drifts (every value listed); on the A100s' driver, nothing drifts (its GPU
+    model is listed by model, in no pool, and it warns of its mixed GPUs itself). A model only one node has
+    is no pool: that node on a driver of its own drifts, and so does its GPU model."""
     docs = {f"n{i}": passing(real, f"n{i}") for i in range(5)}
     for host in ("n2", "n3"):
         for g in docs[host]["gpus"]:
@@ -1635,15 +1635,16 @@ def test_a_node_in_no_pool_on_a_value_no_pool_has_keeps_the_field_drifting(
     docs["n4"]["driver"]["version"] = "525.60.13"
     proc, doc = fleet(*write(tmp_path / "third", docs))
     assert doc is not None, proc.stderr
-    assert {d["field"] for d in drifting_of(doc)} == {"driver.version", "gpu.model"} and by_model_of(doc) == []
+    assert [d["field"] for d in drifting_of(doc)] == ["driver.version"]
+    assert [d["field"] for d in by_model_of(doc)] == ["gpu.model"]  # the mixed node warns of itself
     (driver,) = [d for d in drifting_of(doc) if d["field"] == "driver.version"]
     assert sorted(v["hosts"] for v in driver["values"]) == [["n0", "n1"], ["n2", "n3"], ["n4"]]
     assert doc["status"] == "warn"
     docs["n4"]["driver"]["version"] = "535.54.03"
     proc, doc = fleet(*write(tmp_path / "pools", docs))
     assert doc is not None, proc.stderr
-    assert [d["field"] for d in drifting_of(doc)] == ["gpu.model"]
-    assert [d["field"] for d in by_model_of(doc)] == ["driver.version"]
+    assert drifting_of(doc) == [] and doc["status"] == "warn"
+    assert [d["field"] for d in by_model_of(doc)] == ["driver.version", "gpu.model"]
     # the A100 "pool" of one node: no pool, the fleet one of H100s, its driver drift
     del docs["n2"], docs["n4"]
     proc, doc = fleet(*write(tmp_path / "one", docs))
@@ -1760,9 +1761,11 @@ def test_one_odd_node_neither_undoes_the_pools_nor_passes_as_a_pool_of_its_own(
         return doc
 
     doc = run("mixed", m0="mixed")
-    assert [d["field"] for d in drifting_of(doc)] == ["gpu.model"]  # the mixed node, named among its values
-    assert ("2× " + A100 + " + 2× " + h100, ("m0",)) in [
-        (v["value"], tuple(v["hosts"])) for v in drifting_of(doc)[0]["values"]
+    # nothing drifts: the mixed node is listed under its GPU model, of no pool, and warns of itself
+    assert drifting_of(doc) == [] and doc["status"] == "warn"
+    (model,) = [d for d in by_model_of(doc) if d["field"] == "gpu.model"]
+    assert ("2× " + A100 + " + 2× " + h100, ["m0"], []) in [
+        (v["value"], v["hosts"], v["models"]) for v in model["values"]
     ]
     (driver,) = [d for d in by_model_of(doc) if d["field"] == "driver.version"]
     assert [(v["value"], v["count"], v["models"]) for v in driver["values"]] == [
