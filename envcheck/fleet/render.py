@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from envcheck.core.report import FLEET_SCHEMA
-from envcheck.fleet.kinds import FAILED_BENCHMARK, numberless
+from envcheck.fleet.kinds import FAILED_BENCHMARK, json_words, numberless
 from envcheck.fleet.since import figure_key
 from envcheck.render import RenderOptions, html, renders
 from envcheck.render.common import MARKS, Unwrapped, cell, code, escape, icon, mark, print_lines, unquoted, write_lines
@@ -130,7 +130,7 @@ def verdict(doc: dict[str, Any]) -> str:
     slower = len({s.get("device") for s in html.items(since.get("slower"))}) if isinstance(since, dict) else 0
     vanished = len(html.lst(since.get("vanished"))) if isinstance(since, dict) else 0
     if vanished:  # a node that stopped reporting overnight is as urgent as a slower card
-        rest.append(f"{plural(vanished, 'node')} of the previous report gone")
+        rest.append(f"{plural(vanished, 'node')} vanished since the previous report")
     if slower:
         rest.append(f"{plural(slower, 'device')} slower than in the previous report")
     return head + (f"; {', '.join(rest)}" if rest else "")
@@ -156,12 +156,28 @@ def headed(group: dict[str, Any], nodes: int, limit: int = NAMES_SHOWN) -> str:
     if len(html.items(group.get("words"))) < 2 or group.get("all_but") or not _words_cover(group):
         return on_nodes(group, nodes, limit)  # (all but a few: those few are named, as nodes without it)
     count = _count(group.get("count"))
-    return f"on all {nodes} nodes" if count == nodes and nodes > 1 else f"on {plural(count, 'node')}"
+    said = f"on all {nodes} nodes" if count == nodes and nodes > 1 else f"on {plural(count, 'node')}"
+    return said + new_since(group, limit)
+
+
+def new_since(group: dict[str, Any], limit: int = NAMES_SHOWN) -> str:
+    """What follows where a problem is, with ``--since``: the nodes it is new on (:func:`with_devices`), so
+    that "Fix first" says which of its nodes are news."""
+    fresh = [str(n) for n in html.lst(group.get("new_nodes"))]
+    if not fresh:
+        return ""
+    if len(fresh) == _count(group.get("count")):
+        return " (new since the previous report)"
+    return f" (new since the previous report on {names(fresh, limit)})"
 
 
 def on_nodes(group: dict[str, Any], nodes: int, limit: int = NAMES_SHOWN) -> str:
     """Where a problem is: "on all 1000 nodes" (a fleet-wide setting is one line), else its nodes named;
-    a slow group names its devices (host and GPU index)."""
+    a slow group names its devices (host and GPU index); and where it is new (:func:`new_since`)."""
+    return _on_nodes_only(group, nodes, limit) + new_since(group, limit)
+
+
+def _on_nodes_only(group: dict[str, Any], nodes: int, limit: int = NAMES_SHOWN) -> str:
     count = _count(group.get("count"))
     if count == nodes and nodes > 1:
         return f"on all {nodes} nodes"
@@ -356,6 +372,11 @@ def gpu_indexes(indexes: list[Any]) -> str:
     return " GPUs " + ", ".join(f"{r[0]}–{r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in runs)
 
 
+def _check_key(entry: dict[str, Any]) -> str:
+    """A problem's report, check and verdict as one key, whatever a hand-edited document holds there."""
+    return json_words([entry.get("report"), entry.get("id"), entry.get("status")], 1000)
+
+
 def with_devices(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """The problem groups, each slow one with ``where``: its devices by host and GPU index; one on all
     but a few nodes (:data:`ALL_BUT`) with ``all_but``: the nodes without it."""
@@ -368,8 +389,15 @@ def with_devices(doc: dict[str, Any]) -> list[dict[str, Any]]:
     # or cooling, where "node5 GPU 0, node5 GPU 1, ..." read as eight cards)
     named = {key: [host + gpu_indexes(found) for host, found in hosts.items()] for key, hosts in by_host.items()}
     hosts = [str(n.get("hostname")) for n in html.items(doc.get("nodes"))]
+    since = doc.get("since")
+    new: dict[str, set[str]] = {}  # what is new since the previous report, and where
+    for e in html.items(since.get("new")) if isinstance(since, dict) else ():
+        new.setdefault(_check_key(e), set()).update(map(str, html.lst(e.get("nodes"))))
     out = []
     for g in html.items(doc.get("problems")):
+        fresh = new.get(_check_key(g)) if new else None
+        if fresh:
+            g = {**g, "new_nodes": [str(n) for n in html.lst(g.get("nodes")) if str(n) in fresh]}
         if str(g.get("id", "")).startswith("slow."):
             g = {**g, "where": named.get((g.get("id"), g.get("model")))}
         elif len(hosts) >= ALL_BUT_FROM and len(hosts) - ALL_BUT <= _count(g.get("count")) < len(hosts):

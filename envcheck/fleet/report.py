@@ -393,7 +393,7 @@ def summary(report: FleetReport, slower: int = 0, vanished: int = 0) -> dict[str
     if duplicates:
         parts.append(f"{_plural(duplicates, 'duplicate')}")
     if vanished:
-        parts.append(f"{_plural(vanished, 'node')} of the previous report gone")
+        parts.append(f"{_plural(vanished, 'node')} vanished since the previous report")
     if slower:
         parts.append(f"{_plural(slower, 'device')} slower than in the previous report")
     read = f"{_plural(report.reports_read, 'report')} read"

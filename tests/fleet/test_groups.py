@@ -283,9 +283,16 @@ def test_since_a_previous_run(real: dict[str, dict[str, Any]], tmp_path: Path) -
         "1 device slower in 2 figures" in screen
     )
     assert "NEW doctor gpu.ecc fail on 1 node: node0030" in text and "VANISHED 1 node: node0039" in text
+    # and "Fix first" says which of a problem's nodes are new
+    assert "doctor gpu.ecc fail on 2 nodes: node0017, node0030 (new since the previous report on node0030)" in text
+    for form in ("markdown", "html"):
+        said = envcheck("fleet", str(tmp_path / "run2"), "--since", str(first), "--format", form).stdout
+        assert "node0017, node0030 (new since the previous report on node0030)" in said, form
     # a node that no longer reports is in the verdict, as a slower card is
-    assert "1 node of the previous report gone, 1 device slower than in the previous report" in text.splitlines()[1]
-    assert "1 node of the previous report gone" in doc["summary"]["text"]
+    assert (
+        "1 node vanished since the previous report, 1 device slower than in the previous report" in text.splitlines()[1]
+    )
+    assert "1 node vanished since the previous report" in doc["summary"]["text"]
     assert f"SLOWER {card['uuid']} on node0040 (was on node0002)" in text
     assert text.count("SLOWER ") == 1  # one card, two figures: one line naming both
     assert all(f"{s['id']} " in text.split("SLOWER ")[1].splitlines()[0] for s in since["slower"])
@@ -1034,7 +1041,9 @@ def test_a_gpu_that_crashes_every_benchmark_is_one_entry_in_each_format(
     text = envcheck("fleet", str(run2), "--since", str(first)).stdout
     screen = first_screen(text)
     assert "2 problems across the fleet" in screen[1] and "1 new failure on 2 nodes" in screen[2]
-    assert [line for line in screen if line.startswith("[CRASH]")] == [f"[CRASH] {title} on 2 nodes"]
+    assert [line for line in screen if line.startswith("[CRASH]")] == [
+        f"[CRASH] {title} on 2 nodes (new since the previous report)"
+    ]
     for device, reason in (("cuda:0", launch), ("cuda:2", illegal)):  # gpu1's second GPU is not left out
         assert any(line.strip().startswith("on gpu1:") and f"{device}: {reason}" in line for line in screen)
     assert any("host.ulimits warn on all 6 nodes" in line for line in screen)
@@ -1293,7 +1302,10 @@ def test_since_says_the_benchmarks_new_alike_in_one_line_as_fix_first_does(
     entries = [line for line in text.splitlines() if line.startswith("[CRASH]")]
     # (the second's lines name its two nodes with their words, cuda:0 on one, cuda:1 on the other: its title
     # counts them)
-    assert entries == [f"[CRASH] bench {ran[0]} crash on 2 nodes: n0, n1", f"[CRASH] bench {ran[1]} crash on 2 nodes"]
+    assert entries == [
+        f"[CRASH] bench {ran[0]} crash on 2 nodes: n0, n1 (new since the previous report)",
+        f"[CRASH] bench {ran[1]} crash on 2 nodes (new since the previous report)",
+    ]
     new = [line.strip() for line in text.splitlines() if line.strip().startswith("NEW ")]
     assert new == [f"NEW bench {ran[0]} crash on 2 nodes: n0, n1", f"NEW bench {ran[1]} crash on 2 nodes: n0, n1"]
     assert "2 new failures on 2 nodes" in text
@@ -1303,7 +1315,7 @@ def test_since_says_the_benchmarks_new_alike_in_one_line_as_fix_first_does(
     _crashed(died, "n2", "cuda:3", "not run: worker exited with status 1: " + fault, set(ran[1:]))
     text = envcheck("fleet", str(_dir(tmp_path / "run3", died)), "--since", str(first)).stdout
     entries = [line for line in text.splitlines() if line.startswith("[CRASH]")]
-    assert entries == [f"[CRASH] bench {', '.join(ran)} crash on 1 node: n2"], text
+    assert entries == [f"[CRASH] bench {', '.join(ran)} crash on 1 node: n2 (new since the previous report)"], text
     assert [line.strip() for line in text.splitlines() if line.strip().startswith("NEW ")] == [
         f"NEW bench {', '.join(ran)} crash on 1 node: n2"
     ]
