@@ -1711,21 +1711,30 @@ def test_a_verified_figure_that_is_not_a_measurement_is_said_not_dropped(
     assert warned["summary"].startswith(f'{second["id"]} ["xxxxx') and len(warned["summary"]) < 300
 
 
+def _pools_benched(
+    real: dict[str, dict[str, Any]], nodes: int, *, a100_from: int, benched: range
+) -> dict[str, dict[str, Any]]:
+    """``nodes`` doctor reports, H100 nodes then A100 ones from ``a100_from``, and a bench report of those
+    ``benched``."""
+    docs: dict[str, dict[str, Any]] = {}
+    for i in range(nodes):
+        doctor = passing(real, f"n{i}")
+        if i >= a100_from:
+            for g in doctor["gpus"]:
+                g["name"] = A100
+        docs[f"n{i}/doctor"] = doctor
+        if i in benched:
+            docs[f"n{i}/bench"] = gpu_bench(real["bench_cpu"], doctor)
+    return docs
+
+
 def test_a_pool_benched_apart_is_held_to_its_own_pool_for_a_missing_report(
     real: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
     """Six H100 nodes benched, three A100 nodes never meant to be: the A100s do not warn of a bench report
     most of the fleet has (a fleet-wide majority warned each of them), and an H100 node whose bench is
     missing warns, held to its pool's nodes."""
-    docs: dict[str, dict[str, Any]] = {}
-    for i in range(9):
-        doctor = passing(real, f"n{i}")
-        if i >= 6:
-            for g in doctor["gpus"]:
-                g["name"] = A100
-        docs[f"n{i}/doctor"] = doctor
-        if i < 5:
-            docs[f"n{i}/bench"] = gpu_bench(real["bench_cpu"], doctor)
+    docs = _pools_benched(real, 9, a100_from=6, benched=range(5))
     write(tmp_path, docs)
     proc, doc = fleet(str(tmp_path))
     assert doc is not None, proc.stderr
@@ -1870,15 +1879,7 @@ def test_a_pool_that_runs_a_kind_warns_of_a_node_without_it_however_small(
 ) -> None:
     """Eight H100 nodes and two A100 nodes, all benched but one A100: a pool of two whose one bench is lost
     is no majority of its pool, and the node warns as it would in a fleet of one model (held to the fleet)."""
-    docs: dict[str, dict[str, Any]] = {}
-    for i in range(10):
-        doctor = passing(real, f"n{i}")
-        if i >= 8:
-            for g in doctor["gpus"]:
-                g["name"] = A100
-        docs[f"n{i}/doctor"] = doctor
-        if i != 9:
-            docs[f"n{i}/bench"] = gpu_bench(real["bench_cpu"], doctor)
+    docs = _pools_benched(real, 10, a100_from=8, benched=range(9))
     write(tmp_path, docs)
     proc, doc = fleet(str(tmp_path))
     assert doc is not None, proc.stderr
