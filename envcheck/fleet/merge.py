@@ -701,9 +701,12 @@ class Merger:
         shared = _duplicate_gpus(self.uuid_seen)
         fleet_problems = _fewer_gpus(self.fields, self.refs)
         pools = _pools(self.fields)
+        mixed = _mixed_gpus(self.fields, self.refs)
+        # the GPU models of the nodes that warn of their mixed GPUs: listed by model, in no pool, not drift
+        warned = {self.fields[host]["gpu.model"][1] for host in mixed}
         for more in (
             _missing_reports(self.refs, pools),
-            _mixed_gpus(self.fields, self.refs),
+            mixed,
             _shared_gpus(shared, self.refs),
             _off_stack(self.fields, self.refs),
         ):
@@ -712,7 +715,7 @@ class Merger:
         nodes = _nodes(self.refs, self.problems, compared, fleet_problems, gpus)
         return FleetReport(
             nodes=tuple(nodes),
-            drift=tuple(drift(by_field, pools)),
+            drift=tuple(drift(by_field, pools, warned)),
             uniform=tuple(uniform(by_field)),
             comparisons=tuple(compared),
             duplicate_hosts=tuple(
@@ -1122,6 +1125,15 @@ def _off_stack(
             if name not in STACK_HARDWARE and value is not None:
                 mine.setdefault(name, {}).setdefault(value, []).append(host)
     named = {key: max(said.items(), key=lambda kv: (kv[1], str(kv[0])))[0] for key, said in spelled.items()}
+    # the models whose value another's node may be said to run: pools (two nodes or more of one named model)
+    pools = {
+        key
+        for key, said in spelled.items()
+        if isinstance(named[key], str)
+        and not _mixed(named[key])
+        and UNNAMED_GPU not in named[key]
+        and sum(said.values()) >= POOL_MIN
+    }
     # each model's usual value of each field (what at least STACK_MOST of its nodes stating it have)
     usual_of: dict[str, dict[Any, Any]] = {}
     for key, by_field in by_model.items():
@@ -1129,6 +1141,11 @@ def _off_stack(
             usual, most = max(values.items(), key=lambda kv: (len(kv[1]), str(kv[0])))
             if len(most) >= STACK_MOST * sum(len(hosts) for hosts in values.values()):
                 usual_of.setdefault(name, {})[key] = (usual, len(most))
+    owners: dict[str, dict[Any, list[str]]] = {}  # field -> value -> the pools that usually run it
+    for name, usual in usual_of.items():
+        for key, (value, _) in usual.items():
+            if key in pools:
+                owners.setdefault(name, {}).setdefault(value, []).append(key)
     differs: dict[str, dict[str, str]] = {}
     for key, by_field in by_model.items():
         model = named[key]
@@ -1141,12 +1158,14 @@ def _off_stack(
             for value, hosts in values.items():
                 if value != usual:
                     # another model's own (an H100 node given the A100 nodes' image) says where it came from
-                    theirs = sorted(
-                        str(named[other])
-                        for other, (its, _) in usual_of[name].items()
-                        if other != key and its == value and isinstance(named[other], str)
+                    theirs = sorted(str(named[other]) for other in owners.get(name, {}).get(value, ()) if other != key)
+                    whose = (
+                        f" (as the nodes of {', '.join(theirs)} have)"
+                        if 0 < len(theirs) <= SPAN_LISTED
+                        else f" (as the nodes of {len(theirs)} other GPU models have)"
+                        if theirs
+                        else ""
                     )
-                    whose = f" (as the nodes of {', '.join(theirs)} have)" if theirs else ""
                     for host in hosts:
                         differs.setdefault(host, {})[name] = (
                             f"{field_title(name)} {value} where {most} of {of} have {usual}{whose}"
@@ -1167,11 +1186,10 @@ def _missing_reports(
     measured. A kind only some nodes run (a comm job's one report, a bench of a sample of the fleet)
     warns of nothing.
 
-    With ``models`` (host -> its pool's GPU model: :func:`_pools`), a pool none of whose nodes has a kind
-    does not run it: a fleet that benches its H100 pool and not its A100s is two pools run apart, and a
-    fleet-wide majority warned every A100 node of a bench it was never meant to have. A node of a pool that
-    does run it warns where most of its pool, or of the fleet, has one (a pool of two, one bench lost); a
-    node in no pool, where most of the fleet has one."""
+    With ``models`` (host -> its pool's GPU model: :func:`_pools`), a node of a pool is held to its pool: a
+    fleet that benches its H100 pool and not its A100s (or a sample of them) is two pools run apart, and a
+    fleet-wide majority warned every A100 node of a bench it was never meant to have. Where exactly half of
+    its pool has one (a pool of two, one bench lost), it is held to the fleet, as a node in no pool is."""
     models = models or {}
     pools: dict[str, set[str]] = {}
     for host in refs:
@@ -1199,13 +1217,14 @@ def _missing_reports(
             if model not in said:
                 among = pools[model]
                 have = len(among & hosts)
-                # held to its pool where most of its pool has one; a pool none of whose nodes has one never
-                # runs it; else (a pool of two, one bench lost) to the fleet, as a node of no pool is
+                # held to its pool where most of its pool has one; where half of it has (a pool of two, one
+                # bench lost), to the fleet, as a node of no pool is; else its pool does not run the kind, or
+                # runs it on a sample of its nodes
                 said[model] = (
                     f"no {kind} report, where {have} of the {len(among)} nodes of {model} have one"
                     if have * 2 > len(among)
                     else fleet
-                    if have
+                    if have * 2 == len(among)
                     else None
                 )
             if said[model] is not None:
@@ -1305,7 +1324,9 @@ def _pools(fields: dict[str, dict[str, tuple[tuple[int, float], Any]]]) -> dict[
     return out
 
 
-def drift(by_field: dict[str, dict[Any, list[str]]], pools: dict[str, str] | None = None) -> list[Drift]:
+def drift(
+    by_field: dict[str, dict[Any, list[str]]], pools: dict[str, str] | None = None, mixed: Iterable[Any] = ()
+) -> list[Drift]:
     """Each field with more than one value (field -> {value: hosts}), its values ordered by how many
     nodes have them. A field no report of a node states is absent for that node, not None: "not known"
     must not read as drift, while "no driver" (None from a doctor) does.
@@ -1315,20 +1336,18 @@ def drift(by_field: dict[str, dict[Any, list[str]]], pools: dict[str, str] | Non
     pool and an A100 pool built apart, each on its own image, is not drifting, and read as drift its verdict
     warned for as long as both pools stood. A node in no pool (mixed GPUs, none, a model of its own) is
     listed under its value and changes nothing while that is a pool's value; a value no pool has (a node of
-    its own model on a driver no pool runs) is drift."""
+    its own model on a driver no pool runs) is drift. ``mixed``: the GPU models of nodes that warn of their
+    mixed GPUs themselves (:func:`_mixed_gpus`), which are no drift of the GPU model's."""
     pools = pools or {}
+    mixed = set(mixed)
     out = []
     for name, values in sorted(by_field.items(), key=lambda kv: _field_order(kv[0])):
         if len(values) < 2:
             continue
         ranked = sorted(values.items(), key=lambda kv: (-len(kv[1]), str(kv[0])))
         # a node of mixed GPUs is no pool's GPU model, and warns of that itself (_mixed_gpus)
-        mixed = (
-            {at for at, (v, _) in enumerate(ranked) if isinstance(v, str) and _mixed(v)}
-            if name == "gpu.model"
-            else set()
-        )
-        models = _models_apart([hosts for _, hosts in ranked], pools, mixed)
+        exempt = {at for at, (v, _) in enumerate(ranked) if v in mixed} if name == "gpu.model" else set()
+        models = _models_apart([hosts for _, hosts in ranked], pools, exempt)
         odd = _off_their_pool([hosts for _, hosts in ranked], pools) if pools and models is None else set()
         out.append(
             Drift(
@@ -1400,6 +1419,13 @@ def uniform(by_field: dict[str, dict[Any, list[str]]]) -> list[tuple[str, Any, i
 # --- slow devices ------------------------------------------------------------------------------------
 
 
+def _copied(column: Column) -> Column:
+    out = Column()
+    out.extend(column.positions, column.values, list(column.sources), column.whens)
+    out.named = dict(column.named)
+    return out
+
+
 def _one_group_per_model(groups: dict[Group, Column]) -> dict[Group, Column]:
     """The groups whose models differ only in how a driver spells them (:func:`pool_key`: "H100 80GB HBM3"
     from an older driver beside "NVIDIA H100 80GB HBM3") as one, named as the one with the most figures:
@@ -1421,6 +1447,8 @@ def _one_group_per_model(groups: dict[Group, Column]) -> dict[Group, Column]:
         kept = into[group]
         if kept not in out:
             out[kept] = groups[kept]
+            if len(keyed[(kept.id, kept.device_kind, pool_key(kept.model), kept.unit, kept.quick)]) > 1:
+                out[kept] = _copied(groups[kept])  # the merger's own column is left as it was
         if group != kept:
             target = out[kept]
             for at, value, source, when in zip(

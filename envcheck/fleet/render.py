@@ -345,6 +345,8 @@ def _failed_alike(group: Any) -> tuple[Any, ...] | None:
         repr(group.get("fix")),
         fixes,
         repr(group.get("more_fixes")),
+        # with --since, where each is new (benchmarks new on other nodes, or on none, are not one thing)
+        repr(group.get("new_nodes")),
     )
 
 

@@ -1733,7 +1733,7 @@ def test_a_pool_benched_apart_is_held_to_its_own_pool_for_a_missing_report(
 ) -> None:
     """Six H100 nodes benched, three A100 nodes never meant to be: the A100s do not warn of a bench report
     most of the fleet has (a fleet-wide majority warned each of them), and an H100 node whose bench is
-    missing warns, held to its pool's nodes."""
+    missing warns, held to its pool's nodes. A pool benched on a sample of its nodes warns of nothing."""
     docs = _pools_benched(real, 9, a100_from=6, benched=range(5))
     write(tmp_path, docs)
     proc, doc = fleet(str(tmp_path))
@@ -1743,6 +1743,11 @@ def test_a_pool_benched_apart_is_held_to_its_own_pool_for_a_missing_report(
     assert group["nodes"] == ["n5"]
     assert group["summary"] == f"no bench report, where 5 of the 6 nodes of {h100} have one"
     assert [node_of(doc, f"n{i}")["status"] for i in (5, 6, 7, 8)] == ["warn", "ok", "ok", "ok"]
+    # an A100 pool benched on a sample (one node of five): its others are not missing a bench either
+    docs = _pools_benched(real, 11, a100_from=6, benched=range(7))
+    proc, doc = fleet(*write(tmp_path / "sample", docs))
+    assert doc is not None, proc.stderr
+    assert [g["nodes"] for g in doc["problems"] if g["id"] == "report.missing"] == []
 
 
 def _pools_fleet(real: dict[str, dict[str, Any]], **odd: str) -> dict[str, dict[str, Any]]:
@@ -1816,7 +1821,8 @@ def test_one_odd_node_neither_undoes_the_pools_nor_passes_as_a_pool_of_its_own(
     assert {"driver.version", "gpu.model"} <= {d["field"] for d in drifting_of(doc)} and doc["status"] == "warn"
     # GPUs with no name: no pool of ""
     doc = run("unnamed", e0="", e1="", e2="")
-    assert [v["models"] for d in by_model_of(doc) for v in d["values"] if "" in v["models"]] == []
+    assert [v["models"] for d in by_model_of(doc) for v in d["values"] if "(unnamed GPU)" in v["models"]] == []
+    assert "(unnamed GPU)" in [v["value"] for d in doc["drift"] if d["field"] == "gpu.model" for v in d["values"]]
     # a name holding " + ": a pool like any other
     doc = run("plus", **{f"p{i}": "NVIDIA A100 + NVLink bridge" for i in range(2)})
     assert "NVIDIA A100 + NVLink bridge" in [m for d in by_model_of(doc) for v in d["values"] for m in v["models"]]
@@ -1900,3 +1906,50 @@ def test_gpus_whose_names_nvml_could_not_read_are_no_pool(real: dict[str, dict[s
     assert {"driver.version", "gpu.model"} <= {d["field"] for d in drifting_of(doc)} and by_model_of(doc) == []
     (model,) = [d for d in doc["drift"] if d["field"] == "gpu.model"]
     assert model["values"][1]["value"] == "(unnamed GPU)" and doc["status"] == "warn"
+    # one GPU of a node unnamed among pools: no mixed node that warns of itself, its GPU model drifts
+    docs = _pools_fleet(real, x0="NVIDIA A100-SXM4-80GB")
+    docs["x0"]["gpus"][0]["name"] = None
+    proc, doc = fleet(*write(tmp_path / "one-unnamed", docs))
+    assert doc is not None, proc.stderr
+    assert [d["field"] for d in drifting_of(doc)] == ["gpu.model"] and doc["status"] == "warn"
+
+
+def test_a_stack_value_is_said_as_another_pools_only_of_a_pool() -> None:
+    """A node off its pool's driver, on the driver a node of mixed GPUs and a node of unnamed GPUs run: no
+    pool runs it, so the warning credits none ("as the nodes of (unnamed GPU), 1× A + 3× B have" read as if
+    they were pools)."""
+    from envcheck.core.model import Status
+    from envcheck.fleet.kinds import ReportRef
+    from envcheck.fleet.merge import _off_stack
+
+    def node(model: str, driver: str) -> dict[str, tuple[tuple[int, float], Any]]:
+        return {"gpu.model": ((0, 0.0), model), "driver.version": ((0, 0.0), driver)}
+
+    fields = {f"h{i}": node("H100", "550") for i in range(9)} | {
+        "h9": node("H100", "535"),
+        "m0": node("1× A100 + 3× H100", "535"),
+        "u0": node("(unnamed GPU)", "535"),
+    }
+    refs = {h: [ReportRef(f"{h}.json", "doctor", Status.OK, 0, None)] for h in fields}
+    (warned,) = _off_stack(fields, refs)["h9"]
+    assert warned.summary == "NVIDIA driver 535 where 9 of the 10 nodes of H100 have 550"
+    # two A100 nodes on it are a pool: said as theirs
+    fields |= {"a0": node("A100", "535"), "a1": node("A100", "535")}
+    (warned,) = _off_stack(fields, refs | {h: refs["h0"] for h in ("a0", "a1")})["h9"]
+    assert warned.summary.endswith("have 550 (as the nodes of A100 have)")
+
+
+def test_benchmarks_new_on_other_nodes_since_the_previous_report_are_not_folded() -> None:
+    """Two benchmarks that crashed alike, one of them new since the previous report: one entry said "new"
+    would be wrong of the other, so they are two."""
+    from envcheck.fleet.render import folded
+
+    def crashed(bench: str, new: list[str] | None) -> dict[str, Any]:
+        words = f"{bench} fp32 on cuda:3: CUDA error: an illegal memory access"
+        group = {"report": "bench", "id": bench, "status": "crash", "nodes": ["n2"], "summary": words}
+        return group | ({"new_nodes": new} if new is not None else {})
+
+    assert [g["id"] for g in folded([crashed("matmul", None), crashed("memory", ["n2"])])] == ["matmul", "memory"]
+    assert [(g["id"], g.get("also")) for g in folded([crashed("matmul", ["n2"]), crashed("memory", ["n2"])])] == [
+        ("matmul", ["memory"])
+    ]
