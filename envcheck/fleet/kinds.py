@@ -906,8 +906,9 @@ UNMEASURED = (
 UNMEASURED_ID = "figure.invalid"
 
 UNMEASURED_FIX = {
-    "text": "Run envcheck bench on this node again: a throughput of 0 or below (or none) is not a measurement, so "
-    "this device has no figure to compare with its siblings' (a timer that did not advance, a report edited by hand)",
+    "text": "Run envcheck bench on this node again: a throughput of 0 or below, past any device's or not a number is "
+    "not a measurement, so this device has no figure to compare with its siblings' (a timer that did not advance, a "
+    "report edited by hand)",
     "command": "envcheck bench --json",
 }
 
