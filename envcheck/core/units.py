@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from fractions import Fraction
 
 _UNITS = {
@@ -149,3 +150,15 @@ def clock(seconds: float) -> str:
     report (a truncating clock showed 59.6 s as 0:59 live and 1:00 in the report)."""
     whole = round(seconds)
     return f"{whole // 60}:{whole % 60:02d}"
+
+
+def runs(indices: Iterable[int]) -> list[list[int]]:
+    """Indices (of GPUs, say) as runs of consecutive ones, ascending and each once: what "0-3, 6" and
+    "GPUs 0–7" are written from, by the doctor's fabric checks and the fleet's slow devices alike."""
+    out: list[list[int]] = []
+    for i in sorted(set(indices)):
+        if out and i == out[-1][-1] + 1:
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out

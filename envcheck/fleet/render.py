@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from envcheck.core.report import FLEET_SCHEMA
+from envcheck.core.units import runs
 from envcheck.fleet.kinds import FAILED_BENCHMARK, json_words, numberless
 from envcheck.fleet.since import figure_key
 from envcheck.render import RenderOptions, html, renders
@@ -360,18 +361,12 @@ ALL_BUT_FROM = 10
 def gpu_indexes(indexes: list[Any]) -> str:
     """A host's devices by GPU index, as they follow its name: " GPU 3", " GPUs 0–7", " GPUs 0, 2, 5"
     (consecutive ones as a range); nothing for a device with no index (a CPU)."""
-    known = sorted({i for i in indexes if type(i) is int})
+    known = runs(i for i in indexes if type(i) is int)
     if not known:
         return ""
-    if len(known) == 1:
-        return f" GPU {known[0]}"
-    runs: list[list[int]] = []
-    for i in known:
-        if runs and i == runs[-1][-1] + 1:
-            runs[-1].append(i)
-        else:
-            runs.append([i])
-    return " GPUs " + ", ".join(f"{r[0]}–{r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in runs)
+    if len(known) == 1 and len(known[0]) == 1:
+        return f" GPU {known[0][0]}"
+    return " GPUs " + ", ".join(f"{r[0]}–{r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in known)
 
 
 def _check_key(entry: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 
 from envcheck.core.model import NA, SkipCheck, Verdict, available, fail, ok, skip, warn
 from envcheck.core.probing import Context
+from envcheck.core.units import runs
 from envcheck.doctor.areas import check
 from envcheck.doctor.checks.gpu import REFUSED_FIX, label, refused
 from envcheck.doctor.reading import nvml_state
@@ -177,14 +178,7 @@ def unordered(info: FabricInfo, gpus: list[GpuFabric]) -> list[GpuPair]:
 
 def span(indices: Iterable[int]) -> str:
     """GPU indices as a person writes them: "0-3", "0,2,5", "0-1,6"."""
-    ordered = sorted(set(indices))
-    runs: list[list[int]] = []
-    for i in ordered:
-        if runs and i == runs[-1][-1] + 1:
-            runs[-1].append(i)
-        else:
-            runs.append([i])
-    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
+    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs(indices))
 
 
 #: A finding: (severity ``fail`` or ``warn``, its words, its fix, the GPU it is about or None).
